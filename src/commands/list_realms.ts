@@ -1,0 +1,124 @@
+import { authenticationMethodsDict } from "../lib/auth-backends.js";
+import { defineCommand } from "../lib/command.js";
+import { padPy } from "../lib/output.js";
+import { pyDatetimeFromPg, pyRepr, pyStrFromPg } from "../lib/pyformat.js";
+import { realmUrl } from "../lib/settings.js";
+
+const outer = (id: string, sid: string, name: string, url: string) =>
+  `${padPy(id, 5)} ${padPy(sid, 20)} ${padPy(name, 30)} ${padPy(url, 50)}`;
+const inner = (key: string, value: string) => `${padPy(key, 40)} ${value}`;
+
+// Django attribute names that differ from the column name.
+const ATTNAME: Record<string, string> = { max_invites: "_max_invites" };
+
+export default defineCommand({
+  name: "list_realms",
+  description: "List realms in the server and it's configuration settings(optional).",
+  examples: [
+    "zulip-manage list_realms",
+    "zulip-manage list_realms --all",
+    "zulip-manage list_realms --json",
+  ],
+  configure(cmd) {
+    cmd.option("--all", "Print all the configuration settings of the realms.");
+  },
+  async run(ctx, _args, opts) {
+    const settings = ctx.config().settings;
+    const db = await ctx.db();
+    const out = ctx.out;
+
+    if (!opts.all) {
+      const { rows } = await db.query("SELECT id, string_id, name, deactivated FROM zerver_realm ORDER BY id");
+      const realms = rows.map((r) => ({ ...r, url: realmUrl(settings, r.string_id) }));
+      if (out.json) {
+        out.jsonResult({ realms: realms.map(({ id, string_id, name, url, deactivated }) => ({ id, string_id, name, url, deactivated })) });
+        return;
+      }
+      out.line(outer("id", "string_id", "name", "domain"));
+      out.line(outer("--", "---------", "----", "------"));
+      let deactivated = false;
+      for (const r of realms) {
+        const line = outer(String(r.id), r.string_id === "" ? "''" : r.string_id, r.name, r.url);
+        if (r.deactivated) {
+          deactivated = true;
+          out.line(out.style.error(line));
+        } else out.line(line);
+      }
+      if (deactivated) out.line(out.style.warning("\nRed rows represent deactivated realms."));
+      return;
+    }
+
+    // --all: every model attribute, printed the way Python prints it. Ask PostgreSQL for text so
+    // nothing is lost (microseconds, big numbers) and format by type.
+    await db.query("SET TimeZone TO 'UTC'");
+    const res = await db.client.query({
+      text: "SELECT * FROM zerver_realm ORDER BY id",
+      types: { getTypeParser: () => (v: string) => v },
+    } as any);
+    const methods = await db.query("SELECT realm_id, name FROM zerver_realmauthenticationmethod");
+    const byRealm = new Map<number, Set<string>>();
+    for (const m of methods.rows) {
+      const id = Number(m.realm_id);
+      if (!byRealm.has(id)) byRealm.set(id, new Set());
+      byRealm.get(id)!.add(m.name);
+    }
+    const backends = settings.get("AUTHENTICATION_BACKENDS") as string[];
+    const jsonRealms: unknown[] = [];
+    let deactivated = false;
+    for (const row of res.rows as Record<string, string | null>[]) {
+      const id = Number(row.id);
+      const isDeactivated = row.deactivated === "t";
+      const auth = authenticationMethodsDict(backends, byRealm.get(id) ?? new Set());
+      const printed = new Map<string, string>();
+      const values: Record<string, unknown> = {};
+      for (const f of res.fields) {
+        const key = ATTNAME[f.name] ?? f.name;
+        printed.set(key, pyStrFromPg(row[f.name], f.dataTypeID));
+        values[key] = jsonValue(row[f.name], f.dataTypeID);
+      }
+      printed.set("authentication_methods", pyRepr(auth));
+      if (out.json) {
+        jsonRealms.push({ ...values, url: realmUrl(settings, row.string_id ?? ""), authentication_methods: auth });
+        continue;
+      }
+      const emit = (line: string) => out.line(isDeactivated ? out.style.error(line) : line);
+      const ids = ["id", "name", "string_id"];
+      for (const key of ids) emit(inner(key, printed.get(key)!));
+      for (const key of [...printed.keys()].sort(pyCompare)) if (!ids.includes(key)) emit(inner(key, printed.get(key)!));
+      out.line("-".repeat(80));
+      if (isDeactivated) deactivated = true;
+    }
+    if (out.json) {
+      out.jsonResult({ realms: jsonRealms });
+      return;
+    }
+    if (deactivated) out.line(out.style.warning("\nRed is used to highlight deactivated realms."));
+  },
+});
+
+/** Python sorts str by code point. */
+function pyCompare(a: string, b: string): number {
+  const x = [...a].map((c) => c.codePointAt(0)!);
+  const y = [...b].map((c) => c.codePointAt(0)!);
+  for (let i = 0; i < Math.min(x.length, y.length); i++) if (x[i] !== y[i]) return x[i] - y[i];
+  return x.length - y.length;
+}
+
+function jsonValue(text: string | null, oid: number): unknown {
+  if (text === null) return null;
+  switch (oid) {
+    case 16:
+      return text === "t";
+    case 20:
+    case 21:
+    case 23:
+      return Number(text);
+    case 114:
+    case 3802:
+      return JSON.parse(text);
+    case 1184:
+      return pyDatetimeFromPg(text).replace(" ", "T");
+    default:
+      return text;
+  }
+}

@@ -1,0 +1,42 @@
+import { defineCommand } from "../lib/command.js";
+import { CommandError } from "../lib/errors.js";
+import { addRealmOption, getRealm } from "../lib/lookup.js";
+import { ROLE_NAMES, ROLES } from "../lib/roles.js";
+
+export default defineCommand({
+  name: "show_admins",
+  description: "Show the owners and administrators in an organization.",
+  examples: ["zulip-manage show_admins -r ''", "zulip-manage show_admins -r engineering --json"],
+  configure(cmd) {
+    addRealmOption(cmd, { required: true });
+  },
+  async run(ctx, _args, opts) {
+    const db = await ctx.db();
+    const realm = (await getRealm(db, opts.realm))!;
+    // realm.get_admin_users_and_bots(): active, role owner or administrator, bots included.
+    const { rows } = await db.query(
+      `SELECT id, delivery_email, full_name, role, is_bot FROM zerver_userprofile
+        WHERE realm_id = $1 AND is_active AND role IN ($2, $3) ORDER BY id`,
+      [realm.id, ROLES.REALM_ADMINISTRATOR, ROLES.REALM_OWNER],
+    );
+    if (rows.length === 0) throw new CommandError("There are no admins for this realm!");
+    const isHumanOwner = (u: any) => u.role === ROLES.REALM_OWNER && !u.is_bot;
+    if (ctx.out.json) {
+      ctx.out.jsonResult({
+        realm: { id: realm.id, string_id: realm.string_id },
+        administrators: rows.map((u) => ({
+          id: u.id,
+          email: u.delivery_email,
+          full_name: u.full_name,
+          role: ROLE_NAMES[u.role as number]?.api ?? String(u.role),
+          is_bot: u.is_bot,
+          owner: isHumanOwner(u),
+        })),
+      });
+      return;
+    }
+    ctx.out.line("Administrators:\n");
+    for (const u of rows) ctx.out.line(`  ${u.delivery_email} (${u.full_name})${isHumanOwner(u) ? " [owner]" : ""}`);
+    ctx.out.line('\nYou can use the "change_user_role" management command to adjust roles.');
+  },
+});

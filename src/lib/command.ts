@@ -1,0 +1,32 @@
+// The shape every command module in src/commands/ exports, and the context it runs in.
+import type { Command } from "commander";
+import type { Context } from "./context.js";
+
+export interface CommandModule {
+  /** Zulip's name for the command, e.g. "list_realms". */
+  name: string;
+  /** The help text manage.py shows (first paragraph) plus anything we add. */
+  description: string;
+  /** Example invocations shown at the end of --help. */
+  examples: string[];
+  /** Declare arguments and options on the commander Command. */
+  configure?(cmd: Command): void;
+  /** Run the command. Throw CommandError/UsageError/EnvironmentError to fail. Return an exit code or nothing (0). */
+  run(ctx: Context, args: string[], opts: Record<string, any>): Promise<number | void>;
+}
+
+export function defineCommand(mod: CommandModule): CommandModule {
+  return mod;
+}
+
+export type Group = "Organizations" | "Users" | "Email and links" | "Push notifications" | "Maintenance";
+export const GROUP_ORDER: Group[] = ["Organizations", "Users", "Email and links", "Push notifications", "Maintenance"];
+
+export interface CommandEntry {
+  name: string;
+  group: Group;
+  summary: string;
+  /** Whether the command writes to the database or files (shown in help). */
+  writes?: boolean;
+  load(): Promise<{ default: CommandModule }>;
+}

@@ -1,0 +1,50 @@
+// Everything a running command needs, created once per invocation: global options, output,
+// configuration (loaded on first use) and the database connection (opened on first use and
+// closed by the CLI when the command ends).
+import { type Config, loadConfig } from "./config.js";
+import type { Db } from "./db.js";
+import { Output } from "./output.js";
+import { type Paths, resolvePaths } from "./paths.js";
+
+export interface GlobalOptions {
+  confDir?: string;
+  json?: boolean;
+  color?: boolean;
+  traceback?: boolean;
+  allowRoot?: boolean;
+}
+
+export class Context {
+  readonly out: Output;
+  readonly paths: Paths;
+  private configCache?: Config;
+  private dbPromise?: Promise<Db>;
+
+  constructor(readonly globals: GlobalOptions, readonly env: NodeJS.ProcessEnv = process.env) {
+    this.out = new Output({ json: globals.json, color: globals.color });
+    this.paths = resolvePaths(globals.confDir, env);
+  }
+
+  config(): Config {
+    if (!this.configCache) this.configCache = loadConfig(this.paths);
+    return this.configCache;
+  }
+
+  db(): Promise<Db> {
+    if (!this.dbPromise) {
+      const config = this.config();
+      this.dbPromise = import("./db.js").then((m) => m.connect(config, this.env));
+    }
+    return this.dbPromise;
+  }
+
+  async close(): Promise<void> {
+    if (this.dbPromise) {
+      try {
+        await (await this.dbPromise).close();
+      } catch {
+        /* connection never opened */
+      }
+    }
+  }
+}

@@ -1,0 +1,263 @@
+// The one database connection a command uses, derived exactly as Zulip's computed_settings.py
+// derives DATABASES, with the standard libpq variables (PGHOST, PGPORT, PGDATABASE, PGUSER,
+// PGPASSWORD, PGSSLMODE) overriding each piece. `pg` is imported lazily: commands that never
+// touch the database do not pay for it.
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import type { Client, ClientConfig } from "pg";
+import type { Config } from "./config.js";
+import { EnvironmentError } from "./errors.js";
+import { releaseForMigration, ZERVER_MIGRATION_FLOOR } from "./zulip-versions.js";
+
+/** What library functions need from a connection (a pg Client satisfies it). */
+export interface Queryable {
+  query(text: string, values?: unknown[]): Promise<{ rows: any[]; rowCount: number | null }>;
+}
+
+export interface ConnectionPlan {
+  hosts: string[]; // one entry per host to try; a Unix socket directory starts with '/'
+  port: number;
+  database: string;
+  user: string;
+  password?: string;
+  sslmode: string;
+  /** Several hosts: connect to the one that accepts writes (libpq target_session_attrs=read-write). */
+  readWrite: boolean;
+  /** Human-readable origin of each piece, for error messages and `doctor`. */
+  describe: string;
+}
+
+export const CONNECT_TIMEOUT_MS = 2000; // Zulip: OPTIONS connect_timeout=2
+
+export function planConnection(config: Config, env: NodeJS.ProcessEnv = process.env): ConnectionPlan {
+  const s = config.settings;
+  const database = config.conf("postgresql", "database_name") || "zulip";
+  const user = config.conf("postgresql", "database_user") || "zulip";
+  let hostSpec = "/var/run/postgresql";
+  let port = 5432;
+  let password: string | undefined;
+  let sslmode = "prefer";
+  const remoteHost = s.get("REMOTE_POSTGRES_HOST") as string;
+  if (remoteHost) {
+    hostSpec = remoteHost;
+    const remotePort = s.get("REMOTE_POSTGRES_PORT");
+    if (remotePort !== "" && remotePort !== null && remotePort !== undefined) port = Number(remotePort);
+    password = config.secret("postgres_password");
+    sslmode = (s.get("REMOTE_POSTGRES_SSLMODE") as string) || "verify-full";
+  } else if (user !== "zulip" && config.secret("postgres_password") !== undefined) {
+    hostSpec = "localhost";
+    password = config.secret("postgres_password");
+  }
+  if (env.PGHOST) hostSpec = env.PGHOST;
+  if (env.PGPORT) port = Number(env.PGPORT);
+  const plan: ConnectionPlan = {
+    hosts: hostSpec.split(",").map((h) => h.trim()).filter(Boolean),
+    port,
+    database: env.PGDATABASE || database,
+    user: env.PGUSER || user,
+    password: env.PGPASSWORD !== undefined ? env.PGPASSWORD : password,
+    sslmode: env.PGSSLMODE || sslmode,
+    readWrite: false,
+    describe: "",
+  };
+  plan.readWrite = plan.hosts.length > 1;
+  plan.describe = `database '${plan.database}' as user '${plan.user}' on ${plan.hosts.join(",")}${
+    plan.hosts.some((h) => !h.startsWith("/")) ? `:${plan.port}` : ""
+  }`;
+  return plan;
+}
+
+function sslOption(sslmode: string, host: string): ClientConfig["ssl"] {
+  if (host.startsWith("/")) return false;
+  switch (sslmode) {
+    case "disable":
+    case "allow":
+    case "prefer":
+      return false;
+    case "require":
+      return { rejectUnauthorized: false };
+    case "verify-ca":
+    case "verify-full": {
+      const rootCert = process.env.PGSSLROOTCERT || path.join(os.homedir(), ".postgresql", "root.crt");
+      let ca: string | undefined;
+      try {
+        ca = fs.readFileSync(rootCert, "utf8");
+      } catch {
+        ca = undefined; // fall back to the system's trusted CAs
+      }
+      return sslmode === "verify-ca"
+        ? { rejectUnauthorized: true, ca, checkServerIdentity: () => undefined }
+        : { rejectUnauthorized: true, ca };
+    }
+    default:
+      throw new EnvironmentError(`Unsupported PostgreSQL sslmode '${sslmode}' (use disable, require, verify-ca or verify-full).`);
+  }
+}
+
+export class Db implements Queryable {
+  private catalog?: Map<string, Set<string>>;
+  zerverMigration: string | null = null;
+
+  constructor(readonly client: Client, readonly plan: ConnectionPlan) {}
+
+  query(text: string, values?: unknown[]) {
+    return this.client.query(text, values as any[]);
+  }
+
+  /** Run fn inside one transaction; roll back on any error. */
+  async tx<T>(fn: (q: Queryable) => Promise<T>): Promise<T> {
+    await this.client.query("BEGIN");
+    try {
+      const result = await fn(this);
+      await this.client.query("COMMIT");
+      return result;
+    } catch (e) {
+      try {
+        await this.client.query("ROLLBACK");
+      } catch {
+        /* the connection may be gone; the server rolls back */
+      }
+      throw e;
+    }
+  }
+
+  private async loadCatalog(): Promise<Map<string, Set<string>>> {
+    if (!this.catalog) {
+      const { rows } = await this.client.query(
+        `SELECT c.relname AS t, a.attname AS c
+           FROM pg_catalog.pg_class c
+           JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+           JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+          WHERE n.nspname = ANY (current_schemas(false)) AND c.relkind IN ('r', 'p', 'v')`,
+      );
+      const cat = new Map<string, Set<string>>();
+      for (const r of rows) {
+        let s = cat.get(r.t);
+        if (!s) cat.set(r.t, (s = new Set()));
+        s.add(r.c);
+      }
+      this.catalog = cat;
+    }
+    return this.catalog;
+  }
+
+  /** Feature detection from the catalog (tables and columns in the search path). */
+  async hasTable(table: string): Promise<boolean> {
+    return (await this.loadCatalog()).has(table);
+  }
+
+  async hasColumn(table: string, column: string): Promise<boolean> {
+    return (await this.loadCatalog()).get(table)?.has(column) ?? false;
+  }
+
+  async columns(table: string): Promise<Set<string>> {
+    return (await this.loadCatalog()).get(table) ?? new Set();
+  }
+
+  /** The Zulip release this database's schema belongs to, e.g. "12.x". */
+  get release(): string {
+    return this.zerverMigration ? releaseForMigration(parseInt(this.zerverMigration, 10)) : "unknown";
+  }
+
+  async close(): Promise<void> {
+    try {
+      await this.client.end();
+    } catch {
+      /* already closed */
+    }
+  }
+}
+
+export const NO_ZULIP_DB_MESSAGE = "The Zulip database does not appear to exist. Have you run initialize-database?";
+
+type PgModule = (typeof import("pg"))["default"];
+
+async function connectOne(pg: PgModule, plan: ConnectionPlan, host: string): Promise<Client> {
+  const ssl = sslOption(plan.sslmode, host);
+  const make = (sslSetting: ClientConfig["ssl"]) =>
+    new pg.Client({
+      host,
+      port: plan.port,
+      database: plan.database,
+      user: plan.user,
+      password: plan.password,
+      ssl: sslSetting,
+      connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+      options: "-c search_path=zulip,public",
+      application_name: "zulip-manage",
+    });
+  let client = make(ssl);
+  try {
+    await client.connect();
+  } catch (e) {
+    // sslmode=prefer/allow on TCP: libpq tries SSL first and falls back; we try plain first and
+    // upgrade only if the server insists (pg_hba hostssl), which is equivalent for our purposes.
+    if (!host.startsWith("/") && (plan.sslmode === "prefer" || plan.sslmode === "allow") && /SSL|encryption|hostssl/i.test(String((e as Error).message))) {
+      client = make({ rejectUnauthorized: false });
+      await client.connect();
+    } else {
+      throw e;
+    }
+  }
+  return client;
+}
+
+/** Connect, check that this is a Zulip database of a supported release, and return it. */
+export async function connect(config: Config, env: NodeJS.ProcessEnv = process.env): Promise<Db> {
+  const plan = planConnection(config, env);
+  const pg = (await import("pg")).default;
+  // Keep timestamps, json, etc. as PostgreSQL prints them where we ask for text explicitly;
+  // bigint (int8) ids fit in a JS number for any real server.
+  pg.types.setTypeParser(20, (v: string) => Number(v));
+  let client: Client | undefined;
+  const errors: string[] = [];
+  for (const host of plan.hosts) {
+    try {
+      const c = await connectOne(pg, plan, host);
+      if (plan.readWrite) {
+        const { rows } = await c.query("SELECT pg_catalog.pg_is_in_recovery() AS ro");
+        if (rows[0].ro) {
+          errors.push(`${host}: read-only (standby)`);
+          await c.end();
+          continue;
+        }
+      }
+      client = c;
+      break;
+    } catch (e: any) {
+      errors.push(`${host}: ${e?.message ?? e}`);
+    }
+  }
+  if (!client) {
+    throw new EnvironmentError(
+      `Cannot connect to the Zulip database (${plan.describe}): ${errors.join("; ")}\n` +
+        `Check that PostgreSQL is running and that you run zulip-manage as the Zulip user ('zulip'); ` +
+        `PGHOST, PGPORT, PGDATABASE, PGUSER, PGPASSWORD and PGSSLMODE override the connection settings.`,
+    );
+  }
+  // Never let a stray 'error' event (server restart, idle disconnect) crash the process.
+  client.on("error", () => undefined);
+  const db = new Db(client, plan);
+  const { rows } = await client.query(
+    "SELECT to_regclass('zerver_realm') IS NOT NULL AS has_realm, to_regclass('django_migrations') IS NOT NULL AS has_migrations",
+  );
+  if (!rows[0].has_realm) {
+    await db.close();
+    throw new EnvironmentError(`${NO_ZULIP_DB_MESSAGE}\n(${plan.describe} has no zerver_realm table.)`);
+  }
+  if (rows[0].has_migrations) {
+    const m = await client.query("SELECT max(name) AS name FROM django_migrations WHERE app = 'zerver'");
+    db.zerverMigration = m.rows[0].name;
+  }
+  const n = db.zerverMigration ? parseInt(db.zerverMigration, 10) : NaN;
+  if (!Number.isFinite(n) || n < ZERVER_MIGRATION_FLOOR) {
+    await db.close();
+    throw new EnvironmentError(
+      `This Zulip database is too old: its newest zerver migration is ${db.zerverMigration ?? "unknown"} ` +
+        `(${Number.isFinite(n) ? "Zulip " + releaseForMigration(n) : "not a recognisable Zulip schema"}). ` +
+        `zulip-manage supports Zulip 10.0 and newer; upgrade the server first.`,
+    );
+  }
+  return db;
+}

@@ -1,0 +1,432 @@
+// Shared plumbing for the throwaway servers the tests start (PostgreSQL, memcached, Redis):
+// temp directories, free ports, spawning as an unprivileged user, stopping, and cleaning
+// up on exit/interrupt. Test-only code; nothing in src/ may import it.
+import { spawn, type ChildProcess } from "node:child_process";
+import crypto from "node:crypto";
+import fs from "node:fs";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+
+// ---------------------------------------------------------------------------------------------
+// Users
+
+export interface ServiceUser {
+  name: string;
+  uid: number;
+  gid: number;
+}
+
+export function isRoot(): boolean {
+  return typeof process.getuid === "function" && process.getuid() === 0;
+}
+
+let cachedUser: ServiceUser | null | undefined;
+
+/**
+ * The OS user servers run as. When the tests run as root that is `nobody` (PostgreSQL refuses
+ * to run as root, and the others should not); otherwise null = "the current user".
+ */
+export function serviceUser(): ServiceUser | null {
+  if (cachedUser !== undefined) return cachedUser;
+  if (!isRoot()) return (cachedUser = null);
+  const wanted = process.env.ZM_TEST_SERVICE_USER || "nobody";
+  let found: ServiceUser | null = null;
+  try {
+    for (const line of fs.readFileSync("/etc/passwd", "utf8").split("\n")) {
+      const f = line.split(":");
+      if (f[0] === wanted && f.length >= 4) {
+        found = { name: f[0], uid: Number(f[2]), gid: Number(f[3]) };
+        break;
+      }
+    }
+  } catch {
+    // fall through
+  }
+  if (!found && wanted === "nobody") found = { name: "nobody", uid: 65534, gid: 65534 };
+  if (!found) throw new Error(`test harness: OS user ${wanted} (ZM_TEST_SERVICE_USER) not found`);
+  return (cachedUser = found);
+}
+
+/** chown a path (recursively) to the service user; no-op when not root. */
+export function chownToServiceUser(p: string, recursive = false): void {
+  const u = serviceUser();
+  if (!u) return;
+  fs.chownSync(p, u.uid, u.gid);
+  if (recursive && fs.statSync(p).isDirectory()) {
+    for (const e of fs.readdirSync(p)) chownToServiceUser(path.join(p, e), true);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Executables
+
+export function findExecutable(name: string, extraDirs: string[] = []): string | null {
+  const dirs = [...extraDirs, ...(process.env.PATH || "").split(path.delimiter).filter(Boolean)];
+  for (const d of dirs) {
+    const p = path.join(d, name);
+    try {
+      fs.accessSync(p, fs.constants.X_OK);
+      if (fs.statSync(p).isFile()) return p;
+    } catch {
+      // keep looking
+    }
+  }
+  return null;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Temp directories (with an owner pid so stale ones from killed runs can be swept)
+
+export const TEMP_ROOT = path.join(os.tmpdir(), "zulip-manage-test");
+const OWNER_FILE = ".zm-owner-pid";
+
+/**
+ * Make a fresh temp dir `${TEMP_ROOT}/<kind>-XXXXXX` owned by the service user (mode 0700),
+ * registered for removal at process exit. Returns its path.
+ */
+export function makeTempDir(kind: string, opts: { serviceOwned?: boolean } = {}): string {
+  fs.mkdirSync(TEMP_ROOT, { recursive: true, mode: 0o755 });
+  try {
+    fs.chmodSync(TEMP_ROOT, 0o755);
+  } catch {
+    // not ours; fine as long as we can write into it
+  }
+  const dir = fs.mkdtempSync(path.join(TEMP_ROOT, `${kind}-`));
+  fs.writeFileSync(path.join(dir, OWNER_FILE), `${process.pid}\n`);
+  if (opts.serviceOwned !== false) chownToServiceUser(dir);
+  fs.chmodSync(dir, 0o700);
+  return dir;
+}
+
+export function removeDirSync(dir: string): void {
+  try {
+    fs.rmSync(dir, { recursive: true, force: true, maxRetries: 3, retryDelay: 50 });
+  } catch {
+    // best effort
+  }
+}
+
+/**
+ * Remove temp dirs left behind by earlier runs whose owning process is gone (e.g. killed with
+ * SIGKILL). Dirs of live processes (other test runs in parallel) are left alone.
+ * Returns the removed paths.
+ */
+export function sweepStaleTempDirs(): string[] {
+  const removed: string[] = [];
+  let entries: string[];
+  try {
+    entries = fs.readdirSync(TEMP_ROOT);
+  } catch {
+    return removed;
+  }
+  for (const e of entries) {
+    const dir = path.join(TEMP_ROOT, e);
+    let pid: number;
+    try {
+      pid = Number(fs.readFileSync(path.join(dir, OWNER_FILE), "utf8").trim());
+    } catch {
+      // no owner file: either being created right now or not ours; only sweep if old
+      try {
+        if (Date.now() - fs.statSync(dir).mtimeMs < 10 * 60_000) continue;
+      } catch {
+        continue;
+      }
+      pid = 0;
+    }
+    if (pid > 0 && pidAlive(pid)) continue;
+    // Kill any server still running out of it (its parent died without pdeathsig support).
+    for (const p of pidsUsingPath(dir)) {
+      try {
+        process.kill(p, "SIGKILL");
+      } catch {
+        // gone
+      }
+    }
+    removeDirSync(dir);
+    removed.push(dir);
+  }
+  return removed;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Processes
+
+/** True if the process exists and is not a zombie. */
+export function pidAlive(pid: number): boolean {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+    const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
+    return state !== "Z" && state !== "X";
+  } catch {
+    if (fs.existsSync("/proc/self")) return false;
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch (e) {
+      return (e as NodeJS.ErrnoException).code === "EPERM";
+    }
+  }
+}
+
+/** Pids (not zombies) whose command line mentions `needle` (Linux /proc only). */
+export function pidsUsingPath(needle: string): number[] {
+  const out: number[] = [];
+  let entries: string[];
+  try {
+    entries = fs.readdirSync("/proc");
+  } catch {
+    return out;
+  }
+  for (const e of entries) {
+    if (!/^\d+$/.test(e)) continue;
+    const pid = Number(e);
+    if (pid === process.pid) continue;
+    try {
+      const cmd = fs.readFileSync(`/proc/${e}/cmdline`, "utf8").replace(/\0/g, " ");
+      if (cmd.includes(needle) && pidAlive(pid)) out.push(pid);
+    } catch {
+      // raced with exit
+    }
+  }
+  return out;
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+function sleepSync(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const addr = srv.address();
+      const port = typeof addr === "object" && addr ? addr.port : 0;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** Resolves once something accepts TCP connections on host:port. */
+export function canConnect(host: string, port: number, timeoutMs = 500): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect({ host, port });
+    const t = setTimeout(() => {
+      s.destroy();
+      resolve(false);
+    }, timeoutMs);
+    s.once("connect", () => {
+      clearTimeout(t);
+      s.destroy();
+      resolve(true);
+    });
+    s.once("error", () => {
+      clearTimeout(t);
+      resolve(false);
+    });
+  });
+}
+
+const setprivPath = findExecutable("setpriv", ["/usr/bin", "/bin"]);
+
+export interface SpawnedService {
+  child: ChildProcess;
+  pid: number;
+  logFile: string;
+  /** Settles when the process has exited. */
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  hasExited(): boolean;
+  readLog(): string;
+}
+
+export interface SpawnServiceOptions {
+  cwd?: string;
+  env?: NodeJS.ProcessEnv;
+  /** Where stdout+stderr go (appended). */
+  logFile: string;
+  /** Run as the service user when root (default true). */
+  unprivileged?: boolean;
+  /**
+   * Signal the server gets if the process that started it dies without cleaning up
+   * (Linux parent-death signal, via util-linux `setpriv` when available).
+   */
+  deathSignal?: NodeJS.Signals;
+}
+
+export function spawnService(cmd: string, args: string[], opts: SpawnServiceOptions): SpawnedService {
+  const fd = fs.openSync(opts.logFile, "a");
+  const user = opts.unprivileged === false ? null : serviceUser();
+  let file = cmd;
+  let argv = args;
+  if (opts.deathSignal && setprivPath && process.platform === "linux") {
+    file = setprivPath;
+    argv = ["--pdeathsig", opts.deathSignal, "--", cmd, ...args];
+  }
+  let child: ChildProcess;
+  try {
+    child = spawn(file, argv, {
+      cwd: opts.cwd,
+      env: opts.env ?? process.env,
+      stdio: ["ignore", fd, fd],
+      ...(user ? { uid: user.uid, gid: user.gid } : {}),
+    });
+  } finally {
+    fs.closeSync(fd);
+  }
+  let done = false;
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    child.once("exit", (code, signal) => {
+      done = true;
+      resolve({ code, signal });
+    });
+    child.once("error", () => {
+      done = true;
+      resolve({ code: null, signal: null });
+    });
+  });
+  // Stays ref'd (keeps the event loop alive while we wait for it); servers call
+  // child.unref() once they are up, so a forgotten stop() cannot hang the process.
+  return {
+    child,
+    pid: child.pid ?? -1,
+    logFile: opts.logFile,
+    exited,
+    hasExited: () => done,
+    readLog: () => {
+      try {
+        return fs.readFileSync(opts.logFile, "utf8");
+      } catch {
+        return "";
+      }
+    },
+  };
+}
+
+/** Send `signal`, wait up to timeoutMs for exit, then SIGKILL. */
+export async function stopService(svc: SpawnedService, signal: NodeJS.Signals, timeoutMs = 10_000): Promise<void> {
+  if (svc.hasExited()) return;
+  svc.child.ref();
+  try {
+    svc.child.kill(signal);
+  } catch {
+    // already gone
+  }
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = await Promise.race([
+    svc.exited.then(() => false),
+    new Promise<boolean>((r) => (timer = setTimeout(() => r(true), timeoutMs))),
+  ]);
+  clearTimeout(timer);
+  if (timedOut && !svc.hasExited()) {
+    try {
+      svc.child.kill("SIGKILL");
+    } catch {
+      // gone
+    }
+    await svc.exited;
+  }
+}
+
+/** Synchronous stop for exit handlers: signal, poll until the process is gone or a zombie. */
+export function stopPidSync(pid: number, signal: NodeJS.Signals, timeoutMs = 3000): void {
+  if (pid <= 0 || !pidAlive(pid)) return;
+  try {
+    process.kill(pid, signal);
+  } catch {
+    return;
+  }
+  const until = Date.now() + timeoutMs;
+  while (Date.now() < until && pidAlive(pid)) sleepSync(20);
+  if (pidAlive(pid)) {
+    try {
+      process.kill(pid, "SIGKILL");
+    } catch {
+      // gone
+    }
+  }
+}
+
+export async function waitFor<T>(
+  what: string,
+  probe: () => Promise<T | undefined | null | false>,
+  opts: { timeoutMs?: number; intervalMs?: number; service?: SpawnedService } = {},
+): Promise<T> {
+  const until = Date.now() + (opts.timeoutMs ?? 30_000);
+  let lastErr: unknown;
+  for (;;) {
+    if (opts.service?.hasExited()) {
+      throw new Error(`${what}: the server exited during startup. Log:\n${opts.service.readLog().slice(-4000)}`);
+    }
+    try {
+      const v = await probe();
+      if (v) return v;
+    } catch (e) {
+      lastErr = e;
+    }
+    if (Date.now() > until) {
+      const log = opts.service ? `\nLog:\n${opts.service.readLog().slice(-4000)}` : "";
+      throw new Error(`${what}: timed out${lastErr ? ` (${String(lastErr)})` : ""}${log}`);
+    }
+    await sleep(opts.intervalMs ?? 50);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cleanup on exit / interrupt
+
+export interface TrackedResource {
+  /** Human-readable label for debugging. */
+  label: string;
+  /** Must be synchronous and idempotent: runs from process 'exit' / signal handlers. */
+  cleanupSync(): void;
+}
+
+const resources = new Set<TrackedResource>();
+let handlersInstalled = false;
+
+function cleanupAllSync(): void {
+  for (const r of [...resources]) {
+    resources.delete(r);
+    try {
+      r.cleanupSync();
+    } catch {
+      // keep going
+    }
+  }
+}
+
+function installHandlers(): void {
+  if (handlersInstalled) return;
+  handlersInstalled = true;
+  process.on("exit", cleanupAllSync);
+  for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
+    const handler = (): void => {
+      cleanupAllSync();
+      // If nobody else handles the signal, restore the default behaviour (terminate).
+      if (process.listenerCount(sig) <= 1) {
+        process.removeListener(sig, handler);
+        process.kill(process.pid, sig);
+      }
+    };
+    process.on(sig, handler);
+  }
+}
+
+/** Register a resource to be cleaned at exit/interrupt. Returns an unregister function. */
+export function track(resource: TrackedResource): () => void {
+  installHandlers();
+  resources.add(resource);
+  return () => {
+    resources.delete(resource);
+  };
+}
+
+export function randomHex(bytes: number): string {
+  return crypto.randomBytes(bytes).toString("hex");
+}

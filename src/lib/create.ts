@@ -1,0 +1,1741 @@
+// Realm, user, channel and message creation, writing the rows Zulip itself writes (Zulip 12
+// schema): do_create_realm / create_internal_realm, do_create_user / bulk_create_users,
+// create_stream_if_needed + bulk_add_subscriptions, and a minimal do_send_messages.
+//
+// TRANSACTIONS: none of these functions BEGIN or COMMIT. The caller runs them inside one
+// transaction it controls (e.g. `db.tx(q => createRealm(q, …))`). That is required, not
+// optional: a realm and its system groups reference each other, so the realm row is written
+// with placeholder group ids that are only fixed up later in the same transaction (all of
+// Zulip's foreign keys are DEFERRABLE INITIALLY DEFERRED, so this is checked at COMMIT).
+//
+// Everything Zulip computes in Python is computed here: group-setting defaults per org type,
+// RealmUserDefault values, ROLE_COUNT snapshots in audit rows, fake display emails, subscription
+// colours, subscriber counts, huddle hashes, UserMessage flags. What is deliberately NOT
+// reproduced (it is onboarding content, not state other code depends on): Welcome Bot's
+// onboarding messages and DM, welcome/onboarding ScheduledEmail rows, OnboardingStep rows,
+// "user joined" announcements, UserPresence rows (Zulip creates those on the first presence
+// update, not at signup).
+import crypto from "node:crypto";
+import type { Queryable } from "./db.js";
+
+export type { Queryable };
+
+// ---------------------------------------------------------------------------------------------
+// Constants (Zulip 12)
+
+export const Role = {
+  OWNER: 100,
+  ADMINISTRATOR: 200,
+  MODERATOR: 300,
+  MEMBER: 400,
+  GUEST: 600,
+} as const;
+export const ROLES = [Role.OWNER, Role.ADMINISTRATOR, Role.MODERATOR, Role.MEMBER, Role.GUEST] as const;
+
+export const BotType = { DEFAULT: 1, INCOMING_WEBHOOK: 2, OUTGOING_WEBHOOK: 3, EMBEDDED: 4 } as const;
+
+export const RecipientType = { PERSONAL: 1, STREAM: 2, DIRECT_MESSAGE_GROUP: 3 } as const;
+
+export const AuditEvent = {
+  USER_CREATED: 101,
+  USER_DEACTIVATED: 103,
+  USER_SPECIAL_PERMISSION_CHANGED: 108,
+  REALM_CREATED: 215,
+  SUBSCRIPTION_CREATED: 301,
+  SUBSCRIPTION_ACTIVATED: 302,
+  CHANNEL_CREATED: 601,
+  USER_GROUP_CREATED: 701,
+  USER_GROUP_DIRECT_USER_MEMBERSHIP_ADDED: 703,
+  USER_GROUP_DIRECT_SUBGROUP_MEMBERSHIP_ADDED: 705,
+  USER_GROUP_DIRECT_SUPERGROUP_MEMBERSHIP_ADDED: 707,
+} as const;
+
+export const UserMessageFlag = {
+  READ: 1,
+  STARRED: 2,
+  MENTIONED: 8,
+  HISTORICAL: 1024,
+  IS_PRIVATE: 2048,
+} as const;
+
+export const OrgType = {
+  UNSPECIFIED: 0,
+  BUSINESS: 10,
+  OPENSOURCE: 20,
+  EDUCATION_NONPROFIT: 30,
+  EDUCATION: 35,
+  RESEARCH: 40,
+  EVENT: 50,
+  NONPROFIT: 60,
+  GOVERNMENT: 70,
+  POLITICAL_GROUP: 80,
+  COMMUNITY: 90,
+  PERSONAL: 100,
+  OTHER: 1000,
+} as const;
+
+export const EmailAddressVisibility = { EVERYONE: 1, MEMBERS: 2, ADMINS: 3, NOBODY: 4, MODERATORS: 5 } as const;
+
+export const SYSTEM_BOT_REALM = "zulipinternal";
+export const SYSTEM_BOT_REALM_NAME = "System bot realm";
+/** get_latest_zulip_update_announcements_level() of Zulip 12.2 (new realms start there). */
+export const ZULIP_UPDATE_ANNOUNCEMENTS_LEVEL = 27;
+
+/** System groups in creation order (name, description). */
+export const SYSTEM_GROUPS = [
+  ["role:nobody", "Nobody"],
+  ["role:owners", "Owners of this organization"],
+  ["role:administrators", "Administrators of this organization, including owners"],
+  ["role:moderators", "Moderators of this organization, including administrators"],
+  ["role:fullmembers", "Members of this organization, not including new accounts and guests"],
+  ["role:members", "Members of this organization, not including guests"],
+  ["role:everyone", "Everyone in this organization, including guests"],
+  ["role:internet", "Everyone on the Internet"],
+] as const;
+export type SystemGroupName = (typeof SYSTEM_GROUPS)[number][0];
+
+/** NamedUserGroup's six group-setting columns; system groups point all of them at role:nobody. */
+export const NAMED_GROUP_SETTING_COLUMNS = [
+  "can_add_members_group_id",
+  "can_join_group_id",
+  "can_leave_group_id",
+  "can_manage_group_id",
+  "can_mention_group_id",
+  "can_remove_members_group_id",
+] as const;
+
+/** Realm.REALM_PERMISSION_GROUP_SETTINGS defaults (column → system group). */
+export const REALM_GROUP_SETTING_DEFAULTS: Record<string, SystemGroupName> = {
+  can_access_all_users_group_id: "role:everyone",
+  can_add_custom_emoji_group_id: "role:members",
+  can_add_subscribers_group_id: "role:members",
+  can_create_bots_group_id: "role:members",
+  can_create_groups_id: "role:members",
+  can_create_private_channel_group_id: "role:members",
+  can_create_public_channel_group_id: "role:members",
+  can_create_web_public_channel_group_id: "role:owners",
+  can_create_write_only_bots_group_id: "role:members",
+  can_delete_any_message_group_id: "role:administrators",
+  can_delete_own_message_group_id: "role:everyone",
+  can_invite_users_group_id: "role:members",
+  can_manage_all_groups_id: "role:owners",
+  can_manage_billing_group_id: "role:administrators",
+  can_mention_many_users_group_id: "role:administrators",
+  can_move_messages_between_channels_group_id: "role:members",
+  can_move_messages_between_topics_group_id: "role:everyone",
+  can_resolve_topics_group_id: "role:everyone",
+  can_set_delete_message_policy_group_id: "role:moderators",
+  can_set_topics_policy_group_id: "role:members",
+  can_summarize_topics_group_id: "role:everyone",
+  create_multiuse_invite_group_id: "role:administrators",
+  direct_message_initiator_group_id: "role:everyone",
+  direct_message_permission_group_id: "role:everyone",
+  workplace_users_group_id: "role:everyone",
+};
+
+/** do_create_realm's group_settings_defaults_for_org_types (education orgs are stricter). */
+const EDUCATION_GROUP_SETTING_OVERRIDES: Record<string, SystemGroupName> = {
+  can_add_subscribers_group_id: "role:moderators",
+  can_create_public_channel_group_id: "role:administrators",
+  can_create_groups_id: "role:moderators",
+  can_invite_users_group_id: "role:administrators",
+  can_move_messages_between_channels_group_id: "role:moderators",
+};
+
+/** Stream.stream_permission_group_settings defaults; null = "channel creator" (anonymous group). */
+export const STREAM_GROUP_SETTING_DEFAULTS: Record<string, SystemGroupName | null> = {
+  can_add_subscribers_group_id: "role:nobody",
+  can_administer_channel_group_id: null,
+  can_create_topic_group_id: "role:everyone",
+  can_delete_any_message_group_id: "role:nobody",
+  can_delete_own_message_group_id: "role:nobody",
+  can_move_messages_out_of_channel_group_id: "role:nobody",
+  can_move_messages_within_channel_group_id: "role:nobody",
+  can_remove_subscribers_group_id: "role:administrators",
+  can_resolve_topics_group_id: "role:nobody",
+  can_send_message_group_id: "role:everyone",
+  can_subscribe_group_id: "role:nobody",
+};
+
+/** all_default_backend_names(): one RealmAuthenticationMethod row per backend, as a fresh server writes. */
+export const DEFAULT_AUTH_BACKEND_NAMES = [
+  "Dev",
+  "Email",
+  "LDAP",
+  "RemoteUser",
+  "GitHub",
+  "AzureAD",
+  "Discord",
+  "GitLab",
+  "Google",
+  "Apple",
+  "SAML",
+  "OpenID Connect",
+];
+
+/** UserBaseSettings model defaults = a fresh RealmUserDefault row (email_address_visibility varies). */
+export const USER_SETTING_DEFAULTS: Record<string, unknown> = {
+  enter_sends: false,
+  left_side_userlist: false,
+  default_language: "en",
+  web_home_view: "inbox",
+  web_escape_navigates_to_home_view: true,
+  fluid_layout_width: false,
+  high_contrast_mode: false,
+  translate_emoticons: false,
+  display_emoji_reaction_users: true,
+  twenty_four_hour_time: false,
+  starred_message_counts: true,
+  color_scheme: 1,
+  web_font_size_px: 16,
+  web_line_height_percent: 140,
+  web_animate_image_previews: "on_hover",
+  demote_inactive_streams: 1,
+  web_mark_read_on_scroll_policy: 1,
+  web_channel_default_view: 1,
+  emojiset: "google",
+  user_list_style: 3,
+  web_stream_unreads_count_display_policy: 2,
+  web_navigate_to_sent_message: true,
+  email_notifications_batching_period_seconds: 120,
+  enable_stream_desktop_notifications: false,
+  enable_stream_email_notifications: false,
+  enable_stream_push_notifications: false,
+  enable_stream_audible_notifications: false,
+  notification_sound: "zulip",
+  wildcard_mentions_notify: true,
+  enable_followed_topic_desktop_notifications: true,
+  enable_followed_topic_email_notifications: true,
+  enable_followed_topic_push_notifications: true,
+  enable_followed_topic_audible_notifications: true,
+  enable_followed_topic_wildcard_mentions_notify: true,
+  enable_desktop_notifications: true,
+  pm_content_in_desktop_notifications: true,
+  enable_sounds: true,
+  enable_offline_email_notifications: true,
+  message_content_in_email_notifications: true,
+  enable_offline_push_notifications: true,
+  enable_online_push_notifications: true,
+  desktop_icon_count_display: 1,
+  enable_digest_emails: true,
+  enable_login_emails: true,
+  enable_marketing_emails: true,
+  presence_enabled: true,
+  realm_name_in_email_notifications_policy: 1,
+  automatically_follow_topics_policy: 3,
+  automatically_unmute_topics_in_muted_streams_policy: 2,
+  automatically_follow_topics_where_mentioned: true,
+  enable_drafts_synchronization: true,
+  send_stream_typing_notifications: true,
+  send_private_typing_notifications: true,
+  send_read_receipts: true,
+  receives_typing_notifications: true,
+  email_address_visibility: 1,
+  allow_private_data_export: false,
+  web_suggest_update_timezone: true,
+  hide_ai_features: false,
+  resolved_topic_notice_auto_read_policy: 2,
+  web_left_sidebar_unreads_count_summary: true,
+  web_left_sidebar_show_channel_folders: true,
+  web_inbox_show_channel_folders: true,
+};
+
+/**
+ * RealmUserDefault differs from the UserProfile model defaults in one column: a fresh Zulip 12.2
+ * server writes allow_private_data_export = true on every RealmUserDefault row (both realms of
+ * the reference install), while every user (bots and the signed-up owner alike) has false.
+ */
+export const REALM_USER_DEFAULT_OVERRIDES: Record<string, unknown> = { allow_private_data_export: true };
+
+/**
+ * Settings new users do not take from RealmUserDefault: copy_default_settings() skips
+ * default_language and enable_login_emails; allow_private_data_export (export consent) is not
+ * inherited either (observed on the reference install: realm default true, new owner false).
+ */
+const NOT_COPIED_FROM_REALM_DEFAULTS = new Set([
+  "id",
+  "realm_id",
+  "default_language",
+  "enable_login_emails",
+  "allow_private_data_export",
+]);
+
+/** zerver/lib/stream_color.py STREAM_ASSIGNMENT_COLORS. */
+export const STREAM_ASSIGNMENT_COLORS = [
+  "#76ce90", "#fae589", "#a6c7e5", "#e79ab5", "#bfd56f", "#f4ae55", "#b0a5fd", "#addfe5",
+  "#f5ce6e", "#c2726a", "#94c849", "#bd86e5", "#ee7e4a", "#a6dcbf", "#95a5fd", "#53a063",
+  "#9987e1", "#e4523d", "#c2c2c2", "#4f8de4", "#c6a8ad", "#e7cc4d", "#c8bebf", "#a47462",
+];
+export const DEFAULT_SUBSCRIPTION_COLOR = "#c2c2c2";
+
+/** settings.INTERNAL_BOTS (INTERNAL_BOT_DOMAIN = zulip.com); created sorted by email. */
+export const SYSTEM_BOTS = [
+  { email: "emailgateway@zulip.com", fullName: "Email Gateway", canForgeSender: true },
+  { email: "nagios-receive-bot@zulip.com", fullName: "Nagios Receive Bot", canForgeSender: false },
+  { email: "nagios-send-bot@zulip.com", fullName: "Nagios Send Bot", canForgeSender: false },
+  { email: "nagios-staging-receive-bot@zulip.com", fullName: "Nagios Staging Receive Bot", canForgeSender: false },
+  { email: "nagios-staging-send-bot@zulip.com", fullName: "Nagios Staging Send Bot", canForgeSender: false },
+  { email: "notification-bot@zulip.com", fullName: "Notification Bot", canForgeSender: false },
+  { email: "welcome-bot@zulip.com", fullName: "Welcome Bot", canForgeSender: false },
+] as const;
+
+/** Clients create_internal_realm() makes so they get low ids. */
+const INTERNAL_REALM_CLIENTS = ["Internal", "website", "ZulipMobile", "ZulipElectron"];
+
+/** Message.sent_by_human(): the sender's own UserMessage row is marked read only for these clients. */
+const HUMAN_CLIENTS = new Set([
+  "zulipandroid", "zulipios", "zulipdesktop", "zulipmobile", "zulipelectron", "zulipterminal",
+  "snipe", "website", "ios", "android",
+]);
+
+// The three channels do_create_realm creates, with their rendered descriptions.
+const DEFAULT_REALM_CHANNELS = [
+  {
+    name: "Zulip",
+    description: "Questions and discussion about using Zulip.",
+    rendered: "<p>Questions and discussion about using Zulip.</p>",
+  },
+  {
+    name: "sandbox",
+    description: "Experiment with Zulip here. :test_tube:",
+    rendered:
+      '<p>Experiment with Zulip here. <span aria-label="test tube" class="emoji emoji-1f9ea" role="img" title="test tube">:test_tube:</span></p>',
+  },
+  {
+    name: "general",
+    description: "For team-wide conversations",
+    rendered: "<p>For team-wide conversations</p>",
+  },
+];
+
+// ---------------------------------------------------------------------------------------------
+// Randomness (injectable so seeds are reproducible)
+
+export interface RandomSource {
+  /** n random characters from [A-Za-z0-9] (Django's get_random_string alphabet). */
+  alnum(n: number): string;
+  /** A random version-4 UUID string. */
+  uuid(): string;
+}
+
+const ALNUM = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+
+export const cryptoRandom: RandomSource = {
+  alnum(n) {
+    let s = "";
+    for (let i = 0; i < n; i++) s += ALNUM[crypto.randomInt(ALNUM.length)];
+    return s;
+  },
+  uuid: () => crypto.randomUUID(),
+};
+
+/** A deterministic RandomSource (mulberry32) with a few extra helpers for seeding. */
+export class SeededRandom implements RandomSource {
+  private state: number;
+  constructor(seed: number) {
+    this.state = seed >>> 0 || 0x9e3779b9;
+  }
+  /** Uniform float in [0, 1). */
+  next(): number {
+    let t = (this.state = (this.state + 0x6d2b79f5) >>> 0);
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  }
+  /** Integer in [0, n). */
+  int(n: number): number {
+    return Math.floor(this.next() * n);
+  }
+  pick<T>(items: readonly T[]): T {
+    return items[this.int(items.length)];
+  }
+  shuffle<T>(items: readonly T[]): T[] {
+    const a = [...items];
+    for (let i = a.length - 1; i > 0; i--) {
+      const j = this.int(i + 1);
+      [a[i], a[j]] = [a[j], a[i]];
+    }
+    return a;
+  }
+  alnum(n: number): string {
+    let s = "";
+    for (let i = 0; i < n; i++) s += ALNUM[this.int(ALNUM.length)];
+    return s;
+  }
+  uuid(): string {
+    const hex = Array.from({ length: 32 }, () => this.int(16).toString(16));
+    hex[12] = "4";
+    hex[16] = (8 + this.int(4)).toString(16);
+    const h = hex.join("");
+    return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+  }
+}
+
+/** Django's unusable password: "!" + 40 random characters. */
+export function unusablePassword(random: RandomSource = cryptoRandom): string {
+  return "!" + random.alnum(40);
+}
+
+/**
+ * A Django PBKDF2-SHA256 password hash ("pbkdf2_sha256$<iterations>$<salt>$<b64>"). Zulip lists
+ * PBKDF2PasswordHasher after Argon2 in PASSWORD_HASHERS, so it verifies (and upgrades) these.
+ */
+export function djangoPbkdf2Hash(
+  password: string,
+  opts: { salt?: string; iterations?: number; random?: RandomSource } = {},
+): string {
+  const iterations = opts.iterations ?? 1_000_000; // Django 5.2 default
+  const salt = opts.salt ?? (opts.random ?? cryptoRandom).alnum(22);
+  const hash = crypto.pbkdf2Sync(password, salt, iterations, 32, "sha256").toString("base64");
+  return `pbkdf2_sha256$${iterations}$${salt}$${hash}`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Small helpers
+
+type Row = Record<string, unknown>;
+
+const columnCache = new WeakMap<object, Map<string, Set<string>>>();
+
+/** Column names of a table in the search path (cached per connection object). */
+export async function tableColumns(db: Queryable, table: string): Promise<Set<string>> {
+  let perDb = columnCache.get(db);
+  if (!perDb) columnCache.set(db, (perDb = new Map()));
+  let cols = perDb.get(table);
+  if (!cols) {
+    const { rows } = await db.query(
+      `SELECT a.attname FROM pg_catalog.pg_attribute a
+        WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped`,
+      [table],
+    );
+    cols = new Set(rows.map((r) => r.attname as string));
+    if (cols.size === 0) throw new Error(`table ${table} not found in the search path`);
+    perDb.set(table, cols);
+  }
+  return cols;
+}
+
+function quoteIdent(name: string): string {
+  return '"' + name.replace(/"/g, '""') + '"';
+}
+
+/**
+ * INSERT one row built from `values`, keeping only columns the table has (so a Zulip release
+ * without some optional column still works; missing NOT NULL columns fail loudly at INSERT).
+ */
+async function insertRow(db: Queryable, table: string, values: Row, returning = "id"): Promise<Row> {
+  const cols = await tableColumns(db, table);
+  const names = Object.keys(values).filter((k) => cols.has(k));
+  const params = names.map((n) => values[n]);
+  const sql =
+    `INSERT INTO ${table} (${names.map(quoteIdent).join(", ")}) VALUES (${names.map((_, i) => `$${i + 1}`).join(", ")})` +
+    (returning ? ` RETURNING ${returning}` : "");
+  const { rows } = await db.query(sql, params);
+  return rows[0] ?? {};
+}
+
+/** Multi-row INSERT of rows with identical keys; returns ids in input order. Chunked. */
+export async function insertRows(db: Queryable, table: string, rows: Row[], returning: string | null = "id"): Promise<Row[]> {
+  if (rows.length === 0) return [];
+  const cols = await tableColumns(db, table);
+  const names = Object.keys(rows[0]).filter((k) => cols.has(k));
+  const out: Row[] = [];
+  const chunk = Math.max(1, Math.floor(30000 / Math.max(1, names.length)));
+  for (let start = 0; start < rows.length; start += chunk) {
+    const part = rows.slice(start, start + chunk);
+    const params: unknown[] = [];
+    const tuples = part.map((r) => {
+      const ph = names.map((n) => {
+        params.push(r[n]);
+        return `$${params.length}`;
+      });
+      return `(${ph.join(", ")})`;
+    });
+    const res = await db.query(
+      `INSERT INTO ${table} (${names.map(quoteIdent).join(", ")}) VALUES ${tuples.join(", ")}` +
+        (returning ? ` RETURNING ${returning}` : ""),
+      params,
+    );
+    // INSERT … VALUES … RETURNING returns rows in VALUES order in PostgreSQL.
+    out.push(...res.rows);
+  }
+  return out;
+}
+
+async function nextId(db: Queryable, table: string): Promise<number> {
+  const { rows } = await db.query(`SELECT nextval(pg_get_serial_sequence($1, 'id')) AS id`, [table]);
+  return Number(rows[0].id);
+}
+
+async function audit(
+  db: Queryable,
+  row: {
+    realmId: number;
+    eventType: number;
+    eventTime: Date;
+    extraData?: unknown;
+    actingUserId?: number | null;
+    modifiedUserId?: number | null;
+    modifiedStreamId?: number | null;
+    modifiedUserGroupId?: number | null;
+    eventLastMessageId?: number | null;
+  },
+): Promise<number> {
+  const r = await insertRow(db, "zerver_realmauditlog", auditValues(row));
+  return Number(r.id);
+}
+
+function auditValues(row: {
+  realmId: number;
+  eventType: number;
+  eventTime: Date;
+  extraData?: unknown;
+  actingUserId?: number | null;
+  modifiedUserId?: number | null;
+  modifiedStreamId?: number | null;
+  modifiedUserGroupId?: number | null;
+  eventLastMessageId?: number | null;
+}): Row {
+  return {
+    event_time: row.eventTime,
+    backfilled: false,
+    extra_data: JSON.stringify(row.extraData ?? {}),
+    event_type: row.eventType,
+    event_last_message_id: row.eventLastMessageId ?? null,
+    acting_user_id: row.actingUserId ?? null,
+    modified_user_id: row.modifiedUserId ?? null,
+    realm_id: row.realmId,
+    modified_stream_id: row.modifiedStreamId ?? null,
+    modified_user_group_id: row.modifiedUserGroupId ?? null,
+    scrubbed: false,
+  };
+}
+
+function escapeHtml(s: string): string {
+  return s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;").replace(/'/g, "&#39;");
+}
+
+/** A minimal stand-in for Zulip's Markdown: paragraphs of escaped text. */
+export function renderPlainMarkdown(text: string): string {
+  if (text.trim() === "") return "";
+  return text
+    .split(/\n{2,}/)
+    .map((p) => `<p>${escapeHtml(p).replace(/\n/g, "<br>\n")}</p>`)
+    .join("\n");
+}
+
+/** realm.host: EXTERNAL_HOST for the root-domain realm, else REALM_HOSTS or <subdomain>.EXTERNAL_HOST. */
+export function realmHost(stringId: string, externalHost: string, realmHosts: Record<string, string> = {}): string {
+  if (stringId === "") return externalHost;
+  return realmHosts[stringId] ?? `${stringId}.${externalHost}`;
+}
+
+/** Whether `bot@<domain>` passes Django's validate_email (domain part only). */
+function isValidEmailDomain(domain: string): boolean {
+  if (domain.toLowerCase() === "localhost") return true;
+  return /^(?:[a-z0-9\u00a1-\uffff](?:[a-z0-9\u00a1-\uffff-]{0,61}[a-z0-9\u00a1-\uffff])?\.)+(?:[a-z\u00a1-\uffff-]{2,63}|xn--[a-z0-9]{1,59})\.?$/i.test(
+    domain,
+  );
+}
+
+/** get_fake_email_domain(): the realm host if it makes valid addresses, else FAKE_EMAIL_DOMAIN. */
+export function fakeEmailDomain(host: string, fallback?: string): string {
+  if (isValidEmailDomain(host)) return host;
+  return fallback ?? host.split(":")[0];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Clients
+
+/** get_client(name): get-or-create a zerver_client row. */
+export async function getOrCreateClient(db: Queryable, name: string): Promise<number> {
+  const found = await db.query(`SELECT id FROM zerver_client WHERE name = $1`, [name]);
+  if (found.rows.length) return Number(found.rows[0].id);
+  const r = await db.query(`INSERT INTO zerver_client (name) VALUES ($1) RETURNING id`, [name]);
+  return Number(r.rows[0].id);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Realms
+
+export interface CreateRealmOptions {
+  stringId: string;
+  /** Default: "System bot realm" for zulipinternal; required otherwise. */
+  name?: string;
+  description?: string;
+  orgType?: number;
+  planType?: number;
+  dateCreated?: Date;
+  /** RealmUserDefault.email_address_visibility; default per org type as do_create_realm picks it. */
+  emailAddressVisibility?: number;
+  waitingPeriodThreshold?: number;
+  inviteRequired?: boolean;
+  emailsRestrictedToDomains?: boolean;
+  defaultLanguage?: string;
+  enableReadReceipts?: boolean;
+  enableSpectatorAccess?: boolean;
+  isDemoOrganization?: boolean;
+  /** DEMO_ORG_DEADLINE_DAYS (30) by default. */
+  demoOrganizationDeadlineDays?: number;
+  pushNotificationsEnabled?: boolean;
+  howRealmCreatorFoundZulip?: string | null;
+  howRealmCreatorFoundZulipExtraContext?: string | null;
+  /** Backends to write RealmAuthenticationMethod rows for; default: all of Zulip's (what a fresh server writes). */
+  authenticationMethods?: string[];
+  /** Create Zulip's three default channels ("Zulip", "sandbox", "general"); default true except for zulipinternal. */
+  defaultChannels?: boolean;
+  /** Treat as the system bot realm (create_internal_realm semantics); default: stringId === "zulipinternal". */
+  internal?: boolean;
+  /** Raw zerver_realm column overrides applied to the inserted row (e.g. { message_retention_days: 30 }). */
+  columns?: Record<string, unknown>;
+  random?: RandomSource;
+}
+
+export type SystemGroupIds = Record<SystemGroupName, number>;
+
+export interface CreatedChannel {
+  id: number;
+  name: string;
+  recipientId: number;
+  realmId: number;
+}
+
+export interface CreatedRealm {
+  id: number;
+  stringId: string;
+  name: string;
+  dateCreated: Date;
+  internal: boolean;
+  /** System group ids by name (role:nobody … role:internet). */
+  groups: SystemGroupIds;
+  /** The default channels (empty when not created). */
+  channels: CreatedChannel[];
+}
+
+/** A zerver_realm column holding a group setting (a FK to zerver_usergroup). */
+function isRealmGroupSettingColumn(col: string): boolean {
+  return col.endsWith("_group_id") || col === "can_create_groups_id" || col === "can_manage_all_groups_id";
+}
+
+function defaultEmailVisibility(orgType: number): number {
+  if (orgType === OrgType.BUSINESS) return EmailAddressVisibility.EVERYONE;
+  if (orgType === OrgType.EDUCATION || orgType === OrgType.EDUCATION_NONPROFIT) return EmailAddressVisibility.MODERATORS;
+  return EmailAddressVisibility.ADMINS;
+}
+
+/**
+ * do_create_realm (or create_internal_realm for zulipinternal). Must run inside the caller's
+ * transaction. The Realm's 25 group-setting columns end up pointing at its own system groups.
+ */
+export async function createRealm(db: Queryable, opts: CreateRealmOptions): Promise<CreatedRealm> {
+  const random = opts.random ?? cryptoRandom;
+  const internal = opts.internal ?? opts.stringId === SYSTEM_BOT_REALM;
+  const name = opts.name ?? (internal ? SYSTEM_BOT_REALM_NAME : undefined);
+  if (name === undefined) throw new Error("createRealm: name is required");
+  const existing = await db.query(`SELECT id FROM zerver_realm WHERE string_id = $1`, [opts.stringId]);
+  if (existing.rows.length) throw new Error(`Realm ${opts.stringId} already exists!`);
+
+  const dateCreated = opts.dateCreated ?? new Date();
+  const orgType = opts.orgType ?? OrgType.UNSPECIFIED;
+  const description = opts.description ?? "";
+  const enableReadReceipts = internal
+    ? (opts.enableReadReceipts ?? false)
+    : (opts.enableReadReceipts ??
+      (opts.inviteRequired === undefined || opts.inviteRequired === true || opts.emailsRestrictedToDomains === true));
+  const realmValues: Row = {
+    name,
+    description,
+    string_id: opts.stringId,
+    uuid: random.uuid(),
+    uuid_owner_secret: "zuliprealm_" + random.alnum(32),
+    push_notifications_enabled: opts.pushNotificationsEnabled ?? false,
+    push_notifications_enabled_end_timestamp: null,
+    date_created: dateCreated,
+    demo_organization_scheduled_deletion_date: opts.isDemoOrganization
+      ? new Date(dateCreated.getTime() + (opts.demoOrganizationDeadlineDays ?? 30) * 86400_000)
+      : null,
+    deactivated: false,
+    deactivated_redirect: null,
+    emails_restricted_to_domains: opts.emailsRestrictedToDomains ?? false,
+    invite_required: opts.inviteRequired ?? true,
+    max_invites: null,
+    disallow_disposable_email_addresses: true,
+    enable_spectator_access: opts.enableSpectatorAccess ?? false,
+    want_advertise_in_communities_directory: false,
+    inline_image_preview: true,
+    inline_url_embed_preview: false,
+    digest_emails_enabled: false,
+    digest_weekday: 1,
+    send_welcome_emails: true,
+    message_content_allowed_in_email_notifications: true,
+    require_unique_names: false,
+    name_changes_disabled: false,
+    email_changes_disabled: false,
+    avatar_changes_disabled: false,
+    move_messages_within_stream_limit_seconds: 604800,
+    move_messages_between_streams_limit_seconds: 604800,
+    waiting_period_threshold: opts.waitingPeriodThreshold ?? 0,
+    message_content_delete_limit_seconds: 600,
+    allow_message_editing: true,
+    message_content_edit_limit_seconds: 600,
+    default_language: opts.defaultLanguage ?? "en",
+    zulip_update_announcements_level: null,
+    message_retention_days: -1,
+    message_visibility_limit: null,
+    first_visible_message_id: 0,
+    org_type: orgType,
+    plan_type: opts.planType ?? 1,
+    custom_upload_quota_gb: null,
+    video_chat_provider: 1,
+    jitsi_server_url: null,
+    gif_rating_policy: 1,
+    default_code_block_language: "",
+    enable_read_receipts: enableReadReceipts,
+    enable_guest_user_indicator: true,
+    icon_source: "G",
+    icon_version: 1,
+    logo_source: "D",
+    logo_version: 1,
+    night_logo_source: "D",
+    night_logo_version: 1,
+    new_stream_announcements_stream_id: null,
+    signup_announcements_stream_id: null,
+    zulip_update_announcements_stream_id: null,
+    moderation_request_channel_id: null,
+    scheduled_deletion_date: null,
+    enable_guest_user_dm_warning: true,
+    message_edit_history_visibility_policy: 1,
+    topics_policy: 2,
+    require_e2ee_push_notifications: false,
+    welcome_message_custom_text: "",
+    send_channel_events_messages: false,
+    owner_full_content_access: false,
+    default_avatar_source: "J",
+    rendered_description: internal ? null : renderPlainMarkdown(description),
+    rendered_description_version: internal ? null : 1,
+    media_preview_size: 100,
+  };
+  // Placeholder group ids (-1), fixed below once the system groups exist: FKs are deferred.
+  const realmCols = await tableColumns(db, "zerver_realm");
+  const groupCols = [...realmCols].filter(isRealmGroupSettingColumn);
+  for (const col of groupCols) realmValues[col] = -1;
+  Object.assign(realmValues, opts.columns ?? {});
+  const realmId = Number((await insertRow(db, "zerver_realm", realmValues)).id);
+
+  // REALM_CREATED; acting_user is filled in when the first owner is created (realmCreation).
+  await audit(db, {
+    realmId,
+    eventType: AuditEvent.REALM_CREATED,
+    eventTime: dateCreated,
+    extraData: internal
+      ? {}
+      : {
+          how_realm_creator_found_zulip: opts.howRealmCreatorFoundZulip ?? null,
+          how_realm_creator_found_zulip_extra_context: opts.howRealmCreatorFoundZulipExtraContext ?? null,
+        },
+  });
+
+  await insertRow(db, "zerver_realmuserdefault", {
+    ...USER_SETTING_DEFAULTS,
+    ...REALM_USER_DEFAULT_OVERRIDES,
+    email_address_visibility:
+      opts.emailAddressVisibility ?? (internal ? EmailAddressVisibility.EVERYONE : defaultEmailVisibility(orgType)),
+    realm_id: realmId,
+  });
+
+  const groups = await createSystemGroups(db, realmId, dateCreated);
+
+  // set_default_for_realm_permission_group_settings
+  const assignments: string[] = [];
+  const params: unknown[] = [realmId];
+  const education = !internal && (orgType === OrgType.EDUCATION || orgType === OrgType.EDUCATION_NONPROFIT);
+  for (const col of groupCols) {
+    let groupName = REALM_GROUP_SETTING_DEFAULTS[col];
+    if (!groupName) continue;
+    if (education && EDUCATION_GROUP_SETTING_OVERRIDES[col]) groupName = EDUCATION_GROUP_SETTING_OVERRIDES[col];
+    if (opts.columns && col in opts.columns) continue;
+    params.push(groups[groupName]);
+    assignments.push(`${quoteIdent(col)} = $${params.length}`);
+  }
+  await db.query(`UPDATE zerver_realm SET ${assignments.join(", ")} WHERE id = $1`, params);
+  const unknown = groupCols.filter((c) => !REALM_GROUP_SETTING_DEFAULTS[c] && !(opts.columns && c in opts.columns));
+  if (unknown.length) throw new Error(`createRealm: no default known for realm group setting(s) ${unknown.join(", ")}`);
+
+  await insertRows(
+    db,
+    "zerver_realmauthenticationmethod",
+    (opts.authenticationMethods ?? DEFAULT_AUTH_BACKEND_NAMES).map((n) => ({ name: n, realm_id: realmId })),
+    null,
+  );
+  await insertRow(db, "zerver_presencesequence", { last_update_id: 0, realm_id: realmId }, "");
+
+  const created: CreatedRealm = { id: realmId, stringId: opts.stringId, name, dateCreated, internal, groups, channels: [] };
+
+  if (internal) {
+    for (const c of INTERNAL_REALM_CLIENTS) await getOrCreateClient(db, c);
+    return created;
+  }
+
+  if (opts.defaultChannels ?? true) {
+    for (const ch of DEFAULT_REALM_CHANNELS) {
+      created.channels.push(
+        await createChannel(db, created, {
+          name: ch.name,
+          description: ch.description,
+          renderedDescription: ch.rendered,
+          dateCreated,
+        }),
+      );
+    }
+    await insertRows(
+      db,
+      "zerver_defaultstream",
+      created.channels.map((c) => ({ realm_id: realmId, stream_id: c.id })),
+      null,
+    );
+  }
+  await db.query(`UPDATE zerver_realm SET zulip_update_announcements_level = $2 WHERE id = $1`, [
+    realmId,
+    ZULIP_UPDATE_ANNOUNCEMENTS_LEVEL,
+  ]);
+  return created;
+}
+
+/** create_system_user_groups_for_realm: 8 groups, 701 audits, the subgroup chain with 705/707 audits. */
+async function createSystemGroups(db: Queryable, realmId: number, when: Date): Promise<SystemGroupIds> {
+  const ugRows = await insertRows(
+    db,
+    "zerver_usergroup",
+    SYSTEM_GROUPS.map(() => ({ realm_id: realmId })),
+  );
+  const ids = ugRows.map((r) => Number(r.id));
+  const nobodyId = ids[0];
+  const groups = {} as SystemGroupIds;
+  SYSTEM_GROUPS.forEach(([n], i) => (groups[n] = ids[i]));
+  await insertRows(
+    db,
+    "zerver_namedusergroup",
+    SYSTEM_GROUPS.map(([groupName, description], i) => {
+      const row: Row = {
+        usergroup_ptr_id: ids[i],
+        name: groupName,
+        description,
+        is_system_group: true,
+        realm_id: realmId,
+        deactivated: false,
+        creator_id: null,
+        date_created: null,
+      };
+      for (const c of NAMED_GROUP_SETTING_COLUMNS) row[c] = nobodyId;
+      return row;
+    }),
+    null,
+  );
+  await insertRows(
+    db,
+    "zerver_realmauditlog",
+    ids.map((id) => auditValues({ realmId, eventType: AuditEvent.USER_GROUP_CREATED, eventTime: when, modifiedUserGroupId: id })),
+    null,
+  );
+  // "Nobody" is nobody's subgroup; owners ⊂ administrators ⊂ … ⊂ internet.
+  const memberships: Row[] = [];
+  const audits: Row[] = [];
+  for (let i = 2; i < ids.length; i++) {
+    const sub = ids[i - 1];
+    const sup = ids[i];
+    memberships.push({ supergroup_id: sup, subgroup_id: sub });
+    audits.push(
+      auditValues({
+        realmId,
+        eventType: AuditEvent.USER_GROUP_DIRECT_SUBGROUP_MEMBERSHIP_ADDED,
+        eventTime: when,
+        modifiedUserGroupId: sup,
+        extraData: { subgroup_ids: [sub] },
+      }),
+      auditValues({
+        realmId,
+        eventType: AuditEvent.USER_GROUP_DIRECT_SUPERGROUP_MEMBERSHIP_ADDED,
+        eventTime: when,
+        modifiedUserGroupId: sub,
+        extraData: { supergroup_ids: [sup] },
+      }),
+    );
+  }
+  await insertRows(db, "zerver_groupgroupmembership", memberships, null);
+  await insertRows(db, "zerver_realmauditlog", audits, null);
+  return groups;
+}
+
+/** The system group ids of a realm, by name. */
+export async function getSystemGroups(db: Queryable, realmId: number): Promise<SystemGroupIds> {
+  const { rows } = await db.query(
+    `SELECT usergroup_ptr_id AS id, name FROM zerver_namedusergroup WHERE realm_id = $1 AND is_system_group`,
+    [realmId],
+  );
+  const out = {} as SystemGroupIds;
+  for (const r of rows) out[r.name as SystemGroupName] = Number(r.id);
+  for (const [n] of SYSTEM_GROUPS) if (!out[n]) throw new Error(`realm ${realmId} has no system group ${n}`);
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Users
+
+export type RealmRef = number | { id: number };
+
+function realmIdOf(realm: RealmRef): number {
+  return typeof realm === "number" ? realm : realm.id;
+}
+
+export interface CreateUserOptions {
+  email: string;
+  fullName: string;
+  role?: number;
+  /** Deprecated alias: a bot is any user with a botType. isBot without botType means a generic bot. */
+  isBot?: boolean;
+  botType?: number | null;
+  botOwnerId?: number | null;
+  dateJoined?: Date;
+  /** false = create, then deactivate (do_deactivate_user) at `deactivatedAt` (default dateJoined). */
+  isActive?: boolean;
+  deactivatedAt?: Date;
+  /** A Django password hash; default: an unusable password. */
+  passwordHash?: string | null;
+  tosVersion?: string | null;
+  timezone?: string;
+  /** Default: the realm's default_language. */
+  defaultLanguage?: string;
+  /** Default: realm.default_avatar_source. */
+  avatarSource?: string;
+  /** Overrides the RealmUserDefault value (humans only; bots always use 1 = everyone). */
+  emailAddressVisibility?: number;
+  enableMarketingEmails?: boolean;
+  /** EXTERNAL_HOST, needed for fake display emails when the visibility is not "everyone". */
+  externalHost?: string;
+  realmHosts?: Record<string, string>;
+  fakeEmailDomain?: string;
+  /** Audit acting user; default: the new user itself (do_create_user). */
+  actingUserId?: number | null;
+  /** This user created the realm: becomes acting_user of the REALM_CREATED audit row. */
+  realmCreation?: boolean;
+  /** Subscribe (humans) to the realm's default channels; default true. */
+  defaultChannels?: boolean;
+  /** Extra channel ids to subscribe to (like an invitation's streams). */
+  channelIds?: number[];
+  /** "Now" for the provisional-member check (default: the current time). */
+  now?: Date;
+  isMirrorDummy?: boolean;
+  canForgeSender?: boolean;
+  canCreateUsers?: boolean;
+  /** Raw zerver_userprofile column overrides. */
+  columns?: Record<string, unknown>;
+  random?: RandomSource;
+}
+
+export interface CreatedUser {
+  id: number;
+  email: string;
+  deliveryEmail: string;
+  fullName: string;
+  role: number;
+  isBot: boolean;
+  botType: number | null;
+  isActive: boolean;
+  realmId: number;
+  dateJoined: Date;
+  apiKey: string;
+  /** Direct system-group memberships written (group names). */
+  systemGroups: SystemGroupName[];
+}
+
+interface RealmInfo {
+  id: number;
+  stringId: string;
+  defaultLanguage: string;
+  defaultAvatarSource: string;
+  waitingPeriodThreshold: number;
+  workplaceUsersGroupId: number;
+}
+
+async function loadRealm(db: Queryable, realmId: number): Promise<RealmInfo> {
+  const { rows } = await db.query(`SELECT * FROM zerver_realm WHERE id = $1`, [realmId]);
+  if (!rows.length) throw new Error(`realm ${realmId} does not exist`);
+  const r = rows[0];
+  return {
+    id: Number(r.id),
+    stringId: r.string_id,
+    defaultLanguage: r.default_language ?? "en",
+    defaultAvatarSource: r.default_avatar_source ?? "G",
+    waitingPeriodThreshold: Number(r.waiting_period_threshold ?? 0),
+    workplaceUsersGroupId: Number(r.workplace_users_group_id),
+  };
+}
+
+/** UserProfile.is_provisional_member: a member younger (in whole days) than the waiting period. */
+export function isProvisionalMember(role: number, dateJoined: Date, waitingPeriodDays: number, now: Date): boolean {
+  if (role !== Role.MEMBER) return false; // is_moderator (and above) → False; guests are not members
+  const days = Math.floor((now.getTime() - dateJoined.getTime()) / 86400_000);
+  return days < waitingPeriodDays;
+}
+
+/** get_system_user_group_for_user */
+export function systemGroupForRole(role: number): SystemGroupName {
+  switch (role) {
+    case Role.OWNER:
+      return "role:owners";
+    case Role.ADMINISTRATOR:
+      return "role:administrators";
+    case Role.MODERATOR:
+      return "role:moderators";
+    case Role.MEMBER:
+      return "role:members";
+    case Role.GUEST:
+      return "role:everyone";
+    default:
+      throw new Error(`unknown role ${role}`);
+  }
+}
+
+/** realm_user_count_by_role(): the ROLE_COUNT ("10") payload of billing audit rows. */
+export async function roleCountSnapshot(db: Queryable, realmId: number): Promise<Record<string, unknown>> {
+  const { rows } = await db.query(
+    `SELECT role, is_bot, count(*)::int AS n FROM zerver_userprofile
+      WHERE realm_id = $1 AND is_active GROUP BY role, is_bot`,
+    [realmId],
+  );
+  const human: Record<string, number> = { "100": 0, "200": 0, "300": 0, "400": 0, "600": 0 };
+  let bots = 0;
+  for (const r of rows) {
+    if (r.is_bot) bots += r.n;
+    else human[String(r.role)] = (human[String(r.role)] ?? 0) + r.n;
+  }
+  const total = ROLES.reduce((s, role) => s + human[String(role)], 0);
+  const wg = await db.query(
+    `SELECT r.workplace_users_group_id AS gid, n.name, n.is_system_group
+       FROM zerver_realm r LEFT JOIN zerver_namedusergroup n ON n.usergroup_ptr_id = r.workplace_users_group_id
+      WHERE r.id = $1`,
+    [realmId],
+  );
+  const g = wg.rows[0];
+  let workplace: number;
+  const byRoles = (roles: number[]) => roles.reduce((s, role) => s + human[String(role)], 0);
+  if (g?.is_system_group && g.name !== "role:fullmembers") {
+    const name = g.name as SystemGroupName;
+    workplace =
+      name === "role:nobody"
+        ? 0
+        : name === "role:owners"
+          ? byRoles([100])
+          : name === "role:administrators"
+            ? byRoles([100, 200])
+            : name === "role:moderators"
+              ? byRoles([100, 200, 300])
+              : name === "role:members"
+                ? byRoles([100, 200, 300, 400])
+                : total;
+  } else {
+    const r = await db.query(
+      `WITH RECURSIVE sub(id) AS (SELECT $1::bigint UNION SELECT m.subgroup_id FROM zerver_groupgroupmembership m JOIN sub ON m.supergroup_id = sub.id)
+       SELECT count(DISTINCT u.id)::int AS n FROM zerver_usergroupmembership gm JOIN sub ON gm.user_group_id = sub.id
+         JOIN zerver_userprofile u ON u.id = gm.user_profile_id WHERE u.is_active AND NOT u.is_bot`,
+      [g?.gid],
+    );
+    workplace = r.rows[0].n;
+  }
+  return {
+    "10": {
+      "11": { ...human, workplace_users: workplace, non_workplace_users: total - workplace },
+      "12": bots,
+    },
+  };
+}
+
+/**
+ * do_create_user: the UserProfile (settings from RealmUserDefault for humans), USER_CREATED audit
+ * with a ROLE_COUNT snapshot, the system-group membership(s) with 703 audits, and for humans the
+ * default-channel subscriptions (301 audits, subscriber counts, UserMessage history rows).
+ * Must run inside the caller's transaction.
+ */
+export async function createUser(db: Queryable, realm: RealmRef, opts: CreateUserOptions): Promise<CreatedUser> {
+  const random = opts.random ?? cryptoRandom;
+  const info = await loadRealm(db, realmIdOf(realm));
+  const groups = await getSystemGroups(db, info.id);
+  const botType = opts.botType ?? (opts.isBot ? BotType.DEFAULT : null);
+  const isBot = botType !== null;
+  const role = opts.role ?? Role.MEMBER;
+  const dateJoined = opts.dateJoined ?? new Date();
+  const now = opts.now ?? new Date(Math.max(Date.now(), dateJoined.getTime()));
+  const deliveryEmail = normalizeEmail(opts.email);
+
+  const dup = await db.query(
+    `SELECT id FROM zerver_userprofile WHERE realm_id = $1 AND upper(delivery_email) = upper($2)`,
+    [info.id, deliveryEmail],
+  );
+  if (dup.rows.length) throw new Error(`A user with email ${deliveryEmail} already exists in realm ${info.stringId || "(root)"}`);
+
+  const upCols = await tableColumns(db, "zerver_userprofile");
+  const values: Row = {};
+  if (isBot) {
+    Object.assign(values, USER_SETTING_DEFAULTS, { email_address_visibility: EmailAddressVisibility.EVERYONE });
+  } else {
+    const rud = await db.query(`SELECT * FROM zerver_realmuserdefault WHERE realm_id = $1`, [info.id]);
+    if (!rud.rows.length) throw new Error(`realm ${info.id} has no RealmUserDefault row`);
+    Object.assign(values, USER_SETTING_DEFAULTS);
+    for (const [k, v] of Object.entries(rud.rows[0])) if (!NOT_COPIED_FROM_REALM_DEFAULTS.has(k) && upCols.has(k)) values[k] = v;
+    if (opts.emailAddressVisibility !== undefined) values.email_address_visibility = opts.emailAddressVisibility;
+    if (opts.enableMarketingEmails !== undefined) values.enable_marketing_emails = opts.enableMarketingEmails;
+  }
+  values.default_language = opts.defaultLanguage ?? info.defaultLanguage;
+
+  const id = await nextId(db, "zerver_userprofile");
+  let email = deliveryEmail;
+  if (values.email_address_visibility !== EmailAddressVisibility.EVERYONE) {
+    if (!opts.externalHost && !opts.fakeEmailDomain) {
+      throw new Error("createUser: externalHost is needed to build the display email of a user whose email is not public");
+    }
+    const host = opts.externalHost ? realmHost(info.stringId, opts.externalHost, opts.realmHosts) : "";
+    const domain = host && isValidEmailDomain(host) ? host : (opts.fakeEmailDomain ?? fakeEmailDomain(host));
+    email = `user${id}@${domain}`;
+  }
+  const apiKey = random.alnum(32);
+  Object.assign(values, {
+    id,
+    password: isBot ? unusablePassword(random) : (opts.passwordHash ?? unusablePassword(random)),
+    last_login: dateJoined,
+    is_superuser: false,
+    delivery_email: deliveryEmail,
+    email,
+    full_name: opts.fullName,
+    date_joined: dateJoined,
+    tos_version: opts.tosVersion ?? null,
+    api_key: apiKey,
+    uuid: random.uuid(),
+    is_staff: false,
+    is_active: true,
+    is_bot: isBot,
+    bot_type: botType,
+    role,
+    long_term_idle: false,
+    last_active_message_id: null,
+    is_mirror_dummy: opts.isMirrorDummy ?? false,
+    can_forge_sender: opts.canForgeSender ?? false,
+    // Observed on the reference install: the organization's creator has can_create_users
+    // (set at creation, no 108 audit row); other users do not.
+    can_create_users: opts.canCreateUsers ?? (opts.realmCreation === true),
+    last_reminder: null,
+    rate_limits: "",
+    default_all_public_streams: false,
+    timezone: opts.timezone ?? "",
+    avatar_source: opts.avatarSource ?? info.defaultAvatarSource,
+    avatar_version: 1,
+    avatar_hash: null,
+    bot_owner_id: opts.botOwnerId ?? null,
+    realm_id: info.id,
+    default_events_register_stream_id: null,
+    default_sending_stream_id: null,
+    can_change_user_emails: false,
+    is_imported_stub: false,
+    third_party_api_state: "{}",
+    is_deleted: false,
+  });
+  Object.assign(values, opts.columns ?? {});
+  await insertRow(db, "zerver_userprofile", values, "");
+
+  const actingUserId = opts.actingUserId ?? id;
+  await audit(db, {
+    realmId: info.id,
+    eventType: AuditEvent.USER_CREATED,
+    eventTime: dateJoined,
+    actingUserId,
+    modifiedUserId: id,
+    extraData: await roleCountSnapshot(db, info.id),
+  });
+  if (opts.realmCreation) {
+    await db.query(
+      `UPDATE zerver_realmauditlog SET acting_user_id = $2
+        WHERE id = (SELECT max(id) FROM zerver_realmauditlog WHERE realm_id = $1 AND event_type = $3)`,
+      [info.id, id, AuditEvent.REALM_CREATED],
+    );
+  }
+
+  const systemGroups: SystemGroupName[] = [systemGroupForRole(role)];
+  if (role === Role.MEMBER && !isProvisionalMember(role, dateJoined, info.waitingPeriodThreshold, now)) {
+    systemGroups.push("role:fullmembers");
+  }
+  for (const g of systemGroups) {
+    await db.query(`INSERT INTO zerver_usergroupmembership (user_group_id, user_profile_id) VALUES ($1, $2)`, [groups[g], id]);
+    await audit(db, {
+      realmId: info.id,
+      eventType: AuditEvent.USER_GROUP_DIRECT_USER_MEMBERSHIP_ADDED,
+      eventTime: dateJoined,
+      actingUserId,
+      modifiedUserId: id,
+      modifiedUserGroupId: groups[g],
+    });
+  }
+
+  if (!isBot) {
+    const channelIds = new Set<number>(opts.channelIds ?? []);
+    if (opts.defaultChannels ?? true) {
+      const ds = await db.query(`SELECT stream_id FROM zerver_defaultstream WHERE realm_id = $1`, [info.id]);
+      for (const r of ds.rows) channelIds.add(Number(r.stream_id));
+    }
+    if (channelIds.size) {
+      const added = await bulkAddSubscriptions(db, info.id, [...channelIds], [id], { when: dateJoined, actingUserId: null });
+      await addNewUserHistory(db, info.id, id, added, { realmCreation: opts.realmCreation ?? false, now });
+    }
+  }
+
+  const user: CreatedUser = {
+    id,
+    email,
+    deliveryEmail,
+    fullName: opts.fullName,
+    role,
+    isBot,
+    botType,
+    isActive: true,
+    realmId: info.id,
+    dateJoined,
+    apiKey,
+    systemGroups,
+  };
+  if (opts.isActive === false) {
+    await deactivateUser(db, id, { when: opts.deactivatedAt ?? dateJoined, actingUserId: opts.actingUserId ?? null });
+    user.isActive = false;
+  }
+  return user;
+}
+
+/** Django's BaseUserManager.normalize_email: lowercase the domain part. */
+function normalizeEmail(email: string): string {
+  const at = email.lastIndexOf("@");
+  if (at < 0) return email;
+  return email.slice(0, at) + "@" + email.slice(at + 1).toLowerCase();
+}
+
+/**
+ * do_deactivate_user's database part: is_active=false, subscriptions' is_user_active=false,
+ * subscriber counts decremented, USER_DEACTIVATED audit with ROLE_COUNT.
+ */
+export async function deactivateUser(
+  db: Queryable,
+  userId: number,
+  opts: { when?: Date; actingUserId?: number | null } = {},
+): Promise<void> {
+  const when = opts.when ?? new Date();
+  const u = await db.query(`UPDATE zerver_userprofile SET is_active = false WHERE id = $1 AND is_active RETURNING realm_id`, [userId]);
+  if (!u.rows.length) return;
+  const realmId = Number(u.rows[0].realm_id);
+  await db.query(
+    `UPDATE zerver_stream s SET subscriber_count = s.subscriber_count - 1
+       FROM zerver_subscription sub
+      WHERE sub.user_profile_id = $1 AND sub.active AND sub.is_user_active AND s.recipient_id = sub.recipient_id`,
+    [userId],
+  );
+  await db.query(`UPDATE zerver_subscription SET is_user_active = false WHERE user_profile_id = $1`, [userId]);
+  await audit(db, {
+    realmId,
+    eventType: AuditEvent.USER_DEACTIVATED,
+    eventTime: when,
+    actingUserId: opts.actingUserId ?? null,
+    modifiedUserId: userId,
+    extraData: await roleCountSnapshot(db, realmId),
+  });
+}
+
+/**
+ * create_internal_realm's bots: bulk_create_users into zulipinternal (101 audits with empty
+ * extra_data, role:members + role:fullmembers memberships with 703 audits), each bot owning
+ * itself with avatar_source 'U', then can_forge_sender for the email gateway (108 audit).
+ * Idempotent: bots that exist are skipped.
+ */
+export async function createSystemBots(
+  db: Queryable,
+  systemRealm: RealmRef,
+  opts: { dateJoined?: Date; random?: RandomSource } = {},
+): Promise<Record<string, number>> {
+  const random = opts.random ?? cryptoRandom;
+  const info = await loadRealm(db, realmIdOf(systemRealm));
+  const groups = await getSystemGroups(db, info.id);
+  const when = opts.dateJoined ?? new Date();
+  const out: Record<string, number> = {};
+  const existing = await db.query(`SELECT id, email FROM zerver_userprofile WHERE realm_id = $1`, [info.id]);
+  const have = new Map(existing.rows.map((r) => [r.email as string, Number(r.id)]));
+  const toCreate = SYSTEM_BOTS.filter((b) => !have.has(b.email));
+  const rows: Row[] = [];
+  for (const b of toCreate) {
+    const id = await nextId(db, "zerver_userprofile");
+    rows.push({
+      ...USER_SETTING_DEFAULTS,
+      default_language: info.defaultLanguage,
+      id,
+      password: unusablePassword(random),
+      last_login: when,
+      is_superuser: false,
+      delivery_email: b.email,
+      email: b.email,
+      full_name: b.fullName,
+      date_joined: when,
+      tos_version: null,
+      api_key: random.alnum(32),
+      uuid: random.uuid(),
+      is_staff: false,
+      is_active: true,
+      is_bot: true,
+      bot_type: BotType.DEFAULT,
+      role: Role.MEMBER,
+      long_term_idle: false,
+      last_active_message_id: null,
+      is_mirror_dummy: false,
+      can_forge_sender: false,
+      can_create_users: false,
+      last_reminder: null,
+      rate_limits: "",
+      default_all_public_streams: false,
+      timezone: "",
+      avatar_source: "U",
+      avatar_version: 1,
+      avatar_hash: null,
+      bot_owner_id: id,
+      realm_id: info.id,
+      default_events_register_stream_id: null,
+      default_sending_stream_id: null,
+      can_change_user_emails: false,
+      is_imported_stub: false,
+      third_party_api_state: "{}",
+      is_deleted: false,
+    });
+  }
+  await insertRows(db, "zerver_userprofile", rows, null);
+  await insertRows(
+    db,
+    "zerver_realmauditlog",
+    rows.map((r) => auditValues({ realmId: info.id, eventType: AuditEvent.USER_CREATED, eventTime: when, modifiedUserId: r.id as number })),
+    null,
+  );
+  const provisional = isProvisionalMember(Role.MEMBER, when, info.waitingPeriodThreshold, when);
+  const memberships: Row[] = [];
+  for (const r of rows) {
+    memberships.push({ user_group_id: groups["role:members"], user_profile_id: r.id });
+    if (!provisional) memberships.push({ user_group_id: groups["role:fullmembers"], user_profile_id: r.id });
+  }
+  await insertRows(db, "zerver_usergroupmembership", memberships, null);
+  await insertRows(
+    db,
+    "zerver_realmauditlog",
+    memberships.map((m) =>
+      auditValues({
+        realmId: info.id,
+        eventType: AuditEvent.USER_GROUP_DIRECT_USER_MEMBERSHIP_ADDED,
+        eventTime: when,
+        modifiedUserId: m.user_profile_id as number,
+        modifiedUserGroupId: m.user_group_id as number,
+      }),
+    ),
+    null,
+  );
+  for (const r of rows) have.set(r.email as string, r.id as number);
+  for (const b of SYSTEM_BOTS) {
+    const id = have.get(b.email)!;
+    out[b.email] = id;
+    if (b.canForgeSender && toCreate.includes(b)) {
+      await db.query(`UPDATE zerver_userprofile SET can_forge_sender = true WHERE id = $1`, [id]);
+      await audit(db, {
+        realmId: info.id,
+        eventType: AuditEvent.USER_SPECIAL_PERMISSION_CHANGED,
+        eventTime: when,
+        modifiedUserId: id,
+        extraData: { "1": false, "2": true, property: "can_forge_sender" },
+      });
+    }
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Channels and subscriptions
+
+export interface CreateChannelOptions {
+  name: string;
+  description?: string;
+  /** Rendered HTML of the description; default: escaped text in a paragraph. */
+  renderedDescription?: string;
+  inviteOnly?: boolean;
+  /** Default: true for public channels, false (protected history) for private ones. */
+  historyPublicToSubscribers?: boolean;
+  isWebPublic?: boolean;
+  messageRetentionDays?: number | null;
+  /** The creating user: acting user of the audit row and member of the "channel creator" group. */
+  creatorId?: number | null;
+  /** Users to subscribe (bulk_add_subscriptions, acting user = creator). */
+  subscribers?: number[];
+  dateCreated?: Date;
+  /** Raw zerver_stream column overrides. */
+  columns?: Record<string, unknown>;
+}
+
+/** create_stream_if_needed (+ bulk_add_subscriptions for `subscribers`). Caller's transaction. */
+export async function createChannel(db: Queryable, realm: RealmRef, opts: CreateChannelOptions): Promise<CreatedChannel> {
+  const realmId = realmIdOf(realm);
+  const groups = await getSystemGroups(db, realmId);
+  const when = opts.dateCreated ?? new Date();
+  const name = opts.name.trim();
+  const clash = await db.query(`SELECT id FROM zerver_stream WHERE realm_id = $1 AND upper(name) = upper($2)`, [realmId, name]);
+  if (clash.rows.length) throw new Error(`Channel '${name}' already exists in realm ${realmId}`);
+  const inviteOnly = opts.inviteOnly ?? false;
+  const historyPublic = inviteOnly ? (opts.historyPublicToSubscribers ?? false) : true;
+  const creatorId = opts.creatorId ?? null;
+
+  const values: Row = {
+    name,
+    date_created: when,
+    deactivated: false,
+    description: opts.description ?? "",
+    rendered_description: opts.renderedDescription ?? renderPlainMarkdown(opts.description ?? ""),
+    invite_only: inviteOnly,
+    history_public_to_subscribers: historyPublic,
+    is_web_public: opts.isWebPublic ?? false,
+    message_retention_days: opts.messageRetentionDays ?? null,
+    first_message_id: null,
+    creator_id: creatorId,
+    realm_id: realmId,
+    recipient_id: null,
+    is_recently_active: true,
+    subscriber_count: 0,
+    folder_id: null,
+    topics_policy: 1,
+  };
+  for (const [col, groupName] of Object.entries(STREAM_GROUP_SETTING_DEFAULTS)) {
+    if (groupName) {
+      values[col] = groups[groupName];
+    } else if (creatorId !== null) {
+      // "channel creator": an anonymous group (no NamedUserGroup row) with the creator as member.
+      const creatorRealm = await db.query(`SELECT realm_id FROM zerver_userprofile WHERE id = $1`, [creatorId]);
+      const g = await db.query(`INSERT INTO zerver_usergroup (realm_id) VALUES ($1) RETURNING id`, [
+        Number(creatorRealm.rows[0]?.realm_id ?? realmId),
+      ]);
+      const gid = Number(g.rows[0].id);
+      await db.query(`INSERT INTO zerver_usergroupmembership (user_group_id, user_profile_id) VALUES ($1, $2)`, [gid, creatorId]);
+      values[col] = gid;
+    } else {
+      values[col] = groups["role:nobody"];
+    }
+  }
+  Object.assign(values, opts.columns ?? {});
+  const streamId = Number((await insertRow(db, "zerver_stream", values)).id);
+  const rec = await db.query(`INSERT INTO zerver_recipient (type_id, type) VALUES ($1, $2) RETURNING id`, [
+    streamId,
+    RecipientType.STREAM,
+  ]);
+  const recipientId = Number(rec.rows[0].id);
+  await db.query(`UPDATE zerver_stream SET recipient_id = $2 WHERE id = $1`, [streamId, recipientId]);
+  await audit(db, {
+    realmId,
+    eventType: AuditEvent.CHANNEL_CREATED,
+    eventTime: when,
+    actingUserId: creatorId,
+    modifiedStreamId: streamId,
+  });
+  if (opts.subscribers?.length) {
+    await bulkAddSubscriptions(db, realmId, [streamId], opts.subscribers, { when, actingUserId: creatorId });
+  }
+  return { id: streamId, name, recipientId, realmId };
+}
+
+/** get_last_message_id(): the server-wide max message id, -1 when there are no messages. */
+export async function lastMessageId(db: Queryable): Promise<number> {
+  const { rows } = await db.query(`SELECT max(id) AS id FROM zerver_message`);
+  return rows[0].id === null ? -1 : Number(rows[0].id);
+}
+
+/**
+ * bulk_add_subscriptions: new Subscription rows (palette colour, is_user_active copied from the
+ * user), reactivation of inactive ones, SUBSCRIPTION_CREATED/ACTIVATED audits carrying
+ * event_last_message_id, and subscriber_count updates. Returns the channel ids that became
+ * active subscriptions for at least one user.
+ */
+export async function bulkAddSubscriptions(
+  db: Queryable,
+  realmId: number,
+  channelIds: number[],
+  userIds: number[],
+  opts: { when?: Date; actingUserId?: number | null } = {},
+): Promise<number[]> {
+  if (!channelIds.length || !userIds.length) return [];
+  const when = opts.when ?? new Date();
+  const streams = (
+    await db.query(`SELECT id, recipient_id FROM zerver_stream WHERE id = ANY($1::bigint[]) ORDER BY recipient_id`, [channelIds])
+  ).rows.map((r) => ({ id: Number(r.id), recipientId: Number(r.recipient_id) }));
+  const users = (
+    await db.query(`SELECT id, is_active FROM zerver_userprofile WHERE id = ANY($1::int[]) ORDER BY id`, [userIds])
+  ).rows.map((r) => ({ id: Number(r.id), isActive: r.is_active as boolean }));
+  const existing = await db.query(
+    `SELECT s.id, s.user_profile_id, s.recipient_id, s.active, s.color, r.type
+       FROM zerver_subscription s JOIN zerver_recipient r ON r.id = s.recipient_id
+      WHERE s.user_profile_id = ANY($1::int[])`,
+    [users.map((u) => u.id)],
+  );
+  const eventLastMessageId = await lastMessageId(db);
+  const newSubs: Row[] = [];
+  const audits: Row[] = [];
+  const reactivate: number[] = [];
+  const countDelta = new Map<number, number>();
+  const touched = new Set<number>();
+  for (const u of users) {
+    const mine = existing.rows.filter((r) => Number(r.user_profile_id) === u.id);
+    const used = new Set(mine.filter((r) => Number(r.type) === RecipientType.STREAM).map((r) => r.color as string));
+    const available = STREAM_ASSIGNMENT_COLORS.filter((c) => !used.has(c));
+    let nextColor = 0;
+    for (const s of streams) {
+      const sub = mine.find((r) => Number(r.recipient_id) === s.recipientId);
+      if (sub?.active) continue;
+      if (sub) {
+        reactivate.push(Number(sub.id));
+        audits.push(
+          auditValues({
+            realmId,
+            eventType: AuditEvent.SUBSCRIPTION_ACTIVATED,
+            eventTime: when,
+            actingUserId: opts.actingUserId ?? null,
+            modifiedUserId: u.id,
+            modifiedStreamId: s.id,
+            eventLastMessageId,
+          }),
+        );
+      } else {
+        const color =
+          nextColor < available.length
+            ? available[nextColor]
+            : STREAM_ASSIGNMENT_COLORS[s.recipientId % STREAM_ASSIGNMENT_COLORS.length];
+        nextColor++;
+        newSubs.push({
+          active: true,
+          is_user_active: u.isActive,
+          is_muted: false,
+          color,
+          pin_to_top: false,
+          desktop_notifications: null,
+          audible_notifications: null,
+          push_notifications: null,
+          email_notifications: null,
+          wildcard_mentions_notify: null,
+          recipient_id: s.recipientId,
+          user_profile_id: u.id,
+        });
+        audits.push(
+          auditValues({
+            realmId,
+            eventType: AuditEvent.SUBSCRIPTION_CREATED,
+            eventTime: when,
+            actingUserId: opts.actingUserId ?? null,
+            modifiedUserId: u.id,
+            modifiedStreamId: s.id,
+            eventLastMessageId,
+          }),
+        );
+      }
+      touched.add(s.id);
+      if (u.isActive) countDelta.set(s.id, (countDelta.get(s.id) ?? 0) + 1);
+    }
+  }
+  await insertRows(db, "zerver_subscription", newSubs, null);
+  if (reactivate.length) {
+    await db.query(`UPDATE zerver_subscription SET active = true WHERE id = ANY($1::bigint[])`, [reactivate]);
+  }
+  await insertRows(db, "zerver_realmauditlog", audits, null);
+  for (const [streamId, n] of countDelta) {
+    await db.query(`UPDATE zerver_stream SET subscriber_count = subscriber_count + $2 WHERE id = $1`, [streamId, n]);
+  }
+  return [...touched];
+}
+
+/**
+ * add_new_user_history: UserMessage rows for recent messages (12 weeks, at most 1000) in the
+ * channels the user just joined whose history they can access. Rows are "historical" unless the
+ * user created the realm; all but the newest 20 are marked read. (Onboarding-message tracking is
+ * not modelled: this code never creates OnboardingUserMessage rows.)
+ */
+async function addNewUserHistory(
+  db: Queryable,
+  realmId: number,
+  userId: number,
+  channelIds: number[],
+  opts: { realmCreation: boolean; now: Date },
+): Promise<void> {
+  if (!channelIds.length) return;
+  const { rows } = await db.query(
+    `SELECT m.id FROM zerver_message m JOIN zerver_stream s ON s.recipient_id = m.recipient_id
+      WHERE m.realm_id = $1 AND s.id = ANY($2::bigint[]) AND s.history_public_to_subscribers
+        AND m.date_sent > $3
+        AND NOT EXISTS (SELECT 1 FROM zerver_usermessage um WHERE um.message_id = m.id AND um.user_profile_id = $4)
+      ORDER BY m.id DESC LIMIT 1000`,
+    [realmId, channelIds, new Date(opts.now.getTime() - 12 * 7 * 86400_000), userId],
+  );
+  const ids = rows.map((r) => Number(r.id)).sort((a, b) => a - b);
+  const older = new Set(ids.slice(0, Math.max(0, ids.length - 20)));
+  await insertRows(
+    db,
+    "zerver_usermessage",
+    ids.map((mid) => ({
+      flags: (opts.realmCreation ? 0 : UserMessageFlag.HISTORICAL) | (older.has(mid) ? UserMessageFlag.READ : 0),
+      message_id: mid,
+      user_profile_id: userId,
+    })),
+    null,
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Direct message groups and messages
+
+/** huddle_hash: sha1 of the sorted, de-duplicated, comma-joined user ids. */
+export function directMessageGroupHash(userIds: number[]): string {
+  const ids = [...new Set(userIds)].sort((a, b) => a - b);
+  return crypto.createHash("sha1").update(ids.join(",")).digest("hex");
+}
+
+/**
+ * get_or_create_direct_message_group: zerver_huddle + type-3 recipient + one subscription per
+ * participant. Since Zulip 11 every DM (1:1 and self-DMs too) goes through one of these.
+ */
+export async function getOrCreateDirectMessageGroup(
+  db: Queryable,
+  userIds: number[],
+): Promise<{ id: number; recipientId: number; created: boolean }> {
+  const ids = [...new Set(userIds)].sort((a, b) => a - b);
+  const hash = directMessageGroupHash(ids);
+  const found = await db.query(`SELECT id, recipient_id FROM zerver_huddle WHERE huddle_hash = $1`, [hash]);
+  if (found.rows.length) return { id: Number(found.rows[0].id), recipientId: Number(found.rows[0].recipient_id), created: false };
+  const h = await db.query(`INSERT INTO zerver_huddle (huddle_hash, group_size) VALUES ($1, $2) RETURNING id`, [hash, ids.length]);
+  const huddleId = Number(h.rows[0].id);
+  const r = await db.query(`INSERT INTO zerver_recipient (type_id, type) VALUES ($1, $2) RETURNING id`, [
+    huddleId,
+    RecipientType.DIRECT_MESSAGE_GROUP,
+  ]);
+  const recipientId = Number(r.rows[0].id);
+  await db.query(`UPDATE zerver_huddle SET recipient_id = $2 WHERE id = $1`, [huddleId, recipientId]);
+  const users = await db.query(`SELECT id, is_active FROM zerver_userprofile WHERE id = ANY($1::int[]) ORDER BY id`, [ids]);
+  await insertRows(
+    db,
+    "zerver_subscription",
+    users.rows.map((u) => ({
+      active: true,
+      is_user_active: u.is_active,
+      is_muted: false,
+      color: DEFAULT_SUBSCRIPTION_COLOR,
+      pin_to_top: false,
+      desktop_notifications: null,
+      audible_notifications: null,
+      push_notifications: null,
+      email_notifications: null,
+      wildcard_mentions_notify: null,
+      recipient_id: recipientId,
+      user_profile_id: u.id,
+    })),
+    null,
+  );
+  return { id: huddleId, recipientId, created: true };
+}
+
+export interface SendMessageOptions {
+  senderId: number;
+  /** A channel message (topic ≤ 60 chars) or a DM to these users (the sender is added). */
+  to: { channelId: number; topic: string } | { userIds: number[] };
+  content: string;
+  renderedContent?: string;
+  dateSent?: Date;
+  /** Sending client name; default "website" for humans, "Internal" for bots. */
+  client?: string;
+  /** Users whose row gets the "mentioned" flag. */
+  mentionedUserIds?: number[];
+}
+
+/**
+ * The database part of do_send_messages for plain messages: the Message row and one UserMessage
+ * row per recipient (active channel subscribers that are not long-term idle; every DM
+ * participant, with is_private). The sender's row is read when sent from a human client.
+ */
+export async function sendMessage(db: Queryable, opts: SendMessageOptions): Promise<{ id: number; recipientId: number }> {
+  const sender = (
+    await db.query(
+      `SELECT u.id, u.realm_id, u.is_bot, r.string_id FROM zerver_userprofile u JOIN zerver_realm r ON r.id = u.realm_id WHERE u.id = $1`,
+      [opts.senderId],
+    )
+  ).rows[0];
+  if (!sender) throw new Error(`sender ${opts.senderId} does not exist`);
+  const clientName = opts.client ?? (sender.is_bot ? "Internal" : "website");
+  const clientId = await getOrCreateClient(db, clientName);
+  const dateSent = opts.dateSent ?? new Date();
+  let recipientId: number;
+  let realmId: number = Number(sender.realm_id);
+  let isChannel: boolean;
+  let subject = "";
+  let recipients: { id: number; flags: number }[];
+  let streamId: number | null = null;
+  if ("channelId" in opts.to) {
+    const s = (await db.query(`SELECT id, realm_id, recipient_id FROM zerver_stream WHERE id = $1`, [opts.to.channelId])).rows[0];
+    if (!s) throw new Error(`channel ${opts.to.channelId} does not exist`);
+    streamId = Number(s.id);
+    recipientId = Number(s.recipient_id);
+    realmId = Number(s.realm_id);
+    isChannel = true;
+    subject = opts.to.topic;
+    const subs = await db.query(
+      `SELECT u.id FROM zerver_subscription sub JOIN zerver_userprofile u ON u.id = sub.user_profile_id
+        WHERE sub.recipient_id = $1 AND sub.active AND sub.is_user_active AND (NOT u.long_term_idle OR u.id = $2)
+        ORDER BY u.id`,
+      [recipientId, opts.senderId],
+    );
+    recipients = subs.rows.map((r) => ({ id: Number(r.id), flags: 0 }));
+  } else {
+    const ids = [...new Set([opts.senderId, ...opts.to.userIds])];
+    const group = await getOrCreateDirectMessageGroup(db, ids);
+    recipientId = group.recipientId;
+    isChannel = false;
+    if (sender.string_id === SYSTEM_BOT_REALM) {
+      const other = await db.query(
+        `SELECT realm_id FROM zerver_userprofile WHERE id = ANY($1::int[]) AND id <> $2 ORDER BY id LIMIT 1`,
+        [ids, opts.senderId],
+      );
+      if (other.rows.length) realmId = Number(other.rows[0].realm_id);
+    }
+    recipients = ids.sort((a, b) => a - b).map((id) => ({ id, flags: UserMessageFlag.IS_PRIVATE }));
+  }
+  const sentByHuman = HUMAN_CLIENTS.has(clientName.toLowerCase()) || clientName.toLowerCase().includes("desktop app");
+  const mentioned = new Set(opts.mentionedUserIds ?? []);
+  for (const r of recipients) {
+    if (r.id === opts.senderId && sentByHuman) r.flags |= UserMessageFlag.READ;
+    if (mentioned.has(r.id)) r.flags |= UserMessageFlag.MENTIONED;
+  }
+  const m = await insertRow(db, "zerver_message", {
+    type: 1,
+    subject,
+    content: opts.content,
+    rendered_content: opts.renderedContent ?? renderPlainMarkdown(opts.content),
+    rendered_content_version: 1,
+    date_sent: dateSent,
+    last_edit_time: null,
+    edit_history: null,
+    has_attachment: false,
+    has_image: false,
+    has_link: /https?:\/\//.test(opts.content),
+    search_tsvector: null,
+    sender_id: opts.senderId,
+    sending_client_id: clientId,
+    realm_id: realmId,
+    recipient_id: recipientId,
+    is_channel_message: isChannel,
+  });
+  const messageId = Number(m.id);
+  await insertRows(
+    db,
+    "zerver_usermessage",
+    recipients.map((r) => ({ flags: r.flags, message_id: messageId, user_profile_id: r.id })),
+    null,
+  );
+  if (streamId !== null) {
+    await db.query(`UPDATE zerver_stream SET first_message_id = $2 WHERE id = $1 AND first_message_id IS NULL`, [streamId, messageId]);
+  }
+  return { id: messageId, recipientId };
+}

@@ -8,7 +8,7 @@ import path from "node:path";
 import type { Client, ClientConfig } from "pg";
 import type { Config } from "./config.js";
 import { EnvironmentError } from "./errors.js";
-import { releaseForMigration, ZERVER_MIGRATION_FLOOR } from "./zulip-versions.js";
+import { latestMainlineMigration, OLDER_THAN_SUPPORTED, releaseForMigration } from "./zulip-versions.js";
 
 /** What library functions need from a connection (a pg Client satisfies it). */
 export interface Queryable {
@@ -97,7 +97,8 @@ function sslOption(sslmode: string, host: string): ClientConfig["ssl"] {
 
 export class Db implements Queryable {
   private catalog?: Map<string, Set<string>>;
-  zerverMigration: string | null = null;
+  /** Newest mainline zerver migration applied (backports to older releases ignored), or null. */
+  zerverMigration: number | null = null;
 
   constructor(readonly client: Client, readonly plan: ConnectionPlan) {}
 
@@ -157,7 +158,7 @@ export class Db implements Queryable {
 
   /** The Zulip release this database's schema belongs to, e.g. "12.x". */
   get release(): string {
-    return this.zerverMigration ? releaseForMigration(parseInt(this.zerverMigration, 10)) : "unknown";
+    return this.zerverMigration !== null ? releaseForMigration(this.zerverMigration) : "unknown";
   }
 
   async close(): Promise<void> {
@@ -247,16 +248,19 @@ export async function connect(config: Config, env: NodeJS.ProcessEnv = process.e
     throw new EnvironmentError(`${NO_ZULIP_DB_MESSAGE}\n(${plan.describe} has no zerver_realm table.)`);
   }
   if (rows[0].has_migrations) {
-    const m = await client.query("SELECT max(name) AS name FROM django_migrations WHERE app = 'zerver'");
-    db.zerverMigration = m.rows[0].name;
+    const m = await client.query("SELECT name FROM django_migrations WHERE app = 'zerver'");
+    const n = latestMainlineMigration(m.rows.map((r: { name: string }) => r.name));
+    db.zerverMigration = Number.isFinite(n) && n > 0 ? n : null;
   }
-  const n = db.zerverMigration ? parseInt(db.zerverMigration, 10) : NaN;
-  if (!Number.isFinite(n) || n < ZERVER_MIGRATION_FLOOR) {
+  const n = db.zerverMigration;
+  // Newer releases than we know are accepted: every command detects the tables and columns it uses.
+  if (n === null || releaseForMigration(n) === OLDER_THAN_SUPPORTED) {
     await db.close();
     throw new EnvironmentError(
-      `This Zulip database is too old: its newest zerver migration is ${db.zerverMigration ?? "unknown"} ` +
-        `(${Number.isFinite(n) ? "Zulip " + releaseForMigration(n) : "not a recognisable Zulip schema"}). ` +
-        `zulip-manage supports Zulip 10.0 and newer; upgrade the server first.`,
+      n === null
+        ? `${plan.describe} has a zerver_realm table but no Zulip migration history (django_migrations); it does not look like a Zulip database.`
+        : `This Zulip database is too old: its newest zerver migration is ${String(n).padStart(4, "0")} ` +
+            `(Zulip ${releaseForMigration(n)}). zulip-manage supports Zulip 10.0 and newer; upgrade the server first.`,
     );
   }
   return db;

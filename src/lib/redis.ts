@@ -80,7 +80,7 @@ export function parseReply(buf: Buffer, offset = 0): { value: RespValue | RedisE
 }
 
 export class RedisClient {
-  private buffer = Buffer.alloc(0);
+  private buffer: Buffer = Buffer.alloc(0);
   private waiting: { resolve: (v: RespValue) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }[] = [];
   private closedError: Error | null = null;
 

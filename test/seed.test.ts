@@ -482,6 +482,12 @@ describe("seedServer (demo spec)", () => {
       [root.realm.id],
     );
     expect(lastCreated.extra_data["10"]["11"]["400"]).toBe(members.n);
+    const [humans] = await db.query(
+      `SELECT count(*)::int AS n FROM zerver_userprofile WHERE realm_id = $1 AND is_active AND NOT is_bot`,
+      [root.realm.id],
+    );
+    expect(lastCreated.extra_data["10"]["11"].workplace_users).toBe(humans.n);
+    expect(lastCreated.extra_data["10"]["11"].non_workplace_users).toBe(0);
 
     const general = root.channels.find((c) => c.name === "general")!;
     const msgs = await inTx(db, () => seedBulkMessages(db.client, { channelId: general.id, count: 50, start: new Date(now.getTime() - 3600_000) }));

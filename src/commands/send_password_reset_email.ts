@@ -1,0 +1,234 @@
+import { defineCommand } from "../lib/command.js";
+import type { Queryable } from "../lib/db.js";
+import {
+  buildEmail,
+  EmailDeliveryError,
+  emailConfigWarnings,
+  emailSettings,
+  Mailer,
+  type OutgoingEmail,
+  requireOutgoingEmail,
+  securityEmailFromName,
+  sendBulk,
+  tokenizedNoreplyAddress,
+  type BulkResult,
+} from "../lib/email.js";
+import { CommandError } from "../lib/errors.js";
+import { addRealmOption, addUserListOptions, getRealm, getUsers, type UserProfile } from "../lib/lookup.js";
+import { makeToken, passwordResetUrl } from "../lib/password-reset.js";
+import { Progress } from "../lib/progress.js";
+import { realmHost, realmUrl } from "../lib/settings.js";
+import { renderPasswordReset } from "../lib/templates/password_reset.js";
+
+/** UserProfile.TOS_VERSION_BEFORE_FIRST_LOGIN */
+const TOS_VERSION_BEFORE_FIRST_LOGIN = "-1";
+
+interface RealmInfo {
+  id: number;
+  string_id: string;
+  name: string;
+  url: string;
+  host: string;
+}
+
+interface Recipient {
+  user: UserProfile;
+  realm: RealmInfo;
+  /** Inactive users get the variant without a link (do_send_password_reset_email). */
+  deactivated: boolean;
+  otherRealmUrls: string[];
+}
+
+async function selectUsers(db: Queryable, opts: Record<string, any>): Promise<UserProfile[]> {
+  let users: UserProfile[];
+  if (opts.entireServer) {
+    const { rows } = await db.query(
+      "SELECT * FROM zerver_userprofile WHERE is_active AND NOT is_bot AND NOT is_mirror_dummy ORDER BY id",
+    );
+    users = rows;
+  } else {
+    const realm = await getRealm(db, opts.realm);
+    try {
+      users = await getUsers(db, { users: opts.users, allUsers: opts.allUsers }, realm, { isBot: false });
+    } catch (e) {
+      if (e instanceof CommandError && e.message === "You have to pass either -u/--users or -a/--all-users.") {
+        throw new CommandError("You have to pass -u/--users or -a/--all-users or --entire-server.");
+      }
+      throw e;
+    }
+  }
+  if (opts.onlyNeverLoggedIn) users = users.filter((u) => u.tos_version === TOS_VERSION_BEFORE_FIRST_LOGIN);
+  return users;
+}
+
+export default defineCommand({
+  name: "send_password_reset_email",
+  description:
+    "Send email to specified email address.\n\n" +
+    "Each selected user gets Zulip's password reset email with a link valid for PASSWORD_RESET_TIMEOUT\n" +
+    "(3 days); deactivated users get the variant without a link. Mail goes out over SMTP with the\n" +
+    "server's EMAIL_* settings; many recipients share a few pooled connections.",
+  examples: [
+    "zulip-manage send_password_reset_email -u iago@zulip.com",
+    "zulip-manage send_password_reset_email -r engineering --all-users --only-never-logged-in",
+    "zulip-manage send_password_reset_email --entire-server --dry-run",
+  ],
+  configure(cmd) {
+    cmd.option("--only-never-logged-in", "Filter to only users which have not accepted the TOS.");
+    cmd.option("--entire-server", "Send to every user on the server. ");
+    addUserListOptions(cmd, {
+      users: "Email addresses of user(s) to send password reset emails to.",
+      all: "Send to every user on the realm.",
+    });
+    addRealmOption(cmd);
+    cmd.option("--dry-run", "List the recipients without sending anything.");
+  },
+  async run(ctx, _args, opts) {
+    const out = ctx.out;
+    const config = ctx.config();
+    const settings = config.settings;
+    const db = await ctx.db();
+    const users = await selectUsers(db, opts);
+
+    if (users.length === 0) {
+      if (out.json) out.jsonResult({ dry_run: Boolean(opts.dryRun), sent: 0, failed: 0, recipients: [] });
+      else out.line("No matching users!");
+      return;
+    }
+
+    const realmIds = [...new Set(users.map((u) => Number(u.realm_id)))];
+    const { rows: realmRows } = await db.query("SELECT id, string_id, name FROM zerver_realm WHERE id = ANY($1::int[])", [realmIds]);
+    const realms = new Map<number, RealmInfo>();
+    for (const r of realmRows) {
+      realms.set(Number(r.id), { id: Number(r.id), string_id: r.string_id, name: r.name, url: realmUrl(settings, r.string_id), host: realmHost(settings, r.string_id) });
+    }
+
+    // Deactivated users: the realms where the same address still has an active account.
+    const inactiveEmails = [...new Set(users.filter((u) => !u.is_active).map((u) => u.delivery_email.toUpperCase()))];
+    const others = new Map<string, string[]>();
+    if (inactiveEmails.length) {
+      const { rows } = await db.query(
+        `SELECT upper(u.delivery_email::text) AS e, r.string_id FROM zerver_userprofile u JOIN zerver_realm r ON r.id = u.realm_id
+          WHERE u.is_active AND upper(u.delivery_email::text) = ANY($1::text[]) ORDER BY u.id`,
+        [inactiveEmails],
+      );
+      for (const r of rows) {
+        const list = others.get(r.e) ?? [];
+        list.push(realmUrl(settings, r.string_id));
+        others.set(r.e, list);
+      }
+    }
+
+    const recipients: Recipient[] = users.map((u) => ({
+      user: u,
+      realm: realms.get(Number(u.realm_id))!,
+      deactivated: !u.is_active,
+      otherRealmUrls: u.is_active ? [] : (others.get(u.delivery_email.toUpperCase()) ?? []),
+    }));
+
+    const describe = (r: Recipient) => `${r.user.delivery_email} (${r.realm.host})`;
+    const jsonEntry = (r: Recipient, status: string, error?: string) => ({
+      user_id: Number(r.user.id),
+      email: r.user.delivery_email,
+      full_name: r.user.full_name,
+      realm: r.realm.string_id,
+      variant: r.deactivated ? "deactivated" : "reset_link",
+      status,
+      ...(error !== undefined ? { error } : {}),
+    });
+
+    if (opts.dryRun) {
+      if (out.json) {
+        out.jsonResult({ dry_run: true, sent: 0, failed: 0, recipients: recipients.map((r) => jsonEntry(r, "would_send")) });
+        return;
+      }
+      out.line(`Would send password reset emails to ${recipients.length} user${recipients.length === 1 ? "" : "s"}:`);
+      for (const r of recipients) out.line(`  ${describe(r)}${r.deactivated ? " [deactivated: email without a reset link]" : ""}`);
+      return;
+    }
+
+    const es = emailSettings(config);
+    requireOutgoingEmail(es);
+    for (const w of emailConfigWarnings(es)) out.warn(w);
+    const secretKey = settings.get("SECRET_KEY");
+
+    const build = (r: Recipient): OutgoingEmail => {
+      const u = r.user;
+      const context = {
+        email: u.delivery_email,
+        realmUrl: r.realm.url,
+        realmName: r.realm.name,
+        activeAccountInRealm: !r.deactivated,
+        userDeactivated: r.deactivated,
+        otherRealmUrls: r.otherRealmUrls,
+        resetUrl: r.deactivated
+          ? undefined
+          : passwordResetUrl(r.realm.url, Number(u.id), makeToken({ id: Number(u.id), password: u.password, last_login: u.last_login, email: u.email }, secretKey)),
+        emailImagesBaseUrl: es.emailImagesBaseUrl,
+        physicalAddress: es.physicalAddress,
+      };
+      return buildEmail(es, {
+        template: "password_reset",
+        rendered: renderPasswordReset(context),
+        ...(r.deactivated ? { toEmails: [u.delivery_email] } : { toUsers: [{ full_name: u.full_name, delivery_email: u.delivery_email }] }),
+        fromName: securityEmailFromName(es),
+        fromAddress: tokenizedNoreplyAddress(es),
+        realm: { name: r.realm.name, host: r.realm.host, string_id: r.realm.string_id },
+      });
+    };
+
+    const bulk = recipients.length > 1;
+    const progress = new Progress(recipients.length, { label: "Sending", enabled: bulk && Boolean(process.stderr.isTTY) });
+    const mailer = await Mailer.open(es, { pool: bulk, maxConnections: 3 });
+    let results: BulkResult<Recipient>[];
+    let aborted: EmailDeliveryError | null = null;
+    try {
+      if (bulk) {
+        // One connection attempt first: an unreachable server or a refused login is one clear
+        // line, not one per recipient.
+        try {
+          await mailer.verify();
+        } catch (e) {
+          if (!(e instanceof EmailDeliveryError)) throw e;
+          out.err(`Cannot send email: ${e.message}`);
+          out.err(`No password reset emails were sent.`);
+          if (out.json) {
+            out.jsonResult({ dry_run: false, sent: 0, failed: recipients.length, recipients: recipients.map((r) => jsonEntry(r, "not_sent", e.message)) });
+          }
+          return 1;
+        }
+      }
+      ({ results, aborted } = await sendBulk(mailer, recipients, build, {
+        concurrency: bulk ? 3 : 1,
+        onResult: (r) => {
+          if (r.status === "failed") progress.log(`Failed to send password reset email to ${describe(r.item)}: ${r.error!.message}`);
+          progress.tick();
+        },
+      }));
+    } finally {
+      progress.finish();
+      mailer.close();
+    }
+
+    const sent = results.filter((r) => r.status === "sent").length;
+    const failed = results.filter((r) => r.status === "failed").length;
+    const notSent = results.filter((r) => r.status === "not_sent").length;
+    if (aborted && notSent > 0) {
+      out.err(`Stopped after repeated connection failures; ${notSent} email${notSent === 1 ? " was" : "s were"} not attempted.`);
+    }
+    if (out.json) {
+      out.jsonResult({
+        dry_run: false,
+        sent,
+        failed: failed + notSent,
+        recipients: results.map((r) => jsonEntry(r.item, r.status, r.error?.message)),
+      });
+    } else if (sent > 0) {
+      out.line(`Sent ${sent} password reset email${sent === 1 ? "" : "s"}.`);
+    }
+    if (failed + notSent > 0) {
+      out.err(`${failed + notSent} of ${recipients.length} password reset email${recipients.length === 1 ? "" : "s"} could not be sent.`);
+      return 1;
+    }
+  },
+});

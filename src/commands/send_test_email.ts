@@ -1,0 +1,103 @@
+import { defineCommand } from "../lib/command.js";
+import {
+  emailConfigWarnings,
+  emailSettings,
+  Mailer,
+  type OutgoingEmail,
+  parseaddr,
+  requireOutgoingEmail,
+  supportAddress,
+  tokenizedNoreplyAddress,
+} from "../lib/email.js";
+import { CommandError } from "../lib/errors.js";
+import {
+  TEST_ADMINS_BODY,
+  TEST_ADMINS_SUBJECT,
+  TEST_EMAIL_BODY,
+  TEST_EMAIL_PREAMBLE,
+  TEST_EMAIL_SUBJECT,
+  TEST_MANAGERS_BODY,
+  TEST_MANAGERS_SUBJECT,
+  TEST_NOREPLY_EMAIL_SUBJECT,
+  testEmailSuccessLine,
+} from "../lib/templates/test_email.js";
+
+/** Django's send_mail(subject, message, from_email, recipient_list): one message to everyone, no extra headers. */
+function plainMail(subject: string, body: string, from: string, to: string[]): OutgoingEmail {
+  return {
+    template: "test",
+    subject,
+    text: body,
+    from: { address: from },
+    to: to.map((address) => ({ address })),
+    envelopeFrom: parseaddr(from)[1],
+    headers: {},
+    log: false,
+  };
+}
+
+export default defineCommand({
+  name: "send_test_email",
+  description:
+    "Sends a test email to the email addresses specified as arguments.\n\n" +
+    "Zulip's check of outgoing email: one message from the support address (ZULIP_ADMINISTRATOR)\n" +
+    "and one from the noreply address, sent with the server's EMAIL_* settings.",
+  examples: ["zulip-manage send_test_email admin@example.com", "zulip-manage send_test_email a@example.com b@example.com --json"],
+  configure(cmd) {
+    cmd.argument("[email...]", "One or more email addresses to send a test email to.");
+    cmd.option("--managers", "Send a test email to the addresses specified in settings.MANAGERS.");
+    cmd.option("--admins", "Send a test email to the addresses specified in settings.ADMINS.");
+  },
+  async run(ctx, args, opts) {
+    const out = ctx.out;
+    const emails = ((args[0] as unknown as string[] | undefined) ?? []).filter((e) => e !== undefined);
+    const es = emailSettings(ctx.config());
+    requireOutgoingEmail(es);
+    for (const w of emailConfigWarnings(es)) out.warn(w);
+    if (emails.length === 0) {
+      throw new CommandError("Usage: zulip-manage send_test_email username@example.com");
+    }
+
+    for (const line of TEST_EMAIL_PREAMBLE) out.line(line);
+    const transcript: string[] = [];
+    const mailer = await Mailer.open(es, { transcript });
+    const sent: { from: string; subject: string; to: string[]; message_id?: string }[] = [];
+    try {
+      const send = async (mail: OutgoingEmail) => {
+        const info = await mailer.send(mail);
+        sent.push({ from: mail.from.address, subject: mail.subject, to: mail.to.map((r) => r.address), message_id: info.messageId });
+      };
+      try {
+        const sender = supportAddress(es);
+        out.line(`  * ${sender}`);
+        await send(plainMail(TEST_EMAIL_SUBJECT, TEST_EMAIL_BODY, sender, emails));
+        const noreplySender = tokenizedNoreplyAddress(es);
+        out.line(`  * ${noreplySender}`);
+        await send(plainMail(TEST_NOREPLY_EMAIL_SUBJECT, TEST_EMAIL_BODY, noreplySender, emails));
+      } catch (e: any) {
+        if (out.json) {
+          out.jsonResult({ ok: false, error: `Failed to send mails: ${e?.message ?? e}`, sent, smtp_log: transcript });
+        } else {
+          out.line(`Failed to send mails: ${e?.message ?? e}`);
+          out.line("");
+          out.line("Full SMTP log follows:");
+          out.line(transcript.join("\n"));
+        }
+        throw new CommandError("Email sending failed!");
+      }
+      out.line("");
+      out.line(testEmailSuccessLine(emails));
+
+      // Django's mail_managers / mail_admins: prefixed subject, from SERVER_EMAIL; nothing when the list is empty.
+      const siteMail = async (flag: boolean, list: [string, string][], subject: string, body: string) => {
+        if (!flag || list.length === 0) return;
+        await send(plainMail(es.subjectPrefix + subject, body, es.serverEmail, list.map((p) => p[1])));
+      };
+      await siteMail(Boolean(opts.managers), es.managers, TEST_MANAGERS_SUBJECT, TEST_MANAGERS_BODY);
+      await siteMail(Boolean(opts.admins), es.admins, TEST_ADMINS_SUBJECT, TEST_ADMINS_BODY);
+    } finally {
+      mailer.close();
+    }
+    if (out.json) out.jsonResult({ ok: true, sent });
+  },
+});

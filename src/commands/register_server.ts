@@ -41,7 +41,7 @@ import { AnalyticsDataUploadLevel, checkRequiredSettings, realmHost, realmUrl, t
 export const TRANSFER_CHALLENGE_REDIS_KEY = "self_hosting_domain_transfer_challenge_verify";
 export const PUSH_RECENTLY_WORKING_REDIS_KEY = "push_notifications_recently_working_ts";
 const MAX_CLIENT_BATCH_SIZE = 10000;
-const TOS_QUESTION = "Do you want to agree to the Zulip Terms of Service and proceed? [Y/n]";
+const TOS_QUESTION = "Do you want to agree to the Zulip Terms of Service and proceed?";
 
 const ALNUM = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
 
@@ -494,7 +494,8 @@ export default defineCommand({
     }
 
     try {
-      out.line(notice(hostname, contactEmail));
+      // print() of a text that already ends with a newline: a blank line follows.
+      out.write(notice(hostname, contactEmail) + "\n");
 
       if (!opts.agreeToTermsOfService && !opts.rotateKey) {
         const agreed = await askYesNo(TOS_QUESTION, {

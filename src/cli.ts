@@ -26,6 +26,7 @@ const GLOBAL_HELP = [
   ["--conf-dir <dir>", "Zulip configuration directory (default /etc/zulip, or $ZULIP_CONF_DIR)"],
   ["--no-color", "never colour the output (also: NO_COLOR=1); colour is only used on a terminal"],
   ["--traceback", "show a stack trace when a command fails"],
+  ["--setting NAME=VALUE", "use VALUE for a settings.py setting zulip-manage cannot read safely (repeatable)"],
   ["--allow-root", "run as root instead of switching to the Zulip user (also: ZULIP_MANAGE_ALLOW_ROOT=1)"],
 ];
 
@@ -44,7 +45,7 @@ export function globalHelp(): string {
   }
   lines.push("");
   lines.push("Options every command accepts:");
-  for (const [flag, text] of GLOBAL_HELP) lines.push(`  ${flag.padEnd(20)}${text}`);
+  for (const [flag, text] of GLOBAL_HELP) lines.push(`  ${flag.padEnd(22)}${text}`);
   lines.push("");
   lines.push(`Type '${PROG} help <command>' (or '${PROG} <command> --help') for help on a specific command.`);
   lines.push(`Exit codes: 0 success, 1 refused or failed, 2 usage error, 3 environment error (config, database).`);
@@ -57,6 +58,11 @@ function addGlobalOptions(cmd: Command): void {
   cmd.option("--no-color", "never colour the output");
   cmd.option("--traceback", "show a stack trace when the command fails");
   cmd.option("--allow-root", "run as root instead of switching to the Zulip user");
+  cmd.option(
+    "--setting <NAME=VALUE>",
+    "use VALUE (a Python literal or plain text) for a settings.py setting that is not a plain literal; repeatable",
+    (v: string, prev: string[] = []) => [...prev, v],
+  );
   // Accepted for compatibility with manage.py invocations; they change nothing here.
   cmd.addOption(new Option("--automated").hideHelp());
   cmd.addOption(new Option("--no-automated").hideHelp());
@@ -66,7 +72,10 @@ function addGlobalOptions(cmd: Command): void {
 }
 
 export function buildCommand(mod: CommandModule): Command {
+  // A parent program only so that usage lines read "zulip-manage <command> …".
+  const program = new Command(PROG);
   const cmd = new Command(mod.name);
+  program.addCommand(cmd);
   cmd.description(mod.description);
   mod.configure?.(cmd);
   addGlobalOptions(cmd);
@@ -130,7 +139,7 @@ export async function run(argv: string[]): Promise<number> {
     const entry = findCommand(argv[1]);
     if (!entry) return unknownCommand(argv[1]);
     const cmd = buildCommand((await entry.load()).default);
-    process.stdout.write(cmd.helpInformation());
+    cmd.outputHelp();
     return EXIT.OK;
   }
   const entry = findCommand(first);
@@ -161,6 +170,7 @@ export async function run(argv: string[]): Promise<number> {
     color: opts.color,
     traceback: Boolean(opts.traceback),
     allowRoot: Boolean(opts.allowRoot) || process.env.ZULIP_MANAGE_ALLOW_ROOT === "1",
+    settings: opts.setting,
   };
 
   const paths = resolvePaths(globals.confDir);

@@ -4,7 +4,7 @@ import fs from "node:fs";
 import { EnvironmentError } from "./errors.js";
 import { parseIni } from "./ini.js";
 import type { Paths } from "./paths.js";
-import { parsePySettings } from "./pysettings.js";
+import { parsePySettings, type PyValue } from "./pysettings.js";
 import { computeSettings, type ZulipSettings } from "./settings.js";
 import { currentUid, groupName, userById, userLabel } from "./users.js";
 
@@ -20,14 +20,17 @@ export class Config {
     readonly secrets: Map<string, string>,
     /** Whether zulip-secrets.conf existed (it may legitimately be absent on dev machines). */
     readonly secretsFileFound: boolean,
+    /** --setting NAME=VALUE overrides, used instead of the file's assignment. */
+    readonly overrides: Record<string, PyValue> = {},
   ) {}
 
   /** settings.py with Zulip's defaults and derived values applied (parsed on first use). */
   get settings(): ZulipSettings {
     if (!this.settingsCache) {
-      const parsed = parsePySettings(this.settingsText);
+      const parsed = parsePySettings(this.settingsText, { path: this.paths.settingsPath });
       this.settingsCache = computeSettings(parsed, this.secrets, this.zulipConf, {
         settingsPath: this.paths.settingsPath,
+        overrides: this.overrides,
       });
     }
     return this.settingsCache;
@@ -41,10 +44,6 @@ export class Config {
     return this.zulipConf.get(section)?.get(key.toLowerCase());
   }
 
-  /** zulip.conf [machine] deploy_type present ⇒ Zulip considers itself a production server. */
-  get isProduction(): boolean {
-    return this.conf("machine", "deploy_type") !== undefined;
-  }
 }
 
 export function describeFile(file: string): string {
@@ -85,12 +84,30 @@ export function readConfigFile(file: string, what: string, optional: boolean): s
   }
 }
 
-export function loadConfig(paths: Paths): Config {
+/** Parse --setting NAME=VALUE: VALUE is read as a Python literal when it is one, else as a string. */
+export function parseSettingOverrides(items: string[] = []): Record<string, PyValue> {
+  const out: Record<string, PyValue> = {};
+  for (const item of items) {
+    const m = /^([A-Z][A-Z0-9_]*)=(.*)$/s.exec(item);
+    if (!m) throw new EnvironmentError(`--setting expects NAME=VALUE with an upper-case setting name, got '${item}'.`);
+    let value: PyValue = m[2];
+    try {
+      const parsed = parsePySettings(`${m[1]} = ${m[2]}\n`).assignments[m[1]];
+      if (parsed?.ok) value = parsed.value;
+    } catch {
+      /* not a literal: keep the text */
+    }
+    out[m[1]] = value;
+  }
+  return out;
+}
+
+export function loadConfig(paths: Paths, overrides: Record<string, PyValue> = {}): Config {
   const settingsText = readConfigFile(paths.settingsPath, "the Zulip settings file", false) as string;
   const zulipConfText = readConfigFile(paths.zulipConfPath, "the Zulip server configuration", true);
   const secretsText = readConfigFile(paths.secretsPath, "the Zulip secrets file", true);
-  const zulipConf = zulipConfText === null ? new Map() : parseIni(zulipConfText);
-  const secretsIni = secretsText === null ? new Map() : parseIni(secretsText);
+  const zulipConf = zulipConfText === null ? new Map() : parseIni(zulipConfText, { path: paths.zulipConfPath });
+  const secretsIni = secretsText === null ? new Map() : parseIni(secretsText, { path: paths.secretsPath });
   const secrets: Map<string, string> = secretsIni.get("secrets") ?? new Map();
-  return new Config(paths, settingsText, zulipConf, secrets, secretsText !== null);
+  return new Config(paths, settingsText, zulipConf, secrets, secretsText !== null, overrides);
 }

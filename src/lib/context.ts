@@ -1,7 +1,7 @@
 // Everything a running command needs, created once per invocation: global options, output,
 // configuration (loaded on first use) and the database connection (opened on first use and
 // closed by the CLI when the command ends).
-import { type Config, loadConfig } from "./config.js";
+import { type Config, loadConfig, parseSettingOverrides } from "./config.js";
 import type { Db } from "./db.js";
 import { Output } from "./output.js";
 import { type Paths, resolvePaths } from "./paths.js";
@@ -12,6 +12,8 @@ export interface GlobalOptions {
   color?: boolean;
   traceback?: boolean;
   allowRoot?: boolean;
+  /** --setting NAME=VALUE, repeatable. */
+  settings?: string[];
 }
 
 export class Context {
@@ -26,7 +28,7 @@ export class Context {
   }
 
   config(): Config {
-    if (!this.configCache) this.configCache = loadConfig(this.paths);
+    if (!this.configCache) this.configCache = loadConfig(this.paths, parseSettingOverrides(this.globals.settings));
     return this.configCache;
   }
 

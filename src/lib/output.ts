@@ -56,7 +56,7 @@ export class Output {
   /** A line of human output on stdout (suppressed with --json). */
   line(text = ""): void {
     if (this.json) return;
-    this.stdout.write(text.endsWith("\n") ? text : text + "\n");
+    this.stdout.write(text + "\n");
   }
 
   /** Raw human text on stdout, no newline added (suppressed with --json). */

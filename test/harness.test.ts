@@ -306,11 +306,11 @@ interface ChildReport {
   conf: string;
 }
 
-/**
- * Run the helpers in a plain Node process (TypeScript transpiled into .tmp/), which starts a
- * cluster, memcached and Redis, reports their pids/dirs on stdout and then waits to be killed.
- */
-async function startHelperProcess(env: Record<string, string>): Promise<{ report: ChildReport; child: ReturnType<typeof spawn>; exited: Promise<NodeJS.Signals | number | null> }> {
+let helperWorkDir: string | undefined;
+
+/** The helpers transpiled to plain JS (once per file run) plus child.mjs, in .tmp/. */
+function transpiledHelpers(): string {
+  if (helperWorkDir) return helperWorkDir;
   fs.mkdirSync(path.join(REPO_ROOT, ".tmp"), { recursive: true });
   const work = fs.mkdtempSync(path.join(REPO_ROOT, ".tmp", "harness-child-"));
   toClean.push(work);
@@ -325,7 +325,6 @@ async function startHelperProcess(env: Record<string, string>): Promise<{ report
   fs.writeFileSync(
     path.join(work, "child.mjs"),
     `
-import fs from "node:fs";
 import { startPostgres, createDatabase } from "./helpers/pg.js";
 import { startMemcached } from "./helpers/memcached.js";
 import { startRedis } from "./helpers/redis.js";
@@ -347,8 +346,27 @@ process.stdout.write(JSON.stringify(report) + "\\n");
 setInterval(() => {}, 1000);
 `,
   );
+  helperWorkDir = work;
+  return work;
+}
+
+/**
+ * Run the helpers in a plain Node process (TypeScript transpiled into .tmp/), which starts a
+ * cluster, memcached and Redis, reports their pids/dirs on stdout and then waits to be killed.
+ */
+async function startHelperProcess(env: Record<string, string>): Promise<{
+  report: ChildReport;
+  child: ReturnType<typeof spawn>;
+  exited: Promise<NodeJS.Signals | number | null>;
+  tmpRoot: string;
+}> {
+  const work = transpiledHelpers();
+  // Its own temp root, so that other test runs' sweeps cannot touch its dirs.
+  const tmpRoot = fs.mkdtempSync(path.join(os.tmpdir(), "zm-harness-"));
+  fs.chmodSync(tmpRoot, 0o755);
+  toClean.push(tmpRoot);
   const child = spawn(process.execPath, [path.join(work, "child.mjs")], {
-    env: { ...process.env, ...env },
+    env: { ...process.env, ZM_TEST_TMPDIR: tmpRoot, ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let stderr = "";
@@ -363,7 +381,7 @@ setInterval(() => {}, 1000);
     });
     void exited.then((how) => reject(new Error(`helper process exited (${String(how)}):\n${stderr}`)));
   });
-  return { report, child, exited };
+  return { report, child, exited, tmpRoot };
 }
 
 const toClean: string[] = [];
@@ -416,6 +434,7 @@ describe("cleanup", () => {
     expect(report.pg.realms).toBe(2);
     const pids = [report.pg.pid, ...report.pg.backends, report.mc.pid, report.rd.pid];
     const dirs = [report.pg.dir, report.mc.dir, report.rd.dir, report.conf];
+    expect(dirs.every((d) => fs.existsSync(d))).toBe(true);
     expect([report.pg.pid, report.mc.pid, report.rd.pid].every(pidAlive)).toBe(true);
     child.kill("SIGTERM");
     expect(await exited).toBe("SIGTERM");
@@ -424,20 +443,21 @@ describe("cleanup", () => {
   });
 
   it("after SIGKILL the servers die with their parent and the next run sweeps the dirs", async () => {
-    const { report, child, exited } = await startHelperProcess({});
+    const { report, child, exited, tmpRoot } = await startHelperProcess({});
     const pids = [report.pg.pid, ...report.pg.backends, report.mc.pid, report.rd.pid];
     const dirs = [report.pg.dir, report.mc.dir, report.rd.dir, report.conf];
     child.kill("SIGKILL");
     expect(await exited).toBe("SIGKILL");
     expect(await waitUntil(() => allGone(pids))).toBe(true);
     expect(dirs.every((d) => fs.existsSync(d))).toBe(true); // nobody could clean up...
-    const swept = sweepStaleTempDirs(); // ...until globalSetup's sweep
+    const swept = sweepStaleTempDirs(tmpRoot); // ...until globalSetup's sweep
     for (const d of dirs) {
       expect(swept).toContain(d);
       expect(fs.existsSync(d)).toBe(false);
     }
-    // Live runs' dirs (like this one's cluster) are left alone.
+    // Dirs of live processes (like this run's cluster) are left alone.
     const shared = await sharedCluster();
+    sweepStaleTempDirs();
     expect(fs.existsSync(shared.socketDir)).toBe(true);
   });
 });

@@ -78,7 +78,8 @@ export function findExecutable(name: string, extraDirs: string[] = []): string |
 // ---------------------------------------------------------------------------------------------
 // Temp directories (with an owner pid so stale ones from killed runs can be swept)
 
-export const TEMP_ROOT = path.join(os.tmpdir(), "zulip-manage-test");
+/** Parent of all harness temp dirs ($ZM_TEST_TMPDIR, default $TMPDIR/zulip-manage-test). */
+export const TEMP_ROOT = process.env.ZM_TEST_TMPDIR || path.join(os.tmpdir(), "zulip-manage-test");
 const OWNER_FILE = ".zm-owner-pid";
 
 /**
@@ -112,16 +113,16 @@ export function removeDirSync(dir: string): void {
  * SIGKILL). Dirs of live processes (other test runs in parallel) are left alone.
  * Returns the removed paths.
  */
-export function sweepStaleTempDirs(): string[] {
+export function sweepStaleTempDirs(root = TEMP_ROOT): string[] {
   const removed: string[] = [];
   let entries: string[];
   try {
-    entries = fs.readdirSync(TEMP_ROOT);
+    entries = fs.readdirSync(root);
   } catch {
     return removed;
   }
   for (const e of entries) {
-    const dir = path.join(TEMP_ROOT, e);
+    const dir = path.join(root, e);
     let pid: number;
     try {
       pid = Number(fs.readFileSync(path.join(dir, OWNER_FILE), "utf8").trim());

@@ -163,7 +163,8 @@ function splitEntity(raw: string): { headers: Map<string, string[]>; body: strin
 }
 
 export function parseMail(raw: string): ParsedMail {
-  const top = splitEntity(raw);
+  // The CRLF before the SMTP end-of-data dot ends the last line; it is not part of the body.
+  const top = splitEntity(raw.replace(/\r\n$/, ""));
   const result: ParsedMail = {
     headers: top.headers,
     header: (name: string) => top.headers.get(name.toLowerCase())?.[0],

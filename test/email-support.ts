@@ -1,6 +1,7 @@
 // Test support for the email commands: a real SMTP server (smtp-server) inside the test process
 // that records what it receives, a small RFC 5322/MIME reader for those messages, a Zulip
 // configuration directory pointing at it, and a way to run the built CLI.
+import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -20,6 +21,8 @@ export interface ReceivedMail {
   raw: string;
   parsed: ParsedMail;
   auth?: { username: string; password: string };
+  /** The session was encrypted (implicit TLS or STARTTLS). */
+  secure: boolean;
 }
 
 export interface SmtpSink {
@@ -30,13 +33,20 @@ export interface SmtpSink {
   close(): Promise<void>;
 }
 
-export async function startSmtpSink(opts: { auth?: { user: string; pass: string } } = {}): Promise<SmtpSink> {
+export interface SinkOptions {
+  auth?: { user: string; pass: string };
+  /** Offer STARTTLS (or, with implicitTls, speak TLS from the start) with this key and certificate. */
+  tls?: { key: string; cert: string; implicitTls?: boolean };
+}
+
+export async function startSmtpSink(opts: SinkOptions = {}): Promise<SmtpSink> {
   const messages: ReceivedMail[] = [];
   const reject = new Set<string>();
   const server = new SMTPServer({
     logger: false,
-    secure: false,
-    disabledCommands: opts.auth ? ["STARTTLS"] : ["STARTTLS", "AUTH"],
+    secure: Boolean(opts.tls?.implicitTls),
+    ...(opts.tls ? { key: opts.tls.key, cert: opts.tls.cert } : {}),
+    disabledCommands: [...(opts.tls ? [] : ["STARTTLS"]), ...(opts.auth ? [] : ["AUTH"])],
     authOptional: !opts.auth,
     allowInsecureAuth: true,
     size: 10 * 1024 * 1024,
@@ -68,6 +78,7 @@ export async function startSmtpSink(opts: { auth?: { user: string; pass: string 
           raw,
           parsed: parseMail(raw),
           auth: user ? { username: user, password: "" } : undefined,
+          secure: Boolean((session as any).secure),
         });
         cb();
       });
@@ -230,6 +241,23 @@ export interface ConfOptions {
   /** Extra settings.py lines. */
   settings?: string[];
   secrets?: Record<string, string>;
+}
+
+/** A self-signed certificate for 127.0.0.1/localhost (null when openssl is missing). */
+export function selfSignedCert(dir: string): { key: string; cert: string; certFile: string } | null {
+  const keyFile = path.join(dir, "smtp.key");
+  const certFile = path.join(dir, "smtp.crt");
+  try {
+    execFileSync(
+      "openssl",
+      ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", keyFile, "-out", certFile, "-days", "2",
+        "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+      { stdio: "ignore" },
+    );
+  } catch {
+    return null;
+  }
+  return { key: fs.readFileSync(keyFile, "utf8"), cert: fs.readFileSync(certFile, "utf8"), certFile };
 }
 
 export function makeTempDir(prefix: string): string {

@@ -5,7 +5,17 @@ import fs from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { cliBuilt, makeTempDir, parseAddress, parseAddressList, runCli, startSmtpSink, writeConfDir, type SmtpSink } from "./email-support.js";
+import {
+  cliBuilt,
+  makeTempDir,
+  parseAddress,
+  parseAddressList,
+  runCli,
+  selfSignedCert,
+  startSmtpSink,
+  writeConfDir,
+  type SmtpSink,
+} from "./email-support.js";
 
 const HOST = "zulip.example.com";
 const BODY =
@@ -31,8 +41,8 @@ describe.skipIf(!cliBuilt())("send_test_email", () => {
   const conf = (settings: string[], administrator = "admin@example.com") =>
     writeConfDir(path.join(tmp, `conf${++n}`), { externalHost: HOST, administrator, settings });
   const smtp = () => ["EMAIL_HOST = '127.0.0.1'", `EMAIL_PORT = ${sink.port}`];
-  const run = (confDir: string, args: string[]) =>
-    runCli(["send_test_email", "--conf-dir", confDir, ...args], { ZULIP_LOG_DIR: tmp, ZULIP_DEPLOY_DIR: path.join(tmp, "nodeploy") });
+  const run = (confDir: string, args: string[], env: Record<string, string> = {}) =>
+    runCli(["send_test_email", "--conf-dir", confDir, ...args], { ZULIP_LOG_DIR: tmp, ZULIP_DEPLOY_DIR: path.join(tmp, "nodeploy"), ...env });
 
   it("sends Zulip's two test messages, from the support and the noreply address, and says so", async () => {
     const before = sink.messages.length;
@@ -156,5 +166,67 @@ describe.skipIf(!cliBuilt())("send_test_email", () => {
     } finally {
       sink.reject.delete("nobody@example.org");
     }
+  });
+
+  describe("TLS", () => {
+    let cert: ReturnType<typeof selfSignedCert>;
+    const sinks: SmtpSink[] = [];
+    beforeAll(() => {
+      cert = selfSignedCert(tmp);
+    });
+    afterAll(async () => {
+      for (const s of sinks) await s.close();
+    });
+    const tlsSink = async (implicitTls: boolean, auth?: { user: string; pass: string }) => {
+      const s = await startSmtpSink({ tls: { key: cert!.key, cert: cert!.cert, implicitTls }, auth });
+      sinks.push(s);
+      return s;
+    };
+    // The CLI trusts the test certificate the way a server trusts its CA bundle.
+    const trust = () => ({ NODE_EXTRA_CA_CERTS: cert!.certFile });
+
+    it("EMAIL_USE_TLS upgrades with STARTTLS and logs in with the email_password secret", async () => {
+      if (!cert) return;
+      const s = await tlsSink(false, { user: "zulip", pass: "pw" });
+      const c = writeConfDir(path.join(tmp, `conf${++n}`), {
+        externalHost: HOST,
+        settings: ["EMAIL_HOST = '127.0.0.1'", `EMAIL_PORT = ${s.port}`, "EMAIL_USE_TLS = True", "EMAIL_HOST_USER = 'zulip'"],
+        secrets: { email_password: "pw" },
+      });
+      const r = await run(c, ["x@example.org"], trust());
+      expect(r.stderr).toBe("");
+      expect(r.exitCode).toBe(0);
+      expect(s.messages).toHaveLength(2);
+      expect(s.messages.every((m) => m.secure && m.auth?.username === "zulip")).toBe(true);
+      // an untrusted certificate is refused, like Django's verified TLS context
+      const untrusted = await run(c, ["x@example.org"]);
+      expect(untrusted.exitCode).toBe(1);
+      expect(untrusted.stdout).toContain("Failed to send mails:");
+    });
+
+    it("EMAIL_USE_SSL speaks TLS from the first byte", async () => {
+      if (!cert) return;
+      const s = await tlsSink(true);
+      const c = conf(["EMAIL_HOST = '127.0.0.1'", `EMAIL_PORT = ${s.port}`, "EMAIL_USE_SSL = True"]);
+      const r = await run(c, ["x@example.org"], trust());
+      expect(r.exitCode).toBe(0);
+      expect(s.messages).toHaveLength(2);
+      expect(s.messages.every((m) => m.secure)).toBe(true);
+    });
+
+    it("without either setting, never upgrades even when the server offers STARTTLS (as Django)", async () => {
+      if (!cert) return;
+      const s = await tlsSink(false);
+      const r = await run(conf(["EMAIL_HOST = '127.0.0.1'", `EMAIL_PORT = ${s.port}`]), ["x@example.org"]);
+      expect(r.exitCode).toBe(0);
+      expect(s.messages).toHaveLength(2);
+      expect(s.messages.some((m) => m.secure)).toBe(false);
+    });
+
+    it("refuses EMAIL_USE_TLS together with EMAIL_USE_SSL", async () => {
+      const r = await run(conf([...smtp(), "EMAIL_USE_TLS = True", "EMAIL_USE_SSL = True"]), ["x@example.org"]);
+      expect(r.exitCode).toBe(3);
+      expect(r.stderr).toContain("EMAIL_USE_TLS/EMAIL_USE_SSL are mutually exclusive");
+    });
   });
 });

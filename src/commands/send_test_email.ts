@@ -24,13 +24,14 @@ import {
 
 /** Django's send_mail(subject, message, from_email, recipient_list): one message to everyone, no extra headers. */
 function plainMail(subject: string, body: string, from: string, to: string[]): OutgoingEmail {
+  const [name, address] = parseaddr(from);
   return {
     template: "test",
     subject,
     text: body,
-    from: { address: from },
+    from: name ? { name, address } : { address },
     to: to.map((address) => ({ address })),
-    envelopeFrom: parseaddr(from)[1],
+    envelopeFrom: address,
     headers: {},
     log: false,
   };

@@ -126,6 +126,13 @@ export function requireOutgoingEmail(s: EmailSettings): void {
         `(EMAIL_HOST and friends). See ${EMAIL_DOCS_URL}`,
     );
   }
+  if (s.useTls && s.useSsl) {
+    // Django's SMTP EmailBackend refuses this combination too.
+    throw new EnvironmentError(
+      "EMAIL_USE_TLS/EMAIL_USE_SSL are mutually exclusive, so only set one of those settings to True. " +
+        `(EMAIL_USE_TLS is STARTTLS, usually port 587; EMAIL_USE_SSL is implicit TLS, usually port 465.) See ${EMAIL_DOCS_URL}`,
+    );
+  }
   if (!s.host) {
     throw new EnvironmentError(
       `Outgoing email not yet configured: EMAIL_HOST is not set in settings.py, so a Zulip server would silently drop this email.\n` +
@@ -364,6 +371,26 @@ export interface SendInfo {
   rejected: string[];
 }
 
+/** nodemailer SMTP options equivalent to Django's SMTP EmailBackend with these settings. */
+export function smtpTransportOptions(s: EmailSettings): Record<string, unknown> {
+  const timeout = s.timeoutSeconds * 1000;
+  return {
+    host: s.host,
+    port: s.port,
+    secure: s.useSsl,
+    // Django's backend only uses TLS when told to: STARTTLS with EMAIL_USE_TLS, implicit TLS with
+    // EMAIL_USE_SSL, and never opportunistically. Certificates are verified either way.
+    requireTLS: s.useTls && !s.useSsl,
+    ignoreTLS: !s.useTls && !s.useSsl,
+    connectionTimeout: timeout,
+    greetingTimeout: timeout,
+    socketTimeout: timeout,
+    dnsTimeout: timeout,
+    // Django logs in only when both a username and a password are set.
+    auth: s.user && s.password ? { user: s.user, pass: s.password } : undefined,
+  };
+}
+
 /** An SMTP connection (or pool) configured like Django's SMTP EmailBackend. */
 export class Mailer {
   private constructor(
@@ -374,26 +401,11 @@ export class Mailer {
   static async open(s: EmailSettings, opts: MailerOptions = {}): Promise<Mailer> {
     requireOutgoingEmail(s);
     const nodemailer = (await import("nodemailer")).default;
-    const timeout = s.timeoutSeconds * 1000;
     const transcript = opts.transcript;
     const log = (level: string) => (_data: unknown, ...args: unknown[]) => {
       if (transcript) transcript.push(`${level}: ${format(...(args as [any, ...any[]]))}`);
     };
-    const options: Record<string, unknown> = {
-      host: s.host,
-      port: s.port,
-      secure: s.useSsl,
-      // Django's backend only uses TLS when told to: STARTTLS with EMAIL_USE_TLS, implicit TLS with
-      // EMAIL_USE_SSL, and never opportunistically.
-      requireTLS: s.useTls && !s.useSsl,
-      ignoreTLS: !s.useTls && !s.useSsl,
-      connectionTimeout: timeout,
-      greetingTimeout: timeout,
-      socketTimeout: timeout,
-      dnsTimeout: timeout,
-      // Django logs in only when both a username and a password are set.
-      auth: s.user && s.password ? { user: s.user, pass: s.password } : undefined,
-    };
+    const options: Record<string, unknown> = smtpTransportOptions(s);
     if (transcript) {
       options.logger = { trace: log("trace"), debug: log("debug"), info: log("info"), warn: log("warn"), error: log("error"), fatal: log("fatal") };
       options.debug = true;

@@ -1,15 +1,9 @@
 // zulip-manage entry point: global help and version without loading any command, then the one
 // command asked for, parsed with commander, run with a Context, and its errors mapped to exit codes.
 import fs from "node:fs";
-import { Command, CommanderError, Option } from "commander";
 import { COMMANDS, findCommand } from "./commands/index.js";
-import { type CommandModule, GROUP_ORDER } from "./lib/command.js";
-import { Context, type GlobalOptions } from "./lib/context.js";
-import { CliError, EXIT, UsageError } from "./lib/errors.js";
-import { logInvocation } from "./lib/managelog.js";
-import { resolvePaths } from "./lib/paths.js";
-import { decideRunAs, rootRefusal, switchUser } from "./lib/runas.js";
-import { currentUid } from "./lib/users.js";
+import { GROUP_ORDER } from "./lib/command.js";
+import { EXIT } from "./lib/errors.js";
 
 const PROG = "zulip-manage";
 
@@ -52,52 +46,6 @@ export function globalHelp(): string {
   return lines.join("\n") + "\n";
 }
 
-function addGlobalOptions(cmd: Command): void {
-  cmd.option("--json", "print one JSON document on stdout instead of text");
-  cmd.option("--conf-dir <dir>", "Zulip configuration directory (default: /etc/zulip or $ZULIP_CONF_DIR)");
-  cmd.option("--no-color", "never colour the output");
-  cmd.option("--traceback", "show a stack trace when the command fails");
-  cmd.option("--allow-root", "run as root instead of switching to the Zulip user");
-  cmd.option(
-    "--setting <NAME=VALUE>",
-    "use VALUE (a Python literal or plain text) for a settings.py setting that is not a plain literal; repeatable",
-    (v: string, prev: string[] = []) => [...prev, v],
-  );
-  // Accepted for compatibility with manage.py invocations; they change nothing here.
-  cmd.addOption(new Option("--automated").hideHelp());
-  cmd.addOption(new Option("--no-automated").hideHelp());
-  cmd.addOption(new Option("--force-color").hideHelp());
-  cmd.addOption(new Option("--skip-checks").hideHelp());
-  cmd.addOption(new Option("-v, --verbosity <level>").choices(["0", "1", "2", "3"]).hideHelp());
-}
-
-export function buildCommand(mod: CommandModule): Command {
-  // A parent program only so that usage lines read "zulip-manage <command> …".
-  const program = new Command(PROG);
-  const cmd = new Command(mod.name);
-  program.addCommand(cmd);
-  cmd.description(mod.description);
-  mod.configure?.(cmd);
-  addGlobalOptions(cmd);
-  cmd.helpOption("-h, --help", "show this help and exit");
-  cmd.showSuggestionAfterError(true);
-  cmd.allowExcessArguments(false);
-  if (mod.examples.length) {
-    cmd.addHelpText("after", "\nExamples:\n" + mod.examples.map((e) => `  ${e}`).join("\n"));
-  }
-  cmd.exitOverride();
-  cmd.configureOutput({
-    writeOut: (s) => process.stdout.write(s),
-    writeErr: (s) => process.stderr.write(s),
-    outputError: (s, write) => write(formatUsageError(mod.name, s.replace(/^error: /, "").trim())),
-  });
-  return cmd;
-}
-
-function formatUsageError(name: string, message: string): string {
-  return `usage: ${PROG} ${name} [options]\n${PROG} ${name}: error: ${message}\nRun '${PROG} ${name} --help' for the options.\n`;
-}
-
 function suggest(name: string): string[] {
   const dist = (a: string, b: string) => {
     const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...Array(b.length).fill(0)]);
@@ -138,96 +86,14 @@ export async function run(argv: string[]): Promise<number> {
     }
     const entry = findCommand(argv[1]);
     if (!entry) return unknownCommand(argv[1]);
-    const cmd = buildCommand((await entry.load()).default);
-    cmd.outputHelp();
+    const { printCommandHelp } = await import("./lib/runner.js");
+    await printCommandHelp(entry);
     return EXIT.OK;
   }
   const entry = findCommand(first);
   if (!entry) return unknownCommand(first);
-  const mod = (await entry.load()).default;
-  const cmd = buildCommand(mod);
-
-  let parsedArgs: string[] = [];
-  let opts: Record<string, any> = {};
-  cmd.action((...actionArgs: any[]) => {
-    const c = actionArgs[actionArgs.length - 1] as Command;
-    opts = c.opts();
-    parsedArgs = actionArgs.slice(0, c.registeredArguments.length) as string[];
-  });
-  try {
-    await cmd.parseAsync(argv.slice(1), { from: "user" });
-  } catch (e) {
-    if (e instanceof CommanderError) {
-      if (e.code === "commander.helpDisplayed" || e.code === "commander.help" || e.code === "commander.version") return EXIT.OK;
-      return EXIT.USAGE;
-    }
-    throw e;
-  }
-
-  const globals: GlobalOptions = {
-    confDir: opts.confDir,
-    json: Boolean(opts.json),
-    color: opts.color,
-    traceback: Boolean(opts.traceback),
-    allowRoot: Boolean(opts.allowRoot) || process.env.ZULIP_MANAGE_ALLOW_ROOT === "1",
-    settings: opts.setting,
-  };
-
-  const paths = resolvePaths(globals.confDir);
-  const decision = decideRunAs(paths.deployDir, Boolean(globals.allowRoot), currentUid());
-  if (decision.action === "switch" && decision.user) {
-    try {
-      switchUser(decision.user);
-    } catch (e: any) {
-      process.stderr.write(`${PROG}: cannot switch to user '${decision.user.name}': ${e?.message ?? e}\n`);
-      return EXIT.FAILED;
-    }
-    process.stderr.write(`${PROG}: running as '${decision.user.name}' (${decision.reason}) instead of root.\n`);
-  } else if (currentUid() === 0 && !globals.allowRoot) {
-    process.stderr.write(rootRefusal(argv).message + "\n");
-    return EXIT.FAILED;
-  }
-
-  logInvocation(paths.logDir, argv);
-
-  const ctx = new Context(globals);
-  try {
-    const code = await mod.run(ctx, parsedArgs, opts);
-    return typeof code === "number" ? code : EXIT.OK;
-  } catch (e: any) {
-    return reportError(ctx, mod.name, e);
-  } finally {
-    await ctx.close();
-  }
-}
-
-function reportError(ctx: Context, name: string, e: any): number {
-  const traceback = ctx.globals.traceback;
-  let code: number;
-  let message: string;
-  if (e instanceof UsageError) {
-    process.stderr.write(formatUsageError(name, e.message));
-    code = EXIT.USAGE;
-    message = e.message;
-  } else if (e instanceof CliError || (e && typeof e.exitCode === "number")) {
-    message = e.message;
-    code = e.exitCode;
-    process.stderr.write(message + "\n");
-  } else {
-    message = String(e?.message ?? e);
-    code = EXIT.FAILED;
-    process.stderr.write(`${PROG} ${name}: unexpected error: ${message}\n`);
-    if (!traceback) process.stderr.write("Run again with --traceback for details.\n");
-  }
-  if (traceback && e?.stack) process.stderr.write(e.stack + "\n");
-  if (ctx.globals.json) {
-    try {
-      ctx.out.jsonResult({ ok: false, error: message, exit_code: code });
-    } catch {
-      /* the command already printed its document */
-    }
-  }
-  return code;
+  const { runCommand } = await import("./lib/runner.js");
+  return runCommand(entry, argv);
 }
 
 export async function main(argv: string[]): Promise<void> {

@@ -8,8 +8,11 @@ import http from "node:http";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
+import { spawnSync } from "node:child_process";
 import { execa } from "execa";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { httpRequest, proxyFor, PushServiceClient, readZulipVersion, TransportError } from "../src/lib/push-service.js";
+import { RedisClient as ZmRedis, RedisError } from "../src/lib/redis.js";
 import { createDatabase, prepareTemplate, REPO_ROOT, type TestDatabase } from "./helpers/pg.js";
 import { type RedisClient, type RedisInstance, startRedis } from "./helpers/redis.js";
 
@@ -22,6 +25,7 @@ const ORG_ID = "6cbd8d5c-7e5b-4b70-9a8e-0e4a1f4e2d11";
 const ORG_KEY = "k".repeat(20) + "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789abcdefgh"; // 64 chars
 const OTHER_ID = "0f0e0d0c-1234-4abc-8def-0123456789ab";
 const isRoot = process.getuid?.() === 0;
+const haveOpenssl = spawnSync("openssl", ["version"]).status === 0;
 
 // ---------------------------------------------------------------------------------------------
 // The fake service
@@ -955,5 +959,222 @@ describe("register_server: cache", () => {
     expect(r.stderr).toMatch(/Warning: the database change is committed, but memcached .* could not be updated/);
     const rows = await db.query("SELECT push_notifications_enabled FROM zerver_realm");
     expect(rows.every((x) => x.push_notifications_enabled)).toBe(true);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// The library pieces the command is built from
+
+
+/** A tiny HTTP proxy: absolute-form requests are forwarded, CONNECT opens a tunnel. */
+async function startProxy(opts: { refuseConnect?: boolean } = {}) {
+  const seen: { method: string; url: string; role: string | undefined }[] = [];
+  const server = http.createServer((req, res) => {
+    seen.push({ method: req.method ?? "", url: req.url ?? "", role: req.headers["x-smokescreen-role"] as string | undefined });
+    const target = new URL(req.url ?? "");
+    const fwd = http.request(
+      { host: target.hostname, port: target.port, method: req.method, path: target.pathname + target.search, headers: req.headers },
+      (up) => {
+        res.writeHead(up.statusCode ?? 502, up.headers);
+        up.pipe(res);
+      },
+    );
+    req.pipe(fwd);
+  });
+  server.on("connect", (req, socket) => {
+    seen.push({ method: "CONNECT", url: req.url ?? "", role: req.headers["x-smokescreen-role"] as string | undefined });
+    if (opts.refuseConnect) {
+      socket.end("HTTP/1.1 403 Forbidden\r\n\r\n");
+      return;
+    }
+    const [host, port] = (req.url ?? "").split(":");
+    const up = net.connect(Number(port), host, () => {
+      socket.write("HTTP/1.1 200 Connection Established\r\n\r\n");
+      up.pipe(socket);
+      socket.pipe(up);
+    });
+    up.on("error", () => socket.destroy());
+    socket.on("error", () => up.destroy());
+  });
+  const sockets = new Set<net.Socket>();
+  server.on("connection", (sock) => {
+    sockets.add(sock);
+    sock.on("close", () => sockets.delete(sock));
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  const port = (server.address() as net.AddressInfo).port;
+  const close = () =>
+    new Promise<void>((r) => {
+      for (const sock of sockets) sock.destroy();
+      server.close(() => r());
+    });
+  return { port, seen, close };
+}
+
+describe("push-service library", () => {
+  const version = { version: "12.2", mergeBase: "12.2", apiFeatureLevel: 417 };
+
+  it("proxyFor: environment first (with no_proxy), then an explicit zulip.conf [http_proxy]", () => {
+    const url = new URL("https://push.zulipchat.com/api/v1/remotes/server/register");
+    const none = () => undefined;
+    expect(proxyFor(url, {}, none)).toBeNull();
+    expect(proxyFor(url, { https_proxy: "http://proxy.local:3128" }, none)).toMatchObject({ host: "proxy.local", port: 3128 });
+    expect(proxyFor(url, { HTTPS_PROXY: "proxy.local:8080" }, none)).toMatchObject({ host: "proxy.local", port: 8080 });
+    expect(proxyFor(url, { http_proxy: "http://only-http:1" }, none)).toBeNull();
+    expect(proxyFor(url, { https_proxy: "http://p:1", no_proxy: "zulipchat.com" }, none)).toBeNull();
+    expect(proxyFor(url, { https_proxy: "http://p:1", no_proxy: ".zulipchat.com" }, none)).toBeNull();
+    expect(proxyFor(url, { https_proxy: "http://p:1", no_proxy: "example.com,*" }, none)).toBeNull();
+    expect(proxyFor(url, { https_proxy: "http://p:1", no_proxy: "chat.com" }, none)).toMatchObject({ host: "p" });
+    const conf = (s: string, k: string) => (s === "http_proxy" ? ({ host: "smokescreen", port: "4750" } as any)[k] : undefined);
+    expect(proxyFor(url, {}, conf)).toMatchObject({ host: "smokescreen", port: 4750, origin: "zulip.conf [http_proxy]" });
+    const emptyHost = (s: string, k: string) => (s === "http_proxy" ? ({ host: "", port: "4750" } as any)[k] : undefined);
+    expect(proxyFor(url, {}, emptyHost)).toBeNull();
+  });
+
+  it("goes through an HTTP proxy with Zulip's Smokescreen role header", async () => {
+    const proxy = await startProxy();
+    try {
+      const client = new PushServiceClient({
+        servicesUrl: svc.url,
+        orgId: ORG_ID,
+        orgKey: ORG_KEY,
+        version,
+        proxy: () => ({ host: "127.0.0.1", port: proxy.port, origin: "test" }),
+      });
+      const answer = await client.postPublic("/api/v1/remotes/server/register", {
+        zulip_org_id: ORG_ID,
+        zulip_org_key: ORG_KEY,
+        hostname: HOSTNAME,
+        contact_email: CONTACT,
+      });
+      expect(answer).toEqual({ result: "success", msg: "", created: true });
+      expect(proxy.seen).toEqual([{ method: "POST", url: `${svc.url}/api/v1/remotes/server/register`, role: "push_bouncer" }]);
+      expect(svc.received[0]!.form!.hostname).toBe(HOSTNAME);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it.skipIf(!haveOpenssl)("tunnels https through CONNECT (TLS is verified end to end) and reports a refusing proxy", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "zm-tls-"));
+    const gen = await execa(
+      "openssl",
+      ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "k.pem", "-out", "c.pem", "-days", "1", "-subj", "/CN=localhost"],
+      { cwd: dir, reject: false },
+    );
+    expect(gen.exitCode, String(gen.stderr)).toBe(0);
+    const https = await import("node:https");
+    const tlsServer = https.createServer(
+      { key: fs.readFileSync(path.join(dir, "k.pem")), cert: fs.readFileSync(path.join(dir, "c.pem")) },
+      (_req, res) => res.end("{}"),
+    );
+    const tlsSockets = new Set<net.Socket>();
+    tlsServer.on("connection", (sock: net.Socket) => {
+      tlsSockets.add(sock);
+      sock.on("close", () => tlsSockets.delete(sock));
+    });
+    await new Promise<void>((r) => tlsServer.listen(0, "127.0.0.1", r));
+    const tlsPort = (tlsServer.address() as net.AddressInfo).port;
+    const proxy = await startProxy();
+    const refusing = await startProxy({ refuseConnect: true });
+    try {
+      const url = new URL(`https://localhost:${tlsPort}/api/v1/remotes/server/analytics/status`);
+      const viaProxy = httpRequest({ method: "GET", url, headers: {}, timeoutMs: 5000, proxy: { host: "127.0.0.1", port: proxy.port, origin: "test" }, proxyRole: "push_bouncer" });
+      // The self-signed certificate is rejected: TLS ran inside the tunnel, to the real server.
+      await expect(viaProxy).rejects.toMatchObject({ pyName: "SSLError" });
+      expect(proxy.seen).toEqual([{ method: "CONNECT", url: `localhost:${tlsPort}`, role: "push_bouncer" }]);
+      const refused = httpRequest({ method: "GET", url, headers: {}, timeoutMs: 5000, proxy: { host: "127.0.0.1", port: refusing.port, origin: "zulip.conf [http_proxy]" } });
+      await expect(refused).rejects.toMatchObject({ pyName: "ProxyError" });
+      await expect(refused).rejects.toThrow(/refused the tunnel: HTTP 403/);
+    } finally {
+      await proxy.close();
+      await refusing.close();
+      for (const sock of tlsSockets) sock.destroy();
+      await new Promise<void>((r) => tlsServer.close(() => r()));
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("a connection that accepts but never answers hits the deadline", async () => {
+    const silent = net.createServer(() => undefined);
+    await new Promise<void>((r) => silent.listen(0, "127.0.0.1", r));
+    const port = (silent.address() as net.AddressInfo).port;
+    try {
+      const t0 = Date.now();
+      const p = httpRequest({ method: "GET", url: new URL(`http://127.0.0.1:${port}/`), headers: {}, timeoutMs: 300 });
+      await expect(p).rejects.toBeInstanceOf(TransportError);
+      await expect(p).rejects.toMatchObject({ pyName: "ReadTimeout" });
+      expect(Date.now() - t0).toBeLessThan(3000);
+    } finally {
+      silent.close();
+    }
+  });
+
+  it("send(): Zulip's error classes for 5xx, INVALID_ZULIP_SERVER, other 4xx, unexpected status", async () => {
+    const client = new PushServiceClient({ servicesUrl: svc.url, orgId: ORG_ID, orgKey: ORG_KEY, version });
+    const cases: [Override, string, string][] = [
+      [{ status: 500, body: "x", contentType: "text/plain" }, "server", "Received 500 from push notification bouncer"],
+      [{ status: 400, body: JSON.stringify({ result: "error", msg: "bad key", code: "INVALID_ZULIP_SERVER" }) }, "invalid_server", "Push notifications bouncer error: bad key"],
+      [{ status: 400, body: JSON.stringify({ result: "error", msg: "Data is out of order.", code: "BAD_REQUEST" }) }, "client", "Data is out of order."],
+      [{ status: 204, body: "" }, "unexpected_status", "Push notification bouncer returned unexpected status code 204"],
+      [{ status: 200, body: "<html>", contentType: "text/html" }, "bad_response", "is not JSON"],
+    ];
+    for (const [override, kind, message] of cases) {
+      svc.overrides.set("/api/v1/remotes/server/analytics/status", override);
+      const p = client.send("GET", "server/analytics/status", {});
+      await expect(p).rejects.toMatchObject({ kind });
+      await expect(p).rejects.toThrow(message);
+    }
+    // Every exchange was recorded, with the Basic credentials never part of the record.
+    expect(client.exchanges.length).toBe(cases.length);
+    expect(JSON.stringify(client.exchanges)).not.toContain(ORG_KEY);
+  });
+
+  it("readZulipVersion: version.py, overridden by zulip-git-version when present", () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "zm-ver-"));
+    try {
+      expect(readZulipVersion(dir)).toEqual({ version: null, mergeBase: null, apiFeatureLevel: null });
+      fs.writeFileSync(path.join(dir, "version.py"), 'import os\n\nZULIP_VERSION = "12.2"\n\nAPI_FEATURE_LEVEL = 421\n');
+      expect(readZulipVersion(dir)).toEqual({ version: "12.2", mergeBase: "", apiFeatureLevel: 421 });
+      fs.writeFileSync(path.join(dir, "zulip-git-version"), "12.2-3-gabcdef\n12.2\n");
+      expect(readZulipVersion(dir)).toEqual({ version: "12.2-3-gabcdef", mergeBase: "12.2", apiFeatureLevel: 421 });
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("redis library", () => {
+  it("authenticates, sets with an expiry, and never shows the password", async () => {
+    const c = await ZmRedis.connect({ host: redis.host, port: redis.port, password: redis.password });
+    try {
+      await c.set("zm-test-key", JSON.stringify({ a: 1 }), { ex: 10 });
+      expect(await c.get("zm-test-key")).toBe('{"a":1}');
+      const ttl = await redisClient.ttl("zm-test-key");
+      expect(ttl).toBeGreaterThan(0);
+      expect(ttl).toBeLessThanOrEqual(10);
+      expect(await c.del("zm-test-key")).toBe(1);
+    } finally {
+      c.close();
+    }
+    const wrong = ZmRedis.connect({ host: redis.host, port: redis.port, password: "not-the-password-123" });
+    await expect(wrong).rejects.toBeInstanceOf(RedisError);
+    await expect(wrong).rejects.toThrow(/refused the password/);
+    await expect(wrong).rejects.not.toThrow(/not-the-password-123/);
+    const none = ZmRedis.connect({ host: redis.host, port: redis.port }).then((c2) => c2.get("x").finally(() => c2.close()));
+    await expect(none).rejects.toThrow(/NOAUTH|Authentication required/);
+  });
+
+  it("a server that never answers fails within the deadline", async () => {
+    const silent = net.createServer(() => undefined);
+    await new Promise<void>((r) => silent.listen(0, "127.0.0.1", r));
+    const port = (silent.address() as net.AddressInfo).port;
+    try {
+      const t0 = Date.now();
+      await expect(ZmRedis.connect({ host: "127.0.0.1", port, password: "pw", timeoutMs: 300 })).rejects.toThrow(/did not answer AUTH/);
+      expect(Date.now() - t0).toBeLessThan(3000);
+    } finally {
+      silent.close();
+    }
   });
 });

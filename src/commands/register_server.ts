@@ -249,7 +249,11 @@ async function storePushStatus(
  * keeps), mark every realm as unable to push.
  */
 async function maybeMarkPushesDisabled(deps: UploadDeps, e: PushServiceError, result: ServerDataResult): Promise<void> {
-  if (e.kind === "server") return;
+  // Zulip calls it for the JsonableError family (network errors, 4xx with a message) and for
+  // undecodable answers, but returns at once for 5xx; credential errors (INVALID_ZULIP_SERVER),
+  // PUSH_NOTIFICATIONS_DISALLOWED and unexpected status codes are other exception classes that
+  // propagate without it.
+  if (!["network", "client", "bad_response"].includes(e.kind) || e.code === "PUSH_NOTIFICATIONS_DISALLOWED") return;
   let redis: RedisClient | undefined;
   try {
     redis = await RedisClient.connect({ ...deps.redisOptions(), timeoutMs: 3000 });
@@ -286,14 +290,14 @@ export async function sendServerData(deps: UploadDeps): Promise<ServerDataResult
   let status: any;
   try {
     status = await deps.client.send("GET", "server/analytics/status", {});
-    for (const k of ["last_realm_count_id", "last_installation_count_id", "last_realmauditlog_id"]) {
-      if (typeof status?.[k] !== "number") {
-        throw new PushServiceError(`The push notification service's analytics status answer has no ${k}.`, "bad_response");
-      }
-    }
   } catch (e) {
     if (e instanceof PushServiceError) await maybeMarkPushesDisabled(deps, e, result);
     throw e;
+  }
+  for (const k of ["last_realm_count_id", "last_installation_count_id", "last_realmauditlog_id"]) {
+    if (typeof status?.[k] !== "number") {
+      throw new PushServiceError(`The push notification service's analytics status answer has no ${k}.`, "bad_response");
+    }
   }
   result.last_acknowledged = {
     realm_count: status.last_realm_count_id,

@@ -30,6 +30,8 @@ export interface SmtpSink {
   messages: ReceivedMail[];
   /** Addresses whose RCPT TO gets a 550. */
   reject: Set<string>;
+  /** SMTP connections accepted so far. */
+  connections(): number;
   close(): Promise<void>;
 }
 
@@ -42,6 +44,7 @@ export interface SinkOptions {
 export async function startSmtpSink(opts: SinkOptions = {}): Promise<SmtpSink> {
   const messages: ReceivedMail[] = [];
   const reject = new Set<string>();
+  let connections = 0;
   const server = new SMTPServer({
     logger: false,
     secure: Boolean(opts.tls?.implicitTls),
@@ -50,6 +53,10 @@ export async function startSmtpSink(opts: SinkOptions = {}): Promise<SmtpSink> {
     authOptional: !opts.auth,
     allowInsecureAuth: true,
     size: 10 * 1024 * 1024,
+    onConnect(_session, cb) {
+      connections++;
+      cb();
+    },
     onAuth(auth, _session, cb) {
       if (opts.auth && auth.username === opts.auth.user && auth.password === opts.auth.pass) {
         cb(null, { user: auth.username });
@@ -96,6 +103,7 @@ export async function startSmtpSink(opts: SinkOptions = {}): Promise<SmtpSink> {
     port,
     messages,
     reject,
+    connections: () => connections,
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
 }

@@ -7,6 +7,7 @@ import crypto from "node:crypto";
 import fs from "node:fs";
 import net from "node:net";
 import path from "node:path";
+import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createRealm, createUser, deactivateUser, EmailAddressVisibility } from "../src/lib/create.js";
 import { buildEmail, formataddr, formatAddress, parseaddr, tokenizedNoreplyAddress, type EmailSettings } from "../src/lib/email.js";
@@ -24,6 +25,7 @@ import {
 import { Progress } from "../src/lib/progress.js";
 import { passwordResetText, renderPasswordReset } from "../src/lib/templates/password_reset.js";
 import {
+  BIN,
   cliBuilt,
   makeTempDir,
   parseAddress,
@@ -268,6 +270,20 @@ describe("email pieces", () => {
     p.log("a failure");
     p.finish();
     expect(writes).toEqual(["a failure\n"]);
+
+    const tty: string[] = [];
+    const term = { isTTY: true, columns: 60, write: (s: string) => tty.push(s) } as unknown as NodeJS.WriteStream;
+    const bar = new Progress(2, { stream: term, label: "Sending", intervalMs: 0 });
+    bar.tick();
+    bar.log("oops");
+    bar.tick();
+    bar.finish();
+    expect(tty.join("")).toBe(
+      "\r\x1b[2K" + Progress.render(1, 2, 59, "Sending") +
+        "\r\x1b[2K" + "oops\n" + "\r\x1b[2K" + Progress.render(1, 2, 59, "Sending") +
+        "\r\x1b[2K" + Progress.render(2, 2, 59, "Sending") +
+        "\r\x1b[2K",
+    );
   });
 });
 
@@ -607,5 +623,48 @@ describe.skipIf(!cliBuilt())("send_password_reset_email", () => {
     } finally {
       await authSink.close();
     }
+  });
+
+  it("sends to hundreds of users over a few pooled connections, with a progress bar on a terminal", async () => {
+    const N = 300;
+    const cols = (await db.query(
+      "SELECT column_name FROM information_schema.columns WHERE table_schema = 'zulip' AND table_name = 'zerver_userprofile' AND column_name <> 'id' ORDER BY ordinal_position",
+    )).map((r) => r.column_name as string);
+    const replace: Record<string, string> = {
+      email: "'bulk' || g || '@example.org'",
+      delivery_email: "'bulk' || g || '@example.org'",
+      full_name: "'Bulk User ' || g",
+      api_key: "substr(md5(random()::text || g), 1, 32)",
+      uuid: "gen_random_uuid()",
+    };
+    await db.query(
+      `INSERT INTO zerver_userprofile (${cols.join(", ")})
+       SELECT ${cols.map((c) => replace[c] ?? `src.${c}`).join(", ")}
+         FROM zerver_userprofile src, generate_series(1, ${N}) g WHERE src.id = $1`,
+      [seeded.alice],
+    );
+    const expected = (await db.query("SELECT count(*)::int AS n FROM zerver_userprofile WHERE realm_id = $1 AND is_active AND NOT is_bot", [seeded.realmId]))[0].n;
+    const connectionsBefore = sink.connections();
+    const before = sink.messages.length;
+    const cmd = [process.execPath, BIN, "send_password_reset_email", "--conf-dir", conf, "-a", "-r", ""].map((a) => `'${a}'`).join(" ");
+    const started = Date.now();
+    // The SMTP server lives in this process: run the terminal asynchronously.
+    const res = await execa("/usr/bin/script", ["-qec", cmd, "/dev/null"], {
+      env: { ...process.env, ...env, NO_COLOR: "", ZULIP_MANAGE_ALLOW_ROOT: "1" },
+      reject: false,
+      stdin: "ignore",
+    });
+    const out = String(res.stdout);
+    expect(res.exitCode, out + res.stderr).toBe(0);
+    const mails = sink.messages.slice(before);
+    expect(mails).toHaveLength(expected);
+    expect(new Set(mails.map((m) => m.envelopeTo[0])).size).toBe(expected);
+    expect(out).toContain(`Sent ${expected} password reset emails.`);
+    expect(out).toMatch(new RegExp(`\\r\\x1b\\[2KSending \\[#+\\] ${expected}/${expected}`));
+    // the pool: a verify connection plus at most three delivering ones
+    expect(sink.connections() - connectionsBefore).toBeLessThanOrEqual(4 + Math.ceil(expected / 100));
+    expect(Date.now() - started).toBeLessThan(60_000);
+    const sample = mails.filter((m) => m.envelopeTo[0].startsWith("bulk")).slice(0, 5);
+    for (const m of sample) expect((await followLink(m)).valid).toBe(true);
   });
 });

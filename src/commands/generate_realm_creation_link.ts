@@ -9,10 +9,10 @@ const BRIGHT = "\x1b[1;92m";
 export default defineCommand({
   name: "generate_realm_creation_link",
   description:
-    "Outputs a randomly generated, 1-time-use link for Organization creation.\n" +
-    "Whoever visits the link can create a new organization on this server, regardless of whether\n" +
-    "settings.OPEN_REALM_CREATION is enabled. The link would expire automatically after\n" +
-    "settings.CAN_CREATE_REALM_LINK_VALIDITY_DAYS (REALM_CREATION_LINK_VALIDITY_DAYS before Zulip 11).",
+    "Outputs a randomly generated, 1-time-use link for Organization creation. " +
+    "Whoever visits the link can create a new organization on this server, regardless of whether " +
+    "settings.OPEN_REALM_CREATION is enabled. The link would expire automatically after " +
+    "settings.CAN_CREATE_REALM_LINK_VALIDITY_DAYS (REALM_CREATION_LINK_VALIDITY_DAYS before Zulip 11; default 7).",
   examples: ["zulip-manage generate_realm_creation_link", "zulip-manage generate_realm_creation_link --json"],
   async run(ctx) {
     const settings = ctx.config().settings;

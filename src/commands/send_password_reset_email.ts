@@ -65,9 +65,10 @@ export default defineCommand({
   name: "send_password_reset_email",
   description:
     "Send email to specified email address.\n\n" +
-    "Each selected user gets Zulip's password reset email with a link valid for PASSWORD_RESET_TIMEOUT\n" +
-    "(3 days); deactivated users get the variant without a link. Mail goes out over SMTP with the\n" +
-    "server's EMAIL_* settings; many recipients share a few pooled connections.",
+    "Each selected user gets Zulip's password reset email, with a link valid for PASSWORD_RESET_TIMEOUT " +
+    "(3 days); deactivated users get the variant without a link. Mail goes out over SMTP with the " +
+    "server's EMAIL_* settings; many recipients share a few pooled connections. Exits 1 if any email " +
+    "could not be sent.",
   examples: [
     "zulip-manage send_password_reset_email -u iago@zulip.com",
     "zulip-manage send_password_reset_email -r engineering --all-users --only-never-logged-in",

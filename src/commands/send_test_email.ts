@@ -41,7 +41,7 @@ export default defineCommand({
   name: "send_test_email",
   description:
     "Sends a test email to the email addresses specified as arguments.\n\n" +
-    "Zulip's check of outgoing email: one message from the support address (ZULIP_ADMINISTRATOR)\n" +
+    "Zulip's check of outgoing email: one message from the support address (ZULIP_ADMINISTRATOR) " +
     "and one from the noreply address, sent with the server's EMAIL_* settings.",
   examples: ["zulip-manage send_test_email admin@example.com", "zulip-manage send_test_email a@example.com b@example.com --json"],
   configure(cmd) {

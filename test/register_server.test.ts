@@ -13,10 +13,11 @@ import { execa } from "execa";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { httpRequest, proxyFor, PushServiceClient, readZulipVersion, TransportError } from "../src/lib/push-service.js";
 import { RedisClient as ZmRedis, RedisError } from "../src/lib/redis.js";
-import { createDatabase, prepareTemplate, REPO_ROOT, type TestDatabase } from "./helpers/pg.js";
+import { CLI_BIN, cliBuilt, cliEnv } from "./helpers/cli.js";
+import { type ConfDir, defaultSecrets, makeConfDir } from "./helpers/confdir.js";
+import { createDatabase, prepareTemplate, type TestDatabase } from "./helpers/pg.js";
 import { type RedisClient, type RedisInstance, startRedis } from "./helpers/redis.js";
 
-const BIN = path.join(REPO_ROOT, "bin", "zulip-manage");
 const SYNCED_BILLING_EVENTS = [101, 102, 103, 104, 105, 201, 202, 229];
 const TRANSFER_KEY = "self_hosting_domain_transfer_challenge_verify";
 const HOSTNAME = "chat.example.org";
@@ -309,85 +310,54 @@ class FakePushService {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Configuration directory and CLI runner (self-contained so the test owns its setup)
+// Configuration directory (harness makeConfDir) and the CLI run with the harness environment
 
 interface Env {
-  dir: string;
+  conf: ConfDir;
   confDir: string;
   deployDir: string;
-  logDir: string;
   secretsPath: string;
+  /** zulip-secrets.conf as written, comments included. */
   secretsText: string;
-  env: NodeJS.ProcessEnv;
 }
 
 interface ConfOptions {
   servicesUrl?: string | null;
+  /** ZULIP_SERVICE_PUSH_NOTIFICATIONS; null: not set at all. */
   push?: boolean | null;
   secrets?: Record<string, string | null>;
   extraSettings?: string;
   redis?: RedisInstance;
 }
 
-const SECRETS_HEADER = "# Secrets for this Zulip server\n[secrets]\n";
-
-function makeEnv(db: TestDatabase, svc: FakePushService, opts: ConfOptions = {}): Env {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "zm-register-"));
-  fs.chmodSync(dir, 0o755);
-  const confDir = path.join(dir, "etc-zulip");
-  const deployDir = path.join(dir, "deployments", "current");
-  const logDir = path.join(dir, "log");
-  for (const d of [confDir, deployDir, logDir]) fs.mkdirSync(d, { recursive: true, mode: 0o755 });
-  fs.chmodSync(logDir, 0o777);
+function makeEnv(svc: FakePushService, opts: ConfOptions = {}): Env {
   const servicesUrl = opts.servicesUrl === undefined ? svc.url : opts.servicesUrl;
-  const lines = [
-    "from typing import Any",
-    "",
-    "from .config import get_secret",
-    "",
-    `EXTERNAL_HOST = '${HOSTNAME}'`,
-    `ZULIP_ADMINISTRATOR = '${CONTACT}'`,
-    "AUTHENTICATION_BACKENDS: tuple[str, ...] = (",
-    '    "zproject.backends.EmailAuthBackend",  # Email and password',
-    ")",
-  ];
+  const lines: string[] = [];
   if (opts.push !== null) lines.push(`ZULIP_SERVICE_PUSH_NOTIFICATIONS = ${opts.push === false ? "False" : "True"}`);
   if (servicesUrl === null) lines.push("ZULIP_SERVICES_URL = None");
   else lines.push(`ZULIP_SERVICES_URL = "${servicesUrl}"`);
-  if (opts.redis) lines.push(`REDIS_HOST = "${opts.redis.host}"`, `REDIS_PORT = ${opts.redis.port}`);
   if (opts.extraSettings) lines.push(opts.extraSettings);
-  fs.writeFileSync(path.join(confDir, "settings.py"), lines.join("\n") + "\n");
-  fs.writeFileSync(path.join(confDir, "zulip.conf"), "[machine]\ndeploy_type = production\n\n[postgresql]\nversion = 15\n");
+  // The secrets file with comments and a blank line, to see that updates keep them.
   const secrets: Record<string, string | null> = {
-    avatar_salt: "a".repeat(64),
-    rabbitmq_password: "r".repeat(64),
-    shared_secret: "s".repeat(64),
-    secret_key: "x".repeat(50),
+    ...defaultSecrets(),
     zulip_org_key: ORG_KEY,
     zulip_org_id: ORG_ID,
     redis_password: opts.redis?.password ?? null,
     ...opts.secrets,
   };
-  let secretsText = SECRETS_HEADER;
+  let secretsText = "# Secrets for this Zulip server\n[secrets]\n";
   for (const [k, v] of Object.entries(secrets)) if (v !== null) secretsText += `${k} = ${v}\n`;
   secretsText += "\n# keep this comment\n";
-  const secretsPath = path.join(confDir, "zulip-secrets.conf");
-  fs.writeFileSync(secretsPath, secretsText);
-  fs.chmodSync(secretsPath, 0o640);
-  fs.writeFileSync(path.join(deployDir, "version.py"), 'ZULIP_VERSION = "12.2"\nAPI_FEATURE_LEVEL = 417\n');
-  fs.writeFileSync(path.join(deployDir, "zulip-git-version"), "12.2\n12.2\n");
-  const env: NodeJS.ProcessEnv = {
-    PATH: process.env.PATH,
-    HOME: dir,
-    LANG: "C.UTF-8",
-    NO_COLOR: "1",
-    ZULIP_CONF_DIR: confDir,
-    ZULIP_DEPLOY_DIR: deployDir,
-    ZULIP_LOG_DIR: logDir,
-    ZULIP_MANAGE_ALLOW_ROOT: "1",
-    ...db.env,
-  };
-  return { dir, confDir, deployDir, logDir, secretsPath, secretsText, env };
+  const conf = makeConfDir({
+    externalHost: HOSTNAME,
+    administrator: CONTACT,
+    extraSettings: lines.join("\n"),
+    redis: opts.redis,
+    secrets: secretsText,
+  });
+  fs.writeFileSync(path.join(conf.deployDir, "version.py"), 'ZULIP_VERSION = "12.2"\nAPI_FEATURE_LEVEL = 417\n');
+  fs.writeFileSync(path.join(conf.deployDir, "zulip-git-version"), "12.2\n12.2\n");
+  return { conf, confDir: conf.dir, deployDir: conf.deployDir, secretsPath: conf.secretsPath, secretsText };
 }
 
 interface RunResult {
@@ -397,10 +367,11 @@ interface RunResult {
   ms: number;
 }
 
-async function runCli(e: Env, args: string[], opts: { env?: NodeJS.ProcessEnv; input?: string } = {}): Promise<RunResult> {
+/** The CLI with the harness's environment (cliEnv), keeping final newlines to compare output exactly. */
+async function runCli(e: Env, args: string[], opts: { env?: Record<string, string | undefined>; input?: string } = {}): Promise<RunResult> {
   const t0 = Date.now();
-  const r = await execa(process.execPath, [BIN, ...args], {
-    env: { ...e.env, ...opts.env },
+  const r = await execa(process.execPath, [CLI_BIN, ...args], {
+    env: cliEnv({ confDir: e.conf, db, env: opts.env }),
     extendEnv: false,
     reject: false,
     input: opts.input ?? "",
@@ -408,15 +379,6 @@ async function runCli(e: Env, args: string[], opts: { env?: NodeJS.ProcessEnv; i
     timeout: 45_000,
   });
   return { exitCode: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr), ms: Date.now() - t0 };
-}
-
-function readSecrets(e: Env): Map<string, string> {
-  const m = new Map<string, string>();
-  for (const line of fs.readFileSync(e.secretsPath, "utf8").split("\n")) {
-    const i = line.indexOf("=");
-    if (i > 0 && !line.startsWith("#")) m.set(line.slice(0, i).trim(), line.slice(i + 1).trim());
-  }
-  return m;
 }
 
 async function propertyAudits(db: TestDatabase): Promise<any[]> {
@@ -434,7 +396,7 @@ let svc: FakePushService;
 const envs: Env[] = [];
 
 beforeAll(async () => {
-  if (!fs.existsSync(path.join(REPO_ROOT, "dist", "cli.js"))) throw new Error("run `npm run build` before the CLI tests");
+  if (!cliBuilt()) throw new Error("run `npm run build` before the CLI tests");
   await prepareTemplate("zulip12_fresh");
   redis = await startRedis();
   redisClient = await redis.connect();
@@ -454,11 +416,11 @@ beforeEach(async () => {
 afterEach(async () => {
   await svc.stop();
   await db.drop();
-  for (const e of envs.splice(0)) fs.rmSync(e.dir, { recursive: true, force: true });
+  for (const e of envs.splice(0)) e.conf.cleanup();
 });
 
 function setup(opts: ConfOptions = {}): Env {
-  const e = makeEnv(db, svc, opts);
+  const e = makeEnv(svc, opts);
   envs.push(e);
   return e;
 }
@@ -900,9 +862,9 @@ describe("register_server: pre-checks and the Terms of Service question", () => 
   it.skipIf(!scriptBin)("on a terminal, answering 'n' registers nothing; answering Enter registers", async () => {
     const e = setup();
     const run = (answer: string) => {
-      const cmd = [process.execPath, BIN, "register_server", ...NO_CACHE].map((x) => `'${x}'`).join(" ");
+      const cmd = [process.execPath, CLI_BIN, "register_server", ...NO_CACHE].map((x) => `'${x}'`).join(" ");
       return execa(scriptBin!, ["-qec", `sleep 0.1; ${cmd}`, "/dev/null"], {
-        env: { ...e.env, TERM: "dumb" },
+        env: { ...cliEnv({ confDir: e.conf, db }), TERM: "dumb" },
         extendEnv: false,
         reject: false,
         input: answer,
@@ -936,15 +898,11 @@ describe("register_server: pre-checks and the Terms of Service question", () => 
   });
 
   it("legacy PUSH_NOTIFICATION_BOUNCER_URL enables push and is the service URL", async () => {
-    const e = setup({ push: null, servicesUrl: null });
-    // Rewrite settings.py without the modern settings, with only the legacy URL.
-    const settingsPath = path.join(e.confDir, "settings.py");
-    const text = fs
-      .readFileSync(settingsPath, "utf8")
-      .split("\n")
-      .filter((l) => !l.startsWith("ZULIP_SERVICES_URL"))
-      .join("\n");
-    fs.writeFileSync(settingsPath, text + `PUSH_NOTIFICATION_BOUNCER_URL = "${svc.url}"\n`);
+    const e = setup({ push: null, servicesUrl: null, extraSettings: `PUSH_NOTIFICATION_BOUNCER_URL = "${svc.url}"` });
+    // Only the legacy setting: no ZULIP_SERVICE_* / ZULIP_SERVICES_URL lines at all.
+    const settings = fs.readFileSync(e.conf.settingsPath, "utf8").replace(/^ZULIP_SERVICES_URL = None$/m, "");
+    fs.writeFileSync(e.conf.settingsPath, settings);
+    expect(settings).not.toMatch(/^ZULIP_SERVICE/m);
     const r = await runCli(e, ["register_server", "--agree-to-terms-of-service", ...NO_CACHE]);
     expect(r.exitCode, r.stderr).toBe(0);
     expect(svc.paths()[0]).toBe("POST /api/v1/remotes/server/register");

@@ -7,12 +7,17 @@ import { EXIT } from "./lib/errors.js";
 
 const PROG = "zulip-manage";
 
+/** The package version, from the nearest package.json above this file (dist/ or dist/bundle/). */
 export function version(): string {
-  try {
-    return JSON.parse(fs.readFileSync(new URL("../package.json", import.meta.url), "utf8")).version;
-  } catch {
-    return "unknown";
+  for (const rel of ["../package.json", "../../package.json"]) {
+    try {
+      const pkg = JSON.parse(fs.readFileSync(new URL(rel, import.meta.url), "utf8"));
+      if (pkg.name === "zulip-manage") return pkg.version;
+    } catch {
+      /* try the next level */
+    }
   }
+  return "unknown";
 }
 
 const GLOBAL_HELP = [

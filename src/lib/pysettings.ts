@@ -174,8 +174,32 @@ const AUG_OPS = new Set(["+=", "-=", "*=", "/=", "//=", "%=", "@=", "&=", "|=", 
 const OPEN = "([{";
 const CLOSE = ")]}";
 
-const NAME_START_RE = /[\p{L}\p{Nl}_]/u;
-const NAME_RE = /[\p{L}\p{Nl}_][\p{L}\p{Nl}\p{Mn}\p{Mc}\p{Nd}\p{Pc}]*/uy;
+// Python identifiers may use any Unicode letter, but settings files are ASCII in practice. The
+// Unicode-property regexes cost milliseconds to compile, so they are built only when a non-ASCII
+// character actually shows up (start-up time matters: every command reads settings.py).
+const ASCII_NAME_START_RE = /[A-Za-z_]/;
+const ASCII_NAME_RE = /[A-Za-z_][A-Za-z0-9_]*/y;
+let unicodeNameStart: RegExp | undefined;
+let unicodeName: RegExp | undefined;
+const NAME_START_RE = {
+  test(c: string): boolean {
+    if (c.charCodeAt(0) < 128) return ASCII_NAME_START_RE.test(c);
+    return (unicodeNameStart ??= /[\p{L}\p{Nl}_]/u).test(c);
+  },
+};
+const NAME_RE = {
+  lastIndex: 0,
+  exec(src: string): RegExpExecArray | null {
+    // Use the ASCII matcher unless the identifier continues with a non-ASCII character.
+    ASCII_NAME_RE.lastIndex = this.lastIndex;
+    const m = ASCII_NAME_RE.exec(src);
+    const end = m ? this.lastIndex + m[0].length : this.lastIndex;
+    if (m && (end >= src.length || src.charCodeAt(end) < 128)) return m;
+    const re = (unicodeName ??= /[\p{L}\p{Nl}_][\p{L}\p{Nl}\p{Mn}\p{Mc}\p{Nd}\p{Pc}]*/uy);
+    re.lastIndex = this.lastIndex;
+    return re.exec(src);
+  },
+};
 const NUMBER_RE =
   /(?:0[xX](?:_?[0-9a-fA-F])+|0[oO](?:_?[0-7])+|0[bB](?:_?[01])+|(?:(?:\d(?:_?\d)*)?\.\d(?:_?\d)*|\d(?:_?\d)*\.?)(?:[eE][+-]?\d(?:_?\d)*)?)[jJ]?/y;
 

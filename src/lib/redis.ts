@@ -187,8 +187,10 @@ export class RedisClient {
     if (v !== "OK") throw new RedisError(`Redis at ${this.where} did not store ${key} (answer: ${JSON.stringify(v)})`);
   }
 
-  async del(key: string): Promise<number> {
-    return Number(await this.command(["DEL", key]));
+  /** DEL key [key ...]: how many of the keys existed. */
+  async del(...keys: string[]): Promise<number> {
+    if (keys.length === 0) return 0;
+    return Number(await this.command(["DEL", ...keys]));
   }
 
   close(): void {

@@ -1,0 +1,212 @@
+// change_password: set a user's password, as manage.py's change_password does, writing what
+// Zulip's do_change_password (zerver/actions/user_settings.py) writes.
+//
+// The password is asked twice on the terminal without echo ("Password: ", "Password (again): ",
+// three tries, an empty answer aborts, as manage.py does), or read from --password-file FILE
+// (surrounding whitespace stripped, as Zulip's create_user does with its --password-file; "-"
+// reads standard input). It is never accepted on the command line. It must pass Zulip's
+// strength rule (UserProfile.set_password → check_password_strength: PASSWORD_MIN_LENGTH,
+// zxcvbn's PASSWORD_MIN_GUESSES; and the forms' PASSWORD_MAX_LENGTH); manage.py would crash with
+// a traceback on a weak password, this asks again (or fails with the reason).
+//
+// The hash is Django's: on a production server (zulip.conf has [machine] deploy_type) Argon2id in
+// Argon2PasswordHasher's exact format and parameters, "argon2$argon2id$v=19$m=102400,t=2,p=8$…",
+// so the server accepts it and never needs to rehash it; on a development server PBKDF2
+// (src/lib/password.ts). In one transaction the user row is locked, its password column set, and
+// a 122 (USER_PASSWORD_CHANGED) audit row written with the user as acting and modified user (as
+// do_change_password writes it — manage.py's own command skips that row). After COMMIT the
+// cached user objects are deleted, which also ends the user's other login sessions (Django
+// checks each session's password-derived hash), and, as do_change_password does, the failed
+// login attempts counted in Redis for the user's email are forgotten (best effort: a warning if
+// Redis cannot be reached).
+//
+// --json prints one document (prompts, if any, go to stderr):
+//   {
+//     "ok": true,
+//     "realm": {"id": 2, "string_id": "zulip"},
+//     "user": {"id": 10, "email": "iago@zulip.com", "full_name": "Iago"},
+//     "hasher": "argon2",               // or "pbkdf2_sha256" on a development server
+//     "audit_log_ids": [61],
+//     "rate_limit": {"ok": true, "keys_deleted": 0, "warning": null},
+//     "cache": {...}                    // as in change_user_role
+//   }
+import fs from "node:fs";
+import { AuditLogEventType, insertAuditLog } from "../lib/audit.js";
+import { addFlushCacheOption, CacheInvalidation, type CacheUser } from "../lib/cache.js";
+import { defineCommand } from "../lib/command.js";
+import { CommandError, UsageError } from "../lib/errors.js";
+import { addRealmOption, getRealm, getUser, type UserProfile } from "../lib/lookup.js";
+import { checkPasswordStrength, djangoPasswordHash, type PasswordRules, passwordRules } from "../lib/password.js";
+import { clearAuthenticationAttempts } from "../lib/rate-limit.js";
+import { RedisClient, zulipRedisOptions } from "../lib/redis.js";
+import { cacheReportJson } from "../lib/users-lifecycle.js";
+
+const MAX_TRIES = 3;
+
+function readPasswordFile(file: string): string {
+  let text: string;
+  try {
+    text = file === "-" ? fs.readFileSync(0, "utf8") : fs.readFileSync(file, "utf8");
+  } catch (e: any) {
+    throw new CommandError(`Cannot read the password file ${file === "-" ? "(standard input)" : file}: ${e?.code ?? e?.message ?? e}`);
+  }
+  const password = text.trim();
+  if (password === "") throw new CommandError(`The password file ${file === "-" ? "(standard input)" : file} is empty.`);
+  return password;
+}
+
+interface Asker {
+  ask(message: string): Promise<string>;
+}
+
+async function terminalAsker(output: NodeJS.WritableStream): Promise<Asker> {
+  const { password } = await import("@inquirer/prompts");
+  return {
+    async ask(message: string) {
+      try {
+        return await password({ message }, { input: process.stdin, output });
+      } catch (e: any) {
+        if (e?.name === "ExitPromptError" || e?.name === "AbortPromptError") throw new CommandError("aborted");
+        throw e;
+      }
+    },
+  };
+}
+
+/** manage.py's loop: two prompts, at most three tries; validation errors on stderr. */
+async function promptForPassword(
+  asker: Asker,
+  rules: PasswordRules,
+  label: string,
+  say: (text: string) => void,
+  complain: (text: string) => void,
+): Promise<string> {
+  let count = 0;
+  while (count < MAX_TRIES) {
+    const p1 = await asker.ask("Password:");
+    if (!p1) throw new CommandError("aborted");
+    const p2 = await asker.ask("Password (again):");
+    if (!p2) throw new CommandError("aborted");
+    if (p1 !== p2) {
+      say("Passwords do not match. Please try again.");
+      count++;
+      continue;
+    }
+    const verdict = checkPasswordStrength(p1, rules);
+    if (!verdict.ok) {
+      complain(verdict.reason!);
+      count++;
+      continue;
+    }
+    return p1;
+  }
+  throw new CommandError(`Aborting password change for user '${label}' after ${count} attempts`);
+}
+
+export default defineCommand({
+  name: "change_password",
+  description:
+    "Change a user's password.\n\n" +
+    "Asks for the new password twice on the terminal, or reads it from --password-file. " +
+    "The password must pass the server's strength rule (PASSWORD_MIN_LENGTH, PASSWORD_MIN_GUESSES). " +
+    "The user's other login sessions end.",
+  examples: [
+    "zulip-manage change_password -r zulip iago@zulip.com",
+    "zulip-manage change_password -r zulip iago@zulip.com --password-file /root/new-password.txt",
+    "pass show zulip/iago | zulip-manage change_password -r zulip iago@zulip.com --password-file -",
+  ],
+  configure(cmd) {
+    cmd.usage("[options] -r REALM <email>");
+    cmd.argument("[email]", "email of the user whose password to change");
+    addRealmOption(cmd, { required: true });
+    cmd.option("--password-file <file>", "read the new password from this file ('-': standard input) instead of asking");
+    cmd.option("--password <password>", "not supported: a password on the command line is visible to other users of the machine");
+    addFlushCacheOption(cmd);
+  },
+  async run(ctx, args, opts) {
+    const [email] = args;
+    if (email === undefined) throw new UsageError("the following arguments are required: <email>");
+    if (opts.password !== undefined) {
+      throw new UsageError(
+        "argument --password: passwords are not accepted on the command line (other users can see them); use --password-file FILE, or '-' to read standard input",
+      );
+    }
+    const out = ctx.out;
+    const config = ctx.config();
+    const rules = passwordRules(config.settings);
+    const production = Boolean(config.settings.get("PRODUCTION"));
+    const db = await ctx.db();
+    const realm = (await getRealm(db, opts.realm))!;
+    const user = await getUser(db, email, realm);
+    // str(UserProfile): "<email> <Realm: <string_id> <id>>"
+    const label = `${user.email} <Realm: ${realm.string_id} ${realm.id}>`;
+
+    const say = (t: string) => (out.json ? out.err(t) : out.line(t));
+    say(`Changing password for user '${label}'`);
+
+    let password: string;
+    if (opts.passwordFile !== undefined) {
+      password = readPasswordFile(opts.passwordFile);
+      const verdict = checkPasswordStrength(password, rules);
+      if (!verdict.ok) throw new CommandError(verdict.reason!);
+    } else {
+      if (!process.stdin.isTTY) {
+        throw new CommandError(
+          "Cannot ask for the new password: standard input is not a terminal.\n" +
+            "Run this command in a terminal, or pass --password-file FILE ('-' reads the password from standard input).",
+        );
+      }
+      const asker = await terminalAsker(out.json ? process.stderr : process.stdout);
+      password = await promptForPassword(asker, rules, label, say, (t) => out.err(t));
+    }
+
+    const hash = await djangoPasswordHash(password, production);
+    const inval = new CacheInvalidation(ctx, opts.flushCache);
+    const auditIds = await db.tx(async (q) => {
+      const { rows } = await q.query("SELECT * FROM zerver_userprofile WHERE id = $1 FOR NO KEY UPDATE", [user.id]);
+      if (rows.length === 0) throw new CommandError("The user was deleted while this command ran; nothing was changed.");
+      const locked: UserProfile = rows[0];
+      await q.query("UPDATE zerver_userprofile SET password = $2 WHERE id = $1", [user.id, hash]);
+      const ids = await insertAuditLog(q, [
+        {
+          realmId: Number(locked.realm_id),
+          eventType: AuditLogEventType.USER_PASSWORD_CHANGED,
+          eventTime: new Date(),
+          actingUserId: user.id,
+          modifiedUserId: user.id,
+        },
+      ]);
+      await inval.userChanged(q, { ...locked, password: hash } as unknown as UserProfile & CacheUser, ["password"]);
+      return ids;
+    });
+    inval.changeCommitted();
+    const cache = await inval.commit();
+
+    // RateLimitedAuthenticationByUsername(user.delivery_email).clear_history()
+    const rateLimit: { ok: boolean; keys_deleted: number; warning: string | null } = { ok: true, keys_deleted: 0, warning: null };
+    let redis: RedisClient | undefined;
+    try {
+      redis = await RedisClient.connect({ ...zulipRedisOptions(config.settings, (n) => config.secret(n)), timeoutMs: 3000 });
+      rateLimit.keys_deleted = (await clearAuthenticationAttempts(redis, user.delivery_email)).deleted;
+    } catch (e: any) {
+      rateLimit.ok = false;
+      rateLimit.warning =
+        `Warning: the password is changed, but the failed login attempts of ${user.delivery_email} could not be reset in Redis: ${e?.message ?? e}. ` +
+        `If the user is locked out, run: zulip-manage reset_authentication_attempt_count -u ${user.delivery_email}`;
+      out.warn(rateLimit.warning);
+    } finally {
+      redis?.close();
+    }
+
+    out.line(`Password changed successfully for user '${label}'`);
+    out.jsonResult({
+      ok: true,
+      realm: { id: realm.id, string_id: realm.string_id },
+      user: { id: user.id, email: user.delivery_email, full_name: user.full_name },
+      hasher: hash.split("$")[0],
+      audit_log_ids: auditIds,
+      rate_limit: rateLimit,
+      cache: cacheReportJson(cache),
+    });
+  },
+});

@@ -1,0 +1,159 @@
+// change_user_email: change a user's email address, as manage.py's change_user_email does with
+// do_change_user_delivery_email (zerver/actions/user_settings.py).
+//
+// In one transaction the user row is locked and re-read; delivery_email (the real address, used
+// for login and email) becomes the new address, and so does `email` (the address other users
+// see) when the user's email_address_visibility is "everyone" (1) — otherwise `email` stays the
+// generated user<id>@<host> address. A 125 (USER_EMAIL_CHANGED) audit row is written with the
+// user as acting and modified user and empty extra_data, as Zulip does. Then the cached user
+// objects under the old and the new addresses, the realm's user list and (when `email` changed)
+// the display-recipient caches are invalidated. No confirmation email is sent and the user's
+// sessions stay valid (as in manage.py).
+//
+// Differences from manage.py, which do not change what is written: the new address is checked
+// first with Django's email validator (manage.py stores anything), and an address already used
+// by another account of the organization is refused with a clear message instead of a database
+// IntegrityError traceback; giving the user's current address is refused. Like manage.py it
+// prints nothing on success. --dry-run shows the change and writes nothing.
+//
+// --json prints one document:
+//   {
+//     "ok": true,
+//     "dry_run": false,
+//     "realm": {"id": 2, "string_id": "zulip"},
+//     "user": {"id": 10, "full_name": "Iago"},
+//     "old_email": "iago@zulip.com",        // delivery_email before
+//     "new_email": "iago@example.org",
+//     "display_email_changed": true,       // `email` changed too (visibility "everyone")
+//     "display_email": "iago@example.org", // `email` after the change
+//     "audit_log_ids": [60],
+//     "cache": {...}                       // as in change_user_role; null in a dry run
+//   }
+import { AuditLogEventType, insertAuditLog } from "../lib/audit.js";
+import { addFlushCacheOption, CacheInvalidation, type CacheUser } from "../lib/cache.js";
+import { defineCommand } from "../lib/command.js";
+import type { Queryable } from "../lib/db.js";
+import { validateEmailAddress } from "../lib/email-address.js";
+import { CommandError, UsageError } from "../lib/errors.js";
+import { addRealmOption, getRealm, getUser, type UserProfile } from "../lib/lookup.js";
+import { cacheReportJson as cacheJson } from "../lib/users-lifecycle.js";
+
+/** UserProfile.EMAIL_ADDRESS_VISIBILITY_EVERYONE */
+const VISIBILITY_EVERYONE = 1;
+
+/** Another account of the realm that already answers to `email` (either address column). */
+async function conflictMessage(q: Queryable, user: UserProfile, email: string, changesDisplayEmail: boolean, realmLabel: string): Promise<string | null> {
+  const { rows } = await q.query(
+    `SELECT id, delivery_email, full_name, is_active, is_bot FROM zerver_userprofile
+      WHERE realm_id = $1 AND id <> $2
+        AND (upper(delivery_email::text) = upper($3) OR ($4 AND upper(email::text) = upper($3)))
+      ORDER BY id LIMIT 1`,
+    [user.realm_id, user.id, email, changesDisplayEmail],
+  );
+  if (rows.length === 0) return null;
+  const o = rows[0];
+  const what = `${o.is_bot ? "bot" : "user"} ${o.full_name} (id ${o.id}${o.is_active ? "" : ", deactivated"})`;
+  return `The email address ${email} is already used by another account in the organization '${realmLabel}': ${what}.`;
+}
+
+export default defineCommand({
+  name: "change_user_email",
+  description:
+    "Change the email address for a user.\n\n" +
+    "The address other users see changes too when the user's email visibility is \"everyone\". " +
+    "No confirmation email is sent; the new address is checked for validity and uniqueness first.",
+  examples: [
+    "zulip-manage change_user_email -r zulip iago@zulip.com iago@example.org",
+    "zulip-manage change_user_email iago@zulip.com iago@example.org --dry-run",
+  ],
+  configure(cmd) {
+    cmd.usage("[options] [-r REALM] <old email> <new email>");
+    addRealmOption(cmd);
+    cmd.argument("[old_email]", "email address to change");
+    cmd.argument("[new_email]", "new email address");
+    cmd.option("--dry-run", "check and show the change, and change nothing");
+    addFlushCacheOption(cmd);
+  },
+  async run(ctx, args, opts) {
+    const [oldEmail, newEmail] = args;
+    if (oldEmail === undefined) throw new UsageError("the following arguments are required: <old email>, <new email>");
+    if (newEmail === undefined) throw new UsageError("the following arguments are required: <new email>");
+    const dryRun = Boolean(opts.dryRun);
+    const out = ctx.out;
+    const db = await ctx.db();
+    const realmArg = await getRealm(db, opts.realm);
+    const user = await getUser(db, oldEmail, realmArg);
+    const { rows } = await db.query("SELECT id, string_id FROM zerver_realm WHERE id = $1", [user.realm_id]);
+    const realm = { id: Number(rows[0].id), string_id: rows[0].string_id as string };
+
+    const invalid = validateEmailAddress(newEmail);
+    if (invalid) throw new CommandError(`Invalid email address '${newEmail}': ${invalid}.`);
+    if (newEmail === user.delivery_email) throw new CommandError(`${user.delivery_email} already has this email address.`);
+    const plan = (u: UserProfile) => Number(u.email_address_visibility) === VISIBILITY_EVERYONE;
+    const conflict = await conflictMessage(db, user, newEmail, plan(user), realm.string_id);
+    if (conflict) throw new CommandError(conflict);
+
+    const doc: Record<string, unknown> = {
+      ok: true,
+      dry_run: dryRun,
+      realm,
+      user: { id: user.id, full_name: user.full_name },
+      old_email: user.delivery_email,
+      new_email: newEmail,
+      display_email_changed: plan(user),
+      display_email: plan(user) ? newEmail : user.email,
+      audit_log_ids: [],
+      cache: null,
+    };
+    if (dryRun) {
+      out.line(
+        `Would change the email address of ${user.full_name} from ${user.delivery_email} to ${newEmail}` +
+          (plan(user) ? " (also the address other users see)." : ` (other users keep seeing ${user.email}).`),
+      );
+      out.line("(dry run: nothing was changed)");
+      out.jsonResult(doc);
+      return;
+    }
+
+    const inval = new CacheInvalidation(ctx, opts.flushCache);
+    const result = await db.tx(async (q) => {
+      const { rows: locked } = await q.query("SELECT * FROM zerver_userprofile WHERE id = $1 FOR NO KEY UPDATE", [user.id]);
+      if (locked.length === 0) throw new CommandError("The user was deleted while this command ran; nothing was changed.");
+      const before: UserProfile = locked[0];
+      const everyone = plan(before);
+      const again = await conflictMessage(q, before, newEmail, everyone, realm.string_id);
+      if (again) throw new CommandError(again);
+      const fields = everyone ? ["email", "delivery_email"] : ["delivery_email"];
+      try {
+        if (everyone) await q.query("UPDATE zerver_userprofile SET email = $2, delivery_email = $2 WHERE id = $1", [user.id, newEmail]);
+        else await q.query("UPDATE zerver_userprofile SET delivery_email = $2 WHERE id = $1", [user.id, newEmail]);
+      } catch (e: any) {
+        if (e?.code === "23505") {
+          throw new CommandError(`The email address ${newEmail} is already used by another account in the organization '${realm.string_id}'.`);
+        }
+        throw e;
+      }
+      const after = { ...before, delivery_email: newEmail, ...(everyone ? { email: newEmail } : {}) };
+      const auditIds = await insertAuditLog(q, [
+        {
+          realmId: Number(before.realm_id),
+          eventType: AuditLogEventType.USER_EMAIL_CHANGED,
+          eventTime: new Date(),
+          actingUserId: user.id,
+          modifiedUserId: user.id,
+        },
+      ]);
+      await inval.userChanged(q, after as UserProfile & CacheUser, fields, { before: before as UserProfile & CacheUser });
+      return { auditIds, everyone, display: after.email as string };
+    });
+    inval.changeCommitted();
+    const cache = await inval.commit();
+    Object.assign(doc, {
+      display_email_changed: result.everyone,
+      display_email: result.display,
+      audit_log_ids: result.auditIds,
+      cache: cacheJson(cache),
+    });
+    out.jsonResult(doc);
+  },
+});

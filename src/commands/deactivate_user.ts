@@ -1,0 +1,123 @@
+// deactivate_user: deactivate a user (and the bots they own) and log them out, as manage.py's
+// deactivate_user does with do_deactivate_user (zerver/actions/users.py).
+//
+// Without -f/--for-real it is a dry run: it prints what manage.py prints (the user, their
+// sessions, how many bots go with them) and exits 1 with "This was a dry run. Pass -f to
+// actually deactivate." exactly like manage.py, so scripts written for manage.py behave the same.
+// With -f, for each active bot the user owns and then for the user, one transaction: the row is
+// locked and re-read, is_active=false, the subscriptions' is_user_active=false, every channel
+// with an active subscription loses one subscriber_count, the account is removed from scheduled
+// emails (emails left without recipients are deleted), the invitations it sent are revoked
+// (their confirmations expire now), and a 103 (USER_DEACTIVATED) audit row with the ROLE_COUNT
+// after the change is written. After each commit the account's sessions are deleted from
+// django_session and from memcached, and the cached user objects and realm user lists are
+// invalidated (see src/lib/users-lifecycle.ts).
+//
+// --json prints one document (exit status as above: 1 for a dry run):
+//   {
+//     "ok": true,
+//     "dry_run": true,                           // false with -f
+//     "realm": {"id": 2, "string_id": "zulip"},
+//     "user": {"id": 10, "email": "iago@zulip.com", "full_name": "Iago", "was_active": true},
+//     "sessions": [{"expire_date": "2025-01-02 03:04:05.123456+00:00", "data": {"_auth_user_id": "10", ...}}],
+//     "bots": [{"id": 11, "email": "bot-bot@zulip.com", "full_name": "Bot"}],
+//     // with -f:
+//     "deactivated": [{                           // bots first, then the user; only accounts changed
+//       "id": 11, "email": "bot-bot@zulip.com", "is_bot": true,
+//       "subscriptions": 2, "channel_ids": [3], "scheduled_emails_left": 0, "scheduled_emails_deleted": 0,
+//       "invitations_revoked": 0, "sessions_deleted": 0, "audit_log_ids": [57]
+//     }],
+//     "cache": {"mode": "keys", "ok": true, "skipped": false, "server": "...", "prefixes": 1,
+//               "keys_sent": 9, "keys_deleted": 3, "flushed_all": false, "warning": null}
+//   }
+import { addFlushCacheOption, CacheInvalidation } from "../lib/cache.js";
+import { defineCommand } from "../lib/command.js";
+import { CommandError, UsageError } from "../lib/errors.js";
+import { addRealmOption, getRealm, getUser } from "../lib/lookup.js";
+import {
+  activeBotsOwnedBy,
+  cacheReportJson as cacheJson,
+  type DeactivationResult,
+  describeSessions,
+  doDeactivateUser,
+} from "../lib/users-lifecycle.js";
+
+export const DRY_RUN_MESSAGE = "This was a dry run. Pass -f to actually deactivate.";
+
+function resultJson(r: DeactivationResult) {
+  return {
+    id: r.userId,
+    email: r.email,
+    is_bot: r.isBot,
+    subscriptions: r.subscriptions,
+    channel_ids: r.channelIds,
+    scheduled_emails_left: r.scheduledEmailsLeft,
+    scheduled_emails_deleted: r.scheduledEmailsDeleted,
+    invitations_revoked: r.invitationsRevoked,
+    sessions_deleted: r.sessionsDeleted,
+    audit_log_ids: r.auditLogIds,
+  };
+}
+
+export default defineCommand({
+  name: "deactivate_user",
+  description:
+    "Deactivate a user, including forcibly logging them out.\n\n" +
+    "Without -f this is a dry run: it shows the user's sessions and bots and exits with status 1, like manage.py. " +
+    "The user's active bots are deactivated first; the user can be reactivated later with reactivate_user.",
+  examples: [
+    "zulip-manage deactivate_user -r zulip iago@zulip.com",
+    "zulip-manage deactivate_user -r zulip iago@zulip.com -f",
+  ],
+  configure(cmd) {
+    cmd.usage("[options] [-r REALM] [-f] <email>");
+    cmd.option("-f, --for-real", "Actually deactivate the user. Default is a dry run.");
+    cmd.argument("[email]", "email of user to deactivate");
+    addRealmOption(cmd);
+    addFlushCacheOption(cmd);
+  },
+  async run(ctx, args, opts) {
+    const [email] = args;
+    if (email === undefined) throw new UsageError("the following arguments are required: <email>");
+    const forReal = Boolean(opts.forReal);
+    const out = ctx.out;
+    const db = await ctx.db();
+    const realmArg = await getRealm(db, opts.realm);
+    const user = await getUser(db, email, realmArg);
+    const { rows } = await db.query("SELECT id, string_id FROM zerver_realm WHERE id = $1", [user.realm_id]);
+    const realm = { id: Number(rows[0].id), string_id: rows[0].string_id as string };
+
+    const sessions = await describeSessions(db, [user.id]);
+    const bots = await activeBotsOwnedBy(db, user.id);
+    out.line(`Deactivating ${user.full_name} (${user.delivery_email}) - ${realm.string_id}`);
+    out.line(`${user.delivery_email} has the following active sessions:`);
+    for (const s of sessions) out.line(s.line);
+    out.line("");
+    out.line(`${user.delivery_email} has ${bots.length} active bots that will also be deactivated.`);
+
+    const doc: Record<string, unknown> = {
+      ok: true,
+      dry_run: !forReal,
+      realm,
+      user: { id: user.id, email: user.delivery_email, full_name: user.full_name, was_active: Boolean(user.is_active) },
+      sessions: sessions.map((s) => ({ expire_date: s.expireDate, data: s.data })),
+      bots: bots.map((b) => ({ id: Number(b.id), email: b.delivery_email, full_name: b.full_name })),
+    };
+    if (!forReal) {
+      out.jsonResult(doc);
+      throw new CommandError(DRY_RUN_MESSAGE);
+    }
+
+    const inval = new CacheInvalidation(ctx, opts.flushCache);
+    let outcome;
+    try {
+      outcome = await doDeactivateUser(db, user.id, { actingUserId: null, cache: inval });
+    } finally {
+      // Whatever was committed before a failure still gets its cache entries deleted.
+      doc.cache = cacheJson(await inval.commit());
+    }
+    out.line("Sessions deleted, user deactivated.");
+    doc.deactivated = [...outcome.bots, outcome.user].filter((r) => r.changed).map(resultJson);
+    out.jsonResult(doc);
+  },
+});

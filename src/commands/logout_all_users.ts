@@ -1,0 +1,248 @@
+// logout_all_users: log users out of their browser sessions, optionally rotating their API keys
+// (which logs out the mobile and terminal apps too), as manage.py's logout_all_users does
+// (zerver/lib/sessions.py delete_*_sessions, zerver/actions/user_settings.py
+// bulk_regenerate_api_keys / do_regenerate_api_key).
+//
+// Which sessions: with -r, the sessions of every user of that organization (active or not, bots
+// included); with --deactivated-only, those of users who are deactivated or whose organization
+// is deactivated; with neither, every row of django_session (anonymous sessions included).
+// Sessions are found by decoding each row's session_data; they are deleted from django_session
+// and their cached copies from memcached, in one transaction. Sessions of users that no longer
+// exist are left alone with --deactivated-only (manage.py would crash on them) and reported.
+//
+// --rotate-api-keys: the same set of users (with -r every user of the organization, with
+// --deactivated-only every deactivated user or user of a deactivated organization, otherwise
+// every user of the server — bots included, whose integrations then need the new key) gets a
+// new 32-character API key, each user in its own transaction: the row is locked, api_key
+// replaced, and a 127 (USER_API_KEY_CHANGED) audit row written with the user as acting and
+// modified user, as do_regenerate_api_key does for bulk_regenerate_api_keys. The cached user
+// objects under the old and the new key are deleted. Zulip's queue worker then clears the
+// user's push notification registrations (clear_push_device_tokens): when the server sends
+// notifications directly the user's zerver_pushdevicetoken rows are deleted here in the same
+// transaction; when it uses the Mobile Push Notification Service the registrations there are
+// not touched (a warning says so; the apps register again when the user logs in).
+//
+// Difference from manage.py: -r together with --deactivated-only means both conditions
+// (deactivated users of that organization); manage.py silently ignores --deactivated-only when
+// -r is given and logs out everyone in the organization. Like manage.py it prints nothing
+// on success; --dry-run prints what would be done and changes nothing.
+//
+// --json prints one document:
+//   {
+//     "ok": true,
+//     "dry_run": false,
+//     "scope": "realm",                 // "realm" | "deactivated" | "realm-deactivated" | "all"
+//     "realm": {"id": 2, "string_id": "zulip"},   // null without -r
+//     "sessions_deleted": 12,           // in a dry run: how many would be
+//     "users_logged_out": 5,            // distinct users among those sessions
+//     "anonymous_sessions_deleted": 1,  // sessions without a user (only when all sessions go)
+//     "orphaned_sessions_skipped": 0,   // sessions of users that no longer exist
+//     "api_keys_rotated": [{"id": 10, "email": "iago@zulip.com", "audit_log_ids": [62], "push_tokens_deleted": 1}],
+//     "cache": {...}                    // as in change_user_role; null in a dry run
+//   }
+import { AuditLogEventType, insertAuditLog } from "../lib/audit.js";
+import { addFlushCacheOption, CacheInvalidation, type CacheUser, sessionCacheKey } from "../lib/cache.js";
+import { defineCommand } from "../lib/command.js";
+import { cryptoRandom } from "../lib/create.js";
+import type { Db, Queryable } from "../lib/db.js";
+import { addRealmOption, getRealm, type Realm, type UserProfile } from "../lib/lookup.js";
+import { decodeSessionData, sessionUserId } from "../lib/sessions.js";
+import { cacheReportJson } from "../lib/users-lifecycle.js";
+
+type Scope = "realm" | "deactivated" | "realm-deactivated" | "all";
+
+/** zerver.lib.utils.generate_api_key(): 32 characters from [A-Za-z0-9]. */
+export function generateApiKey(): string {
+  return cryptoRandom.alnum(32);
+}
+
+/** The users a scope covers, as SQL over zerver_userprofile u joined to zerver_realm r. */
+function scopeCondition(scope: Scope): string {
+  switch (scope) {
+    case "realm":
+      return "u.realm_id = $1";
+    case "deactivated":
+      return "(NOT u.is_active OR r.deactivated)";
+    case "realm-deactivated":
+      return "u.realm_id = $1 AND (NOT u.is_active OR r.deactivated)";
+    case "all":
+      return "true";
+  }
+}
+
+async function scopeUserIds(q: Queryable, scope: Scope, realm: Realm | null): Promise<number[]> {
+  const { rows } = await q.query(
+    `SELECT u.id FROM zerver_userprofile u JOIN zerver_realm r ON r.id = u.realm_id WHERE ${scopeCondition(scope)} ORDER BY u.id`,
+    scope === "realm" || scope === "realm-deactivated" ? [realm!.id] : [],
+  );
+  return rows.map((r) => Number(r.id));
+}
+
+interface SessionPlan {
+  keys: string[];
+  users: Set<number>;
+  anonymous: number;
+  orphaned: number;
+}
+
+async function planSessions(q: Queryable, scope: Scope, realm: Realm | null): Promise<SessionPlan> {
+  const plan: SessionPlan = { keys: [], users: new Set(), anonymous: 0, orphaned: 0 };
+  const { rows } = await q.query("SELECT session_key, session_data FROM django_session ORDER BY session_key");
+  const wanted = scope === "all" ? null : new Set(await scopeUserIds(q, scope, realm));
+  const existing = scope === "deactivated" ? new Set((await q.query("SELECT id FROM zerver_userprofile")).rows.map((r) => Number(r.id))) : null;
+  for (const r of rows) {
+    const uid = sessionUserId(decodeSessionData(r.session_data));
+    if (wanted === null) {
+      plan.keys.push(r.session_key);
+      if (uid === null) plan.anonymous++;
+      else plan.users.add(uid);
+      continue;
+    }
+    if (uid === null) continue;
+    if (existing && !existing.has(uid)) {
+      plan.orphaned++;
+      continue;
+    }
+    if (wanted.has(uid)) {
+      plan.keys.push(r.session_key);
+      plan.users.add(uid);
+    }
+  }
+  return plan;
+}
+
+interface Rotation {
+  id: number;
+  email: string;
+  audit_log_ids: number[];
+  push_tokens_deleted: number;
+}
+
+async function rotateApiKey(db: Db, userId: number, inval: CacheInvalidation, clearPushTokens: boolean): Promise<Rotation | null> {
+  const r = await db.tx(async (q) => {
+    const { rows } = await q.query("SELECT * FROM zerver_userprofile WHERE id = $1 FOR NO KEY UPDATE", [userId]);
+    if (rows.length === 0) return null; // deleted meanwhile
+    const before: UserProfile = rows[0];
+    const apiKey = generateApiKey();
+    await q.query("UPDATE zerver_userprofile SET api_key = $2 WHERE id = $1", [userId, apiKey]);
+    const auditIds = await insertAuditLog(q, [
+      {
+        realmId: Number(before.realm_id),
+        eventType: AuditLogEventType.USER_API_KEY_CHANGED,
+        eventTime: new Date(),
+        actingUserId: userId,
+        modifiedUserId: userId,
+      },
+    ]);
+    let tokens = 0;
+    if (clearPushTokens) tokens = (await q.query("DELETE FROM zerver_pushdevicetoken WHERE user_id = $1", [userId])).rowCount ?? 0;
+    await inval.userChanged(q, { ...before, api_key: apiKey } as UserProfile & CacheUser, ["api_key"], {
+      before: before as UserProfile & CacheUser,
+    });
+    return { id: userId, email: before.delivery_email as string, audit_log_ids: auditIds, push_tokens_deleted: tokens };
+  });
+  if (r) inval.changeCommitted();
+  return r;
+}
+
+export default defineCommand({
+  name: "logout_all_users",
+  description:
+    "Log out all users from active browser sessions.\n\n" +
+    "Does not disable API keys, and thus will not log users out of the mobile apps, unless --rotate-api-keys is given.",
+  examples: [
+    "zulip-manage logout_all_users -r zulip",
+    "zulip-manage logout_all_users --deactivated-only",
+    "zulip-manage logout_all_users -r zulip --rotate-api-keys --dry-run",
+  ],
+  configure(cmd) {
+    cmd.usage("[options] [-r REALM] [--deactivated-only] [--rotate-api-keys]");
+    cmd.option("--deactivated-only", "Only log out all users who are deactivated");
+    cmd.option("--rotate-api-keys", "Also rotate API keys of the affected users");
+    addRealmOption(cmd, { help: "Only log out all users in a particular realm" });
+    cmd.option("--dry-run", "show how many sessions and API keys would be affected, and change nothing");
+    addFlushCacheOption(cmd);
+  },
+  async run(ctx, _args, opts) {
+    const out = ctx.out;
+    const dryRun = Boolean(opts.dryRun);
+    const db = await ctx.db();
+    const realm = await getRealm(db, opts.realm);
+    const scope: Scope = realm ? (opts.deactivatedOnly ? "realm-deactivated" : "realm") : opts.deactivatedOnly ? "deactivated" : "all";
+    const where = realm ? ` of the organization '${realm.string_id}'` : " of this server";
+    const who = scope === "realm-deactivated" || scope === "deactivated" ? `deactivated users${where}` : `users${where}`;
+
+    const doc: Record<string, unknown> = {
+      ok: true,
+      dry_run: dryRun,
+      scope,
+      realm: realm ? { id: realm.id, string_id: realm.string_id } : null,
+      sessions_deleted: 0,
+      users_logged_out: 0,
+      anonymous_sessions_deleted: 0,
+      orphaned_sessions_skipped: 0,
+      api_keys_rotated: [],
+      cache: null,
+    };
+
+    if (dryRun) {
+      const plan = await planSessions(db, scope, realm);
+      Object.assign(doc, {
+        sessions_deleted: plan.keys.length,
+        users_logged_out: plan.users.size,
+        anonymous_sessions_deleted: plan.anonymous,
+        orphaned_sessions_skipped: plan.orphaned,
+      });
+      out.line(`Would delete ${plan.keys.length} sessions of ${plan.users.size} ${who}${plan.anonymous ? ` (and ${plan.anonymous} anonymous sessions)` : ""}.`);
+      if (opts.rotateApiKeys) {
+        const ids = await scopeUserIds(db, scope, realm);
+        doc.api_keys_rotated = ids.map((id) => ({ id }));
+        out.line(`Would rotate the API keys of ${ids.length} ${who} (bots included).`);
+      }
+      out.line("(dry run: nothing was changed)");
+      out.jsonResult(doc);
+      return;
+    }
+
+    const inval = new CacheInvalidation(ctx, opts.flushCache);
+    try {
+      const deleted = await db.tx(async (q) => {
+        const plan = await planSessions(q, scope, realm);
+        if (plan.keys.length === 0) return plan;
+        const res = await q.query("DELETE FROM django_session WHERE session_key = ANY ($1::text[]) RETURNING session_key", [plan.keys]);
+        inval.addDjangoKeys(
+          res.rows.map((r) => sessionCacheKey(r.session_key)),
+          `${res.rows.length} login session(s)`,
+        );
+        return plan;
+      });
+      if (deleted.keys.length) inval.changeCommitted();
+      Object.assign(doc, {
+        sessions_deleted: deleted.keys.length,
+        users_logged_out: deleted.users.size,
+        anonymous_sessions_deleted: deleted.anonymous,
+        orphaned_sessions_skipped: deleted.orphaned,
+      });
+
+      if (opts.rotateApiKeys) {
+        const viaBouncer = Boolean(ctx.config().settings.get("ZULIP_SERVICE_PUSH_NOTIFICATIONS"));
+        const rotated: Rotation[] = [];
+        for (const id of await scopeUserIds(db, scope, realm)) {
+          const r = await rotateApiKey(db, id, inval, !viaBouncer);
+          if (r) rotated.push(r);
+        }
+        doc.api_keys_rotated = rotated;
+        if (viaBouncer && rotated.length) {
+          out.warn(
+            `Note: this server uses the Mobile Push Notification Service; the push notification registrations of the ${rotated.length} ` +
+              "users whose API keys were rotated were not removed there (Zulip's queue worker would unregister them), " +
+              "so devices they were logged in on may keep receiving push notifications until they log in again.",
+          );
+        }
+      }
+    } finally {
+      doc.cache = cacheReportJson(await inval.commit());
+    }
+    out.jsonResult(doc);
+  },
+});

@@ -1,0 +1,103 @@
+// reactivate_user: reactivate a deactivated user. manage.py has no such command (admins use
+// the web UI); this does what Zulip's do_reactivate_user (zerver/actions/create_user.py) does
+// for the web UI's "Reactivate" button, with acting_user NULL as for the other management
+// commands: in one transaction the user row is locked and re-checked, is_active=true, the
+// subscriptions' is_user_active=true, every channel with an active subscription gains one
+// subscriber_count, and a 104 (USER_REACTIVATED) audit row with the ROLE_COUNT after the change
+// is written; then the cached user objects and realm user lists are invalidated.
+//
+// Refused (exit 1): the organization is deactivated; the user is already active; the account
+// is a placeholder (mirror dummy, e.g. a deleted user) — Zulip's "Cannot activate a placeholder
+// account; ask the user to sign up, instead."; the user's email address is now used by another
+// active account of the organization; for a bot, another active user has the same name (the
+// web UI's check_bot_name_available rule). A bot whose owner is deactivated is reactivated with
+// that owner unchanged (the web UI makes the acting administrator the owner; we have none) and a
+// warning says so.
+//
+// --json prints one document:
+//   {
+//     "ok": true,
+//     "dry_run": false,
+//     "realm": {"id": 2, "string_id": "zulip"},
+//     "user": {"id": 10, "email": "iago@zulip.com", "full_name": "Iago", "is_bot": false},
+//     "changed": true,                 // false in a dry run
+//     "subscriptions": 4,              // subscription rows whose is_user_active became true
+//     "channel_ids": [1, 2],           // channels whose subscriber_count went up by one
+//     "audit_log_ids": [58],
+//     "inactive_bot_owner": null,      // {"id": 9, "email": "..."} for a bot whose owner is deactivated
+//     "cache": {...}                   // as in change_user_role; null in a dry run
+//   }
+import { addFlushCacheOption, CacheInvalidation } from "../lib/cache.js";
+import { defineCommand } from "../lib/command.js";
+import { CommandError, UsageError } from "../lib/errors.js";
+import { addRealmOption, getRealm, getUser } from "../lib/lookup.js";
+import { cacheReportJson as cacheJson, reactivateUserInTx, reactivationProblem, type ReactivationResult } from "../lib/users-lifecycle.js";
+
+export default defineCommand({
+  name: "reactivate_user",
+  description:
+    "Reactivate a deactivated user (what the \"Reactivate\" button in the organization settings does).\n\n" +
+    "Not in manage.py. The user's subscriptions, group memberships and role are kept from before the deactivation; " +
+    "they can log in again with their old password or any enabled login method.",
+  examples: ["zulip-manage reactivate_user -r zulip iago@zulip.com", "zulip-manage reactivate_user -r zulip iago@zulip.com --dry-run"],
+  configure(cmd) {
+    cmd.usage("[options] [-r REALM] <email>");
+    cmd.argument("[email]", "email of the user to reactivate");
+    addRealmOption(cmd);
+    cmd.option("--dry-run", "check that the user can be reactivated, and change nothing");
+    addFlushCacheOption(cmd);
+  },
+  async run(ctx, args, opts) {
+    const [email] = args;
+    if (email === undefined) throw new UsageError("the following arguments are required: <email>");
+    const dryRun = Boolean(opts.dryRun);
+    const out = ctx.out;
+    const db = await ctx.db();
+    const realmArg = await getRealm(db, opts.realm);
+    const user = await getUser(db, email, realmArg);
+    const { rows } = await db.query("SELECT id, string_id FROM zerver_realm WHERE id = $1", [user.realm_id]);
+    const realm = { id: Number(rows[0].id), string_id: rows[0].string_id as string };
+    const doc: Record<string, unknown> = {
+      ok: true,
+      dry_run: dryRun,
+      realm,
+      user: { id: user.id, email: user.delivery_email, full_name: user.full_name, is_bot: Boolean(user.is_bot) },
+      changed: false,
+      subscriptions: 0,
+      channel_ids: [],
+      audit_log_ids: [],
+      inactive_bot_owner: null,
+      cache: null,
+    };
+
+    if (dryRun) {
+      const problem = await reactivationProblem(db, user);
+      if (problem) throw new CommandError(problem);
+      out.line(`Would reactivate ${user.full_name} (${user.delivery_email}) - ${realm.string_id}.`);
+      out.line("(dry run: nothing was changed)");
+      out.jsonResult(doc);
+      return;
+    }
+
+    const inval = new CacheInvalidation(ctx, opts.flushCache);
+    const result: ReactivationResult = await db.tx((q) => reactivateUserInTx(q, user.id, { actingUserId: null, cache: inval }));
+    inval.changeCommitted();
+    const cache = await inval.commit();
+    Object.assign(doc, {
+      changed: true,
+      subscriptions: result.subscriptions,
+      channel_ids: result.channelIds,
+      audit_log_ids: result.auditLogIds,
+      inactive_bot_owner: result.inactiveBotOwner,
+      cache: cacheJson(cache),
+    });
+    out.line(`User ${user.delivery_email} reactivated.`);
+    if (result.inactiveBotOwner) {
+      out.warn(
+        `Note: the bot's owner ${result.inactiveBotOwner.email} is deactivated; ` +
+          "an organization administrator may want to give the bot a new owner in the organization settings.",
+      );
+    }
+    out.jsonResult(doc);
+  },
+});

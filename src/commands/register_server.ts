@@ -365,9 +365,10 @@ export default defineCommand({
   name: "register_server",
   description:
     "Register a remote Zulip server for push notifications.\n\n" +
-    "Registers this server with the Mobile Push Notification Service at ZULIP_SERVICES_URL (or updates its\n" +
-    "registration), uploads the metadata the service needs, and stores each organization's push\n" +
-    "notification status. Requires ZULIP_SERVICE_PUSH_NOTIFICATIONS = True in /etc/zulip/settings.py.",
+    "Registers this server with the Mobile Push Notification Service at ZULIP_SERVICES_URL (or updates its " +
+    "registration), uploads the metadata the service needs, and stores each organization's push notification " +
+    "status. Requires ZULIP_SERVICE_PUSH_NOTIFICATIONS = True in /etc/zulip/settings.py. Without a terminal, " +
+    "pass --agree-to-terms-of-service.",
   examples: [
     "zulip-manage register_server",
     "zulip-manage register_server --agree-to-terms-of-service",
@@ -383,11 +384,9 @@ export default defineCommand({
     cmd.addOption(
       new Option(
         "--registration-transfer",
-        "If your server uses a publicly verifiable SSL certificate for a\n" +
-          "hostname that is already registered for Zulip services, transfers the\n" +
-          "registration to this server by changing the zulip_org_key secret for\n" +
-          "that registration and saving the updated secret in\n" +
-          "/etc/zulip/zulip-secrets.conf.",
+        "If your server uses a publicly verifiable SSL certificate for a hostname that is already registered " +
+          "for Zulip services, transfers the registration to this server by changing the zulip_org_key secret " +
+          "for that registration and saving the updated secret in /etc/zulip/zulip-secrets.conf.",
       ).conflicts(["deactivate"]),
     );
     cmd.option("--deactivate", "Deregister the server; this will stop mobile push notifications");

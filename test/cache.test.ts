@@ -443,7 +443,7 @@ describe("cache invalidation after change_user_role", () => {
     try {
       const r = await runCli(["change_user_role", "-r", "2", memberEmail, "can_forge_sender", "--revoke"], { confDir: noauth, db });
       expect(r.exitCode).toBe(0);
-      expect(r.stderr).toMatch(/memcached \(127\.0\.0\.1:\d+\) could not be updated/);
+      expect(r.stderr).toMatch(/memcached at 127\.0\.0\.1:\d+ could not be updated/);
       expect(r.stderr).not.toMatch(/SASL as/);
     } finally {
       noauth.cleanup();

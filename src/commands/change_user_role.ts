@@ -42,6 +42,7 @@
 import { type AuditLogEntry, AuditLogEventType, insertAuditLog, NEW_VALUE, OLD_VALUE, ROLE_COUNT, roleCounts } from "../lib/audit.js";
 import { addFlushCacheOption, CacheInvalidation, type CacheReport, type CacheUser } from "../lib/cache.js";
 import { defineCommand } from "../lib/command.js";
+import type { Context } from "../lib/context.js";
 import type { Db, Queryable } from "../lib/db.js";
 import { CommandError, UsageError } from "../lib/errors.js";
 import {
@@ -299,95 +300,121 @@ export default defineCommand({
     }
     const grant = !opts.revoke;
     const dryRun = Boolean(opts.dryRun);
-    const out = ctx.out;
-
-    const db = await ctx.db();
-    const realm = (await getRealm(db, opts.realm)) as Realm;
-
-    if (requested === "can_change_user_emails" && !(await db.hasColumn("zerver_userprofile", "can_change_user_emails"))) {
-      throw new UsageError(
-        `argument <new_role>: invalid choice: '${requested}' (choose from ${quoteChoices(ROLE_CHOICES.filter((c) => c !== requested))})`,
-      );
-    }
-    if (requested === "is_billing_admin" && !(await db.hasColumn("zerver_userprofile", "is_billing_admin"))) {
-      throw new CommandError(
-        "This Zulip server has no is_billing_admin permission any more (it was removed in Zulip 10.0). " +
-          `Access to plans and billing is now the organization setting "Who can manage plans and billing"` +
-          `${await billingSettingDescription(db, realm.id)}. ` +
-          "An organization owner can change it in the Zulip web app under Organization settings > Organization permissions.",
-      );
-    }
-
-    const users = multi ? await getUsers(db, { users: opts.users }, realm) : [await getUser(db, email!, realm)];
     const inval = new CacheInvalidation(ctx, opts.flushCache);
+    // An explicit --flush-cache=all flushes even when nothing gets changed (a way to clear a
+    // cache left stale earlier), and also when the command fails.
     if (inval.mode === "all" && !dryRun) inval.requestFlushAll();
-
-    const results: UserResult[] = [];
-    const isRole = requested in USER_ROLE_MAP;
-    for (const u of users) {
-      const result: UserResult = {
-        user: { id: u.id, email: u.delivery_email, full_name: u.full_name },
-        ok: false,
-        changed: false,
-        error: null,
-        message: null,
-        audit_log_ids: [],
-      };
-      results.push(result);
-      try {
-        if (isRole) await changeRole(db, inval, u, USER_ROLE_MAP[requested], grant, dryRun, result);
-        else await changeFlag(db, inval, u, requested, grant, dryRun, result);
-        result.ok = true;
-      } catch (e) {
-        if (!(e instanceof CommandError)) throw e;
-        result.error = e.message;
-      }
-      // Per-user output as it happens.
-      if (result.ok) {
-        if (result.message !== null && (multi || dryRun || isRole || FLAGS[requested].printsSuccess)) out.line(result.message);
-      } else if (multi) {
-        out.err(`${result.user.email}: ${result.error}`);
-      }
+    let cacheApplied = false;
+    try {
+      return await main(ctx, { multi, email, requested, grant, dryRun, opts, inval, applied: () => (cacheApplied = true) });
+    } finally {
+      if (!dryRun && !cacheApplied) await inval.commit();
     }
-
-    let cache: CacheReport | null = null;
-    if (!dryRun) cache = await inval.commit();
-
-    const failed = results.filter((r) => !r.ok);
-    if (dryRun && !out.json) out.line("(dry run: nothing was changed)");
-    if (out.json) {
-      out.jsonResult({
-        ok: failed.length === 0,
-        dry_run: dryRun,
-        realm: { id: realm.id, string_id: realm.string_id },
-        permission: requested,
-        grant,
-        results,
-        cache: cache && {
-          mode: cache.mode,
-          ok: cache.ok,
-          skipped: cache.skipped,
-          server: cache.server,
-          prefixes: cache.prefixes,
-          keys_sent: cache.keysSent,
-          keys_deleted: cache.keysDeleted,
-          flushed_all: cache.flushedAll,
-          warning: cache.warning,
-        },
-      });
-    }
-    if (failed.length === 0) return 0;
-    if (!multi) {
-      if (out.json) {
-        out.err(failed[0].error!);
-        return 1;
-      }
-      throw new CommandError(failed[0].error!);
-    }
-    out.err(`${failed.length} of ${results.length} users could not be changed.`);
-    return 1;
   },
 });
+
+interface MainArgs {
+  multi: boolean;
+  email: string | undefined;
+  requested: string;
+  grant: boolean;
+  dryRun: boolean;
+  opts: Record<string, any>;
+  inval: CacheInvalidation;
+  /** Called once the cache invalidation has been applied. */
+  applied(): void;
+}
+
+async function main(ctx: Context, a: MainArgs): Promise<number> {
+  const { multi, email, requested, grant, dryRun, opts, inval } = a;
+  const out = ctx.out;
+  const db = await ctx.db();
+  const realm = (await getRealm(db, opts.realm)) as Realm;
+
+  if (requested === "can_change_user_emails" && !(await db.hasColumn("zerver_userprofile", "can_change_user_emails"))) {
+    throw new UsageError(
+      `argument <new_role>: invalid choice: '${requested}' (choose from ${quoteChoices(ROLE_CHOICES.filter((c) => c !== requested))})`,
+    );
+  }
+  if (requested === "is_billing_admin" && !(await db.hasColumn("zerver_userprofile", "is_billing_admin"))) {
+    throw new CommandError(
+      "This Zulip server has no is_billing_admin permission any more (it was removed in Zulip 10.0). " +
+        `Access to plans and billing is now the organization setting "Who can manage plans and billing"` +
+        `${await billingSettingDescription(db, realm.id)}. ` +
+        "An organization owner can change it in the Zulip web app under Organization settings > Organization permissions.",
+    );
+  }
+
+  const users = multi ? await getUsers(db, { users: opts.users }, realm) : [await getUser(db, email!, realm)];
+
+  const results: UserResult[] = [];
+  const isRole = requested in USER_ROLE_MAP;
+  for (const u of users) {
+    const result: UserResult = {
+      user: { id: u.id, email: u.delivery_email, full_name: u.full_name },
+      ok: false,
+      changed: false,
+      error: null,
+      message: null,
+      audit_log_ids: [],
+    };
+    results.push(result);
+    try {
+      if (isRole) await changeRole(db, inval, u, USER_ROLE_MAP[requested], grant, dryRun, result);
+      else await changeFlag(db, inval, u, requested, grant, dryRun, result);
+      result.ok = true;
+    } catch (e) {
+      if (!(e instanceof CommandError)) throw e;
+      result.error = e.message;
+    }
+    // Per-user output as it happens.
+    if (result.ok) {
+      if (result.message !== null && (multi || dryRun || isRole || FLAGS[requested].printsSuccess)) out.line(result.message);
+    } else if (multi) {
+      out.err(`${result.user.email}: ${result.error}`);
+    }
+  }
+
+  let cache: CacheReport | null = null;
+  if (!dryRun) {
+    a.applied();
+    cache = await inval.commit();
+  }
+
+  const failed = results.filter((r) => !r.ok);
+  if (dryRun && !out.json) out.line("(dry run: nothing was changed)");
+  if (out.json) {
+    out.jsonResult({
+      ok: failed.length === 0,
+      dry_run: dryRun,
+      realm: { id: realm.id, string_id: realm.string_id },
+      permission: requested,
+      grant,
+      results,
+      cache: cache && {
+        mode: cache.mode,
+        ok: cache.ok,
+        skipped: cache.skipped,
+        server: cache.server,
+        prefixes: cache.prefixes,
+        keys_sent: cache.keysSent,
+        keys_deleted: cache.keysDeleted,
+        flushed_all: cache.flushedAll,
+        warning: cache.warning,
+      },
+    });
+  }
+  if (failed.length === 0) return 0;
+  if (!multi) {
+    if (out.json) {
+      out.err(failed[0].error!);
+      return 1;
+    }
+    throw new CommandError(failed[0].error!);
+  }
+  out.err(`${failed.length} of ${results.length} users could not be changed.`);
+  return 1;
+}
 
 async function changeRole(
   db: Db,

@@ -691,7 +691,7 @@ export class CacheInvalidation {
     const deploy = this.ctx.paths.deployDir;
     return (
       `To clear it: run any zulip-manage write command again with --flush-cache=all once memcached is reachable, ` +
-      `or run ${path.join(deploy, "scripts", "setup", "flush-memcached")} (as root), ` +
+      `or run ${path.join(deploy, "scripts", "setup", "flush-memcached")}, ` +
       `or restart the Zulip server (${path.join(deploy, "scripts", "restart-server")}).`
     );
   }
@@ -774,7 +774,7 @@ export class CacheInvalidation {
     }
     const what = flushAll && this.stale.length === 0 ? "cached data" : this.staleDescription();
     const warning =
-      `${this.committedChanges ? "Warning: the database change is committed, but" : "Warning:"} memcached (${server}) could not be ` +
+      `${this.committedChanges ? "Warning: the database change is committed, but" : "Warning:"} memcached at ${server} could not be ` +
       `${flushAll ? "flushed" : "updated"}: ${errors.join("; ")}.\nThe Zulip server may keep using stale ${what} for up to a week. ${this.remedy()}`;
     this.warn(warning);
     return this.report({ ok: false, server, prefixes: prefixCount, keysSent, keysDeleted, flushedAll: flushAll && reached > 0, warning });

@@ -3,7 +3,7 @@
 // closed by the CLI when the command ends).
 import { type Config, loadConfig, parseSettingOverrides } from "./config.js";
 import type { Db } from "./db.js";
-import { Output } from "./output.js";
+import { Output, type OutputOptions } from "./output.js";
 import { type Paths, resolvePaths } from "./paths.js";
 
 export interface GlobalOptions {
@@ -22,8 +22,12 @@ export class Context {
   private configCache?: Config;
   private dbPromise?: Promise<Db>;
 
-  constructor(readonly globals: GlobalOptions, readonly env: NodeJS.ProcessEnv = process.env) {
-    this.out = new Output({ json: globals.json, color: globals.color });
+  constructor(
+    readonly globals: GlobalOptions,
+    readonly env: NodeJS.ProcessEnv = process.env,
+    chalk?: OutputOptions["chalk"],
+  ) {
+    this.out = new Output({ json: globals.json, color: globals.color, chalk });
     this.paths = resolvePaths(globals.confDir, env);
   }
 

@@ -4,14 +4,27 @@
 // green, NOTICE red) through chalk, but colour is used only when stdout is a TTY, and never with
 // NO_COLOR set or --no-color. With --json, human text on stdout is suppressed: the command prints
 // exactly one JSON document through json().
-import { Chalk, type ChalkInstance } from "chalk";
+import type { Chalk as ChalkClass, ChalkInstance } from "chalk";
 
 export interface OutputOptions {
   json?: boolean;
   color?: boolean; // false when --no-color was given
   stdout?: NodeJS.WriteStream;
   stderr?: NodeJS.WriteStream;
+  /** chalk's Chalk class; only needed (and only imported, see loadChalkIfNeeded) when colour is on. */
+  chalk?: typeof ChalkClass;
 }
+
+/** Import chalk only when some stream will actually be coloured: scripts and cron never pay for it. */
+export async function loadChalkIfNeeded(color: boolean | undefined): Promise<typeof ChalkClass | undefined> {
+  if (!colorWanted(process.stdout, color) && !colorWanted(process.stderr, color)) return undefined;
+  return (await import("chalk")).Chalk;
+}
+
+const plain: ChalkInstance = new Proxy(((s: string) => s) as any, {
+  get: () => plain,
+  apply: (_t, _this, args: unknown[]) => args.join(" "),
+});
 
 export function colorWanted(stream: { isTTY?: boolean }, flag: boolean | undefined): boolean {
   if (flag === false) return false;
@@ -36,8 +49,9 @@ export class Output {
     this.json = Boolean(opts.json);
     this.color = colorWanted(this.stdout, opts.color);
     this.errColor = colorWanted(this.stderr, opts.color);
-    this.c = new Chalk({ level: this.color ? 1 : 0 });
-    this.ce = new Chalk({ level: this.errColor ? 1 : 0 });
+    const Chalk = opts.chalk;
+    this.c = Chalk && this.color ? new Chalk({ level: 1 }) : plain;
+    this.ce = Chalk && this.errColor ? new Chalk({ level: 1 }) : plain;
   }
 
   /** Styles for stdout text, matching Django's default palette. */

@@ -6,6 +6,7 @@ import type { CommandEntry, CommandModule } from "./command.js";
 import { Context, type GlobalOptions } from "./context.js";
 import { CliError, EXIT, UsageError } from "./errors.js";
 import { logInvocation } from "./managelog.js";
+import { loadChalkIfNeeded } from "./output.js";
 import { resolvePaths } from "./paths.js";
 import { decideRunAs, rootRefusal, switchUser } from "./runas.js";
 import { currentUid } from "./users.js";
@@ -112,7 +113,7 @@ export async function runCommand(entry: CommandEntry, argv: string[]): Promise<n
 
   logInvocation(paths.logDir, argv);
 
-  const ctx = new Context(globals);
+  const ctx = new Context(globals, process.env, await loadChalkIfNeeded(globals.color));
   try {
     const code = await mod.run(ctx, parsedArgs, opts);
     return typeof code === "number" ? code : EXIT.OK;

@@ -317,7 +317,8 @@ export async function runCli(args: string[], env: Record<string, string>, opts: 
   };
 }
 
-/** Whether dist/ has been built (the CLI tests need `npm run build`). */
+/** Whether the CLI the bin script loads has been built (the CLI tests need `npm run build`). */
 export function cliBuilt(): boolean {
-  return fs.existsSync(path.join(REPO, "dist", "cli.js"));
+  const m = /import\("\.\.\/([^"]+)"\)/.exec(fs.readFileSync(BIN, "utf8"));
+  return fs.existsSync(path.join(REPO, m ? m[1] : path.join("dist", "cli.js")));
 }

@@ -132,6 +132,14 @@ describe.skipIf(!cliBuilt())("send_test_email", () => {
     expect(r.stdout).toBe("");
   });
 
+  it("warns, like log_email_config_errors, about a username without a password and sends without logging in", async () => {
+    const before = sink.messages.length;
+    const r = await run(conf([...smtp(), "EMAIL_HOST_USER = 'someone'"]), ["x@example.org"]);
+    expect(r.exitCode).toBe(0);
+    expect(r.stderr).toContain("An SMTP username was set (EMAIL_HOST_USER), but password is unset (EMAIL_HOST_PASSWORD).");
+    expect(sink.messages.slice(before).map((m) => m.auth)).toEqual([undefined, undefined]);
+  });
+
   it("needs at least one address", async () => {
     const r = await run(conf(smtp()), []);
     expect(r.exitCode).toBe(1);

@@ -126,19 +126,19 @@ export function requireOutgoingEmail(s: EmailSettings): void {
         `(EMAIL_HOST and friends). See ${EMAIL_DOCS_URL}`,
     );
   }
-  if (s.useTls && s.useSsl) {
-    // Django's SMTP EmailBackend refuses this combination too.
-    throw new EnvironmentError(
-      "EMAIL_USE_TLS/EMAIL_USE_SSL are mutually exclusive, so only set one of those settings to True. " +
-        `(EMAIL_USE_TLS is STARTTLS, usually port 587; EMAIL_USE_SSL is implicit TLS, usually port 465.) See ${EMAIL_DOCS_URL}`,
-    );
-  }
   if (!s.host) {
     throw new EnvironmentError(
       `Outgoing email not yet configured: EMAIL_HOST is not set in settings.py, so a Zulip server would silently drop this email.\n` +
         `Configure outgoing email (EMAIL_HOST, EMAIL_HOST_USER, EMAIL_PORT, EMAIL_USE_TLS and the email_password secret) as described in\n` +
         `  ${EMAIL_DOCS_URL}\n` +
         `then check it with: zulip-manage send_test_email <your address>`,
+    );
+  }
+  if (s.useTls && s.useSsl) {
+    // Django's SMTP EmailBackend refuses this combination too.
+    throw new EnvironmentError(
+      "EMAIL_USE_TLS/EMAIL_USE_SSL are mutually exclusive, so only set one of those settings to True. " +
+        `(EMAIL_USE_TLS is STARTTLS, usually port 587; EMAIL_USE_SSL is implicit TLS, usually port 465.) See ${EMAIL_DOCS_URL}`,
     );
   }
 }

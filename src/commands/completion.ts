@@ -1,0 +1,65 @@
+// completion: print a bash or zsh completion script for zulip-manage (not a manage.py command).
+//
+//   source <(zulip-manage completion bash)
+//   zulip-manage completion zsh > "${fpath[1]}/_zulip-manage"
+//
+// The script completes command names, each command's options, option values with fixed choices,
+// file/directory names for path options, and realm string ids after -r/--realm. For the realm
+// ids the script runs `zulip-manage completion --realms` (hidden): one query on zerver_realm,
+// printing the non-empty string ids one per line (the root-domain realm's id is the empty
+// string, which cannot be completed). With --realms and --json it prints
+// {"realms": ["zulip", "lear", ...]}.
+import { Argument, Option } from "commander";
+import { version } from "../cli.js";
+import { buildCommand } from "../lib/runner.js";
+import { COMMANDS } from "./index.js";
+import { defineCommand } from "../lib/command.js";
+import { bashScript, type CompletionCommand, describeCommand, zshScript } from "../lib/completion.js";
+import { UsageError } from "../lib/errors.js";
+
+export const SHELLS = ["bash", "zsh"] as const;
+
+/** Completion data for every registered command (loads every command module once). */
+export async function completionCommands(): Promise<CompletionCommand[]> {
+  const out: CompletionCommand[] = [];
+  for (const entry of COMMANDS) {
+    const mod = (await entry.load()).default;
+    out.push(describeCommand(entry.name, entry.summary, buildCommand(mod)));
+  }
+  return out;
+}
+
+export default defineCommand({
+  name: "completion",
+  description:
+    "Print a shell completion script for zulip-manage: command names, options, option values and realm ids.\n\n" +
+    "bash:  source <(zulip-manage completion bash)       (or save it in /etc/bash_completion.d/zulip-manage)\n" +
+    'zsh:   source <(zulip-manage completion zsh)        (after compinit; or save it as "${fpath[1]}/_zulip-manage")',
+  examples: [
+    "source <(zulip-manage completion bash)",
+    "zulip-manage completion bash > /etc/bash_completion.d/zulip-manage",
+    'zulip-manage completion zsh > "${fpath[1]}/_zulip-manage"',
+  ],
+  configure(cmd) {
+    cmd.addArgument(new Argument("[shell]", "the shell to print the script for").choices([...SHELLS]));
+    cmd.addOption(new Option("--realms", "print the realm string ids, one per line (used by the scripts)").hideHelp());
+  },
+  async run(ctx, args, opts) {
+    const out = ctx.out;
+    if (opts.realms) {
+      if (args[0] !== undefined) throw new UsageError("argument --realms: not allowed with argument <shell>");
+      const db = await ctx.db();
+      const { rows } = await db.query("SELECT string_id FROM zerver_realm WHERE string_id <> '' ORDER BY string_id");
+      const ids = rows.map((r: { string_id: string }) => r.string_id);
+      if (out.json) out.jsonResult({ realms: ids });
+      else if (ids.length) out.write(ids.join("\n") + "\n");
+      return;
+    }
+    const shell = args[0];
+    if (shell === undefined) throw new UsageError("the following arguments are required: <shell> (bash or zsh)");
+    const spec = { program: "zulip-manage", version: version(), commands: await completionCommands() };
+    const script = shell === "zsh" ? zshScript(spec) : bashScript(spec);
+    if (out.json) out.jsonResult({ shell, script });
+    else out.write(script);
+  },
+});

@@ -230,3 +230,41 @@ describe("checkSecretsWritable", () => {
     expect(fs.readFileSync(file, "utf8")).toBe(ORIGINAL);
   });
 });
+
+describe("updateSecretsFile on a file that is a mount point", () => {
+  // Whether this (root) process may bind-mount: probed once with two scratch files.
+  const canMount = ((): boolean => {
+    if (!isRoot) return false;
+    const probe = fs.mkdtempSync(path.join(os.tmpdir(), "zm-mount-probe-"));
+    try {
+      fs.writeFileSync(path.join(probe, "a"), "");
+      fs.writeFileSync(path.join(probe, "b"), "");
+      if (spawnSync("mount", ["--bind", path.join(probe, "a"), path.join(probe, "b")]).status !== 0) return false;
+      spawnSync("umount", [path.join(probe, "b")]);
+      return true;
+    } catch {
+      return false;
+    } finally {
+      fs.rmSync(probe, { recursive: true, force: true });
+    }
+  })();
+  it.skipIf(!canMount)("rewrites a bind-mounted file in place (it cannot be renamed over)", () => {
+    const outside = path.join(dir, "outside.conf");
+    fs.writeFileSync(outside, ORIGINAL);
+    fs.chmodSync(outside, 0o640);
+    const file = path.join(dir, "zulip-secrets.conf");
+    fs.writeFileSync(file, "");
+    expect(spawnSync("mount", ["--bind", outside, file]).status).toBe(0);
+    try {
+      const ino = fs.statSync(file).ino;
+      const r = updateSecretsFile(file, { zulip_org_key: "MOUNTED" });
+      expect(r).toMatchObject({ written: true, inPlace: true, changed: ["zulip_org_key"] });
+      expect(fs.statSync(file).ino).toBe(ino);
+      expect(fs.readFileSync(outside, "utf8")).toBe(ORIGINAL.replace("OLDKEYoldkey", "MOUNTED"));
+      expect(fs.statSync(outside).mode & 0o7777).toBe(0o640);
+      expect(leftovers()).toEqual([]);
+    } finally {
+      spawnSync("umount", [file]);
+    }
+  });
+});

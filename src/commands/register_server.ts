@@ -182,8 +182,8 @@ async function storePushStatus(
       const { rows } = await q.query(
         `SELECT id, string_id, deactivated, push_notifications_enabled,
                 EXTRACT(EPOCH FROM push_notifications_enabled_end_timestamp)::float8 AS end_ts
-           FROM zerver_realm WHERE ${w.uuid !== undefined ? "uuid::text = $1" : "id = $1"} FOR UPDATE`,
-        [w.uuid !== undefined ? w.uuid.toLowerCase() : w.realmId],
+           FROM zerver_realm WHERE ${w.uuid !== undefined ? "uuid = $1::uuid" : "id = $1"} FOR UPDATE`,
+        [w.uuid !== undefined ? w.uuid : w.realmId],
       );
       const realm = rows[0];
       if (!realm) {

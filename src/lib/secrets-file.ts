@@ -29,6 +29,11 @@ export interface SecretsUpdateResult {
   changed: string[];
   /** False when every value was already as asked: the file was not touched. */
   written: boolean;
+  /**
+   * True when the file could not be replaced (it is a bind mount of its own) and was rewritten
+   * in place instead: same inode, mode and owner, but not atomic.
+   */
+  inPlace?: boolean;
 }
 
 export interface SecretsUpdateOptions {
@@ -133,6 +138,19 @@ function fsyncDir(dir: string): void {
   }
 }
 
+/** Overwrite the file's content keeping its inode (for files that are mount points). */
+function rewriteInPlace(target: string, buf: Buffer): void {
+  const fd = fs.openSync(target, "r+");
+  try {
+    let off = 0;
+    while (off < buf.length) off += fs.writeSync(fd, buf, off, buf.length - off, off);
+    fs.ftruncateSync(fd, buf.length);
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
 function sameFile(a: fs.Stats | undefined, b: fs.Stats | undefined): boolean {
   if (!a || !b) return a === b;
   return a.ino === b.ino && a.dev === b.dev && a.size === b.size && a.mtimeMs === b.mtimeMs && a.ctimeMs === b.ctimeMs;
@@ -173,7 +191,7 @@ export function updateSecretsFile(file: string, updates: Record<string, string>,
         return true;
       }
     });
-    if (newText === text && before) return { path: target, changed: [], written: false };
+    if (newText === text && before) return { path: target, changed: [], written: false, inPlace: false };
 
     const mode = before ? before.mode & 0o7777 : 0o640;
     const tmp = path.join(dir, `.${path.basename(target)}.${process.pid}.${crypto.randomBytes(6).toString("hex")}.tmp`);
@@ -211,7 +229,16 @@ export function updateSecretsFile(file: string, updates: Record<string, string>,
         throw new CommandError(`${file} keeps changing while zulip-manage updates it; try again.`);
       }
       opts.hooks?.beforeRename?.(tmp);
-      fs.renameSync(tmp, target);
+      try {
+        fs.renameSync(tmp, target);
+      } catch (e: any) {
+        // The file is a mount point of its own (docker/kubernetes bind-mounting just this file):
+        // it cannot be replaced, only rewritten in place, like `crudini --inplace` does.
+        if (!before || (e?.code !== "EBUSY" && e?.code !== "EXDEV")) throw e;
+        rewriteInPlace(target, Buffer.from(newText, "utf8"));
+        fs.rmSync(tmp, { force: true });
+        return { path: target, changed, written: true, inPlace: true };
+      }
     } catch (e: any) {
       if (fd !== undefined) {
         try {
@@ -230,6 +257,6 @@ export function updateSecretsFile(file: string, updates: Record<string, string>,
       throw new CommandError(`Could not update ${file}: ${reason}. The file was left unchanged.`);
     }
     fsyncDir(dir);
-    return { path: target, changed, written: true };
+    return { path: target, changed, written: true, inPlace: false };
   }
 }

@@ -354,7 +354,7 @@ describe.each(["zulip12_fresh", "zulip11_fresh", "zulip10_fresh"] as const)("cha
     await checkRoleChange(env, users.get(`${from}->${to}`)!, ROLES[from], ROLES[to], fullMembers);
   });
 
-  it.each(ROLE_ARGS)("%s -> %s: User already has this role.", async (role) => {
+  it.each(ROLE_ARGS)("%s -> the same role: User already has this role.", async (role) => {
     await expectRefused(env, [users.get(`same:${role}`)!.email, role], "User already has this role.");
   });
 

@@ -18,6 +18,7 @@ export const COMMANDS: CommandEntry[] = [
   { name: "send_password_reset_email", group: "Email and links", summary: "Email password reset links to users, a whole organization or the entire server", load: () => import("./send_password_reset_email.js") },
   { name: "send_test_email", group: "Email and links", summary: "Check outgoing email: send test messages from the support and noreply addresses", load: () => import("./send_test_email.js") },
   { name: "completion", group: "Maintenance", summary: "Print a bash or zsh completion script (commands, options, realm ids)", load: () => import("./completion.js") },
+  { name: "dbshell", group: "Maintenance", summary: "Start psql on the Zulip database with zulip-manage's connection settings", load: () => import("./dbshell.js") },
 ];
 
 export function findCommand(name: string): CommandEntry | undefined {

@@ -19,6 +19,7 @@ export const COMMANDS: CommandEntry[] = [
   { name: "send_test_email", group: "Email and links", summary: "Check outgoing email: send test messages from the support and noreply addresses", load: () => import("./send_test_email.js") },
   { name: "completion", group: "Maintenance", summary: "Print a bash or zsh completion script (commands, options, realm ids)", load: () => import("./completion.js") },
   { name: "dbshell", group: "Maintenance", summary: "Start psql on the Zulip database with zulip-manage's connection settings", load: () => import("./dbshell.js") },
+  { name: "doctor", group: "Maintenance", summary: "Check the configuration, secrets, database, memcached, Redis, SMTP and push settings zulip-manage depends on", load: () => import("./doctor.js") },
 ];
 
 export function findCommand(name: string): CommandEntry | undefined {

@@ -3,14 +3,18 @@
 // compilation dominate a CLI's start-up. Dynamic import() boundaries (each command, pg, mail,
 // prompts) stay separate chunks, so heavy code still loads only when a command needs it.
 import { build } from "esbuild";
-import { rmSync } from "node:fs";
+import { renameSync, rmSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
-const outdir = path.join(root, "dist", "bundle");
+const finalDir = path.join(root, "dist", "bundle");
+// Build next to the final directory and swap it in only when the build succeeded, so a failed
+// or concurrent build never leaves a half-written bundle behind.
+const outdir = `${finalDir}.tmp-${process.pid}`;
 rmSync(outdir, { recursive: true, force: true });
-await build({
+try {
+  await build({
   entryPoints: [path.join(root, "dist", "cli.js")],
   outdir,
   bundle: true,
@@ -26,4 +30,16 @@ await build({
   external: ["pg-native", "cloudflare:sockets"],
   // CommonJS dependencies bundled into ES modules still call require() for Node built-ins.
   banner: { js: "import { createRequire as __zmCreateRequire } from 'node:module'; const require = __zmCreateRequire(import.meta.url);" },
-});
+  });
+} catch (e) {
+  rmSync(outdir, { recursive: true, force: true });
+  throw e;
+}
+const old = `${finalDir}.old-${process.pid}`;
+try {
+  renameSync(finalDir, old);
+} catch {
+  /* first build */
+}
+renameSync(outdir, finalDir);
+rmSync(old, { recursive: true, force: true });

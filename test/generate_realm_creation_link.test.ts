@@ -6,7 +6,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { base32Encode, generateKey, realmCreationUrl } from "../src/lib/confirmation.js";
-import { BIN, cliBuilt, makeTempDir, runCli, writeConfDir } from "./email-support.js";
+import { cliBin, cliBuilt, makeTempDir, runCli, writeConfDir } from "./email-support.js";
 import { createDatabase, templateAvailable, type TemplateName, type TestDatabase } from "./helpers/pg.js";
 
 const HOST = "chat.example.net";
@@ -211,7 +211,7 @@ describe.skipIf(!cliBuilt())("generate_realm_creation_link", () => {
   it.skipIf(process.platform !== "linux" || !fs.existsSync("/usr/bin/script"))("colours the output like manage.py on a terminal", async () => {
     const d = await db("zulip12_fresh");
     const confDir = conf();
-    const cmd = [process.execPath, BIN, "generate_realm_creation_link", "--conf-dir", confDir].map((a) => `'${a}'`).join(" ");
+    const cmd = [process.execPath, await cliBin(), "generate_realm_creation_link", "--conf-dir", confDir].map((a) => `'${a}'`).join(" ");
     const out = execFileSync("/usr/bin/script", ["-qec", cmd, "/dev/null"], {
       env: { ...process.env, ...d.env, NO_COLOR: "", ZULIP_MANAGE_ALLOW_ROOT: "1", ZULIP_LOG_DIR: tmp, ZULIP_DEPLOY_DIR: path.join(tmp, "nodeploy") },
       encoding: "utf8",

@@ -25,7 +25,7 @@ import {
 import { Progress } from "../src/lib/progress.js";
 import { passwordResetText, renderPasswordReset } from "../src/lib/templates/password_reset.js";
 import {
-  BIN,
+  cliBin,
   cliBuilt,
   makeTempDir,
   parseAddress,
@@ -646,7 +646,7 @@ describe.skipIf(!cliBuilt())("send_password_reset_email", () => {
     const expected = (await db.query("SELECT count(*)::int AS n FROM zerver_userprofile WHERE realm_id = $1 AND is_active AND NOT is_bot", [seeded.realmId]))[0].n;
     const connectionsBefore = sink.connections();
     const before = sink.messages.length;
-    const cmd = [process.execPath, BIN, "send_password_reset_email", "--conf-dir", conf, "-a", "-r", ""].map((a) => `'${a}'`).join(" ");
+    const cmd = [process.execPath, await cliBin(), "send_password_reset_email", "--conf-dir", conf, "-a", "-r", ""].map((a) => `'${a}'`).join(" ");
     const started = Date.now();
     // The SMTP server lives in this process: run the terminal asynchronously.
     const res = await execa("/usr/bin/script", ["-qec", cmd, "/dev/null"], {

@@ -36,8 +36,14 @@ export function djangoSalt(): string {
 }
 
 /** Argon2PasswordHasher.encode(password, salt). */
+/** hash-wasm, whichever way a bundler exposes its exports. */
+async function hashWasm(): Promise<typeof import("hash-wasm")> {
+  const mod: any = await import("hash-wasm");
+  return typeof mod.argon2id === "function" ? mod : mod.default;
+}
+
 export async function djangoArgon2Hash(password: string, opts: { salt?: string } = {}): Promise<string> {
-  const { argon2id } = await import("hash-wasm");
+  const { argon2id } = await hashWasm();
   const salt = opts.salt ?? djangoSalt();
   const encoded = await argon2id({
     password: Buffer.from(password, "utf8"),
@@ -55,7 +61,7 @@ export async function djangoArgon2Hash(password: string, opts: { salt?: string }
 /** Argon2PasswordHasher.verify(): whether `password` matches a Django "argon2$…" hash. */
 export async function verifyDjangoArgon2Hash(password: string, encoded: string): Promise<boolean> {
   if (!encoded.startsWith("argon2$")) return false;
-  const { argon2Verify } = await import("hash-wasm");
+  const { argon2Verify } = await hashWasm();
   try {
     return await argon2Verify({ password: Buffer.from(password, "utf8"), hash: encoded.slice("argon2".length) });
   } catch {
@@ -93,7 +99,10 @@ export function passwordRules(settings: { fileValue(name: string, fallback: any)
 type Zxcvbn = (password: string, userInputs?: string[]) => { guesses: number; score: number };
 let zxcvbnFn: Zxcvbn | undefined;
 
-/** zxcvbn's estimated number of guesses (the dictionaries load on first use). */
+/**
+ * zxcvbn's estimated number of guesses. The package (CommonJS, ~800 kB of dictionaries) is
+ * required on first use from the installed dependencies, synchronously, and never bundled.
+ */
 export function passwordGuesses(password: string): number {
   if (!zxcvbnFn) zxcvbnFn = createRequire(import.meta.url)("zxcvbn") as Zxcvbn;
   return zxcvbnFn(password).guesses;
@@ -105,6 +114,11 @@ export interface StrengthVerdict {
   reason: string | null;
   /** zxcvbn's estimate (null when not computed). */
   guesses: number | null;
+}
+
+/** An integer as Python prints it (no exponent, no grouping). */
+function pyInt(n: number): string {
+  return Math.trunc(n).toLocaleString("en-US", { useGrouping: false, maximumFractionDigits: 0 });
 }
 
 /** The Zulip server's PASSWORD_TOO_WEAK_ERROR text. */
@@ -128,8 +142,8 @@ export function checkPasswordStrength(password: string, rules: PasswordRules = D
     return {
       ok: false,
       reason:
-        `${PASSWORD_TOO_WEAK} It could be guessed in about ${Math.trunc(guesses)} tries; ` +
-        `this server requires at least ${rules.minGuesses} (PASSWORD_MIN_GUESSES). Use a longer, less predictable password.`,
+        `${PASSWORD_TOO_WEAK} It could be guessed in about ${pyInt(guesses)} tries; ` +
+        `this server requires at least ${pyInt(rules.minGuesses)} (PASSWORD_MIN_GUESSES). Use a longer, less predictable password.`,
       guesses,
     };
   }

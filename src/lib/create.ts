@@ -16,6 +16,8 @@
 // "user joined" announcements, UserPresence rows (Zulip creates those on the first presence
 // update, not at signup).
 import crypto from "node:crypto";
+import { isIP } from "node:net";
+import { domainToASCII } from "node:url";
 import type { Queryable } from "./db.js";
 
 export type { Queryable };
@@ -54,6 +56,7 @@ export const UserMessageFlag = {
   READ: 1,
   STARRED: 2,
   MENTIONED: 8,
+  HAS_ALERT_WORD: 512,
   HISTORICAL: 1024,
   IS_PRIVATE: 2048,
 } as const;
@@ -1649,12 +1652,124 @@ export interface SendMessageOptions {
   client?: string;
   /** Users whose row gets the "mentioned" flag. */
   mentionedUserIds?: number[];
+  /** Message.has_link as Zulip's Markdown sets it (any <a href> in the rendering); default: a URL in the content. */
+  hasLink?: boolean;
+}
+
+/** UserTopic.VisibilityPolicy */
+export const VisibilityPolicy = { INHERIT: 0, MUTED: 1, UNMUTED: 2, FOLLOWED: 3 } as const;
+
+const ALERT_WORD_BEFORE = new Set([" ", "\n", "(", '"', ".", ",", "'", ";", "[", "*", "`", ">"]);
+const ALERT_WORD_AFTER = new Set([" ", "\n", ")", '"', "?", ":", ".", ",", "'", ";", "]", "!", "*", "`"]);
+
+/**
+ * The users whose alert words occur in `content` (Markdown's AlertWordNotificationProcessor):
+ * case-insensitive matches of each word, with Zulip's quirky boundary rules (the character
+ * before the word, or the start; the character after it, or the end).
+ */
+export function usersWithAlertWords(content: string, words: { userId: number; word: string }[]): Set<number> {
+  const lower = content.toLowerCase();
+  const found = new Set<number>();
+  for (const { userId, word } of words) {
+    const w = word.toLowerCase();
+    if (!w || found.has(userId)) continue;
+    for (let start = lower.indexOf(w); start >= 0; start = lower.indexOf(w, start + 1)) {
+      const end = start + w.length - 1;
+      const before = end - w.length;
+      const okStart = before <= 0 || ALERT_WORD_BEFORE.has(content[before]);
+      const okEnd = end + 1 >= content.length || ALERT_WORD_AFTER.has(content[end + 1]);
+      if (okStart && okEnd) {
+        found.add(userId);
+        break;
+      }
+    }
+  }
+  return found;
+}
+
+/**
+ * The UserMessage rows of a channel message as do_send_messages makes them
+ * (get_recipient_info + get_subscriptions_for_send_message + create_user_messages): every active
+ * subscriber; long-term-idle ones only when the message is notifiable for them (channel or
+ * followed-topic email/push notifications, honouring muted channels and topics) or gets them a
+ * flag. Flags: read for users who muted the sender, mentioned, has_alert_word.
+ */
+async function channelMessageRecipients(
+  db: Queryable,
+  o: { realmId: number; streamId: number; recipientId: number; topic: string; senderId: number; content: string; mentionedUserIds: Set<number> },
+): Promise<{ id: number; flags: number }[]> {
+  const subs = (
+    await db.query(
+      `SELECT u.id, u.long_term_idle, sub.is_muted, sub.push_notifications, sub.email_notifications,
+              u.enable_stream_push_notifications AS user_push, u.enable_stream_email_notifications AS user_email,
+              u.enable_followed_topic_push_notifications AS followed_push,
+              u.enable_followed_topic_email_notifications AS followed_email
+         FROM zerver_subscription sub JOIN zerver_userprofile u ON u.id = sub.user_profile_id
+        WHERE sub.recipient_id = $1 AND sub.active AND sub.is_user_active AND u.is_active
+        ORDER BY u.id`,
+      [o.recipientId],
+    )
+  ).rows;
+  const policies = new Map<number, number>(
+    (
+      await db.query(`SELECT user_profile_id, visibility_policy FROM zerver_usertopic WHERE stream_id = $1 AND upper(topic_name) = upper($2)`, [
+        o.streamId,
+        o.topic,
+      ])
+    ).rows.map((r) => [Number(r.user_profile_id), Number(r.visibility_policy)]),
+  );
+  const alertWords = (await db.query(`SELECT user_profile_id, word FROM zerver_alertword WHERE realm_id = $1`, [o.realmId])).rows.map((r) => ({
+    userId: Number(r.user_profile_id),
+    word: String(r.word),
+  }));
+  const withAlertWords = usersWithAlertWords(o.content, alertWords);
+  const hasAnyAlertWord = new Set(alertWords.map((a) => a.userId));
+  const muting = new Set(
+    (await db.query(`SELECT user_profile_id FROM zerver_muteduser WHERE muted_user_id = $1`, [o.senderId])).rows.map((r) => Number(r.user_profile_id)),
+  );
+  // user_allows_notifications_in_StreamTopic
+  const allows = (isMuted: boolean, policy: number, channelSetting: boolean | null, userSetting: boolean) => {
+    if (isMuted && policy !== VisibilityPolicy.UNMUTED) return false;
+    if (policy === VisibilityPolicy.MUTED) return false;
+    return channelSetting !== null ? channelSetting : userSetting;
+  };
+  const out: { id: number; flags: number }[] = [];
+  for (const s of subs) {
+    const id = Number(s.id);
+    const policy = policies.get(id) ?? VisibilityPolicy.INHERIT;
+    if (s.long_term_idle && id !== o.senderId) {
+      // get_subscriptions_for_send_message's filter: idle users who cannot need a row are not even read.
+      const considered =
+        s.push_notifications === true ||
+        (s.push_notifications === null && s.user_push) ||
+        s.email_notifications === true ||
+        (s.email_notifications === null && s.user_email) ||
+        o.mentionedUserIds.has(id) ||
+        hasAnyAlertWord.has(id) ||
+        policy === VisibilityPolicy.FOLLOWED;
+      if (!considered) continue;
+    }
+    let flags = 0;
+    if (muting.has(id)) flags |= UserMessageFlag.READ;
+    if (o.mentionedUserIds.has(id)) flags |= UserMessageFlag.MENTIONED;
+    if (withAlertWords.has(id)) flags |= UserMessageFlag.HAS_ALERT_WORD;
+    if (s.long_term_idle && id !== o.senderId && flags === 0) {
+      const notifiable =
+        allows(s.is_muted, policy, s.push_notifications, s.user_push) ||
+        allows(s.is_muted, policy, s.email_notifications, s.user_email) ||
+        (policy === VisibilityPolicy.FOLLOWED && (s.followed_push || s.followed_email));
+      if (!notifiable) continue;
+    }
+    out.push({ id, flags });
+  }
+  return out;
 }
 
 /**
  * The database part of do_send_messages for plain messages: the Message row and one UserMessage
- * row per recipient (active channel subscribers that are not long-term idle; every DM
- * participant, with is_private). The sender's row is read when sent from a human client.
+ * row per recipient (channel messages: see channelMessageRecipients; every DM participant, with
+ * is_private). The sender's row is read when sent from a human client. A channel's
+ * first_message_id and is_recently_active are updated as do_send_messages does.
  */
 export async function sendMessage(db: Queryable, opts: SendMessageOptions): Promise<{ id: number; recipientId: number }> {
   const sender = (
@@ -1681,13 +1796,15 @@ export async function sendMessage(db: Queryable, opts: SendMessageOptions): Prom
     realmId = Number(s.realm_id);
     isChannel = true;
     subject = opts.to.topic;
-    const subs = await db.query(
-      `SELECT u.id FROM zerver_subscription sub JOIN zerver_userprofile u ON u.id = sub.user_profile_id
-        WHERE sub.recipient_id = $1 AND sub.active AND sub.is_user_active AND (NOT u.long_term_idle OR u.id = $2)
-        ORDER BY u.id`,
-      [recipientId, opts.senderId],
-    );
-    recipients = subs.rows.map((r) => ({ id: Number(r.id), flags: 0 }));
+    recipients = await channelMessageRecipients(db, {
+      realmId,
+      streamId,
+      recipientId,
+      topic: subject,
+      senderId: opts.senderId,
+      content: opts.content,
+      mentionedUserIds: new Set(opts.mentionedUserIds ?? []),
+    });
   } else {
     const ids = [...new Set([opts.senderId, ...opts.to.userIds])];
     const group = await getOrCreateDirectMessageGroup(db, ids);
@@ -1719,7 +1836,7 @@ export async function sendMessage(db: Queryable, opts: SendMessageOptions): Prom
     edit_history: null,
     has_attachment: false,
     has_image: false,
-    has_link: /https?:\/\//.test(opts.content),
+    has_link: opts.hasLink ?? /https?:\/\//.test(opts.content),
     search_tsvector: null,
     sender_id: opts.senderId,
     sending_client_id: clientId,
@@ -1736,6 +1853,319 @@ export async function sendMessage(db: Queryable, opts: SendMessageOptions): Prom
   );
   if (streamId !== null) {
     await db.query(`UPDATE zerver_stream SET first_message_id = $2 WHERE id = $1 AND first_message_id IS NULL`, [streamId, messageId]);
+    await db.query(`UPDATE zerver_stream SET is_recently_active = true WHERE id = $1 AND NOT is_recently_active`, [streamId]);
   }
   return { id: messageId, recipientId };
+}
+
+// ---------------------------------------------------------------------------------------------
+// What manage.py create_user / create_realm need beyond the rows above
+
+/**
+ * Why createRealm/createUser cannot write this database (null when they can): they write the
+ * Zulip 12 schema; Zulip 10/11 servers still give every user a personal Recipient and name some
+ * realm columns differently.
+ */
+export async function creationSchemaProblem(db: Queryable): Promise<string | null> {
+  const realm = await tableColumns(db, "zerver_realm");
+  const user = await tableColumns(db, "zerver_userprofile");
+  if (user.has("recipient_id") || !realm.has("gif_rating_policy") || !realm.has("workplace_users_group_id")) {
+    return (
+      "Creating organizations and users is only supported on Zulip 12 databases; this database has an older schema " +
+      "(personal recipients, older realm settings). Use the Zulip server's own manage.py, or upgrade the server first."
+    );
+  }
+  return null;
+}
+
+const EMAIL_USER_RE =
+  /^(?:[-!#$%&'*+/=?^_`{}|~0-9A-Z]+(?:\.[-!#$%&'*+/=?^_`{}|~0-9A-Z]+)*|"(?:[\x01-\x08\x0b\x0c\x0e-\x1f!#-[\]-\x7f]|\\[\x01-\x09\x0b\x0c\x0e-\x7f])*")$/i;
+const EMAIL_DOMAIN_RE = /^(?:(?:[A-Z0-9](?:[A-Z0-9-]{0,61}[A-Z0-9])?\.)+)(?:[A-Z0-9-]{2,63}(?<!-))$/i;
+const EMAIL_LITERAL_RE = /^\[([A-F0-9:.]+)\]$/i;
+
+/**
+ * Django's validate_email (EmailValidator with the "localhost" allowlist): at most 320
+ * characters, a dot-atom or quoted local part, and a domain that is a hostname (also after
+ * IDNA encoding), "localhost" or an IP literal.
+ */
+export function isValidDjangoEmail(value: string): boolean {
+  if (!value || !value.includes("@") || value.length > 320) return false;
+  const at = value.lastIndexOf("@");
+  const user = value.slice(0, at);
+  const domain = value.slice(at + 1);
+  if (!EMAIL_USER_RE.test(user)) return false;
+  if (domain.toLowerCase() === "localhost") return true;
+  if (EMAIL_DOMAIN_RE.test(domain)) return true;
+  const literal = EMAIL_LITERAL_RE.exec(domain);
+  if (literal) return isIP(literal[1]) !== 0;
+  let ascii: string;
+  try {
+    ascii = domainToASCII(domain);
+  } catch {
+    return false;
+  }
+  return ascii !== "" && ascii !== domain && EMAIL_DOMAIN_RE.test(ascii);
+}
+
+/** ScheduledEmail.type */
+export const ScheduledEmailType = { WELCOME: 1, DIGEST: 2, INVITATION_REMINDER: 3 } as const;
+
+/** Realm.ORG_TYPES[...]["onboarding_zulip_guide_url"] by org type id. */
+const ONBOARDING_GUIDE: Record<number, { url: string; reference: string } | undefined> = {
+  10: { url: "https://zulip.com/for/business/", reference: "business" },
+  20: { url: "https://zulip.com/for/open-source/", reference: "opensource" },
+  30: { url: "https://zulip.com/for/education/", reference: "education" },
+  35: { url: "https://zulip.com/for/education/", reference: "education" },
+  40: { url: "https://zulip.com/for/research/", reference: "research" },
+  50: { url: "https://zulip.com/for/events/", reference: "event" },
+  60: { url: "https://zulip.com/for/communities/", reference: "nonprofit" },
+  90: { url: "https://zulip.com/for/communities/", reference: "community" },
+};
+const COMMUNITIES_GUIDE = "https://zulip.com/for/communities/";
+
+/** The weekday (1 = Monday … 7 = Sunday) of `when` in a time zone (UTC when unset or unknown). */
+function isoWeekday(when: Date, timezone: string): number {
+  let name: string;
+  try {
+    name = new Intl.DateTimeFormat("en-US", { timeZone: timezone || "UTC", weekday: "short" }).format(when);
+  } catch {
+    name = new Intl.DateTimeFormat("en-US", { timeZone: "UTC", weekday: "short" }).format(when);
+  }
+  return ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"].indexOf(name) + 1;
+}
+
+/** get_onboarding_email_schedule(user): delays in milliseconds, never landing on a weekend. */
+export function onboardingEmailSchedule(dateJoined: Date, timezone: string): Record<string, number> {
+  const d = (days: number) => (days * 24 - 1) * 3600_000;
+  const s: Record<string, number> = {
+    onboarding_zulip_topics: d(2),
+    onboarding_zulip_guide: d(4),
+    onboarding_team_to_zulip: d(6),
+  };
+  switch (isoWeekday(dateJoined, timezone)) {
+    case 1:
+      s.onboarding_team_to_zulip = d(8);
+      break;
+    case 2:
+    case 3:
+      s.onboarding_zulip_guide = d(6);
+      s.onboarding_team_to_zulip = d(8);
+      break;
+    case 4:
+      s.onboarding_zulip_topics = d(4);
+      s.onboarding_zulip_guide = d(6);
+      s.onboarding_team_to_zulip = d(8);
+      break;
+    case 5:
+      s.onboarding_zulip_topics = d(4);
+      s.onboarding_zulip_guide = d(6);
+      s.onboarding_team_to_zulip = d(10);
+      break;
+    case 7:
+      s.onboarding_team_to_zulip = d(8);
+      break;
+  }
+  return s;
+}
+
+export interface ServerUrls {
+  /** realm.url of the user's realm */
+  realmUrl: string;
+  /** settings.ROOT_DOMAIN_URI */
+  rootDomainUrl: string;
+  /** settings.EXTERNAL_URI_SCHEME */
+  externalUriScheme: string;
+  /** settings.EXTERNAL_HOST */
+  externalHost: string;
+  /** settings.CORPORATE_ENABLED */
+  corporateEnabled?: boolean;
+  /** settings.WELCOME_EMAIL_SENDER ({"name", "email"}) or null (the default). */
+  welcomeEmailSender?: { name: string; email: string } | null;
+}
+
+export interface WelcomeEmailsResult {
+  unsubscribeConfirmationId: number;
+  unsubscribeLink: string;
+  /** ScheduledEmail rows: id, template and when. */
+  scheduled: { id: number; template: string; scheduledAt: Date }[];
+}
+
+/**
+ * enqueue_welcome_emails(user, realm_creation): the one-click unsubscribe link (an UNSUBSCRIBE
+ * confirmation of the user, valid 1,000,000 days) and the onboarding ScheduledEmail rows with
+ * their recipient rows: onboarding_zulip_topics (unless the address has an account elsewhere on
+ * the server), onboarding_zulip_guide (for org types with a guide; the communities guide only
+ * for administrators) and, for the organization's creator, onboarding_team_to_zulip.
+ */
+export async function enqueueWelcomeEmails(
+  db: Queryable,
+  userId: number,
+  urls: ServerUrls,
+  opts: { realmCreation?: boolean; now?: Date; unsubscribeKey?: string } = {},
+): Promise<WelcomeEmailsResult> {
+  const now = opts.now ?? new Date();
+  const { rows } = await db.query(
+    `SELECT u.id, u.realm_id, u.full_name, u.delivery_email, u.role, u.date_joined, u.timezone, r.name AS realm_name, r.org_type
+       FROM zerver_userprofile u JOIN zerver_realm r ON r.id = u.realm_id WHERE u.id = $1`,
+    [userId],
+  );
+  const u = rows[0];
+  if (!u) throw new Error(`user ${userId} does not exist`);
+  const realmId = Number(u.realm_id);
+  const others = await db.query(
+    `SELECT count(*)::int AS n FROM zerver_userprofile WHERE upper(delivery_email) = upper($1) AND id <> $2`,
+    [u.delivery_email, userId],
+  );
+  // one_click_unsubscribe_link(user, "welcome")
+  const ct = await db.query(`SELECT id FROM django_content_type WHERE app_label = 'zerver' AND model = 'userprofile'`);
+  if (!ct.rows.length) throw new Error("django_content_type has no zerver.userprofile row");
+  const key = opts.unsubscribeKey ?? generateConfirmationKey();
+  const conf = await db.query(
+    `INSERT INTO confirmation_confirmation (content_type_id, object_id, date_sent, confirmation_key, expiry_date, realm_id, type)
+     VALUES ($1, $2, $3, $4, $3::timestamptz + interval '1000000 days', $5, 4) RETURNING id`,
+    [Number(ct.rows[0].id), userId, now, key, realmId],
+  );
+  const unsubscribeLink = `${urls.realmUrl}/accounts/unsubscribe/welcome/${key}`;
+  const schedule = onboardingEmailSchedule(u.date_joined, u.timezone ?? "");
+  const common = {
+    realm_url: urls.realmUrl,
+    realm_name: u.realm_name,
+    root_domain_url: urls.rootDomainUrl,
+    external_url_scheme: urls.externalUriScheme,
+    external_host: urls.externalHost,
+    user_name: u.full_name,
+    corporate_enabled: urls.corporateEnabled ?? false,
+  };
+  const emails: { template: string; context: Record<string, unknown> }[] = [];
+  if (others.rows[0].n === 0) {
+    emails.push({
+      template: "onboarding_zulip_topics",
+      context: {
+        ...common,
+        unsubscribe_link: unsubscribeLink,
+        move_messages_link: urls.realmUrl + "/help/move-content-to-another-topic",
+        rename_topics_link: urls.realmUrl + "/help/rename-a-topic",
+        move_channels_link: urls.realmUrl + "/help/move-content-to-another-channel",
+      },
+    });
+  }
+  const guide = ONBOARDING_GUIDE[Number(u.org_type)];
+  const isAdmin = Number(u.role) === Role.OWNER || Number(u.role) === Role.ADMINISTRATOR;
+  if (guide && !(guide.url === COMMUNITIES_GUIDE && !isAdmin)) {
+    emails.push({
+      template: "onboarding_zulip_guide",
+      context: { ...common, unsubscribe_link: unsubscribeLink, organization_type: guide.reference, zulip_guide_link: guide.url },
+    });
+  }
+  if (opts.realmCreation) {
+    emails.push({
+      template: "onboarding_team_to_zulip",
+      context: {
+        ...common,
+        unsubscribe_link: unsubscribeLink,
+        get_organization_started: urls.realmUrl + "/help/getting-your-organization-started-with-zulip",
+        invite_users: urls.realmUrl + "/help/invite-users-to-join",
+        trying_out_zulip: urls.realmUrl + "/help/trying-out-zulip",
+        why_zulip: "https://zulip.com/why-zulip/",
+      },
+    });
+  }
+  const sender = urls.welcomeEmailSender ?? null;
+  const scheduled: WelcomeEmailsResult["scheduled"] = [];
+  for (const e of emails) {
+    const data = {
+      template_prefix: `zerver/emails/${e.template}`,
+      from_name: sender ? sender.name : null,
+      from_address: sender ? sender.email : "SUPPORT",
+      language: null,
+      context: e.context,
+    };
+    const at = new Date(now.getTime() + schedule[e.template]);
+    const row = await db.query(
+      `INSERT INTO zerver_scheduledemail (scheduled_timestamp, data, address, type, realm_id) VALUES ($1, $2, NULL, $3, $4) RETURNING id`,
+      [at, JSON.stringify(data), ScheduledEmailType.WELCOME, realmId],
+    );
+    const id = Number(row.rows[0].id);
+    await db.query(`INSERT INTO zerver_scheduledemail_users (scheduledemail_id, userprofile_id) VALUES ($1, $2)`, [id, userId]);
+    scheduled.push({ id, template: e.template, scheduledAt: at });
+  }
+  return { unsubscribeConfirmationId: Number(conf.rows[0].id), unsubscribeLink, scheduled };
+}
+
+/** confirmation.models.generate_key(): 24 characters of lowercase base32. */
+function generateConfirmationKey(): string {
+  const alphabet = "abcdefghijklmnopqrstuvwxyz234567";
+  const bytes = crypto.randomBytes(15);
+  let bits = 0;
+  let value = 0;
+  let out = "";
+  for (const b of bytes) {
+    value = (value << 8) | b;
+    bits += 8;
+    while (bits >= 5) {
+      out += alphabet[(value >>> (bits - 5)) & 31];
+      bits -= 5;
+    }
+    value &= (1 << bits) - 1;
+  }
+  return out;
+}
+
+export interface NewHumanUserSteps {
+  /** PreregistrationUser rows of this address in the realm marked revoked. */
+  preregistrationsRevoked: number;
+  /** Invitation reminder emails to this address that were removed. */
+  invitationRemindersRemoved: number;
+  welcomeEmails: WelcomeEmailsResult | null;
+  onboardingStepAdded: boolean;
+}
+
+/**
+ * The database steps of process_new_human_user that follow the subscriptions createUser already
+ * made (no invitation involved, as for manage.py create_user / create_realm): other
+ * PreregistrationUsers of the address revoked, scheduled invitation reminders to it cleared,
+ * the welcome ScheduledEmails (when the realm sends welcome emails) and the
+ * "visibility_policy_banner" OnboardingStep. Messages (the signup announcement, Welcome Bot's)
+ * and the queued "account registered" email are not part of this.
+ */
+export async function processNewHumanUserRows(
+  db: Queryable,
+  userId: number,
+  urls: ServerUrls,
+  opts: { realmCreation?: boolean; now?: Date } = {},
+): Promise<NewHumanUserSteps> {
+  const now = opts.now ?? new Date();
+  const { rows } = await db.query(
+    `SELECT u.delivery_email, u.realm_id, r.send_welcome_emails FROM zerver_userprofile u JOIN zerver_realm r ON r.id = u.realm_id WHERE u.id = $1`,
+    [userId],
+  );
+  const u = rows[0];
+  const revoked = await db.query(
+    `UPDATE zerver_preregistrationuser SET status = 2 WHERE upper(email) = upper($1) AND realm_id = $2`,
+    [u.delivery_email, Number(u.realm_id)],
+  );
+  // clear_scheduled_invitation_emails(email)
+  await db.query(
+    `DELETE FROM zerver_scheduledemail_users WHERE scheduledemail_id IN
+       (SELECT id FROM zerver_scheduledemail WHERE upper(address) = upper($1) AND type = $2)`,
+    [u.delivery_email, ScheduledEmailType.INVITATION_REMINDER],
+  );
+  const cleared = await db.query(`DELETE FROM zerver_scheduledemail WHERE upper(address) = upper($1) AND type = $2`, [
+    u.delivery_email,
+    ScheduledEmailType.INVITATION_REMINDER,
+  ]);
+  const welcomeEmails = u.send_welcome_emails ? await enqueueWelcomeEmails(db, userId, urls, { realmCreation: opts.realmCreation, now }) : null;
+  const step = await db.query(
+    `INSERT INTO zerver_onboardingstep (onboarding_step, timestamp, user_id)
+     SELECT 'visibility_policy_banner', $2, $1
+      WHERE NOT EXISTS (SELECT 1 FROM zerver_onboardingstep WHERE user_id = $1 AND onboarding_step = 'visibility_policy_banner')
+     RETURNING id`,
+    [userId, now],
+  );
+  return {
+    preregistrationsRevoked: revoked.rowCount ?? 0,
+    invitationRemindersRemoved: cleared.rowCount ?? 0,
+    welcomeEmails,
+    onboardingStepAdded: step.rows.length > 0,
+  };
 }

@@ -1,0 +1,209 @@
+// deactivate_realm: deactivate an organization the way manage.py deactivate_realm does
+// (do_add_deactivated_redirect, do_deactivate_realm(acting_user=None, email_owners=...)).
+//
+// One transaction (the realm row locked): deactivated=true, the REALM_DEACTIVATED audit row
+// {"10": ROLE_COUNT, "deactivation_reason": REASON}, the realm's scheduled emails deleted. Then,
+// like Zulip, outside it: every unexpired login session of the realm's users is deleted (and its
+// cached copy), memcached is brought up to date (flush_realm), and with --email_owners each
+// active human owner gets the "organization deactivated" email over SMTP. Users are not
+// deactivated. --redirect_url is stored first, even when the realm is already deactivated.
+//
+// --json prints one document:
+//   {
+//     "realm": {"id": 2, "string_id": "zulip", "name": "Zulip Dev"},
+//     "dry_run": false,
+//     "redirect_url": "https://new.example.com" | null,   // as given
+//     "redirect_set": true,                // false when not given or in a dry run
+//     "already_deactivated": false,        // true: nothing else was done
+//     "deactivated": true,
+//     "deactivation_reason": "owner_request",
+//     "audit_log_id": 123,                 // null when not deactivated
+//     "scheduled_emails_deleted": 2,
+//     "sessions_deleted": 3,
+//     "emails": [{"to": "owner@example.com", "user_id": 8, "status": "sent" | "failed" | "would_send",
+//                 "error": null, "language_note": null | "rendered in English (Zulip would use de)"}],
+//     "cache": {"mode": "keys", "ok": true, "skipped": false, "server": "...", "prefixes": 1,
+//               "keys_sent": 7, "keys_deleted": 2, "flushed_all": false, "warning": null} | null
+//   }
+import { addFlushCacheOption, CacheInvalidation } from "../lib/cache.js";
+import { defineCommand } from "../lib/command.js";
+import { emailConfigWarnings, emailSettings, Mailer, requireOutgoingEmail, EmailDeliveryError } from "../lib/email.js";
+import { UsageError } from "../lib/errors.js";
+import { addRealmOption, getRealm, type Realm } from "../lib/lookup.js";
+import {
+  buildRealmDeactivatedEmails,
+  cacheJson,
+  deactivateRealm,
+  deleteRealmSessions,
+  humanOwnerUsers,
+  languageNote,
+  lockRealm,
+  REALM_DEACTIVATION_REASONS,
+  secretKeyOrUndefined,
+  setDeactivatedRedirect,
+} from "../lib/realm-lifecycle.js";
+import { findUserSessions } from "../lib/sessions.js";
+import { realmHost, realmUrl } from "../lib/settings.js";
+
+export default defineCommand({
+  name: "deactivate_realm",
+  description:
+    "Script to deactivate a realm.\n\n" +
+    "Marks the organization deactivated (its users are kept, but can no longer log in), records the reason, " +
+    "removes its scheduled emails and logs everyone out. With --email_owners, each organization owner is told by email.",
+  examples: [
+    "zulip-manage deactivate_realm -r zulip --deactivation_reason owner_request",
+    "zulip-manage deactivate_realm -r zulip --deactivation_reason self_hosting_migration --redirect_url https://zulip.example.com --email_owners",
+    "zulip-manage deactivate_realm -r 2 --deactivation_reason tos_violation --dry-run",
+  ],
+  configure(cmd) {
+    cmd.usage("[options] -r REALM --deactivation_reason REASON");
+    cmd.option("--redirect_url <redirect_url>", "URL to which the realm has moved");
+    cmd.option(
+      "--deactivation_reason <deactivation_reason>",
+      `Reason for deactivation (Zulip's values: ${REALM_DEACTIVATION_REASONS.join(", ")})`,
+    );
+    cmd.option("--email_owners", "Whether to email organization owners about realm deactivation");
+    addRealmOption(cmd, { required: true });
+    cmd.option("--dry-run", "show what would change, and change nothing");
+    addFlushCacheOption(cmd);
+  },
+  async run(ctx, _args, opts) {
+    const reason: string | undefined = opts.deactivation_reason;
+    if (reason === undefined) throw new UsageError("the following arguments are required: --deactivation_reason");
+    const out = ctx.out;
+    const dryRun = Boolean(opts.dryRun);
+    const config = ctx.config();
+    const settings = config.settings;
+    const db = await ctx.db();
+    const realm = (await getRealm(db, opts.realm)) as Realm;
+    const realmArg: string = opts.realm;
+    const redirectUrl: string | undefined = opts.redirect_url;
+    const emailOwners = Boolean(opts.email_owners);
+
+    // Refuse before changing anything if the owners cannot be emailed.
+    const es = emailOwners ? emailSettings(config) : null;
+    if (es && !realm.deactivated) {
+      requireOutgoingEmail(es);
+      for (const w of emailConfigWarnings(es)) out.warn(w);
+    }
+
+    const inval = new CacheInvalidation(ctx, opts.flushCache);
+    if (inval.mode === "all" && !dryRun) inval.requestFlushAll();
+    const result = {
+      realm: { id: Number(realm.id), string_id: realm.string_id, name: realm.name },
+      dry_run: dryRun,
+      redirect_url: redirectUrl ?? null,
+      redirect_set: false,
+      already_deactivated: Boolean(realm.deactivated),
+      deactivated: false,
+      deactivation_reason: reason,
+      audit_log_id: null as number | null,
+      scheduled_emails_deleted: 0,
+      sessions_deleted: 0,
+      emails: [] as { to: string; user_id: number; status: string; error: string | null; language_note: string | null }[],
+      cache: null as ReturnType<typeof cacheJson>,
+    };
+    const finish = (code: number) => {
+      if (out.json) out.jsonResult(result);
+      return code;
+    };
+
+    if (redirectUrl) {
+      if (dryRun) {
+        out.line(`Would set the redirect URL to ${redirectUrl}`);
+      } else {
+        out.line(`Setting the redirect URL to ${redirectUrl}`);
+        await db.tx(async (q) => {
+          const locked = await lockRealm(q, realm.id);
+          await setDeactivatedRedirect(q, { id: locked.id, string_id: locked.string_id, deactivated: locked.deactivated }, redirectUrl, inval);
+        });
+        inval.changeCommitted();
+        result.redirect_set = true;
+      }
+    }
+
+    if (realm.deactivated) {
+      out.line(`The realm ${realmArg} is already deactivated.`);
+      if (!dryRun) result.cache = cacheJson(await inval.commit());
+      return finish(0);
+    }
+
+    const secretKey = secretKeyOrUndefined(settings);
+    const info = { name: realm.name, string_id: realm.string_id, host: realmHost(settings, realm.string_id), url: realmUrl(settings, realm.string_id) };
+
+    if (dryRun) {
+      const { rows: se } = await db.query("SELECT count(*)::int AS n FROM zerver_scheduledemail WHERE realm_id = $1", [realm.id]);
+      const { rows: users } = await db.query("SELECT id FROM zerver_userprofile WHERE realm_id = $1", [realm.id]);
+      const sessions = await findUserSessions(db, users.map((u) => Number(u.id)), { unexpiredOnly: true, ...(secretKey ? { secretKey } : {}) });
+      result.scheduled_emails_deleted = se[0].n;
+      result.sessions_deleted = sessions.length;
+      out.line(`Would deactivate ${realmArg} (reason: ${reason}): ${se[0].n} scheduled email(s) removed, ${sessions.length} login session(s) ended.`);
+      if (emailOwners) {
+        const owners = await humanOwnerUsers(db, realm.id);
+        for (const o of owners) {
+          result.emails.push({ to: o.delivery_email, user_id: o.id, status: "would_send", error: null, language_note: languageNote(o.default_language) });
+        }
+        out.line(`Would email ${owners.length} organization owner(s): ${owners.map((o) => o.delivery_email).join(", ") || "(none)"}`);
+      }
+      out.line("(dry run: nothing was changed)");
+      return finish(0);
+    }
+
+    out.line(`Deactivating ${realmArg}`);
+    const when = new Date();
+    const outcome = await db.tx(async (q) => {
+      const locked = await lockRealm(q, realm.id);
+      if (locked.deactivated) return null;
+      return deactivateRealm(q, locked, { reason, actingUserId: null, now: when, cache: inval });
+    });
+    if (outcome === null) {
+      // Deactivated by someone else between our read and the lock.
+      out.line(`The realm ${realmArg} is already deactivated.`);
+      result.already_deactivated = true;
+      result.cache = cacheJson(await inval.commit());
+      return finish(0);
+    }
+    inval.changeCommitted();
+    result.deactivated = true;
+    result.audit_log_id = outcome.auditLogId;
+    result.scheduled_emails_deleted = outcome.scheduledEmailsDeleted;
+
+    // delete_realm_user_sessions: after the deactivation is committed, as Zulip does.
+    const sessions = await db.tx((q) => deleteRealmSessions(q, realm.id, inval, secretKey ? { secretKey } : {}));
+    result.sessions_deleted = sessions.length;
+    result.cache = cacheJson(await inval.commit());
+
+    let failed = 0;
+    if (emailOwners && es) {
+      const owners = await humanOwnerUsers(db, realm.id);
+      const mails = buildRealmDeactivatedEmails(es, info, owners, { when, serverTimezone: settings.get("TIME_ZONE") });
+      if (mails.length) {
+        const mailer = await Mailer.open(es);
+        try {
+          for (const { owner, mail } of mails) {
+            const entry = { to: owner.delivery_email, user_id: owner.id, status: "sent", error: null as string | null, language_note: languageNote(owner.default_language) };
+            try {
+              await mailer.send(mail);
+            } catch (e) {
+              if (!(e instanceof EmailDeliveryError)) throw e;
+              entry.status = "failed";
+              entry.error = e.message;
+              failed++;
+              out.err(`Failed to send the deactivation email to ${owner.delivery_email}: ${e.message}`);
+            }
+            result.emails.push(entry);
+          }
+        } finally {
+          mailer.close();
+        }
+      }
+    }
+    out.line("Done!");
+    if (failed) {
+      out.err(`The organization is deactivated, but ${failed} of ${result.emails.length} owner email(s) could not be sent.`);
+      return finish(1);
+    }
+    return finish(0);
+  },
+});

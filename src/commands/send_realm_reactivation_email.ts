@@ -1,0 +1,119 @@
+// send_realm_reactivation_email: manage.py send_realm_reactivation_email
+// (do_send_realm_reactivation_email(realm, acting_user=None)).
+//
+// For a deactivated organization: one transaction writes a RealmReactivationStatus (status 0),
+// its REALM_REACTIVATION confirmation (key valid CONFIRMATION_LINK_DEFAULT_VALIDITY_DAYS, 1 day
+// by default; the link is <organization URL>/reactivate/<key>) and the
+// REALM_REACTIVATION_EMAIL_SENT audit row; then one email with the link goes to all of the
+// organization's active human owners and administrators over SMTP ("Reactivate your Zulip
+// organization", from "<INSTALLATION_NAME> account security" at a tokenized noreply address).
+// Like Zulip, the rows stay when sending fails (exit 1). Without any active human administrator
+// nothing is written (Zulip would crash after writing the rows).
+//
+// --json prints one document:
+//   {
+//     "realm": {"id": 2, "string_id": "zulip", "name": "Zulip Dev"},
+//     "dry_run": false,
+//     "recipients": [{"user_id": 8, "email": "owner@example.com", "full_name": "Owner", "role": "owner"}],
+//     "confirmation": {"id": 6, "key": "abcd…", "url": "https://zulip.example.com/reactivate/abcd…",
+//                      "expires": "2026-05-02T12:00:00.000Z"} | null,    // null in a dry run
+//     "realm_reactivation_status_id": 1 | null,
+//     "audit_log_id": 125 | null,
+//     "email": {"status": "sent" | "failed" | "would_send", "error": null, "language_note": null}
+//   }
+import { defineCommand } from "../lib/command.js";
+import { EmailDeliveryError, emailConfigWarnings, emailSettings, Mailer, requireOutgoingEmail } from "../lib/email.js";
+import { CommandError } from "../lib/errors.js";
+import { addRealmOption, getRealm, type Realm } from "../lib/lookup.js";
+import { buildRealmReactivationEmail, createReactivationLink, humanAdminUsers, languageNote, lockRealm } from "../lib/realm-lifecycle.js";
+import { realmHost, realmUrl } from "../lib/settings.js";
+
+export default defineCommand({
+  name: "send_realm_reactivation_email",
+  description:
+    "Sends realm reactivation email to admins\n\n" +
+    "The organization's owners and administrators get a link (valid for a day by default) that reactivates it.",
+  examples: ["zulip-manage send_realm_reactivation_email -r zulip", "zulip-manage send_realm_reactivation_email -r 2 --dry-run"],
+  configure(cmd) {
+    cmd.usage("[options] -r REALM");
+    addRealmOption(cmd, { required: true });
+    cmd.option("--dry-run", "show who would get the email, and write and send nothing");
+  },
+  async run(ctx, _args, opts) {
+    const out = ctx.out;
+    const dryRun = Boolean(opts.dryRun);
+    const config = ctx.config();
+    const settings = config.settings;
+    const db = await ctx.db();
+    const realm = (await getRealm(db, opts.realm)) as Realm;
+    if (!realm.deactivated) throw new CommandError(`The realm ${realm.name} is already active.`);
+
+    const admins = await humanAdminUsers(db, realm.id);
+    if (admins.length === 0) {
+      throw new CommandError(
+        `The realm ${realm.name} has no active human owner or administrator to send the reactivation email to; nothing was done.`,
+      );
+    }
+    const language: string = realm.default_language ?? "en";
+    const result = {
+      realm: { id: Number(realm.id), string_id: realm.string_id, name: realm.name },
+      dry_run: dryRun,
+      recipients: admins.map((a) => ({ user_id: a.id, email: a.delivery_email, full_name: a.full_name, role: a.role === 100 ? "owner" : "administrator" })),
+      confirmation: null as null | { id: number; key: string; url: string; expires: string | null },
+      realm_reactivation_status_id: null as number | null,
+      audit_log_id: null as number | null,
+      email: { status: "would_send", error: null as string | null, language_note: languageNote(language) },
+    };
+    const finish = (code: number) => {
+      if (out.json) out.jsonResult(result);
+      return code;
+    };
+
+    if (dryRun) {
+      out.line(`Would send the reactivation email to ${admins.map((a) => a.delivery_email).join(", ")}.`);
+      out.line("(dry run: nothing was changed)");
+      return finish(0);
+    }
+
+    const es = emailSettings(config);
+    requireOutgoingEmail(es);
+    for (const w of emailConfigWarnings(es)) out.warn(w);
+    const url = realmUrl(settings, realm.string_id);
+    const info = { name: realm.name, string_id: realm.string_id, host: realmHost(settings, realm.string_id), url };
+
+    out.line("Sending email to admins");
+    const link = await db.tx(async (q) => {
+      const locked = await lockRealm(q, realm.id);
+      if (!locked.deactivated) throw new CommandError(`The realm ${locked.name} is already active.`);
+      return createReactivationLink(q, locked, { realmUrl: url, validityDays: settings.get("CONFIRMATION_LINK_DEFAULT_VALIDITY_DAYS") });
+    });
+    result.confirmation = { id: link.confirmationId, key: link.key, url: link.url, expires: link.expiresAt?.toISOString() ?? null };
+    result.realm_reactivation_status_id = link.statusId;
+    result.audit_log_id = link.auditLogId;
+
+    const corporate = (() => {
+      try {
+        return settings.fileValue("CORPORATE_ENABLED", false) === true;
+      } catch {
+        return false;
+      }
+    })();
+    const mail = buildRealmReactivationEmail(es, info, admins, link.url, { corporateEnabled: corporate });
+    const mailer = await Mailer.open(es);
+    try {
+      await mailer.send(mail);
+      result.email.status = "sent";
+    } catch (e) {
+      if (!(e instanceof EmailDeliveryError)) throw e;
+      result.email.status = "failed";
+      result.email.error = e.message;
+      out.err(`Failed to send the reactivation email: ${e.message}`);
+      out.err(`The reactivation link was created anyway (as Zulip does): ${link.url}`);
+      return finish(1);
+    } finally {
+      mailer.close();
+    }
+    out.line("Done!");
+    return finish(0);
+  },
+});

@@ -1,0 +1,191 @@
+// logout_all_users through the built CLI against a real Zulip 12 database and a real memcached:
+// which sessions each scope deletes (with their cached copies), and --rotate-api-keys writing
+// what do_regenerate_api_key writes (new key, 127 row with the user as actor, push tokens
+// cleared when the server sends notifications itself) with the caches under old and new keys.
+import crypto from "node:crypto";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { runCli, type CliResult } from "./helpers/cli.js";
+import { makeConfDir, type ConfDir } from "./helpers/confdir.js";
+import { startMemcached, type MemcachedInstance } from "./helpers/memcached.js";
+import { createDatabase, type TestDatabase } from "./helpers/pg.js";
+
+type Snapshot = Map<string, string>;
+
+async function snapshot(db: TestDatabase): Promise<Snapshot> {
+  const tables = await db.query<{ t: string }>(
+    `SELECT c.relname AS t FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE n.nspname = 'zulip' AND c.relkind = 'r' ORDER BY 1`,
+  );
+  const snap: Snapshot = new Map();
+  for (const { t } of tables) {
+    const [r] = await db.query(`SELECT count(*)::int AS n, md5(coalesce(string_agg(x::text, E'\\n' ORDER BY x::text), '')) AS h FROM zulip."${t}" x`);
+    snap.set(t, `${r.n}:${r.h}`);
+  }
+  return snap;
+}
+
+function changedTables(a: Snapshot, b: Snapshot): string[] {
+  return [...new Set([...a.keys(), ...b.keys()])].filter((k) => a.get(k) !== b.get(k)).sort();
+}
+
+/** Django session_data for a dict (signed with some key; Zulip's lookup only decodes it). */
+function sessionData(session: Record<string, unknown>): string {
+  const payload = Buffer.from(JSON.stringify(session)).toString("base64url");
+  const value = `${payload}:1wHjch`;
+  return `${value}:${crypto.createHmac("sha256", "k").update(value).digest("base64url")}`;
+}
+
+async function addSession(db: TestDatabase, userId: number | null): Promise<string> {
+  const key = crypto.randomBytes(16).toString("hex");
+  const data = userId === null ? { django_language: "en" } : { _auth_user_id: String(userId), _auth_user_backend: "zproject.backends.EmailAuthBackend", _auth_user_hash: "x" };
+  await db.query("INSERT INTO django_session (session_key, session_data, expire_date) VALUES ($1, $2, now() + interval '14 days')", [key, sessionData(data)]);
+  return key;
+}
+
+/** A member of realm `realm` copied from the owner row. */
+async function copyUser(db: TestDatabase, email: string, realm: number, active = true): Promise<number> {
+  const cols = (
+    await db.query(
+      `SELECT column_name FROM information_schema.columns WHERE table_schema = 'zulip' AND table_name = 'zerver_userprofile' AND column_name <> 'id' ORDER BY ordinal_position`,
+    )
+  ).map((r: any) => r.column_name as string);
+  const override: Record<string, string> = {
+    email: "$1",
+    delivery_email: "$1",
+    full_name: "'Someone'",
+    role: "400",
+    api_key: "substr(md5(random()::text), 1, 32)",
+    uuid: "gen_random_uuid()",
+    is_active: active ? "true" : "false",
+    realm_id: String(realm),
+    can_create_users: "false",
+  };
+  const [row] = await db.query(
+    `INSERT INTO zerver_userprofile (${cols.join(", ")}) SELECT ${cols.map((c) => override[c] ?? c).join(", ")} FROM zerver_userprofile WHERE id = 8 RETURNING id`,
+    [email],
+  );
+  return Number(row.id);
+}
+
+let db: TestDatabase;
+let mc: MemcachedInstance;
+let conf: ConfDir;
+const cli = (args: string[]): Promise<CliResult> => runCli(args, { confDir: conf, db });
+let ids: { owner: number; inactive: number; internalBot: number; orphan: number };
+let sessions: { owner: string; ownerFresh: string; inactive: string; bot: string; anon: string; orphan: string };
+
+const sessionKeys = async () => (await db.query("SELECT session_key FROM django_session ORDER BY session_key")).map((r: any) => r.session_key as string).sort();
+
+beforeAll(async () => {
+  db = await createDatabase({ template: "zulip12_fresh" });
+  mc = await startMemcached();
+  conf = makeConfDir({ db: { name: db.name }, memcached: { location: mc.location, password: mc.password } });
+  const inactive = await copyUser(db, "gone@test.example", 2, false);
+  const internalBot = Number((await db.query("SELECT id FROM zerver_userprofile WHERE realm_id = 1 ORDER BY id LIMIT 1"))[0].id);
+  ids = { owner: 8, inactive, internalBot, orphan: 999999 };
+  const [fresh] = await db.query("SELECT session_key FROM django_session");
+  sessions = {
+    ownerFresh: fresh.session_key,
+    owner: await addSession(db, 8),
+    inactive: await addSession(db, inactive),
+    bot: await addSession(db, internalBot),
+    anon: await addSession(db, null),
+    orphan: await addSession(db, 999999),
+  };
+}, 120_000);
+afterAll(async () => {
+  await mc?.stop();
+  conf?.cleanup();
+  await db?.drop();
+});
+
+describe("logout_all_users", () => {
+  it("--dry-run counts and changes nothing", async () => {
+    const snap = await snapshot(db);
+    const r = await cli(["logout_all_users", "--dry-run", "--rotate-api-keys"]);
+    expect(r.exitCode).toBe(0);
+    const users = Number((await db.query("SELECT count(*) AS n FROM zerver_userprofile"))[0].n);
+    expect(r.stdout).toBe(
+      `Would delete 6 sessions of 4 users of this server (and 1 anonymous sessions).\nWould rotate the API keys of ${users} users of this server (bots included).\n(dry run: nothing was changed)`,
+    );
+    expect(changedTables(snap, await snapshot(db))).toEqual([]);
+  });
+
+  it("--deactivated-only: sessions of deactivated users (and of deactivated organizations) only; orphans skipped", async () => {
+    const mcc = await mc.connect();
+    for (const k of Object.values(sessions)) await mcc.set(`:1:django.contrib.sessions.cached_db${k}`, "cached");
+    const snap = await snapshot(db);
+    const r = await cli(["logout_all_users", "--deactivated-only", "--json"]);
+    expect(r.exitCode).toBe(0);
+    const doc = JSON.parse(r.stdout);
+    expect(doc).toMatchObject({ ok: true, scope: "deactivated", sessions_deleted: 1, users_logged_out: 1, orphaned_sessions_skipped: 1, api_keys_rotated: [] });
+    expect(changedTables(snap, await snapshot(db))).toEqual(["django_session"]);
+    expect(await sessionKeys()).toEqual([sessions.owner, sessions.ownerFresh, sessions.bot, sessions.anon, sessions.orphan].sort());
+    expect(await mcc.get(`:1:django.contrib.sessions.cached_db${sessions.inactive}`)).toBeNull();
+    expect(await mcc.getString(`:1:django.contrib.sessions.cached_db${sessions.owner}`)).toBe("cached");
+
+    // A deactivated organization's users count as deactivated.
+    await db.query("UPDATE zerver_realm SET deactivated = true WHERE id = 1");
+    const r2 = await cli(["logout_all_users", "--deactivated-only"]);
+    expect(r2.exitCode).toBe(0);
+    expect(r2.stdout).toBe("");
+    await db.query("UPDATE zerver_realm SET deactivated = false WHERE id = 1");
+    expect(await sessionKeys()).toEqual([sessions.owner, sessions.ownerFresh, sessions.anon, sessions.orphan].sort());
+    expect(await mcc.get(`:1:django.contrib.sessions.cached_db${sessions.bot}`)).toBeNull();
+    await mcc.close();
+  });
+
+  it("-r with --rotate-api-keys: the organization's sessions, new API keys with 127 rows, push tokens, caches", async () => {
+    const mcc = await mc.connect();
+    const realmUsers = await db.query("SELECT * FROM zerver_userprofile WHERE realm_id = 2 ORDER BY id");
+    await db.query("INSERT INTO zerver_pushdevicetoken (kind, token, last_updated, ios_app_id, user_id) VALUES (2, 'tok-owner', now(), NULL, 8)");
+    await db.query("INSERT INTO zerver_pushdevicetoken (kind, token, last_updated, ios_app_id, user_id) VALUES (2, 'tok-bot', now(), NULL, $1)", [ids.internalBot]);
+    for (const u of realmUsers) {
+      await mcc.set(`:1:${conf.cachePrefix}user_profile_by_api_key:${u.api_key}`, "old key");
+      await mcc.set(`:1:${conf.cachePrefix}user_profile_by_id:${u.id}`, "stale");
+    }
+    const others0 = await db.query("SELECT * FROM zerver_userprofile WHERE realm_id <> 2 ORDER BY id");
+    const snap = await snapshot(db);
+    const maxAudit = Number((await db.query("SELECT max(id) AS m FROM zerver_realmauditlog"))[0].m);
+    const r = await cli(["logout_all_users", "-r", "2", "--rotate-api-keys", "--json"]);
+    expect(r.stderr).toBe("");
+    expect(r.exitCode).toBe(0);
+    const doc = JSON.parse(r.stdout);
+    expect(doc).toMatchObject({ ok: true, scope: "realm", realm: { id: 2 }, sessions_deleted: 2, users_logged_out: 1, orphaned_sessions_skipped: 0 });
+    expect(doc.api_keys_rotated.map((x: any) => x.id)).toEqual(realmUsers.map((u: any) => Number(u.id)));
+    expect(changedTables(snap, await snapshot(db))).toEqual(["django_session", "zerver_pushdevicetoken", "zerver_realmauditlog", "zerver_userprofile"]);
+    expect(await sessionKeys()).toEqual([sessions.anon, sessions.orphan].sort());
+    // Users: only api_key changed, to a new 32-character [A-Za-z0-9] key.
+    const after = await db.query("SELECT * FROM zerver_userprofile WHERE realm_id = 2 ORDER BY id");
+    for (const [i, u] of realmUsers.entries()) {
+      expect(after[i].api_key).toMatch(/^[A-Za-z0-9]{32}$/);
+      expect(after[i].api_key).not.toBe(u.api_key);
+      expect({ ...after[i], api_key: null }).toEqual({ ...u, api_key: null });
+    }
+    expect(await db.query("SELECT * FROM zerver_userprofile WHERE realm_id <> 2 ORDER BY id")).toEqual(others0);
+    // One 127 row per user, acting and modified user = the user.
+    const audit = await db.query("SELECT * FROM zerver_realmauditlog WHERE id > $1 ORDER BY id", [maxAudit]);
+    expect(audit.map((a: any) => [a.event_type, a.acting_user_id, a.modified_user_id, a.realm_id, a.extra_data, a.modified_stream_id, a.modified_user_group_id])).toEqual(
+      realmUsers.map((u: any) => [127, u.id, u.id, 2, {}, null, null]),
+    );
+    // Push tokens: the owner's cleared (the server sends notifications itself); realm 1's kept.
+    expect((await db.query("SELECT token FROM zerver_pushdevicetoken ORDER BY token")).map((x: any) => x.token)).toEqual(["tok-bot"]);
+    expect(doc.api_keys_rotated.find((x: any) => x.id === 8).push_tokens_deleted).toBe(1);
+    for (const u of realmUsers) {
+      expect(await mcc.get(`:1:${conf.cachePrefix}user_profile_by_api_key:${u.api_key}`)).toBeNull();
+      expect(await mcc.get(`:1:${conf.cachePrefix}user_profile_by_id:${u.id}`)).toBeNull();
+    }
+    await mcc.close();
+  });
+
+  it("no options: every session goes, anonymous and orphaned ones included; prints nothing", async () => {
+    const extra = await addSession(db, 8);
+    const snap = await snapshot(db);
+    const r = await cli(["logout_all_users"]);
+    expect(r.exitCode).toBe(0);
+    expect(r.stdout).toBe("");
+    expect(await sessionKeys()).toEqual([]);
+    expect(changedTables(snap, await snapshot(db))).toEqual(["django_session"]);
+    void extra;
+  });
+});

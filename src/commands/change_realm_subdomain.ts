@@ -1,0 +1,159 @@
+// change_realm_subdomain: manage.py change_realm_subdomain (check_subdomain_available, then
+// do_change_realm_subdomain(realm, new, acting_user=None, add_deactivated_redirect=not --skip-redirect)).
+//
+// One transaction (the realm row locked):
+//   * string_id = <new> (a demo organization's scheduled deletion is cleared), the
+//     REALM_SUBDOMAIN_CHANGED audit row {"1": old, "2": new};
+//   * earlier redirect placeholders pointing at the old URL now point at the new one;
+//   * unless --skip-redirect: a placeholder organization at the old subdomain, created exactly as
+//     do_create_realm creates any organization (system groups, settings, default channels, audit
+//     rows…), deactivated with reason "subdomain_change" and redirecting to the new URL — so
+//     people using the old address are told where the organization went.
+// Then every unexpired session of the organization's users is deleted (everyone has to log in
+// again at the new address) and memcached gets flush_realm for every realm saved.
+//
+// --json prints one document:
+//   {
+//     "realm": {"id": 2, "name": "Zulip Dev"},
+//     "dry_run": false,
+//     "old_subdomain": "zulip", "new_subdomain": "chat",
+//     "old_url": "https://zulip.example.com", "new_url": "https://chat.example.com",
+//     "audit_log_id": 130 | null,
+//     "placeholder": {"id": 3, "string_id": "zulip", "deactivated_redirect": "https://chat.example.com",
+//                     "deactivation_audit_log_id": 160} | null,     // null with --skip-redirect / dry run
+//     "redirects_updated": [{"id": 3, "string_id": "older"}],
+//     "sessions_deleted": 4,
+//     "cache": {...} | null
+//   }
+import { addFlushCacheOption, CacheInvalidation } from "../lib/cache.js";
+import { defineCommand } from "../lib/command.js";
+import { CommandError, UsageError } from "../lib/errors.js";
+import { addRealmOption, getRealm, type Realm } from "../lib/lookup.js";
+import {
+  cacheJson,
+  createRedirectPlaceholder,
+  deleteRealmSessions,
+  lockRealm,
+  renameRealmSubdomain,
+  secretKeyOrUndefined,
+} from "../lib/realm-lifecycle.js";
+import { findUserSessions } from "../lib/sessions.js";
+import { realmUrl } from "../lib/settings.js";
+import { checkSubdomainAvailable, SubdomainError, subdomainSettings } from "../lib/subdomain.js";
+import { creationSchemaProblem } from "../lib/create.js";
+
+export default defineCommand({
+  name: "change_realm_subdomain",
+  description:
+    "Change realm's subdomain.\n\n" +
+    "Everyone is logged out and must use the new address. Unless --skip-redirect is given, a deactivated placeholder " +
+    "organization is left at the old subdomain that sends visitors to the new one.",
+  examples: [
+    "zulip-manage change_realm_subdomain -r zulip chat",
+    "zulip-manage change_realm_subdomain -r zulip chat --skip-redirect",
+    "zulip-manage change_realm_subdomain -r 2 api --allow-reserved-subdomain --dry-run",
+  ],
+  configure(cmd) {
+    cmd.usage("[options] -r REALM <new subdomain>");
+    addRealmOption(cmd, { required: true });
+    cmd.argument("[new_subdomain]", "realm new subdomain");
+    cmd.option("--skip-redirect", "Do not redirect the old name to the new one");
+    cmd.option("--allow-reserved-subdomain", "Allow use of reserved subdomains");
+    cmd.option("--dry-run", "show what would change, and change nothing");
+    addFlushCacheOption(cmd);
+  },
+  async run(ctx, args, opts) {
+    const newSubdomain = args[0];
+    if (newSubdomain === undefined) throw new UsageError("the following arguments are required: <new subdomain>");
+    const out = ctx.out;
+    const dryRun = Boolean(opts.dryRun);
+    const skipRedirect = Boolean(opts.skipRedirect);
+    const config = ctx.config();
+    const settings = config.settings;
+    const db = await ctx.db();
+    const realm = (await getRealm(db, opts.realm)) as Realm;
+    const subOpts = { ...subdomainSettings(settings), allowReserved: Boolean(opts.allowReservedSubdomain) };
+    try {
+      await checkSubdomainAvailable(db, newSubdomain, subOpts);
+    } catch (e) {
+      if (e instanceof SubdomainError) throw new CommandError(e.message);
+      throw e;
+    }
+    const oldSubdomain: string = realm.string_id;
+    if (!skipRedirect) {
+      // do_create_realm refuses these outright (AssertionError).
+      const forbidden = [subOpts.socialAuthSubdomain, subOpts.selfHostingManagementSubdomain];
+      if (forbidden.includes(oldSubdomain)) {
+        throw new CommandError(
+          "Creating a realm on SOCIAL_AUTH_SUBDOMAIN or SELF_HOSTING_MANAGEMENT_SUBDOMAIN is not allowed! (pass --skip-redirect)",
+        );
+      }
+      const unsupported = await creationSchemaProblem(db);
+      if (unsupported) throw new CommandError(`${unsupported} Pass --skip-redirect to change the subdomain without a redirect.`);
+    }
+    const oldUrl = realmUrl(settings, oldSubdomain);
+    const newUrl = realmUrl(settings, newSubdomain);
+    const secretKey = secretKeyOrUndefined(settings);
+    const inval = new CacheInvalidation(ctx, opts.flushCache);
+    if (inval.mode === "all" && !dryRun) inval.requestFlushAll();
+    const result = {
+      realm: { id: Number(realm.id), name: realm.name },
+      dry_run: dryRun,
+      old_subdomain: oldSubdomain,
+      new_subdomain: newSubdomain,
+      old_url: oldUrl,
+      new_url: newUrl,
+      audit_log_id: null as number | null,
+      placeholder: null as null | { id: number; string_id: string; deactivated_redirect: string; deactivation_audit_log_id: number },
+      redirects_updated: [] as { id: number; string_id: string }[],
+      sessions_deleted: 0,
+      cache: null as ReturnType<typeof cacheJson>,
+    };
+    const finish = () => {
+      if (out.json) out.jsonResult(result);
+      return 0;
+    };
+
+    if (dryRun) {
+      const { rows } = await db.query(
+        "SELECT id, string_id FROM zerver_realm WHERE deactivated AND deactivated_redirect = $1 ORDER BY id",
+        [oldUrl],
+      );
+      result.redirects_updated = rows.map((r) => ({ id: Number(r.id), string_id: r.string_id }));
+      const { rows: users } = await db.query("SELECT id FROM zerver_userprofile WHERE realm_id = $1", [realm.id]);
+      result.sessions_deleted = (await findUserSessions(db, users.map((u) => Number(u.id)), { unexpiredOnly: true, ...(secretKey ? { secretKey } : {}) })).length;
+      out.line(`Would change the subdomain of ${realm.name} from '${oldSubdomain}' to '${newSubdomain}' (${oldUrl} → ${newUrl}).`);
+      if (!skipRedirect) out.line(`Would leave a deactivated placeholder at '${oldSubdomain}' redirecting to ${newUrl}.`);
+      for (const r of result.redirects_updated) out.line(`Would point the redirect of '${r.string_id}' (id ${r.id}) at ${newUrl}.`);
+      out.line(`Would end ${result.sessions_deleted} login session(s).`);
+      out.line("(dry run: nothing was changed)");
+      return finish();
+    }
+
+    await db.tx(async (q) => {
+      const locked = await lockRealm(q, realm.id);
+      if (locked.string_id !== oldSubdomain) throw new CommandError("The organization's subdomain changed while this command ran; nothing was changed.");
+      // The subdomain may have been taken since the check above.
+      try {
+        await checkSubdomainAvailable(q, newSubdomain, subOpts);
+      } catch (e) {
+        if (e instanceof SubdomainError) throw new CommandError(e.message);
+        throw e;
+      }
+      const renamed = await renameRealmSubdomain(q, locked, newSubdomain, { oldUrl, newUrl, cache: inval });
+      result.audit_log_id = renamed.auditLogId;
+      result.redirects_updated = renamed.redirectsUpdated;
+      if (!skipRedirect) {
+        const p = await createRedirectPlaceholder(q, { oldSubdomain, name: locked.name, newUrl, cache: inval });
+        result.placeholder = { id: p.realm.id, string_id: oldSubdomain, deactivated_redirect: newUrl, deactivation_audit_log_id: p.deactivation.auditLogId };
+      }
+    });
+    inval.changeCommitted();
+    // Sessions can't be deleted inside Zulip's transaction; everyone logs in again.
+    const sessions = await db.tx((q) => deleteRealmSessions(q, realm.id, inval, secretKey ? { secretKey } : {}));
+    result.sessions_deleted = sessions.length;
+    result.cache = cacheJson(await inval.commit());
+    out.line("Done!");
+    return finish();
+  },
+});

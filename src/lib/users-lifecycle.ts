@@ -36,7 +36,9 @@
 // do_deactivate_user does not lock, and a concurrent pair writes two 103 rows and decrements
 // subscriber counts twice); a self-owned system bot is not "cascaded" into itself (Zulip would
 // process it twice); Tornado events, the push-bouncer upload queue and Cloud billing are
-// skipped (see commands.md §3.3/§3.4).
+// skipped (see commands.md §3.3/§3.4). Sessions are matched by their decoded _auth_user_id
+// without checking the signature (Django's get_decoded() ignores sessions signed with another
+// SECRET_KEY; such sessions are unusable anyway, so listing or deleting them does no harm).
 import { AuditLogEventType, insertAuditLog, ROLE_COUNT, roleCounts, tableColumnSet } from "./audit.js";
 import type { CacheInvalidation, CacheReport, CacheUser } from "./cache.js";
 import type { Db, Queryable } from "./db.js";

@@ -6,7 +6,6 @@ import net from "node:net";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
-  cliBuilt,
   makeTempDir,
   parseAddress,
   parseAddressList,
@@ -24,7 +23,7 @@ const BODY =
   "Remember that you need to restart the Zulip server with /home/zulip/deployments/current/scripts/restart-server " +
   "after changing the settings in /etc/zulip before your changes will take effect.";
 
-describe.skipIf(!cliBuilt())("send_test_email", () => {
+describe("send_test_email", () => {
   let sink: SmtpSink;
   let tmp: string;
   let n = 0;

@@ -8,6 +8,7 @@ import { makeConfDir, type ConfDir } from "./helpers/confdir.js";
 import { createDatabase, type TestDatabase } from "./helpers/pg.js";
 import { findExecutable, makeTempDir, removeDirSync } from "./helpers/services.js";
 
+// psql is required (it comes with PostgreSQL, which the tests need anyway): no skipping.
 const psql = findExecutable("psql", ["/usr/lib/postgresql/15/bin"]);
 
 let db: TestDatabase;
@@ -23,8 +24,11 @@ afterAll(async () => {
   await db?.drop();
 });
 
-describe.skipIf(!psql)("with the real psql", () => {
-  const pathWithPsql = () => `${path.dirname(psql!)}:/usr/bin:/bin`;
+describe("with the real psql", () => {
+  const pathWithPsql = () => {
+    if (!psql) throw new Error("psql is not installed (apt-get install postgresql-client)");
+    return `${path.dirname(psql)}:/usr/bin:/bin`;
+  };
 
   it("connects to the Zulip database with search_path zulip, public and passes the arguments after --", async () => {
     const r = await runCli(

@@ -6,11 +6,13 @@ import type { CommandEntry } from "../lib/command.js";
 export const COMMANDS: CommandEntry[] = [
   { name: "list_realms", group: "Organizations", summary: "List the organizations (realms) on this server, optionally with all their settings", load: () => import("./list_realms.js") },
   { name: "show_admins", group: "Organizations", summary: "Show the owners and administrators of an organization", load: () => import("./show_admins.js") },
+  { name: "create_realm", group: "Organizations", summary: "Create an organization and its first owner, as Zulip's do_create_realm and do_create_user do", writes: true, load: () => import("./create_realm.js") },
   { name: "deactivate_realm", group: "Organizations", summary: "Deactivate an organization (log everyone out, optionally email its owners)", writes: true, load: () => import("./deactivate_realm.js") },
   { name: "reactivate_realm", group: "Organizations", summary: "Reactivate a deactivated organization", writes: true, load: () => import("./reactivate_realm.js") },
   { name: "send_realm_reactivation_email", group: "Organizations", summary: "Email a deactivated organization's administrators a link that reactivates it", writes: true, load: () => import("./send_realm_reactivation_email.js") },
   { name: "change_realm_subdomain", group: "Organizations", summary: "Move an organization to a new subdomain, leaving a redirect at the old one", writes: true, load: () => import("./change_realm_subdomain.js") },
   { name: "change_user_role", group: "Users", summary: "Change a user's role (owner, admin, moderator, member, guest) or special permissions", writes: true, load: () => import("./change_user_role.js") },
+  { name: "create_user", group: "Users", summary: "Create a user in an organization, as Zulip's do_create_user does", writes: true, load: () => import("./create_user.js") },
   { name: "deactivate_user", group: "Users", summary: "Deactivate a user and their bots and log them out (dry run unless -f)", writes: true, load: () => import("./deactivate_user.js") },
   { name: "reactivate_user", group: "Users", summary: "Reactivate a deactivated user (not in manage.py; what the web UI's Reactivate does)", writes: true, load: () => import("./reactivate_user.js") },
   { name: "change_user_email", group: "Users", summary: "Change a user's email address", writes: true, load: () => import("./change_user_email.js") },

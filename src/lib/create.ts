@@ -1183,10 +1183,8 @@ export async function createUser(db: Queryable, realm: RealmRef, opts: CreateUse
       const ds = await db.query(`SELECT stream_id FROM zerver_defaultstream WHERE realm_id = $1`, [info.id]);
       for (const r of ds.rows) channelIds.add(Number(r.stream_id));
     }
-    if (channelIds.size) {
-      const added = await bulkAddSubscriptions(db, info.id, [...channelIds], [id], { when: dateJoined, actingUserId: null });
-      await addNewUserHistory(db, info.id, id, added, { realmCreation: opts.realmCreation ?? false, now });
-    }
+    if (channelIds.size) await bulkAddSubscriptions(db, info.id, [...channelIds], [id], { when: dateJoined, actingUserId: null });
+    await addNewUserHistory(db, info.id, id, [...channelIds], { realmCreation: opts.realmCreation ?? false, now });
   }
 
   const user: CreatedUser = {
@@ -1554,10 +1552,11 @@ export async function bulkAddSubscriptions(
 }
 
 /**
- * add_new_user_history: UserMessage rows for recent messages (12 weeks, at most 1000) in the
- * channels the user just joined whose history they can access. Rows are "historical" unless the
- * user created the realm; all but the newest 20 are marked read. (Onboarding-message tracking is
- * not modelled: this code never creates OnboardingUserMessage rows.)
+ * add_new_user_history (Zulip 12): UserMessage rows for the newest 1000 messages of the channels
+ * the user just joined whose history they can access, plus the organization's tracked onboarding
+ * messages (OnboardingUserMessage). Rows are "historical" unless the user created the realm.
+ * Without tracked onboarding messages all but the newest 20 are marked read; with them, every
+ * message that is not an onboarding message is read and starred onboarding messages are starred.
  */
 async function addNewUserHistory(
   db: Queryable,
@@ -1566,25 +1565,45 @@ async function addNewUserHistory(
   channelIds: number[],
   opts: { realmCreation: boolean; now: Date },
 ): Promise<void> {
-  if (!channelIds.length) return;
-  const { rows } = await db.query(
-    `SELECT m.id FROM zerver_message m JOIN zerver_stream s ON s.recipient_id = m.recipient_id
-      WHERE m.realm_id = $1 AND s.id = ANY($2::bigint[]) AND s.history_public_to_subscribers
-        AND m.date_sent > $3
-        AND NOT EXISTS (SELECT 1 FROM zerver_usermessage um WHERE um.message_id = m.id AND um.user_profile_id = $4)
-      ORDER BY m.id DESC LIMIT 1000`,
-    [realmId, channelIds, new Date(opts.now.getTime() - 12 * 7 * 86400_000), userId],
+  const recent = channelIds.length
+    ? (
+        await db.query(
+          `SELECT m.id FROM zerver_message m JOIN zerver_stream s ON s.recipient_id = m.recipient_id
+            WHERE m.realm_id = $1 AND s.id = ANY($2::bigint[]) AND s.history_public_to_subscribers
+            ORDER BY m.id DESC LIMIT 1000`,
+          [realmId, channelIds],
+        )
+      ).rows.map((r) => Number(r.id))
+    : [];
+  const tracked = new Map<number, number>(
+    (await db.query(`SELECT message_id, flags FROM zerver_onboardingusermessage WHERE realm_id = $1`, [realmId])).rows.map((r) => [
+      Number(r.message_id),
+      Number(r.flags),
+    ]),
   );
-  const ids = rows.map((r) => Number(r.id)).sort((a, b) => a - b);
-  const older = new Set(ids.slice(0, Math.max(0, ids.length - 20)));
+  const history = new Set([...recent, ...tracked.keys()]);
+  if (history.size === 0) return;
+  const already = new Set(
+    (await db.query(`SELECT message_id FROM zerver_usermessage WHERE user_profile_id = $1 AND message_id = ANY($2::bigint[])`, [userId, recent])).rows.map(
+      (r) => Number(r.message_id),
+    ),
+  );
+  const ids = [...history].filter((m) => !already.has(m)).sort((a, b) => a - b);
+  const older = tracked.size ? new Set<number>() : new Set(ids.slice(0, Math.max(0, ids.length - 20)));
+  const ONBOARDING_STARRED = 4;
   await insertRows(
     db,
     "zerver_usermessage",
-    ids.map((mid) => ({
-      flags: (opts.realmCreation ? 0 : UserMessageFlag.HISTORICAL) | (older.has(mid) ? UserMessageFlag.READ : 0),
-      message_id: mid,
-      user_profile_id: userId,
-    })),
+    ids.map((mid) => {
+      let flags = opts.realmCreation ? 0 : UserMessageFlag.HISTORICAL;
+      if (tracked.size) {
+        if (!tracked.has(mid)) flags |= UserMessageFlag.READ;
+        else if (tracked.get(mid)! & ONBOARDING_STARRED) flags |= UserMessageFlag.STARRED;
+      } else if (older.has(mid)) {
+        flags |= UserMessageFlag.READ;
+      }
+      return { flags, message_id: mid, user_profile_id: userId };
+    }),
     null,
   );
 }
@@ -2063,7 +2082,7 @@ export async function enqueueWelcomeEmails(
       context: {
         ...common,
         unsubscribe_link: unsubscribeLink,
-        get_organization_started: urls.realmUrl + "/help/getting-your-organization-started-with-zulip",
+        get_organization_started: urls.realmUrl + "/help/moving-to-zulip",
         invite_users: urls.realmUrl + "/help/invite-users-to-join",
         trying_out_zulip: urls.realmUrl + "/help/trying-out-zulip",
         why_zulip: "https://zulip.com/why-zulip/",

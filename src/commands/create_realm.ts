@@ -1,0 +1,170 @@
+// create_realm: manage.py create_realm (check_subdomain_available, get_create_user_params,
+// do_create_realm(string_id, name), then do_create_user(..., role=owner, realm_creation=True,
+// tos_version="-1", acting_user=None)).
+//
+// One transaction writes everything do_create_realm and do_create_user write (src/lib/create.ts,
+// checked row by row against a real Zulip 12.2 install): the realm with all its settings, its
+// REALM_CREATED row (acting user set to the owner), RealmUserDefault, the eight system groups
+// with their subgroup chain and audit rows, the permission-group settings, authentication
+// methods, PresenceSequence, the three default channels with their DefaultStream rows; then the
+// owner (role owner, in role:owners, subscribed to the default channels), the welcome
+// ScheduledEmails (including onboarding_team_to_zulip for the creator) with the unsubscribe
+// confirmation, and the visibility_policy_banner OnboardingStep. Not written, and said so:
+// Welcome Bot's onboarding messages in the new channels (with their OnboardingUserMessage rows)
+// and its direct message to the owner, and the queued "account registered" email.
+//
+// --json prints one document:
+//   {
+//     "dry_run": false,
+//     "realm": {"id": 3, "string_id": "acme", "name": "Acme", "url": "https://acme.example.com"} ,
+//     "owner": {"id": 20, "email": "user20@acme.example.com", "delivery_email": "boss@acme.com",
+//               "full_name": "Boss", "password": "set" | "unusable"} | null,
+//     "channels": ["Zulip", "sandbox", "general"],
+//     "scheduled_emails": [{"id": 5, "template": "onboarding_zulip_topics", "at": "2026-..."}],
+//     "not_done": ["Welcome Bot's onboarding messages ...", "..."],
+//     "cache": {...} | null
+//   }
+import { addFlushCacheOption, CacheInvalidation, type CacheUser } from "../lib/cache.js";
+import { defineCommand } from "../lib/command.js";
+import { createRealm, createUser, creationSchemaProblem, processNewHumanUserRows, Role } from "../lib/create.js";
+import { CommandError, EnvironmentError } from "../lib/errors.js";
+import { cacheJson } from "../lib/realm-lifecycle.js";
+import { checkSubdomainAvailable, SubdomainError, subdomainSettings } from "../lib/subdomain.js";
+import {
+  addCreateUserArguments,
+  checkFullName,
+  getCreateUserParams,
+  hashNewPassword,
+  NOT_DONE_ACCOUNT_EMAIL,
+  NOT_DONE_WELCOME_DM,
+  serverUrls,
+  TOS_VERSION_BEFORE_FIRST_LOGIN,
+} from "./create_user.js";
+
+export const NOT_DONE_ONBOARDING_MESSAGES =
+  "Welcome Bot's onboarding messages in the new channels (Zulip posts them when an organization is created; zulip-manage does not write them)";
+
+/** Realm.MAX_REALM_NAME_LENGTH */
+const MAX_REALM_NAME_LENGTH = 40;
+
+export default defineCommand({
+  name: "create_realm",
+  description:
+    "Create a new Zulip organization (realm) via the command line.\n\n" +
+    "We recommend `zulip-manage generate_realm_creation_link` for most users, for several reasons:\n\n" +
+    "* Has a more user-friendly web flow for account creation.\n" +
+    "* Manages passwords in a more natural way.\n" +
+    "* Automatically logs the user in during account creation.\n\n" +
+    "This management command is available as an alternative for situations where one wants to script the " +
+    "realm creation process.\n\n" +
+    "Since every Zulip realm must have an owner, this command creates the initial organization owner user for " +
+    "the new realm, using the same workflow as `zulip-manage create_user`.",
+  examples: [
+    'zulip-manage create_realm "Acme Corp" --string-id acme boss@acme.com "Boss Person" --password-file /root/pw.txt',
+    'zulip-manage create_realm "Our Team" boss@example.com "Boss Person"    # on the root domain',
+    'zulip-manage create_realm "Acme Corp" --string-id acme boss@acme.com "Boss" --dry-run',
+  ],
+  configure(cmd) {
+    cmd.usage('[options] <realm_name> [--string-id ID] [<email>] [<full name>]');
+    cmd.argument("<realm_name>", "Name for the new organization");
+    cmd.option("--string-id <string_id>", "Subdomain for the new organization. Empty if root domain.", "");
+    cmd.option("--allow-reserved-subdomain", "Allow use of reserved subdomains");
+    addCreateUserArguments(cmd);
+    cmd.option("--dry-run", "check everything, show what would be created, and create nothing");
+    addFlushCacheOption(cmd);
+  },
+  async run(ctx, args, opts) {
+    const out = ctx.out;
+    const dryRun = Boolean(opts.dryRun);
+    const [realmName, ...userArgs] = args;
+    const stringId: string = opts.stringId ?? "";
+    const settings = ctx.config().settings;
+    const db = await ctx.db();
+    const subOpts = { ...subdomainSettings(settings), allowReserved: Boolean(opts.allowReservedSubdomain) };
+    try {
+      await checkSubdomainAvailable(db, stringId, subOpts);
+    } catch (e) {
+      if (e instanceof SubdomainError) throw new CommandError(e.message);
+      throw e;
+    }
+    const params = await getCreateUserParams(ctx, userArgs, opts);
+    checkFullName(params.fullName);
+    if ([...realmName].length > MAX_REALM_NAME_LENGTH) {
+      throw new CommandError(`Ensure this value has at most ${MAX_REALM_NAME_LENGTH} characters (it has ${[...realmName].length}).`);
+    }
+    // do_create_realm's own assertions
+    if ([subOpts.socialAuthSubdomain, subOpts.selfHostingManagementSubdomain].includes(stringId)) {
+      throw new CommandError("Creating a realm on SOCIAL_AUTH_SUBDOMAIN or SELF_HOSTING_MANAGEMENT_SUBDOMAIN is not allowed!");
+    }
+    const problem = await creationSchemaProblem(db);
+    if (problem) throw new EnvironmentError(problem);
+    const { rows: sys } = await db.query("SELECT id FROM zerver_realm WHERE string_id = $1", [settings.get("SYSTEM_BOT_REALM")]);
+    if (!sys.length) {
+      throw new EnvironmentError(
+        `This server has no system bot realm ('${settings.get("SYSTEM_BOT_REALM")}'); it was never initialized. Run the Zulip installer's initialize-database first.`,
+      );
+    }
+    const passwordHash = await hashNewPassword(ctx, params.password);
+    if (params.password === null && !out.json) out.err("User will be created with a disabled password.");
+    const urls = serverUrls(ctx, stringId);
+
+    const result = {
+      dry_run: dryRun,
+      realm: { id: null as number | null, string_id: stringId, name: realmName, url: urls.realmUrl },
+      owner: null as null | Record<string, unknown>,
+      channels: [] as string[],
+      scheduled_emails: [] as { id: number; template: string; at: string }[],
+      not_done: [NOT_DONE_ONBOARDING_MESSAGES, NOT_DONE_WELCOME_DM, NOT_DONE_ACCOUNT_EMAIL],
+      cache: null as ReturnType<typeof cacheJson>,
+    };
+    const finish = () => {
+      if (out.json) out.jsonResult(result);
+      return 0;
+    };
+    if (dryRun) {
+      result.channels = ["Zulip", "sandbox", "general"];
+      out.line(`Would create the organization "${realmName}" at ${urls.realmUrl} with the owner ${params.email} ("${params.fullName}").`);
+      out.line("(dry run: nothing was changed)");
+      return finish();
+    }
+
+    const inval = new CacheInvalidation(ctx, opts.flushCache);
+    if (inval.mode === "all") inval.requestFlushAll();
+    const created = await db.tx(async (q) => {
+      // A realm created since the check above: do_create_realm's "Realm <id> already exists!".
+      const { rows } = await q.query("SELECT 1 FROM zerver_realm WHERE string_id = $1", [stringId]);
+      if (rows.length) throw new CommandError(`Realm ${stringId} already exists!`);
+      const realm = await createRealm(q, { stringId, name: realmName });
+      const owner = await createUser(q, realm, {
+        email: params.email,
+        fullName: params.fullName,
+        role: Role.OWNER,
+        realmCreation: true,
+        tosVersion: TOS_VERSION_BEFORE_FIRST_LOGIN,
+        passwordHash,
+        externalHost: urls.externalHost,
+        realmHosts: urls.realmHosts,
+        fakeEmailDomain: urls.fakeEmailDomain,
+      });
+      const steps = await processNewHumanUserRows(q, owner.id, urls, { realmCreation: true });
+      await inval.realmChanged(q, { id: realm.id, string_id: stringId, deactivated: false }, null);
+      const { rows: urow } = await q.query("SELECT * FROM zerver_userprofile WHERE id = $1", [owner.id]);
+      await inval.userChanged(q, urow[0] as CacheUser & Record<string, any>, null);
+      return { realm, owner, steps };
+    });
+    inval.changeCommitted();
+    result.cache = cacheJson(await inval.commit());
+    result.realm.id = created.realm.id;
+    result.channels = created.realm.channels.map((c) => c.name);
+    result.owner = {
+      id: created.owner.id,
+      email: created.owner.email,
+      delivery_email: created.owner.deliveryEmail,
+      full_name: created.owner.fullName,
+      password: passwordHash ? "set" : "unusable",
+    };
+    result.scheduled_emails = (created.steps.welcomeEmails?.scheduled ?? []).map((s) => ({ id: s.id, template: s.template, at: s.scheduledAt.toISOString() }));
+    for (const n of result.not_done) out.line(`Note: not done: ${n}.`);
+    return finish();
+  },
+});

@@ -1,0 +1,410 @@
+#!/usr/bin/env node
+// `npm run bench`: zulip-manage's performance on a large server, in one run, as a table.
+//
+//   npm run build && npm run bench                  # builds the database first if needed (minutes)
+//   npm run bench -- --runs 11                      # more repetitions for the medians (default 7)
+//   npm run bench -- --scale 0.1                    # generate a tenth-size database (if none exists)
+//   npm run bench -- --only startup,list_realms     # a subset: startup, list_realms, change_user_role,
+//                                                   #   password_reset, export
+//   npm run bench -- --json                         # the results as JSON too
+//   npm run bench -- --stop                         # remove the database afterwards
+//
+// What is measured (wall time of the whole CLI process, start-up included; peak RSS of that
+// process from GNU time, or from polling /proc/<pid>/status when /usr/bin/time is missing):
+//   - start-up: `zulip-manage --version` and `list_realms` against bare `node -e 0`, interleaved
+//     (bench/startup.mjs's measureStartup, run against the large database)
+//   - list_realms on the 1,000 realms (median)
+//   - change_user_role on the realm with 50,000 users, member <-> moderator (median), with
+//     memcached running so the cache invalidation is part of it
+//   - send_password_reset_email -r big -a: 50,000 emails through a local SMTP sink (emails/s,
+//     peak memory); every email is counted at the sink
+//   - export_single_user for the user with 1,000,000 messages (seconds, peak memory):
+//     bench/export.mjs when it exists (it builds its own database), else on the generated one
+// The database comes from bench/generate.mjs (kept between runs; --stop removes it).
+import { execFileSync, spawn } from "node:child_process";
+import fs from "node:fs";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { BENCH_STATE, defaultSpec, generate, readBenchState, SERVICES_MARK, stopBench } from "./generate.mjs";
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+const BIN = path.join(ROOT, "bin", "zulip-manage");
+const BENCHES = ["startup", "list_realms", "change_user_role", "password_reset", "export"];
+
+function parseArgs(argv) {
+  const o = { runs: 7, scale: 1, only: BENCHES, json: false, stop: false };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === "--runs") o.runs = Math.max(1, Number(argv[++i]));
+    else if (a === "--scale") o.scale = Number(argv[++i]);
+    else if (a === "--only") o.only = argv[++i].split(",").map((s) => s.trim());
+    else if (a === "--json") o.json = true;
+    else if (a === "--stop") o.stop = true;
+    else if (a === "-h" || a === "--help") {
+      process.stdout.write(fs.readFileSync(fileURLToPath(import.meta.url), "utf8").split("\nimport ")[0].replace(/^#!.*\n/, "").replace(/^\/\/ ?/gm, ""));
+      process.exit(0);
+    } else throw new Error(`unknown argument ${a}`);
+  }
+  for (const b of o.only) if (!BENCHES.includes(b)) throw new Error(`unknown benchmark ${b} (choose from ${BENCHES.join(", ")})`);
+  return o;
+}
+
+function log(msg) {
+  process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
+}
+
+const fmt = (n, d = 0) => n.toLocaleString("en-US", { minimumFractionDigits: d, maximumFractionDigits: d });
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Running a process and measuring it
+
+const GNU_TIME = fs.existsSync("/usr/bin/time") ? "/usr/bin/time" : null;
+
+/** Run a command; resolves with wall seconds, peak RSS (MB), exit code and output. */
+function measure(cmd, args, { env, input } = {}) {
+  return new Promise((resolve, reject) => {
+    const timeFile = path.join(os.tmpdir(), `zm-bench-time-${process.pid}-${Math.random().toString(36).slice(2)}`);
+    const [file, argv] = GNU_TIME ? [GNU_TIME, ["-f", "%M", "-o", timeFile, cmd, ...args]] : [cmd, args];
+    const started = process.hrtime.bigint();
+    const child = spawn(file, argv, { env, stdio: [input === undefined ? "ignore" : "pipe", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    let hwmKb = 0;
+    child.stdout.on("data", (d) => (stdout += d));
+    child.stderr.on("data", (d) => (stderr += d));
+    if (input !== undefined) child.stdin.end(input);
+    const poll = GNU_TIME
+      ? null
+      : setInterval(() => {
+          try {
+            const m = /VmHWM:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${child.pid}/status`, "utf8"));
+            if (m) hwmKb = Math.max(hwmKb, Number(m[1]));
+          } catch {
+            /* exited */
+          }
+        }, 20);
+    child.on("error", reject);
+    child.on("close", (code) => {
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      if (poll) clearInterval(poll);
+      let rssMb = hwmKb / 1024;
+      if (GNU_TIME) {
+        try {
+          const lines = fs.readFileSync(timeFile, "utf8").trim().split("\n");
+          rssMb = Number(lines.at(-1)) / 1024;
+        } catch {
+          rssMb = Number.NaN;
+        }
+        fs.rmSync(timeFile, { force: true });
+      }
+      resolve({ seconds, rssMb, code, stdout, stderr });
+    });
+  });
+}
+
+function cliEnv(state) {
+  const env = {};
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith("PG") && !k.startsWith("ZULIP_") && k !== "NO_COLOR") env[k] = v;
+  return { ...env, ...state.env, NO_COLOR: "1" };
+}
+
+async function cli(state, args, opts = {}) {
+  const r = await measure(process.execPath, [BIN, ...args], { env: cliEnv(state), ...opts });
+  if (r.code !== 0 && !opts.allowFailure) {
+    throw new Error(`zulip-manage ${args.join(" ")} exited with ${r.code}:\n${r.stderr.slice(-2000)}`);
+  }
+  return r;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Services the commands talk to: memcached (cache invalidation) and an SMTP sink
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.listen(0, "127.0.0.1", () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+    s.on("error", reject);
+  });
+}
+
+async function startMemcached() {
+  const bin = ["/usr/bin/memcached", "/usr/local/bin/memcached"].find((p) => fs.existsSync(p));
+  if (!bin) return null;
+  const port = await freePort();
+  const args = ["-l", "127.0.0.1", "-p", String(port), "-U", "0", "-m", "64"];
+  if (process.getuid?.() === 0) args.push("-u", "nobody");
+  const proc = spawn(bin, args, { stdio: "ignore" });
+  for (let i = 0; i < 50; i++) {
+    const ok = await new Promise((resolve) => {
+      const s = net.connect({ host: "127.0.0.1", port }, () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.on("error", () => resolve(false));
+    });
+    if (ok) return { location: `127.0.0.1:${port}`, stop: () => proc.kill() };
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  proc.kill();
+  return null;
+}
+
+async function startSmtpSink() {
+  const { SMTPServer } = await import("smtp-server");
+  const sink = { count: 0, bytes: 0 };
+  const server = new SMTPServer({
+    logger: false,
+    secure: false,
+    authOptional: true,
+    disabledCommands: ["STARTTLS", "AUTH"],
+    maxClients: 100,
+    onData(stream, _session, cb) {
+      stream.on("data", (d) => (sink.bytes += d.length));
+      stream.on("end", () => {
+        sink.count++;
+        cb();
+      });
+    },
+  });
+  server.on("error", () => undefined);
+  const port = await new Promise((resolve) => server.listen(0, "127.0.0.1", () => resolve(server.server.address().port)));
+  return { ...sink, port, sink, close: () => new Promise((r) => server.close(() => r())) };
+}
+
+/** Point the sandbox's settings.py at this run's services. */
+function configureServices(state, { smtpPort, memcachedLocation }) {
+  const file = path.join(state.conf.confDir, "settings.py");
+  const text = fs.readFileSync(file, "utf8");
+  const block =
+    `${SERVICES_MARK}\n` +
+    `EMAIL_HOST = "127.0.0.1"\nEMAIL_PORT = ${smtpPort}\n` +
+    (memcachedLocation ? `MEMCACHED_LOCATION = "${memcachedLocation}"\n` : "") +
+    `${SERVICES_MARK} end\n`;
+  const re = new RegExp(`${SERVICES_MARK}\\n[\\s\\S]*?${SERVICES_MARK} end\\n`);
+  fs.writeFileSync(file, re.test(text) ? text.replace(re, block) : text + "\n" + block);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The benchmarks
+
+async function benchStartup(state, runs, rows) {
+  // bench/startup.mjs (measureStartup) interleaves node -e 0, --version and list_realms round by
+  // round; it runs here against the large database.
+  const startupModule = path.join(ROOT, "bench", "startup.mjs");
+  if (!fs.existsSync(startupModule)) {
+    rows.push({ name: "start-up", value: "(bench/startup.mjs not available)", rss: "", target: "" });
+    return;
+  }
+  const { measureStartup } = await import(startupModule);
+  const n = Math.max(15, runs);
+  const result = await measureStartup(cliEnv(state), { runs: n, warmup: 3 });
+  for (const r of result) {
+    const isNode = r.name === "node -e 0";
+    if (isNode) state.bareMs = r.median_ms;
+    rows.push({
+      name: `start-up: ${r.name}${isNode ? ` (median of ${n}, interleaved)` : ""}`,
+      value: isNode ? `${fmt(r.median_ms)} ms` : `${fmt(r.median_ms)} ms (${r.ratio.toFixed(2)}x node)`,
+      rss: "",
+      target: r.name.endsWith("list_realms") ? "<= 1.6x node" : "",
+      ...(r.name.endsWith("list_realms") ? { ok: r.ratio <= 1.6 } : {}),
+    });
+  }
+}
+
+async function benchListRealms(state, runs, rows) {
+  const times = [];
+  const rss = [];
+  let count = 0;
+  for (let i = 0; i < runs + 1; i++) {
+    const r = await cli(state, ["list_realms"]);
+    if (i === 0) {
+      count = r.stdout.trim().split("\n").length - 2;
+      continue;
+    }
+    times.push(r.seconds * 1000);
+    rss.push(r.rssMb);
+  }
+  const ms = median(times);
+  rows.push({
+    name: `list_realms (${fmt(count)} realms, start-up included)`,
+    value: `${fmt(ms)} ms${state.bareMs ? ` (+${fmt(ms - state.bareMs)} ms over node)` : ""}`,
+    rss: `${fmt(median(rss))} MB`,
+    target: "< 150 ms",
+    ok: ms < 150,
+  });
+}
+
+async function benchChangeUserRole(state, runs, rows) {
+  const f = state.facts;
+  const times = [];
+  const rss = [];
+  const roles = ["moderator", "member"];
+  for (let i = 0; i < runs + 1; i++) {
+    const r = await cli(state, ["change_user_role", "-r", f.bigRealm.stringId, f.roleUser.email, roles[i % 2]]);
+    if (i === 0) continue;
+    times.push(r.seconds * 1000);
+    rss.push(r.rssMb);
+  }
+  // Leave the user a member.
+  if ((runs + 1) % 2 === 1) await cli(state, ["change_user_role", "-r", f.bigRealm.stringId, f.roleUser.email, "member"]);
+  const ms = median(times);
+  rows.push({
+    name: `change_user_role (realm of ${fmt(f.bigRealm.users)} users, member <-> moderator)`,
+    value: `${fmt(ms)} ms`,
+    rss: `${fmt(median(rss))} MB`,
+    target: "< 150 ms",
+    ok: ms < 150,
+  });
+}
+
+async function benchPasswordReset(state, smtp, rows) {
+  const f = state.facts;
+  const before = smtp.sink.count;
+  log(`send_password_reset_email -r ${f.bigRealm.stringId} -a: ${fmt(f.bigRealm.users)} emails …`);
+  const r = await cli(state, ["send_password_reset_email", "-r", f.bigRealm.stringId, "-a"]);
+  const received = smtp.sink.count - before;
+  const expected = Number(/Sent (\d+) password reset email/.exec(r.stdout)?.[1] ?? Number.NaN);
+  if (received !== expected) throw new Error(`the SMTP sink received ${received} emails, the command says it sent ${expected}`);
+  const perSecond = received / r.seconds;
+  rows.push({
+    name: `send_password_reset_email -a (${fmt(received)} users, local SMTP sink)`,
+    value: `${fmt(perSecond)} emails/s (${fmt(r.seconds, 1)} s)`,
+    rss: `${fmt(r.rssMb)} MB`,
+    target: ">= 1,000/s, < 200 MB",
+    ok: perSecond >= 1000 && r.rssMb < 200,
+  });
+}
+
+async function benchExport(state, rows) {
+  const script = path.join(ROOT, "bench", "export.mjs");
+  const messages = state.facts.exportUser.messages;
+  if (fs.existsSync(script)) {
+    log(`bench/export.mjs --messages ${fmt(messages)} (builds its own database) …`);
+    const r = await measure(process.execPath, [script, "--messages", String(messages)], { env: process.env });
+    if (r.code !== 0) throw new Error(`bench/export.mjs failed (${r.code}):\n${r.stderr.slice(-2000)}`);
+    const doc = JSON.parse(r.stdout);
+    rows.push({
+      name: `export_single_user (${fmt(doc.messages)} messages; bench/export.mjs)`,
+      value: `${fmt(doc.seconds, 1)} s`,
+      rss: `${fmt(doc.peak_rss_mb)} MB`,
+      target: "< 60 s, < 200 MB",
+      ok: doc.seconds < 60 && doc.peak_rss_mb < 200,
+    });
+    return;
+  }
+  if (!fs.existsSync(path.join(ROOT, "src", "commands", "export_single_user.ts"))) {
+    rows.push({ name: "export_single_user", value: "(not available)", rss: "", target: "< 60 s, < 200 MB" });
+    return;
+  }
+  const out = fs.mkdtempSync(path.join(os.tmpdir(), "zm-bench-export-"));
+  try {
+    const u = state.facts.exportUser;
+    log(`export_single_user ${u.email} (${fmt(u.messages)} messages) …`);
+    const r = await cli(state, ["export_single_user", "-r", u.realm, u.email, "--output", path.join(out, "export"), "--json"]);
+    rows.push({
+      name: `export_single_user (${fmt(u.messages)} messages)`,
+      value: `${fmt(r.seconds, 1)} s`,
+      rss: `${fmt(r.rssMb)} MB`,
+      target: "< 60 s, < 200 MB",
+      ok: r.seconds < 60 && r.rssMb < 200,
+    });
+  } finally {
+    fs.rmSync(out, { recursive: true, force: true });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+function machine() {
+  const cpus = os.cpus();
+  let pgVersion = "";
+  try {
+    const st = readBenchState();
+    pgVersion = execFileSync(path.join(path.dirname(st.sandbox.pgCtl), "postgres"), ["--version"], { encoding: "utf8" }).trim();
+  } catch {
+    /* unknown */
+  }
+  return {
+    cpu: cpus[0]?.model?.trim() ?? "unknown",
+    cores: cpus.length,
+    memoryGb: +(os.totalmem() / 1024 ** 3).toFixed(1),
+    os: `${os.type()} ${os.release()}`,
+    node: process.version,
+    postgres: pgVersion,
+  };
+}
+
+function printTable(rows, m, state) {
+  const s = state.sizes;
+  const lines = [];
+  lines.push(`zulip-manage benchmarks (${new Date().toISOString().slice(0, 10)})`);
+  lines.push(`Machine: ${m.cpu}, ${m.cores} cores, ${m.memoryGb} GB RAM, ${m.os}, Node.js ${m.node}${m.postgres ? `, ${m.postgres}` : ""}`);
+  if (s) {
+    lines.push(
+      `Database: ${fmt(s.realms)} realms, ${fmt(s.users)} users, ${fmt(s.messages)} messages, ${fmt(s.usermessages)} UserMessage rows ` +
+        `(${fmt(s.bytes / 1048576)} MB), generated in ${fmt(state.seconds)} s by bench/generate.mjs`,
+    );
+  }
+  lines.push("");
+  const head = ["Benchmark", "Result", "Peak RSS", "Target", ""];
+  const body = rows.map((r) => [r.name, r.value, r.rss ?? "", r.target ?? "", r.ok === undefined ? "" : r.ok ? "ok" : "MISSED"]);
+  const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => String(b[i]).length)));
+  const line = (cells) => `| ${cells.map((c, i) => String(c).padEnd(widths[i])).join(" | ")} |`;
+  lines.push(line(head));
+  lines.push(`|${widths.map((w) => "-".repeat(w + 2)).join("|")}|`);
+  for (const b of body) lines.push(line(b));
+  process.stdout.write(lines.join("\n") + "\n");
+}
+
+async function main() {
+  const o = parseArgs(process.argv.slice(2));
+  if (!fs.existsSync(path.join(ROOT, "dist", "bundle", "cli.js")) && !fs.existsSync(path.join(ROOT, "dist", "cli.js"))) {
+    throw new Error("dist/ is missing: run `npm run build` first");
+  }
+  let state = readBenchState();
+  if (!state?.facts || !fs.existsSync(state.sandbox.dataDir)) {
+    if (state) await stopBench();
+    log(`no benchmark database yet: generating one (bench/generate.mjs${o.scale !== 1 ? ` --scale ${o.scale}` : ""}) …`);
+    state = await generate(defaultSpec(o.scale));
+  } else {
+    log(`using the benchmark database in ${state.sandbox.dir} (${BENCH_STATE})`);
+  }
+
+  const [memcached, smtp] = await Promise.all([startMemcached(), startSmtpSink()]);
+  if (!memcached) log("memcached not found: write commands will warn that the cache could not be updated");
+  configureServices(state, { smtpPort: smtp.port, memcachedLocation: memcached?.location });
+  const rows = [];
+  try {
+    if (o.only.includes("startup")) await benchStartup(state, o.runs, rows);
+    if (o.only.includes("list_realms")) await benchListRealms(state, o.runs, rows);
+    if (o.only.includes("change_user_role")) await benchChangeUserRole(state, o.runs, rows);
+    if (o.only.includes("password_reset")) await benchPasswordReset(state, smtp, rows);
+    if (o.only.includes("export")) await benchExport(state, rows);
+  } finally {
+    memcached?.stop();
+    await smtp.close();
+  }
+  const m = machine();
+  printTable(rows, m, state);
+  if (o.json) process.stdout.write(JSON.stringify({ machine: m, database: state.sizes, results: rows }, null, 2) + "\n");
+  if (o.stop) {
+    await stopBench();
+    log("benchmark database removed");
+  } else {
+    log(`the benchmark database keeps running for the next run; remove it with: node bench/generate.mjs --stop`);
+  }
+}
+
+main().catch((e) => {
+  process.stderr.write(`bench: ${e?.stack ?? e}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,187 @@
+#!/usr/bin/env node
+// Benchmark: export_single_user for a user with many messages (default 1,000,000), reporting
+// wall-clock seconds and the CLI process's peak RSS. Targets: < 60 s and < 200 MB on 2 cores.
+//
+//   npm run build && node bench/export.mjs [--messages N] [--keep]
+//
+// Starts a throwaway PostgreSQL cluster (the newest /usr/lib/postgresql/*/bin, or
+// $ZM_BENCH_PG_BINDIR; run as `nobody` when invoked as root), loads the Zulip 12 fixtures,
+// creates one user subscribed to one channel and inserts N messages sent by them with
+// seedBulkMessages (one UserMessage each), then runs the built CLI:
+//   zulip-manage export_single_user <email> --output <tmp>/export --json
+// Peak RSS comes from GNU time when /usr/bin/time exists, else from polling VmHWM in
+// /proc/<pid>/status. Everything lives in a temp dir that is removed at the end (--keep keeps it).
+import { execFileSync, spawn } from "node:child_process";
+import fs from "node:fs";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+const args = process.argv.slice(2);
+const count = Number(args.includes("--messages") ? args[args.indexOf("--messages") + 1] : 1_000_000);
+const keep = args.includes("--keep");
+
+function findBindir() {
+  if (process.env.ZM_BENCH_PG_BINDIR) return process.env.ZM_BENCH_PG_BINDIR;
+  const base = "/usr/lib/postgresql";
+  const versions = fs.existsSync(base) ? fs.readdirSync(base).filter((v) => fs.existsSync(path.join(base, v, "bin", "initdb"))) : [];
+  versions.sort((a, b) => Number(b) - Number(a));
+  if (!versions.length) throw new Error("no PostgreSQL server binaries found (set ZM_BENCH_PG_BINDIR)");
+  return path.join(base, versions[0], "bin");
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.listen(0, "127.0.0.1", () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+    s.on("error", reject);
+  });
+}
+
+const isRoot = process.getuid?.() === 0;
+/** Run a server binary unprivileged when we are root (PostgreSQL refuses to run as root). */
+function asService(cmd, cmdArgs) {
+  return isRoot ? ["setpriv", ["--reuid=nobody", "--regid=nogroup", "--clear-groups", cmd, ...cmdArgs]] : [cmd, cmdArgs];
+}
+
+function log(msg) {
+  process.stderr.write(`[bench] ${msg}\n`);
+}
+
+const t0 = Date.now();
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), "zm-bench-export-"));
+fs.chmodSync(dir, 0o777);
+const bindir = findBindir();
+const dataDir = path.join(dir, "pg");
+const sockDir = path.join(dir, "sock");
+fs.mkdirSync(sockDir);
+fs.chmodSync(sockDir, 0o777);
+let pgProc;
+
+async function main() {
+  const port = await freePort();
+  const [initCmd, initArgs] = asService(path.join(bindir, "initdb"), ["-D", dataDir, "-U", "zulip", "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8"]);
+  execFileSync(initCmd, initArgs, { stdio: "ignore" });
+  const [pgCmd, pgArgs] = asService(path.join(bindir, "postgres"), [
+    "-D", dataDir, "-p", String(port), "-k", sockDir, "-c", "listen_addresses=", "-c", "fsync=off", "-c", "synchronous_commit=off",
+    "-c", "full_page_writes=off", "-c", "max_wal_size=4GB", "-c", "shared_buffers=256MB",
+  ]);
+  pgProc = spawn(pgCmd, pgArgs, { stdio: "ignore" });
+  const pgEnv = { PGHOST: sockDir, PGPORT: String(port), PGUSER: "zulip", PGDATABASE: "zulip" };
+  const psql = (sqlArgs) => execFileSync(path.join(bindir, "psql"), ["-X", "-q", "-v", "ON_ERROR_STOP=1", ...sqlArgs], { env: { ...process.env, ...pgEnv }, stdio: ["ignore", "ignore", "inherit"] });
+  for (let i = 0; ; i++) {
+    try {
+      execFileSync(path.join(bindir, "pg_isready"), ["-h", sockDir, "-p", String(port)], { stdio: "ignore" });
+      break;
+    } catch {
+      if (i > 100) throw new Error("PostgreSQL did not start");
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  execFileSync(path.join(bindir, "createdb"), ["-h", sockDir, "-p", String(port), "-U", "zulip", "zulip"]);
+  for (const f of ["zulip12/schema.sql", "zulip12/base-data.sql", "zulip12/fresh-install.sql"]) psql(["-d", "zulip", "-f", path.join(ROOT, "test", "fixtures", f)]);
+  log(`PostgreSQL ready, fixtures loaded (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+
+  // Seed with the project's own builders (compiled).
+  const pg = (await import(path.join(ROOT, "node_modules", "pg", "lib", "index.js"))).default;
+  const { createUser, createChannel } = await import(path.join(ROOT, "dist", "lib", "create.js"));
+  const { seedBulkMessages } = await import(path.join(ROOT, "dist", "lib", "seed.js"));
+  const client = new pg.Client({ host: sockDir, port, user: "zulip", database: "zulip", options: "-c search_path=zulip,public" });
+  client.on("error", () => undefined);
+  await client.connect();
+  const email = "bulk-sender@zulip.example.net";
+  const seedStart = Date.now();
+  await client.query("BEGIN");
+  const user = await createUser(client, 2, { email, fullName: "Bulk Sender", externalHost: "zulip.example.net" });
+  const channel = await createChannel(client, 2, { name: "bulk", creatorId: user.id, subscribers: [user.id] });
+  await client.query("COMMIT");
+  // seedBulkMessages spreads all new ids into Math.min/max, so it is called in batches.
+  const BATCH = 50_000;
+  const seeded = { userMessages: 0 };
+  const start0 = new Date(Date.now() - count * 1000);
+  for (let done = 0; done < count; done += BATCH) {
+    const n = Math.min(BATCH, count - done);
+    const r = await seedBulkMessages(client, {
+      channelId: channel.id,
+      count: n,
+      senderIds: [user.id],
+      start: new Date(start0.getTime() + done * 1000),
+      intervalSeconds: 1,
+    });
+    seeded.userMessages += r.userMessages;
+  }
+  await client.query("ANALYZE");
+  await client.end();
+  log(`seeded ${count} messages (${seeded.userMessages} UserMessage rows) in ${((Date.now() - seedStart) / 1000).toFixed(1)} s`);
+
+  // The conf dir the CLI reads.
+  const conf = path.join(dir, "etc");
+  fs.mkdirSync(conf);
+  fs.writeFileSync(path.join(conf, "settings.py"), "EXTERNAL_HOST = 'zulip.example.net'\nZULIP_ADMINISTRATOR = 'admin@example.net'\n");
+  fs.writeFileSync(path.join(conf, "zulip.conf"), "[machine]\ndeploy_type = production\n");
+  fs.writeFileSync(path.join(conf, "zulip-secrets.conf"), "[secrets]\nsecret_key = bench\navatar_salt = bench\nshared_secret = bench\n");
+  const out = path.join(dir, "export");
+  const env = { ...process.env, ...pgEnv, ZULIP_CONF_DIR: conf, ZULIP_LOG_DIR: dir, ZULIP_DEPLOY_DIR: dir, ZULIP_MANAGE_ALLOW_ROOT: "1" };
+  const cli = [path.join(ROOT, "bin", "zulip-manage"), "export_single_user", email, "--output", out, "--json"];
+  const timeFile = path.join(dir, "time.txt");
+  const useTime = fs.existsSync("/usr/bin/time");
+  const [cmd, cmdArgs] = useTime ? ["/usr/bin/time", ["-f", "%M %e", "-o", timeFile, process.execPath, ...cli]] : [process.execPath, cli];
+  const start = process.hrtime.bigint();
+  let hwmKb = 0;
+  const child = spawn(cmd, cmdArgs, { env, stdio: ["ignore", "pipe", "inherit"] });
+  let stdout = "";
+  child.stdout.on("data", (d) => (stdout += d));
+  const poll = setInterval(() => {
+    try {
+      // With GNU time the CLI is time's child; its pid is not ours to poll.
+      const m = /VmHWM:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${child.pid}/status`, "utf8"));
+      if (m) hwmKb = Math.max(hwmKb, Number(m[1]));
+    } catch {
+      /* exited */
+    }
+  }, 50);
+  const code = await new Promise((r) => child.on("exit", r));
+  clearInterval(poll);
+  const seconds = Number(process.hrtime.bigint() - start) / 1e9;
+  if (code !== 0) throw new Error(`export failed with exit code ${code}`);
+  const doc = JSON.parse(stdout);
+  let peakMb;
+  if (useTime) peakMb = Number(fs.readFileSync(timeFile, "utf8").trim().split(/\s+/)[0]) / 1024;
+  else peakMb = hwmKb / 1024;
+  const report = {
+    messages: doc.messages,
+    message_files: doc.message_files,
+    tarball_mb: +(doc.tarball_bytes / 1048576).toFixed(1),
+    seconds: +seconds.toFixed(1),
+    peak_rss_mb: +peakMb.toFixed(1),
+    rss_source: useTime ? "GNU time (maxrss)" : "VmHWM polling",
+    cores: os.cpus().length,
+    targets: { seconds: 60, peak_rss_mb: 200 },
+    within_targets: seconds < 60 && peakMb < 200,
+  };
+  process.stdout.write(JSON.stringify(report, null, 2) + "\n");
+  if (doc.messages !== count) throw new Error(`expected ${count} messages in the export, got ${doc.messages}`);
+}
+
+function cleanup() {
+  if (pgProc && pgProc.exitCode === null) {
+    pgProc.kill("SIGINT");
+  }
+  if (!keep) {
+    setTimeout(() => fs.rmSync(dir, { recursive: true, force: true }), 1500);
+  } else {
+    log(`kept ${dir}`);
+  }
+}
+
+main()
+  .catch((e) => {
+    process.stderr.write(`${e?.stack ?? e}\n`);
+    process.exitCode = 1;
+  })
+  .finally(cleanup);

@@ -1,0 +1,135 @@
+// export_single_user: export one user's data and message history, as Zulip's
+// zerver/management/commands/export_single_user.py and do_export_user do (see src/lib/export.ts
+// for the files and their format), then pack the directory into <dir>.tar.gz.
+//
+// The output directory is --output (made absolute, symlinks resolved; created if missing;
+// refused with manage.py's message if it has anything in it) or a new zulip-export-XXXXXX in the
+// temp directory. The database is only read (one read-only REPEATABLE READ transaction, so the
+// export is a consistent snapshot); messages stream through a server-side cursor and the
+// tarball is written by streaming, so memory stays flat however many messages the user has.
+// Differences from manage.py: an existing empty --output directory is used (manage.py crashes
+// with FileExistsError), files missing from LOCAL_UPLOADS_DIR are reported as warnings instead
+// of aborting, and S3 storage is not read (warning).
+//
+// --json prints one document:
+//   {
+//     "ok": true,
+//     "user": {"id": 10, "email": "iago@zulip.com", "full_name": "Iago", "realm": {"id": 2, "string_id": "zulip"}},
+//     "output_dir": "/tmp/zulip-export-abc123",
+//     "tarball": "/tmp/zulip-export-abc123.tar.gz",
+//     "tarball_bytes": 12345,
+//     "files": ["user.json", "messages-000001.json", "uploads/records.json", ...],   // relative to output_dir
+//     "tables": {"zerver_userprofile": 1, "zerver_subscription": 5, ...},         // rows in user.json
+//     "messages": 1234, "message_files": 2,
+//     "uploads": 3, "avatars": 1, "emoji": 0,
+//     "warnings": [],
+//     "seconds": 1.23
+//   }
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { defineCommand } from "../lib/command.js";
+import { CommandError, UsageError } from "../lib/errors.js";
+import { exportSingleUser, writeTarGz } from "../lib/export.js";
+import { addRealmOption, getRealm, getUser, type Realm } from "../lib/lookup.js";
+
+/** os.path.realpath(os.path.expanduser(p)): absolute, symlinks of the existing part resolved. */
+export function resolveOutputDir(p: string): string {
+  let expanded = p;
+  if (p === "~" || p.startsWith("~/")) expanded = path.join(os.homedir(), p.slice(1));
+  const abs = path.resolve(expanded);
+  const rest: string[] = [];
+  let head = abs;
+  for (;;) {
+    try {
+      return path.join(fs.realpathSync(head), ...rest.reverse());
+    } catch {
+      const parent = path.dirname(head);
+      if (parent === head) return abs;
+      rest.push(path.basename(head));
+      head = parent;
+    }
+  }
+}
+
+/** manage.py's output directory handling (before anything is exported). */
+export function prepareOutputDir(option: string | undefined): string {
+  if (option === undefined) return fs.mkdtempSync(path.join(os.tmpdir(), "zulip-export-"));
+  const dir = resolveOutputDir(option);
+  if (fs.existsSync(dir)) {
+    if (!fs.statSync(dir).isDirectory()) throw new CommandError(`Refusing to overwrite ${dir}: it is not a directory. Aborting...`);
+    if (fs.readdirSync(dir).length) throw new CommandError(`Refusing to overwrite nonempty directory: ${dir}. Aborting...`);
+  } else {
+    fs.mkdirSync(dir, { recursive: true });
+  }
+  return dir;
+}
+
+export default defineCommand({
+  name: "export_single_user",
+  description:
+    "Exports message data from a Zulip user\n\n" +
+    "This command exports the message history for a single Zulip user.\n\n" +
+    "Note that this only exports the user's message history and realm-public metadata needed " +
+    "to understand it; it does nothing with (for example) any bots owned by the user.",
+  examples: [
+    "zulip-manage export_single_user -r zulip iago@zulip.com",
+    "zulip-manage export_single_user -r zulip iago@zulip.com --output /home/zulip/export-iago",
+  ],
+  configure(cmd) {
+    cmd.argument("[email]", "email of user to export");
+    cmd.option("--output <output_dir>", "Directory to write exported data to.");
+    addRealmOption(cmd);
+  },
+  async run(ctx, args, opts) {
+    const email = args[0];
+    if (email === undefined) throw new UsageError("the following arguments are required: email");
+    const out = ctx.out;
+    const db = await ctx.db();
+    const realm = (await getRealm(db, opts.realm)) as Realm | null;
+    const user = await getUser(db, email, realm);
+    const started = process.hrtime.bigint();
+
+    const outputDir = prepareOutputDir(opts.output);
+    const settings = ctx.config().settings;
+    const uploads = settings.fileValue("LOCAL_UPLOADS_DIR", null);
+    let avatarSalt: string | null = null;
+    try {
+      avatarSalt = settings.get("AVATAR_SALT");
+    } catch {
+      avatarSalt = null;
+    }
+    out.line(`Exporting user ${user.delivery_email}`);
+    const result = await exportSingleUser(db, user.id, {
+      outputDir,
+      localUploadsDir: typeof uploads === "string" && uploads !== "" ? uploads : null,
+      avatarSalt,
+    });
+    for (const w of result.warnings) out.warn(`Warning: ${w}`);
+    out.line(`Finished exporting to ${outputDir}; tarring`);
+    const tarballPath = outputDir.replace(/\/+$/, "") + ".tar.gz";
+    await writeTarGz(outputDir, tarballPath);
+    out.line(`Tarball written to ${tarballPath}`);
+
+    if (out.json) {
+      const r = (await db.query("SELECT id, string_id FROM zerver_realm WHERE id = $1", [user.realm_id])).rows[0];
+      out.jsonResult({
+        ok: true,
+        user: { id: user.id, email: user.delivery_email, full_name: user.full_name, realm: { id: Number(r.id), string_id: r.string_id } },
+        output_dir: outputDir,
+        tarball: tarballPath,
+        tarball_bytes: fs.statSync(tarballPath).size,
+        files: result.files,
+        tables: result.tables,
+        messages: result.messages,
+        message_files: result.messageFiles,
+        uploads: result.uploads,
+        avatars: result.avatars,
+        emoji: result.emoji,
+        warnings: result.warnings,
+        seconds: Number(process.hrtime.bigint() - started) / 1e9,
+      });
+    }
+    return 0;
+  },
+});

@@ -40,7 +40,7 @@ function codePoints(s: string): string[] {
 
 /**
  * deactivated_streams_by_old_name(realm, name): archived channels of the realm named `name`,
- * or renamed the way archiving used to rename them: 8 characters, "!DEACTIVATED:" and the
+ * or renamed the way archiving used to rename them: 7 characters, "!DEACTIVATED:" and the
  * first 40 characters of the name (matched as a PostgreSQL regular expression, unescaped, as
  * Django's name__regex does), or 1–20 "!" + "DEACTIVATED:" + name cut to 60 characters.
  */

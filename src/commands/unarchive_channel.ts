@@ -1,0 +1,169 @@
+// unarchive_channel: manage.py unarchive_channel (formerly unarchive_stream): find an archived
+// channel by name (also under the "!DEACTIVATED:" names archiving used to give) or id, check
+// the new name, then do_unarchive_stream(channel, new_name, acting_user=None).
+//
+// One transaction (the channel row locked): the channel active under its (new) name, its email
+// addresses reactivated, the attachments of its messages' public-visibility caches reset, the
+// CHANNEL_REACTIVATED (604) audit row, and — when the organization has channel event messages
+// on — Notification Bot's "Channel #**<name>** has been unarchived." in the channel's "channel
+// events" topic with its UserMessage rows. When that message cannot be written exactly as Zulip
+// renders it (non-English organization, unusual characters in the name, private channel), it is
+// not written and a note says so. Memcached: the channel's display recipient and its messages'
+// cached copies are deleted.
+//
+// --json prints one document:
+//   {
+//     "dry_run": false,
+//     "realm": {"id": 2, "string_id": "zulip"},
+//     "channel": {"id": 5, "old_name": "!DEACTIVATED:design", "new_name": "design", "invite_only": false},
+//     "matches": [{"id": 5, "name": "...", "deactivated_on": "2025-01-02 03:04:05.123456+00:00"}],  // when several matched
+//     "audit_log_id": 140 | null,
+//     "web_public_cleared": false,
+//     "attachments_reset": 0, "archived_attachments_reset": 0, "channel_email_addresses_reactivated": 0,
+//     "notice": {"message_id": 41, "topic": "channel events", "recipients": 3} | null,
+//     "notes": ["..."],               // e.g. why no notice was written
+//     "cache": {...} | null
+//   }
+import { addFlushCacheOption, CacheInvalidation } from "../lib/cache.js";
+import { deactivatedChannelsByOldName, lastDeactivation, type ChannelRow, UnarchiveError, unarchiveChannel } from "../lib/channels.js";
+import { defineCommand } from "../lib/command.js";
+import { CommandError, UsageError } from "../lib/errors.js";
+import { addRealmOption, getRealm, parsePythonInt, type Realm } from "../lib/lookup.js";
+import { cacheJson } from "../lib/realm-lifecycle.js";
+
+export default defineCommand({
+  name: "unarchive_channel",
+  description:
+    "Reactivate a channel that was deactivated.\n\n" +
+    "The channel is found by its name (also under the \"!DEACTIVATED:…\" names older Zulip versions gave archived " +
+    "channels) or by id; it comes back under its old name or --new-name.",
+  examples: [
+    "zulip-manage unarchive_channel -r zulip -c design",
+    "zulip-manage unarchive_channel -r zulip --channel-id 17 -n design-archive",
+    "zulip-manage unarchive_channel -r zulip -c design --dry-run",
+  ],
+  configure(cmd) {
+    cmd.usage("[options] -r REALM (-c NAME | --channel-id ID) [-n NEW_NAME]");
+    cmd.option("-c, --channel <channel>", "Name of a deactivated channel in the realm.");
+    cmd.option("--channel-id <channel_id>", "ID of a deactivated channel in the realm.");
+    cmd.option("-n, --new-name <new_name>", "Name to reactivate as; defaults to the old name.");
+    addRealmOption(cmd, { required: true });
+    cmd.option("--dry-run", "show what would change, and change nothing");
+    addFlushCacheOption(cmd);
+  },
+  async run(ctx, _args, opts) {
+    if (opts.channel !== undefined && opts.channelId !== undefined) {
+      throw new UsageError("argument --channel-id: not allowed with argument -c/--channel");
+    }
+    if (opts.channel === undefined && opts.channelId === undefined) {
+      throw new UsageError("one of the arguments -c/--channel --channel-id is required");
+    }
+    const out = ctx.out;
+    const dryRun = Boolean(opts.dryRun);
+    const db = await ctx.db();
+    const realm = (await getRealm(db, opts.realm)) as Realm;
+    const result = {
+      dry_run: dryRun,
+      realm: { id: Number(realm.id), string_id: realm.string_id },
+      channel: null as null | { id: number; old_name: string; new_name: string; invite_only: boolean },
+      matches: [] as { id: number; name: string; deactivated_on: string | null }[],
+      audit_log_id: null as number | null,
+      web_public_cleared: false,
+      attachments_reset: 0,
+      archived_attachments_reset: 0,
+      channel_email_addresses_reactivated: 0,
+      notice: null as null | { message_id: number; topic: string; recipients: number },
+      notes: [] as string[],
+      cache: null as ReturnType<typeof cacheJson>,
+    };
+
+    let channel: ChannelRow;
+    let newName: string;
+    if (opts.channelId !== undefined) {
+      const id = parsePythonInt(opts.channelId);
+      const { rows } = id !== null && Number.isSafeInteger(id) && Math.abs(id) <= 2147483647 ? await db.query("SELECT * FROM zerver_stream WHERE id = $1", [id]) : { rows: [] };
+      if (!rows.length) throw new CommandError(`There is no channel with id '${opts.channelId}'.`);
+      channel = rows[0];
+      if (Number(channel.realm_id) !== Number(realm.id)) {
+        const { rows: r } = await db.query("SELECT string_id FROM zerver_realm WHERE id = $1", [channel.realm_id]);
+        throw new CommandError(`Channel id ${channel.id}, named '${channel.name}', is in realm '${r[0].string_id}', not '${realm.string_id}'`);
+      }
+      if (!channel.deactivated) throw new CommandError(`Channel id ${channel.id}, named '${channel.name}', is not deactivated`);
+      if (opts.newName === undefined) throw new CommandError("--new-name flag is required with --channel-id");
+      newName = opts.newName;
+    } else {
+      const name: string = opts.channel;
+      let possible: ChannelRow[];
+      try {
+        possible = await deactivatedChannelsByOldName(db, realm.id, name);
+      } catch (e: any) {
+        if (e?.code === "2201B") {
+          throw new CommandError(
+            `The channel name '${name}' is not usable as a pattern (Zulip matches old archived names with a regular expression): ${e.message}. Use --channel-id instead.`,
+          );
+        }
+        throw e;
+      }
+      if (possible.length === 0) throw new CommandError("No matching deactivated channels found!");
+      if (possible.length > 1) {
+        out.line("Matching channels:");
+        for (const c of possible) {
+          const shown = await lastDeactivation(db, realm.id, c.id);
+          result.matches.push({ id: Number(c.id), name: c.name, deactivated_on: shown });
+          out.line(`  (${c.id}) ${c.name}, deactivated on ${shown ?? "(no deactivation record)"}`);
+        }
+        if (out.json) out.jsonResult(result);
+        throw new CommandError("More than one matching channel found!  Specify which with --channel-id");
+      }
+      channel = possible[0];
+      newName = opts.newName ?? name;
+    }
+
+    const { rows: clash } = await db.query(
+      "SELECT 1 FROM zerver_stream WHERE realm_id = $1 AND upper(name) = upper($2) AND id <> $3",
+      [realm.id, newName, channel.id],
+    );
+    if (clash.length) throw new CommandError(`Channel with name '${newName}' already exists; pass a different --new-name`);
+    if ([...newName].length > 60) throw new CommandError(`Channel name too long (limit: 60 characters).`);
+    if (newName.trim() === "") throw new CommandError(`Invalid channel name '${newName}'`);
+
+    result.channel = { id: Number(channel.id), old_name: channel.name, new_name: newName, invite_only: Boolean(channel.invite_only) };
+    const finish = (code: number) => {
+      if (out.json) out.jsonResult(result);
+      return code;
+    };
+    if (dryRun) {
+      out.line(`Would unarchive channel ${channel.id} '${channel.name}' as '${newName}'.`);
+      out.line("(dry run: nothing was changed)");
+      return finish(0);
+    }
+
+    const inval = new CacheInvalidation(ctx, opts.flushCache);
+    if (inval.mode === "all") inval.requestFlushAll();
+    let r;
+    try {
+      r = await db.tx(async (q) => {
+        const { rows } = await q.query("SELECT * FROM zerver_stream WHERE id = $1 FOR NO KEY UPDATE", [channel.id]);
+        return unarchiveChannel(q, rows[0] as ChannelRow, newName, { cache: inval });
+      });
+    } catch (e) {
+      if (e instanceof UnarchiveError) throw new CommandError(e.message);
+      throw e;
+    }
+    inval.changeCommitted();
+    result.cache = cacheJson(await inval.commit());
+    result.audit_log_id = r.auditLogId;
+    result.web_public_cleared = r.webPublicCleared;
+    result.attachments_reset = r.attachmentsReset;
+    result.archived_attachments_reset = r.archivedAttachmentsReset;
+    result.channel_email_addresses_reactivated = r.channelEmailAddressesReactivated;
+    if (r.notice.messageId !== null) {
+      result.notice = { message_id: r.notice.messageId, topic: r.notice.topic!, recipients: r.notice.recipients };
+    }
+    if (r.notice.notWritten) {
+      result.notes.push(r.notice.notWritten);
+      out.line(`Note: ${r.notice.notWritten}.`);
+    }
+    return finish(0);
+  },
+});

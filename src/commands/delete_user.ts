@@ -86,7 +86,7 @@ import {
 } from "../lib/ondelete.js";
 import { deleteUserSessions } from "../lib/sessions.js";
 import { realmHost } from "../lib/settings.js";
-import { activeBotsOwnedBy, deactivateUserInTx, doDeactivateUser } from "../lib/users-lifecycle.js";
+import { activeBotsOwnedBy, doDeactivateUser } from "../lib/users-lifecycle.js";
 
 export type DeletionAlgorithm = "overwrite" | "recreate";
 
@@ -750,7 +750,11 @@ async function recreateDeletion(
 
 class DryRunRollback extends Error {}
 
-/** What deleting `user` would do now: the real steps inside a transaction that is rolled back, up to the deletion, which is only collected. */
+/**
+ * What deleting `user` would delete now: the rows are only collected (temp tables, no writes,
+ * no sequence advanced) inside a transaction that is rolled back. The deactivation that comes
+ * first is not simulated: it deletes nothing the deletion would not delete anyway.
+ */
 export async function planUserDeletion(
   db: Db,
   user: UserProfile,
@@ -761,12 +765,6 @@ export async function planUserDeletion(
   let result: Collected | undefined;
   try {
     await db.tx(async (q) => {
-      // The deactivation comes first (its writes are rolled back with everything else), so the
-      // counts are those of the real run.
-      for (const bot of await activeBotsOwnedBy(q, user.id)) {
-        if (Number(bot.id) !== user.id) await deactivateUserInTx(q, Number(bot.id));
-      }
-      await deactivateUserInTx(q, user.id);
       result = algorithm === "overwrite" ? await overwriteDeletion(q, user, fks, s, false) : await recreateDeletion(q, user, fks, s, false);
       throw new DryRunRollback();
     });

@@ -814,21 +814,23 @@ export async function seedBulkMessages(db: Queryable, opts: BulkMessagesOptions)
   const clientId = await getOrCreateClient(db, opts.client ?? "website");
   const topics = opts.topics ?? ["bulk topic 1", "bulk topic 2", "bulk topic 3"];
   const start = opts.start ?? new Date(Date.now() - opts.count * (opts.intervalSeconds ?? 60) * 1000);
+  // Only the id range comes back: RETURNING a million ids to the client (and spreading them
+  // into Math.min) does not scale.
   const ins = await db.query(
-    `INSERT INTO zerver_message (type, subject, content, rendered_content, rendered_content_version, date_sent,
+    `WITH inserted AS (INSERT INTO zerver_message (type, subject, content, rendered_content, rendered_content_version, date_sent,
                                 last_edit_time, edit_history, has_attachment, has_image, has_link, search_tsvector,
                                 sender_id, sending_client_id, realm_id, recipient_id, is_channel_message)
      SELECT 1, ($1::text[])[1 + (g % cardinality($1::text[]))], 'Bulk message ' || g, '<p>Bulk message ' || g || '</p>', 1,
             $2::timestamptz + make_interval(secs => g * $3::double precision), NULL, NULL, false, false, false, NULL,
             ($4::int[])[1 + (g % cardinality($4::int[]))], $5::int, $6::int, $7::int, true
        FROM generate_series(0, $8::int - 1) g ORDER BY g
-     RETURNING id`,
+     RETURNING id)
+     SELECT min(id) AS first_id, max(id) AS last_id, count(*)::int AS n FROM inserted`,
     [topics, start, opts.intervalSeconds ?? 60, senders, clientId, Number(s.realm_id), Number(s.recipient_id), opts.count],
   );
-  const ids = ins.rows.map((r) => Number(r.id));
-  if (!ids.length) return { firstId: 0, lastId: -1, userMessages: 0 };
-  const firstId = Math.min(...ids);
-  const lastId = Math.max(...ids);
+  if (!ins.rows[0].n) return { firstId: 0, lastId: -1, userMessages: 0 };
+  const firstId = Number(ins.rows[0].first_id);
+  const lastId = Number(ins.rows[0].last_id);
   const um = await db.query(
     `INSERT INTO zerver_usermessage (flags, message_id, user_profile_id)
      SELECT CASE WHEN m.sender_id = u.id THEN 1 ELSE 0 END, m.id, u.id

@@ -11,6 +11,7 @@ import { startMemcached, type MemcachedInstance } from "./helpers/memcached.js";
 import { createDatabase, type TemplateName, type TestDatabase } from "./helpers/pg.js";
 import { execa } from "execa";
 import { CLI_BIN, cliEnv } from "./helpers/cli.js";
+import { changedTables, snapshot } from "./helpers/snapshot.js";
 
 const REALM = 2;
 const ROLES = { owner: 100, admin: 200, moderator: 300, member: 400, guest: 600 } as const;
@@ -35,31 +36,6 @@ const ROLE_GROUP: Record<number, string> = {
 
 // ---------------------------------------------------------------------------------------------
 // Database inspection helpers (plain SQL, independent of the code under test)
-
-type Snapshot = Map<string, string>;
-
-/** count + checksum of every table (and optionally every sequence position). */
-async function snapshot(db: TestDatabase, withSequences = false): Promise<Snapshot> {
-  const tables = await db.query<{ t: string }>(
-    `SELECT c.relname AS t FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-      WHERE n.nspname = 'zulip' AND c.relkind = 'r' ORDER BY 1`,
-  );
-  const snap: Snapshot = new Map();
-  for (const { t } of tables) {
-    const [r] = await db.query(`SELECT count(*)::int AS n, md5(coalesce(string_agg(x::text, E'\\n' ORDER BY x::text), '')) AS h FROM zulip."${t}" x`);
-    snap.set(t, `${r.n}:${r.h}`);
-  }
-  if (withSequences) {
-    for (const r of await db.query("SELECT sequencename, last_value FROM pg_sequences WHERE schemaname = 'zulip' ORDER BY 1")) {
-      snap.set(`seq:${r.sequencename}`, String(r.last_value));
-    }
-  }
-  return snap;
-}
-
-function changedTables(a: Snapshot, b: Snapshot): string[] {
-  return [...new Set([...a.keys(), ...b.keys()])].filter((k) => a.get(k) !== b.get(k)).sort();
-}
 
 async function groupIds(db: TestDatabase): Promise<Record<string, number>> {
   const rows = await db.query("SELECT usergroup_ptr_id AS id, name FROM zerver_namedusergroup WHERE realm_id = $1 AND is_system_group", [REALM]);

@@ -9,28 +9,10 @@ import { runCli, type CliResult } from "./helpers/cli.js";
 import { makeConfDir, type ConfDir } from "./helpers/confdir.js";
 import { startMemcached, type MemcachedInstance } from "./helpers/memcached.js";
 import { createDatabase, type TestDatabase } from "./helpers/pg.js";
+import { changedTables, snapshot } from "./helpers/snapshot.js";
 
 const OWNER = 8;
 const OWNER_EMAIL = "test@test.com";
-
-type Snapshot = Map<string, string>;
-
-async function snapshot(db: TestDatabase): Promise<Snapshot> {
-  const tables = await db.query<{ t: string }>(
-    `SELECT c.relname AS t FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-      WHERE n.nspname = 'zulip' AND c.relkind = 'r' ORDER BY 1`,
-  );
-  const snap: Snapshot = new Map();
-  for (const { t } of tables) {
-    const [r] = await db.query(`SELECT count(*)::int AS n, md5(coalesce(string_agg(x::text, E'\\n' ORDER BY x::text), '')) AS h FROM zulip."${t}" x`);
-    snap.set(t, `${r.n}:${r.h}`);
-  }
-  return snap;
-}
-
-function changedTables(a: Snapshot, b: Snapshot): string[] {
-  return [...new Set([...a.keys(), ...b.keys()])].filter((k) => a.get(k) !== b.get(k)).sort();
-}
 
 async function rowsById(db: TestDatabase, table: string): Promise<Map<string, any>> {
   const rows = await db.query(`SELECT * FROM ${table} ORDER BY id`);

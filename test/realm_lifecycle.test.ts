@@ -11,31 +11,18 @@ import fs from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createUser, Role } from "../src/lib/create.js";
-import { cliBuilt, runCli } from "./helpers/cli.js";
+import { runCli } from "./helpers/cli.js";
 import { makeConfDir, type ConfDir } from "./helpers/confdir.js";
 import { startMemcached, type MemcachedClient, type MemcachedInstance } from "./helpers/memcached.js";
 import { createDatabase, type TestDatabase } from "./helpers/pg.js";
 import { parseAddress, parseAddressList, startSmtpSink, type SmtpSink } from "./email-support.js";
+import { snapshot, type Snapshot } from "./helpers/snapshot.js";
 
 const HOST = "zulip.example.net";
 const ADMIN = "admin@example.net";
 
 // ---------------------------------------------------------------------------------------------
 // Helpers (plain SQL and protocol code, independent of the code under test)
-
-type Snapshot = Map<string, string>;
-
-async function snapshot(db: TestDatabase): Promise<Snapshot> {
-  const tables = await db.query<{ t: string }>(
-    `SELECT c.relname AS t FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'zulip' AND c.relkind = 'r' ORDER BY 1`,
-  );
-  const snap: Snapshot = new Map();
-  for (const { t } of tables) {
-    const [r] = await db.query(`SELECT count(*)::int AS n, md5(coalesce(string_agg(x::text, E'\\n' ORDER BY x::text), '')) AS h FROM zulip."${t}" x`);
-    snap.set(t, `${r.n}:${r.h}`);
-  }
-  return snap;
-}
 
 function changed(a: Snapshot, b: Snapshot): string[] {
   return [...new Set([...a.keys(), ...b.keys()])].filter((k) => a.get(k) !== b.get(k)).sort();
@@ -104,7 +91,7 @@ function expectRecent(d: Date) {
 
 // ---------------------------------------------------------------------------------------------
 
-describe.skipIf(!cliBuilt())("realm lifecycle commands on the real Zulip 12.2 data", () => {
+describe("realm lifecycle commands on the real Zulip 12.2 data", () => {
   let db: TestDatabase;
   let mc: MemcachedInstance;
   let client: MemcachedClient;
@@ -329,7 +316,7 @@ describe.skipIf(!cliBuilt())("realm lifecycle commands on the real Zulip 12.2 da
   });
 });
 
-describe.skipIf(!cliBuilt())("realm lifecycle commands on a seeded organization", () => {
+describe("realm lifecycle commands on a seeded organization", () => {
   let db: TestDatabase;
   let sink: SmtpSink;
   let mc: MemcachedInstance;

@@ -97,7 +97,10 @@ export async function run(argv: string[]): Promise<number> {
   }
   const entry = findCommand(first);
   if (!entry) return unknownCommand(first);
-  const { runCommand } = await import("./lib/runner.js");
+  // Fetch the runner, the command's own chunk and (for database commands) pg at the same time.
+  const wantsHelp = argv.includes("--help") || argv.includes("-h");
+  if (!entry.noDb && !wantsHelp) void import("./lib/pg-loader.js").then((m) => m.loadPg());
+  const [{ runCommand }] = await Promise.all([import("./lib/runner.js"), entry.load()]);
   return runCommand(entry, argv);
 }
 

@@ -12,8 +12,8 @@ export const COMMANDS: CommandEntry[] = [
   { name: "send_realm_reactivation_email", group: "Organizations", summary: "Email a deactivated organization's administrators a link that reactivates it", writes: true, load: () => import("./send_realm_reactivation_email.js") },
   { name: "change_realm_subdomain", group: "Organizations", summary: "Move an organization to a new subdomain, leaving a redirect at the old one", writes: true, load: () => import("./change_realm_subdomain.js") },
   { name: "unarchive_channel", group: "Organizations", summary: "Reactivate an archived channel, optionally under a new name", writes: true, load: () => import("./unarchive_channel.js") },
-  { name: "change_user_role", group: "Users", summary: "Change a user's role (owner, admin, moderator, member, guest) or special permissions", writes: true, load: () => import("./change_user_role.js") },
   { name: "create_user", group: "Users", summary: "Create a user in an organization, as Zulip's do_create_user does", writes: true, load: () => import("./create_user.js") },
+  { name: "change_user_role", group: "Users", summary: "Change a user's role (owner, admin, moderator, member, guest) or special permissions", writes: true, load: () => import("./change_user_role.js") },
   { name: "deactivate_user", group: "Users", summary: "Deactivate a user and their bots and log them out (dry run unless -f)", writes: true, load: () => import("./deactivate_user.js") },
   { name: "reactivate_user", group: "Users", summary: "Reactivate a deactivated user (not in manage.py; what the web UI's Reactivate does)", writes: true, load: () => import("./reactivate_user.js") },
   { name: "change_user_email", group: "Users", summary: "Change a user's email address", writes: true, load: () => import("./change_user_email.js") },
@@ -25,11 +25,11 @@ export const COMMANDS: CommandEntry[] = [
   { name: "register_server", group: "Push notifications", summary: "Register this server for the Mobile Push Notification Service (or rotate its key, transfer or deactivate it)", writes: true, load: () => import("./register_server.js") },
   { name: "generate_realm_creation_link", group: "Email and links", summary: "Print a single-use link for creating a new organization", writes: true, load: () => import("./generate_realm_creation_link.js") },
   { name: "send_password_reset_email", group: "Email and links", summary: "Email password reset links to users, a whole organization or the entire server", load: () => import("./send_password_reset_email.js") },
-  { name: "send_test_email", group: "Email and links", summary: "Check outgoing email: send test messages from the support and noreply addresses", load: () => import("./send_test_email.js") },
-  { name: "completion", group: "Maintenance", summary: "Print a bash or zsh completion script (commands, options, realm ids)", load: () => import("./completion.js") },
-  { name: "dbshell", group: "Maintenance", summary: "Start psql on the Zulip database with zulip-manage's connection settings", load: () => import("./dbshell.js") },
-  { name: "doctor", group: "Maintenance", summary: "Check the configuration, secrets, database, memcached, Redis, SMTP and push settings zulip-manage depends on", load: () => import("./doctor.js") },
+  { name: "send_test_email", noDb: true, group: "Email and links", summary: "Check outgoing email: send test messages from the support and noreply addresses", load: () => import("./send_test_email.js") },
   { name: "send_custom_email", group: "Email and links", summary: "Email a Markdown document with Zulip branding to users, a realm or the whole server", writes: true, load: () => import("./send_custom_email.js") },
+  { name: "doctor", group: "Maintenance", summary: "Check the configuration, secrets, database, memcached, Redis, SMTP and push settings zulip-manage depends on", load: () => import("./doctor.js") },
+  { name: "dbshell", noDb: true, group: "Maintenance", summary: "Start psql on the Zulip database with zulip-manage's connection settings", load: () => import("./dbshell.js") },
+  { name: "completion", noDb: true, group: "Maintenance", summary: "Print a bash or zsh completion script (commands, options, realm ids)", load: () => import("./completion.js") },
 ];
 
 export function findCommand(name: string): CommandEntry | undefined {

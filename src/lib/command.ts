@@ -28,5 +28,7 @@ export interface CommandEntry {
   summary: string;
   /** Whether the command writes to the database or files (shown in help). */
   writes?: boolean;
+  /** The command never opens the database (so `pg` is not preloaded for it). */
+  noDb?: boolean;
   load(): Promise<{ default: CommandModule }>;
 }

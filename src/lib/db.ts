@@ -8,6 +8,7 @@ import path from "node:path";
 import type { Client, ClientConfig } from "pg";
 import type { Config } from "./config.js";
 import { EnvironmentError } from "./errors.js";
+import { loadPg } from "./pg-loader.js";
 import { latestMainlineMigration, OLDER_THAN_SUPPORTED, releaseForMigration } from "./zulip-versions.js";
 
 /** What library functions need from a connection (a pg Client satisfies it). */
@@ -172,9 +173,7 @@ export class Db implements Queryable {
 
 export const NO_ZULIP_DB_MESSAGE = "The Zulip database does not appear to exist. Have you run initialize-database?";
 
-type PgModule = (typeof import("pg"))["default"];
-
-async function connectOne(pg: PgModule, plan: ConnectionPlan, host: string): Promise<Client> {
+async function connectOne(pg: Awaited<ReturnType<typeof loadPg>>, plan: ConnectionPlan, host: string): Promise<Client> {
   const ssl = sslOption(plan.sslmode, host);
   const make = (sslSetting: ClientConfig["ssl"]) =>
     new pg.Client({
@@ -207,20 +206,7 @@ async function connectOne(pg: PgModule, plan: ConnectionPlan, host: string): Pro
 /** Connect, check that this is a Zulip database of a supported release, and return it. */
 export async function connect(config: Config, env: NodeJS.ProcessEnv = process.env): Promise<Db> {
   const plan = planConnection(config, env);
-  // pg probes for the Cloudflare Workers runtime on import; on Node 20 (no global navigator)
-  // that probe constructs a fetch Response, which loads all of undici: ~25 ms of start-up.
-  // Node 21+ defines navigator.userAgent = "Node.js/<major>"; give Node 20 the same answer.
-  if (typeof (globalThis as any).navigator === "undefined") {
-    Object.defineProperty(globalThis, "navigator", {
-      value: { userAgent: `Node.js/${process.versions.node.split(".")[0]}` },
-      configurable: true,
-      writable: true,
-    });
-  }
-  const pg = (await import("pg")).default;
-  // Keep timestamps, json, etc. as PostgreSQL prints them where we ask for text explicitly;
-  // bigint (int8) ids fit in a JS number for any real server.
-  pg.types.setTypeParser(20, (v: string) => Number(v));
+  const pg = await loadPg();
   let client: Client | undefined;
   const errors: string[] = [];
   for (const host of plan.hosts) {

@@ -40,7 +40,7 @@
 //               "prefixes": 1, "keys_sent": 7, "keys_deleted": 2, "flushed_all": false, "warning": null}
 //   }
 import { type AuditLogEntry, AuditLogEventType, insertAuditLog, NEW_VALUE, OLD_VALUE, ROLE_COUNT, roleCounts } from "../lib/audit.js";
-import { addFlushCacheOption, CacheInvalidation, type CacheReport, type CacheUser } from "../lib/cache.js";
+import { addFlushCacheOption, CacheInvalidation, type CacheReport, type CacheUser, cacheReportJson } from "../lib/cache.js";
 import { defineCommand } from "../lib/command.js";
 import type { Context } from "../lib/context.js";
 import type { Db, Queryable } from "../lib/db.js";
@@ -391,17 +391,7 @@ async function main(ctx: Context, a: MainArgs): Promise<number> {
       permission: requested,
       grant,
       results,
-      cache: cache && {
-        mode: cache.mode,
-        ok: cache.ok,
-        skipped: cache.skipped,
-        server: cache.server,
-        prefixes: cache.prefixes,
-        keys_sent: cache.keysSent,
-        keys_deleted: cache.keysDeleted,
-        flushed_all: cache.flushedAll,
-        warning: cache.warning,
-      },
+      cache: cacheReportJson(cache),
     });
   }
   if (failed.length === 0) return 0;

@@ -60,7 +60,7 @@
 //               "keys_sent": 20, "keys_deleted": 3, "flushed_all": false, "warning": null}
 //   }
 import { AuditLogEventType, insertAuditLog } from "../lib/audit.js";
-import { addFlushCacheOption, CacheInvalidation, type CacheReport, type CacheUser } from "../lib/cache.js";
+import { addFlushCacheOption, CacheInvalidation, type CacheReport, type CacheUser, cacheReportJson } from "../lib/cache.js";
 import { defineCommand } from "../lib/command.js";
 import type { Context } from "../lib/context.js";
 import {
@@ -68,6 +68,7 @@ import {
   fakeEmailDomain,
   insertRows,
   lastMessageId,
+  NOT_COPIED_FROM_REALM_DEFAULTS,
   type RandomSource,
   unusablePassword,
   USER_SETTING_DEFAULTS,
@@ -106,8 +107,6 @@ const OVERWRITE_DELETES: [string, string][] = [
   ["zerver_scheduledmessage", "sender_id"],
   ["zerver_draft", "user_profile_id"],
 ];
-/** Settings create_user() does not copy from RealmUserDefault (see create.ts createUser). */
-const NOT_COPIED_FROM_REALM_DEFAULTS = new Set(["id", "realm_id", "default_language", "enable_login_emails", "allow_private_data_export"]);
 
 /** Columns the overwrite keeps (model_to_dict exclude list of do_delete_user_core). */
 const OVERWRITE_KEEPS = new Set(["id", "date_joined", "realm_id", "recipient_id", "uuid", "last_login"]);
@@ -966,17 +965,7 @@ export default defineCommand({
         realm: realm && { id: realm.id, string_id: realm.string_id },
         algorithm,
         results,
-        cache: {
-          mode: cache.mode,
-          ok: cache.ok,
-          skipped: cache.skipped,
-          server: cache.server,
-          prefixes: cache.prefixes,
-          keys_sent: cache.keysSent,
-          keys_deleted: cache.keysDeleted,
-          flushed_all: cache.flushedAll,
-          warning: cache.warning,
-        },
+        cache: cacheReportJson(cache),
       });
     }
     if (failure !== null) {

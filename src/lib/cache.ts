@@ -561,6 +561,23 @@ export interface CacheReport {
   warning: string | null;
 }
 
+/** A CacheReport as the "cache" member of the commands' --json documents (snake_case). */
+export function cacheReportJson(cache: CacheReport | null) {
+  return (
+    cache && {
+      mode: cache.mode,
+      ok: cache.ok,
+      skipped: cache.skipped,
+      server: cache.server,
+      prefixes: cache.prefixes,
+      keys_sent: cache.keysSent,
+      keys_deleted: cache.keysDeleted,
+      flushed_all: cache.flushedAll,
+      warning: cache.warning,
+    }
+  );
+}
+
 interface Target {
   key: string;
   /** Zulip cache key (gets every deployment prefix) or a plain Django key. */

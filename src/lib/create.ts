@@ -18,6 +18,7 @@
 import crypto from "node:crypto";
 import { isIP } from "node:net";
 import { domainToASCII } from "node:url";
+import { ROLE_COUNT, roleCounts } from "./audit.js";
 import type { Queryable } from "./db.js";
 
 export type { Queryable };
@@ -255,7 +256,7 @@ export const REALM_USER_DEFAULT_OVERRIDES: Record<string, unknown> = { allow_pri
  * default_language and enable_login_emails; allow_private_data_export (export consent) is not
  * inherited either (observed on the reference install: realm default true, new owner false).
  */
-const NOT_COPIED_FROM_REALM_DEFAULTS = new Set([
+export const NOT_COPIED_FROM_REALM_DEFAULTS = new Set([
   "id",
   "realm_id",
   "default_language",
@@ -1001,56 +1002,7 @@ export function systemGroupForRole(role: number): SystemGroupName {
 
 /** realm_user_count_by_role(): the ROLE_COUNT ("10") payload of billing audit rows. */
 export async function roleCountSnapshot(db: Queryable, realmId: number): Promise<Record<string, unknown>> {
-  const { rows } = await db.query(
-    `SELECT role, is_bot, count(*)::int AS n FROM zerver_userprofile
-      WHERE realm_id = $1 AND is_active GROUP BY role, is_bot`,
-    [realmId],
-  );
-  const human: Record<string, number> = { "100": 0, "200": 0, "300": 0, "400": 0, "600": 0 };
-  let bots = 0;
-  for (const r of rows) {
-    if (r.is_bot) bots += r.n;
-    else human[String(r.role)] = (human[String(r.role)] ?? 0) + r.n;
-  }
-  const total = ROLES.reduce((s, role) => s + human[String(role)], 0);
-  const wg = await db.query(
-    `SELECT r.workplace_users_group_id AS gid, n.name, n.is_system_group
-       FROM zerver_realm r LEFT JOIN zerver_namedusergroup n ON n.usergroup_ptr_id = r.workplace_users_group_id
-      WHERE r.id = $1`,
-    [realmId],
-  );
-  const g = wg.rows[0];
-  let workplace: number;
-  const byRoles = (roles: number[]) => roles.reduce((s, role) => s + human[String(role)], 0);
-  if (g?.is_system_group && g.name !== "role:fullmembers") {
-    const name = g.name as SystemGroupName;
-    workplace =
-      name === "role:nobody"
-        ? 0
-        : name === "role:owners"
-          ? byRoles([100])
-          : name === "role:administrators"
-            ? byRoles([100, 200])
-            : name === "role:moderators"
-              ? byRoles([100, 200, 300])
-              : name === "role:members"
-                ? byRoles([100, 200, 300, 400])
-                : total;
-  } else {
-    const r = await db.query(
-      `WITH RECURSIVE sub(id) AS (SELECT $1::bigint UNION SELECT m.subgroup_id FROM zerver_groupgroupmembership m JOIN sub ON m.supergroup_id = sub.id)
-       SELECT count(DISTINCT u.id)::int AS n FROM zerver_usergroupmembership gm JOIN sub ON gm.user_group_id = sub.id
-         JOIN zerver_userprofile u ON u.id = gm.user_profile_id WHERE u.is_active AND NOT u.is_bot`,
-      [g?.gid],
-    );
-    workplace = r.rows[0].n;
-  }
-  return {
-    "10": {
-      "11": { ...human, workplace_users: workplace, non_workplace_users: total - workplace },
-      "12": bots,
-    },
-  };
+  return { [ROLE_COUNT]: await roleCounts(db, realmId) };
 }
 
 /**

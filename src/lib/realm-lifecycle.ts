@@ -517,22 +517,7 @@ export async function createRedirectPlaceholder(
 // ---------------------------------------------------------------------------------------------
 // Small helpers the commands share
 
-/** A CacheReport as the commands' --json documents show it. */
-export function cacheJson(cache: CacheReport | null) {
-  return (
-    cache && {
-      mode: cache.mode,
-      ok: cache.ok,
-      skipped: cache.skipped,
-      server: cache.server,
-      prefixes: cache.prefixes,
-      keys_sent: cache.keysSent,
-      keys_deleted: cache.keysDeleted,
-      flushed_all: cache.flushedAll,
-      warning: cache.warning,
-    }
-  );
-}
+export { cacheReportJson as cacheJson } from "./cache.js";
 
 /** SECRET_KEY when readable (to skip sessions Django would not honour), else undefined. */
 export function secretKeyOrUndefined(settings: { get(name: "SECRET_KEY"): string }): string | undefined {

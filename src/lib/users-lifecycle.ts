@@ -373,19 +373,4 @@ export async function reactivateUserInTx(q: Queryable, userId: number, opts: Lif
   };
 }
 
-/** A CacheReport as the "cache" member of a --json document (snake_case, as change_user_role prints it). */
-export function cacheReportJson(cache: CacheReport | null) {
-  return (
-    cache && {
-      mode: cache.mode,
-      ok: cache.ok,
-      skipped: cache.skipped,
-      server: cache.server,
-      prefixes: cache.prefixes,
-      keys_sent: cache.keysSent,
-      keys_deleted: cache.keysDeleted,
-      flushed_all: cache.flushedAll,
-      warning: cache.warning,
-    }
-  );
-}
+export { cacheReportJson } from "./cache.js";

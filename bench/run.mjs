@@ -340,6 +340,7 @@ function machine() {
     os: `${os.type()} ${os.release()}`,
     node: process.version,
     postgres: pgVersion,
+    loadavg: os.loadavg().map((x) => +x.toFixed(2)),
   };
 }
 
@@ -348,6 +349,7 @@ function printTable(rows, m, state) {
   const lines = [];
   lines.push(`zulip-manage benchmarks (${new Date().toISOString().slice(0, 10)})`);
   lines.push(`Machine: ${m.cpu}, ${m.cores} cores, ${m.memoryGb} GB RAM, ${m.os}, Node.js ${m.node}${m.postgres ? `, ${m.postgres}` : ""}`);
+  lines.push(`Load average (1/5/15 min) at the start: ${state.loadAtStart.join(" / ")}, at the end: ${m.loadavg.join(" / ")} (other work on the machine skews the figures)`);
   if (s) {
     lines.push(
       `Database: ${fmt(s.realms)} realms, ${fmt(s.users)} users, ${fmt(s.messages)} messages, ${fmt(s.usermessages)} UserMessage rows ` +
@@ -379,6 +381,7 @@ async function main() {
     log(`using the benchmark database in ${state.sandbox.dir} (${BENCH_STATE})`);
   }
 
+  state.loadAtStart = os.loadavg().map((x) => +x.toFixed(2));
   const [memcached, smtp] = await Promise.all([startMemcached(), startSmtpSink()]);
   if (!memcached) log("memcached not found: write commands will warn that the cache could not be updated");
   configureServices(state, { smtpPort: smtp.port, memcachedLocation: memcached?.location });

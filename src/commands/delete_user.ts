@@ -932,7 +932,7 @@ export default defineCommand({
       }
       const message = "This was a dry run. Pass -f to actually delete.";
       if (out.json) {
-        out.jsonResult({ ok: false, dry_run: true, realm: realm && { id: realm.id, string_id: realm.string_id }, algorithm, results, cache: null });
+        out.jsonResult({ ok: true, dry_run: true, realm: realm && { id: realm.id, string_id: realm.string_id }, algorithm, results, cache: null });
         out.err(message);
         return 1;
       }

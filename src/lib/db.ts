@@ -244,7 +244,8 @@ export async function connect(config: Config, env: NodeJS.ProcessEnv = process.e
     throw new EnvironmentError(`${NO_ZULIP_DB_MESSAGE}\n(${plan.describe} has no zerver_realm table.)`);
   }
   if (rows[0].has_migrations) {
-    const m = await client.query("SELECT name FROM django_migrations WHERE app = 'zerver'");
+    // The newest mainline migration is among the newest few: only backports can lie above it.
+    const m = await client.query("SELECT name FROM django_migrations WHERE app = 'zerver' ORDER BY name DESC LIMIT 16");
     const n = latestMainlineMigration(m.rows.map((r: { name: string }) => r.name));
     db.zerverMigration = Number.isFinite(n) && n > 0 ? n : null;
   }

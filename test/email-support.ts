@@ -300,44 +300,9 @@ export interface CliResult {
   durationMs: number;
 }
 
-let snapshot: Promise<string> | undefined;
-
-/**
- * The bin script of a private copy of the built CLI, made once per test file. Other people
- * rebuild dist/ in a shared checkout while tests run; a copy keeps these tests on one build.
- */
+/** The CLI's bin script (`npm test` builds dist/ before the tests run). */
 export function cliBin(): Promise<string> {
-  if (!snapshot) snapshot = makeSnapshot();
-  return snapshot;
-}
-
-async function makeSnapshot(): Promise<string> {
-  const m = /import\("\.\.\/([^"]+)"\)/.exec(fs.readFileSync(BIN, "utf8"));
-  const entry = m ? m[1] : path.join("dist", "cli.js");
-  const builtDir = path.dirname(path.join(REPO, entry));
-  let lastError = "";
-  for (let attempt = 0; attempt < 20; attempt++) {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "zm-cli-"));
-    try {
-      fs.mkdirSync(path.join(dir, "bin"));
-      fs.copyFileSync(BIN, path.join(dir, "bin", "zulip-manage"));
-      fs.copyFileSync(path.join(REPO, "package.json"), path.join(dir, "package.json"));
-      fs.cpSync(builtDir, path.join(dir, path.relative(REPO, builtDir)), { recursive: true });
-      fs.symlinkSync(path.join(REPO, "node_modules"), path.join(dir, "node_modules"));
-      const bin = path.join(dir, "bin", "zulip-manage");
-      const r = await execa(process.execPath, [bin, "help"], { reject: false, env: { ...process.env, ZULIP_MANAGE_ALLOW_ROOT: "1" } });
-      if (r.exitCode === 0) {
-        process.once("exit", () => fs.rmSync(dir, { recursive: true, force: true }));
-        return bin;
-      }
-      lastError = String(r.stderr);
-    } catch (e) {
-      lastError = String(e);
-    }
-    fs.rmSync(dir, { recursive: true, force: true });
-    await new Promise((resolve) => setTimeout(resolve, 1000));
-  }
-  throw new Error(`cannot make a working copy of the built CLI: ${lastError}`);
+  return Promise.resolve(BIN);
 }
 
 export async function runCli(args: string[], env: Record<string, string>, opts: { timeoutMs?: number } = {}): Promise<CliResult> {
@@ -358,8 +323,3 @@ export async function runCli(args: string[], env: Record<string, string>, opts: 
   };
 }
 
-/** Whether the CLI the bin script loads has been built (the CLI tests need `npm run build`). */
-export function cliBuilt(): boolean {
-  const m = /import\("\.\.\/([^"]+)"\)/.exec(fs.readFileSync(BIN, "utf8"));
-  return fs.existsSync(path.join(REPO, m ? m[1] : path.join("dist", "cli.js")));
-}

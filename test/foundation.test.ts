@@ -417,6 +417,13 @@ describe("manage.log and running as root", () => {
         expect(r.stderr).toContain("su zulip -c 'zulip-manage show_admins -r '\\'''\\'''");
         expect(r.stderr).toContain("docker exec -u zulip <container> zulip-manage show_admins -r ''");
         expect(r.stderr).toContain("--allow-root");
+        // Shell completion is a helper, not an administrative action: it runs as root anyway
+        // and is not logged to manage.log.
+        const comp = await runCli(["completion", "bash"], { confDir: c, env: { ZULIP_MANAGE_ALLOW_ROOT: undefined } });
+        expect(comp.exitCode).toBe(0);
+        expect(comp.stdout).toContain("complete ");
+        const log = path.join(c.logDir, "manage.log");
+        expect(fs.existsSync(log) ? fs.readFileSync(log, "utf8") : "").not.toContain("completion");
       } finally {
         c.cleanup();
       }

@@ -29,7 +29,7 @@ export const COMMANDS: CommandEntry[] = [
   { name: "send_custom_email", group: "Email and links", summary: "Email a Markdown document with Zulip branding to users, a realm or the whole server", writes: true, load: () => import("./send_custom_email.js") },
   { name: "doctor", group: "Maintenance", summary: "Check the configuration, secrets, database, memcached, Redis, SMTP and push settings zulip-manage depends on", load: () => import("./doctor.js") },
   { name: "dbshell", noDb: true, group: "Maintenance", summary: "Start psql on the Zulip database with zulip-manage's connection settings", load: () => import("./dbshell.js") },
-  { name: "completion", noDb: true, group: "Maintenance", summary: "Print a bash or zsh completion script (commands, options, realm ids)", load: () => import("./completion.js") },
+  { name: "completion", noDb: true, helper: true, group: "Maintenance", summary: "Print a bash or zsh completion script (commands, options, realm ids)", load: () => import("./completion.js") },
 ];
 
 export function findCommand(name: string): CommandEntry | undefined {

@@ -39,17 +39,20 @@ interface Recipient {
   otherRealmUrls: string[];
 }
 
+/** The columns this command uses (the token hashes id, password, last_login and email). */
+const USER_COLUMNS = "id, email, delivery_email, full_name, realm_id, role, is_active, is_bot, password, last_login, tos_version";
+
 async function selectUsers(db: Queryable, opts: Record<string, any>): Promise<UserProfile[]> {
   let users: UserProfile[];
   if (opts.entireServer) {
     const { rows } = await db.query(
-      "SELECT * FROM zerver_userprofile WHERE is_active AND NOT is_bot AND NOT is_mirror_dummy ORDER BY id",
+      `SELECT ${USER_COLUMNS} FROM zerver_userprofile WHERE is_active AND NOT is_bot AND NOT is_mirror_dummy ORDER BY id`,
     );
     users = rows;
   } else {
     const realm = await getRealm(db, opts.realm);
     try {
-      users = await getUsers(db, { users: opts.users, allUsers: opts.allUsers }, realm, { isBot: false });
+      users = await getUsers(db, { users: opts.users, allUsers: opts.allUsers }, realm, { isBot: false, columns: USER_COLUMNS });
     } catch (e) {
       if (e instanceof CommandError && e.message === "You have to pass either -u/--users or -a/--all-users.") {
         throw new CommandError("You have to pass -u/--users or -a/--all-users or --entire-server.");

@@ -30,5 +30,10 @@ export interface CommandEntry {
   writes?: boolean;
   /** The command never opens the database (so `pg` is not preloaded for it). */
   noDb?: boolean;
+  /**
+   * A helper for the shell rather than an administrative action (completion): it is not logged
+   * to manage.log, and as root with no Zulip user to switch to it runs as root instead of refusing.
+   */
+  helper?: boolean;
   load(): Promise<{ default: CommandModule }>;
 }

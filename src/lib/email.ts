@@ -413,7 +413,9 @@ export class Mailer {
     if (opts.pool) {
       options.pool = true;
       options.maxConnections = opts.maxConnections ?? 3;
-      options.maxMessages = 100;
+      // Keep each pooled connection for the whole run: nodemailer's default (100 messages, then
+      // QUIT and a new connection, EHLO, STARTTLS, AUTH) costs more than the messages themselves.
+      options.maxMessages = Infinity;
     }
     return new Mailer(s, nodemailer.createTransport(options as any));
   }

@@ -104,8 +104,10 @@ export async function getUsers(
   db: Queryable,
   options: UserListOptions,
   realm: Realm | null,
-  filter: { isBot?: boolean; includeDeactivated?: boolean } = {},
+  filter: { isBot?: boolean; includeDeactivated?: boolean; columns?: string } = {},
 ): Promise<UserProfile[]> {
+  // Bulk commands select only the columns they use: 50,000 full rows are ~100 MB in memory.
+  const columns = filter.columns ?? "*";
   const hasUsers = options.users !== undefined && options.users !== null;
   if (!hasUsers && !options.allUsers) throw new CommandError("You have to pass either -u/--users or -a/--all-users.");
   if (hasUsers && options.allUsers) throw new CommandError("You can't use both -u/--users and -a/--all-users.");
@@ -119,13 +121,13 @@ export async function getUsers(
       params.push(filter.isBot);
       where.push(`is_bot = $${params.length}`);
     }
-    const { rows } = await db.query(`SELECT * FROM zerver_userprofile WHERE ${where.join(" AND ")} ORDER BY id`, params);
+    const { rows } = await db.query(`SELECT ${columns} FROM zerver_userprofile WHERE ${where.join(" AND ")} ORDER BY id`, params);
     return rows;
   }
   const emails = [...new Set(options.users!.split(",").map((e) => e.trim()))];
   for (const email of emails) await getUser(db, email, realm);
   const params: unknown[] = [emails];
-  let sql = "SELECT * FROM zerver_userprofile WHERE upper(delivery_email::text) = ANY (SELECT upper(e) FROM unnest($1::text[]) AS e)";
+  let sql = `SELECT ${columns} FROM zerver_userprofile WHERE upper(delivery_email::text) = ANY (SELECT upper(e) FROM unnest($1::text[]) AS e)`;
   if (realm) {
     params.push(realm.id);
     sql += " AND realm_id = $2";

@@ -105,13 +105,13 @@ export async function runCommand(entry: CommandEntry, argv: string[]): Promise<n
       process.stderr.write(`${PROG}: cannot switch to user '${decision.user.name}': ${e?.message ?? e}\n`);
       return EXIT.FAILED;
     }
-    process.stderr.write(`${PROG}: running as '${decision.user.name}' (${decision.reason}) instead of root.\n`);
-  } else if (currentUid() === 0 && !globals.allowRoot) {
+    if (!entry.helper) process.stderr.write(`${PROG}: running as '${decision.user.name}' (${decision.reason}) instead of root.\n`);
+  } else if (currentUid() === 0 && !globals.allowRoot && !entry.helper) {
     process.stderr.write(rootRefusal(argv).message + "\n");
     return EXIT.FAILED;
   }
 
-  logInvocation(paths.logDir, argv);
+  if (!entry.helper) logInvocation(paths.logDir, argv);
 
   const ctx = new Context(globals, process.env, await loadChalkIfNeeded(globals.color));
   try {

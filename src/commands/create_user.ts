@@ -14,6 +14,11 @@
 // not written). Not done, and said so: Welcome Bot's onboarding direct message and the "account
 // registered" email Zulip queues.
 //
+// Works on Zulip 10.x, 11.x and 12.x databases with that release's rows (the columns its catalog
+// has; before 12.0 also the personal recipient with the user's subscription to it, and the
+// USER_CREATED role counts without the workplace-user keys). A database with a required column
+// zulip-manage does not know is refused (exit 3) before anything is written.
+//
 // --password-file (stripped) or --password (with Zulip's warning) sets a password, hashed as the
 // server would (Argon2 in production) after Zulip's strength check; otherwise the password is
 // unusable. Missing <email> / <full name> are asked for on stdin, like manage.py's input().

@@ -2,8 +2,8 @@
 // organization lives on the root domain) and a Zulip 11 database: Zulip's validation messages,
 // the rename and its REALM_SUBDOMAIN_CHANGED row, the redirect placeholder (a complete
 // do_create_realm organization, deactivated with reason "subdomain_change", compared with the
-// real organization's structure), redirect chains over several renames, session logout and
-// memcached keys.
+// real organization's structure; on Zulip 11 built with that release's rows), redirect chains
+// over several renames, session logout and memcached keys.
 import crypto from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runCli } from "./helpers/cli.js";
@@ -227,13 +227,7 @@ describe("change_realm_subdomain on a Zulip 11 database", () => {
     await db?.drop();
   });
 
-  it("renames with --skip-redirect, and refuses a placeholder it cannot build faithfully", async () => {
-    const before = await snapshot(db);
-    const refused = await runCli(["change_realm_subdomain", "-r", "2", "neworg"], { db, confDir: conf });
-    expect(refused.exitCode).toBe(1);
-    expect(refused.stderr).toContain("only supported on Zulip 12 databases");
-    expect(refused.stderr).toContain("--skip-redirect");
-    expect(changed(before, await snapshot(db))).toEqual([]);
+  it("renames with --skip-redirect", async () => {
     const r = await runCli(["change_realm_subdomain", "-r", "2", "neworg", "--skip-redirect"], { db, confDir: conf });
     expect(r.stderr).toBe("");
     expect(r.exitCode).toBe(0);
@@ -241,5 +235,23 @@ describe("change_realm_subdomain on a Zulip 11 database", () => {
     expect(row.string_id).toBe("neworg");
     const [a] = await db.query("SELECT event_type, extra_data FROM zerver_realmauditlog ORDER BY id DESC LIMIT 1");
     expect(a).toEqual({ event_type: 214, extra_data: { "1": "", "2": "neworg" } });
+  });
+
+  it("leaves a placeholder organization built as Zulip 11's do_create_realm builds one", async () => {
+    const [{ m: maxRealm }] = await db.query("SELECT max(id) AS m FROM zerver_realm");
+    const realOrg = await structure(db, 2);
+    const r = await runCli(["change_realm_subdomain", "-r", "2", "neworg2", "--json"], { db, confDir: conf });
+    expect(r.stderr).toBe("");
+    expect(r.exitCode).toBe(0);
+    const [p] = await db.query("SELECT * FROM zerver_realm WHERE id > $1", [maxRealm]);
+    expect(p).toMatchObject({ string_id: "neworg", deactivated: true, deactivated_redirect: `https://neworg2.${HOST}`, giphy_rating: 2, zulip_update_announcements_level: 21 });
+    expect("gif_rating_policy" in p || "workplace_users_group_id" in p).toBe(false);
+    // Before 12.0 new organizations announce new channels and Zulip updates in #general.
+    const [general] = await db.query("SELECT id FROM zerver_stream WHERE realm_id = $1 AND name = 'general'", [p.id]);
+    expect([p.new_stream_announcements_stream_id, p.zulip_update_announcements_stream_id]).toEqual([general.id, general.id]);
+    const placeholder = await structure(db, Number(p.id));
+    expect(placeholder).toEqual({ ...realOrg, channels: placeholder.channels, presenceSequence: 0 });
+    const [deactivation] = await db.query("SELECT extra_data FROM zerver_realmauditlog WHERE realm_id = $1 AND event_type = 201", [p.id]);
+    expect(deactivation.extra_data).toEqual({ "10": { "11": { "100": 0, "200": 0, "300": 0, "400": 0, "600": 0 }, "12": 0 }, deactivation_reason: "subdomain_change" });
   });
 });

@@ -8,7 +8,9 @@
 //   * unless --skip-redirect: a placeholder organization at the old subdomain, created exactly as
 //     do_create_realm creates any organization (system groups, settings, default channels, audit
 //     rows…), deactivated with reason "subdomain_change" and redirecting to the new URL — so
-//     people using the old address are told where the organization went.
+//     people using the old address are told where the organization went. Built with the rows
+//     of the database's Zulip release (10.x, 11.x, 12.x; see src/lib/create.ts); a schema with
+//     a required column zulip-manage does not know refuses it (pass --skip-redirect).
 // Then every unexpired session of the organization's users is deleted (everyone has to log in
 // again at the new address) and memcached gets flush_realm for every realm saved.
 //

@@ -1,12 +1,20 @@
 // createRealm / createUser / createSystemBots against the rows a real, freshly installed Zulip
-// 12.2 server wrote (template zulip12_fresh), and seedServer's invariants.
+// 12.2 server wrote (template zulip12_fresh), and seedServer's invariants. On the Zulip 11 / 10
+// templates (and a copy with Zulip 10's own zerver_stream shape): realms, users, bots, channels,
+// subscriptions, DMs and deactivation with that release's rows, all foreign keys checked before
+// COMMIT.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
+  createChannel,
   createRealm,
+  getOrCreateDirectMessageGroup,
   createSystemBots,
   createUser,
+  creationSchemaProblem,
+  deactivateUser,
   Role,
   SeededRandom,
+  sendMessage,
   type CreatedRealm,
   type CreatedUser,
 } from "../src/lib/create.js";
@@ -499,5 +507,117 @@ describe("seedServer (demo spec)", () => {
          FROM zerver_stream s`,
     );
     for (const r of rows) expect(r.subscriber_count).toBe(r.actual);
+  });
+});
+
+/** Personal recipients and subscriptions as a user's own (type 1, type_id = the user). */
+async function personalRecipient(db: TestDatabase, userId: number): Promise<Row> {
+  const [u] = await db.query(`SELECT recipient_id FROM zerver_userprofile WHERE id = $1`, [userId]);
+  const [r] = await db.query(`SELECT type, type_id FROM zerver_recipient WHERE id = $1`, [u.recipient_id]);
+  const subs = await db.query(`SELECT user_profile_id, active, is_user_active, color, is_muted FROM zerver_subscription WHERE recipient_id = $1`, [u.recipient_id]);
+  return { type: r.type, self: Number(r.type_id) === userId, subs: subs.map((x) => ({ ...x, user_profile_id: x.user_profile_id === userId ? "self" : x.user_profile_id })) };
+}
+
+// Zulip 10's zerver_stream (the templates keep 12.x's): is_in_zephyr_realm (dropped by 0752) and
+// none of the columns 0704-0736 and 0764 added.
+const ZULIP10_STREAM_SQL = `
+  ALTER TABLE zerver_stream ADD COLUMN is_in_zephyr_realm boolean NOT NULL DEFAULT false;
+  ALTER TABLE zerver_stream ALTER COLUMN is_in_zephyr_realm DROP DEFAULT;
+  ALTER TABLE zerver_stream DROP COLUMN subscriber_count, DROP COLUMN folder_id, DROP COLUMN topics_policy,
+    DROP COLUMN can_move_messages_within_channel_group_id, DROP COLUMN can_move_messages_out_of_channel_group_id,
+    DROP COLUMN can_resolve_topics_group_id, DROP COLUMN can_delete_any_message_group_id,
+    DROP COLUMN can_delete_own_message_group_id, DROP COLUMN can_create_topic_group_id;`;
+
+describe.each([
+  ["Zulip 11", { template: "zulip11_fresh" as const }],
+  ["Zulip 10", { template: "zulip10_fresh" as const }],
+  ["Zulip 10 with its own zerver_stream", { template: "zulip10_fresh" as const, sql: ZULIP10_STREAM_SQL }],
+])("create.ts on %s", (_name, dbOpts) => {
+  let db: TestDatabase;
+  let org: CreatedRealm;
+  let owner: CreatedUser;
+  let member: CreatedUser;
+  let bot: CreatedUser;
+  let leaver: CreatedUser;
+  let bots: Record<string, number>;
+  let channelId: number;
+  /** message ids */
+  const dms: Record<string, number> = {};
+
+  beforeAll(async () => {
+    db = await createDatabase(dbOpts);
+    expect(await creationSchemaProblem(db.client)).toBeNull();
+    const random = new SeededRandom(7);
+    await inTx(db, async () => {
+      org = await createRealm(db.client, { stringId: "older", name: "Older", random });
+      owner = await createUser(db.client, org, { email: "owner@older.example", fullName: "Owner", role: Role.OWNER, realmCreation: true, externalHost: EXTERNAL_HOST, random });
+      member = await createUser(db.client, org, { email: "member@older.example", fullName: "Member", externalHost: EXTERNAL_HOST, random });
+      bot = await createUser(db.client, org, { email: "bot-bot@older.example", fullName: "Bot", botType: 1, botOwnerId: owner.id, random });
+      leaver = await createUser(db.client, org, { email: "leaver@older.example", fullName: "Leaver", isActive: false, externalHost: EXTERNAL_HOST, random });
+      const internal = await createRealm(db.client, { stringId: "otherinternal", internal: true, random });
+      bots = await createSystemBots(db.client, internal, { random });
+      channelId = (await createChannel(db.client, org, { name: "team", creatorId: owner.id, subscribers: [owner.id, member.id] })).id;
+      await sendMessage(db.client, { senderId: owner.id, to: { channelId, topic: "hello" }, content: "hello" });
+      dms.oneToOne = (await sendMessage(db.client, { senderId: owner.id, to: { userIds: [member.id] }, content: "hi" })).id;
+      dms.back = (await sendMessage(db.client, { senderId: member.id, to: { userIds: [owner.id] }, content: "hi back" })).id;
+      dms.self = (await sendMessage(db.client, { senderId: member.id, to: { userIds: [member.id] }, content: "note" })).id;
+      dms.group = (await sendMessage(db.client, { senderId: owner.id, to: { userIds: [member.id, bot.id] }, content: "all" })).id;
+      await deactivateUser(db.client, member.id);
+    });
+  });
+  afterAll(async () => {
+    await db?.drop();
+  });
+
+  it("committed with every deferred foreign key checked before COMMIT", async () => {
+    // inTx ran SET CONSTRAINTS ALL IMMEDIATE before COMMIT; the rows are there.
+    const [{ n }] = await db.query(`SELECT count(*)::int AS n FROM zerver_userprofile WHERE realm_id = $1`, [org.id]);
+    expect(n).toBe(4);
+  });
+
+  it("gives every user, bots included, a personal recipient with its subscription", async () => {
+    for (const u of [owner, bot]) expect(await personalRecipient(db, u.id)).toEqual({ type: 1, self: true, subs: [{ user_profile_id: "self", active: true, is_user_active: true, color: "#c2c2c2", is_muted: false }] });
+    for (const u of [member, leaver]) expect(await personalRecipient(db, u.id)).toEqual({ type: 1, self: true, subs: [{ user_profile_id: "self", active: true, is_user_active: false, color: "#c2c2c2", is_muted: false }] });
+    for (const id of Object.values(bots)) expect((await personalRecipient(db, id)).subs).toHaveLength(1);
+  });
+
+  it("writes the release's realm columns", async () => {
+    const [r] = await db.query(`SELECT * FROM zerver_realm WHERE id = $1`, [org.id]);
+    const [general] = await db.query(`SELECT id FROM zerver_stream WHERE realm_id = $1 AND name = 'general'`, [org.id]);
+    const is10 = dbOpts.template === "zulip10_fresh";
+    expect(r).toMatchObject({ giphy_rating: 2, zulip_update_announcements_level: is10 ? 15 : 21, new_stream_announcements_stream_id: general.id, zulip_update_announcements_stream_id: general.id });
+    expect(r.mandatory_topics).toBe(is10 ? false : undefined);
+    expect(r.topics_policy).toBe(is10 ? undefined : 2);
+  });
+
+  it("sends 1:1 and self DMs to personal recipients, larger ones to a DM group", async () => {
+    const rec = async (messageId: number) =>
+      (await db.query(`SELECT r.type, r.type_id FROM zerver_message m JOIN zerver_recipient r ON r.id = m.recipient_id WHERE m.id = $1`, [messageId]))[0];
+    expect(await rec(dms.oneToOne)).toEqual({ type: 1, type_id: member.id });
+    expect(await rec(dms.back)).toEqual({ type: 1, type_id: owner.id });
+    expect(await rec(dms.self)).toEqual({ type: 1, type_id: member.id });
+    expect((await rec(dms.group)).type).toBe(3);
+    const um = async (messageId: number) =>
+      (await db.query(`SELECT user_profile_id, flags FROM zerver_usermessage WHERE message_id = $1 ORDER BY 1`, [messageId])).map((r) => [r.user_profile_id, Number(r.flags)]);
+    // is_private (2048) for every participant, read (1) for the sender (a human client)
+    expect(await um(dms.oneToOne)).toEqual([[owner.id, 2049], [member.id, 2048]]);
+    expect(await um(dms.self)).toEqual([[member.id, 2049]]);
+    expect(await um(dms.group)).toEqual([[owner.id, 2049], [member.id, 2048], [bot.id, 2048]]);
+    // A 1:1 conversation that already has a DM group keeps using it (get_recipient_from_user_profiles).
+    await inTx(db, async () => {
+      const group = await getOrCreateDirectMessageGroup(db.client, [owner.id, bot.id]);
+      const sent = await sendMessage(db.client, { senderId: bot.id, to: { userIds: [owner.id] }, content: "via group", client: "website" });
+      expect(sent.recipientId).toBe(group.recipientId);
+    });
+  });
+
+  it("creates channels in the release's shape, with subscriber counts only where they exist", async () => {
+    const [s] = await db.query(`SELECT * FROM zerver_stream WHERE id = $1`, [channelId]);
+    if ("is_in_zephyr_realm" in s) expect(s.is_in_zephyr_realm).toBe(false);
+    if ("subscriber_count" in s) expect(s.subscriber_count).toBe(1); // owner (member deactivated)
+    expect("subscriber_count" in s).toBe(dbOpts.sql === undefined);
+    // The "channel creator" anonymous group of can_administer_channel_group holds the owner.
+    const members = await db.query(`SELECT user_profile_id FROM zerver_usergroupmembership WHERE user_group_id = $1`, [s.can_administer_channel_group_id]);
+    expect(members.map((m) => m.user_profile_id)).toEqual([owner.id]);
   });
 });

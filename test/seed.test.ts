@@ -603,11 +603,13 @@ describe.each([
     expect(await um(dms.oneToOne)).toEqual([[owner.id, 2049], [member.id, 2048]]);
     expect(await um(dms.self)).toEqual([[member.id, 2049]]);
     expect(await um(dms.group)).toEqual([[owner.id, 2049], [member.id, 2048], [bot.id, 2048]]);
-    // A 1:1 conversation that already has a DM group keeps using it (get_recipient_from_user_profiles).
+    // A 1:1 conversation that already has a DM group: Zulip 11 uses the group, Zulip 10 still
+    // the personal recipient (get_recipient_from_user_profiles of each release).
     await inTx(db, async () => {
       const group = await getOrCreateDirectMessageGroup(db.client, [owner.id, bot.id]);
       const sent = await sendMessage(db.client, { senderId: bot.id, to: { userIds: [owner.id] }, content: "via group", client: "website" });
-      expect(sent.recipientId).toBe(group.recipientId);
+      const [personal] = await db.query(`SELECT recipient_id FROM zerver_userprofile WHERE id = $1`, [owner.id]);
+      expect(sent.recipientId).toBe(dbOpts.template === "zulip11_fresh" ? group.recipientId : Number(personal.recipient_id));
     });
   });
 

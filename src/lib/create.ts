@@ -1839,10 +1839,10 @@ export async function getOrCreateDirectMessageGroup(
 
 /**
  * The Recipient of a direct message among `userIds` (the sender included). Zulip 12 sends every
- * DM to a DM group. Before 12.0 (personal recipients exist), get_recipient_from_user_profiles
- * used an existing DM group of a 1:1 or self conversation, and otherwise the other user's (or,
- * for a self DM, the sender's) personal recipient; only conversations of three or more created
- * DM groups.
+ * DM to a DM group. Before 12.0 (personal recipients exist), a 1:1 or self DM went to the other
+ * user's (for a self DM, the sender's) personal recipient; only conversations of three or more
+ * created DM groups. Zulip 11 (zulip/zulip#34307, May 2025) first used a DM group that already
+ * existed for the pair; Zulip 10 always used the personal recipient.
  */
 export async function directMessageRecipient(
   db: Queryable,
@@ -1851,8 +1851,10 @@ export async function directMessageRecipient(
 ): Promise<{ recipientId: number; type: number }> {
   const ids = [...new Set([senderId, ...userIds])];
   if (ids.length <= 2 && (await hasPersonalRecipients(db))) {
-    const found = await db.query(`SELECT recipient_id FROM zerver_huddle WHERE huddle_hash = $1`, [directMessageGroupHash(ids)]);
-    if (found.rows.length) return { recipientId: Number(found.rows[0].recipient_id), type: RecipientType.DIRECT_MESSAGE_GROUP };
+    if ((await databaseSeries(db)) !== "10.x") {
+      const found = await db.query(`SELECT recipient_id FROM zerver_huddle WHERE huddle_hash = $1`, [directMessageGroupHash(ids)]);
+      if (found.rows.length) return { recipientId: Number(found.rows[0].recipient_id), type: RecipientType.DIRECT_MESSAGE_GROUP };
+    }
     const other = ids.find((id) => id !== senderId) ?? senderId;
     const { rows } = await db.query(`SELECT recipient_id FROM zerver_userprofile WHERE id = $1`, [other]);
     if (!rows.length || rows[0].recipient_id === null) throw new Error(`user ${other} has no personal recipient`);

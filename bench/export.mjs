@@ -4,16 +4,16 @@
 //
 //   npm run build && node bench/export.mjs [--messages N] [--keep]
 //
-// Starts a throwaway PostgreSQL cluster (the newest /usr/lib/postgresql/*/bin, or
-// $ZM_BENCH_PG_BINDIR; run as `nobody` when invoked as root), loads the Zulip 12 fixtures,
-// creates one user subscribed to one channel and inserts N messages sent by them with
+// Starts a throwaway PostgreSQL sandbox (src/lib/sandbox.ts: the binaries its findPostgres()
+// finds, or those in $ZM_BENCH_PG_BINDIR; run as `nobody` when invoked as root), loads the Zulip 12
+// fixtures, creates one user subscribed to one channel and inserts N messages sent by them with
 // seedBulkMessages (one UserMessage each), then runs the built CLI:
 //   zulip-manage export_single_user <email> --output <tmp>/export --json
 // Peak RSS comes from GNU time when /usr/bin/time exists, else from polling VmHWM in
-// /proc/<pid>/status. Everything lives in a temp dir that is removed at the end (--keep keeps it).
-import { execFileSync, spawn } from "node:child_process";
+// /proc/<pid>/status. Everything lives in the sandbox's temp dir, which is stopped and removed at
+// the end (--keep leaves it running and says how to stop it).
+import { spawn } from "node:child_process";
 import fs from "node:fs";
-import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -23,77 +23,35 @@ const args = process.argv.slice(2);
 const count = Number(args.includes("--messages") ? args[args.indexOf("--messages") + 1] : 1_000_000);
 const keep = args.includes("--keep");
 
-function findBindir() {
-  if (process.env.ZM_BENCH_PG_BINDIR) return process.env.ZM_BENCH_PG_BINDIR;
-  const base = "/usr/lib/postgresql";
-  const versions = fs.existsSync(base) ? fs.readdirSync(base).filter((v) => fs.existsSync(path.join(base, v, "bin", "initdb"))) : [];
-  versions.sort((a, b) => Number(b) - Number(a));
-  if (!versions.length) throw new Error("no PostgreSQL server binaries found (set ZM_BENCH_PG_BINDIR)");
-  return path.join(base, versions[0], "bin");
-}
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-    s.on("error", reject);
-  });
-}
-
-const isRoot = process.getuid?.() === 0;
-/** Run a server binary unprivileged when we are root (PostgreSQL refuses to run as root). */
-function asService(cmd, cmdArgs) {
-  return isRoot ? ["setpriv", ["--reuid=nobody", "--regid=nogroup", "--clear-groups", cmd, ...cmdArgs]] : [cmd, cmdArgs];
-}
-
 function log(msg) {
   process.stderr.write(`[bench] ${msg}\n`);
 }
 
 const t0 = Date.now();
-const dir = fs.mkdtempSync(path.join(os.tmpdir(), "zm-bench-export-"));
-fs.chmodSync(dir, 0o777);
-const bindir = findBindir();
-const dataDir = path.join(dir, "pg");
-const sockDir = path.join(dir, "sock");
-fs.mkdirSync(sockDir);
-fs.chmodSync(sockDir, 0o777);
-let pgProc;
+let lib;
+let sandbox;
 
 async function main() {
-  const port = await freePort();
-  const [initCmd, initArgs] = asService(path.join(bindir, "initdb"), ["-D", dataDir, "-U", "zulip", "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8"]);
-  execFileSync(initCmd, initArgs, { stdio: "ignore" });
-  const [pgCmd, pgArgs] = asService(path.join(bindir, "postgres"), [
-    "-D", dataDir, "-p", String(port), "-k", sockDir, "-c", "listen_addresses=", "-c", "fsync=off", "-c", "synchronous_commit=off",
-    "-c", "full_page_writes=off", "-c", "max_wal_size=4GB", "-c", "shared_buffers=256MB",
-  ]);
-  pgProc = spawn(pgCmd, pgArgs, { stdio: "ignore" });
-  const pgEnv = { PGHOST: sockDir, PGPORT: String(port), PGUSER: "zulip", PGDATABASE: "zulip" };
-  const psql = (sqlArgs) => execFileSync(path.join(bindir, "psql"), ["-X", "-q", "-v", "ON_ERROR_STOP=1", ...sqlArgs], { env: { ...process.env, ...pgEnv }, stdio: ["ignore", "ignore", "inherit"] });
-  for (let i = 0; ; i++) {
-    try {
-      execFileSync(path.join(bindir, "pg_isready"), ["-h", sockDir, "-p", String(port)], { stdio: "ignore" });
-      break;
-    } catch {
-      if (i > 100) throw new Error("PostgreSQL did not start");
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
-  execFileSync(path.join(bindir, "createdb"), ["-h", sockDir, "-p", String(port), "-U", "zulip", "zulip"]);
-  for (const f of ["zulip12/schema.sql", "zulip12/base-data.sql", "zulip12/fresh-install.sql"]) psql(["-d", "zulip", "-f", path.join(ROOT, "test", "fixtures", f)]);
+  lib = await import(path.join(ROOT, "dist", "lib", "sandbox.js"));
+  const bindir = process.env.ZM_BENCH_PG_BINDIR;
+  const bins = await lib.findPostgres(bindir ? { bindir, bindirSetting: "ZM_BENCH_PG_BINDIR" } : lib.demoPostgresOptions());
+  sandbox = await lib.startSandbox({
+    prefix: "zm-bench-export-",
+    stateFile: null,
+    bins,
+    settings: ["max_wal_size=4GB", "shared_buffers=256MB"],
+  });
+  const { dir, port, socketDir } = sandbox;
+  const pgEnv = { PGHOST: socketDir, PGPORT: String(port), PGUSER: "zulip", PGDATABASE: "zulip" };
+  // Schema and base data (search_path zulip, public), then a freshly installed server's rows.
+  const client = await lib.createZulipDatabase(sandbox, { root: ROOT });
+  client.on("error", () => undefined);
+  await client.query(fs.readFileSync(path.join(ROOT, "test", "fixtures", "zulip12", "fresh-install.sql"), "utf8"));
   log(`PostgreSQL ready, fixtures loaded (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
 
   // Seed with the project's own builders (compiled).
-  const pg = (await import(path.join(ROOT, "node_modules", "pg", "lib", "index.js"))).default;
   const { createUser, createChannel } = await import(path.join(ROOT, "dist", "lib", "create.js"));
   const { seedBulkMessages } = await import(path.join(ROOT, "dist", "lib", "seed.js"));
-  const client = new pg.Client({ host: sockDir, port, user: "zulip", database: "zulip", options: "-c search_path=zulip,public" });
-  client.on("error", () => undefined);
-  await client.connect();
   const email = "bulk-sender@zulip.example.net";
   const seedStart = Date.now();
   await client.query("BEGIN");
@@ -169,14 +127,9 @@ async function main() {
 }
 
 function cleanup() {
-  if (pgProc && pgProc.exitCode === null) {
-    pgProc.kill("SIGINT");
-  }
-  if (!keep) {
-    setTimeout(() => fs.rmSync(dir, { recursive: true, force: true }), 1500);
-  } else {
-    log(`kept ${dir}`);
-  }
+  if (!sandbox) return;
+  if (keep) log(`kept ${sandbox.dir}; to stop it and remove its files: ${lib.sandboxStopCommand(sandbox)}`);
+  else lib.stopSandbox(sandbox, null);
 }
 
 main()

@@ -53,11 +53,7 @@ export interface StartSandboxOptions {
 // ---------------------------------------------------------------------------------------------
 // Small utilities
 
-export function shellQuote(s: string): string {
-  if (s === "") return "''";
-  if (/^[\w@%+=:,./-]+$/.test(s)) return s;
-  return "'" + s.replace(/'/g, "'\"'\"'") + "'";
-}
+export { shellQuote } from "./runas.js";
 
 /** The zulip-manage checkout/package this module belongs to. */
 export function packageRoot(): string {

@@ -53,7 +53,9 @@ export interface StartSandboxOptions {
 // ---------------------------------------------------------------------------------------------
 // Small utilities
 
-export { shellQuote } from "./runas.js";
+import { shellQuote } from "./runas.js";
+
+export { shellQuote };
 
 /** The zulip-manage checkout/package this module belongs to. */
 export function packageRoot(): string {

@@ -318,6 +318,7 @@ function transpiledHelpers(): string {
   const files = [
     ...["services", "pg", "memcached", "redis", "confdir"].map((f) => `test/helpers/${f}`),
     "src/lib/sandbox",
+    "src/lib/shell",
   ];
   for (const f of files) {
     const src = fs.readFileSync(path.join(REPO_ROOT, `${f}.ts`), "utf8");

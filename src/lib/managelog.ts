@@ -2,7 +2,7 @@
 // ("<asctime>: Ran <shell-joined argv>"). Failing to write is not an error.
 import fs from "node:fs";
 import path from "node:path";
-import { shellQuote } from "./runas.js";
+import { shellQuote } from "./shell.js";
 
 /** Python logging's default asctime: "2026-01-02 03:04:05,678" (local time). */
 export function asctime(d = new Date()): string {

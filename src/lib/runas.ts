@@ -2,6 +2,7 @@
 // directory (else the 'zulip' user) in-process, before reading any configuration, and say so.
 import fs from "node:fs";
 import { CommandError } from "./errors.js";
+import { shellQuote } from "./shell.js";
 import { type PasswdEntry, userById, userByName } from "./users.js";
 
 export interface RootDecision {
@@ -52,9 +53,4 @@ export function switchUser(user: PasswdEntry): void {
   process.env.LOGNAME = user.name;
 }
 
-/** Python's shlex.quote, used for manage.log and for the commands we suggest. */
-export function shellQuote(s: string): string {
-  if (s === "") return "''";
-  if (/^[\w@%+=:,./-]+$/.test(s)) return s;
-  return "'" + s.replace(/'/g, "'\"'\"'") + "'";
-}
+export { shellQuote } from "./shell.js";

@@ -53,7 +53,7 @@ export interface StartSandboxOptions {
 // ---------------------------------------------------------------------------------------------
 // Small utilities
 
-import { shellQuote } from "./runas.js";
+import { shellQuote } from "./shell.js";
 
 export { shellQuote };
 

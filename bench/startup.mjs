@@ -86,7 +86,8 @@ async function main() {
       await db.query("COMMIT");
       await db.end();
       const conf = sandbox.writeSandboxConfig(state, { externalHost: "zulip.example.net" });
-      env = { ...env, ...sandbox.sandboxCliEnv(state, conf), ZULIP_MANAGE_ALLOW_ROOT: "1" };
+      // Over the Unix socket, as a Zulip server's own database is reached (peer authentication).
+      env = { ...env, ...sandbox.sandboxCliEnv(state, conf), PGHOST: state.socketDir, ZULIP_MANAGE_ALLOW_ROOT: "1" };
     } catch (e) {
       await cleanup();
       throw e;

@@ -5,7 +5,8 @@
 // inside the bundle; large optional dependencies used by a few commands only (mail, prompts,
 // tables, password hashing) stay outside it and load from node_modules when needed.
 import { build } from "esbuild";
-import { mkdirSync, renameSync, rmSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { copyFileSync, mkdirSync, renameSync, rmSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -24,8 +25,8 @@ try {
     format: "cjs",
     platform: "node",
     target: "node20",
-    minifySyntax: true,
-    minifyWhitespace: true,
+    // Not minified: --traceback stack traces stay readable, and with the code cache the
+    // source size barely matters.
     legalComments: "none",
     logLevel: "warning",
     external: [
@@ -44,6 +45,7 @@ try {
     define: { "import.meta.url": "__zmImportMetaUrl" },
     banner: { js: 'const __zmImportMetaUrl = require("node:url").pathToFileURL(__filename).href;' },
   });
+  copyFileSync(path.join(root, "scripts", "loader.cjs"), path.join(outdir, "load.cjs"));
 } catch (e) {
   rmSync(outdir, { recursive: true, force: true });
   throw e;
@@ -56,3 +58,6 @@ try {
 }
 renameSync(outdir, finalDir);
 rmSync(old, { recursive: true, force: true });
+// The V8 code cache for this exact bundle and this Node version, made in a fresh process once the
+// bundle is in its final place (the cache records the file name used in stack traces).
+execFileSync(process.execPath, ["-e", `require(${JSON.stringify(path.join(finalDir, "load.cjs"))}).writeCache()`], { stdio: "inherit" });

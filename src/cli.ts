@@ -121,3 +121,35 @@ export async function main(argv: string[]): Promise<void> {
   }
   process.exitCode = code;
 }
+
+/**
+ * Build step only (scripts/loader.cjs): exercise what every database command does on start-up
+ * — load pg and build a client, read a typical settings.py and INI files, define every
+ * command's options — so that the V8 code cache written afterwards covers it.
+ */
+export async function warmUp(): Promise<void> {
+  const [{ loadPg }, { parsePySettings }, { computeSettings }, { parseIni }, { buildCommand }] = await Promise.all([
+    import("./lib/pg-loader.js"),
+    import("./lib/pysettings.js"),
+    import("./lib/settings.js"),
+    import("./lib/ini.js"),
+    import("./lib/runner.js"),
+  ]);
+  const pg = await loadPg();
+  new pg.Client({ host: "/nonexistent", database: "zulip", user: "zulip" });
+  const sample = [
+    "from typing import Any",
+    "EXTERNAL_HOST = 'zulip.example.com'",
+    'ZULIP_ADMINISTRATOR = "admin@example.com"',
+    "REALM_HOSTS: dict[str, str] = {\n    'a': 'b.example.com',  # comment\n}",
+    "AUTHENTICATION_BACKENDS: tuple[str, ...] = (\n    'zproject.backends.EmailAuthBackend',\n)",
+    "EMAIL_PORT = 587",
+    "EMAIL_USE_TLS = True",
+  ].join("\n");
+  const conf = parseIni("[machine]\ndeploy_type = production\n[postgresql]\ndatabase_name = zulip\n");
+  const settings = computeSettings(parsePySettings(sample), parseIni("[secrets]\nsecret_key = x\n").get("secrets") ?? new Map(), conf, {
+    settingsPath: "settings.py",
+  });
+  for (const name of ["EXTERNAL_HOST", "REALM_HOSTS", "EXTERNAL_URI_SCHEME", "AUTHENTICATION_BACKENDS", "REMOTE_POSTGRES_HOST"] as const) settings.get(name);
+  for (const entry of COMMANDS) buildCommand((await entry.load()).default);
+}

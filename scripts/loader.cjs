@@ -2,8 +2,7 @@
 // require() would, but through vm.Script with the code cache in cli.cjs.cache, so V8
 // deserializes the compiled bundle instead of parsing 700 KB of JavaScript on every start.
 // A cache that does not fit (another Node version, a rebuilt bundle) is rejected by V8 and the
-// bundle is simply compiled from source; without vm's main-context loader (old Node 20.x) it
-// falls back to require().
+// bundle is simply compiled from source.
 "use strict";
 const fs = require("node:fs");
 const path = require("node:path");
@@ -15,10 +14,10 @@ const CACHE = BUNDLE + ".cache";
 
 /** Compile the bundle (with the cache if it fits); returns the vm.Script and its exports. */
 function compile(cachedData) {
-  const importModuleDynamically = vm.constants && vm.constants.USE_MAIN_CONTEXT_DEFAULT_LOADER;
-  if (!importModuleDynamically) return { script: null, exports: require(BUNDLE) };
+  // The bundle contains no import() (scripts/bundle.mjs turns them into require()), so no
+  // dynamic-import callback is needed.
   const source = fs.readFileSync(BUNDLE, "utf8");
-  const script = new vm.Script(Module.wrap(source), { filename: BUNDLE, cachedData, importModuleDynamically });
+  const script = new vm.Script(Module.wrap(source), { filename: BUNDLE, cachedData });
   const mod = { exports: {} };
   script.runInThisContext().call(mod.exports, mod.exports, Module.createRequire(BUNDLE), mod, BUNDLE, __dirname);
   return { script, exports: mod.exports };
@@ -37,7 +36,6 @@ exports.load = function load() {
 /** Build step: compile, exercise the common start-up path, and write the code cache. */
 exports.writeCache = async function writeCache() {
   const { script, exports: cli } = compile(undefined);
-  if (!script) return false;
   // Run the paths every command takes (registry, help, commander, option parsing) so that their
   // functions are compiled and land in the cache too; their output is discarded.
   const write = process.stdout.write;

@@ -3,6 +3,8 @@
 // through the built CLI against real PostgreSQL databases.
 import { execFileSync } from "node:child_process";
 import fs from "node:fs";
+import os from "node:os";
+import { execa } from "execa";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { getRealm, getUser, getUsers } from "../src/lib/lookup.js";
@@ -61,6 +63,29 @@ describe("help and version", () => {
       expect(r.stdout).toContain("-r, --realm <realm>");
       expect(r.stdout).toContain("Examples:");
       expect(r.stdout).toContain("zulip-manage show_admins -r ''");
+    }
+  });
+
+  it("runs with the build's V8 code cache, and without it or with a stale one", async () => {
+    const bundle = path.join(__dirname, "..", "dist", "bundle");
+    expect(fs.statSync(path.join(bundle, "cli.cjs.cache")).size).toBeGreaterThan(0);
+    const expected = (await runCli(["help"])).stdout;
+    // A copy of the install: the bin script, package.json and the bundle, with node_modules.
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), "zm-bin-"));
+    try {
+      fs.cpSync(path.join(__dirname, "..", "bin"), path.join(root, "bin"), { recursive: true });
+      fs.copyFileSync(path.join(__dirname, "..", "package.json"), path.join(root, "package.json"));
+      fs.cpSync(bundle, path.join(root, "dist", "bundle"), { recursive: true });
+      fs.symlinkSync(path.join(__dirname, "..", "node_modules"), path.join(root, "node_modules"));
+      const run = () => execa(process.execPath, [path.join(root, "bin", "zulip-manage"), "help"], { reject: false, env: { ...process.env, ZULIP_MANAGE_ALLOW_ROOT: "1" } });
+      fs.writeFileSync(path.join(root, "dist", "bundle", "cli.cjs.cache"), Buffer.from("not a code cache"));
+      let r = await run();
+      expect([r.exitCode, r.stdout]).toEqual([0, expected]);
+      fs.rmSync(path.join(root, "dist", "bundle", "cli.cjs.cache"));
+      r = await run();
+      expect([r.exitCode, r.stdout]).toEqual([0, expected]);
+    } finally {
+      fs.rmSync(root, { recursive: true, force: true });
     }
   });
 

@@ -5,7 +5,7 @@
 // Every NOT NULL column is supplied explicitly (Django supplies the Python-side defaults:
 // backfilled=false, extra_data={}; `scrubbed` has a database default but is written too where
 // the column exists). event_time is the application's clock, like Django's timezone_now().
-import type { Queryable } from "./db.js";
+import { queryTableColumns, type Queryable } from "./db.js";
 
 export const AuditLogEventType = {
   USER_CREATED: 101,
@@ -109,15 +109,7 @@ export async function tableColumnSet(q: Queryable, table: string): Promise<Set<s
   if (!perConn) columnCache.set(q, (perConn = new Map()));
   let cols = perConn.get(table);
   if (!cols) {
-    const { rows } = await q.query(
-      `SELECT a.attname AS c
-         FROM pg_catalog.pg_attribute a
-         JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
-         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-        WHERE c.relname = $1 AND n.nspname = ANY (current_schemas(false)) AND a.attnum > 0 AND NOT a.attisdropped`,
-      [table],
-    );
-    cols = new Set(rows.map((r) => r.c as string));
+    cols = await queryTableColumns(q, table);
     perConn.set(table, cols);
   }
   return cols;

@@ -97,7 +97,7 @@ function sslOption(sslmode: string, host: string): ClientConfig["ssl"] {
 }
 
 export class Db implements Queryable {
-  private catalog?: Map<string, Set<string>>;
+  private catalog = new Map<string, Promise<Set<string>>>();
   /** Newest mainline zerver migration applied (backports to older releases ignored), or null. */
   zerverMigration: number | null = null;
 
@@ -124,37 +124,22 @@ export class Db implements Queryable {
     }
   }
 
-  private async loadCatalog(): Promise<Map<string, Set<string>>> {
-    if (!this.catalog) {
-      const { rows } = await this.client.query(
-        `SELECT c.relname AS t, a.attname AS c
-           FROM pg_catalog.pg_class c
-           JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-           JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-          WHERE n.nspname = ANY (current_schemas(false)) AND c.relkind IN ('r', 'p', 'v')`,
-      );
-      const cat = new Map<string, Set<string>>();
-      for (const r of rows) {
-        let s = cat.get(r.t);
-        if (!s) cat.set(r.t, (s = new Set()));
-        s.add(r.c);
-      }
-      this.catalog = cat;
+  /** Feature detection from the catalog (tables and columns in the search path), per table and cached. */
+  columns(table: string): Promise<Set<string>> {
+    let cols = this.catalog.get(table);
+    if (!cols) {
+      cols = queryTableColumns(this.client, table);
+      this.catalog.set(table, cols);
     }
-    return this.catalog;
+    return cols;
   }
 
-  /** Feature detection from the catalog (tables and columns in the search path). */
   async hasTable(table: string): Promise<boolean> {
-    return (await this.loadCatalog()).has(table);
+    return (await this.columns(table)).size > 0;
   }
 
   async hasColumn(table: string, column: string): Promise<boolean> {
-    return (await this.loadCatalog()).get(table)?.has(column) ?? false;
-  }
-
-  async columns(table: string): Promise<Set<string>> {
-    return (await this.loadCatalog()).get(table) ?? new Set();
+    return (await this.columns(table)).has(column);
   }
 
   /** The Zulip release this database's schema belongs to, e.g. "12.x". */
@@ -169,6 +154,20 @@ export class Db implements Queryable {
       /* already closed */
     }
   }
+}
+
+/** The columns of `table` (a table or view in the search path); empty when there is no such table. */
+export async function queryTableColumns(q: Queryable, table: string): Promise<Set<string>> {
+  const { rows } = await q.query(
+    `SELECT a.attname AS c
+       FROM pg_catalog.pg_attribute a
+       JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+       JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+      WHERE c.relname = $1 AND c.relkind IN ('r', 'p', 'v') AND n.nspname = ANY (current_schemas(false))
+        AND a.attnum > 0 AND NOT a.attisdropped`,
+    [table],
+  );
+  return new Set(rows.map((r: { c: string }) => r.c));
 }
 
 export const NO_ZULIP_DB_MESSAGE = "The Zulip database does not appear to exist. Have you run initialize-database?";

@@ -210,13 +210,28 @@ export class MemcachedClient {
     });
   }
 
-  private async authenticate(username: string, password: string, timeoutMs: number): Promise<void> {
+  /** SASL mechanisms the server offers; null when it runs without SASL (unknown command). */
+  private async saslMechs(timeoutMs: number): Promise<string[] | null> {
     const mechs = await this.send(OPCODE.SASL_LIST_MECHS, Buffer.alloc(0), Buffer.alloc(0), Buffer.alloc(0), timeoutMs);
-    if (mechs.status === STATUS.UNKNOWN_COMMAND) return; // server built/run without SASL: nothing to do
+    if (mechs.status === STATUS.UNKNOWN_COMMAND) return null;
     if (mechs.status !== STATUS.OK) {
       throw new MemcachedError(`memcached at ${this.label}: listing SASL mechanisms failed (${statusText(mechs.status)})`, mechs.status);
     }
-    const list = mechs.value.toString("latin1").split(/\s+/);
+    return mechs.value.toString("latin1").split(/\s+/).filter(Boolean);
+  }
+
+  /**
+   * The SASL mechanisms the server offers (e.g. ["PLAIN"]); [] when it runs without SASL.
+   * memcached resets the connection's SASL state on this request, so call it before
+   * authenticating, not after.
+   */
+  async listMechs(): Promise<string[]> {
+    return (await this.saslMechs(this.timeoutMs)) ?? [];
+  }
+
+  private async authenticate(username: string, password: string, timeoutMs: number): Promise<void> {
+    const list = await this.saslMechs(timeoutMs);
+    if (list === null) return; // server built/run without SASL: nothing to do
     if (!list.includes("PLAIN")) {
       throw new MemcachedError(`memcached at ${this.label} does not offer SASL PLAIN (offers: ${list.join(" ") || "nothing"})`);
     }
@@ -342,6 +357,17 @@ export class MemcachedClient {
     if (r.status === STATUS.KEY_NOT_FOUND) return null;
     this.check(r, `get ${key}`);
     return { flags: r.extras.length >= 4 ? r.extras.readUInt32BE(0) : 0, value: r.value };
+  }
+
+  /** The stored value decoded as UTF-8, or null when the key is absent. */
+  async getString(key: string): Promise<string | null> {
+    const r = await this.get(key);
+    return r === null ? null : r.value.toString("utf8");
+  }
+
+  /** Whether the key is present. */
+  async has(key: string): Promise<boolean> {
+    return (await this.get(key)) !== null;
   }
 
   async set(key: string, value: Buffer | string, opts: { flags?: number; expiresSeconds?: number } = {}): Promise<void> {

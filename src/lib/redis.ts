@@ -117,8 +117,7 @@ export class RedisClient {
     const client = new RedisClient(socket, where, timeoutMs);
     try {
       if (opts.password) {
-        const args = opts.username ? ["AUTH", opts.username, opts.password] : ["AUTH", opts.password];
-        await client.command(args).catch((e: Error) => {
+        await client.auth(opts.password, opts.username).catch((e: Error) => {
           // Never echo the password; Redis' own message does not contain it.
           throw new RedisError(`Redis at ${where} refused the password (redis_password): ${e.message}`);
         });
@@ -179,10 +178,20 @@ export class RedisClient {
     return typeof v === "string" ? v : null;
   }
 
-  /** SET key value [EX seconds]. */
-  async set(key: string, value: string, opts: { ex?: number } = {}): Promise<void> {
+  /** AUTH [username] password on this connection (connect() does it when given a password). */
+  async auth(password: string, username?: string | null): Promise<void> {
+    await this.command(username ? ["AUTH", username, password] : ["AUTH", password]);
+  }
+
+  async ping(): Promise<string> {
+    return String(await this.command(["PING"]));
+  }
+
+  /** SET key value [EX seconds | PX milliseconds]. */
+  async set(key: string, value: string | number, opts: { ex?: number; px?: number } = {}): Promise<void> {
     const args: (string | number)[] = ["SET", key, value];
     if (opts.ex !== undefined) args.push("EX", opts.ex);
+    if (opts.px !== undefined) args.push("PX", opts.px);
     const v = await this.command(args);
     if (v !== "OK") throw new RedisError(`Redis at ${this.where} did not store ${key} (answer: ${JSON.stringify(v)})`);
   }
@@ -191,6 +200,22 @@ export class RedisClient {
   async del(...keys: string[]): Promise<number> {
     if (keys.length === 0) return 0;
     return Number(await this.command(["DEL", ...keys]));
+  }
+
+  /** Seconds to live: -1 = the key has no expiry, -2 = no such key. */
+  async ttl(key: string): Promise<number> {
+    return Number(await this.command(["TTL", key]));
+  }
+
+  /** KEYS pattern, sorted (the server's order is arbitrary). Scans the whole keyspace. */
+  async keys(pattern = "*"): Promise<string[]> {
+    const v = await this.command(["KEYS", pattern]);
+    return (Array.isArray(v) ? v.map(String) : []).sort();
+  }
+
+  /** FLUSHALL: delete every key of every database. */
+  async flushall(): Promise<void> {
+    await this.command(["FLUSHALL"]);
   }
 
   close(): void {

@@ -146,28 +146,28 @@ describe("memcached", () => {
 
       const anon = await mc.connect({ auth: false });
       expect(await anon.listMechs()).toEqual(["PLAIN"]);
-      await expect(anon.get("k")).rejects.toMatchObject({ status: STATUS.authError });
+      await expect(anon.get("k")).rejects.toMatchObject({ status: STATUS.AUTH_ERROR });
       await anon.close();
 
-      const wrong = MemcachedClient.connect({ host: mc.host, port: mc.port, username: "zulip@localhost", password: "wrong" });
+      const wrong = MemcachedClient.connect({ host: mc.host, port: mc.port }, { username: "zulip@localhost", password: "wrong" });
       await expect(wrong).rejects.toBeInstanceOf(MemcachedError);
-      await expect(wrong).rejects.toMatchObject({ status: STATUS.authError });
+      await expect(wrong).rejects.toMatchObject({ status: STATUS.AUTH_ERROR });
 
       const c = await mc.connect();
       await c.set(":1:prefix:user_profile_by_id:10", "pickled");
-      await c.set("other", Buffer.from([0, 1, 2]), { exptime: 300 });
+      await c.set("other", Buffer.from([0, 1, 2]), { expiresSeconds: 300 });
       expect(await c.getString(":1:prefix:user_profile_by_id:10")).toBe("pickled");
-      expect(await c.get("other")).toEqual(Buffer.from([0, 1, 2]));
+      expect(await c.get("other")).toEqual({ flags: 0, value: Buffer.from([0, 1, 2]) });
       expect(await c.delete(":1:prefix:user_profile_by_id:10")).toBe(true);
       expect(await c.delete(":1:prefix:user_profile_by_id:10")).toBe(false);
       expect(await c.has(":1:prefix:user_profile_by_id:10")).toBe(false);
-      await c.flush();
+      await c.flushAll();
       expect(await c.get("other")).toBeNull();
       await c.close();
 
       // MEMCACHED_USERNAME = "zulip" (no realm) also works, via the zulip@<hostname> entry.
       if (os.hostname() !== "localhost") {
-        const legacy = await MemcachedClient.connect({ host: mc.host, port: mc.port, username: "zulip", password: "correct horse" });
+        const legacy = await MemcachedClient.connect({ host: mc.host, port: mc.port }, { username: "zulip", password: "correct horse" });
         await legacy.set("x", "1");
         await legacy.close();
       }
@@ -208,7 +208,11 @@ describe("Redis", () => {
       expect(ttl).toBeGreaterThan(0);
       expect(ttl).toBeLessThanOrEqual(100);
       expect(await c.ttl("zulip:b")).toBe(-1);
-      expect(await c.keys("zulip:*")).toEqual(["zulip:a", "zulip:b"]);
+      await c.set("zulip:c", "3", { px: 100_000 });
+      const ttlC = await c.ttl("zulip:c");
+      expect(ttlC).toBeGreaterThan(0);
+      expect(ttlC).toBeLessThanOrEqual(100);
+      expect(await c.keys("zulip:*")).toEqual(["zulip:a", "zulip:b", "zulip:c"]);
       expect(await c.del("zulip:a", "nope")).toBe(1);
       expect(await c.get("zulip:a")).toBeNull();
       expect(await c.ttl("zulip:a")).toBe(-2);
@@ -314,11 +318,10 @@ function transpiledHelpers(): string {
   fs.mkdirSync(path.join(REPO_ROOT, ".tmp"), { recursive: true });
   const work = fs.mkdtempSync(path.join(REPO_ROOT, ".tmp", "harness-child-"));
   toClean.push(work);
-  // The repository's layout, so that the helpers' import of src/lib/sandbox.js resolves.
+  // The repository's layout, so that the helpers' imports of src/lib/*.js resolve.
   const files = [
     ...["services", "pg", "memcached", "redis", "confdir"].map((f) => `test/helpers/${f}`),
-    "src/lib/sandbox",
-    "src/lib/shell",
+    ...["sandbox", "shell", "memcached", "redis", "errors"].map((f) => `src/lib/${f}`),
   ];
   for (const f of files) {
     const src = fs.readFileSync(path.join(REPO_ROOT, `${f}.ts`), "utf8");

@@ -32,8 +32,8 @@ describe("reset_authentication_attempt_count", () => {
 
   it("deletes the username's list, zset and block keys and nothing else; prints nothing", async () => {
     await rc.flushall();
-    await rc.call("RPUSH", keysOf("iago@zulip.com")[0], "1700000000.1");
-    await rc.call("ZADD", keysOf("iago@zulip.com")[1], "1700000000.1", "1700000000.1");
+    await rc.command(["RPUSH", keysOf("iago@zulip.com")[0], "1700000000.1"]);
+    await rc.command(["ZADD", keysOf("iago@zulip.com")[1], "1700000000.1", "1700000000.1"]);
     await rc.set(keysOf("iago@zulip.com")[2], "1", { ex: 3600 });
     for (const k of keysOf("Iago@zulip.com")) await rc.set(k, "1");
     await rc.set("ratelimit:RateLimitedUser:10:api_by_user:block", "1");

@@ -11,8 +11,11 @@ import path from "node:path";
 import {
   chownTree,
   findExecutable,
+  freePort,
   removeDir,
   spawnServer,
+  stopServer,
+  waitFor,
   unprivilegedUser,
   type RunAsUser,
   type ServerProcess,
@@ -339,4 +342,78 @@ export function track(resource: TrackedResource): () => void {
 
 export function randomHex(bytes: number): string {
   return crypto.randomBytes(bytes).toString("hex");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Launching a TCP server on a free port (memcached, Redis)
+
+export interface LaunchSpec {
+  /** Temp dir prefix, log file name and label ("memcached", "redis"). */
+  kind: string;
+  /** Fill the temp dir (configuration, credentials) before the server is first started. */
+  prepare?(dir: string): Promise<void> | void;
+  /** Start the server listening on 127.0.0.1:port, output appended to logFile. */
+  spawn(port: number, dir: string, logFile: string): SpawnedService;
+  /** True once the server answers. */
+  ready(port: number): Promise<boolean>;
+  /** Signal stop() sends (SIGKILL follows after 5 s). */
+  stopSignal: NodeJS.Signals;
+}
+
+export interface LaunchedService {
+  port: number;
+  pid: number;
+  dir: string;
+  /** Stop the server and delete its temp dir. Idempotent. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Start a server in a fresh temp dir on a free port, tracked for cleanup at exit. When another
+ * process grabbed the port between freePort() and the server's bind, it retries with another
+ * port (up to 5 times). On failure everything is stopped and removed before the error is thrown.
+ */
+export async function launchService(spec: LaunchSpec): Promise<LaunchedService> {
+  const dir = makeTempDir(spec.kind);
+  const logFile = path.join(dir, `${spec.kind}.log`);
+  let pid = -1;
+  let stopped = false;
+  const untrack = track({ label: spec.kind, pid: () => pid, signal: "SIGKILL", dir });
+  try {
+    await spec.prepare?.(dir);
+    fs.writeFileSync(logFile, "");
+    chownToServiceUser(logFile);
+    let lastErr: unknown;
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const port = await freePort();
+      const svc = spec.spawn(port, dir, logFile);
+      pid = svc.pid;
+      try {
+        await waitFor(`${spec.kind} startup`, () => spec.ready(port), { service: svc, timeoutMs: 15_000 });
+        svc.child.unref();
+        return {
+          port,
+          pid: svc.pid,
+          dir,
+          async stop() {
+            if (stopped) return;
+            stopped = true;
+            untrack();
+            await stopServer(svc, spec.stopSignal, 5000);
+            removeDir(dir);
+          },
+        };
+      } catch (e) {
+        lastErr = e;
+        await stopServer(svc, "SIGKILL", 2000);
+        if (!/address already in use/i.test(svc.readLog())) break;
+      }
+    }
+    throw lastErr;
+  } catch (e) {
+    untrack();
+    stopPidSync(pid, "SIGKILL");
+    removeDir(dir);
+    throw e;
+  }
 }

@@ -2,9 +2,9 @@
 // (django-bmemcached / python-binary-memcached) uses, with SASL PLAIN authentication
 // (Zulip runs memcached with `-S` and the user `zulip@localhost`).
 //
-// Only what zulip-manage needs: get (to read the few plain values it must understand), set
-// (tests prefill caches with it), delete / multi-delete (pipelined quiet deletes), flush and
-// version. Every operation is bounded by a timeout; on a timeout or a broken connection the
+// Only what zulip-manage and its tests need: get / getString / has (to read the few plain
+// values it must understand), set (tests prefill caches with it), delete / multi-delete
+// (pipelined quiet deletes), flush, version and the SASL mechanism list. Every operation is bounded by a timeout; on a timeout or a broken connection the
 // client is closed and the pending operations fail with a MemcachedError.
 import net from "node:net";
 

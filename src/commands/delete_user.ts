@@ -273,6 +273,20 @@ interface Collected {
   orphanedBots: (UserProfile & CacheUser)[];
 }
 
+function emptyCollected(): Collected {
+  return {
+    plan: { deleted: {}, setNull: {} },
+    archived: {},
+    subscriptionsDeactivated: 0,
+    scrubbed: 0,
+    auditIds: [],
+    placeholder: null,
+    unknownColumns: [],
+    cacheKeys: [],
+    orphanedBots: [],
+  };
+}
+
 /** Realms of the attachments about to be deleted (Attachment post_delete: realm_used_upload_space). */
 async function attachmentCacheKeys(q: Queryable, del: CascadeDeletion): Promise<string[]> {
   const t = del.tempTable("zerver_attachment");
@@ -442,17 +456,7 @@ async function overwriteDeletion(
 ): Promise<Collected> {
   const realmId = Number(user.realm_id);
   const what = `delete user ${user.delivery_email}`;
-  const out: Collected = {
-    plan: { deleted: {}, setNull: {} },
-    archived: {},
-    subscriptionsDeactivated: 0,
-    scrubbed: 0,
-    auditIds: [],
-    placeholder: null,
-    unknownColumns: [],
-    cacheKeys: [],
-    orphanedBots: [],
-  };
+  const out = emptyCollected();
   const columns = await columnsOf(q, "zerver_userprofile");
   const { values, unknown } = overwriteValues(user, columns, s);
   out.unknownColumns = unknown;
@@ -637,17 +641,7 @@ async function recreateDeletion(
   execute: boolean,
 ): Promise<Collected> {
   const what = `delete user ${user.delivery_email}`;
-  const out: Collected = {
-    plan: { deleted: {}, setNull: {} },
-    archived: {},
-    subscriptionsDeactivated: 0,
-    scrubbed: 0,
-    auditIds: [],
-    placeholder: null,
-    unknownColumns: [],
-    cacheKeys: [],
-    orphanedBots: [],
-  };
+  const out = emptyCollected();
   const groupDms = await q.query(
     `SELECT s.recipient_id FROM zerver_subscription s JOIN zerver_recipient r ON r.id = s.recipient_id
       WHERE s.user_profile_id = $1 AND r.type = ${RECIPIENT_DM_GROUP} ORDER BY s.recipient_id`,

@@ -152,4 +152,28 @@ export async function warmUp(): Promise<void> {
   });
   for (const name of ["EXTERNAL_HOST", "REALM_HOSTS", "EXTERNAL_URI_SCHEME", "AUTHENTICATION_BACKENDS", "REMOTE_POSTGRES_HOST"] as const) settings.get(name);
   for (const entry of COMMANDS) buildCommand((await entry.load()).default);
+
+  // A whole command run up to the database connection, which fails at once (nothing listens on
+  // port 1): argument parsing, the root check (skipped), manage.log, configuration loading and
+  // the pg client's connect path. Everything it touches lives in a temporary directory.
+  const os = await import("node:os");
+  const path = await import("node:path");
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "zulip-manage-warmup-"));
+  const saved = { ...process.env };
+  const stderrWrite = process.stderr.write;
+  try {
+    fs.writeFileSync(path.join(dir, "settings.py"), sample + "\n");
+    fs.writeFileSync(path.join(dir, "zulip.conf"), "[machine]\ndeploy_type = production\n");
+    fs.writeFileSync(path.join(dir, "zulip-secrets.conf"), "[secrets]\nsecret_key = x\n");
+    Object.assign(process.env, { PGHOST: "127.0.0.1", PGPORT: "1", ZULIP_LOG_DIR: dir, ZULIP_DEPLOY_DIR: dir });
+    process.stderr.write = () => true;
+    await run(["list_realms", "--conf-dir", dir, "--allow-root"]);
+  } finally {
+    process.stderr.write = stderrWrite;
+    for (const k of ["PGHOST", "PGPORT", "ZULIP_LOG_DIR", "ZULIP_DEPLOY_DIR"]) {
+      if (saved[k] === undefined) delete process.env[k];
+      else process.env[k] = saved[k];
+    }
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 }

@@ -16,7 +16,7 @@ import { runCli } from "./helpers/cli.js";
 import { makeConfDir, type ConfDir } from "./helpers/confdir.js";
 import { startMemcached, type MemcachedInstance } from "./helpers/memcached.js";
 import { createDatabase, type TestDatabase } from "./helpers/pg.js";
-import { snapshot, type Snapshot } from "./helpers/snapshot.js";
+import { snapshot, type Snapshot, foreignKeyViolations } from "./helpers/snapshot.js";
 
 const HOST = "zulip.example.net";
 type Row = Record<string, any>;
@@ -286,26 +286,6 @@ describe("create_realm on a copy of a real Zulip 12.2 server", () => {
     expect(eof.stderr).toContain('No answer to "Email:"');
   });
 });
-
-/** Rows of every foreign key in the database that point nowhere (constraint: count). */
-async function foreignKeyViolations(db: TestDatabase): Promise<Record<string, number>> {
-  const fks = await db.query(
-    `SELECT c.conname, c.conrelid::regclass::text AS t, c.confrelid::regclass::text AS r,
-            (SELECT array_agg(a.attname::text ORDER BY k.i) FROM unnest(c.conkey) WITH ORDINALITY k(n, i)
-               JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n) AS cols,
-            (SELECT array_agg(a.attname::text ORDER BY k.i) FROM unnest(c.confkey) WITH ORDINALITY k(n, i)
-               JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.n) AS refcols
-       FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace WHERE c.contype = 'f' AND n.nspname = 'zulip'`,
-  );
-  const out: Record<string, number> = {};
-  for (const fk of fks) {
-    const notNull = fk.cols.map((c: string) => `x."${c}" IS NOT NULL`).join(" AND ");
-    const match = fk.cols.map((c: string, i: number) => `y."${fk.refcols[i]}" = x."${c}"`).join(" AND ");
-    const [{ n }] = await db.query(`SELECT count(*)::int AS n FROM ${fk.t} x WHERE ${notNull} AND NOT EXISTS (SELECT 1 FROM ${fk.r} y WHERE ${match})`);
-    if (n) out[fk.conname] = n;
-  }
-  return out;
-}
 
 async function hasColumn(db: TestDatabase, table: string, column: string): Promise<boolean> {
   const rows = await db.query("SELECT 1 FROM information_schema.columns WHERE table_schema = 'zulip' AND table_name = $1 AND column_name = $2", [table, column]);

@@ -16,7 +16,7 @@ import { runCli } from "./helpers/cli.js";
 import { makeConfDir, type ConfDir } from "./helpers/confdir.js";
 import { startMemcached, type MemcachedClient, type MemcachedInstance } from "./helpers/memcached.js";
 import { createDatabase, type TestDatabase } from "./helpers/pg.js";
-import { snapshot, type Snapshot } from "./helpers/snapshot.js";
+import { snapshot, type Snapshot, foreignKeyViolations } from "./helpers/snapshot.js";
 
 const HOST = "zulip.example.net";
 type Row = Record<string, any>;
@@ -292,26 +292,6 @@ describe("create_user on a copy of a real Zulip 12.2 server", () => {
     expect(u.full_name).toBe("From Stdin");
   });
 });
-
-/** Rows of every foreign key in the database that point nowhere (constraint: count). */
-async function foreignKeyViolations(db: TestDatabase): Promise<Record<string, number>> {
-  const fks = await db.query(
-    `SELECT c.conname, c.conrelid::regclass::text AS t, c.confrelid::regclass::text AS r,
-            (SELECT array_agg(a.attname::text ORDER BY k.i) FROM unnest(c.conkey) WITH ORDINALITY k(n, i)
-               JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n) AS cols,
-            (SELECT array_agg(a.attname::text ORDER BY k.i) FROM unnest(c.confkey) WITH ORDINALITY k(n, i)
-               JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.n) AS refcols
-       FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace WHERE c.contype = 'f' AND n.nspname = 'zulip'`,
-  );
-  const out: Record<string, number> = {};
-  for (const fk of fks) {
-    const notNull = fk.cols.map((c: string) => `x."${c}" IS NOT NULL`).join(" AND ");
-    const match = fk.cols.map((c: string, i: number) => `y."${fk.refcols[i]}" = x."${c}"`).join(" AND ");
-    const [{ n }] = await db.query(`SELECT count(*)::int AS n FROM ${fk.t} x WHERE ${notNull} AND NOT EXISTS (SELECT 1 FROM ${fk.r} y WHERE ${match})`);
-    if (n) out[fk.conname] = n;
-  }
-  return out;
-}
 
 // The Zulip 11 / 10 templates: the 12.2 install converted by test/fixtures/zulip11.sql /
 // zulip10.sql (its realm 2 and owner 8 in that release's shape, with personal recipients).

@@ -2,6 +2,7 @@
 // against a real memcached with SASL; and change_user_role's cache effects through the CLI.
 import crypto from "node:crypto";
 import fs from "node:fs";
+import net from "node:net";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
@@ -479,6 +480,106 @@ describe("cache invalidation after change_user_role", () => {
     expect(warnings).toEqual([]);
     expect(rep.ok).toBe(true);
     expect((await present([...expected, ":1:django.contrib.sessions.cached_dbSESSION1"])).size).toBe(0);
+  });
+
+  /** A TCP relay to memcached whose connections the test can cut. */
+  async function relay(): Promise<{ location: string; open: () => number; accepted: () => number; cut: () => void; close: () => Promise<void> }> {
+    const sockets = new Set<net.Socket>();
+    let accepted = 0;
+    const server = net.createServer((client) => {
+      accepted++;
+      const upstream = net.connect(mc.port, mc.host);
+      for (const s of [client, upstream]) {
+        sockets.add(s);
+        s.on("close", () => sockets.delete(s));
+        s.on("error", () => undefined);
+      }
+      client.pipe(upstream).pipe(client);
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    const port = (server.address() as net.AddressInfo).port;
+    return {
+      location: `127.0.0.1:${port}`,
+      open: () => sockets.size / 2,
+      accepted: () => accepted,
+      cut: () => {
+        for (const s of sockets) s.destroy();
+      },
+      close: () => new Promise<void>((r) => server.close(() => r())),
+    };
+  }
+
+  async function until(cond: () => boolean): Promise<void> {
+    for (let i = 0; i < 200 && !cond(); i++) await new Promise((r) => setTimeout(r, 10));
+    expect(cond()).toBe(true);
+  }
+
+  it("prepare() connects while the database work goes on; commit() uses that connection", async () => {
+    const r = await relay();
+    try {
+      const env = { ...process.env, ...conf.env, ZULIP_MANAGE_MEMCACHED_LOCATION: r.location };
+      const paths = resolvePaths(conf.dir, env);
+      const warnings: string[] = [];
+      const inval = new CacheInvalidation({ config: () => loadConfig(paths), paths, env, out: { warn: (t: string) => warnings.push(t) } });
+      const u = await userRow(userId);
+      const keys = roleChangeKeys(u).map((k) => `:1:${conf.cachePrefixes[0]}${k}`);
+      await prefill(keys);
+      inval.prepare();
+      await until(() => r.accepted() === 1);
+      await inval.userChanged(db.client, u, ["role"]);
+      inval.changeCommitted();
+      const rep = await inval.commit();
+      expect(warnings).toEqual([]);
+      expect(rep.ok).toBe(true);
+      expect(r.accepted()).toBe(1); // no second connection
+      expect((await present(keys)).size).toBe(0);
+      await until(() => r.open() === 0); // and it is closed afterwards
+    } finally {
+      await r.close();
+    }
+  });
+
+  it("an early connection that was dropped before commit(): the deletes go through a new one", async () => {
+    const r = await relay();
+    try {
+      const env = { ...process.env, ...conf.env, ZULIP_MANAGE_MEMCACHED_LOCATION: r.location };
+      const paths = resolvePaths(conf.dir, env);
+      const warnings: string[] = [];
+      const inval = new CacheInvalidation({ config: () => loadConfig(paths), paths, env, out: { warn: (t: string) => warnings.push(t) } });
+      const u = await userRow(userId);
+      const keys = roleChangeKeys(u).map((k) => `:1:${conf.cachePrefixes[0]}${k}`);
+      await prefill(keys);
+      await inval.userChanged(db.client, u, ["role"]); // prepares
+      await until(() => r.open() === 1);
+      r.cut(); // e.g. memcached restarted while the transaction ran
+      inval.changeCommitted();
+      const rep = await inval.commit();
+      expect(warnings).toEqual([]);
+      expect(rep.ok).toBe(true);
+      expect(r.accepted()).toBe(2);
+      expect((await present(keys)).size).toBe(0);
+    } finally {
+      await r.close();
+    }
+  });
+
+  it("prepare() without a committed change: the early connection is closed, nothing deleted", async () => {
+    const r = await relay();
+    try {
+      const env = { ...process.env, ...conf.env, ZULIP_MANAGE_MEMCACHED_LOCATION: r.location };
+      const paths = resolvePaths(conf.dir, env);
+      const inval = new CacheInvalidation({ config: () => loadConfig(paths), paths, env, out: { warn: () => undefined } });
+      const u = await userRow(userId);
+      const keys = roleChangeKeys(u).map((k) => `:1:${conf.cachePrefixes[0]}${k}`);
+      await prefill(keys);
+      await inval.userChanged(db.client, u, ["role"]);
+      await until(() => r.open() === 1);
+      expect((await inval.commit()).skipped).toBe(true); // rolled back: nothing committed
+      await until(() => r.open() === 0);
+      expect((await present(keys)).size).toBe(keys.length);
+    } finally {
+      await r.close();
+    }
   });
 
   it("flushUserProfileKeys follows flush_user_profile's update_fields rules", async () => {

@@ -22,10 +22,8 @@
 //   const inval = new CacheInvalidation(ctx, opts.flushCache);
 //   await db.tx(async (q) => { ...; await inval.userChanged(q, userAfter, ["role"], { before }); });
 //   await inval.commit();                             // after COMMIT; prints a warning on failure
-import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
-import zlib from "node:zlib";
 import { Option, type Command } from "commander";
 import type { Config } from "./config.js";
 import type { Queryable } from "./db.js";
@@ -36,12 +34,13 @@ import {
   parseMemcachedLocations,
 } from "./memcached.js";
 import type { Paths } from "./paths.js";
+import { crypto, zlib } from "./builtins.js";
 
 // ---------------------------------------------------------------------------------------------
 // Key functions (zerver/lib/cache.py)
 
 export function sha1Hex(text: string): string {
-  return crypto.createHash("sha1").update(text, "utf8").digest("hex");
+  return crypto().createHash("sha1").update(text, "utf8").digest("hex");
 }
 
 /** Python's str.strip() (whitespace as Unicode defines it, close enough to JS trim()). */
@@ -326,7 +325,7 @@ export function decompressBmemcachedValue(value: Buffer): Buffer | null {
     return null; // this Node has no zstd
   }
   try {
-    return zlib.inflateSync(value);
+    return zlib().inflateSync(value);
   } catch {
     return null;
   }
@@ -578,6 +577,13 @@ export function cacheReportJson(cache: CacheReport | null) {
   );
 }
 
+/** A memcached connection opened by CacheInvalidation.prepare(). */
+interface EarlyConnection {
+  client: MemcachedClient;
+  /** Zulip's stored list of deployment prefixes, as read then. */
+  stored: { flags: number; value: Buffer } | null;
+}
+
 interface Target {
   key: string;
   /** Zulip cache key (gets every deployment prefix) or a plain Django key. */
@@ -607,6 +613,8 @@ export interface CacheContext {
 export class CacheInvalidation {
   private targets = new Map<string, Target>();
   private stale: string[] = [];
+  /** Connections opened ahead of commit() by prepare(), one per address, in address order. */
+  private early: Promise<EarlyConnection>[] | null = null;
   private committedChanges = 0;
   private forceFlushAll = false;
   readonly mode: FlushMode;
@@ -622,6 +630,52 @@ export class CacheInvalidation {
 
   private crossRealmBotEmails(): string[] {
     return DEFAULT_CROSS_REALM_BOT_EMAILS;
+  }
+
+  /**
+   * Start connecting to memcached (TCP, SASL, and reading Zulip's list of deployment prefixes)
+   * while the database work goes on, so that commit() only has to send the deletes. Call it
+   * when a change is about to be written; harmless to call more than once, or not at all.
+   * Whatever goes wrong here is not reported: commit() connects again and reports that.
+   */
+  prepare(): void {
+    if (this.early || this.mode !== "keys") return;
+    let target: MemcachedTarget;
+    try {
+      target = memcachedTarget(this.ctx.config(), this.ctx.env ?? process.env);
+    } catch {
+      return;
+    }
+    this.early = target.addresses.map((address) => {
+      const p = (async (): Promise<EarlyConnection> => {
+        const client = await MemcachedClient.connect(address, this.connectOptions(target));
+        let stored: EarlyConnection["stored"] = null;
+        try {
+          stored = await client.get(djangoKey("cache_key_prefixes"));
+        } catch {
+          /* unreadable: commit() goes on with the prefixes on disk */
+        }
+        return { client, stored };
+      })();
+      p.catch(() => undefined);
+      return p;
+    });
+  }
+
+  private connectOptions(target: MemcachedTarget) {
+    return {
+      username: target.username,
+      password: target.password,
+      connectTimeoutMs: this.opts.connectTimeoutMs,
+      timeoutMs: this.opts.timeoutMs,
+    };
+  }
+
+  /** Close the connections prepare() opened and commit() did not use. */
+  private async closeEarly(): Promise<void> {
+    const early = this.early ?? [];
+    this.early = null;
+    await Promise.all(early.map((p) => p.then((c) => c.client.close()).catch(() => undefined)));
   }
 
   /** Zulip cache keys (without prefix) that a committed change invalidates; `what` is for the warning. */
@@ -643,6 +697,7 @@ export class CacheInvalidation {
     updateFields: readonly string[] | null,
     opts: { before?: CacheUser; what?: string } = {},
   ): Promise<void> {
+    this.prepare();
     const keys = await flushUserProfileKeys(q, user, updateFields, { before: opts.before, crossRealmBotEmails: this.crossRealmBotEmails() });
     this.addKeys(keys, opts.what ?? `user ${user.delivery_email} (id ${user.id})`);
   }
@@ -654,6 +709,7 @@ export class CacheInvalidation {
     updateFields: readonly string[] | null,
     opts: { fromDeletion?: boolean; oldStringId?: string; what?: string } = {},
   ): Promise<void> {
+    this.prepare();
     const keys = await flushRealmKeys(q, realm, updateFields, { ...opts, crossRealmBotEmails: this.crossRealmBotEmails() });
     this.addKeys(keys, opts.what ?? `realm ${realm.string_id === "" ? "''" : realm.string_id} (id ${realm.id}) and its users`);
   }
@@ -719,8 +775,13 @@ export class CacheInvalidation {
    */
   async commit(): Promise<CacheReport> {
     const flushAll = this.mode === "all" && (this.committedChanges > 0 || this.forceFlushAll);
-    if (this.mode === "none") return this.report({ skipped: true });
-    if (!flushAll && (this.committedChanges === 0 || this.targets.size === 0)) return this.report({ skipped: true });
+    const early = this.early;
+    this.early = null;
+    if (this.mode === "none" || (!flushAll && (this.committedChanges === 0 || this.targets.size === 0))) {
+      this.early = early;
+      await this.closeEarly();
+      return this.report({ skipped: true });
+    }
 
     let target: MemcachedTarget;
     try {
@@ -741,22 +802,20 @@ export class CacheInvalidation {
     const errors: string[] = [];
     let reached = 0;
     let prefixCount = prefixes.prefixes.length;
-    for (const address of target.addresses) {
+    for (const [i, address] of target.addresses.entries()) {
       let client: MemcachedClient | undefined;
       try {
-        client = await MemcachedClient.connect(address, {
-          username: target.username,
-          password: target.password,
-          connectTimeoutMs: this.opts.connectTimeoutMs,
-          timeoutMs: this.opts.timeoutMs,
-        });
+        // The connection prepare() opened (its failure is the one reported: connecting again
+        // would only wait out the same timeout twice), or a new one.
+        const pre = early?.[i] ? await early[i] : null;
+        client = pre?.client ?? (await MemcachedClient.connect(address, this.connectOptions(target)));
         if (flushAll) {
           await client.flushAll();
         } else {
           // Zulip's own list of deployment prefixes (newest cache.py), in addition to the files.
           const all = new Set(prefixes.prefixes);
           try {
-            const stored = await client.get(djangoKey("cache_key_prefixes"));
+            const stored = pre ? pre.stored : await client.get(djangoKey("cache_key_prefixes"));
             if (stored) for (const p of decodeCacheKeyPrefixesValue(stored.flags, stored.value) ?? []) all.add(p);
           } catch {
             /* unreadable: the prefixes on disk are what Zulip would compute anyway */
@@ -774,7 +833,17 @@ export class CacheInvalidation {
                 `${prefixes.problems.length ? `; ${prefixes.problems.join("; ")}` : ""})`,
             );
           }
-          const r = await client.deleteMany(good);
+          let r: Awaited<ReturnType<MemcachedClient["deleteMany"]>>;
+          try {
+            r = await client.deleteMany(good);
+          } catch (e) {
+            // A connection opened early may have been dropped while the database work went on
+            // (deletes are idempotent): once more on a fresh one.
+            if (!pre) throw e;
+            await client.close();
+            client = await MemcachedClient.connect(address, this.connectOptions(target));
+            r = await client.deleteMany(good);
+          }
           keysSent += good.length;
           keysDeleted += r.deleted.length;
         }

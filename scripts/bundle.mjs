@@ -6,9 +6,64 @@
 // tables, password hashing) stay outside it and load from node_modules when needed.
 import { build } from "esbuild";
 import { execFileSync } from "node:child_process";
-import { copyFileSync, mkdirSync, renameSync, rmSync } from "node:fs";
+import { copyFileSync, mkdirSync, readFileSync, renameSync, rmSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+
+// Dependencies that load Node built-ins at start-up which a command needs only on some paths
+// (child_process: commander's external subcommands, which we do not use; crypto: pg's password
+// authentication; dns: pg-native's connection strings). Each costs 1-4 ms to load on a 2-core
+// machine before the first connection; in the bundle they load on first use. The patched
+// text is matched exactly: when a dependency update changes it, the build says so and bundles
+// the file unchanged (slower start-up, same behaviour).
+const LAZY_BUILTIN_PATCHES = [
+  {
+    file: /node_modules[\\/]commander[\\/]lib[\\/]command\.js$/,
+    from: "const childProcess = require('node:child_process');",
+    to: "const childProcess = { get spawn() { return require('node:child_process').spawn; } };",
+  },
+  {
+    file: /node_modules[\\/]pg[\\/]lib[\\/]connection-parameters\.js$/,
+    from: "const dns = require('dns')",
+    to: "const dns = { lookup: (...args) => require('dns').lookup(...args) }",
+  },
+  {
+    file: /node_modules[\\/]pg[\\/]lib[\\/]crypto[\\/]utils\.js$/,
+    from: [
+      "const nodeCrypto = require('crypto')",
+      "const webCrypto = nodeCrypto.webcrypto || globalThis.crypto",
+      "const subtleCrypto = webCrypto.subtle",
+    ],
+    to: [
+      // An object whose properties come from the real one, loaded on first access; methods are
+      // bound to it (SubtleCrypto's check their receiver).
+      "const lazyObject = (get) => new Proxy({}, { get(_, key) { const o = get(); const v = o[key]; return typeof v === 'function' ? v.bind(o) : v } });" +
+        " const nodeCrypto = lazyObject(() => require('crypto'))",
+      "const webCrypto = lazyObject(() => require('crypto').webcrypto || globalThis.crypto)",
+      "const subtleCrypto = lazyObject(() => webCrypto.subtle)",
+    ],
+  },
+];
+
+const lazyBuiltins = {
+  name: "lazy-builtins",
+  setup(b) {
+    b.onLoad({ filter: /node_modules[\\/](commander|pg)[\\/].*\.js$/ }, (args) => {
+      const patch = LAZY_BUILTIN_PATCHES.find((p) => p.file.test(args.path));
+      if (!patch) return undefined;
+      let text = readFileSync(args.path, "utf8");
+      const from = [patch.from].flat();
+      const to = [patch.to].flat();
+      const warnings = [];
+      from.forEach((f, i) => {
+        if (text.includes(f)) text = text.replace(f, to[i]);
+        else warnings.push({ text: `lazy-builtins: "${f}" not found in ${path.relative(root, args.path)}; left as it is` });
+      });
+      if (warnings.length) return { contents: readFileSync(args.path, "utf8"), loader: "js", warnings };
+      return { contents: text, loader: "js" };
+    });
+  },
+};
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const finalDir = path.join(root, "dist", "bundle");
@@ -46,6 +101,7 @@ try {
     // dynamic import ("A dynamic import callback was not specified"), and every external
     // dependency has a CommonJS entry point, so esbuild turns import("x") into require("x").
     supported: { "dynamic-import": false },
+    plugins: [lazyBuiltins],
     define: { "import.meta.url": "__zmImportMetaUrl" },
     banner: { js: 'const __zmImportMetaUrl = require("node:url").pathToFileURL(__filename).href;' },
   });

@@ -14,7 +14,6 @@
 //    service has just invalidated, and only then writes the new one);
 //  - the database and (for a transfer) Redis are connected to before the service is contacted;
 //  - a stuck service cannot hang the command: every request has a deadline (--timeout).
-import crypto from "node:crypto";
 import path from "node:path";
 import { Option } from "commander";
 import { insertAuditLog, AuditLogEventType, NEW_VALUE, OLD_VALUE, SYNCED_BILLING_EVENTS } from "../lib/audit.js";
@@ -37,6 +36,7 @@ import {
 import { connectZulipRedis, RedisClient, zulipRedisOptions } from "../lib/redis.js";
 import { checkSecretsWritable, updateSecretsFile } from "../lib/secrets-file.js";
 import { AnalyticsDataUploadLevel, checkRequiredSettings, realmHost, realmUrl, type ZulipSettings } from "../lib/settings.js";
+import { crypto } from "../lib/builtins.js";
 
 export const TRANSFER_CHALLENGE_REDIS_KEY = "self_hosting_domain_transfer_challenge_verify";
 export const PUSH_RECENTLY_WORKING_REDIS_KEY = "push_notifications_recently_working_ts";
@@ -48,13 +48,13 @@ const ALNUM = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
 /** Django's get_random_string(length): characters drawn uniformly from [a-zA-Z0-9]. */
 export function randomAlnum(length: number): string {
   let s = "";
-  for (let i = 0; i < length; i++) s += ALNUM[crypto.randomInt(ALNUM.length)];
+  for (let i = 0; i < length; i++) s += ALNUM[crypto().randomInt(ALNUM.length)];
   return s;
 }
 
 /** Python's secrets.token_urlsafe(32). */
 export function tokenUrlsafe(nbytes = 32): string {
-  return crypto.randomBytes(nbytes).toString("base64url");
+  return crypto().randomBytes(nbytes).toString("base64url");
 }
 
 function notice(hostname: string, contactEmail: string): string {

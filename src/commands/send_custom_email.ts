@@ -51,7 +51,6 @@
 //                     "status": "sent"}]     // sent | failed | not_sent | would_send
 //                                            //  (+ "error" for failures)
 //   }
-import crypto from "node:crypto";
 import fs from "node:fs";
 import { Option } from "commander";
 import { AuditLogEventType, insertAuditLog } from "../lib/audit.js";
@@ -80,6 +79,7 @@ import { Progress } from "../lib/progress.js";
 import { realmHost, realmUrl, type ZulipSettings } from "../lib/settings.js";
 import { emailBaseDefault, escapeHtml } from "../lib/templates/html.js";
 import { seriesAtLeast } from "../lib/zulip-versions.js";
+import { crypto } from "../lib/builtins.js";
 
 const ROLE_OWNER = 100;
 const ROLE_ADMINISTRATOR = 200;
@@ -123,7 +123,7 @@ const HEADER_LINE = /^(From |[\x21-\x39\x3b-\x7e]*:|[\t ])/;
 export function parseEmailTemplate(raw: string): EmailTemplateFile {
   // open() in text mode: universal newlines. The hash is of this text.
   const text = raw.replace(/\r\n?/g, "\n");
-  const hash = crypto.createHash("sha256").update(text, "utf8").digest("hex").slice(0, 32);
+  const hash = crypto().createHash("sha256").update(text, "utf8").digest("hex").slice(0, 32);
   const lines = text.split(/(?<=\n)/);
   const headerLines: string[] = [];
   let i = 0;

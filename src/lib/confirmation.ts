@@ -2,7 +2,7 @@
 // confirmation types, content types looked up by (app_label, model), and the realm creation
 // link, which lives in confirmation_confirmation (type 11) on newer servers and in
 // confirmation_realmcreationkey on older ones.
-import { randomBytes } from "node:crypto";
+import { crypto } from "./builtins.js";
 import type { Queryable } from "./db.js";
 import { EnvironmentError } from "./errors.js";
 
@@ -46,7 +46,7 @@ export function base32Encode(data: Uint8Array): string {
 }
 
 /** confirmation.models.generate_key(): 15 random bytes in lowercase base32 = 24 chars of [a-z2-7]. */
-export function generateKey(random: (n: number) => Uint8Array = randomBytes): string {
+export function generateKey(random: (n: number) => Uint8Array = (n) => crypto().randomBytes(n)): string {
   return base32Encode(random(15)).toLowerCase();
 }
 

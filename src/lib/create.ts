@@ -30,12 +30,12 @@
 // the "user joined" announcement is channels.ts. What is deliberately NOT reproduced (it is
 // onboarding content, not state other code depends on): Welcome Bot's onboarding messages and
 // DM, and UserPresence rows (Zulip creates those on the first presence update, not at signup).
-import crypto from "node:crypto";
 import { isIP } from "node:net";
 import { domainToASCII } from "node:url";
 import { ROLE_COUNT, roleCounts } from "./audit.js";
 import type { Queryable } from "./db.js";
 import { releaseForMigration, releaseForMigrations } from "./zulip-versions.js";
+import { crypto } from "./builtins.js";
 
 export type { Queryable };
 
@@ -357,10 +357,10 @@ const ALNUM = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
 export const cryptoRandom: RandomSource = {
   alnum(n) {
     let s = "";
-    for (let i = 0; i < n; i++) s += ALNUM[crypto.randomInt(ALNUM.length)];
+    for (let i = 0; i < n; i++) s += ALNUM[crypto().randomInt(ALNUM.length)];
     return s;
   },
-  uuid: () => crypto.randomUUID(),
+  uuid: () => crypto().randomUUID(),
 };
 
 /** A deterministic RandomSource (mulberry32) with a few extra helpers for seeding. */
@@ -420,7 +420,7 @@ export function djangoPbkdf2Hash(
 ): string {
   const iterations = opts.iterations ?? 1_000_000; // Django 5.2 default
   const salt = opts.salt ?? (opts.random ?? cryptoRandom).alnum(22);
-  const hash = crypto.pbkdf2Sync(password, salt, iterations, 32, "sha256").toString("base64");
+  const hash = crypto().pbkdf2Sync(password, salt, iterations, 32, "sha256").toString("base64");
   return `pbkdf2_sha256$${iterations}$${salt}$${hash}`;
 }
 
@@ -1803,7 +1803,7 @@ async function addNewUserHistory(
 /** huddle_hash: sha1 of the sorted, de-duplicated, comma-joined user ids. */
 export function directMessageGroupHash(userIds: number[]): string {
   const ids = [...new Set(userIds)].sort((a, b) => a - b);
-  return crypto.createHash("sha1").update(ids.join(",")).digest("hex");
+  return crypto().createHash("sha1").update(ids.join(",")).digest("hex");
 }
 
 /**
@@ -2348,7 +2348,7 @@ export async function enqueueWelcomeEmails(
 /** confirmation.models.generate_key(): 24 characters of lowercase base32. */
 function generateConfirmationKey(): string {
   const alphabet = "abcdefghijklmnopqrstuvwxyz234567";
-  const bytes = crypto.randomBytes(15);
+  const bytes = crypto().randomBytes(15);
   let bits = 0;
   let value = 0;
   let out = "";

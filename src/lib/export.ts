@@ -27,14 +27,13 @@
 // Memory stays flat: messages are read through a server-side cursor (DECLARE … CURSOR /
 // FETCH), one chunk is serialized and written at a time, and the tarball is produced by
 // streaming every file through zlib.
-import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import zlib from "node:zlib";
 import type { Db, Queryable } from "./db.js";
 import { catalogForeignKeys } from "./ondelete.js";
+import { crypto, zlib } from "./builtins.js";
 
 // ---------------------------------------------------------------------------------------------
 // JSON as Zulip writes it (orjson, OPT_INDENT_2)
@@ -439,7 +438,7 @@ async function exportMessages(
 
 /** Zulip ≥ 9: <realm_id>/<sha256("<uid>:<version>:<salt>")[:40]> (zerver/lib/avatar_hash.py). */
 export function userAvatarBasePath(userId: number, version: number, realmId: number, salt: string): string {
-  const hash = crypto.createHash("sha256").update(`${userId}:${version}:${salt}`).digest("hex").slice(0, 40);
+  const hash = crypto().createHash("sha256").update(`${userId}:${version}:${salt}`).digest("hex").slice(0, 40);
   return `${realmId}/${hash}`;
 }
 
@@ -670,7 +669,7 @@ export async function writeTarGz(dir: string, tarballPath: string): Promise<stri
   const entries: string[] = [];
   const tmp = `${tarballPath}.partial-${process.pid}`;
   try {
-    await pipeline(Readable.from(tarStream(path.dirname(abs), path.basename(abs), entries)), zlib.createGzip(), fs.createWriteStream(tmp));
+    await pipeline(Readable.from(tarStream(path.dirname(abs), path.basename(abs), entries)), zlib().createGzip(), fs.createWriteStream(tmp));
     await fs.promises.rename(tmp, tarballPath);
   } catch (e) {
     await fs.promises.rm(tmp, { force: true });

@@ -2,7 +2,7 @@
 // (django/contrib/auth/tokens.py, SHA-256, Django 3.1+) keyed on SECRET_KEY (the `secret_key`
 // secret), and the /accounts/password/reset/<uidb64>/<token>/ URL Zulip builds around it
 // (zerver/actions/users.py generate_password_reset_url).
-import { createHash, createHmac, timingSafeEqual } from "node:crypto";
+import { crypto } from "./builtins.js";
 
 export const KEY_SALT = "django.contrib.auth.tokens.PasswordResetTokenGenerator";
 /** Django's default PASSWORD_RESET_TIMEOUT (3 days); Zulip does not override it. */
@@ -41,8 +41,8 @@ export function base36ToInt(s: string): number | null {
 
 /** django.utils.crypto.salted_hmac(key_salt, value, secret, algorithm="sha256"). */
 export function saltedHmac(keySalt: string, value: string, secret: string, algorithm = "sha256") {
-  const key = createHash(algorithm).update(Buffer.concat([Buffer.from(keySalt, "utf8"), Buffer.from(secret, "utf8")])).digest();
-  return createHmac(algorithm, key).update(value, "utf8");
+  const key = crypto().createHash(algorithm).update(Buffer.concat([Buffer.from(keySalt, "utf8"), Buffer.from(secret, "utf8")])).digest();
+  return crypto().createHmac(algorithm, key).update(value, "utf8");
 }
 
 /** str(last_login.replace(microsecond=0, tzinfo=None)) for a UTC timestamp, or "" when NULL. */
@@ -95,7 +95,7 @@ export function checkToken(
   const matches = secrets.some((secret) => {
     const expected = Buffer.from(makeTokenWithTimestamp(user, ts, secret));
     const given = Buffer.from(token);
-    return expected.length === given.length && timingSafeEqual(expected, given);
+    return expected.length === given.length && crypto().timingSafeEqual(expected, given);
   });
   if (!matches) return false;
   return tokenTimestamp(opts.now) - ts <= (opts.timeoutSeconds ?? DEFAULT_PASSWORD_RESET_TIMEOUT);

@@ -17,9 +17,9 @@
 // PASSWORD_MIN_GUESSES (default 10000) guesses as estimated by zxcvbn — the same 4.4.2 algorithm
 // and dictionaries as Zulip's Python zxcvbn and its web app's (npm zxcvbn), loaded only when a
 // password is checked. Zulip's forms also cap passwords at PASSWORD_MAX_LENGTH (default 100).
-import crypto from "node:crypto";
 import { createRequire } from "node:module";
 import { djangoPbkdf2Hash } from "./create.js";
+import { crypto } from "./builtins.js";
 
 /** Django's Argon2PasswordHasher parameters (Django 4.x/5.x, argon2-cffi defaults). */
 export const DJANGO_ARGON2 = { timeCost: 2, memoryCost: 102400, parallelism: 8, hashLength: 16 } as const;
@@ -31,7 +31,7 @@ const RANDOM_STRING_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXY
 export function djangoSalt(): string {
   const n = Math.ceil(128 / Math.log2(RANDOM_STRING_CHARS.length));
   let s = "";
-  for (let i = 0; i < n; i++) s += RANDOM_STRING_CHARS[crypto.randomInt(RANDOM_STRING_CHARS.length)];
+  for (let i = 0; i < n; i++) s += RANDOM_STRING_CHARS[crypto().randomInt(RANDOM_STRING_CHARS.length)];
   return s;
 }
 

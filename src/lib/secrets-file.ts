@@ -13,12 +13,12 @@
 //
 // checkSecretsWritable() is the pre-flight check commands run before they contact anything
 // whose answer they will have to store.
-import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { CommandError } from "./errors.js";
 import { updateIniValues } from "./ini.js";
 import { groupName, userById } from "./users.js";
+import { crypto } from "./builtins.js";
 
 export const SECRETS_SECTION = "secrets";
 
@@ -194,7 +194,7 @@ export function updateSecretsFile(file: string, updates: Record<string, string>,
     if (newText === text && before) return { path: target, changed: [], written: false, inPlace: false };
 
     const mode = before ? before.mode & 0o7777 : 0o640;
-    const tmp = path.join(dir, `.${path.basename(target)}.${process.pid}.${crypto.randomBytes(6).toString("hex")}.tmp`);
+    const tmp = path.join(dir, `.${path.basename(target)}.${process.pid}.${crypto().randomBytes(6).toString("hex")}.tmp`);
     let fd: number | undefined;
     try {
       // Created with 0600 so the secrets are never readable by others, even for a moment.

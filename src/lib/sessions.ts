@@ -14,10 +14,9 @@
 //   sha256("django.contrib.sessions.SessionStore" + "signer" + SECRET_KEY).
 // Reading the user id does not need the signature; verifySessionData() checks it when the
 // secret key is at hand (Django itself ignores sessions whose signature does not verify).
-import crypto from "node:crypto";
-import zlib from "node:zlib";
 import { sessionCacheKey } from "./cache.js";
 import type { Queryable } from "./db.js";
+import { crypto, zlib } from "./builtins.js";
 
 /** Django's SESSION_KEY: the session dict entry holding the user id. */
 export const SESSION_USER_KEY = "_auth_user_id";
@@ -46,7 +45,7 @@ export function decodeSessionData(sessionData: string): Record<string, unknown> 
   }
   try {
     let data = b64urlDecode(payload);
-    if (compressed) data = zlib.inflateSync(data);
+    if (compressed) data = zlib().inflateSync(data);
     const obj = JSON.parse(data.toString("utf8"));
     return obj !== null && typeof obj === "object" && !Array.isArray(obj) ? obj : null;
   } catch {
@@ -65,8 +64,8 @@ export function sessionUserId(session: Record<string, unknown> | null): number |
 
 /** Django's salted_hmac(salt + "signer", value, secret, sha256), base64url without padding. */
 export function sessionSignature(value: string, secretKey: string, salt = SESSION_KEY_SALT): string {
-  const key = crypto.createHash("sha256").update(`${salt}signer${secretKey}`, "utf8").digest();
-  return b64urlEncode(crypto.createHmac("sha256", key).update(value, "utf8").digest());
+  const key = crypto().createHash("sha256").update(`${salt}signer${secretKey}`, "utf8").digest();
+  return b64urlEncode(crypto().createHmac("sha256", key).update(value, "utf8").digest());
 }
 
 /** Whether session_data carries a valid signature for this SECRET_KEY. */
@@ -75,7 +74,7 @@ export function verifySessionData(sessionData: string, secretKey: string, salt =
   if (i < 0) return false;
   const expected = Buffer.from(sessionSignature(sessionData.slice(0, i), secretKey, salt));
   const actual = Buffer.from(sessionData.slice(i + 1));
-  return expected.length === actual.length && crypto.timingSafeEqual(expected, actual);
+  return expected.length === actual.length && crypto().timingSafeEqual(expected, actual);
 }
 
 export interface UserSession {

@@ -2,7 +2,7 @@
 // configuration (loaded on first use) and the database connection (opened on first use and
 // closed by the CLI when the command ends).
 import { type Config, loadConfig, parseSettingOverrides } from "./config.js";
-import type { Db } from "./db.js";
+import type { Db, Queryable } from "./db.js";
 import { Output, type OutputOptions } from "./output.js";
 import { type Paths, resolvePaths } from "./paths.js";
 
@@ -42,6 +42,12 @@ export class Context {
       this.dbPromise = import("./db.js").then((m) => m.connect(config, this.env));
     }
     return this.dbPromise;
+  }
+
+  /** A read on a second connection, beside the command's own (see withSideConnection); null when that fails. */
+  sideRead<T>(fn: (q: Queryable) => Promise<T>): Promise<T | null> {
+    const config = this.config();
+    return import("./db.js").then((m) => m.withSideConnection(config, this.env, fn));
   }
 
   async close(): Promise<void> {

@@ -147,14 +147,52 @@ export class Db implements Queryable {
     return this.zerverMigration !== null ? releaseForMigration(this.zerverMigration) : "unknown";
   }
 
+  /** Preload the catalog cache (the version probe reads the most used tables' columns). */
+  rememberColumns(table: string, columns: Iterable<string>): void {
+    this.catalog.set(table, Promise.resolve(new Set(columns)));
+  }
+
+  /**
+   * Say goodbye (the protocol's Terminate) and close our end, without waiting for the server
+   * to close its end: a server backend takes milliseconds to exit, which a command that is
+   * done should not wait for.
+   */
   async close(): Promise<void> {
-    try {
-      await this.client.end();
-    } catch {
-      /* already closed */
-    }
+    await closeClient(this.client);
   }
 }
+
+/** End a pg Client without waiting for the server's side of the close. */
+export async function closeClient(client: Client): Promise<void> {
+  const stream = (client as any).connection?.stream;
+  const ended = client.end().catch(() => undefined);
+  if (typeof stream?.unref === "function") stream.unref();
+  else await ended;
+}
+
+/**
+ * Run `fn` on a second, short-lived connection made like the command's own (a read that can go
+ * on beside the command's transaction). Resolves null instead of failing: callers fall back to
+ * doing the read on their own connection. Only for a single configured host (with several,
+ * which one accepts writes is for connect() to find out).
+ */
+export async function withSideConnection<T>(config: Config, env: NodeJS.ProcessEnv, fn: (q: Queryable) => Promise<T>): Promise<T | null> {
+  let client: Client | undefined;
+  try {
+    const plan = planConnection(config, env);
+    if (plan.hosts.length !== 1) return null;
+    client = await connectOne(await loadPg(), plan, plan.hosts[0]);
+    client.on("error", () => undefined);
+    return await fn(client);
+  } catch {
+    return null;
+  } finally {
+    if (client) await closeClient(client);
+  }
+}
+
+/** The tables whose columns the version probe preloads: the ones most commands look at. */
+const PRELOADED_TABLES = ["zerver_realm", "zerver_userprofile", "zerver_realmauditlog", "zerver_namedusergroup"];
 
 /** The columns of `table` (a table or view in the search path); empty when there is no such table. */
 export async function queryTableColumns(q: Queryable, table: string): Promise<Set<string>> {
@@ -235,17 +273,47 @@ export async function connect(config: Config, env: NodeJS.ProcessEnv = process.e
   // Never let a stray 'error' event (server restart, idle disconnect) crash the process.
   client.on("error", () => undefined);
   const db = new Db(client, plan);
-  const { rows } = await client.query(
-    "SELECT to_regclass('zerver_realm') IS NOT NULL AS has_realm, to_regclass('django_migrations') IS NOT NULL AS has_migrations",
-  );
-  if (!rows[0].has_realm) {
-    await db.close();
-    throw new EnvironmentError(`${NO_ZULIP_DB_MESSAGE}\n(${plan.describe} has no zerver_realm table.)`);
+  // One round trip for a Zulip database: the newest migrations (only backports can lie above
+  // the newest mainline one, so the newest few are enough) and the columns of the most used
+  // tables. It fails when django_migrations does not exist; then the step-by-step probe says why.
+  let names: string[] | null = null;
+  try {
+    const { rows } = await client.query(
+      `SELECT ARRAY(SELECT name FROM django_migrations WHERE app = 'zerver' ORDER BY name DESC LIMIT 16) AS names,
+              to_regclass('zerver_realm') IS NOT NULL AS has_realm,
+              (SELECT json_object_agg(t, cols) FROM (
+                 SELECT c.relname AS t, array_agg(DISTINCT a.attname::text) AS cols
+                   FROM pg_catalog.pg_attribute a
+                   JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+                   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                  WHERE c.relname = ANY ($1::text[]) AND c.relkind IN ('r', 'p', 'v') AND n.nspname = ANY (current_schemas(false))
+                    AND a.attnum > 0 AND NOT a.attisdropped
+                  GROUP BY c.relname) x) AS columns`,
+      [PRELOADED_TABLES],
+    );
+    if (rows[0].has_realm) {
+      names = rows[0].names;
+      const columns: Record<string, string[]> = rows[0].columns ?? {};
+      for (const table of PRELOADED_TABLES) db.rememberColumns(table, columns[table] ?? []);
+    }
+  } catch {
+    names = null;
   }
-  if (rows[0].has_migrations) {
-    // The newest mainline migration is among the newest few: only backports can lie above it.
-    const m = await client.query("SELECT name FROM django_migrations WHERE app = 'zerver' ORDER BY name DESC LIMIT 16");
-    const n = latestMainlineMigration(m.rows.map((r: { name: string }) => r.name));
+  if (names === null) {
+    const { rows } = await client.query(
+      "SELECT to_regclass('zerver_realm') IS NOT NULL AS has_realm, to_regclass('django_migrations') IS NOT NULL AS has_migrations",
+    );
+    if (!rows[0].has_realm) {
+      await db.close();
+      throw new EnvironmentError(`${NO_ZULIP_DB_MESSAGE}\n(${plan.describe} has no zerver_realm table.)`);
+    }
+    if (rows[0].has_migrations) {
+      const m = await client.query("SELECT name FROM django_migrations WHERE app = 'zerver' ORDER BY name DESC LIMIT 16");
+      names = m.rows.map((r: { name: string }) => r.name);
+    }
+  }
+  if (names !== null) {
+    const n = latestMainlineMigration(names);
     db.zerverMigration = Number.isFinite(n) && n > 0 ? n : null;
   }
   const n = db.zerverMigration;

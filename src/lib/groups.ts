@@ -37,21 +37,31 @@ export async function systemGroups(q: Queryable, realmId: number): Promise<Map<s
     "SELECT usergroup_ptr_id AS id, name FROM zerver_namedusergroup WHERE realm_id = $1 AND is_system_group ORDER BY usergroup_ptr_id",
     [realmId],
   );
-  return new Map(rows.map((r) => [r.name as string, { id: Number(r.id), name: r.name as string }]));
+  const groups = new Map(rows.map((r) => [r.name as string, { id: Number(r.id), name: r.name as string }]));
+  let perConnection = systemGroupCache.get(q);
+  if (!perConnection) systemGroupCache.set(q, (perConnection = new Map()));
+  perConnection.set(realmId, groups);
+  return groups;
 }
+
+/**
+ * System groups already read on a connection, per realm. A system group's id and name never
+ * change once it exists; a group missing here (not created yet when the realm's groups were
+ * read) is looked up again.
+ */
+const systemGroupCache = new WeakMap<Queryable, Map<number, Map<string, NamedGroup>>>();
 
 /** NamedUserGroup.objects.get(realm=realm, name=name, is_system_group=True). */
 export async function getSystemGroup(q: Queryable, realmId: number, name: string): Promise<NamedGroup> {
-  const { rows } = await q.query(
-    "SELECT usergroup_ptr_id AS id, name FROM zerver_namedusergroup WHERE realm_id = $1 AND name = $2 AND is_system_group",
-    [realmId, name],
-  );
-  if (rows.length === 0) {
+  const known = systemGroupCache.get(q)?.get(realmId)?.get(name);
+  if (known) return known;
+  const group = (await systemGroups(q, realmId)).get(name);
+  if (!group) {
     throw new CommandError(
       `The realm (id ${realmId}) has no system group '${name}'; its user groups are damaged. Nothing was changed.`,
     );
   }
-  return { id: Number(rows[0].id), name: rows[0].name };
+  return group;
 }
 
 export function systemGroupNameForRole(role: number): string {

@@ -54,16 +54,21 @@ export function realmLabel(realm: Realm): string {
   return `${realm.string_id} ${realm.id}`;
 }
 
+/**
+ * How get_realm finds the realm the -r value names: by id when it parses as a Python int, else
+ * by string_id. null: a number outside PostgreSQL's integer range, which matches nothing (as
+ * in Django).
+ */
+export function realmCondition(value: string): { column: "id" | "string_id"; param: string | number } | null {
+  const asInt = parsePythonInt(value);
+  if (asInt === null) return { column: "string_id", param: value };
+  return Number.isSafeInteger(asInt) && Math.abs(asInt) <= 2147483647 ? { column: "id", param: asInt } : null;
+}
+
 export async function getRealm(db: Queryable, value: string | undefined, columns = "*"): Promise<Realm | null> {
   if (value === undefined || value === null) return null;
-  const asInt = parsePythonInt(value);
-  // PostgreSQL integer range: an out-of-range number simply matches nothing, like Django.
-  const { rows } =
-    asInt !== null
-      ? Number.isSafeInteger(asInt) && Math.abs(asInt) <= 2147483647
-        ? await db.query(`SELECT ${columns} FROM zerver_realm WHERE id = $1`, [asInt])
-        : { rows: [] }
-      : await db.query(`SELECT ${columns} FROM zerver_realm WHERE string_id = $1`, [value]);
+  const cond = realmCondition(value);
+  const { rows } = cond ? await db.query(`SELECT ${columns} FROM zerver_realm WHERE ${cond.column} = $1`, [cond.param]) : { rows: [] };
   if (rows.length === 0) throw new CommandError(`There is no realm with id '${value}'. Aborting.`);
   return rows[0] as Realm;
 }

@@ -12,8 +12,9 @@ import { createDatabase, type TemplateName, type TestDatabase } from "./helpers/
 import { execa } from "execa";
 import { CLI_BIN, cliEnv } from "./helpers/cli.js";
 import { changedTables, snapshot } from "./helpers/snapshot.js";
+import { addUser, groupIds, ROLE_GROUP, TEST_REALM, type TestUser } from "./helpers/users.js";
 
-const REALM = 2;
+const REALM = TEST_REALM;
 const ROLES = { owner: 100, admin: 200, moderator: 300, member: 400, guest: 600 } as const;
 type RoleArg = keyof typeof ROLES;
 const ROLE_ARGS = Object.keys(ROLES) as RoleArg[];
@@ -25,22 +26,8 @@ const PRINTED: Record<number, string> = {
   400: "Member",
   600: "Guest",
 };
-/** The system group each role is a direct member of. */
-const ROLE_GROUP: Record<number, string> = {
-  100: "role:owners",
-  200: "role:administrators",
-  300: "role:moderators",
-  400: "role:members",
-  600: "role:everyone",
-};
-
 // ---------------------------------------------------------------------------------------------
 // Database inspection helpers (plain SQL, independent of the code under test)
-
-async function groupIds(db: TestDatabase): Promise<Record<string, number>> {
-  const rows = await db.query("SELECT usergroup_ptr_id AS id, name FROM zerver_namedusergroup WHERE realm_id = $1 AND is_system_group", [REALM]);
-  return Object.fromEntries(rows.map((r: any) => [r.name, Number(r.id)]));
-}
 
 async function memberships(db: TestDatabase): Promise<Map<number, string>> {
   const rows = await db.query("SELECT id, user_group_id, user_profile_id FROM zerver_usergroupmembership ORDER BY id");
@@ -58,60 +45,6 @@ async function maxAuditId(db: TestDatabase): Promise<number> {
 
 async function newAuditRows(db: TestDatabase, after: number): Promise<any[]> {
   return db.query("SELECT * FROM zerver_realmauditlog WHERE id > $1 ORDER BY id", [after]);
-}
-
-interface TestUser {
-  id: number;
-  email: string;
-}
-
-let emailCounter = 0;
-
-/**
- * A new user of realm 2 made by copying the fresh install's owner row (test data only), with
- * the direct system-group memberships Zulip gives that role.
- */
-async function addUser(
-  db: TestDatabase,
-  opts: { role: number; daysAgo?: number; bot?: boolean; active?: boolean; fullMember?: boolean; name?: string },
-): Promise<TestUser> {
-  const cols = (
-    await db.query(
-      `SELECT column_name FROM information_schema.columns WHERE table_schema = 'zulip' AND table_name = 'zerver_userprofile' AND column_name <> 'id' ORDER BY ordinal_position`,
-    )
-  ).map((r: any) => r.column_name as string);
-  const email = `${opts.name ?? "user"}${++emailCounter}@test.example`;
-  const joined = new Date(Date.now() - (opts.daysAgo ?? 30) * 86400_000);
-  const override: Record<string, string> = {
-    email: "$1",
-    delivery_email: "$1",
-    full_name: "$2",
-    role: "$3",
-    date_joined: "$4",
-    last_login: "$4",
-    api_key: "substr(md5(random()::text), 1, 32)",
-    uuid: "gen_random_uuid()",
-    is_active: "$5",
-    is_bot: "$6",
-    bot_type: "CASE WHEN $6 THEN 1 END",
-    bot_owner_id: "CASE WHEN $6 THEN 8 END",
-    recipient_id: "NULL",
-    can_forge_sender: "false",
-    can_create_users: "false",
-    can_change_user_emails: "false",
-  };
-  const [row] = await db.query(
-    `INSERT INTO zerver_userprofile (${cols.join(", ")})
-     SELECT ${cols.map((c) => override[c] ?? c).join(", ")} FROM zerver_userprofile WHERE id = 8 RETURNING id`,
-    [email, `User ${emailCounter}`, opts.role, joined, opts.active ?? true, opts.bot ?? false],
-  );
-  const g = await groupIds(db);
-  const groups = [ROLE_GROUP[opts.role]];
-  if (opts.fullMember ?? (opts.role === 400 && !opts.bot)) groups.push("role:fullmembers");
-  for (const name of groups) {
-    await db.query("INSERT INTO zerver_usergroupmembership (user_group_id, user_profile_id) VALUES ($1, $2)", [g[name], row.id]);
-  }
-  return { id: Number(row.id), email };
 }
 
 async function humanCounts(db: TestDatabase): Promise<Record<string, number>> {

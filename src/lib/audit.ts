@@ -187,31 +187,151 @@ const ROLES_IN_SYSTEM_GROUP: Record<string, number[]> = {
   "role:internet": ROLE_TYPES,
 };
 
-/**
- * realm_user_count_by_role(realm), computed inside the caller's transaction after its change.
- * The workplace_users / non_workplace_users keys exist exactly in the Zulip versions that have
- * zerver_realm.workplace_users_group_id (12.0+); pass `workplace` to override the detection.
- */
-export async function roleCounts(q: Queryable, realmId: number, opts: { workplace?: boolean } = {}): Promise<RoleCountSnapshot> {
-  const humans: Record<string, number> = { "200": 0, "100": 0, "300": 0, "400": 0, "600": 0 };
-  const workplace = opts.workplace ?? (await tableColumnSet(q, "zerver_realm")).has("workplace_users_group_id");
-  if (workplace) {
-    humans.workplace_users = 0;
-    humans.non_workplace_users = 0;
+/** A realm's active users: humans by role, and bots. */
+export interface RealmUserCounts {
+  humans: Record<string, number>;
+  bots: number;
+}
+
+/** One pass over a realm's users: active humans by role and active bots. */
+const REALM_USER_COUNTS_SQL = `SELECT json_agg(json_build_array(is_bot, role, n)) FROM (
+    SELECT is_bot, role, count(*)::int AS n FROM zerver_userprofile
+     WHERE realm_id = $1 AND is_active GROUP BY is_bot, role) c`;
+
+function realmUserCounts(rows: [boolean, number, number][] | null): RealmUserCounts {
+  const humans: Record<string, number> = {};
+  let bots = 0;
+  for (const [isBot, role, n] of rows ?? []) {
+    if (isBot) bots += n;
+    else humans[String(role)] = n;
   }
-  const byRole = await q.query(
-    `SELECT role, count(*)::int AS n FROM zerver_userprofile
-      WHERE realm_id = $1 AND NOT is_bot AND is_active GROUP BY role ORDER BY role`,
-    [realmId],
+  return { humans, bots };
+}
+
+/** The user columns a role count depends on. */
+export interface CountedUserState {
+  id: number;
+  realm_id: number;
+  role: number;
+  is_active: boolean;
+  is_bot: boolean;
+}
+
+/**
+ * A realm's user counts together with one user's state, read in one statement (one snapshot),
+ * typically on a second connection while the command's own transaction gets going; see
+ * countsAfterChange.
+ */
+export interface RoleCountBaseline {
+  user: CountedUserState;
+  counts: RealmUserCounts;
+}
+
+/** Read a RoleCountBaseline for the user with this delivery email (any case) in the realm; null if none. */
+export async function readRoleCountBaseline(
+  q: Queryable,
+  realm: { column: "id" | "string_id"; param: string | number },
+  email: string,
+): Promise<RoleCountBaseline | null> {
+  const { rows } = await q.query(
+    `SELECT (${REALM_USER_COUNTS_SQL.replace("$1", "r.id")}) AS counts, u.id, u.realm_id, u.role, u.is_active, u.is_bot
+       FROM zerver_realm r JOIN zerver_userprofile u ON u.realm_id = r.id AND upper(u.delivery_email::text) = upper($2)
+      WHERE r.${realm.column} = $1`,
+    [realm.param, email.trim()],
   );
-  for (const r of byRole.rows) humans[String(r.role)] = Number(r.n);
-  const bots = await q.query(
-    "SELECT count(*)::int AS n FROM zerver_userprofile WHERE realm_id = $1 AND is_bot AND is_active",
-    [realmId],
+  if (rows.length !== 1) return null;
+  const r = rows[0];
+  return {
+    user: { id: Number(r.id), realm_id: Number(r.realm_id), role: Number(r.role), is_active: Boolean(r.is_active), is_bot: Boolean(r.is_bot) },
+    counts: realmUserCounts(r.counts),
+  };
+}
+
+/**
+ * The counts realm_user_count_by_role would find right after `before` (the user's row as locked
+ * by the caller's transaction) became `after`, from a baseline read earlier: exact when the
+ * baseline saw the user exactly as the lock does (the lock keeps the user as it is until the
+ * commit), and the rest of the realm the same, which is the case unless some other user of the
+ * realm is created, (de)activated or changes role in the few milliseconds between the two; a
+ * count that Zulip itself takes then is as much a matter of timing. null when the baseline does
+ * not match the locked row: count inside the transaction instead.
+ */
+export function countsAfterChange(
+  baseline: RoleCountBaseline | null,
+  before: CountedUserState,
+  after: { role: number; is_active: boolean; is_bot: boolean },
+): RealmUserCounts | null {
+  if (!baseline) return null;
+  const b = baseline.user;
+  if (
+    b.id !== Number(before.id) ||
+    b.realm_id !== Number(before.realm_id) ||
+    b.role !== Number(before.role) ||
+    b.is_active !== Boolean(before.is_active) ||
+    b.is_bot !== Boolean(before.is_bot)
+  ) {
+    return null;
+  }
+  const humans = { ...baseline.counts.humans };
+  let bots = baseline.counts.bots;
+  const shift = (u: { role: number; is_active: boolean; is_bot: boolean }, by: number) => {
+    if (!u.is_active) return;
+    if (u.is_bot) bots += by;
+    else humans[String(u.role)] = (humans[String(u.role)] ?? 0) + by;
+  };
+  shift(before, -1);
+  shift(after, +1);
+  return { humans, bots };
+}
+
+/**
+ * What the workplace_users key of a role count (Zulip 12+) is made of: nothing (older releases),
+ * roles (the realm's "workplace users" setting is a role-based system group: counted from the
+ * humans by role), or a number of group members counted from the memberships (any other group;
+ * Zulip counts those before a role change moves the user's memberships).
+ */
+export type WorkplacePart = { kind: "none" } | { kind: "roles"; roles: number[] } | { kind: "members"; count: number };
+
+/** The realm's workplace users group as the caller knows it: its id, and its name when it is a system group. */
+export interface WorkplaceGroup {
+  id: number | null;
+  name: string | null;
+}
+
+function workplaceRoles(group: WorkplaceGroup): number[] | null {
+  return group.name !== null && group.name !== "role:fullmembers" && ROLES_IN_SYSTEM_GROUP[group.name] ? ROLES_IN_SYSTEM_GROUP[group.name] : null;
+}
+
+/**
+ * get_recursive_group_members(group).filter(is_bot=False, is_active=True).count(): a join
+ * through the direct memberships, so (like Django) a user who is a direct member of two groups
+ * in the subgroup tree counts twice.
+ */
+async function countWorkplaceMembers(q: Queryable, groupId: number | null): Promise<number> {
+  const r = await q.query(
+    `WITH RECURSIVE sub(id) AS (
+       SELECT id FROM zerver_usergroup WHERE id = $1
+       UNION
+       SELECT m.subgroup_id FROM zerver_groupgroupmembership m JOIN sub ON m.supergroup_id = sub.id
+     )
+     SELECT count(*)::int AS n
+       FROM zerver_userprofile u
+       JOIN zerver_usergroupmembership gm ON gm.user_profile_id = u.id
+      WHERE gm.user_group_id IN (SELECT id FROM sub) AND u.is_active AND NOT u.is_bot`,
+    [groupId],
   );
-  if (workplace) {
-    const total = ROLE_TYPES.reduce((s, role) => s + (humans[String(role)] ?? 0), 0);
-    const g = await q.query(
+  return Number(r.rows[0].n);
+}
+
+/**
+ * The workplace part of realm_user_count_by_role, read now (inside the transaction, before any
+ * group membership it depends on moves). `group`: the realm's workplace users group when the
+ * caller knows it (saves a read).
+ */
+export async function readWorkplacePart(q: Queryable, realmId: number, group?: WorkplaceGroup): Promise<WorkplacePart> {
+  if (!(await tableColumnSet(q, "zerver_realm")).has("workplace_users_group_id")) return { kind: "none" };
+  if (!group) {
+    const { rows } = await q.query(
       `SELECT r.workplace_users_group_id AS gid, n.name
          FROM zerver_realm r
          LEFT JOIN zerver_namedusergroup n
@@ -219,30 +339,54 @@ export async function roleCounts(q: Queryable, realmId: number, opts: { workplac
         WHERE r.id = $1`,
       [realmId],
     );
-    const name: string | null = g.rows[0]?.name ?? null;
-    let count: number;
-    if (name !== null && name !== "role:fullmembers" && ROLES_IN_SYSTEM_GROUP[name]) {
-      count = ROLES_IN_SYSTEM_GROUP[name].reduce((s, role) => s + (humans[String(role)] ?? 0), 0);
-    } else {
-      // get_recursive_group_members(group).filter(is_bot=False, is_active=True).count(): a join
-      // through the direct memberships, so (like Django) a user who is a direct member of two
-      // groups in the subgroup tree counts twice.
-      const r = await q.query(
-        `WITH RECURSIVE sub(id) AS (
-           SELECT id FROM zerver_usergroup WHERE id = $1
-           UNION
-           SELECT m.subgroup_id FROM zerver_groupgroupmembership m JOIN sub ON m.supergroup_id = sub.id
-         )
-         SELECT count(*)::int AS n
-           FROM zerver_userprofile u
-           JOIN zerver_usergroupmembership gm ON gm.user_profile_id = u.id
-          WHERE gm.user_group_id IN (SELECT id FROM sub) AND u.is_active AND NOT u.is_bot`,
-        [g.rows[0]?.gid ?? null],
-      );
-      count = Number(r.rows[0].n);
-    }
+    group = { id: rows[0]?.gid ?? null, name: rows[0]?.name ?? null };
+  }
+  const roles = workplaceRoles(group);
+  return roles ? { kind: "roles", roles } : { kind: "members", count: await countWorkplaceMembers(q, group.id) };
+}
+
+/** realm_user_count_by_role's payload from the counts and the workplace part. */
+export function assembleRoleCounts(counts: RealmUserCounts, workplace: WorkplacePart): RoleCountSnapshot {
+  const humans: Record<string, number> = { "200": 0, "100": 0, "300": 0, "400": 0, "600": 0 };
+  Object.assign(humans, counts.humans);
+  if (workplace.kind !== "none") {
+    const sum = (roles: number[]) => roles.reduce((s, role) => s + (humans[String(role)] ?? 0), 0);
+    const total = sum(ROLE_TYPES);
+    const count = workplace.kind === "roles" ? sum(workplace.roles) : workplace.count;
     humans.workplace_users = count;
     humans.non_workplace_users = total - count;
   }
-  return { [ROLE_COUNT_HUMANS]: humans, [ROLE_COUNT_BOTS]: Number(bots.rows[0].n) };
+  return { [ROLE_COUNT_HUMANS]: humans, [ROLE_COUNT_BOTS]: counts.bots };
+}
+
+/**
+ * realm_user_count_by_role(realm), computed inside the caller's transaction after its change.
+ * The workplace_users / non_workplace_users keys exist exactly in the Zulip versions that have
+ * zerver_realm.workplace_users_group_id (12.0+); pass `workplace` to override the detection.
+ */
+export async function roleCounts(q: Queryable, realmId: number, opts: { workplace?: boolean } = {}): Promise<RoleCountSnapshot> {
+  const workplace = opts.workplace ?? (await tableColumnSet(q, "zerver_realm")).has("workplace_users_group_id");
+  if (!workplace) {
+    const { rows } = await q.query(`SELECT (${REALM_USER_COUNTS_SQL}) AS counts`, [realmId]);
+    return assembleRoleCounts(realmUserCounts(rows[0]?.counts ?? null), { kind: "none" });
+  }
+  // The counts and the workplace users group in one round trip.
+  const { rows } = await q.query(
+    `SELECT (${REALM_USER_COUNTS_SQL}) AS counts, r.workplace_users_group_id AS gid, n.name
+       FROM zerver_realm r
+       LEFT JOIN zerver_namedusergroup n
+              ON n.usergroup_ptr_id = r.workplace_users_group_id AND n.is_system_group AND n.realm_id = r.id
+      WHERE r.id = $1`,
+    [realmId],
+  );
+  const group = { id: rows[0]?.gid ?? null, name: rows[0]?.name ?? null };
+  const roles = workplaceRoles(group);
+  const part: WorkplacePart = roles ? { kind: "roles", roles } : { kind: "members", count: await countWorkplaceMembers(q, group.id) };
+  return assembleRoleCounts(realmUserCounts(rows[0]?.counts ?? null), part);
+}
+
+/** The realm's active humans by role and active bots, read now. */
+export async function readRealmUserCounts(q: Queryable, realmId: number): Promise<RealmUserCounts> {
+  const { rows } = await q.query(`SELECT (${REALM_USER_COUNTS_SQL}) AS counts`, [realmId]);
+  return realmUserCounts(rows[0]?.counts ?? null);
 }

@@ -8,12 +8,13 @@ import { execa } from "execa";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { getRealm, getUser, getUsers } from "../src/lib/lookup.js";
-import { planConnection, type Queryable } from "../src/lib/db.js";
+import { connect, planConnection, queryTableColumns, type Queryable, withSideConnection } from "../src/lib/db.js";
 import { loadConfig } from "../src/lib/config.js";
 import { resolvePaths } from "../src/lib/paths.js";
 import { runCli, CLI_BIN, cliEnv } from "./helpers/cli.js";
 import { makeConfDir, defaultSettings, type ConfDir } from "./helpers/confdir.js";
-import { createDatabase, type TestDatabase } from "./helpers/pg.js";
+import pg from "pg";
+import { createDatabase, startPostgres, type TestDatabase } from "./helpers/pg.js";
 
 const ESC = "\u001b[";
 const isRoot = process.getuid?.() === 0;
@@ -350,6 +351,143 @@ describe("configuration and environment errors (exit 3)", () => {
         await d.drop();
       }
     }
+  });
+});
+
+describe("the database connection: version probe, catalog, closing, side connection", () => {
+  const config = () => loadConfig(resolvePaths(conf.dir, {}));
+  const envFor = (d: TestDatabase, extra: NodeJS.ProcessEnv = {}) => ({ ...process.env, ...d.env, ...extra });
+
+  async function sessions(d: TestDatabase): Promise<number> {
+    const [r] = await d.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1 AND application_name = 'zulip-manage'", [d.name]);
+    return r.n;
+  }
+
+  async function untilNoSessions(d: TestDatabase): Promise<void> {
+    for (let i = 0; i < 200 && (await sessions(d)) > 0; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(await sessions(d)).toBe(0);
+  }
+
+  it("knows the preloaded tables' columns exactly as a per-table catalog read finds them (Zulip 10, 11, 12)", async () => {
+    for (const template of ["zulip10_fresh", "zulip11_fresh", "zulip12_fresh"] as const) {
+      const d = await createDatabase({ template });
+      try {
+        const c = await connect(config(), envFor(d));
+        try {
+          for (const table of ["zerver_realm", "zerver_userprofile", "zerver_realmauditlog", "zerver_namedusergroup", "zerver_stream", "no_such_table"]) {
+            const expected = await queryTableColumns(d.client, table);
+            expect([...(await c.columns(table))].sort()).toEqual([...expected].sort());
+          }
+          expect(c.release).toBe({ zulip10_fresh: "10.x", zulip11_fresh: "11.x", zulip12_fresh: "12.x" }[template]);
+        } finally {
+          await c.close();
+        }
+      } finally {
+        await d.drop();
+      }
+    }
+  });
+
+  it("a zerver_realm table without Zulip's migration history is not taken for a Zulip database", async () => {
+    const d = await createDatabase({ template: "empty" });
+    try {
+      await d.query("CREATE TABLE zerver_realm (id int)");
+      const noTable = await runCli(["list_realms"], { db: d, confDir: conf });
+      expect(noTable.exitCode).toBe(3);
+      expect(noTable.stderr).toContain("has a zerver_realm table but no Zulip migration history");
+      await d.query("CREATE TABLE django_migrations (id serial, app text, name text, applied timestamptz)");
+      await d.query("INSERT INTO django_migrations (app, name, applied) VALUES ('auth', '0001_initial', now())");
+      const noRows = await runCli(["list_realms"], { db: d, confDir: conf });
+      expect(noRows.exitCode).toBe(3);
+      expect(noRows.stderr).toContain("has a zerver_realm table but no Zulip migration history");
+    } finally {
+      await d.drop();
+    }
+  });
+
+  it("close() ends the server session (no connection left behind), also when the CLI ends", async () => {
+    const c = await connect(config(), envFor(db));
+    expect(await sessions(db)).toBe(1);
+    await c.close();
+    await untilNoSessions(db);
+    const r = await cli(["change_user_role", "-r", "2", "test@test.com", "can_create_users", "--revoke", "--flush-cache=none"]);
+    expect(r.exitCode, r.stderr).toBe(0);
+    await untilNoSessions(db);
+    await cli(["change_user_role", "-r", "2", "test@test.com", "can_create_users", "--flush-cache=none"]);
+  });
+
+  it("password authentication (SCRAM, md5) works through the bundled pg, whose crypto loads on first use", async () => {
+    const cluster = await startPostgres();
+    try {
+      const admin = new pg.Client({ host: cluster.host, port: cluster.port, user: cluster.user, database: "postgres" });
+      await admin.connect();
+      try {
+        await admin.query("SET password_encryption = 'scram-sha-256'");
+        await admin.query("CREATE ROLE zm_scram LOGIN PASSWORD 'pw-scram'");
+        await admin.query("SET password_encryption = 'md5'");
+        await admin.query("CREATE ROLE zm_md5 LOGIN PASSWORD 'pw-md5'");
+        const hba = path.join(cluster.dataDir, "pg_hba.conf");
+        fs.writeFileSync(hba, "host all zm_scram 127.0.0.1/32 scram-sha-256\nhost all zm_md5 127.0.0.1/32 md5\n" + fs.readFileSync(hba, "utf8"));
+        await admin.query("SELECT pg_reload_conf()");
+      } finally {
+        await admin.end();
+      }
+      const as = (user: string, password: string) =>
+        runCli(["list_realms"], {
+          confDir: conf,
+          env: { PGHOST: "127.0.0.1", PGPORT: String(cluster.port), PGDATABASE: "postgres", PGUSER: user, PGPASSWORD: password },
+        });
+      for (const [user, password] of [
+        ["zm_scram", "pw-scram"],
+        ["zm_md5", "pw-md5"],
+      ]) {
+        // Past authentication: the (empty) database is then found not to be Zulip's.
+        const ok = await as(user, password);
+        expect(ok.stderr).toContain("The Zulip database does not appear to exist");
+        expect(ok.exitCode).toBe(3);
+        const wrong = await as(user, "wrong");
+        expect(wrong.stderr).toContain(`password authentication failed for user "${user}"`);
+        expect(wrong.exitCode).toBe(3);
+      }
+    } finally {
+      await cluster.stop();
+    }
+  });
+
+  it("start-up loads no crypto, zlib or child_process (they load when a path needs them)", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "zm-modules-"));
+    try {
+      const report = path.join(dir, "modules.json");
+      const preload = path.join(dir, "preload.cjs");
+      fs.writeFileSync(
+        preload,
+        `process.on("exit", () => require("fs").writeFileSync(${JSON.stringify(report)}, JSON.stringify(process.moduleLoadList)));`,
+      );
+      const r = await cli(["list_realms"], { env: { NODE_OPTIONS: `--require ${preload}` } });
+      expect(r.exitCode, r.stderr).toBe(0);
+      const loaded: string[] = JSON.parse(fs.readFileSync(report, "utf8"));
+      expect(loaded).toContain("NativeModule net"); // the report works
+      for (const m of ["crypto", "zlib", "child_process", "dns", "tls"]) expect(loaded).not.toContain(`NativeModule ${m}`);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("withSideConnection: runs on a connection of its own and closes it; null when it cannot connect or there are several hosts", async () => {
+    const pid = await withSideConnection(config(), envFor(db), async (q) => (await q.query("SELECT pg_backend_pid() AS p")).rows[0].p);
+    expect(typeof pid).toBe("number");
+    expect(pid).not.toBe((await db.query("SELECT pg_backend_pid() AS p"))[0].p);
+    await untilNoSessions(db);
+    let ran = false;
+    const touch = async () => {
+      ran = true;
+      return 1;
+    };
+    expect(await withSideConnection(config(), envFor(db, { PGHOST: "127.0.0.1", PGPORT: "1" }), touch)).toBeNull();
+    expect(await withSideConnection(config(), envFor(db, { PGHOST: `${db.env.PGHOST},${db.env.PGHOST}` }), touch)).toBeNull();
+    expect(ran).toBe(false);
+    expect(await withSideConnection(config(), envFor(db), async () => Promise.reject(new Error("boom")))).toBeNull();
+    await untilNoSessions(db);
   });
 });
 

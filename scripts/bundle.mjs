@@ -6,7 +6,7 @@
 // tables, password hashing) stay outside it and load from node_modules when needed.
 import { build } from "esbuild";
 import { execFileSync } from "node:child_process";
-import { copyFileSync, mkdirSync, readFileSync, renameSync, rmSync } from "node:fs";
+import { copyFileSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -83,6 +83,7 @@ try {
     // Not minified: --traceback stack traces stay readable, and with the code cache the
     // source size barely matters.
     legalComments: "none",
+    charset: "ascii",
     logLevel: "warning",
     external: [
       // optional native/edge variants pg looks for at run time; never needed here
@@ -105,6 +106,14 @@ try {
     define: { "import.meta.url": "__zmImportMetaUrl" },
     banner: { js: 'const __zmImportMetaUrl = require("node:url").pathToFileURL(__filename).href;' },
   });
+  // esbuild writes strings, regular expressions and identifiers as ASCII (charset "ascii", its
+  // default) but keeps comments as they are: escape what non-ASCII is left (comments only) so
+  // that the loader can read the bundle as Latin-1.
+  const bundleFile = path.join(outdir, "cli.cjs");
+  const text = readFileSync(bundleFile, "utf8");
+  if (/[^\x00-\x7f]/.test(text)) {
+    writeFileSync(bundleFile, text.replace(/[^\x00-\x7f]/gu, (c) => [...c].map((u) => `\\u{${u.codePointAt(0).toString(16)}}`).join("")));
+  }
   copyFileSync(path.join(root, "scripts", "loader.cjs"), path.join(outdir, "load.cjs"));
 } catch (e) {
   rmSync(outdir, { recursive: true, force: true });

@@ -16,7 +16,9 @@ const CACHE = BUNDLE + ".cache";
 function compile(cachedData) {
   // The bundle contains no import() (scripts/bundle.mjs turns them into require()), so no
   // dynamic-import callback is needed.
-  const source = fs.readFileSync(BUNDLE, "utf8");
+  // The bundle is pure ASCII (scripts/bundle.mjs makes sure), so reading it as Latin-1 gives
+  // the same string as UTF-8, without the decoding (about 1.5 ms of 1 MB on a small machine).
+  const source = fs.readFileSync(BUNDLE, "latin1");
   const script = new vm.Script(Module.wrap(source), { filename: BUNDLE, cachedData });
   const mod = { exports: {} };
   script.runInThisContext().call(mod.exports, mod.exports, Module.createRequire(BUNDLE), mod, BUNDLE, __dirname);

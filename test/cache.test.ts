@@ -4,6 +4,8 @@ import crypto from "node:crypto";
 import fs from "node:fs";
 import net from "node:net";
 import path from "node:path";
+import { pathToFileURL } from "node:url";
+import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   cacheKeys,
@@ -23,7 +25,7 @@ import { createUser } from "../src/lib/create.js";
 import { runCli } from "./helpers/cli.js";
 import { makeConfDir, newCachePrefix, type ConfDir } from "./helpers/confdir.js";
 import { startMemcached, type MemcachedInstance } from "./helpers/memcached.js";
-import { createDatabase, type TestDatabase } from "./helpers/pg.js";
+import { createDatabase, REPO_ROOT, type TestDatabase } from "./helpers/pg.js";
 import { freePort, makeTempDir, removeDirSync } from "./helpers/services.js";
 
 const sha1 = (s: string) => crypto.createHash("sha1").update(s, "utf8").digest("hex");
@@ -558,6 +560,34 @@ describe("cache invalidation after change_user_role", () => {
       expect(rep.ok).toBe(true);
       expect(r.accepted()).toBe(2);
       expect((await present(keys)).size).toBe(0);
+    } finally {
+      await r.close();
+    }
+  });
+
+  it("a prepared connection never used (a command that ends early) does not keep the process alive", async () => {
+    const r = await relay();
+    try {
+      const lib = (f: string) => JSON.stringify(pathToFileURL(path.join(REPO_ROOT, "dist", "lib", f)).href);
+      const script = `
+        import { CacheInvalidation } from ${lib("cache.js")};
+        import { loadConfig } from ${lib("config.js")};
+        import { resolvePaths } from ${lib("paths.js")};
+        const paths = resolvePaths(process.env.ZULIP_CONF_DIR, process.env);
+        const inval = new CacheInvalidation({ config: () => loadConfig(paths), paths, env: process.env, out: { warn() {} } });
+        inval.prepare();
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        console.log("done");`;
+      const child = await execa(process.execPath, ["--input-type=module", "-e", script], {
+        env: { ...process.env, ...conf.env, ZULIP_MANAGE_MEMCACHED_LOCATION: r.location },
+        timeout: 20_000,
+        reject: false,
+      });
+      expect(child.timedOut).toBe(false);
+      expect(child.stderr).toBe("");
+      expect(child.stdout).toBe("done");
+      expect(child.exitCode).toBe(0);
+      expect(r.accepted()).toBe(1); // it did connect
     } finally {
       await r.close();
     }

@@ -648,7 +648,9 @@ export class CacheInvalidation {
     }
     this.early = target.addresses.map((address) => {
       const p = (async (): Promise<EarlyConnection> => {
-        const client = await MemcachedClient.connect(address, this.connectOptions(target));
+        // In the background: a command that ends without committing (refused, failed) is not
+        // kept waiting by this connection.
+        const client = await MemcachedClient.connect(address, { ...this.connectOptions(target), background: true });
         let stored: EarlyConnection["stored"] = null;
         try {
           stored = await client.get(djangoKey("cache_key_prefixes"));
@@ -802,57 +804,65 @@ export class CacheInvalidation {
     const errors: string[] = [];
     let reached = 0;
     let prefixCount = prefixes.prefixes.length;
-    for (const [i, address] of target.addresses.entries()) {
-      let client: MemcachedClient | undefined;
-      try {
-        // The connection prepare() opened (its failure is the one reported: connecting again
-        // would only wait out the same timeout twice), or a new one.
-        const pre = early?.[i] ? await early[i] : null;
-        client = pre?.client ?? (await MemcachedClient.connect(address, this.connectOptions(target)));
-        if (flushAll) {
-          await client.flushAll();
-        } else {
-          // Zulip's own list of deployment prefixes (newest cache.py), in addition to the files.
-          const all = new Set(prefixes.prefixes);
-          try {
-            const stored = pre ? pre.stored : await client.get(djangoKey("cache_key_prefixes"));
-            if (stored) for (const p of decodeCacheKeyPrefixesValue(stored.flags, stored.value) ?? []) all.add(p);
-          } catch {
-            /* unreadable: the prefixes on disk are what Zulip would compute anyway */
+    // Connections prepare() opened do not keep the process alive by themselves; while commit()
+    // waits for them, this does.
+    const hold = setInterval(() => undefined, 60_000);
+    try {
+      for (const [i, address] of target.addresses.entries()) {
+        let client: MemcachedClient | undefined;
+        try {
+          // The connection prepare() opened (its failure is the one reported: connecting again
+          // would only wait out the same timeout twice), or a new one.
+          const pre = early?.[i] ? await early[i] : null;
+          pre?.client.ref();
+          client = pre?.client ?? (await MemcachedClient.connect(address, this.connectOptions(target)));
+          if (flushAll) {
+            await client.flushAll();
+          } else {
+            // Zulip's own list of deployment prefixes (newest cache.py), in addition to the files.
+            const all = new Set(prefixes.prefixes);
+            try {
+              const stored = pre ? pre.stored : await client.get(djangoKey("cache_key_prefixes"));
+              if (stored) for (const p of decodeCacheKeyPrefixesValue(stored.flags, stored.value) ?? []) all.add(p);
+            } catch {
+              /* unreadable: the prefixes on disk are what Zulip would compute anyway */
+            }
+            prefixCount = Math.max(prefixCount, all.size);
+            const finalKeys: string[] = [];
+            for (const t of this.targets.values()) {
+              if (!t.prefixed) finalKeys.push(djangoKey(t.key));
+              else for (const p of all) finalKeys.push(finalKey(p, t.key));
+            }
+            const good = finalKeys.filter(validCacheKey);
+            if (all.size === 0 && [...this.targets.values()].some((t) => t.prefixed)) {
+              errors.push(
+                `no cache key prefix found (looked for var/remote_cache_prefix in ${this.ctx.paths.deployDir} and the deployments next to it` +
+                  `${prefixes.problems.length ? `; ${prefixes.problems.join("; ")}` : ""})`,
+              );
+            }
+            let r: Awaited<ReturnType<MemcachedClient["deleteMany"]>>;
+            try {
+              r = await client.deleteMany(good);
+            } catch (e) {
+              // A connection opened early may have been dropped while the database work went on
+              // (deletes are idempotent): once more on a fresh one.
+              if (!pre) throw e;
+              await client.close();
+              client = await MemcachedClient.connect(address, this.connectOptions(target));
+              r = await client.deleteMany(good);
+            }
+            keysSent += good.length;
+            keysDeleted += r.deleted.length;
           }
-          prefixCount = Math.max(prefixCount, all.size);
-          const finalKeys: string[] = [];
-          for (const t of this.targets.values()) {
-            if (!t.prefixed) finalKeys.push(djangoKey(t.key));
-            else for (const p of all) finalKeys.push(finalKey(p, t.key));
-          }
-          const good = finalKeys.filter(validCacheKey);
-          if (all.size === 0 && [...this.targets.values()].some((t) => t.prefixed)) {
-            errors.push(
-              `no cache key prefix found (looked for var/remote_cache_prefix in ${this.ctx.paths.deployDir} and the deployments next to it` +
-                `${prefixes.problems.length ? `; ${prefixes.problems.join("; ")}` : ""})`,
-            );
-          }
-          let r: Awaited<ReturnType<MemcachedClient["deleteMany"]>>;
-          try {
-            r = await client.deleteMany(good);
-          } catch (e) {
-            // A connection opened early may have been dropped while the database work went on
-            // (deletes are idempotent): once more on a fresh one.
-            if (!pre) throw e;
-            await client.close();
-            client = await MemcachedClient.connect(address, this.connectOptions(target));
-            r = await client.deleteMany(good);
-          }
-          keysSent += good.length;
-          keysDeleted += r.deleted.length;
+          reached++;
+        } catch (e: any) {
+          errors.push(e?.message ?? String(e));
+        } finally {
+          await client?.close();
         }
-        reached++;
-      } catch (e: any) {
-        errors.push(e?.message ?? String(e));
-      } finally {
-        await client?.close();
       }
+    } finally {
+      clearInterval(hold);
     }
     const server = target.label;
     if (errors.length === 0) {

@@ -73,6 +73,11 @@ export interface MemcachedOptions {
   connectTimeoutMs?: number;
   /** Timeout of each operation. Default 3000 ms. */
   timeoutMs?: number;
+  /**
+   * Open the connection in the background: neither it nor its timers keep the process alive
+   * (a process that ends without using it just ends) until ref() is called.
+   */
+  background?: boolean;
 }
 
 export interface MemcachedResponse {
@@ -152,9 +157,18 @@ export class MemcachedClient {
   readonly label: string;
   private readonly timeoutMs: number;
 
+  private background: boolean;
+
   private constructor(readonly address: MemcachedAddress, opts: MemcachedOptions) {
     this.label = describeAddress(address);
     this.timeoutMs = opts.timeoutMs ?? 3000;
+    this.background = Boolean(opts.background);
+  }
+
+  /** From now on the connection keeps the process alive like any other (see MemcachedOptions.background). */
+  ref(): void {
+    this.background = false;
+    this.socket?.ref();
   }
 
   /** Connect (and authenticate when a username is given). */
@@ -180,6 +194,7 @@ export class MemcachedClient {
         : net.createConnection({ host: this.address.host, port: this.address.port ?? 11211 });
       this.socket = sock;
       sock.setNoDelay(true);
+      if (this.background) sock.unref();
       let settled = false;
       const timer = setTimeout(() => {
         if (settled) return;
@@ -187,6 +202,7 @@ export class MemcachedClient {
         sock.destroy();
         reject(new MemcachedError(`timed out after ${timeoutMs} ms connecting to memcached at ${this.label}`));
       }, timeoutMs);
+      if (this.background) timer.unref();
       sock.once("connect", () => {
         if (settled) return;
         settled = true;
@@ -327,6 +343,7 @@ export class MemcachedClient {
         this.destroy();
         reject(err);
       }, timeoutMs);
+      if (this.background) timer.unref();
     });
     try {
       return await Promise.race([work, timeout]);

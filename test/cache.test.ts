@@ -511,6 +511,18 @@ describe("cache invalidation after change_user_role", () => {
     };
   }
 
+  /** A CacheInvalidation whose memcached is reached through the relay, and the role-change keys of the test user, cached. */
+  async function invalidationVia(r: { location: string }) {
+    const env = { ...process.env, ...conf.env, ZULIP_MANAGE_MEMCACHED_LOCATION: r.location };
+    const paths = resolvePaths(conf.dir, env);
+    const warnings: string[] = [];
+    const inval = new CacheInvalidation({ config: () => loadConfig(paths), paths, env, out: { warn: (t: string) => warnings.push(t) } });
+    const u = await userRow(userId);
+    const keys = roleChangeKeys(u).map((k) => `:1:${conf.cachePrefixes[0]}${k}`);
+    await prefill(keys);
+    return { inval, warnings, u, keys };
+  }
+
   async function until(cond: () => boolean): Promise<void> {
     for (let i = 0; i < 200 && !cond(); i++) await new Promise((r) => setTimeout(r, 10));
     expect(cond()).toBe(true);
@@ -519,13 +531,7 @@ describe("cache invalidation after change_user_role", () => {
   it("prepare() connects while the database work goes on; commit() uses that connection", async () => {
     const r = await relay();
     try {
-      const env = { ...process.env, ...conf.env, ZULIP_MANAGE_MEMCACHED_LOCATION: r.location };
-      const paths = resolvePaths(conf.dir, env);
-      const warnings: string[] = [];
-      const inval = new CacheInvalidation({ config: () => loadConfig(paths), paths, env, out: { warn: (t: string) => warnings.push(t) } });
-      const u = await userRow(userId);
-      const keys = roleChangeKeys(u).map((k) => `:1:${conf.cachePrefixes[0]}${k}`);
-      await prefill(keys);
+      const { inval, warnings, u, keys } = await invalidationVia(r);
       inval.prepare();
       await until(() => r.accepted() === 1);
       await inval.userChanged(db.client, u, ["role"]);
@@ -544,13 +550,7 @@ describe("cache invalidation after change_user_role", () => {
   it("an early connection that was dropped before commit(): the deletes go through a new one", async () => {
     const r = await relay();
     try {
-      const env = { ...process.env, ...conf.env, ZULIP_MANAGE_MEMCACHED_LOCATION: r.location };
-      const paths = resolvePaths(conf.dir, env);
-      const warnings: string[] = [];
-      const inval = new CacheInvalidation({ config: () => loadConfig(paths), paths, env, out: { warn: (t: string) => warnings.push(t) } });
-      const u = await userRow(userId);
-      const keys = roleChangeKeys(u).map((k) => `:1:${conf.cachePrefixes[0]}${k}`);
-      await prefill(keys);
+      const { inval, warnings, u, keys } = await invalidationVia(r);
       await inval.userChanged(db.client, u, ["role"]); // prepares
       await until(() => r.open() === 1);
       r.cut(); // e.g. memcached restarted while the transaction ran
@@ -596,12 +596,7 @@ describe("cache invalidation after change_user_role", () => {
   it("prepare() without a committed change: the early connection is closed, nothing deleted", async () => {
     const r = await relay();
     try {
-      const env = { ...process.env, ...conf.env, ZULIP_MANAGE_MEMCACHED_LOCATION: r.location };
-      const paths = resolvePaths(conf.dir, env);
-      const inval = new CacheInvalidation({ config: () => loadConfig(paths), paths, env, out: { warn: () => undefined } });
-      const u = await userRow(userId);
-      const keys = roleChangeKeys(u).map((k) => `:1:${conf.cachePrefixes[0]}${k}`);
-      await prefill(keys);
+      const { inval, u, keys } = await invalidationVia(r);
       await inval.userChanged(db.client, u, ["role"]);
       await until(() => r.open() === 1);
       expect((await inval.commit()).skipped).toBe(true); // rolled back: nothing committed

@@ -35,7 +35,7 @@ import { defineCommand } from "../lib/command.js";
 import type { Queryable } from "../lib/db.js";
 import { validateEmailAddress } from "../lib/email-address.js";
 import { CommandError, UsageError } from "../lib/errors.js";
-import { addRealmOption, getRealm, getUser, type UserProfile } from "../lib/lookup.js";
+import { addRealmOption, getUserWithRealm, type UserProfile } from "../lib/lookup.js";
 import { cacheReportJson as cacheJson } from "../lib/users-lifecycle.js";
 
 /** UserProfile.EMAIL_ADDRESS_VISIBILITY_EVERYONE */
@@ -81,10 +81,7 @@ export default defineCommand({
     const dryRun = Boolean(opts.dryRun);
     const out = ctx.out;
     const db = await ctx.db();
-    const realmArg = await getRealm(db, opts.realm);
-    const user = await getUser(db, oldEmail, realmArg);
-    const { rows } = await db.query("SELECT id, string_id FROM zerver_realm WHERE id = $1", [user.realm_id]);
-    const realm = { id: Number(rows[0].id), string_id: rows[0].string_id as string };
+    const { user, realm } = await getUserWithRealm(db, oldEmail, opts.realm);
 
     const invalid = validateEmailAddress(newEmail);
     if (invalid) throw new CommandError(`Invalid email address '${newEmail}': ${invalid}.`);

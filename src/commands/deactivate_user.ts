@@ -33,7 +33,7 @@
 import { addFlushCacheOption, CacheInvalidation } from "../lib/cache.js";
 import { defineCommand } from "../lib/command.js";
 import { CommandError, UsageError } from "../lib/errors.js";
-import { addRealmOption, getRealm, getUser } from "../lib/lookup.js";
+import { addRealmOption, getUserWithRealm } from "../lib/lookup.js";
 import {
   activeBotsOwnedBy,
   cacheReportJson as cacheJson,
@@ -82,10 +82,7 @@ export default defineCommand({
     const forReal = Boolean(opts.forReal);
     const out = ctx.out;
     const db = await ctx.db();
-    const realmArg = await getRealm(db, opts.realm);
-    const user = await getUser(db, email, realmArg);
-    const { rows } = await db.query("SELECT id, string_id FROM zerver_realm WHERE id = $1", [user.realm_id]);
-    const realm = { id: Number(rows[0].id), string_id: rows[0].string_id as string };
+    const { user, realm } = await getUserWithRealm(db, email, opts.realm);
 
     const sessions = await describeSessions(db, [user.id]);
     const bots = await activeBotsOwnedBy(db, user.id);

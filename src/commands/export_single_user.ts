@@ -31,7 +31,7 @@ import path from "node:path";
 import { defineCommand } from "../lib/command.js";
 import { CommandError, UsageError } from "../lib/errors.js";
 import { exportSingleUser, writeTarGz } from "../lib/export.js";
-import { addRealmOption, getRealm, getUser, type Realm } from "../lib/lookup.js";
+import { addRealmOption, getRealm, getUser, type Realm, realmRef } from "../lib/lookup.js";
 
 /** os.path.realpath(os.path.expanduser(p)): absolute, symlinks of the existing part resolved. */
 export function resolveOutputDir(p: string): string {
@@ -112,10 +112,9 @@ export default defineCommand({
     out.line(`Tarball written to ${tarballPath}`);
 
     if (out.json) {
-      const r = (await db.query("SELECT id, string_id FROM zerver_realm WHERE id = $1", [user.realm_id])).rows[0];
       out.jsonResult({
         ok: true,
-        user: { id: user.id, email: user.delivery_email, full_name: user.full_name, realm: { id: Number(r.id), string_id: r.string_id } },
+        user: { id: user.id, email: user.delivery_email, full_name: user.full_name, realm: await realmRef(db, user.realm_id) },
         output_dir: outputDir,
         tarball: tarballPath,
         tarball_bytes: fs.statSync(tarballPath).size,

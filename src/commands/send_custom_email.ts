@@ -58,24 +58,21 @@ import { defineCommand } from "../lib/command.js";
 import { CONFIRMATION_TYPES, contentTypeId, generateKey } from "../lib/confirmation.js";
 import type { Db, Queryable } from "../lib/db.js";
 import {
-  type BulkResult,
   buildEmail,
-  EmailDeliveryError,
+  type Delivery,
+  deliverEmails,
   emailConfigWarnings,
   type EmailSettings,
   emailSettings,
   formatAddress,
-  Mailer,
   noreplyAddress,
   type OutgoingEmail,
   requireOutgoingEmail,
-  sendBulk,
   supportAddress,
   tokenizedNoreplyAddress,
 } from "../lib/email.js";
 import { CommandError, UsageError } from "../lib/errors.js";
 import { addRealmOption, getRealm, getUsers } from "../lib/lookup.js";
-import { Progress } from "../lib/progress.js";
 import { realmHost, realmUrl, type ZulipSettings } from "../lib/settings.js";
 import { emailBaseDefault, escapeHtml } from "../lib/templates/html.js";
 import { seriesAtLeast } from "../lib/zulip-versions.js";
@@ -997,43 +994,24 @@ export default defineCommand({
 
     const settingsForMail = es;
     const audit = audited ? new AuditWriter(db, prepared.emailId, prepared.subjectSource) : null;
-    const bulk = recipients.length > 1;
-    const progress = new Progress(recipients.length, { label: "Sending", enabled: bulk && Boolean(process.stderr.isTTY) && !out.json });
-    const mailer = await Mailer.open(settingsForMail, { pool: bulk, maxConnections: 3 });
-    let results: BulkResult<Recipient>[];
-    let aborted: EmailDeliveryError | null = null;
+    let d: Delivery<Recipient>;
     try {
-      if (bulk) {
-        try {
-          await mailer.verify();
-        } catch (e) {
-          if (!(e instanceof EmailDeliveryError)) throw e;
-          out.err(`Cannot send email: ${e.message}`);
-          out.err("No emails were sent.");
-          if (out.json) {
-            out.jsonResult({ dry_run: false, ...docBase, sent: 0, failed: recipients.length, recipients: recipients.map((r) => entry(r, "not_sent", e.message)) });
-          }
-          return 1;
-        }
-      }
-      ({ results, aborted } = await sendBulk(mailer, recipients, (r) => buildFor(prepared, r, settingsForMail, fromName, extraFor(r)), {
-        concurrency: bulk ? 3 : 1,
-        onResult: (r) => {
-          if (r.status === "sent") audit?.add(r.item);
-          else if (r.status === "failed") progress.log(`Failed to send email to ${r.item.row.delivery_email} (${r.item.row.string_id}): ${r.error!.message}`);
-          progress.tick();
-        },
-      }));
+      d = await deliverEmails(settingsForMail, recipients, (r) => buildFor(prepared, r, settingsForMail, fromName, extraFor(r)), {
+        progress: Boolean(process.stderr.isTTY) && !out.json,
+        onSent: (r) => audit?.add(r),
+        failureLine: (r, error) => `Failed to send email to ${r.row.delivery_email} (${r.row.string_id}): ${error.message}`,
+        err: (line) => out.err(line),
+      });
     } finally {
-      progress.finish();
-      mailer.close();
       await audit?.flush();
     }
-
-    const sent = results.filter((r) => r.status === "sent").length;
-    const failed = results.filter((r) => r.status === "failed").length;
-    const notSent = results.filter((r) => r.status === "not_sent").length;
-    if (aborted && notSent > 0) out.err(`Stopped after repeated connection failures; ${notSent} email${notSent === 1 ? " was" : "s were"} not attempted.`);
+    const { results, sent, failed, notSent } = d;
+    if (d.unreachable) {
+      out.err(`Cannot send email: ${d.unreachable.message}`);
+      out.err("No emails were sent.");
+      if (out.json) out.jsonResult({ dry_run: false, ...docBase, sent: 0, failed: recipients.length, recipients: results.map((r) => entry(r.item, "not_sent", r.error?.message)) });
+      return 1;
+    }
     if (audit?.error) {
       out.err(
         `Warning: the emails were sent, but recording them in the audit log failed: ${audit.error.message}\n` +

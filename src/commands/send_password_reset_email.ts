@@ -2,21 +2,17 @@ import { defineCommand } from "../lib/command.js";
 import type { Queryable } from "../lib/db.js";
 import {
   buildEmail,
-  EmailDeliveryError,
+  deliverEmails,
   emailConfigWarnings,
   emailSettings,
-  Mailer,
   type OutgoingEmail,
   requireOutgoingEmail,
   securityEmailFromName,
-  sendBulk,
   tokenizedNoreplyAddress,
-  type BulkResult,
 } from "../lib/email.js";
 import { CommandError } from "../lib/errors.js";
 import { addRealmOption, addUserListOptions, getRealm, getUsers, type UserProfile } from "../lib/lookup.js";
 import { makeToken, passwordResetUrl } from "../lib/password-reset.js";
-import { Progress } from "../lib/progress.js";
 import { realmHost, realmUrl } from "../lib/settings.js";
 import { renderPasswordReset } from "../lib/templates/password_reset.js";
 
@@ -181,44 +177,15 @@ export default defineCommand({
       });
     };
 
-    const bulk = recipients.length > 1;
-    const progress = new Progress(recipients.length, { label: "Sending", enabled: bulk && Boolean(process.stderr.isTTY) });
-    const mailer = await Mailer.open(es, { pool: bulk, maxConnections: 3 });
-    let results: BulkResult<Recipient>[];
-    let aborted: EmailDeliveryError | null = null;
-    try {
-      if (bulk) {
-        // One connection attempt first: an unreachable server or a refused login is one clear
-        // line, not one per recipient.
-        try {
-          await mailer.verify();
-        } catch (e) {
-          if (!(e instanceof EmailDeliveryError)) throw e;
-          out.err(`Cannot send email: ${e.message}`);
-          out.err(`No password reset emails were sent.`);
-          if (out.json) {
-            out.jsonResult({ dry_run: false, sent: 0, failed: recipients.length, recipients: recipients.map((r) => jsonEntry(r, "not_sent", e.message)) });
-          }
-          return 1;
-        }
-      }
-      ({ results, aborted } = await sendBulk(mailer, recipients, build, {
-        concurrency: bulk ? 3 : 1,
-        onResult: (r) => {
-          if (r.status === "failed") progress.log(`Failed to send password reset email to ${describe(r.item)}: ${r.error!.message}`);
-          progress.tick();
-        },
-      }));
-    } finally {
-      progress.finish();
-      mailer.close();
-    }
-
-    const sent = results.filter((r) => r.status === "sent").length;
-    const failed = results.filter((r) => r.status === "failed").length;
-    const notSent = results.filter((r) => r.status === "not_sent").length;
-    if (aborted && notSent > 0) {
-      out.err(`Stopped after repeated connection failures; ${notSent} email${notSent === 1 ? " was" : "s were"} not attempted.`);
+    const d = await deliverEmails(es, recipients, build, {
+      progress: Boolean(process.stderr.isTTY) && !out.json,
+      failureLine: (r, error) => `Failed to send password reset email to ${describe(r)}: ${error.message}`,
+      err: (line) => out.err(line),
+    });
+    const { results, sent, failed, notSent } = d;
+    if (d.unreachable) {
+      out.err(`Cannot send email: ${d.unreachable.message}`);
+      out.err(`No password reset emails were sent.`);
     }
     if (out.json) {
       out.jsonResult({
@@ -230,6 +197,7 @@ export default defineCommand({
     } else if (sent > 0) {
       out.line(`Sent ${sent} password reset email${sent === 1 ? "" : "s"}.`);
     }
+    if (d.unreachable) return 1;
     if (failed + notSent > 0) {
       out.err(`${failed + notSent} of ${recipients.length} password reset email${recipients.length === 1 ? "" : "s"} could not be sent.`);
       return 1;

@@ -11,6 +11,7 @@ import type { Config } from "./config.js";
 import { generateKey } from "./confirmation.js";
 import { EnvironmentError } from "./errors.js";
 import { asctime } from "./managelog.js";
+import { Progress } from "./progress.js";
 import { pyStrRepr } from "./pyformat.js";
 import { EMAIL_BACKENDS, type ZulipSettings } from "./settings.js";
 
@@ -539,4 +540,67 @@ export async function sendBulk<T>(
     if (!results[i]) finish(i, { item: items[i], status: "not_sent" });
   }
   return { results, aborted };
+}
+
+/** The outcome of deliverEmails. */
+export interface Delivery<T> {
+  results: BulkResult<T>[];
+  sent: number;
+  /** Attempted and failed. */
+  failed: number;
+  /** Not attempted: the server became unreachable, or was from the start. */
+  notSent: number;
+  /** Several items and the server could not be reached (or refused the login) before anything was sent. */
+  unreachable: EmailDeliveryError | null;
+}
+
+export interface DeliveryOptions<T> {
+  /** A progress bar on stderr (several items, a terminal, no --json). */
+  progress: boolean;
+  /** The line printed (above the progress bar) for an item that failed. */
+  failureLine: (item: T, error: EmailDeliveryError) => string;
+  onSent?: (item: T) => void;
+  /** Where the "stopped after repeated connection failures" line goes. */
+  err: (line: string) => void;
+}
+
+/**
+ * One message per item, as the bulk-mail commands send them: several items over a pool of three
+ * connections, after checking once that the server can be reached and accepts the login (one
+ * clear failure, not one per recipient); a progress bar; a line per failed item; and a stop,
+ * said on stderr, after repeated connection failures.
+ */
+export async function deliverEmails<T>(settings: EmailSettings, items: T[], build: (item: T) => OutgoingEmail, opts: DeliveryOptions<T>): Promise<Delivery<T>> {
+  const bulk = items.length > 1;
+  const mailer = await Mailer.open(settings, { pool: bulk, maxConnections: 3 });
+  const progress = new Progress(items.length, { label: "Sending", enabled: bulk && opts.progress });
+  let results: BulkResult<T>[];
+  let aborted: EmailDeliveryError | null = null;
+  try {
+    if (bulk) {
+      try {
+        await mailer.verify();
+      } catch (e) {
+        if (!(e instanceof EmailDeliveryError)) throw e;
+        return { results: items.map((item) => ({ item, status: "not_sent", error: e })), sent: 0, failed: 0, notSent: items.length, unreachable: e };
+      }
+    }
+    ({ results, aborted } = await sendBulk(mailer, items, build, {
+      concurrency: bulk ? 3 : 1,
+      onResult: (r) => {
+        if (r.status === "sent") opts.onSent?.(r.item);
+        else if (r.status === "failed") progress.log(opts.failureLine(r.item, r.error!));
+        progress.tick();
+      },
+    }));
+  } finally {
+    progress.finish();
+    mailer.close();
+  }
+  const count = (status: BulkStatus) => results.filter((r) => r.status === status).length;
+  const delivery = { results, sent: count("sent"), failed: count("failed"), notSent: count("not_sent"), unreachable: null };
+  if (aborted && delivery.notSent > 0) {
+    opts.err(`Stopped after repeated connection failures; ${delivery.notSent} email${delivery.notSent === 1 ? " was" : "s were"} not attempted.`);
+  }
+  return delivery;
 }

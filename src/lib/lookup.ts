@@ -99,6 +99,27 @@ export async function getUser(db: Queryable, email: string, realm: Realm | null)
   return rows[0];
 }
 
+/** A realm as --json documents name it. */
+export interface RealmRef {
+  id: number;
+  string_id: string;
+}
+
+/**
+ * manage.py's get_user(email, get_realm(options)) for commands that work on one user, with the
+ * realm the user belongs to (the -r realm, or the user's own when -r was not given).
+ */
+export async function getUserWithRealm(db: Queryable, email: string, realmOption: string | undefined): Promise<{ user: UserProfile; realm: RealmRef }> {
+  const user = await getUser(db, email, await getRealm(db, realmOption));
+  return { user, realm: await realmRef(db, user.realm_id) };
+}
+
+/** The realm with this id, as a RealmRef. */
+export async function realmRef(db: Queryable, realmId: number): Promise<RealmRef> {
+  const { rows } = await db.query("SELECT id, string_id FROM zerver_realm WHERE id = $1", [realmId]);
+  return { id: Number(rows[0].id), string_id: rows[0].string_id as string };
+}
+
 export interface UserListOptions {
   users?: string;
   allUsers?: boolean;

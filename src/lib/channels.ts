@@ -242,11 +242,12 @@ export async function sendUnarchiveNotice(q: Queryable, channelId: number, opts:
 export async function sendSignupAnnouncement(q: Queryable, userId: number, opts: { when?: Date } = {}): Promise<NoticeResult> {
   const { rows } = await q.query(
     `SELECT u.id, u.full_name, u.realm_id, r.signup_announcements_stream_id AS channel_id, r.default_language,
-            (SELECT count(*)::int FROM zerver_userprofile x WHERE x.realm_id = u.realm_id AND x.is_active AND NOT x.is_bot) AS humans
+            (SELECT count(*)::int FROM (SELECT 1 FROM zerver_userprofile x WHERE x.realm_id = u.realm_id AND x.is_active AND NOT x.is_bot LIMIT 2) h) AS humans
        FROM zerver_userprofile u JOIN zerver_realm r ON r.id = u.realm_id WHERE u.id = $1`,
     [userId],
   );
   const u = rows[0];
+  // realm_user_count(realm) == 1; counting to two is enough to tell (a realm can have 50,000).
   if (u.humans === 1) return none({ zulipWritesNone: "the user is the organization's first user" });
   if (u.channel_id === null) return none({ zulipWritesNone: "the organization has no signup announcements channel" });
   const { rows: ch } = await q.query("SELECT name FROM zerver_stream WHERE id = $1", [u.channel_id]);

@@ -12,7 +12,11 @@ import {
   type RealmUserCounts,
   type RoleCountBaseline,
   roleCounts,
+  roleCountsAfterChange,
 } from "../src/lib/audit.js";
+import { createUser } from "../src/lib/create.js";
+import { Db } from "../src/lib/db.js";
+import { doDeactivateUser, reactivateUserInTx } from "../src/lib/users-lifecycle.js";
 import type { Realm, UserProfile } from "../src/lib/lookup.js";
 import { changeUserRole, type Tracked, tracked } from "../src/lib/roles.js";
 import { createDatabase, type TestDatabase } from "./helpers/pg.js";
@@ -72,9 +76,18 @@ describe("readRoleCountBaseline", () => {
     expect(b2).toEqual(b);
   });
 
-  it("is null for a user the realm does not have", async () => {
+  it("is null for a user the realm does not have, unless asked for the counts before creating one", async () => {
     expect(await readRoleCountBaseline(db.client, BY_ID, "nobody@test.example")).toBeNull();
     expect(await readRoleCountBaseline(db.client, { column: "id", param: 999 }, human.email)).toBeNull();
+    const absent = await readRoleCountBaseline(db.client, BY_ID, "nobody@test.example", { absentUser: true });
+    expect(absent?.user).toBeNull();
+    expect(nonZero(absent!.counts)).toEqual(nonZero(await sqlCounts()));
+    expect(await readRoleCountBaseline(db.client, BY_ID, human.email, { absentUser: true })).toEqual(await readRoleCountBaseline(db.client, BY_ID, human.email));
+  });
+
+  it("without a realm: the one user with that address on the server", async () => {
+    expect(await readRoleCountBaseline(db.client, null, human.email)).toEqual(await readRoleCountBaseline(db.client, BY_ID, human.email));
+    expect(await readRoleCountBaseline(db.client, null, "nobody@test.example")).toBeNull();
   });
 });
 
@@ -114,6 +127,99 @@ describe("countsAfterChange", () => {
     expect(countsAfterChange(baseline, { ...before, is_bot: true }, after)).toBeNull();
     expect(countsAfterChange(baseline, { ...before, id: bot.id }, after)).toBeNull();
     expect(countsAfterChange(baseline, { ...before, realm_id: 1 }, after)).toBeNull();
+  });
+});
+
+describe("countsAfterChange for a new user", () => {
+  it("adds the new user when the baseline saw the address free, and refuses a mismatch either way", async () => {
+    const free = (await readRoleCountBaseline(db.client, BY_ID, "new@test.example", { absentUser: true }))!;
+    const taken = (await readRoleCountBaseline(db.client, BY_ID, human.email))!;
+    const after = { role: 600, is_active: true, is_bot: false };
+    const c = countsAfterChange(free, null, after)!;
+    expect(c.humans["600"]).toBe((free.counts.humans["600"] ?? 0) + 1);
+    expect(c.bots).toBe(free.counts.bots);
+    expect(countsAfterChange(free, await user(human.id), after)).toBeNull();
+    expect(countsAfterChange(taken, null, after)).toBeNull();
+    expect(countsAfterChange(free, null, { role: 400, is_active: true, is_bot: true })!.bots).toBe(free.counts.bots + 1);
+  });
+});
+
+describe("createUser with a baseline", () => {
+  async function created(email: string, baseline: Promise<RoleCountBaseline | null> | undefined): Promise<any> {
+    await db.query("BEGIN");
+    let id: number;
+    try {
+      id = (await createUser(db.client, TEST_REALM, { email, fullName: "New Person", role: 400, roleCountBaseline: baseline, externalHost: "zulip.example.net" })).id;
+      await db.query("COMMIT");
+    } catch (e) {
+      await db.query("ROLLBACK");
+      throw e;
+    }
+    const [r] = await db.query("SELECT extra_data FROM zerver_realmauditlog WHERE event_type = 101 AND modified_user_id = $1", [id]);
+    return r.extra_data["10"];
+  }
+
+  it("the 101 row counts the new user, from a baseline read while the address was free", async () => {
+    const rc = await created("fresh1@test.example", readRoleCountBaseline(db.client, BY_ID, "fresh1@test.example", { absentUser: true }));
+    expect(rc).toEqual(await roleCounts(db.client, TEST_REALM));
+  });
+
+  it("a baseline that does not fit (it saw a user there) is not used", async () => {
+    const taken = await readRoleCountBaseline(db.client, BY_ID, human.email);
+    const bogus = { user: taken!.user, counts: { humans: { "400": 999 }, bots: 999 } };
+    const rc = await created("fresh2@test.example", Promise.resolve(bogus));
+    expect(rc).toEqual(await roleCounts(db.client, TEST_REALM));
+  });
+});
+
+describe("deactivation and reactivation with a baseline", () => {
+  const asDb = () => new Db(db.client as any, {} as any);
+
+  /** The ROLE_COUNT of the newest audit row of this type for the user. */
+  async function lastRoleCount(eventType: number, userId: number): Promise<any> {
+    const [r] = await db.query("SELECT extra_data FROM zerver_realmauditlog WHERE event_type = $1 AND modified_user_id = $2 ORDER BY id DESC LIMIT 1", [
+      eventType,
+      userId,
+    ]);
+    return r.extra_data["10"];
+  }
+
+  it("deactivate then reactivate: the rows' counts are the counts after each change", async () => {
+    const u = await addUser(db, { role: 300 });
+    await doDeactivateUser(asDb(), u.id, { roleCountBaseline: readRoleCountBaseline(db.client, BY_ID, u.email) });
+    expect(await lastRoleCount(103, u.id)).toEqual(await roleCounts(db.client, TEST_REALM));
+    const baseline = readRoleCountBaseline(db.client, null, u.email);
+    await db.query("BEGIN");
+    await reactivateUserInTx(db.client, u.id, { roleCountBaseline: baseline });
+    await db.query("COMMIT");
+    expect(await lastRoleCount(104, u.id)).toEqual(await roleCounts(db.client, TEST_REALM));
+  });
+
+  it("a baseline read before the user's bots were deactivated is not used for the user", async () => {
+    const owner = await addUser(db, { role: 400 });
+    await addUser(db, { role: 400, bot: true, botOwnerId: owner.id, name: "ownedbot" });
+    const baseline = await readRoleCountBaseline(db.client, BY_ID, owner.email);
+    const out = await doDeactivateUser(asDb(), owner.id, { roleCountBaseline: Promise.resolve(baseline) });
+    expect(out.bots.filter((b) => b.changed)).toHaveLength(1);
+    const rc = await lastRoleCount(103, owner.id);
+    expect(rc).toEqual(await roleCounts(db.client, TEST_REALM));
+    // The baseline still counted the bot as active.
+    expect(rc["12"]).toBe(baseline!.counts.bots - 1);
+  });
+
+  it("roleCountsAfterChange counts in the transaction when the baseline does not match", async () => {
+    const u = await addUser(db, { role: 400 });
+    const stale = await readRoleCountBaseline(db.client, BY_ID, u.email);
+    await db.query("UPDATE zerver_userprofile SET role = 200 WHERE id = $1", [u.id]);
+    const now = await user(u.id);
+    await db.query("BEGIN");
+    try {
+      await db.query("UPDATE zerver_userprofile SET is_active = false WHERE id = $1", [u.id]);
+      const rc = await roleCountsAfterChange(db.client, TEST_REALM, stale, now, { ...now, is_active: false });
+      expect(rc).toEqual(await roleCounts(db.client, TEST_REALM));
+    } finally {
+      await db.query("ROLLBACK");
+    }
   });
 });
 

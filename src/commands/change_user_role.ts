@@ -47,13 +47,13 @@
 //     "cache": {"mode": "keys", "ok": true, "skipped": false, "server": "127.0.0.1:11211 (SASL as zulip@localhost)",
 //               "prefixes": 1, "keys_sent": 7, "keys_deleted": 2, "flushed_all": false, "warning": null}
 //   }
-import { AuditLogEventType, insertAuditLog, NEW_VALUE, OLD_VALUE, type RoleCountBaseline, readRoleCountBaseline } from "../lib/audit.js";
+import { AuditLogEventType, insertAuditLog, NEW_VALUE, OLD_VALUE, type RoleCountBaseline, roleCountBaselineBeside } from "../lib/audit.js";
 import { addFlushCacheOption, CacheInvalidation, type CacheReport, type CacheUser, cacheReportJson } from "../lib/cache.js";
 import { defineCommand } from "../lib/command.js";
 import type { Context } from "../lib/context.js";
 import type { Db, Queryable } from "../lib/db.js";
 import { CommandError, UsageError } from "../lib/errors.js";
-import { addRealmOption, getRealm, getUser, getUsers, type Realm, realmCondition, type UserProfile } from "../lib/lookup.js";
+import { addRealmOption, getRealm, getUser, getUsers, type Realm, type UserProfile } from "../lib/lookup.js";
 import { changeUserRole, planUserRoleChange, ROLE_NAMES, type Tracked, tracked } from "../lib/roles.js";
 
 /** manage.py's choices, in its order. */
@@ -244,10 +244,7 @@ async function main(ctx: Context, a: MainArgs): Promise<number> {
   // The one slow read of a role change is Zulip's count of the realm's users by role (tens of
   // milliseconds in a realm of 50,000): for a single user, it is read on a second connection
   // while this one connects, looks the user up and locks it (see countsAfterChange).
-  const realmCond = realmCondition(opts.realm);
-  const baseline = tracked(
-    isRole && !multi && grant && !dryRun && realmCond ? ctx.sideRead((q) => readRoleCountBaseline(q, realmCond, email!)) : Promise.resolve(null),
-  );
+  const baseline = tracked(isRole && !multi && grant && !dryRun ? roleCountBaselineBeside(ctx, opts.realm, email!) : Promise.resolve(null));
   const db = await ctx.db();
   const realm = (await getRealm(db, opts.realm)) as Realm;
 

@@ -40,6 +40,7 @@ import fs from "node:fs";
 import readline from "node:readline";
 import { addFlushCacheOption, CacheInvalidation, type CacheUser } from "../lib/cache.js";
 import { type Context } from "../lib/context.js";
+import { roleCountBaselineBeside } from "../lib/audit.js";
 import { defineCommand } from "../lib/command.js";
 import { createUser, creationSchemaProblem, isValidDjangoEmail, processNewHumanUserRows, Role, type ServerUrls } from "../lib/create.js";
 import type { Queryable } from "../lib/db.js";
@@ -47,7 +48,7 @@ import { CommandError, EnvironmentError } from "../lib/errors.js";
 import { addRealmOption, getRealm, type Realm } from "../lib/lookup.js";
 import { checkPasswordStrength, djangoPasswordHash, passwordRules, PASSWORD_TOO_WEAK } from "../lib/password.js";
 import { cacheJson } from "../lib/realm-lifecycle.js";
-import { realmHost, realmUrl } from "../lib/settings.js";
+import { realmUrl } from "../lib/settings.js";
 import { sendSignupAnnouncement } from "../lib/channels.js";
 import type { Command } from "commander";
 
@@ -206,9 +207,14 @@ export default defineCommand({
   async run(ctx, args, opts) {
     const out = ctx.out;
     const dryRun = Boolean(opts.dryRun);
+    // ROLE_COUNT's count of the realm's users, read beside (see roleCountsAfterChange); by the
+    // address on the command line, or once it was asked for.
+    const baselineFor = (email: string) => (dryRun ? undefined : roleCountBaselineBeside(ctx, opts.realm, email, { absentUser: true }));
+    let roleCountBaseline = args[0] !== undefined ? baselineFor(args[0]) : undefined;
     const db = await ctx.db();
     const realm = (await getRealm(db, opts.realm)) as Realm;
     const params = await getCreateUserParams(ctx, args, opts);
+    roleCountBaseline ??= baselineFor(params.email);
     checkFullName(params.fullName);
     const problem = await creationSchemaProblem(db);
     if (problem) throw new EnvironmentError(problem);
@@ -257,6 +263,7 @@ export default defineCommand({
           externalHost: urls.externalHost,
           realmHosts: urls.realmHosts,
           fakeEmailDomain: urls.fakeEmailDomain,
+          roleCountBaseline,
         });
       } catch (e: any) {
         if (e?.code === "23505") throw new CommandError("User already exists.");

@@ -31,6 +31,7 @@
 //               "keys_sent": 9, "keys_deleted": 3, "flushed_all": false, "warning": null}
 //   }
 import { addFlushCacheOption, CacheInvalidation } from "../lib/cache.js";
+import { roleCountBaselineBeside } from "../lib/audit.js";
 import { defineCommand } from "../lib/command.js";
 import { CommandError, UsageError } from "../lib/errors.js";
 import { addRealmOption, getUserWithRealm } from "../lib/lookup.js";
@@ -81,6 +82,8 @@ export default defineCommand({
     if (email === undefined) throw new UsageError("the following arguments are required: <email>");
     const forReal = Boolean(opts.forReal);
     const out = ctx.out;
+    // ROLE_COUNT's count of the realm's users, read beside (see roleCountsAfterChange).
+    const roleCountBaseline = forReal ? roleCountBaselineBeside(ctx, opts.realm, email) : undefined;
     const db = await ctx.db();
     const { user, realm } = await getUserWithRealm(db, email, opts.realm);
 
@@ -108,7 +111,7 @@ export default defineCommand({
     const inval = new CacheInvalidation(ctx, opts.flushCache);
     let outcome;
     try {
-      outcome = await doDeactivateUser(db, user.id, { actingUserId: null, cache: inval });
+      outcome = await doDeactivateUser(db, user.id, { actingUserId: null, cache: inval, roleCountBaseline });
     } finally {
       // Whatever was committed before a failure still gets its cache entries deleted.
       doc.cache = cacheJson(await inval.commit());

@@ -28,6 +28,7 @@
 //     "cache": {...}                   // as in change_user_role; null in a dry run
 //   }
 import { addFlushCacheOption, CacheInvalidation } from "../lib/cache.js";
+import { roleCountBaselineBeside } from "../lib/audit.js";
 import { defineCommand } from "../lib/command.js";
 import { CommandError, UsageError } from "../lib/errors.js";
 import { addRealmOption, getUserWithRealm } from "../lib/lookup.js";
@@ -52,6 +53,8 @@ export default defineCommand({
     if (email === undefined) throw new UsageError("the following arguments are required: <email>");
     const dryRun = Boolean(opts.dryRun);
     const out = ctx.out;
+    // ROLE_COUNT's count of the realm's users, read beside (see roleCountsAfterChange).
+    const roleCountBaseline = dryRun ? undefined : roleCountBaselineBeside(ctx, opts.realm, email);
     const db = await ctx.db();
     const { user, realm } = await getUserWithRealm(db, email, opts.realm);
     const doc: Record<string, unknown> = {
@@ -77,7 +80,7 @@ export default defineCommand({
     }
 
     const inval = new CacheInvalidation(ctx, opts.flushCache);
-    const result: ReactivationResult = await db.tx((q) => reactivateUserInTx(q, user.id, { actingUserId: null, cache: inval }));
+    const result: ReactivationResult = await db.tx((q) => reactivateUserInTx(q, user.id, { actingUserId: null, cache: inval, roleCountBaseline }));
     inval.changeCommitted();
     const cache = await inval.commit();
     Object.assign(doc, {

@@ -6,6 +6,7 @@
 // backfilled=false, extra_data={}; `scrubbed` has a database default but is written too where
 // the column exists). event_time is the application's clock, like Django's timezone_now().
 import { queryTableColumns, type Queryable } from "./db.js";
+import { realmCondition } from "./lookup.js";
 
 export const AuditLogEventType = {
   USER_CREATED: 101,
@@ -223,28 +224,60 @@ export interface CountedUserState {
  * countsAfterChange.
  */
 export interface RoleCountBaseline {
-  user: CountedUserState;
+  /** null: the realm had no user with that address (a user about to be created). */
+  user: CountedUserState | null;
   counts: RealmUserCounts;
 }
 
-/** Read a RoleCountBaseline for the user with this delivery email (any case) in the realm; null if none. */
+/**
+ * Read a RoleCountBaseline for the user with this delivery email (any case) in the realm; null
+ * when there is no such realm, or no such user unless `absentUser` (then the baseline says the
+ * user is not there: the counts before creating it).
+ */
 export async function readRoleCountBaseline(
   q: Queryable,
-  realm: { column: "id" | "string_id"; param: string | number },
+  realm: { column: "id" | "string_id"; param: string | number } | null,
   email: string,
+  opts: { absentUser?: boolean } = {},
 ): Promise<RoleCountBaseline | null> {
-  const { rows } = await q.query(
-    `SELECT (${REALM_USER_COUNTS_SQL.replace("$1", "r.id")}) AS counts, u.id, u.realm_id, u.role, u.is_active, u.is_bot
-       FROM zerver_realm r JOIN zerver_userprofile u ON u.realm_id = r.id AND upper(u.delivery_email::text) = upper($2)
-      WHERE r.${realm.column} = $1`,
-    [realm.param, email.trim()],
-  );
+  // Without a realm: the one user with this address on the server (as get_user finds it).
+  const { rows } = realm
+    ? await q.query(
+        `SELECT (${REALM_USER_COUNTS_SQL.replace("$1", "r.id")}) AS counts, u.id, u.realm_id, u.role, u.is_active, u.is_bot
+           FROM zerver_realm r LEFT JOIN zerver_userprofile u ON u.realm_id = r.id AND upper(u.delivery_email::text) = upper($2)
+          WHERE r.${realm.column} = $1`,
+        [realm.param, email.trim()],
+      )
+    : await q.query(
+        `SELECT (${REALM_USER_COUNTS_SQL.replace("$1", "u.realm_id")}) AS counts, u.id, u.realm_id, u.role, u.is_active, u.is_bot
+           FROM zerver_userprofile u
+          WHERE u.realm_id IN (SELECT id FROM zerver_realm) AND upper(u.delivery_email::text) = upper($1) LIMIT 2`,
+        [email.trim()],
+      );
   if (rows.length !== 1) return null;
   const r = rows[0];
+  if (r.id === null) return opts.absentUser ? { user: null, counts: realmUserCounts(r.counts) } : null;
   return {
     user: { id: Number(r.id), realm_id: Number(r.realm_id), role: Number(r.role), is_active: Boolean(r.is_active), is_bot: Boolean(r.is_bot) },
     counts: realmUserCounts(r.counts),
   };
+}
+
+/**
+ * Start reading a RoleCountBaseline on a second connection (Context.sideRead) for the user a
+ * command is about to change, named as the command's arguments name it: -r (optional) and the
+ * address. Resolves null when that cannot be done; the command then counts in its transaction.
+ */
+export function roleCountBaselineBeside(
+  ctx: { sideRead<T>(fn: (q: Queryable) => Promise<T>): Promise<T | null> },
+  realmOption: string | undefined,
+  email: string,
+  opts: { absentUser?: boolean } = {},
+): Promise<RoleCountBaseline | null> {
+  const realm = realmOption === undefined ? null : realmCondition(realmOption);
+  if (realmOption !== undefined && realm === null) return Promise.resolve(null); // matches no realm
+  if (realm === null && opts.absentUser) return Promise.resolve(null); // a new user needs its realm
+  return ctx.sideRead((q) => readRoleCountBaseline(q, realm, email, opts));
 }
 
 /**
@@ -258,12 +291,15 @@ export async function readRoleCountBaseline(
  */
 export function countsAfterChange(
   baseline: RoleCountBaseline | null,
-  before: CountedUserState,
+  before: CountedUserState | null,
   after: { role: number; is_active: boolean; is_bot: boolean },
 ): RealmUserCounts | null {
   if (!baseline) return null;
   const b = baseline.user;
-  if (
+  if (b === null || before === null) {
+    // A new user: the baseline must have seen the address free.
+    if (b !== null || before !== null) return null;
+  } else if (
     b.id !== Number(before.id) ||
     b.realm_id !== Number(before.realm_id) ||
     b.role !== Number(before.role) ||
@@ -279,7 +315,7 @@ export function countsAfterChange(
     if (u.is_bot) bots += by;
     else humans[String(u.role)] = (humans[String(u.role)] ?? 0) + by;
   };
-  shift(before, -1);
+  if (before) shift(before, -1);
   shift(after, +1);
   return { humans, bots };
 }
@@ -383,6 +419,23 @@ export async function roleCounts(q: Queryable, realmId: number, opts: { workplac
   const roles = workplaceRoles(group);
   const part: WorkplacePart = roles ? { kind: "roles", roles } : { kind: "members", count: await countWorkplaceMembers(q, group.id) };
   return assembleRoleCounts(realmUserCounts(rows[0]?.counts ?? null), part);
+}
+
+/**
+ * realm_user_count_by_role(realm) inside the caller's transaction right after a user went from
+ * `before` (null: did not exist) to `after`: from the baseline when it matches
+ * (countsAfterChange), else counted now.
+ */
+export async function roleCountsAfterChange(
+  q: Queryable,
+  realmId: number,
+  baseline: RoleCountBaseline | null | undefined | Promise<RoleCountBaseline | null>,
+  before: CountedUserState | null,
+  after: { role: number; is_active: boolean; is_bot: boolean },
+): Promise<RoleCountSnapshot> {
+  const counts = countsAfterChange((await baseline) ?? null, before, after);
+  if (!counts) return roleCounts(q, realmId);
+  return assembleRoleCounts(counts, await readWorkplacePart(q, realmId));
 }
 
 /** The realm's active humans by role and active bots, read now. */

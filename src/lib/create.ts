@@ -32,7 +32,7 @@
 // DM, and UserPresence rows (Zulip creates those on the first presence update, not at signup).
 import { isIP } from "node:net";
 import { domainToASCII } from "node:url";
-import { ROLE_COUNT, roleCounts } from "./audit.js";
+import { ROLE_COUNT, type RoleCountBaseline, roleCounts, roleCountsAfterChange } from "./audit.js";
 import type { Queryable } from "./db.js";
 import { releaseForMigration, releaseForMigrations } from "./zulip-versions.js";
 import { crypto } from "./builtins.js";
@@ -1047,6 +1047,12 @@ export interface CreateUserOptions {
   externalHost?: string;
   realmHosts?: Record<string, string>;
   fakeEmailDomain?: string;
+  /**
+   * The realm's user counts read beside the transaction before the user existed
+   * (readRoleCountBaseline with absentUser), for the 101 row's ROLE_COUNT; see
+   * roleCountsAfterChange.
+   */
+  roleCountBaseline?: Promise<RoleCountBaseline | null>;
   /** Audit acting user; default: the new user itself (do_create_user). */
   actingUserId?: number | null;
   /** This user created the realm: becomes acting_user of the REALM_CREATED audit row. */
@@ -1285,7 +1291,7 @@ export async function createUser(db: Queryable, realm: RealmRef, opts: CreateUse
     eventTime: dateJoined,
     actingUserId,
     modifiedUserId: id,
-    extraData: await roleCountSnapshot(db, info.id),
+    extraData: { [ROLE_COUNT]: await roleCountsAfterChange(db, info.id, opts.roleCountBaseline, null, { role, is_active: true, is_bot: botType !== null }) },
   });
   if (opts.realmCreation) {
     await db.query(

@@ -17,7 +17,7 @@
 // the RabbitMQ audit-log upload to the push notification service (its hourly sync picks the
 // rows up), Zulip Cloud's billing downgrade.
 import { AuditLogEventType, insertAuditLog, NEW_VALUE, OLD_VALUE, ROLE_COUNT, roleCounts } from "./audit.js";
-import type { CacheInvalidation, CacheReport } from "./cache.js";
+import type { CacheInvalidation } from "./cache.js";
 import { CONFIRMATION_STATUS, CONFIRMATION_TYPES, insertConfirmation } from "./confirmation.js";
 import { createRealm, type CreatedRealm } from "./create.js";
 import type { Queryable } from "./db.js";

@@ -39,8 +39,8 @@
 // skipped (see commands.md §3.3/§3.4). Sessions are matched by their decoded _auth_user_id
 // without checking the signature (Django's get_decoded() ignores sessions signed with another
 // SECRET_KEY; such sessions are unusable anyway, so listing or deleting them does no harm).
-import { AuditLogEventType, insertAuditLog, ROLE_COUNT, roleCounts, tableColumnSet } from "./audit.js";
-import type { CacheInvalidation, CacheReport, CacheUser } from "./cache.js";
+import { AuditLogEventType, insertAuditLog, ROLE_COUNT, type RoleCountBaseline, roleCountsAfterChange, tableColumnSet } from "./audit.js";
+import type { CacheInvalidation, CacheUser } from "./cache.js";
 import type { Db, Queryable } from "./db.js";
 import { CommandError } from "./errors.js";
 import type { UserProfile } from "./lookup.js";
@@ -106,6 +106,11 @@ export interface LifecycleOptions {
   cache?: CacheInvalidation;
   /** Audit event time (default: now). */
   now?: Date;
+  /**
+   * The realm's user counts read beside the transaction (readRoleCountBaseline) for the
+   * ROLE_COUNT of the one user this changes; see roleCountsAfterChange.
+   */
+  roleCountBaseline?: Promise<RoleCountBaseline | null>;
 }
 
 export interface DeactivationResult {
@@ -235,7 +240,7 @@ export async function deactivateUserInTx(q: Queryable, userId: number, opts: Lif
       eventTime: now,
       actingUserId: opts.actingUserId ?? null,
       modifiedUserId: userId,
-      extraData: { [ROLE_COUNT]: await roleCounts(q, Number(user.realm_id)) },
+      extraData: { [ROLE_COUNT]: await roleCountsAfterChange(q, Number(user.realm_id), opts.roleCountBaseline, user, { ...user, is_active: false }) },
     },
   ]);
   await opts.cache?.userChanged(q, { ...user, is_active: false } as UserProfile & CacheUser, ["is_active"]);
@@ -267,7 +272,7 @@ export async function doDeactivateUser(db: Db, userId: number, opts: LifecycleOp
   if (rows[0].is_active) {
     for (const bot of await activeBotsOwnedBy(db, userId)) {
       if (Number(bot.id) === userId) continue; // a system bot owning itself
-      const r = await db.tx((q) => deactivateUserInTx(q, Number(bot.id), opts));
+      const r = await db.tx((q) => deactivateUserInTx(q, Number(bot.id), { ...opts, roleCountBaseline: undefined }));
       if (r.changed) {
         opts.cache?.changeCommitted();
         r.sessionsDeleted = (await deleteSessionsAfterCommit(db, r.userId, opts.cache)).length;
@@ -275,7 +280,9 @@ export async function doDeactivateUser(db: Db, userId: number, opts: LifecycleOp
       outcome.bots.push(r);
     }
   }
-  const r = await db.tx((q) => deactivateUserInTx(q, userId, opts));
+  // The baseline was read before the bots' deactivations: it holds for the user only when there were none.
+  const baseline = outcome.bots.some((b) => b.changed) ? undefined : opts.roleCountBaseline;
+  const r = await db.tx((q) => deactivateUserInTx(q, userId, { ...opts, roleCountBaseline: baseline }));
   if (r.changed) {
     opts.cache?.changeCommitted();
     r.sessionsDeleted = (await deleteSessionsAfterCommit(db, userId, opts.cache)).length;
@@ -353,7 +360,7 @@ export async function reactivateUserInTx(q: Queryable, userId: number, opts: Lif
       eventTime: now,
       actingUserId: opts.actingUserId ?? null,
       modifiedUserId: userId,
-      extraData: { [ROLE_COUNT]: await roleCounts(q, Number(user.realm_id)) },
+      extraData: { [ROLE_COUNT]: await roleCountsAfterChange(q, Number(user.realm_id), opts.roleCountBaseline, user, { ...user, is_active: true }) },
     },
   ]);
   let inactiveBotOwner: ReactivationResult["inactiveBotOwner"] = null;

@@ -33,7 +33,7 @@ let emailCounter = 0;
  */
 export async function addUser(
   db: TestDatabase,
-  opts: { role: number; daysAgo?: number; bot?: boolean; active?: boolean; fullMember?: boolean; name?: string },
+  opts: { role: number; daysAgo?: number; bot?: boolean; botOwnerId?: number; active?: boolean; fullMember?: boolean; name?: string },
 ): Promise<TestUser> {
   const cols = (
     await db.query(
@@ -54,7 +54,7 @@ export async function addUser(
     is_active: "$5",
     is_bot: "$6",
     bot_type: "CASE WHEN $6 THEN 1 END",
-    bot_owner_id: "CASE WHEN $6 THEN 8 END",
+    bot_owner_id: "CASE WHEN $6 THEN $7::int END",
     recipient_id: "NULL",
     can_forge_sender: "false",
     can_create_users: "false",
@@ -63,7 +63,7 @@ export async function addUser(
   const [row] = await db.query(
     `INSERT INTO zerver_userprofile (${cols.join(", ")})
      SELECT ${cols.map((c) => override[c] ?? c).join(", ")} FROM zerver_userprofile WHERE id = 8 RETURNING id`,
-    [email, `User ${emailCounter}`, opts.role, joined, opts.active ?? true, opts.bot ?? false],
+    [email, `User ${emailCounter}`, opts.role, joined, opts.active ?? true, opts.bot ?? false, opts.botOwnerId ?? 8],
   );
   const g = await groupIds(db);
   const groups = [ROLE_GROUP[opts.role]];

@@ -458,6 +458,28 @@ async function tableShape(db: Queryable, table: string): Promise<TableShape> {
   return shape;
 }
 
+/** Read the shapes of several tables in one query (into the cache tableShape uses). */
+async function prefetchTableShapes(db: Queryable, tables: string[]): Promise<void> {
+  let perDb = shapeCache.get(db);
+  if (!perDb) shapeCache.set(db, (perDb = new Map()));
+  const missing = tables.filter((t) => !perDb!.has(t));
+  if (missing.length === 0) return;
+  const { rows } = await db.query(
+    `SELECT t.name, a.attname, a.attnotnull AND NOT a.atthasdef AND a.attidentity = '' AS required
+       FROM unnest($1::text[]) AS t(name)
+       JOIN pg_catalog.pg_attribute a ON a.attrelid = to_regclass(t.name) AND a.attnum > 0 AND NOT a.attisdropped`,
+    [missing],
+  );
+  for (const table of missing) {
+    const mine = rows.filter((r) => r.name === table);
+    if (mine.length === 0) continue; // tableShape says so when asked
+    perDb.set(table, {
+      columns: new Set(mine.map((r) => r.attname as string)),
+      required: new Set(mine.filter((r) => r.required).map((r) => r.attname as string)),
+    });
+  }
+}
+
 /** Column names of a table in the search path (cached per connection object). */
 export async function tableColumns(db: Queryable, table: string): Promise<Set<string>> {
   return (await tableShape(db, table)).columns;
@@ -1739,8 +1761,12 @@ export async function bulkAddSubscriptions(
   await insertRows(db, "zerver_realmauditlog", audits, null);
   if ((await tableColumns(db, "zerver_stream")).has("subscriber_count")) {
     // Stream.subscriber_count exists since 11.0 (0704).
-    for (const [streamId, n] of countDelta) {
-      await db.query(`UPDATE zerver_stream SET subscriber_count = subscriber_count + $2 WHERE id = $1`, [streamId, n]);
+    if (countDelta.size) {
+      await db.query(
+        `UPDATE zerver_stream s SET subscriber_count = s.subscriber_count + d.n
+           FROM unnest($1::bigint[], $2::int[]) AS d(id, n) WHERE s.id = d.id`,
+        [[...countDelta.keys()], [...countDelta.values()]],
+      );
     }
   }
   return [...touched];
@@ -2094,7 +2120,27 @@ export async function sendMessage(db: Queryable, opts: SendMessageOptions): Prom
  * a NOT NULL column without a database default that this code has no value for, or a realm
  * group setting whose default it does not know. Zulip 10.x, 11.x and 12.x databases pass.
  */
+/** The tables creationSchemaProblem checks, i.e. those that creating realms and users writes. */
+const CREATION_TABLES = [
+  "zerver_realm",
+  "zerver_realmuserdefault",
+  "zerver_userprofile",
+  "zerver_usergroup",
+  "zerver_namedusergroup",
+  "zerver_realmauditlog",
+  "zerver_stream",
+  "zerver_recipient",
+  "zerver_subscription",
+  "zerver_defaultstream",
+  "zerver_realmauthenticationmethod",
+  "zerver_presencesequence",
+  "zerver_usergroupmembership",
+  "zerver_groupgroupmembership",
+  "zerver_usermessage",
+];
+
 export async function creationSchemaProblem(db: Queryable): Promise<string | null> {
+  await prefetchTableShapes(db, CREATION_TABLES);
   const epoch = new Date(0);
   const fixed: RandomSource = { alnum: (n) => "x".repeat(n), uuid: () => "00000000-0000-4000-8000-000000000000" };
   const realmGroupCols = [...(await tableColumns(db, "zerver_realm"))].filter(isRealmGroupSettingColumn);

@@ -109,6 +109,7 @@ export default defineCommand({
     }
 
     const inval = new CacheInvalidation(ctx, opts.flushCache);
+    inval.prepare();
     let outcome;
     try {
       outcome = await doDeactivateUser(db, user.id, { actingUserId: null, cache: inval, roleCountBaseline });

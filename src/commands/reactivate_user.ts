@@ -80,6 +80,7 @@ export default defineCommand({
     }
 
     const inval = new CacheInvalidation(ctx, opts.flushCache);
+    inval.prepare();
     const result: ReactivationResult = await db.tx((q) => reactivateUserInTx(q, user.id, { actingUserId: null, cache: inval, roleCountBaseline }));
     inval.changeCommitted();
     const cache = await inval.commit();

@@ -432,10 +432,11 @@ export async function roleCountsAfterChange(
   baseline: RoleCountBaseline | null | undefined | Promise<RoleCountBaseline | null>,
   before: CountedUserState | null,
   after: { role: number; is_active: boolean; is_bot: boolean },
+  workplaceGroup?: WorkplaceGroup,
 ): Promise<RoleCountSnapshot> {
   const counts = countsAfterChange((await baseline) ?? null, before, after);
   if (!counts) return roleCounts(q, realmId);
-  return assembleRoleCounts(counts, await readWorkplacePart(q, realmId));
+  return assembleRoleCounts(counts, await readWorkplacePart(q, realmId, workplaceGroup));
 }
 
 /** The realm's active humans by role and active bots, read now. */

@@ -32,7 +32,7 @@
 // DM, and UserPresence rows (Zulip creates those on the first presence update, not at signup).
 import { isIP } from "node:net";
 import { domainToASCII } from "node:url";
-import { ROLE_COUNT, type RoleCountBaseline, roleCounts, roleCountsAfterChange } from "./audit.js";
+import { ROLE_COUNT, type RoleCountBaseline, roleCounts, roleCountsAfterChange, type WorkplaceGroup } from "./audit.js";
 import type { Queryable } from "./db.js";
 import { releaseForMigration, releaseForMigrations } from "./zulip-versions.js";
 import { crypto } from "./builtins.js";
@@ -1115,6 +1115,8 @@ interface RealmInfo {
   defaultLanguage: string;
   defaultAvatarSource: string;
   waitingPeriodThreshold: number;
+  /** realm.workplace_users_group_id (12.0+), else null. */
+  workplaceUsersGroupId: number | null;
 }
 
 async function loadRealm(db: Queryable, realmId: number): Promise<RealmInfo> {
@@ -1128,7 +1130,15 @@ async function loadRealm(db: Queryable, realmId: number): Promise<RealmInfo> {
     // realm.default_avatar_source (12.0, 0776); before, do_create_user's default AVATAR_FROM_GRAVATAR.
     defaultAvatarSource: r.default_avatar_source ?? "G",
     waitingPeriodThreshold: Number(r.waiting_period_threshold ?? 0),
+    workplaceUsersGroupId: r.workplace_users_group_id === undefined || r.workplace_users_group_id === null ? null : Number(r.workplace_users_group_id),
   };
+}
+
+/** The realm's workplace users group as readWorkplacePart takes it, from what createUser has read. */
+function workplaceGroupOf(info: RealmInfo, groups: SystemGroupIds): WorkplaceGroup | undefined {
+  if (info.workplaceUsersGroupId === null) return undefined;
+  const name = (Object.keys(groups) as SystemGroupName[]).find((n) => groups[n] === info.workplaceUsersGroupId) ?? null;
+  return { id: info.workplaceUsersGroupId, name };
 }
 
 /** UserProfile.is_provisional_member: a member younger (in whole days) than the waiting period. */
@@ -1313,7 +1323,9 @@ export async function createUser(db: Queryable, realm: RealmRef, opts: CreateUse
     eventTime: dateJoined,
     actingUserId,
     modifiedUserId: id,
-    extraData: { [ROLE_COUNT]: await roleCountsAfterChange(db, info.id, opts.roleCountBaseline, null, { role, is_active: true, is_bot: botType !== null }) },
+    extraData: {
+      [ROLE_COUNT]: await roleCountsAfterChange(db, info.id, opts.roleCountBaseline, null, { role, is_active: true, is_bot: isBot }, workplaceGroupOf(info, groups)),
+    },
   });
   if (opts.realmCreation) {
     await db.query(

@@ -5,7 +5,7 @@
 //   npm run bench -- --runs 11                      # more repetitions for the medians (default 7)
 //   npm run bench -- --scale 0.1                    # generate a tenth-size database (if none exists)
 //   npm run bench -- --only startup,list_realms     # a subset: startup, list_realms, change_user_role,
-//                                                   #   password_reset, export
+//                                                   #   single_user, password_reset, export
 //   npm run bench -- --json                         # the results as JSON too
 //   npm run bench -- --stop                         # remove the database afterwards
 //   npm run bench -- --keep-node-env                # keep NODE_EXTRA_CA_CERTS / NODE_OPTIONS (below)
@@ -22,6 +22,9 @@
 //   - list_realms on the 1,000 realms (median)
 //   - change_user_role on the realm with 50,000 users, member <-> moderator (median), with
 //     memcached running so the cache invalidation is part of it
+//   - the other single-user commands on that realm (deactivate/reactivate, change_user_email,
+//     create_user, delete_user, send_password_reset_email -u, change_password, show_admins,
+//     generate_realm_creation_link), medians of the same number of runs
 //   - send_password_reset_email -r big -a: 50,000 emails through a local SMTP sink (emails/s,
 //     peak memory); every email is counted at the sink
 //   - export_single_user for the user with 1,000,000 messages (seconds, peak memory):
@@ -41,7 +44,7 @@ let KEEP_NODE_ENV = false;
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const BIN = path.join(ROOT, "bin", "zulip-manage");
-const BENCHES = ["startup", "list_realms", "change_user_role", "password_reset", "export"];
+const BENCHES = ["startup", "list_realms", "change_user_role", "single_user", "password_reset", "export"];
 
 function parseArgs(argv) {
   const o = { runs: 7, scale: 1, only: BENCHES, json: false, stop: false };
@@ -291,6 +294,58 @@ async function benchChangeUserRole(state, runs, rows) {
   }
 }
 
+/**
+ * The other single-user commands on the realm of 50,000 users, each run `runs` times, round by
+ * round so that machine load affects them alike; every round leaves the user as it found it
+ * (deactivate then reactivate, change the address and back, create a user then delete it).
+ */
+async function benchSingleUser(state, runs, rows) {
+  const f = state.facts;
+  const realm = f.bigRealm.stringId;
+  const user = f.roleUser.email;
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "zm-bench-single-"));
+  const passwordFile = path.join(dir, "password");
+  fs.writeFileSync(passwordFile, "Xk9#mq2!vLr7@pZw-bench\n", { mode: 0o600 });
+  const other = `renamed-${process.pid}@big.example.com`;
+  const steps = [
+    { name: "deactivate_user -f", args: () => ["deactivate_user", "-r", realm, user, "-f"] },
+    { name: "reactivate_user", args: () => ["reactivate_user", "-r", realm, user] },
+    { name: "change_user_email", args: () => ["change_user_email", "-r", realm, user, other] },
+    { name: "change_user_email (back)", args: () => ["change_user_email", "-r", realm, other, user], report: false },
+    { name: "create_user (no password)", args: (i) => ["create_user", "-r", realm, `bench-${process.pid}-${i}@big.example.com`, "Bench User"] },
+    { name: "delete_user -f", args: (i) => ["delete_user", "-r", realm, "-u", `bench-${process.pid}-${i}@big.example.com`, "-f"] },
+    { name: "send_password_reset_email -u", args: () => ["send_password_reset_email", "-r", realm, "-u", user] },
+    { name: "change_password --password-file", args: () => ["change_password", "-r", realm, user, "--password-file", passwordFile] },
+    { name: "show_admins", args: () => ["show_admins", "-r", realm] },
+    { name: "generate_realm_creation_link", args: () => ["generate_realm_creation_link"] },
+  ];
+  const times = steps.map(() => []);
+  const rss = steps.map(() => []);
+  try {
+    for (let i = 0; i < runs + 1; i++) {
+      for (const [k, step] of steps.entries()) {
+        const r = await cli(state, step.args(i));
+        if (i === 0) continue;
+        times[k].push(r.seconds * 1000);
+        rss[k].push(r.rssMb);
+      }
+    }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+  for (const [k, step] of steps.entries()) {
+    if (step.report === false) continue;
+    const ms = median(times[k]);
+    rows.push({
+      name: `${step.name} (realm of ${fmt(f.bigRealm.users)} users)`,
+      value: `${fmt(ms)} ms (${fmt(Math.min(...times[k]))}-${fmt(Math.max(...times[k]))})`,
+      rss: `${fmt(median(rss[k]))} MB`,
+      target: "< 150 ms",
+      ok: ms < 150,
+    });
+  }
+}
+
 async function benchPasswordReset(state, smtp, rows) {
   const f = state.facts;
   const before = smtp.sink.count;
@@ -419,6 +474,7 @@ async function main() {
     if (o.only.includes("startup")) await benchStartup(state, o.runs, rows);
     if (o.only.includes("list_realms")) await benchListRealms(state, o.runs, rows);
     if (o.only.includes("change_user_role")) await benchChangeUserRole(state, o.runs, rows);
+    if (o.only.includes("single_user")) await benchSingleUser(state, o.runs, rows);
     if (o.only.includes("password_reset")) await benchPasswordReset(state, smtp, rows);
     if (o.only.includes("export")) await benchExport(state, rows);
   } finally {

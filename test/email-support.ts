@@ -51,6 +51,8 @@ export async function startSmtpSink(opts: SinkOptions = {}): Promise<SmtpSink> {
     ...(opts.tls ? { key: opts.tls.key, cert: opts.tls.cert } : {}),
     disabledCommands: [...(opts.tls ? [] : ["STARTTLS"]), ...(opts.auth ? [] : ["AUTH"])],
     authOptional: !opts.auth,
+    // No reverse DNS lookup before the greeting (slow where DNS is unreachable).
+    disableReverseLookup: true,
     allowInsecureAuth: true,
     size: 10 * 1024 * 1024,
     onConnect(_session, cb) {

@@ -59,7 +59,7 @@
 //     "cache": {"mode": "keys", "ok": true, "skipped": false, "server": "…", "prefixes": 1,
 //               "keys_sent": 20, "keys_deleted": 3, "flushed_all": false, "warning": null}
 //   }
-import { AuditLogEventType, insertAuditLog } from "../lib/audit.js";
+import { type RoleCountBaseline, roleCountBaselineBeside, AuditLogEventType, insertAuditLog } from "../lib/audit.js";
 import { addFlushCacheOption, CacheInvalidation, type CacheReport, type CacheUser, cacheReportJson } from "../lib/cache.js";
 import { defineCommand } from "../lib/command.js";
 import type { Context } from "../lib/context.js";
@@ -162,8 +162,13 @@ export function deletionRoots(algorithm: DeletionAlgorithm): string[] {
 }
 
 async function tableExists(q: Queryable, table: string): Promise<boolean> {
-  const { rows } = await q.query("SELECT to_regclass($1) IS NOT NULL AS ok", [table]);
-  return Boolean(rows[0].ok);
+  return (await existingTables(q, [table])).has(table);
+}
+
+/** Which of these tables exist (in the search path), in one query. */
+async function existingTables(q: Queryable, tables: string[]): Promise<Set<string>> {
+  const { rows } = await q.query("SELECT t FROM unnest($1::text[]) AS t WHERE to_regclass(t) IS NOT NULL", [tables]);
+  return new Set(rows.map((r) => r.t as string));
 }
 
 async function columnsOf(q: Queryable, table: string): Promise<string[]> {
@@ -518,8 +523,9 @@ async function overwriteDeletion(
 
   // 3. fks_to_delete: UserMessage, ExternalAuthID, SavedSnippet, ScheduledMessage, Draft.
   const rows = execute ? new CascadeDeletion(q, fks, what) : subs;
+  const present = await existingTables(q, OVERWRITE_DELETES.map(([t]) => t));
   for (const [table, column] of OVERWRITE_DELETES) {
-    if (await tableExists(q, table)) await rows.addRoots(table, `SELECT id FROM ${table} WHERE ${quoteIdent(column)} = $1`, [user.id]);
+    if (present.has(table)) await rows.addRoots(table, `SELECT id FROM ${table} WHERE ${quoteIdent(column)} = $1`, [user.id]);
   }
   if (execute) {
     await rows.collect();
@@ -763,6 +769,8 @@ export interface DeleteUserOptions {
   settings: DeletionSettings;
   algorithm: DeletionAlgorithm;
   cache?: CacheInvalidation;
+  /** For the deactivation's ROLE_COUNT (see roleCountsAfterChange). */
+  roleCountBaseline?: Promise<RoleCountBaseline | null>;
 }
 
 /** do_delete_user(user, acting_user=None): deactivate, then the deletion transaction, then caches/sessions. */
@@ -772,7 +780,7 @@ export async function doDeleteUser(db: Db, userId: number, opts: DeleteUserOptio
   const realm = (await db.query("SELECT * FROM zerver_realm WHERE id = $1", [pre[0].realm_id])).rows[0];
   if (realm?.is_zephyr_mirror_realm) throw new CommandError("Deleting zephyr mirror users is not supported");
 
-  const deact = await doDeactivateUser(db, userId, { actingUserId: null, cache: opts.cache });
+  const deact = await doDeactivateUser(db, userId, { actingUserId: null, cache: opts.cache, roleCountBaseline: opts.roleCountBaseline });
   const collected = await db.tx(async (q) => {
     const { rows } = await q.query("SELECT * FROM zerver_userprofile WHERE id = $1 FOR UPDATE", [userId]);
     if (!rows.length) throw new CommandError(`The user with id ${userId} was deleted while this command ran; nothing more was changed.`);
@@ -867,6 +875,10 @@ export default defineCommand({
   },
   async run(ctx, _args, opts) {
     const out = ctx.out;
+    // One user (-u with a single address, -f): the deactivation's ROLE_COUNT count of the realm's
+    // users is read beside (see roleCountsAfterChange).
+    const single = opts.forReal && !opts.allUsers && typeof opts.users === "string" && !opts.users.includes(",") ? opts.users : null;
+    const roleCountBaseline = single ? roleCountBaselineBeside(ctx, opts.realm, single) : undefined;
     const db = await ctx.db();
     const realm = (await getRealm(db, opts.realm)) as Realm | null;
     const users = await getUsers(db, { users: opts.users, allUsers: opts.allUsers }, realm);
@@ -933,7 +945,16 @@ export default defineCommand({
     for (const [i, u] of users.entries()) {
       const r = results[i];
       try {
-        Object.assign(r, await doDeleteUser(db, u.id, { fks, settings: await settingsFor(Number(u.realm_id)), algorithm, cache: inval }));
+        Object.assign(
+          r,
+          await doDeleteUser(db, u.id, {
+            fks,
+            settings: await settingsFor(Number(u.realm_id)),
+            algorithm,
+            cache: inval,
+            roleCountBaseline: users.length === 1 ? roleCountBaseline : undefined,
+          }),
+        );
         out.line(`Successfully deleted user ${u.delivery_email}.`);
       } catch (e) {
         if (!(e instanceof CommandError)) throw e;

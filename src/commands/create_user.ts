@@ -46,7 +46,7 @@ import { createUser, creationSchemaProblem, isValidDjangoEmail, processNewHumanU
 import type { Queryable } from "../lib/db.js";
 import { CommandError, EnvironmentError } from "../lib/errors.js";
 import { addRealmOption, getRealm, type Realm } from "../lib/lookup.js";
-import { checkedPasswordHash, passwordRules, PASSWORD_TOO_WEAK } from "../lib/password.js";
+import { checkPasswordStrength, djangoPasswordHash, passwordRules, PASSWORD_TOO_WEAK } from "../lib/password.js";
 import { cacheJson } from "../lib/realm-lifecycle.js";
 import { realmUrl } from "../lib/settings.js";
 import { sendSignupAnnouncement } from "../lib/channels.js";
@@ -147,9 +147,9 @@ export async function hashNewPassword(ctx: Context, password: string | null): Pr
   if (password === null) return null;
   const settings = ctx.config().settings;
   const rules = { ...passwordRules(settings), maxLength: Number.POSITIVE_INFINITY };
-  const { verdict, hash } = await checkedPasswordHash(password, rules, Boolean(settings.get("PRODUCTION")));
+  const verdict = await checkPasswordStrength(password, rules);
   if (!verdict.ok) throw new CommandError(verdict.reason ?? PASSWORD_TOO_WEAK);
-  return hash;
+  return djangoPasswordHash(password, settings.get("PRODUCTION"));
 }
 
 /** The URLs and settings Zulip's common_context and fake emails use. */

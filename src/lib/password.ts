@@ -8,10 +8,7 @@
 // (BasePasswordHasher.salt(): 128 bits of entropy), used as the salt's bytes; both salt and hash
 // are base64 without padding in the encoded string. Django only rehashes (must_update) when these
 // parameters differ, so a hash made here is indistinguishable from one made by the server.
-// Argon2id comes from the "argon2" package where its prebuilt binary loads (libargon2, the
-// library argon2-cffi wraps, run in Node's thread pool with a thread per lane: about 120 ms on a
-// 2-core machine, and the main thread stays free), else from hash-wasm (WebAssembly, one
-// thread: about 300 ms). Both give the same bytes; neither needs an install script.
+// Argon2id comes from hash-wasm (WebAssembly, no native code, no install script).
 // Development servers do not list Argon2 (SHA1 + PBKDF2 hashers); for them
 // djangoPasswordHash() makes a PBKDF2 hash, which they accept.
 //
@@ -38,56 +35,16 @@ export function djangoSalt(): string {
   return s;
 }
 
+/** Argon2PasswordHasher.encode(password, salt). */
 /** hash-wasm, whichever way a bundler exposes its exports. */
 async function hashWasm(): Promise<typeof import("hash-wasm")> {
   const mod: any = await import("hash-wasm");
   return typeof mod.argon2id === "function" ? mod : mod.default;
 }
 
-type NativeArgon2 = typeof import("argon2");
-let nativeArgon2: NativeArgon2 | null | undefined;
-
-/** The native binding, or null where it cannot be loaded (no prebuilt binary for this platform). */
-export function loadNativeArgon2(): NativeArgon2 | null {
-  if (nativeArgon2 === undefined) {
-    try {
-      nativeArgon2 = createRequire(import.meta.url)("argon2") as NativeArgon2;
-    } catch {
-      nativeArgon2 = null;
-    }
-  }
-  return nativeArgon2;
-}
-
-/** Base64 without padding, as argon2-cffi encodes salts and hashes. */
-function b64(bytes: Buffer): string {
-  return bytes.toString("base64").replace(/=+$/, "");
-}
-
-export type Argon2Implementation = "native" | "wasm";
-
-/**
- * Argon2PasswordHasher.encode(password, salt). `implementation`: which Argon2 to use (default:
- * native when it loads); the result is the same.
- */
-export async function djangoArgon2Hash(password: string, opts: { salt?: string; implementation?: Argon2Implementation } = {}): Promise<string> {
-  const salt = opts.salt ?? djangoSalt();
-  const native = opts.implementation === "wasm" ? null : loadNativeArgon2();
-  if (opts.implementation === "native" && !native) throw new Error("the native argon2 module cannot be loaded here");
-  if (native) {
-    const raw = await native.hash(Buffer.from(password, "utf8"), {
-      type: native.argon2id,
-      salt: Buffer.from(salt, "utf8"),
-      timeCost: DJANGO_ARGON2.timeCost,
-      memoryCost: DJANGO_ARGON2.memoryCost,
-      parallelism: DJANGO_ARGON2.parallelism,
-      hashLength: DJANGO_ARGON2.hashLength,
-      raw: true,
-    });
-    const { memoryCost: m, timeCost: t, parallelism: p } = DJANGO_ARGON2;
-    return `argon2$argon2id$v=19$m=${m},t=${t},p=${p}$${b64(Buffer.from(salt, "utf8"))}$${b64(raw)}`;
-  }
+export async function djangoArgon2Hash(password: string, opts: { salt?: string } = {}): Promise<string> {
   const { argon2id } = await hashWasm();
+  const salt = opts.salt ?? djangoSalt();
   const encoded = await argon2id({
     password: Buffer.from(password, "utf8"),
     salt: Buffer.from(salt, "utf8"),
@@ -115,23 +72,6 @@ export async function verifyDjangoArgon2Hash(password: string, encoded: string):
 /** The hash set_password() stores: Argon2 on a production server, PBKDF2 on a development one. */
 export async function djangoPasswordHash(password: string, production: boolean): Promise<string> {
   return production ? djangoArgon2Hash(password) : djangoPbkdf2Hash(password, { salt: djangoSalt() });
-}
-
-/**
- * set_password(): the strength check, then the hash (null when the password is refused). With the
- * native Argon2 the hash is computed in the thread pool while zxcvbn checks the password on this
- * thread (a refused password's hash is dropped); otherwise one after the other.
- */
-export async function checkedPasswordHash(
-  password: string,
-  rules: PasswordRules,
-  production: boolean,
-): Promise<{ verdict: StrengthVerdict; hash: string | null }> {
-  const early = production && loadNativeArgon2() ? djangoArgon2Hash(password) : null;
-  early?.catch(() => undefined);
-  const verdict = checkPasswordStrength(password, rules);
-  if (!verdict.ok) return { verdict, hash: null };
-  return { verdict, hash: await (early ?? djangoPasswordHash(password, production)) };
 }
 
 export interface PasswordRules {

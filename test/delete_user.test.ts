@@ -20,6 +20,7 @@ import {
   sendMessage,
   USER_SETTING_DEFAULTS,
 } from "../src/lib/create.js";
+import { CascadeDeletion, catalogForeignKeys } from "../src/lib/ondelete.js";
 import { runCli, type CliResult } from "./helpers/cli.js";
 import { makeConfDir, type ConfDir } from "./helpers/confdir.js";
 import { startMemcached, type MemcachedInstance } from "./helpers/memcached.js";
@@ -770,3 +771,28 @@ for (const template of ["zulip11_fresh", "zulip10_fresh"] as const) {
     });
   });
 }
+
+describe("CascadeDeletion (src/lib/ondelete.ts)", () => {
+  it("with no roots, or roots that match nothing: a plan of nothing, and its temp tables dropped together", async () => {
+    const db = await createDatabase({ template: "zulip12_fresh" });
+    try {
+      const fks = await catalogForeignKeys(db.client);
+      await db.query("BEGIN");
+      const empty = new CascadeDeletion(db.client, fks);
+      expect(await empty.execute()).toEqual({ deleted: {}, setNull: {} });
+      await empty.dispose();
+      const none = new CascadeDeletion(db.client, fks);
+      await none.addRoots("zerver_draft", "SELECT id FROM zerver_draft WHERE user_profile_id = $1", [-1]);
+      await none.addRoots("zerver_savedsnippet", "SELECT id FROM zerver_savedsnippet WHERE user_profile_id = $1", [-1]);
+      expect(await none.execute()).toEqual({ deleted: {}, setNull: {} });
+      const temps = async () =>
+        (await db.query("SELECT count(*)::int AS n FROM pg_class WHERE relname LIKE 'zm_del%' AND relpersistence = 't'"))[0].n;
+      expect(await temps()).toBeGreaterThanOrEqual(2);
+      await none.dispose();
+      expect(await temps()).toBe(0);
+      await db.query("ROLLBACK");
+    } finally {
+      await db.drop();
+    }
+  });
+});

@@ -405,10 +405,18 @@ export class CascadeDeletion {
     // Rows added in round r are expanded in round r + 1; roots (and later additions) are round 0.
     let round = 0;
     for (;;) {
+      if (this.targets.size === 0) break; // nothing to delete (and no empty ANALYZE, which would analyze everything)
       let added = 0;
-      for (const t of [...this.targets.values()]) {
-        const hasRound = await this.q.query(`SELECT 1 FROM ${t.temp} WHERE round = $1 LIMIT 1`, [round]);
-        if (!hasRound.rows.length) continue;
+      // Which of the targets have rows of this round (one query for all of them); rows added
+      // while this round is expanded belong to the next one.
+      const targets = [...this.targets.values()];
+      const { rows: withRound } = await this.q.query(
+        targets.map((t, i) => `SELECT ${i} AS i WHERE EXISTS (SELECT 1 FROM ${t.temp} WHERE round = $1)`).join(" UNION ALL "),
+        [round],
+      );
+      const due = new Set(withRound.map((r) => Number(r.i)));
+      for (const [i, t] of targets.entries()) {
+        if (!due.has(i)) continue;
         for (const fk of referencesTo(this.fks, t.table)) {
           const rule = ruleFor(fk.table, fk.column)!;
           if (rule.onDelete !== "CASCADE") continue;
@@ -446,11 +454,12 @@ export class CascadeDeletion {
           }
         }
       }
-      for (const t of this.targets.values()) await this.q.query(`ANALYZE ${t.temp}`);
+      await this.q.query(`ANALYZE ${[...this.targets.values()].map((t) => t.temp).join(", ")}`);
       round++;
       if (added === 0) {
-        // Later addRoots calls start again at round 0: renumber so they are expanded too.
-        for (const t of this.targets.values()) await this.q.query(`UPDATE ${t.temp} SET round = -1 WHERE round >= 0`);
+        // Later addRoots calls start again at round 0: renumber so they are expanded too (one
+        // round trip: statements without parameters go together).
+        await this.q.query([...this.targets.values()].map((t) => `UPDATE ${t.temp} SET round = -1 WHERE round >= 0`).join("; "));
         break;
       }
     }
@@ -552,7 +561,7 @@ export class CascadeDeletion {
 
   /** Drop the temp tables now (they are dropped at the end of the transaction anyway). */
   async dispose(): Promise<void> {
-    for (const t of this.targets.values()) await this.q.query(`DROP TABLE IF EXISTS ${t.temp}`);
+    if (this.targets.size) await this.q.query(`DROP TABLE IF EXISTS ${[...this.targets.values()].map((t) => t.temp).join(", ")}`);
     this.targets.clear();
   }
 }

@@ -59,7 +59,7 @@
 //     "cache": {"mode": "keys", "ok": true, "skipped": false, "server": "…", "prefixes": 1,
 //               "keys_sent": 20, "keys_deleted": 3, "flushed_all": false, "warning": null}
 //   }
-import { type RoleCountBaseline, roleCountBaselineBeside, AuditLogEventType, insertAuditLog } from "../lib/audit.js";
+import { AuditLogEventType, insertAuditLog, type RoleCountBaseline, roleCountBaselineBeside, tableColumnSet } from "../lib/audit.js";
 import { addFlushCacheOption, CacheInvalidation, type CacheReport, type CacheUser, cacheReportJson } from "../lib/cache.js";
 import { defineCommand } from "../lib/command.js";
 import type { Context } from "../lib/context.js";
@@ -172,6 +172,9 @@ async function existingTables(q: Queryable, tables: string[]): Promise<Set<strin
 }
 
 async function columnsOf(q: Queryable, table: string): Promise<string[]> {
+  // The connection's catalog cache knows the main tables already (in table order it does not
+  // keep, hence the order-preserving read for the others).
+  if (table === "zerver_realmauditlog") return [...(await tableColumnSet(q, table))];
   const { rows } = await q.query(
     `SELECT attname FROM pg_catalog.pg_attribute WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped ORDER BY attnum`,
     [table],

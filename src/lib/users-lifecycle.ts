@@ -256,7 +256,9 @@ export interface DeactivateUserOutcome {
 }
 
 async function deleteSessionsAfterCommit(db: Db, userId: number, cache?: CacheInvalidation): Promise<UserSession[]> {
-  const deleted = await db.tx((q) => deleteUserSessions(q, [userId], cache));
+  // No transaction needed: a read, then (only when there is something to delete) one DELETE of
+  // exactly those sessions, which is atomic by itself.
+  const deleted = await deleteUserSessions(db, [userId], cache);
   if (deleted.length) cache?.changeCommitted();
   return deleted;
 }

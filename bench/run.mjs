@@ -323,15 +323,20 @@ async function benchChangeUserRole(state, runs, rows) {
   // Leave the user a member.
   if (k % 2 === 1) await cli(state, ["change_user_role", "-r", f.bigRealm.stringId, f.roleUser.email, "member"]);
   for (const [e, { label }] of envs.entries()) {
-    const ms = median(times[e]);
-    rows.push({
-      name: `change_user_role (realm of ${fmt(f.bigRealm.users)} users, member <-> moderator)${label}`,
-      value: `${fmt(ms)} ms (${fmt(Math.min(...times[e]))}-${fmt(Math.max(...times[e]))})`,
-      rss: `${fmt(median(rss[e]))} MB`,
-      target: "< 150 ms",
-      ok: ms < 150,
-    });
+    rows.push(singleUserRow(`change_user_role (realm of ${fmt(f.bigRealm.users)} users, member <-> moderator)${label}`, times[e], rss[e]));
   }
+}
+
+/** A table row for a single-user command: median wall time with the range, target 150 ms. */
+function singleUserRow(name, times, rss) {
+  const ms = median(times);
+  return {
+    name,
+    value: `${fmt(ms)} ms (${fmt(Math.min(...times))}-${fmt(Math.max(...times))})`,
+    rss: `${fmt(median(rss))} MB`,
+    target: "< 150 ms",
+    ok: ms < 150,
+  };
 }
 
 /**
@@ -374,15 +379,7 @@ async function benchSingleUser(state, runs, rows) {
     fs.rmSync(dir, { recursive: true, force: true });
   }
   for (const [k, step] of steps.entries()) {
-    if (step.report === false) continue;
-    const ms = median(times[k]);
-    rows.push({
-      name: `${step.name} (realm of ${fmt(f.bigRealm.users)} users)`,
-      value: `${fmt(ms)} ms (${fmt(Math.min(...times[k]))}-${fmt(Math.max(...times[k]))})`,
-      rss: `${fmt(median(rss[k]))} MB`,
-      target: "< 150 ms",
-      ok: ms < 150,
-    });
+    if (step.report !== false) rows.push(singleUserRow(`${step.name} (realm of ${fmt(f.bigRealm.users)} users)`, times[k], rss[k]));
   }
 }
 

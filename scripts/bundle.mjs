@@ -103,8 +103,12 @@ try {
     // dependency has a CommonJS entry point, so esbuild turns import("x") into require("x").
     supported: { "dynamic-import": false },
     plugins: [lazyBuiltins],
-    define: { "import.meta.url": "__zmImportMetaUrl" },
-    banner: { js: 'const __zmImportMetaUrl = require("node:url").pathToFileURL(__filename).href;' },
+    // import.meta.url, computed when first used: node:url's pathToFileURL (and the WHATWG URL
+    // class behind it) costs about 3 ms to load, which most commands never need.
+    define: { "import.meta.url": "__zmImportMeta.url" },
+    // "use strict" first: the code was written as ES modules, which are strict; esbuild's own
+    // directive comes after the banner, where it would not count.
+    banner: { js: '"use strict";\nconst __zmImportMeta = { get url() { return require("node:url").pathToFileURL(__filename).href; } };' },
   });
   // esbuild writes strings, regular expressions and identifiers as ASCII (charset "ascii", its
   // default) but keeps comments as they are: escape what non-ASCII is left (comments only) so

@@ -10,16 +10,12 @@ import { makeConfDir, type ConfDir } from "./helpers/confdir.js";
 import { startMemcached, type MemcachedInstance } from "./helpers/memcached.js";
 import { createDatabase, type TestDatabase } from "./helpers/pg.js";
 import { changedTables, snapshot } from "./helpers/snapshot.js";
+import { copyRow } from "./helpers/users.js";
 
 const sha1 = (s: string) => crypto.createHash("sha1").update(s, "utf8").digest("hex");
 
 /** A copy of the owner's row as a new member whose address only admins can see. */
 async function hiddenUser(db: TestDatabase, email: string): Promise<number> {
-  const cols = (
-    await db.query(
-      `SELECT column_name FROM information_schema.columns WHERE table_schema = 'zulip' AND table_name = 'zerver_userprofile' AND column_name <> 'id' ORDER BY ordinal_position`,
-    )
-  ).map((r: any) => r.column_name as string);
   const override: Record<string, string> = {
     email: "'pending@zulip.example.net'",
     delivery_email: "$1",
@@ -30,12 +26,9 @@ async function hiddenUser(db: TestDatabase, email: string): Promise<number> {
     email_address_visibility: "3",
     can_create_users: "false",
   };
-  const [row] = await db.query(
-    `INSERT INTO zerver_userprofile (${cols.join(", ")}) SELECT ${cols.map((c) => override[c] ?? c).join(", ")} FROM zerver_userprofile WHERE id = 8 RETURNING id`,
-    [email],
-  );
-  await db.query("UPDATE zerver_userprofile SET email = $2 WHERE id = $1", [row.id, `user${row.id}@zulip.example.net`]);
-  return Number(row.id);
+  const id = await copyRow(db, "zerver_userprofile", 8, override, [email]);
+  await db.query("UPDATE zerver_userprofile SET email = $2 WHERE id = $1", [id, `user${id}@zulip.example.net`]);
+  return id;
 }
 
 let db: TestDatabase;

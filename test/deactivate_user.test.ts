@@ -14,6 +14,7 @@ import { makeConfDir, type ConfDir } from "./helpers/confdir.js";
 import { startMemcached, type MemcachedInstance } from "./helpers/memcached.js";
 import { createDatabase, type TestDatabase } from "./helpers/pg.js";
 import { changedTables, snapshot } from "./helpers/snapshot.js";
+import { copyRow } from "./helpers/users.js";
 
 const OWNER = 8;
 const OWNER_EMAIL = "test@test.com";
@@ -50,11 +51,6 @@ print(datetime.datetime.fromisoformat(expire), json.loads(raw))
  * a member, or a generic bot when botOwnerId is given.
  */
 async function copyUser(db: TestDatabase, opts: { email: string; fullName: string; botOwnerId?: number }): Promise<number> {
-  const cols = (
-    await db.query(
-      `SELECT column_name FROM information_schema.columns WHERE table_schema = 'zulip' AND table_name = 'zerver_userprofile' AND column_name <> 'id' ORDER BY ordinal_position`,
-    )
-  ).map((r: any) => r.column_name as string);
   const bot = opts.botOwnerId !== undefined;
   const override: Record<string, string> = {
     email: "$1",
@@ -69,12 +65,7 @@ async function copyUser(db: TestDatabase, opts: { email: string; fullName: strin
     can_create_users: "false",
     recipient_id: "NULL",
   };
-  const [row] = await db.query(
-    `INSERT INTO zerver_userprofile (${cols.join(", ")})
-     SELECT ${cols.map((c) => override[c] ?? c).join(", ")} FROM zerver_userprofile WHERE id = 8 RETURNING id`,
-    [opts.email, opts.fullName, ...(bot ? [opts.botOwnerId] : [])],
-  );
-  return Number(row.id);
+  return copyRow(db, "zerver_userprofile", 8, override, [opts.email, opts.fullName, ...(bot ? [opts.botOwnerId] : [])]);
 }
 
 /** An active subscription to a channel, with the channel's subscriber_count raised. */

@@ -26,6 +26,7 @@ import { makeConfDir, type ConfDir } from "./helpers/confdir.js";
 import { startMemcached, type MemcachedInstance } from "./helpers/memcached.js";
 import { createDatabase, type TestDatabase } from "./helpers/pg.js";
 import { changedTables, snapshot, type Snapshot } from "./helpers/snapshot.js";
+import { copyRow } from "./helpers/users.js";
 
 const REALM = 2;
 const HOST = "zulip.example.net";
@@ -100,11 +101,6 @@ interface World {
 
 /** A member made by copying the fresh install's owner row (works on every schema version). */
 async function copyUser(db: TestDatabase, email: string, fullName: string, botOwnerId?: number): Promise<number> {
-  const cols = (
-    await db.query(
-      `SELECT column_name FROM information_schema.columns WHERE table_schema = 'zulip' AND table_name = 'zerver_userprofile' AND column_name <> 'id' ORDER BY ordinal_position`,
-    )
-  ).map((r: any) => r.column_name as string);
   const bot = botOwnerId !== undefined;
   const override: Record<string, string> = {
     email: "$1",
@@ -119,13 +115,8 @@ async function copyUser(db: TestDatabase, email: string, fullName: string, botOw
     can_create_users: "false",
     recipient_id: "NULL",
   };
-  const [row] = await db.query(
-    `INSERT INTO zerver_userprofile (${cols.join(", ")})
-     SELECT ${cols.map((c) => override[c] ?? c).join(", ")} FROM zerver_userprofile WHERE id = 8 RETURNING id`,
-    [email, fullName, ...(bot ? [botOwnerId] : [])],
-  );
-  const id = Number(row.id);
-  if (cols.includes("recipient_id")) {
+  const id = await copyRow(db, "zerver_userprofile", 8, override, [email, fullName, ...(bot ? [botOwnerId] : [])]);
+  if ((await db.query("SELECT 1 FROM information_schema.columns WHERE table_schema = 'zulip' AND table_name = 'zerver_userprofile' AND column_name = 'recipient_id'")).length) {
     // Zulip 10.x / 11.x: every user has a personal recipient and a subscription to it.
     const [r] = await db.query("INSERT INTO zerver_recipient (type_id, type) VALUES ($1, 1) RETURNING id", [id]);
     await db.query("UPDATE zerver_userprofile SET recipient_id = $2 WHERE id = $1", [id, r.id]);
@@ -196,25 +187,13 @@ async function buildWorld(db: TestDatabase, v12: boolean): Promise<World> {
     othello = await copyUser(db, "othello@zulip.example.net", "Othello");
     bot = await copyUser(db, "iago-bot@zulip.example.net", "Iago's bot", iago);
     for (const u of [iago, hamlet, othello]) await subscribe(db, u, channel);
-    const streamCols = (
-      await db.query(
-        `SELECT column_name FROM information_schema.columns WHERE table_schema = 'zulip' AND table_name = 'zerver_stream' AND column_name <> 'id' ORDER BY ordinal_position`,
-      )
-    ).map((r: any) => r.column_name as string);
-    const streamOverride: Record<string, string> = {
-      name: "'iago''s corner'",
-      date_created: "now()",
-      creator_id: "$1",
-      recipient_id: "NULL",
-      first_message_id: "NULL",
-      subscriber_count: "0",
-    };
-    const [s] = await db.query(
-      `INSERT INTO zerver_stream (${streamCols.join(", ")})
-       SELECT ${streamCols.map((c) => streamOverride[c] ?? c).join(", ")} FROM zerver_stream WHERE id = $2 RETURNING id`,
-      [iago, channel],
+    iagoChannel = await copyRow(
+      db,
+      "zerver_stream",
+      channel,
+      { name: "'iago''s corner'", date_created: "now()", creator_id: "$1", recipient_id: "NULL", first_message_id: "NULL", subscriber_count: "0" },
+      [iago],
     );
-    iagoChannel = Number(s.id);
     const [sr] = await db.query("INSERT INTO zerver_recipient (type_id, type) VALUES ($1, 2) RETURNING id", [iagoChannel]);
     await db.query("UPDATE zerver_stream SET recipient_id = $2 WHERE id = $1", [iagoChannel, sr.id]);
     for (const u of [iago, hamlet]) await subscribe(db, u, iagoChannel);

@@ -9,6 +9,7 @@ import { makeConfDir, type ConfDir } from "./helpers/confdir.js";
 import { startMemcached, type MemcachedInstance } from "./helpers/memcached.js";
 import { createDatabase, type TestDatabase } from "./helpers/pg.js";
 import { changedTables, snapshot } from "./helpers/snapshot.js";
+import { copyRow } from "./helpers/users.js";
 
 /** Django session_data for a dict (signed with some key; Zulip's lookup only decodes it). */
 function sessionData(session: Record<string, unknown>): string {
@@ -26,11 +27,6 @@ async function addSession(db: TestDatabase, userId: number | null): Promise<stri
 
 /** A member of realm `realm` copied from the owner row. */
 async function copyUser(db: TestDatabase, email: string, realm: number, active = true): Promise<number> {
-  const cols = (
-    await db.query(
-      `SELECT column_name FROM information_schema.columns WHERE table_schema = 'zulip' AND table_name = 'zerver_userprofile' AND column_name <> 'id' ORDER BY ordinal_position`,
-    )
-  ).map((r: any) => r.column_name as string);
   const override: Record<string, string> = {
     email: "$1",
     delivery_email: "$1",
@@ -42,11 +38,7 @@ async function copyUser(db: TestDatabase, email: string, realm: number, active =
     realm_id: String(realm),
     can_create_users: "false",
   };
-  const [row] = await db.query(
-    `INSERT INTO zerver_userprofile (${cols.join(", ")}) SELECT ${cols.map((c) => override[c] ?? c).join(", ")} FROM zerver_userprofile WHERE id = 8 RETURNING id`,
-    [email],
-  );
-  return Number(row.id);
+  return copyRow(db, "zerver_userprofile", 8, override, [email]);
 }
 
 let db: TestDatabase;

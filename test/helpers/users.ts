@@ -14,6 +14,32 @@ export const ROLE_GROUP: Record<number, string> = {
   600: "role:everyone",
 };
 
+/**
+ * Insert a copy of one row of a table (in the zulip schema), with some columns given as SQL
+ * expressions (`overrides`, which may use $1..$n for `params`); returns the new row's id.
+ * Copying a real row keeps every NOT NULL column filled on every schema version.
+ */
+export async function copyRow(
+  db: TestDatabase,
+  table: string,
+  sourceId: number,
+  overrides: Record<string, string>,
+  params: unknown[] = [],
+): Promise<number> {
+  const cols = (
+    await db.query(
+      "SELECT column_name FROM information_schema.columns WHERE table_schema = 'zulip' AND table_name = $1 AND column_name <> 'id' ORDER BY ordinal_position",
+      [table],
+    )
+  ).map((r: any) => r.column_name as string);
+  const [row] = await db.query(
+    `INSERT INTO ${table} (${cols.join(", ")})
+     SELECT ${cols.map((c) => overrides[c] ?? c).join(", ")} FROM ${table} WHERE id = $${params.length + 1} RETURNING id`,
+    [...params, sourceId],
+  );
+  return Number(row.id);
+}
+
 /** The realm's system groups, by name. */
 export async function groupIds(db: TestDatabase): Promise<Record<string, number>> {
   const rows = await db.query("SELECT usergroup_ptr_id AS id, name FROM zerver_namedusergroup WHERE realm_id = $1 AND is_system_group", [TEST_REALM]);
@@ -35,11 +61,6 @@ export async function addUser(
   db: TestDatabase,
   opts: { role: number; daysAgo?: number; bot?: boolean; botOwnerId?: number; active?: boolean; fullMember?: boolean; name?: string },
 ): Promise<TestUser> {
-  const cols = (
-    await db.query(
-      `SELECT column_name FROM information_schema.columns WHERE table_schema = 'zulip' AND table_name = 'zerver_userprofile' AND column_name <> 'id' ORDER BY ordinal_position`,
-    )
-  ).map((r: any) => r.column_name as string);
   const email = `${opts.name ?? "user"}${++emailCounter}@test.example`;
   const joined = new Date(Date.now() - (opts.daysAgo ?? 30) * 86400_000);
   const override: Record<string, string> = {
@@ -60,17 +81,13 @@ export async function addUser(
     can_create_users: "false",
     can_change_user_emails: "false",
   };
-  const [row] = await db.query(
-    `INSERT INTO zerver_userprofile (${cols.join(", ")})
-     SELECT ${cols.map((c) => override[c] ?? c).join(", ")} FROM zerver_userprofile WHERE id = 8 RETURNING id`,
-    [email, `User ${emailCounter}`, opts.role, joined, opts.active ?? true, opts.bot ?? false, opts.botOwnerId ?? 8],
-  );
+  const id = await copyRow(db, "zerver_userprofile", 8, override, [email, `User ${emailCounter}`, opts.role, joined, opts.active ?? true, opts.bot ?? false, opts.botOwnerId ?? 8]);
   const g = await groupIds(db);
   const groups = [ROLE_GROUP[opts.role]];
   if (opts.fullMember ?? (opts.role === 400 && !opts.bot)) groups.push("role:fullmembers");
   for (const name of groups) {
-    await db.query("INSERT INTO zerver_usergroupmembership (user_group_id, user_profile_id) VALUES ($1, $2)", [g[name], row.id]);
+    await db.query("INSERT INTO zerver_usergroupmembership (user_group_id, user_profile_id) VALUES ($1, $2)", [g[name], id]);
   }
-  return { id: Number(row.id), email };
+  return { id, email };
 }
 

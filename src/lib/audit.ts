@@ -334,6 +334,17 @@ export interface WorkplaceGroup {
   name: string | null;
 }
 
+/**
+ * The realm's workplace users group from what a caller has read already: the realm row's
+ * workplace_users_group_id (undefined before Zulip 12, then nothing to say) and the realm's
+ * system groups (a group not among them is a custom one: no name).
+ */
+export function workplaceGroupOf(workplaceUsersGroupId: unknown, systemGroups: Iterable<{ id: number; name: string }>): WorkplaceGroup | undefined {
+  if (workplaceUsersGroupId === undefined || workplaceUsersGroupId === null) return undefined;
+  const id = Number(workplaceUsersGroupId);
+  return { id, name: [...systemGroups].find((g) => g.id === id)?.name ?? null };
+}
+
 function workplaceRoles(group: WorkplaceGroup): number[] | null {
   return group.name !== null && group.name !== "role:fullmembers" && ROLES_IN_SYSTEM_GROUP[group.name] ? ROLES_IN_SYSTEM_GROUP[group.name] : null;
 }
@@ -367,16 +378,19 @@ async function countWorkplaceMembers(q: Queryable, groupId: number | null): Prom
 export async function readWorkplacePart(q: Queryable, realmId: number, group?: WorkplaceGroup): Promise<WorkplacePart> {
   if (!(await tableColumnSet(q, "zerver_realm")).has("workplace_users_group_id")) return { kind: "none" };
   if (!group) {
-    const { rows } = await q.query(
-      `SELECT r.workplace_users_group_id AS gid, n.name
-         FROM zerver_realm r
-         LEFT JOIN zerver_namedusergroup n
-                ON n.usergroup_ptr_id = r.workplace_users_group_id AND n.is_system_group AND n.realm_id = r.id
-        WHERE r.id = $1`,
-      [realmId],
-    );
+    const { rows } = await q.query(`SELECT ${WORKPLACE_GROUP_COLUMNS} ${WORKPLACE_GROUP_FROM} WHERE r.id = $1`, [realmId]);
     group = { id: rows[0]?.gid ?? null, name: rows[0]?.name ?? null };
   }
+  return workplacePartOf(q, group);
+}
+
+/** The workplace users group of realm `r` (its id, and its name when it is a system group). */
+const WORKPLACE_GROUP_COLUMNS = "r.workplace_users_group_id AS gid, n.name";
+const WORKPLACE_GROUP_FROM = `FROM zerver_realm r
+  LEFT JOIN zerver_namedusergroup n
+         ON n.usergroup_ptr_id = r.workplace_users_group_id AND n.is_system_group AND n.realm_id = r.id`;
+
+async function workplacePartOf(q: Queryable, group: WorkplaceGroup): Promise<WorkplacePart> {
   const roles = workplaceRoles(group);
   return roles ? { kind: "roles", roles } : { kind: "members", count: await countWorkplaceMembers(q, group.id) };
 }
@@ -402,22 +416,12 @@ export function assembleRoleCounts(counts: RealmUserCounts, workplace: Workplace
  */
 export async function roleCounts(q: Queryable, realmId: number, opts: { workplace?: boolean } = {}): Promise<RoleCountSnapshot> {
   const workplace = opts.workplace ?? (await tableColumnSet(q, "zerver_realm")).has("workplace_users_group_id");
-  if (!workplace) {
-    const { rows } = await q.query(`SELECT (${REALM_USER_COUNTS_SQL}) AS counts`, [realmId]);
-    return assembleRoleCounts(realmUserCounts(rows[0]?.counts ?? null), { kind: "none" });
-  }
+  if (!workplace) return assembleRoleCounts(await readRealmUserCounts(q, realmId), { kind: "none" });
   // The counts and the workplace users group in one round trip.
-  const { rows } = await q.query(
-    `SELECT (${REALM_USER_COUNTS_SQL}) AS counts, r.workplace_users_group_id AS gid, n.name
-       FROM zerver_realm r
-       LEFT JOIN zerver_namedusergroup n
-              ON n.usergroup_ptr_id = r.workplace_users_group_id AND n.is_system_group AND n.realm_id = r.id
-      WHERE r.id = $1`,
-    [realmId],
-  );
-  const group = { id: rows[0]?.gid ?? null, name: rows[0]?.name ?? null };
-  const roles = workplaceRoles(group);
-  const part: WorkplacePart = roles ? { kind: "roles", roles } : { kind: "members", count: await countWorkplaceMembers(q, group.id) };
+  const { rows } = await q.query(`SELECT (${REALM_USER_COUNTS_SQL}) AS counts, ${WORKPLACE_GROUP_COLUMNS} ${WORKPLACE_GROUP_FROM} WHERE r.id = $1`, [
+    realmId,
+  ]);
+  const part = await workplacePartOf(q, { id: rows[0]?.gid ?? null, name: rows[0]?.name ?? null });
   return assembleRoleCounts(realmUserCounts(rows[0]?.counts ?? null), part);
 }
 

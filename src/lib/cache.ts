@@ -636,7 +636,7 @@ export class CacheInvalidation {
    * Start connecting to memcached (TCP, SASL, and reading Zulip's list of deployment prefixes)
    * while the database work goes on, so that commit() only has to send the deletes. Call it
    * when a change is about to be written; harmless to call more than once, or not at all.
-   * Whatever goes wrong here is not reported: commit() connects again and reports that.
+   * Nothing is reported here: a failure to connect is what commit() reports.
    */
   prepare(): void {
     if (this.early || this.mode !== "keys") return;
@@ -777,13 +777,12 @@ export class CacheInvalidation {
    */
   async commit(): Promise<CacheReport> {
     const flushAll = this.mode === "all" && (this.committedChanges > 0 || this.forceFlushAll);
-    const early = this.early;
-    this.early = null;
     if (this.mode === "none" || (!flushAll && (this.committedChanges === 0 || this.targets.size === 0))) {
-      this.early = early;
       await this.closeEarly();
       return this.report({ skipped: true });
     }
+    const early = this.early;
+    this.early = null;
 
     let target: MemcachedTarget;
     try {

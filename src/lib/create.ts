@@ -32,7 +32,7 @@
 // DM, and UserPresence rows (Zulip creates those on the first presence update, not at signup).
 import { isIP } from "node:net";
 import { domainToASCII } from "node:url";
-import { ROLE_COUNT, type RoleCountBaseline, roleCounts, roleCountsAfterChange, type WorkplaceGroup } from "./audit.js";
+import { ROLE_COUNT, type RoleCountBaseline, roleCounts, roleCountsAfterChange, workplaceGroupOf } from "./audit.js";
 import type { Queryable } from "./db.js";
 import { releaseForMigration, releaseForMigrations } from "./zulip-versions.js";
 import { crypto } from "./builtins.js";
@@ -1134,13 +1134,6 @@ async function loadRealm(db: Queryable, realmId: number): Promise<RealmInfo> {
   };
 }
 
-/** The realm's workplace users group as readWorkplacePart takes it, from what createUser has read. */
-function workplaceGroupOf(info: RealmInfo, groups: SystemGroupIds): WorkplaceGroup | undefined {
-  if (info.workplaceUsersGroupId === null) return undefined;
-  const name = (Object.keys(groups) as SystemGroupName[]).find((n) => groups[n] === info.workplaceUsersGroupId) ?? null;
-  return { id: info.workplaceUsersGroupId, name };
-}
-
 /** UserProfile.is_provisional_member: a member younger (in whole days) than the waiting period. */
 export function isProvisionalMember(role: number, dateJoined: Date, waitingPeriodDays: number, now: Date): boolean {
   if (role !== Role.MEMBER) return false; // is_moderator (and above) → False; guests are not members
@@ -1324,7 +1317,7 @@ export async function createUser(db: Queryable, realm: RealmRef, opts: CreateUse
     actingUserId,
     modifiedUserId: id,
     extraData: {
-      [ROLE_COUNT]: await roleCountsAfterChange(db, info.id, opts.roleCountBaseline, null, { role, is_active: true, is_bot: isBot }, workplaceGroupOf(info, groups)),
+      [ROLE_COUNT]: await roleCountsAfterChange(db, info.id, opts.roleCountBaseline, null, { role, is_active: true, is_bot: isBot }, workplaceGroupOf(info.workplaceUsersGroupId, (Object.keys(groups) as SystemGroupName[]).map((name) => ({ id: groups[name], name })))),
     },
   });
   if (opts.realmCreation) {

@@ -196,17 +196,36 @@ const PRELOADED_TABLES = ["zerver_realm", "zerver_userprofile", "zerver_realmaud
 
 /** The columns of `table` (a table or view in the search path); empty when there is no such table. */
 export async function queryTableColumns(q: Queryable, table: string): Promise<Set<string>> {
-  const { rows } = await q.query(
-    `SELECT a.attname AS c
+  return (await queryColumnsOf(q, [table])).get(table) ?? new Set();
+}
+
+/**
+ * SQL for the columns of several tables (or views) in the search path: a JSON object
+ * table -> column names, to embed in a larger statement or run alone (queryColumnsOf);
+ * `param` is the placeholder of the text[] of table names.
+ */
+function columnsJsonSql(param: string): string {
+  return `(SELECT json_object_agg(t, cols) FROM (
+     SELECT c.relname AS t, array_agg(DISTINCT a.attname::text) AS cols
        FROM pg_catalog.pg_attribute a
        JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
        JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-      WHERE c.relname = $1 AND c.relkind IN ('r', 'p', 'v') AND n.nspname = ANY (current_schemas(false))
-        AND a.attnum > 0 AND NOT a.attisdropped`,
-    [table],
-  );
-  return new Set(rows.map((r: { c: string }) => r.c));
+      WHERE c.relname = ANY (${param}::text[]) AND c.relkind IN ('r', 'p', 'v') AND n.nspname = ANY (current_schemas(false))
+        AND a.attnum > 0 AND NOT a.attisdropped
+      GROUP BY c.relname) x)`;
 }
+
+function columnsFromJson(tables: string[], json: Record<string, string[]> | null): Map<string, Set<string>> {
+  return new Map(tables.map((t) => [t, new Set(json?.[t] ?? [])]));
+}
+
+async function queryColumnsOf(q: Queryable, tables: string[]): Promise<Map<string, Set<string>>> {
+  const { rows } = await q.query(`SELECT ${columnsJsonSql("$1")} AS columns`, [tables]);
+  return columnsFromJson(tables, rows[0]?.columns ?? null);
+}
+
+/** The newest zerver migrations: only backports can lie above the newest mainline one, so the newest few are enough. */
+const NEWEST_ZERVER_MIGRATIONS_SQL = "SELECT name FROM django_migrations WHERE app = 'zerver' ORDER BY name DESC LIMIT 16";
 
 export const NO_ZULIP_DB_MESSAGE = "The Zulip database does not appear to exist. Have you run initialize-database?";
 
@@ -273,28 +292,18 @@ export async function connect(config: Config, env: NodeJS.ProcessEnv = process.e
   // Never let a stray 'error' event (server restart, idle disconnect) crash the process.
   client.on("error", () => undefined);
   const db = new Db(client, plan);
-  // One round trip for a Zulip database: the newest migrations (only backports can lie above
-  // the newest mainline one, so the newest few are enough) and the columns of the most used
+  // One round trip for a Zulip database: the newest migrations and the columns of the most used
   // tables. It fails when django_migrations does not exist; then the step-by-step probe says why.
   let names: string[] | null = null;
   try {
     const { rows } = await client.query(
-      `SELECT ARRAY(SELECT name FROM django_migrations WHERE app = 'zerver' ORDER BY name DESC LIMIT 16) AS names,
-              to_regclass('zerver_realm') IS NOT NULL AS has_realm,
-              (SELECT json_object_agg(t, cols) FROM (
-                 SELECT c.relname AS t, array_agg(DISTINCT a.attname::text) AS cols
-                   FROM pg_catalog.pg_attribute a
-                   JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
-                   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-                  WHERE c.relname = ANY ($1::text[]) AND c.relkind IN ('r', 'p', 'v') AND n.nspname = ANY (current_schemas(false))
-                    AND a.attnum > 0 AND NOT a.attisdropped
-                  GROUP BY c.relname) x) AS columns`,
+      `SELECT ARRAY(${NEWEST_ZERVER_MIGRATIONS_SQL}) AS names, to_regclass('zerver_realm') IS NOT NULL AS has_realm,
+              ${columnsJsonSql("$1")} AS columns`,
       [PRELOADED_TABLES],
     );
     if (rows[0].has_realm) {
       names = rows[0].names;
-      const columns: Record<string, string[]> = rows[0].columns ?? {};
-      for (const table of PRELOADED_TABLES) db.rememberColumns(table, columns[table] ?? []);
+      for (const [table, columns] of columnsFromJson(PRELOADED_TABLES, rows[0].columns)) db.rememberColumns(table, columns);
     }
   } catch {
     names = null;
@@ -308,7 +317,7 @@ export async function connect(config: Config, env: NodeJS.ProcessEnv = process.e
       throw new EnvironmentError(`${NO_ZULIP_DB_MESSAGE}\n(${plan.describe} has no zerver_realm table.)`);
     }
     if (rows[0].has_migrations) {
-      const m = await client.query("SELECT name FROM django_migrations WHERE app = 'zerver' ORDER BY name DESC LIMIT 16");
+      const m = await client.query(NEWEST_ZERVER_MIGRATIONS_SQL);
       names = m.rows.map((r: { name: string }) => r.name);
     }
   }

@@ -13,6 +13,7 @@ import {
   type RoleCountBaseline,
   readRealmUserCounts,
   readWorkplacePart,
+  workplaceGroupOf,
 } from "./audit.js";
 import type { Queryable } from "./db.js";
 import { directGroupIds, getSystemGroup, SystemGroups, systemGroupNameForRole, systemGroups, updateFullMembersSystemGroup } from "./groups.js";
@@ -87,14 +88,7 @@ export async function changeUserRole(
 
   await q.query("UPDATE zerver_userprofile SET role = $2 WHERE id = $1", [user.id, newRole]);
   // The part of the count that depends on group memberships is read now, before they move.
-  const workplaceGroupId = realmRow.workplace_users_group_id;
-  const workplace = await readWorkplacePart(
-    q,
-    realm.id,
-    workplaceGroupId === undefined || workplaceGroupId === null
-      ? undefined
-      : { id: Number(workplaceGroupId), name: [...groups.values()].find((g) => g.id === Number(workplaceGroupId))?.name ?? null },
-  );
+  const workplace = await readWorkplacePart(q, realm.id, workplaceGroupOf(realmRow.workplace_users_group_id, groups.values()));
   const after = { role: newRole, is_active: user.is_active, is_bot: user.is_bot };
   const extraData = (counts: RealmUserCounts) => ({ [OLD_VALUE]: oldRole, [NEW_VALUE]: newRole, [ROLE_COUNT]: assembleRoleCounts(counts, workplace) });
   // Counts by role do not depend on memberships: counting later in this transaction (when the

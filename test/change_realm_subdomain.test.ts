@@ -10,11 +10,10 @@ import { runCli } from "./helpers/cli.js";
 import { makeConfDir, type ConfDir } from "./helpers/confdir.js";
 import { startMemcached, type MemcachedClient, type MemcachedInstance } from "./helpers/memcached.js";
 import { createDatabase, type TestDatabase } from "./helpers/pg.js";
-import { snapshot, type Snapshot } from "./helpers/snapshot.js";
+import { snapshot, changedTables as changed } from "./helpers/snapshot.js";
 
 const HOST = "zulip.example.net";
 
-const changed = (a: Snapshot, b: Snapshot) => [...new Set([...a.keys(), ...b.keys()])].filter((k) => a.get(k) !== b.get(k)).sort();
 
 const B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 function b62(n: number): string {

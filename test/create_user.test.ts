@@ -16,14 +16,40 @@ import { runCli } from "./helpers/cli.js";
 import { makeConfDir, type ConfDir } from "./helpers/confdir.js";
 import { startMemcached, type MemcachedClient, type MemcachedInstance } from "./helpers/memcached.js";
 import { createDatabase, type TestDatabase } from "./helpers/pg.js";
-import { snapshot, type Snapshot, foreignKeyViolations } from "./helpers/snapshot.js";
+import { snapshot, type Snapshot, foreignKeyViolations, changedTables as changed } from "./helpers/snapshot.js";
 
 const HOST = "zulip.example.net";
 type Row = Record<string, any>;
 
-const changed = (a: Snapshot, b: Snapshot) => [...new Set([...a.keys(), ...b.keys()])].filter((k) => a.get(k) !== b.get(k)).sort();
 const omit = (row: Row, keys: string[]) => Object.fromEntries(Object.entries(row).filter(([k]) => !keys.includes(k)));
 const sha1 = (s: string) => crypto.createHash("sha1").update(s).digest("hex");
+
+/**
+ * The new member's direct groups (members and full members) and the audit rows written after
+ * `maxAudit`: 101, the two 703 memberships, and a 301 per default channel. Returns the rows.
+ */
+async function expectMemberSignupRows(db: TestDatabase, userId: number, maxAudit: number, lastMessage: number): Promise<Row[]> {
+  const groups = await db.query(
+    "SELECT n.name FROM zerver_usergroupmembership m JOIN zerver_namedusergroup n ON n.usergroup_ptr_id = m.user_group_id WHERE m.user_profile_id = $1 ORDER BY 1",
+    [userId],
+  );
+  expect(groups.map((g: Row) => g.name)).toEqual(["role:fullmembers", "role:members"]);
+  const audits = await db.query(
+    `SELECT a.event_type, a.acting_user_id, a.modified_user_id, a.extra_data, a.event_last_message_id, n.name AS grp, s.name AS stream
+       FROM zerver_realmauditlog a LEFT JOIN zerver_namedusergroup n ON n.usergroup_ptr_id = a.modified_user_group_id
+       LEFT JOIN zerver_stream s ON s.id = a.modified_stream_id WHERE a.id > $1 ORDER BY a.id`,
+    [maxAudit],
+  );
+  expect(audits.map((a: Row) => [a.event_type, a.acting_user_id, a.modified_user_id, a.grp, a.stream, a.event_last_message_id === null ? null : Number(a.event_last_message_id)])).toEqual([
+    [101, userId, userId, null, null, null],
+    [703, userId, userId, "role:members", null, null],
+    [703, userId, userId, "role:fullmembers", null, null],
+    [301, null, userId, null, "Zulip", lastMessage],
+    [301, null, userId, null, "sandbox", lastMessage],
+    [301, null, userId, null, "general", lastMessage],
+  ]);
+  return audits;
+}
 
 describe("create_user on a copy of a real Zulip 12.2 server", () => {
   let db: TestDatabase;
@@ -130,25 +156,7 @@ describe("create_user on a copy of a real Zulip 12.2 server", () => {
   });
 
   it("adds the memberships, audit rows, subscriptions and message history", async () => {
-    const groups = await db.query(
-      "SELECT n.name FROM zerver_usergroupmembership m JOIN zerver_namedusergroup n ON n.usergroup_ptr_id = m.user_group_id WHERE m.user_profile_id = $1 ORDER BY 1",
-      [user.id],
-    );
-    expect(groups.map((g: Row) => g.name)).toEqual(["role:fullmembers", "role:members"]);
-    const audits = await db.query(
-      `SELECT a.event_type, a.acting_user_id, a.modified_user_id, a.extra_data, a.event_last_message_id, n.name AS grp, s.name AS stream
-         FROM zerver_realmauditlog a LEFT JOIN zerver_namedusergroup n ON n.usergroup_ptr_id = a.modified_user_group_id
-         LEFT JOIN zerver_stream s ON s.id = a.modified_stream_id WHERE a.id > $1 ORDER BY a.id`,
-      [maxAudit],
-    );
-    expect(audits.map((a: Row) => [a.event_type, a.acting_user_id, a.modified_user_id, a.grp, a.stream, a.event_last_message_id === null ? null : Number(a.event_last_message_id)])).toEqual([
-      [101, user.id, user.id, null, null, null],
-      [703, user.id, user.id, "role:members", null, null],
-      [703, user.id, user.id, "role:fullmembers", null, null],
-      [301, null, user.id, null, "Zulip", lastMessage],
-      [301, null, user.id, null, "sandbox", lastMessage],
-      [301, null, user.id, null, "general", lastMessage],
-    ]);
+    const audits = await expectMemberSignupRows(db, user.id, maxAudit, lastMessage);
     expect(audits[0].extra_data).toEqual({
       "10": { "11": { "100": 1, "200": 0, "300": 0, "400": 1, "600": 0, workplace_users: 2, non_workplace_users: 0 }, "12": 0 },
     });
@@ -373,25 +381,7 @@ describe.each([
   });
 
   it("adds the memberships, audit rows (role counts of that release), subscriptions and history", async () => {
-    const groups = await db.query(
-      "SELECT n.name FROM zerver_usergroupmembership m JOIN zerver_namedusergroup n ON n.usergroup_ptr_id = m.user_group_id WHERE m.user_profile_id = $1 ORDER BY 1",
-      [user.id],
-    );
-    expect(groups.map((g: Row) => g.name)).toEqual(["role:fullmembers", "role:members"]);
-    const audits = await db.query(
-      `SELECT a.event_type, a.acting_user_id, a.modified_user_id, a.extra_data, a.event_last_message_id, n.name AS grp, s.name AS stream
-         FROM zerver_realmauditlog a LEFT JOIN zerver_namedusergroup n ON n.usergroup_ptr_id = a.modified_user_group_id
-         LEFT JOIN zerver_stream s ON s.id = a.modified_stream_id WHERE a.id > $1 ORDER BY a.id`,
-      [maxAudit],
-    );
-    expect(audits.map((a: Row) => [a.event_type, a.acting_user_id, a.modified_user_id, a.grp, a.stream, a.event_last_message_id === null ? null : Number(a.event_last_message_id)])).toEqual([
-      [101, user.id, user.id, null, null, null],
-      [703, user.id, user.id, "role:members", null, null],
-      [703, user.id, user.id, "role:fullmembers", null, null],
-      [301, null, user.id, null, "Zulip", lastMessage],
-      [301, null, user.id, null, "sandbox", lastMessage],
-      [301, null, user.id, null, "general", lastMessage],
-    ]);
+    const audits = await expectMemberSignupRows(db, user.id, maxAudit, lastMessage);
     expect(audits[0].extra_data).toEqual({ "10": { "11": { "100": 1, "200": 0, "300": 0, "400": 1, "600": 0 }, "12": 0 } });
     const channelSubs = async (id: number) =>
       (await db.query(`SELECT s.name, sub.color, sub.active, sub.is_user_active FROM zerver_subscription sub JOIN zerver_stream s ON s.recipient_id = sub.recipient_id

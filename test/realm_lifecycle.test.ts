@@ -16,17 +16,13 @@ import { makeConfDir, type ConfDir } from "./helpers/confdir.js";
 import { startMemcached, type MemcachedClient, type MemcachedInstance } from "./helpers/memcached.js";
 import { createDatabase, type TestDatabase } from "./helpers/pg.js";
 import { parseAddress, parseAddressList, startSmtpSink, type SmtpSink } from "./email-support.js";
-import { snapshot, type Snapshot } from "./helpers/snapshot.js";
+import { snapshot, changedTables as changed } from "./helpers/snapshot.js";
 
 const HOST = "zulip.example.net";
 const ADMIN = "admin@example.net";
 
 // ---------------------------------------------------------------------------------------------
 // Helpers (plain SQL and protocol code, independent of the code under test)
-
-function changed(a: Snapshot, b: Snapshot): string[] {
-  return [...new Set([...a.keys(), ...b.keys()])].filter((k) => a.get(k) !== b.get(k)).sort();
-}
 
 const B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 function b62(n: number): string {

@@ -10,12 +10,11 @@ import { runCli } from "./helpers/cli.js";
 import { makeConfDir, type ConfDir } from "./helpers/confdir.js";
 import { startMemcached, type MemcachedClient, type MemcachedInstance } from "./helpers/memcached.js";
 import { createDatabase, type TestDatabase } from "./helpers/pg.js";
-import { snapshot, type Snapshot } from "./helpers/snapshot.js";
+import { snapshot, changedTables as changed } from "./helpers/snapshot.js";
 
 const HOST = "zulip.example.net";
 type Row = Record<string, any>;
 
-const changed = (a: Snapshot, b: Snapshot) => [...new Set([...a.keys(), ...b.keys()])].filter((k) => a.get(k) !== b.get(k)).sort();
 const omit = (row: Row, keys: string[]) => Object.fromEntries(Object.entries(row).filter(([k]) => !keys.includes(k)));
 
 /** Archive a channel as do_deactivate_stream does (test data), optionally under a legacy name. */

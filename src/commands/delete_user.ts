@@ -161,10 +161,6 @@ export function deletionRoots(algorithm: DeletionAlgorithm): string[] {
     : ["zerver_userprofile", "zerver_subscription", ...OVERWRITE_DELETES.map(([t]) => t), "zerver_message", "zerver_attachment"];
 }
 
-async function tableExists(q: Queryable, table: string): Promise<boolean> {
-  return (await existingTables(q, [table])).has(table);
-}
-
 /** Which of these tables exist (in the search path), in one query. */
 async function existingTables(q: Queryable, tables: string[]): Promise<Set<string>> {
   const { rows } = await q.query("SELECT t FROM unnest($1::text[]) AS t WHERE to_regclass(t) IS NOT NULL", [tables]);
@@ -423,8 +419,6 @@ const ORPHANED_ATTACHMENTS = `
  */
 async function planMessageDeletion(
   q: Queryable,
-  _fks: CatalogForeignKey[],
-  _what: string,
   realmId: number,
   userId: number,
   out: Collected,
@@ -554,7 +548,8 @@ async function overwriteDeletion(
   //    attachments no live message uses any more.
   if (execute) {
     out.archived = await archiveMessages(q, realmId, user.id);
-    if (await tableExists(q, "pg_temp.zm_archive_ids")) {
+    // archiveMessages keeps its zm_archive_ids table exactly when it archived something.
+    if (out.archived.zerver_archivetransaction) {
       const messages = new CascadeDeletion(q, fks, what);
       await messages.addRoots("zerver_message", "SELECT message_id FROM zm_archive_ids");
       await messages.collect();
@@ -570,27 +565,33 @@ async function overwriteDeletion(
     }
     out.plan = mergePlans(...plans);
   } else {
-    out.plan = mergePlans(...plans, await planMessageDeletion(q, fks, what, realmId, user.id, out));
+    out.plan = mergePlans(...plans, await planMessageDeletion(q, realmId, user.id, out));
   }
   // 6. The 106 row.
-  if (execute) {
-    out.auditIds.push(
-      ...(await insertAuditLog(q, [
-        { realmId, eventType: AuditLogEventType.USER_DELETED, eventTime: new Date(), actingUserId: null, modifiedUserId: user.id },
-      ])),
-    );
-  }
-  out.placeholder = {
-    id: user.id,
+  if (execute) out.auditIds.push(...(await insertUserDeletedAudit(q, user)));
+  out.placeholder = placeholderInfo(user.id, values, columns.includes("is_deleted") ? true : null, null);
+  return out;
+}
+
+/** The placeholder account a deletion leaves behind, as the JSON output reports it. */
+function placeholderInfo(id: number, values: Record<string, unknown>, isDeleted: boolean | null, recipientId: number | null): PlaceholderInfo {
+  return {
+    id,
     email: String(values.email),
     delivery_email: String(values.delivery_email),
     full_name: String(values.full_name),
     is_active: false,
     is_mirror_dummy: true,
-    is_deleted: columns.includes("is_deleted") ? true : null,
-    recipient_id: null,
+    is_deleted: isDeleted,
+    recipient_id: recipientId,
   };
-  return out;
+}
+
+/** do_delete_user's USER_DELETED (106) row. */
+function insertUserDeletedAudit(q: Queryable, user: UserProfile): Promise<number[]> {
+  return insertAuditLog(q, [
+    { realmId: Number(user.realm_id), eventType: AuditLogEventType.USER_DELETED, eventTime: new Date(), actingUserId: null, modifiedUserId: user.id },
+  ]);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -672,16 +673,7 @@ async function recreateDeletion(
   const values = await placeholderRow(q, user, columns, s);
   if (!execute) {
     out.plan = await del.plan();
-    out.placeholder = {
-      id: user.id,
-      email: String(values.email),
-      delivery_email: String(values.delivery_email),
-      full_name: String(values.full_name),
-      is_active: false,
-      is_mirror_dummy: true,
-      is_deleted: null,
-      recipient_id: null,
-    };
+    out.placeholder = placeholderInfo(user.id, values, null, null);
     await del.dispose();
     return out;
   }
@@ -714,27 +706,8 @@ async function recreateDeletion(
   // The group DMs it took part in get a subscription of the placeholder again.
   const still = await q.query("SELECT id FROM zerver_recipient WHERE id = ANY ($1::int[]) ORDER BY id", [groupDms.rows.map((r) => r.recipient_id)]);
   if (still.rows.length) await insertRows(q, "zerver_subscription", still.rows.map((r) => subscription(Number(r.id))), null);
-  out.auditIds.push(
-    ...(await insertAuditLog(q, [
-      {
-        realmId: Number(user.realm_id),
-        eventType: AuditLogEventType.USER_DELETED,
-        eventTime: new Date(),
-        actingUserId: null,
-        modifiedUserId: user.id,
-      },
-    ])),
-  );
-  out.placeholder = {
-    id: user.id,
-    email: String(values.email),
-    delivery_email: String(values.delivery_email),
-    full_name: String(values.full_name),
-    is_active: false,
-    is_mirror_dummy: true,
-    is_deleted: null,
-    recipient_id: recipientId,
-  };
+  out.auditIds.push(...(await insertUserDeletedAudit(q, user)));
+  out.placeholder = placeholderInfo(user.id, values, null, recipientId);
   return out;
 }
 

@@ -325,11 +325,6 @@ interface Target {
 let tempCounter = 0;
 
 /**
- * One Django-style deletion inside the caller's transaction. Temp tables hold the ids to delete
- * (dropped at the end of the transaction); nothing is written to Zulip's tables before
- * execute().
- */
-/**
  * The primary keys of these tables (first column, its type, the number of columns), read in one
  * query and remembered per connection: a deletion asks for a table's key each time it meets a
  * new table.
@@ -354,6 +349,11 @@ async function primaryKeys(q: Queryable, tables: string[]): Promise<Map<string, 
   return known;
 }
 
+/**
+ * One Django-style deletion inside the caller's transaction. Temp tables hold the ids to delete
+ * (dropped at the end of the transaction); nothing is written to Zulip's tables before
+ * execute().
+ */
 export class CascadeDeletion {
   private targets = new Map<string, Target>();
   private readonly prefix = `zm_del${++tempCounter}_`;
@@ -368,7 +368,7 @@ export class CascadeDeletion {
 
   private async primaryKey(table: string): Promise<string> {
     const pk = (await primaryKeys(this.q, [table, ...this.fks.map((fk) => fk.table)])).get(table);
-    if (!pk || Number(pk.n) !== 1 || !["integer", "bigint", "smallint"].includes(pk.type)) {
+    if (!pk || pk.n !== 1 || !["integer", "bigint", "smallint"].includes(pk.type)) {
       throw new CommandError(`Refusing to ${this.what}: ${table} has no single integer primary key, which zulip-manage's deletion needs. Nothing was changed.`);
     }
     return pk.attname;

@@ -593,6 +593,31 @@ describe("cache invalidation after change_user_role", () => {
     }
   });
 
+  it("guard(): writes that fail after a commit still get that commit's keys deleted; before any commit, nothing", async () => {
+    const r = await relay();
+    try {
+      const { inval, warnings, u, keys } = await invalidationVia(r);
+      await expect(
+        inval.guard(async () => {
+          await inval.userChanged(db.client, u, ["role"]);
+          throw new Error("failed before the commit");
+        }),
+      ).rejects.toThrow("failed before the commit");
+      expect((await present(keys)).size).toBe(keys.length);
+      await expect(
+        inval.guard(async () => {
+          await inval.userChanged(db.client, u, ["role"]);
+          inval.changeCommitted();
+          throw new Error("failed after the commit");
+        }),
+      ).rejects.toThrow("failed after the commit");
+      expect(warnings).toEqual([]);
+      expect((await present(keys)).size).toBe(0);
+    } finally {
+      await r.close();
+    }
+  });
+
   it("prepare() without a committed change: the early connection is closed, nothing deleted", async () => {
     const r = await relay();
     try {

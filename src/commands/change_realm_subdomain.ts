@@ -132,28 +132,30 @@ export default defineCommand({
       return finish();
     }
 
-    await db.tx(async (q) => {
-      const locked = await lockRealm(q, realm.id);
-      if (locked.string_id !== oldSubdomain) throw new CommandError("The organization's subdomain changed while this command ran; nothing was changed.");
-      // The subdomain may have been taken since the check above.
-      try {
-        await checkSubdomainAvailable(q, newSubdomain, subOpts);
-      } catch (e) {
-        if (e instanceof SubdomainError) throw new CommandError(e.message);
-        throw e;
-      }
-      const renamed = await renameRealmSubdomain(q, locked, newSubdomain, { oldUrl, newUrl, cache: inval });
-      result.audit_log_id = renamed.auditLogId;
-      result.redirects_updated = renamed.redirectsUpdated;
-      if (!skipRedirect) {
-        const p = await createRedirectPlaceholder(q, { oldSubdomain, name: locked.name, newUrl, cache: inval });
-        result.placeholder = { id: p.realm.id, string_id: oldSubdomain, deactivated_redirect: newUrl, deactivation_audit_log_id: p.deactivation.auditLogId };
-      }
+    await inval.guard(async () => {
+      await db.tx(async (q) => {
+        const locked = await lockRealm(q, realm.id);
+        if (locked.string_id !== oldSubdomain) throw new CommandError("The organization's subdomain changed while this command ran; nothing was changed.");
+        // The subdomain may have been taken since the check above.
+        try {
+          await checkSubdomainAvailable(q, newSubdomain, subOpts);
+        } catch (e) {
+          if (e instanceof SubdomainError) throw new CommandError(e.message);
+          throw e;
+        }
+        const renamed = await renameRealmSubdomain(q, locked, newSubdomain, { oldUrl, newUrl, cache: inval });
+        result.audit_log_id = renamed.auditLogId;
+        result.redirects_updated = renamed.redirectsUpdated;
+        if (!skipRedirect) {
+          const p = await createRedirectPlaceholder(q, { oldSubdomain, name: locked.name, newUrl, cache: inval });
+          result.placeholder = { id: p.realm.id, string_id: oldSubdomain, deactivated_redirect: newUrl, deactivation_audit_log_id: p.deactivation.auditLogId };
+        }
+      });
+      inval.changeCommitted();
+      // Sessions can't be deleted inside Zulip's transaction; everyone logs in again.
+      const sessions = await db.tx((q) => deleteRealmSessions(q, realm.id, inval, secretKey ? { secretKey } : {}));
+      result.sessions_deleted = sessions.length;
     });
-    inval.changeCommitted();
-    // Sessions can't be deleted inside Zulip's transaction; everyone logs in again.
-    const sessions = await db.tx((q) => deleteRealmSessions(q, realm.id, inval, secretKey ? { secretKey } : {}));
-    result.sessions_deleted = sessions.length;
     result.cache = cacheJson(await inval.commit());
     out.line("Done!");
     return finish();

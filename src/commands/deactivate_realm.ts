@@ -109,101 +109,104 @@ export default defineCommand({
       return code;
     };
 
-    if (redirectUrl) {
+    // Whatever fails after a commit, the cache of what was committed is still updated.
+    return inval.guard(async () => {
+      if (redirectUrl) {
+        if (dryRun) {
+          out.line(`Would set the redirect URL to ${redirectUrl}`);
+        } else {
+          out.line(`Setting the redirect URL to ${redirectUrl}`);
+          await db.tx(async (q) => {
+            const locked = await lockRealm(q, realm.id);
+            await setDeactivatedRedirect(q, { id: locked.id, string_id: locked.string_id, deactivated: locked.deactivated }, redirectUrl, inval);
+          });
+          inval.changeCommitted();
+          result.redirect_set = true;
+        }
+      }
+
+      if (realm.deactivated) {
+        out.line(`The realm ${realmArg} is already deactivated.`);
+        if (!dryRun) result.cache = cacheJson(await inval.commit());
+        return finish(0);
+      }
+
+      const secretKey = secretKeyOrUndefined(settings);
+      const info = { name: realm.name, string_id: realm.string_id, host: realmHost(settings, realm.string_id), url: realmUrl(settings, realm.string_id) };
+
       if (dryRun) {
-        out.line(`Would set the redirect URL to ${redirectUrl}`);
-      } else {
-        out.line(`Setting the redirect URL to ${redirectUrl}`);
-        await db.tx(async (q) => {
-          const locked = await lockRealm(q, realm.id);
-          await setDeactivatedRedirect(q, { id: locked.id, string_id: locked.string_id, deactivated: locked.deactivated }, redirectUrl, inval);
-        });
-        inval.changeCommitted();
-        result.redirect_set = true;
-      }
-    }
-
-    if (realm.deactivated) {
-      out.line(`The realm ${realmArg} is already deactivated.`);
-      if (!dryRun) result.cache = cacheJson(await inval.commit());
-      return finish(0);
-    }
-
-    const secretKey = secretKeyOrUndefined(settings);
-    const info = { name: realm.name, string_id: realm.string_id, host: realmHost(settings, realm.string_id), url: realmUrl(settings, realm.string_id) };
-
-    if (dryRun) {
-      const { rows: se } = await db.query("SELECT count(*)::int AS n FROM zerver_scheduledemail WHERE realm_id = $1", [realm.id]);
-      const { rows: users } = await db.query("SELECT id FROM zerver_userprofile WHERE realm_id = $1", [realm.id]);
-      const sessions = await findUserSessions(db, users.map((u) => Number(u.id)), { unexpiredOnly: true, ...(secretKey ? { secretKey } : {}) });
-      result.scheduled_emails_deleted = se[0].n;
-      result.sessions_deleted = sessions.length;
-      out.line(`Would deactivate ${realmArg} (reason: ${reason}): ${se[0].n} scheduled email(s) removed, ${sessions.length} login session(s) ended.`);
-      if (emailOwners) {
-        const owners = await humanOwnerUsers(db, realm.id);
-        for (const o of owners) {
-          result.emails.push({ to: o.delivery_email, user_id: o.id, status: "would_send", error: null, language_note: languageNote(o.default_language) });
-        }
-        out.line(`Would email ${owners.length} organization owner(s): ${owners.map((o) => o.delivery_email).join(", ") || "(none)"}`);
-      }
-      out.line("(dry run: nothing was changed)");
-      return finish(0);
-    }
-
-    out.line(`Deactivating ${realmArg}`);
-    const when = new Date();
-    const outcome = await db.tx(async (q) => {
-      const locked = await lockRealm(q, realm.id);
-      if (locked.deactivated) return null;
-      return deactivateRealm(q, locked, { reason, actingUserId: null, now: when, cache: inval });
-    });
-    if (outcome === null) {
-      // Deactivated by someone else between our read and the lock.
-      out.line(`The realm ${realmArg} is already deactivated.`);
-      result.already_deactivated = true;
-      result.cache = cacheJson(await inval.commit());
-      return finish(0);
-    }
-    inval.changeCommitted();
-    result.deactivated = true;
-    result.audit_log_id = outcome.auditLogId;
-    result.scheduled_emails_deleted = outcome.scheduledEmailsDeleted;
-
-    // delete_realm_user_sessions: after the deactivation is committed, as Zulip does.
-    const sessions = await db.tx((q) => deleteRealmSessions(q, realm.id, inval, secretKey ? { secretKey } : {}));
-    result.sessions_deleted = sessions.length;
-    result.cache = cacheJson(await inval.commit());
-
-    let failed = 0;
-    if (emailOwners && es) {
-      const owners = await humanOwnerUsers(db, realm.id);
-      const mails = buildRealmDeactivatedEmails(es, info, owners, { when, serverTimezone: settings.get("TIME_ZONE") });
-      if (mails.length) {
-        const mailer = await Mailer.open(es);
-        try {
-          for (const { owner, mail } of mails) {
-            const entry = { to: owner.delivery_email, user_id: owner.id, status: "sent", error: null as string | null, language_note: languageNote(owner.default_language) };
-            try {
-              await mailer.send(mail);
-            } catch (e) {
-              if (!(e instanceof EmailDeliveryError)) throw e;
-              entry.status = "failed";
-              entry.error = e.message;
-              failed++;
-              out.err(`Failed to send the deactivation email to ${owner.delivery_email}: ${e.message}`);
-            }
-            result.emails.push(entry);
+        const { rows: se } = await db.query("SELECT count(*)::int AS n FROM zerver_scheduledemail WHERE realm_id = $1", [realm.id]);
+        const { rows: users } = await db.query("SELECT id FROM zerver_userprofile WHERE realm_id = $1", [realm.id]);
+        const sessions = await findUserSessions(db, users.map((u) => Number(u.id)), { unexpiredOnly: true, ...(secretKey ? { secretKey } : {}) });
+        result.scheduled_emails_deleted = se[0].n;
+        result.sessions_deleted = sessions.length;
+        out.line(`Would deactivate ${realmArg} (reason: ${reason}): ${se[0].n} scheduled email(s) removed, ${sessions.length} login session(s) ended.`);
+        if (emailOwners) {
+          const owners = await humanOwnerUsers(db, realm.id);
+          for (const o of owners) {
+            result.emails.push({ to: o.delivery_email, user_id: o.id, status: "would_send", error: null, language_note: languageNote(o.default_language) });
           }
-        } finally {
-          mailer.close();
+          out.line(`Would email ${owners.length} organization owner(s): ${owners.map((o) => o.delivery_email).join(", ") || "(none)"}`);
+        }
+        out.line("(dry run: nothing was changed)");
+        return finish(0);
+      }
+
+      out.line(`Deactivating ${realmArg}`);
+      const when = new Date();
+      const outcome = await db.tx(async (q) => {
+        const locked = await lockRealm(q, realm.id);
+        if (locked.deactivated) return null;
+        return deactivateRealm(q, locked, { reason, actingUserId: null, now: when, cache: inval });
+      });
+      if (outcome === null) {
+        // Deactivated by someone else between our read and the lock.
+        out.line(`The realm ${realmArg} is already deactivated.`);
+        result.already_deactivated = true;
+        result.cache = cacheJson(await inval.commit());
+        return finish(0);
+      }
+      inval.changeCommitted();
+      result.deactivated = true;
+      result.audit_log_id = outcome.auditLogId;
+      result.scheduled_emails_deleted = outcome.scheduledEmailsDeleted;
+
+      // delete_realm_user_sessions: after the deactivation is committed, as Zulip does.
+      const sessions = await db.tx((q) => deleteRealmSessions(q, realm.id, inval, secretKey ? { secretKey } : {}));
+      result.sessions_deleted = sessions.length;
+      result.cache = cacheJson(await inval.commit());
+
+      let failed = 0;
+      if (emailOwners && es) {
+        const owners = await humanOwnerUsers(db, realm.id);
+        const mails = buildRealmDeactivatedEmails(es, info, owners, { when, serverTimezone: settings.get("TIME_ZONE") });
+        if (mails.length) {
+          const mailer = await Mailer.open(es);
+          try {
+            for (const { owner, mail } of mails) {
+              const entry = { to: owner.delivery_email, user_id: owner.id, status: "sent", error: null as string | null, language_note: languageNote(owner.default_language) };
+              try {
+                await mailer.send(mail);
+              } catch (e) {
+                if (!(e instanceof EmailDeliveryError)) throw e;
+                entry.status = "failed";
+                entry.error = e.message;
+                failed++;
+                out.err(`Failed to send the deactivation email to ${owner.delivery_email}: ${e.message}`);
+              }
+              result.emails.push(entry);
+            }
+          } finally {
+            mailer.close();
+          }
         }
       }
-    }
-    out.line("Done!");
-    if (failed) {
-      out.err(`The organization is deactivated, but ${failed} of ${result.emails.length} owner email(s) could not be sent.`);
-      return finish(1);
-    }
-    return finish(0);
+      out.line("Done!");
+      if (failed) {
+        out.err(`The organization is deactivated, but ${failed} of ${result.emails.length} owner email(s) could not be sent.`);
+        return finish(1);
+      }
+      return finish(0);
+    });
   },
 });

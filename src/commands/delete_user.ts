@@ -918,27 +918,29 @@ export default defineCommand({
     const inval = new CacheInvalidation(ctx, opts.flushCache);
     if (inval.mode === "all") inval.requestFlushAll();
     let failure: string | null = null;
-    for (const [i, u] of users.entries()) {
-      const r = results[i];
-      try {
-        Object.assign(
-          r,
-          await doDeleteUser(db, u.id, {
-            fks,
-            settings: await settingsFor(Number(u.realm_id)),
-            algorithm,
-            cache: inval,
-            roleCountBaseline: users.length === 1 ? roleCountBaseline : undefined,
-          }),
-        );
-        out.line(`Successfully deleted user ${u.delivery_email}.`);
-      } catch (e) {
-        if (!(e instanceof CommandError)) throw e;
-        r.error = e.message;
-        failure = e.message;
-        break;
+    await inval.guard(async () => {
+      for (const [i, u] of users.entries()) {
+        const r = results[i];
+        try {
+          Object.assign(
+            r,
+            await doDeleteUser(db, u.id, {
+              fks,
+              settings: await settingsFor(Number(u.realm_id)),
+              algorithm,
+              cache: inval,
+              roleCountBaseline: users.length === 1 ? roleCountBaseline : undefined,
+            }),
+          );
+          out.line(`Successfully deleted user ${u.delivery_email}.`);
+        } catch (e) {
+          if (!(e instanceof CommandError)) throw e;
+          r.error = e.message;
+          failure = e.message;
+          break;
+        }
       }
-    }
+    });
     const cache: CacheReport = await inval.commit();
     if (out.json) {
       out.jsonResult({

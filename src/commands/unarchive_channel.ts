@@ -144,6 +144,7 @@ export default defineCommand({
     try {
       r = await db.tx(async (q) => {
         const { rows } = await q.query("SELECT * FROM zerver_stream WHERE id = $1 FOR NO KEY UPDATE", [channel.id]);
+        if (rows.length === 0) throw new CommandError("The channel was deleted while this command ran; nothing was changed.");
         return unarchiveChannel(q, rows[0] as ChannelRow, newName, { cache: inval });
       });
     } catch (e) {

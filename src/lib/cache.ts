@@ -616,6 +616,8 @@ export class CacheInvalidation {
   /** Connections opened ahead of commit() by prepare(), one per address, in address order. */
   private early: Promise<EarlyConnection>[] | null = null;
   private committedChanges = 0;
+  /** A change was committed since commit() last ran. */
+  private unapplied = false;
   private forceFlushAll = false;
   readonly mode: FlushMode;
 
@@ -719,6 +721,21 @@ export class CacheInvalidation {
   /** Call after each COMMIT of a change whose keys were added. */
   changeCommitted(): void {
     this.committedChanges++;
+    this.unapplied = true;
+  }
+
+  /**
+   * Run a command's writes; if they fail after some of them were committed, still apply the
+   * invalidation for those (commit()) before the error goes on, so that a failure never leaves
+   * the running server with stale cached data of a committed change.
+   */
+  async guard<T>(work: () => Promise<T>): Promise<T> {
+    try {
+      return await work();
+    } catch (e) {
+      if (this.unapplied) await this.commit();
+      throw e;
+    }
   }
 
   /** Keys collected so far (unwrapped), for dry runs and JSON output. */
@@ -776,6 +793,7 @@ export class CacheInvalidation {
    * could not be updated; never throws.
    */
   async commit(): Promise<CacheReport> {
+    this.unapplied = false;
     const flushAll = this.mode === "all" && (this.committedChanges > 0 || this.forceFlushAll);
     if (this.mode === "none" || (!flushAll && (this.committedChanges === 0 || this.targets.size === 0))) {
       await this.closeEarly();

@@ -70,6 +70,7 @@ import {
   lastMessageId,
   NOT_COPIED_FROM_REALM_DEFAULTS,
   type RandomSource,
+  subscriptionValues,
   unusablePassword,
   USER_SETTING_DEFAULTS,
 } from "../lib/create.js";
@@ -688,20 +689,8 @@ async function recreateDeletion(
     recipientId = Number(rcp.rows[0].id);
     await q.query("UPDATE zerver_userprofile SET recipient_id = $2 WHERE id = $1", [user.id, recipientId]);
   }
-  const subscription = (rid: number) => ({
-    active: true,
-    is_user_active: false,
-    is_muted: false,
-    color: "#c2c2c2",
-    pin_to_top: false,
-    desktop_notifications: null,
-    audible_notifications: null,
-    push_notifications: null,
-    email_notifications: null,
-    wildcard_mentions_notify: null,
-    recipient_id: rid,
-    user_profile_id: user.id,
-  });
+  // The placeholder is inactive: its subscriptions have is_user_active false.
+  const subscription = (rid: number) => subscriptionValues(rid, user.id, false);
   if (recipientId !== null) await insertRows(q, "zerver_subscription", [subscription(recipientId)], null);
   // The group DMs it took part in get a subscription of the placeholder again.
   const still = await q.query("SELECT id FROM zerver_recipient WHERE id = ANY ($1::int[]) ORDER BY id", [groupDms.rows.map((r) => r.recipient_id)]);

@@ -595,25 +595,8 @@ async function nextId(db: Queryable, table: string): Promise<number> {
   return Number(rows[0].id);
 }
 
-async function audit(
-  db: Queryable,
-  row: {
-    realmId: number;
-    eventType: number;
-    eventTime: Date;
-    extraData?: unknown;
-    actingUserId?: number | null;
-    modifiedUserId?: number | null;
-    modifiedStreamId?: number | null;
-    modifiedUserGroupId?: number | null;
-    eventLastMessageId?: number | null;
-  },
-): Promise<number> {
-  const r = await insertRow(db, "zerver_realmauditlog", auditValues(row));
-  return Number(r.id);
-}
-
-function auditValues(row: {
+/** A RealmAuditLog row as the writers below take it. */
+interface AuditRowInput {
   realmId: number;
   eventType: number;
   eventTime: Date;
@@ -623,7 +606,14 @@ function auditValues(row: {
   modifiedStreamId?: number | null;
   modifiedUserGroupId?: number | null;
   eventLastMessageId?: number | null;
-}): Row {
+}
+
+async function audit(db: Queryable, row: AuditRowInput): Promise<number> {
+  const r = await insertRow(db, "zerver_realmauditlog", auditValues(row));
+  return Number(r.id);
+}
+
+function auditValues(row: AuditRowInput): Row {
   return {
     event_time: row.eventTime,
     backfilled: false,
@@ -1383,7 +1373,8 @@ function normalizeEmail(email: string): string {
 }
 
 /** A new Subscription row: the model defaults, with is_user_active copied from the user. */
-function subscriptionValues(recipientId: number, userId: number, isUserActive: boolean, color: string = DEFAULT_SUBSCRIPTION_COLOR): Row {
+/** A Subscription row with the model's defaults. */
+export function subscriptionValues(recipientId: number, userId: number, isUserActive: boolean, color: string = DEFAULT_SUBSCRIPTION_COLOR): Row {
   return {
     active: true,
     is_user_active: isUserActive,

@@ -14,7 +14,7 @@ import { makeConfDir, type ConfDir } from "./helpers/confdir.js";
 import { startMemcached, type MemcachedInstance } from "./helpers/memcached.js";
 import { createDatabase, type TestDatabase } from "./helpers/pg.js";
 import { changedTables, snapshot } from "./helpers/snapshot.js";
-import { copyRow } from "./helpers/users.js";
+import { copyMember } from "./helpers/users.js";
 
 const OWNER = 8;
 const OWNER_EMAIL = "test@test.com";
@@ -46,28 +46,6 @@ print(datetime.datetime.fromisoformat(expire), json.loads(raw))
   return null;
 }
 
-/**
- * A new user of realm 2 made by copying the fresh install's owner row (any schema version):
- * a member, or a generic bot when botOwnerId is given.
- */
-async function copyUser(db: TestDatabase, opts: { email: string; fullName: string; botOwnerId?: number }): Promise<number> {
-  const bot = opts.botOwnerId !== undefined;
-  const override: Record<string, string> = {
-    email: "$1",
-    delivery_email: "$1",
-    full_name: "$2",
-    role: "400",
-    api_key: "substr(md5(random()::text), 1, 32)",
-    uuid: "gen_random_uuid()",
-    is_bot: bot ? "true" : "false",
-    bot_type: bot ? "1" : "NULL",
-    bot_owner_id: bot ? "$3" : "NULL",
-    can_create_users: "false",
-    recipient_id: "NULL",
-  };
-  return copyRow(db, "zerver_userprofile", 8, override, [opts.email, opts.fullName, ...(bot ? [opts.botOwnerId] : [])]);
-}
-
 /** An active subscription to a channel, with the channel's subscriber_count raised. */
 async function subscribe(db: TestDatabase, userId: number, channelId: number): Promise<void> {
   await db.query(
@@ -95,8 +73,8 @@ async function setup(template: "zulip12_fresh" | "zulip10_fresh"): Promise<Env> 
   const conf = makeConfDir({ db: { name: db.name }, memcached: { location: mc.location, password: mc.password } });
   const c = db.client;
   await c.query("BEGIN");
-  const bot = { id: await copyUser(db, { email: "helper-bot@test.example", fullName: "Helper", botOwnerId: OWNER }) };
-  const hamlet = { id: await copyUser(db, { email: "hamlet@test.example", fullName: "Hamlet" }) };
+  const bot = { id: await copyMember(db, { email: "helper-bot@test.example", fullName: "Helper", botOwnerId: OWNER }) };
+  const hamlet = { id: await copyMember(db, { email: "hamlet@test.example", fullName: "Hamlet" }) };
   const channel = Number((await c.query("SELECT id FROM zerver_stream WHERE realm_id = 2 ORDER BY id LIMIT 1")).rows[0].id);
   await subscribe(db, bot.id, channel);
   // Hamlet shares the second onboarding email.

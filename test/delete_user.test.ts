@@ -26,7 +26,7 @@ import { makeConfDir, type ConfDir } from "./helpers/confdir.js";
 import { startMemcached, type MemcachedInstance } from "./helpers/memcached.js";
 import { createDatabase, type TestDatabase } from "./helpers/pg.js";
 import { changedTables, snapshot, type Snapshot } from "./helpers/snapshot.js";
-import { copyRow } from "./helpers/users.js";
+import { copyMember, copyRow } from "./helpers/users.js";
 
 const REALM = 2;
 const HOST = "zulip.example.net";
@@ -101,21 +101,7 @@ interface World {
 
 /** A member made by copying the fresh install's owner row (works on every schema version). */
 async function copyUser(db: TestDatabase, email: string, fullName: string, botOwnerId?: number): Promise<number> {
-  const bot = botOwnerId !== undefined;
-  const override: Record<string, string> = {
-    email: "$1",
-    delivery_email: "$1",
-    full_name: "$2",
-    role: "400",
-    api_key: "substr(md5(random()::text), 1, 32)",
-    uuid: "gen_random_uuid()",
-    is_bot: bot ? "true" : "false",
-    bot_type: bot ? "1" : "NULL",
-    bot_owner_id: bot ? "$3" : "NULL",
-    can_create_users: "false",
-    recipient_id: "NULL",
-  };
-  const id = await copyRow(db, "zerver_userprofile", 8, override, [email, fullName, ...(bot ? [botOwnerId] : [])]);
+  const id = await copyMember(db, { email, fullName, botOwnerId });
   if ((await db.query("SELECT 1 FROM information_schema.columns WHERE table_schema = 'zulip' AND table_name = 'zerver_userprofile' AND column_name = 'recipient_id'")).length) {
     // Zulip 10.x / 11.x: every user has a personal recipient and a subscription to it.
     const [r] = await db.query("INSERT INTO zerver_recipient (type_id, type) VALUES ($1, 1) RETURNING id", [id]);

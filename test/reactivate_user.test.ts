@@ -10,7 +10,7 @@ import { makeConfDir, type ConfDir } from "./helpers/confdir.js";
 import { startMemcached, type MemcachedInstance } from "./helpers/memcached.js";
 import { createDatabase, type TestDatabase } from "./helpers/pg.js";
 import { changedTables, snapshot } from "./helpers/snapshot.js";
-import { copyRow } from "./helpers/users.js";
+import { copyMember } from "./helpers/users.js";
 
 const OWNER = 8;
 const OWNER_EMAIL = "test@test.com";
@@ -18,26 +18,6 @@ const OWNER_EMAIL = "test@test.com";
 async function rowsById(db: TestDatabase, table: string): Promise<Map<string, any>> {
   const rows = await db.query(`SELECT * FROM ${table} ORDER BY id`);
   return new Map(rows.map((r: any) => [String(r.id), r]));
-}
-
-/** A copy of the owner's row as a new member (or a bot of the owner); any schema version. */
-async function copyUser(db: TestDatabase, opts: { email: string; fullName: string; botOwnerId?: number; active?: boolean }): Promise<number> {
-  const bot = opts.botOwnerId !== undefined;
-  const override: Record<string, string> = {
-    email: "$1",
-    delivery_email: "$1",
-    full_name: "$2",
-    role: "400",
-    api_key: "substr(md5(random()::text), 1, 32)",
-    uuid: "gen_random_uuid()",
-    is_active: opts.active === false ? "false" : "true",
-    is_bot: bot ? "true" : "false",
-    bot_type: bot ? "1" : "NULL",
-    bot_owner_id: bot ? String(opts.botOwnerId) : "NULL",
-    can_create_users: "false",
-    recipient_id: "NULL",
-  };
-  return copyRow(db, "zerver_userprofile", 8, override, [opts.email, opts.fullName]);
 }
 
 let db: TestDatabase;
@@ -109,14 +89,14 @@ describe("reactivate_user", () => {
     expect(r.exitCode).toBe(1);
     expect(r.stderr).toBe(`User ${OWNER_EMAIL} is already active.`);
 
-    const dummy = await copyUser(db, { email: "deleteduser1@zulip.example.net", fullName: "Deleted User", active: false });
+    const dummy = await copyMember(db, { email: "deleteduser1@zulip.example.net", fullName: "Deleted User", active: false });
     await db.query("UPDATE zerver_userprofile SET is_mirror_dummy = true WHERE id = $1", [dummy]);
     r = await cli(["reactivate_user", "deleteduser1@zulip.example.net"]);
     expect(r.exitCode).toBe(1);
     expect(r.stderr).toBe("Cannot activate a placeholder account; ask the user to sign up, instead.");
 
-    const bot = await copyUser(db, { email: "old-bot@test.example", fullName: "Notifier", botOwnerId: OWNER, active: false });
-    await copyUser(db, { email: "new-bot@test.example", fullName: "Notifier", botOwnerId: OWNER });
+    const bot = await copyMember(db, { email: "old-bot@test.example", fullName: "Notifier", botOwnerId: OWNER, active: false });
+    await copyMember(db, { email: "new-bot@test.example", fullName: "Notifier", botOwnerId: OWNER });
     r = await cli(["reactivate_user", "old-bot@test.example", "--dry-run"]);
     expect(r.exitCode).toBe(1);
     expect(r.stderr).toBe(
@@ -137,8 +117,8 @@ describe("reactivate_user", () => {
   it("the address check: another active account using the address is refused", async () => {
     // Only a damaged database (unique indexes dropped) can hold the same address twice.
     await db.query("DROP INDEX zerver_userprofile_realm_id_email_uniq");
-    const id = await copyUser(db, { email: "solo@test.example", fullName: "Solo", active: false });
-    const other = await copyUser(db, { email: "other@test.example", fullName: "Other" });
+    const id = await copyMember(db, { email: "solo@test.example", fullName: "Solo", active: false });
+    const other = await copyMember(db, { email: "other@test.example", fullName: "Other" });
     await db.query("UPDATE zerver_userprofile SET email = 'SOLO@test.example' WHERE id = $1", [other]);
     const before = await snapshot(db);
     const r = await cli(["reactivate_user", "solo@test.example"]);
@@ -151,7 +131,7 @@ describe("reactivate_user", () => {
   });
 
   it("--json and --dry-run", async () => {
-    const id = await copyUser(db, { email: "json@test.example", fullName: "Jason", active: false });
+    const id = await copyMember(db, { email: "json@test.example", fullName: "Jason", active: false });
     const before = await snapshot(db);
     const dry = await cli(["reactivate_user", "json@test.example", "--dry-run", "--json"]);
     expect(dry.exitCode).toBe(0);

@@ -40,6 +40,30 @@ export async function copyRow(
   return Number(row.id);
 }
 
+/**
+ * A member of realm 2 (or, with botOwnerId, a generic bot), copied from the fresh install's owner
+ * row with only the columns that make it another account changed; no group memberships and no
+ * personal recipient (see addUser for a user with the memberships Zulip gives a role).
+ */
+export async function copyMember(db: TestDatabase, opts: { email: string; fullName: string; botOwnerId?: number; active?: boolean }): Promise<number> {
+  const bot = opts.botOwnerId !== undefined;
+  const override: Record<string, string> = {
+    email: "$1",
+    delivery_email: "$1",
+    full_name: "$2",
+    role: "400",
+    api_key: "substr(md5(random()::text), 1, 32)",
+    uuid: "gen_random_uuid()",
+    is_active: opts.active === false ? "false" : "true",
+    is_bot: bot ? "true" : "false",
+    bot_type: bot ? "1" : "NULL",
+    bot_owner_id: bot ? "$3" : "NULL",
+    can_create_users: "false",
+    recipient_id: "NULL",
+  };
+  return copyRow(db, "zerver_userprofile", 8, override, [opts.email, opts.fullName, ...(bot ? [opts.botOwnerId] : [])]);
+}
+
 /** The realm's system groups, by name. */
 export async function groupIds(db: TestDatabase): Promise<Record<string, number>> {
   const rows = await db.query("SELECT usergroup_ptr_id AS id, name FROM zerver_namedusergroup WHERE realm_id = $1 AND is_system_group", [TEST_REALM]);

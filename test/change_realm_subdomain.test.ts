@@ -7,10 +7,11 @@
 import crypto from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runCli } from "./helpers/cli.js";
-import { makeConfDir, type ConfDir } from "./helpers/confdir.js";
-import { startMemcached, type MemcachedClient, type MemcachedInstance } from "./helpers/memcached.js";
-import { createDatabase, type TestDatabase } from "./helpers/pg.js";
+import type { ConfDir } from "./helpers/confdir.js";
+import type { MemcachedClient, MemcachedInstance } from "./helpers/memcached.js";
+import type { TestDatabase } from "./helpers/pg.js";
 import { snapshot, changedTables as changed } from "./helpers/snapshot.js";
+import { type ServerCopy, startServerCopy } from "./helpers/server-copy.js";
 
 const HOST = "zulip.example.net";
 
@@ -72,19 +73,14 @@ describe("change_realm_subdomain on the real Zulip 12.2 data", () => {
   let mc: MemcachedInstance;
   let client: MemcachedClient;
   let conf: ConfDir;
+  let copy: ServerCopy;
 
   beforeAll(async () => {
-    db = await createDatabase({ template: "zulip12_fresh" });
-    mc = await startMemcached();
-    client = await mc.connect();
-    conf = makeConfDir({ memcached: mc, externalHost: HOST });
+    copy = await startServerCopy({ template: "zulip12_fresh", externalHost: HOST, client: true });
+    ({ db, mc, conf } = copy);
+    client = copy.client!;
   });
-  afterAll(async () => {
-    await client?.close();
-    await mc?.stop();
-    conf?.cleanup();
-    await db?.drop();
-  });
+  afterAll(() => copy?.stop());
   const run = (args: string[]) => runCli(args, { db, confDir: conf });
   const k = (key: string) => `:1:${conf.cachePrefix}${key}`;
 
@@ -215,16 +211,12 @@ describe("change_realm_subdomain on a Zulip 11 database", () => {
   let db: TestDatabase;
   let mc: MemcachedInstance;
   let conf: ConfDir;
+  let copy: ServerCopy;
   beforeAll(async () => {
-    db = await createDatabase({ template: "zulip11_fresh" });
-    mc = await startMemcached();
-    conf = makeConfDir({ memcached: mc, externalHost: HOST });
+    copy = await startServerCopy({ template: "zulip11_fresh", externalHost: HOST });
+    ({ db, mc, conf } = copy);
   });
-  afterAll(async () => {
-    await mc?.stop();
-    conf?.cleanup();
-    await db?.drop();
-  });
+  afterAll(() => copy?.stop());
 
   it("renames with --skip-redirect", async () => {
     const r = await runCli(["change_realm_subdomain", "-r", "2", "neworg", "--skip-redirect"], { db, confDir: conf });

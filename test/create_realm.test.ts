@@ -14,9 +14,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { verifyDjangoArgon2Hash } from "../src/lib/password.js";
 import { runCli } from "./helpers/cli.js";
 import { makeConfDir, type ConfDir } from "./helpers/confdir.js";
-import { startMemcached, type MemcachedInstance } from "./helpers/memcached.js";
+import type { MemcachedInstance } from "./helpers/memcached.js";
 import { createDatabase, type TestDatabase } from "./helpers/pg.js";
 import { snapshot, type Snapshot, foreignKeyViolations, changedTables as changed } from "./helpers/snapshot.js";
+import { type ServerCopy, startServerCopy } from "./helpers/server-copy.js";
 
 /** The tables creating an organization writes to (on Zulip 12 and on older releases alike). */
 const CREATE_REALM_TABLES = [
@@ -99,23 +100,21 @@ describe("create_realm on a copy of a real Zulip 12.2 server", () => {
   let db: TestDatabase;
   let mc: MemcachedInstance;
   let conf: ConfDir;
+  let copy: ServerCopy;
   let tmp: string;
   let pwFile: string;
   const password = "correct horse battery staple 42";
 
   beforeAll(async () => {
-    db = await createDatabase({ template: "zulip12_fresh" });
-    mc = await startMemcached();
-    conf = makeConfDir({ memcached: mc, externalHost: HOST });
+    copy = await startServerCopy({ template: "zulip12_fresh", externalHost: HOST });
+    ({ db, mc, conf } = copy);
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), "zm-create-realm-"));
     pwFile = path.join(tmp, "pw");
     fs.writeFileSync(pwFile, `  ${password}\n`);
   });
   afterAll(async () => {
-    await mc?.stop();
-    conf?.cleanup();
     fs.rmSync(tmp, { recursive: true, force: true });
-    await db?.drop();
+    await copy?.stop();
   });
   const run = (args: string[], input?: string) => runCli(args, { db, confDir: conf, ...(input !== undefined ? { input } : {}) });
 
@@ -304,18 +303,14 @@ describe.each([
   let db: TestDatabase;
   let mc: MemcachedInstance;
   let conf: ConfDir;
+  let copy: ServerCopy;
   let doc: Row;
   let before: Snapshot;
   beforeAll(async () => {
-    db = await createDatabase({ template });
-    mc = await startMemcached();
-    conf = makeConfDir({ memcached: mc, externalHost: HOST });
+    copy = await startServerCopy({ template, externalHost: HOST });
+    ({ db, mc, conf } = copy);
   });
-  afterAll(async () => {
-    await mc?.stop();
-    conf?.cleanup();
-    await db?.drop();
-  });
+  afterAll(() => copy?.stop());
 
   it("creates the organization and its owner", async () => {
     before = await snapshot(db);

@@ -14,9 +14,10 @@ import crypto from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runCli } from "./helpers/cli.js";
 import { makeConfDir, type ConfDir } from "./helpers/confdir.js";
-import { startMemcached, type MemcachedClient, type MemcachedInstance } from "./helpers/memcached.js";
+import type { MemcachedClient, MemcachedInstance } from "./helpers/memcached.js";
 import { createDatabase, type TestDatabase } from "./helpers/pg.js";
 import { snapshot, type Snapshot, foreignKeyViolations, changedTables as changed } from "./helpers/snapshot.js";
+import { type ServerCopy, startServerCopy } from "./helpers/server-copy.js";
 
 const HOST = "zulip.example.net";
 type Row = Record<string, any>;
@@ -56,21 +57,18 @@ describe("create_user on a copy of a real Zulip 12.2 server", () => {
   let mc: MemcachedInstance;
   let client: MemcachedClient;
   let conf: ConfDir;
+  let copy: ServerCopy;
   let tmp: string;
 
   beforeAll(async () => {
-    db = await createDatabase({ template: "zulip12_fresh" });
-    mc = await startMemcached();
-    client = await mc.connect();
-    conf = makeConfDir({ memcached: mc, externalHost: HOST });
+    copy = await startServerCopy({ template: "zulip12_fresh", externalHost: HOST, client: true });
+    ({ db, mc, conf } = copy);
+    client = copy.client!;
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), "zm-create-user-"));
   });
   afterAll(async () => {
-    await client?.close();
-    await mc?.stop();
-    conf?.cleanup();
     fs.rmSync(tmp, { recursive: true, force: true });
-    await db?.drop();
+    await copy?.stop();
   });
   const run = (args: string[], input?: string) => runCli(args, { db, confDir: conf, ...(input !== undefined ? { input } : {}) });
   const k = (key: string) => `:1:${conf.cachePrefix}${key}`;
@@ -310,6 +308,7 @@ describe.each([
   let db: TestDatabase;
   let mc: MemcachedInstance;
   let conf: ConfDir;
+  let copy: ServerCopy;
   let doc: Row;
   let user: Row;
   let before: Snapshot;
@@ -317,15 +316,10 @@ describe.each([
   let lastMessage: number;
 
   beforeAll(async () => {
-    db = await createDatabase({ template });
-    mc = await startMemcached();
-    conf = makeConfDir({ memcached: mc, externalHost: HOST });
+    copy = await startServerCopy({ template, externalHost: HOST });
+    ({ db, mc, conf } = copy);
   });
-  afterAll(async () => {
-    await mc?.stop();
-    conf?.cleanup();
-    await db?.drop();
-  });
+  afterAll(() => copy?.stop());
 
   it("creates the user", async () => {
     before = await snapshot(db);

@@ -11,6 +11,7 @@ import { makeConfDir, type ConfDir } from "./helpers/confdir.js";
 import { startMemcached, type MemcachedClient, type MemcachedInstance } from "./helpers/memcached.js";
 import { createDatabase, type TestDatabase } from "./helpers/pg.js";
 import { snapshot, changedTables as changed } from "./helpers/snapshot.js";
+import { type ServerCopy, startServerCopy } from "./helpers/server-copy.js";
 
 const HOST = "zulip.example.net";
 type Row = Record<string, any>;
@@ -41,23 +42,18 @@ describe("unarchive_channel on a copy of a real Zulip 12.2 server", () => {
   let mc: MemcachedInstance;
   let client: MemcachedClient;
   let conf: ConfDir;
+  let copy: ServerCopy;
   let sandbox: Row;
 
   beforeAll(async () => {
-    db = await createDatabase({ template: "zulip12_fresh" });
-    mc = await startMemcached();
-    client = await mc.connect();
-    conf = makeConfDir({ memcached: mc, externalHost: HOST });
+    copy = await startServerCopy({ template: "zulip12_fresh", externalHost: HOST, client: true });
+    ({ db, mc, conf } = copy);
+    client = copy.client!;
     [sandbox] = await db.query("SELECT * FROM zerver_stream WHERE realm_id = 2 AND name = 'sandbox'");
     // The real organization writes British English and has channel event messages off.
     await db.query("UPDATE zerver_realm SET send_channel_events_messages = true, default_language = 'en' WHERE id = 2");
   });
-  afterAll(async () => {
-    await client?.close();
-    await mc?.stop();
-    conf?.cleanup();
-    await db?.drop();
-  });
+  afterAll(() => copy?.stop());
   const run = (args: string[]) => runCli(args, { db, confDir: conf });
   const k = (key: string) => `:1:${conf.cachePrefix}${key}`;
 

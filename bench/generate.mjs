@@ -23,12 +23,14 @@
 // bench/run.mjs. Server settings are tuned for loading (fsync off, large WAL, autovacuum off
 // while loading, then VACUUM ANALYZE).
 import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
-export const BENCH_STATE = path.join(os.tmpdir(), "zulip-manage-bench.json");
+// Per user (several admins may benchmark on one machine): see userStateDir in src/lib/sandbox.ts.
+const sandboxModule = path.join(ROOT, "dist", "lib", "sandbox.js");
+if (!fs.existsSync(sandboxModule)) throw new Error("dist/ is missing: run `npm run build` first");
+export const BENCH_STATE = path.join((await import(sandboxModule)).userStateDir(), "bench.json");
 export const EXTERNAL_HOST = "bench.example.net";
 /** Settings block bench/run.mjs rewrites with the SMTP sink's and memcached's ports. */
 export const SERVICES_MARK = "# --- bench services ---";

@@ -608,7 +608,7 @@ describe("register_server: --rotate-key", () => {
     expect(r.stdout + r.stderr).not.toContain(newKey);
   });
 
-  it.skipIf(!isRoot)("refuses before contacting the service when the secrets file is not writable (CLI running as another user)", async () => {
+  it.skipIf(!isRoot)("refuses before contacting the service when the secrets file is not writable (CLI running as another user; needs root to switch users)", async () => {
     const e = setup();
     svc.register({ uuid: ORG_ID, api_key: ORG_KEY });
     // The CLI switches from root to the owner of the deployment directory ('nobody'), which can
@@ -623,11 +623,14 @@ describe("register_server: --rotate-key", () => {
     expect(fs.readFileSync(e.secretsPath, "utf8")).toBe(e.secretsText);
   });
 
-  it.skipIf(isRoot)("refuses before contacting the service when the secrets file's directory is read-only", async () => {
+  it("refuses before contacting the service when the secrets file's directory is read-only", async () => {
     const e = setup();
     svc.register({ uuid: ORG_ID, api_key: ORG_KEY });
+    // Root may write anywhere: as root the CLI switches to the deployment's owner ('nobody'),
+    // who owns the secrets file too but cannot replace it in its read-only directory.
+    if (isRoot) for (const p of [e.deployDir, e.confDir, e.secretsPath]) fs.chownSync(p, 65534, 65534);
     fs.chmodSync(e.confDir, 0o555);
-    const r = await runCli(e, ["register_server", "--rotate-key", ...NO_CACHE]);
+    const r = await runCli(e, ["register_server", "--rotate-key", ...NO_CACHE], isRoot ? { env: { ZULIP_MANAGE_ALLOW_ROOT: "" } } : {});
     fs.chmodSync(e.confDir, 0o755);
     expect(r.exitCode).toBe(1);
     expect(r.stderr).toContain(`${e.secretsPath} is not writable by the current user.`);

@@ -7,6 +7,7 @@ import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { checkSecretsWritable, secretsNotWritableReason, updateSecretsFile } from "../src/lib/secrets-file.js";
 import { REPO_ROOT } from "./helpers/pg.js";
+import { reachableCopy } from "../src/lib/sandbox.js";
 
 const ORIGINAL = [
   "# Zulip secrets — managed by hand",
@@ -90,7 +91,7 @@ describe("updateSecretsFile", () => {
     }
   });
 
-  it.skipIf(!isRoot)("keeps the owner and group when run as root", () => {
+  it.skipIf(!isRoot)("keeps the owner and group when run as root (needs root: only root can give a file another owner)", () => {
     const file = write("zulip-secrets.conf", ORIGINAL);
     fs.chownSync(file, 65534, 65534);
     updateSecretsFile(file, { zulip_org_key: "rootwrites" });
@@ -177,7 +178,8 @@ describe("checkSecretsWritable", () => {
 
   // Root bypasses file permissions, so the unprivileged cases run in a child process as 'nobody'
   // (or directly when the tests do not run as root), against the built library.
-  const built = path.join(REPO_ROOT, "dist", "lib", "secrets-file.js");
+  // The clone may be in a directory only its owner can enter: then 'nobody' gets a readable copy.
+  const built = path.join(reachableCopy(path.join(REPO_ROOT, "dist"), isRoot ? { name: "nobody", uid: 65534, gid: 65534 } : null), "lib", "secrets-file.js");
   const runAsOther = (script: string): { status: number | null; stdout: string; stderr: string } => {
     const r = spawnSync(process.execPath, ["--input-type=module", "-e", script], {
       encoding: "utf8",
@@ -213,7 +215,7 @@ describe("checkSecretsWritable", () => {
     expect(fs.readFileSync(file, "utf8")).toBe(ORIGINAL);
   });
 
-  it.skipIf(!fs.existsSync(built) || !isRoot)("refuses a file owned by another user even in a writable directory", () => {
+  it.skipIf(!fs.existsSync(built) || !isRoot)("refuses a file owned by another user even in a writable directory (needs root: makes a file owned by root and runs as nobody)", () => {
     const open = path.join(dir, "open");
     fs.mkdirSync(open);
     fs.chmodSync(open, 0o777);

@@ -30,11 +30,11 @@
 //     "rate_limit": {"ok": true, "keys_deleted": 0, "warning": null},
 //     "cache": {...}                    // as in change_user_role
 //   }
-import fs from "node:fs";
 import { AuditLogEventType, insertAuditLog } from "../lib/audit.js";
 import { addFlushCacheOption, CacheInvalidation, type CacheUser } from "../lib/cache.js";
 import { defineCommand } from "../lib/command.js";
 import { CommandError, UsageError } from "../lib/errors.js";
+import { READ_LIMITS, readOptionFile } from "../lib/files.js";
 import { addRealmOption, getRealm, getUser, type UserProfile } from "../lib/lookup.js";
 import { checkPasswordStrength, djangoPasswordHash, type PasswordRules, passwordRules } from "../lib/password.js";
 import { clearAuthenticationAttempts } from "../lib/rate-limit.js";
@@ -44,13 +44,7 @@ import { cacheReportJson } from "../lib/users-lifecycle.js";
 const MAX_TRIES = 3;
 
 function readPasswordFile(file: string): string {
-  let text: string;
-  try {
-    text = file === "-" ? fs.readFileSync(0, "utf8") : fs.readFileSync(file, "utf8");
-  } catch (e: any) {
-    throw new CommandError(`Cannot read the password file ${file === "-" ? "(standard input)" : file}: ${e?.code ?? e?.message ?? e}`);
-  }
-  const password = text.trim();
+  const password = readOptionFile(file, READ_LIMITS.password, "the password file").trim();
   if (password === "") throw new CommandError(`The password file ${file === "-" ? "(standard input)" : file} is empty.`);
   return password;
 }

@@ -36,8 +36,6 @@
 //     "not_done": ["Welcome Bot's onboarding direct message", "..."],
 //     "cache": {...} | null
 //   }
-import fs from "node:fs";
-import readline from "node:readline";
 import { addFlushCacheOption, CacheInvalidation, type CacheUser } from "../lib/cache.js";
 import { type Context } from "../lib/context.js";
 import { roleCountBaselineBeside } from "../lib/audit.js";
@@ -45,6 +43,7 @@ import { defineCommand } from "../lib/command.js";
 import { createUser, creationSchemaProblem, isValidDjangoEmail, processNewHumanUserRows, Role, type ServerUrls } from "../lib/create.js";
 import type { Queryable } from "../lib/db.js";
 import { CommandError, EnvironmentError } from "../lib/errors.js";
+import { READ_LIMITS, readOptionFile } from "../lib/files.js";
 import { addRealmOption, getRealm, type Realm } from "../lib/lookup.js";
 import { checkPasswordStrength, djangoPasswordHash, passwordRules, PASSWORD_TOO_WEAK } from "../lib/password.js";
 import { cacheJson } from "../lib/realm-lifecycle.js";
@@ -71,37 +70,80 @@ export function addCreateUserArguments(cmd: Command): void {
   cmd.option("--password-file <file>", "File containing a password for the new user.");
 }
 
-/** Reads lines from stdin the way Python's input() does (prompt on stdout, or stderr with --json). */
+/** Longest answer read from standard input (an email address or a name), in bytes. */
+const MAX_ANSWER_BYTES = 64 * 1024;
+
+/**
+ * Reads lines from stdin the way Python's input() does (prompt on stdout, or stderr with
+ * --json). A line longer than MAX_ANSWER_BYTES (e.g. stdin is /dev/zero) ends the command
+ * instead of growing until the process runs out of memory.
+ */
 class LineReader {
-  private rl?: readline.Interface;
+  private started = false;
+  private pending = "";
   private lines: string[] = [];
   private waiting: ((line: string | null) => void)[] = [];
   private closed = false;
+  private tooLong = false;
+
+  private readonly onData = (chunk: Buffer | string): void => {
+    this.pending += chunk.toString();
+    let nl: number;
+    while ((nl = this.pending.indexOf("\n")) >= 0) {
+      this.deliver(this.pending.slice(0, nl).replace(/\r$/, ""));
+      this.pending = this.pending.slice(nl + 1);
+    }
+    if (Buffer.byteLength(this.pending) > MAX_ANSWER_BYTES) {
+      this.tooLong = true;
+      this.pending = "";
+      this.end();
+    }
+  };
+
+  private readonly onEnd = (): void => {
+    if (this.pending !== "") this.deliver(this.pending);
+    this.pending = "";
+    this.end();
+  };
+
+  private deliver(line: string): void {
+    const w = this.waiting.shift();
+    if (w) w(line);
+    else this.lines.push(line);
+  }
+
+  private end(): void {
+    this.closed = true;
+    this.close();
+    for (const w of this.waiting.splice(0)) w(null);
+  }
 
   private start(): void {
-    if (this.rl) return;
-    this.rl = readline.createInterface({ input: process.stdin, terminal: false });
-    this.rl.on("line", (l) => {
-      const w = this.waiting.shift();
-      if (w) w(l);
-      else this.lines.push(l);
-    });
-    this.rl.on("close", () => {
-      this.closed = true;
-      for (const w of this.waiting.splice(0)) w(null);
-    });
+    if (this.started) return;
+    this.started = true;
+    process.stdin.on("data", this.onData);
+    process.stdin.on("end", this.onEnd);
+    process.stdin.on("error", this.onEnd);
   }
 
   async ask(prompt: string, json: boolean): Promise<string> {
     (json ? process.stderr : process.stdout).write(prompt);
     this.start();
     const line = this.lines.length ? this.lines.shift()! : this.closed ? null : await new Promise<string | null>((r) => this.waiting.push(r));
+    if (line === null && this.tooLong) {
+      throw new CommandError(`The answer to "${prompt.trim()}" on standard input is longer than ${MAX_ANSWER_BYTES / 1024} KiB; refusing to read it.`);
+    }
     if (line === null) throw new CommandError(`No answer to "${prompt.trim()}": standard input ended. Pass the value as an argument instead.`);
     return line;
   }
 
   close(): void {
-    this.rl?.close();
+    if (!this.started) return;
+    process.stdin.off("data", this.onData);
+    process.stdin.off("end", this.onEnd);
+    process.stdin.off("error", this.onEnd);
+    process.stdin.pause();
+    process.stdin.destroy();
   }
 }
 
@@ -121,11 +163,7 @@ export async function getCreateUserParams(ctx: Context, args: (string | undefine
     const fullName = args[1] ?? (await reader.ask("Full name: ", ctx.out.json));
     let password: string | null = null;
     if (opts.passwordFile !== undefined) {
-      try {
-        password = fs.readFileSync(opts.passwordFile, "utf8").trim();
-      } catch (e: any) {
-        throw new CommandError(`Cannot read the password file ${opts.passwordFile}: ${e?.code === "ENOENT" ? "no such file" : (e?.message ?? e)}`);
-      }
+      password = readOptionFile(opts.passwordFile, READ_LIMITS.password, "the password file").trim();
     } else if (opts.password !== undefined) {
       ctx.out.warn("WARNING: Passing password on the command line is insecure; prefer --password-file.");
       password = opts.password;

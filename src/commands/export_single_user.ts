@@ -30,6 +30,7 @@ import os from "node:os";
 import path from "node:path";
 import { defineCommand } from "../lib/command.js";
 import { CommandError, UsageError } from "../lib/errors.js";
+import { mkdirPrivate } from "../lib/files.js";
 import { exportSingleUser, writeTarGz } from "../lib/export.js";
 import { addRealmOption, getRealm, getUser, type Realm, realmRef } from "../lib/lookup.js";
 
@@ -60,7 +61,7 @@ export function prepareOutputDir(option: string | undefined): string {
     if (!fs.statSync(dir).isDirectory()) throw new CommandError(`Refusing to overwrite ${dir}: it is not a directory. Aborting...`);
     if (fs.readdirSync(dir).length) throw new CommandError(`Refusing to overwrite nonempty directory: ${dir}. Aborting...`);
   } else {
-    fs.mkdirSync(dir, { recursive: true });
+    mkdirPrivate(dir);
   }
   return dir;
 }

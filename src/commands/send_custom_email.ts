@@ -51,7 +51,6 @@
 //                     "status": "sent"}]     // sent | failed | not_sent | would_send
 //                                            //  (+ "error" for failures)
 //   }
-import fs from "node:fs";
 import { Option } from "commander";
 import { AuditLogEventType, insertAuditLog } from "../lib/audit.js";
 import { defineCommand } from "../lib/command.js";
@@ -72,6 +71,7 @@ import {
   tokenizedNoreplyAddress,
 } from "../lib/email.js";
 import { CommandError, UsageError } from "../lib/errors.js";
+import { READ_LIMITS, readBounded, readOptionFile } from "../lib/files.js";
 import { addRealmOption, getRealm, getUsers } from "../lib/lookup.js";
 import { realmHost, realmUrl, type ZulipSettings } from "../lib/settings.js";
 import { emailBaseDefault, escapeHtml } from "../lib/templates/html.js";
@@ -585,11 +585,12 @@ async function selectTargets(db: Db, opts: Record<string, any>): Promise<Selecti
     };
   }
   if (opts.jsonFile !== undefined) {
+    const text = readOptionFile(opts.jsonFile, READ_LIMITS.json, "--json-file");
     let data: unknown;
     try {
-      data = JSON.parse(fs.readFileSync(opts.jsonFile, "utf8"));
+      data = JSON.parse(text);
     } catch (e: any) {
-      throw new CommandError(`Cannot read --json-file ${opts.jsonFile}: ${e?.code === "ENOENT" ? "no such file" : e?.message ?? e}`);
+      throw new CommandError(`Cannot read --json-file ${opts.jsonFile}: ${e?.message ?? e}`);
     }
     if (data === null || typeof data !== "object" || Array.isArray(data)) {
       throw new CommandError(`--json-file ${opts.jsonFile} must hold a JSON object mapping user ids to context dicts.`);
@@ -893,8 +894,9 @@ export default defineCommand({
 
     let raw: string;
     try {
-      raw = fs.readFileSync(opts.markdownTemplatePath, "utf8");
+      raw = readBounded(opts.markdownTemplatePath, READ_LIMITS.markdown, "The Markdown template");
     } catch (e: any) {
+      if (e instanceof CommandError) throw e;
       throw new CommandError(
         e?.code === "ENOENT"
           ? `[Errno 2] No such file or directory: '${opts.markdownTemplatePath}'`

@@ -13,7 +13,6 @@
 // dir so that --stop finds it.
 import { spawnSync } from "node:child_process";
 import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import {
@@ -27,11 +26,13 @@ import {
   shellQuote,
   startSandbox,
   stopSandbox,
+  userStateDir,
   writeSandboxConfig,
 } from "../lib/sandbox.js";
 import { DEMO_SPEC, seedServer, type SeedResult } from "../lib/seed.js";
 
-const STATE_FILE = path.join(os.tmpdir(), "zulip-manage-demo.json");
+// Per user: several admins may try the demo on one machine.
+const STATE_FILE = path.join(userStateDir(), "demo.json");
 const DB_NAME = "zulip";
 
 function say(line = ""): void {

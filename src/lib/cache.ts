@@ -35,6 +35,7 @@ import {
 } from "./memcached.js";
 import type { Paths } from "./paths.js";
 import { crypto, zlib } from "./builtins.js";
+import { READ_LIMITS, readBounded } from "./files.js";
 
 // ---------------------------------------------------------------------------------------------
 // Key functions (zerver/lib/cache.py)
@@ -249,7 +250,7 @@ export interface PrefixDiscovery {
 }
 
 function readPrefixFile(file: string): string | null {
-  const text = fs.readFileSync(file, "utf8");
+  const text = readBounded(file, READ_LIMITS.config, "The cache prefix file");
   const first = text.split("\n")[0];
   return first.length === 33 ? first : null;
 }

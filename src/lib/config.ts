@@ -1,7 +1,8 @@
 // Loads /etc/zulip (settings.py, zulip.conf, zulip-secrets.conf) the way a Zulip server reads
 // them. Commands never read these files themselves: they ask the Context for ctx.config().
 import fs from "node:fs";
-import { EnvironmentError } from "./errors.js";
+import { CliError, EnvironmentError } from "./errors.js";
+import { READ_LIMITS, readBounded } from "./files.js";
 import { parseIni } from "./ini.js";
 import type { Paths } from "./paths.js";
 import { parsePySettings, type PyValue } from "./pysettings.js";
@@ -63,8 +64,9 @@ function whoAmI(): string {
 /** Read a config file; null when it does not exist and `optional`. Unreadable → exit 3 with a useful message. */
 export function readConfigFile(file: string, what: string, optional: boolean): string | null {
   try {
-    return fs.readFileSync(file, "utf8");
+    return readBounded(file, READ_LIMITS.config, what);
   } catch (e: any) {
+    if (e instanceof CliError) throw e;
     if (e?.code === "ENOENT" || e?.code === "ENOTDIR") {
       if (optional) return null;
       throw new EnvironmentError(

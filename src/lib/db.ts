@@ -2,7 +2,6 @@
 // derives DATABASES, with the standard libpq variables (PGHOST, PGPORT, PGDATABASE, PGUSER,
 // PGPASSWORD, PGSSLMODE) overriding each piece. `pg` is imported lazily: commands that never
 // touch the database do not pay for it.
-import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import type { Client, ClientConfig } from "pg";
@@ -10,6 +9,7 @@ import type { Config } from "./config.js";
 import { EnvironmentError } from "./errors.js";
 import { loadPg } from "./pg-loader.js";
 import { latestMainlineMigration, OLDER_THAN_SUPPORTED, releaseForMigration } from "./zulip-versions.js";
+import { READ_LIMITS, readBounded } from "./files.js";
 
 /** What library functions need from a connection (a pg Client satisfies it). */
 export interface Queryable {
@@ -83,7 +83,7 @@ function sslOption(sslmode: string, host: string): ClientConfig["ssl"] {
       const rootCert = process.env.PGSSLROOTCERT || path.join(os.homedir(), ".postgresql", "root.crt");
       let ca: string | undefined;
       try {
-        ca = fs.readFileSync(rootCert, "utf8");
+        ca = readBounded(rootCert, READ_LIMITS.config, "The CA certificate file");
       } catch {
         ca = undefined; // fall back to the system's trusted CAs
       }

@@ -32,6 +32,7 @@ import { RedisClient, zulipRedisOptions } from "./redis.js";
 import { checkRequiredSettings, EMAIL_BACKENDS, SETTING_NAMES, type SettingName } from "./settings.js";
 import { groupName, userById, userByName } from "./users.js";
 import { isSupportedMigration, NEWER_THAN_SUPPORTED, releaseForMigration } from "./zulip-versions.js";
+import { READ_LIMITS, readBounded } from "./files.js";
 
 export type CheckStatus = "ok" | "warn" | "fail" | "skip";
 
@@ -305,7 +306,7 @@ function checkSecrets(paths: Paths, files: LoadedFiles): Check {
   const group = groupName(st.gid);
   let text: string | null = null;
   try {
-    text = fs.readFileSync(file, "utf8");
+    text = readBounded(file, READ_LIMITS.config, "The secrets file");
   } catch (e: any) {
     files.secrets = new Map();
     if (e?.code === "EACCES" || e?.code === "EPERM") {

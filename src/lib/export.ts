@@ -292,10 +292,15 @@ const USER_CHILD_TABLES: [string, string][] = [
 
 const RECIPIENT_STREAM = 2;
 
+// The export holds the user's private messages: every file and directory it writes, the
+// tarball included, is for the owner's eyes only (whatever the umask).
+const PRIVATE_FILE = 0o600;
+const PRIVATE_DIR = 0o700;
+
 async function writeJson(dir: string, rel: string, value: unknown, opts: ExportUserOptions, files: string[]): Promise<void> {
   const file = path.join(dir, rel);
-  await fs.promises.mkdir(path.dirname(file), { recursive: true });
-  await fs.promises.writeFile(file, pyJson(value));
+  await fs.promises.mkdir(path.dirname(file), { recursive: true, mode: PRIVATE_DIR });
+  await fs.promises.writeFile(file, pyJson(value), { mode: PRIVATE_FILE });
   files.push(rel);
   opts.onFile?.(rel);
 }
@@ -443,8 +448,9 @@ export function userAvatarBasePath(userId: number, version: number, realmId: num
 }
 
 async function copyWithStat(src: string, dst: string): Promise<fs.Stats> {
-  await fs.promises.mkdir(path.dirname(dst), { recursive: true });
+  await fs.promises.mkdir(path.dirname(dst), { recursive: true, mode: PRIVATE_DIR });
   await fs.promises.copyFile(src, dst);
+  await fs.promises.chmod(dst, PRIVATE_FILE);
   const st = await fs.promises.stat(src);
   await fs.promises.utimes(dst, st.atime, st.mtime); // shutil.copy2 keeps the times
   return st;
@@ -453,7 +459,7 @@ async function copyWithStat(src: string, dst: string): Promise<fs.Stats> {
 /** export_uploads_and_avatars(realm, user=user): uploads/, avatars/, emoji/ with records.json. */
 async function exportUploadsAndAvatars(q: Queryable, userId: number, opts: ExportUserOptions, result: ExportUserResult): Promise<void> {
   const out = opts.outputDir;
-  for (const d of ["uploads", "avatars", "emoji"]) await fs.promises.mkdir(path.join(out, d), { recursive: true });
+  for (const d of ["uploads", "avatars", "emoji"]) await fs.promises.mkdir(path.join(out, d), { recursive: true, mode: PRIVATE_DIR });
   const user = (await q.query("SELECT id, email, realm_id, avatar_source, avatar_version FROM zerver_userprofile WHERE id = $1", [userId])).rows[0];
   const uploads: Row[] = [];
   const avatars: Row[] = [];
@@ -669,7 +675,7 @@ export async function writeTarGz(dir: string, tarballPath: string): Promise<stri
   const entries: string[] = [];
   const tmp = `${tarballPath}.partial-${process.pid}`;
   try {
-    await pipeline(Readable.from(tarStream(path.dirname(abs), path.basename(abs), entries)), zlib().createGzip(), fs.createWriteStream(tmp));
+    await pipeline(Readable.from(tarStream(path.dirname(abs), path.basename(abs), entries)), zlib().createGzip(), fs.createWriteStream(tmp, { mode: PRIVATE_FILE }));
     await fs.promises.rename(tmp, tarballPath);
   } catch (e) {
     await fs.promises.rm(tmp, { force: true });

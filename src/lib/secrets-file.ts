@@ -19,6 +19,7 @@ import { CommandError } from "./errors.js";
 import { updateIniValues } from "./ini.js";
 import { groupName, userById } from "./users.js";
 import { crypto } from "./builtins.js";
+import { READ_LIMITS, readBounded } from "./files.js";
 
 export const SECRETS_SECTION = "secrets";
 
@@ -170,7 +171,7 @@ export function updateSecretsFile(file: string, updates: Record<string, string>,
     let text = "";
     try {
       before = fs.statSync(target);
-      text = fs.readFileSync(target, "utf8");
+      text = readBounded(target, READ_LIMITS.config, "The secrets file");
     } catch (e: any) {
       if (e?.code !== "ENOENT") throw new CommandError(`Cannot read ${file}: ${e?.code ?? e?.message ?? e}`);
       before = undefined;

@@ -57,8 +57,12 @@ export function chownToServiceUser(p: string, recursive = false): void {
 // ---------------------------------------------------------------------------------------------
 // Temp directories (with an owner pid so stale ones from killed runs can be swept)
 
-/** Parent of all harness temp dirs ($ZM_TEST_TMPDIR, default $TMPDIR/zulip-manage-test). */
-export const TEMP_ROOT = process.env.ZM_TEST_TMPDIR || path.join(os.tmpdir(), "zulip-manage-test");
+/**
+ * Parent of all harness temp dirs ($ZM_TEST_TMPDIR, default $TMPDIR/zulip-manage-test-<uid>):
+ * one per OS user, so that another user's runs or leftovers never get in the way.
+ */
+export const TEMP_ROOT =
+  process.env.ZM_TEST_TMPDIR || path.join(os.tmpdir(), `zulip-manage-test-${typeof process.getuid === "function" ? process.getuid() : "user"}`);
 const OWNER_FILE = ".zm-owner-pid";
 
 /**

@@ -113,6 +113,15 @@ describe("configuration files", () => {
   });
 });
 
+describe("--conf-dir", () => {
+  it.each(["/dev/zero", "/proc", "/proc/self/fd"])("--conf-dir %s: the settings file is missing, exit 3 at once", async (d) => {
+    const r = await runCli(["list_realms", "--conf-dir", d], { db, ...SHORT });
+    expect(r.timedOut).toBe(false);
+    expect(r.exitCode).toBe(3);
+    expect(r.stderr).toContain(`Cannot read the Zulip settings file ${d}/settings.py: the file does not exist.`);
+  });
+});
+
 describe("export_single_user output", () => {
   it("--output under /proc fails at once instead of spinning", async () => {
     const r = await cli(["export_single_user", "-r", "2", "test@test.com", "--output", "/proc/x"]);

@@ -30,8 +30,6 @@
 // the "user joined" announcement is channels.ts. What is deliberately NOT reproduced (it is
 // onboarding content, not state other code depends on): Welcome Bot's onboarding messages and
 // DM, and UserPresence rows (Zulip creates those on the first presence update, not at signup).
-import { isIP } from "node:net";
-import { domainToASCII } from "node:url";
 import { ROLE_COUNT, type RoleCountBaseline, roleCounts, roleCountsAfterChange, workplaceGroupOf } from "./audit.js";
 import type { Queryable } from "./db.js";
 import { releaseForMigration, releaseForMigrations } from "./zulip-versions.js";
@@ -2177,35 +2175,6 @@ export async function creationSchemaProblem(db: Queryable): Promise<string | nul
     "Creating organizations and users is not supported on this database: zulip-manage does not know the value this " +
     `Zulip release would give ${problems.join(", ")}. Use the Zulip server's own manage.py.`
   );
-}
-
-const EMAIL_USER_RE =
-  /^(?:[-!#$%&'*+/=?^_`{}|~0-9A-Z]+(?:\.[-!#$%&'*+/=?^_`{}|~0-9A-Z]+)*|"(?:[\x01-\x08\x0b\x0c\x0e-\x1f!#-[\]-\x7f]|\\[\x01-\x09\x0b\x0c\x0e-\x7f])*")$/i;
-const EMAIL_DOMAIN_RE = /^(?:(?:[A-Z0-9](?:[A-Z0-9-]{0,61}[A-Z0-9])?\.)+)(?:[A-Z0-9-]{2,63}(?<!-))$/i;
-const EMAIL_LITERAL_RE = /^\[([A-F0-9:.]+)\]$/i;
-
-/**
- * Django's validate_email (EmailValidator with the "localhost" allowlist): at most 320
- * characters, a dot-atom or quoted local part, and a domain that is a hostname (also after
- * IDNA encoding), "localhost" or an IP literal.
- */
-export function isValidDjangoEmail(value: string): boolean {
-  if (!value || !value.includes("@") || value.length > 320) return false;
-  const at = value.lastIndexOf("@");
-  const user = value.slice(0, at);
-  const domain = value.slice(at + 1);
-  if (!EMAIL_USER_RE.test(user)) return false;
-  if (domain.toLowerCase() === "localhost") return true;
-  if (EMAIL_DOMAIN_RE.test(domain)) return true;
-  const literal = EMAIL_LITERAL_RE.exec(domain);
-  if (literal) return isIP(literal[1]) !== 0;
-  let ascii: string;
-  try {
-    ascii = domainToASCII(domain);
-  } catch {
-    return false;
-  }
-  return ascii !== "" && ascii !== domain && EMAIL_DOMAIN_RE.test(ascii);
 }
 
 /** ScheduledEmail.type */

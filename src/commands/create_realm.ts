@@ -135,7 +135,6 @@ export default defineCommand({
     }
 
     const inval = new CacheInvalidation(ctx, opts.flushCache);
-    if (inval.mode === "all") inval.requestFlushAll();
     const created = await db.tx(async (q) => {
       // A realm created since the check above: do_create_realm's "Realm <id> already exists!".
       const { rows } = await q.query("SELECT 1 FROM zerver_realm WHERE string_id = $1", [stringId]);

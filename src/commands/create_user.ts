@@ -289,7 +289,6 @@ export default defineCommand({
     }
 
     const inval = new CacheInvalidation(ctx, opts.flushCache);
-    if (inval.mode === "all") inval.requestFlushAll();
     inval.prepare();
     const created = await db.tx(async (q) => {
       if (await userAlreadyExists(q, realm.id, params.email)) throw new CommandError("User already exists.");

@@ -905,7 +905,6 @@ export default defineCommand({
       out.line(`${r.user.email} has ${r.active_bots} active bots that will be deactivated as a result of the user's deletion.`);
     }
     const inval = new CacheInvalidation(ctx, opts.flushCache);
-    if (inval.mode === "all") inval.requestFlushAll();
     let failure: string | null = null;
     await inval.guard(async () => {
       for (const [i, u] of users.entries()) {

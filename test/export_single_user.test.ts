@@ -42,6 +42,7 @@ interface World {
   sent: number[];
   dm: number;
   group: number;
+  self: number;
   hamletInChannel: number;
   reactedTo: number;
   attachments: { path: string; bytes: Buffer }[];
@@ -67,6 +68,7 @@ async function buildWorld(db: TestDatabase, uploads: string): Promise<World> {
   const reactedTo = await send(othello, { channelId: channel, topic: "plans" }, "othello speaks, iago reacts");
   const dm = await send(hamlet, { userIds: [iago] }, "a DM for iago");
   const group = await send(othello, { userIds: [iago, hamlet] }, "a group DM");
+  const self = await send(iago, { userIds: [iago] }, "a note to myself");
   await c.query(
     "INSERT INTO zerver_reaction (emoji_name, reaction_type, emoji_code, message_id, user_profile_id) VALUES ('tada', 'unicode_emoji', '1f389', $1, $2)",
     [reactedTo, iago],
@@ -103,7 +105,7 @@ async function buildWorld(db: TestDatabase, uploads: string): Promise<World> {
   fs.mkdirSync(path.dirname(path.join(uploads, "avatars", avatarFile)), { recursive: true });
   fs.writeFileSync(path.join(uploads, "avatars", avatarFile), "avatar!");
   await c.query("COMMIT");
-  return { iago, hamlet, othello, channel, channelName, sent, dm, group, hamletInChannel, reactedTo, attachments, emoji, avatarFile };
+  return { iago, hamlet, othello, channel, channelName, sent, dm, group, self, hamletInChannel, reactedTo, attachments, emoji, avatarFile };
 }
 
 let db: TestDatabase;
@@ -251,7 +253,7 @@ describe("export_single_user", () => {
 
   it("exports the messages the user sent, received as DMs or reacted to, with their flags", () => {
     const ids = messages.map((m) => m.id);
-    expect(ids).toEqual([...w.sent, w.reactedTo, w.dm, w.group].sort((a, b) => a - b));
+    expect(ids).toEqual([...w.sent, w.reactedTo, w.dm, w.group, w.self].sort((a, b) => a - b));
     expect(ids).not.toContain(w.hamletInChannel);
     const first = messages.find((m) => m.id === w.sent[0]);
     expect(Object.keys(first)).toEqual([
@@ -268,6 +270,7 @@ describe("export_single_user", () => {
     expect(dm.flags).toEqual([]); // is_private is not an API flag
     expect(dm.flags_mask & 2048).toBe(2048);
     expect(messages.find((m) => m.id === w.group).recipient_name).toBe("Aaron Othello, Hamlet, Iago");
+    expect(messages.find((m) => m.id === w.self).recipient_name).toBe("Iago");
     expect(messages.find((m) => m.id === w.reactedTo).recipient_name).toBe(w.channelName);
   });
 
@@ -342,10 +345,10 @@ describe("export library", () => {
   it("numbers message files by chunks of candidate ids, reading through the cursor in small fetches", async () => {
     const dir = fs.mkdtempSync(path.join(tmp, "chunks-"));
     const r = await exportSingleUser(new Db(db.client as any, {} as any), w.iago, { outputDir: dir, localUploadsDir: null, avatarSalt: null, chunkSize: 2, fetchSize: 3 });
-    expect(r.messages).toBe(5);
+    expect(r.messages).toBe(6);
     expect(r.messageFiles).toBe(3);
     const all = [1, 2, 3].flatMap((n) => readJson(path.join(dir, `messages-00000${n}.json`)).zerver_message.map((m: any) => m.id));
-    expect(all).toEqual([...w.sent, w.reactedTo, w.dm, w.group].sort((a, b) => a - b));
+    expect(all).toEqual([...w.sent, w.reactedTo, w.dm, w.group, w.self].sort((a, b) => a - b));
     expect(r.warnings.join(" ")).toContain("S3");
     // The transaction is closed again.
     expect((await db.query("SELECT 1 AS ok"))[0].ok).toBe(1);
@@ -424,5 +427,7 @@ describe.each([
     const messages = readJson(path.join(out, "messages-000001.json")).zerver_message;
     expect(messages.find((m: any) => m.id === ow.dm).recipient_name).toBe("Iago");
     expect(messages.find((m: any) => m.id === ow.group).recipient_name).toBe("Aaron Othello, Hamlet, Iago");
+    // test_message_data: a message to oneself is named after oneself.
+    expect(messages.find((m: any) => m.id === ow.self).recipient_name).toBe("Iago");
   });
 });

@@ -366,12 +366,15 @@ export interface ServerDataReport {
 }
 
 /**
- * The deferred_work queue job "register_realm_with_push_bouncer" that do_create_realm enqueues
- * when the server uses the push notification service (enqueue_register_realm_with_push_bouncer_if_needed,
- * zerver/lib/remote_server.py; 10.x–12.x): the worker runs send_server_data_to_push_bouncer(
- * consider_usage_statistics=False) — the analytics status request, then the upload with every
- * realm — and only logs a failure. Done here right after the command's commit; a failure is a
- * warning (the committed change stands) naming register_server as the way to report later.
+ * What the deferred_work queue job do_create_realm enqueues when the server uses the push
+ * notification service ends up doing: "register_realm_with_push_bouncer"
+ * (enqueue_register_realm_with_push_bouncer_if_needed, zerver/lib/remote_server.py) in older
+ * code, and on main by 12.0 "push_bouncer_update_for_realm" (maybe_enqueue_audit_log_upload,
+ * called inside do_create_realm's transaction and queued on commit; do_create_user calls it too).
+ * Either way the worker runs send_server_data_to_push_bouncer(consider_usage_statistics=False)
+ * — the analytics status request, then the upload with every realm and the new audit rows — and
+ * only logs a failure. Done here right after the command's commit; a failure is a warning (the
+ * committed change stands) naming register_server as the way to report later.
  */
 export async function reportServerData(ctx: Context, db: Db, flushCache: string | undefined, warn: (text: string) => void): Promise<ServerDataReport> {
   const config = ctx.config();

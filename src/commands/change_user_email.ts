@@ -37,7 +37,6 @@ import { validateEmailAddress } from "../lib/email-address.js";
 import { CommandError, UsageError } from "../lib/errors.js";
 import { addRealmOption, getUserWithRealm, type UserProfile } from "../lib/lookup.js";
 import { cacheReportJson as cacheJson } from "../lib/users-lifecycle.js";
-import { databaseSeries } from "../lib/create.js";
 import { seriesAtLeast } from "../lib/zulip-versions.js";
 
 /**
@@ -129,6 +128,7 @@ export default defineCommand({
       return;
     }
 
+    const { databaseSeries } = await import("../lib/create.js"); // loaded only when writing
     const series = await databaseSeries(db);
     const inval = new CacheInvalidation(ctx, opts.flushCache);
     const result = await db.tx(async (q) => {

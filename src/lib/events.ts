@@ -217,6 +217,20 @@ export class EventDelivery {
   }
 
   /**
+   * Run a command's work; when it fails after a change was committed, deliver that change's
+   * events (and jobs) before passing the error on, as CacheInvalidation.guard does for the
+   * cache (nest it inside: events.guard(() => inval.guard(work)), so the cache goes first).
+   */
+  async guard<T>(work: () => Promise<T>): Promise<T> {
+    try {
+      return await work();
+    } catch (e) {
+      if (this.due.length) await this.commit();
+      throw e;
+    }
+  }
+
+  /**
    * maybe_enqueue_audit_log_upload(realm) (zerver/lib/remote_server.py): when the server uses
    * the push notification service (uses_notification_bouncer(): ZULIP_SERVICE_PUSH_NOTIFICATIONS
    * is True), a deferred_work job that uploads the realm's new audit log rows to it.

@@ -13,14 +13,16 @@
 // Memcached coherence goes through the CacheInvalidation the caller passes (flush_realm for
 // every realm saved, the cached copies of deleted sessions).
 //
-// Not reproduced (no database state): the Tornado events (clients notice on their next request),
-// the RabbitMQ audit-log upload to the push notification service (its hourly sync picks the
-// rows up), Zulip Cloud's billing downgrade.
+// Real-time events and queue jobs go through the `notify` the caller passes (lib/events.ts),
+// staged inside the transaction in Zulip's order and sent after the commit.
+//
+// Not reproduced: Zulip Cloud's billing downgrade (BILLING_ENABLED only).
 import { AuditLogEventType, insertAuditLog, NEW_VALUE, OLD_VALUE, ROLE_COUNT, roleCounts } from "./audit.js";
 import type { CacheInvalidation } from "./cache.js";
 import { CONFIRMATION_STATUS, CONFIRMATION_TYPES, insertConfirmation } from "./confirmation.js";
 import { createRealm, type CreatedRealm } from "./create.js";
 import type { Queryable } from "./db.js";
+import { activeUserIds, type Notify } from "./events.js";
 import { buildEmail, type EmailSettings, type OutgoingEmail, securityEmailFromName, supportAddress, tokenizedNoreplyAddress } from "./email.js";
 import { deleteUserSessions, type UserSession } from "./sessions.js";
 import { emailBaseDefault, BUTTON_STYLE, escapeHtml, linkTag } from "./templates/html.js";
@@ -80,7 +82,7 @@ export interface DeactivationResult {
 export async function deactivateRealm(
   q: Queryable,
   realm: RealmRow,
-  opts: { reason: string; actingUserId?: number | null; deletionDelayDays?: number | null; now?: Date; cache?: CacheInvalidation },
+  opts: { reason: string; actingUserId?: number | null; deletionDelayDays?: number | null; now?: Date; cache?: CacheInvalidation; notify?: Notify },
 ): Promise<DeactivationResult> {
   const now = opts.now ?? new Date();
   const deletionDate =
@@ -101,7 +103,16 @@ export async function deactivateRealm(
       extraData: { [ROLE_COUNT]: await roleCounts(q, realm.id), deactivation_reason: opts.reason },
     },
   ]);
+  // Zulip (do_deactivate_realm in zerver/actions/realm_settings.py, the same in the 10.x, 11.x
+  // and main versions read): maybe_enqueue_audit_log_upload right after the audit row, then the
+  // ScheduledEmail deletion, then {"type": "realm", "op": "deactivated", "realm_id"} to
+  // active_user_ids(realm) (the users stay active) — it only ends the open long-polls, whose
+  // clients then fail to authenticate and show the deactivation notice. Both on commit, in that
+  // order. (deletion_delay_days=0 also queues scrub_deactivated_realm; no command here passes it.)
+  const n = opts.notify;
+  n?.events.auditLogUpload(n.realm);
   const scheduledEmailsDeleted = await deleteScheduledEmails(q, realm.id);
+  n?.events.send(n.realm, { type: "realm", op: "deactivated", realm_id: realm.id }, await activeUserIds(q, realm.id), n.what);
   await opts.cache?.realmChanged(q, { id: realm.id, string_id: realm.string_id, deactivated: true }, fields);
   return { auditLogId, scheduledEmailsDeleted, scheduledDeletionDate: deletionDate };
 }
@@ -123,7 +134,7 @@ export async function deleteScheduledEmails(q: Queryable, realmId: number): Prom
 export async function reactivateRealm(
   q: Queryable,
   realm: RealmRow,
-  opts: { now?: Date; cache?: CacheInvalidation } = {},
+  opts: { now?: Date; cache?: CacheInvalidation; notify?: Notify } = {},
 ): Promise<{ auditLogId: number }> {
   const now = opts.now ?? new Date();
   const fields = ["deactivated"];
@@ -142,6 +153,9 @@ export async function reactivateRealm(
       extraData: { [ROLE_COUNT]: await roleCounts(q, realm.id) },
     },
   ]);
+  // do_reactivate_realm (10.x, 11.x, main): no event for clients (nobody can have an open
+  // queue in a deactivated realm), only maybe_enqueue_audit_log_upload after the audit row.
+  opts.notify?.events.auditLogUpload(opts.notify.realm);
   await opts.cache?.realmChanged(q, { id: realm.id, string_id: realm.string_id, deactivated: false }, fields);
   return { auditLogId };
 }

@@ -1,0 +1,128 @@
+// The real-time events and queue-worker jobs of the realm lifecycle commands (deactivate_realm,
+// reactivate_realm, change_realm_subdomain) through the built CLI, on the Zulip 12, 11 and 10
+// fixtures, read back from this file's vhost of the run's real RabbitMQ: every field, the
+// recipient lists, nothing for dry runs and refusals, and the push_bouncer_update_for_realm
+// job when the server uses the push notification service.
+//
+// Expectations from Zulip's do_deactivate_realm / do_reactivate_realm (zerver/actions/
+// realm_settings.py) and do_change_realm_subdomain (zerver/actions/create_realm.py).
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { runCli } from "./helpers/cli.js";
+import { makeConfDir, type ConfDir } from "./helpers/confdir.js";
+import type { TemplateName } from "./helpers/pg.js";
+import { QueueReader, sortedUsers } from "./helpers/rabbitmq.js";
+import { startServerCopy, type ServerCopy } from "./helpers/server-copy.js";
+import { addUser, TEST_REALM } from "./helpers/users.js";
+
+const HOST = "zulip.example.net";
+const FIXTURES: TemplateName[] = ["zulip12_fresh", "zulip11_fresh", "zulip10_fresh"];
+
+let reader: QueueReader;
+
+beforeAll(async () => {
+  reader = await QueueReader.open();
+});
+
+afterAll(async () => {
+  await reader?.close();
+});
+
+describe.each(FIXTURES)("realm lifecycle events on %s", (template) => {
+  let server: ServerCopy;
+  /** The same server, using the push notification service. */
+  let pushConf: ConfDir;
+
+  const run = (args: string[], conf: ConfDir = server.conf) => runCli(args, { confDir: conf, db: server.db });
+  const realmIds = async (realmId: number, where = "is_active") =>
+    (await server.db.query(`SELECT id FROM zerver_userprofile WHERE realm_id = $1 AND ${where} ORDER BY id`, [realmId])).map((r: any) => Number(r.id));
+  const stringId = async (realmId: number) => (await server.db.query("SELECT string_id FROM zerver_realm WHERE id = $1", [realmId]))[0].string_id as string;
+
+  beforeAll(async () => {
+    server = await startServerCopy({ template, externalHost: HOST });
+    pushConf = makeConfDir({
+      db: { name: server.db.name },
+      memcached: { location: server.mc.location, password: server.mc.password },
+      externalHost: HOST,
+      extraSettings: "ZULIP_SERVICE_PUSH_NOTIFICATIONS = True",
+    });
+    // Recipients must be the active users only, bots included.
+    await addUser(server.db, { role: 400 });
+    await addUser(server.db, { role: 600 });
+    await addUser(server.db, { role: 400, active: false });
+    await addUser(server.db, { role: 400, bot: true });
+  });
+
+  afterAll(async () => {
+    pushConf?.cleanup();
+    await server?.stop();
+  });
+
+  beforeEach(async () => {
+    await reader.purge("notify_tornado", "deferred_work");
+  });
+
+  it("deactivate_realm: nothing for a dry run; then realm/deactivated to every active user, after the commit", async () => {
+    const dry = await run(["deactivate_realm", "-r", String(TEST_REALM), "--deactivation_reason", "owner_request", "--dry-run", "--json"]);
+    expect(dry.exitCode).toBe(0);
+    expect(JSON.parse(dry.stdout).events).toBeNull();
+    expect(await reader.drain()).toEqual([]);
+
+    const active = await realmIds(TEST_REALM);
+    expect(active.length).toBeGreaterThan(3);
+    expect(active).not.toEqual(await realmIds(TEST_REALM, "true"));
+    const r = await run(["deactivate_realm", "-r", String(TEST_REALM), "--deactivation_reason", "owner_request", "--json"]);
+    expect(r.stderr).toBe("");
+    expect(r.exitCode).toBe(0);
+    expect(sortedUsers(await reader.drain())).toEqual([{ event: { type: "realm", op: "deactivated", realm_id: TEST_REALM }, users: active }]);
+    // No push notification service: no job.
+    expect(await reader.drain("deferred_work")).toEqual([]);
+    expect(JSON.parse(r.stdout).events).toEqual({ mode: "auto", transport: "rabbitmq", published: 1, jobs: 0, ok: true, skipped: false, undelivered: [], warning: null });
+    // The users stay active.
+    expect(await realmIds(TEST_REALM)).toEqual(active);
+  });
+
+  it("deactivate_realm on a deactivated realm (even with a redirect URL) sends nothing", async () => {
+    const r = await run(["deactivate_realm", "-r", String(TEST_REALM), "--deactivation_reason", "owner_request", "--redirect_url", "https://new.example.com", "--json"]);
+    expect(r.exitCode).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ already_deactivated: true, redirect_set: true, events: null });
+    expect(await reader.drain()).toEqual([]);
+    expect(await reader.drain("deferred_work")).toEqual([]);
+  });
+
+  it("reactivate_realm: no client event; the audit-log upload job only with the push notification service", async () => {
+    const dry = await run(["reactivate_realm", "-r", String(TEST_REALM), "--dry-run", "--json"]);
+    expect(JSON.parse(dry.stdout).events).toBeNull();
+    const r = await run(["reactivate_realm", "-r", String(TEST_REALM), "--json"], pushConf);
+    expect(r.stderr).toBe("");
+    expect(r.exitCode).toBe(0);
+    expect(await reader.drain()).toEqual([]);
+    expect(await reader.drain("deferred_work")).toEqual([{ type: "push_bouncer_update_for_realm", realm_id: TEST_REALM }]);
+    expect(JSON.parse(r.stdout).events).toMatchObject({ transport: "rabbitmq", published: 0, jobs: 1, ok: true });
+    // Already active: refused as a no-op, nothing sent.
+    const again = await run(["reactivate_realm", "-r", String(TEST_REALM), "--json"], pushConf);
+    expect(JSON.parse(again.stdout)).toMatchObject({ already_active: true, events: null });
+    expect(await reader.drain("deferred_work")).toEqual([]);
+  });
+
+  it("deactivate_realm with the push notification service: the job, then the event", async () => {
+    const active = await realmIds(TEST_REALM);
+    const r = await run(["deactivate_realm", "-r", String(TEST_REALM), "--deactivation_reason", "tos_violation", "--json"], pushConf);
+    expect(r.exitCode).toBe(0);
+    expect(await reader.drain("deferred_work")).toEqual([{ type: "push_bouncer_update_for_realm", realm_id: TEST_REALM }]);
+    expect(sortedUsers(await reader.drain())).toEqual([{ event: { type: "realm", op: "deactivated", realm_id: TEST_REALM }, users: active }]);
+    expect(JSON.parse(r.stdout).events).toMatchObject({ published: 1, jobs: 1, ok: true });
+    expect((await run(["reactivate_realm", "-r", String(TEST_REALM)])).exitCode).toBe(0);
+    await reader.purge("notify_tornado", "deferred_work");
+  });
+
+  it("--events=none sends nothing and says so", async () => {
+    const r = await run(["deactivate_realm", "-r", String(TEST_REALM), "--deactivation_reason", "owner_request", "--events=none", "--json"], pushConf);
+    expect(r.exitCode).toBe(0);
+    expect(JSON.parse(r.stdout).events).toMatchObject({ mode: "none", published: 0, jobs: 0, skipped: true });
+    expect(await reader.drain()).toEqual([]);
+    expect(await reader.drain("deferred_work")).toEqual([]);
+    expect((await run(["reactivate_realm", "-r", String(TEST_REALM), "--events=none"])).exitCode).toBe(0);
+    expect((await server.db.query("SELECT deactivated FROM zerver_realm WHERE id = $1", [TEST_REALM]))[0].deactivated).toBe(false);
+    expect(await reader.drain("deferred_work")).toEqual([]);
+  });
+});

@@ -12,10 +12,13 @@ import { makeConfDir, type ConfDir } from "./helpers/confdir.js";
 import type { TemplateName } from "./helpers/pg.js";
 import { QueueReader, sortedUsers } from "./helpers/rabbitmq.js";
 import { startServerCopy, type ServerCopy } from "./helpers/server-copy.js";
+import { expectedChannelObject } from "./helpers/stream-dict.js";
 import { addUser, TEST_REALM } from "./helpers/users.js";
 
 const HOST = "zulip.example.net";
 const FIXTURES: TemplateName[] = ["zulip12_fresh", "zulip11_fresh", "zulip10_fresh"];
+/** The fixtures' API feature levels (no version.py: the migrations' bound). */
+const LEVEL: Record<string, number> = { zulip12_fresh: 474, zulip11_fresh: 421, zulip10_fresh: 371 };
 
 let reader: QueueReader;
 
@@ -35,7 +38,6 @@ describe.each(FIXTURES)("realm lifecycle events on %s", (template) => {
   const run = (args: string[], conf: ConfDir = server.conf) => runCli(args, { confDir: conf, db: server.db });
   const realmIds = async (realmId: number, where = "is_active") =>
     (await server.db.query(`SELECT id FROM zerver_userprofile WHERE realm_id = $1 AND ${where} ORDER BY id`, [realmId])).map((r: any) => Number(r.id));
-  const stringId = async (realmId: number) => (await server.db.query("SELECT string_id FROM zerver_realm WHERE id = $1", [realmId]))[0].string_id as string;
 
   beforeAll(async () => {
     server = await startServerCopy({ template, externalHost: HOST });
@@ -123,6 +125,57 @@ describe.each(FIXTURES)("realm lifecycle events on %s", (template) => {
     expect(await reader.drain("deferred_work")).toEqual([]);
     expect((await run(["reactivate_realm", "-r", String(TEST_REALM), "--events=none"])).exitCode).toBe(0);
     expect((await server.db.query("SELECT deactivated FROM zerver_realm WHERE id = $1", [TEST_REALM]))[0].deactivated).toBe(false);
+    expect(await reader.drain("deferred_work")).toEqual([]);
+  });
+
+  it("change_realm_subdomain: nothing to the renamed realm's users; the placeholder's stream creates and realm/deactivated to its nobody, and its jobs", async () => {
+    const dry = await run(["change_realm_subdomain", "-r", String(TEST_REALM), "moved", "--dry-run", "--json"], pushConf);
+    expect(JSON.parse(dry.stdout).events).toBeNull();
+    expect(await reader.drain()).toEqual([]);
+
+    const r = await run(["change_realm_subdomain", "-r", String(TEST_REALM), "moved", "--json"], pushConf);
+    expect(r.stderr).toBe("");
+    expect(r.exitCode).toBe(0);
+    const doc = JSON.parse(r.stdout);
+    const placeholder = doc.placeholder.id as number;
+    expect(placeholder).not.toBe(TEST_REALM);
+    const channels = (await server.db.query("SELECT id, name FROM zerver_stream WHERE realm_id = $1 ORDER BY id", [placeholder])).map((c: any) => ({ id: Number(c.id), name: c.name }));
+    expect(channels.map((c) => c.name)).toEqual(["Zulip", "sandbox", "general"]);
+    const groups = Object.fromEntries(
+      (await server.db.query("SELECT usergroup_ptr_id AS id, name FROM zerver_namedusergroup WHERE realm_id = $1", [placeholder])).map((g: any) => [g.name, Number(g.id)]),
+    );
+    const expected = [];
+    for (const c of channels) {
+      const obj = await expectedChannelObject(server.db, c.id, null);
+      // A channel made by do_create_realm: no creator, default group settings, no traffic yet.
+      expect(obj).toMatchObject({
+        is_archived: false,
+        creator_id: null,
+        invite_only: false,
+        can_send_message_group: groups["role:everyone"],
+        can_administer_channel_group: groups["role:nobody"],
+        can_remove_subscribers_group: groups["role:administrators"],
+        stream_post_policy: 1,
+        subscriber_count: 0,
+        topics_policy: "inherit",
+      });
+      const event: Record<string, unknown> = { type: "stream", op: "create", streams: [obj] };
+      if (LEVEL[template] >= 378) event.for_unarchiving = false;
+      expected.push({ event, users: [] });
+    }
+    expected.push({ event: { type: "realm", op: "deactivated", realm_id: placeholder }, users: [] });
+    expect(await reader.drain()).toEqual(expected);
+    expect(await reader.drain("deferred_work")).toEqual([
+      { type: "push_bouncer_update_for_realm", realm_id: placeholder },
+      { type: "push_bouncer_update_for_realm", realm_id: placeholder },
+    ]);
+    expect(doc.events).toMatchObject({ transport: "rabbitmq", published: 4, jobs: 2, ok: true, undelivered: [] });
+
+    // --skip-redirect: no placeholder, nothing at all.
+    const back = await run(["change_realm_subdomain", "-r", String(TEST_REALM), "moved-again", "--skip-redirect", "--json"], pushConf);
+    expect(back.exitCode).toBe(0);
+    expect(JSON.parse(back.stdout).events).toMatchObject({ published: 0, jobs: 0, skipped: true });
+    expect(await reader.drain()).toEqual([]);
     expect(await reader.drain("deferred_work")).toEqual([]);
   });
 });

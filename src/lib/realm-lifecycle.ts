@@ -22,7 +22,8 @@ import type { CacheInvalidation } from "./cache.js";
 import { CONFIRMATION_STATUS, CONFIRMATION_TYPES, insertConfirmation } from "./confirmation.js";
 import { createRealm, type CreatedRealm } from "./create.js";
 import type { Queryable } from "./db.js";
-import { activeUserIds, type Notify } from "./events.js";
+import { sendStreamCreationEvent } from "./channel-events.js";
+import { activeNonGuestUserIds, activeUserIds, type Notify } from "./events.js";
 import { buildEmail, type EmailSettings, type OutgoingEmail, securityEmailFromName, supportAddress, tokenizedNoreplyAddress } from "./email.js";
 import { deleteUserSessions, type UserSession } from "./sessions.js";
 import { emailBaseDefault, BUTTON_STYLE, escapeHtml, linkTag } from "./templates/html.js";
@@ -519,13 +520,40 @@ export async function renameRealmSubdomain(
  */
 export async function createRedirectPlaceholder(
   q: Queryable,
-  opts: { oldSubdomain: string; name: string; newUrl: string; now?: Date; cache?: CacheInvalidation },
+  opts: {
+    oldSubdomain: string;
+    name: string;
+    newUrl: string;
+    now?: Date;
+    cache?: CacheInvalidation;
+    /** Where the placeholder's own events go (its realm is filled in here). */
+    events?: { notify: Omit<Notify, "realm">; featureLevel: number };
+  },
 ): Promise<{ realm: CreatedRealm; deactivation: DeactivationResult }> {
   const created = await createRealm(q, { stringId: opts.oldSubdomain, name: opts.name, ...(opts.now ? { dateCreated: opts.now } : {}) });
+  const notify = opts.events && { ...opts.events.notify, realm: { id: created.id, string_id: opts.oldSubdomain } };
+  if (notify) await sendRealmCreationEvents(q, notify, created, opts.events!.featureLevel);
   const row = await lockRealm(q, created.id);
-  const deactivation = await deactivateRealm(q, row, { reason: "subdomain_change", cache: opts.cache, ...(opts.now ? { now: opts.now } : {}) });
+  const deactivation = await deactivateRealm(q, row, { reason: "subdomain_change", cache: opts.cache, notify, ...(opts.now ? { now: opts.now } : {}) });
   await setDeactivatedRedirect(q, { id: created.id, string_id: opts.oldSubdomain, deactivated: true }, opts.newUrl, opts.cache);
   return { realm: created, deactivation };
+}
+
+/**
+ * The events and jobs of do_create_realm (zerver/actions/create_realm.py; the same calls in the
+ * 10.x, 11.x and main versions read), for a realm createRealm just wrote: the
+ * maybe_enqueue_audit_log_upload job of its transaction, then, per default channel, the
+ * `stream` `create` of ensure_stream -> create_stream_if_needed, sent (public channel) to
+ * active_non_guest_user_ids of the new realm — nobody yet, but Zulip still publishes each
+ * event with an empty user list, and so do we. No traffic (stream_weekly_traffic null) and
+ * for_unarchiving false (from FL 378). No other events: REALM_INTERNAL_BOTS is empty outside
+ * Zulip's development settings, and BILLING_ENABLED's plan change is Zulip Cloud's.
+ */
+export async function sendRealmCreationEvents(q: Queryable, notify: Notify, created: CreatedRealm, featureLevel: number): Promise<void> {
+  notify.events.auditLogUpload(notify.realm);
+  for (const c of created.channels) {
+    await sendStreamCreationEvent(q, notify, c.id, await activeNonGuestUserIds(q, created.id), { traffic: false, forUnarchiving: false, featureLevel });
+  }
 }
 
 // ---------------------------------------------------------------------------------------------

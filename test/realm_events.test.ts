@@ -178,4 +178,38 @@ describe.each(FIXTURES)("realm lifecycle events on %s", (template) => {
     expect(await reader.drain()).toEqual([]);
     expect(await reader.drain("deferred_work")).toEqual([]);
   });
+
+  it("create_realm: do_create_realm's stream creates to its nobody, then the owner's group event to the owner; the two jobs", async () => {
+    const dry = await run(["create_realm", "Globex", "--string-id", "globex", "boss@globex.example", "Boss", "--dry-run", "--json"], pushConf);
+    expect(JSON.parse(dry.stdout).events).toBeNull();
+    // A reserved subdomain: refused before anything is written.
+    const refused = await run(["create_realm", "Acme", "--string-id", "acme", "boss@acme.example", "Boss"], pushConf);
+    expect(refused.exitCode).toBe(1);
+    expect(await reader.drain()).toEqual([]);
+    expect(await reader.drain("deferred_work")).toEqual([]);
+
+    const r = await run(["create_realm", "Globex", "--string-id", "globex", "boss@globex.example", "Boss", "--json"], pushConf);
+    expect(r.stderr).toBe("");
+    expect(r.exitCode).toBe(0);
+    const doc = JSON.parse(r.stdout);
+    const realmId = doc.realm.id as number;
+    const owner = doc.owner.id as number;
+    const channels = (await server.db.query("SELECT id FROM zerver_stream WHERE realm_id = $1 ORDER BY id", [realmId])).map((c: any) => Number(c.id));
+    expect(channels).toHaveLength(3);
+    const [ownersGroup] = await server.db.query("SELECT usergroup_ptr_id AS id FROM zerver_namedusergroup WHERE realm_id = $1 AND name = 'role:owners'", [realmId]);
+    const expected = [];
+    for (const id of channels) {
+      // The channel as it was when created, before the owner was subscribed.
+      const event: Record<string, unknown> = { type: "stream", op: "create", streams: [{ ...(await expectedChannelObject(server.db, id, null)), subscriber_count: 0 }] };
+      if (LEVEL[template] >= 378) event.for_unarchiving = false;
+      expected.push({ event, users: [] });
+    }
+    expected.push({ event: { type: "user_group", op: "add_members", group_id: Number(ownersGroup.id), user_ids: [owner] }, users: [owner] });
+    expect(await reader.drain()).toEqual(expected);
+    expect(await reader.drain("deferred_work")).toEqual([
+      { type: "push_bouncer_update_for_realm", realm_id: realmId },
+      { type: "push_bouncer_update_for_realm", realm_id: realmId },
+    ]);
+    expect(doc.events).toMatchObject({ transport: "rabbitmq", published: 4, jobs: 2, ok: true });
+  });
 });

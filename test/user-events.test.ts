@@ -1,0 +1,191 @@
+// The real-time events of change_user_role, deactivate_user and reactivate_user on Zulip 12, 11
+// and 10 databases, read from the test's RabbitMQ vhost: every event, in order, with its
+// recipients computed here with plain SQL (independent of src/). What differs by release
+// (zulip/zulip: send_events_for_user_deactivation, do_reactivate_user, do_deactivate_user):
+// peer_remove on deactivation from feature level 377 (11.0), archived channels in it from 428,
+// realm_bot updates until 474 (12.0 drops them).
+import fs from "node:fs";
+import path from "node:path";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { runCli } from "./helpers/cli.js";
+import { QueueReader, sortedUsers } from "./helpers/rabbitmq.js";
+import { startServerCopy, type ServerCopy } from "./helpers/server-copy.js";
+import type { TemplateName } from "./helpers/pg.js";
+import { addUser, copyRow, groupIds, TEST_REALM } from "./helpers/users.js";
+
+const R = String(TEST_REALM);
+
+for (const [template, release] of [
+  ["zulip12_fresh", 12],
+  ["zulip11_fresh", 11],
+  ["zulip10_fresh", 10],
+] as [TemplateName, number][]) {
+  describe(`Zulip ${release}`, () => {
+    let server: ServerCopy;
+    let reader: QueueReader;
+    let groups: Record<string, number>;
+
+    const q = (sql: string, params: unknown[] = []) => server.db.query(sql, params);
+    const ids = async (sql: string, params: unknown[] = []) => (await q(sql, params)).map((r: any) => Number(r.id));
+    const active = () => ids("SELECT id FROM zerver_userprofile WHERE realm_id = $1 AND is_active ORDER BY id", [TEST_REALM]);
+    const nonGuests = () => ids("SELECT id FROM zerver_userprofile WHERE realm_id = $1 AND is_active AND role <> 600 ORDER BY id", [TEST_REALM]);
+    const humanAdmins = () => ids("SELECT id FROM zerver_userprofile WHERE realm_id = $1 AND is_active AND NOT is_bot AND role IN (100, 200) ORDER BY id", [TEST_REALM]);
+    const cli = (args: string[]) => runCli(args, { confDir: server.conf, db: server.db });
+    /** Run the CLI and expect success (showing its stderr when not). */
+    const ok = async (args: string[]) => {
+      const r = await cli(args);
+      expect({ exit: r.exitCode, stderr: r.stderr }).toEqual({ exit: 0, stderr: "" });
+      return r;
+    };
+
+    /** An active subscription of the user to a channel (copied from an existing one). */
+    async function subscribe(userId: number, channelId: number, userActive = true): Promise<void> {
+      const [src] = await q(
+        "SELECT s.id FROM zerver_subscription s JOIN zerver_stream st ON st.recipient_id = s.recipient_id WHERE st.id = $1 ORDER BY s.id LIMIT 1",
+        [channelId],
+      );
+      await copyRow(server.db, "zerver_subscription", Number(src.id), { user_profile_id: "$1", active: "true", is_user_active: userActive ? "true" : "false" }, [userId]);
+      const hasCount = (await q("SELECT 1 FROM information_schema.columns WHERE table_name = 'zerver_stream' AND column_name = 'subscriber_count'")).length > 0;
+      if (hasCount && userActive) await q("UPDATE zerver_stream SET subscriber_count = subscriber_count + 1 WHERE id = $1", [channelId]);
+    }
+
+    beforeAll(async () => {
+      server = await startServerCopy({ template, externalHost: "zulip.example.net" });
+      reader = await QueueReader.open();
+      groups = await groupIds(server.db);
+    });
+    afterAll(async () => {
+      await reader?.close();
+      await server?.stop();
+    });
+    beforeEach(async () => {
+      await reader.purge("notify_tornado", "deferred_work");
+    });
+
+    it("deactivate_user: peer_remove (11+), the is_active update to everyone", async () => {
+      const u = await addUser(server.db, { role: 400 });
+      await subscribe(u.id, 1);
+      await subscribe(u.id, 3);
+      const r = await cli(["deactivate_user", "-r", R, u.email, "-f", "--json"]);
+      expect(r.exitCode).toBe(0);
+      expect(r.stderr).toBe("");
+      const expected = [];
+      if (release >= 11) {
+        expected.push({ event: { type: "subscription", op: "peer_remove", stream_ids: [1, 3], user_ids: [u.id] }, users: await nonGuests() });
+      }
+      expected.push({ event: { type: "realm_user", op: "update", person: { user_id: u.id, is_active: false } }, users: await active() });
+      expect(sortedUsers(await reader.drain())).toEqual(expected);
+      expect(JSON.parse(r.stdout).events).toMatchObject({ transport: "rabbitmq", published: expected.length, ok: true });
+    });
+
+    it("deactivate_user: an archived channel is in the peer_remove from 12.0 (FL 428)", async () => {
+      const u = await addUser(server.db, { role: 400 });
+      await subscribe(u.id, 1);
+      await subscribe(u.id, 2);
+      await q("UPDATE zerver_stream SET deactivated = true WHERE id = 2");
+      try {
+        await ok(["deactivate_user", "-r", R, u.email, "-f"]);
+      } finally {
+        await q("UPDATE zerver_stream SET deactivated = false WHERE id = 2");
+      }
+      const got = sortedUsers(await reader.drain());
+      if (release === 12) expect(got[0].event).toEqual({ type: "subscription", op: "peer_remove", stream_ids: [1, 2], user_ids: [u.id] });
+      if (release === 11) expect(got[0].event).toEqual({ type: "subscription", op: "peer_remove", stream_ids: [1], user_ids: [u.id] });
+      if (release === 10) expect(got.map((n) => n.event.type)).toEqual(["realm_user"]);
+    });
+
+    it("deactivate_user: the user's bots first, with realm_bot updates before 12.0 (FL 474)", async () => {
+      const u = await addUser(server.db, { role: 400 });
+      const bot = await addUser(server.db, { role: 400, bot: true, botOwnerId: u.id });
+      const r = await cli(["deactivate_user", "-r", R, u.email, "-f"]);
+      expect(r.exitCode).toBe(0);
+      const after = await active();
+      const expected: any[] = [{ event: { type: "realm_user", op: "update", person: { user_id: bot.id, is_active: false } }, users: [...after, u.id].sort((a, b) => a - b) }];
+      if (release < 12) {
+        expected.push({ event: { type: "realm_bot", op: "update", bot: { user_id: bot.id, is_active: false } }, users: [...(await humanAdmins()), u.id].sort((a, b) => a - b) });
+      }
+      expected.push({ event: { type: "realm_user", op: "update", person: { user_id: u.id, is_active: false } }, users: after });
+      expect(sortedUsers(await reader.drain())).toEqual(expected);
+    });
+
+    it("reactivate_user: is_active, export consent, peer_add, group memberships", async () => {
+      const u = await addUser(server.db, { role: 400, active: false });
+      await subscribe(u.id, 3, false);
+      const r = await cli(["reactivate_user", "-r", R, u.email, "--json"]);
+      expect(r.exitCode).toBe(0);
+      expect(r.stderr).toBe("");
+      const everyone = await active();
+      const [{ consent }] = await q("SELECT allow_private_data_export AS consent FROM zerver_userprofile WHERE id = $1", [u.id]);
+      const direct = await ids(
+        "SELECT m.user_group_id AS id FROM zerver_usergroupmembership m JOIN zerver_namedusergroup n ON n.usergroup_ptr_id = m.user_group_id WHERE m.user_profile_id = $1 ORDER BY m.user_group_id",
+        [u.id],
+      );
+      expect(direct).toEqual([groups["role:members"], groups["role:fullmembers"]].sort((a, b) => a - b));
+      expect(sortedUsers(await reader.drain())).toEqual([
+        { event: { type: "realm_user", op: "update", person: { user_id: u.id, is_active: true } }, users: everyone },
+        { event: { type: "realm_export_consent", user_id: u.id, consented: consent }, users: await humanAdmins() },
+        { event: { type: "subscription", op: "peer_add", stream_ids: [3], user_ids: [u.id] }, users: (await nonGuests()).filter((x) => x !== u.id) },
+        ...direct.map((g) => ({ event: { type: "user_group", op: "add_members", group_id: g, user_ids: [u.id] }, users: everyone })),
+      ]);
+      expect(JSON.parse(r.stdout).events).toMatchObject({ ok: true, published: 3 + direct.length });
+    });
+
+    it("change_user_role member -> guest: role, groups; a restricted realm limits who hears of a guest", async () => {
+      const u = await addUser(server.db, { role: 400 });
+      expect((await cli(["change_user_role", "-r", R, u.email, "guest"])).exitCode).toBe(0);
+      const everyone = await active();
+      const got = sortedUsers(await reader.drain());
+      expect(got.slice(0, 4)).toEqual([
+        { event: { type: "realm_user", op: "update", person: { user_id: u.id, role: 600 } }, users: everyone },
+        { event: { type: "user_group", op: "remove_members", group_id: groups["role:members"], user_ids: [u.id] }, users: everyone },
+        { event: { type: "user_group", op: "add_members", group_id: groups["role:everyone"], user_ids: [u.id] }, users: everyone },
+        { event: { type: "user_group", op: "remove_members", group_id: groups["role:fullmembers"], user_ids: [u.id] }, users: everyone },
+      ]);
+    });
+
+    describe("a realm where guests cannot see everyone (can_access_all_users_group = role:members)", () => {
+      beforeAll(async () => {
+        await q("UPDATE zerver_realm SET can_access_all_users_group_id = $1 WHERE id = $2", [groups["role:members"], TEST_REALM]);
+      });
+      afterAll(async () => {
+        await q("UPDATE zerver_realm SET can_access_all_users_group_id = $1 WHERE id = $2", [groups["role:everyone"], TEST_REALM]);
+      });
+
+      it("deactivate_user: the update to those with access; group removals to the others; realm_user remove to guest co-subscribers", async () => {
+        const guest = await addUser(server.db, { role: 600 });
+        const lonely = await addUser(server.db, { role: 600 });
+        const u = await addUser(server.db, { role: 400 });
+        await subscribe(u.id, 2);
+        await subscribe(guest.id, 2);
+        await ok(["deactivate_user", "-r", R, u.email, "-f"]);
+        const withAccess = await nonGuests();
+        const without = (await active()).filter((x) => !withAccess.includes(x));
+        expect(without).toEqual(expect.arrayContaining([guest.id, lonely.id]));
+        const expected: any[] = [];
+        if (release >= 11) {
+          // channel 2 now has a guest subscriber: its own event, to non-guests and its subscribers
+          expected.push({ event: { type: "subscription", op: "peer_remove", stream_ids: [2], user_ids: [u.id] }, users: [...withAccess, guest.id].sort((a, b) => a - b) });
+        }
+        expected.push({ event: { type: "realm_user", op: "update", person: { user_id: u.id, is_active: false } }, users: withAccess });
+        for (const g of [groups["role:members"], groups["role:fullmembers"]].sort((a, b) => a - b)) {
+          expected.push({ event: { type: "user_group", op: "remove_members", group_id: g, user_ids: [u.id] }, users: without });
+        }
+        expected.push({ event: { type: "realm_user", op: "remove", person: { user_id: u.id, full_name: "Unknown user" } }, users: [guest.id] });
+        expect(sortedUsers(await reader.drain())).toEqual(expected);
+      });
+    });
+
+    it("version.py's API_FEATURE_LEVEL decides over the migrations", async () => {
+      // A deployment that says 10.x (FL 376): no peer_remove, realm_bot updates, whatever the schema.
+      fs.writeFileSync(path.join(server.conf.deployDir, "version.py"), 'ZULIP_VERSION = "10.4"\nAPI_FEATURE_LEVEL = 376\n');
+      try {
+        const u = await addUser(server.db, { role: 400 });
+        await subscribe(u.id, 1);
+        await ok(["deactivate_user", "-r", R, u.email, "-f"]);
+        expect((await reader.drain()).map((n) => n.event.type)).toEqual(["realm_user"]);
+      } finally {
+        fs.rmSync(path.join(server.conf.deployDir, "version.py"));
+      }
+    });
+  });
+}

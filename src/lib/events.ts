@@ -129,6 +129,8 @@ export interface EventContext {
 export interface EventDeliveryOptions {
   /** Connect timeouts (default 2000 ms). */
   timeoutMs?: number;
+  /** The command's events follow a database change (the default); false: jobs of a command that writes nothing. */
+  afterDatabaseChange?: boolean;
   warn?: (text: string) => void;
 }
 
@@ -383,7 +385,8 @@ export class EventDelivery {
     }
     const missedEvents = missed.filter((p) => p.item.kind === "event");
     const missedJobs = missed.filter((p) => p.item.kind === "job");
-    const lines = [`Warning: the database change is committed, but ${describeCount(missedEvents.length, missedJobs.length)} could not be delivered (${reasons.join("; ") || "unknown reason"}).`];
+    const what = `${describeCount(missedEvents.length, missedJobs.length)} could not be delivered (${reasons.join("; ") || "unknown reason"}).`;
+    const lines = [this.opts.afterDatabaseChange === false ? `Warning: ${what}` : `Warning: the database change is committed, but ${what}`];
     if (missedEvents.length) {
       lines.push(`Open browsers and apps will not show ${whatList(missedEvents.map((p) => p.item))} until they reload.`);
     }

@@ -130,17 +130,87 @@ for (const [template, release] of [
       expect(JSON.parse(r.stdout).events).toMatchObject({ ok: true, published: 3 + direct.length });
     });
 
-    it("change_user_role member -> guest: role, groups; a restricted realm limits who hears of a guest", async () => {
+    it("change_user_role member -> guest: role, groups, then the channels the guest no longer sees", async () => {
       const u = await addUser(server.db, { role: 400 });
-      expect((await cli(["change_user_role", "-r", R, u.email, "guest"])).exitCode).toBe(0);
+      await subscribe(u.id, 2);
+      await ok(["change_user_role", "-r", R, u.email, "guest"]);
       const everyone = await active();
-      const got = sortedUsers(await reader.drain());
-      expect(got.slice(0, 4)).toEqual([
+      const lost = [1, 3];
+      const del: Record<string, unknown> = { type: "stream", op: "delete", streams: lost.map((id) => ({ stream_id: id })), stream_ids: lost };
+      if (release >= 11) del.for_archiving = false; // internal flag, FL 378
+      expect(sortedUsers(await reader.drain())).toEqual([
         { event: { type: "realm_user", op: "update", person: { user_id: u.id, role: 600 } }, users: everyone },
         { event: { type: "user_group", op: "remove_members", group_id: groups["role:members"], user_ids: [u.id] }, users: everyone },
         { event: { type: "user_group", op: "add_members", group_id: groups["role:everyone"], user_ids: [u.id] }, users: everyone },
         { event: { type: "user_group", op: "remove_members", group_id: groups["role:fullmembers"], user_ids: [u.id] }, users: everyone },
+        { event: del, users: [u.id] },
       ]);
+    });
+
+    it("change_user_role guest -> member: the channels now visible (full channel objects) and their subscribers", async () => {
+      const u = await addUser(server.db, { role: 600 });
+      await subscribe(u.id, 2);
+      await ok(["change_user_role", "-r", R, u.email, "member"]);
+      const got = sortedUsers(await reader.drain());
+      expect(got.map((n) => [n.event.type, n.event.op])).toEqual([
+        ["realm_user", "update"],
+        ["user_group", "remove_members"],
+        ["user_group", "add_members"],
+        ["user_group", "add_members"], // role:fullmembers (joined 30 days ago, past the waiting period)
+        ["stream", "create"],
+        ["subscription", "peer_add"],
+        ["subscription", "peer_add"],
+      ]);
+      expect(got[3].event.group_id).toBe(groups["role:fullmembers"]);
+      const create = got[4];
+      expect(create.users).toEqual([u.id]);
+      expect(create.event.for_unarchiving).toBeUndefined();
+      const cols = new Set((await q("SELECT column_name FROM information_schema.columns WHERE table_name = 'zerver_stream'")).map((r: any) => r.column_name));
+      const rows = await q("SELECT * FROM zerver_stream WHERE id IN (1, 3) ORDER BY id");
+      const traffic = await q(
+        "SELECT stream_id, sum(value)::int AS v FROM analytics_streamcount WHERE property = 'messages_in_stream:is_bot:day' AND end_time > now() - interval '28 days' GROUP BY stream_id",
+      );
+      expect(create.event.streams).toEqual(
+        rows.map((st: any) => {
+          const d: Record<string, unknown> = {
+            stream_id: Number(st.id),
+            name: st.name,
+            description: st.description,
+            rendered_description: st.rendered_description,
+            date_created: Math.floor(new Date(st.date_created).getTime() / 1000),
+            creator_id: st.creator_id,
+            invite_only: false,
+            is_web_public: false,
+            is_archived: false,
+            history_public_to_subscribers: true,
+            first_message_id: Number(st.first_message_id),
+            message_retention_days: null,
+            // created over 28 days ago: a quarter of the last 28 days' messages
+            stream_weekly_traffic: Math.floor((traffic.find((t: any) => Number(t.stream_id) === Number(st.id))?.v ?? 0) / 4),
+            stream_post_policy: 1,
+            is_announcement_only: false,
+          };
+          if (cols.has("subscriber_count")) d.subscriber_count = Number(st.subscriber_count);
+          if (cols.has("folder_id")) d.folder_id = null;
+          if (cols.has("is_recently_active")) d.is_recently_active = st.is_recently_active;
+          if (cols.has("topics_policy")) d.topics_policy = "inherit";
+          for (const c of cols) {
+            const m = /^(can_\w+_group)_id$/.exec(c as string);
+            if (m) d[m[1]] = expect.anything();
+          }
+          return d;
+        }),
+      );
+      // Group settings: a named group's id, or an anonymous group's members and subgroups.
+      for (const st of create.event.streams) {
+        for (const [k, v] of Object.entries(st)) {
+          if (k.startsWith("can_")) expect(typeof v === "number" || (Array.isArray((v as any).direct_members) && Array.isArray((v as any).direct_subgroups))).toBe(true);
+        }
+      }
+      for (const [i, id] of [1, 3].entries()) {
+        const subs = await ids("SELECT s.user_profile_id AS id FROM zerver_subscription s JOIN zerver_stream st ON st.recipient_id = s.recipient_id WHERE st.id = $1 AND s.active AND s.is_user_active ORDER BY 1", [id]);
+        expect(got[5 + i]).toEqual({ event: { type: "subscription", op: "peer_add", stream_ids: [id], user_ids: subs }, users: [u.id] });
+      }
     });
 
     describe("a realm where guests cannot see everyone (can_access_all_users_group = role:members)", () => {
@@ -164,13 +234,21 @@ for (const [template, release] of [
         const expected: any[] = [];
         if (release >= 11) {
           // channel 2 now has a guest subscriber: its own event, to non-guests and its subscribers
-          expected.push({ event: { type: "subscription", op: "peer_remove", stream_ids: [2], user_ids: [u.id] }, users: [...withAccess, guest.id].sort((a, b) => a - b) });
+          const guestSubs = await ids(
+            "SELECT s.user_profile_id AS id FROM zerver_subscription s JOIN zerver_stream st ON st.recipient_id = s.recipient_id JOIN zerver_userprofile p ON p.id = s.user_profile_id WHERE st.id = 2 AND s.active AND s.is_user_active AND p.role = 600",
+          );
+          expected.push({ event: { type: "subscription", op: "peer_remove", stream_ids: [2], user_ids: [u.id] }, users: [...withAccess, ...guestSubs].sort((a, b) => a - b) });
         }
         expected.push({ event: { type: "realm_user", op: "update", person: { user_id: u.id, is_active: false } }, users: withAccess });
         for (const g of [groups["role:members"], groups["role:fullmembers"]].sort((a, b) => a - b)) {
           expected.push({ event: { type: "user_group", op: "remove_members", group_id: g, user_ids: [u.id] }, users: without });
         }
-        expected.push({ event: { type: "realm_user", op: "remove", person: { user_id: u.id, full_name: "Unknown user" } }, users: [guest.id] });
+        // Guests subscribed to channel 2 (this one, and any an earlier test left there) lose sight of the user.
+        const guestPeers = await ids(
+          "SELECT s.user_profile_id AS id FROM zerver_subscription s JOIN zerver_stream st ON st.recipient_id = s.recipient_id JOIN zerver_userprofile p ON p.id = s.user_profile_id WHERE st.id = 2 AND s.active AND s.is_user_active AND p.role = 600 ORDER BY 1",
+        );
+        expect(guestPeers).toContain(guest.id);
+        expected.push({ event: { type: "realm_user", op: "remove", person: { user_id: u.id, full_name: "Unknown user" } }, users: guestPeers });
         expect(sortedUsers(await reader.drain())).toEqual(expected);
       });
     });

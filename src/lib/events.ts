@@ -451,6 +451,8 @@ export interface Notify {
   realm: EventRealm;
   /** Text for the warning when delivery fails ("the new role of x@example.com"). */
   what?: string;
+  /** The server's API feature level (featureLevel()), for actions whose events differ by release. */
+  featureLevel?: number;
 }
 
 /**

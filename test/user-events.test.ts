@@ -213,6 +213,28 @@ for (const [template, release] of [
       }
     });
 
+    it("logout_all_users --rotate-api-keys: a clear_push_device_tokens job per user; bots' new keys to their owners before 12.0", async () => {
+      const owner = await addUser(server.db, { role: 400 });
+      const bot = await addUser(server.db, { role: 400, bot: true, botOwnerId: owner.id });
+      const users = await ids("SELECT id FROM zerver_userprofile WHERE realm_id = $1 ORDER BY id", [TEST_REALM]);
+      await ok(["logout_all_users", "-r", R, "--rotate-api-keys"]);
+      expect(await reader.drain("deferred_work")).toEqual(users.map((id) => ({ type: "clear_push_device_tokens", user_profile_id: id })));
+      const notices = sortedUsers(await reader.drain());
+      if (release === 12) {
+        expect(notices).toEqual([]);
+      } else {
+        const bots = await q("SELECT id, api_key, bot_owner_id FROM zerver_userprofile WHERE realm_id = $1 AND is_bot ORDER BY id", [TEST_REALM]);
+        const admins = await humanAdmins();
+        expect(notices).toEqual(
+          bots.map((b: any) => ({
+            event: { type: "realm_bot", op: "update", bot: { user_id: Number(b.id), api_key: b.api_key } },
+            users: [...new Set([...admins, ...(b.bot_owner_id === null ? [] : [Number(b.bot_owner_id)])])].sort((x, y) => x - y),
+          })),
+        );
+        expect(notices.map((n) => n.event.bot.user_id)).toContain(bot.id);
+      }
+    });
+
     describe("a realm where guests cannot see everyone (can_access_all_users_group = role:members)", () => {
       beforeAll(async () => {
         await q("UPDATE zerver_realm SET can_access_all_users_group_id = $1 WHERE id = $2", [groups["role:members"], TEST_REALM]);

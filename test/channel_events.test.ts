@@ -144,10 +144,16 @@ describe.each(FIXTURES)("unarchive_channel events on %s", (template) => {
   });
 });
 
-describe("round_to_2_significant_digits", () => {
-  it("rounds as Python's round(n, 2 - len(str(n))) does, halves to even", async () => {
-    const { roundTo2SignificantDigits } = await import("../src/lib/channel-events.js");
-    expect([0, 7, 99, 308, 25, 35, 150, 250, 1234, 1250, 1350].map(roundTo2SignificantDigits)).toEqual([0, 7, 99, 310, 25, 35, 150, 250, 1200, 1200, 1400]);
-    expect([125, 135, 995].map(roundTo2SignificantDigits)).toEqual([120, 140, 1000]);
+describe("get_average_weekly_stream_traffic", () => {
+  it("rounds to 2 significant digits as Python's round(n, 2 - len(str(n))) does, halves to even", async () => {
+    const { averageWeeklyTraffic } = await import("../src/lib/channel-events.js");
+    const now = new Date("2026-06-30T12:00:00Z");
+    const old = new Date("2026-05-01T12:00:00Z"); // >= 28 days: traffic // 4
+    expect([0, 28, 396, 1232, 100, 140, 600, 1000, 4936, 5000, 5400].map((t) => averageWeeklyTraffic(t, old, now))).toEqual([
+      0, 7, 99, 310, 25, 35, 150, 250, 1200, 1200, 1400,
+    ]);
+    expect([500, 540, 3980, 1].map((t) => averageWeeklyTraffic(t, old, now))).toEqual([120, 140, 1000, 1]);
+    expect(averageWeeklyTraffic(70, new Date("2026-06-16T12:00:00Z"), now)).toBe(35); // 14 days: 70 * 7 // 14
+    expect(averageWeeklyTraffic(70, new Date("2026-06-25T12:00:00Z"), now)).toBeNull(); // younger than 7 days
   });
 });

@@ -52,7 +52,7 @@
 import { AuditLogEventType, insertAuditLog, NEW_VALUE, OLD_VALUE, type RoleCountBaseline, roleCountBaselineBeside } from "../lib/audit.js";
 import { addFlushCacheOption, CacheInvalidation, type CacheReport, type CacheUser, cacheReportJson } from "../lib/cache.js";
 import { defineCommand } from "../lib/command.js";
-import { addEventsOption, EventDelivery, type EventReport, eventsReportJson } from "../lib/events.js";
+import { addEventsOption, EventDelivery, type EventReport, eventsReportJson, featureLevel } from "../lib/events.js";
 import type { Context } from "../lib/context.js";
 import type { Db, Queryable } from "../lib/db.js";
 import { CommandError, UsageError } from "../lib/errors.js";
@@ -285,7 +285,7 @@ async function main(ctx: Context, a: MainArgs): Promise<number> {
     };
     results.push(result);
     try {
-      if (isRole) await changeRole(db, inval, events, realm, u, USER_ROLE_MAP[requested], grant, dryRun, result, baseline);
+      if (isRole) await changeRole(ctx, db, inval, events, realm, u, USER_ROLE_MAP[requested], grant, dryRun, result, baseline);
       else await changeFlag(db, inval, u, requested, grant, dryRun, result);
       result.ok = true;
     } catch (e) {
@@ -335,6 +335,7 @@ async function main(ctx: Context, a: MainArgs): Promise<number> {
 }
 
 async function changeRole(
+  ctx: Context,
   db: Db,
   inval: CacheInvalidation,
   events: EventDelivery,
@@ -363,7 +364,12 @@ async function changeRole(
   }
   let oldRole = Number(u.role);
   inval.prepare();
-  const notify = { events, realm: { id: realm.id, string_id: realm.string_id }, what: `the new role of ${u.delivery_email}` };
+  const notify = {
+    events,
+    realm: { id: realm.id, string_id: realm.string_id },
+    what: `the new role of ${u.delivery_email}`,
+    featureLevel: featureLevel(ctx.paths, db),
+  };
   const moves = await events.tx(db, async (q) => {
     const locked = await lockUser(q, u.id);
     oldRole = Number(locked.role);

@@ -1,21 +1,26 @@
-// Channel (stream) events, as Zulip builds them (zerver/lib/streams.py, zerver/lib/
-// stream_traffic.py, zerver/lib/user_groups.py; read in the 10.x-era, 11.x and main versions):
-//
-//   stream_to_dict(stream, recent_traffic, anonymous_group_membership) -> the channel object of
-//       `stream` create events (streamToDict);
-//   send_stream_creation_event(...)                 -> sendStreamCreationEvent;
-//   can_access_stream_metadata_user_ids(stream)     -> canAccessStreamMetadataUserIds;
-//   get_streams_traffic / get_average_weekly_stream_traffic -> weeklyTraffic.
-//
-// The channel object has one member per Stream model field of the release (plus computed
-// ones), so the fields are chosen by the columns zerver_stream has: a 10.x database has no
-// folder_id / subscriber_count / topics_policy / can_subscribe_group_id / … and its
-// stream_to_dict has none of them either; default_push_notifications (main after 12.2) only
-// where the column exists.
+// Channel objects and channel events as Zulip builds them (zerver/lib/streams.py stream_to_dict,
+// get_streams_traffic, get_average_weekly_stream_traffic, send_stream_deletion_event,
+// user_has_metadata_access; zerver/actions/users.py send_stream_events_for_role_update), read
+// in zulip/zulip main. Fields of older releases: a field is sent when its column exists
+// (subscriber_count, folder_id, topics_policy, is_recently_active and the can_*_group settings
+// arrived with their columns in 10.0-12.0).
 import type { Queryable } from "./db.js";
 import { activeNonGuestUserIds, adminUserAndBotIds, FL, type Notify } from "./events.js";
+import { SystemGroups } from "./groups.js";
 
-/** Stream.stream_permission_group_settings, in APIStreamDict's order. */
+/** Stream.STREAM_POST_POLICY_* and Stream.SYSTEM_GROUPS_ENUM_MAP (the legacy stream_post_policy from can_send_message_group). */
+const STREAM_POST_POLICY = { EVERYONE: 1, ADMINS: 2, RESTRICT_NEW_MEMBERS: 3, MODERATORS: 4 } as const;
+const POST_POLICY_BY_GROUP: Record<string, number> = {
+  [SystemGroups.EVERYONE]: STREAM_POST_POLICY.EVERYONE,
+  [SystemGroups.ADMINISTRATORS]: STREAM_POST_POLICY.ADMINS,
+  [SystemGroups.FULL_MEMBERS]: STREAM_POST_POLICY.RESTRICT_NEW_MEMBERS,
+  [SystemGroups.MODERATORS]: STREAM_POST_POLICY.MODERATORS,
+};
+
+/** StreamTopicsPolicyEnum names. */
+const TOPICS_POLICY_NAMES: Record<number, string> = { 1: "inherit", 2: "allow_empty_topic", 3: "disable_empty_topic", 4: "empty_topic_only" };
+
+/** The group settings of stream_to_dict, in its order. */
 const GROUP_SETTINGS = [
   "can_add_subscribers_group",
   "can_administer_channel_group",
@@ -28,139 +33,217 @@ const GROUP_SETTINGS = [
   "can_remove_subscribers_group",
   "can_resolve_topics_group",
   "can_subscribe_group",
-] as const;
-
-/** StreamTopicsPolicyEnum names. */
-const TOPICS_POLICY_NAMES: Record<number, string> = { 1: "inherit", 2: "allow_empty_topic", 3: "disable_empty_topic", 4: "empty_topic_only" };
-
-/** Stream.SYSTEM_GROUPS_ENUM_MAP: can_send_message_group -> the legacy stream_post_policy. */
-const STREAM_POST_POLICY: Record<string, number> = { "role:everyone": 1, "role:administrators": 2, "role:fullmembers": 3, "role:moderators": 4 };
-const STREAM_POST_POLICY_EVERYONE = 1;
-const STREAM_POST_POLICY_ADMINS = 2;
+];
 
 async function streamColumns(q: Queryable): Promise<Set<string>> {
-  const { rows } = await q.query(
-    `SELECT attname FROM pg_catalog.pg_attribute WHERE attrelid = to_regclass('zerver_stream') AND attnum > 0 AND NOT attisdropped`,
-  );
-  return new Set(rows.map((r) => r.attname as string));
+  const { rows } = await q.query("SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = 'zerver_stream'");
+  return new Set(rows.map((r) => r.column_name as string));
 }
 
-/**
- * round_to_2_significant_digits: Python's round(n, 2 - len(str(n))), which rounds halves to
- * even (round(25, -1) == 20, round(150, -2) == 200).
- */
-export function roundTo2SignificantDigits(n: number): number {
-  const digits = 2 - String(n).length;
-  if (digits >= 0) return n;
-  const f = 10 ** -digits;
-  const lower = Math.floor(n / f);
-  const rest = n - lower * f;
-  const up = rest * 2 > f || (rest * 2 === f && lower % 2 === 1);
-  return (up ? lower + 1 : lower) * f;
+/** Python's round(n, ndigits) for an int with ndigits < 0 (round half to even). */
+function pyRoundInt(n: number, ndigits: number): number {
+  if (ndigits >= 0) return n;
+  const f = 10 ** -ndigits;
+  const x = n / f;
+  const fl = Math.floor(x);
+  const diff = x - fl;
+  const r = diff > 0.5 || (diff === 0.5 && fl % 2 !== 0) ? fl + 1 : fl;
+  return r * f;
 }
 
-/**
- * get_average_weekly_stream_traffic(stream_id, date_created, get_streams_traffic(realm, {id})):
- * the channel's messages in the last 28 days (analytics StreamCount
- * "messages_in_stream:is_bot:day", bots and humans), per week; null for channels younger
- * than 7 days.
- */
-export async function weeklyTraffic(q: Queryable, channel: { id: number; realm_id: number; date_created: Date }, now = new Date()): Promise<number | null> {
-  const { rows } = await q.query(
-    `SELECT coalesce(sum(value), 0)::bigint AS n FROM analytics_streamcount
-      WHERE realm_id = $1 AND property = 'messages_in_stream:is_bot:day' AND end_time > $2 AND stream_id = $3`,
-    [channel.realm_id, new Date(now.getTime() - 28 * 86400_000), channel.id],
-  );
-  const traffic = Number(rows[0].n);
-  const ageDays = Math.floor((now.getTime() - new Date(channel.date_created).getTime()) / 86400_000);
-  let average: number;
-  if (ageDays >= 28) average = Math.floor(traffic / 4);
-  else if (ageDays >= 7) average = Math.floor((traffic * 7) / ageDays);
+/** get_average_weekly_stream_traffic(): null for channels younger than 7 days. */
+export function averageWeeklyTraffic(traffic: number, dateCreated: Date, now = new Date()): number | null {
+  const age = Math.floor((now.getTime() - dateCreated.getTime()) / 86_400_000);
+  let avg: number;
+  if (age >= 28) avg = Math.floor(traffic / 4);
+  else if (age >= 7) avg = Math.floor((traffic * 7) / age);
   else return null;
-  if (average === 0 && traffic > 0) average = 1;
-  return roundTo2SignificantDigits(average);
+  if (avg === 0 && traffic > 0) avg = 1;
+  return pyRoundInt(avg, 2 - String(avg).length);
 }
 
 /**
- * stream_to_dict(stream, recent_traffic, anonymous_group_membership): the API channel object.
- * Group settings are the group id for a named group, else {"direct_members", "direct_subgroups"}
- * of the anonymous group (active members only, get_members_and_subgroups_of_groups; Zulip's
- * lists come from an unordered UNION, sent here sorted). `traffic`: false for a channel
- * created just now (Zulip passes no recent_traffic: stream_weekly_traffic null).
+ * stream_to_dict() for each channel id (in the given order), with stream_weekly_traffic from
+ * analytics (get_streams_traffic: messages_in_stream:is_bot:day counts of the last 28 days)
+ * when `traffic`, else null.
  */
-export async function streamToDict(q: Queryable, channelId: number, opts: { traffic: boolean; now?: Date }): Promise<Record<string, unknown>> {
+export async function channelDicts(q: Queryable, realmId: number, ids: number[], opts: { traffic: boolean }): Promise<Record<string, unknown>[]> {
+  if (ids.length === 0) return [];
   const cols = await streamColumns(q);
-  const { rows } = await q.query("SELECT * FROM zerver_stream WHERE id = $1", [channelId]);
-  const s = rows[0];
-  const settings = GROUP_SETTINGS.filter((g) => cols.has(`${g}_id`));
-  const groupIds = settings.map((g) => Number(s[`${g}_id`]));
-  const { rows: named } = await q.query("SELECT usergroup_ptr_id AS id, name FROM zerver_namedusergroup WHERE usergroup_ptr_id = ANY ($1::int[])", [groupIds]);
-  const namedName = new Map(named.map((r) => [Number(r.id), r.name as string]));
-  const anonymous = groupIds.filter((id) => !namedName.has(id));
-  const members = new Map<number, { direct_members: number[]; direct_subgroups: number[] }>(anonymous.map((id) => [id, { direct_members: [], direct_subgroups: [] }]));
-  if (anonymous.length) {
-    const { rows: m } = await q.query(
-      `SELECT m.user_group_id AS g, m.user_profile_id AS id FROM zerver_usergroupmembership m JOIN zerver_userprofile u ON u.id = m.user_profile_id
-        WHERE m.user_group_id = ANY ($1::int[]) AND u.is_active ORDER BY m.user_profile_id`,
-      [anonymous],
+  const { rows } = await q.query("SELECT * FROM zerver_stream WHERE id = ANY ($1::int[])", [ids]);
+  const byId = new Map(rows.map((r) => [Number(r.id), r]));
+  const traffic = new Map<number, number>();
+  if (opts.traffic) {
+    const t = await q.query(
+      `SELECT stream_id, sum(value)::bigint AS v FROM analytics_streamcount
+        WHERE realm_id = $1 AND property = 'messages_in_stream:is_bot:day' AND end_time > now() - interval '28 days' AND stream_id = ANY ($2::int[])
+        GROUP BY stream_id`,
+      [realmId, ids],
     );
-    for (const r of m) members.get(Number(r.g))!.direct_members.push(Number(r.id));
-    const { rows: sg } = await q.query(
-      "SELECT supergroup_id AS g, subgroup_id AS id FROM zerver_groupgroupmembership WHERE supergroup_id = ANY ($1::int[]) ORDER BY subgroup_id",
-      [anonymous],
-    );
-    for (const r of sg) members.get(Number(r.g))!.direct_subgroups.push(Number(r.id));
+    for (const r of t.rows) traffic.set(Number(r.stream_id), Number(r.v));
   }
-  const groupValue = (id: number) => (namedName.has(id) ? id : members.get(id)!);
-  const sendGroup = cols.has("can_send_message_group_id") ? namedName.get(Number(s.can_send_message_group_id)) : undefined;
-  const postPolicy = cols.has("can_send_message_group_id") ? (STREAM_POST_POLICY[sendGroup ?? ""] ?? STREAM_POST_POLICY_EVERYONE) : Number(s.stream_post_policy);
-  const d: Record<string, unknown> = { is_archived: s.deactivated };
-  for (const g of settings) d[g] = groupValue(Number(s[`${g}_id`]));
-  d.creator_id = s.creator_id === null ? null : Number(s.creator_id);
-  d.date_created = Math.floor(new Date(s.date_created).getTime() / 1000);
-  d.description = s.description;
-  d.first_message_id = s.first_message_id === null ? null : Number(s.first_message_id);
-  if (cols.has("folder_id")) d.folder_id = s.folder_id === null ? null : Number(s.folder_id);
-  if (cols.has("is_recently_active")) d.is_recently_active = s.is_recently_active;
-  d.history_public_to_subscribers = s.history_public_to_subscribers;
-  d.invite_only = s.invite_only;
-  d.is_web_public = s.is_web_public;
-  d.message_retention_days = s.message_retention_days === null ? null : Number(s.message_retention_days);
-  d.name = s.name;
-  if (cols.has("default_push_notifications")) d.default_push_notifications = s.default_push_notifications;
-  d.rendered_description = s.rendered_description;
-  d.stream_id = Number(s.id);
-  d.stream_post_policy = postPolicy;
-  d.is_announcement_only = postPolicy === STREAM_POST_POLICY_ADMINS;
-  d.stream_weekly_traffic = opts.traffic ? await weeklyTraffic(q, { id: Number(s.id), realm_id: Number(s.realm_id), date_created: s.date_created }, opts.now) : null;
-  if (cols.has("subscriber_count")) d.subscriber_count = Number(s.subscriber_count);
-  if (cols.has("topics_policy")) d.topics_policy = TOPICS_POLICY_NAMES[Number(s.topics_policy)] ?? String(s.topics_policy);
-  return d;
+  const settings = GROUP_SETTINGS.filter((s) => cols.has(`${s}_id`));
+  const groupIds = new Set<number>();
+  for (const r of rows) for (const s of settings) if (r[`${s}_id`] !== null) groupIds.add(Number(r[`${s}_id`]));
+  const named = new Map<number, string>();
+  const members = new Map<number, number[]>();
+  const subgroups = new Map<number, number[]>();
+  if (groupIds.size) {
+    const g = [...groupIds];
+    for (const r of (await q.query("SELECT usergroup_ptr_id AS id, name FROM zerver_namedusergroup WHERE usergroup_ptr_id = ANY ($1::int[])", [g])).rows) named.set(Number(r.id), r.name);
+    const anon = g.filter((x) => !named.has(x));
+    for (const x of anon) {
+      members.set(x, []);
+      subgroups.set(x, []);
+    }
+    if (anon.length) {
+      // The anonymous group's direct members and subgroups (get_anonymous_group_membership_dict_for_streams).
+      // Active members only (get_members_and_subgroups_of_groups excludes deactivated users).
+      const memberRows = await q.query(
+        `SELECT m.user_group_id AS g, m.user_profile_id AS u FROM zerver_usergroupmembership m JOIN zerver_userprofile up ON up.id = m.user_profile_id
+          WHERE m.user_group_id = ANY ($1::int[]) AND up.is_active ORDER BY m.user_profile_id`,
+        [anon],
+      );
+      for (const r of memberRows.rows) {
+        members.get(Number(r.g))!.push(Number(r.u));
+      }
+      for (const r of (await q.query("SELECT supergroup_id AS g, subgroup_id AS s FROM zerver_groupgroupmembership WHERE supergroup_id = ANY ($1::int[]) ORDER BY subgroup_id", [anon])).rows) {
+        subgroups.get(Number(r.g))!.push(Number(r.s));
+      }
+    }
+  }
+  const settingValue = (id: number | null) => {
+    if (id === null) return null;
+    const g = Number(id);
+    return named.has(g) ? g : { direct_members: members.get(g) ?? [], direct_subgroups: subgroups.get(g) ?? [] };
+  };
+  return ids
+    .filter((id) => byId.has(id))
+    .map((id) => {
+      const s = byId.get(id)!;
+      const d: Record<string, unknown> = { is_archived: Boolean(s.deactivated) };
+      for (const name of settings) d[name] = settingValue(s[`${name}_id`]);
+      const created = new Date(s.date_created);
+      Object.assign(d, {
+        creator_id: s.creator_id === null ? null : Number(s.creator_id),
+        date_created: Math.floor(created.getTime() / 1000),
+        description: s.description,
+        first_message_id: s.first_message_id === null ? null : Number(s.first_message_id),
+      });
+      if (cols.has("folder_id")) d.folder_id = s.folder_id === null ? null : Number(s.folder_id);
+      if (cols.has("is_recently_active")) d.is_recently_active = Boolean(s.is_recently_active);
+      const postPolicy = cols.has("can_send_message_group_id") ? (POST_POLICY_BY_GROUP[named.get(Number(s.can_send_message_group_id)) ?? ""] ?? STREAM_POST_POLICY.EVERYONE) : Number(s.stream_post_policy ?? 1);
+      Object.assign(d, {
+        history_public_to_subscribers: Boolean(s.history_public_to_subscribers),
+        invite_only: Boolean(s.invite_only),
+        is_web_public: Boolean(s.is_web_public),
+        message_retention_days: s.message_retention_days === null ? null : Number(s.message_retention_days),
+        name: s.name,
+        rendered_description: s.rendered_description,
+        stream_id: id,
+        stream_post_policy: postPolicy,
+        is_announcement_only: postPolicy === STREAM_POST_POLICY.ADMINS,
+        stream_weekly_traffic: opts.traffic ? averageWeeklyTraffic(traffic.get(id) ?? 0, created) : null,
+      });
+      if (cols.has("subscriber_count")) d.subscriber_count = Number(s.subscriber_count);
+      if (cols.has("topics_policy")) d.topics_policy = TOPICS_POLICY_NAMES[Number(s.topics_policy)] ?? String(s.topics_policy);
+      return d;
+    });
 }
 
 /**
- * send_stream_creation_event(realm, stream, user_ids, recent_traffic, …, for_unarchiving):
- * {"type": "stream", "op": "create", "streams": [<channel object>], "for_unarchiving": …}.
- * The for_unarchiving member exists from 11.0 (FL 378; its Tornado strips it and delivers
- * the event only to clients without the archived_channels capability when it is true); a
- * 10.x Tornado would pass it on to clients, so it is left out there.
+ * The non-archived channels whose metadata the user can see (get_streams_for_user(include_all=
+ * True, include_web_public=True) → user_has_metadata_access): web-public, subscribed, or — not
+ * for guests — public, any channel for administrators, or granted by the channel's
+ * can_administer_channel_group / can_add_subscribers_group / can_subscribe_group (recursive
+ * group membership). Ids in ascending order.
+ */
+export async function metadataAccessChannelIds(q: Queryable, user: { id: number; realm_id: number }): Promise<number[]> {
+  const cols = await streamColumns(q);
+  const grantCols = ["can_administer_channel_group_id", "can_add_subscribers_group_id", "can_subscribe_group_id"].filter((c) => cols.has(c));
+  const grant = grantCols.length
+    ? `OR st.id IN (
+         WITH RECURSIVE mine(group_id) AS (
+           SELECT user_group_id FROM zerver_usergroupmembership WHERE user_profile_id = $2
+           UNION SELECT g.supergroup_id FROM zerver_groupgroupmembership g JOIN mine ON g.subgroup_id = mine.group_id)
+         SELECT s2.id FROM zerver_stream s2 WHERE s2.realm_id = $1 AND (${grantCols.map((c) => `s2.${c} IN (SELECT group_id FROM mine)`).join(" OR ")}))`
+    : "";
+  const { rows } = await q.query(
+    `SELECT st.id FROM zerver_stream st, zerver_userprofile u
+      WHERE st.realm_id = $1 AND u.id = $2 AND NOT st.deactivated AND (
+        st.is_web_public
+        OR st.recipient_id IN (SELECT recipient_id FROM zerver_subscription WHERE user_profile_id = $2 AND active)
+        OR (u.role <> 600 AND (NOT st.invite_only OR u.role IN (100, 200) ${grant})))
+      ORDER BY st.id`,
+    [user.realm_id, user.id],
+  );
+  return rows.map((r) => Number(r.id));
+}
+
+/**
+ * send_stream_deletion_event(realm, user_ids, streams, for_archiving): the streams reduced to
+ * their ids (FL 343, 10.0); the internal for_archiving flag from FL 378 (11.0), whose Tornado
+ * strips it.
+ */
+export function sendStreamDeletionEvent(n: Notify, userIds: number[], channelIds: number[], featureLevel: number, forArchiving = false): void {
+  const event: Record<string, unknown> = { type: "stream", op: "delete", streams: channelIds.map((id) => ({ stream_id: id })), stream_ids: channelIds };
+  if (featureLevel >= FL.ARCHIVED_CHANNEL_EVENTS) event.for_archiving = forArchiving;
+  n.events.send(n.realm, event as { type: string }, userIds, n.what);
+}
+
+/**
+ * send_stream_events_for_role_update(user, previously accessible): to the user only, a stream
+ * create with every channel that became visible (no for_unarchiving on this path), then a
+ * peer_add per such channel with its active subscribers; a stream delete for the channels that
+ * became invisible.
+ */
+export async function sendStreamEventsForRoleUpdate(q: Queryable, n: Notify, user: { id: number; realm_id: number }, before: number[], featureLevel: number): Promise<void> {
+  const after = await metadataAccessChannelIds(q, user);
+  const gained = after.filter((id) => !before.includes(id));
+  const lost = before.filter((id) => !after.includes(id));
+  if (gained.length) {
+    n.events.send(n.realm, { type: "stream", op: "create", streams: await channelDicts(q, user.realm_id, gained, { traffic: true }) }, [user.id], n.what);
+    const { rows } = await q.query(
+      `SELECT st.id AS channel_id, s.user_profile_id AS uid FROM zerver_stream st
+         JOIN zerver_subscription s ON s.recipient_id = st.recipient_id AND s.active AND s.is_user_active
+        WHERE st.id = ANY ($1::int[]) ORDER BY s.user_profile_id`,
+      [gained],
+    );
+    // bulk_get_subscriber_peer_info fills subscribed_ids with the private channels first, then the public ones.
+    const { rows: priv } = await q.query("SELECT id FROM zerver_stream WHERE id = ANY ($1::int[]) AND invite_only", [gained]);
+    const privateIds = new Set(priv.map((r) => Number(r.id)));
+    for (const id of [...gained.filter((g) => privateIds.has(g)), ...gained.filter((g) => !privateIds.has(g))]) {
+      const subs = rows.filter((r) => Number(r.channel_id) === id).map((r) => Number(r.uid));
+      n.events.send(n.realm, { type: "subscription", op: "peer_add", stream_ids: [id], user_ids: subs }, [user.id], n.what);
+    }
+  }
+  if (lost.length) sendStreamDeletionEvent(n, [user.id], lost, featureLevel);
+}
+
+/**
+ * send_stream_creation_event(realm, stream, user_ids, recent_traffic, …, for_unarchiving)
+ * (zerver/lib/streams.py): {"type": "stream", "op": "create", "streams": [<channel object>],
+ * "for_unarchiving": …}. for_unarchiving exists from 11.0 (FL 378; that Tornado strips it and,
+ * when true, delivers the event only to clients without the archived_channels capability); a
+ * 10.x Tornado would pass it on to clients, so it is left out there. `traffic`: false for a
+ * channel created just now (Zulip passes no recent_traffic: stream_weekly_traffic null).
  */
 export async function sendStreamCreationEvent(
   q: Queryable,
   n: Notify,
-  channelId: number,
+  channel: { id: number; realm_id: number },
   users: number[],
-  opts: { traffic: boolean; forUnarchiving: boolean; featureLevel: number; now?: Date },
+  opts: { traffic: boolean; forUnarchiving: boolean; featureLevel: number },
 ): Promise<void> {
-  const event: Record<string, unknown> = { type: "stream", op: "create", streams: [await streamToDict(q, channelId, { traffic: opts.traffic, now: opts.now })] };
+  const event: Record<string, unknown> = { type: "stream", op: "create", streams: await channelDicts(q, channel.realm_id, [channel.id], { traffic: opts.traffic }) };
   if (opts.featureLevel >= FL.ARCHIVED_CHANNEL_EVENTS) event.for_unarchiving = opts.forUnarchiving;
   n.events.send(n.realm, event as { type: string }, users, n.what);
 }
 
 /**
  * can_access_stream_metadata_user_ids(stream) (zerver/lib/streams.py, 11.x and main): for a
- * public channel the active non-guests and the guests subscribed to it (active subscriptions of
- * active users); for a private one its active subscribers, the realm's admins and bots
+ * public channel the active non-guests and the guests subscribed to it (active subscriptions
+ * of active users); for a private one its active subscribers, the realm's admins and bots
  * (get_admin_users_and_bots), and the active non-guest members (recursively) of the groups its
  * can_administer_channel_group / can_add_subscribers_group / can_subscribe_group name
  * (get_user_ids_with_metadata_access_via_permission_groups). Sorted ids.

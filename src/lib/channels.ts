@@ -383,7 +383,7 @@ export async function unarchiveChannel(
     if (level >= FL.ARCHIVED_CHANNEL_EVENTS) {
       n.events.send(n.realm, { type: "stream", op: "update", stream_id: Number(channel.id), name: newName, property: "is_archived", value: false }, users, n.what);
     }
-    await sendStreamCreationEvent(q, n, Number(channel.id), users, { traffic: true, forUnarchiving: true, featureLevel: level, now });
+    await sendStreamCreationEvent(q, n, { id: Number(channel.id), realm_id: Number(channel.realm_id) }, users, { traffic: true, forUnarchiving: true, featureLevel: level });
   }
   const notice = await sendUnarchiveNotice(q, channel.id, { when: now });
   return {

@@ -129,6 +129,8 @@ export interface EventContext {
 export interface EventDeliveryOptions {
   /** Connect timeouts (default 2000 ms). */
   timeoutMs?: number;
+  /** The command's events follow a database change (the default); false: jobs of a command that writes nothing. */
+  afterDatabaseChange?: boolean;
   warn?: (text: string) => void;
 }
 
@@ -397,7 +399,8 @@ export class EventDelivery {
     }
     const missedEvents = missed.filter((p) => p.item.kind === "event");
     const missedJobs = missed.filter((p) => p.item.kind === "job");
-    const lines = [`Warning: the database change is committed, but ${describeCount(missedEvents.length, missedJobs.length)} could not be delivered (${reasons.join("; ") || "unknown reason"}).`];
+    const what = `${describeCount(missedEvents.length, missedJobs.length)} could not be delivered (${reasons.join("; ") || "unknown reason"}).`;
+    const lines = [this.opts.afterDatabaseChange === false ? `Warning: ${what}` : `Warning: the database change is committed, but ${what}`];
     if (missedEvents.length) {
       lines.push(`Open browsers and apps will not show ${whatList(missedEvents.map((p) => p.item))} until they reload.`);
     }
@@ -462,6 +465,8 @@ export interface Notify {
   realm: EventRealm;
   /** Text for the warning when delivery fails ("the new role of x@example.com"). */
   what?: string;
+  /** The server's API feature level (featureLevel()), for actions whose events differ by release. */
+  featureLevel?: number;
 }
 
 /**

@@ -552,7 +552,7 @@ export async function createRedirectPlaceholder(
 export async function sendRealmCreationEvents(q: Queryable, notify: Notify, created: CreatedRealm, featureLevel: number): Promise<void> {
   notify.events.auditLogUpload(notify.realm);
   for (const c of created.channels) {
-    await sendStreamCreationEvent(q, notify, c.id, await activeNonGuestUserIds(q, created.id), { traffic: false, forUnarchiving: false, featureLevel });
+    await sendStreamCreationEvent(q, notify, { id: c.id, realm_id: created.id }, await activeNonGuestUserIds(q, created.id), { traffic: false, forUnarchiving: false, featureLevel });
   }
 }
 

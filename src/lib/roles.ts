@@ -16,6 +16,7 @@ import {
   workplaceGroupOf,
 } from "./audit.js";
 import type { Queryable } from "./db.js";
+import { metadataAccessChannelIds, sendStreamEventsForRoleUpdate } from "./channel-events.js";
 import { type Notify, sendGroupMembersEvent, userIdsWhoCanAccessUser } from "./events.js";
 import { directGroupIds, getSystemGroup, SystemGroups, systemGroupNameForRole, systemGroups, updateFullMembersSystemGroup } from "./groups.js";
 import type { Realm, UserProfile } from "./lookup.js";
@@ -87,6 +88,8 @@ export async function changeUserRole(
   const groups = await systemGroups(q, realm.id);
   const oldGroup = await getSystemGroup(q, realm.id, systemGroupNameForRole(oldRole));
   const newGroup = await getSystemGroup(q, realm.id, systemGroupNameForRole(newRole));
+  // previously_accessible_streams, read before the role changes (for the stream events at the end).
+  const accessibleBefore = notify ? await metadataAccessChannelIds(q, user) : [];
 
   await q.query("UPDATE zerver_userprofile SET role = $2 WHERE id = $1", [user.id, newRole]);
   // The part of the count that depends on group memberships is read now, before they move.
@@ -159,6 +162,7 @@ export async function changeUserRole(
     if (plan.add.length) moves.added.push(plan.fullMembersGroup.name);
     moves.auditIds.push(...plan.auditIds);
   }
+  if (notify) await sendStreamEventsForRoleUpdate(q, notify, user, accessibleBefore, notify.featureLevel ?? Number.MAX_SAFE_INTEGER);
   await fillInCounts();
   return moves;
 }

@@ -26,6 +26,7 @@
 //               "keys_sent": 7, "keys_deleted": 2, "flushed_all": false, "warning": null} | null
 //   }
 import { addFlushCacheOption, CacheInvalidation } from "../lib/cache.js";
+import { addEventsOption, EventDelivery, eventsReportJson } from "../lib/events.js";
 import { defineCommand } from "../lib/command.js";
 import { emailConfigWarnings, emailSettings, Mailer, requireOutgoingEmail, EmailDeliveryError } from "../lib/email.js";
 import { UsageError } from "../lib/errors.js";
@@ -67,6 +68,7 @@ export default defineCommand({
     addRealmOption(cmd, { required: true });
     cmd.option("--dry-run", "show what would change, and change nothing");
     addFlushCacheOption(cmd);
+    addEventsOption(cmd);
   },
   async run(ctx, _args, opts) {
     const reason: string | undefined = opts.deactivation_reason;
@@ -103,7 +105,9 @@ export default defineCommand({
       sessions_deleted: 0,
       emails: [] as { to: string; user_id: number; status: string; error: string | null; language_note: string | null }[],
       cache: null as ReturnType<typeof cacheJson>,
+      events: null as ReturnType<typeof eventsReportJson>,
     };
+    const events = new EventDelivery(ctx, opts.events);
     const finish = (code: number) => {
       if (out.json) out.jsonResult(result);
       return code;
@@ -154,10 +158,11 @@ export default defineCommand({
 
       out.line(`Deactivating ${realmArg}`);
       const when = new Date();
-      const outcome = await db.tx(async (q) => {
+      const notify = { events, realm: { id: Number(realm.id), string_id: realm.string_id }, what: `the deactivation of the organization ${realmArg}` };
+      const outcome = await events.tx(db, async (q) => {
         const locked = await lockRealm(q, realm.id);
         if (locked.deactivated) return null;
-        return deactivateRealm(q, locked, { reason, actingUserId: null, now: when, cache: inval });
+        return deactivateRealm(q, locked, { reason, actingUserId: null, now: when, cache: inval, notify });
       });
       if (outcome === null) {
         // Deactivated by someone else between our read and the lock.
@@ -175,6 +180,7 @@ export default defineCommand({
       const sessions = await db.tx((q) => deleteRealmSessions(q, realm.id, inval, secretKey ? { secretKey } : {}));
       result.sessions_deleted = sessions.length;
       result.cache = cacheJson(await inval.commit());
+      result.events = eventsReportJson(await events.commit());
 
       let failed = 0;
       if (emailOwners && es) {

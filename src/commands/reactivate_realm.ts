@@ -16,6 +16,7 @@
 //     "cache": {...} | null             // as in change_user_role
 //   }
 import { addFlushCacheOption, CacheInvalidation } from "../lib/cache.js";
+import { addEventsOption, EventDelivery, eventsReportJson } from "../lib/events.js";
 import { defineCommand } from "../lib/command.js";
 import { addRealmOption, getRealm, type Realm } from "../lib/lookup.js";
 import { cacheJson, lockRealm, reactivateRealm } from "../lib/realm-lifecycle.js";
@@ -31,6 +32,7 @@ export default defineCommand({
     addRealmOption(cmd, { required: true });
     cmd.option("--dry-run", "show what would change, and change nothing");
     addFlushCacheOption(cmd);
+    addEventsOption(cmd);
   },
   async run(ctx, _args, opts) {
     const out = ctx.out;
@@ -48,7 +50,9 @@ export default defineCommand({
       audit_log_id: null as number | null,
       deactivated_redirect: (realm.deactivated_redirect ?? null) as string | null,
       cache: null as ReturnType<typeof cacheJson>,
+      events: null as ReturnType<typeof eventsReportJson>,
     };
+    const events = new EventDelivery(ctx, opts.events);
     const finish = () => {
       if (out.json) out.jsonResult(result);
       return 0;
@@ -63,10 +67,11 @@ export default defineCommand({
       return finish();
     }
     out.line(`Reactivating ${realmArg}`);
-    const r = await db.tx(async (q) => {
+    const notify = { events, realm: { id: Number(realm.id), string_id: realm.string_id }, what: `the reactivation of the organization ${realmArg}` };
+    const r = await events.tx(db, async (q) => {
       const locked = await lockRealm(q, realm.id);
       if (!locked.deactivated) return null;
-      return reactivateRealm(q, locked, { cache: inval });
+      return reactivateRealm(q, locked, { cache: inval, notify });
     });
     if (r === null) {
       result.already_active = true;
@@ -77,6 +82,7 @@ export default defineCommand({
     result.reactivated = true;
     result.audit_log_id = r.auditLogId;
     result.cache = cacheJson(await inval.commit());
+    result.events = eventsReportJson(await events.commit());
     out.line("Done!");
     return finish();
   },

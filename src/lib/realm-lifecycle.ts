@@ -21,6 +21,7 @@ import type { CacheInvalidation } from "./cache.js";
 import { CONFIRMATION_STATUS, CONFIRMATION_TYPES, insertConfirmation } from "./confirmation.js";
 import { createRealm, type CreatedRealm } from "./create.js";
 import type { Queryable } from "./db.js";
+import { activeUserIds, type Notify } from "./events.js";
 import { buildEmail, type EmailSettings, type OutgoingEmail, securityEmailFromName, supportAddress, tokenizedNoreplyAddress } from "./email.js";
 import { deleteUserSessions, type UserSession } from "./sessions.js";
 import { emailBaseDefault, BUTTON_STYLE, escapeHtml, linkTag } from "./templates/html.js";
@@ -80,7 +81,7 @@ export interface DeactivationResult {
 export async function deactivateRealm(
   q: Queryable,
   realm: RealmRow,
-  opts: { reason: string; actingUserId?: number | null; deletionDelayDays?: number | null; now?: Date; cache?: CacheInvalidation },
+  opts: { reason: string; actingUserId?: number | null; deletionDelayDays?: number | null; now?: Date; cache?: CacheInvalidation; notify?: Notify },
 ): Promise<DeactivationResult> {
   const now = opts.now ?? new Date();
   const deletionDate =
@@ -102,6 +103,16 @@ export async function deactivateRealm(
     },
   ]);
   const scheduledEmailsDeleted = await deleteScheduledEmails(q, realm.id);
+  if (opts.notify) {
+    // do_deactivate_realm (zerver/actions/realm_settings.py): {"type": "realm", "op":
+    // "deactivated", "realm_id"} to the realm's active users, so their open long-polls end and
+    // the apps show the deactivation page; with deletion_delay_days == 0 also a
+    // scrub_deactivated_realm deferred_work job.
+    opts.notify.events.send(opts.notify.realm, { type: "realm", op: "deactivated", realm_id: realm.id }, await activeUserIds(q, realm.id), opts.notify.what);
+    if (opts.deletionDelayDays === 0) {
+      opts.notify.events.enqueue("deferred_work", { type: "scrub_deactivated_realm", realm_id: realm.id }, `scrubbing the data of realm ${realm.string_id}`);
+    }
+  }
   await opts.cache?.realmChanged(q, { id: realm.id, string_id: realm.string_id, deactivated: true }, fields);
   return { auditLogId, scheduledEmailsDeleted, scheduledDeletionDate: deletionDate };
 }
@@ -123,7 +134,7 @@ export async function deleteScheduledEmails(q: Queryable, realmId: number): Prom
 export async function reactivateRealm(
   q: Queryable,
   realm: RealmRow,
-  opts: { now?: Date; cache?: CacheInvalidation } = {},
+  opts: { now?: Date; cache?: CacheInvalidation; notify?: Notify } = {},
 ): Promise<{ auditLogId: number }> {
   const now = opts.now ?? new Date();
   const fields = ["deactivated"];
@@ -142,6 +153,9 @@ export async function reactivateRealm(
       extraData: { [ROLE_COUNT]: await roleCounts(q, realm.id) },
     },
   ]);
+  // do_reactivate_realm sends no event (clients of a deactivated realm have no queues left);
+  // it only asks the push notification service worker to upload the new audit log row.
+  opts.notify?.events.auditLogUpload(opts.notify.realm);
   await opts.cache?.realmChanged(q, { id: realm.id, string_id: realm.string_id, deactivated: false }, fields);
   return { auditLogId };
 }

@@ -16,6 +16,7 @@ import { RedisClient as ZmRedis, RedisError } from "../src/lib/redis.js";
 import { CLI_BIN, cliBuilt, cliEnv } from "./helpers/cli.js";
 import { type ConfDir, defaultSecrets, makeConfDir } from "./helpers/confdir.js";
 import { createDatabase, prepareTemplate, type TestDatabase } from "./helpers/pg.js";
+import { QueueReader, rabbitSettings, sortedUsers } from "./helpers/rabbitmq.js";
 import { type RedisClient, type RedisInstance, startRedis } from "./helpers/redis.js";
 
 const SYNCED_BILLING_EVENTS = [101, 102, 103, 104, 105, 201, 202, 229];
@@ -342,6 +343,7 @@ function makeEnv(svc: FakePushService, opts: ConfOptions = {}): Env {
     ...defaultSecrets(),
     zulip_org_key: ORG_KEY,
     zulip_org_id: ORG_ID,
+    rabbitmq_password: rabbitSettings().password,
     redis_password: opts.redis?.password ?? null,
     ...opts.secrets,
   };
@@ -540,9 +542,18 @@ describe("register_server: registration", () => {
     svc.pushStatus.set(root!.uuid, { can_push: false, expected_end_timestamp: 1900000000 });
     const auditsBefore = (await propertyAudits(db)).length;
     svc.received.length = 0;
+    const reader = await QueueReader.open();
+    await reader.purge("notify_tornado");
 
     const second = await runCli(e, ["register_server", "--agree-to-terms-of-service", ...NO_CACHE]);
     expect(second.exitCode, second.stderr).toBe(0);
+    // The two realm update events of do_set_realm_property / do_set_push_notifications_enabled_end_timestamp,
+    // to the realm's active users.
+    const active = (await db.query("SELECT id FROM zerver_userprofile WHERE realm_id = $1 AND is_active ORDER BY id", [root!.id])).map((x: any) => Number(x.id));
+    expect(sortedUsers(await reader.drain())).toEqual([
+      { event: { type: "realm", op: "update", property: "push_notifications_enabled", value: false }, users: active },
+      { event: { type: "realm", op: "update", property: "push_notifications_enabled_end_timestamp", value: 1900000000 }, users: active },
+    ]);
     const upload = svc.received.find((x) => x.path === "/api/v1/remotes/server/analytics")!;
     expect(JSON.parse(upload.form!.realmauditlog_rows!).map((x: any) => x.id)).toEqual([newId]);
     const [stored] = await db.query(
@@ -556,10 +567,12 @@ describe("register_server: registration", () => {
       [root!.id, { "1": null, "2": 1900000000, property: "push_notifications_enabled_end_timestamp" }],
     ]);
 
-    // Nothing changes the third time: no new audit rows.
+    // Nothing changes the third time: no new audit rows, no events.
     const third = await runCli(e, ["register_server", "--agree-to-terms-of-service", ...NO_CACHE]);
     expect(third.exitCode, third.stderr).toBe(0);
     expect((await propertyAudits(db)).length).toBe(auditsBefore + 2);
+    expect(await reader.drain()).toEqual([]);
+    await reader.close();
   });
 
   it("reports what was sent and answered with --json, without any secret", async () => {

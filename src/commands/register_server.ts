@@ -19,6 +19,7 @@ import { Option } from "commander";
 import { insertAuditLog, AuditLogEventType, NEW_VALUE, OLD_VALUE, SYNCED_BILLING_EVENTS } from "../lib/audit.js";
 import { authenticationMethodsDict } from "../lib/auth-backends.js";
 import { addFlushCacheOption, CacheInvalidation, type CacheReport } from "../lib/cache.js";
+import { activeUserIds, addEventsOption, EventDelivery, eventsReportJson } from "../lib/events.js";
 import { defineCommand } from "../lib/command.js";
 import type { Context } from "../lib/context.js";
 import type { Db, Queryable } from "../lib/db.js";
@@ -150,6 +151,7 @@ export interface ServerDataResult {
   unknown_realm_uuids: string[];
   marked_push_disabled: number[];
   cache?: CacheReport;
+  events?: ReturnType<typeof eventsReportJson>;
 }
 
 interface UploadDeps {
@@ -159,6 +161,8 @@ interface UploadDeps {
   client: PushServiceClient;
   version: ZulipVersionInfo;
   flushCache: string | undefined;
+  /** --events */
+  events: string | undefined;
   redisOptions: () => ReturnType<typeof zulipRedisOptions>;
   warn: (text: string) => void;
 }
@@ -176,8 +180,11 @@ async function storePushStatus(
 ): Promise<void> {
   if (wanted.length === 0) return;
   const inval = new CacheInvalidation(deps.ctx, deps.flushCache);
+  // Each changed property is a realm update event to the realm's active users (do_set_realm_property /
+  // do_set_push_notifications_enabled_end_timestamp, registered before their audit rows).
+  const events = new EventDelivery(deps.ctx, deps.events);
   const changes: RealmPushChange[] = [];
-  await deps.db.tx(async (q) => {
+  await events.tx(deps.db, async (q) => {
     for (const w of wanted) {
       const { rows } = await q.query(
         `SELECT id, string_id, deactivated, push_notifications_enabled,
@@ -196,8 +203,11 @@ async function storePushStatus(
       }
       const fields: string[] = [];
       const now = new Date();
+      const notifyRealm = { id: Number(realm.id), string_id: realm.string_id as string };
+      const what = `the push notification status of realm ${realm.string_id === "" ? "''" : realm.string_id}`;
       if (realm.push_notifications_enabled !== w.canPush) {
         await q.query("UPDATE zerver_realm SET push_notifications_enabled = $2 WHERE id = $1", [realm.id, w.canPush]);
+        events.send(notifyRealm, { type: "realm", op: "update", property: "push_notifications_enabled", value: w.canPush }, await activeUserIds(q, realm.id), what);
         await insertAuditLog(q, [
           {
             realmId: realm.id,
@@ -216,6 +226,12 @@ async function storePushStatus(
         await q.query(
           "UPDATE zerver_realm SET push_notifications_enabled_end_timestamp = CASE WHEN $2::float8 IS NULL THEN NULL ELSE to_timestamp($2::float8) END WHERE id = $1",
           [realm.id, w.endTimestamp],
+        );
+        events.send(
+          notifyRealm,
+          { type: "realm", op: "update", property: "push_notifications_enabled_end_timestamp", value: w.endTimestamp },
+          await activeUserIds(q, realm.id),
+          what,
         );
         await insertAuditLog(q, [
           {
@@ -241,6 +257,7 @@ async function storePushStatus(
   if (changes.length) inval.changeCommitted();
   result.realm_changes.push(...changes);
   result.cache = await inval.commit();
+  result.events = eventsReportJson(await events.commit());
 }
 
 /**
@@ -395,6 +412,7 @@ export default defineCommand({
       "give up on a request to the service after this many seconds (default: Zulip's 15, and 90 for the data upload)",
     );
     addFlushCacheOption(cmd);
+    addEventsOption(cmd);
   },
   async run(ctx, _args, opts) {
     const out = ctx.out;
@@ -587,6 +605,7 @@ export default defineCommand({
         client,
         version,
         flushCache: opts.flushCache,
+        events: opts.events,
         redisOptions: () => zulipRedisOptions(settings, (n) => config.secret(n)),
         warn,
       });

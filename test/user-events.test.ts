@@ -78,6 +78,17 @@ for (const [template, release] of [
       expect(JSON.parse(r.stdout).events).toMatchObject({ transport: "rabbitmq", published: expected.length, ok: true });
     });
 
+    it("delete_user -f: the events of the deactivation it starts with", async () => {
+      const u = await addUser(server.db, { role: 400 });
+      await subscribe(u.id, 3);
+      const r = await ok(["delete_user", "-r", R, "-u", u.email, "-f", "--json"]);
+      const expected = [];
+      if (release >= 11) expected.push({ event: { type: "subscription", op: "peer_remove", stream_ids: [3], user_ids: [u.id] }, users: await nonGuests() });
+      expected.push({ event: { type: "realm_user", op: "update", person: { user_id: u.id, is_active: false } }, users: await active() });
+      expect(sortedUsers(await reader.drain())).toEqual(expected);
+      expect(JSON.parse(r.stdout).events).toMatchObject({ ok: true, published: expected.length });
+    });
+
     it("deactivate_user: an archived channel is in the peer_remove from 12.0 (FL 428)", async () => {
       const u = await addUser(server.db, { role: 400 });
       await subscribe(u.id, 1);

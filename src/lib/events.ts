@@ -337,14 +337,21 @@ export class EventDelivery {
         rabbitFailure = (e as RabbitError)?.message ?? String(e);
       }
       if (conn) {
+        // Every queue declared first (in order), then all messages published back to back, in
+        // Zulip's order, and their confirms awaited together (one round trip, not one each).
         try {
-          for (const plan of plans) {
-            for (const part of plan.parts) {
-              await conn.publishJson(part.queue, part.body);
-              part.done = true;
-              usedRabbit = true;
-            }
-          }
+          for (const plan of plans) for (const part of plan.parts) await conn.declare(part.queue);
+          const pending = plans.flatMap((plan) =>
+            plan.parts.map((part) =>
+              conn!.publishJson(part.queue, part.body).then(() => {
+                part.done = true;
+                usedRabbit = true;
+              }),
+            ),
+          );
+          const settled = await Promise.allSettled(pending);
+          const failed = settled.find((r): r is PromiseRejectedResult => r.status === "rejected");
+          if (failed) rabbitFailure = failed.reason?.message ?? String(failed.reason);
         } catch (e: any) {
           rabbitFailure = e?.message ?? String(e);
         } finally {

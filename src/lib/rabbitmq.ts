@@ -119,7 +119,9 @@ export class RabbitConnection {
             vhost: encodeURIComponent(target.vhost),
             heartbeat: 0,
           },
-          { timeout: timeoutMs, clientProperties: { connection_name: "zulip-manage" } },
+          // noDelay: without it Nagle's algorithm and delayed ACKs stall each small AMQP frame
+          // of the handshake and the publishes by tens of milliseconds.
+          { timeout: timeoutMs, noDelay: true, clientProperties: { connection_name: "zulip-manage" } },
         ),
         timeoutMs + 500,
       );
@@ -180,11 +182,14 @@ export class RabbitConnection {
     this.declared.add(queue);
   }
 
-  /** Publish a JSON body to a queue (declared first) and wait until the broker has it. */
+  /**
+   * Publish a JSON body to a queue (declared first). Resolves when the broker has confirmed it;
+   * publishes are pipelined (call several, then await them together).
+   */
   async publishJson(queue: string, body: unknown): Promise<void> {
     await this.declare(queue);
     const payload = Buffer.from(JSON.stringify(body), "utf8");
-    await new Promise<void>((resolve, reject) => {
+    return new Promise<void>((resolve, reject) => {
       try {
         this.channel.publish("", queue, payload, { persistent: true }, (err) => {
           if (err) reject(this.failure ?? new RabbitError(`RabbitMQ did not accept a message for ${queue}`, "channel"));

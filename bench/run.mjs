@@ -44,6 +44,10 @@ let KEEP_NODE_ENV = false;
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const BIN = path.join(ROOT, "bin", "zulip-manage");
+// The benchmark server has no RabbitMQ or Tornado: the commands that send real-time events run
+// with --events=none (otherwise each would try both, fail and warn). The cost of sending events
+// is measured separately (README, Performance).
+const NO_EVENTS = ["--events=none"];
 const BENCHES = ["startup", "list_realms", "change_user_role", "single_user", "password_reset", "export"];
 
 function parseArgs(argv) {
@@ -314,14 +318,14 @@ async function benchChangeUserRole(state, runs, rows) {
   let k = 0;
   for (let i = 0; i < runs + 1; i++) {
     for (const [e, { env }] of envs.entries()) {
-      const r = await cli(state, ["change_user_role", "-r", f.bigRealm.stringId, f.roleUser.email, roles[k++ % 2]], { env });
+      const r = await cli(state, ["change_user_role", "-r", f.bigRealm.stringId, f.roleUser.email, roles[k++ % 2], ...NO_EVENTS], { env });
       if (i === 0) continue;
       times[e].push(r.seconds * 1000);
       rss[e].push(r.rssMb);
     }
   }
   // Leave the user a member.
-  if (k % 2 === 1) await cli(state, ["change_user_role", "-r", f.bigRealm.stringId, f.roleUser.email, "member"]);
+  if (k % 2 === 1) await cli(state, ["change_user_role", "-r", f.bigRealm.stringId, f.roleUser.email, "member", ...NO_EVENTS]);
   for (const [e, { label }] of envs.entries()) {
     rows.push(singleUserRow(`change_user_role (realm of ${fmt(f.bigRealm.users)} users, member <-> moderator)${label}`, times[e], rss[e]));
   }
@@ -353,13 +357,13 @@ async function benchSingleUser(state, runs, rows) {
   fs.writeFileSync(passwordFile, "Xk9#mq2!vLr7@pZw-bench\n", { mode: 0o600 });
   const other = `renamed-${process.pid}@big.example.com`;
   const steps = [
-    { name: "deactivate_user -f", args: () => ["deactivate_user", "-r", realm, user, "-f"] },
-    { name: "reactivate_user", args: () => ["reactivate_user", "-r", realm, user] },
+    { name: "deactivate_user -f", args: () => ["deactivate_user", "-r", realm, user, "-f", ...NO_EVENTS] },
+    { name: "reactivate_user", args: () => ["reactivate_user", "-r", realm, user, ...NO_EVENTS] },
     { name: "change_user_email", args: () => ["change_user_email", "-r", realm, user, other] },
     { name: "change_user_email (back)", args: () => ["change_user_email", "-r", realm, other, user], report: false },
     { name: "create_user (no password)", args: (i) => ["create_user", "-r", realm, `bench-${process.pid}-${i}@big.example.com`, "Bench User"] },
-    { name: "delete_user -f", args: (i) => ["delete_user", "-r", realm, "-u", `bench-${process.pid}-${i}@big.example.com`, "-f"] },
-    { name: "send_password_reset_email -u", args: () => ["send_password_reset_email", "-r", realm, "-u", user] },
+    { name: "delete_user -f", args: (i) => ["delete_user", "-r", realm, "-u", `bench-${process.pid}-${i}@big.example.com`, "-f", ...NO_EVENTS] },
+    { name: "send_password_reset_email -u", args: () => ["send_password_reset_email", "-r", realm, "-u", user, ...NO_EVENTS] },
     { name: "change_password --password-file", args: () => ["change_password", "-r", realm, user, "--password-file", passwordFile] },
     { name: "show_admins", args: () => ["show_admins", "-r", realm] },
     { name: "generate_realm_creation_link", args: () => ["generate_realm_creation_link"] },
@@ -387,7 +391,7 @@ async function benchPasswordReset(state, smtp, rows) {
   const f = state.facts;
   const before = smtp.sink.count;
   log(`send_password_reset_email -r ${f.bigRealm.stringId} -a: ${fmt(f.bigRealm.users)} emails …`);
-  const r = await cli(state, ["send_password_reset_email", "-r", f.bigRealm.stringId, "-a"]);
+  const r = await cli(state, ["send_password_reset_email", "-r", f.bigRealm.stringId, "-a", ...NO_EVENTS]);
   const received = smtp.sink.count - before;
   const expected = Number(/Sent (\d+) password reset email/.exec(r.stdout)?.[1] ?? Number.NaN);
   if (received !== expected) throw new Error(`the SMTP sink received ${received} emails, the command says it sent ${expected}`);

@@ -10,6 +10,7 @@ import { makeConfDir, type ConfDir, type MakeConfDirOptions } from "./helpers/co
 import { startMemcached, type MemcachedInstance } from "./helpers/memcached.js";
 import { createDatabase, type TestDatabase } from "./helpers/pg.js";
 import { startRedis, type RedisInstance } from "./helpers/redis.js";
+import { QueueReader, rabbitSettings } from "./helpers/rabbitmq.js";
 import { freePort } from "./helpers/services.js";
 
 interface Check {
@@ -29,12 +30,15 @@ interface Report {
   checks: Check[];
 }
 
-const IDS = ["settings", "zulip_conf", "secrets", "database", "schema", "memcached", "redis", "smtp", "push"];
+const IDS = ["settings", "zulip_conf", "secrets", "database", "schema", "memcached", "redis", "rabbitmq", "smtp", "push"];
 
 let db: TestDatabase;
 let mc: MemcachedInstance;
 let redis: RedisInstance;
 let smtp: SmtpSink;
+let reader: QueueReader;
+/** A consumer on notify_tornado: this file's vhost looks like a server with Tornado running. */
+let tornado: { cancel(): Promise<void> };
 const confs: ConfDir[] = [];
 
 beforeAll(async () => {
@@ -44,10 +48,13 @@ beforeAll(async () => {
     startRedis(),
     startSmtpSink({ auth: { user: "mailer", pass: "mail-pw" } }),
   ]);
+  reader = await QueueReader.open();
+  tornado = await reader.consume("notify_tornado");
 });
 
 afterAll(async () => {
   for (const c of confs) c.cleanup();
+  await reader?.close();
   await Promise.all([db?.drop(), mc?.stop(), redis?.stop(), smtp?.close()]);
 });
 
@@ -100,7 +107,9 @@ describe("a healthy server", () => {
     for (const n of ["EXTERNAL_HOST", "ZULIP_ADMINISTRATOR", "MEMCACHED_LOCATION", "REDIS_HOST", "REDIS_PORT", "EMAIL_HOST", "EMAIL_PORT", "ZULIP_SERVICE_PUSH_NOTIFICATIONS"]) {
       expect(fromFile).toContain(n);
     }
-    expect(fromFile).not.toContain("RABBITMQ_HOST");
+    // The test configuration points RabbitMQ at the run's broker; the user name stays Zulip's default.
+    expect(fromFile).toContain("RABBITMQ_HOST");
+    expect(fromFile).not.toContain("RABBITMQ_USERNAME");
     expect(by.zulip_conf.summary).toContain("production server (deploy_type = production)");
     expect(by.zulip_conf.details).toContain(`database: ${db.name} as zulip`);
     expect(by.secrets.summary).toMatch(/zulip-secrets\.conf: \d+ secrets, owner \S+:\S+, mode 0640/);
@@ -140,6 +149,41 @@ describe("a healthy server", () => {
     } finally {
       await z10.drop();
     }
+  });
+});
+
+describe("RabbitMQ", () => {
+  it("reports the login and each notify queue's consumer", async () => {
+    const { by } = await doctor(conf());
+    expect(by.rabbitmq.status).toBe("ok");
+    expect(by.rabbitmq.summary).toMatch(/^amqp:\/\/zulip@127\.0\.0\.1:\d+\/zmtest\d+: login accepted$/);
+    expect(by.rabbitmq.details).toEqual([expect.stringMatching(/^queue notify_tornado: 1 consumer \(Tornado on port 9800\), \d+ waiting$/)]);
+  });
+
+  it("sharded: a queue per port; a missing queue and one without a consumer are warnings (exit 0)", async () => {
+    const c = conf({ zulipConf: `[machine]\ndeploy_type = production\n\n[tornado_sharding]\n9800 = a\n9801 = b\n` });
+    await reader.deleteQueue("notify_tornado_port_9801").catch(() => undefined);
+    await reader.purge("notify_tornado_port_9800");
+    const { r, by } = await doctor(c);
+    expect(r.exitCode).toBe(0);
+    expect(by.rabbitmq.status).toBe("warn");
+    expect(by.rabbitmq.summary).toBe("queue notify_tornado_port_9800 has no consumer (0 messages waiting): the Tornado on port 9800 is not running");
+    expect(by.rabbitmq.details).toContain("queue notify_tornado_port_9801 does not exist: the Tornado on port 9801 has never consumed from this RabbitMQ");
+    expect(by.rabbitmq.remedy).toContain("restart-server");
+  });
+
+  it("a wrong rabbitmq_password: the remedy names the secret", async () => {
+    const { by } = await doctor(conf({ rabbitmq: { ...rabbitSettings(), password: "wrong" } }));
+    expect(by.rabbitmq.status).toBe("warn");
+    expect(by.rabbitmq.summary).toContain("RabbitMQ refused the login of user 'zulip'");
+    expect(by.rabbitmq.remedy).toContain("rabbitmq_password");
+  });
+
+  it("RabbitMQ down: how to start it, and what commands do meanwhile", async () => {
+    const { by } = await doctor(conf({ rabbitmq: { ...rabbitSettings(), port: await freePort() } }));
+    expect(by.rabbitmq.status).toBe("warn");
+    expect(by.rabbitmq.summary).toMatch(/ECONNREFUSED/);
+    expect(by.rabbitmq.remedy).toContain("systemctl start rabbitmq-server");
   });
 });
 

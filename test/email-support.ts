@@ -8,6 +8,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { execa } from "execa";
 import { SMTPServer } from "smtp-server";
+import { rabbitSettings, sharedRabbit } from "./helpers/rabbitmq.js";
 
 export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 export const BIN = path.join(REPO, "bin", "zulip-manage");
@@ -251,6 +252,8 @@ export interface ConfOptions {
   /** Extra settings.py lines. */
   settings?: string[];
   secrets?: Record<string, string>;
+  /** RabbitMQ settings (default: this test file's vhost on the run's broker; false: none). */
+  rabbitmq?: { host: string; port: number; vhost: string; password: string } | false;
 }
 
 /** A self-signed certificate for 127.0.0.1/localhost (null when openssl is missing). */
@@ -283,11 +286,19 @@ export function writeConfDir(dir: string, o: ConfOptions = {}): string {
     `EXTERNAL_HOST = '${o.externalHost ?? "zulip.example.com"}'`,
     `ZULIP_ADMINISTRATOR = '${o.administrator ?? "admin@example.com"}'`,
     ...(o.settings ?? []),
-    "",
   ];
+  const rabbit = o.rabbitmq ?? (o.rabbitmq === false || !sharedRabbit() ? false : rabbitSettings());
+  if (rabbit) settings.push(`RABBITMQ_HOST = "${rabbit.host}"`, `RABBITMQ_PORT = ${rabbit.port}`, `RABBITMQ_VHOST = ${JSON.stringify(rabbit.vhost)}`);
+  settings.push("");
   fs.writeFileSync(path.join(dir, "settings.py"), settings.join("\n"));
   fs.writeFileSync(path.join(dir, "zulip.conf"), "[machine]\npuppet_classes = zulip::profile::standalone\ndeploy_type = production\n");
-  const secrets = { secret_key: "test-secret-key-0123456789", shared_secret: "shared", avatar_salt: "salt", ...(o.secrets ?? {}) };
+  const secrets = {
+    secret_key: "test-secret-key-0123456789",
+    shared_secret: "shared",
+    avatar_salt: "salt",
+    ...(rabbit ? { rabbitmq_password: rabbit.password } : {}),
+    ...(o.secrets ?? {}),
+  };
   fs.writeFileSync(
     path.join(dir, "zulip-secrets.conf"),
     "[secrets]\n" + Object.entries(secrets).map(([k, v]) => `${k} = ${v}`).join("\n") + "\n",

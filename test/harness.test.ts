@@ -23,6 +23,8 @@ import {
   type TemplateName,
 } from "./helpers/pg.js";
 import { RedisClient, startRedis } from "./helpers/redis.js";
+import { claimVhost, QueueReader, sharedRabbit } from "./helpers/rabbitmq.js";
+import amqp from "amqplib";
 import { TEMP_ROOT, canConnect, childPids, pidAlive, pidsUsingPath, sleep, sweepStaleTempDirs } from "./helpers/services.js";
 
 const HELPERS = path.join(path.dirname(fileURLToPath(import.meta.url)), "helpers");
@@ -320,7 +322,7 @@ function transpiledHelpers(): string {
   toClean.push(work);
   // The repository's layout, so that the helpers' imports of src/lib/*.js resolve.
   const files = [
-    ...["services", "pg", "memcached", "redis", "confdir"].map((f) => `test/helpers/${f}`),
+    ...["services", "pg", "memcached", "redis", "rabbitmq", "confdir"].map((f) => `test/helpers/${f}`),
     ...["sandbox", "shell", "memcached", "redis", "errors"].map((f) => `src/lib/${f}`),
   ];
   for (const f of files) {
@@ -468,5 +470,23 @@ describe("cleanup", () => {
     const shared = await sharedCluster();
     sweepStaleTempDirs();
     expect(fs.existsSync(shared.socketDir)).toBe(true);
+  });
+});
+
+describe("RabbitMQ (one node per run, started by globalSetup)", () => {
+  it("accepts Zulip's user on 127.0.0.1 in this file's own vhost, and refuses a wrong password", async () => {
+    const info = sharedRabbit()!;
+    expect(info.host).toBe("127.0.0.1");
+    expect(info.username).toBe("zulip");
+    const vhost = claimVhost();
+    expect(vhost).toMatch(/^zmtest\d+$/);
+    expect(claimVhost()).toBe(vhost);
+    const reader = await QueueReader.open(vhost);
+    await reader.purge("harness_check");
+    await reader.deleteQueue("harness_check");
+    await reader.close();
+    await expect(
+      amqp.connect({ protocol: "amqp", hostname: info.host, port: info.port, username: "zulip", password: "wrong", vhost, heartbeat: 0 }),
+    ).rejects.toThrow(/ACCESS-REFUSED/);
   });
 });

@@ -10,6 +10,8 @@ import { startMemcached, type MemcachedInstance } from "./helpers/memcached.js";
 import { createDatabase, type TestDatabase } from "./helpers/pg.js";
 import { changedTables, snapshot } from "./helpers/snapshot.js";
 import { copyRow } from "./helpers/users.js";
+import { QueueReader, rabbitSettings } from "./helpers/rabbitmq.js";
+import { freePort } from "./helpers/services.js";
 
 /** Django session_data for a dict (signed with some key; Zulip's lookup only decodes it). */
 function sessionData(session: Record<string, unknown>): string {
@@ -109,8 +111,10 @@ describe("logout_all_users", () => {
     await mcc.close();
   });
 
-  it("-r with --rotate-api-keys: the organization's sessions, new API keys with 127 rows, push tokens, caches", async () => {
+  it("-r with --rotate-api-keys: the organization's sessions, new API keys with 127 rows, push-token jobs, caches", async () => {
     const mcc = await mc.connect();
+    const reader = await QueueReader.open();
+    await reader.purge("deferred_work", "notify_tornado");
     const realmUsers = await db.query("SELECT * FROM zerver_userprofile WHERE realm_id = 2 ORDER BY id");
     await db.query("INSERT INTO zerver_pushdevicetoken (kind, token, last_updated, ios_app_id, user_id) VALUES (2, 'tok-owner', now(), NULL, 8)");
     await db.query("INSERT INTO zerver_pushdevicetoken (kind, token, last_updated, ios_app_id, user_id) VALUES (2, 'tok-bot', now(), NULL, $1)", [ids.internalBot]);
@@ -127,7 +131,7 @@ describe("logout_all_users", () => {
     const doc = JSON.parse(r.stdout);
     expect(doc).toMatchObject({ ok: true, scope: "realm", realm: { id: 2 }, sessions_deleted: 2, users_logged_out: 1, orphaned_sessions_skipped: 0 });
     expect(doc.api_keys_rotated.map((x: any) => x.id)).toEqual(realmUsers.map((u: any) => Number(u.id)));
-    expect(changedTables(snap, await snapshot(db))).toEqual(["django_session", "zerver_pushdevicetoken", "zerver_realmauditlog", "zerver_userprofile"]);
+    expect(changedTables(snap, await snapshot(db))).toEqual(["django_session", "zerver_realmauditlog", "zerver_userprofile"]);
     expect(await sessionKeys()).toEqual([sessions.anon, sessions.orphan].sort());
     // Users: only api_key changed, to a new 32-character [A-Za-z0-9] key.
     const after = await db.query("SELECT * FROM zerver_userprofile WHERE realm_id = 2 ORDER BY id");
@@ -142,14 +146,44 @@ describe("logout_all_users", () => {
     expect(audit.map((a: any) => [a.event_type, a.acting_user_id, a.modified_user_id, a.realm_id, a.extra_data, a.modified_stream_id, a.modified_user_group_id])).toEqual(
       realmUsers.map((u: any) => [127, u.id, u.id, 2, {}, null, null]),
     );
-    // Push tokens: the owner's cleared (the server sends notifications itself); realm 1's kept.
-    expect((await db.query("SELECT token FROM zerver_pushdevicetoken ORDER BY token")).map((x: any) => x.token)).toEqual(["tok-bot"]);
-    expect(doc.api_keys_rotated.find((x: any) => x.id === 8).push_tokens_deleted).toBe(1);
+    // Push tokens: one clear_push_device_tokens job per user for Zulip's deferred_work worker
+    // (do_regenerate_api_key), in user order; the rows stay for the worker to delete.
+    expect(await reader.drain("deferred_work")).toEqual(realmUsers.map((u: any) => ({ type: "clear_push_device_tokens", user_profile_id: Number(u.id) })));
+    expect(doc.events).toMatchObject({ transport: "rabbitmq", jobs: realmUsers.length, ok: true });
+    // Bots get a realm_bot api_key update before Zulip 12 only: none on this 12.x database.
+    expect(await reader.drain()).toEqual([]);
+    expect((await db.query("SELECT token FROM zerver_pushdevicetoken ORDER BY token")).map((x: any) => x.token)).toEqual(["tok-bot", "tok-owner"]);
+    await reader.close();
     for (const u of realmUsers) {
       expect(await mcc.get(`:1:${conf.cachePrefix}user_profile_by_api_key:${u.api_key}`)).toBeNull();
       expect(await mcc.get(`:1:${conf.cachePrefix}user_profile_by_id:${u.id}`)).toBeNull();
     }
     await mcc.close();
+  });
+
+  it("--rotate-api-keys without RabbitMQ, or with --events=none: the server's own push registrations are cleared here", async () => {
+    await db.query("INSERT INTO zerver_pushdevicetoken (kind, token, last_updated, ios_app_id, user_id) VALUES (2, 'tok-owner-2', now(), NULL, 8)");
+    const tokens = (await db.query("SELECT count(*)::int AS n FROM zerver_pushdevicetoken p JOIN zerver_userprofile u ON u.id = p.user_id WHERE u.realm_id = 2"))[0].n;
+    const owners = (await db.query("SELECT count(*)::int AS n FROM zerver_pushdevicetoken WHERE user_id = 8"))[0].n;
+    const down = makeConfDir({ db: { name: db.name }, memcached: { location: mc.location, password: mc.password }, rabbitmq: { ...rabbitSettings(), port: await freePort() } });
+    try {
+      const r = await runCli(["logout_all_users", "-r", "2", "--rotate-api-keys", "--json", "--events=rabbitmq"], { confDir: down, db });
+      expect(r.exitCode).toBe(0);
+      expect(r.stderr).toContain("queue-worker jobs could not be delivered");
+      expect(r.stderr).toContain("clearing the push notification registrations of");
+      expect(r.stderr).toContain(`were cleared here instead (${tokens} deleted).`);
+      const doc = JSON.parse(r.stdout);
+      expect(doc.api_keys_rotated.find((x: any) => x.id === 8).push_tokens_deleted).toBe(owners);
+      expect(doc.events).toMatchObject({ ok: false, jobs: 0 });
+    } finally {
+      down.cleanup();
+    }
+    expect((await db.query("SELECT count(*)::int AS n FROM zerver_pushdevicetoken WHERE user_id = 8"))[0].n).toBe(0);
+    await db.query("INSERT INTO zerver_pushdevicetoken (kind, token, last_updated, ios_app_id, user_id) VALUES (2, 'tok-owner-3', now(), NULL, 8)");
+    const none = await cli(["logout_all_users", "-r", "2", "--rotate-api-keys", "--json", "--events=none"]);
+    expect(none.exitCode).toBe(0);
+    expect(none.stderr).toBe("");
+    expect(JSON.parse(none.stdout).api_keys_rotated.find((x: any) => x.id === 8).push_tokens_deleted).toBe(1);
   });
 
   it("no options: every session goes, anonymous and orphaned ones included; prints nothing", async () => {

@@ -35,6 +35,8 @@ import {
   type SmtpSink,
 } from "./email-support.js";
 import { createDatabase, type TestDatabase } from "./helpers/pg.js";
+import { QueueReader } from "./helpers/rabbitmq.js";
+import { freePort as freePortForTest } from "./helpers/services.js";
 
 // ---------------------------------------------------------------------------------------------
 // An independent implementation of Django's PasswordResetTokenGenerator (Django 3.1+, sha256),
@@ -421,6 +423,34 @@ describe("send_password_reset_email", () => {
 
     const log = fs.readFileSync(path.join(logDir, "send_email.log"), "utf8");
     expect(log).toMatch(/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO     Sending password_reset email to \['Alice Liddell <alice@example\.org>'\] in $/m);
+  });
+
+  it("queues Zulip's soft_reactivate job for each active recipient (the worker wakes long_term_idle users)", async () => {
+    const reader = await QueueReader.open();
+    try {
+      await reader.purge("deferred_work");
+      await db.query("UPDATE zerver_userprofile SET long_term_idle = true WHERE id = $1", [seeded.alice]);
+      const r = await run(["-u", "alice@example.org,bob@example.org", "-r", "", "--json"]);
+      expect(r.exitCode).toBe(0);
+      expect(r.stderr).toBe("");
+      // Bob is deactivated: no job for him (do_send_password_reset_email drops inactive users first).
+      expect(await reader.drain("deferred_work")).toEqual([{ type: "soft_reactivate", user_profile_id: seeded.alice }]);
+      expect(JSON.parse(r.stdout).events).toMatchObject({ transport: "rabbitmq", published: 0, jobs: 1, ok: true });
+      // Never done inline: the worker does it (and writes the 120 audit row).
+      expect((await db.query("SELECT long_term_idle FROM zerver_userprofile WHERE id = $1", [seeded.alice]))[0].long_term_idle).toBe(true);
+
+      // RabbitMQ unavailable: the email still goes, one warning says what the workers miss.
+      const down = confFor("conf-no-rabbit", ["EMAIL_HOST = '127.0.0.1'", `EMAIL_PORT = ${sink.port}`]);
+      fs.appendFileSync(path.join(down, "settings.py"), `RABBITMQ_PORT = ${await freePortForTest()}\n`);
+      const r2 = await run(["-u", "alice@example.org", "-r", ""], down);
+      expect(r2.exitCode).toBe(0);
+      expect(r2.stdout).toBe("Sent 1 password reset email.\n");
+      expect(r2.stderr).toMatch(/^Warning: 1 queue-worker job could not be delivered \(RabbitMQ: cannot connect/);
+      expect(r2.stderr).toContain("Zulip's queue workers were not asked to do: the soft reactivation of alice@example.org if idle.");
+    } finally {
+      await db.query("UPDATE zerver_userprofile SET long_term_idle = false WHERE id = $1", [seeded.alice]);
+      await reader.close();
+    }
   });
 
   it("hashes the `email` column, not delivery_email, for users whose address is hidden", async () => {

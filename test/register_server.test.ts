@@ -15,7 +15,8 @@ import { httpRequest, proxyFor, PushServiceClient, readZulipVersion, TransportEr
 import { RedisClient as ZmRedis, RedisError } from "../src/lib/redis.js";
 import { CLI_BIN, cliBuilt, cliEnv } from "./helpers/cli.js";
 import { type ConfDir, defaultSecrets, makeConfDir } from "./helpers/confdir.js";
-import { createDatabase, prepareTemplate, type TestDatabase } from "./helpers/pg.js";
+import { createDatabase, prepareTemplate, type TemplateName, type TestDatabase } from "./helpers/pg.js";
+import { QueueReader, rabbitSettings, sortedUsers } from "./helpers/rabbitmq.js";
 import { type RedisClient, type RedisInstance, startRedis } from "./helpers/redis.js";
 
 const SYNCED_BILLING_EVENTS = [101, 102, 103, 104, 105, 201, 202, 229];
@@ -343,6 +344,8 @@ function makeEnv(svc: FakePushService, opts: ConfOptions = {}): Env {
     zulip_org_key: ORG_KEY,
     zulip_org_id: ORG_ID,
     redis_password: opts.redis?.password ?? null,
+    // The run's RabbitMQ (settings.py points at this file's vhost), for the realm update events.
+    rabbitmq_password: rabbitSettings().password,
     ...opts.secrets,
   };
   let secretsText = "# Secrets for this Zulip server\n[secrets]\n";
@@ -579,6 +582,77 @@ describe("register_server: registration", () => {
     expect(doc.server_data.realm_changes.length).toBe(2);
     const secrets = (await db.query("SELECT uuid_owner_secret FROM zerver_realm")).map((x) => x.uuid_owner_secret);
     for (const s of [ORG_KEY, ...secrets]) expect(r.stdout).not.toContain(s);
+  });
+});
+
+describe.each(["zulip12_fresh", "zulip11_fresh", "zulip10_fresh"] as TemplateName[])("register_server: realm update events on %s", (template) => {
+  let reader: QueueReader;
+  beforeAll(async () => {
+    reader = await QueueReader.open();
+  });
+  afterAll(async () => {
+    await reader?.close();
+  });
+  const activeIds = async (realmId: number) =>
+    (await db.query("SELECT id FROM zerver_userprofile WHERE realm_id = $1 AND is_active ORDER BY id", [realmId])).map((r: any) => Number(r.id));
+  const update = (property: string, value: unknown) => ({ type: "realm", op: "update", property, value });
+
+  it("sends do_set_realm_property's and do_set_push_notifications_enabled_end_timestamp's updates for what changed, to each realm's active users", async () => {
+    await db.drop();
+    db = await createDatabase({ template });
+    await reader.purge("notify_tornado", "deferred_work");
+    const e = setup();
+    const realms = await db.query("SELECT id, uuid::text AS uuid, string_id FROM zerver_realm ORDER BY id");
+    expect(realms.length).toBe(2);
+
+    // First upload: every realm can push now (was false): one push_notifications_enabled update each.
+    const first = await runCli(e, ["register_server", "--agree-to-terms-of-service", "--json", ...NO_CACHE]);
+    expect(first.exitCode, first.stderr).toBe(0);
+    const expected = [];
+    for (const r of realms) expected.push({ event: update("push_notifications_enabled", true), users: await activeIds(Number(r.id)) });
+    expect(sortedUsers(await reader.drain())).toEqual(expected);
+    expect(JSON.parse(first.stdout).server_data.events).toMatchObject({ transport: "rabbitmq", published: 2, jobs: 0, ok: true });
+
+    // One realm loses push with an end date: both properties, in Zulip's order.
+    const root = realms.find((r) => r.string_id === "")!;
+    svc.pushStatus.set(root.uuid, { can_push: false, expected_end_timestamp: 1900000000 });
+    const second = await runCli(e, ["register_server", "--agree-to-terms-of-service", ...NO_CACHE]);
+    expect(second.exitCode, second.stderr).toBe(0);
+    const users = await activeIds(Number(root.id));
+    expect(users.length).toBeGreaterThan(0);
+    expect(sortedUsers(await reader.drain())).toEqual([
+      { event: update("push_notifications_enabled", false), users },
+      { event: update("push_notifications_enabled_end_timestamp", 1900000000), users },
+    ]);
+
+    // The end date goes away: only that property.
+    svc.pushStatus.set(root.uuid, { can_push: false, expected_end_timestamp: null });
+    expect((await runCli(e, ["register_server", "--agree-to-terms-of-service", ...NO_CACHE])).exitCode).toBe(0);
+    expect(sortedUsers(await reader.drain())).toEqual([{ event: update("push_notifications_enabled_end_timestamp", null), users }]);
+
+    // Nothing changed: nothing sent, and no "events" member.
+    const same = await runCli(e, ["register_server", "--agree-to-terms-of-service", "--json", ...NO_CACHE]);
+    expect(same.exitCode).toBe(0);
+    expect(JSON.parse(same.stdout).server_data.events).toBeUndefined();
+    expect(await reader.drain()).toEqual([]);
+    expect(await reader.drain("deferred_work")).toEqual([]);
+  });
+
+  it("maybe_mark_pushes_disabled after a 4xx: the same update for every realm that could push", async () => {
+    await db.drop();
+    db = await createDatabase({ template });
+    await reader.purge("notify_tornado");
+    const e = setup({ redis });
+    svc.overrides.set("/api/v1/remotes/server/analytics/status", {
+      status: 401,
+      body: JSON.stringify({ result: "error", msg: "nope", code: "UNAUTHORIZED" }),
+    });
+    const [internal] = await db.query("SELECT id FROM zerver_realm WHERE string_id = 'zulipinternal'");
+    await db.query("UPDATE zerver_realm SET push_notifications_enabled = true WHERE id = $1", [internal.id]);
+    await redisClient.del("push_notifications_recently_working_ts");
+    const r = await runCli(e, ["register_server", "--agree-to-terms-of-service", ...NO_CACHE]);
+    expect(r.exitCode).toBe(1);
+    expect(sortedUsers(await reader.drain())).toEqual([{ event: update("push_notifications_enabled", false), users: await activeIds(Number(internal.id)) }]);
   });
 });
 

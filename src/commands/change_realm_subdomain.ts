@@ -14,6 +14,14 @@
 // Then every unexpired session of the organization's users is deleted (everyone has to log in
 // again at the new address) and memcached gets flush_realm for every realm saved.
 //
+// Events (after the commit; lib/events.ts), as do_change_realm_subdomain sends them: none to
+// the renamed organization's users (the rename itself sends no event: their open queues fail to
+// authenticate at the old address). The placeholder's do_create_realm and do_deactivate_realm
+// send theirs — a `stream` `create` per default channel and the `realm` `deactivated`, all
+// addressed to the placeholder's users, of whom there are none (Zulip still publishes them with
+// empty user lists) — and, with the push notification service, their two
+// push_bouncer_update_for_realm jobs. With --skip-redirect: nothing.
+//
 // --json prints one document:
 //   {
 //     "realm": {"id": 2, "name": "Zulip Dev"},
@@ -25,10 +33,12 @@
 //                     "deactivation_audit_log_id": 160} | null,     // null with --skip-redirect / dry run
 //     "redirects_updated": [{"id": 3, "string_id": "older"}],
 //     "sessions_deleted": 4,
-//     "cache": {...} | null
+//     "cache": {...} | null,
+//     "events": {...} | null          // as in change_user_role; null in a dry run
 //   }
 import { addFlushCacheOption, CacheInvalidation } from "../lib/cache.js";
 import { defineCommand } from "../lib/command.js";
+import { addEventsOption, EventDelivery, eventsReportJson, featureLevel } from "../lib/events.js";
 import { CommandError, UsageError } from "../lib/errors.js";
 import { addRealmOption, getRealm, type Realm } from "../lib/lookup.js";
 import {
@@ -63,6 +73,7 @@ export default defineCommand({
     cmd.option("--allow-reserved-subdomain", "Allow use of reserved subdomains");
     cmd.option("--dry-run", "show what would change, and change nothing");
     addFlushCacheOption(cmd);
+    addEventsOption(cmd);
   },
   async run(ctx, args, opts) {
     const newSubdomain = args[0];
@@ -109,6 +120,7 @@ export default defineCommand({
       redirects_updated: [] as { id: number; string_id: string }[],
       sessions_deleted: 0,
       cache: null as ReturnType<typeof cacheJson>,
+      events: null as ReturnType<typeof eventsReportJson>,
     };
     const finish = () => {
       if (out.json) out.jsonResult(result);
@@ -131,8 +143,10 @@ export default defineCommand({
       return finish();
     }
 
-    await inval.guard(async () => {
-      await db.tx(async (q) => {
+    const events = new EventDelivery(ctx, opts.events);
+    const level = featureLevel(ctx.paths, db);
+    await events.guard(() => inval.guard(async () => {
+      await events.tx(db, async (q) => {
         const locked = await lockRealm(q, realm.id);
         if (locked.string_id !== oldSubdomain) throw new CommandError("The organization's subdomain changed while this command ran; nothing was changed.");
         // The subdomain may have been taken since the check above.
@@ -146,7 +160,13 @@ export default defineCommand({
         result.audit_log_id = renamed.auditLogId;
         result.redirects_updated = renamed.redirectsUpdated;
         if (!skipRedirect) {
-          const p = await createRedirectPlaceholder(q, { oldSubdomain, name: locked.name, newUrl, cache: inval });
+          const p = await createRedirectPlaceholder(q, {
+            oldSubdomain,
+            name: locked.name,
+            newUrl,
+            cache: inval,
+            events: { notify: { events, what: `the placeholder organization left at '${oldSubdomain}'` }, featureLevel: level },
+          });
           result.placeholder = { id: p.realm.id, string_id: oldSubdomain, deactivated_redirect: newUrl, deactivation_audit_log_id: p.deactivation.auditLogId };
         }
       });
@@ -154,8 +174,9 @@ export default defineCommand({
       // Sessions can't be deleted inside Zulip's transaction; everyone logs in again.
       const sessions = await db.tx((q) => deleteRealmSessions(q, realm.id, inval, secretKey ? { secretKey } : {}));
       result.sessions_deleted = sessions.length;
-    });
+    }));
     result.cache = cacheJson(await inval.commit());
+    result.events = eventsReportJson(await events.commit());
     out.line("Done!");
     return finish();
   },

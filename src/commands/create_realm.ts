@@ -19,6 +19,17 @@
 // new channels (with their OnboardingUserMessage rows) and its direct message to the owner, and
 // the queued "account registered" email.
 //
+// Events (after the commit; lib/events.ts), in Zulip's order: do_create_realm's (with the push
+// notification service, a push_bouncer_update_for_realm job; a `stream` `create` per default
+// channel, addressed to the new realm's non-guests — nobody yet, published with an empty user
+// list as Zulip does), then do_create_user's for the owner (the job again; `user_group`
+// `add_members` of role:owners to the realm's active users, i.e. the owner). Not sent: the
+// owner's `realm_user` `add` (Zulip sends it to the owner alone, who has no open client yet): its
+// person object carries the avatar URL, which for 12.x's default avatar source ("J") could not be
+// checked against Zulip's source; it belongs with create_user's person builder. No message
+// events: the messages Zulip posts on realm creation are not written (see above), and
+// process_new_human_user's peer_add has no peers to go to.
+//
 // --json prints one document:
 //   {
 //     "dry_run": false,
@@ -30,13 +41,15 @@
 //     "not_done": ["Welcome Bot's onboarding messages ...", "..."],
 //     "cache": {...} | null,
 //     "push_service": null | {"ok": true, "error": null, "server_data": {...}},   // as register_server's
-//     "system_bot_realm_created": null | {"id": 1, "string_id": "zulipinternal", "bots": 9}
+//     "system_bot_realm_created": null | {"id": 1, "string_id": "zulipinternal", "bots": 9},
+//     "events": {...} | null           // as in change_user_role; null in a dry run
 //   }
 import { addFlushCacheOption, CacheInvalidation, type CacheUser } from "../lib/cache.js";
 import { defineCommand } from "../lib/command.js";
+import { addEventsOption, EventDelivery, eventsReportJson, featureLevel, sendGroupMembersEvent } from "../lib/events.js";
 import { createRealm, createSystemBots, createUser, creationSchemaProblem, processNewHumanUserRows, Role } from "../lib/create.js";
 import { CommandError, EnvironmentError } from "../lib/errors.js";
-import { cacheJson } from "../lib/realm-lifecycle.js";
+import { cacheJson, sendRealmCreationEvents } from "../lib/realm-lifecycle.js";
 import { checkSubdomainAvailable, SubdomainError, subdomainSettings } from "../lib/subdomain.js";
 import {
   addCreateUserArguments,
@@ -80,6 +93,7 @@ export default defineCommand({
     addCreateUserArguments(cmd);
     cmd.option("--dry-run", "check everything, show what would be created, and create nothing");
     addFlushCacheOption(cmd);
+    addEventsOption(cmd);
   },
   async run(ctx, args, opts) {
     const out = ctx.out;
@@ -133,6 +147,7 @@ export default defineCommand({
       cache: null as ReturnType<typeof cacheJson>,
       push_service: null as null | import("./register_server.js").ServerDataReport,
       system_bot_realm_created: null as null | { id: number; string_id: string; bots: number },
+      events: null as ReturnType<typeof eventsReportJson>,
     };
     const finish = () => {
       if (out.json) out.jsonResult(result);
@@ -148,7 +163,9 @@ export default defineCommand({
 
     const inval = new CacheInvalidation(ctx, opts.flushCache);
     if (initialize) out.err("Server not yet initialized. Creating the internal realm first.");
-    const created = await db.tx(async (q) => {
+    const events = new EventDelivery(ctx, opts.events);
+    const level = featureLevel(ctx.paths, db);
+    const created = await events.tx(db, async (q) => {
       // A realm created since the check above: do_create_realm's "Realm <id> already exists!".
       const { rows } = await q.query("SELECT 1 FROM zerver_realm WHERE string_id = $1", [stringId]);
       if (rows.length) throw new CommandError(`Realm ${stringId} already exists!`);
@@ -161,6 +178,8 @@ export default defineCommand({
         systemRealm = { id: internal.id, bots: Object.keys(bots).length };
       }
       const realm = await createRealm(q, { stringId, name: realmName });
+      const notify = { events, realm: { id: realm.id, string_id: stringId }, what: `the new organization ${stringId || "(root domain)"}` };
+      await sendRealmCreationEvents(q, notify, realm, level);
       const owner = await createUser(q, realm, {
         email: params.email,
         fullName: params.fullName,
@@ -172,6 +191,10 @@ export default defineCommand({
         realmHosts: urls.realmHosts,
         fakeEmailDomain: urls.fakeEmailDomain,
       });
+      // do_create_user: maybe_enqueue_audit_log_upload in its transaction, then (after
+      // notify_created_user) do_send_user_group_members_update_event for the role's group.
+      events.auditLogUpload(notify.realm);
+      await sendGroupMembersEvent(q, notify, "add_members", realm.groups["role:owners"], [owner.id]);
       const steps = await processNewHumanUserRows(q, owner.id, urls, { realmCreation: true });
       await inval.realmChanged(q, { id: realm.id, string_id: stringId, deactivated: false }, null);
       const { rows: urow } = await q.query("SELECT * FROM zerver_userprofile WHERE id = $1", [owner.id]);
@@ -180,6 +203,7 @@ export default defineCommand({
     });
     inval.changeCommitted();
     result.cache = cacheJson(await inval.commit());
+    result.events = eventsReportJson(await events.commit());
     result.realm.id = created.realm.id;
     result.system_bot_realm_created = created.systemRealm && { id: created.systemRealm.id, string_id: systemBotRealm, bots: created.systemRealm.bots };
     result.channels = created.realm.channels.map((c) => c.name);
@@ -195,7 +219,7 @@ export default defineCommand({
     // notification service in use, the new realm is reported to it (see reportServerData).
     if (settings.get("ZULIP_SERVICE_PUSH_NOTIFICATIONS")) {
       const { reportServerData } = await import("./register_server.js");
-      result.push_service = await reportServerData(ctx, db, opts.flushCache, (t) => out.warn(t));
+      result.push_service = await reportServerData(ctx, db, opts.flushCache, opts.events, (t) => out.warn(t));
     }
     for (const n of result.not_done) out.line(`Note: not done: ${n}.`);
     return finish();

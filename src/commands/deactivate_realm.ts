@@ -8,6 +8,13 @@
 // active human owner gets the "organization deactivated" email over SMTP. Users are not
 // deactivated. --redirect_url is stored first, even when the realm is already deactivated.
 //
+// Events (after the commit, after the cache update; lib/events.ts): Zulip's
+// {"type": "realm", "op": "deactivated", "realm_id"} to every active user of the realm, which
+// ends the open long-polls (the apps then show the deactivation notice), and, when the server
+// uses the push notification service, the deferred_work push_bouncer_update_for_realm job
+// before it. Nothing for the redirect URL (a plain save in Zulip), a dry run, or a realm that
+// is already deactivated.
+//
 // --json prints one document:
 //   {
 //     "realm": {"id": 2, "string_id": "zulip", "name": "Zulip Dev"},
@@ -23,12 +30,15 @@
 //     "emails": [{"to": "owner@example.com", "user_id": 8, "status": "sent" | "failed" | "would_send",
 //                 "error": null, "language_note": null | "rendered in English (Zulip would use de)"}],
 //     "cache": {"mode": "keys", "ok": true, "skipped": false, "server": "...", "prefixes": 1,
-//               "keys_sent": 7, "keys_deleted": 2, "flushed_all": false, "warning": null} | null
+//               "keys_sent": 7, "keys_deleted": 2, "flushed_all": false, "warning": null} | null,
+//     "events": {"mode": "auto", "transport": "rabbitmq", "published": 1, "jobs": 0, "ok": true, "skipped": false,
+//                "undelivered": [], "warning": null} | null     // null unless the realm was deactivated
 //   }
 import { addFlushCacheOption, CacheInvalidation } from "../lib/cache.js";
 import { defineCommand } from "../lib/command.js";
 import { emailConfigWarnings, emailSettings, Mailer, requireOutgoingEmail, EmailDeliveryError } from "../lib/email.js";
 import { UsageError } from "../lib/errors.js";
+import { addEventsOption, EventDelivery, eventsReportJson } from "../lib/events.js";
 import { addRealmOption, getRealm, type Realm } from "../lib/lookup.js";
 import {
   buildRealmDeactivatedEmails,
@@ -67,6 +77,7 @@ export default defineCommand({
     addRealmOption(cmd, { required: true });
     cmd.option("--dry-run", "show what would change, and change nothing");
     addFlushCacheOption(cmd);
+    addEventsOption(cmd);
   },
   async run(ctx, _args, opts) {
     const reason: string | undefined = opts.deactivation_reason;
@@ -102,14 +113,17 @@ export default defineCommand({
       sessions_deleted: 0,
       emails: [] as { to: string; user_id: number; status: string; error: string | null; language_note: string | null }[],
       cache: null as ReturnType<typeof cacheJson>,
+      events: null as ReturnType<typeof eventsReportJson>,
     };
     const finish = (code: number) => {
       if (out.json) out.jsonResult(result);
       return code;
     };
 
-    // Whatever fails after a commit, the cache of what was committed is still updated.
-    return inval.guard(async () => {
+    const events = new EventDelivery(ctx, opts.events);
+    // Whatever fails after a commit, the cache of what was committed is still updated, and then
+    // its events are sent.
+    return events.guard(() => inval.guard(async () => {
       if (redirectUrl) {
         if (dryRun) {
           out.line(`Would set the redirect URL to ${redirectUrl}`);
@@ -153,16 +167,18 @@ export default defineCommand({
 
       out.line(`Deactivating ${realmArg}`);
       const when = new Date();
-      const outcome = await db.tx(async (q) => {
+      const notify = { events, realm: { id: realm.id, string_id: realm.string_id }, what: `the deactivation of the organization ${realm.string_id || "(root domain)"}` };
+      const outcome = await events.tx(db, async (q) => {
         const locked = await lockRealm(q, realm.id);
         if (locked.deactivated) return null;
-        return deactivateRealm(q, locked, { reason, actingUserId: null, now: when, cache: inval });
+        return deactivateRealm(q, locked, { reason, actingUserId: null, now: when, cache: inval, notify });
       });
       if (outcome === null) {
         // Deactivated by someone else between our read and the lock.
         out.line(`The realm ${realmArg} is already deactivated.`);
         result.already_deactivated = true;
         result.cache = cacheJson(await inval.commit());
+        await events.commit();
         return finish(0);
       }
       inval.changeCommitted();
@@ -174,6 +190,9 @@ export default defineCommand({
       const sessions = await db.tx((q) => deleteRealmSessions(q, realm.id, inval, secretKey ? { secretKey } : {}));
       result.sessions_deleted = sessions.length;
       result.cache = cacheJson(await inval.commit());
+      // Zulip sends its event on the commit, before the sessions go; clients that reconnect in
+      // between are refused either way (the realm is deactivated).
+      result.events = eventsReportJson(await events.commit());
 
       let failed = 0;
       if (emailOwners && es) {
@@ -206,6 +225,6 @@ export default defineCommand({
         return finish(1);
       }
       return finish(0);
-    });
+    }));
   },
 });

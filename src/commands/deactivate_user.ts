@@ -28,11 +28,14 @@
 //       "invitations_revoked": 0, "sessions_deleted": 0, "audit_log_ids": [57]
 //     }],
 //     "cache": {"mode": "keys", "ok": true, "skipped": false, "server": "...", "prefixes": 1,
-//               "keys_sent": 9, "keys_deleted": 3, "flushed_all": false, "warning": null}
+//               "keys_sent": 9, "keys_deleted": 3, "flushed_all": false, "warning": null},
+//     "events": {"mode": "auto", "transport": "rabbitmq", "published": 2, "jobs": 0, "ok": true,
+//                "skipped": false, "undelivered": [], "warning": null}   // see lib/events.ts
 //   }
 import { addFlushCacheOption, CacheInvalidation } from "../lib/cache.js";
 import { roleCountBaselineBeside } from "../lib/audit.js";
 import { defineCommand } from "../lib/command.js";
+import { addEventsOption, EventDelivery, eventsReportJson, featureLevel } from "../lib/events.js";
 import { CommandError, UsageError } from "../lib/errors.js";
 import { addRealmOption, getUserWithRealm } from "../lib/lookup.js";
 import {
@@ -76,6 +79,7 @@ export default defineCommand({
     cmd.argument("[email]", "email of user to deactivate");
     addRealmOption(cmd);
     addFlushCacheOption(cmd);
+    addEventsOption(cmd);
   },
   async run(ctx, args, opts) {
     const [email] = args;
@@ -110,12 +114,15 @@ export default defineCommand({
 
     const inval = new CacheInvalidation(ctx, opts.flushCache);
     inval.prepare();
+    const events = new EventDelivery(ctx, opts.events);
+    const notify = { events, realm: { id: realm.id, string_id: realm.string_id }, what: `the deactivation of ${user.delivery_email}` };
     let outcome;
     try {
-      outcome = await doDeactivateUser(db, user.id, { actingUserId: null, cache: inval, roleCountBaseline });
+      outcome = await doDeactivateUser(db, user.id, { actingUserId: null, cache: inval, roleCountBaseline, notify, featureLevel: featureLevel(ctx.paths, db) });
     } finally {
-      // Whatever was committed before a failure still gets its cache entries deleted.
+      // Whatever was committed before a failure still gets its cache entries deleted and its events sent.
       doc.cache = cacheJson(await inval.commit());
+      doc.events = eventsReportJson(await events.commit());
     }
     out.line("Sessions deleted, user deactivated.");
     doc.deactivated = [...outcome.bots, outcome.user].filter((r) => r.changed).map(resultJson);

@@ -89,6 +89,7 @@ import {
 import { deleteUserSessions } from "../lib/sessions.js";
 import { realmHost } from "../lib/settings.js";
 import { activeBotsOwnedBy, doDeactivateUser } from "../lib/users-lifecycle.js";
+import { addEventsOption, EventDelivery, eventsReportJson, featureLevel, type Notify } from "../lib/events.js";
 
 export type DeletionAlgorithm = "overwrite" | "recreate";
 
@@ -736,6 +737,8 @@ export interface DeleteUserOptions {
   cache?: CacheInvalidation;
   /** For the deactivation's ROLE_COUNT (see roleCountsAfterChange). */
   roleCountBaseline?: Promise<RoleCountBaseline | null>;
+  /** The deactivation's real-time events (the deletion itself sends none in 10.x/11.x). */
+  notify?: Notify;
 }
 
 /** do_delete_user(user, acting_user=None): deactivate, then the deletion transaction, then caches/sessions. */
@@ -745,7 +748,16 @@ export async function doDeleteUser(db: Db, userId: number, opts: DeleteUserOptio
   const realm = (await db.query("SELECT * FROM zerver_realm WHERE id = $1", [pre[0].realm_id])).rows[0];
   if (realm?.is_zephyr_mirror_realm) throw new CommandError("Deleting zephyr mirror users is not supported");
 
-  const deact = await doDeactivateUser(db, userId, { actingUserId: null, cache: opts.cache, roleCountBaseline: opts.roleCountBaseline });
+  // do_delete_user starts with do_deactivate_user, events included. Zulip 11.x sends nothing
+  // more (the function's docstring: clients are not live-updated about the placeholder); 12.x's
+  // bulk_remove_subscriptions(skip_events_for_removed_user=True) peer events are not sent here.
+  const deact = await doDeactivateUser(db, userId, {
+    actingUserId: null,
+    cache: opts.cache,
+    roleCountBaseline: opts.roleCountBaseline,
+    notify: opts.notify,
+    featureLevel: opts.notify?.featureLevel,
+  });
   const collected = await db.tx(async (q) => {
     const { rows } = await q.query("SELECT * FROM zerver_userprofile WHERE id = $1 FOR UPDATE", [userId]);
     if (!rows.length) throw new CommandError(`The user with id ${userId} was deleted while this command ran; nothing more was changed.`);
@@ -837,6 +849,7 @@ export default defineCommand({
     addRealmOption(cmd);
     addUserListOptions(cmd);
     addFlushCacheOption(cmd);
+    addEventsOption(cmd);
   },
   async run(ctx, _args, opts) {
     const out = ctx.out;
@@ -910,6 +923,8 @@ export default defineCommand({
       out.line(`${r.user.email} has ${r.active_bots} active bots that will be deactivated as a result of the user's deletion.`);
     }
     const inval = new CacheInvalidation(ctx, opts.flushCache);
+    const events = new EventDelivery(ctx, opts.events);
+    const level = featureLevel(ctx.paths, db);
     let failure: string | null = null;
     await inval.guard(async () => {
       for (const [i, u] of users.entries()) {
@@ -923,6 +938,12 @@ export default defineCommand({
               algorithm,
               cache: inval,
               roleCountBaseline: users.length === 1 ? roleCountBaseline : undefined,
+              notify: {
+                events,
+                realm: { id: Number(u.realm_id), string_id: (await db.query("SELECT string_id FROM zerver_realm WHERE id = $1", [u.realm_id])).rows[0].string_id },
+                what: `the deactivation of ${u.delivery_email}`,
+                featureLevel: level,
+              },
             }),
           );
           out.line(`Successfully deleted user ${u.delivery_email}.`);
@@ -935,6 +956,7 @@ export default defineCommand({
       }
     });
     const cache: CacheReport = await inval.commit();
+    const delivery = await events.commit();
     if (out.json) {
       out.jsonResult({
         ok: failure === null,
@@ -943,6 +965,7 @@ export default defineCommand({
         algorithm,
         results,
         cache: cacheReportJson(cache),
+        events: eventsReportJson(delivery),
       });
     }
     if (failure !== null) {

@@ -16,11 +16,13 @@
 // new 32-character API key, each user in its own transaction: the row is locked, api_key
 // replaced, and a 127 (USER_API_KEY_CHANGED) audit row written with the user as acting and
 // modified user, as do_regenerate_api_key does for bulk_regenerate_api_keys. The cached user
-// objects under the old and the new key are deleted. Zulip's queue worker then clears the
-// user's push notification registrations (clear_push_device_tokens): when the server sends
-// notifications directly the user's zerver_pushdevicetoken rows are deleted here in the same
-// transaction; when it uses the Mobile Push Notification Service the registrations there are
-// not touched (a warning says so; the apps register again when the user logs in).
+// objects under the old and the new key are deleted. As Zulip does, a deferred_work job
+// {"type": "clear_push_device_tokens", "user_profile_id": …} is queued per user after its
+// commit, and Zulip's queue worker clears the user's push notification registrations (also at
+// the Mobile Push Notification Service). If the jobs cannot be queued (RabbitMQ unreachable),
+// or with --events=none, a server that sends notifications itself gets its
+// zerver_pushdevicetoken rows deleted here instead; registrations at the push notification
+// service are then not touched (a warning says so; the apps register again on login).
 //
 // Difference from manage.py: -r together with --deactivated-only means both conditions
 // (deactivated users of that organization); manage.py silently ignores --deactivated-only when
@@ -38,11 +40,15 @@
 //     "anonymous_sessions_deleted": 1,  // sessions without a user (only when all sessions go)
 //     "orphaned_sessions_skipped": 0,   // sessions of users that no longer exist
 //     "api_keys_rotated": [{"id": 10, "email": "iago@zulip.com", "audit_log_ids": [62], "push_tokens_deleted": 1}],
-//     "cache": {...}                    // as in change_user_role; null in a dry run
+//     "cache": {...},                   // as in change_user_role; null in a dry run
+//     "events": {...}                   // as in change_user_role (lib/events.ts): the clear_push_device_tokens
+//                                       // jobs (and, before Zulip 12, bots' realm_bot api_key updates)
 //   }
 import { AuditLogEventType, insertAuditLog } from "../lib/audit.js";
 import { addFlushCacheOption, CacheInvalidation, type CacheUser, sessionCacheKey } from "../lib/cache.js";
 import { defineCommand } from "../lib/command.js";
+import { addEventsOption, EventDelivery, eventsReportJson, featureLevel, FL } from "../lib/events.js";
+import { botOwnerUserIds } from "../lib/user-events.js";
 import { cryptoRandom } from "../lib/create.js";
 import type { Db, Queryable } from "../lib/db.js";
 import { addRealmOption, getRealm, type Realm, type UserProfile } from "../lib/lookup.js";
@@ -118,8 +124,22 @@ interface Rotation {
   push_tokens_deleted: number;
 }
 
-async function rotateApiKey(db: Db, userId: number, inval: CacheInvalidation, clearPushTokens: boolean): Promise<Rotation | null> {
-  const r = await db.tx(async (q) => {
+/**
+ * do_regenerate_api_key(user, user) for one user. With events, what Zulip sends: before 12.0
+ * (FL 474) a realm_bot update with the new key for bots, and always the deferred_work job
+ * {"type": "clear_push_device_tokens", "user_profile_id"} whose worker clears the user's push
+ * registrations. Without events (--events=none) the local registrations are cleared here when
+ * the server sends notifications itself (clearPushTokens).
+ */
+async function rotateApiKey(
+  db: Db,
+  userId: number,
+  inval: CacheInvalidation,
+  clearPushTokens: boolean,
+  events: EventDelivery,
+  level: number,
+): Promise<Rotation | null> {
+  const r = await events.tx(db, async (q) => {
     const { rows } = await q.query("SELECT * FROM zerver_userprofile WHERE id = $1 FOR NO KEY UPDATE", [userId]);
     if (rows.length === 0) return null; // deleted meanwhile
     const before: UserProfile = rows[0];
@@ -135,7 +155,16 @@ async function rotateApiKey(db: Db, userId: number, inval: CacheInvalidation, cl
       },
     ]);
     let tokens = 0;
-    if (clearPushTokens) tokens = (await q.query("DELETE FROM zerver_pushdevicetoken WHERE user_id = $1", [userId])).rowCount ?? 0;
+    if (events.enabled) {
+      const { rows: realmRows } = await q.query("SELECT string_id FROM zerver_realm WHERE id = $1", [before.realm_id]);
+      const realm = { id: Number(before.realm_id), string_id: realmRows[0].string_id as string };
+      if (before.is_bot && level < FL.NO_REALM_BOT_UPDATES) {
+        events.send(realm, { type: "realm_bot", op: "update", bot: { user_id: userId, api_key: apiKey } }, await botOwnerUserIds(q, before), `the new API key of bot ${before.delivery_email}`);
+      }
+      events.enqueue("deferred_work", { type: "clear_push_device_tokens", user_profile_id: userId }, `clearing the push notification registrations of ${before.delivery_email}`);
+    } else if (clearPushTokens) {
+      tokens = (await q.query("DELETE FROM zerver_pushdevicetoken WHERE user_id = $1", [userId])).rowCount ?? 0;
+    }
     await inval.userChanged(q, { ...before, api_key: apiKey } as UserProfile & CacheUser, ["api_key"], {
       before: before as UserProfile & CacheUser,
     });
@@ -162,6 +191,7 @@ export default defineCommand({
     addRealmOption(cmd, { help: "Only log out all users in a particular realm" });
     cmd.option("--dry-run", "show how many sessions and API keys would be affected, and change nothing");
     addFlushCacheOption(cmd);
+    addEventsOption(cmd);
   },
   async run(ctx, _args, opts) {
     const out = ctx.out;
@@ -205,6 +235,9 @@ export default defineCommand({
     }
 
     const inval = new CacheInvalidation(ctx, opts.flushCache);
+    const events = new EventDelivery(ctx, opts.events);
+    let rotatedIds: number[] = [];
+    let viaBouncer = false;
     try {
       const deleted = await db.tx(async (q) => {
         const plan = await planSessions(q, scope, realm);
@@ -225,14 +258,16 @@ export default defineCommand({
       });
 
       if (opts.rotateApiKeys) {
-        const viaBouncer = Boolean(ctx.config().settings.get("ZULIP_SERVICE_PUSH_NOTIFICATIONS"));
+        viaBouncer = Boolean(ctx.config().settings.get("ZULIP_SERVICE_PUSH_NOTIFICATIONS"));
         const rotated: Rotation[] = [];
+        const level = featureLevel(ctx.paths, db);
         for (const id of await scopeUserIds(db, scope, realm)) {
-          const r = await rotateApiKey(db, id, inval, !viaBouncer);
+          const r = await rotateApiKey(db, id, inval, !viaBouncer, events, level);
           if (r) rotated.push(r);
         }
         doc.api_keys_rotated = rotated;
-        if (viaBouncer && rotated.length) {
+        rotatedIds = rotated.map((r) => r.id);
+        if (viaBouncer && rotated.length && !events.enabled) {
           out.warn(
             `Note: this server uses the Mobile Push Notification Service; the push notification registrations of the ${rotated.length} ` +
               "users whose API keys were rotated were not removed there (Zulip's queue worker would unregister them), " +
@@ -242,6 +277,16 @@ export default defineCommand({
       }
     } finally {
       doc.cache = cacheReportJson(await inval.commit());
+      const delivery = await events.commit();
+      doc.events = eventsReportJson(delivery);
+      // The queue workers never got the clear_push_device_tokens jobs: do their local part here
+      // (delete the registrations this server sends to itself), so old devices stop getting
+      // notifications. Registrations at the push notification service cannot be removed from here.
+      if (events.enabled && !delivery.ok && delivery.undelivered.some((u) => u.endsWith("clear_push_device_tokens")) && !viaBouncer && rotatedIds.length) {
+        const { rows } = await db.query("DELETE FROM zerver_pushdevicetoken WHERE user_id = ANY ($1::int[]) RETURNING user_id", [rotatedIds]);
+        for (const r of (doc.api_keys_rotated as Rotation[]) ?? []) r.push_tokens_deleted = rows.filter((x) => Number(x.user_id) === r.id).length;
+        out.warn(`The push notification registrations of the ${rotatedIds.length} users were cleared here instead (${rows.length} deleted).`);
+      }
     }
     out.jsonResult(doc);
   },

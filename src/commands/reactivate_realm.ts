@@ -5,6 +5,10 @@
 // The deactivated_redirect is kept, sessions and email are untouched; memcached gets Zulip's
 // flush_realm (the cached profiles of the realm's active users).
 //
+// Events: none for clients (Zulip sends none: nobody has an open queue in a deactivated realm);
+// when the server uses the push notification service, the deferred_work
+// push_bouncer_update_for_realm job Zulip queues (after the commit).
+//
 // --json prints one document:
 //   {
 //     "realm": {"id": 2, "string_id": "zulip", "name": "Zulip Dev"},
@@ -13,10 +17,12 @@
 //     "reactivated": true,
 //     "audit_log_id": 124,              // null when nothing was done
 //     "deactivated_redirect": "https://..." | null,   // kept as it is
-//     "cache": {...} | null             // as in change_user_role
+//     "cache": {...} | null,            // as in change_user_role
+//     "events": {...} | null            // as in change_user_role; null unless reactivated
 //   }
 import { addFlushCacheOption, CacheInvalidation } from "../lib/cache.js";
 import { defineCommand } from "../lib/command.js";
+import { addEventsOption, EventDelivery, eventsReportJson } from "../lib/events.js";
 import { addRealmOption, getRealm, type Realm } from "../lib/lookup.js";
 import { cacheJson, lockRealm, reactivateRealm } from "../lib/realm-lifecycle.js";
 
@@ -31,6 +37,7 @@ export default defineCommand({
     addRealmOption(cmd, { required: true });
     cmd.option("--dry-run", "show what would change, and change nothing");
     addFlushCacheOption(cmd);
+    addEventsOption(cmd);
   },
   async run(ctx, _args, opts) {
     const out = ctx.out;
@@ -47,6 +54,7 @@ export default defineCommand({
       audit_log_id: null as number | null,
       deactivated_redirect: (realm.deactivated_redirect ?? null) as string | null,
       cache: null as ReturnType<typeof cacheJson>,
+      events: null as ReturnType<typeof eventsReportJson>,
     };
     const finish = () => {
       if (out.json) out.jsonResult(result);
@@ -62,12 +70,15 @@ export default defineCommand({
       return finish();
     }
     out.line(`Reactivating ${realmArg}`);
-    const r = await db.tx(async (q) => {
+    const events = new EventDelivery(ctx, opts.events);
+    const notify = { events, realm: { id: realm.id, string_id: realm.string_id }, what: `the reactivation of the organization ${realm.string_id || "(root domain)"}` };
+    const r = await events.tx(db, async (q) => {
       const locked = await lockRealm(q, realm.id);
       if (!locked.deactivated) return null;
-      return reactivateRealm(q, locked, { cache: inval });
+      return reactivateRealm(q, locked, { cache: inval, notify });
     });
     if (r === null) {
+      await events.commit();
       result.already_active = true;
       out.line(`Realm ${realmArg} is already active.`);
       return finish();
@@ -76,6 +87,7 @@ export default defineCommand({
     result.reactivated = true;
     result.audit_log_id = r.auditLogId;
     result.cache = cacheJson(await inval.commit());
+    result.events = eventsReportJson(await events.commit());
     out.line("Done!");
     return finish();
   },

@@ -25,11 +25,13 @@
 //     "channel_ids": [1, 2],           // channels whose subscriber_count went up by one
 //     "audit_log_ids": [58],
 //     "inactive_bot_owner": null,      // {"id": 9, "email": "..."} for a bot whose owner is deactivated
-//     "cache": {...}                   // as in change_user_role; null in a dry run
+//     "cache": {...},                  // as in change_user_role; null in a dry run
+//     "events": {...}                  // as in change_user_role (lib/events.ts); null in a dry run
 //   }
 import { addFlushCacheOption, CacheInvalidation } from "../lib/cache.js";
 import { roleCountBaselineBeside } from "../lib/audit.js";
 import { defineCommand } from "../lib/command.js";
+import { addEventsOption, EventDelivery, eventsReportJson, featureLevel } from "../lib/events.js";
 import { CommandError, UsageError } from "../lib/errors.js";
 import { addRealmOption, getUserWithRealm } from "../lib/lookup.js";
 import { cacheReportJson as cacheJson, reactivateUserInTx, reactivationProblem, type ReactivationResult } from "../lib/users-lifecycle.js";
@@ -47,6 +49,7 @@ export default defineCommand({
     addRealmOption(cmd);
     cmd.option("--dry-run", "check that the user can be reactivated, and change nothing");
     addFlushCacheOption(cmd);
+    addEventsOption(cmd);
   },
   async run(ctx, args, opts) {
     const [email] = args;
@@ -68,6 +71,7 @@ export default defineCommand({
       audit_log_ids: [],
       inactive_bot_owner: null,
       cache: null,
+      events: null,
     };
 
     if (dryRun) {
@@ -81,9 +85,14 @@ export default defineCommand({
 
     const inval = new CacheInvalidation(ctx, opts.flushCache);
     inval.prepare();
-    const result: ReactivationResult = await db.tx((q) => reactivateUserInTx(q, user.id, { actingUserId: null, cache: inval, roleCountBaseline }));
+    const events = new EventDelivery(ctx, opts.events);
+    const notify = { events, realm: { id: realm.id, string_id: realm.string_id }, what: `the reactivation of ${user.delivery_email}` };
+    const result: ReactivationResult = await events.tx(db, (q) =>
+      reactivateUserInTx(q, user.id, { actingUserId: null, cache: inval, roleCountBaseline, notify, featureLevel: featureLevel(ctx.paths, db) }),
+    );
     inval.changeCommitted();
     const cache = await inval.commit();
+    const delivery = await events.commit();
     Object.assign(doc, {
       changed: true,
       subscriptions: result.subscriptions,
@@ -91,6 +100,7 @@ export default defineCommand({
       audit_log_ids: result.auditLogIds,
       inactive_bot_owner: result.inactiveBotOwner,
       cache: cacheJson(cache),
+      events: eventsReportJson(delivery),
     });
     out.line(`User ${user.delivery_email} reactivated.`);
     if (result.inactiveBotOwner) {

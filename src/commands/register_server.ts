@@ -20,6 +20,7 @@ import { insertAuditLog, AuditLogEventType, NEW_VALUE, OLD_VALUE, SYNCED_BILLING
 import { authenticationMethodsDict } from "../lib/auth-backends.js";
 import { addFlushCacheOption, CacheInvalidation, type CacheReport } from "../lib/cache.js";
 import { defineCommand } from "../lib/command.js";
+import { activeUserIds, addEventsOption, EventDelivery, eventsReportJson } from "../lib/events.js";
 import type { Context } from "../lib/context.js";
 import type { Db, Queryable } from "../lib/db.js";
 import { CommandError, UsageError } from "../lib/errors.js";
@@ -150,6 +151,8 @@ export interface ServerDataResult {
   unknown_realm_uuids: string[];
   marked_push_disabled: number[];
   cache?: CacheReport;
+  /** The realm update events and their delivery (see lib/events.ts); absent when nothing changed. */
+  events?: ReturnType<typeof eventsReportJson>;
 }
 
 interface UploadDeps {
@@ -159,6 +162,8 @@ interface UploadDeps {
   client: PushServiceClient;
   version: ZulipVersionInfo;
   flushCache: string | undefined;
+  /** --events */
+  events: string | undefined;
   redisOptions: () => ReturnType<typeof zulipRedisOptions>;
   warn: (text: string) => void;
 }
@@ -167,7 +172,16 @@ interface UploadDeps {
  * Zulip's do_set_realm_property(realm, "push_notifications_enabled", …) and
  * do_set_push_notifications_enabled_end_timestamp(): update only what changes, one
  * REALM_PROPERTY_CHANGED audit row per changed property, acting user none. All realms in one
- * transaction; the cached realm data of changed realms is invalidated after COMMIT.
+ * transaction; the cached realm data of changed realms is invalidated after COMMIT, then the
+ * realm update events are sent.
+ *
+ * Events, as those functions send them (zerver/actions/realm_settings.py; the same in the 10.x,
+ * 11.x and main versions read), each to active_user_ids(realm): do_set_realm_property stages
+ * {"type": "realm", "op": "update", "property": "push_notifications_enabled", "value": <bool>}
+ * before its audit row; do_set_push_notifications_enabled_end_timestamp stages
+ * {"type": "realm", "op": "update", "property": "push_notifications_enabled_end_timestamp",
+ * "value": <int seconds> | null} after its own. Nothing for a property that did not change, and
+ * no queue job (neither calls maybe_enqueue_audit_log_upload).
  */
 async function storePushStatus(
   deps: UploadDeps,
@@ -176,8 +190,9 @@ async function storePushStatus(
 ): Promise<void> {
   if (wanted.length === 0) return;
   const inval = new CacheInvalidation(deps.ctx, deps.flushCache);
+  const events = new EventDelivery(deps.ctx, deps.events);
   const changes: RealmPushChange[] = [];
-  await deps.db.tx(async (q) => {
+  await events.tx(deps.db, async (q) => {
     for (const w of wanted) {
       const { rows } = await q.query(
         `SELECT id, string_id, deactivated, push_notifications_enabled,
@@ -196,8 +211,12 @@ async function storePushStatus(
       }
       const fields: string[] = [];
       const now = new Date();
+      const notify = { events, realm: { id: Number(realm.id), string_id: realm.string_id }, what: `the push notification status of ${realm.string_id || "the root-domain organization"}` };
+      const send = async (property: RealmPushChange["property"], value: boolean | number | null) =>
+        events.send(notify.realm, { type: "realm", op: "update", property, value }, await activeUserIds(q, Number(realm.id)), notify.what);
       if (realm.push_notifications_enabled !== w.canPush) {
         await q.query("UPDATE zerver_realm SET push_notifications_enabled = $2 WHERE id = $1", [realm.id, w.canPush]);
+        await send("push_notifications_enabled", w.canPush);
         await insertAuditLog(q, [
           {
             realmId: realm.id,
@@ -226,6 +245,7 @@ async function storePushStatus(
             extraData: { [OLD_VALUE]: oldTs, [NEW_VALUE]: w.endTimestamp, property: "push_notifications_enabled_end_timestamp" },
           },
         ]);
+        await send("push_notifications_enabled_end_timestamp", w.endTimestamp);
         changes.push({
           realm_id: realm.id,
           string_id: realm.string_id,
@@ -241,6 +261,8 @@ async function storePushStatus(
   if (changes.length) inval.changeCommitted();
   result.realm_changes.push(...changes);
   result.cache = await inval.commit();
+  const delivery = await events.commit();
+  if (!delivery.skipped) result.events = eventsReportJson(delivery);
 }
 
 /**
@@ -376,7 +398,13 @@ export interface ServerDataReport {
  * only logs a failure. Done here right after the command's commit; a failure is a warning (the
  * committed change stands) naming register_server as the way to report later.
  */
-export async function reportServerData(ctx: Context, db: Db, flushCache: string | undefined, warn: (text: string) => void): Promise<ServerDataReport> {
+export async function reportServerData(
+  ctx: Context,
+  db: Db,
+  flushCache: string | undefined,
+  events: string | undefined,
+  warn: (text: string) => void,
+): Promise<ServerDataReport> {
   const config = ctx.config();
   const settings = config.settings;
   try {
@@ -399,6 +427,7 @@ export async function reportServerData(ctx: Context, db: Db, flushCache: string 
       client,
       version: readZulipVersion(ctx.paths.deployDir),
       flushCache,
+      events,
       redisOptions: () => zulipRedisOptions(settings, (n) => config.secret(n)),
       warn,
     });
@@ -450,6 +479,7 @@ export default defineCommand({
       "give up on a request to the service after this many seconds (default: Zulip's 15, and 90 for the data upload)",
     );
     addFlushCacheOption(cmd);
+    addEventsOption(cmd);
   },
   async run(ctx, _args, opts) {
     const out = ctx.out;
@@ -642,6 +672,7 @@ export default defineCommand({
         client,
         version,
         flushCache: opts.flushCache,
+        events: opts.events,
         redisOptions: () => zulipRedisOptions(settings, (n) => config.secret(n)),
         warn,
       });

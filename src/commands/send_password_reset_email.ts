@@ -11,6 +11,7 @@ import {
   tokenizedNoreplyAddress,
 } from "../lib/email.js";
 import { CommandError } from "../lib/errors.js";
+import { addEventsOption, EventDelivery, eventsReportJson } from "../lib/events.js";
 import { addRealmOption, addUserListOptions, getRealm, getUsers, type UserProfile } from "../lib/lookup.js";
 import { makeToken, passwordResetUrl } from "../lib/password-reset.js";
 import { realmHost, realmUrl } from "../lib/settings.js";
@@ -82,6 +83,7 @@ export default defineCommand({
     });
     addRealmOption(cmd);
     cmd.option("--dry-run", "List the recipients without sending anything.");
+    addEventsOption(cmd);
   },
   async run(ctx, _args, opts) {
     const out = ctx.out;
@@ -183,6 +185,18 @@ export default defineCommand({
       err: (line) => out.err(line),
     });
     const { results, sent, failed, notSent } = d;
+    // do_send_password_reset_email queues {"type": "soft_reactivate", "user_profile_id"} on
+    // deferred_work (queue_soft_reactivation) for each active recipient before sending its email;
+    // the worker soft-reactivates the user if long_term_idle (the 120 audit row, caught-up
+    // messages). This is that job, for every active user whose email was attempted; it is
+    // never done here inline (issue 16).
+    const events = new EventDelivery(ctx, opts.events, { afterDatabaseChange: false });
+    for (const r of results) {
+      if (r.item.deactivated || r.status === "not_sent") continue;
+      events.enqueue("deferred_work", { type: "soft_reactivate", user_profile_id: Number(r.item.user.id) }, `the soft reactivation of ${r.item.user.delivery_email} if idle`);
+    }
+    events.committed();
+    const delivery = await events.commit();
     if (d.unreachable) {
       out.err(`Cannot send email: ${d.unreachable.message}`);
       out.err(`No password reset emails were sent.`);
@@ -193,6 +207,7 @@ export default defineCommand({
         sent,
         failed: failed + notSent,
         recipients: results.map((r) => jsonEntry(r.item, r.status, r.error?.message)),
+        events: eventsReportJson(delivery),
       });
     } else if (sent > 0) {
       out.line(`Sent ${sent} password reset email${sent === 1 ? "" : "s"}.`);

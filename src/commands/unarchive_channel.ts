@@ -11,6 +11,14 @@
 // not written and a note says so. Memcached: the channel's display recipient and its messages'
 // cached copies are deleted.
 //
+// Events (after the commit; lib/events.ts), as do_unarchive_stream sends them, to the users who
+// can see the channel (can_access_stream_metadata_user_ids: for a public channel every active
+// non-guest and its guest subscribers; for a private one its subscribers, the admins and bots,
+// and the members of the groups that may administer it, add or subscribe to it): `stream`
+// `update` is_archived=false, then `stream` `create` with the channel object and
+// for_unarchiving=true (11.x and later; on 10.x only the create, without for_unarchiving — see
+// lib/channels.ts). Nothing for a dry run or a refusal.
+//
 // --json prints one document:
 //   {
 //     "dry_run": false,
@@ -22,11 +30,13 @@
 //     "attachments_reset": 0, "archived_attachments_reset": 0, "channel_email_addresses_reactivated": 0,
 //     "notice": {"message_id": 41, "topic": "channel events", "recipients": 3} | null,
 //     "notes": ["..."],               // e.g. why no notice was written
-//     "cache": {...} | null
+//     "cache": {...} | null,
+//     "events": {...} | null          // as in change_user_role; null in a dry run
 //   }
 import { addFlushCacheOption, CacheInvalidation } from "../lib/cache.js";
 import { deactivatedChannelsByOldName, lastDeactivation, type ChannelRow, UnarchiveError, unarchiveChannel } from "../lib/channels.js";
 import { defineCommand } from "../lib/command.js";
+import { addEventsOption, EventDelivery, eventsReportJson, featureLevel } from "../lib/events.js";
 import { CommandError, UsageError } from "../lib/errors.js";
 import { addRealmOption, getRealm, parsePythonInt, type Realm } from "../lib/lookup.js";
 import { cacheJson } from "../lib/realm-lifecycle.js";
@@ -50,6 +60,7 @@ export default defineCommand({
     addRealmOption(cmd, { required: true });
     cmd.option("--dry-run", "show what would change, and change nothing");
     addFlushCacheOption(cmd);
+    addEventsOption(cmd);
   },
   async run(ctx, _args, opts) {
     if (opts.channel !== undefined && opts.channelId !== undefined) {
@@ -75,6 +86,7 @@ export default defineCommand({
       notice: null as null | { message_id: number; topic: string; recipients: number },
       notes: [] as string[],
       cache: null as ReturnType<typeof cacheJson>,
+      events: null as ReturnType<typeof eventsReportJson>,
     };
 
     let channel: ChannelRow;
@@ -139,12 +151,15 @@ export default defineCommand({
     }
 
     const inval = new CacheInvalidation(ctx, opts.flushCache);
+    const events = new EventDelivery(ctx, opts.events);
+    const notify = { events, realm: { id: Number(realm.id), string_id: realm.string_id }, what: `the unarchiving of the channel '${newName}'` };
+    const level = featureLevel(ctx.paths, db);
     let r;
     try {
-      r = await db.tx(async (q) => {
+      r = await events.tx(db, async (q) => {
         const { rows } = await q.query("SELECT * FROM zerver_stream WHERE id = $1 FOR NO KEY UPDATE", [channel.id]);
         if (rows.length === 0) throw new CommandError("The channel was deleted while this command ran; nothing was changed.");
-        return unarchiveChannel(q, rows[0] as ChannelRow, newName, { cache: inval });
+        return unarchiveChannel(q, rows[0] as ChannelRow, newName, { cache: inval, notify, featureLevel: level });
       });
     } catch (e) {
       if (e instanceof UnarchiveError) throw new CommandError(e.message);
@@ -152,6 +167,7 @@ export default defineCommand({
     }
     inval.changeCommitted();
     result.cache = cacheJson(await inval.commit());
+    result.events = eventsReportJson(await events.commit());
     result.audit_log_id = r.auditLogId;
     result.web_public_cleared = r.webPublicCleared;
     result.attachments_reset = r.attachmentsReset;

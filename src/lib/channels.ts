@@ -14,7 +14,9 @@ import { AuditLogEventType, insertAuditLog } from "./audit.js";
 import type { CacheInvalidation } from "./cache.js";
 import { cacheKeys, sha1Hex } from "./cache.js";
 import { sendMessage, SYSTEM_BOT_REALM } from "./create.js";
+import { canAccessStreamMetadataUserIds, sendStreamCreationEvent } from "./channel-events.js";
 import type { Queryable } from "./db.js";
+import { FL, type Notify } from "./events.js";
 
 /** Stream.MAX_NAME_LENGTH */
 export const MAX_CHANNEL_NAME_LENGTH = 60;
@@ -306,7 +308,7 @@ export async function unarchiveChannel(
   q: Queryable,
   channel: ChannelRow,
   newName: string,
-  opts: { cache?: CacheInvalidation; now?: Date } = {},
+  opts: { cache?: CacheInvalidation; now?: Date; notify?: Notify; featureLevel?: number } = {},
 ): Promise<UnarchiveResult> {
   const now = opts.now ?? new Date();
   const { rows: subs } = await q.query(
@@ -363,6 +365,25 @@ export async function unarchiveChannel(
       ],
       `channel '${newName}' (id ${channel.id}) and its messages`,
     );
+  }
+  const n = opts.notify;
+  if (n) {
+    // Zulip 11.x / 12.x (do_unarchive_stream, FL >= 378): to can_access_stream_metadata_user_ids
+    // of the now active channel, {"type": "stream", "op": "update", "property": "is_archived",
+    // "value": false, "stream_id", "name"} (Tornado gives it to clients with the
+    // archived_channels capability), then send_stream_creation_event(..., recent_traffic,
+    // for_unarchiving=True) (to the others, which had dropped the channel), then the notice.
+    // 10.x archived channels with a `stream` `delete` to everyone and had no is_archived update;
+    // its do_unarchive_stream (not in the index: read in its 9.x form) made the channel
+    // private and sent the create to admins only. zulip-manage unarchives as 11.x does on every
+    // release, so on 10.x it sends the create a 10.x client understands (no for_unarchiving,
+    // which a 10.x Tornado would pass on) to the users who can see the channel.
+    const level = opts.featureLevel ?? FL.ARCHIVED_CHANNEL_EVENTS;
+    const users = await canAccessStreamMetadataUserIds(q, { id: channel.id, realm_id: channel.realm_id, invite_only: channel.invite_only, recipient_id: channel.recipient_id });
+    if (level >= FL.ARCHIVED_CHANNEL_EVENTS) {
+      n.events.send(n.realm, { type: "stream", op: "update", stream_id: Number(channel.id), name: newName, property: "is_archived", value: false }, users, n.what);
+    }
+    await sendStreamCreationEvent(q, n, { id: Number(channel.id), realm_id: Number(channel.realm_id) }, users, { traffic: true, forUnarchiving: true, featureLevel: level });
   }
   const notice = await sendUnarchiveNotice(q, channel.id, { when: now });
   return {

@@ -13,6 +13,9 @@
 //               cache entries they invalidate; without memcached those stay stale)
 // Warnings only (they matter to some commands, not to zulip-manage as a whole):
 //   redis       reachable with redis_password (rate-limit state)
+//   rabbitmq    reachable, login accepted (RABBITMQ_* settings, rabbitmq_password), and each
+//               Tornado notify queue exists and has a consumer (a running Tornado): write
+//               commands publish their real-time events there
 //   smtp        EMAIL_HOST configured; connect + EHLO (+ STARTTLS and login when configured),
 //               no mail sent (the email commands)
 //   push        ZULIP_SERVICES_URL and push notifications configured, server registered
@@ -28,7 +31,9 @@ import { parseIni } from "./ini.js";
 import { MemcachedClient } from "./memcached.js";
 import type { Paths } from "./paths.js";
 import { type PyValue } from "./pysettings.js";
+import { RabbitConnection, rabbitTarget } from "./rabbitmq.js";
 import { RedisClient, zulipRedisOptions } from "./redis.js";
+import { allNotifyQueues, readTornadoSharding } from "./sharding.js";
 import { checkRequiredSettings, EMAIL_BACKENDS, SETTING_NAMES, type SettingName } from "./settings.js";
 import { groupName, userById, userByName } from "./users.js";
 import { isSupportedMigration, NEWER_THAN_SUPPORTED, releaseForMigration } from "./zulip-versions.js";
@@ -76,6 +81,7 @@ export const CHECKS: readonly { id: string; title: string; required: boolean }[]
   { id: "schema", title: "Zulip schema version", required: true },
   { id: "memcached", title: "Memcached", required: true },
   { id: "redis", title: "Redis", required: false },
+  { id: "rabbitmq", title: "RabbitMQ (real-time events)", required: false },
   { id: "smtp", title: "Outgoing email (SMTP)", required: false },
   { id: "push", title: "Push notification service", required: false },
 ];
@@ -521,6 +527,59 @@ async function checkRedis(config: Config, timeoutMs: number): Promise<Check> {
   return c;
 }
 
+async function checkRabbitMQ(config: Config, timeoutMs: number): Promise<Check> {
+  const c = new Check("rabbitmq");
+  let target;
+  let sharding;
+  try {
+    target = rabbitTarget(config);
+    sharding = readTornadoSharding(config);
+  } catch (e) {
+    return c.warn(errMessage(e), "Fix the RABBITMQ_* settings in settings.py.");
+  }
+  let conn: RabbitConnection | undefined;
+  try {
+    conn = await RabbitConnection.open(target, { timeoutMs });
+  } catch (e) {
+    const msg = errMessage(e);
+    const kind = (e as { kind?: string }).kind;
+    return c.warn(
+      `${target.label}: ${msg}`,
+      kind === "auth"
+        ? "The rabbitmq_password secret must be the password of RabbitMQ user RABBITMQ_USERNAME (on a standard install: /home/zulip/deployments/current/scripts/setup/configure-rabbitmq)."
+        : kind === "vhost"
+          ? "RABBITMQ_VHOST must name a virtual host the user may use (rabbitmqctl list_permissions -p <vhost>)."
+          : "Start RabbitMQ (systemctl start rabbitmq-server) or fix RABBITMQ_HOST / RABBITMQ_PORT / RABBITMQ_USE_TLS in settings.py. " +
+            "Until then write commands fall back to posting events to Tornado directly, and queue-worker jobs are not sent.",
+    );
+  }
+  try {
+    c.ok(`${target.label}: login accepted`);
+    for (const p of sharding.problems) c.warn(p, "Regenerate it: /home/zulip/deployments/current/scripts/refresh-sharding-and-restart");
+    for (const { port, queue } of allNotifyQueues(sharding)) {
+      const info = await conn.inspect(queue);
+      if (info === null) {
+        c.warn(
+          `queue ${queue} does not exist: the Tornado on port ${port} has never consumed from this RabbitMQ`,
+          "Start the Zulip server (/home/zulip/deployments/current/scripts/restart-server); check RABBITMQ_* in settings.py point at the server's RabbitMQ.",
+        );
+      } else if (info.consumerCount === 0) {
+        c.warn(
+          `queue ${queue} has no consumer (${info.messageCount} message${info.messageCount === 1 ? "" : "s"} waiting): the Tornado on port ${port} is not running`,
+          "Start the Zulip server (/home/zulip/deployments/current/scripts/restart-server); events published meanwhile wait in the queue.",
+        );
+      } else {
+        c.ok(`queue ${queue}: ${info.consumerCount} consumer${info.consumerCount === 1 ? "" : "s"} (Tornado on port ${port}), ${info.messageCount} waiting`);
+      }
+    }
+  } catch (e) {
+    c.warn(`${target.label}: ${errMessage(e)}`);
+  } finally {
+    await conn.close();
+  }
+  return c;
+}
+
 async function checkSmtp(config: Config, timeoutMs: number): Promise<Check> {
   const c = new Check("smtp");
   let es;
@@ -653,7 +712,7 @@ export async function runDoctor(opts: DoctorOptions): Promise<DoctorReport> {
 
   if (!config) {
     const why = "the configuration could not be loaded";
-    for (const id of ["database", "schema", "memcached", "redis", "smtp", "push"]) results.set(id, new Check(id).skip(why));
+    for (const id of ["database", "schema", "memcached", "redis", "rabbitmq", "smtp", "push"]) results.set(id, new Check(id).skip(why));
   } else {
     const cfg = config;
     const guard = async (id: string, f: () => Promise<Check>): Promise<Check> => {
@@ -663,7 +722,7 @@ export async function runDoctor(opts: DoctorOptions): Promise<DoctorReport> {
         return new Check(id).fail(`internal error: ${errMessage(e)}`);
       }
     };
-    const [db, memcached, redis, smtp] = await Promise.all([
+    const [db, memcached, redis, rabbitmq, smtp] = await Promise.all([
       checkDatabase(cfg, env).catch((e) => ({
         database: new Check("database").fail(`internal error: ${errMessage(e)}`),
         schema: new Check("schema").skip("no database connection"),
@@ -671,6 +730,7 @@ export async function runDoctor(opts: DoctorOptions): Promise<DoctorReport> {
       })),
       guard("memcached", () => checkMemcached(cfg, opts.paths, env, timeoutMs)),
       guard("redis", () => checkRedis(cfg, timeoutMs)),
+      guard("rabbitmq", () => checkRabbitMQ(cfg, timeoutMs)),
       guard("smtp", () => checkSmtp(cfg, timeoutMs)),
     ]);
     await db.db?.close();
@@ -678,6 +738,7 @@ export async function runDoctor(opts: DoctorOptions): Promise<DoctorReport> {
     results.set("schema", db.schema);
     results.set("memcached", memcached);
     results.set("redis", redis);
+    results.set("rabbitmq", rabbitmq);
     results.set("smtp", smtp);
     let push: Check;
     try {

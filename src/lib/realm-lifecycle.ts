@@ -13,15 +13,18 @@
 // Memcached coherence goes through the CacheInvalidation the caller passes (flush_realm for
 // every realm saved, the cached copies of deleted sessions).
 //
-// Not reproduced (no database state): the Tornado events (clients notice on their next request),
-// the RabbitMQ audit-log upload to the push notification service (its hourly sync picks the
-// rows up), Zulip Cloud's billing downgrade.
+// Real-time events and queue jobs go through the `notify` the caller passes (lib/events.ts),
+// staged inside the transaction in Zulip's order and sent after the commit.
+//
+// Not reproduced: Zulip Cloud's billing downgrade (BILLING_ENABLED only).
 import { AuditLogEventType, insertAuditLog, NEW_VALUE, OLD_VALUE, ROLE_COUNT, roleCounts } from "./audit.js";
 import type { CacheInvalidation } from "./cache.js";
 import { CONFIRMATION_STATUS, CONFIRMATION_TYPES, insertConfirmation } from "./confirmation.js";
 import { createRealm, type CreatedRealm, databaseSeries } from "./create.js";
 import { seriesAtLeast } from "./zulip-versions.js";
 import type { Queryable } from "./db.js";
+import { sendStreamCreationEvent } from "./channel-events.js";
+import { activeNonGuestUserIds, activeUserIds, type Notify } from "./events.js";
 import { buildEmail, type EmailSettings, type OutgoingEmail, securityEmailFromName, supportAddress, tokenizedNoreplyAddress } from "./email.js";
 import { deleteUserSessions, type UserSession } from "./sessions.js";
 import { emailBaseDefault, BUTTON_STYLE, escapeHtml, linkTag } from "./templates/html.js";
@@ -81,7 +84,7 @@ export interface DeactivationResult {
 export async function deactivateRealm(
   q: Queryable,
   realm: RealmRow,
-  opts: { reason: string; actingUserId?: number | null; deletionDelayDays?: number | null; now?: Date; cache?: CacheInvalidation },
+  opts: { reason: string; actingUserId?: number | null; deletionDelayDays?: number | null; now?: Date; cache?: CacheInvalidation; notify?: Notify },
 ): Promise<DeactivationResult> {
   const now = opts.now ?? new Date();
   const deletionDate =
@@ -102,7 +105,16 @@ export async function deactivateRealm(
       extraData: { [ROLE_COUNT]: await roleCounts(q, realm.id), deactivation_reason: opts.reason },
     },
   ]);
+  // Zulip (do_deactivate_realm in zerver/actions/realm_settings.py, the same in the 10.x, 11.x
+  // and main versions read): maybe_enqueue_audit_log_upload right after the audit row, then the
+  // ScheduledEmail deletion, then {"type": "realm", "op": "deactivated", "realm_id"} to
+  // active_user_ids(realm) (the users stay active) — it only ends the open long-polls, whose
+  // clients then fail to authenticate and show the deactivation notice. Both on commit, in that
+  // order. (deletion_delay_days=0 also queues scrub_deactivated_realm; no command here passes it.)
+  const n = opts.notify;
+  n?.events.auditLogUpload(n.realm);
   const scheduledEmailsDeleted = await deleteScheduledEmails(q, realm.id);
+  n?.events.send(n.realm, { type: "realm", op: "deactivated", realm_id: realm.id }, await activeUserIds(q, realm.id), n.what);
   await opts.cache?.realmChanged(q, { id: realm.id, string_id: realm.string_id, deactivated: true }, fields);
   return { auditLogId, scheduledEmailsDeleted, scheduledDeletionDate: deletionDate };
 }
@@ -124,7 +136,7 @@ export async function deleteScheduledEmails(q: Queryable, realmId: number): Prom
 export async function reactivateRealm(
   q: Queryable,
   realm: RealmRow,
-  opts: { now?: Date; cache?: CacheInvalidation } = {},
+  opts: { now?: Date; cache?: CacheInvalidation; notify?: Notify } = {},
 ): Promise<{ auditLogId: number }> {
   const now = opts.now ?? new Date();
   const fields = ["deactivated"];
@@ -143,6 +155,9 @@ export async function reactivateRealm(
       extraData: { [ROLE_COUNT]: await roleCounts(q, realm.id) },
     },
   ]);
+  // do_reactivate_realm (10.x, 11.x, main): no event for clients (nobody can have an open
+  // queue in a deactivated realm), only maybe_enqueue_audit_log_upload after the audit row.
+  opts.notify?.events.auditLogUpload(opts.notify.realm);
   await opts.cache?.realmChanged(q, { id: realm.id, string_id: realm.string_id, deactivated: false }, fields);
   return { auditLogId };
 }
@@ -526,13 +541,40 @@ export async function renameRealmSubdomain(
  */
 export async function createRedirectPlaceholder(
   q: Queryable,
-  opts: { oldSubdomain: string; name: string; newUrl: string; now?: Date; cache?: CacheInvalidation },
+  opts: {
+    oldSubdomain: string;
+    name: string;
+    newUrl: string;
+    now?: Date;
+    cache?: CacheInvalidation;
+    /** Where the placeholder's own events go (its realm is filled in here). */
+    events?: { notify: Omit<Notify, "realm">; featureLevel: number };
+  },
 ): Promise<{ realm: CreatedRealm; deactivation: DeactivationResult }> {
   const created = await createRealm(q, { stringId: opts.oldSubdomain, name: opts.name, ...(opts.now ? { dateCreated: opts.now } : {}) });
+  const notify = opts.events && { ...opts.events.notify, realm: { id: created.id, string_id: opts.oldSubdomain } };
+  if (notify) await sendRealmCreationEvents(q, notify, created, opts.events!.featureLevel);
   const row = await lockRealm(q, created.id);
-  const deactivation = await deactivateRealm(q, row, { reason: "subdomain_change", cache: opts.cache, ...(opts.now ? { now: opts.now } : {}) });
+  const deactivation = await deactivateRealm(q, row, { reason: "subdomain_change", cache: opts.cache, notify, ...(opts.now ? { now: opts.now } : {}) });
   await setDeactivatedRedirect(q, { id: created.id, string_id: opts.oldSubdomain, deactivated: true }, opts.newUrl, opts.cache);
   return { realm: created, deactivation };
+}
+
+/**
+ * The events and jobs of do_create_realm (zerver/actions/create_realm.py; the same calls in the
+ * 10.x, 11.x and main versions read), for a realm createRealm just wrote: the
+ * maybe_enqueue_audit_log_upload job of its transaction, then, per default channel, the
+ * `stream` `create` of ensure_stream -> create_stream_if_needed, sent (public channel) to
+ * active_non_guest_user_ids of the new realm — nobody yet, but Zulip still publishes each
+ * event with an empty user list, and so do we. No traffic (stream_weekly_traffic null) and
+ * for_unarchiving false (from FL 378). No other events: REALM_INTERNAL_BOTS is empty outside
+ * Zulip's development settings, and BILLING_ENABLED's plan change is Zulip Cloud's.
+ */
+export async function sendRealmCreationEvents(q: Queryable, notify: Notify, created: CreatedRealm, featureLevel: number): Promise<void> {
+  notify.events.auditLogUpload(notify.realm);
+  for (const c of created.channels) {
+    await sendStreamCreationEvent(q, notify, { id: c.id, realm_id: created.id }, await activeNonGuestUserIds(q, created.id), { traffic: false, forUnarchiving: false, featureLevel });
+  }
 }
 
 // ---------------------------------------------------------------------------------------------

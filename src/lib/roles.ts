@@ -16,6 +16,8 @@ import {
   workplaceGroupOf,
 } from "./audit.js";
 import type { Queryable } from "./db.js";
+import { metadataAccessChannelIds, sendStreamEventsForRoleUpdate } from "./channel-events.js";
+import { type Notify, sendGroupMembersEvent, userIdsWhoCanAccessUser } from "./events.js";
 import { directGroupIds, getSystemGroup, SystemGroups, systemGroupNameForRole, systemGroups, updateFullMembersSystemGroup } from "./groups.js";
 import type { Realm, UserProfile } from "./lookup.js";
 export const ROLES = {
@@ -79,12 +81,15 @@ export async function changeUserRole(
   user: UserProfile,
   newRole: number,
   baseline: Tracked<RoleCountBaseline | null>,
+  notify?: Notify,
 ): Promise<GroupMoves> {
   const realm = realmFacts(realmRow);
   const oldRole = Number(user.role);
   const groups = await systemGroups(q, realm.id);
   const oldGroup = await getSystemGroup(q, realm.id, systemGroupNameForRole(oldRole));
   const newGroup = await getSystemGroup(q, realm.id, systemGroupNameForRole(newRole));
+  // previously_accessible_streams, read before the role changes (for the stream events at the end).
+  const accessibleBefore = notify ? await metadataAccessChannelIds(q, user) : [];
 
   await q.query("UPDATE zerver_userprofile SET role = $2 WHERE id = $1", [user.id, newRole]);
   // The part of the count that depends on group memberships is read now, before they move.
@@ -105,6 +110,17 @@ export async function changeUserRole(
       extraData: extraData(counts ?? { humans: {}, bots: 0 }),
     },
   ]);
+  if (notify) {
+    // Zulip (do_change_user_role, all of 10.x-12.x): maybe_enqueue_audit_log_upload after the
+    // 105 row, then the role update to everyone who can see the user (computed with the new role).
+    notify.events.auditLogUpload(notify.realm);
+    notify.events.send(
+      notify.realm,
+      { type: "realm_user", op: "update", person: { user_id: user.id, role: newRole } },
+      await userIdsWhoCanAccessUser(q, user),
+      notify.what,
+    );
+  }
   const fillInCounts = async () => {
     if (counts !== undefined) return;
     counts = countsAfterChange(await baseline.promise, user, after) ?? (await readRealmUserCounts(q, realm.id));
@@ -134,14 +150,19 @@ export async function changeUserRole(
     moveRows.push({ ...moveRows[0], eventType: AuditLogEventType.USER_GROUP_DIRECT_USER_MEMBERSHIP_ADDED, modifiedUserGroupId: newGroup.id });
   }
   auditIds.push(...(await insertAuditLog(q, moveRows)));
+  if (notify) {
+    await sendGroupMembersEvent(q, notify, "remove_members", oldGroup.id, [user.id]);
+    if (inserted.rows.length) await sendGroupMembersEvent(q, notify, "add_members", newGroup.id, [user.id]);
+  }
   const moves: GroupMoves = { removed: [oldGroup.name], added: inserted.rows.length ? [newGroup.name] : [], auditIds };
 
   if (oldRole === 400 || newRole === 400) {
-    const plan = await updateFullMembersSystemGroup(q, realm, [user.id], { actingUserId: null });
+    const plan = await updateFullMembersSystemGroup(q, realm, [user.id], { actingUserId: null, notify });
     if (plan.remove.length) moves.removed.push(plan.fullMembersGroup.name);
     if (plan.add.length) moves.added.push(plan.fullMembersGroup.name);
     moves.auditIds.push(...plan.auditIds);
   }
+  if (notify) await sendStreamEventsForRoleUpdate(q, notify, user, accessibleBefore, notify.featureLevel ?? Number.MAX_SAFE_INTEGER);
   await fillInCounts();
   return moves;
 }

@@ -36,16 +36,18 @@
 // do_deactivate_user does not lock, and a concurrent pair writes two 103 rows and decrements
 // subscriber counts twice); a self-owned system bot is not "cascaded" into itself (Zulip would
 // process it twice); Tornado events, the push-bouncer upload queue and Cloud billing are
-// skipped (see commands.md §3.3/§3.4). Sessions are matched by their decoded _auth_user_id
+// skipped (see commands.md §3.3/§3.4) unless opts.notify is given (user-events.ts). Sessions are matched by their decoded _auth_user_id
 // without checking the signature (Django's get_decoded() ignores sessions signed with another
 // SECRET_KEY; such sessions are unusable anyway, so listing or deleting them does no harm).
 import { AuditLogEventType, insertAuditLog, ROLE_COUNT, type RoleCountBaseline, roleCountsAfterChange, tableColumnSet } from "./audit.js";
 import type { CacheInvalidation, CacheUser } from "./cache.js";
 import type { Db, Queryable } from "./db.js";
+import type { Notify } from "./events.js";
 import { CommandError } from "./errors.js";
 import type { UserProfile } from "./lookup.js";
 import { pyRepr } from "./pyformat.js";
 import { decodeSessionData, deleteUserSessions, findUserSessions, type UserSession } from "./sessions.js";
+import { sendUserDeactivationEvents, sendUserReactivationEvents } from "./user-events.js";
 
 /** Recipient.STREAM */
 const RECIPIENT_STREAM = 2;
@@ -111,6 +113,14 @@ export interface LifecycleOptions {
    * ROLE_COUNT of the one user this changes; see roleCountsAfterChange.
    */
   roleCountBaseline?: Promise<RoleCountBaseline | null>;
+  /** Stage the real-time events (and queue jobs) Zulip sends; with featureLevel for the release. */
+  notify?: Notify;
+  featureLevel?: number;
+}
+
+/** db.tx, through the EventDelivery when there is one (events become due on COMMIT). */
+function tx<T>(db: Db, opts: LifecycleOptions, fn: (q: Queryable) => Promise<T>): Promise<T> {
+  return opts.notify ? opts.notify.events.tx(db, fn) : db.tx(fn);
 }
 
 export interface DeactivationResult {
@@ -243,6 +253,9 @@ export async function deactivateUserInTx(q: Queryable, userId: number, opts: Lif
       extraData: { [ROLE_COUNT]: await roleCountsAfterChange(q, Number(user.realm_id), opts.roleCountBaseline, user, { ...user, is_active: false }) },
     },
   ]);
+  if (opts.notify) {
+    await sendUserDeactivationEvents(q, opts.notify, user, { featureLevel: opts.featureLevel ?? Number.MAX_SAFE_INTEGER, revokedInvites: result.invitationsRevoked > 0 });
+  }
   await opts.cache?.userChanged(q, { ...user, is_active: false } as UserProfile & CacheUser, ["is_active"]);
   result.changed = true;
   return result;
@@ -274,7 +287,7 @@ export async function doDeactivateUser(db: Db, userId: number, opts: LifecycleOp
   if (rows[0].is_active) {
     for (const bot of await activeBotsOwnedBy(db, userId)) {
       if (Number(bot.id) === userId) continue; // a system bot owning itself
-      const r = await db.tx((q) => deactivateUserInTx(q, Number(bot.id), { ...opts, roleCountBaseline: undefined }));
+      const r = await tx(db, opts, (q) => deactivateUserInTx(q, Number(bot.id), { ...opts, roleCountBaseline: undefined }));
       if (r.changed) {
         opts.cache?.changeCommitted();
         r.sessionsDeleted = (await deleteSessionsAfterCommit(db, r.userId, opts.cache)).length;
@@ -284,7 +297,7 @@ export async function doDeactivateUser(db: Db, userId: number, opts: LifecycleOp
   }
   // The baseline was read before the bots' deactivations: it holds for the user only when there were none.
   const baseline = outcome.bots.some((b) => b.changed) ? undefined : opts.roleCountBaseline;
-  const r = await db.tx((q) => deactivateUserInTx(q, userId, { ...opts, roleCountBaseline: baseline }));
+  const r = await tx(db, opts, (q) => deactivateUserInTx(q, userId, { ...opts, roleCountBaseline: baseline }));
   if (r.changed) {
     opts.cache?.changeCommitted();
     r.sessionsDeleted = (await deleteSessionsAfterCommit(db, userId, opts.cache)).length;
@@ -370,6 +383,7 @@ export async function reactivateUserInTx(q: Queryable, userId: number, opts: Lif
     const o = await q.query("SELECT id, delivery_email, is_active FROM zerver_userprofile WHERE id = $1", [user.bot_owner_id]);
     if (o.rows.length && !o.rows[0].is_active) inactiveBotOwner = { id: Number(o.rows[0].id), email: o.rows[0].delivery_email };
   }
+  if (opts.notify) await sendUserReactivationEvents(q, opts.notify, user, { featureLevel: opts.featureLevel ?? Number.MAX_SAFE_INTEGER });
   await opts.cache?.userChanged(q, { ...user, is_active: true } as UserProfile & CacheUser, ["is_active"]);
   return {
     userId,

@@ -6,7 +6,8 @@
 // tables, password hashing) stay outside it and load from node_modules when needed.
 import { build } from "esbuild";
 import { execFileSync } from "node:child_process";
-import { copyFileSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -118,7 +119,11 @@ try {
   if (/[^\x00-\x7f]/.test(text)) {
     writeFileSync(bundleFile, text.replace(/[^\x00-\x7f]/gu, (c) => [...c].map((u) => `\\u{${u.codePointAt(0).toString(16)}}`).join("")));
   }
-  copyFileSync(path.join(root, "scripts", "loader.cjs"), path.join(outdir, "load.cjs"));
+  // The loader, with the bundle's identity for the code cache key (scripts/loader.cjs).
+  const bundleId = createHash("sha256").update(readFileSync(bundleFile)).digest("hex").slice(0, 32);
+  const loader = readFileSync(path.join(root, "scripts", "loader.cjs"), "utf8");
+  if (!loader.includes('"@@BUNDLE_ID@@"')) throw new Error("scripts/loader.cjs: BUNDLE_ID placeholder not found");
+  writeFileSync(path.join(outdir, "load.cjs"), loader.replace('"@@BUNDLE_ID@@"', JSON.stringify(bundleId)));
 } catch (e) {
   rmSync(outdir, { recursive: true, force: true });
   throw e;
@@ -131,6 +136,9 @@ try {
 }
 renameSync(outdir, finalDir);
 rmSync(old, { recursive: true, force: true });
-// The V8 code cache for this exact bundle and this Node version, made in a fresh process once the
-// bundle is in its final place (the cache records the file name used in stack traces).
-execFileSync(process.execPath, ["-e", `require(${JSON.stringify(path.join(finalDir, "load.cjs"))}).writeCache()`], { stdio: "inherit" });
+// The V8 code cache for this exact bundle and this Node build, made in a fresh process once the
+// bundle is in its final place (the cache records the file name used in stack traces), started
+// the way bin/zulip-manage is (no Node flags, no NODE_OPTIONS: they are part of the cache key).
+const writerEnv = { ...process.env };
+delete writerEnv.NODE_OPTIONS;
+execFileSync(process.execPath, [path.join(finalDir, "load.cjs"), "--write-cache"], { stdio: "inherit", env: writerEnv });

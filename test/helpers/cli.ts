@@ -23,6 +23,10 @@ export interface RunCliOptions {
   cwd?: string;
   /** Kill the CLI after this long (default 60 s). */
   timeoutMs?: number;
+  /** The node binary to run it with (default: the one running the tests). */
+  node?: string;
+  /** The zulip-manage script to run (default: this checkout's bin/zulip-manage). */
+  bin?: string;
 }
 
 export type CliResult = Result<{ reject: false; env: Record<string, string> }>;
@@ -57,8 +61,8 @@ export function cliEnv(opts: RunCliOptions = {}): Record<string, string> {
  * stdout, stderr (final newline stripped), exitCode, timedOut, ...
  */
 export async function runCli(args: string[], opts: RunCliOptions = {}): Promise<CliResult> {
-  if (!cliBuilt()) throw new Error(`${CLI_ENTRY} is missing: run \`npm run build\` (npm test does it) first`);
-  return execa(process.execPath, [CLI_BIN, ...args], {
+  if (!opts.bin && !cliBuilt()) throw new Error(`${CLI_ENTRY} is missing: run \`npm run build\` (npm test does it) first`);
+  return execa(opts.node ?? process.execPath, [opts.bin ?? CLI_BIN, ...args], {
     env: cliEnv(opts),
     extendEnv: false,
     reject: false,

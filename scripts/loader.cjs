@@ -69,15 +69,53 @@ function cacheHeader(key, full) {
   return Buffer.concat([MAGIC, key, Buffer.from(full ? "\nfull\n" : "\nhelp\n")]);
 }
 
-/** { data, full } from a cache file written under `key`; undefined when it is another key's. */
-function cacheData(file, key) {
-  const head = MAGIC.length + key.length + 6;
-  if (file.length <= head) return undefined;
-  if (!file.subarray(0, MAGIC.length).equals(MAGIC)) return undefined;
-  if (!file.subarray(MAGIC.length, MAGIC.length + key.length).equals(key)) return undefined;
-  const coverage = file.latin1Slice(MAGIC.length + key.length, head);
-  if (coverage !== "\nfull\n" && coverage !== "\nhelp\n") return undefined;
-  return { data: file.subarray(head), full: coverage === "\nfull\n" };
+/** Whether a cache file's header was written under `key`: true (full), false (help only), or undefined. */
+function headerCoverage(head, key) {
+  if (!head.subarray(0, MAGIC.length).equals(MAGIC)) return undefined;
+  if (!head.subarray(MAGIC.length, MAGIC.length + key.length).equals(key)) return undefined;
+  const coverage = head.latin1Slice(MAGIC.length + key.length, MAGIC.length + key.length + 6);
+  return coverage === "\nfull\n" ? true : coverage === "\nhelp\n" ? false : undefined;
+}
+
+/** Read from `fd` into buf[from, to); returns where it stopped. */
+function readInto(fd, buf, from, to) {
+  let off = from;
+  while (off < to) {
+    const n = fs.readSync(fd, buf, off, to - off, off);
+    if (n === 0) break;
+    off += n;
+  }
+  return off;
+}
+
+/**
+ * { data, full } from the cache file `file` if it was written under `key`, else undefined. Only
+ * the header is read when it is another key's (on a server whose Node is not the build's, the
+ * build's cache is skipped on every start). A user cache must be a regular file of ours that
+ * nobody else can write.
+ */
+function readCache(file, key, userCache) {
+  let fd;
+  try {
+    fd = fs.openSync(file, userCache ? fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW : fs.constants.O_RDONLY);
+  } catch {
+    return undefined;
+  }
+  try {
+    const st = fs.fstatSync(fd);
+    if (!st.isFile() || (userCache && !ours(st))) return undefined;
+    const headLength = MAGIC.length + key.length + 6;
+    if (st.size <= headLength) return undefined;
+    const buf = Buffer.allocUnsafe(st.size);
+    if (readInto(fd, buf, 0, headLength) < headLength) return undefined;
+    const full = headerCoverage(buf, key);
+    if (full === undefined || readInto(fd, buf, headLength, st.size) < st.size) return undefined;
+    return { data: buf.subarray(headLength), full };
+  } catch {
+    return undefined;
+  } finally {
+    fs.closeSync(fd);
+  }
 }
 
 /** Whether this run goes beyond help (and so compiles what a command needs). */
@@ -111,32 +149,6 @@ function userCacheDir() {
     base = path.join(home, ".cache");
   }
   return path.join(base, "zulip-manage");
-}
-
-/** Read a per-user cache file if it is ours; undefined otherwise. */
-function readUserCache(file) {
-  let fd;
-  try {
-    fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
-  } catch {
-    return undefined;
-  }
-  try {
-    const st = fs.fstatSync(fd);
-    if (!st.isFile() || !ours(st)) return undefined;
-    const buf = Buffer.allocUnsafe(st.size);
-    let off = 0;
-    while (off < buf.length) {
-      const n = fs.readSync(fd, buf, off, buf.length - off, off);
-      if (n === 0) break;
-      off += n;
-    }
-    return buf.subarray(0, off);
-  } catch {
-    return undefined;
-  } finally {
-    fs.closeSync(fd);
-  }
 }
 
 /** mkdir without recursion (a recursive mkdir can spin on paths like /proc/x); true if it exists now. */
@@ -241,19 +253,13 @@ exports.load = function load() {
   const debug = process.env.ZULIP_MANAGE_DEBUG_CODE_CACHE;
   const full = fullRun(process.argv.slice(2));
   let from = null;
-  let cache;
-  try {
-    cache = cacheData(fs.readFileSync(SHIPPED_CACHE), key);
-  } catch {
-    cache = undefined;
-  }
+  let cache = readCache(SHIPPED_CACHE, key, false);
   if (cache) from = SHIPPED_CACHE;
   let userFile = null;
   if (!cache) {
     const dir = userCacheDir();
     userFile = dir && path.join(dir, `${hashHex(key)}.cache`);
-    const file = userFile ? readUserCache(userFile) : undefined;
-    cache = file ? cacheData(file, key) : undefined;
+    cache = userFile ? readCache(userFile, key, true) : undefined;
     if (cache) from = userFile;
   }
   const { script, exports: cli } = compile(source, cache?.data);

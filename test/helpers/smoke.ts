@@ -127,7 +127,7 @@ export function smokeCalls(server: SmokeServer, tag: string): SmokeCall[] {
       stdout: /Smoke notice/,
     },
     // Tables (cli-table3) and every service check (the push service's failure is a warning).
-    { command: "doctor", args: ["--timeout", "2"], exitCode: 0, stdout: /Memcached .*All required checks passed/s },
+    { command: "doctor", args: ["--timeout", "10"], exitCode: 0, stdout: /Memcached .*All required checks passed/s },
     { command: "dbshell", args: ["--", "-At", "-c", "SELECT string_id FROM zerver_realm ORDER BY id"], exitCode: 0, stdout: /^zulipinternal\n\nlab$/ },
     { command: "completion", args: ["bash"], exitCode: 0, stdout: /complete -F/ },
   ];

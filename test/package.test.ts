@@ -88,14 +88,17 @@ describe("npm pack", () => {
 });
 
 describe("npm install -g of the tarball, offline, into an empty prefix", () => {
-  beforeAll(() => {
-    // An empty npm cache, --offline, and a registry nothing listens on: any fetch fails.
-    execFileSync("npm", ["install", "-g", tarball, "--prefix", prefix, "--offline", "--no-audit", "--no-fund", "--loglevel", "error"], {
+  // An empty npm cache, --offline, and a registry nothing listens on: any fetch fails.
+  const npmGlobal = (args: string[]) =>
+    execFileSync("npm", [...args, "--prefix", prefix, "--offline", "--no-audit", "--no-fund", "--loglevel", "error"], {
       cwd: tmp,
       encoding: "utf8",
       env: npmEnv({ npm_config_cache: path.join(tmp, "empty-cache"), npm_config_registry: "http://127.0.0.1:9/", npm_config_userconfig: path.join(tmp, "no-npmrc") }),
       timeout: 120_000,
     });
+
+  beforeAll(() => {
+    npmGlobal(["install", "-g", tarball]);
     installed = path.join(prefix, "bin", "zulip-manage");
   }, 180_000);
 
@@ -203,4 +206,13 @@ describe("npm install -g of the tarball, offline, into an empty prefix", () => {
       expect(problems).toEqual([]);
     }, 300_000);
   }
+
+  // Last: it removes the installation the tests above use.
+  it("installing again replaces it (an upgrade), offline; npm uninstall -g --prefix removes it", async () => {
+    npmGlobal(["install", "-g", tarball]);
+    expect((await runCli(["--version"], { bin: installed })).stdout).toBe(pkg.version);
+    npmGlobal(["uninstall", "-g", "zulip-manage"]);
+    expect(fs.existsSync(installed)).toBe(false);
+    expect(fs.existsSync(path.join(prefix, "lib", "node_modules", "zulip-manage"))).toBe(false);
+  }, 180_000);
 });

@@ -7,6 +7,7 @@
 // Each test runs a copy of the build (bin/, dist/bundle/, package.json) in a temp dir, so that
 // the checkout's own build is never touched. test/node-versions.test.ts runs real other Nodes.
 import fs from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -22,8 +23,6 @@ let n = 0;
 
 beforeAll(() => {
   tmp = makeTempDir("code-cache", { serviceOwned: false });
-  // Readable by the unprivileged user of the read-only test.
-  fs.chmodSync(tmp, 0o755);
 });
 afterAll(() => {
   if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
@@ -41,8 +40,8 @@ interface Copy {
  * A copy of the build. shipped: "keep" (the build's cache as it is), "remove", or "foreign" (its
  * key rewritten to name another Node release, as if another Node had written it).
  */
-function copyBuild(shipped: "keep" | "remove" | "foreign" = "keep"): Copy {
-  const root = path.join(tmp, `copy${++n}`);
+function copyBuild(shipped: "keep" | "remove" | "foreign" = "keep", parent = tmp): Copy {
+  const root = path.join(parent, `copy${++n}`);
   fs.mkdirSync(path.join(root, "dist"), { recursive: true });
   fs.cpSync(path.join(REPO_ROOT, "bin"), path.join(root, "bin"), { recursive: true });
   fs.cpSync(path.dirname(CLI_ENTRY), path.join(root, "dist", "bundle"), { recursive: true });
@@ -274,21 +273,27 @@ describe("a cache directory that cannot or must not be written", () => {
   });
 
   it("a read-only cache directory: the command runs, nothing is written", async () => {
-    const c = copyBuild("remove");
-    const dir = path.join(c.xdg, "zulip-manage");
-    fs.mkdirSync(dir, { mode: 0o700 });
     const other = serviceUser();
-    if (isRoot() && other) {
-      // Root can write anywhere: run as the unprivileged user, in a cache dir of theirs.
-      fs.chownSync(c.xdg, other.uid, other.gid);
-      fs.chownSync(dir, other.uid, other.gid);
-      fs.chmodSync(dir, 0o500);
-      fs.chmodSync(c.root, 0o755);
-      await noCache(c, {}, /^cannot write in .*: EACCES$/, { uid: other.uid, gid: other.gid });
-    } else {
-      fs.chmodSync(dir, 0o500);
-      await noCache(c, {}, /^cannot write in .*: EACCES$/);
+    // Root can write anywhere: then the CLI runs as the unprivileged user, from a copy it can
+    // reach (a directory of its own under the system's temp dir), in a cache dir of theirs.
+    const parent = fs.mkdtempSync(path.join(os.tmpdir(), "zm-code-cache-"));
+    try {
+      fs.chmodSync(parent, 0o755);
+      const c = copyBuild("remove", parent);
+      const dir = path.join(c.xdg, "zulip-manage");
+      fs.mkdirSync(dir, { mode: 0o700 });
+      if (isRoot() && other) {
+        fs.chownSync(c.xdg, other.uid, other.gid);
+        fs.chownSync(dir, other.uid, other.gid);
+        fs.chmodSync(dir, 0o500);
+        await noCache(c, {}, /^cannot write in .*: EACCES$/, { uid: other.uid, gid: other.gid });
+      } else {
+        fs.chmodSync(dir, 0o500);
+        await noCache(c, {}, /^cannot write in .*: EACCES$/);
+      }
+      expect(fs.readdirSync(dir)).toEqual([]);
+    } finally {
+      fs.rmSync(parent, { recursive: true, force: true });
     }
-    expect(fs.readdirSync(dir)).toEqual([]);
   });
 });

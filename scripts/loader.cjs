@@ -262,6 +262,7 @@ exports.load = function load() {
     cache = userFile ? readCache(userFile, key, true) : undefined;
     if (cache) from = userFile;
   }
+  const loadUid = typeof process.getuid === "function" ? process.getuid() : -1;
   const { script, exports: cli } = compile(source, cache?.data);
   // Done with the cache if V8 took it, unless it came from a help run and this run does more.
   const used = cache !== undefined && !script.cachedDataRejected && (cache.full || !full);
@@ -277,11 +278,14 @@ exports.load = function load() {
       let wrote = "not needed";
       if (!used) {
         // The environment as it is now: a run started as root may have switched to the Zulip
-        // user (src/lib/runas.ts), with that user's HOME.
+        // user (src/lib/runas.ts), with that user's HOME, and that user's cache may be there
+        // already (root did not read it: not root's own).
         const dir = userCacheDir();
         const target = dir && path.join(dir, `${hashHex(key)}.cache`);
+        const switched = loadUid !== (typeof process.getuid === "function" ? process.getuid() : -1);
+        let there;
         if (!target) wrote = "no cache directory (neither XDG_CACHE_HOME nor HOME is set)";
-        else if (target !== userFile && fs.existsSync(target)) wrote = `${target} exists`;
+        else if ((target !== userFile || switched) && (there = readCache(target, key, true)) && (there.full || !full)) wrote = `${target} is there already`;
         else wrote = writeUserCache(script, target, key, full) ?? `wrote ${target}${full ? "" : " (help only)"}`;
       }
       if (debug) {

@@ -75,6 +75,12 @@ function run(c: Copy, args: string[], env: Record<string, string | undefined> = 
   });
 }
 
+/** A user's home directory, from /etc/passwd. */
+function homeOf(uid: number): string {
+  const line = fs.readFileSync("/etc/passwd", "utf8").split("\n").find((l) => l.split(":")[2] === String(uid));
+  return line!.split(":")[5];
+}
+
 const userCaches = (dir: string) => (fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => CACHE_NAME.test(f)) : []);
 
 describe("the build's code cache", () => {
@@ -223,6 +229,44 @@ describe("the user's code cache", () => {
     expect(fs.readdirSync(dir).filter((f) => !CACHE_NAME.test(f))).toEqual([]);
     const [name] = userCaches(dir);
     expect((await run(c, ["help"])).stderr).toBe(`zulip-manage: code cache: ${path.join(dir, name)} (help only); not needed`);
+  });
+});
+
+describe("a run started as root that switches to the Zulip user", () => {
+  it.runIf(isRoot())("writes that user's cache as that user, and later root runs leave it alone", async () => {
+    const other = serviceUser()!;
+    const parent = fs.mkdtempSync(path.join(os.tmpdir(), "zm-code-cache-"));
+    try {
+      fs.chmodSync(parent, 0o755);
+      const c = copyBuild("remove", parent);
+      // The deployment directory's owner is who root switches to (src/lib/runas.ts).
+      const deploy = path.join(c.root, "deploy");
+      fs.mkdirSync(deploy);
+      fs.chownSync(deploy, other.uid, other.gid);
+      fs.chownSync(c.xdg, other.uid, other.gid);
+      const env = { ZULIP_MANAGE_ALLOW_ROOT: undefined, ZULIP_DEPLOY_DIR: deploy, ZULIP_CONF_DIR: path.join(c.root, "conf"), ZULIP_LOG_DIR: path.join(c.root, "log") };
+      const mine = path.join(c.xdg, "zulip-manage");
+      const first = await run(c, ["completion", "bash"], env);
+      expect(first.exitCode, first.stderr).toBe(0);
+      expect(first.stdout).toContain("complete -F");
+      expect(first.stderr).toMatch(new RegExp(`code cache: none; wrote ${mine}/[0-9a-f]{16}\\.cache$`));
+      const [name] = userCaches(mine);
+      const file = path.join(mine, name);
+      expect([fs.statSync(file).uid, fs.statSync(mine).uid]).toEqual([other.uid, other.uid]);
+      const before = fs.statSync(file);
+      // Root cannot use it (not root's own), and does not rewrite it on every run either.
+      const again = await run(c, ["completion", "bash"], env);
+      expect(again.exitCode).toBe(0);
+      expect(again.stderr).toMatch(new RegExp(`code cache: none; ${file} is there already$`));
+      expect(fs.statSync(file).ino).toBe(before.ino);
+      // Without XDG_CACHE_HOME: the switched user's HOME, not root's (nobody's does not exist).
+      const home = await run(c, ["completion", "bash"], { ...env, XDG_CACHE_HOME: undefined, HOME: "/root" });
+      expect(home.exitCode).toBe(0);
+      const where = homeOf(other.uid);
+      expect(home.stderr).toMatch(new RegExp(`code cache: none; (cannot use|wrote|cannot create) ${where}/\\.cache`));
+    } finally {
+      fs.rmSync(parent, { recursive: true, force: true });
+    }
   });
 });
 

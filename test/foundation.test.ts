@@ -78,7 +78,11 @@ describe("help and version", () => {
       fs.copyFileSync(path.join(__dirname, "..", "package.json"), path.join(root, "package.json"));
       fs.cpSync(bundle, path.join(root, "dist", "bundle"), { recursive: true });
       fs.symlinkSync(path.join(__dirname, "..", "node_modules"), path.join(root, "node_modules"));
-      const run = () => execa(process.execPath, [path.join(root, "bin", "zulip-manage"), "help"], { reject: false, env: { ...process.env, ZULIP_MANAGE_ALLOW_ROOT: "1" } });
+      const run = () =>
+        execa(process.execPath, [path.join(root, "bin", "zulip-manage"), "help"], {
+          reject: false,
+          env: { ...process.env, ZULIP_MANAGE_ALLOW_ROOT: "1", XDG_CACHE_HOME: path.join(root, "cache") },
+        });
       fs.writeFileSync(path.join(root, "dist", "bundle", "cli.cjs.cache"), Buffer.from("not a code cache"));
       let r = await run();
       expect([r.exitCode, r.stdout]).toEqual([0, expected]);

@@ -101,10 +101,12 @@ let zxcvbnFn: Zxcvbn | undefined;
 
 /**
  * zxcvbn's estimated number of guesses. The package (CommonJS, ~800 kB of dictionaries) is
- * required on first use from the installed dependencies, synchronously, and never bundled.
+ * required on first use, synchronously: in the CLI's bundle (CommonJS, where `require` exists)
+ * with a require() that scripts/bundle.mjs points at zxcvbn's own chunk file; run as ES modules
+ * (dist/, the tests) from node_modules.
  */
 export function passwordGuesses(password: string): number {
-  if (!zxcvbnFn) zxcvbnFn = createRequire(import.meta.url)("zxcvbn") as Zxcvbn;
+  if (!zxcvbnFn) zxcvbnFn = (typeof require === "function" ? require("zxcvbn") : createRequire(import.meta.url)("zxcvbn")) as Zxcvbn;
   return zxcvbnFn(password).guesses;
 }
 

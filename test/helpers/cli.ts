@@ -5,6 +5,7 @@ import path from "node:path";
 import { execa, type Result } from "execa";
 import type { ConfDir } from "./confdir.js";
 import { REPO_ROOT } from "./pg.js";
+import { makeTempDir, track } from "./services.js";
 
 export const CLI_BIN = path.join(REPO_ROOT, "bin", "zulip-manage");
 export const CLI_ENTRY = path.join(REPO_ROOT, "dist", "bundle", "cli.cjs");
@@ -23,6 +24,10 @@ export interface RunCliOptions {
   cwd?: string;
   /** Kill the CLI after this long (default 60 s). */
   timeoutMs?: number;
+  /** The node binary to run it with (default: the one running the tests). */
+  node?: string;
+  /** The zulip-manage script to run (default: this checkout's bin/zulip-manage). */
+  bin?: string;
 }
 
 export type CliResult = Result<{ reject: false; env: Record<string, string> }>;
@@ -30,6 +35,22 @@ export type CliResult = Result<{ reject: false; env: Record<string, string> }>;
 /** Whether dist/ has been built (for describe.skipIf in tests written before the build exists). */
 export function cliBuilt(): boolean {
   return fs.existsSync(CLI_ENTRY);
+}
+
+let cacheHome: string | undefined;
+
+/**
+ * XDG_CACHE_HOME for the CLI: a directory of this test process's own, removed at exit. The CLI
+ * writes a V8 code cache there when the build's does not fit (another Node, NODE_OPTIONS, a
+ * copy of the build without its cache), never into the tester's ~/.cache.
+ */
+export function testCacheHome(): string {
+  if (!cacheHome) {
+    const dir = makeTempDir("cli-cache", { serviceOwned: false });
+    track({ label: "CLI cache home", pid: () => -1, signal: "SIGTERM", dir });
+    cacheHome = dir;
+  }
+  return cacheHome;
 }
 
 /** The environment runCli gives the CLI (exported for tests that spawn it themselves). */
@@ -42,6 +63,7 @@ export function cliEnv(opts: RunCliOptions = {}): Record<string, string> {
     env[k] = v;
   }
   env.ZULIP_MANAGE_ALLOW_ROOT = "1";
+  env.XDG_CACHE_HOME = testCacheHome();
   if (typeof opts.confDir === "string") env.ZULIP_CONF_DIR = opts.confDir;
   else if (opts.confDir) Object.assign(env, opts.confDir.env);
   if (opts.db) Object.assign(env, opts.socket && opts.db.socketEnv ? opts.db.socketEnv : opts.db.env);
@@ -57,8 +79,8 @@ export function cliEnv(opts: RunCliOptions = {}): Record<string, string> {
  * stdout, stderr (final newline stripped), exitCode, timedOut, ...
  */
 export async function runCli(args: string[], opts: RunCliOptions = {}): Promise<CliResult> {
-  if (!cliBuilt()) throw new Error(`${CLI_ENTRY} is missing: run \`npm run build\` (npm test does it) first`);
-  return execa(process.execPath, [CLI_BIN, ...args], {
+  if (!opts.bin && !cliBuilt()) throw new Error(`${CLI_ENTRY} is missing: run \`npm run build\` (npm test does it) first`);
+  return execa(opts.node ?? process.execPath, [opts.bin ?? CLI_BIN, ...args], {
     env: cliEnv(opts),
     extendEnv: false,
     reject: false,

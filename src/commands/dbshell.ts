@@ -89,12 +89,12 @@ export function runPsql(args: string[], env: Record<string, string>, psql = "psq
       child = spawn(psql, args, { stdio: "inherit", env: { ...process.env, ...env } });
     } catch (e: any) {
       done();
-      reject(e?.code === "ENOENT" ? new EnvironmentError(PSQL_INSTALL_HINT) : new EnvironmentError(`Could not run psql: ${e?.message ?? e}`));
+      reject(e?.code === "ENOENT" ? new EnvironmentError(PSQL_INSTALL_HINT, "psql_missing") : new EnvironmentError(`Could not run psql: ${e?.message ?? e}`));
       return;
     }
     child.once("error", (e: NodeJS.ErrnoException) => {
       done();
-      reject(e.code === "ENOENT" ? new EnvironmentError(PSQL_INSTALL_HINT) : new EnvironmentError(`Could not run psql: ${e.message}`));
+      reject(e.code === "ENOENT" ? new EnvironmentError(PSQL_INSTALL_HINT, "psql_missing") : new EnvironmentError(`Could not run psql: ${e.message}`));
     });
     child.once("close", (code, signal) => {
       done();

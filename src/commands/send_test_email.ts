@@ -10,6 +10,8 @@ import {
   tokenizedNoreplyAddress,
 } from "../lib/email.js";
 import { CommandError } from "../lib/errors.js";
+import { outcome } from "../lib/json-contract.js";
+import type { SendTestEmailBody, TestEmailResult } from "../schemas/send_test_email.js";
 import {
   TEST_ADMINS_BODY,
   TEST_ADMINS_SUBJECT,
@@ -62,11 +64,17 @@ export default defineCommand({
     for (const line of TEST_EMAIL_PREAMBLE) out.line(line);
     const transcript: string[] = [];
     const mailer = await Mailer.open(es, { transcript });
-    const sent: { from: string; subject: string; to: string[]; message_id?: string }[] = [];
+    const results: TestEmailResult[] = [];
     try {
       const send = async (mail: OutgoingEmail) => {
-        const info = await mailer.send(mail);
-        sent.push({ from: mail.from.address, subject: mail.subject, to: mail.to.map((r) => r.address), message_id: info.messageId });
+        const facts = { from: mail.from.address, subject: mail.subject, to: mail.to.map((r) => r.address) };
+        try {
+          const info = await mailer.send(mail);
+          results.push({ ...facts, message_id: info.messageId ?? null, ...outcome("done") });
+        } catch (e: any) {
+          results.push({ ...facts, message_id: null, ...outcome("failed", String(e?.message ?? e)) });
+          throw e;
+        }
       };
       try {
         const sender = supportAddress(es);
@@ -77,14 +85,14 @@ export default defineCommand({
         await send(plainMail(TEST_NOREPLY_EMAIL_SUBJECT, TEST_EMAIL_BODY, noreplySender, emails));
       } catch (e: any) {
         if (out.json) {
-          out.jsonResult({ ok: false, error: `Failed to send mails: ${e?.message ?? e}`, sent, smtp_log: transcript });
+          out.jsonBody<SendTestEmailBody>({ results, smtp_log: transcript });
         } else {
           out.line(`Failed to send mails: ${e?.message ?? e}`);
           out.line("");
           out.line("Full SMTP log follows:");
           out.line(transcript.join("\n"));
         }
-        throw new CommandError("Email sending failed!");
+        throw new CommandError(out.json ? `Email sending failed! Failed to send mails: ${e?.message ?? e}` : "Email sending failed!", "email_failed");
       }
       out.line("");
       out.line(testEmailSuccessLine(emails));
@@ -99,6 +107,6 @@ export default defineCommand({
     } finally {
       mailer.close();
     }
-    if (out.json) out.jsonResult({ ok: true, sent });
+    out.jsonBody<SendTestEmailBody>({ results, smtp_log: null });
   },
 });

@@ -22,6 +22,7 @@ export const ERROR_CODES = {
   file_unreadable: [1, "a file an option names cannot be read (missing, too big, not a regular file)"],
   file_unwritable: [1, "an output directory or file cannot be created"],
   email_failed: [1, "the SMTP server refused or could not be reached while sending"],
+  audit_log_failed: [1, "send_custom_email: the emails were sent but recording them in the audit log failed"],
   checks_failed: [1, "doctor: a required check failed"],
   no_terminal: [1, "the command needs to ask a question but there is no terminal"],
   interrupted: [1, "interrupted at a prompt; nothing was done"],

@@ -95,8 +95,8 @@ export function utcTimestamp(d: Date): string {
 export function utcTimestampFromPg(text: string): string {
   const m = /^(\d{4}-\d{2}-\d{2})[ T](\d{2}:\d{2}:\d{2}(?:\.\d+)?)(?:Z|([+-]\d{2})(?::?(\d{2}))?)$/.exec(text);
   if (m && (m[3] === undefined || (Number(m[3]) === 0 && Number(m[4] ?? 0) === 0))) return `${m[1]}T${m[2]}Z`;
-  // Another offset (a session not in UTC) or an unusual form: through Date (milliseconds).
-  const d = new Date(text.replace(" ", "T"));
+  // Another offset (a session not in UTC): through Date (millisecond precision).
+  const d = new Date(m ? `${m[1]}T${m[2]}${m[3]}:${m[4] ?? "00"}` : text);
   if (Number.isNaN(d.getTime())) throw new Error(`internal error: not a timestamp: ${text}`);
   return d.toISOString();
 }

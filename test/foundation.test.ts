@@ -190,6 +190,11 @@ describe("list_realms", () => {
     const r = await cli(["list_realms", "--json"]);
     expect(r.exitCode).toBe(0);
     expect(JSON.parse(r.stdout)).toEqual({
+      ok: true,
+      exit_code: 0,
+      error: null,
+      error_code: null,
+      schema_version: 1,
       realms: [
         { id: 1, string_id: "zulipinternal", name: "System bot realm", url: "https://zulipinternal.zulip.example.net", deactivated: false },
         { id: 2, string_id: "", name: "testing", url: "https://zulip.example.net", deactivated: false },
@@ -216,8 +221,15 @@ describe("show_admins", () => {
       expect(bots.stdout).not.toContain("[owner]");
       const json = JSON.parse((await runCli(["show_admins", "-r", "2", "--json"], { db: d, confDir: conf })).stdout);
       expect(json).toEqual({
-        realm: { id: 2, string_id: "" },
-        administrators: [{ id: expect.any(Number), email: "test@test.com", full_name: "tester", role: "owner", is_bot: false, owner: true }],
+        ok: true,
+        exit_code: 0,
+        error: null,
+        error_code: null,
+        schema_version: 1,
+        realm: { id: 2, string_id: "", name: "testing", url: "https://zulip.example.net" },
+        administrators: [
+          { id: expect.any(Number), email: "test@test.com", delivery_email: "test@test.com", full_name: "tester", realm_id: 2, role: "owner", role_id: 100, is_bot: false },
+        ],
       });
     } finally {
       await d.drop();
@@ -232,7 +244,13 @@ describe("show_admins", () => {
     expect(missing.exitCode).toBe(1);
     expect(missing.stderr).toBe("There is no realm with id 'nosuch'. Aborting.");
     const json = await cli(["show_admins", "-r", "nosuch", "--json"]);
-    expect(JSON.parse(json.stdout)).toEqual({ ok: false, error: "There is no realm with id 'nosuch'. Aborting.", exit_code: 1 });
+    expect(JSON.parse(json.stdout)).toEqual({
+      ok: false,
+      exit_code: 1,
+      error: "There is no realm with id 'nosuch'. Aborting.",
+      error_code: "realm_not_found",
+      schema_version: 1,
+    });
   });
 });
 

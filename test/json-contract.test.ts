@@ -12,7 +12,7 @@ import { ERROR_CODES } from "../src/lib/errors.js";
 import { STATUSES, utcTimestampFromPg } from "../src/lib/json-contract.js";
 import { ROLE_NAMES } from "../src/lib/roles.js";
 import { ROLE_API_NAMES, ROLE_IDS } from "../src/schemas/shared.js";
-import { startSmtpSink, type SmtpSink } from "./email-support.js";
+import { makeTempDir, startSmtpSink, type SmtpSink } from "./email-support.js";
 import { CLI_ENTRY, runCli, type CliResult } from "./helpers/cli.js";
 import { type ConfDir, makeConfDir } from "./helpers/confdir.js";
 import { createDatabase, REPO_ROOT, type TestDatabase } from "./helpers/pg.js";
@@ -139,7 +139,7 @@ describe("the converted commands' documents", () => {
     conf = makeConfDir({ redis: redisOpts, extraSettings: `EMAIL_HOST = '127.0.0.1'\nEMAIL_PORT = ${sink.port}` });
     noMail = makeConfDir({ redis: { host: "127.0.0.1", port: 1, password: "x" } });
     badMail = makeConfDir({ extraSettings: "EMAIL_HOST = '127.0.0.1'\nEMAIL_PORT = 1" });
-    tmp = fs.mkdtempSync(path.join(REPO_ROOT, ".tmp-json-contract-"));
+    tmp = makeTempDir("jsoncontract");
     // Two organizations with an owner each; "lear" deactivated (send_realm_reactivation_email).
     const q = db.client;
     await q.query("BEGIN");
@@ -189,7 +189,7 @@ describe("the converted commands' documents", () => {
   it("send_test_email: success, no address, SMTP unreachable, email not configured", async () => {
     const ok = await checkDocument("send_test_email", await run(["send_test_email", "you@example.com"]), 0);
     expect(ok.results.map((r: any) => r.status)).toEqual(["done", "done"]);
-    expect((await checkDocument("send_test_email", await run(["send_test_email"]), 1)).error_code).toBe("refused");
+    expect((await checkDocument("send_test_email", await run(["send_test_email"]), 1)).error_code).toBe("invalid_arguments");
     const failed = await checkDocument("send_test_email", await run(["send_test_email", "you@example.com"], badMail), 1);
     expect(failed.error_code).toBe("email_failed");
     expect(failed.results[0]).toMatchObject({ ok: false, status: "failed" });
@@ -229,7 +229,8 @@ describe("the converted commands' documents", () => {
     expect(sent.sent_count).toBe(1);
     expect(sent.audit_log_ids).toHaveLength(sent.records_audit_log ? 1 : 0);
     expect((await checkDocument("send_custom_email", await run(["send_custom_email", "--path", md]), 2)).error_code).toBe("usage");
-    await checkDocument("send_custom_email", await run(["send_custom_email", "-a", "-r", "zulip", "--path", path.join(tmp, "missing.md")]), 1);
+    const missing = await checkDocument("send_custom_email", await run(["send_custom_email", "-a", "-r", "zulip", "--path", path.join(tmp, "missing.md")]), 1);
+    expect(missing.error_code).toBe("file_unreadable");
   });
 
   it("reset_authentication_attempt_count: success, no username, Redis unreachable", async () => {

@@ -897,6 +897,7 @@ export default defineCommand({
         e?.code === "ENOENT"
           ? `[Errno 2] No such file or directory: '${opts.markdownTemplatePath}'`
           : `Cannot read ${opts.markdownTemplatePath}: ${e?.message ?? e}`,
+        "file_unreadable",
       );
     }
     const file = parseEmailTemplate(raw);

@@ -58,7 +58,7 @@ export default defineCommand({
     requireOutgoingEmail(es);
     for (const w of emailConfigWarnings(es)) out.warn(w);
     if (emails.length === 0) {
-      throw new CommandError("Usage: zulip-manage send_test_email username@example.com");
+      throw new CommandError("Usage: zulip-manage send_test_email username@example.com", "invalid_arguments");
     }
 
     for (const line of TEST_EMAIL_PREAMBLE) out.line(line);

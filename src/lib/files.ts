@@ -76,7 +76,7 @@ export function readBounded(file: string, limit: number, what: string): string {
       chunks.push(buf.subarray(0, n));
       total += n;
       if (total > limit) {
-        throw new InputTooLargeError(`${what} ${inputName(file)} is larger than ${describeLimit(limit)}; refusing to read it.`);
+        throw new InputTooLargeError(`${what} ${inputName(file)} is larger than ${describeLimit(limit)}; refusing to read it.`, "file_unreadable");
       }
     }
     return Buffer.concat(chunks, total).toString("utf8");

@@ -11,7 +11,8 @@ import { createRealm, createUser } from "../src/lib/create.js";
 import { ERROR_CODES } from "../src/lib/errors.js";
 import { STATUSES, utcTimestampFromPg } from "../src/lib/json-contract.js";
 import { ROLE_NAMES } from "../src/lib/roles.js";
-import { ROLE_API_NAMES, ROLE_IDS } from "../src/schemas/shared.js";
+import { cacheReportJson } from "../src/lib/cache.js";
+import { CacheReport, EventsReport, ROLE_API_NAMES, ROLE_IDS } from "../src/schemas/shared.js";
 import { makeTempDir, startSmtpSink, type SmtpSink } from "./email-support.js";
 import { CLI_ENTRY, runCli, type CliResult } from "./helpers/cli.js";
 import { type ConfDir, makeConfDir } from "./helpers/confdir.js";
@@ -83,6 +84,25 @@ describe("the contract's shared parts", () => {
   it("every error code's exit code is 1, 2 or 3, and the status vocabulary is closed", () => {
     for (const [code, [exit]] of Object.entries(ERROR_CODES)) expect([1, 2, 3], code).toContain(exit);
     expect(Object.keys(STATUSES)).toEqual(["done", "would_do", "unchanged", "skipped", "warning", "refused", "failed", "not_attempted"]);
+  });
+
+  it("the memcached report and the real-time events report fit the one service-report shape", () => {
+    const cache = ajv.compile(CacheReport);
+    const doc = cacheReportJson({ mode: "keys", ok: false, skipped: false, server: "127.0.0.1:11211", prefixes: 1, keysSent: 7, keysDeleted: 2, flushedAll: false, warning: "memcached down" });
+    expect(cache(doc) ? null : ajv.errorsText(cache.errors)).toBeNull();
+    const events = ajv.compile(EventsReport);
+    for (const e of [{ transport: "tornado", published: 3, ok: true, warning: null }, { transport: "tornado", published: 0, ok: false, warning: "Tornado unreachable" }]) {
+      expect(events(e) ? null : ajv.errorsText(events.errors)).toBeNull();
+    }
+    expect(events({ transport: "tornado", published: 1, ok: true })).toBe(false);
+  });
+
+  it("the converted commands print through the contract (jsonBody), never their own document", () => {
+    for (const name of CONVERTED) {
+      const src = fs.readFileSync(path.join(REPO_ROOT, "src", "commands", `${name}.ts`), "utf8");
+      expect(src, name).not.toContain("jsonResult(");
+      expect(src, name).toMatch(/jsonBody</);
+    }
   });
 
   it("the CLI bundle does not contain the schema library", () => {

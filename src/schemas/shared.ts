@@ -69,17 +69,19 @@ export const AuditLogIds = Type.Array(Id, { description: "ids of the zerver_real
 export const Change = <T extends TSchema>(t: T) => Obj({ old: t, new: t }, "a change: the value before and after");
 
 /**
- * A service report: a follow-up after the commit (memcached, real-time events). `ok: false` means
- * the follow-up failed and `warning` says what is stale; the committed change stands (exit 0).
+ * A service report: a follow-up after the commit (memcached `cache`, real-time `events`), always
+ * {ok, warning, …the service's own members}. `ok: false` means the follow-up failed and `warning`
+ * says what is stale; the committed change stands (exit 0). A report is null where the service
+ * was not involved (a dry run).
  */
 export const ServiceReportFields = {
   ok: Type.Boolean({ description: "whether the service did what was asked" }),
-  skipped: Type.Boolean({ description: "nothing needed doing (dry run, nothing changed, or turned off)" }),
   warning: Nullable(Type.String({ description: "what is stale when ok is false" })),
 };
 export const ServiceReport = <P extends TProperties>(props: P, description: string) => Obj({ ...ServiceReportFields, ...props }, description);
 export const CacheReport = ServiceReport(
   {
+    skipped: Type.Boolean({ description: "nothing needed doing (nothing changed, or mode none)" }),
     mode: Type.Union([Type.Literal("keys"), Type.Literal("all"), Type.Literal("none")]),
     server: Type.String(),
     prefixes: Count,

@@ -579,6 +579,9 @@ describe("manage.log and running as root", () => {
       expect(denied.exitCode).toBe(3);
       expect(denied.stderr).toContain(`Cannot read the Zulip secrets file ${c.secretsPath} (owner root:root, mode 0600) as user 'nobody' (uid 65534): permission denied.`);
       expect(denied.stderr).toContain("su zulip -c");
+      const deniedJson = await runCli(["list_realms", "--json"], { db, confDir: c, env: { ZULIP_MANAGE_ALLOW_ROOT: undefined } });
+      expect(deniedJson.exitCode).toBe(3);
+      expect(JSON.parse(deniedJson.stdout)).toMatchObject({ ok: false, exit_code: 3, error_code: "config_unreadable" });
       // --allow-root skips the switch.
       const asRoot = await runCli(["list_realms", "--json", "--allow-root"], { db, confDir: c, env: { ZULIP_MANAGE_ALLOW_ROOT: undefined } });
       expect(asRoot.exitCode).toBe(0);
@@ -598,6 +601,10 @@ describe("manage.log and running as root", () => {
         expect(r.stderr).toContain("su zulip -c 'zulip-manage show_admins -r '\\'''\\'''");
         expect(r.stderr).toContain("docker exec -u zulip <container> zulip-manage show_admins -r ''");
         expect(r.stderr).toContain("--allow-root");
+        // With --json, the error document too.
+        const j = await runCli(["show_admins", "-r", "", "--json"], { db, confDir: c, env: { ZULIP_MANAGE_ALLOW_ROOT: undefined } });
+        expect(j.exitCode).toBe(1);
+        expect(JSON.parse(j.stdout)).toEqual({ ok: false, exit_code: 1, error: expect.stringContaining("--allow-root"), error_code: "root_refused", schema_version: 1 });
         // Shell completion is a helper, not an administrative action: it runs as root anyway
         // and is not logged to manage.log.
         const comp = await runCli(["completion", "bash"], { confDir: c, env: { ZULIP_MANAGE_ALLOW_ROOT: undefined } });

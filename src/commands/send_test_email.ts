@@ -8,8 +8,10 @@ import {
   requireOutgoingEmail,
   supportAddress,
   tokenizedNoreplyAddress,
+  WARN_NO_EMAIL_MESSAGE,
+  warnNoEmail,
 } from "../lib/email.js";
-import { CommandError } from "../lib/errors.js";
+import { CommandError, EnvironmentError } from "../lib/errors.js";
 import { outcome } from "../lib/json-contract.js";
 import type { SendTestEmailBody, TestEmailResult } from "../schemas/send_test_email.js";
 import {
@@ -55,6 +57,8 @@ export default defineCommand({
     const out = ctx.out;
     const emails = ((args[0] as unknown as string[] | undefined) ?? []).filter((e) => e !== undefined);
     const es = emailSettings(ctx.config());
+    // manage.py's own check and message first (exit 3 here: an environment error).
+    if (warnNoEmail(es)) throw new EnvironmentError(WARN_NO_EMAIL_MESSAGE, "email_not_configured");
     requireOutgoingEmail(es);
     for (const w of emailConfigWarnings(es)) out.warn(w);
     if (emails.length === 0) {

@@ -32,6 +32,7 @@
 // DM, and UserPresence rows (Zulip creates those on the first presence update, not at signup).
 import { ROLE_COUNT, type RoleCountBaseline, roleCounts, roleCountsAfterChange, workplaceGroupOf } from "./audit.js";
 import type { Queryable } from "./db.js";
+import { CommandError } from "./errors.js";
 import { releaseForMigration, releaseForMigrations } from "./zulip-versions.js";
 import { crypto } from "./builtins.js";
 
@@ -654,10 +655,24 @@ function isValidEmailDomain(domain: string): boolean {
   );
 }
 
-/** get_fake_email_domain(): the realm host if it makes valid addresses, else FAKE_EMAIL_DOMAIN. */
+/**
+ * get_fake_email_domain() (zerver/models/realms.py, same in 10.x–12.x): the realm host if
+ * `bot@<host>` is a valid address, else settings.FAKE_EMAIL_DOMAIN (default: EXTERNAL_HOST
+ * without its port) if that one is, else InvalidFakeEmailDomainError with Zulip's message —
+ * e.g. a server addressed by an IP address and no FAKE_EMAIL_DOMAIN set.
+ */
 export function fakeEmailDomain(host: string, fallback?: string): string {
   if (isValidEmailDomain(host)) return host;
-  return fallback ?? host.split(":")[0];
+  const fake = fallback ?? host.split(":")[0];
+  if (!isValidEmailDomain(fake)) throw new InvalidFakeEmailDomainError(fake);
+  return fake;
+}
+
+/** Zulip's InvalidFakeEmailDomainError, raised by get_fake_email_domain. */
+export class InvalidFakeEmailDomainError extends CommandError {
+  constructor(domain: string) {
+    super(`${domain} is not a valid domain. Consider setting the FAKE_EMAIL_DOMAIN setting.`);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1263,7 +1278,7 @@ export async function createUser(db: Queryable, realm: RealmRef, opts: CreateUse
       throw new Error("createUser: externalHost is needed to build the display email of a user whose email is not public");
     }
     const host = opts.externalHost ? realmHost(info.stringId, opts.externalHost, opts.realmHosts) : "";
-    const domain = host && isValidEmailDomain(host) ? host : (opts.fakeEmailDomain ?? fakeEmailDomain(host));
+    const domain = fakeEmailDomain(host, opts.fakeEmailDomain);
     email = `user${id}@${domain}`;
   }
   const apiKey = random.alnum(32);

@@ -3,7 +3,8 @@
 import fs from "node:fs";
 import { COMMANDS, findCommand } from "./commands/index.js";
 import { GROUP_ORDER } from "./lib/command.js";
-import { EXIT } from "./lib/errors.js";
+import { type ErrorCode, EXIT } from "./lib/errors.js";
+import { argvWantsJson, document, documentText } from "./lib/json-contract.js";
 
 const PROG = "zulip-manage";
 
@@ -21,7 +22,7 @@ export function version(): string {
 }
 
 const GLOBAL_HELP = [
-  ["--json", "print one JSON document on stdout instead of text"],
+  ["--json", "print one JSON document on stdout instead of text ('help <command> --json-schema' prints its schema)"],
   ["--conf-dir <dir>", "Zulip configuration directory (default /etc/zulip, or $ZULIP_CONF_DIR)"],
   ["--no-color", "never colour the output (also: NO_COLOR=1); colour is only used on a terminal"],
   ["--traceback", "show a stack trace when a command fails"],
@@ -63,14 +64,53 @@ function suggest(name: string): string[] {
   return COMMANDS.map((c) => c.name).filter((n) => dist(n, name) <= 3 || n.includes(name) || name.includes(n));
 }
 
-function unknownCommand(name: string): number {
+/** A failure before any command runs: the message on stderr, and with --json the error document on stdout. */
+function earlyFailure(argv: string[], exitCode: number, message: string, errorCode: ErrorCode, hint = ""): number {
+  process.stderr.write(message + "\n" + hint);
+  if (argvWantsJson(argv)) process.stdout.write(documentText(document(exitCode, { error: message, error_code: errorCode }, null)));
+  return exitCode;
+}
+
+function unknownCommand(argv: string[], name: string | undefined): number {
+  if (name === undefined || name.startsWith("-")) {
+    return earlyFailure(argv, EXIT.USAGE, `No command given${name === undefined ? "" : ` before '${name}'`}.`, "usage", `Type '${PROG} help' for usage.\n`);
+  }
   const close = suggest(name);
-  process.stderr.write(
-    `Unknown command: '${name}'\n` +
-      (close.length ? `Did you mean ${close.map((c) => `'${c}'`).join(" or ")}?\n` : "") +
-      `Type '${PROG} help' for usage.\n`,
+  return earlyFailure(
+    argv,
+    EXIT.USAGE,
+    `Unknown command: '${name}'`,
+    "unknown_command",
+    (close.length ? `Did you mean ${close.map((c) => `'${c}'`).join(" or ")}?\n` : "") + `Type '${PROG} help' for usage.\n`,
   );
-  return EXIT.USAGE;
+}
+
+/** The directory the build writes the commands' JSON Schemas to (dist/json-schema), from dist/ or dist/bundle/. */
+function schemaFile(name: string): string | null {
+  for (const rel of ["./json-schema/", "../json-schema/"]) {
+    try {
+      const file = new URL(`${rel}${name}.schema.json`, import.meta.url);
+      if (fs.statSync(file).isFile()) return fs.readFileSync(file, "utf8");
+    } catch {
+      /* try the next level */
+    }
+  }
+  return null;
+}
+
+/** `help [<command>] --json-schema`: the command's published schema (without a command: the error document's). */
+function printSchema(argv: string[], name: string | undefined): number {
+  const text = schemaFile(name ?? "error");
+  if (text === null) {
+    return earlyFailure(
+      argv,
+      EXIT.FAILED,
+      `${name}'s --json document has no published schema yet (error documents follow \`${PROG} help --json-schema\`).`,
+      "schema_unavailable",
+    );
+  }
+  process.stdout.write(text.endsWith("\n") ? text : text + "\n");
+  return EXIT.OK;
 }
 
 /** Run one invocation; returns the exit code. */
@@ -89,14 +129,21 @@ export async function run(argv: string[]): Promise<number> {
       process.stdout.write(COMMANDS.map((c) => c.name).sort().join("\n") + "\n");
       return EXIT.OK;
     }
+    // Command names only: flags such as --json, --allow-root or --no-color do not count.
+    const rest = argv.slice(1).filter((a) => !a.startsWith("-"));
+    if (argv.includes("--json-schema")) {
+      if (rest.length > 1) return earlyFailure(argv, EXIT.USAGE, `help --json-schema takes one command name, got ${rest.length}.`, "usage");
+      if (rest[0] !== undefined && !findCommand(rest[0])) return unknownCommand(argv, rest[0]);
+      return printSchema(argv, rest[0]);
+    }
     const entry = findCommand(argv[1]);
-    if (!entry) return unknownCommand(argv[1]);
+    if (!entry) return unknownCommand(argv, argv[1]);
     const { printCommandHelp } = await import("./lib/runner.js");
     await printCommandHelp(entry);
     return EXIT.OK;
   }
   const entry = findCommand(first);
-  if (!entry) return unknownCommand(first);
+  if (!entry) return unknownCommand(argv, first);
   // Fetch the runner, the command's own chunk and (for database commands) pg at the same time.
   const wantsHelp = argv.includes("--help") || argv.includes("-h");
   if (!entry.noDb && !wantsHelp) void import("./lib/pg-loader.js").then((m) => m.loadPg());
@@ -118,6 +165,9 @@ export async function main(argv: string[]): Promise<void> {
   } catch (e: any) {
     process.stderr.write(`${PROG}: ${e?.stack ?? e}\n`);
     code = EXIT.FAILED;
+    if (argvWantsJson(argv)) {
+      process.stdout.write(documentText(document(code, { error: String(e?.message ?? e), error_code: "internal_error" }, null)));
+    }
   }
   process.exitCode = code;
 }

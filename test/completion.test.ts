@@ -160,7 +160,9 @@ describe("completion --realms", () => {
     expect(r.exitCode).toBe(0);
     expect(r.stdout.split("\n")).toEqual(["engineering", "lear", "zulipinternal"]);
     const j = await runCli(["completion", "--realms", "--json"], { confDir: conf, db });
-    expect(JSON.parse(j.stdout)).toEqual({ realms: ["engineering", "lear", "zulipinternal"] });
+    const doc = JSON.parse(j.stdout);
+    expect(doc).toMatchObject({ ok: true, exit_code: 0, error: null, schema_version: 1 });
+    expect(doc.realms.map((r: { string_id: string }) => r.string_id)).toEqual(["engineering", "lear", "zulipinternal"]);
   });
 
   it("needs a shell name otherwise, and only bash or zsh", async () => {

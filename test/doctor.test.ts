@@ -17,7 +17,7 @@ interface Check {
   id: string;
   title: string;
   required: boolean;
-  status: "ok" | "warn" | "fail" | "skip";
+  status: "done" | "warning" | "failed" | "skipped";
   summary: string;
   details: string[];
   remedy: string | null;
@@ -25,8 +25,8 @@ interface Check {
 }
 interface Report {
   ok: boolean;
-  required_failed: number;
-  warnings: number;
+  required_failed_count: number;
+  warning_count: number;
   checks: Check[];
 }
 
@@ -97,8 +97,8 @@ describe("a healthy server", () => {
     expect(r.stderr).toBe("");
     expect(r.exitCode).toBe(0);
     expect(report.checks.map((x) => x.id)).toEqual(IDS);
-    for (const id of IDS) expect([id, by[id].status]).toEqual([id, "ok"]);
-    expect(report).toMatchObject({ ok: true, required_failed: 0, warnings: 0 });
+    for (const id of IDS) expect([id, by[id].status]).toEqual([id, "done"]);
+    expect(report).toMatchObject({ ok: true, required_failed_count: 0, warning_count: 0 });
     expect(report.checks.filter((x) => x.required).map((x) => x.id)).toEqual(IDS.slice(0, 6));
 
     // Which settings came from the file and which are defaults.
@@ -193,18 +193,18 @@ describe("failures and their remedies", () => {
     const { r, report, by } = await doctor(conf({ memcached: { location: `127.0.0.1:${port}`, password: mc.password } }));
     expect(r.exitCode).toBe(1);
     expect(report.ok).toBe(false);
-    expect(report.required_failed).toBe(1);
-    expect(by.memcached.status).toBe("fail");
+    expect(report.required_failed_count).toBe(1);
+    expect(by.memcached.status).toBe("failed");
     expect(by.memcached.summary).toContain(`127.0.0.1:${port}`);
     expect(by.memcached.remedy).toContain("systemctl start memcached");
     expect(by.memcached.remedy).toContain(`MEMCACHED_LOCATION in settings.py (now 127.0.0.1:${port})`);
-    expect(by.database.status).toBe("ok");
+    expect(by.database.status).toBe("done");
   });
 
   it("memcached SASL password wrong: the remedy is about memcached_password", async () => {
     const { r, by } = await doctor(conf({ memcached: { location: mc.location, password: "not-the-password" } }));
     expect(r.exitCode).toBe(1);
-    expect(by.memcached.status).toBe("fail");
+    expect(by.memcached.status).toBe("failed");
     expect(by.memcached.summary).toContain("rejected SASL authentication as 'zulip@localhost'");
     expect(by.memcached.remedy).toContain("memcached_password secret must match");
   });
@@ -213,11 +213,11 @@ describe("failures and their remedies", () => {
     const port = await freePort();
     const { r, by } = await doctor(conf(), { env: { PGPORT: String(port) } });
     expect(r.exitCode).toBe(1);
-    expect(by.database.status).toBe("fail");
+    expect(by.database.status).toBe("failed");
     expect(by.database.summary).toContain(`Cannot connect to the Zulip database (database '${db.name}' as user 'zulip' on 127.0.0.1:${port})`);
     expect(by.database.remedy).toContain("Start PostgreSQL (systemctl start postgresql)");
-    expect(by.schema.status).toBe("skip");
-    expect(by.memcached.status).toBe("ok");
+    expect(by.schema.status).toBe("skipped");
+    expect(by.memcached.status).toBe("done");
   });
 
   it("a database without Zulip's tables: connected, but the schema check fails", async () => {
@@ -225,8 +225,8 @@ describe("failures and their remedies", () => {
     try {
       const { r, by } = await doctor(conf({ database: empty }), { database: empty });
       expect(r.exitCode).toBe(1);
-      expect(by.database.status).toBe("ok");
-      expect(by.schema.status).toBe("fail");
+      expect(by.database.status).toBe("done");
+      expect(by.schema.status).toBe("failed");
       expect(by.schema.summary).toBe("The Zulip database does not appear to exist. Have you run initialize-database?");
       expect(by.schema.remedy).toContain(`has no zerver_realm table`);
     } finally {
@@ -239,7 +239,7 @@ describe("failures and their remedies", () => {
     fs.chmodSync(c.secretsPath, 0o644);
     const { r, by } = await doctor(c);
     expect(r.exitCode).toBe(1);
-    expect(by.secrets.status).toBe("fail");
+    expect(by.secrets.status).toBe("failed");
     expect(by.secrets.summary).toBe('mandatory secret "shared_secret" not set');
     expect(by.secrets.details).toContain(`${c.secretsPath} is accessible to every user on this machine (mode 0644)`);
     expect(by.secrets.remedy).toContain("generate_secrets.py --production");
@@ -249,18 +249,18 @@ describe("failures and their remedies", () => {
     fs.chmodSync(ok.secretsPath, 0o604);
     const w = await doctor(ok);
     expect(w.r.exitCode).toBe(0); // a warning only
-    expect(w.by.secrets.status).toBe("warn");
-    expect(w.report.warnings).toBe(1);
+    expect(w.by.secrets.status).toBe("warning");
+    expect(w.report.warning_count).toBe(1);
   });
 
   it("settings: a placeholder EXTERNAL_HOST fails; the services are still checked", async () => {
     const { r, by } = await doctor(conf({ externalHost: "zulip.example.com" }));
     expect(r.exitCode).toBe(1);
-    expect(by.settings.status).toBe("fail");
+    expect(by.settings.status).toBe("failed");
     expect(by.settings.summary).toMatch(/^Error: You must set EXTERNAL_HOST in .*settings\.py\.$/);
     expect(by.settings.remedy).toContain("Set EXTERNAL_HOST in");
-    expect(by.database.status).toBe("ok");
-    expect(by.memcached.status).toBe("ok");
+    expect(by.database.status).toBe("done");
+    expect(by.memcached.status).toBe("done");
   });
 
   it("settings: a syntax error fails and everything that needs the settings is skipped", async () => {
@@ -268,16 +268,16 @@ describe("failures and their remedies", () => {
     fs.appendFileSync(c.settingsPath, "\nEMAIL_PORT = (587\n");
     const { r, by } = await doctor(c);
     expect(r.exitCode).toBe(1);
-    expect(by.settings.status).toBe("fail");
+    expect(by.settings.status).toBe("failed");
     expect(by.settings.summary).toContain("Python syntax error at line");
     expect(by.settings.remedy).toContain("python3 -m py_compile");
-    for (const id of ["database", "schema", "memcached", "redis", "smtp", "push"]) expect(by[id].status).toBe("skip");
+    for (const id of ["database", "schema", "memcached", "redis", "smtp", "push"]) expect(by[id].status).toBe("skipped");
   });
 
   it("settings zulip-manage cannot read safely are a warning, naming them", async () => {
     const { r, by } = await doctor(conf({ extra: 'import os\nNOREPLY_EMAIL_ADDRESS = os.environ["NOREPLY"]\n' }));
     expect(r.exitCode).toBe(0);
-    expect(by.settings.status).toBe("warn");
+    expect(by.settings.status).toBe("warning");
     expect(by.settings.summary).toBe("1 setting cannot be read safely; commands that need them stop with an error");
     expect(by.settings.details.some((d) => d.startsWith("Cannot safely read NOREPLY_EMAIL_ADDRESS from"))).toBe(true);
     expect(by.settings.remedy).toContain("--setting NAME=VALUE");
@@ -286,10 +286,10 @@ describe("failures and their remedies", () => {
   it("missing conf dir: settings fail with where to point zulip-manage", async () => {
     const { r, by } = await doctor("/nonexistent/etc-zulip");
     expect(r.exitCode).toBe(1);
-    expect(by.settings.status).toBe("fail");
+    expect(by.settings.status).toBe("failed");
     expect(by.settings.summary).toBe("/nonexistent/etc-zulip/settings.py not found");
     expect(by.settings.remedy).toContain("--conf-dir DIR or ZULIP_CONF_DIR=DIR");
-    expect(by.database.status).toBe("skip");
+    expect(by.database.status).toBe("skipped");
   });
 
   it("Redis, SMTP and push problems are warnings (exit 0)", async () => {
@@ -302,13 +302,13 @@ describe("failures and their remedies", () => {
     const { r, report, by } = await doctor(c);
     expect(r.exitCode).toBe(0);
     expect(report.ok).toBe(true);
-    expect(report.warnings).toBe(3);
-    expect(by.redis.status).toBe("warn");
+    expect(report.warning_count).toBe(3);
+    expect(by.redis.status).toBe("warning");
     expect(by.redis.remedy).toContain("systemctl start redis-server");
-    expect(by.smtp.status).toBe("warn");
+    expect(by.smtp.status).toBe("warning");
     expect(by.smtp.summary).toContain(`127.0.0.1:${dead}`);
     expect(by.smtp.remedy).toContain("send_test_email");
-    expect(by.push.status).toBe("warn");
+    expect(by.push.status).toBe("warning");
     expect(by.push.summary).toBe("this server is not registered (no zulip_org_id / zulip_org_key secret)");
     expect(by.push.remedy).toContain("zulip-manage register_server");
 
@@ -321,17 +321,17 @@ describe("failures and their remedies", () => {
 
   it("SMTP: wrong password and no EMAIL_HOST", async () => {
     const bad = await doctor(conf({ secrets: { email_password: "wrong" } }));
-    expect(bad.by.smtp.status).toBe("warn");
+    expect(bad.by.smtp.status).toBe("warning");
     expect(bad.by.smtp.summary).toContain("refused the login of 'mailer'");
     expect(bad.by.smtp.remedy).toContain("email_password secret");
     const none = await doctor(conf({ extra: "EMAIL_HOST = None\n" }));
-    expect(none.by.smtp.status).toBe("warn");
+    expect(none.by.smtp.status).toBe("warning");
     expect(none.by.smtp.summary).toContain("not configured (no EMAIL_HOST)");
   });
 
   it("push notifications not enabled: skipped, with how to enable them", async () => {
     const { by } = await doctor(conf({ extra: "ZULIP_SERVICE_PUSH_NOTIFICATIONS = False\n" }));
-    expect(by.push.status).toBe("skip");
+    expect(by.push.status).toBe("skipped");
     expect(by.push.summary).toContain("not enabled");
     expect(by.push.summary).toContain("register_server");
   });
@@ -344,7 +344,7 @@ describe("failures and their remedies", () => {
       const started = Date.now();
       const { by } = await doctor(conf({ extra: `EMAIL_PORT = ${port}\n` }));
       expect(Date.now() - started).toBeLessThan(10_000);
-      expect(by.smtp.status).toBe("warn");
+      expect(by.smtp.status).toBe("warning");
     } finally {
       silent.close();
     }

@@ -327,8 +327,8 @@ describe("export_single_user", () => {
     expect(path.dirname(doc.output_dir)).toBe(fs.realpathSync(tmp));
     expect(path.basename(doc.output_dir)).toMatch(/^zulip-export-/);
     expect(doc.tarball).toBe(`${doc.output_dir}.tar.gz`);
-    expect(doc.user).toMatchObject({ id: w.hamlet, email: "hamlet@zulip.example.net" });
-    expect(doc.messages).toBe(3);
+    expect(doc.user).toMatchObject({ id: w.hamlet, delivery_email: "hamlet@zulip.example.net" });
+    expect(doc.messages_count).toBe(3);
     expect(doc.files).toContain("user.json");
     expect(fs.statSync(doc.tarball).size).toBe(doc.tarball_bytes);
   });

@@ -194,6 +194,11 @@ describe("list_realms", () => {
     const r = await cli(["list_realms", "--json"]);
     expect(r.exitCode).toBe(0);
     expect(JSON.parse(r.stdout)).toEqual({
+      ok: true,
+      exit_code: 0,
+      error: null,
+      error_code: null,
+      schema_version: 1,
       realms: [
         { id: 1, string_id: "zulipinternal", name: "System bot realm", url: "https://zulipinternal.zulip.example.net", deactivated: false },
         { id: 2, string_id: "", name: "testing", url: "https://zulip.example.net", deactivated: false },
@@ -220,8 +225,15 @@ describe("show_admins", () => {
       expect(bots.stdout).not.toContain("[owner]");
       const json = JSON.parse((await runCli(["show_admins", "-r", "2", "--json"], { db: d, confDir: conf })).stdout);
       expect(json).toEqual({
-        realm: { id: 2, string_id: "" },
-        administrators: [{ id: expect.any(Number), email: "test@test.com", full_name: "tester", role: "owner", is_bot: false, owner: true }],
+        ok: true,
+        exit_code: 0,
+        error: null,
+        error_code: null,
+        schema_version: 1,
+        realm: { id: 2, string_id: "", name: "testing", url: "https://zulip.example.net" },
+        administrators: [
+          { id: expect.any(Number), email: "test@test.com", delivery_email: "test@test.com", full_name: "tester", realm_id: 2, role: "owner", role_id: 100, is_bot: false },
+        ],
       });
     } finally {
       await d.drop();
@@ -236,7 +248,13 @@ describe("show_admins", () => {
     expect(missing.exitCode).toBe(1);
     expect(missing.stderr).toBe("There is no realm with id 'nosuch'. Aborting.");
     const json = await cli(["show_admins", "-r", "nosuch", "--json"]);
-    expect(JSON.parse(json.stdout)).toEqual({ ok: false, error: "There is no realm with id 'nosuch'. Aborting.", exit_code: 1 });
+    expect(JSON.parse(json.stdout)).toEqual({
+      ok: false,
+      exit_code: 1,
+      error: "There is no realm with id 'nosuch'. Aborting.",
+      error_code: "realm_not_found",
+      schema_version: 1,
+    });
   });
 });
 
@@ -565,6 +583,9 @@ describe("manage.log and running as root", () => {
       expect(denied.exitCode).toBe(3);
       expect(denied.stderr).toContain(`Cannot read the Zulip secrets file ${c.secretsPath} (owner root:root, mode 0600) as user 'nobody' (uid 65534): permission denied.`);
       expect(denied.stderr).toContain("su zulip -c");
+      const deniedJson = await runCli(["list_realms", "--json"], { db, confDir: c, env: { ZULIP_MANAGE_ALLOW_ROOT: undefined } });
+      expect(deniedJson.exitCode).toBe(3);
+      expect(JSON.parse(deniedJson.stdout)).toMatchObject({ ok: false, exit_code: 3, error_code: "config_unreadable" });
       // --allow-root skips the switch.
       const asRoot = await runCli(["list_realms", "--json", "--allow-root"], { db, confDir: c, env: { ZULIP_MANAGE_ALLOW_ROOT: undefined } });
       expect(asRoot.exitCode).toBe(0);
@@ -584,6 +605,10 @@ describe("manage.log and running as root", () => {
         expect(r.stderr).toContain("su zulip -c 'zulip-manage show_admins -r '\\'''\\'''");
         expect(r.stderr).toContain("docker exec -u zulip <container> zulip-manage show_admins -r ''");
         expect(r.stderr).toContain("--allow-root");
+        // With --json, the error document too.
+        const j = await runCli(["show_admins", "-r", "", "--json"], { db, confDir: c, env: { ZULIP_MANAGE_ALLOW_ROOT: undefined } });
+        expect(j.exitCode).toBe(1);
+        expect(JSON.parse(j.stdout)).toEqual({ ok: false, exit_code: 1, error: expect.stringContaining("--allow-root"), error_code: "root_refused", schema_version: 1 });
         // Shell completion is a helper, not an administrative action: it runs as root anyway
         // and is not logged to manage.log.
         const comp = await runCli(["completion", "bash"], { confDir: c, env: { ZULIP_MANAGE_ALLOW_ROOT: undefined } });

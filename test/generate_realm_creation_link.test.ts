@@ -164,7 +164,7 @@ describe("generate_realm_creation_link", () => {
     const r = await run(d, conf(["CAN_CREATE_REALM_LINK_VALIDITY_DAYS = 2"]), ["--json"]);
     expect(r.exitCode).toBe(0);
     const doc = JSON.parse(r.stdout);
-    expect(Object.keys(doc).sort()).toEqual(["expires_at", "key", "url"]);
+    expect(Object.keys(doc).sort()).toEqual(["dry_run", "error", "error_code", "exit_code", "expires_at", "key", "ok", "schema_version", "url"]);
     expect(doc.key).toMatch(KEY);
     expect(doc.url).toBe(`https://${HOST}/new/${doc.key}`);
     const row = await statusLink(d, doc.key);

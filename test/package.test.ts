@@ -18,7 +18,7 @@ import { makeTempDir } from "./helpers/services.js";
 import { runHelpCall, runSmokeCall, smokeCalls, startSmokeServer, type SmokeServer } from "./helpers/smoke.js";
 
 const pkg = JSON.parse(fs.readFileSync(path.join(REPO_ROOT, "package.json"), "utf8"));
-const VENDOR_CHUNKS = ["cli-table3", "hash-wasm", "inquirer-prompts", "nodemailer", "zxcvbn"];
+const VENDOR_CHUNKS = ["amqplib", "cli-table3", "hash-wasm", "inquirer-prompts", "nodemailer", "zxcvbn"];
 
 let tmp: string;
 let tarball: string;
@@ -53,7 +53,7 @@ afterAll(async () => {
 });
 
 describe("npm pack", () => {
-  it("holds the bundle, the bin script, the README and package.json, and nothing else", () => {
+  it("holds the bundle, the JSON Schemas, the bin script, the README and package.json, and nothing else", () => {
     const files = execFileSync("tar", ["-tzf", tarball], { encoding: "utf8" }).trim().split("\n").sort();
     expect(files).toEqual(
       [
@@ -66,6 +66,7 @@ describe("npm pack", () => {
         "package/dist/bundle/cli.cjs.cache",
         "package/dist/bundle/load.cjs",
         ...VENDOR_CHUNKS.map((c) => `package/dist/bundle/vendor/${c}.cjs`),
+        ...fs.readdirSync(path.join(REPO_ROOT, "dist", "json-schema")).map((f) => `package/dist/json-schema/${f}`),
       ].sort(),
     );
   });
@@ -119,6 +120,10 @@ describe("npm install -g of the tarball, offline, into an empty prefix", () => {
     const list = await execa(installed, ["list_realms"], { env, extendEnv: false, reject: false });
     expect(list.exitCode, list.stderr).toBe(0);
     expect(list.stdout).toMatch(/Research Lab/);
+    // The JSON Schemas ship with it (help <command> --json-schema reads them from the package).
+    const schema = await execa(installed, ["help", "show_admins", "--json-schema"], { env, extendEnv: false, reject: false });
+    expect(schema.exitCode, schema.stderr).toBe(0);
+    expect(JSON.parse(schema.stdout)).toMatchObject({ $schema: expect.stringContaining("json-schema.org") });
   });
 
   it("every command: --help and one call against a seeded database, with this machine's Node", async () => {

@@ -569,8 +569,9 @@ describe("send_password_reset_email", () => {
     );
     expect(many.durationMs).toBeLessThan(20_000);
     const json = JSON.parse((await run(["--entire-server", "--json"], badConf)).stdout);
-    expect(json.sent).toBe(0);
-    expect(json.recipients.every((e: any) => e.status === "not_sent" && e.error.includes("ECONNREFUSED"))).toBe(true);
+    expect(json.sent_count).toBe(0);
+    expect(json).toMatchObject({ ok: false, exit_code: 1, error_code: "email_failed" });
+    expect(json.results.every((e: any) => e.status === "not_attempted" && !e.ok && e.error.includes("ECONNREFUSED"))).toBe(true);
   });
 
   it("exits 3 pointing at Zulip's email docs when EMAIL_HOST is not set", async () => {
@@ -605,21 +606,26 @@ describe("send_password_reset_email", () => {
     }
     expect(r.exitCode).toBe(1);
     const doc = JSON.parse(r.stdout);
-    const byEmail = new Map<string, any>(doc.recipients.map((e: any) => [e.email, e]));
-    expect(byEmail.get("alice@example.org")).toMatchObject({ user_id: seeded.alice, realm: "", status: "sent", variant: "reset_link" });
+    const byEmail = new Map<string, any>(doc.results.map((e: any) => [e.user.delivery_email, e]));
+    expect(byEmail.get("alice@example.org")).toMatchObject({ user: { id: seeded.alice }, realm: { string_id: "" }, ok: true, status: "done", variant: "reset_link" });
     expect(byEmail.get("carol@example.org")).toMatchObject({ status: "failed" });
     expect(byEmail.get("carol@example.org").error).toContain("550");
-    expect(doc.failed).toBe(1);
-    expect(doc.sent).toBe(doc.recipients.length - 1);
+    expect(doc.failed_count).toBe(1);
+    expect(doc.sent_count).toBe(doc.results.length - 1);
     expect(r.stdout).not.toMatch(/accounts\/password\/reset|[0-9a-z]{6}-[0-9a-f]{32}/);
 
     const dry = JSON.parse((await run(["-u", "bob@example.org", "-r", "", "--json", "--dry-run"])).stdout);
-    expect(dry).toEqual({
-      dry_run: true,
-      sent: 0,
-      failed: 0,
-      recipients: [{ user_id: seeded.bob, email: "bob@example.org", full_name: "Bob", realm: "", variant: "deactivated", status: "would_send" }],
-    });
+    expect(dry).toMatchObject({ ok: true, exit_code: 0, dry_run: true, sent_count: 0, failed_count: 0 });
+    expect(dry.results).toEqual([
+      {
+        user: { id: seeded.bob, email: expect.any(String), delivery_email: "bob@example.org", full_name: "Bob", realm_id: seeded.realmId, role: "member", role_id: 400 },
+        realm: { id: seeded.realmId, string_id: "", name: seeded.realmName, url: `https://${HOST}` },
+        variant: "deactivated",
+        ok: true,
+        status: "would_do",
+        error: null,
+      },
+    ]);
   });
 
   it("logs in with EMAIL_HOST_USER and the email_password secret", async () => {

@@ -47,9 +47,19 @@ describe("reset_authentication_attempt_count", () => {
   it("--json reports the keys and how many existed", async () => {
     const r = await runCli(["reset_authentication_attempt_count", "--username", "Iago@zulip.com", "--json"], { confDir: conf });
     expect(r.exitCode).toBe(0);
-    expect(JSON.parse(r.stdout)).toEqual({ ok: true, username: "Iago@zulip.com", redis: `127.0.0.1:${redis.port}`, keys: keysOf("Iago@zulip.com"), deleted: 3 });
+    expect(JSON.parse(r.stdout)).toEqual({
+      ok: true,
+      exit_code: 0,
+      error: null,
+      error_code: null,
+      schema_version: 1,
+      username: "Iago@zulip.com",
+      redis_server: `127.0.0.1:${redis.port}`,
+      keys: keysOf("Iago@zulip.com"),
+      keys_deleted_count: 3,
+    });
     const again = await runCli(["reset_authentication_attempt_count", "--username", "Iago@zulip.com", "--json"], { confDir: conf });
-    expect(JSON.parse(again.stdout).deleted).toBe(0);
+    expect(JSON.parse(again.stdout).keys_deleted_count).toBe(0);
   });
 
   it("without -u: the help on stdout, then manage.py's error", async () => {

@@ -261,9 +261,10 @@ describe("Zulip 12", () => {
     const r = await runCli(["send_custom_email", "-r", "zulip", "-a", "--path", file, "--json"], { confDir: c, db });
     expect(r.exitCode).toBe(0);
     const doc = JSON.parse(r.stdout);
-    expect(doc).toMatchObject({ dry_run: false, audit_log: true, excluded_already_received: 2, sent: 5, failed: 0, subject: "News for {{ realm_name }}" });
-    expect(doc.recipients.map((x: { user_id: number }) => x.user_id)).toEqual([p.hamlet, p.othello, p.cordelia, p.polonius, p.dummy]);
-    expect(doc.recipients.every((x: { status: string }) => x.status === "sent")).toBe(true);
+    expect(doc).toMatchObject({ dry_run: false, records_audit_log: true, excluded_already_received_count: 2, sent_count: 5, failed_count: 0, subject: "News for {{ realm_name }}" });
+    expect(doc.audit_log_ids).toHaveLength(5);
+    expect(doc.results.map((x: { user: { id: number } }) => x.user.id)).toEqual([p.hamlet, p.othello, p.cordelia, p.polonius, p.dummy]);
+    expect(doc.results.every((x: { status: string }) => x.status === "done")).toBe(true);
     expect(diff(before, await counts(db))).toEqual({ zerver_realmauditlog: 5 });
     const one = await runCli(["send_custom_email", "-u", "iago@zulip.com", "-r", "zulip", "--path", file], { confDir: c, db });
     expect(one.exitCode).toBe(0);
@@ -339,7 +340,7 @@ describe("Zulip 12", () => {
 
     // Again: any account with an address that got it counts, so nobody is left.
     const again = await runCli(["send_custom_email", "--marketing", "--path", file, "--json"], { confDir: c, db });
-    expect(JSON.parse(again.stdout)).toMatchObject({ excluded_already_received: 5, sent: 0, recipients: [] });
+    expect(JSON.parse(again.stdout)).toMatchObject({ excluded_already_received_count: 5, sent_count: 0, results: [] });
   });
 
   it("--all-sponsored-org-admins: admins and owners of sponsored organizations", async () => {
@@ -485,7 +486,7 @@ describe("Zulip 11", () => {
         const mark = smtp.messages.length;
         const r = await runCli(["send_custom_email", "-r", "", "-a", "--path", file, "--json"], { confDir: c, db });
         expect(r.exitCode).toBe(0);
-        expect(JSON.parse(r.stdout)).toMatchObject({ audit_log: false, excluded_already_received: 0, sent: 3 });
+        expect(JSON.parse(r.stdout)).toMatchObject({ records_audit_log: false, excluded_already_received_count: 0, sent_count: 3, audit_log_ids: [] });
         expect([...received(mark).keys()].sort()).toEqual([...expected].sort());
         expect(diff(before, await counts(db))).toEqual({});
       }

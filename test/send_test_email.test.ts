@@ -116,11 +116,11 @@ describe("send_test_email", () => {
     expect(r.exitCode).toBe(0);
     const doc = JSON.parse(r.stdout);
     expect(doc.ok).toBe(true);
-    expect(doc.sent.map((s: any) => [s.subject, s.to])).toEqual([
+    expect(doc.results.map((s: any) => [s.subject, s.to])).toEqual([
       ["Zulip email test", ["x@example.org"]],
       ["Zulip noreply email test", ["x@example.org"]],
     ]);
-    expect(doc.sent[0].from).toBe("admin@example.com");
+    expect(doc.results[0].from).toBe("admin@example.com");
   });
 
   it("exits 3 pointing at the docs when outgoing email is not configured", async () => {

@@ -7,8 +7,8 @@
 // file/directory names for path options, and realm string ids after -r/--realm. For the realm
 // ids the script runs `zulip-manage completion --realms` (hidden): one query on zerver_realm,
 // printing the non-empty string ids one per line (the root-domain realm's id is the empty
-// string, which cannot be completed). With --realms and --json it prints
-// {"realms": ["zulip", "lear", ...]}.
+// string, which cannot be completed). With --realms and --json it prints the realm objects
+// ({"realms": [{"id", "string_id", "name", "url"}, ...]}, after the envelope).
 import { Argument, Option } from "commander";
 import { version } from "../cli.js";
 import { buildCommand } from "../lib/runner.js";
@@ -16,6 +16,8 @@ import { COMMANDS } from "./index.js";
 import { defineCommand } from "../lib/command.js";
 import { bashScript, type CompletionCommand, describeCommand, zshScript } from "../lib/completion.js";
 import { UsageError } from "../lib/errors.js";
+import { realmJson } from "../lib/json-objects.js";
+import type { CompletionRealmsBody, CompletionScriptBody } from "../schemas/completion.js";
 
 export const SHELLS = ["bash", "zsh"] as const;
 
@@ -49,17 +51,19 @@ export default defineCommand({
     if (opts.realms) {
       if (args[0] !== undefined) throw new UsageError("argument --realms: not allowed with argument <shell>");
       const db = await ctx.db();
-      const { rows } = await db.query("SELECT string_id FROM zerver_realm WHERE string_id <> '' ORDER BY string_id");
+      const { rows } = await db.query("SELECT id, string_id, name FROM zerver_realm WHERE string_id <> '' ORDER BY string_id");
       const ids = rows.map((r: { string_id: string }) => r.string_id);
-      if (out.json) out.jsonResult({ realms: ids });
-      else if (ids.length) out.write(ids.join("\n") + "\n");
+      if (out.json) {
+        const settings = ctx.config().settings;
+        out.jsonBody<CompletionRealmsBody>({ realms: rows.map((r) => realmJson(settings, r)) });
+      } else if (ids.length) out.write(ids.join("\n") + "\n");
       return;
     }
     const shell = args[0];
     if (shell === undefined) throw new UsageError("the following arguments are required: <shell> (bash or zsh)");
     const spec = { program: "zulip-manage", version: version(), commands: await completionCommands() };
     const script = shell === "zsh" ? zshScript(spec) : bashScript(spec);
-    if (out.json) out.jsonResult({ shell, script });
+    if (out.json) out.jsonBody<CompletionScriptBody>({ shell: shell === "zsh" ? "zsh" : "bash", script });
     else out.write(script);
   },
 });

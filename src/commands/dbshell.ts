@@ -11,12 +11,13 @@
 //   zulip-manage dbshell -- -c 'SELECT count(*) FROM zerver_userprofile'
 //
 // The exit status is psql's. psql missing from PATH: exit 3 with how to install it.
-// --json prints {"command": ["psql", ...], "env": {"PGHOST": ..., "PGPASSWORD": "(secret, not shown)"}}
+// --json prints {…envelope, "command": ["psql", ...], "connection": …, "env": {"PGHOST": ..., "PGPASSWORD": "(secret, not shown)"}}
 // instead of starting psql (for checking what would be run).
 import { spawn } from "node:child_process";
 import { defineCommand } from "../lib/command.js";
 import { type ConnectionPlan, CONNECT_TIMEOUT_MS, planConnection } from "../lib/db.js";
 import { EnvironmentError } from "../lib/errors.js";
+import type { DbshellBody } from "../schemas/dbshell.js";
 
 export const PSQL_INSTALL_HINT =
   "psql (the PostgreSQL command-line client) is not installed or not on PATH.\n" +
@@ -59,7 +60,7 @@ export default defineCommand({
     const plan = planConnection(config, ctx.env);
     const env = psqlEnvironment(plan);
     if (ctx.out.json) {
-      ctx.out.jsonResult({
+      ctx.out.jsonBody<DbshellBody>({
         command: ["psql", ...extra],
         connection: plan.describe,
         env: { ...env, ...(env.PGPASSWORD !== undefined ? { PGPASSWORD: "(secret, not shown)" } : {}) },
@@ -89,12 +90,12 @@ export function runPsql(args: string[], env: Record<string, string>, psql = "psq
       child = spawn(psql, args, { stdio: "inherit", env: { ...process.env, ...env } });
     } catch (e: any) {
       done();
-      reject(e?.code === "ENOENT" ? new EnvironmentError(PSQL_INSTALL_HINT) : new EnvironmentError(`Could not run psql: ${e?.message ?? e}`));
+      reject(e?.code === "ENOENT" ? new EnvironmentError(PSQL_INSTALL_HINT, "psql_missing") : new EnvironmentError(`Could not run psql: ${e?.message ?? e}`));
       return;
     }
     child.once("error", (e: NodeJS.ErrnoException) => {
       done();
-      reject(e.code === "ENOENT" ? new EnvironmentError(PSQL_INSTALL_HINT) : new EnvironmentError(`Could not run psql: ${e.message}`));
+      reject(e.code === "ENOENT" ? new EnvironmentError(PSQL_INSTALL_HINT, "psql_missing") : new EnvironmentError(`Could not run psql: ${e.message}`));
     });
     child.once("close", (code, signal) => {
       done();

@@ -6,23 +6,15 @@
 // of them fails. Warnings only: redis, smtp, push (they matter to some commands). Exit 0
 // otherwise, even with warnings. See src/lib/doctor.ts for what each check looks at.
 //
-// --json prints one document:
-//   {
-//     "ok": true,                 // no required check failed
-//     "required_failed": 0,
-//     "warnings": 1,
-//     "checks": [{
-//       "id": "database", "title": "Database connection", "required": true,
-//       "status": "ok",           // ok | warn | fail | skip
-//       "summary": "connected: database 'zulip' as user 'zulip' on /var/run/postgresql",
-//       "details": ["PostgreSQL 15.8, connected as zulip, search_path {zulip,public}"],
-//       "remedy": null,           // what to do, for warn/fail
-//       "ms": 12
-//     }, ...]
-//   }
+// --json: src/schemas/doctor.ts; a check's status is the shared vocabulary's done (ok), warning,
+// failed or skipped, with the summary in `error` when it is not done.
 import { defineCommand } from "../lib/command.js";
 import { parseSettingOverrides } from "../lib/config.js";
 import { type CheckResult, type DoctorReport, runDoctor } from "../lib/doctor.js";
+import { outcome, type StatusJson } from "../lib/json-contract.js";
+import type { DoctorBody } from "../schemas/doctor.js";
+
+const CONTRACT_STATUS: Record<CheckResult["status"], StatusJson> = { ok: "done", warn: "warning", fail: "failed", skip: "skipped" };
 
 const STATUS_TEXT: Record<CheckResult["status"], string> = { ok: "ok", warn: "WARN", fail: "FAIL", skip: "skip" };
 
@@ -56,12 +48,24 @@ export default defineCommand({
       timeoutMs,
     });
     if (out.json) {
-      out.jsonResult({
-        ok: report.ok,
-        required_failed: report.requiredFailed,
-        warnings: report.warnings,
-        checks: report.checks,
-      });
+      const n = report.requiredFailed;
+      out.jsonBody<DoctorBody>(
+        {
+          required_failed_count: n,
+          warning_count: report.warnings,
+          checks: report.checks.map((c) => ({
+            id: c.id,
+            title: c.title,
+            required: c.required,
+            ...outcome(CONTRACT_STATUS[c.status], c.status === "ok" ? null : c.summary),
+            summary: c.summary,
+            details: c.details,
+            remedy: c.remedy,
+            duration_ms: c.ms,
+          })),
+        },
+        { error: `${n} required check${n === 1 ? "" : "s"} failed.`, error_code: "checks_failed" },
+      );
     } else {
       out.write(await renderReport(report, { color: out.color, width: process.stdout.columns || 100, style: out.style }));
     }

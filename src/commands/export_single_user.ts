@@ -11,20 +11,7 @@
 // with FileExistsError), files missing from LOCAL_UPLOADS_DIR are reported as warnings instead
 // of aborting, and S3 storage is not read (warning).
 //
-// --json prints one document:
-//   {
-//     "ok": true,
-//     "user": {"id": 10, "email": "iago@zulip.com", "full_name": "Iago", "realm": {"id": 2, "string_id": "zulip"}},
-//     "output_dir": "/tmp/zulip-export-abc123",
-//     "tarball": "/tmp/zulip-export-abc123.tar.gz",
-//     "tarball_bytes": 12345,
-//     "files": ["user.json", "messages-000001.json", "uploads/records.json", ...],   // relative to output_dir
-//     "tables": {"zerver_userprofile": 1, "zerver_subscription": 5, ...},         // rows in user.json
-//     "messages": 1234, "message_files": 2,
-//     "uploads": 3, "avatars": 1, "emoji": 0,
-//     "warnings": [],
-//     "seconds": 1.23
-//   }
+// --json: src/schemas/export_single_user.ts (README: --json output).
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -32,7 +19,10 @@ import { defineCommand } from "../lib/command.js";
 import { CommandError, UsageError } from "../lib/errors.js";
 import { mkdirPrivate } from "../lib/files.js";
 import { exportSingleUser, writeTarGz } from "../lib/export.js";
-import { addRealmOption, getRealm, getUser, type Realm, realmRef } from "../lib/lookup.js";
+import { msSince } from "../lib/json-contract.js";
+import { realmJson, userJson } from "../lib/json-objects.js";
+import { addRealmOption, getRealm, getUser, type Realm } from "../lib/lookup.js";
+import type { ExportSingleUserBody } from "../schemas/export_single_user.js";
 
 /** os.path.realpath(os.path.expanduser(p)): absolute, symlinks of the existing part resolved. */
 export function resolveOutputDir(p: string): string {
@@ -113,21 +103,23 @@ export default defineCommand({
     out.line(`Tarball written to ${tarballPath}`);
 
     if (out.json) {
-      out.jsonResult({
-        ok: true,
-        user: { id: user.id, email: user.delivery_email, full_name: user.full_name, realm: await realmRef(db, user.realm_id) },
+      const { rows } = await db.query("SELECT id, string_id, name FROM zerver_realm WHERE id = $1", [user.realm_id]);
+      out.jsonBody<ExportSingleUserBody>({
+        dry_run: false,
+        user: userJson(user),
+        realm: realmJson(settings, rows[0]),
         output_dir: outputDir,
         tarball: tarballPath,
         tarball_bytes: fs.statSync(tarballPath).size,
         files: result.files,
         tables: result.tables,
-        messages: result.messages,
-        message_files: result.messageFiles,
-        uploads: result.uploads,
-        avatars: result.avatars,
-        emoji: result.emoji,
+        messages_count: result.messages,
+        message_files_count: result.messageFiles,
+        uploads_count: result.uploads,
+        avatars_count: result.avatars,
+        emoji_count: result.emoji,
         warnings: result.warnings,
-        seconds: Number(process.hrtime.bigint() - started) / 1e9,
+        duration_ms: msSince(started),
       });
     }
     return 0;

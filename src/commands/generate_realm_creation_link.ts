@@ -1,5 +1,7 @@
 import { defineCommand } from "../lib/command.js";
 import { createRealmCreationLink } from "../lib/confirmation.js";
+import { utcTimestamp } from "../lib/json-contract.js";
+import type { GenerateRealmCreationLinkBody } from "../schemas/generate_realm_creation_link.js";
 
 // Django's SUCCESS style and the raw codes Zulip's command embeds in its text.
 const SUCCESS = "\x1b[32;1m";
@@ -23,7 +25,7 @@ export default defineCommand({
     const link = await db.tx(() => createRealmCreationLink(db, { rootDomainUri, validityDays }));
     const out = ctx.out;
     if (out.json) {
-      out.jsonResult({ url: link.url, key: link.key, expires_at: link.expiresAt.toISOString() });
+      out.jsonBody<GenerateRealmCreationLinkBody>({ dry_run: false, url: link.url, key: link.key, expires_at: utcTimestamp(link.expiresAt) });
       return;
     }
     if (out.color) {

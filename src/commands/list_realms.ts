@@ -1,8 +1,11 @@
 import { authenticationMethodsDict } from "../lib/auth-backends.js";
 import { defineCommand } from "../lib/command.js";
 import { padPy } from "../lib/output.js";
-import { pyDatetimeFromPg, pyRepr, pyStrFromPg } from "../lib/pyformat.js";
+import { pyRepr, pyStrFromPg } from "../lib/pyformat.js";
+import { utcTimestampFromPg } from "../lib/json-contract.js";
+import { realmJson } from "../lib/json-objects.js";
 import { realmUrl } from "../lib/settings.js";
+import type { ListedRealmAll, ListRealmsAllBody, ListRealmsBody } from "../schemas/list_realms.js";
 
 const outer = (id: string, sid: string, name: string, url: string) =>
   `${padPy(id, 5)} ${padPy(sid, 20)} ${padPy(name, 30)} ${padPy(url, 50)}`;
@@ -31,7 +34,7 @@ export default defineCommand({
       const { rows } = await db.query("SELECT id, string_id, name, deactivated FROM zerver_realm ORDER BY id");
       const realms = rows.map((r) => ({ ...r, url: realmUrl(settings, r.string_id) }));
       if (out.json) {
-        out.jsonResult({ realms: realms.map(({ id, string_id, name, url, deactivated }) => ({ id, string_id, name, url, deactivated })) });
+        out.jsonBody<ListRealmsBody>({ realms: rows.map((r) => ({ ...realmJson(settings, r), deactivated: Boolean(r.deactivated) })) });
         return;
       }
       out.line(outer("id", "string_id", "name", "domain"));
@@ -63,7 +66,7 @@ export default defineCommand({
       byRealm.get(id)!.add(m.name);
     }
     const backends = settings.get("AUTHENTICATION_BACKENDS") as string[];
-    const jsonRealms: unknown[] = [];
+    const jsonRealms: ListedRealmAll[] = [];
     let deactivated = false;
     for (const row of res.rows as Record<string, string | null>[]) {
       const id = Number(row.id);
@@ -78,7 +81,8 @@ export default defineCommand({
       }
       printed.set("authentication_methods", pyRepr(auth));
       if (out.json) {
-        jsonRealms.push({ ...values, url: realmUrl(settings, row.string_id ?? ""), authentication_methods: auth });
+        // The columns are the database's (read at run time); id, string_id, name and deactivated are among them.
+        jsonRealms.push({ ...values, url: realmUrl(settings, row.string_id ?? ""), authentication_methods: auth } as ListedRealmAll);
         continue;
       }
       const emit = (line: string) => out.line(isDeactivated ? out.style.error(line) : line);
@@ -89,7 +93,7 @@ export default defineCommand({
       if (isDeactivated) deactivated = true;
     }
     if (out.json) {
-      out.jsonResult({ realms: jsonRealms });
+      out.jsonBody<ListRealmsAllBody>({ realms: jsonRealms });
       return;
     }
     if (deactivated) out.line(out.style.warning("\nRed is used to highlight deactivated realms."));
@@ -117,7 +121,7 @@ function jsonValue(text: string | null, oid: number): unknown {
     case 3802:
       return JSON.parse(text);
     case 1184:
-      return pyDatetimeFromPg(text).replace(" ", "T");
+      return utcTimestampFromPg(text);
     default:
       return text;
   }

@@ -11,18 +11,12 @@
 // "Please enter a username". A Redis server that cannot be reached is an environment error
 // (exit 3).
 //
-// --json prints one document:
-//   {
-//     "ok": true,
-//     "username": "iago@zulip.com",
-//     "redis": "127.0.0.1:6379",
-//     "keys": ["ratelimit:RateLimitedAuthenticationByUsername:iago@zulip.com:list", "...:zset", "...:block"],
-//     "deleted": 2                  // how many of those keys existed
-//   }
+// --json: src/schemas/reset_authentication_attempt_count.ts (README: --json output).
 import { defineCommand } from "../lib/command.js";
 import { CommandError, EnvironmentError } from "../lib/errors.js";
 import { clearAuthenticationAttempts } from "../lib/rate-limit.js";
 import { connectZulipRedis, RedisError, zulipRedisOptions } from "../lib/redis.js";
+import type { ResetAuthenticationAttemptCountBody } from "../schemas/reset_authentication_attempt_count.js";
 
 const command = defineCommand({
   name: "reset_authentication_attempt_count",
@@ -41,7 +35,7 @@ const command = defineCommand({
         const { buildCommand } = await import("../lib/runner.js");
         process.stdout.write(buildCommand(command).helpInformation());
       }
-      throw new CommandError("Please enter a username");
+      throw new CommandError("Please enter a username", "invalid_arguments");
     }
     const config = ctx.config();
     const options = zulipRedisOptions(config.settings, (n) => config.secret(n));
@@ -51,10 +45,15 @@ const command = defineCommand({
       try {
         cleared = await clearAuthenticationAttempts(redis, username);
       } catch (e) {
-        if (e instanceof RedisError) throw new EnvironmentError(`Could not reset the authentication attempts: ${e.message}`);
+        if (e instanceof RedisError) throw new EnvironmentError(`Could not reset the authentication attempts: ${e.message}`, "redis_unreachable");
         throw e;
       }
-      ctx.out.jsonResult({ ok: true, username, redis: `${options.host}:${options.port}`, keys: cleared.keys, deleted: cleared.deleted });
+      ctx.out.jsonBody<ResetAuthenticationAttemptCountBody>({
+        username,
+        redis_server: `${options.host}:${options.port}`,
+        keys: cleared.keys,
+        keys_deleted_count: cleared.deleted,
+      });
     } finally {
       redis.close();
     }

@@ -38,19 +38,8 @@
 //    with spaces).
 //  - --dry-run prints the first email's Subject/From/To headers and its plain-text part.
 //
-// --json prints one document:
-//   {
-//     "dry_run": false,
-//     "email_id": "3f2a…",                  // 32 hex digits
-//     "subject": "Big news",                // before per-user interpolation
-//     "from_name": "Zulip Team", "from_address": "support@example.com", "reply_to": null,
-//     "audit_log": true,                     // 810 rows written / exclusion applied (Zulip 12+)
-//     "excluded_already_received": 0,
-//     "sent": 2, "failed": 0,
-//     "recipients": [{"user_id": 10, "email": "iago@zulip.com", "realm": "zulip",
-//                     "status": "sent"}]     // sent | failed | not_sent | would_send
-//                                            //  (+ "error" for failures)
-//   }
+// --json: src/schemas/send_custom_email.ts (README: --json output). `subject` is before per-user
+// interpolation; a result's status is done, failed, not_attempted or would_do.
 import { Option } from "commander";
 import { AuditLogEventType, insertAuditLog } from "../lib/audit.js";
 import { defineCommand } from "../lib/command.js";
@@ -77,6 +66,9 @@ import { realmHost, realmUrl, type ZulipSettings } from "../lib/settings.js";
 import { emailBaseDefault, escapeHtml } from "../lib/templates/html.js";
 import { seriesAtLeast } from "../lib/zulip-versions.js";
 import { crypto } from "../lib/builtins.js";
+import { outcome, type StatusJson } from "../lib/json-contract.js";
+import { realmJson, userJson } from "../lib/json-objects.js";
+import type { CustomEmailResult, SendCustomEmailBody } from "../schemas/send_custom_email.js";
 
 const ROLE_OWNER = 100;
 const ROLE_ADMINISTRATOR = 200;
@@ -541,6 +533,7 @@ export function renderMarkdown(markdown: string): string {
 
 interface RecipientRow {
   id: number;
+  email: string;
   delivery_email: string;
   full_name: string;
   realm_id: number;
@@ -612,7 +605,7 @@ async function loadRecipients(db: Db, sel: Selection, opts: Record<string, any>,
   const conds = [`(${sel.where})`];
   if (opts.adminsOnly) conds.push(`u.role IN (${ROLE_ADMINISTRATOR}, ${ROLE_OWNER})`);
   if (tosRequired) conds.push(`u.tos_version IS NOT NULL AND u.tos_version <> '${TOS_VERSION_BEFORE_FIRST_LOGIN}'`);
-  const cols = `u.id, u.delivery_email, u.full_name, u.realm_id, u.role, r.string_id, r.name AS realm_name`;
+  const cols = `u.id, u.email, u.delivery_email, u.full_name, u.realm_id, u.role, r.string_id, r.name AS realm_name`;
   const sql = sel.distinctEmail
     ? `SELECT DISTINCT ON (lower(u.delivery_email)) ${cols} FROM zerver_userprofile u JOIN zerver_realm r ON r.id = u.realm_id
         WHERE ${conds.join(" AND ")} ORDER BY lower(u.delivery_email), u.id`
@@ -788,6 +781,8 @@ class AuditWriter {
   private pending: Recipient[] = [];
   private chain: Promise<void> = Promise.resolve();
   written = 0;
+  /** The ids of the rows written. */
+  readonly ids: number[] = [];
   error: Error | null = null;
 
   constructor(
@@ -811,7 +806,7 @@ class AuditWriter {
       try {
         const now = new Date();
         const extraData = { email_id: this.emailId, email_subject: this.subject };
-        await this.db.tx((q) =>
+        const ids = await this.db.tx((q) =>
           insertAuditLog(
             q,
             rows.map((r) => ({
@@ -825,6 +820,7 @@ class AuditWriter {
           ),
         );
         this.written += rows.length;
+        this.ids.push(...ids);
       } catch (e) {
         this.error = e as Error;
       }
@@ -901,6 +897,7 @@ export default defineCommand({
         e?.code === "ENOENT"
           ? `[Errno 2] No such file or directory: '${opts.markdownTemplatePath}'`
           : `Cannot read ${opts.markdownTemplatePath}: ${e?.message ?? e}`,
+        "file_unreadable",
       );
     }
     const file = parseEmailTemplate(raw);
@@ -938,28 +935,36 @@ export default defineCommand({
       realmHost: realmHost(settings, row.string_id),
     }));
     const extraFor = (r: Recipient) => sel.extraContext?.get(r.row.id);
-    const entry = (r: Recipient, status: string, error?: string) => ({
-      user_id: r.row.id,
-      email: r.row.delivery_email,
-      realm: r.row.string_id,
-      status,
-      ...(error !== undefined ? { error } : {}),
+    const entry = (r: Recipient, status: StatusJson, error?: string): CustomEmailResult => ({
+      user: userJson(r.row),
+      realm: realmJson(settings, { id: r.row.realm_id, string_id: r.row.string_id, name: r.row.realm_name }),
+      ...outcome(status, error ?? null),
     });
+    // The delivery's statuses in the shared vocabulary.
+    const delivered = (status: string): StatusJson => (status === "sent" ? "done" : status === "failed" ? "failed" : "not_attempted");
+    const emailFailure = (n: number) => ({ error: `${n} of ${recipients.length} emails could not be sent.`, error_code: "email_failed" as const });
     // The sender's name is checked per email (so only when there is one to send).
     const fromName = recipients.length ? getHeader(prepared.fromNameOption, prepared.fromNameSource, "from_name") : (prepared.fromNameOption ?? prepared.fromNameSource ?? "");
     const docBase = {
       email_id: prepared.emailId,
       subject: prepared.subjectSource,
       from_name: fromName || null,
-      from_address: prepared.fromAddress,
+      from_address: prepared.fromAddress || null,
       reply_to: prepared.replyTo ?? null,
-      audit_log: audited,
-      excluded_already_received: excluded,
+      records_audit_log: audited,
+      excluded_already_received_count: excluded,
     };
 
     if (dryRun) {
       if (out.json) {
-        out.jsonResult({ dry_run: true, ...docBase, sent: 0, failed: 0, recipients: recipients.map((r) => entry(r, "would_send")) });
+        out.jsonBody<SendCustomEmailBody>({
+          dry_run: true,
+          ...docBase,
+          sent_count: 0,
+          failed_count: 0,
+          audit_log_ids: [],
+          results: recipients.map((r) => entry(r, "would_do")),
+        });
         return;
       }
       if (recipients.length) {
@@ -984,7 +989,7 @@ export default defineCommand({
     }
 
     if (recipients.length === 0) {
-      if (out.json) out.jsonResult({ dry_run: false, ...docBase, sent: 0, failed: 0, recipients: [] });
+      out.jsonBody<SendCustomEmailBody>({ dry_run: false, ...docBase, sent_count: 0, failed_count: 0, audit_log_ids: [], results: [] });
       return;
     }
     if (!es) es = emailSettings(config);
@@ -1012,7 +1017,17 @@ export default defineCommand({
     if (d.unreachable) {
       out.err(`Cannot send email: ${d.unreachable.message}`);
       out.err("No emails were sent.");
-      if (out.json) out.jsonResult({ dry_run: false, ...docBase, sent: 0, failed: recipients.length, recipients: results.map((r) => entry(r.item, "not_sent", r.error?.message)) });
+      out.jsonBody<SendCustomEmailBody>(
+        {
+          dry_run: false,
+          ...docBase,
+          sent_count: 0,
+          failed_count: recipients.length,
+          audit_log_ids: [],
+          results: results.map((r) => entry(r.item, "not_attempted", r.error?.message)),
+        },
+        { error: `Cannot send email: ${d.unreachable.message}`, error_code: "email_failed" },
+      );
       return 1;
     }
     if (audit?.error) {
@@ -1022,13 +1037,19 @@ export default defineCommand({
       );
     }
     if (out.json) {
-      out.jsonResult({
-        dry_run: false,
-        ...docBase,
-        sent,
-        failed: failed + notSent,
-        recipients: results.map((r) => entry(r.item, r.status, r.error?.message)),
-      });
+      out.jsonBody<SendCustomEmailBody>(
+        {
+          dry_run: false,
+          ...docBase,
+          sent_count: sent,
+          failed_count: failed + notSent,
+          audit_log_ids: audit?.ids ?? [],
+          results: results.map((r) => entry(r.item, delivered(r.status), r.error?.message)),
+        },
+        failed + notSent > 0
+          ? emailFailure(failed + notSent)
+          : { error: `The emails were sent, but recording them in the audit log failed: ${audit?.error?.message}`, error_code: "audit_log_failed" },
+      );
     }
     // Like manage.py, a successful send prints nothing more (the counts are in --json).
     if (failed + notSent > 0) {

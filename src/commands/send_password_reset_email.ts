@@ -16,6 +16,10 @@ import { addRealmOption, addUserListOptions, getRealm, getUsers, type UserProfil
 import { makeToken, passwordResetUrl } from "../lib/password-reset.js";
 import { realmHost, realmUrl } from "../lib/settings.js";
 import { renderPasswordReset } from "../lib/templates/password_reset.js";
+import { outcome, type StatusJson } from "../lib/json-contract.js";
+import { userJson } from "../lib/json-objects.js";
+import type { RealmJson } from "../schemas/shared.js";
+import type { SendPasswordResetEmailBody } from "../schemas/send_password_reset_email.js";
 
 /** UserProfile.TOS_VERSION_BEFORE_FIRST_LOGIN */
 const TOS_VERSION_BEFORE_FIRST_LOGIN = "-1";
@@ -52,7 +56,7 @@ async function selectUsers(db: Queryable, opts: Record<string, any>): Promise<Us
       users = await getUsers(db, { users: opts.users, allUsers: opts.allUsers }, realm, { isBot: false, columns: USER_COLUMNS });
     } catch (e) {
       if (e instanceof CommandError && e.message === "You have to pass either -u/--users or -a/--all-users.") {
-        throw new CommandError("You have to pass -u/--users or -a/--all-users or --entire-server.");
+        throw new CommandError("You have to pass -u/--users or -a/--all-users or --entire-server.", "invalid_arguments");
       }
       throw e;
     }
@@ -93,7 +97,7 @@ export default defineCommand({
     const users = await selectUsers(db, opts);
 
     if (users.length === 0) {
-      if (out.json) out.jsonResult({ dry_run: Boolean(opts.dryRun), sent: 0, failed: 0, recipients: [] });
+      if (out.json) out.jsonBody<SendPasswordResetEmailBody>({ dry_run: Boolean(opts.dryRun), sent_count: 0, failed_count: 0, results: [] });
       else out.line("No matching users!");
       return;
     }
@@ -129,19 +133,17 @@ export default defineCommand({
     }));
 
     const describe = (r: Recipient) => `${r.user.delivery_email} (${r.realm.host})`;
-    const jsonEntry = (r: Recipient, status: string, error?: string) => ({
-      user_id: Number(r.user.id),
-      email: r.user.delivery_email,
-      full_name: r.user.full_name,
-      realm: r.realm.string_id,
+    const realmObject = (r: RealmInfo): RealmJson => ({ id: r.id, string_id: r.string_id, name: r.name, url: r.url });
+    const jsonEntry = (r: Recipient, status: StatusJson, error?: string): SendPasswordResetEmailBody["results"][number] => ({
+      user: userJson(r.user),
+      realm: realmObject(r.realm),
       variant: r.deactivated ? "deactivated" : "reset_link",
-      status,
-      ...(error !== undefined ? { error } : {}),
+      ...outcome(status, error ?? null),
     });
 
     if (opts.dryRun) {
       if (out.json) {
-        out.jsonResult({ dry_run: true, sent: 0, failed: 0, recipients: recipients.map((r) => jsonEntry(r, "would_send")) });
+        out.jsonBody<SendPasswordResetEmailBody>({ dry_run: true, sent_count: 0, failed_count: 0, results: recipients.map((r) => jsonEntry(r, "would_do")) });
         return;
       }
       out.line(`Would send password reset emails to ${recipients.length} user${recipients.length === 1 ? "" : "s"}:`);
@@ -202,13 +204,19 @@ export default defineCommand({
       out.err(`No password reset emails were sent.`);
     }
     if (out.json) {
-      out.jsonResult({
-        dry_run: false,
-        sent,
-        failed: failed + notSent,
-        recipients: results.map((r) => jsonEntry(r.item, r.status, r.error?.message)),
-        events: eventsReportJson(delivery),
-      });
+      const n = failed + notSent;
+      out.jsonBody<SendPasswordResetEmailBody>(
+        {
+          dry_run: false,
+          sent_count: sent,
+          failed_count: n,
+          results: results.map((r) => jsonEntry(r.item, r.status === "sent" ? "done" : r.status === "failed" ? "failed" : "not_attempted", r.error?.message)),
+          events: eventsReportJson(delivery),
+        },
+        d.unreachable
+          ? { error: `Cannot send email: ${d.unreachable.message}`, error_code: "email_failed" }
+          : { error: `${n} of ${recipients.length} password reset email${recipients.length === 1 ? "" : "s"} could not be sent.`, error_code: "email_failed" },
+      );
     } else if (sent > 0) {
       out.line(`Sent ${sent} password reset email${sent === 1 ? "" : "s"}.`);
     }

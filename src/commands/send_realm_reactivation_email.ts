@@ -10,23 +10,18 @@
 // Like Zulip, the rows stay when sending fails (exit 1). Without any active human administrator
 // nothing is written (Zulip would crash after writing the rows).
 //
-// --json prints one document:
-//   {
-//     "realm": {"id": 2, "string_id": "zulip", "name": "Zulip Dev"},
-//     "dry_run": false,
-//     "recipients": [{"user_id": 8, "email": "owner@example.com", "full_name": "Owner", "role": "owner"}],
-//     "confirmation": {"id": 6, "key": "abcd…", "url": "https://zulip.example.com/reactivate/abcd…",
-//                      "expires": "2026-05-02T12:00:00.000Z"} | null,    // null in a dry run
-//     "realm_reactivation_status_id": 1 | null,
-//     "audit_log_id": 125 | null,
-//     "email": {"status": "sent" | "failed" | "would_send", "error": null, "language_note": null}
-//   }
+// --json: src/schemas/send_realm_reactivation_email.ts (README: --json output); confirmation,
+// realm_reactivation_status_id null and audit_log_ids [] in a dry run; email.status would_do,
+// done or failed.
 import { defineCommand } from "../lib/command.js";
 import { EmailDeliveryError, emailConfigWarnings, emailSettings, Mailer, requireOutgoingEmail } from "../lib/email.js";
 import { CommandError } from "../lib/errors.js";
 import { addRealmOption, getRealm, type Realm } from "../lib/lookup.js";
 import { buildRealmReactivationEmail, createReactivationLink, humanAdminUsers, languageNote, lockRealm } from "../lib/realm-lifecycle.js";
 import { realmHost, realmUrl } from "../lib/settings.js";
+import { outcome, utcTimestamp } from "../lib/json-contract.js";
+import { realmJson, userJson } from "../lib/json-objects.js";
+import type { SendRealmReactivationEmailBody } from "../schemas/send_realm_reactivation_email.js";
 
 export default defineCommand({
   name: "send_realm_reactivation_email",
@@ -55,17 +50,20 @@ export default defineCommand({
       );
     }
     const language: string = realm.default_language ?? "en";
-    const result = {
-      realm: { id: Number(realm.id), string_id: realm.string_id, name: realm.name },
+    const result: SendRealmReactivationEmailBody = {
       dry_run: dryRun,
-      recipients: admins.map((a) => ({ user_id: a.id, email: a.delivery_email, full_name: a.full_name, role: a.role === 100 ? "owner" : "administrator" })),
-      confirmation: null as null | { id: number; key: string; url: string; expires: string | null },
-      realm_reactivation_status_id: null as number | null,
-      audit_log_id: null as number | null,
-      email: { status: "would_send", error: null as string | null, language_note: languageNote(language) },
+      realm: realmJson(settings, realm),
+      recipients: admins.map((a) => userJson(a)),
+      confirmation: null,
+      realm_reactivation_status_id: null,
+      audit_log_ids: [],
+      email: { ...outcome("would_do"), language_note: languageNote(language) },
     };
     const finish = (code: number) => {
-      if (out.json) out.jsonResult(result);
+      out.jsonBody<SendRealmReactivationEmailBody>(
+        result,
+        code === 0 ? undefined : { error: `Failed to send the reactivation email: ${result.email.error}`, error_code: "email_failed" },
+      );
       return code;
     };
 
@@ -87,9 +85,9 @@ export default defineCommand({
       if (!locked.deactivated) throw new CommandError(`The realm ${locked.name} is already active.`);
       return createReactivationLink(q, locked, { realmUrl: url, validityDays: settings.get("CONFIRMATION_LINK_DEFAULT_VALIDITY_DAYS") });
     });
-    result.confirmation = { id: link.confirmationId, key: link.key, url: link.url, expires: link.expiresAt?.toISOString() ?? null };
+    result.confirmation = { id: link.confirmationId, key: link.key, url: link.url, expires_at: link.expiresAt ? utcTimestamp(link.expiresAt) : null };
     result.realm_reactivation_status_id = link.statusId;
-    result.audit_log_id = link.auditLogId;
+    result.audit_log_ids = [link.auditLogId];
 
     const corporate = (() => {
       try {
@@ -102,11 +100,10 @@ export default defineCommand({
     const mailer = await Mailer.open(es);
     try {
       await mailer.send(mail);
-      result.email.status = "sent";
+      result.email = { ...result.email, ...outcome("done") };
     } catch (e) {
       if (!(e instanceof EmailDeliveryError)) throw e;
-      result.email.status = "failed";
-      result.email.error = e.message;
+      result.email = { ...result.email, ...outcome("failed", e.message) };
       out.err(`Failed to send the reactivation email: ${e.message}`);
       out.err(`The reactivation link was created anyway (as Zulip does): ${link.url}`);
       return finish(1);

@@ -12,6 +12,8 @@ import {
   warnNoEmail,
 } from "../lib/email.js";
 import { CommandError, EnvironmentError } from "../lib/errors.js";
+import { outcome } from "../lib/json-contract.js";
+import type { SendTestEmailBody, TestEmailResult } from "../schemas/send_test_email.js";
 import {
   TEST_ADMINS_BODY,
   TEST_ADMINS_SUBJECT,
@@ -56,21 +58,27 @@ export default defineCommand({
     const emails = ((args[0] as unknown as string[] | undefined) ?? []).filter((e) => e !== undefined);
     const es = emailSettings(ctx.config());
     // manage.py's own check and message first (exit 3 here: an environment error).
-    if (warnNoEmail(es)) throw new EnvironmentError(WARN_NO_EMAIL_MESSAGE);
+    if (warnNoEmail(es)) throw new EnvironmentError(WARN_NO_EMAIL_MESSAGE, "email_not_configured");
     requireOutgoingEmail(es);
     for (const w of emailConfigWarnings(es)) out.warn(w);
     if (emails.length === 0) {
-      throw new CommandError("Usage: zulip-manage send_test_email username@example.com");
+      throw new CommandError("Usage: zulip-manage send_test_email username@example.com", "invalid_arguments");
     }
 
     for (const line of TEST_EMAIL_PREAMBLE) out.line(line);
     const transcript: string[] = [];
     const mailer = await Mailer.open(es, { transcript });
-    const sent: { from: string; subject: string; to: string[]; message_id?: string }[] = [];
+    const results: TestEmailResult[] = [];
     try {
       const send = async (mail: OutgoingEmail) => {
-        const info = await mailer.send(mail);
-        sent.push({ from: mail.from.address, subject: mail.subject, to: mail.to.map((r) => r.address), message_id: info.messageId });
+        const facts = { from: mail.from.address, subject: mail.subject, to: mail.to.map((r) => r.address) };
+        try {
+          const info = await mailer.send(mail);
+          results.push({ ...facts, message_id: info.messageId ?? null, ...outcome("done") });
+        } catch (e: any) {
+          results.push({ ...facts, message_id: null, ...outcome("failed", String(e?.message ?? e)) });
+          throw e;
+        }
       };
       try {
         const sender = supportAddress(es);
@@ -81,14 +89,14 @@ export default defineCommand({
         await send(plainMail(TEST_NOREPLY_EMAIL_SUBJECT, TEST_EMAIL_BODY, noreplySender, emails));
       } catch (e: any) {
         if (out.json) {
-          out.jsonResult({ ok: false, error: `Failed to send mails: ${e?.message ?? e}`, sent, smtp_log: transcript });
+          out.jsonBody<SendTestEmailBody>({ results, smtp_log: transcript });
         } else {
           out.line(`Failed to send mails: ${e?.message ?? e}`);
           out.line("");
           out.line("Full SMTP log follows:");
           out.line(transcript.join("\n"));
         }
-        throw new CommandError("Email sending failed!");
+        throw new CommandError(out.json ? `Email sending failed! Failed to send mails: ${e?.message ?? e}` : "Email sending failed!", "email_failed");
       }
       out.line("");
       out.line(testEmailSuccessLine(emails));
@@ -103,6 +111,6 @@ export default defineCommand({
     } finally {
       mailer.close();
     }
-    if (out.json) out.jsonResult({ ok: true, sent });
+    out.jsonBody<SendTestEmailBody>({ results, smtp_log: null });
   },
 });

@@ -1,7 +1,9 @@
 import { defineCommand } from "../lib/command.js";
 import { CommandError } from "../lib/errors.js";
 import { addRealmOption, getRealm } from "../lib/lookup.js";
-import { ROLE_NAMES, ROLES } from "../lib/roles.js";
+import { realmJson, userJson } from "../lib/json-objects.js";
+import { ROLES } from "../lib/roles.js";
+import type { ShowAdminsBody } from "../schemas/show_admins.js";
 
 export default defineCommand({
   name: "show_admins",
@@ -15,23 +17,16 @@ export default defineCommand({
     const realm = (await getRealm(db, opts.realm))!;
     // realm.get_admin_users_and_bots(): active, role owner or administrator, bots included.
     const { rows } = await db.query(
-      `SELECT id, delivery_email, full_name, role, is_bot FROM zerver_userprofile
+      `SELECT id, email, delivery_email, full_name, realm_id, role, is_bot FROM zerver_userprofile
         WHERE realm_id = $1 AND is_active AND role IN ($2, $3) ORDER BY id`,
       [realm.id, ROLES.REALM_ADMINISTRATOR, ROLES.REALM_OWNER],
     );
     if (rows.length === 0) throw new CommandError("There are no admins for this realm!");
     const isHumanOwner = (u: any) => u.role === ROLES.REALM_OWNER && !u.is_bot;
     if (ctx.out.json) {
-      ctx.out.jsonResult({
-        realm: { id: realm.id, string_id: realm.string_id },
-        administrators: rows.map((u) => ({
-          id: u.id,
-          email: u.delivery_email,
-          full_name: u.full_name,
-          role: ROLE_NAMES[u.role as number]?.api ?? String(u.role),
-          is_bot: u.is_bot,
-          owner: isHumanOwner(u),
-        })),
+      ctx.out.jsonBody<ShowAdminsBody>({
+        realm: realmJson(ctx.config().settings, realm),
+        administrators: rows.map((u) => ({ ...userJson(u), is_bot: Boolean(u.is_bot) })),
       });
       return;
     }

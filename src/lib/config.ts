@@ -72,6 +72,7 @@ export function readConfigFile(file: string, what: string, optional: boolean): s
       throw new EnvironmentError(
         `Cannot read ${what} ${file}: the file does not exist.\n` +
           `Is this a Zulip server? Point zulip-manage at the Zulip configuration directory with --conf-dir DIR or ZULIP_CONF_DIR (default /etc/zulip).`,
+        "config_unreadable",
       );
     }
     if (e?.code === "EACCES" || e?.code === "EPERM") {
@@ -80,9 +81,10 @@ export function readConfigFile(file: string, what: string, optional: boolean): s
           `Run zulip-manage as the user that owns the Zulip installation, normally 'zulip':\n` +
           `  su zulip -c 'zulip-manage …'\n` +
           `  docker exec -u zulip <container> zulip-manage …`,
+        "config_unreadable",
       );
     }
-    throw new EnvironmentError(`Cannot read ${what} ${file}: ${e?.message ?? e}`);
+    throw new EnvironmentError(`Cannot read ${what} ${file}: ${e?.message ?? e}`, "config_unreadable");
   }
 }
 
@@ -91,7 +93,7 @@ export function parseSettingOverrides(items: string[] = []): Record<string, PyVa
   const out: Record<string, PyValue> = {};
   for (const item of items) {
     const m = /^([A-Z][A-Z0-9_]*)=(.*)$/s.exec(item);
-    if (!m) throw new EnvironmentError(`--setting expects NAME=VALUE with an upper-case setting name, got '${item}'.`);
+    if (!m) throw new EnvironmentError(`--setting expects NAME=VALUE with an upper-case setting name, got '${item}'.`, "config_invalid");
     let value: PyValue = m[2];
     try {
       const parsed = parsePySettings(`${m[1]} = ${m[2]}\n`).assignments[m[1]];

@@ -170,5 +170,6 @@ export async function createRealmCreationLink(
   }
   throw new EnvironmentError(
     "This database has neither zerver_realmcreationstatus nor confirmation_realmcreationkey; it does not look like a Zulip database zulip-manage supports.",
+    "database_unsupported",
   );
 }

@@ -92,7 +92,7 @@ function sslOption(sslmode: string, host: string): ClientConfig["ssl"] {
         : { rejectUnauthorized: true, ca };
     }
     default:
-      throw new EnvironmentError(`Unsupported PostgreSQL sslmode '${sslmode}' (use disable, require, verify-ca or verify-full).`);
+      throw new EnvironmentError(`Unsupported PostgreSQL sslmode '${sslmode}' (use disable, require, verify-ca or verify-full).`, "config_invalid");
   }
 }
 
@@ -287,6 +287,7 @@ export async function connect(config: Config, env: NodeJS.ProcessEnv = process.e
       `Cannot connect to the Zulip database (${plan.describe}): ${errors.join("; ")}\n` +
         `Check that PostgreSQL is running and that you run zulip-manage as the Zulip user ('zulip'); ` +
         `PGHOST, PGPORT, PGDATABASE, PGUSER, PGPASSWORD and PGSSLMODE override the connection settings.`,
+      "database_unreachable",
     );
   }
   // Never let a stray 'error' event (server restart, idle disconnect) crash the process.
@@ -314,7 +315,7 @@ export async function connect(config: Config, env: NodeJS.ProcessEnv = process.e
     );
     if (!rows[0].has_realm) {
       await db.close();
-      throw new EnvironmentError(`${NO_ZULIP_DB_MESSAGE}\n(${plan.describe} has no zerver_realm table.)`);
+      throw new EnvironmentError(`${NO_ZULIP_DB_MESSAGE}\n(${plan.describe} has no zerver_realm table.)`, "not_a_zulip_database");
     }
     if (rows[0].has_migrations) {
       const m = await client.query(NEWEST_ZERVER_MIGRATIONS_SQL);
@@ -334,6 +335,7 @@ export async function connect(config: Config, env: NodeJS.ProcessEnv = process.e
         ? `${plan.describe} has a zerver_realm table but no Zulip migration history (django_migrations); it does not look like a Zulip database.`
         : `This Zulip database is too old: its newest zerver migration is ${String(n).padStart(4, "0")} ` +
             `(Zulip ${releaseForMigration(n)}). zulip-manage supports Zulip 10.0 and newer; upgrade the server first.`,
+      n === null ? "not_a_zulip_database" : "database_unsupported",
     );
   }
   return db;

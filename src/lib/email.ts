@@ -138,6 +138,7 @@ export function requireOutgoingEmail(s: EmailSettings): void {
     throw new EnvironmentError(
       `EMAIL_BACKEND is set to '${s.configuredBackend}' in settings.py; zulip-manage can only send email over SMTP ` +
         `(EMAIL_HOST and friends). See ${EMAIL_DOCS_URL}`,
+      "email_not_configured",
     );
   }
   if (!s.host) {
@@ -146,6 +147,7 @@ export function requireOutgoingEmail(s: EmailSettings): void {
         `Configure outgoing email (EMAIL_HOST, EMAIL_HOST_USER, EMAIL_PORT, EMAIL_USE_TLS and the email_password secret) as described in\n` +
         `  ${EMAIL_DOCS_URL}\n` +
         `then check it with: zulip-manage send_test_email <your address>`,
+      "email_not_configured",
     );
   }
   if (s.useTls && s.useSsl) {
@@ -153,6 +155,7 @@ export function requireOutgoingEmail(s: EmailSettings): void {
     throw new EnvironmentError(
       "EMAIL_USE_TLS/EMAIL_USE_SSL are mutually exclusive, so only set one of those settings to True. " +
         `(EMAIL_USE_TLS is STARTTLS, usually port 587; EMAIL_USE_SSL is implicit TLS, usually port 465.) See ${EMAIL_DOCS_URL}`,
+      "email_not_configured",
     );
   }
 }

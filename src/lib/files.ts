@@ -76,7 +76,7 @@ export function readBounded(file: string, limit: number, what: string): string {
       chunks.push(buf.subarray(0, n));
       total += n;
       if (total > limit) {
-        throw new InputTooLargeError(`${what} ${inputName(file)} is larger than ${describeLimit(limit)}; refusing to read it.`);
+        throw new InputTooLargeError(`${what} ${inputName(file)} is larger than ${describeLimit(limit)}; refusing to read it.`, "file_unreadable");
       }
     }
     return Buffer.concat(chunks, total).toString("utf8");
@@ -96,7 +96,7 @@ export function readOptionFile(file: string, limit: number, what: string): strin
     if (e instanceof CommandError) throw e;
     const reason =
       e?.code === "ENOENT" ? "no such file" : e?.code === "EISDIR" ? "it is a directory" : e?.code === "EACCES" ? "permission denied" : (e?.code ?? e?.message ?? String(e));
-    throw new CommandError(`Cannot read ${what} ${inputName(file)}: ${reason}`);
+    throw new CommandError(`Cannot read ${what} ${inputName(file)}: ${reason}`, "file_unreadable");
   }
 }
 
@@ -112,10 +112,10 @@ export function mkdirPrivate(dir: string, mode = 0o700): void {
     try {
       st = fs.statSync(cur);
     } catch (e: any) {
-      if (e?.code !== "ENOENT" && e?.code !== "ENOTDIR") throw new CommandError(`Cannot create ${dir}: ${cur}: ${e?.code ?? e?.message ?? e}`);
+      if (e?.code !== "ENOENT" && e?.code !== "ENOTDIR") throw new CommandError(`Cannot create ${dir}: ${cur}: ${e?.code ?? e?.message ?? e}`, "file_unwritable");
     }
     if (st) {
-      if (!st.isDirectory()) throw new CommandError(`Cannot create ${dir}: ${cur} is not a directory`);
+      if (!st.isDirectory()) throw new CommandError(`Cannot create ${dir}: ${cur} is not a directory`, "file_unwritable");
       break;
     }
     const parent = path.dirname(cur);
@@ -128,7 +128,7 @@ export function mkdirPrivate(dir: string, mode = 0o700): void {
       fs.mkdirSync(d, { mode });
     } catch (e: any) {
       if (e?.code === "EEXIST" && fs.statSync(d).isDirectory()) continue;
-      throw new CommandError(`Cannot create ${dir}: ${d}: ${e?.code ?? e?.message ?? e}`);
+      throw new CommandError(`Cannot create ${dir}: ${d}: ${e?.code ?? e?.message ?? e}`, "file_unwritable");
     }
   }
 }

@@ -35,6 +35,7 @@ export type IniData = Map<string, Map<string, string>>;
 
 export class IniParseError extends Error {
   readonly exitCode = 3;
+  readonly errorCode = "config_invalid" as const;
   readonly line: number;
   constructor(message: string, line: number, path?: string) {
     super(path === undefined ? `line ${line}: ${message}` : `Cannot parse ${path} line ${line}: ${message}`);

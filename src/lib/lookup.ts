@@ -69,7 +69,7 @@ export async function getRealm(db: Queryable, value: string | undefined, columns
   if (value === undefined || value === null) return null;
   const cond = realmCondition(value);
   const { rows } = cond ? await db.query(`SELECT ${columns} FROM zerver_realm WHERE ${cond.column} = $1`, [cond.param]) : { rows: [] };
-  if (rows.length === 0) throw new CommandError(`There is no realm with id '${value}'. Aborting.`);
+  if (rows.length === 0) throw new CommandError(`There is no realm with id '${value}'. Aborting.`, "realm_not_found");
   return rows[0] as Realm;
 }
 
@@ -82,7 +82,7 @@ export async function getUser(db: Queryable, email: string, realm: Realm | null)
       [stripped, realm.id],
     );
     if (rows.length === 0) {
-      throw new CommandError(`The realm '${realmLabel(realm)}' does not contain a user with email '${email}'`);
+      throw new CommandError(`The realm '${realmLabel(realm)}' does not contain a user with email '${email}'`, "user_not_found");
     }
     return rows[0];
   }
@@ -95,9 +95,10 @@ export async function getUser(db: Queryable, email: string, realm: Realm | null)
   if (rows.length > 1) {
     throw new CommandError(
       "This Zulip server contains multiple users with that email (in different realms); please pass `--realm` to specify which one to modify.",
+      "user_ambiguous",
     );
   }
-  if (rows.length === 0) throw new CommandError(`This Zulip server does not contain a user with email '${email}'`);
+  if (rows.length === 0) throw new CommandError(`This Zulip server does not contain a user with email '${email}'`, "user_not_found");
   return rows[0];
 }
 
@@ -137,9 +138,9 @@ export async function getUsers(
   // Bulk commands select only the columns they use: 50,000 full rows are ~100 MB in memory.
   const columns = filter.columns ?? "*";
   const hasUsers = options.users !== undefined && options.users !== null;
-  if (!hasUsers && !options.allUsers) throw new CommandError("You have to pass either -u/--users or -a/--all-users.");
-  if (hasUsers && options.allUsers) throw new CommandError("You can't use both -u/--users and -a/--all-users.");
-  if (options.allUsers && !realm) throw new CommandError("The --all-users option requires a realm; please pass --realm.");
+  if (!hasUsers && !options.allUsers) throw new CommandError("You have to pass either -u/--users or -a/--all-users.", "invalid_arguments");
+  if (hasUsers && options.allUsers) throw new CommandError("You can't use both -u/--users and -a/--all-users.", "invalid_arguments");
+  if (options.allUsers && !realm) throw new CommandError("The --all-users option requires a realm; please pass --realm.", "invalid_arguments");
 
   if (options.allUsers) {
     const where = ["realm_id = $1"];

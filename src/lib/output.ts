@@ -2,9 +2,12 @@
 //
 // manage.py's Django styles are reproduced (ERROR bold red, WARNING bold yellow, SUCCESS bold
 // green, NOTICE red) through chalk, but colour is used only when stdout is a TTY, and never with
-// NO_COLOR set or --no-color. With --json, human text on stdout is suppressed: the command prints
-// exactly one JSON document through json().
+// NO_COLOR set or --no-color. With --json, human text on stdout is suppressed: the command gives
+// the body of its one JSON document to jsonBody() and the runner prints it with the envelope when
+// the command ends (src/lib/json-contract.ts); commands not yet on the contract print their own
+// document through jsonResult().
 import type { Chalk as ChalkClass, ChalkInstance } from "chalk";
+import { document, documentText, type Failure } from "./json-contract.js";
 
 export interface OutputOptions {
   json?: boolean;
@@ -42,6 +45,8 @@ export class Output {
   private readonly stdout: NodeJS.WriteStream;
   private readonly stderr: NodeJS.WriteStream;
   private jsonWritten = false;
+  private pendingBody: object | null = null;
+  private pendingFailure: Failure | null = null;
 
   constructor(opts: OutputOptions = {}) {
     this.stdout = opts.stdout ?? process.stdout;
@@ -79,7 +84,36 @@ export class Output {
     this.stdout.write(text);
   }
 
-  /** The command's one JSON document (only with --json). */
+  /**
+   * The body of the command's --json document (ignored without --json), typed by the command's
+   * schema: `out.jsonBody<ShowAdminsBody>({...})` (the type argument is required). A later call
+   * replaces the body; `failure` is the error and error_code the document gets when the command
+   * ends with a non-zero exit status without throwing.
+   */
+  jsonBody<T extends object = never>(body: NoInfer<T>, failure?: Failure): void {
+    if (!this.json) return;
+    if (this.jsonWritten) throw new Error("internal error: a command printed two JSON documents");
+    this.pendingBody = body;
+    this.pendingFailure = failure ?? null;
+  }
+
+  /** Whether the command gave a body to jsonBody(). */
+  get hasJsonBody(): boolean {
+    return this.pendingBody !== null;
+  }
+
+  /**
+   * The runner: print the contract document (the pending body, or none) for the exit code the
+   * command ended with; `failure` (a thrown error) wins over the one given with the body.
+   * Nothing when not --json or when the command printed its own document.
+   */
+  finishJson(exitCode: number, failure: Failure | null): void {
+    if (!this.json || this.jsonWritten) return;
+    this.jsonWritten = true;
+    this.stdout.write(documentText(document(exitCode, exitCode === 0 ? null : (failure ?? this.pendingFailure), this.pendingBody)));
+  }
+
+  /** The command's one JSON document, printed as it is (commands not yet on the contract). */
   jsonResult(value: unknown): void {
     if (!this.json) return;
     if (this.jsonWritten) throw new Error("internal error: a command printed two JSON documents");

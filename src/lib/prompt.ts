@@ -27,6 +27,7 @@ export async function askYesNo(question: string, opts: YesNoOptions): Promise<bo
     throw new CommandError(
       `Cannot ask ${opts.what}: standard input is not a terminal.\n` +
         `Run this command in a terminal, or pass ${opts.flag} to answer non-interactively.`,
+      "no_terminal",
     );
   }
   const { confirm } = await import("@inquirer/prompts");
@@ -38,7 +39,7 @@ export async function askYesNo(question: string, opts: YesNoOptions): Promise<bo
   } catch (e: any) {
     // Ctrl-C / Ctrl-D: treat as "no", like an interrupted input() would stop the command.
     if (e?.name === "ExitPromptError" || e?.name === "AbortPromptError") {
-      throw new CommandError("Interrupted; nothing was done.");
+      throw new CommandError("Interrupted; nothing was done.", "interrupted");
     }
     throw e;
   }

@@ -116,6 +116,7 @@ export interface PyAssignments {
 
 export class PySettingsParseError extends Error {
   readonly exitCode = 3;
+  readonly errorCode = "config_invalid" as const;
   readonly line: number;
   /** The bare problem, without file and line. */
   readonly problem: string;

@@ -253,13 +253,13 @@ export interface EmailUser {
 }
 
 /** Realm.get_human_admin_users(): active human owners and administrators (by id). */
-export async function humanAdminUsers(q: Queryable, realmId: number): Promise<EmailUser[]> {
+export async function humanAdminUsers(q: Queryable, realmId: number): Promise<(EmailUser & { email: string; realm_id: number })[]> {
   const { rows } = await q.query(
-    `SELECT id, full_name, delivery_email, default_language, timezone, role FROM zerver_userprofile
+    `SELECT id, email, realm_id, full_name, delivery_email, default_language, timezone, role FROM zerver_userprofile
       WHERE realm_id = $1 AND NOT is_bot AND is_active AND role IN (100, 200) ORDER BY id`,
     [realmId],
   );
-  return rows.map((r) => ({ ...r, id: Number(r.id), role: Number(r.role) }));
+  return rows.map((r) => ({ ...r, id: Number(r.id), realm_id: Number(r.realm_id), role: Number(r.role) }));
 }
 
 /** Realm.get_human_owner_users(): active human owners (by id). */

@@ -242,6 +242,7 @@ export async function connectZulipRedis(opts: RedisOptions): Promise<RedisClient
   } catch (e: any) {
     throw new EnvironmentError(
       `${e?.message ?? e}\nzulip-manage uses Zulip's Redis server (REDIS_HOST/REDIS_PORT in /etc/zulip/settings.py, password 'redis_password' in zulip-secrets.conf); check that it is running.`,
+      "redis_unreachable",
     );
   }
 }

@@ -35,6 +35,7 @@ export function rootRefusal(argv: string[]): CommandError {
       "or, for Zulip in docker:\n" +
       `  docker exec -u zulip <container> ${shown}\n` +
       "To run as root anyway, pass --allow-root or set ZULIP_MANAGE_ALLOW_ROOT=1.",
+    "root_refused",
   );
 }
 

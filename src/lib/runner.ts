@@ -4,7 +4,8 @@
 import { Command, CommanderError, Option } from "commander";
 import type { CommandEntry, CommandModule } from "./command.js";
 import { Context, type GlobalOptions } from "./context.js";
-import { CliError, EXIT, UsageError } from "./errors.js";
+import { CliError, type ErrorCode, EXIT, UsageError } from "./errors.js";
+import { argvWantsJson, document, documentText } from "./json-contract.js";
 import { logInvocation } from "./managelog.js";
 import { loadChalkIfNeeded } from "./output.js";
 import { resolvePaths } from "./paths.js";
@@ -82,6 +83,7 @@ export async function runCommand(entry: CommandEntry, argv: string[]): Promise<n
   } catch (e) {
     if (e instanceof CommanderError) {
       if (e.code === "commander.helpDisplayed" || e.code === "commander.help" || e.code === "commander.version") return EXIT.OK;
+      if (argvWantsJson(argv)) printErrorDocument(EXIT.USAGE, e.message.replace(/^error: /, "").trim(), "usage");
       return EXIT.USAGE;
     }
     throw e;
@@ -102,12 +104,16 @@ export async function runCommand(entry: CommandEntry, argv: string[]): Promise<n
     try {
       switchUser(decision.user);
     } catch (e: any) {
-      process.stderr.write(`${PROG}: cannot switch to user '${decision.user.name}': ${e?.message ?? e}\n`);
+      const message = `${PROG}: cannot switch to user '${decision.user.name}': ${e?.message ?? e}`;
+      process.stderr.write(message + "\n");
+      if (globals.json) printErrorDocument(EXIT.FAILED, message, "switch_user_failed");
       return EXIT.FAILED;
     }
     if (!entry.helper) process.stderr.write(`${PROG}: running as '${decision.user.name}' (${decision.reason}) instead of root.\n`);
   } else if (currentUid() === 0 && !globals.allowRoot && !entry.helper) {
-    process.stderr.write(rootRefusal(argv).message + "\n");
+    const refusal = rootRefusal(argv);
+    process.stderr.write(refusal.message + "\n");
+    if (globals.json) printErrorDocument(EXIT.FAILED, refusal.message, refusal.errorCode);
     return EXIT.FAILED;
   }
 
@@ -115,8 +121,11 @@ export async function runCommand(entry: CommandEntry, argv: string[]): Promise<n
 
   const ctx = new Context(globals, process.env, await loadChalkIfNeeded(globals.color));
   try {
-    const code = await mod.run(ctx, parsedArgs, opts);
-    return typeof code === "number" ? code : EXIT.OK;
+    const result = await mod.run(ctx, parsedArgs, opts);
+    const code = typeof result === "number" ? result : EXIT.OK;
+    // The contract document (a no-op when the command printed its own with jsonResult).
+    ctx.out.finishJson(code, null);
+    return code;
   } catch (e: any) {
     return reportError(ctx, mod.name, e);
   } finally {
@@ -124,32 +133,38 @@ export async function runCommand(entry: CommandEntry, argv: string[]): Promise<n
   }
 }
 
+/** The error document, for failures before a command's Context exists. */
+export function printErrorDocument(exitCode: number, error: string, errorCode: ErrorCode): void {
+  process.stdout.write(documentText(document(exitCode, { error, error_code: errorCode }, null)));
+}
+
 function reportError(ctx: Context, name: string, e: any): number {
   const traceback = ctx.globals.traceback;
   let code: number;
   let message: string;
+  let errorCode: ErrorCode;
   if (e instanceof UsageError) {
     process.stderr.write(formatUsageError(name, e.message));
     code = EXIT.USAGE;
     message = e.message;
+    errorCode = e.errorCode;
   } else if (e instanceof CliError || (e && typeof e.exitCode === "number")) {
     message = e.message;
     code = e.exitCode;
+    // CliError's own code; the configuration parsers' errors carry one too (errorCode).
+    errorCode = typeof e.errorCode === "string" ? e.errorCode : code === EXIT.ENVIRONMENT ? "environment" : "refused";
     process.stderr.write(message + "\n");
   } else {
     message = String(e?.message ?? e);
     code = EXIT.FAILED;
+    errorCode = "internal_error";
     process.stderr.write(`${PROG} ${name}: unexpected error: ${message}\n`);
     if (!traceback) process.stderr.write("Run again with --traceback for details.\n");
   }
   if (traceback && e?.stack) process.stderr.write(e.stack + "\n");
-  if (ctx.globals.json) {
-    try {
-      ctx.out.jsonResult({ ok: false, error: message, exit_code: code });
-    } catch {
-      /* the command already printed its document */
-    }
-  }
+  // The command's document with this failure (its body, if it gave one); nothing when it
+  // printed its own document already.
+  ctx.out.finishJson(code, { error: message, error_code: errorCode });
   return code;
 }
 

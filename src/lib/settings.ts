@@ -27,6 +27,7 @@ import { type PyAssignments, type PyValue, type UntrustedReason, untrustedReason
 /** A configuration problem the user must fix; the CLI exits with `exitCode` (3). */
 export class ConfigError extends Error {
   readonly exitCode = 3;
+  readonly errorCode = "config_invalid" as const;
   readonly setting?: string;
   readonly file?: string;
   readonly line?: number;

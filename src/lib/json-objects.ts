@@ -1,0 +1,34 @@
+// Typed builders of the --json contract's shared realm and user objects (src/schemas/shared.ts
+// defines them; src/lib/json-contract.ts has the rest of the contract's run-time half).
+import { ROLE_NAMES } from "./roles.js";
+import { realmUrl, type ZulipSettings } from "./settings.js";
+import type { RealmJson, UserJson } from "../schemas/shared.js";
+
+/** The one realm object, from a zerver_realm row (id, string_id, name). */
+export function realmJson(settings: ZulipSettings, row: { id: number | string; string_id: string; name: string }): RealmJson {
+  return { id: Number(row.id), string_id: row.string_id, name: row.name, url: realmUrl(settings, row.string_id) };
+}
+
+/** The one user object, from a zerver_userprofile row. */
+export function userJson(row: {
+  id: number | string;
+  email: string;
+  delivery_email: string;
+  full_name: string;
+  realm_id: number | string;
+  role: number | string;
+}): UserJson {
+  const roleId = Number(row.role);
+  const name = ROLE_NAMES[roleId]?.api;
+  if (!name) throw new Error(`internal error: user ${row.id} has an unknown role ${row.role}`);
+  return {
+    id: Number(row.id),
+    email: row.email,
+    delivery_email: row.delivery_email,
+    full_name: row.full_name,
+    realm_id: Number(row.realm_id),
+    role: name as UserJson["role"],
+    role_id: roleId as UserJson["role_id"],
+  };
+}
+

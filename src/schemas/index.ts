@@ -1,0 +1,39 @@
+// Every published --json schema, by command name (plus "error", the error document). The build
+// writes them as dist/json-schema/<name>.schema.json (scripts/json-schemas.mjs), which
+// `zulip-manage help <command> --json-schema` prints; the tests validate documents against them.
+import type { TObject, TSchema } from "@sinclair/typebox";
+import { commandSchema, errorSchema } from "./shared.js";
+import * as completion from "./completion.js";
+import * as dbshell from "./dbshell.js";
+import * as doctor from "./doctor.js";
+import * as export_single_user from "./export_single_user.js";
+import * as generate_realm_creation_link from "./generate_realm_creation_link.js";
+import * as list_realms from "./list_realms.js";
+import * as reset_authentication_attempt_count from "./reset_authentication_attempt_count.js";
+import * as send_custom_email from "./send_custom_email.js";
+import * as send_password_reset_email from "./send_password_reset_email.js";
+import * as send_realm_reactivation_email from "./send_realm_reactivation_email.js";
+import * as send_test_email from "./send_test_email.js";
+import * as show_admins from "./show_admins.js";
+
+const COMMAND_SCHEMAS: Record<string, { bodies: TObject[]; description: string }> = {
+  completion,
+  dbshell,
+  doctor,
+  export_single_user,
+  generate_realm_creation_link,
+  list_realms,
+  reset_authentication_attempt_count,
+  send_custom_email,
+  send_password_reset_email,
+  send_realm_reactivation_email,
+  send_test_email,
+  show_admins,
+};
+
+/** The published schemas: each command's, and "error". */
+export function allSchemas(): Record<string, TSchema> {
+  const out: Record<string, TSchema> = { error: errorSchema() };
+  for (const [name, m] of Object.entries(COMMAND_SCHEMAS)) out[name] = commandSchema(name, m.bodies, m.description);
+  return out;
+}

@@ -1,0 +1,310 @@
+// The --json contract (issue 15): every converted command's document, in its success, refusal,
+// dry-run and failure cases (environment error, usage error), validates against the schema that
+// `help <command> --json-schema` prints (ajv, JSON Schema draft-07); the envelope's invariants
+// hold (ok exactly when exit_code is 0 and exit_code is the process's status); the README's
+// examples validate; and the CLI bundle never contains the schema library.
+import fs from "node:fs";
+import path from "node:path";
+import Ajv, { type ValidateFunction } from "ajv";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createRealm, createUser } from "../src/lib/create.js";
+import { ERROR_CODES } from "../src/lib/errors.js";
+import { STATUSES, utcTimestampFromPg } from "../src/lib/json-contract.js";
+import { ROLE_NAMES } from "../src/lib/roles.js";
+import { cacheReportJson } from "../src/lib/cache.js";
+import { CacheReport, EventsReport, ROLE_API_NAMES, ROLE_IDS } from "../src/schemas/shared.js";
+import { makeTempDir, startSmtpSink, type SmtpSink } from "./email-support.js";
+import { CLI_ENTRY, runCli, type CliResult } from "./helpers/cli.js";
+import { type ConfDir, makeConfDir } from "./helpers/confdir.js";
+import { createDatabase, REPO_ROOT, type TestDatabase } from "./helpers/pg.js";
+import { type RedisInstance, startRedis } from "./helpers/redis.js";
+
+const CONVERTED = [
+  "list_realms",
+  "show_admins",
+  "generate_realm_creation_link",
+  "send_test_email",
+  "send_password_reset_email",
+  "send_realm_reactivation_email",
+  "send_custom_email",
+  "reset_authentication_attempt_count",
+  "export_single_user",
+  "doctor",
+  "dbshell",
+  "completion",
+];
+
+const ajv = new Ajv({ allErrors: true, strict: true });
+const validators = new Map<string, ValidateFunction>();
+
+/** The schema `help <name> --json-schema` prints, compiled. */
+async function validatorFor(name: string): Promise<ValidateFunction> {
+  let v = validators.get(name);
+  if (!v) {
+    const r = await runCli(["help", ...(name === "error" ? [] : [name]), "--json-schema"]);
+    expect(r.exitCode, r.stderr).toBe(0);
+    v = ajv.compile(JSON.parse(r.stdout));
+    validators.set(name, v);
+  }
+  return v;
+}
+
+/** Parse a --json run's stdout, check the envelope against the exit status, and validate it. */
+async function checkDocument(name: string, r: CliResult, expectedExit: number): Promise<any> {
+  expect(r.exitCode, `${name}: ${r.stderr}\n${r.stdout}`).toBe(expectedExit);
+  const doc = JSON.parse(r.stdout);
+  const validate = await validatorFor(name);
+  expect(validate(doc) ? null : ajv.errorsText(validate.errors), JSON.stringify(doc).slice(0, 2000)).toBeNull();
+  expect(doc.exit_code).toBe(r.exitCode);
+  expect(doc.ok).toBe(r.exitCode === 0);
+  expect(doc.schema_version).toBe(1);
+  if (doc.ok) {
+    expect(doc.error).toBeNull();
+    expect(doc.error_code).toBeNull();
+  } else {
+    expect(typeof doc.error).toBe("string");
+    expect(Object.keys(ERROR_CODES)).toContain(doc.error_code);
+    expect(ERROR_CODES[doc.error_code as keyof typeof ERROR_CODES][0]).toBe(doc.exit_code);
+  }
+  return doc;
+}
+
+describe("the contract's shared parts", () => {
+  it("role names and ids are Zulip's (src/lib/roles.ts)", () => {
+    expect([...ROLE_IDS]).toEqual(Object.keys(ROLE_NAMES).map(Number));
+    expect([...ROLE_API_NAMES]).toEqual(Object.values(ROLE_NAMES).map((r) => r.api));
+  });
+
+  it("timestamps from PostgreSQL become RFC 3339 UTC with Z, keeping the microseconds", () => {
+    expect(utcTimestampFromPg("2025-01-02 03:04:05.123456+00")).toBe("2025-01-02T03:04:05.123456Z");
+    expect(utcTimestampFromPg("2025-01-02 03:04:05+00:00")).toBe("2025-01-02T03:04:05Z");
+    expect(utcTimestampFromPg("2025-01-02 05:04:05.5+02")).toBe("2025-01-02T03:04:05.500Z");
+  });
+
+  it("every error code's exit code is 1, 2 or 3, and the status vocabulary is closed", () => {
+    for (const [code, [exit]] of Object.entries(ERROR_CODES)) expect([1, 2, 3], code).toContain(exit);
+    expect(Object.keys(STATUSES)).toEqual(["done", "would_do", "unchanged", "skipped", "warning", "refused", "failed", "not_attempted"]);
+  });
+
+  it("the memcached report and the real-time events report fit the one service-report shape", () => {
+    const cache = ajv.compile(CacheReport);
+    const doc = cacheReportJson({ mode: "keys", ok: false, skipped: false, server: "127.0.0.1:11211", prefixes: 1, keysSent: 7, keysDeleted: 2, flushedAll: false, warning: "memcached down" });
+    expect(cache(doc) ? null : ajv.errorsText(cache.errors)).toBeNull();
+    const events = ajv.compile(EventsReport);
+    for (const e of [{ transport: "tornado", published: 3, ok: true, warning: null }, { transport: "tornado", published: 0, ok: false, warning: "Tornado unreachable" }]) {
+      expect(events(e) ? null : ajv.errorsText(events.errors)).toBeNull();
+    }
+    expect(events({ transport: "tornado", published: 1, ok: true })).toBe(false);
+  });
+
+  it("the converted commands print through the contract (jsonBody), never their own document", () => {
+    for (const name of CONVERTED) {
+      const src = fs.readFileSync(path.join(REPO_ROOT, "src", "commands", `${name}.ts`), "utf8");
+      expect(src, name).not.toContain("jsonResult(");
+      expect(src, name).toMatch(/jsonBody</);
+    }
+  });
+
+  it("the CLI bundle does not contain the schema library", () => {
+    const text = fs.readFileSync(CLI_ENTRY, "utf8");
+    expect(text).not.toMatch(/typebox/i);
+    for (const name of CONVERTED) expect(fs.existsSync(path.join(REPO_ROOT, "dist", "json-schema", `${name}.schema.json`)), name).toBe(true);
+  });
+});
+
+describe("errors before a command runs", () => {
+  it("an unknown command with --json prints the error document (exit 2)", async () => {
+    const doc = await checkDocument("error", await runCli(["no_such_command", "--json"]), 2);
+    expect(doc.error_code).toBe("unknown_command");
+  });
+
+  it("no command, only --json: a usage error document", async () => {
+    const doc = await checkDocument("error", await runCli(["--json"]), 2);
+    expect(doc.error_code).toBe("usage");
+  });
+
+  it("help <command> --json-schema for a command without a published schema yet", async () => {
+    const r = await runCli(["help", "create_user", "--json-schema", "--json"]);
+    const doc = await checkDocument("error", r, 1);
+    expect(doc.error_code).toBe("schema_unavailable");
+  });
+
+  it("an unknown option is a usage error document for any command (also one not yet converted)", async () => {
+    for (const name of [...CONVERTED, "create_user"]) {
+      const r = await runCli([name, "--no-such-option", "--json"]);
+      const doc = await checkDocument(CONVERTED.includes(name) ? name : "error", r, 2);
+      expect(doc.error_code).toBe("usage");
+      expect(doc.error.length).toBeGreaterThan(0);
+    }
+  });
+});
+
+describe("the converted commands' documents", () => {
+  let db: TestDatabase;
+  let empty: TestDatabase;
+  let sink: SmtpSink;
+  let redis: RedisInstance;
+  let conf: ConfDir;
+  let noMail: ConfDir;
+  let badMail: ConfDir;
+  let tmp: string;
+  const run = (args: string[], c: ConfDir = conf, d: TestDatabase = db) => runCli([...args, "--json"], { confDir: c, db: d });
+
+  beforeAll(async () => {
+    db = await createDatabase({ template: "zulip12_fresh" });
+    empty = await createDatabase({ template: "empty" });
+    sink = await startSmtpSink();
+    redis = await startRedis();
+    const redisOpts = { host: redis.host, port: redis.port, password: redis.password };
+    conf = makeConfDir({ redis: redisOpts, extraSettings: `EMAIL_HOST = '127.0.0.1'\nEMAIL_PORT = ${sink.port}` });
+    noMail = makeConfDir({ redis: { host: "127.0.0.1", port: 1, password: "x" } });
+    badMail = makeConfDir({ extraSettings: "EMAIL_HOST = '127.0.0.1'\nEMAIL_PORT = 1" });
+    tmp = makeTempDir("jsoncontract");
+    // Two organizations with an owner each; "lear" deactivated (send_realm_reactivation_email).
+    const q = db.client;
+    await q.query("BEGIN");
+    for (const [stringId, name, email] of [["zulip", "Zulip Dev", "iago@zulip.com"], ["lear", "Lear & Co.", "king@lear.example"]]) {
+      const realm = await createRealm(q, { stringId, name });
+      await createUser(q, realm.id, { email, fullName: email.split("@")[0], role: 100, externalHost: "zulip.example.net" });
+    }
+    await q.query("UPDATE zerver_realm SET deactivated = true WHERE string_id = 'lear'");
+    await q.query("SET CONSTRAINTS ALL IMMEDIATE");
+    await q.query("COMMIT");
+  }, 180_000);
+  afterAll(async () => {
+    await sink?.close?.();
+    await redis?.stop();
+    conf?.cleanup();
+    noMail?.cleanup();
+    badMail?.cleanup();
+    await db?.drop();
+    await empty?.drop();
+    if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
+  });
+
+  it("list_realms: plain, --all, database unreachable, not a Zulip database", async () => {
+    const plain = await checkDocument("list_realms", await run(["list_realms"]), 0);
+    expect(plain.realms.length).toBeGreaterThan(1);
+    const all = await checkDocument("list_realms", await run(["list_realms", "--all"]), 0);
+    expect(all.realms[0].date_created).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$/);
+    const down = await runCli(["list_realms", "--json"], { confDir: conf, db, env: { PGPORT: "1", PGHOST: "127.0.0.1" } });
+    expect((await checkDocument("list_realms", down, 3)).error_code).toBe("database_unreachable");
+    expect((await checkDocument("list_realms", await run(["list_realms"], conf, empty), 3)).error_code).toBe("not_a_zulip_database");
+  });
+
+  it("show_admins: success, unknown realm, missing -r", async () => {
+    const doc = await checkDocument("show_admins", await run(["show_admins", "-r", "zulip"]), 0);
+    expect(doc.realm.string_id).toBe("zulip");
+    expect(doc.administrators.map((u: any) => u.role)).toContain("owner");
+    expect((await checkDocument("show_admins", await run(["show_admins", "-r", "nowhere"]), 1)).error_code).toBe("realm_not_found");
+    expect((await checkDocument("show_admins", await run(["show_admins"]), 2)).error_code).toBe("usage");
+  });
+
+  it("generate_realm_creation_link: success and an empty database", async () => {
+    const doc = await checkDocument("generate_realm_creation_link", await run(["generate_realm_creation_link"]), 0);
+    expect(doc.dry_run).toBe(false);
+    await checkDocument("generate_realm_creation_link", await run(["generate_realm_creation_link"], conf, empty), 3);
+  });
+
+  it("send_test_email: success, no address, SMTP unreachable, email not configured", async () => {
+    const ok = await checkDocument("send_test_email", await run(["send_test_email", "you@example.com"]), 0);
+    expect(ok.results.map((r: any) => r.status)).toEqual(["done", "done"]);
+    expect((await checkDocument("send_test_email", await run(["send_test_email"]), 1)).error_code).toBe("invalid_arguments");
+    const failed = await checkDocument("send_test_email", await run(["send_test_email", "you@example.com"], badMail), 1);
+    expect(failed.error_code).toBe("email_failed");
+    expect(failed.results[0]).toMatchObject({ ok: false, status: "failed" });
+    expect(failed.smtp_log).toBeInstanceOf(Array);
+    expect((await checkDocument("send_test_email", await run(["send_test_email", "you@example.com"], noMail), 3)).error_code).toBe("email_not_configured");
+  });
+
+  it("send_password_reset_email: dry run, success, unknown user, SMTP unreachable, usage", async () => {
+    const dry = await checkDocument("send_password_reset_email", await run(["send_password_reset_email", "-r", "zulip", "-a", "--dry-run"]), 0);
+    expect(dry.dry_run).toBe(true);
+    expect(dry.results[0]).toMatchObject({ ok: true, status: "would_do" });
+    const sent = await checkDocument("send_password_reset_email", await run(["send_password_reset_email", "-u", "iago@zulip.com"]), 0);
+    expect(sent).toMatchObject({ sent_count: 1, failed_count: 0 });
+    expect(sent.results[0].user.delivery_email).toBe("iago@zulip.com");
+    expect((await checkDocument("send_password_reset_email", await run(["send_password_reset_email", "-u", "nobody@example.com"]), 1)).error_code).toBe("user_not_found");
+    const down = await checkDocument("send_password_reset_email", await run(["send_password_reset_email", "-u", "iago@zulip.com"], badMail), 1);
+    expect(down.error_code).toBe("email_failed");
+    expect(down.results[0].ok).toBe(false);
+    expect((await checkDocument("send_password_reset_email", await runCli(["send_password_reset_email", "--json", "-r"], { confDir: conf, db }), 2)).error_code).toBe("usage");
+  });
+
+  it("send_realm_reactivation_email: active realm refused, dry run, success", async () => {
+    expect((await checkDocument("send_realm_reactivation_email", await run(["send_realm_reactivation_email", "-r", "zulip"]), 1)).error_code).toBe("refused");
+    const dry = await checkDocument("send_realm_reactivation_email", await run(["send_realm_reactivation_email", "-r", "lear", "--dry-run"]), 0);
+    expect(dry).toMatchObject({ dry_run: true, confirmation: null, audit_log_ids: [], email: { status: "would_do" } });
+    const done = await checkDocument("send_realm_reactivation_email", await run(["send_realm_reactivation_email", "-r", "lear"]), 0);
+    expect(done.audit_log_ids).toHaveLength(1);
+    expect(done.email).toMatchObject({ ok: true, status: "done" });
+  });
+
+  it("send_custom_email: dry run, success, usage error, missing file", async () => {
+    const md = path.join(tmp, "notice.md");
+    fs.writeFileSync(md, "Subject: Downtime\nFrom: Admins\n\nThe server is down **tonight**.\n");
+    const dry = await checkDocument("send_custom_email", await run(["send_custom_email", "-r", "zulip", "-u", "iago@zulip.com", "--path", md, "--dry-run"]), 0);
+    expect(dry.results[0]).toMatchObject({ status: "would_do" });
+    const sent = await checkDocument("send_custom_email", await run(["send_custom_email", "-r", "zulip", "-u", "iago@zulip.com", "--path", md]), 0);
+    expect(sent.sent_count).toBe(1);
+    expect(sent.audit_log_ids).toHaveLength(sent.records_audit_log ? 1 : 0);
+    expect((await checkDocument("send_custom_email", await run(["send_custom_email", "--path", md]), 2)).error_code).toBe("usage");
+    const missing = await checkDocument("send_custom_email", await run(["send_custom_email", "-a", "-r", "zulip", "--path", path.join(tmp, "missing.md")]), 1);
+    expect(missing.error_code).toBe("file_unreadable");
+  });
+
+  it("reset_authentication_attempt_count: success, no username, Redis unreachable", async () => {
+    const doc = await checkDocument("reset_authentication_attempt_count", await run(["reset_authentication_attempt_count", "-u", "iago@zulip.com"]), 0);
+    expect(doc.keys).toHaveLength(3);
+    expect((await checkDocument("reset_authentication_attempt_count", await run(["reset_authentication_attempt_count"]), 1)).error_code).toBe("invalid_arguments");
+    const down = await checkDocument("reset_authentication_attempt_count", await run(["reset_authentication_attempt_count", "-u", "x"], noMail), 3);
+    expect(down.error_code).toBe("redis_unreachable");
+  });
+
+  it("export_single_user: success, unknown user, missing email", async () => {
+    const out = path.join(tmp, "export");
+    const doc = await checkDocument("export_single_user", await run(["export_single_user", "-r", "zulip", "iago@zulip.com", "--output", out]), 0);
+    expect(doc.user.delivery_email).toBe("iago@zulip.com");
+    expect(doc.duration_ms).toBeGreaterThan(0);
+    expect((await checkDocument("export_single_user", await run(["export_single_user", "-r", "zulip", "nobody@example.com"]), 1)).error_code).toBe("user_not_found");
+    expect((await checkDocument("export_single_user", await run(["export_single_user"]), 2)).error_code).toBe("usage");
+  });
+
+  it("doctor: a report (required checks failing or not) and a bad --timeout", async () => {
+    const r = await run(["doctor", "--timeout", "1"]);
+    const doc = await checkDocument("doctor", r, r.exitCode === 0 ? 0 : 1);
+    expect(doc.checks.length).toBeGreaterThan(5);
+    if (!doc.ok) expect(doc.error_code).toBe("checks_failed");
+    expect((await checkDocument("doctor", await run(["doctor", "--timeout", "soon"]), 2)).error_code).toBe("usage");
+  });
+
+  it("dbshell and completion", async () => {
+    const sh = await checkDocument("dbshell", await runCli(["dbshell", "--json", "--", "-c", "SELECT 1"], { confDir: conf, db }), 0);
+    expect(sh.command).toEqual(["psql", "-c", "SELECT 1"]);
+    await checkDocument("completion", await run(["completion", "bash"]), 0);
+    const realms = await checkDocument("completion", await run(["completion", "--realms"]), 0);
+    expect(realms.realms.map((x: any) => x.string_id)).toContain("zulip");
+    expect((await checkDocument("completion", await run(["completion"]), 2)).error_code).toBe("usage");
+  });
+});
+
+describe("README", () => {
+  const readme = fs.readFileSync(path.join(REPO_ROOT, "README.md"), "utf8");
+
+  it("every converted command's --json example validates against its schema", async () => {
+    for (const name of CONVERTED) {
+      const start = readme.indexOf(`\n#### ${name}\n`, readme.indexOf("## `--json` output"));
+      expect(start, name).toBeGreaterThan(0);
+      const section = readme.slice(start + 1, readme.indexOf("\n###", start + 1));
+      const blocks = [...section.matchAll(/```json\n([\s\S]*?)```/g)].map((m) => m[1]);
+      expect(blocks.length, name).toBeGreaterThan(0);
+      const validate = await validatorFor(name);
+      for (const b of blocks) expect(validate(JSON.parse(b)) ? null : `${name}: ${ajv.errorsText(validate.errors)}`).toBeNull();
+    }
+  });
+
+  it("lists every error code and status", () => {
+    for (const code of Object.keys(ERROR_CODES)) expect(readme, code).toContain(`| \`${code}\` |`);
+    for (const s of Object.keys(STATUSES)) expect(readme, s).toContain(`| \`${s}\` |`);
+  });
+});

@@ -28,6 +28,7 @@ export const COMMANDS: CommandEntry[] = [
   { name: "send_test_email", noDb: true, group: "Email and links", summary: "Check outgoing email: send test messages from the support and noreply addresses", load: () => import("./send_test_email.js") },
   { name: "send_custom_email", group: "Email and links", summary: "Email a Markdown document with Zulip branding to users, a realm or the whole server", writes: true, load: () => import("./send_custom_email.js") },
   { name: "doctor", group: "Maintenance", summary: "Check the configuration, secrets, database, memcached, Redis, SMTP and push settings zulip-manage depends on", load: () => import("./doctor.js") },
+  { name: "backup", group: "Maintenance", summary: "Back up the database, /etc/zulip and local uploads into a tarball Zulip's restore-backup restores", writes: true, load: () => import("./backup.js") },
   { name: "dbshell", noDb: true, group: "Maintenance", summary: "Start psql on the Zulip database with zulip-manage's connection settings", load: () => import("./dbshell.js") },
   { name: "completion", noDb: true, helper: true, group: "Maintenance", summary: "Print a bash or zsh completion script (commands, options, realm ids)", load: () => import("./completion.js") },
 ];

@@ -29,6 +29,7 @@ export const COMMANDS: CommandEntry[] = [
   { name: "send_custom_email", group: "Email and links", summary: "Email a Markdown document with Zulip branding to users, a realm or the whole server", writes: true, load: () => import("./send_custom_email.js") },
   { name: "doctor", group: "Maintenance", summary: "Check the configuration, secrets, database, memcached, Redis, SMTP and push settings zulip-manage depends on", load: () => import("./doctor.js") },
   { name: "backup", group: "Maintenance", summary: "Back up the database, /etc/zulip and local uploads into a tarball Zulip's restore-backup restores", writes: true, load: () => import("./backup.js") },
+  { name: "delete_old_unclaimed_attachments", group: "Maintenance", summary: "Delete uploaded files no message references, older than --weeks (dry run unless -f)", writes: true, load: () => import("./delete_old_unclaimed_attachments.js") },
   { name: "dbshell", noDb: true, group: "Maintenance", summary: "Start psql on the Zulip database with zulip-manage's connection settings", load: () => import("./dbshell.js") },
   { name: "completion", noDb: true, helper: true, group: "Maintenance", summary: "Print a bash or zsh completion script (commands, options, realm ids)", load: () => import("./completion.js") },
 ];

@@ -14,6 +14,7 @@ import { createChannel, createUser, sendMessage } from "../src/lib/create.js";
 import { runCli, type CliResult } from "./helpers/cli.js";
 import { makeConfDir, type ConfDir } from "./helpers/confdir.js";
 import { createDatabase, type TemplateName, type TestDatabase } from "./helpers/pg.js";
+import { type ServerCopy, startServerCopy } from "./helpers/server-copy.js";
 
 const REALM = 2;
 const HOST = "zulip.example.net";
@@ -127,24 +128,22 @@ afterAll(() => {
 });
 
 describe.each(["zulip12_fresh", "zulip11_fresh", "zulip10_fresh"] as TemplateName[])("delete_old_unclaimed_attachments on %s", (template) => {
+  let copy: ServerCopy;
   let db: TestDatabase;
-  let conf: ConfDir;
   let w: World;
   let lockDir: string;
-  const cli = (args: string[]): Promise<CliResult> => runCli(["delete_old_unclaimed_attachments", ...args], { db, confDir: conf, env: { ZULIP_LOCK_DIR: lockDir } });
+  const cli = (args: string[]): Promise<CliResult> => runCli(["delete_old_unclaimed_attachments", ...args], { db, confDir: copy.conf, env: { ZULIP_LOCK_DIR: lockDir } });
+  const cacheKey = (key: string) => `:1:${copy.conf.cachePrefix}${key}`;
   const rows = async (table: string) => (await db.query<{ id: string }>(`SELECT id FROM ${table} ORDER BY id`)).map((r) => Number(r.id));
 
   beforeAll(async () => {
-    db = await createDatabase({ template });
     const root = fs.mkdtempSync(path.join(tmp, `${template}-`));
     lockDir = path.join(root, "locks");
-    conf = makeConfDir({ db: { name: db.name }, externalHost: HOST, extraSettings: `LOCAL_UPLOADS_DIR = '${path.join(root, "uploads")}'\n` });
+    copy = await startServerCopy({ template, externalHost: HOST, client: true, extraSettings: `LOCAL_UPLOADS_DIR = '${path.join(root, "uploads")}'\n` });
+    db = copy.db;
     w = await buildWorld(db, path.join(root, "uploads"));
   }, 120_000);
-  afterAll(async () => {
-    await db?.drop();
-    conf?.cleanup();
-  });
+  afterAll(() => copy?.stop());
 
   it("dry run: lists what would go, as manage.py prints it, exits 1, deletes nothing", async () => {
     const before = [await rows("zerver_attachment"), await rows("zerver_archivedattachment")];
@@ -184,8 +183,12 @@ describe.each(["zulip12_fresh", "zulip11_fresh", "zulip10_fresh"] as TemplateNam
   });
 
   it("-f deletes exactly the unclaimed old rows, their ImageAttachment, the files and thumbnails", async () => {
+    // Attachment's post_delete flushes the owner's realm's used-upload-space entry.
+    await copy.client!.set(cacheKey(`realm_used_upload_space:${REALM}`), Buffer.from("cached"));
     const r = await cli(["-f"]);
     expect(r.exitCode, r.stderr).toBe(0);
+    expect(r.stderr).toBe("");
+    expect(await copy.client!.get(cacheKey(`realm_used_upload_space:${REALM}`))).toBeNull();
     const lines = r.stdout.split("\n");
     expect(lines).toContain("Unclaimed files deleted.");
     expect(lines[lines.length - 1]).toBe("Deleted 2 unclaimed attachments and 2 archived ones older than 5 weeks, 5 files removed.");

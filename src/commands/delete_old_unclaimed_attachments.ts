@@ -18,7 +18,8 @@
 //    "archived_attachments": [...],
 //    "deleted": {"attachments": 1, "archived_attachments": 0, "image_attachments": 1, "skipped": 0,
 //                "files": {"deleted": ["2/ab/xyz/a.png", "thumbnail/2/ab/xyz/a.png/840x560.webp"], "missing": [], "failed": []}},
-//    "storage_cleanup": null | {"cutoff": "…", "files": [{"path": "…", "modified_at": "…"}], "removed": {...}}}
+//    "storage_cleanup": null | {"cutoff": "…", "files": [{"path": "…", "modified_at": "…"}], "removed": {...}},
+//    "cache": null | {...}}   // the realm_used_upload_space entries flushed after -f
 import { InvalidArgumentError } from "commander";
 import {
   cleanUpStorage,
@@ -27,6 +28,7 @@ import {
   getOldUnclaimedAttachments,
   type DeleteUnclaimedResult,
 } from "../lib/attachments.js";
+import { addFlushCacheOption, CacheInvalidation, cacheReportJson } from "../lib/cache.js";
 import { defineCommand } from "../lib/command.js";
 import { CommandError } from "../lib/errors.js";
 import { withLock } from "../lib/lockfile.js";
@@ -56,6 +58,7 @@ export default defineCommand({
     cmd.option("-f, --for-real", "Actually remove the files from the storage.");
     cmd.option("-C, --clean-up-storage", "Examine all attachments in storage and remove any files which are not in the database. This may take a very long time!");
     cmd.option("-q, --quiet", "print nothing but errors");
+    addFlushCacheOption(cmd);
   },
   async run(ctx, _args, opts) {
     const out = ctx.out;
@@ -75,8 +78,9 @@ export default defineCommand({
       for (const a of [...listed.attachments, ...listed.archived]) say(`* ${a.file_name} created at ${a.create_time}`);
 
       let deleted: DeleteUnclaimedResult | null = null;
+      const inval = new CacheInvalidation(ctx, opts.flushCache);
       if (forReal) {
-        deleted = await deleteOldUnclaimedAttachments(db, weeks, listed, uploadsDir!);
+        deleted = await inval.guard(() => deleteOldUnclaimedAttachments(db, weeks, listed, uploadsDir!, inval));
         say();
         say("Unclaimed files deleted.");
         for (const f of deleted.files.failed) if (!quiet) out.warn(`Warning: could not delete ${f.path}: ${f.error}`);
@@ -91,8 +95,18 @@ export default defineCommand({
         for (const f of cleanup.removed.failed) if (!quiet) out.warn(`Warning: could not delete ${f.path}: ${f.error}`);
       }
 
+      const cache = forReal ? await inval.commit() : null;
       if (out.json) {
-        out.jsonResult({ ok: true, dry_run: !forReal, weeks, attachments: listed.attachments, archived_attachments: listed.archived, deleted, storage_cleanup: cleanup });
+        out.jsonResult({
+          ok: true,
+          dry_run: !forReal,
+          weeks,
+          attachments: listed.attachments,
+          archived_attachments: listed.archived,
+          deleted,
+          storage_cleanup: cleanup,
+          cache: cache ? cacheReportJson(cache) : null,
+        });
       }
       if (!forReal) {
         say();

@@ -31,6 +31,7 @@ export const COMMANDS: CommandEntry[] = [
   { name: "doctor", group: "Maintenance", summary: "Check the configuration, secrets, database, memcached, Redis, SMTP and push settings zulip-manage depends on", load: () => import("./doctor.js") },
   { name: "backup", group: "Maintenance", summary: "Back up the database, /etc/zulip and local uploads into a tarball Zulip's restore-backup restores", writes: true, load: () => import("./backup.js") },
   { name: "delete_old_unclaimed_attachments", group: "Maintenance", summary: "Delete uploaded files no message references, older than --weeks (dry run unless -f)", writes: true, load: () => import("./delete_old_unclaimed_attachments.js") },
+  { name: "archive_messages", group: "Maintenance", summary: "Apply the message retention policies: archive expired messages and delete old archived data, as Zulip's cron job does", writes: true, load: () => import("./archive_messages.js") },
   { name: "dbshell", noDb: true, group: "Maintenance", summary: "Start psql on the Zulip database with zulip-manage's connection settings", load: () => import("./dbshell.js") },
   { name: "completion", noDb: true, helper: true, group: "Maintenance", summary: "Print a bash or zsh completion script (commands, options, realm ids)", load: () => import("./completion.js") },
 ];

@@ -17,9 +17,12 @@
 // storage (LOCAL_UPLOADS_DIR/files) only: delete_local_file removes the file and then every
 // directory above it that became empty, up to LOCAL_UPLOADS_DIR.
 //
-// No events and no cache entries are involved.
+// No events are sent. Attachment's post_delete handler (flush_used_upload_space_cache) drops the
+// realm_used_upload_space entry of each deleted Attachment's owner's realm; so do we after each
+// batch commits (usedUploadSpaceKeys).
 import fs from "node:fs";
 import path from "node:path";
+import type { CacheInvalidation } from "./cache.js";
 import type { Db, Queryable } from "./db.js";
 import { pyDatetimeFromPg } from "./pyformat.js";
 
@@ -126,6 +129,15 @@ export interface DeleteUnclaimedResult {
   files: LocalFileResult;
 }
 
+/** realm_used_upload_space:<owner's realm> of the Attachment rows `ids` (flush_used_upload_space_cache). */
+export async function usedUploadSpaceKeys(q: Queryable, idsSql: string, params: unknown[] = []): Promise<string[]> {
+  const { rows } = await q.query(
+    `SELECT DISTINCT u.realm_id FROM zerver_attachment a JOIN zerver_userprofile u ON u.id = a.owner_id WHERE a.id IN (${idsSql}) ORDER BY 1`,
+    params,
+  );
+  return rows.map((r: any) => `realm_used_upload_space:${r.realm_id}`);
+}
+
 /** Lock the listed rows that are still unclaimed, delete them with their ImageAttachment rows; the storage paths to remove. */
 async function deleteBatch(
   db: Db,
@@ -134,6 +146,7 @@ async function deleteBatch(
   weeks: number,
   alreadyRemoved: Set<string>,
   result: DeleteUnclaimedResult,
+  inval: CacheInvalidation,
 ): Promise<string[]> {
   return db.tx(async (q) => {
     const cond = table === "zerver_attachment" ? UNCLAIMED_ATTACHMENT : UNCLAIMED_ARCHIVED;
@@ -148,6 +161,7 @@ async function deleteBatch(
     const thumbs = new Map<string, unknown>(images.rows.map((r: any) => [r.path_id, r.thumbnail_metadata]));
     // Django's delete() also clears the many-to-many rows; the conditions above mean there are none.
     if (table === "zerver_attachment") {
+      inval.addKeys(await usedUploadSpaceKeys(q, "SELECT unnest($1::bigint[])", [lockedIds]), "the organizations' used upload space");
       await q.query("DELETE FROM zerver_attachment_messages WHERE attachment_id = ANY($1::bigint[])", [lockedIds]);
       await q.query("DELETE FROM zerver_attachment_scheduled_messages WHERE attachment_id = ANY($1::bigint[])", [lockedIds]);
     } else {
@@ -171,6 +185,7 @@ export async function deleteOldUnclaimedAttachments(
   weeks: number,
   listed: { attachments: UnclaimedRow[]; archived: UnclaimedRow[] },
   uploadsDir: string,
+  inval: CacheInvalidation,
 ): Promise<DeleteUnclaimedResult> {
   const result: DeleteUnclaimedResult = { attachments: 0, archived_attachments: 0, image_attachments: 0, skipped: 0, files: { deleted: [], missing: [], failed: [] } };
   const alreadyRemoved = new Set<string>();
@@ -180,7 +195,8 @@ export async function deleteOldUnclaimedAttachments(
   ] as const) {
     for (let i = 0; i < rows.length; i += DELETE_BATCH_SIZE) {
       const ids = rows.slice(i, i + DELETE_BATCH_SIZE).map((r) => r.id);
-      const storage = await deleteBatch(db, table, ids, weeks, alreadyRemoved, result);
+      const storage = await deleteBatch(db, table, ids, weeks, alreadyRemoved, result, inval);
+      inval.changeCommitted();
       deleteLocalFiles(uploadsDir, storage, result.files);
     }
   }

@@ -27,28 +27,20 @@
 // No events are sent and nothing is queued by these functions in Zulip (the deferred_work
 // "soft_reactivate" job is only queued when a notification is about to reach an idle user).
 // Zulip writes a line per user to /var/log/zulip/soft_deactivation.log; so do we (best effort).
-import fs from "node:fs";
-import path from "node:path";
 import { AuditLogEventType, insertAuditLog } from "./audit.js";
 import type { CacheInvalidation, CacheUser } from "./cache.js";
 import type { Db, Queryable } from "./db.js";
 import { CommandError } from "./errors.js";
-import { asctime } from "./managelog.js";
+import { ZulipLogFile } from "./managelog.js";
 
 export const BULK_CREATE_BATCH_SIZE = 10000;
 export const SOFT_DEACTIVATE_BATCH_SIZE = 100;
 const RECIPIENT_STREAM = 2;
 
-/** logger "zulip.soft_deactivation" with log_to_file's format, appended to soft_deactivation.log. */
-export class SoftDeactivationLog {
-  constructor(private readonly logDir: string | null) {}
-  write(level: "INFO" | "ERROR", message: string): void {
-    if (!this.logDir) return;
-    try {
-      fs.appendFileSync(path.join(this.logDir, "soft_deactivation.log"), `${asctime()} ${level.padEnd(8)} ${message}\n`);
-    } catch {
-      /* like Zulip when the log is not writable: carry on */
-    }
+/** logger "zulip.soft_deactivation" (log_to_file: SOFT_DEACTIVATION_LOG_PATH). */
+export class SoftDeactivationLog extends ZulipLogFile {
+  constructor(logDir: string | null) {
+    super(logDir, "soft_deactivation.log");
   }
 }
 

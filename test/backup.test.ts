@@ -239,6 +239,19 @@ describe("backup options", () => {
     fs.rmSync(out);
   });
 
+  it("draws progress bars on a terminal only (script(1) gives it one)", async () => {
+    const out = path.join(tmp, "tty.tar.gz");
+    const q = (a: string) => `'${a.replace(/'/g, "'\\''")}'`;
+    const command = [process.execPath, CLI_BIN, "backup", "--output", out].map(q).join(" ");
+    const r = await execa("script", ["-qec", command, "/dev/null"], { env: cliEnv({ db, confDir: conf, env: { PATH: pathEnv } }), extendEnv: false, reject: false, timeout: 120_000 });
+    expect(r.exitCode, r.stdout).toBe(0);
+    expect(r.stdout).toContain("Dumping the database (tables) [");
+    expect(r.stdout).toMatch(/Writing the tarball \((KiB|MiB)\) \[/);
+    expect(r.stdout).toContain("Backup tarball written to " + out);
+    expect(listTarball(out)).toContain("zulip-backup/database/toc.dat");
+    fs.rmSync(out);
+  });
+
   it("--keep N removes the older backups of the same name shape beyond the newest N", async () => {
     const dir = path.join(tmp, "keep");
     fs.mkdirSync(dir);

@@ -335,6 +335,7 @@ async function dumpDatabase(bin: PgDumpBinary, dir: string, opts: BackupOptions,
   if (opts.threads > 1) args.push(`--jobs=${opts.threads}`);
   const bar = opts.progress ? new Progress(Math.max(1, serverTables), { stream: opts.progress, label: "Dumping the database (tables)" }) : null;
   if (bar) args.push("--verbose");
+  bar?.tick(0);
   const tail = new StderrTail(40, bar ? (line) => (/dumping contents of table|finished item \d+ TABLE DATA/.test(line) ? bar.tick() : undefined) : undefined);
   const child = spawn(bin.path, args, {
     env: { ...opts.env, ...libpqEnvironment(opts.plan, "zulip-manage backup") },
@@ -365,21 +366,25 @@ async function writeTarball(staging: string, members: string[], transforms: stri
   const tail = new StderrTail();
   child.stderr!.on("data", (d) => tail.push(d));
   const exited = waitChild(child, "tar", "Install GNU tar (apt-get install tar).");
-  const mib = (n: number) => Math.floor(n / 1048576);
-  const bar = opts.progress ? new Progress(Math.max(1, mib(totalBytes)), { stream: opts.progress, label: "Writing the tarball (MiB)" }) : null;
+  // Units that keep the counter readable: MiB for large backups, KiB for small ones.
+  const unit = totalBytes >= 64 * 1048576 ? 1048576 : 1024;
+  const units = (n: number) => Math.floor(n / unit);
+  const bar = opts.progress
+    ? new Progress(Math.max(1, units(totalBytes)), { stream: opts.progress, label: `Writing the tarball (${unit === 1024 ? "KiB" : "MiB"})` })
+    : null;
+  bar?.tick(0);
   let seen = 0;
   const counter = new Transform({
     transform(chunk: Buffer, _enc, cb) {
       if (bar) {
-        const before = mib(seen);
+        const before = units(seen);
         seen += chunk.length;
-        const step = Math.min(mib(seen), bar.total) - Math.min(before, bar.total);
+        const step = Math.min(units(seen), bar.total) - Math.min(before, bar.total);
         if (step > 0) bar.tick(step);
       }
       cb(null, chunk);
     },
   });
-  // O_EXCL, 0600 from the start (the staging directory is private anyway).
   const out = fs.createWriteStream(file, { flags: "wx", mode: 0o600 });
   let streamError: NodeJS.ErrnoException | null = null;
   try {

@@ -61,7 +61,7 @@ export default defineCommand({
     cmd.option("--output <file>", "filename of output tarball, or a directory to write zulip-backup-<timestamp>-<random>.tar.gz into (default: the temp directory)");
     cmd.option("--skip-db", "skip database backup");
     cmd.option("--skip-uploads", "skip uploads backup");
-    cmd.option("--threads <n>", "pg_dump jobs dumping tables in parallel (default 1)", wholeNumber, 1);
+    cmd.option("--threads <n>", "pg_dump jobs dumping tables in parallel", wholeNumber, 1);
     cmd.option("--keep <n>", "after the backup, delete older backups in the same directory beyond the newest N (this one included)", wholeNumber);
     cmd.option("-q, --quiet", "print nothing but errors");
   },

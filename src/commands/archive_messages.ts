@@ -29,9 +29,9 @@ export const DEFAULT_VACUUMING_DELAY_DAYS = 30;
 export default defineCommand({
   name: "archive_messages",
   description:
-    "Apply the message retention policies: delete archived data older than ARCHIVED_DATA_VACUUMING_DELAY_DAYS,\n" +
-    "then move messages past their organization's or channel's message_retention_days to the archive tables\n" +
-    "(restorable until they are vacuumed). Zulip's daily cron job; takes the same lock.",
+    "Apply the message retention policies: delete archived data older than ARCHIVED_DATA_VACUUMING_DELAY_DAYS, " +
+    "then move messages past their organization's or channel's message_retention_days to the archive tables " +
+    "(restorable until they are vacuumed).\nZulip's daily cron job; takes the same lock.",
   examples: ["zulip-manage archive_messages", "zulip-manage archive_messages --quiet      # from cron", "zulip-manage archive_messages --json"],
   configure(cmd) {
     cmd.option("-q, --quiet", "print nothing but errors");

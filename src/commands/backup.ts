@@ -48,7 +48,7 @@ export function summaryLine(r: BackupResult): string {
 export default defineCommand({
   name: "backup",
   description:
-    "Back up the Zulip server into a .tar.gz that Zulip's scripts/setup/restore-backup restores: the database\n" +
+    "Back up the Zulip server into a .tar.gz that Zulip's scripts/setup/restore-backup restores: the database " +
     "(pg_dump directory format), /etc/zulip, the local uploads and the Zulip/OS/PostgreSQL versions.\n" +
     "The tarball is written 0600 and appears under its name only when complete.",
   examples: [

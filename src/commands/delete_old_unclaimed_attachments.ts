@@ -46,8 +46,8 @@ function weeksArg(v: string): number {
 export default defineCommand({
   name: "delete_old_unclaimed_attachments",
   description:
-    "Remove unclaimed attachments from storage older than a supplied numerical value indicating the limit of how old\n" +
-    "the attachment can be. The default is five weeks. A dry run unless -f.",
+    "Remove unclaimed attachments from storage older than a supplied numerical value indicating the limit of how old " +
+    "the attachment can be. The default is five weeks.\nA dry run unless -f.",
   examples: [
     "zulip-manage delete_old_unclaimed_attachments",
     "zulip-manage delete_old_unclaimed_attachments -w 8 -f --quiet      # from cron",

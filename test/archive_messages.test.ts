@@ -12,6 +12,9 @@ import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createChannel, createUser, sendMessage } from "../src/lib/create.js";
+import { Db } from "../src/lib/db.js";
+import { catalogForeignKeys } from "../src/lib/ondelete.js";
+import { planMessageCascade } from "../src/lib/retention.js";
 import { seedBulkMessages } from "../src/lib/seed.js";
 import { runCli, type CliResult } from "./helpers/cli.js";
 import type { TemplateName, TestDatabase } from "./helpers/pg.js";
@@ -32,6 +35,7 @@ interface World {
   keep: number[]; // ids of messages that must stay
   a1: number; // attachment only on an expiring message
   a2: number; // attachment on an expiring and a kept message
+  scheduled: number; // a scheduled message delivered as an expiring message
 }
 
 async function buildWorld(db: TestDatabase): Promise<World> {
@@ -81,9 +85,20 @@ async function buildWorld(db: TestDatabase): Promise<World> {
         )
       ).rows[0].id,
     );
+  // A scheduled message delivered as the old message (ScheduledMessage.delivered_message: CASCADE),
+  // with an attachment link of its own (cascades from the scheduled message).
+  const sm = await c.query(
+    `INSERT INTO zerver_scheduledmessage (subject, content, rendered_content, scheduled_timestamp, read_by_sender, delivered, has_attachment, failed,
+                                          delivery_type, realm_id, recipient_id, sender_id, sending_client_id, stream_id, request_timestamp, delivered_message_id)
+     SELECT subject, content, rendered_content, date_sent, true, true, true, false, 1, realm_id, recipient_id, sender_id, sending_client_id, NULL, date_sent, id
+       FROM zerver_message WHERE id = $1 RETURNING id`,
+    [oldWithExtras],
+  );
+  const scheduled = Number(sm.rows[0].id);
   const a1 = await attachment("only-old.txt");
   const a2 = await attachment("old-and-new.txt");
   await c.query("INSERT INTO zerver_attachment_messages (attachment_id, message_id) VALUES ($1, $3), ($2, $3), ($2, $4)", [a1, a2, oldWithExtras, keep[0]]);
+  await c.query("INSERT INTO zerver_attachment_scheduled_messages (attachment_id, scheduledmessage_id) VALUES ($1, $2)", [a2, scheduled]);
   // A channel with its own policy in a realm without one (the internal realm).
   const internal = Number((await c.query("SELECT id FROM zerver_realm WHERE id <> $1 ORDER BY id LIMIT 1", [REALM])).rows[0].id);
   const bot = Number((await c.query("SELECT id FROM zerver_userprofile WHERE realm_id = $1 ORDER BY id LIMIT 1", [internal])).rows[0].id);
@@ -93,10 +108,15 @@ async function buildWorld(db: TestDatabase): Promise<World> {
   await aged(im, 4);
   expiring.push(im);
   await c.query("COMMIT");
-  return { iago, hamlet, retained, forever, short, internalChannel, expiring, keep, a1, a2 };
+  return { iago, hamlet, retained, forever, short, internalChannel, expiring, keep, a1, a2, scheduled };
 }
 
 type Rows = Record<string, any[]>;
+
+/** The test database's client as the library's Db (catalog lookups only). */
+async function connectDb(db: TestDatabase): Promise<Db> {
+  return new Db(db.client, { hosts: [], port: 0, database: db.name, user: "zulip", sslmode: "disable", readWrite: false, describe: "" });
+}
 
 /** The rows archiving moves, for the given message ids, in a fixed order (search_tsvector aside). */
 async function snapshot(db: TestDatabase, ids: number[]): Promise<Rows> {
@@ -206,6 +226,15 @@ describe.each(["zulip12_fresh", "zulip10_fresh"] as TemplateName[])("archive_mes
     // Attachment's post_delete: the owner's realm's used-upload-space entry is flushed.
     expect(await copy.client!.get(`:1:${copy.conf.cachePrefix}realm_used_upload_space:${REALM}`)).toBeNull();
     expect(doc.cache).toMatchObject({ ok: true });
+  });
+
+  it("deletes what Django's cascade from Message deletes (a delivered scheduled message and its attachment links)", async () => {
+    expect(await db.query("SELECT 1 FROM zerver_scheduledmessage WHERE id = $1", [w.scheduled])).toEqual([]);
+    expect(await db.query("SELECT 1 FROM zerver_attachment_scheduled_messages WHERE scheduledmessage_id = $1", [w.scheduled])).toEqual([]);
+    // ... along the planned cascade, not the generic engine's fallback.
+    const edges = await planMessageCascade(await connectDb(db), await catalogForeignKeys(db.client));
+    expect(edges).not.toBeNull();
+    expect(edges!.map((e) => `${e.table}.${e.column}`)).toEqual(expect.arrayContaining(["zerver_usermessage.message_id", "zerver_scheduledmessage.delivered_message_id", "zerver_attachment_scheduled_messages.scheduledmessage_id"]));
   });
 
   it("a second run finds nothing", async () => {

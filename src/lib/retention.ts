@@ -32,7 +32,16 @@ import { usedUploadSpaceKeys } from "./attachments.js";
 import type { CacheInvalidation } from "./cache.js";
 import type { Db, Queryable } from "./db.js";
 import type { ZulipLogFile } from "./managelog.js";
-import { CascadeDeletion, catalogForeignKeys, type CatalogForeignKey } from "./ondelete.js";
+import {
+  assertCovered,
+  cascadeClosure,
+  CascadeDeletion,
+  catalogForeignKeys,
+  type CatalogForeignKey,
+  GENERIC_RELATIONS,
+  referencesTo,
+  ruleFor,
+} from "./ondelete.js";
 
 export const MESSAGE_BATCH_SIZE = 1000;
 export const STREAM_MESSAGE_BATCH_SIZE = 100;
@@ -94,8 +103,65 @@ export async function realmsAndChannelsForArchiving(db: Queryable): Promise<Rete
   return [...byId.values()].sort((a, b) => a.realm.id - b.realm.id);
 }
 
+/**
+ * Django's cascade for deleting messages, planned once per run: every table that (transitively)
+ * references zerver_message through a CASCADE rule of src/lib/ondelete.ts, as edges in
+ * breadth-first order. null when the generic engine is needed instead: a reference the rules do
+ * not cover (assertCovered refuses), a SET_NULL/PROTECT/RESTRICT/DO_NOTHING rule or a generic
+ * relation on the way, a reference to a column other than "id", or a table without an "id".
+ * Each batch then costs two statements per table instead of the engine's temporary tables.
+ */
+export async function planMessageCascade(db: Db, fks: CatalogForeignKey[]): Promise<{ table: string; column: string; parent: string }[] | null> {
+  const closure = cascadeClosure(fks, ["zerver_message"]);
+  assertCovered(fks, closure, "archive these messages");
+  if (GENERIC_RELATIONS.some((g) => closure.includes(g.table))) return null;
+  const edges: { table: string; column: string; parent: string }[] = [];
+  const seen = new Set(["zerver_message"]);
+  const queue = ["zerver_message"];
+  while (queue.length) {
+    const parent = queue.shift()!;
+    for (const fk of referencesTo(fks, parent)) {
+      if (ruleFor(fk.table, fk.column)?.onDelete !== "CASCADE" || fk.refColumn !== "id" || fk.multiColumn) return null;
+      if (!(await db.columns(fk.table)).has("id")) return null;
+      edges.push({ table: fk.table, column: fk.column, parent });
+      if (!seen.has(fk.table)) {
+        seen.add(fk.table);
+        queue.push(fk.table);
+      }
+    }
+  }
+  return edges;
+}
+
+/** Delete messages and everything that cascades from them along `edges`: ids found top-down, rows deleted bottom-up. */
+async function deleteMessagesAlong(t: Queryable, edges: { table: string; column: string; parent: string }[], ids: number[]): Promise<void> {
+  const found = new Map<string, Set<number>>([["zerver_message", new Set(ids)]]);
+  const order: string[] = ["zerver_message"];
+  const pending: { table: string; ids: number[] }[] = [{ table: "zerver_message", ids }];
+  while (pending.length) {
+    const { table, ids: parentIds } = pending.shift()!;
+    for (const e of edges) {
+      if (e.parent !== table || !parentIds.length) continue;
+      const { rows } = await t.query(`SELECT id FROM ${q(e.table)} WHERE ${q(e.column)} = ANY($1::bigint[])`, [parentIds]);
+      const have = found.get(e.table) ?? new Set<number>();
+      const fresh = rows.map((r: any) => Number(r.id)).filter((id: number) => !have.has(id));
+      if (!fresh.length) continue;
+      for (const id of fresh) have.add(id);
+      if (!found.has(e.table)) {
+        found.set(e.table, have);
+        order.push(e.table);
+      }
+      pending.push({ table: e.table, ids: fresh });
+    }
+  }
+  for (const table of order.reverse()) {
+    await t.query(`DELETE FROM ${q(table)} WHERE id = ANY($1::bigint[])`, [[...found.get(table)!]]);
+  }
+}
+
 class Archiver {
   private fks: CatalogForeignKey[] | null = null;
+  private cascade: { table: string; column: string; parent: string }[] | null = null;
   private msgCols: string[] = [];
   private related: { src: string; dst: string; cols: string[]; key: "user_messages" | "reactions" | "submessages" }[] = [];
   private attCols: string[] = [];
@@ -109,6 +175,7 @@ class Archiver {
 
   async init(): Promise<void> {
     this.fks = await catalogForeignKeys(this.db);
+    this.cascade = await planMessageCascade(this.db, this.fks);
     // EXCLUDE_FIELDS = {search_tsvector}
     this.msgCols = await sharedColumns(this.db, "zerver_message", "zerver_archivedmessage", ["search_tsvector", "archive_transaction_id"]);
     for (const [src, dst, key] of [
@@ -148,11 +215,15 @@ class Archiver {
           return { ids, txId };
         }
         await this.moveRelated(t, ids);
-        const del = new CascadeDeletion(t, this.fks!, "archive these messages");
-        await del.addRoots("zerver_message", "SELECT unnest($1::int[])", [ids]);
-        await del.collect();
-        await del.execute();
-        await del.dispose();
+        // delete_messages: Message.objects.filter(id__in=...).delete(), with Django's cascades.
+        if (this.cascade) await deleteMessagesAlong(t, this.cascade, ids);
+        else {
+          const del = new CascadeDeletion(t, this.fks!, "archive these messages");
+          await del.addRoots("zerver_message", "SELECT unnest($1::int[])", [ids]);
+          await del.collect();
+          await del.execute();
+          await del.dispose();
+        }
         return { ids, txId };
       });
       if (ids.length) {

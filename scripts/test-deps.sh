@@ -33,6 +33,11 @@ command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v zsh >/dev/null 2>&1 || missing+=(zsh)
 command -v script >/dev/null 2>&1 || missing+=(bsdutils)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+# backup: pg_dump and pg_restore of the server's version (the server package's bindir has them),
+# GNU tar; the cron-lock and full-disk tests: flock and unshare (util-linux).
+compgen -G '/usr/lib/postgresql/*/bin/pg_restore' >/dev/null || command -v pg_restore >/dev/null 2>&1 || missing+=(postgresql-client)
+command -v tar >/dev/null 2>&1 || missing+=(tar)
+{ command -v flock >/dev/null 2>&1 && command -v unshare >/dev/null 2>&1; } || missing+=(util-linux)
 
 [ ${#missing[@]} -eq 0 ] && exit 0
 

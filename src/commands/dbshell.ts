@@ -15,7 +15,7 @@
 // instead of starting psql (for checking what would be run).
 import { spawn } from "node:child_process";
 import { defineCommand } from "../lib/command.js";
-import { type ConnectionPlan, CONNECT_TIMEOUT_MS, planConnection } from "../lib/db.js";
+import { type ConnectionPlan, libpqEnvironment, planConnection } from "../lib/db.js";
 import { EnvironmentError } from "../lib/errors.js";
 import type { DbshellBody } from "../schemas/dbshell.js";
 
@@ -26,19 +26,7 @@ export const PSQL_INSTALL_HINT =
 
 /** libpq environment for a connection plan (what psql gets). */
 export function psqlEnvironment(plan: ConnectionPlan): Record<string, string> {
-  const env: Record<string, string> = {
-    PGHOST: plan.hosts.join(","),
-    PGPORT: String(plan.port),
-    PGDATABASE: plan.database,
-    PGUSER: plan.user,
-    PGSSLMODE: plan.sslmode,
-    PGOPTIONS: "-c search_path=zulip,public",
-    PGCONNECT_TIMEOUT: String(Math.max(2, Math.ceil(CONNECT_TIMEOUT_MS / 1000))),
-    PGAPPNAME: "zulip-manage dbshell",
-  };
-  if (plan.readWrite) env.PGTARGETSESSIONATTRS = "read-write";
-  if (plan.password !== undefined) env.PGPASSWORD = plan.password;
-  return env;
+  return libpqEnvironment(plan, "zulip-manage dbshell", { searchPath: true });
 }
 
 export default defineCommand({

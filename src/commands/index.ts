@@ -16,6 +16,7 @@ export const COMMANDS: CommandEntry[] = [
   { name: "change_user_role", group: "Users", summary: "Change a user's role (owner, admin, moderator, member, guest) or special permissions", writes: true, load: () => import("./change_user_role.js") },
   { name: "deactivate_user", group: "Users", summary: "Deactivate a user and their bots and log them out (dry run unless -f)", writes: true, load: () => import("./deactivate_user.js") },
   { name: "reactivate_user", group: "Users", summary: "Reactivate a deactivated user (not in manage.py; what the web UI's Reactivate does)", writes: true, load: () => import("./reactivate_user.js") },
+  { name: "soft_deactivate_users", group: "Users", summary: "Soft-deactivate idle users (or the ones named) and catch them up, or soft-reactivate users, as Zulip's daily job does", writes: true, load: () => import("./soft_deactivate_users.js") },
   { name: "change_user_email", group: "Users", summary: "Change a user's email address", writes: true, load: () => import("./change_user_email.js") },
   { name: "change_password", group: "Users", summary: "Set a user's password (asked on the terminal or read from a file)", writes: true, load: () => import("./change_password.js") },
   { name: "logout_all_users", group: "Users", summary: "Log users out of their browser sessions (a realm, deactivated users, or everyone), optionally rotating API keys", writes: true, load: () => import("./logout_all_users.js") },
@@ -28,6 +29,9 @@ export const COMMANDS: CommandEntry[] = [
   { name: "send_test_email", noDb: true, group: "Email and links", summary: "Check outgoing email: send test messages from the support and noreply addresses", load: () => import("./send_test_email.js") },
   { name: "send_custom_email", group: "Email and links", summary: "Email a Markdown document with Zulip branding to users, a realm or the whole server", writes: true, load: () => import("./send_custom_email.js") },
   { name: "doctor", group: "Maintenance", summary: "Check the configuration, secrets, database, memcached, Redis, SMTP and push settings zulip-manage depends on", load: () => import("./doctor.js") },
+  { name: "backup", group: "Maintenance", summary: "Back up the database, /etc/zulip and local uploads into a tarball Zulip's restore-backup restores", writes: true, load: () => import("./backup.js") },
+  { name: "delete_old_unclaimed_attachments", group: "Maintenance", summary: "Delete uploaded files no message references, older than --weeks (dry run unless -f)", writes: true, load: () => import("./delete_old_unclaimed_attachments.js") },
+  { name: "archive_messages", group: "Maintenance", summary: "Apply the message retention policies: archive expired messages and delete old archived data, as Zulip's cron job does", writes: true, load: () => import("./archive_messages.js") },
   { name: "dbshell", noDb: true, group: "Maintenance", summary: "Start psql on the Zulip database with zulip-manage's connection settings", load: () => import("./dbshell.js") },
   { name: "completion", noDb: true, helper: true, group: "Maintenance", summary: "Print a bash or zsh completion script (commands, options, realm ids)", load: () => import("./completion.js") },
 ];

@@ -69,6 +69,27 @@ export function planConnection(config: Config, env: NodeJS.ProcessEnv = process.
   return plan;
 }
 
+/**
+ * libpq's environment for a connection plan: what psql and pg_dump get. The password goes only
+ * into PGPASSWORD (a child's environment is readable by its own user and root alone), never onto
+ * a command line where `ps` shows it to everyone.
+ */
+export function libpqEnvironment(plan: ConnectionPlan, appName: string, opts: { searchPath?: boolean } = {}): Record<string, string> {
+  const env: Record<string, string> = {
+    PGHOST: plan.hosts.join(","),
+    PGPORT: String(plan.port),
+    PGDATABASE: plan.database,
+    PGUSER: plan.user,
+    PGSSLMODE: plan.sslmode,
+    PGCONNECT_TIMEOUT: String(Math.max(2, Math.ceil(CONNECT_TIMEOUT_MS / 1000))),
+    PGAPPNAME: appName,
+  };
+  if (opts.searchPath) env.PGOPTIONS = "-c search_path=zulip,public";
+  if (plan.readWrite) env.PGTARGETSESSIONATTRS = "read-write";
+  if (plan.password !== undefined) env.PGPASSWORD = plan.password;
+  return env;
+}
+
 function sslOption(sslmode: string, host: string): ClientConfig["ssl"] {
   if (host.startsWith("/")) return false;
   switch (sslmode) {

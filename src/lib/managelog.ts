@@ -18,3 +18,23 @@ export function logInvocation(logDir: string, argv: string[]): void {
     /* continue silently, like manage.py when the log is not writable */
   }
 }
+
+/**
+ * A Zulip log file written the way log_to_file's handler writes it
+ * ("<asctime> <LEVEL padded to 8> <message>"), e.g. soft_deactivation.log, retention.log.
+ * Failing to write is not an error (as in Zulip).
+ */
+export class ZulipLogFile {
+  constructor(
+    private readonly logDir: string | null,
+    private readonly name: string,
+  ) {}
+  write(level: "INFO" | "WARNING" | "ERROR", message: string): void {
+    if (!this.logDir) return;
+    try {
+      fs.appendFileSync(path.join(this.logDir, this.name), `${asctime()} ${level.padEnd(8)} ${message}\n`);
+    } catch {
+      /* carry on */
+    }
+  }
+}

@@ -137,6 +137,7 @@ export const ON_DELETE_RULES: readonly OnDeleteRule[] = [
   r("zerver_usermessage", "message_id", "zerver_message", "CASCADE", "zerver/models/messages.py UserMessage.message"),
 
   // ---- references to zerver_archivedmessage -----------------------------------------------
+  r("zerver_archivedmessage", "archive_transaction_id", "zerver_archivetransaction", "CASCADE", "zerver/models/messages.py ArchivedMessage.archive_transaction"),
   r("zerver_archivedattachment_messages", "archivedmessage_id", "zerver_archivedmessage", "CASCADE", `zerver/models/messages.py ArchivedAttachment.messages: ${M2M}`),
   r("zerver_archivedreaction", "message_id", "zerver_archivedmessage", "CASCADE", "zerver/models/messages.py ArchivedReaction.message"),
   r("zerver_archivedsubmessage", "message_id", "zerver_archivedmessage", "CASCADE", "zerver/models/messages.py ArchivedSubMessage.message"),

@@ -9,6 +9,8 @@ export interface Paths {
   secretsPath: string;
   deployDir: string;
   logDir: string;
+  /** settings.LOCKFILE_DIRECTORY of a production server: the cron commands' flock files. */
+  lockDir: string;
 }
 
 export function resolvePaths(confDirFlag?: string, env: NodeJS.ProcessEnv = process.env): Paths {
@@ -20,5 +22,6 @@ export function resolvePaths(confDirFlag?: string, env: NodeJS.ProcessEnv = proc
     secretsPath: path.join(confDir, "zulip-secrets.conf"),
     deployDir: env.ZULIP_DEPLOY_DIR || "/home/zulip/deployments/current",
     logDir: env.ZULIP_LOG_DIR || "/var/log/zulip",
+    lockDir: env.ZULIP_LOCK_DIR || "/srv/zulip-locks",
   };
 }

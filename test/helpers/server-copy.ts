@@ -14,7 +14,7 @@ export interface ServerCopy {
   stop(): Promise<void>;
 }
 
-export async function startServerCopy(opts: { template: TemplateName; externalHost: string; client?: boolean }): Promise<ServerCopy> {
+export async function startServerCopy(opts: { template: TemplateName; externalHost: string; client?: boolean; extraSettings?: string }): Promise<ServerCopy> {
   const copy: Partial<ServerCopy> = {};
   const stop = async () => {
     await copy.client?.close();
@@ -26,7 +26,7 @@ export async function startServerCopy(opts: { template: TemplateName; externalHo
     copy.db = await createDatabase({ template: opts.template });
     copy.mc = await startMemcached();
     copy.client = opts.client ? await copy.mc.connect() : undefined;
-    copy.conf = makeConfDir({ memcached: copy.mc, externalHost: opts.externalHost });
+    copy.conf = makeConfDir({ memcached: copy.mc, externalHost: opts.externalHost, extraSettings: opts.extraSettings });
   } catch (e) {
     await stop();
     throw e;

@@ -1,0 +1,126 @@
+// delete_old_unclaimed_attachments: remove uploads that no message, scheduled message or archived
+// message references, older than --weeks (default 5), as manage.py's command does (see
+// src/lib/attachments.ts for Zulip's rules). A dry run unless -f: it lists the files and exits 1
+// with "This was a dry run. Pass -f to actually delete.", like manage.py. -C also looks for files
+// in storage without any database row (older than five minutes) and removes them with -f.
+//
+// Takes the lock of Zulip's own cron job (/srv/zulip-locks/delete_old_unclaimed_attachments.lock,
+// a non-blocking flock) so the two never run at once. Local storage only: with S3
+// (LOCAL_UPLOADS_DIR unset) the dry run lists, -f and -C refuse (exit 1) before deleting anything.
+//
+// Output as manage.py's ("Deleting unclaimed attached files older than 5 weeks", one
+// "* <file name> created at <time>" per row, "Unclaimed files deleted."), then a summary line for
+// cron mail; -q/--quiet prints only errors.
+//
+// --json:
+//   {"ok": true, "dry_run": false, "weeks": 5,
+//    "attachments": [{"id": 12, "file_name": "a.png", "path_id": "2/ab/xyz/a.png", "create_time": "…", "size": 123}],
+//    "archived_attachments": [...],
+//    "deleted": {"attachments": 1, "archived_attachments": 0, "image_attachments": 1, "skipped": 0,
+//                "files": {"deleted": ["2/ab/xyz/a.png", "thumbnail/2/ab/xyz/a.png/840x560.webp"], "missing": [], "failed": []}},
+//    "storage_cleanup": null | {"cutoff": "…", "files": [{"path": "…", "modified_at": "…"}], "removed": {...}},
+//    "cache": null | {...}}   // the realm_used_upload_space entries flushed after -f
+import { InvalidArgumentError } from "commander";
+import {
+  cleanUpStorage,
+  DEFAULT_WEEKS,
+  deleteOldUnclaimedAttachments,
+  getOldUnclaimedAttachments,
+  type DeleteUnclaimedResult,
+} from "../lib/attachments.js";
+import { addFlushCacheOption, CacheInvalidation, cacheReportJson } from "../lib/cache.js";
+import { defineCommand } from "../lib/command.js";
+import { CommandError } from "../lib/errors.js";
+import { withLock } from "../lib/lockfile.js";
+
+export const DRY_RUN_MESSAGE = "This was a dry run. Pass -f to actually delete.";
+export const S3_REFUSAL =
+  "Uploaded files are stored in S3 (LOCAL_UPLOADS_DIR is not set); zulip-manage deletes only local files. " +
+  "Run /home/zulip/deployments/current/manage.py delete_old_unclaimed_attachments on the server instead.";
+
+function weeksArg(v: string): number {
+  if (!/^-?\d+$/.test(v)) throw new InvalidArgumentError(`invalid int value: '${v}'`);
+  return Number(v);
+}
+
+export default defineCommand({
+  name: "delete_old_unclaimed_attachments",
+  description:
+    "Remove unclaimed attachments from storage older than a supplied numerical value indicating the limit of how old " +
+    "the attachment can be. The default is five weeks.\nA dry run unless -f.",
+  examples: [
+    "zulip-manage delete_old_unclaimed_attachments",
+    "zulip-manage delete_old_unclaimed_attachments -w 8 -f --quiet      # from cron",
+    "zulip-manage delete_old_unclaimed_attachments -f -C --json",
+  ],
+  configure(cmd) {
+    cmd.option("-w, --weeks <weeks>", "How long unattached attachments are preserved; defaults to 5 weeks.", weeksArg, DEFAULT_WEEKS);
+    cmd.option("-f, --for-real", "Actually remove the files from the storage.");
+    cmd.option("-C, --clean-up-storage", "Examine all attachments in storage and remove any files which are not in the database. This may take a very long time!");
+    cmd.option("-q, --quiet", "print nothing but errors");
+    addFlushCacheOption(cmd);
+  },
+  async run(ctx, _args, opts) {
+    const out = ctx.out;
+    const quiet = Boolean(opts.quiet);
+    const say = (s = "") => (quiet ? undefined : out.line(s));
+    const weeks: number = opts.weeks;
+    const forReal = Boolean(opts.forReal);
+    const settings = ctx.config().settings;
+    const uploadsSetting = settings.fileValue("LOCAL_UPLOADS_DIR", null);
+    const uploadsDir = typeof uploadsSetting === "string" && uploadsSetting !== "" ? uploadsSetting : null;
+    if ((forReal || opts.cleanUpStorage) && uploadsDir === null) throw new CommandError(S3_REFUSAL);
+    const db = await ctx.db();
+
+    return withLock(ctx.paths.lockDir, "delete_old_unclaimed_attachments", async () => {
+      say(`Deleting unclaimed attached files older than ${weeks} weeks`);
+      const listed = await getOldUnclaimedAttachments(db, weeks);
+      for (const a of [...listed.attachments, ...listed.archived]) say(`* ${a.file_name} created at ${a.create_time}`);
+
+      let deleted: DeleteUnclaimedResult | null = null;
+      const inval = new CacheInvalidation(ctx, opts.flushCache);
+      if (forReal) {
+        deleted = await inval.guard(() => deleteOldUnclaimedAttachments(db, weeks, listed, uploadsDir!, inval));
+        say();
+        say("Unclaimed files deleted.");
+        for (const f of deleted.files.failed) if (!quiet) out.warn(`Warning: could not delete ${f.path}: ${f.error}`);
+      }
+      let cleanup: Awaited<ReturnType<typeof cleanUpStorage>> | null = null;
+      if (opts.cleanUpStorage) {
+        say();
+        cleanup = await cleanUpStorage(db, uploadsDir!, !forReal);
+        // (sic) Zulip's wording.
+        say(`Removing extra files in storage black-end older than ${cleanup.cutoff}`);
+        for (const f of cleanup.files) say(`* ${f.path} modified at ${f.modified_at}`);
+        for (const f of cleanup.removed.failed) if (!quiet) out.warn(`Warning: could not delete ${f.path}: ${f.error}`);
+      }
+
+      const cache = forReal ? await inval.commit() : null;
+      if (out.json) {
+        out.jsonResult({
+          ok: true,
+          dry_run: !forReal,
+          weeks,
+          attachments: listed.attachments,
+          archived_attachments: listed.archived,
+          deleted,
+          storage_cleanup: cleanup,
+          cache: cache ? cacheReportJson(cache) : null,
+        });
+      }
+      if (!forReal) {
+        say();
+        if (!out.json) out.err(DRY_RUN_MESSAGE);
+        return 1;
+      }
+      const files = deleted!.files.deleted.length + (cleanup?.removed.deleted.length ?? 0);
+      const failed = deleted!.files.failed.length + (cleanup?.removed.failed.length ?? 0);
+      say(
+        `Deleted ${deleted!.attachments} unclaimed attachment${deleted!.attachments === 1 ? "" : "s"} and ${deleted!.archived_attachments} archived one${deleted!.archived_attachments === 1 ? "" : "s"} older than ${weeks} weeks, ` +
+          `${files} file${files === 1 ? "" : "s"} removed${cleanup ? ` (${cleanup.removed.deleted.length} without a database row)` : ""}` +
+          `${deleted!.skipped ? `; ${deleted!.skipped} claimed meanwhile, kept` : ""}${failed ? `; ${failed} could not be removed` : ""}.`,
+      );
+      return 0;
+    });
+  },
+});

@@ -1,0 +1,126 @@
+// soft_deactivate_users: soft activate/deactivate users, as manage.py's command does (see
+// src/lib/soft-deactivation.ts for what each step writes).
+//
+//   -d EMAIL...          soft-deactivate these users ("Soft deactivating forcefully...")
+//   -d                   soft-deactivate every active human whose last visit is more than
+//                        --inactive-for days (default 28) ago, then, unless settings.py sets
+//                        AUTO_CATCH_UP_SOFT_DEACTIVATED_USERS = False, add the missing UserMessage
+//                        rows of all soft-deactivated users (Zulip's daily cron job)
+//   -a EMAIL...          soft-reactivate these users (their missing UserMessage rows first)
+//   -r REALM             limit to one organization
+//
+// Zulip does all of this inline in the command (nothing goes to a queue worker), and so do we,
+// in batches with flat memory. Cron-friendly: never prompts; one summary line; -q prints only
+// errors. A user whose catch-up fails during -d is reported (exit 1) after the others are done,
+// as Zulip logs and carries on.
+//
+// --json:
+//   {"ok": true, "action": "deactivate", "mode": "inactive" | "users", "inactive_for": 28,
+//    "soft_deactivated": [{"id": 10, "email": "…", "last_active_message_id": 123, "audit_log_id": 456}],
+//    "caught_up": [{"id": 11, "email": "…", "messages_added": 40, "last_active_message_id": 170}] | null,
+//    "catch_up_failures": [{"id": 12, "email": "…", "error": "…"}],
+//    "cache": {...}}
+//   {"ok": true, "action": "activate",
+//    "soft_reactivated": [{"id": 10, "email": "…", "messages_added": 40, "last_active_message_id": 170, "audit_log_id": 457}],
+//    "already_active": [{"id": 13, "email": "…"}], "cache": {...}}
+import { InvalidArgumentError } from "commander";
+import { addFlushCacheOption, CacheInvalidation, cacheReportJson } from "../lib/cache.js";
+import { defineCommand } from "../lib/command.js";
+import { CommandError } from "../lib/errors.js";
+import { addRealmOption, getRealm } from "../lib/lookup.js";
+import {
+  catchUpSoftDeactivatedUsers,
+  reactivateUserIfSoftDeactivated,
+  SoftDeactivationLog,
+  type SoftReactivated,
+  softDeactivateUsers,
+  usersFromEmails,
+  usersToSoftDeactivate,
+} from "../lib/soft-deactivation.js";
+
+function intArg(v: string): number {
+  if (!/^[+-]?\d+$/.test(v.trim())) throw new InvalidArgumentError(`invalid int value: '${v}'`);
+  return Number(v);
+}
+
+const plural = (n: number) => `${n} user(s)`;
+
+export default defineCommand({
+  name: "soft_deactivate_users",
+  description: "Soft activate/deactivate users. Users are recognised by their emails here.",
+  examples: [
+    "zulip-manage soft_deactivate_users -d --quiet                 # daily from cron, as Zulip's own job",
+    "zulip-manage soft_deactivate_users -d --inactive-for 60 -r zulip",
+    "zulip-manage soft_deactivate_users -d iago@zulip.example.net",
+    "zulip-manage soft_deactivate_users -a iago@zulip.example.net --json",
+  ],
+  configure(cmd) {
+    addRealmOption(cmd);
+    cmd.option("-d, --deactivate", "Used to deactivate user/users.");
+    cmd.option("-a, --activate", "Used to activate user/users.");
+    cmd.option("--inactive-for <days>", "Number of days of inactivity before soft-deactivation", intArg, 28);
+    cmd.argument("[users...]", "A list of user emails to soft activate/deactivate.");
+    cmd.option("-q, --quiet", "print nothing but errors");
+    addFlushCacheOption(cmd);
+  },
+  async run(ctx, args, opts) {
+    const out = ctx.out;
+    const quiet = Boolean(opts.quiet);
+    const say = (s: string) => (quiet ? undefined : out.line(s));
+    const emails = ((Array.isArray(args[0]) ? args[0] : args) as unknown as string[]).filter((e) => e !== undefined);
+    if (!opts.activate && !opts.deactivate) throw new CommandError("Pass -d/--deactivate or -a/--activate (see zulip-manage soft_deactivate_users --help).");
+    if (opts.activate && !emails.length) throw new CommandError("You need to specify at least one user to use the activate option.");
+    const db = await ctx.db();
+    const realm = await getRealm(db, opts.realm);
+    const realmId = realm ? Number(realm.id) : null;
+    const log = new SoftDeactivationLog(ctx.paths.logDir);
+    const inval = new CacheInvalidation(ctx, opts.flushCache);
+
+    if (opts.activate) {
+      // manage.py checks --activate first when both are given.
+      const users = await usersFromEmails(db, emails, realmId);
+      const activated: SoftReactivated[] = [];
+      const already: { id: number; email: string }[] = [];
+      await inval.guard(async () => {
+        for (const u of users) {
+          const r = await reactivateUserIfSoftDeactivated(db, u, inval, log);
+          if (r) activated.push(r);
+          else already.push({ id: u.id, email: u.delivery_email });
+        }
+      });
+      const cache = await inval.commit();
+      say(`Soft reactivated ${plural(activated.length)}`);
+      out.jsonResult({ ok: true, action: "activate", soft_reactivated: activated, already_active: already, cache: cacheReportJson(cache) });
+      return 0;
+    }
+
+    const forced = emails.length > 0;
+    const users = forced ? await usersFromEmails(db, emails, realmId) : await usersToSoftDeactivate(db, opts.inactiveFor, realmId);
+    if (forced) say("Soft deactivating forcefully...");
+    const deactivated = await inval.guard(() => softDeactivateUsers(db, users, inval, log));
+    const cache = await inval.commit();
+    let catchUp: Awaited<ReturnType<typeof catchUpSoftDeactivatedUsers>> | null = null;
+    if (!forced) {
+      const setting = ctx.config().settings.fileValue("AUTO_CATCH_UP_SOFT_DEACTIVATED_USERS", true);
+      if (setting === false) log.write("INFO", "Not catching up users since AUTO_CATCH_UP_SOFT_DEACTIVATED_USERS is off");
+      else catchUp = await catchUpSoftDeactivatedUsers(db, realmId, log);
+    }
+    say(`Soft deactivated ${plural(deactivated.length)}`);
+    if (catchUp) {
+      const added = catchUp.caught_up.reduce((n, c) => n + c.messages_added, 0);
+      say(`Caught up ${catchUp.caught_up.length} soft-deactivated users (${added} message${added === 1 ? "" : "s"} added)`);
+      for (const f of catchUp.failures) out.error(`Failed to catch up ${f.email} (id ${f.id}): ${f.error}`);
+    }
+    out.jsonResult({
+      ok: !catchUp?.failures.length,
+      action: "deactivate",
+      mode: forced ? "users" : "inactive",
+      inactive_for: forced ? null : opts.inactiveFor,
+      soft_deactivated: deactivated,
+      caught_up: catchUp?.caught_up ?? null,
+      catch_up_failures: catchUp?.failures ?? [],
+      cache: cacheReportJson(cache),
+    });
+    return catchUp?.failures.length ? 1 : 0;
+  },
+});

@@ -130,6 +130,10 @@ export function smokeCalls(server: SmokeServer, tag: string): SmokeCall[] {
     { command: "doctor", args: ["--timeout", "10"], exitCode: 0, stdout: /Memcached .*All required checks passed/s },
     { command: "dbshell", args: ["--", "-At", "-c", "SELECT string_id FROM zerver_realm ORDER BY id"], exitCode: 0, stdout: /^zulipinternal\n\nlab$/ },
     { command: "completion", args: ["bash"], exitCode: 0, stdout: /complete -F/ },
+    { command: "backup", args: ["--output", path.join(d, `backup-${tag}.tar.gz`), "--skip-db", "--skip-uploads"], exitCode: 0, stdout: /backup-.*\.tar\.gz/ },
+    { command: "delete_old_unclaimed_attachments", args: ["-w", "5"], exitCode: 1, stdout: /./ },
+    { command: "soft_deactivate_users", args: ["-d", "--inactive-for", "36500"], exitCode: 0, stdout: /./ },
+    { command: "archive_messages", args: [], exitCode: 0, stdout: /./ },
   ];
   const missing = COMMANDS.map((c) => c.name).filter((n) => !calls.some((c) => c.command === n));
   if (missing.length) throw new Error(`smokeCalls has no call for: ${missing.join(", ")}`);

@@ -22,11 +22,13 @@
 //     "attachments_reset": 0, "archived_attachments_reset": 0, "channel_email_addresses_reactivated": 0,
 //     "notice": {"message_id": 41, "topic": "channel events", "recipients": 3} | null,
 //     "notes": ["..."],               // e.g. why no notice was written
-//     "cache": {...} | null
+//     "cache": {...} | null,
+//     "events": {...} | null           // lib/events.ts; the notice's message event is not sent yet
 //   }
 import { addFlushCacheOption, CacheInvalidation } from "../lib/cache.js";
 import { deactivatedChannelsByOldName, lastDeactivation, type ChannelRow, UnarchiveError, unarchiveChannel } from "../lib/channels.js";
 import { defineCommand } from "../lib/command.js";
+import { addEventsOption, EventDelivery, eventsReportJson, featureLevel } from "../lib/events.js";
 import { CommandError, UsageError } from "../lib/errors.js";
 import { addRealmOption, getRealm, parsePythonInt, type Realm } from "../lib/lookup.js";
 import { cacheJson } from "../lib/realm-lifecycle.js";
@@ -50,6 +52,7 @@ export default defineCommand({
     addRealmOption(cmd, { required: true });
     cmd.option("--dry-run", "show what would change, and change nothing");
     addFlushCacheOption(cmd);
+    addEventsOption(cmd);
   },
   async run(ctx, _args, opts) {
     if (opts.channel !== undefined && opts.channelId !== undefined) {
@@ -75,6 +78,7 @@ export default defineCommand({
       notice: null as null | { message_id: number; topic: string; recipients: number },
       notes: [] as string[],
       cache: null as ReturnType<typeof cacheJson>,
+      events: null as ReturnType<typeof eventsReportJson>,
     };
 
     let channel: ChannelRow;
@@ -140,12 +144,14 @@ export default defineCommand({
 
     const inval = new CacheInvalidation(ctx, opts.flushCache);
     if (inval.mode === "all") inval.requestFlushAll();
+    const events = new EventDelivery(ctx, opts.events);
+    const notify = { events, realm: { id: realm.id, string_id: realm.string_id }, what: `channel '${newName}' back in the channel list`, featureLevel: featureLevel(ctx.paths, db) };
     let r;
     try {
-      r = await db.tx(async (q) => {
+      r = await events.tx(db, async (q) => {
         const { rows } = await q.query("SELECT * FROM zerver_stream WHERE id = $1 FOR NO KEY UPDATE", [channel.id]);
         if (rows.length === 0) throw new CommandError("The channel was deleted while this command ran; nothing was changed.");
-        return unarchiveChannel(q, rows[0] as ChannelRow, newName, { cache: inval });
+        return unarchiveChannel(q, rows[0] as ChannelRow, newName, { cache: inval, notify });
       });
     } catch (e) {
       if (e instanceof UnarchiveError) throw new CommandError(e.message);
@@ -153,6 +159,7 @@ export default defineCommand({
     }
     inval.changeCommitted();
     result.cache = cacheJson(await inval.commit());
+    result.events = eventsReportJson(await events.commit());
     result.audit_log_id = r.auditLogId;
     result.web_public_cleared = r.webPublicCleared;
     result.attachments_reset = r.attachmentsReset;

@@ -213,3 +213,47 @@ export async function sendStreamEventsForRoleUpdate(q: Queryable, n: Notify, use
   }
   if (lost.length) sendStreamDeletionEvent(n, [user.id], lost, featureLevel);
 }
+
+/**
+ * can_access_stream_metadata_user_ids(channel) (zerver/lib/streams.py): public channels:
+ * active non-guests ∪ active subscribers; private: active subscribers ∪ admins and bots ∪ users
+ * granted metadata access by the channel's group settings.
+ */
+export async function channelMetadataUserIds(q: Queryable, channelId: number): Promise<number[]> {
+  const { rows } = await q.query(
+    `SELECT u.id FROM zerver_stream st
+       JOIN zerver_userprofile u ON u.realm_id = st.realm_id AND u.is_active
+      WHERE st.id = $1 AND (
+        u.id IN (SELECT s.user_profile_id FROM zerver_subscription s WHERE s.recipient_id = st.recipient_id AND s.active AND s.is_user_active)
+        OR (NOT st.invite_only AND u.role <> 600)
+        OR (st.invite_only AND u.role IN (100, 200)))
+      ORDER BY u.id`,
+    [channelId],
+  );
+  const ids = new Set(rows.map((r) => Number(r.id)));
+  const { rows: ch } = await q.query("SELECT invite_only FROM zerver_stream WHERE id = $1", [channelId]);
+  if (ch[0]?.invite_only) {
+    const { metadataGroupUserIdsFor } = await import("./user-events.js");
+    for (const id of await metadataGroupUserIdsFor(q, channelId)) ids.add(id);
+  }
+  return [...ids].sort((a, b) => a - b);
+}
+
+/**
+ * do_unarchive_stream's events (11.0+, FL 378): {"type": "stream", "op": "update", "property":
+ * "is_archived", "value": false} (delivered to clients with the archived_channels capability),
+ * then the stream create with the internal for_unarchiving flag (delivered, flag removed, to the
+ * others), both to everyone with metadata access. Before FL 378 Tornado does not know the flag
+ * and clients no is_archived update: a plain stream create. The Notification Bot notice's
+ * message event is not sent (see README).
+ */
+export async function sendUnarchiveEvents(q: Queryable, n: Notify, channel: { id: number; realm_id: number; name: string }, featureLevel: number): Promise<void> {
+  const notify = await channelMetadataUserIds(q, channel.id);
+  const [dict] = await channelDicts(q, channel.realm_id, [channel.id], { traffic: true });
+  if (featureLevel >= FL.ARCHIVED_CHANNEL_EVENTS) {
+    n.events.send(n.realm, { type: "stream", op: "update", stream_id: channel.id, name: channel.name, property: "is_archived", value: false }, notify, n.what);
+    n.events.send(n.realm, { type: "stream", op: "create", streams: [dict], for_unarchiving: true }, notify, n.what);
+  } else {
+    n.events.send(n.realm, { type: "stream", op: "create", streams: [dict] }, notify, n.what);
+  }
+}

@@ -14,7 +14,9 @@ import { AuditLogEventType, insertAuditLog } from "./audit.js";
 import type { CacheInvalidation } from "./cache.js";
 import { cacheKeys, sha1Hex } from "./cache.js";
 import { sendMessage, SYSTEM_BOT_REALM } from "./create.js";
+import { sendUnarchiveEvents } from "./channel-events.js";
 import type { Queryable } from "./db.js";
+import type { Notify } from "./events.js";
 
 /** Stream.MAX_NAME_LENGTH */
 export const MAX_CHANNEL_NAME_LENGTH = 60;
@@ -306,7 +308,7 @@ export async function unarchiveChannel(
   q: Queryable,
   channel: ChannelRow,
   newName: string,
-  opts: { cache?: CacheInvalidation; now?: Date } = {},
+  opts: { cache?: CacheInvalidation; now?: Date; notify?: Notify } = {},
 ): Promise<UnarchiveResult> {
   const now = opts.now ?? new Date();
   const { rows: subs } = await q.query(
@@ -363,6 +365,9 @@ export async function unarchiveChannel(
       ],
       `channel '${newName}' (id ${channel.id}) and its messages`,
     );
+  }
+  if (opts.notify) {
+    await sendUnarchiveEvents(q, opts.notify, { id: channel.id, realm_id: channel.realm_id, name: newName }, opts.notify.featureLevel ?? Number.MAX_SAFE_INTEGER);
   }
   const notice = await sendUnarchiveNotice(q, channel.id, { when: now });
   return {

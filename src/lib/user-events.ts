@@ -94,6 +94,11 @@ async function metadataGroupUserIds(q: Queryable, channelIds: number[]): Promise
   return out;
 }
 
+/** The users a private channel's group settings grant metadata access (recursive groups, active users). */
+export async function metadataGroupUserIdsFor(q: Queryable, channelId: number): Promise<number[]> {
+  return [...((await metadataGroupUserIds(q, [channelId])).get(channelId) ?? [])];
+}
+
 /**
  * bulk_get_subscriber_peer_info(realm, channels): `subscribed` = each channel's active
  * subscribers (is_user_active); `privatePeers` = for private channels, subscribers ∪ admins and

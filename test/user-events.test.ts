@@ -89,6 +89,24 @@ for (const [template, release] of [
       expect(JSON.parse(r.stdout).events).toMatchObject({ ok: true, published: expected.length });
     });
 
+    it("change_user_email: delivery_email to those who may see it; new_email to everyone when visible to everyone", async () => {
+      const allowed: Record<number, number[]> = { 1: [100, 200, 300, 400, 600], 3: [100, 200] };
+      for (const visibility of [3, 1]) {
+        const u = await addUser(server.db, { role: 400 });
+        await q("UPDATE zerver_userprofile SET email_address_visibility = $2, avatar_source = 'U' WHERE id = $1", [u.id, visibility]);
+        const newEmail = `changed-${u.id}@test.example`;
+        const r = await ok(["change_user_email", "-r", R, u.email, newEmail, "--json"]);
+        const viewers = await ids(
+          "SELECT id FROM zerver_userprofile WHERE realm_id = $1 AND is_active AND (id = $2 OR role = ANY ($3::int[])) ORDER BY id",
+          [TEST_REALM, u.id, allowed[visibility]],
+        );
+        const expected: any[] = [{ event: { type: "realm_user", op: "update", person: { user_id: u.id, delivery_email: newEmail } }, users: viewers }];
+        if (visibility === 1) expected.push({ event: { type: "realm_user", op: "update", person: { user_id: u.id, new_email: newEmail } }, users: await active() });
+        expect(sortedUsers(await reader.drain())).toEqual(expected);
+        expect(JSON.parse(r.stdout).events).toMatchObject({ ok: true, published: expected.length });
+      }
+    });
+
     it("deactivate_user: an archived channel is in the peer_remove from 12.0 (FL 428)", async () => {
       const u = await addUser(server.db, { role: 400 });
       await subscribe(u.id, 1);

@@ -27,10 +27,13 @@
 //     "display_email_changed": true,       // `email` changed too (visibility "everyone")
 //     "display_email": "iago@example.org", // `email` after the change
 //     "audit_log_ids": [60],
-//     "cache": {...}                       // as in change_user_role; null in a dry run
+//     "cache": {...},                      // as in change_user_role; null in a dry run
+//     "events": {...}                      // as in change_user_role (lib/events.ts)
 //   }
 import { AuditLogEventType, insertAuditLog, NEW_VALUE, OLD_VALUE } from "../lib/audit.js";
 import { addFlushCacheOption, CacheInvalidation, type CacheUser } from "../lib/cache.js";
+import { addEventsOption, EventDelivery, eventsReportJson } from "../lib/events.js";
+import { sendDeliveryEmailChangeEvents } from "../lib/user-events.js";
 import { defineCommand } from "../lib/command.js";
 import type { Queryable } from "../lib/db.js";
 import { validateEmailAddress } from "../lib/email-address.js";
@@ -89,6 +92,7 @@ export default defineCommand({
     cmd.argument("[new_email]", "new email address");
     cmd.option("--dry-run", "check and show the change, and change nothing");
     addFlushCacheOption(cmd);
+    addEventsOption(cmd);
   },
   async run(ctx, args, opts) {
     const [oldEmail, newEmail] = args;
@@ -131,7 +135,9 @@ export default defineCommand({
     const { databaseSeries } = await import("../lib/create.js"); // loaded only when writing
     const series = await databaseSeries(db);
     const inval = new CacheInvalidation(ctx, opts.flushCache);
-    const result = await db.tx(async (q) => {
+    const events = new EventDelivery(ctx, opts.events);
+    const notify = { events, realm: { id: realm.id, string_id: realm.string_id }, what: `the new email address of user ${user.id}` };
+    const result = await events.tx(db, async (q) => {
       const { rows: locked } = await q.query("SELECT * FROM zerver_userprofile WHERE id = $1 FOR NO KEY UPDATE", [user.id]);
       if (locked.length === 0) throw new CommandError("The user was deleted while this command ran; nothing was changed.");
       const before: UserProfile = locked[0];
@@ -149,6 +155,7 @@ export default defineCommand({
         throw e;
       }
       const after = { ...before, delivery_email: newEmail, ...(everyone ? { email: newEmail } : {}) };
+      await sendDeliveryEmailChangeEvents(q, notify, after as UserProfile);
       const auditIds = await insertAuditLog(q, [
         {
           realmId: Number(before.realm_id),
@@ -164,7 +171,9 @@ export default defineCommand({
     });
     inval.changeCommitted();
     const cache = await inval.commit();
+    const delivery = await events.commit();
     Object.assign(doc, {
+      events: eventsReportJson(delivery),
       display_email_changed: result.everyone,
       display_email: result.display,
       audit_log_ids: result.auditIds,

@@ -30,7 +30,6 @@ import type { Db, Queryable } from "./db.js";
 import type { Paths } from "./paths.js";
 import { RabbitConnection, type RabbitError, rabbitTarget } from "./rabbitmq.js";
 import { hostOfRealm, notifyQueueName, readTornadoSharding, realmTornadoPorts, type TornadoSharding, userTornadoPort } from "./sharding.js";
-import { postNotifyTornado } from "./tornado.js";
 import { apiFeatureLevel } from "./zulip-versions.js";
 
 export type EventsMode = "auto" | "rabbitmq" | "http" | "none";
@@ -367,7 +366,9 @@ export class EventDelivery {
       } catch (e: any) {
         httpFailure = `the shared_secret secret cannot be read: ${e?.message ?? e}`;
       }
-      if (secret !== null) {
+      // node:http is loaded only when this fallback is taken.
+      const { postNotifyTornado } = secret !== null ? await import("./tornado.js") : { postNotifyTornado: null };
+      if (secret !== null && postNotifyTornado) {
         outer: for (const plan of plans) {
           if (plan.item.kind !== "event") continue;
           for (const part of plan.parts) {

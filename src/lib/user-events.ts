@@ -94,6 +94,11 @@ async function metadataGroupUserIds(q: Queryable, channelIds: number[]): Promise
   return out;
 }
 
+/** The users a private channel's group settings grant metadata access (recursive groups, active users). */
+export async function metadataGroupUserIdsFor(q: Queryable, channelId: number): Promise<number[]> {
+  return [...((await metadataGroupUserIds(q, [channelId])).get(channelId) ?? [])];
+}
+
 /**
  * bulk_get_subscriber_peer_info(realm, channels): `subscribed` = each channel's active
  * subscribers (is_user_active); `privatePeers` = for private channels, subscribers ∪ admins and
@@ -348,4 +353,36 @@ export async function sendUserReactivationEvents(
   const everyone = await activeUserIds(q, user.realm_id);
   for (const g of groups.named) n.events.send(n.realm, { type: "user_group", op: "add_members", group_id: g, user_ids: [user.id] }, everyone, n.what);
   await sendAnonymousGroupSettingEvents(q, n, groups.anonymous, everyone);
+}
+
+/** UserProfile.ROLE_TO_ACCESSIBLE_EMAIL_ADDRESS_VISIBILITY_IDS (1 everyone, 2 members, 3 admins, 4 nobody, 5 moderators). */
+const VISIBILITY_BY_ROLE: Record<number, number[]> = { 100: [1, 2, 3, 5], 200: [1, 2, 3, 5], 300: [1, 2, 5], 400: [1, 2], 600: [1] };
+
+/**
+ * get_users_with_access_to_real_email(user) (zerver/lib/users.py): of the users who can access
+ * the user, those for whom can_access_delivery_email(viewer, user, visibility) holds — the user,
+ * and viewers whose role may see the user's email_address_visibility.
+ */
+export async function usersWithAccessToRealEmail(q: Queryable, user: UserProfile): Promise<number[]> {
+  const candidates = await userIdsWhoCanAccessUser(q, user);
+  const { rows } = await q.query("SELECT id, role FROM zerver_userprofile WHERE id = ANY ($1::int[]) AND is_active", [candidates]);
+  const visibility = Number(user.email_address_visibility);
+  return rows
+    .filter((r) => Number(r.id) === Number(user.id) || (VISIBILITY_BY_ROLE[Number(r.role)] ?? []).includes(visibility))
+    .map((r) => Number(r.id))
+    .sort((a, b) => a - b);
+}
+
+/**
+ * do_change_user_delivery_email's events (10.x-12.x): the delivery_email update to those who
+ * may see the real address; when the visibility is "everyone", the new_email update to everyone
+ * who can see the user. Not sent: the avatar update Zulip sends for Gravatar users
+ * (notify_avatar_url_change), whose URL depends on settings (ENABLE_GRAVATAR,
+ * DEFAULT_AVATAR_URI) and, on 12.x, the realm's default avatar source.
+ */
+export async function sendDeliveryEmailChangeEvents(q: Queryable, n: Notify, after: UserProfile): Promise<void> {
+  n.events.send(n.realm, { type: "realm_user", op: "update", person: { user_id: after.id, delivery_email: after.delivery_email } }, await usersWithAccessToRealEmail(q, after), n.what);
+  if (Number(after.email_address_visibility) === 1) {
+    n.events.send(n.realm, { type: "realm_user", op: "update", person: { user_id: after.id, new_email: after.email } }, await userIdsWhoCanAccessUser(q, after), n.what);
+  }
 }

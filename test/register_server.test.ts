@@ -1218,8 +1218,30 @@ describe("redis library", () => {
 // notification service; its worker runs send_server_data_to_push_bouncer(consider_usage_statistics=False):
 // the analytics status request, then the upload with every realm, the new one included.
 describe("create_realm reports the new organization to the push notification service", () => {
+  // Zulip's own path: the push_bouncer_update_for_realm jobs, run by its deferred_work worker.
+  it("queues do_create_realm's and do_create_user's push_bouncer_update_for_realm jobs and sends nothing itself", async () => {
+    const reader = await QueueReader.open();
+    try {
+      await reader.purge("notify_tornado", "deferred_work");
+      const e = setup();
+      svc.register({ uuid: ORG_ID, api_key: ORG_KEY });
+      const r = await runCli(e, ["create_realm", "Org queued", "--string-id", "queued", "boss@queued.example.org", "Boss", ...NO_CACHE, "--json"]);
+      expect(r.exitCode, r.stderr).toBe(0);
+      const [realm] = await db.query("SELECT id FROM zerver_realm WHERE string_id = 'queued'");
+      expect(await reader.drain("deferred_work")).toEqual([
+        { type: "push_bouncer_update_for_realm", realm_id: realm.id },
+        { type: "push_bouncer_update_for_realm", realm_id: realm.id },
+      ]);
+      expect(svc.received).toEqual([]);
+      expect(JSON.parse(r.stdout).push_service).toBeNull();
+    } finally {
+      await reader.close();
+    }
+  });
+
+  // When the jobs cannot be queued (here --events=none; RabbitMQ down likewise), the report is sent from here.
   const create = (e: Env, sub: string) =>
-    runCli(e, ["create_realm", `Org ${sub}`, "--string-id", sub, `boss@${sub}.example.org`, "Boss", ...NO_CACHE, "--json"]);
+    runCli(e, ["create_realm", `Org ${sub}`, "--string-id", sub, `boss@${sub}.example.org`, "Boss", ...NO_CACHE, "--events=none", "--json"]);
 
   it("sends the status request and the upload with the new realm, and stores its push status", async () => {
     const e = setup();

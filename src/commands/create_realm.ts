@@ -203,7 +203,8 @@ export default defineCommand({
     });
     inval.changeCommitted();
     result.cache = cacheJson(await inval.commit());
-    result.events = eventsReportJson(await events.commit());
+    const delivery = await events.commit();
+    result.events = eventsReportJson(delivery);
     result.realm.id = created.realm.id;
     result.system_bot_realm_created = created.systemRealm && { id: created.systemRealm.id, string_id: systemBotRealm, bots: created.systemRealm.bots };
     result.channels = created.realm.channels.map((c) => c.name);
@@ -215,9 +216,13 @@ export default defineCommand({
       password: passwordHash ? "set" : "unusable",
     };
     result.scheduled_emails = (created.steps.welcomeEmails?.scheduled ?? []).map((s) => ({ id: s.id, template: s.template, at: s.scheduledAt.toISOString() }));
-    // do_create_realm → enqueue_register_realm_with_push_bouncer_if_needed: with the push
-    // notification service in use, the new realm is reported to it (see reportServerData).
-    if (settings.get("ZULIP_SERVICE_PUSH_NOTIFICATIONS")) {
+    // With the push notification service in use, Zulip reports the new realm to it through the
+    // deferred_work push_bouncer_update_for_realm jobs staged above (maybe_enqueue_audit_log_upload,
+    // from do_create_realm and do_create_user): its worker runs send_server_data_to_push_bouncer.
+    // Only when those jobs could not be queued (RabbitMQ unreachable, --events=none) is the report
+    // sent from here instead (see reportServerData), so that it is never lost nor sent twice.
+    const reportQueued = events.enabled && !delivery.undelivered.includes("deferred_work: push_bouncer_update_for_realm");
+    if (settings.get("ZULIP_SERVICE_PUSH_NOTIFICATIONS") && !reportQueued) {
       const { reportServerData } = await import("./register_server.js");
       result.push_service = await reportServerData(ctx, db, opts.flushCache, opts.events, (t) => out.warn(t));
     }

@@ -23,6 +23,8 @@ command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
 command -v saslpasswd2 >/dev/null 2>&1 || missing+=(sasl2-bin)
 if command -v dpkg >/dev/null 2>&1; then dpkg -s libsasl2-modules >/dev/null 2>&1 || missing+=(libsasl2-modules); fi
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+# Real-time event tests: a private RabbitMQ node (test/helpers/rabbitmq.ts).
+[ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || missing+=(rabbitmq-server)
 # Cross-checks against the reference implementations Zulip itself uses (Debian's python3
 # modules), terminal tests (script), shell-completion tests (bash, zsh), TLS test certificates.
 [ -x /usr/bin/python3 ] || missing+=(python3)

@@ -553,6 +553,9 @@ describe("change_user_role: CLI behaviour", () => {
         flushed_all: false,
         warning: null,
       },
+      // Role, group memberships (members, administrators, fullmembers); test/events.test.ts
+      // and the per-release event tests check the events themselves.
+      events: { mode: "auto", transport: "rabbitmq", published: 4, jobs: 0, ok: true, skipped: false, undelivered: [], warning: null },
     });
     expect(r.stderr).toContain(`${b.email}: User already has this role.`);
 

@@ -48,11 +48,14 @@
 //       "audit_log_ids": [123, 124, 125, 126]
 //     }],
 //     "cache": {"mode": "keys", "ok": true, "skipped": false, "server": "127.0.0.1:11211 (SASL as zulip@localhost)",
-//               "prefixes": 1, "keys_sent": 7, "keys_deleted": 2, "flushed_all": false, "warning": null}
+//               "prefixes": 1, "keys_sent": 7, "keys_deleted": 2, "flushed_all": false, "warning": null},
+//     "events": {"mode": "auto", "transport": "rabbitmq", "published": 3, "jobs": 0, "ok": true, "skipped": false,
+//                "undelivered": [], "warning": null}     // null in a dry run; see lib/events.ts
 //   }
 import { AuditLogEventType, insertAuditLog, NEW_VALUE, OLD_VALUE, type RoleCountBaseline, roleCountBaselineBeside } from "../lib/audit.js";
 import { addFlushCacheOption, CacheInvalidation, type CacheReport, type CacheUser, cacheReportJson } from "../lib/cache.js";
 import { defineCommand } from "../lib/command.js";
+import { addEventsOption, EventDelivery, type EventReport, eventsReportJson } from "../lib/events.js";
 import type { Context } from "../lib/context.js";
 import type { Db, Queryable } from "../lib/db.js";
 import { CommandError, UsageError } from "../lib/errors.js";
@@ -177,6 +180,7 @@ export default defineCommand({
     );
     cmd.option("--dry-run", "show what would change, and change nothing");
     addFlushCacheOption(cmd);
+    addEventsOption(cmd);
   },
   async run(ctx, args, opts) {
     // Arguments, checked the way argparse would (usage errors, exit 2).
@@ -198,14 +202,18 @@ export default defineCommand({
     const grant = !opts.revoke;
     const dryRun = Boolean(opts.dryRun);
     const inval = new CacheInvalidation(ctx, opts.flushCache);
+    const events = new EventDelivery(ctx, opts.events);
     // An explicit --flush-cache=all flushes even when nothing gets changed (a way to clear a
     // cache left stale earlier), and also when the command fails.
     if (inval.mode === "all" && !dryRun) inval.requestFlushAll();
     let cacheApplied = false;
     try {
-      return await main(ctx, { multi, email, requested, grant, dryRun, opts, inval, applied: () => (cacheApplied = true) });
+      return await main(ctx, { multi, email, requested, grant, dryRun, opts, inval, events, applied: () => (cacheApplied = true) });
     } finally {
-      if (!dryRun && !cacheApplied) await inval.commit();
+      if (!dryRun && !cacheApplied) {
+        await inval.commit();
+        await events.commit();
+      }
     }
   },
 });
@@ -218,12 +226,13 @@ interface MainArgs {
   dryRun: boolean;
   opts: Record<string, any>;
   inval: CacheInvalidation;
-  /** Called once the cache invalidation has been applied. */
+  events: EventDelivery;
+  /** Called once the cache invalidation (and event delivery) has been applied. */
   applied(): void;
 }
 
 async function main(ctx: Context, a: MainArgs): Promise<number> {
-  const { multi, email, requested, grant, dryRun, opts, inval } = a;
+  const { multi, email, requested, grant, dryRun, opts, inval, events } = a;
   const out = ctx.out;
   const isRole = requested in USER_ROLE_MAP;
   // The one slow read of a role change is Zulip's count of the realm's users by role (tens of
@@ -262,8 +271,8 @@ async function main(ctx: Context, a: MainArgs): Promise<number> {
     };
     results.push(result);
     try {
-      if (isRole) await changeRole(db, inval, realm, u, USER_ROLE_MAP[requested], grant, dryRun, result, baseline);
-      else if (billingSetting) await changeBilling(db, inval, realm, u, grant, dryRun, result);
+      if (isRole) await changeRole(db, inval, events, realm, u, USER_ROLE_MAP[requested], grant, dryRun, result, baseline);
+      else if (billingSetting) await changeBilling(db, inval, events, realm, u, grant, dryRun, result);
       else await changeFlag(db, inval, u, requested, grant, dryRun, result);
       result.ok = true;
     } catch (e) {
@@ -279,9 +288,11 @@ async function main(ctx: Context, a: MainArgs): Promise<number> {
   }
 
   let cache: CacheReport | null = null;
+  let delivery: EventReport | null = null;
   if (!dryRun) {
     a.applied();
     cache = await inval.commit();
+    delivery = await events.commit();
   }
 
   const failed = results.filter((r) => !r.ok);
@@ -295,6 +306,7 @@ async function main(ctx: Context, a: MainArgs): Promise<number> {
       grant,
       results,
       cache: cacheReportJson(cache),
+      events: eventsReportJson(delivery),
     });
   }
   if (failed.length === 0) return 0;
@@ -312,6 +324,7 @@ async function main(ctx: Context, a: MainArgs): Promise<number> {
 async function changeRole(
   db: Db,
   inval: CacheInvalidation,
+  events: EventDelivery,
   realm: Realm,
   u: UserProfile,
   newRole: number,
@@ -337,13 +350,14 @@ async function changeRole(
   }
   let oldRole = Number(u.role);
   inval.prepare();
-  const moves = await db.tx(async (q) => {
+  const notify = { events, realm: { id: realm.id, string_id: realm.string_id }, what: `the new role of ${u.delivery_email}` };
+  const moves = await events.tx(db, async (q) => {
     const locked = await lockUser(q, u.id);
     oldRole = Number(locked.role);
     result.old_role = roleApi(oldRole);
     result.old_role_id = oldRole;
     if (oldRole === newRole) throw new CommandError("User already has this role.");
-    const m = await changeUserRole(q, realm, locked, newRole, baseline);
+    const m = await changeUserRole(q, realm, locked, newRole, baseline, notify);
     await inval.userChanged(q, { ...locked, role: newRole } as UserProfile & CacheUser, ["role"]);
     return m;
   });
@@ -415,6 +429,7 @@ async function changeFlag(
 async function changeBilling(
   db: Db,
   inval: CacheInvalidation,
+  events: EventDelivery,
   realm: Realm,
   u: UserProfile,
   grant: boolean,
@@ -422,7 +437,12 @@ async function changeBilling(
   result: UserResult,
 ): Promise<void> {
   result.property = "is_billing_admin";
-  const o = await changeBillingPermission(db, Number(realm.id), u.id, grant, { dryRun, cache: inval });
+  const o = await changeBillingPermission(db, Number(realm.id), u.id, grant, {
+    dryRun,
+    cache: inval,
+    events,
+    what: `the billing permission of ${u.delivery_email}`,
+  });
   result.old_value = !grant;
   result.new_value = grant;
   result.setting = { name: BILLING_SETTING, old_value: o.before, new_value: o.after, old: o.beforeText, new: o.afterText };

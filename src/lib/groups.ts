@@ -5,6 +5,7 @@
 import { AuditLogEventType, insertAuditLog } from "./audit.js";
 import type { Queryable } from "./db.js";
 import { CommandError } from "./errors.js";
+import { type Notify, sendGroupMembersEvent } from "./events.js";
 
 export const SystemGroups = {
   NOBODY: "role:nobody",
@@ -83,6 +84,8 @@ export async function directGroupIds(q: Queryable, userId: number, groupIds?: nu
 
 export interface MembershipChangeOptions {
   actingUserId?: number | null;
+  /** Send the user_group add_members / remove_members event Zulip sends for the change. */
+  notify?: Notify;
   /** One time for all audit rows of the call (Zulip: one timezone_now() per bulk_create). */
   eventTime?: Date;
 }
@@ -108,6 +111,7 @@ export async function addDirectMembers(
   );
   const added = new Set(rows.map((r) => Number(r.user_profile_id)));
   const ordered = userIds.filter((u) => added.has(u));
+  if (opts.notify && ordered.length) await sendGroupMembersEvent(q, opts.notify, "add_members", groupId, ordered);
   const eventTime = opts.eventTime ?? new Date();
   const auditIds = await insertAuditLog(
     q,
@@ -136,6 +140,7 @@ export async function removeDirectMembers(
 ): Promise<number[]> {
   if (userIds.length === 0) return [];
   await q.query("DELETE FROM zerver_usergroupmembership WHERE user_group_id = $1 AND user_profile_id = ANY ($2::int[])", [groupId, userIds]);
+  if (opts.notify) await sendGroupMembersEvent(q, opts.notify, "remove_members", groupId, userIds);
   const eventTime = opts.eventTime ?? new Date();
   return insertAuditLog(
     q,
@@ -199,17 +204,17 @@ export async function updateFullMembersSystemGroup(
   q: Queryable,
   realm: { id: number; waiting_period_threshold: number },
   userIds: number[],
-  opts: { actingUserId?: number | null; now?: Date } = {},
+  opts: { actingUserId?: number | null; now?: Date; notify?: Notify } = {},
 ): Promise<FullMembersPlan & { auditIds: number[] }> {
   const plan = await planFullMembersUpdate(q, realm, userIds, opts.now ?? new Date());
   const auditIds: number[] = [];
   if (plan.remove.length) {
     auditIds.push(
-      ...(await removeDirectMembers(q, realm.id, plan.fullMembersGroup.id, plan.remove, { actingUserId: opts.actingUserId, eventTime: new Date() })),
+      ...(await removeDirectMembers(q, realm.id, plan.fullMembersGroup.id, plan.remove, { actingUserId: opts.actingUserId, eventTime: new Date(), notify: opts.notify })),
     );
   }
   if (plan.add.length) {
-    const r = await addDirectMembers(q, realm.id, plan.fullMembersGroup.id, plan.add, { actingUserId: opts.actingUserId, eventTime: new Date() });
+    const r = await addDirectMembers(q, realm.id, plan.fullMembersGroup.id, plan.add, { actingUserId: opts.actingUserId, eventTime: new Date(), notify: opts.notify });
     auditIds.push(...r.auditIds);
   }
   return { ...plan, auditIds };

@@ -22,10 +22,8 @@
 import http from "node:http";
 import https from "node:https";
 import net from "node:net";
-import path from "node:path";
 import tls from "node:tls";
 import { CommandError } from "./errors.js";
-import { READ_LIMITS, readBounded } from "./files.js";
 
 export const DEFAULT_TIMEOUT_MS = 15_000;
 export const ANALYTICS_TIMEOUT_MS = 90_000;
@@ -37,34 +35,8 @@ const SECRET_FIELDS = new Set(["zulip_org_key", "new_org_key", "access_token", "
 // ---------------------------------------------------------------------------------------------
 // Zulip version of the deployment (version.py + zulip-git-version), for User-Agent and uploads
 
-export interface ZulipVersionInfo {
-  version: string | null;
-  mergeBase: string | null;
-  apiFeatureLevel: number | null;
-}
-
-/** Read ZULIP_VERSION, ZULIP_MERGE_BASE and API_FEATURE_LEVEL the way version.py computes them. */
-export function readZulipVersion(deployDir: string): ZulipVersionInfo {
-  const info: ZulipVersionInfo = { version: null, mergeBase: null, apiFeatureLevel: null };
-  let text: string;
-  try {
-    text = readBounded(path.join(deployDir, "version.py"), READ_LIMITS.config, "version.py");
-  } catch {
-    return info;
-  }
-  const v = /^ZULIP_VERSION\s*=\s*["']([^"']+)["']/m.exec(text);
-  const f = /^API_FEATURE_LEVEL\s*=\s*(\d+)/m.exec(text);
-  if (f) info.apiFeatureLevel = Number(f[1]);
-  let lines = [v ? v[1]! : "", ""];
-  try {
-    lines = [...readBounded(path.join(deployDir, "zulip-git-version"), READ_LIMITS.config, "zulip-git-version").split(/(?<=\n)/), "", ""];
-  } catch {
-    /* a plain release: version.py's literal, empty merge base */
-  }
-  info.version = lines[0]!.trim() || null;
-  info.mergeBase = lines[1]!.trim();
-  return info;
-}
+export { readZulipVersion, type ZulipVersionInfo } from "./zulip-versions.js";
+import type { ZulipVersionInfo } from "./zulip-versions.js";
 
 export function userAgent(version: ZulipVersionInfo): string {
   return `ZulipServer/${version.version ?? "unknown"}`;

@@ -16,6 +16,7 @@ import {
   workplaceGroupOf,
 } from "./audit.js";
 import type { Queryable } from "./db.js";
+import { type Notify, sendGroupMembersEvent, userIdsWhoCanAccessUser } from "./events.js";
 import { directGroupIds, getSystemGroup, SystemGroups, systemGroupNameForRole, systemGroups, updateFullMembersSystemGroup } from "./groups.js";
 import type { Realm, UserProfile } from "./lookup.js";
 export const ROLES = {
@@ -79,6 +80,7 @@ export async function changeUserRole(
   user: UserProfile,
   newRole: number,
   baseline: Tracked<RoleCountBaseline | null>,
+  notify?: Notify,
 ): Promise<GroupMoves> {
   const realm = realmFacts(realmRow);
   const oldRole = Number(user.role);
@@ -105,6 +107,17 @@ export async function changeUserRole(
       extraData: extraData(counts ?? { humans: {}, bots: 0 }),
     },
   ]);
+  if (notify) {
+    // Zulip (do_change_user_role, all of 10.x-12.x): maybe_enqueue_audit_log_upload after the
+    // 105 row, then the role update to everyone who can see the user (computed with the new role).
+    notify.events.auditLogUpload(notify.realm);
+    notify.events.send(
+      notify.realm,
+      { type: "realm_user", op: "update", person: { user_id: user.id, role: newRole } },
+      await userIdsWhoCanAccessUser(q, user),
+      notify.what,
+    );
+  }
   const fillInCounts = async () => {
     if (counts !== undefined) return;
     counts = countsAfterChange(await baseline.promise, user, after) ?? (await readRealmUserCounts(q, realm.id));
@@ -134,10 +147,14 @@ export async function changeUserRole(
     moveRows.push({ ...moveRows[0], eventType: AuditLogEventType.USER_GROUP_DIRECT_USER_MEMBERSHIP_ADDED, modifiedUserGroupId: newGroup.id });
   }
   auditIds.push(...(await insertAuditLog(q, moveRows)));
+  if (notify) {
+    await sendGroupMembersEvent(q, notify, "remove_members", oldGroup.id, [user.id]);
+    if (inserted.rows.length) await sendGroupMembersEvent(q, notify, "add_members", newGroup.id, [user.id]);
+  }
   const moves: GroupMoves = { removed: [oldGroup.name], added: inserted.rows.length ? [newGroup.name] : [], auditIds };
 
   if (oldRole === 400 || newRole === 400) {
-    const plan = await updateFullMembersSystemGroup(q, realm, [user.id], { actingUserId: null });
+    const plan = await updateFullMembersSystemGroup(q, realm, [user.id], { actingUserId: null, notify });
     if (plan.remove.length) moves.removed.push(plan.fullMembersGroup.name);
     if (plan.add.length) moves.added.push(plan.fullMembersGroup.name);
     moves.auditIds.push(...plan.auditIds);

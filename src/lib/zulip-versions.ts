@@ -10,6 +10,8 @@
 // 10.3+ database is 0700, of an 11.3+ one 0753, and a 9.x database can carry 0576/0622/0639,
 // which are above the 10.0 floor. releaseForMigration() knows these numbers;
 // releaseForMigrations() (all applied names) is the most robust check.
+import { READ_LIMITS, readBounded } from "./files.js";
+import path from "node:path";
 
 /** A major release series and the zerver migrations it ships. */
 export interface ZulipRelease {
@@ -200,4 +202,73 @@ export function existsIn(series: string, table: string, column: string | null = 
     if (c.kind === "renamed" && column !== null && c.oldName === column) return !applied;
   }
   return undefined;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The deployment's version.py
+
+export interface ZulipVersionInfo {
+  version: string | null;
+  mergeBase: string | null;
+  apiFeatureLevel: number | null;
+}
+
+/** Read ZULIP_VERSION, ZULIP_MERGE_BASE and API_FEATURE_LEVEL the way version.py computes them. */
+export function readZulipVersion(deployDir: string): ZulipVersionInfo {
+  const info: ZulipVersionInfo = { version: null, mergeBase: null, apiFeatureLevel: null };
+  let text: string;
+  try {
+    text = readBounded(path.join(deployDir, "version.py"), READ_LIMITS.config, "version.py");
+  } catch {
+    return info;
+  }
+  const v = /^ZULIP_VERSION\s*=\s*["']([^"']+)["']/m.exec(text);
+  const f = /^API_FEATURE_LEVEL\s*=\s*(\d+)/m.exec(text);
+  if (f) info.apiFeatureLevel = Number(f[1]);
+  let lines = [v ? v[1]! : "", ""];
+  try {
+    lines = [...readBounded(path.join(deployDir, "zulip-git-version"), READ_LIMITS.config, "zulip-git-version").split(/(?<=\n)/), "", ""];
+  } catch {
+    /* a plain release: version.py's literal, empty merge base */
+  }
+  info.version = lines[0]!.trim() || null;
+  info.mergeBase = lines[1]!.trim();
+  return info;
+}
+
+
+// ---------------------------------------------------------------------------------------------
+// API feature levels
+
+/**
+ * The API feature level a database of each release has at least, keyed by the newest zerver
+ * migration of that release, for when the deployment's version.py cannot be read. Only the
+ * levels zulip-manage branches on matter (events: 377 peer_remove on deactivation, 378
+ * unarchive events, 428 archived channels in that peer_remove, 433 is_imported_stub, 474 no
+ * more realm_bot updates); each is a 10.0 / 11.0 / 12.0 release feature
+ * (api_docs/changelog.md: 10.0 = FL 371, 11.0 = FL 421; all of 428-474 are listed under 12.0,
+ * whose last migration is 0800). A development snapshot of main between two releases reads as
+ * the older release's level.
+ */
+export const FEATURE_LEVEL_BY_MIGRATION: ReadonlyArray<{ migration: string; featureLevel: number }> = [
+  { migration: "0697_empty_topic_name_for_dms_from_third_party_imports", featureLevel: 371 }, // 10.0
+  { migration: "0751_externalauthid_zerver_user_externalauth_uniq", featureLevel: 421 }, // 11.0
+  { migration: "0800_cleanup_case_mismatched_legacy_apns_tokens", featureLevel: 474 }, // 12.0 (at least)
+];
+
+/** The feature level a database with newest mainline zerver migration `n` has at least. */
+export function featureLevelForMigration(n: number): number {
+  let level = 371;
+  for (const row of FEATURE_LEVEL_BY_MIGRATION) if (n >= migrationNumber(row.migration)) level = row.featureLevel;
+  return level;
+}
+
+/**
+ * The server's API feature level: API_FEATURE_LEVEL in the deployment's version.py when it
+ * can be read (the exact level of the running code), else the migrations' lower bound.
+ */
+export function apiFeatureLevel(deployDir: string, zerverMigration: number | null): { level: number; source: "version.py" | "migrations" } {
+  const fromFile = readZulipVersion(deployDir).apiFeatureLevel;
+  if (fromFile !== null) return { level: fromFile, source: "version.py" };
+  return { level: zerverMigration === null ? 474 : featureLevelForMigration(zerverMigration), source: "migrations" };
 }

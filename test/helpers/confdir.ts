@@ -3,6 +3,7 @@
 import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
+import { rabbitSettings, sharedRabbit } from "./rabbitmq.js";
 import { makeTempDir, removeDirSync, track } from "./services.js";
 
 export interface MakeConfDirOptions {
@@ -30,6 +31,12 @@ export interface MakeConfDirOptions {
   memcached?: { location: string; password: string | null };
   /** Point settings/secrets at a test Redis: REDIS_HOST/REDIS_PORT + redis_password. */
   redis?: { host: string; port: number; password: string | null };
+  /**
+   * Point settings/secrets at a RabbitMQ: RABBITMQ_HOST/_PORT/_VHOST + rabbitmq_password.
+   * Default: this test file's vhost on the run's broker (see rabbitmq.ts); false: leave
+   * settings.py without them (Zulip's defaults, 127.0.0.1:5672).
+   */
+  rabbitmq?: { host: string; port: number; vhost: string; password: string } | false;
   /** Adds [postgresql] database_name (and database_user) to the default zulip.conf. */
   db?: { name: string; user?: string };
 }
@@ -50,6 +57,8 @@ export interface ConfDir {
   cachePrefix: string | null;
   /** All deployments' prefixes, newest first. */
   cachePrefixes: string[];
+  /** The RabbitMQ vhost settings.py points at (null: none configured). */
+  rabbitmqVhost: string | null;
   /** Secrets as written (when given as a record / defaults). */
   secrets: Record<string, string>;
   env: { ZULIP_CONF_DIR: string; ZULIP_DEPLOY_DIR: string; ZULIP_LOG_DIR: string };
@@ -202,6 +211,10 @@ export function makeConfDir(opts: MakeConfDirOptions = {}): ConfDir {
   const extra: string[] = [];
   if (opts.memcached) extra.push(`MEMCACHED_LOCATION = "${opts.memcached.location}"`);
   if (opts.redis) extra.push(`REDIS_HOST = "${opts.redis.host}"`, `REDIS_PORT = ${opts.redis.port}`);
+  const rabbitmq = opts.rabbitmq ?? (opts.rabbitmq === false || !sharedRabbit() ? false : rabbitSettings());
+  if (rabbitmq) {
+    extra.push(`RABBITMQ_HOST = "${rabbitmq.host}"`, `RABBITMQ_PORT = ${rabbitmq.port}`, `RABBITMQ_VHOST = ${JSON.stringify(rabbitmq.vhost)}`);
+  }
   if (extra.length) settings += `${settings.endsWith("\n") ? "" : "\n"}\n${extra.join("\n")}\n`;
   if (opts.extraSettings) settings += `${settings.endsWith("\n") ? "" : "\n"}${opts.extraSettings}\n`;
   const settingsPath = path.join(dir, "settings.py");
@@ -220,6 +233,7 @@ export function makeConfDir(opts: MakeConfDirOptions = {}): ConfDir {
     const merged: Record<string, string | null> = { ...defaultSecrets() };
     if (opts.memcached) merged.memcached_password = opts.memcached.password;
     if (opts.redis) merged.redis_password = opts.redis.password;
+    if (rabbitmq) merged.rabbitmq_password = rabbitmq.password;
     Object.assign(merged, opts.secrets ?? {});
     secrets = Object.fromEntries(Object.entries(merged).filter((e): e is [string, string] => e[1] !== null));
     const body = Object.entries(secrets)
@@ -260,6 +274,7 @@ export function makeConfDir(opts: MakeConfDirOptions = {}): ConfDir {
     cachePrefix: cachePrefixes[0] ?? null,
     cachePrefixes,
     secrets,
+    rabbitmqVhost: rabbitmq ? rabbitmq.vhost : null,
     env: { ZULIP_CONF_DIR: dir, ZULIP_DEPLOY_DIR: deployDir, ZULIP_LOG_DIR: logDir },
     cleanup() {
       if (cleaned) return;

@@ -6,9 +6,10 @@
 // zerver_usergroup with its direct members and subgroup, the realm column, the 207 audit row
 // with the API values, the collapse back to the named group (and deletion of the anonymous
 // one), the refusals; nothing else changes, and the realm's cached user profiles are deleted.
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { runCli, type CliResult } from "./helpers/cli.js";
 import type { MemcachedClient } from "./helpers/memcached.js";
+import { QueueReader, sortedUsers } from "./helpers/rabbitmq.js";
 import { startServerCopy, type ServerCopy } from "./helpers/server-copy.js";
 import { changedTables, foreignKeyViolations, snapshot } from "./helpers/snapshot.js";
 import { addUser, groupIds, TEST_REALM, type TestUser } from "./helpers/users.js";
@@ -22,6 +23,7 @@ describe.each(["zulip12_fresh", "zulip11_fresh", "zulip10_fresh"] as const)("is_
   let groups: Record<string, number>;
   let admin: TestUser, guest: TestUser, m1: TestUser, m2: TestUser, m3: TestUser, m4: TestUser;
   let auditCols: Set<string>;
+  let reader: QueueReader;
   const cli = (args: string[]): Promise<CliResult> => runCli(["change_user_role", "-r", String(TEST_REALM), ...args], { confDir: copy.conf, db: copy.db });
 
   beforeAll(async () => {
@@ -34,9 +36,23 @@ describe.each(["zulip12_fresh", "zulip11_fresh", "zulip10_fresh"] as const)("is_
     m2 = await addUser(copy.db, { role: 400, name: "m2" });
     m3 = await addUser(copy.db, { role: 400, name: "m3" });
     m4 = await addUser(copy.db, { role: 400, name: "m4" });
+    reader = await QueueReader.open();
     auditCols = new Set((await copy.db.query("SELECT column_name FROM information_schema.columns WHERE table_schema = 'zulip' AND table_name = 'zerver_realmauditlog'")).map((r: any) => r.column_name));
   });
-  afterAll(() => copy?.stop());
+  afterAll(async () => {
+    await reader?.close();
+    await copy?.stop();
+  });
+  beforeEach(async () => {
+    await reader.purge("notify_tornado", "deferred_work");
+  });
+
+  const activeIds = async () =>
+    (await copy.db.query("SELECT id FROM zerver_userprofile WHERE realm_id = $1 AND is_active ORDER BY id", [TEST_REALM])).map((r: any) => Number(r.id));
+  /** The realm update_dict event Zulip sends on commit, to every active user of the realm. */
+  const settingEvent = async (value: unknown) => [
+    { event: { type: "realm", op: "update_dict", property: "default", data: { [SETTING]: value } }, users: await activeIds() },
+  ];
 
   const settingId = async () => Number((await copy.db.query(`SELECT ${SETTING}_id AS g FROM zerver_realm WHERE id = $1`, [TEST_REALM]))[0].g);
   const maxAudit = async () => Number((await copy.db.query("SELECT coalesce(max(id), 0) AS m FROM zerver_realmauditlog"))[0].m);
@@ -73,6 +89,7 @@ describe.each(["zulip12_fresh", "zulip11_fresh", "zulip10_fresh"] as const)("is_
     expect(r.stderr).toBe(message);
     expect(r.exitCode).toBe(1);
     expect(changedTables(before, await snapshot(copy.db, true))).toEqual([]);
+    expect(await reader.drain()).toEqual([]);
   }
 
   it("grant on the default (Administrators): a new anonymous group with the user and role:administrators", async () => {
@@ -100,6 +117,8 @@ describe.each(["zulip12_fresh", "zulip11_fresh", "zulip10_fresh"] as const)("is_
     expect(await members(g)).toEqual([m1.id]);
     expect(await subgroups(g)).toEqual([admins]);
     await expectAudit(audit, admins, { direct_members: [m1.id], direct_subgroups: [admins] });
+    expect(sortedUsers(await reader.drain())).toEqual(await settingEvent({ direct_members: [m1.id], direct_subgroups: [admins] }));
+    expect(await reader.drain("deferred_work")).toEqual([]);
     // flush_realm: every active user's cached profile.
     expect(await mcc.getString(key)).toBeNull();
     expect(await foreignKeyViolations(copy.db)).toEqual({});
@@ -141,6 +160,7 @@ describe.each(["zulip12_fresh", "zulip11_fresh", "zulip10_fresh"] as const)("is_
       "(dry run: nothing was changed)",
     ]);
     expect(changedTables(before, await snapshot(copy.db, true))).toEqual([]);
+    expect(await reader.drain()).toEqual([]);
   });
 
   it("a deactivated direct member is dropped from the group on the next change (Django's .set())", async () => {
@@ -167,6 +187,7 @@ describe.each(["zulip12_fresh", "zulip11_fresh", "zulip10_fresh"] as const)("is_
       },
     });
     expect(doc.results[0].audit_log_ids).toHaveLength(1);
+    expect(doc.events).toMatchObject({ ok: true, published: 1 });
     expect(await members(g)).toEqual([m1.id, m2.id, m4.id]);
     await expectAudit(audit, { direct_members: [m1.id, m2.id], direct_subgroups: [admins] }, { direct_members: [m1.id, m2.id, m4.id], direct_subgroups: [admins] });
     await copy.db.query("UPDATE zerver_userprofile SET is_active = true WHERE id = $1", [m3.id]);
@@ -190,6 +211,7 @@ describe.each(["zulip12_fresh", "zulip11_fresh", "zulip10_fresh"] as const)("is_
         direct_subgroups: [admins],
       });
     }
+    expect(await reader.drain()).toHaveLength(2);
     const before = await snapshot(copy.db);
     const audit = await maxAudit();
     const r = await cli([m2.email, "is_billing_admin", "--revoke"]);
@@ -207,6 +229,7 @@ describe.each(["zulip12_fresh", "zulip11_fresh", "zulip10_fresh"] as const)("is_
     expect(await members(g)).toEqual([]);
     expect(await subgroups(g)).toEqual([]);
     await expectAudit(audit, { direct_members: [m2.id], direct_subgroups: [admins] }, admins);
+    expect(sortedUsers(await reader.drain())).toEqual(await settingEvent(admins));
     expect(await foreignKeyViolations(copy.db)).toEqual({});
   });
 

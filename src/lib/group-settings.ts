@@ -21,12 +21,14 @@
 //    "property": <setting>}, acting user none. The realm is saved with update_fields=[setting]:
 //    flush_realm deletes the cached profiles of the realm's active users.
 //  * The event Zulip sends on commit: {"type": "realm", "op": "update_dict", "property":
-//    "default", "data": {<setting>: new API value}} to the realm's active users.
+//    "default", "data": {<setting>: new API value}} to the realm's active users (through
+//    lib/events.ts when the caller passes a Notify).
 import { AuditLogEventType, insertAuditLog, NEW_VALUE, OLD_VALUE } from "./audit.js";
 import type { Queryable } from "./db.js";
 import { CommandError } from "./errors.js";
 import { getSystemGroup, SystemGroups } from "./groups.js";
 import type { CacheInvalidation } from "./cache.js";
+import { activeUserIds, type EventDelivery, type Notify } from "./events.js";
 
 export interface AnonymousValue {
   direct_members: number[];
@@ -197,8 +199,6 @@ export interface GroupSettingChange {
   /** The old anonymous group was deleted (the setting went back to a named group). */
   deletedGroupId: number | null;
   auditLogId: number;
-  /** Events Zulip sends after the commit: the event and the users it goes to. */
-  events: { event: Record<string, unknown>; userIds: number[] }[];
 }
 
 /**
@@ -212,7 +212,7 @@ export async function changeRealmGroupSetting(
   realmId: number,
   current: GroupSettingState,
   requested: GroupSettingValue,
-  opts: { actingUserId?: number | null; now?: Date } = {},
+  opts: { actingUserId?: number | null; now?: Date; notify?: Notify } = {},
 ): Promise<GroupSettingChange | null> {
   const setting = current.setting;
   const config = REALM_GROUP_SETTING_CONFIG[setting];
@@ -276,6 +276,18 @@ export async function changeRealmGroupSetting(
   }
   // new_setting_api_value = get_group_setting_value_for_api(user_group), read back.
   const after = await readRealmGroupSetting(q, realmId, setting);
+  // send_event_on_commit(realm, {"type": "realm", "op": "update_dict", "property": "default",
+  // "data": {setting: value}}, active_user_ids(realm.id)); the anonymous value is the dict
+  // {"direct_members", "direct_subgroups"} in every release (10.x: the dataclass as orjson
+  // writes it; 11+: convert_to_user_group_members_dict).
+  if (opts.notify) {
+    opts.notify.events.send(
+      opts.notify.realm,
+      { type: "realm", op: "update_dict", property: "default", data: { [setting]: after.value } },
+      await activeUserIds(q, realmId),
+      opts.notify.what,
+    );
+  }
   const [auditLogId] = await insertAuditLog(q, [
     {
       realmId,
@@ -285,21 +297,7 @@ export async function changeRealmGroupSetting(
       extraData: { [OLD_VALUE]: current.value, [NEW_VALUE]: after.value, property: setting },
     },
   ]);
-  const { rows: active } = await q.query("SELECT id FROM zerver_userprofile WHERE realm_id = $1 AND is_active ORDER BY id", [realmId]);
-  return {
-    oldValue: current.value,
-    newValue: after.value,
-    groupId,
-    createdGroupId,
-    deletedGroupId,
-    auditLogId,
-    events: [
-      {
-        event: { type: "realm", op: "update_dict", property: "default", data: { [setting]: after.value } },
-        userIds: active.map((r) => Number(r.id)),
-      },
-    ],
-  };
+  return { oldValue: current.value, newValue: after.value, groupId, createdGroupId, deletedGroupId, auditLogId };
 }
 
 /**
@@ -421,7 +419,7 @@ export async function changeBillingPermission(
   realmId: number,
   userId: number,
   grant: boolean,
-  opts: { dryRun?: boolean; cache?: CacheInvalidation } = {},
+  opts: { dryRun?: boolean; cache?: CacheInvalidation; events?: EventDelivery; what?: string } = {},
 ): Promise<BillingPermissionOutcome> {
   const work = async (q: Queryable, write: boolean): Promise<BillingPermissionOutcome> => {
     if (write) await q.query("SELECT id FROM zerver_realm WHERE id = $1 FOR NO KEY UPDATE", [realmId]);
@@ -433,11 +431,12 @@ export async function changeBillingPermission(
     let change: GroupSettingChange | null = null;
     let after: GroupSettingValue = await parseGroupSettingValue(q, realmId, requested);
     if (write) {
-      change = await changeRealmGroupSetting(q, realmId, current, requested);
+      const { rows: realm } = await q.query("SELECT id, string_id, deactivated FROM zerver_realm WHERE id = $1", [realmId]);
+      const notify = opts.events ? { events: opts.events, realm: { id: realmId, string_id: realm[0].string_id as string }, what: opts.what } : undefined;
+      change = await changeRealmGroupSetting(q, realmId, current, requested, { notify });
       if (change) {
         after = change.newValue;
         // realm.save(update_fields=[setting]) -> flush_realm
-        const { rows: realm } = await q.query("SELECT id, string_id, deactivated FROM zerver_realm WHERE id = $1", [realmId]);
         await opts.cache?.realmChanged(q, { id: Number(realm[0].id), string_id: realm[0].string_id, deactivated: realm[0].deactivated }, [BILLING_SETTING]);
       }
     }
@@ -454,7 +453,15 @@ export async function changeBillingPermission(
   };
   if (opts.dryRun) return work(db, false);
   opts.cache?.prepare();
-  const outcome = await db.tx((q) => work(q, true));
+  opts.events?.prepare();
+  let outcome: BillingPermissionOutcome;
+  try {
+    outcome = await db.tx((q) => work(q, true));
+  } catch (e) {
+    opts.events?.discard();
+    throw e;
+  }
+  opts.events?.committed();
   if (outcome.change) opts.cache?.changeCommitted();
   return outcome;
 }

@@ -11,6 +11,7 @@ export const COMMANDS: CommandEntry[] = [
   { name: "reactivate_realm", group: "Organizations", summary: "Reactivate a deactivated organization", writes: true, load: () => import("./reactivate_realm.js") },
   { name: "send_realm_reactivation_email", group: "Organizations", summary: "Email a deactivated organization's administrators a link that reactivates it", writes: true, load: () => import("./send_realm_reactivation_email.js") },
   { name: "change_realm_subdomain", group: "Organizations", summary: "Move an organization to a new subdomain, leaving a redirect at the old one", writes: true, load: () => import("./change_realm_subdomain.js") },
+  { name: "realm_domain", group: "Organizations", summary: "List, add or remove the email domains an organization can restrict new users to", writes: true, load: () => import("./realm_domain.js") },
   { name: "unarchive_channel", group: "Organizations", summary: "Reactivate an archived channel, optionally under a new name", writes: true, load: () => import("./unarchive_channel.js") },
   { name: "create_user", group: "Users", summary: "Create a user in an organization, as Zulip's do_create_user does", writes: true, load: () => import("./create_user.js") },
   { name: "change_user_role", group: "Users", summary: "Change a user's role (owner, admin, moderator, member, guest) or special permissions", writes: true, load: () => import("./change_user_role.js") },

@@ -17,6 +17,7 @@ export const COMMANDS: CommandEntry[] = [
   { name: "change_user_role", group: "Users", summary: "Change a user's role (owner, admin, moderator, member, guest) or special permissions", writes: true, load: () => import("./change_user_role.js") },
   { name: "deactivate_user", group: "Users", summary: "Deactivate a user and their bots and log them out (dry run unless -f)", writes: true, load: () => import("./deactivate_user.js") },
   { name: "reactivate_user", group: "Users", summary: "Reactivate a deactivated user (not in manage.py; what the web UI's Reactivate does)", writes: true, load: () => import("./reactivate_user.js") },
+  { name: "bulk_change_user_name", group: "Users", summary: "Rename many users from a file of \"<email>,<new name>\" lines, with Zulip's name checks", writes: true, load: () => import("./bulk_change_user_name.js") },
   { name: "change_user_email", group: "Users", summary: "Change a user's email address", writes: true, load: () => import("./change_user_email.js") },
   { name: "change_password", group: "Users", summary: "Set a user's password (asked on the terminal or read from a file)", writes: true, load: () => import("./change_password.js") },
   { name: "logout_all_users", group: "Users", summary: "Log users out of their browser sessions (a realm, deactivated users, or everyone), optionally rotating API keys", writes: true, load: () => import("./logout_all_users.js") },

@@ -320,7 +320,7 @@ function transpiledHelpers(): string {
   toClean.push(work);
   // The repository's layout, so that the helpers' imports of src/lib/*.js resolve.
   const files = [
-    ...["services", "pg", "memcached", "redis", "confdir"].map((f) => `test/helpers/${f}`),
+    ...["services", "pg", "memcached", "redis", "rabbitmq", "confdir"].map((f) => `test/helpers/${f}`),
     ...["sandbox", "shell", "memcached", "redis", "errors"].map((f) => `src/lib/${f}`),
   ];
   for (const f of files) {

@@ -20,7 +20,7 @@ have_pg_server() {
 have_pg_server || missing+=(postgresql)
 command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
 [ -x /usr/bin/memcached ] || command -v memcached >/dev/null 2>&1 || missing+=(memcached)
-command -v saslpasswd2 >/dev/null 2>&1 || missing+=(sasl2-bin)
+command -v saslpasswd2 >/dev/null 2>&1 || [ -x /usr/sbin/saslpasswd2 ] || missing+=(sasl2-bin)
 if command -v dpkg >/dev/null 2>&1; then dpkg -s libsasl2-modules >/dev/null 2>&1 || missing+=(libsasl2-modules); fi
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 # Real-time event tests: a private RabbitMQ node (test/helpers/rabbitmq.ts).

@@ -172,3 +172,33 @@ describe("files.ts", () => {
     expect(() => mkdirPrivate(path.join(base, "file", "c"))).toThrow("is not a directory");
   });
 });
+
+describe("one email validator (Django's validate_email) for create_user and change_user_email", () => {
+  // create_user once had its own copy of the rules, which accepted "LOCALHOST" in any case.
+  const cases: [string, boolean][] = [
+    ["someone@example.org", true],
+    ["someone@localhost", true],
+    ["someone@LOCALHOST", false],
+    ["someone@[127.0.0.1]", true],
+    ["someone@[999.0.0.1]", false],
+    ["someone@bücher.example", true],
+    ["some one@example.org", false],
+    ['"some one"@example.org', false], // Django's quoted-string rule has no plain space
+    ['"some,one"@example.org', true],
+    ["someone@example", false],
+    ["someone@-example.org", false],
+  ];
+  it.each(cases)("%s: valid = %s for both", async (address, valid) => {
+    const create = await cli(["create_user", "-r", "2", address, "Some One", "--dry-run"]);
+    const change = await cli(["change_user_email", "-r", "2", "test@test.com", address, "--dry-run"]);
+    expect(create.stderr.includes("Invalid email address"), create.stderr).toBe(!valid);
+    expect(change.stderr.includes("Invalid email address"), change.stderr).toBe(!valid);
+    if (valid) {
+      expect(create.exitCode, create.stderr).toBe(0);
+      expect(change.exitCode, change.stderr).toBe(0);
+    } else {
+      expect(create.exitCode).toBe(1);
+      expect(change.exitCode).toBe(1);
+    }
+  });
+});

@@ -397,6 +397,23 @@ describe("cache invalidation after change_user_role", () => {
     expect((await present(keys)).size).toBe(0);
   });
 
+  it("--flush-cache=all flushes in every write command, also when it had nothing to change (logout_all_users)", async () => {
+    const keys = [":1:" + conf.cachePrefixes[0] + "user_profile_by_id:1", "completely:unrelated"];
+    await prefill(keys);
+    // Deactivated users of this realm have no sessions here: nothing to delete, nothing committed.
+    const r = await runCli(["logout_all_users", "-r", "2", "--deactivated-only", "--flush-cache=all", "--json"], { confDir: conf, db });
+    expect(r.exitCode, r.stderr).toBe(0);
+    const doc = JSON.parse(r.stdout);
+    expect(doc.sessions_deleted).toBe(0);
+    expect(doc.cache).toMatchObject({ mode: "all", ok: true, skipped: false, flushed_all: true });
+    expect((await present(keys)).size).toBe(0);
+    // A dry run never touches the cache.
+    await prefill(keys);
+    const dry = await runCli(["logout_all_users", "-r", "2", "--flush-cache=all", "--dry-run"], { confDir: conf, db });
+    expect(dry.exitCode, dry.stderr).toBe(0);
+    expect((await present(keys)).size).toBe(keys.length);
+  });
+
   it("--flush-cache=none leaves the cache alone", async () => {
     const u = await userRow(userId);
     const keys = roleChangeKeys(u).map((k) => `:1:${conf.cachePrefixes[0]}${k}`);

@@ -134,7 +134,7 @@ describe("change_realm_subdomain on the real Zulip 12.2 data", () => {
     const [realm] = await db.query("SELECT string_id, demo_organization_scheduled_deletion_date, deactivated FROM zerver_realm WHERE id = 2");
     expect(realm).toEqual({ string_id: "testing-org", demo_organization_scheduled_deletion_date: null, deactivated: false });
     const audits = await db.query("SELECT * FROM zerver_realmauditlog WHERE id > $1 AND realm_id = 2", [maxAudit]);
-    expect(audits.map((a: any) => [a.event_type, a.acting_user_id, a.modified_user_id, a.extra_data])).toEqual([[214, null, null, { "1": "", "2": "testing-org" }]]);
+    expect(audits.map((a: any) => [a.event_type, a.acting_user_id, a.modified_user_id, a.extra_data])).toEqual([[214, null, null, { "1": "", "2": "testing-org", was_demo_organization: true }]]);
 
     // The placeholder: a complete organization at the old subdomain, like the real one's structure.
     const [p] = await db.query("SELECT * FROM zerver_realm WHERE id > $1", [maxRealm]);
@@ -189,6 +189,9 @@ describe("change_realm_subdomain on the real Zulip 12.2 data", () => {
       { string_id: "", deactivated: true, deactivated_redirect: `https://team-chat.${HOST}` },
       { string_id: "testing-org", deactivated: true, deactivated_redirect: `https://team-chat.${HOST}` },
     ]);
+    // No longer a demo organization (the first rename cleared its deletion date).
+    const [a] = await db.query("SELECT extra_data FROM zerver_realmauditlog WHERE event_type = 214 ORDER BY id DESC LIMIT 1");
+    expect(a.extra_data).toEqual({ "1": "testing-org", "2": "team-chat", was_demo_organization: false });
     // The old subdomain is now taken by its placeholder.
     const back = await run(["change_realm_subdomain", "-r", "team-chat", "testing-org"]);
     expect(back.stderr).toBe("Subdomain already in use. Please choose a different one.");
@@ -225,7 +228,8 @@ describe("change_realm_subdomain on a Zulip 11 database", () => {
     const [row] = await db.query("SELECT string_id FROM zerver_realm WHERE id = 2");
     expect(row.string_id).toBe("neworg");
     const [a] = await db.query("SELECT event_type, extra_data FROM zerver_realmauditlog ORDER BY id DESC LIMIT 1");
-    expect(a).toEqual({ event_type: 214, extra_data: { "1": "", "2": "neworg" } });
+    // Zulip 10.x/11.x wrote the old keys (12.x: OLD_VALUE/NEW_VALUE and was_demo_organization).
+    expect(a).toEqual({ event_type: 214, extra_data: { old_subdomain: "", new_subdomain: "neworg" } });
   });
 
   it("leaves a placeholder organization built as Zulip 11's do_create_realm builds one", async () => {

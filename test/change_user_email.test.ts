@@ -84,14 +84,14 @@ describe("change_user_email", () => {
     expect(audit).toHaveLength(1);
     expect(audit[0]).toMatchObject({
       realm_id: 2,
-      acting_user_id: 8,
+      acting_user_id: null,
       modified_user_id: 8,
       modified_stream_id: null,
       modified_user_group_id: null,
       event_last_message_id: null,
       event_type: 125,
       backfilled: false,
-      extra_data: {},
+      extra_data: { "1": before.delivery_email, "2": NEW },
       scrubbed: false,
     });
     expect(audit[0].event_time.getTime()).toBeGreaterThanOrEqual(t0 - 1000);
@@ -119,7 +119,7 @@ describe("change_user_email", () => {
     expect(after).toEqual({ ...before, delivery_email: "hidden2@test.example" });
     const [row] = await db.query("SELECT id, acting_user_id FROM zerver_realmauditlog WHERE modified_user_id = $1 AND event_type = 125", [id]);
     expect(doc.audit_log_ids).toEqual([Number(row.id)]);
-    expect(row.acting_user_id).toBe(id);
+    expect(row.acting_user_id).toBeNull();
   });
 
   it("refuses invalid, duplicate and unchanged addresses, and writes nothing; --dry-run writes nothing", async () => {
@@ -145,6 +145,32 @@ describe("change_user_email", () => {
       "Would change the email address of tester from Owner@Example.org to owner2@example.org (also the address other users see).\n(dry run: nothing was changed)",
     );
     expect(changedTables(snap, await snapshot(db))).toEqual([]);
+  });
+});
+
+// The 125 row per release: acting user NULL everywhere (manage.py passes acting_user=None since
+// 10.x); extra_data {"1": old, "2": new} from 11.0 (zulip/zulip PR #34132), {} on 10.x.
+describe.each([
+  ["zulip10_fresh", {}],
+  ["zulip11_fresh", { "1": "Desdemona@Test.example", "2": "desdemona2@test.example" }],
+] as const)("change_user_email on %s", (template, extra) => {
+  let odb: TestDatabase;
+  let oconf: ConfDir;
+  beforeAll(async () => {
+    odb = await createDatabase({ template });
+    oconf = makeConfDir({ db: { name: odb.name }, memcached: { location: mc.location, password: mc.password } });
+  }, 120_000);
+  afterAll(async () => {
+    oconf?.cleanup();
+    await odb?.drop();
+  });
+  it("writes that release's 125 row", async () => {
+    await odb.query("UPDATE zerver_userprofile SET delivery_email = 'Desdemona@Test.example' WHERE id = 8");
+    const r = await runCli(["change_user_email", "-r", "2", "desdemona@test.example", "desdemona2@test.example"], { confDir: oconf, db: odb });
+    expect(r.stderr).toBe("");
+    expect(r.exitCode).toBe(0);
+    const rows = await odb.query("SELECT acting_user_id, modified_user_id, extra_data FROM zerver_realmauditlog WHERE event_type = 125");
+    expect(rows).toEqual([{ acting_user_id: null, modified_user_id: 8, extra_data: extra }]);
   });
 });
 

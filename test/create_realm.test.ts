@@ -458,3 +458,56 @@ describe("create_realm on a database with a column it does not know", () => {
     }
   });
 });
+
+// do_create_realm: `if not server_initialized(): create_internal_realm()` (server_initialized()
+// is Realm.objects.exists()): on a database without any organization the system bot realm and
+// its bots come first. With realms but no system bot realm, zulip-manage refuses.
+describe("create_realm on a database without any organization", () => {
+  it("creates the system bot realm and its bots first, in the same transaction", async () => {
+    const db = await createDatabase({ template: "zulip12_empty" });
+    const conf = makeConfDir({ externalHost: HOST });
+    try {
+      expect(await db.query("SELECT 1 FROM zerver_realm")).toEqual([]);
+      const dry = await runCli(["create_realm", "First", "--string-id", "first", "boss@first.example", "Boss", "--dry-run"], { db, confDir: conf });
+      expect(dry.exitCode, dry.stderr).toBe(0);
+      expect(dry.stdout.split("\n")[0]).toBe("Would first create the system bot realm 'zulipinternal' and its bots (this server has no organization yet).");
+      expect(await db.query("SELECT 1 FROM zerver_realm")).toEqual([]);
+      const r = await runCli(["create_realm", "First", "--string-id", "first", "boss@first.example", "Boss", "--flush-cache", "none", "--json"], { db, confDir: conf });
+      expect(r.exitCode, r.stderr).toBe(0);
+      expect(r.stderr).toContain("Server not yet initialized. Creating the internal realm first.");
+      const realms = await db.query("SELECT id, string_id, name FROM zerver_realm ORDER BY id");
+      expect(realms.map((x: Row) => [x.string_id, x.name])).toEqual([["zulipinternal", "System bot realm"], ["first", "First"]]);
+      const bots = await db.query("SELECT email, is_bot, bot_owner_id = id AS own FROM zerver_userprofile WHERE realm_id = $1 ORDER BY id", [realms[0].id]);
+      expect(bots.map((b: Row) => b.email)).toContain("welcome-bot@zulip.com");
+      expect(bots.map((b: Row) => b.email)).toContain("notification-bot@zulip.com");
+      expect(bots.every((b: Row) => b.is_bot && b.own)).toBe(true);
+      const doc = JSON.parse(r.stdout);
+      expect(doc.system_bot_realm_created).toEqual({ id: realms[0].id, string_id: "zulipinternal", bots: bots.length });
+      expect(doc.realm.id).toBe(realms[1].id);
+      expect(await foreignKeyViolations(db)).toEqual({});
+      // A second organization does not create it again.
+      const again = await runCli(["create_realm", "Second", "--string-id", "second", "boss@second.example", "Boss", "--flush-cache", "none", "--json"], { db, confDir: conf });
+      expect(again.exitCode, again.stderr).toBe(0);
+      expect(JSON.parse(again.stdout).system_bot_realm_created).toBeNull();
+      expect(await db.query("SELECT 1 FROM zerver_realm WHERE string_id = 'zulipinternal'")).toHaveLength(1);
+    } finally {
+      conf.cleanup();
+      await db.drop();
+    }
+  });
+
+  it("refuses (exit 3) when there are organizations but no system bot realm", async () => {
+    const db = await createDatabase({ template: "zulip12_fresh", sql: "UPDATE zerver_realm SET string_id = 'renamedinternal' WHERE string_id = 'zulipinternal';" });
+    const conf = makeConfDir({ externalHost: HOST });
+    try {
+      const before = await snapshot(db);
+      const r = await runCli(["create_realm", "X", "--string-id", "xorg", "x@x.example", "X"], { db, confDir: conf });
+      expect(r.exitCode).toBe(3);
+      expect(r.stderr).toBe("This server has no system bot realm ('zulipinternal'); it was never initialized. Run the Zulip installer's initialize-database first.");
+      expect(changed(before, await snapshot(db))).toEqual([]);
+    } finally {
+      conf.cleanup();
+      await db.drop();
+    }
+  });
+});

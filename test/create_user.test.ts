@@ -427,3 +427,29 @@ describe("create_user on a database with a column it does not know", () => {
     }
   });
 });
+
+// get_display_email_address → get_fake_email_domain: a user whose address is not public gets
+// user<id>@<realm host>, or @FAKE_EMAIL_DOMAIN when the host is no email domain (an IP
+// address); when neither is, Zulip raises InvalidFakeEmailDomainError with this message.
+describe("create_user on a server addressed by an IP address", () => {
+  it("uses FAKE_EMAIL_DOMAIN for the display address, and refuses with Zulip's message without it", async () => {
+    const db = await createDatabase({ template: "zulip12_fresh", sql: "UPDATE zerver_realmuserdefault SET email_address_visibility = 2 WHERE realm_id = 2;" });
+    const bare = makeConfDir({ externalHost: "10.0.0.6" });
+    const fake = makeConfDir({ externalHost: "10.0.0.6", extraSettings: "FAKE_EMAIL_DOMAIN = 'fake.example.org'" });
+    try {
+      const before = await snapshot(db);
+      const r = await runCli(["create_user", "-r", "2", "ip@x.example", "IP User"], { db, confDir: bare });
+      expect(r.exitCode).toBe(1);
+      expect(r.stderr).toContain("10.0.0.6 is not a valid domain. Consider setting the FAKE_EMAIL_DOMAIN setting.");
+      expect(changed(before, await snapshot(db))).toEqual([]);
+      const ok = await runCli(["create_user", "-r", "2", "ip@x.example", "IP User"], { db, confDir: fake });
+      expect(ok.exitCode, ok.stderr).toBe(0);
+      const [u] = await db.query("SELECT id, email, delivery_email FROM zerver_userprofile WHERE delivery_email = 'ip@x.example'");
+      expect(u.email).toBe(`user${u.id}@fake.example.org`);
+    } finally {
+      bare.cleanup();
+      fake.cleanup();
+      await db.drop();
+    }
+  });
+});

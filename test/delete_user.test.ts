@@ -616,6 +616,34 @@ describe("delete_user dry run and refusals (Zulip 12)", () => {
     expect(missing.stderr).toBe("The realm ' 2' does not contain a user with email 'nobody@example.com'");
   });
 
+  it("refuses with get_fake_email_domain's message when neither the host nor FAKE_EMAIL_DOMAIN makes valid addresses", async () => {
+    // Zulip: InvalidFakeEmailDomainError("<FAKE_EMAIL_DOMAIN> is not a valid domain. Consider
+    // setting the FAKE_EMAIL_DOMAIN setting."); FAKE_EMAIL_DOMAIN defaults to the host without port.
+    const ipConf = makeConfDir({ db: { name: env.db.name }, memcached: mc, externalHost: "10.0.0.6:8443" });
+    const fakeConf = makeConfDir({ db: { name: env.db.name }, memcached: mc, externalHost: "10.0.0.6", extraSettings: "FAKE_EMAIL_DOMAIN = 'fake.example.org'" });
+    const badFakeConf = makeConfDir({ db: { name: env.db.name }, memcached: mc, externalHost: "10.0.0.6", extraSettings: "FAKE_EMAIL_DOMAIN = 'not_a_domain'" });
+    try {
+      const before = await snapshot(env.db);
+      for (const args of [["-f"], []]) {
+        const r = await runCli(["delete_user", "-u", "iago@zulip.example.net", ...args], { confDir: ipConf, db: env.db });
+        expect(r.exitCode).toBe(1);
+        expect(r.stderr).toBe("10.0.0.6 is not a valid domain. Consider setting the FAKE_EMAIL_DOMAIN setting.");
+      }
+      const bad = await runCli(["delete_user", "-u", "iago@zulip.example.net", "-f"], { confDir: badFakeConf, db: env.db });
+      expect(bad.exitCode).toBe(1);
+      expect(bad.stderr).toBe("not_a_domain is not a valid domain. Consider setting the FAKE_EMAIL_DOMAIN setting.");
+      expect(bad.stdout).toBe("");
+      expect(changedTables(before, await snapshot(env.db))).toEqual([]);
+      const ok = await runCli(["delete_user", "-u", "iago@zulip.example.net"], { confDir: fakeConf, db: env.db });
+      expect(ok.stderr).toBe("This was a dry run. Pass -f to actually delete.");
+      expect(ok.stdout).toContain(`placeholder "Deleted User ${env.w.iago}" <deleteduser${env.w.iago}@fake.example.org>`);
+    } finally {
+      ipConf.cleanup();
+      fakeConf.cleanup();
+      badFakeConf.cleanup();
+    }
+  });
+
   it("refuses, writing nothing, when an unknown table references zerver_userprofile", async () => {
     await env.db.query("CREATE TABLE zulip.zz_local_notes (id serial PRIMARY KEY, author_id integer REFERENCES zulip.zerver_userprofile (id) DEFERRABLE INITIALLY DEFERRED)");
     await env.db.query("INSERT INTO zulip.zz_local_notes (author_id) VALUES ($1)", [env.w.iago]);

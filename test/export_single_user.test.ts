@@ -42,6 +42,7 @@ interface World {
   sent: number[];
   dm: number;
   group: number;
+  self: number;
   hamletInChannel: number;
   reactedTo: number;
   attachments: { path: string; bytes: Buffer }[];
@@ -67,12 +68,18 @@ async function buildWorld(db: TestDatabase, uploads: string): Promise<World> {
   const reactedTo = await send(othello, { channelId: channel, topic: "plans" }, "othello speaks, iago reacts");
   const dm = await send(hamlet, { userIds: [iago] }, "a DM for iago");
   const group = await send(othello, { userIds: [iago, hamlet] }, "a group DM");
+  const self = await send(iago, { userIds: [iago] }, "a note to myself");
   await c.query(
     "INSERT INTO zerver_reaction (emoji_name, reaction_type, emoji_code, message_id, user_profile_id) VALUES ('tada', 'unicode_emoji', '1f389', $1, $2)",
     [reactedTo, iago],
   );
   await c.query("UPDATE zerver_usermessage SET flags = flags | 2 WHERE message_id = $1 AND user_profile_id = $2", [sent[0], iago]); // starred
   await c.query("INSERT INTO zerver_alertword (word, user_profile_id, realm_id) VALUES ('lunch', $1, $2)", [iago, REALM]);
+  // Rows of the tables whose export depends on the release.
+  await c.query("INSERT INTO zerver_submessage (msg_type, content, message_id, sender_id) VALUES ('widget', '{\"type\": \"vote\"}', $1, $2), ('widget', '{}', $1, $3)", [sent[0], iago, hamlet]);
+  await c.query("INSERT INTO zerver_savedsnippet (title, content, date_created, realm_id, user_profile_id) VALUES ('hi', 'Hello!', now(), $2, $1)", [iago, REALM]);
+  await c.query("INSERT INTO zerver_navigationview (fragment, is_pinned, name, user_id) VALUES ('inbox', true, NULL, $1)", [iago]);
+  await c.query("INSERT INTO zerver_externalauthid (date_created, external_auth_method_name, external_auth_id, realm_id, user_id) VALUES (now(), 'saml', 'iago-42', $2, $1)", [iago, REALM]);
   // Files in LOCAL_UPLOADS_DIR: two attachments, a custom emoji, an uploaded avatar.
   const attachments: World["attachments"] = [];
   for (const name of ["notes.txt", "a-rather-long-file-name-".repeat(4) + "that-needs-a-long-tar-header.pdf"]) {
@@ -91,13 +98,14 @@ async function buildWorld(db: TestDatabase, uploads: string): Promise<World> {
   const emoji = `${REALM}/emoji/images/42.png`;
   fs.mkdirSync(path.dirname(path.join(uploads, "avatars", emoji)), { recursive: true });
   fs.writeFileSync(path.join(uploads, "avatars", emoji), "png!");
+  fs.writeFileSync(path.join(uploads, "avatars", emoji + ".original"), "original png!");
   await c.query("INSERT INTO zerver_realmemoji (name, file_name, is_animated, deactivated, author_id, realm_id) VALUES ('party', '42.png', false, false, $1, $2)", [iago, REALM]);
   await c.query("UPDATE zerver_userprofile SET avatar_source = 'U', avatar_version = 3 WHERE id = $1", [iago]);
   const avatarFile = `${userAvatarBasePath(iago, 3, REALM, SALT)}.png`;
   fs.mkdirSync(path.dirname(path.join(uploads, "avatars", avatarFile)), { recursive: true });
   fs.writeFileSync(path.join(uploads, "avatars", avatarFile), "avatar!");
   await c.query("COMMIT");
-  return { iago, hamlet, othello, channel, channelName, sent, dm, group, hamletInChannel, reactedTo, attachments, emoji, avatarFile };
+  return { iago, hamlet, othello, channel, channelName, sent, dm, group, self, hamletInChannel, reactedTo, attachments, emoji, avatarFile };
 }
 
 let db: TestDatabase;
@@ -182,16 +190,25 @@ describe("export_single_user", () => {
       "analytics_usercount",
       "zerver_realmauditlog",
       "zerver_reaction",
+      "zerver_submessage",
       "zerver_alertword",
       "zerver_customprofilefieldvalue",
       "zerver_muteduser",
+      "zerver_navigationview",
       "zerver_onboardingstep",
+      "zerver_savedsnippet",
       "zerver_useractivity",
       "zerver_useractivityinterval",
       "zerver_userpresence",
       "zerver_userstatus",
       "zerver_usertopic",
+      "zerver_externalauthid",
     ]);
+    // 12.x exports the user's submessages; 11.x/12.x navigation views and external auth ids.
+    expect(user.zerver_submessage.map((r: any) => [r.sender, r.message, r.msg_type])).toEqual([[w.iago, w.sent[0], "widget"]]);
+    expect(user.zerver_savedsnippet.map((r: any) => [r.user_profile, r.title])).toEqual([[w.iago, "hi"]]);
+    expect(user.zerver_navigationview.map((r: any) => [r.user, r.fragment])).toEqual([[w.iago, "inbox"]]);
+    expect(user.zerver_externalauthid.map((r: any) => [r.user, r.external_auth_id])).toEqual([[w.iago, "iago-42"]]);
     const [u] = user.zerver_userprofile;
     expect(u.id).toBe(w.iago);
     expect(u.delivery_email).toBe("iago@zulip.example.net");
@@ -236,7 +253,7 @@ describe("export_single_user", () => {
 
   it("exports the messages the user sent, received as DMs or reacted to, with their flags", () => {
     const ids = messages.map((m) => m.id);
-    expect(ids).toEqual([...w.sent, w.reactedTo, w.dm, w.group].sort((a, b) => a - b));
+    expect(ids).toEqual([...w.sent, w.reactedTo, w.dm, w.group, w.self].sort((a, b) => a - b));
     expect(ids).not.toContain(w.hamletInChannel);
     const first = messages.find((m) => m.id === w.sent[0]);
     expect(Object.keys(first)).toEqual([
@@ -253,6 +270,7 @@ describe("export_single_user", () => {
     expect(dm.flags).toEqual([]); // is_private is not an API flag
     expect(dm.flags_mask & 2048).toBe(2048);
     expect(messages.find((m) => m.id === w.group).recipient_name).toBe("Aaron Othello, Hamlet, Iago");
+    expect(messages.find((m) => m.id === w.self).recipient_name).toBe("Iago");
     expect(messages.find((m) => m.id === w.reactedTo).recipient_name).toBe(w.channelName);
   });
 
@@ -269,7 +287,12 @@ describe("export_single_user", () => {
     expect(avatars.map((r: any) => r.path)).toEqual([w.avatarFile]);
     expect(fs.readFileSync(path.join(out, "avatars", w.avatarFile), "utf8")).toBe("avatar!");
     const emoji = readJson(path.join(out, "emoji", "records.json"));
-    expect(emoji).toEqual([{ realm_id: REALM, author: w.iago, path: w.emoji, s3_path: w.emoji, file_name: "42.png", name: "party", deactivated: false }]);
+    // The image and its ".original", one record each (export_emoji_from_local).
+    expect(emoji).toEqual([
+      { realm_id: REALM, author: w.iago, path: w.emoji, s3_path: w.emoji, file_name: "42.png", name: "party", deactivated: false },
+      { realm_id: REALM, author: w.iago, path: `${w.emoji}.original`, s3_path: `${w.emoji}.original`, file_name: "42.png", name: "party", deactivated: false },
+    ]);
+    expect(fs.readFileSync(path.join(out, "emoji", `${w.emoji}.original`), "utf8")).toBe("original png!");
   });
 
   it("writes a tarball of the directory (tar -czf <dir>.tar.gz -C <parent> <basename>)", () => {
@@ -322,10 +345,10 @@ describe("export library", () => {
   it("numbers message files by chunks of candidate ids, reading through the cursor in small fetches", async () => {
     const dir = fs.mkdtempSync(path.join(tmp, "chunks-"));
     const r = await exportSingleUser(new Db(db.client as any, {} as any), w.iago, { outputDir: dir, localUploadsDir: null, avatarSalt: null, chunkSize: 2, fetchSize: 3 });
-    expect(r.messages).toBe(5);
+    expect(r.messages).toBe(6);
     expect(r.messageFiles).toBe(3);
     const all = [1, 2, 3].flatMap((n) => readJson(path.join(dir, `messages-00000${n}.json`)).zerver_message.map((m: any) => m.id));
-    expect(all).toEqual([...w.sent, w.reactedTo, w.dm, w.group].sort((a, b) => a - b));
+    expect(all).toEqual([...w.sent, w.reactedTo, w.dm, w.group, w.self].sort((a, b) => a - b));
     expect(r.warnings.join(" ")).toContain("S3");
     // The transaction is closed again.
     expect((await db.query("SELECT 1 AS ok"))[0].ok).toBe(1);
@@ -365,5 +388,46 @@ sys.stdout.write(json.dumps(v, indent=2, ensure_ascii=False))`;
     expect(listing).toEqual(entries);
     expect(listing).toContain(`${path.basename(dir)}/${"a".repeat(90)}/${"b".repeat(90)}/short.txt`);
     expect(listing).toContain(`${path.basename(dir)}/${"n".repeat(150)}.txt`);
+  });
+});
+
+// The table list of user.json grows by release (zerver/lib/export.py): 10.x has no
+// NavigationView / ExternalAuthID in its config, and only 12.x exports submessages. Before
+// 12.0 a 1:1 DM goes to the recipient's personal recipient, which only the recipient is
+// subscribed to: its recipient_name is that user's name alone (12.x: both names, as the DM
+// is a two-person group).
+describe.each([
+  ["zulip10_fresh", ["zerver_savedsnippet"], ["zerver_submessage", "zerver_navigationview", "zerver_externalauthid"]],
+  ["zulip11_fresh", ["zerver_savedsnippet", "zerver_navigationview", "zerver_externalauthid"], ["zerver_submessage"]],
+] as const)("export_single_user on %s", (template, present, absent) => {
+  let odb: TestDatabase;
+  let oconf: ConfDir;
+  let ow: World;
+  let otmp: string;
+  beforeAll(async () => {
+    odb = await createDatabase({ template });
+    otmp = fs.mkdtempSync(path.join(os.tmpdir(), "zm-export-old-"));
+    const up = path.join(otmp, "uploads");
+    oconf = makeConfDir({ db: { name: odb.name }, externalHost: HOST, extraSettings: `LOCAL_UPLOADS_DIR = '${up}'\n`, secrets: { avatar_salt: SALT } });
+    ow = await buildWorld(odb, up);
+  }, 120_000);
+  afterAll(async () => {
+    await odb?.drop();
+    oconf?.cleanup();
+    if (otmp) fs.rmSync(otmp, { recursive: true, force: true });
+  });
+  it("writes that release's tables, and names a 1:1 DM after its recipient", async () => {
+    const out = path.join(otmp, "iago");
+    const r = await runCli(["export_single_user", "-r", String(REALM), "iago@zulip.example.net", "--output", out], { db: odb, confDir: oconf });
+    expect(r.stderr).toBe("");
+    expect(r.exitCode).toBe(0);
+    const user = readJson(path.join(out, "user.json"));
+    for (const t of present) expect(user[t], t).toHaveLength(1);
+    for (const t of absent) expect(user, t).not.toHaveProperty(t);
+    const messages = readJson(path.join(out, "messages-000001.json")).zerver_message;
+    expect(messages.find((m: any) => m.id === ow.dm).recipient_name).toBe("Iago");
+    expect(messages.find((m: any) => m.id === ow.group).recipient_name).toBe("Aaron Othello, Hamlet, Iago");
+    // test_message_data: a message to oneself is named after oneself.
+    expect(messages.find((m: any) => m.id === ow.self).recipient_name).toBe("Iago");
   });
 });

@@ -230,6 +230,9 @@ describe("realm lifecycle commands on the real Zulip 12.2 data", () => {
     expect(await client.get(k("user_profile_by_id:8"))).toBeNull();
     const text = await run(["deactivate_realm", "-r", "2", "--deactivation_reason", "x"]);
     expect(text.stdout).toBe("The realm 2 is already deactivated.");
+    // manage.py: print("Setting the redirect URL to", url), then the realm's state.
+    const again = await run(["deactivate_realm", "-r", "2", "--deactivation_reason", "x", "--redirect_url", "https://moved.example.com"]);
+    expect(again.stdout).toBe("Setting the redirect URL to https://moved.example.com\nThe realm 2 is already deactivated.");
     expect(sink.messages).toHaveLength(1);
   });
 

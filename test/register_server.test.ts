@@ -1139,3 +1139,50 @@ describe("redis library", () => {
     }
   });
 });
+
+// do_create_realm enqueues "register_realm_with_push_bouncer" when the server uses the push
+// notification service; its worker runs send_server_data_to_push_bouncer(consider_usage_statistics=False):
+// the analytics status request, then the upload with every realm, the new one included.
+describe("create_realm reports the new organization to the push notification service", () => {
+  const create = (e: Env, sub: string) =>
+    runCli(e, ["create_realm", `Org ${sub}`, "--string-id", sub, `boss@${sub}.example.org`, "Boss", ...NO_CACHE, "--json"]);
+
+  it("sends the status request and the upload with the new realm, and stores its push status", async () => {
+    const e = setup();
+    svc.register({ uuid: ORG_ID, api_key: ORG_KEY });
+    const r = await create(e, "widgetco");
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(svc.paths()).toEqual(["GET /api/v1/remotes/server/analytics/status", "POST /api/v1/remotes/server/analytics"]);
+    const [realm] = await db.query("SELECT id, uuid::text AS uuid, push_notifications_enabled FROM zerver_realm WHERE string_id = 'widgetco'");
+    const sent = JSON.parse(svc.received[1]!.form!.realms!);
+    expect(sent.map((x: any) => x.id)).toContain(realm.id);
+    expect(sent.find((x: any) => x.id === realm.id)).toMatchObject({ uuid: realm.uuid, name: "Org widgetco", is_system_bot_realm: false });
+    expect(svc.received[1]!.form!.realm_counts).toBe("[]");
+    expect(realm.push_notifications_enabled).toBe(true); // the fake service answers can_push: true
+    const doc = JSON.parse(r.stdout);
+    expect(doc.push_service).toMatchObject({ ok: true, error: null });
+    expect(doc.push_service.server_data.realms_sent).toBe(sent.length);
+  });
+
+  it("without ZULIP_SERVICE_PUSH_NOTIFICATIONS: nothing is sent", async () => {
+    const e = setup({ push: false });
+    const r = await create(e, "quiet");
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(svc.received).toEqual([]);
+    expect(JSON.parse(r.stdout).push_service).toBeNull();
+  });
+
+  it("a failing service leaves the organization created: a warning, exit 0", async () => {
+    const e = setup();
+    svc.register({ uuid: ORG_ID, api_key: ORG_KEY });
+    svc.overrides.set("/api/v1/remotes/server/analytics/status", { status: 503, body: "unavailable", contentType: "text/plain" });
+    const r = await create(e, "stormy");
+    expect(r.exitCode).toBe(0);
+    expect(r.stderr).toContain(
+      "Warning: could not report the change to the Mobile Push Notification Service (Received 503 from push notification bouncer). " +
+        "Everything else was done; run `zulip-manage register_server` to report it later.",
+    );
+    expect(await db.query("SELECT 1 FROM zerver_realm WHERE string_id = 'stormy'")).toHaveLength(1);
+    expect(JSON.parse(r.stdout).push_service).toMatchObject({ ok: false, error: "Received 503 from push notification bouncer" });
+  });
+});

@@ -61,7 +61,6 @@ export default defineCommand({
       }
     }
     const inval = new CacheInvalidation(ctx, opts.flushCache);
-    if (inval.mode === "all" && !dryRun) inval.requestFlushAll();
     const events = new EventDelivery(ctx, opts.events);
     const results: ChannelResult[] = [];
     const print = (r: ChannelResult) => {

@@ -69,7 +69,6 @@ export default defineCommand({
     const realm = (await getRealm(db, opts.realm)) as Realm;
     const realmRef = { id: Number(realm.id), string_id: realm.string_id };
     const inval = new CacheInvalidation(ctx, opts.flushCache);
-    if (inval.mode === "all" && !dryRun) inval.requestFlushAll();
     const events = new EventDelivery(ctx, opts.events);
     const level = featureLevel(ctx.paths, db);
     const results: LineResult[] = [];

@@ -97,7 +97,6 @@ export default defineCommand({
     const newUrl = realmUrl(settings, newSubdomain);
     const secretKey = secretKeyOrUndefined(settings);
     const inval = new CacheInvalidation(ctx, opts.flushCache);
-    if (inval.mode === "all" && !dryRun) inval.requestFlushAll();
     const result = {
       realm: { id: Number(realm.id), name: realm.name },
       dry_run: dryRun,

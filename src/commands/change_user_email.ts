@@ -4,8 +4,8 @@
 // In one transaction the user row is locked and re-read; delivery_email (the real address, used
 // for login and email) becomes the new address, and so does `email` (the address other users
 // see) when the user's email_address_visibility is "everyone" (1) — otherwise `email` stays the
-// generated user<id>@<host> address. A 125 (USER_EMAIL_CHANGED) audit row is written with the
-// user as acting and modified user and empty extra_data, as Zulip does. Then the cached user
+// generated user<id>@<host> address. A 125 (USER_EMAIL_CHANGED) audit row is written for the
+// user as modified user, as the release does (see emailChangedAuditRow). Then the cached user
 // objects under the old and the new addresses, the realm's user list and (when `email` changed)
 // the display-recipient caches are invalidated. No confirmation email is sent and the user's
 // sessions stay valid (as in manage.py).
@@ -29,7 +29,7 @@
 //     "audit_log_ids": [60],
 //     "cache": {...}                       // as in change_user_role; null in a dry run
 //   }
-import { AuditLogEventType, insertAuditLog } from "../lib/audit.js";
+import { AuditLogEventType, insertAuditLog, NEW_VALUE, OLD_VALUE } from "../lib/audit.js";
 import { addFlushCacheOption, CacheInvalidation, type CacheUser } from "../lib/cache.js";
 import { defineCommand } from "../lib/command.js";
 import type { Queryable } from "../lib/db.js";
@@ -37,6 +37,22 @@ import { validateEmailAddress } from "../lib/email-address.js";
 import { CommandError, UsageError } from "../lib/errors.js";
 import { addRealmOption, getUserWithRealm, type UserProfile } from "../lib/lookup.js";
 import { cacheReportJson as cacheJson } from "../lib/users-lifecycle.js";
+import { seriesAtLeast } from "../lib/zulip-versions.js";
+
+/**
+ * The 125 row of do_change_user_delivery_email as manage.py change_user_email writes it, per
+ * release (zulip/zulip):
+ * - acting_user: the command calls do_change_user_delivery_email(user, new, acting_user=None)
+ *   and the action writes acting_user=acting_user, so NULL — true of 10.x already (its
+ *   test_import_export's test_export_realm_data_scrubbing calls the action with
+ *   acting_user=None); before the parameter existed (9.x and older) it was the user themself.
+ * - extra_data: {RealmAuditLog.OLD_VALUE: old delivery_email, NEW_VALUE: new} since PR #34132
+ *   "do_change_user_email: Store old and new email in the audit log", merged 2025-04-05 on main
+ *   after 10.0 was released (2025-03-20), so from 11.0 on; 10.x writes {}.
+ */
+function emailChangedExtraData(series: string, oldEmail: string, newEmail: string): Record<string, unknown> {
+  return seriesAtLeast(series, "11.x") ? { [OLD_VALUE]: oldEmail, [NEW_VALUE]: newEmail } : {};
+}
 
 /** UserProfile.EMAIL_ADDRESS_VISIBILITY_EVERYONE */
 const VISIBILITY_EVERYONE = 1;
@@ -112,6 +128,8 @@ export default defineCommand({
       return;
     }
 
+    const { databaseSeries } = await import("../lib/create.js"); // loaded only when writing
+    const series = await databaseSeries(db);
     const inval = new CacheInvalidation(ctx, opts.flushCache);
     const result = await db.tx(async (q) => {
       const { rows: locked } = await q.query("SELECT * FROM zerver_userprofile WHERE id = $1 FOR NO KEY UPDATE", [user.id]);
@@ -136,8 +154,9 @@ export default defineCommand({
           realmId: Number(before.realm_id),
           eventType: AuditLogEventType.USER_EMAIL_CHANGED,
           eventTime: new Date(),
-          actingUserId: user.id,
+          actingUserId: null,
           modifiedUserId: user.id,
+          extraData: emailChangedExtraData(series, before.delivery_email as string, newEmail),
         },
       ]);
       await inval.userChanged(q, after as UserProfile & CacheUser, fields, { before: before as UserProfile & CacheUser });

@@ -205,7 +205,6 @@ export default defineCommand({
     const events = new EventDelivery(ctx, opts.events);
     // An explicit --flush-cache=all flushes even when nothing gets changed (a way to clear a
     // cache left stale earlier), and also when the command fails.
-    if (inval.mode === "all" && !dryRun) inval.requestFlushAll();
     let cacheApplied = false;
     try {
       return await main(ctx, { multi, email, requested, grant, dryRun, opts, inval, events, applied: () => (cacheApplied = true) });

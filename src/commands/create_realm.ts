@@ -28,11 +28,13 @@
 //     "channels": ["Zulip", "sandbox", "general"],
 //     "scheduled_emails": [{"id": 5, "template": "onboarding_zulip_topics", "at": "2026-..."}],
 //     "not_done": ["Welcome Bot's onboarding messages ...", "..."],
-//     "cache": {...} | null
+//     "cache": {...} | null,
+//     "push_service": null | {"ok": true, "error": null, "server_data": {...}},   // as register_server's
+//     "system_bot_realm_created": null | {"id": 1, "string_id": "zulipinternal", "bots": 9}
 //   }
 import { addFlushCacheOption, CacheInvalidation, type CacheUser } from "../lib/cache.js";
 import { defineCommand } from "../lib/command.js";
-import { createRealm, createUser, creationSchemaProblem, processNewHumanUserRows, Role } from "../lib/create.js";
+import { createRealm, createSystemBots, createUser, creationSchemaProblem, processNewHumanUserRows, Role } from "../lib/create.js";
 import { CommandError, EnvironmentError } from "../lib/errors.js";
 import { cacheJson } from "../lib/realm-lifecycle.js";
 import { checkSubdomainAvailable, SubdomainError, subdomainSettings } from "../lib/subdomain.js";
@@ -104,8 +106,15 @@ export default defineCommand({
     }
     const problem = await creationSchemaProblem(db);
     if (problem) throw new EnvironmentError(problem);
-    const { rows: sys } = await db.query("SELECT id FROM zerver_realm WHERE string_id = $1", [settings.get("SYSTEM_BOT_REALM")]);
-    if (!sys.length) {
+    // do_create_realm: `if not server_initialized(): create_internal_realm()` — on a database
+    // without any realm (server_initialized() is Realm.objects.exists()), the system bot realm and
+    // its bots are created first (here in the same transaction). A database that has realms but
+    // not the system bot realm is refused: Zulip would go on without it and fail later.
+    const systemBotRealm: string = settings.get("SYSTEM_BOT_REALM");
+    const { rows: anyRealm } = await db.query("SELECT 1 FROM zerver_realm LIMIT 1");
+    const initialize = anyRealm.length === 0;
+    const { rows: sys } = await db.query("SELECT id FROM zerver_realm WHERE string_id = $1", [systemBotRealm]);
+    if (!sys.length && !initialize) {
       throw new EnvironmentError(
         `This server has no system bot realm ('${settings.get("SYSTEM_BOT_REALM")}'); it was never initialized. Run the Zulip installer's initialize-database first.`,
       );
@@ -122,6 +131,8 @@ export default defineCommand({
       scheduled_emails: [] as { id: number; template: string; at: string }[],
       not_done: [NOT_DONE_ONBOARDING_MESSAGES, NOT_DONE_WELCOME_DM, NOT_DONE_ACCOUNT_EMAIL],
       cache: null as ReturnType<typeof cacheJson>,
+      push_service: null as null | import("./register_server.js").ServerDataReport,
+      system_bot_realm_created: null as null | { id: number; string_id: string; bots: number },
     };
     const finish = () => {
       if (out.json) out.jsonResult(result);
@@ -129,17 +140,26 @@ export default defineCommand({
     };
     if (dryRun) {
       result.channels = ["Zulip", "sandbox", "general"];
+      if (initialize) out.line(`Would first create the system bot realm '${systemBotRealm}' and its bots (this server has no organization yet).`);
       out.line(`Would create the organization "${realmName}" at ${urls.realmUrl} with the owner ${params.email} ("${params.fullName}").`);
       out.line("(dry run: nothing was changed)");
       return finish();
     }
 
     const inval = new CacheInvalidation(ctx, opts.flushCache);
-    if (inval.mode === "all") inval.requestFlushAll();
+    if (initialize) out.err("Server not yet initialized. Creating the internal realm first.");
     const created = await db.tx(async (q) => {
       // A realm created since the check above: do_create_realm's "Realm <id> already exists!".
       const { rows } = await q.query("SELECT 1 FROM zerver_realm WHERE string_id = $1", [stringId]);
       if (rows.length) throw new CommandError(`Realm ${stringId} already exists!`);
+      let systemRealm: { id: number; bots: number } | null = null;
+      if (initialize) {
+        const { rows: again } = await q.query("SELECT 1 FROM zerver_realm LIMIT 1");
+        if (again.length) throw new CommandError("An organization was created while this command ran; nothing was changed. Run it again.");
+        const internal = await createRealm(q, { stringId: systemBotRealm, internal: true });
+        const bots = await createSystemBots(q, internal);
+        systemRealm = { id: internal.id, bots: Object.keys(bots).length };
+      }
       const realm = await createRealm(q, { stringId, name: realmName });
       const owner = await createUser(q, realm, {
         email: params.email,
@@ -156,11 +176,12 @@ export default defineCommand({
       await inval.realmChanged(q, { id: realm.id, string_id: stringId, deactivated: false }, null);
       const { rows: urow } = await q.query("SELECT * FROM zerver_userprofile WHERE id = $1", [owner.id]);
       await inval.userChanged(q, urow[0] as CacheUser & Record<string, any>, null);
-      return { realm, owner, steps };
+      return { realm, owner, steps, systemRealm };
     });
     inval.changeCommitted();
     result.cache = cacheJson(await inval.commit());
     result.realm.id = created.realm.id;
+    result.system_bot_realm_created = created.systemRealm && { id: created.systemRealm.id, string_id: systemBotRealm, bots: created.systemRealm.bots };
     result.channels = created.realm.channels.map((c) => c.name);
     result.owner = {
       id: created.owner.id,
@@ -170,6 +191,12 @@ export default defineCommand({
       password: passwordHash ? "set" : "unusable",
     };
     result.scheduled_emails = (created.steps.welcomeEmails?.scheduled ?? []).map((s) => ({ id: s.id, template: s.template, at: s.scheduledAt.toISOString() }));
+    // do_create_realm → enqueue_register_realm_with_push_bouncer_if_needed: with the push
+    // notification service in use, the new realm is reported to it (see reportServerData).
+    if (settings.get("ZULIP_SERVICE_PUSH_NOTIFICATIONS")) {
+      const { reportServerData } = await import("./register_server.js");
+      result.push_service = await reportServerData(ctx, db, opts.flushCache, (t) => out.warn(t));
+    }
     for (const n of result.not_done) out.line(`Note: not done: ${n}.`);
     return finish();
   },

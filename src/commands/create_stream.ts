@@ -66,7 +66,6 @@ export default defineCommand({
       return 0;
     }
     const inval = new CacheInvalidation(ctx, opts.flushCache);
-    if (inval.mode === "all") inval.requestFlushAll();
     const events = new EventDelivery(ctx, opts.events);
     try {
       inval.prepare();

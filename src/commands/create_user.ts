@@ -40,7 +40,8 @@ import { addFlushCacheOption, CacheInvalidation, type CacheUser } from "../lib/c
 import { type Context } from "../lib/context.js";
 import { roleCountBaselineBeside } from "../lib/audit.js";
 import { defineCommand } from "../lib/command.js";
-import { createUser, creationSchemaProblem, isValidDjangoEmail, processNewHumanUserRows, Role, type ServerUrls } from "../lib/create.js";
+import { createUser, creationSchemaProblem, processNewHumanUserRows, Role, type ServerUrls } from "../lib/create.js";
+import { validateEmailAddress } from "../lib/email-address.js";
 import type { Queryable } from "../lib/db.js";
 import { CommandError, EnvironmentError } from "../lib/errors.js";
 import { READ_LIMITS, readOptionFile } from "../lib/files.js";
@@ -159,7 +160,8 @@ export async function getCreateUserParams(ctx: Context, args: (string | undefine
   const reader = new LineReader();
   try {
     const email = args[0] ?? (await reader.ask("Email: ", ctx.out.json));
-    if (!isValidDjangoEmail(email)) throw new CommandError("Invalid email address.");
+    // Django's validate_email, the one validator every command uses (change_user_email too).
+    if (validateEmailAddress(email) !== null) throw new CommandError("Invalid email address.");
     const fullName = args[1] ?? (await reader.ask("Full name: ", ctx.out.json));
     let password: string | null = null;
     if (opts.passwordFile !== undefined) {
@@ -287,7 +289,6 @@ export default defineCommand({
     }
 
     const inval = new CacheInvalidation(ctx, opts.flushCache);
-    if (inval.mode === "all") inval.requestFlushAll();
     inval.prepare();
     const created = await db.tx(async (q) => {
       if (await userAlreadyExists(q, realm.id, params.email)) throw new CommandError("User already exists.");

@@ -89,7 +89,6 @@ export default defineCommand({
     }
 
     const inval = new CacheInvalidation(ctx, opts.flushCache);
-    if (inval.mode === "all" && !dryRun) inval.requestFlushAll();
     const result = {
       realm: { id: Number(realm.id), string_id: realm.string_id, name: realm.name },
       dry_run: dryRun,

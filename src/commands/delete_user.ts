@@ -901,11 +901,15 @@ export default defineCommand({
       throw new CommandError(message);
     }
 
+    // get_fake_email_domain raises InvalidFakeEmailDomainError (Zulip's message) when neither the
+    // realm host nor FAKE_EMAIL_DOMAIN makes valid addresses (a server addressed by IP): checked
+    // for every user before anything is written (manage.py fails at that user with a traceback,
+    // after deleting the users before it).
+    for (const u of users) deletedUserEmail(u.id, await settingsFor(Number(u.realm_id)));
     for (const r of results) {
       out.line(`${r.user.email} has ${r.active_bots} active bots that will be deactivated as a result of the user's deletion.`);
     }
     const inval = new CacheInvalidation(ctx, opts.flushCache);
-    if (inval.mode === "all") inval.requestFlushAll();
     let failure: string | null = null;
     await inval.guard(async () => {
       for (const [i, u] of users.entries()) {

@@ -39,7 +39,6 @@ export default defineCommand({
     const realm = (await getRealm(db, opts.realm)) as Realm;
     const realmArg: string = opts.realm;
     const inval = new CacheInvalidation(ctx, opts.flushCache);
-    if (inval.mode === "all" && !dryRun) inval.requestFlushAll();
     const result = {
       realm: { id: Number(realm.id), string_id: realm.string_id, name: realm.name },
       dry_run: dryRun,

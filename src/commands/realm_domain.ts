@@ -99,7 +99,6 @@ export default defineCommand({
       return 0;
     }
     const inval = new CacheInvalidation(ctx, opts.flushCache);
-    if (inval.mode === "all") inval.requestFlushAll();
     const events = new EventDelivery(ctx, opts.events);
     const notify = { events, realm: realmRef, what: `the domain change of ${realm.string_id}` };
     inval.prepare();

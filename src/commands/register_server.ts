@@ -358,6 +358,61 @@ export async function sendServerData(deps: UploadDeps): Promise<ServerDataResult
   return result;
 }
 
+/** What reportServerData() did, for a command's --json document. */
+export interface ServerDataReport {
+  ok: boolean;
+  error: string | null;
+  server_data: ServerDataResult | null;
+}
+
+/**
+ * What the deferred_work queue job do_create_realm enqueues when the server uses the push
+ * notification service ends up doing: "register_realm_with_push_bouncer"
+ * (enqueue_register_realm_with_push_bouncer_if_needed, zerver/lib/remote_server.py) in older
+ * code, and on main by 12.0 "push_bouncer_update_for_realm" (maybe_enqueue_audit_log_upload,
+ * called inside do_create_realm's transaction and queued on commit; do_create_user calls it too).
+ * Either way the worker runs send_server_data_to_push_bouncer(consider_usage_statistics=False)
+ * — the analytics status request, then the upload with every realm and the new audit rows — and
+ * only logs a failure. Done here right after the command's commit; a failure is a warning (the
+ * committed change stands) naming register_server as the way to report later.
+ */
+export async function reportServerData(ctx: Context, db: Db, flushCache: string | undefined, warn: (text: string) => void): Promise<ServerDataReport> {
+  const config = ctx.config();
+  const settings = config.settings;
+  try {
+    const servicesUrl = settings.get("ZULIP_SERVICES_URL");
+    const orgId = config.secret("zulip_org_id");
+    const orgKey = config.secret("zulip_org_key");
+    if (!servicesUrl) throw new CommandError("ZULIP_SERVICES_URL is not set");
+    if (!orgId || !orgKey) throw new CommandError("zulip_org_id / zulip_org_key are missing from zulip-secrets.conf");
+    const client = new PushServiceClient({
+      servicesUrl,
+      orgId,
+      orgKey,
+      version: readZulipVersion(ctx.paths.deployDir),
+      proxy: (url) => proxyFor(url, ctx.env, (sec, k) => config.conf(sec, k)),
+    });
+    const serverData = await sendServerData({
+      ctx,
+      db,
+      settings,
+      client,
+      version: readZulipVersion(ctx.paths.deployDir),
+      flushCache,
+      redisOptions: () => zulipRedisOptions(settings, (n) => config.secret(n)),
+      warn,
+    });
+    return { ok: true, error: null, server_data: serverData };
+  } catch (e: any) {
+    const error = String(e?.message ?? e);
+    warn(
+      `Warning: could not report the change to the Mobile Push Notification Service (${error}). ` +
+        "Everything else was done; run `zulip-manage register_server` to report it later.",
+    );
+    return { ok: false, error, server_data: null };
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The command
 

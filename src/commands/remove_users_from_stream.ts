@@ -60,7 +60,6 @@ export default defineCommand({
       removed = await subscribedUsers(db, channel, userIds);
     } else {
       const inval = new CacheInvalidation(ctx, opts.flushCache);
-      if (inval.mode === "all") inval.requestFlushAll();
       const events = new EventDelivery(ctx, opts.events);
       try {
         const r = await events.tx(db, (q) =>

@@ -928,7 +928,8 @@ export default defineCommand({
       const kept = rows.filter((r) => !received(r));
       excluded = rows.length - kept.length;
       rows = kept;
-      if (excluded > 0) out.line(`Excluded ${excluded} user${excluded === 1 ? "" : "s"} who already received this email`);
+      // send_custom_email's own line, word for word (no singular form in Zulip either).
+      if (excluded > 0) out.line(`Excluded ${excluded} users who already received this email`);
     }
 
     const recipients: Recipient[] = rows.map((row) => ({
@@ -1028,9 +1029,8 @@ export default defineCommand({
         failed: failed + notSent,
         recipients: results.map((r) => entry(r.item, r.status, r.error?.message)),
       });
-    } else {
-      out.line(`Sent ${sent} email${sent === 1 ? "" : "s"}${audit ? ` (recorded in the audit log: ${audit.written})` : ""}.`);
     }
+    // Like manage.py, a successful send prints nothing more (the counts are in --json).
     if (failed + notSent > 0) {
       out.err(`${failed + notSent} of ${recipients.length} emails could not be sent${audited ? "; run the same command again to retry them" : ""}.`);
       return 1;

@@ -8,8 +8,10 @@ import {
   requireOutgoingEmail,
   supportAddress,
   tokenizedNoreplyAddress,
+  WARN_NO_EMAIL_MESSAGE,
+  warnNoEmail,
 } from "../lib/email.js";
-import { CommandError } from "../lib/errors.js";
+import { CommandError, EnvironmentError } from "../lib/errors.js";
 import {
   TEST_ADMINS_BODY,
   TEST_ADMINS_SUBJECT,
@@ -53,6 +55,8 @@ export default defineCommand({
     const out = ctx.out;
     const emails = ((args[0] as unknown as string[] | undefined) ?? []).filter((e) => e !== undefined);
     const es = emailSettings(ctx.config());
+    // manage.py's own check and message first (exit 3 here: an environment error).
+    if (warnNoEmail(es)) throw new EnvironmentError(WARN_NO_EMAIL_MESSAGE);
     requireOutgoingEmail(es);
     for (const w of emailConfigWarnings(es)) out.warn(w);
     if (emails.length === 0) {

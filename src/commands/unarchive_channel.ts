@@ -139,7 +139,6 @@ export default defineCommand({
     }
 
     const inval = new CacheInvalidation(ctx, opts.flushCache);
-    if (inval.mode === "all") inval.requestFlushAll();
     let r;
     try {
       r = await db.tx(async (q) => {

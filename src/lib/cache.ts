@@ -80,8 +80,12 @@ export function sessionCacheKey(sessionKey: string): string {
   return `django.contrib.sessions.cached_db${sessionKey}`;
 }
 
-/** settings.CROSS_REALM_BOT_EMAILS (fixed in computed_settings.py; settings.py cannot change it). */
-export const DEFAULT_CROSS_REALM_BOT_EMAILS = ["notification-bot@zulip.com", "welcome-bot@zulip.com", "emailgateway@zulip.com"];
+/**
+ * settings.CROSS_REALM_BOT_EMAILS. Not a setting an administrator has: zproject/computed_settings.py
+ * assigns it unconditionally after /etc/zulip/settings.py is read (checked in 10.x-12.x), so a
+ * value in settings.py has no effect and we read none.
+ */
+export const CROSS_REALM_BOT_EMAILS = ["notification-bot@zulip.com", "welcome-bot@zulip.com", "emailgateway@zulip.com"];
 
 /** The UserProfile fields whose change invalidates `realm_user_dicts:<realm>`. */
 export const REALM_USER_DICT_FIELDS = [
@@ -135,7 +139,7 @@ export interface CacheUser {
 }
 
 /** delete_user_profile_caches() for one user. */
-export function userProfileCacheKeys(user: CacheUser, crossRealmBotEmails: Iterable<string> = DEFAULT_CROSS_REALM_BOT_EMAILS): string[] {
+export function userProfileCacheKeys(user: CacheUser, crossRealmBotEmails: Iterable<string> = CROSS_REALM_BOT_EMAILS): string[] {
   const emails = [...crossRealmBotEmails];
   const keys = [
     cacheKeys.userProfileById(user.id),
@@ -619,7 +623,6 @@ export class CacheInvalidation {
   private committedChanges = 0;
   /** A change was committed since commit() last ran. */
   private unapplied = false;
-  private forceFlushAll = false;
   readonly mode: FlushMode;
 
   constructor(
@@ -629,10 +632,6 @@ export class CacheInvalidation {
   ) {
     if (mode !== undefined && !FLUSH_MODES.includes(mode as FlushMode)) throw new Error(`unknown --flush-cache mode '${mode}'`);
     this.mode = (mode ?? "keys") as FlushMode;
-  }
-
-  private crossRealmBotEmails(): string[] {
-    return DEFAULT_CROSS_REALM_BOT_EMAILS;
   }
 
   /**
@@ -703,7 +702,7 @@ export class CacheInvalidation {
     opts: { before?: CacheUser; what?: string } = {},
   ): Promise<void> {
     this.prepare();
-    const keys = await flushUserProfileKeys(q, user, updateFields, { before: opts.before, crossRealmBotEmails: this.crossRealmBotEmails() });
+    const keys = await flushUserProfileKeys(q, user, updateFields, { before: opts.before, crossRealmBotEmails: CROSS_REALM_BOT_EMAILS });
     this.addKeys(keys, opts.what ?? `user ${user.delivery_email} (id ${user.id})`);
   }
 
@@ -715,7 +714,7 @@ export class CacheInvalidation {
     opts: { fromDeletion?: boolean; oldStringId?: string; what?: string } = {},
   ): Promise<void> {
     this.prepare();
-    const keys = await flushRealmKeys(q, realm, updateFields, { ...opts, crossRealmBotEmails: this.crossRealmBotEmails() });
+    const keys = await flushRealmKeys(q, realm, updateFields, { ...opts, crossRealmBotEmails: CROSS_REALM_BOT_EMAILS });
     this.addKeys(keys, opts.what ?? `realm ${realm.string_id === "" ? "''" : realm.string_id} (id ${realm.id}) and its users`);
   }
 
@@ -742,11 +741,6 @@ export class CacheInvalidation {
   /** Keys collected so far (unwrapped), for dry runs and JSON output. */
   get keys(): string[] {
     return [...this.targets.values()].map((t) => t.key);
-  }
-
-  /** Flush everything at commit() even if no change was committed (an explicit --flush-cache=all). */
-  requestFlushAll(): void {
-    this.forceFlushAll = true;
   }
 
   /** Forget collected keys of a change that was rolled back. */
@@ -795,7 +789,9 @@ export class CacheInvalidation {
    */
   async commit(): Promise<CacheReport> {
     this.unapplied = false;
-    const flushAll = this.mode === "all" && (this.committedChanges > 0 || this.forceFlushAll);
+    // --flush-cache=all flushes whenever a write command gets this far (never in a dry run), even
+    // when it had nothing to change: that is how an admin clears a cache a failed follow-up left stale.
+    const flushAll = this.mode === "all";
     if (this.mode === "none" || (!flushAll && (this.committedChanges === 0 || this.targets.size === 0))) {
       await this.closeEarly();
       return this.report({ skipped: true });

@@ -30,10 +30,9 @@
 // the "user joined" announcement is channels.ts. What is deliberately NOT reproduced (it is
 // onboarding content, not state other code depends on): Welcome Bot's onboarding messages and
 // DM, and UserPresence rows (Zulip creates those on the first presence update, not at signup).
-import { isIP } from "node:net";
-import { domainToASCII } from "node:url";
 import { ROLE_COUNT, type RoleCountBaseline, roleCounts, roleCountsAfterChange, workplaceGroupOf } from "./audit.js";
 import type { Queryable } from "./db.js";
+import { CommandError } from "./errors.js";
 import { releaseForMigration, releaseForMigrations } from "./zulip-versions.js";
 import { crypto } from "./builtins.js";
 
@@ -656,10 +655,24 @@ function isValidEmailDomain(domain: string): boolean {
   );
 }
 
-/** get_fake_email_domain(): the realm host if it makes valid addresses, else FAKE_EMAIL_DOMAIN. */
+/**
+ * get_fake_email_domain() (zerver/models/realms.py, same in 10.x–12.x): the realm host if
+ * `bot@<host>` is a valid address, else settings.FAKE_EMAIL_DOMAIN (default: EXTERNAL_HOST
+ * without its port) if that one is, else InvalidFakeEmailDomainError with Zulip's message —
+ * e.g. a server addressed by an IP address and no FAKE_EMAIL_DOMAIN set.
+ */
 export function fakeEmailDomain(host: string, fallback?: string): string {
   if (isValidEmailDomain(host)) return host;
-  return fallback ?? host.split(":")[0];
+  const fake = fallback ?? host.split(":")[0];
+  if (!isValidEmailDomain(fake)) throw new InvalidFakeEmailDomainError(fake);
+  return fake;
+}
+
+/** Zulip's InvalidFakeEmailDomainError, raised by get_fake_email_domain. */
+export class InvalidFakeEmailDomainError extends CommandError {
+  constructor(domain: string) {
+    super(`${domain} is not a valid domain. Consider setting the FAKE_EMAIL_DOMAIN setting.`);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1265,7 +1278,7 @@ export async function createUser(db: Queryable, realm: RealmRef, opts: CreateUse
       throw new Error("createUser: externalHost is needed to build the display email of a user whose email is not public");
     }
     const host = opts.externalHost ? realmHost(info.stringId, opts.externalHost, opts.realmHosts) : "";
-    const domain = host && isValidEmailDomain(host) ? host : (opts.fakeEmailDomain ?? fakeEmailDomain(host));
+    const domain = fakeEmailDomain(host, opts.fakeEmailDomain);
     email = `user${id}@${domain}`;
   }
   const apiKey = random.alnum(32);
@@ -2177,35 +2190,6 @@ export async function creationSchemaProblem(db: Queryable): Promise<string | nul
     "Creating organizations and users is not supported on this database: zulip-manage does not know the value this " +
     `Zulip release would give ${problems.join(", ")}. Use the Zulip server's own manage.py.`
   );
-}
-
-const EMAIL_USER_RE =
-  /^(?:[-!#$%&'*+/=?^_`{}|~0-9A-Z]+(?:\.[-!#$%&'*+/=?^_`{}|~0-9A-Z]+)*|"(?:[\x01-\x08\x0b\x0c\x0e-\x1f!#-[\]-\x7f]|\\[\x01-\x09\x0b\x0c\x0e-\x7f])*")$/i;
-const EMAIL_DOMAIN_RE = /^(?:(?:[A-Z0-9](?:[A-Z0-9-]{0,61}[A-Z0-9])?\.)+)(?:[A-Z0-9-]{2,63}(?<!-))$/i;
-const EMAIL_LITERAL_RE = /^\[([A-F0-9:.]+)\]$/i;
-
-/**
- * Django's validate_email (EmailValidator with the "localhost" allowlist): at most 320
- * characters, a dot-atom or quoted local part, and a domain that is a hostname (also after
- * IDNA encoding), "localhost" or an IP literal.
- */
-export function isValidDjangoEmail(value: string): boolean {
-  if (!value || !value.includes("@") || value.length > 320) return false;
-  const at = value.lastIndexOf("@");
-  const user = value.slice(0, at);
-  const domain = value.slice(at + 1);
-  if (!EMAIL_USER_RE.test(user)) return false;
-  if (domain.toLowerCase() === "localhost") return true;
-  if (EMAIL_DOMAIN_RE.test(domain)) return true;
-  const literal = EMAIL_LITERAL_RE.exec(domain);
-  if (literal) return isIP(literal[1]) !== 0;
-  let ascii: string;
-  try {
-    ascii = domainToASCII(domain);
-  } catch {
-    return false;
-  }
-  return ascii !== "" && ascii !== domain && EMAIL_DOMAIN_RE.test(ascii);
 }
 
 /** ScheduledEmail.type */

@@ -117,6 +117,19 @@ function rootOrigin(uri: string): string {
 }
 
 /**
+ * manage.py send_test_email's CommandError when settings.WARN_NO_EMAIL is set (no EMAIL_HOST and
+ * no EMAIL_BACKEND: computed_settings.py), word for word (zerver/management/commands/
+ * send_test_email.py, same in 10.x–12.x; zerver/tests/test_management_commands.py
+ * TestWarnNoEmail checks its start).
+ */
+export const WARN_NO_EMAIL_MESSAGE = `Outgoing email not yet configured, see\n  ${EMAIL_DOCS_URL}`;
+
+/** Whether Zulip would set WARN_NO_EMAIL (and drop every email) with these settings. */
+export function warnNoEmail(s: EmailSettings): boolean {
+  return !s.host && !s.configuredBackend;
+}
+
+/**
  * Zulip with no EMAIL_HOST silently drops every email (dummy backend, WARN_NO_EMAIL); we refuse
  * instead (exit 3), saying how to configure it.
  */

@@ -8,10 +8,12 @@
 //                               left out; groups / user_permissions as id lists), then
 //                               zerver_subscription, zerver_recipient, zerver_stream (no
 //                               email_token), analytics_usercount, zerver_realmauditlog,
-//                               zerver_reaction, zerver_alertword, zerver_customprofilefieldvalue,
-//                               zerver_muteduser, zerver_onboardingstep, zerver_useractivity,
+//                               zerver_reaction, zerver_submessage (12.x), zerver_alertword,
+//                               zerver_customprofilefieldvalue, zerver_muteduser,
+//                               zerver_navigationview (11.x+), zerver_onboardingstep,
+//                               zerver_savedsnippet, zerver_useractivity,
 //                               zerver_useractivityinterval, zerver_userpresence, zerver_userstatus,
-//                               zerver_usertopic — each sorted by id
+//                               zerver_usertopic, zerver_externalauthid (11.x+) — each sorted by id
 //   messages-000001.json, …     {"zerver_message": [...]}: every message the user sent, received
 //                               as a DM / group DM, or reacted to, that has a UserMessage row for
 //                               the user, in chunks of 1000 candidate ids; each message with
@@ -34,6 +36,8 @@ import { pipeline } from "node:stream/promises";
 import type { Db, Queryable } from "./db.js";
 import { catalogForeignKeys } from "./ondelete.js";
 import { crypto, zlib } from "./builtins.js";
+import { seriesAtLeast } from "./zulip-versions.js";
+import { databaseSeries } from "./create.js";
 
 // ---------------------------------------------------------------------------------------------
 // JSON as Zulip writes it (orjson, OPT_INDENT_2)
@@ -277,18 +281,37 @@ export function flagsList(mask: number): string[] {
 /** EXCLUDED_USER_PROFILE_FIELDS */
 const EXCLUDED_USER_PROFILE_FIELDS = ["api_key", "password", "uuid"];
 
-/** add_user_profile_child_configs(): (table, user column), in Zulip's order. */
-const USER_CHILD_TABLES: [string, string][] = [
-  ["zerver_alertword", "user_profile_id"],
-  ["zerver_customprofilefieldvalue", "user_profile_id"],
-  ["zerver_muteduser", "user_profile_id"],
-  ["zerver_onboardingstep", "user_id"],
-  ["zerver_useractivity", "user_profile_id"],
-  ["zerver_useractivityinterval", "user_profile_id"],
-  ["zerver_userpresence", "user_profile_id"],
-  ["zerver_userstatus", "user_profile_id"],
-  ["zerver_usertopic", "user_profile_id"],
+/**
+ * add_user_profile_child_configs(): (table, user column, first release whose export has it), in
+ * Zulip's order. The list grows with the models: SavedSnippet (migration 0587, 10.0),
+ * NavigationView (0709, 11.0) and ExternalAuthID (0729, 11.0) were added to it with their
+ * models (zerver/lib/export.py). A table is exported when the database's release has it in
+ * its list (a 10.x database never carries the 11.0 tables, but the release check keeps a
+ * schema with extra tables from changing what a 10.x export contains).
+ */
+const USER_CHILD_TABLES: [string, string, string][] = [
+  ["zerver_alertword", "user_profile_id", "10.x"],
+  ["zerver_customprofilefieldvalue", "user_profile_id", "10.x"],
+  ["zerver_muteduser", "user_profile_id", "10.x"],
+  ["zerver_navigationview", "user_id", "11.x"],
+  ["zerver_onboardingstep", "user_id", "10.x"],
+  ["zerver_savedsnippet", "user_profile_id", "10.x"],
+  ["zerver_useractivity", "user_profile_id", "10.x"],
+  ["zerver_useractivityinterval", "user_profile_id", "10.x"],
+  ["zerver_userpresence", "user_profile_id", "10.x"],
+  ["zerver_userstatus", "user_profile_id", "10.x"],
+  ["zerver_usertopic", "user_profile_id", "10.x"],
+  ["zerver_externalauthid", "user_id", "11.x"],
 ];
+
+/**
+ * zerver_submessage joined the export in 12.0 (zulip/zulip PR #36988 "export: Export
+ * zerver_submessage table", merged 2025-12, fixing #36150: polls and to-do lists lost on
+ * import). In the single-user export we take the submessages the user sent, the way the
+ * single-user config takes zerver_reaction (rows keyed by the user). Not checked against
+ * 12.x's code line by line: the index we could read holds no 12.x export.py.
+ */
+const SUBMESSAGE_SINCE = "12.x";
 
 const RECIPIENT_STREAM = 2;
 
@@ -311,7 +334,7 @@ export async function exportSingleUser(db: Db, userId: number, opts: ExportUserO
   await db.query("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY");
   try {
     const reader = new RowReader(db);
-    const data = await userTables(db, reader, userId);
+    const data = await userTables(db, reader, userId, await databaseSeries(db));
     for (const [t, rows] of Object.entries(data)) result.tables[t] = rows.length;
     await writeJson(opts.outputDir, "user.json", data, opts, result.files);
     const reactionMessageIds = (data.zerver_reaction ?? []).map((r) => Number(r.message));
@@ -328,7 +351,7 @@ export async function exportSingleUser(db: Db, userId: number, opts: ExportUserO
 }
 
 /** export_single_user(): the tables of user.json, in the order Zulip's config walks them. */
-async function userTables(q: Queryable, reader: RowReader, userId: number): Promise<Record<string, Row[]>> {
+async function userTables(q: Queryable, reader: RowReader, userId: number, series: string): Promise<Record<string, Row[]>> {
   const data: Record<string, Row[]> = {};
   const users = await reader.rows("zerver_userprofile", "id = $1", [userId], EXCLUDED_USER_PROFILE_FIELDS);
   for (const u of users) {
@@ -347,8 +370,11 @@ async function userTables(q: Queryable, reader: RowReader, userId: number): Prom
   if (await reader.exists("analytics_usercount")) data.analytics_usercount = await reader.rows("analytics_usercount", "user_id = $1", [userId]);
   data.zerver_realmauditlog = await reader.rows("zerver_realmauditlog", "modified_user_id = $1 OR acting_user_id = $1", [userId]);
   data.zerver_reaction = await reader.rows("zerver_reaction", "user_profile_id = $1", [userId]);
-  for (const [table, column] of USER_CHILD_TABLES) {
-    if (await reader.exists(table)) data[table] = await reader.rows(table, `${column} = $1`, [userId]);
+  if (seriesAtLeast(series, SUBMESSAGE_SINCE) && (await reader.exists("zerver_submessage"))) {
+    data.zerver_submessage = await reader.rows("zerver_submessage", "sender_id = $1", [userId]);
+  }
+  for (const [table, column, since] of USER_CHILD_TABLES) {
+    if (seriesAtLeast(series, since) && (await reader.exists(table))) data[table] = await reader.rows(table, `${column} = $1`, [userId]);
   }
   return data;
 }
@@ -537,9 +563,10 @@ async function exportUploadsAndAvatars(q: Queryable, userId: number, opts: Expor
         }
       }
     }
-    for (const e of emojis) {
-      if (e.file_name === null) continue;
-      const rel = `${e.realm_id}/emoji/images/${e.file_name}`;
+    // export_emoji_from_local: each emoji's image and its ".original" (the upload as it came,
+    // kept beside the resized one), one record each with the same fields.
+    for (const e of emojis.flatMap((x) => (x.file_name === null ? [] : [{ ...x, suffix: "" }, { ...x, suffix: ".original" }]))) {
+      const rel = `${e.realm_id}/emoji/images/${e.file_name}${e.suffix}`;
       try {
         await copyWithStat(path.join(avatarsDir, rel), path.join(out, "emoji", rel));
         emoji.push({

@@ -19,7 +19,8 @@
 import { AuditLogEventType, insertAuditLog, NEW_VALUE, OLD_VALUE, ROLE_COUNT, roleCounts } from "./audit.js";
 import type { CacheInvalidation } from "./cache.js";
 import { CONFIRMATION_STATUS, CONFIRMATION_TYPES, insertConfirmation } from "./confirmation.js";
-import { createRealm, type CreatedRealm } from "./create.js";
+import { createRealm, type CreatedRealm, databaseSeries } from "./create.js";
+import { seriesAtLeast } from "./zulip-versions.js";
 import type { Queryable } from "./db.js";
 import { buildEmail, type EmailSettings, type OutgoingEmail, securityEmailFromName, supportAddress, tokenizedNoreplyAddress } from "./email.js";
 import { deleteUserSessions, type UserSession } from "./sessions.js";
@@ -458,9 +459,26 @@ export interface SubdomainChangeResult {
 }
 
 /**
+ * The REALM_SUBDOMAIN_CHANGED (214) extra_data of do_change_realm_subdomain, per release
+ * (zerver/actions/realm_settings.py):
+ * - 10.x, 11.x: {"old_subdomain": old, "new_subdomain": new};
+ * - 12.x: {RealmAuditLog.OLD_VALUE: old, NEW_VALUE: new} (PR #36731 "Add or fix extra_data
+ *   field for audit log entries for changing a property", Nov 2025; the code keeps a comment
+ *   that "old RealmAuditLog entries for this used old_subdomain and new_subdomain"), plus
+ *   "was_demo_organization": whether the realm was a demo organization (its scheduled deletion
+ *   date set) before the change (PR #37161, Dec 2025, to track demo conversions). Both were
+ *   merged on main between 11.0 and 12.0; the 12.x file itself is not in the index we read.
+ */
+export function subdomainChangedExtraData(series: string, oldSubdomain: string, newSubdomain: string, wasDemo: boolean): Record<string, unknown> {
+  if (!seriesAtLeast(series, "12.x")) return { old_subdomain: oldSubdomain, new_subdomain: newSubdomain };
+  return { [OLD_VALUE]: oldSubdomain, [NEW_VALUE]: newSubdomain, was_demo_organization: wasDemo };
+}
+
+/**
  * The first transaction of do_change_realm_subdomain: string_id = new (and a demo
- * organization's scheduled deletion cleared), REALM_SUBDOMAIN_CHANGED {"1": old, "2": new}, and
- * every deactivated realm redirecting to the old URL redirected to the new one.
+ * organization's scheduled deletion cleared), REALM_SUBDOMAIN_CHANGED (extra_data as the
+ * release writes it, see subdomainChangedExtraData), and every deactivated realm redirecting
+ * to the old URL redirected to the new one.
  */
 export async function renameRealmSubdomain(
   q: Queryable,
@@ -471,6 +489,9 @@ export async function renameRealmSubdomain(
   const now = opts.now ?? new Date();
   const old = realm.string_id;
   const demoColumn = await hasColumn(q, "zerver_realm", "demo_organization_scheduled_deletion_date");
+  const wasDemo = demoColumn
+    ? Boolean((await q.query("SELECT demo_organization_scheduled_deletion_date IS NOT NULL AS demo FROM zerver_realm WHERE id = $1", [realm.id])).rows[0]?.demo)
+    : false;
   await q.query(
     `UPDATE zerver_realm SET string_id = $2${demoColumn ? ", demo_organization_scheduled_deletion_date = NULL" : ""} WHERE id = $1`,
     [realm.id, newSubdomain],
@@ -481,7 +502,7 @@ export async function renameRealmSubdomain(
       eventType: AuditLogEventType.REALM_SUBDOMAIN_CHANGED,
       eventTime: now,
       actingUserId: null,
-      extraData: { [OLD_VALUE]: old, [NEW_VALUE]: newSubdomain },
+      extraData: subdomainChangedExtraData(await databaseSeries(q), old, newSubdomain, wasDemo),
     },
   ]);
   await opts.cache?.realmChanged(

@@ -61,6 +61,9 @@ export default defineCommand({
       if (dryRun) {
         out.line("(dry run: nothing was changed)");
         doc.created = !existing;
+      } else {
+        // Nothing to write; --flush-cache=all still flushes, as in every write command.
+        doc.cache = cacheReportJson(await new CacheInvalidation(ctx, opts.flushCache).commit());
       }
       out.jsonResult(doc);
       return 0;

@@ -283,16 +283,6 @@ describe.each(["zulip12_fresh", "zulip11_fresh", "zulip10_fresh"] as const)("cha
   it("--revoke with a role is refused", async () => {
     await expectRefused(env, [users.get("same:member")!.email, "moderator", "--revoke"], "Revoke not supported with this permission; please specify new role.");
   });
-
-  it("is_billing_admin: refused with an explanation (the column is gone since Zulip 10.0)", async () => {
-    const before = await snapshot(env.db, true);
-    const r = await env.cli(["change_user_role", "-r", "2", users.get("same:admin")!.email, "is_billing_admin"]);
-    expect(r.exitCode).toBe(1);
-    expect(r.stderr).toContain("no is_billing_admin permission");
-    expect(r.stderr).toContain('"Who can manage plans and billing" (currently: Administrators)');
-    expect(r.stderr).toContain("Organization settings");
-    expect(changedTables(before, await snapshot(env.db, true))).toEqual([]);
-  });
 });
 
 describe("change_user_role: role:fullmembers and the waiting period", () => {

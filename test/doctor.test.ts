@@ -155,7 +155,7 @@ describe("a healthy server", () => {
 describe("RabbitMQ", () => {
   it("reports the login and each notify queue's consumer", async () => {
     const { by } = await doctor(conf());
-    expect(by.rabbitmq.status).toBe("ok");
+    expect(by.rabbitmq.status).toBe("done");
     expect(by.rabbitmq.summary).toMatch(/^amqp:\/\/zulip@127\.0\.0\.1:\d+\/zmtest\d+: login accepted$/);
     expect(by.rabbitmq.details).toEqual([expect.stringMatching(/^queue notify_tornado: 1 consumer \(Tornado on port 9800\), \d+ waiting$/)]);
   });
@@ -166,7 +166,7 @@ describe("RabbitMQ", () => {
     await reader.purge("notify_tornado_port_9800");
     const { r, by } = await doctor(c);
     expect(r.exitCode).toBe(0);
-    expect(by.rabbitmq.status).toBe("warn");
+    expect(by.rabbitmq.status).toBe("warning");
     expect(by.rabbitmq.summary).toBe("queue notify_tornado_port_9800 has no consumer (0 messages waiting): the Tornado on port 9800 is not running");
     expect(by.rabbitmq.details).toContain("queue notify_tornado_port_9801 does not exist: the Tornado on port 9801 has never consumed from this RabbitMQ");
     expect(by.rabbitmq.remedy).toContain("restart-server");
@@ -174,14 +174,14 @@ describe("RabbitMQ", () => {
 
   it("a wrong rabbitmq_password: the remedy names the secret", async () => {
     const { by } = await doctor(conf({ rabbitmq: { ...rabbitSettings(), password: "wrong" } }));
-    expect(by.rabbitmq.status).toBe("warn");
+    expect(by.rabbitmq.status).toBe("warning");
     expect(by.rabbitmq.summary).toContain("RabbitMQ refused the login of user 'zulip'");
     expect(by.rabbitmq.remedy).toContain("rabbitmq_password");
   });
 
   it("RabbitMQ down: how to start it, and what commands do meanwhile", async () => {
     const { by } = await doctor(conf({ rabbitmq: { ...rabbitSettings(), port: await freePort() } }));
-    expect(by.rabbitmq.status).toBe("warn");
+    expect(by.rabbitmq.status).toBe("warning");
     expect(by.rabbitmq.summary).toMatch(/ECONNREFUSED/);
     expect(by.rabbitmq.remedy).toContain("systemctl start rabbitmq-server");
   });

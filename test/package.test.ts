@@ -155,8 +155,10 @@ describe("npm install -g of the tarball, offline, into an empty prefix", () => {
     expect(await loaded(["help"])).toBe("");
     expect(await loaded(["change_password", "-r", "", "mia@acme.example.com", "--password-file", path.join(server.dir, "password")])).toBe("hash-wasm.cjs,zxcvbn.cjs");
     expect(await loaded(["send_test_email", "smoke@example.com"])).toBe("nodemailer.cjs");
-    // doctor's SMTP check talks to the server through nodemailer.
-    expect(await loaded(["doctor", "--timeout", "10"])).toBe("cli-table3.cjs,nodemailer.cjs");
+    // doctor's SMTP check talks to the server through nodemailer, its RabbitMQ check through amqplib.
+    expect(await loaded(["doctor", "--timeout", "10"])).toBe("amqplib.cjs,cli-table3.cjs,nodemailer.cjs");
+    // A write command that sends events loads the AMQP client; its dry run does not.
+    expect(await loaded(["change_user_role", "-r", "", "max@acme.example.com", "moderator", "--dry-run"])).toBe("");
   });
 
   it("asks on a terminal (the prompts chunk): an empty answer aborts", async () => {

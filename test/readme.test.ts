@@ -32,7 +32,7 @@ describe("README command tables", () => {
     const [what, options, status] = cells!;
     expect(cells!.length).toBe(3);
     // A description in words, not a benchmark figure ("64 ms (57–69)").
-    expect(what).toMatch(/^[A-Z][a-z]+ .{10,}/);
+    expect(what).toMatch(/^[A-Z][a-z-]+ .{10,}/);
     expect(what).not.toMatch(/\d+ ms\b/);
     expect(options!.length).toBeGreaterThan(0);
     expect(status).toMatch(/^(implemented|not in manage\.py)/);

@@ -13,8 +13,11 @@
 // old role's system group to the new one with a 704 and a 703 row (same event_time); when
 // "member" is the old or new role, role:fullmembers is recomputed for the user with the realm's
 // waiting period (704/703 rows). Permission flags: the column and a 108 row with
-// {"1": old, "2": new, "property": "<flag>"}. is_billing_admin (Zulip < 10.0 only): the column,
-// no audit row (as Zulip's billing code did).
+// {"1": old, "2": new, "property": "<flag>"}. is_billing_admin: before Zulip 10.0 the column, no
+// audit row (as Zulip's billing code did); since 10.0 (the column is gone) the user is added to
+// or removed from the realm setting can_manage_billing_group the way the web app's settings
+// page does it (lib/group-settings.ts: the anonymous group with the user and the current group,
+// the REALM_PROPERTY_CHANGED row, back to the named group when only it is left).
 //
 // Speed on large realms: ROLE_COUNT is Zulip's count of the realm's active users by role, a
 // pass over every user row of the realm (tens of milliseconds at 50,000 users). For a single
@@ -57,6 +60,7 @@ import type { Context } from "../lib/context.js";
 import type { Db, Queryable } from "../lib/db.js";
 import { CommandError, UsageError } from "../lib/errors.js";
 import { addRealmOption, getRealm, getUser, getUsers, type Realm, type UserProfile } from "../lib/lookup.js";
+import { BILLING_SETTING, changeBillingPermission, type GroupSettingValue, REALM_GROUP_SETTING_CONFIG } from "../lib/group-settings.js";
 import { changeUserRole, planUserRoleChange, ROLE_NAMES, type Tracked, tracked } from "../lib/roles.js";
 
 /** manage.py's choices, in its order. */
@@ -111,17 +115,6 @@ const FLAGS: Record<string, FlagSpec> = {
   },
 };
 
-const GROUP_DISPLAY: Record<string, string> = {
-  "role:nobody": "Nobody",
-  "role:owners": "Owners",
-  "role:administrators": "Administrators",
-  "role:moderators": "Moderators",
-  "role:fullmembers": "Full members",
-  "role:members": "Members",
-  "role:everyone": "Everyone including guests",
-  "role:internet": "Everyone on the internet",
-};
-
 interface UserResult {
   user: { id: number; email: string; full_name: string };
   ok: boolean;
@@ -137,6 +130,7 @@ interface UserResult {
   property?: string;
   old_value?: boolean;
   new_value?: boolean;
+  setting?: { name: string; old_value: GroupSettingValue; new_value: GroupSettingValue; old: string; new: string };
   audit_log_ids: number[];
 }
 
@@ -159,29 +153,20 @@ async function lockUser(q: Queryable, userId: number): Promise<UserProfile> {
   return rows[0];
 }
 
-async function billingSettingDescription(db: Db, realmId: number): Promise<string> {
-  if (!(await db.hasColumn("zerver_realm", "can_manage_billing_group_id"))) return "";
-  const { rows } = await db.query(
-    `SELECT n.name FROM zerver_realm r LEFT JOIN zerver_namedusergroup n ON n.usergroup_ptr_id = r.can_manage_billing_group_id
-      WHERE r.id = $1`,
-    [realmId],
-  );
-  const name: string | null = rows[0]?.name ?? null;
-  if (name === null) return " (currently: a custom set of users and groups)";
-  return ` (currently: ${GROUP_DISPLAY[name] ?? name})`;
-}
-
 export default defineCommand({
   name: "change_user_role",
   description:
     "Change role of an existing user in their (own) Realm.\n\nONLY perform this on customer request from an authorized person.\n\n" +
     "Valid values of <new_role>: owner, admin, moderator, member, guest (roles); can_forge_sender, can_create_users, " +
-    "can_change_user_emails (permissions, granted, or removed with --revoke); is_billing_admin (Zulip 9 and older; " +
-    "newer servers use the organization's \"Who can manage plans and billing\" setting instead).",
+    "can_change_user_emails (permissions, granted, or removed with --revoke); is_billing_admin (access to plans and " +
+    "billing: on Zulip 10 and newer the user is added to, or with --revoke removed from, the organization setting " +
+    "\"Who can manage plans and billing\", as an administrator does it in the web app).",
   examples: [
     "zulip-manage change_user_role -r zulip iago@zulip.com admin",
     "zulip-manage change_user_role -r zulip -u iago@zulip.com,hamlet@zulip.com moderator --dry-run",
     "zulip-manage change_user_role -r zulip hamlet@zulip.com can_forge_sender --revoke",
+    "zulip-manage change_user_role -r zulip hamlet@zulip.com is_billing_admin",
+    "zulip-manage change_user_role -r zulip hamlet@zulip.com is_billing_admin --revoke --dry-run",
   ],
   configure(cmd) {
     cmd.usage("[options] -r REALM <email> <new_role>\n       zulip-manage change_user_role [options] -r REALM -u EMAILS <new_role>");
@@ -261,13 +246,14 @@ async function main(ctx: Context, a: MainArgs): Promise<number> {
       `argument <new_role>: invalid choice: '${requested}' (choose from ${quoteChoices(ROLE_CHOICES.filter((c) => c !== requested))})`,
     );
   }
-  if (requested === "is_billing_admin" && !(await db.hasColumn("zerver_userprofile", "is_billing_admin"))) {
-    throw new CommandError(
-      "This Zulip server has no is_billing_admin permission any more (it was removed in Zulip 10.0). " +
-        `Access to plans and billing is now the organization setting "Who can manage plans and billing"` +
-        `${await billingSettingDescription(db, realm.id)}. ` +
-        "An organization owner can change it in the Zulip web app under Organization settings > Organization permissions.",
-    );
+  // Zulip 10 replaced the is_billing_admin flag by the realm setting can_manage_billing_group:
+  // there the user is added to / removed from that setting as the web app does it.
+  const billingSetting =
+    requested === "is_billing_admin" &&
+    !(await db.hasColumn("zerver_userprofile", "is_billing_admin")) &&
+    (await db.hasColumn("zerver_realm", "can_manage_billing_group_id"));
+  if (requested === "is_billing_admin" && !billingSetting && !(await db.hasColumn("zerver_userprofile", "is_billing_admin"))) {
+    throw new CommandError("This Zulip server has neither the is_billing_admin permission nor the \"Who can manage plans and billing\" setting.");
   }
 
   const users = multi ? await getUsers(db, { users: opts.users }, realm) : [await getUser(db, email!, realm)];
@@ -285,6 +271,7 @@ async function main(ctx: Context, a: MainArgs): Promise<number> {
     results.push(result);
     try {
       if (isRole) await changeRole(ctx, db, inval, events, realm, u, USER_ROLE_MAP[requested], grant, dryRun, result, baseline);
+      else if (billingSetting) await changeBilling(db, inval, events, realm, u, grant, dryRun, result);
       else await changeFlag(db, inval, u, requested, grant, dryRun, result);
       result.ok = true;
     } catch (e) {
@@ -438,4 +425,43 @@ async function changeFlag(
   result.changed = true;
   result.audit_log_ids = ids;
   result.message = `${u.delivery_email} changed to ${granted} ${flag} permission.`;
+}
+
+/**
+ * is_billing_admin on Zulip 10+: the user added to (or, with --revoke, removed from) the realm
+ * setting "Who can manage plans and billing" (lib/group-settings.ts changeBillingPermission).
+ */
+async function changeBilling(
+  db: Db,
+  inval: CacheInvalidation,
+  events: EventDelivery,
+  realm: Realm,
+  u: UserProfile,
+  grant: boolean,
+  dryRun: boolean,
+  result: UserResult,
+): Promise<void> {
+  result.property = "is_billing_admin";
+  const o = await changeBillingPermission(db, Number(realm.id), u.id, grant, {
+    dryRun,
+    cache: inval,
+    events,
+    what: `the billing permission of ${u.delivery_email}`,
+  });
+  result.old_value = !grant;
+  result.new_value = grant;
+  result.setting = { name: BILLING_SETTING, old_value: o.before, new_value: o.after, old: o.beforeText, new: o.afterText };
+  const label = REALM_GROUP_SETTING_CONFIG[BILLING_SETTING].label;
+  const setting = `"${label}" ${dryRun ? "is" : "was"}: ${o.beforeText}; ${dryRun ? "would be" : "now"}: ${o.afterText}`;
+  const granted = grant ? "have" : "not have";
+  if (dryRun) {
+    result.message = `Would change ${u.delivery_email} to ${granted} is_billing_admin permission (${setting}).`;
+    return;
+  }
+  result.changed = true;
+  if (o.change) result.audit_log_ids = [o.change.auditLogId];
+  result.message = `${u.delivery_email} changed to ${granted} is_billing_admin permission (${setting}).`;
+  if (o.stillThrough.length) {
+    result.message += ` Note: they can still manage plans and billing through the group ${o.stillThrough.map((n) => `'${n}'`).join(", ")}.`;
+  }
 }

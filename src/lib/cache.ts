@@ -825,9 +825,18 @@ export class CacheInvalidation {
       for (const [i, address] of target.addresses.entries()) {
         let client: MemcachedClient | undefined;
         try {
-          // The connection prepare() opened (its failure is the one reported: connecting again
-          // would only wait out the same timeout twice), or a new one.
-          const pre = early?.[i] ? await early[i] : null;
+          // The connection prepare() opened, or a new one. When the early one failed by timing
+          // out, that failure is the one reported (connecting again would only wait out the same
+          // timeout twice); when it was dropped while the database work went on (memcached
+          // restarted, the handshake cut), once more on a fresh connection.
+          let pre: EarlyConnection | null = null;
+          if (early?.[i]) {
+            try {
+              pre = await early[i]!;
+            } catch (e: any) {
+              if (/timed out/.test(String(e?.message ?? e))) throw e;
+            }
+          }
           pre?.client.ref();
           client = pre?.client ?? (await MemcachedClient.connect(address, this.connectOptions(target)));
           if (flushAll) {

@@ -289,7 +289,7 @@ export interface UnarchiveResult {
 }
 
 /** get_stream_cache_key(name, realm_id) */
-function channelCacheKey(name: string, realmId: number): string {
+export function channelCacheKey(name: string, realmId: number): string {
   return `stream_by_realm_and_name:${realmId}:${sha1Hex(name.trim().toLowerCase())}`;
 }
 

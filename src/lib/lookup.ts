@@ -164,3 +164,15 @@ export async function getUsers(
   const { rows } = await db.query(sql + " ORDER BY id", params);
   return rows;
 }
+
+/** get_user_profile_by_api_key(api_key): any realm, deactivated users included; null when none. */
+export async function getUserByApiKey(db: Queryable, apiKey: string): Promise<UserProfile | null> {
+  const { rows } = await db.query("SELECT * FROM zerver_userprofile WHERE api_key = $1", [apiKey]);
+  return rows.length ? (rows[0] as UserProfile) : null;
+}
+
+/** UserProfile.objects.filter(is_bot=True, bot_owner=user): every bot of the user, deactivated ones included (id order). */
+export async function botsOwnedBy(db: Queryable, userId: number): Promise<UserProfile[]> {
+  const { rows } = await db.query("SELECT * FROM zerver_userprofile WHERE is_bot AND bot_owner_id = $1 ORDER BY id", [userId]);
+  return rows as UserProfile[];
+}

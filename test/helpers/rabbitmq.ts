@@ -68,7 +68,7 @@ export async function startRabbitMQ(opts: { vhosts?: number } = {}): Promise<Rab
   const claimsDir = makeTempDir("rabbitmq-claims", { serviceOwned: false });
   fs.chmodSync(claimsDir, 0o777);
   const password = crypto.randomBytes(24).toString("hex");
-  const vhosts = ["/", ...Array.from({ length: opts.vhosts ?? 40 }, (_, i) => `zmtest${i + 1}`)];
+  const vhosts = ["/", ...Array.from({ length: opts.vhosts ?? 100 }, (_, i) => `zmtest${i + 1}`)];
   const [port, distPort, epmdPort] = [await freePort(), await freePort(), await freePort()];
   let beamPid = -1;
   let epmdPid = -1;

@@ -1,0 +1,118 @@
+// add_users_to_streams: manage.py add_users_to_streams — subscribe users (-u EMAILS or -a) to
+// channels (-s "name,name"), creating a channel that does not exist as Zulip's ensure_stream
+// does (lib/subscriptions.ts). One transaction per channel. Output as manage.py's:
+// "Subscribed <email> to <channel>" / "Already subscribed <email> to <channel>", plus a line
+// when a channel is created (manage.py creates it silently).
+//
+// --json prints one document:
+//   {"ok": true, "dry_run": false, "realm": {"id": 2, "string_id": "zulip"},
+//    "channels": [{"name": "design", "id": 12, "created": false, "archived": false,
+//                  "subscribed": [{"id": 10, "email": "iago@zulip.com"}], "already_subscribed": [...]}],
+//    "cache": {...} | null, "events": {...} | null}
+import { addFlushCacheOption, CacheInvalidation, cacheReportJson } from "../lib/cache.js";
+import { defineCommand } from "../lib/command.js";
+import { CommandError } from "../lib/errors.js";
+import { addEventsOption, EventDelivery, eventsReportJson } from "../lib/events.js";
+import { addRealmOption, addUserListOptions, getRealm, getUsers, type Realm } from "../lib/lookup.js";
+import { addSubscriptions, channelNameProblem, ensureChannel, findChannel, stripName, subscribedUsers } from "../lib/subscriptions.js";
+
+interface ChannelResult {
+  name: string;
+  id: number | null;
+  created: boolean;
+  archived: boolean;
+  subscribed: { id: number; email: string }[];
+  already_subscribed: { id: number; email: string }[];
+}
+
+export default defineCommand({
+  name: "add_users_to_streams",
+  description:
+    "Add some or all users in a realm to a set of streams.\n\n" +
+    "A channel that does not exist yet is created first, public and with Zulip's default settings, as manage.py does.",
+  examples: [
+    "zulip-manage add_users_to_streams -r zulip -u iago@zulip.com,hamlet@zulip.com -s design,announce",
+    "zulip-manage add_users_to_streams -r zulip -a -s general --dry-run",
+  ],
+  configure(cmd) {
+    cmd.usage("[options] -r REALM (-u EMAILS | -a) -s CHANNELS");
+    addRealmOption(cmd, { required: true });
+    addUserListOptions(cmd, { all: "Add all users in realm to these streams." });
+    cmd.requiredOption("-s, --streams <streams>", "A comma-separated list of stream names.");
+    cmd.option("--dry-run", "show what would change, and change nothing");
+    addFlushCacheOption(cmd);
+    addEventsOption(cmd);
+  },
+  async run(ctx, _args, opts) {
+    const out = ctx.out;
+    const dryRun = Boolean(opts.dryRun);
+    const db = await ctx.db();
+    const realm = (await getRealm(db, opts.realm)) as Realm;
+    const realmRef = { id: Number(realm.id), string_id: realm.string_id };
+    const users = await getUsers(db, { users: opts.users, allUsers: opts.allUsers }, realm, { columns: "id, delivery_email" });
+    const userIds = users.map((u) => Number(u.id));
+    const email = new Map(users.map((u) => [Number(u.id), u.delivery_email as string]));
+    const names = [...new Set(String(opts.streams).split(",").map(stripName))];
+    // Refuse names Zulip could not store before writing anything.
+    for (const name of names) {
+      if (!(await findChannel(db, realmRef.id, name))) {
+        const problem = channelNameProblem(name);
+        if (problem) throw new CommandError(`${problem} ('${name}')`);
+      }
+    }
+    const inval = new CacheInvalidation(ctx, opts.flushCache);
+    const events = new EventDelivery(ctx, opts.events);
+    const results: ChannelResult[] = [];
+    const print = (r: ChannelResult) => {
+      if (r.created) out.line(`${dryRun ? "Would create" : "Created"} channel '${r.name}' (public, Zulip's default settings).`);
+      if (r.archived) out.line(`Note: channel '${r.name}' is archived; Zulip subscribes users to it all the same.`);
+      const subscribedIds = new Set(r.subscribed.map((u) => u.id));
+      for (const id of userIds) {
+        const word = subscribedIds.has(id) ? (dryRun ? "Would subscribe" : "Subscribed") : "Already subscribed";
+        out.line(`${word} ${email.get(id)} to ${r.name}`);
+      }
+    };
+    let cache: ReturnType<typeof cacheReportJson> = null;
+    let delivery: ReturnType<typeof eventsReportJson> = null;
+    try {
+      for (const name of names) {
+        const r: ChannelResult = { name, id: null, created: false, archived: false, subscribed: [], already_subscribed: [] };
+        results.push(r);
+        const ref = (ids: number[]) => ids.map((id) => ({ id, email: email.get(id)! }));
+        if (dryRun) {
+          const channel = await findChannel(db, realmRef.id, name);
+          r.created = channel === null;
+          r.id = channel?.id ?? null;
+          r.archived = channel?.deactivated ?? false;
+          const already = channel ? await subscribedUsers(db, channel, userIds) : new Set<number>();
+          r.subscribed = ref(userIds.filter((u) => !already.has(u)));
+          r.already_subscribed = ref(userIds.filter((u) => already.has(u)));
+          print(r);
+          continue;
+        }
+        inval.prepare();
+        const notify = { events, realm: realmRef, what: `the subscriptions to '${name}'` };
+        const outcome = await events.tx(db, async (q) => {
+          const ensured = await ensureChannel(q, realmRef.id, name, { cache: inval });
+          const change = await addSubscriptions(q, realmRef.id, ensured.channel, userIds, { notify });
+          return { ensured, change };
+        });
+        if (outcome.ensured.created) inval.changeCommitted();
+        r.id = outcome.ensured.channel.id;
+        r.created = outcome.ensured.created;
+        r.archived = outcome.ensured.channel.deactivated;
+        r.subscribed = ref(outcome.change.changed);
+        r.already_subscribed = ref(outcome.change.unchanged);
+        print(r);
+      }
+    } finally {
+      if (!dryRun) {
+        cache = cacheReportJson(await inval.commit());
+        delivery = eventsReportJson(await events.commit());
+      }
+    }
+    if (dryRun) out.line("(dry run: nothing was changed)");
+    out.jsonResult({ ok: true, dry_run: dryRun, realm: realmRef, channels: results, cache, events: delivery });
+    return 0;
+  },
+});

@@ -1,0 +1,144 @@
+// bulk_change_user_name: manage.py bulk_change_user_name — rename many users from a file of
+// "<email>,<new name>" lines (the first comma separates; "-" reads standard input), each with
+// Zulip's check_full_name and do_change_full_name (lib/user-names.ts): one transaction per line
+// (the user row locked), a USER_FULL_NAME_CHANGED audit row per change, the realm_user events,
+// the user's cache entries deleted.
+//
+// Like manage.py, it prints "<email>: <old name> -> <new name>" per line and skips unknown
+// emails with "e-mail <email> doesn't exist in the realm <realm>, skipping". Unlike manage.py
+// (which stores any name and crashes on a line without a comma), names go through Zulip's
+// validation and a bad line is skipped with the reason; the exit status is 1 when any line was
+// skipped.
+//
+// --json prints one document:
+//   {"ok": true, "dry_run": false, "realm": {"id": 2, "string_id": "zulip"},
+//    "results": [{"line": 1, "email": "iago@zulip.com", "user_id": 10, "old_name": "Iago", "new_name": "Iago G.",
+//                 "changed": true, "error": null, "audit_log_id": 140}, ...],
+//    "cache": {...} | null, "events": {...} | null}
+import { addFlushCacheOption, CacheInvalidation, cacheReportJson } from "../lib/cache.js";
+import { defineCommand } from "../lib/command.js";
+import { CommandError, UsageError } from "../lib/errors.js";
+import { addEventsOption, EventDelivery, eventsReportJson, featureLevel } from "../lib/events.js";
+import { READ_LIMITS, readOptionFile } from "../lib/files.js";
+import { addRealmOption, getRealm, getUser, type Realm, realmLabel, type UserProfile } from "../lib/lookup.js";
+import { changeFullName, checkFullName, pyStrip } from "../lib/user-names.js";
+
+interface LineResult {
+  line: number;
+  email: string;
+  user_id: number | null;
+  old_name: string | null;
+  new_name: string | null;
+  changed: boolean;
+  error: string | null;
+  audit_log_id: number | null;
+}
+
+/** Python's text-mode line iteration (universal newlines): the lines, without their ends. */
+export function pythonLines(text: string): string[] {
+  const lines = text.split(/\r\n|\r|\n/);
+  if (lines[lines.length - 1] === "") lines.pop();
+  return lines;
+}
+
+export default defineCommand({
+  name: "bulk_change_user_name",
+  description:
+    "Change the names for many users.\n\n" +
+    "<data file> has one \"<email>,<new name>\" line per user (\"-\" reads standard input). Each name is checked as " +
+    "Zulip checks a name changed in the web app (length, characters, unique names where the organization requires them).",
+  examples: [
+    "zulip-manage bulk_change_user_name -r zulip names.csv",
+    "zulip-manage bulk_change_user_name -r zulip names.csv --dry-run",
+    "printf 'iago@zulip.com,Iago Ghost\\n' | zulip-manage bulk_change_user_name -r zulip -",
+  ],
+  configure(cmd) {
+    cmd.usage("[options] -r REALM <data file>");
+    cmd.argument("[data_file]", "file containing rows of the form <email>,<desired name>");
+    addRealmOption(cmd, { required: true });
+    cmd.option("--dry-run", "show what would change, and change nothing");
+    addFlushCacheOption(cmd);
+    addEventsOption(cmd);
+  },
+  async run(ctx, args, opts) {
+    const out = ctx.out;
+    if (args[0] === undefined) throw new UsageError("the following arguments are required: <data file>");
+    const text = readOptionFile(args[0], READ_LIMITS.csv, "the data file");
+    const dryRun = Boolean(opts.dryRun);
+    const db = await ctx.db();
+    const realm = (await getRealm(db, opts.realm)) as Realm;
+    const realmRef = { id: Number(realm.id), string_id: realm.string_id };
+    const inval = new CacheInvalidation(ctx, opts.flushCache);
+    const events = new EventDelivery(ctx, opts.events);
+    const level = featureLevel(ctx.paths, db);
+    const results: LineResult[] = [];
+    let cache: ReturnType<typeof cacheReportJson> = null;
+    let delivery: ReturnType<typeof eventsReportJson> = null;
+    try {
+      for (const [i, raw] of pythonLines(text).entries()) {
+        const line = pyStrip(raw);
+        if (line === "") continue;
+        const comma = line.indexOf(",");
+        const r: LineResult = { line: i + 1, email: comma < 0 ? line : line.slice(0, comma), user_id: null, old_name: null, new_name: null, changed: false, error: null, audit_log_id: null };
+        results.push(r);
+        if (comma < 0) {
+          r.error = "expected <email>,<new name>";
+          out.err(`line ${r.line}: ${r.error}; skipping`);
+          continue;
+        }
+        const newRaw = line.slice(comma + 1);
+        let user: UserProfile;
+        try {
+          user = await getUser(db, r.email, realm);
+        } catch (e) {
+          if (!(e instanceof CommandError)) throw e;
+          r.error = e.message;
+          out.line(`e-mail ${r.email} doesn't exist in the realm ${realmLabel(realm)}, skipping`);
+          continue;
+        }
+        r.user_id = user.id;
+        r.old_name = user.full_name;
+        out.line(`${r.email}: ${user.full_name} -> ${newRaw}`);
+        try {
+          if (dryRun) {
+            r.new_name = await checkFullName(db, newRaw, user);
+            if (r.new_name === user.full_name) out.line("  (the name is unchanged: nothing would be written)");
+            continue;
+          }
+          const notify = { events, realm: realmRef, what: `the new name of ${user.delivery_email}` };
+          inval.prepare();
+          const change = await events.tx(db, async (q) => {
+            const { rows } = await q.query("SELECT * FROM zerver_userprofile WHERE id = $1 FOR NO KEY UPDATE", [user.id]);
+            if (!rows.length) throw new CommandError("The user was deleted while this command ran.");
+            const locked = rows[0] as UserProfile;
+            const name = await checkFullName(q, newRaw, locked);
+            return changeFullName(q, locked, name, { notify, featureLevel: level, cache: inval });
+          });
+          r.old_name = change.oldName;
+          r.new_name = change.newName;
+          r.changed = change.changed;
+          r.audit_log_id = change.auditLogId;
+          if (change.changed) inval.changeCommitted();
+          else out.line("  (the name is unchanged: nothing was written)");
+        } catch (e) {
+          if (!(e instanceof CommandError)) throw e;
+          r.error = e.message;
+          out.err(`line ${r.line} (${r.email}): ${e.message} Skipping.`);
+        }
+      }
+    } finally {
+      if (!dryRun) {
+        cache = cacheReportJson(await inval.commit());
+        delivery = eventsReportJson(await events.commit());
+      }
+    }
+    const failed = results.filter((r) => r.error !== null);
+    if (dryRun) out.line("(dry run: nothing was changed)");
+    out.jsonResult({ ok: failed.length === 0, dry_run: dryRun, realm: realmRef, results, cache, events: delivery });
+    if (failed.length) {
+      out.err(`${failed.length} of ${results.length} lines were skipped.`);
+      return 1;
+    }
+    return 0;
+  },
+});

@@ -1,0 +1,88 @@
+// create_stream: manage.py create_stream — create a public channel with Zulip's defaults as
+// create_stream_if_needed(realm, name, acting_user=None) does (lib/subscriptions.ts
+// ensureChannel): the channel and its recipient, the permission groups' defaults, the
+// CHANNEL_CREATED audit row. Like manage.py, nobody is subscribed (despite its help text) and
+// an existing channel of that name (any case) is left as it is; we say so.
+//
+// --json prints one document:
+//   {"ok": true, "dry_run": false, "realm": {...}, "channel": {"id": 12, "name": "design"}, "created": true,
+//    "audit_log_ids": [140], "cache": {...} | null, "events": {...} | null}
+import { addFlushCacheOption, CacheInvalidation, cacheReportJson } from "../lib/cache.js";
+import { defineCommand } from "../lib/command.js";
+import { CommandError, UsageError } from "../lib/errors.js";
+import { addEventsOption, EventDelivery, eventsReportJson } from "../lib/events.js";
+import { addRealmOption, getRealm, type Realm } from "../lib/lookup.js";
+import { channelNameProblem, ensureChannel, findChannel, stripName } from "../lib/subscriptions.js";
+
+export default defineCommand({
+  name: "create_stream",
+  description:
+    "Create a stream, and subscribe all active users (excluding bots).\n\n" +
+    "This should be used for TESTING only, unless you understand the limitations of the command.\n\n" +
+    "(As in manage.py, the channel is created public with Zulip's default settings and nobody is subscribed; " +
+    "use add_users_to_streams for that.)",
+  examples: ["zulip-manage create_stream -r zulip design", "zulip-manage create_stream -r zulip 'team updates' --dry-run"],
+  configure(cmd) {
+    cmd.usage("[options] -r REALM <stream name>");
+    addRealmOption(cmd, { required: true, help: "realm in which to create the stream" });
+    cmd.argument("[stream_name]", "name of stream to create");
+    cmd.option("--dry-run", "show what would change, and change nothing");
+    addFlushCacheOption(cmd);
+    addEventsOption(cmd);
+  },
+  async run(ctx, args, opts) {
+    const out = ctx.out;
+    if (args[0] === undefined) throw new UsageError("the following arguments are required: <stream name>");
+    const dryRun = Boolean(opts.dryRun);
+    const db = await ctx.db();
+    const realm = (await getRealm(db, opts.realm)) as Realm;
+    const realmRef = { id: Number(realm.id), string_id: realm.string_id };
+    const name = stripName(args[0]);
+    const doc = {
+      ok: true,
+      dry_run: dryRun,
+      realm: realmRef,
+      channel: null as null | { id: number | null; name: string },
+      created: false,
+      audit_log_ids: [] as number[],
+      cache: null as ReturnType<typeof cacheReportJson>,
+      events: null as ReturnType<typeof eventsReportJson>,
+    };
+    const existing = await findChannel(db, realmRef.id, name);
+    if (!existing) {
+      const problem = channelNameProblem(name);
+      if (problem) throw new CommandError(problem);
+    }
+    if (dryRun || existing) {
+      doc.channel = existing ? { id: existing.id, name: existing.name } : { id: null, name };
+      doc.created = !existing && dryRun;
+      if (existing) out.line(`Channel '${existing.name}' already exists${existing.deactivated ? " (archived)" : ""}; nothing to do.`);
+      else out.line(`Would create channel '${name}' (public, Zulip's default settings).`);
+      if (dryRun) {
+        out.line("(dry run: nothing was changed)");
+        doc.created = !existing;
+      } else {
+        // Nothing to write; --flush-cache=all still flushes, as in every write command.
+        doc.cache = cacheReportJson(await new CacheInvalidation(ctx, opts.flushCache).commit());
+      }
+      out.jsonResult(doc);
+      return 0;
+    }
+    const inval = new CacheInvalidation(ctx, opts.flushCache);
+    const events = new EventDelivery(ctx, opts.events);
+    try {
+      inval.prepare();
+      const r = await events.tx(db, (q) => ensureChannel(q, realmRef.id, name, { cache: inval }));
+      if (r.created) inval.changeCommitted();
+      doc.channel = { id: r.channel.id, name: r.channel.name };
+      doc.created = r.created;
+      doc.audit_log_ids = r.auditLogIds;
+      out.line(r.created ? `Created channel '${r.channel.name}'.` : `Channel '${r.channel.name}' already exists; nothing to do.`);
+    } finally {
+      doc.cache = cacheReportJson(await inval.commit());
+      doc.events = eventsReportJson(await events.commit());
+    }
+    out.jsonResult(doc);
+    return 0;
+  },
+});

@@ -1,0 +1,151 @@
+// rate_limit: manage.py rate_limit — manually block a user (and with -b their bots) from the
+// API for some seconds, or lift the block, in Zulip's Redis exactly as RateLimitedUser +
+// RedisRateLimiterBackend do (key "ratelimit:RateLimitedUser:<id>:<domain>:block": SET 1 +
+// EXPIRE <seconds>; unblock: DEL). Two additions: `show` (the block and its remaining time, and
+// the user's stored rate_limits override) and `set-limits --limits RULES` (store the override
+// UserProfile.rate_limits, "<seconds>:<requests>,..." or "" for the server's defaults; applies
+// to the api_by_user domain, as Zulip reads it).
+//
+// --json prints one document:
+//   {"ok": true, "operation": "block", "domain": "api_by_user", "seconds": 60,
+//    "users": [{"id": 10, "email": "iago@zulip.com", "is_bot": false, "key": "ratelimit:RateLimitedUser:10:api_by_user:block",
+//               "blocked": true, "ttl": 60, "rate_limits": "", "rate_limits_before": null}],
+//    "redis": "127.0.0.1:6379", "cache": null}
+import { addFlushCacheOption, CacheInvalidation, cacheReportJson } from "../lib/cache.js";
+import { defineCommand } from "../lib/command.js";
+import { CommandError, EnvironmentError, UsageError } from "../lib/errors.js";
+import { botsOwnedBy, getRealm, getUser, getUserByApiKey, parsePythonInt, REALM_HELP, type UserProfile } from "../lib/lookup.js";
+import { blockAccess, blockState, parseRateLimits, setRateLimits, unblockAccess } from "../lib/rate-limit.js";
+import { connectZulipRedis, RedisError, zulipRedisOptions } from "../lib/redis.js";
+
+const OPERATIONS = ["block", "unblock", "show", "set-limits"];
+
+export default defineCommand({
+  name: "rate_limit",
+  description:
+    "Manually block or unblock a user from accessing the API\n\n" +
+    "Operations: block, unblock (as manage.py); show (whether the user is blocked, for how long, and their stored " +
+    "rate limits) and set-limits --limits RULES (the user's own API rate limits, e.g. \"60:200,3600:2000\" for 200 " +
+    "requests a minute and 2000 an hour; \"\" returns to the server's defaults).",
+  examples: [
+    "zulip-manage rate_limit -e spammer@example.com -s 3600 block",
+    "zulip-manage rate_limit -e owner@example.com -b unblock",
+    "zulip-manage rate_limit -e bot@example.com show",
+    "zulip-manage rate_limit -e bot@example.com --limits 60:600 set-limits",
+  ],
+  configure(cmd) {
+    cmd.usage("[options] (-e EMAIL | -a API_KEY) [-s SECONDS] [-d DOMAIN] [-b] <operation>");
+    cmd.argument("[operation]", "operation to perform (block or unblock; also show, set-limits)");
+    cmd.option("-e, --email <email>", "Email account of user.");
+    cmd.option("-a, --api-key <api_key>", "API key of user.");
+    cmd.option("-s, --seconds <seconds>", "Seconds to block for.", "60");
+    cmd.option("-d, --domain <domain>", "Rate-limiting domain. Defaults to 'api_by_user'.", "api_by_user");
+    cmd.option("-b, --all-bots", "Whether or not to also block all bots for this user.");
+    cmd.option("--limits <rules>", "with set-limits: the user's rate limits, \"<seconds>:<requests>,...\" (\"\" = the server's defaults)");
+    cmd.option("-r, --realm <realm>", REALM_HELP);
+    cmd.option("--dry-run", "with set-limits: show what would change, and change nothing");
+    addFlushCacheOption(cmd);
+  },
+  async run(ctx, args, opts) {
+    const out = ctx.out;
+    const operation = args[0];
+    if (operation === undefined) throw new UsageError("the following arguments are required: <operation>");
+    if (!OPERATIONS.includes(operation)) {
+      throw new UsageError(`argument <operation>: invalid choice: '${operation}' (choose from ${OPERATIONS.map((o) => `'${o}'`).join(", ")})`);
+    }
+    const seconds = parsePythonInt(String(opts.seconds));
+    if (seconds === null || !Number.isSafeInteger(seconds)) throw new UsageError(`argument -s/--seconds: invalid int value: '${opts.seconds}'`);
+    if ((!opts.apiKey && !opts.email) || (opts.apiKey && opts.email)) throw new CommandError("Please enter either an email or API key to manage");
+    let limits: string | null = null;
+    if (operation === "set-limits") {
+      if (opts.limits === undefined) throw new UsageError("set-limits needs --limits RULES (\"\" for the server's defaults)");
+      limits = String(opts.limits).trim();
+      try {
+        parseRateLimits(limits);
+      } catch (e: any) {
+        throw new CommandError(`Invalid --limits: ${e.message}.`);
+      }
+      if (opts.domain !== "api_by_user") out.warn(`Note: stored rate limits apply to the api_by_user domain only, not '${opts.domain}'.`);
+    } else if (opts.limits !== undefined) {
+      throw new UsageError("--limits is only used with set-limits");
+    }
+    const domain = String(opts.domain);
+    const db = await ctx.db();
+    const realm = await getRealm(db, opts.realm);
+    let user: UserProfile;
+    if (opts.email) user = await getUser(db, opts.email, realm);
+    else {
+      const found = await getUserByApiKey(db, opts.apiKey);
+      if (!found) throw new CommandError(`Unable to get user profile for API key ${opts.apiKey}`);
+      user = found;
+    }
+    const users = [user, ...(opts.allBots ? await botsOwnedBy(db, user.id) : [])];
+    const results = users.map((u) => ({
+      id: Number(u.id),
+      email: u.delivery_email,
+      is_bot: Boolean(u.is_bot),
+      key: null as string | null,
+      blocked: null as boolean | null,
+      ttl: null as number | null,
+      rate_limits: String(u.rate_limits ?? ""),
+      rate_limits_before: null as string | null,
+    }));
+    const doc = { ok: true, operation, domain, seconds, dry_run: Boolean(opts.dryRun), users: results, redis: null as string | null, cache: null as ReturnType<typeof cacheReportJson> };
+
+    if (operation === "set-limits") {
+      const inval = new CacheInvalidation(ctx, opts.flushCache);
+      try {
+        for (const r of results) {
+          r.rate_limits_before = r.rate_limits;
+          if (opts.dryRun) {
+            out.line(`Would set the rate limits of User ID: ${r.id} (${r.email}) from ${JSON.stringify(r.rate_limits)} to ${JSON.stringify(limits)}`);
+            r.rate_limits = limits!;
+            continue;
+          }
+          inval.prepare();
+          const c = await db.tx((q) => setRateLimits(q, r.id, limits!, { cache: inval }));
+          if (c.changed) inval.changeCommitted();
+          r.rate_limits_before = c.old;
+          r.rate_limits = limits!;
+          out.line(
+            c.changed
+              ? `Rate limits of User ID: ${r.id} (${r.email}): ${JSON.stringify(c.old)} -> ${JSON.stringify(limits)}`
+              : `Rate limits of User ID: ${r.id} (${r.email}) are already ${JSON.stringify(limits)}`,
+          );
+        }
+      } finally {
+        if (!opts.dryRun) doc.cache = cacheReportJson(await inval.commit());
+      }
+      if (opts.dryRun) out.line("(dry run: nothing was changed)");
+      out.jsonResult(doc);
+      return 0;
+    }
+
+    const config = ctx.config();
+    const options = zulipRedisOptions(config.settings, (n) => config.secret(n));
+    doc.redis = `${options.host}:${options.port}`;
+    const redis = await connectZulipRedis(options);
+    try {
+      for (const r of results) {
+        if (operation !== "show") out.line(`Applying operation to User ID: ${r.id}: ${operation}`);
+        if (operation === "block") await blockAccess(redis, r.id, domain, seconds);
+        else if (operation === "unblock") await unblockAccess(redis, r.id, domain);
+        const state = await blockState(redis, r.id, domain);
+        r.key = state.key;
+        r.blocked = state.blocked;
+        r.ttl = state.ttl;
+        if (operation === "show") {
+          const block = state.blocked ? `blocked for ${state.ttl === -1 ? "ever (no expiry)" : `${state.ttl} more seconds`}` : "not blocked";
+          out.line(`User ID: ${r.id} (${r.email}${r.is_bot ? ", bot" : ""}): ${domain} ${block}; rate limits: ${r.rate_limits === "" ? "the server's defaults" : r.rate_limits}`);
+        }
+      }
+    } catch (e) {
+      if (e instanceof RedisError) throw new EnvironmentError(`Redis at ${doc.redis}: ${e.message}`);
+      throw e;
+    } finally {
+      redis.close();
+    }
+    out.jsonResult(doc);
+    return 0;
+  },
+});

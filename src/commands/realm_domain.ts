@@ -1,0 +1,130 @@
+// realm_domain: manage.py realm_domain — list an organization's allowed email domains
+// (--op show, the default), add one (--op add [--allow-subdomains]) or remove one (--op remove),
+// as the organization settings page does it (lib/realm-domains.ts: Zulip's do_add_realm_domain /
+// do_remove_realm_domain with their audit rows, events and the emails-restricted side effect).
+//
+// --json prints one document:
+//   show:        {"realm": {"id": 2, "string_id": "zulip"}, "domains": [{"domain": "zulip.com", "allow_subdomains": false}]}
+//   add/remove:  {"ok": true, "dry_run": false, "realm": {...}, "op": "add", "domain": "example.com",
+//                 "allow_subdomains": false, "audit_log_ids": [140], "emails_restricted_to_domains_turned_off": false,
+//                 "domains": [...after...], "cache": {...} | null, "events": {...} | null}
+import { addFlushCacheOption, CacheInvalidation, cacheReportJson } from "../lib/cache.js";
+import { defineCommand } from "../lib/command.js";
+import { CommandError, UsageError } from "../lib/errors.js";
+import { addEventsOption, EventDelivery, eventsReportJson } from "../lib/events.js";
+import { addRealmOption, getRealm, type Realm } from "../lib/lookup.js";
+import { addRealmDomain, domainProblem, normalizeDomain, realmDomains, removeRealmDomain } from "../lib/realm-domains.js";
+
+const OPS = ["show", "add", "remove"];
+
+function describe(d: { domain: string; allow_subdomains: boolean }): string {
+  return `${d.domain} (subdomains ${d.allow_subdomains ? "allowed" : "not allowed"})`;
+}
+
+export default defineCommand({
+  name: "realm_domain",
+  description:
+    "Manage domains for the specified realm\n\n" +
+    "The domains are the ones \"Restrict email addresses of new users\" (emails_restricted_to_domains) allows. " +
+    "Adding and removing write Zulip's audit log entries and notify open browsers, as the organization settings page does; " +
+    "removing the last domain turns the restriction off, as Zulip does.",
+  examples: [
+    "zulip-manage realm_domain -r zulip",
+    "zulip-manage realm_domain -r zulip --op add --allow-subdomains example.com",
+    "zulip-manage realm_domain -r zulip --op remove example.com --dry-run",
+  ],
+  configure(cmd) {
+    cmd.usage("[options] -r REALM [--op show|add|remove] [--allow-subdomains] [<domain>]");
+    cmd.argument("[domain]", "domain to add or remove");
+    cmd.option("--op <op>", "What operation to do (add, show, remove).", "show");
+    cmd.option("--allow-subdomains", "Whether subdomains are allowed or not.");
+    addRealmOption(cmd, { required: true });
+    cmd.option("--dry-run", "show what would change, and change nothing");
+    addFlushCacheOption(cmd);
+    addEventsOption(cmd);
+  },
+  async run(ctx, args, opts) {
+    const out = ctx.out;
+    const op = String(opts.op);
+    if (!OPS.includes(op)) throw new CommandError(`Unknown operation '${op}': use --op show, add or remove.`);
+    if (op !== "show" && args[0] === undefined) throw new UsageError(`the following arguments are required: <domain> (with --op ${op})`);
+    const db = await ctx.db();
+    const realm = (await getRealm(db, opts.realm)) as Realm;
+    const realmRef = { id: Number(realm.id), string_id: realm.string_id };
+    if (op === "show") {
+      const domains = await realmDomains(db, realmRef.id);
+      out.line(`Domains for ${realm.string_id}:`);
+      for (const d of domains) out.line(describe(d));
+      out.jsonResult({ realm: realmRef, domains });
+      return 0;
+    }
+    const domain = normalizeDomain(args[0]);
+    const problem = domainProblem(domain);
+    if (problem) throw new CommandError(problem);
+    const allowSubdomains = Boolean(opts.allowSubdomains);
+    const dryRun = Boolean(opts.dryRun);
+    const doc = {
+      ok: true,
+      dry_run: dryRun,
+      realm: realmRef,
+      op,
+      domain,
+      allow_subdomains: allowSubdomains,
+      audit_log_ids: [] as number[],
+      emails_restricted_to_domains_turned_off: false,
+      domains: [] as { domain: string; allow_subdomains: boolean }[],
+      cache: null as ReturnType<typeof cacheReportJson>,
+      events: null as ReturnType<typeof eventsReportJson>,
+    };
+    if (dryRun) {
+      // The same checks as the real run, on the current state.
+      const domains = await realmDomains(db, realmRef.id);
+      const existing = domains.find((d) => d.domain === domain);
+      if (op === "add") {
+        if (existing) throw new CommandError(`The domain ${domain} is already a part of your organization.`);
+        doc.domains = [...domains, { domain, allow_subdomains: allowSubdomains }];
+        out.line(`Would add ${describe({ domain, allow_subdomains: allowSubdomains })} to ${realm.string_id}.`);
+      } else {
+        if (!existing) throw new CommandError("No such entry found!");
+        doc.allow_subdomains = existing.allow_subdomains;
+        doc.domains = domains.filter((d) => d !== existing);
+        doc.emails_restricted_to_domains_turned_off = doc.domains.length === 0 && Boolean(realm.emails_restricted_to_domains);
+        out.line(`Would remove ${describe(existing)} from ${realm.string_id}.`);
+        if (doc.emails_restricted_to_domains_turned_off) {
+          out.line("It is the last domain: new users' email addresses would no longer be restricted to the organization's domains.");
+        }
+      }
+      out.line("(dry run: nothing was changed)");
+      out.jsonResult(doc);
+      return 0;
+    }
+    const inval = new CacheInvalidation(ctx, opts.flushCache);
+    const events = new EventDelivery(ctx, opts.events);
+    const notify = { events, realm: realmRef, what: `the domain change of ${realm.string_id}` };
+    inval.prepare();
+    try {
+      const r = await events.tx(db, (q) =>
+        op === "add"
+          ? addRealmDomain(q, realmRef.id, domain, allowSubdomains, { notify })
+          : removeRealmDomain(q, realmRef.id, domain, { notify, cache: inval }),
+      );
+      inval.changeCommitted();
+      doc.audit_log_ids = r.auditLogIds;
+      doc.domains = r.domains;
+      doc.emails_restricted_to_domains_turned_off = r.restrictionLifted;
+      doc.allow_subdomains = r.changed.allow_subdomains;
+    } finally {
+      doc.cache = cacheReportJson(await inval.commit());
+      doc.events = eventsReportJson(await events.commit());
+    }
+    if (op === "add") out.line(`Added ${describe({ domain, allow_subdomains: allowSubdomains })} to ${realm.string_id}.`);
+    else {
+      out.line(`Removed ${domain} from ${realm.string_id}.`);
+      if (doc.emails_restricted_to_domains_turned_off) {
+        out.line("It was the last domain: new users' email addresses are no longer restricted to the organization's domains.");
+      }
+    }
+    out.jsonResult(doc);
+    return 0;
+  },
+});

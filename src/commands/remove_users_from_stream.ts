@@ -1,0 +1,85 @@
+// remove_users_from_stream: manage.py remove_users_from_stream — unsubscribe users (-u EMAILS
+// or -a) from one channel (-s NAME) as Zulip's bulk_remove_subscriptions does
+// (lib/subscriptions.ts): one transaction, SUBSCRIPTION_DEACTIVATED rows, subscriber count,
+// the subscription remove / peer_remove events and the mark-as-read queue job. Output as
+// manage.py's: "Removed <email> from <channel>" / "<email> was not subscribed".
+//
+// --json prints one document:
+//   {"ok": true, "dry_run": false, "realm": {...}, "channel": {"id": 12, "name": "design"},
+//    "removed": [{"id": 10, "email": "iago@zulip.com"}], "not_subscribed": [...], "audit_log_ids": [...],
+//    "cache": {...} | null, "events": {...} | null}
+import { addFlushCacheOption, CacheInvalidation, cacheReportJson } from "../lib/cache.js";
+import { defineCommand } from "../lib/command.js";
+import { CommandError } from "../lib/errors.js";
+import { addEventsOption, EventDelivery, eventsReportJson } from "../lib/events.js";
+import { addRealmOption, addUserListOptions, getRealm, getUsers, type Realm } from "../lib/lookup.js";
+import { findChannel, removeSubscriptions, stripName, subscribedUsers } from "../lib/subscriptions.js";
+
+export default defineCommand({
+  name: "remove_users_from_stream",
+  description: "Remove some or all users in a realm from a stream.",
+  examples: [
+    "zulip-manage remove_users_from_stream -r zulip -s design -u iago@zulip.com",
+    "zulip-manage remove_users_from_stream -r zulip -s design -a --dry-run",
+  ],
+  configure(cmd) {
+    cmd.usage("[options] -r REALM -s CHANNEL (-u EMAILS | -a)");
+    cmd.requiredOption("-s, --stream <stream>", "A stream name.");
+    addRealmOption(cmd, { required: true });
+    addUserListOptions(cmd, { all: "Remove all users in realm from this stream." });
+    cmd.option("--dry-run", "show what would change, and change nothing");
+    addFlushCacheOption(cmd);
+    addEventsOption(cmd);
+  },
+  async run(ctx, _args, opts) {
+    const out = ctx.out;
+    const dryRun = Boolean(opts.dryRun);
+    const db = await ctx.db();
+    const realm = (await getRealm(db, opts.realm)) as Realm;
+    const realmRef = { id: Number(realm.id), string_id: realm.string_id };
+    const users = await getUsers(db, { users: opts.users, allUsers: opts.allUsers }, realm, { columns: "id, delivery_email" });
+    const userIds = users.map((u) => Number(u.id));
+    const email = new Map(users.map((u) => [Number(u.id), u.delivery_email as string]));
+    const name = stripName(String(opts.stream));
+    const channel = await findChannel(db, realmRef.id, name);
+    if (!channel) throw new CommandError(`Invalid channel name '${name}'`);
+    const ref = (ids: number[]) => ids.map((id) => ({ id, email: email.get(id)! }));
+    const doc = {
+      ok: true,
+      dry_run: dryRun,
+      realm: realmRef,
+      channel: { id: channel.id, name: channel.name },
+      removed: [] as { id: number; email: string }[],
+      not_subscribed: [] as { id: number; email: string }[],
+      audit_log_ids: [] as number[],
+      cache: null as ReturnType<typeof cacheReportJson>,
+      events: null as ReturnType<typeof eventsReportJson>,
+    };
+    let removed: Set<number>;
+    if (dryRun) {
+      removed = await subscribedUsers(db, channel, userIds);
+    } else {
+      const inval = new CacheInvalidation(ctx, opts.flushCache);
+      const events = new EventDelivery(ctx, opts.events);
+      try {
+        const r = await events.tx(db, (q) =>
+          removeSubscriptions(q, realmRef.id, channel, userIds, { notify: { events, realm: realmRef, what: `the unsubscriptions from '${channel.name}'` } }),
+        );
+        removed = new Set(r.changed);
+        doc.audit_log_ids = r.auditLogIds;
+      } finally {
+        doc.cache = cacheReportJson(await inval.commit());
+        doc.events = eventsReportJson(await events.commit());
+      }
+    }
+    doc.removed = ref(userIds.filter((u) => removed.has(u)));
+    doc.not_subscribed = ref(userIds.filter((u) => !removed.has(u)));
+    for (const id of userIds) {
+      if (removed.has(id)) out.line(`${dryRun ? "Would remove" : "Removed"} ${email.get(id)} from ${name}`);
+      else out.line(`${email.get(id)} was not subscribed`);
+    }
+    if (dryRun) out.line("(dry run: nothing was changed)");
+    out.jsonResult(doc);
+    return 0;
+  },
+});

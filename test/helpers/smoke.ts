@@ -56,6 +56,7 @@ export async function startSmokeServer(): Promise<SmokeServer> {
     dir = makeTempDir("smoke", { serviceOwned: false });
     fs.writeFileSync(path.join(dir, "password"), "Quietly-orbiting-teapots-1987\n", { mode: 0o600 });
     fs.writeFileSync(path.join(dir, "notice.md"), "subject: Smoke notice\n\nThe **smoke** test says hello.\n");
+    fs.writeFileSync(path.join(dir, "names.csv"), "max@acme.example.com,Max Smoke\n");
   } catch (e) {
     await stop();
     throw e;
@@ -134,6 +135,12 @@ export function smokeCalls(server: SmokeServer, tag: string): SmokeCall[] {
     { command: "delete_old_unclaimed_attachments", args: ["-w", "5"], exitCode: 1, stdout: /./ },
     { command: "soft_deactivate_users", args: ["-d", "--inactive-for", "36500"], exitCode: 0, stdout: /./ },
     { command: "archive_messages", args: [], exitCode: 0, stdout: /./ },
+    { command: "bulk_change_user_name", args: ["-r", "", path.join(d, "names.csv"), "--dry-run"], exitCode: 0, stdout: /Max Smoke/ },
+    { command: "realm_domain", args: ["-r", "lab"], exitCode: 0 },
+    { command: "create_stream", args: ["-r", "lab", "smoke-channel", "--dry-run"], exitCode: 0, stdout: /smoke-channel/ },
+    { command: "add_users_to_streams", args: ["-r", "lab", "-a", "-s", "smoke-channel", "--dry-run"], exitCode: 0, stdout: /smoke-channel/ },
+    { command: "remove_users_from_stream", args: ["-r", "", "-s", "general", "-u", "max@acme.example.com", "--dry-run"], exitCode: 0 },
+    { command: "rate_limit", args: ["-e", "max@acme.example.com", "show"], exitCode: 0, stdout: /max@acme\.example\.com/ },
   ];
   const missing = COMMANDS.map((c) => c.name).filter((n) => !calls.some((c) => c.command === n));
   if (missing.length) throw new Error(`smokeCalls has no call for: ${missing.join(", ")}`);

@@ -181,10 +181,10 @@ async function fakeTornado(secret: string) {
 }
 
 describe("the HTTP fallback and failures", () => {
-  let closedPort: number;
-  beforeAll(async () => {
-    closedPort = await freePort();
-  });
+  // A port nothing listens on, and that no server of this run can take over: a port chosen
+  // free here was later handed to one of the fake Tornados (whose HTTP reply then looked like a
+  // broken AMQP frame). Port 1 (tcpmux) is privileged and unused on any Zulip or CI machine.
+  const closedPort = 1;
 
   const downRabbit = () => ({ ...rabbitSettings(), port: closedPort });
 

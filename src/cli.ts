@@ -1,25 +1,13 @@
 // zulip-manage entry point: global help and version without loading any command, then the one
 // command asked for, parsed with commander, run with a Context, and its errors mapped to exit codes.
 import fs from "node:fs";
+import { version } from "./lib/version.js";
 import { COMMANDS, findCommand } from "./commands/index.js";
 import { GROUP_ORDER } from "./lib/command.js";
 import { type ErrorCode, EXIT } from "./lib/errors.js";
 import { argvWantsJson, document, documentText } from "./lib/json-contract.js";
 
 const PROG = "zulip-manage";
-
-/** The package version, from the nearest package.json above this file (dist/ or dist/bundle/). */
-export function version(): string {
-  for (const rel of ["../package.json", "../../package.json"]) {
-    try {
-      const pkg = JSON.parse(fs.readFileSync(new URL(rel, import.meta.url), "utf8"));
-      if (pkg.name === "zulip-manage") return pkg.version;
-    } catch {
-      /* try the next level */
-    }
-  }
-  return "unknown";
-}
 
 const GLOBAL_HELP = [
   ["--json", "print one JSON document on stdout instead of text ('help <command> --json-schema' prints its schema)"],

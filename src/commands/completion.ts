@@ -10,7 +10,7 @@
 // string, which cannot be completed). With --realms and --json it prints the realm objects
 // ({"realms": [{"id", "string_id", "name", "url"}, ...]}, after the envelope).
 import { Argument, Option } from "commander";
-import { version } from "../cli.js";
+import { version } from "../lib/version.js";
 import { buildCommand } from "../lib/runner.js";
 import { COMMANDS } from "./index.js";
 import { defineCommand } from "../lib/command.js";

@@ -26,8 +26,6 @@ export interface CommandEntry {
   name: string;
   group: Group;
   summary: string;
-  /** Whether the command writes to the database or files (shown in help). */
-  writes?: boolean;
   /** The command never opens the database (so `pg` is not preloaded for it). */
   noDb?: boolean;
   /**

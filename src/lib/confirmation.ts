@@ -50,11 +50,6 @@ export function generateKey(random: (n: number) => Uint8Array = (n) => crypto().
   return base32Encode(random(15)).toLowerCase();
 }
 
-/** Whether a string has the shape of a key Zulip accepts (24 chars now, 40 for legacy links). */
-export function isConfirmationKeyShape(key: string): boolean {
-  return key.length === 24 || key.length === 40;
-}
-
 /**
  * django_content_type id for (app_label, model). Like ContentType.objects.get_for_model, the
  * row is created when missing (Django creates them after migrating, so this is rare).

@@ -36,8 +36,6 @@ export const ROLE_NAMES: Record<number, { printed: string; api: string; group: s
   600: { printed: "Guest", api: "guest", group: "role:everyone" },
 };
 
-export const ALL_ROLES = [100, 200, 300, 400, 600] as const;
-
 /** What do_change_user_role reads of the realm (the row get_realm read, as Zulip uses it too). */
 function realmFacts(realm: Realm): { id: number; waiting_period_threshold: number } {
   return { id: Number(realm.id), waiting_period_threshold: Number(realm.waiting_period_threshold) };

@@ -17,9 +17,8 @@
  * they depend on (reading ROOT_DOMAIN_URI when EXTERNAL_HOST is unreadable
  * names EXTERNAL_HOST).
  *
- * Use `settings.NAME` (a getter) or `settings.get("NAME")`; `requireSetting`
- * does the same as a free function; `settings.problem(name)` reports without
- * throwing. `settings.sources[name]` says where each value came from.
+ * Use `settings.NAME` (a getter) or `settings.get("NAME")`;
+ * `settings.problem(name)` reports without throwing. `settings.sources[name]` says where each value came from.
  */
 import type { IniData } from "./ini.js";
 import { type PyAssignments, type PyValue, type UntrustedReason, untrustedReason } from "./pysettings.js";
@@ -585,11 +584,6 @@ export function computeSettings(
     Object.defineProperty(settings, name, { get: () => resolve(name).value, enumerable: true });
   }
   return settings as unknown as ZulipSettings;
-}
-
-/** Read a setting or throw ConfigError (same as `settings.get(name)`). */
-export function requireSetting<K extends SettingName>(settings: ZulipSettings, name: K): ZulipSettingValues[K] {
-  return settings.get(name);
 }
 
 /** Zulip's `realm.host`. */

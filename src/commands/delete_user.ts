@@ -90,6 +90,7 @@ import { deleteUserSessions } from "../lib/sessions.js";
 import { realmHost } from "../lib/settings.js";
 import { activeBotsOwnedBy, doDeactivateUser } from "../lib/users-lifecycle.js";
 import { addEventsOption, EventDelivery, eventsReportJson, featureLevel, type Notify } from "../lib/events.js";
+import { quoteIdent } from "../lib/sql.js";
 
 export type DeletionAlgorithm = "overwrite" | "recreate";
 
@@ -178,10 +179,6 @@ async function columnsOf(q: Queryable, table: string): Promise<string[]> {
     [table],
   );
   return rows.map((r) => r.attname as string);
-}
-
-function quoteIdent(name: string): string {
-  return '"' + name.replace(/"/g, '""') + '"';
 }
 
 /** Django's Address(username=…, domain=…).addr_spec after UserManager.normalize_email. */

@@ -35,6 +35,8 @@ import type { Queryable } from "./db.js";
 import { CommandError } from "./errors.js";
 import { releaseForMigration, releaseForMigrations } from "./zulip-versions.js";
 import { crypto } from "./builtins.js";
+import { quoteIdent } from "./sql.js";
+import { escapeMessageHtml } from "./templates/html.js";
 
 export type { Queryable };
 
@@ -506,10 +508,6 @@ function requireColumns(table: string, required: Set<string>, supplied: Iterable
   }
 }
 
-function quoteIdent(name: string): string {
-  return '"' + name.replace(/"/g, '""') + '"';
-}
-
 /**
  * INSERT one row built from `values`, keeping only columns the table has (a release without
  * some column simply does not get it); every NOT NULL column without a database default must be
@@ -628,16 +626,12 @@ function auditValues(row: AuditRowInput): Row {
   };
 }
 
-function escapeHtml(s: string): string {
-  return s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;").replace(/'/g, "&#39;");
-}
-
 /** A minimal stand-in for Zulip's Markdown: paragraphs of escaped text. */
 export function renderPlainMarkdown(text: string): string {
   if (text.trim() === "") return "";
   return text
     .split(/\n{2,}/)
-    .map((p) => `<p>${escapeHtml(p).replace(/\n/g, "<br>\n")}</p>`)
+    .map((p) => `<p>${escapeMessageHtml(p).replace(/\n/g, "<br>\n")}</p>`)
     .join("\n");
 }
 

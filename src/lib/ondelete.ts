@@ -31,6 +31,7 @@
 //     .execute(): DeletionPlan                            SET NULL updates, then deletes (deepest first)
 import type { Queryable } from "./db.js";
 import { CommandError } from "./errors.js";
+import { quoteQualified } from "./sql.js";
 
 export type OnDelete = "CASCADE" | "SET_NULL" | "PROTECT" | "RESTRICT" | "DO_NOTHING";
 
@@ -308,13 +309,6 @@ export interface DeletionPlan {
   setNull: Record<string, number>;
 }
 
-function quoteIdent(name: string): string {
-  return name
-    .split(".")
-    .map((p) => '"' + p.replace(/"/g, '""') + '"')
-    .join(".");
-}
-
 interface Target {
   table: string;
   temp: string;
@@ -425,10 +419,10 @@ export class CascadeDeletion {
           const parentValues =
             fk.refColumn === t.pk
               ? `SELECT d.id FROM ${t.temp} d WHERE d.round = $1`
-              : `SELECT p.${quoteIdent(fk.refColumn)} FROM ${quoteIdent(t.table)} p JOIN ${t.temp} d ON p.${quoteIdent(t.pk)} = d.id WHERE d.round = $1`;
+              : `SELECT p.${quoteQualified(fk.refColumn)} FROM ${quoteQualified(t.table)} p JOIN ${t.temp} d ON p.${quoteQualified(t.pk)} = d.id WHERE d.round = $1`;
           const res = await this.q.query(
             `INSERT INTO ${child.temp} (id, round)
-             SELECT c.${quoteIdent(child.pk)}, $2 FROM ${quoteIdent(fk.table)} c WHERE c.${quoteIdent(fk.column)} IN (${parentValues})
+             SELECT c.${quoteQualified(child.pk)}, $2 FROM ${quoteQualified(fk.table)} c WHERE c.${quoteQualified(fk.column)} IN (${parentValues})
              ON CONFLICT DO NOTHING`,
             [round, round + 1],
           );
@@ -442,10 +436,10 @@ export class CascadeDeletion {
           const child = await this.target(g.target);
           const res = await this.q.query(
             `INSERT INTO ${child.temp} (id, round)
-             SELECT c.${quoteIdent(child.pk)}, $2 FROM ${quoteIdent(g.target)} c
-               JOIN django_content_type ct ON ct.id = c.${quoteIdent(g.contentTypeColumn)}
+             SELECT c.${quoteQualified(child.pk)}, $2 FROM ${quoteQualified(g.target)} c
+               JOIN django_content_type ct ON ct.id = c.${quoteQualified(g.contentTypeColumn)}
               WHERE ct.app_label = $3 AND ct.model = $4
-                AND c.${quoteIdent(g.objectIdColumn)} IN (SELECT d.id FROM ${t.temp} d WHERE d.round = $1)
+                AND c.${quoteQualified(g.objectIdColumn)} IN (SELECT d.id FROM ${t.temp} d WHERE d.round = $1)
              ON CONFLICT DO NOTHING`,
             [round, round + 1, g.appLabel, g.model],
           );
@@ -480,7 +474,7 @@ export class CascadeDeletion {
         const parentValues =
           fk.refColumn === t.pk
             ? `SELECT d.id FROM ${t.temp} d`
-            : `SELECT p.${quoteIdent(fk.refColumn)} FROM ${quoteIdent(t.table)} p JOIN ${t.temp} d ON p.${quoteIdent(t.pk)} = d.id`;
+            : `SELECT p.${quoteQualified(fk.refColumn)} FROM ${quoteQualified(t.table)} p JOIN ${t.temp} d ON p.${quoteQualified(t.pk)} = d.id`;
         if (rule.onDelete === "SET_NULL") {
           if (!fk.nullable) {
             problems.push(`${fk.table}.${fk.column} is NOT NULL but Django's rule is SET_NULL`);
@@ -491,9 +485,9 @@ export class CascadeDeletion {
         }
         // PROTECT refuses whenever a referencing row exists; RESTRICT and DO_NOTHING are fine
         // when the referencing row is deleted in the same operation.
-        const exempt = rule.onDelete !== "PROTECT" && child ? ` AND c.${quoteIdent(child.pk)} NOT IN (SELECT id FROM ${child.temp})` : "";
+        const exempt = rule.onDelete !== "PROTECT" && child ? ` AND c.${quoteQualified(child.pk)} NOT IN (SELECT id FROM ${child.temp})` : "";
         const { rows } = await this.q.query(
-          `SELECT count(*)::int AS n FROM ${quoteIdent(fk.table)} c WHERE c.${quoteIdent(fk.column)} IN (${parentValues})${exempt}`,
+          `SELECT count(*)::int AS n FROM ${quoteQualified(fk.table)} c WHERE c.${quoteQualified(fk.column)} IN (${parentValues})${exempt}`,
         );
         if (Number(rows[0].n) > 0) {
           problems.push(`${rows[0].n} row(s) of ${fk.table} reference them through ${fk.column} (on_delete=${rule.onDelete}: ${rule.source})`);
@@ -508,7 +502,7 @@ export class CascadeDeletion {
   private async setNullCounts(): Promise<Record<string, number>> {
     const out: Record<string, number> = {};
     for (const { fk, parent } of this.setNullTargets) {
-      const res = await this.q.query(`SELECT count(*)::int AS n FROM ${quoteIdent(fk.table)} c WHERE ${this.setNullWhere(fk, parent)}`);
+      const res = await this.q.query(`SELECT count(*)::int AS n FROM ${quoteQualified(fk.table)} c WHERE ${this.setNullWhere(fk, parent)}`);
       const n = Number(res.rows[0].n);
       if (n) out[`${fk.table}.${fk.column}`] = (out[`${fk.table}.${fk.column}`] ?? 0) + n;
     }
@@ -520,10 +514,10 @@ export class CascadeDeletion {
     const parentValues =
       fk.refColumn === t.pk
         ? `SELECT d.id FROM ${t.temp} d`
-        : `SELECT p.${quoteIdent(fk.refColumn)} FROM ${quoteIdent(t.table)} p JOIN ${t.temp} d ON p.${quoteIdent(t.pk)} = d.id`;
+        : `SELECT p.${quoteQualified(fk.refColumn)} FROM ${quoteQualified(t.table)} p JOIN ${t.temp} d ON p.${quoteQualified(t.pk)} = d.id`;
     const child = this.targets.get(fk.table);
-    const notDeleted = child ? ` AND c.${quoteIdent(child.pk)} NOT IN (SELECT id FROM ${child.temp})` : "";
-    return `c.${quoteIdent(fk.column)} IN (${parentValues})${notDeleted}`;
+    const notDeleted = child ? ` AND c.${quoteQualified(child.pk)} NOT IN (SELECT id FROM ${child.temp})` : "";
+    return `c.${quoteQualified(fk.column)} IN (${parentValues})${notDeleted}`;
   }
 
   private ordered(): Target[] {
@@ -548,13 +542,13 @@ export class CascadeDeletion {
     const setNull: Record<string, number> = {};
     for (const { fk, parent } of this.setNullTargets) {
       const res = await this.q.query(
-        `UPDATE ${quoteIdent(fk.table)} c SET ${quoteIdent(fk.column)} = NULL WHERE ${this.setNullWhere(fk, parent)}`,
+        `UPDATE ${quoteQualified(fk.table)} c SET ${quoteQualified(fk.column)} = NULL WHERE ${this.setNullWhere(fk, parent)}`,
       );
       if (res.rowCount) setNull[`${fk.table}.${fk.column}`] = (setNull[`${fk.table}.${fk.column}`] ?? 0) + res.rowCount;
     }
     const deleted: Record<string, number> = {};
     for (const t of this.ordered()) {
-      const res = await this.q.query(`DELETE FROM ${quoteIdent(t.table)} WHERE ${quoteIdent(t.pk)} IN (SELECT id FROM ${t.temp})`);
+      const res = await this.q.query(`DELETE FROM ${quoteQualified(t.table)} WHERE ${quoteQualified(t.pk)} IN (SELECT id FROM ${t.temp})`);
       if (res.rowCount) deleted[t.table] = res.rowCount;
     }
     return { deleted, setNull };

@@ -33,6 +33,8 @@ import {
   STREAM_ASSIGNMENT_COLORS,
   SYSTEM_BOT_REALM,
 } from "./create.js";
+import { quoteIdent } from "./sql.js";
+import { escapeMessageHtml } from "./templates/html.js";
 
 // ---------------------------------------------------------------------------------------------
 // Spec
@@ -222,10 +224,6 @@ function slug(s: string): string {
     .toLowerCase()
     .replace(/[^a-z0-9]+/g, ".")
     .replace(/^\.|\.$/g, "");
-}
-
-function escapeHtml(s: string): string {
-  return s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;").replace(/'/g, "&#39;");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -485,7 +483,7 @@ async function seedRealm(
     const sentence = rng.pick(SENTENCES);
     const content = mention ? `@**${mention.fullName}** ${sentence}` : sentence;
     const rendered = mention
-      ? `<p><span class="user-mention" data-user-id="${mention.id}">@${escapeHtml(mention.fullName)}</span> ${escapeHtml(sentence)}</p>`
+      ? `<p><span class="user-mention" data-user-id="${mention.id}">@${escapeMessageHtml(mention.fullName)}</span> ${escapeMessageHtml(sentence)}</p>`
       : undefined;
     const sent = await sendMessage(db, {
       senderId,
@@ -847,10 +845,6 @@ export async function seedBulkMessages(db: Queryable, opts: BulkMessagesOptions)
 
 /** Subscribe users to channels (bulk_add_subscriptions), re-exported for seed callers. */
 export { bulkAddSubscriptions, insertRows };
-
-function quoteIdent(name: string): string {
-  return '"' + name.replace(/"/g, '""') + '"';
-}
 
 function literal(s: string): string {
   return "'" + String(s).replace(/'/g, "''") + "'";

@@ -38,20 +38,12 @@ import { connectZulipRedis, RedisClient, zulipRedisOptions } from "../lib/redis.
 import { checkSecretsWritable, updateSecretsFile } from "../lib/secrets-file.js";
 import { AnalyticsDataUploadLevel, checkRequiredSettings, realmHost, realmUrl, type ZulipSettings } from "../lib/settings.js";
 import { crypto } from "../lib/builtins.js";
+import { getRandomString } from "../lib/random.js";
 
 export const TRANSFER_CHALLENGE_REDIS_KEY = "self_hosting_domain_transfer_challenge_verify";
 export const PUSH_RECENTLY_WORKING_REDIS_KEY = "push_notifications_recently_working_ts";
 const MAX_CLIENT_BATCH_SIZE = 10000;
 const TOS_QUESTION = "Do you want to agree to the Zulip Terms of Service and proceed?";
-
-const ALNUM = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-
-/** Django's get_random_string(length): characters drawn uniformly from [a-zA-Z0-9]. */
-export function randomAlnum(length: number): string {
-  let s = "";
-  for (let i = 0; i < length; i++) s += ALNUM[crypto().randomInt(ALNUM.length)];
-  return s;
-}
 
 /** Python's secrets.token_urlsafe(32). */
 export function tokenUrlsafe(nbytes = 32): string {
@@ -568,7 +560,7 @@ export default defineCommand({
         fail(e);
       }
     }
-    if (opts.rotateKey) request.new_org_key = randomAlnum(64);
+    if (opts.rotateKey) request.new_org_key = getRandomString(64);
     Object.assign(doc, { hostname, contact_email: contactEmail });
 
     // Connect to everything we will need before the service changes anything.

@@ -36,6 +36,7 @@ import { CommandError } from "./errors.js";
 import { releaseForMigration, releaseForMigrations } from "./zulip-versions.js";
 import { crypto } from "./builtins.js";
 import { quoteIdent } from "./sql.js";
+import { getRandomString, RANDOM_STRING_CHARS } from "./random.js";
 import { escapeMessageHtml } from "./templates/html.js";
 
 export type { Queryable };
@@ -353,14 +354,8 @@ export interface RandomSource {
   uuid(): string;
 }
 
-const ALNUM = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-
 export const cryptoRandom: RandomSource = {
-  alnum(n) {
-    let s = "";
-    for (let i = 0; i < n; i++) s += ALNUM[crypto().randomInt(ALNUM.length)];
-    return s;
-  },
+  alnum: getRandomString,
   uuid: () => crypto().randomUUID(),
 };
 
@@ -394,7 +389,7 @@ export class SeededRandom implements RandomSource {
   }
   alnum(n: number): string {
     let s = "";
-    for (let i = 0; i < n; i++) s += ALNUM[this.int(ALNUM.length)];
+    for (let i = 0; i < n; i++) s += RANDOM_STRING_CHARS[this.int(RANDOM_STRING_CHARS.length)];
     return s;
   }
   uuid(): string {

@@ -54,6 +54,7 @@ export interface StartSandboxOptions {
 // Small utilities
 
 import { shellQuote } from "./shell.js";
+import { getRandomString } from "./random.js";
 
 export { shellQuote };
 
@@ -816,13 +817,6 @@ export interface SandboxConfOptions {
   secrets?: Record<string, string>;
 }
 
-function randomSecret(n: number): string {
-  const alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-  let s = "";
-  for (let i = 0; i < n; i++) s += alphabet[crypto.randomInt(alphabet.length)];
-  return s;
-}
-
 /** An /etc/zulip replica for the sandbox, plus a deployment dir (cache prefix) and a log dir. */
 export function writeSandboxConfig(state: SandboxState, opts: SandboxConfOptions): SandboxConf {
   const dbName = opts.dbName ?? "zulip";
@@ -865,13 +859,13 @@ database_user = ${SANDBOX_DB_USER}
   fs.writeFileSync(
     path.join(confDir, "zulip-secrets.conf"),
     `[secrets]
-secret_key = ${randomSecret(50)}
-shared_secret = ${randomSecret(64)}
-avatar_salt = ${randomSecret(32)}
-camo_key = ${randomSecret(64)}
-rabbitmq_password = ${randomSecret(40)}
+secret_key = ${getRandomString(50)}
+shared_secret = ${getRandomString(64)}
+avatar_salt = ${getRandomString(32)}
+camo_key = ${getRandomString(64)}
+rabbitmq_password = ${getRandomString(40)}
 zulip_org_id = ${crypto.randomUUID()}
-zulip_org_key = ${randomSecret(64)}
+zulip_org_key = ${getRandomString(64)}
 ${extra}`,
     { mode: 0o640 },
   );

@@ -37,6 +37,7 @@ import { releaseForMigration, releaseForMigrations } from "./zulip-versions.js";
 import { crypto } from "./builtins.js";
 import { quoteIdent } from "./sql.js";
 import { getRandomString, RANDOM_STRING_CHARS } from "./random.js";
+import { realmHostFor } from "./settings.js";
 import { escapeMessageHtml } from "./templates/html.js";
 
 export type { Queryable };
@@ -630,11 +631,6 @@ export function renderPlainMarkdown(text: string): string {
     .join("\n");
 }
 
-/** realm.host: EXTERNAL_HOST for the root-domain realm, else REALM_HOSTS or <subdomain>.EXTERNAL_HOST. */
-export function realmHost(stringId: string, externalHost: string, realmHosts: Record<string, string> = {}): string {
-  if (stringId === "") return externalHost;
-  return realmHosts[stringId] ?? `${stringId}.${externalHost}`;
-}
 
 /** Whether `bot@<domain>` passes Django's validate_email (domain part only). */
 function isValidEmailDomain(domain: string): boolean {
@@ -1266,7 +1262,7 @@ export async function createUser(db: Queryable, realm: RealmRef, opts: CreateUse
     if (!opts.externalHost && !opts.fakeEmailDomain) {
       throw new Error("createUser: externalHost is needed to build the display email of a user whose email is not public");
     }
-    const host = opts.externalHost ? realmHost(info.stringId, opts.externalHost, opts.realmHosts) : "";
+    const host = opts.externalHost ? realmHostFor(info.stringId, opts.externalHost, opts.realmHosts) : "";
     const domain = fakeEmailDomain(host, opts.fakeEmailDomain);
     email = `user${id}@${domain}`;
   }

@@ -25,7 +25,6 @@ import {
   isProvisionalMember,
   OrgType,
   type Queryable,
-  realmHost,
   Role,
   roleCountSnapshot,
   SeededRandom,
@@ -34,6 +33,7 @@ import {
   SYSTEM_BOT_REALM,
 } from "./create.js";
 import { quoteIdent } from "./sql.js";
+import { realmHostFor } from "./settings.js";
 import { escapeMessageHtml } from "./templates/html.js";
 
 // ---------------------------------------------------------------------------------------------
@@ -301,7 +301,7 @@ async function seedRealm(
   ctx: { rng: SeededRandom; externalHost: string; now: Date; created: Date },
 ): Promise<SeededRealm> {
   const { rng, externalHost, now, created: realmCreated } = ctx;
-  const host = realmHost(rs.stringId, externalHost);
+  const host = realmHostFor(rs.stringId, externalHost);
   const botDomain = host.split(":")[0];
   const domain = rs.emailDomain ?? (rs.stringId ? `${rs.stringId}.example.com` : "example.com");
   const threshold = rs.waitingPeriodThreshold ?? 0;
@@ -587,7 +587,7 @@ export async function seedBulkUsers(
   const dateJoined = opts.dateJoined ?? new Date();
   const now = opts.now ?? new Date(Math.max(Date.now(), dateJoined.getTime()));
   const nonce = opts.seed !== undefined ? `s${opts.seed}` : `r${Date.now()}${Math.random()}`;
-  const host = opts.externalHost ? realmHost(realm.string_id, opts.externalHost) : "";
+  const host = opts.externalHost ? realmHostFor(realm.string_id, opts.externalHost) : "";
   let fakeDomain: string | null = null;
   if (visibility !== EmailAddressVisibility.EVERYONE) {
     if (!host && !opts.fakeEmailDomain) throw new Error("seedBulkUsers: externalHost is needed for fake display emails");

@@ -588,10 +588,14 @@ export function computeSettings(
 
 /** Zulip's `realm.host`. */
 export function realmHost(settings: ZulipSettings, stringId: string): string {
-  if (stringId === "") return settings.get("EXTERNAL_HOST");
-  const hosts = settings.get("REALM_HOSTS");
-  if (Object.hasOwn(hosts, stringId)) return hosts[stringId]!;
-  return `${stringId}.${settings.get("EXTERNAL_HOST")}`;
+  return realmHostFor(stringId, settings.get("EXTERNAL_HOST"), settings.get("REALM_HOSTS"));
+}
+
+/** realm.host from EXTERNAL_HOST and REALM_HOSTS: the root domain, a REALM_HOSTS entry, or <subdomain>.EXTERNAL_HOST. */
+export function realmHostFor(stringId: string, externalHost: string, realmHosts: Record<string, string> = {}): string {
+  if (stringId === "") return externalHost;
+  if (Object.hasOwn(realmHosts, stringId)) return realmHosts[stringId]!;
+  return `${stringId}.${externalHost}`;
 }
 
 /** Zulip's `realm.url` (older releases: `realm.uri`), without a trailing slash. */

@@ -588,14 +588,20 @@ export function computeSettings(
 
 /** Zulip's `realm.host`. */
 export function realmHost(settings: ZulipSettings, stringId: string): string {
-  return realmHostFor(stringId, settings.get("EXTERNAL_HOST"), settings.get("REALM_HOSTS"));
+  // Each setting is read only when the rule needs it (a REALM_HOSTS that cannot be read does not
+  // stop the root-domain realm).
+  return realmHostFor(stringId, () => settings.get("EXTERNAL_HOST"), () => settings.get("REALM_HOSTS"));
 }
 
+type Lazy<T> = T | (() => T);
+const force = <T>(v: Lazy<T>): T => (typeof v === "function" ? (v as () => T)() : v);
+
 /** realm.host from EXTERNAL_HOST and REALM_HOSTS: the root domain, a REALM_HOSTS entry, or <subdomain>.EXTERNAL_HOST. */
-export function realmHostFor(stringId: string, externalHost: string, realmHosts: Record<string, string> = {}): string {
-  if (stringId === "") return externalHost;
-  if (Object.hasOwn(realmHosts, stringId)) return realmHosts[stringId]!;
-  return `${stringId}.${externalHost}`;
+export function realmHostFor(stringId: string, externalHost: Lazy<string>, realmHosts: Lazy<Record<string, string>> = {}): string {
+  if (stringId === "") return force(externalHost);
+  const hosts = force(realmHosts);
+  if (Object.hasOwn(hosts, stringId)) return hosts[stringId]!;
+  return `${stringId}.${force(externalHost)}`;
 }
 
 /** Zulip's `realm.url` (older releases: `realm.uri`), without a trailing slash. */

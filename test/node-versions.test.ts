@@ -68,7 +68,7 @@ if (unavailable) {
       expect(userCaches()).toEqual([file]);
       // The build's cache is for the machine's Node only, and stays as it was.
       expect(fs.readFileSync(SHIPPED_CACHE).equals(shippedBefore)).toBe(true);
-    });
+    }, 300_000); // one --help per command: minutes on a loaded 2-core machine
 
     it("one call of every command against a seeded Zulip 12 database", async () => {
       const calls = smokeCalls(server, version);
@@ -82,6 +82,6 @@ if (unavailable) {
       const r = await runCli(["list_realms"], { node, confDir: server.conf, db: server.db, env: { XDG_CACHE_HOME: cacheHome, ZULIP_MANAGE_DEBUG_CODE_CACHE: "1" } });
       expect(r.exitCode).toBe(0);
       expect(r.stderr).toMatch(/^zulip-manage: code cache: \S+\/zulip-manage\/[0-9a-f]{16}\.cache; not needed$/);
-    });
+    }, 300_000); // one call per command
   });
 }

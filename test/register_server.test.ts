@@ -579,7 +579,9 @@ describe("register_server: registration", () => {
     expect(doc.requests[0].sent).toEqual({ zulip_org_id: ORG_ID, zulip_org_key: "(secret, not shown)", hostname: HOSTNAME, contact_email: CONTACT });
     expect(doc.requests[0].answer).toEqual({ result: "success", msg: "", created: true });
     expect(doc.requests[2].sent.realms.every((x: any) => x.uuid_owner_secret === "(secret, not shown)")).toBe(true);
-    expect(doc.server_data.realm_changes.length).toBe(2);
+    const changed = doc.server_data.realm_changes.flatMap((c: any) => [c.push_notifications_enabled, c.push_notifications_enabled_end_at].filter((x) => x !== null));
+    expect(changed).toHaveLength(2);
+    for (const c of doc.server_data.realm_changes) expect(Object.keys(c.realm)).toEqual(["id", "string_id", "name", "url"]);
     const secrets = (await db.query("SELECT uuid_owner_secret FROM zerver_realm")).map((x) => x.uuid_owner_secret);
     for (const s of [ORG_KEY, ...secrets]) expect(r.stdout).not.toContain(s);
   });
@@ -630,10 +632,10 @@ describe.each(["zulip12_fresh", "zulip11_fresh", "zulip10_fresh"] as TemplateNam
     expect((await runCli(e, ["register_server", "--agree-to-terms-of-service", ...NO_CACHE])).exitCode).toBe(0);
     expect(sortedUsers(await reader.drain())).toEqual([{ event: update("push_notifications_enabled_end_timestamp", null), users }]);
 
-    // Nothing changed: nothing sent, and no "events" member.
+    // Nothing changed: nothing sent, and "events" null.
     const same = await runCli(e, ["register_server", "--agree-to-terms-of-service", "--json", ...NO_CACHE]);
     expect(same.exitCode).toBe(0);
-    expect(JSON.parse(same.stdout).server_data.events).toBeUndefined();
+    expect(JSON.parse(same.stdout).server_data.events).toBeNull();
     expect(await reader.drain()).toEqual([]);
     expect(await reader.drain("deferred_work")).toEqual([]);
   });
@@ -1256,8 +1258,8 @@ describe("create_realm reports the new organization to the push notification ser
     expect(svc.received[1]!.form!.realm_counts).toBe("[]");
     expect(realm.push_notifications_enabled).toBe(true); // the fake service answers can_push: true
     const doc = JSON.parse(r.stdout);
-    expect(doc.push_service).toMatchObject({ ok: true, error: null });
-    expect(doc.push_service.server_data.realms_sent).toBe(sent.length);
+    expect(doc.push_service).toMatchObject({ ok: true, warning: null });
+    expect(doc.push_service.server_data.realms_sent_count).toBe(sent.length);
   });
 
   it("without ZULIP_SERVICE_PUSH_NOTIFICATIONS: nothing is sent", async () => {
@@ -1279,6 +1281,6 @@ describe("create_realm reports the new organization to the push notification ser
         "Everything else was done; run `zulip-manage register_server` to report it later.",
     );
     expect(await db.query("SELECT 1 FROM zerver_realm WHERE string_id = 'stormy'")).toHaveLength(1);
-    expect(JSON.parse(r.stdout).push_service).toMatchObject({ ok: false, error: "Received 503 from push notification bouncer" });
+    expect(JSON.parse(r.stdout).push_service).toMatchObject({ ok: false, warning: "Received 503 from push notification bouncer" });
   });
 });

@@ -5,6 +5,11 @@ import type { TObject, TSchema } from "@sinclair/typebox";
 import { commandSchema, errorSchema } from "./shared.js";
 import * as completion from "./completion.js";
 import * as dbshell from "./dbshell.js";
+import * as register_server from "./register_server.js";
+import * as change_realm_subdomain from "./change_realm_subdomain.js";
+import * as reactivate_realm from "./reactivate_realm.js";
+import * as deactivate_realm from "./deactivate_realm.js";
+import * as create_realm from "./create_realm.js";
 import * as doctor from "./doctor.js";
 import * as export_single_user from "./export_single_user.js";
 import * as generate_realm_creation_link from "./generate_realm_creation_link.js";
@@ -19,6 +24,11 @@ import * as show_admins from "./show_admins.js";
 const COMMAND_SCHEMAS: Record<string, { bodies: TObject[]; description: string }> = {
   completion,
   dbshell,
+  register_server,
+  change_realm_subdomain,
+  reactivate_realm,
+  deactivate_realm,
+  create_realm,
   doctor,
   export_single_user,
   generate_realm_creation_link,

@@ -5,6 +5,9 @@ import type { TObject, TSchema } from "@sinclair/typebox";
 import { commandSchema, errorSchema } from "./shared.js";
 import * as completion from "./completion.js";
 import * as dbshell from "./dbshell.js";
+import * as remove_users_from_stream from "./remove_users_from_stream.js";
+import * as add_users_to_streams from "./add_users_to_streams.js";
+import * as create_stream from "./create_stream.js";
 import * as register_server from "./register_server.js";
 import * as change_realm_subdomain from "./change_realm_subdomain.js";
 import * as reactivate_realm from "./reactivate_realm.js";
@@ -24,6 +27,9 @@ import * as show_admins from "./show_admins.js";
 const COMMAND_SCHEMAS: Record<string, { bodies: TObject[]; description: string }> = {
   completion,
   dbshell,
+  remove_users_from_stream,
+  add_users_to_streams,
+  create_stream,
   register_server,
   change_realm_subdomain,
   reactivate_realm,

@@ -5,6 +5,8 @@ import type { TObject, TSchema } from "@sinclair/typebox";
 import { commandSchema, errorSchema } from "./shared.js";
 import * as completion from "./completion.js";
 import * as dbshell from "./dbshell.js";
+import * as unarchive_channel from "./unarchive_channel.js";
+import * as realm_domain from "./realm_domain.js";
 import * as remove_users_from_stream from "./remove_users_from_stream.js";
 import * as add_users_to_streams from "./add_users_to_streams.js";
 import * as create_stream from "./create_stream.js";
@@ -27,6 +29,8 @@ import * as show_admins from "./show_admins.js";
 const COMMAND_SCHEMAS: Record<string, { bodies: TObject[]; description: string }> = {
   completion,
   dbshell,
+  unarchive_channel,
+  realm_domain,
   remove_users_from_stream,
   add_users_to_streams,
   create_stream,

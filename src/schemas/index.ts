@@ -5,6 +5,9 @@ import type { TObject, TSchema } from "@sinclair/typebox";
 import { commandSchema, errorSchema } from "./shared.js";
 import * as completion from "./completion.js";
 import * as dbshell from "./dbshell.js";
+import * as archive_messages from "./archive_messages.js";
+import * as delete_old_unclaimed_attachments from "./delete_old_unclaimed_attachments.js";
+import * as backup from "./backup.js";
 import * as unarchive_channel from "./unarchive_channel.js";
 import * as realm_domain from "./realm_domain.js";
 import * as remove_users_from_stream from "./remove_users_from_stream.js";
@@ -29,6 +32,9 @@ import * as show_admins from "./show_admins.js";
 const COMMAND_SCHEMAS: Record<string, { bodies: TObject[]; description: string }> = {
   completion,
   dbshell,
+  archive_messages,
+  delete_old_unclaimed_attachments,
+  backup,
   unarchive_channel,
   realm_domain,
   remove_users_from_stream,

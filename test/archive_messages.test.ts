@@ -200,12 +200,12 @@ describe.each(["zulip12_fresh", "zulip10_fresh"] as TemplateName[])("archive_mes
     expect(live.sort((a, b) => a - b)).toEqual([...w.keep].sort((a, b) => a - b));
     const archived = await ids("SELECT id FROM zerver_archivedmessage ORDER BY id");
     expect(archived).toEqual([...w.expiring].sort((a, b) => a - b));
-    expect(doc.archived).toMatchObject({ channel_messages: 153, direct_messages: 1, reactions: 1, submessages: 1, archived_attachments: 2, attachments_deleted: 1 });
+    expect(doc.archived).toMatchObject({ channel_messages_count: 153, direct_messages_count: 1, reactions_count: 1, submessages_count: 1, archived_attachments_count: 2, attachments_deleted_count: 1 });
   });
 
   it("one RETENTION_POLICY_BASED ArchiveTransaction per batch of 100 channel messages, with its realm", async () => {
     const txs = await db.query<any>("SELECT id, type, realm_id, restored, protect_from_deletion FROM zerver_archivetransaction ORDER BY id");
-    expect(txs.map((t) => Number(t.id))).toEqual(doc.archived.transactions);
+    expect(txs.map((t) => Number(t.id))).toEqual(doc.archived.transaction_ids);
     // Realm by realm (the internal realm first), channel by channel, then direct messages:
     // the internal realm's channel: 1; retained: 151 -> 100 + 51; short: 1; DMs: 1.
     expect(txs).toHaveLength(5);
@@ -258,7 +258,7 @@ describe.each(["zulip12_fresh", "zulip10_fresh"] as TemplateName[])("archive_mes
   });
 
   it("Zulip's restore_data_from_archive brings back exactly the original rows", async () => {
-    for (const t of doc.archived.transactions) await zulipRestore(db, t);
+    for (const t of doc.archived.transaction_ids) await zulipRestore(db, t);
     const after = await snapshot(db, w.expiring);
     expect(after.messages).toEqual(before.messages);
     expect(after.user_messages).toEqual(before.user_messages);
@@ -269,7 +269,7 @@ describe.each(["zulip12_fresh", "zulip10_fresh"] as TemplateName[])("archive_mes
   });
 
   it("clean_archived_data vacuums transactions older than ARCHIVED_DATA_VACUUMING_DELAY_DAYS with their archived rows, except protected ones", async () => {
-    const [, t1, t2, t3] = doc.archived.transactions as number[]; // 100, 51 and 1 messages
+    const [, t1, t2, t3] = doc.archived.transaction_ids as number[]; // 100, 51 and 1 messages
     await db.query("UPDATE zerver_archivetransaction SET timestamp = now() - interval '31 days' WHERE id = ANY($1::bigint[])", [[t1, t2]]);
     await db.query("UPDATE zerver_archivetransaction SET protect_from_deletion = true WHERE id = $1", [t2]);
     await db.query("UPDATE zerver_archivetransaction SET timestamp = now() - interval '20 days' WHERE id = $1", [t3]);
@@ -277,7 +277,7 @@ describe.each(["zulip12_fresh", "zulip10_fresh"] as TemplateName[])("archive_mes
     expect(r.exitCode, r.stderr).toBe(0);
     // The restored messages are expired again: archived anew in new transactions.
     const d = JSON.parse(r.stdout);
-    expect(d.clean_archived_data).toEqual({ vacuuming_delay_days: 30, transactions: 1, archived_messages: 100 });
+    expect(d.clean_archived_data).toEqual({ vacuuming_delay_days: 30, transactions_deleted_count: 1, archived_messages_deleted_count: 100 });
     const left = await ids("SELECT id FROM zerver_archivetransaction ORDER BY id");
     expect(left).not.toContain(t1);
     expect(left).toContain(t2);
@@ -285,7 +285,7 @@ describe.each(["zulip12_fresh", "zulip10_fresh"] as TemplateName[])("archive_mes
     expect(await db.query("SELECT 1 FROM zerver_archivedmessage WHERE archive_transaction_id = $1", [t1])).toEqual([]);
     // A 10-day vacuuming delay from settings.py reaches the third one.
     const r2 = await runCli(["archive_messages", "--json", "--setting", "ARCHIVED_DATA_VACUUMING_DELAY_DAYS=10"], { db, confDir: copy.conf, env: { ZULIP_LOCK_DIR: lockDir } });
-    expect(JSON.parse(r2.stdout).clean_archived_data.transactions).toBeGreaterThanOrEqual(1);
+    expect(JSON.parse(r2.stdout).clean_archived_data.transactions_deleted_count).toBeGreaterThanOrEqual(1);
     expect(await ids("SELECT id FROM zerver_archivetransaction ORDER BY id")).not.toContain(t3);
   });
 
@@ -297,6 +297,11 @@ describe.each(["zulip12_fresh", "zulip10_fresh"] as TemplateName[])("archive_mes
       expect(r.exitCode).toBe(1);
       expect(r.stdout).toBe("");
       expect(r.stderr).toMatch(/^1 organization is due to be scrubbed: \S+ \(id \d+: demo organization past its deletion date\)\. zulip-manage does not scrub organizations/);
+      const j = await cli(["--json"]);
+      expect(j.exitCode).toBe(1);
+      const doc = JSON.parse(j.stdout);
+      expect(doc).toMatchObject({ ok: false, exit_code: 1, error_code: "refused", realms_due_for_scrubbing: [{ realm: { id: internal }, reason: "demo organization past its deletion date" }] });
+      expect(doc.error).toContain("due to be scrubbed");
     } finally {
       await db.query("UPDATE zerver_realm SET demo_organization_scheduled_deletion_date = NULL WHERE id = $1", [internal]);
     }

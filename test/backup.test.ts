@@ -120,7 +120,8 @@ describe("backup", () => {
     expect(path.basename(tarball)).toMatch(DEFAULT_NAME_RE);
     expect(fs.readdirSync(outDir)).toEqual([path.basename(tarball)]);
     expect(fs.statSync(tarball).mode & 0o777).toBe(0o600);
-    expect(doc.bytes).toBe(fs.statSync(tarball).size);
+    expect(doc.size_bytes).toBe(fs.statSync(tarball).size);
+    expect(doc.duration_ms).toBeGreaterThan(0);
     expect(doc.database).toMatchObject({ included: true, jobs: 1 });
     expect(doc.uploads).toMatchObject({ included: true, dir: uploads, reason: null });
     expect(doc.zulip_version).toBe("12.1");
@@ -266,7 +267,7 @@ describe("backup options", () => {
     const r = await cli(["backup", "--output", path.join(dir, "zulip-2026-12-07.tar.gz"), "--keep", "2", "--skip-uploads", "--json"]);
     expect(r.exitCode, r.stderr).toBe(0);
     const d = JSON.parse(r.stdout);
-    expect(d.removed.sort()).toEqual([path.join(dir, old[0]!), path.join(dir, old[1]!)]);
+    expect(d.older_backups.map((x: any) => [x.path, x.status]).sort()).toEqual([[path.join(dir, old[0]!), "done"], [path.join(dir, old[1]!), "done"]]);
     expect(fs.readdirSync(dir).sort()).toEqual(["notes.txt", old[2], "zulip-2026-12-07.tar.gz", "zulip-latest.tar.gz"].sort());
   });
 

@@ -110,7 +110,7 @@ describe("change_realm_subdomain on the real Zulip 12.2 data", () => {
     const before = await snapshot(db);
     const r = await run(["change_realm_subdomain", "-r", "2", "testing-org", "--dry-run", "--json"]);
     expect(r.exitCode).toBe(0);
-    expect(JSON.parse(r.stdout)).toMatchObject({ dry_run: true, old_subdomain: "", new_subdomain: "testing-org", old_url: `https://${HOST}`, new_url: `https://testing-org.${HOST}` });
+    expect(JSON.parse(r.stdout)).toMatchObject({ dry_run: true, subdomain: { old: "", new: "testing-org" }, url: { old: `https://${HOST}`, new: `https://testing-org.${HOST}` }, audit_log_ids: [], placeholder: null });
     expect(changed(before, await snapshot(db))).toEqual([]);
   });
 
@@ -129,7 +129,8 @@ describe("change_realm_subdomain on the real Zulip 12.2 data", () => {
     expect(r.stderr).toBe("");
     expect(r.exitCode).toBe(0);
     const doc = JSON.parse(r.stdout);
-    expect(doc).toMatchObject({ old_subdomain: "", new_subdomain: "testing-org", sessions_deleted: 1, redirects_updated: [] });
+    expect(doc).toMatchObject({ subdomain: { old: "", new: "testing-org" }, sessions_deleted_count: 1, redirects_updated: [] });
+    expect(doc.realm).toMatchObject({ id: 2, string_id: "testing-org", url: `https://testing-org.${HOST}` });
 
     const [realm] = await db.query("SELECT string_id, demo_organization_scheduled_deletion_date, deactivated FROM zerver_realm WHERE id = 2");
     expect(realm).toEqual({ string_id: "testing-org", demo_organization_scheduled_deletion_date: null, deactivated: false });
@@ -139,7 +140,13 @@ describe("change_realm_subdomain on the real Zulip 12.2 data", () => {
     // The placeholder: a complete organization at the old subdomain, like the real one's structure.
     const [p] = await db.query("SELECT * FROM zerver_realm WHERE id > $1", [maxRealm]);
     expect(p).toMatchObject({ string_id: "", name: "testing", deactivated: true, deactivated_redirect: `https://testing-org.${HOST}`, org_type: 0, default_language: "en" });
-    expect(doc.placeholder).toEqual({ id: Number(p.id), string_id: "", deactivated_redirect: `https://testing-org.${HOST}`, deactivation_audit_log_id: expect.any(Number) });
+    expect(doc.placeholder).toEqual({ id: Number(p.id), string_id: "", name: "testing", url: `https://${HOST}`, deactivated_redirect: `https://testing-org.${HOST}` });
+    // The rename's audit row, then every row of the placeholder (its creation and deactivation).
+    const placeholderRows = (await db.query("SELECT id FROM zerver_realmauditlog WHERE realm_id = $1 ORDER BY id", [p.id])).map((x: any) => Number(x.id));
+    expect(placeholderRows.length).toBeGreaterThan(2);
+    expect(doc.audit_log_ids.slice(1)).toEqual(placeholderRows);
+    const [rename] = await db.query("SELECT realm_id, event_type FROM zerver_realmauditlog WHERE id = $1", [doc.audit_log_ids[0]]);
+    expect(rename).toEqual({ realm_id: 2, event_type: 214 });
     const placeholder = await structure(db, Number(p.id));
     // (the real organization's presence sequence has moved on since its creation)
     expect(placeholder).toEqual({ ...realOrg, channels: placeholder.channels, presenceSequence: 0 });
@@ -201,7 +208,7 @@ describe("change_realm_subdomain on the real Zulip 12.2 data", () => {
     const [{ n: before }] = await db.query("SELECT count(*)::int AS n FROM zerver_realm");
     const r = await run(["change_realm_subdomain", "-r", "team-chat", "help", "--skip-redirect", "--allow-reserved-subdomain", "--json"]);
     expect(r.exitCode).toBe(0);
-    expect(JSON.parse(r.stdout)).toMatchObject({ placeholder: null, new_subdomain: "help" });
+    expect(JSON.parse(r.stdout)).toMatchObject({ placeholder: null, subdomain: { new: "help" } });
     const [{ n: after }] = await db.query("SELECT count(*)::int AS n FROM zerver_realm");
     expect(after).toBe(before);
     // Placeholders pointing at the old URL follow even without a new placeholder.

@@ -137,9 +137,13 @@ describe.each(["zulip12_fresh", "zulip11_fresh", "zulip10_fresh"] as const)("cha
     const again = await cli("add_users_to_streams", ["-u", u1.email, "-s", "design team", "--json"]);
     expect(again.exitCode).toBe(0);
     const doc = JSON.parse(again.stdout);
-    expect(doc.channels).toEqual([
-      { name: "design team", id: Number(design.id), created: false, archived: false, subscribed: [], already_subscribed: [{ id: u1.id, email: u1.email }] },
+    expect(doc.channels).toMatchObject([
+      { name: "design team", id: Number(design.id), created: false, archived: false, subscribed_count: 0, already_subscribed_count: 1 },
     ]);
+    expect(doc.channels[0].results).toEqual([
+      { user: expect.objectContaining({ id: u1.id, delivery_email: u1.email, role: "member", role_id: 400 }), ok: true, status: "unchanged", error: null },
+    ]);
+    expect(doc.audit_log_ids).toEqual([]);
     const plain = await cli("add_users_to_streams", ["-u", u1.email, "-s", "design team"]);
     expect(plain.stdout).toBe(`Already subscribed ${u1.email} to design team`);
   });

@@ -159,8 +159,12 @@ describe("create_realm on a copy of a real Zulip 12.2 server", () => {
     expect(r.exitCode).toBe(0);
     doc = JSON.parse(r.stdout);
     expect(doc.realm).toMatchObject({ string_id: "acmeco", name: "testing", url: `https://acmeco.${HOST}` });
-    expect(doc.owner).toMatchObject({ delivery_email: "Boss@acme.example", full_name: "tester", password: "set" });
-    expect(doc.channels).toEqual(["Zulip", "sandbox", "general"]);
+    expect(doc.owner).toMatchObject({ delivery_email: "Boss@acme.example", full_name: "tester", password: "set", role: "owner", role_id: 100, realm_id: doc.realm.id });
+    expect(doc.channels.map((c: any) => c.name)).toEqual(["Zulip", "sandbox", "general"]);
+    // Every audit row of the new organization, and only those.
+    const rows = await db.query("SELECT id FROM zerver_realmauditlog WHERE realm_id = $1 ORDER BY id", [doc.realm.id]);
+    expect(doc.audit_log_ids).toEqual(rows.map((x: Row) => Number(x.id)));
+    expect(doc.scheduled_emails[0].scheduled_at).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$/);
     expect(doc.not_done.join("\n")).toContain("Welcome Bot's onboarding messages");
     expect(doc.not_done.join("\n")).toContain("Welcome Bot's onboarding direct message");
     expect(doc.cache.ok).toBe(true);
@@ -319,7 +323,7 @@ describe.each([
     expect(r.exitCode).toBe(0);
     doc = JSON.parse(r.stdout);
     expect(doc.realm).toMatchObject({ string_id: "acmeco", name: "testing" });
-    expect(doc.channels).toEqual(["Zulip", "sandbox", "general"]);
+    expect(doc.channels.map((c: any) => c.name)).toEqual(["Zulip", "sandbox", "general"]);
     expect(doc.cache.ok).toBe(true);
   });
 
@@ -482,7 +486,7 @@ describe("create_realm on a database without any organization", () => {
       expect(bots.map((b: Row) => b.email)).toContain("notification-bot@zulip.com");
       expect(bots.every((b: Row) => b.is_bot && b.own)).toBe(true);
       const doc = JSON.parse(r.stdout);
-      expect(doc.system_bot_realm_created).toEqual({ id: realms[0].id, string_id: "zulipinternal", bots: bots.length });
+      expect(doc.system_bot_realm_created).toMatchObject({ id: realms[0].id, string_id: "zulipinternal", bots_count: bots.length });
       expect(doc.realm.id).toBe(realms[1].id);
       expect(await foreignKeyViolations(db)).toEqual({});
       // A second organization does not create it again.

@@ -163,7 +163,7 @@ describe.each(["zulip12_fresh", "zulip11_fresh", "zulip10_fresh"] as TemplateNam
     const r = await cli(["--weeks", "7", "--json"]);
     expect(r.exitCode).toBe(1);
     const d = JSON.parse(r.stdout);
-    expect(d).toMatchObject({ dry_run: true, weeks: 7, attachments: [], archived_attachments: [] });
+    expect(d).toMatchObject({ ok: false, exit_code: 1, error: "This was a dry run. Pass -f to actually delete.", dry_run: true, weeks: 7, attachments: [], archived_attachments: [] });
   });
 
   it("refuses to run while Zulip's cron job holds the lock", async () => {
@@ -207,7 +207,7 @@ describe.each(["zulip12_fresh", "zulip11_fresh", "zulip10_fresh"] as TemplateNam
     expect(fs.existsSync(path.join(w.uploads, "files", "thumbnail"))).toBe(false);
     // A second run finds nothing.
     const again = await cli(["-f", "--json"]);
-    expect(JSON.parse(again.stdout)).toMatchObject({ attachments: [], archived_attachments: [], deleted: { attachments: 0, archived_attachments: 0 } });
+    expect(JSON.parse(again.stdout)).toMatchObject({ attachments: [], archived_attachments: [], deleted: { attachments_count: 0, archived_attachments_count: 0 } });
   });
 
   it("-C lists, then with -f removes, files without a database row older than five minutes", async () => {

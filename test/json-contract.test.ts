@@ -33,6 +33,19 @@ const CONVERTED = [
   "doctor",
   "dbshell",
   "completion",
+  "create_realm",
+  "deactivate_realm",
+  "reactivate_realm",
+  "change_realm_subdomain",
+  "unarchive_channel",
+  "register_server",
+  "realm_domain",
+  "create_stream",
+  "add_users_to_streams",
+  "remove_users_from_stream",
+  "backup",
+  "delete_old_unclaimed_attachments",
+  "archive_messages",
 ];
 
 const ajv = new Ajv({ allErrors: true, strict: true });
@@ -296,6 +309,167 @@ describe("the converted commands' documents", () => {
     const realms = await checkDocument("completion", await run(["completion", "--realms"]), 0);
     expect(realms.realms.map((x: any) => x.string_id)).toContain("zulip");
     expect((await checkDocument("completion", await run(["completion"]), 2)).error_code).toBe("usage");
+  });
+});
+
+describe("the realm, channel and maintenance commands' documents", () => {
+  let db: TestDatabase;
+  let sink: SmtpSink;
+  let conf: ConfDir;
+  let badMail: ConfDir;
+  let uploads: ConfDir;
+  let tmp: string;
+  let env: Record<string, string>;
+  const run = (args: string[], c: ConfDir = conf) => runCli([...args, "--json"], { confDir: c, db, env });
+  const down = (args: string[]) => runCli([...args, "--json"], { confDir: conf, db, env: { ...env, PGPORT: "1", PGHOST: "127.0.0.1" } });
+
+  beforeAll(async () => {
+    db = await createDatabase({ template: "zulip12_fresh" });
+    sink = await startSmtpSink();
+    tmp = makeTempDir("jsoncontract2");
+    env = { ZULIP_LOCK_DIR: path.join(tmp, "locks") };
+    const mail = `EMAIL_HOST = '127.0.0.1'\nEMAIL_PORT = ${sink.port}`;
+    conf = makeConfDir({ extraSettings: mail });
+    badMail = makeConfDir({ extraSettings: "EMAIL_HOST = '127.0.0.1'\nEMAIL_PORT = 1" });
+    fs.mkdirSync(path.join(tmp, "uploads"), { recursive: true });
+    uploads = makeConfDir({ extraSettings: `LOCAL_UPLOADS_DIR = '${path.join(tmp, "uploads")}'` });
+    // The system bot realm, so that create_realm has an initialized server.
+    const q = db.client;
+    await q.query("BEGIN");
+    const realm = await createRealm(q, { stringId: "zulip", name: "Zulip Dev" });
+    await createUser(q, realm.id, { email: "iago@zulip.com", fullName: "Iago", role: 100, externalHost: "zulip.example.net" });
+    await q.query("SET CONSTRAINTS ALL IMMEDIATE");
+    await q.query("COMMIT");
+  }, 180_000);
+  afterAll(async () => {
+    await sink?.close?.();
+    conf?.cleanup();
+    badMail?.cleanup();
+    uploads?.cleanup();
+    await db?.drop();
+    if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
+  });
+
+  it("create_realm: dry run, success, subdomain taken, usage error, database unreachable", async () => {
+    const args = ["create_realm", "Acme", "--string-id", "acmeco", "boss@acme.example", "Boss"];
+    const dry = await checkDocument("create_realm", await run([...args, "--dry-run"]), 0);
+    expect(dry).toMatchObject({ dry_run: true, realm: { id: null, string_id: "acmeco" }, owner: null, audit_log_ids: [] });
+    const done = await checkDocument("create_realm", await run(args), 0);
+    expect(done.owner).toMatchObject({ delivery_email: "boss@acme.example", role: "owner", role_id: 100, realm_id: done.realm.id, password: "unusable" });
+    expect(done.audit_log_ids.length).toBeGreaterThan(5);
+    expect(done.scheduled_emails.length).toBeGreaterThan(0);
+    expect((await checkDocument("create_realm", await run(args), 1)).error_code).toBe("refused");
+    expect((await checkDocument("create_realm", await run(["create_realm"]), 2)).error_code).toBe("usage");
+    expect((await checkDocument("create_realm", await down(args), 3)).error_code).toBe("database_unreachable");
+  });
+
+  it("realm_domain: show, dry run, add, refusal, removing the last domain lifts the restriction", async () => {
+    const show = await checkDocument("realm_domain", await run(["realm_domain", "-r", "acmeco"]), 0);
+    expect(show).toMatchObject({ op: "show", realm: { string_id: "acmeco" }, domains: [] });
+    const dry = await checkDocument("realm_domain", await run(["realm_domain", "-r", "acmeco", "--op", "add", "acme.example", "--dry-run"]), 0);
+    expect(dry).toMatchObject({ dry_run: true, audit_log_ids: [], cache: null, events: null });
+    const added = await checkDocument("realm_domain", await run(["realm_domain", "-r", "acmeco", "--op", "add", "acme.example"]), 0);
+    expect(added.audit_log_ids).toHaveLength(1);
+    expect((await checkDocument("realm_domain", await run(["realm_domain", "-r", "acmeco", "--op", "add", "acme.example"]), 1)).error_code).toBe("refused");
+    await db.query("UPDATE zerver_realm SET emails_restricted_to_domains = true WHERE string_id = 'acmeco'");
+    const removed = await checkDocument("realm_domain", await run(["realm_domain", "-r", "acmeco", "--op", "remove", "acme.example"]), 0);
+    expect(removed).toMatchObject({ emails_restricted_to_domains: { old: true, new: false }, domains: [] });
+    expect(removed.audit_log_ids).toHaveLength(2);
+    expect((await checkDocument("realm_domain", await run(["realm_domain", "-r", "nowhere"]), 1)).error_code).toBe("realm_not_found");
+  });
+
+  it("create_stream, add_users_to_streams, remove_users_from_stream, unarchive_channel", async () => {
+    const cs = await checkDocument("create_stream", await run(["create_stream", "-r", "acmeco", "design", "--dry-run"]), 0);
+    expect(cs).toMatchObject({ dry_run: true, channel: { id: null, name: "design" }, created: true });
+    const created = await checkDocument("create_stream", await run(["create_stream", "-r", "acmeco", "design"]), 0);
+    expect(created.audit_log_ids).toHaveLength(1);
+    expect((await checkDocument("create_stream", await run(["create_stream", "-r", "acmeco"]), 2)).error_code).toBe("usage");
+
+    const u = ["-r", "acmeco", "-u", "boss@acme.example"];
+    const addDry = await checkDocument("add_users_to_streams", await run(["add_users_to_streams", ...u, "-s", "design,notes", "--dry-run"]), 0);
+    expect(addDry.channels.map((c: any) => [c.name, c.created, c.results[0].status])).toEqual([["design", false, "would_do"], ["notes", true, "would_do"]]);
+    const add = await checkDocument("add_users_to_streams", await run(["add_users_to_streams", ...u, "-s", "design,notes"]), 0);
+    expect(add.channels.map((c: any) => c.results[0].status)).toEqual(["done", "done"]);
+    expect(add.audit_log_ids.length).toBe(3); // notes' CHANNEL_CREATED and two SUBSCRIPTION_CREATED
+    const again = await checkDocument("add_users_to_streams", await run(["add_users_to_streams", ...u, "-s", "design"]), 0);
+    expect(again.channels[0].results[0]).toMatchObject({ ok: true, status: "unchanged" });
+    expect((await checkDocument("add_users_to_streams", await run(["add_users_to_streams", ...u, "-s", "x".repeat(61)]), 1)).error_code).toBe("refused");
+
+    const rmDry = await checkDocument("remove_users_from_stream", await run(["remove_users_from_stream", ...u, "-s", "notes", "--dry-run"]), 0);
+    expect(rmDry.results[0].status).toBe("would_do");
+    const rm = await checkDocument("remove_users_from_stream", await run(["remove_users_from_stream", ...u, "-s", "notes"]), 0);
+    expect(rm).toMatchObject({ removed_count: 1, not_subscribed_count: 0 });
+    expect(rm.audit_log_ids).toHaveLength(1);
+    expect((await checkDocument("remove_users_from_stream", await run(["remove_users_from_stream", ...u, "-s", "nowhere"]), 1)).error_code).toBe("refused");
+
+    await db.query("UPDATE zerver_stream SET deactivated = true WHERE name = 'notes' AND realm_id = (SELECT id FROM zerver_realm WHERE string_id = 'acmeco')");
+    const unDry = await checkDocument("unarchive_channel", await run(["unarchive_channel", "-r", "acmeco", "-c", "notes", "--dry-run"]), 0);
+    expect(unDry).toMatchObject({ dry_run: true, channel: { name: { old: "notes", new: "notes" } }, audit_log_ids: [] });
+    const un = await checkDocument("unarchive_channel", await run(["unarchive_channel", "-r", "acmeco", "-c", "notes"]), 0);
+    expect(un.audit_log_ids).toHaveLength(1);
+    expect((await checkDocument("unarchive_channel", await run(["unarchive_channel", "-r", "acmeco", "-c", "notes"]), 1)).error_code).toBe("refused");
+    expect((await checkDocument("unarchive_channel", await run(["unarchive_channel", "-r", "acmeco"]), 2)).error_code).toBe("usage");
+  });
+
+  it("change_realm_subdomain: dry run, success with the placeholder's audit rows, taken subdomain, usage", async () => {
+    const dry = await checkDocument("change_realm_subdomain", await run(["change_realm_subdomain", "-r", "acmeco", "acmeco2", "--dry-run"]), 0);
+    expect(dry).toMatchObject({ subdomain: { old: "acmeco", new: "acmeco2" }, placeholder: null, audit_log_ids: [] });
+    const done = await checkDocument("change_realm_subdomain", await run(["change_realm_subdomain", "-r", "acmeco", "acmeco2"]), 0);
+    expect(done.realm.string_id).toBe("acmeco2");
+    expect(done.placeholder).toMatchObject({ string_id: "acmeco", deactivated_redirect: done.url.new });
+    expect(done.audit_log_ids.length).toBeGreaterThan(2);
+    expect((await checkDocument("change_realm_subdomain", await run(["change_realm_subdomain", "-r", "acmeco2", "zulip"]), 1)).error_code).toBe("refused");
+    expect((await checkDocument("change_realm_subdomain", await run(["change_realm_subdomain", "-r", "acmeco2"]), 2)).error_code).toBe("usage");
+  });
+
+  it("deactivate_realm and reactivate_realm: dry run, owners emailed, already so, email failure, usage", async () => {
+    const d = ["deactivate_realm", "-r", "acmeco2", "--deactivation_reason", "owner_request", "--email_owners"];
+    const dry = await checkDocument("deactivate_realm", await run([...d, "--dry-run"]), 0);
+    expect(dry).toMatchObject({ deactivated: { old: false, new: true }, audit_log_ids: [] });
+    expect(dry.results[0]).toMatchObject({ user: { delivery_email: "boss@acme.example", role: "owner" }, status: "would_do" });
+    const done = await checkDocument("deactivate_realm", await run(d), 0);
+    expect(done).toMatchObject({ deactivated: { old: false, new: true } });
+    expect(done.audit_log_ids).toHaveLength(1);
+    expect(done.results[0]).toMatchObject({ ok: true, status: "done" });
+    const already = await checkDocument("deactivate_realm", await run(d), 0);
+    expect(already).toMatchObject({ already_deactivated: true, deactivated: { old: true, new: true }, results: [] });
+
+    const rdry = await checkDocument("reactivate_realm", await run(["reactivate_realm", "-r", "acmeco2", "--dry-run"]), 0);
+    expect(rdry).toMatchObject({ dry_run: true, reactivated: false, audit_log_ids: [] });
+    const back = await checkDocument("reactivate_realm", await run(["reactivate_realm", "-r", "acmeco2"]), 0);
+    expect(back).toMatchObject({ reactivated: true });
+    expect(back.audit_log_ids).toHaveLength(1);
+    expect(await checkDocument("reactivate_realm", await run(["reactivate_realm", "-r", "acmeco2"]), 0)).toMatchObject({ already_active: true, audit_log_ids: [] });
+    expect((await checkDocument("reactivate_realm", await run(["reactivate_realm", "-r", "nowhere"]), 1)).error_code).toBe("realm_not_found");
+
+    const failed = await checkDocument("deactivate_realm", await run(d, badMail), 1);
+    expect(failed).toMatchObject({ error_code: "email_failed", deactivated: { old: false, new: true } });
+    expect(failed.results[0]).toMatchObject({ ok: false, status: "failed" });
+    expect((await checkDocument("deactivate_realm", await run(["deactivate_realm", "-r", "acmeco2"]), 2)).error_code).toBe("usage");
+  });
+
+  it("register_server refuses without the push notification service configured", async () => {
+    const r = await checkDocument("register_server", await run(["register_server", "--agree-to-terms-of-service"]), 1);
+    expect(r.error).toContain("ZULIP_SERVICE_PUSH_NOTIFICATIONS");
+  });
+
+  it("backup, delete_old_unclaimed_attachments and archive_messages", async () => {
+    const out = path.join(tmp, "b.tar.gz");
+    const b = await checkDocument("backup", await run(["backup", "--output", out, "--skip-db", "--skip-uploads"]), 0);
+    expect(b).toMatchObject({ path: out, size_bytes: fs.statSync(out).size, database: { included: false } });
+    expect((await checkDocument("backup", await run(["backup", "--threads", "many"]), 2)).error_code).toBe("usage");
+    expect((await checkDocument("backup", await down(["backup", "--output", path.join(tmp, "c.tar.gz")]), 3)).error_code).toBe("database_unreachable");
+
+    const plan = await checkDocument("delete_old_unclaimed_attachments", await run(["delete_old_unclaimed_attachments"], uploads), 1);
+    expect(plan).toMatchObject({ dry_run: true, error: "This was a dry run. Pass -f to actually delete.", deleted: null });
+    const del = await checkDocument("delete_old_unclaimed_attachments", await run(["delete_old_unclaimed_attachments", "-f"], uploads), 0);
+    expect(del).toMatchObject({ dry_run: false, deleted: { attachments_count: 0 } });
+    const s3 = await checkDocument("delete_old_unclaimed_attachments", await run(["delete_old_unclaimed_attachments", "-f"]), 1);
+    expect(s3.error).toContain("S3");
+
+    const a = await checkDocument("archive_messages", await run(["archive_messages"]), 0);
+    expect(a).toMatchObject({ dry_run: false, realms_due_for_scrubbing: [], archived: { transaction_ids: [] } });
+    expect((await checkDocument("archive_messages", await down(["archive_messages"]), 3)).error_code).toBe("database_unreachable");
   });
 });
 

@@ -223,7 +223,7 @@ describe("realm lifecycle commands on the real Zulip 12.2 data", () => {
     const r = await run(["deactivate_realm", "-r", "", "--deactivation_reason", "tos_violation", "--redirect_url", "https://moved.example.com", "--json"]);
     expect(r.exitCode).toBe(0);
     const doc = JSON.parse(r.stdout);
-    expect(doc).toMatchObject({ redirect_url: "https://moved.example.com", redirect_set: true, already_deactivated: true, deactivated: false, audit_log_id: null });
+    expect(doc).toMatchObject({ redirect_url: "https://moved.example.com", redirect_set: true, already_deactivated: true, deactivated: { old: true, new: true }, audit_log_ids: [] });
     expect((await db.query("SELECT deactivated_redirect FROM zerver_realm WHERE id = 2"))[0].deactivated_redirect).toBe("https://moved.example.com");
     expect(await newAuditRows(db, audit)).toEqual([]);
     expect(changed(before, await snapshot(db))).toEqual(["zerver_realm"]);
@@ -299,7 +299,7 @@ describe("realm lifecycle commands on the real Zulip 12.2 data", () => {
     for (const key of realmKeys(2)) expect(await client.get(k(key))).not.toBeNull();
 
     const again = await run(["reactivate_realm", "-r", "2", "--json"]);
-    expect(JSON.parse(again.stdout)).toMatchObject({ already_active: true, reactivated: false, audit_log_id: null });
+    expect(JSON.parse(again.stdout)).toMatchObject({ already_active: true, reactivated: false, audit_log_ids: [] });
     const refused = await run(["send_realm_reactivation_email", "-r", "2"]);
     expect(refused.exitCode).toBe(1);
     expect(refused.stderr).toBe("The realm testing is already active.");
@@ -363,13 +363,14 @@ describe("realm lifecycle commands on a seeded organization", () => {
     expect(r.stderr).toBe("");
     expect(r.exitCode).toBe(0);
     const doc = JSON.parse(r.stdout);
-    expect(doc.deactivated).toBe(true);
-    expect(doc.emails.map((e: any) => [e.to, e.status])).toEqual([
-      ["alice@acme.example", "sent"],
-      ["bob@acme.example", "sent"],
+    expect(doc.deactivated).toEqual({ old: false, new: true });
+    expect(doc.results.map((e: any) => [e.user.delivery_email, e.user.role, e.status, e.ok])).toEqual([
+      ["alice@acme.example", "owner", "done", true],
+      ["bob@acme.example", "owner", "done", true],
     ]);
-    expect(doc.emails[1].language_note).toContain("de");
-    const [audit] = await db.query("SELECT extra_data FROM zerver_realmauditlog WHERE id = $1", [doc.audit_log_id]);
+    expect(doc.results[1].language_note).toContain("de");
+    expect(doc.audit_log_ids).toHaveLength(1);
+    const [audit] = await db.query("SELECT extra_data FROM zerver_realmauditlog WHERE id = $1", [doc.audit_log_ids[0]]);
     expect(audit.extra_data).toEqual({
       "10": { "11": { "100": 2, "200": 1, "300": 0, "400": 1, "600": 0, workplace_users: 4, non_workplace_users: 0 }, "12": 1 },
       deactivation_reason: "inactivity",

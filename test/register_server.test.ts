@@ -18,6 +18,7 @@ import { type ConfDir, defaultSecrets, makeConfDir } from "./helpers/confdir.js"
 import { createDatabase, prepareTemplate, type TemplateName, type TestDatabase } from "./helpers/pg.js";
 import { QueueReader, rabbitSettings, sortedUsers } from "./helpers/rabbitmq.js";
 import { type RedisClient, type RedisInstance, startRedis } from "./helpers/redis.js";
+import { schemaErrors } from "./helpers/json-schema.js";
 
 const SYNCED_BILLING_EVENTS = [101, 102, 103, 104, 105, 201, 202, 229];
 const TRANSFER_KEY = "self_hosting_domain_transfer_challenge_verify";
@@ -570,7 +571,8 @@ describe("register_server: registration", () => {
     const r = await runCli(e, ["register_server", "--agree-to-terms-of-service", "--json", ...NO_CACHE]);
     expect(r.exitCode, r.stderr).toBe(0);
     const doc = JSON.parse(r.stdout);
-    expect(doc).toMatchObject({ ok: true, action: "register", created: true, hostname: HOSTNAME, contact_email: CONTACT, secrets_updated: [] });
+    expect(schemaErrors("register_server", doc)).toBeNull();
+    expect(doc).toMatchObject({ ok: true, exit_code: 0, action: "register", created: true, hostname: HOSTNAME, contact_email: CONTACT, secrets_updated: [] });
     expect(doc.requests.map((x: any) => `${x.method} ${x.path} ${x.status}`)).toEqual([
       "POST /api/v1/remotes/server/register 200",
       "GET /api/v1/remotes/server/analytics/status 200",
@@ -579,7 +581,9 @@ describe("register_server: registration", () => {
     expect(doc.requests[0].sent).toEqual({ zulip_org_id: ORG_ID, zulip_org_key: "(secret, not shown)", hostname: HOSTNAME, contact_email: CONTACT });
     expect(doc.requests[0].answer).toEqual({ result: "success", msg: "", created: true });
     expect(doc.requests[2].sent.realms.every((x: any) => x.uuid_owner_secret === "(secret, not shown)")).toBe(true);
-    expect(doc.server_data.realm_changes.length).toBe(2);
+    const changed = doc.server_data.realm_changes.flatMap((c: any) => [c.push_notifications_enabled, c.push_notifications_enabled_end_at].filter((x) => x !== null));
+    expect(changed).toHaveLength(2);
+    for (const c of doc.server_data.realm_changes) expect(Object.keys(c.realm)).toEqual(["id", "string_id", "name", "url"]);
     const secrets = (await db.query("SELECT uuid_owner_secret FROM zerver_realm")).map((x) => x.uuid_owner_secret);
     for (const s of [ORG_KEY, ...secrets]) expect(r.stdout).not.toContain(s);
   });
@@ -630,10 +634,10 @@ describe.each(["zulip12_fresh", "zulip11_fresh", "zulip10_fresh"] as TemplateNam
     expect((await runCli(e, ["register_server", "--agree-to-terms-of-service", ...NO_CACHE])).exitCode).toBe(0);
     expect(sortedUsers(await reader.drain())).toEqual([{ event: update("push_notifications_enabled_end_timestamp", null), users }]);
 
-    // Nothing changed: nothing sent, and no "events" member.
+    // Nothing changed: nothing sent, and "events" null.
     const same = await runCli(e, ["register_server", "--agree-to-terms-of-service", "--json", ...NO_CACHE]);
     expect(same.exitCode).toBe(0);
-    expect(JSON.parse(same.stdout).server_data.events).toBeUndefined();
+    expect(JSON.parse(same.stdout).server_data.events).toBeNull();
     expect(await reader.drain()).toEqual([]);
     expect(await reader.drain("deferred_work")).toEqual([]);
   });
@@ -730,6 +734,24 @@ describe("register_server: --deactivate", () => {
       userAgent: "ZulipServer/12.2",
     });
     expect(svc.servers.get(ORG_ID)!.deactivated).toBe(true);
+  });
+
+  it("--json: the contract document, on success and on the service's refusal", async () => {
+    const e = setup();
+    const refused = await runCli(e, ["register_server", "--deactivate", "--json"]);
+    expect(refused.exitCode).toBe(1);
+    const failed = JSON.parse(refused.stdout);
+    expect(schemaErrors("register_server", failed)).toBeNull();
+    expect(failed).toMatchObject({ ok: false, exit_code: 1, action: "deactivate" });
+    expect(failed.error).toContain("is not registered");
+    expect(failed.requests[0]).toMatchObject({ path: "/api/v1/remotes/server/deactivate" });
+    svc.register({ uuid: ORG_ID, api_key: ORG_KEY });
+    const j = await runCli(e, ["register_server", "--deactivate", "--json"]);
+    expect(j.exitCode, j.stderr).toBe(0);
+    const doc = JSON.parse(j.stdout);
+    expect(schemaErrors("register_server", doc)).toBeNull();
+    expect(doc).toMatchObject({ ok: true, action: "deactivate", hostname: null, server_data: null, created: null });
+    expect(doc.requests.map((x: any) => `${x.method} ${x.path} ${x.status}`)).toEqual(["POST /api/v1/remotes/server/deactivate 200"]);
   });
 
   it("reports the service's auth failure for an unregistered server", async () => {
@@ -918,7 +940,8 @@ describe("register_server: errors", () => {
     const r = await runCli(e, ["register_server", "--agree-to-terms-of-service", "--json", ...NO_CACHE]);
     expect(r.exitCode).toBe(1);
     const doc = JSON.parse(r.stdout);
-    expect(doc.ok).toBe(false);
+    expect(schemaErrors("register_server", doc)).toBeNull();
+    expect(doc).toMatchObject({ ok: false, exit_code: 1, error_code: "refused", action: "register", created: null, server_data: null });
     expect(doc.error).toContain("--registration-transfer");
     expect(doc.requests[0]).toMatchObject({ path: "/api/v1/remotes/server/register", status: 400 });
     expect(doc.requests[0].answer.code).toBe("HOSTNAME_ALREADY_IN_USE_BOUNCER_ERROR");
@@ -1256,8 +1279,9 @@ describe("create_realm reports the new organization to the push notification ser
     expect(svc.received[1]!.form!.realm_counts).toBe("[]");
     expect(realm.push_notifications_enabled).toBe(true); // the fake service answers can_push: true
     const doc = JSON.parse(r.stdout);
-    expect(doc.push_service).toMatchObject({ ok: true, error: null });
-    expect(doc.push_service.server_data.realms_sent).toBe(sent.length);
+    expect(schemaErrors("create_realm", doc)).toBeNull();
+    expect(doc.push_service).toMatchObject({ ok: true, warning: null });
+    expect(doc.push_service.server_data.realms_sent_count).toBe(sent.length);
   });
 
   it("without ZULIP_SERVICE_PUSH_NOTIFICATIONS: nothing is sent", async () => {
@@ -1279,6 +1303,6 @@ describe("create_realm reports the new organization to the push notification ser
         "Everything else was done; run `zulip-manage register_server` to report it later.",
     );
     expect(await db.query("SELECT 1 FROM zerver_realm WHERE string_id = 'stormy'")).toHaveLength(1);
-    expect(JSON.parse(r.stdout).push_service).toMatchObject({ ok: false, error: "Received 503 from push notification bouncer" });
+    expect(JSON.parse(r.stdout).push_service).toMatchObject({ ok: false, warning: "Received 503 from push notification bouncer" });
   });
 });

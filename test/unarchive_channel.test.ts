@@ -115,10 +115,10 @@ describe("unarchive_channel on a copy of a real Zulip 12.2 server", () => {
     expect(r.exitCode).toBe(0);
     const doc = JSON.parse(r.stdout);
     expect(doc).toMatchObject({
-      channel: { id: Number(sandbox.id), old_name: "sandbox", new_name: "sandbox" },
-      attachments_reset: 1,
-      archived_attachments_reset: 1,
-      channel_email_addresses_reactivated: 1,
+      channel: { id: Number(sandbox.id), name: { old: "sandbox", new: "sandbox" } },
+      attachments_reset_count: 1,
+      archived_attachments_reset_count: 1,
+      channel_email_addresses_reactivated_count: 1,
       notes: [],
     });
 
@@ -126,6 +126,7 @@ describe("unarchive_channel on a copy of a real Zulip 12.2 server", () => {
     expect(omit(s, ["is_recently_active"])).toEqual(omit({ ...sandbox, deactivated: false }, ["is_recently_active"]));
     expect(s.is_recently_active).toBe(true); // do_send_messages marks the channel recently active
     const audits = await db.query("SELECT * FROM zerver_realmauditlog WHERE id > $1", [maxAudit]);
+    expect(doc.audit_log_ids).toEqual(audits.map((a: Row) => Number(a.id)));
     expect(audits.map((a: Row) => omit(a, ["id", "event_time"]))).toEqual([
       {
         realm_id: 2,
@@ -167,7 +168,7 @@ describe("unarchive_channel on a copy of a real Zulip 12.2 server", () => {
     });
     const ums = await db.query("SELECT user_profile_id, flags FROM zerver_usermessage WHERE message_id = $1", [m.id]);
     expect(ums.map((u: Row) => [u.user_profile_id, Number(u.flags)])).toEqual([[8, 0]]);
-    expect(doc.notice).toEqual({ message_id: Number(m.id), topic: "channel events", recipients: 1 });
+    expect(doc.notice).toEqual({ message_id: Number(m.id), topic: "channel events", recipients_count: 1 });
 
     for (const key of keys) expect(await client.get(k(key)), key).toBeNull();
     expect(changed(before, await snapshot(db))).toEqual([
@@ -191,7 +192,7 @@ describe("unarchive_channel on a copy of a real Zulip 12.2 server", () => {
     const r1 = await run(["unarchive_channel", "-r", "2", "-c", "Team Design", "--json"]);
     expect(r1.exitCode).toBe(0);
     const d1 = JSON.parse(r1.stdout);
-    expect(d1.channel).toMatchObject({ old_name: "!!DEACTIVATED:Team Design", new_name: "Team Design" });
+    expect(d1.channel).toMatchObject({ name: { old: "!!DEACTIVATED:Team Design", new: "Team Design" } });
     const [m1] = await db.query("SELECT rendered_content FROM zerver_message WHERE id = $1", [d1.notice.message_id]);
     expect(m1.rendered_content).toBe(
       `<p>Channel <a class="stream" data-stream-id="${legacy.id}" href="/#narrow/channel/${legacy.id}-Team-Design">#Team Design</a> has been unarchived.</p>`,
@@ -217,6 +218,17 @@ describe("unarchive_channel on a copy of a real Zulip 12.2 server", () => {
     expect(r.exitCode).toBe(1);
     expect(r.stdout).toBe(`Matching channels:\n  (${a.id}) ops, deactivated on 2026-03-04 05:06:07+00:00\n  (${b.id}) !DEACTIVATED:ops, deactivated on 2026-03-05 05:06:07.500000+00:00`);
     expect(r.stderr).toBe("More than one matching channel found!  Specify which with --channel-id");
+    const j = await run(["unarchive_channel", "-r", "2", "-c", "ops", "--json"]);
+    expect(j.exitCode).toBe(1);
+    expect(JSON.parse(j.stdout)).toMatchObject({
+      ok: false,
+      error: "More than one matching channel found!  Specify which with --channel-id",
+      channel: null,
+      matches: [
+        { id: Number(a.id), name: "ops", deactivated_at: "2026-03-04T05:06:07Z" },
+        { id: Number(b.id), name: "!DEACTIVATED:ops", deactivated_at: "2026-03-05T05:06:07.500000Z" },
+      ],
+    });
     expect(changed(before, await snapshot(db))).toEqual([]);
     const byId = await run(["unarchive_channel", "-r", "2", "--channel-id", String(b.id), "-n", "old ops"]);
     expect(byId.exitCode).toBe(0);

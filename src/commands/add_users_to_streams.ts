@@ -4,26 +4,19 @@
 // "Subscribed <email> to <channel>" / "Already subscribed <email> to <channel>", plus a line
 // when a channel is created (manage.py creates it silently).
 //
-// --json prints one document:
-//   {"ok": true, "dry_run": false, "realm": {"id": 2, "string_id": "zulip"},
-//    "channels": [{"name": "design", "id": 12, "created": false, "archived": false,
-//                  "subscribed": [{"id": 10, "email": "iago@zulip.com"}], "already_subscribed": [...]}],
-//    "cache": {...} | null, "events": {...} | null}
+// --json: src/schemas/add_users_to_streams.ts (README: --json output): per channel, one result per
+// user, done (subscribed), would_do (dry run) or unchanged (already subscribed).
 import { addFlushCacheOption, CacheInvalidation, cacheReportJson } from "../lib/cache.js";
 import { defineCommand } from "../lib/command.js";
 import { CommandError } from "../lib/errors.js";
 import { addEventsOption, EventDelivery, eventsReportJson } from "../lib/events.js";
+import { outcome } from "../lib/json-contract.js";
+import { realmJson, userJson, USER_JSON_COLUMNS } from "../lib/json-objects.js";
+import type { AddUsersToStreamsBody, ChannelSubscriptions } from "../schemas/add_users_to_streams.js";
 import { addRealmOption, addUserListOptions, getRealm, getUsers, type Realm } from "../lib/lookup.js";
 import { addSubscriptions, channelNameProblem, ensureChannel, findChannel, stripName, subscribedUsers } from "../lib/subscriptions.js";
 
-interface ChannelResult {
-  name: string;
-  id: number | null;
-  created: boolean;
-  archived: boolean;
-  subscribed: { id: number; email: string }[];
-  already_subscribed: { id: number; email: string }[];
-}
+type ChannelResult = ChannelSubscriptions;
 
 export default defineCommand({
   name: "add_users_to_streams",
@@ -49,7 +42,7 @@ export default defineCommand({
     const db = await ctx.db();
     const realm = (await getRealm(db, opts.realm)) as Realm;
     const realmRef = { id: Number(realm.id), string_id: realm.string_id };
-    const users = await getUsers(db, { users: opts.users, allUsers: opts.allUsers }, realm, { columns: "id, delivery_email" });
+    const users = await getUsers(db, { users: opts.users, allUsers: opts.allUsers }, realm, { columns: USER_JSON_COLUMNS });
     const userIds = users.map((u) => Number(u.id));
     const email = new Map(users.map((u) => [Number(u.id), u.delivery_email as string]));
     const names = [...new Set(String(opts.streams).split(",").map(stripName))];
@@ -66,7 +59,7 @@ export default defineCommand({
     const print = (r: ChannelResult) => {
       if (r.created) out.line(`${dryRun ? "Would create" : "Created"} channel '${r.name}' (public, Zulip's default settings).`);
       if (r.archived) out.line(`Note: channel '${r.name}' is archived; Zulip subscribes users to it all the same.`);
-      const subscribedIds = new Set(r.subscribed.map((u) => u.id));
+      const subscribedIds = new Set(r.results.filter((x) => x.status !== "unchanged").map((x) => x.user.id));
       for (const id of userIds) {
         const word = subscribedIds.has(id) ? (dryRun ? "Would subscribe" : "Subscribed") : "Already subscribed";
         out.line(`${word} ${email.get(id)} to ${r.name}`);
@@ -74,19 +67,25 @@ export default defineCommand({
     };
     let cache: ReturnType<typeof cacheReportJson> = null;
     let delivery: ReturnType<typeof eventsReportJson> = null;
+    const auditLogIds: number[] = [];
+    const byId = new Map(users.map((u) => [Number(u.id), userJson(u as any)]));
+    const setResults = (r: ChannelResult, changed: number[], unchanged: Set<number>) => {
+      const done = new Set(changed);
+      r.results = userIds.filter((u) => done.has(u) || unchanged.has(u)).map((u) => ({ user: byId.get(u)!, ...outcome(unchanged.has(u) ? "unchanged" : dryRun ? "would_do" : "done") }));
+      r.subscribed_count = changed.length;
+      r.already_subscribed_count = r.results.length - changed.length;
+    };
     try {
       for (const name of names) {
-        const r: ChannelResult = { name, id: null, created: false, archived: false, subscribed: [], already_subscribed: [] };
+        const r: ChannelResult = { id: null, name, created: false, archived: false, subscribed_count: 0, already_subscribed_count: 0, results: [] };
         results.push(r);
-        const ref = (ids: number[]) => ids.map((id) => ({ id, email: email.get(id)! }));
         if (dryRun) {
           const channel = await findChannel(db, realmRef.id, name);
           r.created = channel === null;
           r.id = channel?.id ?? null;
           r.archived = channel?.deactivated ?? false;
           const already = channel ? await subscribedUsers(db, channel, userIds) : new Set<number>();
-          r.subscribed = ref(userIds.filter((u) => !already.has(u)));
-          r.already_subscribed = ref(userIds.filter((u) => already.has(u)));
+          setResults(r, userIds.filter((u) => !already.has(u)), already);
           print(r);
           continue;
         }
@@ -101,8 +100,8 @@ export default defineCommand({
         r.id = outcome.ensured.channel.id;
         r.created = outcome.ensured.created;
         r.archived = outcome.ensured.channel.deactivated;
-        r.subscribed = ref(outcome.change.changed);
-        r.already_subscribed = ref(outcome.change.unchanged);
+        setResults(r, outcome.change.changed, new Set(outcome.change.unchanged));
+        auditLogIds.push(...outcome.ensured.auditLogIds, ...outcome.change.auditLogIds);
         print(r);
       }
     } finally {
@@ -112,7 +111,14 @@ export default defineCommand({
       }
     }
     if (dryRun) out.line("(dry run: nothing was changed)");
-    out.jsonResult({ ok: true, dry_run: dryRun, realm: realmRef, channels: results, cache, events: delivery });
+    out.jsonBody<AddUsersToStreamsBody>({
+      dry_run: dryRun,
+      realm: realmJson(ctx.config().settings, realm),
+      channels: results,
+      audit_log_ids: auditLogIds,
+      cache,
+      events: delivery,
+    });
     return 0;
   },
 });

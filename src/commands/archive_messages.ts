@@ -9,14 +9,11 @@
 // and the command names it and exits 1 ("run manage.py archive_messages").
 //
 // Cron-friendly: no options needed, never prompts, one summary line; -q prints only errors.
-// --json:
-//   {"ok": true,
-//    "clean_archived_data": {"vacuuming_delay_days": 30, "transactions": 2, "archived_messages": 140},
-//    "archived": {"transactions": [41, 42], "channel_messages": 150, "direct_messages": 3, "user_messages": 460,
-//                 "reactions": 2, "submessages": 0, "archived_attachments": 1, "attachments_deleted": 1,
-//                 "realms": [{"id": 2, "string_id": "zulip", "channel_messages": 150, "direct_messages": 3, "attachments_deleted": 1}]},
-//    "realms_due_for_scrubbing": [], "cache": {...}}
+// --json: src/schemas/archive_messages.ts (README: --json output); dry_run is always false (there is
+// no dry run). Organizations due for scrubbing make it a refusal (exit 1) after everything else.
 import { addFlushCacheOption, CacheInvalidation, cacheReportJson } from "../lib/cache.js";
+import { realmJson } from "../lib/json-objects.js";
+import type { ArchiveMessagesBody } from "../schemas/archive_messages.js";
 import { defineCommand } from "../lib/command.js";
 import { CommandError } from "../lib/errors.js";
 import { withLock } from "../lib/lockfile.js";
@@ -60,20 +57,43 @@ export default defineCommand({
             `and ${archived.attachments_deleted} expired attachment${archived.attachments_deleted === 1 ? "" : "s"}.`,
         );
       }
-      out.jsonResult({
-        ok: due.length === 0,
-        clean_archived_data: { vacuuming_delay_days: delay, ...cleaned },
-        archived,
-        realms_due_for_scrubbing: due,
-        cache: cacheReportJson(cache),
-      });
+      const settings = ctx.config().settings;
+            const names = due.map((r) => `${r.string_id === "" ? "''" : r.string_id} (id ${r.id}: ${r.reason})`).join(", ");
+      const dueMessage =
+        `${due.length} organization${due.length === 1 ? " is" : "s are"} due to be scrubbed: ${names}. ` +
+        "zulip-manage does not scrub organizations; Zulip's own archive_messages cron job (manage.py archive_messages) does.";
+      out.jsonBody<ArchiveMessagesBody>(
+        {
+          dry_run: false,
+          clean_archived_data: {
+            vacuuming_delay_days: delay,
+            transactions_deleted_count: cleaned.transactions,
+            archived_messages_deleted_count: cleaned.archived_messages,
+          },
+          archived: {
+            transaction_ids: archived.transactions,
+            channel_messages_count: archived.channel_messages,
+            direct_messages_count: archived.direct_messages,
+            user_messages_count: archived.user_messages,
+            reactions_count: archived.reactions,
+            submessages_count: archived.submessages,
+            archived_attachments_count: archived.archived_attachments,
+            attachments_deleted_count: archived.attachments_deleted,
+            realms: archived.realms.map((r) => ({
+              realm: realmJson(settings, r),
+              channel_messages_count: r.channel_messages,
+              direct_messages_count: r.direct_messages,
+              attachments_deleted_count: r.attachments_deleted,
+            })),
+          },
+          realms_due_for_scrubbing: due.map((r) => ({ realm: realmJson(settings, r), reason: r.reason })),
+          cache: cacheReportJson(cache)!,
+        },
+        due.length ? { error: dueMessage, error_code: "refused" } : undefined,
+      );
       if (due.length) {
-        const names = due.map((r) => `${r.string_id === "" ? "''" : r.string_id} (id ${r.id}: ${r.reason})`).join(", ");
-        const message =
-          `${due.length} organization${due.length === 1 ? " is" : "s are"} due to be scrubbed: ${names}. ` +
-          "zulip-manage does not scrub organizations; Zulip's own archive_messages cron job (manage.py archive_messages) does.";
-        if (out.json) out.err(message);
-        else throw new CommandError(message);
+        if (out.json) out.err(dueMessage);
+        else throw new CommandError(dueMessage);
         return 1;
       }
       return 0;

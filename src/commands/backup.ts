@@ -7,19 +7,12 @@
 // ("Backup tarball written to PATH (SIZE, N s; ...)") or nothing at all with --quiet (errors still
 // go to stderr, with exit 1, or 3 when pg_dump/tar is missing or the database is unreachable).
 //
-// --json prints one document:
-//   {"ok": true, "path": "/var/backups/zulip/zulip-backup-2026-12-07-03-00-00-k2j4s8xq.tar.gz",
-//    "bytes": 123456, "seconds": 4.2, "zulip_version": "11.4", "os_version": "debian 12",
-//    "postgres_version": 160004,
-//    "database": {"included": true, "pg_dump": "/usr/lib/postgresql/16/bin/pg_dump",
-//                 "pg_dump_version": "pg_dump (PostgreSQL) 16.4", "jobs": 1, "bytes": 98765},
-//    "settings": {"dir": "/etc/zulip"},
-//    "uploads": {"included": true, "dir": "/home/zulip/uploads", "reason": null},
-//    "removed": ["/var/backups/zulip/zulip-backup-2026-11-30-03-00-00-a8d7f6g5.tar.gz"],
-//    "not_removed": [], "members": ["zulip-backup/zulip-version", ...]}
+// --json: src/schemas/backup.ts (README: --json output).
 import path from "node:path";
 import { InvalidArgumentError } from "commander";
 import { backup, type BackupResult } from "../lib/backup.js";
+import { outcome } from "../lib/json-contract.js";
+import type { BackupBody } from "../schemas/backup.js";
 import { defineCommand } from "../lib/command.js";
 import { planConnection } from "../lib/db.js";
 
@@ -87,7 +80,28 @@ export default defineCommand({
       warn: (m) => (quiet ? undefined : out.warn(`Warning: ${m}`)),
     });
     if (out.json) {
-      out.jsonResult({ ok: true, ...result });
+      out.jsonBody<BackupBody>({
+        path: result.path,
+        size_bytes: result.bytes,
+        duration_ms: Math.round(result.seconds * 10000) / 10,
+        zulip_version: result.zulip_version,
+        os_version: result.os_version,
+        postgres_version: result.postgres_version,
+        database: {
+          included: result.database.included,
+          pg_dump: result.database.pg_dump,
+          pg_dump_version: result.database.pg_dump_version,
+          jobs: result.database.jobs,
+          size_bytes: result.database.bytes,
+        },
+        settings: result.settings,
+        uploads: result.uploads,
+        older_backups: [
+          ...result.removed.map((p) => ({ path: p, ...outcome("done") })),
+          ...result.not_removed.map((x) => ({ path: x.path, ...outcome("failed", x.error) })),
+        ],
+        members: result.members,
+      });
       return;
     }
     if (!quiet) out.line(summaryLine(result));

@@ -22,26 +22,16 @@
 // empty user lists) — and, with the push notification service, their two
 // push_bouncer_update_for_realm jobs. With --skip-redirect: nothing.
 //
-// --json prints one document:
-//   {
-//     "realm": {"id": 2, "name": "Zulip Dev"},
-//     "dry_run": false,
-//     "old_subdomain": "zulip", "new_subdomain": "chat",
-//     "old_url": "https://zulip.example.com", "new_url": "https://chat.example.com",
-//     "audit_log_id": 130 | null,
-//     "placeholder": {"id": 3, "string_id": "zulip", "deactivated_redirect": "https://chat.example.com",
-//                     "deactivation_audit_log_id": 160} | null,     // null with --skip-redirect / dry run
-//     "redirects_updated": [{"id": 3, "string_id": "older"}],
-//     "sessions_deleted": 4,
-//     "cache": {...} | null,
-//     "events": {...} | null          // as in change_user_role; null in a dry run
-//   }
+// --json: src/schemas/change_realm_subdomain.ts (README: --json output): the realm object as it is
+// afterwards, subdomain and url as {old, new}, audit_log_ids the rename's row and then every row
+// of the placeholder (its creation and deactivation); placeholder null with --skip-redirect.
 import { addFlushCacheOption, CacheInvalidation } from "../lib/cache.js";
 import { defineCommand } from "../lib/command.js";
 import { addEventsOption, EventDelivery, eventsReportJson, featureLevel } from "../lib/events.js";
 import { CommandError, UsageError } from "../lib/errors.js";
 import { addRealmOption, getRealm, type Realm } from "../lib/lookup.js";
 import {
+  auditLogIdsOfRealm,
   cacheJson,
   createRedirectPlaceholder,
   deleteRealmSessions,
@@ -49,6 +39,8 @@ import {
   renameRealmSubdomain,
   secretKeyOrUndefined,
 } from "../lib/realm-lifecycle.js";
+import { realmJson } from "../lib/json-objects.js";
+import type { ChangeRealmSubdomainBody } from "../schemas/change_realm_subdomain.js";
 import { findUserSessions } from "../lib/sessions.js";
 import { realmUrl } from "../lib/settings.js";
 import { checkSubdomainAvailable, SubdomainError, subdomainSettings } from "../lib/subdomain.js";
@@ -108,37 +100,35 @@ export default defineCommand({
     const newUrl = realmUrl(settings, newSubdomain);
     const secretKey = secretKeyOrUndefined(settings);
     const inval = new CacheInvalidation(ctx, opts.flushCache);
-    const result = {
-      realm: { id: Number(realm.id), name: realm.name },
+    const result: ChangeRealmSubdomainBody = {
       dry_run: dryRun,
-      old_subdomain: oldSubdomain,
-      new_subdomain: newSubdomain,
-      old_url: oldUrl,
-      new_url: newUrl,
-      audit_log_id: null as number | null,
-      placeholder: null as null | { id: number; string_id: string; deactivated_redirect: string; deactivation_audit_log_id: number },
-      redirects_updated: [] as { id: number; string_id: string }[],
-      sessions_deleted: 0,
-      cache: null as ReturnType<typeof cacheJson>,
-      events: null as ReturnType<typeof eventsReportJson>,
+      realm: realmJson(settings, realm),
+      subdomain: { old: oldSubdomain, new: newSubdomain },
+      url: { old: oldUrl, new: newUrl },
+      audit_log_ids: [],
+      placeholder: null,
+      redirects_updated: [],
+      sessions_deleted_count: 0,
+      cache: null,
+      events: null,
     };
     const finish = () => {
-      if (out.json) out.jsonResult(result);
+      out.jsonBody<ChangeRealmSubdomainBody>(result);
       return 0;
     };
 
     if (dryRun) {
       const { rows } = await db.query(
-        "SELECT id, string_id FROM zerver_realm WHERE deactivated AND deactivated_redirect = $1 ORDER BY id",
+        "SELECT id, string_id, name FROM zerver_realm WHERE deactivated AND deactivated_redirect = $1 ORDER BY id",
         [oldUrl],
       );
-      result.redirects_updated = rows.map((r) => ({ id: Number(r.id), string_id: r.string_id }));
+      result.redirects_updated = rows.map((r) => realmJson(settings, r));
       const { rows: users } = await db.query("SELECT id FROM zerver_userprofile WHERE realm_id = $1", [realm.id]);
-      result.sessions_deleted = (await findUserSessions(db, users.map((u) => Number(u.id)), { unexpiredOnly: true, ...(secretKey ? { secretKey } : {}) })).length;
+      result.sessions_deleted_count = (await findUserSessions(db, users.map((u) => Number(u.id)), { unexpiredOnly: true, ...(secretKey ? { secretKey } : {}) })).length;
       out.line(`Would change the subdomain of ${realm.name} from '${oldSubdomain}' to '${newSubdomain}' (${oldUrl} → ${newUrl}).`);
       if (!skipRedirect) out.line(`Would leave a deactivated placeholder at '${oldSubdomain}' redirecting to ${newUrl}.`);
       for (const r of result.redirects_updated) out.line(`Would point the redirect of '${r.string_id}' (id ${r.id}) at ${newUrl}.`);
-      out.line(`Would end ${result.sessions_deleted} login session(s).`);
+      out.line(`Would end ${result.sessions_deleted_count} login session(s).`);
       out.line("(dry run: nothing was changed)");
       return finish();
     }
@@ -157,8 +147,9 @@ export default defineCommand({
           throw e;
         }
         const renamed = await renameRealmSubdomain(q, locked, newSubdomain, { oldUrl, newUrl, cache: inval });
-        result.audit_log_id = renamed.auditLogId;
-        result.redirects_updated = renamed.redirectsUpdated;
+        result.audit_log_ids = [renamed.auditLogId];
+        result.realm = realmJson(settings, { ...realm, string_id: newSubdomain });
+        result.redirects_updated = renamed.redirectsUpdated.map((r) => realmJson(settings, r));
         if (!skipRedirect) {
           const p = await createRedirectPlaceholder(q, {
             oldSubdomain,
@@ -167,13 +158,14 @@ export default defineCommand({
             cache: inval,
             events: { notify: { events, what: `the placeholder organization left at '${oldSubdomain}'` }, featureLevel: level },
           });
-          result.placeholder = { id: p.realm.id, string_id: oldSubdomain, deactivated_redirect: newUrl, deactivation_audit_log_id: p.deactivation.auditLogId };
+          result.placeholder = { ...realmJson(settings, { id: p.realm.id, string_id: oldSubdomain, name: p.realm.name }), deactivated_redirect: newUrl };
+          result.audit_log_ids.push(...(await auditLogIdsOfRealm(q, p.realm.id)));
         }
       });
       inval.changeCommitted();
       // Sessions can't be deleted inside Zulip's transaction; everyone logs in again.
       const sessions = await db.tx((q) => deleteRealmSessions(q, realm.id, inval, secretKey ? { secretKey } : {}));
-      result.sessions_deleted = sessions.length;
+      result.sessions_deleted_count = sessions.length;
     }));
     result.cache = cacheJson(await inval.commit());
     result.events = eventsReportJson(await events.commit());

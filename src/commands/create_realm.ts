@@ -30,26 +30,19 @@
 // events: the messages Zulip posts on realm creation are not written (see above), and
 // process_new_human_user's peer_add has no peers to go to.
 //
-// --json prints one document:
-//   {
-//     "dry_run": false,
-//     "realm": {"id": 3, "string_id": "acme", "name": "Acme", "url": "https://acme.example.com"} ,
-//     "owner": {"id": 20, "email": "user20@acme.example.com", "delivery_email": "boss@acme.com",
-//               "full_name": "Boss", "password": "set" | "unusable"} | null,
-//     "channels": ["Zulip", "sandbox", "general"],
-//     "scheduled_emails": [{"id": 5, "template": "onboarding_zulip_topics", "at": "2026-..."}],
-//     "not_done": ["Welcome Bot's onboarding messages ...", "..."],
-//     "cache": {...} | null,
-//     "push_service": null | {"ok": true, "error": null, "server_data": {...}},   // as register_server's
-//     "system_bot_realm_created": null | {"id": 1, "string_id": "zulipinternal", "bots": 9},
-//     "events": {...} | null           // as in change_user_role; null in a dry run
-//   }
+// --json: src/schemas/create_realm.ts (README: --json output). A dry run has its own body: the
+// organization does not exist yet, so realm.id and the channels' ids are null and owner is null.
+// audit_log_ids are every row written for the new organization (and for the system bot realm
+// when it was created first).
 import { addFlushCacheOption, CacheInvalidation, type CacheUser } from "../lib/cache.js";
 import { defineCommand } from "../lib/command.js";
 import { addEventsOption, EventDelivery, eventsReportJson, featureLevel, sendGroupMembersEvent } from "../lib/events.js";
 import { createRealm, createSystemBots, createUser, creationSchemaProblem, processNewHumanUserRows, Role } from "../lib/create.js";
 import { CommandError, EnvironmentError } from "../lib/errors.js";
-import { cacheJson, sendRealmCreationEvents } from "../lib/realm-lifecycle.js";
+import { realmJson, userJson } from "../lib/json-objects.js";
+import { utcTimestamp } from "../lib/json-contract.js";
+import { auditLogIdsOfRealm, cacheJson, sendRealmCreationEvents } from "../lib/realm-lifecycle.js";
+import type { CreateRealmBody, CreateRealmDryRunBody } from "../schemas/create_realm.js";
 import { checkSubdomainAvailable, SubdomainError, subdomainSettings } from "../lib/subdomain.js";
 import {
   addCreateUserArguments,
@@ -137,30 +130,27 @@ export default defineCommand({
     if (params.password === null && !out.json) out.err("User will be created with a disabled password.");
     const urls = serverUrls(ctx, stringId);
 
-    const result = {
-      dry_run: dryRun,
-      realm: { id: null as number | null, string_id: stringId, name: realmName, url: urls.realmUrl },
-      owner: null as null | Record<string, unknown>,
-      channels: [] as string[],
-      scheduled_emails: [] as { id: number; template: string; at: string }[],
-      not_done: [NOT_DONE_ONBOARDING_MESSAGES, NOT_DONE_WELCOME_DM, NOT_DONE_ACCOUNT_EMAIL],
-      cache: null as ReturnType<typeof cacheJson>,
-      push_service: null as null | import("./register_server.js").ServerDataReport,
-      system_bot_realm_created: null as null | { id: number; string_id: string; bots: number },
-      events: null as ReturnType<typeof eventsReportJson>,
-    };
-    const finish = () => {
-      if (out.json) out.jsonResult(result);
-      return 0;
-    };
+    const notDone = [NOT_DONE_ONBOARDING_MESSAGES, NOT_DONE_WELCOME_DM, NOT_DONE_ACCOUNT_EMAIL];
     if (dryRun) {
-      result.channels = ["Zulip", "sandbox", "general"];
       if (initialize) out.line(`Would first create the system bot realm '${systemBotRealm}' and its bots (this server has no organization yet).`);
       out.line(`Would create the organization "${realmName}" at ${urls.realmUrl} with the owner ${params.email} ("${params.fullName}").`);
       out.line("(dry run: nothing was changed)");
-      return finish();
+      out.jsonBody<CreateRealmDryRunBody>({
+        dry_run: true,
+        realm: { id: null, string_id: stringId, name: realmName, url: urls.realmUrl },
+        owner: null,
+        // do_create_realm's default channels (src/lib/create.ts)
+        channels: ["Zulip", "sandbox", "general"].map((name) => ({ id: null, name })),
+        not_done: notDone,
+        scheduled_emails: [],
+        audit_log_ids: [],
+        system_bot_realm_created: null,
+        push_service: null,
+        cache: null,
+        events: null,
+      });
+      return 0;
     }
-
     const inval = new CacheInvalidation(ctx, opts.flushCache);
     if (initialize) out.err("Server not yet initialized. Creating the internal realm first.");
     const events = new EventDelivery(ctx, opts.events);
@@ -169,13 +159,13 @@ export default defineCommand({
       // A realm created since the check above: do_create_realm's "Realm <id> already exists!".
       const { rows } = await q.query("SELECT 1 FROM zerver_realm WHERE string_id = $1", [stringId]);
       if (rows.length) throw new CommandError(`Realm ${stringId} already exists!`);
-      let systemRealm: { id: number; bots: number } | null = null;
+      let systemRealm: { id: number; name: string; bots: number } | null = null;
       if (initialize) {
         const { rows: again } = await q.query("SELECT 1 FROM zerver_realm LIMIT 1");
         if (again.length) throw new CommandError("An organization was created while this command ran; nothing was changed. Run it again.");
         const internal = await createRealm(q, { stringId: systemBotRealm, internal: true });
         const bots = await createSystemBots(q, internal);
-        systemRealm = { id: internal.id, bots: Object.keys(bots).length };
+        systemRealm = { id: internal.id, name: internal.name, bots: Object.keys(bots).length };
       }
       const realm = await createRealm(q, { stringId, name: realmName });
       const notify = { events, realm: { id: realm.id, string_id: stringId }, what: `the new organization ${stringId || "(root domain)"}` };
@@ -199,23 +189,36 @@ export default defineCommand({
       await inval.realmChanged(q, { id: realm.id, string_id: stringId, deactivated: false }, null);
       const { rows: urow } = await q.query("SELECT * FROM zerver_userprofile WHERE id = $1", [owner.id]);
       await inval.userChanged(q, urow[0] as CacheUser & Record<string, any>, null);
-      return { realm, owner, steps, systemRealm };
+      const auditLogIds = [...(systemRealm ? await auditLogIdsOfRealm(q, systemRealm.id) : []), ...(await auditLogIdsOfRealm(q, realm.id))];
+      return { realm, owner, steps, systemRealm, auditLogIds: auditLogIds.sort((x, y) => x - y) };
     });
     inval.changeCommitted();
-    result.cache = cacheJson(await inval.commit());
+    const cache = cacheJson(await inval.commit())!;
     const delivery = await events.commit();
-    result.events = eventsReportJson(delivery);
-    result.realm.id = created.realm.id;
-    result.system_bot_realm_created = created.systemRealm && { id: created.systemRealm.id, string_id: systemBotRealm, bots: created.systemRealm.bots };
-    result.channels = created.realm.channels.map((c) => c.name);
-    result.owner = {
-      id: created.owner.id,
-      email: created.owner.email,
-      delivery_email: created.owner.deliveryEmail,
-      full_name: created.owner.fullName,
-      password: passwordHash ? "set" : "unusable",
+    const result: CreateRealmBody = {
+      dry_run: false,
+      realm: realmJson(settings, { id: created.realm.id, string_id: stringId, name: realmName }),
+      owner: {
+        ...userJson({
+          id: created.owner.id,
+          email: created.owner.email,
+          delivery_email: created.owner.deliveryEmail,
+          full_name: created.owner.fullName,
+          realm_id: created.realm.id,
+          role: Role.OWNER,
+        }),
+        password: passwordHash ? "set" : "unusable",
+      },
+      channels: created.realm.channels.map((c) => ({ id: c.id, name: c.name })),
+      not_done: notDone,
+      scheduled_emails: (created.steps.welcomeEmails?.scheduled ?? []).map((s) => ({ id: s.id, template: s.template, scheduled_at: utcTimestamp(s.scheduledAt) })),
+      audit_log_ids: created.auditLogIds,
+      system_bot_realm_created:
+        created.systemRealm && { ...realmJson(settings, { id: created.systemRealm.id, string_id: systemBotRealm, name: created.systemRealm.name }), bots_count: created.systemRealm.bots },
+      push_service: null,
+      cache,
+      events: eventsReportJson(delivery)!,
     };
-    result.scheduled_emails = (created.steps.welcomeEmails?.scheduled ?? []).map((s) => ({ id: s.id, template: s.template, at: s.scheduledAt.toISOString() }));
     // With the push notification service in use, Zulip reports the new realm to it through the
     // deferred_work push_bouncer_update_for_realm jobs staged above (maybe_enqueue_audit_log_upload,
     // from do_create_realm and do_create_user): its worker runs send_server_data_to_push_bouncer.
@@ -227,6 +230,7 @@ export default defineCommand({
       result.push_service = await reportServerData(ctx, db, opts.flushCache, opts.events, (t) => out.warn(t));
     }
     for (const n of result.not_done) out.line(`Note: not done: ${n}.`);
-    return finish();
+    out.jsonBody<CreateRealmBody>(result);
+    return 0;
   },
 });

@@ -4,14 +4,14 @@
 // CHANNEL_CREATED audit row. Like manage.py, nobody is subscribed (despite its help text) and
 // an existing channel of that name (any case) is left as it is; we say so.
 //
-// --json prints one document:
-//   {"ok": true, "dry_run": false, "realm": {...}, "channel": {"id": 12, "name": "design"}, "created": true,
-//    "audit_log_ids": [140], "cache": {...} | null, "events": {...} | null}
+// --json: src/schemas/create_stream.ts (README: --json output).
 import { addFlushCacheOption, CacheInvalidation, cacheReportJson } from "../lib/cache.js";
 import { defineCommand } from "../lib/command.js";
 import { CommandError, UsageError } from "../lib/errors.js";
 import { addEventsOption, EventDelivery, eventsReportJson } from "../lib/events.js";
+import { realmJson } from "../lib/json-objects.js";
 import { addRealmOption, getRealm, type Realm } from "../lib/lookup.js";
+import type { CreateStreamBody } from "../schemas/create_stream.js";
 import { channelNameProblem, ensureChannel, findChannel, stripName } from "../lib/subscriptions.js";
 
 export default defineCommand({
@@ -38,15 +38,14 @@ export default defineCommand({
     const realm = (await getRealm(db, opts.realm)) as Realm;
     const realmRef = { id: Number(realm.id), string_id: realm.string_id };
     const name = stripName(args[0]);
-    const doc = {
-      ok: true,
+    const doc: CreateStreamBody = {
       dry_run: dryRun,
-      realm: realmRef,
-      channel: null as null | { id: number | null; name: string },
+      realm: realmJson(ctx.config().settings, realm),
+      channel: { id: null, name },
       created: false,
-      audit_log_ids: [] as number[],
-      cache: null as ReturnType<typeof cacheReportJson>,
-      events: null as ReturnType<typeof eventsReportJson>,
+      audit_log_ids: [],
+      cache: null,
+      events: null,
     };
     const existing = await findChannel(db, realmRef.id, name);
     if (!existing) {
@@ -65,7 +64,7 @@ export default defineCommand({
         // Nothing to write; --flush-cache=all still flushes, as in every write command.
         doc.cache = cacheReportJson(await new CacheInvalidation(ctx, opts.flushCache).commit());
       }
-      out.jsonResult(doc);
+      out.jsonBody<CreateStreamBody>(doc);
       return 0;
     }
     const inval = new CacheInvalidation(ctx, opts.flushCache);
@@ -82,7 +81,7 @@ export default defineCommand({
       doc.cache = cacheReportJson(await inval.commit());
       doc.events = eventsReportJson(await events.commit());
     }
-    out.jsonResult(doc);
+    out.jsonBody<CreateStreamBody>(doc);
     return 0;
   },
 });

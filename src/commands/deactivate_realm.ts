@@ -15,29 +15,16 @@
 // before it. Nothing for the redirect URL (a plain save in Zulip), a dry run, or a realm that
 // is already deactivated.
 //
-// --json prints one document:
-//   {
-//     "realm": {"id": 2, "string_id": "zulip", "name": "Zulip Dev"},
-//     "dry_run": false,
-//     "redirect_url": "https://new.example.com" | null,   // as given
-//     "redirect_set": true,                // false when not given or in a dry run
-//     "already_deactivated": false,        // true: nothing else was done
-//     "deactivated": true,
-//     "deactivation_reason": "owner_request",
-//     "audit_log_id": 123,                 // null when not deactivated
-//     "scheduled_emails_deleted": 2,
-//     "sessions_deleted": 3,
-//     "emails": [{"to": "owner@example.com", "user_id": 8, "status": "sent" | "failed" | "would_send",
-//                 "error": null, "language_note": null | "rendered in English (Zulip would use de)"}],
-//     "cache": {"mode": "keys", "ok": true, "skipped": false, "server": "...", "prefixes": 1,
-//               "keys_sent": 7, "keys_deleted": 2, "flushed_all": false, "warning": null} | null,
-//     "events": {"mode": "auto", "transport": "rabbitmq", "published": 1, "jobs": 0, "ok": true, "skipped": false,
-//                "undelivered": [], "warning": null} | null     // null unless the realm was deactivated
-//   }
+// --json: src/schemas/deactivate_realm.ts (README: --json output): deactivated as {old, new} (new is
+// the plan in a dry run), the owners' emails as results (would_do, done, failed; exit 1 and
+// error_code email_failed when one failed), cache and events null unless something was written.
 import { addFlushCacheOption, CacheInvalidation } from "../lib/cache.js";
 import { defineCommand } from "../lib/command.js";
 import { emailConfigWarnings, emailSettings, Mailer, requireOutgoingEmail, EmailDeliveryError } from "../lib/email.js";
 import { UsageError } from "../lib/errors.js";
+import { outcome as outcomeOf } from "../lib/json-contract.js";
+import { realmJson, userJson } from "../lib/json-objects.js";
+import type { DeactivateRealmBody } from "../schemas/deactivate_realm.js";
 import { addEventsOption, EventDelivery, eventsReportJson } from "../lib/events.js";
 import { addRealmOption, getRealm, type Realm } from "../lib/lookup.js";
 import {
@@ -100,23 +87,26 @@ export default defineCommand({
     }
 
     const inval = new CacheInvalidation(ctx, opts.flushCache);
-    const result = {
-      realm: { id: Number(realm.id), string_id: realm.string_id, name: realm.name },
+    const result: DeactivateRealmBody = {
       dry_run: dryRun,
+      realm: realmJson(settings, realm),
       redirect_url: redirectUrl ?? null,
       redirect_set: false,
       already_deactivated: Boolean(realm.deactivated),
-      deactivated: false,
+      deactivated: { old: Boolean(realm.deactivated), new: Boolean(realm.deactivated) },
       deactivation_reason: reason,
-      audit_log_id: null as number | null,
-      scheduled_emails_deleted: 0,
-      sessions_deleted: 0,
-      emails: [] as { to: string; user_id: number; status: string; error: string | null; language_note: string | null }[],
-      cache: null as ReturnType<typeof cacheJson>,
-      events: null as ReturnType<typeof eventsReportJson>,
+      audit_log_ids: [],
+      scheduled_emails_deleted_count: 0,
+      sessions_deleted_count: 0,
+      results: [],
+      cache: null,
+      events: null,
     };
-    const finish = (code: number) => {
-      if (out.json) out.jsonResult(result);
+    const finish = (code: number, failed = 0) => {
+      out.jsonBody<DeactivateRealmBody>(
+        result,
+        code === 0 ? undefined : { error: `The organization is deactivated, but ${failed} of ${result.results.length} owner email(s) could not be sent.`, error_code: "email_failed" },
+      );
       return code;
     };
 
@@ -151,13 +141,14 @@ export default defineCommand({
         const { rows: se } = await db.query("SELECT count(*)::int AS n FROM zerver_scheduledemail WHERE realm_id = $1", [realm.id]);
         const { rows: users } = await db.query("SELECT id FROM zerver_userprofile WHERE realm_id = $1", [realm.id]);
         const sessions = await findUserSessions(db, users.map((u) => Number(u.id)), { unexpiredOnly: true, ...(secretKey ? { secretKey } : {}) });
-        result.scheduled_emails_deleted = se[0].n;
-        result.sessions_deleted = sessions.length;
+        result.deactivated.new = true;
+        result.scheduled_emails_deleted_count = se[0].n;
+        result.sessions_deleted_count = sessions.length;
         out.line(`Would deactivate ${realmArg} (reason: ${reason}): ${se[0].n} scheduled email(s) removed, ${sessions.length} login session(s) ended.`);
         if (emailOwners) {
           const owners = await humanOwnerUsers(db, realm.id);
           for (const o of owners) {
-            result.emails.push({ to: o.delivery_email, user_id: o.id, status: "would_send", error: null, language_note: languageNote(o.default_language) });
+            result.results.push({ user: userJson(o), ...outcomeOf("would_do"), language_note: languageNote(o.default_language) });
           }
           out.line(`Would email ${owners.length} organization owner(s): ${owners.map((o) => o.delivery_email).join(", ") || "(none)"}`);
         }
@@ -177,18 +168,19 @@ export default defineCommand({
         // Deactivated by someone else between our read and the lock.
         out.line(`The realm ${realmArg} is already deactivated.`);
         result.already_deactivated = true;
+        result.deactivated = { old: true, new: true };
         result.cache = cacheJson(await inval.commit());
         await events.commit();
         return finish(0);
       }
       inval.changeCommitted();
-      result.deactivated = true;
-      result.audit_log_id = outcome.auditLogId;
-      result.scheduled_emails_deleted = outcome.scheduledEmailsDeleted;
+      result.deactivated.new = true;
+      result.audit_log_ids = [outcome.auditLogId];
+      result.scheduled_emails_deleted_count = outcome.scheduledEmailsDeleted;
 
       // delete_realm_user_sessions: after the deactivation is committed, as Zulip does.
       const sessions = await db.tx((q) => deleteRealmSessions(q, realm.id, inval, secretKey ? { secretKey } : {}));
-      result.sessions_deleted = sessions.length;
+      result.sessions_deleted_count = sessions.length;
       result.cache = cacheJson(await inval.commit());
       // Zulip sends its event on the commit, before the sessions go; clients that reconnect in
       // between are refused either way (the realm is deactivated).
@@ -202,17 +194,16 @@ export default defineCommand({
           const mailer = await Mailer.open(es);
           try {
             for (const { owner, mail } of mails) {
-              const entry = { to: owner.delivery_email, user_id: owner.id, status: "sent", error: null as string | null, language_note: languageNote(owner.default_language) };
+              const entry = { user: userJson(owners.find((o) => o.id === owner.id)!), ...outcomeOf("done"), language_note: languageNote(owner.default_language) };
               try {
                 await mailer.send(mail);
               } catch (e) {
                 if (!(e instanceof EmailDeliveryError)) throw e;
-                entry.status = "failed";
-                entry.error = e.message;
+                Object.assign(entry, outcomeOf("failed", e.message));
                 failed++;
                 out.err(`Failed to send the deactivation email to ${owner.delivery_email}: ${e.message}`);
               }
-              result.emails.push(entry);
+              result.results.push(entry);
             }
           } finally {
             mailer.close();
@@ -221,8 +212,8 @@ export default defineCommand({
       }
       out.line("Done!");
       if (failed) {
-        out.err(`The organization is deactivated, but ${failed} of ${result.emails.length} owner email(s) could not be sent.`);
-        return finish(1);
+        out.err(`The organization is deactivated, but ${failed} of ${result.results.length} owner email(s) could not be sent.`);
+        return finish(1, failed);
       }
       return finish(0);
     }));

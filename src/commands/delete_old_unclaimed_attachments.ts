@@ -12,14 +12,9 @@
 // "* <file name> created at <time>" per row, "Unclaimed files deleted."), then a summary line for
 // cron mail; -q/--quiet prints only errors.
 //
-// --json:
-//   {"ok": true, "dry_run": false, "weeks": 5,
-//    "attachments": [{"id": 12, "file_name": "a.png", "path_id": "2/ab/xyz/a.png", "create_time": "…", "size": 123}],
-//    "archived_attachments": [...],
-//    "deleted": {"attachments": 1, "archived_attachments": 0, "image_attachments": 1, "skipped": 0,
-//                "files": {"deleted": ["2/ab/xyz/a.png", "thumbnail/2/ab/xyz/a.png/840x560.webp"], "missing": [], "failed": []}},
-//    "storage_cleanup": null | {"cutoff": "…", "files": [{"path": "…", "modified_at": "…"}], "removed": {...}},
-//    "cache": null | {...}}   // the realm_used_upload_space entries flushed after -f
+// --json: src/schemas/delete_old_unclaimed_attachments.ts (README: --json output). Without -f the
+// document is the dry run's plan with ok false, exit 1 and manage.py's message in error, as
+// manage.py exits 1 then.
 import { InvalidArgumentError } from "commander";
 import {
   cleanUpStorage,
@@ -27,8 +22,11 @@ import {
   deleteOldUnclaimedAttachments,
   getOldUnclaimedAttachments,
   type DeleteUnclaimedResult,
+  type UnclaimedRow,
 } from "../lib/attachments.js";
 import { addFlushCacheOption, CacheInvalidation, cacheReportJson } from "../lib/cache.js";
+import { utcTimestampFromPg } from "../lib/json-contract.js";
+import type { DeleteOldUnclaimedAttachmentsBody } from "../schemas/delete_old_unclaimed_attachments.js";
 import { defineCommand } from "../lib/command.js";
 import { CommandError } from "../lib/errors.js";
 import { withLock } from "../lib/lockfile.js";
@@ -96,18 +94,29 @@ export default defineCommand({
       }
 
       const cache = forReal ? await inval.commit() : null;
-      if (out.json) {
-        out.jsonResult({
-          ok: true,
+      const unclaimed = (x: UnclaimedRow) => ({ id: x.id, file_name: x.file_name, path_id: x.path_id, created_at: utcTimestampFromPg(x.create_time), size_bytes: x.size });
+      out.jsonBody<DeleteOldUnclaimedAttachmentsBody>(
+        {
           dry_run: !forReal,
           weeks,
-          attachments: listed.attachments,
-          archived_attachments: listed.archived,
-          deleted,
-          storage_cleanup: cleanup,
+          attachments: listed.attachments.map(unclaimed),
+          archived_attachments: listed.archived.map(unclaimed),
+          deleted: deleted && {
+            attachments_count: deleted.attachments,
+            archived_attachments_count: deleted.archived_attachments,
+            image_attachments_count: deleted.image_attachments,
+            skipped_count: deleted.skipped,
+            files: deleted.files,
+          },
+          storage_cleanup: cleanup && {
+            cutoff_at: utcTimestampFromPg(cleanup.cutoff),
+            files: cleanup.files.map((f) => ({ path: f.path, modified_at: utcTimestampFromPg(f.modified_at) })),
+            removed: cleanup.removed,
+          },
           cache: cache ? cacheReportJson(cache) : null,
-        });
-      }
+        },
+        forReal ? undefined : { error: DRY_RUN_MESSAGE, error_code: "refused" },
+      );
       if (!forReal) {
         say();
         if (!out.json) out.err(DRY_RUN_MESSAGE);

@@ -9,22 +9,15 @@
 // when the server uses the push notification service, the deferred_work
 // push_bouncer_update_for_realm job Zulip queues (after the commit).
 //
-// --json prints one document:
-//   {
-//     "realm": {"id": 2, "string_id": "zulip", "name": "Zulip Dev"},
-//     "dry_run": false,
-//     "already_active": false,
-//     "reactivated": true,
-//     "audit_log_id": 124,              // null when nothing was done
-//     "deactivated_redirect": "https://..." | null,   // kept as it is
-//     "cache": {...} | null,            // as in change_user_role
-//     "events": {...} | null            // as in change_user_role; null unless reactivated
-//   }
+// --json: src/schemas/reactivate_realm.ts (README: --json output); audit_log_ids [] when nothing
+// was done, cache and events null then.
 import { addFlushCacheOption, CacheInvalidation } from "../lib/cache.js";
 import { defineCommand } from "../lib/command.js";
 import { addEventsOption, EventDelivery, eventsReportJson } from "../lib/events.js";
 import { addRealmOption, getRealm, type Realm } from "../lib/lookup.js";
+import { realmJson } from "../lib/json-objects.js";
 import { cacheJson, lockRealm, reactivateRealm } from "../lib/realm-lifecycle.js";
+import type { ReactivateRealmBody } from "../schemas/reactivate_realm.js";
 
 export default defineCommand({
   name: "reactivate_realm",
@@ -46,18 +39,18 @@ export default defineCommand({
     const realm = (await getRealm(db, opts.realm)) as Realm;
     const realmArg: string = opts.realm;
     const inval = new CacheInvalidation(ctx, opts.flushCache);
-    const result = {
-      realm: { id: Number(realm.id), string_id: realm.string_id, name: realm.name },
+    const result: ReactivateRealmBody = {
       dry_run: dryRun,
+      realm: realmJson(ctx.config().settings, realm),
       already_active: !realm.deactivated,
       reactivated: false,
-      audit_log_id: null as number | null,
-      deactivated_redirect: (realm.deactivated_redirect ?? null) as string | null,
-      cache: null as ReturnType<typeof cacheJson>,
-      events: null as ReturnType<typeof eventsReportJson>,
+      audit_log_ids: [],
+      deactivated_redirect: realm.deactivated_redirect ?? null,
+      cache: null,
+      events: null,
     };
     const finish = () => {
-      if (out.json) out.jsonResult(result);
+      out.jsonBody<ReactivateRealmBody>(result);
       return 0;
     };
     if (!realm.deactivated) {
@@ -85,7 +78,7 @@ export default defineCommand({
     }
     inval.changeCommitted();
     result.reactivated = true;
-    result.audit_log_id = r.auditLogId;
+    result.audit_log_ids = [r.auditLogId];
     result.cache = cacheJson(await inval.commit());
     result.events = eventsReportJson(await events.commit());
     out.line("Done!");

@@ -3,15 +3,13 @@
 // as the organization settings page does it (lib/realm-domains.ts: Zulip's do_add_realm_domain /
 // do_remove_realm_domain with their audit rows, events and the emails-restricted side effect).
 //
-// --json prints one document:
-//   show:        {"realm": {"id": 2, "string_id": "zulip"}, "domains": [{"domain": "zulip.com", "allow_subdomains": false}]}
-//   add/remove:  {"ok": true, "dry_run": false, "realm": {...}, "op": "add", "domain": "example.com",
-//                 "allow_subdomains": false, "audit_log_ids": [140], "emails_restricted_to_domains_turned_off": false,
-//                 "domains": [...after...], "cache": {...} | null, "events": {...} | null}
+// --json: src/schemas/realm_domain.ts (README: --json output): --op show has its own body.
 import { addFlushCacheOption, CacheInvalidation, cacheReportJson } from "../lib/cache.js";
 import { defineCommand } from "../lib/command.js";
 import { CommandError, UsageError } from "../lib/errors.js";
 import { addEventsOption, EventDelivery, eventsReportJson } from "../lib/events.js";
+import { realmJson } from "../lib/json-objects.js";
+import type { RealmDomainChangeBody, RealmDomainShowBody } from "../schemas/realm_domain.js";
 import { addRealmOption, getRealm, type Realm } from "../lib/lookup.js";
 import { addRealmDomain, domainProblem, normalizeDomain, realmDomains, removeRealmDomain } from "../lib/realm-domains.js";
 
@@ -55,7 +53,7 @@ export default defineCommand({
       const domains = await realmDomains(db, realmRef.id);
       out.line(`Domains for ${realm.string_id}:`);
       for (const d of domains) out.line(describe(d));
-      out.jsonResult({ realm: realmRef, domains });
+      out.jsonBody<RealmDomainShowBody>({ op: "show", realm: realmJson(ctx.config().settings, realm), domains });
       return 0;
     }
     const domain = normalizeDomain(args[0]);
@@ -63,18 +61,21 @@ export default defineCommand({
     if (problem) throw new CommandError(problem);
     const allowSubdomains = Boolean(opts.allowSubdomains);
     const dryRun = Boolean(opts.dryRun);
-    const doc = {
-      ok: true,
+    const restricted = Boolean(realm.emails_restricted_to_domains);
+    const doc: RealmDomainChangeBody = {
       dry_run: dryRun,
-      realm: realmRef,
-      op,
+      op: op as "add" | "remove",
+      realm: realmJson(ctx.config().settings, realm),
       domain,
       allow_subdomains: allowSubdomains,
-      audit_log_ids: [] as number[],
-      emails_restricted_to_domains_turned_off: false,
-      domains: [] as { domain: string; allow_subdomains: boolean }[],
-      cache: null as ReturnType<typeof cacheReportJson>,
-      events: null as ReturnType<typeof eventsReportJson>,
+      audit_log_ids: [],
+      emails_restricted_to_domains: { old: restricted, new: restricted },
+      domains: [],
+      cache: null,
+      events: null,
+    };
+    const liftRestriction = (lifted: boolean) => {
+      if (lifted) doc.emails_restricted_to_domains = { old: true, new: false };
     };
     if (dryRun) {
       // The same checks as the real run, on the current state.
@@ -88,14 +89,14 @@ export default defineCommand({
         if (!existing) throw new CommandError("No such entry found!");
         doc.allow_subdomains = existing.allow_subdomains;
         doc.domains = domains.filter((d) => d !== existing);
-        doc.emails_restricted_to_domains_turned_off = doc.domains.length === 0 && Boolean(realm.emails_restricted_to_domains);
+        liftRestriction(doc.domains.length === 0 && restricted);
         out.line(`Would remove ${describe(existing)} from ${realm.string_id}.`);
-        if (doc.emails_restricted_to_domains_turned_off) {
+        if (doc.emails_restricted_to_domains.old && !doc.emails_restricted_to_domains.new) {
           out.line("It is the last domain: new users' email addresses would no longer be restricted to the organization's domains.");
         }
       }
       out.line("(dry run: nothing was changed)");
-      out.jsonResult(doc);
+      out.jsonBody<RealmDomainChangeBody>(doc);
       return 0;
     }
     const inval = new CacheInvalidation(ctx, opts.flushCache);
@@ -111,7 +112,7 @@ export default defineCommand({
       inval.changeCommitted();
       doc.audit_log_ids = r.auditLogIds;
       doc.domains = r.domains;
-      doc.emails_restricted_to_domains_turned_off = r.restrictionLifted;
+      liftRestriction(r.restrictionLifted);
       doc.allow_subdomains = r.changed.allow_subdomains;
     } finally {
       doc.cache = cacheReportJson(await inval.commit());
@@ -120,11 +121,11 @@ export default defineCommand({
     if (op === "add") out.line(`Added ${describe({ domain, allow_subdomains: allowSubdomains })} to ${realm.string_id}.`);
     else {
       out.line(`Removed ${domain} from ${realm.string_id}.`);
-      if (doc.emails_restricted_to_domains_turned_off) {
+      if (doc.emails_restricted_to_domains.old && !doc.emails_restricted_to_domains.new) {
         out.line("It was the last domain: new users' email addresses are no longer restricted to the organization's domains.");
       }
     }
-    out.jsonResult(doc);
+    out.jsonBody<RealmDomainChangeBody>(doc);
     return 0;
   },
 });

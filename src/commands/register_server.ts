@@ -18,7 +18,10 @@ import path from "node:path";
 import { Option } from "commander";
 import { insertAuditLog, AuditLogEventType, NEW_VALUE, OLD_VALUE, SYNCED_BILLING_EVENTS } from "../lib/audit.js";
 import { authenticationMethodsDict } from "../lib/auth-backends.js";
-import { addFlushCacheOption, CacheInvalidation, type CacheReport } from "../lib/cache.js";
+import { addFlushCacheOption, CacheInvalidation, cacheReportJson } from "../lib/cache.js";
+import { utcTimestamp } from "../lib/json-contract.js";
+import { realmJson } from "../lib/json-objects.js";
+import type { RealmPushChangeJson, RegisterServerBody, ServerDataJson } from "../schemas/register_server.js";
 import { defineCommand } from "../lib/command.js";
 import { activeUserIds, addEventsOption, EventDelivery, eventsReportJson } from "../lib/events.js";
 import type { Context } from "../lib/context.js";
@@ -127,25 +130,14 @@ export async function auditRowsForPushService(q: Queryable, afterId: number): Pr
   }));
 }
 
-export interface RealmPushChange {
-  realm_id: number;
-  string_id: string;
-  property: "push_notifications_enabled" | "push_notifications_enabled_end_timestamp";
-  old: boolean | number | null;
-  new: boolean | number | null;
+type RealmPushChange = RealmPushChangeJson;
+
+/** A push_notifications_enabled_end_timestamp (Unix seconds) as RFC 3339. */
+function endAt(ts: number | null): string | null {
+  return ts === null ? null : utcTimestamp(new Date(ts * 1000));
 }
 
-export interface ServerDataResult {
-  last_acknowledged: { realm_count: number; installation_count: number; realmauditlog: number };
-  realms_sent: number;
-  realmauditlog_rows_sent: number;
-  realm_changes: RealmPushChange[];
-  unknown_realm_uuids: string[];
-  marked_push_disabled: number[];
-  cache?: CacheReport;
-  /** The realm update events and their delivery (see lib/events.ts); absent when nothing changed. */
-  events?: ReturnType<typeof eventsReportJson>;
-}
+export type ServerDataResult = ServerDataJson;
 
 interface UploadDeps {
   ctx: Context;
@@ -187,7 +179,7 @@ async function storePushStatus(
   await events.tx(deps.db, async (q) => {
     for (const w of wanted) {
       const { rows } = await q.query(
-        `SELECT id, string_id, deactivated, push_notifications_enabled,
+        `SELECT id, string_id, name, deactivated, push_notifications_enabled,
                 EXTRACT(EPOCH FROM push_notifications_enabled_end_timestamp)::float8 AS end_ts
            FROM zerver_realm WHERE ${w.uuid !== undefined ? "uuid = $1::uuid" : "id = $1"} FOR UPDATE`,
         [w.uuid !== undefined ? w.uuid : w.realmId],
@@ -202,9 +194,10 @@ async function storePushStatus(
         continue;
       }
       const fields: string[] = [];
+      const change: RealmPushChange = { realm: realmJson(deps.settings, realm), push_notifications_enabled: null, push_notifications_enabled_end_at: null };
       const now = new Date();
       const notify = { events, realm: { id: Number(realm.id), string_id: realm.string_id }, what: `the push notification status of ${realm.string_id || "the root-domain organization"}` };
-      const send = async (property: RealmPushChange["property"], value: boolean | number | null) =>
+      const send = async (property: "push_notifications_enabled" | "push_notifications_enabled_end_timestamp", value: boolean | number | null) =>
         events.send(notify.realm, { type: "realm", op: "update", property, value }, await activeUserIds(q, Number(realm.id)), notify.what);
       if (realm.push_notifications_enabled !== w.canPush) {
         await q.query("UPDATE zerver_realm SET push_notifications_enabled = $2 WHERE id = $1", [realm.id, w.canPush]);
@@ -218,7 +211,7 @@ async function storePushStatus(
             extraData: { [OLD_VALUE]: realm.push_notifications_enabled, [NEW_VALUE]: w.canPush, property: "push_notifications_enabled" },
           },
         ]);
-        changes.push({ realm_id: realm.id, string_id: realm.string_id, property: "push_notifications_enabled", old: realm.push_notifications_enabled, new: w.canPush });
+        change.push_notifications_enabled = { old: realm.push_notifications_enabled, new: w.canPush };
         fields.push("push_notifications_enabled");
       }
       // datetime_to_timestamp(): int(dt.timestamp()).
@@ -238,21 +231,16 @@ async function storePushStatus(
           },
         ]);
         await send("push_notifications_enabled_end_timestamp", w.endTimestamp);
-        changes.push({
-          realm_id: realm.id,
-          string_id: realm.string_id,
-          property: "push_notifications_enabled_end_timestamp",
-          old: oldTs,
-          new: w.endTimestamp,
-        });
+        change.push_notifications_enabled_end_at = { old: endAt(oldTs), new: endAt(w.endTimestamp) };
         fields.push("push_notifications_enabled_end_timestamp");
       }
+      if (fields.length) changes.push(change);
       if (fields.length) await inval.realmChanged(q, { id: realm.id, string_id: realm.string_id, deactivated: realm.deactivated }, fields);
     }
   });
   if (changes.length) inval.changeCommitted();
   result.realm_changes.push(...changes);
-  result.cache = await inval.commit();
+  result.cache = cacheReportJson(await inval.commit());
   const delivery = await events.commit();
   if (!delivery.skipped) result.events = eventsReportJson(delivery);
 }
@@ -282,24 +270,26 @@ async function maybeMarkPushesDisabled(deps: UploadDeps, e: PushServiceError, re
   } finally {
     redis?.close();
   }
-  const { rows } = await deps.db.query("SELECT id FROM zerver_realm WHERE push_notifications_enabled ORDER BY id");
+  const { rows } = await deps.db.query("SELECT id, string_id, name FROM zerver_realm WHERE push_notifications_enabled ORDER BY id");
   await storePushStatus(
     deps,
     rows.map((r) => ({ realmId: Number(r.id), canPush: false, endTimestamp: null })),
     result,
   );
-  result.marked_push_disabled = rows.map((r) => Number(r.id));
+  result.marked_push_disabled = rows.map((r) => realmJson(deps.settings, r));
 }
 
 /** send_server_data_to_push_bouncer(consider_usage_statistics=False, raise_on_error=True). */
 export async function sendServerData(deps: UploadDeps): Promise<ServerDataResult> {
   const result: ServerDataResult = {
-    last_acknowledged: { realm_count: 0, installation_count: 0, realmauditlog: 0 },
-    realms_sent: 0,
-    realmauditlog_rows_sent: 0,
+    last_acknowledged: { realm_count_id: 0, installation_count_id: 0, realmauditlog_id: 0 },
+    realms_sent_count: 0,
+    realmauditlog_rows_sent_count: 0,
     realm_changes: [],
     unknown_realm_uuids: [],
     marked_push_disabled: [],
+    cache: null,
+    events: null,
   };
   let status: any;
   try {
@@ -314,16 +304,16 @@ export async function sendServerData(deps: UploadDeps): Promise<ServerDataResult
     }
   }
   result.last_acknowledged = {
-    realm_count: status.last_realm_count_id,
-    installation_count: status.last_installation_count_id,
-    realmauditlog: status.last_realmauditlog_id,
+    realm_count_id: status.last_realm_count_id,
+    installation_count_id: status.last_installation_count_id,
+    realmauditlog_id: status.last_realmauditlog_id,
   };
 
   const level = deps.settings.get("ANALYTICS_DATA_UPLOAD_LEVEL");
   const auditRows = level >= AnalyticsDataUploadLevel.BILLING ? await auditRowsForPushService(deps.db, status.last_realmauditlog_id) : [];
   const realms = await realmsInfoForPushService(deps.db, deps.settings);
-  result.realms_sent = realms.length;
-  result.realmauditlog_rows_sent = auditRows.length;
+  result.realms_sent_count = realms.length;
+  result.realmauditlog_rows_sent_count = auditRows.length;
 
   const v = deps.version;
   const form = {
@@ -375,7 +365,7 @@ export async function sendServerData(deps: UploadDeps): Promise<ServerDataResult
 /** What reportServerData() did, for a command's --json document. */
 export interface ServerDataReport {
   ok: boolean;
-  error: string | null;
+  warning: string | null;
   server_data: ServerDataResult | null;
 }
 
@@ -423,14 +413,14 @@ export async function reportServerData(
       redisOptions: () => zulipRedisOptions(settings, (n) => config.secret(n)),
       warn,
     });
-    return { ok: true, error: null, server_data: serverData };
+    return { ok: true, warning: null, server_data: serverData };
   } catch (e: any) {
     const error = String(e?.message ?? e);
     warn(
       `Warning: could not report the change to the Mobile Push Notification Service (${error}). ` +
         "Everything else was done; run `zulip-manage register_server` to report it later.",
     );
-    return { ok: false, error, server_data: null };
+    return { ok: false, warning: error, server_data: null };
   }
 }
 
@@ -511,21 +501,37 @@ export default defineCommand({
       proxy: (url) => proxyFor(url, ctx.env, (s, k) => config.conf(s, k)),
     });
     const action = opts.deactivate ? "deactivate" : opts.rotateKey ? "rotate_key" : opts.registrationTransfer ? "registration_transfer" : "register";
-    const doc: Record<string, unknown> = { ok: false, action, services_url: servicesUrl };
+    const doc: RegisterServerBody = {
+      dry_run: false,
+      action,
+      services_url: servicesUrl,
+      hostname: null,
+      contact_email: null,
+      agreed_to_terms_of_service: null,
+      created: null,
+      secrets_updated: [],
+      server_data: null,
+      restart_required: false,
+      requests: [],
+    };
     const warn = (text: string) => out.warn(text);
 
-    const finish = (extra: Record<string, unknown>) => {
-      Object.assign(doc, extra, { requests: client.exchanges });
-      out.jsonResult(doc);
+    // The document, also on failure (the runner adds the error from what was thrown).
+    const finish = (extra: Partial<RegisterServerBody>) => {
+      Object.assign(doc, extra);
+      doc.requests = client.exchanges.map((x) => ({
+        method: x.method,
+        path: x.path,
+        sent: x.sent ?? null,
+        status: x.status ?? null,
+        answer: x.answer ?? null,
+        error: x.error ?? null,
+      }));
+      out.jsonBody<RegisterServerBody>(doc);
     };
     const fail = (e: any): never => {
       if (out.json) {
-        const message = e instanceof HostnameInUseError ? e.box : String(e?.message ?? e);
-        try {
-          finish({ ok: false, error: message, exit_code: typeof e?.exitCode === "number" ? e.exitCode : 1 });
-        } catch {
-          /* already printed */
-        }
+        finish({});
         if (e instanceof HostnameInUseError) throw new CommandError(e.box);
       } else if (e instanceof HostnameInUseError) {
         out.line(e.box);
@@ -540,7 +546,7 @@ export default defineCommand({
         fail(e);
       }
       out.line("Mobile Push Notification Service registration successfully deactivated!");
-      finish({ ok: true });
+      finish({});
       return;
     }
 
@@ -587,7 +593,7 @@ export default defineCommand({
         out.line();
         if (!agreed) {
           // Like manage.py: the "n" answer speaks for itself.
-          finish({ ok: true, agreed_to_terms_of_service: false });
+          finish({ agreed_to_terms_of_service: false });
           return;
         }
       }
@@ -683,8 +689,7 @@ export default defineCommand({
         );
       }
       finish({
-        ok: true,
-        agreed_to_terms_of_service: true,
+        agreed_to_terms_of_service: opts.rotateKey && !opts.agreeToTermsOfService ? null : true,
         created,
         secrets_updated: secretsUpdated,
         server_data: upload,

@@ -4,15 +4,16 @@
 // the subscription remove / peer_remove events and the mark-as-read queue job. Output as
 // manage.py's: "Removed <email> from <channel>" / "<email> was not subscribed".
 //
-// --json prints one document:
-//   {"ok": true, "dry_run": false, "realm": {...}, "channel": {"id": 12, "name": "design"},
-//    "removed": [{"id": 10, "email": "iago@zulip.com"}], "not_subscribed": [...], "audit_log_ids": [...],
-//    "cache": {...} | null, "events": {...} | null}
+// --json: src/schemas/remove_users_from_stream.ts (README: --json output): one result per user,
+// done (removed), would_do (dry run) or unchanged (was not subscribed).
 import { addFlushCacheOption, CacheInvalidation, cacheReportJson } from "../lib/cache.js";
 import { defineCommand } from "../lib/command.js";
 import { CommandError } from "../lib/errors.js";
 import { addEventsOption, EventDelivery, eventsReportJson } from "../lib/events.js";
+import { outcome } from "../lib/json-contract.js";
+import { realmJson, userJson, USER_JSON_COLUMNS } from "../lib/json-objects.js";
 import { addRealmOption, addUserListOptions, getRealm, getUsers, type Realm } from "../lib/lookup.js";
+import type { RemoveUsersFromStreamBody } from "../schemas/remove_users_from_stream.js";
 import { findChannel, removeSubscriptions, stripName, subscribedUsers } from "../lib/subscriptions.js";
 
 export default defineCommand({
@@ -37,23 +38,22 @@ export default defineCommand({
     const db = await ctx.db();
     const realm = (await getRealm(db, opts.realm)) as Realm;
     const realmRef = { id: Number(realm.id), string_id: realm.string_id };
-    const users = await getUsers(db, { users: opts.users, allUsers: opts.allUsers }, realm, { columns: "id, delivery_email" });
+    const users = await getUsers(db, { users: opts.users, allUsers: opts.allUsers }, realm, { columns: USER_JSON_COLUMNS });
     const userIds = users.map((u) => Number(u.id));
     const email = new Map(users.map((u) => [Number(u.id), u.delivery_email as string]));
     const name = stripName(String(opts.stream));
     const channel = await findChannel(db, realmRef.id, name);
     if (!channel) throw new CommandError(`Invalid channel name '${name}'`);
-    const ref = (ids: number[]) => ids.map((id) => ({ id, email: email.get(id)! }));
-    const doc = {
-      ok: true,
+    const doc: RemoveUsersFromStreamBody = {
       dry_run: dryRun,
-      realm: realmRef,
+      realm: realmJson(ctx.config().settings, realm),
       channel: { id: channel.id, name: channel.name },
-      removed: [] as { id: number; email: string }[],
-      not_subscribed: [] as { id: number; email: string }[],
-      audit_log_ids: [] as number[],
-      cache: null as ReturnType<typeof cacheReportJson>,
-      events: null as ReturnType<typeof eventsReportJson>,
+      removed_count: 0,
+      not_subscribed_count: 0,
+      results: [],
+      audit_log_ids: [],
+      cache: null,
+      events: null,
     };
     let removed: Set<number>;
     if (dryRun) {
@@ -72,14 +72,15 @@ export default defineCommand({
         doc.events = eventsReportJson(await events.commit());
       }
     }
-    doc.removed = ref(userIds.filter((u) => removed.has(u)));
-    doc.not_subscribed = ref(userIds.filter((u) => !removed.has(u)));
+    doc.results = users.map((u) => ({ user: userJson(u as any), ...outcome(removed.has(Number(u.id)) ? (dryRun ? "would_do" : "done") : "unchanged") }));
+    doc.removed_count = userIds.filter((u) => removed.has(u)).length;
+    doc.not_subscribed_count = userIds.length - doc.removed_count;
     for (const id of userIds) {
       if (removed.has(id)) out.line(`${dryRun ? "Would remove" : "Removed"} ${email.get(id)} from ${name}`);
       else out.line(`${email.get(id)} was not subscribed`);
     }
     if (dryRun) out.line("(dry run: nothing was changed)");
-    out.jsonResult(doc);
+    out.jsonBody<RemoveUsersFromStreamBody>(doc);
     return 0;
   },
 });

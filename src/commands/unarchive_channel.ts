@@ -19,25 +19,17 @@
 // for_unarchiving=true (11.x and later; on 10.x only the create, without for_unarchiving — see
 // lib/channels.ts). Nothing for a dry run or a refusal.
 //
-// --json prints one document:
-//   {
-//     "dry_run": false,
-//     "realm": {"id": 2, "string_id": "zulip"},
-//     "channel": {"id": 5, "old_name": "!DEACTIVATED:design", "new_name": "design", "invite_only": false},
-//     "matches": [{"id": 5, "name": "...", "deactivated_on": "2025-01-02 03:04:05.123456+00:00"}],  // when several matched
-//     "audit_log_id": 140 | null,
-//     "web_public_cleared": false,
-//     "attachments_reset": 0, "archived_attachments_reset": 0, "channel_email_addresses_reactivated": 0,
-//     "notice": {"message_id": 41, "topic": "channel events", "recipients": 3} | null,
-//     "notes": ["..."],               // e.g. why no notice was written
-//     "cache": {...} | null,
-//     "events": {...} | null          // as in change_user_role; null in a dry run
-//   }
+// --json: src/schemas/unarchive_channel.ts (README: --json output): the channel's name as {old, new};
+// when a name matches several archived channels, matches lists them (deactivated_at) and the
+// document is a refusal.
 import { addFlushCacheOption, CacheInvalidation } from "../lib/cache.js";
 import { deactivatedChannelsByOldName, lastDeactivation, type ChannelRow, UnarchiveError, unarchiveChannel } from "../lib/channels.js";
 import { defineCommand } from "../lib/command.js";
 import { addEventsOption, EventDelivery, eventsReportJson, featureLevel } from "../lib/events.js";
 import { CommandError, UsageError } from "../lib/errors.js";
+import { utcTimestampFromPg } from "../lib/json-contract.js";
+import { realmJson } from "../lib/json-objects.js";
+import type { UnarchiveChannelBody } from "../schemas/unarchive_channel.js";
 import { addRealmOption, getRealm, parsePythonInt, type Realm } from "../lib/lookup.js";
 import { cacheJson } from "../lib/realm-lifecycle.js";
 
@@ -73,20 +65,20 @@ export default defineCommand({
     const dryRun = Boolean(opts.dryRun);
     const db = await ctx.db();
     const realm = (await getRealm(db, opts.realm)) as Realm;
-    const result = {
+    const result: UnarchiveChannelBody = {
       dry_run: dryRun,
-      realm: { id: Number(realm.id), string_id: realm.string_id },
-      channel: null as null | { id: number; old_name: string; new_name: string; invite_only: boolean },
-      matches: [] as { id: number; name: string; deactivated_on: string | null }[],
-      audit_log_id: null as number | null,
+      realm: realmJson(ctx.config().settings, realm),
+      channel: null,
+      matches: [],
+      audit_log_ids: [],
       web_public_cleared: false,
-      attachments_reset: 0,
-      archived_attachments_reset: 0,
-      channel_email_addresses_reactivated: 0,
-      notice: null as null | { message_id: number; topic: string; recipients: number },
-      notes: [] as string[],
-      cache: null as ReturnType<typeof cacheJson>,
-      events: null as ReturnType<typeof eventsReportJson>,
+      attachments_reset_count: 0,
+      archived_attachments_reset_count: 0,
+      channel_email_addresses_reactivated_count: 0,
+      notice: null,
+      notes: [],
+      cache: null,
+      events: null,
     };
 
     let channel: ChannelRow;
@@ -121,10 +113,10 @@ export default defineCommand({
         out.line("Matching channels:");
         for (const c of possible) {
           const shown = await lastDeactivation(db, realm.id, c.id);
-          result.matches.push({ id: Number(c.id), name: c.name, deactivated_on: shown });
+          result.matches.push({ id: Number(c.id), name: c.name, deactivated_at: shown === null ? null : utcTimestampFromPg(shown) });
           out.line(`  (${c.id}) ${c.name}, deactivated on ${shown ?? "(no deactivation record)"}`);
         }
-        if (out.json) out.jsonResult(result);
+        out.jsonBody<UnarchiveChannelBody>(result);
         throw new CommandError("More than one matching channel found!  Specify which with --channel-id");
       }
       channel = possible[0];
@@ -139,9 +131,9 @@ export default defineCommand({
     if ([...newName].length > 60) throw new CommandError(`Channel name too long (limit: 60 characters).`);
     if (newName.trim() === "") throw new CommandError(`Invalid channel name '${newName}'`);
 
-    result.channel = { id: Number(channel.id), old_name: channel.name, new_name: newName, invite_only: Boolean(channel.invite_only) };
+    result.channel = { id: Number(channel.id), name: { old: channel.name, new: newName }, invite_only: Boolean(channel.invite_only) };
     const finish = (code: number) => {
-      if (out.json) out.jsonResult(result);
+      out.jsonBody<UnarchiveChannelBody>(result);
       return code;
     };
     if (dryRun) {
@@ -168,13 +160,13 @@ export default defineCommand({
     inval.changeCommitted();
     result.cache = cacheJson(await inval.commit());
     result.events = eventsReportJson(await events.commit());
-    result.audit_log_id = r.auditLogId;
+    result.audit_log_ids = [r.auditLogId];
     result.web_public_cleared = r.webPublicCleared;
-    result.attachments_reset = r.attachmentsReset;
-    result.archived_attachments_reset = r.archivedAttachmentsReset;
-    result.channel_email_addresses_reactivated = r.channelEmailAddressesReactivated;
+    result.attachments_reset_count = r.attachmentsReset;
+    result.archived_attachments_reset_count = r.archivedAttachmentsReset;
+    result.channel_email_addresses_reactivated_count = r.channelEmailAddressesReactivated;
     if (r.notice.messageId !== null) {
-      result.notice = { message_id: r.notice.messageId, topic: r.notice.topic!, recipients: r.notice.recipients };
+      result.notice = { message_id: r.notice.messageId, topic: r.notice.topic!, recipients_count: r.notice.recipients };
     }
     if (r.notice.notWritten) {
       result.notes.push(r.notice.notWritten);

@@ -1682,7 +1682,7 @@ export async function bulkAddSubscriptions(
   realmId: number,
   channelIds: number[],
   userIds: number[],
-  opts: { when?: Date; actingUserId?: number | null } = {},
+  opts: { when?: Date; actingUserId?: number | null; /** receives the ids of the audit rows written */ auditLogIds?: number[] } = {},
 ): Promise<number[]> {
   if (!channelIds.length || !userIds.length) return [];
   const when = opts.when ?? new Date();
@@ -1752,7 +1752,8 @@ export async function bulkAddSubscriptions(
   if (reactivate.length) {
     await db.query(`UPDATE zerver_subscription SET active = true WHERE id = ANY($1::bigint[])`, [reactivate]);
   }
-  await insertRows(db, "zerver_realmauditlog", audits, null);
+  const auditRows = await insertRows(db, "zerver_realmauditlog", audits, opts.auditLogIds ? "id" : null);
+  opts.auditLogIds?.push(...auditRows.map((r) => Number(r.id)));
   if ((await tableColumns(db, "zerver_stream")).has("subscriber_count")) {
     // Stream.subscriber_count exists since 11.0 (0704).
     if (countDelta.size) {

@@ -9,6 +9,9 @@ export function realmJson(settings: ZulipSettings, row: { id: number | string; s
   return { id: Number(row.id), string_id: row.string_id, name: row.name, url: realmUrl(settings, row.string_id) };
 }
 
+/** The zerver_userprofile columns userJson() needs (for getUsers' `columns`). */
+export const USER_JSON_COLUMNS = "id, email, delivery_email, full_name, realm_id, role";
+
 /** The one user object, from a zerver_userprofile row. */
 export function userJson(row: {
   id: number | string;

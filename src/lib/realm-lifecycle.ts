@@ -263,7 +263,7 @@ export async function humanAdminUsers(q: Queryable, realmId: number): Promise<(E
 }
 
 /** Realm.get_human_owner_users(): active human owners (by id). */
-export async function humanOwnerUsers(q: Queryable, realmId: number): Promise<EmailUser[]> {
+export async function humanOwnerUsers(q: Queryable, realmId: number): Promise<(EmailUser & { email: string; realm_id: number })[]> {
   return (await humanAdminUsers(q, realmId)).filter((u) => u.role === 100);
 }
 
@@ -470,7 +470,7 @@ export interface SubdomainChangeResult {
   newSubdomain: string;
   auditLogId: number;
   /** Earlier placeholder realms whose redirect now points at the new URL. */
-  redirectsUpdated: { id: number; string_id: string }[];
+  redirectsUpdated: { id: number; string_id: string; name: string }[];
 }
 
 /**
@@ -527,11 +527,11 @@ export async function renameRealmSubdomain(
     { oldStringId: old },
   );
   const { rows } = await q.query(
-    "SELECT id, string_id, deactivated FROM zerver_realm WHERE deactivated AND deactivated_redirect = $1 ORDER BY id FOR NO KEY UPDATE",
+    "SELECT id, string_id, name, deactivated FROM zerver_realm WHERE deactivated AND deactivated_redirect = $1 ORDER BY id FOR NO KEY UPDATE",
     [opts.oldUrl],
   );
   for (const r of rows) await setDeactivatedRedirect(q, { id: Number(r.id), string_id: r.string_id, deactivated: r.deactivated }, opts.newUrl, opts.cache);
-  return { oldSubdomain: old, newSubdomain, auditLogId, redirectsUpdated: rows.map((r) => ({ id: Number(r.id), string_id: r.string_id })) };
+  return { oldSubdomain: old, newSubdomain, auditLogId, redirectsUpdated: rows.map((r) => ({ id: Number(r.id), string_id: r.string_id, name: r.name })) };
 }
 
 /**
@@ -581,6 +581,15 @@ export async function sendRealmCreationEvents(q: Queryable, notify: Notify, crea
 // Small helpers the commands share
 
 export { cacheReportJson as cacheJson } from "./cache.js";
+
+/**
+ * The ids of every RealmAuditLog row of an organization, in order: for an organization this
+ * transaction created (create_realm, change_realm_subdomain's placeholder), the rows it wrote.
+ */
+export async function auditLogIdsOfRealm(q: Queryable, realmId: number): Promise<number[]> {
+  const { rows } = await q.query("SELECT id FROM zerver_realmauditlog WHERE realm_id = $1 ORDER BY id", [realmId]);
+  return rows.map((r) => Number(r.id));
+}
 
 /** SECRET_KEY when readable (to skip sessions Django would not honour), else undefined. */
 export function secretKeyOrUndefined(settings: { get(name: "SECRET_KEY"): string }): string | undefined {

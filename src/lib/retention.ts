@@ -68,21 +68,21 @@ export interface ArchiveTotals {
   submessages: number;
   archived_attachments: number;
   attachments_deleted: number;
-  realms: { id: number; string_id: string; channel_messages: number; direct_messages: number; attachments_deleted: number }[];
+  realms: { id: number; string_id: string; name: string; channel_messages: number; direct_messages: number; attachments_deleted: number }[];
 }
 
 export interface RetentionTarget {
-  realm: { id: number; string_id: string; message_retention_days: number };
+  realm: { id: number; string_id: string; name: string; message_retention_days: number };
   channels: { id: number; recipient_id: number; days: number }[];
 }
 
 /** get_realms_and_streams_for_archiving, in realm and channel id order. */
 export async function realmsAndChannelsForArchiving(db: Queryable): Promise<RetentionTarget[]> {
-  const realms = await db.query("SELECT id, string_id, message_retention_days FROM zerver_realm WHERE message_retention_days <> -1 ORDER BY id");
+  const realms = await db.query("SELECT id, string_id, name, message_retention_days FROM zerver_realm WHERE message_retention_days <> -1 ORDER BY id");
   const byId = new Map<number, RetentionTarget>();
-  for (const r of realms.rows) byId.set(Number(r.id), { realm: { id: Number(r.id), string_id: r.string_id, message_retention_days: Number(r.message_retention_days) }, channels: [] });
+  for (const r of realms.rows) byId.set(Number(r.id), { realm: { id: Number(r.id), string_id: r.string_id, name: r.name, message_retention_days: Number(r.message_retention_days) }, channels: [] });
   const streams = await db.query(
-    `SELECT s.id, s.recipient_id, s.message_retention_days AS s_days, r.id AS realm_id, r.string_id, r.message_retention_days AS r_days
+    `SELECT s.id, s.recipient_id, s.message_retention_days AS s_days, r.id AS realm_id, r.string_id, r.name AS realm_name, r.message_retention_days AS r_days
        FROM zerver_stream s JOIN zerver_realm r ON r.id = s.realm_id
       WHERE (r.message_retention_days <> -1 AND (s.message_retention_days IS NULL OR s.message_retention_days <> -1))
          OR (r.message_retention_days = -1 AND s.message_retention_days IS NOT NULL AND s.message_retention_days <> -1)
@@ -92,7 +92,7 @@ export async function realmsAndChannelsForArchiving(db: Queryable): Promise<Rete
     const realmId = Number(s.realm_id);
     let t = byId.get(realmId);
     if (!t) {
-      t = { realm: { id: realmId, string_id: s.string_id, message_retention_days: Number(s.r_days) }, channels: [] };
+      t = { realm: { id: realmId, string_id: s.string_id, name: s.realm_name, message_retention_days: Number(s.r_days) }, channels: [] };
       byId.set(realmId, t);
     }
     // `if stream.message_retention_days:` (truthy), else the realm's policy.
@@ -305,7 +305,7 @@ export async function archiveMessages(db: Db, inval: CacheInvalidation, log: Zul
   const archiver = new Archiver(db, totals, log);
   await archiver.init();
   for (const { realm, channels } of await realmsAndChannelsForArchiving(db)) {
-    const summary = { id: realm.id, string_id: realm.string_id, channel_messages: 0, direct_messages: 0, attachments_deleted: 0 };
+    const summary = { id: realm.id, string_id: realm.string_id, name: realm.name, channel_messages: 0, direct_messages: 0, attachments_deleted: 0 };
     if (channels.length) {
       log.write("INFO", `Archiving stream messages for realm ${realm.string_id}`);
       for (const c of channels) {
@@ -372,15 +372,15 @@ export async function cleanArchivedData(db: Db, vacuumingDelayDays: number, log:
 }
 
 /** The realms scrub_realms() would scrub now (clean_deactivated_realm_data, delete_expired_demo_organizations). */
-export async function realmsDueForScrubbing(db: Db): Promise<{ id: number; string_id: string; reason: string }[]> {
-  const out: { id: number; string_id: string; reason: string }[] = [];
+export async function realmsDueForScrubbing(db: Db): Promise<{ id: number; string_id: string; name: string; reason: string }[]> {
+  const out: { id: number; string_id: string; name: string; reason: string }[] = [];
   if (await db.hasColumn("zerver_realm", "scheduled_deletion_date")) {
-    const { rows } = await db.query("SELECT id, string_id FROM zerver_realm WHERE deactivated AND scheduled_deletion_date <= now() ORDER BY id");
-    for (const r of rows) out.push({ id: Number(r.id), string_id: r.string_id, reason: "deactivated, scheduled deletion date passed" });
+    const { rows } = await db.query("SELECT id, string_id, name FROM zerver_realm WHERE deactivated AND scheduled_deletion_date <= now() ORDER BY id");
+    for (const r of rows) out.push({ id: Number(r.id), string_id: r.string_id, name: r.name, reason: "deactivated, scheduled deletion date passed" });
   }
   if (await db.hasColumn("zerver_realm", "demo_organization_scheduled_deletion_date")) {
-    const { rows } = await db.query("SELECT id, string_id FROM zerver_realm WHERE NOT deactivated AND demo_organization_scheduled_deletion_date <= now() ORDER BY id");
-    for (const r of rows) out.push({ id: Number(r.id), string_id: r.string_id, reason: "demo organization past its deletion date" });
+    const { rows } = await db.query("SELECT id, string_id, name FROM zerver_realm WHERE NOT deactivated AND demo_organization_scheduled_deletion_date <= now() ORDER BY id");
+    for (const r of rows) out.push({ id: Number(r.id), string_id: r.string_id, name: r.name, reason: "demo organization past its deletion date" });
   }
   return out;
 }

@@ -124,17 +124,18 @@ export async function addSubscriptions(
   channel: ChannelInfo,
   userIds: number[],
   opts: { notify?: Notify } = {},
-): Promise<SubscriptionChange> {
+): Promise<SubscriptionChange & { auditLogIds: number[] }> {
   // The subscription rows of these users for this channel, locked.
   await q.query("SELECT id FROM zerver_subscription WHERE recipient_id = $1 AND user_profile_id = ANY ($2::int[]) FOR UPDATE", [channel.recipient_id, userIds]);
   const already = await activeSubscribers(q, channel.recipient_id, userIds);
   const changed = userIds.filter((u) => !already.has(u));
+  const auditLogIds: number[] = [];
   for (const u of changed) {
     // One call per user, as manage.py makes them (colours are picked per user either way).
-    await bulkAddSubscriptions(q, realmId, [channel.id], [u], { actingUserId: null });
+    await bulkAddSubscriptions(q, realmId, [channel.id], [u], { actingUserId: null, auditLogIds });
     if (opts.notify) await sendPeerEvents(q, realmId, channel, "peer_add", [u], opts.notify);
   }
-  return { changed, unchanged: userIds.filter((u) => already.has(u)) };
+  return { changed, unchanged: userIds.filter((u) => already.has(u)), auditLogIds };
 }
 
 /** bulk_remove_subscriptions(realm, users, [channel], acting_user=None), inside the caller's transaction. */

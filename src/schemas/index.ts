@@ -5,6 +5,19 @@ import type { TObject, TSchema } from "@sinclair/typebox";
 import { commandSchema, errorSchema } from "./shared.js";
 import * as completion from "./completion.js";
 import * as dbshell from "./dbshell.js";
+import * as archive_messages from "./archive_messages.js";
+import * as delete_old_unclaimed_attachments from "./delete_old_unclaimed_attachments.js";
+import * as backup from "./backup.js";
+import * as unarchive_channel from "./unarchive_channel.js";
+import * as realm_domain from "./realm_domain.js";
+import * as remove_users_from_stream from "./remove_users_from_stream.js";
+import * as add_users_to_streams from "./add_users_to_streams.js";
+import * as create_stream from "./create_stream.js";
+import * as register_server from "./register_server.js";
+import * as change_realm_subdomain from "./change_realm_subdomain.js";
+import * as reactivate_realm from "./reactivate_realm.js";
+import * as deactivate_realm from "./deactivate_realm.js";
+import * as create_realm from "./create_realm.js";
 import * as doctor from "./doctor.js";
 import * as export_single_user from "./export_single_user.js";
 import * as generate_realm_creation_link from "./generate_realm_creation_link.js";
@@ -19,6 +32,19 @@ import * as show_admins from "./show_admins.js";
 const COMMAND_SCHEMAS: Record<string, { bodies: TObject[]; description: string }> = {
   completion,
   dbshell,
+  archive_messages,
+  delete_old_unclaimed_attachments,
+  backup,
+  unarchive_channel,
+  realm_domain,
+  remove_users_from_stream,
+  add_users_to_streams,
+  create_stream,
+  register_server,
+  change_realm_subdomain,
+  reactivate_realm,
+  deactivate_realm,
+  create_realm,
   doctor,
   export_single_user,
   generate_realm_creation_link,

@@ -46,7 +46,8 @@
 //   }
 import { addFlushCacheOption, CacheInvalidation, type CacheUser } from "../lib/cache.js";
 import { defineCommand } from "../lib/command.js";
-import { addEventsOption, EventDelivery, eventsReportJson, featureLevel, sendGroupMembersEvent } from "../lib/events.js";
+import { addEventsOption, EventDelivery, eventsReportJson, featureLevel } from "../lib/events.js";
+import { readAvatarSettings, sendUserCreationEvents } from "../lib/user-creation-events.js";
 import { createRealm, createSystemBots, createUser, creationSchemaProblem, processNewHumanUserRows, Role } from "../lib/create.js";
 import { CommandError, EnvironmentError } from "../lib/errors.js";
 import { cacheJson, sendRealmCreationEvents } from "../lib/realm-lifecycle.js";
@@ -191,15 +192,21 @@ export default defineCommand({
         realmHosts: urls.realmHosts,
         fakeEmailDomain: urls.fakeEmailDomain,
       });
-      // do_create_user: maybe_enqueue_audit_log_upload in its transaction, then (after
-      // notify_created_user) do_send_user_group_members_update_event for the role's group.
-      events.auditLogUpload(notify.realm);
-      await sendGroupMembersEvent(q, notify, "add_members", realm.groups["role:owners"], [owner.id]);
       const steps = await processNewHumanUserRows(q, owner.id, urls, { realmCreation: true });
+      // do_create_user's events for the owner (user-creation-events.ts): the audit-log job, the
+      // realm_user add (to the owner), role:owners add_members, peer_add for the default channels
+      // (to the realm's other non-guests: nobody yet).
+      const { rows: ds } = await q.query("SELECT stream_id FROM zerver_defaultstream WHERE realm_id = $1", [realm.id]);
+      const eventsNotSent = await sendUserCreationEvents(q, notify, owner.id, {
+        featureLevel: level,
+        avatar: readAvatarSettings(settings),
+        systemGroupIds: [realm.groups["role:owners"]],
+        channelIds: ds.map((r) => Number(r.stream_id)),
+      });
       await inval.realmChanged(q, { id: realm.id, string_id: stringId, deactivated: false }, null);
       const { rows: urow } = await q.query("SELECT * FROM zerver_userprofile WHERE id = $1", [owner.id]);
       await inval.userChanged(q, urow[0] as CacheUser & Record<string, any>, null);
-      return { realm, owner, steps, systemRealm };
+      return { realm, owner, steps, systemRealm, eventsNotSent };
     });
     inval.changeCommitted();
     result.cache = cacheJson(await inval.commit());
@@ -226,6 +233,7 @@ export default defineCommand({
       const { reportServerData } = await import("./register_server.js");
       result.push_service = await reportServerData(ctx, db, opts.flushCache, opts.events, (t) => out.warn(t));
     }
+    for (const e of created.eventsNotSent) result.not_done.push(`not sent: ${e}`);
     for (const n of result.not_done) out.line(`Note: not done: ${n}.`);
     return finish();
   },

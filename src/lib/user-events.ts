@@ -358,6 +358,11 @@ export async function sendUserReactivationEvents(
 /** UserProfile.ROLE_TO_ACCESSIBLE_EMAIL_ADDRESS_VISIBILITY_IDS (1 everyone, 2 members, 3 admins, 4 nobody, 5 moderators). */
 const VISIBILITY_BY_ROLE: Record<number, number[]> = { 100: [1, 2, 3, 5], 200: [1, 2, 3, 5], 300: [1, 2, 5], 400: [1, 2], 600: [1] };
 
+/** can_access_delivery_email(viewer, target_id, email_address_visibility) (zerver/lib/users.py). */
+export function canAccessDeliveryEmail(viewer: { id: number; role: number }, targetId: number, visibility: number): boolean {
+  return viewer.id === targetId || (VISIBILITY_BY_ROLE[viewer.role] ?? []).includes(visibility);
+}
+
 /**
  * get_users_with_access_to_real_email(user) (zerver/lib/users.py): of the users who can access
  * the user, those for whom can_access_delivery_email(viewer, user, visibility) holds — the user,
@@ -368,7 +373,7 @@ export async function usersWithAccessToRealEmail(q: Queryable, user: UserProfile
   const { rows } = await q.query("SELECT id, role FROM zerver_userprofile WHERE id = ANY ($1::int[]) AND is_active", [candidates]);
   const visibility = Number(user.email_address_visibility);
   return rows
-    .filter((r) => Number(r.id) === Number(user.id) || (VISIBILITY_BY_ROLE[Number(r.role)] ?? []).includes(visibility))
+    .filter((r) => canAccessDeliveryEmail({ id: Number(r.id), role: Number(r.role) }, Number(user.id), visibility))
     .map((r) => Number(r.id))
     .sort((a, b) => a - b);
 }

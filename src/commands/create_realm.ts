@@ -47,7 +47,8 @@
 import { addFlushCacheOption, CacheInvalidation, type CacheUser } from "../lib/cache.js";
 import { defineCommand } from "../lib/command.js";
 import { addEventsOption, EventDelivery, eventsReportJson, featureLevel } from "../lib/events.js";
-import { readAvatarSettings, sendUserCreationEvents } from "../lib/user-creation-events.js";
+import { readAvatarSettings } from "../lib/avatar.js";
+import { sendUserCreationEvents } from "../lib/user-creation-events.js";
 import { createRealm, createSystemBots, createUser, creationSchemaProblem, processNewHumanUserRows, Role } from "../lib/create.js";
 import { CommandError, EnvironmentError } from "../lib/errors.js";
 import { cacheJson, sendRealmCreationEvents } from "../lib/realm-lifecycle.js";

@@ -51,7 +51,8 @@ import { cacheJson } from "../lib/realm-lifecycle.js";
 import { realmUrl } from "../lib/settings.js";
 import { sendSignupAnnouncement } from "../lib/channels.js";
 import { addEventsOption, EventDelivery, eventsReportJson, featureLevel } from "../lib/events.js";
-import { readAvatarSettings, sendUserCreationEvents } from "../lib/user-creation-events.js";
+import { readAvatarSettings } from "../lib/avatar.js";
+import { sendUserCreationEvents } from "../lib/user-creation-events.js";
 import type { Command } from "commander";
 
 /** UserProfile.TOS_VERSION_BEFORE_FIRST_LOGIN */

@@ -13,6 +13,7 @@
 // events (EventDelivery.send); nothing leaves before COMMIT.
 import type { Queryable } from "./db.js";
 import type { UserProfile } from "./lookup.js";
+import { type AvatarSettings, avatarUrl } from "./avatar.js";
 import {
   activeNonGuestUserIds,
   activeUserIds,
@@ -379,15 +380,42 @@ export async function usersWithAccessToRealEmail(q: Queryable, user: UserProfile
 }
 
 /**
- * do_change_user_delivery_email's events (10.x-12.x): the delivery_email update to those who
- * may see the real address; when the visibility is "everyone", the new_email update to everyone
- * who can see the user. Not sent: the avatar update Zulip sends for Gravatar users
- * (notify_avatar_url_change), whose URL depends on settings (ENABLE_GRAVATAR,
- * DEFAULT_AVATAR_URI) and, on 12.x, the realm's default avatar source.
+ * do_change_user_delivery_email's events (10.x-12.x, zerver/actions/user_settings.py): the
+ * delivery_email update to those who may see the real address; for a user whose avatar follows
+ * the address (avatar_source "G"), notify_avatar_url_change (realm_bot update {avatar_url} to the
+ * owners of a bot before 12.0, FL 474; realm_user update with avatar_source, avatar_url,
+ * avatar_url_medium, avatar_version to everyone who can see the user); when the visibility is
+ * "everyone", the new_email update to everyone who can see the user. Returns what was not sent
+ * (the avatar update when its URL cannot be computed as Zulip does, see avatar.ts).
  */
-export async function sendDeliveryEmailChangeEvents(q: Queryable, n: Notify, after: UserProfile): Promise<void> {
+export async function sendDeliveryEmailChangeEvents(
+  q: Queryable,
+  n: Notify,
+  after: UserProfile,
+  opts: { avatar: AvatarSettings | null; featureLevel: number },
+): Promise<string[]> {
+  const notSent: string[] = [];
   n.events.send(n.realm, { type: "realm_user", op: "update", person: { user_id: after.id, delivery_email: after.delivery_email } }, await usersWithAccessToRealEmail(q, after), n.what);
+  if (after.avatar_source === "G") {
+    const u = { id: Number(after.id), realm_id: Number(after.realm_id), delivery_email: after.delivery_email as string, avatar_source: "G", avatar_version: Number(after.avatar_version) };
+    const url = opts.avatar ? avatarUrl(opts.avatar, u, opts.featureLevel) : { reason: "the avatar settings could not be read" };
+    const medium = opts.avatar ? avatarUrl(opts.avatar, u, opts.featureLevel, true) : url;
+    if (typeof url !== "string" || typeof medium !== "string") {
+      notSent.push(`the avatar update of user ${after.id} (open apps keep the old Gravatar image until they reload): ${(url as { reason: string }).reason}`);
+    } else {
+      if (after.is_bot && opts.featureLevel < FL.NO_REALM_BOT_UPDATES) {
+        n.events.send(n.realm, { type: "realm_bot", op: "update", bot: { user_id: after.id, avatar_url: url } }, await botOwnerUserIds(q, after), n.what);
+      }
+      n.events.send(
+        n.realm,
+        { type: "realm_user", op: "update", person: { avatar_source: "G", avatar_url: url, avatar_url_medium: medium, avatar_version: u.avatar_version, user_id: after.id } },
+        await userIdsWhoCanAccessUser(q, after),
+        n.what,
+      );
+    }
+  }
   if (Number(after.email_address_visibility) === 1) {
     n.events.send(n.realm, { type: "realm_user", op: "update", person: { user_id: after.id, new_email: after.email } }, await userIdsWhoCanAccessUser(q, after), n.what);
   }
+  return notSent;
 }

@@ -142,6 +142,24 @@ describe.each(FIXTURES)("unarchive_channel events on %s", (template) => {
     expected.push({ event: create, users });
     expect(sortedUsers(await reader.drain())).toEqual(expected);
   });
+
+  it("create_stream: the new public channel's create (no traffic; for_unarchiving false from FL 378) to the active non-guests; nothing when it exists or in a dry run", async () => {
+    const dry = await run(["create_stream", "-r", String(TEST_REALM), "brand-new", "--dry-run", "--json"]);
+    expect(dry.exitCode).toBe(0);
+    const r = await run(["create_stream", "-r", String(TEST_REALM), "brand-new", "--json"]);
+    expect({ exit: r.exitCode, stderr: r.stderr }).toEqual({ exit: 0, stderr: "" });
+    const id = JSON.parse(r.stdout).channel.id as number;
+    const create: Record<string, unknown> = { type: "stream", op: "create", streams: [await expectedChannelObject(server.db, id, null)] };
+    if (LEVEL[template] >= 378) create.for_unarchiving = false;
+    const users = await activeNonGuests();
+    expect(users).toContain(member);
+    expect(users).not.toContain(guestIn);
+    expect(sortedUsers(await reader.drain())).toEqual([{ event: create, users }]);
+    expect(JSON.parse(r.stdout).events).toMatchObject({ ok: true, published: 1 });
+    const again = await run(["create_stream", "-r", String(TEST_REALM), "brand-new", "--json"]);
+    expect(again.exitCode).toBe(0);
+    expect(await reader.drain()).toEqual([]);
+  });
 });
 
 describe("get_average_weekly_stream_traffic", () => {

@@ -10,6 +10,7 @@ import { runCli, type CliResult } from "./helpers/cli.js";
 import { QueueReader, sortedUsers } from "./helpers/rabbitmq.js";
 import { startServerCopy, type ServerCopy } from "./helpers/server-copy.js";
 import { changedTables, foreignKeyViolations, snapshot } from "./helpers/snapshot.js";
+import { expectedChannelObject } from "./helpers/stream-dict.js";
 import { addUser, groupIds, TEST_REALM, type TestUser } from "./helpers/users.js";
 
 describe.each(["zulip12_fresh", "zulip11_fresh", "zulip10_fresh"] as const)("channel membership on %s", (template) => {
@@ -131,7 +132,19 @@ describe.each(["zulip12_fresh", "zulip11_fresh", "zulip10_fresh"] as const)("cha
     // peer_add for each newly subscribed user, to the non-guests and subscribers but them.
     const peers = await nonGuests();
     const peerAdd = (c: any, u: number) => ({ event: { type: "subscription", op: "peer_add", stream_ids: [Number(c.id)], user_ids: [u] }, users: peers.filter((p) => p !== u) });
-    expect(sortedUsers(await reader.drain())).toEqual([peerAdd(design, u1.id), peerAdd(design, u2.id), peerAdd(notes, u1.id), peerAdd(notes, u2.id)]);
+    // create_stream_if_needed's stream create for the channel it made, first (to the active
+    // non-guests; the channel as created: no subscribers, no traffic; for_unarchiving from FL 378).
+    const created = await expectedChannelObject(copy.db, Number(design.id), null);
+    if ("subscriber_count" in created) created.subscriber_count = 0;
+    const create: Record<string, unknown> = { type: "stream", op: "create", streams: [created] };
+    if (template !== "zulip10_fresh") create.for_unarchiving = false;
+    expect(sortedUsers(await reader.drain())).toEqual([
+      { event: create, users: peers },
+      peerAdd(design, u1.id),
+      peerAdd(design, u2.id),
+      peerAdd(notes, u1.id),
+      peerAdd(notes, u2.id),
+    ]);
     expect(await foreignKeyViolations(copy.db)).toEqual({});
 
     const again = await cli("add_users_to_streams", ["-u", u1.email, "-s", "design team", "--json"]);

@@ -4,6 +4,7 @@
 // (zulip/zulip: send_events_for_user_deactivation, do_reactivate_user, do_deactivate_user):
 // peer_remove on deactivation from feature level 377 (11.0), archived channels in it from 428,
 // realm_bot updates until 474 (12.0 drops them).
+import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
@@ -105,6 +106,28 @@ for (const [template, release] of [
         expect(sortedUsers(await reader.drain())).toEqual(expected);
         expect(JSON.parse(r.stdout).events).toMatchObject({ ok: true, published: expected.length });
       }
+    });
+
+    it("change_user_email of a Gravatar user: the avatar update (notify_avatar_url_change) between delivery_email and new_email", async () => {
+      const u = await addUser(server.db, { role: 400 });
+      await q("UPDATE zerver_userprofile SET email_address_visibility = 1, avatar_source = 'G', avatar_version = 3 WHERE id = $1", [u.id]);
+      const newEmail = `Gravatar-${u.id}@Test.example`;
+      const r = await ok(["change_user_email", "-r", R, u.email, newEmail, "--json"]);
+      const md5 = crypto.createHash("md5").update(newEmail.toLowerCase()).digest("hex");
+      const avatar = {
+        avatar_source: "G",
+        avatar_url: `https://secure.gravatar.com/avatar/${md5}?d=identicon&version=3`,
+        avatar_url_medium: `https://secure.gravatar.com/avatar/${md5}?d=identicon&s=500&version=3`,
+        avatar_version: 3,
+        user_id: u.id,
+      };
+      const [row] = await q("SELECT delivery_email FROM zerver_userprofile WHERE id = $1", [u.id]);
+      expect(sortedUsers(await reader.drain())).toEqual([
+        { event: { type: "realm_user", op: "update", person: { user_id: u.id, delivery_email: row.delivery_email } }, users: await active() },
+        { event: { type: "realm_user", op: "update", person: avatar }, users: await active() },
+        { event: { type: "realm_user", op: "update", person: { user_id: u.id, new_email: row.delivery_email } }, users: await active() },
+      ]);
+      expect(JSON.parse(r.stdout).events).toMatchObject({ ok: true, published: 3 });
     });
 
     it("deactivate_user: an archived channel is in the peer_remove from 12.0 (FL 428)", async () => {

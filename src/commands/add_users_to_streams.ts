@@ -9,7 +9,7 @@
 import { addFlushCacheOption, CacheInvalidation, cacheReportJson } from "../lib/cache.js";
 import { defineCommand } from "../lib/command.js";
 import { CommandError } from "../lib/errors.js";
-import { addEventsOption, EventDelivery, eventsReportJson } from "../lib/events.js";
+import { addEventsOption, EventDelivery, eventsReportJson, featureLevel } from "../lib/events.js";
 import { outcome } from "../lib/json-contract.js";
 import { realmJson, userJson, USER_JSON_COLUMNS } from "../lib/json-objects.js";
 import type { AddUsersToStreamsBody, ChannelSubscriptions } from "../schemas/add_users_to_streams.js";
@@ -92,7 +92,7 @@ export default defineCommand({
         inval.prepare();
         const notify = { events, realm: realmRef, what: `the subscriptions to '${name}'` };
         const outcome = await events.tx(db, async (q) => {
-          const ensured = await ensureChannel(q, realmRef.id, name, { cache: inval });
+          const ensured = await ensureChannel(q, realmRef.id, name, { cache: inval, notify, featureLevel: featureLevel(ctx.paths, db) });
           const change = await addSubscriptions(q, realmRef.id, ensured.channel, userIds, { notify });
           return { ensured, change };
         });

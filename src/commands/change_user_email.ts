@@ -32,7 +32,8 @@
 //   }
 import { AuditLogEventType, insertAuditLog, NEW_VALUE, OLD_VALUE } from "../lib/audit.js";
 import { addFlushCacheOption, CacheInvalidation, type CacheUser } from "../lib/cache.js";
-import { addEventsOption, EventDelivery, eventsReportJson } from "../lib/events.js";
+import { addEventsOption, EventDelivery, eventsReportJson, featureLevel } from "../lib/events.js";
+import { readAvatarSettings } from "../lib/avatar.js";
 import { sendDeliveryEmailChangeEvents } from "../lib/user-events.js";
 import { defineCommand } from "../lib/command.js";
 import type { Queryable } from "../lib/db.js";
@@ -155,7 +156,10 @@ export default defineCommand({
         throw e;
       }
       const after = { ...before, delivery_email: newEmail, ...(everyone ? { email: newEmail } : {}) };
-      await sendDeliveryEmailChangeEvents(q, notify, after as UserProfile);
+      const eventsNotSent = await sendDeliveryEmailChangeEvents(q, notify, after as UserProfile, {
+        avatar: readAvatarSettings(ctx.config().settings),
+        featureLevel: featureLevel(ctx.paths, db),
+      });
       const auditIds = await insertAuditLog(q, [
         {
           realmId: Number(before.realm_id),
@@ -167,11 +171,12 @@ export default defineCommand({
         },
       ]);
       await inval.userChanged(q, after as UserProfile & CacheUser, fields, { before: before as UserProfile & CacheUser });
-      return { auditIds, everyone, display: after.email as string };
+      return { auditIds, everyone, display: after.email as string, eventsNotSent };
     });
     inval.changeCommitted();
     const cache = await inval.commit();
     const delivery = await events.commit();
+    for (const e of result.eventsNotSent) out.warn(`Not sent: ${e}.`);
     Object.assign(doc, {
       events: eventsReportJson(delivery),
       display_email_changed: result.everyone,

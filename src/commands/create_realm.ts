@@ -36,7 +36,9 @@
 // when it was created first).
 import { addFlushCacheOption, CacheInvalidation, type CacheUser } from "../lib/cache.js";
 import { defineCommand } from "../lib/command.js";
-import { addEventsOption, EventDelivery, eventsReportJson, featureLevel, sendGroupMembersEvent } from "../lib/events.js";
+import { addEventsOption, EventDelivery, eventsReportJson, featureLevel } from "../lib/events.js";
+import { readAvatarSettings } from "../lib/avatar.js";
+import { sendUserCreationEvents } from "../lib/user-creation-events.js";
 import { createRealm, createSystemBots, createUser, creationSchemaProblem, processNewHumanUserRows, Role } from "../lib/create.js";
 import { CommandError, EnvironmentError } from "../lib/errors.js";
 import { realmJson, userJson } from "../lib/json-objects.js";
@@ -181,16 +183,22 @@ export default defineCommand({
         realmHosts: urls.realmHosts,
         fakeEmailDomain: urls.fakeEmailDomain,
       });
-      // do_create_user: maybe_enqueue_audit_log_upload in its transaction, then (after
-      // notify_created_user) do_send_user_group_members_update_event for the role's group.
-      events.auditLogUpload(notify.realm);
-      await sendGroupMembersEvent(q, notify, "add_members", realm.groups["role:owners"], [owner.id]);
       const steps = await processNewHumanUserRows(q, owner.id, urls, { realmCreation: true });
+      // do_create_user's events for the owner (user-creation-events.ts): the audit-log job, the
+      // realm_user add (to the owner), role:owners add_members, peer_add for the default channels
+      // (to the realm's other non-guests: nobody yet).
+      const { rows: ds } = await q.query("SELECT stream_id FROM zerver_defaultstream WHERE realm_id = $1", [realm.id]);
+      const eventsNotSent = await sendUserCreationEvents(q, notify, owner.id, {
+        featureLevel: level,
+        avatar: readAvatarSettings(settings),
+        systemGroupIds: [realm.groups["role:owners"]],
+        channelIds: ds.map((r) => Number(r.stream_id)),
+      });
       await inval.realmChanged(q, { id: realm.id, string_id: stringId, deactivated: false }, null);
       const { rows: urow } = await q.query("SELECT * FROM zerver_userprofile WHERE id = $1", [owner.id]);
       await inval.userChanged(q, urow[0] as CacheUser & Record<string, any>, null);
       const auditLogIds = [...(systemRealm ? await auditLogIdsOfRealm(q, systemRealm.id) : []), ...(await auditLogIdsOfRealm(q, realm.id))];
-      return { realm, owner, steps, systemRealm, auditLogIds: auditLogIds.sort((x, y) => x - y) };
+      return { realm, owner, steps, systemRealm, auditLogIds: auditLogIds.sort((x, y) => x - y), eventsNotSent };
     });
     inval.changeCommitted();
     const cache = cacheJson(await inval.commit())!;
@@ -229,6 +237,7 @@ export default defineCommand({
       const { reportServerData } = await import("./register_server.js");
       result.push_service = await reportServerData(ctx, db, opts.flushCache, opts.events, (t) => out.warn(t));
     }
+    for (const e of created.eventsNotSent) result.not_done.push(`not sent: ${e}`);
     for (const n of result.not_done) out.line(`Note: not done: ${n}.`);
     out.jsonBody<CreateRealmBody>(result);
     return 0;

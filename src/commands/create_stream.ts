@@ -8,7 +8,7 @@
 import { addFlushCacheOption, CacheInvalidation, cacheReportJson } from "../lib/cache.js";
 import { defineCommand } from "../lib/command.js";
 import { CommandError, UsageError } from "../lib/errors.js";
-import { addEventsOption, EventDelivery, eventsReportJson } from "../lib/events.js";
+import { addEventsOption, EventDelivery, eventsReportJson, featureLevel } from "../lib/events.js";
 import { realmJson } from "../lib/json-objects.js";
 import { addRealmOption, getRealm, type Realm } from "../lib/lookup.js";
 import type { CreateStreamBody } from "../schemas/create_stream.js";
@@ -71,7 +71,8 @@ export default defineCommand({
     const events = new EventDelivery(ctx, opts.events);
     try {
       inval.prepare();
-      const r = await events.tx(db, (q) => ensureChannel(q, realmRef.id, name, { cache: inval }));
+      const notify = { events, realm: { id: realmRef.id, string_id: realmRef.string_id }, what: `the new channel '${name}'` };
+      const r = await events.tx(db, (q) => ensureChannel(q, realmRef.id, name, { cache: inval, notify, featureLevel: featureLevel(ctx.paths, db) }));
       if (r.created) inval.changeCommitted();
       doc.channel = { id: r.channel.id, name: r.channel.name };
       doc.created = r.created;

@@ -40,7 +40,7 @@ import { addFlushCacheOption, CacheInvalidation, type CacheUser } from "../lib/c
 import { type Context } from "../lib/context.js";
 import { roleCountBaselineBeside } from "../lib/audit.js";
 import { defineCommand } from "../lib/command.js";
-import { createUser, creationSchemaProblem, processNewHumanUserRows, Role, type ServerUrls } from "../lib/create.js";
+import { createUser, creationSchemaProblem, getSystemGroups, processNewHumanUserRows, Role, type ServerUrls } from "../lib/create.js";
 import { validateEmailAddress } from "../lib/email-address.js";
 import type { Queryable } from "../lib/db.js";
 import { CommandError, EnvironmentError } from "../lib/errors.js";
@@ -50,6 +50,9 @@ import { checkPasswordStrength, djangoPasswordHash, passwordRules, PASSWORD_TOO_
 import { cacheJson } from "../lib/realm-lifecycle.js";
 import { realmUrl } from "../lib/settings.js";
 import { sendSignupAnnouncement } from "../lib/channels.js";
+import { addEventsOption, EventDelivery, eventsReportJson, featureLevel } from "../lib/events.js";
+import { readAvatarSettings } from "../lib/avatar.js";
+import { sendUserCreationEvents } from "../lib/user-creation-events.js";
 import type { Command } from "commander";
 
 /** UserProfile.TOS_VERSION_BEFORE_FIRST_LOGIN */
@@ -243,6 +246,7 @@ export default defineCommand({
     addRealmOption(cmd, { required: true, help: "The name of the existing realm to which to add the user." });
     cmd.option("--dry-run", "check everything, show what would be created, and create nothing");
     addFlushCacheOption(cmd);
+    addEventsOption(cmd);
   },
   async run(ctx, args, opts) {
     const out = ctx.out;
@@ -272,6 +276,7 @@ export default defineCommand({
       signup_announcement: null as null | { message_id: number; channel: string },
       not_done: [NOT_DONE_WELCOME_DM, NOT_DONE_ACCOUNT_EMAIL] as string[],
       cache: null as ReturnType<typeof cacheJson>,
+      events: null as ReturnType<typeof eventsReportJson>,
     };
     const finish = () => {
       if (out.json) out.jsonResult(result);
@@ -290,7 +295,10 @@ export default defineCommand({
 
     const inval = new CacheInvalidation(ctx, opts.flushCache);
     inval.prepare();
-    const created = await db.tx(async (q) => {
+    const events = new EventDelivery(ctx, opts.events);
+    const level = featureLevel(ctx.paths, db);
+    const notify = { events, realm: { id: Number(realm.id), string_id: realm.string_id }, what: `the creation of ${params.email}`, featureLevel: level };
+    const created = await events.tx(db, async (q) => {
       if (await userAlreadyExists(q, realm.id, params.email)) throw new CommandError("User already exists.");
       let user;
       try {
@@ -310,6 +318,15 @@ export default defineCommand({
         throw e;
       }
       const steps = await processNewHumanUserRows(q, user.id, urls);
+      // do_create_user's and process_new_human_user's events, in Zulip's order (user-creation-events.ts).
+      const systemGroups = await getSystemGroups(q, realm.id);
+      const { rows: ds } = await q.query("SELECT stream_id FROM zerver_defaultstream WHERE realm_id = $1", [realm.id]);
+      const eventsNotSent = await sendUserCreationEvents(q, notify, user.id, {
+        featureLevel: level,
+        avatar: readAvatarSettings(ctx.config().settings),
+        systemGroupIds: user.systemGroups.map((name) => systemGroups[name]),
+        channelIds: ds.map((r) => Number(r.stream_id)),
+      });
       const signup = await sendSignupAnnouncement(q, user.id);
       const { rows: subs } = await q.query(
         `SELECT s.name FROM zerver_subscription sub JOIN zerver_recipient r ON r.id = sub.recipient_id AND r.type = 2
@@ -318,10 +335,11 @@ export default defineCommand({
       );
       const { rows: urow } = await q.query("SELECT * FROM zerver_userprofile WHERE id = $1", [user.id]);
       await inval.userChanged(q, urow[0] as CacheUser & Record<string, any>, null);
-      return { user, steps, signup, subs: subs.map((r) => r.name as string) };
+      return { user, steps, signup, eventsNotSent, subs: subs.map((r) => r.name as string) };
     });
     inval.changeCommitted();
     result.cache = cacheJson(await inval.commit());
+    result.events = eventsReportJson(await events.commit());
     const u = created.user;
     result.user = {
       id: u.id,
@@ -336,6 +354,7 @@ export default defineCommand({
     result.scheduled_emails = (created.steps.welcomeEmails?.scheduled ?? []).map((s) => ({ id: s.id, template: s.template, at: s.scheduledAt.toISOString() }));
     if (created.signup.messageId !== null) result.signup_announcement = { message_id: created.signup.messageId, channel: created.signup.channel! };
     if (created.signup.notWritten) result.not_done.push(created.signup.notWritten);
+    for (const e of created.eventsNotSent) result.not_done.push(`not sent: ${e}`);
     for (const n of result.not_done) out.line(`Note: not done: ${n}.`);
     return finish();
   },

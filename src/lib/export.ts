@@ -29,13 +29,15 @@
 // Memory stays flat: messages are read through a server-side cursor (DECLARE … CURSOR /
 // FETCH), one chunk is serialized and written at a time, and the tarball is produced by
 // streaming every file through zlib.
+import { userAvatarBasePath } from "./avatar.js";
+export { userAvatarBasePath };
 import fs from "node:fs";
 import path from "node:path";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { Db, Queryable } from "./db.js";
 import { catalogForeignKeys } from "./ondelete.js";
-import { crypto, zlib } from "./builtins.js";
+import { zlib } from "./builtins.js";
 import { seriesAtLeast } from "./zulip-versions.js";
 import { databaseSeries } from "./create.js";
 
@@ -467,11 +469,6 @@ async function exportMessages(
   return { messages: total, files: fileNo };
 }
 
-/** Zulip ≥ 9: <realm_id>/<sha256("<uid>:<version>:<salt>")[:40]> (zerver/lib/avatar_hash.py). */
-export function userAvatarBasePath(userId: number, version: number, realmId: number, salt: string): string {
-  const hash = crypto().createHash("sha256").update(`${userId}:${version}:${salt}`).digest("hex").slice(0, 40);
-  return `${realmId}/${hash}`;
-}
 
 async function copyWithStat(src: string, dst: string): Promise<fs.Stats> {
   await fs.promises.mkdir(path.dirname(dst), { recursive: true, mode: PRIVATE_DIR });

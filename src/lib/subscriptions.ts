@@ -22,6 +22,7 @@ import type { CacheInvalidation } from "./cache.js";
 import { channelCacheKey } from "./channels.js";
 import { bulkAddSubscriptions, createChannel, lastMessageId } from "./create.js";
 import type { Queryable } from "./db.js";
+import { sendStreamCreationEvent } from "./channel-events.js";
 import { CommandError } from "./errors.js";
 import { activeNonGuestUserIds, activeUserIds, type Notify } from "./events.js";
 
@@ -81,7 +82,7 @@ export async function ensureChannel(
   q: Queryable,
   realmId: number,
   name: string,
-  opts: { cache?: CacheInvalidation } = {},
+  opts: { cache?: CacheInvalidation; notify?: Notify; featureLevel?: number } = {},
 ): Promise<{ channel: ChannelInfo; created: boolean; auditLogIds: number[] }> {
   // Serialize creators of the realm's channels (Zulip relies on its get_or_create here).
   await q.query("SELECT id FROM zerver_realm WHERE id = $1 FOR NO KEY UPDATE", [realmId]);
@@ -94,6 +95,16 @@ export async function ensureChannel(
   const { rows } = await q.query("SELECT id FROM zerver_realmauditlog WHERE id > $1 AND modified_stream_id = $2 ORDER BY id", [before, made.id]);
   opts.cache?.addKeys([channelCacheKey(made.name, realmId)], `channel '${made.name}'`);
   const channel = (await findChannel(q, realmId, made.name))!;
+  // create_stream_if_needed (zerver/lib/streams.py, 11.x/12.x-era version read; the same in
+  // 10.x): a new public, not web-public channel's `stream` `create` to active_non_guest_user_ids,
+  // without traffic (stream_weekly_traffic null) and with for_unarchiving false from FL 378.
+  if (opts.notify) {
+    await sendStreamCreationEvent(q, opts.notify, { id: made.id, realm_id: realmId }, await activeNonGuestUserIds(q, realmId), {
+      traffic: false,
+      forUnarchiving: false,
+      featureLevel: opts.featureLevel!,
+    });
+  }
   return { channel, created: true, auditLogIds: rows.map((r) => Number(r.id)) };
 }
 

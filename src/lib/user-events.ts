@@ -13,6 +13,7 @@
 // events (EventDelivery.send); nothing leaves before COMMIT.
 import type { Queryable } from "./db.js";
 import type { UserProfile } from "./lookup.js";
+import { type AvatarSettings, avatarUrl } from "./avatar.js";
 import {
   activeNonGuestUserIds,
   activeUserIds,
@@ -358,6 +359,11 @@ export async function sendUserReactivationEvents(
 /** UserProfile.ROLE_TO_ACCESSIBLE_EMAIL_ADDRESS_VISIBILITY_IDS (1 everyone, 2 members, 3 admins, 4 nobody, 5 moderators). */
 const VISIBILITY_BY_ROLE: Record<number, number[]> = { 100: [1, 2, 3, 5], 200: [1, 2, 3, 5], 300: [1, 2, 5], 400: [1, 2], 600: [1] };
 
+/** can_access_delivery_email(viewer, target_id, email_address_visibility) (zerver/lib/users.py). */
+export function canAccessDeliveryEmail(viewer: { id: number; role: number }, targetId: number, visibility: number): boolean {
+  return viewer.id === targetId || (VISIBILITY_BY_ROLE[viewer.role] ?? []).includes(visibility);
+}
+
 /**
  * get_users_with_access_to_real_email(user) (zerver/lib/users.py): of the users who can access
  * the user, those for whom can_access_delivery_email(viewer, user, visibility) holds — the user,
@@ -368,21 +374,48 @@ export async function usersWithAccessToRealEmail(q: Queryable, user: UserProfile
   const { rows } = await q.query("SELECT id, role FROM zerver_userprofile WHERE id = ANY ($1::int[]) AND is_active", [candidates]);
   const visibility = Number(user.email_address_visibility);
   return rows
-    .filter((r) => Number(r.id) === Number(user.id) || (VISIBILITY_BY_ROLE[Number(r.role)] ?? []).includes(visibility))
+    .filter((r) => canAccessDeliveryEmail({ id: Number(r.id), role: Number(r.role) }, Number(user.id), visibility))
     .map((r) => Number(r.id))
     .sort((a, b) => a - b);
 }
 
 /**
- * do_change_user_delivery_email's events (10.x-12.x): the delivery_email update to those who
- * may see the real address; when the visibility is "everyone", the new_email update to everyone
- * who can see the user. Not sent: the avatar update Zulip sends for Gravatar users
- * (notify_avatar_url_change), whose URL depends on settings (ENABLE_GRAVATAR,
- * DEFAULT_AVATAR_URI) and, on 12.x, the realm's default avatar source.
+ * do_change_user_delivery_email's events (10.x-12.x, zerver/actions/user_settings.py): the
+ * delivery_email update to those who may see the real address; for a user whose avatar follows
+ * the address (avatar_source "G"), notify_avatar_url_change (realm_bot update {avatar_url} to the
+ * owners of a bot before 12.0, FL 474; realm_user update with avatar_source, avatar_url,
+ * avatar_url_medium, avatar_version to everyone who can see the user); when the visibility is
+ * "everyone", the new_email update to everyone who can see the user. Returns what was not sent
+ * (the avatar update when its URL cannot be computed as Zulip does, see avatar.ts).
  */
-export async function sendDeliveryEmailChangeEvents(q: Queryable, n: Notify, after: UserProfile): Promise<void> {
+export async function sendDeliveryEmailChangeEvents(
+  q: Queryable,
+  n: Notify,
+  after: UserProfile,
+  opts: { avatar: AvatarSettings | null; featureLevel: number },
+): Promise<string[]> {
+  const notSent: string[] = [];
   n.events.send(n.realm, { type: "realm_user", op: "update", person: { user_id: after.id, delivery_email: after.delivery_email } }, await usersWithAccessToRealEmail(q, after), n.what);
+  if (after.avatar_source === "G") {
+    const u = { id: Number(after.id), realm_id: Number(after.realm_id), delivery_email: after.delivery_email as string, avatar_source: "G", avatar_version: Number(after.avatar_version) };
+    const url = opts.avatar ? avatarUrl(opts.avatar, u, opts.featureLevel) : { reason: "the avatar settings could not be read" };
+    const medium = opts.avatar ? avatarUrl(opts.avatar, u, opts.featureLevel, true) : url;
+    if (typeof url !== "string" || typeof medium !== "string") {
+      notSent.push(`the avatar update of user ${after.id} (open apps keep the old Gravatar image until they reload): ${(url as { reason: string }).reason}`);
+    } else {
+      if (after.is_bot && opts.featureLevel < FL.NO_REALM_BOT_UPDATES) {
+        n.events.send(n.realm, { type: "realm_bot", op: "update", bot: { user_id: after.id, avatar_url: url } }, await botOwnerUserIds(q, after), n.what);
+      }
+      n.events.send(
+        n.realm,
+        { type: "realm_user", op: "update", person: { avatar_source: "G", avatar_url: url, avatar_url_medium: medium, avatar_version: u.avatar_version, user_id: after.id } },
+        await userIdsWhoCanAccessUser(q, after),
+        n.what,
+      );
+    }
+  }
   if (Number(after.email_address_visibility) === 1) {
     n.events.send(n.realm, { type: "realm_user", op: "update", person: { user_id: after.id, new_email: after.email } }, await userIdsWhoCanAccessUser(q, after), n.what);
   }
+  return notSent;
 }

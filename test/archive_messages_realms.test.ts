@@ -7,8 +7,8 @@
 //   demo_organization_owner_email_exists(realm)): the realm row, the REALM_DEACTIVATED audit row,
 //   its scheduled emails gone, its users' sessions ended, the realm/deactivated event to its active
 //   users, the deferred_work scrub_deactivated_realm job, and the owners' email saying the data
-//   has been deleted — none when the owners have no email address (Zulip's
-//   test_delete_expired_demo_organizations checks the same email / no email split);
+//   has been deleted — none when the owners have no email address
+//   (demo_organization_owner_email_exists);
 // - clean_deactivated_realm_data (do_scrub_realm) is refused: the realm is named, exit 1, and
 //   nothing about it changes.
 import crypto from "node:crypto";

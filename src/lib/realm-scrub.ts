@@ -4,8 +4,13 @@
 //   clean_deactivated_realm_data()      # do_scrub_realm for deactivated realms past scheduled_deletion_date
 //   delete_expired_demo_organizations() # do_deactivate_realm for demo organizations past their date
 //
-// (zerver/actions/realm_settings.py, read in the zulip/zulip source of the search index; the
-// 10.x, 11.x and 12.x code of do_deactivate_realm matches what realm-lifecycle.ts reproduces.)
+// (zerver/actions/realm_settings.py, read in the search index: zulip/zulip main and an older copy
+// of the file from the 11.x era — do_deactivate_realm, delete_expired_demo_organizations and
+// demo_organization_owner_email_exists are the same in both; do_scrub_realm is not.)
+//
+// Not reproduced: main's email passes is_demo_organization, and its HTML part then says "Your
+// Zulip demo organization, …"; the older copy has no such variant, and which release got it could
+// not be established, so the email is the one deactivate_realm sends (realm-lifecycle.ts).
 //
 // delete_expired_demo_organizations is done here, exactly: for each active realm whose
 // demo_organization_scheduled_deletion_date has passed (id order), one transaction with the realm

@@ -291,19 +291,19 @@ describe.each(["zulip12_fresh", "zulip10_fresh"] as TemplateName[])("archive_mes
 
   it("names the organizations due for scrubbing and exits 1 after doing the rest (--quiet: only that error)", async () => {
     const internal = Number((await db.query<any>("SELECT id FROM zerver_realm WHERE id <> $1 ORDER BY id LIMIT 1", [REALM]))[0].id);
-    await db.query("UPDATE zerver_realm SET demo_organization_scheduled_deletion_date = now() - interval '1 day' WHERE id = $1", [internal]);
+    await db.query("UPDATE zerver_realm SET deactivated = true, scheduled_deletion_date = now() - interval '1 day' WHERE id = $1", [internal]);
     try {
       const r = await cli(["--quiet"]);
       expect(r.exitCode).toBe(1);
       expect(r.stdout).toBe("");
-      expect(r.stderr).toMatch(/^1 organization is due to be scrubbed: \S+ \(id \d+: demo organization past its deletion date\)\. zulip-manage does not scrub organizations/);
+      expect(r.stderr).toMatch(/^1 organization is due to be scrubbed: \S+ \(id \d+: deactivated, scheduled deletion date passed\)\. zulip-manage does not scrub organizations/);
       const j = await cli(["--json"]);
       expect(j.exitCode).toBe(1);
       const doc = JSON.parse(j.stdout);
-      expect(doc).toMatchObject({ ok: false, exit_code: 1, error_code: "refused", realms_due_for_scrubbing: [{ realm: { id: internal }, reason: "demo organization past its deletion date" }] });
+      expect(doc).toMatchObject({ ok: false, exit_code: 1, error_code: "refused", realms_due_for_scrubbing: [{ realm: { id: internal }, reason: "deactivated, scheduled deletion date passed" }] });
       expect(doc.error).toContain("due to be scrubbed");
     } finally {
-      await db.query("UPDATE zerver_realm SET demo_organization_scheduled_deletion_date = NULL WHERE id = $1", [internal]);
+      await db.query("UPDATE zerver_realm SET deactivated = false, scheduled_deletion_date = NULL WHERE id = $1", [internal]);
     }
   });
 });

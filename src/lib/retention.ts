@@ -22,9 +22,7 @@
 // cleanArchivedData (clean_archived_data): ArchiveTransactions older than
 //   ARCHIVED_DATA_VACUUMING_DELAY_DAYS and not protect_from_deletion, 100 per transaction, with
 //   their archived rows (CASCADE). ArchivedAttachments are left for delete_old_unclaimed_attachments.
-// realmsDueForScrubbing (scrub_realms): deactivated realms whose scheduled_deletion_date has
-//   passed, and demo organizations past their deletion date. zulip-manage does not scrub
-//   organizations; the command reports them and fails.
+// scrub_realms (organizations due for deletion) is in realm-scrub.ts.
 //
 // Restoring (restore_data_from_archive) copies the archive rows back by archive_transaction_id;
 // everything it needs is in the rows written here.
@@ -371,16 +369,3 @@ export async function cleanArchivedData(db: Db, vacuumingDelayDays: number, log:
   return { transactions: count, archived_messages: messages };
 }
 
-/** The realms scrub_realms() would scrub now (clean_deactivated_realm_data, delete_expired_demo_organizations). */
-export async function realmsDueForScrubbing(db: Db): Promise<{ id: number; string_id: string; name: string; reason: string }[]> {
-  const out: { id: number; string_id: string; name: string; reason: string }[] = [];
-  if (await db.hasColumn("zerver_realm", "scheduled_deletion_date")) {
-    const { rows } = await db.query("SELECT id, string_id, name FROM zerver_realm WHERE deactivated AND scheduled_deletion_date <= now() ORDER BY id");
-    for (const r of rows) out.push({ id: Number(r.id), string_id: r.string_id, name: r.name, reason: "deactivated, scheduled deletion date passed" });
-  }
-  if (await db.hasColumn("zerver_realm", "demo_organization_scheduled_deletion_date")) {
-    const { rows } = await db.query("SELECT id, string_id, name FROM zerver_realm WHERE NOT deactivated AND demo_organization_scheduled_deletion_date <= now() ORDER BY id");
-    for (const r of rows) out.push({ id: Number(r.id), string_id: r.string_id, name: r.name, reason: "demo organization past its deletion date" });
-  }
-  return out;
-}

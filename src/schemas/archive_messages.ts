@@ -1,5 +1,5 @@
 import { type Static, Type } from "@sinclair/typebox";
-import { CacheReport, Count, DryRunField, Id, Obj, Realm } from "./shared.js";
+import { AuditLogIds, CacheReport, Count, DryRunField, EventsReport, Id, Nullable, Obj, OutcomeFields, Realm } from "./shared.js";
 
 export const ArchiveMessagesBody = Obj({
   ...DryRunField,
@@ -22,7 +22,18 @@ export const ArchiveMessagesBody = Obj({
   realms_due_for_scrubbing: Type.Array(Obj({ realm: Realm, reason: Type.String() }), {
     description: "organizations Zulip's cron job would scrub; zulip-manage does not (exit 1, error_code refused, when any)",
   }),
+  demo_organizations_deactivated: Type.Array(
+    Obj({
+      realm: Realm,
+      audit_log_ids: AuditLogIds,
+      scheduled_emails_deleted_count: Count,
+      sessions_deleted_count: Count,
+      results: Type.Array(Obj({ to: Type.String(), user_id: Id, ...OutcomeFields }), { description: "the owners' emails" }),
+    }),
+    { description: "expired demo organizations deactivated as Zulip's job does (queued for scrubbing)" },
+  ),
   cache: CacheReport,
+  events: Nullable(EventsReport),
 });
 export type ArchiveMessagesBody = Static<typeof ArchiveMessagesBody>;
 export const bodies = [ArchiveMessagesBody];

@@ -92,8 +92,8 @@ describe.each(FIXTURES)("archive_messages scrub_realms on %s", (template) => {
     expect(doc.realms_due_for_scrubbing).toEqual([]);
     expect(doc.demo_organizations_deactivated).toHaveLength(1);
     const d = doc.demo_organizations_deactivated[0];
-    expect(d).toMatchObject({ id: TEST_REALM, string_id: realmBefore.string_id, sessions_deleted: 1 });
-    expect(d.emails.map((e: any) => [e.to, e.status])).toEqual(ownerRows.map((o: any) => [o.delivery_email, "sent"]));
+    expect(d).toMatchObject({ realm: { id: TEST_REALM, string_id: realmBefore.string_id }, sessions_deleted_count: 1 });
+    expect(d.results.map((e: any) => [e.to, e.status])).toEqual(ownerRows.map((o: any) => [o.delivery_email, "done"]));
 
     // The realm row: deactivated, scheduled for deletion now (deletion_delay_days=0).
     const [realm] = await db().query("SELECT * FROM zerver_realm WHERE id = $1", [TEST_REALM]);
@@ -103,7 +103,7 @@ describe.each(FIXTURES)("archive_messages scrub_realms on %s", (template) => {
     // The audit row.
     const rows = await db().query("SELECT * FROM zerver_realmauditlog WHERE id > $1 ORDER BY id", [audit]);
     expect(rows).toHaveLength(1);
-    expect(Number(rows[0].id)).toBe(d.audit_log_id);
+    expect([Number(rows[0].id)]).toEqual(d.audit_log_ids);
     expect(rows[0]).toMatchObject({ realm_id: TEST_REALM, event_type: 201, acting_user_id: null, modified_user_id: null });
     expect(rows[0].extra_data.deactivation_reason).toBe("demo_expired");
     expect(rows[0].extra_data["10"]["11"]["100"]).toBe(ownerRows.length);
@@ -144,7 +144,7 @@ describe.each(FIXTURES)("archive_messages scrub_realms on %s", (template) => {
     expect(json.exitCode).toBe(1);
     const doc = JSON.parse(json.stdout);
     expect(doc.ok).toBe(false);
-    expect(doc.realms_due_for_scrubbing).toEqual([{ id: TEST_REALM, string_id: expect.any(String), reason: "deactivated, scheduled deletion date passed" }]);
+    expect(doc.realms_due_for_scrubbing).toEqual([{ realm: expect.objectContaining({ id: TEST_REALM, string_id: expect.any(String) }), reason: "deactivated, scheduled deletion date passed" }]);
     expect(doc.demo_organizations_deactivated).toEqual([]);
     expect(doc.events).toBeNull();
   });
@@ -156,7 +156,7 @@ describe.each(FIXTURES)("archive_messages scrub_realms on %s", (template) => {
     expect(r.stderr).toBe("");
     expect(r.exitCode).toBe(0);
     const doc = JSON.parse(r.stdout);
-    expect(doc.demo_organizations_deactivated).toMatchObject([{ id: TEST_REALM, emails: [] }]);
+    expect(doc.demo_organizations_deactivated).toMatchObject([{ realm: { id: TEST_REALM }, results: [] }]);
     expect(sink.messages).toEqual([]);
     expect((await db().query("SELECT deactivated FROM zerver_realm WHERE id = $1", [TEST_REALM]))[0].deactivated).toBe(true);
     expect(await reader.drain("deferred_work")).toEqual([{ type: "scrub_deactivated_realm", realm_id: TEST_REALM }]);

@@ -5,6 +5,9 @@ import type { TObject, TSchema } from "@sinclair/typebox";
 import { commandSchema, errorSchema } from "./shared.js";
 import * as completion from "./completion.js";
 import * as dbshell from "./dbshell.js";
+import * as change_user_email from "./change_user_email.js";
+import * as reactivate_user from "./reactivate_user.js";
+import * as deactivate_user from "./deactivate_user.js";
 import * as doctor from "./doctor.js";
 import * as export_single_user from "./export_single_user.js";
 import * as generate_realm_creation_link from "./generate_realm_creation_link.js";
@@ -19,6 +22,9 @@ import * as show_admins from "./show_admins.js";
 const COMMAND_SCHEMAS: Record<string, { bodies: TObject[]; description: string }> = {
   completion,
   dbshell,
+  change_user_email,
+  reactivate_user,
+  deactivate_user,
   doctor,
   export_single_user,
   generate_realm_creation_link,

@@ -1,0 +1,177 @@
+// The --json contract (issue 15, second slice): the user write commands' documents in their
+// success, refusal, dry-run and failure cases (environment error, usage error) validate against
+// the schema `help <command> --json-schema` prints; the envelope's invariants hold; the README's
+// examples validate; the commands print through the contract (jsonBody).
+import fs from "node:fs";
+import path from "node:path";
+import Ajv, { type ValidateFunction } from "ajv";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createRealm, createUser } from "../src/lib/create.js";
+import { ERROR_CODES } from "../src/lib/errors.js";
+import { runCli, type CliResult } from "./helpers/cli.js";
+import { type ConfDir, makeConfDir } from "./helpers/confdir.js";
+import { type MemcachedInstance, startMemcached } from "./helpers/memcached.js";
+import { createDatabase, REPO_ROOT, type TestDatabase } from "./helpers/pg.js";
+import { type RedisInstance, startRedis } from "./helpers/redis.js";
+
+const USER_COMMANDS = [
+  "deactivate_user",
+  "reactivate_user",
+  "change_user_email",
+];
+
+const ajv = new Ajv({ allErrors: true, strict: true });
+const validators = new Map<string, ValidateFunction>();
+
+async function validatorFor(name: string): Promise<ValidateFunction> {
+  let v = validators.get(name);
+  if (!v) {
+    const r = await runCli(["help", name, "--json-schema"]);
+    expect(r.exitCode, r.stderr).toBe(0);
+    v = ajv.compile(JSON.parse(r.stdout));
+    validators.set(name, v);
+  }
+  return v;
+}
+
+/** Parse a --json run's stdout, check the envelope against the exit status, and validate it. */
+async function checkDocument(name: string, r: CliResult, expectedExit: number): Promise<any> {
+  expect(r.exitCode, `${name}: ${r.stderr}\n${r.stdout}`).toBe(expectedExit);
+  const doc = JSON.parse(r.stdout);
+  const validate = await validatorFor(name);
+  expect(validate(doc) ? null : ajv.errorsText(validate.errors), JSON.stringify(doc).slice(0, 2000)).toBeNull();
+  expect(doc.exit_code).toBe(r.exitCode);
+  expect(doc.ok).toBe(r.exitCode === 0);
+  expect(doc.schema_version).toBe(1);
+  if (doc.ok) {
+    expect(doc.error).toBeNull();
+    expect(doc.error_code).toBeNull();
+  } else {
+    expect(typeof doc.error).toBe("string");
+    expect(Object.keys(ERROR_CODES)).toContain(doc.error_code);
+    expect(ERROR_CODES[doc.error_code as keyof typeof ERROR_CODES][0]).toBe(doc.exit_code);
+  }
+  return doc;
+}
+
+const TIMESTAMP = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$/;
+
+describe("the user write commands", () => {
+  it("print through the contract (jsonBody) and publish a schema", () => {
+    for (const name of USER_COMMANDS) {
+      const src = fs.readFileSync(path.join(REPO_ROOT, "src", "commands", `${name}.ts`), "utf8");
+      expect(src, name).not.toContain("jsonResult(");
+      expect(src, name).toMatch(/jsonBody</);
+      expect(src, name).not.toMatch(/^import (?!type)[^;]*schemas\//m);
+      expect(fs.existsSync(path.join(REPO_ROOT, "dist", "json-schema", `${name}.schema.json`)), name).toBe(true);
+    }
+  });
+
+  it("an unknown option is a usage error document; an unreachable database an environment one", async () => {
+    for (const name of USER_COMMANDS) {
+      const doc = await checkDocument(name, await runCli([name, "--no-such-option", "--json"]), 2);
+      expect(doc.error_code).toBe("usage");
+    }
+  });
+});
+
+describe("the user write commands' documents", () => {
+  let db: TestDatabase;
+  let mc: MemcachedInstance;
+  let redis: RedisInstance;
+  let conf: ConfDir;
+  let downConf: ConfDir;
+  const run = (args: string[], c: ConfDir = conf) => runCli([...args, "--json"], { confDir: c, db });
+  const down = (args: string[]) => runCli([...args, "--json"], { confDir: conf, db, env: { PGPORT: "1", PGHOST: "127.0.0.1" } });
+  const users: Record<string, number> = {};
+
+  beforeAll(async () => {
+    db = await createDatabase({ template: "zulip12_fresh" });
+    mc = await startMemcached();
+    redis = await startRedis();
+    const redisOpts = { host: redis.host, port: redis.port, password: redis.password };
+    conf = makeConfDir({ memcached: mc, redis: redisOpts, externalHost: "zulip.example.net" });
+    downConf = makeConfDir({ memcached: mc, redis: { host: "127.0.0.1", port: 1, password: "x" }, externalHost: "zulip.example.net" });
+    const q = db.client;
+    await q.query("BEGIN");
+    const realm = await createRealm(q, { stringId: "lab", name: "The Lab" });
+    for (const [email, role] of [
+      ["owner@lab.example", 100],
+      ["tara@lab.example", 400],
+      ["max@lab.example", 400],
+      ["jade@lab.example", 400],
+      ["chloe@lab.example", 400],
+      ["gone@lab.example", 400],
+    ] as const) {
+      const u = await createUser(q, realm.id, { email, fullName: email.split("@")[0], role, externalHost: "zulip.example.net" });
+      users[email] = Number(u.id);
+    }
+    await q.query("SET CONSTRAINTS ALL IMMEDIATE");
+    await q.query("COMMIT");
+  }, 180_000);
+  afterAll(async () => {
+    await redis?.stop();
+    await mc?.stop();
+    conf?.cleanup();
+    downConf?.cleanup();
+    await db?.drop();
+  });
+
+  it("deactivate_user: plan without -f (exit 1), --dry-run (exit 0), -f, unknown user, database down", async () => {
+    const plan = await checkDocument("deactivate_user", await run(["deactivate_user", "-r", "lab", "tara@lab.example"]), 1);
+    expect(plan).toMatchObject({ dry_run: true, error: "This was a dry run. Pass -f to actually deactivate.", error_code: "refused", deactivated: [] });
+    expect(plan.user).toMatchObject({ id: users["tara@lab.example"], role: "member", role_id: 400, was_active: true });
+    expect(plan.realm).toMatchObject({ string_id: "lab", name: "The Lab" });
+    const dry = await checkDocument("deactivate_user", await run(["deactivate_user", "-r", "lab", "tara@lab.example", "--dry-run"]), 0);
+    expect(dry).toMatchObject({ dry_run: true, deactivated: [], cache: null, events: null });
+    const done = await checkDocument("deactivate_user", await run(["deactivate_user", "-r", "lab", "tara@lab.example", "-f", "--events", "none"]), 0);
+    expect(done.dry_run).toBe(false);
+    expect(done.deactivated).toHaveLength(1);
+    expect(done.deactivated[0].user.id).toBe(users["tara@lab.example"]);
+    expect(done.deactivated[0].audit_log_ids).toHaveLength(1);
+    expect(done.cache.ok).toBe(true);
+    expect(done.events.skipped).toBe(true);
+    for (const s of done.sessions) expect(s.expires_at).toMatch(TIMESTAMP);
+    expect((await checkDocument("deactivate_user", await run(["deactivate_user", "-r", "lab", "nobody@lab.example", "-f"]), 1)).error_code).toBe("user_not_found");
+    expect((await checkDocument("deactivate_user", await down(["deactivate_user", "tara@lab.example", "-f"]), 3)).error_code).toBe("database_unreachable");
+    expect((await checkDocument("deactivate_user", await run(["deactivate_user", "-f"]), 2)).error_code).toBe("usage");
+  });
+
+  it("reactivate_user: dry run, success, already active (refused)", async () => {
+    await run(["deactivate_user", "-r", "lab", "gone@lab.example", "-f", "--events", "none"]);
+    const dry = await checkDocument("reactivate_user", await run(["reactivate_user", "-r", "lab", "gone@lab.example", "--dry-run"]), 0);
+    expect(dry).toMatchObject({ dry_run: true, changed: false, audit_log_ids: [], cache: null, events: null });
+    const done = await checkDocument("reactivate_user", await run(["reactivate_user", "-r", "lab", "gone@lab.example", "--events", "none"]), 0);
+    expect(done).toMatchObject({ dry_run: false, changed: true, inactive_bot_owner: null, user: { id: users["gone@lab.example"], role: "member" } });
+    expect(done.audit_log_ids).toHaveLength(1);
+    const again = await checkDocument("reactivate_user", await run(["reactivate_user", "-r", "lab", "gone@lab.example"]), 1);
+    expect(again.error_code).toBe("refused");
+  });
+
+  it("change_user_email: dry run, success with {old, new}, invalid address refused", async () => {
+    const dry = await checkDocument("change_user_email", await run(["change_user_email", "-r", "lab", "max@lab.example", "max2@lab.example", "--dry-run"]), 0);
+    expect(dry).toMatchObject({ dry_run: true, delivery_email: { old: "max@lab.example", new: "max2@lab.example" }, audit_log_ids: [] });
+    const done = await checkDocument("change_user_email", await run(["change_user_email", "-r", "lab", "max@lab.example", "max2@lab.example", "--events", "none"]), 0);
+    expect(done.delivery_email).toEqual({ old: "max@lab.example", new: "max2@lab.example" });
+    expect(done.audit_log_ids).toHaveLength(1);
+    expect(done.cache.ok).toBe(true);
+    const bad = await checkDocument("change_user_email", await run(["change_user_email", "-r", "lab", "max2@lab.example", "not-an-address"]), 1);
+    expect(bad.error_code).toBe("refused");
+  });
+});
+
+describe("README", () => {
+  const readme = fs.readFileSync(path.join(REPO_ROOT, "README.md"), "utf8");
+
+  it("every user write command's --json example validates against its schema", async () => {
+    for (const name of USER_COMMANDS) {
+      const start = readme.indexOf(`\n#### ${name}\n`, readme.indexOf("## `--json` output"));
+      expect(start, name).toBeGreaterThan(0);
+      const section = readme.slice(start + 1, readme.indexOf("\n###", start + 1));
+      const blocks = [...section.matchAll(/```json\n([\s\S]*?)```/g)].map((m) => m[1]);
+      expect(blocks.length, name).toBeGreaterThan(0);
+      const validate = await validatorFor(name);
+      for (const b of blocks) expect(validate(JSON.parse(b)) ? null : `${name}: ${ajv.errorsText(validate.errors)}`).toBeNull();
+    }
+  });
+});

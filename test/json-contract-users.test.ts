@@ -3,6 +3,7 @@
 // the schema `help <command> --json-schema` prints; the envelope's invariants hold; the README's
 // examples validate; the commands print through the contract (jsonBody).
 import fs from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import Ajv, { type ValidateFunction } from "ajv";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -18,6 +19,10 @@ const USER_COMMANDS = [
   "deactivate_user",
   "reactivate_user",
   "change_user_email",
+  "change_password",
+  "rate_limit",
+  "soft_deactivate_users",
+  "bulk_change_user_name",
 ];
 
 const ajv = new Ajv({ allErrors: true, strict: true });
@@ -81,7 +86,7 @@ describe("the user write commands' documents", () => {
   let redis: RedisInstance;
   let conf: ConfDir;
   let downConf: ConfDir;
-  const run = (args: string[], c: ConfDir = conf) => runCli([...args, "--json"], { confDir: c, db });
+  const run = (args: string[], c: ConfDir = conf, input?: string) => runCli([...args, "--json"], { confDir: c, db, input });
   const down = (args: string[]) => runCli([...args, "--json"], { confDir: conf, db, env: { PGPORT: "1", PGHOST: "127.0.0.1" } });
   const users: Record<string, number> = {};
 
@@ -157,6 +162,66 @@ describe("the user write commands' documents", () => {
     expect(done.cache.ok).toBe(true);
     const bad = await checkDocument("change_user_email", await run(["change_user_email", "-r", "lab", "max2@lab.example", "not-an-address"]), 1);
     expect(bad.error_code).toBe("refused");
+  });
+
+  it("change_password: success, Redis down (a failed service report, exit 0), weak password refused", async () => {
+    const pw = "a long and fine passphrase 42\n";
+    const ok = await checkDocument("change_password", await run(["change_password", "-r", "lab", "jade@lab.example", "--password-file", "-"], conf, pw), 0);
+    expect(ok).toMatchObject({ dry_run: false, user: { id: users["jade@lab.example"] }, rate_limit: { ok: true, warning: null, keys_deleted_count: 0 } });
+    expect(ok.audit_log_ids).toHaveLength(1);
+    const redisDown = await checkDocument("change_password", await run(["change_password", "-r", "lab", "jade@lab.example", "--password-file", "-"], downConf, pw), 0);
+    expect(redisDown.rate_limit.ok).toBe(false);
+    expect(redisDown.rate_limit.warning).toContain("Redis");
+    const weak = await checkDocument("change_password", await run(["change_password", "-r", "lab", "jade@lab.example", "--password-file", "-"], conf, "x\n"), 1);
+    expect(weak.error_code).toBe("refused");
+  });
+
+  it("rate_limit: block, show, set-limits dry run and unchanged, Redis down, neither -e nor -a", async () => {
+    const block = await checkDocument("rate_limit", await run(["rate_limit", "-e", "chloe@lab.example", "-s", "600", "block"]), 0);
+    expect(block).toMatchObject({ operation: "block", block_duration_ms: 600_000, redis_server: expect.any(String), cache: null });
+    expect(block.results[0]).toMatchObject({ user: { id: users["chloe@lab.example"], is_bot: false }, blocked: true, status: "done" });
+    expect(block.results[0].block_remaining_ms).toBeGreaterThan(0);
+    const show = await checkDocument("rate_limit", await run(["rate_limit", "-e", "chloe@lab.example", "show"]), 0);
+    expect(show.results[0].blocked).toBe(true);
+    const dry = await checkDocument("rate_limit", await run(["rate_limit", "-e", "chloe@lab.example", "--limits", "60:200", "set-limits", "--dry-run"]), 0);
+    expect(dry).toMatchObject({ dry_run: true, cache: null, results: [{ rate_limits: { old: "", new: "60:200" }, status: "would_do" }] });
+    const same = await checkDocument("rate_limit", await run(["rate_limit", "-e", "chloe@lab.example", "--limits", "", "set-limits"]), 0);
+    expect(same.results[0]).toMatchObject({ rate_limits: { old: "", new: "" }, status: "unchanged" });
+    expect(same.cache).not.toBeNull();
+    expect((await checkDocument("rate_limit", await run(["rate_limit", "-e", "chloe@lab.example", "unblock"], downConf), 3)).exit_code).toBe(3);
+    expect((await checkDocument("rate_limit", await run(["rate_limit", "block"]), 1)).error_code).toBe("refused");
+  });
+
+  it("soft_deactivate_users: -d EMAIL, -a EMAIL (and already active), unknown user", async () => {
+    const d = await checkDocument("soft_deactivate_users", await run(["soft_deactivate_users", "-d", "chloe@lab.example"]), 0);
+    expect(d).toMatchObject({ action: "deactivate", mode: "users", inactive_for_days: null, caught_up: null, catch_up_failures: [] });
+    expect(d.soft_deactivated[0].user.id).toBe(users["chloe@lab.example"]);
+    expect(d.soft_deactivated[0].audit_log_ids).toHaveLength(1);
+    const a = await checkDocument("soft_deactivate_users", await run(["soft_deactivate_users", "-a", "chloe@lab.example", "owner@lab.example"]), 0);
+    expect(a.soft_reactivated.map((x: any) => x.user.id)).toEqual([users["chloe@lab.example"]]);
+    expect(a.already_active.map((x: any) => x.id)).toEqual([users["owner@lab.example"]]);
+    expect((await checkDocument("soft_deactivate_users", await run(["soft_deactivate_users", "-a", "nobody@lab.example"]), 1)).ok).toBe(false);
+  });
+
+  it("bulk_change_user_name: a changed, an unchanged and a refused line (exit 1), dry run", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "json15b-"));
+    try {
+      const csv = path.join(dir, "names.csv");
+      fs.writeFileSync(csv, "owner@lab.example,Owner Person\nchloe@lab.example,chloe\nmax2@lab.example,Bad*Name\n");
+      const dry = await checkDocument("bulk_change_user_name", await run(["bulk_change_user_name", "-r", "lab", csv, "--dry-run"]), 1);
+      expect(dry.results.map((r: any) => r.status)).toEqual(["would_do", "unchanged", "refused"]);
+      expect(dry.cache).toBeNull();
+      const done = await checkDocument("bulk_change_user_name", await run(["bulk_change_user_name", "-r", "lab", csv, "--events", "none"]), 1);
+      expect(done.error_code).toBe("refused");
+      expect(done.results[0]).toMatchObject({ full_name: { old: "owner", new: "Owner Person" }, status: "done", ok: true });
+      expect(done.results[0].audit_log_ids).toHaveLength(1);
+      expect(done.results[2]).toMatchObject({ ok: false, status: "refused", error: "Invalid characters in name!" });
+      fs.writeFileSync(csv, "owner@lab.example,Owner Person\n");
+      const again = await checkDocument("bulk_change_user_name", await run(["bulk_change_user_name", "-r", "lab", csv, "--events", "none"]), 0);
+      expect(again.results[0]).toMatchObject({ status: "unchanged", audit_log_ids: [] });
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

@@ -50,3 +50,17 @@ export async function userJsonById(db: { query(sql: string, params?: unknown[]):
   if (rows.length === 0) throw new Error(`internal error: no user ${userId}`);
   return userJson(rows[0]);
 }
+
+/** The user objects of these users, by id (one query); users that no longer exist are left out. */
+export async function usersJsonByIds(
+  db: { query(sql: string, params?: unknown[]): Promise<{ rows: any[] }> },
+  ids: Iterable<number>,
+): Promise<Map<number, UserJson>> {
+  const list = [...new Set(ids)];
+  const map = new Map<number, UserJson>();
+  if (list.length === 0) return map;
+  const { rows } = await db.query("SELECT id, email, delivery_email, full_name, realm_id, role FROM zerver_userprofile WHERE id = ANY ($1::int[])", [list]);
+  for (const r of rows) map.set(Number(r.id), userJson(r));
+  return map; // a user deleted meanwhile is missing
+
+}

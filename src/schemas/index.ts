@@ -5,6 +5,10 @@ import type { TObject, TSchema } from "@sinclair/typebox";
 import { commandSchema, errorSchema } from "./shared.js";
 import * as completion from "./completion.js";
 import * as dbshell from "./dbshell.js";
+import * as bulk_change_user_name from "./bulk_change_user_name.js";
+import * as soft_deactivate_users from "./soft_deactivate_users.js";
+import * as rate_limit from "./rate_limit.js";
+import * as change_password from "./change_password.js";
 import * as change_user_email from "./change_user_email.js";
 import * as reactivate_user from "./reactivate_user.js";
 import * as deactivate_user from "./deactivate_user.js";
@@ -22,6 +26,10 @@ import * as show_admins from "./show_admins.js";
 const COMMAND_SCHEMAS: Record<string, { bodies: TObject[]; description: string }> = {
   completion,
   dbshell,
+  bulk_change_user_name,
+  soft_deactivate_users,
+  rate_limit,
+  change_password,
   change_user_email,
   reactivate_user,
   deactivate_user,

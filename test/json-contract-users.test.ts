@@ -23,6 +23,8 @@ const USER_COMMANDS = [
   "rate_limit",
   "soft_deactivate_users",
   "bulk_change_user_name",
+  "logout_all_users",
+  "create_user",
 ];
 
 const ajv = new Ajv({ allErrors: true, strict: true });
@@ -222,6 +224,31 @@ describe("the user write commands' documents", () => {
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  it("logout_all_users: dry run with --rotate-api-keys, success, realm not found", async () => {
+    const dry = await checkDocument("logout_all_users", await run(["logout_all_users", "-r", "lab", "--rotate-api-keys", "--dry-run"]), 0);
+    expect(dry).toMatchObject({ dry_run: true, scope: "realm", realm: { string_id: "lab" }, cache: null, events: null });
+    expect(dry.api_keys_rotated.length).toBeGreaterThan(3);
+    expect(dry.api_keys_rotated[0]).toMatchObject({ status: "would_do", audit_log_ids: [] });
+    const done = await checkDocument("logout_all_users", await run(["logout_all_users", "-r", "lab", "--rotate-api-keys", "--events", "none"]), 0);
+    expect(done.api_keys_rotated.map((x: any) => x.user.id)).toEqual(dry.api_keys_rotated.map((x: any) => x.user.id));
+    expect(done.api_keys_rotated[0].audit_log_ids).toHaveLength(1);
+    expect(done.api_keys_rotated[0].status).toBe("done");
+    expect(typeof done.sessions_deleted_count).toBe("number");
+    expect((await checkDocument("logout_all_users", await run(["logout_all_users", "-r", "nowhere"]), 1)).error_code).toBe("realm_not_found");
+  });
+
+  it("create_user: dry run, success (user object, scheduled_at, audit_log_ids), already exists", async () => {
+    const pw = "a long and fine passphrase 42\n";
+    const dry = await checkDocument("create_user", await run(["create_user", "-r", "lab", "new@lab.example", "New Person", "--password-file", "-", "--dry-run"], conf, pw), 0);
+    expect(dry).toMatchObject({ dry_run: true, user: null, audit_log_ids: [], cache: null });
+    const done = await checkDocument("create_user", await run(["create_user", "-r", "lab", "new@lab.example", "New Person", "--password-file", "-"], conf, pw), 0);
+    expect(done.user).toMatchObject({ delivery_email: "new@lab.example", role: "member", role_id: 400, password: "set", realm_id: done.realm.id });
+    expect(done.audit_log_ids.length).toBeGreaterThan(0);
+    for (const e of done.scheduled_emails) expect(e.scheduled_at).toMatch(TIMESTAMP);
+    const again = await checkDocument("create_user", await run(["create_user", "-r", "lab", "new@lab.example", "New Person", "--password-file", "-"], conf, pw), 1);
+    expect(again.error).toBe("User already exists.");
   });
 });
 

@@ -5,6 +5,8 @@ import type { TObject, TSchema } from "@sinclair/typebox";
 import { commandSchema, errorSchema } from "./shared.js";
 import * as completion from "./completion.js";
 import * as dbshell from "./dbshell.js";
+import * as create_user from "./create_user.js";
+import * as logout_all_users from "./logout_all_users.js";
 import * as bulk_change_user_name from "./bulk_change_user_name.js";
 import * as soft_deactivate_users from "./soft_deactivate_users.js";
 import * as rate_limit from "./rate_limit.js";
@@ -26,6 +28,8 @@ import * as show_admins from "./show_admins.js";
 const COMMAND_SCHEMAS: Record<string, { bodies: TObject[]; description: string }> = {
   completion,
   dbshell,
+  create_user,
+  logout_all_users,
   bulk_change_user_name,
   soft_deactivate_users,
   rate_limit,

@@ -25,6 +25,7 @@ const USER_COMMANDS = [
   "bulk_change_user_name",
   "logout_all_users",
   "create_user",
+  "change_user_role",
 ];
 
 const ajv = new Ajv({ allErrors: true, strict: true });
@@ -249,6 +250,29 @@ describe("the user write commands' documents", () => {
     for (const e of done.scheduled_emails) expect(e.scheduled_at).toMatch(TIMESTAMP);
     const again = await checkDocument("create_user", await run(["create_user", "-r", "lab", "new@lab.example", "New Person", "--password-file", "-"], conf, pw), 1);
     expect(again.error).toBe("User already exists.");
+  });
+
+  it("change_user_role: dry run, a role change, -u with a refused user, a permission flag, is_billing_admin", async () => {
+    const dry = await checkDocument("change_user_role", await run(["change_user_role", "-r", "lab", "chloe@lab.example", "admin", "--dry-run"]), 0);
+    expect(dry).toMatchObject({ dry_run: true, target: "administrator", grant: true, cache: null, events: null });
+    expect(dry.results[0]).toMatchObject({ status: "would_do", role: { old: "member", new: "administrator" }, role_id: { old: 400, new: 200 }, audit_log_ids: [] });
+    expect(dry).not.toHaveProperty("permission");
+    const one = await checkDocument("change_user_role", await run(["change_user_role", "-r", "lab", "chloe@lab.example", "moderator", "--events", "none"]), 0);
+    expect(one.results[0]).toMatchObject({ status: "done", role: { old: "member", new: "moderator" }, role_id: { old: 400, new: 300 }, groups_added: ["role:moderators"] });
+    expect(one.results[0].audit_log_ids.length).toBeGreaterThan(0);
+    const multi = await checkDocument("change_user_role", await run(["change_user_role", "-r", "lab", "-u", "chloe@lab.example,owner@lab.example", "moderator", "--events", "none"]), 1);
+    expect(multi).toMatchObject({ error: "1 of 2 users could not be changed.", error_code: "refused" });
+    const byId = Object.fromEntries(multi.results.map((r: any) => [r.user.delivery_email, r]));
+    expect(byId["chloe@lab.example"]).toMatchObject({ ok: false, status: "refused", error: "User already has this role." });
+    expect(byId["owner@lab.example"]).toMatchObject({ ok: true, status: "done", role: { old: "owner", new: "moderator" } });
+    const single = await checkDocument("change_user_role", await run(["change_user_role", "-r", "lab", "chloe@lab.example", "moderator"]), 1);
+    expect(single).toMatchObject({ error: "User already has this role.", error_code: "refused", results: [{ status: "refused" }] });
+    const flag = await checkDocument("change_user_role", await run(["change_user_role", "-r", "lab", "chloe@lab.example", "can_forge_sender"]), 0);
+    expect(flag.results[0]).toMatchObject({ flag: { name: "can_forge_sender", old: false, new: true }, role: null, status: "done" });
+    const billing = await checkDocument("change_user_role", await run(["change_user_role", "-r", "lab", "chloe@lab.example", "is_billing_admin", "--events", "none"]), 0);
+    expect(billing.results[0]).toMatchObject({ flag: { name: "is_billing_admin", old: false, new: true }, setting: { name: "can_manage_billing_group" } });
+    expect(billing.results[0].setting.value.new).toMatchObject({ direct_members: [users["chloe@lab.example"]] });
+    expect((await checkDocument("change_user_role", await run(["change_user_role", "-r", "lab", "chloe@lab.example", "king"]), 2)).error_code).toBe("usage");
   });
 });
 

@@ -26,6 +26,7 @@ const USER_COMMANDS = [
   "logout_all_users",
   "create_user",
   "change_user_role",
+  "delete_user",
 ];
 
 const ajv = new Ajv({ allErrors: true, strict: true });
@@ -273,6 +274,20 @@ describe("the user write commands' documents", () => {
     expect(billing.results[0]).toMatchObject({ flag: { name: "is_billing_admin", old: false, new: true }, setting: { name: "can_manage_billing_group" } });
     expect(billing.results[0].setting.value.new).toMatchObject({ direct_members: [users["chloe@lab.example"]] });
     expect((await checkDocument("change_user_role", await run(["change_user_role", "-r", "lab", "chloe@lab.example", "king"]), 2)).error_code).toBe("usage");
+  });
+
+  it("delete_user: plan without -f (exit 1), --dry-run (exit 0), -f, -f with --dry-run, unknown user", async () => {
+    const plan = await checkDocument("delete_user", await run(["delete_user", "-r", "lab", "-u", "gone@lab.example"]), 1);
+    expect(plan).toMatchObject({ dry_run: true, error: "This was a dry run. Pass -f to actually delete.", error_code: "refused", cache: null, events: null });
+    expect(plan.results[0]).toMatchObject({ user: { id: users["gone@lab.example"] }, status: "would_do", deactivated: null, audit_log_ids: [] });
+    const dry = await checkDocument("delete_user", await run(["delete_user", "-r", "lab", "-u", "gone@lab.example", "--dry-run"]), 0);
+    expect(dry.results[0].status).toBe("would_do");
+    const done = await checkDocument("delete_user", await run(["delete_user", "-r", "lab", "-u", "gone@lab.example", "-f", "--events", "none"]), 0);
+    expect(done.results[0]).toMatchObject({ status: "done", user: { id: users["gone@lab.example"], delivery_email: "gone@lab.example" } });
+    expect(done.results[0].placeholder.full_name).toBe(`Deleted User ${users["gone@lab.example"]}`);
+    expect(done.cache.ok).toBe(true);
+    expect((await checkDocument("delete_user", await run(["delete_user", "-r", "lab", "-u", "gone@lab.example", "-f", "--dry-run"]), 2)).error_code).toBe("usage");
+    expect((await checkDocument("delete_user", await run(["delete_user", "-r", "lab", "-u", "nobody@lab.example", "-f"]), 1)).error_code).toBe("user_not_found");
   });
 });
 

@@ -5,6 +5,7 @@ import type { TObject, TSchema } from "@sinclair/typebox";
 import { commandSchema, errorSchema } from "./shared.js";
 import * as completion from "./completion.js";
 import * as dbshell from "./dbshell.js";
+import * as delete_user from "./delete_user.js";
 import * as change_user_role from "./change_user_role.js";
 import * as create_user from "./create_user.js";
 import * as logout_all_users from "./logout_all_users.js";
@@ -29,6 +30,7 @@ import * as show_admins from "./show_admins.js";
 const COMMAND_SCHEMAS: Record<string, { bodies: TObject[]; description: string }> = {
   completion,
   dbshell,
+  delete_user,
   change_user_role,
   create_user,
   logout_all_users,

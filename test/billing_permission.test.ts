@@ -174,16 +174,16 @@ describe.each(["zulip12_fresh", "zulip11_fresh", "zulip10_fresh"] as const)("is_
     expect(r.exitCode).toBe(0);
     const doc = JSON.parse(r.stdout);
     expect(doc.results[0]).toMatchObject({
-      user: { id: m4.id, email: m4.email },
+      user: { id: m4.id, delivery_email: m4.email },
       ok: true,
-      changed: true,
-      property: "is_billing_admin",
-      old_value: false,
-      new_value: true,
+      status: "done",
+      flag: { name: "is_billing_admin", old: false, new: true },
       setting: {
         name: SETTING,
-        old_value: { direct_members: [m1.id, m2.id], direct_subgroups: [admins] },
-        new_value: { direct_members: [m1.id, m2.id, m4.id], direct_subgroups: [admins] },
+        value: {
+          old: { direct_members: [m1.id, m2.id], direct_subgroups: [admins] },
+          new: { direct_members: [m1.id, m2.id, m4.id], direct_subgroups: [admins] },
+        },
       },
     });
     expect(doc.results[0].audit_log_ids).toHaveLength(1);

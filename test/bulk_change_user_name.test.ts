@@ -167,10 +167,10 @@ describe.each(["zulip12_fresh", "zulip11_fresh", "zulip10_fresh"] as const)("bul
     const r = await cli([file("dry.csv", `${u2.email},Grace Hopper\n${u3.email},Bad\`Name\n`), "--dry-run", "--json"]);
     expect(r.exitCode).toBe(1);
     const doc = JSON.parse(r.stdout);
-    expect(doc).toMatchObject({ ok: false, dry_run: true, realm: { id: TEST_REALM, string_id: stringId }, cache: null, events: null });
-    expect(doc.results).toEqual([
-      { line: 1, email: u2.email, user_id: u2.id, old_name: await nameOf(u2.id), new_name: "Grace Hopper", changed: false, error: null, audit_log_id: null },
-      { line: 2, email: u3.email, user_id: u3.id, old_name: await nameOf(u3.id), new_name: null, changed: false, error: "Invalid characters in name!", audit_log_id: null },
+    expect(doc).toMatchObject({ ok: false, exit_code: 1, dry_run: true, realm: { id: TEST_REALM, string_id: stringId }, cache: null, events: null });
+    expect(doc.results).toMatchObject([
+      { line: 1, email: u2.email, user: { id: u2.id }, full_name: { old: await nameOf(u2.id), new: "Grace Hopper" }, audit_log_ids: [], ok: true, status: "would_do", error: null },
+      { line: 2, email: u3.email, user: { id: u3.id }, full_name: null, audit_log_ids: [], ok: false, status: "refused", error: "Invalid characters in name!" },
     ]);
     expect(changedTables(before, await snapshot(copy.db, true))).toEqual([]);
     expect(await reader.drain()).toEqual([]);

@@ -404,7 +404,7 @@ describe("cache invalidation after change_user_role", () => {
     const r = await runCli(["logout_all_users", "-r", "2", "--deactivated-only", "--flush-cache=all", "--json"], { confDir: conf, db });
     expect(r.exitCode, r.stderr).toBe(0);
     const doc = JSON.parse(r.stdout);
-    expect(doc.sessions_deleted).toBe(0);
+    expect(doc.sessions_deleted_count).toBe(0);
     expect(doc.cache).toMatchObject({ mode: "all", ok: true, skipped: false, flushed_all: true });
     expect((await present(keys)).size).toBe(0);
     // A dry run never touches the cache.

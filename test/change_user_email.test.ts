@@ -110,10 +110,8 @@ describe("change_user_email", () => {
     expect(doc).toMatchObject({
       ok: true,
       dry_run: false,
-      old_email: "hidden@test.example",
-      new_email: "hidden2@test.example",
-      display_email_changed: false,
-      display_email: `user${id}@zulip.example.net`,
+      delivery_email: { old: "hidden@test.example", new: "hidden2@test.example" },
+      email: { old: `user${id}@zulip.example.net`, new: `user${id}@zulip.example.net` },
     });
     const [after] = await db.query("SELECT * FROM zerver_userprofile WHERE id = $1", [id]);
     expect(after).toEqual({ ...before, delivery_email: "hidden2@test.example" });

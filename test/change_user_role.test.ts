@@ -508,37 +508,52 @@ describe("change_user_role: CLI behaviour", () => {
     expect(r.exitCode).toBe(1);
     const doc = JSON.parse(r.stdout);
     const ids = (await newAuditRows(env.db, auditBefore)).map((x) => Number(x.id));
+    const userObj = (u: { id: number; email: string }, role: string, roleId: number) => ({
+      id: u.id,
+      email: expect.any(String),
+      delivery_email: u.email,
+      full_name: expect.any(String),
+      realm_id: 2,
+      role,
+      role_id: roleId,
+    });
     expect(doc).toEqual({
       ok: false,
+      exit_code: 1,
+      error: "1 of 2 users could not be changed.",
+      error_code: "refused",
+      schema_version: 1,
       dry_run: false,
-      realm: { id: 2, string_id: "" },
-      permission: "admin",
+      realm: { id: 2, string_id: "", name: expect.any(String), url: expect.any(String) },
+      target: "administrator",
       grant: true,
       results: [
         {
-          user: { id: a.id, email: a.email, full_name: expect.any(String) },
+          user: userObj(a, "member", 400),
           ok: true,
-          changed: true,
+          status: "done",
           error: null,
           message: `Role for ${a.email} changed from Member to Organization administrator.`,
-          old_role: "member",
-          new_role: "administrator",
-          old_role_id: 400,
-          new_role_id: 200,
+          role: { old: "member", new: "administrator" },
+          role_id: { old: 400, new: 200 },
           groups_removed: ["role:members", "role:fullmembers"],
           groups_added: ["role:administrators"],
+          flag: null,
+          setting: null,
           audit_log_ids: ids,
         },
         {
-          user: { id: b.id, email: b.email, full_name: expect.any(String) },
+          user: userObj(b, "administrator", 200),
           ok: false,
-          changed: false,
+          status: "refused",
           error: "User already has this role.",
           message: null,
-          old_role: "administrator",
-          new_role: "administrator",
-          old_role_id: 200,
-          new_role_id: 200,
+          role: { old: "administrator", new: "administrator" },
+          role_id: { old: 200, new: 200 },
+          groups_removed: [],
+          groups_added: [],
+          flag: null,
+          setting: null,
           audit_log_ids: [],
         },
       ],
@@ -561,10 +576,16 @@ describe("change_user_role: CLI behaviour", () => {
 
     const single = await env.cli(["change_user_role", "-r", "2", a.email, "can_forge_sender", "--json"]);
     expect(single.exitCode).toBe(0);
-    expect(JSON.parse(single.stdout).results[0]).toMatchObject({ property: "can_forge_sender", old_value: false, new_value: true, changed: true });
+    expect(JSON.parse(single.stdout).results[0]).toMatchObject({ flag: { name: "can_forge_sender", old: false, new: true }, role: null, status: "done" });
     const refused = await env.cli(["change_user_role", "-r", "2", a.email, "can_forge_sender", "--json"]);
     expect(refused.exitCode).toBe(1);
-    expect(JSON.parse(refused.stdout)).toMatchObject({ ok: false, results: [{ ok: false, error: "User can already forge messages for this realm." }] });
+    expect(JSON.parse(refused.stdout)).toMatchObject({
+      ok: false,
+      exit_code: 1,
+      error: "User can already forge messages for this realm.",
+      error_code: "refused",
+      results: [{ ok: false, status: "refused", error: "User can already forge messages for this realm." }],
+    });
     expect(refused.stderr).toBe("User can already forge messages for this realm.");
   });
 });

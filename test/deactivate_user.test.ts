@@ -170,9 +170,21 @@ describe("deactivate_user (Zulip 12)", () => {
     const j = await env.cli(["deactivate_user", OWNER_EMAIL, "--json"]);
     expect(j.exitCode).toBe(1);
     const doc = JSON.parse(j.stdout);
-    expect(doc).toMatchObject({ ok: true, dry_run: true, user: { id: OWNER, email: OWNER_EMAIL, was_active: true } });
-    expect(doc.bots).toEqual([{ id: env.botId, email: "helper-bot@test.example", full_name: "Helper" }]);
+    expect(doc).toMatchObject({
+      ok: false,
+      exit_code: 1,
+      dry_run: true,
+      error: "This was a dry run. Pass -f to actually deactivate.",
+      user: { id: OWNER, delivery_email: OWNER_EMAIL, was_active: true },
+      deactivated: [],
+    });
+    expect(doc.bots).toMatchObject([{ id: env.botId, delivery_email: "helper-bot@test.example", full_name: "Helper" }]);
     expect(doc.sessions).toHaveLength(1);
+    expect(doc.sessions[0].expires_at).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$/);
+    const explicit = await env.cli(["deactivate_user", OWNER_EMAIL, "--dry-run", "--json"]);
+    expect(explicit.exitCode).toBe(0);
+    expect(JSON.parse(explicit.stdout)).toMatchObject({ ok: true, exit_code: 0, dry_run: true, error: null, deactivated: [] });
+    expect(changedTables(before, await snapshot(env.db))).toEqual([]);
     expect(doc.sessions[0].data._auth_user_id).toBe("8");
   });
 
@@ -343,11 +355,16 @@ describe("deactivate_user (Zulip 10 schema)", () => {
     expect(r.exitCode).toBe(0);
     const doc = JSON.parse(r.stdout);
     expect(doc).toMatchObject({ ok: true, dry_run: false, user: { id: OWNER, was_active: true } });
-    expect(doc.deactivated.map((d: any) => [d.id, d.is_bot])).toEqual([
+    expect(doc.deactivated.map((d: any) => [d.user.id, d.user.is_bot])).toEqual([
       [env.botId, true],
       [OWNER, false],
     ]);
-    expect(doc.deactivated[1]).toMatchObject({ scheduled_emails_left: 2, scheduled_emails_deleted: 1, invitations_revoked: 2, sessions_deleted: 1 });
+    expect(doc.deactivated[1]).toMatchObject({
+      scheduled_emails_left_count: 2,
+      scheduled_emails_deleted_count: 1,
+      invitations_revoked_count: 2,
+      sessions_deleted_count: 1,
+    });
     expect(doc.cache).toMatchObject({ ok: true, mode: "keys" });
     const audit = await env.db.query("SELECT * FROM zerver_realmauditlog WHERE id > $1 ORDER BY id", [maxAudit]);
     expect(audit.map((a: any) => [a.event_type, a.modified_user_id])).toEqual([

@@ -385,9 +385,10 @@ describe("delete_user on Zulip 12 (overwrite in place, messages archived)", () =
     expect(json.ok).toBe(true);
     expect(json.algorithm).toBe("overwrite");
     const r = json.results[0];
-    expect(r.user).toEqual({ id: env.w.iago, email: "iago@zulip.example.net", full_name: "Iago", realm_id: REALM });
-    expect(r.active_bots).toBe(1);
-    expect(r.deactivated).toEqual({ user: true, bots: [env.w.bot], sessions_deleted: 1 });
+    expect(r.user).toMatchObject({ id: env.w.iago, delivery_email: "iago@zulip.example.net", full_name: "Iago", realm_id: REALM });
+    expect(r).toMatchObject({ ok: true, status: "done", error: null });
+    expect(r.active_bot_count).toBe(1);
+    expect(r.deactivated).toEqual({ user: true, bot_ids: [env.w.bot], sessions_deleted_count: 1 });
     expect(r.rows_archived.zerver_archivedmessage).toBe(3);
     expect(r.placeholder).toEqual({
       id: env.w.iago,
@@ -601,7 +602,12 @@ describe("delete_user dry run and refusals (Zulip 12)", () => {
     expect(j.exitCode).toBe(1);
     const doc = JSON.parse(j.stdout);
     expect(doc.dry_run).toBe(true);
-    expect(doc.ok).toBe(true); // a dry run is not a failure (deactivate_user says the same), though it exits 1 like manage.py
+    // manage.py's exit 1 for a dry run without -f: ok false, its message in error (issue 15).
+    expect(doc).toMatchObject({ ok: false, exit_code: 1, error: "This was a dry run. Pass -f to actually delete.", error_code: "refused" });
+    expect(doc.results[0]).toMatchObject({ status: "would_do", ok: true });
+    const explicit = await env.cli(["delete_user", "-u", "iago@zulip.example.net", "--dry-run", "--json"]);
+    expect(explicit.exitCode).toBe(0);
+    expect(JSON.parse(explicit.stdout)).toMatchObject({ ok: true, exit_code: 0, dry_run: true, error: null });
     expect(doc.results[0].rows_deleted.zerver_message).toBe(3);
     expect(doc.results[0].rows_archived.zerver_archivedmessage).toBe(3);
     expect(doc.results[0].rows_deleted.zerver_attachment).toBe(2);

@@ -148,13 +148,13 @@ describe("errors before a command runs", () => {
   });
 
   it("help <command> --json-schema for a command without a published schema yet", async () => {
-    const r = await runCli(["help", "create_user", "--json-schema", "--json"]);
+    const r = await runCli(["help", "register_server", "--json-schema", "--json"]);
     const doc = await checkDocument("error", r, 1);
     expect(doc.error_code).toBe("schema_unavailable");
   });
 
   it("an unknown option is a usage error document for any command (also one not yet converted)", async () => {
-    for (const name of [...CONVERTED, "create_user"]) {
+    for (const name of [...CONVERTED, "register_server"]) {
       const r = await runCli([name, "--no-such-option", "--json"]);
       const doc = await checkDocument(CONVERTED.includes(name) ? name : "error", r, 2);
       expect(doc.error_code).toBe("usage");

@@ -94,7 +94,14 @@ describe("logout_all_users", () => {
     const r = await cli(["logout_all_users", "--deactivated-only", "--json"]);
     expect(r.exitCode).toBe(0);
     const doc = JSON.parse(r.stdout);
-    expect(doc).toMatchObject({ ok: true, scope: "deactivated", sessions_deleted: 1, users_logged_out: 1, orphaned_sessions_skipped: 1, api_keys_rotated: [] });
+    expect(doc).toMatchObject({
+      ok: true,
+      scope: "deactivated",
+      sessions_deleted_count: 1,
+      users_logged_out_count: 1,
+      orphaned_sessions_skipped_count: 1,
+      api_keys_rotated: [],
+    });
     expect(changedTables(snap, await snapshot(db))).toEqual(["django_session"]);
     expect(await sessionKeys()).toEqual([sessions.owner, sessions.ownerFresh, sessions.bot, sessions.anon, sessions.orphan].sort());
     expect(await mcc.get(`:1:django.contrib.sessions.cached_db${sessions.inactive}`)).toBeNull();
@@ -129,8 +136,8 @@ describe("logout_all_users", () => {
     expect(r.stderr).toBe("");
     expect(r.exitCode).toBe(0);
     const doc = JSON.parse(r.stdout);
-    expect(doc).toMatchObject({ ok: true, scope: "realm", realm: { id: 2 }, sessions_deleted: 2, users_logged_out: 1, orphaned_sessions_skipped: 0 });
-    expect(doc.api_keys_rotated.map((x: any) => x.id)).toEqual(realmUsers.map((u: any) => Number(u.id)));
+    expect(doc).toMatchObject({ ok: true, scope: "realm", realm: { id: 2 }, sessions_deleted_count: 2, users_logged_out_count: 1, orphaned_sessions_skipped_count: 0 });
+    expect(doc.api_keys_rotated.map((x: any) => x.user.id)).toEqual(realmUsers.map((u: any) => Number(u.id)));
     expect(changedTables(snap, await snapshot(db))).toEqual(["django_session", "zerver_realmauditlog", "zerver_userprofile"]);
     expect(await sessionKeys()).toEqual([sessions.anon, sessions.orphan].sort());
     // Users: only api_key changed, to a new 32-character [A-Za-z0-9] key.
@@ -173,7 +180,7 @@ describe("logout_all_users", () => {
       expect(r.stderr).toContain("clearing the push notification registrations of");
       expect(r.stderr).toContain(`were cleared here instead (${tokens} deleted).`);
       const doc = JSON.parse(r.stdout);
-      expect(doc.api_keys_rotated.find((x: any) => x.id === 8).push_tokens_deleted).toBe(owners);
+      expect(doc.api_keys_rotated.find((x: any) => x.user.id === 8).push_tokens_deleted_count).toBe(owners);
       expect(doc.events).toMatchObject({ ok: false, jobs: 0 });
     } finally {
       down.cleanup();
@@ -183,7 +190,7 @@ describe("logout_all_users", () => {
     const none = await cli(["logout_all_users", "-r", "2", "--rotate-api-keys", "--json", "--events=none"]);
     expect(none.exitCode).toBe(0);
     expect(none.stderr).toBe("");
-    expect(JSON.parse(none.stdout).api_keys_rotated.find((x: any) => x.id === 8).push_tokens_deleted).toBe(1);
+    expect(JSON.parse(none.stdout).api_keys_rotated.find((x: any) => x.user.id === 8).push_tokens_deleted_count).toBe(1);
   });
 
   it("no options: every session goes, anonymous and orphaned ones included; prints nothing", async () => {

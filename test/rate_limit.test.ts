@@ -67,7 +67,7 @@ describe.each(["zulip12_fresh", "zulip11_fresh", "zulip10_fresh"] as const)("rat
     expect(await rc.keys()).toEqual([blockKey(bot.id, "api_by_ip")]);
     const r = await cli(["-a", api_key, "-d", "api_by_ip", "unblock", "--json"]);
     expect(r.exitCode).toBe(0);
-    expect(JSON.parse(r.stdout)).toMatchObject({ ok: true, operation: "unblock", domain: "api_by_ip", users: [{ id: bot.id, blocked: false, ttl: null, key: blockKey(bot.id, "api_by_ip") }] });
+    expect(JSON.parse(r.stdout)).toMatchObject({ ok: true, operation: "unblock", domain: "api_by_ip", results: [{ user: { id: bot.id }, blocked: false, block_remaining_ms: null, key: blockKey(bot.id, "api_by_ip"), status: "done" }] });
     expect(await rc.keys()).toEqual([]);
     const neither = await cli(["block"]);
     expect([neither.exitCode, neither.stderr]).toEqual([1, "Please enter either an email or API key to manage"]);

@@ -135,12 +135,12 @@ describe("reactivate_user", () => {
     const before = await snapshot(db);
     const dry = await cli(["reactivate_user", "json@test.example", "--dry-run", "--json"]);
     expect(dry.exitCode).toBe(0);
-    expect(JSON.parse(dry.stdout)).toMatchObject({ ok: true, dry_run: true, changed: false, user: { id, email: "json@test.example" } });
+    expect(JSON.parse(dry.stdout)).toMatchObject({ ok: true, dry_run: true, changed: false, user: { id, delivery_email: "json@test.example" } });
     expect(changedTables(before, await snapshot(db))).toEqual([]);
     const r = await cli(["reactivate_user", "json@test.example", "--json"]);
     expect(r.exitCode).toBe(0);
     const doc = JSON.parse(r.stdout);
-    expect(doc).toMatchObject({ ok: true, dry_run: false, changed: true, subscriptions: 0, channel_ids: [], inactive_bot_owner: null });
+    expect(doc).toMatchObject({ ok: true, dry_run: false, changed: true, subscription_count: 0, channel_ids: [], inactive_bot_owner: null });
     const [row] = await db.query("SELECT id FROM zerver_realmauditlog WHERE modified_user_id = $1 AND event_type = 104", [id]);
     expect(doc.audit_log_ids).toEqual([Number(row.id)]);
     expect(doc.cache.ok).toBe(true);

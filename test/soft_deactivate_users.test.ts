@@ -141,8 +141,9 @@ describe.each(["zulip12_fresh", "zulip10_fresh"] as TemplateName[])("soft_deacti
     expect(r.exitCode, r.stderr).toBe(0);
     const doc = JSON.parse(r.stdout);
     expect(doc.soft_reactivated).toHaveLength(1);
-    expect(doc.soft_reactivated[0]).toMatchObject({ id: w.hamlet, messages_added: 4, last_active_message_id: d2 });
-    expect(doc.already_active).toEqual([{ id: w.iago, email: "iago@zulip.example.net" }]);
+    expect(doc.soft_reactivated[0]).toMatchObject({ user: { id: w.hamlet }, messages_added_count: 4, last_active_message_id: d2 });
+    expect(doc.soft_reactivated[0].audit_log_ids).toHaveLength(1);
+    expect(doc.already_active).toMatchObject([{ id: w.iago, delivery_email: "iago@zulip.example.net" }]);
     expect(await umIds(w.hamlet)).toEqual([...before, d1, v1, v3, d2].sort((a, b) => a - b));
     expect(await umIds(w.hamlet)).not.toContain(v2);
     const flags = await db.query<any>("SELECT DISTINCT flags FROM zerver_usermessage WHERE user_profile_id = $1 AND message_id = ANY($2::int[])", [w.hamlet, [d1, v1, v3, d2]]);

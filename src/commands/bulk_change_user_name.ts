@@ -10,17 +10,17 @@
 // validation and a bad line is skipped with the reason; the exit status is 1 when any line was
 // skipped.
 //
-// --json prints one document:
-//   {"ok": true, "dry_run": false, "realm": {"id": 2, "string_id": "zulip"},
-//    "results": [{"line": 1, "email": "iago@zulip.com", "user_id": 10, "old_name": "Iago", "new_name": "Iago G.",
-//                 "changed": true, "error": null, "audit_log_id": 140}, ...],
-//    "cache": {...} | null, "events": {...} | null}
+// --json: src/schemas/bulk_change_user_name.ts (README: --json output): one result per
+// non-blank line, full_name as {old, new}; a skipped line is status refused (exit 1).
 import { addFlushCacheOption, CacheInvalidation, cacheReportJson } from "../lib/cache.js";
 import { defineCommand } from "../lib/command.js";
 import { CommandError, UsageError } from "../lib/errors.js";
 import { addEventsOption, EventDelivery, eventsReportJson, featureLevel } from "../lib/events.js";
 import { READ_LIMITS, readOptionFile } from "../lib/files.js";
 import { addRealmOption, getRealm, getUser, type Realm, realmLabel, type UserProfile } from "../lib/lookup.js";
+import { outcome } from "../lib/json-contract.js";
+import { realmJson, userJson } from "../lib/json-objects.js";
+import type { BulkChangeUserNameBody } from "../schemas/bulk_change_user_name.js";
 import { changeFullName, checkFullName, pyStrip } from "../lib/user-names.js";
 
 interface LineResult {
@@ -32,6 +32,19 @@ interface LineResult {
   changed: boolean;
   error: string | null;
   audit_log_id: number | null;
+  row: UserProfile | null;
+}
+
+function lineJson(r: LineResult, dryRun: boolean): BulkChangeUserNameBody["results"][number] {
+  const status = r.error !== null ? "refused" : r.new_name === r.old_name ? "unchanged" : dryRun ? "would_do" : "done";
+  return {
+    line: r.line,
+    email: r.email,
+    user: r.row && userJson(r.row),
+    full_name: r.old_name !== null && r.new_name !== null ? { old: r.old_name, new: r.new_name } : null,
+    audit_log_ids: r.audit_log_id === null ? [] : [r.audit_log_id],
+    ...outcome(status, r.error),
+  };
 }
 
 /** Python's text-mode line iteration (universal newlines): the lines, without their ends. */
@@ -72,14 +85,14 @@ export default defineCommand({
     const events = new EventDelivery(ctx, opts.events);
     const level = featureLevel(ctx.paths, db);
     const results: LineResult[] = [];
-    let cache: ReturnType<typeof cacheReportJson> = null;
-    let delivery: ReturnType<typeof eventsReportJson> = null;
+    let cache: BulkChangeUserNameBody["cache"] = null;
+    let delivery: BulkChangeUserNameBody["events"] = null;
     try {
       for (const [i, raw] of pythonLines(text).entries()) {
         const line = pyStrip(raw);
         if (line === "") continue;
         const comma = line.indexOf(",");
-        const r: LineResult = { line: i + 1, email: comma < 0 ? line : line.slice(0, comma), user_id: null, old_name: null, new_name: null, changed: false, error: null, audit_log_id: null };
+        const r: LineResult = { line: i + 1, email: comma < 0 ? line : line.slice(0, comma), user_id: null, old_name: null, new_name: null, changed: false, error: null, audit_log_id: null, row: null };
         results.push(r);
         if (comma < 0) {
           r.error = "expected <email>,<new name>";
@@ -97,6 +110,7 @@ export default defineCommand({
           continue;
         }
         r.user_id = user.id;
+        r.row = user;
         r.old_name = user.full_name;
         out.line(`${r.email}: ${user.full_name} -> ${newRaw}`);
         try {
@@ -134,9 +148,13 @@ export default defineCommand({
     }
     const failed = results.filter((r) => r.error !== null);
     if (dryRun) out.line("(dry run: nothing was changed)");
-    out.jsonResult({ ok: failed.length === 0, dry_run: dryRun, realm: realmRef, results, cache, events: delivery });
+    const summary = `${failed.length} of ${results.length} lines were skipped.`;
+    out.jsonBody<BulkChangeUserNameBody>(
+      { dry_run: dryRun, realm: realmJson(ctx.config().settings, realm), results: results.map((r) => lineJson(r, dryRun)), cache, events: delivery },
+      failed.length ? { error: summary, error_code: "refused" } : undefined,
+    );
     if (failed.length) {
-      out.err(`${failed.length} of ${results.length} lines were skipped.`);
+      out.err(summary);
       return 1;
     }
     return 0;

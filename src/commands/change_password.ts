@@ -20,16 +20,9 @@
 // login attempts counted in Redis for the user's email are forgotten (best effort: a warning if
 // Redis cannot be reached).
 //
-// --json prints one document (prompts, if any, go to stderr):
-//   {
-//     "ok": true,
-//     "realm": {"id": 2, "string_id": "zulip"},
-//     "user": {"id": 10, "email": "iago@zulip.com", "full_name": "Iago"},
-//     "hasher": "argon2",               // or "pbkdf2_sha256" on a development server
-//     "audit_log_ids": [61],
-//     "rate_limit": {"ok": true, "keys_deleted": 0, "warning": null},
-//     "cache": {...}                    // as in change_user_role
-//   }
+// --json: src/schemas/change_password.ts (README: --json output); prompts, if any, go to stderr.
+// rate_limit is the Redis follow-up as a service report (ok false and a warning when Redis could
+// not be reached; the password stays changed, exit 0).
 import { AuditLogEventType, insertAuditLog } from "../lib/audit.js";
 import { addFlushCacheOption, CacheInvalidation, type CacheUser } from "../lib/cache.js";
 import { defineCommand } from "../lib/command.js";
@@ -40,6 +33,8 @@ import { checkPasswordStrength, djangoPasswordHash, type PasswordRules, password
 import { clearAuthenticationAttempts } from "../lib/rate-limit.js";
 import { RedisClient, zulipRedisOptions } from "../lib/redis.js";
 import { cacheReportJson } from "../lib/users-lifecycle.js";
+import { realmJsonById, userJson } from "../lib/json-objects.js";
+import type { ChangePasswordBody } from "../schemas/change_password.js";
 
 const MAX_TRIES = 3;
 
@@ -177,11 +172,11 @@ export default defineCommand({
     const cache = await inval.commit();
 
     // RateLimitedAuthenticationByUsername(user.delivery_email).clear_history()
-    const rateLimit: { ok: boolean; keys_deleted: number; warning: string | null } = { ok: true, keys_deleted: 0, warning: null };
+    const rateLimit: ChangePasswordBody["rate_limit"] = { ok: true, warning: null, keys_deleted_count: 0 };
     let redis: RedisClient | undefined;
     try {
       redis = await RedisClient.connect({ ...zulipRedisOptions(config.settings, (n) => config.secret(n)), timeoutMs: 3000 });
-      rateLimit.keys_deleted = (await clearAuthenticationAttempts(redis, user.delivery_email)).deleted;
+      rateLimit.keys_deleted_count = (await clearAuthenticationAttempts(redis, user.delivery_email)).deleted;
     } catch (e: any) {
       rateLimit.ok = false;
       rateLimit.warning =
@@ -193,10 +188,10 @@ export default defineCommand({
     }
 
     out.line(`Password changed successfully for user '${label}'`);
-    out.jsonResult({
-      ok: true,
-      realm: { id: realm.id, string_id: realm.string_id },
-      user: { id: user.id, email: user.delivery_email, full_name: user.full_name },
+    out.jsonBody<ChangePasswordBody>({
+      dry_run: false,
+      realm: await realmJsonById(db, config.settings, user.realm_id),
+      user: userJson(user),
       hasher: hash.split("$")[0],
       audit_log_ids: auditIds,
       rate_limit: rateLimit,

@@ -16,20 +16,8 @@
 // IntegrityError traceback; giving the user's current address is refused. Like manage.py it
 // prints nothing on success. --dry-run shows the change and writes nothing.
 //
-// --json prints one document:
-//   {
-//     "ok": true,
-//     "dry_run": false,
-//     "realm": {"id": 2, "string_id": "zulip"},
-//     "user": {"id": 10, "full_name": "Iago"},
-//     "old_email": "iago@zulip.com",        // delivery_email before
-//     "new_email": "iago@example.org",
-//     "display_email_changed": true,       // `email` changed too (visibility "everyone")
-//     "display_email": "iago@example.org", // `email` after the change
-//     "audit_log_ids": [60],
-//     "cache": {...},                      // as in change_user_role; null in a dry run
-//     "events": {...}                      // as in change_user_role (lib/events.ts)
-//   }
+// --json: src/schemas/change_user_email.ts (README: --json output): delivery_email and email
+// (the address others see) as {old, new}; audit_log_ids [] and cache/events null in a dry run.
 import { AuditLogEventType, insertAuditLog, NEW_VALUE, OLD_VALUE } from "../lib/audit.js";
 import { addFlushCacheOption, CacheInvalidation, type CacheUser } from "../lib/cache.js";
 import { addEventsOption, EventDelivery, eventsReportJson, featureLevel } from "../lib/events.js";
@@ -41,6 +29,8 @@ import { validateEmailAddress } from "../lib/email-address.js";
 import { CommandError, UsageError } from "../lib/errors.js";
 import { addRealmOption, getUserWithRealm, type UserProfile } from "../lib/lookup.js";
 import { cacheReportJson as cacheJson } from "../lib/users-lifecycle.js";
+import { realmJsonById, userJson } from "../lib/json-objects.js";
+import type { ChangeUserEmailBody } from "../schemas/change_user_email.js";
 import { seriesAtLeast } from "../lib/zulip-versions.js";
 
 /**
@@ -111,17 +101,15 @@ export default defineCommand({
     const conflict = await conflictMessage(db, user, newEmail, plan(user), realm.string_id);
     if (conflict) throw new CommandError(conflict);
 
-    const doc: Record<string, unknown> = {
-      ok: true,
+    const doc: ChangeUserEmailBody = {
       dry_run: dryRun,
-      realm,
-      user: { id: user.id, full_name: user.full_name },
-      old_email: user.delivery_email,
-      new_email: newEmail,
-      display_email_changed: plan(user),
-      display_email: plan(user) ? newEmail : user.email,
+      realm: await realmJsonById(db, ctx.config().settings, user.realm_id),
+      user: userJson(user),
+      delivery_email: { old: user.delivery_email, new: newEmail },
+      email: { old: user.email, new: plan(user) ? newEmail : user.email },
       audit_log_ids: [],
       cache: null,
+      events: null,
     };
     if (dryRun) {
       out.line(
@@ -129,7 +117,7 @@ export default defineCommand({
           (plan(user) ? " (also the address other users see)." : ` (other users keep seeing ${user.email}).`),
       );
       out.line("(dry run: nothing was changed)");
-      out.jsonResult(doc);
+      out.jsonBody<ChangeUserEmailBody>(doc);
       return;
     }
 
@@ -171,7 +159,7 @@ export default defineCommand({
         },
       ]);
       await inval.userChanged(q, after as UserProfile & CacheUser, fields, { before: before as UserProfile & CacheUser });
-      return { auditIds, everyone, display: after.email as string, eventsNotSent };
+      return { auditIds, before, display: after.email as string, eventsNotSent };
     });
     inval.changeCommitted();
     const cache = await inval.commit();
@@ -179,11 +167,11 @@ export default defineCommand({
     for (const e of result.eventsNotSent) out.warn(`Not sent: ${e}.`);
     Object.assign(doc, {
       events: eventsReportJson(delivery),
-      display_email_changed: result.everyone,
-      display_email: result.display,
+      delivery_email: { old: result.before.delivery_email as string, new: newEmail },
+      email: { old: result.before.email as string, new: result.display },
       audit_log_ids: result.auditIds,
       cache: cacheJson(cache),
     });
-    out.jsonResult(doc);
+    out.jsonBody<ChangeUserEmailBody>(doc);
   },
 });

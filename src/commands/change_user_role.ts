@@ -27,31 +27,11 @@
 // row shows it; otherwise, and with -u, the count is taken inside the transaction. The
 // memcached connection is opened while the transaction runs (CacheInvalidation.prepare).
 //
-// --json prints one document:
-//   {
-//     "ok": true,                      // every user succeeded
-//     "dry_run": false,
-//     "realm": {"id": 2, "string_id": "zulip"},
-//     "permission": "moderator",       // the <new_role> argument
-//     "grant": true,                   // false with --revoke
-//     "results": [{                    // one per user, in user id order
-//       "user": {"id": 10, "email": "iago@zulip.com", "full_name": "Iago"},   // delivery email
-//       "ok": true,
-//       "changed": true,               // false when refused, and in a dry run
-//       "error": null,                 // manage.py's message when refused
-//       "message": "Role for iago@zulip.com changed from Member to Moderator.",
-//       // role changes:
-//       "old_role": "member", "new_role": "moderator", "old_role_id": 400, "new_role_id": 300,
-//       "groups_removed": ["role:members", "role:fullmembers"], "groups_added": ["role:moderators"],
-//       // permission flags instead:
-//       // "property": "can_forge_sender", "old_value": false, "new_value": true,
-//       "audit_log_ids": [123, 124, 125, 126]
-//     }],
-//     "cache": {"mode": "keys", "ok": true, "skipped": false, "server": "127.0.0.1:11211 (SASL as zulip@localhost)",
-//               "prefixes": 1, "keys_sent": 7, "keys_deleted": 2, "flushed_all": false, "warning": null},
-//     "events": {"mode": "auto", "transport": "rabbitmq", "published": 3, "jobs": 0, "ok": true, "skipped": false,
-//                "undelivered": [], "warning": null}     // null in a dry run; see lib/events.ts
-//   }
+// --json: src/schemas/change_user_role.ts (README: --json output): one result per user (in user
+// id order) with role and role_id as {old, new}, a permission flag as flag {name, old, new}, the
+// is_billing_admin setting change as setting {name, value: {old, new}, text: {old, new}}; status
+// done, would_do or refused. A refused user makes the whole document exit_code 1 with error:
+// the user's message (one user), or how many could not be changed (-u).
 import { AuditLogEventType, insertAuditLog, NEW_VALUE, OLD_VALUE, type RoleCountBaseline, roleCountBaselineBeside } from "../lib/audit.js";
 import { addFlushCacheOption, CacheInvalidation, type CacheReport, type CacheUser, cacheReportJson } from "../lib/cache.js";
 import { defineCommand } from "../lib/command.js";
@@ -60,8 +40,11 @@ import type { Context } from "../lib/context.js";
 import type { Db, Queryable } from "../lib/db.js";
 import { CommandError, UsageError } from "../lib/errors.js";
 import { addRealmOption, getRealm, getUser, getUsers, type Realm, type UserProfile } from "../lib/lookup.js";
-import { BILLING_SETTING, changeBillingPermission, type GroupSettingValue, REALM_GROUP_SETTING_CONFIG } from "../lib/group-settings.js";
+import { BILLING_SETTING, changeBillingPermission, REALM_GROUP_SETTING_CONFIG } from "../lib/group-settings.js";
 import { changeUserRole, planUserRoleChange, ROLE_NAMES, type Tracked, tracked } from "../lib/roles.js";
+import { outcome } from "../lib/json-contract.js";
+import { realmJson, userJson } from "../lib/json-objects.js";
+import type { ChangeUserRoleBody } from "../schemas/change_user_role.js";
 
 /** manage.py's choices, in its order. */
 export const ROLE_CHOICES = [
@@ -115,23 +98,25 @@ const FLAGS: Record<string, FlagSpec> = {
   },
 };
 
-interface UserResult {
-  user: { id: number; email: string; full_name: string };
+type RoleResultJson = ChangeUserRoleBody["results"][number];
+
+/** One user's result as it is built (the --json result, plus what the text output needs). */
+interface UserResult extends Omit<RoleResultJson, "ok" | "status" | "error"> {
   ok: boolean;
   changed: boolean;
   error: string | null;
-  message: string | null;
-  old_role?: string;
-  new_role?: string;
-  old_role_id?: number;
-  new_role_id?: number;
-  groups_removed?: string[];
-  groups_added?: string[];
-  property?: string;
-  old_value?: boolean;
-  new_value?: boolean;
-  setting?: { name: string; old_value: GroupSettingValue; new_value: GroupSettingValue; old: string; new: string };
-  audit_log_ids: number[];
+}
+
+function roleChange(oldRole: number, newRole: number): Pick<UserResult, "role" | "role_id"> {
+  return {
+    role: { old: roleApi(oldRole) as RoleResultJson["user"]["role"], new: roleApi(newRole) as RoleResultJson["user"]["role"] },
+    role_id: { old: oldRole as RoleResultJson["user"]["role_id"], new: newRole as RoleResultJson["user"]["role_id"] },
+  };
+}
+
+function resultJson(r: UserResult, dryRun: boolean): RoleResultJson {
+  const { ok: _ok, changed: _changed, error, ...rest } = r;
+  return { ...rest, ...outcome(error !== null ? "refused" : dryRun ? "would_do" : "done", error) };
 }
 
 function roleName(role: number): string {
@@ -261,7 +246,13 @@ async function main(ctx: Context, a: MainArgs): Promise<number> {
   const results: UserResult[] = [];
   for (const u of users) {
     const result: UserResult = {
-      user: { id: u.id, email: u.delivery_email, full_name: u.full_name },
+      user: userJson(u),
+      role: null,
+      role_id: null,
+      groups_removed: [],
+      groups_added: [],
+      flag: null,
+      setting: null,
       ok: false,
       changed: false,
       error: null,
@@ -282,7 +273,7 @@ async function main(ctx: Context, a: MainArgs): Promise<number> {
     if (result.ok) {
       if (result.message !== null && (multi || dryRun || isRole || FLAGS[requested].printsSuccess)) out.line(result.message);
     } else if (multi) {
-      out.err(`${result.user.email}: ${result.error}`);
+      out.err(`${result.user.delivery_email}: ${result.error}`);
     }
   }
 
@@ -296,18 +287,19 @@ async function main(ctx: Context, a: MainArgs): Promise<number> {
 
   const failed = results.filter((r) => !r.ok);
   if (dryRun && !out.json) out.line("(dry run: nothing was changed)");
-  if (out.json) {
-    out.jsonResult({
-      ok: failed.length === 0,
+  const summary = `${failed.length} of ${results.length} users could not be changed.`;
+  out.jsonBody<ChangeUserRoleBody>(
+    {
       dry_run: dryRun,
-      realm: { id: realm.id, string_id: realm.string_id },
-      permission: requested,
+      realm: realmJson(ctx.config().settings, realm),
+      target: requested in USER_ROLE_MAP ? roleApi(USER_ROLE_MAP[requested]) : requested,
       grant,
-      results,
+      results: results.map((r) => resultJson(r, dryRun)),
       cache: cacheReportJson(cache),
       events: eventsReportJson(delivery),
-    });
-  }
+    },
+    failed.length === 0 ? undefined : { error: multi ? summary : failed[0].error!, error_code: "refused" },
+  );
   if (failed.length === 0) return 0;
   if (!multi) {
     if (out.json) {
@@ -316,7 +308,7 @@ async function main(ctx: Context, a: MainArgs): Promise<number> {
     }
     throw new CommandError(failed[0].error!);
   }
-  out.err(`${failed.length} of ${results.length} users could not be changed.`);
+  out.err(summary);
   return 1;
 }
 
@@ -333,10 +325,7 @@ async function changeRole(
   result: UserResult,
   baseline: Tracked<RoleCountBaseline | null>,
 ): Promise<void> {
-  result.old_role = roleApi(Number(u.role));
-  result.old_role_id = Number(u.role);
-  result.new_role = roleApi(newRole);
-  result.new_role_id = newRole;
+  Object.assign(result, roleChange(Number(u.role), newRole));
   if (!grant) throw new CommandError("Revoke not supported with this permission; please specify new role.");
   if (newRole === Number(u.role)) throw new CommandError("User already has this role.");
   if (dryRun) {
@@ -359,8 +348,7 @@ async function changeRole(
   const moves = await events.tx(db, async (q) => {
     const locked = await lockUser(q, u.id);
     oldRole = Number(locked.role);
-    result.old_role = roleApi(oldRole);
-    result.old_role_id = oldRole;
+    Object.assign(result, roleChange(oldRole, newRole));
     if (oldRole === newRole) throw new CommandError("User already has this role.");
     const m = await changeUserRole(q, realm, locked, newRole, baseline, notify);
     await inval.userChanged(q, { ...locked, role: newRole } as UserProfile & CacheUser, ["role"]);
@@ -384,9 +372,7 @@ async function changeFlag(
   result: UserResult,
 ): Promise<void> {
   const spec = FLAGS[flag];
-  result.property = flag;
-  result.old_value = Boolean(u[flag]);
-  result.new_value = grant;
+  result.flag = { name: flag, old: Boolean(u[flag]), new: grant };
   const check = (current: boolean) => {
     if (current && grant) throw new CommandError(spec.already);
     if (!current && !grant) throw new CommandError(spec.cannot);
@@ -401,7 +387,7 @@ async function changeFlag(
   const ids = await db.tx(async (q) => {
     const locked = await lockUser(q, u.id);
     const old = Boolean(locked[flag]);
-    result.old_value = old;
+    result.flag = { name: flag, old, new: grant };
     check(old);
     const eventTime = new Date();
     await q.query(`UPDATE zerver_userprofile SET ${flag} = $2 WHERE id = $1`, [u.id, grant]);
@@ -441,16 +427,14 @@ async function changeBilling(
   dryRun: boolean,
   result: UserResult,
 ): Promise<void> {
-  result.property = "is_billing_admin";
   const o = await changeBillingPermission(db, Number(realm.id), u.id, grant, {
     dryRun,
     cache: inval,
     events,
     what: `the billing permission of ${u.delivery_email}`,
   });
-  result.old_value = !grant;
-  result.new_value = grant;
-  result.setting = { name: BILLING_SETTING, old_value: o.before, new_value: o.after, old: o.beforeText, new: o.afterText };
+  result.flag = { name: "is_billing_admin", old: !grant, new: grant };
+  result.setting = { name: BILLING_SETTING, value: { old: o.before, new: o.after }, text: { old: o.beforeText, new: o.afterText } };
   const label = REALM_GROUP_SETTING_CONFIG[BILLING_SETTING].label;
   const setting = `"${label}" ${dryRun ? "is" : "was"}: ${o.beforeText}; ${dryRun ? "would be" : "now"}: ${o.afterText}`;
   const granted = grant ? "have" : "not have";

@@ -23,24 +23,14 @@
 // server would (Argon2 in production) after Zulip's strength check; otherwise the password is
 // unusable. Missing <email> / <full name> are asked for on stdin, like manage.py's input().
 //
-// --json prints one document:
-//   {
-//     "dry_run": false,
-//     "realm": {"id": 2, "string_id": "zulip"},
-//     "user": {"id": 12, "email": "user12@zulip.example.com", "delivery_email": "new@example.com",
-//              "full_name": "New Person", "role": "member", "password": "set" | "unusable",
-//              "system_groups": ["role:members", "role:fullmembers"]} | null,
-//     "subscribed_channels": ["general", "sandbox", "Zulip"],
-//     "scheduled_emails": [{"id": 3, "template": "onboarding_zulip_topics", "at": "2026-..."}],
-//     "signup_announcement": {"message_id": 40, "channel": "general"} | null,
-//     "not_done": ["Welcome Bot's onboarding direct message", "..."],
-//     "cache": {...} | null
-//   }
+// --json: src/schemas/create_user.ts (README: --json output): the user object (null in a dry
+// run) with password "set"/"unusable" and its system groups, scheduled_emails[].scheduled_at, the
+// audit rows the creation wrote.
 import { addFlushCacheOption, CacheInvalidation, type CacheUser } from "../lib/cache.js";
 import { type Context } from "../lib/context.js";
 import { roleCountBaselineBeside } from "../lib/audit.js";
 import { defineCommand } from "../lib/command.js";
-import { createUser, creationSchemaProblem, getSystemGroups, processNewHumanUserRows, Role, type ServerUrls } from "../lib/create.js";
+import { auditLogIdsOfUser, createUser, creationSchemaProblem, getSystemGroups, processNewHumanUserRows, Role, type ServerUrls } from "../lib/create.js";
 import { validateEmailAddress } from "../lib/email-address.js";
 import type { Queryable } from "../lib/db.js";
 import { CommandError, EnvironmentError } from "../lib/errors.js";
@@ -54,6 +44,9 @@ import { addEventsOption, EventDelivery, eventsReportJson, featureLevel } from "
 import { readAvatarSettings } from "../lib/avatar.js";
 import { sendUserCreationEvents } from "../lib/user-creation-events.js";
 import type { Command } from "commander";
+import { realmJson, userJson } from "../lib/json-objects.js";
+import { utcTimestamp } from "../lib/json-contract.js";
+import type { CreateUserBody } from "../schemas/create_user.js";
 
 /** UserProfile.TOS_VERSION_BEFORE_FIRST_LOGIN */
 export const TOS_VERSION_BEFORE_FIRST_LOGIN = "-1";
@@ -267,19 +260,20 @@ export default defineCommand({
     if (params.password === null && !out.json) out.err("User will be created with a disabled password.");
 
     const urls = serverUrls(ctx, realm.string_id);
-    const result = {
+    const result: CreateUserBody = {
       dry_run: dryRun,
-      realm: { id: Number(realm.id), string_id: realm.string_id },
-      user: null as null | Record<string, unknown>,
-      subscribed_channels: [] as string[],
-      scheduled_emails: [] as { id: number; template: string; at: string }[],
-      signup_announcement: null as null | { message_id: number; channel: string },
-      not_done: [NOT_DONE_WELCOME_DM, NOT_DONE_ACCOUNT_EMAIL] as string[],
-      cache: null as ReturnType<typeof cacheJson>,
-      events: null as ReturnType<typeof eventsReportJson>,
+      realm: realmJson(ctx.config().settings, realm),
+      user: null,
+      subscribed_channels: [],
+      scheduled_emails: [],
+      signup_announcement: null,
+      not_done: [NOT_DONE_WELCOME_DM, NOT_DONE_ACCOUNT_EMAIL],
+      audit_log_ids: [],
+      cache: null,
+      events: null,
     };
     const finish = () => {
-      if (out.json) out.jsonResult(result);
+      out.jsonBody<CreateUserBody>(result);
       return 0;
     };
     if (dryRun) {
@@ -335,23 +329,16 @@ export default defineCommand({
       );
       const { rows: urow } = await q.query("SELECT * FROM zerver_userprofile WHERE id = $1", [user.id]);
       await inval.userChanged(q, urow[0] as CacheUser & Record<string, any>, null);
-      return { user, steps, signup, eventsNotSent, subs: subs.map((r) => r.name as string) };
+      return { user, row: urow[0], steps, signup, eventsNotSent, subs: subs.map((r) => r.name as string), auditLogIds: await auditLogIdsOfUser(q, user.id) };
     });
     inval.changeCommitted();
     result.cache = cacheJson(await inval.commit());
     result.events = eventsReportJson(await events.commit());
     const u = created.user;
-    result.user = {
-      id: u.id,
-      email: u.email,
-      delivery_email: u.deliveryEmail,
-      full_name: u.fullName,
-      role: "member",
-      password: passwordHash ? "set" : "unusable",
-      system_groups: u.systemGroups,
-    };
+    result.user = { ...userJson(created.row), password: passwordHash ? "set" : "unusable", system_groups: u.systemGroups };
+    result.audit_log_ids = created.auditLogIds;
     result.subscribed_channels = created.subs;
-    result.scheduled_emails = (created.steps.welcomeEmails?.scheduled ?? []).map((s) => ({ id: s.id, template: s.template, at: s.scheduledAt.toISOString() }));
+    result.scheduled_emails = (created.steps.welcomeEmails?.scheduled ?? []).map((s) => ({ id: s.id, template: s.template, scheduled_at: utcTimestamp(s.scheduledAt) }));
     if (created.signup.messageId !== null) result.signup_announcement = { message_id: created.signup.messageId, channel: created.signup.channel! };
     if (created.signup.notWritten) result.not_done.push(created.signup.notWritten);
     for (const e of created.eventsNotSent) result.not_done.push(`not sent: ${e}`);

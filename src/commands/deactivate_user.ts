@@ -13,31 +13,17 @@
 // django_session and from memcached, and the cached user objects and realm user lists are
 // invalidated (see src/lib/users-lifecycle.ts).
 //
-// --json prints one document (exit status as above: 1 for a dry run):
-//   {
-//     "ok": true,
-//     "dry_run": true,                           // false with -f
-//     "realm": {"id": 2, "string_id": "zulip"},
-//     "user": {"id": 10, "email": "iago@zulip.com", "full_name": "Iago", "was_active": true},
-//     "sessions": [{"expire_date": "2025-01-02 03:04:05.123456+00:00", "data": {"_auth_user_id": "10", ...}}],
-//     "bots": [{"id": 11, "email": "bot-bot@zulip.com", "full_name": "Bot"}],
-//     // with -f:
-//     "deactivated": [{                           // bots first, then the user; only accounts changed
-//       "id": 11, "email": "bot-bot@zulip.com", "is_bot": true,
-//       "subscriptions": 2, "channel_ids": [3], "scheduled_emails_left": 0, "scheduled_emails_deleted": 0,
-//       "invitations_revoked": 0, "sessions_deleted": 0, "audit_log_ids": [57]
-//     }],
-//     "cache": {"mode": "keys", "ok": true, "skipped": false, "server": "...", "prefixes": 1,
-//               "keys_sent": 9, "keys_deleted": 3, "flushed_all": false, "warning": null},
-//     "events": {"mode": "auto", "transport": "rabbitmq", "published": 2, "jobs": 0, "ok": true,
-//                "skipped": false, "undelivered": [], "warning": null}   // see lib/events.ts
-//   }
+// --json: src/schemas/deactivate_user.ts (README: --json output). Without -f (or with --dry-run)
+// the plan (user, sessions with expires_at, bots) with dry_run true and deactivated []; without
+// -f the exit status stays manage.py's 1 (ok false, its message in error), --dry-run exits 0.
 import { addFlushCacheOption, CacheInvalidation } from "../lib/cache.js";
 import { roleCountBaselineBeside } from "../lib/audit.js";
 import { defineCommand } from "../lib/command.js";
 import { addEventsOption, EventDelivery, eventsReportJson, featureLevel } from "../lib/events.js";
 import { CommandError, UsageError } from "../lib/errors.js";
 import { addRealmOption, getUserWithRealm } from "../lib/lookup.js";
+import { utcTimestampFromPg } from "../lib/json-contract.js";
+import { realmJsonById, userJson } from "../lib/json-objects.js";
 import {
   activeBotsOwnedBy,
   cacheReportJson as cacheJson,
@@ -45,20 +31,19 @@ import {
   describeSessions,
   doDeactivateUser,
 } from "../lib/users-lifecycle.js";
+import type { DeactivateUserBody } from "../schemas/deactivate_user.js";
 
 export const DRY_RUN_MESSAGE = "This was a dry run. Pass -f to actually deactivate.";
 
-function resultJson(r: DeactivationResult) {
+function resultJson(r: DeactivationResult, user: DeactivateUserBody["bots"][number]): DeactivateUserBody["deactivated"][number] {
   return {
-    id: r.userId,
-    email: r.email,
-    is_bot: r.isBot,
-    subscriptions: r.subscriptions,
+    user: { ...user, is_bot: r.isBot },
+    subscription_count: r.subscriptions,
     channel_ids: r.channelIds,
-    scheduled_emails_left: r.scheduledEmailsLeft,
-    scheduled_emails_deleted: r.scheduledEmailsDeleted,
-    invitations_revoked: r.invitationsRevoked,
-    sessions_deleted: r.sessionsDeleted,
+    scheduled_emails_left_count: r.scheduledEmailsLeft,
+    scheduled_emails_deleted_count: r.scheduledEmailsDeleted,
+    invitations_revoked_count: r.invitationsRevoked,
+    sessions_deleted_count: r.sessionsDeleted,
     audit_log_ids: r.auditLogIds,
   };
 }
@@ -76,6 +61,7 @@ export default defineCommand({
   configure(cmd) {
     cmd.usage("[options] [-r REALM] [-f] <email>");
     cmd.option("-f, --for-real", "Actually deactivate the user. Default is a dry run.");
+    cmd.option("--dry-run", "show what would be done and exit 0 (without -f the dry run exits 1, like manage.py)");
     cmd.argument("[email]", "email of user to deactivate");
     addRealmOption(cmd);
     addFlushCacheOption(cmd);
@@ -84,6 +70,7 @@ export default defineCommand({
   async run(ctx, args, opts) {
     const [email] = args;
     if (email === undefined) throw new UsageError("the following arguments are required: <email>");
+    if (opts.forReal && opts.dryRun) throw new UsageError("-f and --dry-run cannot be used together");
     const forReal = Boolean(opts.forReal);
     const out = ctx.out;
     // ROLE_COUNT's count of the realm's users, read beside (see roleCountsAfterChange).
@@ -99,16 +86,24 @@ export default defineCommand({
     out.line("");
     out.line(`${user.delivery_email} has ${bots.length} active bots that will also be deactivated.`);
 
-    const doc: Record<string, unknown> = {
-      ok: true,
+    const userObj = userJson(user);
+    const botObjs = new Map(bots.map((b) => [Number(b.id), userJson(b)]));
+    const doc: DeactivateUserBody = {
       dry_run: !forReal,
-      realm,
-      user: { id: user.id, email: user.delivery_email, full_name: user.full_name, was_active: Boolean(user.is_active) },
-      sessions: sessions.map((s) => ({ expire_date: s.expireDate, data: s.data })),
-      bots: bots.map((b) => ({ id: Number(b.id), email: b.delivery_email, full_name: b.full_name })),
+      realm: await realmJsonById(db, ctx.config().settings, user.realm_id),
+      user: { ...userObj, was_active: Boolean(user.is_active) },
+      sessions: sessions.map((s) => ({ expires_at: utcTimestampFromPg(s.expireDate), data: s.data })),
+      bots: [...botObjs.values()],
+      deactivated: [],
+      cache: null,
+      events: null,
     };
     if (!forReal) {
-      out.jsonResult(doc);
+      out.jsonBody<DeactivateUserBody>(doc);
+      if (opts.dryRun) {
+        out.line("(dry run: nothing was changed)");
+        return;
+      }
       throw new CommandError(DRY_RUN_MESSAGE);
     }
 
@@ -125,7 +120,7 @@ export default defineCommand({
       doc.events = eventsReportJson(await events.commit());
     }
     out.line("Sessions deleted, user deactivated.");
-    doc.deactivated = [...outcome.bots, outcome.user].filter((r) => r.changed).map(resultJson);
-    out.jsonResult(doc);
+    doc.deactivated = [...outcome.bots, outcome.user].filter((r) => r.changed).map((r) => resultJson(r, botObjs.get(r.userId) ?? userObj));
+    out.jsonBody<DeactivateUserBody>(doc);
   },
 });

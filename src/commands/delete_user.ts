@@ -33,36 +33,17 @@
 // Differences from manage.py: a failure for one user stops the command (manage.py would print
 // a traceback); the dry run also lists what would be deleted; Tornado events are not sent.
 //
-// --json prints one document:
-//   {
-//     "ok": true,
-//     "dry_run": false,
-//     "realm": {"id": 2, "string_id": "zulip"},      // null without -r
-//     "algorithm": "overwrite",                        // Zulip 12.x; "recreate" for 10.x / 11.x
-//     "results": [{                                    // one per user, in the order processed
-//       "user": {"id": 10, "email": "iago@zulip.com", "full_name": "Iago", "realm_id": 2},
-//       "active_bots": 1,                              // what manage.py prints
-//       "deleted": true,                               // false in a dry run or on error
-//       "error": null,
-//       "deactivated": {"user": true, "bots": [11], "sessions_deleted": 2},   // null in a dry run
-//       "rows_deleted": {"zerver_usermessage": 40, ...},    // actual (or, dry run, planned) counts
-//       "rows_set_null": {"zerver_stream.creator_id": 1},
-//       "rows_archived": {"zerver_archivedmessage": 12, ...},
-//       "subscriptions_deactivated": 3,                // 303 rows (12.x)
-//       "audit_rows_scrubbed": 1,                      // 12.x
-//       "placeholder": {"id": 10, "email": "deleteduser10@zulip.example.net", "delivery_email": "…",
-//                       "full_name": "Deleted User 10", "is_active": false, "is_mirror_dummy": true,
-//                       "is_deleted": true, "recipient_id": null},
-//       "audit_log_ids": [123],
-//       "sessions_deleted": 0                          // sessions removed after the deletion
-//     }],
-//     "cache": {"mode": "keys", "ok": true, "skipped": false, "server": "…", "prefixes": 1,
-//               "keys_sent": 20, "keys_deleted": 3, "flushed_all": false, "warning": null}
-//   }
+// --json: src/schemas/delete_user.ts (README: --json output): one result per user with the
+// user object, row counts (planned in a dry run), the placeholder, status done / would_do /
+// failed / not_attempted. Without -f the plan with dry_run true keeps manage.py's exit 1 (ok
+// false, its message in error); --dry-run prints the plan and exits 0.
 import { AuditLogEventType, insertAuditLog, type RoleCountBaseline, roleCountBaselineBeside, tableColumnSet } from "../lib/audit.js";
 import { addFlushCacheOption, CacheInvalidation, type CacheReport, type CacheUser, cacheReportJson } from "../lib/cache.js";
 import { defineCommand } from "../lib/command.js";
 import type { Context } from "../lib/context.js";
+import { outcome, type StatusJson } from "../lib/json-contract.js";
+import { realmJson, userJson } from "../lib/json-objects.js";
+import type { DeleteUserBody } from "../schemas/delete_user.js";
 import {
   cryptoRandom,
   fakeEmailDomain,
@@ -75,7 +56,7 @@ import {
   USER_SETTING_DEFAULTS,
 } from "../lib/create.js";
 import type { Db, Queryable } from "../lib/db.js";
-import { CommandError } from "../lib/errors.js";
+import { CommandError, UsageError } from "../lib/errors.js";
 import { addRealmOption, addUserListOptions, getRealm, getUsers, type Realm, type UserProfile } from "../lib/lookup.js";
 import {
   assertCovered,
@@ -820,6 +801,25 @@ function describePlan(result: UserDeletionResult, algorithm: DeletionAlgorithm):
   return lines;
 }
 
+/** A user's --json result (src/schemas/delete_user.ts); `row` is the user as looked up before. */
+function deletionJson(r: UserDeletionResult, row: UserProfile, status: StatusJson): DeleteUserBody["results"][number] {
+  return {
+    user: userJson(row),
+    active_bot_count: r.active_bots,
+    deactivated: r.deactivated && { user: r.deactivated.user, bot_ids: r.deactivated.bots, sessions_deleted_count: r.deactivated.sessions_deleted },
+    rows_deleted: r.rows_deleted,
+    rows_set_null: r.rows_set_null,
+    rows_archived: r.rows_archived,
+    subscriptions_deactivated_count: r.subscriptions_deactivated,
+    audit_rows_scrubbed_count: r.audit_rows_scrubbed,
+    placeholder: r.placeholder,
+    ...(r.unknown_columns_kept ? { unknown_columns_kept: r.unknown_columns_kept } : {}),
+    audit_log_ids: r.audit_log_ids,
+    sessions_deleted_count: r.sessions_deleted,
+    ...outcome(status, r.error),
+  };
+}
+
 export default defineCommand({
   name: "delete_user",
   description:
@@ -843,6 +843,7 @@ export default defineCommand({
   ],
   configure(cmd) {
     cmd.option("-f, --for-real", "Actually delete the user(s). Default is a dry run.");
+    cmd.option("--dry-run", "show what would be deleted and exit 0 (without -f the dry run exits 1, like manage.py)");
     addRealmOption(cmd);
     addUserListOptions(cmd);
     addFlushCacheOption(cmd);
@@ -850,6 +851,7 @@ export default defineCommand({
   },
   async run(ctx, _args, opts) {
     const out = ctx.out;
+    if (opts.forReal && opts.dryRun) throw new UsageError("-f and --dry-run cannot be used together");
     // One user (-u with a single address, -f): the deactivation's ROLE_COUNT count of the realm's
     // users is read beside (see roleCountsAfterChange).
     const single = opts.forReal && !opts.allUsers && typeof opts.users === "string" && !opts.users.includes(",") ? opts.users : null;
@@ -903,10 +905,17 @@ export default defineCommand({
         for (const line of describePlan(r, algorithm)) out.line(line);
       }
       const message = "This was a dry run. Pass -f to actually delete.";
-      if (out.json) {
-        out.jsonResult({ ok: true, dry_run: true, realm: realm && { id: realm.id, string_id: realm.string_id }, algorithm, results, cache: null });
-        out.err(message);
-        return 1;
+      out.jsonBody<DeleteUserBody>({
+        dry_run: true,
+        realm: realm && realmJson(ctx.config().settings, realm),
+        algorithm,
+        results: results.map((r, i) => deletionJson(r, users[i], "would_do")),
+        cache: null,
+        events: null,
+      });
+      if (opts.dryRun) {
+        out.line("(dry run: nothing was changed)");
+        return 0;
       }
       throw new CommandError(message);
     }
@@ -954,24 +963,17 @@ export default defineCommand({
     });
     const cache: CacheReport = await inval.commit();
     const delivery = await events.commit();
-    if (out.json) {
-      out.jsonResult({
-        ok: failure === null,
-        dry_run: false,
-        realm: realm && { id: realm.id, string_id: realm.string_id },
-        algorithm,
-        results,
-        cache: cacheReportJson(cache),
-        events: eventsReportJson(delivery),
-      });
-    }
-    if (failure !== null) {
-      if (out.json) {
-        out.err(failure);
-        return 1;
-      }
-      throw new CommandError(failure);
-    }
+    const failedAt = results.findIndex((r) => r.error !== null);
+    const statusOf = (i: number): StatusJson => (failedAt === -1 || i < failedAt ? "done" : i === failedAt ? "failed" : "not_attempted");
+    out.jsonBody<DeleteUserBody>({
+      dry_run: false,
+      realm: realm && realmJson(ctx.config().settings, realm),
+      algorithm,
+      results: results.map((r, i) => deletionJson(r, users[i], statusOf(i))),
+      cache: cacheReportJson(cache),
+      events: eventsReportJson(delivery),
+    });
+    if (failure !== null) throw new CommandError(failure);
     return 0;
   },
 });

@@ -29,21 +29,10 @@
 // -r is given and logs out everyone in the organization. Like manage.py it prints nothing
 // on success; --dry-run prints what would be done and changes nothing.
 //
-// --json prints one document:
-//   {
-//     "ok": true,
-//     "dry_run": false,
-//     "scope": "realm",                 // "realm" | "deactivated" | "realm-deactivated" | "all"
-//     "realm": {"id": 2, "string_id": "zulip"},   // null without -r
-//     "sessions_deleted": 12,           // in a dry run: how many would be
-//     "users_logged_out": 5,            // distinct users among those sessions
-//     "anonymous_sessions_deleted": 1,  // sessions without a user (only when all sessions go)
-//     "orphaned_sessions_skipped": 0,   // sessions of users that no longer exist
-//     "api_keys_rotated": [{"id": 10, "email": "iago@zulip.com", "audit_log_ids": [62], "push_tokens_deleted": 1}],
-//     "cache": {...},                   // as in change_user_role; null in a dry run
-//     "events": {...}                   // as in change_user_role (lib/events.ts): the clear_push_device_tokens
-//                                       // jobs (and, before Zulip 12, bots' realm_bot api_key updates)
-//   }
+// --json: src/schemas/logout_all_users.ts (README: --json output): the session counts (what
+// would be deleted in a dry run), api_keys_rotated with the user objects (status would_do in a
+// dry run), cache and events (the clear_push_device_tokens jobs and, before Zulip 12, bots'
+// realm_bot api_key updates).
 import { AuditLogEventType, insertAuditLog } from "../lib/audit.js";
 import { addFlushCacheOption, CacheInvalidation, type CacheUser, sessionCacheKey } from "../lib/cache.js";
 import { defineCommand } from "../lib/command.js";
@@ -54,6 +43,9 @@ import type { Db, Queryable } from "../lib/db.js";
 import { addRealmOption, getRealm, type Realm, type UserProfile } from "../lib/lookup.js";
 import { decodeSessionData, sessionUserId } from "../lib/sessions.js";
 import { cacheReportJson } from "../lib/users-lifecycle.js";
+import { outcome } from "../lib/json-contract.js";
+import { realmJson, usersJsonByIds } from "../lib/json-objects.js";
+import type { LogoutAllUsersBody } from "../schemas/logout_all_users.js";
 
 type Scope = "realm" | "deactivated" | "realm-deactivated" | "all";
 
@@ -202,41 +194,51 @@ export default defineCommand({
     const where = realm ? ` of the organization '${realm.string_id}'` : " of this server";
     const who = scope === "realm-deactivated" || scope === "deactivated" ? `deactivated users${where}` : `users${where}`;
 
-    const doc: Record<string, unknown> = {
-      ok: true,
+    const doc: LogoutAllUsersBody = {
       dry_run: dryRun,
       scope,
-      realm: realm ? { id: realm.id, string_id: realm.string_id } : null,
-      sessions_deleted: 0,
-      users_logged_out: 0,
-      anonymous_sessions_deleted: 0,
-      orphaned_sessions_skipped: 0,
+      realm: realm ? realmJson(ctx.config().settings, realm) : null,
+      sessions_deleted_count: 0,
+      users_logged_out_count: 0,
+      anonymous_sessions_deleted_count: 0,
+      orphaned_sessions_skipped_count: 0,
       api_keys_rotated: [],
       cache: null,
+      events: null,
+    };
+    const counts = (plan: { keys: string[]; users: Set<unknown>; anonymous: number; orphaned: number }) =>
+      Object.assign(doc, {
+        sessions_deleted_count: plan.keys.length,
+        users_logged_out_count: plan.users.size,
+        anonymous_sessions_deleted_count: plan.anonymous,
+        orphaned_sessions_skipped_count: plan.orphaned,
+      });
+    const rotationsJson = async (rotations: { id: number; audit_log_ids: number[]; push_tokens_deleted: number }[], status: "done" | "would_do") => {
+      if (!out.json) return [];
+      const objs = await usersJsonByIds(db, rotations.map((r) => r.id));
+      return rotations
+        .filter((r) => objs.has(r.id))
+        .map((r) => ({ user: objs.get(r.id)!, audit_log_ids: r.audit_log_ids, push_tokens_deleted_count: r.push_tokens_deleted, ...outcome(status) }));
     };
 
     if (dryRun) {
       const plan = await planSessions(db, scope, realm);
-      Object.assign(doc, {
-        sessions_deleted: plan.keys.length,
-        users_logged_out: plan.users.size,
-        anonymous_sessions_deleted: plan.anonymous,
-        orphaned_sessions_skipped: plan.orphaned,
-      });
+      counts(plan);
       out.line(`Would delete ${plan.keys.length} sessions of ${plan.users.size} ${who}${plan.anonymous ? ` (and ${plan.anonymous} anonymous sessions)` : ""}.`);
       if (opts.rotateApiKeys) {
         const ids = await scopeUserIds(db, scope, realm);
-        doc.api_keys_rotated = ids.map((id) => ({ id }));
+        doc.api_keys_rotated = await rotationsJson(ids.map((id) => ({ id, audit_log_ids: [], push_tokens_deleted: 0 })), "would_do");
         out.line(`Would rotate the API keys of ${ids.length} ${who} (bots included).`);
       }
       out.line("(dry run: nothing was changed)");
-      out.jsonResult(doc);
+      out.jsonBody<LogoutAllUsersBody>(doc);
       return;
     }
 
     const inval = new CacheInvalidation(ctx, opts.flushCache);
     const events = new EventDelivery(ctx, opts.events);
     let rotatedIds: number[] = [];
+    let rotations: Rotation[] = [];
     let viaBouncer = false;
     try {
       const deleted = await db.tx(async (q) => {
@@ -250,12 +252,7 @@ export default defineCommand({
         return plan;
       });
       if (deleted.keys.length) inval.changeCommitted();
-      Object.assign(doc, {
-        sessions_deleted: deleted.keys.length,
-        users_logged_out: deleted.users.size,
-        anonymous_sessions_deleted: deleted.anonymous,
-        orphaned_sessions_skipped: deleted.orphaned,
-      });
+      counts(deleted);
 
       if (opts.rotateApiKeys) {
         viaBouncer = Boolean(ctx.config().settings.get("ZULIP_SERVICE_PUSH_NOTIFICATIONS"));
@@ -265,7 +262,7 @@ export default defineCommand({
           const r = await rotateApiKey(db, id, inval, !viaBouncer, events, level);
           if (r) rotated.push(r);
         }
-        doc.api_keys_rotated = rotated;
+        rotations = rotated;
         rotatedIds = rotated.map((r) => r.id);
         if (viaBouncer && rotated.length && !events.enabled) {
           out.warn(
@@ -284,10 +281,11 @@ export default defineCommand({
       // notifications. Registrations at the push notification service cannot be removed from here.
       if (events.enabled && !delivery.ok && delivery.undelivered.some((u) => u.endsWith("clear_push_device_tokens")) && !viaBouncer && rotatedIds.length) {
         const { rows } = await db.query("DELETE FROM zerver_pushdevicetoken WHERE user_id = ANY ($1::int[]) RETURNING user_id", [rotatedIds]);
-        for (const r of (doc.api_keys_rotated as Rotation[]) ?? []) r.push_tokens_deleted = rows.filter((x) => Number(x.user_id) === r.id).length;
+        for (const r of rotations) r.push_tokens_deleted = rows.filter((x) => Number(x.user_id) === r.id).length;
         out.warn(`The push notification registrations of the ${rotatedIds.length} users were cleared here instead (${rows.length} deleted).`);
       }
     }
-    out.jsonResult(doc);
+    doc.api_keys_rotated = await rotationsJson(rotations, "done");
+    out.jsonBody<LogoutAllUsersBody>(doc);
   },
 });

@@ -6,16 +6,17 @@
 // UserProfile.rate_limits, "<seconds>:<requests>,..." or "" for the server's defaults; applies
 // to the api_by_user domain, as Zulip reads it).
 //
-// --json prints one document:
-//   {"ok": true, "operation": "block", "domain": "api_by_user", "seconds": 60,
-//    "users": [{"id": 10, "email": "iago@zulip.com", "is_bot": false, "key": "ratelimit:RateLimitedUser:10:api_by_user:block",
-//               "blocked": true, "ttl": 60, "rate_limits": "", "rate_limits_before": null}],
-//    "redis": "127.0.0.1:6379", "cache": null}
+// --json: src/schemas/rate_limit.ts (README: --json output): one result per user (the user,
+// then with -b their bots) with status done (unchanged when set-limits found the same limits,
+// would_do in a dry run); rate_limits as {old, new}; the block's remaining time in ms.
 import { addFlushCacheOption, CacheInvalidation, cacheReportJson } from "../lib/cache.js";
 import { defineCommand } from "../lib/command.js";
 import { CommandError, EnvironmentError, UsageError } from "../lib/errors.js";
 import { botsOwnedBy, getRealm, getUser, getUserByApiKey, parsePythonInt, REALM_HELP, type UserProfile } from "../lib/lookup.js";
 import { blockAccess, blockState, parseRateLimits, setRateLimits, unblockAccess } from "../lib/rate-limit.js";
+import { outcome } from "../lib/json-contract.js";
+import { userJson } from "../lib/json-objects.js";
+import type { RateLimitBody } from "../schemas/rate_limit.js";
 import { connectZulipRedis, RedisError, zulipRedisOptions } from "../lib/redis.js";
 
 const OPERATIONS = ["block", "unblock", "show", "set-limits"];
@@ -84,29 +85,41 @@ export default defineCommand({
       id: Number(u.id),
       email: u.delivery_email,
       is_bot: Boolean(u.is_bot),
-      key: null as string | null,
-      blocked: null as boolean | null,
-      ttl: null as number | null,
-      rate_limits: String(u.rate_limits ?? ""),
-      rate_limits_before: null as string | null,
+      json: {
+        user: { ...userJson(u), is_bot: Boolean(u.is_bot) },
+        key: null,
+        blocked: null,
+        block_remaining_ms: null,
+        rate_limits: { old: String(u.rate_limits ?? ""), new: String(u.rate_limits ?? "") },
+        ...outcome(opts.dryRun ? "would_do" : "done"),
+      } as RateLimitBody["results"][number],
     }));
-    const doc = { ok: true, operation, domain, seconds, dry_run: Boolean(opts.dryRun), users: results, redis: null as string | null, cache: null as ReturnType<typeof cacheReportJson> };
+    const doc: RateLimitBody = {
+      dry_run: Boolean(opts.dryRun),
+      operation: operation as RateLimitBody["operation"],
+      domain,
+      block_duration_ms: seconds * 1000,
+      results: results.map((r) => r.json),
+      redis_server: null,
+      cache: null,
+    };
 
     if (operation === "set-limits") {
       const inval = new CacheInvalidation(ctx, opts.flushCache);
       try {
         for (const r of results) {
-          r.rate_limits_before = r.rate_limits;
+          const current = r.json.rate_limits.old;
           if (opts.dryRun) {
-            out.line(`Would set the rate limits of User ID: ${r.id} (${r.email}) from ${JSON.stringify(r.rate_limits)} to ${JSON.stringify(limits)}`);
-            r.rate_limits = limits!;
+            out.line(`Would set the rate limits of User ID: ${r.id} (${r.email}) from ${JSON.stringify(current)} to ${JSON.stringify(limits)}`);
+            r.json.rate_limits = { old: current, new: limits! };
+            if (current === limits) Object.assign(r.json, outcome("unchanged"));
             continue;
           }
           inval.prepare();
           const c = await db.tx((q) => setRateLimits(q, r.id, limits!, { cache: inval }));
           if (c.changed) inval.changeCommitted();
-          r.rate_limits_before = c.old;
-          r.rate_limits = limits!;
+          r.json.rate_limits = { old: c.old, new: limits! };
+          if (!c.changed) Object.assign(r.json, outcome("unchanged"));
           out.line(
             c.changed
               ? `Rate limits of User ID: ${r.id} (${r.email}): ${JSON.stringify(c.old)} -> ${JSON.stringify(limits)}`
@@ -117,13 +130,14 @@ export default defineCommand({
         if (!opts.dryRun) doc.cache = cacheReportJson(await inval.commit());
       }
       if (opts.dryRun) out.line("(dry run: nothing was changed)");
-      out.jsonResult(doc);
+      out.jsonBody<RateLimitBody>(doc);
       return 0;
     }
 
     const config = ctx.config();
     const options = zulipRedisOptions(config.settings, (n) => config.secret(n));
-    doc.redis = `${options.host}:${options.port}`;
+    const server = `${options.host}:${options.port}`;
+    doc.redis_server = server;
     const redis = await connectZulipRedis(options);
     try {
       for (const r of results) {
@@ -131,21 +145,22 @@ export default defineCommand({
         if (operation === "block") await blockAccess(redis, r.id, domain, seconds);
         else if (operation === "unblock") await unblockAccess(redis, r.id, domain);
         const state = await blockState(redis, r.id, domain);
-        r.key = state.key;
-        r.blocked = state.blocked;
-        r.ttl = state.ttl;
+        r.json.key = state.key;
+        r.json.blocked = state.blocked;
+        r.json.block_remaining_ms = state.ttl !== null && state.ttl >= 0 ? state.ttl * 1000 : null;
         if (operation === "show") {
           const block = state.blocked ? `blocked for ${state.ttl === -1 ? "ever (no expiry)" : `${state.ttl} more seconds`}` : "not blocked";
-          out.line(`User ID: ${r.id} (${r.email}${r.is_bot ? ", bot" : ""}): ${domain} ${block}; rate limits: ${r.rate_limits === "" ? "the server's defaults" : r.rate_limits}`);
+          const rules = r.json.rate_limits.new;
+          out.line(`User ID: ${r.id} (${r.email}${r.is_bot ? ", bot" : ""}): ${domain} ${block}; rate limits: ${rules === "" ? "the server's defaults" : rules}`);
         }
       }
     } catch (e) {
-      if (e instanceof RedisError) throw new EnvironmentError(`Redis at ${doc.redis}: ${e.message}`);
+      if (e instanceof RedisError) throw new EnvironmentError(`Redis at ${server}: ${e.message}`);
       throw e;
     } finally {
       redis.close();
     }
-    out.jsonResult(doc);
+    out.jsonBody<RateLimitBody>(doc);
     return 0;
   },
 });

@@ -14,26 +14,16 @@
 // that owner unchanged (the web UI makes the acting administrator the owner; we have none) and a
 // warning says so.
 //
-// --json prints one document:
-//   {
-//     "ok": true,
-//     "dry_run": false,
-//     "realm": {"id": 2, "string_id": "zulip"},
-//     "user": {"id": 10, "email": "iago@zulip.com", "full_name": "Iago", "is_bot": false},
-//     "changed": true,                 // false in a dry run
-//     "subscriptions": 4,              // subscription rows whose is_user_active became true
-//     "channel_ids": [1, 2],           // channels whose subscriber_count went up by one
-//     "audit_log_ids": [58],
-//     "inactive_bot_owner": null,      // {"id": 9, "email": "..."} for a bot whose owner is deactivated
-//     "cache": {...},                  // as in change_user_role; null in a dry run
-//     "events": {...}                  // as in change_user_role (lib/events.ts); null in a dry run
-//   }
+// --json: src/schemas/reactivate_user.ts (README: --json output); changed false, audit_log_ids []
+// and cache/events null in a dry run; inactive_bot_owner the bot's deactivated owner, or null.
 import { addFlushCacheOption, CacheInvalidation } from "../lib/cache.js";
 import { roleCountBaselineBeside } from "../lib/audit.js";
 import { defineCommand } from "../lib/command.js";
 import { addEventsOption, EventDelivery, eventsReportJson, featureLevel } from "../lib/events.js";
 import { CommandError, UsageError } from "../lib/errors.js";
 import { addRealmOption, getUserWithRealm } from "../lib/lookup.js";
+import { realmJsonById, userJson, userJsonById } from "../lib/json-objects.js";
+import type { ReactivateUserBody } from "../schemas/reactivate_user.js";
 import { cacheReportJson as cacheJson, reactivateUserInTx, reactivationProblem, type ReactivationResult } from "../lib/users-lifecycle.js";
 
 export default defineCommand({
@@ -60,13 +50,12 @@ export default defineCommand({
     const roleCountBaseline = dryRun ? undefined : roleCountBaselineBeside(ctx, opts.realm, email);
     const db = await ctx.db();
     const { user, realm } = await getUserWithRealm(db, email, opts.realm);
-    const doc: Record<string, unknown> = {
-      ok: true,
+    const doc: ReactivateUserBody = {
       dry_run: dryRun,
-      realm,
-      user: { id: user.id, email: user.delivery_email, full_name: user.full_name, is_bot: Boolean(user.is_bot) },
+      realm: await realmJsonById(db, ctx.config().settings, user.realm_id),
+      user: { ...userJson(user), is_bot: Boolean(user.is_bot) },
       changed: false,
-      subscriptions: 0,
+      subscription_count: 0,
       channel_ids: [],
       audit_log_ids: [],
       inactive_bot_owner: null,
@@ -79,7 +68,7 @@ export default defineCommand({
       if (problem) throw new CommandError(problem);
       out.line(`Would reactivate ${user.full_name} (${user.delivery_email}) - ${realm.string_id}.`);
       out.line("(dry run: nothing was changed)");
-      out.jsonResult(doc);
+      out.jsonBody<ReactivateUserBody>(doc);
       return;
     }
 
@@ -95,10 +84,10 @@ export default defineCommand({
     const delivery = await events.commit();
     Object.assign(doc, {
       changed: true,
-      subscriptions: result.subscriptions,
+      subscription_count: result.subscriptions,
       channel_ids: result.channelIds,
       audit_log_ids: result.auditLogIds,
-      inactive_bot_owner: result.inactiveBotOwner,
+      inactive_bot_owner: result.inactiveBotOwner && (await userJsonById(db, result.inactiveBotOwner.id)),
       cache: cacheJson(cache),
       events: eventsReportJson(delivery),
     });
@@ -109,6 +98,6 @@ export default defineCommand({
           "an organization administrator may want to give the bot a new owner in the organization settings.",
       );
     }
-    out.jsonResult(doc);
+    out.jsonBody<ReactivateUserBody>(doc);
   },
 });

@@ -14,20 +14,16 @@
 // errors. A user whose catch-up fails during -d is reported (exit 1) after the others are done,
 // as Zulip logs and carries on.
 //
-// --json:
-//   {"ok": true, "action": "deactivate", "mode": "inactive" | "users", "inactive_for": 28,
-//    "soft_deactivated": [{"id": 10, "email": "…", "last_active_message_id": 123, "audit_log_id": 456}],
-//    "caught_up": [{"id": 11, "email": "…", "messages_added": 40, "last_active_message_id": 170}] | null,
-//    "catch_up_failures": [{"id": 12, "email": "…", "error": "…"}],
-//    "cache": {...}}
-//   {"ok": true, "action": "activate",
-//    "soft_reactivated": [{"id": 10, "email": "…", "messages_added": 40, "last_active_message_id": 170, "audit_log_id": 457}],
-//    "already_active": [{"id": 13, "email": "…"}], "cache": {...}}
+// --json: src/schemas/soft_deactivate_users.ts (README: --json output): one body for -d, one
+// for -a; users as the contract's user object; catch-up failures (exit 1) with status failed.
 import { InvalidArgumentError } from "commander";
 import { addFlushCacheOption, CacheInvalidation, cacheReportJson } from "../lib/cache.js";
 import { defineCommand } from "../lib/command.js";
 import { CommandError } from "../lib/errors.js";
 import { addRealmOption, getRealm } from "../lib/lookup.js";
+import { outcome } from "../lib/json-contract.js";
+import { usersJsonByIds } from "../lib/json-objects.js";
+import type { SoftActivateBody, SoftDeactivateBody } from "../schemas/soft_deactivate_users.js";
 import {
   catchUpSoftDeactivatedUsers,
   reactivateUserIfSoftDeactivated,
@@ -90,7 +86,21 @@ export default defineCommand({
       });
       const cache = await inval.commit();
       say(`Soft reactivated ${plural(activated.length)}`);
-      out.jsonResult({ ok: true, action: "activate", soft_reactivated: activated, already_active: already, cache: cacheReportJson(cache) });
+      if (out.json) {
+        const objs = await usersJsonByIds(db, [...activated.map((a) => a.id), ...already.map((a) => a.id)]);
+        out.jsonBody<SoftActivateBody>({
+          dry_run: false,
+          action: "activate",
+          soft_reactivated: activated.map((a) => ({
+            user: objs.get(a.id)!,
+            messages_added_count: a.messages_added,
+            last_active_message_id: a.last_active_message_id,
+            audit_log_ids: [a.audit_log_id],
+          })),
+          already_active: already.map((a) => objs.get(a.id)!),
+          cache: cacheReportJson(cache),
+        });
+      }
       return 0;
     }
 
@@ -111,16 +121,23 @@ export default defineCommand({
       say(`Caught up ${catchUp.caught_up.length} soft-deactivated users (${added} message${added === 1 ? "" : "s"} added)`);
       for (const f of catchUp.failures) out.error(`Failed to catch up ${f.email} (id ${f.id}): ${f.error}`);
     }
-    out.jsonResult({
-      ok: !catchUp?.failures.length,
-      action: "deactivate",
-      mode: forced ? "users" : "inactive",
-      inactive_for: forced ? null : opts.inactiveFor,
-      soft_deactivated: deactivated,
-      caught_up: catchUp?.caught_up ?? null,
-      catch_up_failures: catchUp?.failures ?? [],
-      cache: cacheReportJson(cache),
-    });
+    const failures = catchUp?.failures ?? [];
+    if (out.json) {
+      const objs = await usersJsonByIds(db, [...deactivated.map((d) => d.id), ...(catchUp?.caught_up ?? []).map((c) => c.id), ...failures.map((f) => f.id)]);
+      out.jsonBody<SoftDeactivateBody>(
+        {
+          dry_run: false,
+          action: "deactivate",
+          mode: forced ? "users" : "inactive",
+          inactive_for_days: forced ? null : opts.inactiveFor,
+          soft_deactivated: deactivated.map((d) => ({ user: objs.get(d.id)!, last_active_message_id: d.last_active_message_id, audit_log_ids: [d.audit_log_id] })),
+          caught_up: catchUp && catchUp.caught_up.map((c) => ({ user: objs.get(c.id)!, messages_added_count: c.messages_added, last_active_message_id: c.last_active_message_id })),
+          catch_up_failures: failures.map((f) => ({ user: objs.get(f.id) ?? null, ...outcome("failed", f.error) })),
+          cache: cacheReportJson(cache),
+        },
+        failures.length ? { error: `Failed to catch up ${failures.length} soft-deactivated user(s).`, error_code: "refused" } : undefined,
+      );
+    }
     return catchUp?.failures.length ? 1 : 0;
   },
 });

@@ -2444,3 +2444,9 @@ export async function processNewHumanUserRows(
     onboardingStepAdded: step.rows.length > 0,
   };
 }
+
+/** The RealmAuditLog rows about a user (for a user created in this transaction: the rows its creation wrote). */
+export async function auditLogIdsOfUser(q: Queryable, userId: number): Promise<number[]> {
+  const { rows } = await q.query("SELECT id FROM zerver_realmauditlog WHERE modified_user_id = $1 ORDER BY id", [userId]);
+  return rows.map((r: any) => Number(r.id));
+}

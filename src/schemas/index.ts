@@ -18,6 +18,17 @@ import * as change_realm_subdomain from "./change_realm_subdomain.js";
 import * as reactivate_realm from "./reactivate_realm.js";
 import * as deactivate_realm from "./deactivate_realm.js";
 import * as create_realm from "./create_realm.js";
+import * as delete_user from "./delete_user.js";
+import * as change_user_role from "./change_user_role.js";
+import * as create_user from "./create_user.js";
+import * as logout_all_users from "./logout_all_users.js";
+import * as bulk_change_user_name from "./bulk_change_user_name.js";
+import * as soft_deactivate_users from "./soft_deactivate_users.js";
+import * as rate_limit from "./rate_limit.js";
+import * as change_password from "./change_password.js";
+import * as change_user_email from "./change_user_email.js";
+import * as reactivate_user from "./reactivate_user.js";
+import * as deactivate_user from "./deactivate_user.js";
 import * as doctor from "./doctor.js";
 import * as export_single_user from "./export_single_user.js";
 import * as generate_realm_creation_link from "./generate_realm_creation_link.js";
@@ -45,6 +56,17 @@ const COMMAND_SCHEMAS: Record<string, { bodies: TObject[]; description: string }
   reactivate_realm,
   deactivate_realm,
   create_realm,
+  delete_user,
+  change_user_role,
+  create_user,
+  logout_all_users,
+  bulk_change_user_name,
+  soft_deactivate_users,
+  rate_limit,
+  change_password,
+  change_user_email,
+  reactivate_user,
+  deactivate_user,
   doctor,
   export_single_user,
   generate_realm_creation_link,

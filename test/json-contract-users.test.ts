@@ -5,15 +5,15 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import Ajv, { type ValidateFunction } from "ajv";
+import Ajv from "ajv";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createRealm, createUser } from "../src/lib/create.js";
-import { ERROR_CODES } from "../src/lib/errors.js";
-import { runCli, type CliResult } from "./helpers/cli.js";
+import { runCli } from "./helpers/cli.js";
 import { type ConfDir, makeConfDir } from "./helpers/confdir.js";
 import { type MemcachedInstance, startMemcached } from "./helpers/memcached.js";
 import { createDatabase, REPO_ROOT, type TestDatabase } from "./helpers/pg.js";
 import { type RedisInstance, startRedis } from "./helpers/redis.js";
+import { checkDocument, validatorFor } from "./helpers/json-schema.js";
 
 const USER_COMMANDS = [
   "deactivate_user",
@@ -30,38 +30,7 @@ const USER_COMMANDS = [
 ];
 
 const ajv = new Ajv({ allErrors: true, strict: true });
-const validators = new Map<string, ValidateFunction>();
 
-async function validatorFor(name: string): Promise<ValidateFunction> {
-  let v = validators.get(name);
-  if (!v) {
-    const r = await runCli(["help", name, "--json-schema"]);
-    expect(r.exitCode, r.stderr).toBe(0);
-    v = ajv.compile(JSON.parse(r.stdout));
-    validators.set(name, v);
-  }
-  return v;
-}
-
-/** Parse a --json run's stdout, check the envelope against the exit status, and validate it. */
-async function checkDocument(name: string, r: CliResult, expectedExit: number): Promise<any> {
-  expect(r.exitCode, `${name}: ${r.stderr}\n${r.stdout}`).toBe(expectedExit);
-  const doc = JSON.parse(r.stdout);
-  const validate = await validatorFor(name);
-  expect(validate(doc) ? null : ajv.errorsText(validate.errors), JSON.stringify(doc).slice(0, 2000)).toBeNull();
-  expect(doc.exit_code).toBe(r.exitCode);
-  expect(doc.ok).toBe(r.exitCode === 0);
-  expect(doc.schema_version).toBe(1);
-  if (doc.ok) {
-    expect(doc.error).toBeNull();
-    expect(doc.error_code).toBeNull();
-  } else {
-    expect(typeof doc.error).toBe("string");
-    expect(Object.keys(ERROR_CODES)).toContain(doc.error_code);
-    expect(ERROR_CODES[doc.error_code as keyof typeof ERROR_CODES][0]).toBe(doc.exit_code);
-  }
-  return doc;
-}
 
 const TIMESTAMP = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$/;
 

@@ -5,7 +5,7 @@
 // examples validate; and the CLI bundle never contains the schema library.
 import fs from "node:fs";
 import path from "node:path";
-import Ajv, { type ValidateFunction } from "ajv";
+import Ajv from "ajv";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createRealm, createUser } from "../src/lib/create.js";
 import { ERROR_CODES } from "../src/lib/errors.js";
@@ -15,10 +15,11 @@ import { cacheReportJson } from "../src/lib/cache.js";
 import { eventsReportJson } from "../src/lib/events.js";
 import { CacheReport, EventsReport, ROLE_API_NAMES, ROLE_IDS } from "../src/schemas/shared.js";
 import { makeTempDir, startSmtpSink, type SmtpSink } from "./email-support.js";
-import { CLI_ENTRY, runCli, type CliResult } from "./helpers/cli.js";
+import { CLI_ENTRY, runCli } from "./helpers/cli.js";
 import { type ConfDir, makeConfDir } from "./helpers/confdir.js";
 import { createDatabase, REPO_ROOT, type TestDatabase } from "./helpers/pg.js";
 import { type RedisInstance, startRedis } from "./helpers/redis.js";
+import { checkDocument, validatorFor } from "./helpers/json-schema.js";
 
 const CONVERTED = [
   "list_realms",
@@ -49,39 +50,8 @@ const CONVERTED = [
 ];
 
 const ajv = new Ajv({ allErrors: true, strict: true });
-const validators = new Map<string, ValidateFunction>();
 
 /** The schema `help <name> --json-schema` prints, compiled. */
-async function validatorFor(name: string): Promise<ValidateFunction> {
-  let v = validators.get(name);
-  if (!v) {
-    const r = await runCli(["help", ...(name === "error" ? [] : [name]), "--json-schema"]);
-    expect(r.exitCode, r.stderr).toBe(0);
-    v = ajv.compile(JSON.parse(r.stdout));
-    validators.set(name, v);
-  }
-  return v;
-}
-
-/** Parse a --json run's stdout, check the envelope against the exit status, and validate it. */
-async function checkDocument(name: string, r: CliResult, expectedExit: number): Promise<any> {
-  expect(r.exitCode, `${name}: ${r.stderr}\n${r.stdout}`).toBe(expectedExit);
-  const doc = JSON.parse(r.stdout);
-  const validate = await validatorFor(name);
-  expect(validate(doc) ? null : ajv.errorsText(validate.errors), JSON.stringify(doc).slice(0, 2000)).toBeNull();
-  expect(doc.exit_code).toBe(r.exitCode);
-  expect(doc.ok).toBe(r.exitCode === 0);
-  expect(doc.schema_version).toBe(1);
-  if (doc.ok) {
-    expect(doc.error).toBeNull();
-    expect(doc.error_code).toBeNull();
-  } else {
-    expect(typeof doc.error).toBe("string");
-    expect(Object.keys(ERROR_CODES)).toContain(doc.error_code);
-    expect(ERROR_CODES[doc.error_code as keyof typeof ERROR_CODES][0]).toBe(doc.exit_code);
-  }
-  return doc;
-}
 
 describe("the contract's shared parts", () => {
   it("role names and ids are Zulip's (src/lib/roles.ts)", () => {

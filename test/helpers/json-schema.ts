@@ -5,6 +5,9 @@
 import fs from "node:fs";
 import path from "node:path";
 import Ajv, { type ValidateFunction } from "ajv";
+import { expect } from "vitest";
+import { ERROR_CODES } from "../../src/lib/errors.js";
+import { type CliResult, runCli } from "./cli.js";
 import { REPO_ROOT } from "./pg.js";
 
 const ajv = new Ajv({ allErrors: true, strict: true });
@@ -18,4 +21,38 @@ export function schemaErrors(name: string, doc: unknown): string | null {
     cache.set(name, v);
   }
   return v(doc) ? null : ajv.errorsText(v.errors);
+}
+
+const viaCli = new Map<string, ValidateFunction>();
+
+/** The validator of `name`'s schema as `help <name> --json-schema` prints it ("error": the error document's). */
+export async function validatorFor(name: string): Promise<ValidateFunction> {
+  let v = viaCli.get(name);
+  if (!v) {
+    const r = await runCli(["help", ...(name === "error" ? [] : [name]), "--json-schema"]);
+    expect(r.exitCode, r.stderr).toBe(0);
+    v = ajv.compile(JSON.parse(r.stdout));
+    viaCli.set(name, v);
+  }
+  return v;
+}
+
+/** Parse a --json run's stdout, check the envelope against the exit status, and validate it. */
+export async function checkDocument(name: string, r: CliResult, expectedExit: number): Promise<any> {
+  expect(r.exitCode, `${name}: ${r.stderr}\n${r.stdout}`).toBe(expectedExit);
+  const doc = JSON.parse(r.stdout);
+  const validate = await validatorFor(name);
+  expect(validate(doc) ? null : ajv.errorsText(validate.errors), JSON.stringify(doc).slice(0, 2000)).toBeNull();
+  expect(doc.exit_code).toBe(r.exitCode);
+  expect(doc.ok).toBe(r.exitCode === 0);
+  expect(doc.schema_version).toBe(1);
+  if (doc.ok) {
+    expect(doc.error).toBeNull();
+    expect(doc.error_code).toBeNull();
+  } else {
+    expect(typeof doc.error).toBe("string");
+    expect(Object.keys(ERROR_CODES)).toContain(doc.error_code);
+    expect(ERROR_CODES[doc.error_code as keyof typeof ERROR_CODES][0]).toBe(doc.exit_code);
+  }
+  return doc;
 }

@@ -320,11 +320,17 @@ function transpiledHelpers(): string {
   fs.mkdirSync(path.join(REPO_ROOT, ".tmp"), { recursive: true });
   const work = fs.mkdtempSync(path.join(REPO_ROOT, ".tmp", "harness-child-"));
   toClean.push(work);
-  // The repository's layout, so that the helpers' imports of src/lib/*.js resolve.
-  const files = [
-    ...["services", "pg", "memcached", "redis", "rabbitmq", "confdir"].map((f) => `test/helpers/${f}`),
-    ...["sandbox", "shell", "memcached", "redis", "errors"].map((f) => `src/lib/${f}`),
-  ];
+  // The repository's layout, so that the helpers' imports resolve: the helpers the child uses and
+  // every module they import (relative imports, followed to the end; type-only imports included).
+  const files: string[] = [];
+  const pending = ["services", "pg", "memcached", "redis", "rabbitmq", "confdir"].map((f) => `test/helpers/${f}`);
+  while (pending.length) {
+    const f = pending.pop()!;
+    if (files.includes(f)) continue;
+    files.push(f);
+    const text = fs.readFileSync(path.join(REPO_ROOT, `${f}.ts`), "utf8");
+    for (const m of text.matchAll(/from "(\.\.?\/[^"]+)\.js"/g)) pending.push(path.posix.join(path.posix.dirname(f), m[1]!));
+  }
   for (const f of files) {
     const src = fs.readFileSync(path.join(REPO_ROOT, `${f}.ts`), "utf8");
     const out = ts.transpileModule(src, {

@@ -11,7 +11,7 @@ import { startMemcached, type MemcachedInstance } from "./helpers/memcached.js";
 import { createDatabase, type TestDatabase } from "./helpers/pg.js";
 import { startRedis, type RedisInstance } from "./helpers/redis.js";
 import { QueueReader, rabbitSettings } from "./helpers/rabbitmq.js";
-import { freePort } from "./helpers/services.js";
+import { CLOSED_PORT, freePort } from "./helpers/services.js";
 
 interface Check {
   id: string;
@@ -180,7 +180,7 @@ describe("RabbitMQ", () => {
   });
 
   it("RabbitMQ down: how to start it, and what commands do meanwhile", async () => {
-    const { by } = await doctor(conf({ rabbitmq: { ...rabbitSettings(), port: await freePort() } }));
+    const { by } = await doctor(conf({ rabbitmq: { ...rabbitSettings(), port: CLOSED_PORT } }));
     expect(by.rabbitmq.status).toBe("warning");
     expect(by.rabbitmq.summary).toMatch(/ECONNREFUSED/);
     expect(by.rabbitmq.remedy).toContain("systemctl start rabbitmq-server");

@@ -10,7 +10,7 @@ import { runCli } from "./helpers/cli.js";
 import { makeConfDir, type ConfDir, type MakeConfDirOptions } from "./helpers/confdir.js";
 import { claimVhost, QueueReader, rabbitSettings, sortedUsers } from "./helpers/rabbitmq.js";
 import { startServerCopy, type ServerCopy } from "./helpers/server-copy.js";
-import { freePort } from "./helpers/services.js";
+import { CLOSED_PORT, freePort } from "./helpers/services.js";
 import { addUser, groupIds, TEST_REALM } from "./helpers/users.js";
 
 const HOST = "zulip.example.net";
@@ -181,10 +181,8 @@ async function fakeTornado(secret: string) {
 }
 
 describe("the HTTP fallback and failures", () => {
-  // A port nothing listens on, and that no server of this run can take over: a port chosen
-  // free here was later handed to one of the fake Tornados (whose HTTP reply then looked like a
-  // broken AMQP frame). Port 1 (tcpmux) is privileged and unused on any Zulip or CI machine.
-  const closedPort = 1;
+  // A port chosen free here was once handed to one of the fake Tornados before the CLI connected.
+  const closedPort = CLOSED_PORT;
 
   const downRabbit = () => ({ ...rabbitSettings(), port: closedPort });
 

@@ -11,7 +11,7 @@ import { createDatabase, type TestDatabase } from "./helpers/pg.js";
 import { changedTables, snapshot } from "./helpers/snapshot.js";
 import { copyRow } from "./helpers/users.js";
 import { QueueReader, rabbitSettings } from "./helpers/rabbitmq.js";
-import { freePort } from "./helpers/services.js";
+import { CLOSED_PORT } from "./helpers/services.js";
 
 /** Django session_data for a dict (signed with some key; Zulip's lookup only decodes it). */
 function sessionData(session: Record<string, unknown>): string {
@@ -172,7 +172,7 @@ describe("logout_all_users", () => {
     await db.query("INSERT INTO zerver_pushdevicetoken (kind, token, last_updated, ios_app_id, user_id) VALUES (2, 'tok-owner-2', now(), NULL, 8)");
     const tokens = (await db.query("SELECT count(*)::int AS n FROM zerver_pushdevicetoken p JOIN zerver_userprofile u ON u.id = p.user_id WHERE u.realm_id = 2"))[0].n;
     const owners = (await db.query("SELECT count(*)::int AS n FROM zerver_pushdevicetoken WHERE user_id = 8"))[0].n;
-    const down = makeConfDir({ db: { name: db.name }, memcached: { location: mc.location, password: mc.password }, rabbitmq: { ...rabbitSettings(), port: await freePort() } });
+    const down = makeConfDir({ db: { name: db.name }, memcached: { location: mc.location, password: mc.password }, rabbitmq: { ...rabbitSettings(), port: CLOSED_PORT } });
     try {
       const r = await runCli(["logout_all_users", "-r", "2", "--rotate-api-keys", "--json", "--events=rabbitmq"], { confDir: down, db });
       expect(r.exitCode).toBe(0);

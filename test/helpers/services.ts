@@ -39,6 +39,14 @@ export type ServiceUser = RunAsUser;
 let cachedUser: ServiceUser | null | undefined;
 
 /**
+ * A TCP port on 127.0.0.1 that refuses connections, for "server down" tests. A port found free
+ * and released can be handed to another server before the test connects (another test file's
+ * fake server, or another user's test run on the same machine). Port 1 (tcpmux) is privileged
+ * and unused on any Zulip or CI machine.
+ */
+export const CLOSED_PORT = 1;
+
+/**
  * The OS user servers run as. When the tests run as root that is `nobody` (PostgreSQL refuses
  * to run as root, and the others should not); otherwise null = "the current user".
  */

@@ -19,7 +19,7 @@ import { CLI_ENTRY, runCli } from "./helpers/cli.js";
 import { type ConfDir, makeConfDir } from "./helpers/confdir.js";
 import { createDatabase, REPO_ROOT, type TestDatabase } from "./helpers/pg.js";
 import { type RedisInstance, startRedis } from "./helpers/redis.js";
-import { checkDocument, validatorFor } from "./helpers/json-schema.js";
+import { checkDocument, checkReadmeExamples } from "./helpers/json-schema.js";
 
 const CONVERTED = [
   "list_realms",
@@ -450,15 +450,7 @@ describe("README", () => {
   const readme = fs.readFileSync(path.join(REPO_ROOT, "README.md"), "utf8");
 
   it("every converted command's --json example validates against its schema", async () => {
-    for (const name of CONVERTED) {
-      const start = readme.indexOf(`\n#### ${name}\n`, readme.indexOf("## `--json` output"));
-      expect(start, name).toBeGreaterThan(0);
-      const section = readme.slice(start + 1, readme.indexOf("\n###", start + 1));
-      const blocks = [...section.matchAll(/```json\n([\s\S]*?)```/g)].map((m) => m[1]);
-      expect(blocks.length, name).toBeGreaterThan(0);
-      const validate = await validatorFor(name);
-      for (const b of blocks) expect(validate(JSON.parse(b)) ? null : `${name}: ${ajv.errorsText(validate.errors)}`).toBeNull();
-    }
+    await checkReadmeExamples(CONVERTED);
   });
 
   it("lists every error code and status", () => {

@@ -11,10 +11,10 @@ import { defineCommand } from "../lib/command.js";
 import { CommandError } from "../lib/errors.js";
 import { addEventsOption, EventDelivery, eventsReportJson, featureLevel } from "../lib/events.js";
 import { outcome } from "../lib/json-contract.js";
-import { realmJson, userJson, USER_JSON_COLUMNS } from "../lib/json-objects.js";
+import { realmJson, userJson } from "../lib/json-objects.js";
 import type { AddUsersToStreamsBody, ChannelSubscriptions } from "../schemas/add_users_to_streams.js";
-import { addRealmOption, addUserListOptions, getRealm, getUsers, type Realm } from "../lib/lookup.js";
-import { addSubscriptions, channelNameProblem, ensureChannel, findChannel, stripName, subscribedUsers } from "../lib/subscriptions.js";
+import { addRealmOption, addUserListOptions } from "../lib/lookup.js";
+import { addSubscriptions, channelNameProblem, selectRealmUsers, ensureChannel, findChannel, stripName, subscribedUsers } from "../lib/subscriptions.js";
 
 type ChannelResult = ChannelSubscriptions;
 
@@ -40,11 +40,7 @@ export default defineCommand({
     const out = ctx.out;
     const dryRun = Boolean(opts.dryRun);
     const db = await ctx.db();
-    const realm = (await getRealm(db, opts.realm)) as Realm;
-    const realmRef = { id: Number(realm.id), string_id: realm.string_id };
-    const users = await getUsers(db, { users: opts.users, allUsers: opts.allUsers }, realm, { columns: USER_JSON_COLUMNS });
-    const userIds = users.map((u) => Number(u.id));
-    const email = new Map(users.map((u) => [Number(u.id), u.delivery_email as string]));
+    const { realm, realmRef, users, userIds, emailOf: email } = await selectRealmUsers(db, opts);
     const names = [...new Set(String(opts.streams).split(",").map(stripName))];
     // Refuse names Zulip could not store before writing anything.
     for (const name of names) {

@@ -11,10 +11,10 @@ import { defineCommand } from "../lib/command.js";
 import { CommandError } from "../lib/errors.js";
 import { addEventsOption, EventDelivery, eventsReportJson } from "../lib/events.js";
 import { outcome } from "../lib/json-contract.js";
-import { realmJson, userJson, USER_JSON_COLUMNS } from "../lib/json-objects.js";
-import { addRealmOption, addUserListOptions, getRealm, getUsers, type Realm } from "../lib/lookup.js";
+import { realmJson, userJson } from "../lib/json-objects.js";
+import { addRealmOption, addUserListOptions } from "../lib/lookup.js";
 import type { RemoveUsersFromStreamBody } from "../schemas/remove_users_from_stream.js";
-import { findChannel, removeSubscriptions, stripName, subscribedUsers } from "../lib/subscriptions.js";
+import { findChannel, removeSubscriptions, selectRealmUsers, stripName, subscribedUsers } from "../lib/subscriptions.js";
 
 export default defineCommand({
   name: "remove_users_from_stream",
@@ -36,11 +36,7 @@ export default defineCommand({
     const out = ctx.out;
     const dryRun = Boolean(opts.dryRun);
     const db = await ctx.db();
-    const realm = (await getRealm(db, opts.realm)) as Realm;
-    const realmRef = { id: Number(realm.id), string_id: realm.string_id };
-    const users = await getUsers(db, { users: opts.users, allUsers: opts.allUsers }, realm, { columns: USER_JSON_COLUMNS });
-    const userIds = users.map((u) => Number(u.id));
-    const email = new Map(users.map((u) => [Number(u.id), u.delivery_email as string]));
+    const { realm, realmRef, users, userIds, emailOf: email } = await selectRealmUsers(db, opts);
     const name = stripName(String(opts.stream));
     const channel = await findChannel(db, realmRef.id, name);
     if (!channel) throw new CommandError(`Invalid channel name '${name}'`);

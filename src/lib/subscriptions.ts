@@ -25,6 +25,8 @@ import type { Queryable } from "./db.js";
 import { sendStreamCreationEvent } from "./channel-events.js";
 import { CommandError } from "./errors.js";
 import { activeNonGuestUserIds, activeUserIds, type Notify } from "./events.js";
+import { USER_JSON_COLUMNS } from "./json-objects.js";
+import { getRealm, getUsers, type Realm, type UserProfile } from "./lookup.js";
 
 export interface ChannelInfo {
   id: number;
@@ -223,4 +225,23 @@ async function sendPeerEvents(q: Queryable, realmId: number, channel: ChannelInf
   const to = peers.filter((p) => !alteredSet.has(p)).sort((a, b) => a - b);
   if (to.length === 0) return;
   n.events.send(n.realm, { type: "subscription", op, stream_ids: [channel.id], user_ids: [...altered].sort((a, b) => a - b) }, to, n.what);
+}
+
+/**
+ * The organization (-r) and the users (-u EMAILS or -a) a channel-membership command works on,
+ * as manage.py's get_realm / get_users select them, with the columns the user object needs.
+ */
+export async function selectRealmUsers(
+  db: Queryable,
+  opts: { realm?: string; users?: string; allUsers?: boolean },
+): Promise<{ realm: Realm; realmRef: { id: number; string_id: string }; users: UserProfile[]; userIds: number[]; emailOf: Map<number, string> }> {
+  const realm = (await getRealm(db, opts.realm)) as Realm;
+  const users = await getUsers(db, { users: opts.users, allUsers: opts.allUsers }, realm, { columns: USER_JSON_COLUMNS });
+  return {
+    realm,
+    realmRef: { id: Number(realm.id), string_id: realm.string_id },
+    users,
+    userIds: users.map((u) => Number(u.id)),
+    emailOf: new Map(users.map((u) => [Number(u.id), u.delivery_email as string])),
+  };
 }

@@ -56,3 +56,17 @@ export async function checkDocument(name: string, r: CliResult, expectedExit: nu
   }
   return doc;
 }
+
+/** Every ```json example in the README's `#### <name>` section of the --json chapter validates against its schema. */
+export async function checkReadmeExamples(names: readonly string[]): Promise<void> {
+  const readme = fs.readFileSync(path.join(REPO_ROOT, "README.md"), "utf8");
+  for (const name of names) {
+    const start = readme.indexOf(`\n#### ${name}\n`, readme.indexOf("## `--json` output"));
+    expect(start, name).toBeGreaterThan(0);
+    const section = readme.slice(start + 1, readme.indexOf("\n###", start + 1));
+    const blocks = [...section.matchAll(/```json\n([\s\S]*?)```/g)].map((m) => m[1]!);
+    expect(blocks.length, name).toBeGreaterThan(0);
+    const validate = await validatorFor(name);
+    for (const b of blocks) expect(validate(JSON.parse(b)) ? null : `${name}: ${ajv.errorsText(validate.errors)}`).toBeNull();
+  }
+}

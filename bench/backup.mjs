@@ -5,7 +5,7 @@
 //
 //   npm run build && node bench/backup.mjs [--messages N] [--threads N] [--keep]
 //
-// Set-up in bench/sandbox-bench.mjs: starts a throwaway PostgreSQL sandbox (src/lib/sandbox.ts; $ZM_BENCH_PG_BINDIR to choose the
+// Set-up in bench/sandbox-bench.mjs: starts a throwaway PostgreSQL sandbox (src/dev/sandbox.ts; $ZM_BENCH_PG_BINDIR to choose the
 // binaries), loads the Zulip 12 fixtures, inserts N messages (default 500,000; one UserMessage
 // each) with seedBulkMessages, then runs, in this order: pg_dump (the one backup would pick,
 // see findPgDump), `backup --skip-uploads --json`, and with --threads N also
@@ -19,7 +19,7 @@ const count = opt("--messages", 500_000);
 const threads = opt("--threads", 0);
 
 async function main() {
-  const { findPgDump } = await import(path.join(ROOT, "dist", "lib", "backup.js"));
+  const { findPgDump } = await import(path.join(ROOT, "dist", "ops", "backup.js"));
   const { dir, bins, pgEnv, client } = await startBenchDatabase("zm-bench-backup-");
   await seedBulkChannel(client, { count, start: new Date(Date.now() - count * 1000), stepMs: 1000 });
   await client.query("CHECKPOINT");

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Build a large Zulip 12 database for the benchmarks, in a throwaway PostgreSQL cluster, with the
-// project's own seed builder (dist/lib/seed.js, set-based SQL: a few INSERT … SELECT per realm,
+// project's own seed builder (dist/dev/seed.js, set-based SQL: a few INSERT … SELECT per realm,
 // per 50,000 users, per 100,000 messages).
 //
 //   npm run build && node bench/generate.mjs            # default size, see below
@@ -27,8 +27,8 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
-// Per user (several admins may benchmark on one machine): see userStateDir in src/lib/sandbox.ts.
-const sandboxModule = path.join(ROOT, "dist", "lib", "sandbox.js");
+// Per user (several admins may benchmark on one machine): see userStateDir in src/dev/sandbox.ts.
+const sandboxModule = path.join(ROOT, "dist", "dev", "sandbox.js");
 if (!fs.existsSync(sandboxModule)) throw new Error("dist/ is missing: run `npm run build` first");
 export const BENCH_STATE = path.join((await import(sandboxModule)).userStateDir(), "bench.json");
 export const EXTERNAL_HOST = "bench.example.net";
@@ -92,7 +92,7 @@ export function readBenchState() {
 }
 
 async function lib() {
-  const dist = path.join(ROOT, "dist", "lib");
+  const dist = path.join(ROOT, "dist", "dev");
   if (!fs.existsSync(path.join(dist, "sandbox.js"))) throw new Error("dist/ is missing: run `npm run build` first");
   const [sandbox, seed] = await Promise.all([import(path.join(dist, "sandbox.js")), import(path.join(dist, "seed.js"))]);
   return { ...sandbox, ...seed };

@@ -5,7 +5,7 @@
 //
 //   npm run build && node bench/retention.mjs [--messages N] [--keep]
 //
-// Set-up in bench/sandbox-bench.mjs: a throwaway PostgreSQL sandbox (src/lib/sandbox.ts; $ZM_BENCH_PG_BINDIR to choose the
+// Set-up in bench/sandbox-bench.mjs: a throwaway PostgreSQL sandbox (src/dev/sandbox.ts; $ZM_BENCH_PG_BINDIR to choose the
 // binaries) with the Zulip 12 fixtures; the messages are seeded 60 days old in a channel of an
 // organization with message_retention_days = 30. Removed at the end unless --keep.
 import os from "node:os";

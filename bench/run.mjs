@@ -494,7 +494,7 @@ function printTable(rows, m, state) {
 
 async function main() {
   const o = parseArgs(process.argv.slice(2));
-  if (!fs.existsSync(path.join(ROOT, "dist", "bundle", "cli.js")) && !fs.existsSync(path.join(ROOT, "dist", "cli.js"))) {
+  if (!fs.existsSync(path.join(ROOT, "dist", "bundle", "cli.js")) && !fs.existsSync(path.join(ROOT, "dist", "cli", "main.js"))) {
     throw new Error("dist/ is missing: run `npm run build` first");
   }
   let state = readBenchState();

@@ -1,5 +1,5 @@
 // Shared set-up of the benchmarks that build their own database (bench/export.mjs, backup.mjs,
-// retention.mjs): command-line flags, a throwaway PostgreSQL sandbox (src/lib/sandbox.ts; the
+// retention.mjs): command-line flags, a throwaway PostgreSQL sandbox (src/dev/sandbox.ts; the
 // binaries its findPostgres() finds, or those in $ZM_BENCH_PG_BINDIR; run as `nobody` when
 // invoked as root) loaded with the Zulip 12 fixtures, one bulk sender in one channel with N
 // seeded messages (seedBulkMessages, one UserMessage each), a minimal /etc/zulip for the CLI, and
@@ -67,7 +67,7 @@ let sandbox;
 
 /** A PostgreSQL sandbox with the Zulip 12 schema and a fresh server's rows; its client is open. */
 export async function startBenchDatabase(prefix) {
-  lib = await import(path.join(ROOT, "dist", "lib", "sandbox.js"));
+  lib = await import(path.join(ROOT, "dist", "dev", "sandbox.js"));
   const bindir = process.env.ZM_BENCH_PG_BINDIR;
   const bins = await lib.findPostgres(bindir ? { bindir, bindirSetting: "ZM_BENCH_PG_BINDIR" } : lib.demoPostgresOptions());
   sandbox = await lib.startSandbox({ prefix, stateFile: null, bins, settings: ["max_wal_size=4GB", "shared_buffers=256MB"] });
@@ -86,8 +86,8 @@ export async function startBenchDatabase(prefix) {
  * in batches of 50,000). Returns the channel id and the UserMessage rows written.
  */
 export async function seedBulkChannel(client, { count, start, stepMs }) {
-  const { createUser, createChannel } = await import(path.join(ROOT, "dist", "lib", "create.js"));
-  const { seedBulkMessages } = await import(path.join(ROOT, "dist", "lib", "seed.js"));
+  const { createUser, createChannel } = await import(path.join(ROOT, "dist", "zulip", "actions", "create.js"));
+  const { seedBulkMessages } = await import(path.join(ROOT, "dist", "dev", "seed.js"));
   await client.query("BEGIN");
   const user = await createUser(client, 2, { email: BULK_SENDER, fullName: "Bulk Sender", externalHost: "zulip.example.net" });
   const channel = await createChannel(client, 2, { name: "bulk", creatorId: user.id, subscribers: [user.id] });

@@ -10,7 +10,7 @@
 // are left out of the measured environment unless --keep-node-env is given; when the shell has
 // them, node -e 0 and list_realms are measured with them as well.
 //
-// Without --use-env it starts a throwaway PostgreSQL sandbox (src/lib/sandbox.ts) with the demo
+// Without --use-env it starts a throwaway PostgreSQL sandbox (src/dev/sandbox.ts) with the demo
 // server's data and removes it afterwards; with --use-env it uses PG*/ZULIP_CONF_DIR from the
 // environment (e.g. the lines `npm run demo` prints). Exported for bench/run.mjs as
 // measureStartup(env, opts).
@@ -118,8 +118,8 @@ async function main() {
   let env = keepNodeEnv ? { ...process.env } : serverNodeEnv(process.env);
   let cleanup = async () => {};
   if (!args.includes("--use-env")) {
-    const sandbox = await import(path.join(ROOT, "dist", "lib", "sandbox.js"));
-    const { DEMO_SPEC, seedServer } = await import(path.join(ROOT, "dist", "lib", "seed.js"));
+    const sandbox = await import(path.join(ROOT, "dist", "dev", "sandbox.js"));
+    const { DEMO_SPEC, seedServer } = await import(path.join(ROOT, "dist", "dev", "seed.js"));
     const state = await sandbox.startSandbox({ prefix: "zulip-manage-bench-startup-", stateFile: null });
     cleanup = async () => sandbox.stopSandbox(state, null);
     try {

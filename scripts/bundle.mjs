@@ -134,7 +134,7 @@ try {
     metafiles.push(r.metafile);
   }
   const main = await build({
-    entryPoints: [path.join(root, "dist", "cli.js")],
+    entryPoints: [path.join(root, "dist", "cli", "main.js")],
     outfile: path.join(outdir, "cli.cjs"),
     bundle: true,
     format: "cjs",

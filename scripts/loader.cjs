@@ -278,7 +278,7 @@ exports.load = function load() {
       let wrote = "not needed";
       if (!used) {
         // The environment as it is now: a run started as root may have switched to the Zulip
-        // user (src/lib/runas.ts), with that user's HOME, and that user's cache may be there
+        // user (src/cli/runas.ts), with that user's HOME, and that user's cache may be there
         // already (root did not read it: not root's own).
         const dir = userCacheDir();
         const target = dir && path.join(dir, `${hashHex(key)}.cache`);

@@ -1,4 +1,4 @@
-// The cache-coherence layer (src/lib/cache.ts) and its memcached client (src/lib/memcached.ts),
+// The cache-coherence layer (src/zulip/cache.ts) and its memcached client (src/services/memcached.ts),
 // against a real memcached with SASL; and change_user_role's cache effects through the CLI.
 import crypto from "node:crypto";
 import fs from "node:fs";
@@ -17,11 +17,11 @@ import {
   flushUserProfileKeys,
   userProfileCacheKeys,
   validCacheKey,
-} from "../src/lib/cache.js";
-import { MemcachedClient, MemcachedError, parseMemcachedLocation, parseMemcachedLocations } from "../src/lib/memcached.js";
-import { resolvePaths } from "../src/lib/paths.js";
-import { loadConfig } from "../src/lib/config.js";
-import { createUser } from "../src/lib/create.js";
+} from "../src/zulip/cache.js";
+import { MemcachedClient, MemcachedError, parseMemcachedLocation, parseMemcachedLocations } from "../src/services/memcached.js";
+import { resolvePaths } from "../src/config/paths.js";
+import { loadConfig } from "../src/config/config.js";
+import { createUser } from "../src/zulip/actions/create.js";
 import { runCli } from "./helpers/cli.js";
 import { makeConfDir, newCachePrefix, type ConfDir } from "./helpers/confdir.js";
 import { startMemcached, type MemcachedInstance } from "./helpers/memcached.js";
@@ -585,11 +585,11 @@ describe("cache invalidation after change_user_role", () => {
   it("a prepared connection never used (a command that ends early) does not keep the process alive", async () => {
     const r = await relay();
     try {
-      const lib = (f: string) => JSON.stringify(pathToFileURL(path.join(REPO_ROOT, "dist", "lib", f)).href);
+      const lib = (f: string) => JSON.stringify(pathToFileURL(path.join(REPO_ROOT, "dist", f)).href);
       const script = `
-        import { CacheInvalidation } from ${lib("cache.js")};
-        import { loadConfig } from ${lib("config.js")};
-        import { resolvePaths } from ${lib("paths.js")};
+        import { CacheInvalidation } from ${lib("zulip/cache.js")};
+        import { loadConfig } from ${lib("config/config.js")};
+        import { resolvePaths } from ${lib("config/paths.js")};
         const paths = resolvePaths(process.env.ZULIP_CONF_DIR, process.env);
         const inval = new CacheInvalidation({ config: () => loadConfig(paths), paths, env: process.env, out: { warn() {} } });
         inval.prepare();

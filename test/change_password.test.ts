@@ -13,7 +13,7 @@ import {
   djangoArgon2Hash,
   passwordGuesses,
   verifyDjangoArgon2Hash,
-} from "../src/lib/password.js";
+} from "../src/zulip/password.js";
 import { CLI_BIN, cliEnv, runCli, type CliResult } from "./helpers/cli.js";
 import { makeConfDir, type ConfDir } from "./helpers/confdir.js";
 import { startMemcached, type MemcachedInstance } from "./helpers/memcached.js";

@@ -4,7 +4,7 @@
 // checks done before writing (format, duplicates, no-op).
 import crypto from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { validateEmailAddress } from "../src/lib/email-address.js";
+import { validateEmailAddress } from "../src/zulip/email-address.js";
 import { runCli, type CliResult } from "./helpers/cli.js";
 import { makeConfDir, type ConfDir } from "./helpers/confdir.js";
 import { startMemcached, type MemcachedInstance } from "./helpers/memcached.js";

@@ -5,7 +5,7 @@
 // can_access_stream_metadata_user_ids of a public and of a private channel; nothing for a dry
 // run or a refusal.
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { createChannel } from "../src/lib/create.js";
+import { createChannel } from "../src/zulip/actions/create.js";
 import { runCli } from "./helpers/cli.js";
 import type { TemplateName, TestDatabase } from "./helpers/pg.js";
 import { QueueReader, sortedUsers } from "./helpers/rabbitmq.js";
@@ -164,7 +164,7 @@ describe.each(FIXTURES)("unarchive_channel events on %s", (template) => {
 
 describe("get_average_weekly_stream_traffic", () => {
   it("rounds to 2 significant digits as Python's round(n, 2 - len(str(n))) does, halves to even", async () => {
-    const { averageWeeklyTraffic } = await import("../src/lib/channel-events.js");
+    const { averageWeeklyTraffic } = await import("../src/zulip/events/channel-events.js");
     const now = new Date("2026-06-30T12:00:00Z");
     const old = new Date("2026-05-01T12:00:00Z"); // >= 28 days: traffic // 4
     expect([0, 28, 396, 1232, 100, 140, 600, 1000, 4936, 5000, 5400].map((t) => averageWeeklyTraffic(t, old, now))).toEqual([

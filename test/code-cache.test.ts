@@ -239,7 +239,7 @@ describe("a run started as root that switches to the Zulip user", () => {
     try {
       fs.chmodSync(parent, 0o755);
       const c = copyBuild("remove", parent);
-      // The deployment directory's owner is who root switches to (src/lib/runas.ts).
+      // The deployment directory's owner is who root switches to (src/cli/runas.ts).
       const deploy = path.join(c.root, "deploy");
       fs.mkdirSync(deploy);
       fs.chownSync(deploy, other.uid, other.gid);

@@ -5,7 +5,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createRealm, createUser, Role } from "../src/lib/create.js";
+import { createRealm, createUser, Role } from "../src/zulip/actions/create.js";
 import { CLI_BIN, cliEnv, runCli } from "./helpers/cli.js";
 import { makeConfDir, type ConfDir } from "./helpers/confdir.js";
 import { createDatabase, type TestDatabase } from "./helpers/pg.js";

@@ -11,7 +11,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { verifyDjangoArgon2Hash } from "../src/lib/password.js";
+import { verifyDjangoArgon2Hash } from "../src/zulip/password.js";
 import { runCli } from "./helpers/cli.js";
 import { makeConfDir, type ConfDir } from "./helpers/confdir.js";
 import type { MemcachedInstance } from "./helpers/memcached.js";

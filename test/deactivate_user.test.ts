@@ -8,7 +8,7 @@
 // checksummed before and after.
 import { execFileSync } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { roleCounts } from "../src/lib/audit.js";
+import { roleCounts } from "../src/zulip/audit.js";
 import { runCli, type CliResult } from "./helpers/cli.js";
 import { makeConfDir, type ConfDir } from "./helpers/confdir.js";
 import { startMemcached, type MemcachedInstance } from "./helpers/memcached.js";

@@ -19,8 +19,8 @@ import {
   getOrCreateDirectMessageGroup,
   sendMessage,
   USER_SETTING_DEFAULTS,
-} from "../src/lib/create.js";
-import { CascadeDeletion, catalogForeignKeys } from "../src/lib/ondelete.js";
+} from "../src/zulip/actions/create.js";
+import { CascadeDeletion, catalogForeignKeys } from "../src/db/ondelete.js";
 import { runCli, type CliResult } from "./helpers/cli.js";
 import { makeConfDir, type ConfDir } from "./helpers/confdir.js";
 import { startMemcached, type MemcachedInstance } from "./helpers/memcached.js";
@@ -771,7 +771,7 @@ for (const template of ["zulip11_fresh", "zulip10_fresh"] as const) {
   });
 }
 
-describe("CascadeDeletion (src/lib/ondelete.ts)", () => {
+describe("CascadeDeletion (src/db/ondelete.ts)", () => {
   it("with no roots, or roots that match nothing: a plan of nothing, and its temp tables dropped together", async () => {
     const db = await createDatabase({ template: "zulip12_fresh" });
     try {

@@ -1,10 +1,10 @@
-// deliverEmails (src/lib/email.ts), the bulk sending send_password_reset_email and
+// deliverEmails (src/services/email.ts), the bulk sending send_password_reset_email and
 // send_custom_email share, against a real SMTP server (smtp-server): one server check before a
 // bulk send, pooled sending with a line per failed recipient, and the stop after repeated
 // connection failures when the server goes away in the middle.
 import net from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
-import { deliverEmails, type EmailDeliveryError, type EmailSettings, type OutgoingEmail } from "../src/lib/email.js";
+import { deliverEmails, type EmailDeliveryError, type EmailSettings, type OutgoingEmail } from "../src/services/email.js";
 import { type SmtpSink, startSmtpSink } from "./email-support.js";
 
 function settings(port: number): EmailSettings {

@@ -1,4 +1,4 @@
-// Real-time event delivery (src/lib/events.ts, rabbitmq.ts, tornado.ts, sharding.ts) through the
+// Real-time event delivery (src/services/events.ts, rabbitmq.ts, tornado.ts, sharding.ts) through the
 // built CLI against the run's real RabbitMQ, with change_user_role as the writing command:
 // what reaches the notify queues (bodies, order, recipients, AMQP properties), nothing for dry
 // runs and refused commands, --events=none, Tornado sharding, the HTTP fallback against a local

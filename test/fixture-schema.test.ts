@@ -2,7 +2,7 @@
 // stock PostgreSQL and reproduce the catalog of the real Zulip 12.2 dump (snapshotted in
 // test/fixtures/zulip12.2-reference.json); base-data/fresh-install and the 11.x/10.x patches
 // must load on top (through the shared harness' templates) and agree with
-// src/lib/zulip-versions.ts.
+// src/db/zulip-versions.ts.
 import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
@@ -24,7 +24,7 @@ import {
   migrationNumber,
   releaseForMigration,
   releaseForMigrations,
-} from "../src/lib/zulip-versions.js";
+} from "../src/db/zulip-versions.js";
 import {
   FIXTURES_DIR,
   createDatabase,

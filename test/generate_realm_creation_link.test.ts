@@ -5,7 +5,7 @@ import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { base32Encode, generateKey, realmCreationUrl } from "../src/lib/confirmation.js";
+import { base32Encode, generateKey, realmCreationUrl } from "../src/zulip/confirmation.js";
 import { cliBin, makeTempDir, runCli, writeConfDir } from "./email-support.js";
 import { createDatabase, type TemplateName, type TestDatabase } from "./helpers/pg.js";
 

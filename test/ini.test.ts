@@ -1,6 +1,6 @@
 // Unit tests for the RawConfigParser-compatible INI reader and the in-place updater (no database).
 import { describe, expect, it } from "vitest";
-import { IniParseError, iniGet, parseIni, parseIniDetailed, updateIniValues } from "../src/lib/ini.js";
+import { IniParseError, iniGet, parseIni, parseIniDetailed, updateIniValues } from "../src/config/ini.js";
 
 const obj = (m: Map<string, Map<string, string>>) =>
   Object.fromEntries([...m].map(([s, kv]) => [s, Object.fromEntries(kv)]));

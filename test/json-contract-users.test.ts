@@ -6,7 +6,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createRealm, createUser } from "../src/lib/create.js";
+import { createRealm, createUser } from "../src/zulip/actions/create.js";
 import { runCli } from "./helpers/cli.js";
 import { type ConfDir, makeConfDir } from "./helpers/confdir.js";
 import { type MemcachedInstance, startMemcached } from "./helpers/memcached.js";

@@ -7,12 +7,12 @@ import fs from "node:fs";
 import path from "node:path";
 import Ajv from "ajv";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createRealm, createUser } from "../src/lib/create.js";
+import { createRealm, createUser } from "../src/zulip/actions/create.js";
 import { ERROR_CODES } from "../src/lib/errors.js";
-import { STATUSES, utcTimestampFromPg } from "../src/lib/json-contract.js";
-import { ROLE_NAMES } from "../src/lib/roles.js";
-import { cacheReportJson } from "../src/lib/cache.js";
-import { eventsReportJson } from "../src/lib/events.js";
+import { STATUSES, utcTimestampFromPg } from "../src/cli/json-contract.js";
+import { ROLE_NAMES } from "../src/zulip/roles.js";
+import { cacheReportJson } from "../src/zulip/cache.js";
+import { eventsReportJson } from "../src/services/events.js";
 import { CacheReport, EventsReport, ROLE_API_NAMES, ROLE_IDS } from "../src/schemas/shared.js";
 import { makeTempDir, startSmtpSink, type SmtpSink } from "./email-support.js";
 import { CLI_ENTRY, runCli } from "./helpers/cli.js";
@@ -54,7 +54,7 @@ const ajv = new Ajv({ allErrors: true, strict: true });
 /** The schema `help <name> --json-schema` prints, compiled. */
 
 describe("the contract's shared parts", () => {
-  it("role names and ids are Zulip's (src/lib/roles.ts)", () => {
+  it("role names and ids are Zulip's (src/zulip/roles.ts)", () => {
     expect([...ROLE_IDS]).toEqual(Object.keys(ROLE_NAMES).map(Number));
     expect([...ROLE_API_NAMES]).toEqual(Object.values(ROLE_NAMES).map((r) => r.api));
   });

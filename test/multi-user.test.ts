@@ -6,7 +6,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { isRoot, reachableBy, reachableCopy, userStateDir } from "../src/lib/sandbox.js";
+import { isRoot, reachableBy, reachableCopy, userStateDir } from "../src/dev/sandbox.js";
 import { REPO_ROOT } from "./helpers/pg.js";
 import { TEMP_ROOT } from "./helpers/services.js";
 
@@ -68,7 +68,7 @@ describe("per-user state", () => {
     const base = fs.mkdtempSync(path.join(tmp, "t-"));
     // The old shared state file, as another user would have left it (here: unreadable as a file).
     fs.mkdirSync(path.join(base, "zulip-manage-demo.json"));
-    const r = spawnSync(process.execPath, [path.join(REPO_ROOT, "dist", "demo", "demo.js"), "--stop"], {
+    const r = spawnSync(process.execPath, [path.join(REPO_ROOT, "dist", "dev", "demo.js"), "--stop"], {
       env: { ...process.env, TMPDIR: base, XDG_RUNTIME_DIR: "" },
       encoding: "utf8",
     });

@@ -9,8 +9,8 @@ import net from "node:net";
 import path from "node:path";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createRealm, createUser, deactivateUser, EmailAddressVisibility } from "../src/lib/create.js";
-import { buildEmail, formataddr, formatAddress, parseaddr, tokenizedNoreplyAddress, type EmailSettings } from "../src/lib/email.js";
+import { createRealm, createUser, deactivateUser, EmailAddressVisibility } from "../src/zulip/actions/create.js";
+import { buildEmail, formataddr, formatAddress, parseaddr, tokenizedNoreplyAddress, type EmailSettings } from "../src/services/email.js";
 import {
   base36ToInt,
   checkToken,
@@ -21,9 +21,9 @@ import {
   passwordResetUrl,
   tokenTimestamp,
   uidb64,
-} from "../src/lib/password-reset.js";
+} from "../src/zulip/password-reset.js";
 import { Progress } from "../src/lib/progress.js";
-import { passwordResetText, renderPasswordReset } from "../src/lib/templates/password_reset.js";
+import { passwordResetText, renderPasswordReset } from "../src/zulip/templates/password_reset.js";
 import {
   cliBin,
   makeTempDir,

@@ -1,6 +1,6 @@
 // Unit tests for the literal-only settings.py reader (no database).
 import { describe, expect, it } from "vitest";
-import { parsePySettings, PySettingsParseError, untrustedReason, type PyAssignment } from "../src/lib/pysettings.js";
+import { parsePySettings, PySettingsParseError, untrustedReason, type PyAssignment } from "../src/config/pysettings.js";
 
 /** Shorthand: the literal value assigned to NAME (fails the test if not a literal). */
 function valueOf(text: string, name: string): unknown {

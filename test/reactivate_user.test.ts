@@ -4,7 +4,7 @@
 // and every refusal (deactivated realm, placeholder account, already active, address taken,
 // bot name taken) writes nothing.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { roleCounts } from "../src/lib/audit.js";
+import { roleCounts } from "../src/zulip/audit.js";
 import { runCli, type CliResult } from "./helpers/cli.js";
 import { makeConfDir, type ConfDir } from "./helpers/confdir.js";
 import { startMemcached, type MemcachedInstance } from "./helpers/memcached.js";

@@ -49,12 +49,24 @@ describe("README command tables", () => {
 });
 
 describe("README Development section", () => {
-  it("names every module in src/lib", () => {
-    const dev = readme.slice(readme.indexOf("\n## Development\n"));
-    const modules = fs
-      .readdirSync(path.join(REPO_ROOT, "src", "lib"))
-      .filter((f) => f.endsWith(".ts"))
-      .map((f) => f.slice(0, -3));
-    expect(modules.filter((m) => !dev.includes(`\`${m}\``))).toEqual([]);
+  const dev = readme.slice(readme.indexOf("\n## Development\n"));
+  const folders = (dir: string): string[] =>
+    fs.readdirSync(path.join(REPO_ROOT, dir), { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? [`${dir}/${e.name}`, ...folders(`${dir}/${e.name}`)] : []));
+  const described = folders("src").filter((d) => !d.startsWith("src/commands") && !d.startsWith("src/schemas") && !d.endsWith("/templates"));
+
+  it("has one line per source folder", () => {
+    expect(described.filter((d) => !dev.includes(`\n- \`${d}/\``))).toEqual([]);
+  });
+
+  it("names every module of every folder on that folder's line", () => {
+    const missing: string[] = [];
+    for (const d of described) {
+      const start = dev.indexOf(`\n- \`${d}/\``);
+      const line = dev.slice(start + 1, dev.indexOf("\n", start + 1));
+      for (const f of fs.readdirSync(path.join(REPO_ROOT, d)).filter((n) => n.endsWith(".ts"))) {
+        if (!line.includes(`\`${f.slice(0, -3)}\``)) missing.push(`${d}/${f}`);
+      }
+    }
+    expect(missing).toEqual([]);
   });
 });

@@ -10,7 +10,7 @@ import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createUser, Role } from "../src/lib/create.js";
+import { createUser, Role } from "../src/zulip/actions/create.js";
 import { runCli } from "./helpers/cli.js";
 import { makeConfDir, type ConfDir } from "./helpers/confdir.js";
 import { startMemcached, type MemcachedClient, type MemcachedInstance } from "./helpers/memcached.js";
@@ -334,7 +334,7 @@ describe("realm lifecycle commands on a seeded organization", () => {
       extraSettings: `EMAIL_HOST = '127.0.0.1'\nEMAIL_PORT = ${sink.port}`,
     });
     await db.client.query("BEGIN");
-    const { createRealm } = await import("../src/lib/create.js");
+    const { createRealm } = await import("../src/zulip/actions/create.js");
     const realm = await createRealm(db.client, { stringId: "acme", name: "Acme & Co", orgType: 10 });
     realmId = realm.id;
     const add = async (name: string, role: number, extra: Record<string, unknown> = {}) => {

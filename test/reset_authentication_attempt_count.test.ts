@@ -3,7 +3,7 @@
 // (case-sensitive); help + "Please enter a username" without -u; an unreachable or
 // wrongly-authenticated Redis is an environment error.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { authenticationAttemptEntity, rateLimitKeys } from "../src/lib/rate-limit.js";
+import { authenticationAttemptEntity, rateLimitKeys } from "../src/zulip/rate-limit.js";
 import { runCli } from "./helpers/cli.js";
 import { makeConfDir, type ConfDir } from "./helpers/confdir.js";
 import { type RedisClient, type RedisInstance, startRedis } from "./helpers/redis.js";

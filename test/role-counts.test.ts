@@ -1,5 +1,5 @@
-// The ROLE_COUNT of a role change computed beside the transaction (src/lib/audit.ts
-// readRoleCountBaseline / countsAfterChange, src/lib/roles.ts changeUserRole), against a real
+// The ROLE_COUNT of a role change computed beside the transaction (src/zulip/audit.ts
+// readRoleCountBaseline / countsAfterChange, src/zulip/roles.ts changeUserRole), against a real
 // Zulip 12 database: the baseline adjusted for the change equals a count taken inside the
 // transaction after the change (what Zulip's realm_user_count_by_role finds) for humans, bots
 // and deactivated users; a baseline that no longer matches the locked user is not used; and a
@@ -13,12 +13,12 @@ import {
   type RoleCountBaseline,
   roleCounts,
   roleCountsAfterChange,
-} from "../src/lib/audit.js";
-import { createUser } from "../src/lib/create.js";
-import { Db } from "../src/lib/db.js";
-import { doDeactivateUser, reactivateUserInTx } from "../src/lib/users-lifecycle.js";
-import type { Realm, UserProfile } from "../src/lib/lookup.js";
-import { changeUserRole, type Tracked, tracked } from "../src/lib/roles.js";
+} from "../src/zulip/audit.js";
+import { createUser } from "../src/zulip/actions/create.js";
+import { Db } from "../src/db/db.js";
+import { doDeactivateUser, reactivateUserInTx } from "../src/zulip/actions/users-lifecycle.js";
+import type { Realm, UserProfile } from "../src/zulip/lookup.js";
+import { changeUserRole, type Tracked, tracked } from "../src/zulip/roles.js";
 import { createDatabase, type TestDatabase } from "./helpers/pg.js";
 import { addUser, TEST_REALM, type TestUser } from "./helpers/users.js";
 

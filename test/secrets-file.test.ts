@@ -1,13 +1,13 @@
-// The atomic zulip-secrets.conf rewrite (src/lib/secrets-file.ts): content, order, comments,
+// The atomic zulip-secrets.conf rewrite (src/config/secrets-file.ts): content, order, comments,
 // mode, owner, symlinks, refusal when not writable, and failures that must leave the old file.
 import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { checkSecretsWritable, secretsNotWritableReason, updateSecretsFile } from "../src/lib/secrets-file.js";
+import { checkSecretsWritable, secretsNotWritableReason, updateSecretsFile } from "../src/config/secrets-file.js";
 import { REPO_ROOT } from "./helpers/pg.js";
-import { reachableCopy } from "../src/lib/sandbox.js";
+import { reachableCopy } from "../src/dev/sandbox.js";
 
 const ORIGINAL = [
   "# Zulip secrets — managed by hand",
@@ -179,7 +179,7 @@ describe("checkSecretsWritable", () => {
   // Root bypasses file permissions, so the unprivileged cases run in a child process as 'nobody'
   // (or directly when the tests do not run as root), against the built library.
   // The clone may be in a directory only its owner can enter: then 'nobody' gets a readable copy.
-  const built = path.join(reachableCopy(path.join(REPO_ROOT, "dist"), isRoot ? { name: "nobody", uid: 65534, gid: 65534 } : null), "lib", "secrets-file.js");
+  const built = path.join(reachableCopy(path.join(REPO_ROOT, "dist"), isRoot ? { name: "nobody", uid: 65534, gid: 65534 } : null), "config", "secrets-file.js");
   const runAsOther = (script: string): { status: number | null; stdout: string; stderr: string } => {
     const r = spawnSync(process.execPath, ["--input-type=module", "-e", script], {
       encoding: "utf8",

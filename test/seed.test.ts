@@ -17,8 +17,8 @@ import {
   sendMessage,
   type CreatedRealm,
   type CreatedUser,
-} from "../src/lib/create.js";
-import { DEMO_SPEC, seedBulkMessages, seedBulkUsers, seedServer, type SeedResult, type SeedSpec } from "../src/lib/seed.js";
+} from "../src/zulip/actions/create.js";
+import { DEMO_SPEC, seedBulkMessages, seedBulkUsers, seedServer, type SeedResult, type SeedSpec } from "../src/dev/seed.js";
 import { createDatabase, type TestDatabase } from "./helpers/pg.js";
 
 type Row = Record<string, any>;

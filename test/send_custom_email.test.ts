@@ -7,7 +7,7 @@ import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { createRealm, createUser, deactivateUser, Role } from "../src/lib/create.js";
+import { createRealm, createUser, deactivateUser, Role } from "../src/zulip/actions/create.js";
 import { parseEmailTemplate, renderMarkdown } from "../src/commands/send_custom_email.js";
 import { startSmtpSink, type ReceivedMail, type SmtpSink } from "./email-support.js";
 import { runCli } from "./helpers/cli.js";

@@ -1,18 +1,18 @@
-// src/lib/sessions.ts: finding and deleting a user's Django sessions (plain and compressed
+// src/zulip/sessions.ts: finding and deleting a user's Django sessions (plain and compressed
 // session_data, built here the way Django's signing.dumps builds it), with the cached copies.
 import crypto from "node:crypto";
 import zlib from "node:zlib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { CacheInvalidation } from "../src/lib/cache.js";
-import { loadConfig } from "../src/lib/config.js";
-import { resolvePaths } from "../src/lib/paths.js";
+import { CacheInvalidation } from "../src/zulip/cache.js";
+import { loadConfig } from "../src/config/config.js";
+import { resolvePaths } from "../src/config/paths.js";
 import {
   decodeSessionData,
   deleteUserSessions,
   findUserSessions,
   sessionUserId,
   verifySessionData,
-} from "../src/lib/sessions.js";
+} from "../src/zulip/sessions.js";
 import { makeConfDir, type ConfDir } from "./helpers/confdir.js";
 import { startMemcached, type MemcachedInstance } from "./helpers/memcached.js";
 import { createDatabase, type TestDatabase } from "./helpers/pg.js";

@@ -1,7 +1,7 @@
 // Unit tests for Zulip's effective settings (defaults, derivations, lazy strictness); no database.
 import { describe, expect, it } from "vitest";
-import { parseIni } from "../src/lib/ini.js";
-import { parsePySettings } from "../src/lib/pysettings.js";
+import { parseIni } from "../src/config/ini.js";
+import { parsePySettings } from "../src/config/pysettings.js";
 import {
   AnalyticsDataUploadLevel,
   checkRequiredSettings,
@@ -14,7 +14,7 @@ import {
   SETTING_NAMES,
   type ComputeSettingsOptions,
   type ZulipSettings,
-} from "../src/lib/settings.js";
+} from "../src/config/settings.js";
 
 const PATH = "/etc/zulip/settings.py";
 const PROD_CONF = "[machine]\npuppet_classes = zulip::profile::standalone\ndeploy_type = production\n";

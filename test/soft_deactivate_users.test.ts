@@ -7,9 +7,9 @@
 // a 120 row; the automatic mode picks users by UserActivity.last_visit and catches up every idle
 // user without reactivating them; -r limits to a realm; the errors manage.py raises.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { AuditLogEventType } from "../src/lib/audit.js";
-import { createChannel, createUser, sendMessage } from "../src/lib/create.js";
-import { subscribedIntervals } from "../src/lib/soft-deactivation.js";
+import { AuditLogEventType } from "../src/zulip/audit.js";
+import { createChannel, createUser, sendMessage } from "../src/zulip/actions/create.js";
+import { subscribedIntervals } from "../src/zulip/actions/soft-deactivation.js";
 import { runCli, type CliResult } from "./helpers/cli.js";
 import type { TemplateName, TestDatabase } from "./helpers/pg.js";
 import { type ServerCopy, startServerCopy } from "./helpers/server-copy.js";

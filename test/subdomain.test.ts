@@ -11,7 +11,7 @@ import {
   subdomainProblem,
   subdomainSettings,
   ZULIP_RESERVED_SUBDOMAINS,
-} from "../src/lib/subdomain.js";
+} from "../src/zulip/subdomain.js";
 import { createDatabase, type TestDatabase } from "./helpers/pg.js";
 
 const free = { taken: false, rootDomainTaken: false };

@@ -3,12 +3,12 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
-import { parsePythonInt } from "../src/lib/lookup.js";
+import { parsePythonInt } from "../src/zulip/lookup.js";
 import { asctime, logInvocation } from "../src/lib/managelog.js";
-import { padPy } from "../src/lib/output.js";
+import { padPy } from "../src/cli/output.js";
 import { pyDatetimeFromPg, pyRepr, pyStrFromPg, pyStrRepr } from "../src/lib/pyformat.js";
-import { decideRunAs, shellQuote } from "../src/lib/runas.js";
-import { authenticationMethodsDict } from "../src/lib/auth-backends.js";
+import { decideRunAs, shellQuote } from "../src/cli/runas.js";
+import { authenticationMethodsDict } from "../src/zulip/auth-backends.js";
 
 describe("parsePythonInt (manage.py's int() realm id test)", () => {
   it("accepts what Python's int() accepts", () => {

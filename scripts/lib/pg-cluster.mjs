@@ -1,5 +1,5 @@
 // Throwaway PostgreSQL cluster for the maintenance scripts: startCluster() from
-// src/lib/sandbox.ts, compiled (run `npm run build` first).
+// src/dev/sandbox.ts, compiled (run `npm run build` first).
 //
 // The server listens only on a Unix socket inside the cluster's temporary
 // directory (no TCP listener) and runs as `nobody` when this process is root;
@@ -12,9 +12,9 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 
-const sandboxJs = new URL('../../dist/lib/sandbox.js', import.meta.url);
+const sandboxJs = new URL('../../dist/dev/sandbox.js', import.meta.url);
 if (!existsSync(fileURLToPath(sandboxJs))) {
-  throw new Error('dist/lib/sandbox.js is missing: run `npm run build` first');
+  throw new Error('dist/dev/sandbox.js is missing: run `npm run build` first');
 }
 const { findPostgres, startCluster } = await import(sandboxJs.href);
 

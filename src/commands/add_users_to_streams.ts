@@ -6,15 +6,15 @@
 //
 // --json: src/schemas/add_users_to_streams.ts (README: --json output): per channel, one result per
 // user, done (subscribed), would_do (dry run) or unchanged (already subscribed).
-import { addFlushCacheOption, CacheInvalidation, cacheReportJson } from "../lib/cache.js";
-import { defineCommand } from "../lib/command.js";
+import { addFlushCacheOption, CacheInvalidation, cacheReportJson } from "../zulip/cache.js";
+import { defineCommand } from "../cli/command.js";
 import { CommandError } from "../lib/errors.js";
-import { addEventsOption, EventDelivery, eventsReportJson, featureLevel } from "../lib/events.js";
-import { outcome } from "../lib/json-contract.js";
-import { realmJson, userJson } from "../lib/json-objects.js";
+import { addEventsOption, EventDelivery, eventsReportJson, featureLevel } from "../services/events.js";
+import { outcome } from "../cli/json-contract.js";
+import { realmJson, userJson } from "../cli/json-objects.js";
 import type { AddUsersToStreamsBody, ChannelSubscriptions } from "../schemas/add_users_to_streams.js";
-import { addRealmOption, addUserListOptions } from "../lib/lookup.js";
-import { addSubscriptions, channelNameProblem, selectRealmUsers, ensureChannel, findChannel, stripName, subscribedUsers } from "../lib/subscriptions.js";
+import { addRealmOption, addUserListOptions } from "../zulip/lookup.js";
+import { addSubscriptions, channelNameProblem, selectRealmUsers, ensureChannel, findChannel, stripName, subscribedUsers } from "../zulip/actions/subscriptions.js";
 
 type ChannelResult = ChannelSubscriptions;
 

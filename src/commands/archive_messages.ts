@@ -1,12 +1,12 @@
 // archive_messages: Zulip's message retention cron job (zerver/management/commands/archive_messages.py):
 // delete old archived data (clean_archived_data), archive the messages past the organizations'
 // and channels' message_retention_days (archive_messages), then scrub the organizations due for
-// it (scrub_realms). See src/lib/retention.ts for what each step writes.
+// it (scrub_realms). See src/zulip/actions/retention.ts for what each step writes.
 //
 // Takes Zulip's lock for it (/srv/zulip-locks/archive_messages.lock, a non-blocking flock; the
 // directory is ZULIP_LOCK_DIR when set), so it never runs beside Zulip's own cron job.
 //
-// scrub_realms (src/lib/realm-scrub.ts): expired demo organizations are deactivated as Zulip does
+// scrub_realms (src/zulip/actions/realm-scrub.ts): expired demo organizations are deactivated as Zulip does
 // (reason demo_expired, deletion delay 0: the deferred_work scrub_deactivated_realm job, the
 // realm "deactivated" event, sessions ended, owners emailed). Scrubbing a deactivated
 // organization whose scheduled deletion date has passed (do_scrub_realm) is not done by
@@ -16,19 +16,19 @@
 // --json: src/schemas/archive_messages.ts (README: --json output); dry_run is always false (there is
 // no dry run). Organizations due for scrubbing, or an owner email that failed, make it exit 1
 // after everything else.
-import { addFlushCacheOption, CacheInvalidation, cacheReportJson } from "../lib/cache.js";
-import { defineCommand } from "../lib/command.js";
+import { addFlushCacheOption, CacheInvalidation, cacheReportJson } from "../zulip/cache.js";
+import { defineCommand } from "../cli/command.js";
 import { CommandError } from "../lib/errors.js";
-import { withLock } from "../lib/lockfile.js";
+import { withLock } from "../zulip/lockfile.js";
 import { ZulipLogFile } from "../lib/managelog.js";
-import { emailSettings } from "../lib/email.js";
-import { addEventsOption, EventDelivery, eventsReportJson } from "../lib/events.js";
-import { outcome } from "../lib/json-contract.js";
-import { realmJson } from "../lib/json-objects.js";
-import { secretKeyOrUndefined } from "../lib/realm-lifecycle.js";
-import { deleteExpiredDemoOrganizations, realmsDueForScrubbing } from "../lib/realm-scrub.js";
-import { archiveMessages, cleanArchivedData } from "../lib/retention.js";
-import { realmHost, realmUrl } from "../lib/settings.js";
+import { emailSettings } from "../services/email.js";
+import { addEventsOption, EventDelivery, eventsReportJson } from "../services/events.js";
+import { outcome } from "../cli/json-contract.js";
+import { realmJson } from "../cli/json-objects.js";
+import { secretKeyOrUndefined } from "../zulip/actions/realm-lifecycle.js";
+import { deleteExpiredDemoOrganizations, realmsDueForScrubbing } from "../zulip/actions/realm-scrub.js";
+import { archiveMessages, cleanArchivedData } from "../zulip/actions/retention.js";
+import { realmHost, realmUrl } from "../config/settings.js";
 import type { ArchiveMessagesBody } from "../schemas/archive_messages.js";
 
 /** settings.ARCHIVED_DATA_VACUUMING_DELAY_DAYS's default (zproject/default_settings.py). */

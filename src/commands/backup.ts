@@ -1,6 +1,6 @@
 // backup: the tarball of manage.py backup (the database as a pg_dump directory, /etc/zulip, local
 // uploads, the Zulip, OS and PostgreSQL versions) that Zulip's scripts/setup/restore-backup
-// restores. See src/lib/backup.ts for the layout and what differs from Zulip (staging on the
+// restores. See src/ops/backup.ts for the layout and what differs from Zulip (staging on the
 // output's filesystem, 0600 tarball renamed into place when complete, --threads, --keep).
 //
 // Cron-friendly: never prompts; progress bars only when stderr is a terminal; one summary line
@@ -10,11 +10,11 @@
 // --json: src/schemas/backup.ts (README: --json output).
 import path from "node:path";
 import { InvalidArgumentError } from "commander";
-import { backup, type BackupResult } from "../lib/backup.js";
-import { outcome } from "../lib/json-contract.js";
+import { backup, type BackupResult } from "../ops/backup.js";
+import { outcome } from "../cli/json-contract.js";
 import type { BackupBody } from "../schemas/backup.js";
-import { defineCommand } from "../lib/command.js";
-import { planConnection } from "../lib/db.js";
+import { defineCommand } from "../cli/command.js";
+import { planConnection } from "../db/db.js";
 
 function wholeNumber(v: string): number {
   if (!/^\d+$/.test(v)) throw new InvalidArgumentError(`expected a whole number, got '${v}'.`);

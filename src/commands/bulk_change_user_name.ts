@@ -12,16 +12,16 @@
 //
 // --json: src/schemas/bulk_change_user_name.ts (README: --json output): one result per
 // non-blank line, full_name as {old, new}; a skipped line is status refused (exit 1).
-import { addFlushCacheOption, CacheInvalidation, cacheReportJson } from "../lib/cache.js";
-import { defineCommand } from "../lib/command.js";
+import { addFlushCacheOption, CacheInvalidation, cacheReportJson } from "../zulip/cache.js";
+import { defineCommand } from "../cli/command.js";
 import { CommandError, UsageError } from "../lib/errors.js";
-import { addEventsOption, EventDelivery, eventsReportJson, featureLevel } from "../lib/events.js";
+import { addEventsOption, EventDelivery, eventsReportJson, featureLevel } from "../services/events.js";
 import { READ_LIMITS, readOptionFile } from "../lib/files.js";
-import { addRealmOption, getRealm, getUser, type Realm, realmLabel, type UserProfile } from "../lib/lookup.js";
-import { outcome } from "../lib/json-contract.js";
-import { realmJson, userJson } from "../lib/json-objects.js";
+import { addRealmOption, getRealm, getUser, type Realm, realmLabel, type UserProfile } from "../zulip/lookup.js";
+import { outcome } from "../cli/json-contract.js";
+import { realmJson, userJson } from "../cli/json-objects.js";
 import type { BulkChangeUserNameBody } from "../schemas/bulk_change_user_name.js";
-import { changeFullName, checkFullName, pyStrip } from "../lib/user-names.js";
+import { changeFullName, checkFullName, pyStrip } from "../zulip/actions/user-names.js";
 
 interface LineResult {
   line: number;

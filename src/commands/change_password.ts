@@ -12,7 +12,7 @@
 // The hash is Django's: on a production server (zulip.conf has [machine] deploy_type) Argon2id in
 // Argon2PasswordHasher's exact format and parameters, "argon2$argon2id$v=19$m=102400,t=2,p=8$…",
 // so the server accepts it and never needs to rehash it; on a development server PBKDF2
-// (src/lib/password.ts). In one transaction the user row is locked, its password column set, and
+// (src/zulip/password.ts). In one transaction the user row is locked, its password column set, and
 // a 122 (USER_PASSWORD_CHANGED) audit row written with the user as acting and modified user (as
 // do_change_password writes it — manage.py's own command skips that row). After COMMIT the
 // cached user objects are deleted, which also ends the user's other login sessions (Django
@@ -23,17 +23,17 @@
 // --json: src/schemas/change_password.ts (README: --json output); prompts, if any, go to stderr.
 // rate_limit is the Redis follow-up as a service report (ok false and a warning when Redis could
 // not be reached; the password stays changed, exit 0).
-import { AuditLogEventType, insertAuditLog } from "../lib/audit.js";
-import { addFlushCacheOption, CacheInvalidation, type CacheUser } from "../lib/cache.js";
-import { defineCommand } from "../lib/command.js";
+import { AuditLogEventType, insertAuditLog } from "../zulip/audit.js";
+import { addFlushCacheOption, CacheInvalidation, type CacheUser } from "../zulip/cache.js";
+import { defineCommand } from "../cli/command.js";
 import { CommandError, UsageError } from "../lib/errors.js";
 import { READ_LIMITS, readOptionFile } from "../lib/files.js";
-import { addRealmOption, getRealm, getUser, type UserProfile } from "../lib/lookup.js";
-import { checkPasswordStrength, djangoPasswordHash, type PasswordRules, passwordRules } from "../lib/password.js";
-import { clearAuthenticationAttempts } from "../lib/rate-limit.js";
-import { RedisClient, zulipRedisOptions } from "../lib/redis.js";
-import { cacheReportJson } from "../lib/users-lifecycle.js";
-import { realmJsonById, userJson } from "../lib/json-objects.js";
+import { addRealmOption, getRealm, getUser, type UserProfile } from "../zulip/lookup.js";
+import { checkPasswordStrength, djangoPasswordHash, type PasswordRules, passwordRules } from "../zulip/password.js";
+import { clearAuthenticationAttempts } from "../zulip/rate-limit.js";
+import { RedisClient, zulipRedisOptions } from "../services/redis.js";
+import { cacheReportJson } from "../zulip/actions/users-lifecycle.js";
+import { realmJsonById, userJson } from "../cli/json-objects.js";
 import type { ChangePasswordBody } from "../schemas/change_password.js";
 
 const MAX_TRIES = 3;

@@ -9,7 +9,7 @@
 //     do_create_realm creates any organization (system groups, settings, default channels, audit
 //     rows…), deactivated with reason "subdomain_change" and redirecting to the new URL — so
 //     people using the old address are told where the organization went. Built with the rows
-//     of the database's Zulip release (10.x, 11.x, 12.x; see src/lib/create.ts); a schema with
+//     of the database's Zulip release (10.x, 11.x, 12.x; see src/zulip/actions/create.ts); a schema with
 //     a required column zulip-manage does not know refuses it (pass --skip-redirect).
 // Then every unexpired session of the organization's users is deleted (everyone has to log in
 // again at the new address) and memcached gets flush_realm for every realm saved.
@@ -25,11 +25,11 @@
 // --json: src/schemas/change_realm_subdomain.ts (README: --json output): the realm object as it is
 // afterwards, subdomain and url as {old, new}, audit_log_ids the rename's row and then every row
 // of the placeholder (its creation and deactivation); placeholder null with --skip-redirect.
-import { addFlushCacheOption, CacheInvalidation } from "../lib/cache.js";
-import { defineCommand } from "../lib/command.js";
-import { addEventsOption, EventDelivery, eventsReportJson, featureLevel } from "../lib/events.js";
+import { addFlushCacheOption, CacheInvalidation } from "../zulip/cache.js";
+import { defineCommand } from "../cli/command.js";
+import { addEventsOption, EventDelivery, eventsReportJson, featureLevel } from "../services/events.js";
 import { CommandError, UsageError } from "../lib/errors.js";
-import { addRealmOption, getRealm, type Realm } from "../lib/lookup.js";
+import { addRealmOption, getRealm, type Realm } from "../zulip/lookup.js";
 import {
   auditLogIdsOfRealm,
   cacheJson,
@@ -38,13 +38,13 @@ import {
   lockRealm,
   renameRealmSubdomain,
   secretKeyOrUndefined,
-} from "../lib/realm-lifecycle.js";
-import { realmJson } from "../lib/json-objects.js";
+} from "../zulip/actions/realm-lifecycle.js";
+import { realmJson } from "../cli/json-objects.js";
 import type { ChangeRealmSubdomainBody } from "../schemas/change_realm_subdomain.js";
-import { findUserSessions } from "../lib/sessions.js";
-import { realmUrl } from "../lib/settings.js";
-import { checkSubdomainAvailable, SubdomainError, subdomainSettings } from "../lib/subdomain.js";
-import { creationSchemaProblem } from "../lib/create.js";
+import { findUserSessions } from "../zulip/sessions.js";
+import { realmUrl } from "../config/settings.js";
+import { checkSubdomainAvailable, SubdomainError, subdomainSettings } from "../zulip/subdomain.js";
+import { creationSchemaProblem } from "../zulip/actions/create.js";
 
 export default defineCommand({
   name: "change_realm_subdomain",

@@ -18,20 +18,20 @@
 //
 // --json: src/schemas/change_user_email.ts (README: --json output): delivery_email and email
 // (the address others see) as {old, new}; audit_log_ids [] and cache/events null in a dry run.
-import { AuditLogEventType, insertAuditLog, NEW_VALUE, OLD_VALUE } from "../lib/audit.js";
-import { addFlushCacheOption, CacheInvalidation, type CacheUser } from "../lib/cache.js";
-import { addEventsOption, EventDelivery, eventsReportJson, featureLevel } from "../lib/events.js";
-import { readAvatarSettings } from "../lib/avatar.js";
-import { sendDeliveryEmailChangeEvents } from "../lib/user-events.js";
-import { defineCommand } from "../lib/command.js";
-import type { Queryable } from "../lib/db.js";
-import { validateEmailAddress } from "../lib/email-address.js";
+import { AuditLogEventType, insertAuditLog, NEW_VALUE, OLD_VALUE } from "../zulip/audit.js";
+import { addFlushCacheOption, CacheInvalidation, type CacheUser } from "../zulip/cache.js";
+import { addEventsOption, EventDelivery, eventsReportJson, featureLevel } from "../services/events.js";
+import { readAvatarSettings } from "../zulip/avatar.js";
+import { sendDeliveryEmailChangeEvents } from "../zulip/events/user-events.js";
+import { defineCommand } from "../cli/command.js";
+import type { Queryable } from "../db/db.js";
+import { validateEmailAddress } from "../zulip/email-address.js";
 import { CommandError, UsageError } from "../lib/errors.js";
-import { addRealmOption, getUserWithRealm, type UserProfile } from "../lib/lookup.js";
-import { cacheReportJson as cacheJson } from "../lib/users-lifecycle.js";
-import { realmJsonById, userJson } from "../lib/json-objects.js";
+import { addRealmOption, getUserWithRealm, type UserProfile } from "../zulip/lookup.js";
+import { cacheReportJson as cacheJson } from "../zulip/actions/users-lifecycle.js";
+import { realmJsonById, userJson } from "../cli/json-objects.js";
 import type { ChangeUserEmailBody } from "../schemas/change_user_email.js";
-import { seriesAtLeast } from "../lib/zulip-versions.js";
+import { seriesAtLeast } from "../db/zulip-versions.js";
 
 /**
  * The 125 row of do_change_user_delivery_email as manage.py change_user_email writes it, per
@@ -121,7 +121,7 @@ export default defineCommand({
       return;
     }
 
-    const { databaseSeries } = await import("../lib/create.js"); // loaded only when writing
+    const { databaseSeries } = await import("../zulip/actions/create.js"); // loaded only when writing
     const series = await databaseSeries(db);
     const inval = new CacheInvalidation(ctx, opts.flushCache);
     const events = new EventDelivery(ctx, opts.events);

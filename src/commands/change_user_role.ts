@@ -32,18 +32,18 @@
 // is_billing_admin setting change as setting {name, value: {old, new}, text: {old, new}}; status
 // done, would_do or refused. A refused user makes the whole document exit_code 1 with error:
 // the user's message (one user), or how many could not be changed (-u).
-import { AuditLogEventType, insertAuditLog, NEW_VALUE, OLD_VALUE, type RoleCountBaseline, roleCountBaselineBeside } from "../lib/audit.js";
-import { addFlushCacheOption, CacheInvalidation, type CacheReport, type CacheUser, cacheReportJson } from "../lib/cache.js";
-import { defineCommand } from "../lib/command.js";
-import { addEventsOption, EventDelivery, type EventReport, eventsReportJson, featureLevel } from "../lib/events.js";
-import type { Context } from "../lib/context.js";
-import type { Db, Queryable } from "../lib/db.js";
+import { AuditLogEventType, insertAuditLog, NEW_VALUE, OLD_VALUE, type RoleCountBaseline, roleCountBaselineBeside } from "../zulip/audit.js";
+import { addFlushCacheOption, CacheInvalidation, type CacheReport, type CacheUser, cacheReportJson } from "../zulip/cache.js";
+import { defineCommand } from "../cli/command.js";
+import { addEventsOption, EventDelivery, type EventReport, eventsReportJson, featureLevel } from "../services/events.js";
+import type { Context } from "../cli/context.js";
+import type { Db, Queryable } from "../db/db.js";
 import { CommandError, UsageError } from "../lib/errors.js";
-import { addRealmOption, getRealm, getUser, getUsers, type Realm, type UserProfile } from "../lib/lookup.js";
-import { BILLING_SETTING, changeBillingPermission, REALM_GROUP_SETTING_CONFIG } from "../lib/group-settings.js";
-import { changeUserRole, planUserRoleChange, ROLE_NAMES, type Tracked, tracked } from "../lib/roles.js";
-import { outcome } from "../lib/json-contract.js";
-import { realmJson, userJson } from "../lib/json-objects.js";
+import { addRealmOption, getRealm, getUser, getUsers, type Realm, type UserProfile } from "../zulip/lookup.js";
+import { BILLING_SETTING, changeBillingPermission, REALM_GROUP_SETTING_CONFIG } from "../zulip/group-settings.js";
+import { changeUserRole, planUserRoleChange, ROLE_NAMES, type Tracked, tracked } from "../zulip/roles.js";
+import { outcome } from "../cli/json-contract.js";
+import { realmJson, userJson } from "../cli/json-objects.js";
 import type { ChangeUserRoleBody } from "../schemas/change_user_role.js";
 
 /** manage.py's choices, in its order. */

@@ -11,12 +11,12 @@
 // ({"realms": [{"id", "string_id", "name", "url"}, ...]}, after the envelope).
 import { Argument, Option } from "commander";
 import { version } from "../lib/version.js";
-import { buildCommand } from "../lib/runner.js";
+import { buildCommand } from "../cli/runner.js";
 import { COMMANDS } from "./index.js";
-import { defineCommand } from "../lib/command.js";
-import { bashScript, type CompletionCommand, describeCommand, zshScript } from "../lib/completion.js";
+import { defineCommand } from "../cli/command.js";
+import { bashScript, type CompletionCommand, describeCommand, zshScript } from "../cli/completion.js";
 import { UsageError } from "../lib/errors.js";
-import { realmJson } from "../lib/json-objects.js";
+import { realmJson } from "../cli/json-objects.js";
 import type { CompletionRealmsBody, CompletionScriptBody } from "../schemas/completion.js";
 
 export const SHELLS = ["bash", "zsh"] as const;

@@ -2,7 +2,7 @@
 // do_create_realm(string_id, name), then do_create_user(..., role=owner, realm_creation=True,
 // tos_version="-1", acting_user=None)).
 //
-// One transaction writes everything do_create_realm and do_create_user write (src/lib/create.ts,
+// One transaction writes everything do_create_realm and do_create_user write (src/zulip/actions/create.ts,
 // checked row by row against a real Zulip 12.2 install and the Zulip 11 / 10 test databases): the
 // realm with all its settings, its REALM_CREATED row (acting user set to the owner),
 // RealmUserDefault, the eight system groups with their subgroup chain and audit rows, the
@@ -34,18 +34,18 @@
 // organization does not exist yet, so realm.id and the channels' ids are null and owner is null.
 // audit_log_ids are every row written for the new organization (and for the system bot realm
 // when it was created first).
-import { addFlushCacheOption, CacheInvalidation, type CacheUser } from "../lib/cache.js";
-import { defineCommand } from "../lib/command.js";
-import { addEventsOption, EventDelivery, eventsReportJson, featureLevel } from "../lib/events.js";
-import { readAvatarSettings } from "../lib/avatar.js";
-import { sendUserCreationEvents } from "../lib/user-creation-events.js";
-import { createRealm, createSystemBots, createUser, creationSchemaProblem, processNewHumanUserRows, Role } from "../lib/create.js";
+import { addFlushCacheOption, CacheInvalidation, type CacheUser } from "../zulip/cache.js";
+import { defineCommand } from "../cli/command.js";
+import { addEventsOption, EventDelivery, eventsReportJson, featureLevel } from "../services/events.js";
+import { readAvatarSettings } from "../zulip/avatar.js";
+import { sendUserCreationEvents } from "../zulip/events/user-creation-events.js";
+import { createRealm, createSystemBots, createUser, creationSchemaProblem, processNewHumanUserRows, Role } from "../zulip/actions/create.js";
 import { CommandError, EnvironmentError } from "../lib/errors.js";
-import { realmJson, userJson } from "../lib/json-objects.js";
-import { utcTimestamp } from "../lib/json-contract.js";
-import { auditLogIdsOfRealm, cacheJson, sendRealmCreationEvents } from "../lib/realm-lifecycle.js";
+import { realmJson, userJson } from "../cli/json-objects.js";
+import { utcTimestamp } from "../cli/json-contract.js";
+import { auditLogIdsOfRealm, cacheJson, sendRealmCreationEvents } from "../zulip/actions/realm-lifecycle.js";
 import type { CreateRealmBody, CreateRealmDryRunBody } from "../schemas/create_realm.js";
-import { checkSubdomainAvailable, SubdomainError, subdomainSettings } from "../lib/subdomain.js";
+import { checkSubdomainAvailable, SubdomainError, subdomainSettings } from "../zulip/subdomain.js";
 import {
   addCreateUserArguments,
   checkFullName,
@@ -141,7 +141,7 @@ export default defineCommand({
         dry_run: true,
         realm: { id: null, string_id: stringId, name: realmName, url: urls.realmUrl },
         owner: null,
-        // do_create_realm's default channels (src/lib/create.ts)
+        // do_create_realm's default channels (src/zulip/actions/create.ts)
         channels: ["Zulip", "sandbox", "general"].map((name) => ({ id: null, name })),
         not_done: notDone,
         scheduled_emails: [],

@@ -5,14 +5,14 @@
 // an existing channel of that name (any case) is left as it is; we say so.
 //
 // --json: src/schemas/create_stream.ts (README: --json output).
-import { addFlushCacheOption, CacheInvalidation, cacheReportJson } from "../lib/cache.js";
-import { defineCommand } from "../lib/command.js";
+import { addFlushCacheOption, CacheInvalidation, cacheReportJson } from "../zulip/cache.js";
+import { defineCommand } from "../cli/command.js";
 import { CommandError, UsageError } from "../lib/errors.js";
-import { addEventsOption, EventDelivery, eventsReportJson, featureLevel } from "../lib/events.js";
-import { realmJson } from "../lib/json-objects.js";
-import { addRealmOption, getRealm, type Realm } from "../lib/lookup.js";
+import { addEventsOption, EventDelivery, eventsReportJson, featureLevel } from "../services/events.js";
+import { realmJson } from "../cli/json-objects.js";
+import { addRealmOption, getRealm, type Realm } from "../zulip/lookup.js";
 import type { CreateStreamBody } from "../schemas/create_stream.js";
-import { channelNameProblem, ensureChannel, findChannel, stripName } from "../lib/subscriptions.js";
+import { channelNameProblem, ensureChannel, findChannel, stripName } from "../zulip/actions/subscriptions.js";
 
 export default defineCommand({
   name: "create_stream",

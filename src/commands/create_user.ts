@@ -2,7 +2,7 @@
 // password, realm, full_name, tos_version="-1", acting_user=None)).
 //
 // One transaction writes what do_create_user and process_new_human_user write for a user who
-// signs up without an invitation (src/lib/create.ts createUser + processNewHumanUserRows): the
+// signs up without an invitation (src/zulip/actions/create.ts createUser + processNewHumanUserRows): the
 // UserProfile with the organization's default settings, USER_CREATED {"10": ROLE_COUNT}
 // (acting user = the new user, as Zulip records it), the system-group membership(s) with their
 // 703 rows, subscriptions to the default channels (301 rows, subscriber counts) with recent
@@ -26,26 +26,26 @@
 // --json: src/schemas/create_user.ts (README: --json output): the user object (null in a dry
 // run) with password "set"/"unusable" and its system groups, scheduled_emails[].scheduled_at, the
 // audit rows the creation wrote.
-import { addFlushCacheOption, CacheInvalidation, type CacheUser } from "../lib/cache.js";
-import { type Context } from "../lib/context.js";
-import { roleCountBaselineBeside } from "../lib/audit.js";
-import { defineCommand } from "../lib/command.js";
-import { auditLogIdsOfUser, createUser, creationSchemaProblem, getSystemGroups, processNewHumanUserRows, Role, type ServerUrls } from "../lib/create.js";
-import { validateEmailAddress } from "../lib/email-address.js";
-import type { Queryable } from "../lib/db.js";
+import { addFlushCacheOption, CacheInvalidation, type CacheUser } from "../zulip/cache.js";
+import { type Context } from "../cli/context.js";
+import { roleCountBaselineBeside } from "../zulip/audit.js";
+import { defineCommand } from "../cli/command.js";
+import { auditLogIdsOfUser, createUser, creationSchemaProblem, getSystemGroups, processNewHumanUserRows, Role, type ServerUrls } from "../zulip/actions/create.js";
+import { validateEmailAddress } from "../zulip/email-address.js";
+import type { Queryable } from "../db/db.js";
 import { CommandError, EnvironmentError } from "../lib/errors.js";
 import { READ_LIMITS, readOptionFile } from "../lib/files.js";
-import { addRealmOption, getRealm, type Realm } from "../lib/lookup.js";
-import { checkPasswordStrength, djangoPasswordHash, passwordRules, PASSWORD_TOO_WEAK } from "../lib/password.js";
-import { cacheJson } from "../lib/realm-lifecycle.js";
-import { realmUrl } from "../lib/settings.js";
-import { sendSignupAnnouncement } from "../lib/channels.js";
-import { addEventsOption, EventDelivery, eventsReportJson, featureLevel } from "../lib/events.js";
-import { readAvatarSettings } from "../lib/avatar.js";
-import { sendUserCreationEvents } from "../lib/user-creation-events.js";
+import { addRealmOption, getRealm, type Realm } from "../zulip/lookup.js";
+import { checkPasswordStrength, djangoPasswordHash, passwordRules, PASSWORD_TOO_WEAK } from "../zulip/password.js";
+import { cacheJson } from "../zulip/actions/realm-lifecycle.js";
+import { realmUrl } from "../config/settings.js";
+import { sendSignupAnnouncement } from "../zulip/actions/channels.js";
+import { addEventsOption, EventDelivery, eventsReportJson, featureLevel } from "../services/events.js";
+import { readAvatarSettings } from "../zulip/avatar.js";
+import { sendUserCreationEvents } from "../zulip/events/user-creation-events.js";
 import type { Command } from "commander";
-import { realmJson, userJson } from "../lib/json-objects.js";
-import { utcTimestamp } from "../lib/json-contract.js";
+import { realmJson, userJson } from "../cli/json-objects.js";
+import { utcTimestamp } from "../cli/json-contract.js";
 import type { CreateUserBody } from "../schemas/create_user.js";
 
 /** UserProfile.TOS_VERSION_BEFORE_FIRST_LOGIN */

@@ -1,5 +1,5 @@
 // dbshell: run psql on the Zulip database with exactly the connection zulip-manage itself uses
-// (src/lib/db.ts planConnection: zulip.conf [postgresql], REMOTE_POSTGRES_* settings, the
+// (src/db/db.ts planConnection: zulip.conf [postgresql], REMOTE_POSTGRES_* settings, the
 // postgres_password secret, and PGHOST/PGPORT/PGDATABASE/PGUSER/PGPASSWORD/PGSSLMODE overrides),
 // with search_path zulip, public, like manage.py dbshell on a Zulip server.
 //
@@ -14,8 +14,8 @@
 // --json prints {…envelope, "command": ["psql", ...], "connection": …, "env": {"PGHOST": ..., "PGPASSWORD": "(secret, not shown)"}}
 // instead of starting psql (for checking what would be run).
 import { spawn } from "node:child_process";
-import { defineCommand } from "../lib/command.js";
-import { type ConnectionPlan, libpqEnvironment, planConnection } from "../lib/db.js";
+import { defineCommand } from "../cli/command.js";
+import { type ConnectionPlan, libpqEnvironment, planConnection } from "../db/db.js";
 import { EnvironmentError } from "../lib/errors.js";
 import type { DbshellBody } from "../schemas/dbshell.js";
 

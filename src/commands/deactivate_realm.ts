@@ -18,15 +18,15 @@
 // --json: src/schemas/deactivate_realm.ts (README: --json output): deactivated as {old, new} (new is
 // the plan in a dry run), the owners' emails as results (would_do, done, failed; exit 1 and
 // error_code email_failed when one failed), cache and events null unless something was written.
-import { addFlushCacheOption, CacheInvalidation } from "../lib/cache.js";
-import { defineCommand } from "../lib/command.js";
-import { emailConfigWarnings, emailSettings, Mailer, requireOutgoingEmail, EmailDeliveryError } from "../lib/email.js";
+import { addFlushCacheOption, CacheInvalidation } from "../zulip/cache.js";
+import { defineCommand } from "../cli/command.js";
+import { emailConfigWarnings, emailSettings, Mailer, requireOutgoingEmail, EmailDeliveryError } from "../services/email.js";
 import { UsageError } from "../lib/errors.js";
-import { outcome as outcomeOf } from "../lib/json-contract.js";
-import { realmJson, userJson } from "../lib/json-objects.js";
+import { outcome as outcomeOf } from "../cli/json-contract.js";
+import { realmJson, userJson } from "../cli/json-objects.js";
 import type { DeactivateRealmBody } from "../schemas/deactivate_realm.js";
-import { addEventsOption, EventDelivery, eventsReportJson } from "../lib/events.js";
-import { addRealmOption, getRealm, type Realm } from "../lib/lookup.js";
+import { addEventsOption, EventDelivery, eventsReportJson } from "../services/events.js";
+import { addRealmOption, getRealm, type Realm } from "../zulip/lookup.js";
 import {
   buildRealmDeactivatedEmails,
   cacheJson,
@@ -38,9 +38,9 @@ import {
   REALM_DEACTIVATION_REASONS,
   secretKeyOrUndefined,
   setDeactivatedRedirect,
-} from "../lib/realm-lifecycle.js";
-import { findUserSessions } from "../lib/sessions.js";
-import { realmHost, realmUrl } from "../lib/settings.js";
+} from "../zulip/actions/realm-lifecycle.js";
+import { findUserSessions } from "../zulip/sessions.js";
+import { realmHost, realmUrl } from "../config/settings.js";
 
 export default defineCommand({
   name: "deactivate_realm",

@@ -11,26 +11,26 @@
 // (their confirmations expire now), and a 103 (USER_DEACTIVATED) audit row with the ROLE_COUNT
 // after the change is written. After each commit the account's sessions are deleted from
 // django_session and from memcached, and the cached user objects and realm user lists are
-// invalidated (see src/lib/users-lifecycle.ts).
+// invalidated (see src/zulip/actions/users-lifecycle.ts).
 //
 // --json: src/schemas/deactivate_user.ts (README: --json output). Without -f (or with --dry-run)
 // the plan (user, sessions with expires_at, bots) with dry_run true and deactivated []; without
 // -f the exit status stays manage.py's 1 (ok false, its message in error), --dry-run exits 0.
-import { addFlushCacheOption, CacheInvalidation } from "../lib/cache.js";
-import { roleCountBaselineBeside } from "../lib/audit.js";
-import { defineCommand } from "../lib/command.js";
-import { addEventsOption, EventDelivery, eventsReportJson, featureLevel } from "../lib/events.js";
+import { addFlushCacheOption, CacheInvalidation } from "../zulip/cache.js";
+import { roleCountBaselineBeside } from "../zulip/audit.js";
+import { defineCommand } from "../cli/command.js";
+import { addEventsOption, EventDelivery, eventsReportJson, featureLevel } from "../services/events.js";
 import { CommandError, UsageError } from "../lib/errors.js";
-import { addRealmOption, getUserWithRealm } from "../lib/lookup.js";
-import { utcTimestampFromPg } from "../lib/json-contract.js";
-import { realmJsonById, userJson } from "../lib/json-objects.js";
+import { addRealmOption, getUserWithRealm } from "../zulip/lookup.js";
+import { utcTimestampFromPg } from "../cli/json-contract.js";
+import { realmJsonById, userJson } from "../cli/json-objects.js";
 import {
   activeBotsOwnedBy,
   cacheReportJson as cacheJson,
   type DeactivationResult,
   describeSessions,
   doDeactivateUser,
-} from "../lib/users-lifecycle.js";
+} from "../zulip/actions/users-lifecycle.js";
 import type { DeactivateUserBody } from "../schemas/deactivate_user.js";
 
 export const DRY_RUN_MESSAGE = "This was a dry run. Pass -f to actually deactivate.";

@@ -1,6 +1,6 @@
 // delete_old_unclaimed_attachments: remove uploads that no message, scheduled message or archived
 // message references, older than --weeks (default 5), as manage.py's command does (see
-// src/lib/attachments.ts for Zulip's rules). A dry run unless -f: it lists the files and exits 1
+// src/zulip/actions/attachments.ts for Zulip's rules). A dry run unless -f: it lists the files and exits 1
 // with "This was a dry run. Pass -f to actually delete.", like manage.py. -C also looks for files
 // in storage without any database row (older than five minutes) and removes them with -f.
 //
@@ -23,13 +23,13 @@ import {
   getOldUnclaimedAttachments,
   type DeleteUnclaimedResult,
   type UnclaimedRow,
-} from "../lib/attachments.js";
-import { addFlushCacheOption, CacheInvalidation, cacheReportJson } from "../lib/cache.js";
-import { utcTimestampFromPg } from "../lib/json-contract.js";
+} from "../zulip/actions/attachments.js";
+import { addFlushCacheOption, CacheInvalidation, cacheReportJson } from "../zulip/cache.js";
+import { utcTimestampFromPg } from "../cli/json-contract.js";
 import type { DeleteOldUnclaimedAttachmentsBody } from "../schemas/delete_old_unclaimed_attachments.js";
-import { defineCommand } from "../lib/command.js";
+import { defineCommand } from "../cli/command.js";
 import { CommandError } from "../lib/errors.js";
-import { withLock } from "../lib/lockfile.js";
+import { withLock } from "../zulip/lockfile.js";
 
 export const DRY_RUN_MESSAGE = "This was a dry run. Pass -f to actually delete.";
 export const S3_REFUSAL =

@@ -17,7 +17,7 @@
 //    deleted, and attachments no message uses any more deleted); write the 106 audit row. Its
 //    group-DM subscriptions stay, so group conversations keep their participant.
 //  * Zulip 10.x / 11.x ("recreate"): deactivate, then in one transaction delete the account row
-//    with everything Django's on_delete rules cascade to (src/lib/ondelete.ts) plus its
+//    with everything Django's on_delete rules cascade to (src/db/ondelete.ts) plus its
 //    personal Recipient (and so every 1:1 DM to it), recreate a "Deleted User <id>" account with
 //    the same id as create_user() builds it (settings from RealmUserDefault, personal recipient
 //    and its subscription), give it back the group-DM subscriptions, and write the 106 row.
@@ -37,12 +37,12 @@
 // user object, row counts (planned in a dry run), the placeholder, status done / would_do /
 // failed / not_attempted. Without -f the plan with dry_run true keeps manage.py's exit 1 (ok
 // false, its message in error); --dry-run prints the plan and exits 0.
-import { AuditLogEventType, insertAuditLog, type RoleCountBaseline, roleCountBaselineBeside, tableColumnSet } from "../lib/audit.js";
-import { addFlushCacheOption, CacheInvalidation, type CacheReport, type CacheUser, cacheReportJson } from "../lib/cache.js";
-import { defineCommand } from "../lib/command.js";
-import type { Context } from "../lib/context.js";
-import { outcome, type StatusJson } from "../lib/json-contract.js";
-import { realmJson, userJson } from "../lib/json-objects.js";
+import { AuditLogEventType, insertAuditLog, type RoleCountBaseline, roleCountBaselineBeside, tableColumnSet } from "../zulip/audit.js";
+import { addFlushCacheOption, CacheInvalidation, type CacheReport, type CacheUser, cacheReportJson } from "../zulip/cache.js";
+import { defineCommand } from "../cli/command.js";
+import type { Context } from "../cli/context.js";
+import { outcome, type StatusJson } from "../cli/json-contract.js";
+import { realmJson, userJson } from "../cli/json-objects.js";
 import type { DeleteUserBody } from "../schemas/delete_user.js";
 import {
   cryptoRandom,
@@ -54,10 +54,10 @@ import {
   subscriptionValues,
   unusablePassword,
   USER_SETTING_DEFAULTS,
-} from "../lib/create.js";
-import type { Db, Queryable } from "../lib/db.js";
+} from "../zulip/actions/create.js";
+import type { Db, Queryable } from "../db/db.js";
 import { CommandError, UsageError } from "../lib/errors.js";
-import { addRealmOption, addUserListOptions, getRealm, getUsers, type Realm, type UserProfile } from "../lib/lookup.js";
+import { addRealmOption, addUserListOptions, getRealm, getUsers, type Realm, type UserProfile } from "../zulip/lookup.js";
 import {
   assertCovered,
   CascadeDeletion,
@@ -66,12 +66,12 @@ import {
   type CatalogForeignKey,
   type DeletionPlan,
   mergePlans,
-} from "../lib/ondelete.js";
-import { deleteUserSessions } from "../lib/sessions.js";
-import { realmHost } from "../lib/settings.js";
-import { activeBotsOwnedBy, doDeactivateUser } from "../lib/users-lifecycle.js";
-import { addEventsOption, EventDelivery, eventsReportJson, featureLevel, type Notify } from "../lib/events.js";
-import { quoteIdent } from "../lib/sql.js";
+} from "../db/ondelete.js";
+import { deleteUserSessions } from "../zulip/sessions.js";
+import { realmHost } from "../config/settings.js";
+import { activeBotsOwnedBy, doDeactivateUser } from "../zulip/actions/users-lifecycle.js";
+import { addEventsOption, EventDelivery, eventsReportJson, featureLevel, type Notify } from "../services/events.js";
+import { quoteIdent } from "../db/sql.js";
 
 export type DeletionAlgorithm = "overwrite" | "recreate";
 

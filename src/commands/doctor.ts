@@ -4,14 +4,14 @@
 //
 // Required checks: settings, zulip_conf, secrets, database, schema, memcached — exit 1 when one
 // of them fails. Warnings only: redis, smtp, push (they matter to some commands). Exit 0
-// otherwise, even with warnings. See src/lib/doctor.ts for what each check looks at.
+// otherwise, even with warnings. See src/ops/doctor.ts for what each check looks at.
 //
 // --json: src/schemas/doctor.ts; a check's status is the shared vocabulary's done (ok), warning,
 // failed or skipped, with the summary in `error` when it is not done.
-import { defineCommand } from "../lib/command.js";
-import { parseSettingOverrides } from "../lib/config.js";
-import { type CheckResult, type DoctorReport, runDoctor } from "../lib/doctor.js";
-import { outcome, type StatusJson } from "../lib/json-contract.js";
+import { defineCommand } from "../cli/command.js";
+import { parseSettingOverrides } from "../config/config.js";
+import { type CheckResult, type DoctorReport, runDoctor } from "../ops/doctor.js";
+import { outcome, type StatusJson } from "../cli/json-contract.js";
 import type { DoctorBody } from "../schemas/doctor.js";
 
 const CONTRACT_STATUS: Record<CheckResult["status"], StatusJson> = { ok: "done", warn: "warning", fail: "failed", skip: "skipped" };

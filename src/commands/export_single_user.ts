@@ -1,5 +1,5 @@
 // export_single_user: export one user's data and message history, as Zulip's
-// zerver/management/commands/export_single_user.py and do_export_user do (see src/lib/export.ts
+// zerver/management/commands/export_single_user.py and do_export_user do (see src/zulip/actions/export.ts
 // for the files and their format), then pack the directory into <dir>.tar.gz.
 //
 // The output directory is --output (made absolute, symlinks resolved; created if missing;
@@ -15,13 +15,13 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { defineCommand } from "../lib/command.js";
+import { defineCommand } from "../cli/command.js";
 import { CommandError, UsageError } from "../lib/errors.js";
 import { mkdirPrivate } from "../lib/files.js";
-import { exportSingleUser, writeTarGz } from "../lib/export.js";
-import { msSince } from "../lib/json-contract.js";
-import { realmJson, userJson } from "../lib/json-objects.js";
-import { addRealmOption, getRealm, getUser, type Realm } from "../lib/lookup.js";
+import { exportSingleUser, writeTarGz } from "../zulip/actions/export.js";
+import { msSince } from "../cli/json-contract.js";
+import { realmJson, userJson } from "../cli/json-objects.js";
+import { addRealmOption, getRealm, getUser, type Realm } from "../zulip/lookup.js";
 import type { ExportSingleUserBody } from "../schemas/export_single_user.js";
 
 /** os.path.realpath(os.path.expanduser(p)): absolute, symlinks of the existing part resolved. */

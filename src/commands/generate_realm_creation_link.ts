@@ -1,6 +1,6 @@
-import { defineCommand } from "../lib/command.js";
-import { createRealmCreationLink } from "../lib/confirmation.js";
-import { utcTimestamp } from "../lib/json-contract.js";
+import { defineCommand } from "../cli/command.js";
+import { createRealmCreationLink } from "../zulip/confirmation.js";
+import { utcTimestamp } from "../cli/json-contract.js";
 import type { GenerateRealmCreationLinkBody } from "../schemas/generate_realm_creation_link.js";
 
 // Django's SUCCESS style and the raw codes Zulip's command embeds in its text.

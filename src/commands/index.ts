@@ -1,7 +1,7 @@
 // The command registry: names, groups and one-line summaries, without loading any command
 // module (so `zulip-manage help` and `--version` stay fast). Each entry's module is imported
 // only when that command runs.
-import type { CommandEntry } from "../lib/command.js";
+import type { CommandEntry } from "../cli/command.js";
 
 export const COMMANDS: CommandEntry[] = [
   { name: "list_realms", group: "Organizations", summary: "List the organizations (realms) on this server, optionally with all their settings", load: () => import("./list_realms.js") },

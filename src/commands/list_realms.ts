@@ -1,10 +1,10 @@
-import { authenticationMethodsDict } from "../lib/auth-backends.js";
-import { defineCommand } from "../lib/command.js";
-import { padPy } from "../lib/output.js";
+import { authenticationMethodsDict } from "../zulip/auth-backends.js";
+import { defineCommand } from "../cli/command.js";
+import { padPy } from "../cli/output.js";
 import { pyRepr, pyStrFromPg } from "../lib/pyformat.js";
-import { utcTimestampFromPg } from "../lib/json-contract.js";
-import { realmJson } from "../lib/json-objects.js";
-import { realmUrl } from "../lib/settings.js";
+import { utcTimestampFromPg } from "../cli/json-contract.js";
+import { realmJson } from "../cli/json-objects.js";
+import { realmUrl } from "../config/settings.js";
 import type { ListedRealmAll, ListRealmsAllBody, ListRealmsBody } from "../schemas/list_realms.js";
 
 const outer = (id: string, sid: string, name: string, url: string) =>

@@ -33,18 +33,18 @@
 // would be deleted in a dry run), api_keys_rotated with the user objects (status would_do in a
 // dry run), cache and events (the clear_push_device_tokens jobs and, before Zulip 12, bots'
 // realm_bot api_key updates).
-import { AuditLogEventType, insertAuditLog } from "../lib/audit.js";
-import { addFlushCacheOption, CacheInvalidation, type CacheUser, sessionCacheKey } from "../lib/cache.js";
-import { defineCommand } from "../lib/command.js";
-import { addEventsOption, EventDelivery, eventsReportJson, featureLevel, FL } from "../lib/events.js";
-import { botOwnerUserIds } from "../lib/user-events.js";
-import { cryptoRandom } from "../lib/create.js";
-import type { Db, Queryable } from "../lib/db.js";
-import { addRealmOption, getRealm, type Realm, type UserProfile } from "../lib/lookup.js";
-import { decodeSessionData, sessionUserId } from "../lib/sessions.js";
-import { cacheReportJson } from "../lib/users-lifecycle.js";
-import { outcome } from "../lib/json-contract.js";
-import { realmJson, usersJsonByIds } from "../lib/json-objects.js";
+import { AuditLogEventType, insertAuditLog } from "../zulip/audit.js";
+import { addFlushCacheOption, CacheInvalidation, type CacheUser, sessionCacheKey } from "../zulip/cache.js";
+import { defineCommand } from "../cli/command.js";
+import { addEventsOption, EventDelivery, eventsReportJson, featureLevel, FL } from "../services/events.js";
+import { botOwnerUserIds } from "../zulip/events/user-events.js";
+import { cryptoRandom } from "../zulip/actions/create.js";
+import type { Db, Queryable } from "../db/db.js";
+import { addRealmOption, getRealm, type Realm, type UserProfile } from "../zulip/lookup.js";
+import { decodeSessionData, sessionUserId } from "../zulip/sessions.js";
+import { cacheReportJson } from "../zulip/actions/users-lifecycle.js";
+import { outcome } from "../cli/json-contract.js";
+import { realmJson, usersJsonByIds } from "../cli/json-objects.js";
 import type { LogoutAllUsersBody } from "../schemas/logout_all_users.js";
 
 type Scope = "realm" | "deactivated" | "realm-deactivated" | "all";

@@ -9,15 +9,15 @@
 // --json: src/schemas/rate_limit.ts (README: --json output): one result per user (the user,
 // then with -b their bots) with status done (unchanged when set-limits found the same limits,
 // would_do in a dry run); rate_limits as {old, new}; the block's remaining time in ms.
-import { addFlushCacheOption, CacheInvalidation, cacheReportJson } from "../lib/cache.js";
-import { defineCommand } from "../lib/command.js";
+import { addFlushCacheOption, CacheInvalidation, cacheReportJson } from "../zulip/cache.js";
+import { defineCommand } from "../cli/command.js";
 import { CommandError, EnvironmentError, UsageError } from "../lib/errors.js";
-import { botsOwnedBy, getRealm, getUser, getUserByApiKey, parsePythonInt, REALM_HELP, type UserProfile } from "../lib/lookup.js";
-import { blockAccess, blockState, parseRateLimits, setRateLimits, unblockAccess } from "../lib/rate-limit.js";
-import { outcome } from "../lib/json-contract.js";
-import { userJson } from "../lib/json-objects.js";
+import { botsOwnedBy, getRealm, getUser, getUserByApiKey, parsePythonInt, REALM_HELP, type UserProfile } from "../zulip/lookup.js";
+import { blockAccess, blockState, parseRateLimits, setRateLimits, unblockAccess } from "../zulip/rate-limit.js";
+import { outcome } from "../cli/json-contract.js";
+import { userJson } from "../cli/json-objects.js";
 import type { RateLimitBody } from "../schemas/rate_limit.js";
-import { connectZulipRedis, RedisError, zulipRedisOptions } from "../lib/redis.js";
+import { connectZulipRedis, RedisError, zulipRedisOptions } from "../services/redis.js";
 
 const OPERATIONS = ["block", "unblock", "show", "set-limits"];
 

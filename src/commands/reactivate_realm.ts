@@ -11,12 +11,12 @@
 //
 // --json: src/schemas/reactivate_realm.ts (README: --json output); audit_log_ids [] when nothing
 // was done, cache and events null then.
-import { addFlushCacheOption, CacheInvalidation } from "../lib/cache.js";
-import { defineCommand } from "../lib/command.js";
-import { addEventsOption, EventDelivery, eventsReportJson } from "../lib/events.js";
-import { addRealmOption, getRealm, type Realm } from "../lib/lookup.js";
-import { realmJson } from "../lib/json-objects.js";
-import { cacheJson, lockRealm, reactivateRealm } from "../lib/realm-lifecycle.js";
+import { addFlushCacheOption, CacheInvalidation } from "../zulip/cache.js";
+import { defineCommand } from "../cli/command.js";
+import { addEventsOption, EventDelivery, eventsReportJson } from "../services/events.js";
+import { addRealmOption, getRealm, type Realm } from "../zulip/lookup.js";
+import { realmJson } from "../cli/json-objects.js";
+import { cacheJson, lockRealm, reactivateRealm } from "../zulip/actions/realm-lifecycle.js";
 import type { ReactivateRealmBody } from "../schemas/reactivate_realm.js";
 
 export default defineCommand({

@@ -4,14 +4,14 @@
 // do_remove_realm_domain with their audit rows, events and the emails-restricted side effect).
 //
 // --json: src/schemas/realm_domain.ts (README: --json output): --op show has its own body.
-import { addFlushCacheOption, CacheInvalidation, cacheReportJson } from "../lib/cache.js";
-import { defineCommand } from "../lib/command.js";
+import { addFlushCacheOption, CacheInvalidation, cacheReportJson } from "../zulip/cache.js";
+import { defineCommand } from "../cli/command.js";
 import { CommandError, UsageError } from "../lib/errors.js";
-import { addEventsOption, EventDelivery, eventsReportJson } from "../lib/events.js";
-import { realmJson } from "../lib/json-objects.js";
+import { addEventsOption, EventDelivery, eventsReportJson } from "../services/events.js";
+import { realmJson } from "../cli/json-objects.js";
 import type { RealmDomainChangeBody, RealmDomainShowBody } from "../schemas/realm_domain.js";
-import { addRealmOption, getRealm, type Realm } from "../lib/lookup.js";
-import { addRealmDomain, domainProblem, normalizeDomain, realmDomains, removeRealmDomain } from "../lib/realm-domains.js";
+import { addRealmOption, getRealm, type Realm } from "../zulip/lookup.js";
+import { addRealmDomain, domainProblem, normalizeDomain, realmDomains, removeRealmDomain } from "../zulip/actions/realm-domains.js";
 
 const OPS = ["show", "add", "remove"];
 

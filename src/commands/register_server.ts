@@ -16,18 +16,18 @@
 //  - a stuck service cannot hang the command: every request has a deadline (--timeout).
 import path from "node:path";
 import { Option } from "commander";
-import { insertAuditLog, AuditLogEventType, NEW_VALUE, OLD_VALUE, SYNCED_BILLING_EVENTS } from "../lib/audit.js";
-import { authenticationMethodsDict } from "../lib/auth-backends.js";
-import { addFlushCacheOption, CacheInvalidation, cacheReportJson } from "../lib/cache.js";
-import { utcTimestamp } from "../lib/json-contract.js";
-import { realmJson } from "../lib/json-objects.js";
+import { insertAuditLog, AuditLogEventType, NEW_VALUE, OLD_VALUE, SYNCED_BILLING_EVENTS } from "../zulip/audit.js";
+import { authenticationMethodsDict } from "../zulip/auth-backends.js";
+import { addFlushCacheOption, CacheInvalidation, cacheReportJson } from "../zulip/cache.js";
+import { utcTimestamp } from "../cli/json-contract.js";
+import { realmJson } from "../cli/json-objects.js";
 import type { RealmPushChangeJson, RegisterServerBody, ServerDataJson } from "../schemas/register_server.js";
-import { defineCommand } from "../lib/command.js";
-import { activeUserIds, addEventsOption, EventDelivery, eventsReportJson } from "../lib/events.js";
-import type { Context } from "../lib/context.js";
-import type { Db, Queryable } from "../lib/db.js";
+import { defineCommand } from "../cli/command.js";
+import { activeUserIds, addEventsOption, EventDelivery, eventsReportJson } from "../services/events.js";
+import type { Context } from "../cli/context.js";
+import type { Db, Queryable } from "../db/db.js";
 import { CommandError, UsageError } from "../lib/errors.js";
-import { askYesNo } from "../lib/prompt.js";
+import { askYesNo } from "../cli/prompt.js";
 import {
   HIDDEN,
   HostnameInUseError,
@@ -36,10 +36,10 @@ import {
   PushServiceError,
   readZulipVersion,
   type ZulipVersionInfo,
-} from "../lib/push-service.js";
-import { connectZulipRedis, RedisClient, zulipRedisOptions } from "../lib/redis.js";
-import { checkSecretsWritable, updateSecretsFile } from "../lib/secrets-file.js";
-import { AnalyticsDataUploadLevel, checkRequiredSettings, realmHost, realmUrl, type ZulipSettings } from "../lib/settings.js";
+} from "../services/push-service.js";
+import { connectZulipRedis, RedisClient, zulipRedisOptions } from "../services/redis.js";
+import { checkSecretsWritable, updateSecretsFile } from "../config/secrets-file.js";
+import { AnalyticsDataUploadLevel, checkRequiredSettings, realmHost, realmUrl, type ZulipSettings } from "../config/settings.js";
 import { crypto } from "../lib/builtins.js";
 import { getRandomString } from "../lib/random.js";
 

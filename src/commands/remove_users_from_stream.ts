@@ -6,15 +6,15 @@
 //
 // --json: src/schemas/remove_users_from_stream.ts (README: --json output): one result per user,
 // done (removed), would_do (dry run) or unchanged (was not subscribed).
-import { addFlushCacheOption, CacheInvalidation, cacheReportJson } from "../lib/cache.js";
-import { defineCommand } from "../lib/command.js";
+import { addFlushCacheOption, CacheInvalidation, cacheReportJson } from "../zulip/cache.js";
+import { defineCommand } from "../cli/command.js";
 import { CommandError } from "../lib/errors.js";
-import { addEventsOption, EventDelivery, eventsReportJson } from "../lib/events.js";
-import { outcome } from "../lib/json-contract.js";
-import { realmJson, userJson } from "../lib/json-objects.js";
-import { addRealmOption, addUserListOptions } from "../lib/lookup.js";
+import { addEventsOption, EventDelivery, eventsReportJson } from "../services/events.js";
+import { outcome } from "../cli/json-contract.js";
+import { realmJson, userJson } from "../cli/json-objects.js";
+import { addRealmOption, addUserListOptions } from "../zulip/lookup.js";
 import type { RemoveUsersFromStreamBody } from "../schemas/remove_users_from_stream.js";
-import { findChannel, removeSubscriptions, selectRealmUsers, stripName, subscribedUsers } from "../lib/subscriptions.js";
+import { findChannel, removeSubscriptions, selectRealmUsers, stripName, subscribedUsers } from "../zulip/actions/subscriptions.js";
 
 export default defineCommand({
   name: "remove_users_from_stream",

@@ -12,10 +12,10 @@
 // (exit 3).
 //
 // --json: src/schemas/reset_authentication_attempt_count.ts (README: --json output).
-import { defineCommand } from "../lib/command.js";
+import { defineCommand } from "../cli/command.js";
 import { CommandError, EnvironmentError } from "../lib/errors.js";
-import { clearAuthenticationAttempts } from "../lib/rate-limit.js";
-import { connectZulipRedis, RedisError, zulipRedisOptions } from "../lib/redis.js";
+import { clearAuthenticationAttempts } from "../zulip/rate-limit.js";
+import { connectZulipRedis, RedisError, zulipRedisOptions } from "../services/redis.js";
 import type { ResetAuthenticationAttemptCountBody } from "../schemas/reset_authentication_attempt_count.js";
 
 const command = defineCommand({
@@ -32,7 +32,7 @@ const command = defineCommand({
     const username: string | undefined = opts.username;
     if (!username) {
       if (!ctx.out.json) {
-        const { buildCommand } = await import("../lib/runner.js");
+        const { buildCommand } = await import("../cli/runner.js");
         process.stdout.write(buildCommand(command).helpInformation());
       }
       throw new CommandError("Please enter a username", "invalid_arguments");

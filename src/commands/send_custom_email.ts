@@ -41,10 +41,10 @@
 // --json: src/schemas/send_custom_email.ts (README: --json output). `subject` is before per-user
 // interpolation; a result's status is done, failed, not_attempted or would_do.
 import { Option } from "commander";
-import { AuditLogEventType, insertAuditLog } from "../lib/audit.js";
-import { defineCommand } from "../lib/command.js";
-import { CONFIRMATION_TYPES, contentTypeId, generateKey } from "../lib/confirmation.js";
-import type { Db, Queryable } from "../lib/db.js";
+import { AuditLogEventType, insertAuditLog } from "../zulip/audit.js";
+import { defineCommand } from "../cli/command.js";
+import { CONFIRMATION_TYPES, contentTypeId, generateKey } from "../zulip/confirmation.js";
+import type { Db, Queryable } from "../db/db.js";
 import {
   buildEmail,
   type Delivery,
@@ -58,16 +58,16 @@ import {
   requireOutgoingEmail,
   supportAddress,
   tokenizedNoreplyAddress,
-} from "../lib/email.js";
+} from "../services/email.js";
 import { CommandError, UsageError } from "../lib/errors.js";
 import { READ_LIMITS, readBounded, readOptionFile } from "../lib/files.js";
-import { addRealmOption, getRealm, getUsers } from "../lib/lookup.js";
-import { realmHost, realmUrl, type ZulipSettings } from "../lib/settings.js";
-import { emailBaseDefault, escapeHtml } from "../lib/templates/html.js";
-import { seriesAtLeast } from "../lib/zulip-versions.js";
+import { addRealmOption, getRealm, getUsers } from "../zulip/lookup.js";
+import { realmHost, realmUrl, type ZulipSettings } from "../config/settings.js";
+import { emailBaseDefault, escapeHtml } from "../zulip/templates/html.js";
+import { seriesAtLeast } from "../db/zulip-versions.js";
 import { crypto } from "../lib/builtins.js";
-import { outcome, type StatusJson } from "../lib/json-contract.js";
-import { realmJson, userJson } from "../lib/json-objects.js";
+import { outcome, type StatusJson } from "../cli/json-contract.js";
+import { realmJson, userJson } from "../cli/json-objects.js";
 import type { CustomEmailResult, SendCustomEmailBody } from "../schemas/send_custom_email.js";
 
 const ROLE_OWNER = 100;

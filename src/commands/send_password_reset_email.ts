@@ -1,5 +1,5 @@
-import { defineCommand } from "../lib/command.js";
-import type { Queryable } from "../lib/db.js";
+import { defineCommand } from "../cli/command.js";
+import type { Queryable } from "../db/db.js";
 import {
   buildEmail,
   deliverEmails,
@@ -9,15 +9,15 @@ import {
   requireOutgoingEmail,
   securityEmailFromName,
   tokenizedNoreplyAddress,
-} from "../lib/email.js";
+} from "../services/email.js";
 import { CommandError } from "../lib/errors.js";
-import { addEventsOption, EventDelivery, eventsReportJson } from "../lib/events.js";
-import { addRealmOption, addUserListOptions, getRealm, getUsers, type UserProfile } from "../lib/lookup.js";
-import { makeToken, passwordResetUrl } from "../lib/password-reset.js";
-import { realmHost, realmUrl } from "../lib/settings.js";
-import { renderPasswordReset } from "../lib/templates/password_reset.js";
-import { outcome, type StatusJson } from "../lib/json-contract.js";
-import { userJson } from "../lib/json-objects.js";
+import { addEventsOption, EventDelivery, eventsReportJson } from "../services/events.js";
+import { addRealmOption, addUserListOptions, getRealm, getUsers, type UserProfile } from "../zulip/lookup.js";
+import { makeToken, passwordResetUrl } from "../zulip/password-reset.js";
+import { realmHost, realmUrl } from "../config/settings.js";
+import { renderPasswordReset } from "../zulip/templates/password_reset.js";
+import { outcome, type StatusJson } from "../cli/json-contract.js";
+import { userJson } from "../cli/json-objects.js";
 import type { RealmJson } from "../schemas/shared.js";
 import type { SendPasswordResetEmailBody } from "../schemas/send_password_reset_email.js";
 

@@ -13,14 +13,14 @@
 // --json: src/schemas/send_realm_reactivation_email.ts (README: --json output); confirmation,
 // realm_reactivation_status_id null and audit_log_ids [] in a dry run; email.status would_do,
 // done or failed.
-import { defineCommand } from "../lib/command.js";
-import { EmailDeliveryError, emailConfigWarnings, emailSettings, Mailer, requireOutgoingEmail } from "../lib/email.js";
+import { defineCommand } from "../cli/command.js";
+import { EmailDeliveryError, emailConfigWarnings, emailSettings, Mailer, requireOutgoingEmail } from "../services/email.js";
 import { CommandError } from "../lib/errors.js";
-import { addRealmOption, getRealm, type Realm } from "../lib/lookup.js";
-import { buildRealmReactivationEmail, createReactivationLink, humanAdminUsers, languageNote, lockRealm } from "../lib/realm-lifecycle.js";
-import { realmHost, realmUrl } from "../lib/settings.js";
-import { outcome, utcTimestamp } from "../lib/json-contract.js";
-import { realmJson, userJson } from "../lib/json-objects.js";
+import { addRealmOption, getRealm, type Realm } from "../zulip/lookup.js";
+import { buildRealmReactivationEmail, createReactivationLink, humanAdminUsers, languageNote, lockRealm } from "../zulip/actions/realm-lifecycle.js";
+import { realmHost, realmUrl } from "../config/settings.js";
+import { outcome, utcTimestamp } from "../cli/json-contract.js";
+import { realmJson, userJson } from "../cli/json-objects.js";
 import type { SendRealmReactivationEmailBody } from "../schemas/send_realm_reactivation_email.js";
 
 export default defineCommand({

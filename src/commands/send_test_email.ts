@@ -1,4 +1,4 @@
-import { defineCommand } from "../lib/command.js";
+import { defineCommand } from "../cli/command.js";
 import {
   emailConfigWarnings,
   emailSettings,
@@ -10,9 +10,9 @@ import {
   tokenizedNoreplyAddress,
   WARN_NO_EMAIL_MESSAGE,
   warnNoEmail,
-} from "../lib/email.js";
+} from "../services/email.js";
 import { CommandError, EnvironmentError } from "../lib/errors.js";
-import { outcome } from "../lib/json-contract.js";
+import { outcome } from "../cli/json-contract.js";
 import type { SendTestEmailBody, TestEmailResult } from "../schemas/send_test_email.js";
 import {
   TEST_ADMINS_BODY,
@@ -24,7 +24,7 @@ import {
   TEST_MANAGERS_SUBJECT,
   TEST_NOREPLY_EMAIL_SUBJECT,
   testEmailSuccessLine,
-} from "../lib/templates/test_email.js";
+} from "../zulip/templates/test_email.js";
 
 /** Django's send_mail(subject, message, from_email, recipient_list): one message to everyone, no extra headers. */
 function plainMail(subject: string, body: string, from: string, to: string[]): OutgoingEmail {

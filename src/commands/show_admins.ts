@@ -1,8 +1,8 @@
-import { defineCommand } from "../lib/command.js";
+import { defineCommand } from "../cli/command.js";
 import { CommandError } from "../lib/errors.js";
-import { addRealmOption, getRealm } from "../lib/lookup.js";
-import { realmJson, userJson } from "../lib/json-objects.js";
-import { ROLES } from "../lib/roles.js";
+import { addRealmOption, getRealm } from "../zulip/lookup.js";
+import { realmJson, userJson } from "../cli/json-objects.js";
+import { ROLES } from "../zulip/roles.js";
 import type { ShowAdminsBody } from "../schemas/show_admins.js";
 
 export default defineCommand({

@@ -1,5 +1,5 @@
 // soft_deactivate_users: soft activate/deactivate users, as manage.py's command does (see
-// src/lib/soft-deactivation.ts for what each step writes).
+// src/zulip/actions/soft-deactivation.ts for what each step writes).
 //
 //   -d EMAIL...          soft-deactivate these users ("Soft deactivating forcefully...")
 //   -d                   soft-deactivate every active human whose last visit is more than
@@ -17,12 +17,12 @@
 // --json: src/schemas/soft_deactivate_users.ts (README: --json output): one body for -d, one
 // for -a; users as the contract's user object; catch-up failures (exit 1) with status failed.
 import { InvalidArgumentError } from "commander";
-import { addFlushCacheOption, CacheInvalidation, cacheReportJson } from "../lib/cache.js";
-import { defineCommand } from "../lib/command.js";
+import { addFlushCacheOption, CacheInvalidation, cacheReportJson } from "../zulip/cache.js";
+import { defineCommand } from "../cli/command.js";
 import { CommandError } from "../lib/errors.js";
-import { addRealmOption, getRealm } from "../lib/lookup.js";
-import { outcome } from "../lib/json-contract.js";
-import { usersJsonByIds } from "../lib/json-objects.js";
+import { addRealmOption, getRealm } from "../zulip/lookup.js";
+import { outcome } from "../cli/json-contract.js";
+import { usersJsonByIds } from "../cli/json-objects.js";
 import type { SoftActivateBody, SoftDeactivateBody } from "../schemas/soft_deactivate_users.js";
 import {
   catchUpSoftDeactivatedUsers,
@@ -32,7 +32,7 @@ import {
   softDeactivateUsers,
   usersFromEmails,
   usersToSoftDeactivate,
-} from "../lib/soft-deactivation.js";
+} from "../zulip/actions/soft-deactivation.js";
 
 function intArg(v: string): number {
   if (!/^[+-]?\d+$/.test(v.trim())) throw new InvalidArgumentError(`invalid int value: '${v}'`);

@@ -22,16 +22,16 @@
 // --json: src/schemas/unarchive_channel.ts (README: --json output): the channel's name as {old, new};
 // when a name matches several archived channels, matches lists them (deactivated_at) and the
 // document is a refusal.
-import { addFlushCacheOption, CacheInvalidation } from "../lib/cache.js";
-import { deactivatedChannelsByOldName, lastDeactivation, type ChannelRow, UnarchiveError, unarchiveChannel } from "../lib/channels.js";
-import { defineCommand } from "../lib/command.js";
-import { addEventsOption, EventDelivery, eventsReportJson, featureLevel } from "../lib/events.js";
+import { addFlushCacheOption, CacheInvalidation } from "../zulip/cache.js";
+import { deactivatedChannelsByOldName, lastDeactivation, type ChannelRow, UnarchiveError, unarchiveChannel } from "../zulip/actions/channels.js";
+import { defineCommand } from "../cli/command.js";
+import { addEventsOption, EventDelivery, eventsReportJson, featureLevel } from "../services/events.js";
 import { CommandError, UsageError } from "../lib/errors.js";
-import { utcTimestampFromPg } from "../lib/json-contract.js";
-import { realmJson } from "../lib/json-objects.js";
+import { utcTimestampFromPg } from "../cli/json-contract.js";
+import { realmJson } from "../cli/json-objects.js";
 import type { UnarchiveChannelBody } from "../schemas/unarchive_channel.js";
-import { addRealmOption, getRealm, parsePythonInt, type Realm } from "../lib/lookup.js";
-import { cacheJson } from "../lib/realm-lifecycle.js";
+import { addRealmOption, getRealm, parsePythonInt, type Realm } from "../zulip/lookup.js";
+import { cacheJson } from "../zulip/actions/realm-lifecycle.js";
 
 export default defineCommand({
   name: "unarchive_channel",

@@ -1,6 +1,6 @@
-// Error classes the CLI maps to exit codes. A command throws these; src/lib/runner.ts prints the
+// Error classes the CLI maps to exit codes. A command throws these; src/cli/runner.ts prints the
 // message (no stack unless --traceback) and exits with the class's code; with --json it prints the
-// error document {ok: false, exit_code, error, error_code, schema_version} (src/lib/json-contract.ts).
+// error document {ok: false, exit_code, error, error_code, schema_version} (src/cli/json-contract.ts).
 //   0 success · 1 the command refused or failed · 2 usage error · 3 environment error
 //
 // error_code: a stable machine-readable name for what went wrong, given where the error is

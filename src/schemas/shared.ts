@@ -2,9 +2,9 @@
 // types the commands use are derived from them (Static<>). Only `help <command> --json-schema`
 // (through the JSON files the build writes, scripts/json-schemas.mjs) and the tests load these
 // modules: the commands import their types only (`import type`), so TypeBox never runs when a
-// command does. The runtime half (envelope, builders) is src/lib/json-contract.ts.
+// command does. The runtime half (envelope, builders) is src/cli/json-contract.ts.
 import { type Static, type TObject, type TProperties, type TSchema, Type } from "@sinclair/typebox";
-import { SCHEMA_VERSION, STATUSES, type StatusJson } from "../lib/json-contract.js";
+import { SCHEMA_VERSION, STATUSES, type StatusJson } from "../cli/json-contract.js";
 
 
 /** RFC 3339 in UTC with "Z", fractional seconds optional (e.g. 2026-05-02T12:00:00.000Z). */
@@ -53,7 +53,7 @@ export const User = Obj(
 );
 export type UserJson = Static<typeof User>;
 
-/** The one status vocabulary of per-item outcomes (src/lib/json-contract.ts STATUSES). */
+/** The one status vocabulary of per-item outcomes (src/cli/json-contract.ts STATUSES). */
 export const Status = Type.Union(
   (Object.keys(STATUSES) as StatusJson[]).map((s) => Type.Literal(s)),
   { description: "done | would_do | unchanged | skipped | warning | refused | failed | not_attempted" },

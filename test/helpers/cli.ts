@@ -1,4 +1,4 @@
-// Run the built CLI (bin/zulip-manage → dist/cli.js) the way a server admin would, with a
+// Run the built CLI (bin/zulip-manage → dist/cli/main.js) the way a server admin would, with a
 // test conf dir and a test database. `npm test` builds dist/ before vitest runs.
 import fs from "node:fs";
 import path from "node:path";

@@ -1,14 +1,14 @@
 // Throwaway memcached for tests (Debian's /usr/bin/memcached), with SASL set up the way Zulip's
 // puppet does it (sasldb entry zulip@localhost + zulip@<hostname>, mech_list: plain). Tests talk
-// to it with the product's client (src/lib/memcached.ts), re-exported here.
+// to it with the product's client (src/services/memcached.ts), re-exported here.
 import { execFile } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { MemcachedClient } from "../../src/lib/memcached.js";
+import { MemcachedClient } from "../../src/services/memcached.js";
 import { canConnect, chownToServiceUser, findExecutable, launchService, randomHex, spawnService } from "./services.js";
 
-export { MemcachedClient, MemcachedError, STATUS } from "../../src/lib/memcached.js";
+export { MemcachedClient, MemcachedError, STATUS } from "../../src/services/memcached.js";
 
 export interface StartMemcachedOptions {
   /**

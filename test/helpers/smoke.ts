@@ -6,7 +6,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { COMMANDS } from "../../src/commands/index.js";
-import { DEMO_SPEC, seedServer } from "../../src/lib/seed.js";
+import { DEMO_SPEC, seedServer } from "../../src/dev/seed.js";
 import { startSmtpSink, type SmtpSink } from "../email-support.js";
 import { runCli, type CliResult, type RunCliOptions } from "./cli.js";
 import { makeConfDir, type ConfDir } from "./confdir.js";

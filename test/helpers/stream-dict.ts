@@ -1,6 +1,6 @@
 // The channel object Zulip puts in `stream` `create` events (zerver/lib/streams.py
 // stream_to_dict), built for tests from the zerver_stream row with plain SQL, independent of
-// src/lib/channel-events.ts. For the 12.x-shaped zerver_stream of every fixture.
+// src/zulip/events/channel-events.ts. For the 12.x-shaped zerver_stream of every fixture.
 import type { TestDatabase } from "./pg.js";
 
 const SETTINGS = [

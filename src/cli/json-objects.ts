@@ -1,0 +1,69 @@
+// Typed builders of the --json contract's shared realm and user objects (src/schemas/shared.ts
+// defines them; src/cli/json-contract.ts has the rest of the contract's run-time half).
+import { ROLE_NAMES } from "../zulip/roles.js";
+import { realmUrl, type ZulipSettings } from "../config/settings.js";
+import type { RealmJson, UserJson } from "../schemas/shared.js";
+
+/** The one realm object, from a zerver_realm row (id, string_id, name). */
+export function realmJson(settings: ZulipSettings, row: { id: number | string; string_id: string; name: string }): RealmJson {
+  return { id: Number(row.id), string_id: row.string_id, name: row.name, url: realmUrl(settings, row.string_id) };
+}
+
+/** The zerver_userprofile columns userJson() needs (for getUsers' `columns`). */
+export const USER_JSON_COLUMNS = "id, email, delivery_email, full_name, realm_id, role";
+
+/** The one user object, from a zerver_userprofile row. */
+export function userJson(row: {
+  id: number | string;
+  email: string;
+  delivery_email: string;
+  full_name: string;
+  realm_id: number | string;
+  role: number | string;
+}): UserJson {
+  const roleId = Number(row.role);
+  const name = ROLE_NAMES[roleId]?.api;
+  if (!name) throw new Error(`internal error: user ${row.id} has an unknown role ${row.role}`);
+  return {
+    id: Number(row.id),
+    email: row.email,
+    delivery_email: row.delivery_email,
+    full_name: row.full_name,
+    realm_id: Number(row.realm_id),
+    role: name as UserJson["role"],
+    role_id: roleId as UserJson["role_id"],
+  };
+}
+
+
+/** The one realm object of the realm with this id (json15b: the user write commands). */
+export async function realmJsonById(
+  db: { query(sql: string, params?: unknown[]): Promise<{ rows: any[] }> },
+  settings: ZulipSettings,
+  realmId: number,
+): Promise<RealmJson> {
+  const { rows } = await db.query("SELECT id, string_id, name FROM zerver_realm WHERE id = $1", [realmId]);
+  if (rows.length === 0) throw new Error(`internal error: no realm ${realmId}`);
+  return realmJson(settings, rows[0]);
+}
+
+/** The one user object of the user with this id. */
+export async function userJsonById(db: { query(sql: string, params?: unknown[]): Promise<{ rows: any[] }> }, userId: number): Promise<UserJson> {
+  const { rows } = await db.query("SELECT id, email, delivery_email, full_name, realm_id, role FROM zerver_userprofile WHERE id = $1", [userId]);
+  if (rows.length === 0) throw new Error(`internal error: no user ${userId}`);
+  return userJson(rows[0]);
+}
+
+/** The user objects of these users, by id (one query); users that no longer exist are left out. */
+export async function usersJsonByIds(
+  db: { query(sql: string, params?: unknown[]): Promise<{ rows: any[] }> },
+  ids: Iterable<number>,
+): Promise<Map<number, UserJson>> {
+  const list = [...new Set(ids)];
+  const map = new Map<number, UserJson>();
+  if (list.length === 0) return map;
+  const { rows } = await db.query("SELECT id, email, delivery_email, full_name, realm_id, role FROM zerver_userprofile WHERE id = ANY ($1::int[])", [list]);
+  for (const r of rows) map.set(Number(r.id), userJson(r));
+  return map; // a user deleted meanwhile is missing
+
+}

@@ -1,0 +1,562 @@
+// Real-time events and queue-worker jobs, sent after the commit as Zulip's own actions send
+// them (zerver/tornado/django_api.py send_event_on_commit, zerver/lib/queue.py
+// queue_event_on_commit).
+//
+// An action adds, inside its transaction, each event Zulip's do_* function would send
+// (`events.send(realm, event, users)`) and each job it would queue (`events.enqueue(queue,
+// body)`), in Zulip's order. They are only staged: `committed()` (after COMMIT) makes them
+// due, `discard()` (after ROLLBACK) drops them — `events.tx(db, fn)` does both around db.tx.
+// `commit()` then delivers what is due:
+//
+//  * each event as {"event": …, "users": […]} to the Tornado that serves the realm: users split
+//    by port (user_id % len(ports), see sharding.ts), one message per port, on the queue
+//    notify_tornado (notify_tornado_port_<port> on a sharded server), through RabbitMQ
+//    (rabbitmq.ts); jobs as their JSON body on their queue (deferred_work, …);
+//  * when RabbitMQ cannot be used (--events=auto), events over Tornado's HTTP door
+//    (tornado.ts) instead — jobs have no such door;
+//  * never throwing: what cannot be delivered is reported in one warning that says what open
+//    browsers and apps miss until they reload (and which jobs did not run), and the command
+//    still exits 0, since its change is committed.
+//
+// The RabbitMQ connection is opened by prepare() while the transaction runs (like
+// CacheInvalidation.prepare for memcached), so commit() only publishes.
+//
+// Events carry no "id" (Tornado numbers them per client queue). Internal flags that a
+// Tornado strips before delivery (inaccessible_user, for_unarchiving, …) are the action's
+// business: it adds them only for releases whose Tornado knows them (see featureLevel()).
+import { type Command, Option } from "commander";
+import type { Config } from "../config/config.js";
+import type { Db, Queryable } from "../db/db.js";
+import type { Paths } from "../config/paths.js";
+import { RabbitConnection, type RabbitError, rabbitTarget } from "./rabbitmq.js";
+import { hostOfRealm, notifyQueueName, readTornadoSharding, realmTornadoPorts, type TornadoSharding, userTornadoPort } from "../config/sharding.js";
+import { apiFeatureLevel } from "../db/zulip-versions.js";
+
+export type EventsMode = "auto" | "rabbitmq" | "http" | "none";
+export const EVENTS_MODES: EventsMode[] = ["auto", "rabbitmq", "http", "none"];
+
+/** --events=auto|rabbitmq|http|none on a write command. */
+export function addEventsOption(cmd: Command): void {
+  cmd.addOption(
+    new Option(
+      "--events <transport>",
+      "after writing, tell open browsers and apps (Zulip's real-time events) and Zulip's queue workers: 'rabbitmq' publishes " +
+        "to RabbitMQ as Zulip does, 'http' posts the events to Tornado directly, 'auto' uses RabbitMQ and falls back to " +
+        "Tornado, 'none' sends nothing (clients update when they reload)",
+    )
+      .choices(EVENTS_MODES)
+      .default("auto"),
+  );
+}
+
+/** Whom an event goes to: user ids, or (message events) per-user dicts with an "id". */
+export type Recipient = number | ({ id: number } & Record<string, unknown>);
+
+/** What the sharding needs of a realm. */
+export interface EventRealm {
+  id: number;
+  string_id: string;
+}
+
+export type ZulipEvent = { type: string } & Record<string, unknown>;
+
+interface StagedEvent {
+  kind: "event";
+  realm: EventRealm;
+  event: ZulipEvent;
+  users: Recipient[];
+  what: string;
+}
+
+interface StagedJob {
+  kind: "job";
+  queue: string;
+  body: Record<string, unknown>;
+  what: string;
+}
+
+type Staged = StagedEvent | StagedJob;
+
+/** One AMQP message / HTTP post of a staged item. */
+interface Part {
+  queue: string;
+  port: number | null;
+  body: unknown;
+  done: boolean;
+}
+
+export interface EventReport {
+  mode: EventsMode;
+  /** "rabbitmq", "http", "rabbitmq+http" (fell back part-way), "none" (nothing sent). */
+  transport: "rabbitmq" | "http" | "rabbitmq+http" | "none";
+  /** Events delivered (each counted once, however many Tornado ports it went to). */
+  published: number;
+  /** Queue-worker jobs queued. */
+  jobs: number;
+  /** Everything due was delivered. */
+  ok: boolean;
+  /** Nothing was due (no change committed, a dry run, or --events=none). */
+  skipped: boolean;
+  /** Events ("realm_user/update") and jobs ("deferred_work: clear_push_device_tokens") not delivered. */
+  undelivered: string[];
+  warning: string | null;
+}
+
+/** An EventReport as the "events" member of the --json documents. */
+export function eventsReportJson(r: EventReport | null) {
+  return (
+    r && {
+      mode: r.mode,
+      transport: r.transport,
+      published: r.published,
+      jobs: r.jobs,
+      ok: r.ok,
+      skipped: r.skipped,
+      undelivered: r.undelivered,
+      warning: r.warning,
+    }
+  );
+}
+
+/** What EventDelivery needs from the command's Context. */
+export interface EventContext {
+  config(): Config;
+  readonly paths: Paths;
+  readonly out: { warn(text: string): void };
+}
+
+export interface EventDeliveryOptions {
+  /** Connect timeouts (default 2000 ms). */
+  timeoutMs?: number;
+  /** The command's events follow a database change (the default); false: jobs of a command that writes nothing. */
+  afterDatabaseChange?: boolean;
+  warn?: (text: string) => void;
+}
+
+function label(item: Staged): string {
+  if (item.kind === "job") return `${item.queue}: ${String(item.body.type ?? "job")}`;
+  return item.event.op === undefined ? item.event.type : `${item.event.type}/${String(item.event.op)}`;
+}
+
+export class EventDelivery {
+  readonly mode: EventsMode;
+  private pending: Staged[] = [];
+  private due: Staged[] = [];
+  private early: Promise<RabbitConnection> | null = null;
+  private shardingCache?: TornadoSharding;
+
+  constructor(
+    private readonly ctx: EventContext,
+    mode: EventsMode | string | undefined = "auto",
+    private readonly opts: EventDeliveryOptions = {},
+  ) {
+    if (mode !== undefined && !EVENTS_MODES.includes(mode as EventsMode)) throw new Error(`unknown --events transport '${mode}'`);
+    this.mode = (mode ?? "auto") as EventsMode;
+  }
+
+  /** Whether anything will be sent at all (not --events=none). */
+  get enabled(): boolean {
+    return this.mode !== "none";
+  }
+
+  /**
+   * Start connecting to RabbitMQ while the database work goes on. Call it when a change is
+   * about to be written; harmless to call more than once, or not at all. Failures are
+   * reported by commit().
+   */
+  prepare(): void {
+    if (this.early || (this.mode !== "auto" && this.mode !== "rabbitmq")) return;
+    let target;
+    try {
+      target = rabbitTarget(this.ctx.config());
+    } catch {
+      return;
+    }
+    const p = RabbitConnection.open(target, { timeoutMs: this.opts.timeoutMs }).then((c) => {
+      // A command that ends without committing anything is not kept alive by it.
+      c.unref();
+      return c;
+    });
+    p.catch(() => undefined);
+    this.early = p;
+  }
+
+  /** send_event_on_commit(realm, event, users): staged until committed(). */
+  send(realm: EventRealm, event: ZulipEvent, users: Iterable<Recipient>, what?: string): void {
+    if (!this.enabled) return;
+    this.pending.push({ kind: "event", realm, event, users: [...users], what: what ?? "" });
+  }
+
+  /** queue_event_on_commit(queue, body): a job for Zulip's queue workers, staged until committed(). */
+  enqueue(queue: string, body: Record<string, unknown>, what?: string): void {
+    if (!this.enabled) return;
+    this.pending.push({ kind: "job", queue, body, what: what ?? "" });
+  }
+
+  /** Call after COMMIT: what was staged becomes due. */
+  committed(): void {
+    this.due.push(...this.pending);
+    this.pending = [];
+  }
+
+  /** Call after ROLLBACK: what was staged is dropped. */
+  discard(): void {
+    this.pending = [];
+  }
+
+  /** db.tx(fn) with committed() after COMMIT and discard() after ROLLBACK. */
+  async tx<T>(db: Db, fn: (q: Queryable) => Promise<T>): Promise<T> {
+    this.prepare();
+    try {
+      const r = await db.tx(fn);
+      this.committed();
+      return r;
+    } catch (e) {
+      this.discard();
+      throw e;
+    }
+  }
+
+  /**
+   * Run a command's work; when it fails after a change was committed, deliver that change's
+   * events (and jobs) before passing the error on, as CacheInvalidation.guard does for the
+   * cache (nest it inside: events.guard(() => inval.guard(work)), so the cache goes first).
+   */
+  async guard<T>(work: () => Promise<T>): Promise<T> {
+    try {
+      return await work();
+    } catch (e) {
+      if (this.due.length) await this.commit();
+      throw e;
+    }
+  }
+
+  /**
+   * maybe_enqueue_audit_log_upload(realm) (zerver/lib/remote_server.py): when the server uses
+   * the push notification service (uses_notification_bouncer(): ZULIP_SERVICE_PUSH_NOTIFICATIONS
+   * is True), a deferred_work job that uploads the realm's new audit log rows to it.
+   */
+  auditLogUpload(realm: EventRealm): void {
+    let uses = false;
+    try {
+      uses = this.ctx.config().settings.get("ZULIP_SERVICE_PUSH_NOTIFICATIONS") === true;
+    } catch {
+      /* unreadable settings: the commands that need them have said so already */
+    }
+    if (uses) {
+      this.enqueue("deferred_work", { type: "push_bouncer_update_for_realm", realm_id: realm.id }, "the upload of the audit log to the push notification service");
+    }
+  }
+
+  /** Events and jobs due so far (tests, dry-run descriptions). */
+  get staged(): ReadonlyArray<Readonly<Staged>> {
+    return this.due;
+  }
+
+  private sharding(): TornadoSharding {
+    this.shardingCache ??= readTornadoSharding(this.ctx.config());
+    return this.shardingCache;
+  }
+
+  /** The messages of one staged item: per Tornado port for events, one for a job. */
+  private parts(item: Staged): Part[] {
+    if (item.kind === "job") return [{ queue: item.queue, port: null, body: item.body, done: false }];
+    const sharding = this.sharding();
+    const ports = realmTornadoPorts(sharding, hostOfRealm(this.ctx.config(), item.realm.string_id));
+    const byPort = new Map<number, Recipient[]>();
+    if (ports.length === 1) byPort.set(ports[0], item.users);
+    else {
+      for (const u of item.users) {
+        const port = userTornadoPort(ports, typeof u === "number" ? u : u.id);
+        if (!byPort.has(port)) byPort.set(port, []);
+        byPort.get(port)!.push(u);
+      }
+    }
+    return [...byPort].map(([port, users]) => ({ queue: notifyQueueName(sharding, port), port, body: { event: item.event, users }, done: false }));
+  }
+
+  private warn(text: string): void {
+    (this.opts.warn ?? ((t: string) => this.ctx.out.warn(t)))(text);
+  }
+
+  private async closeEarly(): Promise<void> {
+    const early = this.early;
+    this.early = null;
+    if (early) await early.then((c) => c.close()).catch(() => undefined);
+  }
+
+  private report(partial: Partial<EventReport>): EventReport {
+    return { mode: this.mode, transport: "none", published: 0, jobs: 0, ok: true, skipped: false, undelivered: [], warning: null, ...partial };
+  }
+
+  /** Deliver everything due (after COMMIT, after the cache update). Never throws. */
+  async commit(): Promise<EventReport> {
+    const items = this.due;
+    this.due = [];
+    this.pending = [];
+    if (this.mode === "none" || items.length === 0) {
+      await this.closeEarly();
+      return this.report({ skipped: true });
+    }
+    // Connections opened in the background do not keep the process alive; this does meanwhile.
+    const hold = setInterval(() => undefined, 60_000);
+    try {
+      return await this.deliver(items);
+    } catch (e: any) {
+      // Not expected (every step catches its own failures); never let it fail the command.
+      const warning = `Warning: the database change is committed, but its real-time events could not be sent: ${e?.message ?? e}.`;
+      this.warn(warning);
+      return this.report({ ok: false, undelivered: items.map(label), warning });
+    } finally {
+      clearInterval(hold);
+      await this.closeEarly();
+    }
+  }
+
+  private async deliver(items: Staged[]): Promise<EventReport> {
+    let sharding: TornadoSharding | null = null;
+    let shardingProblem: string | null = null;
+    try {
+      sharding = this.sharding();
+    } catch (e: any) {
+      shardingProblem = e?.message ?? String(e);
+    }
+    const plans = items.map((item) => ({ item, parts: sharding ? this.parts(item) : [] }));
+    let rabbitFailure: string | null = null;
+    let httpFailure: string | null = null;
+    let usedRabbit = false;
+    let usedHttp = false;
+
+    if (shardingProblem === null && (this.mode === "auto" || this.mode === "rabbitmq")) {
+      let conn: RabbitConnection | null = null;
+      try {
+        conn = this.early ? await this.early : await RabbitConnection.open(rabbitTarget(this.ctx.config()), { timeoutMs: this.opts.timeoutMs });
+        conn.ref();
+      } catch (e: any) {
+        rabbitFailure = (e as RabbitError)?.message ?? String(e);
+      }
+      if (conn) {
+        // Every queue declared first (in order), then all messages published back to back, in
+        // Zulip's order, and their confirms awaited together (one round trip, not one each).
+        try {
+          for (const plan of plans) for (const part of plan.parts) await conn.declare(part.queue);
+          const pending = plans.flatMap((plan) =>
+            plan.parts.map((part) =>
+              conn!.publishJson(part.queue, part.body).then(() => {
+                part.done = true;
+                usedRabbit = true;
+              }),
+            ),
+          );
+          const settled = await Promise.allSettled(pending);
+          const failed = settled.find((r): r is PromiseRejectedResult => r.status === "rejected");
+          if (failed) rabbitFailure = failed.reason?.message ?? String(failed.reason);
+        } catch (e: any) {
+          rabbitFailure = e?.message ?? String(e);
+        } finally {
+          if (!this.early) await conn.close();
+        }
+      }
+    }
+
+    if (shardingProblem === null && (this.mode === "http" || (this.mode === "auto" && rabbitFailure !== null))) {
+      let secret: string | null = null;
+      try {
+        secret = this.ctx.config().settings.get("SHARED_SECRET");
+      } catch (e: any) {
+        httpFailure = `the shared_secret secret cannot be read: ${e?.message ?? e}`;
+      }
+      // node:http is loaded only when this fallback is taken.
+      const { postNotifyTornado } = secret !== null ? await import("./tornado.js") : { postNotifyTornado: null };
+      if (secret !== null && postNotifyTornado) {
+        outer: for (const plan of plans) {
+          if (plan.item.kind !== "event") continue;
+          for (const part of plan.parts) {
+            if (part.done) continue;
+            try {
+              await postNotifyTornado(part.port!, part.body, secret, this.opts.timeoutMs);
+              part.done = true;
+              usedHttp = true;
+            } catch (e: any) {
+              httpFailure = e?.message ?? String(e);
+              break outer;
+            }
+          }
+        }
+      }
+    }
+
+    const delivered = plans.filter((p) => p.parts.length > 0 && p.parts.every((x) => x.done));
+    const missed = plans.filter((p) => !(p.parts.length > 0 && p.parts.every((x) => x.done)));
+    const published = delivered.filter((p) => p.item.kind === "event").length;
+    const jobs = delivered.filter((p) => p.item.kind === "job").length;
+    const transport = usedRabbit && usedHttp ? "rabbitmq+http" : usedRabbit ? "rabbitmq" : usedHttp ? "http" : "none";
+    const reasons: string[] = [];
+    if (shardingProblem) reasons.push(`the Tornado sharding configuration cannot be read: ${shardingProblem}`);
+    if (rabbitFailure) reasons.push(`RabbitMQ: ${rabbitFailure}`);
+    if (httpFailure) reasons.push(`Tornado: ${httpFailure}`);
+    if (this.mode === "http" && plans.some((p) => p.item.kind === "job")) reasons.push("queue-worker jobs can only go through RabbitMQ (--events=http)");
+
+    if (missed.length === 0) {
+      // Everything arrived; say so if it took the fallback.
+      const warning = rabbitFailure
+        ? `Warning: RabbitMQ could not be used (${rabbitFailure}); the real-time events went to Tornado over HTTP instead.`
+        : null;
+      if (warning) this.warn(warning);
+      return this.report({ transport, published, jobs, warning });
+    }
+    const missedEvents = missed.filter((p) => p.item.kind === "event");
+    const missedJobs = missed.filter((p) => p.item.kind === "job");
+    const what = `${describeCount(missedEvents.length, missedJobs.length)} could not be delivered (${reasons.join("; ") || "unknown reason"}).`;
+    const lines = [this.opts.afterDatabaseChange === false ? `Warning: ${what}` : `Warning: the database change is committed, but ${what}`];
+    if (missedEvents.length) {
+      lines.push(`Open browsers and apps will not show ${whatList(missedEvents.map((p) => p.item))} until they reload.`);
+    }
+    if (missedJobs.length) {
+      lines.push(`Zulip's queue workers were not asked to do: ${whatList(missedJobs.map((p) => p.item))}.`);
+    }
+    const warning = lines.join("\n");
+    this.warn(warning);
+    return this.report({ transport, published, jobs, ok: false, undelivered: missed.map((p) => label(p.item)), warning });
+  }
+}
+
+function describeCount(events: number, jobs: number): string {
+  const parts: string[] = [];
+  if (events) parts.push(`${events} real-time event${events === 1 ? "" : "s"}`);
+  if (jobs) parts.push(`${jobs} queue-worker job${jobs === 1 ? "" : "s"}`);
+  return parts.join(" and ");
+}
+
+function whatList(items: Staged[]): string {
+  const whats = [...new Set(items.map((i) => i.what || label(i)))];
+  return whats.length <= 4 ? whats.join("; ") : `${whats.slice(0, 4).join("; ")}; and ${whats.length - 4} more`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Release
+
+/**
+ * The server's API feature level (version.py's API_FEATURE_LEVEL, else the migrations'
+ * bound), for the event differences between releases. Cached per database connection.
+ */
+const levelCache = new WeakMap<object, number>();
+export function featureLevel(paths: Paths, db: Db | Queryable): number {
+  const cached = levelCache.get(db);
+  if (cached !== undefined) return cached;
+  const n = (db as { zerverMigration?: number | null }).zerverMigration ?? null;
+  const level = apiFeatureLevel(paths.deployDir, n).level;
+  levelCache.set(db, level);
+  return level;
+}
+
+/** Feature levels at which the events of the actions we implement changed (events.md §5). */
+export const FL = {
+  /** 11.0: peer_remove on user deactivation. */
+  DEACTIVATION_PEER_REMOVE: 377,
+  /** 11.0: archive/unarchive via is_archived updates and for_(un)archiving create/delete. */
+  ARCHIVED_CHANNEL_EVENTS: 378,
+  /** 12.0: deactivation peer_remove includes archived channels. */
+  DEACTIVATION_PEER_REMOVE_ARCHIVED: 428,
+  /** 12.0: is_imported_stub in realm_user person objects. */
+  IMPORTED_STUB: 433,
+  /** 12.0: realm_bot update events no longer sent (api key, avatar, email, name, owner, is_active). */
+  NO_REALM_BOT_UPDATES: 474,
+} as const;
+
+// ---------------------------------------------------------------------------------------------
+// Shared event builders
+
+/** Where an action sends its events: the command's EventDelivery and the realm. */
+export interface Notify {
+  events: EventDelivery;
+  realm: EventRealm;
+  /** Text for the warning when delivery fails ("the new role of x@example.com"). */
+  what?: string;
+  /** The server's API feature level (featureLevel()), for actions whose events differ by release. */
+  featureLevel?: number;
+}
+
+/**
+ * do_send_user_group_members_update_event(op, group, user_ids) (zerver/actions/user_groups.py):
+ * {"type": "user_group", "op": "add_members" | "remove_members", "group_id", "user_ids"} to
+ * every active user of the realm.
+ */
+export async function sendGroupMembersEvent(
+  q: Queryable,
+  n: Notify,
+  op: "add_members" | "remove_members",
+  groupId: number,
+  userIds: number[],
+): Promise<void> {
+  n.events.send(n.realm, { type: "user_group", op, group_id: groupId, user_ids: userIds }, await activeUserIds(q, n.realm.id), n.what);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Recipient sets (zerver/models/users.py, zerver/models/realms.py, zerver/lib/users.py)
+
+async function ids(q: Queryable, sql: string, params: unknown[]): Promise<number[]> {
+  const { rows } = await q.query(sql, params);
+  return rows.map((r) => Number(r.id));
+}
+
+/** active_user_ids(realm_id): every active user, bots included. */
+export function activeUserIds(q: Queryable, realmId: number): Promise<number[]> {
+  return ids(q, "SELECT id FROM zerver_userprofile WHERE realm_id = $1 AND is_active ORDER BY id", [realmId]);
+}
+
+/** active_non_guest_user_ids(realm_id). */
+export function activeNonGuestUserIds(q: Queryable, realmId: number): Promise<number[]> {
+  return ids(q, "SELECT id FROM zerver_userprofile WHERE realm_id = $1 AND is_active AND role <> 600 ORDER BY id", [realmId]);
+}
+
+/** realm.get_human_admin_users(): active human owners and administrators. */
+export function humanAdminIds(q: Queryable, realmId: number): Promise<number[]> {
+  return ids(q, "SELECT id FROM zerver_userprofile WHERE realm_id = $1 AND is_active AND NOT is_bot AND role IN (100, 200) ORDER BY id", [realmId]);
+}
+
+/** realm.get_admin_users_and_bots(): active owners and administrators, bots included. */
+export function adminUserAndBotIds(q: Queryable, realmId: number): Promise<number[]> {
+  return ids(q, "SELECT id FROM zerver_userprofile WHERE realm_id = $1 AND is_active AND role IN (100, 200) ORDER BY id", [realmId]);
+}
+
+/**
+ * user_access_restricted_in_realm(user): false for bots, and when the realm's
+ * can_access_all_users_group is the role:everyone system group.
+ */
+export async function userAccessRestricted(q: Queryable, user: { realm_id: number; is_bot: boolean }): Promise<boolean> {
+  if (user.is_bot) return false;
+  const { rows } = await q.query(
+    `SELECT n.name FROM zerver_realm r LEFT JOIN zerver_namedusergroup n ON n.usergroup_ptr_id = r.can_access_all_users_group_id
+      WHERE r.id = $1`,
+    [user.realm_id],
+  );
+  return rows[0]?.name !== "role:everyone";
+}
+
+/**
+ * get_user_ids_who_can_access_user(user) (zerver/lib/users.py, read in main): every active user
+ * when access is not restricted; else the user, active non-guests, active users sharing an
+ * active channel or group-DM subscription with the user (get_subscribers_of_target_user_
+ * subscriptions: recipient types 2 and 3, subscriber active and is_user_active), and active
+ * users the user exchanged 1:1 direct messages with (get_users_involved_in_dms_with_target_users:
+ * personal recipients, type 1 — none exist from 12.0 on, where 0790/0798 turned 1:1 DMs into
+ * DM groups, so that part finds nothing there).
+ */
+export async function userIdsWhoCanAccessUser(q: Queryable, user: { id: number; realm_id: number; is_bot: boolean }): Promise<number[]> {
+  if (!(await userAccessRestricted(q, user))) return activeUserIds(q, user.realm_id);
+  return ids(
+    q,
+    `SELECT id FROM zerver_userprofile WHERE realm_id = $1 AND is_active AND (
+        id = $2 OR role <> 600
+        OR id IN (SELECT s2.user_profile_id FROM zerver_subscription s1
+                    JOIN zerver_subscription s2 ON s2.recipient_id = s1.recipient_id
+                    JOIN zerver_recipient r ON r.id = s1.recipient_id
+                   WHERE s1.user_profile_id = $2 AND s1.active AND s2.active AND s2.is_user_active AND r.type IN (2, 3))
+        OR id IN (SELECT CASE WHEN m.sender_id = $2 THEN r.type_id ELSE m.sender_id END FROM zerver_message m
+                    JOIN zerver_recipient r ON r.id = m.recipient_id
+                   WHERE r.type = 1 AND m.realm_id = $1 AND (m.sender_id = $2 OR r.type_id = $2)))
+      ORDER BY id`,
+    [user.realm_id, user.id],
+  );
+}

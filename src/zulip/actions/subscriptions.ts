@@ -1,0 +1,247 @@
+// Channel creation and membership as Zulip's management commands do them
+// (zerver/lib/streams.py create_stream_if_needed / ensure_stream, zerver/actions/streams.py
+// bulk_add_subscriptions / bulk_remove_subscriptions; acting user none, as manage.py passes):
+//
+//  * get_stream(name, realm): the realm's channel whose name matches case-insensitively after
+//    stripping (archived channels included).
+//  * create_stream_if_needed(realm, name): when no channel matches, a public channel with
+//    Zulip's defaults (lib/create.ts createChannel: history public, the permission groups'
+//    defaults with "channel creator" = role:nobody as there is no creator, recipient, empty
+//    description) and a CHANNEL_CREATED (601) row; Stream's post_save deletes the channel's
+//    name lookup key from memcached.
+//  * bulk_add_subscriptions: per user, a new Subscription (a colour not yet used by the user,
+//    is_user_active copied) or the inactive one reactivated; SUBSCRIPTION_CREATED (301) /
+//    SUBSCRIPTION_ACTIVATED (302) rows with event_last_message_id; subscriber_count + active
+//    users (Zulip 11+). Already active subscriptions are left alone.
+//  * bulk_remove_subscriptions: active subscriptions deactivated, subscriber_count - active
+//    users, one SUBSCRIPTION_DEACTIVATED (303) row each (one event_time, event_last_message_id).
+// Zulip writes no Notification Bot message for these (the "subscribed you" and "new channel"
+// messages come from the API views, not the actions).
+import { AuditLogEventType, insertAuditLog } from "../audit.js";
+import type { CacheInvalidation } from "../cache.js";
+import { channelCacheKey } from "./channels.js";
+import { bulkAddSubscriptions, createChannel, lastMessageId } from "./create.js";
+import type { Queryable } from "../../db/db.js";
+import { sendStreamCreationEvent } from "../events/channel-events.js";
+import { CommandError } from "../../lib/errors.js";
+import { activeNonGuestUserIds, activeUserIds, type Notify } from "../../services/events.js";
+import { USER_JSON_COLUMNS } from "../../cli/json-objects.js";
+import { getRealm, getUsers, type Realm, type UserProfile } from "../lookup.js";
+
+export interface ChannelInfo {
+  id: number;
+  name: string;
+  recipient_id: number;
+  invite_only: boolean;
+  is_web_public: boolean;
+  deactivated: boolean;
+}
+
+const CHANNEL_COLUMNS = "id, name, recipient_id, invite_only, is_web_public, deactivated";
+
+function channelOf(r: any): ChannelInfo {
+  return {
+    id: Number(r.id),
+    name: r.name,
+    recipient_id: Number(r.recipient_id),
+    invite_only: Boolean(r.invite_only),
+    is_web_public: Boolean(r.is_web_public),
+    deactivated: Boolean(r.deactivated),
+  };
+}
+
+/** Stream.MAX_NAME_LENGTH */
+export const MAX_CHANNEL_NAME = 60;
+
+/** Python's str.strip() of a channel name. */
+export function stripName(name: string): string {
+  return name.replace(/^[\s\x1c-\x1f\x85]+|[\s\x1c-\x1f\x85]+$/gu, "");
+}
+
+/** get_stream(name, realm): case-insensitive, archived channels included; null when none. */
+export async function findChannel(q: Queryable, realmId: number, name: string, lock = false): Promise<ChannelInfo | null> {
+  const { rows } = await q.query(
+    `SELECT ${CHANNEL_COLUMNS} FROM zerver_stream WHERE realm_id = $1 AND upper(name) = upper($2) ORDER BY id LIMIT 1${lock ? " FOR NO KEY UPDATE" : ""}`,
+    [realmId, stripName(name)],
+  );
+  return rows.length ? channelOf(rows[0]) : null;
+}
+
+/**
+ * The names create_stream_if_needed would store but the database cannot (Zulip fails with a
+ * database error on those), and the empty name (which Zulip's command would create).
+ */
+export function channelNameProblem(name: string): string | null {
+  const n = stripName(name);
+  if (n === "") return "Channel name can't be empty.";
+  if ([...n].length > MAX_CHANNEL_NAME) return `Channel name too long (limit: ${MAX_CHANNEL_NAME} characters).`;
+  if (n.includes("\u0000")) return "Channel name cannot contain NULL (0x00) characters.";
+  return null;
+}
+
+/** ensure_stream(realm, name, acting_user=None), inside the caller's transaction. */
+export async function ensureChannel(
+  q: Queryable,
+  realmId: number,
+  name: string,
+  opts: { cache?: CacheInvalidation; notify?: Notify; featureLevel?: number } = {},
+): Promise<{ channel: ChannelInfo; created: boolean; auditLogIds: number[] }> {
+  // Serialize creators of the realm's channels (Zulip relies on its get_or_create here).
+  await q.query("SELECT id FROM zerver_realm WHERE id = $1 FOR NO KEY UPDATE", [realmId]);
+  const existing = await findChannel(q, realmId, name);
+  if (existing) return { channel: existing, created: false, auditLogIds: [] };
+  const problem = channelNameProblem(name);
+  if (problem) throw new CommandError(problem);
+  const before = Number((await q.query("SELECT coalesce(max(id), 0) AS m FROM zerver_realmauditlog")).rows[0].m);
+  const made = await createChannel(q, realmId, { name: stripName(name), creatorId: null, description: "" });
+  const { rows } = await q.query("SELECT id FROM zerver_realmauditlog WHERE id > $1 AND modified_stream_id = $2 ORDER BY id", [before, made.id]);
+  opts.cache?.addKeys([channelCacheKey(made.name, realmId)], `channel '${made.name}'`);
+  const channel = (await findChannel(q, realmId, made.name))!;
+  // create_stream_if_needed (zerver/lib/streams.py, 11.x/12.x-era version read; the same in
+  // 10.x): a new public, not web-public channel's `stream` `create` to active_non_guest_user_ids,
+  // without traffic (stream_weekly_traffic null) and with for_unarchiving false from FL 378.
+  if (opts.notify) {
+    await sendStreamCreationEvent(q, opts.notify, { id: made.id, realm_id: realmId }, await activeNonGuestUserIds(q, realmId), {
+      traffic: false,
+      forUnarchiving: false,
+      featureLevel: opts.featureLevel!,
+    });
+  }
+  return { channel, created: true, auditLogIds: rows.map((r) => Number(r.id)) };
+}
+
+export interface SubscriptionChange {
+  /** Users newly subscribed / unsubscribed. */
+  changed: number[];
+  /** Users that were already (un)subscribed. */
+  unchanged: number[];
+}
+
+async function activeSubscribers(q: Queryable, recipientId: number, userIds: number[]): Promise<Set<number>> {
+  const { rows } = await q.query(
+    "SELECT user_profile_id FROM zerver_subscription WHERE recipient_id = $1 AND active AND user_profile_id = ANY ($2::int[])",
+    [recipientId, userIds],
+  );
+  return new Set(rows.map((r) => Number(r.user_profile_id)));
+}
+
+/** Which of the users are subscribed to the channel now (for dry runs and output). */
+export async function subscribedUsers(q: Queryable, channel: ChannelInfo, userIds: number[]): Promise<Set<number>> {
+  return activeSubscribers(q, channel.recipient_id, userIds);
+}
+
+/** bulk_add_subscriptions(realm, [channel], users, acting_user=None), inside the caller's transaction. */
+export async function addSubscriptions(
+  q: Queryable,
+  realmId: number,
+  channel: ChannelInfo,
+  userIds: number[],
+  opts: { notify?: Notify } = {},
+): Promise<SubscriptionChange & { auditLogIds: number[] }> {
+  // The subscription rows of these users for this channel, locked.
+  await q.query("SELECT id FROM zerver_subscription WHERE recipient_id = $1 AND user_profile_id = ANY ($2::int[]) FOR UPDATE", [channel.recipient_id, userIds]);
+  const already = await activeSubscribers(q, channel.recipient_id, userIds);
+  const changed = userIds.filter((u) => !already.has(u));
+  const auditLogIds: number[] = [];
+  for (const u of changed) {
+    // One call per user, as manage.py makes them (colours are picked per user either way).
+    await bulkAddSubscriptions(q, realmId, [channel.id], [u], { actingUserId: null, auditLogIds });
+    if (opts.notify) await sendPeerEvents(q, realmId, channel, "peer_add", [u], opts.notify);
+  }
+  return { changed, unchanged: userIds.filter((u) => already.has(u)), auditLogIds };
+}
+
+/** bulk_remove_subscriptions(realm, users, [channel], acting_user=None), inside the caller's transaction. */
+export async function removeSubscriptions(
+  q: Queryable,
+  realmId: number,
+  channel: ChannelInfo,
+  userIds: number[],
+  opts: { notify?: Notify; now?: Date } = {},
+): Promise<SubscriptionChange & { auditLogIds: number[] }> {
+  const { rows } = await q.query(
+    `SELECT s.id, s.user_profile_id, u.is_active FROM zerver_subscription s JOIN zerver_userprofile u ON u.id = s.user_profile_id
+      WHERE s.recipient_id = $1 AND s.active AND s.user_profile_id = ANY ($2::int[]) ORDER BY s.user_profile_id FOR UPDATE OF s`,
+    [channel.recipient_id, userIds],
+  );
+  const subscribed = new Set(rows.map((r) => Number(r.user_profile_id)));
+  // In the order the users were given (Zulip's subs_to_deactivate follows the user list).
+  const order = userIds.filter((u) => subscribed.has(u));
+  const unchanged = userIds.filter((u) => !subscribed.has(u));
+  if (order.length === 0) return { changed: [], unchanged, auditLogIds: [] };
+  await q.query("UPDATE zerver_subscription SET active = false WHERE id = ANY ($1::bigint[])", [rows.map((r) => r.id)]);
+  const activeCount = rows.filter((r) => r.is_active).length;
+  const { rows: hasCount } = await q.query(
+    "SELECT 1 FROM pg_catalog.pg_attribute WHERE attrelid = to_regclass('zerver_stream') AND attname = 'subscriber_count' AND NOT attisdropped",
+  );
+  if (hasCount.length && activeCount) {
+    await q.query("UPDATE zerver_stream SET subscriber_count = subscriber_count - $2 WHERE id = $1", [channel.id, activeCount]);
+  }
+  const eventTime = opts.now ?? new Date();
+  const eventLastMessageId = await lastMessageId(q);
+  const auditLogIds = await insertAuditLog(
+    q,
+    order.map((u) => ({
+      realmId,
+      eventType: AuditLogEventType.SUBSCRIPTION_DEACTIVATED,
+      eventTime,
+      actingUserId: null,
+      modifiedUserId: u,
+      modifiedStreamId: channel.id,
+      eventLastMessageId,
+    })),
+  );
+  const n = opts.notify;
+  if (n) {
+    // send_subscription_remove_events: per user, the subscription remove event and the
+    // deferred_work job that marks the channel's messages read; then peer_remove.
+    for (const u of order) {
+      n.events.send(n.realm, { type: "subscription", op: "remove", subscriptions: [{ name: channel.name, stream_id: channel.id }] }, [u], n.what);
+      n.events.enqueue("deferred_work", { type: "mark_stream_messages_as_read", user_profile_id: u, stream_recipient_ids: [channel.recipient_id] }, n.what);
+    }
+    await sendPeerEvents(q, realmId, channel, "peer_remove", order, n);
+  }
+  return { changed: order, unchanged, auditLogIds };
+}
+
+/**
+ * send_peer_subscriber_events for one channel, for public channels: web-public ones to every
+ * active user, others to the active non-guests and the channel's subscribers, minus the
+ * altered users. Private channels' peer events are not sent (see README: owed).
+ */
+async function sendPeerEvents(q: Queryable, realmId: number, channel: ChannelInfo, op: "peer_add" | "peer_remove", altered: number[], n: Notify): Promise<void> {
+  if (channel.invite_only) return;
+  const alteredSet = new Set(altered);
+  let peers: number[];
+  if (channel.is_web_public) {
+    peers = await activeUserIds(q, realmId);
+  } else {
+    const { rows } = await q.query(
+      `SELECT s.user_profile_id AS id FROM zerver_subscription s WHERE s.recipient_id = $1 AND s.active AND s.is_user_active`,
+      [channel.recipient_id],
+    );
+    peers = [...new Set([...(await activeNonGuestUserIds(q, realmId)), ...rows.map((r) => Number(r.id))])];
+  }
+  const to = peers.filter((p) => !alteredSet.has(p)).sort((a, b) => a - b);
+  if (to.length === 0) return;
+  n.events.send(n.realm, { type: "subscription", op, stream_ids: [channel.id], user_ids: [...altered].sort((a, b) => a - b) }, to, n.what);
+}
+
+/**
+ * The organization (-r) and the users (-u EMAILS or -a) a channel-membership command works on,
+ * as manage.py's get_realm / get_users select them, with the columns the user object needs.
+ */
+export async function selectRealmUsers(
+  db: Queryable,
+  opts: { realm?: string; users?: string; allUsers?: boolean },
+): Promise<{ realm: Realm; realmRef: { id: number; string_id: string }; users: UserProfile[]; userIds: number[]; emailOf: Map<number, string> }> {
+  const realm = (await getRealm(db, opts.realm)) as Realm;
+  const users = await getUsers(db, { users: opts.users, allUsers: opts.allUsers }, realm, { columns: USER_JSON_COLUMNS });
+  return {
+    realm,
+    realmRef: { id: Number(realm.id), string_id: realm.string_id },
+    users,
+    userIds: users.map((u) => Number(u.id)),
+    emailOf: new Map(users.map((u) => [Number(u.id), u.delivery_email as string])),
+  };
+}

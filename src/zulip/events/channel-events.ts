@@ -1,0 +1,281 @@
+// Channel objects and channel events as Zulip builds them (zerver/lib/streams.py stream_to_dict,
+// get_streams_traffic, get_average_weekly_stream_traffic, send_stream_deletion_event,
+// user_has_metadata_access; zerver/actions/users.py send_stream_events_for_role_update), read
+// in zulip/zulip main. Fields of older releases: a field is sent when its column exists
+// (subscriber_count, folder_id, topics_policy, is_recently_active and the can_*_group settings
+// arrived with their columns in 10.0-12.0).
+import type { Queryable } from "../../db/db.js";
+import { activeNonGuestUserIds, adminUserAndBotIds, FL, type Notify } from "../../services/events.js";
+import { SystemGroups } from "../groups.js";
+
+/** Stream.STREAM_POST_POLICY_* and Stream.SYSTEM_GROUPS_ENUM_MAP (the legacy stream_post_policy from can_send_message_group). */
+const STREAM_POST_POLICY = { EVERYONE: 1, ADMINS: 2, RESTRICT_NEW_MEMBERS: 3, MODERATORS: 4 } as const;
+const POST_POLICY_BY_GROUP: Record<string, number> = {
+  [SystemGroups.EVERYONE]: STREAM_POST_POLICY.EVERYONE,
+  [SystemGroups.ADMINISTRATORS]: STREAM_POST_POLICY.ADMINS,
+  [SystemGroups.FULL_MEMBERS]: STREAM_POST_POLICY.RESTRICT_NEW_MEMBERS,
+  [SystemGroups.MODERATORS]: STREAM_POST_POLICY.MODERATORS,
+};
+
+/** StreamTopicsPolicyEnum names. */
+const TOPICS_POLICY_NAMES: Record<number, string> = { 1: "inherit", 2: "allow_empty_topic", 3: "disable_empty_topic", 4: "empty_topic_only" };
+
+/** The group settings of stream_to_dict, in its order. */
+const GROUP_SETTINGS = [
+  "can_add_subscribers_group",
+  "can_administer_channel_group",
+  "can_create_topic_group",
+  "can_delete_any_message_group",
+  "can_delete_own_message_group",
+  "can_move_messages_out_of_channel_group",
+  "can_move_messages_within_channel_group",
+  "can_send_message_group",
+  "can_remove_subscribers_group",
+  "can_resolve_topics_group",
+  "can_subscribe_group",
+];
+
+async function streamColumns(q: Queryable): Promise<Set<string>> {
+  const { rows } = await q.query("SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = 'zerver_stream'");
+  return new Set(rows.map((r) => r.column_name as string));
+}
+
+/** Python's round(n, ndigits) for an int with ndigits < 0 (round half to even). */
+function pyRoundInt(n: number, ndigits: number): number {
+  if (ndigits >= 0) return n;
+  const f = 10 ** -ndigits;
+  const x = n / f;
+  const fl = Math.floor(x);
+  const diff = x - fl;
+  const r = diff > 0.5 || (diff === 0.5 && fl % 2 !== 0) ? fl + 1 : fl;
+  return r * f;
+}
+
+/** get_average_weekly_stream_traffic(): null for channels younger than 7 days. */
+export function averageWeeklyTraffic(traffic: number, dateCreated: Date, now = new Date()): number | null {
+  const age = Math.floor((now.getTime() - dateCreated.getTime()) / 86_400_000);
+  let avg: number;
+  if (age >= 28) avg = Math.floor(traffic / 4);
+  else if (age >= 7) avg = Math.floor((traffic * 7) / age);
+  else return null;
+  if (avg === 0 && traffic > 0) avg = 1;
+  return pyRoundInt(avg, 2 - String(avg).length);
+}
+
+/**
+ * stream_to_dict() for each channel id (in the given order), with stream_weekly_traffic from
+ * analytics (get_streams_traffic: messages_in_stream:is_bot:day counts of the last 28 days)
+ * when `traffic`, else null.
+ */
+export async function channelDicts(q: Queryable, realmId: number, ids: number[], opts: { traffic: boolean }): Promise<Record<string, unknown>[]> {
+  if (ids.length === 0) return [];
+  const cols = await streamColumns(q);
+  const { rows } = await q.query("SELECT * FROM zerver_stream WHERE id = ANY ($1::int[])", [ids]);
+  const byId = new Map(rows.map((r) => [Number(r.id), r]));
+  const traffic = new Map<number, number>();
+  if (opts.traffic) {
+    const t = await q.query(
+      `SELECT stream_id, sum(value)::bigint AS v FROM analytics_streamcount
+        WHERE realm_id = $1 AND property = 'messages_in_stream:is_bot:day' AND end_time > now() - interval '28 days' AND stream_id = ANY ($2::int[])
+        GROUP BY stream_id`,
+      [realmId, ids],
+    );
+    for (const r of t.rows) traffic.set(Number(r.stream_id), Number(r.v));
+  }
+  const settings = GROUP_SETTINGS.filter((s) => cols.has(`${s}_id`));
+  const groupIds = new Set<number>();
+  for (const r of rows) for (const s of settings) if (r[`${s}_id`] !== null) groupIds.add(Number(r[`${s}_id`]));
+  const named = new Map<number, string>();
+  const members = new Map<number, number[]>();
+  const subgroups = new Map<number, number[]>();
+  if (groupIds.size) {
+    const g = [...groupIds];
+    for (const r of (await q.query("SELECT usergroup_ptr_id AS id, name FROM zerver_namedusergroup WHERE usergroup_ptr_id = ANY ($1::int[])", [g])).rows) named.set(Number(r.id), r.name);
+    const anon = g.filter((x) => !named.has(x));
+    for (const x of anon) {
+      members.set(x, []);
+      subgroups.set(x, []);
+    }
+    if (anon.length) {
+      // The anonymous group's direct members and subgroups (get_anonymous_group_membership_dict_for_streams).
+      // Active members only (get_members_and_subgroups_of_groups excludes deactivated users).
+      const memberRows = await q.query(
+        `SELECT m.user_group_id AS g, m.user_profile_id AS u FROM zerver_usergroupmembership m JOIN zerver_userprofile up ON up.id = m.user_profile_id
+          WHERE m.user_group_id = ANY ($1::int[]) AND up.is_active ORDER BY m.user_profile_id`,
+        [anon],
+      );
+      for (const r of memberRows.rows) {
+        members.get(Number(r.g))!.push(Number(r.u));
+      }
+      for (const r of (await q.query("SELECT supergroup_id AS g, subgroup_id AS s FROM zerver_groupgroupmembership WHERE supergroup_id = ANY ($1::int[]) ORDER BY subgroup_id", [anon])).rows) {
+        subgroups.get(Number(r.g))!.push(Number(r.s));
+      }
+    }
+  }
+  const settingValue = (id: number | null) => {
+    if (id === null) return null;
+    const g = Number(id);
+    return named.has(g) ? g : { direct_members: members.get(g) ?? [], direct_subgroups: subgroups.get(g) ?? [] };
+  };
+  return ids
+    .filter((id) => byId.has(id))
+    .map((id) => {
+      const s = byId.get(id)!;
+      const d: Record<string, unknown> = { is_archived: Boolean(s.deactivated) };
+      for (const name of settings) d[name] = settingValue(s[`${name}_id`]);
+      const created = new Date(s.date_created);
+      Object.assign(d, {
+        creator_id: s.creator_id === null ? null : Number(s.creator_id),
+        date_created: Math.floor(created.getTime() / 1000),
+        description: s.description,
+        first_message_id: s.first_message_id === null ? null : Number(s.first_message_id),
+      });
+      if (cols.has("folder_id")) d.folder_id = s.folder_id === null ? null : Number(s.folder_id);
+      if (cols.has("is_recently_active")) d.is_recently_active = Boolean(s.is_recently_active);
+      const postPolicy = cols.has("can_send_message_group_id") ? (POST_POLICY_BY_GROUP[named.get(Number(s.can_send_message_group_id)) ?? ""] ?? STREAM_POST_POLICY.EVERYONE) : Number(s.stream_post_policy ?? 1);
+      Object.assign(d, {
+        history_public_to_subscribers: Boolean(s.history_public_to_subscribers),
+        invite_only: Boolean(s.invite_only),
+        is_web_public: Boolean(s.is_web_public),
+        message_retention_days: s.message_retention_days === null ? null : Number(s.message_retention_days),
+        name: s.name,
+        rendered_description: s.rendered_description,
+        stream_id: id,
+        stream_post_policy: postPolicy,
+        is_announcement_only: postPolicy === STREAM_POST_POLICY.ADMINS,
+        stream_weekly_traffic: opts.traffic ? averageWeeklyTraffic(traffic.get(id) ?? 0, created) : null,
+      });
+      if (cols.has("subscriber_count")) d.subscriber_count = Number(s.subscriber_count);
+      if (cols.has("topics_policy")) d.topics_policy = TOPICS_POLICY_NAMES[Number(s.topics_policy)] ?? String(s.topics_policy);
+      return d;
+    });
+}
+
+/**
+ * The non-archived channels whose metadata the user can see (get_streams_for_user(include_all=
+ * True, include_web_public=True) → user_has_metadata_access): web-public, subscribed, or — not
+ * for guests — public, any channel for administrators, or granted by the channel's
+ * can_administer_channel_group / can_add_subscribers_group / can_subscribe_group (recursive
+ * group membership). Ids in ascending order.
+ */
+export async function metadataAccessChannelIds(q: Queryable, user: { id: number; realm_id: number }): Promise<number[]> {
+  const cols = await streamColumns(q);
+  const grantCols = ["can_administer_channel_group_id", "can_add_subscribers_group_id", "can_subscribe_group_id"].filter((c) => cols.has(c));
+  const grant = grantCols.length
+    ? `OR st.id IN (
+         WITH RECURSIVE mine(group_id) AS (
+           SELECT user_group_id FROM zerver_usergroupmembership WHERE user_profile_id = $2
+           UNION SELECT g.supergroup_id FROM zerver_groupgroupmembership g JOIN mine ON g.subgroup_id = mine.group_id)
+         SELECT s2.id FROM zerver_stream s2 WHERE s2.realm_id = $1 AND (${grantCols.map((c) => `s2.${c} IN (SELECT group_id FROM mine)`).join(" OR ")}))`
+    : "";
+  const { rows } = await q.query(
+    `SELECT st.id FROM zerver_stream st, zerver_userprofile u
+      WHERE st.realm_id = $1 AND u.id = $2 AND NOT st.deactivated AND (
+        st.is_web_public
+        OR st.recipient_id IN (SELECT recipient_id FROM zerver_subscription WHERE user_profile_id = $2 AND active)
+        OR (u.role <> 600 AND (NOT st.invite_only OR u.role IN (100, 200) ${grant})))
+      ORDER BY st.id`,
+    [user.realm_id, user.id],
+  );
+  return rows.map((r) => Number(r.id));
+}
+
+/**
+ * send_stream_deletion_event(realm, user_ids, streams, for_archiving): the streams reduced to
+ * their ids (FL 343, 10.0); the internal for_archiving flag from FL 378 (11.0), whose Tornado
+ * strips it.
+ */
+export function sendStreamDeletionEvent(n: Notify, userIds: number[], channelIds: number[], featureLevel: number, forArchiving = false): void {
+  const event: Record<string, unknown> = { type: "stream", op: "delete", streams: channelIds.map((id) => ({ stream_id: id })), stream_ids: channelIds };
+  if (featureLevel >= FL.ARCHIVED_CHANNEL_EVENTS) event.for_archiving = forArchiving;
+  n.events.send(n.realm, event as { type: string }, userIds, n.what);
+}
+
+/**
+ * send_stream_events_for_role_update(user, previously accessible): to the user only, a stream
+ * create with every channel that became visible (no for_unarchiving on this path), then a
+ * peer_add per such channel with its active subscribers; a stream delete for the channels that
+ * became invisible.
+ */
+export async function sendStreamEventsForRoleUpdate(q: Queryable, n: Notify, user: { id: number; realm_id: number }, before: number[], featureLevel: number): Promise<void> {
+  const after = await metadataAccessChannelIds(q, user);
+  const gained = after.filter((id) => !before.includes(id));
+  const lost = before.filter((id) => !after.includes(id));
+  if (gained.length) {
+    n.events.send(n.realm, { type: "stream", op: "create", streams: await channelDicts(q, user.realm_id, gained, { traffic: true }) }, [user.id], n.what);
+    const { rows } = await q.query(
+      `SELECT st.id AS channel_id, s.user_profile_id AS uid FROM zerver_stream st
+         JOIN zerver_subscription s ON s.recipient_id = st.recipient_id AND s.active AND s.is_user_active
+        WHERE st.id = ANY ($1::int[]) ORDER BY s.user_profile_id`,
+      [gained],
+    );
+    // bulk_get_subscriber_peer_info fills subscribed_ids with the private channels first, then the public ones.
+    const { rows: priv } = await q.query("SELECT id FROM zerver_stream WHERE id = ANY ($1::int[]) AND invite_only", [gained]);
+    const privateIds = new Set(priv.map((r) => Number(r.id)));
+    for (const id of [...gained.filter((g) => privateIds.has(g)), ...gained.filter((g) => !privateIds.has(g))]) {
+      const subs = rows.filter((r) => Number(r.channel_id) === id).map((r) => Number(r.uid));
+      n.events.send(n.realm, { type: "subscription", op: "peer_add", stream_ids: [id], user_ids: subs }, [user.id], n.what);
+    }
+  }
+  if (lost.length) sendStreamDeletionEvent(n, [user.id], lost, featureLevel);
+}
+
+/**
+ * send_stream_creation_event(realm, stream, user_ids, recent_traffic, …, for_unarchiving)
+ * (zerver/lib/streams.py): {"type": "stream", "op": "create", "streams": [<channel object>],
+ * "for_unarchiving": …}. for_unarchiving exists from 11.0 (FL 378; that Tornado strips it and,
+ * when true, delivers the event only to clients without the archived_channels capability); a
+ * 10.x Tornado would pass it on to clients, so it is left out there. `traffic`: false for a
+ * channel created just now (Zulip passes no recent_traffic: stream_weekly_traffic null).
+ */
+export async function sendStreamCreationEvent(
+  q: Queryable,
+  n: Notify,
+  channel: { id: number; realm_id: number },
+  users: number[],
+  opts: { traffic: boolean; forUnarchiving: boolean; featureLevel: number },
+): Promise<void> {
+  const event: Record<string, unknown> = { type: "stream", op: "create", streams: await channelDicts(q, channel.realm_id, [channel.id], { traffic: opts.traffic }) };
+  if (opts.featureLevel >= FL.ARCHIVED_CHANNEL_EVENTS) event.for_unarchiving = opts.forUnarchiving;
+  n.events.send(n.realm, event as { type: string }, users, n.what);
+}
+
+/**
+ * can_access_stream_metadata_user_ids(stream) (zerver/lib/streams.py, 11.x and main): for a
+ * public channel the active non-guests and the guests subscribed to it (active subscriptions
+ * of active users); for a private one its active subscribers, the realm's admins and bots
+ * (get_admin_users_and_bots), and the active non-guest members (recursively) of the groups its
+ * can_administer_channel_group / can_add_subscribers_group / can_subscribe_group name
+ * (get_user_ids_with_metadata_access_via_permission_groups). Sorted ids.
+ */
+export async function canAccessStreamMetadataUserIds(q: Queryable, channel: { id: number; realm_id: number; invite_only: boolean; recipient_id: number }): Promise<number[]> {
+  const ids = new Set<number>();
+  const { rows: subs } = await q.query(
+    `SELECT s.user_profile_id AS id, u.role FROM zerver_subscription s JOIN zerver_userprofile u ON u.id = s.user_profile_id
+      WHERE s.recipient_id = $1 AND s.active AND s.is_user_active`,
+    [channel.recipient_id],
+  );
+  if (!channel.invite_only) {
+    for (const id of await activeNonGuestUserIds(q, channel.realm_id)) ids.add(id);
+    for (const r of subs) if (Number(r.role) === 600) ids.add(Number(r.id));
+  } else {
+    for (const r of subs) ids.add(Number(r.id));
+    for (const id of await adminUserAndBotIds(q, channel.realm_id)) ids.add(id);
+    const cols = await streamColumns(q);
+    const settings = ["can_administer_channel_group_id", "can_add_subscribers_group_id", "can_subscribe_group_id"].filter((c) => cols.has(c));
+    if (settings.length) {
+      const { rows } = await q.query(
+        `WITH RECURSIVE closure(group_id) AS (
+            ${settings.map((c) => `SELECT ${c} FROM zerver_stream WHERE id = $1`).join(" UNION ")}
+            UNION
+            SELECT g.subgroup_id FROM closure c JOIN zerver_groupgroupmembership g ON g.supergroup_id = c.group_id
+         )
+         SELECT DISTINCT m.user_profile_id AS id FROM closure c JOIN zerver_usergroupmembership m ON m.user_group_id = c.group_id
+           JOIN zerver_userprofile u ON u.id = m.user_profile_id WHERE u.is_active AND u.role <> 600`,
+        [channel.id],
+      );
+      for (const r of rows) ids.add(Number(r.id));
+    }
+  }
+  return [...ids].sort((a, b) => a - b);
+}

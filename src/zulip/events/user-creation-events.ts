@@ -1,0 +1,143 @@
+// The real-time events of do_create_user (zerver/actions/create_user.py) for a human user, as
+// Zulip sends them after the creating transaction commits. Checked against zulip/zulip's
+// create_user.py (a 10/11-era version: notify_created_user, do_create_user, process_new_human_user,
+// set_up_streams_for_new_human_user), zerver/lib/users.py format_user_row, zerver/lib/avatar.py
+// (an older version and the 12.x one with AVATAR_FROM_JDENTICON and GRAVATAR_REALM_OVERRIDE),
+// zerver/lib/upload/local.py get_avatar_url, and 12.x's RawUserDict (zerver/lib/types.py,
+// is_imported_stub, no is_billing_admin). In order:
+//
+//   1. maybe_enqueue_audit_log_upload (inside the transaction, a deferred_work job);
+//   2. notify_created_user(user, []): realm_user add with format_user_row(client_gravatar=False,
+//      user_avatar_url_field_optional=False, custom_profile_field_data={}) — one person with
+//      delivery_email to the active users who may see the real address, one with
+//      delivery_email null to the others; in a realm with restricted user access the guests get
+//      get_data_for_inaccessible_user's placeholder instead (not sent here, see below);
+//   3. user_group add_members for the role's system group, then role:fullmembers when the user
+//      is a full member, to every active user;
+//   4. process_new_human_user → bulk_add_subscriptions(from_user_creation=True): no subscription
+//      add / stream create to the new user on this path; subscription peer_add to the peers of
+//      the default channels (send_peer_subscriber_events).
+//
+//   (in a realm that limits whom guests see, between 3 and 4: notify_created_user to the guest
+//   subscribers of those channels, send_user_creation_events_on_adding_subscriptions.)
+//
+// Not sent, because the value cannot be computed faithfully outside Zulip (reported by the
+// caller): the guests' "Unknown user" placeholder in restricted-access realms (its avatar_url is
+// staticfiles_storage.url("images/unknown-user-avatar.png"), a content-hashed static name on a
+// production server); the realm_user add events altogether when the avatar URL depends on the
+// S3 upload backend or on the hashed default-avatar static file.
+import { type AvatarSettings, avatarUrl } from "../avatar.js";
+import type { Queryable } from "../../db/db.js";
+import { FL, type Notify, sendGroupMembersEvent, userAccessRestricted } from "../../services/events.js";
+import { canAccessDeliveryEmail, sendPeerSubscriberEvents } from "./user-events.js";
+
+/** date_joined.isoformat(timespec="minutes") in UTC ("2026-05-01T10:20+00:00"). */
+export function isoMinutes(d: Date): string {
+  return `${d.toISOString().slice(0, 16)}+00:00`;
+}
+
+/**
+ * format_user_row(realm_id, acting_user, row, client_gravatar=False,
+ * user_avatar_url_field_optional=False, custom_profile_field_data={}) for a human user.
+ */
+export function personObject(
+  u: Record<string, any>,
+  avatar: string,
+  withDeliveryEmail: boolean,
+  featureLevel: number,
+): Record<string, unknown> {
+  const role = Number(u.role);
+  const person: Record<string, unknown> = {
+    email: u.email,
+    user_id: Number(u.id),
+    avatar_version: Number(u.avatar_version),
+    is_admin: role === 100 || role === 200,
+    is_owner: role === 100,
+    is_guest: role === 600,
+    role,
+    is_bot: false,
+    full_name: u.full_name,
+    timezone: u.timezone,
+    is_active: Boolean(u.is_active),
+    date_joined: isoMinutes(new Date(u.date_joined)),
+    delivery_email: withDeliveryEmail ? u.delivery_email : null,
+    avatar_url: avatar,
+    profile_data: {},
+  };
+  if (featureLevel >= FL.IMPORTED_STUB) person.is_imported_stub = Boolean(u.is_imported_stub);
+  return person;
+}
+
+/**
+ * notify_created_user(user, notify_user_ids): realm_user add, split by who may see the real
+ * address; recipients null = every active user (guests excluded when access is restricted:
+ * their ids are returned, for the placeholder event not sent here).
+ */
+async function notifyCreatedUser(
+  q: Queryable,
+  n: Notify,
+  u: Record<string, any>,
+  avatar: string,
+  featureLevel: number,
+  restricted: boolean,
+  recipients: number[] | null,
+): Promise<number[]> {
+  const { rows: viewers } = await q.query(
+    `SELECT id, role FROM zerver_userprofile WHERE realm_id = $1 AND is_active ${recipients ? "AND id = ANY ($2::int[])" : ""} ORDER BY id`,
+    recipients ? [u.realm_id, recipients] : [u.realm_id],
+  );
+  const withEmail: number[] = [];
+  const without: number[] = [];
+  const guests: number[] = [];
+  for (const v of viewers) {
+    const viewer = { id: Number(v.id), role: Number(v.role) };
+    if (restricted && viewer.role === 600) guests.push(viewer.id);
+    else if (canAccessDeliveryEmail(viewer, Number(u.id), Number(u.email_address_visibility))) withEmail.push(viewer.id);
+    else without.push(viewer.id);
+  }
+  if (withEmail.length) n.events.send(n.realm, { type: "realm_user", op: "add", person: personObject(u, avatar, true, featureLevel) }, withEmail, n.what);
+  if (without.length) n.events.send(n.realm, { type: "realm_user", op: "add", person: personObject(u, avatar, false, featureLevel) }, without, n.what);
+  return guests;
+}
+
+/**
+ * do_create_user's and process_new_human_user's events for a human user created in this
+ * transaction (run after its writes). Returns what was not sent, with the reason.
+ */
+export async function sendUserCreationEvents(
+  q: Queryable,
+  n: Notify,
+  userId: number,
+  opts: { featureLevel: number; avatar: AvatarSettings | null; systemGroupIds: number[]; channelIds: number[] },
+): Promise<string[]> {
+  const notSent: string[] = [];
+  n.events.auditLogUpload(n.realm);
+  const { rows } = await q.query("SELECT * FROM zerver_userprofile WHERE id = $1", [userId]);
+  const u = rows[0];
+  const what = `realm_user add events for ${u.delivery_email} (other users' open apps list the new user only after a reload)`;
+  const avatar = opts.avatar ? avatarUrl(opts.avatar, { ...u, id: Number(u.id), realm_id: Number(u.realm_id) }, opts.featureLevel) : { reason: "the avatar settings could not be read" };
+  const restricted = await userAccessRestricted(q, { realm_id: Number(u.realm_id), is_bot: false });
+  if (typeof avatar !== "string") notSent.push(`${what}: ${avatar.reason}`);
+  else {
+    const guests = await notifyCreatedUser(q, n, u, avatar, opts.featureLevel, restricted, null);
+    if (guests.length) notSent.push(`the "Unknown user" realm_user add for ${guests.length} guest(s) (its static avatar URL is content-hashed on a production server)`);
+  }
+  for (const g of opts.systemGroupIds) await sendGroupMembersEvent(q, n, "add_members", g, [Number(u.id)]);
+  if (opts.channelIds.length) {
+    const { rows: chs } = await q.query("SELECT id, invite_only, is_web_public FROM zerver_stream WHERE id = ANY ($1::int[]) ORDER BY id", [opts.channelIds]);
+    const channels = chs.map((r) => ({ id: Number(r.id), invite_only: Boolean(r.invite_only), is_web_public: Boolean(r.is_web_public) }));
+    if (restricted && typeof avatar === "string") {
+      // send_user_creation_events_on_adding_subscriptions: the new user's co-subscribers who could
+      // not see the user before (guests; the user had no subscriptions) get notify_created_user.
+      const { rows: gs } = await q.query(
+        `SELECT DISTINCT p.id FROM zerver_subscription s JOIN zerver_recipient r ON r.id = s.recipient_id AND r.type = 2
+           JOIN zerver_userprofile p ON p.id = s.user_profile_id
+          WHERE r.type_id = ANY ($1::int[]) AND s.active AND p.is_active AND p.role = 600 AND p.id <> $2 ORDER BY p.id`,
+        [opts.channelIds, u.id],
+      );
+      if (gs.length) await notifyCreatedUser(q, n, u, avatar, opts.featureLevel, false, gs.map((r) => Number(r.id)));
+    }
+    await sendPeerSubscriberEvents(q, n, "peer_add", channels, new Map(channels.map((c) => [c.id, new Set([Number(u.id)])])));
+  }
+  return notSent;
+}

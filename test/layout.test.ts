@@ -96,4 +96,9 @@ describe("source layout", () => {
     const bad = walk(path.join(SRC, "commands")).filter((f) => !f.endsWith("/dbshell.ts") && sql.test(code(f)));
     expect(bad.map((f) => path.relative(SRC, f))).toEqual([]);
   });
+
+  it("every command's options are typed (configure returns its chain; no untyped commands)", () => {
+    const bad = walk(path.join(SRC, "commands")).filter((f) => /defineUntypedCommand|Record<string, any>/.test(fs.readFileSync(f, "utf8")));
+    expect(bad.map((f) => path.relative(SRC, f))).toEqual([]);
+  });
 });

@@ -39,7 +39,8 @@ export function buildCommand(mod: CommandModule): Command {
   const cmd = new Command(mod.name);
   program.addCommand(cmd);
   cmd.description(mod.description);
-  mod.configure?.(cmd);
+  // The same class at run time; extra-typings only adds the types.
+  mod.configure?.(cmd as unknown as Parameters<NonNullable<CommandModule["configure"]>>[0]);
   addGlobalOptions(cmd);
   cmd.helpOption("-h, --help", "show this help and exit");
   cmd.showSuggestionAfterError(true);

@@ -6,19 +6,19 @@
 //
 // --json: src/schemas/add_users_to_streams.ts (README: --json output): per channel, one result per
 // user, done (subscribed), would_do (dry run) or unchanged (already subscribed).
-import { addFlushCacheOption, CacheInvalidation, cacheReportJson } from "../zulip/cache.js";
-import { defineCommand } from "../cli/command.js";
+import { addEventsOption, addFlushCacheOption, addRequiredRealmOption, addUserListOptions } from "../cli/options.js";
+import { CacheInvalidation, cacheReportJson } from "../zulip/cache.js";
+import { defineUntypedCommand } from "../cli/command.js";
 import { CommandError } from "../lib/errors.js";
-import { addEventsOption, EventDelivery, eventsReportJson, featureLevel } from "../services/events.js";
+import { EventDelivery, eventsReportJson, featureLevel } from "../services/events.js";
 import { outcome } from "../cli/json-contract.js";
 import { realmJson, userJson } from "../cli/json-objects.js";
 import type { AddUsersToStreamsBody, ChannelSubscriptions } from "../schemas/add_users_to_streams.js";
-import { addRealmOption, addUserListOptions } from "../zulip/lookup.js";
 import { addSubscriptions, channelNameProblem, selectRealmUsers, ensureChannel, findChannel, stripName, subscribedUsers } from "../zulip/actions/subscriptions.js";
 
 type ChannelResult = ChannelSubscriptions;
 
-export default defineCommand({
+export default defineUntypedCommand({
   name: "add_users_to_streams",
   description:
     "Add some or all users in a realm to a set of streams.\n\n" +
@@ -29,7 +29,7 @@ export default defineCommand({
   ],
   configure(cmd) {
     cmd.usage("[options] -r REALM (-u EMAILS | -a) -s CHANNELS");
-    addRealmOption(cmd, { required: true });
+    addRequiredRealmOption(cmd);
     addUserListOptions(cmd, { all: "Add all users in realm to these streams." });
     cmd.requiredOption("-s, --streams <streams>", "A comma-separated list of stream names.");
     cmd.option("--dry-run", "show what would change, and change nothing");

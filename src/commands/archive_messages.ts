@@ -16,13 +16,14 @@
 // --json: src/schemas/archive_messages.ts (README: --json output); dry_run is always false (there is
 // no dry run). Organizations due for scrubbing, or an owner email that failed, make it exit 1
 // after everything else.
-import { addFlushCacheOption, CacheInvalidation, cacheReportJson } from "../zulip/cache.js";
-import { defineCommand } from "../cli/command.js";
+import { addEventsOption, addFlushCacheOption } from "../cli/options.js";
+import { CacheInvalidation, cacheReportJson } from "../zulip/cache.js";
+import { defineUntypedCommand } from "../cli/command.js";
 import { CommandError } from "../lib/errors.js";
 import { withLock } from "../zulip/lockfile.js";
 import { ZulipLogFile } from "../lib/managelog.js";
 import { emailSettings } from "../services/email.js";
-import { addEventsOption, EventDelivery, eventsReportJson } from "../services/events.js";
+import { EventDelivery, eventsReportJson } from "../services/events.js";
 import { outcome } from "../cli/json-contract.js";
 import { realmJson } from "../cli/json-objects.js";
 import { secretKeyOrUndefined } from "../zulip/actions/realm-lifecycle.js";
@@ -34,7 +35,7 @@ import type { ArchiveMessagesBody } from "../schemas/archive_messages.js";
 /** settings.ARCHIVED_DATA_VACUUMING_DELAY_DAYS's default (zproject/default_settings.py). */
 export const DEFAULT_VACUUMING_DELAY_DAYS = 30;
 
-export default defineCommand({
+export default defineUntypedCommand({
   name: "archive_messages",
   description:
     "Apply the message retention policies: delete archived data older than ARCHIVED_DATA_VACUUMING_DELAY_DAYS, " +

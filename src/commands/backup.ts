@@ -13,7 +13,7 @@ import { InvalidArgumentError } from "commander";
 import { backup, type BackupResult } from "../ops/backup.js";
 import { outcome } from "../cli/json-contract.js";
 import type { BackupBody } from "../schemas/backup.js";
-import { defineCommand } from "../cli/command.js";
+import { defineUntypedCommand } from "../cli/command.js";
 import { planConnection } from "../db/db.js";
 
 function wholeNumber(v: string): number {
@@ -38,7 +38,7 @@ export function summaryLine(r: BackupResult): string {
   return `Backup tarball written to ${r.path} (${humanBytes(r.bytes)} in ${r.seconds.toFixed(1)} s: ${parts.join(", ")}${removed})`;
 }
 
-export default defineCommand({
+export default defineUntypedCommand({
   name: "backup",
   description:
     "Back up the Zulip server into a .tar.gz that Zulip's scripts/setup/restore-backup restores: the database " +

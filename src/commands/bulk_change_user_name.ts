@@ -12,12 +12,13 @@
 //
 // --json: src/schemas/bulk_change_user_name.ts (README: --json output): one result per
 // non-blank line, full_name as {old, new}; a skipped line is status refused (exit 1).
-import { addFlushCacheOption, CacheInvalidation, cacheReportJson } from "../zulip/cache.js";
-import { defineCommand } from "../cli/command.js";
+import { addEventsOption, addFlushCacheOption, addRequiredRealmOption } from "../cli/options.js";
+import { CacheInvalidation, cacheReportJson } from "../zulip/cache.js";
+import { defineUntypedCommand } from "../cli/command.js";
 import { CommandError, UsageError } from "../lib/errors.js";
-import { addEventsOption, EventDelivery, eventsReportJson, featureLevel } from "../services/events.js";
+import { EventDelivery, eventsReportJson, featureLevel } from "../services/events.js";
 import { READ_LIMITS, readOptionFile } from "../lib/files.js";
-import { addRealmOption, getRealm, getUser, type Realm, realmLabel, type UserProfile } from "../zulip/lookup.js";
+import { getRealm, getUser, type Realm, realmLabel, type UserProfile } from "../zulip/lookup.js";
 import { outcome } from "../cli/json-contract.js";
 import { realmJson, userJson } from "../cli/json-objects.js";
 import type { BulkChangeUserNameBody } from "../schemas/bulk_change_user_name.js";
@@ -54,7 +55,7 @@ export function pythonLines(text: string): string[] {
   return lines;
 }
 
-export default defineCommand({
+export default defineUntypedCommand({
   name: "bulk_change_user_name",
   description:
     "Change the names for many users.\n\n" +
@@ -68,7 +69,7 @@ export default defineCommand({
   configure(cmd) {
     cmd.usage("[options] -r REALM <data file>");
     cmd.argument("[data_file]", "file containing rows of the form <email>,<desired name>");
-    addRealmOption(cmd, { required: true });
+    addRequiredRealmOption(cmd);
     cmd.option("--dry-run", "show what would change, and change nothing");
     addFlushCacheOption(cmd);
     addEventsOption(cmd);

@@ -23,12 +23,13 @@
 // --json: src/schemas/change_password.ts (README: --json output); prompts, if any, go to stderr.
 // rate_limit is the Redis follow-up as a service report (ok false and a warning when Redis could
 // not be reached; the password stays changed, exit 0).
+import { addFlushCacheOption, addRequiredRealmOption } from "../cli/options.js";
 import { AuditLogEventType, insertAuditLog } from "../zulip/audit.js";
-import { addFlushCacheOption, CacheInvalidation, type CacheUser } from "../zulip/cache.js";
-import { defineCommand } from "../cli/command.js";
+import { CacheInvalidation, type CacheUser } from "../zulip/cache.js";
+import { defineUntypedCommand } from "../cli/command.js";
 import { CommandError, UsageError } from "../lib/errors.js";
 import { READ_LIMITS, readOptionFile } from "../lib/files.js";
-import { addRealmOption, getRealm, getUser, type UserProfile } from "../zulip/lookup.js";
+import { getRealm, getUser, type UserProfile } from "../zulip/lookup.js";
 import { checkPasswordStrength, djangoPasswordHash, type PasswordRules, passwordRules } from "../zulip/password.js";
 import { clearAuthenticationAttempts } from "../zulip/rate-limit.js";
 import { RedisClient, zulipRedisOptions } from "../services/redis.js";
@@ -92,7 +93,7 @@ async function promptForPassword(
   throw new CommandError(`Aborting password change for user '${label}' after ${count} attempts`);
 }
 
-export default defineCommand({
+export default defineUntypedCommand({
   name: "change_password",
   description:
     "Change a user's password.\n\n" +
@@ -107,7 +108,7 @@ export default defineCommand({
   configure(cmd) {
     cmd.usage("[options] -r REALM <email>");
     cmd.argument("[email]", "email of the user whose password to change");
-    addRealmOption(cmd, { required: true });
+    addRequiredRealmOption(cmd);
     cmd.option("--password-file <file>", "read the new password from this file ('-': standard input) instead of asking");
     cmd.option("--password <password>", "not supported: a password on the command line is visible to other users of the machine");
     addFlushCacheOption(cmd);

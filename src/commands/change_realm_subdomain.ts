@@ -25,20 +25,13 @@
 // --json: src/schemas/change_realm_subdomain.ts (README: --json output): the realm object as it is
 // afterwards, subdomain and url as {old, new}, audit_log_ids the rename's row and then every row
 // of the placeholder (its creation and deactivation); placeholder null with --skip-redirect.
-import { addFlushCacheOption, CacheInvalidation } from "../zulip/cache.js";
-import { defineCommand } from "../cli/command.js";
-import { addEventsOption, EventDelivery, eventsReportJson, featureLevel } from "../services/events.js";
+import { addEventsOption, addFlushCacheOption, addRequiredRealmOption } from "../cli/options.js";
+import { CacheInvalidation } from "../zulip/cache.js";
+import { defineUntypedCommand } from "../cli/command.js";
+import { EventDelivery, eventsReportJson, featureLevel } from "../services/events.js";
 import { CommandError, UsageError } from "../lib/errors.js";
-import { addRealmOption, getRealm, type Realm } from "../zulip/lookup.js";
-import {
-  auditLogIdsOfRealm,
-  cacheJson,
-  createRedirectPlaceholder,
-  deleteRealmSessions,
-  lockRealm,
-  renameRealmSubdomain,
-  secretKeyOrUndefined,
-} from "../zulip/actions/realm-lifecycle.js";
+import { getRealm, type Realm } from "../zulip/lookup.js";
+import { auditLogIdsOfRealm, cacheJson, createRedirectPlaceholder, deleteRealmSessions, lockRealm, renameRealmSubdomain, secretKeyOrUndefined } from "../zulip/actions/realm-lifecycle.js";
 import { realmJson } from "../cli/json-objects.js";
 import type { ChangeRealmSubdomainBody } from "../schemas/change_realm_subdomain.js";
 import { findUserSessions } from "../zulip/sessions.js";
@@ -46,7 +39,7 @@ import { realmUrl } from "../config/settings.js";
 import { checkSubdomainAvailable, SubdomainError, subdomainSettings } from "../zulip/subdomain.js";
 import { creationSchemaProblem } from "../zulip/actions/create.js";
 
-export default defineCommand({
+export default defineUntypedCommand({
   name: "change_realm_subdomain",
   description:
     "Change realm's subdomain.\n\n" +
@@ -59,7 +52,7 @@ export default defineCommand({
   ],
   configure(cmd) {
     cmd.usage("[options] -r REALM <new subdomain>");
-    addRealmOption(cmd, { required: true });
+    addRequiredRealmOption(cmd);
     cmd.argument("[new_subdomain]", "realm new subdomain");
     cmd.option("--skip-redirect", "Do not redirect the old name to the new one");
     cmd.option("--allow-reserved-subdomain", "Allow use of reserved subdomains");

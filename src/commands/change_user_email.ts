@@ -18,16 +18,17 @@
 //
 // --json: src/schemas/change_user_email.ts (README: --json output): delivery_email and email
 // (the address others see) as {old, new}; audit_log_ids [] and cache/events null in a dry run.
+import { addEventsOption, addFlushCacheOption, addRealmOption } from "../cli/options.js";
 import { AuditLogEventType, insertAuditLog, NEW_VALUE, OLD_VALUE } from "../zulip/audit.js";
-import { addFlushCacheOption, CacheInvalidation, type CacheUser } from "../zulip/cache.js";
-import { addEventsOption, EventDelivery, eventsReportJson, featureLevel } from "../services/events.js";
+import { CacheInvalidation, type CacheUser } from "../zulip/cache.js";
+import { EventDelivery, eventsReportJson, featureLevel } from "../services/events.js";
 import { readAvatarSettings } from "../zulip/avatar.js";
 import { sendDeliveryEmailChangeEvents } from "../zulip/events/user-events.js";
-import { defineCommand } from "../cli/command.js";
+import { defineUntypedCommand } from "../cli/command.js";
 import type { Queryable } from "../db/db.js";
 import { validateEmailAddress } from "../zulip/email-address.js";
 import { CommandError, UsageError } from "../lib/errors.js";
-import { addRealmOption, getUserWithRealm, type UserProfile } from "../zulip/lookup.js";
+import { getUserWithRealm, type UserProfile } from "../zulip/lookup.js";
 import { cacheReportJson as cacheJson } from "../zulip/actions/users-lifecycle.js";
 import { realmJsonById, userJson } from "../cli/json-objects.js";
 import type { ChangeUserEmailBody } from "../schemas/change_user_email.js";
@@ -66,7 +67,7 @@ async function conflictMessage(q: Queryable, user: UserProfile, email: string, c
   return `The email address ${email} is already used by another account in the organization '${realmLabel}': ${what}.`;
 }
 
-export default defineCommand({
+export default defineUntypedCommand({
   name: "change_user_email",
   description:
     "Change the email address for a user.\n\n" +

@@ -32,14 +32,15 @@
 // is_billing_admin setting change as setting {name, value: {old, new}, text: {old, new}}; status
 // done, would_do or refused. A refused user makes the whole document exit_code 1 with error:
 // the user's message (one user), or how many could not be changed (-u).
+import { addEventsOption, addFlushCacheOption, addRequiredRealmOption } from "../cli/options.js";
 import { AuditLogEventType, insertAuditLog, NEW_VALUE, OLD_VALUE, type RoleCountBaseline, roleCountBaselineBeside } from "../zulip/audit.js";
-import { addFlushCacheOption, CacheInvalidation, type CacheReport, type CacheUser, cacheReportJson } from "../zulip/cache.js";
-import { defineCommand } from "../cli/command.js";
-import { addEventsOption, EventDelivery, type EventReport, eventsReportJson, featureLevel } from "../services/events.js";
+import { CacheInvalidation, type CacheReport, type CacheUser, cacheReportJson } from "../zulip/cache.js";
+import { defineUntypedCommand } from "../cli/command.js";
+import { EventDelivery, type EventReport, eventsReportJson, featureLevel } from "../services/events.js";
 import type { Context } from "../cli/context.js";
 import type { Db, Queryable } from "../db/db.js";
 import { CommandError, UsageError } from "../lib/errors.js";
-import { addRealmOption, getRealm, getUser, getUsers, type Realm, type UserProfile } from "../zulip/lookup.js";
+import { getRealm, getUser, getUsers, type Realm, type UserProfile } from "../zulip/lookup.js";
 import { BILLING_SETTING, changeBillingPermission, REALM_GROUP_SETTING_CONFIG } from "../zulip/group-settings.js";
 import { changeUserRole, planUserRoleChange, ROLE_NAMES, type Tracked, tracked } from "../zulip/roles.js";
 import { outcome } from "../cli/json-contract.js";
@@ -138,7 +139,7 @@ async function lockUser(q: Queryable, userId: number): Promise<UserProfile> {
   return rows[0];
 }
 
-export default defineCommand({
+export default defineUntypedCommand({
   name: "change_user_role",
   description:
     "Change role of an existing user in their (own) Realm.\n\nONLY perform this on customer request from an authorized person.\n\n" +
@@ -158,7 +159,7 @@ export default defineCommand({
     cmd.argument("[email]", "email of user to change role");
     cmd.argument("[new_role]", `new role of the user; choose from ${ROLE_CHOICES.join(", ")}`);
     cmd.option("--revoke", "Remove can_forge_sender or can_create_users permission.");
-    addRealmOption(cmd, { required: true });
+    addRequiredRealmOption(cmd);
     cmd.option(
       "-u, --users <emails>",
       "A comma-separated list of email addresses, instead of <email>: each user is changed in its own transaction",

@@ -13,7 +13,7 @@ import { Argument, Option } from "commander";
 import { version } from "../lib/version.js";
 import { buildCommand } from "../cli/runner.js";
 import { COMMANDS } from "./index.js";
-import { defineCommand } from "../cli/command.js";
+import { defineUntypedCommand } from "../cli/command.js";
 import { bashScript, type CompletionCommand, describeCommand, zshScript } from "../cli/completion.js";
 import { UsageError } from "../lib/errors.js";
 import { realmJson } from "../cli/json-objects.js";
@@ -31,7 +31,7 @@ export async function completionCommands(): Promise<CompletionCommand[]> {
   return out;
 }
 
-export default defineCommand({
+export default defineUntypedCommand({
   name: "completion",
   description:
     "Print a shell completion script for zulip-manage: command names, options, option values and realm ids.\n\n" +

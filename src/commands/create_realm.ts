@@ -34,9 +34,10 @@
 // organization does not exist yet, so realm.id and the channels' ids are null and owner is null.
 // audit_log_ids are every row written for the new organization (and for the system bot realm
 // when it was created first).
-import { addFlushCacheOption, CacheInvalidation, type CacheUser } from "../zulip/cache.js";
-import { defineCommand } from "../cli/command.js";
-import { addEventsOption, EventDelivery, eventsReportJson, featureLevel } from "../services/events.js";
+import { addEventsOption, addFlushCacheOption } from "../cli/options.js";
+import { CacheInvalidation, type CacheUser } from "../zulip/cache.js";
+import { defineUntypedCommand } from "../cli/command.js";
+import { EventDelivery, eventsReportJson, featureLevel } from "../services/events.js";
 import { readAvatarSettings } from "../zulip/avatar.js";
 import { sendUserCreationEvents } from "../zulip/events/user-creation-events.js";
 import { createRealm, createSystemBots, createUser, creationSchemaProblem, processNewHumanUserRows, Role } from "../zulip/actions/create.js";
@@ -46,16 +47,7 @@ import { utcTimestamp } from "../cli/json-contract.js";
 import { auditLogIdsOfRealm, cacheJson, sendRealmCreationEvents } from "../zulip/actions/realm-lifecycle.js";
 import type { CreateRealmBody, CreateRealmDryRunBody } from "../schemas/create_realm.js";
 import { checkSubdomainAvailable, SubdomainError, subdomainSettings } from "../zulip/subdomain.js";
-import {
-  addCreateUserArguments,
-  checkFullName,
-  getCreateUserParams,
-  hashNewPassword,
-  NOT_DONE_ACCOUNT_EMAIL,
-  NOT_DONE_WELCOME_DM,
-  serverUrls,
-  TOS_VERSION_BEFORE_FIRST_LOGIN,
-} from "./create_user.js";
+import { addCreateUserArguments, checkFullName, getCreateUserParams, hashNewPassword, NOT_DONE_ACCOUNT_EMAIL, NOT_DONE_WELCOME_DM, serverUrls, TOS_VERSION_BEFORE_FIRST_LOGIN } from "./create_user.js";
 
 export const NOT_DONE_ONBOARDING_MESSAGES =
   "Welcome Bot's onboarding messages in the new channels (Zulip posts them when an organization is created; zulip-manage does not write them)";
@@ -63,7 +55,7 @@ export const NOT_DONE_ONBOARDING_MESSAGES =
 /** Realm.MAX_REALM_NAME_LENGTH */
 const MAX_REALM_NAME_LENGTH = 40;
 
-export default defineCommand({
+export default defineUntypedCommand({
   name: "create_realm",
   description:
     "Create a new Zulip organization (realm) via the command line.\n\n" +

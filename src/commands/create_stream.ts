@@ -5,16 +5,17 @@
 // an existing channel of that name (any case) is left as it is; we say so.
 //
 // --json: src/schemas/create_stream.ts (README: --json output).
-import { addFlushCacheOption, CacheInvalidation, cacheReportJson } from "../zulip/cache.js";
-import { defineCommand } from "../cli/command.js";
+import { addEventsOption, addFlushCacheOption, addRequiredRealmOption } from "../cli/options.js";
+import { CacheInvalidation, cacheReportJson } from "../zulip/cache.js";
+import { defineUntypedCommand } from "../cli/command.js";
 import { CommandError, UsageError } from "../lib/errors.js";
-import { addEventsOption, EventDelivery, eventsReportJson, featureLevel } from "../services/events.js";
+import { EventDelivery, eventsReportJson, featureLevel } from "../services/events.js";
 import { realmJson } from "../cli/json-objects.js";
-import { addRealmOption, getRealm, type Realm } from "../zulip/lookup.js";
+import { getRealm, type Realm } from "../zulip/lookup.js";
 import type { CreateStreamBody } from "../schemas/create_stream.js";
 import { channelNameProblem, ensureChannel, findChannel, stripName } from "../zulip/actions/subscriptions.js";
 
-export default defineCommand({
+export default defineUntypedCommand({
   name: "create_stream",
   description:
     "Create a stream, and subscribe all active users (excluding bots).\n\n" +
@@ -24,7 +25,7 @@ export default defineCommand({
   examples: ["zulip-manage create_stream -r zulip design", "zulip-manage create_stream -r zulip 'team updates' --dry-run"],
   configure(cmd) {
     cmd.usage("[options] -r REALM <stream name>");
-    addRealmOption(cmd, { required: true, help: "realm in which to create the stream" });
+    addRequiredRealmOption(cmd, "realm in which to create the stream");
     cmd.argument("[stream_name]", "name of stream to create");
     cmd.option("--dry-run", "show what would change, and change nothing");
     addFlushCacheOption(cmd);

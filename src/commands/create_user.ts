@@ -26,24 +26,25 @@
 // --json: src/schemas/create_user.ts (README: --json output): the user object (null in a dry
 // run) with password "set"/"unusable" and its system groups, scheduled_emails[].scheduled_at, the
 // audit rows the creation wrote.
-import { addFlushCacheOption, CacheInvalidation, type CacheUser } from "../zulip/cache.js";
+import { addEventsOption, addFlushCacheOption, addRequiredRealmOption } from "../cli/options.js";
+import { CacheInvalidation, type CacheUser } from "../zulip/cache.js";
 import { type Context } from "../cli/context.js";
 import { roleCountBaselineBeside } from "../zulip/audit.js";
-import { defineCommand } from "../cli/command.js";
+import { defineUntypedCommand } from "../cli/command.js";
 import { auditLogIdsOfUser, createUser, creationSchemaProblem, getSystemGroups, processNewHumanUserRows, Role, type ServerUrls } from "../zulip/actions/create.js";
 import { validateEmailAddress } from "../zulip/email-address.js";
 import type { Queryable } from "../db/db.js";
 import { CommandError, EnvironmentError } from "../lib/errors.js";
 import { READ_LIMITS, readOptionFile } from "../lib/files.js";
-import { addRealmOption, getRealm, type Realm } from "../zulip/lookup.js";
+import { getRealm, type Realm } from "../zulip/lookup.js";
 import { checkPasswordStrength, djangoPasswordHash, passwordRules, PASSWORD_TOO_WEAK } from "../zulip/password.js";
 import { cacheJson } from "../zulip/actions/realm-lifecycle.js";
 import { realmUrl } from "../config/settings.js";
 import { sendSignupAnnouncement } from "../zulip/actions/channels.js";
-import { addEventsOption, EventDelivery, eventsReportJson, featureLevel } from "../services/events.js";
+import { EventDelivery, eventsReportJson, featureLevel } from "../services/events.js";
 import { readAvatarSettings } from "../zulip/avatar.js";
 import { sendUserCreationEvents } from "../zulip/events/user-creation-events.js";
-import type { Command } from "commander";
+import type { Command } from "@commander-js/extra-typings";
 import { realmJson, userJson } from "../cli/json-objects.js";
 import { utcTimestamp } from "../cli/json-contract.js";
 import type { CreateUserBody } from "../schemas/create_user.js";
@@ -55,7 +56,7 @@ export const NOT_DONE_WELCOME_DM = "Welcome Bot's onboarding direct message to t
 export const NOT_DONE_ACCOUNT_EMAIL = "the \"account registered\" email Zulip queues for the new user (zulip-manage does not send it)";
 
 /** add_create_user_args */
-export function addCreateUserArguments(cmd: Command): void {
+export function addCreateUserArguments(cmd: Command<any[], any, any>): void {
   cmd.argument("[email]", "Email address for the new user");
   cmd.argument("[full_name]", "Full name for the new user");
   cmd.option(
@@ -220,7 +221,7 @@ export async function userAlreadyExists(q: Queryable, realmId: number, email: st
   return rows.length > 0;
 }
 
-export default defineCommand({
+export default defineUntypedCommand({
   name: "create_user",
   description:
     "Create a new Zulip user via the command line.\n\n" +
@@ -236,7 +237,7 @@ export default defineCommand({
   configure(cmd) {
     cmd.usage("[options] -r REALM [<email>] [<full name>]");
     addCreateUserArguments(cmd);
-    addRealmOption(cmd, { required: true, help: "The name of the existing realm to which to add the user." });
+    addRequiredRealmOption(cmd, "The name of the existing realm to which to add the user.");
     cmd.option("--dry-run", "check everything, show what would be created, and create nothing");
     addFlushCacheOption(cmd);
     addEventsOption(cmd);

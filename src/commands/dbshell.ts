@@ -14,7 +14,7 @@
 // --json prints {…envelope, "command": ["psql", ...], "connection": …, "env": {"PGHOST": ..., "PGPASSWORD": "(secret, not shown)"}}
 // instead of starting psql (for checking what would be run).
 import { spawn } from "node:child_process";
-import { defineCommand } from "../cli/command.js";
+import { defineUntypedCommand } from "../cli/command.js";
 import { type ConnectionPlan, libpqEnvironment, planConnection } from "../db/db.js";
 import { EnvironmentError } from "../lib/errors.js";
 import type { DbshellBody } from "../schemas/dbshell.js";
@@ -29,7 +29,7 @@ export function psqlEnvironment(plan: ConnectionPlan): Record<string, string> {
   return libpqEnvironment(plan, "zulip-manage dbshell", { searchPath: true });
 }
 
-export default defineCommand({
+export default defineUntypedCommand({
   name: "dbshell",
   description:
     "Start psql on the Zulip database, connected exactly as zulip-manage connects (search_path zulip, public).\n" +

@@ -18,31 +18,21 @@
 // --json: src/schemas/deactivate_realm.ts (README: --json output): deactivated as {old, new} (new is
 // the plan in a dry run), the owners' emails as results (would_do, done, failed; exit 1 and
 // error_code email_failed when one failed), cache and events null unless something was written.
-import { addFlushCacheOption, CacheInvalidation } from "../zulip/cache.js";
-import { defineCommand } from "../cli/command.js";
+import { addEventsOption, addFlushCacheOption, addRequiredRealmOption } from "../cli/options.js";
+import { CacheInvalidation } from "../zulip/cache.js";
+import { defineUntypedCommand } from "../cli/command.js";
 import { emailConfigWarnings, emailSettings, Mailer, requireOutgoingEmail, EmailDeliveryError } from "../services/email.js";
 import { UsageError } from "../lib/errors.js";
 import { outcome as outcomeOf } from "../cli/json-contract.js";
 import { realmJson, userJson } from "../cli/json-objects.js";
 import type { DeactivateRealmBody } from "../schemas/deactivate_realm.js";
-import { addEventsOption, EventDelivery, eventsReportJson } from "../services/events.js";
-import { addRealmOption, getRealm, type Realm } from "../zulip/lookup.js";
-import {
-  buildRealmDeactivatedEmails,
-  cacheJson,
-  deactivateRealm,
-  deleteRealmSessions,
-  humanOwnerUsers,
-  languageNote,
-  lockRealm,
-  REALM_DEACTIVATION_REASONS,
-  secretKeyOrUndefined,
-  setDeactivatedRedirect,
-} from "../zulip/actions/realm-lifecycle.js";
+import { EventDelivery, eventsReportJson } from "../services/events.js";
+import { getRealm, type Realm } from "../zulip/lookup.js";
+import { buildRealmDeactivatedEmails, cacheJson, deactivateRealm, deleteRealmSessions, humanOwnerUsers, languageNote, lockRealm, REALM_DEACTIVATION_REASONS, secretKeyOrUndefined, setDeactivatedRedirect } from "../zulip/actions/realm-lifecycle.js";
 import { findUserSessions } from "../zulip/sessions.js";
 import { realmHost, realmUrl } from "../config/settings.js";
 
-export default defineCommand({
+export default defineUntypedCommand({
   name: "deactivate_realm",
   description:
     "Script to deactivate a realm.\n\n" +
@@ -61,7 +51,7 @@ export default defineCommand({
       `Reason for deactivation (Zulip's values: ${REALM_DEACTIVATION_REASONS.join(", ")})`,
     );
     cmd.option("--email_owners", "Whether to email organization owners about realm deactivation");
-    addRealmOption(cmd, { required: true });
+    addRequiredRealmOption(cmd);
     cmd.option("--dry-run", "show what would change, and change nothing");
     addFlushCacheOption(cmd);
     addEventsOption(cmd);

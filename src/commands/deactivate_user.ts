@@ -16,21 +16,16 @@
 // --json: src/schemas/deactivate_user.ts (README: --json output). Without -f (or with --dry-run)
 // the plan (user, sessions with expires_at, bots) with dry_run true and deactivated []; without
 // -f the exit status stays manage.py's 1 (ok false, its message in error), --dry-run exits 0.
-import { addFlushCacheOption, CacheInvalidation } from "../zulip/cache.js";
+import { addEventsOption, addFlushCacheOption, addRealmOption } from "../cli/options.js";
+import { CacheInvalidation } from "../zulip/cache.js";
 import { roleCountBaselineBeside } from "../zulip/audit.js";
 import { defineCommand } from "../cli/command.js";
-import { addEventsOption, EventDelivery, eventsReportJson, featureLevel } from "../services/events.js";
+import { EventDelivery, eventsReportJson, featureLevel } from "../services/events.js";
 import { CommandError, UsageError } from "../lib/errors.js";
-import { addRealmOption, getUserWithRealm } from "../zulip/lookup.js";
+import { getUserWithRealm } from "../zulip/lookup.js";
 import { utcTimestampFromPg } from "../cli/json-contract.js";
 import { realmJsonById, userJson } from "../cli/json-objects.js";
-import {
-  activeBotsOwnedBy,
-  cacheReportJson as cacheJson,
-  type DeactivationResult,
-  describeSessions,
-  doDeactivateUser,
-} from "../zulip/actions/users-lifecycle.js";
+import { activeBotsOwnedBy, cacheReportJson as cacheJson, type DeactivationResult, describeSessions, doDeactivateUser } from "../zulip/actions/users-lifecycle.js";
 import type { DeactivateUserBody } from "../schemas/deactivate_user.js";
 
 export const DRY_RUN_MESSAGE = "This was a dry run. Pass -f to actually deactivate.";
@@ -58,15 +53,18 @@ export default defineCommand({
     "zulip-manage deactivate_user -r zulip iago@zulip.com",
     "zulip-manage deactivate_user -r zulip iago@zulip.com -f",
   ],
-  configure(cmd) {
-    cmd.usage("[options] [-r REALM] [-f] <email>");
-    cmd.option("-f, --for-real", "Actually deactivate the user. Default is a dry run.");
-    cmd.option("--dry-run", "show what would be done and exit 0 (without -f the dry run exits 1, like manage.py)");
-    cmd.argument("[email]", "email of user to deactivate");
-    addRealmOption(cmd);
-    addFlushCacheOption(cmd);
-    addEventsOption(cmd);
-  },
+  configure: (cmd) =>
+    addEventsOption(
+      addFlushCacheOption(
+        addRealmOption(
+          cmd
+            .usage("[options] [-r REALM] [-f] <email>")
+            .option("-f, --for-real", "Actually deactivate the user. Default is a dry run.")
+            .option("--dry-run", "show what would be done and exit 0 (without -f the dry run exits 1, like manage.py)")
+            .argument("[email]", "email of user to deactivate"),
+        ),
+      ),
+    ),
   async run(ctx, args, opts) {
     const [email] = args;
     if (email === undefined) throw new UsageError("the following arguments are required: <email>");

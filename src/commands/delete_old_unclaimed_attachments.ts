@@ -15,19 +15,13 @@
 // --json: src/schemas/delete_old_unclaimed_attachments.ts (README: --json output). Without -f the
 // document is the dry run's plan with ok false, exit 1 and manage.py's message in error, as
 // manage.py exits 1 then.
+import { addFlushCacheOption } from "../cli/options.js";
 import { InvalidArgumentError } from "commander";
-import {
-  cleanUpStorage,
-  DEFAULT_WEEKS,
-  deleteOldUnclaimedAttachments,
-  getOldUnclaimedAttachments,
-  type DeleteUnclaimedResult,
-  type UnclaimedRow,
-} from "../zulip/actions/attachments.js";
-import { addFlushCacheOption, CacheInvalidation, cacheReportJson } from "../zulip/cache.js";
+import { cleanUpStorage, DEFAULT_WEEKS, deleteOldUnclaimedAttachments, getOldUnclaimedAttachments, type DeleteUnclaimedResult, type UnclaimedRow } from "../zulip/actions/attachments.js";
+import { CacheInvalidation, cacheReportJson } from "../zulip/cache.js";
 import { utcTimestampFromPg } from "../cli/json-contract.js";
 import type { DeleteOldUnclaimedAttachmentsBody } from "../schemas/delete_old_unclaimed_attachments.js";
-import { defineCommand } from "../cli/command.js";
+import { defineUntypedCommand } from "../cli/command.js";
 import { CommandError } from "../lib/errors.js";
 import { withLock } from "../zulip/lockfile.js";
 
@@ -41,7 +35,7 @@ function weeksArg(v: string): number {
   return Number(v);
 }
 
-export default defineCommand({
+export default defineUntypedCommand({
   name: "delete_old_unclaimed_attachments",
   description:
     "Remove unclaimed attachments from storage older than a supplied numerical value indicating the limit of how old " +

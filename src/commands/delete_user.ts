@@ -37,40 +37,23 @@
 // user object, row counts (planned in a dry run), the placeholder, status done / would_do /
 // failed / not_attempted. Without -f the plan with dry_run true keeps manage.py's exit 1 (ok
 // false, its message in error); --dry-run prints the plan and exits 0.
+import { addEventsOption, addFlushCacheOption, addRealmOption, addUserListOptions } from "../cli/options.js";
 import { AuditLogEventType, insertAuditLog, type RoleCountBaseline, roleCountBaselineBeside, tableColumnSet } from "../zulip/audit.js";
-import { addFlushCacheOption, CacheInvalidation, type CacheReport, type CacheUser, cacheReportJson } from "../zulip/cache.js";
-import { defineCommand } from "../cli/command.js";
+import { CacheInvalidation, type CacheReport, type CacheUser, cacheReportJson } from "../zulip/cache.js";
+import { defineUntypedCommand } from "../cli/command.js";
 import type { Context } from "../cli/context.js";
 import { outcome, type StatusJson } from "../cli/json-contract.js";
 import { realmJson, userJson } from "../cli/json-objects.js";
 import type { DeleteUserBody } from "../schemas/delete_user.js";
-import {
-  cryptoRandom,
-  fakeEmailDomain,
-  insertRows,
-  lastMessageId,
-  NOT_COPIED_FROM_REALM_DEFAULTS,
-  type RandomSource,
-  subscriptionValues,
-  unusablePassword,
-  USER_SETTING_DEFAULTS,
-} from "../zulip/actions/create.js";
+import { cryptoRandom, fakeEmailDomain, insertRows, lastMessageId, NOT_COPIED_FROM_REALM_DEFAULTS, type RandomSource, subscriptionValues, unusablePassword, USER_SETTING_DEFAULTS } from "../zulip/actions/create.js";
 import type { Db, Queryable } from "../db/db.js";
 import { CommandError, UsageError } from "../lib/errors.js";
-import { addRealmOption, addUserListOptions, getRealm, getUsers, type Realm, type UserProfile } from "../zulip/lookup.js";
-import {
-  assertCovered,
-  CascadeDeletion,
-  cascadeClosure,
-  catalogForeignKeys,
-  type CatalogForeignKey,
-  type DeletionPlan,
-  mergePlans,
-} from "../db/ondelete.js";
+import { getRealm, getUsers, type Realm, type UserProfile } from "../zulip/lookup.js";
+import { assertCovered, CascadeDeletion, cascadeClosure, catalogForeignKeys, type CatalogForeignKey, type DeletionPlan, mergePlans } from "../db/ondelete.js";
 import { deleteUserSessions } from "../zulip/sessions.js";
 import { realmHost } from "../config/settings.js";
 import { activeBotsOwnedBy, doDeactivateUser } from "../zulip/actions/users-lifecycle.js";
-import { addEventsOption, EventDelivery, eventsReportJson, featureLevel, type Notify } from "../services/events.js";
+import { EventDelivery, eventsReportJson, featureLevel, type Notify } from "../services/events.js";
 import { quoteIdent } from "../db/sql.js";
 
 export type DeletionAlgorithm = "overwrite" | "recreate";
@@ -820,7 +803,7 @@ function deletionJson(r: UserDeletionResult, row: UserProfile, status: StatusJso
   };
 }
 
-export default defineCommand({
+export default defineUntypedCommand({
   name: "delete_user",
   description:
     "Delete a user or users, including all messages sent by them and personal messages received by them, and audit records, " +

@@ -8,7 +8,7 @@
 //
 // --json: src/schemas/doctor.ts; a check's status is the shared vocabulary's done (ok), warning,
 // failed or skipped, with the summary in `error` when it is not done.
-import { defineCommand } from "../cli/command.js";
+import { defineUntypedCommand } from "../cli/command.js";
 import { parseSettingOverrides } from "../config/config.js";
 import { type CheckResult, type DoctorReport, runDoctor } from "../ops/doctor.js";
 import { outcome, type StatusJson } from "../cli/json-contract.js";
@@ -18,7 +18,7 @@ const CONTRACT_STATUS: Record<CheckResult["status"], StatusJson> = { ok: "done",
 
 const STATUS_TEXT: Record<CheckResult["status"], string> = { ok: "ok", warn: "WARN", fail: "FAIL", skip: "skip" };
 
-export default defineCommand({
+export default defineUntypedCommand({
   name: "doctor",
   description:
     "Check everything zulip-manage depends on: configuration files, secrets, the database and its Zulip schema version,\n" +

@@ -12,16 +12,17 @@
 // of aborting, and S3 storage is not read (warning).
 //
 // --json: src/schemas/export_single_user.ts (README: --json output).
+import { addRealmOption } from "../cli/options.js";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { defineCommand } from "../cli/command.js";
+import { defineUntypedCommand } from "../cli/command.js";
 import { CommandError, UsageError } from "../lib/errors.js";
 import { mkdirPrivate } from "../lib/files.js";
 import { exportSingleUser, writeTarGz } from "../zulip/actions/export.js";
 import { msSince } from "../cli/json-contract.js";
 import { realmJson, userJson } from "../cli/json-objects.js";
-import { addRealmOption, getRealm, getUser, type Realm } from "../zulip/lookup.js";
+import { getRealm, getUser, type Realm } from "../zulip/lookup.js";
 import type { ExportSingleUserBody } from "../schemas/export_single_user.js";
 
 /** os.path.realpath(os.path.expanduser(p)): absolute, symlinks of the existing part resolved. */
@@ -56,7 +57,7 @@ export function prepareOutputDir(option: string | undefined): string {
   return dir;
 }
 
-export default defineCommand({
+export default defineUntypedCommand({
   name: "export_single_user",
   description:
     "Exports message data from a Zulip user\n\n" +

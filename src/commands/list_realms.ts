@@ -1,5 +1,5 @@
 import { authenticationMethodsDict } from "../zulip/auth-backends.js";
-import { defineCommand } from "../cli/command.js";
+import { defineUntypedCommand } from "../cli/command.js";
 import { padPy } from "../cli/output.js";
 import { pyRepr, pyStrFromPg } from "../lib/pyformat.js";
 import { utcTimestampFromPg } from "../cli/json-contract.js";
@@ -14,7 +14,7 @@ const inner = (key: string, value: string) => `${padPy(key, 40)} ${value}`;
 // Django attribute names that differ from the column name.
 const ATTNAME: Record<string, string> = { max_invites: "_max_invites" };
 
-export default defineCommand({
+export default defineUntypedCommand({
   name: "list_realms",
   description: "List realms in the server and it's configuration settings(optional).",
   examples: [

@@ -33,14 +33,15 @@
 // would be deleted in a dry run), api_keys_rotated with the user objects (status would_do in a
 // dry run), cache and events (the clear_push_device_tokens jobs and, before Zulip 12, bots'
 // realm_bot api_key updates).
+import { addEventsOption, addFlushCacheOption, addRealmOption } from "../cli/options.js";
 import { AuditLogEventType, insertAuditLog } from "../zulip/audit.js";
-import { addFlushCacheOption, CacheInvalidation, type CacheUser, sessionCacheKey } from "../zulip/cache.js";
-import { defineCommand } from "../cli/command.js";
-import { addEventsOption, EventDelivery, eventsReportJson, featureLevel, FL } from "../services/events.js";
+import { CacheInvalidation, type CacheUser, sessionCacheKey } from "../zulip/cache.js";
+import { defineUntypedCommand } from "../cli/command.js";
+import { EventDelivery, eventsReportJson, featureLevel, FL } from "../services/events.js";
 import { botOwnerUserIds } from "../zulip/events/user-events.js";
 import { cryptoRandom } from "../zulip/actions/create.js";
 import type { Db, Queryable } from "../db/db.js";
-import { addRealmOption, getRealm, type Realm, type UserProfile } from "../zulip/lookup.js";
+import { getRealm, type Realm, type UserProfile } from "../zulip/lookup.js";
 import { decodeSessionData, sessionUserId } from "../zulip/sessions.js";
 import { cacheReportJson } from "../zulip/actions/users-lifecycle.js";
 import { outcome } from "../cli/json-contract.js";
@@ -166,7 +167,7 @@ async function rotateApiKey(
   return r;
 }
 
-export default defineCommand({
+export default defineUntypedCommand({
   name: "logout_all_users",
   description:
     "Log out all users from active browser sessions.\n\n" +
@@ -180,7 +181,7 @@ export default defineCommand({
     cmd.usage("[options] [-r REALM] [--deactivated-only] [--rotate-api-keys]");
     cmd.option("--deactivated-only", "Only log out all users who are deactivated");
     cmd.option("--rotate-api-keys", "Also rotate API keys of the affected users");
-    addRealmOption(cmd, { help: "Only log out all users in a particular realm" });
+    addRealmOption(cmd, "Only log out all users in a particular realm");
     cmd.option("--dry-run", "show how many sessions and API keys would be affected, and change nothing");
     addFlushCacheOption(cmd);
     addEventsOption(cmd);

@@ -9,8 +9,9 @@
 // --json: src/schemas/rate_limit.ts (README: --json output): one result per user (the user,
 // then with -b their bots) with status done (unchanged when set-limits found the same limits,
 // would_do in a dry run); rate_limits as {old, new}; the block's remaining time in ms.
-import { addFlushCacheOption, CacheInvalidation, cacheReportJson } from "../zulip/cache.js";
-import { defineCommand } from "../cli/command.js";
+import { addFlushCacheOption } from "../cli/options.js";
+import { CacheInvalidation, cacheReportJson } from "../zulip/cache.js";
+import { defineUntypedCommand } from "../cli/command.js";
 import { CommandError, EnvironmentError, UsageError } from "../lib/errors.js";
 import { botsOwnedBy, getRealm, getUser, getUserByApiKey, parsePythonInt, REALM_HELP, type UserProfile } from "../zulip/lookup.js";
 import { blockAccess, blockState, parseRateLimits, setRateLimits, unblockAccess } from "../zulip/rate-limit.js";
@@ -21,7 +22,7 @@ import { connectZulipRedis, RedisError, zulipRedisOptions } from "../services/re
 
 const OPERATIONS = ["block", "unblock", "show", "set-limits"];
 
-export default defineCommand({
+export default defineUntypedCommand({
   name: "rate_limit",
   description:
     "Manually block or unblock a user from accessing the API\n\n" +

@@ -11,15 +11,16 @@
 //
 // --json: src/schemas/reactivate_realm.ts (README: --json output); audit_log_ids [] when nothing
 // was done, cache and events null then.
-import { addFlushCacheOption, CacheInvalidation } from "../zulip/cache.js";
-import { defineCommand } from "../cli/command.js";
-import { addEventsOption, EventDelivery, eventsReportJson } from "../services/events.js";
-import { addRealmOption, getRealm, type Realm } from "../zulip/lookup.js";
+import { addEventsOption, addFlushCacheOption, addRequiredRealmOption } from "../cli/options.js";
+import { CacheInvalidation } from "../zulip/cache.js";
+import { defineUntypedCommand } from "../cli/command.js";
+import { EventDelivery, eventsReportJson } from "../services/events.js";
+import { getRealm, type Realm } from "../zulip/lookup.js";
 import { realmJson } from "../cli/json-objects.js";
 import { cacheJson, lockRealm, reactivateRealm } from "../zulip/actions/realm-lifecycle.js";
 import type { ReactivateRealmBody } from "../schemas/reactivate_realm.js";
 
-export default defineCommand({
+export default defineUntypedCommand({
   name: "reactivate_realm",
   description:
     "Script to reactivate a deactivated realm.\n\n" +
@@ -27,7 +28,7 @@ export default defineCommand({
   examples: ["zulip-manage reactivate_realm -r zulip", "zulip-manage reactivate_realm -r 2 --dry-run"],
   configure(cmd) {
     cmd.usage("[options] -r REALM");
-    addRealmOption(cmd, { required: true });
+    addRequiredRealmOption(cmd);
     cmd.option("--dry-run", "show what would change, and change nothing");
     addFlushCacheOption(cmd);
     addEventsOption(cmd);

@@ -16,17 +16,18 @@
 //
 // --json: src/schemas/reactivate_user.ts (README: --json output); changed false, audit_log_ids []
 // and cache/events null in a dry run; inactive_bot_owner the bot's deactivated owner, or null.
-import { addFlushCacheOption, CacheInvalidation } from "../zulip/cache.js";
+import { addEventsOption, addFlushCacheOption, addRealmOption } from "../cli/options.js";
+import { CacheInvalidation } from "../zulip/cache.js";
 import { roleCountBaselineBeside } from "../zulip/audit.js";
-import { defineCommand } from "../cli/command.js";
-import { addEventsOption, EventDelivery, eventsReportJson, featureLevel } from "../services/events.js";
+import { defineUntypedCommand } from "../cli/command.js";
+import { EventDelivery, eventsReportJson, featureLevel } from "../services/events.js";
 import { CommandError, UsageError } from "../lib/errors.js";
-import { addRealmOption, getUserWithRealm } from "../zulip/lookup.js";
+import { getUserWithRealm } from "../zulip/lookup.js";
 import { realmJsonById, userJson, userJsonById } from "../cli/json-objects.js";
 import type { ReactivateUserBody } from "../schemas/reactivate_user.js";
 import { cacheReportJson as cacheJson, reactivateUserInTx, reactivationProblem, type ReactivationResult } from "../zulip/actions/users-lifecycle.js";
 
-export default defineCommand({
+export default defineUntypedCommand({
   name: "reactivate_user",
   description:
     "Reactivate a deactivated user (what the \"Reactivate\" button in the organization settings does).\n\n" +

@@ -4,13 +4,14 @@
 // do_remove_realm_domain with their audit rows, events and the emails-restricted side effect).
 //
 // --json: src/schemas/realm_domain.ts (README: --json output): --op show has its own body.
-import { addFlushCacheOption, CacheInvalidation, cacheReportJson } from "../zulip/cache.js";
-import { defineCommand } from "../cli/command.js";
+import { addEventsOption, addFlushCacheOption, addRequiredRealmOption } from "../cli/options.js";
+import { CacheInvalidation, cacheReportJson } from "../zulip/cache.js";
+import { defineUntypedCommand } from "../cli/command.js";
 import { CommandError, UsageError } from "../lib/errors.js";
-import { addEventsOption, EventDelivery, eventsReportJson } from "../services/events.js";
+import { EventDelivery, eventsReportJson } from "../services/events.js";
 import { realmJson } from "../cli/json-objects.js";
 import type { RealmDomainChangeBody, RealmDomainShowBody } from "../schemas/realm_domain.js";
-import { addRealmOption, getRealm, type Realm } from "../zulip/lookup.js";
+import { getRealm, type Realm } from "../zulip/lookup.js";
 import { addRealmDomain, domainProblem, normalizeDomain, realmDomains, removeRealmDomain } from "../zulip/actions/realm-domains.js";
 
 const OPS = ["show", "add", "remove"];
@@ -19,7 +20,7 @@ function describe(d: { domain: string; allow_subdomains: boolean }): string {
   return `${d.domain} (subdomains ${d.allow_subdomains ? "allowed" : "not allowed"})`;
 }
 
-export default defineCommand({
+export default defineUntypedCommand({
   name: "realm_domain",
   description:
     "Manage domains for the specified realm\n\n" +
@@ -36,7 +37,7 @@ export default defineCommand({
     cmd.argument("[domain]", "domain to add or remove");
     cmd.option("--op <op>", "What operation to do (add, show, remove).", "show");
     cmd.option("--allow-subdomains", "Whether subdomains are allowed or not.");
-    addRealmOption(cmd, { required: true });
+    addRequiredRealmOption(cmd);
     cmd.option("--dry-run", "show what would change, and change nothing");
     addFlushCacheOption(cmd);
     addEventsOption(cmd);

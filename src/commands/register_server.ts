@@ -14,29 +14,22 @@
 //    service has just invalidated, and only then writes the new one);
 //  - the database and (for a transfer) Redis are connected to before the service is contacted;
 //  - a stuck service cannot hang the command: every request has a deadline (--timeout).
+import { addEventsOption, addFlushCacheOption } from "../cli/options.js";
 import path from "node:path";
 import { Option } from "commander";
 import { insertAuditLog, AuditLogEventType, NEW_VALUE, OLD_VALUE, SYNCED_BILLING_EVENTS } from "../zulip/audit.js";
 import { authenticationMethodsDict } from "../zulip/auth-backends.js";
-import { addFlushCacheOption, CacheInvalidation, cacheReportJson } from "../zulip/cache.js";
+import { CacheInvalidation, cacheReportJson } from "../zulip/cache.js";
 import { utcTimestamp } from "../cli/json-contract.js";
 import { realmJson } from "../cli/json-objects.js";
 import type { RealmPushChangeJson, RegisterServerBody, ServerDataJson } from "../schemas/register_server.js";
-import { defineCommand } from "../cli/command.js";
-import { activeUserIds, addEventsOption, EventDelivery, eventsReportJson } from "../services/events.js";
+import { defineUntypedCommand } from "../cli/command.js";
+import { activeUserIds, EventDelivery, eventsReportJson } from "../services/events.js";
 import type { Context } from "../cli/context.js";
 import type { Db, Queryable } from "../db/db.js";
 import { CommandError, UsageError } from "../lib/errors.js";
 import { askYesNo } from "../cli/prompt.js";
-import {
-  HIDDEN,
-  HostnameInUseError,
-  proxyFor,
-  PushServiceClient,
-  PushServiceError,
-  readZulipVersion,
-  type ZulipVersionInfo,
-} from "../services/push-service.js";
+import { HIDDEN, HostnameInUseError, proxyFor, PushServiceClient, PushServiceError, readZulipVersion, type ZulipVersionInfo } from "../services/push-service.js";
 import { connectZulipRedis, RedisClient, zulipRedisOptions } from "../services/redis.js";
 import { checkSecretsWritable, updateSecretsFile } from "../config/secrets-file.js";
 import { AnalyticsDataUploadLevel, checkRequiredSettings, realmHost, realmUrl, type ZulipSettings } from "../config/settings.js";
@@ -427,7 +420,7 @@ export async function reportServerData(
 // ---------------------------------------------------------------------------------------------
 // The command
 
-export default defineCommand({
+export default defineUntypedCommand({
   name: "register_server",
   description:
     "Register a remote Zulip server for push notifications.\n\n" +

@@ -6,17 +6,17 @@
 //
 // --json: src/schemas/remove_users_from_stream.ts (README: --json output): one result per user,
 // done (removed), would_do (dry run) or unchanged (was not subscribed).
-import { addFlushCacheOption, CacheInvalidation, cacheReportJson } from "../zulip/cache.js";
-import { defineCommand } from "../cli/command.js";
+import { addEventsOption, addFlushCacheOption, addRequiredRealmOption, addUserListOptions } from "../cli/options.js";
+import { CacheInvalidation, cacheReportJson } from "../zulip/cache.js";
+import { defineUntypedCommand } from "../cli/command.js";
 import { CommandError } from "../lib/errors.js";
-import { addEventsOption, EventDelivery, eventsReportJson } from "../services/events.js";
+import { EventDelivery, eventsReportJson } from "../services/events.js";
 import { outcome } from "../cli/json-contract.js";
 import { realmJson, userJson } from "../cli/json-objects.js";
-import { addRealmOption, addUserListOptions } from "../zulip/lookup.js";
 import type { RemoveUsersFromStreamBody } from "../schemas/remove_users_from_stream.js";
 import { findChannel, removeSubscriptions, selectRealmUsers, stripName, subscribedUsers } from "../zulip/actions/subscriptions.js";
 
-export default defineCommand({
+export default defineUntypedCommand({
   name: "remove_users_from_stream",
   description: "Remove some or all users in a realm from a stream.",
   examples: [
@@ -26,7 +26,7 @@ export default defineCommand({
   configure(cmd) {
     cmd.usage("[options] -r REALM -s CHANNEL (-u EMAILS | -a)");
     cmd.requiredOption("-s, --stream <stream>", "A stream name.");
-    addRealmOption(cmd, { required: true });
+    addRequiredRealmOption(cmd);
     addUserListOptions(cmd, { all: "Remove all users in realm from this stream." });
     cmd.option("--dry-run", "show what would change, and change nothing");
     addFlushCacheOption(cmd);

@@ -12,13 +12,13 @@
 // (exit 3).
 //
 // --json: src/schemas/reset_authentication_attempt_count.ts (README: --json output).
-import { defineCommand } from "../cli/command.js";
+import { defineUntypedCommand } from "../cli/command.js";
 import { CommandError, EnvironmentError } from "../lib/errors.js";
 import { clearAuthenticationAttempts } from "../zulip/rate-limit.js";
 import { connectZulipRedis, RedisError, zulipRedisOptions } from "../services/redis.js";
 import type { ResetAuthenticationAttemptCountBody } from "../schemas/reset_authentication_attempt_count.js";
 
-const command = defineCommand({
+const command = defineUntypedCommand({
   name: "reset_authentication_attempt_count",
   description:
     "Reset the rate limit for authentication attempts for username.\n\n" +

@@ -40,28 +40,16 @@
 //
 // --json: src/schemas/send_custom_email.ts (README: --json output). `subject` is before per-user
 // interpolation; a result's status is done, failed, not_attempted or would_do.
+import { addRealmOption } from "../cli/options.js";
 import { Option } from "commander";
 import { AuditLogEventType, insertAuditLog } from "../zulip/audit.js";
-import { defineCommand } from "../cli/command.js";
+import { defineUntypedCommand } from "../cli/command.js";
 import { CONFIRMATION_TYPES, contentTypeId, generateKey } from "../zulip/confirmation.js";
 import type { Db, Queryable } from "../db/db.js";
-import {
-  buildEmail,
-  type Delivery,
-  deliverEmails,
-  emailConfigWarnings,
-  type EmailSettings,
-  emailSettings,
-  formatAddress,
-  noreplyAddress,
-  type OutgoingEmail,
-  requireOutgoingEmail,
-  supportAddress,
-  tokenizedNoreplyAddress,
-} from "../services/email.js";
+import { buildEmail, type Delivery, deliverEmails, emailConfigWarnings, type EmailSettings, emailSettings, formatAddress, noreplyAddress, type OutgoingEmail, requireOutgoingEmail, supportAddress, tokenizedNoreplyAddress } from "../services/email.js";
 import { CommandError, UsageError } from "../lib/errors.js";
 import { READ_LIMITS, readBounded, readOptionFile } from "../lib/files.js";
-import { addRealmOption, getRealm, getUsers } from "../zulip/lookup.js";
+import { getRealm, getUsers } from "../zulip/lookup.js";
 import { realmHost, realmUrl, type ZulipSettings } from "../config/settings.js";
 import { emailBaseDefault, escapeHtml } from "../zulip/templates/html.js";
 import { seriesAtLeast } from "../db/zulip-versions.js";
@@ -832,7 +820,7 @@ class AuditWriter {
 // =============================================================================================
 // The command
 
-export default defineCommand({
+export default defineUntypedCommand({
   name: "send_custom_email",
   description:
     "Send a custom email with Zulip branding to the specified users.\n\n" +

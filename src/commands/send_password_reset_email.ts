@@ -1,18 +1,10 @@
-import { defineCommand } from "../cli/command.js";
+import { addEventsOption, addRealmOption, addUserListOptions } from "../cli/options.js";
+import { defineUntypedCommand } from "../cli/command.js";
 import type { Queryable } from "../db/db.js";
-import {
-  buildEmail,
-  deliverEmails,
-  emailConfigWarnings,
-  emailSettings,
-  type OutgoingEmail,
-  requireOutgoingEmail,
-  securityEmailFromName,
-  tokenizedNoreplyAddress,
-} from "../services/email.js";
+import { buildEmail, deliverEmails, emailConfigWarnings, emailSettings, type OutgoingEmail, requireOutgoingEmail, securityEmailFromName, tokenizedNoreplyAddress } from "../services/email.js";
 import { CommandError } from "../lib/errors.js";
-import { addEventsOption, EventDelivery, eventsReportJson } from "../services/events.js";
-import { addRealmOption, addUserListOptions, getRealm, getUsers, type UserProfile } from "../zulip/lookup.js";
+import { EventDelivery, eventsReportJson } from "../services/events.js";
+import { getRealm, getUsers, type UserProfile } from "../zulip/lookup.js";
 import { makeToken, passwordResetUrl } from "../zulip/password-reset.js";
 import { realmHost, realmUrl } from "../config/settings.js";
 import { renderPasswordReset } from "../zulip/templates/password_reset.js";
@@ -65,7 +57,7 @@ async function selectUsers(db: Queryable, opts: Record<string, any>): Promise<Us
   return users;
 }
 
-export default defineCommand({
+export default defineUntypedCommand({
   name: "send_password_reset_email",
   description:
     "Send email to specified email address.\n\n" +

@@ -13,17 +13,18 @@
 // --json: src/schemas/send_realm_reactivation_email.ts (README: --json output); confirmation,
 // realm_reactivation_status_id null and audit_log_ids [] in a dry run; email.status would_do,
 // done or failed.
-import { defineCommand } from "../cli/command.js";
+import { addRequiredRealmOption } from "../cli/options.js";
+import { defineUntypedCommand } from "../cli/command.js";
 import { EmailDeliveryError, emailConfigWarnings, emailSettings, Mailer, requireOutgoingEmail } from "../services/email.js";
 import { CommandError } from "../lib/errors.js";
-import { addRealmOption, getRealm, type Realm } from "../zulip/lookup.js";
+import { getRealm, type Realm } from "../zulip/lookup.js";
 import { buildRealmReactivationEmail, createReactivationLink, humanAdminUsers, languageNote, lockRealm } from "../zulip/actions/realm-lifecycle.js";
 import { realmHost, realmUrl } from "../config/settings.js";
 import { outcome, utcTimestamp } from "../cli/json-contract.js";
 import { realmJson, userJson } from "../cli/json-objects.js";
 import type { SendRealmReactivationEmailBody } from "../schemas/send_realm_reactivation_email.js";
 
-export default defineCommand({
+export default defineUntypedCommand({
   name: "send_realm_reactivation_email",
   description:
     "Sends realm reactivation email to admins\n\n" +
@@ -31,7 +32,7 @@ export default defineCommand({
   examples: ["zulip-manage send_realm_reactivation_email -r zulip", "zulip-manage send_realm_reactivation_email -r 2 --dry-run"],
   configure(cmd) {
     cmd.usage("[options] -r REALM");
-    addRealmOption(cmd, { required: true });
+    addRequiredRealmOption(cmd);
     cmd.option("--dry-run", "show who would get the email, and write and send nothing");
   },
   async run(ctx, _args, opts) {

@@ -1,4 +1,4 @@
-import { defineCommand } from "../cli/command.js";
+import { defineUntypedCommand } from "../cli/command.js";
 import {
   emailConfigWarnings,
   emailSettings,
@@ -41,7 +41,7 @@ function plainMail(subject: string, body: string, from: string, to: string[]): O
   };
 }
 
-export default defineCommand({
+export default defineUntypedCommand({
   name: "send_test_email",
   description:
     "Sends a test email to the email addresses specified as arguments.\n\n" +

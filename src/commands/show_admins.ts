@@ -1,16 +1,17 @@
-import { defineCommand } from "../cli/command.js";
+import { addRequiredRealmOption } from "../cli/options.js";
+import { defineUntypedCommand } from "../cli/command.js";
 import { CommandError } from "../lib/errors.js";
-import { addRealmOption, getRealm } from "../zulip/lookup.js";
+import { getRealm } from "../zulip/lookup.js";
 import { realmJson, userJson } from "../cli/json-objects.js";
 import { ROLES } from "../zulip/roles.js";
 import type { ShowAdminsBody } from "../schemas/show_admins.js";
 
-export default defineCommand({
+export default defineUntypedCommand({
   name: "show_admins",
   description: "Show the owners and administrators in an organization.",
   examples: ["zulip-manage show_admins -r ''", "zulip-manage show_admins -r engineering --json"],
   configure(cmd) {
-    addRealmOption(cmd, { required: true });
+    addRequiredRealmOption(cmd);
   },
   async run(ctx, _args, opts) {
     const db = await ctx.db();

@@ -16,23 +16,16 @@
 //
 // --json: src/schemas/soft_deactivate_users.ts (README: --json output): one body for -d, one
 // for -a; users as the contract's user object; catch-up failures (exit 1) with status failed.
+import { addFlushCacheOption, addRealmOption } from "../cli/options.js";
 import { InvalidArgumentError } from "commander";
-import { addFlushCacheOption, CacheInvalidation, cacheReportJson } from "../zulip/cache.js";
-import { defineCommand } from "../cli/command.js";
+import { CacheInvalidation, cacheReportJson } from "../zulip/cache.js";
+import { defineUntypedCommand } from "../cli/command.js";
 import { CommandError } from "../lib/errors.js";
-import { addRealmOption, getRealm } from "../zulip/lookup.js";
+import { getRealm } from "../zulip/lookup.js";
 import { outcome } from "../cli/json-contract.js";
 import { usersJsonByIds } from "../cli/json-objects.js";
 import type { SoftActivateBody, SoftDeactivateBody } from "../schemas/soft_deactivate_users.js";
-import {
-  catchUpSoftDeactivatedUsers,
-  reactivateUserIfSoftDeactivated,
-  SoftDeactivationLog,
-  type SoftReactivated,
-  softDeactivateUsers,
-  usersFromEmails,
-  usersToSoftDeactivate,
-} from "../zulip/actions/soft-deactivation.js";
+import { catchUpSoftDeactivatedUsers, reactivateUserIfSoftDeactivated, SoftDeactivationLog, type SoftReactivated, softDeactivateUsers, usersFromEmails, usersToSoftDeactivate } from "../zulip/actions/soft-deactivation.js";
 
 function intArg(v: string): number {
   if (!/^[+-]?\d+$/.test(v.trim())) throw new InvalidArgumentError(`invalid int value: '${v}'`);
@@ -41,7 +34,7 @@ function intArg(v: string): number {
 
 const plural = (n: number) => `${n} user(s)`;
 
-export default defineCommand({
+export default defineUntypedCommand({
   name: "soft_deactivate_users",
   description: "Soft activate/deactivate users. Users are recognised by their emails here.",
   examples: [

@@ -22,18 +22,19 @@
 // --json: src/schemas/unarchive_channel.ts (README: --json output): the channel's name as {old, new};
 // when a name matches several archived channels, matches lists them (deactivated_at) and the
 // document is a refusal.
-import { addFlushCacheOption, CacheInvalidation } from "../zulip/cache.js";
+import { addEventsOption, addFlushCacheOption, addRequiredRealmOption } from "../cli/options.js";
+import { CacheInvalidation } from "../zulip/cache.js";
 import { deactivatedChannelsByOldName, lastDeactivation, type ChannelRow, UnarchiveError, unarchiveChannel } from "../zulip/actions/channels.js";
-import { defineCommand } from "../cli/command.js";
-import { addEventsOption, EventDelivery, eventsReportJson, featureLevel } from "../services/events.js";
+import { defineUntypedCommand } from "../cli/command.js";
+import { EventDelivery, eventsReportJson, featureLevel } from "../services/events.js";
 import { CommandError, UsageError } from "../lib/errors.js";
 import { utcTimestampFromPg } from "../cli/json-contract.js";
 import { realmJson } from "../cli/json-objects.js";
 import type { UnarchiveChannelBody } from "../schemas/unarchive_channel.js";
-import { addRealmOption, getRealm, parsePythonInt, type Realm } from "../zulip/lookup.js";
+import { getRealm, parsePythonInt, type Realm } from "../zulip/lookup.js";
 import { cacheJson } from "../zulip/actions/realm-lifecycle.js";
 
-export default defineCommand({
+export default defineUntypedCommand({
   name: "unarchive_channel",
   description:
     "Reactivate a channel that was deactivated.\n\n" +
@@ -49,7 +50,7 @@ export default defineCommand({
     cmd.option("-c, --channel <channel>", "Name of a deactivated channel in the realm.");
     cmd.option("--channel-id <channel_id>", "ID of a deactivated channel in the realm.");
     cmd.option("-n, --new-name <new_name>", "Name to reactivate as; defaults to the old name.");
-    addRealmOption(cmd, { required: true });
+    addRequiredRealmOption(cmd);
     cmd.option("--dry-run", "show what would change, and change nothing");
     addFlushCacheOption(cmd);
     addEventsOption(cmd);

@@ -24,7 +24,6 @@
 // Events carry no "id" (Tornado numbers them per client queue). Internal flags that a
 // Tornado strips before delivery (inaccessible_user, for_unarchiving, …) are the action's
 // business: it adds them only for releases whose Tornado knows them (see featureLevel()).
-import { type Command, Option } from "commander";
 import type { Config } from "../config/config.js";
 import type { Db, Queryable } from "../db/db.js";
 import type { Paths } from "../config/paths.js";
@@ -34,20 +33,6 @@ import { apiFeatureLevel } from "../db/zulip-versions.js";
 
 export type EventsMode = "auto" | "rabbitmq" | "http" | "none";
 export const EVENTS_MODES: EventsMode[] = ["auto", "rabbitmq", "http", "none"];
-
-/** --events=auto|rabbitmq|http|none on a write command. */
-export function addEventsOption(cmd: Command): void {
-  cmd.addOption(
-    new Option(
-      "--events <transport>",
-      "after writing, tell open browsers and apps (Zulip's real-time events) and Zulip's queue workers: 'rabbitmq' publishes " +
-        "to RabbitMQ as Zulip does, 'http' posts the events to Tornado directly, 'auto' uses RabbitMQ and falls back to " +
-        "Tornado, 'none' sends nothing (clients update when they reload)",
-    )
-      .choices(EVENTS_MODES)
-      .default("auto"),
-  );
-}
 
 /** Whom an event goes to: user ids, or (message events) per-user dicts with an "id". */
 export type Recipient = number | ({ id: number } & Record<string, unknown>);

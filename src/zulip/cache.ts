@@ -18,13 +18,12 @@
 //
 // Usage in a write command:
 //
-//   addFlushCacheOption(cmd);                         // in configure()
+//   addFlushCacheOption(cmd)   (src/cli/options.ts)     // in configure()
 //   const inval = new CacheInvalidation(ctx, opts.flushCache);
 //   await db.tx(async (q) => { ...; await inval.userChanged(q, userAfter, ["role"], { before }); });
 //   await inval.commit();                             // after COMMIT; prints a warning on failure
 import fs from "node:fs";
 import path from "node:path";
-import { Option, type Command } from "commander";
 import type { Config } from "../config/config.js";
 import type { Queryable } from "../db/db.js";
 import {
@@ -536,19 +535,6 @@ export function memcachedTarget(config: Config, env: NodeJS.ProcessEnv = process
 
 export type FlushMode = "keys" | "all" | "none";
 export const FLUSH_MODES: FlushMode[] = ["keys", "all", "none"];
-
-/** --flush-cache=keys|all|none on a write command. */
-export function addFlushCacheOption(cmd: Command): void {
-  cmd.addOption(
-    new Option(
-      "--flush-cache <mode>",
-      "after writing, update the Zulip server's memcached: 'keys' deletes exactly the cached entries the change affects " +
-        "(what Zulip does itself), 'all' flushes the whole cache (safe; Zulip refills it), 'none' leaves it alone",
-    )
-      .choices(FLUSH_MODES)
-      .default("keys"),
-  );
-}
 
 export interface CacheReport {
   mode: FlushMode;

@@ -1,6 +1,5 @@
 // Realm and user lookups with manage.py's exact semantics and messages
 // (zerver/lib/management.py: get_realm, get_user, get_users).
-import type { Command } from "commander";
 import type { Queryable } from "../db/db.js";
 import { CommandError } from "../lib/errors.js";
 
@@ -27,19 +26,6 @@ export interface UserProfile {
 export const REALM_HELP =
   "The numeric or string ID (subdomain) of the Zulip organization to modify.\n" +
   "You can use the command list_realms to find ID of the realms in this server.";
-
-/** Add manage.py's -r/--realm option. */
-export function addRealmOption(cmd: Command, opts: { required?: boolean; help?: string } = {}): void {
-  const help = opts.help ?? REALM_HELP;
-  if (opts.required) cmd.requiredOption("-r, --realm <realm>", help);
-  else cmd.option("-r, --realm <realm>", help);
-}
-
-/** Add manage.py's -u/--users and -a/--all-users options. */
-export function addUserListOptions(cmd: Command, help: { users?: string; all?: string } = {}): void {
-  cmd.option("-u, --users <emails>", help.users ?? "A comma-separated list of email addresses.");
-  cmd.option("-a, --all-users", help.all ?? "All users in realm.");
-}
 
 /** Python's int(): surrounding whitespace, an optional sign, digits with single '_' separators. */
 export function parsePythonInt(value: string): number | null {

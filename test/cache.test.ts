@@ -21,7 +21,7 @@ import {
 import { MemcachedClient, MemcachedError, parseMemcachedLocation, parseMemcachedLocations } from "../src/services/memcached.js";
 import { resolvePaths } from "../src/config/paths.js";
 import { loadConfig } from "../src/config/config.js";
-import { createUser } from "../src/zulip/actions/create.js";
+import { createUser } from "../src/zulip/actions/create-user.js";
 import { runCli } from "./helpers/cli.js";
 import { makeConfDir, newCachePrefix, type ConfDir } from "./helpers/confdir.js";
 import { startMemcached, type MemcachedInstance } from "./helpers/memcached.js";

@@ -5,7 +5,7 @@
 // can_access_stream_metadata_user_ids of a public and of a private channel; nothing for a dry
 // run or a refusal.
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { createChannel } from "../src/zulip/actions/create.js";
+import { createChannel } from "../src/zulip/actions/create-channel.js";
 import { runCli } from "./helpers/cli.js";
 import type { TemplateName, TestDatabase } from "./helpers/pg.js";
 import { QueueReader, sortedUsers } from "./helpers/rabbitmq.js";

@@ -5,7 +5,9 @@ import fs from "node:fs";
 import path from "node:path";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createRealm, createUser, Role } from "../src/zulip/actions/create.js";
+import { createRealm } from "../src/zulip/actions/create-realm.js";
+import { createUser } from "../src/zulip/actions/create-user.js";
+import { ROLES } from "../src/zulip/roles.js";
 import { CLI_BIN, cliEnv, runCli } from "./helpers/cli.js";
 import { makeConfDir, type ConfDir } from "./helpers/confdir.js";
 import { createDatabase, type TestDatabase } from "./helpers/pg.js";
@@ -22,7 +24,7 @@ beforeAll(async () => {
   await db.client.query("BEGIN");
   for (const stringId of ["lear", "engineering"]) {
     const r = await createRealm(db.client, { stringId, name: `Realm ${stringId}` });
-    await createUser(db.client, r.id, { email: `owner@${stringId}.example.com`, fullName: "Owner", role: Role.OWNER, externalHost: "zulip.example.net" });
+    await createUser(db.client, r.id, { email: `owner@${stringId}.example.com`, fullName: "Owner", role: ROLES.REALM_OWNER, externalHost: "zulip.example.net" });
   }
   await db.client.query("COMMIT");
   conf = makeConfDir({ db: { name: db.name } });

@@ -13,13 +13,10 @@
 // referencing zerver_userprofile makes the command refuse before writing anything.
 import crypto from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import {
-  createChannel,
-  createUser,
-  getOrCreateDirectMessageGroup,
-  sendMessage,
-  USER_SETTING_DEFAULTS,
-} from "../src/zulip/actions/create.js";
+import { createChannel } from "../src/zulip/actions/create-channel.js";
+import { createUser } from "../src/zulip/actions/create-user.js";
+import { getOrCreateDirectMessageGroup, sendMessage } from "../src/zulip/actions/message-send.js";
+import { USER_SETTING_DEFAULTS } from "../src/zulip/user-settings.js";
 import { CascadeDeletion, catalogForeignKeys } from "../src/db/ondelete.js";
 import { runCli, type CliResult } from "./helpers/cli.js";
 import { makeConfDir, type ConfDir } from "./helpers/confdir.js";

@@ -9,7 +9,9 @@ import net from "node:net";
 import path from "node:path";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createRealm, createUser, deactivateUser, EmailAddressVisibility } from "../src/zulip/actions/create.js";
+import { createRealm } from "../src/zulip/actions/create-realm.js";
+import { createUser, deactivateUser } from "../src/zulip/actions/create-user.js";
+import { EmailAddressVisibility } from "../src/zulip/models.js";
 import { buildEmail, formataddr, formatAddress, parseaddr, tokenizedNoreplyAddress, type EmailSettings } from "../src/services/email.js";
 import {
   base36ToInt,

@@ -10,7 +10,8 @@ import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createUser, Role } from "../src/zulip/actions/create.js";
+import { createUser } from "../src/zulip/actions/create-user.js";
+import { ROLES } from "../src/zulip/roles.js";
 import { runCli } from "./helpers/cli.js";
 import { makeConfDir, type ConfDir } from "./helpers/confdir.js";
 import { startMemcached, type MemcachedClient, type MemcachedInstance } from "./helpers/memcached.js";
@@ -334,19 +335,19 @@ describe("realm lifecycle commands on a seeded organization", () => {
       extraSettings: `EMAIL_HOST = '127.0.0.1'\nEMAIL_PORT = ${sink.port}`,
     });
     await db.client.query("BEGIN");
-    const { createRealm } = await import("../src/zulip/actions/create.js");
+    const { createRealm } = await import("../src/zulip/actions/create-realm.js");
     const realm = await createRealm(db.client, { stringId: "acme", name: "Acme & Co", orgType: 10 });
     realmId = realm.id;
     const add = async (name: string, role: number, extra: Record<string, unknown> = {}) => {
       const u = await createUser(db.client, realm, { email: `${name}@acme.example`, fullName: name[0].toUpperCase() + name.slice(1), role, externalHost: HOST, ...extra });
       people[name] = u.id;
     };
-    await add("alice", Role.OWNER, { timezone: "Pacific/Kiritimati", defaultLanguage: "en" });
-    await add("bob", Role.OWNER, { timezone: "Pacific/Pago_Pago", defaultLanguage: "de" });
-    await add("carol", Role.ADMINISTRATOR);
-    await add("dave", Role.MEMBER);
-    await add("erin", Role.OWNER, { isActive: false });
-    await add("bot", Role.OWNER, { botType: 1, botOwnerId: people.alice });
+    await add("alice", ROLES.REALM_OWNER, { timezone: "Pacific/Kiritimati", defaultLanguage: "en" });
+    await add("bob", ROLES.REALM_OWNER, { timezone: "Pacific/Pago_Pago", defaultLanguage: "de" });
+    await add("carol", ROLES.REALM_ADMINISTRATOR);
+    await add("dave", ROLES.MEMBER);
+    await add("erin", ROLES.REALM_OWNER, { isActive: false });
+    await add("bot", ROLES.REALM_OWNER, { botType: 1, botOwnerId: people.alice });
     await db.client.query("COMMIT");
   });
   afterAll(async () => {

@@ -14,11 +14,11 @@ import {
   roleCounts,
   roleCountsAfterChange,
 } from "../src/zulip/audit.js";
-import { createUser } from "../src/zulip/actions/create.js";
+import { createUser } from "../src/zulip/actions/create-user.js";
 import { Db } from "../src/db/db.js";
 import { doDeactivateUser, reactivateUserInTx } from "../src/zulip/actions/users-lifecycle.js";
 import type { Realm, UserProfile } from "../src/zulip/lookup.js";
-import { changeUserRole, type Tracked, tracked } from "../src/zulip/roles.js";
+import { changeUserRole, type Tracked, tracked } from "../src/zulip/actions/change-user-role.js";
 import { createDatabase, type TestDatabase } from "./helpers/pg.js";
 import { addUser, TEST_REALM, type TestUser } from "./helpers/users.js";
 

@@ -4,20 +4,14 @@
 // subscriptions, DMs and deactivation with that release's rows, all foreign keys checked before
 // COMMIT.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import {
-  createChannel,
-  createRealm,
-  getOrCreateDirectMessageGroup,
-  createSystemBots,
-  createUser,
-  creationSchemaProblem,
-  deactivateUser,
-  Role,
-  SeededRandom,
-  sendMessage,
-  type CreatedRealm,
-  type CreatedUser,
-} from "../src/zulip/actions/create.js";
+import { createChannel } from "../src/zulip/actions/create-channel.js";
+import { createRealm, type CreatedRealm } from "../src/zulip/actions/create-realm.js";
+import { getOrCreateDirectMessageGroup, sendMessage } from "../src/zulip/actions/message-send.js";
+import { createSystemBots } from "../src/zulip/actions/server-initialization.js";
+import { createUser, deactivateUser, type CreatedUser } from "../src/zulip/actions/create-user.js";
+import { creationSchemaProblem } from "../src/zulip/actions/creation-schema.js";
+import { ROLES } from "../src/zulip/roles.js";
+import { SeededRandom } from "../src/lib/random.js";
 import { DEMO_SPEC, seedBulkMessages, seedBulkUsers, seedServer, type SeedResult, type SeedSpec } from "../src/dev/seed.js";
 import { createDatabase, type TestDatabase } from "./helpers/pg.js";
 
@@ -149,7 +143,7 @@ describe("createRealm / createUser reproduce a real fresh Zulip 12.2 install", (
       owner = await createUser(mine.client, org, {
         email: realOwner.delivery_email,
         fullName: realOwner.full_name,
-        role: Role.OWNER,
+        role: ROLES.REALM_OWNER,
         realmCreation: true,
         emailAddressVisibility: realOwner.email_address_visibility,
         enableMarketingEmails: realOwner.enable_marketing_emails,
@@ -532,7 +526,7 @@ describe.each([
   ["Zulip 11", { template: "zulip11_fresh" as const }],
   ["Zulip 10", { template: "zulip10_fresh" as const }],
   ["Zulip 10 with its own zerver_stream", { template: "zulip10_fresh" as const, sql: ZULIP10_STREAM_SQL }],
-])("create.ts on %s", (_name, dbOpts) => {
+])("the creation actions on %s", (_name, dbOpts) => {
   let db: TestDatabase;
   let org: CreatedRealm;
   let owner: CreatedUser;
@@ -550,7 +544,7 @@ describe.each([
     const random = new SeededRandom(7);
     await inTx(db, async () => {
       org = await createRealm(db.client, { stringId: "older", name: "Older", random });
-      owner = await createUser(db.client, org, { email: "owner@older.example", fullName: "Owner", role: Role.OWNER, realmCreation: true, externalHost: EXTERNAL_HOST, random });
+      owner = await createUser(db.client, org, { email: "owner@older.example", fullName: "Owner", role: ROLES.REALM_OWNER, realmCreation: true, externalHost: EXTERNAL_HOST, random });
       member = await createUser(db.client, org, { email: "member@older.example", fullName: "Member", externalHost: EXTERNAL_HOST, random });
       bot = await createUser(db.client, org, { email: "bot-bot@older.example", fullName: "Bot", botType: 1, botOwnerId: owner.id, random });
       leaver = await createUser(db.client, org, { email: "leaver@older.example", fullName: "Leaver", isActive: false, externalHost: EXTERNAL_HOST, random });

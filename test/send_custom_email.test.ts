@@ -7,7 +7,9 @@ import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { createRealm, createUser, deactivateUser, Role } from "../src/zulip/actions/create.js";
+import { createRealm } from "../src/zulip/actions/create-realm.js";
+import { createUser, deactivateUser } from "../src/zulip/actions/create-user.js";
+import { ROLES } from "../src/zulip/roles.js";
 import { parseEmailTemplate, renderMarkdown } from "../src/commands/send_custom_email.js";
 import { startSmtpSink, type ReceivedMail, type SmtpSink } from "./email-support.js";
 import { runCli } from "./helpers/cli.js";
@@ -61,18 +63,18 @@ async function seed(db: TestDatabase): Promise<People> {
     zulip: zulip.id,
     lear: lear.id,
     dead: dead.id,
-    desdemona: await u(zulip.id, "desdemona@zulip.com", "Desdemona", { role: Role.OWNER, realmCreation: true }),
-    iago: await u(zulip.id, "iago@zulip.com", "Iago", { role: Role.ADMINISTRATOR }),
+    desdemona: await u(zulip.id, "desdemona@zulip.com", "Desdemona", { role: ROLES.REALM_OWNER, realmCreation: true }),
+    iago: await u(zulip.id, "iago@zulip.com", "Iago", { role: ROLES.REALM_ADMINISTRATOR }),
     hamlet: await u(zulip.id, "hamlet@zulip.com", "King Hamlet"),
     othello: await u(zulip.id, "othello@zulip.com", "Othello, the Moor of Venice", { enableMarketingEmails: false }),
     cordelia: await u(zulip.id, "cordelia@zulip.com", "Cordelia, Lear's daughter", { columns: { long_term_idle: true } }),
-    polonius: await u(zulip.id, "polonius@zulip.com", "Polonius", { role: Role.GUEST }),
+    polonius: await u(zulip.id, "polonius@zulip.com", "Polonius", { role: ROLES.GUEST }),
     bot: await u(zulip.id, "bot@zulip.com", "A bot", { botType: 1 }),
     dummy: await u(zulip.id, "dummy@zulip.com", "Mirror dummy", { isMirrorDummy: true }),
     gone: await u(zulip.id, "gone@zulip.com", "Gone", { isActive: false }),
-    king: await u(lear.id, "king@lear.org", "King Lear", { role: Role.OWNER, realmCreation: true }),
+    king: await u(lear.id, "king@lear.org", "King Lear", { role: ROLES.REALM_OWNER, realmCreation: true }),
     hamletLear: await u(lear.id, "HAMLET@zulip.com", "Hamlet in Lear"),
-    ghost: await u(dead.id, "ghost@dead.org", "Ghost", { role: Role.OWNER, realmCreation: true }),
+    ghost: await u(dead.id, "ghost@dead.org", "Ghost", { role: ROLES.REALM_OWNER, realmCreation: true }),
   };
   await q.query("UPDATE zerver_realm SET deactivated = true WHERE id = $1", [dead.id]);
   await q.query("COMMIT");
@@ -469,7 +471,7 @@ describe("Zulip 11", () => {
     const c = conf(db);
     try {
       // The fresh install's organization (id 2, the root domain) and two more of its users, copied
-      // from its owner in SQL (create.ts writes Zulip 12 rows).
+      // from its owner in SQL (the creation actions write Zulip 12 rows).
       for (const [email, name] of [["ann@example.org", "Ann"], ["bob@example.org", "Bob"]]) {
         await db.query(
           `CREATE TEMP TABLE u AS SELECT * FROM zerver_userprofile WHERE realm_id = 2 AND NOT is_bot ORDER BY id LIMIT 1;

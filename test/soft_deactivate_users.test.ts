@@ -8,7 +8,9 @@
 // user without reactivating them; -r limits to a realm; the errors manage.py raises.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AuditLogEventType } from "../src/zulip/audit.js";
-import { createChannel, createUser, sendMessage } from "../src/zulip/actions/create.js";
+import { createChannel } from "../src/zulip/actions/create-channel.js";
+import { createUser } from "../src/zulip/actions/create-user.js";
+import { sendMessage } from "../src/zulip/actions/message-send.js";
 import { subscribedIntervals } from "../src/zulip/actions/soft-deactivation.js";
 import { runCli, type CliResult } from "./helpers/cli.js";
 import type { TemplateName, TestDatabase } from "./helpers/pg.js";

@@ -5,7 +5,7 @@
 // caches, channel email addresses, Notification Bot's message with its rendering and UserMessage
 // rows, the cases where that message is (correctly) not written, and the cache keys.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createChannel } from "../src/zulip/actions/create.js";
+import { createChannel } from "../src/zulip/actions/create-channel.js";
 import { runCli } from "./helpers/cli.js";
 import { makeConfDir, type ConfDir } from "./helpers/confdir.js";
 import { startMemcached, type MemcachedClient, type MemcachedInstance } from "./helpers/memcached.js";
@@ -281,7 +281,7 @@ describe("unarchive_channel on a copy of a real Zulip 12.2 server", () => {
   });
 
   it("refuses a channel of another organization by id", async () => {
-    const { createRealm } = await import("../src/zulip/actions/create.js");
+    const { createRealm } = await import("../src/zulip/actions/create-realm.js");
     await db.client.query("BEGIN");
     const other = await createRealm(db.client, { stringId: "otherorg", name: "Other" });
     await db.client.query("COMMIT");

@@ -9,7 +9,7 @@
 //     do_create_realm creates any organization (system groups, settings, default channels, audit
 //     rows…), deactivated with reason "subdomain_change" and redirecting to the new URL — so
 //     people using the old address are told where the organization went. Built with the rows
-//     of the database's Zulip release (10.x, 11.x, 12.x; see src/zulip/actions/create.ts); a schema with
+//     of the database's Zulip release (10.x, 11.x, 12.x; see src/zulip/actions/create-realm.ts); a schema with
 //     a required column zulip-manage does not know refuses it (pass --skip-redirect).
 // Then every unexpired session of the organization's users is deleted (everyone has to log in
 // again at the new address) and memcached gets flush_realm for every realm saved.
@@ -31,13 +31,14 @@ import { defineUntypedCommand } from "../cli/command.js";
 import { EventDelivery, eventsReportJson, featureLevel } from "../services/events.js";
 import { CommandError, UsageError } from "../lib/errors.js";
 import { getRealm, type Realm } from "../zulip/lookup.js";
-import { auditLogIdsOfRealm, cacheJson, createRedirectPlaceholder, deleteRealmSessions, lockRealm, renameRealmSubdomain, secretKeyOrUndefined } from "../zulip/actions/realm-lifecycle.js";
+import { auditLogIdsOfRealm } from "../zulip/audit.js";
+import { cacheJson, createRedirectPlaceholder, deleteRealmSessions, lockRealm, renameRealmSubdomain, secretKeyOrUndefined } from "../zulip/actions/realm-lifecycle.js";
 import { realmJson } from "../cli/json-objects.js";
 import type { ChangeRealmSubdomainBody } from "../schemas/change_realm_subdomain.js";
 import { findUserSessions } from "../zulip/sessions.js";
 import { realmUrl } from "../config/settings.js";
 import { checkSubdomainAvailable, SubdomainError, subdomainSettings } from "../zulip/subdomain.js";
-import { creationSchemaProblem } from "../zulip/actions/create.js";
+import { creationSchemaProblem } from "../zulip/actions/creation-schema.js";
 
 export default defineUntypedCommand({
   name: "change_realm_subdomain",

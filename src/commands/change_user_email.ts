@@ -122,7 +122,7 @@ export default defineUntypedCommand({
       return;
     }
 
-    const { databaseSeries } = await import("../zulip/actions/create.js"); // loaded only when writing
+    const { databaseSeries } = await import("../zulip/rows.js"); // loaded only when writing
     const series = await databaseSeries(db);
     const inval = new CacheInvalidation(ctx, opts.flushCache);
     const events = new EventDelivery(ctx, opts.events);

@@ -2,7 +2,7 @@
 // do_create_realm(string_id, name), then do_create_user(..., role=owner, realm_creation=True,
 // tos_version="-1", acting_user=None)).
 //
-// One transaction writes everything do_create_realm and do_create_user write (src/zulip/actions/create.ts,
+// One transaction writes everything do_create_realm and do_create_user write (src/zulip/actions/create-realm.ts, create-user.ts,
 // checked row by row against a real Zulip 12.2 install and the Zulip 11 / 10 test databases): the
 // realm with all its settings, its REALM_CREATED row (acting user set to the owner),
 // RealmUserDefault, the eight system groups with their subgroup chain and audit rows, the
@@ -40,11 +40,17 @@ import { defineUntypedCommand } from "../cli/command.js";
 import { EventDelivery, eventsReportJson, featureLevel } from "../services/events.js";
 import { readAvatarSettings } from "../zulip/avatar.js";
 import { sendUserCreationEvents } from "../zulip/events/user-creation-events.js";
-import { createRealm, createSystemBots, createUser, creationSchemaProblem, processNewHumanUserRows, Role } from "../zulip/actions/create.js";
+import { createRealm, sendRealmCreationEvents } from "../zulip/actions/create-realm.js";
+import { createSystemBots } from "../zulip/actions/server-initialization.js";
+import { createUser } from "../zulip/actions/create-user.js";
+import { creationSchemaProblem } from "../zulip/actions/creation-schema.js";
+import { processNewHumanUserRows } from "../zulip/actions/onboarding.js";
+import { ROLES } from "../zulip/roles.js";
+import { auditLogIdsOfRealm } from "../zulip/audit.js";
 import { CommandError, EnvironmentError } from "../lib/errors.js";
 import { realmJson, userJson } from "../cli/json-objects.js";
 import { utcTimestamp } from "../cli/json-contract.js";
-import { auditLogIdsOfRealm, cacheJson, sendRealmCreationEvents } from "../zulip/actions/realm-lifecycle.js";
+import { cacheJson } from "../zulip/actions/realm-lifecycle.js";
 import type { CreateRealmBody, CreateRealmDryRunBody } from "../schemas/create_realm.js";
 import { checkSubdomainAvailable, SubdomainError, subdomainSettings } from "../zulip/subdomain.js";
 import { addCreateUserArguments, checkFullName, getCreateUserParams, hashNewPassword, NOT_DONE_ACCOUNT_EMAIL, NOT_DONE_WELCOME_DM, serverUrls, TOS_VERSION_BEFORE_FIRST_LOGIN } from "./create_user.js";
@@ -133,7 +139,7 @@ export default defineUntypedCommand({
         dry_run: true,
         realm: { id: null, string_id: stringId, name: realmName, url: urls.realmUrl },
         owner: null,
-        // do_create_realm's default channels (src/zulip/actions/create.ts)
+        // do_create_realm's default channels (src/zulip/actions/create-realm.ts)
         channels: ["Zulip", "sandbox", "general"].map((name) => ({ id: null, name })),
         not_done: notDone,
         scheduled_emails: [],
@@ -167,7 +173,7 @@ export default defineUntypedCommand({
       const owner = await createUser(q, realm, {
         email: params.email,
         fullName: params.fullName,
-        role: Role.OWNER,
+        role: ROLES.REALM_OWNER,
         realmCreation: true,
         tosVersion: TOS_VERSION_BEFORE_FIRST_LOGIN,
         passwordHash,
@@ -205,7 +211,7 @@ export default defineUntypedCommand({
           delivery_email: created.owner.deliveryEmail,
           full_name: created.owner.fullName,
           realm_id: created.realm.id,
-          role: Role.OWNER,
+          role: ROLES.REALM_OWNER,
         }),
         password: passwordHash ? "set" : "unusable",
       },

@@ -2,7 +2,7 @@
 // password, realm, full_name, tos_version="-1", acting_user=None)).
 //
 // One transaction writes what do_create_user and process_new_human_user write for a user who
-// signs up without an invitation (src/zulip/actions/create.ts createUser + processNewHumanUserRows): the
+// signs up without an invitation (src/zulip/actions/create-user.ts createUser + onboarding.ts processNewHumanUserRows): the
 // UserProfile with the organization's default settings, USER_CREATED {"10": ROLE_COUNT}
 // (acting user = the new user, as Zulip records it), the system-group membership(s) with their
 // 703 rows, subscriptions to the default channels (301 rows, subscriber counts) with recent
@@ -31,7 +31,12 @@ import { CacheInvalidation, type CacheUser } from "../zulip/cache.js";
 import { type Context } from "../cli/context.js";
 import { roleCountBaselineBeside } from "../zulip/audit.js";
 import { defineUntypedCommand } from "../cli/command.js";
-import { auditLogIdsOfUser, createUser, creationSchemaProblem, getSystemGroups, processNewHumanUserRows, Role, type ServerUrls } from "../zulip/actions/create.js";
+import { auditLogIdsOfUser } from "../zulip/audit.js";
+import { createUser } from "../zulip/actions/create-user.js";
+import { creationSchemaProblem } from "../zulip/actions/creation-schema.js";
+import { getSystemGroups } from "../zulip/groups.js";
+import { processNewHumanUserRows, type ServerUrls } from "../zulip/actions/onboarding.js";
+import { ROLES } from "../zulip/roles.js";
 import { validateEmailAddress } from "../zulip/email-address.js";
 import type { Queryable } from "../db/db.js";
 import { CommandError, EnvironmentError } from "../lib/errors.js";
@@ -300,7 +305,7 @@ export default defineUntypedCommand({
         user = await createUser(q, realm.id, {
           email: params.email,
           fullName: params.fullName,
-          role: Role.MEMBER,
+          role: ROLES.MEMBER,
           tosVersion: TOS_VERSION_BEFORE_FIRST_LOGIN,
           passwordHash,
           externalHost: urls.externalHost,

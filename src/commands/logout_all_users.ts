@@ -39,7 +39,7 @@ import { CacheInvalidation, type CacheUser, sessionCacheKey } from "../zulip/cac
 import { defineUntypedCommand } from "../cli/command.js";
 import { EventDelivery, eventsReportJson, featureLevel, FL } from "../services/events.js";
 import { botOwnerUserIds } from "../zulip/events/user-events.js";
-import { cryptoRandom } from "../zulip/actions/create.js";
+import { cryptoRandom } from "../lib/random.js";
 import type { Db, Queryable } from "../db/db.js";
 import { getRealm, type Realm, type UserProfile } from "../zulip/lookup.js";
 import { decodeSessionData, sessionUserId } from "../zulip/sessions.js";

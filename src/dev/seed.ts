@@ -1,37 +1,26 @@
 // Seed builder for tests, the demo sandbox and benchmarks: a whole Zulip server's worth of
 // realms, users in every role, channels, channel messages and DMs, written with the
-// Zulip-faithful primitives of create.ts. Deterministic for a given spec (seed number + `now`).
+// Zulip-faithful primitives of src/zulip/actions (create-realm, create-user, create-channel,
+// message-send). Deterministic for a given spec (seed number + `now`).
 //
-// Like create.ts, nothing here BEGINs or COMMITs: run it inside the caller's transaction.
+// Like those, nothing here BEGINs or COMMITs: run it inside the caller's transaction.
 //
 //   await db.tx((q) => seedServer(q, DEMO_SPEC));
 //   await db.tx((q) => seedBulkUsers(q, realmId, 100_000, { externalHost }));
-import {
-  BotType,
-  bulkAddSubscriptions,
-  createChannel,
-  createRealm,
-  createSystemBots,
-  createUser,
-  deactivateUser,
-  type CreatedChannel,
-  type CreatedRealm,
-  type CreatedUser,
-  EmailAddressVisibility,
-  fakeEmailDomain,
-  getOrCreateClient,
-  getSystemGroups,
-  insertRows,
-  isProvisionalMember,
-  OrgType,
-  type Queryable,
-  Role,
-  roleCountSnapshot,
-  SeededRandom,
-  sendMessage,
-  STREAM_ASSIGNMENT_COLORS,
-  SYSTEM_BOT_REALM,
-} from "../zulip/actions/create.js";
+import type { Queryable } from "../db/db.js";
+import { SeededRandom } from "../lib/random.js";
+import { getOrCreateClient } from "../zulip/clients.js";
+import { roleCountSnapshot } from "../zulip/audit.js";
+import { getSystemGroups, isProvisionalMember } from "../zulip/groups.js";
+import { BotType, EmailAddressVisibility, OrgType, SYSTEM_BOT_REALM } from "../zulip/models.js";
+import { ROLES } from "../zulip/roles.js";
+import { insertRows } from "../zulip/rows.js";
+import { bulkAddSubscriptions, STREAM_ASSIGNMENT_COLORS } from "../zulip/actions/bulk-add-subscriptions.js";
+import { createChannel, type CreatedChannel } from "../zulip/actions/create-channel.js";
+import { createRealm, type CreatedRealm } from "../zulip/actions/create-realm.js";
+import { createUser, deactivateUser, fakeEmailDomain, type CreatedUser } from "../zulip/actions/create-user.js";
+import { sendMessage } from "../zulip/actions/message-send.js";
+import { createSystemBots } from "../zulip/actions/server-initialization.js";
 import { quoteIdent } from "../db/sql.js";
 import { realmHostFor } from "../config/settings.js";
 import { escapeMessageHtml } from "../zulip/templates/html.js";
@@ -232,13 +221,13 @@ function slug(s: string): string {
 const DAY = 86400_000;
 
 const KIND_ROLE: Record<SeedUserKind, number> = {
-  owner: Role.OWNER,
-  admin: Role.ADMINISTRATOR,
-  moderator: Role.MODERATOR,
-  member: Role.MEMBER,
-  newMember: Role.MEMBER,
-  guest: Role.GUEST,
-  bot: Role.MEMBER,
+  owner: ROLES.REALM_OWNER,
+  admin: ROLES.REALM_ADMINISTRATOR,
+  moderator: ROLES.MODERATOR,
+  member: ROLES.MEMBER,
+  newMember: ROLES.MEMBER,
+  guest: ROLES.GUEST,
+  bot: ROLES.MEMBER,
 };
 
 /**
@@ -394,7 +383,7 @@ async function seedRealm(
   const join = async (u: PlannedUser, channelIds: number[]) => {
     let botOwnerId: number | null = null;
     if (u.kind === "bot") {
-      const candidates = users.filter((h) => !h.isBot && h.isActive && h.role !== Role.GUEST);
+      const candidates = users.filter((h) => !h.isBot && h.isActive && h.role !== ROLES.GUEST);
       botOwnerId = candidates.length ? rng.pick(candidates).id : users[0].id;
     }
     const created = await createUser(db, realm, {
@@ -440,7 +429,7 @@ async function seedRealm(
       : customChannels
           .filter(({ spec }) => {
             const who = spec.subscribers ?? "members";
-            return who === "everyone" || (who === "members" ? role !== Role.GUEST : role <= Role.MODERATOR);
+            return who === "everyone" || (who === "members" ? role !== ROLES.GUEST : role <= ROLES.MODERATOR);
           })
           .map(({ channel }) => channel.id);
 
@@ -578,7 +567,7 @@ export async function seedBulkUsers(
   opts: BulkUsersOptions = {},
 ): Promise<{ firstId: number; lastId: number; count: number }> {
   if (count <= 0) return { firstId: 0, lastId: -1, count: 0 };
-  const role = opts.role ?? Role.MEMBER;
+  const role = opts.role ?? ROLES.MEMBER;
   const realm = (await db.query(`SELECT * FROM zerver_realm WHERE id = $1`, [realmId])).rows[0];
   if (!realm) throw new Error(`realm ${realmId} does not exist`);
   const groups = await getSystemGroups(db, realmId);
@@ -689,7 +678,7 @@ export async function seedBulkUsers(
   const provisional = isProvisionalMember(role, dateJoined, Number(realm.waiting_period_threshold), now);
   let newAreWorkplace: boolean;
   if (wg?.is_system_group && wg.name === "role:fullmembers") {
-    newAreWorkplace = role === Role.MEMBER ? !provisional : role !== Role.GUEST;
+    newAreWorkplace = role === ROLES.MEMBER ? !provisional : role !== ROLES.GUEST;
   } else if (wg?.is_system_group) {
     newAreWorkplace = (rolesIn[wg.name] ?? []).includes(role);
   } else {
@@ -714,15 +703,15 @@ export async function seedBulkUsers(
 
   // System-group memberships (+ role:fullmembers for members past the waiting period).
   const roleGroup = {
-    [Role.OWNER]: groups["role:owners"],
-    [Role.ADMINISTRATOR]: groups["role:administrators"],
-    [Role.MODERATOR]: groups["role:moderators"],
-    [Role.MEMBER]: groups["role:members"],
-    [Role.GUEST]: groups["role:everyone"],
+    [ROLES.REALM_OWNER]: groups["role:owners"],
+    [ROLES.REALM_ADMINISTRATOR]: groups["role:administrators"],
+    [ROLES.MODERATOR]: groups["role:moderators"],
+    [ROLES.MEMBER]: groups["role:members"],
+    [ROLES.GUEST]: groups["role:everyone"],
   }[role];
   if (roleGroup === undefined) throw new Error(`unknown role ${role}`);
   const memberGroups = [roleGroup];
-  if (role === Role.MEMBER && !provisional) {
+  if (role === ROLES.MEMBER && !provisional) {
     memberGroups.push(groups["role:fullmembers"]);
   }
   for (const gid of memberGroups) {

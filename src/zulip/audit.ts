@@ -7,6 +7,8 @@
 // the column exists). event_time is the application's clock, like Django's timezone_now().
 import { queryTableColumns, type Queryable } from "../db/db.js";
 import { realmCondition } from "./lookup.js";
+import { ROLE_IDS, ROLES } from "./roles.js";
+import { insertRow, type Row } from "./rows.js";
 
 export const AuditLogEventType = {
   USER_CREATED: 101,
@@ -83,7 +85,16 @@ export const ROLE_COUNT_HUMANS = "11";
 export const ROLE_COUNT_BOTS = "12";
 
 /** The events Zulip uploads to the push bouncer (and which carry a ROLE_COUNT). */
-export const SYNCED_BILLING_EVENTS = [101, 102, 103, 104, 105, 201, 202, 229];
+export const SYNCED_BILLING_EVENTS: readonly number[] = [
+  AuditLogEventType.USER_CREATED,
+  AuditLogEventType.USER_ACTIVATED,
+  AuditLogEventType.USER_DEACTIVATED,
+  AuditLogEventType.USER_REACTIVATED,
+  AuditLogEventType.USER_ROLE_CHANGED,
+  AuditLogEventType.REALM_DEACTIVATED,
+  AuditLogEventType.REALM_REACTIVATED,
+  AuditLogEventType.REALM_IMPORTED,
+];
 
 export interface AuditLogEntry {
   realmId: number;
@@ -169,21 +180,62 @@ export async function insertAuditLog(q: Queryable, entries: AuditLogEntry[]): Pr
   return rows.map((r) => Number(r.id));
 }
 
+/**
+ * One RealmAuditLog row's values, every NOT NULL column supplied, for the creation code's checked
+ * INSERTs (rows.ts insertRow / insertRows: a column a release lacks is left out).
+ */
+export function auditLogRow(e: AuditLogEntry): Row {
+  return {
+    event_time: e.eventTime ?? new Date(),
+    backfilled: e.backfilled ?? false,
+    extra_data: JSON.stringify(e.extraData ?? {}),
+    event_type: e.eventType,
+    event_last_message_id: e.eventLastMessageId ?? null,
+    acting_user_id: e.actingUserId ?? null,
+    modified_user_id: e.modifiedUserId ?? null,
+    realm_id: e.realmId,
+    modified_stream_id: e.modifiedStreamId ?? null,
+    modified_user_group_id: e.modifiedUserGroupId ?? null,
+    scrubbed: false,
+  };
+}
+
+/** One audit row through rows.ts insertRow (CreationSchemaError on a schema it does not know); its id. */
+export async function insertAuditLogRow(q: Queryable, e: AuditLogEntry): Promise<number> {
+  return Number((await insertRow(q, "zerver_realmauditlog", auditLogRow(e))).id);
+}
+
+/** The RealmAuditLog rows about a user (for a user created in this transaction: the rows its creation wrote). */
+export async function auditLogIdsOfUser(q: Queryable, userId: number): Promise<number[]> {
+  const { rows } = await q.query("SELECT id FROM zerver_realmauditlog WHERE modified_user_id = $1 ORDER BY id", [userId]);
+  return rows.map((r) => Number(r.id));
+}
+
+/**
+ * The ids of every RealmAuditLog row of an organization, in order: for an organization this
+ * transaction created (create_realm, change_realm_subdomain's placeholder), the rows it wrote.
+ */
+export async function auditLogIdsOfRealm(q: Queryable, realmId: number): Promise<number[]> {
+  const { rows } = await q.query("SELECT id FROM zerver_realmauditlog WHERE realm_id = $1 ORDER BY id", [realmId]);
+  return rows.map((r) => Number(r.id));
+}
+
 /** The ROLE_COUNT payload: {"11": {"<role>": n, ..., [workplace keys]}, "12": bots}. */
 export interface RoleCountSnapshot {
   [ROLE_COUNT_HUMANS]: Record<string, number>;
   [ROLE_COUNT_BOTS]: number;
 }
 
-const ROLE_TYPES = [100, 200, 300, 400, 600];
+const ROLE_TYPES: readonly number[] = ROLE_IDS;
+const { REALM_OWNER, REALM_ADMINISTRATOR, MODERATOR, MEMBER } = ROLES;
 
 /** Roles whose users belong (directly or through subgroups) to a role-based system group. */
-const ROLES_IN_SYSTEM_GROUP: Record<string, number[]> = {
+const ROLES_IN_SYSTEM_GROUP: Record<string, readonly number[]> = {
   "role:nobody": [],
-  "role:owners": [100],
-  "role:administrators": [100, 200],
-  "role:moderators": [100, 200, 300],
-  "role:members": [100, 200, 300, 400],
+  "role:owners": [REALM_OWNER],
+  "role:administrators": [REALM_OWNER, REALM_ADMINISTRATOR],
+  "role:moderators": [REALM_OWNER, REALM_ADMINISTRATOR, MODERATOR],
+  "role:members": [REALM_OWNER, REALM_ADMINISTRATOR, MODERATOR, MEMBER],
   "role:everyone": ROLE_TYPES,
   "role:internet": ROLE_TYPES,
 };
@@ -326,7 +378,7 @@ export function countsAfterChange(
  * humans by role), or a number of group members counted from the memberships (any other group;
  * Zulip counts those before a role change moves the user's memberships).
  */
-export type WorkplacePart = { kind: "none" } | { kind: "roles"; roles: number[] } | { kind: "members"; count: number };
+export type WorkplacePart = { kind: "none" } | { kind: "roles"; roles: readonly number[] } | { kind: "members"; count: number };
 
 /** The realm's workplace users group as the caller knows it: its id, and its name when it is a system group. */
 export interface WorkplaceGroup {
@@ -345,7 +397,7 @@ export function workplaceGroupOf(workplaceUsersGroupId: unknown, systemGroups: I
   return { id, name: [...systemGroups].find((g) => g.id === id)?.name ?? null };
 }
 
-function workplaceRoles(group: WorkplaceGroup): number[] | null {
+function workplaceRoles(group: WorkplaceGroup): readonly number[] | null {
   return group.name !== null && group.name !== "role:fullmembers" && ROLES_IN_SYSTEM_GROUP[group.name] ? ROLES_IN_SYSTEM_GROUP[group.name] : null;
 }
 
@@ -397,10 +449,12 @@ async function workplacePartOf(q: Queryable, group: WorkplaceGroup): Promise<Wor
 
 /** realm_user_count_by_role's payload from the counts and the workplace part. */
 export function assembleRoleCounts(counts: RealmUserCounts, workplace: WorkplacePart): RoleCountSnapshot {
-  const humans: Record<string, number> = { "200": 0, "100": 0, "300": 0, "400": 0, "600": 0 };
+  // Zulip's key order: administrators first (realm_user_count_by_role's dict literal).
+  const humans: Record<string, number> = {};
+  for (const role of [REALM_ADMINISTRATOR, REALM_OWNER, MODERATOR, MEMBER, ROLES.GUEST]) humans[String(role)] = 0;
   Object.assign(humans, counts.humans);
   if (workplace.kind !== "none") {
-    const sum = (roles: number[]) => roles.reduce((s, role) => s + (humans[String(role)] ?? 0), 0);
+    const sum = (roles: readonly number[]) => roles.reduce((s, role) => s + (humans[String(role)] ?? 0), 0);
     const total = sum(ROLE_TYPES);
     const count = workplace.kind === "roles" ? sum(workplace.roles) : workplace.count;
     humans.workplace_users = count;
@@ -447,4 +501,9 @@ export async function roleCountsAfterChange(
 export async function readRealmUserCounts(q: Queryable, realmId: number): Promise<RealmUserCounts> {
   const { rows } = await q.query(`SELECT (${REALM_USER_COUNTS_SQL}) AS counts`, [realmId]);
   return realmUserCounts(rows[0]?.counts ?? null);
+}
+
+/** realm_user_count_by_role(): the ROLE_COUNT ("10") payload of billing audit rows. */
+export async function roleCountSnapshot(q: Queryable, realmId: number): Promise<Record<string, unknown>> {
+  return { [ROLE_COUNT]: await roleCounts(q, realmId) };
 }

@@ -6,6 +6,7 @@ import { AuditLogEventType, insertAuditLog } from "./audit.js";
 import type { Queryable } from "../db/db.js";
 import { CommandError } from "../lib/errors.js";
 import { type Notify, sendGroupMembersEvent } from "../services/events.js";
+import { ROLES } from "./roles.js";
 
 export const SystemGroups = {
   NOBODY: "role:nobody",
@@ -18,13 +19,37 @@ export const SystemGroups = {
   EVERYONE_ON_INTERNET: "role:internet",
 } as const;
 
+/** The system groups in creation order, with their descriptions (create_system_user_groups_for_realm). */
+export const SYSTEM_GROUPS = [
+  [SystemGroups.NOBODY, "Nobody"],
+  [SystemGroups.OWNERS, "Owners of this organization"],
+  [SystemGroups.ADMINISTRATORS, "Administrators of this organization, including owners"],
+  [SystemGroups.MODERATORS, "Moderators of this organization, including administrators"],
+  [SystemGroups.FULL_MEMBERS, "Members of this organization, not including new accounts and guests"],
+  [SystemGroups.MEMBERS, "Members of this organization, not including guests"],
+  [SystemGroups.EVERYONE, "Everyone in this organization, including guests"],
+  [SystemGroups.EVERYONE_ON_INTERNET, "Everyone on the Internet"],
+] as const;
+export type SystemGroupName = (typeof SYSTEM_GROUPS)[number][0];
+export type SystemGroupIds = Record<SystemGroupName, number>;
+
+/** NamedUserGroup's six group-setting columns; system groups point all of them at role:nobody. */
+export const NAMED_GROUP_SETTING_COLUMNS = [
+  "can_add_members_group_id",
+  "can_join_group_id",
+  "can_leave_group_id",
+  "can_manage_group_id",
+  "can_mention_group_id",
+  "can_remove_members_group_id",
+] as const;
+
 /** get_system_user_group_for_user: the system group a user of each role is a direct member of. */
-export const SYSTEM_GROUP_FOR_ROLE: Record<number, string> = {
-  100: SystemGroups.OWNERS,
-  200: SystemGroups.ADMINISTRATORS,
-  300: SystemGroups.MODERATORS,
-  400: SystemGroups.MEMBERS,
-  600: SystemGroups.EVERYONE,
+export const SYSTEM_GROUP_FOR_ROLE: Record<number, SystemGroupName> = {
+  [ROLES.REALM_OWNER]: SystemGroups.OWNERS,
+  [ROLES.REALM_ADMINISTRATOR]: SystemGroups.ADMINISTRATORS,
+  [ROLES.MODERATOR]: SystemGroups.MODERATORS,
+  [ROLES.MEMBER]: SystemGroups.MEMBERS,
+  [ROLES.GUEST]: SystemGroups.EVERYONE,
 };
 
 export interface NamedGroup {
@@ -65,7 +90,26 @@ export async function getSystemGroup(q: Queryable, realmId: number, name: string
   return group;
 }
 
-export function systemGroupNameForRole(role: number): string {
+/** The system group ids of a realm, by name (every one of them must exist). */
+export async function getSystemGroups(q: Queryable, realmId: number): Promise<SystemGroupIds> {
+  const groups = await systemGroups(q, realmId);
+  const out = {} as SystemGroupIds;
+  for (const [n] of SYSTEM_GROUPS) {
+    const g = groups.get(n);
+    if (!g) throw new Error(`realm ${realmId} has no system group ${n}`);
+    out[n] = g.id;
+  }
+  return out;
+}
+
+/** UserProfile.is_provisional_member: a member younger (in whole days) than the waiting period. */
+export function isProvisionalMember(role: number, dateJoined: Date, waitingPeriodDays: number, now: Date): boolean {
+  if (role !== ROLES.MEMBER) return false; // is_moderator (and above) → False; guests are not members
+  const days = Math.floor((now.getTime() - dateJoined.getTime()) / 86400_000);
+  return days < waitingPeriodDays;
+}
+
+export function systemGroupNameForRole(role: number): SystemGroupName {
   const name = SYSTEM_GROUP_FOR_ROLE[role];
   if (!name) throw new CommandError(`Unknown role ${role}.`);
   return name;
@@ -191,7 +235,7 @@ export async function planFullMembersUpdate(
   const fullRows = rows.filter((r) => Number(r.group_id) === full.id);
   const memberRows = rows.filter((r) => Number(r.group_id) === members.id);
   const fullIds = new Set(fullRows.map((r) => Number(r.id)));
-  const remove = fullRows.filter((r) => provisional(r) || Number(r.role) !== 400).map((r) => Number(r.id));
+  const remove = fullRows.filter((r) => provisional(r) || Number(r.role) !== ROLES.MEMBER).map((r) => Number(r.id));
   const add = memberRows.filter((r) => !fullIds.has(Number(r.id)) && !provisional(r)).map((r) => Number(r.id));
   return { fullMembersGroup: full, remove, add };
 }

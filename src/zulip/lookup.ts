@@ -88,10 +88,17 @@ export async function getUser(db: Queryable, email: string, realm: Realm | null)
   return rows[0];
 }
 
-/** A realm as --json documents name it. */
+/** A realm as --json documents name it (and as actions are told which realm they work on). */
 export interface RealmRef {
   id: number;
   string_id: string;
+}
+
+/** A realm given by its id, or by an object that has it (a RealmRef, a Realm row, a created realm). */
+export type RealmIdOrRef = number | Pick<RealmRef, "id">;
+
+export function realmIdOf(realm: RealmIdOrRef): number {
+  return typeof realm === "number" ? realm : realm.id;
 }
 
 /**

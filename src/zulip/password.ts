@@ -18,21 +18,31 @@
 // and dictionaries as Zulip's Python zxcvbn and its web app's (npm zxcvbn), loaded only when a
 // password is checked. Zulip's forms also cap passwords at PASSWORD_MAX_LENGTH (default 100).
 import { createRequire } from "node:module";
-import { djangoPbkdf2Hash } from "./actions/create.js";
 import { crypto } from "../lib/builtins.js";
+import { cryptoRandom, getRandomString, RANDOM_STRING_CHARS, type RandomSource } from "../lib/random.js";
 
 /** Django's Argon2PasswordHasher parameters (Django 4.x/5.x, argon2-cffi defaults). */
 export const DJANGO_ARGON2 = { timeCost: 2, memoryCost: 102400, parallelism: 8, hashLength: 16 } as const;
 
-/** django.utils.crypto.RANDOM_STRING_CHARS */
-const RANDOM_STRING_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-
 /** BasePasswordHasher.salt(): ceil(128 / log2(62)) = 22 random characters. */
 export function djangoSalt(): string {
-  const n = Math.ceil(128 / Math.log2(RANDOM_STRING_CHARS.length));
-  let s = "";
-  for (let i = 0; i < n; i++) s += RANDOM_STRING_CHARS[crypto().randomInt(RANDOM_STRING_CHARS.length)];
-  return s;
+  return getRandomString(Math.ceil(128 / Math.log2(RANDOM_STRING_CHARS.length)));
+}
+
+/** Django's unusable password: "!" + 40 random characters. */
+export function unusablePassword(random: RandomSource = cryptoRandom): string {
+  return "!" + random.alnum(40);
+}
+
+/**
+ * A Django PBKDF2-SHA256 password hash ("pbkdf2_sha256$<iterations>$<salt>$<b64>"). Zulip lists
+ * PBKDF2PasswordHasher after Argon2 in PASSWORD_HASHERS, so it verifies (and upgrades) these.
+ */
+export function djangoPbkdf2Hash(password: string, opts: { salt?: string; iterations?: number; random?: RandomSource } = {}): string {
+  const iterations = opts.iterations ?? 1_000_000; // Django 5.2 default
+  const salt = opts.salt ?? (opts.random ?? cryptoRandom).alnum(22);
+  const hash = crypto().pbkdf2Sync(password, salt, iterations, 32, "sha256").toString("base64");
+  return `pbkdf2_sha256$${iterations}$${salt}$${hash}`;
 }
 
 /** Argon2PasswordHasher.encode(password, salt). */

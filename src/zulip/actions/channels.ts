@@ -2,7 +2,7 @@
 // do_unarchive_stream does (zerver/actions/streams.py), and the Notification Bot notices Zulip
 // posts into channels (the unarchive notice in the channel's "channel events" topic, the
 // "<user> joined this organization." signup announcement), written as do_send_messages writes
-// them (src/zulip/actions/create.ts sendMessage) with the Markdown rendering Zulip's server produces.
+// them (src/zulip/actions/message-send.ts sendMessage) with the Markdown rendering Zulip's server produces.
 //
 // A notice is only written when its rendering is certain: English organizations (Zulip
 // translates the topic and text into the organization's language), names made of letters,
@@ -13,7 +13,8 @@
 import { AuditLogEventType, insertAuditLog } from "../audit.js";
 import type { CacheInvalidation } from "../cache.js";
 import { cacheKeys, sha1Hex } from "../cache.js";
-import { sendMessage, SYSTEM_BOT_REALM } from "./create.js";
+import { sendMessage } from "./message-send.js";
+import { SYSTEM_BOT_REALM } from "../models.js";
 import { canAccessStreamMetadataUserIds, sendStreamCreationEvent } from "../events/channel-events.js";
 import type { Queryable } from "../../db/db.js";
 import { FL, type Notify } from "../../services/events.js";

@@ -39,7 +39,7 @@ import type { Db, Queryable } from "../../db/db.js";
 import { catalogForeignKeys } from "../../db/ondelete.js";
 import { zlib } from "../../lib/builtins.js";
 import { seriesAtLeast } from "../../db/zulip-versions.js";
-import { databaseSeries } from "./create.js";
+import { databaseSeries } from "../rows.js";
 
 // ---------------------------------------------------------------------------------------------
 // JSON as Zulip writes it (orjson, OPT_INDENT_2)

@@ -20,11 +20,11 @@
 import { AuditLogEventType, insertAuditLog, NEW_VALUE, OLD_VALUE, ROLE_COUNT, roleCounts } from "../audit.js";
 import type { CacheInvalidation } from "../cache.js";
 import { CONFIRMATION_STATUS, CONFIRMATION_TYPES, insertConfirmation } from "../confirmation.js";
-import { createRealm, type CreatedRealm, databaseSeries } from "./create.js";
+import { createRealm, type CreatedRealm, sendRealmCreationEvents } from "./create-realm.js";
+import { databaseSeries } from "../rows.js";
 import { seriesAtLeast } from "../../db/zulip-versions.js";
 import type { Queryable } from "../../db/db.js";
-import { sendStreamCreationEvent } from "../events/channel-events.js";
-import { activeNonGuestUserIds, activeUserIds, type Notify } from "../../services/events.js";
+import { activeUserIds, type Notify } from "../../services/events.js";
 import { buildEmail, type EmailSettings, type OutgoingEmail, securityEmailFromName, supportAddress, tokenizedNoreplyAddress } from "../../services/email.js";
 import { deleteUserSessions, type UserSession } from "../sessions.js";
 import { emailBaseDefault, BUTTON_STYLE, escapeHtml, linkTag } from "../templates/html.js";
@@ -560,36 +560,10 @@ export async function createRedirectPlaceholder(
   return { realm: created, deactivation };
 }
 
-/**
- * The events and jobs of do_create_realm (zerver/actions/create_realm.py; the same calls in the
- * 10.x, 11.x and main versions read), for a realm createRealm just wrote: the
- * maybe_enqueue_audit_log_upload job of its transaction, then, per default channel, the
- * `stream` `create` of ensure_stream -> create_stream_if_needed, sent (public channel) to
- * active_non_guest_user_ids of the new realm — nobody yet, but Zulip still publishes each
- * event with an empty user list, and so do we. No traffic (stream_weekly_traffic null) and
- * for_unarchiving false (from FL 378). No other events: REALM_INTERNAL_BOTS is empty outside
- * Zulip's development settings, and BILLING_ENABLED's plan change is Zulip Cloud's.
- */
-export async function sendRealmCreationEvents(q: Queryable, notify: Notify, created: CreatedRealm, featureLevel: number): Promise<void> {
-  notify.events.auditLogUpload(notify.realm);
-  for (const c of created.channels) {
-    await sendStreamCreationEvent(q, notify, { id: c.id, realm_id: created.id }, await activeNonGuestUserIds(q, created.id), { traffic: false, forUnarchiving: false, featureLevel });
-  }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Small helpers the commands share
 
 export { cacheReportJson as cacheJson } from "../cache.js";
-
-/**
- * The ids of every RealmAuditLog row of an organization, in order: for an organization this
- * transaction created (create_realm, change_realm_subdomain's placeholder), the rows it wrote.
- */
-export async function auditLogIdsOfRealm(q: Queryable, realmId: number): Promise<number[]> {
-  const { rows } = await q.query("SELECT id FROM zerver_realmauditlog WHERE realm_id = $1 ORDER BY id", [realmId]);
-  return rows.map((r) => Number(r.id));
-}
 
 /** SECRET_KEY when readable (to skip sessions Django would not honour), else undefined. */
 export function secretKeyOrUndefined(settings: { get(name: "SECRET_KEY"): string }): string | undefined {

@@ -20,7 +20,9 @@
 import { AuditLogEventType, insertAuditLog } from "../audit.js";
 import type { CacheInvalidation } from "../cache.js";
 import { channelCacheKey } from "./channels.js";
-import { bulkAddSubscriptions, createChannel, lastMessageId } from "./create.js";
+import { bulkAddSubscriptions } from "./bulk-add-subscriptions.js";
+import { createChannel } from "./create-channel.js";
+import { lastMessageId } from "./message-send.js";
 import type { Queryable } from "../../db/db.js";
 import { sendStreamCreationEvent } from "../events/channel-events.js";
 import { CommandError } from "../../lib/errors.js";

@@ -1,0 +1,149 @@
+// create_internal_realm's bots (zerver/lib/server_initialization.py): the system bot realm
+// ("zulipinternal") is created by do_create_realm when the server has no realm yet
+// (server_initialized() is Realm.objects.exists()), with settings.INTERNAL_BOTS in it.
+import { AuditLogEventType, auditLogRow, insertAuditLogRow } from "../audit.js";
+import type { Queryable } from "../../db/db.js";
+import { cryptoRandom, type RandomSource } from "../../lib/random.js";
+import { getSystemGroups, isProvisionalMember } from "../groups.js";
+import { realmIdOf, type RealmIdOrRef } from "../lookup.js";
+import { BotType } from "../models.js";
+import { unusablePassword } from "../password.js";
+import { ROLES } from "../roles.js";
+import { hasPersonalRecipients, insertRows, nextId, type Row } from "../rows.js";
+import { USER_SETTING_DEFAULTS } from "../user-settings.js";
+import { createRealm, type CreatedRealm } from "./create-realm.js";
+import { createPersonalRecipients, loadRealm, userAccountValues } from "./create-user.js";
+
+/** settings.INTERNAL_BOTS (INTERNAL_BOT_DOMAIN = zulip.com); created sorted by email. */
+export const SYSTEM_BOTS = [
+  { email: "emailgateway@zulip.com", fullName: "Email Gateway", canForgeSender: true },
+  { email: "nagios-receive-bot@zulip.com", fullName: "Nagios Receive Bot", canForgeSender: false },
+  { email: "nagios-send-bot@zulip.com", fullName: "Nagios Send Bot", canForgeSender: false },
+  { email: "nagios-staging-receive-bot@zulip.com", fullName: "Nagios Staging Receive Bot", canForgeSender: false },
+  { email: "nagios-staging-send-bot@zulip.com", fullName: "Nagios Staging Send Bot", canForgeSender: false },
+  { email: "notification-bot@zulip.com", fullName: "Notification Bot", canForgeSender: false },
+  { email: "welcome-bot@zulip.com", fullName: "Welcome Bot", canForgeSender: false },
+] as const;
+
+
+/**
+ * create_internal_realm's bots: bulk_create_users into zulipinternal (101 audits with empty
+ * extra_data, role:members + role:fullmembers memberships with 703 audits), each bot owning
+ * itself with avatar_source 'U', then can_forge_sender for the email gateway (108 audit).
+ * Idempotent: bots that exist are skipped.
+ */
+export async function createSystemBots(
+  db: Queryable,
+  systemRealm: RealmIdOrRef,
+  opts: { dateJoined?: Date; random?: RandomSource } = {},
+): Promise<Record<string, number>> {
+  const random = opts.random ?? cryptoRandom;
+  const info = await loadRealm(db, realmIdOf(systemRealm));
+  const groups = await getSystemGroups(db, info.id);
+  const when = opts.dateJoined ?? new Date();
+  const out: Record<string, number> = {};
+  const existing = await db.query(`SELECT id, email FROM zerver_userprofile WHERE realm_id = $1`, [info.id]);
+  const have = new Map(existing.rows.map((r) => [r.email as string, Number(r.id)]));
+  const toCreate = SYSTEM_BOTS.filter((b) => !have.has(b.email));
+  const rows: Row[] = [];
+  for (const b of toCreate) {
+    const id = await nextId(db, "zerver_userprofile");
+    rows.push({
+      ...USER_SETTING_DEFAULTS,
+      default_language: info.defaultLanguage,
+      ...userAccountValues({
+        id,
+        password: unusablePassword(random),
+        dateJoined: when,
+        deliveryEmail: b.email,
+        email: b.email,
+        fullName: b.fullName,
+        tosVersion: null,
+        apiKey: random.alnum(32),
+        uuid: random.uuid(),
+        botType: BotType.DEFAULT,
+        role: ROLES.MEMBER,
+        isMirrorDummy: false,
+        canForgeSender: false,
+        canCreateUsers: false,
+        timezone: "",
+        avatarSource: "U",
+        botOwnerId: id,
+        realmId: info.id,
+      }),
+    });
+  }
+  await insertRows(db, "zerver_userprofile", rows, null);
+  await insertRows(
+    db,
+    "zerver_realmauditlog",
+    rows.map((r) => auditLogRow({ realmId: info.id, eventType: AuditLogEventType.USER_CREATED, eventTime: when, modifiedUserId: r.id as number })),
+    null,
+  );
+  if (rows.length && (await hasPersonalRecipients(db))) {
+    await createPersonalRecipients(db, rows.map((r) => ({ id: r.id as number, isActive: true })));
+  }
+  const provisional = isProvisionalMember(ROLES.MEMBER, when, info.waitingPeriodThreshold, when);
+  const memberships: Row[] = [];
+  for (const r of rows) {
+    memberships.push({ user_group_id: groups["role:members"], user_profile_id: r.id });
+    if (!provisional) memberships.push({ user_group_id: groups["role:fullmembers"], user_profile_id: r.id });
+  }
+  await insertRows(db, "zerver_usergroupmembership", memberships, null);
+  await insertRows(
+    db,
+    "zerver_realmauditlog",
+    memberships.map((m) =>
+      auditLogRow({
+        realmId: info.id,
+        eventType: AuditLogEventType.USER_GROUP_DIRECT_USER_MEMBERSHIP_ADDED,
+        eventTime: when,
+        modifiedUserId: m.user_profile_id as number,
+        modifiedUserGroupId: m.user_group_id as number,
+      }),
+    ),
+    null,
+  );
+  for (const r of rows) have.set(r.email as string, r.id as number);
+  for (const b of SYSTEM_BOTS) {
+    const id = have.get(b.email)!;
+    out[b.email] = id;
+    if (b.canForgeSender && toCreate.includes(b)) {
+      await db.query(`UPDATE zerver_userprofile SET can_forge_sender = true WHERE id = $1`, [id]);
+      await insertAuditLogRow(db, {
+        realmId: info.id,
+        eventType: AuditLogEventType.USER_SPECIAL_PERMISSION_CHANGED,
+        eventTime: when,
+        modifiedUserId: id,
+        extraData: { "1": false, "2": true, property: "can_forge_sender" },
+      });
+    }
+  }
+  return out;
+}
+
+/** server_initialized(): whether the server has any organization at all. */
+export async function serverInitialized(q: Queryable): Promise<boolean> {
+  const { rows } = await q.query("SELECT 1 FROM zerver_realm LIMIT 1");
+  return rows.length > 0;
+}
+
+/** The id of the realm with this string id, or null (is the system bot realm there?). */
+export async function realmIdByStringId(q: Queryable, stringId: string): Promise<number | null> {
+  const { rows } = await q.query("SELECT id FROM zerver_realm WHERE string_id = $1", [stringId]);
+  return rows.length ? Number(rows[0].id) : null;
+}
+
+/**
+ * create_internal_realm: the system bot realm (create_internal_realm semantics: no default
+ * channels, the internal clients) and its bots, in the caller's transaction.
+ */
+export async function createInternalRealm(
+  q: Queryable,
+  stringId: string,
+  opts: { dateCreated?: Date; random?: RandomSource } = {},
+): Promise<{ realm: CreatedRealm; bots: Record<string, number> }> {
+  const realm = await createRealm(q, { stringId, internal: true, ...opts });
+  const bots = await createSystemBots(q, realm, { ...(opts.dateCreated ? { dateJoined: opts.dateCreated } : {}), ...(opts.random ? { random: opts.random } : {}) });
+  return { realm, bots };
+}

@@ -1,0 +1,77 @@
+// Zulip's model constants (zerver/models/*.py) that several modules use: organization types,
+// email address visibility, bot types, recipient types, UserMessage flags, UserTopic visibility
+// policies, ScheduledEmail types, the system bot realm, and the model defaults of a Subscription
+// row. Roles are in roles.ts, audit log event types in audit.ts, confirmation types in
+// confirmation.ts.
+
+/** UserProfile bot types. */
+export const BotType = { DEFAULT: 1, INCOMING_WEBHOOK: 2, OUTGOING_WEBHOOK: 3, EMBEDDED: 4 } as const;
+
+/** Recipient.type */
+export const RecipientType = { PERSONAL: 1, STREAM: 2, DIRECT_MESSAGE_GROUP: 3 } as const;
+
+/** UserMessage flags (the bits this code sets). */
+export const UserMessageFlag = {
+  READ: 1,
+  STARRED: 2,
+  MENTIONED: 8,
+  HAS_ALERT_WORD: 512,
+  HISTORICAL: 1024,
+  IS_PRIVATE: 2048,
+} as const;
+
+/** Realm.ORG_TYPES ids. */
+export const OrgType = {
+  UNSPECIFIED: 0,
+  BUSINESS: 10,
+  OPENSOURCE: 20,
+  EDUCATION_NONPROFIT: 30,
+  EDUCATION: 35,
+  RESEARCH: 40,
+  EVENT: 50,
+  NONPROFIT: 60,
+  GOVERNMENT: 70,
+  POLITICAL_GROUP: 80,
+  COMMUNITY: 90,
+  PERSONAL: 100,
+  OTHER: 1000,
+} as const;
+
+/** UserProfile/RealmUserDefault email_address_visibility values. */
+export const EmailAddressVisibility = { EVERYONE: 1, MEMBERS: 2, ADMINS: 3, NOBODY: 4, MODERATORS: 5 } as const;
+
+/** settings.SYSTEM_BOT_REALM's default, and the name create_internal_realm gives it. */
+export const SYSTEM_BOT_REALM = "zulipinternal";
+export const SYSTEM_BOT_REALM_NAME = "System bot realm";
+
+/** UserTopic.VisibilityPolicy */
+export const VisibilityPolicy = { INHERIT: 0, MUTED: 1, UNMUTED: 2, FOLLOWED: 3 } as const;
+
+/** ScheduledEmail.type */
+export const ScheduledEmailType = { WELCOME: 1, DIGEST: 2, INVITATION_REMINDER: 3 } as const;
+
+/** zerver/lib/stream_color.py's fallback colour of a new Subscription. */
+export const DEFAULT_SUBSCRIPTION_COLOR = "#c2c2c2";
+
+/** A Subscription row with the model's defaults (is_user_active copied from the user). */
+export function subscriptionValues(
+  recipientId: number,
+  userId: number,
+  isUserActive: boolean,
+  color: string = DEFAULT_SUBSCRIPTION_COLOR,
+): Record<string, unknown> {
+  return {
+    active: true,
+    is_user_active: isUserActive,
+    is_muted: false,
+    color,
+    pin_to_top: false,
+    desktop_notifications: null,
+    audible_notifications: null,
+    push_notifications: null,
+    email_notifications: null,
+    wildcard_mentions_notify: null,
+    recipient_id: recipientId,
+    user_profile_id: userId,
+  };
+}

@@ -7,6 +7,8 @@
 // come from `zulip-manage completion --realms` (one cheap query), run with the --conf-dir the
 // command line already has, errors discarded, so a TAB never prints anything but candidates.
 import type { Command, Option } from "commander";
+import { COMMANDS } from "../commands/index.js";
+import { buildCommand } from "./runner.js";
 
 export type ValueKind = "none" | "choices" | "file" | "dir" | "realm" | "text";
 
@@ -278,4 +280,14 @@ export function zshScript(spec: CompletionSpec): string {
   L.push(`    compdef ${fn} ${checkWord(spec.program)}`);
   L.push(`fi`);
   return L.join("\n") + "\n";
+}
+
+/** Completion data for every registered command (loads every command module once). */
+export async function completionCommands(): Promise<CompletionCommand[]> {
+  const out: CompletionCommand[] = [];
+  for (const entry of COMMANDS) {
+    const mod = (await entry.load()).default;
+    out.push(describeCommand(entry.name, entry.summary, buildCommand(mod)));
+  }
+  return out;
 }

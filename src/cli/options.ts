@@ -1,11 +1,16 @@
 // The options several commands share, declared once: manage.py's -r/--realm and -u/--users /
-// -a/--all-users, and our --flush-cache and --events. Each helper returns the command it was
+// -a/--all-users, create_user / create_realm's user arguments, and our --flush-cache and --events. Each helper returns the command it was
 // given with the option's type added (@commander-js/extra-typings), so that a command's
 // configure() is one chain and its run() receives typed options.
 import { type Command, type OptionValues, Option } from "@commander-js/extra-typings";
 import { FLUSH_MODES } from "../zulip/cache.js";
 import { REALM_HELP } from "../zulip/lookup.js";
 import { EVENTS_MODES } from "../services/events.js";
+import { validateEmailAddress } from "../zulip/email-address.js";
+import { CommandError } from "../lib/errors.js";
+import { READ_LIMITS, readOptionFile } from "../lib/files.js";
+import type { Context } from "./context.js";
+import { StdinLineReader } from "./prompt.js";
 
 /** manage.py's -r/--realm (optional, as in ZulipBaseCommand.add_realm_args). */
 export function addRealmOption<A extends unknown[], O extends OptionValues>(cmd: Command<A, O>, help: string = REALM_HELP) {
@@ -49,4 +54,50 @@ export function addEventsOption<A extends unknown[], O extends OptionValues>(cmd
       .choices(EVENTS_MODES)
       .default("auto" as const),
   );
+}
+
+/** add_create_user_args: [email] [full_name], --password, --password-file. */
+export function addCreateUserArguments<A extends unknown[], O extends OptionValues>(cmd: Command<A, O>) {
+  return cmd
+    .argument("[email]", "Email address for the new user")
+    .argument("[full_name]", "Full name for the new user")
+    .option(
+      "--password <password>",
+      "Password for the new user. Recommended only in a development environment.\n\n" +
+        "Sending passwords via command-line arguments is insecure, since it can be snooped by any process running on the " +
+        "server via `ps -ef` or reading bash history. Prefer --password-file.",
+    )
+    .option("--password-file <file>", "File containing a password for the new user.");
+}
+
+export interface CreateUserParams {
+  email: string;
+  fullName: string;
+  /** null = an unusable password */
+  password: string | null;
+}
+
+/** ZulipBaseCommand.get_create_user_params: missing <email> / <full name> are asked for on stdin. */
+export async function getCreateUserParams(
+  ctx: Context,
+  args: readonly (string | undefined)[],
+  opts: { password?: string; passwordFile?: string },
+): Promise<CreateUserParams> {
+  const reader = new StdinLineReader();
+  try {
+    const email = args[0] ?? (await reader.ask("Email: ", ctx.out.json));
+    // Django's validate_email, the one validator every command uses (change_user_email too).
+    if (validateEmailAddress(email) !== null) throw new CommandError("Invalid email address.");
+    const fullName = args[1] ?? (await reader.ask("Full name: ", ctx.out.json));
+    let password: string | null = null;
+    if (opts.passwordFile !== undefined) {
+      password = readOptionFile(opts.passwordFile, READ_LIMITS.password, "the password file").trim();
+    } else if (opts.password !== undefined) {
+      ctx.out.warn("WARNING: Passing password on the command line is insecure; prefer --password-file.");
+      password = opts.password;
+    }
+    return { email, fullName, password };
+  } finally {
+    reader.close();
+  }
 }

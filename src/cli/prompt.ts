@@ -1,7 +1,8 @@
 // Interactive questions. Only asked on a terminal: manage.py calls input() and, in cron or a
 // pipeline, either hangs or reads whatever happens to be on stdin. Without a terminal we stop
 // with a message naming the flag that answers the question instead. @inquirer/prompts is
-// imported only when a question is actually asked.
+// imported only when a question is actually asked. StdinLineReader answers manage.py's input()
+// questions from standard input line by line.
 import { CommandError } from "../lib/errors.js";
 
 export interface YesNoOptions {
@@ -42,5 +43,82 @@ export async function askYesNo(question: string, opts: YesNoOptions): Promise<bo
       throw new CommandError("Interrupted; nothing was done.", "interrupted");
     }
     throw e;
+  }
+}
+
+/** Longest answer read from standard input (an email address or a name), in bytes. */
+const MAX_ANSWER_BYTES = 64 * 1024;
+
+/**
+ * Reads lines from stdin the way Python's input() does (prompt on stdout, or stderr with
+ * --json), e.g. get_create_user_params' questions. A line longer than MAX_ANSWER_BYTES (e.g. stdin is /dev/zero) ends the command
+ * instead of growing until the process runs out of memory.
+ */
+export class StdinLineReader {
+  private started = false;
+  private pending = "";
+  private lines: string[] = [];
+  private waiting: ((line: string | null) => void)[] = [];
+  private closed = false;
+  private tooLong = false;
+
+  private readonly onData = (chunk: Buffer | string): void => {
+    this.pending += chunk.toString();
+    let nl: number;
+    while ((nl = this.pending.indexOf("\n")) >= 0) {
+      this.deliver(this.pending.slice(0, nl).replace(/\r$/, ""));
+      this.pending = this.pending.slice(nl + 1);
+    }
+    if (Buffer.byteLength(this.pending) > MAX_ANSWER_BYTES) {
+      this.tooLong = true;
+      this.pending = "";
+      this.end();
+    }
+  };
+
+  private readonly onEnd = (): void => {
+    if (this.pending !== "") this.deliver(this.pending);
+    this.pending = "";
+    this.end();
+  };
+
+  private deliver(line: string): void {
+    const w = this.waiting.shift();
+    if (w) w(line);
+    else this.lines.push(line);
+  }
+
+  private end(): void {
+    this.closed = true;
+    this.close();
+    for (const w of this.waiting.splice(0)) w(null);
+  }
+
+  private start(): void {
+    if (this.started) return;
+    this.started = true;
+    process.stdin.on("data", this.onData);
+    process.stdin.on("end", this.onEnd);
+    process.stdin.on("error", this.onEnd);
+  }
+
+  async ask(prompt: string, json: boolean): Promise<string> {
+    (json ? process.stderr : process.stdout).write(prompt);
+    this.start();
+    const line = this.lines.length ? this.lines.shift()! : this.closed ? null : await new Promise<string | null>((r) => this.waiting.push(r));
+    if (line === null && this.tooLong) {
+      throw new CommandError(`The answer to "${prompt.trim()}" on standard input is longer than ${MAX_ANSWER_BYTES / 1024} KiB; refusing to read it.`);
+    }
+    if (line === null) throw new CommandError(`No answer to "${prompt.trim()}": standard input ended. Pass the value as an argument instead.`);
+    return line;
+  }
+
+  close(): void {
+    if (!this.started) return;
+    process.stdin.off("data", this.onData);
+    process.stdin.off("end", this.onEnd);
+    process.stdin.off("error", this.onEnd);
+    process.stdin.pause();
+    process.stdin.destroy();
   }
 }

@@ -26,7 +26,7 @@ import { emailSettings } from "../services/email.js";
 import { EventDelivery, eventsReportJson } from "../services/events.js";
 import { outcome } from "../cli/json-contract.js";
 import { realmJson } from "../cli/json-objects.js";
-import { secretKeyOrUndefined } from "../zulip/actions/realm-lifecycle.js";
+import { secretKeyOrUndefined } from "../zulip/sessions.js";
 import { deleteExpiredDemoOrganizations, realmsDueForScrubbing } from "../zulip/actions/realm-scrub.js";
 import { archiveMessages, cleanArchivedData } from "../zulip/actions/retention.js";
 import { realmHost, realmUrl } from "../config/settings.js";

@@ -26,21 +26,20 @@
 // afterwards, subdomain and url as {old, new}, audit_log_ids the rename's row and then every row
 // of the placeholder (its creation and deactivation); placeholder null with --skip-redirect.
 import { addEventsOption, addFlushCacheOption, addRequiredRealmOption } from "../cli/options.js";
-import { CacheInvalidation } from "../zulip/cache.js";
-import { defineUntypedCommand } from "../cli/command.js";
+import { CacheInvalidation, cacheReportJson } from "../zulip/cache.js";
+import { defineCommand } from "../cli/command.js";
 import { EventDelivery, eventsReportJson, featureLevel } from "../services/events.js";
 import { CommandError, UsageError } from "../lib/errors.js";
-import { getRealm, type Realm } from "../zulip/lookup.js";
-import { auditLogIdsOfRealm } from "../zulip/audit.js";
-import { cacheJson, createRedirectPlaceholder, deleteRealmSessions, lockRealm, renameRealmSubdomain, secretKeyOrUndefined } from "../zulip/actions/realm-lifecycle.js";
+import { getRealm } from "../zulip/lookup.js";
+import { doChangeRealmSubdomain, planRealmSubdomainChange } from "../zulip/actions/change-realm-subdomain.js";
 import { realmJson } from "../cli/json-objects.js";
 import type { ChangeRealmSubdomainBody } from "../schemas/change_realm_subdomain.js";
-import { findUserSessions } from "../zulip/sessions.js";
+import { secretKeyOrUndefined } from "../zulip/sessions.js";
 import { realmUrl } from "../config/settings.js";
-import { checkSubdomainAvailable, SubdomainError, subdomainSettings } from "../zulip/subdomain.js";
+import { requireSubdomainAvailable, subdomainSettings } from "../zulip/subdomain.js";
 import { creationSchemaProblem } from "../zulip/actions/creation-schema.js";
 
-export default defineUntypedCommand({
+export default defineCommand({
   name: "change_realm_subdomain",
   description:
     "Change realm's subdomain.\n\n" +
@@ -51,16 +50,16 @@ export default defineUntypedCommand({
     "zulip-manage change_realm_subdomain -r zulip chat --skip-redirect",
     "zulip-manage change_realm_subdomain -r 2 api --allow-reserved-subdomain --dry-run",
   ],
-  configure(cmd) {
-    cmd.usage("[options] -r REALM <new subdomain>");
-    addRequiredRealmOption(cmd);
-    cmd.argument("[new_subdomain]", "realm new subdomain");
-    cmd.option("--skip-redirect", "Do not redirect the old name to the new one");
-    cmd.option("--allow-reserved-subdomain", "Allow use of reserved subdomains");
-    cmd.option("--dry-run", "show what would change, and change nothing");
-    addFlushCacheOption(cmd);
-    addEventsOption(cmd);
-  },
+  configure: (cmd) =>
+    addEventsOption(
+      addFlushCacheOption(
+        addRequiredRealmOption(cmd.usage("[options] -r REALM <new subdomain>"))
+          .argument("[new_subdomain]", "realm new subdomain")
+          .option("--skip-redirect", "Do not redirect the old name to the new one")
+          .option("--allow-reserved-subdomain", "Allow use of reserved subdomains")
+          .option("--dry-run", "show what would change, and change nothing"),
+      ),
+    ),
   async run(ctx, args, opts) {
     const newSubdomain = args[0];
     if (newSubdomain === undefined) throw new UsageError("the following arguments are required: <new subdomain>");
@@ -70,15 +69,10 @@ export default defineUntypedCommand({
     const config = ctx.config();
     const settings = config.settings;
     const db = await ctx.db();
-    const realm = (await getRealm(db, opts.realm)) as Realm;
+    const realm = (await getRealm(db, opts.realm))!;
     const subOpts = { ...subdomainSettings(settings), allowReserved: Boolean(opts.allowReservedSubdomain) };
-    try {
-      await checkSubdomainAvailable(db, newSubdomain, subOpts);
-    } catch (e) {
-      if (e instanceof SubdomainError) throw new CommandError(e.message);
-      throw e;
-    }
-    const oldSubdomain: string = realm.string_id;
+    await requireSubdomainAvailable(db, newSubdomain, subOpts);
+    const oldSubdomain = realm.string_id;
     if (!skipRedirect) {
       // do_create_realm refuses these outright (AssertionError).
       const forbidden = [subOpts.socialAuthSubdomain, subOpts.selfHostingManagementSubdomain];
@@ -112,13 +106,9 @@ export default defineUntypedCommand({
     };
 
     if (dryRun) {
-      const { rows } = await db.query(
-        "SELECT id, string_id, name FROM zerver_realm WHERE deactivated AND deactivated_redirect = $1 ORDER BY id",
-        [oldUrl],
-      );
-      result.redirects_updated = rows.map((r) => realmJson(settings, r));
-      const { rows: users } = await db.query("SELECT id FROM zerver_userprofile WHERE realm_id = $1", [realm.id]);
-      result.sessions_deleted_count = (await findUserSessions(db, users.map((u) => Number(u.id)), { unexpiredOnly: true, ...(secretKey ? { secretKey } : {}) })).length;
+      const plan = await planRealmSubdomainChange(db, realm.id, oldUrl, secretKey ? { secretKey } : {});
+      result.redirects_updated = plan.redirectsUpdated.map((r) => realmJson(settings, r));
+      result.sessions_deleted_count = plan.sessions;
       out.line(`Would change the subdomain of ${realm.name} from '${oldSubdomain}' to '${newSubdomain}' (${oldUrl} → ${newUrl}).`);
       if (!skipRedirect) out.line(`Would leave a deactivated placeholder at '${oldSubdomain}' redirecting to ${newUrl}.`);
       for (const r of result.redirects_updated) out.line(`Would point the redirect of '${r.string_id}' (id ${r.id}) at ${newUrl}.`);
@@ -130,38 +120,25 @@ export default defineUntypedCommand({
     const events = new EventDelivery(ctx, opts.events);
     const level = featureLevel(ctx.paths, db);
     await events.guard(() => inval.guard(async () => {
-      await events.tx(db, async (q) => {
-        const locked = await lockRealm(q, realm.id);
-        if (locked.string_id !== oldSubdomain) throw new CommandError("The organization's subdomain changed while this command ran; nothing was changed.");
-        // The subdomain may have been taken since the check above.
-        try {
-          await checkSubdomainAvailable(q, newSubdomain, subOpts);
-        } catch (e) {
-          if (e instanceof SubdomainError) throw new CommandError(e.message);
-          throw e;
-        }
-        const renamed = await renameRealmSubdomain(q, locked, newSubdomain, { oldUrl, newUrl, cache: inval });
-        result.audit_log_ids = [renamed.auditLogId];
-        result.realm = realmJson(settings, { ...realm, string_id: newSubdomain });
-        result.redirects_updated = renamed.redirectsUpdated.map((r) => realmJson(settings, r));
-        if (!skipRedirect) {
-          const p = await createRedirectPlaceholder(q, {
-            oldSubdomain,
-            name: locked.name,
-            newUrl,
-            cache: inval,
-            events: { notify: { events, what: `the placeholder organization left at '${oldSubdomain}'` }, featureLevel: level },
-          });
-          result.placeholder = { ...realmJson(settings, { id: p.realm.id, string_id: oldSubdomain, name: p.realm.name }), deactivated_redirect: newUrl };
-          result.audit_log_ids.push(...(await auditLogIdsOfRealm(q, p.realm.id)));
-        }
+      const change = await doChangeRealmSubdomain(db, realm, newSubdomain, {
+        oldUrl,
+        newUrl,
+        skipRedirect,
+        subdomainRules: subOpts,
+        cache: inval,
+        events: { notify: { events, what: `the placeholder organization left at '${oldSubdomain}'` }, featureLevel: level },
+        ...(secretKey ? { secretKey } : {}),
       });
-      inval.changeCommitted();
-      // Sessions can't be deleted inside Zulip's transaction; everyone logs in again.
-      const sessions = await db.tx((q) => deleteRealmSessions(q, realm.id, inval, secretKey ? { secretKey } : {}));
-      result.sessions_deleted_count = sessions.length;
+      result.audit_log_ids = [change.rename.auditLogId, ...(change.placeholder?.auditLogIds ?? [])];
+      result.realm = realmJson(settings, { ...realm, string_id: newSubdomain });
+      result.redirects_updated = change.rename.redirectsUpdated.map((r) => realmJson(settings, r));
+      if (change.placeholder) {
+        const p = change.placeholder.realm;
+        result.placeholder = { ...realmJson(settings, { id: p.id, string_id: oldSubdomain, name: p.name }), deactivated_redirect: newUrl };
+      }
+      result.sessions_deleted_count = change.sessionsDeleted;
     }));
-    result.cache = cacheJson(await inval.commit());
+    result.cache = cacheReportJson(await inval.commit());
     result.events = eventsReportJson(await events.commit());
     out.line("Done!");
     return finish();

@@ -33,17 +33,18 @@
 // done, would_do or refused. A refused user makes the whole document exit_code 1 with error:
 // the user's message (one user), or how many could not be changed (-u).
 import { addEventsOption, addFlushCacheOption, addRequiredRealmOption } from "../cli/options.js";
-import { AuditLogEventType, insertAuditLog, NEW_VALUE, OLD_VALUE, type RoleCountBaseline, roleCountBaselineBeside } from "../zulip/audit.js";
-import { CacheInvalidation, type CacheReport, type CacheUser, cacheReportJson } from "../zulip/cache.js";
-import { defineUntypedCommand } from "../cli/command.js";
+import { type RoleCountBaseline, roleCountBaselineBeside } from "../zulip/audit.js";
+import { CacheInvalidation, type CacheReport, cacheReportJson } from "../zulip/cache.js";
+import { defineCommand } from "../cli/command.js";
 import { EventDelivery, type EventReport, eventsReportJson, featureLevel } from "../services/events.js";
 import type { Context } from "../cli/context.js";
-import type { Db, Queryable } from "../db/db.js";
+import type { Db } from "../db/db.js";
 import { CommandError, UsageError } from "../lib/errors.js";
 import { getRealm, getUser, getUsers, type Realm, type UserProfile } from "../zulip/lookup.js";
 import { BILLING_SETTING, changeBillingPermission, REALM_GROUP_SETTING_CONFIG } from "../zulip/group-settings.js";
-import { ROLE_NAMES } from "../zulip/roles.js";
-import { changeUserRole, planUserRoleChange, type Tracked, tracked } from "../zulip/actions/change-user-role.js";
+import { ROLE_NAMES, ROLES } from "../zulip/roles.js";
+import { doChangeUserRole, planUserRoleChange, type Tracked, tracked } from "../zulip/actions/change-user-role.js";
+import { doChangeUserPermission, isPermissionFlag, type PermissionFlag } from "../zulip/actions/change-user-permission.js";
 import { outcome } from "../cli/json-contract.js";
 import { realmJson, userJson } from "../cli/json-objects.js";
 import type { ChangeUserRoleBody } from "../schemas/change_user_role.js";
@@ -62,7 +63,13 @@ export const ROLE_CHOICES = [
 /** Accepted in addition: the pre-10.0 billing flag the Zulip docs still mention. */
 const EXTRA_CHOICES = ["is_billing_admin"];
 
-const USER_ROLE_MAP: Record<string, number> = { owner: 100, admin: 200, moderator: 300, member: 400, guest: 600 };
+const USER_ROLE_MAP: Record<string, number> = {
+  owner: ROLES.REALM_OWNER,
+  admin: ROLES.REALM_ADMINISTRATOR,
+  moderator: ROLES.MODERATOR,
+  member: ROLES.MEMBER,
+  guest: ROLES.GUEST,
+};
 
 interface FlagSpec {
   already: string;
@@ -73,7 +80,7 @@ interface FlagSpec {
   audited: boolean;
 }
 
-const FLAGS: Record<string, FlagSpec> = {
+const FLAGS: Record<PermissionFlag, FlagSpec> = {
   can_forge_sender: {
     already: "User can already forge messages for this realm.",
     cannot: "User can't forge messages for this realm.",
@@ -133,14 +140,7 @@ function quoteChoices(choices: string[]): string {
   return choices.map((c) => `'${c}'`).join(", ");
 }
 
-/** Lock the user row and read it again (do_change_user_role's refresh_from_db with select_for_update). */
-async function lockUser(q: Queryable, userId: number): Promise<UserProfile> {
-  const { rows } = await q.query("SELECT * FROM zerver_userprofile WHERE id = $1 FOR NO KEY UPDATE", [userId]);
-  if (rows.length === 0) throw new CommandError("The user was deleted while this command ran; nothing was changed.");
-  return rows[0];
-}
-
-export default defineUntypedCommand({
+export default defineCommand({
   name: "change_user_role",
   description:
     "Change role of an existing user in their (own) Realm.\n\nONLY perform this on customer request from an authorized person.\n\n" +
@@ -155,20 +155,20 @@ export default defineUntypedCommand({
     "zulip-manage change_user_role -r zulip hamlet@zulip.com is_billing_admin",
     "zulip-manage change_user_role -r zulip hamlet@zulip.com is_billing_admin --revoke --dry-run",
   ],
-  configure(cmd) {
-    cmd.usage("[options] -r REALM <email> <new_role>\n       zulip-manage change_user_role [options] -r REALM -u EMAILS <new_role>");
-    cmd.argument("[email]", "email of user to change role");
-    cmd.argument("[new_role]", `new role of the user; choose from ${ROLE_CHOICES.join(", ")}`);
-    cmd.option("--revoke", "Remove can_forge_sender or can_create_users permission.");
-    addRequiredRealmOption(cmd);
-    cmd.option(
-      "-u, --users <emails>",
-      "A comma-separated list of email addresses, instead of <email>: each user is changed in its own transaction",
-    );
-    cmd.option("--dry-run", "show what would change, and change nothing");
-    addFlushCacheOption(cmd);
-    addEventsOption(cmd);
-  },
+  configure: (cmd) =>
+    addEventsOption(
+      addFlushCacheOption(
+        addRequiredRealmOption(
+          cmd
+            .usage("[options] -r REALM <email> <new_role>\n       zulip-manage change_user_role [options] -r REALM -u EMAILS <new_role>")
+            .argument("[email]", "email of user to change role")
+            .argument("[new_role]", `new role of the user; choose from ${ROLE_CHOICES.join(", ")}`)
+            .option("--revoke", "Remove can_forge_sender or can_create_users permission."),
+        )
+          .option("-u, --users <emails>", "A comma-separated list of email addresses, instead of <email>: each user is changed in its own transaction")
+          .option("--dry-run", "show what would change, and change nothing"),
+      ),
+    ),
   async run(ctx, args, opts) {
     // Arguments, checked the way argparse would (usage errors, exit 2).
     const multi = opts.users !== undefined;
@@ -194,7 +194,18 @@ export default defineUntypedCommand({
     // cache left stale earlier), and also when the command fails.
     let cacheApplied = false;
     try {
-      return await main(ctx, { multi, email, requested, grant, dryRun, opts, inval, events, applied: () => (cacheApplied = true) });
+      return await main(ctx, {
+        multi,
+        email,
+        requested,
+        grant,
+        dryRun,
+        realmOption: opts.realm,
+        users: opts.users,
+        inval,
+        events,
+        applied: () => (cacheApplied = true),
+      });
     } finally {
       if (!dryRun && !cacheApplied) {
         await inval.commit();
@@ -210,7 +221,10 @@ interface MainArgs {
   requested: string;
   grant: boolean;
   dryRun: boolean;
-  opts: Record<string, any>;
+  /** -r */
+  realmOption: string;
+  /** -u */
+  users: string | undefined;
   inval: CacheInvalidation;
   events: EventDelivery;
   /** Called once the cache invalidation (and event delivery) has been applied. */
@@ -218,15 +232,15 @@ interface MainArgs {
 }
 
 async function main(ctx: Context, a: MainArgs): Promise<number> {
-  const { multi, email, requested, grant, dryRun, opts, inval, events } = a;
+  const { multi, email, requested, grant, dryRun, inval, events } = a;
   const out = ctx.out;
   const isRole = requested in USER_ROLE_MAP;
   // The one slow read of a role change is Zulip's count of the realm's users by role (tens of
   // milliseconds in a realm of 50,000): for a single user, it is read on a second connection
   // while this one connects, looks the user up and locks it (see countsAfterChange).
-  const baseline = tracked(isRole && !multi && grant && !dryRun ? roleCountBaselineBeside(ctx, opts.realm, email!) : Promise.resolve(null));
+  const baseline = tracked(isRole && !multi && grant && !dryRun ? roleCountBaselineBeside(ctx, a.realmOption, email!) : Promise.resolve(null));
   const db = await ctx.db();
-  const realm = (await getRealm(db, opts.realm)) as Realm;
+  const realm = (await getRealm(db, a.realmOption))!;
 
   if (requested === "can_change_user_emails" && !(await db.hasColumn("zerver_userprofile", "can_change_user_emails"))) {
     throw new UsageError(
@@ -243,7 +257,7 @@ async function main(ctx: Context, a: MainArgs): Promise<number> {
     throw new CommandError("This Zulip server has neither the is_billing_admin permission nor the \"Who can manage plans and billing\" setting.");
   }
 
-  const users = multi ? await getUsers(db, { users: opts.users }, realm) : [await getUser(db, email!, realm)];
+  const users = multi ? await getUsers(db, { users: a.users }, realm) : [await getUser(db, email!, realm)];
 
   const results: UserResult[] = [];
   for (const u of users) {
@@ -265,7 +279,7 @@ async function main(ctx: Context, a: MainArgs): Promise<number> {
     try {
       if (isRole) await changeRole(ctx, db, inval, events, realm, u, USER_ROLE_MAP[requested], grant, dryRun, result, baseline);
       else if (billingSetting) await changeBilling(db, inval, events, realm, u, grant, dryRun, result);
-      else await changeFlag(db, inval, u, requested, grant, dryRun, result);
+      else if (isPermissionFlag(requested)) await changeFlag(db, inval, u, requested, grant, dryRun, result);
       result.ok = true;
     } catch (e) {
       if (!(e instanceof CommandError)) throw e;
@@ -273,7 +287,7 @@ async function main(ctx: Context, a: MainArgs): Promise<number> {
     }
     // Per-user output as it happens.
     if (result.ok) {
-      if (result.message !== null && (multi || dryRun || isRole || FLAGS[requested].printsSuccess)) out.line(result.message);
+      if (result.message !== null && (multi || dryRun || isRole || (isPermissionFlag(requested) && FLAGS[requested].printsSuccess))) out.line(result.message);
     } else if (multi) {
       out.err(`${result.user.delivery_email}: ${result.error}`);
     }
@@ -339,7 +353,6 @@ async function changeRole(
       ` (direct group membership: remove ${plan.removed.join(", ") || "none"}; add ${plan.added.join(", ") || "none"}).`;
     return;
   }
-  let oldRole = Number(u.role);
   inval.prepare();
   const notify = {
     events,
@@ -347,16 +360,9 @@ async function changeRole(
     what: `the new role of ${u.delivery_email}`,
     featureLevel: featureLevel(ctx.paths, db),
   };
-  const moves = await events.tx(db, async (q) => {
-    const locked = await lockUser(q, u.id);
-    oldRole = Number(locked.role);
-    Object.assign(result, roleChange(oldRole, newRole));
-    if (oldRole === newRole) throw new CommandError("User already has this role.");
-    const m = await changeUserRole(q, realm, locked, newRole, baseline, notify);
-    await inval.userChanged(q, { ...locked, role: newRole } as UserProfile & CacheUser, ["role"]);
-    return m;
-  });
-  inval.changeCommitted();
+  const { oldRole, moves } = await doChangeUserRole(db, realm, u.id, newRole, { baseline, notify, cache: inval });
+  Object.assign(result, roleChange(oldRole, newRole));
+  if (moves === null) throw new CommandError("User already has this role.");
   result.changed = true;
   result.groups_removed = moves.removed;
   result.groups_added = moves.added;
@@ -368,14 +374,14 @@ async function changeFlag(
   db: Db,
   inval: CacheInvalidation,
   u: UserProfile,
-  flag: string,
+  flag: PermissionFlag,
   grant: boolean,
   dryRun: boolean,
   result: UserResult,
 ): Promise<void> {
   const spec = FLAGS[flag];
-  result.flag = { name: flag, old: Boolean(u[flag]), new: grant };
   const check = (current: boolean) => {
+    result.flag = { name: flag, old: current, new: grant };
     if (current && grant) throw new CommandError(spec.already);
     if (!current && !grant) throw new CommandError(spec.cannot);
   };
@@ -386,32 +392,10 @@ async function changeFlag(
     return;
   }
   inval.prepare();
-  const ids = await db.tx(async (q) => {
-    const locked = await lockUser(q, u.id);
-    const old = Boolean(locked[flag]);
-    result.flag = { name: flag, old, new: grant };
-    check(old);
-    const eventTime = new Date();
-    await q.query(`UPDATE zerver_userprofile SET ${flag} = $2 WHERE id = $1`, [u.id, grant]);
-    let auditIds: number[] = [];
-    if (spec.audited) {
-      auditIds = await insertAuditLog(q, [
-        {
-          realmId: locked.realm_id,
-          eventType: AuditLogEventType.USER_SPECIAL_PERMISSION_CHANGED,
-          eventTime,
-          actingUserId: null,
-          modifiedUserId: u.id,
-          extraData: { [OLD_VALUE]: old, [NEW_VALUE]: grant, property: flag },
-        },
-      ]);
-    }
-    await inval.userChanged(q, { ...locked, [flag]: grant } as UserProfile & CacheUser, [flag]);
-    return auditIds;
-  });
-  inval.changeCommitted();
+  const r = await doChangeUserPermission(db, u.id, flag, grant, { cache: inval });
+  check(r.old);
   result.changed = true;
-  result.audit_log_ids = ids;
+  result.audit_log_ids = r.auditLogIds;
   result.message = `${u.delivery_email} changed to ${granted} ${flag} permission.`;
 }
 

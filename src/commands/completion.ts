@@ -9,29 +9,18 @@
 // printing the non-empty string ids one per line (the root-domain realm's id is the empty
 // string, which cannot be completed). With --realms and --json it prints the realm objects
 // ({"realms": [{"id", "string_id", "name", "url"}, ...]}, after the envelope).
-import { Argument, Option } from "commander";
+import { Argument, Option } from "@commander-js/extra-typings";
 import { version } from "../lib/version.js";
-import { buildCommand } from "../cli/runner.js";
-import { COMMANDS } from "./index.js";
-import { defineUntypedCommand } from "../cli/command.js";
-import { bashScript, type CompletionCommand, describeCommand, zshScript } from "../cli/completion.js";
+import { defineCommand } from "../cli/command.js";
+import { bashScript, completionCommands, zshScript } from "../cli/completion.js";
 import { UsageError } from "../lib/errors.js";
 import { realmJson } from "../cli/json-objects.js";
+import { realmsWithSubdomain } from "../zulip/realms.js";
 import type { CompletionRealmsBody, CompletionScriptBody } from "../schemas/completion.js";
 
 export const SHELLS = ["bash", "zsh"] as const;
 
-/** Completion data for every registered command (loads every command module once). */
-export async function completionCommands(): Promise<CompletionCommand[]> {
-  const out: CompletionCommand[] = [];
-  for (const entry of COMMANDS) {
-    const mod = (await entry.load()).default;
-    out.push(describeCommand(entry.name, entry.summary, buildCommand(mod)));
-  }
-  return out;
-}
-
-export default defineUntypedCommand({
+export default defineCommand({
   name: "completion",
   description:
     "Print a shell completion script for zulip-manage: command names, options, option values and realm ids.\n\n" +
@@ -42,17 +31,17 @@ export default defineUntypedCommand({
     "zulip-manage completion bash > /etc/bash_completion.d/zulip-manage",
     'zulip-manage completion zsh > "${fpath[1]}/_zulip-manage"',
   ],
-  configure(cmd) {
-    cmd.addArgument(new Argument("[shell]", "the shell to print the script for").choices([...SHELLS]));
-    cmd.addOption(new Option("--realms", "print the realm string ids, one per line (used by the scripts)").hideHelp());
-  },
+  configure: (cmd) =>
+    cmd
+      .addArgument(new Argument("[shell]", "the shell to print the script for").choices(SHELLS))
+      .addOption(new Option("--realms", "print the realm string ids, one per line (used by the scripts)").hideHelp()),
   async run(ctx, args, opts) {
     const out = ctx.out;
     if (opts.realms) {
       if (args[0] !== undefined) throw new UsageError("argument --realms: not allowed with argument <shell>");
       const db = await ctx.db();
-      const { rows } = await db.query("SELECT id, string_id, name FROM zerver_realm WHERE string_id <> '' ORDER BY string_id");
-      const ids = rows.map((r: { string_id: string }) => r.string_id);
+      const rows = await realmsWithSubdomain(db);
+      const ids = rows.map((r) => r.string_id);
       if (out.json) {
         const settings = ctx.config().settings;
         out.jsonBody<CompletionRealmsBody>({ realms: rows.map((r) => realmJson(settings, r)) });

@@ -34,34 +34,24 @@
 // organization does not exist yet, so realm.id and the channels' ids are null and owner is null.
 // audit_log_ids are every row written for the new organization (and for the system bot realm
 // when it was created first).
-import { addEventsOption, addFlushCacheOption } from "../cli/options.js";
-import { CacheInvalidation, type CacheUser } from "../zulip/cache.js";
-import { defineUntypedCommand } from "../cli/command.js";
+import { addCreateUserArguments, addEventsOption, addFlushCacheOption, getCreateUserParams } from "../cli/options.js";
+import { CacheInvalidation, cacheReportJson } from "../zulip/cache.js";
+import { defineCommand } from "../cli/command.js";
 import { EventDelivery, eventsReportJson, featureLevel } from "../services/events.js";
-import { readAvatarSettings } from "../zulip/avatar.js";
-import { sendUserCreationEvents } from "../zulip/events/user-creation-events.js";
-import { createRealm, sendRealmCreationEvents } from "../zulip/actions/create-realm.js";
-import { createSystemBots } from "../zulip/actions/server-initialization.js";
-import { createUser } from "../zulip/actions/create-user.js";
+import { checkNewRealm, doCreateRealm, NOT_DONE_ONBOARDING_MESSAGES } from "../zulip/actions/create-realm.js";
+import { checkFullName, NOT_DONE_ACCOUNT_EMAIL, NOT_DONE_WELCOME_DM } from "../zulip/actions/create-user.js";
 import { creationSchemaProblem } from "../zulip/actions/creation-schema.js";
-import { processNewHumanUserRows } from "../zulip/actions/onboarding.js";
+import { serverUrls } from "../zulip/actions/onboarding.js";
+import { checkServerInitialization } from "../zulip/actions/server-initialization.js";
 import { ROLES } from "../zulip/roles.js";
-import { auditLogIdsOfRealm } from "../zulip/audit.js";
-import { CommandError, EnvironmentError } from "../lib/errors.js";
+import { hashNewPassword } from "../zulip/password.js";
+import { EnvironmentError } from "../lib/errors.js";
 import { realmJson, userJson } from "../cli/json-objects.js";
 import { utcTimestamp } from "../cli/json-contract.js";
-import { cacheJson } from "../zulip/actions/realm-lifecycle.js";
 import type { CreateRealmBody, CreateRealmDryRunBody } from "../schemas/create_realm.js";
-import { checkSubdomainAvailable, SubdomainError, subdomainSettings } from "../zulip/subdomain.js";
-import { addCreateUserArguments, checkFullName, getCreateUserParams, hashNewPassword, NOT_DONE_ACCOUNT_EMAIL, NOT_DONE_WELCOME_DM, serverUrls, TOS_VERSION_BEFORE_FIRST_LOGIN } from "./create_user.js";
+import { requireSubdomainAvailable, subdomainSettings } from "../zulip/subdomain.js";
 
-export const NOT_DONE_ONBOARDING_MESSAGES =
-  "Welcome Bot's onboarding messages in the new channels (Zulip posts them when an organization is created; zulip-manage does not write them)";
-
-/** Realm.MAX_REALM_NAME_LENGTH */
-const MAX_REALM_NAME_LENGTH = 40;
-
-export default defineUntypedCommand({
+export default defineCommand({
   name: "create_realm",
   description:
     "Create a new Zulip organization (realm) via the command line.\n\n" +
@@ -78,57 +68,40 @@ export default defineUntypedCommand({
     'zulip-manage create_realm "Our Team" boss@example.com "Boss Person"    # on the root domain',
     'zulip-manage create_realm "Acme Corp" --string-id acme boss@acme.com "Boss" --dry-run',
   ],
-  configure(cmd) {
-    cmd.usage('[options] <realm_name> [--string-id ID] [<email>] [<full name>]');
-    cmd.argument("<realm_name>", "Name for the new organization");
-    cmd.option("--string-id <string_id>", "Subdomain for the new organization. Empty if root domain.", "");
-    cmd.option("--allow-reserved-subdomain", "Allow use of reserved subdomains");
-    addCreateUserArguments(cmd);
-    cmd.option("--dry-run", "check everything, show what would be created, and create nothing");
-    addFlushCacheOption(cmd);
-    addEventsOption(cmd);
-  },
+  configure: (cmd) =>
+    addEventsOption(
+      addFlushCacheOption(
+        addCreateUserArguments(
+          cmd
+            .usage("[options] <realm_name> [--string-id ID] [<email>] [<full name>]")
+            .argument("<realm_name>", "Name for the new organization")
+            .option("--string-id <string_id>", "Subdomain for the new organization. Empty if root domain.", "")
+            .option("--allow-reserved-subdomain", "Allow use of reserved subdomains"),
+        ).option("--dry-run", "check everything, show what would be created, and create nothing"),
+      ),
+    ),
   async run(ctx, args, opts) {
     const out = ctx.out;
     const dryRun = Boolean(opts.dryRun);
     const [realmName, ...userArgs] = args;
-    const stringId: string = opts.stringId ?? "";
+    const stringId = opts.stringId ?? "";
     const settings = ctx.config().settings;
     const db = await ctx.db();
     const subOpts = { ...subdomainSettings(settings), allowReserved: Boolean(opts.allowReservedSubdomain) };
-    try {
-      await checkSubdomainAvailable(db, stringId, subOpts);
-    } catch (e) {
-      if (e instanceof SubdomainError) throw new CommandError(e.message);
-      throw e;
-    }
+    await requireSubdomainAvailable(db, stringId, subOpts);
     const params = await getCreateUserParams(ctx, userArgs, opts);
     checkFullName(params.fullName);
-    if ([...realmName].length > MAX_REALM_NAME_LENGTH) {
-      throw new CommandError(`Ensure this value has at most ${MAX_REALM_NAME_LENGTH} characters (it has ${[...realmName].length}).`);
-    }
-    // do_create_realm's own assertions
-    if ([subOpts.socialAuthSubdomain, subOpts.selfHostingManagementSubdomain].includes(stringId)) {
-      throw new CommandError("Creating a realm on SOCIAL_AUTH_SUBDOMAIN or SELF_HOSTING_MANAGEMENT_SUBDOMAIN is not allowed!");
-    }
+    checkNewRealm(realmName, stringId, subOpts);
     const problem = await creationSchemaProblem(db);
     if (problem) throw new EnvironmentError(problem);
     // do_create_realm: `if not server_initialized(): create_internal_realm()` — on a database
-    // without any realm (server_initialized() is Realm.objects.exists()), the system bot realm and
-    // its bots are created first (here in the same transaction). A database that has realms but
-    // not the system bot realm is refused: Zulip would go on without it and fail later.
+    // without any realm, the system bot realm and its bots are created first (here in the same
+    // transaction); a database that has realms but not the system bot realm is refused.
     const systemBotRealm: string = settings.get("SYSTEM_BOT_REALM");
-    const { rows: anyRealm } = await db.query("SELECT 1 FROM zerver_realm LIMIT 1");
-    const initialize = anyRealm.length === 0;
-    const { rows: sys } = await db.query("SELECT id FROM zerver_realm WHERE string_id = $1", [systemBotRealm]);
-    if (!sys.length && !initialize) {
-      throw new EnvironmentError(
-        `This server has no system bot realm ('${settings.get("SYSTEM_BOT_REALM")}'); it was never initialized. Run the Zulip installer's initialize-database first.`,
-      );
-    }
-    const passwordHash = await hashNewPassword(ctx, params.password);
+    const { initialize } = await checkServerInitialization(db, systemBotRealm);
+    const passwordHash = await hashNewPassword(settings, params.password);
     if (params.password === null && !out.json) out.err("User will be created with a disabled password.");
-    const urls = serverUrls(ctx, stringId);
+    const urls = serverUrls(settings, stringId);
 
     const notDone = [NOT_DONE_ONBOARDING_MESSAGES, NOT_DONE_WELCOME_DM, NOT_DONE_ACCOUNT_EMAIL];
     if (dryRun) {
@@ -154,52 +127,12 @@ export default defineUntypedCommand({
     const inval = new CacheInvalidation(ctx, opts.flushCache);
     if (initialize) out.err("Server not yet initialized. Creating the internal realm first.");
     const events = new EventDelivery(ctx, opts.events);
-    const level = featureLevel(ctx.paths, db);
-    const created = await events.tx(db, async (q) => {
-      // A realm created since the check above: do_create_realm's "Realm <id> already exists!".
-      const { rows } = await q.query("SELECT 1 FROM zerver_realm WHERE string_id = $1", [stringId]);
-      if (rows.length) throw new CommandError(`Realm ${stringId} already exists!`);
-      let systemRealm: { id: number; name: string; bots: number } | null = null;
-      if (initialize) {
-        const { rows: again } = await q.query("SELECT 1 FROM zerver_realm LIMIT 1");
-        if (again.length) throw new CommandError("An organization was created while this command ran; nothing was changed. Run it again.");
-        const internal = await createRealm(q, { stringId: systemBotRealm, internal: true });
-        const bots = await createSystemBots(q, internal);
-        systemRealm = { id: internal.id, name: internal.name, bots: Object.keys(bots).length };
-      }
-      const realm = await createRealm(q, { stringId, name: realmName });
-      const notify = { events, realm: { id: realm.id, string_id: stringId }, what: `the new organization ${stringId || "(root domain)"}` };
-      await sendRealmCreationEvents(q, notify, realm, level);
-      const owner = await createUser(q, realm, {
-        email: params.email,
-        fullName: params.fullName,
-        role: ROLES.REALM_OWNER,
-        realmCreation: true,
-        tosVersion: TOS_VERSION_BEFORE_FIRST_LOGIN,
-        passwordHash,
-        externalHost: urls.externalHost,
-        realmHosts: urls.realmHosts,
-        fakeEmailDomain: urls.fakeEmailDomain,
-      });
-      const steps = await processNewHumanUserRows(q, owner.id, urls, { realmCreation: true });
-      // do_create_user's events for the owner (user-creation-events.ts): the audit-log job, the
-      // realm_user add (to the owner), role:owners add_members, peer_add for the default channels
-      // (to the realm's other non-guests: nobody yet).
-      const { rows: ds } = await q.query("SELECT stream_id FROM zerver_defaultstream WHERE realm_id = $1", [realm.id]);
-      const eventsNotSent = await sendUserCreationEvents(q, notify, owner.id, {
-        featureLevel: level,
-        avatar: readAvatarSettings(settings),
-        systemGroupIds: [realm.groups["role:owners"]],
-        channelIds: ds.map((r) => Number(r.stream_id)),
-      });
-      await inval.realmChanged(q, { id: realm.id, string_id: stringId, deactivated: false }, null);
-      const { rows: urow } = await q.query("SELECT * FROM zerver_userprofile WHERE id = $1", [owner.id]);
-      await inval.userChanged(q, urow[0] as CacheUser & Record<string, any>, null);
-      const auditLogIds = [...(systemRealm ? await auditLogIdsOfRealm(q, systemRealm.id) : []), ...(await auditLogIdsOfRealm(q, realm.id))];
-      return { realm, owner, steps, systemRealm, auditLogIds: auditLogIds.sort((x, y) => x - y), eventsNotSent };
-    });
-    inval.changeCommitted();
-    const cache = cacheJson(await inval.commit())!;
+    const created = await doCreateRealm(
+      db,
+      { stringId, name: realmName, owner: { email: params.email, fullName: params.fullName, passwordHash }, initialize, systemBotRealm },
+      { urls, events, featureLevel: featureLevel(ctx.paths, db), settings, cache: inval },
+    );
+    const cache = cacheReportJson(await inval.commit())!;
     const delivery = await events.commit();
     const result: CreateRealmBody = {
       dry_run: false,

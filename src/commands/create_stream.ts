@@ -7,15 +7,15 @@
 // --json: src/schemas/create_stream.ts (README: --json output).
 import { addEventsOption, addFlushCacheOption, addRequiredRealmOption } from "../cli/options.js";
 import { CacheInvalidation, cacheReportJson } from "../zulip/cache.js";
-import { defineUntypedCommand } from "../cli/command.js";
+import { defineCommand } from "../cli/command.js";
 import { CommandError, UsageError } from "../lib/errors.js";
 import { EventDelivery, eventsReportJson, featureLevel } from "../services/events.js";
 import { realmJson } from "../cli/json-objects.js";
-import { getRealm, type Realm } from "../zulip/lookup.js";
+import { getRealm } from "../zulip/lookup.js";
 import type { CreateStreamBody } from "../schemas/create_stream.js";
 import { channelNameProblem, ensureChannel, findChannel, stripName } from "../zulip/actions/subscriptions.js";
 
-export default defineUntypedCommand({
+export default defineCommand({
   name: "create_stream",
   description:
     "Create a stream, and subscribe all active users (excluding bots).\n\n" +
@@ -23,20 +23,20 @@ export default defineUntypedCommand({
     "(As in manage.py, the channel is created public with Zulip's default settings and nobody is subscribed; " +
     "use add_users_to_streams for that.)",
   examples: ["zulip-manage create_stream -r zulip design", "zulip-manage create_stream -r zulip 'team updates' --dry-run"],
-  configure(cmd) {
-    cmd.usage("[options] -r REALM <stream name>");
-    addRequiredRealmOption(cmd, "realm in which to create the stream");
-    cmd.argument("[stream_name]", "name of stream to create");
-    cmd.option("--dry-run", "show what would change, and change nothing");
-    addFlushCacheOption(cmd);
-    addEventsOption(cmd);
-  },
+  configure: (cmd) =>
+    addEventsOption(
+      addFlushCacheOption(
+        addRequiredRealmOption(cmd.usage("[options] -r REALM <stream name>"), "realm in which to create the stream")
+          .argument("[stream_name]", "name of stream to create")
+          .option("--dry-run", "show what would change, and change nothing"),
+      ),
+    ),
   async run(ctx, args, opts) {
     const out = ctx.out;
     if (args[0] === undefined) throw new UsageError("the following arguments are required: <stream name>");
     const dryRun = Boolean(opts.dryRun);
     const db = await ctx.db();
-    const realm = (await getRealm(db, opts.realm)) as Realm;
+    const realm = (await getRealm(db, opts.realm))!;
     const realmRef = { id: Number(realm.id), string_id: realm.string_id };
     const name = stripName(args[0]);
     const doc: CreateStreamBody = {

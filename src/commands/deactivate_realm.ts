@@ -19,20 +19,21 @@
 // the plan in a dry run), the owners' emails as results (would_do, done, failed; exit 1 and
 // error_code email_failed when one failed), cache and events null unless something was written.
 import { addEventsOption, addFlushCacheOption, addRequiredRealmOption } from "../cli/options.js";
-import { CacheInvalidation } from "../zulip/cache.js";
-import { defineUntypedCommand } from "../cli/command.js";
+import { CacheInvalidation, cacheReportJson } from "../zulip/cache.js";
+import { defineCommand } from "../cli/command.js";
 import { emailConfigWarnings, emailSettings, Mailer, requireOutgoingEmail, EmailDeliveryError } from "../services/email.js";
 import { UsageError } from "../lib/errors.js";
 import { outcome as outcomeOf } from "../cli/json-contract.js";
 import { realmJson, userJson } from "../cli/json-objects.js";
 import type { DeactivateRealmBody } from "../schemas/deactivate_realm.js";
 import { EventDelivery, eventsReportJson } from "../services/events.js";
-import { getRealm, type Realm } from "../zulip/lookup.js";
-import { buildRealmDeactivatedEmails, cacheJson, deactivateRealm, deleteRealmSessions, humanOwnerUsers, languageNote, lockRealm, REALM_DEACTIVATION_REASONS, secretKeyOrUndefined, setDeactivatedRedirect } from "../zulip/actions/realm-lifecycle.js";
-import { findUserSessions } from "../zulip/sessions.js";
+import { getRealm } from "../zulip/lookup.js";
+import { humanOwnerUsers, languageNote } from "../zulip/realms.js";
+import { secretKeyOrUndefined } from "../zulip/sessions.js";
+import { buildRealmDeactivatedEmails, doAddDeactivatedRedirect, doDeactivateRealm, planRealmDeactivation, REALM_DEACTIVATION_REASONS } from "../zulip/actions/deactivate-realm.js";
 import { realmHost, realmUrl } from "../config/settings.js";
 
-export default defineUntypedCommand({
+export default defineCommand({
   name: "deactivate_realm",
   description:
     "Script to deactivate a realm.\n\n" +
@@ -43,30 +44,29 @@ export default defineUntypedCommand({
     "zulip-manage deactivate_realm -r zulip --deactivation_reason self_hosting_migration --redirect_url https://zulip.example.com --email_owners",
     "zulip-manage deactivate_realm -r 2 --deactivation_reason tos_violation --dry-run",
   ],
-  configure(cmd) {
-    cmd.usage("[options] -r REALM --deactivation_reason REASON");
-    cmd.option("--redirect_url <redirect_url>", "URL to which the realm has moved");
-    cmd.option(
-      "--deactivation_reason <deactivation_reason>",
-      `Reason for deactivation (Zulip's values: ${REALM_DEACTIVATION_REASONS.join(", ")})`,
-    );
-    cmd.option("--email_owners", "Whether to email organization owners about realm deactivation");
-    addRequiredRealmOption(cmd);
-    cmd.option("--dry-run", "show what would change, and change nothing");
-    addFlushCacheOption(cmd);
-    addEventsOption(cmd);
-  },
+  configure: (cmd) =>
+    addEventsOption(
+      addFlushCacheOption(
+        addRequiredRealmOption(
+          cmd
+            .usage("[options] -r REALM --deactivation_reason REASON")
+            .option("--redirect_url <redirect_url>", "URL to which the realm has moved")
+            .option("--deactivation_reason <deactivation_reason>", `Reason for deactivation (Zulip's values: ${REALM_DEACTIVATION_REASONS.join(", ")})`)
+            .option("--email_owners", "Whether to email organization owners about realm deactivation"),
+        ).option("--dry-run", "show what would change, and change nothing"),
+      ),
+    ),
   async run(ctx, _args, opts) {
-    const reason: string | undefined = opts.deactivation_reason;
+    const reason = opts.deactivation_reason;
     if (reason === undefined) throw new UsageError("the following arguments are required: --deactivation_reason");
     const out = ctx.out;
     const dryRun = Boolean(opts.dryRun);
     const config = ctx.config();
     const settings = config.settings;
     const db = await ctx.db();
-    const realm = (await getRealm(db, opts.realm)) as Realm;
-    const realmArg: string = opts.realm;
-    const redirectUrl: string | undefined = opts.redirect_url;
+    const realm = (await getRealm(db, opts.realm))!;
+    const realmArg = opts.realm;
+    const redirectUrl = opts.redirect_url;
     const emailOwners = Boolean(opts.email_owners);
 
     // Refuse before changing anything if the owners cannot be emailed.
@@ -109,18 +109,14 @@ export default defineUntypedCommand({
           out.line(`Would set the redirect URL to ${redirectUrl}`);
         } else {
           out.line(`Setting the redirect URL to ${redirectUrl}`);
-          await db.tx(async (q) => {
-            const locked = await lockRealm(q, realm.id);
-            await setDeactivatedRedirect(q, { id: locked.id, string_id: locked.string_id, deactivated: locked.deactivated }, redirectUrl, inval);
-          });
-          inval.changeCommitted();
+          await doAddDeactivatedRedirect(db, realm.id, redirectUrl, inval);
           result.redirect_set = true;
         }
       }
 
       if (realm.deactivated) {
         out.line(`The realm ${realmArg} is already deactivated.`);
-        if (!dryRun) result.cache = cacheJson(await inval.commit());
+        if (!dryRun) result.cache = cacheReportJson(await inval.commit());
         return finish(0);
       }
 
@@ -128,13 +124,11 @@ export default defineUntypedCommand({
       const info = { name: realm.name, string_id: realm.string_id, host: realmHost(settings, realm.string_id), url: realmUrl(settings, realm.string_id) };
 
       if (dryRun) {
-        const { rows: se } = await db.query("SELECT count(*)::int AS n FROM zerver_scheduledemail WHERE realm_id = $1", [realm.id]);
-        const { rows: users } = await db.query("SELECT id FROM zerver_userprofile WHERE realm_id = $1", [realm.id]);
-        const sessions = await findUserSessions(db, users.map((u) => Number(u.id)), { unexpiredOnly: true, ...(secretKey ? { secretKey } : {}) });
+        const plan = await planRealmDeactivation(db, realm.id, secretKey ? { secretKey } : {});
         result.deactivated.new = true;
-        result.scheduled_emails_deleted_count = se[0].n;
-        result.sessions_deleted_count = sessions.length;
-        out.line(`Would deactivate ${realmArg} (reason: ${reason}): ${se[0].n} scheduled email(s) removed, ${sessions.length} login session(s) ended.`);
+        result.scheduled_emails_deleted_count = plan.scheduledEmails;
+        result.sessions_deleted_count = plan.sessions.length;
+        out.line(`Would deactivate ${realmArg} (reason: ${reason}): ${plan.scheduledEmails} scheduled email(s) removed, ${plan.sessions.length} login session(s) ended.`);
         if (emailOwners) {
           const owners = await humanOwnerUsers(db, realm.id);
           for (const o of owners) {
@@ -149,29 +143,22 @@ export default defineUntypedCommand({
       out.line(`Deactivating ${realmArg}`);
       const when = new Date();
       const notify = { events, realm: { id: realm.id, string_id: realm.string_id }, what: `the deactivation of the organization ${realm.string_id || "(root domain)"}` };
-      const outcome = await events.tx(db, async (q) => {
-        const locked = await lockRealm(q, realm.id);
-        if (locked.deactivated) return null;
-        return deactivateRealm(q, locked, { reason, actingUserId: null, now: when, cache: inval, notify });
-      });
+      // The deactivation, then (after its commit, as Zulip does) delete_realm_user_sessions.
+      const outcome = await doDeactivateRealm(db, realm.id, { reason, actingUserId: null, now: when, cache: inval, notify, ...(secretKey ? { secretKey } : {}) });
       if (outcome === null) {
         // Deactivated by someone else between our read and the lock.
         out.line(`The realm ${realmArg} is already deactivated.`);
         result.already_deactivated = true;
         result.deactivated = { old: true, new: true };
-        result.cache = cacheJson(await inval.commit());
+        result.cache = cacheReportJson(await inval.commit());
         await events.commit();
         return finish(0);
       }
-      inval.changeCommitted();
       result.deactivated.new = true;
       result.audit_log_ids = [outcome.auditLogId];
       result.scheduled_emails_deleted_count = outcome.scheduledEmailsDeleted;
-
-      // delete_realm_user_sessions: after the deactivation is committed, as Zulip does.
-      const sessions = await db.tx((q) => deleteRealmSessions(q, realm.id, inval, secretKey ? { secretKey } : {}));
-      result.sessions_deleted_count = sessions.length;
-      result.cache = cacheJson(await inval.commit());
+      result.sessions_deleted_count = outcome.sessionsDeleted;
+      result.cache = cacheReportJson(await inval.commit());
       // Zulip sends its event on the commit, before the sessions go; clients that reconnect in
       // between are refused either way (the realm is deactivated).
       result.events = eventsReportJson(await events.commit());

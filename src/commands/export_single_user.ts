@@ -16,13 +16,13 @@ import { addRealmOption } from "../cli/options.js";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { defineUntypedCommand } from "../cli/command.js";
+import { defineCommand } from "../cli/command.js";
 import { CommandError, UsageError } from "../lib/errors.js";
 import { mkdirPrivate } from "../lib/files.js";
 import { exportSingleUser, writeTarGz } from "../zulip/actions/export.js";
 import { msSince } from "../cli/json-contract.js";
-import { realmJson, userJson } from "../cli/json-objects.js";
-import { getRealm, getUser, type Realm } from "../zulip/lookup.js";
+import { realmJsonById, userJson } from "../cli/json-objects.js";
+import { getRealm, getUser } from "../zulip/lookup.js";
 import type { ExportSingleUserBody } from "../schemas/export_single_user.js";
 
 /** os.path.realpath(os.path.expanduser(p)): absolute, symlinks of the existing part resolved. */
@@ -57,7 +57,7 @@ export function prepareOutputDir(option: string | undefined): string {
   return dir;
 }
 
-export default defineUntypedCommand({
+export default defineCommand({
   name: "export_single_user",
   description:
     "Exports message data from a Zulip user\n\n" +
@@ -68,17 +68,14 @@ export default defineUntypedCommand({
     "zulip-manage export_single_user -r zulip iago@zulip.com",
     "zulip-manage export_single_user -r zulip iago@zulip.com --output /home/zulip/export-iago",
   ],
-  configure(cmd) {
-    cmd.argument("[email]", "email of user to export");
-    cmd.option("--output <output_dir>", "Directory to write exported data to.");
-    addRealmOption(cmd);
-  },
+  configure: (cmd) =>
+    addRealmOption(cmd.argument("[email]", "email of user to export").option("--output <output_dir>", "Directory to write exported data to.")),
   async run(ctx, args, opts) {
     const email = args[0];
     if (email === undefined) throw new UsageError("the following arguments are required: email");
     const out = ctx.out;
     const db = await ctx.db();
-    const realm = (await getRealm(db, opts.realm)) as Realm | null;
+    const realm = await getRealm(db, opts.realm);
     const user = await getUser(db, email, realm);
     const started = process.hrtime.bigint();
 
@@ -104,11 +101,10 @@ export default defineUntypedCommand({
     out.line(`Tarball written to ${tarballPath}`);
 
     if (out.json) {
-      const { rows } = await db.query("SELECT id, string_id, name FROM zerver_realm WHERE id = $1", [user.realm_id]);
       out.jsonBody<ExportSingleUserBody>({
         dry_run: false,
         user: userJson(user),
-        realm: realmJson(settings, rows[0]),
+        realm: await realmJsonById(db, settings, user.realm_id),
         output_dir: outputDir,
         tarball: tarballPath,
         tarball_bytes: fs.statSync(tarballPath).size,

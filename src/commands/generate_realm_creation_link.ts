@@ -1,4 +1,4 @@
-import { defineUntypedCommand } from "../cli/command.js";
+import { defineCommand } from "../cli/command.js";
 import { createRealmCreationLink } from "../zulip/confirmation.js";
 import { utcTimestamp } from "../cli/json-contract.js";
 import type { GenerateRealmCreationLinkBody } from "../schemas/generate_realm_creation_link.js";
@@ -8,7 +8,7 @@ const SUCCESS = "\x1b[32;1m";
 const RESET = "\x1b[0m";
 const BRIGHT = "\x1b[1;92m";
 
-export default defineUntypedCommand({
+export default defineCommand({
   name: "generate_realm_creation_link",
   description:
     "Outputs a randomly generated, 1-time-use link for Organization creation. " +

@@ -1,10 +1,11 @@
 import { authenticationMethodsDict } from "../zulip/auth-backends.js";
-import { defineUntypedCommand } from "../cli/command.js";
+import { defineCommand } from "../cli/command.js";
 import { padPy } from "../cli/output.js";
 import { pyRepr, pyStrFromPg } from "../lib/pyformat.js";
 import { utcTimestampFromPg } from "../cli/json-contract.js";
 import { realmJson } from "../cli/json-objects.js";
 import { realmUrl } from "../config/settings.js";
+import { listRealms, realmsAsText } from "../zulip/realms.js";
 import type { ListedRealmAll, ListRealmsAllBody, ListRealmsBody } from "../schemas/list_realms.js";
 
 const outer = (id: string, sid: string, name: string, url: string) =>
@@ -14,7 +15,7 @@ const inner = (key: string, value: string) => `${padPy(key, 40)} ${value}`;
 // Django attribute names that differ from the column name.
 const ATTNAME: Record<string, string> = { max_invites: "_max_invites" };
 
-export default defineUntypedCommand({
+export default defineCommand({
   name: "list_realms",
   description: "List realms in the server and it's configuration settings(optional).",
   examples: [
@@ -22,16 +23,14 @@ export default defineUntypedCommand({
     "zulip-manage list_realms --all",
     "zulip-manage list_realms --json",
   ],
-  configure(cmd) {
-    cmd.option("--all", "Print all the configuration settings of the realms.");
-  },
+  configure: (cmd) => cmd.option("--all", "Print all the configuration settings of the realms."),
   async run(ctx, _args, opts) {
     const settings = ctx.config().settings;
     const db = await ctx.db();
     const out = ctx.out;
 
     if (!opts.all) {
-      const { rows } = await db.query("SELECT id, string_id, name, deactivated FROM zerver_realm ORDER BY id");
+      const rows = await listRealms(db);
       const realms = rows.map((r) => ({ ...r, url: realmUrl(settings, r.string_id) }));
       if (out.json) {
         out.jsonBody<ListRealmsBody>({ realms: rows.map((r) => ({ ...realmJson(settings, r), deactivated: Boolean(r.deactivated) })) });
@@ -53,22 +52,12 @@ export default defineUntypedCommand({
 
     // --all: every model attribute, printed the way Python prints it. Ask PostgreSQL for text so
     // nothing is lost (microseconds, big numbers) and format by type.
-    await db.query("SET TimeZone TO 'UTC'");
-    const res = await db.client.query({
-      text: "SELECT * FROM zerver_realm ORDER BY id",
-      types: { getTypeParser: () => (v: string) => v },
-    } as any);
-    const methods = await db.query("SELECT realm_id, name FROM zerver_realmauthenticationmethod");
-    const byRealm = new Map<number, Set<string>>();
-    for (const m of methods.rows) {
-      const id = Number(m.realm_id);
-      if (!byRealm.has(id)) byRealm.set(id, new Set());
-      byRealm.get(id)!.add(m.name);
-    }
+    const res = await realmsAsText(db);
+    const byRealm = res.authenticationMethods;
     const backends = settings.get("AUTHENTICATION_BACKENDS") as string[];
     const jsonRealms: ListedRealmAll[] = [];
     let deactivated = false;
-    for (const row of res.rows as Record<string, string | null>[]) {
+    for (const row of res.rows) {
       const id = Number(row.id);
       const isDeactivated = row.deactivated === "t";
       const auth = authenticationMethodsDict(backends, byRealm.get(id) ?? new Set());

@@ -12,33 +12,30 @@
 // --json: src/schemas/reactivate_realm.ts (README: --json output); audit_log_ids [] when nothing
 // was done, cache and events null then.
 import { addEventsOption, addFlushCacheOption, addRequiredRealmOption } from "../cli/options.js";
-import { CacheInvalidation } from "../zulip/cache.js";
-import { defineUntypedCommand } from "../cli/command.js";
+import { CacheInvalidation, cacheReportJson } from "../zulip/cache.js";
+import { defineCommand } from "../cli/command.js";
 import { EventDelivery, eventsReportJson } from "../services/events.js";
-import { getRealm, type Realm } from "../zulip/lookup.js";
+import { getRealm } from "../zulip/lookup.js";
 import { realmJson } from "../cli/json-objects.js";
-import { cacheJson, lockRealm, reactivateRealm } from "../zulip/actions/realm-lifecycle.js";
+import { doReactivateRealm } from "../zulip/actions/reactivate-realm.js";
 import type { ReactivateRealmBody } from "../schemas/reactivate_realm.js";
 
-export default defineUntypedCommand({
+export default defineCommand({
   name: "reactivate_realm",
   description:
     "Script to reactivate a deactivated realm.\n\n" +
     "Users of the organization can log in again; its redirect URL (if any) is kept.",
   examples: ["zulip-manage reactivate_realm -r zulip", "zulip-manage reactivate_realm -r 2 --dry-run"],
-  configure(cmd) {
-    cmd.usage("[options] -r REALM");
-    addRequiredRealmOption(cmd);
-    cmd.option("--dry-run", "show what would change, and change nothing");
-    addFlushCacheOption(cmd);
-    addEventsOption(cmd);
-  },
+  configure: (cmd) =>
+    addEventsOption(
+      addFlushCacheOption(addRequiredRealmOption(cmd.usage("[options] -r REALM")).option("--dry-run", "show what would change, and change nothing")),
+    ),
   async run(ctx, _args, opts) {
     const out = ctx.out;
     const dryRun = Boolean(opts.dryRun);
     const db = await ctx.db();
-    const realm = (await getRealm(db, opts.realm)) as Realm;
-    const realmArg: string = opts.realm;
+    const realm = (await getRealm(db, opts.realm))!;
+    const realmArg = opts.realm;
     const inval = new CacheInvalidation(ctx, opts.flushCache);
     const result: ReactivateRealmBody = {
       dry_run: dryRun,
@@ -66,21 +63,16 @@ export default defineUntypedCommand({
     out.line(`Reactivating ${realmArg}`);
     const events = new EventDelivery(ctx, opts.events);
     const notify = { events, realm: { id: realm.id, string_id: realm.string_id }, what: `the reactivation of the organization ${realm.string_id || "(root domain)"}` };
-    const r = await events.tx(db, async (q) => {
-      const locked = await lockRealm(q, realm.id);
-      if (!locked.deactivated) return null;
-      return reactivateRealm(q, locked, { cache: inval, notify });
-    });
+    const r = await doReactivateRealm(db, realm.id, { cache: inval, notify });
     if (r === null) {
       await events.commit();
       result.already_active = true;
       out.line(`Realm ${realmArg} is already active.`);
       return finish();
     }
-    inval.changeCommitted();
     result.reactivated = true;
     result.audit_log_ids = [r.auditLogId];
-    result.cache = cacheJson(await inval.commit());
+    result.cache = cacheReportJson(await inval.commit());
     result.events = eventsReportJson(await events.commit());
     out.line("Done!");
     return finish();

@@ -6,12 +6,12 @@
 // --json: src/schemas/realm_domain.ts (README: --json output): --op show has its own body.
 import { addEventsOption, addFlushCacheOption, addRequiredRealmOption } from "../cli/options.js";
 import { CacheInvalidation, cacheReportJson } from "../zulip/cache.js";
-import { defineUntypedCommand } from "../cli/command.js";
+import { defineCommand } from "../cli/command.js";
 import { CommandError, UsageError } from "../lib/errors.js";
 import { EventDelivery, eventsReportJson } from "../services/events.js";
 import { realmJson } from "../cli/json-objects.js";
 import type { RealmDomainChangeBody, RealmDomainShowBody } from "../schemas/realm_domain.js";
-import { getRealm, type Realm } from "../zulip/lookup.js";
+import { getRealm } from "../zulip/lookup.js";
 import { addRealmDomain, domainProblem, normalizeDomain, realmDomains, removeRealmDomain } from "../zulip/actions/realm-domains.js";
 
 const OPS = ["show", "add", "remove"];
@@ -20,7 +20,7 @@ function describe(d: { domain: string; allow_subdomains: boolean }): string {
   return `${d.domain} (subdomains ${d.allow_subdomains ? "allowed" : "not allowed"})`;
 }
 
-export default defineUntypedCommand({
+export default defineCommand({
   name: "realm_domain",
   description:
     "Manage domains for the specified realm\n\n" +
@@ -32,23 +32,26 @@ export default defineUntypedCommand({
     "zulip-manage realm_domain -r zulip --op add --allow-subdomains example.com",
     "zulip-manage realm_domain -r zulip --op remove example.com --dry-run",
   ],
-  configure(cmd) {
-    cmd.usage("[options] -r REALM [--op show|add|remove] [--allow-subdomains] [<domain>]");
-    cmd.argument("[domain]", "domain to add or remove");
-    cmd.option("--op <op>", "What operation to do (add, show, remove).", "show");
-    cmd.option("--allow-subdomains", "Whether subdomains are allowed or not.");
-    addRequiredRealmOption(cmd);
-    cmd.option("--dry-run", "show what would change, and change nothing");
-    addFlushCacheOption(cmd);
-    addEventsOption(cmd);
-  },
+  configure: (cmd) =>
+    addEventsOption(
+      addFlushCacheOption(
+        addRequiredRealmOption(
+          cmd
+            .usage("[options] -r REALM [--op show|add|remove] [--allow-subdomains] [<domain>]")
+            .argument("[domain]", "domain to add or remove")
+            .option("--op <op>", "What operation to do (add, show, remove).", "show")
+            .option("--allow-subdomains", "Whether subdomains are allowed or not."),
+        ).option("--dry-run", "show what would change, and change nothing"),
+      ),
+    ),
   async run(ctx, args, opts) {
     const out = ctx.out;
     const op = String(opts.op);
     if (!OPS.includes(op)) throw new CommandError(`Unknown operation '${op}': use --op show, add or remove.`);
-    if (op !== "show" && args[0] === undefined) throw new UsageError(`the following arguments are required: <domain> (with --op ${op})`);
+    const [domainArg] = args;
+    if (op !== "show" && domainArg === undefined) throw new UsageError(`the following arguments are required: <domain> (with --op ${op})`);
     const db = await ctx.db();
-    const realm = (await getRealm(db, opts.realm)) as Realm;
+    const realm = (await getRealm(db, opts.realm))!;
     const realmRef = { id: Number(realm.id), string_id: realm.string_id };
     if (op === "show") {
       const domains = await realmDomains(db, realmRef.id);
@@ -57,7 +60,7 @@ export default defineUntypedCommand({
       out.jsonBody<RealmDomainShowBody>({ op: "show", realm: realmJson(ctx.config().settings, realm), domains });
       return 0;
     }
-    const domain = normalizeDomain(args[0]);
+    const domain = normalizeDomain(domainArg!);
     const problem = domainProblem(domain);
     if (problem) throw new CommandError(problem);
     const allowSubdomains = Boolean(opts.allowSubdomains);

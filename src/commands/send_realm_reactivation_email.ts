@@ -14,34 +14,32 @@
 // realm_reactivation_status_id null and audit_log_ids [] in a dry run; email.status would_do,
 // done or failed.
 import { addRequiredRealmOption } from "../cli/options.js";
-import { defineUntypedCommand } from "../cli/command.js";
+import { defineCommand } from "../cli/command.js";
 import { EmailDeliveryError, emailConfigWarnings, emailSettings, Mailer, requireOutgoingEmail } from "../services/email.js";
 import { CommandError } from "../lib/errors.js";
-import { getRealm, type Realm } from "../zulip/lookup.js";
-import { buildRealmReactivationEmail, createReactivationLink, humanAdminUsers, languageNote, lockRealm } from "../zulip/actions/realm-lifecycle.js";
+import { getRealm } from "../zulip/lookup.js";
+import { humanAdminUsers, languageNote } from "../zulip/realms.js";
+import { buildRealmReactivationEmail, doCreateReactivationLink } from "../zulip/actions/send-realm-reactivation-email.js";
 import { realmHost, realmUrl } from "../config/settings.js";
 import { outcome, utcTimestamp } from "../cli/json-contract.js";
 import { realmJson, userJson } from "../cli/json-objects.js";
 import type { SendRealmReactivationEmailBody } from "../schemas/send_realm_reactivation_email.js";
 
-export default defineUntypedCommand({
+export default defineCommand({
   name: "send_realm_reactivation_email",
   description:
     "Sends realm reactivation email to admins\n\n" +
     "The organization's owners and administrators get a link (valid for a day by default) that reactivates it.",
   examples: ["zulip-manage send_realm_reactivation_email -r zulip", "zulip-manage send_realm_reactivation_email -r 2 --dry-run"],
-  configure(cmd) {
-    cmd.usage("[options] -r REALM");
-    addRequiredRealmOption(cmd);
-    cmd.option("--dry-run", "show who would get the email, and write and send nothing");
-  },
+  configure: (cmd) =>
+    addRequiredRealmOption(cmd.usage("[options] -r REALM")).option("--dry-run", "show who would get the email, and write and send nothing"),
   async run(ctx, _args, opts) {
     const out = ctx.out;
     const dryRun = Boolean(opts.dryRun);
     const config = ctx.config();
     const settings = config.settings;
     const db = await ctx.db();
-    const realm = (await getRealm(db, opts.realm)) as Realm;
+    const realm = (await getRealm(db, opts.realm))!;
     if (!realm.deactivated) throw new CommandError(`The realm ${realm.name} is already active.`);
 
     const admins = await humanAdminUsers(db, realm.id);
@@ -50,7 +48,7 @@ export default defineUntypedCommand({
         `The realm ${realm.name} has no active human owner or administrator to send the reactivation email to; nothing was done.`,
       );
     }
-    const language: string = realm.default_language ?? "en";
+    const language = realm.default_language ?? "en";
     const result: SendRealmReactivationEmailBody = {
       dry_run: dryRun,
       realm: realmJson(settings, realm),
@@ -81,11 +79,7 @@ export default defineUntypedCommand({
     const info = { name: realm.name, string_id: realm.string_id, host: realmHost(settings, realm.string_id), url };
 
     out.line("Sending email to admins");
-    const link = await db.tx(async (q) => {
-      const locked = await lockRealm(q, realm.id);
-      if (!locked.deactivated) throw new CommandError(`The realm ${locked.name} is already active.`);
-      return createReactivationLink(q, locked, { realmUrl: url, validityDays: settings.get("CONFIRMATION_LINK_DEFAULT_VALIDITY_DAYS") });
-    });
+    const link = await doCreateReactivationLink(db, realm.id, { realmUrl: url, validityDays: settings.get("CONFIRMATION_LINK_DEFAULT_VALIDITY_DAYS") });
     result.confirmation = { id: link.confirmationId, key: link.key, url: link.url, expires_at: link.expiresAt ? utcTimestamp(link.expiresAt) : null };
     result.realm_reactivation_status_id = link.statusId;
     result.audit_log_ids = [link.auditLogId];

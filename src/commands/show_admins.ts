@@ -1,29 +1,24 @@
 import { addRequiredRealmOption } from "../cli/options.js";
-import { defineUntypedCommand } from "../cli/command.js";
+import { defineCommand } from "../cli/command.js";
 import { CommandError } from "../lib/errors.js";
 import { getRealm } from "../zulip/lookup.js";
 import { realmJson, userJson } from "../cli/json-objects.js";
 import { ROLES } from "../zulip/roles.js";
+import { adminUsersAndBots } from "../zulip/realms.js";
 import type { ShowAdminsBody } from "../schemas/show_admins.js";
 
-export default defineUntypedCommand({
+export default defineCommand({
   name: "show_admins",
   description: "Show the owners and administrators in an organization.",
   examples: ["zulip-manage show_admins -r ''", "zulip-manage show_admins -r engineering --json"],
-  configure(cmd) {
-    addRequiredRealmOption(cmd);
-  },
+  configure: (cmd) => addRequiredRealmOption(cmd),
   async run(ctx, _args, opts) {
     const db = await ctx.db();
     const realm = (await getRealm(db, opts.realm))!;
     // realm.get_admin_users_and_bots(): active, role owner or administrator, bots included.
-    const { rows } = await db.query(
-      `SELECT id, email, delivery_email, full_name, realm_id, role, is_bot FROM zerver_userprofile
-        WHERE realm_id = $1 AND is_active AND role IN ($2, $3) ORDER BY id`,
-      [realm.id, ROLES.REALM_ADMINISTRATOR, ROLES.REALM_OWNER],
-    );
+    const rows = await adminUsersAndBots(db, realm.id);
     if (rows.length === 0) throw new CommandError("There are no admins for this realm!");
-    const isHumanOwner = (u: any) => u.role === ROLES.REALM_OWNER && !u.is_bot;
+    const isHumanOwner = (u: { role: number; is_bot: boolean }) => u.role === ROLES.REALM_OWNER && !u.is_bot;
     if (ctx.out.json) {
       ctx.out.jsonBody<ShowAdminsBody>({
         realm: realmJson(ctx.config().settings, realm),

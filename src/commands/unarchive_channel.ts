@@ -32,7 +32,7 @@ import { utcTimestampFromPg } from "../cli/json-contract.js";
 import { realmJson } from "../cli/json-objects.js";
 import type { UnarchiveChannelBody } from "../schemas/unarchive_channel.js";
 import { getRealm, parsePythonInt, type Realm } from "../zulip/lookup.js";
-import { cacheJson } from "../zulip/actions/realm-lifecycle.js";
+import { cacheReportJson as cacheJson } from "../zulip/cache.js";
 
 export default defineUntypedCommand({
   name: "unarchive_channel",

@@ -5,13 +5,6 @@ import { crypto } from "./builtins.js";
 /** Django's RANDOM_STRING_CHARS. */
 export const RANDOM_STRING_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
 
-/** Django's get_random_string(length): characters drawn uniformly (CSPRNG) from [a-zA-Z0-9]. */
-export function getRandomString(length: number): string {
-  let s = "";
-  for (let i = 0; i < length; i++) s += RANDOM_STRING_CHARS[crypto().randomInt(RANDOM_STRING_CHARS.length)];
-  return s;
-}
-
 /** Where creation code gets its random strings and UUIDs (injectable so seeds are reproducible). */
 export interface RandomSource {
   /** n random characters from [A-Za-z0-9] (Django's get_random_string alphabet). */
@@ -66,4 +59,11 @@ export class SeededRandom implements RandomSource {
     const h = hex.join("");
     return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
   }
+}
+
+/** Django's get_random_string(length): characters drawn uniformly (CSPRNG) from [a-zA-Z0-9]. */
+export function getRandomString(length: number): string {
+  let s = "";
+  for (let i = 0; i < length; i++) s += RANDOM_STRING_CHARS[crypto().randomInt(RANDOM_STRING_CHARS.length)];
+  return s;
 }

@@ -27,6 +27,7 @@ import { AuditLogEventType, insertAuditLog, NEW_VALUE, OLD_VALUE } from "./audit
 import type { Queryable } from "../db/db.js";
 import { CommandError } from "../lib/errors.js";
 import { getSystemGroup, SystemGroups } from "./groups.js";
+import { ROLES } from "./roles.js";
 import type { CacheInvalidation } from "./cache.js";
 import { activeUserIds, type EventDelivery, type Notify } from "../services/events.js";
 
@@ -369,7 +370,7 @@ export async function billingPermissionRequest(
   const names = [...(await namedGroups(q, through)).values()].map((g) => `'${groupDisplayName(g)}'`).join(", ");
   if (grant) {
     if (!user.is_active) throw new CommandError(`${user.delivery_email} is deactivated; only active users can be given the permission.`);
-    if (user.role === 600) {
+    if (user.role === ROLES.GUEST) {
       throw new CommandError(`Guests cannot manage plans and billing: Zulip ignores guests in the "${label}" setting.`);
     }
     if (direct) throw new CommandError(`User can already manage plans and billing for this realm (named in "${label}").`);
@@ -380,7 +381,7 @@ export async function billingPermissionRequest(
     return { direct_members: [user.id], direct_subgroups: [v] };
   }
   if (!direct) {
-    if (through.length && user.role !== 600) {
+    if (through.length && user.role !== ROLES.GUEST) {
       throw new CommandError(
         `User can manage plans and billing only through the group ${names}, not as a member of "${label}" in their own right; ` +
           "change their role or group membership, or the setting, instead.",

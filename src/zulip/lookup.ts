@@ -3,14 +3,34 @@
 import type { Queryable } from "../db/db.js";
 import { CommandError } from "../lib/errors.js";
 
+/**
+ * A zerver_realm row as `SELECT *` reads it: the columns this code reads (a release without a
+ * column leaves it out: those are optional). Lookups that select fewer columns say so.
+ */
 export interface Realm {
   id: number;
   string_id: string;
   name: string;
   deactivated: boolean;
-  [column: string]: any;
+  deactivated_redirect: string | null;
+  default_language: string;
+  emails_restricted_to_domains: boolean;
+  invite_required: boolean;
+  waiting_period_threshold: number;
+  org_type: number;
+  plan_type: number;
+  date_created: Date;
+  /** Where the release has them (the code checks the catalog). */
+  scheduled_deletion_date?: Date | null;
+  demo_organization_scheduled_deletion_date?: Date | null;
+  /** 12.0+ (the "workplace users" group setting). */
+  workplace_users_group_id?: number;
 }
 
+/**
+ * A zerver_userprofile row as `SELECT *` reads it: the columns this code reads (a release without
+ * a column leaves it out: those are optional). Lookups that select fewer columns say so.
+ */
 export interface UserProfile {
   id: number;
   email: string;
@@ -20,7 +40,33 @@ export interface UserProfile {
   role: number;
   is_active: boolean;
   is_bot: boolean;
-  [column: string]: any;
+  bot_type: number | null;
+  bot_owner_id: number | null;
+  date_joined: Date;
+  last_login: Date | null;
+  password: string;
+  api_key: string;
+  tos_version: string | null;
+  rate_limits: string;
+  default_language: string;
+  timezone: string;
+  email_address_visibility: number;
+  is_mirror_dummy: boolean;
+  long_term_idle: boolean;
+  avatar_source: string;
+  avatar_version: number;
+  avatar_hash: string | null;
+  default_sending_stream_id: number | null;
+  default_events_register_stream_id: number | null;
+  allow_private_data_export: boolean;
+  can_forge_sender: boolean;
+  can_create_users: boolean;
+  /** 12.0+ */
+  can_change_user_emails?: boolean;
+  /** Before 10.0 (replaced by the realm's can_manage_billing_group). */
+  is_billing_admin?: boolean;
+  /** Before 12.0 (0798): the user's personal Recipient. */
+  recipient_id?: number | null;
 }
 
 export const REALM_HELP =

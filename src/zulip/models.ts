@@ -4,6 +4,9 @@
 // row. Roles are in roles.ts, audit log event types in audit.ts, confirmation types in
 // confirmation.ts.
 
+/** UserProfile.TOS_VERSION_BEFORE_FIRST_LOGIN: the user is asked to accept the terms at first login. */
+export const TOS_VERSION_BEFORE_FIRST_LOGIN = "-1";
+
 /** UserProfile bot types. */
 export const BotType = { DEFAULT: 1, INCOMING_WEBHOOK: 2, OUTGOING_WEBHOOK: 3, EMBEDDED: 4 } as const;
 

@@ -20,6 +20,7 @@
 import { createRequire } from "node:module";
 import { crypto } from "../lib/builtins.js";
 import { cryptoRandom, getRandomString, RANDOM_STRING_CHARS, type RandomSource } from "../lib/random.js";
+import { CommandError } from "../lib/errors.js";
 
 /** Django's Argon2PasswordHasher parameters (Django 4.x/5.x, argon2-cffi defaults). */
 export const DJANGO_ARGON2 = { timeCost: 2, memoryCost: 102400, parallelism: 8, hashLength: 16 } as const;
@@ -160,4 +161,20 @@ export function checkPasswordStrength(password: string, rules: PasswordRules = D
     };
   }
   return { ok: true, reason: null, guesses };
+}
+
+/**
+ * The password hash set_password() stores for a new user's password, after
+ * check_password_strength (manage.py create_user / create_realm do not apply the forms'
+ * PASSWORD_MAX_LENGTH); null for none (an unusable password is written).
+ */
+export async function hashNewPassword(
+  settings: { fileValue(name: string, fallback: any): any; get(name: "PRODUCTION"): boolean },
+  password: string | null,
+): Promise<string | null> {
+  if (password === null) return null;
+  const rules = { ...passwordRules(settings), maxLength: Number.POSITIVE_INFINITY };
+  const verdict = checkPasswordStrength(password, rules);
+  if (!verdict.ok) throw new CommandError(verdict.reason ?? PASSWORD_TOO_WEAK);
+  return djangoPasswordHash(password, settings.get("PRODUCTION"));
 }

@@ -77,6 +77,15 @@ export function verifySessionData(sessionData: string, secretKey: string, salt =
   return expected.length === actual.length && crypto().timingSafeEqual(expected, actual);
 }
 
+/** SECRET_KEY when readable (to skip sessions Django would not honour), else undefined. */
+export function secretKeyOrUndefined(settings: { get(name: "SECRET_KEY"): string }): string | undefined {
+  try {
+    return settings.get("SECRET_KEY");
+  } catch {
+    return undefined;
+  }
+}
+
 export interface UserSession {
   sessionKey: string;
   userId: number;

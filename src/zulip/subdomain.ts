@@ -2,6 +2,7 @@
 // zerver/forms.py check_subdomain_available, zerver/lib/name_restrictions.py
 // is_reserved_subdomain, and Realm.MAX_REALM_SUBDOMAIN_LENGTH.
 import type { Queryable } from "../db/db.js";
+import { CommandError } from "../lib/errors.js";
 
 /** Realm.SUBDOMAIN_FOR_ROOT_DOMAIN */
 export const SUBDOMAIN_FOR_ROOT_DOMAIN = "";
@@ -178,4 +179,18 @@ export async function checkSubdomainAvailable(
   );
   const problem = subdomainProblem(subdomain, { taken: rows[0].taken, rootDomainTaken: rows[0].root }, opts);
   if (problem) throw problem;
+}
+
+/** checkSubdomainAvailable for a command: a refusal is a CommandError with Zulip's message. */
+export async function requireSubdomainAvailable(
+  q: Queryable,
+  subdomain: string,
+  opts: SubdomainSettings & { allowReserved?: boolean } = {},
+): Promise<void> {
+  try {
+    await checkSubdomainAvailable(q, subdomain, opts);
+  } catch (e) {
+    if (e instanceof SubdomainError) throw new CommandError(e.message);
+    throw e;
+  }
 }

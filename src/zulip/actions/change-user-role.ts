@@ -17,7 +17,9 @@ import {
   readWorkplacePart,
   workplaceGroupOf,
 } from "../audit.js";
-import type { Queryable } from "../../db/db.js";
+import type { Db, Queryable } from "../../db/db.js";
+import { CommandError } from "../../lib/errors.js";
+import type { CacheInvalidation } from "../cache.js";
 import { metadataAccessChannelIds, sendStreamEventsForRoleUpdate } from "../events/channel-events.js";
 import { type Notify, sendGroupMembersEvent, userIdsWhoCanAccessUser } from "../../services/events.js";
 import { directGroupIds, getSystemGroup, SystemGroups, systemGroupNameForRole, systemGroups, updateFullMembersSystemGroup } from "../groups.js";
@@ -175,4 +177,36 @@ export async function planUserRoleChange(q: Queryable, realmRow: Realm, user: Us
     if (newRole === ROLES.MEMBER && !inFull && !provisional) added.push(full.name);
   }
   return { removed, added };
+}
+
+/** Lock the user row and read it again (the refresh_from_db with select_for_update(no_key=True) of Zulip's actions). */
+export async function lockUser(q: Queryable, userId: number): Promise<UserProfile> {
+  const { rows } = await q.query("SELECT * FROM zerver_userprofile WHERE id = $1 FOR NO KEY UPDATE", [userId]);
+  if (rows.length === 0) throw new CommandError("The user was deleted while this command ran; nothing was changed.");
+  return rows[0];
+}
+
+/**
+ * do_change_user_role in a transaction of its own: the user row locked and re-read (so two
+ * concurrent invocations never both apply the same change), changeUserRole, and flush_user_profile.
+ * `moves` is null when the locked row already has the new role (nothing written).
+ */
+export async function doChangeUserRole(
+  db: Db,
+  realm: Realm,
+  userId: number,
+  newRole: number,
+  opts: { baseline: Tracked<RoleCountBaseline | null>; notify?: Notify; cache?: CacheInvalidation },
+): Promise<{ oldRole: number; moves: GroupMoves | null }> {
+  const tx = <T>(fn: (q: Queryable) => Promise<T>) => (opts.notify ? opts.notify.events.tx(db, fn) : db.tx(fn));
+  const r = await tx(async (q) => {
+    const locked = await lockUser(q, userId);
+    const oldRole = Number(locked.role);
+    if (oldRole === newRole) return { oldRole, moves: null };
+    const moves = await changeUserRole(q, realm, locked, newRole, opts.baseline, opts.notify);
+    await opts.cache?.userChanged(q, { ...locked, role: newRole }, ["role"]);
+    return { oldRole, moves };
+  });
+  if (r.moves) opts.cache?.changeCommitted();
+  return r;
 }

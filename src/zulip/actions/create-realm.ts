@@ -22,8 +22,22 @@
 //
 // What is deliberately NOT reproduced (onboarding content, not state other code depends on):
 // Welcome Bot's onboarding messages in the new channels.
-import { AuditLogEventType, auditLogRow, insertAuditLogRow } from "../audit.js";
-import type { Queryable } from "../../db/db.js";
+import { AuditLogEventType, auditLogIdsOfRealm, auditLogRow, insertAuditLogRow } from "../audit.js";
+import type { Db, Queryable } from "../../db/db.js";
+import { CommandError } from "../../lib/errors.js";
+import type { ZulipSettings } from "../../config/settings.js";
+import { readAvatarSettings } from "../avatar.js";
+import type { CacheInvalidation } from "../cache.js";
+import type { EventDelivery } from "../../services/events.js";
+import { sendUserCreationEvents } from "../events/user-creation-events.js";
+import { ROLES } from "../roles.js";
+import { TOS_VERSION_BEFORE_FIRST_LOGIN } from "../models.js";
+import type { UserProfile } from "../lookup.js";
+import { defaultChannelIds } from "../realms.js";
+import type { SubdomainSettings } from "../subdomain.js";
+import { createUser, type CreatedUser } from "./create-user.js";
+import { type NewHumanUserSteps, processNewHumanUserRows, type serverUrls } from "./onboarding.js";
+import { createSystemBots } from "./server-initialization.js";
 import { quoteIdent } from "../../db/sql.js";
 import { cryptoRandom, type RandomSource } from "../../lib/random.js";
 import { getOrCreateClient } from "../clients.js";
@@ -473,4 +487,107 @@ export async function sendRealmCreationEvents(q: Queryable, notify: Notify, crea
   for (const c of created.channels) {
     await sendStreamCreationEvent(q, notify, { id: c.id, realm_id: created.id }, await activeNonGuestUserIds(q, created.id), { traffic: false, forUnarchiving: false, featureLevel });
   }
+}
+
+/**
+ * create_internal_realm: the system bot realm (no default channels, the internal clients) and
+ * its bots, in the caller's transaction.
+ */
+export async function createInternalRealm(
+  q: Queryable,
+  stringId: string,
+  opts: { dateCreated?: Date; random?: RandomSource } = {},
+): Promise<{ realm: CreatedRealm; bots: Record<string, number> }> {
+  const realm = await createRealm(q, { stringId, internal: true, ...opts });
+  const bots = await createSystemBots(q, realm, { ...(opts.dateCreated ? { dateJoined: opts.dateCreated } : {}), ...(opts.random ? { random: opts.random } : {}) });
+  return { realm, bots };
+}
+
+// ---------------------------------------------------------------------------------------------
+// manage.py create_realm
+
+export const NOT_DONE_ONBOARDING_MESSAGES =
+  "Welcome Bot's onboarding messages in the new channels (Zulip posts them when an organization is created; zulip-manage does not write them)";
+
+/** Realm.MAX_REALM_NAME_LENGTH */
+export const MAX_REALM_NAME_LENGTH = 40;
+
+/** do_create_realm's own assertions about the name and the subdomain (the subdomain's availability aside). */
+export function checkNewRealm(name: string, stringId: string, subdomains: SubdomainSettings): void {
+  if ([...name].length > MAX_REALM_NAME_LENGTH) {
+    throw new CommandError(`Ensure this value has at most ${MAX_REALM_NAME_LENGTH} characters (it has ${[...name].length}).`);
+  }
+  if ([subdomains.socialAuthSubdomain, subdomains.selfHostingManagementSubdomain].includes(stringId)) {
+    throw new CommandError("Creating a realm on SOCIAL_AUTH_SUBDOMAIN or SELF_HOSTING_MANAGEMENT_SUBDOMAIN is not allowed!");
+  }
+}
+
+export interface NewRealmOutcome {
+  realm: CreatedRealm;
+  owner: CreatedUser;
+  steps: NewHumanUserSteps;
+  /** The system bot realm, when this created it first (a server without any realm). */
+  systemRealm: { id: number; name: string; bots: number } | null;
+  /** Every audit row written for the new organization (and the system bot realm), in order. */
+  auditLogIds: number[];
+  /** Events that could not be sent, with the reason. */
+  eventsNotSent: string[];
+}
+
+/**
+ * manage.py create_realm, one transaction: create_internal_realm first when the server has no
+ * realm (`initialize`), do_create_realm (and its events), do_create_user for the owner
+ * (realm_creation=True, tos_version "-1", acting_user=None), process_new_human_user's rows and the
+ * owner's events; flush_realm and flush_user_profile.
+ */
+export async function doCreateRealm(
+  db: Db,
+  req: { stringId: string; name: string; owner: { email: string; fullName: string; passwordHash: string | null }; initialize: boolean; systemBotRealm: string },
+  opts: { urls: ReturnType<typeof serverUrls>; events: EventDelivery; featureLevel: number; settings: ZulipSettings; cache?: CacheInvalidation },
+): Promise<NewRealmOutcome> {
+  const { stringId } = req;
+  const { urls, events } = opts;
+  const created = await events.tx(db, async (q) => {
+    // A realm created since the caller's check: do_create_realm's "Realm <id> already exists!".
+    const { rows } = await q.query("SELECT 1 FROM zerver_realm WHERE string_id = $1", [stringId]);
+    if (rows.length) throw new CommandError(`Realm ${stringId} already exists!`);
+    let systemRealm: NewRealmOutcome["systemRealm"] = null;
+    if (req.initialize) {
+      const { rows: again } = await q.query("SELECT 1 FROM zerver_realm LIMIT 1");
+      if (again.length) throw new CommandError("An organization was created while this command ran; nothing was changed. Run it again.");
+      const internal = await createInternalRealm(q, req.systemBotRealm);
+      systemRealm = { id: internal.realm.id, name: internal.realm.name, bots: Object.keys(internal.bots).length };
+    }
+    const realm = await createRealm(q, { stringId, name: req.name });
+    const notify = { events, realm: { id: realm.id, string_id: stringId }, what: `the new organization ${stringId || "(root domain)"}` };
+    await sendRealmCreationEvents(q, notify, realm, opts.featureLevel);
+    const owner = await createUser(q, realm, {
+      email: req.owner.email,
+      fullName: req.owner.fullName,
+      role: ROLES.REALM_OWNER,
+      realmCreation: true,
+      tosVersion: TOS_VERSION_BEFORE_FIRST_LOGIN,
+      passwordHash: req.owner.passwordHash,
+      externalHost: urls.externalHost,
+      realmHosts: urls.realmHosts,
+      fakeEmailDomain: urls.fakeEmailDomain,
+    });
+    const steps = await processNewHumanUserRows(q, owner.id, urls, { realmCreation: true });
+    // do_create_user's events for the owner (user-creation-events.ts): the audit-log job, the
+    // realm_user add (to the owner), role:owners add_members, peer_add for the default channels
+    // (to the realm's other non-guests: nobody yet).
+    const eventsNotSent = await sendUserCreationEvents(q, notify, owner.id, {
+      featureLevel: opts.featureLevel,
+      avatar: readAvatarSettings(opts.settings),
+      systemGroupIds: [realm.groups["role:owners"]],
+      channelIds: await defaultChannelIds(q, realm.id),
+    });
+    await opts.cache?.realmChanged(q, { id: realm.id, string_id: stringId, deactivated: false }, null);
+    const { rows: urow } = await q.query("SELECT * FROM zerver_userprofile WHERE id = $1", [owner.id]);
+    await opts.cache?.userChanged(q, urow[0] as UserProfile, null);
+    const auditLogIds = [...(systemRealm ? await auditLogIdsOfRealm(q, systemRealm.id) : []), ...(await auditLogIdsOfRealm(q, realm.id))];
+    return { realm, owner, steps, systemRealm, auditLogIds: auditLogIds.sort((x, y) => x - y), eventsNotSent };
+  });
+  opts.cache?.changeCommitted();
+  return created;
 }

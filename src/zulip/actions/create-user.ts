@@ -10,20 +10,28 @@
 // Not reproduced (onboarding content, not state other code depends on): Welcome Bot's DM, and
 // UserPresence rows (Zulip creates those on the first presence update, not at signup).
 // process_new_human_user's rows are onboarding.ts.
-import { AuditLogEventType, insertAuditLogRow, ROLE_COUNT, type RoleCountBaseline, roleCountSnapshot, roleCountsAfterChange, workplaceGroupOf } from "../audit.js";
-import type { Queryable } from "../../db/db.js";
+import { AuditLogEventType, auditLogIdsOfUser, insertAuditLogRow, ROLE_COUNT, type RoleCountBaseline, roleCountSnapshot, roleCountsAfterChange, workplaceGroupOf } from "../audit.js";
+import type { Db, Queryable } from "../../db/db.js";
 import { CommandError } from "../../lib/errors.js";
 import { cryptoRandom, type RandomSource } from "../../lib/random.js";
 import { realmHostFor } from "../../config/settings.js";
 import { validateEmailAddress } from "../email-address.js";
 import { getSystemGroups, isProvisionalMember, type SystemGroupName, systemGroupNameForRole } from "../groups.js";
-import { realmIdOf, type RealmIdOrRef } from "../lookup.js";
+import { realmIdOf, type RealmIdOrRef, type UserProfile } from "../lookup.js";
 import { BotType, EmailAddressVisibility, RecipientType, subscriptionValues, UserMessageFlag } from "../models.js";
 import { unusablePassword } from "../password.js";
 import { ROLES } from "../roles.js";
 import { hasPersonalRecipients, insertRow, insertRows, nextId, type Row, tableColumns } from "../rows.js";
 import { NOT_COPIED_FROM_REALM_DEFAULTS, USER_SETTING_DEFAULTS } from "../user-settings.js";
+import { readAvatarSettings } from "../avatar.js";
+import type { CacheInvalidation } from "../cache.js";
+import type { ZulipSettings } from "../../config/settings.js";
+import type { Notify } from "../../services/events.js";
+import { sendUserCreationEvents } from "../events/user-creation-events.js";
+import { defaultChannelIds } from "../realms.js";
 import { bulkAddSubscriptions } from "./bulk-add-subscriptions.js";
+import { type NoticeResult, sendSignupAnnouncement } from "./channels.js";
+import { type NewHumanUserSteps, processNewHumanUserRows, type serverUrls } from "./onboarding.js";
 
 /**
  * get_fake_email_domain() (zerver/models/realms.py, same in 10.x–12.x): the realm host if
@@ -472,4 +480,101 @@ async function addNewUserHistory(
     }),
     null,
   );
+}
+
+// ---------------------------------------------------------------------------------------------
+// manage.py create_user
+
+/** What create_user and create_realm say they did not do. */
+export const NOT_DONE_WELCOME_DM =
+  "Welcome Bot's onboarding direct message to the new user (Zulip sends it on sign-up; zulip-manage does not write Welcome Bot's onboarding messages)";
+export const NOT_DONE_ACCOUNT_EMAIL = 'the "account registered" email Zulip queues for the new user (zulip-manage does not send it)';
+
+/** zerver_userprofile.full_name is a varchar(100); Zulip's command does no other check. */
+export function checkFullName(name: string): string {
+  if ([...name].length > 100) throw new CommandError("Name too long!");
+  return name;
+}
+
+/** Whether the realm has a user with this address (delivery or display email, any case). */
+export async function userAlreadyExists(q: Queryable, realmId: number, email: string): Promise<boolean> {
+  const { rows } = await q.query(
+    "SELECT 1 FROM zerver_userprofile WHERE realm_id = $1 AND (upper(delivery_email) = upper($2) OR upper(email) = upper($2))",
+    [realmId, email.trim()],
+  );
+  return rows.length > 0;
+}
+
+/** The names of the channels the user is subscribed to, sorted. */
+export async function subscribedChannelNames(q: Queryable, userId: number): Promise<string[]> {
+  const { rows } = await q.query(
+    `SELECT s.name FROM zerver_subscription sub JOIN zerver_recipient r ON r.id = sub.recipient_id AND r.type = $2
+       JOIN zerver_stream s ON s.id = r.type_id WHERE sub.user_profile_id = $1 ORDER BY s.name`,
+    [userId, RecipientType.STREAM],
+  );
+  return rows.map((r) => r.name as string);
+}
+
+export interface NewUserOutcome {
+  user: CreatedUser;
+  /** The new zerver_userprofile row. */
+  row: UserProfile;
+  steps: NewHumanUserSteps;
+  signup: NoticeResult;
+  /** Events that could not be sent, with the reason. */
+  eventsNotSent: string[];
+  subscribedChannels: string[];
+  auditLogIds: number[];
+}
+
+/**
+ * manage.py create_user: one transaction with do_create_user (a member, tos_version "-1"),
+ * process_new_human_user's rows, their events in Zulip's order (user-creation-events.ts), the
+ * signup announcement, and flush_user_profile. Refused when the address is taken (checked again
+ * inside the transaction, and the unique index's violation reported the same way).
+ */
+export async function doCreateUser(
+  db: Db,
+  realm: { id: number; string_id: string },
+  req: { email: string; fullName: string; passwordHash: string | null; tosVersion: string; roleCountBaseline?: Promise<RoleCountBaseline | null> },
+  opts: { urls: ReturnType<typeof serverUrls>; notify: Notify; featureLevel: number; settings: ZulipSettings; cache?: CacheInvalidation },
+): Promise<NewUserOutcome> {
+  const { urls, notify } = opts;
+  const created = await notify.events.tx(db, async (q) => {
+    if (await userAlreadyExists(q, realm.id, req.email)) throw new CommandError("User already exists.");
+    let user: CreatedUser;
+    try {
+      user = await createUser(q, realm.id, {
+        email: req.email,
+        fullName: req.fullName,
+        role: ROLES.MEMBER,
+        tosVersion: req.tosVersion,
+        passwordHash: req.passwordHash,
+        externalHost: urls.externalHost,
+        realmHosts: urls.realmHosts,
+        fakeEmailDomain: urls.fakeEmailDomain,
+        ...(req.roleCountBaseline ? { roleCountBaseline: req.roleCountBaseline } : {}),
+      });
+    } catch (e: any) {
+      if (e?.code === "23505") throw new CommandError("User already exists.");
+      throw e;
+    }
+    const steps = await processNewHumanUserRows(q, user.id, urls);
+    // do_create_user's and process_new_human_user's events, in Zulip's order (user-creation-events.ts).
+    const systemGroups = await getSystemGroups(q, realm.id);
+    const eventsNotSent = await sendUserCreationEvents(q, notify, user.id, {
+      featureLevel: opts.featureLevel,
+      avatar: readAvatarSettings(opts.settings),
+      systemGroupIds: user.systemGroups.map((name) => systemGroups[name]),
+      channelIds: await defaultChannelIds(q, realm.id),
+    });
+    const signup = await sendSignupAnnouncement(q, user.id);
+    const subscribedChannels = await subscribedChannelNames(q, user.id);
+    const { rows: urow } = await q.query("SELECT * FROM zerver_userprofile WHERE id = $1", [user.id]);
+    const row = urow[0] as UserProfile;
+    await opts.cache?.userChanged(q, row, null);
+    return { user, row, steps, signup, eventsNotSent, subscribedChannels, auditLogIds: await auditLogIdsOfUser(q, user.id) };
+  });
+  opts.cache?.changeCommitted();
+  return created;
 }

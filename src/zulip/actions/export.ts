@@ -40,6 +40,7 @@ import { catalogForeignKeys } from "../../db/ondelete.js";
 import { zlib } from "../../lib/builtins.js";
 import { seriesAtLeast } from "../../db/zulip-versions.js";
 import { databaseSeries } from "../rows.js";
+import { RecipientType } from "../models.js";
 
 // ---------------------------------------------------------------------------------------------
 // JSON as Zulip writes it (orjson, OPT_INDENT_2)
@@ -315,8 +316,6 @@ const USER_CHILD_TABLES: [string, string, string][] = [
  */
 const SUBMESSAGE_SINCE = "12.x";
 
-const RECIPIENT_STREAM = 2;
-
 // The export holds the user's private messages: every file and directory it writes, the
 // tarball included, is for the owner's eyes only (whatever the umask).
 const PRIVATE_FILE = 0o600;
@@ -367,7 +366,7 @@ async function userTables(q: Queryable, reader: RowReader, userId: number, serie
   data.zerver_subscription = await reader.rows("zerver_subscription", "user_profile_id = $1", [userId]);
   const recipientIds = [...new Set(data.zerver_subscription.map((s) => Number(s.recipient)))];
   data.zerver_recipient = await reader.rows("zerver_recipient", "id = ANY ($1::int[])", [recipientIds]);
-  const streamIds = data.zerver_recipient.filter((r) => Number(r.type) === RECIPIENT_STREAM).map((r) => Number(r.type_id));
+  const streamIds = data.zerver_recipient.filter((r) => Number(r.type) === RecipientType.STREAM).map((r) => Number(r.type_id));
   data.zerver_stream = await reader.rows("zerver_stream", "id = ANY ($1::bigint[])", [streamIds], ["email_token"]);
   if (await reader.exists("analytics_usercount")) data.analytics_usercount = await reader.rows("analytics_usercount", "user_id = $1", [userId]);
   data.zerver_realmauditlog = await reader.rows("zerver_realmauditlog", "modified_user_id = $1 OR acting_user_id = $1", [userId]);
@@ -398,8 +397,8 @@ async function exportMessages(
   const mine = (
     await q.query(
       `SELECT s.recipient_id FROM zerver_subscription s JOIN zerver_recipient r ON r.id = s.recipient_id
-        WHERE s.user_profile_id = $1 AND r.type IN (1, 3) ORDER BY 1`,
-      [userId],
+        WHERE s.user_profile_id = $1 AND r.type IN ($2, $3) ORDER BY 1`,
+      [userId, RecipientType.PERSONAL, RecipientType.DIRECT_MESSAGE_GROUP],
     )
   ).rows.map((r) => Number(r.recipient_id));
   const cols = await reader.columns("zerver_message");
@@ -422,7 +421,7 @@ async function exportMessages(
     let name = names.get(recipientId);
     if (name === undefined) {
       const r = (await q.query("SELECT type, type_id FROM zerver_recipient WHERE id = $1", [recipientId])).rows[0];
-      if (r && Number(r.type) === RECIPIENT_STREAM) {
+      if (r && Number(r.type) === RecipientType.STREAM) {
         name = String((await q.query("SELECT name FROM zerver_stream WHERE id = $1", [r.type_id])).rows[0]?.name ?? "");
       } else {
         const { rows } = await q.query(

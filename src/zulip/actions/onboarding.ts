@@ -9,6 +9,7 @@ import type { Queryable } from "../../db/db.js";
 import { CONFIRMATION_STATUS, CONFIRMATION_TYPES, generateKey } from "../confirmation.js";
 import { OrgType, ScheduledEmailType } from "../models.js";
 import { ROLES } from "../roles.js";
+import { realmUrl, type ZulipSettings } from "../../config/settings.js";
 
 /** Realm.ORG_TYPES[...]["onboarding_zulip_guide_url"] by org type id. */
 const ONBOARDING_GUIDE: Record<number, { url: string; reference: string } | undefined> = {
@@ -81,6 +82,29 @@ export interface ServerUrls {
   corporateEnabled?: boolean;
   /** settings.WELCOME_EMAIL_SENDER ({"name", "email"}) or null (the default). */
   welcomeEmailSender?: { name: string; email: string } | null;
+}
+
+/** The URLs and settings Zulip's common_context and fake display emails use, for the realm with this string id. */
+export function serverUrls(s: ZulipSettings, stringId: string): ServerUrls & { realmHosts: Record<string, string>; fakeEmailDomain: string } {
+  const fileValue = (name: string, fallback: unknown) => {
+    try {
+      return s.fileValue(name, fallback as any);
+    } catch {
+      return fallback;
+    }
+  };
+  const sender = fileValue("WELCOME_EMAIL_SENDER", null) as any;
+  const fake = fileValue("FAKE_EMAIL_DOMAIN", null);
+  return {
+    realmUrl: realmUrl(s, stringId),
+    rootDomainUrl: s.get("ROOT_DOMAIN_URI"),
+    externalUriScheme: s.get("EXTERNAL_URI_SCHEME"),
+    externalHost: s.get("EXTERNAL_HOST"),
+    corporateEnabled: fileValue("CORPORATE_ENABLED", false) === true,
+    welcomeEmailSender: sender && typeof sender === "object" && typeof sender.name === "string" && typeof sender.email === "string" ? sender : null,
+    realmHosts: s.get("REALM_HOSTS"),
+    fakeEmailDomain: typeof fake === "string" ? fake : s.get("EXTERNAL_HOST_WITHOUT_PORT"),
+  };
 }
 
 export interface WelcomeEmailsResult {

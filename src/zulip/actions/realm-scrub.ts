@@ -10,7 +10,7 @@
 //
 // Not reproduced: main's email passes is_demo_organization, and its HTML part then says "Your
 // Zulip demo organization, …"; the older copy has no such variant, and which release got it could
-// not be established, so the email is the one deactivate_realm sends (realm-lifecycle.ts).
+// not be established, so the email is the one deactivate_realm sends (deactivate-realm.ts).
 //
 // delete_expired_demo_organizations is done here, exactly: for each active realm whose
 // demo_organization_scheduled_deletion_date has passed (id order), one transaction with the realm
@@ -37,7 +37,8 @@ import { type CacheInvalidation } from "../cache.js";
 import type { Db, Queryable } from "../../db/db.js";
 import { EmailDeliveryError, type EmailSettings, Mailer } from "../../services/email.js";
 import type { EventDelivery } from "../../services/events.js";
-import { buildRealmDeactivatedEmails, deactivateRealm, deleteRealmSessions, humanOwnerUsers, lockRealm, type RealmEmailInfo } from "./realm-lifecycle.js";
+import { buildRealmDeactivatedEmails, deactivateRealm, deleteRealmSessions, type RealmEmailInfo } from "./deactivate-realm.js";
+import { humanOwnerUsers, lockRealm } from "../realms.js";
 
 export interface RealmDueForScrubbing {
   id: number;

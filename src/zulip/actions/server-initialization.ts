@@ -1,8 +1,10 @@
-// create_internal_realm's bots (zerver/lib/server_initialization.py): the system bot realm
+// zerver/lib/server_initialization.py: whether the server is initialized (has any realm), and
+// create_internal_realm's bots (settings.INTERNAL_BOTS). The system bot realm itself
 // ("zulipinternal") is created by do_create_realm when the server has no realm yet
-// (server_initialized() is Realm.objects.exists()), with settings.INTERNAL_BOTS in it.
-import { AuditLogEventType, auditLogRow, insertAuditLogRow } from "../audit.js";
+// (create-realm.ts createInternalRealm).
+import { AuditLogEventType, auditLogRow, insertAuditLogRow, NEW_VALUE, OLD_VALUE } from "../audit.js";
 import type { Queryable } from "../../db/db.js";
+import { EnvironmentError } from "../../lib/errors.js";
 import { cryptoRandom, type RandomSource } from "../../lib/random.js";
 import { getSystemGroups, isProvisionalMember } from "../groups.js";
 import { realmIdOf, type RealmIdOrRef } from "../lookup.js";
@@ -11,7 +13,6 @@ import { unusablePassword } from "../password.js";
 import { ROLES } from "../roles.js";
 import { hasPersonalRecipients, insertRows, nextId, type Row } from "../rows.js";
 import { USER_SETTING_DEFAULTS } from "../user-settings.js";
-import { createRealm, type CreatedRealm } from "./create-realm.js";
 import { createPersonalRecipients, loadRealm, userAccountValues } from "./create-user.js";
 
 /** settings.INTERNAL_BOTS (INTERNAL_BOT_DOMAIN = zulip.com); created sorted by email. */
@@ -115,7 +116,7 @@ export async function createSystemBots(
         eventType: AuditLogEventType.USER_SPECIAL_PERMISSION_CHANGED,
         eventTime: when,
         modifiedUserId: id,
-        extraData: { "1": false, "2": true, property: "can_forge_sender" },
+        extraData: { [OLD_VALUE]: false, [NEW_VALUE]: true, property: "can_forge_sender" },
       });
     }
   }
@@ -128,22 +129,19 @@ export async function serverInitialized(q: Queryable): Promise<boolean> {
   return rows.length > 0;
 }
 
-/** The id of the realm with this string id, or null (is the system bot realm there?). */
-export async function realmIdByStringId(q: Queryable, stringId: string): Promise<number | null> {
-  const { rows } = await q.query("SELECT id FROM zerver_realm WHERE string_id = $1", [stringId]);
-  return rows.length ? Number(rows[0].id) : null;
-}
-
 /**
- * create_internal_realm: the system bot realm (create_internal_realm semantics: no default
- * channels, the internal clients) and its bots, in the caller's transaction.
+ * do_create_realm's `if not server_initialized(): create_internal_realm()`: on a database without
+ * any realm the system bot realm and its bots are to be created first (initialize). A database
+ * that has realms but not the system bot realm is refused: Zulip would go on without it and fail
+ * later.
  */
-export async function createInternalRealm(
-  q: Queryable,
-  stringId: string,
-  opts: { dateCreated?: Date; random?: RandomSource } = {},
-): Promise<{ realm: CreatedRealm; bots: Record<string, number> }> {
-  const realm = await createRealm(q, { stringId, internal: true, ...opts });
-  const bots = await createSystemBots(q, realm, { ...(opts.dateCreated ? { dateJoined: opts.dateCreated } : {}), ...(opts.random ? { random: opts.random } : {}) });
-  return { realm, bots };
+export async function checkServerInitialization(q: Queryable, systemBotRealm: string): Promise<{ initialize: boolean }> {
+  const initialize = !(await serverInitialized(q));
+  const { rows: sys } = await q.query("SELECT id FROM zerver_realm WHERE string_id = $1", [systemBotRealm]);
+  if (!sys.length && !initialize) {
+    throw new EnvironmentError(
+      `This server has no system bot realm ('${systemBotRealm}'); it was never initialized. Run the Zulip installer's initialize-database first.`,
+    );
+  }
+  return { initialize };
 }

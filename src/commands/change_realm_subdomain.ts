@@ -14,7 +14,7 @@
 // Then every unexpired session of the organization's users is deleted (everyone has to log in
 // again at the new address) and memcached gets flush_realm for every realm saved.
 //
-// Events (after the commit; lib/events.ts), as do_change_realm_subdomain sends them: none to
+// Events (after the commit; src/services/events.ts), as do_change_realm_subdomain sends them: none to
 // the renamed organization's users (the rename itself sends no event: their open queues fail to
 // authenticate at the old address). The placeholder's do_create_realm and do_deactivate_realm
 // send theirs — a `stream` `create` per default channel and the `realm` `deactivated`, all

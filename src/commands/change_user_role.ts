@@ -16,13 +16,13 @@
 // {"1": old, "2": new, "property": "<flag>"}. is_billing_admin: before Zulip 10.0 the column, no
 // audit row (as Zulip's billing code did); since 10.0 (the column is gone) the user is added to
 // or removed from the realm setting can_manage_billing_group the way the web app's settings
-// page does it (lib/group-settings.ts: the anonymous group with the user and the current group,
+// page does it (src/zulip/group-settings.ts: the anonymous group with the user and the current group,
 // the REALM_PROPERTY_CHANGED row, back to the named group when only it is left).
 //
 // Speed on large realms: ROLE_COUNT is Zulip's count of the realm's active users by role, a
 // pass over every user row of the realm (tens of milliseconds at 50,000 users). For a single
 // user it is read on a second connection while this one connects, looks the user up and locks
-// it, then adjusted for the change (lib/audit.ts countsAfterChange): the same numbers Zulip
+// it, then adjusted for the change (src/zulip/audit.ts countsAfterChange): the same numbers Zulip
 // counts inside its transaction, used only when that read saw the user exactly as the locked
 // row shows it; otherwise, and with -u, the count is taken inside the transaction. The
 // memcached connection is opened while the transaction runs (CacheInvalidation.prepare).
@@ -401,7 +401,7 @@ async function changeFlag(
 
 /**
  * is_billing_admin on Zulip 10+: the user added to (or, with --revoke, removed from) the realm
- * setting "Who can manage plans and billing" (lib/group-settings.ts changeBillingPermission).
+ * setting "Who can manage plans and billing" (src/zulip/group-settings.ts changeBillingPermission).
  */
 async function changeBilling(
   db: Db,

@@ -19,7 +19,7 @@
 // new channels (with their OnboardingUserMessage rows) and its direct message to the owner, and
 // the queued "account registered" email.
 //
-// Events (after the commit; lib/events.ts), in Zulip's order: do_create_realm's (with the push
+// Events (after the commit; src/services/events.ts), in Zulip's order: do_create_realm's (with the push
 // notification service, a push_bouncer_update_for_realm job; a `stream` `create` per default
 // channel, addressed to the new realm's non-guests — nobody yet, published with an empty user
 // list as Zulip does), then do_create_user's for the owner (the job again; `user_group`

@@ -1,5 +1,5 @@
 // create_stream: manage.py create_stream — create a public channel with Zulip's defaults as
-// create_stream_if_needed(realm, name, acting_user=None) does (lib/subscriptions.ts
+// create_stream_if_needed(realm, name, acting_user=None) does (src/zulip/actions/subscriptions.ts
 // ensureChannel): the channel and its recipient, the permission groups' defaults, the
 // CHANNEL_CREATED audit row. Like manage.py, nobody is subscribed (despite its help text) and
 // an existing channel of that name (any case) is left as it is; we say so.

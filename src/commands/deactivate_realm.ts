@@ -8,7 +8,7 @@
 // active human owner gets the "organization deactivated" email over SMTP. Users are not
 // deactivated. --redirect_url is stored first, even when the realm is already deactivated.
 //
-// Events (after the commit, after the cache update; lib/events.ts): Zulip's
+// Events (after the commit, after the cache update; src/services/events.ts): Zulip's
 // {"type": "realm", "op": "deactivated", "realm_id"} to every active user of the realm, which
 // ends the open long-polls (the apps then show the deactivation notice), and, when the server
 // uses the push notification service, the deferred_work push_bouncer_update_for_realm job

@@ -1,6 +1,6 @@
 // realm_domain: manage.py realm_domain — list an organization's allowed email domains
 // (--op show, the default), add one (--op add [--allow-subdomains]) or remove one (--op remove),
-// as the organization settings page does it (lib/realm-domains.ts: Zulip's do_add_realm_domain /
+// as the organization settings page does it (src/zulip/actions/realm-domains.ts: Zulip's do_add_realm_domain /
 // do_remove_realm_domain with their audit rows, events and the emails-restricted side effect).
 //
 // --json: src/schemas/realm_domain.ts (README: --json output): --op show has its own body.

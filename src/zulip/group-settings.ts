@@ -22,7 +22,7 @@
 //    flush_realm deletes the cached profiles of the realm's active users.
 //  * The event Zulip sends on commit: {"type": "realm", "op": "update_dict", "property":
 //    "default", "data": {<setting>: new API value}} to the realm's active users (through
-//    lib/events.ts when the caller passes a Notify).
+//    src/services/events.ts when the caller passes a Notify).
 import { AuditLogEventType, insertAuditLog, NEW_VALUE, OLD_VALUE } from "./audit.js";
 import type { Queryable } from "../db/db.js";
 import { CommandError } from "../lib/errors.js";

@@ -36,7 +36,7 @@ import type { UserProfile } from "../lookup.js";
 import { defaultChannelIds } from "../realms.js";
 import type { SubdomainSettings } from "../subdomain.js";
 import { createUser, type CreatedUser } from "./create-user.js";
-import { type NewHumanUserSteps, processNewHumanUserRows, type serverUrls } from "./onboarding.js";
+import { type NewHumanUserSteps, processNewHumanUserRows, type NewUserUrls } from "./onboarding.js";
 import { createSystemBots } from "./server-initialization.js";
 import { quoteIdent } from "../../db/sql.js";
 import { cryptoRandom, type RandomSource } from "../../lib/random.js";
@@ -543,7 +543,7 @@ export interface NewRealmOutcome {
 export async function doCreateRealm(
   db: Db,
   req: { stringId: string; name: string; owner: { email: string; fullName: string; passwordHash: string | null }; initialize: boolean; systemBotRealm: string },
-  opts: { urls: ReturnType<typeof serverUrls>; events: EventDelivery; featureLevel: number; settings: ZulipSettings; cache?: CacheInvalidation },
+  opts: { urls: NewUserUrls; events: EventDelivery; featureLevel: number; settings: ZulipSettings; cache?: CacheInvalidation },
 ): Promise<NewRealmOutcome> {
   const { stringId } = req;
   const { urls, events } = opts;

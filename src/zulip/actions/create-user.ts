@@ -9,12 +9,13 @@
 //
 // Not reproduced (onboarding content, not state other code depends on): Welcome Bot's DM, and
 // UserPresence rows (Zulip creates those on the first presence update, not at signup).
-// process_new_human_user's rows are onboarding.ts.
+// process_new_human_user's rows are onboarding.ts. doCreateUser is manage.py create_user's whole
+// transaction (the user, process_new_human_user's rows, the events, the signup announcement).
 import { AuditLogEventType, auditLogIdsOfUser, insertAuditLogRow, ROLE_COUNT, type RoleCountBaseline, roleCountSnapshot, roleCountsAfterChange, workplaceGroupOf } from "../audit.js";
 import type { Db, Queryable } from "../../db/db.js";
 import { CommandError } from "../../lib/errors.js";
 import { cryptoRandom, type RandomSource } from "../../lib/random.js";
-import { realmHostFor } from "../../config/settings.js";
+import { realmHostFor, type ZulipSettings } from "../../config/settings.js";
 import { validateEmailAddress } from "../email-address.js";
 import { getSystemGroups, isProvisionalMember, type SystemGroupName, systemGroupNameForRole } from "../groups.js";
 import { realmIdOf, type RealmIdOrRef, type UserProfile } from "../lookup.js";
@@ -25,13 +26,12 @@ import { hasPersonalRecipients, insertRow, insertRows, nextId, type Row, tableCo
 import { NOT_COPIED_FROM_REALM_DEFAULTS, USER_SETTING_DEFAULTS } from "../user-settings.js";
 import { readAvatarSettings } from "../avatar.js";
 import type { CacheInvalidation } from "../cache.js";
-import type { ZulipSettings } from "../../config/settings.js";
 import type { Notify } from "../../services/events.js";
 import { sendUserCreationEvents } from "../events/user-creation-events.js";
 import { defaultChannelIds } from "../realms.js";
 import { bulkAddSubscriptions } from "./bulk-add-subscriptions.js";
 import { type NoticeResult, sendSignupAnnouncement } from "./channels.js";
-import { type NewHumanUserSteps, processNewHumanUserRows, type serverUrls } from "./onboarding.js";
+import { type NewHumanUserSteps, processNewHumanUserRows, type NewUserUrls } from "./onboarding.js";
 
 /**
  * get_fake_email_domain() (zerver/models/realms.py, same in 10.x–12.x): the realm host if
@@ -537,7 +537,7 @@ export async function doCreateUser(
   db: Db,
   realm: { id: number; string_id: string },
   req: { email: string; fullName: string; passwordHash: string | null; tosVersion: string; roleCountBaseline?: Promise<RoleCountBaseline | null> },
-  opts: { urls: ReturnType<typeof serverUrls>; notify: Notify; featureLevel: number; settings: ZulipSettings; cache?: CacheInvalidation },
+  opts: { urls: NewUserUrls; notify: Notify; featureLevel: number; settings: ZulipSettings; cache?: CacheInvalidation },
 ): Promise<NewUserOutcome> {
   const { urls, notify } = opts;
   const created = await notify.events.tx(db, async (q) => {

@@ -84,8 +84,14 @@ export interface ServerUrls {
   welcomeEmailSender?: { name: string; email: string } | null;
 }
 
+/** ServerUrls plus what fake display emails need (REALM_HOSTS, FAKE_EMAIL_DOMAIN). */
+export interface NewUserUrls extends ServerUrls {
+  realmHosts: Record<string, string>;
+  fakeEmailDomain: string;
+}
+
 /** The URLs and settings Zulip's common_context and fake display emails use, for the realm with this string id. */
-export function serverUrls(s: ZulipSettings, stringId: string): ServerUrls & { realmHosts: Record<string, string>; fakeEmailDomain: string } {
+export function serverUrls(s: ZulipSettings, stringId: string): NewUserUrls {
   const fileValue = (name: string, fallback: unknown) => {
     try {
       return s.fileValue(name, fallback as any);

@@ -8,7 +8,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { format } from "node:util";
 import type { Config } from "../config/config.js";
-import { generateKey } from "../zulip/confirmation.js";
+import { generateKey } from "../lib/random.js";
 import { EnvironmentError } from "../lib/errors.js";
 import { asctime } from "../lib/managelog.js";
 import { Progress } from "../lib/progress.js";

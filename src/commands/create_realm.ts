@@ -42,7 +42,7 @@ import { readAvatarSettings } from "../zulip/avatar.js";
 import { sendUserCreationEvents } from "../zulip/events/user-creation-events.js";
 import { createRealm, createSystemBots, createUser, creationSchemaProblem, processNewHumanUserRows, Role } from "../zulip/actions/create.js";
 import { CommandError, EnvironmentError } from "../lib/errors.js";
-import { realmJson, userJson } from "../cli/json-objects.js";
+import { realmJson, serverDataReportJson, userJson } from "../cli/json-objects.js";
 import { utcTimestamp } from "../cli/json-contract.js";
 import { auditLogIdsOfRealm, cacheJson, sendRealmCreationEvents } from "../zulip/actions/realm-lifecycle.js";
 import type { CreateRealmBody, CreateRealmDryRunBody } from "../schemas/create_realm.js";
@@ -226,8 +226,8 @@ export default defineUntypedCommand({
     // sent from here instead (see reportServerData), so that it is never lost nor sent twice.
     const reportQueued = events.enabled && !delivery.undelivered.includes("deferred_work: push_bouncer_update_for_realm");
     if (settings.get("ZULIP_SERVICE_PUSH_NOTIFICATIONS") && !reportQueued) {
-      const { reportServerData } = await import("./register_server.js");
-      result.push_service = await reportServerData(ctx, db, opts.flushCache, opts.events, (t) => out.warn(t));
+      const { reportServerData } = await import("../zulip/actions/remote-server.js");
+      result.push_service = serverDataReportJson(settings, await reportServerData(ctx, db, opts.flushCache, opts.events, (t) => out.warn(t)));
     }
     for (const e of created.eventsNotSent) result.not_done.push(`not sent: ${e}`);
     for (const n of result.not_done) out.line(`Note: not done: ${n}.`);

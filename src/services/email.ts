@@ -258,6 +258,21 @@ export interface OutgoingEmail {
   log?: boolean;
 }
 
+/** Django's send_mail(subject, message, from_email, recipient_list): one message to everyone, no extra headers, no send_email.log line. */
+export function plainMail(template: string, subject: string, body: string, from: string, to: string[]): OutgoingEmail {
+  const [name, address] = parseaddr(from);
+  return {
+    template,
+    subject,
+    text: body,
+    from: name ? { name, address } : { address },
+    to: to.map((address) => ({ address })),
+    envelopeFrom: address,
+    headers: {},
+    log: false,
+  };
+}
+
 export interface BuildEmailOptions {
   template: string;
   rendered: { subject: string; text: string; html?: string };

@@ -47,7 +47,7 @@ class InlineRenderer {
     s = s.replace(/(`+)([\s\S]*?[^`])\1(?!`)/g, (_m, _ticks: string, code: string) => this.stash(`<code>${escapeText(code.trim())}</code>`));
     // Backslash escapes.
     s = s.replace(/\\([\\`*_{}[\]()#+\-.!<>|])/g, (_m, ch: string) => this.stash(escapeText(ch)));
-    // Autolinks.
+    // Autolinks (Markdown syntax: <http://…>, <user@host>; not address validation).
     s = s.replace(/<((?:https?|ftp):\/\/[^\s<>]+)>/gi, (_m, url: string) => this.stash(`<a href="${escapeAttr(url)}">${escapeText(url)}</a>`));
     s = s.replace(/<(?:mailto:)?([^\s<>@]+@[^\s<>@]+\.[^\s<>@]+)>/gi, (_m, addr: string) =>
       this.stash(`<a href="mailto:${escapeAttr(addr)}">${escapeText(addr)}</a>`),

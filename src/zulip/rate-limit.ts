@@ -9,8 +9,7 @@
 // in the login form (case-sensitive, not normalized).
 import type { CacheInvalidation, CacheUser } from "./cache.js";
 import type { Queryable } from "../db/db.js";
-import { CommandError } from "../lib/errors.js";
-import type { UserProfile } from "./lookup.js";
+import { lockUserRow, type UserProfile } from "./lookup.js";
 import type { RedisClient } from "../services/redis.js";
 
 /** RedisRateLimiterBackend.get_keys(entity_key) */
@@ -103,9 +102,7 @@ export async function setRateLimits(
   value: string,
   opts: { cache?: CacheInvalidation } = {},
 ): Promise<{ old: string; changed: boolean }> {
-  const { rows } = await q.query("SELECT * FROM zerver_userprofile WHERE id = $1 FOR NO KEY UPDATE", [userId]);
-  if (!rows.length) throw new CommandError("The user was deleted while this command ran; nothing was changed.");
-  const user = rows[0] as UserProfile & CacheUser;
+  const user = (await lockUserRow(q, userId, { missing: "The user was deleted while this command ran; nothing was changed." })) as UserProfile & CacheUser;
   const old = String(user.rate_limits ?? "");
   if (old === value) return { old, changed: false };
   await q.query("UPDATE zerver_userprofile SET rate_limits = $2 WHERE id = $1", [userId, value]);

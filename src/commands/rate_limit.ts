@@ -119,8 +119,7 @@ export default defineCommand({
             continue;
           }
           inval.prepare();
-          const c = await db.tx((q) => setRateLimits(q, r.id, limits!, { cache: inval }));
-          if (c.changed) inval.changeCommitted();
+          const c = await setRateLimits(db, r.id, limits!, { cache: inval });
           r.json.rate_limits = { old: c.old, new: limits! };
           if (!c.changed) Object.assign(r.json, outcome("unchanged"));
           out.line(

@@ -25,10 +25,7 @@ import { validateEmailAddress } from "../email-address.js";
 import { lockUserRow, type RealmRef, type UserProfile } from "../lookup.js";
 import type { EventDelivery } from "../../services/events.js";
 import { sendDeliveryEmailChangeEvents } from "../events/user-events.js";
-import { databaseSeries } from "./create.js";
-
-/** UserProfile.EMAIL_ADDRESS_VISIBILITY_EVERYONE */
-const VISIBILITY_EVERYONE = 1;
+import { databaseSeries, EmailAddressVisibility } from "./create.js";
 
 /**
  * The 125 row of do_change_user_delivery_email as manage.py change_user_email writes it, per
@@ -47,7 +44,7 @@ function emailChangedExtraData(series: string, oldEmail: string, newEmail: strin
 
 /** Whether changing this user's delivery email changes the address other users see too. */
 export function changesDisplayEmail(user: UserProfile): boolean {
-  return Number(user.email_address_visibility) === VISIBILITY_EVERYONE;
+  return Number(user.email_address_visibility) === EmailAddressVisibility.EVERYONE;
 }
 
 /** Another account of the realm that already answers to `email` (either address column). */

@@ -42,7 +42,7 @@
 // (events.md §6, question 3).
 import { AuditLogEventType, insertAuditLog, type RoleCountBaseline, tableColumnSet } from "../audit.js";
 import type { CacheInvalidation, CacheUser } from "../cache.js";
-import { cryptoRandom, fakeEmailDomain, insertRows, lastMessageId, NOT_COPIED_FROM_REALM_DEFAULTS, type RandomSource, RecipientType, subscriptionValues, unusablePassword, USER_SETTING_DEFAULTS } from "./create.js";
+import { cryptoRandom, EmailAddressVisibility, fakeEmailDomain, insertRows, lastMessageId, NOT_COPIED_FROM_REALM_DEFAULTS, type RandomSource, RecipientType, subscriptionValues, unusablePassword, USER_SETTING_DEFAULTS } from "./create.js";
 import type { Db, Queryable } from "../../db/db.js";
 import { CommandError } from "../../lib/errors.js";
 import { activeBotsOwnedBy, lockUserRow, type RealmRef, realmRef, type UserProfile } from "../lookup.js";
@@ -195,7 +195,7 @@ export function overwriteValues(
     // create_user_profile(..., timezone=<model default>, default_language=<model default>,
     // email_address_visibility=EVERYONE)
     default_language: "en",
-    email_address_visibility: 1,
+    email_address_visibility: EmailAddressVisibility.EVERYONE,
     password: unusablePassword(random),
     is_superuser: false,
     delivery_email: email,
@@ -581,7 +581,7 @@ async function placeholderRow(
   values.default_language = "en";
   const deliveryEmail = deletedUserEmail(user.id, s);
   const visibility = Number(values.email_address_visibility);
-  const displayEmail = visibility === 1 ? deliveryEmail : `user${user.id}@${fakeEmailDomain(s.realmHost, s.fakeEmailDomain).toLowerCase()}`;
+  const displayEmail = visibility === EmailAddressVisibility.EVERYONE ? deliveryEmail : `user${user.id}@${fakeEmailDomain(s.realmHost, s.fakeEmailDomain).toLowerCase()}`;
   Object.assign(values, {
     id: user.id,
     password: unusablePassword(random),

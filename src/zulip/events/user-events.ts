@@ -14,6 +14,7 @@
 import type { Queryable } from "../../db/db.js";
 import type { UserProfile } from "../lookup.js";
 import { type AvatarSettings, avatarUrl } from "../avatar.js";
+import { ROLES } from "../roles.js";
 import {
   activeNonGuestUserIds,
   activeUserIds,
@@ -409,7 +410,13 @@ export async function sendUserReactivationEvents(
 }
 
 /** UserProfile.ROLE_TO_ACCESSIBLE_EMAIL_ADDRESS_VISIBILITY_IDS (1 everyone, 2 members, 3 admins, 4 nobody, 5 moderators). */
-const VISIBILITY_BY_ROLE: Record<number, number[]> = { 100: [1, 2, 3, 5], 200: [1, 2, 3, 5], 300: [1, 2, 5], 400: [1, 2], 600: [1] };
+const VISIBILITY_BY_ROLE: Record<number, number[]> = {
+  [ROLES.REALM_OWNER]: [1, 2, 3, 5],
+  [ROLES.REALM_ADMINISTRATOR]: [1, 2, 3, 5],
+  [ROLES.MODERATOR]: [1, 2, 5],
+  [ROLES.MEMBER]: [1, 2],
+  [ROLES.GUEST]: [1],
+};
 
 /** can_access_delivery_email(viewer, target_id, email_address_visibility) (zerver/lib/users.py). */
 export function canAccessDeliveryEmail(viewer: { id: number; role: number }, targetId: number, visibility: number): boolean {
@@ -466,7 +473,7 @@ export async function sendDeliveryEmailChangeEvents(
       );
     }
   }
-  if (Number(after.email_address_visibility) === 1) {
+  if (Number(after.email_address_visibility) === 1 /* EMAIL_ADDRESS_VISIBILITY_EVERYONE */) {
     n.events.send(n.realm, { type: "realm_user", op: "update", person: { user_id: after.id, new_email: after.email } }, await userIdsWhoCanAccessUser(q, after), n.what);
   }
   return notSent;

@@ -120,7 +120,7 @@ export async function runCommand(entry: CommandEntry, argv: string[]): Promise<n
 
   if (!entry.helper) logInvocation(paths.logDir, argv);
 
-  const ctx = new Context(globals, process.env, await loadChalkIfNeeded(globals.color));
+  const ctx = new Context(globals, process.env, await loadChalkIfNeeded(globals.color), () => cmd.helpInformation());
   try {
     const result = await mod.run(ctx, parsedArgs, opts);
     const code = typeof result === "number" ? result : EXIT.OK;

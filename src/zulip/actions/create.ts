@@ -39,6 +39,7 @@ import { quoteIdent } from "../../db/sql.js";
 import { getRandomString, RANDOM_STRING_CHARS } from "../../lib/random.js";
 import { realmHostFor } from "../../config/settings.js";
 import { escapeMessageHtml } from "../templates/html.js";
+import { deactivateUserInTx } from "./deactivate-user.js";
 
 export type { Queryable };
 
@@ -1417,36 +1418,17 @@ async function createPersonalRecipients(db: Queryable, users: { id: number; isAc
 }
 
 /**
- * do_deactivate_user's database part: is_active=false, subscriptions' is_user_active=false,
- * subscriber counts decremented, USER_DEACTIVATED audit with ROLE_COUNT.
+ * do_deactivate_user's database part for one user (deactivate-user.ts deactivateUserInTx, the
+ * one deactivation implementation): is_active=false, subscriptions' is_user_active=false,
+ * subscriber counts decremented, scheduled emails cleared, invitations revoked, USER_DEACTIVATED
+ * audit with ROLE_COUNT. Bots and sessions are the caller's business.
  */
 export async function deactivateUser(
   db: Queryable,
   userId: number,
   opts: { when?: Date; actingUserId?: number | null } = {},
 ): Promise<void> {
-  const when = opts.when ?? new Date();
-  const u = await db.query(`UPDATE zerver_userprofile SET is_active = false WHERE id = $1 AND is_active RETURNING realm_id`, [userId]);
-  if (!u.rows.length) return;
-  const realmId = Number(u.rows[0].realm_id);
-  if ((await tableColumns(db, "zerver_stream")).has("subscriber_count")) {
-    // Stream.subscriber_count exists since 11.0 (0704).
-    await db.query(
-      `UPDATE zerver_stream s SET subscriber_count = s.subscriber_count - 1
-         FROM zerver_subscription sub
-        WHERE sub.user_profile_id = $1 AND sub.active AND sub.is_user_active AND s.recipient_id = sub.recipient_id`,
-      [userId],
-    );
-  }
-  await db.query(`UPDATE zerver_subscription SET is_user_active = false WHERE user_profile_id = $1`, [userId]);
-  await audit(db, {
-    realmId,
-    eventType: AuditEvent.USER_DEACTIVATED,
-    eventTime: when,
-    actingUserId: opts.actingUserId ?? null,
-    modifiedUserId: userId,
-    extraData: await roleCountSnapshot(db, realmId),
-  });
+  await deactivateUserInTx(db, userId, { now: opts.when ?? new Date(), actingUserId: opts.actingUserId ?? null });
 }
 
 /**

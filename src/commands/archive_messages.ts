@@ -202,7 +202,7 @@ export default defineCommand({
           const failed = notScrubbed.filter((n) => n.zulip_fails);
           if (refused.length) {
             problems.push(
-              `${plural(refused.length, "organization is", "organizations are")} due to be scrubbed and ${dryRun ? "would not be" : "were not"} scrubbed: ` +
+              `${plural(refused.length, "organization is", "organizations are")} due to be scrubbed and ${dryRun ? "would not be" : refused.length === 1 ? "was not" : "were not"} scrubbed: ` +
                 `${refused.map((r) => `${r.string_id || "''"} (id ${r.id})`).join(", ")}. ${refused[0]!.reason} Nothing was changed for them; Zulip's own archive_messages cron job scrubs them.`,
             );
           }

@@ -546,6 +546,7 @@ export interface ScrubPlan {
   messages: number;
   cross_realm_messages: number;
   attachments: number;
+  /** Its ArchivedAttachments, and those its messages' archiving adds (their Attachments get twins). */
   archived_attachments: number;
   custom_profile_fields: number;
 }
@@ -572,7 +573,9 @@ export async function planCleanDeactivatedRealmData(db: Db, settings: ScrubSetti
       `SELECT (SELECT count(*) FROM zerver_userprofile WHERE realm_id = $1)::int AS users,
               (SELECT count(*) FROM zerver_message m JOIN zerver_userprofile u ON u.id = m.sender_id WHERE m.realm_id = $1 AND u.realm_id = $1)::int AS messages,
               (SELECT count(*) FROM zerver_attachment WHERE realm_id = $1)::int AS attachments,
-              (SELECT count(*) FROM zerver_archivedattachment WHERE realm_id = $1)::int AS archived_attachments,
+              ((SELECT count(*) FROM zerver_archivedattachment WHERE realm_id = $1)
+                + (SELECT count(DISTINCT am.attachment_id) FROM zerver_attachment_messages am JOIN zerver_message m ON m.id = am.message_id
+                    WHERE m.realm_id = $1 AND am.attachment_id NOT IN (SELECT id FROM zerver_archivedattachment)))::int AS archived_attachments,
               (SELECT count(*) FROM zerver_customprofilefield WHERE realm_id = $1)::int AS custom_profile_fields`,
       [d.id],
     );

@@ -15,6 +15,10 @@ import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { createChannel, createUser, sendMessage } from "../src/zulip/actions/create.js";
+import { Db } from "../src/db/db.js";
+import { CacheInvalidation } from "../src/zulip/cache.js";
+import { EventDelivery } from "../src/services/events.js";
+import { cleanDeactivatedRealmData } from "../src/zulip/actions/realm-scrub.js";
 import { seedBulkMessages } from "../src/dev/seed.js";
 import { runCli } from "./helpers/cli.js";
 import type { TemplateName, TestDatabase } from "./helpers/pg.js";
@@ -218,7 +222,7 @@ describe.each(["zulip11_fresh", "zulip10_fresh"] as TemplateName[])("archive_mes
     const doc = JSON.parse(r.stdout);
     expect(doc).toMatchObject({ ok: false, error_code: "refused", realms_scrubbed: [] });
     expect(doc.realms_due_for_scrubbing).toEqual([{ realm: expect.objectContaining({ id: TEST_REALM }), reason: expect.stringContaining("S3"), zulip_fails: false }]);
-    expect(r.stderr).toContain("Nothing was changed for them");
+    expect(r.stderr).toContain("Nothing was changed for it;");
     expect(changedTables(before, await snapshot(db))).toEqual([]);
     for (const f of w.files) expect(exists("files", f)).toBe(true);
   });
@@ -371,8 +375,40 @@ describe("archive_messages on zulip12_fresh", () => {
       const doc = JSON.parse(r.stdout);
       expect(doc).toMatchObject({ ok: false, error_code: "refused", realms_scrubbed: [], dry_run: args.includes("--dry-run") });
       expect(doc.realms_due_for_scrubbing).toEqual([{ realm: expect.objectContaining({ id: TEST_REALM }), reason: expect.stringContaining("Zulip 12.x"), zulip_fails: false }]);
-      expect(r.stderr).toContain("Nothing was changed for them");
+      expect(r.stderr).toContain("Nothing was changed for it;");
     }
     expect(changedTables(before, await snapshot(server.db))).toEqual([]);
+  });
+});
+
+describe("cleanDeactivatedRealmData on zulip11_fresh: an organization too large for its avatar events in memory", () => {
+  let server: ServerCopy;
+  beforeAll(async () => {
+    server = await startServerCopy({ template: "zulip11_fresh", externalHost: HOST });
+    await server.db.query("UPDATE zerver_realm SET deactivated = true, scheduled_deletion_date = now() - interval '1 hour' WHERE id = $1", [TEST_REALM]);
+  }, 120_000);
+  afterAll(async () => {
+    await server?.stop();
+  });
+
+  it("is not scrubbed (nothing written, the job goes on) unless events are off", async () => {
+    const db = new Db(server.db.client, { hosts: [], port: 0, database: server.db.name, user: "zulip", sslmode: "disable", readWrite: true, describe: "" });
+    db.zerverMigration = 751;
+    const ctx = { config: () => { throw new Error("not needed"); }, paths: {} as any, out: { warn: () => undefined } };
+    const options = (events: "rabbitmq" | "none") => ({
+      cache: new CacheInvalidation(ctx, "none"),
+      events: new EventDelivery(ctx, events),
+      settings: { release: "11.x", uploadsDir: fs.mkdtempSync(path.join(os.tmpdir(), "zm-scrub-uploads-")), avatarSalt: "salt", billingEnabled: false, systemBotRealm: "zulipinternal" },
+      realmHost: () => HOST,
+      avatar: null,
+      featureLevel: 400,
+      maxStagedRecipients: 0,
+    });
+    const before = await snapshot(server.db);
+    const refused = await cleanDeactivatedRealmData(db, options("rabbitmq"));
+    expect(refused).toMatchObject({ scrubbed: [], stopped: false, not_scrubbed: [{ id: TEST_REALM, zulip_fails: false, reason: expect.stringContaining("--events=none") }] });
+    expect(changedTables(before, await snapshot(server.db))).toEqual([]);
+    const done = await cleanDeactivatedRealmData(db, options("none"));
+    expect(done.scrubbed.map((r) => r.id)).toEqual([TEST_REALM]);
   });
 });

@@ -200,10 +200,11 @@ export default defineCommand({
           const problems: string[] = [];
           const refused = notScrubbed.filter((n) => !n.zulip_fails);
           const failed = notScrubbed.filter((n) => n.zulip_fails);
-          if (refused.length) {
+          for (const reason of [...new Set(refused.map((r) => r.reason))]) {
+            const these = refused.filter((r) => r.reason === reason);
             problems.push(
-              `${plural(refused.length, "organization is", "organizations are")} due to be scrubbed and ${dryRun ? "would not be" : refused.length === 1 ? "was not" : "were not"} scrubbed: ` +
-                `${refused.map((r) => `${r.string_id || "''"} (id ${r.id})`).join(", ")}. ${refused[0]!.reason} Nothing was changed for them; Zulip's own archive_messages cron job scrubs them.`,
+              `${plural(these.length, "organization is", "organizations are")} due to be scrubbed and ${dryRun ? "would not be" : these.length === 1 ? "was not" : "were not"} scrubbed: ` +
+                `${these.map((r) => `${r.string_id || "''"} (id ${r.id})`).join(", ")}. ${reason} Nothing was changed for ${these.length === 1 ? "it" : "them"}; Zulip's own archive_messages cron job scrubs ${these.length === 1 ? "it" : "them"}.`,
             );
           }
           for (const f of failed) {

@@ -254,6 +254,8 @@ export interface ScrubOptions {
   log?: (message: string) => void;
   /** generate_key's randomness (tests). */
   random?: (n: number) => Uint8Array;
+  /** Default MAX_STAGED_RECIPIENTS (tests). */
+  maxStagedRecipients?: number;
 }
 
 export interface ScrubResult {
@@ -289,7 +291,17 @@ export interface CleanDeactivatedRealmDataResult {
   stopped: boolean;
 }
 
+/** Zulip's own do_scrub_realm would fail here: rolled back, and the job stops. */
 class ScrubFailure extends Error {}
+/** zulip-manage does not scrub this organization (nothing written); the job goes on. */
+class ScrubRefused extends Error {}
+
+/**
+ * The most recipient entries the avatar events of one scrub may stage (users × recipients):
+ * Zulip sends one realm_user update per user to everyone who can see them, so a realm of N active
+ * users stages about N² entries (50,000 users: 2.5 billion), more than a process can hold.
+ */
+export const MAX_STAGED_RECIPIENTS = 50_000_000;
 
 function counts(r: LocalFileResult): FileCounts {
   return { deleted: r.deleted.length, missing: r.missing.length, failed: r.failed };
@@ -377,6 +389,10 @@ export async function doScrubRealm(db: Db, realmId: number, archiver: Archiver, 
     if (!due.rows[0]?.due) return null;
     const internal = await internalRealmId(q, s.systemBotRealm);
     if (internal === null) throw new ScrubFailure(`get_realm(SYSTEM_BOT_REALM) raises: there is no organization '${s.systemBotRealm}'`);
+    // Checked before anything is written: the users' loop below archives only messages its users
+    // sent, so the system bots' messages are the same then (none for the system bot realm itself,
+    // whose bots are its users).
+    if (internal === realmId || !(await crossRealmBotMessageIds(q, realmId, internal)).length) throw new ScrubFailure(NO_CROSS_REALM_MESSAGES);
     const stringId = String(realm.string_id);
     const notify = { realm: { id: realmId, string_id: stringId }, what: `the scrubbing of ${stringId || "(root domain)"}` };
     const r: ScrubResult = {
@@ -400,6 +416,12 @@ export async function doScrubRealm(db: Db, realmId: number, archiver: Archiver, 
     // get_user_ids_who_can_access_user: every active user unless access is restricted (bots never are).
     const restricted = await userAccessRestricted(q, { realm_id: realmId, is_bot: false });
     const everyone = await activeUserIds(q, realmId);
+    if (opts.events.enabled && users.length * everyone.length > (opts.maxStagedRecipients ?? MAX_STAGED_RECIPIENTS)) {
+      throw new ScrubRefused(
+        `its ${users.length} users' avatar events would go to up to ${everyone.length} users each, more than zulip-manage can hold in memory; ` +
+          "run with --events=none (a deactivated organization's users have no open clients to update)",
+      );
+    }
     const archive = async (ids: number[], chunkSize: number) => {
       const moved = await archiver.moveMessagesToArchive(q, ids, { realmId: null, chunkSize, inval: opts.cache });
       r.messages_archived += moved.messages;
@@ -528,6 +550,10 @@ export async function cleanDeactivatedRealmData(db: Db, opts: ScrubOptions): Pro
       const r = await doScrubRealm(db, d.id, archiver, opts);
       if (r) out.scrubbed.push(r);
     } catch (e) {
+      if (e instanceof ScrubRefused) {
+        out.not_scrubbed.push({ id: d.id, string_id: d.string_id, name: d.name, reason: `Not scrubbed: ${e.message}.`, zulip_fails: false });
+        continue;
+      }
       if (!(e instanceof ScrubFailure)) throw e;
       out.not_scrubbed.push({ id: d.id, string_id: d.string_id, name: d.name, reason: e.message, zulip_fails: true });
       out.stopped = true;
@@ -563,7 +589,7 @@ export async function planCleanDeactivatedRealmData(db: Db, settings: ScrubSetti
   }
   const internal = await internalRealmId(db, settings.systemBotRealm);
   for (const d of due) {
-    const crossRealm = internal === null ? [] : await crossRealmBotMessageIds(db, d.id, internal);
+    const crossRealm = internal === null || internal === d.id ? [] : await crossRealmBotMessageIds(db, d.id, internal);
     if (internal === null || !crossRealm.length) {
       const reason = internal === null ? `get_realm(SYSTEM_BOT_REALM) raises: there is no organization '${settings.systemBotRealm}'` : NO_CROSS_REALM_MESSAGES;
       out.not_scrubbed.push({ id: d.id, string_id: d.string_id, name: d.name, reason, zulip_fails: true });

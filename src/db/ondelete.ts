@@ -150,6 +150,9 @@ export const ON_DELETE_RULES: readonly OnDeleteRule[] = [
   r("zerver_attachment_scheduled_messages", "attachment_id", "zerver_attachment", "CASCADE", `zerver/models/messages.py Attachment.scheduled_messages: ${M2M}`),
   r("zerver_attachment_scheduled_messages", "scheduledmessage_id", "zerver_scheduledmessage", "CASCADE", `zerver/models/messages.py Attachment.scheduled_messages: ${M2M}`),
 
+  // ---- custom profile fields (do_remove_realm_custom_profile_fields) ---------------------------
+  r("zerver_customprofilefieldvalue", "field_id", "zerver_customprofilefield", "CASCADE", "zerver/models/custom_profile_fields.py CustomProfileFieldValue.field"),
+
   // ---- invitations -------------------------------------------------------------------------
   r("zerver_multiuseinvite_groups", "multiuseinvite_id", "zerver_multiuseinvite", "CASCADE", `zerver/models/prereg_users.py MultiuseInvite.groups: ${M2M}`),
   r("zerver_multiuseinvite_streams", "multiuseinvite_id", "zerver_multiuseinvite", "CASCADE", `zerver/models/prereg_users.py MultiuseInvite.streams: ${M2M}`),

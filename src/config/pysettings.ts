@@ -134,7 +134,7 @@ export class PySettingsParseError extends Error {
   }
 }
 
-export const SETTING_NAME_RE = /^[A-Z][A-Z0-9_]*$/;
+const SETTING_NAME_RE = /^[A-Z][A-Z0-9_]*$/;
 
 // ---------------------------------------------------------------------------
 // Tokenizer

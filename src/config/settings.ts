@@ -254,7 +254,7 @@ interface FileValue {
 }
 
 /** Python truthiness of a literal. */
-export function pyTruthy(v: PyValue): boolean {
+function pyTruthy(v: PyValue): boolean {
   if (v === null || v === false || v === 0 || v === "") return false;
   if (Array.isArray(v)) return v.length > 0;
   if (typeof v === "object") return Object.keys(v).length > 0;

@@ -38,7 +38,7 @@ export interface MemcachedInstance {
   stop(): Promise<void>;
 }
 
-export const MEMCACHED_USER = "zulip";
+const MEMCACHED_USER = "zulip";
 
 function memcachedBinary(): string {
   const p = process.env.ZM_TEST_MEMCACHED || findExecutable("memcached", ["/usr/bin", "/usr/local/bin"]);

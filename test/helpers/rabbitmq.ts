@@ -19,7 +19,7 @@ declare module "vitest" {
     zmRabbit: RabbitInfo;
   }
 }
-export const RABBITMQ_USER = "zulip";
+const RABBITMQ_USER = "zulip";
 
 export interface RabbitInfo {
   host: string;

@@ -5,7 +5,7 @@ import path from "node:path";
 import { RedisClient } from "../../src/services/redis.js";
 import { chownToServiceUser, findExecutable, launchService, randomHex, spawnService } from "./services.js";
 
-export { RedisClient, RedisError, type RespValue } from "../../src/services/redis.js";
+export { RedisClient } from "../../src/services/redis.js";
 
 export interface StartRedisOptions {
   /** requirepass value (like Zulip's redis_password). Default: random 64 hex. null = no password. */

@@ -27,6 +27,8 @@ import { startMemcached, type MemcachedInstance } from "./helpers/memcached.js";
 import { createDatabase, type TestDatabase } from "./helpers/pg.js";
 import { changedTables, snapshot, type Snapshot } from "./helpers/snapshot.js";
 import { copyMember, copyRow } from "./helpers/users.js";
+import { startServerCopy } from "./helpers/server-copy.js";
+import { addSession } from "./helpers/sessions.js";
 
 const REALM = 2;
 const HOST = "zulip.example.net";
@@ -67,12 +69,6 @@ async function one(db: TestDatabase, sql: string, params: unknown[] = []): Promi
 
 async function ids(db: TestDatabase, sql: string, params: unknown[] = []): Promise<number[]> {
   return (await db.query(sql, params)).map((r: any) => Number(r.id));
-}
-
-function sessionData(userId: number): string {
-  const payload = Buffer.from(JSON.stringify({ _auth_user_id: String(userId), _auth_user_backend: "zproject.backends.EmailAuthBackend", _auth_user_hash: "x" }))
-    .toString("base64url");
-  return `${payload}:1rZ:${crypto.randomBytes(8).toString("hex")}`;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -301,12 +297,9 @@ async function buildWorld(db: TestDatabase, v12: boolean): Promise<World> {
     ).id,
   );
   const sessions = { iago: `iago${crypto.randomBytes(8).toString("hex")}`, hamlet: `hamlet${crypto.randomBytes(8).toString("hex")}` };
-  await db.query("INSERT INTO django_session (session_key, session_data, expire_date) VALUES ($1, $2, now() + interval '1 day'), ($3, $4, now() + interval '1 day')", [
-    sessions.iago,
-    sessionData(iago),
-    sessions.hamlet,
-    sessionData(hamlet),
-  ]);
+  // Signed with some key: deleting a user's sessions goes by the decoded user id.
+  await addSession(db, iago, "some-secret-key", { key: sessions.iago, expires: 1 });
+  await addSession(db, hamlet, "some-secret-key", { key: sessions.hamlet, expires: 1 });
   const iagoBefore = await one(db, "SELECT * FROM zerver_userprofile WHERE id = $1", [iago]);
   await c.query("COMMIT");
   return {
@@ -340,8 +333,7 @@ interface Env {
 }
 
 async function setup(template: "zulip12_fresh" | "zulip11_fresh" | "zulip10_fresh", mc: MemcachedInstance): Promise<Env> {
-  const db = await createDatabase({ template });
-  const conf = makeConfDir({ db: { name: db.name }, memcached: { location: mc.location, password: mc.password }, externalHost: HOST });
+  const { db, conf } = await startServerCopy({ template, memcached: mc, externalHost: HOST });
   const w = await buildWorld(db, template === "zulip12_fresh");
   return { db, conf, mc, w, cli: (args) => runCli(args, { db, confDir: conf }) };
 }

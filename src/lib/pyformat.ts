@@ -17,7 +17,13 @@ export function pyRepr(v: unknown): string {
   if (typeof v === "string") return pyStrRepr(v);
   if (Array.isArray(v)) return "[" + v.map(pyRepr).join(", ") + "]";
   if (typeof v === "object") {
-    return "{" + Object.entries(v as Record<string, unknown>).map(([k, x]) => `${pyStrRepr(k)}: ${pyRepr(x)}`).join(", ") + "}";
+    return (
+      "{" +
+      Object.entries(v as Record<string, unknown>)
+        .map(([k, x]) => `${pyStrRepr(k)}: ${pyRepr(x)}`)
+        .join(", ") +
+      "}"
+    );
   }
   return String(v);
 }
@@ -86,7 +92,11 @@ export function pyDatetimeFromPg(text: string): string {
 }
 
 // PostgreSQL type OIDs we format specially.
-const BOOL = 16, JSON_OID = 114, JSONB = 3802, TIMESTAMPTZ = 1184, TIMESTAMP = 1114;
+const BOOL = 16,
+  JSON_OID = 114,
+  JSONB = 3802,
+  TIMESTAMPTZ = 1184,
+  TIMESTAMP = 1114;
 
 /** str() of a column value given as PostgreSQL text output and its type OID. */
 export function pyStrFromPg(text: string | null, typeOid: number): string {

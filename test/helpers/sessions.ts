@@ -73,7 +73,15 @@ export async function addSession(
 ): Promise<string> {
   const key = opts.key ?? crypto.randomBytes(16).toString("hex");
   const data = opts.data ?? (userId === null ? { django_language: "en" } : loginSession(userId));
-  const expires = opts.expired ? new Date(Date.now() - 14 * 86400_000) : opts.expires instanceof Date ? opts.expires : new Date(Date.now() + (opts.expires ?? 14) * 86400_000);
-  await db.query("INSERT INTO django_session (session_key, session_data, expire_date) VALUES ($1, $2, $3)", [key, opts.sessionData ?? signSessionData(data, secret, opts.signedAt), expires]);
+  const expires = opts.expired
+    ? new Date(Date.now() - 14 * 86400_000)
+    : opts.expires instanceof Date
+      ? opts.expires
+      : new Date(Date.now() + (opts.expires ?? 14) * 86400_000);
+  await db.query("INSERT INTO django_session (session_key, session_data, expire_date) VALUES ($1, $2, $3)", [
+    key,
+    opts.sessionData ?? signSessionData(data, secret, opts.signedAt),
+    expires,
+  ]);
   return key;
 }

@@ -88,7 +88,13 @@ export function requirePython(modules: string[] = []): string {
   });
   if (missing.length) {
     const pkgs = missing.map((m) => `python3-${m}`);
-    throw new Error(missingToolMessage(`The python3 module${missing.length > 1 ? "s" : ""} ${missing.join(", ")}`, pkgs.join(" "), "cross-checks against the libraries Zulip uses"));
+    throw new Error(
+      missingToolMessage(
+        `The python3 module${missing.length > 1 ? "s" : ""} ${missing.join(", ")}`,
+        pkgs.join(" "),
+        "cross-checks against the libraries Zulip uses",
+      ),
+    );
   }
   return py;
 }

@@ -10,18 +10,17 @@ cd "$(dirname "$0")/.."
 log() { printf '==> %s\n' "$*"; }
 status=0
 
-log "prettier --write ."
-npx prettier --write --log-level warn . || status=1
-
+# eslint's fixes first: prettier then formats what they leave.
 log "eslint --fix ."
 npx eslint --fix . || status=1
 
 if [ "${1:-}" = "--exports" ]; then
   log "knip --fix (exports)"
   npx knip --fix --fix-type exports,types || true
-  # knip's edits may leave lines prettier would wrap differently.
-  npx prettier --write --log-level warn . || status=1
 fi
+
+log "prettier --write ."
+npx prettier --write --log-level warn . || status=1
 
 log "knip"
 npx knip || status=1

@@ -19,6 +19,7 @@ import { seedBulkMessages } from "../src/dev/seed.js";
 import { runCli, type CliResult } from "./helpers/cli.js";
 import type { TemplateName, TestDatabase } from "./helpers/pg.js";
 import { type ServerCopy, startServerCopy } from "./helpers/server-copy.js";
+import { requireTool } from "./helpers/tools.js";
 
 const REALM = 2;
 const HOST = "zulip.example.net";
@@ -245,7 +246,7 @@ describe.each(["zulip12_fresh", "zulip10_fresh"] as TemplateName[])("archive_mes
 
   it("refuses to run while Zulip's cron job holds the lock", async () => {
     const lockFile = path.join(lockDir, "archive_messages.lock");
-    const holder = spawn("flock", [lockFile, "sh", "-c", "echo held; exec cat >/dev/null"], { stdio: ["pipe", "pipe", "inherit"] });
+    const holder = spawn(requireTool("flock"), [lockFile, "sh", "-c", "echo held; exec cat >/dev/null"], { stdio: ["pipe", "pipe", "inherit"] });
     await new Promise<void>((resolve) => holder.stdout!.once("data", () => resolve()));
     try {
       const r = await cli([]);

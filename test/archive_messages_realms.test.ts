@@ -11,7 +11,6 @@
 //   (demo_organization_owner_email_exists);
 // - clean_deactivated_realm_data (do_scrub_realm) on the next run: done on 10/11 (see
 //   archive_messages_scrub.test.ts), refused on 12 (the realm is named, exit 1, nothing changes).
-import crypto from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -21,6 +20,7 @@ import { runCli } from "./helpers/cli.js";
 import type { TemplateName } from "./helpers/pg.js";
 import { QueueReader, sortedUsers } from "./helpers/rabbitmq.js";
 import { startServerCopy, type ServerCopy } from "./helpers/server-copy.js";
+import { addSession } from "./helpers/sessions.js";
 import { changedTables, snapshot } from "./helpers/snapshot.js";
 import { TEST_REALM } from "./helpers/users.js";
 
@@ -79,12 +79,7 @@ describe.each(FIXTURES)("archive_messages scrub_realms on %s", (template) => {
     const userIds = (await db().query("SELECT id FROM zerver_userprofile WHERE realm_id = $1 ORDER BY id", [TEST_REALM])).map((r: any) => Number(r.id));
     // A live login session of one of the realm's users (its signature is not checked for
     // deletion when it cannot be read: use an unexpired row and count the rows of the realm).
-    const sessionKey = crypto.randomBytes(16).toString("hex");
-    const secret = server.conf.secrets.secret_key;
-    const value = `${Buffer.from(JSON.stringify({ _auth_user_id: String(userIds[0]) })).toString("base64url")}:1`;
-    const hmacKey = crypto.createHash("sha256").update(`django.contrib.sessions.SessionStoresigner${secret}`).digest();
-    const signed = `${value}:${crypto.createHmac("sha256", hmacKey).update(value).digest("base64url")}`;
-    await db().query("INSERT INTO django_session (session_key, session_data, expire_date) VALUES ($1, $2, now() + interval '1 day')", [sessionKey, signed]);
+    const sessionKey = await addSession(db(), userIds[0], server.conf.secrets.secret_key, { expires: 1 });
     const active = await activeIds();
     const ownerRows = await owners();
     expect(ownerRows.length).toBeGreaterThan(0);

@@ -29,6 +29,7 @@ import { QueueReader, sortedUsers } from "./helpers/rabbitmq.js";
 import { startServerCopy, type ServerCopy } from "./helpers/server-copy.js";
 import { changedTables, snapshot, type Snapshot } from "./helpers/snapshot.js";
 import { addUser, copyMember, copyRow, groupIds, TEST_REALM } from "./helpers/users.js";
+import { addSession } from "./helpers/sessions.js";
 
 const REALM = 2;
 const HOST = "zulip.example.net";
@@ -69,12 +70,6 @@ async function one(db: TestDatabase, sql: string, params: unknown[] = []): Promi
 
 async function ids(db: TestDatabase, sql: string, params: unknown[] = []): Promise<number[]> {
   return (await db.query(sql, params)).map((r: any) => Number(r.id));
-}
-
-function sessionData(userId: number): string {
-  const payload = Buffer.from(JSON.stringify({ _auth_user_id: String(userId), _auth_user_backend: "zproject.backends.EmailAuthBackend", _auth_user_hash: "x" }))
-    .toString("base64url");
-  return `${payload}:1rZ:${crypto.randomBytes(8).toString("hex")}`;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -303,12 +298,9 @@ async function buildWorld(db: TestDatabase, v12: boolean): Promise<World> {
     ).id,
   );
   const sessions = { iago: `iago${crypto.randomBytes(8).toString("hex")}`, hamlet: `hamlet${crypto.randomBytes(8).toString("hex")}` };
-  await db.query("INSERT INTO django_session (session_key, session_data, expire_date) VALUES ($1, $2, now() + interval '1 day'), ($3, $4, now() + interval '1 day')", [
-    sessions.iago,
-    sessionData(iago),
-    sessions.hamlet,
-    sessionData(hamlet),
-  ]);
+  // Signed with some key: deleting a user's sessions goes by the decoded user id.
+  await addSession(db, iago, "some-secret-key", { key: sessions.iago, expires: 1 });
+  await addSession(db, hamlet, "some-secret-key", { key: sessions.hamlet, expires: 1 });
   const iagoBefore = await one(db, "SELECT * FROM zerver_userprofile WHERE id = $1", [iago]);
   await c.query("COMMIT");
   return {
@@ -342,8 +334,7 @@ interface Env {
 }
 
 async function setup(template: "zulip12_fresh" | "zulip11_fresh" | "zulip10_fresh", mc: MemcachedInstance): Promise<Env> {
-  const db = await createDatabase({ template });
-  const conf = makeConfDir({ db: { name: db.name }, memcached: { location: mc.location, password: mc.password }, externalHost: HOST });
+  const { db, conf } = await startServerCopy({ template, memcached: mc, externalHost: HOST });
   const w = await buildWorld(db, template === "zulip12_fresh");
   return { db, conf, mc, w, cli: (args) => runCli(args, { db, confDir: conf }) };
 }

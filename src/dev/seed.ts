@@ -8,7 +8,6 @@
 //   await db.tx((q) => seedBulkUsers(q, realmId, 100_000, { externalHost }));
 import {
   BotType,
-  bulkAddSubscriptions,
   createChannel,
   createRealm,
   createSystemBots,
@@ -21,7 +20,6 @@ import {
   fakeEmailDomain,
   getOrCreateClient,
   getSystemGroups,
-  insertRows,
   isProvisionalMember,
   OrgType,
   type Queryable,
@@ -842,9 +840,6 @@ export async function seedBulkMessages(db: Queryable, opts: BulkMessagesOptions)
   await db.query(`UPDATE zerver_stream SET first_message_id = $2 WHERE id = $1 AND first_message_id IS NULL`, [s.id, firstId]);
   return { firstId, lastId, userMessages: um.rowCount ?? 0 };
 }
-
-/** Subscribe users to channels (bulk_add_subscriptions), re-exported for seed callers. */
-export { bulkAddSubscriptions, insertRows };
 
 function literal(s: string): string {
   return "'" + String(s).replace(/'/g, "''") + "'";

@@ -398,3 +398,31 @@ export async function unarchiveChannel(
     notice,
   };
 }
+
+// ---------------------------------------------------------------------------------------------
+// Lookups for unarchive_channel
+
+/** The channel with this id (any realm), or null. */
+export async function channelById(q: Queryable, id: number): Promise<ChannelRow | null> {
+  if (!Number.isSafeInteger(id) || Math.abs(id) > 2147483647) return null;
+  const { rows } = await q.query("SELECT * FROM zerver_stream WHERE id = $1", [id]);
+  return rows.length ? (rows[0] as ChannelRow) : null;
+}
+
+/** The channel row, locked for the unarchiving transaction (null: deleted meanwhile). */
+export async function lockChannel(q: Queryable, id: number): Promise<ChannelRow | null> {
+  const { rows } = await q.query("SELECT * FROM zerver_stream WHERE id = $1 FOR NO KEY UPDATE", [id]);
+  return rows.length ? (rows[0] as ChannelRow) : null;
+}
+
+/** A realm's string_id. */
+export async function realmStringId(q: Queryable, realmId: number): Promise<string> {
+  const { rows } = await q.query("SELECT string_id FROM zerver_realm WHERE id = $1", [realmId]);
+  return rows[0].string_id;
+}
+
+/** Another channel of the realm already has this name (case-insensitively). */
+export async function channelNameTaken(q: Queryable, realmId: number, name: string, exceptId: number): Promise<boolean> {
+  const { rows } = await q.query("SELECT 1 FROM zerver_stream WHERE realm_id = $1 AND upper(name) = upper($2) AND id <> $3", [realmId, name, exceptId]);
+  return rows.length > 0;
+}

@@ -10,7 +10,7 @@ import { runCli, type CliResult } from "./helpers/cli.js";
 import { QueueReader, sortedUsers } from "./helpers/rabbitmq.js";
 import { startServerCopy, type ServerCopy } from "./helpers/server-copy.js";
 import { changedTables, foreignKeyViolations, snapshot } from "./helpers/snapshot.js";
-import { expectedChannelObject } from "./helpers/stream-dict.js";
+import { expectedChannelObject, expectedSubscriptionObject } from "./helpers/stream-dict.js";
 import { addUser, groupIds, TEST_REALM, type TestUser } from "./helpers/users.js";
 
 describe.each(["zulip12_fresh", "zulip11_fresh", "zulip10_fresh"] as const)("channel membership on %s", (template) => {
@@ -138,11 +138,21 @@ describe.each(["zulip12_fresh", "zulip11_fresh", "zulip10_fresh"] as const)("cha
     if ("subscriber_count" in created) created.subscriber_count = 0;
     const create: Record<string, unknown> = { type: "stream", op: "create", streams: [created] };
     if (template !== "zulip10_fresh") create.for_unarchiving = false;
+    // send_subscription_add_events: to each new subscriber, before the peers hear of it (the
+    // channel object as read before the call: manage.py's ensure_stream re-reads it per user).
+    const add = async (c: any, u: number, countBefore: number, subscribers: number[]) => ({
+      event: { type: "subscription", op: "add", subscriptions: [await expectedSubscriptionObject(copy.db, Number(c.id), u, { countBefore, subscribers })] },
+      users: [u],
+    });
     expect(sortedUsers(await reader.drain())).toEqual([
       { event: create, users: peers },
+      await add(design, u1.id, 0, [u1.id]),
       peerAdd(design, u1.id),
+      await add(design, u2.id, 1, [u1.id, u2.id]),
       peerAdd(design, u2.id),
+      await add(notes, u1.id, 0, [u1.id]),
       peerAdd(notes, u1.id),
+      await add(notes, u2.id, 1, [u1.id, u2.id]),
       peerAdd(notes, u2.id),
     ]);
     expect(await foreignKeyViolations(copy.db)).toEqual({});

@@ -22,7 +22,7 @@ import type { CacheInvalidation } from "../cache.js";
 import { channelCacheKey } from "./channels.js";
 import { bulkAddSubscriptions, createChannel, lastMessageId } from "./create.js";
 import type { Queryable } from "../../db/db.js";
-import { sendStreamCreationEvent, sendSubscriptionAddEvents, sendSubscriptionRemoveEvents } from "../events/channel-events.js";
+import { channelDicts, sendStreamCreationEvent, sendSubscriptionAddEvents, sendSubscriptionRemoveEvents } from "../events/channel-events.js";
 import { sendUserRemoveEventsOnRemovingSubscriptions, subscribersOfUserSubscriptions } from "../events/user-creation-events.js";
 import type { AvatarSettings } from "../avatar.js";
 import { CommandError } from "../../lib/errors.js";
@@ -163,11 +163,14 @@ export async function addSubscriptions(
   for (const u of changed) {
     // get_subscribers_of_target_user_subscriptions, read before the rows are written.
     const before = restricted ? await subscribersOfUserSubscriptions(q, u) : null;
+    // manage.py re-reads the channel (ensure_stream) before each call: its object as of now.
+    const streamDict = ev ? (await channelDicts(q, realmId, [channel.id], { traffic: true }))[0] : null;
     await bulkAddSubscriptions(q, realmId, [channel.id], [u], { actingUserId: null, auditLogIds });
     if (ev) {
       eventsNotSent.push(
         ...(await sendSubscriptionAddEvents(q, ev.notify, { ...channel, realm_id: realmId }, [u], {
           featureLevel: ev.featureLevel,
+          streamDict: streamDict!,
           ...(before ? { restricted: { before, avatar: ev.avatar } } : {}),
         })),
       );

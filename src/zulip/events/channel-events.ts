@@ -507,6 +507,9 @@ async function subscriptionDict(q: Queryable, channel: PeerChannelRef, userId: n
  *     user-creation-events.ts;
  *  4. send_peer_subscriber_events: `subscription` `peer_add` (user-events.ts).
  *
+ * `streamDict`: the channel object (with its weekly traffic) as read before the rows were written
+ * — Zulip's Stream objects keep the subscriber_count they were loaded with, and
+ * bulk_update_subscriber_counts changes only the database row.
  * `restricted` (only in such an organization; manage.py adds one user per call): `before`, the
  * users the new subscriber shared a channel or group DM with before the change
  * (get_subscribers_of_target_user_subscriptions, read by the caller before writing). Returns
@@ -517,10 +520,11 @@ export async function sendSubscriptionAddEvents(
   n: Notify,
   channel: PeerChannelRef,
   added: number[],
-  opts: { featureLevel: number; restricted?: { before: Set<number>; avatar: AvatarSettings | null } },
+  opts: { featureLevel: number; streamDict: Record<string, unknown>; restricted?: { before: Set<number>; avatar: AvatarSettings | null } },
 ): Promise<string[]> {
   const notSent: string[] = [];
   if (added.length === 0) return notSent;
+  const streamDict = opts.streamDict;
   const { rows: users } = await q.query("SELECT id, role FROM zerver_userprofile WHERE id = ANY ($1::int[])", [added]);
   const roleOf = new Map(users.map((u) => [Number(u.id), Number(u.role)]));
   let createFor: number[] = [];
@@ -532,9 +536,10 @@ export async function sendSubscriptionAddEvents(
     createFor = added.filter((u) => roleOf.get(u) === 600);
   }
   if (createFor.length) {
-    await sendStreamCreationEvent(q, n, channel, createFor, { traffic: true, forUnarchiving: false, featureLevel: opts.featureLevel });
+    const event: Record<string, unknown> = { type: "stream", op: "create", streams: [streamDict] };
+    if (opts.featureLevel >= FL.ARCHIVED_CHANNEL_EVENTS) event.for_unarchiving = false;
+    n.events.send(n.realm, event as { type: string }, createFor, n.what);
   }
-  const [streamDict] = await channelDicts(q, channel.realm_id, [channel.id], { traffic: true });
   const subscribers = await activeSubscriberIds(q, channel.recipient_id);
   for (const u of added) {
     n.events.send(n.realm, { type: "subscription", op: "add", subscriptions: [await subscriptionDict(q, channel, u, streamDict, subscribers)] }, [u], n.what);

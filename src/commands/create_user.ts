@@ -322,7 +322,7 @@ export default defineUntypedCommand({
         systemGroupIds: user.systemGroups.map((name) => systemGroups[name]),
         channelIds: ds.map((r) => Number(r.stream_id)),
       });
-      const signup = await sendSignupAnnouncement(q, user.id);
+      const signup = await sendSignupAnnouncement(q, user.id, { events: { notify, featureLevel: level, settings: ctx.config().settings } });
       const { rows: subs } = await q.query(
         `SELECT s.name FROM zerver_subscription sub JOIN zerver_recipient r ON r.id = sub.recipient_id AND r.type = 2
            JOIN zerver_stream s ON s.id = r.type_id WHERE sub.user_profile_id = $1 ORDER BY s.name`,

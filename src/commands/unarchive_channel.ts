@@ -159,7 +159,7 @@ export default defineCommand({
       r = await events.tx(db, async (q) => {
         const locked = await lockChannel(q, channel.id);
         if (!locked) throw new CommandError("The channel was deleted while this command ran; nothing was changed.");
-        return unarchiveChannel(q, locked, newName, { cache: inval, notify, featureLevel: level });
+        return unarchiveChannel(q, locked, newName, { cache: inval, notify, featureLevel: level, settings: ctx.config().settings });
       });
     } catch (e) {
       if (e instanceof UnarchiveError) throw new CommandError(e.message);
@@ -179,6 +179,10 @@ export default defineCommand({
     if (r.notice.notWritten) {
       result.notes.push(r.notice.notWritten);
       out.line(`Note: ${r.notice.notWritten}.`);
+    }
+    for (const e of r.notice.eventsNotSent) {
+      result.notes.push(`not sent: ${e}`);
+      out.line(`Note: not sent: ${e}.`);
     }
     return finish(0);
   },

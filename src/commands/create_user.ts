@@ -42,7 +42,7 @@ import { cacheJson } from "../zulip/actions/realm-lifecycle.js";
 import { realmUrl } from "../config/settings.js";
 import { sendSignupAnnouncement } from "../zulip/actions/channels.js";
 import { EventDelivery, eventsReportJson, featureLevel } from "../services/events.js";
-import { readAvatarSettings } from "../zulip/avatar.js";
+import { readAvatarSettings, writeJdenticonAvatar } from "../zulip/avatar.js";
 import { sendUserCreationEvents } from "../zulip/events/user-creation-events.js";
 import type { Command } from "@commander-js/extra-typings";
 import { realmJson, userJson } from "../cli/json-objects.js";
@@ -333,6 +333,7 @@ export default defineUntypedCommand({
       return { user, row: urow[0], steps, signup, eventsNotSent, subs: subs.map((r) => r.name as string), auditLogIds: await auditLogIdsOfUser(q, user.id) };
     });
     inval.changeCommitted();
+    result.not_done.push(...(await writeJdenticonAvatar(db, ctx.config().settings, ctx.paths.deployDir, created.user.id)));
     result.cache = cacheJson(await inval.commit());
     result.events = eventsReportJson(await events.commit());
     const u = created.user;

@@ -17,7 +17,8 @@
 // and the members of the groups that may administer it, add or subscribe to it): `stream`
 // `update` is_archived=false, then `stream` `create` with the channel object and
 // for_unarchiving=true (11.x and later; on 10.x only the create, without for_unarchiving — see
-// lib/channels.ts). Nothing for a dry run or a refusal.
+// zulip/actions/channels.ts); then, for the notice (12.x), the is_recently_active update and
+// its `message` event (zulip/events/message-events.ts). Nothing for a dry run or a refusal.
 //
 // --json: src/schemas/unarchive_channel.ts (README: --json output): the channel's name as {old, new};
 // when a name matches several archived channels, matches lists them (deactivated_at) and the

@@ -17,6 +17,12 @@
 //    users, one SUBSCRIPTION_DEACTIVATED (303) row each (one event_time, event_last_message_id).
 // Zulip writes no Notification Bot message for these (the "subscribed you" and "new channel"
 // messages come from the API views, not the actions).
+//
+// Events (staged in the transaction, sent after the commit): create_stream_if_needed's stream
+// create; per bulk_add_subscriptions call (manage.py makes one per user and channel) the events
+// of channel-events.ts sendSubscriptionAddEvents; for bulk_remove_subscriptions those of
+// sendSubscriptionRemoveEvents, then, in an organization that limits whom guests see,
+// user-creation-events.ts sendUserRemoveEventsOnRemovingSubscriptions.
 import { AuditLogEventType, insertAuditLog } from "../audit.js";
 import type { CacheInvalidation } from "../cache.js";
 import { channelCacheKey } from "./channels.js";

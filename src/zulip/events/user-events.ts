@@ -62,8 +62,9 @@ interface PeerChannel {
 const METADATA_GROUP_SETTINGS = ["can_administer_channel_group_id", "can_add_subscribers_group_id", "can_subscribe_group_id"];
 
 /**
- * Active users in the (recursive) membership of the groups that a private channel's
- * metadata-granting settings name (get_user_ids_with_metadata_access_via_permission_groups).
+ * Active non-guest users in the (recursive) membership of the groups that a private channel's
+ * metadata-granting settings name (get_user_ids_with_metadata_access_via_permission_groups:
+ * guests excluded, those settings have allow_everyone_group=False).
  */
 async function metadataGroupUserIds(q: Queryable, channelIds: number[]): Promise<Map<number, Set<number>>> {
   const out = new Map<number, Set<number>>();

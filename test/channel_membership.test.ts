@@ -3,7 +3,8 @@
 // recipient, CHANNEL_CREATED), the Subscription rows and SUBSCRIPTION_CREATED / ACTIVATED /
 // DEACTIVATED audit rows of bulk_add_subscriptions / bulk_remove_subscriptions (Zulip's
 // test_subs.py checks the same rows), subscriber_count (11+), manage.py's output lines, the
-// subscription remove / peer events and the mark-as-read job.
+// subscription add / remove and peer events and the mark-as-read job (private channels, guests
+// and restricted user access: subscription_events.test.ts).
 import crypto from "node:crypto";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { runCli, type CliResult } from "./helpers/cli.js";

@@ -237,6 +237,15 @@ describe("Zulip 12: the message events of the Notification Bot notices", () => {
       expect(doc.notice.message_id).toEqual(expect.any(Number));
       expect(doc.notes).toEqual([`not sent: the message event of message ${doc.notice.message_id} (open apps show it after a reload): the organization has linkifiers, whose topic links zulip-manage does not compute`]);
       expect((await reader.drain()).map((n) => n.event.type)).toEqual(["stream", "stream", "stream"]);
+      // create_user's signup announcement says the same in its not_done list.
+      await q("UPDATE zerver_realm SET signup_announcements_stream_id = $2 WHERE id = $1", [TEST_REALM, id]);
+      const u = await run(["create_user", "-r", String(TEST_REALM), `linked${crypto.randomInt(1e6)}@test.example`, "Link Ed", "--json"]);
+      expect(u.exitCode).toBe(0);
+      const ud = JSON.parse(u.stdout);
+      expect(ud.not_done).toContain(
+        `not sent: the message event of message ${ud.signup_announcement.message_id} (open apps show it after a reload): the organization has linkifiers, whose topic links zulip-manage does not compute`,
+      );
+      expect((await reader.drain()).map((n) => n.event.type)).not.toContain("message");
     } finally {
       await q("DELETE FROM zerver_realmfilter WHERE realm_id = $1", [TEST_REALM]);
     }

@@ -344,6 +344,7 @@ export default defineUntypedCommand({
     if (created.signup.messageId !== null) result.signup_announcement = { message_id: created.signup.messageId, channel: created.signup.channel! };
     if (created.signup.notWritten) result.not_done.push(created.signup.notWritten);
     for (const e of created.eventsNotSent) result.not_done.push(`not sent: ${e}`);
+    for (const e of created.signup.eventsNotSent) result.not_done.push(`not sent: ${e}`);
     for (const n of result.not_done) out.line(`Note: not done: ${n}.`);
     return finish();
   },

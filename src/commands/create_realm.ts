@@ -38,7 +38,7 @@ import { addEventsOption, addFlushCacheOption } from "../cli/options.js";
 import { CacheInvalidation, type CacheUser } from "../zulip/cache.js";
 import { defineUntypedCommand } from "../cli/command.js";
 import { EventDelivery, eventsReportJson, featureLevel } from "../services/events.js";
-import { readAvatarSettings } from "../zulip/avatar.js";
+import { readAvatarSettings, writeJdenticonAvatar } from "../zulip/avatar.js";
 import { sendUserCreationEvents } from "../zulip/events/user-creation-events.js";
 import { createRealm, createSystemBots, createUser, creationSchemaProblem, processNewHumanUserRows, Role } from "../zulip/actions/create.js";
 import { CommandError, EnvironmentError } from "../lib/errors.js";
@@ -193,6 +193,7 @@ export default defineUntypedCommand({
       return { realm, owner, steps, systemRealm, auditLogIds: auditLogIds.sort((x, y) => x - y), eventsNotSent };
     });
     inval.changeCommitted();
+    notDone.push(...(await writeJdenticonAvatar(db, settings, ctx.paths.deployDir, created.owner.id)));
     const cache = cacheJson(await inval.commit())!;
     const delivery = await events.commit();
     const result: CreateRealmBody = {

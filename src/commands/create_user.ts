@@ -42,7 +42,7 @@ import { cacheJson } from "../zulip/actions/realm-lifecycle.js";
 import { realmUrl } from "../config/settings.js";
 import { sendSignupAnnouncement } from "../zulip/actions/channels.js";
 import { EventDelivery, eventsReportJson, featureLevel } from "../services/events.js";
-import { readAvatarSettings } from "../zulip/avatar.js";
+import { readAvatarSettings, writeJdenticonAvatar } from "../zulip/avatar.js";
 import { sendUserCreationEvents } from "../zulip/events/user-creation-events.js";
 import type { Command } from "@commander-js/extra-typings";
 import { realmJson, userJson } from "../cli/json-objects.js";
@@ -322,7 +322,7 @@ export default defineUntypedCommand({
         systemGroupIds: user.systemGroups.map((name) => systemGroups[name]),
         channelIds: ds.map((r) => Number(r.stream_id)),
       });
-      const signup = await sendSignupAnnouncement(q, user.id);
+      const signup = await sendSignupAnnouncement(q, user.id, { events: { notify, featureLevel: level, settings: ctx.config().settings } });
       const { rows: subs } = await q.query(
         `SELECT s.name FROM zerver_subscription sub JOIN zerver_recipient r ON r.id = sub.recipient_id AND r.type = 2
            JOIN zerver_stream s ON s.id = r.type_id WHERE sub.user_profile_id = $1 ORDER BY s.name`,
@@ -333,6 +333,7 @@ export default defineUntypedCommand({
       return { user, row: urow[0], steps, signup, eventsNotSent, subs: subs.map((r) => r.name as string), auditLogIds: await auditLogIdsOfUser(q, user.id) };
     });
     inval.changeCommitted();
+    result.not_done.push(...(await writeJdenticonAvatar(db, ctx.config().settings, ctx.paths.deployDir, created.user.id)));
     result.cache = cacheJson(await inval.commit());
     result.events = eventsReportJson(await events.commit());
     const u = created.user;
@@ -343,6 +344,7 @@ export default defineUntypedCommand({
     if (created.signup.messageId !== null) result.signup_announcement = { message_id: created.signup.messageId, channel: created.signup.channel! };
     if (created.signup.notWritten) result.not_done.push(created.signup.notWritten);
     for (const e of created.eventsNotSent) result.not_done.push(`not sent: ${e}`);
+    for (const e of created.signup.eventsNotSent) result.not_done.push(`not sent: ${e}`);
     for (const n of result.not_done) out.line(`Note: not done: ${n}.`);
     return finish();
   },

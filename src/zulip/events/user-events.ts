@@ -63,8 +63,9 @@ export interface PeerChannel {
 const METADATA_GROUP_SETTINGS = ["can_administer_channel_group_id", "can_add_subscribers_group_id", "can_subscribe_group_id"];
 
 /**
- * Active users in the (recursive) membership of the groups that a private channel's
- * metadata-granting settings name (get_user_ids_with_metadata_access_via_permission_groups).
+ * Active non-guest users in the (recursive) membership of the groups that a private channel's
+ * metadata-granting settings name (get_user_ids_with_metadata_access_via_permission_groups:
+ * guests excluded, those settings have allow_everyone_group=False).
  */
 async function metadataGroupUserIds(q: Queryable, channelIds: number[]): Promise<Map<number, Set<number>>> {
   const out = new Map<number, Set<number>>();
@@ -85,7 +86,7 @@ async function metadataGroupUserIds(q: Queryable, channelIds: number[]): Promise
      )
      SELECT DISTINCT c.channel_id, m.user_profile_id AS user_id
        FROM closure c JOIN zerver_usergroupmembership m ON m.user_group_id = c.group_id
-       JOIN zerver_userprofile u ON u.id = m.user_profile_id AND u.is_active`,
+       JOIN zerver_userprofile u ON u.id = m.user_profile_id AND u.is_active AND u.role <> 600`,
     [channelIds],
   );
   for (const r of rows) {

@@ -9,6 +9,7 @@
 //   npm run bench -- --json                         # the results as JSON too
 //   npm run bench -- --stop                         # remove the database afterwards
 //   npm run bench -- --keep-node-env                # keep NODE_EXTRA_CA_CERTS / NODE_OPTIONS (below)
+//   npm run bench -- --no-rabbitmq                   # write commands with --events=none only
 //
 // Commands run without this shell's Node start-up variables (NODE_EXTRA_CA_CERTS, NODE_OPTIONS),
 // which a Zulip server's environment does not have and which slow every Node process, `node -e 0`
@@ -25,6 +26,11 @@
 //   - the other single-user commands on that realm (deactivate/reactivate, change_user_email,
 //     create_user, delete_user, send_password_reset_email -u, change_password, show_admins,
 //     generate_realm_creation_link), medians of the same number of runs
+//   - every single-user write command that sends real-time events twice: with --events=none and
+//     with --events=rabbitmq against a real RabbitMQ this run starts (bench/rabbitmq.mjs; a
+//     stand-in consumer drains the queues as Tornado would), interleaved round by round, so the
+//     table shows what sending the events costs; without rabbitmq-server (or --no-rabbitmq) only
+//     --events=none
 //   - send_password_reset_email -r big -a: 50,000 emails through a local SMTP sink (emails/s,
 //     peak memory); every email is counted at the sink
 //   - export_single_user for the user with 1,000,000 messages (seconds, peak memory):
@@ -37,6 +43,7 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { BENCH_STATE, defaultSpec, generate, readBenchState, SERVICES_MARK, stopBench } from "./generate.mjs";
+import { startRabbitMQ } from "./rabbitmq.mjs";
 import { nodeStartupVariablesIn, serverNodeEnv } from "./startup.mjs";
 
 /** --keep-node-env: measure with this shell's Node start-up variables (see bench/startup.mjs). */
@@ -44,14 +51,16 @@ let KEEP_NODE_ENV = false;
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const BIN = path.join(ROOT, "bin", "zulip-manage");
-// The benchmark server has no RabbitMQ or Tornado: the commands that send real-time events run
-// with --events=none (otherwise each would try both, fail and warn). The cost of sending events
-// is measured separately (README, Performance).
-const NO_EVENTS = ["--events=none"];
+// The commands that send real-time events run with each of EVENT_MODES: --events=none, and
+// --events=rabbitmq when this run has a RabbitMQ (main() adds it). There is no Tornado: "auto"
+// would try RabbitMQ and then Tornado's HTTP API, so it is never used.
+const EVENT_MODES = ["none"];
+const eventsArg = (mode) => [`--events=${mode}`];
+const NO_EVENTS = eventsArg("none");
 const BENCHES = ["startup", "list_realms", "change_user_role", "single_user", "password_reset", "export"];
 
 function parseArgs(argv) {
-  const o = { runs: 7, scale: 1, only: BENCHES, json: false, stop: false };
+  const o = { runs: 7, scale: 1, only: BENCHES, json: false, stop: false, rabbitmq: true };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === "--runs") o.runs = Math.max(1, Number(argv[++i]));
@@ -60,6 +69,7 @@ function parseArgs(argv) {
     else if (a === "--json") o.json = true;
     else if (a === "--stop") o.stop = true;
     else if (a === "--keep-node-env") KEEP_NODE_ENV = true;
+    else if (a === "--no-rabbitmq") o.rabbitmq = false;
     else if (a === "-h" || a === "--help") {
       process.stdout.write(fs.readFileSync(fileURLToPath(import.meta.url), "utf8").split("\nimport ")[0].replace(/^#!.*\n/, "").replace(/^\/\/ ?/gm, ""));
       process.exit(0);
@@ -241,14 +251,23 @@ async function startSmtpSink() {
   };
 }
 
+/** The sandbox's rabbitmq_password secret (zulip-secrets.conf), which the broker's user gets. */
+function rabbitPassword(state) {
+  const text = fs.readFileSync(path.join(state.conf.confDir, "zulip-secrets.conf"), "utf8");
+  const m = /^rabbitmq_password\s*=\s*(.+)$/m.exec(text);
+  if (!m) throw new Error("the benchmark configuration has no rabbitmq_password secret");
+  return m[1].trim();
+}
+
 /** Point the sandbox's settings.py at this run's services. */
-function configureServices(state, { smtpPort, memcachedLocation }) {
+function configureServices(state, { smtpPort, memcachedLocation, rabbit }) {
   const file = path.join(state.conf.confDir, "settings.py");
   const text = fs.readFileSync(file, "utf8");
   const block =
     `${SERVICES_MARK}\n` +
     `EMAIL_HOST = "127.0.0.1"\nEMAIL_PORT = ${smtpPort}\n` +
     (memcachedLocation ? `MEMCACHED_LOCATION = "${memcachedLocation}"\n` : "") +
+    (rabbit ? `RABBITMQ_HOST = "${rabbit.host}"\nRABBITMQ_PORT = ${rabbit.port}\nRABBITMQ_VHOST = "${rabbit.vhost}"\nRABBITMQ_USERNAME = "${rabbit.username}"\n` : "") +
     `${SERVICES_MARK} end\n`;
   const re = new RegExp(`${SERVICES_MARK}\\n[\\s\\S]*?${SERVICES_MARK} end\\n`);
   fs.writeFileSync(file, re.test(text) ? text.replace(re, block) : text + "\n" + block);
@@ -308,26 +327,28 @@ async function benchListRealms(state, runs, rows) {
 async function benchChangeUserRole(state, runs, rows) {
   const f = state.facts;
   // Measured in the server environment and, when this shell has Node start-up variables that
-  // were left out, also with them (interleaved, so that machine load affects both alike).
+  // were left out, also with them; with each events transport. Interleaved, so that machine
+  // load affects all alike.
   const envs = [{ label: "", env: cliEnv(state) }];
   const left = KEEP_NODE_ENV ? [] : nodeStartupVariablesIn(process.env);
   if (left.length) envs.push({ label: ` (with ${left.join(", ")})`, env: cliEnv(state, { keepNodeEnv: true }) });
-  const times = envs.map(() => []);
-  const rss = envs.map(() => []);
+  const variants = envs.flatMap((e) => EVENT_MODES.map((mode) => ({ ...e, mode })));
+  const times = variants.map(() => []);
+  const rss = variants.map(() => []);
   const roles = ["moderator", "member"];
   let k = 0;
   for (let i = 0; i < runs + 1; i++) {
-    for (const [e, { env }] of envs.entries()) {
-      const r = await cli(state, ["change_user_role", "-r", f.bigRealm.stringId, f.roleUser.email, roles[k++ % 2], ...NO_EVENTS], { env });
+    for (const [v, { env, mode }] of variants.entries()) {
+      const r = await cli(state, ["change_user_role", "-r", f.bigRealm.stringId, f.roleUser.email, roles[k++ % 2], ...eventsArg(mode)], { env });
       if (i === 0) continue;
-      times[e].push(r.seconds * 1000);
-      rss[e].push(r.rssMb);
+      times[v].push(r.seconds * 1000);
+      rss[v].push(r.rssMb);
     }
   }
   // Leave the user a member.
   if (k % 2 === 1) await cli(state, ["change_user_role", "-r", f.bigRealm.stringId, f.roleUser.email, "member", ...NO_EVENTS]);
-  for (const [e, { label }] of envs.entries()) {
-    rows.push(singleUserRow(`change_user_role (realm of ${fmt(f.bigRealm.users)} users, member <-> moderator)${label}`, times[e], rss[e]));
+  for (const [v, { label, mode }] of variants.entries()) {
+    rows.push(singleUserRow(`change_user_role (realm of ${fmt(f.bigRealm.users)} users, member <-> moderator) --events=${mode}${label}`, times[v], rss[v]));
   }
 }
 
@@ -356,24 +377,29 @@ async function benchSingleUser(state, runs, rows) {
   const passwordFile = path.join(dir, "password");
   fs.writeFileSync(passwordFile, "Xk9#mq2!vLr7@pZw-bench\n", { mode: 0o600 });
   const other = `renamed-${process.pid}@big.example.com`;
+  const created = (i, mode) => `bench-${process.pid}-${i}-${mode}@big.example.com`;
+  // `events: true`: the command sends real-time events; it runs once per EVENT_MODES entry.
   const steps = [
-    { name: "deactivate_user -f", args: () => ["deactivate_user", "-r", realm, user, "-f", ...NO_EVENTS] },
-    { name: "reactivate_user", args: () => ["reactivate_user", "-r", realm, user, ...NO_EVENTS] },
-    { name: "change_user_email", args: () => ["change_user_email", "-r", realm, user, other] },
-    { name: "change_user_email (back)", args: () => ["change_user_email", "-r", realm, other, user], report: false },
-    { name: "create_user (no password)", args: (i) => ["create_user", "-r", realm, `bench-${process.pid}-${i}@big.example.com`, "Bench User"] },
-    { name: "delete_user -f", args: (i) => ["delete_user", "-r", realm, "-u", `bench-${process.pid}-${i}@big.example.com`, "-f", ...NO_EVENTS] },
-    { name: "send_password_reset_email -u", args: () => ["send_password_reset_email", "-r", realm, "-u", user, ...NO_EVENTS] },
-    { name: "change_password --password-file", args: () => ["change_password", "-r", realm, user, "--password-file", passwordFile] },
-    { name: "show_admins", args: () => ["show_admins", "-r", realm] },
-    { name: "generate_realm_creation_link", args: () => ["generate_realm_creation_link"] },
+    { name: "deactivate_user -f", events: true, args: () => ["deactivate_user", "-r", realm, user, "-f"] },
+    { name: "reactivate_user", events: true, args: () => ["reactivate_user", "-r", realm, user] },
+    { name: "change_user_email", events: true, args: () => ["change_user_email", "-r", realm, user, other] },
+    { name: "change_user_email (back)", events: true, args: () => ["change_user_email", "-r", realm, other, user], report: false },
+    { name: "create_user (no password)", events: true, args: (i, mode) => ["create_user", "-r", realm, created(i, mode), "Bench User"] },
+    { name: "delete_user -f", events: true, args: (i, mode) => ["delete_user", "-r", realm, "-u", created(i, mode), "-f"] },
+    { name: "send_password_reset_email -u", events: true, args: () => ["send_password_reset_email", "-r", realm, "-u", user] },
+    { name: "change_password --password-file", events: false, args: () => ["change_password", "-r", realm, user, "--password-file", passwordFile] },
+    { name: "show_admins", events: false, args: () => ["show_admins", "-r", realm] },
+    { name: "generate_realm_creation_link", events: false, args: () => ["generate_realm_creation_link"] },
   ];
-  const times = steps.map(() => []);
-  const rss = steps.map(() => []);
+  // One variant per (step, transport): a round runs every step with --events=none, then every
+  // step with --events=rabbitmq (each pass leaves the user as it found it).
+  const variants = EVENT_MODES.flatMap((mode) => steps.filter((s) => s.events || mode === EVENT_MODES[0]).map((step) => ({ step, mode })));
+  const times = variants.map(() => []);
+  const rss = variants.map(() => []);
   try {
     for (let i = 0; i < runs + 1; i++) {
-      for (const [k, step] of steps.entries()) {
-        const r = await cli(state, step.args(i));
+      for (const [k, { step, mode }] of variants.entries()) {
+        const r = await cli(state, [...step.args(i, mode), ...(step.events ? eventsArg(mode) : [])]);
         if (i === 0) continue;
         times[k].push(r.seconds * 1000);
         rss[k].push(r.rssMb);
@@ -382,8 +408,13 @@ async function benchSingleUser(state, runs, rows) {
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
-  for (const [k, step] of steps.entries()) {
-    if (step.report !== false) rows.push(singleUserRow(`${step.name} (realm of ${fmt(f.bigRealm.users)} users)`, times[k], rss[k]));
+  // Rows per step, the transports side by side.
+  for (const step of steps) {
+    if (step.report === false) continue;
+    for (const [k, v] of variants.entries()) {
+      if (v.step !== step) continue;
+      rows.push(singleUserRow(`${step.name}${step.events ? ` --events=${v.mode}` : ""} (realm of ${fmt(f.bigRealm.users)} users)`, times[k], rss[k]));
+    }
   }
 }
 
@@ -509,7 +540,12 @@ async function main() {
   state.loadAtStart = os.loadavg().map((x) => +x.toFixed(2));
   const [memcached, smtp] = await Promise.all([startMemcached(), startSmtpSink()]);
   if (!memcached) log("memcached not found: write commands will warn that the cache could not be updated");
-  configureServices(state, { smtpPort: smtp.port, memcachedLocation: memcached?.location });
+  const rabbit = o.rabbitmq ? await startRabbitMQ({ password: rabbitPassword(state), log }) : null;
+  if (rabbit) {
+    EVENT_MODES.push("rabbitmq");
+    log(`RabbitMQ on 127.0.0.1:${rabbit.port}: write commands run with --events=none and --events=rabbitmq`);
+  }
+  configureServices(state, { smtpPort: smtp.port, memcachedLocation: memcached?.location, rabbit });
   const rows = [];
   try {
     if (o.only.includes("startup")) await benchStartup(state, o.runs, rows);
@@ -521,6 +557,8 @@ async function main() {
   } finally {
     memcached?.stop();
     await smtp.close();
+    if (rabbit) log(`RabbitMQ: ${fmt(rabbit.published())} messages published by the commands and drained`);
+    await rabbit?.stop();
   }
   const m = machine();
   printTable(rows, m, state);

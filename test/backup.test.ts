@@ -18,8 +18,10 @@ import { createChannel } from "../src/zulip/actions/create-channel.js";
 import { createUser } from "../src/zulip/actions/create-user.js";
 import { sendMessage } from "../src/zulip/actions/message-send.js";
 import { CLI_BIN, cliEnv, runCli, type CliResult } from "./helpers/cli.js";
-import { makeConfDir, type ConfDir } from "./helpers/confdir.js";
-import { createDatabase, sharedCluster, startPostgres, type PgCluster, type PgServerInfo, type TestDatabase } from "./helpers/pg.js";
+import { type ConfDir } from "./helpers/confdir.js";
+import { sharedCluster, startPostgres, type PgCluster, type PgServerInfo, type TestDatabase } from "./helpers/pg.js";
+import { type ServerCopy, startServerCopy } from "./helpers/server-copy.js";
+import { requirePgClientTool, requireTool } from "./helpers/tools.js";
 
 const REALM = 2;
 const HOST = "zulip.example.net";
@@ -70,13 +72,17 @@ async function sequenceValues(client: pg.Client): Promise<Map<string, string>> {
   return new Map(rows.map((r: any) => [r.s, r.v]));
 }
 
+let copy: ServerCopy;
+
 beforeAll(async () => {
   server = await sharedCluster();
-  pathEnv = `${server.bindir}:${process.env.PATH ?? "/usr/bin:/bin"}`;
-  db = await createDatabase({ template: "zulip12_fresh" });
+  // pg_dump as new as the server (the cluster's own when it has one, else Debian's).
+  const pgDump = requirePgClientTool("pg_dump", parseInt(server.version, 10), server.bindir);
+  pathEnv = `${path.dirname(pgDump)}:${process.env.PATH ?? "/usr/bin:/bin"}`;
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), "zm-backup-test-"));
   uploads = path.join(tmp, "uploads");
-  conf = makeConfDir({ db: { name: db.name }, externalHost: HOST, extraSettings: `LOCAL_UPLOADS_DIR = '${uploads}'\n` });
+  copy = await startServerCopy({ template: "zulip12_fresh", memcached: false, externalHost: HOST, extraSettings: `LOCAL_UPLOADS_DIR = '${uploads}'\n` });
+  ({ db, conf } = copy);
   fs.writeFileSync(path.join(conf.deployDir, "version.py"), 'ZULIP_VERSION = "12.1"\nAPI_FEATURE_LEVEL = 400\n');
   // Some data beyond the fresh install, and files in LOCAL_UPLOADS_DIR.
   const c = db.client;
@@ -97,8 +103,7 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(async () => {
-  await db?.drop();
-  conf?.cleanup();
+  await copy?.stop();
   if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
 });
 
@@ -188,7 +193,7 @@ describe("backup", () => {
       await admin.connect();
       await admin.query("CREATE DATABASE zulip OWNER zulip TEMPLATE template0");
       await admin.end();
-      await execa(path.join(cluster.bindir, "pg_restore"), [`--dbname=zulip`, "--", path.join(work, "zulip-backup", "database")], {
+      await execa(requirePgClientTool("pg_restore", parseInt(cluster.version, 10), cluster.bindir), [`--dbname=zulip`, "--", path.join(work, "zulip-backup", "database")], {
         env: { PGHOST: cluster.socketDir, PGPORT: String(cluster.port), PGUSER: cluster.user },
       });
       restored = new pg.Client({ host: cluster.socketDir, port: cluster.port, user: cluster.user, database: "zulip" });
@@ -246,7 +251,7 @@ describe("backup options", () => {
     const out = path.join(tmp, "tty.tar.gz");
     const q = (a: string) => `'${a.replace(/'/g, "'\\''")}'`;
     const command = [process.execPath, CLI_BIN, "backup", "--output", out].map(q).join(" ");
-    const r = await execa("script", ["-qec", command, "/dev/null"], { env: cliEnv({ db, confDir: conf, env: { PATH: pathEnv } }), extendEnv: false, reject: false, timeout: 120_000 });
+    const r = await execa(requireTool("script"), ["-qec", command, "/dev/null"], { env: cliEnv({ db, confDir: conf, env: { PATH: pathEnv } }), extendEnv: false, reject: false, timeout: 120_000 });
     expect(r.exitCode, r.stdout).toBe(0);
     expect(r.stdout).toContain("Dumping the database (tables) [");
     expect(r.stdout).toMatch(/Writing the tarball \((KiB|MiB)\) \[/);
@@ -325,7 +330,7 @@ describe("backup failures", () => {
     const mnt = fs.mkdtempSync(path.join(tmp, "tiny-"));
     const script = `mount -t tmpfs -o size=${sizeKb}k tmpfs "$1" || exit 99; shift; "$@"; rc=$?; echo "rc=$rc"; ls -A "$MNT"`;
     const env = cliEnv({ db, confDir: conf, env: { PATH: pathEnv, MNT: mnt } });
-    const r = await execa("unshare", ["-rm", "sh", "-c", script, "sh", mnt, process.execPath, CLI_BIN, ...args.map((a) => a.replace("$MNT", mnt))], {
+    const r = await execa(requireTool("unshare"), ["-rm", "sh", "-c", script, "sh", mnt, process.execPath, CLI_BIN, ...args.map((a) => a.replace("$MNT", mnt))], {
       env,
       extendEnv: false,
       reject: false,

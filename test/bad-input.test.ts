@@ -8,7 +8,8 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CLI_BIN, cliEnv, runCli } from "./helpers/cli.js";
 import { type ConfDir, makeConfDir } from "./helpers/confdir.js";
-import { createDatabase, type TestDatabase } from "./helpers/pg.js";
+import { type TestDatabase } from "./helpers/pg.js";
+import { type ServerCopy, startServerCopy } from "./helpers/server-copy.js";
 import { mkdirPrivate, readBounded } from "../src/lib/files.js";
 
 let db: TestDatabase;
@@ -17,15 +18,14 @@ let dir: string;
 // A command that hangs is killed by runCli after this long; every case here must end well before.
 const SHORT = { timeoutMs: 20_000 };
 
+let copy: ServerCopy;
+
 beforeAll(async () => {
-  db = await createDatabase({ template: "zulip12_fresh" });
-  conf = makeConfDir({ db: { name: db.name } });
+  copy = await startServerCopy({ template: "zulip12_fresh", memcached: false });
+  ({ db, conf } = copy);
   dir = fs.mkdtempSync(path.join(conf.root, "input-"));
 }, 120_000);
-afterAll(async () => {
-  conf?.cleanup();
-  await db?.drop();
-});
+afterAll(() => copy?.stop());
 
 const cli = (args: string[], input?: string) => runCli(args, { confDir: conf, db, input, ...SHORT });
 

@@ -25,8 +25,9 @@ import { createUser } from "../src/zulip/actions/create-user.js";
 import { runCli } from "./helpers/cli.js";
 import { makeConfDir, newCachePrefix, type ConfDir } from "./helpers/confdir.js";
 import { startMemcached, type MemcachedInstance } from "./helpers/memcached.js";
-import { createDatabase, REPO_ROOT, type TestDatabase } from "./helpers/pg.js";
+import { REPO_ROOT, type TestDatabase } from "./helpers/pg.js";
 import { freePort, makeTempDir, removeDirSync } from "./helpers/services.js";
+import { type ServerCopy, startServerCopy } from "./helpers/server-copy.js";
 
 const sha1 = (s: string) => crypto.createHash("sha1").update(s, "utf8").digest("hex");
 
@@ -254,25 +255,18 @@ describe("cache invalidation after change_user_role", () => {
   /** A prefix only listed in memcached's own `cache_key_prefixes` entry. */
   const listedOnly = newCachePrefix();
 
+  let copy: ServerCopy;
+
   beforeAll(async () => {
-    db = await createDatabase({ template: "zulip12_fresh" });
-    mc = await startMemcached();
-    conf = makeConfDir({
-      db: { name: db.name },
-      memcached: { location: mc.location, password: mc.password },
-      extraDeployments: 2,
-    });
+    copy = await startServerCopy({ template: "zulip12_fresh", conf: { extraDeployments: 2 } });
+    ({ db, mc, conf } = copy);
     await db.client.query("BEGIN");
     const u = await createUser(db.client, 2, { email: "member@test.com", fullName: "Member", role: 400, externalHost: "zulip.example.net" });
     await db.client.query("COMMIT");
     userId = u.id;
     memberEmail = u.deliveryEmail;
   });
-  afterAll(async () => {
-    await mc?.stop();
-    conf?.cleanup();
-    await db?.drop();
-  });
+  afterAll(() => copy?.stop());
 
   async function userRow(id: number) {
     return (await db.query("SELECT id, realm_id, email, delivery_email, api_key, is_bot, role FROM zerver_userprofile WHERE id = $1", [id]))[0] as any;

@@ -3,7 +3,7 @@
 // system python3 has it), the 122 row do_change_password writes, the caches, the cleared login
 // rate limit, the strength rule (zxcvbn, checked against Python's zxcvbn when available) and the
 // terminal prompts (through a real pseudo-terminal made by util-linux `script`).
-import { execFileSync, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -16,22 +16,16 @@ import {
 } from "../src/zulip/password.js";
 import { CLI_BIN, cliEnv, runCli, type CliResult } from "./helpers/cli.js";
 import { makeConfDir, type ConfDir } from "./helpers/confdir.js";
-import { startMemcached, type MemcachedInstance } from "./helpers/memcached.js";
-import { createDatabase, type TestDatabase } from "./helpers/pg.js";
-import { type RedisClient, type RedisInstance, startRedis } from "./helpers/redis.js";
+import { type MemcachedInstance } from "./helpers/memcached.js";
+import { type TestDatabase } from "./helpers/pg.js";
+import { type RedisClient, type RedisInstance } from "./helpers/redis.js";
+import { type ServerCopy, startServerCopy } from "./helpers/server-copy.js";
+import { requireTool, runPython } from "./helpers/tools.js";
 import { changedTables, snapshot } from "./helpers/snapshot.js";
 
-/** Run a snippet with a python3 that has the given modules; null when there is none. */
-function python(modules: string[], script: string, args: string[] = []): string | null {
-  for (const py of ["/usr/bin/python3", "python3"]) {
-    try {
-      execFileSync(py, ["-c", modules.map((m) => `import ${m}`).join("; ")], { stdio: "ignore" });
-    } catch {
-      continue;
-    }
-    return execFileSync(py, ["-c", script, ...args], { encoding: "utf8" }).trim();
-  }
-  return null;
+/** Run a snippet with a python3 that has the given modules (the test fails, saying what to install, without them). */
+function python(modules: string[], script: string, args: string[] = []): string {
+  return runPython(script, args, modules).trim();
 }
 
 const HASH_RE = /^argon2\$argon2id\$v=19\$m=102400,t=2,p=8\$([A-Za-z0-9+/]{30})\$([A-Za-z0-9+/]{22})$/;
@@ -47,24 +41,18 @@ let conf: ConfDir;
 let dir: string;
 const cli = (args: string[], input?: string): Promise<CliResult> => runCli(args, { confDir: conf, db, input });
 
+let copy: ServerCopy;
+
 beforeAll(async () => {
-  db = await createDatabase({ template: "zulip12_fresh" });
-  mc = await startMemcached();
-  redis = await startRedis();
+  copy = await startServerCopy({ template: "zulip12_fresh", redis: true });
+  ({ db, mc, conf } = copy);
+  redis = copy.redis!;
   rc = await redis.connect();
-  conf = makeConfDir({
-    db: { name: db.name },
-    memcached: { location: mc.location, password: mc.password },
-    redis: { host: redis.host, port: redis.port, password: redis.password },
-  });
   dir = fs.mkdtempSync(path.join(conf.root, "pw-"));
 }, 120_000);
 afterAll(async () => {
   await rc?.close();
-  await redis?.stop();
-  await mc?.stop();
-  conf?.cleanup();
-  await db?.drop();
+  await copy?.stop();
 });
 
 function passwordFile(content: string): string {
@@ -226,7 +214,7 @@ print("argon2" + low_level.hash_secret(sys.argv[1].encode(), sys.argv[2].encode(
     const run = (keys: string[]) =>
       new Promise<{ code: number | null; output: string }>((resolve) => {
         const cmd = [process.execPath, CLI_BIN, "change_password", "-r", "2", "test@test.com", "--no-color"].map((a) => `'${a}'`).join(" ");
-        const child = spawn("script", ["-qefc", cmd, "/dev/null"], { env: { ...cliEnv({ confDir: conf, db }), TERM: "dumb" } });
+        const child = spawn(requireTool("script"), ["-qefc", cmd, "/dev/null"], { env: { ...cliEnv({ confDir: conf, db }), TERM: "dumb" } });
         let output = "";
         child.stdout.on("data", (d) => (output += d.toString()));
         child.stderr.on("data", (d) => (output += d.toString()));

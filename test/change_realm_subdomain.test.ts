@@ -4,7 +4,6 @@
 // do_create_realm organization, deactivated with reason "subdomain_change", compared with the
 // real organization's structure; on Zulip 11 built with that release's rows), redirect chains
 // over several renames, session logout and memcached keys.
-import crypto from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runCli } from "./helpers/cli.js";
 import type { ConfDir } from "./helpers/confdir.js";
@@ -12,26 +11,10 @@ import type { MemcachedClient, MemcachedInstance } from "./helpers/memcached.js"
 import type { TestDatabase } from "./helpers/pg.js";
 import { snapshot, changedTables as changed } from "./helpers/snapshot.js";
 import { type ServerCopy, startServerCopy } from "./helpers/server-copy.js";
+import { addSession } from "./helpers/sessions.js";
 
 const HOST = "zulip.example.net";
 
-
-const B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-function b62(n: number): string {
-  let s = "";
-  do {
-    s = B62[n % 62] + s;
-    n = Math.floor(n / 62);
-  } while (n > 0);
-  return s;
-}
-async function addSession(db: TestDatabase, userId: number, secret: string): Promise<string> {
-  const key = crypto.randomBytes(16).toString("hex");
-  const value = `${Buffer.from(JSON.stringify({ _auth_user_id: String(userId) })).toString("base64url")}:${b62(Math.floor(Date.now() / 1000))}`;
-  const hk = crypto.createHash("sha256").update(`django.contrib.sessions.SessionStoresigner${secret}`).digest();
-  await db.query("INSERT INTO django_session VALUES ($1, $2, $3)", [key, `${value}:${crypto.createHmac("sha256", hk).update(value).digest("base64url")}`, new Date(Date.now() + 86400_000)]);
-  return key;
-}
 
 /** The structure of an organization, with ids replaced by names (independent SQL). */
 async function structure(db: TestDatabase, realmId: number) {

@@ -6,9 +6,10 @@ import crypto from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { validateEmailAddress } from "../src/zulip/email-address.js";
 import { runCli, type CliResult } from "./helpers/cli.js";
-import { makeConfDir, type ConfDir } from "./helpers/confdir.js";
-import { startMemcached, type MemcachedInstance } from "./helpers/memcached.js";
-import { createDatabase, type TestDatabase } from "./helpers/pg.js";
+import { type ConfDir } from "./helpers/confdir.js";
+import { type MemcachedInstance } from "./helpers/memcached.js";
+import { type TestDatabase } from "./helpers/pg.js";
+import { type ServerCopy, startServerCopy } from "./helpers/server-copy.js";
 import { changedTables, snapshot } from "./helpers/snapshot.js";
 import { copyRow } from "./helpers/users.js";
 
@@ -36,16 +37,12 @@ let mc: MemcachedInstance;
 let conf: ConfDir;
 const cli = (args: string[]): Promise<CliResult> => runCli(args, { confDir: conf, db });
 
+let copy: ServerCopy;
 beforeAll(async () => {
-  db = await createDatabase({ template: "zulip12_fresh" });
-  mc = await startMemcached();
-  conf = makeConfDir({ db: { name: db.name }, memcached: { location: mc.location, password: mc.password } });
+  copy = await startServerCopy({ template: "zulip12_fresh" });
+  ({ db, mc, conf } = copy);
 }, 120_000);
-afterAll(async () => {
-  await mc?.stop();
-  conf?.cleanup();
-  await db?.drop();
-});
+afterAll(() => copy?.stop());
 
 describe("change_user_email", () => {
   it("public address: delivery_email and email change, a 125 row, the caches under both addresses go; prints nothing", async () => {
@@ -155,8 +152,7 @@ describe.each([
   let odb: TestDatabase;
   let oconf: ConfDir;
   beforeAll(async () => {
-    odb = await createDatabase({ template });
-    oconf = makeConfDir({ db: { name: odb.name }, memcached: { location: mc.location, password: mc.password } });
+    ({ db: odb, conf: oconf } = await startServerCopy({ template, memcached: mc }));
   }, 120_000);
   afterAll(async () => {
     oconf?.cleanup();

@@ -6,9 +6,10 @@
 // and every other table is checksummed before and after to prove nothing else changed.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runCli, type CliResult } from "./helpers/cli.js";
-import { makeConfDir, type ConfDir } from "./helpers/confdir.js";
-import { startMemcached, type MemcachedInstance } from "./helpers/memcached.js";
-import { createDatabase, type TemplateName, type TestDatabase } from "./helpers/pg.js";
+import { type ConfDir } from "./helpers/confdir.js";
+import { type MemcachedInstance } from "./helpers/memcached.js";
+import { type TestDatabase } from "./helpers/pg.js";
+import { type ServerCopyOptions, startServerCopy } from "./helpers/server-copy.js";
 import { execa } from "execa";
 import { CLI_BIN, cliEnv } from "./helpers/cli.js";
 import { changedTables, snapshot } from "./helpers/snapshot.js";
@@ -73,12 +74,13 @@ interface Env {
   auditCols: Set<string>;
   groups: Record<string, number>;
   cli(args: string[]): Promise<CliResult>;
+  /** Stop the server copy. */
+  stop(): Promise<void>;
 }
 
-async function setupEnv(template: TemplateName | Parameters<typeof createDatabase>[0]["template"]): Promise<Env> {
-  const db = await createDatabase({ template });
-  const mc = await startMemcached();
-  const conf = makeConfDir({ db: { name: db.name }, memcached: { location: mc.location, password: mc.password } });
+async function setupEnv(template: ServerCopyOptions["template"]): Promise<Env> {
+  const copy = await startServerCopy({ template });
+  const { db, mc, conf } = copy;
   const workplace =
     (await db.query("SELECT 1 FROM information_schema.columns WHERE table_name = 'zerver_realm' AND column_name = 'workplace_users_group_id'")).length > 0;
   const auditCols = new Set(
@@ -94,14 +96,12 @@ async function setupEnv(template: TemplateName | Parameters<typeof createDatabas
     auditCols,
     groups: await groupIds(db),
     cli: (args) => runCli(args, { confDir: conf, db }),
+    stop: copy.stop,
   };
 }
 
 async function teardown(env: Env | undefined): Promise<void> {
-  if (!env) return;
-  await env.mc.stop();
-  env.conf.cleanup();
-  await env.db.drop();
+  await env?.stop();
 }
 
 /** The audit row Zulip writes, every column. */

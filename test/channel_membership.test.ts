@@ -3,14 +3,15 @@
 // recipient, CHANNEL_CREATED), the Subscription rows and SUBSCRIPTION_CREATED / ACTIVATED /
 // DEACTIVATED audit rows of bulk_add_subscriptions / bulk_remove_subscriptions (Zulip's
 // test_subs.py checks the same rows), subscriber_count (11+), manage.py's output lines, the
-// subscription remove / peer events and the mark-as-read job.
+// subscription add / remove and peer events and the mark-as-read job (private channels, guests
+// and restricted user access: subscription_events.test.ts).
 import crypto from "node:crypto";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { runCli, type CliResult } from "./helpers/cli.js";
 import { QueueReader, sortedUsers } from "./helpers/rabbitmq.js";
 import { startServerCopy, type ServerCopy } from "./helpers/server-copy.js";
 import { changedTables, foreignKeyViolations, snapshot } from "./helpers/snapshot.js";
-import { expectedChannelObject } from "./helpers/stream-dict.js";
+import { expectedChannelObject, expectedSubscriptionObject } from "./helpers/stream-dict.js";
 import { addUser, groupIds, TEST_REALM, type TestUser } from "./helpers/users.js";
 
 describe.each(["zulip12_fresh", "zulip11_fresh", "zulip10_fresh"] as const)("channel membership on %s", (template) => {
@@ -138,11 +139,21 @@ describe.each(["zulip12_fresh", "zulip11_fresh", "zulip10_fresh"] as const)("cha
     if ("subscriber_count" in created) created.subscriber_count = 0;
     const create: Record<string, unknown> = { type: "stream", op: "create", streams: [created] };
     if (template !== "zulip10_fresh") create.for_unarchiving = false;
+    // send_subscription_add_events: to each new subscriber, before the peers hear of it (the
+    // channel object as read before the call: manage.py's ensure_stream re-reads it per user).
+    const add = async (c: any, u: number, countBefore: number, subscribers: number[]) => ({
+      event: { type: "subscription", op: "add", subscriptions: [await expectedSubscriptionObject(copy.db, Number(c.id), u, { countBefore, subscribers })] },
+      users: [u],
+    });
     expect(sortedUsers(await reader.drain())).toEqual([
       { event: create, users: peers },
+      await add(design, u1.id, 0, [u1.id]),
       peerAdd(design, u1.id),
+      await add(design, u2.id, 1, [u1.id, u2.id]),
       peerAdd(design, u2.id),
+      await add(notes, u1.id, 0, [u1.id]),
       peerAdd(notes, u1.id),
+      await add(notes, u2.id, 1, [u1.id, u2.id]),
       peerAdd(notes, u2.id),
     ]);
     expect(await foreignKeyViolations(copy.db)).toEqual({});

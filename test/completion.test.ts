@@ -11,7 +11,9 @@ import { ROLES } from "../src/zulip/roles.js";
 import { CLI_BIN, cliEnv, runCli } from "./helpers/cli.js";
 import { makeConfDir, type ConfDir } from "./helpers/confdir.js";
 import { createDatabase, type TestDatabase } from "./helpers/pg.js";
-import { findExecutable, makeTempDir, removeDirSync } from "./helpers/services.js";
+import { type ServerCopy, startServerCopy } from "./helpers/server-copy.js";
+import { makeTempDir, removeDirSync } from "./helpers/services.js";
+import { requireTool } from "./helpers/tools.js";
 
 let db: TestDatabase;
 let conf: ConfDir;
@@ -19,15 +21,17 @@ let binDir: string;
 let bashScript: string;
 let env: Record<string, string>;
 
+let copy: ServerCopy;
+
 beforeAll(async () => {
-  db = await createDatabase({ template: "zulip12_fresh" });
+  copy = await startServerCopy({ template: "zulip12_fresh", memcached: false });
+  ({ db, conf } = copy);
   await db.client.query("BEGIN");
   for (const stringId of ["lear", "engineering"]) {
     const r = await createRealm(db.client, { stringId, name: `Realm ${stringId}` });
     await createUser(db.client, r.id, { email: `owner@${stringId}.example.com`, fullName: "Owner", role: ROLES.REALM_OWNER, externalHost: "zulip.example.net" });
   }
   await db.client.query("COMMIT");
-  conf = makeConfDir({ db: { name: db.name } });
   // A directory with just `zulip-manage` on PATH, as an installed CLI would be.
   binDir = makeTempDir("completion-bin");
   fs.symlinkSync(CLI_BIN, path.join(binDir, "zulip-manage"));
@@ -39,9 +43,8 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  conf?.cleanup();
   if (binDir) removeDirSync(binDir);
-  await db?.drop();
+  await copy?.stop();
 });
 
 /** Run the completion function for each command line (words; the last one is being completed). */
@@ -178,12 +181,12 @@ describe("completion --realms", () => {
 });
 
 // zsh is required (CI installs it): a missing shell fails these tests rather than skipping them.
-const zsh = findExecutable("zsh", ["/usr/bin", "/bin"]);
+let zsh: string;
 
 describe("zsh", () => {
   let zshScript: string;
   beforeAll(async () => {
-    if (!zsh) throw new Error("zsh is not installed (apt-get install zsh)");
+    zsh = requireTool("zsh");
     const r = await runCli(["completion", "zsh"], { confDir: conf, db });
     expect(r.exitCode).toBe(0);
     zshScript = r.stdout + "\n";

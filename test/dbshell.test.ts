@@ -5,30 +5,27 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runCli } from "./helpers/cli.js";
 import { makeConfDir, type ConfDir } from "./helpers/confdir.js";
-import { createDatabase, type TestDatabase } from "./helpers/pg.js";
-import { findExecutable, makeTempDir, removeDirSync } from "./helpers/services.js";
+import { type TestDatabase } from "./helpers/pg.js";
+import { type ServerCopy, startServerCopy } from "./helpers/server-copy.js";
+import { makeTempDir, removeDirSync } from "./helpers/services.js";
+import { requireTool } from "./helpers/tools.js";
 
-// psql is required (it comes with PostgreSQL, which the tests need anyway): no skipping.
-const psql = findExecutable("psql", ["/usr/lib/postgresql/15/bin"]);
 
 let db: TestDatabase;
 let conf: ConfDir;
 
+let copy: ServerCopy;
+
 beforeAll(async () => {
-  db = await createDatabase({ template: "zulip12_fresh" });
-  conf = makeConfDir({ db: { name: db.name } });
+  copy = await startServerCopy({ template: "zulip12_fresh", memcached: false });
+  ({ db, conf } = copy);
 });
 
-afterAll(async () => {
-  conf?.cleanup();
-  await db?.drop();
-});
+afterAll(() => copy?.stop());
 
 describe("with the real psql", () => {
-  const pathWithPsql = () => {
-    if (!psql) throw new Error("psql is not installed (apt-get install postgresql-client)");
-    return `${path.dirname(psql)}:/usr/bin:/bin`;
-  };
+  // psql is required (it comes with PostgreSQL, which the tests need anyway): no skipping.
+  const pathWithPsql = () => `${path.dirname(requireTool("psql"))}:/usr/bin:/bin`;
 
   it("connects to the Zulip database with search_path zulip, public and passes the arguments after --", async () => {
     const r = await runCli(

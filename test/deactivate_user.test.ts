@@ -6,13 +6,14 @@
 // second user sharing one scheduled email, and invitations they sent (valid, used, expired,
 // multi-use). Every row do_deactivate_user writes is checked, and every other table is
 // checksummed before and after.
-import { execFileSync } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { roleCounts } from "../src/zulip/audit.js";
 import { runCli, type CliResult } from "./helpers/cli.js";
-import { makeConfDir, type ConfDir } from "./helpers/confdir.js";
-import { startMemcached, type MemcachedInstance } from "./helpers/memcached.js";
-import { createDatabase, type TestDatabase } from "./helpers/pg.js";
+import { type ConfDir } from "./helpers/confdir.js";
+import { type MemcachedInstance } from "./helpers/memcached.js";
+import { type TestDatabase } from "./helpers/pg.js";
+import { startServerCopy } from "./helpers/server-copy.js";
+import { runPython } from "./helpers/tools.js";
 import { changedTables, snapshot } from "./helpers/snapshot.js";
 import { copyMember } from "./helpers/users.js";
 
@@ -24,7 +25,7 @@ async function rowsById(db: TestDatabase, table: string): Promise<Map<string, an
   return new Map(rows.map((r: any) => [String(r.id), r]));
 }
 
-/** Python's print(expire_date, session.get_decoded()) for a django_session row, if python3 is here. */
+/** Python's print(expire_date, session.get_decoded()) for a django_session row (python3 is required). */
 function pythonSessionLine(sessionData: string, expire: string): string | null {
   const script = `
 import base64, json, sys, zlib, datetime
@@ -36,14 +37,7 @@ raw = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
 if compressed: raw = zlib.decompress(raw)
 print(datetime.datetime.fromisoformat(expire), json.loads(raw))
 `;
-  for (const py of ["/usr/bin/python3", "python3"]) {
-    try {
-      return execFileSync(py, ["-c", script, sessionData, expire], { encoding: "utf8" }).replace(/\n$/, "");
-    } catch {
-      /* try the next */
-    }
-  }
-  return null;
+  return runPython(script, [sessionData, expire]);
 }
 
 /** An active subscription to a channel, with the channel's subscriber_count raised. */
@@ -65,12 +59,13 @@ interface Env {
   channelOfBot: number;
   invites: { valid: number; used: number; expired: number; multiuse: number; multiuseExpired: number };
   cli(args: string[]): Promise<CliResult>;
+  /** Stop the server copy. */
+  stop(): Promise<void>;
 }
 
 async function setup(template: "zulip12_fresh" | "zulip10_fresh"): Promise<Env> {
-  const db = await createDatabase({ template });
-  const mc = await startMemcached();
-  const conf = makeConfDir({ db: { name: db.name }, memcached: { location: mc.location, password: mc.password } });
+  const copy = await startServerCopy({ template });
+  const { db, mc, conf } = copy;
   const c = db.client;
   await c.query("BEGIN");
   const bot = { id: await copyMember(db, { email: "helper-bot@test.example", fullName: "Helper", botOwnerId: OWNER }) };
@@ -127,14 +122,12 @@ async function setup(template: "zulip12_fresh" | "zulip10_fresh"): Promise<Env> 
     channelOfBot: channel,
     invites: { valid, used, expired, multiuse, multiuseExpired },
     cli: (args) => runCli(args, { confDir: conf, db }),
+    stop: copy.stop,
   };
 }
 
 async function teardown(env: Env | undefined): Promise<void> {
-  if (!env) return;
-  await env.mc.stop();
-  env.conf.cleanup();
-  await env.db.drop();
+  await env?.stop();
 }
 
 async function expectedHeader(env: Env, botCount: number): Promise<string> {

@@ -17,6 +17,7 @@ import { runCli, type CliResult } from "./helpers/cli.js";
 import { makeConfDir, type ConfDir } from "./helpers/confdir.js";
 import { createDatabase, type TemplateName, type TestDatabase } from "./helpers/pg.js";
 import { type ServerCopy, startServerCopy } from "./helpers/server-copy.js";
+import { requireTool } from "./helpers/tools.js";
 
 const REALM = 2;
 const HOST = "zulip.example.net";
@@ -171,7 +172,7 @@ describe.each(["zulip12_fresh", "zulip11_fresh", "zulip10_fresh"] as TemplateNam
   it("refuses to run while Zulip's cron job holds the lock", async () => {
     fs.mkdirSync(lockDir, { recursive: true });
     const lockFile = path.join(lockDir, "delete_old_unclaimed_attachments.lock");
-    const holder: ChildProcess = spawn("flock", [lockFile, "sh", "-c", "echo held; exec cat >/dev/null"], { stdio: ["pipe", "pipe", "inherit"] });
+    const holder: ChildProcess = spawn(requireTool("flock"), [lockFile, "sh", "-c", "echo held; exec cat >/dev/null"], { stdio: ["pipe", "pipe", "inherit"] });
     await new Promise<void>((resolve) => holder.stdout!.once("data", () => resolve()));
     try {
       const r = await cli(["-f"]);

@@ -12,7 +12,7 @@
 // deletion must not touch are unchanged. Plus: the dry run writes nothing, and an unknown table
 // referencing zerver_userprofile makes the command refuse before writing anything.
 import crypto from "node:crypto";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { createChannel } from "../src/zulip/actions/create-channel.js";
 import { createUser } from "../src/zulip/actions/create-user.js";
 import { getOrCreateDirectMessageGroup, sendMessage } from "../src/zulip/actions/message-send.js";
@@ -21,9 +21,12 @@ import { CascadeDeletion, catalogForeignKeys } from "../src/db/ondelete.js";
 import { runCli, type CliResult } from "./helpers/cli.js";
 import { makeConfDir, type ConfDir } from "./helpers/confdir.js";
 import { startMemcached, type MemcachedInstance } from "./helpers/memcached.js";
-import { createDatabase, type TestDatabase } from "./helpers/pg.js";
+import { createDatabase, type TemplateName, type TestDatabase } from "./helpers/pg.js";
+import { QueueReader, sortedUsers } from "./helpers/rabbitmq.js";
+import { startServerCopy, type ServerCopy } from "./helpers/server-copy.js";
 import { changedTables, snapshot, type Snapshot } from "./helpers/snapshot.js";
-import { copyMember, copyRow } from "./helpers/users.js";
+import { addUser, copyMember, copyRow, groupIds, TEST_REALM } from "./helpers/users.js";
+import { addSession } from "./helpers/sessions.js";
 
 const REALM = 2;
 const HOST = "zulip.example.net";
@@ -64,12 +67,6 @@ async function one(db: TestDatabase, sql: string, params: unknown[] = []): Promi
 
 async function ids(db: TestDatabase, sql: string, params: unknown[] = []): Promise<number[]> {
   return (await db.query(sql, params)).map((r: any) => Number(r.id));
-}
-
-function sessionData(userId: number): string {
-  const payload = Buffer.from(JSON.stringify({ _auth_user_id: String(userId), _auth_user_backend: "zproject.backends.EmailAuthBackend", _auth_user_hash: "x" }))
-    .toString("base64url");
-  return `${payload}:1rZ:${crypto.randomBytes(8).toString("hex")}`;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -298,12 +295,9 @@ async function buildWorld(db: TestDatabase, v12: boolean): Promise<World> {
     ).id,
   );
   const sessions = { iago: `iago${crypto.randomBytes(8).toString("hex")}`, hamlet: `hamlet${crypto.randomBytes(8).toString("hex")}` };
-  await db.query("INSERT INTO django_session (session_key, session_data, expire_date) VALUES ($1, $2, now() + interval '1 day'), ($3, $4, now() + interval '1 day')", [
-    sessions.iago,
-    sessionData(iago),
-    sessions.hamlet,
-    sessionData(hamlet),
-  ]);
+  // Signed with some key: deleting a user's sessions goes by the decoded user id.
+  await addSession(db, iago, "some-secret-key", { key: sessions.iago, expires: 1 });
+  await addSession(db, hamlet, "some-secret-key", { key: sessions.hamlet, expires: 1 });
   const iagoBefore = await one(db, "SELECT * FROM zerver_userprofile WHERE id = $1", [iago]);
   await c.query("COMMIT");
   return {
@@ -337,8 +331,7 @@ interface Env {
 }
 
 async function setup(template: "zulip12_fresh" | "zulip11_fresh" | "zulip10_fresh", mc: MemcachedInstance): Promise<Env> {
-  const db = await createDatabase({ template });
-  const conf = makeConfDir({ db: { name: db.name }, memcached: { location: mc.location, password: mc.password }, externalHost: HOST });
+  const { db, conf } = await startServerCopy({ template, memcached: mc, externalHost: HOST });
   const w = await buildWorld(db, template === "zulip12_fresh");
   return { db, conf, mc, w, cli: (args) => runCli(args, { db, confDir: conf }) };
 }
@@ -764,6 +757,164 @@ for (const template of ["zulip11_fresh", "zulip10_fresh"] as const) {
       expect(changed).not.toContain("zerver_namedusergroup");
       expect(changed).toContain("zerver_userprofile");
       expect(changed).toContain("zerver_recipient");
+    });
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// The real-time events, read from the test's RabbitMQ vhost, with the recipients computed here
+// with plain SQL. do_delete_user starts with do_deactivate_user (its events: the bots' first,
+// then the user's; peer_remove from 11.0, archived channels in it from 12.0, realm_bot updates
+// before 12.0). Zulip 10/11 send nothing more. Zulip 12's do_delete_user_core then runs
+// bulk_remove_subscriptions(..., skip_events_for_removed_user=True) on the user's channels:
+// peer_remove once more (computed after the deactivation), and, in a realm that restricts user
+// access, a realm_user remove to the channels' subscribers who lose sight of the user.
+
+for (const [template, release] of [
+  ["zulip12_fresh", 12],
+  ["zulip11_fresh", 11],
+  ["zulip10_fresh", 10],
+] as [TemplateName, number][]) {
+  describe(`delete_user's real-time events on Zulip ${release}`, () => {
+    let server: ServerCopy;
+    let reader: QueueReader;
+    let groups: Record<string, number>;
+    const q = (sql: string, params: unknown[] = []) => server.db.query(sql, params);
+    const idsOf = async (sql: string, params: unknown[] = []) => (await q(sql, params)).map((r: any) => Number(r.id));
+    const active = () => idsOf("SELECT id FROM zerver_userprofile WHERE realm_id = $1 AND is_active ORDER BY id", [TEST_REALM]);
+    const nonGuests = () => idsOf("SELECT id FROM zerver_userprofile WHERE realm_id = $1 AND is_active AND role <> 600 ORDER BY id", [TEST_REALM]);
+    const humanAdmins = () => idsOf("SELECT id FROM zerver_userprofile WHERE realm_id = $1 AND is_active AND NOT is_bot AND role IN (100, 200) ORDER BY id", [TEST_REALM]);
+    /** Active subscribers (active, is_user_active) of a channel. */
+    const subscribers = (channelId: number) =>
+      idsOf(
+        "SELECT s.user_profile_id AS id FROM zerver_subscription s JOIN zerver_stream st ON st.recipient_id = s.recipient_id WHERE st.id = $1 AND s.active AND s.is_user_active ORDER BY 1",
+        [channelId],
+      );
+    /** Users who may see a private channel's subscribers: subscribers, admins, members (recursively) of its metadata-granting groups. */
+    async function privatePeers(channelId: number): Promise<number[]> {
+      const cols = (
+        await q(
+          "SELECT column_name FROM information_schema.columns WHERE table_schema = 'zulip' AND table_name = 'zerver_stream' AND column_name IN ('can_administer_channel_group_id', 'can_add_subscribers_group_id', 'can_subscribe_group_id')",
+        )
+      ).map((r: any) => r.column_name as string);
+      const granted = cols.length
+        ? await idsOf(
+            `WITH RECURSIVE g(id) AS (${cols.map((c) => `SELECT ${c} FROM zerver_stream WHERE id = $1`).join(" UNION ")}
+               UNION SELECT m.subgroup_id FROM zerver_groupgroupmembership m JOIN g ON m.supergroup_id = g.id)
+             SELECT DISTINCT u.id FROM zerver_usergroupmembership m JOIN g ON g.id = m.user_group_id JOIN zerver_userprofile u ON u.id = m.user_profile_id WHERE u.is_active`,
+            [channelId],
+          )
+        : [];
+      const admins = await idsOf("SELECT id FROM zerver_userprofile WHERE realm_id = $1 AND is_active AND role IN (100, 200)", [TEST_REALM]);
+      return [...new Set([...(await subscribers(channelId)), ...admins, ...granted])].sort((a, b) => a - b);
+    }
+    const without = (ids: number[], ...drop: number[]) => ids.filter((x) => !drop.includes(x));
+    const cli = (args: string[]) => runCli(args, { confDir: server.conf, db: server.db });
+    async function subscribe(userId: number, channelId: number): Promise<void> {
+      const [src] = await q("SELECT s.id FROM zerver_subscription s JOIN zerver_stream st ON st.recipient_id = s.recipient_id WHERE st.id = $1 ORDER BY s.id LIMIT 1", [channelId]);
+      await copyRow(server.db, "zerver_subscription", Number(src.id), { user_profile_id: "$1", active: "true", is_user_active: "true" }, [userId]);
+      const hasCount = (await q("SELECT 1 FROM information_schema.columns WHERE table_name = 'zerver_stream' AND column_name = 'subscriber_count'")).length > 0;
+      if (hasCount) await q("UPDATE zerver_stream SET subscriber_count = subscriber_count + 1 WHERE id = $1", [channelId]);
+    }
+    async function deleteUser(email: string) {
+      const r = await cli(["delete_user", "-r", String(TEST_REALM), "-u", email, "-f", "--json"]);
+      expect({ exit: r.exitCode, stderr: r.stderr }).toEqual({ exit: 0, stderr: "" });
+      return JSON.parse(r.stdout);
+    }
+    const peerRemove = (streamIds: number[], userId: number, users: number[]) => ({ event: { type: "subscription", op: "peer_remove", stream_ids: streamIds, user_ids: [userId] }, users });
+
+    beforeAll(async () => {
+      server = await startServerCopy({ template, externalHost: HOST });
+      reader = await QueueReader.open();
+      groups = await groupIds(server.db);
+    });
+    afterAll(async () => {
+      await reader?.close();
+      await server?.stop();
+    });
+    beforeEach(async () => {
+      await reader.purge("notify_tornado", "deferred_work");
+    });
+
+    it("a private, a web-public and an archived channel, and a bot: every event in order", async () => {
+      const u = await addUser(server.db, { role: 400 });
+      const bot = await addUser(server.db, { role: 400, bot: true, botOwnerId: u.id });
+      for (const c of [1, 2, 3]) await subscribe(u.id, c);
+      await q("UPDATE zerver_stream SET is_web_public = (id = 1), invite_only = (id = 2), deactivated = (id = 3) WHERE id IN (1, 2, 3)");
+      let doc: any;
+      let got: any[];
+      try {
+        doc = await deleteUser(u.email);
+        got = sortedUsers(await reader.drain());
+        expect(await idsOf("SELECT DISTINCT p.role AS id FROM zerver_subscription s JOIN zerver_stream st ON st.recipient_id = s.recipient_id JOIN zerver_userprofile p ON p.id = s.user_profile_id WHERE st.id = 3 AND s.active AND s.is_user_active")).not.toContain(600);
+        const everyone = await active();
+        const expected: any[] = [
+          // The bot's deactivation (u still active then).
+          { event: { type: "realm_user", op: "update", person: { user_id: bot.id, is_active: false } }, users: [...everyone, u.id].sort((a, b) => a - b) },
+        ];
+        if (release < 12) {
+          expected.push({ event: { type: "realm_bot", op: "update", bot: { user_id: bot.id, is_active: false } }, users: [...(await humanAdmins()), u.id].sort((a, b) => a - b) });
+        }
+        // The user's: private channel 2 on its own, web-public 1 to everyone, archived 3 (12.0+) to the non-guests.
+        const peerRemoves = [
+          peerRemove([2], u.id, without(await privatePeers(2), u.id)),
+          peerRemove([1], u.id, without(everyone, u.id)),
+          ...(release >= 12 ? [peerRemove([3], u.id, without(await nonGuests(), u.id))] : []),
+        ];
+        if (release >= 11) expected.push(...peerRemoves);
+        expected.push({ event: { type: "realm_user", op: "update", person: { user_id: u.id, is_active: false } }, users: everyone });
+        // Zulip 12's bulk_remove_subscriptions: the same peer_remove events once more.
+        if (release >= 12) expected.push(...peerRemoves);
+        expect(got).toEqual(expected);
+      } finally {
+        await q("UPDATE zerver_stream SET is_web_public = false, invite_only = false, deactivated = false WHERE id IN (1, 2, 3)");
+      }
+      expect(doc.events).toMatchObject({ ok: true, published: got.length });
+      // The placeholder's channel subscriptions are gone (12.x) or it never had them (10.x/11.x).
+      expect(await idsOf("SELECT s.id FROM zerver_subscription s JOIN zerver_recipient r ON r.id = s.recipient_id WHERE s.user_profile_id = $1 AND r.type = 2", [u.id])).toEqual([]);
+    });
+
+    it("no channels: only the deactivation's realm_user update", async () => {
+      const u = await addUser(server.db, { role: 400 });
+      await deleteUser(u.email);
+      expect(sortedUsers(await reader.drain())).toEqual([{ event: { type: "realm_user", op: "update", person: { user_id: u.id, is_active: false } }, users: await active() }]);
+    });
+
+    describe("a realm where guests cannot see everyone (can_access_all_users_group = role:members)", () => {
+      beforeAll(async () => {
+        await q("UPDATE zerver_realm SET can_access_all_users_group_id = $1 WHERE id = $2", [groups["role:members"], TEST_REALM]);
+      });
+      afterAll(async () => {
+        await q("UPDATE zerver_realm SET can_access_all_users_group_id = $1 WHERE id = $2", [groups["role:everyone"], TEST_REALM]);
+      });
+
+      it("guests subscribed to the user's channel lose sight of the user: realm_user remove again from 12.0", async () => {
+        const guest = await addUser(server.db, { role: 600 });
+        const u = await addUser(server.db, { role: 400 });
+        await subscribe(u.id, 3);
+        await subscribe(guest.id, 3);
+        await deleteUser(u.email);
+        const got = sortedUsers(await reader.drain());
+        const withAccess = await nonGuests();
+        const others = without(await active(), ...withAccess);
+        expect(others).toContain(guest.id);
+        const guestPeers = await idsOf(
+          "SELECT s.user_profile_id AS id FROM zerver_subscription s JOIN zerver_stream st ON st.recipient_id = s.recipient_id JOIN zerver_userprofile p ON p.id = s.user_profile_id WHERE st.id = 3 AND s.active AND s.is_user_active AND p.role = 600 ORDER BY 1",
+        );
+        expect(guestPeers).toContain(guest.id);
+        // Channel 3 has a guest subscriber: its own peer_remove, to the non-guests and its subscribers.
+        const peers = peerRemove([3], u.id, [...new Set([...withAccess, ...(await subscribers(3))])].sort((a, b) => a - b));
+        const removed = { event: { type: "realm_user", op: "remove", person: { user_id: u.id, full_name: "Unknown user" } }, users: guestPeers };
+        const expected: any[] = [];
+        if (release >= 11) expected.push(peers);
+        expected.push({ event: { type: "realm_user", op: "update", person: { user_id: u.id, is_active: false } }, users: withAccess });
+        for (const g of [groups["role:members"], groups["role:fullmembers"]].sort((a, b) => a - b)) {
+          expected.push({ event: { type: "user_group", op: "remove_members", group_id: g, user_ids: [u.id] }, users: others });
+        }
+        expected.push(removed);
+        if (release >= 12) expected.push(peers, removed);
+        expect(got).toEqual(expected);
+      });
     });
   });
 }

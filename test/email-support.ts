@@ -9,6 +9,7 @@ import { fileURLToPath } from "node:url";
 import { execa } from "execa";
 import { SMTPServer } from "smtp-server";
 import { rabbitSettings, sharedRabbit } from "./helpers/rabbitmq.js";
+import { requireTool } from "./helpers/tools.js";
 
 export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 export const BIN = path.join(REPO, "bin", "zulip-manage");
@@ -256,20 +257,16 @@ export interface ConfOptions {
   rabbitmq?: { host: string; port: number; vhost: string; password: string } | false;
 }
 
-/** A self-signed certificate for 127.0.0.1/localhost (null when openssl is missing). */
-export function selfSignedCert(dir: string): { key: string; cert: string; certFile: string } | null {
+/** A self-signed certificate for 127.0.0.1/localhost (openssl is required). */
+export function selfSignedCert(dir: string): { key: string; cert: string; certFile: string } {
   const keyFile = path.join(dir, "smtp.key");
   const certFile = path.join(dir, "smtp.crt");
-  try {
-    execFileSync(
-      "openssl",
-      ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", keyFile, "-out", certFile, "-days", "2",
-        "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
-      { stdio: "ignore" },
-    );
-  } catch {
-    return null;
-  }
+  execFileSync(
+    requireTool("openssl"),
+    ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", keyFile, "-out", certFile, "-days", "2",
+      "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+    { stdio: "ignore" },
+  );
   return { key: fs.readFileSync(keyFile, "utf8"), cert: fs.readFileSync(certFile, "utf8"), certFile };
 }
 

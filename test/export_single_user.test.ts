@@ -16,24 +16,17 @@ import { sendMessage } from "../src/zulip/actions/message-send.js";
 import { Db } from "../src/db/db.js";
 import { exportSingleUser, flagsList, PyFloat, pyJson, userAvatarBasePath, writeTarGz } from "../src/zulip/actions/export.js";
 import { runCli, type CliResult } from "./helpers/cli.js";
-import { makeConfDir, type ConfDir } from "./helpers/confdir.js";
-import { createDatabase, type TestDatabase } from "./helpers/pg.js";
+import { type ConfDir } from "./helpers/confdir.js";
+import { type TestDatabase } from "./helpers/pg.js";
+import { type ServerCopy, startServerCopy } from "./helpers/server-copy.js";
+import { requirePython } from "./helpers/tools.js";
 
 const REALM = 2;
 const HOST = "zulip.example.net";
 const SALT = "test-avatar-salt";
 
-function python(): string | null {
-  for (const py of ["/usr/bin/python3", "python3"]) {
-    try {
-      execFileSync(py, ["-c", "pass"]);
-      return py;
-    } catch {
-      /* next */
-    }
-  }
-  return null;
-}
+/** The python3 the cross-checks run (the test fails, saying what to install, without it). */
+const python = (): string => requirePython();
 
 interface World {
   iago: number;
@@ -117,17 +110,24 @@ let tmp: string;
 let uploads: string;
 const cli = (args: string[]): Promise<CliResult> => runCli(args, { db, confDir: conf });
 
+let copy: ServerCopy;
+
 beforeAll(async () => {
-  db = await createDatabase({ template: "zulip12_fresh" });
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), "zm-export-test-"));
   uploads = path.join(tmp, "uploads");
-  conf = makeConfDir({ db: { name: db.name }, externalHost: HOST, extraSettings: `LOCAL_UPLOADS_DIR = '${uploads}'\n`, secrets: { avatar_salt: SALT } });
+  copy = await startServerCopy({
+    template: "zulip12_fresh",
+    memcached: false,
+    externalHost: HOST,
+    extraSettings: `LOCAL_UPLOADS_DIR = '${uploads}'\n`,
+    conf: { secrets: { avatar_salt: SALT } },
+  });
+  ({ db, conf } = copy);
   w = await buildWorld(db, uploads);
 }, 120_000);
 
 afterAll(async () => {
-  await db?.drop();
-  conf?.cleanup();
+  await copy?.stop();
   if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
 });
 
@@ -361,7 +361,7 @@ describe("export library", () => {
     expect(flagsList(1 | 8 | 2048 | 4096)).toEqual(["read", "mentioned"]);
   });
 
-  it.skipIf(python() === null)("lays out JSON exactly as Python does (indent 2, float repr)", () => {
+  it("lays out JSON exactly as Python does (indent 2, float repr)", () => {
     const script = `
 import json, sys
 v = {"t": [1700000000.0, 1714315261.67, 0.5, 123456789.123456, 1e16], "s": "\\u00e9\\u0007\\"\\\\", "n": None, "b": [True, False], "e": [], "o": {}, "i": 42}
@@ -407,10 +407,15 @@ describe.each([
   let ow: World;
   let otmp: string;
   beforeAll(async () => {
-    odb = await createDatabase({ template });
     otmp = fs.mkdtempSync(path.join(os.tmpdir(), "zm-export-old-"));
     const up = path.join(otmp, "uploads");
-    oconf = makeConfDir({ db: { name: odb.name }, externalHost: HOST, extraSettings: `LOCAL_UPLOADS_DIR = '${up}'\n`, secrets: { avatar_salt: SALT } });
+    ({ db: odb, conf: oconf } = await startServerCopy({
+      template,
+      memcached: false,
+      externalHost: HOST,
+      extraSettings: `LOCAL_UPLOADS_DIR = '${up}'\n`,
+      conf: { secrets: { avatar_salt: SALT } },
+    }));
     ow = await buildWorld(odb, up);
   }, 120_000);
   afterAll(async () => {

@@ -15,6 +15,7 @@ import { runCli, CLI_BIN, cliEnv } from "./helpers/cli.js";
 import { makeConfDir, defaultSettings, type ConfDir } from "./helpers/confdir.js";
 import pg from "pg";
 import { createDatabase, startPostgres, type TestDatabase } from "./helpers/pg.js";
+import { requireTool } from "./helpers/tools.js";
 
 const ESC = "\u001b[";
 const isRoot = process.getuid?.() === 0;
@@ -151,15 +152,15 @@ describe("list_realms", () => {
 
       // Under a pseudo-terminal the deactivated row is red and the notice yellow …
       const env = cliEnv({ db: d, confDir: c });
-      const tty = execFileSync("script", ["-qec", `${process.execPath} ${CLI_BIN} list_realms`, "/dev/null"], { env, encoding: "utf8" });
+      const tty = execFileSync(requireTool("script"), ["-qec", `${process.execPath} ${CLI_BIN} list_realms`, "/dev/null"], { env, encoding: "utf8" });
       expect(tty).toMatch(/\u001b\[31m\u001b\[1m1 +zulipinternal/); // Django's ERROR: bold red
       expect(tty).toMatch(/\u001b\[33m\u001b\[1mRed rows/); // WARNING: bold yellow
       expect(tty).toMatch(/\n2 +'' +testing/); // active rows plain
       expect(tty).toContain("Red rows represent deactivated realms.");
       // … but never with NO_COLOR or --no-color.
-      const noColor = execFileSync("script", ["-qec", `${process.execPath} ${CLI_BIN} list_realms`, "/dev/null"], { env: { ...env, NO_COLOR: "1" }, encoding: "utf8" });
+      const noColor = execFileSync(requireTool("script"), ["-qec", `${process.execPath} ${CLI_BIN} list_realms`, "/dev/null"], { env: { ...env, NO_COLOR: "1" }, encoding: "utf8" });
       expect(noColor).not.toContain(ESC);
-      const noColorFlag = execFileSync("script", ["-qec", `${process.execPath} ${CLI_BIN} list_realms --no-color`, "/dev/null"], { env, encoding: "utf8" });
+      const noColorFlag = execFileSync(requireTool("script"), ["-qec", `${process.execPath} ${CLI_BIN} list_realms --no-color`, "/dev/null"], { env, encoding: "utf8" });
       expect(noColorFlag).not.toContain(ESC);
       expect(noColorFlag).toContain("Red rows represent deactivated realms.");
     } finally {

@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { base32Encode, generateKey, realmCreationUrl } from "../src/zulip/confirmation.js";
 import { cliBin, makeTempDir, runCli, writeConfDir } from "./email-support.js";
 import { createDatabase, type TemplateName, type TestDatabase } from "./helpers/pg.js";
+import { requireTool } from "./helpers/tools.js";
 
 const HOST = "chat.example.net";
 const DAY = 86_400_000;
@@ -212,7 +213,7 @@ describe("generate_realm_creation_link", () => {
     const d = await db("zulip12_fresh");
     const confDir = conf();
     const cmd = [process.execPath, await cliBin(), "generate_realm_creation_link", "--conf-dir", confDir].map((a) => `'${a}'`).join(" ");
-    const out = execFileSync("/usr/bin/script", ["-qec", cmd, "/dev/null"], {
+    const out = execFileSync(requireTool("script"), ["-qec", cmd, "/dev/null"], {
       env: { ...process.env, ...d.env, NO_COLOR: "", ZULIP_MANAGE_ALLOW_ROOT: "1", ZULIP_LOG_DIR: tmp, ZULIP_DEPLOY_DIR: path.join(tmp, "nodeploy") },
       encoding: "utf8",
     }).replace(/\r\n/g, "\n");

@@ -10,9 +10,9 @@ import { createRealm } from "../src/zulip/actions/create-realm.js";
 import { createUser } from "../src/zulip/actions/create-user.js";
 import { runCli } from "./helpers/cli.js";
 import { type ConfDir, makeConfDir } from "./helpers/confdir.js";
-import { type MemcachedInstance, startMemcached } from "./helpers/memcached.js";
-import { createDatabase, REPO_ROOT, type TestDatabase } from "./helpers/pg.js";
-import { type RedisInstance, startRedis } from "./helpers/redis.js";
+import { type MemcachedInstance } from "./helpers/memcached.js";
+import { REPO_ROOT, type TestDatabase } from "./helpers/pg.js";
+import { type ServerCopy, startServerCopy } from "./helpers/server-copy.js";
 import { checkDocument, checkReadmeExamples } from "./helpers/json-schema.js";
 
 const USER_COMMANDS = [
@@ -55,19 +55,17 @@ describe("the user write commands", () => {
 describe("the user write commands' documents", () => {
   let db: TestDatabase;
   let mc: MemcachedInstance;
-  let redis: RedisInstance;
   let conf: ConfDir;
   let downConf: ConfDir;
   const run = (args: string[], c: ConfDir = conf, input?: string) => runCli([...args, "--json"], { confDir: c, db, input });
   const down = (args: string[]) => runCli([...args, "--json"], { confDir: conf, db, env: { PGPORT: "1", PGHOST: "127.0.0.1" } });
   const users: Record<string, number> = {};
 
+  let copy: ServerCopy;
+
   beforeAll(async () => {
-    db = await createDatabase({ template: "zulip12_fresh" });
-    mc = await startMemcached();
-    redis = await startRedis();
-    const redisOpts = { host: redis.host, port: redis.port, password: redis.password };
-    conf = makeConfDir({ memcached: mc, redis: redisOpts, externalHost: "zulip.example.net" });
+    copy = await startServerCopy({ template: "zulip12_fresh", redis: true, externalHost: "zulip.example.net" });
+    ({ db, mc, conf } = copy);
     downConf = makeConfDir({ memcached: mc, redis: { host: "127.0.0.1", port: 1, password: "x" }, externalHost: "zulip.example.net" });
     const q = db.client;
     await q.query("BEGIN");
@@ -87,11 +85,8 @@ describe("the user write commands' documents", () => {
     await q.query("COMMIT");
   }, 180_000);
   afterAll(async () => {
-    await redis?.stop();
-    await mc?.stop();
-    conf?.cleanup();
     downConf?.cleanup();
-    await db?.drop();
+    await copy?.stop();
   });
 
   it("deactivate_user: plan without -f (exit 1), --dry-run (exit 0), -f, unknown user, database down", async () => {

@@ -2,30 +2,20 @@
 // which sessions each scope deletes (with their cached copies), and --rotate-api-keys writing
 // what do_regenerate_api_key writes (new key, 127 row with the user as actor, push tokens
 // cleared when the server sends notifications itself) with the caches under old and new keys.
-import crypto from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runCli, type CliResult } from "./helpers/cli.js";
 import { makeConfDir, type ConfDir } from "./helpers/confdir.js";
-import { startMemcached, type MemcachedInstance } from "./helpers/memcached.js";
-import { createDatabase, type TestDatabase } from "./helpers/pg.js";
+import { type MemcachedInstance } from "./helpers/memcached.js";
+import { type TestDatabase } from "./helpers/pg.js";
+import { type ServerCopy, startServerCopy } from "./helpers/server-copy.js";
+import { addSession as writeSession } from "./helpers/sessions.js";
 import { changedTables, snapshot } from "./helpers/snapshot.js";
 import { copyRow } from "./helpers/users.js";
 import { QueueReader, rabbitSettings } from "./helpers/rabbitmq.js";
 import { CLOSED_PORT } from "./helpers/services.js";
 
-/** Django session_data for a dict (signed with some key; Zulip's lookup only decodes it). */
-function sessionData(session: Record<string, unknown>): string {
-  const payload = Buffer.from(JSON.stringify(session)).toString("base64url");
-  const value = `${payload}:1wHjch`;
-  return `${value}:${crypto.createHmac("sha256", "k").update(value).digest("base64url")}`;
-}
-
-async function addSession(db: TestDatabase, userId: number | null): Promise<string> {
-  const key = crypto.randomBytes(16).toString("hex");
-  const data = userId === null ? { django_language: "en" } : { _auth_user_id: String(userId), _auth_user_backend: "zproject.backends.EmailAuthBackend", _auth_user_hash: "x" };
-  await db.query("INSERT INTO django_session (session_key, session_data, expire_date) VALUES ($1, $2, now() + interval '14 days')", [key, sessionData(data)]);
-  return key;
-}
+/** A login session of `userId` (null: an anonymous one), signed with the server's secret_key. */
+const addSession = (db: TestDatabase, userId: number | null): Promise<string> => writeSession(db, userId, conf.secrets.secret_key);
 
 /** A member of realm `realm` copied from the owner row. */
 async function copyUser(db: TestDatabase, email: string, realm: number, active = true): Promise<number> {
@@ -52,10 +42,10 @@ let sessions: { owner: string; ownerFresh: string; inactive: string; bot: string
 
 const sessionKeys = async () => (await db.query("SELECT session_key FROM django_session ORDER BY session_key")).map((r: any) => r.session_key as string).sort();
 
+let copy: ServerCopy;
 beforeAll(async () => {
-  db = await createDatabase({ template: "zulip12_fresh" });
-  mc = await startMemcached();
-  conf = makeConfDir({ db: { name: db.name }, memcached: { location: mc.location, password: mc.password } });
+  copy = await startServerCopy({ template: "zulip12_fresh" });
+  ({ db, mc, conf } = copy);
   const inactive = await copyUser(db, "gone@test.example", 2, false);
   const internalBot = Number((await db.query("SELECT id FROM zerver_userprofile WHERE realm_id = 1 ORDER BY id LIMIT 1"))[0].id);
   ids = { owner: 8, inactive, internalBot, orphan: 999999 };
@@ -69,11 +59,7 @@ beforeAll(async () => {
     orphan: await addSession(db, 999999),
   };
 }, 120_000);
-afterAll(async () => {
-  await mc?.stop();
-  conf?.cleanup();
-  await db?.drop();
-});
+afterAll(() => copy?.stop());
 
 describe("logout_all_users", () => {
   it("--dry-run counts and changes nothing", async () => {

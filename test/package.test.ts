@@ -15,6 +15,7 @@ import { cliEnv, runCli } from "./helpers/cli.js";
 import { officialNode, officialNodeUnavailable, ZULIP_SERVER_NODE } from "./helpers/node-binaries.js";
 import { REPO_ROOT } from "./helpers/pg.js";
 import { makeTempDir } from "./helpers/services.js";
+import { requireTool } from "./helpers/tools.js";
 import { runHelpCall, runSmokeCall, smokeCalls, startSmokeServer, type SmokeServer } from "./helpers/smoke.js";
 
 const pkg = JSON.parse(fs.readFileSync(path.join(REPO_ROOT, "package.json"), "utf8"));
@@ -172,7 +173,7 @@ describe("npm install -g of the tarball, offline, into an empty prefix", () => {
   it("asks on a terminal (the prompts chunk): an empty answer aborts", async () => {
     // util-linux `script` gives the CLI a pseudo-terminal, as in change_password.test.ts.
     const cmd = [process.execPath, installed, "change_password", "-r", "", "mia@acme.example.com", "--no-color"].map((a) => `'${a}'`).join(" ");
-    const child = execa("script", ["-qefc", cmd, "/dev/null"], { env: { ...cliEnv({ confDir: server.conf, db: server.db }), TERM: "dumb" }, extendEnv: false, reject: false });
+    const child = execa(requireTool("script"), ["-qefc", cmd, "/dev/null"], { env: { ...cliEnv({ confDir: server.conf, db: server.db }), TERM: "dumb" }, extendEnv: false, reject: false });
     let output = "";
     let answered = false;
     child.stdout!.on("data", (d) => {

@@ -39,6 +39,7 @@ import {
 import { createDatabase, type TestDatabase } from "./helpers/pg.js";
 import { QueueReader } from "./helpers/rabbitmq.js";
 import { freePort as freePortForTest } from "./helpers/services.js";
+import { requireTool } from "./helpers/tools.js";
 
 // ---------------------------------------------------------------------------------------------
 // An independent implementation of Django's PasswordResetTokenGenerator (Django 3.1+, sha256),
@@ -136,7 +137,7 @@ describe("password reset token", () => {
       "    while ts: ts, n = divmod(ts, 36); b36 = '0123456789abcdefghijklmnopqrstuvwxyz'[n] + b36\n" +
       "    out.append(b36 + '-' + h)\n" +
       "print(json.dumps(out))\n";
-    const py = JSON.parse(execFileSync("python3", ["-c", script, JSON.stringify(cases)], { encoding: "utf8" }));
+    const py = JSON.parse(execFileSync(requireTool("python3"), ["-c", script, JSON.stringify(cases)], { encoding: "utf8" }));
     cases.forEach((c, i) => {
       const lastLogin = c.login ? c.login.replace(" ", "T") + "Z" : null;
       expect(makeTokenWithTimestamp({ id: c.pk, password: c.password, last_login: lastLogin, email: c.email }, c.ts, c.secret)).toBe(py[i]);
@@ -677,7 +678,7 @@ describe("send_password_reset_email", () => {
     const cmd = [process.execPath, await cliBin(), "send_password_reset_email", "--conf-dir", conf, "-a", "-r", ""].map((a) => `'${a}'`).join(" ");
     const started = Date.now();
     // The SMTP server lives in this process: run the terminal asynchronously.
-    const res = await execa("/usr/bin/script", ["-qec", cmd, "/dev/null"], {
+    const res = await execa(requireTool("script"), ["-qec", cmd, "/dev/null"], {
       env: { ...process.env, ...env, NO_COLOR: "", ZULIP_MANAGE_ALLOW_ROOT: "1" },
       reject: false,
       stdin: "ignore",

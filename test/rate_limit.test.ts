@@ -6,9 +6,10 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runCli, type CliResult } from "./helpers/cli.js";
 import { makeConfDir, type ConfDir } from "./helpers/confdir.js";
-import { type MemcachedClient, type MemcachedInstance, startMemcached } from "./helpers/memcached.js";
-import { createDatabase, type TestDatabase } from "./helpers/pg.js";
-import { type RedisClient, type RedisInstance, startRedis } from "./helpers/redis.js";
+import { type MemcachedClient } from "./helpers/memcached.js";
+import { type TestDatabase } from "./helpers/pg.js";
+import { type RedisClient, type RedisInstance } from "./helpers/redis.js";
+import { type ServerCopy, startServerCopy } from "./helpers/server-copy.js";
 import { changedTables, snapshot } from "./helpers/snapshot.js";
 import { addUser, TEST_REALM, type TestUser } from "./helpers/users.js";
 
@@ -16,31 +17,27 @@ describe.each(["zulip12_fresh", "zulip11_fresh", "zulip10_fresh"] as const)("rat
   let db: TestDatabase;
   let redis: RedisInstance;
   let rc: RedisClient;
-  let mc: MemcachedInstance;
   let mcc: MemcachedClient;
   let conf: ConfDir;
   let owner: TestUser, bot: TestUser, oldBot: TestUser;
   const cli = (args: string[], c: ConfDir = conf): Promise<CliResult> => runCli(["rate_limit", ...args], { confDir: c, db });
   const blockKey = (id: number, domain = "api_by_user") => `ratelimit:RateLimitedUser:${id}:${domain}:block`;
 
+  let copy: ServerCopy;
+
   beforeAll(async () => {
-    db = await createDatabase({ template });
-    redis = await startRedis();
+    copy = await startServerCopy({ template, redis: true, client: true });
+    ({ db, conf } = copy);
+    redis = copy.redis!;
     rc = await redis.connect();
-    mc = await startMemcached();
-    mcc = await mc.connect();
-    conf = makeConfDir({ db: { name: db.name }, memcached: mc, redis: { host: redis.host, port: redis.port, password: redis.password } });
+    mcc = copy.client!;
     owner = await addUser(db, { role: 400, name: "owner" });
     bot = await addUser(db, { role: 400, bot: true, botOwnerId: owner.id, name: "bot" });
     oldBot = await addUser(db, { role: 400, bot: true, botOwnerId: owner.id, active: false, name: "oldbot" });
   }, 120_000);
   afterAll(async () => {
     await rc?.close();
-    await redis?.stop();
-    await mcc?.close();
-    await mc?.stop();
-    conf?.cleanup();
-    await db?.drop();
+    await copy?.stop();
   });
 
   it("block: SET + EXPIRE of RateLimitedUser's block key, for the user and (-b) all their bots", async () => {

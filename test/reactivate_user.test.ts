@@ -6,9 +6,10 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { roleCounts } from "../src/zulip/audit.js";
 import { runCli, type CliResult } from "./helpers/cli.js";
-import { makeConfDir, type ConfDir } from "./helpers/confdir.js";
-import { startMemcached, type MemcachedInstance } from "./helpers/memcached.js";
-import { createDatabase, type TestDatabase } from "./helpers/pg.js";
+import { type ConfDir } from "./helpers/confdir.js";
+import { type MemcachedInstance } from "./helpers/memcached.js";
+import { type TestDatabase } from "./helpers/pg.js";
+import { type ServerCopy, startServerCopy } from "./helpers/server-copy.js";
 import { changedTables, snapshot } from "./helpers/snapshot.js";
 import { copyMember } from "./helpers/users.js";
 
@@ -25,16 +26,12 @@ let mc: MemcachedInstance;
 let conf: ConfDir;
 const cli = (args: string[]): Promise<CliResult> => runCli(args, { confDir: conf, db });
 
+let copy: ServerCopy;
 beforeAll(async () => {
-  db = await createDatabase({ template: "zulip12_fresh" });
-  mc = await startMemcached();
-  conf = makeConfDir({ db: { name: db.name }, memcached: { location: mc.location, password: mc.password } });
+  copy = await startServerCopy({ template: "zulip12_fresh" });
+  ({ db, mc, conf } = copy);
 }, 120_000);
-afterAll(async () => {
-  await mc?.stop();
-  conf?.cleanup();
-  await db?.drop();
-});
+afterAll(() => copy?.stop());
 
 describe("reactivate_user", () => {
   it("undoes deactivate_user -f exactly as do_reactivate_user does; the cache entries go", async () => {

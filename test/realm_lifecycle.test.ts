@@ -14,8 +14,10 @@ import { createUser } from "../src/zulip/actions/create-user.js";
 import { ROLES } from "../src/zulip/roles.js";
 import { runCli } from "./helpers/cli.js";
 import { makeConfDir, type ConfDir } from "./helpers/confdir.js";
-import { startMemcached, type MemcachedClient, type MemcachedInstance } from "./helpers/memcached.js";
-import { createDatabase, type TestDatabase } from "./helpers/pg.js";
+import { type MemcachedClient, type MemcachedInstance } from "./helpers/memcached.js";
+import { type TestDatabase } from "./helpers/pg.js";
+import { type ServerCopy, startServerCopy } from "./helpers/server-copy.js";
+import { addSession } from "./helpers/sessions.js";
 import { parseAddress, parseAddressList, startSmtpSink, type SmtpSink } from "./email-support.js";
 import { snapshot, changedTables as changed } from "./helpers/snapshot.js";
 
@@ -24,30 +26,6 @@ const ADMIN = "admin@example.net";
 
 // ---------------------------------------------------------------------------------------------
 // Helpers (plain SQL and protocol code, independent of the code under test)
-
-const B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-function b62(n: number): string {
-  let s = "";
-  do {
-    s = B62[n % 62] + s;
-    n = Math.floor(n / 62);
-  } while (n > 0);
-  return s;
-}
-
-/** Django's signing.dumps of a session dict (JSON serializer, not compressed: short payloads). */
-function sessionData(userId: number | string, secret: string): string {
-  const value = `${Buffer.from(JSON.stringify({ _auth_user_id: String(userId), _auth_user_backend: "zproject.backends.EmailAuthBackend", _auth_user_hash: "ab" })).toString("base64url")}:${b62(Math.floor(Date.now() / 1000))}`;
-  const key = crypto.createHash("sha256").update(`django.contrib.sessions.SessionStoresigner${secret}`).digest();
-  return `${value}:${crypto.createHmac("sha256", key).update(value).digest("base64url")}`;
-}
-
-async function addSession(db: TestDatabase, userId: number, secret: string, opts: { expired?: boolean; key?: string } = {}): Promise<string> {
-  const key = opts.key ?? crypto.randomBytes(20).toString("hex").slice(0, 32);
-  const expire = new Date(Date.now() + (opts.expired ? -1 : 1) * 14 * 86400_000);
-  await db.query("INSERT INTO django_session (session_key, session_data, expire_date) VALUES ($1, $2, $3)", [key, sessionData(userId, secret), expire]);
-  return key;
-}
 
 const sha1 = (s: string) => crypto.createHash("sha1").update(s).digest("hex");
 
@@ -90,31 +68,29 @@ function expectRecent(d: Date) {
 
 describe("realm lifecycle commands on the real Zulip 12.2 data", () => {
   let db: TestDatabase;
-  let mc: MemcachedInstance;
   let client: MemcachedClient;
   let sink: SmtpSink;
   let conf: ConfDir;
   let secret: string;
 
+  let copy: ServerCopy;
+
   beforeAll(async () => {
-    db = await createDatabase({ template: "zulip12_fresh" });
-    mc = await startMemcached();
-    client = await mc.connect();
     sink = await startSmtpSink();
-    conf = makeConfDir({
-      memcached: mc,
+    copy = await startServerCopy({
+      template: "zulip12_fresh",
+      client: true,
       externalHost: HOST,
-      administrator: ADMIN,
       extraSettings: `EMAIL_HOST = '127.0.0.1'\nEMAIL_PORT = ${sink.port}`,
+      conf: { administrator: ADMIN },
     });
+    ({ db, conf } = copy);
+    client = copy.client!;
     secret = conf.secrets.secret_key;
   });
   afterAll(async () => {
-    await client?.close();
-    await mc?.stop();
+    await copy?.stop();
     await sink?.close();
-    conf?.cleanup();
-    await db?.drop();
   });
 
   const run = (args: string[]) => runCli(args, { db, confDir: conf });
@@ -324,16 +300,17 @@ describe("realm lifecycle commands on a seeded organization", () => {
   let realmId: number;
   const people: Record<string, number> = {};
 
+  let copy: ServerCopy;
+
   beforeAll(async () => {
-    db = await createDatabase({ template: "zulip12_fresh" });
     sink = await startSmtpSink();
-    mc = await startMemcached();
-    conf = makeConfDir({
-      memcached: mc,
+    copy = await startServerCopy({
+      template: "zulip12_fresh",
       externalHost: HOST,
-      administrator: `Zulip Admins <${ADMIN}>`,
       extraSettings: `EMAIL_HOST = '127.0.0.1'\nEMAIL_PORT = ${sink.port}`,
+      conf: { administrator: `Zulip Admins <${ADMIN}>` },
     });
+    ({ db, mc, conf } = copy);
     await db.client.query("BEGIN");
     const { createRealm } = await import("../src/zulip/actions/create-realm.js");
     const realm = await createRealm(db.client, { stringId: "acme", name: "Acme & Co", orgType: 10 });
@@ -351,10 +328,8 @@ describe("realm lifecycle commands on a seeded organization", () => {
     await db.client.query("COMMIT");
   });
   afterAll(async () => {
+    await copy?.stop();
     await sink?.close();
-    await mc?.stop();
-    conf?.cleanup();
-    await db?.drop();
   });
   const run = (args: string[]) => runCli(args, { db, confDir: conf });
 

@@ -8,7 +8,6 @@ import http from "node:http";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
-import { spawnSync } from "node:child_process";
 import { execa } from "execa";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { httpRequest, proxyFor, PushServiceClient, readZulipVersion, TransportError } from "../src/services/push-service.js";
@@ -19,6 +18,7 @@ import { createDatabase, prepareTemplate, type TemplateName, type TestDatabase }
 import { QueueReader, rabbitSettings, sortedUsers } from "./helpers/rabbitmq.js";
 import { type RedisClient, type RedisInstance, startRedis } from "./helpers/redis.js";
 import { schemaErrors } from "./helpers/json-schema.js";
+import { requireTool } from "./helpers/tools.js";
 
 const SYNCED_BILLING_EVENTS = [101, 102, 103, 104, 105, 201, 202, 229];
 const TRANSFER_KEY = "self_hosting_domain_transfer_challenge_verify";
@@ -28,7 +28,6 @@ const ORG_ID = "6cbd8d5c-7e5b-4b70-9a8e-0e4a1f4e2d11";
 const ORG_KEY = "k".repeat(20) + "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789abcdefgh"; // 64 chars
 const OTHER_ID = "0f0e0d0c-1234-4abc-8def-0123456789ab";
 const isRoot = process.getuid?.() === 0;
-const haveOpenssl = spawnSync("openssl", ["version"]).status === 0;
 
 // ---------------------------------------------------------------------------------------------
 // The fake service
@@ -958,12 +957,11 @@ describe("register_server: pre-checks and the Terms of Service question", () => 
     expect(svc.received).toEqual([]);
   });
 
-  const scriptBin = ["/usr/bin/script", "/bin/script"].find((p) => fs.existsSync(p));
-  it.skipIf(!scriptBin)("on a terminal, answering 'n' registers nothing; answering Enter registers", async () => {
+  it("on a terminal, answering 'n' registers nothing; answering Enter registers", async () => {
     const e = setup();
     const run = (answer: string) => {
       const cmd = [process.execPath, CLI_BIN, "register_server", ...NO_CACHE].map((x) => `'${x}'`).join(" ");
-      return execa(scriptBin!, ["-qec", `sleep 0.1; ${cmd}`, "/dev/null"], {
+      return execa(requireTool("script"), ["-qec", `sleep 0.1; ${cmd}`, "/dev/null"], {
         env: { ...cliEnv({ confDir: e.conf, db }), TERM: "dumb" },
         extendEnv: false,
         reject: false,
@@ -1113,10 +1111,10 @@ describe("push-service library", () => {
     }
   });
 
-  it.skipIf(!haveOpenssl)("tunnels https through CONNECT (TLS is verified end to end) and reports a refusing proxy", async () => {
+  it("tunnels https through CONNECT (TLS is verified end to end) and reports a refusing proxy", async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "zm-tls-"));
     const gen = await execa(
-      "openssl",
+      requireTool("openssl"),
       ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "k.pem", "-out", "c.pem", "-days", "1", "-subj", "/CN=localhost"],
       { cwd: dir, reject: false },
     );

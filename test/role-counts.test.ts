@@ -16,7 +16,8 @@ import {
 } from "../src/zulip/audit.js";
 import { createUser } from "../src/zulip/actions/create-user.js";
 import { Db } from "../src/db/db.js";
-import { doDeactivateUser, reactivateUserInTx } from "../src/zulip/actions/users-lifecycle.js";
+import { doDeactivateUser } from "../src/zulip/actions/deactivate-user.js";
+import { reactivateUserInTx } from "../src/zulip/actions/reactivate-user.js";
 import type { Realm, UserProfile } from "../src/zulip/lookup.js";
 import { changeUserRole, type Tracked, tracked } from "../src/zulip/actions/change-user-role.js";
 import { createDatabase, type TestDatabase } from "./helpers/pg.js";

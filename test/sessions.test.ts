@@ -1,7 +1,5 @@
 // src/zulip/sessions.ts: finding and deleting a user's Django sessions (plain and compressed
 // session_data, built here the way Django's signing.dumps builds it), with the cached copies.
-import crypto from "node:crypto";
-import zlib from "node:zlib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CacheInvalidation } from "../src/zulip/cache.js";
 import { loadConfig } from "../src/config/config.js";
@@ -13,36 +11,14 @@ import {
   sessionUserId,
   verifySessionData,
 } from "../src/zulip/sessions.js";
-import { makeConfDir, type ConfDir } from "./helpers/confdir.js";
-import { startMemcached, type MemcachedInstance } from "./helpers/memcached.js";
-import { createDatabase, type TestDatabase } from "./helpers/pg.js";
+import { type ConfDir } from "./helpers/confdir.js";
+import { type MemcachedInstance } from "./helpers/memcached.js";
+import { type TestDatabase } from "./helpers/pg.js";
+import { type ServerCopy, startServerCopy } from "./helpers/server-copy.js";
+// Django's signing.dumps(obj, salt=..., serializer=JSONSerializer, compress=True), in test code.
+import { addSession, signSessionData as djangoSessionData } from "./helpers/sessions.js";
 
-// --- Django's signing.dumps(obj, salt=..., serializer=JSONSerializer, compress=True), in test code.
-const B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-function b62(n: number): string {
-  if (n === 0) return "0";
-  let s = "";
-  while (n > 0) {
-    s = B62[n % 62] + s;
-    n = Math.floor(n / 62);
-  }
-  return s;
-}
 const b64 = (b: Buffer) => b.toString("base64url"); // urlsafe, no padding (Django's b64_encode + strip "=")
-function djangoSessionData(session: Record<string, unknown>, secret: string, when = Math.floor(Date.now() / 1000)): string {
-  // JSONSerializer: json.dumps(obj, separators=(",", ":"))
-  let data = Buffer.from(JSON.stringify(session), "latin1");
-  let compressed = false;
-  const z = zlib.deflateSync(data);
-  if (z.length < data.length - 1) {
-    data = z;
-    compressed = true;
-  }
-  const value = `${compressed ? "." : ""}${b64(data)}:${b62(when)}`;
-  const key = crypto.createHash("sha256").update(`django.contrib.sessions.SessionStoresigner${secret}`).digest();
-  const sig = b64(crypto.createHmac("sha256", key).update(value).digest());
-  return `${value}:${sig}`;
-}
 
 const SECRET = "k3y-" + "x".repeat(46);
 const small = (uid: string | number) => ({ _auth_user_id: uid, h: "9f" });
@@ -94,10 +70,11 @@ describe("finding and deleting a user's sessions", () => {
   const future = new Date(Date.now() + 7 * 86400_000);
   const past = new Date(Date.now() - 86400_000);
 
+  let copy: ServerCopy;
+
   beforeAll(async () => {
-    db = await createDatabase({ template: "zulip12_fresh" });
-    mc = await startMemcached();
-    conf = makeConfDir({ db: { name: db.name }, memcached: { location: mc.location, password: mc.password } });
+    copy = await startServerCopy({ template: "zulip12_fresh" });
+    ({ db, mc, conf } = copy);
     const rows: [string, string, Date][] = [
       ["s8plain0000000000000000000000000", djangoSessionData(small("8"), SECRET), future],
       ["s8packed000000000000000000000000", djangoSessionData(big("8"), SECRET), future],
@@ -108,13 +85,9 @@ describe("finding and deleting a user's sessions", () => {
       ["anonymous00000000000000000000000", djangoSessionData({ csrf: "x" }, SECRET), future],
       ["garbage000000000000000000000000000", "this is not a session", future],
     ];
-    for (const [k, d, e] of rows) await db.query("INSERT INTO django_session (session_key, session_data, expire_date) VALUES ($1, $2, $3)", [k, d, e]);
+    for (const [k, d, e] of rows) await addSession(db, null, SECRET, { key: k, sessionData: d, expires: e });
   });
-  afterAll(async () => {
-    await mc?.stop();
-    conf?.cleanup();
-    await db?.drop();
-  });
+  afterAll(() => copy?.stop());
 
   it("finds sessions by decoded user id (the fixture's own session included)", async () => {
     const all = await findUserSessions(db.client, [8]);

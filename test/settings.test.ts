@@ -473,16 +473,16 @@ describe("lazy strictness", () => {
     expect(t.EMAIL_BACKEND).toBe(EMAIL_BACKENDS.smtp);
     expect(configError(() => t.REALM_HOSTS).message).toMatch(/, or set ZM_REALM_HOSTS\.$/);
     expect(configError(() => make(BASE, { options: { overrides: { EMAIL_PORT: "x" } } }).EMAIL_PORT).message).toBe(
-      'Cannot use EMAIL_PORT from the override: expected an integer, but it is "x".',
+      "Cannot use EMAIL_PORT from the override: expected an integer, but it is 'x'.",
     );
   });
 
   it("a value of the wrong type is reported, not coerced", () => {
     const t = make(BASE + "EMAIL_PORT = '587'\nREALM_HOSTS = ['a']\nAUTHENTICATION_BACKENDS = 'x'\nEXTERNAL_URI_SCHEME = None");
     expect(configError(() => t.EMAIL_PORT).message).toBe(
-      'Cannot use EMAIL_PORT from /etc/zulip/settings.py line 3: expected an integer, but it is "587".',
+      "Cannot use EMAIL_PORT from /etc/zulip/settings.py line 3: expected an integer, but it is '587'.",
     );
-    expect(configError(() => t.REALM_HOSTS).message).toMatch(/expected a dict of strings, but it is \["a"\]/);
+    expect(configError(() => t.REALM_HOSTS).message).toMatch(/expected a dict of strings, but it is \['a'\]/);
     expect(configError(() => t.AUTHENTICATION_BACKENDS).message).toMatch(/expected a tuple or list of strings/);
     expect(configError(() => t.EXTERNAL_URI_SCHEME).message).toMatch(/line 6: expected a string, but it is None/);
   });

@@ -11,7 +11,7 @@ export function readDump(path) {
  * Split a dump into its table-of-contents entries.
  * @returns {{preamble: string, entries: {name: string, type: string, schema: string, text: string}[]}}
  */
-export function splitDump(text) {
+function splitDump(text) {
   const lines = text.split('\n');
   const starts = [];
   for (let i = 1; i < lines.length; i++) {
@@ -65,7 +65,7 @@ export function stripForStockPostgres(text) {
 }
 
 /** Decode one field of COPY text format; returns null for \N. */
-export function decodeCopyField(field) {
+function decodeCopyField(field) {
   if (field === '\\N') return null;
   if (!field.includes('\\')) return field;
   let out = '';
@@ -137,7 +137,7 @@ export function parseSetvals(text) {
 }
 
 /** SQL string literal (standard_conforming_strings = on), or NULL. */
-export function sqlLiteral(value) {
+function sqlLiteral(value) {
   if (value === null) return 'NULL';
   if (value.includes('\0')) throw new Error('NUL byte cannot be stored in a PostgreSQL text value');
   return `'${value.replace(/'/g, "''")}'`;

@@ -26,9 +26,15 @@ export class Context {
     readonly globals: GlobalOptions,
     readonly env: NodeJS.ProcessEnv = process.env,
     chalk?: OutputOptions["chalk"],
+    private readonly helpText?: () => string,
   ) {
     this.out = new Output({ json: globals.json, color: globals.color, chalk });
     this.paths = resolvePaths(globals.confDir, env);
+  }
+
+  /** manage.py's self.print_help(): the command's --help text on stdout (nothing with --json). */
+  printHelp(): void {
+    if (this.helpText) this.out.write(this.helpText());
   }
 
   config(): Config {

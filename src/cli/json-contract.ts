@@ -50,7 +50,7 @@ function exitCodeOf(code: number): Envelope["exit_code"] {
 }
 
 /** The envelope for a command that ended with `exitCode`; a non-zero exit needs its failure. */
-export function envelope(exitCode: number, failure: Failure | null): Envelope {
+function envelope(exitCode: number, failure: Failure | null): Envelope {
   const exit_code = exitCodeOf(exitCode);
   if (exit_code === 0) return { ok: true, exit_code, error: null, error_code: null, schema_version: SCHEMA_VERSION };
   return {

@@ -3,6 +3,9 @@
 import { ROLE_NAMES } from "../zulip/roles.js";
 import { realmUrl, type ZulipSettings } from "../config/settings.js";
 import type { RealmJson, UserJson } from "../schemas/shared.js";
+import type { ServerDataJson } from "../schemas/register_server.js";
+import type { ServerDataOutcome, ServerDataReport } from "../zulip/actions/remote-server.js";
+import { utcTimestamp } from "./json-contract.js";
 
 /** The one realm object, from a zerver_realm row (id, string_id, name). */
 export function realmJson(settings: ZulipSettings, row: { id: number | string; string_id: string; name: string }): RealmJson {
@@ -66,4 +69,39 @@ export async function usersJsonByIds(
   for (const r of rows) map.set(Number(r.id), userJson(r));
   return map; // a user deleted meanwhile is missing
 
+}
+
+/** A push_notifications_enabled_end_timestamp (Unix seconds) as RFC 3339. */
+function endAt(ts: number | null): string | null {
+  return ts === null ? null : utcTimestamp(new Date(ts * 1000));
+}
+
+/** send_server_data_to_push_bouncer's outcome as register_server's and create_realm's server_data. */
+export function serverDataJson(settings: ZulipSettings, o: ServerDataOutcome): ServerDataJson {
+  return {
+    last_acknowledged: {
+      realm_count_id: o.lastAcknowledged.realmCountId,
+      installation_count_id: o.lastAcknowledged.installationCountId,
+      realmauditlog_id: o.lastAcknowledged.realmAuditLogId,
+    },
+    realms_sent_count: o.realmsSent,
+    realmauditlog_rows_sent_count: o.realmAuditLogRowsSent,
+    realm_changes: o.realmChanges.map((c) => ({
+      realm: realmJson(settings, c.realm),
+      push_notifications_enabled: c.pushNotificationsEnabled,
+      push_notifications_enabled_end_at: c.pushNotificationsEnabledEndTimestamp && {
+        old: endAt(c.pushNotificationsEnabledEndTimestamp.old),
+        new: endAt(c.pushNotificationsEnabledEndTimestamp.new),
+      },
+    })),
+    unknown_realm_uuids: o.unknownRealmUuids,
+    marked_push_disabled: o.markedPushDisabled.map((r) => realmJson(settings, r)),
+    cache: o.cache,
+    events: o.events,
+  };
+}
+
+/** reportServerData()'s report as create_realm's push_service. */
+export function serverDataReportJson(settings: ZulipSettings, r: ServerDataReport): { ok: boolean; warning: string | null; server_data: ServerDataJson | null } {
+  return { ok: r.ok, warning: r.warning, server_data: r.serverData && serverDataJson(settings, r.serverData) };
 }

@@ -29,7 +29,7 @@ const plain: ChalkInstance = new Proxy(((s: string) => s) as any, {
   apply: (_t, _this, args: unknown[]) => args.join(" "),
 });
 
-export function colorWanted(stream: { isTTY?: boolean }, flag: boolean | undefined): boolean {
+function colorWanted(stream: { isTTY?: boolean }, flag: boolean | undefined): boolean {
   if (flag === false) return false;
   if (process.env.NO_COLOR !== undefined && process.env.NO_COLOR !== "") return false;
   if (process.env.DJANGO_COLORS === "nocolor") return false;

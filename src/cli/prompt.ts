@@ -17,7 +17,7 @@ export interface YesNoOptions {
   input?: NodeJS.ReadableStream & { isTTY?: boolean };
 }
 
-export function isInteractive(input: { isTTY?: boolean } = process.stdin): boolean {
+function isInteractive(input: { isTTY?: boolean } = process.stdin): boolean {
   return Boolean(input.isTTY);
 }
 

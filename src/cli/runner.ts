@@ -57,7 +57,7 @@ export function buildCommand(mod: CommandModule): Command {
   return cmd;
 }
 
-export function formatUsageError(name: string, message: string): string {
+function formatUsageError(name: string, message: string): string {
   return `usage: ${PROG} ${name} [options]\n${PROG} ${name}: error: ${message}\nRun '${PROG} ${name} --help' for the options.\n`;
 }
 
@@ -120,7 +120,7 @@ export async function runCommand(entry: CommandEntry, argv: string[]): Promise<n
 
   if (!entry.helper) logInvocation(paths.logDir, argv);
 
-  const ctx = new Context(globals, process.env, await loadChalkIfNeeded(globals.color));
+  const ctx = new Context(globals, process.env, await loadChalkIfNeeded(globals.color), () => cmd.helpInformation());
   try {
     const result = await mod.run(ctx, parsedArgs, opts);
     const code = typeof result === "number" ? result : EXIT.OK;
@@ -135,7 +135,7 @@ export async function runCommand(entry: CommandEntry, argv: string[]): Promise<n
 }
 
 /** The error document, for failures before a command's Context exists. */
-export function printErrorDocument(exitCode: number, error: string, errorCode: ErrorCode): void {
+function printErrorDocument(exitCode: number, error: string, errorCode: ErrorCode): void {
   process.stdout.write(documentText(document(exitCode, { error, error_code: errorCode }, null)));
 }
 

@@ -8,17 +8,18 @@
 // user, done (subscribed), would_do (dry run) or unchanged (already subscribed).
 import { addEventsOption, addFlushCacheOption, addRequiredRealmOption, addUserListOptions } from "../cli/options.js";
 import { CacheInvalidation, cacheReportJson } from "../zulip/cache.js";
-import { defineUntypedCommand } from "../cli/command.js";
+import { defineCommand } from "../cli/command.js";
 import { CommandError } from "../lib/errors.js";
 import { EventDelivery, eventsReportJson, featureLevel } from "../services/events.js";
 import { outcome } from "../cli/json-contract.js";
-import { realmJson, userJson } from "../cli/json-objects.js";
+import { realmJson, USER_JSON_COLUMNS, userJson } from "../cli/json-objects.js";
 import type { AddUsersToStreamsBody, ChannelSubscriptions } from "../schemas/add_users_to_streams.js";
 import { addSubscriptions, channelNameProblem, selectRealmUsers, ensureChannel, findChannel, stripName, subscribedUsers } from "../zulip/actions/subscriptions.js";
+import { readAvatarSettings } from "../zulip/avatar.js";
 
 type ChannelResult = ChannelSubscriptions;
 
-export default defineUntypedCommand({
+export default defineCommand({
   name: "add_users_to_streams",
   description:
     "Add some or all users in a realm to a set of streams.\n\n" +
@@ -27,20 +28,19 @@ export default defineUntypedCommand({
     "zulip-manage add_users_to_streams -r zulip -u iago@zulip.com,hamlet@zulip.com -s design,announce",
     "zulip-manage add_users_to_streams -r zulip -a -s general --dry-run",
   ],
-  configure(cmd) {
-    cmd.usage("[options] -r REALM (-u EMAILS | -a) -s CHANNELS");
-    addRequiredRealmOption(cmd);
-    addUserListOptions(cmd, { all: "Add all users in realm to these streams." });
-    cmd.requiredOption("-s, --streams <streams>", "A comma-separated list of stream names.");
-    cmd.option("--dry-run", "show what would change, and change nothing");
-    addFlushCacheOption(cmd);
-    addEventsOption(cmd);
-  },
+  configure: (cmd) =>
+    addEventsOption(
+      addFlushCacheOption(
+        addUserListOptions(addRequiredRealmOption(cmd.usage("[options] -r REALM (-u EMAILS | -a) -s CHANNELS")), { all: "Add all users in realm to these streams." })
+          .requiredOption("-s, --streams <streams>", "A comma-separated list of stream names.")
+          .option("--dry-run", "show what would change, and change nothing"),
+      ),
+    ),
   async run(ctx, _args, opts) {
     const out = ctx.out;
     const dryRun = Boolean(opts.dryRun);
     const db = await ctx.db();
-    const { realm, realmRef, users, userIds, emailOf: email } = await selectRealmUsers(db, opts);
+    const { realm, realmRef, users, userIds, emailOf: email } = await selectRealmUsers(db, opts, USER_JSON_COLUMNS);
     const names = [...new Set(String(opts.streams).split(",").map(stripName))];
     // Refuse names Zulip could not store before writing anything.
     for (const name of names) {
@@ -64,6 +64,7 @@ export default defineUntypedCommand({
     let cache: ReturnType<typeof cacheReportJson> = null;
     let delivery: ReturnType<typeof eventsReportJson> = null;
     const auditLogIds: number[] = [];
+    const eventsNotSent: string[] = [];
     const byId = new Map(users.map((u) => [Number(u.id), userJson(u as any)]));
     const setResults = (r: ChannelResult, changed: number[], unchanged: Set<number>) => {
       const done = new Set(changed);
@@ -87,11 +88,15 @@ export default defineUntypedCommand({
         }
         inval.prepare();
         const notify = { events, realm: realmRef, what: `the subscriptions to '${name}'` };
+        const level = featureLevel(ctx.paths, db);
         const outcome = await events.tx(db, async (q) => {
-          const ensured = await ensureChannel(q, realmRef.id, name, { cache: inval, notify, featureLevel: featureLevel(ctx.paths, db) });
-          const change = await addSubscriptions(q, realmRef.id, ensured.channel, userIds, { notify });
+          const ensured = await ensureChannel(q, realmRef.id, name, { cache: inval, notify, featureLevel: level });
+          const change = await addSubscriptions(q, realmRef.id, ensured.channel, userIds, {
+            events: { notify, featureLevel: level, avatar: readAvatarSettings(ctx.config().settings) },
+          });
           return { ensured, change };
         });
+        eventsNotSent.push(...outcome.change.eventsNotSent);
         if (outcome.ensured.created) inval.changeCommitted();
         r.id = outcome.ensured.channel.id;
         r.created = outcome.ensured.created;
@@ -107,6 +112,7 @@ export default defineUntypedCommand({
       }
     }
     if (dryRun) out.line("(dry run: nothing was changed)");
+    for (const e of eventsNotSent) out.line(`Note: not sent: ${e}.`);
     out.jsonBody<AddUsersToStreamsBody>({
       dry_run: dryRun,
       realm: realmJson(ctx.config().settings, realm),

@@ -1,113 +1,223 @@
 // archive_messages: Zulip's message retention cron job (zerver/management/commands/archive_messages.py):
 // delete old archived data (clean_archived_data), archive the messages past the organizations'
-// and channels' message_retention_days (archive_messages), then scrub the organizations due for
-// it (scrub_realms). See src/zulip/actions/retention.ts for what each step writes.
+// and channels' message_retention_days (archive_messages), then scrub_realms: scrub the
+// deactivated organizations whose scheduled deletion date has passed
+// (clean_deactivated_realm_data → do_scrub_realm), then deactivate the expired demo
+// organizations (delete_expired_demo_organizations). See src/zulip/actions/retention.ts and
+// src/zulip/actions/realm-scrub.ts for what each step writes, per release.
 //
 // Takes Zulip's lock for it (/srv/zulip-locks/archive_messages.lock, a non-blocking flock; the
 // directory is ZULIP_LOCK_DIR when set), so it never runs beside Zulip's own cron job.
 //
-// scrub_realms (src/zulip/actions/realm-scrub.ts): expired demo organizations are deactivated as Zulip does
-// (reason demo_expired, deletion delay 0: the deferred_work scrub_deactivated_realm job, the
-// realm "deactivated" event, sessions ended, owners emailed). Scrubbing a deactivated
-// organization whose scheduled deletion date has passed (do_scrub_realm) is not done by
-// zulip-manage: when one is due, everything else is done and the command names it and exits 1.
+// Scrubbing is done as Zulip 10.x and 11.x do it. On Zulip 12.x (whose do_scrub_realm
+// zulip-manage has not been checked against), with uploads in S3, an unreadable avatar_salt or
+// BILLING_ENABLED, the organizations due are named, nothing is written for them, everything else
+// is done and the command exits 1. When Zulip's own do_scrub_realm would fail (10.x/11.x: an
+// organization without any message from a system bot), that organization is left as it was and
+// the job stops there, as Zulip's does (exit 1).
 //
 // Cron-friendly: no options needed, never prompts, one summary line; -q prints only errors.
-// --json: src/schemas/archive_messages.ts (README: --json output); dry_run is always false (there is
-// no dry run). Organizations due for scrubbing, or an owner email that failed, make it exit 1
-// after everything else.
+// --dry-run: the same line with what would be done, nothing written (the lock is taken all the
+// same). --json: src/schemas/archive_messages.ts (README: --json output).
 import { addEventsOption, addFlushCacheOption } from "../cli/options.js";
 import { CacheInvalidation, cacheReportJson } from "../zulip/cache.js";
-import { defineUntypedCommand } from "../cli/command.js";
+import { defineCommand } from "../cli/command.js";
 import { CommandError } from "../lib/errors.js";
 import { withLock } from "../zulip/lockfile.js";
 import { ZulipLogFile } from "../lib/managelog.js";
 import { emailSettings } from "../services/email.js";
-import { EventDelivery, eventsReportJson } from "../services/events.js";
+import { EventDelivery, eventsReportJson, featureLevel } from "../services/events.js";
 import { outcome } from "../cli/json-contract.js";
 import { realmJson } from "../cli/json-objects.js";
+import { readAvatarSettings } from "../zulip/avatar.js";
 import { secretKeyOrUndefined } from "../zulip/sessions.js";
-import { deleteExpiredDemoOrganizations, realmsDueForScrubbing } from "../zulip/actions/realm-scrub.js";
-import { archiveMessages, cleanArchivedData } from "../zulip/actions/retention.js";
+import {
+  cleanDeactivatedRealmData,
+  type DemoDeactivation,
+  deleteExpiredDemoOrganizations,
+  type NotScrubbed,
+  planCleanDeactivatedRealmData,
+  planExpiredDemoOrganizations,
+  type ScrubSettings,
+} from "../zulip/actions/realm-scrub.js";
+import { archiveMessages, cleanArchivedData, planArchiveMessages, planCleanArchivedData } from "../zulip/actions/retention.js";
 import { realmHost, realmUrl } from "../config/settings.js";
 import type { ArchiveMessagesBody } from "../schemas/archive_messages.js";
 
 /** settings.ARCHIVED_DATA_VACUUMING_DELAY_DAYS's default (zproject/default_settings.py). */
 export const DEFAULT_VACUUMING_DELAY_DAYS = 30;
 
-export default defineUntypedCommand({
+const plural = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
+const names = (rs: { string_id: string }[]) => rs.map((r) => r.string_id || "''").join(", ");
+
+export default defineCommand({
   name: "archive_messages",
   description:
     "Apply the message retention policies: delete archived data older than ARCHIVED_DATA_VACUUMING_DELAY_DAYS, " +
     "then move messages past their organization's or channel's message_retention_days to the archive tables " +
-    "(restorable until they are vacuumed), then deactivate expired demo organizations (queued for scrubbing).\n" +
+    "(restorable until they are vacuumed), then scrub deactivated organizations past their scheduled deletion date " +
+    "and deactivate expired demo organizations (queued for scrubbing).\n" +
     "Zulip's daily cron job; takes the same lock.",
-  examples: ["zulip-manage archive_messages", "zulip-manage archive_messages --quiet      # from cron", "zulip-manage archive_messages --json"],
-  configure(cmd) {
-    cmd.option("-q, --quiet", "print nothing but errors");
-    addFlushCacheOption(cmd);
-    addEventsOption(cmd);
-  },
+  examples: [
+    "zulip-manage archive_messages",
+    "zulip-manage archive_messages --quiet      # from cron",
+    "zulip-manage archive_messages --dry-run    # what it would do",
+    "zulip-manage archive_messages --json",
+  ],
+  configure: (cmd) =>
+    addEventsOption(
+      addFlushCacheOption(
+        cmd.option("-q, --quiet", "print nothing but errors").option("--dry-run", "show what would be archived, vacuumed, scrubbed and deactivated; change nothing"),
+      ),
+    ),
   async run(ctx, _args, opts) {
     const out = ctx.out;
     const quiet = Boolean(opts.quiet);
-    const delaySetting = ctx.config().settings.fileValue("ARCHIVED_DATA_VACUUMING_DELAY_DAYS", DEFAULT_VACUUMING_DELAY_DAYS);
+    const dryRun = Boolean(opts.dryRun);
+    const config = ctx.config();
+    const settings = config.settings;
+    const delaySetting = settings.fileValue("ARCHIVED_DATA_VACUUMING_DELAY_DAYS", DEFAULT_VACUUMING_DELAY_DAYS);
     const delay = typeof delaySetting === "number" && Number.isInteger(delaySetting) ? delaySetting : DEFAULT_VACUUMING_DELAY_DAYS;
     const db = await ctx.db();
     const log = new ZulipLogFile(ctx.paths.logDir, "retention.log");
     const inval = new CacheInvalidation(ctx, opts.flushCache);
-
-    const config = ctx.config();
-    const settings = config.settings;
     const events = new EventDelivery(ctx, opts.events);
+    const uploads = settings.fileValue("LOCAL_UPLOADS_DIR", null);
+    let avatarSalt: string | null = null;
+    try {
+      avatarSalt = settings.get("AVATAR_SALT");
+    } catch {
+      avatarSalt = null;
+    }
+    const systemBotRealm = settings.fileValue("SYSTEM_BOT_REALM", "zulipinternal");
+    const scrubSettings: ScrubSettings = {
+      release: db.release,
+      uploadsDir: typeof uploads === "string" && uploads !== "" ? uploads : null,
+      avatarSalt,
+      billingEnabled: settings.fileValue("BILLING_ENABLED", false) === true,
+      systemBotRealm: typeof systemBotRealm === "string" ? systemBotRealm : "zulipinternal",
+    };
+    const realmObj = (r: { id: number; string_id: string; name: string }) => realmJson(settings, r);
 
     return withLock(ctx.paths.lockDir, "archive_messages", () =>
       events.guard(() =>
         inval.guard(async () => {
-          const cleaned = await cleanArchivedData(db, delay, log);
-          const archived = await archiveMessages(db, inval, log);
-          // scrub_realms: clean_deactivated_realm_data (refused here), then delete_expired_demo_organizations.
-          const due = await realmsDueForScrubbing(db);
-          const secretKey = secretKeyOrUndefined(settings);
-          const demos = await deleteExpiredDemoOrganizations(db, {
-            cache: inval,
-            events,
-            ...(secretKey !== undefined ? { secretKey } : {}),
-            emailSettings: () => emailSettings(config),
-            realmInfo: (stringId, name) => ({ name, string_id: stringId, host: realmHost(settings, stringId), url: realmUrl(settings, stringId) }),
-            serverTimezone: settings.get("TIME_ZONE"),
-            warn: (m) => out.err(m),
-          });
-          for (const d of demos) log.write("INFO", `Deactivated expired demo organization ${d.id}; queued for scrubbing.`);
-          const cache = await inval.commit();
-          const delivery = demos.length ? await events.commit() : null;
+          let cleaned: { transactions: number; archived_messages: number };
+          let archived: Awaited<ReturnType<typeof archiveMessages>>;
+          let scrubbed: ArchiveMessagesBody["realms_scrubbed"];
+          let notScrubbed: NotScrubbed[];
+          let stopped: boolean;
+          let demos: DemoDeactivation[];
+          const warnings: string[] = [];
+          if (dryRun) {
+            cleaned = await planCleanArchivedData(db, delay);
+            archived = await planArchiveMessages(db);
+            const plan = await planCleanDeactivatedRealmData(db, scrubSettings);
+            scrubbed = plan.scrub.map((p) => ({
+              realm: realmObj(p),
+              users_count: p.users,
+              messages_archived_count: p.messages + p.cross_realm_messages,
+              archive_transaction_ids: [],
+              attachments_deleted_count: p.attachments,
+              archived_attachments_deleted_count: p.archived_attachments,
+              custom_profile_fields_deleted_count: p.custom_profile_fields,
+              files_deleted_count: null,
+              avatar_files_deleted_count: null,
+              audit_log_ids: [],
+            }));
+            notScrubbed = plan.not_scrubbed;
+            stopped = notScrubbed.some((n) => n.zulip_fails);
+            demos = stopped ? [] : await planExpiredDemoOrganizations(db);
+          } else {
+            cleaned = await cleanArchivedData(db, delay, log);
+            archived = await archiveMessages(db, inval, log);
+            // scrub_realms: clean_deactivated_realm_data, then delete_expired_demo_organizations.
+            const scrub = await cleanDeactivatedRealmData(db, {
+              cache: inval,
+              events,
+              settings: scrubSettings,
+              realmHost: (stringId) => realmHost(settings, stringId),
+              avatar: readAvatarSettings(settings),
+              featureLevel: featureLevel(ctx.paths, db),
+              log: (m) => log.write("INFO", m),
+            });
+            scrubbed = scrub.scrubbed.map((r) => ({
+              realm: realmObj(r),
+              users_count: r.users,
+              messages_archived_count: r.messages_archived,
+              archive_transaction_ids: r.archive_transaction_ids,
+              attachments_deleted_count: r.attachments_deleted,
+              archived_attachments_deleted_count: r.archived_attachments_deleted,
+              custom_profile_fields_deleted_count: r.custom_profile_fields_deleted,
+              files_deleted_count: r.files.deleted,
+              avatar_files_deleted_count: r.avatar_files.deleted,
+              audit_log_ids: r.audit_log_ids,
+            }));
+            for (const r of scrub.scrubbed) {
+              for (const f of [...r.files.failed, ...r.avatar_files.failed]) warnings.push(`Organization ${r.string_id || "''"} is scrubbed, but ${f.path} could not be deleted: ${f.error}.`);
+              for (const n of r.not_sent) warnings.push(`Organization ${r.string_id || "''"} is scrubbed, but an event was not sent (${n}).`);
+            }
+            notScrubbed = scrub.not_scrubbed;
+            stopped = scrub.stopped;
+            const secretKey = secretKeyOrUndefined(settings);
+            demos = stopped
+              ? []
+              : await deleteExpiredDemoOrganizations(db, {
+                  cache: inval,
+                  events,
+                  ...(secretKey !== undefined ? { secretKey } : {}),
+                  emailSettings: () => emailSettings(config),
+                  realmInfo: (stringId, name) => ({ name, string_id: stringId, host: realmHost(settings, stringId), url: realmUrl(settings, stringId) }),
+                  serverTimezone: settings.get("TIME_ZONE"),
+                  warn: (m) => out.err(m),
+                });
+            for (const d of demos) log.write("INFO", `Deactivated expired demo organization ${d.id}; queued for scrubbing.`);
+          }
+          for (const w of warnings) out.warn(w);
+          const cache = dryRun ? null : await inval.commit();
+          const delivery = dryRun || (!demos.length && !scrubbed.length) ? null : await events.commit();
           const moved = archived.channel_messages + archived.direct_messages;
           if (!quiet && !out.json) {
+            const scrubPart = scrubbed.length
+              ? `; ${dryRun ? "would scrub" : "scrubbed"} ${plural(scrubbed.length, "deactivated organization")} (${names(scrubbed.map((s) => s.realm))})`
+              : "";
+            const demoPart = demos.length
+              ? `; ${dryRun ? "would deactivate" : "deactivated"} ${plural(demos.length, "expired demo organization")} (${names(demos)}), queued for scrubbing`
+              : "";
             out.line(
-              `Archived ${moved} message${moved === 1 ? "" : "s"} (${archived.channel_messages} in channels, ${archived.direct_messages} direct) ` +
-                `in ${archived.transactions.length} archive transaction${archived.transactions.length === 1 ? "" : "s"}; ` +
-                `deleted ${cleaned.transactions} archive transaction${cleaned.transactions === 1 ? "" : "s"} older than ${delay} days ` +
-                `and ${archived.attachments_deleted} expired attachment${archived.attachments_deleted === 1 ? "" : "s"}` +
-                (demos.length
-                  ? `; deactivated ${demos.length} expired demo organization${demos.length === 1 ? "" : "s"} (${demos.map((d) => d.string_id || "''").join(", ")}), queued for scrubbing.`
-                  : "."),
+              (dryRun
+                ? `Dry run: would archive ${plural(moved, "message")} (${archived.channel_messages} in channels, ${archived.direct_messages} direct), ` +
+                  `delete ${plural(cleaned.transactions, "archive transaction")} older than ${delay} days and ${plural(archived.attachments_deleted, "expired attachment")}`
+                : `Archived ${plural(moved, "message")} (${archived.channel_messages} in channels, ${archived.direct_messages} direct) ` +
+                  `in ${plural(archived.transactions.length, "archive transaction")}; ` +
+                  `deleted ${plural(cleaned.transactions, "archive transaction")} older than ${delay} days and ${plural(archived.attachments_deleted, "expired attachment")}`) +
+                scrubPart +
+                demoPart +
+                (dryRun ? ". Nothing was changed." : "."),
             );
           }
           const failedEmails = demos.flatMap((d) => d.emails).filter((e) => e.status === "failed").length;
           const problems: string[] = [];
-          if (failedEmails) problems.push(`${failedEmails} owner email${failedEmails === 1 ? "" : "s"} about deactivated demo organizations could not be sent (the organizations stay deactivated).`);
-          if (due.length) {
-            const names = due.map((r) => `${r.string_id === "" ? "''" : r.string_id} (id ${r.id}: ${r.reason})`).join(", ");
+          const refused = notScrubbed.filter((n) => !n.zulip_fails);
+          const failed = notScrubbed.filter((n) => n.zulip_fails);
+          for (const reason of [...new Set(refused.map((r) => r.reason))]) {
+            const these = refused.filter((r) => r.reason === reason);
             problems.push(
-              `${due.length} organization${due.length === 1 ? " is" : "s are"} due to be scrubbed: ${names}. ` +
-                "zulip-manage does not scrub organizations (do_scrub_realm); Zulip's own archive_messages cron job (manage.py archive_messages) " +
-                "or its deferred_work worker does.",
+              `${plural(these.length, "organization is", "organizations are")} due to be scrubbed and ${dryRun ? "would not be" : these.length === 1 ? "was not" : "were not"} scrubbed: ` +
+                `${these.map((r) => `${r.string_id || "''"} (id ${r.id})`).join(", ")}. ${reason} Nothing was changed for ${these.length === 1 ? "it" : "them"}; Zulip's own archive_messages cron job scrubs ${these.length === 1 ? "it" : "them"}.`,
             );
           }
+          for (const f of failed) {
+            problems.push(
+              `Organization ${f.string_id || "''"} (id ${f.id}) ${dryRun ? "could not be" : "was not"} scrubbed: ${f.reason}. ` +
+                `Nothing was changed for it${dryRun ? "" : ", and the rest of the job (later organizations, expired demo organizations) was not run"}, as in Zulip.`,
+            );
+          }
+          if (failedEmails) problems.push(`${plural(failedEmails, "owner email")} about deactivated demo organizations could not be sent (the organizations stay deactivated).`);
           const message = problems.join(" ");
           out.jsonBody<ArchiveMessagesBody>(
             {
-              dry_run: false,
+              dry_run: dryRun,
               clean_archived_data: {
                 vacuuming_delay_days: delay,
                 transactions_deleted_count: cleaned.transactions,
@@ -123,24 +233,25 @@ export default defineUntypedCommand({
                 archived_attachments_count: archived.archived_attachments,
                 attachments_deleted_count: archived.attachments_deleted,
                 realms: archived.realms.map((r) => ({
-                  realm: realmJson(settings, r),
+                  realm: realmObj(r),
                   channel_messages_count: r.channel_messages,
                   direct_messages_count: r.direct_messages,
                   attachments_deleted_count: r.attachments_deleted,
                 })),
               },
-              realms_due_for_scrubbing: due.map((r) => ({ realm: realmJson(settings, r), reason: r.reason })),
+              realms_scrubbed: scrubbed,
+              realms_due_for_scrubbing: notScrubbed.map((r) => ({ realm: realmObj(r), reason: r.reason, zulip_fails: r.zulip_fails })),
               demo_organizations_deactivated: demos.map((d) => ({
-                realm: realmJson(settings, d),
-                audit_log_ids: [d.audit_log_id],
+                realm: realmObj(d),
+                audit_log_ids: dryRun ? [] : [d.audit_log_id],
                 scheduled_emails_deleted_count: d.scheduled_emails_deleted,
                 sessions_deleted_count: d.sessions_deleted,
                 results: d.emails.map((e) => ({ to: e.to, user_id: e.user_id, ...outcome(e.status === "sent" ? "done" : "failed", e.error) })),
               })),
-              cache: cacheReportJson(cache)!,
+              cache: cacheReportJson(cache),
               events: delivery ? eventsReportJson(delivery) : null,
             },
-            problems.length ? { error: message, error_code: due.length ? "refused" : "email_failed" } : undefined,
+            problems.length ? { error: message, error_code: notScrubbed.length ? "refused" : "email_failed" } : undefined,
           );
           if (problems.length) {
             if (out.json) out.err(message);

@@ -9,11 +9,11 @@
 //
 // --json: src/schemas/backup.ts (README: --json output).
 import path from "node:path";
-import { InvalidArgumentError } from "commander";
+import { InvalidArgumentError } from "@commander-js/extra-typings";
 import { backup, type BackupResult } from "../ops/backup.js";
 import { outcome } from "../cli/json-contract.js";
 import type { BackupBody } from "../schemas/backup.js";
-import { defineUntypedCommand } from "../cli/command.js";
+import { defineCommand } from "../cli/command.js";
 import { planConnection } from "../db/db.js";
 
 function wholeNumber(v: string): number {
@@ -38,7 +38,7 @@ export function summaryLine(r: BackupResult): string {
   return `Backup tarball written to ${r.path} (${humanBytes(r.bytes)} in ${r.seconds.toFixed(1)} s: ${parts.join(", ")}${removed})`;
 }
 
-export default defineUntypedCommand({
+export default defineCommand({
   name: "backup",
   description:
     "Back up the Zulip server into a .tar.gz that Zulip's scripts/setup/restore-backup restores: the database " +
@@ -50,14 +50,14 @@ export default defineUntypedCommand({
     "zulip-manage backup --output /srv/zulip-$(date +%F).tar.gz --threads 4",
     "zulip-manage backup --skip-uploads --json",
   ],
-  configure(cmd) {
-    cmd.option("--output <file>", "filename of output tarball, or a directory to write zulip-backup-<timestamp>-<random>.tar.gz into (default: the temp directory)");
-    cmd.option("--skip-db", "skip database backup");
-    cmd.option("--skip-uploads", "skip uploads backup");
-    cmd.option("--threads <n>", "pg_dump jobs dumping tables in parallel", wholeNumber, 1);
-    cmd.option("--keep <n>", "after the backup, delete older backups in the same directory beyond the newest N (this one included)", wholeNumber);
-    cmd.option("-q, --quiet", "print nothing but errors");
-  },
+  configure: (cmd) =>
+    cmd
+      .option("--output <file>", "filename of output tarball, or a directory to write zulip-backup-<timestamp>-<random>.tar.gz into (default: the temp directory)")
+      .option("--skip-db", "skip database backup")
+      .option("--skip-uploads", "skip uploads backup")
+      .option("--threads <n>", "pg_dump jobs dumping tables in parallel", wholeNumber, 1)
+      .option("--keep <n>", "after the backup, delete older backups in the same directory beyond the newest N (this one included)", wholeNumber)
+      .option("-q, --quiet", "print nothing but errors"),
   async run(ctx, _args, opts) {
     const out = ctx.out;
     const quiet = Boolean(opts.quiet);

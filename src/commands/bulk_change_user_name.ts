@@ -1,6 +1,6 @@
 // bulk_change_user_name: manage.py bulk_change_user_name — rename many users from a file of
 // "<email>,<new name>" lines (the first comma separates; "-" reads standard input), each with
-// Zulip's check_full_name and do_change_full_name (lib/user-names.ts): one transaction per line
+// Zulip's check_full_name and do_change_full_name (src/zulip/actions/change-full-name.ts): one transaction per line
 // (the user row locked), a USER_FULL_NAME_CHANGED audit row per change, the realm_user events,
 // the user's cache entries deleted.
 //
@@ -14,7 +14,7 @@
 // non-blank line, full_name as {old, new}; a skipped line is status refused (exit 1).
 import { addEventsOption, addFlushCacheOption, addRequiredRealmOption } from "../cli/options.js";
 import { CacheInvalidation, cacheReportJson } from "../zulip/cache.js";
-import { defineUntypedCommand } from "../cli/command.js";
+import { defineCommand } from "../cli/command.js";
 import { CommandError, UsageError } from "../lib/errors.js";
 import { EventDelivery, eventsReportJson, featureLevel } from "../services/events.js";
 import { READ_LIMITS, readOptionFile } from "../lib/files.js";
@@ -22,7 +22,7 @@ import { getRealm, getUser, type Realm, realmLabel, type UserProfile } from "../
 import { outcome } from "../cli/json-contract.js";
 import { realmJson, userJson } from "../cli/json-objects.js";
 import type { BulkChangeUserNameBody } from "../schemas/bulk_change_user_name.js";
-import { changeFullName, checkFullName, pyStrip } from "../zulip/actions/user-names.js";
+import { checkFullName, doChangeFullName, pyStrip } from "../zulip/actions/change-full-name.js";
 
 interface LineResult {
   line: number;
@@ -55,7 +55,7 @@ export function pythonLines(text: string): string[] {
   return lines;
 }
 
-export default defineUntypedCommand({
+export default defineCommand({
   name: "bulk_change_user_name",
   description:
     "Change the names for many users.\n\n" +
@@ -66,14 +66,14 @@ export default defineUntypedCommand({
     "zulip-manage bulk_change_user_name -r zulip names.csv --dry-run",
     "printf 'iago@zulip.com,Iago Ghost\\n' | zulip-manage bulk_change_user_name -r zulip -",
   ],
-  configure(cmd) {
-    cmd.usage("[options] -r REALM <data file>");
-    cmd.argument("[data_file]", "file containing rows of the form <email>,<desired name>");
-    addRequiredRealmOption(cmd);
-    cmd.option("--dry-run", "show what would change, and change nothing");
-    addFlushCacheOption(cmd);
-    addEventsOption(cmd);
-  },
+  configure: (cmd) =>
+    addEventsOption(
+      addFlushCacheOption(
+        addRequiredRealmOption(
+          cmd.usage("[options] -r REALM <data file>").argument("[data_file]", "file containing rows of the form <email>,<desired name>"),
+        ).option("--dry-run", "show what would change, and change nothing"),
+      ),
+    ),
   async run(ctx, args, opts) {
     const out = ctx.out;
     if (args[0] === undefined) throw new UsageError("the following arguments are required: <data file>");
@@ -120,21 +120,13 @@ export default defineUntypedCommand({
             if (r.new_name === user.full_name) out.line("  (the name is unchanged: nothing would be written)");
             continue;
           }
-          const notify = { events, realm: realmRef, what: `the new name of ${user.delivery_email}` };
           inval.prepare();
-          const change = await events.tx(db, async (q) => {
-            const { rows } = await q.query("SELECT * FROM zerver_userprofile WHERE id = $1 FOR NO KEY UPDATE", [user.id]);
-            if (!rows.length) throw new CommandError("The user was deleted while this command ran.");
-            const locked = rows[0] as UserProfile;
-            const name = await checkFullName(q, newRaw, locked);
-            return changeFullName(q, locked, name, { notify, featureLevel: level, cache: inval });
-          });
+          const change = await doChangeFullName(db, user.id, newRaw, { realm: realmRef, events, featureLevel: level, cache: inval });
           r.old_name = change.oldName;
           r.new_name = change.newName;
           r.changed = change.changed;
           r.audit_log_id = change.auditLogId;
-          if (change.changed) inval.changeCommitted();
-          else out.line("  (the name is unchanged: nothing was written)");
+          if (!change.changed) out.line("  (the name is unchanged: nothing was written)");
         } catch (e) {
           if (!(e instanceof CommandError)) throw e;
           r.error = e.message;

@@ -1,5 +1,6 @@
 // change_password: set a user's password, as manage.py's change_password does, writing what
-// Zulip's do_change_password (zerver/actions/user_settings.py) writes.
+// Zulip's do_change_password (zerver/actions/user_settings.py) writes
+// (src/zulip/actions/change-password.ts).
 //
 // The password is asked twice on the terminal without echo ("Password: ", "Password (again): ",
 // three tries, an empty answer aborts, as manage.py does), or read from --password-file FILE
@@ -24,16 +25,13 @@
 // rate_limit is the Redis follow-up as a service report (ok false and a warning when Redis could
 // not be reached; the password stays changed, exit 0).
 import { addFlushCacheOption, addRequiredRealmOption } from "../cli/options.js";
-import { AuditLogEventType, insertAuditLog } from "../zulip/audit.js";
-import { CacheInvalidation, type CacheUser } from "../zulip/cache.js";
-import { defineUntypedCommand } from "../cli/command.js";
+import { CacheInvalidation, cacheReportJson } from "../zulip/cache.js";
+import { defineCommand } from "../cli/command.js";
 import { CommandError, UsageError } from "../lib/errors.js";
 import { READ_LIMITS, readOptionFile } from "../lib/files.js";
-import { getRealm, getUser, type UserProfile } from "../zulip/lookup.js";
-import { checkPasswordStrength, djangoPasswordHash, type PasswordRules, passwordRules } from "../zulip/password.js";
-import { clearAuthenticationAttempts } from "../zulip/rate-limit.js";
-import { RedisClient, zulipRedisOptions } from "../services/redis.js";
-import { cacheReportJson } from "../zulip/actions/users-lifecycle.js";
+import { getRealm, getUser } from "../zulip/lookup.js";
+import { checkPasswordStrength, type PasswordRules, passwordRules } from "../zulip/password.js";
+import { doChangePassword } from "../zulip/actions/change-password.js";
 import { realmJsonById, userJson } from "../cli/json-objects.js";
 import type { ChangePasswordBody } from "../schemas/change_password.js";
 
@@ -93,7 +91,7 @@ async function promptForPassword(
   throw new CommandError(`Aborting password change for user '${label}' after ${count} attempts`);
 }
 
-export default defineUntypedCommand({
+export default defineCommand({
   name: "change_password",
   description:
     "Change a user's password.\n\n" +
@@ -105,14 +103,12 @@ export default defineUntypedCommand({
     "zulip-manage change_password -r zulip iago@zulip.com --password-file /root/new-password.txt",
     "pass show zulip/iago | zulip-manage change_password -r zulip iago@zulip.com --password-file -",
   ],
-  configure(cmd) {
-    cmd.usage("[options] -r REALM <email>");
-    cmd.argument("[email]", "email of the user whose password to change");
-    addRequiredRealmOption(cmd);
-    cmd.option("--password-file <file>", "read the new password from this file ('-': standard input) instead of asking");
-    cmd.option("--password <password>", "not supported: a password on the command line is visible to other users of the machine");
-    addFlushCacheOption(cmd);
-  },
+  configure: (cmd) =>
+    addFlushCacheOption(
+      addRequiredRealmOption(cmd.usage("[options] -r REALM <email>").argument("[email]", "email of the user whose password to change"))
+        .option("--password-file <file>", "read the new password from this file ('-': standard input) instead of asking")
+        .option("--password <password>", "not supported: a password on the command line is visible to other users of the machine"),
+    ),
   async run(ctx, args, opts) {
     const [email] = args;
     if (email === undefined) throw new UsageError("the following arguments are required: <email>");
@@ -124,7 +120,6 @@ export default defineUntypedCommand({
     const out = ctx.out;
     const config = ctx.config();
     const rules = passwordRules(config.settings);
-    const production = Boolean(config.settings.get("PRODUCTION"));
     const db = await ctx.db();
     const realm = (await getRealm(db, opts.realm))!;
     const user = await getUser(db, email, realm);
@@ -150,42 +145,18 @@ export default defineUntypedCommand({
       password = await promptForPassword(asker, rules, label, say, (t) => out.err(t));
     }
 
-    const hash = await djangoPasswordHash(password, production);
     const inval = new CacheInvalidation(ctx, opts.flushCache);
-    const auditIds = await db.tx(async (q) => {
-      const { rows } = await q.query("SELECT * FROM zerver_userprofile WHERE id = $1 FOR NO KEY UPDATE", [user.id]);
-      if (rows.length === 0) throw new CommandError("The user was deleted while this command ran; nothing was changed.");
-      const locked: UserProfile = rows[0];
-      await q.query("UPDATE zerver_userprofile SET password = $2 WHERE id = $1", [user.id, hash]);
-      const ids = await insertAuditLog(q, [
-        {
-          realmId: Number(locked.realm_id),
-          eventType: AuditLogEventType.USER_PASSWORD_CHANGED,
-          eventTime: new Date(),
-          actingUserId: user.id,
-          modifiedUserId: user.id,
-        },
-      ]);
-      await inval.userChanged(q, { ...locked, password: hash } as unknown as UserProfile & CacheUser, ["password"]);
-      return ids;
-    });
-    inval.changeCommitted();
+    const change = await doChangePassword(db, user, password, { config, cache: inval });
     const cache = await inval.commit();
 
-    // RateLimitedAuthenticationByUsername(user.delivery_email).clear_history()
     const rateLimit: ChangePasswordBody["rate_limit"] = { ok: true, warning: null, keys_deleted_count: 0 };
-    let redis: RedisClient | undefined;
-    try {
-      redis = await RedisClient.connect({ ...zulipRedisOptions(config.settings, (n) => config.secret(n)), timeoutMs: 3000 });
-      rateLimit.keys_deleted_count = (await clearAuthenticationAttempts(redis, user.delivery_email)).deleted;
-    } catch (e: any) {
+    if (change.rateLimit.ok) rateLimit.keys_deleted_count = change.rateLimit.keysDeleted;
+    else {
       rateLimit.ok = false;
       rateLimit.warning =
-        `Warning: the password is changed, but the failed login attempts of ${user.delivery_email} could not be reset in Redis: ${e?.message ?? e}. ` +
+        `Warning: the password is changed, but the failed login attempts of ${user.delivery_email} could not be reset in Redis: ${change.rateLimit.error}. ` +
         `If the user is locked out, run: zulip-manage reset_authentication_attempt_count -u ${user.delivery_email}`;
       out.warn(rateLimit.warning);
-    } finally {
-      redis?.close();
     }
 
     out.line(`Password changed successfully for user '${label}'`);
@@ -193,8 +164,8 @@ export default defineUntypedCommand({
       dry_run: false,
       realm: await realmJsonById(db, config.settings, user.realm_id),
       user: userJson(user),
-      hasher: hash.split("$")[0],
-      audit_log_ids: auditIds,
+      hasher: change.hasher,
+      audit_log_ids: change.auditLogIds,
       rate_limit: rateLimit,
       cache: cacheReportJson(cache),
     });

@@ -46,7 +46,7 @@ import { checkServerInitialization } from "../zulip/actions/server-initializatio
 import { ROLES } from "../zulip/roles.js";
 import { hashNewPassword } from "../zulip/password.js";
 import { EnvironmentError } from "../lib/errors.js";
-import { realmJson, userJson } from "../cli/json-objects.js";
+import { realmJson, serverDataReportJson, userJson } from "../cli/json-objects.js";
 import { utcTimestamp } from "../cli/json-contract.js";
 import type { CreateRealmBody, CreateRealmDryRunBody } from "../schemas/create_realm.js";
 import { requireSubdomainAvailable, subdomainSettings } from "../zulip/subdomain.js";
@@ -130,8 +130,9 @@ export default defineCommand({
     const created = await doCreateRealm(
       db,
       { stringId, name: realmName, owner: { email: params.email, fullName: params.fullName, passwordHash }, initialize, systemBotRealm },
-      { urls, events, featureLevel: featureLevel(ctx.paths, db), settings, cache: inval },
+      { urls, events, featureLevel: featureLevel(ctx.paths, db), settings, deployDir: ctx.paths.deployDir, cache: inval },
     );
+    notDone.push(...created.avatarNotDone);
     const cache = cacheReportJson(await inval.commit())!;
     const delivery = await events.commit();
     const result: CreateRealmBody = {
@@ -165,8 +166,8 @@ export default defineCommand({
     // sent from here instead (see reportServerData), so that it is never lost nor sent twice.
     const reportQueued = events.enabled && !delivery.undelivered.includes("deferred_work: push_bouncer_update_for_realm");
     if (settings.get("ZULIP_SERVICE_PUSH_NOTIFICATIONS") && !reportQueued) {
-      const { reportServerData } = await import("./register_server.js");
-      result.push_service = await reportServerData(ctx, db, opts.flushCache, opts.events, (t) => out.warn(t));
+      const { reportServerData } = await import("../zulip/actions/remote-server.js");
+      result.push_service = serverDataReportJson(settings, await reportServerData(ctx, db, opts.flushCache, opts.events, (t) => out.warn(t)));
     }
     for (const e of created.eventsNotSent) result.not_done.push(`not sent: ${e}`);
     for (const n of result.not_done) out.line(`Note: not done: ${n}.`);

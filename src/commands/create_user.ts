@@ -117,8 +117,9 @@ export default defineCommand({
       db,
       realm,
       { email: params.email, fullName: params.fullName, passwordHash, tosVersion: TOS_VERSION_BEFORE_FIRST_LOGIN, ...(roleCountBaseline ? { roleCountBaseline } : {}) },
-      { urls, notify, featureLevel: level, settings, cache: inval },
+      { urls, notify, featureLevel: level, settings, deployDir: ctx.paths.deployDir, cache: inval },
     );
+    result.not_done.push(...created.avatarNotDone);
     result.cache = cacheReportJson(await inval.commit());
     result.events = eventsReportJson(await events.commit());
     const u = created.user;
@@ -129,6 +130,7 @@ export default defineCommand({
     if (created.signup.messageId !== null) result.signup_announcement = { message_id: created.signup.messageId, channel: created.signup.channel! };
     if (created.signup.notWritten) result.not_done.push(created.signup.notWritten);
     for (const e of created.eventsNotSent) result.not_done.push(`not sent: ${e}`);
+    for (const e of created.signup.eventsNotSent) result.not_done.push(`not sent: ${e}`);
     for (const n of result.not_done) out.line(`Note: not done: ${n}.`);
     return finish();
   },

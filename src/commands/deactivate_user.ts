@@ -11,21 +11,22 @@
 // (their confirmations expire now), and a 103 (USER_DEACTIVATED) audit row with the ROLE_COUNT
 // after the change is written. After each commit the account's sessions are deleted from
 // django_session and from memcached, and the cached user objects and realm user lists are
-// invalidated (see src/zulip/actions/users-lifecycle.ts).
+// invalidated (see src/zulip/actions/deactivate-user.ts).
 //
 // --json: src/schemas/deactivate_user.ts (README: --json output). Without -f (or with --dry-run)
 // the plan (user, sessions with expires_at, bots) with dry_run true and deactivated []; without
 // -f the exit status stays manage.py's 1 (ok false, its message in error), --dry-run exits 0.
 import { addEventsOption, addFlushCacheOption, addRealmOption } from "../cli/options.js";
-import { CacheInvalidation } from "../zulip/cache.js";
+import { CacheInvalidation, cacheReportJson as cacheJson } from "../zulip/cache.js";
 import { roleCountBaselineBeside } from "../zulip/audit.js";
 import { defineCommand } from "../cli/command.js";
 import { EventDelivery, eventsReportJson, featureLevel } from "../services/events.js";
 import { CommandError, UsageError } from "../lib/errors.js";
-import { getUserWithRealm } from "../zulip/lookup.js";
+import { activeBotsOwnedBy, getUserWithRealm } from "../zulip/lookup.js";
+import { describeSessions } from "../zulip/sessions.js";
 import { utcTimestampFromPg } from "../cli/json-contract.js";
 import { realmJsonById, userJson } from "../cli/json-objects.js";
-import { activeBotsOwnedBy, cacheReportJson as cacheJson, type DeactivationResult, describeSessions, doDeactivateUser } from "../zulip/actions/users-lifecycle.js";
+import { type DeactivationResult, doDeactivateUser } from "../zulip/actions/deactivate-user.js";
 import type { DeactivateUserBody } from "../schemas/deactivate_user.js";
 
 export const DRY_RUN_MESSAGE = "This was a dry run. Pass -f to actually deactivate.";

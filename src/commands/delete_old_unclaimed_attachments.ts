@@ -16,12 +16,12 @@
 // document is the dry run's plan with ok false, exit 1 and manage.py's message in error, as
 // manage.py exits 1 then.
 import { addFlushCacheOption } from "../cli/options.js";
-import { InvalidArgumentError } from "commander";
+import { InvalidArgumentError } from "@commander-js/extra-typings";
 import { cleanUpStorage, DEFAULT_WEEKS, deleteOldUnclaimedAttachments, getOldUnclaimedAttachments, type DeleteUnclaimedResult, type UnclaimedRow } from "../zulip/actions/attachments.js";
 import { CacheInvalidation, cacheReportJson } from "../zulip/cache.js";
 import { utcTimestampFromPg } from "../cli/json-contract.js";
 import type { DeleteOldUnclaimedAttachmentsBody } from "../schemas/delete_old_unclaimed_attachments.js";
-import { defineUntypedCommand } from "../cli/command.js";
+import { defineCommand } from "../cli/command.js";
 import { CommandError } from "../lib/errors.js";
 import { withLock } from "../zulip/lockfile.js";
 
@@ -35,7 +35,7 @@ function weeksArg(v: string): number {
   return Number(v);
 }
 
-export default defineUntypedCommand({
+export default defineCommand({
   name: "delete_old_unclaimed_attachments",
   description:
     "Remove unclaimed attachments from storage older than a supplied numerical value indicating the limit of how old " +
@@ -45,13 +45,14 @@ export default defineUntypedCommand({
     "zulip-manage delete_old_unclaimed_attachments -w 8 -f --quiet      # from cron",
     "zulip-manage delete_old_unclaimed_attachments -f -C --json",
   ],
-  configure(cmd) {
-    cmd.option("-w, --weeks <weeks>", "How long unattached attachments are preserved; defaults to 5 weeks.", weeksArg, DEFAULT_WEEKS);
-    cmd.option("-f, --for-real", "Actually remove the files from the storage.");
-    cmd.option("-C, --clean-up-storage", "Examine all attachments in storage and remove any files which are not in the database. This may take a very long time!");
-    cmd.option("-q, --quiet", "print nothing but errors");
-    addFlushCacheOption(cmd);
-  },
+  configure: (cmd) =>
+    addFlushCacheOption(
+      cmd
+        .option("-w, --weeks <weeks>", "How long unattached attachments are preserved; defaults to 5 weeks.", weeksArg, DEFAULT_WEEKS)
+        .option("-f, --for-real", "Actually remove the files from the storage.")
+        .option("-C, --clean-up-storage", "Examine all attachments in storage and remove any files which are not in the database. This may take a very long time!")
+        .option("-q, --quiet", "print nothing but errors"),
+    ),
   async run(ctx, _args, opts) {
     const out = ctx.out;
     const quiet = Boolean(opts.quiet);

@@ -8,7 +8,8 @@
 //
 // --json: src/schemas/doctor.ts; a check's status is the shared vocabulary's done (ok), warning,
 // failed or skipped, with the summary in `error` when it is not done.
-import { defineUntypedCommand } from "../cli/command.js";
+import { defineCommand } from "../cli/command.js";
+import { UsageError } from "../lib/errors.js";
 import { parseSettingOverrides } from "../config/config.js";
 import { type CheckResult, type DoctorReport, runDoctor } from "../ops/doctor.js";
 import { outcome, type StatusJson } from "../cli/json-contract.js";
@@ -18,7 +19,7 @@ const CONTRACT_STATUS: Record<CheckResult["status"], StatusJson> = { ok: "done",
 
 const STATUS_TEXT: Record<CheckResult["status"], string> = { ok: "ok", warn: "WARN", fail: "FAIL", skip: "skip" };
 
-export default defineUntypedCommand({
+export default defineCommand({
   name: "doctor",
   description:
     "Check everything zulip-manage depends on: configuration files, secrets, the database and its Zulip schema version,\n" +
@@ -27,16 +28,13 @@ export default defineUntypedCommand({
     "Exit status: 0 when every required check (settings, zulip.conf, secrets, database, schema, memcached) passed,\n" +
     "1 otherwise. Redis, SMTP and push notification problems are warnings.",
   examples: ["zulip-manage doctor", "zulip-manage doctor --json"],
-  configure(cmd) {
-    cmd.option("--timeout <seconds>", "how long to wait for each network service (default 3)");
-  },
+  configure: (cmd) => cmd.option("--timeout <seconds>", "how long to wait for each network service (default 3)"),
   async run(ctx, _args, opts) {
     const out = ctx.out;
     let timeoutMs = 3000;
     if (opts.timeout !== undefined) {
       const t = Number(opts.timeout);
       if (!Number.isFinite(t) || t <= 0) {
-        const { UsageError } = await import("../lib/errors.js");
         throw new UsageError(`argument --timeout: invalid value: '${opts.timeout}' (a number of seconds)`);
       }
       timeoutMs = Math.round(t * 1000);

@@ -9,11 +9,11 @@
 // --json: src/schemas/rate_limit.ts (README: --json output): one result per user (the user,
 // then with -b their bots) with status done (unchanged when set-limits found the same limits,
 // would_do in a dry run); rate_limits as {old, new}; the block's remaining time in ms.
-import { addFlushCacheOption } from "../cli/options.js";
+import { addFlushCacheOption, addRealmOption } from "../cli/options.js";
 import { CacheInvalidation, cacheReportJson } from "../zulip/cache.js";
-import { defineUntypedCommand } from "../cli/command.js";
+import { defineCommand } from "../cli/command.js";
 import { CommandError, EnvironmentError, UsageError } from "../lib/errors.js";
-import { botsOwnedBy, getRealm, getUser, getUserByApiKey, parsePythonInt, REALM_HELP, type UserProfile } from "../zulip/lookup.js";
+import { botsOwnedBy, getRealm, getUser, getUserByApiKey, parsePythonInt, type UserProfile } from "../zulip/lookup.js";
 import { blockAccess, blockState, parseRateLimits, setRateLimits, unblockAccess } from "../zulip/rate-limit.js";
 import { outcome } from "../cli/json-contract.js";
 import { userJson } from "../cli/json-objects.js";
@@ -22,7 +22,7 @@ import { connectZulipRedis, RedisError, zulipRedisOptions } from "../services/re
 
 const OPERATIONS = ["block", "unblock", "show", "set-limits"];
 
-export default defineUntypedCommand({
+export default defineCommand({
   name: "rate_limit",
   description:
     "Manually block or unblock a user from accessing the API\n\n" +
@@ -35,19 +35,20 @@ export default defineUntypedCommand({
     "zulip-manage rate_limit -e bot@example.com show",
     "zulip-manage rate_limit -e bot@example.com --limits 60:600 set-limits",
   ],
-  configure(cmd) {
-    cmd.usage("[options] (-e EMAIL | -a API_KEY) [-s SECONDS] [-d DOMAIN] [-b] <operation>");
-    cmd.argument("[operation]", "operation to perform (block or unblock; also show, set-limits)");
-    cmd.option("-e, --email <email>", "Email account of user.");
-    cmd.option("-a, --api-key <api_key>", "API key of user.");
-    cmd.option("-s, --seconds <seconds>", "Seconds to block for.", "60");
-    cmd.option("-d, --domain <domain>", "Rate-limiting domain. Defaults to 'api_by_user'.", "api_by_user");
-    cmd.option("-b, --all-bots", "Whether or not to also block all bots for this user.");
-    cmd.option("--limits <rules>", "with set-limits: the user's rate limits, \"<seconds>:<requests>,...\" (\"\" = the server's defaults)");
-    cmd.option("-r, --realm <realm>", REALM_HELP);
-    cmd.option("--dry-run", "with set-limits: show what would change, and change nothing");
-    addFlushCacheOption(cmd);
-  },
+  configure: (cmd) =>
+    addFlushCacheOption(
+      addRealmOption(
+        cmd
+          .usage("[options] (-e EMAIL | -a API_KEY) [-s SECONDS] [-d DOMAIN] [-b] <operation>")
+          .argument("[operation]", "operation to perform (block or unblock; also show, set-limits)")
+          .option("-e, --email <email>", "Email account of user.")
+          .option("-a, --api-key <api_key>", "API key of user.")
+          .option("-s, --seconds <seconds>", "Seconds to block for.", "60")
+          .option("-d, --domain <domain>", "Rate-limiting domain. Defaults to 'api_by_user'.", "api_by_user")
+          .option("-b, --all-bots", "Whether or not to also block all bots for this user.")
+          .option("--limits <rules>", 'with set-limits: the user\'s rate limits, "<seconds>:<requests>,..." ("" = the server\'s defaults)'),
+      ).option("--dry-run", "with set-limits: show what would change, and change nothing"),
+    ),
   async run(ctx, args, opts) {
     const out = ctx.out;
     const operation = args[0];
@@ -77,7 +78,8 @@ export default defineUntypedCommand({
     let user: UserProfile;
     if (opts.email) user = await getUser(db, opts.email, realm);
     else {
-      const found = await getUserByApiKey(db, opts.apiKey);
+      // Exactly one of -e and -a was given (checked above).
+      const found = await getUserByApiKey(db, opts.apiKey ?? "");
       if (!found) throw new CommandError(`Unable to get user profile for API key ${opts.apiKey}`);
       user = found;
     }
@@ -117,8 +119,7 @@ export default defineUntypedCommand({
             continue;
           }
           inval.prepare();
-          const c = await db.tx((q) => setRateLimits(q, r.id, limits!, { cache: inval }));
-          if (c.changed) inval.changeCommitted();
+          const c = await setRateLimits(db, r.id, limits!, { cache: inval });
           r.json.rate_limits = { old: c.old, new: limits! };
           if (!c.changed) Object.assign(r.json, outcome("unchanged"));
           out.line(

@@ -17,31 +17,32 @@
 // --json: src/schemas/reactivate_user.ts (README: --json output); changed false, audit_log_ids []
 // and cache/events null in a dry run; inactive_bot_owner the bot's deactivated owner, or null.
 import { addEventsOption, addFlushCacheOption, addRealmOption } from "../cli/options.js";
-import { CacheInvalidation } from "../zulip/cache.js";
+import { CacheInvalidation, cacheReportJson as cacheJson } from "../zulip/cache.js";
 import { roleCountBaselineBeside } from "../zulip/audit.js";
-import { defineUntypedCommand } from "../cli/command.js";
+import { defineCommand } from "../cli/command.js";
 import { EventDelivery, eventsReportJson, featureLevel } from "../services/events.js";
 import { CommandError, UsageError } from "../lib/errors.js";
 import { getUserWithRealm } from "../zulip/lookup.js";
 import { realmJsonById, userJson, userJsonById } from "../cli/json-objects.js";
 import type { ReactivateUserBody } from "../schemas/reactivate_user.js";
-import { cacheReportJson as cacheJson, reactivateUserInTx, reactivationProblem, type ReactivationResult } from "../zulip/actions/users-lifecycle.js";
+import { doReactivateUser, reactivationProblem } from "../zulip/actions/reactivate-user.js";
 
-export default defineUntypedCommand({
+export default defineCommand({
   name: "reactivate_user",
   description:
     "Reactivate a deactivated user (what the \"Reactivate\" button in the organization settings does).\n\n" +
     "Not in manage.py. The user's subscriptions, group memberships and role are kept from before the deactivation; " +
     "they can log in again with their old password or any enabled login method.",
   examples: ["zulip-manage reactivate_user -r zulip iago@zulip.com", "zulip-manage reactivate_user -r zulip iago@zulip.com --dry-run"],
-  configure(cmd) {
-    cmd.usage("[options] [-r REALM] <email>");
-    cmd.argument("[email]", "email of the user to reactivate");
-    addRealmOption(cmd);
-    cmd.option("--dry-run", "check that the user can be reactivated, and change nothing");
-    addFlushCacheOption(cmd);
-    addEventsOption(cmd);
-  },
+  configure: (cmd) =>
+    addEventsOption(
+      addFlushCacheOption(
+        addRealmOption(cmd.usage("[options] [-r REALM] <email>").argument("[email]", "email of the user to reactivate")).option(
+          "--dry-run",
+          "check that the user can be reactivated, and change nothing",
+        ),
+      ),
+    ),
   async run(ctx, args, opts) {
     const [email] = args;
     if (email === undefined) throw new UsageError("the following arguments are required: <email>");
@@ -77,10 +78,7 @@ export default defineUntypedCommand({
     inval.prepare();
     const events = new EventDelivery(ctx, opts.events);
     const notify = { events, realm: { id: realm.id, string_id: realm.string_id }, what: `the reactivation of ${user.delivery_email}` };
-    const result: ReactivationResult = await events.tx(db, (q) =>
-      reactivateUserInTx(q, user.id, { actingUserId: null, cache: inval, roleCountBaseline, notify, featureLevel: featureLevel(ctx.paths, db) }),
-    );
-    inval.changeCommitted();
+    const result = await doReactivateUser(db, user.id, { actingUserId: null, cache: inval, roleCountBaseline, notify, featureLevel: featureLevel(ctx.paths, db) });
     const cache = await inval.commit();
     const delivery = await events.commit();
     Object.assign(doc, {

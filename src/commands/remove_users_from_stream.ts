@@ -8,35 +8,34 @@
 // done (removed), would_do (dry run) or unchanged (was not subscribed).
 import { addEventsOption, addFlushCacheOption, addRequiredRealmOption, addUserListOptions } from "../cli/options.js";
 import { CacheInvalidation, cacheReportJson } from "../zulip/cache.js";
-import { defineUntypedCommand } from "../cli/command.js";
+import { defineCommand } from "../cli/command.js";
 import { CommandError } from "../lib/errors.js";
-import { EventDelivery, eventsReportJson } from "../services/events.js";
+import { EventDelivery, eventsReportJson, featureLevel } from "../services/events.js";
 import { outcome } from "../cli/json-contract.js";
-import { realmJson, userJson } from "../cli/json-objects.js";
+import { realmJson, USER_JSON_COLUMNS, userJson } from "../cli/json-objects.js";
 import type { RemoveUsersFromStreamBody } from "../schemas/remove_users_from_stream.js";
 import { findChannel, removeSubscriptions, selectRealmUsers, stripName, subscribedUsers } from "../zulip/actions/subscriptions.js";
 
-export default defineUntypedCommand({
+export default defineCommand({
   name: "remove_users_from_stream",
   description: "Remove some or all users in a realm from a stream.",
   examples: [
     "zulip-manage remove_users_from_stream -r zulip -s design -u iago@zulip.com",
     "zulip-manage remove_users_from_stream -r zulip -s design -a --dry-run",
   ],
-  configure(cmd) {
-    cmd.usage("[options] -r REALM -s CHANNEL (-u EMAILS | -a)");
-    cmd.requiredOption("-s, --stream <stream>", "A stream name.");
-    addRequiredRealmOption(cmd);
-    addUserListOptions(cmd, { all: "Remove all users in realm from this stream." });
-    cmd.option("--dry-run", "show what would change, and change nothing");
-    addFlushCacheOption(cmd);
-    addEventsOption(cmd);
-  },
+  configure: (cmd) =>
+    addEventsOption(
+      addFlushCacheOption(
+        addUserListOptions(addRequiredRealmOption(cmd.usage("[options] -r REALM -s CHANNEL (-u EMAILS | -a)").requiredOption("-s, --stream <stream>", "A stream name.")), {
+          all: "Remove all users in realm from this stream.",
+        }).option("--dry-run", "show what would change, and change nothing"),
+      ),
+    ),
   async run(ctx, _args, opts) {
     const out = ctx.out;
     const dryRun = Boolean(opts.dryRun);
     const db = await ctx.db();
-    const { realm, realmRef, users, userIds, emailOf: email } = await selectRealmUsers(db, opts);
+    const { realm, realmRef, users, userIds, emailOf: email } = await selectRealmUsers(db, opts, USER_JSON_COLUMNS);
     const name = stripName(String(opts.stream));
     const channel = await findChannel(db, realmRef.id, name);
     if (!channel) throw new CommandError(`Invalid channel name '${name}'`);
@@ -59,7 +58,9 @@ export default defineUntypedCommand({
       const events = new EventDelivery(ctx, opts.events);
       try {
         const r = await events.tx(db, (q) =>
-          removeSubscriptions(q, realmRef.id, channel, userIds, { notify: { events, realm: realmRef, what: `the unsubscriptions from '${channel.name}'` } }),
+          removeSubscriptions(q, realmRef.id, channel, userIds, {
+            events: { notify: { events, realm: realmRef, what: `the unsubscriptions from '${channel.name}'` }, featureLevel: featureLevel(ctx.paths, db) },
+          }),
         );
         removed = new Set(r.changed);
         doc.audit_log_ids = r.auditLogIds;

@@ -12,29 +12,23 @@
 // (exit 3).
 //
 // --json: src/schemas/reset_authentication_attempt_count.ts (README: --json output).
-import { defineUntypedCommand } from "../cli/command.js";
+import { defineCommand } from "../cli/command.js";
 import { CommandError, EnvironmentError } from "../lib/errors.js";
 import { clearAuthenticationAttempts } from "../zulip/rate-limit.js";
 import { connectZulipRedis, RedisError, zulipRedisOptions } from "../services/redis.js";
 import type { ResetAuthenticationAttemptCountBody } from "../schemas/reset_authentication_attempt_count.js";
 
-const command = defineUntypedCommand({
+export default defineCommand({
   name: "reset_authentication_attempt_count",
   description:
     "Reset the rate limit for authentication attempts for username.\n\n" +
     "The username is the one typed into the login form (usually the email address), matched exactly.",
   examples: ["zulip-manage reset_authentication_attempt_count -u iago@zulip.com"],
-  configure(cmd) {
-    cmd.usage("[options] -u USERNAME");
-    cmd.option("-u, --username <username>", "Username to reset the rate limit for.");
-  },
+  configure: (cmd) => cmd.usage("[options] -u USERNAME").option("-u, --username <username>", "Username to reset the rate limit for."),
   async run(ctx, _args, opts) {
-    const username: string | undefined = opts.username;
+    const username = opts.username;
     if (!username) {
-      if (!ctx.out.json) {
-        const { buildCommand } = await import("../cli/runner.js");
-        process.stdout.write(buildCommand(command).helpInformation());
-      }
+      ctx.printHelp();
       throw new CommandError("Please enter a username", "invalid_arguments");
     }
     const config = ctx.config();
@@ -59,5 +53,3 @@ const command = defineUntypedCommand({
     }
   },
 });
-
-export default command;

@@ -1,63 +1,25 @@
+// send_password_reset_email: Zulip's password reset email to the selected users, as manage.py's
+// send_password_reset_email does (see src/zulip/actions/send-password-reset-email.ts). Exits 1 if
+// any email could not be sent.
+//
+// --json: src/schemas/send_password_reset_email.ts (README: --json output).
 import { addEventsOption, addRealmOption, addUserListOptions } from "../cli/options.js";
-import { defineUntypedCommand } from "../cli/command.js";
-import type { Queryable } from "../db/db.js";
-import { buildEmail, deliverEmails, emailConfigWarnings, emailSettings, type OutgoingEmail, requireOutgoingEmail, securityEmailFromName, tokenizedNoreplyAddress } from "../services/email.js";
-import { CommandError } from "../lib/errors.js";
+import { defineCommand } from "../cli/command.js";
+import { emailConfigWarnings, emailSettings, requireOutgoingEmail } from "../services/email.js";
 import { EventDelivery, eventsReportJson } from "../services/events.js";
-import { getRealm, getUsers, type UserProfile } from "../zulip/lookup.js";
-import { makeToken, passwordResetUrl } from "../zulip/password-reset.js";
-import { realmHost, realmUrl } from "../config/settings.js";
-import { renderPasswordReset } from "../zulip/templates/password_reset.js";
+import {
+  describePasswordResetRecipient as describe,
+  doSendPasswordResetEmails,
+  type PasswordResetRealm,
+  type PasswordResetRecipient,
+  passwordResetRecipients,
+} from "../zulip/actions/send-password-reset-email.js";
 import { outcome, type StatusJson } from "../cli/json-contract.js";
 import { userJson } from "../cli/json-objects.js";
 import type { RealmJson } from "../schemas/shared.js";
 import type { SendPasswordResetEmailBody } from "../schemas/send_password_reset_email.js";
 
-/** UserProfile.TOS_VERSION_BEFORE_FIRST_LOGIN */
-const TOS_VERSION_BEFORE_FIRST_LOGIN = "-1";
-
-interface RealmInfo {
-  id: number;
-  string_id: string;
-  name: string;
-  url: string;
-  host: string;
-}
-
-interface Recipient {
-  user: UserProfile;
-  realm: RealmInfo;
-  /** Inactive users get the variant without a link (do_send_password_reset_email). */
-  deactivated: boolean;
-  otherRealmUrls: string[];
-}
-
-/** The columns this command uses (the token hashes id, password, last_login and email). */
-const USER_COLUMNS = "id, email, delivery_email, full_name, realm_id, role, is_active, is_bot, password, last_login, tos_version";
-
-async function selectUsers(db: Queryable, opts: Record<string, any>): Promise<UserProfile[]> {
-  let users: UserProfile[];
-  if (opts.entireServer) {
-    const { rows } = await db.query(
-      `SELECT ${USER_COLUMNS} FROM zerver_userprofile WHERE is_active AND NOT is_bot AND NOT is_mirror_dummy ORDER BY id`,
-    );
-    users = rows;
-  } else {
-    const realm = await getRealm(db, opts.realm);
-    try {
-      users = await getUsers(db, { users: opts.users, allUsers: opts.allUsers }, realm, { isBot: false, columns: USER_COLUMNS });
-    } catch (e) {
-      if (e instanceof CommandError && e.message === "You have to pass either -u/--users or -a/--all-users.") {
-        throw new CommandError("You have to pass -u/--users or -a/--all-users or --entire-server.", "invalid_arguments");
-      }
-      throw e;
-    }
-  }
-  if (opts.onlyNeverLoggedIn) users = users.filter((u) => u.tos_version === TOS_VERSION_BEFORE_FIRST_LOGIN);
-  return users;
-}
-
-export default defineUntypedCommand({
+export default defineCommand({
   name: "send_password_reset_email",
   description:
     "Send email to specified email address.\n\n" +
@@ -70,63 +32,38 @@ export default defineUntypedCommand({
     "zulip-manage send_password_reset_email -r engineering --all-users --only-never-logged-in",
     "zulip-manage send_password_reset_email --entire-server --dry-run",
   ],
-  configure(cmd) {
-    cmd.option("--only-never-logged-in", "Filter to only users which have not accepted the TOS.");
-    cmd.option("--entire-server", "Send to every user on the server. ");
-    addUserListOptions(cmd, {
-      users: "Email addresses of user(s) to send password reset emails to.",
-      all: "Send to every user on the realm.",
-    });
-    addRealmOption(cmd);
-    cmd.option("--dry-run", "List the recipients without sending anything.");
-    addEventsOption(cmd);
-  },
+  configure: (cmd) =>
+    addEventsOption(
+      addRealmOption(
+        addUserListOptions(
+          cmd.option("--only-never-logged-in", "Filter to only users which have not accepted the TOS.").option("--entire-server", "Send to every user on the server. "),
+          {
+            users: "Email addresses of user(s) to send password reset emails to.",
+            all: "Send to every user on the realm.",
+          },
+        ),
+      ).option("--dry-run", "List the recipients without sending anything."),
+    ),
   async run(ctx, _args, opts) {
     const out = ctx.out;
     const config = ctx.config();
-    const settings = config.settings;
     const db = await ctx.db();
-    const users = await selectUsers(db, opts);
+    const recipients = await passwordResetRecipients(db, config.settings, {
+      entireServer: Boolean(opts.entireServer),
+      realm: opts.realm,
+      users: opts.users,
+      allUsers: Boolean(opts.allUsers),
+      onlyNeverLoggedIn: Boolean(opts.onlyNeverLoggedIn),
+    });
 
-    if (users.length === 0) {
+    if (recipients.length === 0) {
       if (out.json) out.jsonBody<SendPasswordResetEmailBody>({ dry_run: Boolean(opts.dryRun), sent_count: 0, failed_count: 0, results: [] });
       else out.line("No matching users!");
       return;
     }
 
-    const realmIds = [...new Set(users.map((u) => Number(u.realm_id)))];
-    const { rows: realmRows } = await db.query("SELECT id, string_id, name FROM zerver_realm WHERE id = ANY($1::int[])", [realmIds]);
-    const realms = new Map<number, RealmInfo>();
-    for (const r of realmRows) {
-      realms.set(Number(r.id), { id: Number(r.id), string_id: r.string_id, name: r.name, url: realmUrl(settings, r.string_id), host: realmHost(settings, r.string_id) });
-    }
-
-    // Deactivated users: the realms where the same address still has an active account.
-    const inactiveEmails = [...new Set(users.filter((u) => !u.is_active).map((u) => u.delivery_email.toUpperCase()))];
-    const others = new Map<string, string[]>();
-    if (inactiveEmails.length) {
-      const { rows } = await db.query(
-        `SELECT upper(u.delivery_email::text) AS e, r.string_id FROM zerver_userprofile u JOIN zerver_realm r ON r.id = u.realm_id
-          WHERE u.is_active AND upper(u.delivery_email::text) = ANY($1::text[]) ORDER BY u.id`,
-        [inactiveEmails],
-      );
-      for (const r of rows) {
-        const list = others.get(r.e) ?? [];
-        list.push(realmUrl(settings, r.string_id));
-        others.set(r.e, list);
-      }
-    }
-
-    const recipients: Recipient[] = users.map((u) => ({
-      user: u,
-      realm: realms.get(Number(u.realm_id))!,
-      deactivated: !u.is_active,
-      otherRealmUrls: u.is_active ? [] : (others.get(u.delivery_email.toUpperCase()) ?? []),
-    }));
-
-    const describe = (r: Recipient) => `${r.user.delivery_email} (${r.realm.host})`;
-    const realmObject = (r: RealmInfo): RealmJson => ({ id: r.id, string_id: r.string_id, name: r.name, url: r.url });
-    const jsonEntry = (r: Recipient, status: StatusJson, error?: string): SendPasswordResetEmailBody["results"][number] => ({
+    const realmObject = (r: PasswordResetRealm): RealmJson => ({ id: r.id, string_id: r.string_id, name: r.name, url: r.url });
+    const jsonEntry = (r: PasswordResetRecipient, status: StatusJson, error?: string): SendPasswordResetEmailBody["results"][number] => ({
       user: userJson(r.user),
       realm: realmObject(r.realm),
       variant: r.deactivated ? "deactivated" : "reset_link",
@@ -146,51 +83,14 @@ export default defineUntypedCommand({
     const es = emailSettings(config);
     requireOutgoingEmail(es);
     for (const w of emailConfigWarnings(es)) out.warn(w);
-    const secretKey = settings.get("SECRET_KEY");
 
-    const build = (r: Recipient): OutgoingEmail => {
-      const u = r.user;
-      const context = {
-        email: u.delivery_email,
-        realmUrl: r.realm.url,
-        realmName: r.realm.name,
-        activeAccountInRealm: !r.deactivated,
-        userDeactivated: r.deactivated,
-        otherRealmUrls: r.otherRealmUrls,
-        resetUrl: r.deactivated
-          ? undefined
-          : passwordResetUrl(r.realm.url, Number(u.id), makeToken({ id: Number(u.id), password: u.password, last_login: u.last_login, email: u.email }, secretKey)),
-        emailImagesBaseUrl: es.emailImagesBaseUrl,
-        physicalAddress: es.physicalAddress,
-      };
-      return buildEmail(es, {
-        template: "password_reset",
-        rendered: renderPasswordReset(context),
-        ...(r.deactivated ? { toEmails: [u.delivery_email] } : { toUsers: [{ full_name: u.full_name, delivery_email: u.delivery_email }] }),
-        fromName: securityEmailFromName(es),
-        fromAddress: tokenizedNoreplyAddress(es),
-        realm: { name: r.realm.name, host: r.realm.host, string_id: r.realm.string_id },
-      });
-    };
-
-    const d = await deliverEmails(es, recipients, build, {
+    const events = new EventDelivery(ctx, opts.events, { afterDatabaseChange: false });
+    const d = await doSendPasswordResetEmails(es, config.settings, recipients, events, {
       progress: Boolean(process.stderr.isTTY) && !out.json,
-      failureLine: (r, error) => `Failed to send password reset email to ${describe(r)}: ${error.message}`,
       err: (line) => out.err(line),
     });
-    const { results, sent, failed, notSent } = d;
-    // do_send_password_reset_email queues {"type": "soft_reactivate", "user_profile_id"} on
-    // deferred_work (queue_soft_reactivation) for each active recipient before sending its email;
-    // the worker soft-reactivates the user if long_term_idle (the 120 audit row, caught-up
-    // messages). This is that job, for every active user whose email was attempted; it is
-    // never done here inline (issue 16).
-    const events = new EventDelivery(ctx, opts.events, { afterDatabaseChange: false });
-    for (const r of results) {
-      if (r.item.deactivated || r.status === "not_sent") continue;
-      events.enqueue("deferred_work", { type: "soft_reactivate", user_profile_id: Number(r.item.user.id) }, `the soft reactivation of ${r.item.user.delivery_email} if idle`);
-    }
-    events.committed();
     const delivery = await events.commit();
+    const { results, sent, failed, notSent } = d;
     if (d.unreachable) {
       out.err(`Cannot send email: ${d.unreachable.message}`);
       out.err(`No password reset emails were sent.`);

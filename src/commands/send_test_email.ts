@@ -1,10 +1,16 @@
-import { defineUntypedCommand } from "../cli/command.js";
+// send_test_email: manage.py send_test_email (zerver/management/commands/send_test_email.py):
+// Django's send_mail of a test message from the support address and one from the noreply
+// address to the given addresses, then with --managers / --admins Django's mail_managers /
+// mail_admins. When sending fails, the SMTP conversation is printed.
+//
+// --json: src/schemas/send_test_email.ts (README: --json output).
+import { defineCommand } from "../cli/command.js";
 import {
   emailConfigWarnings,
   emailSettings,
   Mailer,
   type OutgoingEmail,
-  parseaddr,
+  plainMail,
   requireOutgoingEmail,
   supportAddress,
   tokenizedNoreplyAddress,
@@ -26,36 +32,21 @@ import {
   testEmailSuccessLine,
 } from "../zulip/templates/test_email.js";
 
-/** Django's send_mail(subject, message, from_email, recipient_list): one message to everyone, no extra headers. */
-function plainMail(subject: string, body: string, from: string, to: string[]): OutgoingEmail {
-  const [name, address] = parseaddr(from);
-  return {
-    template: "test",
-    subject,
-    text: body,
-    from: name ? { name, address } : { address },
-    to: to.map((address) => ({ address })),
-    envelopeFrom: address,
-    headers: {},
-    log: false,
-  };
-}
-
-export default defineUntypedCommand({
+export default defineCommand({
   name: "send_test_email",
   description:
     "Sends a test email to the email addresses specified as arguments.\n\n" +
     "Zulip's check of outgoing email: one message from the support address (ZULIP_ADMINISTRATOR) " +
     "and one from the noreply address, sent with the server's EMAIL_* settings.",
   examples: ["zulip-manage send_test_email admin@example.com", "zulip-manage send_test_email a@example.com b@example.com --json"],
-  configure(cmd) {
-    cmd.argument("[email...]", "One or more email addresses to send a test email to.");
-    cmd.option("--managers", "Send a test email to the addresses specified in settings.MANAGERS.");
-    cmd.option("--admins", "Send a test email to the addresses specified in settings.ADMINS.");
-  },
+  configure: (cmd) =>
+    cmd
+      .argument("[email...]", "One or more email addresses to send a test email to.")
+      .option("--managers", "Send a test email to the addresses specified in settings.MANAGERS.")
+      .option("--admins", "Send a test email to the addresses specified in settings.ADMINS."),
   async run(ctx, args, opts) {
     const out = ctx.out;
-    const emails = ((args[0] as unknown as string[] | undefined) ?? []).filter((e) => e !== undefined);
+    const emails = (args[0] ?? []).filter((e) => e !== undefined);
     const es = emailSettings(ctx.config());
     // manage.py's own check and message first (exit 3 here: an environment error).
     if (warnNoEmail(es)) throw new EnvironmentError(WARN_NO_EMAIL_MESSAGE, "email_not_configured");
@@ -83,10 +74,10 @@ export default defineUntypedCommand({
       try {
         const sender = supportAddress(es);
         out.line(`  * ${sender}`);
-        await send(plainMail(TEST_EMAIL_SUBJECT, TEST_EMAIL_BODY, sender, emails));
+        await send(plainMail("test", TEST_EMAIL_SUBJECT, TEST_EMAIL_BODY, sender, emails));
         const noreplySender = tokenizedNoreplyAddress(es);
         out.line(`  * ${noreplySender}`);
-        await send(plainMail(TEST_NOREPLY_EMAIL_SUBJECT, TEST_EMAIL_BODY, noreplySender, emails));
+        await send(plainMail("test", TEST_NOREPLY_EMAIL_SUBJECT, TEST_EMAIL_BODY, noreplySender, emails));
       } catch (e: any) {
         if (out.json) {
           out.jsonBody<SendTestEmailBody>({ results, smtp_log: transcript });
@@ -104,7 +95,7 @@ export default defineUntypedCommand({
       // Django's mail_managers / mail_admins: prefixed subject, from SERVER_EMAIL; nothing when the list is empty.
       const siteMail = async (flag: boolean, list: [string, string][], subject: string, body: string) => {
         if (!flag || list.length === 0) return;
-        await send(plainMail(es.subjectPrefix + subject, body, es.serverEmail, list.map((p) => p[1])));
+        await send(plainMail("test", es.subjectPrefix + subject, body, es.serverEmail, list.map((p) => p[1])));
       };
       await siteMail(Boolean(opts.managers), es.managers, TEST_MANAGERS_SUBJECT, TEST_MANAGERS_BODY);
       await siteMail(Boolean(opts.admins), es.admins, TEST_ADMINS_SUBJECT, TEST_ADMINS_BODY);

@@ -19,7 +19,7 @@
 import { addFlushCacheOption, addRealmOption } from "../cli/options.js";
 import { InvalidArgumentError } from "commander";
 import { CacheInvalidation, cacheReportJson } from "../zulip/cache.js";
-import { defineUntypedCommand } from "../cli/command.js";
+import { defineCommand } from "../cli/command.js";
 import { CommandError } from "../lib/errors.js";
 import { getRealm } from "../zulip/lookup.js";
 import { outcome } from "../cli/json-contract.js";
@@ -34,7 +34,7 @@ function intArg(v: string): number {
 
 const plural = (n: number) => `${n} user(s)`;
 
-export default defineUntypedCommand({
+export default defineCommand({
   name: "soft_deactivate_users",
   description: "Soft activate/deactivate users. Users are recognised by their emails here.",
   examples: [
@@ -43,20 +43,20 @@ export default defineUntypedCommand({
     "zulip-manage soft_deactivate_users -d iago@zulip.example.net",
     "zulip-manage soft_deactivate_users -a iago@zulip.example.net --json",
   ],
-  configure(cmd) {
-    addRealmOption(cmd);
-    cmd.option("-d, --deactivate", "Used to deactivate user/users.");
-    cmd.option("-a, --activate", "Used to activate user/users.");
-    cmd.option("--inactive-for <days>", "Number of days of inactivity before soft-deactivation", intArg, 28);
-    cmd.argument("[users...]", "A list of user emails to soft activate/deactivate.");
-    cmd.option("-q, --quiet", "print nothing but errors");
-    addFlushCacheOption(cmd);
-  },
+  configure: (cmd) =>
+    addFlushCacheOption(
+      addRealmOption(cmd)
+        .option("-d, --deactivate", "Used to deactivate user/users.")
+        .option("-a, --activate", "Used to activate user/users.")
+        .option("--inactive-for <days>", "Number of days of inactivity before soft-deactivation", intArg, 28)
+        .argument("[users...]", "A list of user emails to soft activate/deactivate.")
+        .option("-q, --quiet", "print nothing but errors"),
+    ),
   async run(ctx, args, opts) {
     const out = ctx.out;
     const quiet = Boolean(opts.quiet);
     const say = (s: string) => (quiet ? undefined : out.line(s));
-    const emails = ((Array.isArray(args[0]) ? args[0] : args) as unknown as string[]).filter((e) => e !== undefined);
+    const emails = (args[0] ?? []).filter((e) => e !== undefined);
     if (!opts.activate && !opts.deactivate) throw new CommandError("Pass -d/--deactivate or -a/--activate (see zulip-manage soft_deactivate_users --help).");
     if (opts.activate && !emails.length) throw new CommandError("You need to specify at least one user to use the activate option.");
     const db = await ctx.db();

@@ -17,15 +17,26 @@
 // and the members of the groups that may administer it, add or subscribe to it): `stream`
 // `update` is_archived=false, then `stream` `create` with the channel object and
 // for_unarchiving=true (11.x and later; on 10.x only the create, without for_unarchiving — see
-// lib/channels.ts). Nothing for a dry run or a refusal.
+// zulip/actions/channels.ts); then, for the notice (12.x), the is_recently_active update and
+// its `message` event (zulip/events/message-events.ts). Nothing for a dry run or a refusal.
 //
 // --json: src/schemas/unarchive_channel.ts (README: --json output): the channel's name as {old, new};
 // when a name matches several archived channels, matches lists them (deactivated_at) and the
 // document is a refusal.
 import { addEventsOption, addFlushCacheOption, addRequiredRealmOption } from "../cli/options.js";
 import { CacheInvalidation } from "../zulip/cache.js";
-import { deactivatedChannelsByOldName, lastDeactivation, type ChannelRow, UnarchiveError, unarchiveChannel } from "../zulip/actions/channels.js";
-import { defineUntypedCommand } from "../cli/command.js";
+import {
+  channelById,
+  channelNameTaken,
+  deactivatedChannelsByOldName,
+  lastDeactivation,
+  lockChannel,
+  realmStringId,
+  type ChannelRow,
+  UnarchiveError,
+  unarchiveChannel,
+} from "../zulip/actions/channels.js";
+import { defineCommand } from "../cli/command.js";
 import { EventDelivery, eventsReportJson, featureLevel } from "../services/events.js";
 import { CommandError, UsageError } from "../lib/errors.js";
 import { utcTimestampFromPg } from "../cli/json-contract.js";
@@ -34,7 +45,7 @@ import type { UnarchiveChannelBody } from "../schemas/unarchive_channel.js";
 import { getRealm, parsePythonInt, type Realm } from "../zulip/lookup.js";
 import { cacheReportJson as cacheJson } from "../zulip/cache.js";
 
-export default defineUntypedCommand({
+export default defineCommand({
   name: "unarchive_channel",
   description:
     "Reactivate a channel that was deactivated.\n\n" +
@@ -45,16 +56,18 @@ export default defineUntypedCommand({
     "zulip-manage unarchive_channel -r zulip --channel-id 17 -n design-archive",
     "zulip-manage unarchive_channel -r zulip -c design --dry-run",
   ],
-  configure(cmd) {
-    cmd.usage("[options] -r REALM (-c NAME | --channel-id ID) [-n NEW_NAME]");
-    cmd.option("-c, --channel <channel>", "Name of a deactivated channel in the realm.");
-    cmd.option("--channel-id <channel_id>", "ID of a deactivated channel in the realm.");
-    cmd.option("-n, --new-name <new_name>", "Name to reactivate as; defaults to the old name.");
-    addRequiredRealmOption(cmd);
-    cmd.option("--dry-run", "show what would change, and change nothing");
-    addFlushCacheOption(cmd);
-    addEventsOption(cmd);
-  },
+  configure: (cmd) =>
+    addEventsOption(
+      addFlushCacheOption(
+        addRequiredRealmOption(
+          cmd
+            .usage("[options] -r REALM (-c NAME | --channel-id ID) [-n NEW_NAME]")
+            .option("-c, --channel <channel>", "Name of a deactivated channel in the realm.")
+            .option("--channel-id <channel_id>", "ID of a deactivated channel in the realm.")
+            .option("-n, --new-name <new_name>", "Name to reactivate as; defaults to the old name."),
+        ).option("--dry-run", "show what would change, and change nothing"),
+      ),
+    ),
   async run(ctx, _args, opts) {
     if (opts.channel !== undefined && opts.channelId !== undefined) {
       throw new UsageError("argument --channel-id: not allowed with argument -c/--channel");
@@ -86,18 +99,17 @@ export default defineUntypedCommand({
     let newName: string;
     if (opts.channelId !== undefined) {
       const id = parsePythonInt(opts.channelId);
-      const { rows } = id !== null && Number.isSafeInteger(id) && Math.abs(id) <= 2147483647 ? await db.query("SELECT * FROM zerver_stream WHERE id = $1", [id]) : { rows: [] };
-      if (!rows.length) throw new CommandError(`There is no channel with id '${opts.channelId}'.`);
-      channel = rows[0];
+      const found = id === null ? null : await channelById(db, id);
+      if (!found) throw new CommandError(`There is no channel with id '${opts.channelId}'.`);
+      channel = found;
       if (Number(channel.realm_id) !== Number(realm.id)) {
-        const { rows: r } = await db.query("SELECT string_id FROM zerver_realm WHERE id = $1", [channel.realm_id]);
-        throw new CommandError(`Channel id ${channel.id}, named '${channel.name}', is in realm '${r[0].string_id}', not '${realm.string_id}'`);
+        throw new CommandError(`Channel id ${channel.id}, named '${channel.name}', is in realm '${await realmStringId(db, channel.realm_id)}', not '${realm.string_id}'`);
       }
       if (!channel.deactivated) throw new CommandError(`Channel id ${channel.id}, named '${channel.name}', is not deactivated`);
       if (opts.newName === undefined) throw new CommandError("--new-name flag is required with --channel-id");
       newName = opts.newName;
     } else {
-      const name: string = opts.channel;
+      const name: string = opts.channel!;
       let possible: ChannelRow[];
       try {
         possible = await deactivatedChannelsByOldName(db, realm.id, name);
@@ -124,11 +136,7 @@ export default defineUntypedCommand({
       newName = opts.newName ?? name;
     }
 
-    const { rows: clash } = await db.query(
-      "SELECT 1 FROM zerver_stream WHERE realm_id = $1 AND upper(name) = upper($2) AND id <> $3",
-      [realm.id, newName, channel.id],
-    );
-    if (clash.length) throw new CommandError(`Channel with name '${newName}' already exists; pass a different --new-name`);
+    if (await channelNameTaken(db, realm.id, newName, channel.id)) throw new CommandError(`Channel with name '${newName}' already exists; pass a different --new-name`);
     if ([...newName].length > 60) throw new CommandError(`Channel name too long (limit: 60 characters).`);
     if (newName.trim() === "") throw new CommandError(`Invalid channel name '${newName}'`);
 
@@ -150,9 +158,9 @@ export default defineUntypedCommand({
     let r;
     try {
       r = await events.tx(db, async (q) => {
-        const { rows } = await q.query("SELECT * FROM zerver_stream WHERE id = $1 FOR NO KEY UPDATE", [channel.id]);
-        if (rows.length === 0) throw new CommandError("The channel was deleted while this command ran; nothing was changed.");
-        return unarchiveChannel(q, rows[0] as ChannelRow, newName, { cache: inval, notify, featureLevel: level });
+        const locked = await lockChannel(q, channel.id);
+        if (!locked) throw new CommandError("The channel was deleted while this command ran; nothing was changed.");
+        return unarchiveChannel(q, locked, newName, { cache: inval, notify, featureLevel: level, settings: ctx.config().settings });
       });
     } catch (e) {
       if (e instanceof UnarchiveError) throw new CommandError(e.message);
@@ -172,6 +180,10 @@ export default defineUntypedCommand({
     if (r.notice.notWritten) {
       result.notes.push(r.notice.notWritten);
       out.line(`Note: ${r.notice.notWritten}.`);
+    }
+    for (const e of r.notice.eventsNotSent) {
+      result.notes.push(`not sent: ${e}`);
+      out.line(`Note: not sent: ${e}.`);
     }
     return finish(0);
   },

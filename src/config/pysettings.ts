@@ -134,7 +134,7 @@ export class PySettingsParseError extends Error {
   }
 }
 
-export const SETTING_NAME_RE = /^[A-Z][A-Z0-9_]*$/;
+const SETTING_NAME_RE = /^[A-Z][A-Z0-9_]*$/;
 
 // ---------------------------------------------------------------------------
 // Tokenizer
@@ -764,19 +764,17 @@ function isTargetLike(toks: Tok[]): boolean {
   if (!(first.type === "name" || (first.type === "op" && ["(", "[", "*"].includes(first.text)))) return false;
   if (first.type === "name" && KEYWORDS.has(first.text)) return false;
   let subscriptDepth = 0;
-  let groupDepth = 0;
   for (let k = 0; k < toks.length; k++) {
     const t = toks[k]!;
     const prev = toks[k - 1];
     const trailer = prev !== undefined && (prev.type === "name" || (prev.type === "op" && (prev.text === ")" || prev.text === "]")));
     if (t.type === "op" && (t.text === "[" || t.text === "(")) {
+      // Grouping brackets ("(a, b) = ...") need no tracking: only subscripts hide their contents.
       if (subscriptDepth > 0 || trailer) subscriptDepth++;
-      else groupDepth++;
       continue;
     }
     if (t.type === "op" && (t.text === "]" || t.text === ")")) {
       if (subscriptDepth > 0) subscriptDepth--;
-      else groupDepth--;
       continue;
     }
     if (subscriptDepth > 0) continue;

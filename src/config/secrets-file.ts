@@ -21,7 +21,7 @@ import { groupName, userById } from "../lib/users.js";
 import { crypto } from "../lib/builtins.js";
 import { READ_LIMITS, readBounded } from "../lib/files.js";
 
-export const SECRETS_SECTION = "secrets";
+const SECRETS_SECTION = "secrets";
 
 export interface SecretsUpdateResult {
   /** The file actually written (the symlink target if `file` is a link). */

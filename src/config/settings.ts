@@ -20,6 +20,7 @@
  * Use `settings.NAME` (a getter) or `settings.get("NAME")`;
  * `settings.problem(name)` reports without throwing. `settings.sources[name]` says where each value came from.
  */
+import { pyRepr } from "../lib/pyformat.js";
 import type { IniData } from "./ini.js";
 import { type PyAssignments, type PyValue, type UntrustedReason, untrustedReason } from "./pysettings.js";
 
@@ -254,24 +255,11 @@ interface FileValue {
 }
 
 /** Python truthiness of a literal. */
-export function pyTruthy(v: PyValue): boolean {
+function pyTruthy(v: PyValue): boolean {
   if (v === null || v === false || v === 0 || v === "") return false;
   if (Array.isArray(v)) return v.length > 0;
   if (typeof v === "object") return Object.keys(v).length > 0;
   return true;
-}
-
-/** Python-ish rendering of a literal, for messages. */
-export function pyRepr(v: PyValue): string {
-  if (v === null) return "None";
-  if (v === true) return "True";
-  if (v === false) return "False";
-  if (typeof v === "number") return String(v);
-  if (typeof v === "string") return JSON.stringify(v);
-  if (Array.isArray(v)) return `[${v.map(pyRepr).join(", ")}]`;
-  return `{${Object.entries(v)
-    .map(([k, x]) => `${JSON.stringify(k)}: ${pyRepr(x)}`)
-    .join(", ")}}`;
 }
 
 function compact(source: string, max = 100): string {

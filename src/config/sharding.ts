@@ -19,7 +19,7 @@ import path from "node:path";
 import type { Config } from "./config.js";
 import { realmHost } from "./settings.js";
 
-export const DEFAULT_TORNADO_PORT = 9800;
+const DEFAULT_TORNADO_PORT = 9800;
 
 export interface TornadoSharding {
   /** settings.TORNADO_PORTS. */
@@ -31,7 +31,7 @@ export interface TornadoSharding {
 }
 
 /** get_tornado_ports(): the ports of zulip.conf's [tornado_sharding] section. */
-export function tornadoPortsFromConf(config: Config): number[] {
+function tornadoPortsFromConf(config: Config): number[] {
   const section = config.zulipConf.get("tornado_sharding");
   const ports = new Set<number>();
   for (const key of section?.keys() ?? []) {

@@ -29,7 +29,7 @@ export interface ConnectionPlan {
   describe: string;
 }
 
-export const CONNECT_TIMEOUT_MS = 2000; // Zulip: OPTIONS connect_timeout=2
+const CONNECT_TIMEOUT_MS = 2000; // Zulip: OPTIONS connect_timeout=2
 
 export function planConnection(config: Config, env: NodeJS.ProcessEnv = process.env): ConnectionPlan {
   const s = config.settings;
@@ -184,7 +184,7 @@ export class Db implements Queryable {
 }
 
 /** End a pg Client without waiting for the server's side of the close. */
-export async function closeClient(client: Client): Promise<void> {
+async function closeClient(client: Client): Promise<void> {
   const stream = (client as any).connection?.stream;
   const ended = client.end().catch(() => undefined);
   if (typeof stream?.unref === "function") stream.unref();
@@ -248,7 +248,7 @@ async function queryColumnsOf(q: Queryable, tables: string[]): Promise<Map<strin
 /** The newest zerver migrations: only backports can lie above the newest mainline one, so the newest few are enough. */
 const NEWEST_ZERVER_MIGRATIONS_SQL = "SELECT name FROM django_migrations WHERE app = 'zerver' ORDER BY name DESC LIMIT 16";
 
-export const NO_ZULIP_DB_MESSAGE = "The Zulip database does not appear to exist. Have you run initialize-database?";
+const NO_ZULIP_DB_MESSAGE = "The Zulip database does not appear to exist. Have you run initialize-database?";
 
 async function connectOne(pg: Awaited<ReturnType<typeof loadPg>>, plan: ConnectionPlan, host: string): Promise<Client> {
   const ssl = sslOption(plan.sslmode, host);

@@ -56,7 +56,7 @@ function r(table: string, column: string, references: string, onDelete: OnDelete
  * rules below did not change across those releases); "(12.x)" / "(10.x, 11.x)" marks columns
  * that exist only in some of them.
  */
-export const ON_DELETE_RULES: readonly OnDeleteRule[] = [
+const ON_DELETE_RULES: readonly OnDeleteRule[] = [
   // ---- references to zerver_userprofile ----------------------------------------------------
   r("analytics_usercount", "user_id", "zerver_userprofile", "CASCADE", "analytics/models.py UserCount.user"),
   r("otp_static_staticdevice", "user_id", "zerver_userprofile", "CASCADE", "django_otp Device.user (StaticDevice)"),
@@ -149,6 +149,9 @@ export const ON_DELETE_RULES: readonly OnDeleteRule[] = [
   r("zerver_attachment_messages", "attachment_id", "zerver_attachment", "CASCADE", `zerver/models/messages.py Attachment.messages: ${M2M}`),
   r("zerver_attachment_scheduled_messages", "attachment_id", "zerver_attachment", "CASCADE", `zerver/models/messages.py Attachment.scheduled_messages: ${M2M}`),
   r("zerver_attachment_scheduled_messages", "scheduledmessage_id", "zerver_scheduledmessage", "CASCADE", `zerver/models/messages.py Attachment.scheduled_messages: ${M2M}`),
+
+  // ---- custom profile fields (do_remove_realm_custom_profile_fields) ---------------------------
+  r("zerver_customprofilefieldvalue", "field_id", "zerver_customprofilefield", "CASCADE", "zerver/models/custom_profile_fields.py CustomProfileFieldValue.field"),
 
   // ---- invitations -------------------------------------------------------------------------
   r("zerver_multiuseinvite_groups", "multiuseinvite_id", "zerver_multiuseinvite", "CASCADE", `zerver/models/prereg_users.py MultiuseInvite.groups: ${M2M}`),
@@ -253,7 +256,7 @@ export function referencesTo(fks: readonly CatalogForeignKey[], table: string): 
 }
 
 /** The foreign keys into `tables` that the rule table does not cover. */
-export function uncoveredReferences(fks: readonly CatalogForeignKey[], tables: Iterable<string>): CatalogForeignKey[] {
+function uncoveredReferences(fks: readonly CatalogForeignKey[], tables: Iterable<string>): CatalogForeignKey[] {
   const wanted = new Set(tables);
   return fks.filter((f) => wanted.has(f.references) && (f.multiColumn || ruleFor(f.table, f.column)?.references !== f.references));
 }
@@ -279,7 +282,7 @@ export function cascadeClosure(fks: readonly CatalogForeignKey[], roots: Iterabl
   return [...seen];
 }
 
-export class UncoveredReferenceError extends CommandError {
+class UncoveredReferenceError extends CommandError {
   constructor(readonly references: CatalogForeignKey[], what: string) {
     super(
       `Refusing to ${what}: this database has ${references.length === 1 ? "a foreign key" : "foreign keys"} that zulip-manage ` +

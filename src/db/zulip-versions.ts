@@ -250,14 +250,14 @@ export function readZulipVersion(deployDir: string): ZulipVersionInfo {
  * whose last migration is 0800). A development snapshot of main between two releases reads as
  * the older release's level.
  */
-export const FEATURE_LEVEL_BY_MIGRATION: ReadonlyArray<{ migration: string; featureLevel: number }> = [
+const FEATURE_LEVEL_BY_MIGRATION: ReadonlyArray<{ migration: string; featureLevel: number }> = [
   { migration: "0697_empty_topic_name_for_dms_from_third_party_imports", featureLevel: 371 }, // 10.0
   { migration: "0751_externalauthid_zerver_user_externalauth_uniq", featureLevel: 421 }, // 11.0
   { migration: "0800_cleanup_case_mismatched_legacy_apns_tokens", featureLevel: 474 }, // 12.0 (at least)
 ];
 
 /** The feature level a database with newest mainline zerver migration `n` has at least. */
-export function featureLevelForMigration(n: number): number {
+function featureLevelForMigration(n: number): number {
   let level = 371;
   for (const row of FEATURE_LEVEL_BY_MIGRATION) if (n >= migrationNumber(row.migration)) level = row.featureLevel;
   return level;

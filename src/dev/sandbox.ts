@@ -19,7 +19,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Client } from "pg";
 
-export const SANDBOX_DB_USER = "zulip";
+const SANDBOX_DB_USER = "zulip";
 
 /** An OS user a server runs as. */
 export interface RunAsUser {
@@ -503,7 +503,10 @@ export async function findPostgres(opts: FindPostgresOptions = {}): Promise<PgBi
   );
 }
 
-/** findPostgres() as the demo and the benchmarks configure it: $ZULIP_DEMO_PG_BINDIR, $ZULIP_DEMO_PG_EMBEDDED=1. */
+/**
+ * findPostgres() as the demo and the benchmarks configure it: $ZULIP_DEMO_PG_BINDIR, $ZULIP_DEMO_PG_EMBEDDED=1.
+ * @public bench/sandbox-bench.mjs calls it through the built dist/dev/sandbox.js, which knip cannot follow.
+ */
 export function demoPostgresOptions(): FindPostgresOptions {
   return {
     bindir: process.env.ZULIP_DEMO_PG_BINDIR,

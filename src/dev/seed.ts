@@ -14,8 +14,7 @@ import { roleCountSnapshot } from "../zulip/audit.js";
 import { getSystemGroups, isProvisionalMember } from "../zulip/groups.js";
 import { BotType, EmailAddressVisibility, OrgType, SYSTEM_BOT_REALM } from "../zulip/models.js";
 import { ROLES } from "../zulip/roles.js";
-import { insertRows } from "../zulip/rows.js";
-import { bulkAddSubscriptions, STREAM_ASSIGNMENT_COLORS } from "../zulip/actions/bulk-add-subscriptions.js";
+import { STREAM_ASSIGNMENT_COLORS } from "../zulip/actions/bulk-add-subscriptions.js";
 import { createChannel, type CreatedChannel } from "../zulip/actions/create-channel.js";
 import { createRealm, type CreatedRealm } from "../zulip/actions/create-realm.js";
 import { createUser, deactivateUser, fakeEmailDomain, type CreatedUser } from "../zulip/actions/create-user.js";
@@ -831,9 +830,6 @@ export async function seedBulkMessages(db: Queryable, opts: BulkMessagesOptions)
   await db.query(`UPDATE zerver_stream SET first_message_id = $2 WHERE id = $1 AND first_message_id IS NULL`, [s.id, firstId]);
   return { firstId, lastId, userMessages: um.rowCount ?? 0 };
 }
-
-/** Subscribe users to channels (bulk_add_subscriptions), re-exported for seed callers. */
-export { bulkAddSubscriptions, insertRows };
 
 function literal(s: string): string {
   return "'" + String(s).replace(/'/g, "''") + "'";

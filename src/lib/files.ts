@@ -34,10 +34,10 @@ function describeLimit(bytes: number): string {
 }
 
 /** Thrown by readBounded when the input is longer than the limit (a CommandError: exit 1). */
-export class InputTooLargeError extends CommandError {}
+class InputTooLargeError extends CommandError {}
 
 /** The name a message uses for `file` ("standard input" for "-"). */
-export function inputName(file: string): string {
+function inputName(file: string): string {
   return file === "-" ? "standard input" : file;
 }
 

@@ -1,27 +1,67 @@
 // Python's str()/repr() of values read from PostgreSQL, so text output matches what manage.py
 // prints for Django model attributes.
 
-/** repr() of a JSON value as Python would print the decoded object. */
+/**
+ * Python's repr() of a decoded JSON value or settings.py literal: None/True/False, ints, floats,
+ * str (see pyStrRepr), lists and dicts. The one repr in the project: list_realms and
+ * logout_all_users print it where manage.py does, config errors show a settings value with it.
+ * Numbers that are whole print as ints (JSON.parse and the settings parser do not keep "1.0"
+ * apart from "1").
+ */
 export function pyRepr(v: unknown): string {
   if (v === null || v === undefined) return "None";
   if (v === true) return "True";
   if (v === false) return "False";
-  if (typeof v === "number") return Number.isInteger(v) ? String(v) : pyFloat(v);
+  if (typeof v === "number") return Number.isInteger(v) ? pyInt(v) : pyFloatRepr(v);
+  if (typeof v === "bigint") return v.toString();
   if (typeof v === "string") return pyStrRepr(v);
   if (Array.isArray(v)) return "[" + v.map(pyRepr).join(", ") + "]";
   if (typeof v === "object") {
-    return "{" + Object.entries(v as Record<string, unknown>).map(([k, x]) => `${pyStrRepr(k)}: ${pyRepr(x)}`).join(", ") + "}";
+    return (
+      "{" +
+      Object.entries(v as Record<string, unknown>)
+        .map(([k, x]) => `${pyStrRepr(k)}: ${pyRepr(x)}`)
+        .join(", ") +
+      "}"
+    );
   }
   return String(v);
 }
 
-function pyFloat(v: number): string {
-  if (!Number.isFinite(v)) return Number.isNaN(v) ? "nan" : v > 0 ? "inf" : "-inf";
-  const s = String(v);
-  return /[.e]/.test(s) ? s.replace(/e([+-])(\d)$/, "e$10$2") : s + ".0";
+/** An int's digits (String() would switch to exponent notation from 1e21). */
+function pyInt(v: number): string {
+  return Math.abs(v) < 1e21 ? String(v) : BigInt(v).toString();
 }
 
-/** Python's repr() of a str: single quotes unless the text has ' and no ". */
+/**
+ * repr() of a float: the shortest digits that round-trip (JavaScript finds the same ones), in
+ * fixed notation for exponents -4..15 and scientific notation otherwise ("1e-05", "1.5e+16"),
+ * as CPython's float_repr_style "short" prints them.
+ */
+function pyFloatRepr(v: number): string {
+  if (!Number.isFinite(v)) return Number.isNaN(v) ? "nan" : v > 0 ? "inf" : "-inf";
+  if (Object.is(v, -0)) return "-0.0";
+  const [mantissa, expText] = v.toExponential().split("e") as [string, string];
+  const exp = Number(expText);
+  const sign = mantissa.startsWith("-") ? "-" : "";
+  const digits = mantissa.replace(/^-/, "").replace(".", "");
+  if (exp < -4 || exp >= 16) {
+    const m = digits.length > 1 ? `${digits[0]}.${digits.slice(1)}` : digits;
+    return `${sign}${m}e${exp < 0 ? "-" : "+"}${String(Math.abs(exp)).padStart(2, "0")}`;
+  }
+  if (exp < 0) return `${sign}0.${"0".repeat(-exp - 1)}${digits}`;
+  const intPart = digits.slice(0, exp + 1).padEnd(exp + 1, "0");
+  const frac = digits.slice(exp + 1);
+  return `${sign}${intPart}.${frac || "0"}`;
+}
+
+/** Characters str.isprintable() rejects (other than the ASCII space): repr() escapes them. */
+const NON_PRINTABLE = /[\p{Cc}\p{Cf}\p{Cs}\p{Co}\p{Cn}\p{Zl}\p{Zp}\p{Zs}]/u;
+
+/**
+ * Python's repr() of a str: single quotes unless the text has ' and no "; backslash, the chosen
+ * quote, \n, \r and \t escaped; other non-printable characters as \xhh, \uhhhh or \Uhhhhhhhh.
+ */
 export function pyStrRepr(s: string): string {
   const quote = s.includes("'") && !s.includes('"') ? '"' : "'";
   let out = quote;
@@ -32,10 +72,15 @@ export function pyStrRepr(s: string): string {
     else if (ch === "\n") out += "\\n";
     else if (ch === "\r") out += "\\r";
     else if (ch === "\t") out += "\\t";
-    else if (cp < 0x20 || cp === 0x7f) out += "\\x" + cp.toString(16).padStart(2, "0");
-    else out += ch;
+    else if (ch !== " " && NON_PRINTABLE.test(ch)) {
+      out += cp < 0x100 ? "\\x" + hex(cp, 2) : cp < 0x10000 ? "\\u" + hex(cp, 4) : "\\U" + hex(cp, 8);
+    } else out += ch;
   }
   return out + quote;
+}
+
+function hex(cp: number, width: number): string {
+  return cp.toString(16).padStart(width, "0");
 }
 
 /** str() of a PostgreSQL timestamptz printed in UTC ("2024-01-02 03:04:05.12+00"). */
@@ -47,7 +92,11 @@ export function pyDatetimeFromPg(text: string): string {
 }
 
 // PostgreSQL type OIDs we format specially.
-const BOOL = 16, JSON_OID = 114, JSONB = 3802, TIMESTAMPTZ = 1184, TIMESTAMP = 1114;
+const BOOL = 16,
+  JSON_OID = 114,
+  JSONB = 3802,
+  TIMESTAMPTZ = 1184,
+  TIMESTAMP = 1114;
 
 /** str() of a column value given as PostgreSQL text output and its type OID. */
 export function pyStrFromPg(text: string | null, typeOid: number): string {

@@ -21,7 +21,6 @@
 // to the final name), `--keep N` prunes older backups, and a terminal gets progress. Memory stays
 // flat: pg_dump writes to disk, and the system tar streams into gzip and the file.
 import { spawn, type ChildProcess } from "node:child_process";
-import crypto from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -30,6 +29,7 @@ import { pipeline } from "node:stream/promises";
 import { type ConnectionPlan, libpqEnvironment, type Queryable } from "../db/db.js";
 import { CommandError, EnvironmentError, UsageError } from "../lib/errors.js";
 import { Progress } from "../lib/progress.js";
+import { tempfileRandomName } from "../lib/random.js";
 import { readZulipVersion } from "../services/push-service.js";
 
 /** zulip_tools.TIMESTAMP_FORMAT ("%Y-%m-%d-%H-%M-%S"), in UTC like timezone_now(). */
@@ -43,9 +43,7 @@ export const DEFAULT_NAME_RE = /^zulip-backup-\d{4}-\d{2}-\d{2}-\d{2}-\d{2}-\d{2
 
 function defaultName(timestamp: string): string {
   // tempfile's random part: 8 characters of [a-z0-9_].
-  const chars = "abcdefghijklmnopqrstuvwxyz0123456789_";
-  const bytes = crypto.randomBytes(8);
-  return `zulip-backup-${timestamp}-${[...bytes].map((b) => chars[b % chars.length]).join("")}.tar.gz`;
+  return `zulip-backup-${timestamp}-${tempfileRandomName(8)}.tar.gz`;
 }
 
 function escapeRegExp(s: string): string {

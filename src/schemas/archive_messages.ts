@@ -19,9 +19,29 @@ export const ArchiveMessagesBody = Obj({
     attachments_deleted_count: Count,
     realms: Type.Array(Obj({ realm: Realm, channel_messages_count: Count, direct_messages_count: Count, attachments_deleted_count: Count })),
   }),
-  realms_due_for_scrubbing: Type.Array(Obj({ realm: Realm, reason: Type.String() }), {
-    description: "organizations Zulip's cron job would scrub; zulip-manage does not (exit 1, error_code refused, when any)",
-  }),
+  realms_scrubbed: Type.Array(
+    Obj({
+      realm: Realm,
+      users_count: Count,
+      messages_archived_count: Count,
+      archive_transaction_ids: Type.Array(Id, { description: "the MANUAL zerver_archivetransaction rows written (empty in a dry run)" }),
+      attachments_deleted_count: Count,
+      archived_attachments_deleted_count: Count,
+      custom_profile_fields_deleted_count: Count,
+      files_deleted_count: Nullable(Type.Integer({ minimum: 0, description: "uploaded files removed from LOCAL_UPLOADS_DIR/files (null in a dry run)" })),
+      avatar_files_deleted_count: Nullable(Type.Integer({ minimum: 0, description: "avatar image files removed from LOCAL_UPLOADS_DIR/avatars (null in a dry run)" })),
+      audit_log_ids: AuditLogIds,
+    }),
+    { description: "deactivated organizations past their scheduled deletion date, scrubbed as Zulip's do_scrub_realm does (in a dry run: what would be)" },
+  ),
+  realms_due_for_scrubbing: Type.Array(
+    Obj({
+      realm: Realm,
+      reason: Type.String(),
+      zulip_fails: Type.Boolean({ description: "true: Zulip's own do_scrub_realm fails here too, and its job stops (so does this one); false: zulip-manage refuses" }),
+    }),
+    { description: "organizations due for scrubbing that were not scrubbed, and why (exit 1, error_code refused, when any)" },
+  ),
   demo_organizations_deactivated: Type.Array(
     Obj({
       realm: Realm,
@@ -32,9 +52,10 @@ export const ArchiveMessagesBody = Obj({
     }),
     { description: "expired demo organizations deactivated as Zulip's job does (queued for scrubbing)" },
   ),
-  cache: CacheReport,
+  cache: Nullable(CacheReport),
   events: Nullable(EventsReport),
 });
 export type ArchiveMessagesBody = Static<typeof ArchiveMessagesBody>;
 export const bodies = [ArchiveMessagesBody];
-export const description = "The message retention cron job: old archives vacuumed, messages past retention archived.";
+export const description =
+  "The message retention cron job: old archives vacuumed, messages past retention archived, deactivated organizations past their deletion date scrubbed, expired demo organizations deactivated.";

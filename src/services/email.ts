@@ -8,7 +8,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { format } from "node:util";
 import type { Config } from "../config/config.js";
-import { generateKey } from "../zulip/confirmation.js";
+import { generateKey } from "../lib/random.js";
 import { EnvironmentError } from "../lib/errors.js";
 import { asctime } from "../lib/managelog.js";
 import { Progress } from "../lib/progress.js";
@@ -256,6 +256,21 @@ export interface OutgoingEmail {
   realmStringId?: string;
   /** Write the send_email.log lines (Zulip's send_email path does; Django's send_mail does not). Default true. */
   log?: boolean;
+}
+
+/** Django's send_mail(subject, message, from_email, recipient_list): one message to everyone, no extra headers, no send_email.log line. */
+export function plainMail(template: string, subject: string, body: string, from: string, to: string[]): OutgoingEmail {
+  const [name, address] = parseaddr(from);
+  return {
+    template,
+    subject,
+    text: body,
+    from: name ? { name, address } : { address },
+    to: to.map((address) => ({ address })),
+    envelopeFrom: address,
+    headers: {},
+    log: false,
+  };
 }
 
 export interface BuildEmailOptions {

@@ -8,7 +8,7 @@
 // client is closed and the pending operations fail with a MemcachedError.
 import net from "node:net";
 
-export const OPCODE = {
+const OPCODE = {
   GET: 0x00,
   SET: 0x01,
   DELETE: 0x04,
@@ -46,7 +46,7 @@ const STATUS_TEXT: Record<number, string> = {
   0x0082: "out of memory",
 };
 
-export const MAX_KEY_BYTES = 250;
+const MAX_KEY_BYTES = 250;
 
 export class MemcachedError extends Error {
   constructor(
@@ -454,6 +454,6 @@ export class MemcachedClient {
   }
 }
 
-export function statusText(status: number): string {
+function statusText(status: number): string {
   return STATUS_TEXT[status] ?? `status 0x${status.toString(16).padStart(4, "0")}`;
 }

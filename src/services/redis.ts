@@ -26,7 +26,7 @@ export interface RedisOptions {
 }
 
 /** Encode one command as a RESP array of bulk strings. */
-export function encodeCommand(args: (string | number | Buffer)[]): Buffer {
+function encodeCommand(args: (string | number | Buffer)[]): Buffer {
   const parts: Buffer[] = [Buffer.from(`*${args.length}\r\n`)];
   for (const a of args) {
     const b = Buffer.isBuffer(a) ? a : Buffer.from(String(a), "utf8");
@@ -40,7 +40,7 @@ export function encodeCommand(args: (string | number | Buffer)[]): Buffer {
  * undefined when the buffer does not hold a complete reply yet. Error replies come back as
  * RedisError instances (not thrown) so the caller can match them to their command.
  */
-export function parseReply(buf: Buffer, offset = 0): { value: RespValue | RedisError; next: number } | undefined {
+function parseReply(buf: Buffer, offset = 0): { value: RespValue | RedisError; next: number } | undefined {
   if (offset >= buf.length) return undefined;
   const lineEnd = buf.indexOf("\r\n", offset);
   if (lineEnd < 0) return undefined;

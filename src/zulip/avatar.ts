@@ -5,6 +5,9 @@
 // GRAVATAR_REALM_OVERRIDE, system bots' static avatars) and zerver/lib/upload/local.py
 // get_avatar_url ("/user_avatars/" + path + ".png" / "-medium.png"). What depends on the S3
 // backend or on content-hashed static file names is not reproduced: avatarUrl says why instead.
+import fs from "node:fs";
+import path from "node:path";
+import type { Queryable } from "../db/db.js";
 import { crypto } from "../lib/builtins.js";
 import { FL } from "../services/events.js";
 
@@ -85,4 +88,83 @@ export function avatarUrl(
 export function userAvatarBasePath(userId: number, version: number, realmId: number, salt: string): string {
   const hash = crypto().createHash("sha256").update(`${userId}:${version}:${salt}`).digest("hex").slice(0, 40);
   return `${realmId}/${hash}`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Jdenticon avatars (Zulip 12.0; PR #36920, realm.default_avatar_source FL 456)
+//
+// A user created with avatar_source "J" is served from the uploaded-avatar path
+// (/user_avatars/<realm_id>/<sha256("<id>:<version>:<salt>")[:40]>.png), so the image has to
+// exist there. Zulip writes it when the user is created: zerver/lib/avatar.py
+// generate_and_upload_jdenticon_avatar(user, realm.uuid, future) runs its own bundled generator
+// — `node <static>/webpack-bundles/jdenticon.js "<realm uuid>:<user id>" -s <size> -p 0
+// --lightness-color 0.3,0.7 --lightness-grayscale 0.3,0.7`, sizes DEFAULT_AVATAR_SIZE (100)
+// and MEDIUM_AVATAR_SIZE (500) — and stores both PNGs through the upload backend
+// (write_jdenticon_avatars; with the local backend, LOCAL_UPLOADS_DIR/avatars/<path>.png and
+// <path>-medium.png, which nginx serves as /user_avatars/…). zulip-manage runs the same
+// generator from the deployment, so the files have the bytes Zulip's would have. Without it
+// (no bundle found), or with the S3 backend, the image is not written and the caller says so.
+
+/** Where a production deployment keeps the generator (static_path("webpack-bundles/jdenticon.js")), most likely first. */
+export function jdenticonScriptCandidates(deployDir: string): string[] {
+  return [
+    path.join(deployDir, "prod-static", "serve", "webpack-bundles", "jdenticon.js"),
+    path.join(deployDir, "static", "webpack-bundles", "jdenticon.js"),
+    path.join(deployDir, "node_modules", "jdenticon", "bin", "jdenticon.js"),
+  ];
+}
+
+/** DEFAULT_AVATAR_SIZE, MEDIUM_AVATAR_SIZE (zerver/lib/thumbnail.py) */
+const AVATAR_SIZES = { default: 100, medium: 500 } as const;
+
+async function runJdenticon(script: string, key: string, size: number): Promise<Buffer> {
+  const { execFileSync } = await import("node:child_process");
+  return execFileSync(
+    process.execPath,
+    [script, key, "-s", String(size), "-p", "0", "--lightness-color", "0.3,0.7", "--lightness-grayscale", "0.3,0.7"],
+    { stdio: ["ignore", "pipe", "pipe"], maxBuffer: 16 * 1024 * 1024, timeout: 30_000 },
+  );
+}
+
+/**
+ * generate_and_upload_jdenticon_avatar(user, realm.uuid, future=False) for a user just created
+ * with avatar_source "J" (after the commit). Returns what was not done, with the reason; nothing
+ * for other avatar sources.
+ */
+export async function writeJdenticonAvatar(
+  q: Queryable,
+  settings: { fileValue(name: string, fallback: any): any; get(name: any): any },
+  deployDir: string,
+  userId: number,
+): Promise<string[]> {
+  const { rows } = await q.query(
+    "SELECT u.id, u.realm_id, u.avatar_source, u.avatar_version, r.uuid FROM zerver_userprofile u JOIN zerver_realm r ON r.id = u.realm_id WHERE u.id = $1",
+    [userId],
+  );
+  const u = rows[0];
+  if (!u || u.avatar_source !== "J") return [];
+  const what = `the Jdenticon profile picture of user ${userId} (shown as a broken image until it exists)`;
+  const s = readAvatarSettings(settings);
+  const uploads = settings.fileValue("LOCAL_UPLOADS_DIR", null);
+  if (typeof uploads !== "string") return [`${what}: avatars are stored in S3 (LOCAL_UPLOADS_DIR is not set), which zulip-manage does not write to`];
+  if (!s || s.avatarSalt === null) return [`${what}: the avatar_salt secret is not readable`];
+  const script = jdenticonScriptCandidates(deployDir).find((p) => fs.existsSync(p));
+  if (!script) return [`${what}: Zulip's generator (webpack-bundles/jdenticon.js) was not found in ${deployDir}`];
+  const key = `${u.uuid}:${u.id}`;
+  let image: Buffer, medium: Buffer;
+  try {
+    image = await runJdenticon(script, key, AVATAR_SIZES.default);
+    medium = await runJdenticon(script, key, AVATAR_SIZES.medium);
+  } catch (e: any) {
+    return [`${what}: ${script} failed: ${String(e?.stderr ?? e?.message ?? e).trim()}`];
+  }
+  const base = path.join(uploads, "avatars", userAvatarBasePath(Number(u.id), Number(u.avatar_version), Number(u.realm_id), s.avatarSalt));
+  try {
+    fs.mkdirSync(path.dirname(base), { recursive: true });
+    fs.writeFileSync(`${base}.png`, image);
+    fs.writeFileSync(`${base}-medium.png`, medium);
+  } catch (e: any) {
+    return [`${what}: ${e?.message ?? e}`];
+  }
+  return [];
 }

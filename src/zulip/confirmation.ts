@@ -2,8 +2,8 @@
 // confirmation types, content types looked up by (app_label, model), and the realm creation
 // link, which lives in confirmation_confirmation (type 11) on newer servers and in
 // confirmation_realmcreationkey on older ones.
-import { crypto } from "../lib/builtins.js";
 import type { Queryable } from "../db/db.js";
+import { generateKey } from "../lib/random.js";
 import { EnvironmentError } from "../lib/errors.js";
 
 /** Confirmation.type values (confirmation/models.py). */
@@ -24,31 +24,9 @@ export const CONFIRMATION_TYPES = {
 /** Status values of the objects a confirmation points at (confirmation/settings.py; 0 = unused). */
 export const CONFIRMATION_STATUS = { UNUSED: 0, USED: 1, REVOKED: 2 } as const;
 
-const BASE32_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-
-/** RFC 4648 base32 with '=' padding, like Python's base64.b32encode. */
-export function base32Encode(data: Uint8Array): string {
-  let out = "";
-  let bits = 0;
-  let value = 0;
-  for (const byte of data) {
-    value = (value << 8) | byte;
-    bits += 8;
-    while (bits >= 5) {
-      out += BASE32_ALPHABET[(value >>> (bits - 5)) & 31];
-      bits -= 5;
-    }
-    value &= (1 << bits) - 1;
-  }
-  if (bits > 0) out += BASE32_ALPHABET[(value << (5 - bits)) & 31];
-  while (out.length % 8 !== 0) out += "=";
-  return out;
-}
-
-/** confirmation.models.generate_key(): 15 random bytes in lowercase base32 = 24 chars of [a-z2-7]. */
-export function generateKey(random: (n: number) => Uint8Array = (n) => crypto().randomBytes(n)): string {
-  return base32Encode(random(15)).toLowerCase();
-}
+// base32Encode and generateKey (confirmation.models.generate_key) live with the other random
+// strings in src/lib/random.ts; re-exported here for the confirmation code that uses them.
+export { base32Encode, generateKey } from "../lib/random.js";
 
 /**
  * django_content_type id for (app_label, model). Like ContentType.objects.get_for_model, the

@@ -215,3 +215,33 @@ export async function botsOwnedBy(db: Queryable, userId: number): Promise<UserPr
   const { rows } = await db.query("SELECT * FROM zerver_userprofile WHERE is_bot AND bot_owner_id = $1 ORDER BY id", [userId]);
   return rows as UserProfile[];
 }
+
+/** get_active_bots_owned_by_user(user) (zerver/lib/users.py): the user's active bots (id order). */
+export async function activeBotsOwnedBy(db: Queryable, userId: number): Promise<UserProfile[]> {
+  const { rows } = await db.query("SELECT * FROM zerver_userprofile WHERE is_bot AND is_active AND bot_owner_id = $1 ORDER BY id", [userId]);
+  return rows as UserProfile[];
+}
+
+export interface LockUserRowOptions {
+  /** The CommandError's message when the user no longer exists. */
+  missing?: string;
+  /** The row is about to be deleted: FOR UPDATE (else FOR NO KEY UPDATE, which lets rows referencing it be written meanwhile). */
+  forDelete?: boolean;
+  /** The columns to read (default every column). */
+  columns?: string;
+}
+
+/**
+ * The user's row, locked until the caller's transaction ends and read again, so that an action
+ * works on the row as it is now and two runs cannot both change it (Zulip's actions mostly rely
+ * on the row they were given; we lock, see the actions' notes). Throws CommandError when the user
+ * no longer exists.
+ */
+export async function lockUserRow(q: Queryable, userId: number, opts: LockUserRowOptions = {}): Promise<UserProfile> {
+  const { rows } = await q.query(
+    `SELECT ${opts.columns ?? "*"} FROM zerver_userprofile WHERE id = $1 FOR ${opts.forDelete ? "UPDATE" : "NO KEY UPDATE"}`,
+    [userId],
+  );
+  if (rows.length === 0) throw new CommandError(opts.missing ?? `The user with id ${userId} no longer exists; nothing was changed.`);
+  return rows[0] as UserProfile;
+}

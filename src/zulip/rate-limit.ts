@@ -8,9 +8,8 @@
 // attempts is "RateLimitedAuthenticationByUsername:<username>" with the username exactly as typed
 // in the login form (case-sensitive, not normalized).
 import type { CacheInvalidation, CacheUser } from "./cache.js";
-import type { Queryable } from "../db/db.js";
-import { CommandError } from "../lib/errors.js";
-import type { UserProfile } from "./lookup.js";
+import type { Db } from "../db/db.js";
+import { lockUserRow, type UserProfile } from "./lookup.js";
 import type { RedisClient } from "../services/redis.js";
 
 /** RedisRateLimiterBackend.get_keys(entity_key) */
@@ -93,22 +92,24 @@ export function parseRateLimits(value: string): [number, number][] {
 
 /**
  * Store a user's rate_limits override (what `user.rate_limits = ...; user.save(update_fields=
- * ["rate_limits"])` in manage.py shell does: no audit row or event exists for it in Zulip),
- * inside the caller's transaction, the row locked. flush_user_profile deletes the user's cached
- * profile, which carries the value to the API workers.
+ * ["rate_limits"])` in manage.py shell does: no audit row or event exists for it in Zulip), in
+ * its own transaction, the row locked. flush_user_profile deletes the user's cached profile,
+ * which carries the value to the API workers (the cache change is marked committed here).
  */
 export async function setRateLimits(
-  q: Queryable,
+  db: Db,
   userId: number,
   value: string,
   opts: { cache?: CacheInvalidation } = {},
 ): Promise<{ old: string; changed: boolean }> {
-  const { rows } = await q.query("SELECT * FROM zerver_userprofile WHERE id = $1 FOR NO KEY UPDATE", [userId]);
-  if (!rows.length) throw new CommandError("The user was deleted while this command ran; nothing was changed.");
-  const user = rows[0] as UserProfile & CacheUser;
-  const old = String(user.rate_limits ?? "");
-  if (old === value) return { old, changed: false };
-  await q.query("UPDATE zerver_userprofile SET rate_limits = $2 WHERE id = $1", [userId, value]);
-  await opts.cache?.userChanged(q, { ...user, rate_limits: value }, ["rate_limits"]);
-  return { old, changed: true };
+  const result = await db.tx(async (q) => {
+    const user = (await lockUserRow(q, userId, { missing: "The user was deleted while this command ran; nothing was changed." })) as UserProfile & CacheUser;
+    const old = String(user.rate_limits ?? "");
+    if (old === value) return { old, changed: false };
+    await q.query("UPDATE zerver_userprofile SET rate_limits = $2 WHERE id = $1", [userId, value]);
+    await opts.cache?.userChanged(q, { ...user, rate_limits: value }, ["rate_limits"]);
+    return { old, changed: true };
+  });
+  if (result.changed) opts.cache?.changeCommitted();
+  return result;
 }

@@ -44,7 +44,7 @@ let cacheHome: string | undefined;
  * writes a V8 code cache there when the build's does not fit (another Node, NODE_OPTIONS, a
  * copy of the build without its cache), never into the tester's ~/.cache.
  */
-export function testCacheHome(): string {
+function testCacheHome(): string {
   if (!cacheHome) {
     const dir = makeTempDir("cli-cache", { serviceOwned: false });
     track({ label: "CLI cache home", pid: () => -1, signal: "SIGTERM", dir });

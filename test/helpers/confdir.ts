@@ -66,8 +66,8 @@ export interface ConfDir {
   cleanup(): void;
 }
 
-export const DEFAULT_EXTERNAL_HOST = "zulip.example.net";
-export const DEFAULT_ADMINISTRATOR = "admin@example.net";
+const DEFAULT_EXTERNAL_HOST = "zulip.example.net";
+const DEFAULT_ADMINISTRATOR = "admin@example.net";
 
 /**
  * settings.py as the installer leaves it: the template with the two mandatory values filled in
@@ -140,7 +140,7 @@ AUTHENTICATION_BACKENDS: tuple[str, ...] = (
 `;
 }
 
-export function defaultZulipConf(db?: { name: string; user?: string }): string {
+function defaultZulipConf(db?: { name: string; user?: string }): string {
   let s = `[machine]
 puppet_classes = zulip::profile::standalone
 deploy_type = production

@@ -26,7 +26,7 @@ export function schemaErrors(name: string, doc: unknown): string | null {
 const viaCli = new Map<string, ValidateFunction>();
 
 /** The validator of `name`'s schema as `help <name> --json-schema` prints it ("error": the error document's). */
-export async function validatorFor(name: string): Promise<ValidateFunction> {
+async function validatorFor(name: string): Promise<ValidateFunction> {
   let v = viaCli.get(name);
   if (!v) {
     const r = await runCli(["help", ...(name === "error" ? [] : [name]), "--json-schema"]);

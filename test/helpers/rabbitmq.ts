@@ -10,6 +10,7 @@ import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import amqp from "amqplib";
+import { missingToolMessage } from "./tools.js";
 import { chownToServiceUser, findExecutable, freePort, makeTempDir, removeDirSync, spawnService, stopService, track, waitFor } from "./services.js";
 
 export const RABBITMQ_INFO_ENV = "ZM_TEST_RABBITMQ";
@@ -19,7 +20,7 @@ declare module "vitest" {
     zmRabbit: RabbitInfo;
   }
 }
-export const RABBITMQ_USER = "zulip";
+const RABBITMQ_USER = "zulip";
 
 export interface RabbitInfo {
   host: string;
@@ -63,7 +64,8 @@ function passwordHash(password: string): string {
 export async function startRabbitMQ(opts: { vhosts?: number } = {}): Promise<RabbitInstance> {
   const server = process.env.ZM_TEST_RABBITMQ_SERVER || "/usr/lib/rabbitmq/bin/rabbitmq-server";
   const epmdBin = erlangBin("epmd");
-  if (!fs.existsSync(server) || !epmdBin) throw new Error("test harness: rabbitmq-server not found (apt-get install rabbitmq-server)");
+  // Debian's own server script (not /usr/sbin's wrapper, which insists on running as rabbitmq).
+  if (!fs.existsSync(server) || !epmdBin) throw new Error(missingToolMessage("rabbitmq-server", "rabbitmq-server", "the real-time event tests (a private RabbitMQ node)"));
   const dir = makeTempDir("rabbitmq");
   const claimsDir = makeTempDir("rabbitmq-claims", { serviceOwned: false });
   fs.chmodSync(claimsDir, 0o777);

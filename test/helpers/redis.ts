@@ -3,9 +3,10 @@
 import fs from "node:fs";
 import path from "node:path";
 import { RedisClient } from "../../src/services/redis.js";
-import { chownToServiceUser, findExecutable, launchService, randomHex, spawnService } from "./services.js";
+import { chownToServiceUser, launchService, randomHex, spawnService } from "./services.js";
+import { requireTool } from "./tools.js";
 
-export { RedisClient, RedisError, type RespValue } from "../../src/services/redis.js";
+export { RedisClient } from "../../src/services/redis.js";
 
 export interface StartRedisOptions {
   /** requirepass value (like Zulip's redis_password). Default: random 64 hex. null = no password. */
@@ -29,8 +30,7 @@ function quoteConf(v: string): string {
 }
 
 export async function startRedis(opts: StartRedisOptions = {}): Promise<RedisInstance> {
-  const bin = process.env.ZM_TEST_REDIS || findExecutable("redis-server", ["/usr/bin", "/usr/local/bin"]);
-  if (!bin) throw new Error("test harness: redis-server not found (apt-get install redis-server)");
+  const bin = requireTool("redis-server");
   const password = opts.password === undefined ? randomHex(32) : opts.password;
   const svc = await launchService({
     kind: "redis",

@@ -300,7 +300,7 @@ let handlersInstalled = false;
  * SIGKILLs a worker 500 ms after SIGTERM): signal everything, wait briefly, SIGKILL
  * stragglers, delete the dirs.
  */
-export function cleanupAllSync(budgetMs = 300): void {
+function cleanupAllSync(budgetMs = 300): void {
   const list = [...resources];
   resources.clear();
   for (const r of list) {

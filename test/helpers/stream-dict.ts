@@ -56,3 +56,36 @@ export async function expectedChannelObject(db: TestDatabase, channelId: number,
   });
   return obj;
 }
+
+/**
+ * The subscription object of a `subscription` `add` event (send_subscription_add_events'
+ * APISubscriptionDict): the subscription row's settings, in_home_view, the channel object with
+ * the subscriber_count the channel had before the call (Zulip's Stream object is not refreshed by
+ * bulk_update_subscriber_counts), and the subscribers (sorted).
+ */
+export async function expectedSubscriptionObject(
+  db: TestDatabase,
+  channelId: number,
+  userId: number,
+  opts: { countBefore: number; subscribers: number[]; weeklyTraffic?: number | null },
+): Promise<Record<string, unknown>> {
+  const obj = await expectedChannelObject(db, channelId, opts.weeklyTraffic ?? null);
+  if ("subscriber_count" in obj) obj.subscriber_count = opts.countBefore;
+  const [s] = await db.query(
+    "SELECT sub.* FROM zerver_subscription sub JOIN zerver_stream st ON st.recipient_id = sub.recipient_id WHERE st.id = $1 AND sub.user_profile_id = $2",
+    [channelId, userId],
+  );
+  return {
+    audible_notifications: s.audible_notifications,
+    color: s.color,
+    desktop_notifications: s.desktop_notifications,
+    email_notifications: s.email_notifications,
+    is_muted: s.is_muted,
+    pin_to_top: s.pin_to_top,
+    push_notifications: s.push_notifications,
+    wildcard_mentions_notify: s.wildcard_mentions_notify,
+    in_home_view: !s.is_muted,
+    subscribers: opts.subscribers,
+    ...obj,
+  };
+}

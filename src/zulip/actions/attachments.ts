@@ -78,16 +78,16 @@ export interface LocalFileResult {
 }
 
 /**
- * delete_local_file("files", path) for each path: refuse paths outside LOCAL_UPLOADS_DIR/files,
+ * delete_local_file(type, path) for each path: refuse paths outside LOCAL_UPLOADS_DIR/<type>,
  * skip ones that are not files, remove, then rmdir each emptied parent up to LOCAL_UPLOADS_DIR.
  */
-export function deleteLocalFiles(uploadsDir: string, paths: string[], into: LocalFileResult): void {
+export function deleteLocalFiles(uploadsDir: string, paths: string[], into: LocalFileResult, type: "files" | "avatars" = "files"): void {
   const root = path.resolve(uploadsDir);
-  const typeDir = path.join(root, "files");
+  const typeDir = path.join(root, type);
   for (const p of paths) {
     const full = path.normalize(path.join(typeDir, p));
     if (full !== typeDir && !full.startsWith(typeDir + path.sep)) {
-      into.failed.push({ path: p, error: "outside LOCAL_UPLOADS_DIR/files; not touched" });
+      into.failed.push({ path: p, error: `outside LOCAL_UPLOADS_DIR/${type}; not touched` });
       continue;
     }
     let st: fs.Stats;

@@ -18,6 +18,15 @@ import { SYSTEM_BOT_REALM } from "../models.js";
 import { canAccessStreamMetadataUserIds, sendStreamCreationEvent } from "../events/channel-events.js";
 import type { Queryable } from "../../db/db.js";
 import { FL, type Notify } from "../../services/events.js";
+import { messageEventEnv, sendChannelMessageEvents } from "../events/message-events.js";
+import type { ZulipSettings } from "../../config/settings.js";
+
+/** What the notices need to send their message events: where, the release, the server's settings. */
+export interface NoticeEvents {
+  notify: Notify;
+  featureLevel: number;
+  settings: ZulipSettings;
+}
 
 /** Stream.MAX_NAME_LENGTH */
 export const MAX_CHANNEL_NAME_LENGTH = 60;
@@ -142,6 +151,8 @@ export interface NoticeResult {
   zulipWritesNone: string | null;
   /** UserMessage rows written. */
   recipients: number;
+  /** Events of the written message not sent, with the reason. */
+  eventsNotSent: string[];
 }
 
 const none = (why: { notWritten?: string; zulipWritesNone?: string }): NoticeResult => ({
@@ -151,6 +162,7 @@ const none = (why: { notWritten?: string; zulipWritesNone?: string }): NoticeRes
   notWritten: why.notWritten ?? null,
   zulipWritesNone: why.zulipWritesNone ?? null,
   recipients: 0,
+  eventsNotSent: [],
 });
 
 /** get_system_bot(settings.NOTIFICATION_BOT): the Notification Bot of the system bot realm. */
@@ -176,8 +188,8 @@ function effectiveTopicsPolicy(channelPolicy: number | null, realmPolicy: number
  */
 async function sendNotificationBotMessage(
   q: Queryable,
-  o: { channelId: number; topic: string; content: string; rendered: string; hasLink: boolean; when?: Date },
-): Promise<{ id: number; recipients: number } | { refused: string }> {
+  o: { channelId: number; topic: string; content: string; rendered: string; hasLink: boolean; when?: Date; events?: NoticeEvents; possiblyMentionedUserIds?: number[] },
+): Promise<{ id: number; recipients: number; eventsNotSent: string[] } | { refused: string }> {
   const bot = await notificationBotId(q);
   if (bot === null) return { refused: `the Notification Bot account (${NOTIFICATION_BOT}) does not exist` };
   const { rows } = await q.query(
@@ -188,6 +200,8 @@ async function sendNotificationBotMessage(
   const policy = effectiveTopicsPolicy(rows[0]?.channel_policy ?? null, rows[0]?.realm_policy ?? null);
   if (policy === TopicsPolicy.DISABLE_EMPTY_TOPIC && o.topic === "") return { refused: "the channel does not allow messages without a topic" };
   if (policy === TopicsPolicy.EMPTY_TOPIC_ONLY && o.topic !== "") return { refused: "the channel only allows messages without a topic" };
+  const { rows: ra } = await q.query("SELECT is_recently_active FROM zerver_stream WHERE id = $1", [o.channelId]);
+  const wasRecentlyActive = Boolean(ra[0].is_recently_active);
   const sent = await sendMessage(q, {
     senderId: bot,
     to: { channelId: o.channelId, topic: o.topic },
@@ -198,7 +212,23 @@ async function sendNotificationBotMessage(
     ...(o.when ? { dateSent: o.when } : {}),
   });
   const { rows: n } = await q.query("SELECT count(*)::int AS n FROM zerver_usermessage WHERE message_id = $1", [sent.id]);
-  return { id: sent.id, recipients: n[0].n };
+  const eventsNotSent: string[] = [];
+  if (o.events) {
+    const env = messageEventEnv(o.events.settings, o.events.notify.realm.string_id);
+    if (env === null) eventsNotSent.push(`the message event of message ${sent.id}: the server's settings could not be read`);
+    else {
+      eventsNotSent.push(
+        ...(await sendChannelMessageEvents(q, o.events.notify, {
+          messageId: sent.id,
+          wasRecentlyActive,
+          possiblyMentionedUserIds: o.possiblyMentionedUserIds,
+          featureLevel: o.events.featureLevel,
+          env,
+        })),
+      );
+    }
+  }
+  return { id: sent.id, recipients: n[0].n, eventsNotSent };
 }
 
 async function hasColumn(q: Queryable, table: string, column: string): Promise<boolean> {
@@ -214,7 +244,7 @@ async function hasColumn(q: Queryable, table: string, column: string): Promise<b
  * unarchived."): posted only when the organization has send_channel_events_messages on, into
  * the "channel events" topic (the empty topic for channels that only allow it).
  */
-export async function sendUnarchiveNotice(q: Queryable, channelId: number, opts: { when?: Date } = {}): Promise<NoticeResult> {
+export async function sendUnarchiveNotice(q: Queryable, channelId: number, opts: { when?: Date; events?: NoticeEvents } = {}): Promise<NoticeResult> {
   if (!(await hasColumn(q, "zerver_realm", "send_channel_events_messages"))) {
     return none({ notWritten: "Zulip releases before 12.0 post a Notification Bot message about the unarchiving, worded and routed differently; it was not written" });
   }
@@ -232,9 +262,9 @@ export async function sendUnarchiveNotice(q: Queryable, channelId: number, opts:
   const topic = Number(c.topics_policy) === TopicsPolicy.EMPTY_TOPIC_ONLY ? "" : "channel events";
   const content = `Channel #**${c.name}** has been unarchived.`;
   const rendered = `<p>Channel ${renderChannelLink(Number(c.id), c.name)} has been unarchived.</p>`;
-  const sent = await sendNotificationBotMessage(q, { channelId, topic, content, rendered, hasLink: true, ...(opts.when ? { when: opts.when } : {}) });
+  const sent = await sendNotificationBotMessage(q, { channelId, topic, content, rendered, hasLink: true, ...(opts.when ? { when: opts.when } : {}), events: opts.events });
   if ("refused" in sent) return none({ zulipWritesNone: `${sent.refused} (Zulip logs this and sends nothing)` });
-  return { messageId: sent.id, channel: c.name, topic, notWritten: null, zulipWritesNone: null, recipients: sent.recipients };
+  return { messageId: sent.id, channel: c.name, topic, notWritten: null, zulipWritesNone: null, recipients: sent.recipients, eventsNotSent: sent.eventsNotSent };
 }
 
 /**
@@ -242,7 +272,7 @@ export async function sendUnarchiveNotice(q: Queryable, channelId: number, opts:
  * user is not its only active human, Notification Bot posts "@_**<name>|<id>** joined this
  * organization." into its "signups" topic.
  */
-export async function sendSignupAnnouncement(q: Queryable, userId: number, opts: { when?: Date } = {}): Promise<NoticeResult> {
+export async function sendSignupAnnouncement(q: Queryable, userId: number, opts: { when?: Date; events?: NoticeEvents } = {}): Promise<NoticeResult> {
   const { rows } = await q.query(
     `SELECT u.id, u.full_name, u.realm_id, r.signup_announcements_stream_id AS channel_id, r.default_language,
             (SELECT count(*)::int FROM (SELECT 1 FROM zerver_userprofile x WHERE x.realm_id = u.realm_id AND x.is_active AND NOT x.is_bot LIMIT 2) h) AS humans
@@ -253,7 +283,7 @@ export async function sendSignupAnnouncement(q: Queryable, userId: number, opts:
   // realm_user_count(realm) == 1; counting to two is enough to tell (a realm can have 50,000).
   if (u.humans === 1) return none({ zulipWritesNone: "the user is the organization's first user" });
   if (u.channel_id === null) return none({ zulipWritesNone: "the organization has no signup announcements channel" });
-  const { rows: ch } = await q.query("SELECT name FROM zerver_stream WHERE id = $1", [u.channel_id]);
+  const { rows: ch } = await q.query("SELECT * FROM zerver_stream WHERE id = $1", [u.channel_id]);
   const why = (reason: string) =>
     none({ notWritten: `Notification Bot's "${u.full_name} joined this organization." announcement in #${ch[0]?.name ?? "?"} was not written: ${reason}` });
   if (!(await hasColumn(q, "zerver_realm", "send_channel_events_messages"))) return why("only Zulip 12 databases are supported for it");
@@ -261,16 +291,21 @@ export async function sendSignupAnnouncement(q: Queryable, userId: number, opts:
   if (!isPlainUserName(u.full_name)) return why("the name contains characters whose Markdown rendering zulip-manage does not reproduce");
   const content = `@_**${u.full_name}|${u.id}** joined this organization.`;
   const rendered = `<p>${renderSilentMention(Number(u.id), u.full_name)} joined this organization.</p>`;
+  // send_message_to_signup_notification_stream (12.x): the empty topic in a channel that allows only that.
+  const topic = Number(ch[0].topics_policy) === TopicsPolicy.EMPTY_TOPIC_ONLY ? "" : "signups";
   const sent = await sendNotificationBotMessage(q, {
     channelId: Number(u.channel_id),
-    topic: "signups",
+    topic,
     content,
     rendered,
     hasLink: false,
     ...(opts.when ? { when: opts.when } : {}),
+    events: opts.events,
+    // MentionData.get_user_ids(): the silently mentioned new user.
+    possiblyMentionedUserIds: [Number(u.id)],
   });
   if ("refused" in sent) return none({ zulipWritesNone: `${sent.refused} (Zulip logs this and sends nothing)` });
-  return { messageId: sent.id, channel: ch[0].name, topic: "signups", notWritten: null, zulipWritesNone: null, recipients: sent.recipients };
+  return { messageId: sent.id, channel: ch[0].name, topic, notWritten: null, zulipWritesNone: null, recipients: sent.recipients, eventsNotSent: sent.eventsNotSent };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -309,7 +344,7 @@ export async function unarchiveChannel(
   q: Queryable,
   channel: ChannelRow,
   newName: string,
-  opts: { cache?: CacheInvalidation; now?: Date; notify?: Notify; featureLevel?: number } = {},
+  opts: { cache?: CacheInvalidation; now?: Date; notify?: Notify; featureLevel?: number; settings?: ZulipSettings } = {},
 ): Promise<UnarchiveResult> {
   const now = opts.now ?? new Date();
   const { rows: subs } = await q.query(
@@ -386,7 +421,10 @@ export async function unarchiveChannel(
     }
     await sendStreamCreationEvent(q, n, { id: Number(channel.id), realm_id: Number(channel.realm_id) }, users, { traffic: true, forUnarchiving: true, featureLevel: level });
   }
-  const notice = await sendUnarchiveNotice(q, channel.id, { when: now });
+  const notice = await sendUnarchiveNotice(q, channel.id, {
+    when: now,
+    ...(n && opts.settings ? { events: { notify: n, featureLevel: opts.featureLevel ?? FL.ARCHIVED_CHANNEL_EVENTS, settings: opts.settings } } : {}),
+  });
   return {
     channelId: channel.id,
     oldName: channel.name,
@@ -398,4 +436,32 @@ export async function unarchiveChannel(
     archivedAttachmentsReset: archived.rowCount ?? 0,
     notice,
   };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Lookups for unarchive_channel
+
+/** The channel with this id (any realm), or null. */
+export async function channelById(q: Queryable, id: number): Promise<ChannelRow | null> {
+  if (!Number.isSafeInteger(id) || Math.abs(id) > 2147483647) return null;
+  const { rows } = await q.query("SELECT * FROM zerver_stream WHERE id = $1", [id]);
+  return rows.length ? (rows[0] as ChannelRow) : null;
+}
+
+/** The channel row, locked for the unarchiving transaction (null: deleted meanwhile). */
+export async function lockChannel(q: Queryable, id: number): Promise<ChannelRow | null> {
+  const { rows } = await q.query("SELECT * FROM zerver_stream WHERE id = $1 FOR NO KEY UPDATE", [id]);
+  return rows.length ? (rows[0] as ChannelRow) : null;
+}
+
+/** A realm's string_id. */
+export async function realmStringId(q: Queryable, realmId: number): Promise<string> {
+  const { rows } = await q.query("SELECT string_id FROM zerver_realm WHERE id = $1", [realmId]);
+  return rows[0].string_id;
+}
+
+/** Another channel of the realm already has this name (case-insensitively). */
+export async function channelNameTaken(q: Queryable, realmId: number, name: string, exceptId: number): Promise<boolean> {
+  const { rows } = await q.query("SELECT 1 FROM zerver_stream WHERE realm_id = $1 AND upper(name) = upper($2) AND id <> $3", [realmId, name, exceptId]);
+  return rows.length > 0;
 }

@@ -26,7 +26,7 @@ import { AuditLogEventType, auditLogIdsOfRealm, auditLogRow, insertAuditLogRow }
 import type { Db, Queryable } from "../../db/db.js";
 import { CommandError } from "../../lib/errors.js";
 import type { ZulipSettings } from "../../config/settings.js";
-import { readAvatarSettings } from "../avatar.js";
+import { readAvatarSettings, writeJdenticonAvatar } from "../avatar.js";
 import type { CacheInvalidation } from "../cache.js";
 import type { EventDelivery } from "../../services/events.js";
 import { sendUserCreationEvents } from "../events/user-creation-events.js";
@@ -532,18 +532,20 @@ export interface NewRealmOutcome {
   auditLogIds: number[];
   /** Events that could not be sent, with the reason. */
   eventsNotSent: string[];
+  /** What could not be done about the owner's Jdenticon picture (avatar.ts writeJdenticonAvatar). */
+  avatarNotDone: string[];
 }
 
 /**
  * manage.py create_realm, one transaction: create_internal_realm first when the server has no
  * realm (`initialize`), do_create_realm (and its events), do_create_user for the owner
  * (realm_creation=True, tos_version "-1", acting_user=None), process_new_human_user's rows and the
- * owner's events; flush_realm and flush_user_profile.
+ * owner's events; flush_realm and flush_user_profile. Then the owner's Jdenticon picture.
  */
 export async function doCreateRealm(
   db: Db,
   req: { stringId: string; name: string; owner: { email: string; fullName: string; passwordHash: string | null }; initialize: boolean; systemBotRealm: string },
-  opts: { urls: NewUserUrls; events: EventDelivery; featureLevel: number; settings: ZulipSettings; cache?: CacheInvalidation },
+  opts: { urls: NewUserUrls; events: EventDelivery; featureLevel: number; settings: ZulipSettings; deployDir: string; cache?: CacheInvalidation },
 ): Promise<NewRealmOutcome> {
   const { stringId } = req;
   const { urls, events } = opts;
@@ -589,5 +591,6 @@ export async function doCreateRealm(
     return { realm, owner, steps, systemRealm, auditLogIds: auditLogIds.sort((x, y) => x - y), eventsNotSent };
   });
   opts.cache?.changeCommitted();
-  return created;
+  const avatarNotDone = await writeJdenticonAvatar(db, opts.settings, opts.deployDir, created.owner.id);
+  return { ...created, avatarNotDone };
 }

@@ -10,8 +10,9 @@
 // Not reproduced (onboarding content, not state other code depends on): Welcome Bot's DM, and
 // UserPresence rows (Zulip creates those on the first presence update, not at signup).
 // process_new_human_user's rows are onboarding.ts. doCreateUser is manage.py create_user's whole
-// transaction (the user, process_new_human_user's rows, the events, the signup announcement).
-import { AuditLogEventType, auditLogIdsOfUser, insertAuditLogRow, ROLE_COUNT, type RoleCountBaseline, roleCountSnapshot, roleCountsAfterChange, workplaceGroupOf } from "../audit.js";
+// transaction (the user, process_new_human_user's rows, the events, the signup announcement) and
+// the user's Jdenticon picture after it.
+import { AuditLogEventType, auditLogIdsOfUser, insertAuditLogRow, ROLE_COUNT, type RoleCountBaseline, roleCountsAfterChange, workplaceGroupOf } from "../audit.js";
 import type { Db, Queryable } from "../../db/db.js";
 import { CommandError } from "../../lib/errors.js";
 import { cryptoRandom, type RandomSource } from "../../lib/random.js";
@@ -24,12 +25,13 @@ import { unusablePassword } from "../password.js";
 import { ROLES } from "../roles.js";
 import { hasPersonalRecipients, insertRow, insertRows, nextId, type Row, tableColumns } from "../rows.js";
 import { NOT_COPIED_FROM_REALM_DEFAULTS, USER_SETTING_DEFAULTS } from "../user-settings.js";
-import { readAvatarSettings } from "../avatar.js";
+import { readAvatarSettings, writeJdenticonAvatar } from "../avatar.js";
 import type { CacheInvalidation } from "../cache.js";
 import type { Notify } from "../../services/events.js";
 import { sendUserCreationEvents } from "../events/user-creation-events.js";
 import { defaultChannelIds } from "../realms.js";
 import { bulkAddSubscriptions } from "./bulk-add-subscriptions.js";
+import { deactivateUserInTx } from "./deactivate-user.js";
 import { type NoticeResult, sendSignupAnnouncement } from "./channels.js";
 import { type NewHumanUserSteps, processNewHumanUserRows, type NewUserUrls } from "./onboarding.js";
 
@@ -392,36 +394,17 @@ export async function createPersonalRecipients(db: Queryable, users: { id: numbe
 }
 
 /**
- * do_deactivate_user's database part: is_active=false, subscriptions' is_user_active=false,
- * subscriber counts decremented, USER_DEACTIVATED audit with ROLE_COUNT.
+ * do_deactivate_user's database part for one user (deactivate-user.ts deactivateUserInTx, the
+ * one deactivation implementation): is_active=false, subscriptions' is_user_active=false,
+ * subscriber counts decremented, scheduled emails cleared, invitations revoked, USER_DEACTIVATED
+ * audit with ROLE_COUNT. Bots and sessions are the caller's business.
  */
 export async function deactivateUser(
   db: Queryable,
   userId: number,
   opts: { when?: Date; actingUserId?: number | null } = {},
 ): Promise<void> {
-  const when = opts.when ?? new Date();
-  const u = await db.query(`UPDATE zerver_userprofile SET is_active = false WHERE id = $1 AND is_active RETURNING realm_id`, [userId]);
-  if (!u.rows.length) return;
-  const realmId = Number(u.rows[0].realm_id);
-  if ((await tableColumns(db, "zerver_stream")).has("subscriber_count")) {
-    // Stream.subscriber_count exists since 11.0 (0704).
-    await db.query(
-      `UPDATE zerver_stream s SET subscriber_count = s.subscriber_count - 1
-         FROM zerver_subscription sub
-        WHERE sub.user_profile_id = $1 AND sub.active AND sub.is_user_active AND s.recipient_id = sub.recipient_id`,
-      [userId],
-    );
-  }
-  await db.query(`UPDATE zerver_subscription SET is_user_active = false WHERE user_profile_id = $1`, [userId]);
-  await insertAuditLogRow(db, {
-    realmId,
-    eventType: AuditLogEventType.USER_DEACTIVATED,
-    eventTime: when,
-    actingUserId: opts.actingUserId ?? null,
-    modifiedUserId: userId,
-    extraData: await roleCountSnapshot(db, realmId),
-  });
+  await deactivateUserInTx(db, userId, { now: opts.when ?? new Date(), actingUserId: opts.actingUserId ?? null });
 }
 
 
@@ -525,6 +508,8 @@ export interface NewUserOutcome {
   eventsNotSent: string[];
   subscribedChannels: string[];
   auditLogIds: number[];
+  /** What could not be done about the new user's Jdenticon picture (avatar.ts writeJdenticonAvatar). */
+  avatarNotDone: string[];
 }
 
 /**
@@ -537,7 +522,7 @@ export async function doCreateUser(
   db: Db,
   realm: { id: number; string_id: string },
   req: { email: string; fullName: string; passwordHash: string | null; tosVersion: string; roleCountBaseline?: Promise<RoleCountBaseline | null> },
-  opts: { urls: NewUserUrls; notify: Notify; featureLevel: number; settings: ZulipSettings; cache?: CacheInvalidation },
+  opts: { urls: NewUserUrls; notify: Notify; featureLevel: number; settings: ZulipSettings; deployDir: string; cache?: CacheInvalidation },
 ): Promise<NewUserOutcome> {
   const { urls, notify } = opts;
   const created = await notify.events.tx(db, async (q) => {
@@ -568,7 +553,7 @@ export async function doCreateUser(
       systemGroupIds: user.systemGroups.map((name) => systemGroups[name]),
       channelIds: await defaultChannelIds(q, realm.id),
     });
-    const signup = await sendSignupAnnouncement(q, user.id);
+    const signup = await sendSignupAnnouncement(q, user.id, { events: { notify, featureLevel: opts.featureLevel, settings: opts.settings } });
     const subscribedChannels = await subscribedChannelNames(q, user.id);
     const { rows: urow } = await q.query("SELECT * FROM zerver_userprofile WHERE id = $1", [user.id]);
     const row = urow[0] as UserProfile;
@@ -576,5 +561,7 @@ export async function doCreateUser(
     return { user, row, steps, signup, eventsNotSent, subscribedChannels, auditLogIds: await auditLogIdsOfUser(q, user.id) };
   });
   opts.cache?.changeCommitted();
-  return created;
+  // The Jdenticon picture of a 12.x user, written after the commit (avatar.ts).
+  const avatarNotDone = await writeJdenticonAvatar(db, opts.settings, opts.deployDir, created.user.id);
+  return { ...created, avatarNotDone };
 }

@@ -45,6 +45,8 @@ export const MESSAGE_BATCH_SIZE = 1000;
 export const STREAM_MESSAGE_BATCH_SIZE = 100;
 export const TRANSACTION_DELETION_BATCH_SIZE = 100;
 export const RETENTION_POLICY_BASED = 1;
+/** ArchiveTransaction.MANUAL: deletions that are not the retention policy's. */
+export const MANUAL = 2;
 const RECIPIENT_PERSONAL = 1;
 const RECIPIENT_DIRECT_MESSAGE_GROUP = 3;
 
@@ -157,7 +159,23 @@ async function deleteMessagesAlong(t: Queryable, edges: { table: string; column:
   }
 }
 
-class Archiver {
+/** The rows move_related_objects_to_archive copied. */
+export interface RelatedCounts {
+  user_messages: number;
+  reactions: number;
+  submessages: number;
+  archived_attachments: number;
+}
+
+/** What moveMessagesToArchive did. */
+export interface MovedToArchive extends RelatedCounts {
+  transactions: number[];
+  messages: number;
+  /** Attachment rows deleted because none of their messages is left. */
+  attachments_deleted: number;
+}
+
+export class Archiver {
   private fks: CatalogForeignKey[] | null = null;
   private cascade: { table: string; column: string; parent: string }[] | null = null;
   private msgCols: string[] = [];
@@ -168,7 +186,7 @@ class Archiver {
   constructor(
     private readonly db: Db,
     readonly totals: ArchiveTotals,
-    private readonly log: ZulipLogFile,
+    private readonly log: ZulipLogFile | null,
   ) {}
 
   async init(): Promise<void> {
@@ -214,20 +232,13 @@ class Archiver {
         }
         await this.moveRelated(t, ids);
         // delete_messages: Message.objects.filter(id__in=...).delete(), with Django's cascades.
-        if (this.cascade) await deleteMessagesAlong(t, this.cascade, ids);
-        else {
-          const del = new CascadeDeletion(t, this.fks!, "archive these messages");
-          await del.addRoots("zerver_message", "SELECT unnest($1::int[])", [ids]);
-          await del.collect();
-          await del.execute();
-          await del.dispose();
-        }
+        await this.deleteMessages(t, ids);
         return { ids, txId };
       });
       if (ids.length) {
         count += ids.length;
         this.totals.transactions.push(txId);
-        this.log.write("INFO", `Archived ${ids.length} messages in ${((Date.now() - started) / 1000).toFixed(2)}s in transaction ${txId}.`);
+        this.log?.write("INFO", `Archived ${ids.length} messages in ${((Date.now() - started) / 1000).toFixed(2)}s in transaction ${txId}.`);
       }
       if (ids.length < chunkSize) break;
     }
@@ -235,14 +246,14 @@ class Archiver {
   }
 
   /** move_related_objects_to_archive. */
-  private async moveRelated(t: Queryable, ids: number[]): Promise<void> {
+  private async moveRelated(t: Queryable, ids: number[], counts: RelatedCounts = this.totals): Promise<void> {
     for (const m of this.related) {
       const res = await t.query(
         `INSERT INTO ${m.dst} (${m.cols.map(q).join(", ")}) SELECT ${m.cols.map((c) => `x.${q(c)}`).join(", ")} FROM ${m.src} x
           WHERE x.message_id = ANY($1::int[]) ON CONFLICT (id) DO NOTHING`,
         [ids],
       );
-      this.totals[m.key] += res.rowCount ?? 0;
+      counts[m.key] += res.rowCount ?? 0;
     }
     const att = await t.query(
       `INSERT INTO zerver_archivedattachment (${this.attCols.map(q).join(", ")})
@@ -251,13 +262,88 @@ class Archiver {
        ON CONFLICT (id) DO NOTHING`,
       [ids],
     );
-    this.totals.archived_attachments += att.rowCount ?? 0;
+    counts.archived_attachments += att.rowCount ?? 0;
     await t.query(
       `INSERT INTO zerver_archivedattachment_messages (id, archivedattachment_id, archivedmessage_id)
          SELECT id, attachment_id, message_id FROM zerver_attachment_messages WHERE message_id = ANY($1::int[])
        ON CONFLICT (id) DO NOTHING`,
       [ids],
     );
+  }
+
+  /** Message.objects.filter(id__in=ids).delete() with Django's cascades. */
+  private async deleteMessages(t: Queryable, ids: number[]): Promise<void> {
+    if (this.cascade) return deleteMessagesAlong(t, this.cascade, ids);
+    const del = new CascadeDeletion(t, this.fks!, "archive these messages");
+    await del.addRoots("zerver_message", "SELECT unnest($1::int[])", [ids]);
+    await del.collect();
+    await del.execute();
+    await del.dispose();
+  }
+
+  /**
+   * move_messages_to_archive(message_ids, realm, chunk_size) as Zulip 10.x and 11.x have it
+   * (zerver/lib/retention.py), inside the caller's transaction `t` (do_scrub_realm is one
+   * durable transaction; Zulip's inner atomic blocks are savepoint-less): the ids in slices of
+   * `chunkSize`, each run_archiving(type=MANUAL, realm, chunk_size=None): a new ArchiveTransaction
+   * (type 2, `realmId`), the messages copied (ON CONFLICT (id) moves an archived id to it), their
+   * related rows, then the messages deleted; a slice that finds nothing deletes its
+   * ArchiveTransaction again. After each slice the Attachments whose ArchivedAttachment twin
+   * links one of its messages and that no message or scheduled message uses any more are deleted
+   * (their owners' realm_used_upload_space entries go to `inval`). Zulip raises
+   * Message.DoesNotExist when nothing at all was archived; the caller decides (`messages` 0).
+   */
+  async moveMessagesToArchive(
+    t: Queryable,
+    ids: number[],
+    opts: { realmId: number | null; chunkSize: number; inval: CacheInvalidation },
+  ): Promise<MovedToArchive> {
+    const out: MovedToArchive = { transactions: [], messages: 0, user_messages: 0, reactions: 0, submessages: 0, archived_attachments: 0, attachments_deleted: 0 };
+    for (let i = 0; i < ids.length; i += opts.chunkSize) {
+      const chunk = ids.slice(i, i + opts.chunkSize);
+      const values: Record<string, string> = { timestamp: "clock_timestamp()", restored: "false", restored_timestamp: "NULL", type: String(MANUAL), realm_id: "$1::int", protect_from_deletion: "false" };
+      const tx = await t.query(
+        `INSERT INTO zerver_archivetransaction (${this.txCols.map(q).join(", ")}) VALUES (${this.txCols.map((c) => values[c]).join(", ")}) RETURNING id`,
+        [opts.realmId],
+      );
+      const txId = Number(tx.rows[0].id);
+      const moved = await t.query(
+        `INSERT INTO zerver_archivedmessage (${this.msgCols.map(q).join(", ")}, archive_transaction_id)
+           SELECT ${this.msgCols.map((c) => `zerver_message.${q(c)}`).join(", ")}, $2::bigint
+             FROM zerver_message WHERE zerver_message.id = ANY($1::int[])
+         ON CONFLICT (id) DO UPDATE SET archive_transaction_id = $2::bigint
+         RETURNING id`,
+        [chunk, txId],
+      );
+      const got = moved.rows.map((r: any) => Number(r.id));
+      if (!got.length) {
+        await t.query("DELETE FROM zerver_archivetransaction WHERE id = $1", [txId]); // Nothing was archived
+      } else {
+        await this.moveRelated(t, got, out);
+        await this.deleteMessages(t, got);
+        out.messages += got.length;
+        out.transactions.push(txId);
+      }
+      // Clean up attachments: Attachment.objects.filter(messages__isnull=True,
+      // scheduled_messages__isnull=True, id__in=<ArchivedAttachments linking the slice>).delete()
+      const del = new CascadeDeletion(t, this.fks!, "delete the attachments of the archived messages");
+      const n = await del.addRoots(
+        "zerver_attachment",
+        `SELECT a.id FROM zerver_attachment a
+          WHERE a.id IN (SELECT archivedattachment_id FROM zerver_archivedattachment_messages WHERE archivedmessage_id = ANY($1::int[]))
+            AND NOT EXISTS (SELECT 1 FROM zerver_attachment_messages m WHERE m.attachment_id = a.id)
+            AND NOT EXISTS (SELECT 1 FROM zerver_attachment_scheduled_messages s WHERE s.attachment_id = a.id)`,
+        [chunk],
+      );
+      if (n) {
+        await del.collect();
+        opts.inval.addKeys(await usedUploadSpaceKeys(t, `SELECT id FROM ${del.tempTable("zerver_attachment")}`), "the organizations' used upload space");
+        await del.execute();
+        out.attachments_deleted += n;
+      }
+      await del.dispose();
+    }
+    return out;
   }
 
   /** delete_expired_attachments(realm). */
@@ -286,19 +372,69 @@ class Archiver {
   }
 }
 
+export function emptyArchiveTotals(): ArchiveTotals {
+  return { transactions: [], channel_messages: 0, direct_messages: 0, user_messages: 0, reactions: 0, submessages: 0, archived_attachments: 0, attachments_deleted: 0, realms: [] };
+}
+
+/** An Archiver ready for moveMessagesToArchive (catalog read, cascade planned). */
+export async function messageArchiver(db: Db): Promise<Archiver> {
+  const a = new Archiver(db, emptyArchiveTotals(), null);
+  await a.init();
+  return a;
+}
+
+const CHANNEL_DUE = `SELECT m.id FROM zerver_message m
+   JOIN unnest($2::int[], $3::timestamptz[]) AS c(recipient_id, cutoff) ON m.recipient_id = c.recipient_id AND m.date_sent < c.cutoff
+  WHERE m.realm_id = $1`;
+const DIRECT_DUE = `SELECT m.id FROM zerver_message m JOIN zerver_recipient r ON r.id = m.recipient_id
+  WHERE m.realm_id = $1 AND r.type IN (${RECIPIENT_PERSONAL}, ${RECIPIENT_DIRECT_MESSAGE_GROUP}) AND m.date_sent < $4::timestamptz`;
+
+/**
+ * What archiveMessages would do now (the dry run): the same policies and cutoffs, counted, not
+ * written. attachments_deleted counts the realm's Attachments that would be left with neither
+ * messages nor scheduled messages and have (or would get) an ArchivedAttachment twin.
+ */
+export async function planArchiveMessages(db: Db): Promise<ArchiveTotals> {
+  const totals = emptyArchiveTotals();
+  const now = Date.now();
+  for (const { realm, channels } of await realmsAndChannelsForArchiving(db)) {
+    const recipients = channels.map((c) => c.recipient_id);
+    const cutoffs = channels.map((c) => new Date(now - c.days * 86400_000));
+    const direct = realm.message_retention_days !== -1 ? new Date(now - realm.message_retention_days * 86400_000) : null;
+    const { rows } = await db.query(
+      `WITH ch AS (${CHANNEL_DUE}),
+            dm AS (${direct ? DIRECT_DUE : "SELECT NULL::int AS id WHERE false"}),
+            due AS (SELECT id FROM ch UNION SELECT id FROM dm)
+       SELECT (SELECT count(*) FROM ch)::int AS channel_messages,
+              (SELECT count(*) FROM dm)::int AS direct_messages,
+              (SELECT count(*) FROM zerver_usermessage WHERE message_id IN (SELECT id FROM due))::int AS user_messages,
+              (SELECT count(*) FROM zerver_reaction WHERE message_id IN (SELECT id FROM due))::int AS reactions,
+              (SELECT count(*) FROM zerver_submessage WHERE message_id IN (SELECT id FROM due))::int AS submessages,
+              (SELECT count(DISTINCT attachment_id) FROM zerver_attachment_messages WHERE message_id IN (SELECT id FROM due))::int AS archived_attachments,
+              (SELECT count(*) FROM zerver_attachment a WHERE a.realm_id = $1
+                  AND NOT EXISTS (SELECT 1 FROM zerver_attachment_scheduled_messages s WHERE s.attachment_id = a.id)
+                  AND NOT EXISTS (SELECT 1 FROM zerver_attachment_messages m WHERE m.attachment_id = a.id AND m.message_id NOT IN (SELECT id FROM due))
+                  AND (EXISTS (SELECT 1 FROM zerver_attachment_messages m WHERE m.attachment_id = a.id)
+                       OR a.id IN (SELECT id FROM zerver_archivedattachment WHERE realm_id = $1)))::int AS attachments_deleted`,
+      direct ? [realm.id, recipients, cutoffs, direct] : [realm.id, recipients, cutoffs],
+    );
+    const r = rows[0];
+    const summary = { id: realm.id, string_id: realm.string_id, name: realm.name, channel_messages: r.channel_messages, direct_messages: r.direct_messages, attachments_deleted: r.attachments_deleted };
+    totals.channel_messages += r.channel_messages;
+    totals.direct_messages += r.direct_messages;
+    totals.user_messages += r.user_messages;
+    totals.reactions += r.reactions;
+    totals.submessages += r.submessages;
+    totals.archived_attachments += r.archived_attachments;
+    totals.attachments_deleted += r.attachments_deleted;
+    totals.realms.push(summary);
+  }
+  return totals;
+}
+
 /** archive_messages(). */
 export async function archiveMessages(db: Db, inval: CacheInvalidation, log: ZulipLogFile): Promise<ArchiveTotals> {
-  const totals: ArchiveTotals = {
-    transactions: [],
-    channel_messages: 0,
-    direct_messages: 0,
-    user_messages: 0,
-    reactions: 0,
-    submessages: 0,
-    archived_attachments: 0,
-    attachments_deleted: 0,
-    realms: [],
-  };
+  const totals = emptyArchiveTotals();
   log.write("INFO", `Starting the archiving process with chunk_size ${MESSAGE_BATCH_SIZE}`);
   const archiver = new Archiver(db, totals, log);
   await archiver.init();
@@ -340,6 +476,18 @@ export async function archiveMessages(db: Db, inval: CacheInvalidation, log: Zul
     totals.realms.push(summary);
   }
   return totals;
+}
+
+/** What cleanArchivedData would delete now (the dry run). */
+export async function planCleanArchivedData(db: Db, vacuumingDelayDays: number): Promise<{ transactions: number; archived_messages: number }> {
+  const protectedCol = await db.hasColumn("zerver_archivetransaction", "protect_from_deletion");
+  const cond = `timestamp < now() - make_interval(days => $1::int)${protectedCol ? " AND NOT protect_from_deletion" : ""}`;
+  const { rows } = await db.query(
+    `SELECT (SELECT count(*) FROM zerver_archivetransaction WHERE ${cond})::int AS transactions,
+            (SELECT count(*) FROM zerver_archivedmessage WHERE archive_transaction_id IN (SELECT id FROM zerver_archivetransaction WHERE ${cond}))::int AS archived_messages`,
+    [vacuumingDelayDays],
+  );
+  return { transactions: rows[0].transactions, archived_messages: rows[0].archived_messages };
 }
 
 /** clean_archived_data(): the number of ArchiveTransactions deleted. */

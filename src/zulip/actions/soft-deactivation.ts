@@ -32,10 +32,11 @@ import type { CacheInvalidation, CacheUser } from "../cache.js";
 import type { Db, Queryable } from "../../db/db.js";
 import { CommandError } from "../../lib/errors.js";
 import { ZulipLogFile } from "../../lib/managelog.js";
+import { lockUserRow } from "../lookup.js";
+import { RecipientType } from "../models.js";
 
 export const BULK_CREATE_BATCH_SIZE = 10000;
 export const SOFT_DEACTIVATE_BATCH_SIZE = 100;
-const RECIPIENT_STREAM = 2;
 
 /** logger "zulip.soft_deactivation" (log_to_file: SOFT_DEACTIVATION_LOG_PATH). */
 export class SoftDeactivationLog extends ZulipLogFile {
@@ -118,9 +119,12 @@ export async function softDeactivateUsers(db: Db, users: SoftUser[], inval: Cach
       const out: Omit<SoftDeactivated, "audit_log_id">[] = [];
       const entries = [];
       for (const u of batch) {
-        const { rows: locked } = await q.query(`SELECT ${USER_COLUMNS} FROM zerver_userprofile WHERE id = $1 FOR NO KEY UPDATE`, [u.id]);
-        if (!locked.length) throw new CommandError(`User ${u.delivery_email} (id ${u.id}) was deleted while this command ran; nothing in this batch of users was changed.`);
-        const before = toUser(locked[0]);
+        const before = toUser(
+          await lockUserRow(q, u.id, {
+            columns: USER_COLUMNS,
+            missing: `User ${u.delivery_email} (id ${u.id}) was deleted while this command ran; nothing in this batch of users was changed.`,
+          }),
+        );
         const { rows } = await q.query(
           `SELECT coalesce((SELECT message_id FROM zerver_usermessage WHERE user_profile_id = $1 ORDER BY message_id DESC LIMIT 1),
                            (SELECT id FROM zerver_message ORDER BY id DESC LIMIT 1)) AS last`,
@@ -189,7 +193,7 @@ export async function addMissingMessages(db: Db, userId: number): Promise<CatchU
   const { rows: subs } = await db.query(
     `SELECT s.recipient_id, r.type_id FROM zerver_subscription s JOIN zerver_recipient r ON r.id = s.recipient_id
       WHERE s.user_profile_id = $1 AND r.type = $2 ORDER BY s.id`,
-    [userId, RECIPIENT_STREAM],
+    [userId, RecipientType.STREAM],
   );
   const streamIds = subs.map((s: any) => Number(s.type_id));
   const { rows: logRows } = await db.query(
@@ -259,9 +263,7 @@ export async function reactivateUserIfSoftDeactivated(db: Db, user: SoftUser, in
   if (!user.long_term_idle) return null;
   const caught = await addMissingMessages(db, user.id);
   const auditId = await db.tx(async (q) => {
-    const { rows } = await q.query(`SELECT ${USER_COLUMNS} FROM zerver_userprofile WHERE id = $1 FOR NO KEY UPDATE`, [user.id]);
-    if (!rows.length) throw new CommandError(`User ${user.delivery_email} (id ${user.id}) was deleted while this command ran.`);
-    const before = toUser(rows[0]);
+    const before = toUser(await lockUserRow(q, user.id, { columns: USER_COLUMNS, missing: `User ${user.delivery_email} (id ${user.id}) was deleted while this command ran.` }));
     await q.query("UPDATE zerver_userprofile SET long_term_idle = false WHERE id = $1", [user.id]);
     await inval.userChanged(q, { ...before, long_term_idle: false }, ["long_term_idle"], { before });
     const [id] = await insertAuditLog(q, [{ realmId: before.realm_id, modifiedUserId: user.id, eventType: AuditLogEventType.USER_SOFT_ACTIVATED, eventTime: new Date() }]);

@@ -17,6 +17,12 @@
 //    users, one SUBSCRIPTION_DEACTIVATED (303) row each (one event_time, event_last_message_id).
 // Zulip writes no Notification Bot message for these (the "subscribed you" and "new channel"
 // messages come from the API views, not the actions).
+//
+// Events (staged in the transaction, sent after the commit): create_stream_if_needed's stream
+// create; per bulk_add_subscriptions call (manage.py makes one per user and channel) the events
+// of channel-events.ts sendSubscriptionAddEvents; for bulk_remove_subscriptions those of
+// sendSubscriptionRemoveEvents, then, in an organization that limits whom guests see,
+// user-creation-events.ts sendUserRemoveEventsOnRemovingSubscriptions.
 import { AuditLogEventType, insertAuditLog } from "../audit.js";
 import type { CacheInvalidation } from "../cache.js";
 import { channelCacheKey } from "./channels.js";
@@ -24,10 +30,11 @@ import { bulkAddSubscriptions } from "./bulk-add-subscriptions.js";
 import { createChannel } from "./create-channel.js";
 import { lastMessageId } from "./message-send.js";
 import type { Queryable } from "../../db/db.js";
-import { sendStreamCreationEvent } from "../events/channel-events.js";
+import { channelDicts, sendStreamCreationEvent, sendSubscriptionAddEvents, sendSubscriptionRemoveEvents } from "../events/channel-events.js";
+import { sendUserRemoveEventsOnRemovingSubscriptions, subscribersOfUserSubscriptions } from "../events/user-creation-events.js";
+import type { AvatarSettings } from "../avatar.js";
 import { CommandError } from "../../lib/errors.js";
-import { activeNonGuestUserIds, activeUserIds, type Notify } from "../../services/events.js";
-import { USER_JSON_COLUMNS } from "../../cli/json-objects.js";
+import { activeNonGuestUserIds, type Notify, userAccessRestricted } from "../../services/events.js";
 import { getRealm, getUsers, type Realm, type UserProfile } from "../lookup.js";
 
 export interface ChannelInfo {
@@ -132,25 +139,52 @@ export async function subscribedUsers(q: Queryable, channel: ChannelInfo, userId
   return activeSubscribers(q, channel.recipient_id, userIds);
 }
 
-/** bulk_add_subscriptions(realm, [channel], users, acting_user=None), inside the caller's transaction. */
+/** What the subscription events need besides the Notify: the release and the avatar settings (restricted-access realms). */
+export interface SubscriptionEventOptions {
+  notify: Notify;
+  featureLevel: number;
+  /** readAvatarSettings(): the realm_user add events of an organization that limits whom users see. */
+  avatar: AvatarSettings | null;
+}
+
+/**
+ * bulk_add_subscriptions(realm, [channel], users, acting_user=None), inside the caller's
+ * transaction, once per user as manage.py makes the calls; with `events`, each call's events
+ * (channel-events.ts sendSubscriptionAddEvents). Returns, besides the change, what could not be
+ * sent (with the reason).
+ */
 export async function addSubscriptions(
   q: Queryable,
   realmId: number,
   channel: ChannelInfo,
   userIds: number[],
-  opts: { notify?: Notify } = {},
-): Promise<SubscriptionChange & { auditLogIds: number[] }> {
+  opts: { events?: SubscriptionEventOptions } = {},
+): Promise<SubscriptionChange & { auditLogIds: number[]; eventsNotSent: string[] }> {
   // The subscription rows of these users for this channel, locked.
   await q.query("SELECT id FROM zerver_subscription WHERE recipient_id = $1 AND user_profile_id = ANY ($2::int[]) FOR UPDATE", [channel.recipient_id, userIds]);
   const already = await activeSubscribers(q, channel.recipient_id, userIds);
   const changed = userIds.filter((u) => !already.has(u));
   const auditLogIds: number[] = [];
+  const eventsNotSent: string[] = [];
+  const ev = opts.events;
+  const restricted = ev ? await userAccessRestricted(q, { realm_id: realmId, is_bot: false }) : false;
   for (const u of changed) {
-    // One call per user, as manage.py makes them (colours are picked per user either way).
+    // get_subscribers_of_target_user_subscriptions, read before the rows are written.
+    const before = restricted ? await subscribersOfUserSubscriptions(q, u) : null;
+    // manage.py re-reads the channel (ensure_stream) before each call: its object as of now.
+    const streamDict = ev ? (await channelDicts(q, realmId, [channel.id], { traffic: true }))[0] : null;
     await bulkAddSubscriptions(q, realmId, [channel.id], [u], { actingUserId: null, auditLogIds });
-    if (opts.notify) await sendPeerEvents(q, realmId, channel, "peer_add", [u], opts.notify);
+    if (ev) {
+      eventsNotSent.push(
+        ...(await sendSubscriptionAddEvents(q, ev.notify, { ...channel, realm_id: realmId }, [u], {
+          featureLevel: ev.featureLevel,
+          streamDict: streamDict!,
+          ...(before ? { restricted: { before, avatar: ev.avatar } } : {}),
+        })),
+      );
+    }
   }
-  return { changed, unchanged: userIds.filter((u) => already.has(u)), auditLogIds };
+  return { changed, unchanged: userIds.filter((u) => already.has(u)), auditLogIds, eventsNotSent };
 }
 
 /** bulk_remove_subscriptions(realm, users, [channel], acting_user=None), inside the caller's transaction. */
@@ -159,7 +193,7 @@ export async function removeSubscriptions(
   realmId: number,
   channel: ChannelInfo,
   userIds: number[],
-  opts: { notify?: Notify; now?: Date } = {},
+  opts: { events?: Omit<SubscriptionEventOptions, "avatar">; now?: Date } = {},
 ): Promise<SubscriptionChange & { auditLogIds: number[] }> {
   const { rows } = await q.query(
     `SELECT s.id, s.user_profile_id, u.is_active FROM zerver_subscription s JOIN zerver_userprofile u ON u.id = s.user_profile_id
@@ -193,40 +227,14 @@ export async function removeSubscriptions(
       eventLastMessageId,
     })),
   );
-  const n = opts.notify;
-  if (n) {
-    // send_subscription_remove_events: per user, the subscription remove event and the
-    // deferred_work job that marks the channel's messages read; then peer_remove.
-    for (const u of order) {
-      n.events.send(n.realm, { type: "subscription", op: "remove", subscriptions: [{ name: channel.name, stream_id: channel.id }] }, [u], n.what);
-      n.events.enqueue("deferred_work", { type: "mark_stream_messages_as_read", user_profile_id: u, stream_recipient_ids: [channel.recipient_id] }, n.what);
+  const ev = opts.events;
+  if (ev) {
+    await sendSubscriptionRemoveEvents(q, ev.notify, { ...channel, realm_id: realmId }, order, { featureLevel: ev.featureLevel });
+    if (await userAccessRestricted(q, { realm_id: realmId, is_bot: false })) {
+      for (const u of order) await sendUserRemoveEventsOnRemovingSubscriptions(q, ev.notify, channel, u);
     }
-    await sendPeerEvents(q, realmId, channel, "peer_remove", order, n);
   }
   return { changed: order, unchanged, auditLogIds };
-}
-
-/**
- * send_peer_subscriber_events for one channel, for public channels: web-public ones to every
- * active user, others to the active non-guests and the channel's subscribers, minus the
- * altered users. Private channels' peer events are not sent (see README: owed).
- */
-async function sendPeerEvents(q: Queryable, realmId: number, channel: ChannelInfo, op: "peer_add" | "peer_remove", altered: number[], n: Notify): Promise<void> {
-  if (channel.invite_only) return;
-  const alteredSet = new Set(altered);
-  let peers: number[];
-  if (channel.is_web_public) {
-    peers = await activeUserIds(q, realmId);
-  } else {
-    const { rows } = await q.query(
-      `SELECT s.user_profile_id AS id FROM zerver_subscription s WHERE s.recipient_id = $1 AND s.active AND s.is_user_active`,
-      [channel.recipient_id],
-    );
-    peers = [...new Set([...(await activeNonGuestUserIds(q, realmId)), ...rows.map((r) => Number(r.id))])];
-  }
-  const to = peers.filter((p) => !alteredSet.has(p)).sort((a, b) => a - b);
-  if (to.length === 0) return;
-  n.events.send(n.realm, { type: "subscription", op, stream_ids: [channel.id], user_ids: [...altered].sort((a, b) => a - b) }, to, n.what);
 }
 
 /**
@@ -236,9 +244,11 @@ async function sendPeerEvents(q: Queryable, realmId: number, channel: ChannelInf
 export async function selectRealmUsers(
   db: Queryable,
   opts: { realm?: string; users?: string; allUsers?: boolean },
+  /** The user columns to read (the command's user objects need them). */
+  columns: string,
 ): Promise<{ realm: Realm; realmRef: { id: number; string_id: string }; users: UserProfile[]; userIds: number[]; emailOf: Map<number, string> }> {
   const realm = (await getRealm(db, opts.realm)) as Realm;
-  const users = await getUsers(db, { users: opts.users, allUsers: opts.allUsers }, realm, { columns: USER_JSON_COLUMNS });
+  const users = await getUsers(db, { users: opts.users, allUsers: opts.allUsers }, realm, { columns });
   return {
     realm,
     realmRef: { id: Number(realm.id), string_id: realm.string_id },

@@ -28,8 +28,8 @@
 // S3 upload backend or on the hashed default-avatar static file.
 import { type AvatarSettings, avatarUrl } from "../avatar.js";
 import type { Queryable } from "../../db/db.js";
-import { FL, type Notify, sendGroupMembersEvent, userAccessRestricted } from "../../services/events.js";
-import { canAccessDeliveryEmail, sendPeerSubscriberEvents } from "./user-events.js";
+import { activeNonGuestUserIds, FL, type Notify, sendGroupMembersEvent, userAccessRestricted } from "../../services/events.js";
+import { canAccessDeliveryEmail, INACCESSIBLE_USER_NAME, sendPeerSubscriberEvents } from "./user-events.js";
 
 /** date_joined.isoformat(timespec="minutes") in UTC ("2026-05-01T10:20+00:00"). */
 export function isoMinutes(d: Date): string {
@@ -140,4 +140,110 @@ export async function sendUserCreationEvents(
     await sendPeerSubscriberEvents(q, n, "peer_add", channels, new Map(channels.map((c) => [c.id, new Set([Number(u.id)])])));
   }
   return notSent;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Restricted user access and channel subscriptions (zerver/actions/streams.py
+// send_user_creation_events_on_adding_subscriptions, send_user_remove_events_on_removing_
+// subscriptions; zerver/lib/users.py get_subscribers_of_target_user_subscriptions,
+// get_users_involved_in_dms_with_target_users), for one user added to or removed from one
+// channel, as manage.py's add_users_to_streams / remove_users_from_stream make the calls.
+
+/**
+ * get_subscribers_of_target_user_subscriptions([user]): the active subscribers (is_user_active)
+ * of every channel and group DM the user has an active subscription to, the user included.
+ */
+export async function subscribersOfUserSubscriptions(q: Queryable, userId: number): Promise<Set<number>> {
+  const { rows } = await q.query(
+    `SELECT DISTINCT s2.user_profile_id AS id FROM zerver_subscription s1
+       JOIN zerver_recipient r ON r.id = s1.recipient_id AND r.type IN (2, 3)
+       JOIN zerver_subscription s2 ON s2.recipient_id = s1.recipient_id AND s2.active AND s2.is_user_active
+      WHERE s1.user_profile_id = $1 AND s1.active`,
+    [userId],
+  );
+  return new Set(rows.map((r) => Number(r.id)));
+}
+
+/** get_users_involved_in_dms_with_target_users([user]): active users in 1:1 DMs with the user (none from 12.0 on). */
+async function usersInDirectMessagesWith(q: Queryable, user: { id: number; realm_id: number }): Promise<Set<number>> {
+  const { rows } = await q.query(
+    `SELECT DISTINCT u.id FROM zerver_message m JOIN zerver_recipient r ON r.id = m.recipient_id AND r.type = 1
+       JOIN zerver_userprofile u ON u.id = CASE WHEN m.sender_id = $2 THEN r.type_id ELSE m.sender_id END
+      WHERE m.realm_id = $1 AND (m.sender_id = $2 OR r.type_id = $2) AND u.is_active AND u.id <> $2`,
+    [user.realm_id, user.id],
+  );
+  return new Set(rows.map((r) => Number(r.id)));
+}
+
+async function channelSubscriberIds(q: Queryable, recipientId: number): Promise<number[]> {
+  const { rows } = await q.query(
+    "SELECT user_profile_id AS id FROM zerver_subscription WHERE recipient_id = $1 AND active AND is_user_active ORDER BY user_profile_id",
+    [recipientId],
+  );
+  return rows.map((r) => Number(r.id));
+}
+
+/**
+ * notify_created_user(user, notify_user_ids) with a non-empty list: `realm_user` `add` to those of
+ * them who are active, split by who may see the real address. Returns why it was not sent.
+ */
+async function notifyCreatedUserTo(q: Queryable, n: Notify, userId: number, recipients: number[], opts: { avatar: AvatarSettings | null; featureLevel: number }): Promise<string[]> {
+  const { rows } = await q.query("SELECT * FROM zerver_userprofile WHERE id = $1", [userId]);
+  const u = rows[0];
+  const what = `the realm_user add of user ${userId} to ${recipients.length} user(s) who can now see them`;
+  if (u.is_bot) return [`${what}: the bot user object of that event is not reproduced`];
+  const avatar = opts.avatar ? avatarUrl(opts.avatar, { ...u, id: Number(u.id), realm_id: Number(u.realm_id) }, opts.featureLevel) : { reason: "the avatar settings could not be read" };
+  if (typeof avatar !== "string") return [`${what}: ${avatar.reason}`];
+  await notifyCreatedUser(q, n, u, avatar, opts.featureLevel, false, recipients);
+  return [];
+}
+
+/**
+ * send_user_creation_events_on_adding_subscriptions for user `userId` just subscribed to
+ * `channel`: its subscribers who could not see the user before (not non-guests, not sharing a
+ * channel or group DM with the user before: `before`, nor a 1:1 DM) get the user's
+ * `realm_user` `add`; a guest gets one for each subscriber new to them.
+ */
+export async function sendUserCreationEventsOnAddingSubscriptions(
+  q: Queryable,
+  n: Notify,
+  channel: { recipient_id: number; realm_id: number },
+  userId: number,
+  before: Set<number>,
+  opts: { avatar: AvatarSettings | null; featureLevel: number },
+): Promise<string[]> {
+  const notSent: string[] = [];
+  const { rows } = await q.query("SELECT id, realm_id, role FROM zerver_userprofile WHERE id = $1", [userId]);
+  const user = { id: Number(rows[0].id), realm_id: Number(rows[0].realm_id), role: Number(rows[0].role) };
+  const subscribers = await channelSubscriberIds(q, channel.recipient_id);
+  const dms = await usersInDirectMessagesWith(q, user);
+  const nonGuests = new Set(await activeNonGuestUserIds(q, user.realm_id));
+  const known = (id: number) => before.has(id) || dms.has(id) || id === user.id;
+  const receive = subscribers.filter((id) => !nonGuests.has(id) && !known(id));
+  if (receive.length) notSent.push(...(await notifyCreatedUserTo(q, n, user.id, receive, opts)));
+  if (user.role === 600) {
+    for (const other of subscribers.filter((id) => !known(id))) notSent.push(...(await notifyCreatedUserTo(q, n, other, [user.id], opts)));
+  }
+  return notSent;
+}
+
+/**
+ * send_user_remove_events_on_removing_subscriptions for user `userId` just unsubscribed from
+ * `channel`: its remaining subscribers who can no longer see the user get `realm_user` `remove`
+ * {user_id, full_name: "Unknown user"}; a guest gets one for each subscriber it no longer sees.
+ */
+export async function sendUserRemoveEventsOnRemovingSubscriptions(q: Queryable, n: Notify, channel: { recipient_id: number }, userId: number): Promise<void> {
+  const { rows } = await q.query("SELECT id, realm_id, role FROM zerver_userprofile WHERE id = $1", [userId]);
+  const user = { id: Number(rows[0].id), realm_id: Number(rows[0].realm_id), role: Number(rows[0].role) };
+  const subscribers = await channelSubscriberIds(q, channel.recipient_id);
+  const shared = await subscribersOfUserSubscriptions(q, user.id);
+  const dms = await usersInDirectMessagesWith(q, user);
+  const nonGuests = new Set(await activeNonGuestUserIds(q, user.realm_id));
+  const known = (id: number) => shared.has(id) || dms.has(id) || id === user.id;
+  const without = subscribers.filter((id) => !nonGuests.has(id) && !known(id));
+  const removal = (id: number) => ({ type: "realm_user", op: "remove", person: { user_id: id, full_name: INACCESSIBLE_USER_NAME } });
+  if (without.length) n.events.send(n.realm, removal(user.id), without, n.what);
+  if (user.role === 600) {
+    for (const other of subscribers.filter((id) => !known(id))) n.events.send(n.realm, removal(other), [user.id], n.what);
+  }
 }

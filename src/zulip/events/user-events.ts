@@ -14,6 +14,7 @@
 import type { Queryable } from "../../db/db.js";
 import type { UserProfile } from "../lookup.js";
 import { type AvatarSettings, avatarUrl } from "../avatar.js";
+import { ROLES } from "../roles.js";
 import {
   activeNonGuestUserIds,
   activeUserIds,
@@ -52,7 +53,7 @@ export async function sendInvitesChanged(q: Queryable, n: Notify): Promise<void>
   n.events.send(n.realm, { type: "invites_changed" }, await adminUserAndBotIds(q, n.realm.id), n.what);
 }
 
-interface PeerChannel {
+export interface PeerChannel {
   id: number;
   invite_only: boolean;
   is_web_public: boolean;
@@ -62,8 +63,9 @@ interface PeerChannel {
 const METADATA_GROUP_SETTINGS = ["can_administer_channel_group_id", "can_add_subscribers_group_id", "can_subscribe_group_id"];
 
 /**
- * Active users in the (recursive) membership of the groups that a private channel's
- * metadata-granting settings name (get_user_ids_with_metadata_access_via_permission_groups).
+ * Active non-guest users in the (recursive) membership of the groups that a private channel's
+ * metadata-granting settings name (get_user_ids_with_metadata_access_via_permission_groups:
+ * guests excluded, those settings have allow_everyone_group=False).
  */
 async function metadataGroupUserIds(q: Queryable, channelIds: number[]): Promise<Map<number, Set<number>>> {
   const out = new Map<number, Set<number>>();
@@ -84,7 +86,7 @@ async function metadataGroupUserIds(q: Queryable, channelIds: number[]): Promise
      )
      SELECT DISTINCT c.channel_id, m.user_profile_id AS user_id
        FROM closure c JOIN zerver_usergroupmembership m ON m.user_group_id = c.group_id
-       JOIN zerver_userprofile u ON u.id = m.user_profile_id AND u.is_active`,
+       JOIN zerver_userprofile u ON u.id = m.user_profile_id AND u.is_active AND u.role <> 600`,
     [channelIds],
   );
   for (const r of rows) {
@@ -329,6 +331,58 @@ export async function sendUserDeactivationEvents(
   }
 }
 
+/**
+ * The events of do_delete_user_core's bulk_remove_subscriptions(realm, [user], channels,
+ * acting_user=None, skip_events_for_removed_user=True) (Zulip 12, zerver/actions/streams.py),
+ * staged right after the user's channel subscriptions were set inactive (and before they are
+ * deleted), in Zulip's order:
+ *  1. send_subscription_remove_events with skip_events_for_removed_user: only
+ *     send_peer_remove_events(realm, channels, {channel: {user}}) — peer_remove to each
+ *     channel's peers (the subscription remove event, the mark_stream_messages_as_read job and
+ *     the stream delete event for the removed user are skipped);
+ *  2. when the realm restricts user access (all_users_accessible_by_everyone_in_realm is false:
+ *     realm-wide, bots included), send_user_remove_events_on_removing_subscriptions: a realm_user
+ *     remove of the user (as "Unknown user") to the subscribers of those channels who can no
+ *     longer access them: not non-guests, not sharing an active channel or group-DM
+ *     subscription with the user, not in 1:1 DMs with them. Its guest branch (events to the
+ *     removed user about users it can no longer see) cannot apply: the overwritten account has
+ *     role Member.
+ * `channels`: the channels whose subscription was removed (get_user_subscribed_streams: active
+ * subscriptions, archived channels included).
+ */
+export async function sendDeletedUserSubscriptionRemovalEvents(
+  q: Queryable,
+  n: Notify,
+  user: { id: number; realm_id: number },
+  channels: PeerChannel[],
+): Promise<void> {
+  if (channels.length === 0) return;
+  await sendPeerSubscriberEvents(q, n, "peer_remove", channels, new Map(channels.map((c) => [c.id, new Set([user.id])])));
+  if (!(await userAccessRestricted(q, { realm_id: user.realm_id, is_bot: false }))) return;
+  const { rows: inChannels } = await q.query(
+    `SELECT DISTINCT s.user_profile_id AS id FROM zerver_subscription s JOIN zerver_stream st ON st.recipient_id = s.recipient_id
+      WHERE st.id = ANY ($1::int[]) AND s.active AND s.is_user_active`,
+    [channels.map((c) => c.id)],
+  );
+  const { rows: sharing } = await q.query(
+    `SELECT DISTINCT s2.user_profile_id AS id FROM zerver_subscription s1
+       JOIN zerver_recipient r ON r.id = s1.recipient_id AND r.type IN (${RECIPIENT_STREAM}, ${RECIPIENT_DM_GROUP})
+       JOIN zerver_subscription s2 ON s2.recipient_id = s1.recipient_id AND s2.active AND s2.is_user_active
+      WHERE s1.user_profile_id = $1 AND s1.active`,
+    [user.id],
+  );
+  const canAccess = new Set([
+    ...(await activeNonGuestUserIds(q, user.realm_id)),
+    ...sharing.map((r) => Number(r.id)),
+    ...(await usersInDmsWith(q, user)),
+    user.id,
+  ]);
+  const without = inChannels.map((r) => Number(r.id)).filter((id) => !canAccess.has(id));
+  if (without.length) {
+    n.events.send(n.realm, { type: "realm_user", op: "remove", person: { user_id: user.id, full_name: INACCESSIBLE_USER_NAME } }, sorted(without), n.what);
+  }
+}
+
 /** The events of do_reactivate_user (acting_user None: no bot owner change), in Zulip's order. */
 export async function sendUserReactivationEvents(
   q: Queryable,
@@ -357,7 +411,13 @@ export async function sendUserReactivationEvents(
 }
 
 /** UserProfile.ROLE_TO_ACCESSIBLE_EMAIL_ADDRESS_VISIBILITY_IDS (1 everyone, 2 members, 3 admins, 4 nobody, 5 moderators). */
-const VISIBILITY_BY_ROLE: Record<number, number[]> = { 100: [1, 2, 3, 5], 200: [1, 2, 3, 5], 300: [1, 2, 5], 400: [1, 2], 600: [1] };
+const VISIBILITY_BY_ROLE: Record<number, number[]> = {
+  [ROLES.REALM_OWNER]: [1, 2, 3, 5],
+  [ROLES.REALM_ADMINISTRATOR]: [1, 2, 3, 5],
+  [ROLES.MODERATOR]: [1, 2, 5],
+  [ROLES.MEMBER]: [1, 2],
+  [ROLES.GUEST]: [1],
+};
 
 /** can_access_delivery_email(viewer, target_id, email_address_visibility) (zerver/lib/users.py). */
 export function canAccessDeliveryEmail(viewer: { id: number; role: number }, targetId: number, visibility: number): boolean {
@@ -414,7 +474,7 @@ export async function sendDeliveryEmailChangeEvents(
       );
     }
   }
-  if (Number(after.email_address_visibility) === 1) {
+  if (Number(after.email_address_visibility) === 1 /* EMAIL_ADDRESS_VISIBILITY_EVERYONE */) {
     n.events.send(n.realm, { type: "realm_user", op: "update", person: { user_id: after.id, new_email: after.email } }, await userIdsWhoCanAccessUser(q, after), n.what);
   }
   return notSent;

@@ -22,6 +22,22 @@ export function escapeMessageHtml(s: string): string {
   return s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;").replace(/'/g, "&#39;");
 }
 
+/**
+ * Python-Markdown's escaping of text: & < > escaped, character references already in the text
+ * (&amp;, &#39;, …) kept. Used by the Markdown renderer of custom emails (markdown.ts).
+ */
+export function escapeMarkdownText(s: string): string {
+  return s
+    .replace(/&(?!#?[A-Za-z0-9]+;)/g, "&amp;")
+    .replace(/</g, "&lt;")
+    .replace(/>/g, "&gt;");
+}
+
+/** escapeMarkdownText() and '"' as &quot;: an attribute value in Python-Markdown's output. */
+export function escapeMarkdownAttr(s: string): string {
+  return escapeMarkdownText(s).replace(/"/g, "&quot;");
+}
+
 /** macros.email_tag(email, text) */
 export function emailTag(email: string, text?: string): string {
   return `<a href="mailto:${escapeHtml(email)}">${escapeHtml(text ?? email)}</a>`;

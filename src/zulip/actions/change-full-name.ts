@@ -1,5 +1,6 @@
-// Users' full names: Zulip's check_full_name (zerver/lib/users.py) and do_change_full_name
-// (zerver/actions/user_settings.py), as the web app's "change name" and the API run them.
+// do_change_full_name (zerver/actions/user_settings.py) with the check_full_name it is given a
+// name by (zerver/lib/users.py), as the web app's "change name" and the API run them, for
+// bulk_change_user_name.
 //
 // check_full_name: the name stripped; at most 100 characters (UserProfile.MAX_NAME_LENGTH);
 // not empty; no unprintable character (check_string_is_printable: categories Cc and Cs and the
@@ -14,13 +15,15 @@
 // see the user, and for bots the realm_bot update event to bot_owner_user_ids (not sent from
 // Zulip 12.0, API feature level 474). The user is saved with update_fields=["full_name"]:
 // flush_user_profile deletes the user's profile keys, the realm user dicts, the display
-// recipients of the user's subscriptions and the bot dicts for bots.
+// recipients of the user's subscriptions and the bot dicts for bots. doChangeFullName runs it in
+// its own transaction with the user row locked (lockUserRow) and the name checked again there.
 import { AuditLogEventType, insertAuditLog, NEW_VALUE, OLD_VALUE } from "../audit.js";
 import type { CacheInvalidation, CacheUser } from "../cache.js";
-import type { Queryable } from "../../db/db.js";
+import type { Db, Queryable } from "../../db/db.js";
 import { CommandError } from "../../lib/errors.js";
-import { FL, humanAdminIds, type Notify, userIdsWhoCanAccessUser } from "../../services/events.js";
-import type { UserProfile } from "../lookup.js";
+import { type EventDelivery, FL, type Notify, userIdsWhoCanAccessUser } from "../../services/events.js";
+import { lockUserRow, type RealmRef, type UserProfile } from "../lookup.js";
+import { botOwnerUserIds } from "../events/user-events.js";
 
 export const MAX_NAME_LENGTH = 100;
 export const NAME_INVALID_CHARS = ["*", "`", "\\", ">", '"', "@"];
@@ -72,20 +75,6 @@ export async function checkFullName(q: Queryable, raw: string, user: { id: numbe
   return name;
 }
 
-/** bot_owner_user_ids(bot): the owner, plus the realm's human admins unless the bot's default channels are private. */
-async function botOwnerUserIds(q: Queryable, bot: UserProfile): Promise<number[]> {
-  const { rows } = await q.query(
-    `SELECT EXISTS (SELECT 1 FROM zerver_stream s WHERE s.invite_only AND s.id IN (u.default_sending_stream_id, u.default_events_register_stream_id)) AS private
-       FROM zerver_userprofile u WHERE u.id = $1`,
-    [bot.id],
-  );
-  const owner = Number(bot.bot_owner_id);
-  if (rows[0].private) return [owner];
-  const ids = new Set(await humanAdminIds(q, bot.realm_id));
-  ids.add(owner);
-  return [...ids].sort((a, b) => a - b);
-}
-
 export interface NameChange {
   oldName: string;
   newName: string;
@@ -127,4 +116,25 @@ export async function changeFullName(
   }
   await opts.cache?.userChanged(q, { ...user, full_name: name } as UserProfile & CacheUser, ["full_name"]);
   return { oldName, newName: name, changed: true, auditLogId };
+}
+
+/**
+ * do_change_full_name(user, check_full_name(raw), acting_user=None) in its own transaction: the
+ * row locked, the name checked against it (CommandError with Zulip's message), the change
+ * written, events staged (due on COMMIT), the cache change marked committed.
+ */
+export async function doChangeFullName(
+  db: Db,
+  userId: number,
+  raw: string,
+  opts: { realm: RealmRef; events: EventDelivery; featureLevel: number; cache: CacheInvalidation },
+): Promise<NameChange> {
+  const notify = (u: UserProfile): Notify => ({ events: opts.events, realm: opts.realm, what: `the new name of ${u.delivery_email}` });
+  const change = await opts.events.tx(db, async (q) => {
+    const locked = await lockUserRow(q, userId, { missing: "The user was deleted while this command ran." });
+    const name = await checkFullName(q, raw, locked);
+    return changeFullName(q, locked, name, { notify: notify(locked), featureLevel: opts.featureLevel, cache: opts.cache });
+  });
+  if (change.changed) opts.cache.changeCommitted();
+  return change;
 }

@@ -7,7 +7,7 @@
 import type { Queryable } from "../../db/db.js";
 import { crypto } from "../../lib/builtins.js";
 import { getOrCreateClient } from "../clients.js";
-import { renderPlainMarkdown } from "../markdown.js";
+import { renderPlainMarkdown } from "../plain-markdown.js";
 import { RecipientType, subscriptionValues, SYSTEM_BOT_REALM, UserMessageFlag, VisibilityPolicy } from "../models.js";
 import { databaseSeries, hasPersonalRecipients, insertRow, insertRows } from "../rows.js";
 

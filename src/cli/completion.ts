@@ -50,7 +50,7 @@ function kindOf(o: Option): { kind: ValueKind; choices?: string[] } {
 }
 
 /** The completion data of one command, read from its configured commander Command. */
-export function describeCommand(name: string, summary: string, cmd: Command): CompletionCommand {
+function describeCommand(name: string, summary: string, cmd: Command): CompletionCommand {
   const options: CompletionOption[] = [];
   for (const o of cmd.options as readonly Option[]) {
     if (o.hidden) continue;

@@ -39,7 +39,7 @@ export function unusablePassword(random: RandomSource = cryptoRandom): string {
  * A Django PBKDF2-SHA256 password hash ("pbkdf2_sha256$<iterations>$<salt>$<b64>"). Zulip lists
  * PBKDF2PasswordHasher after Argon2 in PASSWORD_HASHERS, so it verifies (and upgrades) these.
  */
-export function djangoPbkdf2Hash(password: string, opts: { salt?: string; iterations?: number; random?: RandomSource } = {}): string {
+function djangoPbkdf2Hash(password: string, opts: { salt?: string; iterations?: number; random?: RandomSource } = {}): string {
   const iterations = opts.iterations ?? 1_000_000; // Django 5.2 default
   const salt = opts.salt ?? (opts.random ?? cryptoRandom).alnum(22);
   const hash = crypto().pbkdf2Sync(password, salt, iterations, 32, "sha256").toString("base64");
@@ -135,7 +135,7 @@ function pyInt(n: number): string {
 }
 
 /** The Zulip server's PASSWORD_TOO_WEAK_ERROR text. */
-export const PASSWORD_TOO_WEAK = "The password is too weak.";
+const PASSWORD_TOO_WEAK = "The password is too weak.";
 
 /** check_password_strength() plus the forms' length cap, with a reason a person can act on. */
 export function checkPasswordStrength(password: string, rules: PasswordRules = DEFAULT_PASSWORD_RULES): StrengthVerdict {

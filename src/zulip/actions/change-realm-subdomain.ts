@@ -50,7 +50,7 @@ export function subdomainChangedExtraData(series: string, oldSubdomain: string, 
  * release writes it, see subdomainChangedExtraData), and every deactivated realm redirecting
  * to the old URL redirected to the new one.
  */
-export async function renameRealmSubdomain(
+async function renameRealmSubdomain(
   q: Queryable,
   realm: Realm,
   newSubdomain: string,
@@ -94,7 +94,7 @@ export async function renameRealmSubdomain(
  * with every default (system groups, settings, default channels, ...), do_deactivate_realm(...,
  * "subdomain_change", email_owners=False) and do_add_deactivated_redirect(new URL).
  */
-export async function createRedirectPlaceholder(
+async function createRedirectPlaceholder(
   q: Queryable,
   opts: {
     oldSubdomain: string;

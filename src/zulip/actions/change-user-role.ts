@@ -18,12 +18,11 @@ import {
   workplaceGroupOf,
 } from "../audit.js";
 import type { Db, Queryable } from "../../db/db.js";
-import { CommandError } from "../../lib/errors.js";
 import type { CacheInvalidation } from "../cache.js";
 import { metadataAccessChannelIds, sendStreamEventsForRoleUpdate } from "../events/channel-events.js";
 import { type Notify, sendGroupMembersEvent, userIdsWhoCanAccessUser } from "../../services/events.js";
 import { directGroupIds, getSystemGroup, SystemGroups, systemGroupNameForRole, systemGroups, updateFullMembersSystemGroup } from "../groups.js";
-import type { Realm, UserProfile } from "../lookup.js";
+import { lockUserRow, type Realm, type UserProfile } from "../lookup.js";
 import { ROLES } from "../roles.js";
 
 /** What do_change_user_role reads of the realm (the row get_realm read, as Zulip uses it too). */
@@ -180,10 +179,8 @@ export async function planUserRoleChange(q: Queryable, realmRow: Realm, user: Us
 }
 
 /** Lock the user row and read it again (the refresh_from_db with select_for_update(no_key=True) of Zulip's actions). */
-export async function lockUser(q: Queryable, userId: number): Promise<UserProfile> {
-  const { rows } = await q.query("SELECT * FROM zerver_userprofile WHERE id = $1 FOR NO KEY UPDATE", [userId]);
-  if (rows.length === 0) throw new CommandError("The user was deleted while this command ran; nothing was changed.");
-  return rows[0];
+export function lockUser(q: Queryable, userId: number): Promise<UserProfile> {
+  return lockUserRow(q, userId, { missing: "The user was deleted while this command ran; nothing was changed." });
 }
 
 /**

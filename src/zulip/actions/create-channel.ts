@@ -7,7 +7,7 @@ import { AuditLogEventType, insertAuditLogRow } from "../audit.js";
 import type { Queryable } from "../../db/db.js";
 import { getSystemGroups, type SystemGroupName } from "../groups.js";
 import { realmIdOf, type RealmIdOrRef } from "../lookup.js";
-import { renderPlainMarkdown } from "../markdown.js";
+import { renderPlainMarkdown } from "../plain-markdown.js";
 import { RecipientType } from "../models.js";
 import { insertRow, type Row, tableColumns } from "../rows.js";
 import { bulkAddSubscriptions } from "./bulk-add-subscriptions.js";

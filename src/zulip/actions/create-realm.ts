@@ -42,7 +42,7 @@ import { quoteIdent } from "../../db/sql.js";
 import { cryptoRandom, type RandomSource } from "../../lib/random.js";
 import { getOrCreateClient } from "../clients.js";
 import { NAMED_GROUP_SETTING_COLUMNS, SYSTEM_GROUPS, type SystemGroupIds, type SystemGroupName } from "../groups.js";
-import { renderPlainMarkdown } from "../markdown.js";
+import { renderPlainMarkdown } from "../plain-markdown.js";
 import { EmailAddressVisibility, OrgType, SYSTEM_BOT_REALM, SYSTEM_BOT_REALM_NAME } from "../models.js";
 import { CreationSchemaError, databaseSeries, insertRow, insertRows, type Row, tableColumns } from "../rows.js";
 import { REALM_USER_DEFAULT_OVERRIDES, USER_SETTING_DEFAULTS } from "../user-settings.js";
@@ -493,7 +493,7 @@ export async function sendRealmCreationEvents(q: Queryable, notify: Notify, crea
  * create_internal_realm: the system bot realm (no default channels, the internal clients) and
  * its bots, in the caller's transaction.
  */
-export async function createInternalRealm(
+async function createInternalRealm(
   q: Queryable,
   stringId: string,
   opts: { dateCreated?: Date; random?: RandomSource } = {},
@@ -510,7 +510,7 @@ export const NOT_DONE_ONBOARDING_MESSAGES =
   "Welcome Bot's onboarding messages in the new channels (Zulip posts them when an organization is created; zulip-manage does not write them)";
 
 /** Realm.MAX_REALM_NAME_LENGTH */
-export const MAX_REALM_NAME_LENGTH = 40;
+const MAX_REALM_NAME_LENGTH = 40;
 
 /** do_create_realm's own assertions about the name and the subdomain (the subdomain's availability aside). */
 export function checkNewRealm(name: string, stringId: string, subdomains: SubdomainSettings): void {

@@ -360,7 +360,7 @@ export async function createUser(db: Queryable, realm: RealmIdOrRef, opts: Creat
 }
 
 /** Django's BaseUserManager.normalize_email: lowercase the domain part. */
-export function normalizeEmail(email: string): string {
+function normalizeEmail(email: string): string {
   const at = email.lastIndexOf("@");
   if (at < 0) return email;
   return email.slice(0, at) + "@" + email.slice(at + 1).toLowerCase();
@@ -489,7 +489,7 @@ export async function userAlreadyExists(q: Queryable, realmId: number, email: st
 }
 
 /** The names of the channels the user is subscribed to, sorted. */
-export async function subscribedChannelNames(q: Queryable, userId: number): Promise<string[]> {
+async function subscribedChannelNames(q: Queryable, userId: number): Promise<string[]> {
   const { rows } = await q.query(
     `SELECT s.name FROM zerver_subscription sub JOIN zerver_recipient r ON r.id = sub.recipient_id AND r.type = $2
        JOIN zerver_stream s ON s.id = r.type_id WHERE sub.user_profile_id = $1 ORDER BY s.name`,

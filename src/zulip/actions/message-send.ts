@@ -2,12 +2,12 @@
 // the caller's transaction: the Message row, one UserMessage row per recipient with Zulip's flags,
 // direct message groups (get_or_create_direct_message_group) and the Recipient of a DM as each
 // release picks it, and the channel's first_message_id / is_recently_active. Used by the
-// signup announcement (channels.ts) and the seed builder. Messages are rendered by markdown.ts's
+// signup announcement (channels.ts) and the seed builder. Messages are rendered by plain-markdown.ts's
 // stand-in; events are the caller's.
 import type { Queryable } from "../../db/db.js";
 import { crypto } from "../../lib/builtins.js";
 import { getOrCreateClient } from "../clients.js";
-import { renderPlainMarkdown } from "../markdown.js";
+import { renderPlainMarkdown } from "../plain-markdown.js";
 import { RecipientType, subscriptionValues, SYSTEM_BOT_REALM, UserMessageFlag, VisibilityPolicy } from "../models.js";
 import { databaseSeries, hasPersonalRecipients, insertRow, insertRows } from "../rows.js";
 

@@ -14,7 +14,7 @@ import { tableColumns } from "../rows.js";
  * do_reactivate_realm: deactivated=false, scheduled_deletion_date=NULL (where the column exists)
  * and REALM_REACTIVATED with ROLE_COUNT. deactivated_redirect is left alone, as Zulip does.
  */
-export async function reactivateRealm(
+async function reactivateRealm(
   q: Queryable,
   realm: Realm,
   opts: { now?: Date; cache?: CacheInvalidation; notify?: Notify } = {},

@@ -22,6 +22,7 @@ import { HIDDEN, proxyFor, PushServiceClient, PushServiceError, readZulipVersion
 import { RedisClient, zulipRedisOptions } from "../../services/redis.js";
 import { CommandError } from "../../lib/errors.js";
 import { getRandomString, tokenUrlsafe } from "../../lib/random.js";
+import type { RealmRef as LookupRealmRef } from "../lookup.js";
 
 export const TRANSFER_CHALLENGE_REDIS_KEY = "self_hosting_domain_transfer_challenge_verify";
 export const PUSH_RECENTLY_WORKING_REDIS_KEY = "push_notifications_recently_working_ts";
@@ -30,10 +31,8 @@ const MAX_CLIENT_BATCH_SIZE = 10000;
 /** What these actions need of the command's Context (the CLI's Context is one). */
 export type PushServiceContext = CacheContext & EventContext & { readonly env: NodeJS.ProcessEnv };
 
-/** A realm as the results name it. */
-export interface RealmRef {
-  id: number;
-  string_id: string;
+/** A realm as the results name it: lookup.ts's RealmRef with its name. */
+export interface RealmRef extends LookupRealmRef {
   name: string;
 }
 

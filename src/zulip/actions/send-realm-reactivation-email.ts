@@ -24,7 +24,7 @@ export interface ReactivationLink {
  * its REALM_REACTIVATION confirmation (tied to the realm; CONFIRMATION_LINK_DEFAULT_VALIDITY_DAYS)
  * and the REALM_REACTIVATION_EMAIL_SENT row. The link is <realm url>/reactivate/<key>.
  */
-export async function createReactivationLink(
+async function createReactivationLink(
   q: Queryable,
   realm: { id: number },
   opts: { realmUrl: string; validityDays: number; now?: Date; key?: string },

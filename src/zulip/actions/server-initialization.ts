@@ -124,7 +124,7 @@ export async function createSystemBots(
 }
 
 /** server_initialized(): whether the server has any organization at all. */
-export async function serverInitialized(q: Queryable): Promise<boolean> {
+async function serverInitialized(q: Queryable): Promise<boolean> {
   const { rows } = await q.query("SELECT 1 FROM zerver_realm LIMIT 1");
   return rows.length > 0;
 }

@@ -14,7 +14,7 @@ export function escapeHtml(value: string): string {
 
 /**
  * The escaping of text in the HTML of messages we render ourselves (the stand-in for Zulip's
- * Markdown in src/zulip/markdown.ts, and the seed builder's messages): & < > " ' as &amp; &lt; &gt; &quot;
+ * Markdown in src/zulip/plain-markdown.ts, and the seed builder's messages): & < > " ' as &amp; &lt; &gt; &quot;
  * &#39;. Not the same bytes as escapeHtml's &#34; for '"' (MarkupSafe), which the email
  * templates need.
  */

@@ -42,10 +42,11 @@
 // (events.md §6, question 3).
 import { AuditLogEventType, insertAuditLog, type RoleCountBaseline, tableColumnSet } from "../audit.js";
 import type { CacheInvalidation, CacheUser } from "../cache.js";
-import { cryptoRandom, EmailAddressVisibility, fakeEmailDomain, insertRows, lastMessageId, NOT_COPIED_FROM_REALM_DEFAULTS, type RandomSource, RecipientType, subscriptionValues, unusablePassword, USER_SETTING_DEFAULTS } from "./create.js";
+import { cryptoRandom, fakeEmailDomain, insertRows, lastMessageId, NOT_COPIED_FROM_REALM_DEFAULTS, type RandomSource, subscriptionValues, unusablePassword, USER_SETTING_DEFAULTS } from "./create.js";
 import type { Db, Queryable } from "../../db/db.js";
 import { CommandError } from "../../lib/errors.js";
 import { activeBotsOwnedBy, lockUserRow, type RealmRef, realmRef, type UserProfile } from "../lookup.js";
+import { EmailAddressVisibility, RecipientType } from "../models.js";
 import { assertCovered, CascadeDeletion, cascadeClosure, catalogForeignKeys, type CatalogForeignKey, type DeletionPlan, mergePlans } from "../../db/ondelete.js";
 import { deleteUserSessions } from "../sessions.js";
 import { realmHost, type ZulipSettings } from "../../config/settings.js";
@@ -53,16 +54,11 @@ import { doDeactivateUser } from "./deactivate-user.js";
 import type { EventDelivery, Notify } from "../../services/events.js";
 import { quoteIdent } from "../../db/sql.js";
 import { ROLES } from "../roles.js";
-import { STREAM_MESSAGE_BATCH_SIZE } from "./retention.js";
+import { MANUAL as ARCHIVE_TRANSACTION_MANUAL, STREAM_MESSAGE_BATCH_SIZE } from "./retention.js";
 import { sendDeletedUserSubscriptionRemovalEvents } from "../events/user-events.js";
 
 export type DeletionAlgorithm = "overwrite" | "recreate";
 
-const RECIPIENT_PERSONAL = RecipientType.PERSONAL;
-const RECIPIENT_STREAM = RecipientType.STREAM;
-const RECIPIENT_DM_GROUP = RecipientType.DIRECT_MESSAGE_GROUP;
-/** ArchiveTransaction.MANUAL */
-const ARCHIVE_TRANSACTION_MANUAL = 2;
 /** do_delete_messages_by_sender archives in chunks of retention.STREAM_MESSAGE_BATCH_SIZE. */
 const ARCHIVE_CHUNK = STREAM_MESSAGE_BATCH_SIZE;
 /** Audit events whose extra_data do_delete_user_core scrubs. */
@@ -444,7 +440,7 @@ async function overwriteDeletion(
   const active = await q.query(
     `SELECT s.id AS sub_id, st.id AS stream_id, st.invite_only, st.is_web_public
        FROM zerver_subscription s
-       JOIN zerver_recipient r ON r.id = s.recipient_id AND r.type = ${RECIPIENT_STREAM}
+       JOIN zerver_recipient r ON r.id = s.recipient_id AND r.type = ${RecipientType.STREAM}
        JOIN zerver_stream st ON st.recipient_id = s.recipient_id
       WHERE s.user_profile_id = $1 AND s.active
       ORDER BY st.id`,
@@ -479,7 +475,7 @@ async function overwriteDeletion(
   const subs = new CascadeDeletion(q, fks, what);
   await subs.addRoots(
     "zerver_subscription",
-    `SELECT s.id FROM zerver_subscription s JOIN zerver_recipient r ON r.id = s.recipient_id WHERE s.user_profile_id = $1 AND r.type = ${RECIPIENT_STREAM}`,
+    `SELECT s.id FROM zerver_subscription s JOIN zerver_recipient r ON r.id = s.recipient_id WHERE s.user_profile_id = $1 AND r.type = ${RecipientType.STREAM}`,
     [user.id],
   );
   if (execute) {
@@ -623,7 +619,7 @@ async function recreateDeletion(
   const out = emptyCollected();
   const groupDms = await q.query(
     `SELECT s.recipient_id FROM zerver_subscription s JOIN zerver_recipient r ON r.id = s.recipient_id
-      WHERE s.user_profile_id = $1 AND r.type = ${RECIPIENT_DM_GROUP} ORDER BY s.recipient_id`,
+      WHERE s.user_profile_id = $1 AND r.type = ${RecipientType.DIRECT_MESSAGE_GROUP} ORDER BY s.recipient_id`,
     [user.id],
   );
   const del = new CascadeDeletion(q, fks, what);
@@ -653,7 +649,7 @@ async function recreateDeletion(
   await insertRows(q, "zerver_userprofile", [values], null);
   let recipientId: number | null = null;
   if (columns.has("recipient_id")) {
-    const rcp = await q.query("INSERT INTO zerver_recipient (type_id, type) VALUES ($1, $2) RETURNING id", [user.id, RECIPIENT_PERSONAL]);
+    const rcp = await q.query("INSERT INTO zerver_recipient (type_id, type) VALUES ($1, $2) RETURNING id", [user.id, RecipientType.PERSONAL]);
     recipientId = Number(rcp.rows[0].id);
     await q.query("UPDATE zerver_userprofile SET recipient_id = $2 WHERE id = $1", [user.id, recipientId]);
   }

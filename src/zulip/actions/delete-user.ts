@@ -41,7 +41,7 @@
 // Not sent (yet): the delete_message events newer releases may send for the archived messages
 // (events.md §6, question 3).
 import { AuditLogEventType, insertAuditLog, type RoleCountBaseline, tableColumnSet } from "../audit.js";
-import type { CacheInvalidation, CacheUser } from "../cache.js";
+import { type CacheInvalidation, cacheKeys, type CacheUser } from "../cache.js";
 import { cryptoRandom, fakeEmailDomain, insertRows, lastMessageId, NOT_COPIED_FROM_REALM_DEFAULTS, type RandomSource, subscriptionValues, unusablePassword, USER_SETTING_DEFAULTS } from "./create.js";
 import type { Db, Queryable } from "../../db/db.js";
 import { CommandError } from "../../lib/errors.js";
@@ -255,7 +255,7 @@ async function attachmentCacheKeys(q: Queryable, del: CascadeDeletion): Promise<
   const t = del.tempTable("zerver_attachment");
   if (!t) return [];
   const { rows } = await q.query(`SELECT DISTINCT realm_id FROM zerver_attachment WHERE id IN (SELECT id FROM ${t}) ORDER BY 1`);
-  return rows.map((r) => `realm_used_upload_space:${r.realm_id}`);
+  return rows.map((r) => cacheKeys.realmUsedUploadSpace(r.realm_id));
 }
 
 async function muteAndEmojiCacheKeys(q: Queryable, del: CascadeDeletion): Promise<string[]> {
@@ -263,12 +263,12 @@ async function muteAndEmojiCacheKeys(q: Queryable, del: CascadeDeletion): Promis
   const mutes = del.tempTable("zerver_muteduser");
   if (mutes) {
     const { rows } = await q.query(`SELECT DISTINCT muted_user_id FROM zerver_muteduser WHERE id IN (SELECT id FROM ${mutes}) ORDER BY 1`);
-    keys.push(...rows.map((r) => `muting_users_list:${r.muted_user_id}`));
+    keys.push(...rows.map((r) => cacheKeys.mutingUsers(r.muted_user_id)));
   }
   const emoji = del.tempTable("zerver_realmemoji");
   if (emoji) {
     const { rows } = await q.query(`SELECT DISTINCT realm_id FROM zerver_realmemoji WHERE id IN (SELECT id FROM ${emoji}) ORDER BY 1`);
-    keys.push(...rows.map((r) => `realm_emoji:${r.realm_id}`));
+    keys.push(...rows.map((r) => cacheKeys.realmEmoji(r.realm_id)));
   }
   return keys;
 }

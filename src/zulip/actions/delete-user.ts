@@ -51,6 +51,7 @@ import { assertCovered, CascadeDeletion, cascadeClosure, catalogForeignKeys, typ
 import { deleteUserSessions } from "../sessions.js";
 import { realmHost, type ZulipSettings } from "../../config/settings.js";
 import { doDeactivateUser } from "./deactivate-user.js";
+import { generateApiKey } from "./regenerate-api-key.js";
 import type { EventDelivery, Notify } from "../../services/events.js";
 import { quoteIdent } from "../../db/sql.js";
 import { ROLES } from "../roles.js";
@@ -198,7 +199,7 @@ export function overwriteValues(
     email,
     full_name: `Deleted User ${user.id}`,
     tos_version: user.tos_version ?? null,
-    api_key: random.alnum(32),
+    api_key: generateApiKey((n) => random.alnum(n)),
     is_staff: false,
     is_active: false,
     is_bot: user.bot_type !== null && user.bot_type !== undefined,
@@ -588,7 +589,7 @@ async function placeholderRow(
     full_name: `Deleted User ${user.id}`,
     date_joined: user.date_joined,
     tos_version: null,
-    api_key: random.alnum(32),
+    api_key: generateApiKey((n) => random.alnum(n)),
     uuid: random.uuid(),
     is_staff: false,
     is_active: false,

@@ -4,7 +4,7 @@
 // event types (audit.ts AuditLogEventType), confirmation types (confirmation.ts), system groups
 // (groups.ts).
 
-/** Recipient.PERSONAL / STREAM / DIRECT_MESSAGE_GROUP (HUDDLE before 9.0): zerver_recipient.type. */
+/** Recipient.PERSONAL / STREAM / DIRECT_MESSAGE_GROUP (formerly HUDDLE): zerver_recipient.type. */
 export const RecipientType = { PERSONAL: 1, STREAM: 2, DIRECT_MESSAGE_GROUP: 3 } as const;
 
 /**

@@ -33,7 +33,7 @@ import type { Db, Queryable } from "../../db/db.js";
 import { CommandError } from "../../lib/errors.js";
 import { ZulipLogFile } from "../../lib/managelog.js";
 import { lockUserRow } from "../lookup.js";
-import { RecipientType } from "./create.js";
+import { RecipientType } from "../models.js";
 
 export const BULK_CREATE_BATCH_SIZE = 10000;
 export const SOFT_DEACTIVATE_BATCH_SIZE = 100;

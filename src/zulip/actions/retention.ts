@@ -283,9 +283,10 @@ export async function eventRecipientIdsForActionOnMessages(q: Queryable, ids: nu
   const withRow = (excludeGuests: boolean) =>
     `SELECT um.user_profile_id AS id FROM zerver_usermessage um JOIN zerver_userprofile u ON u.id = um.user_profile_id
       WHERE um.message_id = ANY($1::int[]) AND NOT u.long_term_idle${excludeGuests ? ` AND u.role <> ${ROLES.GUEST}` : ""}`;
-  const subscribers = `SELECT s.user_profile_id AS id FROM zerver_subscription s
+  // get_active_subscriptions_for_stream_id(channel.id, include_deactivated_users=False), without idle users.
+  const subscribers = (p: number) => `SELECT s.user_profile_id AS id FROM zerver_subscription s
       JOIN zerver_recipient r ON r.id = s.recipient_id JOIN zerver_userprofile u ON u.id = s.user_profile_id
-     WHERE r.type = ${RECIPIENT_STREAM} AND r.type_id = $2 AND s.active AND s.is_user_active AND NOT u.long_term_idle`;
+     WHERE r.type = ${RECIPIENT_STREAM} AND r.type_id = $${p} AND s.active AND s.is_user_active AND NOT u.long_term_idle`;
   let sql: string;
   let params: unknown[];
   if (!channel) {
@@ -293,14 +294,14 @@ export async function eventRecipientIdsForActionOnMessages(q: Queryable, ids: nu
     params = [ids];
   } else if (!channel.history_public_to_subscribers) {
     // Protected history: subscribed and received the message.
-    sql = `${withRow(false)} INTERSECT ${subscribers}`;
+    sql = `${withRow(false)} INTERSECT ${subscribers(2)}`;
     params = [ids, channel.id];
   } else if (channel.invite_only) {
-    sql = `SELECT DISTINCT id FROM (${subscribers}) x`;
-    params = [[], channel.id];
+    sql = `SELECT DISTINCT id FROM (${subscribers(1)}) x`;
+    params = [channel.id];
   } else {
     // Public with public history: subscribers, and non-guests with a UserMessage row.
-    sql = `${withRow(true)} UNION ${subscribers}`;
+    sql = `${withRow(true)} UNION ${subscribers(2)}`;
     params = [ids, channel.id];
   }
   const { rows } = await q.query(`SELECT id FROM (${sql}) y ORDER BY id`, params);

@@ -169,6 +169,7 @@ describe.each(["zulip12_fresh", "zulip11_fresh", "zulip10_fresh"] as TemplateNam
       expect(notices).toEqual([]);
       expect(jobs).toEqual([]);
       expect(doc.events).toBeNull();
+      expect(doc.archived.first_message_id_updates_count).toBe(0);
       expect(await firstMessageIds(db, [w.pub, w.prot, w.shared, w.bulk])).toEqual(firstBefore);
     });
     return;
@@ -213,6 +214,8 @@ describe.each(["zulip12_fresh", "zulip11_fresh", "zulip10_fresh"] as TemplateNam
 
   it("moves each channel's first_message_id to its first remaining message (or NULL)", async () => {
     expect(await firstMessageIds(db, [w.pub, w.prot, w.shared, w.bulk])).toEqual({ [w.pub]: w.keepBeta, [w.prot]: null, [w.shared]: null, [w.bulk]: null });
+    const bulkUpdates = notices.filter((n) => n.event.stream_id === w.bulk && n.event.type === "stream").length;
+    expect(doc.archived.first_message_id_updates_count).toBe(3 + bulkUpdates);
   });
 
   it("queues the removal of mobile push notifications for users with a registered push device only", async () => {
@@ -251,6 +254,9 @@ describe.each(["zulip12_fresh", "zulip11_fresh", "zulip10_fresh"] as TemplateNam
     expect(r.exitCode, r.stderr).toBe(0);
     expect(await reader.drain()).toEqual([]);
     expect(await firstMessageIds(db, [w.pub])).toEqual({ [w.pub]: w.keepBeta });
+    const d = JSON.parse(r.stdout);
+    expect(d.archived.first_message_id_updates_count).toBe(1);
+    expect(d.events).toBeNull();
   });
 
   it("delivers each batch's notices after its COMMIT once they reach the bound (here: every batch)", async () => {

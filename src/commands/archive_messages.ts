@@ -281,6 +281,7 @@ export default defineCommand({
                 submessages_count: archived.submessages,
                 archived_attachments_count: archived.archived_attachments,
                 attachments_deleted_count: archived.attachments_deleted,
+                first_message_id_updates_count: archived.notices.first_message_id_updates,
                 realms: archived.realms.map((r) => ({
                   realm: realmObj(r),
                   channel_messages_count: r.channel_messages,

@@ -39,8 +39,9 @@
 // zerver/actions/user_settings.py, zerver/actions/message_delete.py, zerver/lib/retention.py in
 // zulip/zulip and every fork listed for those paths; find_string on do_scrub_avatar_image(s),
 // skip_notify, _process_grouped_messages_deletion; the PR threads of #35848 and #37391):
-//  - zulip/zulip's realm_settings.py is a copy later than 12.0 (it has do_delete_realm): cross-
-//    realm recipients are channels and DM groups only, do_delete_all_realm_attachments uses the
+//  - zulip/zulip's realm_settings.py is a main-branch copy of unknown date (12.0 or later: "Prior
+//    to Zulip 12.0" comments, do_delete_realm) that fits 12.x's schema: cross-realm recipients
+//    are channels and DM groups only, do_delete_all_realm_attachments uses the
 //    delete_message_attachments(delete_from=(ImageAttachment,)) context manager under
 //    select_for_update — neither that context manager (zerver/lib/upload) nor its message_delete.py
 //    (do_delete_messages_by_sender(user, skip_notify=True); the stored one is a 9.x/10.x copy) nor
@@ -54,8 +55,8 @@
 //  - do_scrub_avatar_images: rxkshit04/zulip resets to Gravatar and deletes avatar versions 1 to
 //    the old one; prakhar1144/zulip's do_scrub_avatar_image resets to realm.default_avatar_source
 //    and deletes the old version only (both skip_notify=True: no avatar events).
-// None of these is the 12.x release, and a partial reproduction would be a half-scrub.
-// It also refuses, for the same reason, when the uploads are in
+// None of these is known to be the 12.x release, and a partial reproduction would be a
+// half-scrub. It also refuses, as a scrub could not be complete, when the uploads are in
 // S3 (LOCAL_UPLOADS_DIR unset: the files cannot be deleted), when the avatar_salt secret cannot
 // be read (the avatar files cannot be found) and when BILLING_ENABLED is set (the billing
 // downgrade is Zulip Cloud's, not reproduced).

@@ -6,6 +6,13 @@
 // organizations (delete_expired_demo_organizations). See src/zulip/actions/retention.ts and
 // src/zulip/actions/realm-scrub.ts for what each step writes, per release.
 //
+// On Zulip 12.x the archiving also sends what 12.x's retention sends (API feature level 452):
+// delete_message events per channel topic / direct message conversation, the channels'
+// first_message_id updates (with their stream update events) and the removal of mobile push
+// notifications (missedmessage_mobile_notifications jobs); see src/zulip/actions/retention.ts.
+// They go out after the batch that deleted the messages commits, in deliveries of bounded size;
+// the "events" member of --json sums those deliveries.
+//
 // Takes Zulip's lock for it (/srv/zulip-locks/archive_messages.lock, a non-blocking flock; the
 // directory is ZULIP_LOCK_DIR when set), so it never runs beside Zulip's own cron job.
 //
@@ -26,7 +33,7 @@ import { CommandError } from "../lib/errors.js";
 import { withLock } from "../zulip/lockfile.js";
 import { ZulipLogFile } from "../lib/managelog.js";
 import { emailSettings } from "../services/email.js";
-import { EventDelivery, eventsReportJson, featureLevel } from "../services/events.js";
+import { EventDelivery, type EventReport, eventsReportJson, featureLevel, FL } from "../services/events.js";
 import { outcome } from "../cli/json-contract.js";
 import { realmJson } from "../cli/json-objects.js";
 import { readAvatarSettings } from "../zulip/avatar.js";
@@ -40,7 +47,7 @@ import {
   planExpiredDemoOrganizations,
   type ScrubSettings,
 } from "../zulip/actions/realm-scrub.js";
-import { archiveMessages, cleanArchivedData, planArchiveMessages, planCleanArchivedData } from "../zulip/actions/retention.js";
+import { archiveMessages, cleanArchivedData, planArchiveMessages, planCleanArchivedData, type RetentionNotify } from "../zulip/actions/retention.js";
 import { realmHost, realmUrl } from "../config/settings.js";
 import type { ArchiveMessagesBody } from "../schemas/archive_messages.js";
 
@@ -48,6 +55,30 @@ import type { ArchiveMessagesBody } from "../schemas/archive_messages.js";
 export const DEFAULT_VACUUMING_DELAY_DAYS = 30;
 
 const plural = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
+
+/** The delivery reports of several EventDelivery.commit() calls as one. */
+function mergeEventReports(reports: EventReport[]): EventReport {
+  const sent = reports.filter((r) => !r.skipped);
+  const rabbit = sent.some((r) => r.transport === "rabbitmq" || r.transport === "rabbitmq+http");
+  const http = sent.some((r) => r.transport === "http" || r.transport === "rabbitmq+http");
+  const warnings = reports.map((r) => r.warning).filter((w): w is string => w !== null);
+  return {
+    mode: reports[0]!.mode,
+    transport: rabbit && http ? "rabbitmq+http" : rabbit ? "rabbitmq" : http ? "http" : "none",
+    published: reports.reduce((n, r) => n + r.published, 0),
+    jobs: reports.reduce((n, r) => n + r.jobs, 0),
+    ok: reports.every((r) => r.ok),
+    skipped: reports.every((r) => r.skipped),
+    undelivered: reports.flatMap((r) => r.undelivered),
+    warning: warnings.length ? warnings.join("\n") : null,
+  };
+}
+
+/** MOBILE_NOTIFICATIONS_SHARDS: int(get_config("application_server", "mobile_notification_shards", "1")). */
+function mobileNotificationShards(value: string | undefined): number {
+  const n = Number.parseInt(value ?? "1", 10);
+  return Number.isInteger(n) && n > 0 ? n : 1;
+}
 const names = (rs: { string_id: string }[]) => rs.map((r) => r.string_id || "''").join(", ");
 
 export default defineCommand({
@@ -109,6 +140,8 @@ export default defineCommand({
           let stopped: boolean;
           let demos: DemoDeactivation[];
           const warnings: string[] = [];
+          /** Deliveries of retention's events during the run (Zulip 12.x). */
+          const earlyReports: EventReport[] = [];
           if (dryRun) {
             cleaned = await planCleanArchivedData(db, delay);
             archived = await planArchiveMessages(db);
@@ -130,7 +163,19 @@ export default defineCommand({
             demos = stopped ? [] : await planExpiredDemoOrganizations(db);
           } else {
             cleaned = await cleanArchivedData(db, delay, log);
-            archived = await archiveMessages(db, inval, log);
+            // Zulip 12.x (FL 452): delete_message events, first_message_id updates and push
+            // notification removals, delivered batch after batch (flush) as they pile up.
+            const notify: RetentionNotify | null =
+              featureLevel(ctx.paths, db) >= FL.RETENTION_DELETE_EVENTS
+                ? {
+                    events,
+                    mobileNotificationShards: mobileNotificationShards(config.conf("application_server", "mobile_notification_shards")),
+                    flush: async () => {
+                      earlyReports.push(await events.commit());
+                    },
+                  }
+                : null;
+            archived = await archiveMessages(db, inval, log, notify);
             // scrub_realms: clean_deactivated_realm_data, then delete_expired_demo_organizations.
             const scrub = await cleanDeactivatedRealmData(db, {
               cache: inval,
@@ -175,7 +220,11 @@ export default defineCommand({
           }
           for (const w of warnings) out.warn(w);
           const cache = dryRun ? null : await inval.commit();
-          const delivery = dryRun || (!demos.length && !scrubbed.length) ? null : await events.commit();
+          let delivery: EventReport | null = null;
+          if (!dryRun) {
+            const reports = [...earlyReports, await events.commit()];
+            if (demos.length || scrubbed.length || reports.some((r) => !r.skipped)) delivery = mergeEventReports(reports);
+          }
           const moved = archived.channel_messages + archived.direct_messages;
           if (!quiet && !out.json) {
             const scrubPart = scrubbed.length
@@ -232,6 +281,7 @@ export default defineCommand({
                 submessages_count: archived.submessages,
                 archived_attachments_count: archived.archived_attachments,
                 attachments_deleted_count: archived.attachments_deleted,
+                first_message_id_updates_count: archived.notices.first_message_id_updates,
                 realms: archived.realms.map((r) => ({
                   realm: realmObj(r),
                   channel_messages_count: r.channel_messages,

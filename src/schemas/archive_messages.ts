@@ -17,6 +17,10 @@ export const ArchiveMessagesBody = Obj({
     submessages_count: Count,
     archived_attachments_count: Count,
     attachments_deleted_count: Count,
+    first_message_id_updates_count: Type.Integer({
+      minimum: 0,
+      description: "Zulip 12.x: channels whose first_message_id moved on because their first message was archived (0 on 10.x/11.x and in a dry run)",
+    }),
     realms: Type.Array(Obj({ realm: Realm, channel_messages_count: Count, direct_messages_count: Count, attachments_deleted_count: Count })),
   }),
   realms_scrubbed: Type.Array(

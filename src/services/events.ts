@@ -443,6 +443,8 @@ export const FL = {
   ARCHIVED_CHANNEL_EVENTS: 378,
   /** 12.0: deactivation peer_remove includes archived channels. */
   DEACTIVATION_PEER_REMOVE_ARCHIVED: 428,
+  /** 12.0: messages deleted by the retention policy send delete_message events (zulip/zulip PR #35848). */
+  RETENTION_DELETE_EVENTS: 452,
   /** 12.0: is_imported_stub in realm_user person objects. */
   IMPORTED_STUB: 433,
   /** 12.0: realm_bot update events no longer sent (api key, avatar, email, name, owner, is_active). */

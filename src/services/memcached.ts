@@ -46,7 +46,7 @@ const STATUS_TEXT: Record<number, string> = {
   0x0082: "out of memory",
 };
 
-const MAX_KEY_BYTES = 250;
+export const MAX_KEY_BYTES = 250;
 
 export class MemcachedError extends Error {
   constructor(

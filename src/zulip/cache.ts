@@ -28,6 +28,7 @@ import type { Config } from "../config/config.js";
 import type { Queryable } from "../db/db.js";
 import {
   describeAddress,
+  MAX_KEY_BYTES,
   type MemcachedAddress,
   MemcachedClient,
   parseMemcachedLocations,
@@ -71,6 +72,8 @@ export const cacheKeys = {
   displayRecipient: (recipientId: number) => `display_recipient_dict:${recipientId}`,
   singleUserDisplayRecipient: (userId: number) => `single_user_display_recipient:${userId}`,
   mutingUsers: (mutedUserId: number) => `muting_users_list:${mutedUserId}`,
+  /** get_all_custom_emoji_for_realm_cache_key (zerver/models/realm_emoji.py). */
+  realmEmoji: (realmId: number) => `realm_emoji:${realmId}`,
   messageDict: (messageId: number) => `message_dict:${messageId}`,
 };
 
@@ -237,11 +240,12 @@ export function finalKey(prefix: string, key: string): string {
   return djangoKey(prefix + key);
 }
 
-export const MEMCACHED_MAX_KEY_LENGTH = 250;
-
-/** zerver.lib.cache.validate_cache_key: printable ASCII only, at most 250 characters. */
+/**
+ * zerver.lib.cache.validate_cache_key: printable ASCII only, at most MEMCACHED_MAX_KEY_LENGTH
+ * (250, memcached's own limit: MAX_KEY_BYTES) characters.
+ */
 export function validCacheKey(key: string): boolean {
-  return /^[!-~]+$/.test(key) && key.length <= MEMCACHED_MAX_KEY_LENGTH;
+  return /^[!-~]+$/.test(key) && key.length <= MAX_KEY_BYTES;
 }
 
 export interface PrefixDiscovery {

@@ -1,8 +1,10 @@
-// Zulip's model constants (zerver/models/*.py) that several modules use: organization types,
-// email address visibility, bot types, recipient types, UserMessage flags, UserTopic visibility
-// policies, ScheduledEmail types, the system bot realm, and the model defaults of a Subscription
-// row. Roles are in roles.ts, audit log event types in audit.ts, confirmation types in
-// confirmation.ts.
+// Small constants of Zulip's models (zerver/models/*.py) that several modules need, defined once
+// here so that the event builders (src/zulip/events), the model modules and the actions use the
+// same values: organization types, email address visibility, bot types, recipient types,
+// UserMessage flags, UserTopic visibility policies, ScheduledEmail types, the system bot realm,
+// and the model defaults of a Subscription row. Constants with a module of their own live there:
+// roles (roles.ts ROLES), audit event types (audit.ts AuditLogEventType), confirmation types
+// (confirmation.ts), system groups (groups.ts), user settings (user-settings.ts).
 
 /** UserProfile.TOS_VERSION_BEFORE_FIRST_LOGIN: the user is asked to accept the terms at first login. */
 export const TOS_VERSION_BEFORE_FIRST_LOGIN = "-1";
@@ -10,7 +12,7 @@ export const TOS_VERSION_BEFORE_FIRST_LOGIN = "-1";
 /** UserProfile bot types. */
 export const BotType = { DEFAULT: 1, INCOMING_WEBHOOK: 2, OUTGOING_WEBHOOK: 3, EMBEDDED: 4 } as const;
 
-/** Recipient.type */
+/** Recipient.PERSONAL / STREAM / DIRECT_MESSAGE_GROUP (formerly HUDDLE): zerver_recipient.type. */
 export const RecipientType = { PERSONAL: 1, STREAM: 2, DIRECT_MESSAGE_GROUP: 3 } as const;
 
 /** UserMessage flags (the bits this code sets). */
@@ -40,7 +42,10 @@ export const OrgType = {
   OTHER: 1000,
 } as const;
 
-/** UserProfile/RealmUserDefault email_address_visibility values. */
+/**
+ * UserProfile.EMAIL_ADDRESS_VISIBILITY_* (zerver/models/users.py): who may see a user's real
+ * address (zerver_userprofile.email_address_visibility, RealmUserDefault's too).
+ */
 export const EmailAddressVisibility = { EVERYONE: 1, MEMBERS: 2, ADMINS: 3, NOBODY: 4, MODERATORS: 5 } as const;
 
 /** settings.SYSTEM_BOT_REALM's default, and the name create_internal_realm gives it. */

@@ -20,6 +20,7 @@ import { sessionCacheKey } from "./cache.js";
 import type { Db, Queryable } from "../db/db.js";
 import { crypto, zlib } from "../lib/builtins.js";
 import { pyRepr } from "../lib/pyformat.js";
+import { saltedHmac } from "./password-reset.js";
 
 /** Django's SESSION_KEY: the session dict entry holding the user id. */
 export const SESSION_USER_KEY = "_auth_user_id";
@@ -29,10 +30,6 @@ export const SESSION_KEY_SALT = "django.contrib.sessions.SessionStore";
 function b64urlDecode(s: string): Buffer {
   if (!/^[A-Za-z0-9_-]*$/.test(s)) throw new Error("not urlsafe base64");
   return Buffer.from(s.replace(/-/g, "+").replace(/_/g, "/"), "base64");
-}
-
-export function b64urlEncode(buf: Buffer): string {
-  return buf.toString("base64").replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
 }
 
 /** The session dict stored in `session_data`, or null when it is not a readable Django session. */
@@ -65,10 +62,9 @@ export function sessionUserId(session: Record<string, unknown> | null): number |
   return null;
 }
 
-/** Django's salted_hmac(salt + "signer", value, secret, sha256), base64url without padding. */
+/** Django's Signer.signature: salted_hmac(salt + "signer", value, secret, sha256), base64url without padding. */
 export function sessionSignature(value: string, secretKey: string, salt = SESSION_KEY_SALT): string {
-  const key = crypto().createHash("sha256").update(`${salt}signer${secretKey}`, "utf8").digest();
-  return b64urlEncode(crypto().createHmac("sha256", key).update(value, "utf8").digest());
+  return saltedHmac(`${salt}signer`, value, secretKey).digest("base64url");
 }
 
 /** Whether session_data carries a valid signature for this SECRET_KEY. */

@@ -22,7 +22,7 @@
 // batch commits (usedUploadSpaceKeys).
 import fs from "node:fs";
 import path from "node:path";
-import type { CacheInvalidation } from "../cache.js";
+import { type CacheInvalidation, cacheKeys } from "../cache.js";
 import type { Db, Queryable } from "../../db/db.js";
 import { pyDatetimeFromPg } from "../../lib/pyformat.js";
 
@@ -135,7 +135,7 @@ export async function usedUploadSpaceKeys(q: Queryable, idsSql: string, params: 
     `SELECT DISTINCT u.realm_id FROM zerver_attachment a JOIN zerver_userprofile u ON u.id = a.owner_id WHERE a.id IN (${idsSql}) ORDER BY 1`,
     params,
   );
-  return rows.map((r: any) => `realm_used_upload_space:${r.realm_id}`);
+  return rows.map((r: any) => cacheKeys.realmUsedUploadSpace(r.realm_id));
 }
 
 /** Lock the listed rows that are still unclaimed, delete them with their ImageAttachment rows; the storage paths to remove. */

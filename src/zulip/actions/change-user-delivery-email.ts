@@ -23,10 +23,10 @@ import { CommandError } from "../../lib/errors.js";
 import type { AvatarSettings } from "../avatar.js";
 import { validateEmailAddress } from "../email-address.js";
 import { lockUserRow, type RealmRef, type UserProfile } from "../lookup.js";
+import { EmailAddressVisibility } from "../models.js";
 import type { EventDelivery } from "../../services/events.js";
 import { sendDeliveryEmailChangeEvents } from "../events/user-events.js";
 import { databaseSeries } from "../rows.js";
-import { EmailAddressVisibility } from "../models.js";
 
 /**
  * The 125 row of do_change_user_delivery_email as manage.py change_user_email writes it, per

@@ -31,12 +31,10 @@ import { CONFIRMATION_STATUS, CONFIRMATION_TYPES } from "../confirmation.js";
 import type { Db, Queryable } from "../../db/db.js";
 import type { Notify } from "../../services/events.js";
 import { activeBotsOwnedBy, lockUserRow, type UserProfile } from "../lookup.js";
+import { RecipientType } from "../models.js";
 import { deleteUserSessions, type UserSession } from "../sessions.js";
 import { sendUserDeactivationEvents } from "../events/user-events.js";
 import { CommandError } from "../../lib/errors.js";
-
-/** Recipient.STREAM (not imported from create.ts, which imports this module). */
-const RECIPIENT_STREAM = 2;
 
 export interface LifecycleOptions {
   /** acting_user of the audit rows (manage.py passes None). */
@@ -95,7 +93,7 @@ export async function changeUserIsActive(q: Queryable, userId: number, value: bo
         WHERE recipient_id IN (SELECT s.recipient_id FROM zerver_subscription s JOIN zerver_recipient r ON r.id = s.recipient_id
                                 WHERE s.user_profile_id = $1 AND r.type = $3 AND s.active)
         RETURNING id`,
-      [userId, value ? 1 : -1, RECIPIENT_STREAM],
+      [userId, value ? 1 : -1, RecipientType.STREAM],
     );
     channelIds = rows.map((r) => Number(r.id)).sort((a, b) => a - b);
   }

@@ -41,9 +41,8 @@
 // Not sent (yet): the delete_message events newer releases may send for the archived messages
 // (events.md §6, question 3).
 import { AuditLogEventType, insertAuditLog, type RoleCountBaseline, tableColumnSet } from "../audit.js";
-import type { CacheInvalidation, CacheUser } from "../cache.js";
+import { type CacheInvalidation, cacheKeys, type CacheUser } from "../cache.js";
 import { cryptoRandom, type RandomSource } from "../../lib/random.js";
-import { EmailAddressVisibility, RecipientType, subscriptionValues } from "../models.js";
 import { unusablePassword } from "../password.js";
 import { insertRows } from "../rows.js";
 import { NOT_COPIED_FROM_REALM_DEFAULTS, USER_SETTING_DEFAULTS } from "../user-settings.js";
@@ -52,23 +51,20 @@ import { lastMessageId } from "./message-send.js";
 import type { Db, Queryable } from "../../db/db.js";
 import { CommandError } from "../../lib/errors.js";
 import { activeBotsOwnedBy, lockUserRow, type RealmRef, realmRef, type UserProfile } from "../lookup.js";
+import { EmailAddressVisibility, RecipientType, subscriptionValues } from "../models.js";
 import { assertCovered, CascadeDeletion, cascadeClosure, catalogForeignKeys, type CatalogForeignKey, type DeletionPlan, mergePlans } from "../../db/ondelete.js";
 import { deleteUserSessions } from "../sessions.js";
 import { realmHost, type ZulipSettings } from "../../config/settings.js";
 import { doDeactivateUser } from "./deactivate-user.js";
+import { generateApiKey } from "./regenerate-api-key.js";
 import type { EventDelivery, Notify } from "../../services/events.js";
 import { quoteIdent } from "../../db/sql.js";
 import { ROLES } from "../roles.js";
-import { STREAM_MESSAGE_BATCH_SIZE } from "./retention.js";
+import { MANUAL as ARCHIVE_TRANSACTION_MANUAL, STREAM_MESSAGE_BATCH_SIZE } from "./retention.js";
 import { sendDeletedUserSubscriptionRemovalEvents } from "../events/user-events.js";
 
 export type DeletionAlgorithm = "overwrite" | "recreate";
 
-const RECIPIENT_PERSONAL = RecipientType.PERSONAL;
-const RECIPIENT_STREAM = RecipientType.STREAM;
-const RECIPIENT_DM_GROUP = RecipientType.DIRECT_MESSAGE_GROUP;
-/** ArchiveTransaction.MANUAL */
-const ARCHIVE_TRANSACTION_MANUAL = 2;
 /** do_delete_messages_by_sender archives in chunks of retention.STREAM_MESSAGE_BATCH_SIZE. */
 const ARCHIVE_CHUNK = STREAM_MESSAGE_BATCH_SIZE;
 /** Audit events whose extra_data do_delete_user_core scrubs. */
@@ -208,7 +204,7 @@ export function overwriteValues(
     email,
     full_name: `Deleted User ${user.id}`,
     tos_version: user.tos_version ?? null,
-    api_key: random.alnum(32),
+    api_key: generateApiKey((n) => random.alnum(n)),
     is_staff: false,
     is_active: false,
     is_bot: user.bot_type !== null && user.bot_type !== undefined,
@@ -265,7 +261,7 @@ async function attachmentCacheKeys(q: Queryable, del: CascadeDeletion): Promise<
   const t = del.tempTable("zerver_attachment");
   if (!t) return [];
   const { rows } = await q.query(`SELECT DISTINCT realm_id FROM zerver_attachment WHERE id IN (SELECT id FROM ${t}) ORDER BY 1`);
-  return rows.map((r) => `realm_used_upload_space:${r.realm_id}`);
+  return rows.map((r) => cacheKeys.realmUsedUploadSpace(r.realm_id));
 }
 
 async function muteAndEmojiCacheKeys(q: Queryable, del: CascadeDeletion): Promise<string[]> {
@@ -273,12 +269,12 @@ async function muteAndEmojiCacheKeys(q: Queryable, del: CascadeDeletion): Promis
   const mutes = del.tempTable("zerver_muteduser");
   if (mutes) {
     const { rows } = await q.query(`SELECT DISTINCT muted_user_id FROM zerver_muteduser WHERE id IN (SELECT id FROM ${mutes}) ORDER BY 1`);
-    keys.push(...rows.map((r) => `muting_users_list:${r.muted_user_id}`));
+    keys.push(...rows.map((r) => cacheKeys.mutingUsers(r.muted_user_id)));
   }
   const emoji = del.tempTable("zerver_realmemoji");
   if (emoji) {
     const { rows } = await q.query(`SELECT DISTINCT realm_id FROM zerver_realmemoji WHERE id IN (SELECT id FROM ${emoji}) ORDER BY 1`);
-    keys.push(...rows.map((r) => `realm_emoji:${r.realm_id}`));
+    keys.push(...rows.map((r) => cacheKeys.realmEmoji(r.realm_id)));
   }
   return keys;
 }
@@ -450,7 +446,7 @@ async function overwriteDeletion(
   const active = await q.query(
     `SELECT s.id AS sub_id, st.id AS stream_id, st.invite_only, st.is_web_public
        FROM zerver_subscription s
-       JOIN zerver_recipient r ON r.id = s.recipient_id AND r.type = ${RECIPIENT_STREAM}
+       JOIN zerver_recipient r ON r.id = s.recipient_id AND r.type = ${RecipientType.STREAM}
        JOIN zerver_stream st ON st.recipient_id = s.recipient_id
       WHERE s.user_profile_id = $1 AND s.active
       ORDER BY st.id`,
@@ -485,7 +481,7 @@ async function overwriteDeletion(
   const subs = new CascadeDeletion(q, fks, what);
   await subs.addRoots(
     "zerver_subscription",
-    `SELECT s.id FROM zerver_subscription s JOIN zerver_recipient r ON r.id = s.recipient_id WHERE s.user_profile_id = $1 AND r.type = ${RECIPIENT_STREAM}`,
+    `SELECT s.id FROM zerver_subscription s JOIN zerver_recipient r ON r.id = s.recipient_id WHERE s.user_profile_id = $1 AND r.type = ${RecipientType.STREAM}`,
     [user.id],
   );
   if (execute) {
@@ -598,7 +594,7 @@ async function placeholderRow(
     full_name: `Deleted User ${user.id}`,
     date_joined: user.date_joined,
     tos_version: null,
-    api_key: random.alnum(32),
+    api_key: generateApiKey((n) => random.alnum(n)),
     uuid: random.uuid(),
     is_staff: false,
     is_active: false,
@@ -629,7 +625,7 @@ async function recreateDeletion(
   const out = emptyCollected();
   const groupDms = await q.query(
     `SELECT s.recipient_id FROM zerver_subscription s JOIN zerver_recipient r ON r.id = s.recipient_id
-      WHERE s.user_profile_id = $1 AND r.type = ${RECIPIENT_DM_GROUP} ORDER BY s.recipient_id`,
+      WHERE s.user_profile_id = $1 AND r.type = ${RecipientType.DIRECT_MESSAGE_GROUP} ORDER BY s.recipient_id`,
     [user.id],
   );
   const del = new CascadeDeletion(q, fks, what);
@@ -659,7 +655,7 @@ async function recreateDeletion(
   await insertRows(q, "zerver_userprofile", [values], null);
   let recipientId: number | null = null;
   if (columns.has("recipient_id")) {
-    const rcp = await q.query("INSERT INTO zerver_recipient (type_id, type) VALUES ($1, $2) RETURNING id", [user.id, RECIPIENT_PERSONAL]);
+    const rcp = await q.query("INSERT INTO zerver_recipient (type_id, type) VALUES ($1, $2) RETURNING id", [user.id, RecipientType.PERSONAL]);
     recipientId = Number(rcp.rows[0].id);
     await q.query("UPDATE zerver_userprofile SET recipient_id = $2 WHERE id = $1", [user.id, recipientId]);
   }

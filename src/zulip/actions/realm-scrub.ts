@@ -33,10 +33,30 @@
 // (do_scrub_avatar_images, messages archived with skip_notify=True, channels' first_message_id
 // cleared, attachments deleted through delete_message_attachments(delete_from=(ImageAttachment,))
 // with their ImageAttachment rows, only channel and DM-group recipients for cross-realm
-// messages); the code of do_scrub_avatar_images and of 12.x's move_messages_to_archive is not in
-// the reference zulip-manage was checked against (the zulip/zulip sources in the search index),
-// so on 12.x (and newer) zulip-manage refuses to scrub: the realms are named, nothing is written
-// for them, the command exits 1. It also refuses, for the same reason, when the uploads are in
+// messages). 12.x's released code of it and of its helpers could not be found, so on 12.x (and
+// newer) zulip-manage refuses to scrub: the realms are named, nothing is written for them, the
+// command exits 1. What the search index holds (searched: zerver/actions/realm_settings.py,
+// zerver/actions/user_settings.py, zerver/actions/message_delete.py, zerver/lib/retention.py in
+// zulip/zulip and every fork listed for those paths; find_string on do_scrub_avatar_image(s),
+// skip_notify, _process_grouped_messages_deletion; the PR threads of #35848 and #37391):
+//  - zulip/zulip's realm_settings.py is a main-branch copy of unknown date (12.0 or later: "Prior
+//    to Zulip 12.0" comments, do_delete_realm) that fits 12.x's schema: cross-realm recipients
+//    are channels and DM groups only, do_delete_all_realm_attachments uses the
+//    delete_message_attachments(delete_from=(ImageAttachment,)) context manager under
+//    select_for_update — neither that context manager (zerver/lib/upload) nor its message_delete.py
+//    (do_delete_messages_by_sender(user, skip_notify=True); the stored one is a 9.x/10.x copy) nor
+//    its user_settings.py (the stored one is older) is in the index;
+//  - 12.0-development forks disagree with it and with each other: hypnoastic/zulip and
+//    omkarrr2533/zulip call do_scrub_avatar_image (singular) and archive without skip_notify;
+//    juno-5/doer (renamed fork, feature level 460) calls do_scrub_avatar_images with skip_notify
+//    and clears first_message_id, but still reads UserProfile.recipient_id, which 12.x dropped
+//    (migration 0798_remove_userprofile_recipient_and_personal_recipients), and deletes
+//    attachments in batches of 1000 without touching ImageAttachment;
+//  - do_scrub_avatar_images: rxkshit04/zulip resets to Gravatar and deletes avatar versions 1 to
+//    the old one; prakhar1144/zulip's do_scrub_avatar_image resets to realm.default_avatar_source
+//    and deletes the old version only (both skip_notify=True: no avatar events).
+// None of these is known to be the 12.x release, and a partial reproduction would be a
+// half-scrub. It also refuses, as a scrub could not be complete, when the uploads are in
 // S3 (LOCAL_UPLOADS_DIR unset: the files cannot be deleted), when the avatar_salt secret cannot
 // be read (the avatar files cannot be found) and when BILLING_ENABLED is set (the billing
 // downgrade is Zulip Cloud's, not reproduced).

@@ -20,9 +20,12 @@ import { lockUserRow, realmRef, type UserProfile } from "../lookup.js";
 import { type EventDelivery, type EventReport, FL } from "../../services/events.js";
 import { botOwnerUserIds } from "../events/user-events.js";
 
-/** zerver.lib.utils.generate_api_key(): 32 characters from [A-Za-z0-9]. */
-export function generateApiKey(): string {
-  return getRandomString(32);
+/**
+ * zerver.lib.utils.generate_api_key(): 32 characters from [A-Za-z0-9] (get_random_string);
+ * `alnum` draws them (a seeded source in tests and seeds).
+ */
+export function generateApiKey(alnum: (n: number) => string = getRandomString): string {
+  return alnum(32);
 }
 
 export interface ApiKeyRotation {

@@ -23,6 +23,7 @@
 import { AuditLogEventType, insertAuditLog } from "../audit.js";
 import { CONFIRMATION_TYPES, contentTypeId } from "../confirmation.js";
 import { getRealm, getUsers } from "../lookup.js";
+import { TOS_VERSION_BEFORE_FIRST_LOGIN } from "../models.js";
 import { ROLES } from "../roles.js";
 import type { Db, Queryable } from "../../db/db.js";
 import { seriesAtLeast } from "../../db/zulip-versions.js";
@@ -38,8 +39,6 @@ import { renderMarkdown } from "../templates/markdown.js";
 
 /** Realm.PLAN_TYPE_STANDARD_FREE: organizations sponsored by Zulip. */
 const PLAN_TYPE_STANDARD_FREE = 4;
-/** UserProfile.TOS_VERSION_BEFORE_FIRST_LOGIN */
-const TOS_VERSION_BEFORE_FIRST_LOGIN = "-1";
 /** confirmation: UNSUBSCRIBE links are meant never to expire. */
 const UNSUBSCRIBE_VALIDITY_DAYS = 1_000_000;
 /** Zulip's release that added the 810 rows and the "already received" exclusion. */

@@ -17,11 +17,9 @@ import { realmHost, realmUrl, type ZulipSettings } from "../../config/settings.j
 import { buildEmail, type Delivery, deliverEmails, type EmailSettings, type OutgoingEmail, securityEmailFromName, tokenizedNoreplyAddress } from "../../services/email.js";
 import type { EventDelivery } from "../../services/events.js";
 import { getRealm, getUsers, type UserProfile } from "../lookup.js";
+import { TOS_VERSION_BEFORE_FIRST_LOGIN } from "../models.js";
 import { makeToken, passwordResetUrl } from "../password-reset.js";
 import { renderPasswordReset } from "../templates/password_reset.js";
-
-/** UserProfile.TOS_VERSION_BEFORE_FIRST_LOGIN */
-const TOS_VERSION_BEFORE_FIRST_LOGIN = "-1";
 
 /** The columns used here (the token hashes id, password, last_login and email). */
 const USER_COLUMNS = "id, email, delivery_email, full_name, realm_id, role, is_active, is_bot, password, last_login, tos_version";

@@ -14,6 +14,7 @@
 import type { Queryable } from "../../db/db.js";
 import type { UserProfile } from "../lookup.js";
 import { type AvatarSettings, avatarUrl } from "../avatar.js";
+import { EmailAddressVisibility, RecipientType } from "../models.js";
 import { ROLES } from "../roles.js";
 import {
   activeNonGuestUserIds,
@@ -25,11 +26,6 @@ import {
   userAccessRestricted,
   userIdsWhoCanAccessUser,
 } from "../../services/events.js";
-
-/** Recipient.PERSONAL / STREAM / DIRECT_MESSAGE_GROUP */
-const RECIPIENT_PERSONAL = 1;
-const RECIPIENT_STREAM = 2;
-const RECIPIENT_DM_GROUP = 3;
 
 /** UserProfile.INACCESSIBLE_USER_NAME (a lazily translated string; servers send it in English unless a request language applies). */
 export const INACCESSIBLE_USER_NAME = "Unknown user";
@@ -187,7 +183,7 @@ export async function sendPeerSubscriberEvents(
 async function subscribedChannels(q: Queryable, userId: number, includeArchived: boolean): Promise<PeerChannel[]> {
   const { rows } = await q.query(
     `SELECT st.id, st.invite_only, st.is_web_public FROM zerver_subscription s
-       JOIN zerver_recipient r ON r.id = s.recipient_id AND r.type = ${RECIPIENT_STREAM}
+       JOIN zerver_recipient r ON r.id = s.recipient_id AND r.type = ${RecipientType.STREAM}
        JOIN zerver_stream st ON st.id = r.type_id
       WHERE s.user_profile_id = $1 AND s.active ${includeArchived ? "" : "AND NOT st.deactivated"}
       ORDER BY st.id`,
@@ -201,7 +197,7 @@ async function usersInDmsWith(q: Queryable, user: { id: number; realm_id: number
   const { rows } = await q.query(
     `SELECT DISTINCT CASE WHEN m.sender_id = $2 THEN r.type_id ELSE m.sender_id END AS id
        FROM zerver_message m JOIN zerver_recipient r ON r.id = m.recipient_id
-      WHERE r.type = ${RECIPIENT_PERSONAL} AND m.realm_id = $1 AND (m.sender_id = $2 OR r.type_id = $2)`,
+      WHERE r.type = ${RecipientType.PERSONAL} AND m.realm_id = $1 AND (m.sender_id = $2 OR r.type_id = $2)`,
     [user.realm_id, user.id],
   );
   const ids = rows.map((r) => Number(r.id)).filter((id) => id !== user.id);
@@ -305,13 +301,13 @@ export async function sendUserDeactivationEvents(
     const dms = await usersInDmsWith(q, user);
     const { rows } = await q.query(
       `SELECT r.type, s2.user_profile_id AS id FROM zerver_subscription s1
-         JOIN zerver_recipient r ON r.id = s1.recipient_id AND r.type IN (${RECIPIENT_STREAM}, ${RECIPIENT_DM_GROUP})
+         JOIN zerver_recipient r ON r.id = s1.recipient_id AND r.type IN (${RecipientType.STREAM}, ${RecipientType.DIRECT_MESSAGE_GROUP})
          JOIN zerver_subscription s2 ON s2.recipient_id = s1.recipient_id AND s2.active AND s2.is_user_active
         WHERE s1.user_profile_id = $1 AND s1.active`,
       [user.id],
     );
-    const streamPeers = new Set(rows.filter((r) => Number(r.type) === RECIPIENT_STREAM).map((r) => Number(r.id)));
-    const dmGroupPeers = rows.filter((r) => Number(r.type) === RECIPIENT_DM_GROUP).map((r) => Number(r.id));
+    const streamPeers = new Set(rows.filter((r) => Number(r.type) === RecipientType.STREAM).map((r) => Number(r.id)));
+    const dmGroupPeers = rows.filter((r) => Number(r.type) === RecipientType.DIRECT_MESSAGE_GROUP).map((r) => Number(r.id));
     const withAccess = new Set([...nonGuests, ...dms, ...dmGroupPeers]);
     if (withAccess.size) n.events.send(n.realm, event, sorted(withAccess), n.what);
     const without = (await activeUserIds(q, user.realm_id)).filter((u) => !withAccess.has(u));
@@ -366,7 +362,7 @@ export async function sendDeletedUserSubscriptionRemovalEvents(
   );
   const { rows: sharing } = await q.query(
     `SELECT DISTINCT s2.user_profile_id AS id FROM zerver_subscription s1
-       JOIN zerver_recipient r ON r.id = s1.recipient_id AND r.type IN (${RECIPIENT_STREAM}, ${RECIPIENT_DM_GROUP})
+       JOIN zerver_recipient r ON r.id = s1.recipient_id AND r.type IN (${RecipientType.STREAM}, ${RecipientType.DIRECT_MESSAGE_GROUP})
        JOIN zerver_subscription s2 ON s2.recipient_id = s1.recipient_id AND s2.active AND s2.is_user_active
       WHERE s1.user_profile_id = $1 AND s1.active`,
     [user.id],
@@ -410,18 +406,29 @@ export async function sendUserReactivationEvents(
   await sendAnonymousGroupSettingEvents(q, n, groups.anonymous, everyone);
 }
 
-/** UserProfile.ROLE_TO_ACCESSIBLE_EMAIL_ADDRESS_VISIBILITY_IDS (1 everyone, 2 members, 3 admins, 4 nobody, 5 moderators). */
-const VISIBILITY_BY_ROLE: Record<number, number[]> = {
-  [ROLES.REALM_OWNER]: [1, 2, 3, 5],
-  [ROLES.REALM_ADMINISTRATOR]: [1, 2, 3, 5],
-  [ROLES.MODERATOR]: [1, 2, 5],
-  [ROLES.MEMBER]: [1, 2],
-  [ROLES.GUEST]: [1],
-};
+const { EVERYONE, MEMBERS, ADMINS, MODERATORS } = EmailAddressVisibility;
+/** UserProfile.ROLE_TO_ACCESSIBLE_EMAIL_ADDRESS_VISIBILITY_IDS. */
+/** The email_address_visibility values a role may see through (a function, not a table built at
+ * load time: roles.ts and this module import each other through channel-events.ts). */
+function visibilitiesFor(role: number): number[] {
+  switch (role) {
+    case ROLES.REALM_OWNER:
+    case ROLES.REALM_ADMINISTRATOR:
+      return [EVERYONE, MEMBERS, ADMINS, MODERATORS];
+    case ROLES.MODERATOR:
+      return [EVERYONE, MEMBERS, MODERATORS];
+    case ROLES.MEMBER:
+      return [EVERYONE, MEMBERS];
+    case ROLES.GUEST:
+      return [EVERYONE];
+    default:
+      return [];
+  }
+}
 
 /** can_access_delivery_email(viewer, target_id, email_address_visibility) (zerver/lib/users.py). */
 export function canAccessDeliveryEmail(viewer: { id: number; role: number }, targetId: number, visibility: number): boolean {
-  return viewer.id === targetId || (VISIBILITY_BY_ROLE[viewer.role] ?? []).includes(visibility);
+  return viewer.id === targetId || visibilitiesFor(viewer.role).includes(visibility);
 }
 
 /**
@@ -474,7 +481,7 @@ export async function sendDeliveryEmailChangeEvents(
       );
     }
   }
-  if (Number(after.email_address_visibility) === 1 /* EMAIL_ADDRESS_VISIBILITY_EVERYONE */) {
+  if (Number(after.email_address_visibility) === EmailAddressVisibility.EVERYONE) {
     n.events.send(n.realm, { type: "realm_user", op: "update", person: { user_id: after.id, new_email: after.email } }, await userIdsWhoCanAccessUser(q, after), n.what);
   }
   return notSent;

@@ -20,21 +20,7 @@ export interface CommandModule<Args extends unknown[] = any[], Opts extends Opti
   run(ctx: Context, args: Args, opts: Opts): Promise<number | void>;
 }
 
-/** A command not yet converted to typed options (configure() returns nothing). To be removed. */
-interface UntypedCommandModule {
-  name: string;
-  description: string;
-  examples: string[];
-  configure?(cmd: Command): void;
-  run(ctx: Context, args: string[], opts: Record<string, any>): Promise<number | void>;
-}
-
 export function defineCommand<Args extends unknown[], Opts extends OptionValues>(mod: CommandModule<Args, Opts>): CommandModule {
-  return mod as unknown as CommandModule;
-}
-
-/** Transitional: a command whose options are not typed yet (test/layout.test.ts lists them). */
-export function defineUntypedCommand(mod: UntypedCommandModule): CommandModule {
   return mod as unknown as CommandModule;
 }
 

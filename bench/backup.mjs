@@ -13,7 +13,20 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { cliEnv as cliEnvFor, CLI, dirBytes, elapsed, log, measure, opt, ROOT, runBench, seedBulkChannel, startBenchDatabase, writeConfDir } from "./sandbox-bench.mjs";
+import {
+  cliEnv as cliEnvFor,
+  CLI,
+  dirBytes,
+  elapsed,
+  log,
+  measure,
+  opt,
+  ROOT,
+  runBench,
+  seedBulkChannel,
+  startBenchDatabase,
+  writeConfDir,
+} from "./sandbox-bench.mjs";
 
 const count = opt("--messages", 500_000);
 const threads = opt("--threads", 0);
@@ -47,7 +60,13 @@ async function main() {
     fs.mkdirSync(outDir);
     const r = await measure([process.execPath, CLI, "backup", "--output", outDir + "/", "--skip-uploads", "--threads", String(t), "--json"], cliEnv, dir);
     const doc = JSON.parse(r.stdout);
-    runs.push({ threads: t, seconds: +r.seconds.toFixed(1), db_mb_per_s: mbps(r.seconds), tarball_mb: +(doc.bytes / 1048576).toFixed(1), peak_rss_mb: +r.peakMb.toFixed(1) });
+    runs.push({
+      threads: t,
+      seconds: +r.seconds.toFixed(1),
+      db_mb_per_s: mbps(r.seconds),
+      tarball_mb: +(doc.bytes / 1048576).toFixed(1),
+      peak_rss_mb: +r.peakMb.toFixed(1),
+    });
     fs.rmSync(outDir, { recursive: true });
     log(`backup --threads ${t}: ${r.seconds.toFixed(1)} s`);
   }

@@ -68,7 +68,13 @@ function parseArgs(argv) {
     else if (a === "--force") o.force = true;
     else if (a === "--stop") o.stop = true;
     else if (a === "-h" || a === "--help") {
-      process.stdout.write(fs.readFileSync(fileURLToPath(import.meta.url), "utf8").split("\nimport ")[0].replace(/^#!.*\n/, "").replace(/^\/\/ ?/gm, ""));
+      process.stdout.write(
+        fs
+          .readFileSync(fileURLToPath(import.meta.url), "utf8")
+          .split("\nimport ")[0]
+          .replace(/^#!.*\n/, "")
+          .replace(/^\/\/ ?/gm, ""),
+      );
       process.exit(0);
     } else throw new Error(`unknown argument ${a}`);
   }
@@ -165,7 +171,8 @@ export async function generate(o) {
         stringId: `org${String(i).padStart(4, "0")}`,
         name: `Organization ${i}`,
         counts: { owners: 1, admins: 1 },
-        channels: i <= o.messageRealms ? [{ name: "bench", description: "Private benchmark channel", inviteOnly: true, subscribers: "staff", messages: 0 }] : [],
+        channels:
+          i <= o.messageRealms ? [{ name: "bench", description: "Private benchmark channel", inviteOnly: true, subscribers: "staff", messages: 0 }] : [],
         bulkUsers: Math.max(0, n - 2),
       });
     }
@@ -242,7 +249,11 @@ export async function generate(o) {
       conf,
       env: L.sandboxCliEnv(sandbox, conf, "zulip"),
       facts: {
-        bigRealm: { id: big.realm.id, stringId: "big", users: Number((await db.query("SELECT count(*) AS n FROM zerver_userprofile WHERE realm_id = $1", [big.realm.id])).rows[0].n) },
+        bigRealm: {
+          id: big.realm.id,
+          stringId: "big",
+          users: Number((await db.query("SELECT count(*) AS n FROM zerver_userprofile WHERE realm_id = $1", [big.realm.id])).rows[0].n),
+        },
         roleUser: { id: roleTarget.id, email: roleTarget.deliveryEmail },
         exportUser: { id: exporter.id, email: exporter.deliveryEmail, realm: "export", messages: exportMessages },
       },

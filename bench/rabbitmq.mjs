@@ -18,14 +18,21 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 /** rabbit_password_hashing_sha256: base64(salt(4) + sha256(salt + password)). */
 function passwordHash(password) {
   const salt = crypto.randomBytes(4);
-  const hash = crypto.createHash("sha256").update(Buffer.concat([salt, Buffer.from(password, "utf8")])).digest();
+  const hash = crypto
+    .createHash("sha256")
+    .update(Buffer.concat([salt, Buffer.from(password, "utf8")]))
+    .digest();
   return Buffer.concat([salt, hash]).toString("base64");
 }
 
 function erlangBin(name) {
   const base = "/usr/lib/erlang";
   try {
-    for (const d of fs.readdirSync(base).filter((x) => x.startsWith("erts-")).sort().reverse()) {
+    for (const d of fs
+      .readdirSync(base)
+      .filter((x) => x.startsWith("erts-"))
+      .sort()
+      .reverse()) {
       const p = path.join(base, d, "bin", name);
       if (fs.existsSync(p)) return p;
     }
@@ -63,7 +70,15 @@ export async function startRabbitMQ({ password, log = () => undefined }) {
   };
   fs.writeFileSync(
     files.conf,
-    [`listeners.tcp.1 = 127.0.0.1:${port}`, "loopback_users = none", `load_definitions = ${files.defs}`, "log.console = false", "log.file.level = warning", "disk_free_limit.absolute = 1", ""].join("\n"),
+    [
+      `listeners.tcp.1 = 127.0.0.1:${port}`,
+      "loopback_users = none",
+      `load_definitions = ${files.defs}`,
+      "log.console = false",
+      "log.file.level = warning",
+      "disk_free_limit.absolute = 1",
+      "",
+    ].join("\n"),
   );
   fs.writeFileSync(
     files.defs,
@@ -103,7 +118,8 @@ export async function startRabbitMQ({ password, log = () => undefined }) {
   };
   const epmd = L.spawnServer(epmdBin, ["-port", String(epmdPort), "-address", "127.0.0.1"], { cwd: dir, env, logFile, runAs });
   const broker = L.spawnServer(server, [], { cwd: dir, env, logFile, runAs });
-  const connect = () => amqp.connect({ protocol: "amqp", hostname: "127.0.0.1", port, username: "zulip", password, vhost: "/", heartbeat: 0 }, { timeout: 1000 });
+  const connect = () =>
+    amqp.connect({ protocol: "amqp", hostname: "127.0.0.1", port, username: "zulip", password, vhost: "/", heartbeat: 0 }, { timeout: 1000 });
   const stopAll = async () => {
     await L.stopServer(broker, "SIGKILL", 5000);
     await L.stopServer(epmd, "SIGKILL", 2000);

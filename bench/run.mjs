@@ -71,7 +71,13 @@ function parseArgs(argv) {
     else if (a === "--keep-node-env") KEEP_NODE_ENV = true;
     else if (a === "--no-rabbitmq") o.rabbitmq = false;
     else if (a === "-h" || a === "--help") {
-      process.stdout.write(fs.readFileSync(fileURLToPath(import.meta.url), "utf8").split("\nimport ")[0].replace(/^#!.*\n/, "").replace(/^\/\/ ?/gm, ""));
+      process.stdout.write(
+        fs
+          .readFileSync(fileURLToPath(import.meta.url), "utf8")
+          .split("\nimport ")[0]
+          .replace(/^#!.*\n/, "")
+          .replace(/^\/\/ ?/gm, ""),
+      );
       process.exit(0);
     } else throw new Error(`unknown argument ${a}`);
   }
@@ -267,7 +273,9 @@ function configureServices(state, { smtpPort, memcachedLocation, rabbit }) {
     `${SERVICES_MARK}\n` +
     `EMAIL_HOST = "127.0.0.1"\nEMAIL_PORT = ${smtpPort}\n` +
     (memcachedLocation ? `MEMCACHED_LOCATION = "${memcachedLocation}"\n` : "") +
-    (rabbit ? `RABBITMQ_HOST = "${rabbit.host}"\nRABBITMQ_PORT = ${rabbit.port}\nRABBITMQ_VHOST = "${rabbit.vhost}"\nRABBITMQ_USERNAME = "${rabbit.username}"\n` : "") +
+    (rabbit
+      ? `RABBITMQ_HOST = "${rabbit.host}"\nRABBITMQ_PORT = ${rabbit.port}\nRABBITMQ_VHOST = "${rabbit.vhost}"\nRABBITMQ_USERNAME = "${rabbit.username}"\n`
+      : "") +
     `${SERVICES_MARK} end\n`;
   const re = new RegExp(`${SERVICES_MARK}\\n[\\s\\S]*?${SERVICES_MARK} end\\n`);
   fs.writeFileSync(file, re.test(text) ? text.replace(re, block) : text + "\n" + block);
@@ -501,7 +509,9 @@ function printTable(rows, m, state) {
   const lines = [];
   lines.push(`zulip-manage benchmarks (${new Date().toISOString().slice(0, 10)})`);
   lines.push(`Machine: ${m.cpu}, ${m.cores} cores, ${m.memoryGb} GB RAM, ${m.os}, Node.js ${m.node}${m.postgres ? `, ${m.postgres}` : ""}`);
-  lines.push(`Load average (1/5/15 min) at the start: ${state.loadAtStart.join(" / ")}, at the end: ${m.loadavg.join(" / ")} (other work on the machine skews the figures)`);
+  lines.push(
+    `Load average (1/5/15 min) at the start: ${state.loadAtStart.join(" / ")}, at the end: ${m.loadavg.join(" / ")} (other work on the machine skews the figures)`,
+  );
   const left = KEEP_NODE_ENV ? [] : nodeStartupVariablesIn(process.env);
   if (left.length) {
     lines.push(`This shell sets ${left.join(", ")}, which a Zulip server does not: figures without it, and rows marked "with ${left.join(", ")}" with it.`);

@@ -101,12 +101,19 @@ export async function measureStartup(env, { runs = 40, warmup = 5, shellEnv = nu
 
 export function machine() {
   const cpus = os.cpus();
-  return { cpu: cpus[0]?.model ?? "unknown", cores: cpus.length, memory_gb: Math.round(os.totalmem() / 2 ** 30), node: process.version, loadavg: os.loadavg().map((x) => x.toFixed(2)) };
+  return {
+    cpu: cpus[0]?.model ?? "unknown",
+    cores: cpus.length,
+    memory_gb: Math.round(os.totalmem() / 2 ** 30),
+    node: process.version,
+    loadavg: os.loadavg().map((x) => x.toFixed(2)),
+  };
 }
 
 export function printStartup(rows) {
   console.log("start-up (median wall time, interleaved runs)");
-  for (const r of rows) console.log(`  ${r.name.padEnd(28)} ${r.median_ms.toFixed(1).padStart(7)} ms  (min ${r.min_ms.toFixed(1)})  ${r.ratio.toFixed(2)}× node`);
+  for (const r of rows)
+    console.log(`  ${r.name.padEnd(28)} ${r.median_ms.toFixed(1).padStart(7)} ms  (min ${r.min_ms.toFixed(1)})  ${r.ratio.toFixed(2)}× node`);
 }
 
 async function main() {
@@ -138,7 +145,11 @@ async function main() {
   }
   try {
     const left = keepNodeEnv ? [] : nodeStartupVariablesIn(process.env);
-    const rows = await measureStartup(env, { runs, warmup, shellEnv: left.length ? { ...env, ...Object.fromEntries(left.map((k) => [k, process.env[k]])) } : null });
+    const rows = await measureStartup(env, {
+      runs,
+      warmup,
+      shellEnv: left.length ? { ...env, ...Object.fromEntries(left.map((k) => [k, process.env[k]])) } : null,
+    });
     if (args.includes("--json")) console.log(JSON.stringify({ machine: machine(), startup: rows }, null, 2));
     else {
       const m = machine();

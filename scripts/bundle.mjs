@@ -31,11 +31,7 @@ const LAZY_BUILTIN_PATCHES = [
   },
   {
     file: /node_modules[\\/]pg[\\/]lib[\\/]crypto[\\/]utils\.js$/,
-    from: [
-      "const nodeCrypto = require('crypto')",
-      "const webCrypto = nodeCrypto.webcrypto || globalThis.crypto",
-      "const subtleCrypto = webCrypto.subtle",
-    ],
+    from: ["const nodeCrypto = require('crypto')", "const webCrypto = nodeCrypto.webcrypto || globalThis.crypto", "const subtleCrypto = webCrypto.subtle"],
     to: [
       // An object whose properties come from the real one, loaded on first access; methods are
       // bound to it (SubtleCrypto's check their receiver).
@@ -174,7 +170,10 @@ try {
   const bundleFile = path.join(outdir, "cli.cjs");
   const text = readFileSync(bundleFile, "utf8");
   if (/[^\x00-\x7f]/.test(text)) {
-    writeFileSync(bundleFile, text.replace(/[^\x00-\x7f]/gu, (c) => [...c].map((u) => `\\u{${u.codePointAt(0).toString(16)}}`).join("")));
+    writeFileSync(
+      bundleFile,
+      text.replace(/[^\x00-\x7f]/gu, (c) => [...c].map((u) => `\\u{${u.codePointAt(0).toString(16)}}`).join("")),
+    );
   }
   // The loader, with the bundle's identity for the code cache key (scripts/loader.cjs).
   const bundleId = createHash("sha256").update(readFileSync(bundleFile)).digest("hex").slice(0, 32);

@@ -57,7 +57,8 @@ async function buildWorld(db: TestDatabase): Promise<World> {
   await c.query("UPDATE zerver_realm SET message_retention_days = 30 WHERE id = $1", [REALM]);
   await c.query("UPDATE zerver_stream SET message_retention_days = -1 WHERE id = $1", [forever]);
   await c.query("UPDATE zerver_stream SET message_retention_days = 5 WHERE id = $1", [short]);
-  const aged = async (id: number, days: number) => c.query("UPDATE zerver_message SET date_sent = now() - make_interval(days => $2::int) WHERE id = $1", [id, days]);
+  const aged = async (id: number, days: number) =>
+    c.query("UPDATE zerver_message SET date_sent = now() - make_interval(days => $2::int) WHERE id = $1", [id, days]);
   const send = async (to: any, content: string, days: number) => {
     const id = (await sendMessage(c, { senderId: iago, to, content })).id;
     if (days) await aged(id, days);
@@ -76,7 +77,10 @@ async function buildWorld(db: TestDatabase): Promise<World> {
   keep.push(await send({ channelId: short, topic: "t" }, "1 day old, 5-day channel", 1));
   expiring.push(await send({ userIds: [hamlet] }, "old DM", 40));
   keep.push(await send({ userIds: [hamlet] }, "new DM", 1));
-  await c.query("INSERT INTO zerver_reaction (emoji_name, reaction_type, emoji_code, message_id, user_profile_id) VALUES ('tada', 'unicode_emoji', '1f389', $1, $2)", [oldWithExtras, hamlet]);
+  await c.query(
+    "INSERT INTO zerver_reaction (emoji_name, reaction_type, emoji_code, message_id, user_profile_id) VALUES ('tada', 'unicode_emoji', '1f389', $1, $2)",
+    [oldWithExtras, hamlet],
+  );
   await c.query("INSERT INTO zerver_submessage (msg_type, content, message_id, sender_id) VALUES ('widget', '{}', $1, $2)", [oldWithExtras, iago]);
   const attachment = async (name: string) =>
     Number(
@@ -123,7 +127,11 @@ async function connectDb(db: TestDatabase): Promise<Db> {
 
 /** The rows archiving moves, for the given message ids, in a fixed order (search_tsvector aside). */
 async function snapshot(db: TestDatabase, ids: number[]): Promise<Rows> {
-  const cols = (await db.query<any>("SELECT column_name FROM information_schema.columns WHERE table_schema = 'zulip' AND table_name = 'zerver_message' AND column_name <> 'search_tsvector' ORDER BY 1")).map((r) => r.column_name);
+  const cols = (
+    await db.query<any>(
+      "SELECT column_name FROM information_schema.columns WHERE table_schema = 'zulip' AND table_name = 'zerver_message' AND column_name <> 'search_tsvector' ORDER BY 1",
+    )
+  ).map((r) => r.column_name);
   return {
     messages: await db.query(`SELECT ${cols.join(", ")} FROM zerver_message WHERE id = ANY($1::int[]) ORDER BY id`, [ids]),
     user_messages: await db.query("SELECT * FROM zerver_usermessage WHERE message_id = ANY($1::int[]) ORDER BY id", [ids]),
@@ -136,14 +144,25 @@ async function snapshot(db: TestDatabase, ids: number[]): Promise<Rows> {
 /** restore_data_from_archive(transaction), as zerver/lib/retention.py runs it. */
 async function zulipRestore(db: TestDatabase, txId: number): Promise<void> {
   const cols = async (table: string, exclude: string[] = []) =>
-    (await db.query<any>("SELECT column_name FROM information_schema.columns WHERE table_schema = 'zulip' AND table_name = $1 ORDER BY ordinal_position", [table]))
+    (
+      await db.query<any>("SELECT column_name FROM information_schema.columns WHERE table_schema = 'zulip' AND table_name = $1 ORDER BY ordinal_position", [
+        table,
+      ])
+    )
       .map((r) => r.column_name as string)
       .filter((c) => !exclude.includes(c));
   const c = db.client;
   await c.query("BEGIN");
   const m = await cols("zerver_message", ["search_tsvector"]);
-  await c.query(`INSERT INTO zerver_message (${m.join(", ")}) SELECT ${m.map((x) => `zerver_archivedmessage.${x}`).join(", ")} FROM zerver_archivedmessage WHERE archive_transaction_id = $1 ON CONFLICT (id) DO NOTHING`, [txId]);
-  for (const [t, a] of [["zerver_reaction", "zerver_archivedreaction"], ["zerver_submessage", "zerver_archivedsubmessage"], ["zerver_usermessage", "zerver_archivedusermessage"]]) {
+  await c.query(
+    `INSERT INTO zerver_message (${m.join(", ")}) SELECT ${m.map((x) => `zerver_archivedmessage.${x}`).join(", ")} FROM zerver_archivedmessage WHERE archive_transaction_id = $1 ON CONFLICT (id) DO NOTHING`,
+    [txId],
+  );
+  for (const [t, a] of [
+    ["zerver_reaction", "zerver_archivedreaction"],
+    ["zerver_submessage", "zerver_archivedsubmessage"],
+    ["zerver_usermessage", "zerver_archivedusermessage"],
+  ]) {
     const k = await cols(t!);
     await c.query(
       `INSERT INTO ${t} (${k.join(", ")}) SELECT ${k.map((x) => `${a}.${x}`).join(", ")} FROM ${a} INNER JOIN zerver_archivedmessage ON ${a}.message_id = zerver_archivedmessage.id
@@ -203,7 +222,14 @@ describe.each(["zulip12_fresh", "zulip10_fresh"] as TemplateName[])("archive_mes
     expect(live.sort((a, b) => a - b)).toEqual([...w.keep].sort((a, b) => a - b));
     const archived = await ids("SELECT id FROM zerver_archivedmessage ORDER BY id");
     expect(archived).toEqual([...w.expiring].sort((a, b) => a - b));
-    expect(doc.archived).toMatchObject({ channel_messages_count: 153, direct_messages_count: 1, reactions_count: 1, submessages_count: 1, archived_attachments_count: 2, attachments_deleted_count: 1 });
+    expect(doc.archived).toMatchObject({
+      channel_messages_count: 153,
+      direct_messages_count: 1,
+      reactions_count: 1,
+      submessages_count: 1,
+      archived_attachments_count: 2,
+      attachments_deleted_count: 1,
+    });
   });
 
   it("one RETENTION_POLICY_BASED ArchiveTransaction per batch of 100 channel messages, with its realm", async () => {
@@ -220,7 +246,11 @@ describe.each(["zulip12_fresh", "zulip10_fresh"] as TemplateName[])("archive_mes
   });
 
   it("moves the UserMessage, Reaction, SubMessage and attachment rows; deletes the attachment no live message uses", async () => {
-    for (const [live, arch] of [["zerver_usermessage", "zerver_archivedusermessage"], ["zerver_reaction", "zerver_archivedreaction"], ["zerver_submessage", "zerver_archivedsubmessage"]]) {
+    for (const [live, arch] of [
+      ["zerver_usermessage", "zerver_archivedusermessage"],
+      ["zerver_reaction", "zerver_archivedreaction"],
+      ["zerver_submessage", "zerver_archivedsubmessage"],
+    ]) {
       expect(await db.query(`SELECT 1 FROM ${live} WHERE message_id = ANY($1::int[])`, [w.expiring])).toEqual([]);
       expect((await db.query(`SELECT 1 FROM ${arch}`)).length).toBeGreaterThan(0);
     }
@@ -237,13 +267,21 @@ describe.each(["zulip12_fresh", "zulip10_fresh"] as TemplateName[])("archive_mes
     // ... along the planned cascade, not the generic engine's fallback.
     const edges = await planMessageCascade(await connectDb(db), await catalogForeignKeys(db.client));
     expect(edges).not.toBeNull();
-    expect(edges!.map((e) => `${e.table}.${e.column}`)).toEqual(expect.arrayContaining(["zerver_usermessage.message_id", "zerver_scheduledmessage.delivered_message_id", "zerver_attachment_scheduled_messages.scheduledmessage_id"]));
+    expect(edges!.map((e) => `${e.table}.${e.column}`)).toEqual(
+      expect.arrayContaining([
+        "zerver_usermessage.message_id",
+        "zerver_scheduledmessage.delivered_message_id",
+        "zerver_attachment_scheduled_messages.scheduledmessage_id",
+      ]),
+    );
   });
 
   it("a second run finds nothing", async () => {
     const r = await cli([]);
     expect(r.exitCode, r.stderr).toBe(0);
-    expect(r.stdout).toBe("Archived 0 messages (0 in channels, 0 direct) in 0 archive transactions; deleted 0 archive transactions older than 30 days and 0 expired attachments.");
+    expect(r.stdout).toBe(
+      "Archived 0 messages (0 in channels, 0 direct) in 0 archive transactions; deleted 0 archive transactions older than 30 days and 0 expired attachments.",
+    );
   });
 
   it("refuses to run while Zulip's cron job holds the lock", async () => {
@@ -287,7 +325,11 @@ describe.each(["zulip12_fresh", "zulip10_fresh"] as TemplateName[])("archive_mes
     expect(left).toContain(t3);
     expect(await db.query("SELECT 1 FROM zerver_archivedmessage WHERE archive_transaction_id = $1", [t1])).toEqual([]);
     // A 10-day vacuuming delay from settings.py reaches the third one.
-    const r2 = await runCli(["archive_messages", "--json", "--setting", "ARCHIVED_DATA_VACUUMING_DELAY_DAYS=10"], { db, confDir: copy.conf, env: { ZULIP_LOCK_DIR: lockDir } });
+    const r2 = await runCli(["archive_messages", "--json", "--setting", "ARCHIVED_DATA_VACUUMING_DELAY_DAYS=10"], {
+      db,
+      confDir: copy.conf,
+      env: { ZULIP_LOCK_DIR: lockDir },
+    });
     expect(JSON.parse(r2.stdout).clean_archived_data.transactions_deleted_count).toBeGreaterThanOrEqual(1);
     expect(await ids("SELECT id FROM zerver_archivetransaction ORDER BY id")).not.toContain(t3);
   });
@@ -310,7 +352,13 @@ describe.each(["zulip12_fresh", "zulip10_fresh"] as TemplateName[])("archive_mes
       const j = await cli(["--json"]);
       expect(j.exitCode).toBe(1);
       const doc = JSON.parse(j.stdout);
-      expect(doc).toMatchObject({ ok: false, exit_code: 1, error_code: "refused", realms_due_for_scrubbing: [{ realm: { id: internal }, zulip_fails: false }], realms_scrubbed: [] });
+      expect(doc).toMatchObject({
+        ok: false,
+        exit_code: 1,
+        error_code: "refused",
+        realms_due_for_scrubbing: [{ realm: { id: internal }, zulip_fails: false }],
+        realms_scrubbed: [],
+      });
       expect(doc.error).toContain("scrubbed");
       expect((await db.query<any>("SELECT scheduled_deletion_date FROM zerver_realm WHERE id = $1", [internal]))[0].scheduled_deletion_date).not.toBeNull();
     } finally {

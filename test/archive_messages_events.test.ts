@@ -62,7 +62,8 @@ async function buildWorld(db: TestDatabase): Promise<World> {
   // The fixture's own messages stay (recent); the organization keeps messages 30 days.
   await c.query("UPDATE zerver_message SET date_sent = now()");
   await c.query("UPDATE zerver_realm SET message_retention_days = 30 WHERE id = $1", [TEST_REALM]);
-  const mk = async (email: string, name: string, role?: number) => (await createUser(c, TEST_REALM, { email, fullName: name, externalHost: HOST, ...(role ? { role } : {}) })).id;
+  const mk = async (email: string, name: string, role?: number) =>
+    (await createUser(c, TEST_REALM, { email, fullName: name, externalHost: HOST, ...(role ? { role } : {}) })).id;
   const iago = await mk("iago@zulip.example.net", "Iago");
   const hamlet = await mk("hamlet@zulip.example.net", "Hamlet");
   const cordelia = await mk("cordelia@zulip.example.net", "Cordelia");
@@ -75,18 +76,29 @@ async function buildWorld(db: TestDatabase): Promise<World> {
     c.query("INSERT INTO zerver_usermessage (user_profile_id, message_id, flags) VALUES ($1, $2, $3)", [userId, messageId, flags]);
 
   const pub = (await createChannel(c, TEST_REALM, { name: "pub", creatorId: iago, subscribers: [iago, hamlet, idle, gone] })).id;
-  const alpha = [await send(iago, { channelId: pub, topic: "Alpha" }, "a1"), await send(hamlet, { channelId: pub, topic: "alpha" }, "a2"), await send(iago, { channelId: pub, topic: "ALPHA" }, "a3")];
+  const alpha = [
+    await send(iago, { channelId: pub, topic: "Alpha" }, "a1"),
+    await send(hamlet, { channelId: pub, topic: "alpha" }, "a2"),
+    await send(iago, { channelId: pub, topic: "ALPHA" }, "a3"),
+  ];
   const keepBeta = await send(iago, { channelId: pub, topic: "beta" }, "recent", new Date(Date.now() - DAY));
   await um(cordelia, alpha[0], ACTIVE_MOBILE_PUSH_NOTIFICATION); // a row without a subscription (e.g. starred as historical)
   await um(guest, alpha[0]); // guests cannot access public channels they are not in
-  await c.query(`UPDATE zerver_usermessage SET flags = flags | ${ACTIVE_MOBILE_PUSH_NOTIFICATION} WHERE (user_profile_id, message_id) IN (($1, $2), ($3, $4))`, [hamlet, alpha[1], iago, alpha[0]]);
+  await c.query(
+    `UPDATE zerver_usermessage SET flags = flags | ${ACTIVE_MOBILE_PUSH_NOTIFICATION} WHERE (user_profile_id, message_id) IN (($1, $2), ($3, $4))`,
+    [hamlet, alpha[1], iago, alpha[0]],
+  );
 
-  const prot = (await createChannel(c, TEST_REALM, { name: "prot", creatorId: iago, inviteOnly: true, historyPublicToSubscribers: false, subscribers: [iago, hamlet] })).id;
+  const prot = (
+    await createChannel(c, TEST_REALM, { name: "prot", creatorId: iago, inviteOnly: true, historyPublicToSubscribers: false, subscribers: [iago, hamlet] })
+  ).id;
   const p1 = await send(iago, { channelId: prot, topic: "t" }, "protected");
   await c.query("DELETE FROM zerver_usermessage WHERE user_profile_id = $1 AND message_id = $2", [hamlet, p1]); // Hamlet joined later
   await um(cordelia, p1); // a row, but not subscribed
 
-  const shared = (await createChannel(c, TEST_REALM, { name: "shared", creatorId: iago, inviteOnly: true, historyPublicToSubscribers: true, subscribers: [iago, cordelia] })).id;
+  const shared = (
+    await createChannel(c, TEST_REALM, { name: "shared", creatorId: iago, inviteOnly: true, historyPublicToSubscribers: true, subscribers: [iago, cordelia] })
+  ).id;
   const s1 = await send(iago, { channelId: shared, topic: "t" }, "shared history");
   await um(hamlet, s1); // a row, but not subscribed
 
@@ -95,7 +107,14 @@ async function buildWorld(db: TestDatabase): Promise<World> {
 
   // 150 messages in one topic: two archiving batches (100 + 50), each with its own event.
   const bulk = (await createChannel(c, TEST_REALM, { name: "bulk", creatorId: iago, subscribers: [iago] })).id;
-  const seeded = await seedBulkMessages(c, { channelId: bulk, count: 150, senderIds: [iago], topics: ["Bulk"], start: new Date(Date.now() - 50 * DAY), intervalSeconds: 1 });
+  const seeded = await seedBulkMessages(c, {
+    channelId: bulk,
+    count: 150,
+    senderIds: [iago],
+    topics: ["Bulk"],
+    start: new Date(Date.now() - 50 * DAY),
+    intervalSeconds: 1,
+  });
   const bulkIds: number[] = [];
   for (let id = seeded.firstId; id <= seeded.lastId; id++) bulkIds.push(id);
   await c.query("UPDATE zerver_stream SET first_message_id = $2 WHERE id = $1", [bulk, seeded.firstId]);
@@ -118,7 +137,12 @@ async function buildWorld(db: TestDatabase): Promise<World> {
 const key = (n: any) => JSON.stringify(n);
 const bySortKey = (ns: any[]) => [...ns].sort((a, b) => key(a).localeCompare(key(b)));
 const firstMessageIds = async (db: TestDatabase, ids: number[]) =>
-  Object.fromEntries((await db.query<any>("SELECT id, first_message_id FROM zerver_stream WHERE id = ANY($1::int[])", [ids])).map((r) => [Number(r.id), r.first_message_id === null ? null : Number(r.first_message_id)]));
+  Object.fromEntries(
+    (await db.query<any>("SELECT id, first_message_id FROM zerver_stream WHERE id = ANY($1::int[])", [ids])).map((r) => [
+      Number(r.id),
+      r.first_message_id === null ? null : Number(r.first_message_id),
+    ]),
+  );
 
 let reader: QueueReader;
 beforeAll(async () => {
@@ -185,8 +209,14 @@ describe.each(["zulip12_fresh", "zulip11_fresh", "zulip10_fresh"] as TemplateNam
       { event: { type: "delete_message", message_ids: w.alpha, stream_id: w.pub, topic: "alpha", message_type: "stream" }, users: publicUsers },
       { event: { type: "stream", op: "update", property: "first_message_id", value: null, stream_id: w.prot, name: "prot" }, users: [w.iago] },
       { event: { type: "delete_message", message_ids: [w.p1], stream_id: w.prot, topic: "t", message_type: "stream" }, users: [w.iago] },
-      { event: { type: "stream", op: "update", property: "first_message_id", value: null, stream_id: w.shared, name: "shared" }, users: [w.iago, w.cordelia].sort((a, b) => a - b) },
-      { event: { type: "delete_message", message_ids: [w.s1], stream_id: w.shared, topic: "t", message_type: "stream" }, users: [w.iago, w.cordelia].sort((a, b) => a - b) },
+      {
+        event: { type: "stream", op: "update", property: "first_message_id", value: null, stream_id: w.shared, name: "shared" },
+        users: [w.iago, w.cordelia].sort((a, b) => a - b),
+      },
+      {
+        event: { type: "delete_message", message_ids: [w.s1], stream_id: w.shared, topic: "t", message_type: "stream" },
+        users: [w.iago, w.cordelia].sort((a, b) => a - b),
+      },
       { event: { type: "delete_message", message_ids: [w.d1], message_type: "private" }, users: [w.iago, w.hamlet].sort((a, b) => a - b) },
       { event: { type: "delete_message", message_ids: [w.d2], message_type: "private" }, users: [w.iago, w.cordelia].sort((a, b) => a - b) },
     ];
@@ -231,8 +261,16 @@ describe.each(["zulip12_fresh", "zulip11_fresh", "zulip10_fresh"] as TemplateNam
   });
 
   it("MOBILE_NOTIFICATIONS_SHARDS (zulip.conf mobile_notification_shards) picks the shard queue", async () => {
-    const m = await sendMessage(db.client, { senderId: w.iago, to: { channelId: w.pub, topic: "sharded" }, content: "x", dateSent: new Date(Date.now() - 40 * DAY) });
-    await db.query(`UPDATE zerver_usermessage SET flags = flags | ${ACTIVE_MOBILE_PUSH_NOTIFICATION} WHERE message_id = $1 AND user_profile_id = $2`, [m.id, w.hamlet]);
+    const m = await sendMessage(db.client, {
+      senderId: w.iago,
+      to: { channelId: w.pub, topic: "sharded" },
+      content: "x",
+      dateSent: new Date(Date.now() - 40 * DAY),
+    });
+    await db.query(`UPDATE zerver_usermessage SET flags = flags | ${ACTIVE_MOBILE_PUSH_NOTIFICATION} WHERE message_id = $1 AND user_profile_id = $2`, [
+      m.id,
+      w.hamlet,
+    ]);
     const conf = fs.readFileSync(server.conf.zulipConfPath, "utf8");
     fs.writeFileSync(server.conf.zulipConfPath, `${conf}\n[application_server]\nmobile_notification_shards = 3\n`);
     const queue = `${PUSH}_shard${(w.hamlet % 3) + 1}`;
@@ -249,7 +287,12 @@ describe.each(["zulip12_fresh", "zulip11_fresh", "zulip10_fresh"] as TemplateNam
   });
 
   it("--events=none: nothing sent, first_message_id still moved on", async () => {
-    const m = await sendMessage(db.client, { senderId: w.iago, to: { channelId: w.pub, topic: "quiet" }, content: "x", dateSent: new Date(Date.now() - 40 * DAY) });
+    const m = await sendMessage(db.client, {
+      senderId: w.iago,
+      to: { channelId: w.pub, topic: "quiet" },
+      content: "x",
+      dateSent: new Date(Date.now() - 40 * DAY),
+    });
     await db.query("UPDATE zerver_stream SET first_message_id = $2 WHERE id = $1", [w.pub, m.id]);
     await reader.purge("notify_tornado", PUSH);
     const r = await cli(["--events=none", "--json"]);
@@ -263,7 +306,11 @@ describe.each(["zulip12_fresh", "zulip11_fresh", "zulip10_fresh"] as TemplateNam
 
   it("delivers each batch's notices after its COMMIT once they reach the bound (here: every batch)", async () => {
     const ids: number[] = [];
-    for (const [channelId, topic] of [[w.pub, "one"], [w.prot, "two"], [w.shared, "three"]] as const) {
+    for (const [channelId, topic] of [
+      [w.pub, "one"],
+      [w.prot, "two"],
+      [w.shared, "three"],
+    ] as const) {
       ids.push((await sendMessage(db.client, { senderId: w.iago, to: { channelId, topic }, content: "x", dateSent: new Date(Date.now() - 40 * DAY) })).id);
     }
     await reader.purge("notify_tornado", PUSH);

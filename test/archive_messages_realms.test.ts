@@ -43,7 +43,8 @@ describe.each(FIXTURES)("archive_messages scrub_realms on %s", (template) => {
   const run = (args: string[] = []) => runCli(["archive_messages", ...args], { db: server.db, confDir: server.conf, env: { ZULIP_LOCK_DIR: lockDir } });
   const db = () => server.db;
   const maxAudit = async () => Number((await db().query("SELECT coalesce(max(id), 0) AS m FROM zerver_realmauditlog"))[0].m);
-  const activeIds = async () => (await db().query("SELECT id FROM zerver_userprofile WHERE realm_id = $1 AND is_active ORDER BY id", [TEST_REALM])).map((r: any) => Number(r.id));
+  const activeIds = async () =>
+    (await db().query("SELECT id FROM zerver_userprofile WHERE realm_id = $1 AND is_active ORDER BY id", [TEST_REALM])).map((r: any) => Number(r.id));
   const owners = async () =>
     db().query("SELECT id, delivery_email FROM zerver_userprofile WHERE realm_id = $1 AND is_active AND NOT is_bot AND role = 100 ORDER BY id", [TEST_REALM]);
   const makeDemo = async () =>
@@ -115,7 +116,8 @@ describe.each(FIXTURES)("archive_messages scrub_realms on %s", (template) => {
     expect(await db().query("SELECT 1 FROM django_session WHERE session_key = $1", [sessionKey])).toEqual([]);
     expect(await activeIds()).toEqual(active);
     const changed = changedTables(before, await snapshot(db()));
-    for (const t of changed) expect(["django_session", "zerver_realm", "zerver_realmauditlog", "zerver_scheduledemail", "zerver_scheduledemail_users"]).toContain(t);
+    for (const t of changed)
+      expect(["django_session", "zerver_realm", "zerver_realmauditlog", "zerver_scheduledemail", "zerver_scheduledemail_users"]).toContain(t);
     expect(changed).toEqual(expect.arrayContaining(["django_session", "zerver_realm", "zerver_realmauditlog"]));
 
     // The event, then the scrub job for Zulip's deferred_work worker.
@@ -147,7 +149,13 @@ describe.each(FIXTURES)("archive_messages scrub_realms on %s", (template) => {
       expect(json.exitCode).toBe(1);
       const doc = JSON.parse(json.stdout);
       expect(doc.ok).toBe(false);
-      expect(doc.realms_due_for_scrubbing).toEqual([{ realm: expect.objectContaining({ id: TEST_REALM, string_id: expect.any(String) }), reason: expect.stringContaining("Zulip 12.x"), zulip_fails: false }]);
+      expect(doc.realms_due_for_scrubbing).toEqual([
+        {
+          realm: expect.objectContaining({ id: TEST_REALM, string_id: expect.any(String) }),
+          reason: expect.stringContaining("Zulip 12.x"),
+          zulip_fails: false,
+        },
+      ]);
       expect(doc.demo_organizations_deactivated).toEqual([]);
       expect(doc.events).toBeNull();
       return;

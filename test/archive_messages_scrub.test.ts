@@ -58,7 +58,8 @@ interface World {
 async function buildWorld(db: TestDatabase, uploads: string, salt: string): Promise<World> {
   const c = db.client;
   await c.query("BEGIN");
-  const mk = async (email: string, name: string, extra: Record<string, unknown> = {}) => (await createUser(c, TEST_REALM, { email, fullName: name, externalHost: HOST, ...extra })).id;
+  const mk = async (email: string, name: string, extra: Record<string, unknown> = {}) =>
+    (await createUser(c, TEST_REALM, { email, fullName: name, externalHost: HOST, ...extra })).id;
   const iago = await mk("iago@zulip.example.net", "Iago");
   const hamlet = await mk("hamlet@zulip.example.net", "Hamlet");
   const bot = await mk("scrub-bot@zulip.example.net", "Scrub bot", { isBot: true, botOwnerId: iago });
@@ -70,7 +71,10 @@ async function buildWorld(db: TestDatabase, uploads: string, salt: string): Prom
   ownMessages.push((await sendMessage(c, { senderId: hamlet, to: { userIds: [iago] }, content: "a DM" })).id);
   const withFile = (await sendMessage(c, { senderId: hamlet, to: { channelId: channel, topic: "files" }, content: "[file](/user_uploads/x)" })).id;
   ownMessages.push(withFile);
-  await c.query("INSERT INTO zerver_reaction (emoji_name, reaction_type, emoji_code, message_id, user_profile_id) VALUES ('tada', 'unicode_emoji', '1f389', $1, $2)", [withFile, iago]);
+  await c.query(
+    "INSERT INTO zerver_reaction (emoji_name, reaction_type, emoji_code, message_id, user_profile_id) VALUES ('tada', 'unicode_emoji', '1f389', $1, $2)",
+    [withFile, iago],
+  );
   const welcomeBot = Number((await c.query("SELECT id FROM zerver_userprofile WHERE email = 'welcome-bot@zulip.com'")).rows[0].id);
   const crossRealm = [(await sendMessage(c, { senderId: welcomeBot, to: { channelId: channel, topic: "welcome" }, content: "Welcome!" })).id];
   crossRealm.push((await sendMessage(c, { senderId: welcomeBot, to: { userIds: [hamlet] }, content: "Hello Hamlet" })).id);
@@ -130,7 +134,22 @@ async function buildWorld(db: TestDatabase, uploads: string, salt: string): Prom
   await c.query("UPDATE zerver_realm SET deactivated = true, scheduled_deletion_date = now() - interval '1 hour' WHERE id = $1", [TEST_REALM]);
   const userIds = (await c.query("SELECT id FROM zerver_userprofile WHERE realm_id = $1 ORDER BY id", [TEST_REALM])).rows.map((r: any) => Number(r.id));
   await c.query("COMMIT");
-  return { iago, hamlet, bot, welcomeBot, channel, userIds, ownMessages, crossRealm, otherRealmMessage, attachment, archivedAttachment, files, avatarFiles, field };
+  return {
+    iago,
+    hamlet,
+    bot,
+    welcomeBot,
+    channel,
+    userIds,
+    ownMessages,
+    crossRealm,
+    otherRealmMessage,
+    attachment,
+    archivedAttachment,
+    files,
+    avatarFiles,
+    field,
+  };
 }
 
 let reader: QueueReader;
@@ -223,7 +242,9 @@ describe.each(["zulip11_fresh", "zulip10_fresh"] as TemplateName[])("archive_mes
     expect(r.exitCode).toBe(1);
     const doc = JSON.parse(r.stdout);
     expect(doc).toMatchObject({ ok: false, error_code: "refused", realms_scrubbed: [] });
-    expect(doc.realms_due_for_scrubbing).toEqual([{ realm: expect.objectContaining({ id: TEST_REALM }), reason: expect.stringContaining("S3"), zulip_fails: false }]);
+    expect(doc.realms_due_for_scrubbing).toEqual([
+      { realm: expect.objectContaining({ id: TEST_REALM }), reason: expect.stringContaining("S3"), zulip_fails: false },
+    ]);
     expect(r.stderr).toContain("Nothing was changed for it;");
     expect(changedTables(before, await snapshot(db))).toEqual([]);
     for (const f of w.files) expect(exists("files", f)).toBe(true);
@@ -294,7 +315,13 @@ describe.each(["zulip11_fresh", "zulip10_fresh"] as TemplateName[])("archive_mes
       expect(rows.map((r: any) => Number(r.id))).toEqual(doc.realms_scrubbed[0].audit_log_ids);
       expect(rows).toHaveLength(w.userIds.length + 1);
       for (const [i, r] of rows.slice(0, -1).entries()) {
-        expect(r).toMatchObject({ realm_id: TEST_REALM, event_type: 123, acting_user_id: null, modified_user_id: w.userIds[i], extra_data: { avatar_source: "G" } });
+        expect(r).toMatchObject({
+          realm_id: TEST_REALM,
+          event_type: 123,
+          acting_user_id: null,
+          modified_user_id: w.userIds[i],
+          extra_data: { avatar_source: "G" },
+        });
       }
       expect(rows.at(-1)).toMatchObject({ realm_id: TEST_REALM, event_type: 203, acting_user_id: null, modified_user_id: null, extra_data: {} });
       const [realm] = await db.query("SELECT deactivated, scheduled_deletion_date FROM zerver_realm WHERE id = $1", [TEST_REALM]);
@@ -308,7 +335,12 @@ describe.each(["zulip11_fresh", "zulip10_fresh"] as TemplateName[])("archive_mes
       expect(await db.query("SELECT 1 FROM zerver_archivedattachment WHERE realm_id = $1", [TEST_REALM])).toEqual([]);
       for (const f of w.files) expect(exists("files", f)).toBe(false);
       expect(await db.query("SELECT 1 FROM zerver_imageattachment WHERE path_id = $1", [w.files[0]])).toHaveLength(1);
-      expect(doc.realms_scrubbed[0]).toMatchObject({ attachments_deleted_count: 1, archived_attachments_deleted_count: 2, custom_profile_fields_deleted_count: 1, files_deleted_count: 2 });
+      expect(doc.realms_scrubbed[0]).toMatchObject({
+        attachments_deleted_count: 1,
+        archived_attachments_deleted_count: 2,
+        custom_profile_fields_deleted_count: 1,
+        files_deleted_count: 2,
+      });
     });
 
     it("flushes the users' and the realm's cache entries and sends the avatar events after the commit", async () => {
@@ -318,7 +350,10 @@ describe.each(["zulip11_fresh", "zulip10_fresh"] as TemplateName[])("archive_mes
       const userEvents = notices.filter((n: any) => n.event.type === "realm_user");
       expect(userEvents.map((n: any) => n.event.person.user_id)).toEqual(w.userIds);
       for (const n of userEvents) {
-        expect(n.event).toMatchObject({ op: "update", person: { avatar_source: "G", avatar_url: expect.stringContaining("gravatar.com/avatar/"), avatar_url_medium: expect.stringContaining("&s=500") } });
+        expect(n.event).toMatchObject({
+          op: "update",
+          person: { avatar_source: "G", avatar_url: expect.stringContaining("gravatar.com/avatar/"), avatar_url_medium: expect.stringContaining("&s=500") },
+        });
         expect(n.users).toEqual(active);
       }
       const botEvents = notices.filter((n: any) => n.event.type === "realm_bot");
@@ -329,7 +364,9 @@ describe.each(["zulip11_fresh", "zulip10_fresh"] as TemplateName[])("archive_mes
     it("a second run finds nothing to do: one summary line, and --quiet prints nothing", async () => {
       const r = await run([]);
       expect(r.exitCode, r.stderr).toBe(0);
-      expect(r.stdout).toBe("Archived 0 messages (0 in channels, 0 direct) in 0 archive transactions; deleted 0 archive transactions older than 30 days and 0 expired attachments.");
+      expect(r.stdout).toBe(
+        "Archived 0 messages (0 in channels, 0 direct) in 0 archive transactions; deleted 0 archive transactions older than 30 days and 0 expired attachments.",
+      );
       const q = await run(["--quiet"]);
       expect(q.exitCode).toBe(0);
       expect(q.stdout).toBe("");
@@ -343,7 +380,9 @@ describe.each(["zulip11_fresh", "zulip10_fresh"] as TemplateName[])("archive_mes
       expect(r.exitCode).toBe(1);
       const d = JSON.parse(r.stdout);
       expect(d).toMatchObject({ ok: false, error_code: "refused", realms_scrubbed: [], demo_organizations_deactivated: [] });
-      expect(d.realms_due_for_scrubbing).toEqual([{ realm: expect.objectContaining({ id: TEST_REALM }), reason: expect.stringContaining("Message.DoesNotExist"), zulip_fails: true }]);
+      expect(d.realms_due_for_scrubbing).toEqual([
+        { realm: expect.objectContaining({ id: TEST_REALM }), reason: expect.stringContaining("Message.DoesNotExist"), zulip_fails: true },
+      ]);
       expect(r.stderr).toContain("was not run");
       expect(changedTables(before, await snapshot(db))).toEqual([]);
       expect(await reader.drain()).toEqual([]);
@@ -376,7 +415,9 @@ describe("archive_messages on zulip12_fresh", () => {
       expect(r.exitCode).toBe(1);
       const doc = JSON.parse(r.stdout);
       expect(doc).toMatchObject({ ok: false, error_code: "refused", realms_scrubbed: [], dry_run: args.includes("--dry-run") });
-      expect(doc.realms_due_for_scrubbing).toEqual([{ realm: expect.objectContaining({ id: TEST_REALM }), reason: expect.stringContaining("Zulip 12.x"), zulip_fails: false }]);
+      expect(doc.realms_due_for_scrubbing).toEqual([
+        { realm: expect.objectContaining({ id: TEST_REALM }), reason: expect.stringContaining("Zulip 12.x"), zulip_fails: false },
+      ]);
       expect(r.stderr).toContain("Nothing was changed for it;");
     }
     expect(changedTables(before, await snapshot(server.db))).toEqual([]);
@@ -396,11 +437,23 @@ describe("cleanDeactivatedRealmData on zulip11_fresh: an organization too large 
   it("is not scrubbed (nothing written, the job goes on) unless events are off", async () => {
     const db = new Db(server.db.client, { hosts: [], port: 0, database: server.db.name, user: "zulip", sslmode: "disable", readWrite: true, describe: "" });
     db.zerverMigration = 751;
-    const ctx = { config: () => { throw new Error("not needed"); }, paths: {} as any, out: { warn: () => undefined } };
+    const ctx = {
+      config: () => {
+        throw new Error("not needed");
+      },
+      paths: {} as any,
+      out: { warn: () => undefined },
+    };
     const options = (events: "rabbitmq" | "none") => ({
       cache: new CacheInvalidation(ctx, "none"),
       events: new EventDelivery(ctx, events),
-      settings: { release: "11.x", uploadsDir: fs.mkdtempSync(path.join(os.tmpdir(), "zm-scrub-uploads-")), avatarSalt: "salt", billingEnabled: false, systemBotRealm: "zulipinternal" },
+      settings: {
+        release: "11.x",
+        uploadsDir: fs.mkdtempSync(path.join(os.tmpdir(), "zm-scrub-uploads-")),
+        avatarSalt: "salt",
+        billingEnabled: false,
+        systemBotRealm: "zulipinternal",
+      },
       realmHost: () => HOST,
       avatar: null,
       featureLevel: 400,
@@ -408,7 +461,11 @@ describe("cleanDeactivatedRealmData on zulip11_fresh: an organization too large 
     });
     const before = await snapshot(server.db);
     const refused = await cleanDeactivatedRealmData(db, options("rabbitmq"));
-    expect(refused).toMatchObject({ scrubbed: [], stopped: false, not_scrubbed: [{ id: TEST_REALM, zulip_fails: false, reason: expect.stringContaining("--events=none") }] });
+    expect(refused).toMatchObject({
+      scrubbed: [],
+      stopped: false,
+      not_scrubbed: [{ id: TEST_REALM, zulip_fails: false, reason: expect.stringContaining("--events=none") }],
+    });
     expect(changedTables(before, await snapshot(server.db))).toEqual([]);
     const done = await cleanDeactivatedRealmData(db, options("none"));
     expect(done.scrubbed.map((r) => r.id)).toEqual([TEST_REALM]);

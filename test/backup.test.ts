@@ -37,7 +37,9 @@ const cli = (args: string[], env: Record<string, string | undefined> = {}): Prom
   runCli(args, { db, confDir: conf, env: { PATH: pathEnv, ...env }, timeoutMs: 120_000 });
 
 function listTarball(file: string): string[] {
-  return execFileSync("tar", ["-tzf", file], { encoding: "utf8", maxBuffer: 1 << 26 }).split("\n").filter(Boolean);
+  return execFileSync("tar", ["-tzf", file], { encoding: "utf8", maxBuffer: 1 << 26 })
+    .split("\n")
+    .filter(Boolean);
 }
 
 function treeFiles(dir: string, rel = ""): Map<string, string> {
@@ -46,7 +48,14 @@ function treeFiles(dir: string, rel = ""): Map<string, string> {
     const r = path.join(rel, name);
     const st = fs.statSync(path.join(dir, r));
     if (st.isDirectory()) for (const [k, v] of treeFiles(dir, r)) out.set(k, v);
-    else out.set(r, crypto.createHash("sha256").update(fs.readFileSync(path.join(dir, r))).digest("hex"));
+    else
+      out.set(
+        r,
+        crypto
+          .createHash("sha256")
+          .update(fs.readFileSync(path.join(dir, r)))
+          .digest("hex"),
+      );
   }
   return out;
 }
@@ -90,7 +99,8 @@ beforeAll(async () => {
   const iago = (await createUser(c, REALM, { email: "iago@zulip.example.net", fullName: "Iago", externalHost: HOST })).id;
   const hamlet = (await createUser(c, REALM, { email: "hamlet@zulip.example.net", fullName: "Hamlet", externalHost: HOST })).id;
   const channel = (await createChannel(c, REALM, { name: "backups", creatorId: iago, subscribers: [iago, hamlet] })).id;
-  for (let i = 0; i < 30; i++) await sendMessage(c, { senderId: i % 2 ? iago : hamlet, to: { channelId: channel, topic: `t${i % 3}` }, content: `message ${i} ünïcödé` });
+  for (let i = 0; i < 30; i++)
+    await sendMessage(c, { senderId: i % 2 ? iago : hamlet, to: { channelId: channel, topic: `t${i % 3}` }, content: `message ${i} ünïcödé` });
   await c.query("COMMIT");
   for (const [rel, bytes] of [
     [`files/${REALM}/ab/cdef/notes.txt`, crypto.randomBytes(3000)],
@@ -193,9 +203,13 @@ describe("backup", () => {
       await admin.connect();
       await admin.query("CREATE DATABASE zulip OWNER zulip TEMPLATE template0");
       await admin.end();
-      await execa(requirePgClientTool("pg_restore", parseInt(cluster.version, 10), cluster.bindir), [`--dbname=zulip`, "--", path.join(work, "zulip-backup", "database")], {
-        env: { PGHOST: cluster.socketDir, PGPORT: String(cluster.port), PGUSER: cluster.user },
-      });
+      await execa(
+        requirePgClientTool("pg_restore", parseInt(cluster.version, 10), cluster.bindir),
+        [`--dbname=zulip`, "--", path.join(work, "zulip-backup", "database")],
+        {
+          env: { PGHOST: cluster.socketDir, PGPORT: String(cluster.port), PGUSER: cluster.user },
+        },
+      );
       restored = new pg.Client({ host: cluster.socketDir, port: cluster.port, user: cluster.user, database: "zulip" });
       await restored.connect();
     }, 120_000);
@@ -242,7 +256,11 @@ describe("backup options", () => {
     const r = await cli(["backup", "--output", out, "--threads", "2", "--skip-uploads"]);
     expect(r.exitCode, r.stderr).toBe(0);
     expect(r.stdout.split("\n")).toHaveLength(1);
-    expect(r.stdout).toMatch(new RegExp(`^Backup tarball written to ${out.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")} \\([\\d.]+ (KiB|MiB|bytes) in [\\d.]+ s: database, settings, no uploads\\)$`));
+    expect(r.stdout).toMatch(
+      new RegExp(
+        `^Backup tarball written to ${out.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")} \\([\\d.]+ (KiB|MiB|bytes) in [\\d.]+ s: database, settings, no uploads\\)$`,
+      ),
+    );
     expect(listTarball(out)).toContain("zulip-backup/database/toc.dat");
     fs.rmSync(out);
   });
@@ -251,7 +269,12 @@ describe("backup options", () => {
     const out = path.join(tmp, "tty.tar.gz");
     const q = (a: string) => `'${a.replace(/'/g, "'\\''")}'`;
     const command = [process.execPath, CLI_BIN, "backup", "--output", out].map(q).join(" ");
-    const r = await execa(requireTool("script"), ["-qec", command, "/dev/null"], { env: cliEnv({ db, confDir: conf, env: { PATH: pathEnv } }), extendEnv: false, reject: false, timeout: 120_000 });
+    const r = await execa(requireTool("script"), ["-qec", command, "/dev/null"], {
+      env: cliEnv({ db, confDir: conf, env: { PATH: pathEnv } }),
+      extendEnv: false,
+      reject: false,
+      timeout: 120_000,
+    });
     expect(r.exitCode, r.stdout).toBe(0);
     expect(r.stdout).toContain("Dumping the database (tables) [");
     expect(r.stdout).toMatch(/Writing the tarball \((KiB|MiB)\) \[/);
@@ -274,12 +297,19 @@ describe("backup options", () => {
     const r = await cli(["backup", "--output", path.join(dir, "zulip-2026-12-07.tar.gz"), "--keep", "2", "--skip-uploads", "--json"]);
     expect(r.exitCode, r.stderr).toBe(0);
     const d = JSON.parse(r.stdout);
-    expect(d.older_backups.map((x: any) => [x.path, x.status]).sort()).toEqual([[path.join(dir, old[0]!), "done"], [path.join(dir, old[1]!), "done"]]);
+    expect(d.older_backups.map((x: any) => [x.path, x.status]).sort()).toEqual([
+      [path.join(dir, old[0]!), "done"],
+      [path.join(dir, old[1]!), "done"],
+    ]);
     expect(fs.readdirSync(dir).sort()).toEqual(["notes.txt", old[2], "zulip-2026-12-07.tar.gz", "zulip-latest.tar.gz"].sort());
   });
 
   it("refuses bad option values as usage errors", async () => {
-    for (const args of [["--threads", "0"], ["--keep", "0"], ["--keep", "x"]]) {
+    for (const args of [
+      ["--threads", "0"],
+      ["--keep", "0"],
+      ["--keep", "x"],
+    ]) {
       const r = await cli(["backup", ...args]);
       expect(r.exitCode).toBe(2);
     }
@@ -295,7 +325,9 @@ describe("backup failures", () => {
   it("pg_dump refused by the server (no privilege on a table): exit 1 with pg_dump's error, no file", async () => {
     const role = `backup_limited_${crypto.randomBytes(4).toString("hex")}`;
     await db.client.query(`CREATE ROLE ${role} LOGIN`);
-    await db.client.query(`GRANT USAGE ON SCHEMA zulip TO ${role}; GRANT SELECT ON ALL TABLES IN SCHEMA zulip TO ${role}; GRANT SELECT ON ALL SEQUENCES IN SCHEMA zulip TO ${role}`);
+    await db.client.query(
+      `GRANT USAGE ON SCHEMA zulip TO ${role}; GRANT SELECT ON ALL TABLES IN SCHEMA zulip TO ${role}; GRANT SELECT ON ALL SEQUENCES IN SCHEMA zulip TO ${role}`,
+    );
     await db.client.query(`REVOKE SELECT ON zerver_message FROM ${role}`);
     try {
       const dir = fs.mkdtempSync(path.join(tmp, "denied-"));
@@ -330,12 +362,16 @@ describe("backup failures", () => {
     const mnt = fs.mkdtempSync(path.join(tmp, "tiny-"));
     const script = `mount -t tmpfs -o size=${sizeKb}k tmpfs "$1" || exit 99; shift; "$@"; rc=$?; echo "rc=$rc"; ls -A "$MNT"`;
     const env = cliEnv({ db, confDir: conf, env: { PATH: pathEnv, MNT: mnt } });
-    const r = await execa(requireTool("unshare"), ["-rm", "sh", "-c", script, "sh", mnt, process.execPath, CLI_BIN, ...args.map((a) => a.replace("$MNT", mnt))], {
-      env,
-      extendEnv: false,
-      reject: false,
-      timeout: 120_000,
-    });
+    const r = await execa(
+      requireTool("unshare"),
+      ["-rm", "sh", "-c", script, "sh", mnt, process.execPath, CLI_BIN, ...args.map((a) => a.replace("$MNT", mnt))],
+      {
+        env,
+        extendEnv: false,
+        reject: false,
+        timeout: 120_000,
+      },
+    );
     const lines = r.stdout.split("\n");
     const at = lines.findIndex((l) => l.startsWith("rc="));
     expect(at, `${r.stdout}\n${r.stderr}`).toBeGreaterThanOrEqual(0);
@@ -408,7 +444,9 @@ describe("choosing pg_dump", () => {
     await expect(findPgDump(13, { PATH: bin }, empty)).resolves.toMatchObject({ path: path.join(bin, "pg_dump"), major: 13 });
     const err = await findPgDump(15, { PATH: bin }, empty).catch((e) => e);
     expect(err.exitCode).toBe(3);
-    expect(err.message).toMatch(/runs PostgreSQL 15, but the only pg_dump found is older: .*13\.9.*\nInstall the PostgreSQL 15 client tools \(Debian\/Ubuntu: apt-get install postgresql-client-15\)/);
+    expect(err.message).toMatch(
+      /runs PostgreSQL 15, but the only pg_dump found is older: .*13\.9.*\nInstall the PostgreSQL 15 client tools \(Debian\/Ubuntu: apt-get install postgresql-client-15\)/,
+    );
   });
 
   it("the tar --transform of backup.py (an ERE of the literal path), refusing '|'", () => {

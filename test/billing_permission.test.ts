@@ -37,7 +37,11 @@ describe.each(["zulip12_fresh", "zulip11_fresh", "zulip10_fresh"] as const)("is_
     m3 = await addUser(copy.db, { role: 400, name: "m3" });
     m4 = await addUser(copy.db, { role: 400, name: "m4" });
     reader = await QueueReader.open();
-    auditCols = new Set((await copy.db.query("SELECT column_name FROM information_schema.columns WHERE table_schema = 'zulip' AND table_name = 'zerver_realmauditlog'")).map((r: any) => r.column_name));
+    auditCols = new Set(
+      (await copy.db.query("SELECT column_name FROM information_schema.columns WHERE table_schema = 'zulip' AND table_name = 'zerver_realmauditlog'")).map(
+        (r: any) => r.column_name,
+      ),
+    );
   });
   afterAll(async () => {
     await reader?.close();
@@ -56,8 +60,10 @@ describe.each(["zulip12_fresh", "zulip11_fresh", "zulip10_fresh"] as const)("is_
 
   const settingId = async () => Number((await copy.db.query(`SELECT ${SETTING}_id AS g FROM zerver_realm WHERE id = $1`, [TEST_REALM]))[0].g);
   const maxAudit = async () => Number((await copy.db.query("SELECT coalesce(max(id), 0) AS m FROM zerver_realmauditlog"))[0].m);
-  const members = async (g: number) => (await copy.db.query("SELECT user_profile_id AS u FROM zerver_usergroupmembership WHERE user_group_id = $1 ORDER BY id", [g])).map((r: any) => Number(r.u));
-  const subgroups = async (g: number) => (await copy.db.query("SELECT subgroup_id AS s FROM zerver_groupgroupmembership WHERE supergroup_id = $1 ORDER BY id", [g])).map((r: any) => Number(r.s));
+  const members = async (g: number) =>
+    (await copy.db.query("SELECT user_profile_id AS u FROM zerver_usergroupmembership WHERE user_group_id = $1 ORDER BY id", [g])).map((r: any) => Number(r.u));
+  const subgroups = async (g: number) =>
+    (await copy.db.query("SELECT subgroup_id AS s FROM zerver_groupgroupmembership WHERE supergroup_id = $1 ORDER BY id", [g])).map((r: any) => Number(r.s));
   const isNamed = async (g: number) => (await copy.db.query("SELECT 1 FROM zerver_namedusergroup WHERE usergroup_ptr_id = $1", [g])).length > 0;
 
   /** The one 207 row written since `after`, every column. */
@@ -142,7 +148,10 @@ describe.each(["zulip12_fresh", "zulip11_fresh", "zulip10_fresh"] as const)("is_
 
   it("refusals: already named, already through a group, guests, revoking a group's member, revoking a non-holder", async () => {
     await expectRefused([m1.email, "is_billing_admin"], `User can already manage plans and billing for this realm (named in ${LABEL}).`);
-    await expectRefused([admin.email, "is_billing_admin"], `User can already manage plans and billing for this realm, through the group 'Administrators' (${LABEL}).`);
+    await expectRefused(
+      [admin.email, "is_billing_admin"],
+      `User can already manage plans and billing for this realm, through the group 'Administrators' (${LABEL}).`,
+    );
     await expectRefused([guest.email, "is_billing_admin"], `Guests cannot manage plans and billing: Zulip ignores guests in the ${LABEL} setting.`);
     await expectRefused(
       [admin.email, "is_billing_admin", "--revoke"],
@@ -189,7 +198,11 @@ describe.each(["zulip12_fresh", "zulip11_fresh", "zulip10_fresh"] as const)("is_
     expect(doc.results[0].audit_log_ids).toHaveLength(1);
     expect(doc.events).toMatchObject({ ok: true, published: 1 });
     expect(await members(g)).toEqual([m1.id, m2.id, m4.id]);
-    await expectAudit(audit, { direct_members: [m1.id, m2.id], direct_subgroups: [admins] }, { direct_members: [m1.id, m2.id, m4.id], direct_subgroups: [admins] });
+    await expectAudit(
+      audit,
+      { direct_members: [m1.id, m2.id], direct_subgroups: [admins] },
+      { direct_members: [m1.id, m2.id, m4.id], direct_subgroups: [admins] },
+    );
     await copy.db.query("UPDATE zerver_userprofile SET is_active = true WHERE id = $1", [m3.id]);
   });
 

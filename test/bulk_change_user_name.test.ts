@@ -43,7 +43,11 @@ describe.each(["zulip12_fresh", "zulip11_fresh", "zulip10_fresh"] as const)("bul
     u3 = await addUser(copy.db, { role: 600, name: "three" });
     bot = await addUser(copy.db, { role: 400, bot: true, botOwnerId: u2.id, name: "bot" });
     stringId = (await copy.db.query("SELECT string_id FROM zerver_realm WHERE id = $1", [TEST_REALM]))[0].string_id;
-    auditCols = new Set((await copy.db.query("SELECT column_name FROM information_schema.columns WHERE table_schema = 'zulip' AND table_name = 'zerver_realmauditlog'")).map((r: any) => r.column_name));
+    auditCols = new Set(
+      (await copy.db.query("SELECT column_name FROM information_schema.columns WHERE table_schema = 'zulip' AND table_name = 'zerver_realmauditlog'")).map(
+        (r: any) => r.column_name,
+      ),
+    );
   });
   afterAll(async () => {
     await reader?.close();
@@ -129,7 +133,9 @@ describe.each(["zulip12_fresh", "zulip11_fresh", "zulip10_fresh"] as const)("bul
     // not restricted in a fresh organization); for the bot also realm_bot update to its owner
     // and the human admins, before Zulip 12.0.
     const everyone = await activeIds();
-    const humanAdmins = (await copy.db.query("SELECT id FROM zerver_userprofile WHERE realm_id = $1 AND is_active AND NOT is_bot AND role IN (100, 200) ORDER BY id", [TEST_REALM])).map((x: any) => Number(x.id));
+    const humanAdmins = (
+      await copy.db.query("SELECT id FROM zerver_userprofile WHERE realm_id = $1 AND is_active AND NOT is_bot AND role IN (100, 200) ORDER BY id", [TEST_REALM])
+    ).map((x: any) => Number(x.id));
     const expected = [
       { event: { type: "realm_user", op: "update", person: { user_id: u1.id, full_name: "Ada Lovelace" } }, users: everyone },
       { event: { type: "realm_user", op: "update", person: { user_id: bot.id, full_name: "Robot, the second" } }, users: everyone },
@@ -169,7 +175,16 @@ describe.each(["zulip12_fresh", "zulip11_fresh", "zulip10_fresh"] as const)("bul
     const doc = JSON.parse(r.stdout);
     expect(doc).toMatchObject({ ok: false, exit_code: 1, dry_run: true, realm: { id: TEST_REALM, string_id: stringId }, cache: null, events: null });
     expect(doc.results).toMatchObject([
-      { line: 1, email: u2.email, user: { id: u2.id }, full_name: { old: await nameOf(u2.id), new: "Grace Hopper" }, audit_log_ids: [], ok: true, status: "would_do", error: null },
+      {
+        line: 1,
+        email: u2.email,
+        user: { id: u2.id },
+        full_name: { old: await nameOf(u2.id), new: "Grace Hopper" },
+        audit_log_ids: [],
+        ok: true,
+        status: "would_do",
+        error: null,
+      },
       { line: 2, email: u3.email, user: { id: u3.id }, full_name: null, audit_log_ids: [], ok: false, status: "refused", error: "Invalid characters in name!" },
     ]);
     expect(changedTables(before, await snapshot(copy.db, true))).toEqual([]);

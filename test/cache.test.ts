@@ -195,9 +195,9 @@ describe("memcached client (binary protocol, SASL PLAIN)", () => {
   });
 
   it("refuses wrong credentials and unauthenticated use of a SASL server", async () => {
-    await expect(
-      MemcachedClient.connect({ host: mc.host, port: mc.port }, { username: "zulip@localhost", password: "wrong" }),
-    ).rejects.toThrow(/rejected SASL authentication/);
+    await expect(MemcachedClient.connect({ host: mc.host, port: mc.port }, { username: "zulip@localhost", password: "wrong" })).rejects.toThrow(
+      /rejected SASL authentication/,
+    );
     const c = await MemcachedClient.connect({ host: mc.host, port: mc.port });
     try {
       await expect(c.get("x")).rejects.toThrow(/authentication/);
@@ -219,7 +219,9 @@ describe("memcached client (binary protocol, SASL PLAIN)", () => {
   it("fails fast and clearly when nothing listens", async () => {
     const port = await freePort();
     const t = Date.now();
-    await expect(MemcachedClient.connect({ host: "127.0.0.1", port }, { connectTimeoutMs: 1000 })).rejects.toThrow(/cannot connect to memcached at 127\.0\.0\.1/);
+    await expect(MemcachedClient.connect({ host: "127.0.0.1", port }, { connectTimeoutMs: 1000 })).rejects.toThrow(
+      /cannot connect to memcached at 127\.0\.0\.1/,
+    );
     expect(Date.now() - t).toBeLessThan(3000);
   });
 
@@ -356,7 +358,9 @@ describe("cache invalidation after change_user_role", () => {
   it("permission flags flush the user keys but not the realm lists", async () => {
     const u = await userRow(userId);
     const p = conf.cachePrefixes[0];
-    const userKeys = roleChangeKeys(u).slice(0, 5).map((k) => `:1:${p}${k}`);
+    const userKeys = roleChangeKeys(u)
+      .slice(0, 5)
+      .map((k) => `:1:${p}${k}`);
     const realmKeys = [`realm_user_dicts:2`, `active_non_guest_user_ids:2`].map((k) => `:1:${p}${k}`);
     await prefill([...userKeys, ...realmKeys]);
     const r = await runCli(["change_user_role", "-r", "2", memberEmail, "can_create_users", "--json"], { confDir: conf, db });
@@ -475,9 +479,9 @@ describe("cache invalidation after change_user_role", () => {
     expect((await inval.commit()).skipped).toBe(true); // nothing committed yet
     const p = conf.cachePrefixes[1];
     const expected = [
-      ...((await db.query("SELECT id, realm_id, email, delivery_email, api_key, is_bot FROM zerver_userprofile WHERE realm_id = 2 AND is_active")) as any[]).flatMap(
-        (u) => userProfileCacheKeys(u),
-      ),
+      ...(
+        (await db.query("SELECT id, realm_id, email, delivery_email, api_key, is_bot FROM zerver_userprofile WHERE realm_id = 2 AND is_active")) as any[]
+      ).flatMap((u) => userProfileCacheKeys(u)),
       cacheKeys.realmUserDicts(2),
       cacheKeys.activeUserIds(2),
       cacheKeys.botDictsInRealm(2),

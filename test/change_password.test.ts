@@ -7,13 +7,7 @@ import { spawn } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import {
-  checkPasswordStrength,
-  DEFAULT_PASSWORD_RULES,
-  djangoArgon2Hash,
-  passwordGuesses,
-  verifyDjangoArgon2Hash,
-} from "../src/zulip/password.js";
+import { checkPasswordStrength, DEFAULT_PASSWORD_RULES, djangoArgon2Hash, passwordGuesses, verifyDjangoArgon2Hash } from "../src/zulip/password.js";
 import { CLI_BIN, cliEnv, runCli, type CliResult } from "./helpers/cli.js";
 import { makeConfDir, type ConfDir } from "./helpers/confdir.js";
 import { type MemcachedInstance } from "./helpers/memcached.js";
@@ -135,7 +129,9 @@ print("argon2" + low_level.hash_secret(sys.argv[1].encode(), sys.argv[2].encode(
     const snap = await snapshot(db);
     let r = await cli(["change_password", "-r", "2", "test@test.com", "--password-file", passwordFile("password1\n")]);
     expect(r.exitCode).toBe(1);
-    expect(r.stderr).toMatch(/^The password is too weak\. It could be guessed in about \d+ tries; this server requires at least 10000 \(PASSWORD_MIN_GUESSES\)/);
+    expect(r.stderr).toMatch(
+      /^The password is too weak\. It could be guessed in about \d+ tries; this server requires at least 10000 \(PASSWORD_MIN_GUESSES\)/,
+    );
     r = await cli(["change_password", "-r", "2", "test@test.com", "--password-file", passwordFile("Ab3$x")]);
     expect(r.exitCode).toBe(1);
     expect(r.stderr).toBe("The password is too weak. It must be at least 6 characters long (PASSWORD_MIN_LENGTH).");
@@ -254,12 +250,12 @@ describe("password strength (Zulip's check_password_strength with zxcvbn)", () =
   });
 
   it("applies PASSWORD_MIN_LENGTH, PASSWORD_MIN_GUESSES and PASSWORD_MAX_LENGTH", async () => {
-    expect((checkPasswordStrength("")).ok).toBe(false);
-    expect((checkPasswordStrength("Xy7#q")).reason).toContain("at least 6 characters");
-    expect((checkPasswordStrength("password")).ok).toBe(false);
-    expect((checkPasswordStrength(GOOD)).ok).toBe(true);
-    expect((checkPasswordStrength(GOOD, { ...DEFAULT_PASSWORD_RULES, minGuesses: 1e30 })).ok).toBe(false);
-    expect((checkPasswordStrength("abcdef", { minLength: 0, minGuesses: 0, maxLength: 100 })).ok).toBe(true);
-    expect((checkPasswordStrength("x".repeat(101))).reason).toContain("at most 100 characters");
+    expect(checkPasswordStrength("").ok).toBe(false);
+    expect(checkPasswordStrength("Xy7#q").reason).toContain("at least 6 characters");
+    expect(checkPasswordStrength("password").ok).toBe(false);
+    expect(checkPasswordStrength(GOOD).ok).toBe(true);
+    expect(checkPasswordStrength(GOOD, { ...DEFAULT_PASSWORD_RULES, minGuesses: 1e30 }).ok).toBe(false);
+    expect(checkPasswordStrength("abcdef", { minLength: 0, minGuesses: 0, maxLength: 100 }).ok).toBe(true);
+    expect(checkPasswordStrength("x".repeat(101)).reason).toContain("at most 100 characters");
   });
 });

@@ -15,10 +15,12 @@ import { addSession } from "./helpers/sessions.js";
 
 const HOST = "zulip.example.net";
 
-
 /** The structure of an organization, with ids replaced by names (independent SQL). */
 async function structure(db: TestDatabase, realmId: number) {
-  const groups = await db.query(`SELECT usergroup_ptr_id::text AS id, name, description, is_system_group FROM zerver_namedusergroup WHERE realm_id = $1 ORDER BY usergroup_ptr_id`, [realmId]);
+  const groups = await db.query(
+    `SELECT usergroup_ptr_id::text AS id, name, description, is_system_group FROM zerver_namedusergroup WHERE realm_id = $1 ORDER BY usergroup_ptr_id`,
+    [realmId],
+  );
   const gname = new Map(groups.map((g: any) => [g.id, g.name]));
   const [realm] = await db.query("SELECT * FROM zerver_realm WHERE id = $1", [realmId]);
   const settings = Object.fromEntries(
@@ -34,8 +36,12 @@ async function structure(db: TestDatabase, realmId: number) {
       [realmId],
     )
   ).map((r: any) => r.e);
-  const channels = (await db.query("SELECT name, description, rendered_description, invite_only FROM zerver_stream WHERE realm_id = $1 ORDER BY id", [realmId])).map((r: any) => ({ ...r }));
-  const defaults = (await db.query("SELECT s.name FROM zerver_defaultstream d JOIN zerver_stream s ON s.id = d.stream_id WHERE d.realm_id = $1 ORDER BY s.name", [realmId])).map((r: any) => r.name);
+  const channels = (
+    await db.query("SELECT name, description, rendered_description, invite_only FROM zerver_stream WHERE realm_id = $1 ORDER BY id", [realmId])
+  ).map((r: any) => ({ ...r }));
+  const defaults = (
+    await db.query("SELECT s.name FROM zerver_defaultstream d JOIN zerver_stream s ON s.id = d.stream_id WHERE d.realm_id = $1 ORDER BY s.name", [realmId])
+  ).map((r: any) => r.name);
   const auth = (await db.query("SELECT name FROM zerver_realmauthenticationmethod WHERE realm_id = $1 ORDER BY id", [realmId])).map((r: any) => r.name);
   const [rud] = await db.query("SELECT count(*)::int AS n FROM zerver_realmuserdefault WHERE realm_id = $1", [realmId]);
   const [seq] = await db.query("SELECT last_update_id FROM zerver_presencesequence WHERE realm_id = $1", [realmId]);
@@ -93,14 +99,27 @@ describe("change_realm_subdomain on the real Zulip 12.2 data", () => {
     const before = await snapshot(db);
     const r = await run(["change_realm_subdomain", "-r", "2", "testing-org", "--dry-run", "--json"]);
     expect(r.exitCode).toBe(0);
-    expect(JSON.parse(r.stdout)).toMatchObject({ dry_run: true, subdomain: { old: "", new: "testing-org" }, url: { old: `https://${HOST}`, new: `https://testing-org.${HOST}` }, audit_log_ids: [], placeholder: null });
+    expect(JSON.parse(r.stdout)).toMatchObject({
+      dry_run: true,
+      subdomain: { old: "", new: "testing-org" },
+      url: { old: `https://${HOST}`, new: `https://testing-org.${HOST}` },
+      audit_log_ids: [],
+      placeholder: null,
+    });
     expect(changed(before, await snapshot(db))).toEqual([]);
   });
 
   it("renames, audits, logs everyone out and leaves a deactivated placeholder redirecting to the new URL", async () => {
     const session = await addSession(db, 8, conf.secrets.secret_key);
     await client.set(`:1:django.contrib.sessions.cached_db${session}`, "s");
-    const keys = ["user_profile_by_id:8", "realm_user_dicts:2", "active_user_ids:2", "realm_rendered_description:", "realm_rendered_description:testing-org", "realm_text_description:"];
+    const keys = [
+      "user_profile_by_id:8",
+      "realm_user_dicts:2",
+      "active_user_ids:2",
+      "realm_rendered_description:",
+      "realm_rendered_description:testing-org",
+      "realm_text_description:",
+    ];
     for (const key of keys) await client.set(k(key), "x");
     await db.query("UPDATE zerver_realm SET demo_organization_scheduled_deletion_date = now() + interval '20 days' WHERE id = 2");
     const [{ m: maxRealm }] = await db.query("SELECT max(id) AS m FROM zerver_realm");
@@ -118,12 +137,27 @@ describe("change_realm_subdomain on the real Zulip 12.2 data", () => {
     const [realm] = await db.query("SELECT string_id, demo_organization_scheduled_deletion_date, deactivated FROM zerver_realm WHERE id = 2");
     expect(realm).toEqual({ string_id: "testing-org", demo_organization_scheduled_deletion_date: null, deactivated: false });
     const audits = await db.query("SELECT * FROM zerver_realmauditlog WHERE id > $1 AND realm_id = 2", [maxAudit]);
-    expect(audits.map((a: any) => [a.event_type, a.acting_user_id, a.modified_user_id, a.extra_data])).toEqual([[214, null, null, { "1": "", "2": "testing-org", was_demo_organization: true }]]);
+    expect(audits.map((a: any) => [a.event_type, a.acting_user_id, a.modified_user_id, a.extra_data])).toEqual([
+      [214, null, null, { "1": "", "2": "testing-org", was_demo_organization: true }],
+    ]);
 
     // The placeholder: a complete organization at the old subdomain, like the real one's structure.
     const [p] = await db.query("SELECT * FROM zerver_realm WHERE id > $1", [maxRealm]);
-    expect(p).toMatchObject({ string_id: "", name: "testing", deactivated: true, deactivated_redirect: `https://testing-org.${HOST}`, org_type: 0, default_language: "en" });
-    expect(doc.placeholder).toEqual({ id: Number(p.id), string_id: "", name: "testing", url: `https://${HOST}`, deactivated_redirect: `https://testing-org.${HOST}` });
+    expect(p).toMatchObject({
+      string_id: "",
+      name: "testing",
+      deactivated: true,
+      deactivated_redirect: `https://testing-org.${HOST}`,
+      org_type: 0,
+      default_language: "en",
+    });
+    expect(doc.placeholder).toEqual({
+      id: Number(p.id),
+      string_id: "",
+      name: "testing",
+      url: `https://${HOST}`,
+      deactivated_redirect: `https://testing-org.${HOST}`,
+    });
     // The rename's audit row, then every row of the placeholder (its creation and deactivation).
     const placeholderRows = (await db.query("SELECT id FROM zerver_realmauditlog WHERE realm_id = $1 ORDER BY id", [p.id])).map((x: any) => Number(x.id));
     expect(placeholderRows.length).toBeGreaterThan(2);
@@ -137,7 +171,11 @@ describe("change_realm_subdomain on the real Zulip 12.2 data", () => {
     const pAudit = await db.query("SELECT event_type, acting_user_id, extra_data FROM zerver_realmauditlog WHERE realm_id = $1 ORDER BY id", [p.id]);
     const counts = (rows: any[]) => rows.reduce((m: Record<number, number>, a: any) => ({ ...m, [a.event_type]: (m[a.event_type] ?? 0) + 1 }), {});
     expect(counts(pAudit)).toEqual({ 215: 1, 701: 8, 705: 6, 707: 6, 601: 3, 201: 1 });
-    expect(pAudit[0]).toEqual({ event_type: 215, acting_user_id: null, extra_data: { how_realm_creator_found_zulip: null, how_realm_creator_found_zulip_extra_context: null } });
+    expect(pAudit[0]).toEqual({
+      event_type: 215,
+      acting_user_id: null,
+      extra_data: { how_realm_creator_found_zulip: null, how_realm_creator_found_zulip_extra_context: null },
+    });
     expect(pAudit[pAudit.length - 1]).toEqual({
       event_type: 201,
       acting_user_id: null,
@@ -229,7 +267,13 @@ describe("change_realm_subdomain on a Zulip 11 database", () => {
     expect(r.stderr).toBe("");
     expect(r.exitCode).toBe(0);
     const [p] = await db.query("SELECT * FROM zerver_realm WHERE id > $1", [maxRealm]);
-    expect(p).toMatchObject({ string_id: "neworg", deactivated: true, deactivated_redirect: `https://neworg2.${HOST}`, giphy_rating: 2, zulip_update_announcements_level: 21 });
+    expect(p).toMatchObject({
+      string_id: "neworg",
+      deactivated: true,
+      deactivated_redirect: `https://neworg2.${HOST}`,
+      giphy_rating: 2,
+      zulip_update_announcements_level: 21,
+    });
     expect("gif_rating_policy" in p || "workplace_users_group_id" in p).toBe(false);
     // Before 12.0 new organizations announce new channels and Zulip updates in #general.
     const [general] = await db.query("SELECT id FROM zerver_stream WHERE realm_id = $1 AND name = 'general'", [p.id]);
@@ -237,6 +281,9 @@ describe("change_realm_subdomain on a Zulip 11 database", () => {
     const placeholder = await structure(db, Number(p.id));
     expect(placeholder).toEqual({ ...realOrg, channels: placeholder.channels, presenceSequence: 0 });
     const [deactivation] = await db.query("SELECT extra_data FROM zerver_realmauditlog WHERE realm_id = $1 AND event_type = 201", [p.id]);
-    expect(deactivation.extra_data).toEqual({ "10": { "11": { "100": 0, "200": 0, "300": 0, "400": 0, "600": 0 }, "12": 0 }, deactivation_reason: "subdomain_change" });
+    expect(deactivation.extra_data).toEqual({
+      "10": { "11": { "100": 0, "200": 0, "300": 0, "400": 0, "600": 0 }, "12": 0 },
+      deactivation_reason: "subdomain_change",
+    });
   });
 });

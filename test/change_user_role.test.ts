@@ -50,10 +50,9 @@ async function newAuditRows(db: TestDatabase, after: number): Promise<any[]> {
 
 async function humanCounts(db: TestDatabase): Promise<Record<string, number>> {
   const out: Record<string, number> = { "100": 0, "200": 0, "300": 0, "400": 0, "600": 0 };
-  for (const r of await db.query(
-    "SELECT role, count(*)::int AS n FROM zerver_userprofile WHERE realm_id = $1 AND is_active AND NOT is_bot GROUP BY role",
-    [REALM],
-  )) {
+  for (const r of await db.query("SELECT role, count(*)::int AS n FROM zerver_userprofile WHERE realm_id = $1 AND is_active AND NOT is_bot GROUP BY role", [
+    REALM,
+  ])) {
     out[String(r.role)] = r.n;
   }
   return out;
@@ -138,13 +137,7 @@ function stripIdTime(rows: any[]): any[] {
  * Run a role change and check every write. Returns the new audit rows.
  * `fullMembers`: "remove" / "add" / null — the role:fullmembers change Zulip makes.
  */
-async function checkRoleChange(
-  env: Env,
-  user: TestUser,
-  from: number,
-  to: number,
-  fullMembers: "remove" | "add" | null,
-): Promise<void> {
+async function checkRoleChange(env: Env, user: TestUser, from: number, to: number, fullMembers: "remove" | "add" | null): Promise<void> {
   const { db, groups } = env;
   const before = await snapshot(db);
   const usersBefore = await userRows(db);
@@ -198,7 +191,9 @@ async function checkRoleChange(
     expectedAudit(env, { event_type: 703, modified_user_id: user.id, modified_user_group_id: groups[ROLE_GROUP[to]] }),
   ];
   if (fullMembers) {
-    expected.push(expectedAudit(env, { event_type: fullMembers === "add" ? 703 : 704, modified_user_id: user.id, modified_user_group_id: groups["role:fullmembers"] }));
+    expected.push(
+      expectedAudit(env, { event_type: fullMembers === "add" ? 703 : 704, modified_user_id: user.id, modified_user_group_id: groups["role:fullmembers"] }),
+    );
   }
   expect(stripIdTime(rows)).toEqual(expected);
   const times = rows.map((x) => new Date(x.event_time).getTime());
@@ -318,7 +313,9 @@ describe("change_user_role: role:fullmembers and the waiting period", () => {
     const u = await addUser(env.db, { role: 200, daysAgo: 100, fullMember: true });
     await checkRoleChange(env, u, 200, 100, null);
     const g = await groupIds(env.db);
-    expect(await env.db.query("SELECT 1 FROM zerver_usergroupmembership WHERE user_group_id = $1 AND user_profile_id = $2", [g["role:fullmembers"], u.id])).toHaveLength(1);
+    expect(
+      await env.db.query("SELECT 1 FROM zerver_usergroupmembership WHERE user_group_id = $1 AND user_profile_id = $2", [g["role:fullmembers"], u.id]),
+    ).toHaveLength(1);
   });
 });
 
@@ -648,9 +645,9 @@ describe("change_user_role: concurrency", () => {
     expect(codes.slice(0, 2)).toEqual([0, 0]);
     expect(codes.slice(2).sort()).toEqual([0, 1]);
     const finalRole = await consistent(u.id);
-    const changes = (await env.db.query("SELECT extra_data FROM zerver_realmauditlog WHERE modified_user_id = $1 AND event_type = 105 ORDER BY id", [u.id])).map(
-      (r: any) => [r.extra_data["1"], r.extra_data["2"]],
-    );
+    const changes = (
+      await env.db.query("SELECT extra_data FROM zerver_realmauditlog WHERE modified_user_id = $1 AND event_type = 105 ORDER BY id", [u.id])
+    ).map((r: any) => [r.extra_data["1"], r.extra_data["2"]]);
     expect(changes).toHaveLength(2);
     expect(changes[0][0]).toBe(400);
     expect(changes[1][0]).toBe(changes[0][1]);

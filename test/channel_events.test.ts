@@ -72,7 +72,9 @@ describe.each(FIXTURES)("unarchive_channel events on %s", (template) => {
   });
 
   const activeNonGuests = async () =>
-    (await server.db.query("SELECT id FROM zerver_userprofile WHERE realm_id = $1 AND is_active AND role <> 600 ORDER BY id", [TEST_REALM])).map((r: any) => Number(r.id));
+    (await server.db.query("SELECT id FROM zerver_userprofile WHERE realm_id = $1 AND is_active AND role <> 600 ORDER BY id", [TEST_REALM])).map((r: any) =>
+      Number(r.id),
+    );
 
   it("public channel: is_archived update and the create (with its weekly traffic) to the non-guests and its guest subscribers", async () => {
     const c = await newChannel(server.db, "design", { subscribers: [8, guestIn, gone], creatorId: 8, daysOld: 40 });
@@ -104,7 +106,12 @@ describe.each(FIXTURES)("unarchive_channel events on %s", (template) => {
     expect(users).not.toContain(gone);
     const obj = await expectedChannelObject(server.db, c.id, 310);
     // The channel creator's anonymous group, the new name, no longer archived.
-    expect(obj).toMatchObject({ name: "design2", is_archived: false, can_administer_channel_group: { direct_members: [8], direct_subgroups: [] }, creator_id: 8 });
+    expect(obj).toMatchObject({
+      name: "design2",
+      is_archived: false,
+      can_administer_channel_group: { direct_members: [8], direct_subgroups: [] },
+      creator_id: 8,
+    });
     const create: Record<string, unknown> = { type: "stream", op: "create", streams: [obj] };
     const expected = [];
     if (LEVEL[template] >= 378) {
@@ -119,20 +126,27 @@ describe.each(FIXTURES)("unarchive_channel events on %s", (template) => {
 
   it("private channel: to its subscribers, the admins and bots, and the groups that may subscribe to it; young channel: no traffic", async () => {
     const c = await newChannel(server.db, "secret", { inviteOnly: true, subscribers: [member, guestIn], daysOld: 2 });
-    const [mods] = await server.db.query("SELECT usergroup_ptr_id AS id FROM zerver_namedusergroup WHERE realm_id = $1 AND name = 'role:moderators'", [TEST_REALM]);
+    const [mods] = await server.db.query("SELECT usergroup_ptr_id AS id FROM zerver_namedusergroup WHERE realm_id = $1 AND name = 'role:moderators'", [
+      TEST_REALM,
+    ]);
     await server.db.query("UPDATE zerver_stream SET can_subscribe_group_id = $2 WHERE id = $1", [c.id, mods.id]);
     await archive(server.db, c.id);
     const r = await run(["unarchive_channel", "-r", String(TEST_REALM), "-c", "secret", "--json"]);
     expect(r.stderr).toBe("");
     expect(r.exitCode).toBe(0);
-    const admins = (await server.db.query("SELECT id FROM zerver_userprofile WHERE realm_id = $1 AND is_active AND role IN (100, 200) ORDER BY id", [TEST_REALM])).map(
-      (x: any) => Number(x.id),
-    );
+    const admins = (
+      await server.db.query("SELECT id FROM zerver_userprofile WHERE realm_id = $1 AND is_active AND role IN (100, 200) ORDER BY id", [TEST_REALM])
+    ).map((x: any) => Number(x.id));
     // role:moderators holds role:administrators (which holds role:owners) as a subgroup.
     const users = [...new Set([member, guestIn, moderator, ...admins])].sort((a, b) => a - b);
     expect(users).not.toContain(bot);
     const obj = await expectedChannelObject(server.db, c.id, null);
-    expect(obj).toMatchObject({ invite_only: true, can_subscribe_group: Number(mods.id), stream_weekly_traffic: null, can_administer_channel_group: expect.any(Number) });
+    expect(obj).toMatchObject({
+      invite_only: true,
+      can_subscribe_group: Number(mods.id),
+      stream_weekly_traffic: null,
+      can_administer_channel_group: expect.any(Number),
+    });
     const create: Record<string, unknown> = { type: "stream", op: "create", streams: [obj] };
     const expected = [];
     if (LEVEL[template] >= 378) {

@@ -23,15 +23,30 @@ describe.each(["zulip12_fresh", "zulip11_fresh", "zulip10_fresh"] as const)("cha
   const cli = (cmd: string, args: string[]): Promise<CliResult> => runCli([cmd, "-r", String(TEST_REALM), ...args], { confDir: copy.conf, db: copy.db });
   const maxAudit = async () => Number((await copy.db.query("SELECT coalesce(max(id), 0) AS m FROM zerver_realmauditlog"))[0].m);
   const newAudit = async (after: number) =>
-    (await copy.db.query("SELECT event_type, acting_user_id, modified_user_id, modified_stream_id, event_last_message_id, extra_data FROM zerver_realmauditlog WHERE id > $1 ORDER BY id", [after])).map(
-      (r: any) => ({ ...r, event_type: Number(r.event_type), modified_user_id: r.modified_user_id && Number(r.modified_user_id), modified_stream_id: r.modified_stream_id && Number(r.modified_stream_id), event_last_message_id: r.event_last_message_id && Number(r.event_last_message_id) }),
-    );
+    (
+      await copy.db.query(
+        "SELECT event_type, acting_user_id, modified_user_id, modified_stream_id, event_last_message_id, extra_data FROM zerver_realmauditlog WHERE id > $1 ORDER BY id",
+        [after],
+      )
+    ).map((r: any) => ({
+      ...r,
+      event_type: Number(r.event_type),
+      modified_user_id: r.modified_user_id && Number(r.modified_user_id),
+      modified_stream_id: r.modified_stream_id && Number(r.modified_stream_id),
+      event_last_message_id: r.event_last_message_id && Number(r.event_last_message_id),
+    }));
   const lastMessage = async () => Number((await copy.db.query("SELECT coalesce(max(id), -1) AS m FROM zerver_message"))[0].m);
   const channel = async (name: string) => (await copy.db.query("SELECT * FROM zerver_stream WHERE realm_id = $1 AND name = $2", [TEST_REALM, name]))[0];
   const subs = async (recipientId: number) =>
-    (await copy.db.query("SELECT user_profile_id, active, is_user_active, color FROM zerver_subscription WHERE recipient_id = $1 ORDER BY user_profile_id", [recipientId])).map((r: any) => ({ ...r, user_profile_id: Number(r.user_profile_id) }));
+    (
+      await copy.db.query("SELECT user_profile_id, active, is_user_active, color FROM zerver_subscription WHERE recipient_id = $1 ORDER BY user_profile_id", [
+        recipientId,
+      ])
+    ).map((r: any) => ({ ...r, user_profile_id: Number(r.user_profile_id) }));
   const nonGuests = async () =>
-    (await copy.db.query("SELECT id FROM zerver_userprofile WHERE realm_id = $1 AND is_active AND role <> 600 ORDER BY id", [TEST_REALM])).map((r: any) => Number(r.id));
+    (await copy.db.query("SELECT id FROM zerver_userprofile WHERE realm_id = $1 AND is_active AND role <> 600 ORDER BY id", [TEST_REALM])).map((r: any) =>
+      Number(r.id),
+    );
 
   beforeAll(async () => {
     copy = await startServerCopy({ template, externalHost: "zulip.example.net", client: true });
@@ -40,7 +55,8 @@ describe.each(["zulip12_fresh", "zulip11_fresh", "zulip10_fresh"] as const)("cha
     u1 = await addUser(copy.db, { role: 400, name: "one" });
     u2 = await addUser(copy.db, { role: 200, name: "two" });
     guest = await addUser(copy.db, { role: 600, name: "guest" });
-    hasCount = (await copy.db.query("SELECT 1 FROM information_schema.columns WHERE table_name = 'zerver_stream' AND column_name = 'subscriber_count'")).length > 0;
+    hasCount =
+      (await copy.db.query("SELECT 1 FROM information_schema.columns WHERE table_name = 'zerver_stream' AND column_name = 'subscriber_count'")).length > 0;
   });
   afterAll(async () => {
     await reader?.close();
@@ -62,13 +78,24 @@ describe.each(["zulip12_fresh", "zulip11_fresh", "zulip10_fresh"] as const)("cha
     expect(r.stdout).toBe("Created channel 'Release Notes'.");
     expect(changedTables(before, await snapshot(copy.db))).toEqual(["zerver_realmauditlog", "zerver_recipient", "zerver_stream"]);
     const c = await channel("Release Notes");
-    expect(c).toMatchObject({ invite_only: false, history_public_to_subscribers: true, is_web_public: false, deactivated: false, creator_id: null, description: "", rendered_description: "", message_retention_days: null });
+    expect(c).toMatchObject({
+      invite_only: false,
+      history_public_to_subscribers: true,
+      is_web_public: false,
+      deactivated: false,
+      creator_id: null,
+      description: "",
+      rendered_description: "",
+      message_retention_days: null,
+    });
     expect(Number(c.can_remove_subscribers_group_id)).toBe(groups["role:administrators"]);
     if ("can_administer_channel_group_id" in c) expect(Number(c.can_administer_channel_group_id)).toBe(groups["role:nobody"]);
     if (hasCount) expect(c.subscriber_count).toBe(0);
     const [rec] = await copy.db.query("SELECT type, type_id FROM zerver_recipient WHERE id = $1", [c.recipient_id]);
     expect({ type: rec.type, type_id: Number(rec.type_id) }).toEqual({ type: 2, type_id: Number(c.id) });
-    expect(await newAudit(a)).toEqual([{ event_type: 601, acting_user_id: null, modified_user_id: null, modified_stream_id: Number(c.id), event_last_message_id: null, extra_data: {} }]);
+    expect(await newAudit(a)).toEqual([
+      { event_type: 601, acting_user_id: null, modified_user_id: null, modified_stream_id: Number(c.id), event_last_message_id: null, extra_data: {} },
+    ]);
     expect(await copy.client!.getString(key)).toBeNull();
     // Again (any case): nothing to do.
     const before2 = await snapshot(copy.db, true);
@@ -122,7 +149,14 @@ describe.each(["zulip12_fresh", "zulip11_fresh", "zulip10_fresh"] as const)("cha
       for (const x of s) expect(x.color).toMatch(/^#[0-9a-f]{6}$/);
       if (hasCount) expect((await channel(c.name)).subscriber_count).toBe(2);
     }
-    const sub = (u: number, c: any) => ({ event_type: 301, acting_user_id: null, modified_user_id: u, modified_stream_id: Number(c.id), event_last_message_id: last, extra_data: {} });
+    const sub = (u: number, c: any) => ({
+      event_type: 301,
+      acting_user_id: null,
+      modified_user_id: u,
+      modified_stream_id: Number(c.id),
+      event_last_message_id: last,
+      extra_data: {},
+    });
     expect(await newAudit(a)).toEqual([
       { event_type: 601, acting_user_id: null, modified_user_id: null, modified_stream_id: Number(design.id), event_last_message_id: null, extra_data: {} },
       sub(u1.id, design),
@@ -132,7 +166,10 @@ describe.each(["zulip12_fresh", "zulip11_fresh", "zulip10_fresh"] as const)("cha
     ]);
     // peer_add for each newly subscribed user, to the non-guests and subscribers but them.
     const peers = await nonGuests();
-    const peerAdd = (c: any, u: number) => ({ event: { type: "subscription", op: "peer_add", stream_ids: [Number(c.id)], user_ids: [u] }, users: peers.filter((p) => p !== u) });
+    const peerAdd = (c: any, u: number) => ({
+      event: { type: "subscription", op: "peer_add", stream_ids: [Number(c.id)], user_ids: [u] },
+      users: peers.filter((p) => p !== u),
+    });
     // create_stream_if_needed's stream create for the channel it made, first (to the active
     // non-guests; the channel as created: no subscribers, no traffic; for_unarchiving from FL 378).
     const created = await expectedChannelObject(copy.db, Number(design.id), null);
@@ -181,18 +218,27 @@ describe.each(["zulip12_fresh", "zulip11_fresh", "zulip10_fresh"] as const)("cha
     expect(r.stderr).toBe("");
     expect(r.exitCode).toBe(0);
     expect(r.stdout.split("\n")).toEqual([`Removed ${u1.email} from design team`, `${guest.email} was not subscribed`]);
-    expect(changedTables(before, await snapshot(copy.db))).toEqual(hasCount ? ["zerver_realmauditlog", "zerver_stream", "zerver_subscription"] : ["zerver_realmauditlog", "zerver_subscription"]);
+    expect(changedTables(before, await snapshot(copy.db))).toEqual(
+      hasCount ? ["zerver_realmauditlog", "zerver_stream", "zerver_subscription"] : ["zerver_realmauditlog", "zerver_subscription"],
+    );
     expect((await subs(design.recipient_id)).map((x: any) => [x.user_profile_id, x.active])).toEqual([
       [u1.id, false],
       [u2.id, true],
     ]);
     if (hasCount) expect((await channel("Design Team")).subscriber_count).toBe(1);
-    expect(await newAudit(a)).toEqual([{ event_type: 303, acting_user_id: null, modified_user_id: u1.id, modified_stream_id: Number(design.id), event_last_message_id: last, extra_data: {} }]);
+    expect(await newAudit(a)).toEqual([
+      { event_type: 303, acting_user_id: null, modified_user_id: u1.id, modified_stream_id: Number(design.id), event_last_message_id: last, extra_data: {} },
+    ]);
     expect(sortedUsers(await reader.drain())).toEqual([
       { event: { type: "subscription", op: "remove", subscriptions: [{ name: "Design Team", stream_id: Number(design.id) }] }, users: [u1.id] },
-      { event: { type: "subscription", op: "peer_remove", stream_ids: [Number(design.id)], user_ids: [u1.id] }, users: (await nonGuests()).filter((p) => p !== u1.id) },
+      {
+        event: { type: "subscription", op: "peer_remove", stream_ids: [Number(design.id)], user_ids: [u1.id] },
+        users: (await nonGuests()).filter((p) => p !== u1.id),
+      },
     ]);
-    expect(await reader.drain("deferred_work")).toEqual([{ type: "mark_stream_messages_as_read", user_profile_id: u1.id, stream_recipient_ids: [Number(design.recipient_id)] }]);
+    expect(await reader.drain("deferred_work")).toEqual([
+      { type: "mark_stream_messages_as_read", user_profile_id: u1.id, stream_recipient_ids: [Number(design.recipient_id)] },
+    ]);
 
     const missing = await cli("remove_users_from_stream", ["-s", "no such channel", "-u", u1.email]);
     expect(missing.exitCode).toBe(1);

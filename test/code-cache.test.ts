@@ -77,7 +77,10 @@ function run(c: Copy, args: string[], env: Record<string, string | undefined> = 
 
 /** A user's home directory, from /etc/passwd. */
 function homeOf(uid: number): string {
-  const line = fs.readFileSync("/etc/passwd", "utf8").split("\n").find((l) => l.split(":")[2] === String(uid));
+  const line = fs
+    .readFileSync("/etc/passwd", "utf8")
+    .split("\n")
+    .find((l) => l.split(":")[2] === String(uid));
   return line!.split(":")[5];
 }
 
@@ -95,7 +98,14 @@ describe("the build's code cache", () => {
     const header = fs.readFileSync(c.shipped).subarray(0, 8192).toString("latin1").split("\n");
     expect(header[0]).toBe("zulip-manage code cache 1");
     const key = JSON.parse(header[1]);
-    expect(key).toMatchObject({ versions: process.versions, arch: process.arch, platform: process.platform, execPath: process.execPath, execArgv: [], nodeOptions: "" });
+    expect(key).toMatchObject({
+      versions: process.versions,
+      arch: process.arch,
+      platform: process.platform,
+      execPath: process.execPath,
+      execArgv: [],
+      nodeOptions: "",
+    });
     expect(key.binary.size).toBe(fs.statSync(process.execPath).size);
     expect(header[2]).toBe("full");
   });
@@ -244,7 +254,12 @@ describe("a run started as root that switches to the Zulip user", () => {
       fs.mkdirSync(deploy);
       fs.chownSync(deploy, other.uid, other.gid);
       fs.chownSync(c.xdg, other.uid, other.gid);
-      const env = { ZULIP_MANAGE_ALLOW_ROOT: undefined, ZULIP_DEPLOY_DIR: deploy, ZULIP_CONF_DIR: path.join(c.root, "conf"), ZULIP_LOG_DIR: path.join(c.root, "log") };
+      const env = {
+        ZULIP_MANAGE_ALLOW_ROOT: undefined,
+        ZULIP_DEPLOY_DIR: deploy,
+        ZULIP_CONF_DIR: path.join(c.root, "conf"),
+        ZULIP_LOG_DIR: path.join(c.root, "log"),
+      };
       const mine = path.join(c.xdg, "zulip-manage");
       const first = await run(c, ["completion", "bash"], env);
       expect(first.exitCode, first.stderr).toBe(0);

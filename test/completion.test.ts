@@ -29,7 +29,12 @@ beforeAll(async () => {
   await db.client.query("BEGIN");
   for (const stringId of ["lear", "engineering"]) {
     const r = await createRealm(db.client, { stringId, name: `Realm ${stringId}` });
-    await createUser(db.client, r.id, { email: `owner@${stringId}.example.com`, fullName: "Owner", role: ROLES.REALM_OWNER, externalHost: "zulip.example.net" });
+    await createUser(db.client, r.id, {
+      email: `owner@${stringId}.example.com`,
+      fullName: "Owner",
+      role: ROLES.REALM_OWNER,
+      externalHost: "zulip.example.net",
+    });
   }
   await db.client.query("COMMIT");
   // A directory with just `zulip-manage` on PATH, as an installed CLI would be.
@@ -53,9 +58,7 @@ async function bashComplete(lines: string[][], extraEnv: Record<string, string> 
   try {
     const scriptFile = path.join(dir, "zulip-manage.bash");
     fs.writeFileSync(scriptFile, bashScript);
-    const calls = lines
-      .map((words) => `_t ${words.map((w) => `'${w.replace(/'/g, `'\\''`)}'`).join(" ")}`)
-      .join("\n");
+    const calls = lines.map((words) => `_t ${words.map((w) => `'${w.replace(/'/g, `'\\''`)}'`).join(" ")}`).join("\n");
     const program = `
 source ${JSON.stringify(scriptFile)}
 _t() { COMP_WORDS=("$@"); COMP_CWORD=$(( \${#COMP_WORDS[@]} - 1 )); COMP_LINE="$*"; COMP_POINT=\${#COMP_LINE}; COMPREPLY=(); _zulip_manage; printf '%s\\n' "\${COMPREPLY[@]}"; echo '<<end>>'; }
@@ -235,7 +238,8 @@ t() { words=("$@"); CURRENT=$#words; _zulip_manage; print -r -- '<<end>>'; }
           `t zulip-manage change_user_role --flush-cache ''`,
           `t zulip-manage change_user_role --flush-cache=`,
           `t zulip-manage show_admins -r ''`,
-          `t zulip-manage send_custom_email --markdown-template-path ''`,,
+          `t zulip-manage send_custom_email --markdown-template-path ''`,
+          ,
           `t zulip-manage doctor --conf-dir ''`,
           `t zulip-manage completion ''`,
           `t zulip-manage help ''`,

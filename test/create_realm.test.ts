@@ -44,7 +44,6 @@ const CREATE_REALM_TABLES = [
 const HOST = "zulip.example.net";
 type Row = Record<string, any>;
 
-
 function omit(row: Row, keys: string[]): Row {
   return Object.fromEntries(Object.entries(row).filter(([k]) => !keys.includes(k)));
 }
@@ -159,7 +158,14 @@ describe("create_realm on a copy of a real Zulip 12.2 server", () => {
     expect(r.exitCode).toBe(0);
     doc = JSON.parse(r.stdout);
     expect(doc.realm).toMatchObject({ string_id: "acmeco", name: "testing", url: `https://acmeco.${HOST}` });
-    expect(doc.owner).toMatchObject({ delivery_email: "Boss@acme.example", full_name: "tester", password: "set", role: "owner", role_id: 100, realm_id: doc.realm.id });
+    expect(doc.owner).toMatchObject({
+      delivery_email: "Boss@acme.example",
+      full_name: "tester",
+      password: "set",
+      role: "owner",
+      role_id: 100,
+      realm_id: doc.realm.id,
+    });
     expect(doc.channels.map((c: any) => c.name)).toEqual(["Zulip", "sandbox", "general"]);
     // Every audit row of the new organization, and only those.
     const rows = await db.query("SELECT id FROM zerver_realmauditlog WHERE realm_id = $1 ORDER BY id", [doc.realm.id]);
@@ -184,11 +190,20 @@ describe("create_realm on a copy of a real Zulip 12.2 server", () => {
 
   it("writes the same groups, defaults, authentication methods and channels", async () => {
     const parts = async (realmId: number) => ({
-      groups: (await db.query("SELECT name, description, is_system_group FROM zerver_namedusergroup WHERE realm_id = $1 ORDER BY usergroup_ptr_id", [realmId])).map((r: Row) => ({ ...r })),
+      groups: (
+        await db.query("SELECT name, description, is_system_group FROM zerver_namedusergroup WHERE realm_id = $1 ORDER BY usergroup_ptr_id", [realmId])
+      ).map((r: Row) => ({ ...r })),
       rud: omit((await db.query("SELECT * FROM zerver_realmuserdefault WHERE realm_id = $1", [realmId]))[0], ["id", "realm_id"]),
       auth: (await db.query("SELECT name FROM zerver_realmauthenticationmethod WHERE realm_id = $1 ORDER BY id", [realmId])).map((r: Row) => r.name),
-      channels: (await db.query("SELECT name, description, rendered_description, invite_only, is_web_public, history_public_to_subscribers, subscriber_count FROM zerver_stream WHERE realm_id = $1 ORDER BY id", [realmId])).map((r: Row) => ({ ...r })),
-      defaults: (await db.query("SELECT s.name FROM zerver_defaultstream d JOIN zerver_stream s ON s.id = d.stream_id WHERE d.realm_id = $1 ORDER BY d.id", [realmId])).map((r: Row) => r.name),
+      channels: (
+        await db.query(
+          "SELECT name, description, rendered_description, invite_only, is_web_public, history_public_to_subscribers, subscriber_count FROM zerver_stream WHERE realm_id = $1 ORDER BY id",
+          [realmId],
+        )
+      ).map((r: Row) => ({ ...r })),
+      defaults: (
+        await db.query("SELECT s.name FROM zerver_defaultstream d JOIN zerver_stream s ON s.id = d.stream_id WHERE d.realm_id = $1 ORDER BY d.id", [realmId])
+      ).map((r: Row) => r.name),
     });
     expect(await parts(doc.realm.id)).toEqual(await parts(2));
   });
@@ -207,7 +222,12 @@ describe("create_realm on a copy of a real Zulip 12.2 server", () => {
     expect(mine.password).toMatch(/^argon2\$argon2id\$v=19\$m=102400,t=2,p=8\$/);
     expect(await verifyDjangoArgon2Hash(password, mine.password)).toBe(true);
     const direct = async (id: number) =>
-      (await db.query("SELECT n.name FROM zerver_usergroupmembership m JOIN zerver_namedusergroup n ON n.usergroup_ptr_id = m.user_group_id WHERE m.user_profile_id = $1", [id])).map((r: Row) => r.name);
+      (
+        await db.query(
+          "SELECT n.name FROM zerver_usergroupmembership m JOIN zerver_namedusergroup n ON n.usergroup_ptr_id = m.user_group_id WHERE m.user_profile_id = $1",
+          [id],
+        )
+      ).map((r: Row) => r.name);
     expect(await direct(doc.owner.id)).toEqual(await direct(8));
   });
 
@@ -215,8 +235,11 @@ describe("create_realm on a copy of a real Zulip 12.2 server", () => {
     const mine = await auditShape(db, doc.realm.id);
     const real = await auditShape(db, 2);
     // The real creator answered "how did you find Zulip"; manage.py passes nothing.
-    const fix = (xs: string[]) => xs.map((x) => x.replace(/"how_realm_creator_found_zulip":"[^"]*","how_realm_creator_found_zulip_extra_context":"[^"]*"/, "HOW"));
-    expect(fix(mine).map((x) => x.replace(/"how_realm_creator_found_zulip":null,"how_realm_creator_found_zulip_extra_context":null/, "HOW"))).toEqual(fix(real));
+    const fix = (xs: string[]) =>
+      xs.map((x) => x.replace(/"how_realm_creator_found_zulip":"[^"]*","how_realm_creator_found_zulip_extra_context":"[^"]*"/, "HOW"));
+    expect(fix(mine).map((x) => x.replace(/"how_realm_creator_found_zulip":null,"how_realm_creator_found_zulip_extra_context":null/, "HOW"))).toEqual(
+      fix(real),
+    );
   });
 
   it("schedules the welcome emails, with the unsubscribe link, like the real server", async () => {
@@ -284,7 +307,9 @@ describe("create_realm on a copy of a real Zulip 12.2 server", () => {
     const r = await run(["create_realm", "Prompted", "--string-id", "prompted"], "asked@prompt.example\nAsked Person\n");
     expect(r.exitCode).toBe(0);
     expect(r.stdout.startsWith("Email: Full name: ")).toBe(true);
-    const [u] = await db.query("SELECT u.full_name, u.delivery_email, u.role FROM zerver_userprofile u JOIN zerver_realm r ON r.id = u.realm_id WHERE r.string_id = 'prompted'");
+    const [u] = await db.query(
+      "SELECT u.full_name, u.delivery_email, u.role FROM zerver_userprofile u JOIN zerver_realm r ON r.id = u.realm_id WHERE r.string_id = 'prompted'",
+    );
     expect(u).toEqual({ full_name: "Asked Person", delivery_email: "asked@prompt.example", role: 100 });
     const eof = await run(["create_realm", "Eof", "--string-id", "eof-org"], "");
     expect(eof.exitCode).toBe(1);
@@ -293,7 +318,10 @@ describe("create_realm on a copy of a real Zulip 12.2 server", () => {
 });
 
 async function hasColumn(db: TestDatabase, table: string, column: string): Promise<boolean> {
-  const rows = await db.query("SELECT 1 FROM information_schema.columns WHERE table_schema = 'zulip' AND table_name = $1 AND column_name = $2", [table, column]);
+  const rows = await db.query("SELECT 1 FROM information_schema.columns WHERE table_schema = 'zulip' AND table_name = $1 AND column_name = $2", [
+    table,
+    column,
+  ]);
   return rows.length > 0;
 }
 
@@ -350,8 +378,15 @@ describe.each([
     // Inputs (as on Zulip 12), plus what the template's realm 2 keeps from 12.2: its
     // giphy_rating still holds 12.2's renumbered "g" (1; 0763 is not undone), its update level
     // is 12.2's (27), and 12.2 left both announcement channels unset.
-    const differ = ["string_id", "org_type", "default_language", "giphy_rating", "zulip_update_announcements_level",
-      "new_stream_announcements_stream_id", "zulip_update_announcements_stream_id"];
+    const differ = [
+      "string_id",
+      "org_type",
+      "default_language",
+      "giphy_rating",
+      "zulip_update_announcements_level",
+      "new_stream_announcements_stream_id",
+      "zulip_update_announcements_stream_id",
+    ];
     expect(omit(mine, differ)).toEqual(omit(real, differ));
     expect([real.giphy_rating, real.zulip_update_announcements_level, real.new_stream_announcements_stream_id]).toEqual([1, 27, null]);
     const [general] = await db.query("SELECT id FROM zerver_stream WHERE realm_id = $1 AND name = 'general'", [doc.realm.id]);
@@ -377,15 +412,28 @@ describe.each([
   });
 
   it("writes the same groups, defaults, authentication methods and channels", async () => {
-    const channelCols = ["name", "description", "rendered_description", "invite_only", "is_web_public", "history_public_to_subscribers", "subscriber_count", "is_in_zephyr_realm"];
+    const channelCols = [
+      "name",
+      "description",
+      "rendered_description",
+      "invite_only",
+      "is_web_public",
+      "history_public_to_subscribers",
+      "subscriber_count",
+      "is_in_zephyr_realm",
+    ];
     const present: string[] = [];
     for (const c of channelCols) if (await hasColumn(db, "zerver_stream", c)) present.push(c);
     const parts = async (realmId: number) => ({
-      groups: (await db.query("SELECT name, description, is_system_group FROM zerver_namedusergroup WHERE realm_id = $1 ORDER BY usergroup_ptr_id", [realmId])).map((r: Row) => ({ ...r })),
+      groups: (
+        await db.query("SELECT name, description, is_system_group FROM zerver_namedusergroup WHERE realm_id = $1 ORDER BY usergroup_ptr_id", [realmId])
+      ).map((r: Row) => ({ ...r })),
       rud: omit((await db.query("SELECT * FROM zerver_realmuserdefault WHERE realm_id = $1", [realmId]))[0], ["id", "realm_id"]),
       auth: (await db.query("SELECT name FROM zerver_realmauthenticationmethod WHERE realm_id = $1 ORDER BY id", [realmId])).map((r: Row) => r.name),
       channels: (await db.query(`SELECT ${present.join(", ")} FROM zerver_stream WHERE realm_id = $1 ORDER BY id`, [realmId])).map((r: Row) => ({ ...r })),
-      defaults: (await db.query("SELECT s.name FROM zerver_defaultstream d JOIN zerver_stream s ON s.id = d.stream_id WHERE d.realm_id = $1 ORDER BY d.id", [realmId])).map((r: Row) => r.name),
+      defaults: (
+        await db.query("SELECT s.name FROM zerver_defaultstream d JOIN zerver_stream s ON s.id = d.stream_id WHERE d.realm_id = $1 ORDER BY d.id", [realmId])
+      ).map((r: Row) => r.name),
     });
     expect(await parts(doc.realm.id)).toEqual(await parts(2));
   });
@@ -402,16 +450,29 @@ describe.each([
       const [u] = await db.query("SELECT recipient_id FROM zerver_userprofile WHERE id = $1", [userId]);
       const [rec] = await db.query("SELECT type, type_id FROM zerver_recipient WHERE id = $1", [u.recipient_id]);
       const subs = await db.query("SELECT * FROM zerver_subscription WHERE recipient_id = $1", [u.recipient_id]);
-      return { rec: { ...rec, type_id: rec.type_id === userId ? "self" : rec.type_id }, subs: subs.map((x: Row) => omit({ ...x, user_profile_id: x.user_profile_id === userId ? "self" : x.user_profile_id }, ["id", "recipient_id"])) };
+      return {
+        rec: { ...rec, type_id: rec.type_id === userId ? "self" : rec.type_id },
+        subs: subs.map((x: Row) => omit({ ...x, user_profile_id: x.user_profile_id === userId ? "self" : x.user_profile_id }, ["id", "recipient_id"])),
+      };
     };
     expect(await personal(doc.owner.id)).toEqual(await personal(8));
     expect((await personal(doc.owner.id)).rec).toEqual({ type: 1, type_id: "self" });
     const direct = async (id: number) =>
-      (await db.query("SELECT n.name FROM zerver_usergroupmembership m JOIN zerver_namedusergroup n ON n.usergroup_ptr_id = m.user_group_id WHERE m.user_profile_id = $1", [id])).map((r: Row) => r.name);
+      (
+        await db.query(
+          "SELECT n.name FROM zerver_usergroupmembership m JOIN zerver_namedusergroup n ON n.usergroup_ptr_id = m.user_group_id WHERE m.user_profile_id = $1",
+          [id],
+        )
+      ).map((r: Row) => r.name);
     expect(await direct(doc.owner.id)).toEqual(await direct(8));
     const channelSubs = async (id: number) =>
-      (await db.query(`SELECT s.name, sub.color, sub.active, sub.is_user_active FROM zerver_subscription sub JOIN zerver_stream s ON s.recipient_id = sub.recipient_id
-                         WHERE sub.user_profile_id = $1 ORDER BY s.recipient_id`, [id])).map((r: Row) => ({ ...r }));
+      (
+        await db.query(
+          `SELECT s.name, sub.color, sub.active, sub.is_user_active FROM zerver_subscription sub JOIN zerver_stream s ON s.recipient_id = sub.recipient_id
+                         WHERE sub.user_profile_id = $1 ORDER BY s.recipient_id`,
+          [id],
+        )
+      ).map((r: Row) => ({ ...r }));
     expect(await channelSubs(doc.owner.id)).toEqual(await channelSubs(8));
   });
 
@@ -442,13 +503,19 @@ describe.each([
         WHERE s.realm_id = $1 OR u.realm_id = $1 GROUP BY r.type ORDER BY r.type`,
       [doc.realm.id],
     );
-    expect(recs).toEqual([{ type: 1, n: 1 }, { type: 2, n: 3 }]);
+    expect(recs).toEqual([
+      { type: 1, n: 1 },
+      { type: 2, n: 3 },
+    ]);
   });
 });
 
 describe("create_realm on a database with a column it does not know", () => {
   it("refuses (exit 3) before writing anything", async () => {
-    const db = await createDatabase({ template: "zulip11_fresh", sql: "ALTER TABLE zerver_realm ADD COLUMN future_setting boolean NOT NULL DEFAULT false; ALTER TABLE zerver_realm ALTER COLUMN future_setting DROP DEFAULT;" });
+    const db = await createDatabase({
+      template: "zulip11_fresh",
+      sql: "ALTER TABLE zerver_realm ADD COLUMN future_setting boolean NOT NULL DEFAULT false; ALTER TABLE zerver_realm ALTER COLUMN future_setting DROP DEFAULT;",
+    });
     const conf = makeConfDir({ externalHost: HOST });
     try {
       const before = await snapshot(db);
@@ -476,11 +543,17 @@ describe("create_realm on a database without any organization", () => {
       expect(dry.exitCode, dry.stderr).toBe(0);
       expect(dry.stdout.split("\n")[0]).toBe("Would first create the system bot realm 'zulipinternal' and its bots (this server has no organization yet).");
       expect(await db.query("SELECT 1 FROM zerver_realm")).toEqual([]);
-      const r = await runCli(["create_realm", "First", "--string-id", "first", "boss@first.example", "Boss", "--flush-cache", "none", "--json"], { db, confDir: conf });
+      const r = await runCli(["create_realm", "First", "--string-id", "first", "boss@first.example", "Boss", "--flush-cache", "none", "--json"], {
+        db,
+        confDir: conf,
+      });
       expect(r.exitCode, r.stderr).toBe(0);
       expect(r.stderr).toContain("Server not yet initialized. Creating the internal realm first.");
       const realms = await db.query("SELECT id, string_id, name FROM zerver_realm ORDER BY id");
-      expect(realms.map((x: Row) => [x.string_id, x.name])).toEqual([["zulipinternal", "System bot realm"], ["first", "First"]]);
+      expect(realms.map((x: Row) => [x.string_id, x.name])).toEqual([
+        ["zulipinternal", "System bot realm"],
+        ["first", "First"],
+      ]);
       const bots = await db.query("SELECT email, is_bot, bot_owner_id = id AS own FROM zerver_userprofile WHERE realm_id = $1 ORDER BY id", [realms[0].id]);
       expect(bots.map((b: Row) => b.email)).toContain("welcome-bot@zulip.com");
       expect(bots.map((b: Row) => b.email)).toContain("notification-bot@zulip.com");
@@ -490,7 +563,10 @@ describe("create_realm on a database without any organization", () => {
       expect(doc.realm.id).toBe(realms[1].id);
       expect(await foreignKeyViolations(db)).toEqual({});
       // A second organization does not create it again.
-      const again = await runCli(["create_realm", "Second", "--string-id", "second", "boss@second.example", "Boss", "--flush-cache", "none", "--json"], { db, confDir: conf });
+      const again = await runCli(["create_realm", "Second", "--string-id", "second", "boss@second.example", "Boss", "--flush-cache", "none", "--json"], {
+        db,
+        confDir: conf,
+      });
       expect(again.exitCode, again.stderr).toBe(0);
       expect(JSON.parse(again.stdout).system_bot_realm_created).toBeNull();
       expect(await db.query("SELECT 1 FROM zerver_realm WHERE string_id = 'zulipinternal'")).toHaveLength(1);
@@ -501,13 +577,18 @@ describe("create_realm on a database without any organization", () => {
   });
 
   it("refuses (exit 3) when there are organizations but no system bot realm", async () => {
-    const db = await createDatabase({ template: "zulip12_fresh", sql: "UPDATE zerver_realm SET string_id = 'renamedinternal' WHERE string_id = 'zulipinternal';" });
+    const db = await createDatabase({
+      template: "zulip12_fresh",
+      sql: "UPDATE zerver_realm SET string_id = 'renamedinternal' WHERE string_id = 'zulipinternal';",
+    });
     const conf = makeConfDir({ externalHost: HOST });
     try {
       const before = await snapshot(db);
       const r = await runCli(["create_realm", "X", "--string-id", "xorg", "x@x.example", "X"], { db, confDir: conf });
       expect(r.exitCode).toBe(3);
-      expect(r.stderr).toBe("This server has no system bot realm ('zulipinternal'); it was never initialized. Run the Zulip installer's initialize-database first.");
+      expect(r.stderr).toBe(
+        "This server has no system bot realm ('zulipinternal'); it was never initialized. Run the Zulip installer's initialize-database first.",
+      );
       expect(changed(before, await snapshot(db))).toEqual([]);
     } finally {
       conf.cleanup();

@@ -41,7 +41,16 @@ async function expectMemberSignupRows(db: TestDatabase, userId: number, maxAudit
        LEFT JOIN zerver_stream s ON s.id = a.modified_stream_id WHERE a.id > $1 ORDER BY a.id`,
     [maxAudit],
   );
-  expect(audits.map((a: Row) => [a.event_type, a.acting_user_id, a.modified_user_id, a.grp, a.stream, a.event_last_message_id === null ? null : Number(a.event_last_message_id)])).toEqual([
+  expect(
+    audits.map((a: Row) => [
+      a.event_type,
+      a.acting_user_id,
+      a.modified_user_id,
+      a.grp,
+      a.stream,
+      a.event_last_message_id === null ? null : Number(a.event_last_message_id),
+    ]),
+  ).toEqual([
     [101, userId, userId, null, null, null],
     [703, userId, userId, "role:members", null, null],
     [703, userId, userId, "role:fullmembers", null, null],
@@ -92,7 +101,7 @@ describe("create_user on a copy of a real Zulip 12.2 server", () => {
     const noRealm = await run(["create_user", "a@b.example", "A"]);
     expect(noRealm.exitCode).toBe(2);
     const dry = await run(["create_user", "-r", "2", "new@example.org", "New Person", "--dry-run"]);
-    expect(dry.stdout).toContain("Would create new@example.org (\"New Person\") in the root-domain organization, subscribed to Zulip, general, sandbox.");
+    expect(dry.stdout).toContain('Would create new@example.org ("New Person") in the root-domain organization, subscribed to Zulip, general, sandbox.');
     expect(changed(s, await snapshot(db))).toEqual([]);
   });
 
@@ -147,9 +156,27 @@ describe("create_user on a copy of a real Zulip 12.2 server", () => {
     expect(user.api_key).toMatch(/^[A-Za-z0-9]{32}$/);
     // The real owner differs only in what the owner's signup or role changed.
     const [owner] = await db.query("SELECT * FROM zerver_userprofile WHERE id = 8");
-    const differ = Object.keys(user).filter((c) => JSON.stringify(user[c]) !== JSON.stringify(owner[c])).sort();
+    const differ = Object.keys(user)
+      .filter((c) => JSON.stringify(user[c]) !== JSON.stringify(owner[c]))
+      .sort();
     expect(differ).toEqual(
-      ["api_key", "can_create_users", "date_joined", "delivery_email", "email", "email_address_visibility", "enable_marketing_emails", "full_name", "id", "last_login", "password", "role", "timezone", "tos_version", "uuid"].sort(),
+      [
+        "api_key",
+        "can_create_users",
+        "date_joined",
+        "delivery_email",
+        "email",
+        "email_address_visibility",
+        "enable_marketing_emails",
+        "full_name",
+        "id",
+        "last_login",
+        "password",
+        "role",
+        "timezone",
+        "tos_version",
+        "uuid",
+      ].sort(),
     );
   });
 
@@ -167,7 +194,9 @@ describe("create_user on a copy of a real Zulip 12.2 server", () => {
     const ownerSubs = await db.query(
       `SELECT s.name, sub.color FROM zerver_subscription sub JOIN zerver_stream s ON s.recipient_id = sub.recipient_id WHERE sub.user_profile_id = 8 ORDER BY s.recipient_id`,
     );
-    expect(subs.map((x: Row) => [x.name, x.color, x.active, x.is_user_active, x.subscriber_count])).toEqual(ownerSubs.map((o: Row) => [o.name, o.color, true, true, 2]));
+    expect(subs.map((x: Row) => [x.name, x.color, x.active, x.is_user_active, x.subscriber_count])).toEqual(
+      ownerSubs.map((o: Row) => [o.name, o.color, true, true, 2]),
+    );
     // History: every channel message; the tracked onboarding messages unread (starred where
     // Welcome Bot starred them), the others read; all historical.
     const ums = await db.query(
@@ -242,10 +271,9 @@ describe("create_user on a copy of a real Zulip 12.2 server", () => {
     expect(r.exitCode).toBe(0);
     const d = JSON.parse(r.stdout);
     expect(d.signup_announcement).toMatchObject({ channel: "general" });
-    const [m] = await db.query(
-      `SELECT m.*, c.name AS client FROM zerver_message m JOIN zerver_client c ON c.id = m.sending_client_id WHERE m.id = $1`,
-      [d.signup_announcement.message_id],
-    );
+    const [m] = await db.query(`SELECT m.*, c.name AS client FROM zerver_message m JOIN zerver_client c ON c.id = m.sending_client_id WHERE m.id = $1`, [
+      d.signup_announcement.message_id,
+    ]);
     const [bot] = await db.query("SELECT id FROM zerver_userprofile WHERE delivery_email = 'notification-bot@zulip.com'");
     expect(omit(m, ["id", "date_sent", "search_tsvector"])).toEqual({
       type: 1,
@@ -353,9 +381,28 @@ describe.each([
     }
     expect(user).toMatchObject({ role: 400, tos_version: "-1", avatar_source: "G", email: `user${user.id}@${HOST}`, default_language: "en-gb" });
     const [owner] = await db.query("SELECT * FROM zerver_userprofile WHERE id = 8");
-    const differ = Object.keys(user).filter((c) => JSON.stringify(user[c]) !== JSON.stringify(owner[c])).sort();
+    const differ = Object.keys(user)
+      .filter((c) => JSON.stringify(user[c]) !== JSON.stringify(owner[c]))
+      .sort();
     expect(differ).toEqual(
-      ["api_key", "can_create_users", "date_joined", "delivery_email", "email", "email_address_visibility", "enable_marketing_emails", "full_name", "id", "last_login", "password", "recipient_id", "role", "timezone", "tos_version", "uuid"].sort(),
+      [
+        "api_key",
+        "can_create_users",
+        "date_joined",
+        "delivery_email",
+        "email",
+        "email_address_visibility",
+        "enable_marketing_emails",
+        "full_name",
+        "id",
+        "last_login",
+        "password",
+        "recipient_id",
+        "role",
+        "timezone",
+        "tos_version",
+        "uuid",
+      ].sort(),
     );
   });
 
@@ -378,8 +425,13 @@ describe.each([
     const audits = await expectMemberSignupRows(db, user.id, maxAudit, lastMessage);
     expect(audits[0].extra_data).toEqual({ "10": { "11": { "100": 1, "200": 0, "300": 0, "400": 1, "600": 0 }, "12": 0 } });
     const channelSubs = async (id: number) =>
-      (await db.query(`SELECT s.name, sub.color, sub.active, sub.is_user_active FROM zerver_subscription sub JOIN zerver_stream s ON s.recipient_id = sub.recipient_id
-                         WHERE sub.user_profile_id = $1 ORDER BY s.recipient_id`, [id])).map((r: Row) => ({ ...r }));
+      (
+        await db.query(
+          `SELECT s.name, sub.color, sub.active, sub.is_user_active FROM zerver_subscription sub JOIN zerver_stream s ON s.recipient_id = sub.recipient_id
+                         WHERE sub.user_profile_id = $1 ORDER BY s.recipient_id`,
+          [id],
+        )
+      ).map((r: Row) => ({ ...r }));
     expect(await channelSubs(user.id)).toEqual(await channelSubs(8));
     const ums = await db.query(
       `SELECT um.message_id, um.flags, o.flags AS onboarding FROM zerver_usermessage um

@@ -99,7 +99,10 @@ for (const [template, release] of [
       ];
       // All default channels of the fixtures are public without guest subscribers: one event to the non-guests.
       expect(e.defaults.every((c: any) => !c.invite_only)).toBe(true);
-      expected.push({ event: { type: "subscription", op: "peer_add", stream_ids: e.defaults.map((c: any) => Number(c.id)), user_ids: [e.u.id] }, users: e.nonGuests });
+      expected.push({
+        event: { type: "subscription", op: "peer_add", stream_ids: e.defaults.map((c: any) => Number(c.id)), user_ids: [e.u.id] },
+        users: e.nonGuests,
+      });
       expect(sortedUsers(await reader.drain())).toEqual(expected);
       expect(await reader.drain("deferred_work")).toEqual([]);
       const out = JSON.parse(r.stdout);
@@ -112,7 +115,10 @@ for (const [template, release] of [
       const guest = await addUser(server.db, { role: 600 });
       const lonely = await addUser(server.db, { role: 600 });
       const [first] = await q("SELECT stream_id AS id FROM zerver_defaultstream WHERE realm_id = $1 ORDER BY stream_id LIMIT 1", [TEST_REALM]);
-      const [src] = await q("SELECT s.id FROM zerver_subscription s JOIN zerver_stream st ON st.recipient_id = s.recipient_id WHERE st.id = $1 ORDER BY s.id LIMIT 1", [first.id]);
+      const [src] = await q(
+        "SELECT s.id FROM zerver_subscription s JOIN zerver_stream st ON st.recipient_id = s.recipient_id WHERE st.id = $1 ORDER BY s.id LIMIT 1",
+        [first.id],
+      );
       await copyRow(server.db, "zerver_subscription", Number(src.id), { user_profile_id: "$1", active: "true", is_user_active: "true" }, [guest.id]);
       await q("UPDATE zerver_realm SET can_access_all_users_group_id = $1 WHERE id = $2", [groups["role:members"], TEST_REALM]);
       try {
@@ -126,21 +132,28 @@ for (const [template, release] of [
             : `/user_avatars/${TEST_REALM}/${crypto.createHash("sha256").update(`${u.id}:1:${salt}`).digest("hex").slice(0, 40)}.png`,
         );
         const guests = [guest.id, lonely.id];
-        const subscribers = (await q(
-          "SELECT s.user_profile_id AS id FROM zerver_subscription s JOIN zerver_stream st ON st.recipient_id = s.recipient_id JOIN zerver_userprofile p ON p.id = s.user_profile_id WHERE st.id = $1 AND s.active AND p.is_active ORDER BY 1",
-          [first.id],
-        )).map((x: any) => Number(x.id));
+        const subscribers = (
+          await q(
+            "SELECT s.user_profile_id AS id FROM zerver_subscription s JOIN zerver_stream st ON st.recipient_id = s.recipient_id JOIN zerver_userprofile p ON p.id = s.user_profile_id WHERE st.id = $1 AND s.active AND p.is_active ORDER BY 1",
+            [first.id],
+          )
+        ).map((x: any) => Number(x.id));
         const others = e.defaults.map((c: any) => Number(c.id)).filter((id: number) => id !== Number(first.id));
         const expected: any[] = [
           { event: { type: "realm_user", op: "add", person: e.person(email) }, users: e.see },
           { event: { type: "realm_user", op: "add", person: e.person(null) }, users: e.notSee.filter((id: number) => !guests.includes(id)) },
           ...e.groups.map((g: any) => ({ event: { type: "user_group", op: "add_members", group_id: Number(g.id), user_ids: [e.u.id] }, users: e.all })),
           { event: { type: "realm_user", op: "add", person: e.person(null) }, users: [guest.id] },
-          { event: { type: "subscription", op: "peer_add", stream_ids: [Number(first.id)], user_ids: [e.u.id] }, users: [...new Set([...e.nonGuests, ...subscribers])].filter((id) => id !== e.u.id).sort((a, b) => a - b) },
+          {
+            event: { type: "subscription", op: "peer_add", stream_ids: [Number(first.id)], user_ids: [e.u.id] },
+            users: [...new Set([...e.nonGuests, ...subscribers])].filter((id) => id !== e.u.id).sort((a, b) => a - b),
+          },
         ];
         if (others.length) expected.push({ event: { type: "subscription", op: "peer_add", stream_ids: others, user_ids: [e.u.id] }, users: e.nonGuests });
         expect(sortedUsers(await reader.drain())).toEqual(expected);
-        expect(JSON.parse(r.stdout).not_done).toContainEqual('not sent: the "Unknown user" realm_user add for 2 guest(s) (its static avatar URL is content-hashed on a production server)');
+        expect(JSON.parse(r.stdout).not_done).toContainEqual(
+          'not sent: the "Unknown user" realm_user add for 2 guest(s) (its static avatar URL is content-hashed on a production server)',
+        );
       } finally {
         await q("UPDATE zerver_realm SET can_access_all_users_group_id = $1 WHERE id = $2", [groups["role:everyone"], TEST_REALM]);
         await q("UPDATE zerver_userprofile SET is_active = false WHERE id = ANY ($1::int[])", [[guest.id, lonely.id]]);

@@ -10,7 +10,6 @@ import { type ServerCopy, startServerCopy } from "./helpers/server-copy.js";
 import { makeTempDir, removeDirSync } from "./helpers/services.js";
 import { requireTool } from "./helpers/tools.js";
 
-
 let db: TestDatabase;
 let conf: ConfDir;
 
@@ -29,7 +28,15 @@ describe("with the real psql", () => {
 
   it("connects to the Zulip database with search_path zulip, public and passes the arguments after --", async () => {
     const r = await runCli(
-      ["dbshell", "--", "-X", "-A", "-t", "-c", "SELECT current_schemas(false), current_database(), current_setting('application_name'), count(*) FROM zerver_realm"],
+      [
+        "dbshell",
+        "--",
+        "-X",
+        "-A",
+        "-t",
+        "-c",
+        "SELECT current_schemas(false), current_database(), current_setting('application_name'), count(*) FROM zerver_realm",
+      ],
       { confDir: conf, db, env: { PATH: pathWithPsql() } },
     );
     expect(r.stderr).toBe("");

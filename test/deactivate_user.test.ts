@@ -260,9 +260,12 @@ describe("deactivate_user (Zulip 12)", () => {
     expect(streams1.get(String(env.channelOfBot))!.subscriber_count).toBe(streams0.get(String(env.channelOfBot))!.subscriber_count - 2);
     // Scheduled emails: the owner-only one is deleted, the shared one keeps Hamlet.
     expect(await db.query("SELECT id FROM zerver_scheduledemail ORDER BY id")).toEqual([{ id: "2" }]);
-    expect((await db.query("SELECT scheduledemail_id, userprofile_id FROM zerver_scheduledemail_users")).map((x: any) => [Number(x.scheduledemail_id), x.userprofile_id])).toEqual([
-      [2, env.hamletId],
-    ]);
+    expect(
+      (await db.query("SELECT scheduledemail_id, userprofile_id FROM zerver_scheduledemail_users")).map((x: any) => [
+        Number(x.scheduledemail_id),
+        x.userprofile_id,
+      ]),
+    ).toEqual([[2, env.hamletId]]);
     // Invitations: the valid one and the open multi-use one expire now; the others stay.
     const conf1 = await rowsById(db, "confirmation_confirmation");
     for (const [id, row] of conf0) {

@@ -104,7 +104,10 @@ async function buildWorld(db: TestDatabase, uploads: string): Promise<World> {
   // 5. Attachment without messages whose ArchivedAttachment twin has an archived message: both stay.
   ids.halfArchived = await attachment("zerver_attachment", "halfarchived", 6);
   await attachment("zerver_archivedattachment", "halfarchived", 6, ids.halfArchived);
-  await c.query("INSERT INTO zerver_archivedattachment_messages (archivedattachment_id, archivedmessage_id) VALUES ($1, $2)", [ids.halfArchived, archivedMessage]);
+  await c.query("INSERT INTO zerver_archivedattachment_messages (archivedattachment_id, archivedmessage_id) VALUES ($1, $2)", [
+    ids.halfArchived,
+    archivedMessage,
+  ]);
   // 6. ArchivedAttachment only, old, unclaimed: goes.
   ids.archivedOnly = await attachment("zerver_archivedattachment", "archivedonly", 6, 900001);
   // 7. Attachment and ArchivedAttachment twins, both unclaimed and old: both rows go, the file once.
@@ -135,7 +138,8 @@ describe.each(["zulip12_fresh", "zulip11_fresh", "zulip10_fresh"] as TemplateNam
   let db: TestDatabase;
   let w: World;
   let lockDir: string;
-  const cli = (args: string[]): Promise<CliResult> => runCli(["delete_old_unclaimed_attachments", ...args], { db, confDir: copy.conf, env: { ZULIP_LOCK_DIR: lockDir } });
+  const cli = (args: string[]): Promise<CliResult> =>
+    runCli(["delete_old_unclaimed_attachments", ...args], { db, confDir: copy.conf, env: { ZULIP_LOCK_DIR: lockDir } });
   const cacheKey = (key: string) => `:1:${copy.conf.cachePrefix}${key}`;
   const rows = async (table: string) => (await db.query<{ id: string }>(`SELECT id FROM ${table} ORDER BY id`)).map((r) => Number(r.id));
 
@@ -166,7 +170,15 @@ describe.each(["zulip12_fresh", "zulip11_fresh", "zulip10_fresh"] as TemplateNam
     const r = await cli(["--weeks", "7", "--json"]);
     expect(r.exitCode).toBe(1);
     const d = JSON.parse(r.stdout);
-    expect(d).toMatchObject({ ok: false, exit_code: 1, error: "This was a dry run. Pass -f to actually delete.", dry_run: true, weeks: 7, attachments: [], archived_attachments: [] });
+    expect(d).toMatchObject({
+      ok: false,
+      exit_code: 1,
+      error: "This was a dry run. Pass -f to actually delete.",
+      dry_run: true,
+      weeks: 7,
+      attachments: [],
+      archived_attachments: [],
+    });
   });
 
   it("refuses to run while Zulip's cron job holds the lock", async () => {
@@ -210,7 +222,11 @@ describe.each(["zulip12_fresh", "zulip11_fresh", "zulip10_fresh"] as TemplateNam
     expect(fs.existsSync(path.join(w.uploads, "files", "thumbnail"))).toBe(false);
     // A second run finds nothing.
     const again = await cli(["-f", "--json"]);
-    expect(JSON.parse(again.stdout)).toMatchObject({ attachments: [], archived_attachments: [], deleted: { attachments_count: 0, archived_attachments_count: 0 } });
+    expect(JSON.parse(again.stdout)).toMatchObject({
+      attachments: [],
+      archived_attachments: [],
+      deleted: { attachments_count: 0, archived_attachments_count: 0 },
+    });
   });
 
   it("-C lists, then with -f removes, files without a database row older than five minutes", async () => {
@@ -226,7 +242,10 @@ describe.each(["zulip12_fresh", "zulip11_fresh", "zulip10_fresh"] as TemplateNam
     for (const rel of [strayOld, strayThumb, knownThumb]) fs.utimesSync(path.join(w.uploads, "files", rel), old, old);
     const dry = await cli(["-C"]);
     expect(dry.exitCode).toBe(1);
-    const listed = dry.stdout.split("\n").filter((l) => / modified at /.test(l)).map((l) => l.replace(/ modified at .*/, ""));
+    const listed = dry.stdout
+      .split("\n")
+      .filter((l) => / modified at /.test(l))
+      .map((l) => l.replace(/ modified at .*/, ""));
     expect(listed.sort()).toEqual([`* ${strayOld}`, `* ${strayThumb}`].sort());
     expect(dry.stdout).toMatch(/Removing extra files in storage black-end older than \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?\+00:00/);
     expect(exists(w, strayOld)).toBe(true);

@@ -96,7 +96,13 @@ interface World {
 /** A member made by copying the fresh install's owner row (works on every schema version). */
 async function copyUser(db: TestDatabase, email: string, fullName: string, botOwnerId?: number): Promise<number> {
   const id = await copyMember(db, { email, fullName, botOwnerId });
-  if ((await db.query("SELECT 1 FROM information_schema.columns WHERE table_schema = 'zulip' AND table_name = 'zerver_userprofile' AND column_name = 'recipient_id'")).length) {
+  if (
+    (
+      await db.query(
+        "SELECT 1 FROM information_schema.columns WHERE table_schema = 'zulip' AND table_name = 'zerver_userprofile' AND column_name = 'recipient_id'",
+      )
+    ).length
+  ) {
     // Zulip 10.x / 11.x: every user has a personal recipient and a subscription to it.
     const [r] = await db.query("INSERT INTO zerver_recipient (type_id, type) VALUES ($1, 1) RETURNING id", [id]);
     await db.query("UPDATE zerver_userprofile SET recipient_id = $2 WHERE id = $1", [id, r.id]);
@@ -149,7 +155,11 @@ async function buildWorld(db: TestDatabase, v12: boolean): Promise<World> {
     bot = (await mk("iago-bot@zulip.example.net", "Iago's bot", { botType: 1, botOwnerId: iago })).id;
     iagoChannel = (await createChannel(c, REALM, { name: "iago's corner", creatorId: iago, subscribers: [iago, hamlet] })).id;
     for (const u of [iago, hamlet, othello]) {
-      const sub = await one(db, "SELECT 1 AS x FROM zerver_subscription s JOIN zerver_stream st ON st.recipient_id = s.recipient_id WHERE st.id = $1 AND s.user_profile_id = $2", [channel, u]);
+      const sub = await one(
+        db,
+        "SELECT 1 AS x FROM zerver_subscription s JOIN zerver_stream st ON st.recipient_id = s.recipient_id WHERE st.id = $1 AND s.user_profile_id = $2",
+        [channel, u],
+      );
       if (!sub) await subscribe(db, u, channel);
     }
     const send = async (senderId: number, to: any, content: string) => (await sendMessage(c, { senderId, to, content })).id;
@@ -180,7 +190,10 @@ async function buildWorld(db: TestDatabase, v12: boolean): Promise<World> {
     const rcp = async (u: number) => Number((await one(db, "SELECT recipient_id FROM zerver_userprofile WHERE id = $1", [u])).recipient_id);
     const chRcp = Number((await one(db, "SELECT recipient_id FROM zerver_stream WHERE id = $1", [channel])).recipient_id);
     const subs = [8, iago, hamlet, othello];
-    const hash = crypto.createHash("sha1").update([iago, hamlet, othello].sort((a, b) => a - b).join(",")).digest("hex");
+    const hash = crypto
+      .createHash("sha1")
+      .update([iago, hamlet, othello].sort((a, b) => a - b).join(","))
+      .digest("hex");
     const [h] = await db.query("INSERT INTO zerver_huddle (huddle_hash, group_size) VALUES ($1, 3) RETURNING id", [hash]);
     const [hr] = await db.query("INSERT INTO zerver_recipient (type_id, type) VALUES ($1, 3) RETURNING id", [h.id]);
     await db.query("UPDATE zerver_huddle SET recipient_id = $2 WHERE id = $1", [h.id, hr.id]);
@@ -217,7 +230,12 @@ async function buildWorld(db: TestDatabase, v12: boolean): Promise<World> {
     othelloOnGroup: await reaction(othello, m.hamletGroup),
   };
   const submessage = Number(
-    (await one(db, "INSERT INTO zerver_submessage (msg_type, content, message_id, sender_id) VALUES ('widget', '{}', $1, $2) RETURNING id", [m.iagoChannel, hamlet])).id,
+    (
+      await one(db, "INSERT INTO zerver_submessage (msg_type, content, message_id, sender_id) VALUES ('widget', '{}', $1, $2) RETURNING id", [
+        m.iagoChannel,
+        hamlet,
+      ])
+    ).id,
   );
   let attN = 0;
   const attachment = async (owner: number, msgs: number[]) => {
@@ -245,8 +263,14 @@ async function buildWorld(db: TestDatabase, v12: boolean): Promise<World> {
     [chRcp, iago, channel],
   );
   await db.query("INSERT INTO zerver_attachment_scheduled_messages (attachment_id, scheduledmessage_id) VALUES ($1, $2)", [att.scheduled, sm.id]);
-  await db.query("INSERT INTO zerver_draft (topic, content, last_edit_time, user_profile_id, recipient_id) VALUES ('t', 'draft', now(), $1, $2)", [iago, chRcp]);
-  await db.query("INSERT INTO zerver_savedsnippet (title, content, date_created, realm_id, user_profile_id) VALUES ('s', 'snippet', now(), $1, $2)", [REALM, iago]);
+  await db.query("INSERT INTO zerver_draft (topic, content, last_edit_time, user_profile_id, recipient_id) VALUES ('t', 'draft', now(), $1, $2)", [
+    iago,
+    chRcp,
+  ]);
+  await db.query("INSERT INTO zerver_savedsnippet (title, content, date_created, realm_id, user_profile_id) VALUES ('s', 'snippet', now(), $1, $2)", [
+    REALM,
+    iago,
+  ]);
   await db.query(
     "INSERT INTO zerver_externalauthid (date_created, external_auth_method_name, external_auth_id, realm_id, user_id) VALUES (now(), 'saml', 'iago-ext', $1, $2)",
     [REALM, iago],
@@ -259,29 +283,53 @@ async function buildWorld(db: TestDatabase, v12: boolean): Promise<World> {
     [REALM],
   );
   const cpf = {
-    iago: Number((await one(db, "INSERT INTO zerver_customprofilefieldvalue (value, field_id, user_profile_id) VALUES ('555', $1, $2) RETURNING id", [field.id, iago])).id),
-    hamlet: Number((await one(db, "INSERT INTO zerver_customprofilefieldvalue (value, field_id, user_profile_id) VALUES ('777', $1, $2) RETURNING id", [field.id, hamlet])).id),
+    iago: Number(
+      (await one(db, "INSERT INTO zerver_customprofilefieldvalue (value, field_id, user_profile_id) VALUES ('555', $1, $2) RETURNING id", [field.id, iago])).id,
+    ),
+    hamlet: Number(
+      (await one(db, "INSERT INTO zerver_customprofilefieldvalue (value, field_id, user_profile_id) VALUES ('777', $1, $2) RETURNING id", [field.id, hamlet]))
+        .id,
+    ),
   };
   await db.query(
     "INSERT INTO zerver_usertopic (topic_name, last_updated, visibility_policy, recipient_id, stream_id, user_profile_id) VALUES ('greetings', now(), 3, $1, $2, $3)",
     [chRcp, channel, iago],
   );
-  await db.query("INSERT INTO zerver_userpresence (last_update_id, last_connected_time, last_active_time, realm_id, user_profile_id) VALUES (1, now(), now(), $1, $2)", [REALM, iago]);
+  await db.query(
+    "INSERT INTO zerver_userpresence (last_update_id, last_connected_time, last_active_time, realm_id, user_profile_id) VALUES (1, now(), now(), $1, $2)",
+    [REALM, iago],
+  );
   await db.query(
     "INSERT INTO zerver_userstatus (reaction_type, timestamp, emoji_name, emoji_code, status_text, client_id, user_profile_id) VALUES ('unicode_emoji', now(), '', '', 'away', 2, $1)",
     [iago],
   );
-  await db.query("INSERT INTO zerver_realmemoji (name, file_name, is_animated, deactivated, author_id, realm_id) VALUES ('iago', '1.png', false, false, $1, $2)", [iago, REALM]);
-  const [dev] = await db.query("INSERT INTO otp_static_staticdevice (name, confirmed, user_id, throttling_failure_count) VALUES ('backup', true, $1, 0) RETURNING id", [iago]);
+  await db.query(
+    "INSERT INTO zerver_realmemoji (name, file_name, is_animated, deactivated, author_id, realm_id) VALUES ('iago', '1.png', false, false, $1, $2)",
+    [iago, REALM],
+  );
+  const [dev] = await db.query(
+    "INSERT INTO otp_static_staticdevice (name, confirmed, user_id, throttling_failure_count) VALUES ('backup', true, $1, 0) RETURNING id",
+    [iago],
+  );
   await db.query("INSERT INTO otp_static_statictoken (token, device_id) VALUES ('123456', $1)", [dev.id]);
   const missed = {
     hamletOnIagoMsg: Number(
-      (await one(db, "INSERT INTO zerver_missedmessageemailaddress (email_token, timestamp, times_used, message_id, user_profile_id) VALUES ('mm1', now(), 0, $1, $2) RETURNING id", [m.iagoChannel, hamlet]))
-        .id,
+      (
+        await one(
+          db,
+          "INSERT INTO zerver_missedmessageemailaddress (email_token, timestamp, times_used, message_id, user_profile_id) VALUES ('mm1', now(), 0, $1, $2) RETURNING id",
+          [m.iagoChannel, hamlet],
+        )
+      ).id,
     ),
     iagoOnHamletMsg: Number(
-      (await one(db, "INSERT INTO zerver_missedmessageemailaddress (email_token, timestamp, times_used, message_id, user_profile_id) VALUES ('mm2', now(), 0, $1, $2) RETURNING id", [m.hamletChannel, iago]))
-        .id,
+      (
+        await one(
+          db,
+          "INSERT INTO zerver_missedmessageemailaddress (email_token, timestamp, times_used, message_id, user_profile_id) VALUES ('mm2', now(), 0, $1, $2) RETURNING id",
+          [m.hamletChannel, iago],
+        )
+      ).id,
     ),
   };
   const audit124 = Number(
@@ -449,7 +497,10 @@ describe("delete_user on Zulip 12 (overwrite in place, messages archived)", () =
   it("archives reactions and submessages on his messages, keeps his reactions elsewhere", async () => {
     const { reactions } = env.w;
     const mine = Object.values(reactions);
-    expect(await ids(env.db, "SELECT id FROM zerver_reaction WHERE id = ANY ($1::int[]) ORDER BY id", [mine])).toEqual([reactions.iagoOnHamlet, reactions.othelloOnGroup]);
+    expect(await ids(env.db, "SELECT id FROM zerver_reaction WHERE id = ANY ($1::int[]) ORDER BY id", [mine])).toEqual([
+      reactions.iagoOnHamlet,
+      reactions.othelloOnGroup,
+    ]);
     expect(await ids(env.db, "SELECT id FROM zerver_archivedreaction")).toEqual([reactions.hamletOnIago]);
     expect(await ids(env.db, "SELECT id FROM zerver_submessage")).toEqual([]);
     expect(await ids(env.db, "SELECT id FROM zerver_archivedsubmessage")).toEqual([env.w.submessage]);
@@ -508,7 +559,10 @@ describe("delete_user on Zulip 12 (overwrite in place, messages archived)", () =
     const kinds = rows.map((r: any) => [r.event_type, Number(r.modified_user_id)]);
     const subsBefore = Number(
       (
-        await one(env.db, "SELECT count(*) AS n FROM zerver_realmauditlog WHERE modified_user_id = $1 AND event_type IN (301, 302) AND id <= $2", [iago, auditBefore])
+        await one(env.db, "SELECT count(*) AS n FROM zerver_realmauditlog WHERE modified_user_id = $1 AND event_type IN (301, 302) AND id <= $2", [
+          iago,
+          auditBefore,
+        ])
       ).n,
     );
     expect(kinds).toEqual([[103, bot], [103, iago], ...Array(subsBefore).fill([303, iago]), [106, iago]]);
@@ -616,8 +670,18 @@ describe("delete_user dry run and refusals (Zulip 12)", () => {
     // Zulip: InvalidFakeEmailDomainError("<FAKE_EMAIL_DOMAIN> is not a valid domain. Consider
     // setting the FAKE_EMAIL_DOMAIN setting."); FAKE_EMAIL_DOMAIN defaults to the host without port.
     const ipConf = makeConfDir({ db: { name: env.db.name }, memcached: mc, externalHost: "10.0.0.6:8443" });
-    const fakeConf = makeConfDir({ db: { name: env.db.name }, memcached: mc, externalHost: "10.0.0.6", extraSettings: "FAKE_EMAIL_DOMAIN = 'fake.example.org'" });
-    const badFakeConf = makeConfDir({ db: { name: env.db.name }, memcached: mc, externalHost: "10.0.0.6", extraSettings: "FAKE_EMAIL_DOMAIN = 'not_a_domain'" });
+    const fakeConf = makeConfDir({
+      db: { name: env.db.name },
+      memcached: mc,
+      externalHost: "10.0.0.6",
+      extraSettings: "FAKE_EMAIL_DOMAIN = 'fake.example.org'",
+    });
+    const badFakeConf = makeConfDir({
+      db: { name: env.db.name },
+      memcached: mc,
+      externalHost: "10.0.0.6",
+      extraSettings: "FAKE_EMAIL_DOMAIN = 'not_a_domain'",
+    });
     try {
       const before = await snapshot(env.db);
       for (const args of [["-f"], []]) {
@@ -641,7 +705,9 @@ describe("delete_user dry run and refusals (Zulip 12)", () => {
   });
 
   it("refuses, writing nothing, when an unknown table references zerver_userprofile", async () => {
-    await env.db.query("CREATE TABLE zulip.zz_local_notes (id serial PRIMARY KEY, author_id integer REFERENCES zulip.zerver_userprofile (id) DEFERRABLE INITIALLY DEFERRED)");
+    await env.db.query(
+      "CREATE TABLE zulip.zz_local_notes (id serial PRIMARY KEY, author_id integer REFERENCES zulip.zerver_userprofile (id) DEFERRABLE INITIALLY DEFERRED)",
+    );
     await env.db.query("INSERT INTO zulip.zz_local_notes (author_id) VALUES ($1)", [env.w.iago]);
     const before = await snapshot(env.db);
     const r = await env.cli(["delete_user", "-u", "iago@zulip.example.net", "-f"]);
@@ -708,10 +774,17 @@ for (const template of ["zulip11_fresh", "zulip10_fresh"] as const) {
       expect(u.recipient_id).not.toBe(env.w.personalRecipient);
       const rcp = await one(env.db, "SELECT type, type_id FROM zerver_recipient WHERE id = $1", [u.recipient_id]);
       expect(rcp).toEqual({ type: 1, type_id: iago });
-      const subs = await env.db.query("SELECT recipient_id, active, is_user_active FROM zerver_subscription WHERE user_profile_id = $1 ORDER BY recipient_id", [iago]);
-      expect(subs.map((s: any) => Number(s.recipient_id)).sort((a: number, b: number) => a - b)).toEqual([Number(u.recipient_id), env.w.groupRecipient].sort((a, b) => a - b));
+      const subs = await env.db.query("SELECT recipient_id, active, is_user_active FROM zerver_subscription WHERE user_profile_id = $1 ORDER BY recipient_id", [
+        iago,
+      ]);
+      expect(subs.map((s: any) => Number(s.recipient_id)).sort((a: number, b: number) => a - b)).toEqual(
+        [Number(u.recipient_id), env.w.groupRecipient].sort((a, b) => a - b),
+      );
       expect(subs.every((s: any) => s.active && !s.is_user_active)).toBe(true);
-      const audit = await env.db.query("SELECT event_type, acting_user_id, extra_data FROM zerver_realmauditlog WHERE modified_user_id = $1 OR acting_user_id = $1", [iago]);
+      const audit = await env.db.query(
+        "SELECT event_type, acting_user_id, extra_data FROM zerver_realmauditlog WHERE modified_user_id = $1 OR acting_user_id = $1",
+        [iago],
+      );
       expect(audit).toEqual([{ event_type: 106, acting_user_id: null, extra_data: {} }]);
     });
 
@@ -721,7 +794,9 @@ for (const template of ["zulip11_fresh", "zulip10_fresh"] as const) {
       // His messages, and the 1:1 DM to his personal recipient, are gone.
       expect(live).toEqual([m.hamletChannel, m.hamletGroup, m.botChannel].sort((a, b) => a - b));
       expect(Number((await one(env.db, "SELECT count(*) AS n FROM zerver_archivedmessage")).n)).toBe(0);
-      expect(await ids(env.db, "SELECT id FROM zerver_reaction WHERE id = ANY ($1::int[]) ORDER BY id", [Object.values(reactions)])).toEqual([reactions.othelloOnGroup]);
+      expect(await ids(env.db, "SELECT id FROM zerver_reaction WHERE id = ANY ($1::int[]) ORDER BY id", [Object.values(reactions)])).toEqual([
+        reactions.othelloOnGroup,
+      ]);
       expect(await ids(env.db, "SELECT id FROM zerver_attachment ORDER BY id")).toEqual([att.hamletOnIago, att.hamletShared]);
       expect(await ids(env.db, "SELECT id FROM zerver_customprofilefieldvalue ORDER BY id")).toEqual([env.w.cpf.hamlet]);
       const count = async (sql: string) => Number((await one(env.db, `SELECT count(*) AS n FROM ${sql}`, [iago])).n);
@@ -746,7 +821,10 @@ for (const template of ["zulip11_fresh", "zulip10_fresh"] as const) {
       }
       expect(Number((await one(env.db, "SELECT count(*) AS n FROM zerver_recipient WHERE id = $1", [env.w.personalRecipient])).n)).toBe(0);
       expect(await one(env.db, "SELECT creator_id FROM zerver_stream WHERE id = $1", [env.w.iagoChannel])).toEqual({ creator_id: null });
-      expect(await one(env.db, "SELECT is_active, bot_owner_id FROM zerver_userprofile WHERE id = $1", [env.w.bot])).toEqual({ is_active: false, bot_owner_id: null });
+      expect(await one(env.db, "SELECT is_active, bot_owner_id FROM zerver_userprofile WHERE id = $1", [env.w.bot])).toEqual({
+        is_active: false,
+        bot_owner_id: null,
+      });
       expect(Number((await one(env.db, "SELECT count(*) AS n FROM zerver_usermessage WHERE user_profile_id = $1", [env.w.othello])).n)).toBeGreaterThan(0);
     });
 
@@ -783,7 +861,8 @@ for (const [template, release] of [
     const idsOf = async (sql: string, params: unknown[] = []) => (await q(sql, params)).map((r: any) => Number(r.id));
     const active = () => idsOf("SELECT id FROM zerver_userprofile WHERE realm_id = $1 AND is_active ORDER BY id", [TEST_REALM]);
     const nonGuests = () => idsOf("SELECT id FROM zerver_userprofile WHERE realm_id = $1 AND is_active AND role <> 600 ORDER BY id", [TEST_REALM]);
-    const humanAdmins = () => idsOf("SELECT id FROM zerver_userprofile WHERE realm_id = $1 AND is_active AND NOT is_bot AND role IN (100, 200) ORDER BY id", [TEST_REALM]);
+    const humanAdmins = () =>
+      idsOf("SELECT id FROM zerver_userprofile WHERE realm_id = $1 AND is_active AND NOT is_bot AND role IN (100, 200) ORDER BY id", [TEST_REALM]);
     /** Active subscribers (active, is_user_active) of a channel. */
     const subscribers = (channelId: number) =>
       idsOf(
@@ -811,7 +890,10 @@ for (const [template, release] of [
     const without = (ids: number[], ...drop: number[]) => ids.filter((x) => !drop.includes(x));
     const cli = (args: string[]) => runCli(args, { confDir: server.conf, db: server.db });
     async function subscribe(userId: number, channelId: number): Promise<void> {
-      const [src] = await q("SELECT s.id FROM zerver_subscription s JOIN zerver_stream st ON st.recipient_id = s.recipient_id WHERE st.id = $1 ORDER BY s.id LIMIT 1", [channelId]);
+      const [src] = await q(
+        "SELECT s.id FROM zerver_subscription s JOIN zerver_stream st ON st.recipient_id = s.recipient_id WHERE st.id = $1 ORDER BY s.id LIMIT 1",
+        [channelId],
+      );
       await copyRow(server.db, "zerver_subscription", Number(src.id), { user_profile_id: "$1", active: "true", is_user_active: "true" }, [userId]);
       const hasCount = (await q("SELECT 1 FROM information_schema.columns WHERE table_name = 'zerver_stream' AND column_name = 'subscriber_count'")).length > 0;
       if (hasCount) await q("UPDATE zerver_stream SET subscriber_count = subscriber_count + 1 WHERE id = $1", [channelId]);
@@ -821,7 +903,10 @@ for (const [template, release] of [
       expect({ exit: r.exitCode, stderr: r.stderr }).toEqual({ exit: 0, stderr: "" });
       return JSON.parse(r.stdout);
     }
-    const peerRemove = (streamIds: number[], userId: number, users: number[]) => ({ event: { type: "subscription", op: "peer_remove", stream_ids: streamIds, user_ids: [userId] }, users });
+    const peerRemove = (streamIds: number[], userId: number, users: number[]) => ({
+      event: { type: "subscription", op: "peer_remove", stream_ids: streamIds, user_ids: [userId] },
+      users,
+    });
 
     beforeAll(async () => {
       server = await startServerCopy({ template, externalHost: HOST });
@@ -846,14 +931,21 @@ for (const [template, release] of [
       try {
         doc = await deleteUser(u.email);
         got = sortedUsers(await reader.drain());
-        expect(await idsOf("SELECT DISTINCT p.role AS id FROM zerver_subscription s JOIN zerver_stream st ON st.recipient_id = s.recipient_id JOIN zerver_userprofile p ON p.id = s.user_profile_id WHERE st.id = 3 AND s.active AND s.is_user_active")).not.toContain(600);
+        expect(
+          await idsOf(
+            "SELECT DISTINCT p.role AS id FROM zerver_subscription s JOIN zerver_stream st ON st.recipient_id = s.recipient_id JOIN zerver_userprofile p ON p.id = s.user_profile_id WHERE st.id = 3 AND s.active AND s.is_user_active",
+          ),
+        ).not.toContain(600);
         const everyone = await active();
         const expected: any[] = [
           // The bot's deactivation (u still active then).
           { event: { type: "realm_user", op: "update", person: { user_id: bot.id, is_active: false } }, users: [...everyone, u.id].sort((a, b) => a - b) },
         ];
         if (release < 12) {
-          expected.push({ event: { type: "realm_bot", op: "update", bot: { user_id: bot.id, is_active: false } }, users: [...(await humanAdmins()), u.id].sort((a, b) => a - b) });
+          expected.push({
+            event: { type: "realm_bot", op: "update", bot: { user_id: bot.id, is_active: false } },
+            users: [...(await humanAdmins()), u.id].sort((a, b) => a - b),
+          });
         }
         // The user's: private channel 2 on its own, web-public 1 to everyone, archived 3 (12.0+) to the non-guests.
         const peerRemoves = [
@@ -871,13 +963,19 @@ for (const [template, release] of [
       }
       expect(doc.events).toMatchObject({ ok: true, published: got.length });
       // The placeholder's channel subscriptions are gone (12.x) or it never had them (10.x/11.x).
-      expect(await idsOf("SELECT s.id FROM zerver_subscription s JOIN zerver_recipient r ON r.id = s.recipient_id WHERE s.user_profile_id = $1 AND r.type = 2", [u.id])).toEqual([]);
+      expect(
+        await idsOf("SELECT s.id FROM zerver_subscription s JOIN zerver_recipient r ON r.id = s.recipient_id WHERE s.user_profile_id = $1 AND r.type = 2", [
+          u.id,
+        ]),
+      ).toEqual([]);
     });
 
     it("no channels: only the deactivation's realm_user update", async () => {
       const u = await addUser(server.db, { role: 400 });
       await deleteUser(u.email);
-      expect(sortedUsers(await reader.drain())).toEqual([{ event: { type: "realm_user", op: "update", person: { user_id: u.id, is_active: false } }, users: await active() }]);
+      expect(sortedUsers(await reader.drain())).toEqual([
+        { event: { type: "realm_user", op: "update", person: { user_id: u.id, is_active: false } }, users: await active() },
+      ]);
     });
 
     describe("a realm where guests cannot see everyone (can_access_all_users_group = role:members)", () => {
@@ -903,7 +1001,11 @@ for (const [template, release] of [
         );
         expect(guestPeers).toContain(guest.id);
         // Channel 3 has a guest subscriber: its own peer_remove, to the non-guests and its subscribers.
-        const peers = peerRemove([3], u.id, [...new Set([...withAccess, ...(await subscribers(3))])].sort((a, b) => a - b));
+        const peers = peerRemove(
+          [3],
+          u.id,
+          [...new Set([...withAccess, ...(await subscribers(3))])].sort((a, b) => a - b),
+        );
         const removed = { event: { type: "realm_user", op: "remove", person: { user_id: u.id, full_name: "Unknown user" } }, users: guestPeers };
         const expected: any[] = [];
         if (release >= 11) expected.push(peers);
@@ -932,8 +1034,7 @@ describe("CascadeDeletion (src/db/ondelete.ts)", () => {
       await none.addRoots("zerver_draft", "SELECT id FROM zerver_draft WHERE user_profile_id = $1", [-1]);
       await none.addRoots("zerver_savedsnippet", "SELECT id FROM zerver_savedsnippet WHERE user_profile_id = $1", [-1]);
       expect(await none.execute()).toEqual({ deleted: {}, setNull: {} });
-      const temps = async () =>
-        (await db.query("SELECT count(*)::int AS n FROM pg_class WHERE relname LIKE 'zm_del%' AND relpersistence = 't'"))[0].n;
+      const temps = async () => (await db.query("SELECT count(*)::int AS n FROM pg_class WHERE relname LIKE 'zm_del%' AND relpersistence = 't'"))[0].n;
       expect(await temps()).toBeGreaterThanOrEqual(2);
       await none.dispose();
       expect(await temps()).toBe(0);

@@ -104,7 +104,16 @@ describe("a healthy server", () => {
     // Which settings came from the file and which are defaults.
     expect(by.settings.summary).toMatch(/settings\.py: \d+ of the \d+ settings zulip-manage uses come from the file, \d+ are Zulip's defaults/);
     const fromFile = by.settings.details.find((d) => d.startsWith("from settings.py: "))!;
-    for (const n of ["EXTERNAL_HOST", "ZULIP_ADMINISTRATOR", "MEMCACHED_LOCATION", "REDIS_HOST", "REDIS_PORT", "EMAIL_HOST", "EMAIL_PORT", "ZULIP_SERVICE_PUSH_NOTIFICATIONS"]) {
+    for (const n of [
+      "EXTERNAL_HOST",
+      "ZULIP_ADMINISTRATOR",
+      "MEMCACHED_LOCATION",
+      "REDIS_HOST",
+      "REDIS_PORT",
+      "EMAIL_HOST",
+      "EMAIL_PORT",
+      "ZULIP_SERVICE_PUSH_NOTIFICATIONS",
+    ]) {
       expect(fromFile).toContain(n);
     }
     // The test configuration points RabbitMQ at the run's broker; the user name stays Zulip's default.
@@ -120,7 +129,9 @@ describe("a healthy server", () => {
       "SELECT (SELECT count(*)::int FROM zerver_realm) AS realms, (SELECT count(*)::int FROM zerver_userprofile WHERE is_active AND NOT is_bot) AS users",
     );
     expect(by.schema.details).toContain(`${realms} realms, ${users} active human user${users === 1 ? "" : "s"}`);
-    expect(by.memcached.summary).toBe(`${mc.location} (SASL as zulip@localhost): reachable (memcached ${by.memcached.summary.match(/memcached ([\d.]+)/)![1]})`);
+    expect(by.memcached.summary).toBe(
+      `${mc.location} (SASL as zulip@localhost): reachable (memcached ${by.memcached.summary.match(/memcached ([\d.]+)/)![1]})`,
+    );
     expect(by.memcached.details[0]).toMatch(/^cache key prefix from .*remote_cache_prefix$/);
     expect(by.redis.summary).toMatch(new RegExp(`^127\\.0\\.0\\.1:${redis.port}: PONG \\(Redis [\\d.]+\\), password accepted$`));
     expect(by.smtp.summary).toBe(`127.0.0.1:${smtp.port} (plain SMTP, login as mailer): connected, EHLO accepted, login accepted; no mail sent`);

@@ -263,8 +263,23 @@ export function selfSignedCert(dir: string): { key: string; cert: string; certFi
   const certFile = path.join(dir, "smtp.crt");
   execFileSync(
     requireTool("openssl"),
-    ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", keyFile, "-out", certFile, "-days", "2",
-      "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+    [
+      "req",
+      "-x509",
+      "-newkey",
+      "rsa:2048",
+      "-nodes",
+      "-keyout",
+      keyFile,
+      "-out",
+      certFile,
+      "-days",
+      "2",
+      "-subj",
+      "/CN=localhost",
+      "-addext",
+      "subjectAltName=IP:127.0.0.1,DNS:localhost",
+    ],
     { stdio: "ignore" },
   );
   return { key: fs.readFileSync(keyFile, "utf8"), cert: fs.readFileSync(certFile, "utf8"), certFile };
@@ -298,7 +313,11 @@ export function writeConfDir(dir: string, o: ConfOptions = {}): string {
   };
   fs.writeFileSync(
     path.join(dir, "zulip-secrets.conf"),
-    "[secrets]\n" + Object.entries(secrets).map(([k, v]) => `${k} = ${v}`).join("\n") + "\n",
+    "[secrets]\n" +
+      Object.entries(secrets)
+        .map(([k, v]) => `${k} = ${v}`)
+        .join("\n") +
+      "\n",
   );
   return dir;
 }
@@ -332,4 +351,3 @@ export async function runCli(args: string[], env: Record<string, string>, opts: 
     durationMs: Date.now() - started,
   };
 }
-

@@ -85,7 +85,10 @@ describe("delivery through RabbitMQ", () => {
     const refused = await runCli(["change_user_role", "-r", String(TEST_REALM), u.email, "member"], { confDir: server.conf, db: server.db });
     expect(refused.exitCode).toBe(1);
     expect(refused.stderr).toContain("User already has this role.");
-    const none = await runCli(["change_user_role", "-r", String(TEST_REALM), u.email, "moderator", "--events=none", "--json"], { confDir: server.conf, db: server.db });
+    const none = await runCli(["change_user_role", "-r", String(TEST_REALM), u.email, "moderator", "--events=none", "--json"], {
+      confDir: server.conf,
+      db: server.db,
+    });
     expect(none.exitCode).toBe(0);
     expect(JSON.parse(none.stdout).events).toMatchObject({ mode: "none", transport: "none", published: 0, ok: true, skipped: true });
     expect((await server.db.query("SELECT role FROM zerver_userprofile WHERE id = $1", [u.id]))[0].role).toBe(300);
@@ -190,14 +193,20 @@ describe("the HTTP fallback and failures", () => {
     const secret = "s3cret-" + Date.now();
     const tornado = await fakeTornado(secret);
     // One Tornado process, on the fake's port: [tornado_sharding] with that port only.
-    const c = conf({ rabbitmq: downRabbit(), secrets: { shared_secret: secret }, zulipConf: `[machine]\ndeploy_type = production\n\n[tornado_sharding]\n${tornado.port} = zulip\n` });
+    const c = conf({
+      rabbitmq: downRabbit(),
+      secrets: { shared_secret: secret },
+      zulipConf: `[machine]\ndeploy_type = production\n\n[tornado_sharding]\n${tornado.port} = zulip\n`,
+    });
     try {
       const u = await addUser(server.db, { role: 400 });
       const r = await runCli(["change_user_role", "-r", String(TEST_REALM), u.email, "moderator", "--json"], { confDir: c, db: server.db });
       expect(r.exitCode).toBe(0);
       expect(tornado.refused).toEqual([]);
       expect(sortedUsers(tornado.received)).toEqual(await memberToModerator(u.id));
-      expect(r.stderr).toMatch(/^Warning: RabbitMQ could not be used \(cannot connect to RabbitMQ at 127\.0\.0\.1:\d+: ECONNREFUSED .*RABBITMQ_HOST, RABBITMQ_PORT.*\); the real-time events went to Tornado over HTTP instead\.$/);
+      expect(r.stderr).toMatch(
+        /^Warning: RabbitMQ could not be used \(cannot connect to RabbitMQ at 127\.0\.0\.1:\d+: ECONNREFUSED .*RABBITMQ_HOST, RABBITMQ_PORT.*\); the real-time events went to Tornado over HTTP instead\.$/,
+      );
       expect(JSON.parse(r.stdout).events).toMatchObject({ transport: "http", published: 4, ok: true, undelivered: [] });
       // --events=http goes there directly, without trying RabbitMQ.
       const again = await runCli(["change_user_role", "-r", String(TEST_REALM), u.email, "admin", "--events=http"], { confDir: c, db: server.db });
@@ -237,7 +246,9 @@ describe("the HTTP fallback and failures", () => {
       expect(r.exitCode).toBe(0);
       expect((await server.db.query("SELECT role FROM zerver_userprofile WHERE id = $1", [u.id]))[0].role).toBe(300);
       const lines = r.stderr.split("\n");
-      expect(lines[0]).toMatch(/^Warning: the database change is committed, but 4 real-time events could not be delivered \(RabbitMQ: cannot connect .*; Tornado: nothing listens at http:\/\/127\.0\.0\.1:\d+ \(Tornado not running there\)\)\.$/);
+      expect(lines[0]).toMatch(
+        /^Warning: the database change is committed, but 4 real-time events could not be delivered \(RabbitMQ: cannot connect .*; Tornado: nothing listens at http:\/\/127\.0\.0\.1:\d+ \(Tornado not running there\)\)\.$/,
+      );
       expect(lines[1]).toBe(`Open browsers and apps will not show the new role of ${u.email} until they reload.`);
       expect(lines.length).toBe(2);
       const doc = JSON.parse(r.stdout);
@@ -260,7 +271,9 @@ describe("the HTTP fallback and failures", () => {
       const u = await addUser(server.db, { role: 400 });
       const r = await runCli(["change_user_role", "-r", String(TEST_REALM), u.email, "moderator", "--events=rabbitmq"], { confDir: c, db: server.db });
       expect(r.exitCode).toBe(0);
-      expect(r.stderr).toContain("RabbitMQ refused the login of user 'zulip' (check RABBITMQ_USERNAME in settings.py and the rabbitmq_password secret in zulip-secrets.conf)");
+      expect(r.stderr).toContain(
+        "RabbitMQ refused the login of user 'zulip' (check RABBITMQ_USERNAME in settings.py and the rabbitmq_password secret in zulip-secrets.conf)",
+      );
       expect(r.stderr).toContain(`Open browsers and apps will not show the new role of ${u.email} until they reload.`);
       expect(await reader.drain()).toEqual([]);
     } finally {
@@ -292,7 +305,10 @@ describe("the HTTP fallback and failures", () => {
       await (other as any).ch.assertQueue("notify_tornado", { durable: false });
       await other.close();
       const u = await addUser(server.db, { role: 400 });
-      const r = await runCli(["change_user_role", "-r", String(TEST_REALM), u.email, "moderator", "--events=rabbitmq", "--json"], { confDir: server.conf, db: server.db });
+      const r = await runCli(["change_user_role", "-r", String(TEST_REALM), u.email, "moderator", "--events=rabbitmq", "--json"], {
+        confDir: server.conf,
+        db: server.db,
+      });
       expect(r.exitCode).toBe(0);
       expect(r.stderr).toContain("PRECONDITION_FAILED");
       expect(JSON.parse(r.stdout).events).toMatchObject({ ok: false, published: 0 });

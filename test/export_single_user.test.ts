@@ -57,7 +57,7 @@ async function buildWorld(db: TestDatabase, uploads: string): Promise<World> {
   const send = async (senderId: number, to: any, content: string) => (await sendMessage(c, { senderId, to, content })).id;
   const sent = [
     await send(iago, { channelId: channel, topic: "plans" }, "first from iago"),
-    await send(iago, { channelId: channel, topic: "plans" }, "ünïcödé and \"quotes\" and \u0007 bell"),
+    await send(iago, { channelId: channel, topic: "plans" }, 'ünïcödé and "quotes" and \u0007 bell'),
   ];
   const hamletInChannel = await send(hamlet, { channelId: channel, topic: "plans" }, "hamlet speaks, nobody reacts");
   const reactedTo = await send(othello, { channelId: channel, topic: "plans" }, "othello speaks, iago reacts");
@@ -71,10 +71,19 @@ async function buildWorld(db: TestDatabase, uploads: string): Promise<World> {
   await c.query("UPDATE zerver_usermessage SET flags = flags | 2 WHERE message_id = $1 AND user_profile_id = $2", [sent[0], iago]); // starred
   await c.query("INSERT INTO zerver_alertword (word, user_profile_id, realm_id) VALUES ('lunch', $1, $2)", [iago, REALM]);
   // Rows of the tables whose export depends on the release.
-  await c.query("INSERT INTO zerver_submessage (msg_type, content, message_id, sender_id) VALUES ('widget', '{\"type\": \"vote\"}', $1, $2), ('widget', '{}', $1, $3)", [sent[0], iago, hamlet]);
-  await c.query("INSERT INTO zerver_savedsnippet (title, content, date_created, realm_id, user_profile_id) VALUES ('hi', 'Hello!', now(), $2, $1)", [iago, REALM]);
+  await c.query(
+    "INSERT INTO zerver_submessage (msg_type, content, message_id, sender_id) VALUES ('widget', '{\"type\": \"vote\"}', $1, $2), ('widget', '{}', $1, $3)",
+    [sent[0], iago, hamlet],
+  );
+  await c.query("INSERT INTO zerver_savedsnippet (title, content, date_created, realm_id, user_profile_id) VALUES ('hi', 'Hello!', now(), $2, $1)", [
+    iago,
+    REALM,
+  ]);
   await c.query("INSERT INTO zerver_navigationview (fragment, is_pinned, name, user_id) VALUES ('inbox', true, NULL, $1)", [iago]);
-  await c.query("INSERT INTO zerver_externalauthid (date_created, external_auth_method_name, external_auth_id, realm_id, user_id) VALUES (now(), 'saml', 'iago-42', $2, $1)", [iago, REALM]);
+  await c.query(
+    "INSERT INTO zerver_externalauthid (date_created, external_auth_method_name, external_auth_id, realm_id, user_id) VALUES (now(), 'saml', 'iago-42', $2, $1)",
+    [iago, REALM],
+  );
   // Files in LOCAL_UPLOADS_DIR: two attachments, a custom emoji, an uploaded avatar.
   const attachments: World["attachments"] = [];
   for (const name of ["notes.txt", "a-rather-long-file-name-".repeat(4) + "that-needs-a-long-tar-header.pdf"]) {
@@ -94,7 +103,10 @@ async function buildWorld(db: TestDatabase, uploads: string): Promise<World> {
   fs.mkdirSync(path.dirname(path.join(uploads, "avatars", emoji)), { recursive: true });
   fs.writeFileSync(path.join(uploads, "avatars", emoji), "png!");
   fs.writeFileSync(path.join(uploads, "avatars", emoji + ".original"), "original png!");
-  await c.query("INSERT INTO zerver_realmemoji (name, file_name, is_animated, deactivated, author_id, realm_id) VALUES ('party', '42.png', false, false, $1, $2)", [iago, REALM]);
+  await c.query(
+    "INSERT INTO zerver_realmemoji (name, file_name, is_animated, deactivated, author_id, realm_id) VALUES ('party', '42.png', false, false, $1, $2)",
+    [iago, REALM],
+  );
   await c.query("UPDATE zerver_userprofile SET avatar_source = 'U', avatar_version = 3 WHERE id = $1", [iago]);
   const avatarFile = `${userAvatarBasePath(iago, 3, REALM, SALT)}.png`;
   fs.mkdirSync(path.dirname(path.join(uploads, "avatars", avatarFile)), { recursive: true });
@@ -259,11 +271,36 @@ describe("export_single_user", () => {
     expect(ids).not.toContain(w.hamletInChannel);
     const first = messages.find((m) => m.id === w.sent[0]);
     expect(Object.keys(first)).toEqual([
-      "id", "sender", "recipient", "realm", "type", "subject", "content", "rendered_content", "rendered_content_version",
-      "date_sent", "sending_client", "last_edit_time", "edit_history", "has_attachment", "has_image", "has_link",
-      "is_channel_message", "search_tsvector", "flags", "flags_mask", "sending_client_name", "recipient_name",
+      "id",
+      "sender",
+      "recipient",
+      "realm",
+      "type",
+      "subject",
+      "content",
+      "rendered_content",
+      "rendered_content_version",
+      "date_sent",
+      "sending_client",
+      "last_edit_time",
+      "edit_history",
+      "has_attachment",
+      "has_image",
+      "has_link",
+      "is_channel_message",
+      "search_tsvector",
+      "flags",
+      "flags_mask",
+      "sending_client_name",
+      "recipient_name",
     ]);
-    expect(first).toMatchObject({ sender: w.iago, subject: "plans", content: "first from iago", sending_client_name: "website", recipient_name: w.channelName });
+    expect(first).toMatchObject({
+      sender: w.iago,
+      subject: "plans",
+      content: "first from iago",
+      sending_client_name: "website",
+      recipient_name: w.channelName,
+    });
     expect(first.flags).toEqual(["read", "starred"]);
     expect(first.flags_mask).toBe(3);
     expect(messages.find((m) => m.id === w.sent[1]).content).toBe('ünïcödé and "quotes" and \u0007 bell');
@@ -298,9 +335,18 @@ describe("export_single_user", () => {
   });
 
   it("writes a tarball of the directory (tar -czf <dir>.tar.gz -C <parent> <basename>)", () => {
-    const listing = execFileSync("tar", ["-tzf", `${out}.tar.gz`], { encoding: "utf8" }).trim().split("\n");
+    const listing = execFileSync("tar", ["-tzf", `${out}.tar.gz`], { encoding: "utf8" })
+      .trim()
+      .split("\n");
     expect(listing[0]).toBe("iago-export/");
-    for (const f of ["user.json", "messages-000001.json", "uploads/records.json", "avatars/records.json", "emoji/records.json", ...w.attachments.map((a) => `uploads/${a.path}`)]) {
+    for (const f of [
+      "user.json",
+      "messages-000001.json",
+      "uploads/records.json",
+      "avatars/records.json",
+      "emoji/records.json",
+      ...w.attachments.map((a) => `uploads/${a.path}`),
+    ]) {
       expect(listing).toContain(`iago-export/${f}`);
     }
     const x = fs.mkdtempSync(path.join(tmp, "untar-"));
@@ -346,7 +392,13 @@ describe("export_single_user", () => {
 describe("export library", () => {
   it("numbers message files by chunks of candidate ids, reading through the cursor in small fetches", async () => {
     const dir = fs.mkdtempSync(path.join(tmp, "chunks-"));
-    const r = await exportSingleUser(new Db(db.client as any, {} as any), w.iago, { outputDir: dir, localUploadsDir: null, avatarSalt: null, chunkSize: 2, fetchSize: 3 });
+    const r = await exportSingleUser(new Db(db.client as any, {} as any), w.iago, {
+      outputDir: dir,
+      localUploadsDir: null,
+      avatarSalt: null,
+      chunkSize: 2,
+      fetchSize: 3,
+    });
     expect(r.messages).toBe(6);
     expect(r.messageFiles).toBe(3);
     const all = [1, 2, 3].flatMap((n) => readJson(path.join(dir, `messages-00000${n}.json`)).zerver_message.map((m: any) => m.id));
@@ -386,7 +438,9 @@ sys.stdout.write(json.dumps(v, indent=2, ensure_ascii=False))`;
     fs.writeFileSync(path.join(deep, "short.txt"), "x");
     fs.writeFileSync(path.join(dir, "n".repeat(150) + ".txt"), "y".repeat(1000));
     const entries = await writeTarGz(dir, `${dir}.tar.gz`);
-    const listing = execFileSync("tar", ["-tzf", `${dir}.tar.gz`], { encoding: "utf8" }).trim().split("\n");
+    const listing = execFileSync("tar", ["-tzf", `${dir}.tar.gz`], { encoding: "utf8" })
+      .trim()
+      .split("\n");
     expect(listing).toEqual(entries);
     expect(listing).toContain(`${path.basename(dir)}/${"a".repeat(90)}/${"b".repeat(90)}/short.txt`);
     expect(listing).toContain(`${path.basename(dir)}/${"n".repeat(150)}.txt`);

@@ -25,14 +25,7 @@ import {
   releaseForMigration,
   releaseForMigrations,
 } from "../src/db/zulip-versions.js";
-import {
-  FIXTURES_DIR,
-  createDatabase,
-  sharedCluster,
-  type PgServerInfo,
-  type TemplateName,
-  type TestDatabase,
-} from "./helpers/pg.js";
+import { FIXTURES_DIR, createDatabase, sharedCluster, type PgServerInfo, type TemplateName, type TestDatabase } from "./helpers/pg.js";
 
 const fixture = (name: string) => path.join(FIXTURES_DIR, name);
 
@@ -95,16 +88,12 @@ async function checkSchemaChanges(c: pg.Client, series: string): Promise<void> {
       const expected = existsIn(series, change.table, column);
       expect(expected, `SCHEMA_CHANGES covers ${change.table}.${column}`).not.toBeUndefined();
       const r = column
-        ? await c.query(
-            "SELECT 1 FROM information_schema.columns WHERE table_schema = 'zulip' AND table_name = $1 AND column_name = $2",
-            [change.table, column],
-          )
-        : await c.query("SELECT 1 FROM information_schema.tables WHERE table_schema = 'zulip' AND table_name = $1", [
+        ? await c.query("SELECT 1 FROM information_schema.columns WHERE table_schema = 'zulip' AND table_name = $1 AND column_name = $2", [
             change.table,
-          ]);
-      expect(r.rowCount === 1, `${series}: ${change.table}${column ? "." + column : ""} (${change.migration})`).toBe(
-        expected,
-      );
+            column,
+          ])
+        : await c.query("SELECT 1 FROM information_schema.tables WHERE table_schema = 'zulip' AND table_name = $1", [change.table]);
+      expect(r.rowCount === 1, `${series}: ${change.table}${column ? "." + column : ""} (${change.migration})`).toBe(expected);
     }
   }
 }

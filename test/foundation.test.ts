@@ -50,15 +50,18 @@ describe("help and version", () => {
       expect(r.exitCode).toBe(0);
       expect(r.stdout).toMatch(/^Organizations:$/m);
       expect(r.stdout).toMatch(/^Users:$/m);
-      expect(r.stdout).toMatch(/^  list_realms +\S.*$/m);
-      expect(r.stdout).toMatch(/^  show_admins +\S.*$/m);
+      expect(r.stdout).toMatch(/^ {2}list_realms +\S.*$/m);
+      expect(r.stdout).toMatch(/^ {2}show_admins +\S.*$/m);
       expect(r.stdout.indexOf("Organizations:")).toBeLessThan(r.stdout.indexOf("list_realms"));
       expect(r.stdout).toContain("--json");
     }
   });
 
   it("shows a command's options and an example with 'help <command>' and '<command> --help'", async () => {
-    for (const args of [["help", "show_admins"], ["show_admins", "--help"]]) {
+    for (const args of [
+      ["help", "show_admins"],
+      ["show_admins", "--help"],
+    ]) {
       const r = await runCli(args);
       expect(r.exitCode).toBe(0);
       expect(r.stdout).toContain("Usage: zulip-manage show_admins [options]");
@@ -116,7 +119,11 @@ describe("help and version", () => {
 function expectedListing(rows: { id: number; sid: string; name: string; url: string }[]): string {
   const pad = (s: string, n: number) => s + " ".repeat(Math.max(0, n - [...s].length));
   const line = (a: string, b: string, c: string, d: string) => `${pad(a, 5)} ${pad(b, 20)} ${pad(c, 30)} ${pad(d, 50)}`;
-  return [line("id", "string_id", "name", "domain"), line("--", "---------", "----", "------"), ...rows.map((r) => line(String(r.id), r.sid, r.name, r.url))].join("\n");
+  return [
+    line("id", "string_id", "name", "domain"),
+    line("--", "---------", "----", "------"),
+    ...rows.map((r) => line(String(r.id), r.sid, r.name, r.url)),
+  ].join("\n");
 }
 
 describe("list_realms", () => {
@@ -158,9 +165,15 @@ describe("list_realms", () => {
       expect(tty).toMatch(/\n2 +'' +testing/); // active rows plain
       expect(tty).toContain("Red rows represent deactivated realms.");
       // … but never with NO_COLOR or --no-color.
-      const noColor = execFileSync(requireTool("script"), ["-qec", `${process.execPath} ${CLI_BIN} list_realms`, "/dev/null"], { env: { ...env, NO_COLOR: "1" }, encoding: "utf8" });
+      const noColor = execFileSync(requireTool("script"), ["-qec", `${process.execPath} ${CLI_BIN} list_realms`, "/dev/null"], {
+        env: { ...env, NO_COLOR: "1" },
+        encoding: "utf8",
+      });
       expect(noColor).not.toContain(ESC);
-      const noColorFlag = execFileSync(requireTool("script"), ["-qec", `${process.execPath} ${CLI_BIN} list_realms --no-color`, "/dev/null"], { env, encoding: "utf8" });
+      const noColorFlag = execFileSync(requireTool("script"), ["-qec", `${process.execPath} ${CLI_BIN} list_realms --no-color`, "/dev/null"], {
+        env,
+        encoding: "utf8",
+      });
       expect(noColorFlag).not.toContain(ESC);
       expect(noColorFlag).toContain("Red rows represent deactivated realms.");
     } finally {
@@ -218,9 +231,7 @@ describe("show_admins", () => {
       await d.query("UPDATE zerver_userprofile SET role = 200 WHERE email = 'welcome-bot@zulip.com'");
       const r = await runCli(["show_admins", "-r", ""], { db: d, confDir: conf });
       expect(r.exitCode).toBe(0);
-      expect(r.stdout).toBe(
-        'Administrators:\n\n  test@test.com (tester) [owner]\n\nYou can use the "change_user_role" management command to adjust roles.',
-      );
+      expect(r.stdout).toBe('Administrators:\n\n  test@test.com (tester) [owner]\n\nYou can use the "change_user_role" management command to adjust roles.');
       const bots = await runCli(["show_admins", "-r", "zulipinternal"], { db: d, confDir: conf });
       expect(bots.stdout).toContain("  welcome-bot@zulip.com (Welcome Bot)\n");
       expect(bots.stdout).not.toContain("[owner]");
@@ -233,7 +244,16 @@ describe("show_admins", () => {
         schema_version: 1,
         realm: { id: 2, string_id: "", name: "testing", url: "https://zulip.example.net" },
         administrators: [
-          { id: expect.any(Number), email: "test@test.com", delivery_email: "test@test.com", full_name: "tester", realm_id: 2, role: "owner", role_id: 100, is_bot: false },
+          {
+            id: expect.any(Number),
+            email: "test@test.com",
+            delivery_email: "test@test.com",
+            full_name: "tester",
+            realm_id: 2,
+            role: "owner",
+            role_id: 100,
+            is_bot: false,
+          },
         ],
       });
     } finally {
@@ -280,9 +300,7 @@ describe("lookups (manage.py semantics)", () => {
     const d = await createDatabase({ template: "zulip12_fresh" });
     try {
       // The same address in two realms.
-      await d.query(
-        "UPDATE zerver_userprofile SET delivery_email = 'Test@Test.com' WHERE email = 'welcome-bot@zulip.com'",
-      );
+      await d.query("UPDATE zerver_userprofile SET delivery_email = 'Test@Test.com' WHERE email = 'welcome-bot@zulip.com'");
       await expect(getUser(d.client, "test@test.com", null)).rejects.toThrow(
         "This Zulip server contains multiple users with that email (in different realms); please pass `--realm` to specify which one to modify.",
       );
@@ -300,9 +318,11 @@ describe("lookups (manage.py semantics)", () => {
       "The realm 'zulipinternal 1' does not contain a user with email ''",
     );
     const two = await getUsers(q(), { users: "notification-bot@zulip.com, WELCOME-BOT@zulip.com,welcome-bot@zulip.com" }, realm);
-    expect(two.map((u) => u.email)).toEqual(["notification-bot@zulip.com", "welcome-bot@zulip.com"].sort((a, b) => {
-      return two.find((u) => u.email === a)!.id - two.find((u) => u.email === b)!.id;
-    }));
+    expect(two.map((u) => u.email)).toEqual(
+      ["notification-bot@zulip.com", "welcome-bot@zulip.com"].sort((a, b) => {
+        return two.find((u) => u.email === a)!.id - two.find((u) => u.email === b)!.id;
+      }),
+    );
     expect(two).toHaveLength(2);
     const all = await getUsers(q(), { allUsers: true }, realm);
     expect(all.length).toBe(7);
@@ -326,7 +346,11 @@ describe("configuration and environment errors (exit 3)", () => {
     try {
       const r = await runCli(["list_realms"], { db, confDir: c });
       expect(r.exitCode).toBe(3);
-      const line = fs.readFileSync(c.settingsPath, "utf8").split("\n").findIndex((l) => l.startsWith("EXTERNAL_HOST")) + 1;
+      const line =
+        fs
+          .readFileSync(c.settingsPath, "utf8")
+          .split("\n")
+          .findIndex((l) => l.startsWith("EXTERNAL_HOST")) + 1;
       expect(r.stderr).toContain(`EXTERNAL_HOST from ${c.settingsPath} line ${line}`);
       const ok = await runCli(["list_realms", "--setting", "EXTERNAL_HOST=chat.example.org"], { db, confDir: c });
       expect(ok.exitCode).toBe(0);
@@ -482,10 +506,7 @@ describe("the database connection: version probe, catalog, closing, side connect
     try {
       const report = path.join(dir, "modules.json");
       const preload = path.join(dir, "preload.cjs");
-      fs.writeFileSync(
-        preload,
-        `process.on("exit", () => require("fs").writeFileSync(${JSON.stringify(report)}, JSON.stringify(process.moduleLoadList)));`,
-      );
+      fs.writeFileSync(preload, `process.on("exit", () => require("fs").writeFileSync(${JSON.stringify(report)}, JSON.stringify(process.moduleLoadList)));`);
       const r = await cli(["list_realms"], { env: { NODE_OPTIONS: `--require ${preload}` } });
       expect(r.exitCode, r.stderr).toBe(0);
       const loaded: string[] = JSON.parse(fs.readFileSync(report, "utf8"));
@@ -529,7 +550,15 @@ describe("database connection derived like Zulip's computed_settings", () => {
   });
   it("uses REMOTE_POSTGRES_* with postgres_password and verify-full by default", () => {
     const p = plan("REMOTE_POSTGRES_HOST = 'db1.example.net'\nREMOTE_POSTGRES_PORT = '6432'\n", "", { postgres_password: "pw" });
-    expect(p).toMatchObject({ hosts: ["db1.example.net"], port: 6432, database: "zulip", user: "zulip", password: "pw", sslmode: "verify-full", readWrite: false });
+    expect(p).toMatchObject({
+      hosts: ["db1.example.net"],
+      port: 6432,
+      database: "zulip",
+      user: "zulip",
+      password: "pw",
+      sslmode: "verify-full",
+      readWrite: false,
+    });
     const multi = plan("REMOTE_POSTGRES_HOST = 'db1,db2'\nREMOTE_POSTGRES_SSLMODE = 'require'\n", "", {});
     expect(multi).toMatchObject({ hosts: ["db1", "db2"], sslmode: "require", readWrite: true });
   });
@@ -538,7 +567,12 @@ describe("database connection derived like Zulip's computed_settings", () => {
     expect(p).toMatchObject({ hosts: ["localhost"], user: "zulipdb", password: "pw" });
   });
   it("lets PGHOST, PGPORT, PGDATABASE, PGUSER, PGPASSWORD and PGSSLMODE override each piece", () => {
-    const p = plan("REMOTE_POSTGRES_HOST = 'db1'\n", "", { postgres_password: "pw" }, { PGHOST: "h", PGPORT: "7", PGDATABASE: "d", PGUSER: "u", PGPASSWORD: "x", PGSSLMODE: "disable" });
+    const p = plan(
+      "REMOTE_POSTGRES_HOST = 'db1'\n",
+      "",
+      { postgres_password: "pw" },
+      { PGHOST: "h", PGPORT: "7", PGDATABASE: "d", PGUSER: "u", PGPASSWORD: "x", PGSSLMODE: "disable" },
+    );
     expect(p).toMatchObject({ hosts: ["h"], port: 7, database: "d", user: "u", password: "x", sslmode: "disable" });
   });
   it("connects with zulip.conf's database name when only PGHOST/PGPORT point at the server", async () => {
@@ -582,7 +616,9 @@ describe("manage.log and running as root", () => {
       fs.chownSync(c.secretsPath, 0, 0);
       const denied = await runCli(["list_realms"], { db, confDir: c, env: { ZULIP_MANAGE_ALLOW_ROOT: undefined } });
       expect(denied.exitCode).toBe(3);
-      expect(denied.stderr).toContain(`Cannot read the Zulip secrets file ${c.secretsPath} (owner root:root, mode 0600) as user 'nobody' (uid 65534): permission denied.`);
+      expect(denied.stderr).toContain(
+        `Cannot read the Zulip secrets file ${c.secretsPath} (owner root:root, mode 0600) as user 'nobody' (uid 65534): permission denied.`,
+      );
       expect(denied.stderr).toContain("su zulip -c");
       const deniedJson = await runCli(["list_realms", "--json"], { db, confDir: c, env: { ZULIP_MANAGE_ALLOW_ROOT: undefined } });
       expect(deniedJson.exitCode).toBe(3);
@@ -609,7 +645,13 @@ describe("manage.log and running as root", () => {
         // With --json, the error document too.
         const j = await runCli(["show_admins", "-r", "", "--json"], { db, confDir: c, env: { ZULIP_MANAGE_ALLOW_ROOT: undefined } });
         expect(j.exitCode).toBe(1);
-        expect(JSON.parse(j.stdout)).toEqual({ ok: false, exit_code: 1, error: expect.stringContaining("--allow-root"), error_code: "root_refused", schema_version: 1 });
+        expect(JSON.parse(j.stdout)).toEqual({
+          ok: false,
+          exit_code: 1,
+          error: expect.stringContaining("--allow-root"),
+          error_code: "root_refused",
+          schema_version: 1,
+        });
         // Shell completion is a helper, not an administrative action: it runs as root anyway
         // and is not logged to manage.log.
         const comp = await runCli(["completion", "bash"], { confDir: c, env: { ZULIP_MANAGE_ALLOW_ROOT: undefined } });

@@ -106,11 +106,7 @@ describe("generate_realm_creation_link", () => {
     const key = keyFrom(r.stdout);
     expect(key).toMatch(KEY);
     expect(r.stdout).toBe(
-      "Please visit the following secure single-use link to register your \n" +
-        "new Zulip organization:\n" +
-        "\n" +
-        `    https://${HOST}/new/${key}\n` +
-        "\n",
+      "Please visit the following secure single-use link to register your \n" + "new Zulip organization:\n" + "\n" + `    https://${HOST}/new/${key}\n` + "\n",
     );
     expect(r.stdout).not.toContain("\x1b");
 

@@ -13,15 +13,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { cliEnv, runCli } from "./helpers/cli.js";
 import { makeConfDir } from "./helpers/confdir.js";
 import { MemcachedClient, MemcachedError, STATUS, startMemcached } from "./helpers/memcached.js";
-import {
-  REPO_ROOT,
-  createDatabase,
-  sharedCluster,
-  startPostgres,
-  templateAvailable,
-  type CustomTemplate,
-  type TemplateName,
-} from "./helpers/pg.js";
+import { REPO_ROOT, createDatabase, sharedCluster, startPostgres, templateAvailable, type CustomTemplate, type TemplateName } from "./helpers/pg.js";
 import { RedisClient, startRedis } from "./helpers/redis.js";
 import { claimVhost, QueueReader, sharedRabbit } from "./helpers/rabbitmq.js";
 import amqp from "amqplib";
@@ -127,16 +119,13 @@ describe("PostgreSQL", () => {
     expect(await realms("zulip12_fresh")).toBeGreaterThan(await realms("zulip12_empty"));
   });
 
-  it(
-    "builds zulip11_fresh / zulip10_fresh (older migration states)",
-    async () => {
-      const m12 = (await lastMigration("zulip12_fresh"))!;
-      const m11 = (await lastMigration("zulip11_fresh"))!;
-      const m10 = (await lastMigration("zulip10_fresh"))!;
-      expect(m11 < m12).toBe(true);
-      expect(m10 < m11).toBe(true);
-    },
-  );
+  it("builds zulip11_fresh / zulip10_fresh (older migration states)", async () => {
+    const m12 = (await lastMigration("zulip12_fresh"))!;
+    const m11 = (await lastMigration("zulip11_fresh"))!;
+    const m10 = (await lastMigration("zulip10_fresh"))!;
+    expect(m11 < m12).toBe(true);
+    expect(m10 < m11).toBe(true);
+  });
 });
 
 describe("memcached", () => {

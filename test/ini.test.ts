@@ -2,8 +2,7 @@
 import { describe, expect, it } from "vitest";
 import { IniParseError, iniGet, parseIni, parseIniDetailed, updateIniValues } from "../src/config/ini.js";
 
-const obj = (m: Map<string, Map<string, string>>) =>
-  Object.fromEntries([...m].map(([s, kv]) => [s, Object.fromEntries(kv)]));
+const obj = (m: Map<string, Map<string, string>>) => Object.fromEntries([...m].map(([s, kv]) => [s, Object.fromEntries(kv)]));
 
 describe("parseIni", () => {
   it("reads a zulip-secrets.conf", () => {
@@ -46,18 +45,7 @@ describe("parseIni", () => {
   });
 
   it("joins indented continuation lines with newlines", () => {
-    const text = [
-      "[s]",
-      "multi = first",
-      "    second",
-      "",
-      "    # a comment inside the value is skipped",
-      "\tthird",
-      "",
-      "",
-      "after = x",
-      "",
-    ].join("\n");
+    const text = ["[s]", "multi = first", "    second", "", "    # a comment inside the value is skipped", "\tthird", "", "", "after = x", ""].join("\n");
     expect(obj(parseIni(text))).toEqual({ s: { multi: "first\nsecond\n\nthird", after: "x" } });
   });
 
@@ -136,10 +124,7 @@ describe("updateIniValues", () => {
   it("changes only the line of a changed key, keeping its spacing and everything else", () => {
     const out = updateIniValues(SECRETS, "secrets", { rabbitmq_password: "new-rabbit", shared_secret: "new-shared" });
     expect(out).toBe(
-      SECRETS.replace("rabbitmq_password  =  old-rabbit", "rabbitmq_password  =  new-rabbit").replace(
-        "shared_secret=old-shared",
-        "shared_secret=new-shared",
-      ),
+      SECRETS.replace("rabbitmq_password  =  old-rabbit", "rabbitmq_password  =  new-rabbit").replace("shared_secret=old-shared", "shared_secret=new-shared"),
     );
     expect(parseIni(out).get("secrets")!.get("rabbitmq_password")).toBe("new-rabbit");
   });

@@ -40,12 +40,16 @@ describe("Zulip 12: create_user and create_realm write the Jdenticon picture wit
   });
 
   const expectPictures = async (userId: number) => {
-    const [u] = await server.db.query("SELECT u.avatar_source, u.avatar_version, r.uuid FROM zerver_userprofile u JOIN zerver_realm r ON r.id = u.realm_id WHERE u.id = $1", [userId]);
+    const [u] = await server.db.query(
+      "SELECT u.avatar_source, u.avatar_version, r.uuid FROM zerver_userprofile u JOIN zerver_realm r ON r.id = u.realm_id WHERE u.id = $1",
+      [userId],
+    );
     expect(u.avatar_source).toBe("J");
     const [realm] = await server.db.query("SELECT realm_id FROM zerver_userprofile WHERE id = $1", [userId]);
     const hash = crypto.createHash("sha256").update(`${userId}:${u.avatar_version}:${server.conf.secrets.avatar_salt}`).digest("hex").slice(0, 40);
     const base = path.join(uploads, "avatars", String(realm.realm_id), hash);
-    const args = (size: number) => `PNG ${JSON.stringify([`${u.uuid}:${userId}`, "-s", String(size), "-p", "0", "--lightness-color", "0.3,0.7", "--lightness-grayscale", "0.3,0.7"])}`;
+    const args = (size: number) =>
+      `PNG ${JSON.stringify([`${u.uuid}:${userId}`, "-s", String(size), "-p", "0", "--lightness-color", "0.3,0.7", "--lightness-grayscale", "0.3,0.7"])}`;
     expect(fs.readFileSync(`${base}.png`, "utf8")).toBe(args(100));
     expect(fs.readFileSync(`${base}-medium.png`, "utf8")).toBe(args(500));
   };
@@ -66,7 +70,10 @@ describe("Zulip 12: create_user and create_realm write the Jdenticon picture wit
   });
 
   it("create_realm: the owner's picture", async () => {
-    const r = await runCli(["create_realm", "Jd Realm", "--string-id", "jdrealm", "owner@jd.example", "Owner Jd", "--json"], { confDir: server.conf, db: server.db });
+    const r = await runCli(["create_realm", "Jd Realm", "--string-id", "jdrealm", "owner@jd.example", "Owner Jd", "--json"], {
+      confDir: server.conf,
+      db: server.db,
+    });
     expect({ exit: r.exitCode, stderr: r.stderr }).toEqual({ exit: 0, stderr: "" });
     const doc = JSON.parse(r.stdout);
     expect(doc.not_done.filter((n: string) => n.includes("Jdenticon"))).toEqual([]);

@@ -29,8 +29,6 @@ const USER_COMMANDS = [
   "delete_user",
 ];
 
-
-
 const TIMESTAMP = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$/;
 
 describe("the user write commands", () => {
@@ -104,7 +102,9 @@ describe("the user write commands' documents", () => {
     expect(done.cache.ok).toBe(true);
     expect(done.events.skipped).toBe(true);
     for (const s of done.sessions) expect(s.expires_at).toMatch(TIMESTAMP);
-    expect((await checkDocument("deactivate_user", await run(["deactivate_user", "-r", "lab", "nobody@lab.example", "-f"]), 1)).error_code).toBe("user_not_found");
+    expect((await checkDocument("deactivate_user", await run(["deactivate_user", "-r", "lab", "nobody@lab.example", "-f"]), 1)).error_code).toBe(
+      "user_not_found",
+    );
     expect((await checkDocument("deactivate_user", await down(["deactivate_user", "tara@lab.example", "-f"]), 3)).error_code).toBe("database_unreachable");
     expect((await checkDocument("deactivate_user", await run(["deactivate_user", "-f"]), 2)).error_code).toBe("usage");
   });
@@ -123,7 +123,11 @@ describe("the user write commands' documents", () => {
   it("change_user_email: dry run, success with {old, new}, invalid address refused", async () => {
     const dry = await checkDocument("change_user_email", await run(["change_user_email", "-r", "lab", "max@lab.example", "max2@lab.example", "--dry-run"]), 0);
     expect(dry).toMatchObject({ dry_run: true, delivery_email: { old: "max@lab.example", new: "max2@lab.example" }, audit_log_ids: [] });
-    const done = await checkDocument("change_user_email", await run(["change_user_email", "-r", "lab", "max@lab.example", "max2@lab.example", "--events", "none"]), 0);
+    const done = await checkDocument(
+      "change_user_email",
+      await run(["change_user_email", "-r", "lab", "max@lab.example", "max2@lab.example", "--events", "none"]),
+      0,
+    );
     expect(done.delivery_email).toEqual({ old: "max@lab.example", new: "max2@lab.example" });
     expect(done.audit_log_ids).toHaveLength(1);
     expect(done.cache.ok).toBe(true);
@@ -136,10 +140,18 @@ describe("the user write commands' documents", () => {
     const ok = await checkDocument("change_password", await run(["change_password", "-r", "lab", "jade@lab.example", "--password-file", "-"], conf, pw), 0);
     expect(ok).toMatchObject({ dry_run: false, user: { id: users["jade@lab.example"] }, rate_limit: { ok: true, warning: null, keys_deleted_count: 0 } });
     expect(ok.audit_log_ids).toHaveLength(1);
-    const redisDown = await checkDocument("change_password", await run(["change_password", "-r", "lab", "jade@lab.example", "--password-file", "-"], downConf, pw), 0);
+    const redisDown = await checkDocument(
+      "change_password",
+      await run(["change_password", "-r", "lab", "jade@lab.example", "--password-file", "-"], downConf, pw),
+      0,
+    );
     expect(redisDown.rate_limit.ok).toBe(false);
     expect(redisDown.rate_limit.warning).toContain("Redis");
-    const weak = await checkDocument("change_password", await run(["change_password", "-r", "lab", "jade@lab.example", "--password-file", "-"], conf, "x\n"), 1);
+    const weak = await checkDocument(
+      "change_password",
+      await run(["change_password", "-r", "lab", "jade@lab.example", "--password-file", "-"], conf, "x\n"),
+      1,
+    );
     expect(weak.error_code).toBe("refused");
   });
 
@@ -206,25 +218,51 @@ describe("the user write commands' documents", () => {
 
   it("create_user: dry run, success (user object, scheduled_at, audit_log_ids), already exists", async () => {
     const pw = "a long and fine passphrase 42\n";
-    const dry = await checkDocument("create_user", await run(["create_user", "-r", "lab", "new@lab.example", "New Person", "--password-file", "-", "--dry-run"], conf, pw), 0);
+    const dry = await checkDocument(
+      "create_user",
+      await run(["create_user", "-r", "lab", "new@lab.example", "New Person", "--password-file", "-", "--dry-run"], conf, pw),
+      0,
+    );
     expect(dry).toMatchObject({ dry_run: true, user: null, audit_log_ids: [], cache: null });
-    const done = await checkDocument("create_user", await run(["create_user", "-r", "lab", "new@lab.example", "New Person", "--password-file", "-"], conf, pw), 0);
+    const done = await checkDocument(
+      "create_user",
+      await run(["create_user", "-r", "lab", "new@lab.example", "New Person", "--password-file", "-"], conf, pw),
+      0,
+    );
     expect(done.user).toMatchObject({ delivery_email: "new@lab.example", role: "member", role_id: 400, password: "set", realm_id: done.realm.id });
     expect(done.audit_log_ids.length).toBeGreaterThan(0);
     for (const e of done.scheduled_emails) expect(e.scheduled_at).toMatch(TIMESTAMP);
-    const again = await checkDocument("create_user", await run(["create_user", "-r", "lab", "new@lab.example", "New Person", "--password-file", "-"], conf, pw), 1);
+    const again = await checkDocument(
+      "create_user",
+      await run(["create_user", "-r", "lab", "new@lab.example", "New Person", "--password-file", "-"], conf, pw),
+      1,
+    );
     expect(again.error).toBe("User already exists.");
   });
 
   it("change_user_role: dry run, a role change, -u with a refused user, a permission flag, is_billing_admin", async () => {
     const dry = await checkDocument("change_user_role", await run(["change_user_role", "-r", "lab", "chloe@lab.example", "admin", "--dry-run"]), 0);
     expect(dry).toMatchObject({ dry_run: true, target: "administrator", grant: true, cache: null, events: null });
-    expect(dry.results[0]).toMatchObject({ status: "would_do", role: { old: "member", new: "administrator" }, role_id: { old: 400, new: 200 }, audit_log_ids: [] });
+    expect(dry.results[0]).toMatchObject({
+      status: "would_do",
+      role: { old: "member", new: "administrator" },
+      role_id: { old: 400, new: 200 },
+      audit_log_ids: [],
+    });
     expect(dry).not.toHaveProperty("permission");
     const one = await checkDocument("change_user_role", await run(["change_user_role", "-r", "lab", "chloe@lab.example", "moderator", "--events", "none"]), 0);
-    expect(one.results[0]).toMatchObject({ status: "done", role: { old: "member", new: "moderator" }, role_id: { old: 400, new: 300 }, groups_added: ["role:moderators"] });
+    expect(one.results[0]).toMatchObject({
+      status: "done",
+      role: { old: "member", new: "moderator" },
+      role_id: { old: 400, new: 300 },
+      groups_added: ["role:moderators"],
+    });
     expect(one.results[0].audit_log_ids.length).toBeGreaterThan(0);
-    const multi = await checkDocument("change_user_role", await run(["change_user_role", "-r", "lab", "-u", "chloe@lab.example,owner@lab.example", "moderator", "--events", "none"]), 1);
+    const multi = await checkDocument(
+      "change_user_role",
+      await run(["change_user_role", "-r", "lab", "-u", "chloe@lab.example,owner@lab.example", "moderator", "--events", "none"]),
+      1,
+    );
     expect(multi).toMatchObject({ error: "1 of 2 users could not be changed.", error_code: "refused" });
     const byId = Object.fromEntries(multi.results.map((r: any) => [r.user.delivery_email, r]));
     expect(byId["chloe@lab.example"]).toMatchObject({ ok: false, status: "refused", error: "User already has this role." });
@@ -233,7 +271,11 @@ describe("the user write commands' documents", () => {
     expect(single).toMatchObject({ error: "User already has this role.", error_code: "refused", results: [{ status: "refused" }] });
     const flag = await checkDocument("change_user_role", await run(["change_user_role", "-r", "lab", "chloe@lab.example", "can_forge_sender"]), 0);
     expect(flag.results[0]).toMatchObject({ flag: { name: "can_forge_sender", old: false, new: true }, role: null, status: "done" });
-    const billing = await checkDocument("change_user_role", await run(["change_user_role", "-r", "lab", "chloe@lab.example", "is_billing_admin", "--events", "none"]), 0);
+    const billing = await checkDocument(
+      "change_user_role",
+      await run(["change_user_role", "-r", "lab", "chloe@lab.example", "is_billing_admin", "--events", "none"]),
+      0,
+    );
     expect(billing.results[0]).toMatchObject({ flag: { name: "is_billing_admin", old: false, new: true }, setting: { name: "can_manage_billing_group" } });
     expect(billing.results[0].setting.value.new).toMatchObject({ direct_members: [users["chloe@lab.example"]] });
     expect((await checkDocument("change_user_role", await run(["change_user_role", "-r", "lab", "chloe@lab.example", "king"]), 2)).error_code).toBe("usage");
@@ -249,8 +291,12 @@ describe("the user write commands' documents", () => {
     expect(done.results[0]).toMatchObject({ status: "done", user: { id: users["gone@lab.example"], delivery_email: "gone@lab.example" } });
     expect(done.results[0].placeholder.full_name).toBe(`Deleted User ${users["gone@lab.example"]}`);
     expect(done.cache.ok).toBe(true);
-    expect((await checkDocument("delete_user", await run(["delete_user", "-r", "lab", "-u", "gone@lab.example", "-f", "--dry-run"]), 2)).error_code).toBe("usage");
-    expect((await checkDocument("delete_user", await run(["delete_user", "-r", "lab", "-u", "nobody@lab.example", "-f"]), 1)).error_code).toBe("user_not_found");
+    expect((await checkDocument("delete_user", await run(["delete_user", "-r", "lab", "-u", "gone@lab.example", "-f", "--dry-run"]), 2)).error_code).toBe(
+      "usage",
+    );
+    expect((await checkDocument("delete_user", await run(["delete_user", "-r", "lab", "-u", "nobody@lab.example", "-f"]), 1)).error_code).toBe(
+      "user_not_found",
+    );
   });
 });
 

@@ -73,11 +73,30 @@ describe("the contract's shared parts", () => {
 
   it("the memcached report and the real-time events report fit the one service-report shape", () => {
     const cache = ajv.compile(CacheReport);
-    const doc = cacheReportJson({ mode: "keys", ok: false, skipped: false, server: "127.0.0.1:11211", prefixes: 1, keysSent: 7, keysDeleted: 2, flushedAll: false, warning: "memcached down" });
+    const doc = cacheReportJson({
+      mode: "keys",
+      ok: false,
+      skipped: false,
+      server: "127.0.0.1:11211",
+      prefixes: 1,
+      keysSent: 7,
+      keysDeleted: 2,
+      flushedAll: false,
+      warning: "memcached down",
+    });
     expect(cache(doc) ? null : ajv.errorsText(cache.errors)).toBeNull();
     const events = ajv.compile(EventsReport);
     // What the event layer (lib/events.ts) reports, delivered and failed.
-    const delivered = eventsReportJson({ mode: "auto", transport: "rabbitmq", published: 3, jobs: 1, ok: true, skipped: false, undelivered: [], warning: null });
+    const delivered = eventsReportJson({
+      mode: "auto",
+      transport: "rabbitmq",
+      published: 3,
+      jobs: 1,
+      ok: true,
+      skipped: false,
+      undelivered: [],
+      warning: null,
+    });
     const failed = eventsReportJson({
       mode: "auto",
       transport: "none",
@@ -161,7 +180,10 @@ describe("the converted commands' documents", () => {
     // Two organizations with an owner each; "lear" deactivated (send_realm_reactivation_email).
     const q = db.client;
     await q.query("BEGIN");
-    for (const [stringId, name, email] of [["zulip", "Zulip Dev", "iago@zulip.com"], ["lear", "Lear & Co.", "king@lear.example"]]) {
+    for (const [stringId, name, email] of [
+      ["zulip", "Zulip Dev", "iago@zulip.com"],
+      ["lear", "Lear & Co.", "king@lear.example"],
+    ]) {
       const realm = await createRealm(q, { stringId, name });
       await createUser(q, realm.id, { email, fullName: email.split("@")[0], role: 100, externalHost: "zulip.example.net" });
     }
@@ -222,11 +244,15 @@ describe("the converted commands' documents", () => {
     const sent = await checkDocument("send_password_reset_email", await run(["send_password_reset_email", "-u", "iago@zulip.com"]), 0);
     expect(sent).toMatchObject({ sent_count: 1, failed_count: 0 });
     expect(sent.results[0].user.delivery_email).toBe("iago@zulip.com");
-    expect((await checkDocument("send_password_reset_email", await run(["send_password_reset_email", "-u", "nobody@example.com"]), 1)).error_code).toBe("user_not_found");
+    expect((await checkDocument("send_password_reset_email", await run(["send_password_reset_email", "-u", "nobody@example.com"]), 1)).error_code).toBe(
+      "user_not_found",
+    );
     const down = await checkDocument("send_password_reset_email", await run(["send_password_reset_email", "-u", "iago@zulip.com"], badMail), 1);
     expect(down.error_code).toBe("email_failed");
     expect(down.results[0].ok).toBe(false);
-    expect((await checkDocument("send_password_reset_email", await runCli(["send_password_reset_email", "--json", "-r"], { confDir: conf, db }), 2)).error_code).toBe("usage");
+    expect(
+      (await checkDocument("send_password_reset_email", await runCli(["send_password_reset_email", "--json", "-r"], { confDir: conf, db }), 2)).error_code,
+    ).toBe("usage");
   });
 
   it("send_realm_reactivation_email: active realm refused, dry run, success", async () => {
@@ -254,7 +280,9 @@ describe("the converted commands' documents", () => {
   it("reset_authentication_attempt_count: success, no username, Redis unreachable", async () => {
     const doc = await checkDocument("reset_authentication_attempt_count", await run(["reset_authentication_attempt_count", "-u", "iago@zulip.com"]), 0);
     expect(doc.keys).toHaveLength(3);
-    expect((await checkDocument("reset_authentication_attempt_count", await run(["reset_authentication_attempt_count"]), 1)).error_code).toBe("invalid_arguments");
+    expect((await checkDocument("reset_authentication_attempt_count", await run(["reset_authentication_attempt_count"]), 1)).error_code).toBe(
+      "invalid_arguments",
+    );
     const down = await checkDocument("reset_authentication_attempt_count", await run(["reset_authentication_attempt_count", "-u", "x"], noMail), 3);
     expect(down.error_code).toBe("redis_unreachable");
   });
@@ -264,7 +292,9 @@ describe("the converted commands' documents", () => {
     const doc = await checkDocument("export_single_user", await run(["export_single_user", "-r", "zulip", "iago@zulip.com", "--output", out]), 0);
     expect(doc.user.delivery_email).toBe("iago@zulip.com");
     expect(doc.duration_ms).toBeGreaterThan(0);
-    expect((await checkDocument("export_single_user", await run(["export_single_user", "-r", "zulip", "nobody@example.com"]), 1)).error_code).toBe("user_not_found");
+    expect((await checkDocument("export_single_user", await run(["export_single_user", "-r", "zulip", "nobody@example.com"]), 1)).error_code).toBe(
+      "user_not_found",
+    );
     expect((await checkDocument("export_single_user", await run(["export_single_user"]), 2)).error_code).toBe("usage");
   });
 
@@ -361,7 +391,10 @@ describe("the realm, channel and maintenance commands' documents", () => {
 
     const u = ["-r", "acmeco", "-u", "boss@acme.example"];
     const addDry = await checkDocument("add_users_to_streams", await run(["add_users_to_streams", ...u, "-s", "design,notes", "--dry-run"]), 0);
-    expect(addDry.channels.map((c: any) => [c.name, c.created, c.results[0].status])).toEqual([["design", false, "would_do"], ["notes", true, "would_do"]]);
+    expect(addDry.channels.map((c: any) => [c.name, c.created, c.results[0].status])).toEqual([
+      ["design", false, "would_do"],
+      ["notes", true, "would_do"],
+    ]);
     const add = await checkDocument("add_users_to_streams", await run(["add_users_to_streams", ...u, "-s", "design,notes"]), 0);
     expect(add.channels.map((c: any) => c.results[0].status)).toEqual(["done", "done"]);
     expect(add.audit_log_ids.length).toBe(3); // notes' CHANNEL_CREATED and two SUBSCRIPTION_CREATED
@@ -413,7 +446,10 @@ describe("the realm, channel and maintenance commands' documents", () => {
     const back = await checkDocument("reactivate_realm", await run(["reactivate_realm", "-r", "acmeco2"]), 0);
     expect(back).toMatchObject({ reactivated: true });
     expect(back.audit_log_ids).toHaveLength(1);
-    expect(await checkDocument("reactivate_realm", await run(["reactivate_realm", "-r", "acmeco2"]), 0)).toMatchObject({ already_active: true, audit_log_ids: [] });
+    expect(await checkDocument("reactivate_realm", await run(["reactivate_realm", "-r", "acmeco2"]), 0)).toMatchObject({
+      already_active: true,
+      audit_log_ids: [],
+    });
     expect((await checkDocument("reactivate_realm", await run(["reactivate_realm", "-r", "nowhere"]), 1)).error_code).toBe("realm_not_found");
 
     const failed = await checkDocument("deactivate_realm", await run(d, badMail), 1);

@@ -9,7 +9,9 @@ import { REPO_ROOT } from "./helpers/pg.js";
 const SRC = path.join(REPO_ROOT, "src");
 
 function walk(dir: string): string[] {
-  return fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? walk(path.join(dir, e.name)) : e.name.endsWith(".ts") ? [path.join(dir, e.name)] : []));
+  return fs
+    .readdirSync(dir, { withFileTypes: true })
+    .flatMap((e) => (e.isDirectory() ? walk(path.join(dir, e.name)) : e.name.endsWith(".ts") ? [path.join(dir, e.name)] : []));
 }
 
 /** The folder a module belongs to, for the rules: "zulip/actions", "zulip/events", "cli", … */
@@ -36,7 +38,16 @@ const MAY_IMPORT: Record<string, string[]> = {
 };
 
 /** The CLI modules a command may use: its declaration, context, output and prompts. */
-const CLI_FOR_COMMANDS = new Set(["cli/command.ts", "cli/context.ts", "cli/output.ts", "cli/prompt.ts", "cli/json-contract.ts", "cli/json-objects.ts", "cli/options.ts", "cli/completion.ts"]);
+const CLI_FOR_COMMANDS = new Set([
+  "cli/command.ts",
+  "cli/context.ts",
+  "cli/output.ts",
+  "cli/prompt.ts",
+  "cli/json-contract.ts",
+  "cli/json-objects.ts",
+  "cli/options.ts",
+  "cli/completion.ts",
+]);
 
 interface Edge {
   from: string;

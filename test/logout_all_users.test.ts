@@ -110,7 +110,9 @@ describe("logout_all_users", () => {
     await reader.purge("deferred_work", "notify_tornado");
     const realmUsers = await db.query("SELECT * FROM zerver_userprofile WHERE realm_id = 2 ORDER BY id");
     await db.query("INSERT INTO zerver_pushdevicetoken (kind, token, last_updated, ios_app_id, user_id) VALUES (2, 'tok-owner', now(), NULL, 8)");
-    await db.query("INSERT INTO zerver_pushdevicetoken (kind, token, last_updated, ios_app_id, user_id) VALUES (2, 'tok-bot', now(), NULL, $1)", [ids.internalBot]);
+    await db.query("INSERT INTO zerver_pushdevicetoken (kind, token, last_updated, ios_app_id, user_id) VALUES (2, 'tok-bot', now(), NULL, $1)", [
+      ids.internalBot,
+    ]);
     for (const u of realmUsers) {
       await mcc.set(`:1:${conf.cachePrefix}user_profile_by_api_key:${u.api_key}`, "old key");
       await mcc.set(`:1:${conf.cachePrefix}user_profile_by_id:${u.id}`, "stale");
@@ -122,7 +124,14 @@ describe("logout_all_users", () => {
     expect(r.stderr).toBe("");
     expect(r.exitCode).toBe(0);
     const doc = JSON.parse(r.stdout);
-    expect(doc).toMatchObject({ ok: true, scope: "realm", realm: { id: 2 }, sessions_deleted_count: 2, users_logged_out_count: 1, orphaned_sessions_skipped_count: 0 });
+    expect(doc).toMatchObject({
+      ok: true,
+      scope: "realm",
+      realm: { id: 2 },
+      sessions_deleted_count: 2,
+      users_logged_out_count: 1,
+      orphaned_sessions_skipped_count: 0,
+    });
     expect(doc.api_keys_rotated.map((x: any) => x.user.id)).toEqual(realmUsers.map((u: any) => Number(u.id)));
     expect(changedTables(snap, await snapshot(db))).toEqual(["django_session", "zerver_realmauditlog", "zerver_userprofile"]);
     expect(await sessionKeys()).toEqual([sessions.anon, sessions.orphan].sort());
@@ -136,9 +145,9 @@ describe("logout_all_users", () => {
     expect(await db.query("SELECT * FROM zerver_userprofile WHERE realm_id <> 2 ORDER BY id")).toEqual(others0);
     // One 127 row per user, acting and modified user = the user.
     const audit = await db.query("SELECT * FROM zerver_realmauditlog WHERE id > $1 ORDER BY id", [maxAudit]);
-    expect(audit.map((a: any) => [a.event_type, a.acting_user_id, a.modified_user_id, a.realm_id, a.extra_data, a.modified_stream_id, a.modified_user_group_id])).toEqual(
-      realmUsers.map((u: any) => [127, u.id, u.id, 2, {}, null, null]),
-    );
+    expect(
+      audit.map((a: any) => [a.event_type, a.acting_user_id, a.modified_user_id, a.realm_id, a.extra_data, a.modified_stream_id, a.modified_user_group_id]),
+    ).toEqual(realmUsers.map((u: any) => [127, u.id, u.id, 2, {}, null, null]));
     // Push tokens: one clear_push_device_tokens job per user for Zulip's deferred_work worker
     // (do_regenerate_api_key), in user order; the rows stay for the worker to delete.
     expect(await reader.drain("deferred_work")).toEqual(realmUsers.map((u: any) => ({ type: "clear_push_device_tokens", user_profile_id: Number(u.id) })));
@@ -156,9 +165,15 @@ describe("logout_all_users", () => {
 
   it("--rotate-api-keys without RabbitMQ, or with --events=none: the server's own push registrations are cleared here", async () => {
     await db.query("INSERT INTO zerver_pushdevicetoken (kind, token, last_updated, ios_app_id, user_id) VALUES (2, 'tok-owner-2', now(), NULL, 8)");
-    const tokens = (await db.query("SELECT count(*)::int AS n FROM zerver_pushdevicetoken p JOIN zerver_userprofile u ON u.id = p.user_id WHERE u.realm_id = 2"))[0].n;
+    const tokens = (
+      await db.query("SELECT count(*)::int AS n FROM zerver_pushdevicetoken p JOIN zerver_userprofile u ON u.id = p.user_id WHERE u.realm_id = 2")
+    )[0].n;
     const owners = (await db.query("SELECT count(*)::int AS n FROM zerver_pushdevicetoken WHERE user_id = 8"))[0].n;
-    const down = makeConfDir({ db: { name: db.name }, memcached: { location: mc.location, password: mc.password }, rabbitmq: { ...rabbitSettings(), port: CLOSED_PORT } });
+    const down = makeConfDir({
+      db: { name: db.name },
+      memcached: { location: mc.location, password: mc.password },
+      rabbitmq: { ...rabbitSettings(), port: CLOSED_PORT },
+    });
     try {
       const r = await runCli(["logout_all_users", "-r", "2", "--rotate-api-keys", "--json", "--events=rabbitmq"], { confDir: down, db });
       expect(r.exitCode).toBe(0);

@@ -16,7 +16,19 @@ import { startServerCopy, type ServerCopy } from "./helpers/server-copy.js";
 import { addUser, TEST_REALM, type TestUser } from "./helpers/users.js";
 
 const HOST = "zulip.example.net";
-const FLAGS = ["read", "starred", "collapsed", "mentioned", "stream_wildcard_mentioned", "topic_wildcard_mentioned", "group_mentioned", "force_expand", "force_collapse", "has_alert_word", "historical"];
+const FLAGS = [
+  "read",
+  "starred",
+  "collapsed",
+  "mentioned",
+  "stream_wildcard_mentioned",
+  "topic_wildcard_mentioned",
+  "group_mentioned",
+  "force_expand",
+  "force_collapse",
+  "has_alert_word",
+  "historical",
+];
 
 let reader: QueueReader;
 beforeAll(async () => {
@@ -33,7 +45,9 @@ async function archive(db: TestDatabase, channelId: number): Promise<void> {
 }
 
 async function expectedMessageEvent(db: TestDatabase, messageId: number, opts: { invite_only: boolean; realmId: number }) {
-  const [m] = await db.query("SELECT m.*, c.name AS client FROM zerver_message m JOIN zerver_client c ON c.id = m.sending_client_id WHERE m.id = $1", [messageId]);
+  const [m] = await db.query("SELECT m.*, c.name AS client FROM zerver_message m JOIN zerver_client c ON c.id = m.sending_client_id WHERE m.id = $1", [
+    messageId,
+  ]);
   const [st] = await db.query("SELECT * FROM zerver_stream WHERE recipient_id = $1", [m.recipient_id]);
   const [bot] = await db.query("SELECT u.*, r.string_id FROM zerver_userprofile u JOIN zerver_realm r ON r.id = u.realm_id WHERE u.id = $1", [m.sender_id]);
   const subs = await db.query(
@@ -42,18 +56,39 @@ async function expectedMessageEvent(db: TestDatabase, messageId: number, opts: {
     [st.recipient_id],
   );
   // long-term-idle users with no notification settings that could apply are not considered.
-  const considered = subs.filter((u: any) => !u.long_term_idle || u.sub_push === true || (u.sub_push === null && u.enable_stream_push_notifications) || u.sub_email === true || (u.sub_email === null && u.enable_stream_email_notifications));
+  const considered = subs.filter(
+    (u: any) =>
+      !u.long_term_idle ||
+      u.sub_push === true ||
+      (u.sub_push === null && u.enable_stream_push_notifications) ||
+      u.sub_email === true ||
+      (u.sub_email === null && u.enable_stream_email_notifications),
+  );
   const ids = (f: (u: any) => boolean) => considered.filter(f).map((u: any) => Number(u.id));
   const push = ids((u) => !u.is_muted && (u.sub_push ?? u.enable_stream_push_notifications));
   const email = ids((u) => !u.is_muted && (u.sub_email ?? u.enable_stream_email_notifications));
-  const devices = new Set((await db.query("SELECT user_id FROM zerver_pushdevicetoken UNION SELECT user_id FROM zerver_device WHERE push_token_id IS NOT NULL")).map((r: any) => Number(r.user_id)));
-  const muting = (await db.query("SELECT user_profile_id AS id FROM zerver_muteduser WHERE muted_user_id = $1 ORDER BY 1", [m.sender_id])).map((r: any) => Number(r.id));
+  const devices = new Set(
+    (await db.query("SELECT user_id FROM zerver_pushdevicetoken UNION SELECT user_id FROM zerver_device WHERE push_token_id IS NOT NULL")).map((r: any) =>
+      Number(r.user_id),
+    ),
+  );
+  const muting = (await db.query("SELECT user_profile_id AS id FROM zerver_muteduser WHERE muted_user_id = $1 ORDER BY 1", [m.sender_id])).map((r: any) =>
+    Number(r.id),
+  );
   const bots = ids((u) => u.is_bot);
-  const present = new Set((await db.query("SELECT user_profile_id AS id FROM zerver_userpresence WHERE last_active_time >= now() - interval '140 seconds'")).map((r: any) => Number(r.id)));
-  const idle = ids((u) => !u.is_bot && !muting.includes(Number(u.id)) && (email.includes(Number(u.id)) || (devices.has(Number(u.id)) && push.includes(Number(u.id))))).filter((id) => !present.has(id));
+  const present = new Set(
+    (await db.query("SELECT user_profile_id AS id FROM zerver_userpresence WHERE last_active_time >= now() - interval '140 seconds'")).map((r: any) =>
+      Number(r.id),
+    ),
+  );
+  const idle = ids(
+    (u) => !u.is_bot && !muting.includes(Number(u.id)) && (email.includes(Number(u.id)) || (devices.has(Number(u.id)) && push.includes(Number(u.id)))),
+  ).filter((id) => !present.has(id));
   const ums = await db.query("SELECT user_profile_id AS id, flags FROM zerver_usermessage WHERE message_id = $1 ORDER BY 1", [messageId]);
   const flags = new Map(ums.map((r: any) => [Number(r.id), FLAGS.filter((_, i) => (Number(r.flags) & (1 << i)) !== 0)]));
-  const users = [...new Set([...considered.map((u: any) => Number(u.id)), ...flags.keys()])].sort((a, b) => a - b).map((id) => ({ id, flags: flags.get(id) ?? [], mentioned_user_group_id: null }));
+  const users = [...new Set([...considered.map((u: any) => Number(u.id)), ...flags.keys()])]
+    .sort((a, b) => a - b)
+    .map((id) => ({ id, flags: flags.get(id) ?? [], mentioned_user_group_id: null }));
   const event: Record<string, unknown> = {
     type: "message",
     message: messageId,
@@ -123,7 +158,10 @@ describe("Zulip 12: the message events of the Notification Bot notices", () => {
     idle = await addUser(server.db, { role: 400, name: "idle" });
     muter = await addUser(server.db, { role: 400, name: "muter" });
     bot = await addUser(server.db, { role: 400, bot: true, name: "bot" });
-    await q("UPDATE zerver_userprofile SET long_term_idle = true, enable_stream_push_notifications = false, enable_stream_email_notifications = false WHERE id = $1", [idle.id]);
+    await q(
+      "UPDATE zerver_userprofile SET long_term_idle = true, enable_stream_push_notifications = false, enable_stream_email_notifications = false WHERE id = $1",
+      [idle.id],
+    );
     await q("UPDATE zerver_userprofile SET enable_offline_push_notifications = false, enable_online_push_notifications = false WHERE id = $1", [plain.id]);
     // A phone with a push token; present right now (so not presence-idle) for the email user.
     await q("INSERT INTO zerver_pushdevicetoken (kind, token, last_updated, ios_app_id, user_id) VALUES (1, 'tok', now(), 'org.zulip.Zulip', $1)", [pushy.id]);
@@ -152,8 +190,14 @@ describe("Zulip 12: the message events of the Notification Bot notices", () => {
     await server.db.client.query("COMMIT");
     const [row] = await q("SELECT * FROM zerver_subscription s JOIN zerver_stream st ON st.recipient_id = s.recipient_id WHERE st.id = $1 LIMIT 1", [c.id]);
     expect(row).toBeDefined();
-    await q("UPDATE zerver_subscription SET push_notifications = true WHERE user_profile_id = $1 AND recipient_id = (SELECT recipient_id FROM zerver_stream WHERE id = $2)", [pushy.id, c.id]);
-    await q("UPDATE zerver_subscription SET email_notifications = true WHERE user_profile_id = $1 AND recipient_id = (SELECT recipient_id FROM zerver_stream WHERE id = $2)", [emaily.id, c.id]);
+    await q(
+      "UPDATE zerver_subscription SET push_notifications = true WHERE user_profile_id = $1 AND recipient_id = (SELECT recipient_id FROM zerver_stream WHERE id = $2)",
+      [pushy.id, c.id],
+    );
+    await q(
+      "UPDATE zerver_subscription SET email_notifications = true WHERE user_profile_id = $1 AND recipient_id = (SELECT recipient_id FROM zerver_stream WHERE id = $2)",
+      [emaily.id, c.id],
+    );
     return c.id;
   }
 
@@ -172,7 +216,10 @@ describe("Zulip 12: the message events of the Notification Bot notices", () => {
       ["message", null, null],
     ]);
     const metadataUsers = got[0].users;
-    expect(got[2]).toEqual({ event: { type: "stream", op: "update", property: "is_recently_active", value: true, stream_id: id, name: "town hall" }, users: metadataUsers });
+    expect(got[2]).toEqual({
+      event: { type: "stream", op: "update", property: "is_recently_active", value: true, stream_id: id, name: "town hall" },
+      users: metadataUsers,
+    });
     const expected = await expectedMessageEvent(server.db, doc.notice.message_id, { invite_only: false, realmId: TEST_REALM });
     expect(got[3]).toEqual(expected);
     // The idle user without anything to be notified of is not among the recipients; the muter
@@ -235,7 +282,9 @@ describe("Zulip 12: the message events of the Notification Bot notices", () => {
       expect(r.exitCode).toBe(0);
       const doc = JSON.parse(r.stdout);
       expect(doc.notice.message_id).toEqual(expect.any(Number));
-      expect(doc.notes).toEqual([`not sent: the message event of message ${doc.notice.message_id} (open apps show it after a reload): the organization has linkifiers, whose topic links zulip-manage does not compute`]);
+      expect(doc.notes).toEqual([
+        `not sent: the message event of message ${doc.notice.message_id} (open apps show it after a reload): the organization has linkifiers, whose topic links zulip-manage does not compute`,
+      ]);
       expect((await reader.drain()).map((n) => n.event.type)).toEqual(["stream", "stream", "stream"]);
       // create_user's signup announcement says the same in its not_done list.
       await q("UPDATE zerver_realm SET signup_announcements_stream_id = $2 WHERE id = $1", [TEST_REALM, id]);

@@ -79,7 +79,12 @@ if (unavailable) {
       }
       expect(problems).toEqual([]);
       // The first command replaced the help-only cache with a full one, which later runs use.
-      const r = await runCli(["list_realms"], { node, confDir: server.conf, db: server.db, env: { XDG_CACHE_HOME: cacheHome, ZULIP_MANAGE_DEBUG_CODE_CACHE: "1" } });
+      const r = await runCli(["list_realms"], {
+        node,
+        confDir: server.conf,
+        db: server.db,
+        env: { XDG_CACHE_HOME: cacheHome, ZULIP_MANAGE_DEBUG_CODE_CACHE: "1" },
+      });
       expect(r.exitCode).toBe(0);
       expect(r.stderr).toMatch(/^zulip-manage: code cache: \S+\/zulip-manage\/[0-9a-f]{16}\.cache; not needed$/);
     }, 300_000); // one call per command

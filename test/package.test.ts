@@ -95,7 +95,11 @@ describe("npm install -g of the tarball, offline, into an empty prefix", () => {
     execFileSync("npm", [...args, "--prefix", prefix, "--offline", "--no-audit", "--no-fund", "--loglevel", "error"], {
       cwd: tmp,
       encoding: "utf8",
-      env: npmEnv({ npm_config_cache: path.join(tmp, "empty-cache"), npm_config_registry: "http://127.0.0.1:9/", npm_config_userconfig: path.join(tmp, "no-npmrc") }),
+      env: npmEnv({
+        npm_config_cache: path.join(tmp, "empty-cache"),
+        npm_config_registry: "http://127.0.0.1:9/",
+        npm_config_userconfig: path.join(tmp, "no-npmrc"),
+      }),
       timeout: 120_000,
     });
 
@@ -162,7 +166,9 @@ describe("npm install -g of the tarball, offline, into an empty prefix", () => {
     };
     expect(await loaded(["list_realms"])).toBe("");
     expect(await loaded(["help"])).toBe("");
-    expect(await loaded(["change_password", "-r", "", "mia@acme.example.com", "--password-file", path.join(server.dir, "password")])).toBe("hash-wasm.cjs,zxcvbn.cjs");
+    expect(await loaded(["change_password", "-r", "", "mia@acme.example.com", "--password-file", path.join(server.dir, "password")])).toBe(
+      "hash-wasm.cjs,zxcvbn.cjs",
+    );
     expect(await loaded(["send_test_email", "smoke@example.com"])).toBe("nodemailer.cjs");
     // doctor's SMTP check talks to the server through nodemailer, its RabbitMQ check through amqplib.
     expect(await loaded(["doctor", "--timeout", "10"])).toBe("amqplib.cjs,cli-table3.cjs,nodemailer.cjs");
@@ -173,7 +179,11 @@ describe("npm install -g of the tarball, offline, into an empty prefix", () => {
   it("asks on a terminal (the prompts chunk): an empty answer aborts", async () => {
     // util-linux `script` gives the CLI a pseudo-terminal, as in change_password.test.ts.
     const cmd = [process.execPath, installed, "change_password", "-r", "", "mia@acme.example.com", "--no-color"].map((a) => `'${a}'`).join(" ");
-    const child = execa(requireTool("script"), ["-qefc", cmd, "/dev/null"], { env: { ...cliEnv({ confDir: server.conf, db: server.db }), TERM: "dumb" }, extendEnv: false, reject: false });
+    const child = execa(requireTool("script"), ["-qefc", cmd, "/dev/null"], {
+      env: { ...cliEnv({ confDir: server.conf, db: server.db }), TERM: "dumb" },
+      extendEnv: false,
+      reject: false,
+    });
     let output = "";
     let answered = false;
     child.stdout!.on("data", (d) => {
@@ -203,7 +213,11 @@ describe("npm install -g of the tarball, offline, into an empty prefix", () => {
       const env = { XDG_CACHE_HOME: cacheHome };
       // As on a Zulip server: `node` on the PATH is Zulip's.
       const viaPath = await execa(installed, ["list_realms", "--json"], {
-        env: cliEnv({ confDir: server.conf, db: server.db, env: { ...env, PATH: `${path.dirname(node)}:${process.env.PATH}`, ZULIP_MANAGE_DEBUG_CODE_CACHE: "1" } }),
+        env: cliEnv({
+          confDir: server.conf,
+          db: server.db,
+          env: { ...env, PATH: `${path.dirname(node)}:${process.env.PATH}`, ZULIP_MANAGE_DEBUG_CODE_CACHE: "1" },
+        }),
         extendEnv: false,
         reject: false,
       });

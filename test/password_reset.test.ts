@@ -26,16 +26,7 @@ import {
 } from "../src/zulip/password-reset.js";
 import { Progress } from "../src/lib/progress.js";
 import { passwordResetText, renderPasswordReset } from "../src/zulip/templates/password_reset.js";
-import {
-  cliBin,
-  makeTempDir,
-  parseAddress,
-  runCli,
-  startSmtpSink,
-  writeConfDir,
-  type ReceivedMail,
-  type SmtpSink,
-} from "./email-support.js";
+import { cliBin, makeTempDir, parseAddress, runCli, startSmtpSink, writeConfDir, type ReceivedMail, type SmtpSink } from "./email-support.js";
 import { createDatabase, type TestDatabase } from "./helpers/pg.js";
 import { QueueReader } from "./helpers/rabbitmq.js";
 import { freePort as freePortForTest } from "./helpers/services.js";
@@ -60,9 +51,15 @@ function djLoginString(d: Date | null): string {
 
 function djToken(u: { pk: number; password: string; lastLogin: Date | null; email: string | null }, ts: number, secret: string): string {
   const value = String(u.pk) + u.password + djLoginString(u.lastLogin) + String(ts) + (u.email || "");
-  const key = crypto.createHash("sha256").update(DJ_SALT + secret).digest();
+  const key = crypto
+    .createHash("sha256")
+    .update(DJ_SALT + secret)
+    .digest();
   const full = crypto.createHmac("sha256", key).update(value).digest("hex");
-  const every2nd = full.split("").filter((_, i) => i % 2 === 0).join("");
+  const every2nd = full
+    .split("")
+    .filter((_, i) => i % 2 === 0)
+    .join("");
   return ts.toString(36) + "-" + every2nd;
 }
 
@@ -216,7 +213,14 @@ describe("email pieces", () => {
   it("builds headers like build_email: List-Id, X-Auto-Response-Suppress, Reply-To only for the plain noreply sender", () => {
     const rendered = { subject: "s", text: "t" };
     const realm = { name: "Acme, Inc.", host: "acme.zulip.example.com", string_id: "acme" };
-    const a = buildEmail(EMAIL_SETTINGS, { template: "x", rendered, toUsers: [{ full_name: "Iago", delivery_email: "iago@x" }], fromAddress: "noreply-abc@zulip.example.com", fromName: "N", realm });
+    const a = buildEmail(EMAIL_SETTINGS, {
+      template: "x",
+      rendered,
+      toUsers: [{ full_name: "Iago", delivery_email: "iago@x" }],
+      fromAddress: "noreply-abc@zulip.example.com",
+      fromName: "N",
+      realm,
+    });
     expect(a.headers).toEqual({ "X-Auto-Response-Suppress": "All", "List-Id": '"Acme, Inc." <acme.zulip.example.com>' });
     expect(a.replyTo).toBeUndefined();
     expect(a.envelopeFrom).toBe("noreply@zulip.example.com");
@@ -274,9 +278,14 @@ describe("email pieces", () => {
     bar.tick();
     bar.finish();
     expect(tty.join("")).toBe(
-      "\r\x1b[2K" + Progress.render(1, 2, 59, "Sending") +
-        "\r\x1b[2K" + "oops\n" + "\r\x1b[2K" + Progress.render(1, 2, 59, "Sending") +
-        "\r\x1b[2K" + Progress.render(2, 2, 59, "Sending") +
+      "\r\x1b[2K" +
+        Progress.render(1, 2, 59, "Sending") +
+        "\r\x1b[2K" +
+        "oops\n" +
+        "\r\x1b[2K" +
+        Progress.render(1, 2, 59, "Sending") +
+        "\r\x1b[2K" +
+        Progress.render(2, 2, 59, "Sending") +
         "\r\x1b[2K",
     );
   });
@@ -327,7 +336,13 @@ describe("send_password_reset_email", () => {
     const realmId = Number(realm.id);
     const eng = await createRealm(q, { stringId: "engineering", name: "Engineering" });
     const mk = (r: number, email: string, fullName: string, extra: Record<string, unknown> = {}) =>
-      createUser(q, r, { email, fullName, externalHost: HOST, passwordHash: "argon2$argon2id$v=19$m=102400,t=2,p=8$" + crypto.randomBytes(8).toString("hex"), ...extra });
+      createUser(q, r, {
+        email,
+        fullName,
+        externalHost: HOST,
+        passwordHash: "argon2$argon2id$v=19$m=102400,t=2,p=8$" + crypto.randomBytes(8).toString("hex"),
+        ...extra,
+      });
     const alice = await mk(realmId, "alice@example.org", "Alice Liddell", { emailAddressVisibility: EmailAddressVisibility.EVERYONE });
     // Email hidden from everyone: UserProfile.email is a fake user<id>@host address.
     const hidden = await mk(realmId, "hidden@example.org", "Hidden Person", { emailAddressVisibility: EmailAddressVisibility.NOBODY });
@@ -374,7 +389,9 @@ describe("send_password_reset_email", () => {
 
   /** Follow the link in a received mail: uid → user, token checked with this file's own Django implementation. */
   async function followLink(mail: ReceivedMail) {
-    const m = /https:\/\/(?:[a-z]+\.)?zulip\.example\.com\/accounts\/password\/reset\/([A-Za-z0-9_-]+)\/([0-9a-z]+-[0-9a-f]{32})\//.exec(mail.parsed.text ?? "");
+    const m = /https:\/\/(?:[a-z]+\.)?zulip\.example\.com\/accounts\/password\/reset\/([A-Za-z0-9_-]+)\/([0-9a-z]+-[0-9a-f]{32})\//.exec(
+      mail.parsed.text ?? "",
+    );
     expect(m, `reset link in the plain-text body of ${mail.raw}`).toBeTruthy();
     const uid = Buffer.from(m![1], "base64url").toString("utf8");
     const token = m![2];
@@ -412,7 +429,9 @@ describe("send_password_reset_email", () => {
     // the token carries the current time
     expect(Math.abs(djSecondsSince2001(new Date()) - parseInt(link.token.split("-")[0], 36))).toBeLessThan(120);
     // a changed password invalidates it
-    expect(djCheck({ pk: link.row.id, password: link.row.password + "x", lastLogin: link.row.last_login, email: link.row.email }, link.token, SECRET, new Date())).toBe(false);
+    expect(
+      djCheck({ pk: link.row.id, password: link.row.password + "x", lastLogin: link.row.last_login, email: link.row.email }, link.token, SECRET, new Date()),
+    ).toBe(false);
 
     expect(h.text).toBe(
       `Somebody (possibly you) requested a new password for the Zulip account alice@example.org on https://${HOST}.\n` +
@@ -425,7 +444,7 @@ describe("send_password_reset_email", () => {
     expect(h.html).toContain('<a href="mailto:alice@example.org">alice@example.org</a>');
 
     const log = fs.readFileSync(path.join(logDir, "send_email.log"), "utf8");
-    expect(log).toMatch(/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO     Sending password_reset email to \['Alice Liddell <alice@example\.org>'\] in $/m);
+    expect(log).toMatch(/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO {5}Sending password_reset email to \['Alice Liddell <alice@example\.org>'\] in $/m);
   });
 
   it("queues Zulip's soft_reactivate job for each active recipient (the worker wakes long_term_idle users)", async () => {
@@ -483,10 +502,9 @@ describe("send_password_reset_email", () => {
   });
 
   it("selects like manage.py: -a (active humans of the realm), --only-never-logged-in, --entire-server", async () => {
-    const activeHumans = (await db.query(
-      "SELECT delivery_email FROM zerver_userprofile WHERE realm_id = $1 AND is_active AND NOT is_bot ORDER BY id",
-      [seeded.realmId],
-    )).map((r) => r.delivery_email);
+    const activeHumans = (
+      await db.query("SELECT delivery_email FROM zerver_userprofile WHERE realm_id = $1 AND is_active AND NOT is_bot ORDER BY id", [seeded.realmId])
+    ).map((r) => r.delivery_email);
     const all = await newMessages(async () => expect((await run(["-a", "-r", ""])).exitCode).toBe(0));
     expect(all.map((m) => m.envelopeTo[0]).sort()).toEqual([...activeHumans].sort());
     expect(all.map((m) => m.envelopeTo[0])).not.toContain("helper-bot@zulip.example.com");
@@ -496,7 +514,9 @@ describe("send_password_reset_email", () => {
     // carol never logged in: her token hashes an empty login timestamp
     expect((await followLink(never[0])).valid).toBe(true);
 
-    const server = (await db.query("SELECT delivery_email FROM zerver_userprofile WHERE is_active AND NOT is_bot AND NOT is_mirror_dummy")).map((r) => r.delivery_email);
+    const server = (await db.query("SELECT delivery_email FROM zerver_userprofile WHERE is_active AND NOT is_bot AND NOT is_mirror_dummy")).map(
+      (r) => r.delivery_email,
+    );
     const everyone = await newMessages(async () => expect((await run(["--entire-server"])).exitCode).toBe(0));
     expect(everyone.map((m) => m.envelopeTo[0]).sort()).toEqual([...server].sort());
     expect(everyone.some((m) => m.envelopeTo[0] === "dave@example.org")).toBe(true);
@@ -546,7 +566,7 @@ describe("send_password_reset_email", () => {
       expect(got).toContain("alice@example.org");
       expect(got).toContain("hidden@example.org");
       const log = fs.readFileSync(path.join(logDir, "send_email.log"), "utf8");
-      expect(log).toMatch(/ERROR    Error sending password_reset email to \[.*carol@example\.org.*\] with error code 550/);
+      expect(log).toMatch(/ERROR {4}Error sending password_reset email to \[.*carol@example\.org.*\] with error code 550/);
     } finally {
       sink.reject.delete("carol@example.org");
     }
@@ -610,7 +630,13 @@ describe("send_password_reset_email", () => {
     expect(r.exitCode).toBe(1);
     const doc = JSON.parse(r.stdout);
     const byEmail = new Map<string, any>(doc.results.map((e: any) => [e.user.delivery_email, e]));
-    expect(byEmail.get("alice@example.org")).toMatchObject({ user: { id: seeded.alice }, realm: { string_id: "" }, ok: true, status: "done", variant: "reset_link" });
+    expect(byEmail.get("alice@example.org")).toMatchObject({
+      user: { id: seeded.alice },
+      realm: { string_id: "" },
+      ok: true,
+      status: "done",
+      variant: "reset_link",
+    });
     expect(byEmail.get("carol@example.org")).toMatchObject({ status: "failed" });
     expect(byEmail.get("carol@example.org").error).toContain("550");
     expect(doc.failed_count).toBe(1);
@@ -621,7 +647,15 @@ describe("send_password_reset_email", () => {
     expect(dry).toMatchObject({ ok: true, exit_code: 0, dry_run: true, sent_count: 0, failed_count: 0 });
     expect(dry.results).toEqual([
       {
-        user: { id: seeded.bob, email: expect.any(String), delivery_email: "bob@example.org", full_name: "Bob", realm_id: seeded.realmId, role: "member", role_id: 400 },
+        user: {
+          id: seeded.bob,
+          email: expect.any(String),
+          delivery_email: "bob@example.org",
+          full_name: "Bob",
+          realm_id: seeded.realmId,
+          role: "member",
+          role_id: 400,
+        },
         realm: { id: seeded.realmId, string_id: "", name: seeded.realmName, url: `https://${HOST}` },
         variant: "deactivated",
         ok: true,
@@ -634,11 +668,9 @@ describe("send_password_reset_email", () => {
   it("logs in with EMAIL_HOST_USER and the email_password secret", async () => {
     const authSink = await startSmtpSink({ auth: { user: "mailer", pass: "s3cret pass" } });
     try {
-      const authConf = confFor(
-        "auth",
-        ["EMAIL_HOST = '127.0.0.1'", `EMAIL_PORT = ${authSink.port}`, "EMAIL_HOST_USER = 'mailer'"],
-        { email_password: "s3cret pass" },
-      );
+      const authConf = confFor("auth", ["EMAIL_HOST = '127.0.0.1'", `EMAIL_PORT = ${authSink.port}`, "EMAIL_HOST_USER = 'mailer'"], {
+        email_password: "s3cret pass",
+      });
       const r = await run(["-u", "alice@example.org"], authConf);
       expect(r.exitCode).toBe(0);
       expect(authSink.messages).toHaveLength(1);
@@ -656,9 +688,11 @@ describe("send_password_reset_email", () => {
 
   it("sends to hundreds of users over a few pooled connections, with a progress bar on a terminal", async () => {
     const N = 300;
-    const cols = (await db.query(
-      "SELECT column_name FROM information_schema.columns WHERE table_schema = 'zulip' AND table_name = 'zerver_userprofile' AND column_name <> 'id' ORDER BY ordinal_position",
-    )).map((r) => r.column_name as string);
+    const cols = (
+      await db.query(
+        "SELECT column_name FROM information_schema.columns WHERE table_schema = 'zulip' AND table_name = 'zerver_userprofile' AND column_name <> 'id' ORDER BY ordinal_position",
+      )
+    ).map((r) => r.column_name as string);
     const replace: Record<string, string> = {
       email: "'bulk' || g || '@example.org'",
       delivery_email: "'bulk' || g || '@example.org'",
@@ -672,7 +706,8 @@ describe("send_password_reset_email", () => {
          FROM zerver_userprofile src, generate_series(1, ${N}) g WHERE src.id = $1`,
       [seeded.alice],
     );
-    const expected = (await db.query("SELECT count(*)::int AS n FROM zerver_userprofile WHERE realm_id = $1 AND is_active AND NOT is_bot", [seeded.realmId]))[0].n;
+    const expected = (await db.query("SELECT count(*)::int AS n FROM zerver_userprofile WHERE realm_id = $1 AND is_active AND NOT is_bot", [seeded.realmId]))[0]
+      .n;
     const connectionsBefore = sink.connections();
     const before = sink.messages.length;
     const cmd = [process.execPath, await cliBin(), "send_password_reset_email", "--conf-dir", conf, "-a", "-r", ""].map((a) => `'${a}'`).join(" ");

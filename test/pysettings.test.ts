@@ -215,8 +215,13 @@ describe("literal types", () => {
   it("raw strings keep backslashes, and an escaped quote does not end them", () => {
     expect(valueOf(String.raw`X = r"C:\new\table"`, "X")).toBe(String.raw`C:\new\table`);
     expect(valueOf(String.raw`X = R'\d+\''`, "X")).toBe(String.raw`\d+\'`);
-    expect(valueOf(String.raw`X = r"""raw\n
-triple"""`, "X")).toBe("raw\\n\ntriple");
+    expect(
+      valueOf(
+        String.raw`X = r"""raw\n
+triple"""`,
+        "X",
+      ),
+    ).toBe("raw\\n\ntriple");
   });
 
   it("adjacent string literals are concatenated, across lines inside parentheses", () => {
@@ -309,13 +314,9 @@ describe("non-literal expressions are recorded, never evaluated", () => {
   }
 
   it("f-strings with nested quotes, braces and format specs are skipped as one token", () => {
-    const text = [
-      `A = f"{x['k']}{{literal}}{y:>{width}}"`,
-      `B = f'{"nested" + f"{z}"}'`,
-      `C = F"""multi {a}\n{b!r:^10}"""`,
-      `D = rf"\\d{n}"`,
-      `E = 1`,
-    ].join("\n");
+    const text = [`A = f"{x['k']}{{literal}}{y:>{width}}"`, `B = f'{"nested" + f"{z}"}'`, `C = F"""multi {a}\n{b!r:^10}"""`, `D = rf"\\d{n}"`, `E = 1`].join(
+      "\n",
+    );
     const p = parsePySettings(text);
     for (const n of ["A", "B", "C", "D"]) expect(p.assignments[n]).toMatchObject({ ok: false, reason: "an f-string" });
     expect(p.assignments.E).toMatchObject({ ok: true, value: 1, line: 6 });
@@ -350,17 +351,7 @@ describe("which assignment counts", () => {
   });
 
   it("chained, annotated-only, augmented and unpacking assignments", () => {
-    const p = parsePySettings(
-      [
-        "A = B = 'same'",
-        "C: int",
-        "D: list[str] = []",
-        "E = (1,)",
-        "E += (2,)",
-        "F, G = 1, 2",
-        "(H, [I, *J]) = K",
-      ].join("\n"),
-    );
+    const p = parsePySettings(["A = B = 'same'", "C: int", "D: list[str] = []", "E = (1,)", "E += (2,)", "F, G = 1, 2", "(H, [I, *J]) = K"].join("\n"));
     expect(p.assignments.A).toMatchObject({ ok: true, value: "same" });
     expect(p.assignments.B).toMatchObject({ ok: true, value: "same" });
     expect(p.assignments.C).toBeUndefined();
@@ -454,9 +445,7 @@ describe("indented blocks, mutations and dynamic code", () => {
   });
 
   it("records in-place modifications of upper-case names", () => {
-    const p = parsePySettings(
-      "REALM_HOSTS = {}\nREALM_HOSTS['x'] = 'y'\nALLOWED_HOSTS = []\nALLOWED_HOSTS.append('z')\nA = {}\nA.b.c = 1\nlower.attr = 2",
-    );
+    const p = parsePySettings("REALM_HOSTS = {}\nREALM_HOSTS['x'] = 'y'\nALLOWED_HOSTS = []\nALLOWED_HOSTS.append('z')\nA = {}\nA.b.c = 1\nlower.attr = 2");
     expect(p.mutations.map((m) => [m.name, m.line])).toEqual([
       ["REALM_HOSTS", 2],
       ["ALLOWED_HOSTS", 4],
@@ -468,9 +457,7 @@ describe("indented blocks, mutations and dynamic code", () => {
   it("records exec/globals/setattr and star imports", () => {
     const p = parsePySettings("exec(open('x').read())\nglobals()['A'] = 1\nfrom .extra import *\nsetattr(mod, 'B', 2)");
     expect(p.dynamic.map((d) => d.line)).toEqual([1, 2, 4]);
-    expect(p.imports).toEqual([
-      { line: 3, source: "from .extra import *", module: ".extra", names: [], star: true, conditional: false },
-    ]);
+    expect(p.imports).toEqual([{ line: 3, source: "from .extra import *", module: ".extra", names: [], star: true, conditional: false }]);
   });
 });
 
@@ -573,7 +560,36 @@ describe("errors and robustness", () => {
       seed = (seed * 1103515245 + 12345) & 0x7fffffff;
       return seed / 0x7fffffff;
     };
-    const alphabet = ["A", "B", " ", "=", "'", '"', "(", ")", "[", "]", "{", "}", ",", ":", "#", "\n", "\\", "1", ".", "f", "r", "+", "    ", '"""', "if x:", "{x}", "-", "*"];
+    const alphabet = [
+      "A",
+      "B",
+      " ",
+      "=",
+      "'",
+      '"',
+      "(",
+      ")",
+      "[",
+      "]",
+      "{",
+      "}",
+      ",",
+      ":",
+      "#",
+      "\n",
+      "\\",
+      "1",
+      ".",
+      "f",
+      "r",
+      "+",
+      "    ",
+      '"""',
+      "if x:",
+      "{x}",
+      "-",
+      "*",
+    ];
     const start = Date.now();
     for (let n = 0; n < 3000; n++) {
       let s = "";

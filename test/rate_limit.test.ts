@@ -54,7 +54,9 @@ describe.each(["zulip12_fresh", "zulip11_fresh", "zulip10_fresh"] as const)("rat
       expect(ttl).toBeLessThanOrEqual(3600);
     }
     const shown = await cli(["-e", owner.email, "show"]);
-    expect(shown.stdout).toMatch(new RegExp(`^User ID: ${owner.id} \\(${owner.email}\\): api_by_user blocked for \\d+ more seconds; rate limits: the server's defaults$`));
+    expect(shown.stdout).toMatch(
+      new RegExp(`^User ID: ${owner.id} \\(${owner.email}\\): api_by_user blocked for \\d+ more seconds; rate limits: the server's defaults$`),
+    );
   });
 
   it("unblock by API key, in another domain, and manage.py's refusals", async () => {
@@ -64,7 +66,12 @@ describe.each(["zulip12_fresh", "zulip11_fresh", "zulip10_fresh"] as const)("rat
     expect(await rc.keys()).toEqual([blockKey(bot.id, "api_by_ip")]);
     const r = await cli(["-a", api_key, "-d", "api_by_ip", "unblock", "--json"]);
     expect(r.exitCode).toBe(0);
-    expect(JSON.parse(r.stdout)).toMatchObject({ ok: true, operation: "unblock", domain: "api_by_ip", results: [{ user: { id: bot.id }, blocked: false, block_remaining_ms: null, key: blockKey(bot.id, "api_by_ip"), status: "done" }] });
+    expect(JSON.parse(r.stdout)).toMatchObject({
+      ok: true,
+      operation: "unblock",
+      domain: "api_by_ip",
+      results: [{ user: { id: bot.id }, blocked: false, block_remaining_ms: null, key: blockKey(bot.id, "api_by_ip"), status: "done" }],
+    });
     expect(await rc.keys()).toEqual([]);
     const neither = await cli(["block"]);
     expect([neither.exitCode, neither.stderr]).toEqual([1, "Please enter either an email or API key to manage"]);

@@ -44,7 +44,13 @@ describe("reactivate_user", () => {
 
     const mcc = await mc.connect();
     const [owner] = await db.query("SELECT api_key FROM zerver_userprofile WHERE id = 8");
-    const keys = [`user_profile_by_id:${OWNER}`, `user_profile_by_api_key:${owner.api_key}`, "realm_user_dicts:2", "active_user_ids:2", "active_non_guest_user_ids:2"];
+    const keys = [
+      `user_profile_by_id:${OWNER}`,
+      `user_profile_by_api_key:${owner.api_key}`,
+      "realm_user_dicts:2",
+      "active_user_ids:2",
+      "active_non_guest_user_ids:2",
+    ];
     for (const k of keys) await mcc.set(`:1:${conf.cachePrefix}${k}`, "stale");
 
     const before = await snapshot(db);

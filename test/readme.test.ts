@@ -51,7 +51,9 @@ describe("README command tables", () => {
 describe("README Development section", () => {
   const dev = readme.slice(readme.indexOf("\n## Development\n"));
   const folders = (dir: string): string[] =>
-    fs.readdirSync(path.join(REPO_ROOT, dir), { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? [`${dir}/${e.name}`, ...folders(`${dir}/${e.name}`)] : []));
+    fs
+      .readdirSync(path.join(REPO_ROOT, dir), { withFileTypes: true })
+      .flatMap((e) => (e.isDirectory() ? [`${dir}/${e.name}`, ...folders(`${dir}/${e.name}`)] : []));
   const described = folders("src").filter((d) => !d.startsWith("src/commands") && !d.startsWith("src/schemas") && !d.endsWith("/templates"));
 
   it("has one line per source folder", () => {

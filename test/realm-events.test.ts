@@ -27,7 +27,10 @@ for (const template of ["zulip12_fresh", "zulip10_fresh"] as TemplateName[]) {
 
     it("unarchive_channel: is_archived update, then the create for clients without archived_channels (11.0+), to all who see the channel", async () => {
       await server.db.query("UPDATE zerver_stream SET deactivated = true WHERE id = 2");
-      const r = await runCli(["unarchive_channel", "-r", String(TEST_REALM), "--channel-id", "2", "-n", "sandbox-again", "--json"], { confDir: server.conf, db: server.db });
+      const r = await runCli(["unarchive_channel", "-r", String(TEST_REALM), "--channel-id", "2", "-n", "sandbox-again", "--json"], {
+        confDir: server.conf,
+        db: server.db,
+      });
       expect({ exit: r.exitCode, stderr: r.stderr }).toEqual({ exit: 0, stderr: "" });
       // A public channel: every active non-guest, and its active subscribers.
       const notify = (
@@ -41,7 +44,12 @@ for (const template of ["zulip12_fresh", "zulip10_fresh"] as TemplateName[]) {
       const [st] = await server.db.query("SELECT name FROM zerver_stream WHERE id = 2");
       const got = sortedUsers(await reader.drain());
       if (template === "zulip12_fresh") {
-        expect(got.map((n) => ({ ...n, event: { ...n.event, streams: n.event.streams?.map((x: any) => ({ stream_id: x.stream_id, is_archived: x.is_archived })) } }))).toEqual([
+        expect(
+          got.map((n) => ({
+            ...n,
+            event: { ...n.event, streams: n.event.streams?.map((x: any) => ({ stream_id: x.stream_id, is_archived: x.is_archived })) },
+          })),
+        ).toEqual([
           { event: { type: "stream", op: "update", stream_id: 2, name: st.name, property: "is_archived", value: false, streams: undefined }, users: notify },
           { event: { type: "stream", op: "create", for_unarchiving: true, streams: [{ stream_id: 2, is_archived: false }] }, users: notify },
         ]);
@@ -53,7 +61,9 @@ for (const template of ["zulip12_fresh", "zulip10_fresh"] as TemplateName[]) {
     });
 
     it("deactivate_realm: realm deactivated to its active users; reactivate_realm: no event, the audit-log upload job", async () => {
-      const active = (await server.db.query("SELECT id FROM zerver_userprofile WHERE realm_id = $1 AND is_active ORDER BY id", [TEST_REALM])).map((r: any) => Number(r.id));
+      const active = (await server.db.query("SELECT id FROM zerver_userprofile WHERE realm_id = $1 AND is_active ORDER BY id", [TEST_REALM])).map((r: any) =>
+        Number(r.id),
+      );
       const conf = makeConfDir({
         db: { name: server.db.name },
         memcached: { location: server.mc.location, password: server.mc.password },
@@ -61,17 +71,25 @@ for (const template of ["zulip12_fresh", "zulip10_fresh"] as TemplateName[]) {
         extraSettings: "ZULIP_SERVICE_PUSH_NOTIFICATIONS = True",
       });
       try {
-        const dry = await runCli(["deactivate_realm", "-r", String(TEST_REALM), "--deactivation_reason", "owner_request", "--dry-run"], { confDir: conf, db: server.db });
+        const dry = await runCli(["deactivate_realm", "-r", String(TEST_REALM), "--deactivation_reason", "owner_request", "--dry-run"], {
+          confDir: conf,
+          db: server.db,
+        });
         expect(dry.exitCode).toBe(0);
         expect(await reader.drain()).toEqual([]);
-        const r = await runCli(["deactivate_realm", "-r", String(TEST_REALM), "--deactivation_reason", "owner_request", "--json"], { confDir: conf, db: server.db });
+        const r = await runCli(["deactivate_realm", "-r", String(TEST_REALM), "--deactivation_reason", "owner_request", "--json"], {
+          confDir: conf,
+          db: server.db,
+        });
         expect({ exit: r.exitCode, stderr: r.stderr }).toEqual({ exit: 0, stderr: "" });
         expect(sortedUsers(await reader.drain())).toEqual([{ event: { type: "realm", op: "deactivated", realm_id: TEST_REALM }, users: active }]);
         expect(JSON.parse(r.stdout).events).toMatchObject({ published: 1, ok: true });
         // do_deactivate_realm also calls maybe_enqueue_audit_log_upload after its audit row.
         expect(await reader.drain("deferred_work")).toEqual([{ type: "push_bouncer_update_for_realm", realm_id: TEST_REALM }]);
         // Already deactivated: refused-like no-op, nothing sent.
-        expect((await runCli(["deactivate_realm", "-r", String(TEST_REALM), "--deactivation_reason", "owner_request"], { confDir: conf, db: server.db })).exitCode).toBe(0);
+        expect(
+          (await runCli(["deactivate_realm", "-r", String(TEST_REALM), "--deactivation_reason", "owner_request"], { confDir: conf, db: server.db })).exitCode,
+        ).toBe(0);
         expect(await reader.drain()).toEqual([]);
 
         const back = await runCli(["reactivate_realm", "-r", String(TEST_REALM), "--json"], { confDir: conf, db: server.db });

@@ -21,7 +21,11 @@ describe.each(["zulip12_fresh", "zulip11_fresh", "zulip10_fresh"] as const)("rea
     copy = await startServerCopy({ template, externalHost: "zulip.example.net", client: true });
     reader = await QueueReader.open();
     stringId = (await copy.db.query("SELECT string_id FROM zerver_realm WHERE id = $1", [TEST_REALM]))[0].string_id;
-    auditCols = new Set((await copy.db.query("SELECT column_name FROM information_schema.columns WHERE table_schema = 'zulip' AND table_name = 'zerver_realmauditlog'")).map((r: any) => r.column_name));
+    auditCols = new Set(
+      (await copy.db.query("SELECT column_name FROM information_schema.columns WHERE table_schema = 'zulip' AND table_name = 'zerver_realmauditlog'")).map(
+        (r: any) => r.column_name,
+      ),
+    );
   });
   afterAll(async () => {
     await reader?.close();
@@ -33,7 +37,10 @@ describe.each(["zulip12_fresh", "zulip11_fresh", "zulip10_fresh"] as const)("rea
 
   const maxAudit = async () => Number((await copy.db.query("SELECT coalesce(max(id), 0) AS m FROM zerver_realmauditlog"))[0].m);
   const domainRows = async () =>
-    (await copy.db.query("SELECT realm_id, domain, allow_subdomains FROM zerver_realmdomain ORDER BY id")).map((r: any) => ({ ...r, realm_id: Number(r.realm_id) }));
+    (await copy.db.query("SELECT realm_id, domain, allow_subdomains FROM zerver_realmdomain ORDER BY id")).map((r: any) => ({
+      ...r,
+      realm_id: Number(r.realm_id),
+    }));
   const activeIds = async () =>
     (await copy.db.query("SELECT id FROM zerver_userprofile WHERE realm_id = $1 AND is_active ORDER BY id", [TEST_REALM])).map((r: any) => Number(r.id));
   async function auditRows(after: number): Promise<any[]> {
@@ -92,7 +99,15 @@ describe.each(["zulip12_fresh", "zulip11_fresh", "zulip10_fresh"] as const)("rea
     expect(r2.exitCode).toBe(0);
     const doc = JSON.parse(r2.stdout);
     const other = { domain: "other.org", allow_subdomains: true };
-    expect(doc).toMatchObject({ ok: true, dry_run: false, op: "add", domain: "other.org", allow_subdomains: true, domains: [added, other], emails_restricted_to_domains: { old: false, new: false } });
+    expect(doc).toMatchObject({
+      ok: true,
+      dry_run: false,
+      op: "add",
+      domain: "other.org",
+      allow_subdomains: true,
+      domains: [added, other],
+      emails_restricted_to_domains: { old: false, new: false },
+    });
     expect(doc.events).toMatchObject({ ok: true, published: 1 });
     expect(await auditRows(a2)).toEqual([audit(218, { realm_domains: [added, other], added_domain: other })]);
     expect(doc.audit_log_ids).toEqual([a2 + 1]);
@@ -154,7 +169,9 @@ describe.each(["zulip12_fresh", "zulip11_fresh", "zulip10_fresh"] as const)("rea
       "It was the last domain: new users' email addresses are no longer restricted to the organization's domains.",
     ]);
     expect(changedTables(before, await snapshot(copy.db))).toEqual(["zerver_realm", "zerver_realmauditlog", "zerver_realmdomain"]);
-    expect((await copy.db.query("SELECT emails_restricted_to_domains FROM zerver_realm WHERE id = $1", [TEST_REALM]))[0].emails_restricted_to_domains).toBe(false);
+    expect((await copy.db.query("SELECT emails_restricted_to_domains FROM zerver_realm WHERE id = $1", [TEST_REALM]))[0].emails_restricted_to_domains).toBe(
+      false,
+    );
     expect(await auditRows(a)).toEqual([
       audit(220, { realm_domains: [], removed_domain: { domain: "other.org", allow_subdomains: true } }),
       audit(207, { "1": true, "2": false, property: "emails_restricted_to_domains" }),

@@ -79,13 +79,31 @@ describe.each(FIXTURES)("realm lifecycle events on %s", (template) => {
     expect(sortedUsers(await reader.drain())).toEqual([{ event: { type: "realm", op: "deactivated", realm_id: TEST_REALM }, users: active }]);
     // No push notification service: no job.
     expect(await reader.drain("deferred_work")).toEqual([]);
-    expect(JSON.parse(r.stdout).events).toEqual({ mode: "auto", transport: "rabbitmq", published: 1, jobs: 0, ok: true, skipped: false, undelivered: [], warning: null });
+    expect(JSON.parse(r.stdout).events).toEqual({
+      mode: "auto",
+      transport: "rabbitmq",
+      published: 1,
+      jobs: 0,
+      ok: true,
+      skipped: false,
+      undelivered: [],
+      warning: null,
+    });
     // The users stay active.
     expect(await realmIds(TEST_REALM)).toEqual(active);
   });
 
   it("deactivate_realm on a deactivated realm (even with a redirect URL) sends nothing", async () => {
-    const r = await run(["deactivate_realm", "-r", String(TEST_REALM), "--deactivation_reason", "owner_request", "--redirect_url", "https://new.example.com", "--json"]);
+    const r = await run([
+      "deactivate_realm",
+      "-r",
+      String(TEST_REALM),
+      "--deactivation_reason",
+      "owner_request",
+      "--redirect_url",
+      "https://new.example.com",
+      "--json",
+    ]);
     expect(r.exitCode).toBe(0);
     expect(JSON.parse(r.stdout)).toMatchObject({ already_deactivated: true, redirect_set: true, events: null });
     expect(await reader.drain()).toEqual([]);
@@ -140,10 +158,16 @@ describe.each(FIXTURES)("realm lifecycle events on %s", (template) => {
     const doc = JSON.parse(r.stdout);
     const placeholder = doc.placeholder.id as number;
     expect(placeholder).not.toBe(TEST_REALM);
-    const channels = (await server.db.query("SELECT id, name FROM zerver_stream WHERE realm_id = $1 ORDER BY id", [placeholder])).map((c: any) => ({ id: Number(c.id), name: c.name }));
+    const channels = (await server.db.query("SELECT id, name FROM zerver_stream WHERE realm_id = $1 ORDER BY id", [placeholder])).map((c: any) => ({
+      id: Number(c.id),
+      name: c.name,
+    }));
     expect(channels.map((c) => c.name)).toEqual(["Zulip", "sandbox", "general"]);
     const groups = Object.fromEntries(
-      (await server.db.query("SELECT usergroup_ptr_id AS id, name FROM zerver_namedusergroup WHERE realm_id = $1", [placeholder])).map((g: any) => [g.name, Number(g.id)]),
+      (await server.db.query("SELECT usergroup_ptr_id AS id, name FROM zerver_namedusergroup WHERE realm_id = $1", [placeholder])).map((g: any) => [
+        g.name,
+        Number(g.id),
+      ]),
     );
     const expected = [];
     for (const c of channels) {
@@ -197,11 +221,17 @@ describe.each(FIXTURES)("realm lifecycle events on %s", (template) => {
     const owner = doc.owner.id as number;
     const channels = (await server.db.query("SELECT id FROM zerver_stream WHERE realm_id = $1 ORDER BY id", [realmId])).map((c: any) => Number(c.id));
     expect(channels).toHaveLength(3);
-    const [ownersGroup] = await server.db.query("SELECT usergroup_ptr_id AS id FROM zerver_namedusergroup WHERE realm_id = $1 AND name = 'role:owners'", [realmId]);
+    const [ownersGroup] = await server.db.query("SELECT usergroup_ptr_id AS id FROM zerver_namedusergroup WHERE realm_id = $1 AND name = 'role:owners'", [
+      realmId,
+    ]);
     const expected = [];
     for (const id of channels) {
       // The channel as it was when created, before the owner was subscribed.
-      const event: Record<string, unknown> = { type: "stream", op: "create", streams: [{ ...(await expectedChannelObject(server.db, id, null)), subscriber_count: 0 }] };
+      const event: Record<string, unknown> = {
+        type: "stream",
+        op: "create",
+        streams: [{ ...(await expectedChannelObject(server.db, id, null)), subscriber_count: 0 }],
+      };
       if (LEVEL[template] >= 378) event.for_unarchiving = false;
       expected.push({ event, users: [] });
     }
@@ -212,9 +242,21 @@ describe.each(FIXTURES)("realm lifecycle events on %s", (template) => {
     if (u.avatar_source === "G") {
       const md5 = crypto.createHash("md5").update("boss@globex.example").digest("hex");
       const person: Record<string, unknown> = {
-        email: u.email, user_id: owner, avatar_version: 1, is_admin: true, is_owner: true, is_guest: false, role: 100, is_bot: false,
-        full_name: "Boss", timezone: "", is_active: true, date_joined: `${new Date(u.date_joined).toISOString().slice(0, 16)}+00:00`,
-        delivery_email: "boss@globex.example", avatar_url: `https://secure.gravatar.com/avatar/${md5}?d=identicon&version=1`, profile_data: {},
+        email: u.email,
+        user_id: owner,
+        avatar_version: 1,
+        is_admin: true,
+        is_owner: true,
+        is_guest: false,
+        role: 100,
+        is_bot: false,
+        full_name: "Boss",
+        timezone: "",
+        is_active: true,
+        date_joined: `${new Date(u.date_joined).toISOString().slice(0, 16)}+00:00`,
+        delivery_email: "boss@globex.example",
+        avatar_url: `https://secure.gravatar.com/avatar/${md5}?d=identicon&version=1`,
+        profile_data: {},
       };
       if (LEVEL[template] >= 433) person.is_imported_stub = false;
       expected.push({ event: { type: "realm_user", op: "add", person }, users: [owner] });
@@ -224,7 +266,9 @@ describe.each(FIXTURES)("realm lifecycle events on %s", (template) => {
     }
     expected.push({ event: { type: "user_group", op: "add_members", group_id: Number(ownersGroup.id), user_ids: [owner] }, users: [owner] });
     // process_new_human_user's peer_add for the default channels, to the other non-guests: none (published with an empty list, as Zulip does).
-    const defaults = (await server.db.query("SELECT stream_id FROM zerver_defaultstream WHERE realm_id = $1 ORDER BY stream_id", [realmId])).map((c: any) => Number(c.stream_id));
+    const defaults = (await server.db.query("SELECT stream_id FROM zerver_defaultstream WHERE realm_id = $1 ORDER BY stream_id", [realmId])).map((c: any) =>
+      Number(c.stream_id),
+    );
     expect(defaults.length).toBeGreaterThan(0);
     expected.push({ event: { type: "subscription", op: "peer_add", stream_ids: defaults, user_ids: [owner] }, users: [] });
     expect(await reader.drain()).toEqual(expected);

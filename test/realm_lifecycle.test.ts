@@ -52,7 +52,9 @@ async function maxAudit(db: TestDatabase): Promise<number> {
 /** realm_user_count_by_role computed independently. */
 async function roleCount(db: TestDatabase, realmId: number) {
   const humans: Record<string, number> = { "100": 0, "200": 0, "300": 0, "400": 0, "600": 0 };
-  for (const r of await db.query("SELECT role, count(*)::int AS n FROM zerver_userprofile WHERE realm_id = $1 AND is_active AND NOT is_bot GROUP BY role", [realmId])) {
+  for (const r of await db.query("SELECT role, count(*)::int AS n FROM zerver_userprofile WHERE realm_id = $1 AND is_active AND NOT is_bot GROUP BY role", [
+    realmId,
+  ])) {
     humans[String(r.role)] = r.n;
   }
   const total = Object.values(humans).reduce((a, b) => a + b, 0);
@@ -154,7 +156,9 @@ describe("realm lifecycle commands on the real Zulip 12.2 data", () => {
     expect(a.extra_data["10"]["11"]["100"]).toBe(1);
     // Scheduled emails and their recipient rows are gone; users are not deactivated.
     expect(await db.query("SELECT * FROM zerver_scheduledemail WHERE realm_id = 2")).toEqual([]);
-    expect(await db.query("SELECT * FROM zerver_scheduledemail_users WHERE scheduledemail_id = ANY($1::bigint[])", [scheduled.map((s: any) => s.id)])).toEqual([]);
+    expect(await db.query("SELECT * FROM zerver_scheduledemail_users WHERE scheduledemail_id = ANY($1::bigint[])", [scheduled.map((s: any) => s.id)])).toEqual(
+      [],
+    );
     expect((await db.query("SELECT is_active FROM zerver_userprofile WHERE id = 8"))[0].is_active).toBe(true);
     // Sessions: the live one of the realm's user is deleted (row and cache); expired, unverifiable
     // and other realms' sessions stay, as delete_realm_user_sessions leaves them.
@@ -166,7 +170,13 @@ describe("realm lifecycle commands on the real Zulip 12.2 data", () => {
     for (const key of keys) expect(await client.get(k(key)), key).toBeNull();
     expect(await client.get(k("user_profile_by_id:1"))).not.toBeNull();
     // Nothing else changed.
-    expect(changed(before, await snapshot(db))).toEqual(["django_session", "zerver_realm", "zerver_realmauditlog", "zerver_scheduledemail", "zerver_scheduledemail_users"]);
+    expect(changed(before, await snapshot(db))).toEqual([
+      "django_session",
+      "zerver_realm",
+      "zerver_realmauditlog",
+      "zerver_scheduledemail",
+      "zerver_scheduledemail_users",
+    ]);
 
     // The owner's email.
     expect(sink.messages).toHaveLength(1);
@@ -181,7 +191,9 @@ describe("realm lifecycle commands on the real Zulip 12.2 data", () => {
     // en-gb owner: Django's British date format, in the owner's time zone.
     const tz = owner.timezone || "UTC";
     const parts = Object.fromEntries(
-      new Intl.DateTimeFormat("en-GB", { timeZone: tz, day: "numeric", month: "short", year: "numeric" }).formatToParts(a.event_time).map((p) => [p.type, p.value]),
+      new Intl.DateTimeFormat("en-GB", { timeZone: tz, day: "numeric", month: "short", year: "numeric" })
+        .formatToParts(a.event_time)
+        .map((p) => [p.type, p.value]),
     );
     const date = `${parts.day} ${parts.month.slice(0, 3)} ${parts.year}`;
     expect(owner.default_language).toBe("en-gb");
@@ -200,7 +212,13 @@ describe("realm lifecycle commands on the real Zulip 12.2 data", () => {
     const r = await run(["deactivate_realm", "-r", "", "--deactivation_reason", "tos_violation", "--redirect_url", "https://moved.example.com", "--json"]);
     expect(r.exitCode).toBe(0);
     const doc = JSON.parse(r.stdout);
-    expect(doc).toMatchObject({ redirect_url: "https://moved.example.com", redirect_set: true, already_deactivated: true, deactivated: { old: true, new: true }, audit_log_ids: [] });
+    expect(doc).toMatchObject({
+      redirect_url: "https://moved.example.com",
+      redirect_set: true,
+      already_deactivated: true,
+      deactivated: { old: true, new: true },
+      audit_log_ids: [],
+    });
     expect((await db.query("SELECT deactivated_redirect FROM zerver_realm WHERE id = 2"))[0].deactivated_redirect).toBe("https://moved.example.com");
     expect(await newAuditRows(db, audit)).toEqual([]);
     expect(changed(before, await snapshot(db))).toEqual(["zerver_realm"]);
@@ -226,7 +244,12 @@ describe("realm lifecycle commands on the real Zulip 12.2 data", () => {
     const [conf8] = await db.query(
       `SELECT c.*, ct.app_label, ct.model FROM confirmation_confirmation c JOIN django_content_type ct ON ct.id = c.content_type_id WHERE c.type = 8`,
     );
-    expect({ ...conf8, object_id: Number(conf8.object_id) }).toMatchObject({ app_label: "zerver", model: "realmreactivationstatus", object_id: Number(status.id), realm_id: 2 });
+    expect({ ...conf8, object_id: Number(conf8.object_id) }).toMatchObject({
+      app_label: "zerver",
+      model: "realmreactivationstatus",
+      object_id: Number(status.id),
+      realm_id: 2,
+    });
     expect(conf8.confirmation_key).toMatch(/^[a-z2-7]{24}$/);
     expect(conf8.expiry_date.getTime() - conf8.date_sent.getTime()).toBe(86400_000);
     expectRecent(conf8.date_sent);
@@ -316,7 +339,13 @@ describe("realm lifecycle commands on a seeded organization", () => {
     const realm = await createRealm(db.client, { stringId: "acme", name: "Acme & Co", orgType: 10 });
     realmId = realm.id;
     const add = async (name: string, role: number, extra: Record<string, unknown> = {}) => {
-      const u = await createUser(db.client, realm, { email: `${name}@acme.example`, fullName: name[0].toUpperCase() + name.slice(1), role, externalHost: HOST, ...extra });
+      const u = await createUser(db.client, realm, {
+        email: `${name}@acme.example`,
+        fullName: name[0].toUpperCase() + name.slice(1),
+        role,
+        externalHost: HOST,
+        ...extra,
+      });
       people[name] = u.id;
     };
     await add("alice", ROLES.REALM_OWNER, { timezone: "Pacific/Kiritimati", defaultLanguage: "en" });
@@ -354,7 +383,9 @@ describe("realm lifecycle commands on a seeded organization", () => {
     const mails = sink.messages.slice(-2);
     // Kiritimati is UTC+14, Pago Pago UTC-11: the dates differ from each other by a day.
     const date = (tz: string) => {
-      const p = Object.fromEntries(new Intl.DateTimeFormat("en-US", { timeZone: tz, year: "numeric", month: "numeric", day: "numeric" }).formatToParts(when).map((x) => [x.type, x.value]));
+      const p = Object.fromEntries(
+        new Intl.DateTimeFormat("en-US", { timeZone: tz, year: "numeric", month: "numeric", day: "numeric" }).formatToParts(when).map((x) => [x.type, x.value]),
+      );
       const ap = ["Jan.", "Feb.", "March", "April", "May", "June", "July", "Aug.", "Sept.", "Oct.", "Nov.", "Dec."][Number(p.month) - 1];
       return `${ap} ${p.day}, ${p.year}`;
     };

@@ -472,15 +472,7 @@ describe("register_server: registration", () => {
     expect(upload!.auth).toEqual({ role: ORG_ID, key: ORG_KEY });
     expect(upload!.contentType).toBe("application/x-www-form-urlencoded");
     const form = upload!.form!;
-    expect(Object.keys(form)).toEqual([
-      "realm_counts",
-      "installation_counts",
-      "realmauditlog_rows",
-      "realms",
-      "version",
-      "merge_base",
-      "api_feature_level",
-    ]);
+    expect(Object.keys(form)).toEqual(["realm_counts", "installation_counts", "realmauditlog_rows", "realms", "version", "merge_base", "api_feature_level"]);
     expect(form.realm_counts).toBe("[]");
     expect(form.installation_counts).toBe("[]");
     expect(JSON.parse(form.version!)).toBe("12.2");
@@ -536,7 +528,7 @@ describe("register_server: registration", () => {
     // A new billing event and a changed answer for one realm.
     const [root] = await db.query("SELECT id, uuid::text AS uuid FROM zerver_realm WHERE string_id = ''");
     await db.query(
-      "INSERT INTO zerver_realmauditlog (event_time, backfilled, extra_data, event_type, realm_id) VALUES (now(), false, '{\"10\": {\"11\": {\"100\": 1}, \"12\": 0}}', 105, $1)",
+      'INSERT INTO zerver_realmauditlog (event_time, backfilled, extra_data, event_type, realm_id) VALUES (now(), false, \'{"10": {"11": {"100": 1}, "12": 0}}\', 105, $1)',
       [root!.id],
     );
     const [{ max: newId }] = await db.query("SELECT max(id)::int AS max FROM zerver_realmauditlog");
@@ -580,7 +572,9 @@ describe("register_server: registration", () => {
     expect(doc.requests[0].sent).toEqual({ zulip_org_id: ORG_ID, zulip_org_key: "(secret, not shown)", hostname: HOSTNAME, contact_email: CONTACT });
     expect(doc.requests[0].answer).toEqual({ result: "success", msg: "", created: true });
     expect(doc.requests[2].sent.realms.every((x: any) => x.uuid_owner_secret === "(secret, not shown)")).toBe(true);
-    const changed = doc.server_data.realm_changes.flatMap((c: any) => [c.push_notifications_enabled, c.push_notifications_enabled_end_at].filter((x) => x !== null));
+    const changed = doc.server_data.realm_changes.flatMap((c: any) =>
+      [c.push_notifications_enabled, c.push_notifications_enabled_end_at].filter((x) => x !== null),
+    );
     expect(changed).toHaveLength(2);
     for (const c of doc.server_data.realm_changes) expect(Object.keys(c.realm)).toEqual(["id", "string_id", "name", "url"]);
     const secrets = (await db.query("SELECT uuid_owner_secret FROM zerver_realm")).map((x) => x.uuid_owner_secret);
@@ -685,20 +679,23 @@ describe("register_server: --rotate-key", () => {
     expect(r.stdout + r.stderr).not.toContain(newKey);
   });
 
-  it.skipIf(!isRoot)("refuses before contacting the service when the secrets file is not writable (CLI running as another user; needs root to switch users)", async () => {
-    const e = setup();
-    svc.register({ uuid: ORG_ID, api_key: ORG_KEY });
-    // The CLI switches from root to the owner of the deployment directory ('nobody'), which can
-    // read but not write the root-owned secrets file.
-    fs.chownSync(e.deployDir, 65534, 65534);
-    fs.chmodSync(e.secretsPath, 0o644);
-    const r = await runCli(e, ["register_server", "--rotate-key", ...NO_CACHE], { env: { ZULIP_MANAGE_ALLOW_ROOT: "" } });
-    expect(r.stderr).toContain("running as 'nobody'");
-    expect(r.exitCode).toBe(1);
-    expect(r.stderr).toContain(`${e.secretsPath} is not writable by the current user.`);
-    expect(svc.received).toEqual([]);
-    expect(fs.readFileSync(e.secretsPath, "utf8")).toBe(e.secretsText);
-  });
+  it.skipIf(!isRoot)(
+    "refuses before contacting the service when the secrets file is not writable (CLI running as another user; needs root to switch users)",
+    async () => {
+      const e = setup();
+      svc.register({ uuid: ORG_ID, api_key: ORG_KEY });
+      // The CLI switches from root to the owner of the deployment directory ('nobody'), which can
+      // read but not write the root-owned secrets file.
+      fs.chownSync(e.deployDir, 65534, 65534);
+      fs.chmodSync(e.secretsPath, 0o644);
+      const r = await runCli(e, ["register_server", "--rotate-key", ...NO_CACHE], { env: { ZULIP_MANAGE_ALLOW_ROOT: "" } });
+      expect(r.stderr).toContain("running as 'nobody'");
+      expect(r.exitCode).toBe(1);
+      expect(r.stderr).toContain(`${e.secretsPath} is not writable by the current user.`);
+      expect(svc.received).toEqual([]);
+      expect(fs.readFileSync(e.secretsPath, "utf8")).toBe(e.secretsText);
+    },
+  );
 
   it("refuses before contacting the service when the secrets file's directory is read-only", async () => {
     const e = setup();
@@ -1021,7 +1018,6 @@ describe("register_server: cache", () => {
 // ---------------------------------------------------------------------------------------------
 // The library pieces the command is built from
 
-
 /** A tiny HTTP proxy: absolute-form requests are forwarded, CONNECT opens a tunnel. */
 async function startProxy(opts: { refuseConnect?: boolean } = {}) {
   const seen: { method: string; url: string; role: string | undefined }[] = [];
@@ -1120,9 +1116,8 @@ describe("push-service library", () => {
     );
     expect(gen.exitCode, String(gen.stderr)).toBe(0);
     const https = await import("node:https");
-    const tlsServer = https.createServer(
-      { key: fs.readFileSync(path.join(dir, "k.pem")), cert: fs.readFileSync(path.join(dir, "c.pem")) },
-      (_req, res) => res.end("{}"),
+    const tlsServer = https.createServer({ key: fs.readFileSync(path.join(dir, "k.pem")), cert: fs.readFileSync(path.join(dir, "c.pem")) }, (_req, res) =>
+      res.end("{}"),
     );
     const tlsSockets = new Set<net.Socket>();
     tlsServer.on("connection", (sock: net.Socket) => {
@@ -1135,11 +1130,24 @@ describe("push-service library", () => {
     const refusing = await startProxy({ refuseConnect: true });
     try {
       const url = new URL(`https://localhost:${tlsPort}/api/v1/remotes/server/analytics/status`);
-      const viaProxy = httpRequest({ method: "GET", url, headers: {}, timeoutMs: 5000, proxy: { host: "127.0.0.1", port: proxy.port, origin: "test" }, proxyRole: "push_bouncer" });
+      const viaProxy = httpRequest({
+        method: "GET",
+        url,
+        headers: {},
+        timeoutMs: 5000,
+        proxy: { host: "127.0.0.1", port: proxy.port, origin: "test" },
+        proxyRole: "push_bouncer",
+      });
       // The self-signed certificate is rejected: TLS ran inside the tunnel, to the real server.
       await expect(viaProxy).rejects.toMatchObject({ pyName: "SSLError" });
       expect(proxy.seen).toEqual([{ method: "CONNECT", url: `localhost:${tlsPort}`, role: "push_bouncer" }]);
-      const refused = httpRequest({ method: "GET", url, headers: {}, timeoutMs: 5000, proxy: { host: "127.0.0.1", port: refusing.port, origin: "zulip.conf [http_proxy]" } });
+      const refused = httpRequest({
+        method: "GET",
+        url,
+        headers: {},
+        timeoutMs: 5000,
+        proxy: { host: "127.0.0.1", port: refusing.port, origin: "zulip.conf [http_proxy]" },
+      });
       await expect(refused).rejects.toMatchObject({ pyName: "ProxyError" });
       await expect(refused).rejects.toThrow(/refused the tunnel: HTTP 403/);
     } finally {
@@ -1170,7 +1178,11 @@ describe("push-service library", () => {
     const client = new PushServiceClient({ servicesUrl: svc.url, orgId: ORG_ID, orgKey: ORG_KEY, version });
     const cases: [Override, string, string][] = [
       [{ status: 500, body: "x", contentType: "text/plain" }, "server", "Received 500 from push notification bouncer"],
-      [{ status: 400, body: JSON.stringify({ result: "error", msg: "bad key", code: "INVALID_ZULIP_SERVER" }) }, "invalid_server", "Push notifications bouncer error: bad key"],
+      [
+        { status: 400, body: JSON.stringify({ result: "error", msg: "bad key", code: "INVALID_ZULIP_SERVER" }) },
+        "invalid_server",
+        "Push notifications bouncer error: bad key",
+      ],
       [{ status: 400, body: JSON.stringify({ result: "error", msg: "Data is out of order.", code: "BAD_REQUEST" }) }, "client", "Data is out of order."],
       [{ status: 204, body: "" }, "unexpected_status", "Push notification bouncer returned unexpected status code 204"],
       [{ status: 200, body: "<html>", contentType: "text/html" }, "bad_response", "is not JSON"],

@@ -51,10 +51,9 @@ async function realm(): Promise<Realm> {
 /** A count taken independently, with plain SQL: active humans by role, active bots. */
 async function sqlCounts(): Promise<RealmUserCounts> {
   const humans: Record<string, number> = {};
-  for (const r of await db.query(
-    "SELECT role, count(*)::int AS n FROM zerver_userprofile WHERE realm_id = $1 AND is_active AND NOT is_bot GROUP BY role",
-    [TEST_REALM],
-  )) {
+  for (const r of await db.query("SELECT role, count(*)::int AS n FROM zerver_userprofile WHERE realm_id = $1 AND is_active AND NOT is_bot GROUP BY role", [
+    TEST_REALM,
+  ])) {
     humans[String(r.role)] = r.n;
   }
   const [b] = await db.query("SELECT count(*)::int AS n FROM zerver_userprofile WHERE realm_id = $1 AND is_active AND is_bot", [TEST_REALM]);
@@ -83,7 +82,9 @@ describe("readRoleCountBaseline", () => {
     const absent = await readRoleCountBaseline(db.client, BY_ID, "nobody@test.example", { absentUser: true });
     expect(absent?.user).toBeNull();
     expect(nonZero(absent!.counts)).toEqual(nonZero(await sqlCounts()));
-    expect(await readRoleCountBaseline(db.client, BY_ID, human.email, { absentUser: true })).toEqual(await readRoleCountBaseline(db.client, BY_ID, human.email));
+    expect(await readRoleCountBaseline(db.client, BY_ID, human.email, { absentUser: true })).toEqual(
+      await readRoleCountBaseline(db.client, BY_ID, human.email),
+    );
   });
 
   it("without a realm: the one user with that address on the server", async () => {
@@ -150,7 +151,9 @@ describe("createUser with a baseline", () => {
     await db.query("BEGIN");
     let id: number;
     try {
-      id = (await createUser(db.client, TEST_REALM, { email, fullName: "New Person", role: 400, roleCountBaseline: baseline, externalHost: "zulip.example.net" })).id;
+      id = (
+        await createUser(db.client, TEST_REALM, { email, fullName: "New Person", role: 400, roleCountBaseline: baseline, externalHost: "zulip.example.net" })
+      ).id;
       await db.query("COMMIT");
     } catch (e) {
       await db.query("ROLLBACK");

@@ -63,7 +63,12 @@ describe.each(FIXTURES)("change_user_role channel events on %s", (template) => {
     groups = await groupIds(server.db);
     subscriber = await addUser(server.db, { role: 400 });
     await server.db.client.query("BEGIN");
-    const c = await createChannel(server.db.client, TEST_REALM, { name: "full members only", inviteOnly: true, subscribers: [subscriber.id], dateCreated: new Date(Date.now() - 86400_000) });
+    const c = await createChannel(server.db.client, TEST_REALM, {
+      name: "full members only",
+      inviteOnly: true,
+      subscribers: [subscriber.id],
+      dateCreated: new Date(Date.now() - 86400_000),
+    });
     await server.db.client.query("COMMIT");
     await q("UPDATE zerver_stream SET can_subscribe_group_id = $2 WHERE id = $1", [c.id, groups["role:fullmembers"]]);
     const [row] = await q("SELECT id, recipient_id FROM zerver_stream WHERE id = $1", [c.id]);
@@ -76,7 +81,10 @@ describe.each(FIXTURES)("change_user_role channel events on %s", (template) => {
     await reader.purge("notify_tornado", "deferred_work");
   });
 
-  const groupEvent = async (op: string, group: string, user: number) => ({ event: { type: "user_group", op, group_id: groups[group], user_ids: [user] }, users: await active() });
+  const groupEvent = async (op: string, group: string, user: number) => ({
+    event: { type: "user_group", op, group_id: groups[group], user_ids: [user] },
+    users: await active(),
+  });
   const fullMembersCreate = async () => {
     const e: Record<string, unknown> = { type: "stream", op: "create", streams: [await channelObject(server.db, plans.id)] };
     if (level >= 378) e.for_unarchiving = false;
@@ -99,10 +107,16 @@ describe.each(FIXTURES)("change_user_role channel events on %s", (template) => {
   it("guest -> member: the full-members create and peer_add, then the role change's create of every channel now visible and their peer_adds (private first)", async () => {
     const u = await addUser(server.db, { role: 600 });
     await run(["change_user_role", "-r", R, u.email, "member"]);
-    const visible = await ids("SELECT id FROM zerver_stream WHERE realm_id = $1 AND NOT deactivated AND (NOT invite_only OR id = $2) ORDER BY id", [TEST_REALM, plans.id]);
+    const visible = await ids("SELECT id FROM zerver_stream WHERE realm_id = $1 AND NOT deactivated AND (NOT invite_only OR id = $2) ORDER BY id", [
+      TEST_REALM,
+      plans.id,
+    ]);
     expect(visible).toContain(plans.id);
     const publicIds = visible.filter((id) => id !== plans.id);
-    const peerAdd = async (id: number) => ({ event: { type: "subscription", op: "peer_add", stream_ids: [id], user_ids: await subscribers(id) }, users: [u.id] });
+    const peerAdd = async (id: number) => ({
+      event: { type: "subscription", op: "peer_add", stream_ids: [id], user_ids: await subscribers(id) },
+      users: [u.id],
+    });
     const objects = [];
     for (const id of visible) objects.push(await channelObject(server.db, id));
     expect(sortedUsers(await reader.drain())).toEqual([
@@ -121,7 +135,10 @@ describe.each(FIXTURES)("change_user_role channel events on %s", (template) => {
   it("member -> guest: only the role change's delete (the full-members removal finds nothing a guest could have kept)", async () => {
     const u = await addUser(server.db, { role: 400 });
     await run(["change_user_role", "-r", R, u.email, "guest"]);
-    const lost = await ids("SELECT id FROM zerver_stream WHERE realm_id = $1 AND NOT deactivated AND (NOT invite_only OR id = $2) ORDER BY id", [TEST_REALM, plans.id]);
+    const lost = await ids("SELECT id FROM zerver_stream WHERE realm_id = $1 AND NOT deactivated AND (NOT invite_only OR id = $2) ORDER BY id", [
+      TEST_REALM,
+      plans.id,
+    ]);
     const del: Record<string, unknown> = { type: "stream", op: "delete", streams: lost.map((id) => ({ stream_id: id })), stream_ids: lost };
     if (level >= 378) del.for_archiving = false;
     expect(sortedUsers(await reader.drain())).toEqual([

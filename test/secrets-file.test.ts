@@ -215,22 +215,25 @@ describe("checkSecretsWritable", () => {
     expect(fs.readFileSync(file, "utf8")).toBe(ORIGINAL);
   });
 
-  it.skipIf(!fs.existsSync(built) || !isRoot)("refuses a file owned by another user even in a writable directory (needs root: makes a file owned by root and runs as nobody)", () => {
-    const open = path.join(dir, "open");
-    fs.mkdirSync(open);
-    fs.chmodSync(open, 0o777);
-    const file = path.join(open, "zulip-secrets.conf");
-    fs.writeFileSync(file, ORIGINAL);
-    fs.chmodSync(file, 0o666); // writable by all, but owned by root: nobody cannot keep the owner
-    const script = `
+  it.skipIf(!fs.existsSync(built) || !isRoot)(
+    "refuses a file owned by another user even in a writable directory (needs root: makes a file owned by root and runs as nobody)",
+    () => {
+      const open = path.join(dir, "open");
+      fs.mkdirSync(open);
+      fs.chmodSync(open, 0o777);
+      const file = path.join(open, "zulip-secrets.conf");
+      fs.writeFileSync(file, ORIGINAL);
+      fs.chmodSync(file, 0o666); // writable by all, but owned by root: nobody cannot keep the owner
+      const script = `
       import { checkSecretsWritable } from ${JSON.stringify(built)};
       try { checkSecretsWritable(${JSON.stringify(file)}); process.stdout.write("accepted"); }
       catch (e) { process.stdout.write(e.message); }`;
-    const r = runAsOther(script);
-    expect(r.stdout).toContain("is not writable by the current user.");
-    expect(r.stdout).toContain("belongs to root");
-    expect(fs.readFileSync(file, "utf8")).toBe(ORIGINAL);
-  });
+      const r = runAsOther(script);
+      expect(r.stdout).toContain("is not writable by the current user.");
+      expect(r.stdout).toContain("belongs to root");
+      expect(fs.readFileSync(file, "utf8")).toBe(ORIGINAL);
+    },
+  );
 });
 
 describe("updateSecretsFile on a file that is a mount point", () => {

@@ -97,9 +97,7 @@ async function auditShape(db: TestDatabase, realmId: number, eventTypes?: number
   return rows
     .filter((r) => !eventTypes || eventTypes.includes(r.event_type))
     .map((r) => {
-      const extra = JSON.parse(JSON.stringify(r.extra_data), (k, v) =>
-        k === "subgroup_ids" || k === "supergroup_ids" ? (v as number[]).map(gname) : v,
-      );
+      const extra = JSON.parse(JSON.stringify(r.extra_data), (k, v) => (k === "subgroup_ids" || k === "supergroup_ids" ? (v as number[]).map(gname) : v));
       return JSON.stringify([r.event_type, extra, r.g ? gname(r.g) : null, r.mu, r.au, r.stream, r.has_last_msg, r.backfilled, r.scrubbed]);
     })
     .sort();
@@ -121,10 +119,7 @@ describe("createRealm / createUser reproduce a real fresh Zulip 12.2 install", (
     mine = await createDatabase({ template: "zulip12_empty" });
     [realOrg] = await real.query(`SELECT * FROM zerver_realm WHERE string_id <> 'zulipinternal'`);
     [realOwner] = await real.query(`SELECT * FROM zerver_userprofile WHERE realm_id = $1 AND role = 100`, [realOrg.id]);
-    const [created] = await real.query(
-      `SELECT extra_data FROM zerver_realmauditlog WHERE realm_id = $1 AND event_type = 215`,
-      [realOrg.id],
-    );
+    const [created] = await real.query(`SELECT extra_data FROM zerver_realmauditlog WHERE realm_id = $1 AND event_type = 215`, [realOrg.id]);
     const random = new SeededRandom(1);
     // Inputs are the values the real installer was given (org type, language, the creator's
     // signup answers); everything else must come out of our code.
@@ -248,7 +243,9 @@ describe("createRealm / createUser reproduce a real fresh Zulip 12.2 install", (
       ).map((r) => omit(r, []));
     expect(await subs(mine, owner.id)).toEqual(await subs(real, realOwner.id));
     const defaults = async (db: TestDatabase, realmId: number) =>
-      (await db.query(`SELECT s.name FROM zerver_defaultstream d JOIN zerver_stream s ON s.id = d.stream_id WHERE d.realm_id = $1 ORDER BY d.id`, [realmId])).map((r) => r.name);
+      (
+        await db.query(`SELECT s.name FROM zerver_defaultstream d JOIN zerver_stream s ON s.id = d.stream_id WHERE d.realm_id = $1 ORDER BY d.id`, [realmId])
+      ).map((r) => r.name);
     expect(await defaults(mine, org.id)).toEqual(await defaults(real, realOrg.id));
   });
 
@@ -267,10 +264,7 @@ describe("createRealm / createUser reproduce a real fresh Zulip 12.2 install", (
 
   it("commits with all foreign keys satisfied", async () => {
     // inTx ran SET CONSTRAINTS ALL IMMEDIATE before COMMIT; also check the realm's FK targets.
-    const [r] = await mine.query(
-      `SELECT count(*)::int AS n FROM zerver_namedusergroup WHERE realm_id = $1 AND is_system_group`,
-      [org.id],
-    );
+    const [r] = await mine.query(`SELECT count(*)::int AS n FROM zerver_namedusergroup WHERE realm_id = $1 AND is_system_group`, [org.id]);
     expect(r.n).toBe(8);
   });
 });
@@ -413,14 +407,12 @@ describe("seedServer (demo spec)", () => {
 
   it("ends each realm's audit log with a ROLE_COUNT matching the current users", async () => {
     for (const r of result.realms) {
-      const [last] = await db.query(
-        `SELECT extra_data FROM zerver_realmauditlog WHERE realm_id = $1 AND event_type IN (101, 103) ORDER BY id DESC LIMIT 1`,
-        [r.realm.id],
-      );
-      const rows = await db.query(
-        `SELECT role, is_bot, count(*)::int AS n FROM zerver_userprofile WHERE realm_id = $1 AND is_active GROUP BY 1, 2`,
-        [r.realm.id],
-      );
+      const [last] = await db.query(`SELECT extra_data FROM zerver_realmauditlog WHERE realm_id = $1 AND event_type IN (101, 103) ORDER BY id DESC LIMIT 1`, [
+        r.realm.id,
+      ]);
+      const rows = await db.query(`SELECT role, is_bot, count(*)::int AS n FROM zerver_userprofile WHERE realm_id = $1 AND is_active GROUP BY 1, 2`, [
+        r.realm.id,
+      ]);
       const humans: Record<string, number> = { "100": 0, "200": 0, "300": 0, "400": 0, "600": 0 };
       let bots = 0;
       for (const x of rows) {
@@ -437,9 +429,7 @@ describe("seedServer (demo spec)", () => {
     try {
       await inTx(other, () => seedServer(other.client, spec));
       const snapshot = async (d: TestDatabase) =>
-        d.query(
-          `SELECT id, delivery_email, email, full_name, role, is_active, api_key, date_joined FROM zerver_userprofile ORDER BY id`,
-        );
+        d.query(`SELECT id, delivery_email, email, full_name, role, is_active, api_key, date_joined FROM zerver_userprofile ORDER BY id`);
       expect(await snapshot(other)).toEqual(await snapshot(db));
       const msgs = async (d: TestDatabase) => d.query(`SELECT id, sender_id, recipient_id, subject, content, date_sent FROM zerver_message ORDER BY id`);
       expect(await msgs(other)).toEqual(await msgs(db));
@@ -451,7 +441,9 @@ describe("seedServer (demo spec)", () => {
   it("bulk-creates users and messages with the same invariants", async () => {
     const root = result.realms.find((r) => r.realm.stringId === "")!;
     const before = await db.query(`SELECT count(*)::int AS n FROM zerver_userprofile WHERE realm_id = $1`, [root.realm.id]);
-    const bulk = await inTx(db, () => seedBulkUsers(db.client, root.realm.id, 500, { externalHost: result.externalHost, now, dateJoined: new Date(now.getTime() - 30 * 86400_000), seed: 7 }));
+    const bulk = await inTx(db, () =>
+      seedBulkUsers(db.client, root.realm.id, 500, { externalHost: result.externalHost, now, dateJoined: new Date(now.getTime() - 30 * 86400_000), seed: 7 }),
+    );
     expect(bulk.count).toBe(500);
     const [after] = await db.query(`SELECT count(*)::int AS n FROM zerver_userprofile WHERE realm_id = $1`, [root.realm.id]);
     expect(after.n).toBe(before[0].n + 500);
@@ -475,19 +467,12 @@ describe("seedServer (demo spec)", () => {
       [bulk.firstId, bulk.lastId],
     );
     expect(audits).toEqual({ created: 500, groups: 1000, subs: 500 * 3 });
-    const [lastCreated] = await db.query(
-      `SELECT extra_data FROM zerver_realmauditlog WHERE modified_user_id = $1 AND event_type = 101`,
-      [bulk.lastId],
-    );
-    const [members] = await db.query(
-      `SELECT count(*)::int AS n FROM zerver_userprofile WHERE realm_id = $1 AND is_active AND NOT is_bot AND role = 400`,
-      [root.realm.id],
-    );
+    const [lastCreated] = await db.query(`SELECT extra_data FROM zerver_realmauditlog WHERE modified_user_id = $1 AND event_type = 101`, [bulk.lastId]);
+    const [members] = await db.query(`SELECT count(*)::int AS n FROM zerver_userprofile WHERE realm_id = $1 AND is_active AND NOT is_bot AND role = 400`, [
+      root.realm.id,
+    ]);
     expect(lastCreated.extra_data["10"]["11"]["400"]).toBe(members.n);
-    const [humans] = await db.query(
-      `SELECT count(*)::int AS n FROM zerver_userprofile WHERE realm_id = $1 AND is_active AND NOT is_bot`,
-      [root.realm.id],
-    );
+    const [humans] = await db.query(`SELECT count(*)::int AS n FROM zerver_userprofile WHERE realm_id = $1 AND is_active AND NOT is_bot`, [root.realm.id]);
     expect(lastCreated.extra_data["10"]["11"].workplace_users).toBe(humans.n);
     expect(lastCreated.extra_data["10"]["11"].non_workplace_users).toBe(0);
 
@@ -508,8 +493,14 @@ describe("seedServer (demo spec)", () => {
 async function personalRecipient(db: TestDatabase, userId: number): Promise<Row> {
   const [u] = await db.query(`SELECT recipient_id FROM zerver_userprofile WHERE id = $1`, [userId]);
   const [r] = await db.query(`SELECT type, type_id FROM zerver_recipient WHERE id = $1`, [u.recipient_id]);
-  const subs = await db.query(`SELECT user_profile_id, active, is_user_active, color, is_muted FROM zerver_subscription WHERE recipient_id = $1`, [u.recipient_id]);
-  return { type: r.type, self: Number(r.type_id) === userId, subs: subs.map((x) => ({ ...x, user_profile_id: x.user_profile_id === userId ? "self" : x.user_profile_id })) };
+  const subs = await db.query(`SELECT user_profile_id, active, is_user_active, color, is_muted FROM zerver_subscription WHERE recipient_id = $1`, [
+    u.recipient_id,
+  ]);
+  return {
+    type: r.type,
+    self: Number(r.type_id) === userId,
+    subs: subs.map((x) => ({ ...x, user_profile_id: x.user_profile_id === userId ? "self" : x.user_profile_id })),
+  };
 }
 
 // Zulip 10's zerver_stream (the templates keep 12.x's): is_in_zephyr_realm (dropped by 0752) and
@@ -544,7 +535,14 @@ describe.each([
     const random = new SeededRandom(7);
     await inTx(db, async () => {
       org = await createRealm(db.client, { stringId: "older", name: "Older", random });
-      owner = await createUser(db.client, org, { email: "owner@older.example", fullName: "Owner", role: ROLES.REALM_OWNER, realmCreation: true, externalHost: EXTERNAL_HOST, random });
+      owner = await createUser(db.client, org, {
+        email: "owner@older.example",
+        fullName: "Owner",
+        role: ROLES.REALM_OWNER,
+        realmCreation: true,
+        externalHost: EXTERNAL_HOST,
+        random,
+      });
       member = await createUser(db.client, org, { email: "member@older.example", fullName: "Member", externalHost: EXTERNAL_HOST, random });
       bot = await createUser(db.client, org, { email: "bot-bot@older.example", fullName: "Bot", botType: 1, botOwnerId: owner.id, random });
       leaver = await createUser(db.client, org, { email: "leaver@older.example", fullName: "Leaver", isActive: false, externalHost: EXTERNAL_HOST, random });
@@ -570,8 +568,18 @@ describe.each([
   });
 
   it("gives every user, bots included, a personal recipient with its subscription", async () => {
-    for (const u of [owner, bot]) expect(await personalRecipient(db, u.id)).toEqual({ type: 1, self: true, subs: [{ user_profile_id: "self", active: true, is_user_active: true, color: "#c2c2c2", is_muted: false }] });
-    for (const u of [member, leaver]) expect(await personalRecipient(db, u.id)).toEqual({ type: 1, self: true, subs: [{ user_profile_id: "self", active: true, is_user_active: false, color: "#c2c2c2", is_muted: false }] });
+    for (const u of [owner, bot])
+      expect(await personalRecipient(db, u.id)).toEqual({
+        type: 1,
+        self: true,
+        subs: [{ user_profile_id: "self", active: true, is_user_active: true, color: "#c2c2c2", is_muted: false }],
+      });
+    for (const u of [member, leaver])
+      expect(await personalRecipient(db, u.id)).toEqual({
+        type: 1,
+        self: true,
+        subs: [{ user_profile_id: "self", active: true, is_user_active: false, color: "#c2c2c2", is_muted: false }],
+      });
     for (const id of Object.values(bots)) expect((await personalRecipient(db, id)).subs).toHaveLength(1);
   });
 
@@ -579,7 +587,12 @@ describe.each([
     const [r] = await db.query(`SELECT * FROM zerver_realm WHERE id = $1`, [org.id]);
     const [general] = await db.query(`SELECT id FROM zerver_stream WHERE realm_id = $1 AND name = 'general'`, [org.id]);
     const is10 = dbOpts.template === "zulip10_fresh";
-    expect(r).toMatchObject({ giphy_rating: 2, zulip_update_announcements_level: is10 ? 15 : 21, new_stream_announcements_stream_id: general.id, zulip_update_announcements_stream_id: general.id });
+    expect(r).toMatchObject({
+      giphy_rating: 2,
+      zulip_update_announcements_level: is10 ? 15 : 21,
+      new_stream_announcements_stream_id: general.id,
+      zulip_update_announcements_stream_id: general.id,
+    });
     expect(r.mandatory_topics).toBe(is10 ? false : undefined);
     expect(r.topics_policy).toBe(is10 ? undefined : 2);
   });
@@ -592,11 +605,21 @@ describe.each([
     expect(await rec(dms.self)).toEqual({ type: 1, type_id: member.id });
     expect((await rec(dms.group)).type).toBe(3);
     const um = async (messageId: number) =>
-      (await db.query(`SELECT user_profile_id, flags FROM zerver_usermessage WHERE message_id = $1 ORDER BY 1`, [messageId])).map((r) => [r.user_profile_id, Number(r.flags)]);
+      (await db.query(`SELECT user_profile_id, flags FROM zerver_usermessage WHERE message_id = $1 ORDER BY 1`, [messageId])).map((r) => [
+        r.user_profile_id,
+        Number(r.flags),
+      ]);
     // is_private (2048) for every participant, read (1) for the sender (a human client)
-    expect(await um(dms.oneToOne)).toEqual([[owner.id, 2049], [member.id, 2048]]);
+    expect(await um(dms.oneToOne)).toEqual([
+      [owner.id, 2049],
+      [member.id, 2048],
+    ]);
     expect(await um(dms.self)).toEqual([[member.id, 2049]]);
-    expect(await um(dms.group)).toEqual([[owner.id, 2049], [member.id, 2048], [bot.id, 2048]]);
+    expect(await um(dms.group)).toEqual([
+      [owner.id, 2049],
+      [member.id, 2048],
+      [bot.id, 2048],
+    ]);
     // A 1:1 conversation that already has a DM group: Zulip 11 uses the group, Zulip 10 still
     // the personal recipient (get_recipient_from_user_profiles of each release).
     await inTx(db, async () => {

@@ -264,7 +264,14 @@ describe("Zulip 12", () => {
     const r = await runCli(["send_custom_email", "-r", "zulip", "-a", "--path", file, "--json"], { confDir: c, db });
     expect(r.exitCode).toBe(0);
     const doc = JSON.parse(r.stdout);
-    expect(doc).toMatchObject({ dry_run: false, records_audit_log: true, excluded_already_received_count: 2, sent_count: 5, failed_count: 0, subject: "News for {{ realm_name }}" });
+    expect(doc).toMatchObject({
+      dry_run: false,
+      records_audit_log: true,
+      excluded_already_received_count: 2,
+      sent_count: 5,
+      failed_count: 0,
+      subject: "News for {{ realm_name }}",
+    });
     expect(doc.audit_log_ids).toHaveLength(5);
     expect(doc.results.map((x: { user: { id: number } }) => x.user.id)).toEqual([p.hamlet, p.othello, p.cordelia, p.polonius, p.dummy]);
     expect(doc.results.every((x: { status: string }) => x.status === "done")).toBe(true);
@@ -318,7 +325,15 @@ describe("Zulip 12", () => {
     expect([...got.keys()].sort()).toEqual([...want].sort());
     expect(diff(before, await counts(db))).toEqual({ zerver_realmauditlog: 5, confirmation_confirmation: 5 });
     const [{ ct }] = await db.query<{ ct: number }>("SELECT id AS ct FROM django_content_type WHERE app_label = 'zerver' AND model = 'userprofile'");
-    const confs = await db.query<{ object_id: number; confirmation_key: string; realm_id: number; type: number; content_type_id: number; date_sent: Date; expiry_date: Date }>(
+    const confs = await db.query<{
+      object_id: number;
+      confirmation_key: string;
+      realm_id: number;
+      type: number;
+      content_type_id: number;
+      date_sent: Date;
+      expiry_date: Date;
+    }>(
       "SELECT object_id::int, confirmation_key, realm_id::int, type, content_type_id::int, date_sent, expiry_date FROM confirmation_confirmation WHERE type = 4 AND date_sent >= $1 ORDER BY object_id",
       [new Date(t0 - 1000)],
     );
@@ -339,7 +354,9 @@ describe("Zulip 12", () => {
     expect(m.parsed.header("from")).toBe(`Zulip <${ADMIN}>`);
     expect(m.parsed.html).toContain(`<a href="${link}">Unsubscribe from marketing emails</a>`);
     const king = got.get("king@lear.org")!;
-    expect(king.parsed.header("list-unsubscribe")).toMatch(new RegExp(`^<https://lear\\.${HOST.replace(/\./g, "\\.")}/accounts/unsubscribe/marketing/[a-z2-7]{24}>$`));
+    expect(king.parsed.header("list-unsubscribe")).toMatch(
+      new RegExp(`^<https://lear\\.${HOST.replace(/\./g, "\\.")}/accounts/unsubscribe/marketing/[a-z2-7]{24}>$`),
+    );
 
     // Again: any account with an address that got it counts, so nobody is left.
     const again = await runCli(["send_custom_email", "--marketing", "--path", file, "--json"], { confDir: c, db });
@@ -396,9 +413,15 @@ describe("Zulip 12", () => {
     expect(r.stderr).toContain("Recipient address rejected");
     expect(r.stderr).toContain("1 of 3 emails could not be sent; run the same command again to retry them.");
     const hash = parseEmailTemplate(fs.readFileSync(file, "utf8")).hash;
-    const rows = await db.query<{ u: number }>("SELECT modified_user_id AS u FROM zerver_realmauditlog WHERE event_type = 810 AND extra_data->>'email_id' = $1 ORDER BY 1", [hash]);
+    const rows = await db.query<{ u: number }>(
+      "SELECT modified_user_id AS u FROM zerver_realmauditlog WHERE event_type = 810 AND extra_data->>'email_id' = $1 ORDER BY 1",
+      [hash],
+    );
     expect(rows.map((x) => x.u)).toEqual([p.hamlet, p.iago].sort((a, b) => a - b));
-    const retry = await runCli(["send_custom_email", "-r", "zulip", "-u", "hamlet@zulip.com,othello@zulip.com,iago@zulip.com", "--path", file], { confDir: c, db });
+    const retry = await runCli(["send_custom_email", "-r", "zulip", "-u", "hamlet@zulip.com,othello@zulip.com,iago@zulip.com", "--path", file], {
+      confDir: c,
+      db,
+    });
     expect(retry.exitCode).toBe(0);
     // manage.py's output on a rerun, exactly.
     expect(retry.stdout).toBe("Excluded 2 users who already received this email");
@@ -407,7 +430,8 @@ describe("Zulip 12", () => {
   it("the subject and the sender's name: in the file or as options, not both, not neither", async () => {
     const both = writeTemplate("both.md", "Subject: S\nFrom: F\n\nx\n");
     const none = writeTemplate("none.md", "x\n");
-    const run = (file: string, ...extra: string[]) => runCli(["send_custom_email", "-r", "zulip", "-u", "iago@zulip.com", "--path", file, ...extra], { confDir: c, db });
+    const run = (file: string, ...extra: string[]) =>
+      runCli(["send_custom_email", "-r", "zulip", "-u", "iago@zulip.com", "--path", file, ...extra], { confDir: c, db });
     let r = await run(both, "--subject", "T");
     expect([r.exitCode, r.stderr]).toEqual([1, "Argument 'subject' is ambiguously present in both options and email template."]);
     r = await run(none);
@@ -473,7 +497,10 @@ describe("Zulip 11", () => {
     try {
       // The fresh install's organization (id 2, the root domain) and two more of its users, copied
       // from its owner in SQL (the creation actions write Zulip 12 rows).
-      for (const [email, name] of [["ann@example.org", "Ann"], ["bob@example.org", "Bob"]]) {
+      for (const [email, name] of [
+        ["ann@example.org", "Ann"],
+        ["bob@example.org", "Bob"],
+      ]) {
         await db.query(
           `CREATE TEMP TABLE u AS SELECT * FROM zerver_userprofile WHERE realm_id = 2 AND NOT is_bot ORDER BY id LIMIT 1;
            UPDATE u SET id = nextval(pg_get_serial_sequence('zerver_userprofile', 'id')), email = '${email}', delivery_email = '${email}',
@@ -481,7 +508,9 @@ describe("Zulip 11", () => {
            INSERT INTO zerver_userprofile SELECT * FROM u; DROP TABLE u;`,
         );
       }
-      const expected = (await db.query<{ e: string }>("SELECT delivery_email AS e FROM zerver_userprofile WHERE realm_id = 2 AND is_active AND NOT is_bot ORDER BY id")).map((x) => x.e);
+      const expected = (
+        await db.query<{ e: string }>("SELECT delivery_email AS e FROM zerver_userprofile WHERE realm_id = 2 AND is_active AND NOT is_bot ORDER BY id")
+      ).map((x) => x.e);
       expect(expected.length).toBe(3);
       const file = writeTemplate("z11.md", "Subject: Old\nFrom: Zulip\n\nHi.\n");
       for (let round = 0; round < 2; round++) {
@@ -524,7 +553,7 @@ describe("template file and Markdown", () => {
       [
         "## Plans for {{ realm_name }}",
         "",
-        "Text with *emphasis*, __strong__, `code`, snake_case_name and a [link]({{ realm_url }}/x \"t\").",
+        'Text with *emphasis*, __strong__, `code`, snake_case_name and a [link]({{ realm_url }}/x "t").',
         "<script>alert(1)</script> [bad](javascript:alert(1)) ![logo](https://x.y/l.png)",
         "",
         "* one",

@@ -5,16 +5,7 @@ import fs from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import {
-  makeTempDir,
-  parseAddress,
-  parseAddressList,
-  runCli,
-  selfSignedCert,
-  startSmtpSink,
-  writeConfDir,
-  type SmtpSink,
-} from "./email-support.js";
+import { makeTempDir, parseAddress, parseAddressList, runCli, selfSignedCert, startSmtpSink, writeConfDir, type SmtpSink } from "./email-support.js";
 
 const HOST = "zulip.example.com";
 const BODY =
@@ -91,7 +82,9 @@ describe("send_test_email", () => {
 
   it("uses the plain noreply address when ADD_TOKENS_TO_NOREPLY_ADDRESS is off", async () => {
     const before = sink.messages.length;
-    const r = await run(conf([...smtp(), "ADD_TOKENS_TO_NOREPLY_ADDRESS = False", "NOREPLY_EMAIL_ADDRESS = 'Zulip <bounce@mail.example.com>'"]), ["x@example.org"]);
+    const r = await run(conf([...smtp(), "ADD_TOKENS_TO_NOREPLY_ADDRESS = False", "NOREPLY_EMAIL_ADDRESS = 'Zulip <bounce@mail.example.com>'"]), [
+      "x@example.org",
+    ]);
     expect(r.exitCode).toBe(0);
     const mails = sink.messages.slice(before);
     expect(parseAddress(mails[1].parsed.header("from")!).address).toBe("bounce@mail.example.com");

@@ -4,13 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CacheInvalidation } from "../src/zulip/cache.js";
 import { loadConfig } from "../src/config/config.js";
 import { resolvePaths } from "../src/config/paths.js";
-import {
-  decodeSessionData,
-  deleteUserSessions,
-  findUserSessions,
-  sessionUserId,
-  verifySessionData,
-} from "../src/zulip/sessions.js";
+import { decodeSessionData, deleteUserSessions, findUserSessions, sessionUserId, verifySessionData } from "../src/zulip/sessions.js";
 import { type ConfDir } from "./helpers/confdir.js";
 import { type MemcachedInstance } from "./helpers/memcached.js";
 import { type TestDatabase } from "./helpers/pg.js";
@@ -92,7 +86,13 @@ describe("finding and deleting a user's sessions", () => {
   it("finds sessions by decoded user id (the fixture's own session included)", async () => {
     const all = await findUserSessions(db.client, [8]);
     expect(all.map((s) => s.sessionKey).sort()).toEqual(
-      ["s8expired00000000000000000000000", "s8forged00000000000000000000000", "s8packed000000000000000000000000", "s8plain0000000000000000000000000", "slwockrc3tuo977bg7ztp6jja1slvl1a"].sort(),
+      [
+        "s8expired00000000000000000000000",
+        "s8forged00000000000000000000000",
+        "s8packed000000000000000000000000",
+        "s8plain0000000000000000000000000",
+        "slwockrc3tuo977bg7ztp6jja1slvl1a",
+      ].sort(),
     );
     expect(all.every((s) => s.userId === 8)).toBe(true);
     const live = await findUserSessions(db.client, [8], { unexpiredOnly: true });

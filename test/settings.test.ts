@@ -21,17 +21,12 @@ const PROD_CONF = "[machine]\npuppet_classes = zulip::profile::standalone\ndeplo
 const BASE = "EXTERNAL_HOST = 'chat.example.org'\nZULIP_ADMINISTRATOR = 'admin@example.org'\n";
 const SECRETS = "[secrets]\nsecret_key = sk\nshared_secret = ss\navatar_salt = as\nrabbitmq_password = rp\n";
 
-function make(
-  settingsPy: string,
-  opts: { secrets?: string; conf?: string; options?: Partial<ComputeSettingsOptions> } = {},
-): ZulipSettings {
+function make(settingsPy: string, opts: { secrets?: string; conf?: string; options?: Partial<ComputeSettingsOptions> } = {}): ZulipSettings {
   const secretsIni = parseIni(opts.secrets ?? SECRETS);
-  return computeSettings(
-    parsePySettings(settingsPy),
-    secretsIni.get("secrets") ?? new Map(),
-    parseIni(opts.conf ?? PROD_CONF),
-    { settingsPath: PATH, ...opts.options },
-  );
+  return computeSettings(parsePySettings(settingsPy), secretsIni.get("secrets") ?? new Map(), parseIni(opts.conf ?? PROD_CONF), {
+    settingsPath: PATH,
+    ...opts.options,
+  });
 }
 
 function configError(fn: () => unknown): ConfigError {
@@ -229,13 +224,7 @@ describe("values from the file", () => {
     expect(s.REMOTE_POSTGRES_SSLMODE).toBe("require");
     expect(s.MEMCACHED_LOCATION).toBe("10.0.0.5:11211");
     expect([s.REDIS_HOST, s.REDIS_PORT]).toEqual(["redis.internal", 6380]);
-    expect([s.RABBITMQ_HOST, s.RABBITMQ_PORT, s.RABBITMQ_VHOST, s.RABBITMQ_USERNAME, s.RABBITMQ_USE_TLS]).toEqual([
-      "mq.internal",
-      5671,
-      "/zulip",
-      "zmq",
-      true,
-    ]);
+    expect([s.RABBITMQ_HOST, s.RABBITMQ_PORT, s.RABBITMQ_VHOST, s.RABBITMQ_USERNAME, s.RABBITMQ_USE_TLS]).toEqual(["mq.internal", 5671, "/zulip", "zmq", true]);
     expect([s.CONFIRMATION_LINK_DEFAULT_VALIDITY_DAYS, s.INVITATION_LINK_VALIDITY_DAYS]).toEqual([2, 14]);
     expect(s.SYSTEM_BOT_REALM).toBe("internal");
     expect(s.PASSWORD_RESET_TIMEOUT).toBe(3600);
@@ -342,9 +331,7 @@ describe("Zulip services (push notifications) and the legacy settings", () => {
   it("security alerts alone upload basic metadata; usage statistics alone upload everything", () => {
     expect(level("ZULIP_SERVICE_SECURITY_ALERTS = True").level).toBe(AnalyticsDataUploadLevel.BASIC);
     expect(level("ZULIP_SERVICE_SUBMIT_USAGE_STATISTICS = True")).toMatchObject({ push: false, usage: true, level: 3 });
-    expect(level("ZULIP_SERVICES_URL = 'https://push.example.net'\nZULIP_SERVICE_PUSH_NOTIFICATIONS = True").url).toBe(
-      "https://push.example.net",
-    );
+    expect(level("ZULIP_SERVICES_URL = 'https://push.example.net'\nZULIP_SERVICE_PUSH_NOTIFICATIONS = True").url).toBe("https://push.example.net");
   });
 
   it("a legacy PUSH_NOTIFICATION_BOUNCER_URL alone is translated", () => {
@@ -440,9 +427,7 @@ describe("lazy strictness", () => {
 
   it("a setting assigned inside an if block cannot be trusted", () => {
     const e = configError(() => s.EMAIL_PORT);
-    expect(e.message).toMatch(
-      /^Cannot safely read EMAIL_PORT from \/etc\/zulip\/settings\.py line 5: it is assigned inside an indented block/,
-    );
+    expect(e.message).toMatch(/^Cannot safely read EMAIL_PORT from \/etc\/zulip\/settings\.py line 5: it is assigned inside an indented block/);
     expect(s.sources.EMAIL_PORT).toBe("file");
   });
 
@@ -479,9 +464,7 @@ describe("lazy strictness", () => {
 
   it("a value of the wrong type is reported, not coerced", () => {
     const t = make(BASE + "EMAIL_PORT = '587'\nREALM_HOSTS = ['a']\nAUTHENTICATION_BACKENDS = 'x'\nEXTERNAL_URI_SCHEME = None");
-    expect(configError(() => t.EMAIL_PORT).message).toBe(
-      "Cannot use EMAIL_PORT from /etc/zulip/settings.py line 3: expected an integer, but it is '587'.",
-    );
+    expect(configError(() => t.EMAIL_PORT).message).toBe("Cannot use EMAIL_PORT from /etc/zulip/settings.py line 3: expected an integer, but it is '587'.");
     expect(configError(() => t.REALM_HOSTS).message).toMatch(/expected a dict of strings, but it is \['a'\]/);
     expect(configError(() => t.AUTHENTICATION_BACKENDS).message).toMatch(/expected a tuple or list of strings/);
     expect(configError(() => t.EXTERNAL_URI_SCHEME).message).toMatch(/line 6: expected a string, but it is None/);
@@ -507,10 +490,9 @@ describe("checkRequiredSettings (manage.py check_config)", () => {
   });
 
   it("the template's placeholders are reported in Zulip's order", () => {
-    const s = make(
-      'EXTERNAL_HOST = "zulip.example.com"\nZULIP_ADMINISTRATOR = "zulip-admin@example.com"\nAUTHENTICATION_BACKENDS = ()',
-      { secrets: "[secrets]\nsecret_key =\n" },
-    );
+    const s = make('EXTERNAL_HOST = "zulip.example.com"\nZULIP_ADMINISTRATOR = "zulip-admin@example.com"\nAUTHENTICATION_BACKENDS = ()', {
+      secrets: "[secrets]\nsecret_key =\n",
+    });
     expect(checkRequiredSettings(s)).toEqual([
       { setting: "EXTERNAL_HOST", message: "Error: You must set EXTERNAL_HOST in /etc/zulip/settings.py." },
       { setting: "ZULIP_ADMINISTRATOR", message: "Error: You must set ZULIP_ADMINISTRATOR in /etc/zulip/settings.py." },

@@ -77,10 +77,15 @@ describe.each(["zulip12_fresh", "zulip10_fresh"] as TemplateName[])("soft_deacti
   let w: World;
   const cli = (args: string[]): Promise<CliResult> => runCli(["soft_deactivate_users", ...args], { db, confDir: copy.conf });
   const user = async (id: number) => (await db.query<any>("SELECT long_term_idle, last_active_message_id FROM zerver_userprofile WHERE id = $1", [id]))[0];
-  const umIds = async (id: number) => (await db.query<any>("SELECT message_id FROM zerver_usermessage WHERE user_profile_id = $1 ORDER BY message_id", [id])).map((r) => Number(r.message_id));
+  const umIds = async (id: number) =>
+    (await db.query<any>("SELECT message_id FROM zerver_usermessage WHERE user_profile_id = $1 ORDER BY message_id", [id])).map((r) => Number(r.message_id));
   const audits = async (id: number, type: number) =>
-    (await db.query<any>("SELECT id, realm_id, acting_user_id, event_time FROM zerver_realmauditlog WHERE modified_user_id = $1 AND event_type = $2 ORDER BY id", [id, type]));
-  const send = async (channelId: number, content: string) => (await sendMessage(db.client, { senderId: w.iago, to: { channelId, topic: "while away" }, content })).id;
+    await db.query<any>(
+      "SELECT id, realm_id, acting_user_id, event_time FROM zerver_realmauditlog WHERE modified_user_id = $1 AND event_type = $2 ORDER BY id",
+      [id, type],
+    );
+  const send = async (channelId: number, content: string) =>
+    (await sendMessage(db.client, { senderId: w.iago, to: { channelId, topic: "while away" }, content })).id;
   const setSubscribed = async (userId: number, active: boolean) => {
     // What bulk_remove_subscriptions / bulk_add_subscriptions record: the flag and a 303/302 row at the newest message.
     await db.query("UPDATE zerver_subscription SET active = $3 WHERE user_profile_id = $1 AND recipient_id = $2", [userId, w.veronaRecipient, active]);
@@ -148,7 +153,10 @@ describe.each(["zulip12_fresh", "zulip10_fresh"] as TemplateName[])("soft_deacti
     expect(doc.already_active).toMatchObject([{ id: w.iago, delivery_email: "iago@zulip.example.net" }]);
     expect(await umIds(w.hamlet)).toEqual([...before, d1, v1, v3, d2].sort((a, b) => a - b));
     expect(await umIds(w.hamlet)).not.toContain(v2);
-    const flags = await db.query<any>("SELECT DISTINCT flags FROM zerver_usermessage WHERE user_profile_id = $1 AND message_id = ANY($2::int[])", [w.hamlet, [d1, v1, v3, d2]]);
+    const flags = await db.query<any>("SELECT DISTINCT flags FROM zerver_usermessage WHERE user_profile_id = $1 AND message_id = ANY($2::int[])", [
+      w.hamlet,
+      [d1, v1, v3, d2],
+    ]);
     expect(flags.map((f) => Number(f.flags))).toEqual([0]);
     expect(await user(w.hamlet)).toEqual({ long_term_idle: false, last_active_message_id: d2 });
     expect(await audits(w.hamlet, AuditLogEventType.USER_SOFT_ACTIVATED)).toHaveLength(1);
@@ -161,7 +169,10 @@ describe.each(["zulip12_fresh", "zulip10_fresh"] as TemplateName[])("soft_deacti
   it("-d alone picks users whose last visit is over --inactive-for days ago, then catches up every idle user", async () => {
     const client = Number((await db.query<any>("SELECT id FROM zerver_client ORDER BY id LIMIT 1"))[0].id);
     const visit = (userId: number, daysAgo: number, query: string) =>
-      db.query("INSERT INTO zerver_useractivity (query, count, last_visit, client_id, user_profile_id) VALUES ($4, 1, now() - make_interval(days => $1::int) - interval '1 hour', $2, $3)", [daysAgo, client, userId, query]);
+      db.query(
+        "INSERT INTO zerver_useractivity (query, count, last_visit, client_id, user_profile_id) VALUES ($4, 1, now() - make_interval(days => $1::int) - interval '1 hour', $2, $3)",
+        [daysAgo, client, userId, query],
+      );
     await db.query("DELETE FROM zerver_useractivity"); // only the visits below count
     await visit(w.othello, 40, "get_events"); // idle: goes
     await visit(w.othello, 30, "send_message");

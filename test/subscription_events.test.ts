@@ -31,7 +31,12 @@ afterAll(async () => {
 
 async function newChannel(db: TestDatabase, name: string, opts: { inviteOnly?: boolean; webPublic?: boolean; subscribers: number[] }) {
   await db.client.query("BEGIN");
-  const c = await createChannel(db.client, TEST_REALM, { name, inviteOnly: opts.inviteOnly, subscribers: opts.subscribers, dateCreated: new Date(Date.now() - 86400_000) });
+  const c = await createChannel(db.client, TEST_REALM, {
+    name,
+    inviteOnly: opts.inviteOnly,
+    subscribers: opts.subscribers,
+    dateCreated: new Date(Date.now() - 86400_000),
+  });
   await db.client.query("COMMIT");
   if (opts.webPublic) await db.query("UPDATE zerver_stream SET is_web_public = true WHERE id = $1", [c.id]);
   const [row] = await db.query("SELECT * FROM zerver_stream WHERE id = $1", [c.id]);
@@ -49,9 +54,11 @@ describe.each(FIXTURES)("channel subscription events on %s", (template) => {
   const adminsAndBots = () => ids("SELECT id FROM zerver_userprofile WHERE realm_id = $1 AND is_active AND role IN (100, 200) ORDER BY id");
   const sorted = (xs: Iterable<number>) => [...new Set(xs)].sort((a, b) => a - b);
   const subscribers = async (recipientId: number) =>
-    (await server.db.query("SELECT user_profile_id AS id FROM zerver_subscription WHERE recipient_id = $1 AND active AND is_user_active ORDER BY 1", [recipientId])).map((r: any) =>
-      Number(r.id),
-    );
+    (
+      await server.db.query("SELECT user_profile_id AS id FROM zerver_subscription WHERE recipient_id = $1 AND active AND is_user_active ORDER BY 1", [
+        recipientId,
+      ])
+    ).map((r: any) => Number(r.id));
   const createEvent = async (channelId: number, subscriberCount: number) => {
     const obj = await expectedChannelObject(server.db, channelId, null);
     if ("subscriber_count" in obj) obj.subscriber_count = subscriberCount;
@@ -105,10 +112,24 @@ describe.each(FIXTURES)("channel subscription events on %s", (template) => {
     const peerAdd = (u: number) => ({ type: "subscription", op: "peer_add", stream_ids: [c.id], user_ids: [u] });
     const expected = [
       { event: await createEvent(c.id, 2), users: [member.id] },
-      { event: { type: "subscription", op: "add", subscriptions: [await expectedSubscriptionObject(server.db, c.id, member.id, { countBefore: 2, subscribers: afterMember })] }, users: [member.id] },
+      {
+        event: {
+          type: "subscription",
+          op: "add",
+          subscriptions: [await expectedSubscriptionObject(server.db, c.id, member.id, { countBefore: 2, subscribers: afterMember })],
+        },
+        users: [member.id],
+      },
       { event: peerAdd(member.id), users: (await privatePeers(afterMember)).filter((u) => u !== member.id) },
       // The administrator could see the channel already: no create.
-      { event: { type: "subscription", op: "add", subscriptions: [await expectedSubscriptionObject(server.db, c.id, admin.id, { countBefore: 3, subscribers: afterAdmin })] }, users: [admin.id] },
+      {
+        event: {
+          type: "subscription",
+          op: "add",
+          subscriptions: [await expectedSubscriptionObject(server.db, c.id, admin.id, { countBefore: 3, subscribers: afterAdmin })],
+        },
+        users: [admin.id],
+      },
       { event: peerAdd(admin.id), users: (await privatePeers(afterAdmin)).filter((u) => u !== admin.id) },
     ];
     expect(expected[2].users).toContain(admin.id);
@@ -122,7 +143,9 @@ describe.each(FIXTURES)("channel subscription events on %s", (template) => {
     // (the member cannot see it any more), and peer_remove to the remaining private peers.
     const rm = await run(["remove_users_from_stream", "-r", String(TEST_REALM), "-s", "private plans", "-u", `${member.email},${admin.email}`]);
     expect({ exit: rm.exitCode, stderr: rm.stderr }).toEqual({ exit: 0, stderr: "" });
-    const remaining = sorted([...(await subscribers(c.recipient_id)), moderator.id, ...(await adminsAndBots())]).filter((u) => u !== member.id && u !== admin.id);
+    const remaining = sorted([...(await subscribers(c.recipient_id)), moderator.id, ...(await adminsAndBots())]).filter(
+      (u) => u !== member.id && u !== admin.id,
+    );
     expect(sortedUsers(await reader.drain())).toEqual([
       { event: { type: "subscription", op: "remove", subscriptions: [{ name: "private plans", stream_id: c.id }] }, users: [member.id] },
       { event: deleteEvent(c.id), users: [member.id] },
@@ -142,7 +165,14 @@ describe.each(FIXTURES)("channel subscription events on %s", (template) => {
     const after = sorted([member2.id, guest.id]);
     expect(sortedUsers(await reader.drain())).toEqual([
       { event: await createEvent(c.id, 1), users: [guest.id] },
-      { event: { type: "subscription", op: "add", subscriptions: [await expectedSubscriptionObject(server.db, c.id, guest.id, { countBefore: 1, subscribers: after })] }, users: [guest.id] },
+      {
+        event: {
+          type: "subscription",
+          op: "add",
+          subscriptions: [await expectedSubscriptionObject(server.db, c.id, guest.id, { countBefore: 1, subscribers: after })],
+        },
+        users: [guest.id],
+      },
       // A guest subscriber: this channel's own peer_add, to the non-guests and its subscribers.
       { event: { type: "subscription", op: "peer_add", stream_ids: [c.id], user_ids: [guest.id] }, users: await nonGuests() },
     ]);
@@ -156,7 +186,10 @@ describe.each(FIXTURES)("channel subscription events on %s", (template) => {
       { event: { type: "subscription", op: "remove", subscriptions: [{ name: "public square", stream_id: c.id }] }, users: [member2.id] },
       { event: { type: "subscription", op: "remove", subscriptions: [{ name: "public square", stream_id: c.id }] }, users: [guest.id] },
       { event: deleteEvent(c.id), users: [guest.id] },
-      { event: { type: "subscription", op: "peer_remove", stream_ids: [c.id], user_ids: [member2.id, guest.id] }, users: (await nonGuests()).filter((u) => u !== member2.id) },
+      {
+        event: { type: "subscription", op: "peer_remove", stream_ids: [c.id], user_ids: [member2.id, guest.id] },
+        users: (await nonGuests()).filter((u) => u !== member2.id),
+      },
     ]);
   });
 
@@ -166,7 +199,14 @@ describe.each(FIXTURES)("channel subscription events on %s", (template) => {
     expect(r.exitCode).toBe(0);
     const everyone = await ids("SELECT id FROM zerver_userprofile WHERE realm_id = $1 AND is_active ORDER BY id");
     expect(sortedUsers(await reader.drain())).toEqual([
-      { event: { type: "subscription", op: "add", subscriptions: [await expectedSubscriptionObject(server.db, c.id, guest.id, { countBefore: 0, subscribers: [guest.id] })] }, users: [guest.id] },
+      {
+        event: {
+          type: "subscription",
+          op: "add",
+          subscriptions: [await expectedSubscriptionObject(server.db, c.id, guest.id, { countBefore: 0, subscribers: [guest.id] })],
+        },
+        users: [guest.id],
+      },
       { event: { type: "subscription", op: "peer_add", stream_ids: [c.id], user_ids: [guest.id] }, users: everyone.filter((u) => u !== guest.id) },
     ]);
   });
@@ -203,11 +243,21 @@ describe.each(FIXTURES)("channel subscription events on %s", (template) => {
         const [t] = await server.db.query("SELECT email_address_visibility AS e FROM zerver_userprofile WHERE id = $1", [target]);
         return viewer === target || VISIBLE[Number(v.role)].includes(Number(t.e));
       };
-      const add = async (target: number, to: number) => ({ event: { type: "realm_user", op: "add", person: await person(target, await sees(to, target)) }, users: [to] });
+      const add = async (target: number, to: number) => ({
+        event: { type: "realm_user", op: "add", person: await person(target, await sees(to, target)) },
+        users: [to],
+      });
       const after = sorted([member2.id, guest2.id, guest.id]);
       expect(sortedUsers(await reader.drain())).toEqual([
         { event: await createEvent(c.id, 2), users: [guest.id] },
-        { event: { type: "subscription", op: "add", subscriptions: [await expectedSubscriptionObject(server.db, c.id, guest.id, { countBefore: 2, subscribers: after })] }, users: [guest.id] },
+        {
+          event: {
+            type: "subscription",
+            op: "add",
+            subscriptions: [await expectedSubscriptionObject(server.db, c.id, guest.id, { countBefore: 2, subscribers: after })],
+          },
+          users: [guest.id],
+        },
         // The other guest subscriber now sees the new subscriber; the new (guest) subscriber sees
         // the channel's subscribers, members included.
         await add(guest.id, guest2.id),

@@ -89,7 +89,9 @@ describe("unarchive_channel on a copy of a real Zulip 12.2 server", () => {
        VALUES ('a.png', '2/ab/cd/a.png', now(), 10, 'image/png', true, false, 8, 2) RETURNING id`,
     );
     await db.query("INSERT INTO zerver_attachment_messages (attachment_id, message_id) VALUES ($1, $2)", [att.id, msg.id]);
-    const [tx] = await db.query("INSERT INTO zerver_archivetransaction (timestamp, restored, type, realm_id, protect_from_deletion) VALUES (now(), false, 1, 2, false) RETURNING id");
+    const [tx] = await db.query(
+      "INSERT INTO zerver_archivetransaction (timestamp, restored, type, realm_id, protect_from_deletion) VALUES (now(), false, 1, 2, false) RETURNING id",
+    );
     const [am] = await db.query(
       `INSERT INTO zerver_archivedmessage (type, subject, content, date_sent, has_attachment, has_image, has_link, sender_id, archive_transaction_id, sending_client_id, realm_id, recipient_id, is_channel_message)
        VALUES (1, 'old', 'old', now(), true, false, false, 8, $1, 1, 2, $2, true) RETURNING id`,
@@ -142,12 +144,18 @@ describe("unarchive_channel on a copy of a real Zulip 12.2 server", () => {
         extra_data: {},
       },
     ]);
-    expect(await db.query("SELECT is_realm_public, is_web_public FROM zerver_attachment WHERE id = $1", [att.id])).toEqual([{ is_realm_public: null, is_web_public: null }]);
-    expect(await db.query("SELECT is_realm_public, is_web_public FROM zerver_archivedattachment WHERE id = $1", [aat.id])).toEqual([{ is_realm_public: null, is_web_public: null }]);
+    expect(await db.query("SELECT is_realm_public, is_web_public FROM zerver_attachment WHERE id = $1", [att.id])).toEqual([
+      { is_realm_public: null, is_web_public: null },
+    ]);
+    expect(await db.query("SELECT is_realm_public, is_web_public FROM zerver_archivedattachment WHERE id = $1", [aat.id])).toEqual([
+      { is_realm_public: null, is_web_public: null },
+    ]);
     expect((await db.query("SELECT deactivated FROM zerver_channelemailaddress WHERE channel_id = $1", [sandbox.id]))[0].deactivated).toBe(false);
 
     // Notification Bot's message, as Zulip's Markdown renders it.
-    const [m] = await db.query("SELECT m.*, c.name AS client FROM zerver_message m JOIN zerver_client c ON c.id = m.sending_client_id WHERE m.id = $1", [doc.notice.message_id]);
+    const [m] = await db.query("SELECT m.*, c.name AS client FROM zerver_message m JOIN zerver_client c ON c.id = m.sending_client_id WHERE m.id = $1", [
+      doc.notice.message_id,
+    ]);
     const [bot] = await db.query("SELECT id FROM zerver_userprofile WHERE delivery_email = 'notification-bot@zulip.com'");
     expect(omit(m, ["id", "date_sent", "sending_client_id", "search_tsvector"])).toEqual({
       type: 1,
@@ -216,7 +224,9 @@ describe("unarchive_channel on a copy of a real Zulip 12.2 server", () => {
     const before = await snapshot(db);
     const r = await run(["unarchive_channel", "-r", "2", "-c", "ops"]);
     expect(r.exitCode).toBe(1);
-    expect(r.stdout).toBe(`Matching channels:\n  (${a.id}) ops, deactivated on 2026-03-04 05:06:07+00:00\n  (${b.id}) !DEACTIVATED:ops, deactivated on 2026-03-05 05:06:07.500000+00:00`);
+    expect(r.stdout).toBe(
+      `Matching channels:\n  (${a.id}) ops, deactivated on 2026-03-04 05:06:07+00:00\n  (${b.id}) !DEACTIVATED:ops, deactivated on 2026-03-05 05:06:07.500000+00:00`,
+    );
     expect(r.stderr).toBe("More than one matching channel found!  Specify which with --channel-id");
     const j = await run(["unarchive_channel", "-r", "2", "-c", "ops", "--json"]);
     expect(j.exitCode).toBe(1);

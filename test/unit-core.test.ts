@@ -45,13 +45,14 @@ describe("Python formatting", () => {
     expect(pyStrFromPg('{"a": [1, "x"]}', 3802)).toBe("{'a': [1, 'x']}");
   });
   it("lists the server's backends in Zulip's order with the realm's state", () => {
-    expect(
-      authenticationMethodsDict(
-        ["zproject.backends.GitHubAuthBackend", "zproject.backends.EmailAuthBackend"],
-        new Set(["Email"]),
-      ),
-    ).toEqual({ Email: true, GitHub: false });
-    expect(Object.keys(authenticationMethodsDict(["zproject.backends.GitHubAuthBackend", "zproject.backends.EmailAuthBackend"], new Set()))).toEqual(["Email", "GitHub"]);
+    expect(authenticationMethodsDict(["zproject.backends.GitHubAuthBackend", "zproject.backends.EmailAuthBackend"], new Set(["Email"]))).toEqual({
+      Email: true,
+      GitHub: false,
+    });
+    expect(Object.keys(authenticationMethodsDict(["zproject.backends.GitHubAuthBackend", "zproject.backends.EmailAuthBackend"], new Set()))).toEqual([
+      "Email",
+      "GitHub",
+    ]);
   });
 });
 

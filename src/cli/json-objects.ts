@@ -38,7 +38,6 @@ export function userJson(row: {
   };
 }
 
-
 /** The one realm object of the realm with this id (json15b: the user write commands). */
 export async function realmJsonById(
   db: { query(sql: string, params?: unknown[]): Promise<{ rows: any[] }> },
@@ -68,7 +67,6 @@ export async function usersJsonByIds(
   const { rows } = await db.query("SELECT id, email, delivery_email, full_name, realm_id, role FROM zerver_userprofile WHERE id = ANY ($1::int[])", [list]);
   for (const r of rows) map.set(Number(r.id), userJson(r));
   return map; // a user deleted meanwhile is missing
-
 }
 
 /** A push_notifications_enabled_end_timestamp (Unix seconds) as RFC 3339. */
@@ -102,6 +100,9 @@ export function serverDataJson(settings: ZulipSettings, o: ServerDataOutcome): S
 }
 
 /** reportServerData()'s report as create_realm's push_service. */
-export function serverDataReportJson(settings: ZulipSettings, r: ServerDataReport): { ok: boolean; warning: string | null; server_data: ServerDataJson | null } {
+export function serverDataReportJson(
+  settings: ZulipSettings,
+  r: ServerDataReport,
+): { ok: boolean; warning: string | null; server_data: ServerDataJson | null } {
   return { ok: r.ok, warning: r.warning, server_data: r.serverData && serverDataJson(settings, r.serverData) };
 }

@@ -45,8 +45,7 @@ function suggest(name: string): string[] {
     const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...Array(b.length).fill(0)]);
     for (let j = 1; j <= b.length; j++) d[0][j] = j;
     for (let i = 1; i <= a.length; i++)
-      for (let j = 1; j <= b.length; j++)
-        d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+      for (let j = 1; j <= b.length; j++) d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
     return d[a.length][b.length];
   };
   return COMMANDS.map((c) => c.name).filter((n) => dist(n, name) <= 3 || n.includes(name) || name.includes(n));
@@ -104,7 +103,7 @@ function printSchema(argv: string[], name: string | undefined): number {
 /** Run one invocation; returns the exit code. */
 export async function run(argv: string[]): Promise<number> {
   const first = argv[0];
-  if (first === undefined || first === "help" && argv.length === 1 || first === "--help" || first === "-h") {
+  if (first === undefined || (first === "help" && argv.length === 1) || first === "--help" || first === "-h") {
     process.stdout.write(globalHelp());
     return EXIT.OK;
   }
@@ -114,7 +113,11 @@ export async function run(argv: string[]): Promise<number> {
   }
   if (first === "help") {
     if (argv[1] === "--commands") {
-      process.stdout.write(COMMANDS.map((c) => c.name).sort().join("\n") + "\n");
+      process.stdout.write(
+        COMMANDS.map((c) => c.name)
+          .sort()
+          .join("\n") + "\n",
+      );
       return EXIT.OK;
     }
     // Command names only: flags such as --json, --allow-root or --no-color do not count.

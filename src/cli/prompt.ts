@@ -26,8 +26,7 @@ export async function askYesNo(question: string, opts: YesNoOptions): Promise<bo
   const input = opts.input ?? process.stdin;
   if (!isInteractive(input)) {
     throw new CommandError(
-      `Cannot ask ${opts.what}: standard input is not a terminal.\n` +
-        `Run this command in a terminal, or pass ${opts.flag} to answer non-interactively.`,
+      `Cannot ask ${opts.what}: standard input is not a terminal.\n` + `Run this command in a terminal, or pass ${opts.flag} to answer non-interactively.`,
       "no_terminal",
     );
   }

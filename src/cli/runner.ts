@@ -61,7 +61,6 @@ function formatUsageError(name: string, message: string): string {
   return `usage: ${PROG} ${name} [options]\n${PROG} ${name}: error: ${message}\nRun '${PROG} ${name} --help' for the options.\n`;
 }
 
-
 /** Print a command's full help (options, examples). */
 export async function printCommandHelp(entry: CommandEntry): Promise<void> {
   buildCommand((await entry.load()).default).outputHelp();
@@ -168,4 +167,3 @@ function reportError(ctx: Context, name: string, e: any): number {
   ctx.out.finishJson(code, { error: message, error_code: errorCode });
   return code;
 }
-

@@ -14,7 +14,15 @@ import { EventDelivery, eventsReportJson, featureLevel } from "../services/event
 import { outcome } from "../cli/json-contract.js";
 import { realmJson, USER_JSON_COLUMNS, userJson } from "../cli/json-objects.js";
 import type { AddUsersToStreamsBody, ChannelSubscriptions } from "../schemas/add_users_to_streams.js";
-import { addSubscriptions, channelNameProblem, selectRealmUsers, ensureChannel, findChannel, stripName, subscribedUsers } from "../zulip/actions/subscriptions.js";
+import {
+  addSubscriptions,
+  channelNameProblem,
+  selectRealmUsers,
+  ensureChannel,
+  findChannel,
+  stripName,
+  subscribedUsers,
+} from "../zulip/actions/subscriptions.js";
 import { readAvatarSettings } from "../zulip/avatar.js";
 
 type ChannelResult = ChannelSubscriptions;
@@ -31,7 +39,9 @@ export default defineCommand({
   configure: (cmd) =>
     addEventsOption(
       addFlushCacheOption(
-        addUserListOptions(addRequiredRealmOption(cmd.usage("[options] -r REALM (-u EMAILS | -a) -s CHANNELS")), { all: "Add all users in realm to these streams." })
+        addUserListOptions(addRequiredRealmOption(cmd.usage("[options] -r REALM (-u EMAILS | -a) -s CHANNELS")), {
+          all: "Add all users in realm to these streams.",
+        })
           .requiredOption("-s, --streams <streams>", "A comma-separated list of stream names.")
           .option("--dry-run", "show what would change, and change nothing"),
       ),
@@ -68,7 +78,9 @@ export default defineCommand({
     const byId = new Map(users.map((u) => [Number(u.id), userJson(u as any)]));
     const setResults = (r: ChannelResult, changed: number[], unchanged: Set<number>) => {
       const done = new Set(changed);
-      r.results = userIds.filter((u) => done.has(u) || unchanged.has(u)).map((u) => ({ user: byId.get(u)!, ...outcome(unchanged.has(u) ? "unchanged" : dryRun ? "would_do" : "done") }));
+      r.results = userIds
+        .filter((u) => done.has(u) || unchanged.has(u))
+        .map((u) => ({ user: byId.get(u)!, ...outcome(unchanged.has(u) ? "unchanged" : dryRun ? "would_do" : "done") }));
       r.subscribed_count = changed.length;
       r.already_subscribed_count = r.results.length - changed.length;
     };
@@ -82,7 +94,11 @@ export default defineCommand({
           r.id = channel?.id ?? null;
           r.archived = channel?.deactivated ?? false;
           const already = channel ? await subscribedUsers(db, channel, userIds) : new Set<number>();
-          setResults(r, userIds.filter((u) => !already.has(u)), already);
+          setResults(
+            r,
+            userIds.filter((u) => !already.has(u)),
+            already,
+          );
           print(r);
           continue;
         }

@@ -98,7 +98,9 @@ export default defineCommand({
   configure: (cmd) =>
     addEventsOption(
       addFlushCacheOption(
-        cmd.option("-q, --quiet", "print nothing but errors").option("--dry-run", "show what would be archived, vacuumed, scrubbed and deactivated; change nothing"),
+        cmd
+          .option("-q, --quiet", "print nothing but errors")
+          .option("--dry-run", "show what would be archived, vacuumed, scrubbed and deactivated; change nothing"),
       ),
     ),
   async run(ctx, _args, opts) {
@@ -199,7 +201,8 @@ export default defineCommand({
               audit_log_ids: r.audit_log_ids,
             }));
             for (const r of scrub.scrubbed) {
-              for (const f of [...r.files.failed, ...r.avatar_files.failed]) warnings.push(`Organization ${r.string_id || "''"} is scrubbed, but ${f.path} could not be deleted: ${f.error}.`);
+              for (const f of [...r.files.failed, ...r.avatar_files.failed])
+                warnings.push(`Organization ${r.string_id || "''"} is scrubbed, but ${f.path} could not be deleted: ${f.error}.`);
               for (const n of r.not_sent) warnings.push(`Organization ${r.string_id || "''"} is scrubbed, but an event was not sent (${n}).`);
             }
             notScrubbed = scrub.not_scrubbed;
@@ -262,7 +265,10 @@ export default defineCommand({
                 `Nothing was changed for it${dryRun ? "" : ", and the rest of the job (later organizations, expired demo organizations) was not run"}, as in Zulip.`,
             );
           }
-          if (failedEmails) problems.push(`${plural(failedEmails, "owner email")} about deactivated demo organizations could not be sent (the organizations stay deactivated).`);
+          if (failedEmails)
+            problems.push(
+              `${plural(failedEmails, "owner email")} about deactivated demo organizations could not be sent (the organizations stay deactivated).`,
+            );
           const message = problems.join(" ");
           out.jsonBody<ArchiveMessagesBody>(
             {

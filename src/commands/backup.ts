@@ -52,7 +52,10 @@ export default defineCommand({
   ],
   configure: (cmd) =>
     cmd
-      .option("--output <file>", "filename of output tarball, or a directory to write zulip-backup-<timestamp>-<random>.tar.gz into (default: the temp directory)")
+      .option(
+        "--output <file>",
+        "filename of output tarball, or a directory to write zulip-backup-<timestamp>-<random>.tar.gz into (default: the temp directory)",
+      )
       .option("--skip-db", "skip database backup")
       .option("--skip-uploads", "skip uploads backup")
       .option("--threads <n>", "pg_dump jobs dumping tables in parallel", wholeNumber, 1)

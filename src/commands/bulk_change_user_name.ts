@@ -59,7 +59,7 @@ export default defineCommand({
   name: "bulk_change_user_name",
   description:
     "Change the names for many users.\n\n" +
-    "<data file> has one \"<email>,<new name>\" line per user (\"-\" reads standard input). Each name is checked as " +
+    '<data file> has one "<email>,<new name>" line per user ("-" reads standard input). Each name is checked as ' +
     "Zulip checks a name changed in the web app (length, characters, unique names where the organization requires them).",
   examples: [
     "zulip-manage bulk_change_user_name -r zulip names.csv",
@@ -93,7 +93,17 @@ export default defineCommand({
         const line = pyStrip(raw);
         if (line === "") continue;
         const comma = line.indexOf(",");
-        const r: LineResult = { line: i + 1, email: comma < 0 ? line : line.slice(0, comma), user_id: null, old_name: null, new_name: null, changed: false, error: null, audit_log_id: null, row: null };
+        const r: LineResult = {
+          line: i + 1,
+          email: comma < 0 ? line : line.slice(0, comma),
+          user_id: null,
+          old_name: null,
+          new_name: null,
+          changed: false,
+          error: null,
+          audit_log_id: null,
+          row: null,
+        };
         results.push(r);
         if (comma < 0) {
           r.error = "expected <email>,<new name>";

@@ -77,9 +77,7 @@ export default defineCommand({
       // do_create_realm refuses these outright (AssertionError).
       const forbidden = [subOpts.socialAuthSubdomain, subOpts.selfHostingManagementSubdomain];
       if (forbidden.includes(oldSubdomain)) {
-        throw new CommandError(
-          "Creating a realm on SOCIAL_AUTH_SUBDOMAIN or SELF_HOSTING_MANAGEMENT_SUBDOMAIN is not allowed! (pass --skip-redirect)",
-        );
+        throw new CommandError("Creating a realm on SOCIAL_AUTH_SUBDOMAIN or SELF_HOSTING_MANAGEMENT_SUBDOMAIN is not allowed! (pass --skip-redirect)");
       }
       const unsupported = await creationSchemaProblem(db);
       if (unsupported) throw new CommandError(`${unsupported} Pass --skip-redirect to change the subdomain without a redirect.`);
@@ -119,25 +117,27 @@ export default defineCommand({
 
     const events = new EventDelivery(ctx, opts.events);
     const level = featureLevel(ctx.paths, db);
-    await events.guard(() => inval.guard(async () => {
-      const change = await doChangeRealmSubdomain(db, realm, newSubdomain, {
-        oldUrl,
-        newUrl,
-        skipRedirect,
-        subdomainRules: subOpts,
-        cache: inval,
-        events: { notify: { events, what: `the placeholder organization left at '${oldSubdomain}'` }, featureLevel: level },
-        ...(secretKey ? { secretKey } : {}),
-      });
-      result.audit_log_ids = [change.rename.auditLogId, ...(change.placeholder?.auditLogIds ?? [])];
-      result.realm = realmJson(settings, { ...realm, string_id: newSubdomain });
-      result.redirects_updated = change.rename.redirectsUpdated.map((r) => realmJson(settings, r));
-      if (change.placeholder) {
-        const p = change.placeholder.realm;
-        result.placeholder = { ...realmJson(settings, { id: p.id, string_id: oldSubdomain, name: p.name }), deactivated_redirect: newUrl };
-      }
-      result.sessions_deleted_count = change.sessionsDeleted;
-    }));
+    await events.guard(() =>
+      inval.guard(async () => {
+        const change = await doChangeRealmSubdomain(db, realm, newSubdomain, {
+          oldUrl,
+          newUrl,
+          skipRedirect,
+          subdomainRules: subOpts,
+          cache: inval,
+          events: { notify: { events, what: `the placeholder organization left at '${oldSubdomain}'` }, featureLevel: level },
+          ...(secretKey ? { secretKey } : {}),
+        });
+        result.audit_log_ids = [change.rename.auditLogId, ...(change.placeholder?.auditLogIds ?? [])];
+        result.realm = realmJson(settings, { ...realm, string_id: newSubdomain });
+        result.redirects_updated = change.rename.redirectsUpdated.map((r) => realmJson(settings, r));
+        if (change.placeholder) {
+          const p = change.placeholder.realm;
+          result.placeholder = { ...realmJson(settings, { id: p.id, string_id: oldSubdomain, name: p.name }), deactivated_redirect: newUrl };
+        }
+        result.sessions_deleted_count = change.sessionsDeleted;
+      }),
+    );
     result.cache = cacheReportJson(await inval.commit());
     result.events = eventsReportJson(await events.commit());
     out.line("Done!");

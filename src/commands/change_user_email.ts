@@ -34,7 +34,7 @@ export default defineCommand({
   name: "change_user_email",
   description:
     "Change the email address for a user.\n\n" +
-    "The address other users see changes too when the user's email visibility is \"everyone\". " +
+    'The address other users see changes too when the user\'s email visibility is "everyone". ' +
     "No confirmation email is sent; the new address is checked for validity and uniqueness first.",
   examples: [
     "zulip-manage change_user_email -r zulip iago@zulip.com iago@example.org",

@@ -50,16 +50,7 @@ import { realmJson, userJson } from "../cli/json-objects.js";
 import type { ChangeUserRoleBody } from "../schemas/change_user_role.js";
 
 /** manage.py's choices, in its order. */
-export const ROLE_CHOICES = [
-  "owner",
-  "admin",
-  "moderator",
-  "member",
-  "guest",
-  "can_forge_sender",
-  "can_create_users",
-  "can_change_user_emails",
-];
+export const ROLE_CHOICES = ["owner", "admin", "moderator", "member", "guest", "can_forge_sender", "can_create_users", "can_change_user_emails"];
 /** Accepted in addition: the pre-10.0 billing flag the Zulip docs still mention. */
 const EXTRA_CHOICES = ["is_billing_admin"];
 
@@ -147,7 +138,7 @@ export default defineCommand({
     "Valid values of <new_role>: owner, admin, moderator, member, guest (roles); can_forge_sender, can_create_users, " +
     "can_change_user_emails (permissions, granted, or removed with --revoke); is_billing_admin (access to plans and " +
     "billing: on Zulip 10 and newer the user is added to, or with --revoke removed from, the organization setting " +
-    "\"Who can manage plans and billing\", as an administrator does it in the web app).",
+    '"Who can manage plans and billing", as an administrator does it in the web app).',
   examples: [
     "zulip-manage change_user_role -r zulip iago@zulip.com admin",
     "zulip-manage change_user_role -r zulip -u iago@zulip.com,hamlet@zulip.com moderator --dry-run",
@@ -243,9 +234,7 @@ async function main(ctx: Context, a: MainArgs): Promise<number> {
   const realm = (await getRealm(db, a.realmOption))!;
 
   if (requested === "can_change_user_emails" && !(await db.hasColumn("zerver_userprofile", "can_change_user_emails"))) {
-    throw new UsageError(
-      `argument <new_role>: invalid choice: '${requested}' (choose from ${quoteChoices(ROLE_CHOICES.filter((c) => c !== requested))})`,
-    );
+    throw new UsageError(`argument <new_role>: invalid choice: '${requested}' (choose from ${quoteChoices(ROLE_CHOICES.filter((c) => c !== requested))})`);
   }
   // Zulip 10 replaced the is_billing_admin flag by the realm setting can_manage_billing_group:
   // there the user is added to / removed from that setting as the web app does it.
@@ -254,7 +243,7 @@ async function main(ctx: Context, a: MainArgs): Promise<number> {
     !(await db.hasColumn("zerver_userprofile", "is_billing_admin")) &&
     (await db.hasColumn("zerver_realm", "can_manage_billing_group_id"));
   if (requested === "is_billing_admin" && !billingSetting && !(await db.hasColumn("zerver_userprofile", "is_billing_admin"))) {
-    throw new CommandError("This Zulip server has neither the is_billing_admin permission nor the \"Who can manage plans and billing\" setting.");
+    throw new CommandError('This Zulip server has neither the is_billing_admin permission nor the "Who can manage plans and billing" setting.');
   }
 
   const users = multi ? await getUsers(db, { users: a.users }, realm) : [await getUser(db, email!, realm)];

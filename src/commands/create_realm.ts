@@ -151,10 +151,16 @@ export default defineCommand({
       },
       channels: created.realm.channels.map((c) => ({ id: c.id, name: c.name })),
       not_done: notDone,
-      scheduled_emails: (created.steps.welcomeEmails?.scheduled ?? []).map((s) => ({ id: s.id, template: s.template, scheduled_at: utcTimestamp(s.scheduledAt) })),
+      scheduled_emails: (created.steps.welcomeEmails?.scheduled ?? []).map((s) => ({
+        id: s.id,
+        template: s.template,
+        scheduled_at: utcTimestamp(s.scheduledAt),
+      })),
       audit_log_ids: created.auditLogIds,
-      system_bot_realm_created:
-        created.systemRealm && { ...realmJson(settings, { id: created.systemRealm.id, string_id: systemBotRealm, name: created.systemRealm.name }), bots_count: created.systemRealm.bots },
+      system_bot_realm_created: created.systemRealm && {
+        ...realmJson(settings, { id: created.systemRealm.id, string_id: systemBotRealm, name: created.systemRealm.name }),
+        bots_count: created.systemRealm.bots,
+      },
       push_service: null,
       cache,
       events: eventsReportJson(delivery)!,

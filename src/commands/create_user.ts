@@ -103,7 +103,9 @@ export default defineCommand({
     };
     if (dryRun) {
       result.subscribed_channels = await defaultChannelNames(db, realm.id);
-      out.line(`Would create ${params.email} ("${params.fullName}") in ${realm.string_id === "" ? "the root-domain organization" : realm.string_id}, subscribed to ${result.subscribed_channels.join(", ") || "no channels"}.`);
+      out.line(
+        `Would create ${params.email} ("${params.fullName}") in ${realm.string_id === "" ? "the root-domain organization" : realm.string_id}, subscribed to ${result.subscribed_channels.join(", ") || "no channels"}.`,
+      );
       out.line("(dry run: nothing was changed)");
       return finish();
     }
@@ -116,7 +118,13 @@ export default defineCommand({
     const created = await doCreateUser(
       db,
       realm,
-      { email: params.email, fullName: params.fullName, passwordHash, tosVersion: TOS_VERSION_BEFORE_FIRST_LOGIN, ...(roleCountBaseline ? { roleCountBaseline } : {}) },
+      {
+        email: params.email,
+        fullName: params.fullName,
+        passwordHash,
+        tosVersion: TOS_VERSION_BEFORE_FIRST_LOGIN,
+        ...(roleCountBaseline ? { roleCountBaseline } : {}),
+      },
       { urls, notify, featureLevel: level, settings, deployDir: ctx.paths.deployDir, cache: inval },
     );
     result.not_done.push(...created.avatarNotDone);
@@ -126,7 +134,11 @@ export default defineCommand({
     result.user = { ...userJson(created.row), password: passwordHash ? "set" : "unusable", system_groups: u.systemGroups };
     result.audit_log_ids = created.auditLogIds;
     result.subscribed_channels = created.subscribedChannels;
-    result.scheduled_emails = (created.steps.welcomeEmails?.scheduled ?? []).map((s) => ({ id: s.id, template: s.template, scheduled_at: utcTimestamp(s.scheduledAt) }));
+    result.scheduled_emails = (created.steps.welcomeEmails?.scheduled ?? []).map((s) => ({
+      id: s.id,
+      template: s.template,
+      scheduled_at: utcTimestamp(s.scheduledAt),
+    }));
     if (created.signup.messageId !== null) result.signup_announcement = { message_id: created.signup.messageId, channel: created.signup.channel! };
     if (created.signup.notWritten) result.not_done.push(created.signup.notWritten);
     for (const e of created.eventsNotSent) result.not_done.push(`not sent: ${e}`);

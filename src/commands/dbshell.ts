@@ -21,8 +21,7 @@ import type { DbshellBody } from "../schemas/dbshell.js";
 export default defineCommand({
   name: "dbshell",
   description:
-    "Start psql on the Zulip database, connected exactly as zulip-manage connects (search_path zulip, public).\n" +
-    "Arguments after -- are passed to psql.",
+    "Start psql on the Zulip database, connected exactly as zulip-manage connects (search_path zulip, public).\n" + "Arguments after -- are passed to psql.",
   examples: [
     "zulip-manage dbshell",
     "zulip-manage dbshell -- -c 'SELECT id, string_id FROM zerver_realm'",

@@ -30,7 +30,13 @@ import { EventDelivery, eventsReportJson } from "../services/events.js";
 import { getRealm } from "../zulip/lookup.js";
 import { humanOwnerUsers, languageNote } from "../zulip/realms.js";
 import { secretKeyOrUndefined } from "../zulip/sessions.js";
-import { buildRealmDeactivatedEmails, doAddDeactivatedRedirect, doDeactivateRealm, planRealmDeactivation, REALM_DEACTIVATION_REASONS } from "../zulip/actions/deactivate-realm.js";
+import {
+  buildRealmDeactivatedEmails,
+  doAddDeactivatedRedirect,
+  doDeactivateRealm,
+  planRealmDeactivation,
+  REALM_DEACTIVATION_REASONS,
+} from "../zulip/actions/deactivate-realm.js";
 import { realmHost, realmUrl } from "../config/settings.js";
 
 export default defineCommand({
@@ -95,7 +101,12 @@ export default defineCommand({
     const finish = (code: number, failed = 0) => {
       out.jsonBody<DeactivateRealmBody>(
         result,
-        code === 0 ? undefined : { error: `The organization is deactivated, but ${failed} of ${result.results.length} owner email(s) could not be sent.`, error_code: "email_failed" },
+        code === 0
+          ? undefined
+          : {
+              error: `The organization is deactivated, but ${failed} of ${result.results.length} owner email(s) could not be sent.`,
+              error_code: "email_failed",
+            },
       );
       return code;
     };
@@ -103,96 +114,115 @@ export default defineCommand({
     const events = new EventDelivery(ctx, opts.events);
     // Whatever fails after a commit, the cache of what was committed is still updated, and then
     // its events are sent.
-    return events.guard(() => inval.guard(async () => {
-      if (redirectUrl) {
+    return events.guard(() =>
+      inval.guard(async () => {
+        if (redirectUrl) {
+          if (dryRun) {
+            out.line(`Would set the redirect URL to ${redirectUrl}`);
+          } else {
+            out.line(`Setting the redirect URL to ${redirectUrl}`);
+            await doAddDeactivatedRedirect(db, realm.id, redirectUrl, inval);
+            result.redirect_set = true;
+          }
+        }
+
+        if (realm.deactivated) {
+          out.line(`The realm ${realmArg} is already deactivated.`);
+          if (!dryRun) result.cache = cacheReportJson(await inval.commit());
+          return finish(0);
+        }
+
+        const secretKey = secretKeyOrUndefined(settings);
+        const info = { name: realm.name, string_id: realm.string_id, host: realmHost(settings, realm.string_id), url: realmUrl(settings, realm.string_id) };
+
         if (dryRun) {
-          out.line(`Would set the redirect URL to ${redirectUrl}`);
-        } else {
-          out.line(`Setting the redirect URL to ${redirectUrl}`);
-          await doAddDeactivatedRedirect(db, realm.id, redirectUrl, inval);
-          result.redirect_set = true;
-        }
-      }
-
-      if (realm.deactivated) {
-        out.line(`The realm ${realmArg} is already deactivated.`);
-        if (!dryRun) result.cache = cacheReportJson(await inval.commit());
-        return finish(0);
-      }
-
-      const secretKey = secretKeyOrUndefined(settings);
-      const info = { name: realm.name, string_id: realm.string_id, host: realmHost(settings, realm.string_id), url: realmUrl(settings, realm.string_id) };
-
-      if (dryRun) {
-        const plan = await planRealmDeactivation(db, realm.id, secretKey ? { secretKey } : {});
-        result.deactivated.new = true;
-        result.scheduled_emails_deleted_count = plan.scheduledEmails;
-        result.sessions_deleted_count = plan.sessions.length;
-        out.line(`Would deactivate ${realmArg} (reason: ${reason}): ${plan.scheduledEmails} scheduled email(s) removed, ${plan.sessions.length} login session(s) ended.`);
-        if (emailOwners) {
-          const owners = await humanOwnerUsers(db, realm.id);
-          for (const o of owners) {
-            result.results.push({ user: userJson(o), ...outcomeOf("would_do"), language_note: languageNote(o.default_language) });
-          }
-          out.line(`Would email ${owners.length} organization owner(s): ${owners.map((o) => o.delivery_email).join(", ") || "(none)"}`);
-        }
-        out.line("(dry run: nothing was changed)");
-        return finish(0);
-      }
-
-      out.line(`Deactivating ${realmArg}`);
-      const when = new Date();
-      const notify = { events, realm: { id: realm.id, string_id: realm.string_id }, what: `the deactivation of the organization ${realm.string_id || "(root domain)"}` };
-      // The deactivation, then (after its commit, as Zulip does) delete_realm_user_sessions.
-      const outcome = await doDeactivateRealm(db, realm.id, { reason, actingUserId: null, now: when, cache: inval, notify, ...(secretKey ? { secretKey } : {}) });
-      if (outcome === null) {
-        // Deactivated by someone else between our read and the lock.
-        out.line(`The realm ${realmArg} is already deactivated.`);
-        result.already_deactivated = true;
-        result.deactivated = { old: true, new: true };
-        result.cache = cacheReportJson(await inval.commit());
-        await events.commit();
-        return finish(0);
-      }
-      result.deactivated.new = true;
-      result.audit_log_ids = [outcome.auditLogId];
-      result.scheduled_emails_deleted_count = outcome.scheduledEmailsDeleted;
-      result.sessions_deleted_count = outcome.sessionsDeleted;
-      result.cache = cacheReportJson(await inval.commit());
-      // Zulip sends its event on the commit, before the sessions go; clients that reconnect in
-      // between are refused either way (the realm is deactivated).
-      result.events = eventsReportJson(await events.commit());
-
-      let failed = 0;
-      if (emailOwners && es) {
-        const owners = await humanOwnerUsers(db, realm.id);
-        const mails = buildRealmDeactivatedEmails(es, info, owners, { when, serverTimezone: settings.get("TIME_ZONE") });
-        if (mails.length) {
-          const mailer = await Mailer.open(es);
-          try {
-            for (const { owner, mail } of mails) {
-              const entry = { user: userJson(owners.find((o) => o.id === owner.id)!), ...outcomeOf("done"), language_note: languageNote(owner.default_language) };
-              try {
-                await mailer.send(mail);
-              } catch (e) {
-                if (!(e instanceof EmailDeliveryError)) throw e;
-                Object.assign(entry, outcomeOf("failed", e.message));
-                failed++;
-                out.err(`Failed to send the deactivation email to ${owner.delivery_email}: ${e.message}`);
-              }
-              result.results.push(entry);
+          const plan = await planRealmDeactivation(db, realm.id, secretKey ? { secretKey } : {});
+          result.deactivated.new = true;
+          result.scheduled_emails_deleted_count = plan.scheduledEmails;
+          result.sessions_deleted_count = plan.sessions.length;
+          out.line(
+            `Would deactivate ${realmArg} (reason: ${reason}): ${plan.scheduledEmails} scheduled email(s) removed, ${plan.sessions.length} login session(s) ended.`,
+          );
+          if (emailOwners) {
+            const owners = await humanOwnerUsers(db, realm.id);
+            for (const o of owners) {
+              result.results.push({ user: userJson(o), ...outcomeOf("would_do"), language_note: languageNote(o.default_language) });
             }
-          } finally {
-            mailer.close();
+            out.line(`Would email ${owners.length} organization owner(s): ${owners.map((o) => o.delivery_email).join(", ") || "(none)"}`);
+          }
+          out.line("(dry run: nothing was changed)");
+          return finish(0);
+        }
+
+        out.line(`Deactivating ${realmArg}`);
+        const when = new Date();
+        const notify = {
+          events,
+          realm: { id: realm.id, string_id: realm.string_id },
+          what: `the deactivation of the organization ${realm.string_id || "(root domain)"}`,
+        };
+        // The deactivation, then (after its commit, as Zulip does) delete_realm_user_sessions.
+        const outcome = await doDeactivateRealm(db, realm.id, {
+          reason,
+          actingUserId: null,
+          now: when,
+          cache: inval,
+          notify,
+          ...(secretKey ? { secretKey } : {}),
+        });
+        if (outcome === null) {
+          // Deactivated by someone else between our read and the lock.
+          out.line(`The realm ${realmArg} is already deactivated.`);
+          result.already_deactivated = true;
+          result.deactivated = { old: true, new: true };
+          result.cache = cacheReportJson(await inval.commit());
+          await events.commit();
+          return finish(0);
+        }
+        result.deactivated.new = true;
+        result.audit_log_ids = [outcome.auditLogId];
+        result.scheduled_emails_deleted_count = outcome.scheduledEmailsDeleted;
+        result.sessions_deleted_count = outcome.sessionsDeleted;
+        result.cache = cacheReportJson(await inval.commit());
+        // Zulip sends its event on the commit, before the sessions go; clients that reconnect in
+        // between are refused either way (the realm is deactivated).
+        result.events = eventsReportJson(await events.commit());
+
+        let failed = 0;
+        if (emailOwners && es) {
+          const owners = await humanOwnerUsers(db, realm.id);
+          const mails = buildRealmDeactivatedEmails(es, info, owners, { when, serverTimezone: settings.get("TIME_ZONE") });
+          if (mails.length) {
+            const mailer = await Mailer.open(es);
+            try {
+              for (const { owner, mail } of mails) {
+                const entry = {
+                  user: userJson(owners.find((o) => o.id === owner.id)!),
+                  ...outcomeOf("done"),
+                  language_note: languageNote(owner.default_language),
+                };
+                try {
+                  await mailer.send(mail);
+                } catch (e) {
+                  if (!(e instanceof EmailDeliveryError)) throw e;
+                  Object.assign(entry, outcomeOf("failed", e.message));
+                  failed++;
+                  out.err(`Failed to send the deactivation email to ${owner.delivery_email}: ${e.message}`);
+                }
+                result.results.push(entry);
+              }
+            } finally {
+              mailer.close();
+            }
           }
         }
-      }
-      out.line("Done!");
-      if (failed) {
-        out.err(`The organization is deactivated, but ${failed} of ${result.results.length} owner email(s) could not be sent.`);
-        return finish(1, failed);
-      }
-      return finish(0);
-    }));
+        out.line("Done!");
+        if (failed) {
+          out.err(`The organization is deactivated, but ${failed} of ${result.results.length} owner email(s) could not be sent.`);
+          return finish(1, failed);
+        }
+        return finish(0);
+      }),
+    );
   },
 });

@@ -50,10 +50,7 @@ export default defineCommand({
     "Deactivate a user, including forcibly logging them out.\n\n" +
     "Without -f this is a dry run: it shows the user's sessions and bots and exits with status 1, like manage.py. " +
     "The user's active bots are deactivated first; the user can be reactivated later with reactivate_user.",
-  examples: [
-    "zulip-manage deactivate_user -r zulip iago@zulip.com",
-    "zulip-manage deactivate_user -r zulip iago@zulip.com -f",
-  ],
+  examples: ["zulip-manage deactivate_user -r zulip iago@zulip.com", "zulip-manage deactivate_user -r zulip iago@zulip.com -f"],
   configure: (cmd) =>
     addEventsOption(
       addFlushCacheOption(

@@ -17,7 +17,14 @@
 // manage.py exits 1 then.
 import { addFlushCacheOption } from "../cli/options.js";
 import { InvalidArgumentError } from "@commander-js/extra-typings";
-import { cleanUpStorage, DEFAULT_WEEKS, deleteOldUnclaimedAttachments, getOldUnclaimedAttachments, type DeleteUnclaimedResult, type UnclaimedRow } from "../zulip/actions/attachments.js";
+import {
+  cleanUpStorage,
+  DEFAULT_WEEKS,
+  deleteOldUnclaimedAttachments,
+  getOldUnclaimedAttachments,
+  type DeleteUnclaimedResult,
+  type UnclaimedRow,
+} from "../zulip/actions/attachments.js";
 import { CacheInvalidation, cacheReportJson } from "../zulip/cache.js";
 import { utcTimestampFromPg } from "../cli/json-contract.js";
 import type { DeleteOldUnclaimedAttachmentsBody } from "../schemas/delete_old_unclaimed_attachments.js";
@@ -50,7 +57,10 @@ export default defineCommand({
       cmd
         .option("-w, --weeks <weeks>", "How long unattached attachments are preserved; defaults to 5 weeks.", weeksArg, DEFAULT_WEEKS)
         .option("-f, --for-real", "Actually remove the files from the storage.")
-        .option("-C, --clean-up-storage", "Examine all attachments in storage and remove any files which are not in the database. This may take a very long time!")
+        .option(
+          "-C, --clean-up-storage",
+          "Examine all attachments in storage and remove any files which are not in the database. This may take a very long time!",
+        )
         .option("-q, --quiet", "print nothing but errors"),
     ),
   async run(ctx, _args, opts) {
@@ -89,7 +99,13 @@ export default defineCommand({
       }
 
       const cache = forReal ? await inval.commit() : null;
-      const unclaimed = (x: UnclaimedRow) => ({ id: x.id, file_name: x.file_name, path_id: x.path_id, created_at: utcTimestampFromPg(x.create_time), size_bytes: x.size });
+      const unclaimed = (x: UnclaimedRow) => ({
+        id: x.id,
+        file_name: x.file_name,
+        path_id: x.path_id,
+        created_at: utcTimestampFromPg(x.create_time),
+        size_bytes: x.size,
+      });
       out.jsonBody<DeleteOldUnclaimedAttachmentsBody>(
         {
           dry_run: !forReal,

@@ -47,7 +47,14 @@ import { realmJson, userJson } from "../cli/json-objects.js";
 import type { DeleteUserBody } from "../schemas/delete_user.js";
 import { CommandError, UsageError } from "../lib/errors.js";
 import { getRealm, getUsers, type UserProfile } from "../zulip/lookup.js";
-import { checkPlaceholderAddresses, type DeletionAlgorithm, doDeleteUser, planUserDeletion, prepareUserDeletion, type UserDeletionResult } from "../zulip/actions/delete-user.js";
+import {
+  checkPlaceholderAddresses,
+  type DeletionAlgorithm,
+  doDeleteUser,
+  planUserDeletion,
+  prepareUserDeletion,
+  type UserDeletionResult,
+} from "../zulip/actions/delete-user.js";
 import { EventDelivery, eventsReportJson, featureLevel } from "../services/events.js";
 
 function describePlan(result: UserDeletionResult, algorithm: DeletionAlgorithm): string[] {
@@ -64,7 +71,11 @@ function describePlan(result: UserDeletionResult, algorithm: DeletionAlgorithm):
   const nulls = Object.entries(result.rows_set_null);
   if (nulls.length) lines.push(`  and set to NULL: ${nulls.map(([k, n]) => `${k} (${n})`).join(", ")}`);
   if (Object.keys(result.rows_archived).length) {
-    lines.push(`  Messages go to the archive tables: ${Object.entries(result.rows_archived).map(([t, n]) => `${t} ${n}`).join(", ")}`);
+    lines.push(
+      `  Messages go to the archive tables: ${Object.entries(result.rows_archived)
+        .map(([t, n]) => `${t} ${n}`)
+        .join(", ")}`,
+    );
   }
   if (result.subscriptions_deactivated) lines.push(`  Channel subscriptions ended (303 audit rows): ${result.subscriptions_deactivated}`);
   if (result.audit_rows_scrubbed) lines.push(`  Audit rows scrubbed: ${result.audit_rows_scrubbed}`);

@@ -82,7 +82,13 @@ export async function renderReport(report: DoctorReport, o: RenderOptions): Prom
   const { default: Table } = await import("cli-table3");
   const width = Math.max(70, Math.min(o.width, 160));
   const statusStyle = (s: CheckResult["status"]) =>
-    s === "ok" ? o.style.success(STATUS_TEXT[s]) : s === "warn" ? o.style.warning(STATUS_TEXT[s]) : s === "fail" ? o.style.error(STATUS_TEXT[s]) : o.style.dim(STATUS_TEXT[s]);
+    s === "ok"
+      ? o.style.success(STATUS_TEXT[s])
+      : s === "warn"
+        ? o.style.warning(STATUS_TEXT[s])
+        : s === "fail"
+          ? o.style.error(STATUS_TEXT[s])
+          : o.style.dim(STATUS_TEXT[s]);
   const first = 27;
   const second = 6;
   const table = new Table({

@@ -8,8 +8,7 @@ import { realmUrl } from "../config/settings.js";
 import { listRealms, realmsAsText } from "../zulip/realms.js";
 import type { ListedRealmAll, ListRealmsAllBody, ListRealmsBody } from "../schemas/list_realms.js";
 
-const outer = (id: string, sid: string, name: string, url: string) =>
-  `${padPy(id, 5)} ${padPy(sid, 20)} ${padPy(name, 30)} ${padPy(url, 50)}`;
+const outer = (id: string, sid: string, name: string, url: string) => `${padPy(id, 5)} ${padPy(sid, 20)} ${padPy(name, 30)} ${padPy(url, 50)}`;
 const inner = (key: string, value: string) => `${padPy(key, 40)} ${value}`;
 
 // Django attribute names that differ from the column name.
@@ -18,11 +17,7 @@ const ATTNAME: Record<string, string> = { max_invites: "_max_invites" };
 export default defineCommand({
   name: "list_realms",
   description: "List realms in the server and it's configuration settings(optional).",
-  examples: [
-    "zulip-manage list_realms",
-    "zulip-manage list_realms --all",
-    "zulip-manage list_realms --json",
-  ],
+  examples: ["zulip-manage list_realms", "zulip-manage list_realms --all", "zulip-manage list_realms --json"],
   configure: (cmd) => cmd.option("--all", "Print all the configuration settings of the realms."),
   async run(ctx, _args, opts) {
     const settings = ctx.config().settings;

@@ -97,7 +97,10 @@ export default defineCommand({
       });
     const rotationsJson = async (rotations: Pick<ApiKeyRotation, "id" | "audit_log_ids" | "push_tokens_deleted">[], status: "done" | "would_do") => {
       if (!out.json) return [];
-      const objs = await usersJsonByIds(db, rotations.map((r) => r.id));
+      const objs = await usersJsonByIds(
+        db,
+        rotations.map((r) => r.id),
+      );
       return rotations
         .filter((r) => objs.has(r.id))
         .map((r) => ({ user: objs.get(r.id)!, audit_log_ids: r.audit_log_ids, push_tokens_deleted_count: r.push_tokens_deleted, ...outcome(status) }));
@@ -109,7 +112,10 @@ export default defineCommand({
       out.line(`Would delete ${plan.keys.length} sessions of ${plan.users.size} ${who}${plan.anonymous ? ` (and ${plan.anonymous} anonymous sessions)` : ""}.`);
       if (opts.rotateApiKeys) {
         const ids = await scopeUserIds(db, scope, realmId);
-        doc.api_keys_rotated = await rotationsJson(ids.map((id) => ({ id, audit_log_ids: [], push_tokens_deleted: 0 })), "would_do");
+        doc.api_keys_rotated = await rotationsJson(
+          ids.map((id) => ({ id, audit_log_ids: [], push_tokens_deleted: 0 })),
+          "would_do",
+        );
         out.line(`Would rotate the API keys of ${ids.length} ${who} (bots included).`);
       }
       out.line("(dry run: nothing was changed)");

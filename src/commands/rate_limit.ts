@@ -27,8 +27,8 @@ export default defineCommand({
   description:
     "Manually block or unblock a user from accessing the API\n\n" +
     "Operations: block, unblock (as manage.py); show (whether the user is blocked, for how long, and their stored " +
-    "rate limits) and set-limits --limits RULES (the user's own API rate limits, e.g. \"60:200,3600:2000\" for 200 " +
-    "requests a minute and 2000 an hour; \"\" returns to the server's defaults).",
+    'rate limits) and set-limits --limits RULES (the user\'s own API rate limits, e.g. "60:200,3600:2000" for 200 ' +
+    'requests a minute and 2000 an hour; "" returns to the server\'s defaults).',
   examples: [
     "zulip-manage rate_limit -e spammer@example.com -s 3600 block",
     "zulip-manage rate_limit -e owner@example.com -b unblock",
@@ -61,7 +61,7 @@ export default defineCommand({
     if ((!opts.apiKey && !opts.email) || (opts.apiKey && opts.email)) throw new CommandError("Please enter either an email or API key to manage");
     let limits: string | null = null;
     if (operation === "set-limits") {
-      if (opts.limits === undefined) throw new UsageError("set-limits needs --limits RULES (\"\" for the server's defaults)");
+      if (opts.limits === undefined) throw new UsageError('set-limits needs --limits RULES ("" for the server\'s defaults)');
       limits = String(opts.limits).trim();
       try {
         parseRateLimits(limits);
@@ -153,7 +153,9 @@ export default defineCommand({
         if (operation === "show") {
           const block = state.blocked ? `blocked for ${state.ttl === -1 ? "ever (no expiry)" : `${state.ttl} more seconds`}` : "not blocked";
           const rules = r.json.rate_limits.new;
-          out.line(`User ID: ${r.id} (${r.email}${r.is_bot ? ", bot" : ""}): ${domain} ${block}; rate limits: ${rules === "" ? "the server's defaults" : rules}`);
+          out.line(
+            `User ID: ${r.id} (${r.email}${r.is_bot ? ", bot" : ""}): ${domain} ${block}; rate limits: ${rules === "" ? "the server's defaults" : rules}`,
+          );
         }
       }
     } catch (e) {

@@ -22,9 +22,7 @@ import type { ReactivateRealmBody } from "../schemas/reactivate_realm.js";
 
 export default defineCommand({
   name: "reactivate_realm",
-  description:
-    "Script to reactivate a deactivated realm.\n\n" +
-    "Users of the organization can log in again; its redirect URL (if any) is kept.",
+  description: "Script to reactivate a deactivated realm.\n\n" + "Users of the organization can log in again; its redirect URL (if any) is kept.",
   examples: ["zulip-manage reactivate_realm -r zulip", "zulip-manage reactivate_realm -r 2 --dry-run"],
   configure: (cmd) =>
     addEventsOption(
@@ -62,7 +60,11 @@ export default defineCommand({
     }
     out.line(`Reactivating ${realmArg}`);
     const events = new EventDelivery(ctx, opts.events);
-    const notify = { events, realm: { id: realm.id, string_id: realm.string_id }, what: `the reactivation of the organization ${realm.string_id || "(root domain)"}` };
+    const notify = {
+      events,
+      realm: { id: realm.id, string_id: realm.string_id },
+      what: `the reactivation of the organization ${realm.string_id || "(root domain)"}`,
+    };
     const r = await doReactivateRealm(db, realm.id, { cache: inval, notify });
     if (r === null) {
       await events.commit();

@@ -30,7 +30,7 @@ import { doReactivateUser, reactivationProblem } from "../zulip/actions/reactiva
 export default defineCommand({
   name: "reactivate_user",
   description:
-    "Reactivate a deactivated user (what the \"Reactivate\" button in the organization settings does).\n\n" +
+    'Reactivate a deactivated user (what the "Reactivate" button in the organization settings does).\n\n' +
     "Not in manage.py. The user's subscriptions, group memberships and role are kept from before the deactivation; " +
     "they can log in again with their old password or any enabled login method.",
   examples: ["zulip-manage reactivate_user -r zulip iago@zulip.com", "zulip-manage reactivate_user -r zulip iago@zulip.com --dry-run"],
@@ -78,7 +78,13 @@ export default defineCommand({
     inval.prepare();
     const events = new EventDelivery(ctx, opts.events);
     const notify = { events, realm: { id: realm.id, string_id: realm.string_id }, what: `the reactivation of ${user.delivery_email}` };
-    const result = await doReactivateUser(db, user.id, { actingUserId: null, cache: inval, roleCountBaseline, notify, featureLevel: featureLevel(ctx.paths, db) });
+    const result = await doReactivateUser(db, user.id, {
+      actingUserId: null,
+      cache: inval,
+      roleCountBaseline,
+      notify,
+      featureLevel: featureLevel(ctx.paths, db),
+    });
     const cache = await inval.commit();
     const delivery = await events.commit();
     Object.assign(doc, {

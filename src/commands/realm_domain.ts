@@ -24,7 +24,7 @@ export default defineCommand({
   name: "realm_domain",
   description:
     "Manage domains for the specified realm\n\n" +
-    "The domains are the ones \"Restrict email addresses of new users\" (emails_restricted_to_domains) allows. " +
+    'The domains are the ones "Restrict email addresses of new users" (emails_restricted_to_domains) allows. ' +
     "Adding and removing write Zulip's audit log entries and notify open browsers, as the organization settings page does; " +
     "removing the last domain turns the restriction off, as Zulip does.",
   examples: [

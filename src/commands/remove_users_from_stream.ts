@@ -26,9 +26,12 @@ export default defineCommand({
   configure: (cmd) =>
     addEventsOption(
       addFlushCacheOption(
-        addUserListOptions(addRequiredRealmOption(cmd.usage("[options] -r REALM -s CHANNEL (-u EMAILS | -a)").requiredOption("-s, --stream <stream>", "A stream name.")), {
-          all: "Remove all users in realm from this stream.",
-        }).option("--dry-run", "show what would change, and change nothing"),
+        addUserListOptions(
+          addRequiredRealmOption(cmd.usage("[options] -r REALM -s CHANNEL (-u EMAILS | -a)").requiredOption("-s, --stream <stream>", "A stream name.")),
+          {
+            all: "Remove all users in realm from this stream.",
+          },
+        ).option("--dry-run", "show what would change, and change nothing"),
       ),
     ),
   async run(ctx, _args, opts) {

@@ -77,8 +77,7 @@ export default defineCommand({
     addRealmOption(
       cmd
         .usage(
-          "(--entire-server | --marketing | --all-sponsored-org-admins | --json-file JSON_FILE | -u USERS | -a) " +
-            "--markdown-template-path PATH [options]",
+          "(--entire-server | --marketing | --all-sponsored-org-admins | --json-file JSON_FILE | -u USERS | -a) " + "--markdown-template-path PATH [options]",
         )
         .option("--entire-server", "Send to every user on the server.")
         .option("--marketing", "Send to active users and realm owners with the enable_marketing_emails setting enabled.")

@@ -36,7 +36,9 @@ export default defineCommand({
     addEventsOption(
       addRealmOption(
         addUserListOptions(
-          cmd.option("--only-never-logged-in", "Filter to only users which have not accepted the TOS.").option("--entire-server", "Send to every user on the server. "),
+          cmd
+            .option("--only-never-logged-in", "Filter to only users which have not accepted the TOS.")
+            .option("--entire-server", "Send to every user on the server. "),
           {
             users: "Email addresses of user(s) to send password reset emails to.",
             all: "Send to every user on the realm.",

@@ -31,8 +31,7 @@ export default defineCommand({
     "Sends realm reactivation email to admins\n\n" +
     "The organization's owners and administrators get a link (valid for a day by default) that reactivates it.",
   examples: ["zulip-manage send_realm_reactivation_email -r zulip", "zulip-manage send_realm_reactivation_email -r 2 --dry-run"],
-  configure: (cmd) =>
-    addRequiredRealmOption(cmd.usage("[options] -r REALM")).option("--dry-run", "show who would get the email, and write and send nothing"),
+  configure: (cmd) => addRequiredRealmOption(cmd.usage("[options] -r REALM")).option("--dry-run", "show who would get the email, and write and send nothing"),
   async run(ctx, _args, opts) {
     const out = ctx.out;
     const dryRun = Boolean(opts.dryRun);
@@ -44,9 +43,7 @@ export default defineCommand({
 
     const admins = await humanAdminUsers(db, realm.id);
     if (admins.length === 0) {
-      throw new CommandError(
-        `The realm ${realm.name} has no active human owner or administrator to send the reactivation email to; nothing was done.`,
-      );
+      throw new CommandError(`The realm ${realm.name} has no active human owner or administrator to send the reactivation email to; nothing was done.`);
     }
     const language = realm.default_language ?? "en";
     const result: SendRealmReactivationEmailBody = {

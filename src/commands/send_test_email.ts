@@ -95,7 +95,15 @@ export default defineCommand({
       // Django's mail_managers / mail_admins: prefixed subject, from SERVER_EMAIL; nothing when the list is empty.
       const siteMail = async (flag: boolean, list: [string, string][], subject: string, body: string) => {
         if (!flag || list.length === 0) return;
-        await send(plainMail("test", es.subjectPrefix + subject, body, es.serverEmail, list.map((p) => p[1])));
+        await send(
+          plainMail(
+            "test",
+            es.subjectPrefix + subject,
+            body,
+            es.serverEmail,
+            list.map((p) => p[1]),
+          ),
+        );
       };
       await siteMail(Boolean(opts.managers), es.managers, TEST_MANAGERS_SUBJECT, TEST_MANAGERS_BODY);
       await siteMail(Boolean(opts.admins), es.admins, TEST_ADMINS_SUBJECT, TEST_ADMINS_BODY);

@@ -25,7 +25,15 @@ import { getRealm } from "../zulip/lookup.js";
 import { outcome } from "../cli/json-contract.js";
 import { usersJsonByIds } from "../cli/json-objects.js";
 import type { SoftActivateBody, SoftDeactivateBody } from "../schemas/soft_deactivate_users.js";
-import { catchUpSoftDeactivatedUsers, reactivateUserIfSoftDeactivated, SoftDeactivationLog, type SoftReactivated, softDeactivateUsers, usersFromEmails, usersToSoftDeactivate } from "../zulip/actions/soft-deactivation.js";
+import {
+  catchUpSoftDeactivatedUsers,
+  reactivateUserIfSoftDeactivated,
+  SoftDeactivationLog,
+  type SoftReactivated,
+  softDeactivateUsers,
+  usersFromEmails,
+  usersToSoftDeactivate,
+} from "../zulip/actions/soft-deactivation.js";
 
 function intArg(v: string): number {
   if (!/^[+-]?\d+$/.test(v.trim())) throw new InvalidArgumentError(`invalid int value: '${v}'`);
@@ -123,8 +131,14 @@ export default defineCommand({
           action: "deactivate",
           mode: forced ? "users" : "inactive",
           inactive_for_days: forced ? null : opts.inactiveFor,
-          soft_deactivated: deactivated.map((d) => ({ user: objs.get(d.id)!, last_active_message_id: d.last_active_message_id, audit_log_ids: [d.audit_log_id] })),
-          caught_up: catchUp && catchUp.caught_up.map((c) => ({ user: objs.get(c.id)!, messages_added_count: c.messages_added, last_active_message_id: c.last_active_message_id })),
+          soft_deactivated: deactivated.map((d) => ({
+            user: objs.get(d.id)!,
+            last_active_message_id: d.last_active_message_id,
+            audit_log_ids: [d.audit_log_id],
+          })),
+          caught_up:
+            catchUp &&
+            catchUp.caught_up.map((c) => ({ user: objs.get(c.id)!, messages_added_count: c.messages_added, last_active_message_id: c.last_active_message_id })),
           catch_up_failures: failures.map((f) => ({ user: objs.get(f.id) ?? null, ...outcome("failed", f.error) })),
           cache: cacheReportJson(cache),
         },

@@ -49,7 +49,7 @@ export default defineCommand({
   name: "unarchive_channel",
   description:
     "Reactivate a channel that was deactivated.\n\n" +
-    "The channel is found by its name (also under the \"!DEACTIVATED:…\" names older Zulip versions gave archived " +
+    'The channel is found by its name (also under the "!DEACTIVATED:…" names older Zulip versions gave archived ' +
     "channels) or by id; it comes back under its old name or --new-name.",
   examples: [
     "zulip-manage unarchive_channel -r zulip -c design",
@@ -103,7 +103,9 @@ export default defineCommand({
       if (!found) throw new CommandError(`There is no channel with id '${opts.channelId}'.`);
       channel = found;
       if (Number(channel.realm_id) !== Number(realm.id)) {
-        throw new CommandError(`Channel id ${channel.id}, named '${channel.name}', is in realm '${await realmStringId(db, channel.realm_id)}', not '${realm.string_id}'`);
+        throw new CommandError(
+          `Channel id ${channel.id}, named '${channel.name}', is in realm '${await realmStringId(db, channel.realm_id)}', not '${realm.string_id}'`,
+        );
       }
       if (!channel.deactivated) throw new CommandError(`Channel id ${channel.id}, named '${channel.name}', is not deactivated`);
       if (opts.newName === undefined) throw new CommandError("--new-name flag is required with --channel-id");
@@ -136,7 +138,8 @@ export default defineCommand({
       newName = opts.newName ?? name;
     }
 
-    if (await channelNameTaken(db, realm.id, newName, channel.id)) throw new CommandError(`Channel with name '${newName}' already exists; pass a different --new-name`);
+    if (await channelNameTaken(db, realm.id, newName, channel.id))
+      throw new CommandError(`Channel with name '${newName}' already exists; pass a different --new-name`);
     if ([...newName].length > 60) throw new CommandError(`Channel name too long (limit: 60 characters).`);
     if (newName.trim() === "") throw new CommandError(`Invalid channel name '${newName}'`);
 

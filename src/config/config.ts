@@ -44,7 +44,6 @@ export class Config {
   conf(section: string, key: string): string | undefined {
     return this.zulipConf.get(section)?.get(key.toLowerCase());
   }
-
 }
 
 export function describeFile(file: string): string {

@@ -162,15 +162,10 @@ interface LogicalLine {
 
 const MAX_NESTING = 200; // CPython's tokenizer limit on nested brackets
 
-const STRING_PREFIXES = new Set([
-  "r", "u", "b", "br", "rb", "f", "fr", "rf", "t", "tr", "rt",
-]);
+const STRING_PREFIXES = new Set(["r", "u", "b", "br", "rb", "f", "fr", "rf", "t", "tr", "rt"]);
 
 const OPS3 = ["**=", "//=", ">>=", "<<=", "..."];
-const OPS2 = [
-  "->", ":=", "==", "!=", "<=", ">=", "**", "//", "<<", ">>", "+=", "-=", "*=", "/=",
-  "%=", "&=", "|=", "^=", "@=",
-];
+const OPS2 = ["->", ":=", "==", "!=", "<=", ">=", "**", "//", "<<", ">>", "+=", "-=", "*=", "/=", "%=", "&=", "|=", "^=", "@="];
 const AUG_OPS = new Set(["+=", "-=", "*=", "/=", "//=", "%=", "@=", "&=", "|=", "^=", ">>=", "<<=", "**="]);
 const OPEN = "([{";
 const CLOSE = ")]}";
@@ -204,18 +199,59 @@ const NAME_RE = {
 const NUMBER_RE =
   /(?:0[xX](?:_?[0-9a-fA-F])+|0[oO](?:_?[0-7])+|0[bB](?:_?[01])+|(?:(?:\d(?:_?\d)*)?\.\d(?:_?\d)*|\d(?:_?\d)*\.?)(?:[eE][+-]?\d(?:_?\d)*)?)[jJ]?/y;
 
-const COMPOUND_KEYWORDS = new Set([
-  "if", "elif", "else", "for", "while", "try", "except", "finally", "with", "def", "class", "async",
-]);
+const COMPOUND_KEYWORDS = new Set(["if", "elif", "else", "for", "while", "try", "except", "finally", "with", "def", "class", "async"]);
 const KEYWORDS = new Set([
-  "False", "None", "True", "and", "as", "assert", "async", "await", "break", "class", "continue",
-  "def", "del", "elif", "else", "except", "finally", "for", "from", "global", "if", "import", "in",
-  "is", "lambda", "nonlocal", "not", "or", "pass", "raise", "return", "try", "while", "with", "yield",
+  "False",
+  "None",
+  "True",
+  "and",
+  "as",
+  "assert",
+  "async",
+  "await",
+  "break",
+  "class",
+  "continue",
+  "def",
+  "del",
+  "elif",
+  "else",
+  "except",
+  "finally",
+  "for",
+  "from",
+  "global",
+  "if",
+  "import",
+  "in",
+  "is",
+  "lambda",
+  "nonlocal",
+  "not",
+  "or",
+  "pass",
+  "raise",
+  "return",
+  "try",
+  "while",
+  "with",
+  "yield",
 ]);
 /** Names whose use can define or change arbitrary module-level names. */
 const DYNAMIC_NAMES = new Set([
-  "exec", "eval", "execfile", "globals", "locals", "vars", "setattr", "delattr", "__import__",
-  "importlib", "runpy", "__dict__", "__builtins__",
+  "exec",
+  "eval",
+  "execfile",
+  "globals",
+  "locals",
+  "vars",
+  "setattr",
+  "delattr",
+  "__import__",
+  "importlib",
+  "runpy",
+  "__dict__",
+  "__builtins__",
 ]);
 
 class Tokenizer {
@@ -320,10 +356,7 @@ class Tokenizer {
         const open = this.stack.pop();
         if (!open) this.fail(`unmatched '${op}'`, start);
         if (OPEN.indexOf(open.ch) !== CLOSE.indexOf(op)) {
-          this.fail(
-            `closing parenthesis '${op}' does not match opening parenthesis '${open.ch}' on line ${this.lineOf(open.pos)}`,
-            start,
-          );
+          this.fail(`closing parenthesis '${op}' does not match opening parenthesis '${open.ch}' on line ${this.lineOf(open.pos)}`, start);
         }
       }
       this.pos = start + op.length;
@@ -802,8 +835,7 @@ function analyzeTarget(toks: Tok[]): TargetInfo {
     const t = toks[k]!;
     const prev = toks[k - 1];
     if (t.type === "op" && (t.text === "(" || t.text === "[" || t.text === "{")) {
-      const afterOperand =
-        prev !== undefined && (prev.type === "name" || (prev.type === "op" && (prev.text === ")" || prev.text === "]")));
+      const afterOperand = prev !== undefined && (prev.type === "name" || (prev.type === "op" && (prev.text === ")" || prev.text === "]")));
       stack.push(afterOperand ? "trailer" : "group");
       continue;
     }
@@ -827,7 +859,10 @@ function parseImportNames(toks: Tok[]): { names: string[]; star: boolean } {
   // toks: the part after `import` (for `from`) or after `import` (plain)
   const names: string[] = [];
   let star = false;
-  for (const part of splitTopLevel(toks.filter((t) => !(t.type === "op" && (t.text === "(" || t.text === ")"))), ",")) {
+  for (const part of splitTopLevel(
+    toks.filter((t) => !(t.type === "op" && (t.text === "(" || t.text === ")"))),
+    ",",
+  )) {
     if (part.length === 0) continue;
     if (part.length === 1 && part[0]!.type === "op" && part[0]!.text === "*") {
       star = true;
@@ -912,11 +947,7 @@ class StatementProcessor {
         context = "top";
       } else {
         while (this.scopes.length > 0 && this.scopes[this.scopes.length - 1]!.indent >= ll.indent) this.scopes.pop();
-        context = this.scopes.some((sc) => sc.kind === "function")
-          ? "function"
-          : this.scopes.some((sc) => sc.kind === "class")
-            ? "class"
-            : "block";
+        context = this.scopes.some((sc) => sc.kind === "function") ? "function" : this.scopes.some((sc) => sc.kind === "class") ? "class" : "block";
       }
       this.logicalLine(ll, context);
     }
@@ -938,8 +969,7 @@ class StatementProcessor {
       if (context !== "function" && context !== "class" && kind === "block") {
         this.headerBindings(header.keyword, header.head);
       }
-      const bodyContext: Context =
-        context === "function" || kind === "function" ? "function" : context === "class" || kind === "class" ? "class" : "block";
+      const bodyContext: Context = context === "function" || kind === "function" ? "function" : context === "class" || kind === "class" ? "class" : "block";
       if (header.body.length > 0) {
         for (const stmt of splitTopLevel(header.body, ";")) if (stmt.length > 0) this.simpleStatement(stmt, bodyContext);
       } else {
@@ -1117,8 +1147,7 @@ class StatementProcessor {
       this.addMutation(first.text, stmt, first);
     }
     if (top) {
-      const hasAnnotationOnly =
-        first.type === "name" && second?.type === "op" && second.text === ":" && eqIdx < 0;
+      const hasAnnotationOnly = first.type === "name" && second?.type === "op" && second.text === ":" && eqIdx < 0;
       if (!hasAnnotationOnly) this.result.otherStatements.push({ line, source: this.text(stmt) });
     }
   }

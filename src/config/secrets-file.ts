@@ -122,8 +122,7 @@ export function checkSecretsWritable(file: string): void {
   const reason = secretsNotWritableReason(file);
   if (reason === null) return;
   throw new CommandError(
-    `${file} is not writable by the current user.\n` +
-      `(${reason}. Run zulip-manage as the user that owns the Zulip installation, normally 'zulip'.)`,
+    `${file} is not writable by the current user.\n` + `(${reason}. Run zulip-manage as the user that owns the Zulip installation, normally 'zulip'.)`,
   );
 }
 
@@ -254,7 +253,7 @@ export function updateSecretsFile(file: string, updates: Record<string, string>,
         /* ignore */
       }
       if (e instanceof CommandError) throw e;
-      const reason = e?.code === "EACCES" || e?.code === "EPERM" ? secretsNotWritableReason(file) ?? e.code : e?.code ?? e?.message ?? String(e);
+      const reason = e?.code === "EACCES" || e?.code === "EPERM" ? (secretsNotWritableReason(file) ?? e.code) : (e?.code ?? e?.message ?? String(e));
       throw new CommandError(`Could not update ${file}: ${reason}. The file was left unchanged.`);
     }
     fsyncDir(dir);

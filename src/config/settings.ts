@@ -263,7 +263,11 @@ function pyTruthy(v: PyValue): boolean {
 }
 
 function compact(source: string, max = 100): string {
-  const s = source.replace(/\s+/g, " ").replace(/([([{]) /g, "$1").replace(/ ([)\]}])/g, "$1").trim();
+  const s = source
+    .replace(/\s+/g, " ")
+    .replace(/([([{]) /g, "$1")
+    .replace(/ ([)\]}])/g, "$1")
+    .trim();
   return s.length > max ? `${s.slice(0, max - 1)}…` : s;
 }
 
@@ -290,12 +294,7 @@ export function deport(netloc: string): string {
  * Compute Zulip's effective settings from the parsed settings file, the
  * `[secrets]` section of zulip-secrets.conf and zulip.conf.
  */
-export function computeSettings(
-  parsed: PyAssignments,
-  secrets: Map<string, string>,
-  zulipConf: IniData,
-  opts: ComputeSettingsOptions,
-): ZulipSettings {
+export function computeSettings(parsed: PyAssignments, secrets: Map<string, string>, zulipConf: IniData, opts: ComputeSettingsOptions): ZulipSettings {
   const path = opts.settingsPath;
   const overrides = opts.overrides ?? {};
   const hint = opts.overrideHint ?? ((name: string) => `pass --setting ${name}=VALUE`);
@@ -309,9 +308,7 @@ export function computeSettings(
         why = `it is not a literal (${compact(r.source)})`;
         break;
       case "conditional":
-        why =
-          "it is assigned inside an indented block (if/try/for/with or a function), " +
-          "so its value depends on code zulip-manage does not run";
+        why = "it is assigned inside an indented block (if/try/for/with or a function), " + "so its value depends on code zulip-manage does not run";
         break;
       case "mutated":
         why = `it is modified by \`${compact(r.source)}\``;
@@ -438,9 +435,7 @@ export function computeSettings(
   }
 
   function realmCreationDays(): Resolved<number> {
-    return fileOr("CAN_CREATE_REALM_LINK_VALIDITY_DAYS", asNumber, () =>
-      fileOr("REALM_CREATION_LINK_VALIDITY_DAYS", asNumber, dflt(7)),
-    );
+    return fileOr("CAN_CREATE_REALM_LINK_VALIDITY_DAYS", asNumber, () => fileOr("REALM_CREATION_LINK_VALIDITY_DAYS", asNumber, dflt(7)));
   }
 
   function emailBackend(): { backend: Resolved<string>; warn: boolean } {
@@ -455,8 +450,7 @@ export function computeSettings(
   const resolvers: { [K in SettingName]: () => Resolved<ZulipSettingValues[K]> } = {
     PRODUCTION: () => derived(zulipConf.get("machine")?.has("deploy_type") ?? false),
     EXTERNAL_HOST: () => required("EXTERNAL_HOST"),
-    EXTERNAL_HOST_WITHOUT_PORT: () =>
-      fileOr("EXTERNAL_HOST_WITHOUT_PORT", asStr, () => derived(deport(v("EXTERNAL_HOST")))),
+    EXTERNAL_HOST_WITHOUT_PORT: () => fileOr("EXTERNAL_HOST_WITHOUT_PORT", asStr, () => derived(deport(v("EXTERNAL_HOST")))),
     ZULIP_ADMINISTRATOR: () => required("ZULIP_ADMINISTRATOR"),
     EXTERNAL_URI_SCHEME: () => fileOr("EXTERNAL_URI_SCHEME", asStr, dflt("https://")),
     ROOT_DOMAIN_URI: () => derived(v("EXTERNAL_URI_SCHEME") + v("EXTERNAL_HOST")),
@@ -465,11 +459,9 @@ export function computeSettings(
     ROOT_DOMAIN_LANDING_PAGE: () => fileOr("ROOT_DOMAIN_LANDING_PAGE", asBool, dflt(false)),
     OPEN_REALM_CREATION: () => fileOr("OPEN_REALM_CREATION", asBool, dflt(false)),
     // default_settings.py derives these from deport(EXTERNAL_HOST) before settings.py is applied.
-    NOREPLY_EMAIL_ADDRESS: () =>
-      fileOr("NOREPLY_EMAIL_ADDRESS", asStr, () => derived(`noreply@${deport(v("EXTERNAL_HOST"))}`)),
+    NOREPLY_EMAIL_ADDRESS: () => fileOr("NOREPLY_EMAIL_ADDRESS", asStr, () => derived(`noreply@${deport(v("EXTERNAL_HOST"))}`)),
     ADD_TOKENS_TO_NOREPLY_ADDRESS: () => fileOr("ADD_TOKENS_TO_NOREPLY_ADDRESS", asBool, dflt(true)),
-    TOKENIZED_NOREPLY_EMAIL_ADDRESS: () =>
-      fileOr("TOKENIZED_NOREPLY_EMAIL_ADDRESS", asStr, () => derived(`noreply-{token}@${deport(v("EXTERNAL_HOST"))}`)),
+    TOKENIZED_NOREPLY_EMAIL_ADDRESS: () => fileOr("TOKENIZED_NOREPLY_EMAIL_ADDRESS", asStr, () => derived(`noreply-{token}@${deport(v("EXTERNAL_HOST"))}`)),
     EMAIL_HOST: () => fileOr("EMAIL_HOST", asStrOrNull, dflt<string | null>(null)),
     EMAIL_HOST_USER: () => fileOr("EMAIL_HOST_USER", asStr, dflt("")),
     EMAIL_HOST_PASSWORD: () => derived(secret("email_password")),
@@ -488,8 +480,7 @@ export function computeSettings(
     REMOTE_POSTGRES_PORT: () => fileOr("REMOTE_POSTGRES_PORT", asPort, dflt("")),
     REMOTE_POSTGRES_SSLMODE: () => fileOr("REMOTE_POSTGRES_SSLMODE", asStr, dflt("")),
     MEMCACHED_LOCATION: () => fileOr("MEMCACHED_LOCATION", asStr, dflt("127.0.0.1:11211")),
-    MEMCACHED_USERNAME: () =>
-      fileOr("MEMCACHED_USERNAME", asStrOrNull, () => derived(secret("memcached_password") === null ? null : "zulip@localhost")),
+    MEMCACHED_USERNAME: () => fileOr("MEMCACHED_USERNAME", asStrOrNull, () => derived(secret("memcached_password") === null ? null : "zulip@localhost")),
     MEMCACHED_PASSWORD: () => derived(secret("memcached_password")),
     REDIS_HOST: () => fileOr("REDIS_HOST", asStr, dflt("127.0.0.1")),
     REDIS_PORT: () => fileOr("REDIS_PORT", asInt, dflt(6379)),
@@ -516,8 +507,7 @@ export function computeSettings(
     PASSWORD_RESET_TIMEOUT: () => fileOr("PASSWORD_RESET_TIMEOUT", asNumber, dflt(DJANGO_PASSWORD_RESET_TIMEOUT)),
     // Zulip's default_settings.py has no default; the settings template (and so every
     // installed server) enables the email/password backend only.
-    AUTHENTICATION_BACKENDS: () =>
-      fileOr("AUTHENTICATION_BACKENDS", asStrList, () => ({ value: ["zproject.backends.EmailAuthBackend"], source: "default" })),
+    AUTHENTICATION_BACKENDS: () => fileOr("AUTHENTICATION_BACKENDS", asStrList, () => ({ value: ["zproject.backends.EmailAuthBackend"], source: "default" })),
     SECRET_KEY: () => mandatorySecret("secret_key"),
     SHARED_SECRET: () => mandatorySecret("shared_secret"),
     AVATAR_SALT: () => mandatorySecret("avatar_salt"),
@@ -532,9 +522,7 @@ export function computeSettings(
   }
 
   const mentionedInFile = (name: string): boolean =>
-    Object.hasOwn(parsed.assignments, name) ||
-    parsed.conditional.some((c) => c.name === name) ||
-    parsed.mutations.some((m) => m.name === name);
+    Object.hasOwn(parsed.assignments, name) || parsed.conditional.some((c) => c.name === name) || parsed.mutations.some((m) => m.name === name);
 
   const sources = {} as Record<SettingName, SettingSource>;
   for (const name of SETTING_NAMES) {
@@ -578,7 +566,11 @@ export function computeSettings(
 export function realmHost(settings: ZulipSettings, stringId: string): string {
   // Each setting is read only when the rule needs it (a REALM_HOSTS that cannot be read does not
   // stop the root-domain realm).
-  return realmHostFor(stringId, () => settings.get("EXTERNAL_HOST"), () => settings.get("REALM_HOSTS"));
+  return realmHostFor(
+    stringId,
+    () => settings.get("EXTERNAL_HOST"),
+    () => settings.get("REALM_HOSTS"),
+  );
 }
 
 type Lazy<T> = T | (() => T);

@@ -53,7 +53,10 @@ export function planConnection(config: Config, env: NodeJS.ProcessEnv = process.
   if (env.PGHOST) hostSpec = env.PGHOST;
   if (env.PGPORT) port = Number(env.PGPORT);
   const plan: ConnectionPlan = {
-    hosts: hostSpec.split(",").map((h) => h.trim()).filter(Boolean),
+    hosts: hostSpec
+      .split(",")
+      .map((h) => h.trim())
+      .filter(Boolean),
     port,
     database: env.PGDATABASE || database,
     user: env.PGUSER || user,
@@ -108,9 +111,7 @@ function sslOption(sslmode: string, host: string): ClientConfig["ssl"] {
       } catch {
         ca = undefined; // fall back to the system's trusted CAs
       }
-      return sslmode === "verify-ca"
-        ? { rejectUnauthorized: true, ca, checkServerIdentity: () => undefined }
-        : { rejectUnauthorized: true, ca };
+      return sslmode === "verify-ca" ? { rejectUnauthorized: true, ca, checkServerIdentity: () => undefined } : { rejectUnauthorized: true, ca };
     }
     default:
       throw new EnvironmentError(`Unsupported PostgreSQL sslmode '${sslmode}' (use disable, require, verify-ca or verify-full).`, "config_invalid");
@@ -122,7 +123,10 @@ export class Db implements Queryable {
   /** Newest mainline zerver migration applied (backports to older releases ignored), or null. */
   zerverMigration: number | null = null;
 
-  constructor(readonly client: Client, readonly plan: ConnectionPlan) {}
+  constructor(
+    readonly client: Client,
+    readonly plan: ConnectionPlan,
+  ) {}
 
   query(text: string, values?: unknown[]) {
     return this.client.query(text, values as any[]);

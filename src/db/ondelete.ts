@@ -68,20 +68,38 @@ const ON_DELETE_RULES: readonly OnDeleteRule[] = [
   r("zerver_archivedmessage", "sender_id", "zerver_userprofile", "CASCADE", "zerver/models/messages.py AbstractMessage.sender (ArchivedMessage)"),
   r("zerver_archivedreaction", "user_profile_id", "zerver_userprofile", "CASCADE", "zerver/models/messages.py AbstractEmoji.user_profile (ArchivedReaction)"),
   r("zerver_archivedsubmessage", "sender_id", "zerver_userprofile", "CASCADE", "zerver/models/messages.py AbstractSubMessage.sender (ArchivedSubMessage)"),
-  r("zerver_archivedusermessage", "user_profile_id", "zerver_userprofile", "CASCADE", "zerver/models/messages.py AbstractUserMessage.user_profile (ArchivedUserMessage)"),
+  r(
+    "zerver_archivedusermessage",
+    "user_profile_id",
+    "zerver_userprofile",
+    "CASCADE",
+    "zerver/models/messages.py AbstractUserMessage.user_profile (ArchivedUserMessage)",
+  ),
   r("zerver_attachment", "owner_id", "zerver_userprofile", "CASCADE", "zerver/models/messages.py AbstractAttachment.owner (Attachment)"),
   r("zerver_botconfigdata", "bot_profile_id", "zerver_userprofile", "CASCADE", "zerver/models/bots.py BotConfigData.bot_profile"),
   r("zerver_botstoragedata", "bot_profile_id", "zerver_userprofile", "CASCADE", "zerver/models/bots.py BotStorageData.bot_profile"),
   r("zerver_channelemailaddress", "creator_id", "zerver_userprofile", "CASCADE", "zerver/models/streams.py ChannelEmailAddress.creator"),
   r("zerver_channelemailaddress", "sender_id", "zerver_userprofile", "CASCADE", "zerver/models/streams.py ChannelEmailAddress.sender"),
   r("zerver_channelfolder", "creator_id", "zerver_userprofile", "SET_NULL", "zerver/models/channel_folders.py ChannelFolder.creator"),
-  r("zerver_customprofilefieldvalue", "user_profile_id", "zerver_userprofile", "CASCADE", "zerver/models/custom_profile_fields.py CustomProfileFieldValue.user_profile"),
+  r(
+    "zerver_customprofilefieldvalue",
+    "user_profile_id",
+    "zerver_userprofile",
+    "CASCADE",
+    "zerver/models/custom_profile_fields.py CustomProfileFieldValue.user_profile",
+  ),
   r("zerver_device", "user_id", "zerver_userprofile", "CASCADE", "zerver/models/devices.py Device.user (12.x)"),
   r("zerver_draft", "user_profile_id", "zerver_userprofile", "CASCADE", "zerver/models/drafts.py Draft.user_profile"),
   r("zerver_emailchangestatus", "user_profile_id", "zerver_userprofile", "CASCADE", "zerver/models/prereg_users.py EmailChangeStatus.user_profile"),
   r("zerver_externalauthid", "user_id", "zerver_userprofile", "CASCADE", "zerver/models/users.py ExternalAuthID.user"),
   r("zerver_message", "sender_id", "zerver_userprofile", "CASCADE", "zerver/models/messages.py AbstractMessage.sender (Message)"),
-  r("zerver_missedmessageemailaddress", "user_profile_id", "zerver_userprofile", "CASCADE", "zerver/models/scheduled_jobs.py MissedMessageEmailAddress.user_profile"),
+  r(
+    "zerver_missedmessageemailaddress",
+    "user_profile_id",
+    "zerver_userprofile",
+    "CASCADE",
+    "zerver/models/scheduled_jobs.py MissedMessageEmailAddress.user_profile",
+  ),
   r("zerver_multiuseinvite", "referred_by_id", "zerver_userprofile", "CASCADE", "zerver/models/prereg_users.py MultiuseInvite.referred_by"),
   r("zerver_muteduser", "user_profile_id", "zerver_userprofile", "CASCADE", "zerver/models/muted_users.py MutedUser.user_profile"),
   r("zerver_muteduser", "muted_user_id", "zerver_userprofile", "CASCADE", "zerver/models/muted_users.py MutedUser.muted_user"),
@@ -100,7 +118,13 @@ const ON_DELETE_RULES: readonly OnDeleteRule[] = [
   r("zerver_savedsnippet", "user_profile_id", "zerver_userprofile", "CASCADE", "zerver/models/saved_snippets.py SavedSnippet.user_profile"),
   r("zerver_scheduledemail_users", "userprofile_id", "zerver_userprofile", "CASCADE", `zerver/models/scheduled_jobs.py ScheduledEmail.users: ${M2M}`),
   r("zerver_scheduledmessage", "sender_id", "zerver_userprofile", "CASCADE", "zerver/models/scheduled_jobs.py ScheduledMessage.sender"),
-  r("zerver_scheduledmessagenotificationemail", "user_profile_id", "zerver_userprofile", "CASCADE", "zerver/models/scheduled_jobs.py ScheduledMessageNotificationEmail.user_profile"),
+  r(
+    "zerver_scheduledmessagenotificationemail",
+    "user_profile_id",
+    "zerver_userprofile",
+    "CASCADE",
+    "zerver/models/scheduled_jobs.py ScheduledMessageNotificationEmail.user_profile",
+  ),
   r("zerver_service", "user_profile_id", "zerver_userprofile", "CASCADE", "zerver/models/bots.py Service.user_profile"),
   r("zerver_stream", "creator_id", "zerver_userprofile", "SET_NULL", "zerver/models/streams.py Stream.creator"),
   r("zerver_submessage", "sender_id", "zerver_userprofile", "CASCADE", "zerver/models/messages.py AbstractSubMessage.sender (SubMessage)"),
@@ -133,32 +157,86 @@ const ON_DELETE_RULES: readonly OnDeleteRule[] = [
   r("zerver_onboardingusermessage", "message_id", "zerver_message", "CASCADE", "zerver/models/messages.py OnboardingUserMessage.message"),
   r("zerver_reaction", "message_id", "zerver_message", "CASCADE", "zerver/models/messages.py Reaction.message"),
   r("zerver_scheduledmessage", "delivered_message_id", "zerver_message", "CASCADE", "zerver/models/scheduled_jobs.py ScheduledMessage.delivered_message"),
-  r("zerver_scheduledmessagenotificationemail", "message_id", "zerver_message", "CASCADE", "zerver/models/scheduled_jobs.py ScheduledMessageNotificationEmail.message"),
+  r(
+    "zerver_scheduledmessagenotificationemail",
+    "message_id",
+    "zerver_message",
+    "CASCADE",
+    "zerver/models/scheduled_jobs.py ScheduledMessageNotificationEmail.message",
+  ),
   r("zerver_submessage", "message_id", "zerver_message", "CASCADE", "zerver/models/messages.py SubMessage.message"),
   r("zerver_usermessage", "message_id", "zerver_message", "CASCADE", "zerver/models/messages.py UserMessage.message"),
 
   // ---- references to zerver_archivedmessage -----------------------------------------------
-  r("zerver_archivedmessage", "archive_transaction_id", "zerver_archivetransaction", "CASCADE", "zerver/models/messages.py ArchivedMessage.archive_transaction"),
-  r("zerver_archivedattachment_messages", "archivedmessage_id", "zerver_archivedmessage", "CASCADE", `zerver/models/messages.py ArchivedAttachment.messages: ${M2M}`),
+  r(
+    "zerver_archivedmessage",
+    "archive_transaction_id",
+    "zerver_archivetransaction",
+    "CASCADE",
+    "zerver/models/messages.py ArchivedMessage.archive_transaction",
+  ),
+  r(
+    "zerver_archivedattachment_messages",
+    "archivedmessage_id",
+    "zerver_archivedmessage",
+    "CASCADE",
+    `zerver/models/messages.py ArchivedAttachment.messages: ${M2M}`,
+  ),
   r("zerver_archivedreaction", "message_id", "zerver_archivedmessage", "CASCADE", "zerver/models/messages.py ArchivedReaction.message"),
   r("zerver_archivedsubmessage", "message_id", "zerver_archivedmessage", "CASCADE", "zerver/models/messages.py ArchivedSubMessage.message"),
   r("zerver_archivedusermessage", "message_id", "zerver_archivedmessage", "CASCADE", "zerver/models/messages.py ArchivedUserMessage.message"),
 
   // ---- references to attachments and scheduled messages -----------------------------------
-  r("zerver_archivedattachment_messages", "archivedattachment_id", "zerver_archivedattachment", "CASCADE", `zerver/models/messages.py ArchivedAttachment.messages: ${M2M}`),
+  r(
+    "zerver_archivedattachment_messages",
+    "archivedattachment_id",
+    "zerver_archivedattachment",
+    "CASCADE",
+    `zerver/models/messages.py ArchivedAttachment.messages: ${M2M}`,
+  ),
   r("zerver_attachment_messages", "attachment_id", "zerver_attachment", "CASCADE", `zerver/models/messages.py Attachment.messages: ${M2M}`),
   r("zerver_attachment_scheduled_messages", "attachment_id", "zerver_attachment", "CASCADE", `zerver/models/messages.py Attachment.scheduled_messages: ${M2M}`),
-  r("zerver_attachment_scheduled_messages", "scheduledmessage_id", "zerver_scheduledmessage", "CASCADE", `zerver/models/messages.py Attachment.scheduled_messages: ${M2M}`),
+  r(
+    "zerver_attachment_scheduled_messages",
+    "scheduledmessage_id",
+    "zerver_scheduledmessage",
+    "CASCADE",
+    `zerver/models/messages.py Attachment.scheduled_messages: ${M2M}`,
+  ),
 
   // ---- custom profile fields (do_remove_realm_custom_profile_fields) ---------------------------
-  r("zerver_customprofilefieldvalue", "field_id", "zerver_customprofilefield", "CASCADE", "zerver/models/custom_profile_fields.py CustomProfileFieldValue.field"),
+  r(
+    "zerver_customprofilefieldvalue",
+    "field_id",
+    "zerver_customprofilefield",
+    "CASCADE",
+    "zerver/models/custom_profile_fields.py CustomProfileFieldValue.field",
+  ),
 
   // ---- invitations -------------------------------------------------------------------------
   r("zerver_multiuseinvite_groups", "multiuseinvite_id", "zerver_multiuseinvite", "CASCADE", `zerver/models/prereg_users.py MultiuseInvite.groups: ${M2M}`),
   r("zerver_multiuseinvite_streams", "multiuseinvite_id", "zerver_multiuseinvite", "CASCADE", `zerver/models/prereg_users.py MultiuseInvite.streams: ${M2M}`),
-  r("zerver_preregistrationuser", "multiuse_invite_id", "zerver_multiuseinvite", "SET_NULL", "zerver/models/prereg_users.py PreregistrationUser.multiuse_invite"),
-  r("zerver_preregistrationuser_groups", "preregistrationuser_id", "zerver_preregistrationuser", "CASCADE", `zerver/models/prereg_users.py PreregistrationUser.groups: ${M2M}`),
-  r("zerver_preregistrationuser_streams", "preregistrationuser_id", "zerver_preregistrationuser", "CASCADE", `zerver/models/prereg_users.py PreregistrationUser.streams: ${M2M}`),
+  r(
+    "zerver_preregistrationuser",
+    "multiuse_invite_id",
+    "zerver_multiuseinvite",
+    "SET_NULL",
+    "zerver/models/prereg_users.py PreregistrationUser.multiuse_invite",
+  ),
+  r(
+    "zerver_preregistrationuser_groups",
+    "preregistrationuser_id",
+    "zerver_preregistrationuser",
+    "CASCADE",
+    `zerver/models/prereg_users.py PreregistrationUser.groups: ${M2M}`,
+  ),
+  r(
+    "zerver_preregistrationuser_streams",
+    "preregistrationuser_id",
+    "zerver_preregistrationuser",
+    "CASCADE",
+    `zerver/models/prereg_users.py PreregistrationUser.streams: ${M2M}`,
+  ),
 
   // ---- third-party 2FA -----------------------------------------------------------------------
   r("otp_static_statictoken", "device_id", "otp_static_staticdevice", "CASCADE", "django_otp.plugins.otp_static StaticToken.device"),
@@ -283,7 +361,10 @@ export function cascadeClosure(fks: readonly CatalogForeignKey[], roots: Iterabl
 }
 
 class UncoveredReferenceError extends CommandError {
-  constructor(readonly references: CatalogForeignKey[], what: string) {
+  constructor(
+    readonly references: CatalogForeignKey[],
+    what: string,
+  ) {
     super(
       `Refusing to ${what}: this database has ${references.length === 1 ? "a foreign key" : "foreign keys"} that zulip-manage ` +
         `does not know how Zulip deletes (Django's on_delete rule is not in zulip-manage's table): ` +
@@ -393,7 +474,10 @@ export class CascadeDeletion {
   async addRoots(table: string, selectSql: string, params: unknown[] = []): Promise<number> {
     const t = await this.target(table);
     this.collected = false;
-    const res = await this.q.query(`INSERT INTO ${t.temp} (id, round) SELECT x, 0 FROM (${selectSql}) AS s(x) WHERE x IS NOT NULL ON CONFLICT DO NOTHING`, params);
+    const res = await this.q.query(
+      `INSERT INTO ${t.temp} (id, round) SELECT x, 0 FROM (${selectSql}) AS s(x) WHERE x IS NOT NULL ON CONFLICT DO NOTHING`,
+      params,
+    );
     return res.rowCount ?? 0;
   }
 
@@ -544,9 +628,7 @@ export class CascadeDeletion {
     if (!this.collected) await this.collect();
     const setNull: Record<string, number> = {};
     for (const { fk, parent } of this.setNullTargets) {
-      const res = await this.q.query(
-        `UPDATE ${quoteQualified(fk.table)} c SET ${quoteQualified(fk.column)} = NULL WHERE ${this.setNullWhere(fk, parent)}`,
-      );
+      const res = await this.q.query(`UPDATE ${quoteQualified(fk.table)} c SET ${quoteQualified(fk.column)} = NULL WHERE ${this.setNullWhere(fk, parent)}`);
       if (res.rowCount) setNull[`${fk.table}.${fk.column}`] = (setNull[`${fk.table}.${fk.column}`] ?? 0) + res.rowCount;
     }
     const deleted: Record<string, number> = {};

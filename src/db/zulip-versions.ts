@@ -52,11 +52,7 @@ export const RELEASES: readonly ZulipRelease[] = [
 ];
 
 /** Zulip 9.x backports whose numbers lie above the 10.0 floor. */
-export const OLDER_BACKPORTS: readonly string[] = [
-  "0576_backfill_imageattachment",
-  "0622_backfill_imageattachment_again",
-  "0639_zh_hant_tw_rename",
-];
+export const OLDER_BACKPORTS: readonly string[] = ["0576_backfill_imageattachment", "0622_backfill_imageattachment_again", "0639_zh_hant_tw_rename"];
 
 /** Newest zerver migration of Zulip 9.x before its backports (the squash 0001_squashed_0569 ends here). */
 export const LAST_ZULIP9_MIGRATION = "0569_remove_userprofile_tutorial_status";
@@ -149,41 +145,196 @@ export interface SchemaChange {
 /** Differences between Zulip 10.x, 11.x and 12.x in the tables zulip-manage writes most. */
 export const SCHEMA_CHANGES: readonly SchemaChange[] = [
   // Already true on every supported release (listed because older docs mention them).
-  { table: "zerver_userprofile", column: "can_change_user_emails", kind: "added", series: "10.x", app: "zerver", migration: "0616_userprofile_can_change_user_emails" },
-  { table: "zerver_userprofile", column: "is_billing_admin", kind: "removed", series: "10.x", app: "zerver", migration: "0684_remove_userprofile_is_billing_admin" },
+  {
+    table: "zerver_userprofile",
+    column: "can_change_user_emails",
+    kind: "added",
+    series: "10.x",
+    app: "zerver",
+    migration: "0616_userprofile_can_change_user_emails",
+  },
+  {
+    table: "zerver_userprofile",
+    column: "is_billing_admin",
+    kind: "removed",
+    series: "10.x",
+    app: "zerver",
+    migration: "0684_remove_userprofile_is_billing_admin",
+  },
   // Zulip 11.0
-  { table: "zerver_userprofile", column: "resolved_topic_notice_auto_read_policy", kind: "added", series: "11.x", app: "zerver", migration: "0703_realmuserdefault_resolved_topic_notice_auto_read_policy_and_more" },
-  { table: "zerver_realmuserdefault", column: "resolved_topic_notice_auto_read_policy", kind: "added", series: "11.x", app: "zerver", migration: "0703_realmuserdefault_resolved_topic_notice_auto_read_policy_and_more" },
-  { table: "zerver_realmauditlog", column: "modified_channel_folder_id", kind: "added", series: "11.x", app: "zerver", migration: "0707_realmauditlog_modified_channel_folder" },
+  {
+    table: "zerver_userprofile",
+    column: "resolved_topic_notice_auto_read_policy",
+    kind: "added",
+    series: "11.x",
+    app: "zerver",
+    migration: "0703_realmuserdefault_resolved_topic_notice_auto_read_policy_and_more",
+  },
+  {
+    table: "zerver_realmuserdefault",
+    column: "resolved_topic_notice_auto_read_policy",
+    kind: "added",
+    series: "11.x",
+    app: "zerver",
+    migration: "0703_realmuserdefault_resolved_topic_notice_auto_read_policy_and_more",
+  },
+  {
+    table: "zerver_realmauditlog",
+    column: "modified_channel_folder_id",
+    kind: "added",
+    series: "11.x",
+    app: "zerver",
+    migration: "0707_realmauditlog_modified_channel_folder",
+  },
   { table: "zerver_realm", column: "topics_policy", kind: "added", series: "11.x", app: "zerver", migration: "0710_realm_topics_policy" },
   { table: "zerver_realm", column: "mandatory_topics", kind: "removed", series: "11.x", app: "zerver", migration: "0713_remove_realm_mandatory_topics" },
-  { table: "zerver_realm", column: "can_set_topics_policy_group_id", kind: "added", series: "11.x", app: "zerver", migration: "0714_realm_can_set_topics_policy_group" },
-  { table: "zerver_userprofile", column: "web_left_sidebar_unreads_count_summary", kind: "added", series: "11.x", app: "zerver", migration: "0725_realmuserdefault_web_left_sidebar_unreads_count_summary_and_more" },
-  { table: "zerver_realmuserdefault", column: "web_left_sidebar_unreads_count_summary", kind: "added", series: "11.x", app: "zerver", migration: "0725_realmuserdefault_web_left_sidebar_unreads_count_summary_and_more" },
-  { table: "zerver_realm", column: "can_set_delete_message_policy_group_id", kind: "added", series: "11.x", app: "zerver", migration: "0737_realm_can_set_delete_message_policy_group" },
-  { table: "zerver_realm", column: "require_e2ee_push_notifications", kind: "added", series: "11.x", app: "zerver", migration: "0743_realm_require_e2ee_push_notifications" },
-  { table: "zerver_userprofile", column: "web_left_sidebar_show_channel_folders", kind: "added", series: "11.x", app: "zerver", migration: "0745_usersetting_web_left_sidebar_show_channel_folders" },
-  { table: "zerver_realmuserdefault", column: "web_left_sidebar_show_channel_folders", kind: "added", series: "11.x", app: "zerver", migration: "0745_usersetting_web_left_sidebar_show_channel_folders" },
+  {
+    table: "zerver_realm",
+    column: "can_set_topics_policy_group_id",
+    kind: "added",
+    series: "11.x",
+    app: "zerver",
+    migration: "0714_realm_can_set_topics_policy_group",
+  },
+  {
+    table: "zerver_userprofile",
+    column: "web_left_sidebar_unreads_count_summary",
+    kind: "added",
+    series: "11.x",
+    app: "zerver",
+    migration: "0725_realmuserdefault_web_left_sidebar_unreads_count_summary_and_more",
+  },
+  {
+    table: "zerver_realmuserdefault",
+    column: "web_left_sidebar_unreads_count_summary",
+    kind: "added",
+    series: "11.x",
+    app: "zerver",
+    migration: "0725_realmuserdefault_web_left_sidebar_unreads_count_summary_and_more",
+  },
+  {
+    table: "zerver_realm",
+    column: "can_set_delete_message_policy_group_id",
+    kind: "added",
+    series: "11.x",
+    app: "zerver",
+    migration: "0737_realm_can_set_delete_message_policy_group",
+  },
+  {
+    table: "zerver_realm",
+    column: "require_e2ee_push_notifications",
+    kind: "added",
+    series: "11.x",
+    app: "zerver",
+    migration: "0743_realm_require_e2ee_push_notifications",
+  },
+  {
+    table: "zerver_userprofile",
+    column: "web_left_sidebar_show_channel_folders",
+    kind: "added",
+    series: "11.x",
+    app: "zerver",
+    migration: "0745_usersetting_web_left_sidebar_show_channel_folders",
+  },
+  {
+    table: "zerver_realmuserdefault",
+    column: "web_left_sidebar_show_channel_folders",
+    kind: "added",
+    series: "11.x",
+    app: "zerver",
+    migration: "0745_usersetting_web_left_sidebar_show_channel_folders",
+  },
   { table: "zerver_realmcreationstatus", column: null, kind: "added", series: "11.x", app: "zerver", migration: "0747_realmcreationstatus" },
   { table: "confirmation_realmcreationkey", column: null, kind: "removed", series: "11.x", app: "confirmation", migration: "0017_delete_realmcreationkey" },
-  { table: "zerver_realm", column: "welcome_message_custom_text", kind: "added", series: "11.x", app: "zerver", migration: "0750_multiuseinvite_welcome_message_custom_text_and_more" },
+  {
+    table: "zerver_realm",
+    column: "welcome_message_custom_text",
+    kind: "added",
+    series: "11.x",
+    app: "zerver",
+    migration: "0750_multiuseinvite_welcome_message_custom_text_and_more",
+  },
   // Zulip 12.0
-  { table: "zerver_userprofile", column: "web_inbox_show_channel_folders", kind: "added", series: "12.x", app: "zerver", migration: "0757_realmuserdefault_web_inbox_show_channel_folders_and_more" },
-  { table: "zerver_realmuserdefault", column: "web_inbox_show_channel_folders", kind: "added", series: "12.x", app: "zerver", migration: "0757_realmuserdefault_web_inbox_show_channel_folders_and_more" },
+  {
+    table: "zerver_userprofile",
+    column: "web_inbox_show_channel_folders",
+    kind: "added",
+    series: "12.x",
+    app: "zerver",
+    migration: "0757_realmuserdefault_web_inbox_show_channel_folders_and_more",
+  },
+  {
+    table: "zerver_realmuserdefault",
+    column: "web_inbox_show_channel_folders",
+    kind: "added",
+    series: "12.x",
+    app: "zerver",
+    migration: "0757_realmuserdefault_web_inbox_show_channel_folders_and_more",
+  },
   { table: "zerver_userprofile", column: "is_imported_stub", kind: "added", series: "12.x", app: "zerver", migration: "0759_userprofile_is_imported_stub" },
-  { table: "zerver_realm", column: "send_channel_events_messages", kind: "added", series: "12.x", app: "zerver", migration: "0761_realm_send_channel_events_messages" },
-  { table: "zerver_realm", column: "owner_full_content_access", kind: "added", series: "12.x", app: "zerver", migration: "0762_realm_owner_full_content_access" },
-  { table: "zerver_userprofile", column: "third_party_api_state", kind: "added", series: "12.x", app: "zerver", migration: "0767_rename_zoom_token_to_video_call_provider_tokens" },
-  { table: "zerver_userprofile", column: "zoom_token", kind: "removed", series: "12.x", app: "zerver", migration: "0767_rename_zoom_token_to_video_call_provider_tokens" },
+  {
+    table: "zerver_realm",
+    column: "send_channel_events_messages",
+    kind: "added",
+    series: "12.x",
+    app: "zerver",
+    migration: "0761_realm_send_channel_events_messages",
+  },
+  {
+    table: "zerver_realm",
+    column: "owner_full_content_access",
+    kind: "added",
+    series: "12.x",
+    app: "zerver",
+    migration: "0762_realm_owner_full_content_access",
+  },
+  {
+    table: "zerver_userprofile",
+    column: "third_party_api_state",
+    kind: "added",
+    series: "12.x",
+    app: "zerver",
+    migration: "0767_rename_zoom_token_to_video_call_provider_tokens",
+  },
+  {
+    table: "zerver_userprofile",
+    column: "zoom_token",
+    kind: "removed",
+    series: "12.x",
+    app: "zerver",
+    migration: "0767_rename_zoom_token_to_video_call_provider_tokens",
+  },
   { table: "zerver_realmauditlog", column: "scrubbed", kind: "added", series: "12.x", app: "zerver", migration: "0768_realmauditlog_scrubbed" },
-  { table: "zerver_realm", column: "gif_rating_policy", kind: "renamed", oldName: "giphy_rating", series: "12.x", app: "zerver", migration: "0773_rename_giphy_rating_realm_gif_rating_policy" },
+  {
+    table: "zerver_realm",
+    column: "gif_rating_policy",
+    kind: "renamed",
+    oldName: "giphy_rating",
+    series: "12.x",
+    app: "zerver",
+    migration: "0773_rename_giphy_rating_realm_gif_rating_policy",
+  },
   { table: "zerver_realm", column: "default_avatar_source", kind: "added", series: "12.x", app: "zerver", migration: "0776_realm_default_avatar_source" },
   { table: "zerver_realm", column: "rendered_description", kind: "added", series: "12.x", app: "zerver", migration: "0777_realm_rendered_description" },
-  { table: "zerver_realm", column: "rendered_description_version", kind: "added", series: "12.x", app: "zerver", migration: "0778_realm_rendered_description_version" },
+  {
+    table: "zerver_realm",
+    column: "rendered_description_version",
+    kind: "added",
+    series: "12.x",
+    app: "zerver",
+    migration: "0778_realm_rendered_description_version",
+  },
   { table: "zerver_realm", column: "media_preview_size", kind: "added", series: "12.x", app: "zerver", migration: "0781_realm_image_thumbnail_size" },
   { table: "zerver_realm", column: "workplace_users_group_id", kind: "added", series: "12.x", app: "zerver", migration: "0785_realm_workplace_users_group" },
   { table: "zerver_userprofile", column: "is_deleted", kind: "added", series: "12.x", app: "zerver", migration: "0797_userprofile_is_deleted" },
-  { table: "zerver_userprofile", column: "recipient_id", kind: "removed", series: "12.x", app: "zerver", migration: "0798_remove_userprofile_recipient_and_personal_recipients" },
+  {
+    table: "zerver_userprofile",
+    column: "recipient_id",
+    kind: "removed",
+    series: "12.x",
+    app: "zerver",
+    migration: "0798_remove_userprofile_recipient_and_personal_recipients",
+  },
 ];
 
 /**
@@ -235,7 +386,6 @@ export function readZulipVersion(deployDir: string): ZulipVersionInfo {
   info.mergeBase = lines[1]!.trim();
   return info;
 }
-
 
 // ---------------------------------------------------------------------------------------------
 // API feature levels

@@ -83,10 +83,7 @@ export function isRoot(): boolean {
  * user), else `wanted` from /etc/passwd (PostgreSQL refuses to run as root). `setting` names where
  * `wanted` came from, for the error when there is no such user.
  */
-export function unprivilegedUser(
-  wanted = process.env.ZULIP_DEMO_PG_USER || "nobody",
-  setting = "ZULIP_DEMO_PG_USER",
-): RunAsUser | null {
+export function unprivilegedUser(wanted = process.env.ZULIP_DEMO_PG_USER || "nobody", setting = "ZULIP_DEMO_PG_USER"): RunAsUser | null {
   if (!isRoot()) return null;
   try {
     for (const line of fs.readFileSync("/etc/passwd", "utf8").split("\n")) {
@@ -357,10 +354,7 @@ export async function stopServer(svc: ServerProcess, signal: NodeJS.Signals, tim
     // already gone
   }
   let timer: NodeJS.Timeout | undefined;
-  const timedOut = await Promise.race([
-    svc.exited.then(() => false),
-    new Promise<boolean>((r) => (timer = setTimeout(() => r(true), timeoutMs))),
-  ]);
+  const timedOut = await Promise.race([svc.exited.then(() => false), new Promise<boolean>((r) => (timer = setTimeout(() => r(true), timeoutMs)))]);
   clearTimeout(timer);
   if (timedOut && !svc.hasExited()) {
     try {

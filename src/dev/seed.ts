@@ -149,7 +149,14 @@ export const DEMO_SPEC: SeedSpec = {
         { name: "announce", description: "Company-wide announcements", subscribers: "everyone", messages: 6, topics: ["all hands", "office"] },
         { name: "engineering", description: "Build, ship, repeat", subscribers: "members", messages: 10, topics: ["releases", "ci", "reviews"] },
         { name: "design", description: "Pixels and prototypes", subscribers: "members", messages: 5, topics: ["mockups"] },
-        { name: "leadership", description: "Private: owners, admins and moderators", inviteOnly: true, subscribers: "staff", messages: 4, topics: ["planning"] },
+        {
+          name: "leadership",
+          description: "Private: owners, admins and moderators",
+          inviteOnly: true,
+          subscribers: "staff",
+          messages: 4,
+          topics: ["planning"],
+        },
       ],
       defaultChannelMessages: 8,
       directMessages: 8,
@@ -178,15 +185,78 @@ export const DEMO_SPEC: SeedSpec = {
 // Names and text
 
 const FIRST_NAMES = [
-  "Ada", "Ben", "Chloe", "Dev", "Elena", "Farid", "Grace", "Hiro", "Ines", "Jonas", "Kavya", "Liam",
-  "Maya", "Niko", "Omar", "Priya", "Quinn", "Rosa", "Sami", "Tara", "Umar", "Vera", "Wei", "Xenia",
-  "Yusuf", "Zoe", "Amara", "Bruno", "Carmen", "Dmitri", "Emeka", "Freya", "Goran", "Hana", "Ivan",
-  "Jade", "Kofi", "Lena", "Mateo", "Nadia",
+  "Ada",
+  "Ben",
+  "Chloe",
+  "Dev",
+  "Elena",
+  "Farid",
+  "Grace",
+  "Hiro",
+  "Ines",
+  "Jonas",
+  "Kavya",
+  "Liam",
+  "Maya",
+  "Niko",
+  "Omar",
+  "Priya",
+  "Quinn",
+  "Rosa",
+  "Sami",
+  "Tara",
+  "Umar",
+  "Vera",
+  "Wei",
+  "Xenia",
+  "Yusuf",
+  "Zoe",
+  "Amara",
+  "Bruno",
+  "Carmen",
+  "Dmitri",
+  "Emeka",
+  "Freya",
+  "Goran",
+  "Hana",
+  "Ivan",
+  "Jade",
+  "Kofi",
+  "Lena",
+  "Mateo",
+  "Nadia",
 ];
 const LAST_NAMES = [
-  "Abbott", "Bianchi", "Chen", "Dubois", "Eriksen", "Fischer", "Garcia", "Haddad", "Ito", "Jensen",
-  "Kowalski", "Lopez", "Müller", "Nakamura", "Okafor", "Petrov", "Quispe", "Rossi", "Singh", "Tanaka",
-  "Ueda", "Varga", "Wang", "Xu", "Yilmaz", "Zhang", "Andersson", "Bakker", "Costa", "Demir",
+  "Abbott",
+  "Bianchi",
+  "Chen",
+  "Dubois",
+  "Eriksen",
+  "Fischer",
+  "Garcia",
+  "Haddad",
+  "Ito",
+  "Jensen",
+  "Kowalski",
+  "Lopez",
+  "Müller",
+  "Nakamura",
+  "Okafor",
+  "Petrov",
+  "Quispe",
+  "Rossi",
+  "Singh",
+  "Tanaka",
+  "Ueda",
+  "Varga",
+  "Wang",
+  "Xu",
+  "Yilmaz",
+  "Zhang",
+  "Andersson",
+  "Bakker",
+  "Costa",
+  "Demir",
 ];
 const TIMEZONES = ["", "UTC", "Europe/Berlin", "America/New_York", "Asia/Kolkata", "America/Sao_Paulo", "Asia/Tokyo", "Africa/Lagos"];
 const SENTENCES = [
@@ -283,11 +353,7 @@ type TimelineEvent =
  * moment: users join (and get default + invited channels, with history rows for earlier
  * messages), users are deactivated, messages are sent by people who were there at the time.
  */
-async function seedRealm(
-  db: Queryable,
-  rs: SeedRealmSpec,
-  ctx: { rng: SeededRandom; externalHost: string; now: Date; created: Date },
-): Promise<SeededRealm> {
+async function seedRealm(db: Queryable, rs: SeedRealmSpec, ctx: { rng: SeededRandom; externalHost: string; now: Date; created: Date }): Promise<SeededRealm> {
   const { rng, externalHost, now, created: realmCreated } = ctx;
   const host = realmHostFor(rs.stringId, externalHost);
   const botDomain = host.split(":")[0];
@@ -316,9 +382,7 @@ async function seedRealm(
       ...u,
       email,
       dateJoined,
-      deactivatedAt: u.deactivated
-        ? new Date(dateJoined.getTime() + 60_000 + rng.int(Math.max(1, now.getTime() - dateJoined.getTime() - 120_000)))
-        : undefined,
+      deactivatedAt: u.deactivated ? new Date(dateJoined.getTime() + 60_000 + rng.int(Math.max(1, now.getTime() - dateJoined.getTime() - 120_000))) : undefined,
       timezone: u.kind === "bot" ? "" : rng.pick(TIMEZONES),
     });
   };
@@ -441,7 +505,12 @@ async function seedRealm(
   const window = Math.min(14 * DAY, ageMs - 3600_000);
   const recentTime = () => new Date(now.getTime() - 300_000 - rng.int(Math.max(1, window - 300_000)));
   for (let k = 0; k < (rs.defaultChannelMessages ?? 0) && realm.channels.length; k++) {
-    events.push({ at: recentTime(), type: "channelMessage", channel: realm.channels[k % realm.channels.length].name, topic: rng.pick(["greetings", "questions", "random"]) });
+    events.push({
+      at: recentTime(),
+      type: "channelMessage",
+      channel: realm.channels[k % realm.channels.length].name,
+      topic: rng.pick(["greetings", "questions", "random"]),
+    });
   }
   for (const { spec } of customChannels) {
     for (let k = 0; k < (spec.messages ?? 0); k++) {
@@ -512,11 +581,7 @@ async function seedRealm(
       const group = rng.shuffle(active).slice(0, ev.size);
       for (let turn = 0; turn < ev.turns; turn++) {
         const sender = group[turn % group.length];
-        await send(
-          new Date(ev.at.getTime() + turn * 90_000),
-          sender.id,
-          { userIds: group.filter((u) => u.id !== sender.id).map((u) => u.id) },
-        );
+        await send(new Date(ev.at.getTime() + turn * 90_000), sender.id, { userIds: group.filter((u) => u.id !== sender.id).map((u) => u.id) });
       }
     }
   }
@@ -604,10 +669,10 @@ export async function seedBulkUsers(
     [count],
   );
   // Avoid email collisions with earlier bulk runs: continue the numbering.
-  const startRow = await db.query(
-    `SELECT count(*)::int AS n FROM zerver_userprofile WHERE realm_id = $1 AND delivery_email LIKE $2`,
-    [realmId, `${prefix}%@${emailDomain}`],
-  );
+  const startRow = await db.query(`SELECT count(*)::int AS n FROM zerver_userprofile WHERE realm_id = $1 AND delivery_email LIKE $2`, [
+    realmId,
+    `${prefix}%@${emailDomain}`,
+  ]);
   const offset = startRow.rows[0].n as number;
 
   const identity: Record<string, string> = {
@@ -662,9 +727,8 @@ export async function seedBulkUsers(
 
   // USER_CREATED with ROLE_COUNT snapshots: the state before plus the n users created so far.
   const counts = { ...before["11"] };
-  const wg = (
-    await db.query(`SELECT name, is_system_group FROM zerver_namedusergroup WHERE usergroup_ptr_id = $1`, [realm.workplace_users_group_id])
-  ).rows[0] as { name: string; is_system_group: boolean } | undefined;
+  const wg = (await db.query(`SELECT name, is_system_group FROM zerver_namedusergroup WHERE usergroup_ptr_id = $1`, [realm.workplace_users_group_id]))
+    .rows[0] as { name: string; is_system_group: boolean } | undefined;
   const rolesIn: Record<string, number[]> = {
     "role:nobody": [],
     "role:owners": [100],
@@ -714,10 +778,7 @@ export async function seedBulkUsers(
     memberGroups.push(groups["role:fullmembers"]);
   }
   for (const gid of memberGroups) {
-    await db.query(
-      `INSERT INTO zerver_usergroupmembership (user_group_id, user_profile_id) SELECT $1::bigint, b.id FROM zm_bulk_users b ORDER BY b.id`,
-      [gid],
-    );
+    await db.query(`INSERT INTO zerver_usergroupmembership (user_group_id, user_profile_id) SELECT $1::bigint, b.id FROM zm_bulk_users b ORDER BY b.id`, [gid]);
   }
   await db.query(
     `INSERT INTO zerver_realmauditlog (event_time, backfilled, extra_data, event_type, acting_user_id, modified_user_id,
@@ -758,10 +819,7 @@ export async function seedBulkUsers(
            FROM zm_bulk_users b CROSS JOIN unnest($3::bigint[]) WITH ORDINALITY AS s(sid, o) ORDER BY b.id, s.o`,
         [realmId, dateJoined, streamIds, Number(last.rows[0].id)],
       );
-      await db.query(`UPDATE zerver_stream SET subscriber_count = subscriber_count + $2 WHERE id = ANY($1::bigint[])`, [
-        streamIds,
-        count,
-      ]);
+      await db.query(`UPDATE zerver_stream SET subscriber_count = subscriber_count + $2 WHERE id = ANY($1::bigint[])`, [streamIds, count]);
     }
   }
   const range = await db.query(`SELECT min(id) AS a, max(id) AS b FROM zm_bulk_users`);

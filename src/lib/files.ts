@@ -95,7 +95,13 @@ export function readOptionFile(file: string, limit: number, what: string): strin
   } catch (e: any) {
     if (e instanceof CommandError) throw e;
     const reason =
-      e?.code === "ENOENT" ? "no such file" : e?.code === "EISDIR" ? "it is a directory" : e?.code === "EACCES" ? "permission denied" : (e?.code ?? e?.message ?? String(e));
+      e?.code === "ENOENT"
+        ? "no such file"
+        : e?.code === "EISDIR"
+          ? "it is a directory"
+          : e?.code === "EACCES"
+            ? "permission denied"
+            : (e?.code ?? e?.message ?? String(e));
     throw new CommandError(`Cannot read ${what} ${inputName(file)}: ${reason}`, "file_unreadable");
   }
 }
@@ -112,7 +118,8 @@ export function mkdirPrivate(dir: string, mode = 0o700): void {
     try {
       st = fs.statSync(cur);
     } catch (e: any) {
-      if (e?.code !== "ENOENT" && e?.code !== "ENOTDIR") throw new CommandError(`Cannot create ${dir}: ${cur}: ${e?.code ?? e?.message ?? e}`, "file_unwritable");
+      if (e?.code !== "ENOENT" && e?.code !== "ENOTDIR")
+        throw new CommandError(`Cannot create ${dir}: ${cur}: ${e?.code ?? e?.message ?? e}`, "file_unwritable");
     }
     if (st) {
       if (!st.isDirectory()) throw new CommandError(`Cannot create ${dir}: ${cur} is not a directory`, "file_unwritable");

@@ -58,7 +58,14 @@ function escapeRegExp(s: string): string {
  */
 export function keepPattern(name: string): RegExp {
   if (DEFAULT_NAME_RE.test(name)) return DEFAULT_NAME_RE;
-  return new RegExp("^" + name.split(/(\d+)/).map((part, i) => (i % 2 ? "\\d+" : escapeRegExp(part))).join("") + "$");
+  return new RegExp(
+    "^" +
+      name
+        .split(/(\d+)/)
+        .map((part, i) => (i % 2 ? "\\d+" : escapeRegExp(part)))
+        .join("") +
+      "$",
+  );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -236,7 +243,11 @@ class StderrTail {
   }
   private add(line: string): void {
     this.onLine?.(line);
-    if (this.onLine && /^pg_dump: (dumping contents of table|finished item|processing item|reading|identifying|saving|last built-in|flagging|creating|dumping)/.test(line)) return;
+    if (
+      this.onLine &&
+      /^pg_dump: (dumping contents of table|finished item|processing item|reading|identifying|saving|last built-in|flagging|creating|dumping)/.test(line)
+    )
+      return;
     this.lines.push(line.length > 1000 ? line.slice(0, 1000) + "…" : line);
     if (this.lines.length > this.max) this.lines.shift();
   }
@@ -256,7 +267,11 @@ function exitDescription(code: number | null, signal: NodeJS.Signals | null): st
 function waitChild(child: ChildProcess, what: string, missingHint: string): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
   return new Promise((resolve, reject) => {
     child.once("error", (e: NodeJS.ErrnoException) =>
-      reject(e.code === "ENOENT" ? new EnvironmentError(`${what} is not installed or not on PATH. ${missingHint}`) : new CommandError(`Could not run ${what}: ${e.message}`)),
+      reject(
+        e.code === "ENOENT"
+          ? new EnvironmentError(`${what} is not installed or not on PATH. ${missingHint}`)
+          : new CommandError(`Could not run ${what}: ${e.message}`),
+      ),
     );
     child.once("close", (code, signal) => resolve({ code, signal }));
   });
@@ -354,7 +369,15 @@ async function dumpDatabase(bin: PgDumpBinary, dir: string, opts: BackupOptions,
  * tar (system, as Zulip) | gzip | a 0600 file: `tar --directory=<staging> -cPh -f - <transforms> -- <members>`,
  * compressed here so the bytes can be counted for the progress bar.
  */
-async function writeTarball(staging: string, members: string[], transforms: string[], file: string, opts: BackupOptions, totalBytes: number, track: (c: ChildProcess) => void): Promise<void> {
+async function writeTarball(
+  staging: string,
+  members: string[],
+  transforms: string[],
+  file: string,
+  opts: BackupOptions,
+  totalBytes: number,
+  track: (c: ChildProcess) => void,
+): Promise<void> {
   const { createGzip } = await import("node:zlib");
   const child = spawn("tar", [`--directory=${staging}`, "-cPh", "-f", "-", ...transforms, "--", ...members], {
     env: { ...opts.env, LC_ALL: "C" },
@@ -396,7 +419,9 @@ async function writeTarball(staging: string, members: string[], transforms: stri
   if (streamError) throw new CommandError(ioMessage(streamError, "Writing the backup tarball failed") + " No backup was written.");
   if (code !== 0) {
     const text = tail.text();
-    throw new CommandError(`tar ${exitDescription(code, signal)} while archiving (a file it could not read, or one that changed while it was read); no backup was written.${text ? "\n" + text : ""}`);
+    throw new CommandError(
+      `tar ${exitDescription(code, signal)} while archiving (a file it could not read, or one that changed while it was read); no backup was written.${text ? "\n" + text : ""}`,
+    );
   }
 }
 
@@ -444,12 +469,18 @@ export async function backup(db: Queryable, opts: BackupOptions): Promise<Backup
     try {
       fs.accessSync(uploadsDir, fs.constants.R_OK | fs.constants.X_OK);
     } catch (e: any) {
-      throw new CommandError(`Cannot read the uploads directory ${uploadsDir} (LOCAL_UPLOADS_DIR): ${e.code === "EACCES" ? "permission denied" : e.message}. Run as the Zulip user, or pass --skip-uploads.`);
+      throw new CommandError(
+        `Cannot read the uploads directory ${uploadsDir} (LOCAL_UPLOADS_DIR): ${e.code === "EACCES" ? "permission denied" : e.message}. Run as the Zulip user, or pass --skip-uploads.`,
+      );
     }
   }
   const realOut = realpathOr(outDir);
-  for (const [what, dir] of [["configuration directory", confDir], ["uploads directory", uploadsDir]] as const) {
-    if (dir && isInside(realOut, realpathOr(dir))) throw new CommandError(`Cannot write the backup inside the ${what} ${dir}: it would archive itself. Choose another --output.`);
+  for (const [what, dir] of [
+    ["configuration directory", confDir],
+    ["uploads directory", uploadsDir],
+  ] as const) {
+    if (dir && isInside(realOut, realpathOr(dir)))
+      throw new CommandError(`Cannot write the backup inside the ${what} ${dir}: it would archive itself. Choose another --output.`);
   }
   const transforms = [transformArg("settings", confDir), ...(uploadsDir ? [transformArg("uploads", uploadsDir)] : [])];
   const version = await zulipVersionText(opts.deployDir);

@@ -341,10 +341,7 @@ function checkSecrets(paths: Paths, files: LoadedFiles): Check {
     );
   }
   if (mode & 0o007) {
-    c.warn(
-      `${file} is accessible to every user on this machine (mode ${mode.toString(8).padStart(4, "0")})`,
-      `Restrict it: chmod 640 ${file}`,
-    );
+    c.warn(`${file} is accessible to every user on this machine (mode ${mode.toString(8).padStart(4, "0")})`, `Restrict it: chmod 640 ${file}`);
   }
   const zulip = zulipUser(paths.deployDir);
   if (zulip && st.uid !== zulip.uid && st.gid !== zulip.gid && (mode & 0o004) === 0) {
@@ -619,7 +616,7 @@ async function checkSmtp(config: Config, timeoutMs: number): Promise<Check> {
   } finally {
     mailer?.close();
   }
-  for (const w of emailConfigWarnings(es)) c.warn(w, "Set the email_password secret, or set EMAIL_HOST_USER = \"\" to send without logging in.");
+  for (const w of emailConfigWarnings(es)) c.warn(w, 'Set the email_password secret, or set EMAIL_HOST_USER = "" to send without logging in.');
   c.details.push(`From addresses: support ${es.administrator}, noreply ${es.noreply}`);
   return c;
 }

@@ -33,7 +33,9 @@ export const ArchiveMessagesBody = Obj({
       archived_attachments_deleted_count: Count,
       custom_profile_fields_deleted_count: Count,
       files_deleted_count: Nullable(Type.Integer({ minimum: 0, description: "uploaded files removed from LOCAL_UPLOADS_DIR/files (null in a dry run)" })),
-      avatar_files_deleted_count: Nullable(Type.Integer({ minimum: 0, description: "avatar image files removed from LOCAL_UPLOADS_DIR/avatars (null in a dry run)" })),
+      avatar_files_deleted_count: Nullable(
+        Type.Integer({ minimum: 0, description: "avatar image files removed from LOCAL_UPLOADS_DIR/avatars (null in a dry run)" }),
+      ),
       audit_log_ids: AuditLogIds,
     }),
     { description: "deactivated organizations past their scheduled deletion date, scrubbed as Zulip's do_scrub_realm does (in a dry run: what would be)" },
@@ -42,7 +44,9 @@ export const ArchiveMessagesBody = Obj({
     Obj({
       realm: Realm,
       reason: Type.String(),
-      zulip_fails: Type.Boolean({ description: "true: Zulip's own do_scrub_realm fails here too, and its job stops (so does this one); false: zulip-manage refuses" }),
+      zulip_fails: Type.Boolean({
+        description: "true: Zulip's own do_scrub_realm fails here too, and its job stops (so does this one); false: zulip-manage refuses",
+      }),
     }),
     { description: "organizations due for scrubbing that were not scrubbed, and why (exit 1, error_code refused, when any)" },
   ),

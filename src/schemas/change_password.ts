@@ -2,10 +2,7 @@ import { type Static, Type } from "@sinclair/typebox";
 import { AuditLogIds, CacheReport, Count, DryRunField, Nullable, Obj, Realm, ServiceReport, User } from "./shared.js";
 
 /** The Redis follow-up: the user's failed login attempts forgotten (best effort, after the commit). */
-export const RateLimitReport = ServiceReport(
-  { keys_deleted_count: Count },
-  "the Redis report: the failed-login counter of the user's email cleared",
-);
+export const RateLimitReport = ServiceReport({ keys_deleted_count: Count }, "the Redis report: the failed-login counter of the user's email cleared");
 export const ChangePasswordBody = Obj({
   ...DryRunField,
   realm: Realm,

@@ -1,5 +1,19 @@
 import { type Static, Type } from "@sinclair/typebox";
-import { AuditLogIds, CacheReport, Change, DryRunField, EventsReport, Id, Nullable, Obj, OutcomeFields, Realm, ROLE_API_NAMES, ROLE_IDS, User } from "./shared.js";
+import {
+  AuditLogIds,
+  CacheReport,
+  Change,
+  DryRunField,
+  EventsReport,
+  Id,
+  Nullable,
+  Obj,
+  OutcomeFields,
+  Realm,
+  ROLE_API_NAMES,
+  ROLE_IDS,
+  User,
+} from "./shared.js";
 
 const RoleName = Type.Union(ROLE_API_NAMES.map((r) => Type.Literal(r)));
 const RoleId = Type.Union(ROLE_IDS.map((r) => Type.Literal(r)));
@@ -26,7 +40,9 @@ export const RoleResult = Obj({
 export const ChangeUserRoleBody = Obj({
   ...DryRunField,
   realm: Realm,
-  target: Type.String({ description: "what was asked: a role name (owner, administrator, moderator, member, guest) or a permission (can_forge_sender, …, is_billing_admin)" }),
+  target: Type.String({
+    description: "what was asked: a role name (owner, administrator, moderator, member, guest) or a permission (can_forge_sender, …, is_billing_admin)",
+  }),
   grant: Type.Boolean({ description: "false with --revoke" }),
   results: Type.Array(RoleResult, { description: "one per user, in user id order: done, would_do, or refused" }),
   cache: Nullable(CacheReport),

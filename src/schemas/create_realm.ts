@@ -19,7 +19,10 @@ export const CreateRealmBody = Obj(
       Extend(Realm, { bots_count: Count }, "the system bot realm and its bots, created first on a database without any organization"),
     ),
     push_service: Nullable(
-      ServiceReport({ server_data: Nullable(ServerData) }, "the report to the push notification service, sent here when its queue jobs could not be queued; null when not sent"),
+      ServiceReport(
+        { server_data: Nullable(ServerData) },
+        "the report to the push notification service, sent here when its queue jobs could not be queued; null when not sent",
+      ),
     ),
     cache: CacheReport,
     events: EventsReport,

@@ -41,5 +41,4 @@ export const DeleteOldUnclaimedAttachmentsBody = Obj({
 });
 export type DeleteOldUnclaimedAttachmentsBody = Static<typeof DeleteOldUnclaimedAttachmentsBody>;
 export const bodies = [DeleteOldUnclaimedAttachmentsBody];
-export const description =
-  "Old unclaimed uploads: listed (a dry run without -f, which exits 1 with manage.py's message, error_code refused) or deleted.";
+export const description = "Old unclaimed uploads: listed (a dry run without -f, which exits 1 with manage.py's message, error_code refused) or deleted.";

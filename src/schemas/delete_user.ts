@@ -18,14 +18,18 @@ export const Placeholder = Obj(
 export const DeletionResult = Obj({
   user: User,
   active_bot_count: Count,
-  deactivated: Nullable(Obj({ user: Type.Boolean(), bot_ids: Type.Array(Id), sessions_deleted_count: Count }, "the deactivation first done; null in a dry run")),
+  deactivated: Nullable(
+    Obj({ user: Type.Boolean(), bot_ids: Type.Array(Id), sessions_deleted_count: Count }, "the deactivation first done; null in a dry run"),
+  ),
   rows_deleted: RowCounts,
   rows_set_null: RowCounts,
   rows_archived: RowCounts,
   subscriptions_deactivated_count: Count,
   audit_rows_scrubbed_count: Count,
   placeholder: Nullable(Placeholder),
-  unknown_columns_kept: Type.Optional(Type.Array(Type.String(), { description: "zerver_userprofile columns zulip-manage does not know, left as they were (12.x)" })),
+  unknown_columns_kept: Type.Optional(
+    Type.Array(Type.String(), { description: "zerver_userprofile columns zulip-manage does not know, left as they were (12.x)" }),
+  ),
   audit_log_ids: AuditLogIds,
   sessions_deleted_count: Count,
   ...OutcomeFields,
@@ -40,5 +44,4 @@ export const DeleteUserBody = Obj({
 });
 export type DeleteUserBody = Static<typeof DeleteUserBody>;
 export const bodies = [DeleteUserBody];
-export const description =
-  "Users deleted. Without -f: ok false, exit 1, dry_run true, the plan, and manage.py's message in error; --dry-run exits 0.";
+export const description = "Users deleted. Without -f: ok false, exit 1, dry_run true, the plan, and manage.py's message in error; --dry-run exits 0.";

@@ -9,7 +9,10 @@ export const RealmPushChange = Obj({
 });
 /** send_server_data_to_push_bouncer's outcome (also create_realm's push_service.server_data). */
 export const ServerData = Obj({
-  last_acknowledged: Obj({ realm_count_id: Type.Integer(), installation_count_id: Type.Integer(), realmauditlog_id: Type.Integer() }, "the last rows the service had"),
+  last_acknowledged: Obj(
+    { realm_count_id: Type.Integer(), installation_count_id: Type.Integer(), realmauditlog_id: Type.Integer() },
+    "the last rows the service had",
+  ),
   realms_sent_count: Count,
   realmauditlog_rows_sent_count: Count,
   realm_changes: Type.Array(RealmPushChange),

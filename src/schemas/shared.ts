@@ -6,7 +6,6 @@
 import { type Static, type TObject, type TProperties, type TSchema, Type } from "@sinclair/typebox";
 import { SCHEMA_VERSION, STATUSES, type StatusJson } from "../cli/json-contract.js";
 
-
 /** RFC 3339 in UTC with "Z", fractional seconds optional (e.g. 2026-05-02T12:00:00.000Z). */
 export const TIMESTAMP_PATTERN = "^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}:\\d{2}(\\.\\d+)?Z$";
 export const Timestamp = Type.String({ pattern: TIMESTAMP_PATTERN, description: "RFC 3339 timestamp in UTC, ending in Z" });
@@ -27,7 +26,7 @@ export const Extend = <P extends TProperties, Q extends TProperties>(base: TObje
 export const Realm = Obj(
   {
     id: Id,
-    string_id: Type.String({ description: "the subdomain; \"\" for the root domain's organization" }),
+    string_id: Type.String({ description: 'the subdomain; "" for the root domain\'s organization' }),
     name: Type.String(),
     url: Type.String({ description: "the organization's URL, e.g. https://zulip.example.com" }),
   },
@@ -46,8 +45,14 @@ export const User = Obj(
     delivery_email: Type.String({ description: "the address email is delivered to" }),
     full_name: Type.String(),
     realm_id: Id,
-    role: Type.Union(ROLE_API_NAMES.map((r) => Type.Literal(r)), { description: "Zulip's role name" }),
-    role_id: Type.Union(ROLE_IDS.map((r) => Type.Literal(r)), { description: "zerver_userprofile.role" }),
+    role: Type.Union(
+      ROLE_API_NAMES.map((r) => Type.Literal(r)),
+      { description: "Zulip's role name" },
+    ),
+    role_id: Type.Union(
+      ROLE_IDS.map((r) => Type.Literal(r)),
+      { description: "zerver_userprofile.role" },
+    ),
   },
   "a user",
 );
@@ -129,7 +134,6 @@ export const ErrorDocument = Obj(
   "a failure before the command produced its document",
 );
 export type ErrorDocumentJson = Static<typeof ErrorDocument>;
-
 
 /**
  * A command's published schema: its document (envelope + one of its bodies), or the error

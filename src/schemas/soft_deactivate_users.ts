@@ -13,7 +13,9 @@ export const SoftDeactivateBody = Obj(
     inactive_for_days: Nullable(Count),
     soft_deactivated: Type.Array(SoftDeactivated),
     caught_up: Nullable(Type.Array(CaughtUp, { description: "null when the catch-up was skipped" })),
-    catch_up_failures: Type.Array(Obj({ user: Nullable(User), ...OutcomeFields }), { description: "status failed (user null if deleted meanwhile); the exit status is then 1" }),
+    catch_up_failures: Type.Array(Obj({ user: Nullable(User), ...OutcomeFields }), {
+      description: "status failed (user null if deleted meanwhile); the exit status is then 1",
+    }),
     cache: Nullable(CacheReport),
   },
   "-d: users soft-deactivated, then idle users caught up",

@@ -4,9 +4,7 @@ import { AuditLogIds, CacheReport, Change, Count, DryRunField, EventsReport, Id,
 export const UnarchiveChannelBody = Obj({
   ...DryRunField,
   realm: Realm,
-  channel: Nullable(
-    Obj({ id: Id, name: Change(Type.String()), invite_only: Type.Boolean() }, "the channel (null when several matched: see matches)"),
-  ),
+  channel: Nullable(Obj({ id: Id, name: Change(Type.String()), invite_only: Type.Boolean() }, "the channel (null when several matched: see matches)")),
   matches: Type.Array(Obj({ id: Id, name: Type.String(), deactivated_at: Nullable(Timestamp) }), {
     description: "the candidates when a name matched several archived channels (the command then refuses)",
   }),

@@ -199,7 +199,7 @@ export function formatAddress(name: string | null | undefined, addr: string): st
 /** email.utils.formataddr((name, addr)) for ASCII names; non-ASCII names are left for MIME encoding. */
 export function formataddr(name: string, addr: string): string {
   if (!name) return addr;
-  // eslint-disable-next-line no-control-regex
+
   if (/[^\x00-\x7f]/.test(name)) return `${name} <${addr}>`;
   const quoted = /[\][\\()<>@,:;".]/.test(name) ? `"${name.replace(/\\/g, "\\\\").replace(/"/g, '\\"')}"` : name;
   return `${quoted} <${addr}>`;
@@ -434,9 +434,11 @@ export class Mailer {
     requireOutgoingEmail(s);
     const nodemailer = (await import("nodemailer")).default;
     const transcript = opts.transcript;
-    const log = (level: string) => (_data: unknown, ...args: unknown[]) => {
-      if (transcript) transcript.push(`${level}: ${format(...(args as [any, ...any[]]))}`);
-    };
+    const log =
+      (level: string) =>
+      (_data: unknown, ...args: unknown[]) => {
+        if (transcript) transcript.push(`${level}: ${format(...(args as [any, ...any[]]))}`);
+      };
     const options: Record<string, unknown> = smtpTransportOptions(s);
     if (transcript) {
       options.logger = { trace: log("trace"), debug: log("debug"), info: log("info"), warn: log("warn"), error: log("error"), fatal: log("fatal") };
@@ -479,7 +481,11 @@ export class Mailer {
     } catch (e: any) {
       const err = describeSmtpError(e, s);
       if (err.responseCode !== undefined) {
-        appendEmailLog(logDir, "ERROR", `Error sending ${mail.template} email to ${recipients} with error code ${err.responseCode}: ${err.response ?? err.message}`);
+        appendEmailLog(
+          logDir,
+          "ERROR",
+          `Error sending ${mail.template} email to ${recipients} with error code ${err.responseCode}: ${err.response ?? err.message}`,
+        );
       } else {
         appendEmailLog(logDir, "ERROR", `Error sending ${mail.template} email to ${recipients}: ${err.message}`);
       }

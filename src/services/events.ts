@@ -229,7 +229,11 @@ export class EventDelivery {
       /* unreadable settings: the commands that need them have said so already */
     }
     if (uses) {
-      this.enqueue("deferred_work", { type: "push_bouncer_update_for_realm", realm_id: realm.id }, "the upload of the audit log to the push notification service");
+      this.enqueue(
+        "deferred_work",
+        { type: "push_bouncer_update_for_realm", realm_id: realm.id },
+        "the upload of the audit log to the push notification service",
+      );
     }
   }
 
@@ -384,9 +388,7 @@ export class EventDelivery {
 
     if (missed.length === 0) {
       // Everything arrived; say so if it took the fallback.
-      const warning = rabbitFailure
-        ? `Warning: RabbitMQ could not be used (${rabbitFailure}); the real-time events went to Tornado over HTTP instead.`
-        : null;
+      const warning = rabbitFailure ? `Warning: RabbitMQ could not be used (${rabbitFailure}); the real-time events went to Tornado over HTTP instead.` : null;
       if (warning) this.warn(warning);
       return this.report({ transport, published, jobs, warning });
     }
@@ -469,13 +471,7 @@ export interface Notify {
  * {"type": "user_group", "op": "add_members" | "remove_members", "group_id", "user_ids"} to
  * every active user of the realm.
  */
-export async function sendGroupMembersEvent(
-  q: Queryable,
-  n: Notify,
-  op: "add_members" | "remove_members",
-  groupId: number,
-  userIds: number[],
-): Promise<void> {
+export async function sendGroupMembersEvent(q: Queryable, n: Notify, op: "add_members" | "remove_members", groupId: number, userIds: number[]): Promise<void> {
   n.events.send(n.realm, { type: "user_group", op, group_id: groupId, user_ids: userIds }, await activeUserIds(q, n.realm.id), n.what);
 }
 

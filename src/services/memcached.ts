@@ -118,7 +118,10 @@ export function parseMemcachedLocation(location: string): MemcachedAddress {
 /** Django's LOCATION may be a list or a ';'/','-separated string of servers. */
 export function parseMemcachedLocations(location: string | string[]): MemcachedAddress[] {
   const parts = Array.isArray(location) ? location : location.split(/[;,]/);
-  return parts.map((p) => p.trim()).filter(Boolean).map(parseMemcachedLocation);
+  return parts
+    .map((p) => p.trim())
+    .filter(Boolean)
+    .map(parseMemcachedLocation);
 }
 
 export function describeAddress(a: MemcachedAddress): string {
@@ -159,7 +162,10 @@ export class MemcachedClient {
 
   private background: boolean;
 
-  private constructor(readonly address: MemcachedAddress, opts: MemcachedOptions) {
+  private constructor(
+    readonly address: MemcachedAddress,
+    opts: MemcachedOptions,
+  ) {
     this.label = describeAddress(address);
     this.timeoutMs = opts.timeoutMs ?? 3000;
     this.background = Boolean(opts.background);
@@ -254,10 +260,7 @@ export class MemcachedClient {
     const token = Buffer.from(`\0${username}\0${password}`, "utf8");
     const r = await this.send(OPCODE.SASL_AUTH, Buffer.from("PLAIN"), Buffer.alloc(0), token, timeoutMs);
     if (r.status !== STATUS.OK) {
-      throw new MemcachedError(
-        `memcached at ${this.label} rejected SASL authentication as '${username}' (${statusText(r.status)})`,
-        r.status,
-      );
+      throw new MemcachedError(`memcached at ${this.label} rejected SASL authentication as '${username}' (${statusText(r.status)})`, r.status);
     }
   }
 

@@ -138,21 +138,20 @@ function noProxyMatches(hostname: string, port: string, noProxy: string): boolea
  * The proxy for `url`: environment variables first (Python requests' trust_env behaviour), then
  * an explicit `[http_proxy]` in zulip.conf. `conf` returns zulip.conf values.
  */
-export function proxyFor(
-  url: URL,
-  env: NodeJS.ProcessEnv,
-  conf: (section: string, key: string) => string | undefined,
-): ProxyConfig | null {
+export function proxyFor(url: URL, env: NodeJS.ProcessEnv, conf: (section: string, key: string) => string | undefined): ProxyConfig | null {
   const scheme = url.protocol.replace(":", "");
   const port = url.port || (scheme === "https" ? "443" : "80");
   const noProxy = env.no_proxy ?? env.NO_PROXY ?? "";
-  const fromEnv =
-    env[`${scheme}_proxy`] ?? env[`${scheme.toUpperCase()}_PROXY`] ?? env.all_proxy ?? env.ALL_PROXY ?? "";
+  const fromEnv = env[`${scheme}_proxy`] ?? env[`${scheme.toUpperCase()}_PROXY`] ?? env.all_proxy ?? env.ALL_PROXY ?? "";
   if (fromEnv) {
     if (noProxyMatches(url.hostname, port, noProxy)) return null;
     try {
       const p = new URL(fromEnv.includes("://") ? fromEnv : `http://${fromEnv}`);
-      return { host: p.hostname.replace(/^\[|\]$/g, ""), port: Number(p.port || (p.protocol === "https:" ? 443 : 80)), origin: "the proxy environment variables" };
+      return {
+        host: p.hostname.replace(/^\[|\]$/g, ""),
+        port: Number(p.port || (p.protocol === "https:" ? 443 : 80)),
+        origin: "the proxy environment variables",
+      };
     } catch {
       return null;
     }
@@ -196,7 +195,12 @@ function connectTunnel(proxy: ProxyConfig, host: string, port: string, role: str
     req.once("connect", (res, socket) => {
       if (res.statusCode !== 200) {
         socket.destroy();
-        reject(new TransportError("ProxyError", `the proxy ${proxy.host}:${proxy.port} (${proxy.origin}) refused the tunnel: HTTP ${res.statusCode} ${res.statusMessage ?? ""}`.trim()));
+        reject(
+          new TransportError(
+            "ProxyError",
+            `the proxy ${proxy.host}:${proxy.port} (${proxy.origin}) refused the tunnel: HTTP ${res.statusCode} ${res.statusMessage ?? ""}`.trim(),
+          ),
+        );
         return;
       }
       resolve(socket);
@@ -232,12 +236,7 @@ export function httpRequest(opts: HttpRequestOptions): Promise<HttpResult> {
     };
     const timer = setTimeout(() => {
       controller.abort();
-      finish(
-        new TransportError(
-          connected ? "ReadTimeout" : "ConnectTimeout",
-          `no ${connected ? "answer" : "connection"} within ${opts.timeoutMs / 1000} s`,
-        ),
-      );
+      finish(new TransportError(connected ? "ReadTimeout" : "ConnectTimeout", `no ${connected ? "answer" : "connection"} within ${opts.timeoutMs / 1000} s`));
     }, opts.timeoutMs);
 
     const headers: Record<string, string> = { ...opts.headers, Host: url.host };
@@ -247,9 +246,7 @@ export function httpRequest(opts: HttpRequestOptions): Promise<HttpResult> {
       connected = true;
       const chunks: Buffer[] = [];
       res.on("data", (c: Buffer) => chunks.push(c));
-      res.on("end", () =>
-        finish(null, { status: res.statusCode ?? 0, reason: res.statusMessage ?? "", headers: res.headers, body: Buffer.concat(chunks) }),
-      );
+      res.on("end", () => finish(null, { status: res.statusCode ?? 0, reason: res.statusMessage ?? "", headers: res.headers, body: Buffer.concat(chunks) }));
       res.on("error", (e: NodeJS.ErrnoException) => finish(classifySocketError(e)));
     };
     const onError = (e: NodeJS.ErrnoException) => {
@@ -456,10 +453,7 @@ export class PushServiceClient {
       res = await this.exchange("POST", url, { "Content-Type": "application/x-www-form-urlencoded" }, encodeForm(fields), DEFAULT_TIMEOUT_MS, log);
     } catch (e: any) {
       const detail = e instanceof TransportError ? `\n(${e.message})` : "";
-      throw new PushServiceError(
-        `Network error connecting to push notifications service (${this.opts.servicesUrl})${detail}`,
-        "network",
-      );
+      throw new PushServiceError(`Network error connecting to push notifications service (${this.opts.servicesUrl})${detail}`, "network");
     }
     if (res.status >= 400) {
       let content: any;
@@ -545,10 +539,7 @@ export class PushServiceClient {
     } catch (e: any) {
       const name = e instanceof TransportError ? e.pyName : "ConnectionError";
       const detail = e instanceof TransportError ? e.detail : String(e?.message ?? e);
-      throw new PushServiceError(
-        `${name} while trying to connect to push notification bouncer\n(${url.href}: ${detail})`,
-        "network",
-      );
+      throw new PushServiceError(`${name} while trying to connect to push notification bouncer\n(${url.href}: ${detail})`, "network");
     }
     if (res.status >= 500) {
       throw new PushServiceError(`Received ${res.status} from push notification bouncer`, "server", res.status);
@@ -576,11 +567,7 @@ export class PushServiceClient {
     try {
       return parseJson(res);
     } catch {
-      throw new PushServiceError(
-        `The push notification service's answer to ${url.href} is not JSON (${describeBody(res)}).`,
-        "bad_response",
-        res.status,
-      );
+      throw new PushServiceError(`The push notification service's answer to ${url.href} is not JSON (${describeBody(res)}).`, "bad_response", res.status);
     }
   }
 

@@ -67,10 +67,7 @@ function describeFailure(e: any, t: RabbitTarget): RabbitError {
   // RabbitMQ answers connection.open for a virtual host the user may not use (or that does not
   // exist) by closing the connection (530 NOT_ALLOWED); amqplib reports the unexpected close.
   if (/vhost|NOT_ALLOWED|530|Expected ConnectionOpenOk/i.test(msg)) {
-    return new RabbitError(
-      `RabbitMQ refused access to virtual host '${t.vhost}' for user '${t.username}' (check RABBITMQ_VHOST in settings.py)`,
-      "vhost",
-    );
+    return new RabbitError(`RabbitMQ refused access to virtual host '${t.vhost}' for user '${t.username}' (check RABBITMQ_VHOST in settings.py)`, "vhost");
   }
   if (/ETIMEDOUT|timed out/i.test(msg)) {
     return new RabbitError(`no answer from RabbitMQ at ${t.host}:${t.port} (check RABBITMQ_HOST and RABBITMQ_PORT in settings.py)`, "timeout");

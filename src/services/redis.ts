@@ -226,10 +226,7 @@ export class RedisClient {
 }
 
 /** Redis connection settings the way Zulip's get_redis_client() derives them. */
-export function zulipRedisOptions(
-  settings: { get(name: string): unknown },
-  secret: (name: string) => string | undefined,
-): RedisOptions {
+export function zulipRedisOptions(settings: { get(name: string): unknown }, secret: (name: string) => string | undefined): RedisOptions {
   const host = String(settings.get("REDIS_HOST") ?? "127.0.0.1");
   const port = Number(settings.get("REDIS_PORT") ?? 6379);
   return { host, port, password: secret("redis_password") ?? null, db: 0 };

@@ -47,9 +47,7 @@ export function postNotifyTornado(port: number, notice: unknown, sharedSecret: s
       },
     );
     req.on("timeout", () => req.destroy(Object.assign(new Error(`no answer from Tornado at ${tornadoUrl(port)}`), { code: "ETIMEDOUT" })));
-    req.on("error", (e: any) =>
-      reject(e?.code === "ECONNREFUSED" ? new Error(`nothing listens at ${tornadoUrl(port)} (Tornado not running there)`) : e),
-    );
+    req.on("error", (e: any) => reject(e?.code === "ECONNREFUSED" ? new Error(`nothing listens at ${tornadoUrl(port)} (Tornado not running there)`) : e));
     req.end(form);
   });
 }

@@ -173,10 +173,7 @@ export async function insertAuditLog(q: Queryable, entries: AuditLogEntry[]): Pr
     });
     tuples.push(`(${ph.join(", ")})`);
   }
-  const { rows } = await q.query(
-    `INSERT INTO zerver_realmauditlog (${names.join(", ")}) VALUES ${tuples.join(", ")} RETURNING id`,
-    params,
-  );
+  const { rows } = await q.query(`INSERT INTO zerver_realmauditlog (${names.join(", ")}) VALUES ${tuples.join(", ")} RETURNING id`, params);
   return rows.map((r) => Number(r.id));
 }
 
@@ -472,9 +469,7 @@ export async function roleCounts(q: Queryable, realmId: number, opts: { workplac
   const workplace = opts.workplace ?? (await tableColumnSet(q, "zerver_realm")).has("workplace_users_group_id");
   if (!workplace) return assembleRoleCounts(await readRealmUserCounts(q, realmId), { kind: "none" });
   // The counts and the workplace users group in one round trip.
-  const { rows } = await q.query(`SELECT (${REALM_USER_COUNTS_SQL}) AS counts, ${WORKPLACE_GROUP_COLUMNS} ${WORKPLACE_GROUP_FROM} WHERE r.id = $1`, [
-    realmId,
-  ]);
+  const { rows } = await q.query(`SELECT (${REALM_USER_COUNTS_SQL}) AS counts, ${WORKPLACE_GROUP_COLUMNS} ${WORKPLACE_GROUP_FROM} WHERE r.id = $1`, [realmId]);
   const part = await workplacePartOf(q, { id: rows[0]?.gid ?? null, name: rows[0]?.name ?? null });
   return assembleRoleCounts(realmUserCounts(rows[0]?.counts ?? null), part);
 }

@@ -119,11 +119,11 @@ const AVATAR_SIZES = { default: 100, medium: 500 } as const;
 
 async function runJdenticon(script: string, key: string, size: number): Promise<Buffer> {
   const { execFileSync } = await import("node:child_process");
-  return execFileSync(
-    process.execPath,
-    [script, key, "-s", String(size), "-p", "0", "--lightness-color", "0.3,0.7", "--lightness-grayscale", "0.3,0.7"],
-    { stdio: ["ignore", "pipe", "pipe"], maxBuffer: 16 * 1024 * 1024, timeout: 30_000 },
-  );
+  return execFileSync(process.execPath, [script, key, "-s", String(size), "-p", "0", "--lightness-color", "0.3,0.7", "--lightness-grayscale", "0.3,0.7"], {
+    stdio: ["ignore", "pipe", "pipe"],
+    maxBuffer: 16 * 1024 * 1024,
+    timeout: 30_000,
+  });
 }
 
 /**

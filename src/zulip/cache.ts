@@ -26,13 +26,7 @@ import fs from "node:fs";
 import path from "node:path";
 import type { Config } from "../config/config.js";
 import type { Queryable } from "../db/db.js";
-import {
-  describeAddress,
-  MAX_KEY_BYTES,
-  type MemcachedAddress,
-  MemcachedClient,
-  parseMemcachedLocations,
-} from "../services/memcached.js";
+import { describeAddress, MAX_KEY_BYTES, type MemcachedAddress, MemcachedClient, parseMemcachedLocations } from "../services/memcached.js";
 import type { Paths } from "../config/paths.js";
 import { crypto, zlib } from "../lib/builtins.js";
 import { READ_LIMITS, readBounded } from "../lib/files.js";
@@ -54,11 +48,9 @@ export const cacheKeys = {
   userProfileNarrowById: (id: number) => `user_profile_narrow_by_id:${id}`,
   userProfileByApiKey: (apiKey: string) => `user_profile_by_api_key:${apiKey}`,
   userProfileByEmail: (email: string, realmId: number) => `user_profile:${sha1Hex(pyStrip(email))}:${realmId}`,
-  userProfileByDeliveryEmail: (deliveryEmail: string, realmId: number) =>
-    `user_profile_by_delivery_email:${sha1Hex(pyStrip(deliveryEmail))}:${realmId}`,
+  userProfileByDeliveryEmail: (deliveryEmail: string, realmId: number) => `user_profile_by_delivery_email:${sha1Hex(pyStrip(deliveryEmail))}:${realmId}`,
   botProfile: (email: string) => `bot_profile:${sha1Hex(pyStrip(email))}`,
-  crossRealmDicts: (crossRealmBotEmails: Iterable<string>) =>
-    `get_cross_realm_dicts:${sha1Hex([...crossRealmBotEmails].sort().join(","))}`,
+  crossRealmDicts: (crossRealmBotEmails: Iterable<string>) => `get_cross_realm_dicts:${sha1Hex([...crossRealmBotEmails].sort().join(","))}`,
   realmUserDicts: (realmId: number) => `realm_user_dicts:${realmId}`,
   activeUserIds: (realmId: number) => `active_user_ids:${realmId}`,
   activeNonGuestUserIds: (realmId: number) => `active_non_guest_user_ids:${realmId}`,

@@ -35,10 +35,7 @@ export { base32Encode, generateKey } from "../lib/random.js";
 export async function contentTypeId(db: Queryable, appLabel: string, model: string): Promise<number> {
   const found = await db.query("SELECT id FROM django_content_type WHERE app_label = $1 AND model = $2", [appLabel, model]);
   if (found.rows.length) return Number(found.rows[0].id);
-  await db.query(
-    "INSERT INTO django_content_type (app_label, model) VALUES ($1, $2) ON CONFLICT (app_label, model) DO NOTHING",
-    [appLabel, model],
-  );
+  await db.query("INSERT INTO django_content_type (app_label, model) VALUES ($1, $2) ON CONFLICT (app_label, model) DO NOTHING", [appLabel, model]);
   const again = await db.query("SELECT id FROM django_content_type WHERE app_label = $1 AND model = $2", [appLabel, model]);
   return Number(again.rows[0].id);
 }

@@ -177,9 +177,12 @@ function checkNamedGroup(setting: string, group: GroupInfo & { deactivated?: boo
 }
 
 async function namedGroupInRealm(q: Queryable, realmId: number, id: number, lock: boolean): Promise<GroupInfo & { deactivated: boolean }> {
-  const hasDeactivated = (await q.query(
-    "SELECT 1 FROM pg_catalog.pg_attribute WHERE attrelid = to_regclass('zerver_namedusergroup') AND attname = 'deactivated' AND NOT attisdropped",
-  )).rows.length > 0;
+  const hasDeactivated =
+    (
+      await q.query(
+        "SELECT 1 FROM pg_catalog.pg_attribute WHERE attrelid = to_regclass('zerver_namedusergroup') AND attname = 'deactivated' AND NOT attisdropped",
+      )
+    ).rows.length > 0;
   const { rows } = await q.query(
     `SELECT usergroup_ptr_id AS id, name, is_system_group, ${hasDeactivated ? "deactivated" : "false AS deactivated"}
        FROM zerver_namedusergroup WHERE usergroup_ptr_id = $1 AND realm_id = $2${lock ? " FOR UPDATE" : ""}`,
@@ -235,10 +238,10 @@ export async function changeRealmGroupSetting(
       const { rows } = await q.query("INSERT INTO zerver_usergroup (realm_id) VALUES ($1) RETURNING id", [realmId]);
       groupId = createdGroupId = Number(rows[0].id);
     }
-    const { rows: users } = await q.query(
-      "SELECT id FROM zerver_userprofile WHERE id = ANY ($1::int[]) AND realm_id = $2 AND is_active",
-      [newValue.direct_members, realmId],
-    );
+    const { rows: users } = await q.query("SELECT id FROM zerver_userprofile WHERE id = ANY ($1::int[]) AND realm_id = $2 AND is_active", [
+      newValue.direct_members,
+      realmId,
+    ]);
     const activeIds = new Set(users.map((u) => Number(u.id)));
     const bad = newValue.direct_members.find((u) => !activeIds.has(u));
     if (bad !== undefined) throw new CommandError(`Invalid user ID: ${bad}`);

@@ -83,9 +83,7 @@ export async function getSystemGroup(q: Queryable, realmId: number, name: string
   if (known) return known;
   const group = (await systemGroups(q, realmId)).get(name);
   if (!group) {
-    throw new CommandError(
-      `The realm (id ${realmId}) has no system group '${name}'; its user groups are damaged. Nothing was changed.`,
-    );
+    throw new CommandError(`The realm (id ${realmId}) has no system group '${name}'; its user groups are damaged. Nothing was changed.`);
   }
   return group;
 }
@@ -254,11 +252,19 @@ export async function updateFullMembersSystemGroup(
   const auditIds: number[] = [];
   if (plan.remove.length) {
     auditIds.push(
-      ...(await removeDirectMembers(q, realm.id, plan.fullMembersGroup.id, plan.remove, { actingUserId: opts.actingUserId, eventTime: new Date(), notify: opts.notify })),
+      ...(await removeDirectMembers(q, realm.id, plan.fullMembersGroup.id, plan.remove, {
+        actingUserId: opts.actingUserId,
+        eventTime: new Date(),
+        notify: opts.notify,
+      })),
     );
   }
   if (plan.add.length) {
-    const r = await addDirectMembers(q, realm.id, plan.fullMembersGroup.id, plan.add, { actingUserId: opts.actingUserId, eventTime: new Date(), notify: opts.notify });
+    const r = await addDirectMembers(q, realm.id, plan.fullMembersGroup.id, plan.add, {
+      actingUserId: opts.actingUserId,
+      eventTime: new Date(),
+      notify: opts.notify,
+    });
     auditIds.push(...r.auditIds);
   }
   return { ...plan, auditIds };

@@ -55,7 +55,8 @@ export async function lockOrAbort(lockDir: string, name: string): Promise<HeldLo
     };
   }
   const { code, error } = await exited;
-  if (error?.code === "ENOENT") throw new EnvironmentError("flock (util-linux) is not installed or not on PATH; it is needed to take the lock Zulip's cron jobs use.");
+  if (error?.code === "ENOENT")
+    throw new EnvironmentError("flock (util-linux) is not installed or not on PATH; it is needed to take the lock Zulip's cron jobs use.");
   if (code === CONFLICT) throw new CommandError(`Lock ${file} is unavailable; exiting.`);
   throw new EnvironmentError(`Cannot lock ${file}: ${(error?.message ?? stderr.trim()) || `flock exited with status ${code}`}`);
 }

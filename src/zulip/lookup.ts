@@ -109,10 +109,7 @@ export async function getRealm(db: Queryable, value: string | undefined, columns
 export async function getUser(db: Queryable, email: string, realm: Realm | null): Promise<UserProfile> {
   const stripped = email.trim();
   if (realm) {
-    const { rows } = await db.query(
-      "SELECT * FROM zerver_userprofile WHERE upper(delivery_email::text) = upper($1) AND realm_id = $2",
-      [stripped, realm.id],
-    );
+    const { rows } = await db.query("SELECT * FROM zerver_userprofile WHERE upper(delivery_email::text) = upper($1) AND realm_id = $2", [stripped, realm.id]);
     if (rows.length === 0) {
       throw new CommandError(`The realm '${realmLabel(realm)}' does not contain a user with email '${email}'`, "user_not_found");
     }
@@ -238,10 +235,9 @@ export interface LockUserRowOptions {
  * no longer exists.
  */
 export async function lockUserRow(q: Queryable, userId: number, opts: LockUserRowOptions = {}): Promise<UserProfile> {
-  const { rows } = await q.query(
-    `SELECT ${opts.columns ?? "*"} FROM zerver_userprofile WHERE id = $1 FOR ${opts.forDelete ? "UPDATE" : "NO KEY UPDATE"}`,
-    [userId],
-  );
+  const { rows } = await q.query(`SELECT ${opts.columns ?? "*"} FROM zerver_userprofile WHERE id = $1 FOR ${opts.forDelete ? "UPDATE" : "NO KEY UPDATE"}`, [
+    userId,
+  ]);
   if (rows.length === 0) throw new CommandError(opts.missing ?? `The user with id ${userId} no longer exists; nothing was changed.`);
   return rows[0] as UserProfile;
 }

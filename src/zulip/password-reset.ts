@@ -41,7 +41,10 @@ export function base36ToInt(s: string): number | null {
 
 /** django.utils.crypto.salted_hmac(key_salt, value, secret, algorithm="sha256"). */
 export function saltedHmac(keySalt: string, value: string, secret: string, algorithm = "sha256") {
-  const key = crypto().createHash(algorithm).update(Buffer.concat([Buffer.from(keySalt, "utf8"), Buffer.from(secret, "utf8")])).digest();
+  const key = crypto()
+    .createHash(algorithm)
+    .update(Buffer.concat([Buffer.from(keySalt, "utf8"), Buffer.from(secret, "utf8")]))
+    .digest();
   return crypto().createHmac(algorithm, key).update(value, "utf8");
 }
 
@@ -81,12 +84,7 @@ export function makeToken(user: TokenUser, secret: string, now: Date = new Date(
 }
 
 /** default_token_generator.check_token(user, token) with SECRET_KEY and its fallbacks. */
-export function checkToken(
-  user: TokenUser,
-  token: string,
-  secrets: string[],
-  opts: { timeoutSeconds?: number; now?: Date } = {},
-): boolean {
+export function checkToken(user: TokenUser, token: string, secrets: string[], opts: { timeoutSeconds?: number; now?: Date } = {}): boolean {
   if (!user || !token) return false;
   const parts = token.split("-");
   if (parts.length !== 2) return false;

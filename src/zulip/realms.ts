@@ -69,10 +69,9 @@ export async function defaultChannelIds(q: Queryable, realmId: number): Promise<
 
 /** The names of the realm's default channels, sorted. */
 export async function defaultChannelNames(q: Queryable, realmId: number): Promise<string[]> {
-  const { rows } = await q.query(
-    "SELECT s.name FROM zerver_defaultstream d JOIN zerver_stream s ON s.id = d.stream_id WHERE d.realm_id = $1 ORDER BY s.name",
-    [realmId],
-  );
+  const { rows } = await q.query("SELECT s.name FROM zerver_defaultstream d JOIN zerver_stream s ON s.id = d.stream_id WHERE d.realm_id = $1 ORDER BY s.name", [
+    realmId,
+  ]);
   return rows.map((r) => r.name as string);
 }
 

@@ -78,7 +78,10 @@ export class CreationSchemaError extends Error {}
 /** The required columns of `table` missing from `supplied`, as "table.column", sorted. */
 export function missingRequired(table: string, required: Set<string>, supplied: Iterable<string>): string[] {
   const have = new Set(supplied);
-  return [...required].filter((c) => !have.has(c)).sort().map((c) => `${table}.${c}`);
+  return [...required]
+    .filter((c) => !have.has(c))
+    .sort()
+    .map((c) => `${table}.${c}`);
 }
 
 function requireColumns(table: string, required: Set<string>, supplied: Iterable<string>): void {
@@ -126,8 +129,7 @@ export async function insertRows(db: Queryable, table: string, rows: Row[], retu
       return `(${ph.join(", ")})`;
     });
     const res = await db.query(
-      `INSERT INTO ${table} (${names.map(quoteIdent).join(", ")}) VALUES ${tuples.join(", ")}` +
-        (returning ? ` RETURNING ${returning}` : ""),
+      `INSERT INTO ${table} (${names.map(quoteIdent).join(", ")}) VALUES ${tuples.join(", ")}` + (returning ? ` RETURNING ${returning}` : ""),
       params,
     );
     // INSERT … VALUES … RETURNING returns rows in VALUES order in PostgreSQL.

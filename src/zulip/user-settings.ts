@@ -80,10 +80,4 @@ export const REALM_USER_DEFAULT_OVERRIDES: Record<string, unknown> = { allow_pri
  * default_language and enable_login_emails; allow_private_data_export (export consent) is not
  * inherited either (observed on the reference install: realm default true, new owner false).
  */
-export const NOT_COPIED_FROM_REALM_DEFAULTS = new Set([
-  "id",
-  "realm_id",
-  "default_language",
-  "enable_login_emails",
-  "allow_private_data_export",
-]);
+export const NOT_COPIED_FROM_REALM_DEFAULTS = new Set(["id", "realm_id", "default_language", "enable_login_emails", "allow_private_data_export"]);

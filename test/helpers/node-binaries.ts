@@ -17,7 +17,9 @@ import { REPO_ROOT } from "./pg.js";
  * (comma-separated) replaces the list.
  */
 export const OFFICIAL_NODE_VERSIONS: string[] = process.env.ZM_TEST_NODE_VERSIONS
-  ? process.env.ZM_TEST_NODE_VERSIONS.split(",").map((v) => v.trim()).filter(Boolean)
+  ? process.env.ZM_TEST_NODE_VERSIONS.split(",")
+      .map((v) => v.trim())
+      .filter(Boolean)
   : ["20.12.2", "20.20.2", "22.23.5", "24.22.3"];
 
 /** The Node release Zulip's installer puts on servers (scripts/lib/install-node). */
@@ -45,7 +47,7 @@ export async function officialNode(version: string): Promise<string> {
   if (fs.existsSync(bin)) return bin;
   fs.mkdirSync(NODE_CACHE_DIR, { recursive: true });
   const lock = path.join(NODE_CACHE_DIR, `${version}.lock`);
-  for (const deadline = Date.now() + 600_000; ; ) {
+  for (const deadline = Date.now() + 600_000; ;) {
     try {
       fs.writeFileSync(lock, `${process.pid}\n`, { flag: "wx" });
       break;

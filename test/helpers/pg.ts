@@ -169,10 +169,7 @@ export async function sharedCluster(): Promise<PgServerInfo> {
   }
   const raw = process.env[PG_INFO_ENV];
   if (raw) return JSON.parse(raw) as PgServerInfo;
-  throw new Error(
-    "test harness: no test PostgreSQL cluster. Run tests through vitest (globalSetup test/helpers/global-setup.ts) " +
-      `or set ${PG_INFO_ENV}.`,
-  );
+  throw new Error("test harness: no test PostgreSQL cluster. Run tests through vitest (globalSetup test/helpers/global-setup.ts) " + `or set ${PG_INFO_ENV}.`);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -293,10 +290,7 @@ async function ensureTemplate(admin: pg.Client, server: PgServerInfo, spec: Temp
   const baseDb = spec.base ? await ensureTemplate(admin, server, spec.base) : "template0";
   await admin.query("SELECT pg_advisory_lock(hashtext($1))", [spec.dbName]);
   try {
-    const r = await admin.query<{ datistemplate: boolean }>(
-      "SELECT datistemplate FROM pg_database WHERE datname = $1",
-      [spec.dbName],
-    );
+    const r = await admin.query<{ datistemplate: boolean }>("SELECT datistemplate FROM pg_database WHERE datname = $1", [spec.dbName]);
     if (r.rows[0]?.datistemplate) {
       readyTemplates.add(key);
       return spec.dbName;
@@ -368,10 +362,7 @@ async function adminClient(server: PgServerInfo): Promise<pg.Client> {
 }
 
 /** Build (if needed) the template's database now, e.g. in a beforeAll with a long timeout. */
-export async function prepareTemplate(
-  template: TemplateName | CustomTemplate,
-  server?: PgServerInfo,
-): Promise<string> {
+export async function prepareTemplate(template: TemplateName | CustomTemplate, server?: PgServerInfo): Promise<string> {
   const srv = server ?? (await sharedCluster());
   const admin = await adminClient(srv);
   try {
@@ -385,8 +376,7 @@ export async function prepareTemplate(
 export async function createDatabase(opts: CreateDatabaseOptions = {}): Promise<TestDatabase> {
   const server = opts.server ?? (await sharedCluster());
   const spec = specFor(opts.template ?? "empty", server.fixturesDir);
-  const name =
-    opts.name ?? `t_${process.pid}_${++dbCounter}_${Math.random().toString(36).slice(2, 8)}`;
+  const name = opts.name ?? `t_${process.pid}_${++dbCounter}_${Math.random().toString(36).slice(2, 8)}`;
   const admin = await adminClient(server);
   try {
     const tmpl = await ensureTemplate(admin, server, spec);

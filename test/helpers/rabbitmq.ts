@@ -44,7 +44,11 @@ export interface RabbitInstance extends RabbitInfo {
 function erlangBin(name: string): string | null {
   const base = "/usr/lib/erlang";
   try {
-    for (const d of fs.readdirSync(base).filter((x) => x.startsWith("erts-")).sort().reverse()) {
+    for (const d of fs
+      .readdirSync(base)
+      .filter((x) => x.startsWith("erts-"))
+      .sort()
+      .reverse()) {
       const p = path.join(base, d, "bin", name);
       if (fs.existsSync(p)) return p;
     }
@@ -57,7 +61,10 @@ function erlangBin(name: string): string | null {
 /** rabbit_password_hashing_sha256: base64(salt(4) + sha256(salt + password)). */
 function passwordHash(password: string): string {
   const salt = crypto.randomBytes(4);
-  const hash = crypto.createHash("sha256").update(Buffer.concat([salt, Buffer.from(password, "utf8")])).digest();
+  const hash = crypto
+    .createHash("sha256")
+    .update(Buffer.concat([salt, Buffer.from(password, "utf8")]))
+    .digest();
   return Buffer.concat([salt, hash]).toString("base64");
 }
 
@@ -65,7 +72,8 @@ export async function startRabbitMQ(opts: { vhosts?: number } = {}): Promise<Rab
   const server = process.env.ZM_TEST_RABBITMQ_SERVER || "/usr/lib/rabbitmq/bin/rabbitmq-server";
   const epmdBin = erlangBin("epmd");
   // Debian's own server script (not /usr/sbin's wrapper, which insists on running as rabbitmq).
-  if (!fs.existsSync(server) || !epmdBin) throw new Error(missingToolMessage("rabbitmq-server", "rabbitmq-server", "the real-time event tests (a private RabbitMQ node)"));
+  if (!fs.existsSync(server) || !epmdBin)
+    throw new Error(missingToolMessage("rabbitmq-server", "rabbitmq-server", "the real-time event tests (a private RabbitMQ node)"));
   const dir = makeTempDir("rabbitmq");
   const claimsDir = makeTempDir("rabbitmq-claims", { serviceOwned: false });
   fs.chmodSync(claimsDir, 0o777);
@@ -143,7 +151,10 @@ export async function startRabbitMQ(opts: { vhosts?: number } = {}): Promise<Rab
       "rabbitmq startup",
       async () => {
         try {
-          const c = await amqp.connect({ protocol: "amqp", hostname: "127.0.0.1", port, username: RABBITMQ_USER, password, vhost: "/", heartbeat: 0 }, { timeout: 1000 });
+          const c = await amqp.connect(
+            { protocol: "amqp", hostname: "127.0.0.1", port, username: RABBITMQ_USER, password, vhost: "/", heartbeat: 0 },
+            { timeout: 1000 },
+          );
           await c.close();
           return true;
         } catch {
@@ -241,7 +252,15 @@ export class QueueReader {
 
   static async open(vhost = claimVhost(), info: RabbitInfo | null = sharedRabbit()): Promise<QueueReader> {
     if (!info) throw new Error("test harness: no RabbitMQ");
-    const conn = await amqp.connect({ protocol: "amqp", hostname: info.host, port: info.port, username: info.username, password: info.password, vhost, heartbeat: 0 });
+    const conn = await amqp.connect({
+      protocol: "amqp",
+      hostname: info.host,
+      port: info.port,
+      username: info.username,
+      password: info.password,
+      vhost,
+      heartbeat: 0,
+    });
     conn.on("error", () => undefined);
     const ch = await conn.createChannel();
     ch.on("error", () => undefined);

@@ -51,7 +51,12 @@ export async function startSmokeServer(): Promise<SmokeServer> {
       memcached: mc,
       redis: { host: redis.host, port: redis.port, password: redis.password },
       // Nothing listens on port 9 of 127.0.0.1: register_server fails to reach the service.
-      extraSettings: [`EMAIL_HOST = "127.0.0.1"`, `EMAIL_PORT = ${smtp.port}`, `ZULIP_SERVICE_PUSH_NOTIFICATIONS = True`, `ZULIP_SERVICES_URL = "http://127.0.0.1:9"`].join("\n"),
+      extraSettings: [
+        `EMAIL_HOST = "127.0.0.1"`,
+        `EMAIL_PORT = ${smtp.port}`,
+        `ZULIP_SERVICE_PUSH_NOTIFICATIONS = True`,
+        `ZULIP_SERVICES_URL = "http://127.0.0.1:9"`,
+      ].join("\n"),
     });
     dir = makeTempDir("smoke", { serviceOwned: false });
     fs.writeFileSync(path.join(dir, "password"), "Quietly-orbiting-teapots-1987\n", { mode: 0o600 });
@@ -89,7 +94,12 @@ export function smokeCalls(server: SmokeServer, tag: string): SmokeCall[] {
       exitCode: 0,
       stdout: /dry run: nothing was changed/,
     },
-    { command: "deactivate_realm", args: ["-r", "lab", "--deactivation_reason", "owner_request", "--dry-run"], exitCode: 0, stdout: /dry run: nothing was changed/ },
+    {
+      command: "deactivate_realm",
+      args: ["-r", "lab", "--deactivation_reason", "owner_request", "--dry-run"],
+      exitCode: 0,
+      stdout: /dry run: nothing was changed/,
+    },
     { command: "reactivate_realm", args: ["-r", "lab", "--dry-run"], exitCode: 0, stdout: /^Realm lab is already active\.$/ },
     { command: "send_realm_reactivation_email", args: ["-r", "lab", "--dry-run"], exitCode: 1, stderr: /already active/ },
     { command: "change_realm_subdomain", args: ["-r", "lab", "smokelab", "--dry-run"], exitCode: 0, stdout: /dry run: nothing was changed/ },

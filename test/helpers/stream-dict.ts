@@ -20,7 +20,10 @@ const SETTINGS = [
 export async function expectedChannelObject(db: TestDatabase, channelId: number, weeklyTraffic: number | null): Promise<Record<string, unknown>> {
   const [s] = await db.query("SELECT * FROM zerver_stream WHERE id = $1", [channelId]);
   const named = new Map<number, string>(
-    (await db.query("SELECT usergroup_ptr_id AS id, name FROM zerver_namedusergroup WHERE realm_id = $1", [s.realm_id])).map((r: any) => [Number(r.id), r.name]),
+    (await db.query("SELECT usergroup_ptr_id AS id, name FROM zerver_namedusergroup WHERE realm_id = $1", [s.realm_id])).map((r: any) => [
+      Number(r.id),
+      r.name,
+    ]),
   );
   const value = async (groupId: number) => {
     if (named.has(groupId)) return groupId;
@@ -31,7 +34,8 @@ export async function expectedChannelObject(db: TestDatabase, channelId: number,
     const subgroups = await db.query("SELECT subgroup_id AS id FROM zerver_groupgroupmembership WHERE supergroup_id = $1 ORDER BY 1", [groupId]);
     return { direct_members: members.map((r: any) => Number(r.id)), direct_subgroups: subgroups.map((r: any) => Number(r.id)) };
   };
-  const post = { "role:everyone": 1, "role:administrators": 2, "role:fullmembers": 3, "role:moderators": 4 }[named.get(Number(s.can_send_message_group_id)) ?? ""] ?? 1;
+  const post =
+    { "role:everyone": 1, "role:administrators": 2, "role:fullmembers": 3, "role:moderators": 4 }[named.get(Number(s.can_send_message_group_id)) ?? ""] ?? 1;
   const obj: Record<string, unknown> = { is_archived: s.deactivated };
   for (const k of SETTINGS) obj[k] = await value(Number(s[`${k}_id`]));
   Object.assign(obj, {

@@ -19,13 +19,7 @@ export const ROLE_GROUP: Record<number, string> = {
  * expressions (`overrides`, which may use $1..$n for `params`); returns the new row's id.
  * Copying a real row keeps every NOT NULL column filled on every schema version.
  */
-export async function copyRow(
-  db: TestDatabase,
-  table: string,
-  sourceId: number,
-  overrides: Record<string, string>,
-  params: unknown[] = [],
-): Promise<number> {
+export async function copyRow(db: TestDatabase, table: string, sourceId: number, overrides: Record<string, string>, params: unknown[] = []): Promise<number> {
   const cols = (
     await db.query(
       "SELECT column_name FROM information_schema.columns WHERE table_schema = 'zulip' AND table_name = $1 AND column_name <> 'id' ORDER BY ordinal_position",
@@ -105,7 +99,15 @@ export async function addUser(
     can_create_users: "false",
     can_change_user_emails: "false",
   };
-  const id = await copyRow(db, "zerver_userprofile", 8, override, [email, `User ${emailCounter}`, opts.role, joined, opts.active ?? true, opts.bot ?? false, opts.botOwnerId ?? 8]);
+  const id = await copyRow(db, "zerver_userprofile", 8, override, [
+    email,
+    `User ${emailCounter}`,
+    opts.role,
+    joined,
+    opts.active ?? true,
+    opts.bot ?? false,
+    opts.botOwnerId ?? 8,
+  ]);
   const g = await groupIds(db);
   const groups = [ROLE_GROUP[opts.role]];
   if (opts.fullMember ?? (opts.role === 400 && !opts.bot)) groups.push("role:fullmembers");
@@ -114,4 +116,3 @@ export async function addUser(
   }
   return { id, email };
 }
-

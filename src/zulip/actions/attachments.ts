@@ -187,7 +187,13 @@ export async function deleteOldUnclaimedAttachments(
   uploadsDir: string,
   inval: CacheInvalidation,
 ): Promise<DeleteUnclaimedResult> {
-  const result: DeleteUnclaimedResult = { attachments: 0, archived_attachments: 0, image_attachments: 0, skipped: 0, files: { deleted: [], missing: [], failed: [] } };
+  const result: DeleteUnclaimedResult = {
+    attachments: 0,
+    archived_attachments: 0,
+    image_attachments: 0,
+    skipped: 0,
+    files: { deleted: [], missing: [], failed: [] },
+  };
   const alreadyRemoved = new Set<string>();
   for (const [table, rows] of [
     ["zerver_attachment", listed.attachments],
@@ -256,7 +262,12 @@ export function pathIdOfStoredFile(p: string): string {
  * five minutes (uploads are written before their row). Deleted unless `dryRun`. Memory stays
  * bounded: paths are checked in batches.
  */
-export async function cleanUpStorage(q: Queryable, uploadsDir: string, dryRun: boolean, now = Date.now()): Promise<{ cutoff: string; files: StrayFile[]; removed: LocalFileResult }> {
+export async function cleanUpStorage(
+  q: Queryable,
+  uploadsDir: string,
+  dryRun: boolean,
+  now = Date.now(),
+): Promise<{ cutoff: string; files: StrayFile[]; removed: LocalFileResult }> {
   const cutoffNs = BigInt(now - 5 * 60 * 1000) * 1_000_000n;
   const cutoff = pyDatetimeFromNs(cutoffNs).replace(" ", "T");
   const top = path.join(uploadsDir, "files");

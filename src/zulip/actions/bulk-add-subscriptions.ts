@@ -10,9 +10,30 @@ import { lastMessageId } from "./message-send.js";
 
 /** zerver/lib/stream_color.py STREAM_ASSIGNMENT_COLORS. */
 export const STREAM_ASSIGNMENT_COLORS = [
-  "#76ce90", "#fae589", "#a6c7e5", "#e79ab5", "#bfd56f", "#f4ae55", "#b0a5fd", "#addfe5",
-  "#f5ce6e", "#c2726a", "#94c849", "#bd86e5", "#ee7e4a", "#a6dcbf", "#95a5fd", "#53a063",
-  "#9987e1", "#e4523d", "#c2c2c2", "#4f8de4", "#c6a8ad", "#e7cc4d", "#c8bebf", "#a47462",
+  "#76ce90",
+  "#fae589",
+  "#a6c7e5",
+  "#e79ab5",
+  "#bfd56f",
+  "#f4ae55",
+  "#b0a5fd",
+  "#addfe5",
+  "#f5ce6e",
+  "#c2726a",
+  "#94c849",
+  "#bd86e5",
+  "#ee7e4a",
+  "#a6dcbf",
+  "#95a5fd",
+  "#53a063",
+  "#9987e1",
+  "#e4523d",
+  "#c2c2c2",
+  "#4f8de4",
+  "#c6a8ad",
+  "#e7cc4d",
+  "#c8bebf",
+  "#a47462",
 ];
 
 /**
@@ -30,12 +51,13 @@ export async function bulkAddSubscriptions(
 ): Promise<number[]> {
   if (!channelIds.length || !userIds.length) return [];
   const when = opts.when ?? new Date();
-  const streams = (
-    await db.query(`SELECT id, recipient_id FROM zerver_stream WHERE id = ANY($1::bigint[]) ORDER BY recipient_id`, [channelIds])
-  ).rows.map((r) => ({ id: Number(r.id), recipientId: Number(r.recipient_id) }));
-  const users = (
-    await db.query(`SELECT id, is_active FROM zerver_userprofile WHERE id = ANY($1::int[]) ORDER BY id`, [userIds])
-  ).rows.map((r) => ({ id: Number(r.id), isActive: r.is_active as boolean }));
+  const streams = (await db.query(`SELECT id, recipient_id FROM zerver_stream WHERE id = ANY($1::bigint[]) ORDER BY recipient_id`, [channelIds])).rows.map(
+    (r) => ({ id: Number(r.id), recipientId: Number(r.recipient_id) }),
+  );
+  const users = (await db.query(`SELECT id, is_active FROM zerver_userprofile WHERE id = ANY($1::int[]) ORDER BY id`, [userIds])).rows.map((r) => ({
+    id: Number(r.id),
+    isActive: r.is_active as boolean,
+  }));
   const existing = await db.query(
     `SELECT s.id, s.user_profile_id, s.recipient_id, s.active, s.color, r.type
        FROM zerver_subscription s JOIN zerver_recipient r ON r.id = s.recipient_id
@@ -70,10 +92,7 @@ export async function bulkAddSubscriptions(
           }),
         );
       } else {
-        const color =
-          nextColor < available.length
-            ? available[nextColor]
-            : STREAM_ASSIGNMENT_COLORS[s.recipientId % STREAM_ASSIGNMENT_COLORS.length];
+        const color = nextColor < available.length ? available[nextColor] : STREAM_ASSIGNMENT_COLORS[s.recipientId % STREAM_ASSIGNMENT_COLORS.length];
         nextColor++;
         newSubs.push(subscriptionValues(s.recipientId, u.id, u.isActive, color));
         audits.push(

@@ -63,10 +63,7 @@ export async function checkFullName(q: Queryable, raw: string, user: { id: numbe
   if (unprintablePosition(name) !== null || NAME_INVALID_CHARS.some((c) => name.includes(c))) throw new CommandError("Invalid characters in name!");
   // Python's \d is any Unicode decimal digit, and $ also matches before a final newline.
   if (/\|\p{Nd}+$/u.test(raw.replace(/\n$/, ""))) throw new CommandError("Invalid format!");
-  const { rows } = await q.query(
-    `SELECT (to_jsonb(r) ->> 'require_unique_names')::boolean AS unique FROM zerver_realm r WHERE id = $1`,
-    [user.realm_id],
-  );
+  const { rows } = await q.query(`SELECT (to_jsonb(r) ->> 'require_unique_names')::boolean AS unique FROM zerver_realm r WHERE id = $1`, [user.realm_id]);
   if (rows[0]?.unique) {
     const folded = foldName(name);
     const { rows: others } = await q.query("SELECT full_name FROM zerver_userprofile WHERE realm_id = $1 AND id <> $2", [user.realm_id, user.id]);

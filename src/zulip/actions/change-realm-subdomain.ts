@@ -62,10 +62,10 @@ async function renameRealmSubdomain(
   const wasDemo = demoColumn
     ? Boolean((await q.query("SELECT demo_organization_scheduled_deletion_date IS NOT NULL AS demo FROM zerver_realm WHERE id = $1", [realm.id])).rows[0]?.demo)
     : false;
-  await q.query(
-    `UPDATE zerver_realm SET string_id = $2${demoColumn ? ", demo_organization_scheduled_deletion_date = NULL" : ""} WHERE id = $1`,
-    [realm.id, newSubdomain],
-  );
+  await q.query(`UPDATE zerver_realm SET string_id = $2${demoColumn ? ", demo_organization_scheduled_deletion_date = NULL" : ""} WHERE id = $1`, [
+    realm.id,
+    newSubdomain,
+  ]);
   const [auditLogId] = await insertAuditLog(q, [
     {
       realmId: realm.id,

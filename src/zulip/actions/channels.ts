@@ -58,10 +58,16 @@ function codePoints(s: string): string[] {
  */
 export async function deactivatedChannelsByOldName(q: Queryable, realmId: number, name: string): Promise<ChannelRow[]> {
   const prefix = ".......!DEACTIVATED:";
-  const truncated = codePoints(name).slice(0, MAX_CHANNEL_NAME_LENGTH - codePoints(prefix).length).join("");
+  const truncated = codePoints(name)
+    .slice(0, MAX_CHANNEL_NAME_LENGTH - codePoints(prefix).length)
+    .join("");
   const oldNames: string[] = [];
   for (let bangs = 1; bangs <= 20; bangs++) {
-    oldNames.push(codePoints("!".repeat(bangs) + "DEACTIVATED:" + name).slice(0, MAX_CHANNEL_NAME_LENGTH).join(""));
+    oldNames.push(
+      codePoints("!".repeat(bangs) + "DEACTIVATED:" + name)
+        .slice(0, MAX_CHANNEL_NAME_LENGTH)
+        .join(""),
+    );
   }
   const { rows } = await q.query(
     `SELECT * FROM zerver_stream
@@ -188,7 +194,16 @@ function effectiveTopicsPolicy(channelPolicy: number | null, realmPolicy: number
  */
 async function sendNotificationBotMessage(
   q: Queryable,
-  o: { channelId: number; topic: string; content: string; rendered: string; hasLink: boolean; when?: Date; events?: NoticeEvents; possiblyMentionedUserIds?: number[] },
+  o: {
+    channelId: number;
+    topic: string;
+    content: string;
+    rendered: string;
+    hasLink: boolean;
+    when?: Date;
+    events?: NoticeEvents;
+    possiblyMentionedUserIds?: number[];
+  },
 ): Promise<{ id: number; recipients: number; eventsNotSent: string[] } | { refused: string }> {
   const bot = await notificationBotId(q);
   if (bot === null) return { refused: `the Notification Bot account (${NOTIFICATION_BOT}) does not exist` };
@@ -246,7 +261,9 @@ async function hasColumn(q: Queryable, table: string, column: string): Promise<b
  */
 export async function sendUnarchiveNotice(q: Queryable, channelId: number, opts: { when?: Date; events?: NoticeEvents } = {}): Promise<NoticeResult> {
   if (!(await hasColumn(q, "zerver_realm", "send_channel_events_messages"))) {
-    return none({ notWritten: "Zulip releases before 12.0 post a Notification Bot message about the unarchiving, worded and routed differently; it was not written" });
+    return none({
+      notWritten: "Zulip releases before 12.0 post a Notification Bot message about the unarchiving, worded and routed differently; it was not written",
+    });
   }
   const { rows } = await q.query(
     `SELECT s.id, s.name, s.invite_only, s.topics_policy, r.send_channel_events_messages AS send, r.default_language
@@ -262,9 +279,25 @@ export async function sendUnarchiveNotice(q: Queryable, channelId: number, opts:
   const topic = Number(c.topics_policy) === TopicsPolicy.EMPTY_TOPIC_ONLY ? "" : "channel events";
   const content = `Channel #**${c.name}** has been unarchived.`;
   const rendered = `<p>Channel ${renderChannelLink(Number(c.id), c.name)} has been unarchived.</p>`;
-  const sent = await sendNotificationBotMessage(q, { channelId, topic, content, rendered, hasLink: true, ...(opts.when ? { when: opts.when } : {}), events: opts.events });
+  const sent = await sendNotificationBotMessage(q, {
+    channelId,
+    topic,
+    content,
+    rendered,
+    hasLink: true,
+    ...(opts.when ? { when: opts.when } : {}),
+    events: opts.events,
+  });
   if ("refused" in sent) return none({ zulipWritesNone: `${sent.refused} (Zulip logs this and sends nothing)` });
-  return { messageId: sent.id, channel: c.name, topic, notWritten: null, zulipWritesNone: null, recipients: sent.recipients, eventsNotSent: sent.eventsNotSent };
+  return {
+    messageId: sent.id,
+    channel: c.name,
+    topic,
+    notWritten: null,
+    zulipWritesNone: null,
+    recipients: sent.recipients,
+    eventsNotSent: sent.eventsNotSent,
+  };
 }
 
 /**
@@ -305,7 +338,15 @@ export async function sendSignupAnnouncement(q: Queryable, userId: number, opts:
     possiblyMentionedUserIds: [Number(u.id)],
   });
   if ("refused" in sent) return none({ zulipWritesNone: `${sent.refused} (Zulip logs this and sends nothing)` });
-  return { messageId: sent.id, channel: ch[0].name, topic, notWritten: null, zulipWritesNone: null, recipients: sent.recipients, eventsNotSent: sent.eventsNotSent };
+  return {
+    messageId: sent.id,
+    channel: ch[0].name,
+    topic,
+    notWritten: null,
+    zulipWritesNone: null,
+    recipients: sent.recipients,
+    eventsNotSent: sent.eventsNotSent,
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -347,10 +388,7 @@ export async function unarchiveChannel(
   opts: { cache?: CacheInvalidation; now?: Date; notify?: Notify; featureLevel?: number; settings?: ZulipSettings } = {},
 ): Promise<UnarchiveResult> {
   const now = opts.now ?? new Date();
-  const { rows: subs } = await q.query(
-    `SELECT count(*)::int AS n FROM zerver_subscription WHERE recipient_id = $1 AND active`,
-    [channel.recipient_id],
-  );
+  const { rows: subs } = await q.query(`SELECT count(*)::int AS n FROM zerver_subscription WHERE recipient_id = $1 AND active`, [channel.recipient_id]);
   if (!channel.deactivated) throw new UnarchiveError("Channel is not currently deactivated");
   if (channel.name !== newName) {
     const { rows } = await q.query("SELECT 1 FROM zerver_stream WHERE realm_id = $1 AND name = $2", [channel.realm_id, newName]);
@@ -388,10 +426,7 @@ export async function unarchiveChannel(
     { realmId: channel.realm_id, eventType: AuditLogEventType.CHANNEL_REACTIVATED, eventTime: now, actingUserId: null, modifiedStreamId: channel.id },
   ]);
   if (opts.cache) {
-    const { rows: msgs } = await q.query("SELECT id FROM zerver_message WHERE realm_id = $1 AND recipient_id = $2", [
-      channel.realm_id,
-      channel.recipient_id,
-    ]);
+    const { rows: msgs } = await q.query("SELECT id FROM zerver_message WHERE realm_id = $1 AND recipient_id = $2", [channel.realm_id, channel.recipient_id]);
     opts.cache.addKeys(
       [
         cacheKeys.displayRecipient(channel.recipient_id),
@@ -415,11 +450,25 @@ export async function unarchiveChannel(
     // release, so on 10.x it sends the create a 10.x client understands (no for_unarchiving,
     // which a 10.x Tornado would pass on) to the users who can see the channel.
     const level = opts.featureLevel ?? FL.ARCHIVED_CHANNEL_EVENTS;
-    const users = await canAccessStreamMetadataUserIds(q, { id: channel.id, realm_id: channel.realm_id, invite_only: channel.invite_only, recipient_id: channel.recipient_id });
+    const users = await canAccessStreamMetadataUserIds(q, {
+      id: channel.id,
+      realm_id: channel.realm_id,
+      invite_only: channel.invite_only,
+      recipient_id: channel.recipient_id,
+    });
     if (level >= FL.ARCHIVED_CHANNEL_EVENTS) {
-      n.events.send(n.realm, { type: "stream", op: "update", stream_id: Number(channel.id), name: newName, property: "is_archived", value: false }, users, n.what);
+      n.events.send(
+        n.realm,
+        { type: "stream", op: "update", stream_id: Number(channel.id), name: newName, property: "is_archived", value: false },
+        users,
+        n.what,
+      );
     }
-    await sendStreamCreationEvent(q, n, { id: Number(channel.id), realm_id: Number(channel.realm_id) }, users, { traffic: true, forUnarchiving: true, featureLevel: level });
+    await sendStreamCreationEvent(q, n, { id: Number(channel.id), realm_id: Number(channel.realm_id) }, users, {
+      traffic: true,
+      forUnarchiving: true,
+      featureLevel: level,
+    });
   }
   const notice = await sendUnarchiveNotice(q, channel.id, {
     when: now,

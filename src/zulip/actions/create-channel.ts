@@ -120,9 +120,7 @@ export async function createChannel(db: Queryable, realm: RealmIdOrRef, opts: Cr
     } else if (creatorId !== null) {
       // "channel creator": an anonymous group (no NamedUserGroup row) with the creator as member.
       const creatorRealm = await db.query(`SELECT realm_id FROM zerver_userprofile WHERE id = $1`, [creatorId]);
-      const g = await db.query(`INSERT INTO zerver_usergroup (realm_id) VALUES ($1) RETURNING id`, [
-        Number(creatorRealm.rows[0]?.realm_id ?? realmId),
-      ]);
+      const g = await db.query(`INSERT INTO zerver_usergroup (realm_id) VALUES ($1) RETURNING id`, [Number(creatorRealm.rows[0]?.realm_id ?? realmId)]);
       const gid = Number(g.rows[0].id);
       await db.query(`INSERT INTO zerver_usergroupmembership (user_group_id, user_profile_id) VALUES ($1, $2)`, [gid, creatorId]);
       values[col] = gid;
@@ -132,10 +130,7 @@ export async function createChannel(db: Queryable, realm: RealmIdOrRef, opts: Cr
   }
   Object.assign(values, opts.columns ?? {});
   const streamId = Number((await insertRow(db, "zerver_stream", values)).id);
-  const rec = await db.query(`INSERT INTO zerver_recipient (type_id, type) VALUES ($1, $2) RETURNING id`, [
-    streamId,
-    RecipientType.STREAM,
-  ]);
+  const rec = await db.query(`INSERT INTO zerver_recipient (type_id, type) VALUES ($1, $2) RETURNING id`, [streamId, RecipientType.STREAM]);
   const recipientId = Number(rec.rows[0].id);
   await db.query(`UPDATE zerver_stream SET recipient_id = $2 WHERE id = $1`, [streamId, recipientId]);
   await insertAuditLogRow(db, {

@@ -67,7 +67,6 @@ export const ZULIP_UPDATE_ANNOUNCEMENTS_LEVELS: Readonly<Record<string, number>>
 /** Realm.GIPHY_RATING_OPTIONS["g"]["id"] before 0763/0773 (the default of zerver_realm.giphy_rating). */
 export const LEGACY_GIPHY_RATING_G = 2;
 
-
 /** Realm.REALM_PERMISSION_GROUP_SETTINGS defaults (column → system group). */
 export const REALM_GROUP_SETTING_DEFAULTS: Record<string, SystemGroupName> = {
   can_access_all_users_group_id: "role:everyone",
@@ -135,8 +134,7 @@ const DEFAULT_REALM_CHANNELS = [
   {
     name: "sandbox",
     description: "Experiment with Zulip here. :test_tube:",
-    rendered:
-      '<p>Experiment with Zulip here. <span aria-label="test tube" class="emoji emoji-1f9ea" role="img" title="test tube">:test_tube:</span></p>',
+    rendered: '<p>Experiment with Zulip here. <span aria-label="test tube" class="emoji emoji-1f9ea" role="img" title="test tube">:test_tube:</span></p>',
   },
   {
     name: "general",
@@ -206,17 +204,13 @@ function defaultEmailVisibility(orgType: number): number {
  * Python defaults of every release (columns the database lacks are dropped at INSERT) and the
  * arguments. Group settings are added by createRealm.
  */
-export function realmRowValues(
-  opts: CreateRealmOptions,
-  c: { name: string; internal: boolean; dateCreated: Date; random: RandomSource },
-): Row {
+export function realmRowValues(opts: CreateRealmOptions, c: { name: string; internal: boolean; dateCreated: Date; random: RandomSource }): Row {
   const { name, internal, dateCreated, random } = c;
   const orgType = opts.orgType ?? OrgType.UNSPECIFIED;
   const description = opts.description ?? "";
   const enableReadReceipts = internal
     ? (opts.enableReadReceipts ?? false)
-    : (opts.enableReadReceipts ??
-      (opts.inviteRequired === undefined || opts.inviteRequired === true || opts.emailsRestrictedToDomains === true));
+    : (opts.enableReadReceipts ?? (opts.inviteRequired === undefined || opts.inviteRequired === true || opts.emailsRestrictedToDomains === true));
   return {
     name,
     description,
@@ -336,8 +330,7 @@ export async function createRealm(db: Queryable, opts: CreateRealmOptions): Prom
   await insertRow(db, "zerver_realmuserdefault", {
     ...USER_SETTING_DEFAULTS,
     ...REALM_USER_DEFAULT_OVERRIDES,
-    email_address_visibility:
-      opts.emailAddressVisibility ?? (internal ? EmailAddressVisibility.EVERYONE : defaultEmailVisibility(orgType)),
+    email_address_visibility: opts.emailAddressVisibility ?? (internal ? EmailAddressVisibility.EVERYONE : defaultEmailVisibility(orgType)),
     realm_id: realmId,
   });
 
@@ -419,7 +412,6 @@ export function systemGroupValues(id: number, name: string, description: string,
   return row;
 }
 
-
 /** create_system_user_groups_for_realm: 8 groups, 701 audits, the subgroup chain with 705/707 audits. */
 async function createSystemGroups(db: Queryable, realmId: number, when: Date): Promise<SystemGroupIds> {
   const ugRows = await insertRows(
@@ -485,7 +477,11 @@ async function createSystemGroups(db: Queryable, realmId: number, when: Date): P
 export async function sendRealmCreationEvents(q: Queryable, notify: Notify, created: CreatedRealm, featureLevel: number): Promise<void> {
   notify.events.auditLogUpload(notify.realm);
   for (const c of created.channels) {
-    await sendStreamCreationEvent(q, notify, { id: c.id, realm_id: created.id }, await activeNonGuestUserIds(q, created.id), { traffic: false, forUnarchiving: false, featureLevel });
+    await sendStreamCreationEvent(q, notify, { id: c.id, realm_id: created.id }, await activeNonGuestUserIds(q, created.id), {
+      traffic: false,
+      forUnarchiving: false,
+      featureLevel,
+    });
   }
 }
 
@@ -499,7 +495,10 @@ async function createInternalRealm(
   opts: { dateCreated?: Date; random?: RandomSource } = {},
 ): Promise<{ realm: CreatedRealm; bots: Record<string, number> }> {
   const realm = await createRealm(q, { stringId, internal: true, ...opts });
-  const bots = await createSystemBots(q, realm, { ...(opts.dateCreated ? { dateJoined: opts.dateCreated } : {}), ...(opts.random ? { random: opts.random } : {}) });
+  const bots = await createSystemBots(q, realm, {
+    ...(opts.dateCreated ? { dateJoined: opts.dateCreated } : {}),
+    ...(opts.random ? { random: opts.random } : {}),
+  });
   return { realm, bots };
 }
 

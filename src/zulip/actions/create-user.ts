@@ -12,7 +12,15 @@
 // process_new_human_user's rows are onboarding.ts. doCreateUser is manage.py create_user's whole
 // transaction (the user, process_new_human_user's rows, the events, the signup announcement) and
 // the user's Jdenticon picture after it.
-import { AuditLogEventType, auditLogIdsOfUser, insertAuditLogRow, ROLE_COUNT, type RoleCountBaseline, roleCountsAfterChange, workplaceGroupOf } from "../audit.js";
+import {
+  AuditLogEventType,
+  auditLogIdsOfUser,
+  insertAuditLogRow,
+  ROLE_COUNT,
+  type RoleCountBaseline,
+  roleCountsAfterChange,
+  workplaceGroupOf,
+} from "../audit.js";
 import type { Db, Queryable } from "../../db/db.js";
 import { CommandError } from "../../lib/errors.js";
 import { cryptoRandom, type RandomSource } from "../../lib/random.js";
@@ -232,10 +240,7 @@ export async function createUser(db: Queryable, realm: RealmIdOrRef, opts: Creat
   const now = opts.now ?? new Date(Math.max(Date.now(), dateJoined.getTime()));
   const deliveryEmail = normalizeEmail(opts.email);
 
-  const dup = await db.query(
-    `SELECT id FROM zerver_userprofile WHERE realm_id = $1 AND upper(delivery_email) = upper($2)`,
-    [info.id, deliveryEmail],
-  );
+  const dup = await db.query(`SELECT id FROM zerver_userprofile WHERE realm_id = $1 AND upper(delivery_email) = upper($2)`, [info.id, deliveryEmail]);
   if (dup.rows.length) throw new Error(`A user with email ${deliveryEmail} already exists in realm ${info.stringId || "(root)"}`);
 
   const upCols = await tableColumns(db, "zerver_userprofile");
@@ -301,7 +306,17 @@ export async function createUser(db: Queryable, realm: RealmIdOrRef, opts: Creat
     actingUserId,
     modifiedUserId: id,
     extraData: {
-      [ROLE_COUNT]: await roleCountsAfterChange(db, info.id, opts.roleCountBaseline, null, { role, is_active: true, is_bot: isBot }, workplaceGroupOf(info.workplaceUsersGroupId, (Object.keys(groups) as SystemGroupName[]).map((name) => ({ id: groups[name], name })))),
+      [ROLE_COUNT]: await roleCountsAfterChange(
+        db,
+        info.id,
+        opts.roleCountBaseline,
+        null,
+        { role, is_active: true, is_bot: isBot },
+        workplaceGroupOf(
+          info.workplaceUsersGroupId,
+          (Object.keys(groups) as SystemGroupName[]).map((name) => ({ id: groups[name], name })),
+        ),
+      ),
     },
   });
   if (opts.realmCreation) {
@@ -399,14 +414,9 @@ export async function createPersonalRecipients(db: Queryable, users: { id: numbe
  * subscriber counts decremented, scheduled emails cleared, invitations revoked, USER_DEACTIVATED
  * audit with ROLE_COUNT. Bots and sessions are the caller's business.
  */
-export async function deactivateUser(
-  db: Queryable,
-  userId: number,
-  opts: { when?: Date; actingUserId?: number | null } = {},
-): Promise<void> {
+export async function deactivateUser(db: Queryable, userId: number, opts: { when?: Date; actingUserId?: number | null } = {}): Promise<void> {
   await deactivateUserInTx(db, userId, { now: opts.when ?? new Date(), actingUserId: opts.actingUserId ?? null });
 }
-
 
 /**
  * add_new_user_history (Zulip 12): UserMessage rows for the newest 1000 messages of the channels
@@ -481,10 +491,10 @@ export function checkFullName(name: string): string {
 
 /** Whether the realm has a user with this address (delivery or display email, any case). */
 export async function userAlreadyExists(q: Queryable, realmId: number, email: string): Promise<boolean> {
-  const { rows } = await q.query(
-    "SELECT 1 FROM zerver_userprofile WHERE realm_id = $1 AND (upper(delivery_email) = upper($2) OR upper(email) = upper($2))",
-    [realmId, email.trim()],
-  );
+  const { rows } = await q.query("SELECT 1 FROM zerver_userprofile WHERE realm_id = $1 AND (upper(delivery_email) = upper($2) OR upper(email) = upper($2))", [
+    realmId,
+    email.trim(),
+  ]);
   return rows.length > 0;
 }
 

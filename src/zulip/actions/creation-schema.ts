@@ -44,13 +44,36 @@ export async function creationSchemaProblem(db: Queryable): Promise<string | nul
   const realmGroupCols = [...(await tableColumns(db, "zerver_realm"))].filter(isRealmGroupSettingColumn);
   const rudCols = await tableColumns(db, "zerver_realmuserdefault");
   const account = userAccountValues({
-    id: 0, password: "", dateJoined: epoch, deliveryEmail: "", email: "", fullName: "", tosVersion: null, apiKey: "",
-    uuid: "", botType: null, role: ROLES.MEMBER, isMirrorDummy: false, canForgeSender: false, canCreateUsers: false,
-    timezone: "", avatarSource: "G", botOwnerId: null, realmId: 0,
+    id: 0,
+    password: "",
+    dateJoined: epoch,
+    deliveryEmail: "",
+    email: "",
+    fullName: "",
+    tosVersion: null,
+    apiKey: "",
+    uuid: "",
+    botType: null,
+    role: ROLES.MEMBER,
+    isMirrorDummy: false,
+    canForgeSender: false,
+    canCreateUsers: false,
+    timezone: "",
+    avatarSource: "G",
+    botOwnerId: null,
+    realmId: 0,
   });
   const channel = channelRowValues({
-    name: "", when: epoch, description: "", renderedDescription: "", inviteOnly: false, historyPublic: true,
-    isWebPublic: false, messageRetentionDays: null, creatorId: null, realmId: 0,
+    name: "",
+    when: epoch,
+    description: "",
+    renderedDescription: "",
+    inviteOnly: false,
+    historyPublic: true,
+    isWebPublic: false,
+    messageRetentionDays: null,
+    creatorId: null,
+    realmId: 0,
   });
   const supplied: [string, string[]][] = [
     ["zerver_realm", [...Object.keys(realmRowValues({ stringId: "" }, { name: "", internal: false, dateCreated: epoch, random: fixed })), ...realmGroupCols]],

@@ -84,10 +84,7 @@ export async function deactivateRealm(
 
 /** ScheduledEmail.objects.filter(realm=realm).delete(): the M2M rows go first (Django's cascade). */
 export async function deleteScheduledEmails(q: Queryable, realmId: number): Promise<number> {
-  await q.query(
-    "DELETE FROM zerver_scheduledemail_users WHERE scheduledemail_id IN (SELECT id FROM zerver_scheduledemail WHERE realm_id = $1)",
-    [realmId],
-  );
+  await q.query("DELETE FROM zerver_scheduledemail_users WHERE scheduledemail_id IN (SELECT id FROM zerver_scheduledemail WHERE realm_id = $1)", [realmId]);
   const { rowCount } = await q.query("DELETE FROM zerver_scheduledemail WHERE realm_id = $1", [realmId]);
   return rowCount ?? 0;
 }
@@ -108,12 +105,7 @@ export async function setDeactivatedRedirect(
  * bots included) is deleted, with its cached copy. Sessions whose signature does not verify
  * with SECRET_KEY are what Django decodes as empty, so they are kept, as Zulip keeps them.
  */
-export async function deleteRealmSessions(
-  q: Queryable,
-  realmId: number,
-  cache?: CacheInvalidation,
-  opts: { secretKey?: string } = {},
-): Promise<UserSession[]> {
+export async function deleteRealmSessions(q: Queryable, realmId: number, cache?: CacheInvalidation, opts: { secretKey?: string } = {}): Promise<UserSession[]> {
   const { rows } = await q.query("SELECT id FROM zerver_userprofile WHERE realm_id = $1", [realmId]);
   return deleteUserSessions(
     q,
@@ -124,7 +116,11 @@ export async function deleteRealmSessions(
 }
 
 /** What deactivating the realm now would remove, without writing: its scheduled emails and its users' unexpired sessions. */
-export async function planRealmDeactivation(q: Queryable, realmId: number, opts: { secretKey?: string } = {}): Promise<{ scheduledEmails: number; sessions: UserSession[] }> {
+export async function planRealmDeactivation(
+  q: Queryable,
+  realmId: number,
+  opts: { secretKey?: string } = {},
+): Promise<{ scheduledEmails: number; sessions: UserSession[] }> {
   const { rows: se } = await q.query("SELECT count(*)::int AS n FROM zerver_scheduledemail WHERE realm_id = $1", [realmId]);
   const { rows: users } = await q.query("SELECT id FROM zerver_userprofile WHERE realm_id = $1", [realmId]);
   const sessions = await findUserSessions(
@@ -234,10 +230,9 @@ export function renderRealmDeactivatedEmail(c: {
   const text = first + deletion + "\n\nIf you have any questions or concerns, please reply to this email as soon as possible.";
   const firstHtml = `Your Zulip organization, ${escapeHtml(c.realmName)}, was deactivated on ${escapeHtml(c.eventDate)}.`;
   const firstParagraph = [firstHtml, ...(deletion ? [escapeHtml(deletion)] : [])].map((l) => `    ${l}\n`).join("");
-  const content = [
-    `<p>\n${firstParagraph}</p>`,
-    `<p>\n    If you have any questions or concerns, please reply to this email as soon as possible.\n</p>`,
-  ].join("\n");
+  const content = [`<p>\n${firstParagraph}</p>`, `<p>\n    If you have any questions or concerns, please reply to this email as soon as possible.\n</p>`].join(
+    "\n",
+  );
   return {
     subject: `Your Zulip organization ${c.realmName} has been deactivated`.trim().replace(/\n/g, ""),
     text,

@@ -183,7 +183,10 @@ export async function deactivateUserInTx(q: Queryable, userId: number, opts: Lif
     },
   ]);
   if (opts.notify) {
-    await sendUserDeactivationEvents(q, opts.notify, user, { featureLevel: opts.featureLevel ?? Number.MAX_SAFE_INTEGER, revokedInvites: result.invitationsRevoked > 0 });
+    await sendUserDeactivationEvents(q, opts.notify, user, {
+      featureLevel: opts.featureLevel ?? Number.MAX_SAFE_INTEGER,
+      revokedInvites: result.invitationsRevoked > 0,
+    });
   }
   await opts.cache?.userChanged(q, { ...user, is_active: false } as UserProfile & CacheUser, ["is_active"]);
   result.changed = true;

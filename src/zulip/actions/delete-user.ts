@@ -52,7 +52,15 @@ import type { Db, Queryable } from "../../db/db.js";
 import { CommandError } from "../../lib/errors.js";
 import { activeBotsOwnedBy, lockUserRow, type RealmRef, realmRef, type UserProfile } from "../lookup.js";
 import { EmailAddressVisibility, RecipientType, subscriptionValues } from "../models.js";
-import { assertCovered, CascadeDeletion, cascadeClosure, catalogForeignKeys, type CatalogForeignKey, type DeletionPlan, mergePlans } from "../../db/ondelete.js";
+import {
+  assertCovered,
+  CascadeDeletion,
+  cascadeClosure,
+  catalogForeignKeys,
+  type CatalogForeignKey,
+  type DeletionPlan,
+  mergePlans,
+} from "../../db/ondelete.js";
 import { deleteUserSessions } from "../sessions.js";
 import { realmHost, type ZulipSettings } from "../../config/settings.js";
 import { doDeactivateUser } from "./deactivate-user.js";
@@ -167,21 +175,21 @@ export function deletionSettings(settings: ZulipSettings, realm: { string_id: st
 
 /** Columns every "Deleted User <id>" placeholder gets, whichever deletion algorithm made it. */
 const PLACEHOLDER_PROFILE = {
-    role: ROLES.MEMBER,
-    long_term_idle: false,
-    last_active_message_id: null,
-    is_mirror_dummy: true,
-    can_forge_sender: false,
-    can_create_users: false,
-    can_change_user_emails: false,
-    is_billing_admin: false,
-    last_reminder: null,
-    rate_limits: "",
-    default_all_public_streams: false,
-    timezone: "",
-    avatar_source: "G",
-    avatar_version: 1,
-    avatar_hash: null,
+  role: ROLES.MEMBER,
+  long_term_idle: false,
+  last_active_message_id: null,
+  is_mirror_dummy: true,
+  can_forge_sender: false,
+  can_create_users: false,
+  can_change_user_emails: false,
+  is_billing_admin: false,
+  last_reminder: null,
+  rate_limits: "",
+  default_all_public_streams: false,
+  timezone: "",
+  avatar_source: "G",
+  avatar_version: 1,
+  avatar_hash: null,
 } as const;
 
 /** The column values do_delete_user_core writes over the account (a fresh create_user_profile()). */
@@ -382,12 +390,7 @@ const ORPHANED_ATTACHMENTS = `
  * Dry run of step 5: what the archive tables would receive, and the attachments that would be
  * left without messages. (The messages themselves are in the dry run's one deletion.)
  */
-async function planMessageDeletion(
-  q: Queryable,
-  realmId: number,
-  userId: number,
-  out: Collected,
-): Promise<DeletionPlan> {
+async function planMessageDeletion(q: Queryable, realmId: number, userId: number, out: Collected): Promise<DeletionPlan> {
   const sent = `SELECT id FROM zerver_message WHERE realm_id = ${Number(realmId)} AND sender_id = ${Number(userId)}`;
   const count = async (sql: string) => Number((await q.query(`SELECT count(*)::int AS n FROM (${sql}) x`)).rows[0].n);
   const n = await count(sent);
@@ -433,10 +436,10 @@ async function overwriteDeletion(
   // 1. The account row, overwritten with a fresh dummy's values.
   if (execute) {
     const names = Object.keys(values);
-    await q.query(
-      `UPDATE zerver_userprofile SET ${names.map((c, i) => `${quoteIdent(c)} = $${i + 2}`).join(", ")} WHERE id = $1`,
-      [user.id, ...names.map((c) => values[c])],
-    );
+    await q.query(`UPDATE zerver_userprofile SET ${names.map((c, i) => `${quoteIdent(c)} = $${i + 2}`).join(", ")} WHERE id = $1`, [
+      user.id,
+      ...names.map((c) => values[c]),
+    ]);
   }
 
   // 2. bulk_remove_subscriptions(get_user_subscribed_streams(user), skip_events_for_removed_user=True):
@@ -491,7 +494,10 @@ async function overwriteDeletion(
 
   // 3. fks_to_delete: UserMessage, ExternalAuthID, SavedSnippet, ScheduledMessage, Draft.
   const rows = execute ? new CascadeDeletion(q, fks, what) : subs;
-  const present = await existingTables(q, OVERWRITE_DELETES.map(([t]) => t));
+  const present = await existingTables(
+    q,
+    OVERWRITE_DELETES.map(([t]) => t),
+  );
   for (const [table, column] of OVERWRITE_DELETES) {
     if (present.has(table)) await rows.addRoots(table, `SELECT id FROM ${table} WHERE ${quoteIdent(column)} = $1`, [user.id]);
   }
@@ -578,12 +584,14 @@ async function placeholderRow(
 ): Promise<Record<string, unknown>> {
   const values: Record<string, unknown> = { ...USER_SETTING_DEFAULTS };
   const rud = await q.query("SELECT * FROM zerver_realmuserdefault WHERE realm_id = $1", [user.realm_id]);
-  if (!rud.rows.length) throw new CommandError(`The organization of ${user.delivery_email} has no RealmUserDefault row; cannot create the placeholder account.`);
+  if (!rud.rows.length)
+    throw new CommandError(`The organization of ${user.delivery_email} has no RealmUserDefault row; cannot create the placeholder account.`);
   for (const [k, v] of Object.entries(rud.rows[0])) if (!NOT_COPIED_FROM_REALM_DEFAULTS.has(k) && columns.has(k)) values[k] = v;
   values.default_language = "en";
   const deliveryEmail = deletedUserEmail(user.id, s);
   const visibility = Number(values.email_address_visibility);
-  const displayEmail = visibility === EmailAddressVisibility.EVERYONE ? deliveryEmail : `user${user.id}@${fakeEmailDomain(s.realmHost, s.fakeEmailDomain).toLowerCase()}`;
+  const displayEmail =
+    visibility === EmailAddressVisibility.EVERYONE ? deliveryEmail : `user${user.id}@${fakeEmailDomain(s.realmHost, s.fakeEmailDomain).toLowerCase()}`;
   Object.assign(values, {
     id: user.id,
     password: unusablePassword(random),
@@ -614,13 +622,7 @@ async function placeholderRow(
   return values;
 }
 
-async function recreateDeletion(
-  q: Queryable,
-  user: UserProfile,
-  fks: CatalogForeignKey[],
-  s: DeletionSettings,
-  execute: boolean,
-): Promise<Collected> {
+async function recreateDeletion(q: Queryable, user: UserProfile, fks: CatalogForeignKey[], s: DeletionSettings, execute: boolean): Promise<Collected> {
   const what = `delete user ${user.delivery_email}`;
   const out = emptyCollected();
   const groupDms = await q.query(
@@ -635,10 +637,7 @@ async function recreateDeletion(
   }
   await del.collect();
   out.cacheKeys.push(...(await attachmentCacheKeys(q, del)), ...(await muteAndEmojiCacheKeys(q, del)));
-  const bots = await q.query(
-    "SELECT * FROM zerver_userprofile WHERE bot_owner_id = $1 AND id <> $1 ORDER BY id",
-    [user.id],
-  );
+  const bots = await q.query("SELECT * FROM zerver_userprofile WHERE bot_owner_id = $1 AND id <> $1 ORDER BY id", [user.id]);
   out.orphanedBots = bots.rows;
   const columns = new Set(await columnsOf(q, "zerver_userprofile"));
   const values = await placeholderRow(q, user, columns, s);
@@ -664,7 +663,13 @@ async function recreateDeletion(
   if (recipientId !== null) await insertRows(q, "zerver_subscription", [subscription(recipientId)], null);
   // The group DMs it took part in get a subscription of the placeholder again.
   const still = await q.query("SELECT id FROM zerver_recipient WHERE id = ANY ($1::int[]) ORDER BY id", [groupDms.rows.map((r) => r.recipient_id)]);
-  if (still.rows.length) await insertRows(q, "zerver_subscription", still.rows.map((r) => subscription(Number(r.id))), null);
+  if (still.rows.length)
+    await insertRows(
+      q,
+      "zerver_subscription",
+      still.rows.map((r) => subscription(Number(r.id))),
+      null,
+    );
   out.auditIds.push(...(await insertUserDeletedAudit(q, user)));
   out.placeholder = placeholderInfo(user.id, values, null, recipientId);
   return out;
@@ -705,7 +710,8 @@ export async function prepareUserDeletion(db: Db, users: UserProfile[], settings
     if (!realms.has(realmId)) realms.set(realmId, await realmRef(db, realmId));
     targets.push({ user, activeBots: (await activeBotsOwnedBy(db, user.id)).length, realm: realms.get(realmId)! });
   }
-  if (users.length) assertCovered(fks, cascadeClosure(fks, deletionRoots(algorithm)), users.length === 1 ? `delete user ${users[0].delivery_email}` : "delete these users");
+  if (users.length)
+    assertCovered(fks, cascadeClosure(fks, deletionRoots(algorithm)), users.length === 1 ? `delete user ${users[0].delivery_email}` : "delete these users");
   return { algorithm, fks, targets, settings };
 }
 
@@ -720,7 +726,10 @@ export function checkPlaceholderAddresses(prepared: PreparedDeletion): void {
 }
 
 /** What a deletion writes (or would write) for one user, as the --json results report it. */
-export type DeletionCounts = Pick<UserDeletionResult, "rows_deleted" | "rows_set_null" | "rows_archived" | "subscriptions_deactivated" | "audit_rows_scrubbed" | "placeholder">;
+export type DeletionCounts = Pick<
+  UserDeletionResult,
+  "rows_deleted" | "rows_set_null" | "rows_archived" | "subscriptions_deactivated" | "audit_rows_scrubbed" | "placeholder"
+>;
 
 function countsOf(c: Collected): DeletionCounts {
   return {

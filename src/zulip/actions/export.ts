@@ -119,13 +119,39 @@ export function pyJson(value: unknown): string {
  */
 const MODEL_FIELD_ORDER: Record<string, string[]> = {
   zerver_message: [
-    "id", "sender", "recipient", "realm", "type", "subject", "content", "rendered_content", "rendered_content_version",
-    "date_sent", "sending_client", "last_edit_time", "edit_history", "has_attachment", "has_image", "has_link",
-    "is_channel_message", "search_tsvector",
+    "id",
+    "sender",
+    "recipient",
+    "realm",
+    "type",
+    "subject",
+    "content",
+    "rendered_content",
+    "rendered_content_version",
+    "date_sent",
+    "sending_client",
+    "last_edit_time",
+    "edit_history",
+    "has_attachment",
+    "has_image",
+    "has_link",
+    "is_channel_message",
+    "search_tsvector",
   ],
   zerver_subscription: [
-    "id", "user_profile", "recipient", "active", "is_user_active", "is_muted", "color", "pin_to_top", "desktop_notifications",
-    "audible_notifications", "push_notifications", "email_notifications", "wildcard_mentions_notify",
+    "id",
+    "user_profile",
+    "recipient",
+    "active",
+    "is_user_active",
+    "is_muted",
+    "color",
+    "pin_to_top",
+    "desktop_notifications",
+    "audible_notifications",
+    "push_notifications",
+    "email_notifications",
+    "wildcard_mentions_notify",
   ],
   zerver_recipient: ["id", "type_id", "type"],
   zerver_reaction: ["id", "user_profile", "emoji_name", "reaction_type", "emoji_code", "message"],
@@ -142,7 +168,10 @@ function orderColumns(table: string, cols: ColumnInfo[]): ColumnInfo[] {
     const i = order.indexOf(c.key);
     return i < 0 ? order.length : i;
   };
-  return cols.map((c, i) => ({ c, i })).sort((a, b) => rank(a.c) - rank(b.c) || a.i - b.i).map((x) => x.c);
+  return cols
+    .map((c, i) => ({ c, i }))
+    .sort((a, b) => rank(a.c) - rank(b.c) || a.i - b.i)
+    .map((x) => x.c);
 }
 
 interface ColumnInfo {
@@ -357,7 +386,9 @@ async function userTables(q: Queryable, reader: RowReader, userId: number, serie
   const users = await reader.rows("zerver_userprofile", "id = $1", [userId], EXCLUDED_USER_PROFILE_FIELDS);
   for (const u of users) {
     // PermissionsMixin's many-to-many fields, as lists of ids.
-    u.groups = (await q.query("SELECT group_id AS id FROM zerver_userprofile_groups WHERE userprofile_id = $1 ORDER BY id", [userId])).rows.map((r) => Number(r.id));
+    u.groups = (await q.query("SELECT group_id AS id FROM zerver_userprofile_groups WHERE userprofile_id = $1 ORDER BY id", [userId])).rows.map((r) =>
+      Number(r.id),
+    );
     u.user_permissions = (
       await q.query("SELECT permission_id AS id FROM zerver_userprofile_user_permissions WHERE userprofile_id = $1 ORDER BY id", [userId])
     ).rows.map((r) => Number(r.id));
@@ -414,7 +445,10 @@ async function exportMessages(
        LEFT JOIN zerver_usermessage um ON um.message_id = c.id AND um.user_profile_id = $1
        LEFT JOIN zerver_message m ON m.id = c.id AND um.id IS NOT NULL
        LEFT JOIN zerver_client cl ON cl.id = m.sending_client_id
-      ORDER BY c.id`.replace(/\$(\d)/g, (_, n) => ["", String(userId), String(realmId), `'{${mine.join(",")}}'`, `'{${reactionMessageIds.join(",")}}'`][Number(n)]),
+      ORDER BY c.id`.replace(
+      /\$(\d)/g,
+      (_, n) => ["", String(userId), String(realmId), `'{${mine.join(",")}}'`, `'{${reactionMessageIds.join(",")}}'`][Number(n)],
+    ),
   );
   const names = new Map<number, string>();
   const recipientName = async (recipientId: number): Promise<string> => {
@@ -467,7 +501,6 @@ async function exportMessages(
   await q.query("CLOSE zm_export_messages");
   return { messages: total, files: fileNo };
 }
-
 
 async function copyWithStat(src: string, dst: string): Promise<fs.Stats> {
   await fs.promises.mkdir(path.dirname(dst), { recursive: true, mode: PRIVATE_DIR });
@@ -561,7 +594,14 @@ async function exportUploadsAndAvatars(q: Queryable, userId: number, opts: Expor
     }
     // export_emoji_from_local: each emoji's image and its ".original" (the upload as it came,
     // kept beside the resized one), one record each with the same fields.
-    for (const e of emojis.flatMap((x) => (x.file_name === null ? [] : [{ ...x, suffix: "" }, { ...x, suffix: ".original" }]))) {
+    for (const e of emojis.flatMap((x) =>
+      x.file_name === null
+        ? []
+        : [
+            { ...x, suffix: "" },
+            { ...x, suffix: ".original" },
+          ],
+    )) {
       const rel = `${e.realm_id}/emoji/images/${e.file_name}${e.suffix}`;
       try {
         await copyWithStat(path.join(avatarsDir, rel), path.join(out, "emoji", rel));
@@ -650,9 +690,14 @@ function headersFor(entryPath: string, stat: { mode: number; size: number; mtime
       name = entryPath.slice(split + 1);
     } else {
       const pax = Buffer.from(paxRecord("path", entryPath));
-      out.push(tarHeader({ name: "PaxHeader/" + path.basename(entryPath).slice(0, 80), mode: 0o644, size: pax.length, mtime: stat.mtime, type: "x", uid: 0, gid: 0 }));
+      out.push(
+        tarHeader({ name: "PaxHeader/" + path.basename(entryPath).slice(0, 80), mode: 0o644, size: pax.length, mtime: stat.mtime, type: "x", uid: 0, gid: 0 }),
+      );
       out.push(pax, pad(pax.length));
-      name = Buffer.from(entryPath).subarray(0, 100).toString("utf8").replace(/\uFFFD$/, "");
+      name = Buffer.from(entryPath)
+        .subarray(0, 100)
+        .toString("utf8")
+        .replace(/\uFFFD$/, "");
     }
   }
   out.push(tarHeader({ name, prefix, mode: stat.mode & 0o7777, size: type === "0" ? stat.size : 0, mtime: stat.mtime, type, uid: stat.uid, gid: stat.gid }));
@@ -698,7 +743,11 @@ export async function writeTarGz(dir: string, tarballPath: string): Promise<stri
   const entries: string[] = [];
   const tmp = `${tarballPath}.partial-${process.pid}`;
   try {
-    await pipeline(Readable.from(tarStream(path.dirname(abs), path.basename(abs), entries)), zlib().createGzip(), fs.createWriteStream(tmp, { mode: PRIVATE_FILE }));
+    await pipeline(
+      Readable.from(tarStream(path.dirname(abs), path.basename(abs), entries)),
+      zlib().createGzip(),
+      fs.createWriteStream(tmp, { mode: PRIVATE_FILE }),
+    );
     await fs.promises.rename(tmp, tarballPath);
   } catch (e) {
     await fs.promises.rm(tmp, { force: true });

@@ -13,8 +13,16 @@ import { databaseSeries, hasPersonalRecipients, insertRow, insertRows } from "..
 
 /** Message.sent_by_human(): the sender's own UserMessage row is marked read only for these clients. */
 const HUMAN_CLIENTS = new Set([
-  "zulipandroid", "zulipios", "zulipdesktop", "zulipmobile", "zulipelectron", "zulipterminal",
-  "snipe", "website", "ios", "android",
+  "zulipandroid",
+  "zulipios",
+  "zulipdesktop",
+  "zulipmobile",
+  "zulipelectron",
+  "zulipterminal",
+  "snipe",
+  "website",
+  "ios",
+  "android",
 ]);
 
 /** get_last_message_id(): the server-wide max message id, -1 when there are no messages. */
@@ -34,20 +42,14 @@ export function directMessageGroupHash(userIds: number[]): string {
  * participant. Zulip 12 sends every DM (1:1 and self-DMs too) through one of these; before,
  * only conversations of three or more users (see directMessageRecipient).
  */
-export async function getOrCreateDirectMessageGroup(
-  db: Queryable,
-  userIds: number[],
-): Promise<{ id: number; recipientId: number; created: boolean }> {
+export async function getOrCreateDirectMessageGroup(db: Queryable, userIds: number[]): Promise<{ id: number; recipientId: number; created: boolean }> {
   const ids = [...new Set(userIds)].sort((a, b) => a - b);
   const hash = directMessageGroupHash(ids);
   const found = await db.query(`SELECT id, recipient_id FROM zerver_huddle WHERE huddle_hash = $1`, [hash]);
   if (found.rows.length) return { id: Number(found.rows[0].id), recipientId: Number(found.rows[0].recipient_id), created: false };
   const h = await db.query(`INSERT INTO zerver_huddle (huddle_hash, group_size) VALUES ($1, $2) RETURNING id`, [hash, ids.length]);
   const huddleId = Number(h.rows[0].id);
-  const r = await db.query(`INSERT INTO zerver_recipient (type_id, type) VALUES ($1, $2) RETURNING id`, [
-    huddleId,
-    RecipientType.DIRECT_MESSAGE_GROUP,
-  ]);
+  const r = await db.query(`INSERT INTO zerver_recipient (type_id, type) VALUES ($1, $2) RETURNING id`, [huddleId, RecipientType.DIRECT_MESSAGE_GROUP]);
   const recipientId = Number(r.rows[0].id);
   await db.query(`UPDATE zerver_huddle SET recipient_id = $2 WHERE id = $1`, [huddleId, recipientId]);
   const users = await db.query(`SELECT id, is_active FROM zerver_userprofile WHERE id = ANY($1::int[]) ORDER BY id`, [ids]);
@@ -67,11 +69,7 @@ export async function getOrCreateDirectMessageGroup(
  * created DM groups. Zulip 11 (zulip/zulip#34307, May 2025) first used a DM group that already
  * existed for the pair; Zulip 10 always used the personal recipient.
  */
-export async function directMessageRecipient(
-  db: Queryable,
-  senderId: number,
-  userIds: number[],
-): Promise<{ recipientId: number; type: number }> {
+export async function directMessageRecipient(db: Queryable, senderId: number, userIds: number[]): Promise<{ recipientId: number; type: number }> {
   const ids = [...new Set([senderId, ...userIds])];
   if (ids.length <= 2 && (await hasPersonalRecipients(db))) {
     if ((await databaseSeries(db)) !== "10.x") {
@@ -214,10 +212,9 @@ async function channelMessageRecipients(
  */
 export async function sendMessage(db: Queryable, opts: SendMessageOptions): Promise<{ id: number; recipientId: number }> {
   const sender = (
-    await db.query(
-      `SELECT u.id, u.realm_id, u.is_bot, r.string_id FROM zerver_userprofile u JOIN zerver_realm r ON r.id = u.realm_id WHERE u.id = $1`,
-      [opts.senderId],
-    )
+    await db.query(`SELECT u.id, u.realm_id, u.is_bot, r.string_id FROM zerver_userprofile u JOIN zerver_realm r ON r.id = u.realm_id WHERE u.id = $1`, [
+      opts.senderId,
+    ])
   ).rows[0];
   if (!sender) throw new Error(`sender ${opts.senderId} does not exist`);
   const clientName = opts.client ?? (sender.is_bot ? "Internal" : "website");
@@ -251,10 +248,7 @@ export async function sendMessage(db: Queryable, opts: SendMessageOptions): Prom
     recipientId = (await directMessageRecipient(db, opts.senderId, ids)).recipientId;
     isChannel = false;
     if (sender.string_id === SYSTEM_BOT_REALM) {
-      const other = await db.query(
-        `SELECT realm_id FROM zerver_userprofile WHERE id = ANY($1::int[]) AND id <> $2 ORDER BY id LIMIT 1`,
-        [ids, opts.senderId],
-      );
+      const other = await db.query(`SELECT realm_id FROM zerver_userprofile WHERE id = ANY($1::int[]) AND id <> $2 ORDER BY id LIMIT 1`, [ids, opts.senderId]);
       if (other.rows.length) realmId = Number(other.rows[0].realm_id);
     }
     recipients = ids.sort((a, b) => a - b).map((id) => ({ id, flags: UserMessageFlag.IS_PRIVATE }));

@@ -226,7 +226,6 @@ export async function enqueueWelcomeEmails(
   return { unsubscribeConfirmationId: Number(conf.rows[0].id), unsubscribeLink, scheduled };
 }
 
-
 export interface NewHumanUserSteps {
   /** PreregistrationUser rows of this address in the realm marked revoked. */
   preregistrationsRevoked: number;
@@ -256,10 +255,11 @@ export async function processNewHumanUserRows(
     [userId],
   );
   const u = rows[0];
-  const revoked = await db.query(
-    `UPDATE zerver_preregistrationuser SET status = $3 WHERE upper(email) = upper($1) AND realm_id = $2`,
-    [u.delivery_email, Number(u.realm_id), CONFIRMATION_STATUS.REVOKED],
-  );
+  const revoked = await db.query(`UPDATE zerver_preregistrationuser SET status = $3 WHERE upper(email) = upper($1) AND realm_id = $2`, [
+    u.delivery_email,
+    Number(u.realm_id),
+    CONFIRMATION_STATUS.REVOKED,
+  ]);
   // clear_scheduled_invitation_emails(email)
   await db.query(
     `DELETE FROM zerver_scheduledemail_users WHERE scheduledemail_id IN

@@ -49,10 +49,10 @@ export async function reactivationProblem(q: Queryable, user: UserProfile): Prom
   }
   if (user.is_bot) {
     // check_bot_name_available(realm_id, full_name, is_activation=True)
-    const dup = await q.query(
-      "SELECT 1 FROM zerver_userprofile WHERE realm_id = $1 AND full_name = $2 AND is_active LIMIT 1",
-      [user.realm_id, String(user.full_name).trim()],
-    );
+    const dup = await q.query("SELECT 1 FROM zerver_userprofile WHERE realm_id = $1 AND full_name = $2 AND is_active LIMIT 1", [
+      user.realm_id,
+      String(user.full_name).trim(),
+    ]);
     if (dup.rows.length) {
       return (
         `There is already an active bot named "${user.full_name}" in this organization. ` +

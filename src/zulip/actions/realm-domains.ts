@@ -65,11 +65,13 @@ export interface DomainChangeResult {
   changed: RealmDomain;
 }
 
-async function lockRealmRow(q: Queryable, realmId: number): Promise<{ id: number; string_id: string; deactivated: boolean; emails_restricted_to_domains: boolean }> {
-  const { rows } = await q.query(
-    "SELECT id, string_id, deactivated, emails_restricted_to_domains FROM zerver_realm WHERE id = $1 FOR NO KEY UPDATE",
-    [realmId],
-  );
+async function lockRealmRow(
+  q: Queryable,
+  realmId: number,
+): Promise<{ id: number; string_id: string; deactivated: boolean; emails_restricted_to_domains: boolean }> {
+  const { rows } = await q.query("SELECT id, string_id, deactivated, emails_restricted_to_domains FROM zerver_realm WHERE id = $1 FOR NO KEY UPDATE", [
+    realmId,
+  ]);
   if (!rows.length) throw new CommandError("The organization was deleted while this command ran; nothing was changed.");
   return { ...rows[0], id: Number(rows[0].id) };
 }
@@ -118,14 +120,25 @@ export async function removeRealmDomain(
   const removed = { domain, allow_subdomains: Boolean(rows[0].allow_subdomains) };
   const when = opts.now ?? new Date();
   const auditLogIds = await insertAuditLog(q, [
-    { realmId, eventType: AuditLogEventType.REALM_DOMAIN_REMOVED, eventTime: when, actingUserId: null, extraData: { realm_domains: domains, removed_domain: removed } },
+    {
+      realmId,
+      eventType: AuditLogEventType.REALM_DOMAIN_REMOVED,
+      eventTime: when,
+      actingUserId: null,
+      extraData: { realm_domains: domains, removed_domain: removed },
+    },
   ]);
   const users = opts.notify ? await activeUserIds(q, realmId) : [];
   let restrictionLifted = false;
   if (domains.length === 0 && realm.emails_restricted_to_domains) {
     // do_set_realm_property(realm, "emails_restricted_to_domains", False, acting_user=None)
     await q.query("UPDATE zerver_realm SET emails_restricted_to_domains = false WHERE id = $1", [realmId]);
-    opts.notify?.events.send(opts.notify.realm, { type: "realm", op: "update", property: "emails_restricted_to_domains", value: false }, users, opts.notify.what);
+    opts.notify?.events.send(
+      opts.notify.realm,
+      { type: "realm", op: "update", property: "emails_restricted_to_domains", value: false },
+      users,
+      opts.notify.what,
+    );
     auditLogIds.push(
       ...(await insertAuditLog(q, [
         {

@@ -145,9 +145,20 @@ export async function deleteExpiredDemoOrganizations(db: Db, opts: DemoDeletionO
         return null;
       }
       const emailOwners = await demoOrganizationOwnerEmailExists(q, locked.id);
-      const result = await deactivateRealm(q, locked, { reason: "demo_expired", actingUserId: null, deletionDelayDays: 0, now: when, cache: opts.cache, notify });
+      const result = await deactivateRealm(q, locked, {
+        reason: "demo_expired",
+        actingUserId: null,
+        deletionDelayDays: 0,
+        now: when,
+        cache: opts.cache,
+        notify,
+      });
       // do_deactivate_realm with deletion_delay_days == 0, after the "deactivated" event.
-      opts.events.enqueue("deferred_work", { type: "scrub_deactivated_realm", realm_id: locked.id }, `the scrubbing of ${candidate.string_id || "(root domain)"}`);
+      opts.events.enqueue(
+        "deferred_work",
+        { type: "scrub_deactivated_realm", realm_id: locked.id },
+        `the scrubbing of ${candidate.string_id || "(root domain)"}`,
+      );
       return { result, emailOwners, name: String(locked.name) };
     });
     if (!done) continue;
@@ -246,8 +257,10 @@ export function scrubRefusal(s: ScrubSettings): string | null {
       "zulip-manage has not been checked against, and a partial reproduction would be a half-scrub."
     );
   }
-  if (s.billingEnabled) return "BILLING_ENABLED is set: do_scrub_realm first downgrades the organization's plan (Zulip Cloud billing), which zulip-manage does not do.";
-  if (s.uploadsDir === null) return "Uploaded files are stored in S3 (LOCAL_UPLOADS_DIR is not set); do_scrub_realm deletes the organization's files and avatars, and zulip-manage deletes only local files.";
+  if (s.billingEnabled)
+    return "BILLING_ENABLED is set: do_scrub_realm first downgrades the organization's plan (Zulip Cloud billing), which zulip-manage does not do.";
+  if (s.uploadsDir === null)
+    return "Uploaded files are stored in S3 (LOCAL_UPLOADS_DIR is not set); do_scrub_realm deletes the organization's files and avatars, and zulip-manage deletes only local files.";
   if (s.avatarSalt === null) return "The avatar_salt secret cannot be read, so the avatar files do_scrub_realm deletes cannot be found.";
   return null;
 }
@@ -453,15 +466,22 @@ export async function doScrubRealm(db: Db, realmId: number, archiver: Archiver, 
     for (const u of users) {
       const userId = Number(u.id);
       // do_delete_messages_by_sender(user)
-      const sent = (await q.query("SELECT id FROM zerver_message WHERE realm_id = $1 AND sender_id = $2 ORDER BY id", [realmId, userId])).rows.map((m: any) => Number(m.id));
+      const sent = (await q.query("SELECT id FROM zerver_message WHERE realm_id = $1 AND sender_id = $2 ORDER BY id", [realmId, userId])).rows.map((m: any) =>
+        Number(m.id),
+      );
       if (sent.length) await archive(sent, STREAM_MESSAGE_BATCH_SIZE);
       // do_delete_avatar_image(user, acting_user=None)
       const oldVersion = Number(u.avatar_version);
-      const { rows: av } = await q.query("UPDATE zerver_userprofile SET avatar_source = 'G', avatar_version = avatar_version + 1 WHERE id = $1 RETURNING avatar_version", [userId]);
+      const { rows: av } = await q.query(
+        "UPDATE zerver_userprofile SET avatar_source = 'G', avatar_version = avatar_version + 1 WHERE id = $1 RETURNING avatar_version",
+        [userId],
+      );
       const after = { ...u, avatar_source: "G", avatar_version: Number(av[0].avatar_version) };
       await opts.cache.userChanged(q, after as any, ["avatar_source", "avatar_version"]);
       r.audit_log_ids.push(
-        ...(await insertAuditLog(q, [{ realmId, eventType: AuditLogEventType.USER_AVATAR_SOURCE_CHANGED, modifiedUserId: userId, actingUserId: null, extraData: { avatar_source: "G" } }])),
+        ...(await insertAuditLog(q, [
+          { realmId, eventType: AuditLogEventType.USER_AVATAR_SOURCE_CHANGED, modifiedUserId: userId, actingUserId: null, extraData: { avatar_source: "G" } },
+        ])),
       );
       await notifyAvatarUrlChange(q, opts, notify, after, restricted && !u.is_bot ? null : everyone, r.not_sent);
       avatarPaths.push(...avatarFiles(userId, oldVersion, realmId, salt));
@@ -469,7 +489,9 @@ export async function doScrubRealm(db: Db, realmId: number, archiver: Archiver, 
       const fullName = `Scrubbed ${generateKey(random).slice(0, 15)}`;
       const email = `scrubbed-${generateKey(random).slice(0, 15)}@${host}`;
       await q.query("UPDATE zerver_userprofile SET full_name = $2, email = $3, delivery_email = $3 WHERE id = $1", [userId, fullName, email]);
-      await opts.cache.userChanged(q, { ...after, full_name: fullName, email, delivery_email: email } as any, ["full_name", "email", "delivery_email"], { before: u as any });
+      await opts.cache.userChanged(q, { ...after, full_name: fullName, email, delivery_email: email } as any, ["full_name", "email", "delivery_email"], {
+        before: u as any,
+      });
     }
     // The organization's messages from system bots.
     const crossRealm = await crossRealmBotMessageIds(q, realmId, internal);
@@ -478,7 +500,9 @@ export async function doScrubRealm(db: Db, realmId: number, archiver: Archiver, 
     // do_remove_realm_custom_profile_fields(realm)
     {
       const del = new CascadeDeletion(q, fks, "remove the organization's custom profile fields");
-      r.custom_profile_fields_deleted = await del.addRoots("zerver_customprofilefield", "SELECT id FROM zerver_customprofilefield WHERE realm_id = $1", [realmId]);
+      r.custom_profile_fields_deleted = await del.addRoots("zerver_customprofilefield", "SELECT id FROM zerver_customprofilefield WHERE realm_id = $1", [
+        realmId,
+      ]);
       if (r.custom_profile_fields_deleted) await del.execute();
       await del.dispose();
     }
@@ -530,7 +554,13 @@ async function notifyAvatarUrlChange(
   everyone: number[] | null,
   notSent: string[],
 ): Promise<void> {
-  const user = { id: Number(u.id), realm_id: Number(u.realm_id), delivery_email: String(u.delivery_email), avatar_source: "G", avatar_version: Number(u.avatar_version) };
+  const user = {
+    id: Number(u.id),
+    realm_id: Number(u.realm_id),
+    delivery_email: String(u.delivery_email),
+    avatar_source: "G",
+    avatar_version: Number(u.avatar_version),
+  };
   const url = opts.avatar ? avatarUrl(opts.avatar, user, opts.featureLevel) : { reason: "the avatar settings could not be read" };
   const medium = opts.avatar ? avatarUrl(opts.avatar, user, opts.featureLevel, true) : url;
   if (typeof url !== "string" || typeof medium !== "string") {
@@ -543,7 +573,11 @@ async function notifyAvatarUrlChange(
   const to = everyone ?? (await userIdsWhoCanAccessUser(q, { id: user.id, realm_id: user.realm_id, is_bot: Boolean(u.is_bot) }));
   opts.events.send(
     n.realm,
-    { type: "realm_user", op: "update", person: { avatar_source: "G", avatar_url: url, avatar_url_medium: medium, avatar_version: user.avatar_version, user_id: user.id } },
+    {
+      type: "realm_user",
+      op: "update",
+      person: { avatar_source: "G", avatar_url: url, avatar_url_medium: medium, avatar_version: user.avatar_version, user_id: user.id },
+    },
     to,
     n.what,
   );

@@ -72,9 +72,18 @@ export async function doRegenerateApiKey(db: Db, userId: number, opts: Regenerat
     if (events.enabled) {
       const realm = await realmRef(q, Number(before.realm_id));
       if (before.is_bot && opts.featureLevel < FL.NO_REALM_BOT_UPDATES) {
-        events.send(realm, { type: "realm_bot", op: "update", bot: { user_id: userId, api_key: apiKey } }, await botOwnerUserIds(q, before), `the new API key of bot ${before.delivery_email}`);
+        events.send(
+          realm,
+          { type: "realm_bot", op: "update", bot: { user_id: userId, api_key: apiKey } },
+          await botOwnerUserIds(q, before),
+          `the new API key of bot ${before.delivery_email}`,
+        );
       }
-      events.enqueue("deferred_work", { type: "clear_push_device_tokens", user_profile_id: userId }, `clearing the push notification registrations of ${before.delivery_email}`);
+      events.enqueue(
+        "deferred_work",
+        { type: "clear_push_device_tokens", user_profile_id: userId },
+        `clearing the push notification registrations of ${before.delivery_email}`,
+      );
     } else if (opts.clearPushTokens) {
       tokens = (await q.query("DELETE FROM zerver_pushdevicetoken WHERE user_id = $1", [userId])).rowCount ?? 0;
     }

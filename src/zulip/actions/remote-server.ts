@@ -318,7 +318,11 @@ async function storePushStatus(
         pushNotificationsEnabledEndTimestamp: null,
       };
       const now = new Date();
-      const notify = { events, realm: { id: Number(realm.id), string_id: realm.string_id }, what: `the push notification status of ${realm.string_id || "the root-domain organization"}` };
+      const notify = {
+        events,
+        realm: { id: Number(realm.id), string_id: realm.string_id },
+        what: `the push notification status of ${realm.string_id || "the root-domain organization"}`,
+      };
       const send = async (property: "push_notifications_enabled" | "push_notifications_enabled_end_timestamp", value: boolean | number | null) =>
         events.send(notify.realm, { type: "realm", op: "update", property, value }, await activeUserIds(q, Number(realm.id)), notify.what);
       if (realm.push_notifications_enabled !== w.canPush) {
@@ -483,7 +487,6 @@ export async function sendServerDataToPushBouncer(deps: UploadDeps): Promise<Ser
   await storePushStatus(deps, wanted, result);
   return result;
 }
-
 
 /** What reportServerData() did. */
 export interface ServerDataReport {

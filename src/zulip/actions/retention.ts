@@ -94,7 +94,11 @@ export interface RetentionTarget {
 export async function realmsAndChannelsForArchiving(db: Queryable): Promise<RetentionTarget[]> {
   const realms = await db.query("SELECT id, string_id, name, message_retention_days FROM zerver_realm WHERE message_retention_days <> -1 ORDER BY id");
   const byId = new Map<number, RetentionTarget>();
-  for (const r of realms.rows) byId.set(Number(r.id), { realm: { id: Number(r.id), string_id: r.string_id, name: r.name, message_retention_days: Number(r.message_retention_days) }, channels: [] });
+  for (const r of realms.rows)
+    byId.set(Number(r.id), {
+      realm: { id: Number(r.id), string_id: r.string_id, name: r.name, message_retention_days: Number(r.message_retention_days) },
+      channels: [],
+    });
   const streams = await db.query(
     `SELECT s.id, s.recipient_id, s.message_retention_days AS s_days, r.id AS realm_id, r.string_id, r.name AS realm_name, r.message_retention_days AS r_days
        FROM zerver_stream s JOIN zerver_realm r ON r.id = s.realm_id
@@ -309,7 +313,14 @@ export async function eventRecipientIdsForActionOnMessages(q: Queryable, ids: nu
 }
 
 /** Retention's 12.x delete_messages notices for one batch, inside its transaction (see above). */
-async function stageDeleteNotices(t: Queryable, realm: EventRealm, ids: number[], notify: RetentionNotify, counts: DeleteNoticeCounts, hasDevice: boolean): Promise<number> {
+async function stageDeleteNotices(
+  t: Queryable,
+  realm: EventRealm,
+  ids: number[],
+  notify: RetentionNotify,
+  counts: DeleteNoticeCounts,
+  hasDevice: boolean,
+): Promise<number> {
   const events = notify.events;
   let staged = 0;
   // Message.objects.filter(id__in=msg_ids).annotate(group_topic=Case(When(is_channel_message,
@@ -364,7 +375,11 @@ async function stageDeleteNotices(t: Queryable, realm: EventRealm, ids: number[]
       const registered = new Set(reg.map((r: any) => Number(r.user_id)));
       for (const [uid, messageIds] of byUser) {
         if (!registered.has(uid)) continue;
-        events.enqueue(mobileNotificationsQueueName(uid, notify.mobileNotificationShards), { type: "remove", user_profile_id: uid, message_ids: messageIds }, "the removal of the deleted messages' mobile push notifications");
+        events.enqueue(
+          mobileNotificationsQueueName(uid, notify.mobileNotificationShards),
+          { type: "remove", user_profile_id: uid, message_ids: messageIds },
+          "the removal of the deleted messages' mobile push notifications",
+        );
         counts.push_removal_jobs++;
         staged++;
       }
@@ -459,8 +474,18 @@ export class Archiver {
       const started = Date.now();
       let staged = 0;
       const work = async (t: Queryable) => {
-        const values: Record<string, string> = { timestamp: "now()", restored: "false", restored_timestamp: "NULL", type: String(RETENTION_POLICY_BASED), realm_id: "$1", protect_from_deletion: "false" };
-        const tx = await t.query(`INSERT INTO zerver_archivetransaction (${this.txCols.map(q).join(", ")}) VALUES (${this.txCols.map((c) => values[c]).join(", ")}) RETURNING id`, [realmId]);
+        const values: Record<string, string> = {
+          timestamp: "now()",
+          restored: "false",
+          restored_timestamp: "NULL",
+          type: String(RETENTION_POLICY_BASED),
+          realm_id: "$1",
+          protect_from_deletion: "false",
+        };
+        const tx = await t.query(
+          `INSERT INTO zerver_archivetransaction (${this.txCols.map(q).join(", ")}) VALUES (${this.txCols.map((c) => values[c]).join(", ")}) RETURNING id`,
+          [realmId],
+        );
         const txId = Number(tx.rows[0].id);
         const n = params.length;
         const moved = await t.query(
@@ -555,10 +580,25 @@ export class Archiver {
     ids: number[],
     opts: { realmId: number | null; chunkSize: number; inval: CacheInvalidation },
   ): Promise<MovedToArchive> {
-    const out: MovedToArchive = { transactions: [], messages: 0, user_messages: 0, reactions: 0, submessages: 0, archived_attachments: 0, attachments_deleted: 0 };
+    const out: MovedToArchive = {
+      transactions: [],
+      messages: 0,
+      user_messages: 0,
+      reactions: 0,
+      submessages: 0,
+      archived_attachments: 0,
+      attachments_deleted: 0,
+    };
     for (let i = 0; i < ids.length; i += opts.chunkSize) {
       const chunk = ids.slice(i, i + opts.chunkSize);
-      const values: Record<string, string> = { timestamp: "clock_timestamp()", restored: "false", restored_timestamp: "NULL", type: String(MANUAL), realm_id: "$1::int", protect_from_deletion: "false" };
+      const values: Record<string, string> = {
+        timestamp: "clock_timestamp()",
+        restored: "false",
+        restored_timestamp: "NULL",
+        type: String(MANUAL),
+        realm_id: "$1::int",
+        protect_from_deletion: "false",
+      };
       const tx = await t.query(
         `INSERT INTO zerver_archivetransaction (${this.txCols.map(q).join(", ")}) VALUES (${this.txCols.map((c) => values[c]).join(", ")}) RETURNING id`,
         [opts.realmId],
@@ -687,7 +727,14 @@ export async function planArchiveMessages(db: Db): Promise<ArchiveTotals> {
       direct ? [realm.id, recipients, cutoffs, direct] : [realm.id, recipients, cutoffs],
     );
     const r = rows[0];
-    const summary = { id: realm.id, string_id: realm.string_id, name: realm.name, channel_messages: r.channel_messages, direct_messages: r.direct_messages, attachments_deleted: r.attachments_deleted };
+    const summary = {
+      id: realm.id,
+      string_id: realm.string_id,
+      name: realm.name,
+      channel_messages: r.channel_messages,
+      direct_messages: r.direct_messages,
+      attachments_deleted: r.attachments_deleted,
+    };
     totals.channel_messages += r.channel_messages;
     totals.direct_messages += r.direct_messages;
     totals.user_messages += r.user_messages;
@@ -776,7 +823,10 @@ export async function cleanArchivedData(db: Db, vacuumingDelayDays: number, log:
     await db.tx(async (t) => {
       const del = new CascadeDeletion(t, fks, "delete old archive transactions");
       // Re-checked under the batch's transaction (a transaction protected meanwhile stays).
-      await del.addRoots("zerver_archivetransaction", `SELECT id FROM zerver_archivetransaction WHERE id = ANY($2::bigint[]) AND ${cond} FOR UPDATE`, [vacuumingDelayDays, block]);
+      await del.addRoots("zerver_archivetransaction", `SELECT id FROM zerver_archivetransaction WHERE id = ANY($2::bigint[]) AND ${cond} FOR UPDATE`, [
+        vacuumingDelayDays,
+        block,
+      ]);
       await del.collect();
       const plan = await del.execute();
       count += plan.deleted.zerver_archivetransaction ?? 0;
@@ -787,4 +837,3 @@ export async function cleanArchivedData(db: Db, vacuumingDelayDays: number, log:
   log.write("INFO", `Deleted ${count} old ArchiveTransactions.`);
   return { transactions: count, archived_messages: messages };
 }
-

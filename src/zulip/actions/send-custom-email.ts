@@ -27,7 +27,16 @@ import { TOS_VERSION_BEFORE_FIRST_LOGIN } from "../models.js";
 import { ROLES } from "../roles.js";
 import type { Db, Queryable } from "../../db/db.js";
 import { seriesAtLeast } from "../../db/zulip-versions.js";
-import { buildEmail, type Delivery, deliverEmails, type EmailSettings, noreplyAddress, type OutgoingEmail, supportAddress, tokenizedNoreplyAddress } from "../../services/email.js";
+import {
+  buildEmail,
+  type Delivery,
+  deliverEmails,
+  type EmailSettings,
+  noreplyAddress,
+  type OutgoingEmail,
+  supportAddress,
+  tokenizedNoreplyAddress,
+} from "../../services/email.js";
 import { realmHost, realmUrl, type ZulipSettings } from "../../config/settings.js";
 import { CommandError } from "../../lib/errors.js";
 import { READ_LIMITS, readOptionFile } from "../../lib/files.js";
@@ -165,10 +174,10 @@ async function alreadyReceived(db: Queryable, emailId: string, byEmail: boolean)
     const emails = new Set(rows.map((r) => r.e as string));
     return (r) => emails.has(r.delivery_email.toLowerCase());
   }
-  const { rows } = await db.query(
-    `SELECT DISTINCT modified_user_id AS id FROM zerver_realmauditlog WHERE event_type = $1 AND extra_data ->> 'email_id' = $2`,
-    [AuditLogEventType.CUSTOM_EMAIL_SENT, emailId],
-  );
+  const { rows } = await db.query(`SELECT DISTINCT modified_user_id AS id FROM zerver_realmauditlog WHERE event_type = $1 AND extra_data ->> 'email_id' = $2`, [
+    AuditLogEventType.CUSTOM_EMAIL_SENT,
+    emailId,
+  ]);
   const ids = new Set(rows.map((r) => Number(r.id)));
   return (r) => ids.has(r.id);
 }
@@ -340,10 +349,16 @@ export function renderCustomEmail(p: PreparedEmail, r: Recipient, es: EmailSetti
  * A dry run's sample: the first recipient's email (with a placeholder for the unsubscribe link
  * that would be created when sending), or null without recipients.
  */
-export function previewCustomEmail(p: PreparedEmail, sel: CustomEmailRecipients, es: EmailSettings | null): { recipient: Recipient; rendered: RenderedCustomEmail } | null {
+export function previewCustomEmail(
+  p: PreparedEmail,
+  sel: CustomEmailRecipients,
+  es: EmailSettings | null,
+): { recipient: Recipient; rendered: RenderedCustomEmail } | null {
   const first = sel.recipients[0];
   if (!first) return null;
-  const sample: Recipient = sel.marketing ? { ...first, unsubscribeLink: `${first.realmUrl}/accounts/unsubscribe/marketing/<key created when sending>` } : first;
+  const sample: Recipient = sel.marketing
+    ? { ...first, unsubscribeLink: `${first.realmUrl}/accounts/unsubscribe/marketing/<key created when sending>` }
+    : first;
   return { recipient: first, rendered: renderCustomEmail(p, sample, es) };
 }
 

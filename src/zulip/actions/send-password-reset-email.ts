@@ -14,7 +14,15 @@
 import { CommandError } from "../../lib/errors.js";
 import type { Queryable } from "../../db/db.js";
 import { realmHost, realmUrl, type ZulipSettings } from "../../config/settings.js";
-import { buildEmail, type Delivery, deliverEmails, type EmailSettings, type OutgoingEmail, securityEmailFromName, tokenizedNoreplyAddress } from "../../services/email.js";
+import {
+  buildEmail,
+  type Delivery,
+  deliverEmails,
+  type EmailSettings,
+  type OutgoingEmail,
+  securityEmailFromName,
+  tokenizedNoreplyAddress,
+} from "../../services/email.js";
 import type { EventDelivery } from "../../services/events.js";
 import { getRealm, getUsers, type UserProfile } from "../lookup.js";
 import { TOS_VERSION_BEFORE_FIRST_LOGIN } from "../models.js";
@@ -53,9 +61,7 @@ export interface PasswordResetSelection {
 async function selectUsers(db: Queryable, sel: PasswordResetSelection): Promise<UserProfile[]> {
   let users: UserProfile[];
   if (sel.entireServer) {
-    const { rows } = await db.query(
-      `SELECT ${USER_COLUMNS} FROM zerver_userprofile WHERE is_active AND NOT is_bot AND NOT is_mirror_dummy ORDER BY id`,
-    );
+    const { rows } = await db.query(`SELECT ${USER_COLUMNS} FROM zerver_userprofile WHERE is_active AND NOT is_bot AND NOT is_mirror_dummy ORDER BY id`);
     users = rows;
   } else {
     const realm = await getRealm(db, sel.realm);
@@ -81,7 +87,13 @@ export async function passwordResetRecipients(db: Queryable, settings: ZulipSett
   const { rows: realmRows } = await db.query("SELECT id, string_id, name FROM zerver_realm WHERE id = ANY($1::int[])", [realmIds]);
   const realms = new Map<number, PasswordResetRealm>();
   for (const r of realmRows) {
-    realms.set(Number(r.id), { id: Number(r.id), string_id: r.string_id, name: r.name, url: realmUrl(settings, r.string_id), host: realmHost(settings, r.string_id) });
+    realms.set(Number(r.id), {
+      id: Number(r.id),
+      string_id: r.string_id,
+      name: r.name,
+      url: realmUrl(settings, r.string_id),
+      host: realmHost(settings, r.string_id),
+    });
   }
 
   // Deactivated users: the realms where the same address still has an active account.
@@ -158,7 +170,11 @@ export async function doSendPasswordResetEmails(
   });
   for (const r of d.results) {
     if (r.item.deactivated || r.status === "not_sent") continue;
-    events.enqueue("deferred_work", { type: "soft_reactivate", user_profile_id: Number(r.item.user.id) }, `the soft reactivation of ${r.item.user.delivery_email} if idle`);
+    events.enqueue(
+      "deferred_work",
+      { type: "soft_reactivate", user_profile_id: Number(r.item.user.id) },
+      `the soft reactivation of ${r.item.user.delivery_email} if idle`,
+    );
   }
   events.committed();
   return d;

@@ -26,7 +26,6 @@ export const SYSTEM_BOTS = [
   { email: "welcome-bot@zulip.com", fullName: "Welcome Bot", canForgeSender: false },
 ] as const;
 
-
 /**
  * create_internal_realm's bots: bulk_create_users into zulipinternal (101 audits with empty
  * extra_data, role:members + role:fullmembers memberships with 703 audits), each bot owning
@@ -82,7 +81,10 @@ export async function createSystemBots(
     null,
   );
   if (rows.length && (await hasPersonalRecipients(db))) {
-    await createPersonalRecipients(db, rows.map((r) => ({ id: r.id as number, isActive: true })));
+    await createPersonalRecipients(
+      db,
+      rows.map((r) => ({ id: r.id as number, isActive: true })),
+    );
   }
   const provisional = isProvisionalMember(ROLES.MEMBER, when, info.waitingPeriodThreshold, when);
   const memberships: Row[] = [];

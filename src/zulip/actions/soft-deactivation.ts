@@ -55,7 +55,12 @@ export interface SoftUser extends CacheUser {
 }
 
 function toUser(r: any): SoftUser {
-  return { ...r, id: Number(r.id), realm_id: Number(r.realm_id), last_active_message_id: r.last_active_message_id === null ? null : Number(r.last_active_message_id) };
+  return {
+    ...r,
+    id: Number(r.id),
+    realm_id: Number(r.realm_id),
+    last_active_message_id: r.last_active_message_id === null ? null : Number(r.last_active_message_id),
+  };
 }
 
 export async function loadUsers(q: Queryable, ids: number[]): Promise<SoftUser[]> {
@@ -100,7 +105,10 @@ export async function usersToSoftDeactivate(q: Queryable, inactiveForDays: numbe
       ORDER BY 1`,
     params,
   );
-  return loadUsers(q, rows.map((r: any) => Number(r.id)));
+  return loadUsers(
+    q,
+    rows.map((r: any) => Number(r.id)),
+  );
 }
 
 export interface SoftDeactivated {
@@ -164,7 +172,8 @@ export function subscribedIntervals(logs: SubscriptionLog[]): { lo: number | nul
   const out: { lo: number | null; hi: number | null }[] = [];
   let lo: number | null = null; // messages > lo are still in play (null: all of them)
   for (const l of logs) {
-    if (l.event_last_message_id === null) throw new CommandError("A subscription audit log entry has no event_last_message_id; the subscription history cannot be replayed.");
+    if (l.event_last_message_id === null)
+      throw new CommandError("A subscription audit log entry has no event_last_message_id; the subscription history cannot be replayed.");
     const e = l.event_last_message_id;
     if (l.event_type === AuditLogEventType.SUBSCRIPTION_DEACTIVATED) {
       if (lo === null || e > lo) out.push({ lo, hi: e });
@@ -188,7 +197,8 @@ export interface CatchUp {
 export async function addMissingMessages(db: Db, userId: number): Promise<CatchUp> {
   const [user] = await loadUsers(db, [userId]);
   if (!user) throw new CommandError(`User id ${userId} no longer exists.`);
-  if (user.last_active_message_id === null) throw new CommandError(`User ${user.delivery_email} has no last_active_message_id; they were never soft-deactivated.`);
+  if (user.last_active_message_id === null)
+    throw new CommandError(`User ${user.delivery_email} has no last_active_message_id; they were never soft-deactivated.`);
   const lastActive = user.last_active_message_id;
   const { rows: subs } = await db.query(
     `SELECT s.recipient_id, r.type_id FROM zerver_subscription s JOIN zerver_recipient r ON r.id = s.recipient_id
@@ -214,9 +224,13 @@ export async function addMissingMessages(db: Db, userId: number): Promise<CatchU
   for (const s of subs) {
     const history = logs.get(Number(s.type_id)) ?? [];
     const last = history[history.length - 1];
-    if (!last) throw new CommandError(`User ${user.delivery_email} is subscribed to channel id ${s.type_id} but has no subscription history for it in the audit log; their messages cannot be reconstructed.`);
+    if (!last)
+      throw new CommandError(
+        `User ${user.delivery_email} is subscribed to channel id ${s.type_id} but has no subscription history for it in the audit log; their messages cannot be reconstructed.`,
+      );
     // Unsubscribed before going idle: nothing to add for that channel.
-    if (last.event_type === AuditLogEventType.SUBSCRIPTION_DEACTIVATED && last.event_last_message_id !== null && last.event_last_message_id <= lastActive) continue;
+    if (last.event_type === AuditLogEventType.SUBSCRIPTION_DEACTIVATED && last.event_last_message_id !== null && last.event_last_message_id <= lastActive)
+      continue;
     for (const iv of subscribedIntervals(history)) {
       rid.push(Number(s.recipient_id));
       los.push(iv.lo);
@@ -246,7 +260,10 @@ export async function addMissingMessages(db: Db, userId: number): Promise<CatchU
         [userId, ids],
       );
       added += ins.rowCount ?? 0;
-      const u = await q.query("UPDATE zerver_userprofile SET last_active_message_id = GREATEST(last_active_message_id, $2) WHERE id = $1 RETURNING last_active_message_id", [userId, top]);
+      const u = await q.query(
+        "UPDATE zerver_userprofile SET last_active_message_id = GREATEST(last_active_message_id, $2) WHERE id = $1 RETURNING last_active_message_id",
+        [userId, top],
+      );
       newLast = u.rows[0] ? Number(u.rows[0].last_active_message_id) : newLast;
     });
     cursor = top;
@@ -259,14 +276,23 @@ export interface SoftReactivated extends CatchUp {
 }
 
 /** reactivate_user_if_soft_deactivated: null when the user is not long-term idle. */
-export async function reactivateUserIfSoftDeactivated(db: Db, user: SoftUser, inval: CacheInvalidation, log: SoftDeactivationLog): Promise<SoftReactivated | null> {
+export async function reactivateUserIfSoftDeactivated(
+  db: Db,
+  user: SoftUser,
+  inval: CacheInvalidation,
+  log: SoftDeactivationLog,
+): Promise<SoftReactivated | null> {
   if (!user.long_term_idle) return null;
   const caught = await addMissingMessages(db, user.id);
   const auditId = await db.tx(async (q) => {
-    const before = toUser(await lockUserRow(q, user.id, { columns: USER_COLUMNS, missing: `User ${user.delivery_email} (id ${user.id}) was deleted while this command ran.` }));
+    const before = toUser(
+      await lockUserRow(q, user.id, { columns: USER_COLUMNS, missing: `User ${user.delivery_email} (id ${user.id}) was deleted while this command ran.` }),
+    );
     await q.query("UPDATE zerver_userprofile SET long_term_idle = false WHERE id = $1", [user.id]);
     await inval.userChanged(q, { ...before, long_term_idle: false }, ["long_term_idle"], { before });
-    const [id] = await insertAuditLog(q, [{ realmId: before.realm_id, modifiedUserId: user.id, eventType: AuditLogEventType.USER_SOFT_ACTIVATED, eventTime: new Date() }]);
+    const [id] = await insertAuditLog(q, [
+      { realmId: before.realm_id, modifiedUserId: user.id, eventType: AuditLogEventType.USER_SOFT_ACTIVATED, eventTime: new Date() },
+    ]);
     return id!;
   });
   inval.changeCommitted();
@@ -275,7 +301,11 @@ export async function reactivateUserIfSoftDeactivated(db: Db, user: SoftUser, in
 }
 
 /** get_soft_deactivated_users_for_catch_up + do_catch_up_soft_deactivated_users (failures logged, not fatal). */
-export async function catchUpSoftDeactivatedUsers(db: Db, realmId: number | null, log: SoftDeactivationLog): Promise<{ caught_up: CatchUp[]; failures: { id: number; email: string; error: string }[] }> {
+export async function catchUpSoftDeactivatedUsers(
+  db: Db,
+  realmId: number | null,
+  log: SoftDeactivationLog,
+): Promise<{ caught_up: CatchUp[]; failures: { id: number; email: string; error: string }[] }> {
   const params: unknown[] = [];
   let sql = "SELECT id FROM zerver_userprofile WHERE long_term_idle AND is_active AND NOT is_bot";
   if (realmId !== null) {

@@ -127,10 +127,10 @@ export interface SubscriptionChange {
 }
 
 async function activeSubscribers(q: Queryable, recipientId: number, userIds: number[]): Promise<Set<number>> {
-  const { rows } = await q.query(
-    "SELECT user_profile_id FROM zerver_subscription WHERE recipient_id = $1 AND active AND user_profile_id = ANY ($2::int[])",
-    [recipientId, userIds],
-  );
+  const { rows } = await q.query("SELECT user_profile_id FROM zerver_subscription WHERE recipient_id = $1 AND active AND user_profile_id = ANY ($2::int[])", [
+    recipientId,
+    userIds,
+  ]);
   return new Set(rows.map((r) => Number(r.user_profile_id)));
 }
 

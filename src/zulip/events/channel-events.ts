@@ -93,7 +93,8 @@ export async function channelDicts(q: Queryable, realmId: number, ids: number[],
   const subgroups = new Map<number, number[]>();
   if (groupIds.size) {
     const g = [...groupIds];
-    for (const r of (await q.query("SELECT usergroup_ptr_id AS id, name FROM zerver_namedusergroup WHERE usergroup_ptr_id = ANY ($1::int[])", [g])).rows) named.set(Number(r.id), r.name);
+    for (const r of (await q.query("SELECT usergroup_ptr_id AS id, name FROM zerver_namedusergroup WHERE usergroup_ptr_id = ANY ($1::int[])", [g])).rows)
+      named.set(Number(r.id), r.name);
     const anon = g.filter((x) => !named.has(x));
     for (const x of anon) {
       members.set(x, []);
@@ -110,7 +111,12 @@ export async function channelDicts(q: Queryable, realmId: number, ids: number[],
       for (const r of memberRows.rows) {
         members.get(Number(r.g))!.push(Number(r.u));
       }
-      for (const r of (await q.query("SELECT supergroup_id AS g, subgroup_id AS s FROM zerver_groupgroupmembership WHERE supergroup_id = ANY ($1::int[]) ORDER BY subgroup_id", [anon])).rows) {
+      for (const r of (
+        await q.query(
+          "SELECT supergroup_id AS g, subgroup_id AS s FROM zerver_groupgroupmembership WHERE supergroup_id = ANY ($1::int[]) ORDER BY subgroup_id",
+          [anon],
+        )
+      ).rows) {
         subgroups.get(Number(r.g))!.push(Number(r.s));
       }
     }
@@ -135,7 +141,9 @@ export async function channelDicts(q: Queryable, realmId: number, ids: number[],
       });
       if (cols.has("folder_id")) d.folder_id = s.folder_id === null ? null : Number(s.folder_id);
       if (cols.has("is_recently_active")) d.is_recently_active = Boolean(s.is_recently_active);
-      const postPolicy = cols.has("can_send_message_group_id") ? (POST_POLICY_BY_GROUP[named.get(Number(s.can_send_message_group_id)) ?? ""] ?? STREAM_POST_POLICY.EVERYONE) : Number(s.stream_post_policy ?? 1);
+      const postPolicy = cols.has("can_send_message_group_id")
+        ? (POST_POLICY_BY_GROUP[named.get(Number(s.can_send_message_group_id)) ?? ""] ?? STREAM_POST_POLICY.EVERYONE)
+        : Number(s.stream_post_policy ?? 1);
       Object.assign(d, {
         history_public_to_subscribers: Boolean(s.history_public_to_subscribers),
         invite_only: Boolean(s.invite_only),
@@ -289,7 +297,13 @@ export function sendStreamDeletionEvent(n: Notify, userIds: number[], channelIds
  * `before`: metadataAccessChannelIds() read before the role changed (its directGroupIds tell
  * whether the role:fullmembers membership changed since).
  */
-export async function sendStreamEventsForRoleUpdate(q: Queryable, n: Notify, user: { id: number; realm_id: number }, before: AccessSnapshot, featureLevel: number): Promise<void> {
+export async function sendStreamEventsForRoleUpdate(
+  q: Queryable,
+  n: Notify,
+  user: { id: number; realm_id: number },
+  before: AccessSnapshot,
+  featureLevel: number,
+): Promise<void> {
   if (before.directGroupIds) await sendFullMembersChannelEvents(q, n, user, before.directGroupIds, featureLevel);
   const after = await metadataAccessChannelIds(q, user);
   const gained = after.filter((id) => !before.includes(id));
@@ -314,7 +328,13 @@ export async function sendStreamEventsForRoleUpdate(q: Queryable, n: Notify, use
 }
 
 /** Step 1 of sendStreamEventsForRoleUpdate: the stream events of the role:fullmembers membership change. */
-async function sendFullMembersChannelEvents(q: Queryable, n: Notify, user: { id: number; realm_id: number }, directBefore: number[], featureLevel: number): Promise<void> {
+async function sendFullMembersChannelEvents(
+  q: Queryable,
+  n: Notify,
+  user: { id: number; realm_id: number },
+  directBefore: number[],
+  featureLevel: number,
+): Promise<void> {
   const { rows: g } = await q.query("SELECT usergroup_ptr_id AS id FROM zerver_namedusergroup WHERE realm_id = $1 AND name = $2 AND is_system_group", [
     user.realm_id,
     SystemGroups.FULL_MEMBERS,
@@ -337,7 +357,12 @@ async function sendFullMembersChannelEvents(q: Queryable, n: Notify, user: { id:
     const has = await inMetadataAccessSet(q, profile, channel, directNow);
     if (isFull && has && !had) {
       await sendStreamCreationEvent(q, n, channel, [user.id], { traffic: true, forUnarchiving: false, featureLevel });
-      n.events.send(n.realm, { type: "subscription", op: "peer_add", stream_ids: [channel.id], user_ids: await activeSubscriberIds(q, channel.recipient_id) }, [user.id], n.what);
+      n.events.send(
+        n.realm,
+        { type: "subscription", op: "peer_add", stream_ids: [channel.id], user_ids: await activeSubscriberIds(q, channel.recipient_id) },
+        [user.id],
+        n.what,
+      );
     } else if (!isFull && had && !has) {
       sendStreamDeletionEvent(n, [user.id], [channel.id], featureLevel);
     }
@@ -359,7 +384,11 @@ export async function sendStreamCreationEvent(
   users: number[],
   opts: { traffic: boolean; forUnarchiving: boolean; featureLevel: number },
 ): Promise<void> {
-  const event: Record<string, unknown> = { type: "stream", op: "create", streams: await channelDicts(q, channel.realm_id, [channel.id], { traffic: opts.traffic }) };
+  const event: Record<string, unknown> = {
+    type: "stream",
+    op: "create",
+    streams: await channelDicts(q, channel.realm_id, [channel.id], { traffic: opts.traffic }),
+  };
   if (opts.featureLevel >= FL.ARCHIVED_CHANNEL_EVENTS) event.for_unarchiving = opts.forUnarchiving;
   n.events.send(n.realm, event as { type: string }, users, n.what);
 }
@@ -372,7 +401,10 @@ export async function sendStreamCreationEvent(
  * can_administer_channel_group / can_add_subscribers_group / can_subscribe_group name
  * (get_user_ids_with_metadata_access_via_permission_groups). Sorted ids.
  */
-export async function canAccessStreamMetadataUserIds(q: Queryable, channel: { id: number; realm_id: number; invite_only: boolean; recipient_id: number }): Promise<number[]> {
+export async function canAccessStreamMetadataUserIds(
+  q: Queryable,
+  channel: { id: number; realm_id: number; invite_only: boolean; recipient_id: number },
+): Promise<number[]> {
   const ids = new Set<number>();
   const { rows: subs } = await q.query(
     `SELECT s.user_profile_id AS id, u.role FROM zerver_subscription s JOIN zerver_userprofile u ON u.id = s.user_profile_id
@@ -545,7 +577,13 @@ export async function sendSubscriptionAddEvents(
     n.events.send(n.realm, { type: "subscription", op: "add", subscriptions: [await subscriptionDict(q, channel, u, streamDict, subscribers)] }, [u], n.what);
   }
   if (opts.restricted) {
-    for (const u of added) notSent.push(...(await sendUserCreationEventsOnAddingSubscriptions(q, n, channel, u, opts.restricted.before, { avatar: opts.restricted.avatar, featureLevel: opts.featureLevel })));
+    for (const u of added)
+      notSent.push(
+        ...(await sendUserCreationEventsOnAddingSubscriptions(q, n, channel, u, opts.restricted.before, {
+          avatar: opts.restricted.avatar,
+          featureLevel: opts.featureLevel,
+        })),
+      );
   }
   await sendPeerSubscriberEvents(q, n, "peer_add", [channel], new Map([[channel.id, new Set(added)]]));
   return notSent;
@@ -560,7 +598,13 @@ export async function sendSubscriptionAddEvents(
  * In an organization that limits whom users see, the caller then sends
  * send_user_remove_events_on_removing_subscriptions (user-creation-events.ts).
  */
-export async function sendSubscriptionRemoveEvents(q: Queryable, n: Notify, channel: PeerChannelRef, removed: number[], opts: { featureLevel: number }): Promise<void> {
+export async function sendSubscriptionRemoveEvents(
+  q: Queryable,
+  n: Notify,
+  channel: PeerChannelRef,
+  removed: number[],
+  opts: { featureLevel: number },
+): Promise<void> {
   if (removed.length === 0) return;
   const { rows } = await q.query("SELECT id, role FROM zerver_userprofile WHERE id = ANY ($1::int[])", [removed]);
   const roleOf = new Map(rows.map((u) => [Number(u.id), Number(u.role)]));

@@ -158,22 +158,33 @@ export async function sendChannelMessageEvents(
   n: Notify,
   o: { messageId: number; wasRecentlyActive: boolean; possiblyMentionedUserIds?: number[]; featureLevel: number; env: MessageEventEnv },
 ): Promise<string[]> {
-  const { rows: mr } = await q.query(
-    `SELECT m.*, c.name AS client FROM zerver_message m JOIN zerver_client c ON c.id = m.sending_client_id WHERE m.id = $1`,
-    [o.messageId],
-  );
-  const m = mr[0];
-  const { rows: cr } = await q.query("SELECT id, realm_id, name, recipient_id, invite_only, is_web_public, deactivated FROM zerver_stream WHERE recipient_id = $1", [
-    m.recipient_id,
+  const { rows: mr } = await q.query(`SELECT m.*, c.name AS client FROM zerver_message m JOIN zerver_client c ON c.id = m.sending_client_id WHERE m.id = $1`, [
+    o.messageId,
   ]);
+  const m = mr[0];
+  const { rows: cr } = await q.query(
+    "SELECT id, realm_id, name, recipient_id, invite_only, is_web_public, deactivated FROM zerver_stream WHERE recipient_id = $1",
+    [m.recipient_id],
+  );
   const st = cr[0];
-  const channel = { id: Number(st.id), realm_id: Number(st.realm_id), name: st.name as string, recipient_id: Number(st.recipient_id), invite_only: Boolean(st.invite_only) };
+  const channel = {
+    id: Number(st.id),
+    realm_id: Number(st.realm_id),
+    name: st.name as string,
+    recipient_id: Number(st.recipient_id),
+    invite_only: Boolean(st.invite_only),
+  };
   // notify_stream_is_recently_active_update comes first (and does not depend on the message dict).
   if (!o.wasRecentlyActive) {
     n.events.send(
       n.realm,
       { type: "stream", op: "update", property: "is_recently_active", value: true, stream_id: channel.id, name: channel.name },
-      await canAccessStreamMetadataUserIds(q, { id: channel.id, realm_id: channel.realm_id, invite_only: channel.invite_only, recipient_id: channel.recipient_id }),
+      await canAccessStreamMetadataUserIds(q, {
+        id: channel.id,
+        realm_id: channel.realm_id,
+        invite_only: channel.invite_only,
+        recipient_id: channel.recipient_id,
+      }),
       n.what,
     );
   }
@@ -253,12 +264,17 @@ export async function sendChannelMessageEvents(
       : (await hasColumn(q, "zerver_pushdevice", "bouncer_device_id"))
         ? "SELECT user_id FROM zerver_pushdevice WHERE bouncer_device_id IS NOT NULL UNION "
         : "";
-    const { rows: dev } = await q.query(`SELECT DISTINCT user_id AS id FROM (${device}SELECT user_id FROM zerver_pushdevicetoken) d WHERE user_id = ANY ($1::int[])`, [active]);
+    const { rows: dev } = await q.query(
+      `SELECT DISTINCT user_id AS id FROM (${device}SELECT user_id FROM zerver_pushdevicetoken) d WHERE user_id = ANY ($1::int[])`,
+      [active],
+    );
     pushRegistered = sorted(dev.map((r) => Number(r.id)));
   }
 
   // The UserMessage rows written (create_user_messages) and their flags.
-  const { rows: ums } = await q.query("SELECT user_profile_id AS id, flags FROM zerver_usermessage WHERE message_id = $1 ORDER BY user_profile_id", [o.messageId]);
+  const { rows: ums } = await q.query("SELECT user_profile_id AS id, flags FROM zerver_usermessage WHERE message_id = $1 ORDER BY user_profile_id", [
+    o.messageId,
+  ]);
   const flags = new Map(ums.map((r) => [Number(r.id), flagsList(Number(r.flags))]));
   const userIds = sorted([...active, ...flags.keys()]);
   const userList = userIds.includes(senderId) ? [senderId, ...userIds.filter((u) => u !== senderId)] : userIds;

@@ -40,12 +40,7 @@ export function isoMinutes(d: Date): string {
  * format_user_row(realm_id, acting_user, row, client_gravatar=False,
  * user_avatar_url_field_optional=False, custom_profile_field_data={}) for a human user.
  */
-export function personObject(
-  u: Record<string, any>,
-  avatar: string,
-  withDeliveryEmail: boolean,
-  featureLevel: number,
-): Record<string, unknown> {
+export function personObject(u: Record<string, any>, avatar: string, withDeliveryEmail: boolean, featureLevel: number): Record<string, unknown> {
   const role = Number(u.role);
   const person: Record<string, unknown> = {
     email: u.email,
@@ -115,12 +110,15 @@ export async function sendUserCreationEvents(
   const { rows } = await q.query("SELECT * FROM zerver_userprofile WHERE id = $1", [userId]);
   const u = rows[0];
   const what = `realm_user add events for ${u.delivery_email} (other users' open apps list the new user only after a reload)`;
-  const avatar = opts.avatar ? avatarUrl(opts.avatar, { ...u, id: Number(u.id), realm_id: Number(u.realm_id) }, opts.featureLevel) : { reason: "the avatar settings could not be read" };
+  const avatar = opts.avatar
+    ? avatarUrl(opts.avatar, { ...u, id: Number(u.id), realm_id: Number(u.realm_id) }, opts.featureLevel)
+    : { reason: "the avatar settings could not be read" };
   const restricted = await userAccessRestricted(q, { realm_id: Number(u.realm_id), is_bot: false });
   if (typeof avatar !== "string") notSent.push(`${what}: ${avatar.reason}`);
   else {
     const guests = await notifyCreatedUser(q, n, u, avatar, opts.featureLevel, restricted, null);
-    if (guests.length) notSent.push(`the "Unknown user" realm_user add for ${guests.length} guest(s) (its static avatar URL is content-hashed on a production server)`);
+    if (guests.length)
+      notSent.push(`the "Unknown user" realm_user add for ${guests.length} guest(s) (its static avatar URL is content-hashed on a production server)`);
   }
   for (const g of opts.systemGroupIds) await sendGroupMembersEvent(q, n, "add_members", g, [Number(u.id)]);
   if (opts.channelIds.length) {
@@ -135,7 +133,16 @@ export async function sendUserCreationEvents(
           WHERE r.type_id = ANY ($1::int[]) AND s.active AND p.is_active AND p.role = 600 AND p.id <> $2 ORDER BY p.id`,
         [opts.channelIds, u.id],
       );
-      if (gs.length) await notifyCreatedUser(q, n, u, avatar, opts.featureLevel, false, gs.map((r) => Number(r.id)));
+      if (gs.length)
+        await notifyCreatedUser(
+          q,
+          n,
+          u,
+          avatar,
+          opts.featureLevel,
+          false,
+          gs.map((r) => Number(r.id)),
+        );
     }
     await sendPeerSubscriberEvents(q, n, "peer_add", channels, new Map(channels.map((c) => [c.id, new Set([Number(u.id)])])));
   }
@@ -187,12 +194,20 @@ async function channelSubscriberIds(q: Queryable, recipientId: number): Promise<
  * notify_created_user(user, notify_user_ids) with a non-empty list: `realm_user` `add` to those of
  * them who are active, split by who may see the real address. Returns why it was not sent.
  */
-async function notifyCreatedUserTo(q: Queryable, n: Notify, userId: number, recipients: number[], opts: { avatar: AvatarSettings | null; featureLevel: number }): Promise<string[]> {
+async function notifyCreatedUserTo(
+  q: Queryable,
+  n: Notify,
+  userId: number,
+  recipients: number[],
+  opts: { avatar: AvatarSettings | null; featureLevel: number },
+): Promise<string[]> {
   const { rows } = await q.query("SELECT * FROM zerver_userprofile WHERE id = $1", [userId]);
   const u = rows[0];
   const what = `the realm_user add of user ${userId} to ${recipients.length} user(s) who can now see them`;
   if (u.is_bot) return [`${what}: the bot user object of that event is not reproduced`];
-  const avatar = opts.avatar ? avatarUrl(opts.avatar, { ...u, id: Number(u.id), realm_id: Number(u.realm_id) }, opts.featureLevel) : { reason: "the avatar settings could not be read" };
+  const avatar = opts.avatar
+    ? avatarUrl(opts.avatar, { ...u, id: Number(u.id), realm_id: Number(u.realm_id) }, opts.featureLevel)
+    : { reason: "the avatar settings could not be read" };
   if (typeof avatar !== "string") return [`${what}: ${avatar.reason}`];
   await notifyCreatedUser(q, n, u, avatar, opts.featureLevel, false, recipients);
   return [];

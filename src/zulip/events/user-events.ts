@@ -174,7 +174,12 @@ export async function sendPeerSubscriberEvents(
       n.events.send(n.realm, { type: "subscription", op, stream_ids: sorted(webPublic), user_ids: userIds }, peers, n.what);
     }
     if (withoutGuests.length) {
-      n.events.send(n.realm, { type: "subscription", op, stream_ids: sorted(withoutGuests), user_ids: userIds }, sorted([...nonGuests].filter((u) => !changed.has(u))), n.what);
+      n.events.send(
+        n.realm,
+        { type: "subscription", op, stream_ids: sorted(withoutGuests), user_ids: userIds },
+        sorted([...nonGuests].filter((u) => !changed.has(u))),
+        n.what,
+      );
     }
   }
 }
@@ -235,7 +240,9 @@ async function sendAnonymousGroupSettingEvents(q: Queryable, n: Notify, groupIds
   ).rows) {
     members.get(Number(r.g))!.push(Number(r.u));
   }
-  for (const r of (await q.query("SELECT supergroup_id AS g, subgroup_id AS s FROM zerver_groupgroupmembership WHERE supergroup_id = ANY ($1::int[]) ORDER BY id", [groupIds])).rows) {
+  for (const r of (
+    await q.query("SELECT supergroup_id AS g, subgroup_id AS s FROM zerver_groupgroupmembership WHERE supergroup_id = ANY ($1::int[]) ORDER BY id", [groupIds])
+  ).rows) {
     subgroups.get(Number(r.g))!.push(Number(r.s));
   }
   const groupCols = await settingColumns(q, "zerver_namedusergroup");
@@ -257,7 +264,8 @@ async function sendAnonymousGroupSettingEvents(q: Queryable, n: Notify, groupIds
     if (!sent && realmCols.length) {
       const { rows } = await q.query(`SELECT ${realmCols.join(", ")} FROM zerver_realm WHERE id = $1`, [n.realm.id]);
       const col = realmCols.find((c) => Number(rows[0]?.[c]) === g);
-      if (col) n.events.send(n.realm, { type: "realm", op: "update_dict", property: "default", data: { [col.replace(/_id$/, "")]: value } }, recipients, n.what);
+      if (col)
+        n.events.send(n.realm, { type: "realm", op: "update_dict", property: "default", data: { [col.replace(/_id$/, "")]: value } }, recipients, n.what);
     }
   }
 }
@@ -380,12 +388,7 @@ export async function sendDeletedUserSubscriptionRemovalEvents(
 }
 
 /** The events of do_reactivate_user (acting_user None: no bot owner change), in Zulip's order. */
-export async function sendUserReactivationEvents(
-  q: Queryable,
-  n: Notify,
-  user: UserProfile,
-  opts: { featureLevel: number },
-): Promise<void> {
+export async function sendUserReactivationEvents(q: Queryable, n: Notify, user: UserProfile, opts: { featureLevel: number }): Promise<void> {
   n.events.auditLogUpload(n.realm);
   n.events.send(n.realm, { type: "realm_user", op: "update", person: { user_id: user.id, is_active: true } }, await userIdsWhoCanAccessUser(q, user), n.what);
   if (!user.is_bot) {
@@ -462,9 +465,20 @@ export async function sendDeliveryEmailChangeEvents(
   opts: { avatar: AvatarSettings | null; featureLevel: number },
 ): Promise<string[]> {
   const notSent: string[] = [];
-  n.events.send(n.realm, { type: "realm_user", op: "update", person: { user_id: after.id, delivery_email: after.delivery_email } }, await usersWithAccessToRealEmail(q, after), n.what);
+  n.events.send(
+    n.realm,
+    { type: "realm_user", op: "update", person: { user_id: after.id, delivery_email: after.delivery_email } },
+    await usersWithAccessToRealEmail(q, after),
+    n.what,
+  );
   if (after.avatar_source === "G") {
-    const u = { id: Number(after.id), realm_id: Number(after.realm_id), delivery_email: after.delivery_email as string, avatar_source: "G", avatar_version: Number(after.avatar_version) };
+    const u = {
+      id: Number(after.id),
+      realm_id: Number(after.realm_id),
+      delivery_email: after.delivery_email as string,
+      avatar_source: "G",
+      avatar_version: Number(after.avatar_version),
+    };
     const url = opts.avatar ? avatarUrl(opts.avatar, u, opts.featureLevel) : { reason: "the avatar settings could not be read" };
     const medium = opts.avatar ? avatarUrl(opts.avatar, u, opts.featureLevel, true) : url;
     if (typeof url !== "string" || typeof medium !== "string") {
@@ -475,14 +489,23 @@ export async function sendDeliveryEmailChangeEvents(
       }
       n.events.send(
         n.realm,
-        { type: "realm_user", op: "update", person: { avatar_source: "G", avatar_url: url, avatar_url_medium: medium, avatar_version: u.avatar_version, user_id: after.id } },
+        {
+          type: "realm_user",
+          op: "update",
+          person: { avatar_source: "G", avatar_url: url, avatar_url_medium: medium, avatar_version: u.avatar_version, user_id: after.id },
+        },
         await userIdsWhoCanAccessUser(q, after),
         n.what,
       );
     }
   }
   if (Number(after.email_address_visibility) === EmailAddressVisibility.EVERYONE) {
-    n.events.send(n.realm, { type: "realm_user", op: "update", person: { user_id: after.id, new_email: after.email } }, await userIdsWhoCanAccessUser(q, after), n.what);
+    n.events.send(
+      n.realm,
+      { type: "realm_user", op: "update", person: { user_id: after.id, new_email: after.email } },
+      await userIdsWhoCanAccessUser(q, after),
+      n.what,
+    );
   }
   return notSent;
 }

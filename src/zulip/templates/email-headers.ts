@@ -41,7 +41,13 @@ export function parseEmailTemplate(raw: string): EmailTemplateFile {
   let last: { name: string; value: string } | null = null;
   const flush = () => {
     if (last && !headers.has(last.name.toLowerCase())) {
-      headers.set(last.name.toLowerCase(), last.value.replace(/\n/g, "").replace(/^[ \t]+/, "").trimEnd());
+      headers.set(
+        last.name.toLowerCase(),
+        last.value
+          .replace(/\n/g, "")
+          .replace(/^[ \t]+/, "")
+          .trimEnd(),
+      );
     }
   };
   headerLines.forEach((line) => {

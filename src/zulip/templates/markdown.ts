@@ -243,7 +243,9 @@ class BlockRenderer {
         .split(/(?<!\\)\|/)
         .map((c) => c.trim());
     const head = cells(lines[start]);
-    const aligns = cells(lines[start + 1]).map((c) => (c.startsWith(":") && c.endsWith(":") ? "center" : c.endsWith(":") ? "right" : c.startsWith(":") ? "left" : null));
+    const aligns = cells(lines[start + 1]).map((c) =>
+      c.startsWith(":") && c.endsWith(":") ? "center" : c.endsWith(":") ? "right" : c.startsWith(":") ? "left" : null,
+    );
     const attr = (k: number) => (aligns[k] ? ` style="text-align: ${aligns[k]};"` : "");
     const rows: string[] = ["<table>", "<thead>", "<tr>"];
     head.forEach((c, k) => rows.push(`<th${attr(k)}>${this.inline.render(c)}</th>`));
@@ -276,10 +278,13 @@ export function renderMarkdown(markdown: string): string {
   });
   // Reference definitions: [id]: url "title"
   const refs = new Map<string, { url: string; title?: string }>();
-  src = src.replace(/^ {0,3}\[([^\]]+)\]:\s*(\S+)(?:\s+(?:"([^"]*)"|'([^']*)'|\(([^)]*)\)))?\s*$/gm, (_m, id: string, url: string, t1?: string, t2?: string, t3?: string) => {
-    refs.set(id.trim().toLowerCase().replace(/\s+/g, " "), { url: url.replace(/^<(.*)>$/, "$1"), title: t1 ?? t2 ?? t3 });
-    return "";
-  });
+  src = src.replace(
+    /^ {0,3}\[([^\]]+)\]:\s*(\S+)(?:\s+(?:"([^"]*)"|'([^']*)'|\(([^)]*)\)))?\s*$/gm,
+    (_m, id: string, url: string, t1?: string, t2?: string, t3?: string) => {
+      refs.set(id.trim().toLowerCase().replace(/\s+/g, " "), { url: url.replace(/^<(.*)>$/, "$1"), title: t1 ?? t2 ?? t3 });
+      return "";
+    },
+  );
   const inline = new InlineRenderer(refs, protectedParts);
   let html = new BlockRenderer(inline).render(src.split("\n"));
   // Restore stashed HTML (repeatedly: stashes can contain stashes), then the template expressions.

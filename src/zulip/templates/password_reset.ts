@@ -62,9 +62,7 @@ export function passwordResetText(c: PasswordResetContext): string {
 export function passwordResetHtml(c: PasswordResetContext): string {
   const p = (inner: string) => `<p>\n    ${inner}\n</p>`;
   const parts: string[] = [];
-  parts.push(
-    p(`Somebody (possibly you) requested a new password for the Zulip account ${emailTag(c.email)} on ${linkTag(c.realmUrl)}.`),
-  );
+  parts.push(p(`Somebody (possibly you) requested a new password for the Zulip account ${emailTag(c.email)} on ${linkTag(c.realmUrl)}.`));
   if (c.activeAccountInRealm) {
     parts.push(
       p(

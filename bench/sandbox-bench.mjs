@@ -86,7 +86,8 @@ export async function startBenchDatabase(prefix) {
  * in batches of 50,000). Returns the channel id and the UserMessage rows written.
  */
 export async function seedBulkChannel(client, { count, start, stepMs }) {
-  const { createUser, createChannel } = await import(path.join(ROOT, "dist", "zulip", "actions", "create.js"));
+  const { createUser } = await import(path.join(ROOT, "dist", "zulip", "actions", "create-user.js"));
+  const { createChannel } = await import(path.join(ROOT, "dist", "zulip", "actions", "create-channel.js"));
   const { seedBulkMessages } = await import(path.join(ROOT, "dist", "dev", "seed.js"));
   await client.query("BEGIN");
   const user = await createUser(client, 2, { email: BULK_SENDER, fullName: "Bulk Sender", externalHost: "zulip.example.net" });

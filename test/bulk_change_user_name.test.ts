@@ -17,7 +17,7 @@ describe.each(["zulip12_fresh", "zulip11_fresh", "zulip10_fresh"] as const)("bul
   let copy: ServerCopy;
   let reader: QueueReader;
   let dir: string;
-  let u1: TestUser, u2: TestUser, u3: TestUser, bot: TestUser, admin: TestUser;
+  let u1: TestUser, u2: TestUser, u3: TestUser, bot: TestUser;
   let stringId: string;
   let auditCols: Set<string>;
   const cli = (args: string[], input?: string): Promise<CliResult> =>
@@ -37,7 +37,7 @@ describe.each(["zulip12_fresh", "zulip11_fresh", "zulip10_fresh"] as const)("bul
     reader = await QueueReader.open();
     dir = fs.mkdtempSync(path.join(os.tmpdir(), "zm-names-"));
     fs.chmodSync(dir, 0o755);
-    admin = await addUser(copy.db, { role: 200, name: "admin" });
+    await addUser(copy.db, { role: 200, name: "admin" });
     u1 = await addUser(copy.db, { role: 400, name: "one" });
     u2 = await addUser(copy.db, { role: 400, name: "two" });
     u3 = await addUser(copy.db, { role: 600, name: "three" });

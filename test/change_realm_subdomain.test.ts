@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runCli } from "./helpers/cli.js";
 import type { ConfDir } from "./helpers/confdir.js";
-import type { MemcachedClient, MemcachedInstance } from "./helpers/memcached.js";
+import type { MemcachedClient } from "./helpers/memcached.js";
 import type { TestDatabase } from "./helpers/pg.js";
 import { snapshot, changedTables as changed } from "./helpers/snapshot.js";
 import { type ServerCopy, startServerCopy } from "./helpers/server-copy.js";
@@ -59,14 +59,13 @@ async function structure(db: TestDatabase, realmId: number) {
 
 describe("change_realm_subdomain on the real Zulip 12.2 data", () => {
   let db: TestDatabase;
-  let mc: MemcachedInstance;
   let client: MemcachedClient;
   let conf: ConfDir;
   let copy: ServerCopy;
 
   beforeAll(async () => {
     copy = await startServerCopy({ template: "zulip12_fresh", externalHost: HOST, client: true });
-    ({ db, mc, conf } = copy);
+    ({ db, conf } = copy);
     client = copy.client!;
   });
   afterAll(() => copy?.stop());
@@ -240,12 +239,11 @@ describe("change_realm_subdomain on the real Zulip 12.2 data", () => {
 
 describe("change_realm_subdomain on a Zulip 11 database", () => {
   let db: TestDatabase;
-  let mc: MemcachedInstance;
   let conf: ConfDir;
   let copy: ServerCopy;
   beforeAll(async () => {
     copy = await startServerCopy({ template: "zulip11_fresh", externalHost: HOST });
-    ({ db, mc, conf } = copy);
+    ({ db, conf } = copy);
   });
   afterAll(() => copy?.stop());
 

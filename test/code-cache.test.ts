@@ -290,7 +290,7 @@ describe("a cache directory that cannot or must not be written", () => {
     const r = await run(c, ["help"], env, opts);
     expect(r.exitCode, r.stderr).toBe(0);
     expect(r.stdout).toContain("list_realms");
-    const [, reason] = /^zulip-manage: code cache: none; (.*)$/.exec(r.stderr) ?? [, r.stderr];
+    const [, reason] = /^zulip-manage: code cache: none; (.*)$/.exec(r.stderr) ?? [undefined, r.stderr];
     expect(reason).toMatch(why);
     return r;
   };

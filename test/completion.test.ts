@@ -239,7 +239,6 @@ t() { words=("$@"); CURRENT=$#words; _zulip_manage; print -r -- '<<end>>'; }
           `t zulip-manage change_user_role --flush-cache=`,
           `t zulip-manage show_admins -r ''`,
           `t zulip-manage send_custom_email --markdown-template-path ''`,
-          ,
           `t zulip-manage doctor --conf-dir ''`,
           `t zulip-manage completion ''`,
           `t zulip-manage help ''`,

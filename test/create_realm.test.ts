@@ -14,7 +14,6 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { verifyDjangoArgon2Hash } from "../src/zulip/password.js";
 import { runCli } from "./helpers/cli.js";
 import { makeConfDir, type ConfDir } from "./helpers/confdir.js";
-import type { MemcachedInstance } from "./helpers/memcached.js";
 import { createDatabase, type TestDatabase } from "./helpers/pg.js";
 import { snapshot, type Snapshot, foreignKeyViolations, changedTables as changed } from "./helpers/snapshot.js";
 import { type ServerCopy, startServerCopy } from "./helpers/server-copy.js";
@@ -97,7 +96,6 @@ function expectedDelays(joined: Date): Record<string, number> {
 
 describe("create_realm on a copy of a real Zulip 12.2 server", () => {
   let db: TestDatabase;
-  let mc: MemcachedInstance;
   let conf: ConfDir;
   let copy: ServerCopy;
   let tmp: string;
@@ -106,7 +104,7 @@ describe("create_realm on a copy of a real Zulip 12.2 server", () => {
 
   beforeAll(async () => {
     copy = await startServerCopy({ template: "zulip12_fresh", externalHost: HOST });
-    ({ db, mc, conf } = copy);
+    ({ db, conf } = copy);
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), "zm-create-realm-"));
     pwFile = path.join(tmp, "pw");
     fs.writeFileSync(pwFile, `  ${password}\n`);
@@ -333,14 +331,13 @@ describe.each([
   ["10.x", "zulip10_fresh", 15],
 ] as const)("create_realm on a Zulip %s database", (_series, template, updateLevel) => {
   let db: TestDatabase;
-  let mc: MemcachedInstance;
   let conf: ConfDir;
   let copy: ServerCopy;
   let doc: Row;
   let before: Snapshot;
   beforeAll(async () => {
     copy = await startServerCopy({ template, externalHost: HOST });
-    ({ db, mc, conf } = copy);
+    ({ db, conf } = copy);
   });
   afterAll(() => copy?.stop());
 

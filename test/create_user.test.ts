@@ -14,7 +14,7 @@ import crypto from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runCli } from "./helpers/cli.js";
 import { makeConfDir, type ConfDir } from "./helpers/confdir.js";
-import type { MemcachedClient, MemcachedInstance } from "./helpers/memcached.js";
+import type { MemcachedClient } from "./helpers/memcached.js";
 import { createDatabase, type TestDatabase } from "./helpers/pg.js";
 import { snapshot, type Snapshot, foreignKeyViolations, changedTables as changed } from "./helpers/snapshot.js";
 import { type ServerCopy, startServerCopy } from "./helpers/server-copy.js";
@@ -63,7 +63,6 @@ async function expectMemberSignupRows(db: TestDatabase, userId: number, maxAudit
 
 describe("create_user on a copy of a real Zulip 12.2 server", () => {
   let db: TestDatabase;
-  let mc: MemcachedInstance;
   let client: MemcachedClient;
   let conf: ConfDir;
   let copy: ServerCopy;
@@ -71,7 +70,7 @@ describe("create_user on a copy of a real Zulip 12.2 server", () => {
 
   beforeAll(async () => {
     copy = await startServerCopy({ template: "zulip12_fresh", externalHost: HOST, client: true });
-    ({ db, mc, conf } = copy);
+    ({ db, conf } = copy);
     client = copy.client!;
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), "zm-create-user-"));
   });
@@ -334,7 +333,6 @@ describe.each([
   ["10.x", "zulip10_fresh"],
 ] as const)("create_user on a Zulip %s database", (_series, template) => {
   let db: TestDatabase;
-  let mc: MemcachedInstance;
   let conf: ConfDir;
   let copy: ServerCopy;
   let doc: Row;
@@ -345,7 +343,7 @@ describe.each([
 
   beforeAll(async () => {
     copy = await startServerCopy({ template, externalHost: HOST });
-    ({ db, mc, conf } = copy);
+    ({ db, conf } = copy);
   });
   afterAll(() => copy?.stop());
 

@@ -37,8 +37,6 @@ let mc: MemcachedInstance;
 let redis: RedisInstance;
 let smtp: SmtpSink;
 let reader: QueueReader;
-/** A consumer on notify_tornado: this file's vhost looks like a server with Tornado running. */
-let tornado: { cancel(): Promise<void> };
 const confs: ConfDir[] = [];
 
 beforeAll(async () => {
@@ -49,7 +47,8 @@ beforeAll(async () => {
     startSmtpSink({ auth: { user: "mailer", pass: "mail-pw" } }),
   ]);
   reader = await QueueReader.open();
-  tornado = await reader.consume("notify_tornado");
+  // A consumer on notify_tornado: this file's vhost looks like a server with Tornado running.
+  await reader.consume("notify_tornado");
 });
 
 afterAll(async () => {

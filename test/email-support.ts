@@ -11,8 +11,8 @@ import { SMTPServer } from "smtp-server";
 import { rabbitSettings, sharedRabbit } from "./helpers/rabbitmq.js";
 import { requireTool } from "./helpers/tools.js";
 
-export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
-export const BIN = path.join(REPO, "bin", "zulip-manage");
+const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+const BIN = path.join(REPO, "bin", "zulip-manage");
 
 // ---------------------------------------------------------------------------------------------
 // SMTP sink
@@ -143,7 +143,7 @@ function decodeQuotedPrintable(s: string): Buffer {
 }
 
 /** RFC 2047 encoded words (whitespace between adjacent words dropped). */
-export function decodeWords(value: string): string {
+function decodeWords(value: string): string {
   const word = /=\?([^?]+)\?([QqBb])\?([^?]*)\?=/g;
   const joined = value.replace(/(=\?[^?]+\?[QqBb]\?[^?]*\?=)\s+(?==\?)/g, "$1");
   return joined.replace(word, (_m, charset: string, enc: string, text: string) => {
@@ -185,7 +185,7 @@ function splitEntity(raw: string): { headers: Map<string, string[]>; body: strin
   return { headers: splitHeaders(raw.slice(0, m.index)), body: raw.slice(m.index + m[0].length) };
 }
 
-export function parseMail(raw: string): ParsedMail {
+function parseMail(raw: string): ParsedMail {
   // The CRLF before the SMTP end-of-data dot ends the last line; it is not part of the body.
   const top = splitEntity(raw.replace(/\r\n$/, ""));
   const result: ParsedMail = {

@@ -8,7 +8,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { createRealm } from "../src/zulip/actions/create-realm.js";
-import { createUser, deactivateUser } from "../src/zulip/actions/create-user.js";
+import { createUser } from "../src/zulip/actions/create-user.js";
 import { ROLES } from "../src/zulip/roles.js";
 import { parseEmailTemplate } from "../src/zulip/templates/email-headers.js";
 import { renderMarkdown } from "../src/zulip/templates/markdown.js";

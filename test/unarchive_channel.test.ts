@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createChannel } from "../src/zulip/actions/create-channel.js";
 import { runCli } from "./helpers/cli.js";
 import { makeConfDir, type ConfDir } from "./helpers/confdir.js";
-import { startMemcached, type MemcachedClient, type MemcachedInstance } from "./helpers/memcached.js";
+import { startMemcached, type MemcachedClient } from "./helpers/memcached.js";
 import { createDatabase, type TestDatabase } from "./helpers/pg.js";
 import { snapshot, changedTables as changed } from "./helpers/snapshot.js";
 import { type ServerCopy, startServerCopy } from "./helpers/server-copy.js";
@@ -39,7 +39,6 @@ async function newChannel(db: TestDatabase, name: string, opts: { inviteOnly?: b
 
 describe("unarchive_channel on a copy of a real Zulip 12.2 server", () => {
   let db: TestDatabase;
-  let mc: MemcachedInstance;
   let client: MemcachedClient;
   let conf: ConfDir;
   let copy: ServerCopy;
@@ -47,7 +46,7 @@ describe("unarchive_channel on a copy of a real Zulip 12.2 server", () => {
 
   beforeAll(async () => {
     copy = await startServerCopy({ template: "zulip12_fresh", externalHost: HOST, client: true });
-    ({ db, mc, conf } = copy);
+    ({ db, conf } = copy);
     client = copy.client!;
     [sandbox] = await db.query("SELECT * FROM zerver_stream WHERE realm_id = 2 AND name = 'sandbox'");
     // The real organization writes British English and has channel event messages off.

@@ -33,7 +33,7 @@ import { tempfileRandomName } from "../lib/random.js";
 import { readZulipVersion } from "../services/push-service.js";
 
 /** zulip_tools.TIMESTAMP_FORMAT ("%Y-%m-%d-%H-%M-%S"), in UTC like timezone_now(). */
-export function backupTimestamp(d: Date = new Date()): string {
+function backupTimestamp(d: Date = new Date()): string {
   const p = (n: number) => String(n).padStart(2, "0");
   return `${d.getUTCFullYear()}-${p(d.getUTCMonth() + 1)}-${p(d.getUTCDate())}-${p(d.getUTCHours())}-${p(d.getUTCMinutes())}-${p(d.getUTCSeconds())}`;
 }
@@ -72,7 +72,7 @@ export function keepPattern(name: string): RegExp {
 // Inputs: versions, pg_dump
 
 /** /etc/os-release's "{ID} {VERSION_ID}" (parse_os_release; /usr/lib/os-release as systemd falls back). */
-export function osVersion(files = ["/etc/os-release", "/usr/lib/os-release"]): string {
+function osVersion(files = ["/etc/os-release", "/usr/lib/os-release"]): string {
   for (const file of files) {
     let text: string;
     try {
@@ -94,7 +94,7 @@ export function osVersion(files = ["/etc/os-release", "/usr/lib/os-release"]): s
 }
 
 /** The zulip-version file: ZULIP_VERSION, then `git describe` for a git deployment (try_git_describe). */
-export async function zulipVersionText(deployDir: string): Promise<{ text: string; version: string | null }> {
+async function zulipVersionText(deployDir: string): Promise<{ text: string; version: string | null }> {
   const { version } = readZulipVersion(deployDir);
   let text = `${version ?? "unknown"}\n`;
   if (fs.existsSync(path.join(deployDir, ".git"))) {
@@ -131,7 +131,7 @@ export function pgDumpMajor(versionLine: string): number | null {
   return Number(m[1]);
 }
 
-export const PG_DUMP_INSTALL_HINT = (major: number) =>
+const PG_DUMP_INSTALL_HINT = (major: number) =>
   `Install the PostgreSQL ${major} client tools (Debian/Ubuntu: apt-get install postgresql-client-${major}), ` +
   `or put a pg_dump of version ${major} or newer first on PATH.`;
 
@@ -330,7 +330,7 @@ function realpathOr(p: string): string {
 }
 
 /** Resolve --output into the final path (a directory gets Zulip's default name inside it). */
-export function resolveOutput(output: string | undefined, timestamp: string, tmpdir = os.tmpdir()): string {
+function resolveOutput(output: string | undefined, timestamp: string, tmpdir = os.tmpdir()): string {
   if (output === undefined) return path.join(tmpdir, defaultName(timestamp));
   if (output === "") throw new UsageError("--output must not be empty");
   let isDir = output.endsWith("/");

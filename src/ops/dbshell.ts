@@ -6,7 +6,7 @@ import { spawn } from "node:child_process";
 import { type ConnectionPlan, libpqEnvironment } from "../db/db.js";
 import { EnvironmentError } from "../lib/errors.js";
 
-export const PSQL_INSTALL_HINT =
+const PSQL_INSTALL_HINT =
   "psql (the PostgreSQL command-line client) is not installed or not on PATH.\n" +
   "Install it with: apt-get install postgresql-client   (Debian/Ubuntu; any version 12 or newer works)\n" +
   "or run: /usr/lib/postgresql/<version>/bin/psql with the environment shown by 'zulip-manage dbshell --json'.";

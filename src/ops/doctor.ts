@@ -73,7 +73,7 @@ export interface DoctorOptions {
   timeoutMs?: number;
 }
 
-export const CHECKS: readonly { id: string; title: string; required: boolean }[] = [
+const CHECKS: readonly { id: string; title: string; required: boolean }[] = [
   { id: "settings", title: "Settings (settings.py)", required: true },
   { id: "zulip_conf", title: "Server config (zulip.conf)", required: true },
   { id: "secrets", title: "Secrets file", required: true },

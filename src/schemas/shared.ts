@@ -7,7 +7,7 @@ import { type Static, type TObject, type TProperties, type TSchema, Type } from 
 import { SCHEMA_VERSION, STATUSES, type StatusJson } from "../cli/json-contract.js";
 
 /** RFC 3339 in UTC with "Z", fractional seconds optional (e.g. 2026-05-02T12:00:00.000Z). */
-export const TIMESTAMP_PATTERN = "^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}:\\d{2}(\\.\\d+)?Z$";
+const TIMESTAMP_PATTERN = "^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}:\\d{2}(\\.\\d+)?Z$";
 export const Timestamp = Type.String({ pattern: TIMESTAMP_PATTERN, description: "RFC 3339 timestamp in UTC, ending in Z" });
 export const Nullable = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()]);
 export const Id = Type.Integer({ minimum: 0 });
@@ -59,13 +59,12 @@ export const User = Obj(
 export type UserJson = Static<typeof User>;
 
 /** The one status vocabulary of per-item outcomes (src/cli/json-contract.ts STATUSES). */
-export const Status = Type.Union(
+const Status = Type.Union(
   (Object.keys(STATUSES) as StatusJson[]).map((s) => Type.Literal(s)),
   { description: "done | would_do | unchanged | skipped | warning | refused | failed | not_attempted" },
 );
 /** The outcome members every per-item result has. */
 export const OutcomeFields = { ok: Type.Boolean(), status: Status, error: Nullable(Type.String()) };
-export const Outcome = Obj(OutcomeFields, "an outcome");
 
 /** The RealmAuditLog rows written, always an array (empty in a dry run or when nothing was written). */
 export const AuditLogIds = Type.Array(Id, { description: "ids of the zerver_realmauditlog rows written" });
@@ -79,7 +78,7 @@ export const Change = <T extends TSchema>(t: T) => Obj({ old: t, new: t }, "a ch
  * says what is stale; the committed change stands (exit 0). A report is null where the service
  * was not involved (a dry run).
  */
-export const ServiceReportFields = {
+const ServiceReportFields = {
   ok: Type.Boolean({ description: "whether the service did what was asked" }),
   warning: Nullable(Type.String({ description: "what is stale when ok is false" })),
 };
@@ -111,9 +110,9 @@ export const EventsReport = ServiceReport(
 );
 
 /** error_code values are snake_case names; the README lists them. */
-export const ErrorCodeSchema = Type.String({ pattern: "^[a-z][a-z0-9_]*$", description: "a stable machine-readable name of the error (README: error codes)" });
+const ErrorCodeSchema = Type.String({ pattern: "^[a-z][a-z0-9_]*$", description: "a stable machine-readable name of the error (README: error codes)" });
 
-export const EnvelopeFields = {
+const EnvelopeFields = {
   ok: Type.Boolean({ description: "true exactly when exit_code is 0" }),
   exit_code: Type.Union([Type.Literal(0), Type.Literal(1), Type.Literal(2), Type.Literal(3)], { description: "the process's exit status" }),
   error: Nullable(Type.String({ description: "what went wrong; null on success" })),
@@ -123,7 +122,7 @@ export const EnvelopeFields = {
 export const DryRunField = { dry_run: Type.Boolean({ description: "true when nothing was written (a dry run)" }) };
 
 /** The document of any failure before a command produced its own (refusal, usage, environment). */
-export const ErrorDocument = Obj(
+const ErrorDocument = Obj(
   {
     ok: Type.Literal(false),
     exit_code: Type.Union([Type.Literal(1), Type.Literal(2), Type.Literal(3)]),
@@ -133,7 +132,6 @@ export const ErrorDocument = Obj(
   },
   "a failure before the command produced its document",
 );
-export type ErrorDocumentJson = Static<typeof ErrorDocument>;
 
 /**
  * A command's published schema: its document (envelope + one of its bodies), or the error

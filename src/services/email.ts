@@ -326,7 +326,7 @@ export function buildEmail(s: EmailSettings, o: BuildEmailOptions): OutgoingEmai
 }
 
 /** How Zulip's logs show the To list: repr() of a list of "Name <addr>" strings. */
-export function loggedRecipients(mail: OutgoingEmail): string {
+function loggedRecipients(mail: OutgoingEmail): string {
   return "[" + mail.to.map((r) => pyStrRepr(formatAddress(r.name, r.address))).join(", ") + "]";
 }
 
@@ -334,7 +334,7 @@ export function loggedRecipients(mail: OutgoingEmail): string {
 // send_email.log
 
 /** Append "<asctime> LEVEL    message" to <logDir>/send_email.log, silently skipping when not writable. */
-export function appendEmailLog(logDir: string | null, level: "INFO" | "WARNING" | "ERROR", message: string): void {
+function appendEmailLog(logDir: string | null, level: "INFO" | "WARNING" | "ERROR", message: string): void {
   if (!logDir) return;
   try {
     fs.appendFileSync(path.join(logDir, "send_email.log"), `${asctime()} ${level.padEnd(8)} ${message}\n`);
@@ -404,7 +404,7 @@ export interface SendInfo {
 }
 
 /** nodemailer SMTP options equivalent to Django's SMTP EmailBackend with these settings. */
-export function smtpTransportOptions(s: EmailSettings): Record<string, unknown> {
+function smtpTransportOptions(s: EmailSettings): Record<string, unknown> {
   const timeout = s.timeoutSeconds * 1000;
   return {
     host: s.host,
@@ -535,7 +535,7 @@ export interface BulkOptions<T> {
  * server itself is unreachable (several connection-level failures in a row), the remaining
  * items are not attempted and come back as "not_sent". Results are in input order.
  */
-export async function sendBulk<T>(
+async function sendBulk<T>(
   mailer: Mailer,
   items: T[],
   build: (item: T) => OutgoingEmail,

@@ -25,8 +25,8 @@ import net from "node:net";
 import tls from "node:tls";
 import { CommandError } from "../lib/errors.js";
 
-export const DEFAULT_TIMEOUT_MS = 15_000;
-export const ANALYTICS_TIMEOUT_MS = 90_000;
+const DEFAULT_TIMEOUT_MS = 15_000;
+const ANALYTICS_TIMEOUT_MS = 90_000;
 export const HIDDEN = "(secret, not shown)";
 
 /** Field names whose values are secrets: never printed, never put in --json output. */
@@ -38,7 +38,7 @@ const SECRET_FIELDS = new Set(["zulip_org_key", "new_org_key", "access_token", "
 export { readZulipVersion, type ZulipVersionInfo } from "../db/zulip-versions.js";
 import type { ZulipVersionInfo } from "../db/zulip-versions.js";
 
-export function userAgent(version: ZulipVersionInfo): string {
+function userAgent(version: ZulipVersionInfo): string {
   return `ZulipServer/${version.version ?? "unknown"}`;
 }
 
@@ -46,7 +46,7 @@ export function userAgent(version: ZulipVersionInfo): string {
 // Errors
 
 /** `--registration-transfer` hint shown when the hostname belongs to another registration. */
-export function hostnameInUseBox(): string {
+function hostnameInUseBox(): string {
   return [
     "--------------------------------",
     "The hostname is already in use by another server. If you control the hostname ",
@@ -320,7 +320,7 @@ export function httpRequest(opts: HttpRequestOptions): Promise<HttpResult> {
 // ---------------------------------------------------------------------------------------------
 // Redaction for --json
 
-export function redact(value: unknown): unknown {
+function redact(value: unknown): unknown {
   if (Array.isArray(value)) return value.map(redact);
   if (value && typeof value === "object") {
     const out: Record<string, unknown> = {};

@@ -81,8 +81,8 @@ export const AuditLogEventType = {
 export const OLD_VALUE = "1";
 export const NEW_VALUE = "2";
 export const ROLE_COUNT = "10";
-export const ROLE_COUNT_HUMANS = "11";
-export const ROLE_COUNT_BOTS = "12";
+const ROLE_COUNT_HUMANS = "11";
+const ROLE_COUNT_BOTS = "12";
 
 /** The events Zulip uploads to the push bouncer (and which carry a ROLE_COUNT). */
 export const SYNCED_BILLING_EVENTS: readonly number[] = [

@@ -1,7 +1,7 @@
 // Zulip's authentication backends: the names stored in zerver_realmauthenticationmethod and the
 // classes named in settings.AUTHENTICATION_BACKENDS, in the order of zproject/backends.py's
 // AUTH_BACKEND_NAME_MAP (built-in backends first, then the external methods).
-export const AUTH_BACKENDS: { name: string; classes: string[] }[] = [
+const AUTH_BACKENDS: { name: string; classes: string[] }[] = [
   { name: "Dev", classes: ["zproject.backends.DevAuthBackend"] },
   { name: "Email", classes: ["zproject.backends.EmailAuthBackend"] },
   { name: "LDAP", classes: ["zproject.backends.ZulipLDAPAuthBackend"] },
@@ -16,7 +16,7 @@ export const AUTH_BACKENDS: { name: string; classes: string[] }[] = [
 ];
 
 /** Backend names enabled server-wide by AUTHENTICATION_BACKENDS, in Zulip's order. */
-export function enabledBackendNames(authenticationBackends: string[]): string[] {
+function enabledBackendNames(authenticationBackends: string[]): string[] {
   const set = new Set(authenticationBackends);
   return AUTH_BACKENDS.filter((b) => b.classes.some((c) => set.has(c))).map((b) => b.name);
 }

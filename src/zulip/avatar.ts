@@ -106,7 +106,7 @@ export function userAvatarBasePath(userId: number, version: number, realmId: num
 // (no bundle found), or with the S3 backend, the image is not written and the caller says so.
 
 /** Where a production deployment keeps the generator (static_path("webpack-bundles/jdenticon.js")), most likely first. */
-export function jdenticonScriptCandidates(deployDir: string): string[] {
+function jdenticonScriptCandidates(deployDir: string): string[] {
   return [
     path.join(deployDir, "prod-static", "serve", "webpack-bundles", "jdenticon.js"),
     path.join(deployDir, "static", "webpack-bundles", "jdenticon.js"),

@@ -79,10 +79,10 @@ export function sessionCacheKey(sessionKey: string): string {
  * assigns it unconditionally after /etc/zulip/settings.py is read (checked in 10.x-12.x), so a
  * value in settings.py has no effect and we read none.
  */
-export const CROSS_REALM_BOT_EMAILS = ["notification-bot@zulip.com", "welcome-bot@zulip.com", "emailgateway@zulip.com"];
+const CROSS_REALM_BOT_EMAILS = ["notification-bot@zulip.com", "welcome-bot@zulip.com", "emailgateway@zulip.com"];
 
 /** The UserProfile fields whose change invalidates `realm_user_dicts:<realm>`. */
-export const REALM_USER_DICT_FIELDS = [
+const REALM_USER_DICT_FIELDS = [
   "id",
   "full_name",
   "email",
@@ -106,7 +106,7 @@ export const REALM_USER_DICT_FIELDS = [
  * Zulip compares save()'s update_fields with this list verbatim, so the `__name` entries never
  * match a field name; kept as is to delete exactly what Zulip deletes.
  */
-export const BOT_DICT_FIELDS = [
+const BOT_DICT_FIELDS = [
   "api_key",
   "avatar_source",
   "avatar_version",
@@ -223,12 +223,12 @@ function unique<T>(xs: T[]): T[] {
 // Final keys and deployment prefixes
 
 /** Django's default key function with VERSION 1 and no KEY_PREFIX. */
-export function djangoKey(key: string): string {
+function djangoKey(key: string): string {
   return `:1:${key}`;
 }
 
 /** The key memcached actually stores for Zulip cache key `key` under deployment prefix `prefix`. */
-export function finalKey(prefix: string, key: string): string {
+function finalKey(prefix: string, key: string): string {
   return djangoKey(prefix + key);
 }
 
@@ -312,7 +312,7 @@ const BMEMCACHED_FLAG_PICKLE = 1 << 0;
 const BMEMCACHED_FLAG_COMPRESSED = 1 << 3;
 
 /** Decompress a value stored by python-binary-memcached (zstd in Zulip 10+, zlib before). */
-export function decompressBmemcachedValue(value: Buffer): Buffer | null {
+function decompressBmemcachedValue(value: Buffer): Buffer | null {
   const z = zlib as any;
   if (value.length >= 4 && value.readUInt32LE(0) === 0xfd2fb528) {
     if (typeof z.zstdDecompressSync === "function") {

@@ -59,7 +59,7 @@ export const REALM_GROUP_SETTING_CONFIG: Record<string, GroupPermissionConfig> =
 };
 
 /** How the web app names the system groups in settings. */
-export const SYSTEM_GROUP_DISPLAY: Record<string, string> = {
+const SYSTEM_GROUP_DISPLAY: Record<string, string> = {
   "role:nobody": "Nobody",
   "role:owners": "Owners",
   "role:administrators": "Administrators",
@@ -76,7 +76,7 @@ export interface GroupInfo {
   isSystem: boolean;
 }
 
-export function groupDisplayName(g: GroupInfo): string {
+function groupDisplayName(g: GroupInfo): string {
   return g.isSystem ? (SYSTEM_GROUP_DISPLAY[g.name] ?? g.name) : g.name;
 }
 
@@ -98,7 +98,7 @@ function isAnonymous(v: GroupSettingValue): v is AnonymousValue {
 }
 
 /** Names of named groups by id (realm-independent). */
-export async function namedGroups(q: Queryable, ids: number[]): Promise<Map<number, GroupInfo>> {
+async function namedGroups(q: Queryable, ids: number[]): Promise<Map<number, GroupInfo>> {
   if (ids.length === 0) return new Map();
   const { rows } = await q.query(
     "SELECT usergroup_ptr_id AS id, name, is_system_group FROM zerver_namedusergroup WHERE usergroup_ptr_id = ANY ($1::bigint[])",
@@ -111,7 +111,7 @@ export async function namedGroups(q: Queryable, ids: number[]): Promise<Map<numb
  * The realm's group setting now. Direct members are listed in membership order and subgroups
  * in the order they were added (Zulip's unordered queries return them that way).
  */
-export async function readRealmGroupSetting(q: Queryable, realmId: number, setting: string): Promise<GroupSettingState> {
+async function readRealmGroupSetting(q: Queryable, realmId: number, setting: string): Promise<GroupSettingState> {
   const { rows } = await q.query(`SELECT ${setting}_id AS g FROM zerver_realm WHERE id = $1`, [realmId]);
   const groupId = Number(rows[0].g);
   const named = (await namedGroups(q, [groupId])).get(groupId) ?? null;
@@ -135,7 +135,7 @@ export async function readRealmGroupSetting(q: Queryable, realmId: number, setti
 }
 
 /** Which of `groupIds` (named groups) the user belongs to, directly or through subgroups. */
-export async function groupsContainingUser(q: Queryable, userId: number, groupIds: number[]): Promise<number[]> {
+async function groupsContainingUser(q: Queryable, userId: number, groupIds: number[]): Promise<number[]> {
   if (groupIds.length === 0) return [];
   const { rows } = await q.query(
     `WITH RECURSIVE tree(root, id) AS (
@@ -150,7 +150,7 @@ export async function groupsContainingUser(q: Queryable, userId: number, groupId
 }
 
 /** parse_group_setting_value (with Zulip 11's, and the web app's, empty value = role:nobody). */
-export async function parseGroupSettingValue(q: Queryable, realmId: number, v: GroupSettingValue): Promise<GroupSettingValue> {
+async function parseGroupSettingValue(q: Queryable, realmId: number, v: GroupSettingValue): Promise<GroupSettingValue> {
   if (!isAnonymous(v)) return v;
   if (v.direct_members.length === 0 && v.direct_subgroups.length === 1) return v.direct_subgroups[0];
   if (v.direct_members.length === 0 && v.direct_subgroups.length === 0) return (await getSystemGroup(q, realmId, SystemGroups.NOBODY)).id;
@@ -158,7 +158,7 @@ export async function parseGroupSettingValue(q: Queryable, realmId: number, v: G
 }
 
 /** are_both_group_setting_values_equal */
-export function groupSettingValuesEqual(a: GroupSettingValue, b: GroupSettingValue): boolean {
+function groupSettingValuesEqual(a: GroupSettingValue, b: GroupSettingValue): boolean {
   if (!isAnonymous(a) && !isAnonymous(b)) return a === b;
   if (isAnonymous(a) && isAnonymous(b)) {
     const same = (x: number[], y: number[]) => new Set(x).size === new Set(y).size && x.every((e) => y.includes(e));
@@ -211,7 +211,7 @@ export interface GroupSettingChange {
  * the current value (null when equal: nothing written), then applied as
  * access_user_group_for_setting + do_change_realm_permission_group_setting do.
  */
-export async function changeRealmGroupSetting(
+async function changeRealmGroupSetting(
   q: Queryable,
   realmId: number,
   current: GroupSettingState,
@@ -328,7 +328,7 @@ async function deleteAnonymousGroup(q: Queryable, groupId: number): Promise<void
 }
 
 /** "Administrators", or "Administrators, Design team and 2 users (a@x, b@x)". */
-export async function describeGroupSettingValue(q: Queryable, v: GroupSettingValue): Promise<string> {
+async function describeGroupSettingValue(q: Queryable, v: GroupSettingValue): Promise<string> {
   if (!isAnonymous(v)) {
     const g = (await namedGroups(q, [v])).get(v);
     return g ? groupDisplayName(g) : `group ${v}`;
@@ -359,7 +359,7 @@ export const BILLING_SETTING = "can_manage_billing_group";
  * that way. Guests never have it (allow_everyone_group=False: user_has_permission_for_group_setting
  * is false for guests whatever the groups say), so granting to a guest is refused too.
  */
-export async function billingPermissionRequest(
+async function billingPermissionRequest(
   q: Queryable,
   current: GroupSettingState,
   user: { id: number; role: number; is_active: boolean; delivery_email: string },

@@ -44,7 +44,7 @@ export const NAMED_GROUP_SETTING_COLUMNS = [
 ] as const;
 
 /** get_system_user_group_for_user: the system group a user of each role is a direct member of. */
-export const SYSTEM_GROUP_FOR_ROLE: Record<number, SystemGroupName> = {
+const SYSTEM_GROUP_FOR_ROLE: Record<number, SystemGroupName> = {
   [ROLES.REALM_OWNER]: SystemGroups.OWNERS,
   [ROLES.REALM_ADMINISTRATOR]: SystemGroups.ADMINISTRATORS,
   [ROLES.MODERATOR]: SystemGroups.MODERATORS,
@@ -136,7 +136,7 @@ export interface MembershipChangeOptions {
  * bulk_add_members_to_user_groups([group], userIds): membership rows and one 703 audit row each.
  * Rows that already exist are left alone and get no audit row.
  */
-export async function addDirectMembers(
+async function addDirectMembers(
   q: Queryable,
   realmId: number,
   groupId: number,
@@ -173,13 +173,7 @@ export async function addDirectMembers(
  * bulk_remove_members_from_user_groups([group], userIds): deletes the membership rows and writes
  * one 704 audit row per user (Zulip writes them whether or not a row was deleted).
  */
-export async function removeDirectMembers(
-  q: Queryable,
-  realmId: number,
-  groupId: number,
-  userIds: number[],
-  opts: MembershipChangeOptions = {},
-): Promise<number[]> {
+async function removeDirectMembers(q: Queryable, realmId: number, groupId: number, userIds: number[], opts: MembershipChangeOptions = {}): Promise<number[]> {
   if (userIds.length === 0) return [];
   await q.query("DELETE FROM zerver_usergroupmembership WHERE user_group_id = $1 AND user_profile_id = ANY ($2::int[])", [groupId, userIds]);
   if (opts.notify) await sendGroupMembersEvent(q, opts.notify, "remove_members", groupId, userIds);
@@ -211,7 +205,7 @@ export interface FullMembersPlan {
  * provisional when the whole days since date_joined (Python timedelta.days) are fewer than
  * the realm's waiting_period_threshold.
  */
-export async function planFullMembersUpdate(
+async function planFullMembersUpdate(
   q: Queryable,
   realm: { id: number; waiting_period_threshold: number },
   userIds: number[],

@@ -19,7 +19,7 @@ export interface HeldLock {
 const CONFLICT = 75;
 
 /** Take `<lockDir>/<name>.lock` or refuse as Zulip does (CommandError, exit 1). */
-export async function lockOrAbort(lockDir: string, name: string): Promise<HeldLock> {
+async function lockOrAbort(lockDir: string, name: string): Promise<HeldLock> {
   const file = path.join(lockDir, `${name}.lock`);
   try {
     fs.mkdirSync(lockDir, { recursive: true }); // os.makedirs(LOCKFILE_DIRECTORY, exist_ok=True)

@@ -59,7 +59,7 @@ export const VisibilityPolicy = { INHERIT: 0, MUTED: 1, UNMUTED: 2, FOLLOWED: 3 
 export const ScheduledEmailType = { WELCOME: 1, DIGEST: 2, INVITATION_REMINDER: 3 } as const;
 
 /** zerver/lib/stream_color.py's fallback colour of a new Subscription. */
-export const DEFAULT_SUBSCRIPTION_COLOR = "#c2c2c2";
+const DEFAULT_SUBSCRIPTION_COLOR = "#c2c2c2";
 
 /** A Subscription row with the model's defaults (is_user_active copied from the user). */
 export function subscriptionValues(

@@ -4,9 +4,9 @@
 // (zerver/actions/users.py generate_password_reset_url).
 import { crypto } from "../lib/builtins.js";
 
-export const KEY_SALT = "django.contrib.auth.tokens.PasswordResetTokenGenerator";
+const KEY_SALT = "django.contrib.auth.tokens.PasswordResetTokenGenerator";
 /** Django's default PASSWORD_RESET_TIMEOUT (3 days); Zulip does not override it. */
-export const DEFAULT_PASSWORD_RESET_TIMEOUT = 259_200;
+const DEFAULT_PASSWORD_RESET_TIMEOUT = 259_200;
 /** datetime(2001, 1, 1), the origin of the token timestamp (UTC: Zulip's TIME_ZONE). */
 const TOKEN_EPOCH_MS = Date.UTC(2001, 0, 1);
 
@@ -27,7 +27,7 @@ export function tokenTimestamp(now: Date = new Date()): number {
 }
 
 /** django.utils.http.int_to_base36 */
-export function intToBase36(n: number): string {
+function intToBase36(n: number): string {
   if (!Number.isSafeInteger(n) || n < 0) throw new RangeError("Negative base36 conversion input.");
   return n.toString(36);
 }
@@ -66,7 +66,7 @@ export function loginTimestamp(lastLogin: Date | string | null | undefined): str
 }
 
 /** PasswordResetTokenGenerator._make_hash_value */
-export function makeHashValue(user: TokenUser, timestamp: number): string {
+function makeHashValue(user: TokenUser, timestamp: number): string {
   return `${user.id}${user.password ?? ""}${loginTimestamp(user.last_login)}${timestamp}${user.email ?? ""}`;
 }
 

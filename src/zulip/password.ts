@@ -23,10 +23,10 @@ import { cryptoRandom, getRandomString, RANDOM_STRING_CHARS, type RandomSource }
 import { CommandError } from "../lib/errors.js";
 
 /** Django's Argon2PasswordHasher parameters (Django 4.x/5.x, argon2-cffi defaults). */
-export const DJANGO_ARGON2 = { timeCost: 2, memoryCost: 102400, parallelism: 8, hashLength: 16 } as const;
+const DJANGO_ARGON2 = { timeCost: 2, memoryCost: 102400, parallelism: 8, hashLength: 16 } as const;
 
 /** BasePasswordHasher.salt(): ceil(128 / log2(62)) = 22 random characters. */
-export function djangoSalt(): string {
+function djangoSalt(): string {
   return getRandomString(Math.ceil(128 / Math.log2(RANDOM_STRING_CHARS.length)));
 }
 
@@ -117,6 +117,7 @@ let zxcvbnFn: Zxcvbn | undefined;
  * (dist/, the tests) from node_modules.
  */
 export function passwordGuesses(password: string): number {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- the bundle maps this require() to zxcvbn's chunk
   if (!zxcvbnFn) zxcvbnFn = (typeof require === "function" ? require("zxcvbn") : createRequire(import.meta.url)("zxcvbn")) as Zxcvbn;
   return zxcvbnFn(password).guesses;
 }

@@ -39,12 +39,12 @@ export async function clearAuthenticationAttempts(redis: RedisClient, username: 
 // API rate limits of users (RateLimitedUser) and their manual blocks: manage.py rate_limit.
 
 /** RateLimitedUser(user, domain).key() */
-export function userRateLimitEntity(userId: number, domain: string): string {
+function userRateLimitEntity(userId: number, domain: string): string {
   return `RateLimitedUser:${userId}:${domain}`;
 }
 
 /** The manual-block key of RedisRateLimiterBackend (get_keys()[2]). */
-export function userBlockKey(userId: number, domain: string): string {
+function userBlockKey(userId: number, domain: string): string {
   return rateLimitKeys(userRateLimitEntity(userId, domain))[2];
 }
 

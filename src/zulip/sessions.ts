@@ -23,9 +23,9 @@ import { pyRepr } from "../lib/pyformat.js";
 import { saltedHmac } from "./password-reset.js";
 
 /** Django's SESSION_KEY: the session dict entry holding the user id. */
-export const SESSION_USER_KEY = "_auth_user_id";
+const SESSION_USER_KEY = "_auth_user_id";
 /** key salt of Django's session stores ("django.contrib.sessions." + class __qualname__). */
-export const SESSION_KEY_SALT = "django.contrib.sessions.SessionStore";
+const SESSION_KEY_SALT = "django.contrib.sessions.SessionStore";
 
 function b64urlDecode(s: string): Buffer {
   if (!/^[A-Za-z0-9_-]*$/.test(s)) throw new Error("not urlsafe base64");
@@ -63,7 +63,7 @@ export function sessionUserId(session: Record<string, unknown> | null): number |
 }
 
 /** Django's Signer.signature: salted_hmac(salt + "signer", value, secret, sha256), base64url without padding. */
-export function sessionSignature(value: string, secretKey: string, salt = SESSION_KEY_SALT): string {
+function sessionSignature(value: string, secretKey: string, salt = SESSION_KEY_SALT): string {
   return saltedHmac(`${salt}signer`, value, secretKey).digest("base64url");
 }
 

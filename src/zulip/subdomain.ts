@@ -5,9 +5,9 @@ import type { Queryable } from "../db/db.js";
 import { CommandError } from "../lib/errors.js";
 
 /** Realm.SUBDOMAIN_FOR_ROOT_DOMAIN */
-export const SUBDOMAIN_FOR_ROOT_DOMAIN = "";
+const SUBDOMAIN_FOR_ROOT_DOMAIN = "";
 /** Realm.MAX_REALM_SUBDOMAIN_LENGTH (the varchar(40) of zerver_realm.string_id). */
-export const MAX_REALM_SUBDOMAIN_LENGTH = 40;
+const MAX_REALM_SUBDOMAIN_LENGTH = 40;
 
 /** check_subdomain_available's messages (English; manage.py prints them untranslated). */
 export const SUBDOMAIN_ERRORS = {

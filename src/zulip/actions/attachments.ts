@@ -26,7 +26,7 @@ import { type CacheInvalidation, cacheKeys } from "../cache.js";
 import type { Db, Queryable } from "../../db/db.js";
 import { pyDatetimeFromPg } from "../../lib/pyformat.js";
 
-export const DELETE_BATCH_SIZE = 1000;
+const DELETE_BATCH_SIZE = 1000;
 export const DEFAULT_WEEKS = 5;
 
 export interface UnclaimedRow {

@@ -25,15 +25,15 @@ import { type EventDelivery, FL, type Notify, userIdsWhoCanAccessUser } from "..
 import { lockUserRow, type RealmRef, type UserProfile } from "../lookup.js";
 import { botOwnerUserIds } from "../events/user-events.js";
 
-export const MAX_NAME_LENGTH = 100;
-export const NAME_INVALID_CHARS = ["*", "`", "\\", ">", '"', "@"];
+const MAX_NAME_LENGTH = 100;
+const NAME_INVALID_CHARS = ["*", "`", "\\", ">", '"', "@"];
 
 function isNonCharacter(cp: number): boolean {
   return (cp >= 0xfdd0 && cp <= 0xfdef) || (cp & 0xfffe) === 0xfffe;
 }
 
 /** check_string_is_printable: 1-based position of the first unprintable character, or null. */
-export function unprintablePosition(s: string): number | null {
+function unprintablePosition(s: string): number | null {
   let i = 0;
   for (const ch of s) {
     i++;
@@ -48,7 +48,7 @@ export function pyStrip(s: string): string {
 }
 
 /** unicodedata.normalize("NFKC", s).casefold() (full case folding approximated by upper-then-lower). */
-export function foldName(s: string): string {
+function foldName(s: string): string {
   return s.normalize("NFKC").toUpperCase().toLowerCase();
 }
 
@@ -84,7 +84,7 @@ export interface NameChange {
  * do_change_full_name(user, name, acting_user=None) on a locked user row, inside the caller's
  * transaction. `featureLevel` decides the realm_bot event.
  */
-export async function changeFullName(
+async function changeFullName(
   q: Queryable,
   user: UserProfile,
   name: string,

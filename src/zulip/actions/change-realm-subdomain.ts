@@ -39,7 +39,7 @@ export interface SubdomainChangeResult {
  *   date set) before the change (PR #37161, Dec 2025, to track demo conversions). Both were
  *   merged on main between 11.0 and 12.0; the 12.x file itself is not in the index we read.
  */
-export function subdomainChangedExtraData(series: string, oldSubdomain: string, newSubdomain: string, wasDemo: boolean): Record<string, unknown> {
+function subdomainChangedExtraData(series: string, oldSubdomain: string, newSubdomain: string, wasDemo: boolean): Record<string, unknown> {
   if (!seriesAtLeast(series, "12.x")) return { old_subdomain: oldSubdomain, new_subdomain: newSubdomain };
   return { [OLD_VALUE]: oldSubdomain, [NEW_VALUE]: newSubdomain, was_demo_organization: wasDemo };
 }

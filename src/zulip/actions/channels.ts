@@ -29,11 +29,11 @@ export interface NoticeEvents {
 }
 
 /** Stream.MAX_NAME_LENGTH */
-export const MAX_CHANNEL_NAME_LENGTH = 60;
-export const NOTIFICATION_BOT = "notification-bot@zulip.com";
+const MAX_CHANNEL_NAME_LENGTH = 60;
+const NOTIFICATION_BOT = "notification-bot@zulip.com";
 
 /** StreamTopicsPolicyEnum */
-export const TopicsPolicy = { INHERIT: 1, ALLOW_EMPTY_TOPIC: 2, DISABLE_EMPTY_TOPIC: 3, EMPTY_TOPIC_ONLY: 4 } as const;
+const TopicsPolicy = { INHERIT: 1, ALLOW_EMPTY_TOPIC: 2, DISABLE_EMPTY_TOPIC: 3, EMPTY_TOPIC_ONLY: 4 } as const;
 
 export interface ChannelRow {
   id: number;
@@ -93,7 +93,7 @@ export async function lastDeactivation(q: Queryable, realmId: number, channelId:
 // Markdown rendering of the notices
 
 /** Python's urllib.parse.quote(s, safe=""): UTF-8 percent-encoding of all but [A-Za-z0-9_.~-]. */
-export function pyQuote(s: string): string {
+function pyQuote(s: string): string {
   let out = "";
   for (const byte of Buffer.from(s, "utf8")) {
     const ch = String.fromCharCode(byte);
@@ -103,12 +103,12 @@ export function pyQuote(s: string): string {
 }
 
 /** zerver/lib/url_encoding.py hash_util_encode (the web app's encodeHashComponent). */
-export function hashUtilEncode(s: string): string {
+function hashUtilEncode(s: string): string {
   return pyQuote(s).replace(/\./g, "%2E").replace(/%/g, ".");
 }
 
 /** encode_stream(): "<id>-<name with spaces as dashes, hash-encoded>". */
-export function encodeChannel(id: number, name: string): string {
+function encodeChannel(id: number, name: string): string {
   return `${id}-${hashUtilEncode(name.replace(/ /g, "-"))}`;
 }
 
@@ -118,28 +118,28 @@ function escapeText(s: string): string {
 }
 
 /** Names whose Markdown rendering we reproduce with certainty inside a channel link. */
-export function isPlainChannelName(name: string): boolean {
+function isPlainChannelName(name: string): boolean {
   return /^[\p{L}\p{N}\p{M}](?:[\p{L}\p{N}\p{M} -]*[\p{L}\p{N}\p{M}])?$/u.test(name) && !/ {2}/.test(name);
 }
 
 /** Full names whose silent-mention rendering we reproduce with certainty. */
-export function isPlainUserName(name: string): boolean {
+function isPlainUserName(name: string): boolean {
   return /^[\p{L}\p{N}\p{M}](?:[\p{L}\p{N}\p{M} .,'()-]*[\p{L}\p{N}\p{M}.)])?$/u.test(name) && !/ {2}/.test(name);
 }
 
 /** Languages whose notices are the English text (Zulip's en and en-GB catalogs). */
-export function isEnglish(language: string | null | undefined): boolean {
+function isEnglish(language: string | null | undefined): boolean {
   const l = (language ?? "en").toLowerCase().replace("_", "-");
   return l === "en" || l === "en-gb";
 }
 
 /** StreamPattern: `#**name**` for a channel the sender can read. */
-export function renderChannelLink(id: number, name: string): string {
+function renderChannelLink(id: number, name: string): string {
   return `<a class="stream" data-stream-id="${id}" href="/#narrow/channel/${encodeChannel(id, name)}">#${escapeText(name)}</a>`;
 }
 
 /** UserMentionPattern, silent: `@_**Full Name|id**`. */
-export function renderSilentMention(id: number, fullName: string): string {
+function renderSilentMention(id: number, fullName: string): string {
   return `<span class="user-mention silent" data-user-id="${id}">${escapeText(fullName)}</span>`;
 }
 
@@ -172,7 +172,7 @@ const none = (why: { notWritten?: string; zulipWritesNone?: string }): NoticeRes
 });
 
 /** get_system_bot(settings.NOTIFICATION_BOT): the Notification Bot of the system bot realm. */
-export async function notificationBotId(q: Queryable, systemBotRealm = SYSTEM_BOT_REALM): Promise<number | null> {
+async function notificationBotId(q: Queryable, systemBotRealm = SYSTEM_BOT_REALM): Promise<number | null> {
   const { rows } = await q.query(
     `SELECT u.id FROM zerver_userprofile u JOIN zerver_realm r ON r.id = u.realm_id
       WHERE r.string_id = $1 AND upper(u.delivery_email) = upper($2)`,
@@ -259,7 +259,7 @@ async function hasColumn(q: Queryable, table: string, column: string): Promise<b
  * unarchived."): posted only when the organization has send_channel_events_messages on, into
  * the "channel events" topic (the empty topic for channels that only allow it).
  */
-export async function sendUnarchiveNotice(q: Queryable, channelId: number, opts: { when?: Date; events?: NoticeEvents } = {}): Promise<NoticeResult> {
+async function sendUnarchiveNotice(q: Queryable, channelId: number, opts: { when?: Date; events?: NoticeEvents } = {}): Promise<NoticeResult> {
   if (!(await hasColumn(q, "zerver_realm", "send_channel_events_messages"))) {
     return none({
       notWritten: "Zulip releases before 12.0 post a Notification Bot message about the unarchiving, worded and routed differently; it was not written",

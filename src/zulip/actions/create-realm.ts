@@ -51,21 +51,21 @@ import { activeNonGuestUserIds, type Notify } from "../../services/events.js";
 import { createChannel, type CreatedChannel } from "./create-channel.js";
 
 /** get_latest_zulip_update_announcements_level() of Zulip 12.2 (new realms start there). */
-export const ZULIP_UPDATE_ANNOUNCEMENTS_LEVEL = 27;
+const ZULIP_UPDATE_ANNOUNCEMENTS_LEVEL = 27;
 
 /**
  * get_latest_zulip_update_announcements_level() per release series: the level of the release's
  * own "Zulip Server X.0" announcement (zerver/lib/zulip_update_announcements.py: level 15
  * announces 10.0, level 21 announces 11.0; 12.2 ships 27). New realms start at their server's level.
  */
-export const ZULIP_UPDATE_ANNOUNCEMENTS_LEVELS: Readonly<Record<string, number>> = {
+const ZULIP_UPDATE_ANNOUNCEMENTS_LEVELS: Readonly<Record<string, number>> = {
   "10.x": 15,
   "11.x": 21,
   "12.x": ZULIP_UPDATE_ANNOUNCEMENTS_LEVEL,
 };
 
 /** Realm.GIPHY_RATING_OPTIONS["g"]["id"] before 0763/0773 (the default of zerver_realm.giphy_rating). */
-export const LEGACY_GIPHY_RATING_G = 2;
+const LEGACY_GIPHY_RATING_G = 2;
 
 /** Realm.REALM_PERMISSION_GROUP_SETTINGS defaults (column → system group). */
 export const REALM_GROUP_SETTING_DEFAULTS: Record<string, SystemGroupName> = {
@@ -106,7 +106,7 @@ const EDUCATION_GROUP_SETTING_OVERRIDES: Record<string, SystemGroupName> = {
 };
 
 /** all_default_backend_names(): one RealmAuthenticationMethod row per backend, as a fresh server writes. */
-export const DEFAULT_AUTH_BACKEND_NAMES = [
+const DEFAULT_AUTH_BACKEND_NAMES = [
   "Dev",
   "Email",
   "LDAP",

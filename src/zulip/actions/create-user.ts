@@ -58,7 +58,7 @@ export function fakeEmailDomain(host: string, fallback?: string): string {
 }
 
 /** Zulip's InvalidFakeEmailDomainError, raised by get_fake_email_domain. */
-export class InvalidFakeEmailDomainError extends CommandError {
+class InvalidFakeEmailDomainError extends CommandError {
   constructor(domain: string) {
     super(`${domain} is not a valid domain. Consider setting the FAKE_EMAIL_DOMAIN setting.`);
   }

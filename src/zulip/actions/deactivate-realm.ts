@@ -83,7 +83,7 @@ export async function deactivateRealm(
 }
 
 /** ScheduledEmail.objects.filter(realm=realm).delete(): the M2M rows go first (Django's cascade). */
-export async function deleteScheduledEmails(q: Queryable, realmId: number): Promise<number> {
+async function deleteScheduledEmails(q: Queryable, realmId: number): Promise<number> {
   await q.query("DELETE FROM zerver_scheduledemail_users WHERE scheduledemail_id IN (SELECT id FROM zerver_scheduledemail WHERE realm_id = $1)", [realmId]);
   const { rowCount } = await q.query("DELETE FROM zerver_scheduledemail WHERE realm_id = $1", [realmId]);
   return rowCount ?? 0;
@@ -191,7 +191,7 @@ const TIMEZONE_ALIASES: Record<string, string> = {
 };
 
 /** The calendar date of `when` in a user's time zone (the server's TIME_ZONE, UTC, when unset or unknown). */
-export function localDate(when: Date, timezone: string, serverTimezone = "UTC"): { year: number; month: number; day: number } {
+function localDate(when: Date, timezone: string, serverTimezone = "UTC"): { year: number; month: number; day: number } {
   const tz = TIMEZONE_ALIASES[timezone] ?? (timezone || serverTimezone);
   let parts: Intl.DateTimeFormatPart[];
   try {
@@ -208,13 +208,13 @@ export function localDate(when: Date, timezone: string, serverTimezone = "UTC"):
  * 2026"), "j M Y" for British English ("5 Jan 2026"). Other languages use the English format
  * here (their translated emails are not reproduced).
  */
-export function localizeDate(d: { year: number; month: number; day: number }, language: string): string {
+function localizeDate(d: { year: number; month: number; day: number }, language: string): string {
   if (language.toLowerCase().replace("_", "-") === "en-gb") return `${d.day} ${SHORT_MONTHS[d.month - 1]} ${d.year}`;
   return `${AP_MONTHS[d.month - 1]} ${d.day}, ${d.year}`;
 }
 
 /** templates/zerver/emails/realm_deactivated.*, for a deactivation by the management command. */
-export function renderRealmDeactivatedEmail(c: {
+function renderRealmDeactivatedEmail(c: {
   realmName: string;
   eventDate: string;
   /** data_already_deleted / scheduled_deletion_date of deactivations with a deletion delay. */

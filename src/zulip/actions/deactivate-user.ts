@@ -201,7 +201,7 @@ export interface DeactivateUserOutcome {
 }
 
 /** delete_user_sessions(user) after a commit; the cached copies go to `cache`. */
-export async function deleteSessionsAfterCommit(db: Db, userId: number, cache?: CacheInvalidation): Promise<UserSession[]> {
+async function deleteSessionsAfterCommit(db: Db, userId: number, cache?: CacheInvalidation): Promise<UserSession[]> {
   // No transaction needed: a read, then (only when there is something to delete) one DELETE of
   // exactly those sessions, which is atomic by itself.
   const deleted = await deleteUserSessions(db, [userId], cache);

@@ -126,12 +126,12 @@ export interface UserDeletionResult {
 }
 
 /** Zulip 12.x keeps the row and overwrites it; 10.x / 11.x delete and recreate it. */
-export async function deletionAlgorithm(db: Db): Promise<DeletionAlgorithm> {
+async function deletionAlgorithm(db: Db): Promise<DeletionAlgorithm> {
   return (await db.hasColumn("zerver_userprofile", "is_deleted")) ? "overwrite" : "recreate";
 }
 
 /** The tables a deletion may remove rows from (for the up-front coverage check). */
-export function deletionRoots(algorithm: DeletionAlgorithm): string[] {
+function deletionRoots(algorithm: DeletionAlgorithm): string[] {
   // zerver_userprofile is checked in both cases: an unknown reference to users means this
   // zulip-manage does not know the schema well enough to change accounts.
   return algorithm === "recreate"
@@ -157,12 +157,12 @@ async function columnsOf(q: Queryable, table: string): Promise<string[]> {
 }
 
 /** Django's Address(username=…, domain=…).addr_spec after UserManager.normalize_email. */
-export function deletedUserEmail(userId: number, s: DeletionSettings): string {
+function deletedUserEmail(userId: number, s: DeletionSettings): string {
   return `deleteduser${userId}@${fakeEmailDomain(s.realmHost, s.fakeEmailDomain).toLowerCase()}`;
 }
 
 /** The settings a deletion needs, from the Zulip configuration. */
-export function deletionSettings(settings: ZulipSettings, realm: { string_id: string }): DeletionSettings {
+function deletionSettings(settings: ZulipSettings, realm: { string_id: string }): DeletionSettings {
   const fallback = settings.fileValue("FAKE_EMAIL_DOMAIN", null);
   return {
     realmHost: realmHost(settings, realm.string_id),
@@ -193,7 +193,7 @@ const PLACEHOLDER_PROFILE = {
 } as const;
 
 /** The column values do_delete_user_core writes over the account (a fresh create_user_profile()). */
-export function overwriteValues(
+function overwriteValues(
   user: UserProfile,
   columns: string[],
   s: DeletionSettings,

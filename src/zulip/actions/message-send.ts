@@ -32,7 +32,7 @@ export async function lastMessageId(db: Queryable): Promise<number> {
 }
 
 /** huddle_hash: sha1 of the sorted, de-duplicated, comma-joined user ids. */
-export function directMessageGroupHash(userIds: number[]): string {
+function directMessageGroupHash(userIds: number[]): string {
   const ids = [...new Set(userIds)].sort((a, b) => a - b);
   return crypto().createHash("sha1").update(ids.join(",")).digest("hex");
 }
@@ -69,7 +69,7 @@ export async function getOrCreateDirectMessageGroup(db: Queryable, userIds: numb
  * created DM groups. Zulip 11 (zulip/zulip#34307, May 2025) first used a DM group that already
  * existed for the pair; Zulip 10 always used the personal recipient.
  */
-export async function directMessageRecipient(db: Queryable, senderId: number, userIds: number[]): Promise<{ recipientId: number; type: number }> {
+async function directMessageRecipient(db: Queryable, senderId: number, userIds: number[]): Promise<{ recipientId: number; type: number }> {
   const ids = [...new Set([senderId, ...userIds])];
   if (ids.length <= 2 && (await hasPersonalRecipients(db))) {
     if ((await databaseSeries(db)) !== "10.x") {
@@ -106,7 +106,7 @@ const ALERT_WORD_AFTER = new Set([" ", "\n", ")", '"', "?", ":", ".", ",", "'", 
  * case-insensitive matches of each word, with Zulip's quirky boundary rules (the character
  * before the word, or the start; the character after it, or the end).
  */
-export function usersWithAlertWords(content: string, words: { userId: number; word: string }[]): Set<number> {
+function usersWithAlertWords(content: string, words: { userId: number; word: string }[]): Set<number> {
   const lower = content.toLowerCase();
   const found = new Set<number>();
   for (const { userId, word } of words) {

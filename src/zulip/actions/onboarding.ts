@@ -36,7 +36,7 @@ function isoWeekday(when: Date, timezone: string): number {
 }
 
 /** get_onboarding_email_schedule(user): delays in milliseconds, never landing on a weekend. */
-export function onboardingEmailSchedule(dateJoined: Date, timezone: string): Record<string, number> {
+function onboardingEmailSchedule(dateJoined: Date, timezone: string): Record<string, number> {
   const d = (days: number) => (days * 24 - 1) * 3600_000;
   const s: Record<string, number> = {
     onboarding_zulip_topics: d(2),
@@ -127,7 +127,7 @@ export interface WelcomeEmailsResult {
  * the server), onboarding_zulip_guide (for org types with a guide; the communities guide only
  * for administrators) and, for the organization's creator, onboarding_team_to_zulip.
  */
-export async function enqueueWelcomeEmails(
+async function enqueueWelcomeEmails(
   db: Queryable,
   userId: number,
   urls: ServerUrls,

@@ -82,14 +82,14 @@ export interface RealmDueForScrubbing {
 }
 
 /** clean_deactivated_realm_data's realms: deactivated, scheduled_deletion_date <= now (id order). */
-export async function realmsDueForScrubbing(db: Db): Promise<RealmDueForScrubbing[]> {
+async function realmsDueForScrubbing(db: Db): Promise<RealmDueForScrubbing[]> {
   if (!(await db.hasColumn("zerver_realm", "scheduled_deletion_date"))) return [];
   const { rows } = await db.query("SELECT id, string_id, name FROM zerver_realm WHERE deactivated AND scheduled_deletion_date <= now() ORDER BY id");
   return rows.map((r) => ({ id: Number(r.id), string_id: r.string_id, name: r.name, reason: "deactivated, scheduled deletion date passed" }));
 }
 
 /** delete_expired_demo_organizations' realms: active, demo_organization_scheduled_deletion_date <= now. */
-export async function expiredDemoOrganizations(db: Db): Promise<{ id: number; string_id: string; name: string }[]> {
+async function expiredDemoOrganizations(db: Db): Promise<{ id: number; string_id: string; name: string }[]> {
   if (!(await db.hasColumn("zerver_realm", "demo_organization_scheduled_deletion_date"))) return [];
   const { rows } = await db.query(
     "SELECT id, string_id, name FROM zerver_realm WHERE NOT deactivated AND demo_organization_scheduled_deletion_date <= now() ORDER BY id",
@@ -98,7 +98,7 @@ export async function expiredDemoOrganizations(db: Db): Promise<{ id: number; st
 }
 
 /** demo_organization_owner_email_exists: the active human owners' delivery emails are not just {""}. */
-export async function demoOrganizationOwnerEmailExists(q: Queryable, realmId: number): Promise<boolean> {
+async function demoOrganizationOwnerEmailExists(q: Queryable, realmId: number): Promise<boolean> {
   const emails = new Set((await humanOwnerUsers(q, realmId)).map((u) => u.delivery_email));
   return !(emails.size === 1 && emails.has(""));
 }
@@ -233,7 +233,7 @@ async function emailOwners(db: Db, opts: DemoDeletionOptions, entry: DemoDeactiv
 // clean_deactivated_realm_data → scrub_deactivated_realm → do_scrub_realm
 
 /** The releases whose do_scrub_realm zulip-manage reproduces. */
-export const SCRUB_RELEASES = ["10.x", "11.x"];
+const SCRUB_RELEASES = ["10.x", "11.x"];
 
 export interface ScrubSettings {
   /** The database's release (Db.release). */
@@ -249,7 +249,7 @@ export interface ScrubSettings {
 }
 
 /** Why zulip-manage does not scrub on this server (checked before anything is written), or null. */
-export function scrubRefusal(s: ScrubSettings): string | null {
+function scrubRefusal(s: ScrubSettings): string | null {
   if (!SCRUB_RELEASES.includes(s.release)) {
     return (
       `zulip-manage scrubs organizations as Zulip 10.x and 11.x do; this database is Zulip ${s.release}, whose do_scrub_realm ` +
@@ -266,7 +266,7 @@ export function scrubRefusal(s: ScrubSettings): string | null {
 }
 
 /** What Zulip's job raises when the organization has no message from a system bot (10.x, 11.x). */
-export const NO_CROSS_REALM_MESSAGES =
+const NO_CROSS_REALM_MESSAGES =
   "Zulip's do_scrub_realm stops with Message.DoesNotExist here: move_messages_to_archive() of the organization's messages from system bots " +
   "raises when there are none, which rolls the whole scrub back and ends the cron job";
 
@@ -335,7 +335,7 @@ class ScrubRefused extends Error {}
  * Zulip sends one realm_user update per user to everyone who can see them, so a realm of N active
  * users stages about N² entries (50,000 users: 2.5 billion), more than a process can hold.
  */
-export const MAX_STAGED_RECIPIENTS = 50_000_000;
+const MAX_STAGED_RECIPIENTS = 50_000_000;
 
 function counts(r: LocalFileResult): FileCounts {
   return { deleted: r.deleted.length, missing: r.missing.length, failed: r.failed };
@@ -371,7 +371,7 @@ async function internalRealmId(q: Queryable, systemBotRealm: string): Promise<nu
 }
 
 /** The avatar files delete_avatar_image(user, version) removes: <base>.original, <base>-medium.png, <base>.png. */
-export function avatarFiles(userId: number, version: number, realmId: number, salt: string): string[] {
+function avatarFiles(userId: number, version: number, realmId: number, salt: string): string[] {
   const base = userAvatarBasePath(userId, version, realmId, salt);
   return [`${base}.original`, `${base}-medium.png`, `${base}.png`];
 }
@@ -408,7 +408,7 @@ export function avatarFiles(userId: number, version: number, realmId: number, sa
  * deleted files). Events are staged and sent after the COMMIT, like send_event_on_commit.
  * Returns null when the realm is no longer due (checked under the row lock).
  */
-export async function doScrubRealm(db: Db, realmId: number, archiver: Archiver, opts: ScrubOptions): Promise<ScrubResult | null> {
+async function doScrubRealm(db: Db, realmId: number, archiver: Archiver, opts: ScrubOptions): Promise<ScrubResult | null> {
   const s = opts.settings;
   const uploadsDir = s.uploadsDir!;
   const salt = s.avatarSalt!;

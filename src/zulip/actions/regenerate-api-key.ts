@@ -47,7 +47,7 @@ export interface RegenerateApiKeyOptions {
 }
 
 /** do_regenerate_api_key(user, user) for one user; null when the user was deleted meanwhile. */
-export async function doRegenerateApiKey(db: Db, userId: number, opts: RegenerateApiKeyOptions): Promise<ApiKeyRotation | null> {
+async function doRegenerateApiKey(db: Db, userId: number, opts: RegenerateApiKeyOptions): Promise<ApiKeyRotation | null> {
   const { events } = opts;
   const r = await events.tx(db, async (q) => {
     let before: UserProfile;

@@ -24,8 +24,8 @@ import { CommandError } from "../../lib/errors.js";
 import { getRandomString, tokenUrlsafe } from "../../lib/random.js";
 import type { RealmRef as LookupRealmRef } from "../lookup.js";
 
-export const TRANSFER_CHALLENGE_REDIS_KEY = "self_hosting_domain_transfer_challenge_verify";
-export const PUSH_RECENTLY_WORKING_REDIS_KEY = "push_notifications_recently_working_ts";
+const TRANSFER_CHALLENGE_REDIS_KEY = "self_hosting_domain_transfer_challenge_verify";
+const PUSH_RECENTLY_WORKING_REDIS_KEY = "push_notifications_recently_working_ts";
 const MAX_CLIENT_BATCH_SIZE = 10000;
 
 /** What these actions need of the command's Context (the CLI's Context is one). */
@@ -183,7 +183,7 @@ export function storeRotatedKey(client: PushServiceClient, request: Record<strin
 // The server data upload (zerver/lib/remote_server.py send_server_data_to_push_bouncer)
 
 /** get_realms_info_for_push_bouncer(): every realm, ordered by id, in RealmDataForAnalytics' field order. */
-export async function realmsInfoForPushService(q: Queryable, settings: ZulipSettings): Promise<Record<string, unknown>[]> {
+async function realmsInfoForPushService(q: Queryable, settings: ZulipSettings): Promise<Record<string, unknown>[]> {
   const { rows } = await q.query(
     `SELECT id, string_id, name, org_type, deactivated, uuid::text AS uuid, uuid_owner_secret,
             EXTRACT(EPOCH FROM date_created)::float8 AS date_created
@@ -214,7 +214,7 @@ export async function realmsInfoForPushService(q: Queryable, settings: ZulipSett
 }
 
 /** build_analytics_data()'s audit log part: SYNCED_BILLING_EVENTS rows after the last acknowledged id. */
-export async function auditRowsForPushService(q: Queryable, afterId: number): Promise<Record<string, unknown>[]> {
+async function auditRowsForPushService(q: Queryable, afterId: number): Promise<Record<string, unknown>[]> {
   const { rows } = await q.query(
     `SELECT id, realm_id, EXTRACT(EPOCH FROM event_time)::float8 AS event_time, backfilled, extra_data, event_type
        FROM zerver_realmauditlog

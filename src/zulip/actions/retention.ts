@@ -52,8 +52,8 @@ import {
 
 export const MESSAGE_BATCH_SIZE = 1000;
 export const STREAM_MESSAGE_BATCH_SIZE = 100;
-export const TRANSACTION_DELETION_BATCH_SIZE = 100;
-export const RETENTION_POLICY_BASED = 1;
+const TRANSACTION_DELETION_BATCH_SIZE = 100;
+const RETENTION_POLICY_BASED = 1;
 /** ArchiveTransaction.MANUAL: deletions that are not the retention policy's. */
 export const MANUAL = 2;
 const RECIPIENT_PERSONAL = 1;
@@ -91,7 +91,7 @@ export interface RetentionTarget {
 }
 
 /** get_realms_and_streams_for_archiving, in realm and channel id order. */
-export async function realmsAndChannelsForArchiving(db: Queryable): Promise<RetentionTarget[]> {
+async function realmsAndChannelsForArchiving(db: Queryable): Promise<RetentionTarget[]> {
   const realms = await db.query("SELECT id, string_id, name, message_retention_days FROM zerver_realm WHERE message_retention_days <> -1 ORDER BY id");
   const byId = new Map<number, RetentionTarget>();
   for (const r of realms.rows)
@@ -245,7 +245,7 @@ export interface MovedToArchive extends RelatedCounts {
 // their deletion is committed, and never more than that many in memory.
 
 /** Flush the due retention events once they reach this many recipient entries. */
-export const MAX_STAGED_RETENTION_RECIPIENTS = 200_000;
+const MAX_STAGED_RETENTION_RECIPIENTS = 200_000;
 
 /** The 12.x behaviour of retention's delete_messages (null on 10.x and 11.x). */
 export interface RetentionNotify {
@@ -275,7 +275,7 @@ interface ChannelForDeletion {
 }
 
 /** mobile_notifications_queue_name(user_profile_id). */
-export function mobileNotificationsQueueName(userId: number, shards: number): string {
+function mobileNotificationsQueueName(userId: number, shards: number): string {
   return shards > 1 ? `missedmessage_mobile_notifications_shard${(userId % shards) + 1}` : "missedmessage_mobile_notifications";
 }
 
@@ -283,7 +283,7 @@ export function mobileNotificationsQueueName(userId: number, shards: number): st
  * event_recipient_ids_for_action_on_messages(message_ids, is_channel_message, channel=…,
  * exclude_long_term_idle_users=True) (zerver/lib/message.py, 12.x), ascending.
  */
-export async function eventRecipientIdsForActionOnMessages(q: Queryable, ids: number[], channel: ChannelForDeletion | null): Promise<number[]> {
+async function eventRecipientIdsForActionOnMessages(q: Queryable, ids: number[], channel: ChannelForDeletion | null): Promise<number[]> {
   const withRow = (excludeGuests: boolean) =>
     `SELECT um.user_profile_id AS id FROM zerver_usermessage um JOIN zerver_userprofile u ON u.id = um.user_profile_id
       WHERE um.message_id = ANY($1::int[]) AND NOT u.long_term_idle${excludeGuests ? ` AND u.role <> ${ROLES.GUEST}` : ""}`;
@@ -669,7 +669,7 @@ export class Archiver {
   }
 }
 
-export function emptyArchiveTotals(): ArchiveTotals {
+function emptyArchiveTotals(): ArchiveTotals {
   return {
     transactions: [],
     channel_messages: 0,

@@ -332,7 +332,7 @@ export interface RenderedCustomEmail {
 }
 
 /** The email one recipient gets: the templates interpolated with their context. */
-export function renderCustomEmail(p: PreparedEmail, r: Recipient, es: EmailSettings | null): RenderedCustomEmail {
+function renderCustomEmail(p: PreparedEmail, r: Recipient, es: EmailSettings | null): RenderedCustomEmail {
   const ctx = contextFor(r, es);
   const subject = renderTemplate(p.subject, ctx, false).trim().replace(/\n/g, "");
   const text = renderTemplate(p.text, ctx, false);

@@ -74,7 +74,7 @@ export async function doCreateReactivationLink(
 }
 
 /** templates/zerver/emails/realm_reactivation.{subject.txt,txt,html}, English, self-hosted. */
-export function renderRealmReactivationEmail(c: {
+function renderRealmReactivationEmail(c: {
   realmName: string;
   realmUrl: string;
   confirmationUrl: string;

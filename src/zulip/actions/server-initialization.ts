@@ -16,7 +16,7 @@ import { USER_SETTING_DEFAULTS } from "../user-settings.js";
 import { createPersonalRecipients, loadRealm, userAccountValues } from "./create-user.js";
 
 /** settings.INTERNAL_BOTS (INTERNAL_BOT_DOMAIN = zulip.com); created sorted by email. */
-export const SYSTEM_BOTS = [
+const SYSTEM_BOTS = [
   { email: "emailgateway@zulip.com", fullName: "Email Gateway", canForgeSender: true },
   { email: "nagios-receive-bot@zulip.com", fullName: "Nagios Receive Bot", canForgeSender: false },
   { email: "nagios-send-bot@zulip.com", fullName: "Nagios Send Bot", canForgeSender: false },

@@ -35,8 +35,8 @@ import { ZulipLogFile } from "../../lib/managelog.js";
 import { lockUserRow } from "../lookup.js";
 import { RecipientType } from "../models.js";
 
-export const BULK_CREATE_BATCH_SIZE = 10000;
-export const SOFT_DEACTIVATE_BATCH_SIZE = 100;
+const BULK_CREATE_BATCH_SIZE = 10000;
+const SOFT_DEACTIVATE_BATCH_SIZE = 100;
 
 /** logger "zulip.soft_deactivation" (log_to_file: SOFT_DEACTIVATION_LOG_PATH). */
 export class SoftDeactivationLog extends ZulipLogFile {
@@ -63,7 +63,7 @@ function toUser(r: any): SoftUser {
   };
 }
 
-export async function loadUsers(q: Queryable, ids: number[]): Promise<SoftUser[]> {
+async function loadUsers(q: Queryable, ids: number[]): Promise<SoftUser[]> {
   const { rows } = await q.query(`SELECT ${USER_COLUMNS} FROM zerver_userprofile WHERE id = ANY($1::int[]) ORDER BY id`, [ids]);
   return rows.map(toUser);
 }
@@ -194,7 +194,7 @@ export interface CatchUp {
 }
 
 /** add_missing_messages(user). */
-export async function addMissingMessages(db: Db, userId: number): Promise<CatchUp> {
+async function addMissingMessages(db: Db, userId: number): Promise<CatchUp> {
   const [user] = await loadUsers(db, [userId]);
   if (!user) throw new CommandError(`User id ${userId} no longer exists.`);
   if (user.last_active_message_id === null)

@@ -60,7 +60,7 @@ function channelOf(r: any): ChannelInfo {
 }
 
 /** Stream.MAX_NAME_LENGTH */
-export const MAX_CHANNEL_NAME = 60;
+const MAX_CHANNEL_NAME = 60;
 
 /** Python's str.strip() of a channel name. */
 export function stripName(name: string): string {

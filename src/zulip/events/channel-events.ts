@@ -268,7 +268,7 @@ async function inMetadataAccessSet(
  * their ids (FL 343, 10.0); the internal for_archiving flag from FL 378 (11.0), whose Tornado
  * strips it.
  */
-export function sendStreamDeletionEvent(n: Notify, userIds: number[], channelIds: number[], featureLevel: number, forArchiving = false): void {
+function sendStreamDeletionEvent(n: Notify, userIds: number[], channelIds: number[], featureLevel: number, forArchiving = false): void {
   const event: Record<string, unknown> = { type: "stream", op: "delete", streams: channelIds.map((id) => ({ stream_id: id })), stream_ids: channelIds };
   if (featureLevel >= FL.ARCHIVED_CHANNEL_EVENTS) event.for_archiving = forArchiving;
   n.events.send(n.realm, event as { type: string }, userIds, n.what);
@@ -458,7 +458,7 @@ export interface PeerChannelRef {
  * its can_administer_channel_group / can_add_subscribers_group / can_subscribe_group name —
  * guests excluded (those settings have allow_everyone_group=False).
  */
-export async function metadataGroupMembers(q: Queryable, channelIds: number[]): Promise<Map<number, Set<number>>> {
+async function metadataGroupMembers(q: Queryable, channelIds: number[]): Promise<Map<number, Set<number>>> {
   const out = new Map<number, Set<number>>(channelIds.map((id) => [id, new Set<number>()]));
   if (channelIds.length === 0) return out;
   const cols = await streamColumns(q);

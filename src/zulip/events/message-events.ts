@@ -78,7 +78,7 @@ const USER_MESSAGE_FLAGS = [
 const NON_API_FLAGS = new Set(["is_private", "active_mobile_push_notification"]);
 
 /** UserMessage flags_list() */
-export function flagsList(mask: number): string[] {
+function flagsList(mask: number): string[] {
   return USER_MESSAGE_FLAGS.filter((f, i) => (mask & (1 << i)) !== 0 && !NON_API_FLAGS.has(f));
 }
 

@@ -32,7 +32,7 @@ import { activeNonGuestUserIds, FL, type Notify, sendGroupMembersEvent, userAcce
 import { canAccessDeliveryEmail, INACCESSIBLE_USER_NAME, sendPeerSubscriberEvents } from "./user-events.js";
 
 /** date_joined.isoformat(timespec="minutes") in UTC ("2026-05-01T10:20+00:00"). */
-export function isoMinutes(d: Date): string {
+function isoMinutes(d: Date): string {
   return `${d.toISOString().slice(0, 16)}+00:00`;
 }
 
@@ -40,7 +40,7 @@ export function isoMinutes(d: Date): string {
  * format_user_row(realm_id, acting_user, row, client_gravatar=False,
  * user_avatar_url_field_optional=False, custom_profile_field_data={}) for a human user.
  */
-export function personObject(u: Record<string, any>, avatar: string, withDeliveryEmail: boolean, featureLevel: number): Record<string, unknown> {
+function personObject(u: Record<string, any>, avatar: string, withDeliveryEmail: boolean, featureLevel: number): Record<string, unknown> {
   const role = Number(u.role);
   const person: Record<string, unknown> = {
     email: u.email,

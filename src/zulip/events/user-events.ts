@@ -45,7 +45,7 @@ export async function botOwnerUserIds(q: Queryable, bot: UserProfile): Promise<n
 }
 
 /** notify_invites_changed(realm): {"type": "invites_changed"} to the admins and bots. */
-export async function sendInvitesChanged(q: Queryable, n: Notify): Promise<void> {
+async function sendInvitesChanged(q: Queryable, n: Notify): Promise<void> {
   n.events.send(n.realm, { type: "invites_changed" }, await adminUserAndBotIds(q, n.realm.id), n.what);
 }
 
@@ -91,11 +91,6 @@ async function metadataGroupUserIds(q: Queryable, channelIds: number[]): Promise
     out.get(id)!.add(Number(r.user_id));
   }
   return out;
-}
-
-/** The users a private channel's group settings grant metadata access (recursive groups, active users). */
-export async function metadataGroupUserIdsFor(q: Queryable, channelId: number): Promise<number[]> {
-  return [...((await metadataGroupUserIds(q, [channelId])).get(channelId) ?? [])];
 }
 
 /**
@@ -439,7 +434,7 @@ export function canAccessDeliveryEmail(viewer: { id: number; role: number }, tar
  * the user, those for whom can_access_delivery_email(viewer, user, visibility) holds — the user,
  * and viewers whose role may see the user's email_address_visibility.
  */
-export async function usersWithAccessToRealEmail(q: Queryable, user: UserProfile): Promise<number[]> {
+async function usersWithAccessToRealEmail(q: Queryable, user: UserProfile): Promise<number[]> {
   const candidates = await userIdsWhoCanAccessUser(q, user);
   const { rows } = await q.query("SELECT id, role FROM zerver_userprofile WHERE id = ANY ($1::int[]) AND is_active", [candidates]);
   const visibility = Number(user.email_address_visibility);

@@ -27,7 +27,7 @@ export interface RenderedEmail {
   html: string;
 }
 
-export function passwordResetSubject(realmName: string): string {
+function passwordResetSubject(realmName: string): string {
   // render → .strip() → newlines removed
   return `Password reset request for ${realmName}`.trim().replace(/\n/g, "");
 }
@@ -59,7 +59,7 @@ export function passwordResetText(c: PasswordResetContext): string {
   return out;
 }
 
-export function passwordResetHtml(c: PasswordResetContext): string {
+function passwordResetHtml(c: PasswordResetContext): string {
   const p = (inner: string) => `<p>\n    ${inner}\n</p>`;
   const parts: string[] = [];
   parts.push(p(`Somebody (possibly you) requested a new password for the Zulip account ${emailTag(c.email)} on ${linkTag(c.realmUrl)}.`));

@@ -2,7 +2,8 @@
 //
 // Each test database gets the same world around the user to delete (Iago): channel messages,
 // 1:1 and group DMs both ways, reactions, a submessage, attachments (his and others', on his
-// messages and on others'), a scheduled message with an attachment, drafts, snippets, mutes,
+// messages and on others'), a scheduled message with an attachment, an attachment on his message
+// that another user's scheduled message uses too, drafts, snippets, mutes,
 // custom profile data, presence, emoji, a 2FA device, invitation data, an audit row with
 // personal data, a channel he created, a bot he owns and login sessions. After the deletion we
 // check, row by row, what Zulip's do_delete_user keeps and removes (12.x: the account is
@@ -82,8 +83,10 @@ interface World {
   m: Record<"iagoChannel" | "hamletChannel" | "iagoDm" | "hamletDm" | "iagoGroup" | "hamletGroup" | "botChannel", number>;
   reactions: { iagoOnHamlet: number; hamletOnIago: number; othelloOnGroup: number };
   submessage: number;
-  att: { iagoOnIago: number; iagoOnHamlet: number; hamletOnIago: number; hamletShared: number; scheduled: number };
+  att: { iagoOnIago: number; iagoOnHamlet: number; hamletOnIago: number; hamletShared: number; scheduled: number; hamletScheduled: number };
   scheduled: number;
+  /** Hamlet's scheduled message, which uses att.hamletScheduled (also on Iago's channel message). */
+  hamletScheduledMessage: number;
   groupRecipient: number;
   missed: { hamletOnIagoMsg: number; iagoOnHamletMsg: number };
   cpf: { iago: number; hamlet: number };
@@ -253,6 +256,9 @@ async function buildWorld(db: TestDatabase, v12: boolean): Promise<World> {
     hamletOnIago: await attachment(hamlet, [m.iagoChannel]),
     hamletShared: await attachment(hamlet, [m.iagoChannel, m.hamletGroup]),
     scheduled: await attachment(iago, []),
+    // On Iago's message and on Hamlet's scheduled message: move_messages_to_archive keeps it
+    // (Attachment.objects.filter(messages__isnull=True, scheduled_messages__isnull=True, ...)).
+    hamletScheduled: await attachment(hamlet, [m.iagoChannel]),
   };
   const chRcp = Number((await one(db, "SELECT recipient_id FROM zerver_stream WHERE id = $1", [channel])).recipient_id);
   const [sm] = await db.query(
@@ -263,6 +269,14 @@ async function buildWorld(db: TestDatabase, v12: boolean): Promise<World> {
     [chRcp, iago, channel],
   );
   await db.query("INSERT INTO zerver_attachment_scheduled_messages (attachment_id, scheduledmessage_id) VALUES ($1, $2)", [att.scheduled, sm.id]);
+  const [hsm] = await db.query(
+    `INSERT INTO zerver_scheduledmessage (subject, content, rendered_content, scheduled_timestamp, read_by_sender, delivered, has_attachment, failed,
+        delivery_type, realm_id, recipient_id, sender_id, sending_client_id, stream_id, request_timestamp)
+     VALUES ('later', 'see attached too', '<p>see attached too</p>', now() + interval '1 day', true, false, true, false, 1, ${REALM}, $1, $2, 2, $3, now())
+     RETURNING id`,
+    [chRcp, hamlet, channel],
+  );
+  await db.query("INSERT INTO zerver_attachment_scheduled_messages (attachment_id, scheduledmessage_id) VALUES ($1, $2)", [att.hamletScheduled, hsm.id]);
   await db.query("INSERT INTO zerver_draft (topic, content, last_edit_time, user_profile_id, recipient_id) VALUES ('t', 'draft', now(), $1, $2)", [
     iago,
     chRcp,
@@ -360,6 +374,7 @@ async function buildWorld(db: TestDatabase, v12: boolean): Promise<World> {
     submessage,
     att,
     scheduled: Number(sm.id),
+    hamletScheduledMessage: Number(hsm.id),
     groupRecipient,
     missed,
     cpf,
@@ -506,23 +521,34 @@ describe("delete_user on Zulip 12 (overwrite in place, messages archived)", () =
     expect(await ids(env.db, "SELECT id FROM zerver_archivedsubmessage")).toEqual([env.w.submessage]);
   });
 
-  it("archives attachments and deletes those no message uses any more", async () => {
+  it("archives attachments and deletes those no message or scheduled message uses any more", async () => {
     const { att } = env.w;
-    expect(await ids(env.db, "SELECT id FROM zerver_attachment ORDER BY id")).toEqual([att.iagoOnHamlet, att.hamletShared, att.scheduled]);
-    expect(await ids(env.db, "SELECT id FROM zerver_archivedattachment ORDER BY id")).toEqual([att.iagoOnIago, att.hamletOnIago, att.hamletShared]);
+    // att.scheduled: only on Iago's scheduled message (deleted), never archived, so not deleted;
+    // att.hamletScheduled: on Iago's message and Hamlet's scheduled message, archived and kept.
+    expect(await ids(env.db, "SELECT id FROM zerver_attachment ORDER BY id")).toEqual([att.iagoOnHamlet, att.hamletShared, att.scheduled, att.hamletScheduled]);
+    expect(await ids(env.db, "SELECT id FROM zerver_archivedattachment ORDER BY id")).toEqual([
+      att.iagoOnIago,
+      att.hamletOnIago,
+      att.hamletShared,
+      att.hamletScheduled,
+    ]);
+    const scheduledLinks = await env.db.query("SELECT attachment_id, scheduledmessage_id FROM zerver_attachment_scheduled_messages ORDER BY id");
+    expect(scheduledLinks.map((r: any) => [Number(r.attachment_id), Number(r.scheduledmessage_id)])).toEqual([
+      [att.hamletScheduled, env.w.hamletScheduledMessage],
+    ]);
     const links = await env.db.query("SELECT attachment_id, message_id FROM zerver_attachment_messages ORDER BY attachment_id");
     expect(links.map((r: any) => [Number(r.attachment_id), Number(r.message_id)])).toEqual([
       [att.iagoOnHamlet, env.w.m.hamletChannel],
       [att.hamletShared, env.w.m.hamletGroup],
     ]);
-    expect(Number((await one(env.db, "SELECT count(*) AS n FROM zerver_archivedattachment_messages")).n)).toBe(3);
+    expect(Number((await one(env.db, "SELECT count(*) AS n FROM zerver_archivedattachment_messages")).n)).toBe(4);
   });
 
   it("deletes what do_delete_user_core lists and keeps what it does not touch", async () => {
     const { iago, hamlet, othello } = env.w;
     const count = async (sql: string, p: unknown[] = [iago]) => Number((await one(env.db, `SELECT count(*) AS n FROM ${sql}`, p)).n);
     expect(await count("zerver_scheduledmessage WHERE sender_id = $1")).toBe(0);
-    expect(await count("zerver_attachment_scheduled_messages", [])).toBe(0);
+    expect(await count("zerver_attachment_scheduled_messages WHERE scheduledmessage_id = $1", [env.w.scheduled])).toBe(0);
     expect(await count("zerver_draft WHERE user_profile_id = $1")).toBe(0);
     expect(await count("zerver_savedsnippet WHERE user_profile_id = $1")).toBe(0);
     expect(await count("zerver_externalauthid WHERE user_id = $1")).toBe(0);
@@ -797,7 +823,7 @@ for (const template of ["zulip11_fresh", "zulip10_fresh"] as const) {
       expect(await ids(env.db, "SELECT id FROM zerver_reaction WHERE id = ANY ($1::int[]) ORDER BY id", [Object.values(reactions)])).toEqual([
         reactions.othelloOnGroup,
       ]);
-      expect(await ids(env.db, "SELECT id FROM zerver_attachment ORDER BY id")).toEqual([att.hamletOnIago, att.hamletShared]);
+      expect(await ids(env.db, "SELECT id FROM zerver_attachment ORDER BY id")).toEqual([att.hamletOnIago, att.hamletShared, att.hamletScheduled]);
       expect(await ids(env.db, "SELECT id FROM zerver_customprofilefieldvalue ORDER BY id")).toEqual([env.w.cpf.hamlet]);
       const count = async (sql: string) => Number((await one(env.db, `SELECT count(*) AS n FROM ${sql}`, [iago])).n);
       for (const sql of [

@@ -379,12 +379,16 @@ async function archiveMessages(q: Queryable, realmId: number, senderId: number):
   return archived;
 }
 
-/** Attachments the archived messages used that no live message uses any more. */
+/**
+ * Attachments the archived messages used that no live message and no scheduled message uses any
+ * more (move_messages_to_archive: messages__isnull=True, scheduled_messages__isnull=True).
+ */
 const ORPHANED_ATTACHMENTS = `
   SELECT a.id FROM zerver_attachment a
    WHERE a.id IN (SELECT archivedattachment_id FROM zerver_archivedattachment_messages
                    WHERE archivedmessage_id IN (SELECT message_id FROM zm_archive_ids))
-     AND NOT EXISTS (SELECT 1 FROM zerver_attachment_messages am WHERE am.attachment_id = a.id)`;
+     AND NOT EXISTS (SELECT 1 FROM zerver_attachment_messages am WHERE am.attachment_id = a.id)
+     AND NOT EXISTS (SELECT 1 FROM zerver_attachment_scheduled_messages s WHERE s.attachment_id = a.id)`;
 
 /**
  * Dry run of step 5: what the archive tables would receive, and the attachments that would be
@@ -409,10 +413,14 @@ async function planMessageDeletion(q: Queryable, realmId: number, userId: number
     zerver_archivedattachment_messages: await count(`SELECT id FROM zerver_attachment_messages WHERE message_id IN (${sent})`),
   };
   for (const [k, v] of Object.entries(out.archived)) if (!v) delete out.archived[k];
+  // Left with neither messages nor scheduled messages: the user's own scheduled messages are
+  // deleted (step 3) before the archiving, so only other senders' keep an attachment.
   const orphans = await count(
     `SELECT a.id FROM zerver_attachment a
       WHERE a.id IN (SELECT attachment_id FROM zerver_attachment_messages WHERE message_id IN (${sent}))
-        AND NOT EXISTS (SELECT 1 FROM zerver_attachment_messages am WHERE am.attachment_id = a.id AND am.message_id NOT IN (${sent}))`,
+        AND NOT EXISTS (SELECT 1 FROM zerver_attachment_messages am WHERE am.attachment_id = a.id AND am.message_id NOT IN (${sent}))
+        AND NOT EXISTS (SELECT 1 FROM zerver_attachment_scheduled_messages s JOIN zerver_scheduledmessage sm ON sm.id = s.scheduledmessage_id
+                         WHERE s.attachment_id = a.id AND sm.sender_id <> ${Number(userId)})`,
   );
   return orphans ? { deleted: { zerver_attachment: orphans }, setNull: {} } : { deleted: {}, setNull: {} };
 }

@@ -31,6 +31,10 @@
 //   their archived rows (CASCADE). ArchivedAttachments are left for delete_old_unclaimed_attachments.
 // scrub_realms (organizations due for deletion) is in realm-scrub.ts.
 //
+// Archiver.moveMessagesToArchive (move_messages_to_archive) is the other way in, used by
+// do_delete_messages_by_sender (delete-user.ts, Zulip 12.x's do_delete_user) and do_scrub_realm
+// (realm-scrub.ts): ONE implementation of the archiving for all three.
+//
 // Restoring (restore_data_from_archive) copies the archive rows back by archive_transaction_id;
 // everything it needs is in the rows written here.
 import { usedUploadSpaceKeys } from "./attachments.js";
@@ -45,10 +49,13 @@ import {
   CascadeDeletion,
   catalogForeignKeys,
   type CatalogForeignKey,
+  type DeletionPlan,
   GENERIC_RELATIONS,
+  mergePlans,
   referencesTo,
   ruleFor,
 } from "../../db/ondelete.js";
+import { CommandError } from "../../lib/errors.js";
 
 export const MESSAGE_BATCH_SIZE = 1000;
 export const STREAM_MESSAGE_BATCH_SIZE = 100;
@@ -151,8 +158,11 @@ export async function planMessageCascade(db: Db, fks: CatalogForeignKey[]): Prom
   return edges;
 }
 
-/** Delete messages and everything that cascades from them along `edges`: ids found top-down, rows deleted bottom-up. */
-async function deleteMessagesAlong(t: Queryable, edges: { table: string; column: string; parent: string }[], ids: number[]): Promise<void> {
+/**
+ * Delete messages and everything that cascades from them along `edges`: ids found top-down, rows
+ * deleted bottom-up. Returns the rows deleted per table.
+ */
+async function deleteMessagesAlong(t: Queryable, edges: { table: string; column: string; parent: string }[], ids: number[]): Promise<Record<string, number>> {
   const found = new Map<string, Set<number>>([["zerver_message", new Set(ids)]]);
   const order: string[] = ["zerver_message"];
   const pending: { table: string; ids: number[] }[] = [{ table: "zerver_message", ids }];
@@ -172,9 +182,12 @@ async function deleteMessagesAlong(t: Queryable, edges: { table: string; column:
       pending.push({ table: e.table, ids: fresh });
     }
   }
+  const deleted: Record<string, number> = {};
   for (const table of order.reverse()) {
-    await t.query(`DELETE FROM ${q(table)} WHERE id = ANY($1::bigint[])`, [[...found.get(table)!]]);
+    const res = await t.query(`DELETE FROM ${q(table)} WHERE id = ANY($1::bigint[])`, [[...found.get(table)!]]);
+    if (res.rowCount) deleted[table] = res.rowCount;
   }
+  return deleted;
 }
 
 /** The rows move_related_objects_to_archive copied. */
@@ -189,8 +202,14 @@ export interface RelatedCounts {
 export interface MovedToArchive extends RelatedCounts {
   transactions: number[];
   messages: number;
-  /** Attachment rows deleted because none of their messages is left. */
+  /** zerver_archivedattachment_messages rows written (the attachment links of the messages). */
+  attachment_messages: number;
+  /** Attachment rows deleted because none of their messages or scheduled messages is left. */
   attachments_deleted: number;
+  /** Every row deleted (the messages with their cascades, the attachments), per table. */
+  deleted: DeletionPlan;
+  /** Zulip 12.x: what delete_messages sent and updated (zeros without `notify`). */
+  notices: DeleteNoticeCounts;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -247,11 +266,24 @@ export interface MovedToArchive extends RelatedCounts {
 /** Flush the due retention events once they reach this many recipient entries. */
 const MAX_STAGED_RETENTION_RECIPIENTS = 200_000;
 
-/** The 12.x behaviour of retention's delete_messages (null on 10.x and 11.x). */
-export interface RetentionNotify {
+/** Where 12.x's delete_messages sends its notices. */
+export interface DeleteNotify {
   events: EventDelivery;
   /** MOBILE_NOTIFICATIONS_SHARDS (zulip.conf [application_server] mobile_notification_shards, default 1). */
   mobileNotificationShards: number;
+}
+
+/**
+ * MOBILE_NOTIFICATIONS_SHARDS = int(get_config("application_server", "mobile_notification_shards",
+ * "1")), from zulip.conf's value as read (undefined: not set).
+ */
+export function mobileNotificationShards(value: string | undefined): number {
+  const n = Number.parseInt(value ?? "1", 10);
+  return Number.isInteger(n) && n > 0 ? n : 1;
+}
+
+/** The 12.x behaviour of retention's delete_messages (null on 10.x and 11.x). */
+export interface RetentionNotify extends DeleteNotify {
   /** Deliver what is due now (EventDelivery.commit), keeping its report. */
   flush: () => Promise<void>;
   /** Default MAX_STAGED_RETENTION_RECIPIENTS (tests). */
@@ -312,14 +344,18 @@ async function eventRecipientIdsForActionOnMessages(q: Queryable, ids: number[],
   return rows.map((r: any) => Number(r.id));
 }
 
-/** Retention's 12.x delete_messages notices for one batch, inside its transaction (see above). */
+/**
+ * 12.x's delete_messages(ids, realm, skip_notify=False, acting_user=None) notices for one batch,
+ * inside its transaction (see above); `what` names the deletion in delivery warnings.
+ */
 async function stageDeleteNotices(
   t: Queryable,
   realm: EventRealm,
   ids: number[],
-  notify: RetentionNotify,
+  notify: DeleteNotify,
   counts: DeleteNoticeCounts,
   hasDevice: boolean,
+  what: string,
 ): Promise<number> {
   const events = notify.events;
   let staged = 0;
@@ -415,7 +451,7 @@ async function stageDeleteNotices(
       );
       if (events.enabled) staged += users.length + 1;
     }
-    events.send(realm, event, users, "the deletion of messages past their retention period");
+    events.send(realm, event, users, what);
     if (events.enabled) {
       counts.delete_message_events++;
       staged += users.length + 1;
@@ -424,8 +460,31 @@ async function stageDeleteNotices(
   return staged;
 }
 
+/**
+ * 12.x's move_messages_to_archive(..., skip_notify=False): delete_messages' notices for messages
+ * deleted in one transaction (do_delete_messages_by_sender from do_delete_user_core), all of them
+ * delivered after that transaction's COMMIT.
+ */
+export interface MessageDeletionNotify extends DeleteNotify {
+  realm: EventRealm;
+  /** Names the deletion in delivery warnings ("the deletion of x@example.com's messages"). */
+  what: string;
+  /** Default MAX_STAGED_DELETION_RECIPIENTS (tests). */
+  maxStagedRecipients?: number;
+}
+
+/**
+ * The most recipient entries moveMessagesToArchive stages for one transaction (they are held in
+ * memory until its COMMIT): past it, it refuses (and the transaction rolls back) rather than
+ * run out of memory.
+ */
+const MAX_STAGED_DELETION_RECIPIENTS = 50_000_000;
+
+/** What moveMessagesToArchive needs of a cache invalidation. */
+type CacheKeySink = Pick<CacheInvalidation, "addKeys">;
+
 export class Archiver {
-  private fks: CatalogForeignKey[] | null = null;
+  private fks: CatalogForeignKey[] | null;
   private cascade: { table: string; column: string; parent: string }[] | null = null;
   private msgCols: string[] = [];
   private related: { src: string; dst: string; cols: string[]; key: "user_messages" | "reactions" | "submessages" }[] = [];
@@ -441,10 +500,15 @@ export class Archiver {
     private readonly log: ZulipLogFile | null,
     /** Zulip 12.x: retention's delete_messages sends notices (see stageDeleteNotices); null on 10.x/11.x. */
     private readonly notify: RetentionNotify | null = null,
-  ) {}
+    /** The catalog's foreign keys when the caller has read them already (else init() reads them). */
+    fks: CatalogForeignKey[] | null = null,
+  ) {
+    this.fks = fks;
+  }
 
+  /** Read the catalog (outside any transaction): the columns to copy and the cascade to follow. */
   async init(): Promise<void> {
-    this.fks = await catalogForeignKeys(this.db);
+    this.fks ??= await catalogForeignKeys(this.db);
     this.cascade = await planMessageCascade(this.db, this.fks);
     // EXCLUDE_FIELDS = {search_tsvector}
     this.msgCols = await sharedColumns(this.db, "zerver_message", "zerver_archivedmessage", ["search_tsvector", "archive_transaction_id"]);
@@ -462,6 +526,27 @@ export class Archiver {
   }
 
   /**
+   * ArchiveTransaction.objects.create(type=type, realm=realm): timestamp is the model's
+   * default=timezone_now, the application's clock when this row is created (so each chunk's row
+   * has its own time, as in Zulip, whatever transaction it is in).
+   */
+  private async createArchiveTransaction(t: Queryable, type: number, realmId: number | null): Promise<number> {
+    const values: Record<string, string> = {
+      timestamp: "$1::timestamptz",
+      restored: "false",
+      restored_timestamp: "NULL",
+      type: String(type),
+      realm_id: "$2::int",
+      protect_from_deletion: "false",
+    };
+    const tx = await t.query(
+      `INSERT INTO zerver_archivetransaction (${this.txCols.map(q).join(", ")}) VALUES (${this.txCols.map((c) => values[c]).join(", ")}) RETURNING id`,
+      [new Date(), realmId],
+    );
+    return Number(tx.rows[0].id);
+  }
+
+  /**
    * run_archiving(type=RETENTION_POLICY_BASED, realm, chunk_size): one transaction per batch until
    * a batch comes back short; on 12.x each batch stages delete_messages' notices, delivered after
    * its COMMIT (see stageDeleteNotices).
@@ -474,19 +559,7 @@ export class Archiver {
       const started = Date.now();
       let staged = 0;
       const work = async (t: Queryable) => {
-        const values: Record<string, string> = {
-          timestamp: "now()",
-          restored: "false",
-          restored_timestamp: "NULL",
-          type: String(RETENTION_POLICY_BASED),
-          realm_id: "$1",
-          protect_from_deletion: "false",
-        };
-        const tx = await t.query(
-          `INSERT INTO zerver_archivetransaction (${this.txCols.map(q).join(", ")}) VALUES (${this.txCols.map((c) => values[c]).join(", ")}) RETURNING id`,
-          [realmId],
-        );
-        const txId = Number(tx.rows[0].id);
+        const txId = await this.createArchiveTransaction(t, RETENTION_POLICY_BASED, realmId);
         const n = params.length;
         const moved = await t.query(
           `INSERT INTO zerver_archivedmessage (${this.msgCols.map(q).join(", ")}, archive_transaction_id)
@@ -505,7 +578,8 @@ export class Archiver {
         await this.moveRelated(t, ids);
         // delete_messages: on 12.x its notices first; then Message.objects.filter(id__in=...)
         // .delete(), with Django's cascades.
-        if (notify) staged = await stageDeleteNotices(t, realm, ids, notify, this.totals.notices, this.hasDevice);
+        if (notify)
+          staged = await stageDeleteNotices(t, realm, ids, notify, this.totals.notices, this.hasDevice, "the deletion of messages past their retention period");
         await this.deleteMessages(t, ids);
         return { ids, txId };
       };
@@ -527,8 +601,8 @@ export class Archiver {
     return count;
   }
 
-  /** move_related_objects_to_archive. */
-  private async moveRelated(t: Queryable, ids: number[], counts: RelatedCounts = this.totals): Promise<void> {
+  /** move_related_objects_to_archive; returns the number of attachment links archived. */
+  private async moveRelated(t: Queryable, ids: number[], counts: RelatedCounts = this.totals): Promise<number> {
     for (const m of this.related) {
       const res = await t.query(
         `INSERT INTO ${m.dst} (${m.cols.map(q).join(", ")}) SELECT ${m.cols.map((c) => `x.${q(c)}`).join(", ")} FROM ${m.src} x
@@ -545,40 +619,50 @@ export class Archiver {
       [ids],
     );
     counts.archived_attachments += att.rowCount ?? 0;
-    await t.query(
+    const links = await t.query(
       `INSERT INTO zerver_archivedattachment_messages (id, archivedattachment_id, archivedmessage_id)
          SELECT id, attachment_id, message_id FROM zerver_attachment_messages WHERE message_id = ANY($1::int[])
        ON CONFLICT (id) DO NOTHING`,
       [ids],
     );
+    return links.rowCount ?? 0;
   }
 
-  /** Message.objects.filter(id__in=ids).delete() with Django's cascades. */
-  private async deleteMessages(t: Queryable, ids: number[]): Promise<void> {
-    if (this.cascade) return deleteMessagesAlong(t, this.cascade, ids);
+  /** Message.objects.filter(id__in=ids).delete() with Django's cascades: what was deleted. */
+  private async deleteMessages(t: Queryable, ids: number[]): Promise<DeletionPlan> {
+    if (this.cascade) return { deleted: await deleteMessagesAlong(t, this.cascade, ids), setNull: {} };
     const del = new CascadeDeletion(t, this.fks!, "archive these messages");
     await del.addRoots("zerver_message", "SELECT unnest($1::int[])", [ids]);
     await del.collect();
-    await del.execute();
+    const plan = await del.execute();
     await del.dispose();
+    return plan;
   }
 
   /**
-   * move_messages_to_archive(message_ids, realm, chunk_size) as Zulip 10.x and 11.x have it
-   * (zerver/lib/retention.py), inside the caller's transaction `t` (do_scrub_realm is one
-   * durable transaction; Zulip's inner atomic blocks are savepoint-less): the ids in slices of
-   * `chunkSize`, each run_archiving(type=MANUAL, realm, chunk_size=None): a new ArchiveTransaction
-   * (type 2, `realmId`), the messages copied (ON CONFLICT (id) moves an archived id to it), their
-   * related rows, then the messages deleted; a slice that finds nothing deletes its
-   * ArchiveTransaction again. After each slice the Attachments whose ArchivedAttachment twin
-   * links one of its messages and that no message or scheduled message uses any more are deleted
-   * (their owners' realm_used_upload_space entries go to `inval`). Zulip raises
-   * Message.DoesNotExist when nothing at all was archived; the caller decides (`messages` 0).
+   * move_messages_to_archive(message_ids, realm, chunk_size, skip_notify) (zerver/lib/retention.py),
+   * inside the caller's transaction `t` (Zulip's inner atomic blocks are savepoint-less): the ids
+   * in slices of `chunkSize`, each run_archiving(type=MANUAL, realm, chunk_size=None): a new
+   * ArchiveTransaction (type 2, `realmId`), the messages copied (ON CONFLICT (id) moves an
+   * archived id to it), their related rows, then the messages deleted; a slice that finds nothing
+   * deletes its ArchiveTransaction again. After each slice the Attachments whose
+   * ArchivedAttachment twin links one of its messages and that no message or scheduled message
+   * uses any more are deleted (Attachment's post_delete flush_used_upload_space_cache: the
+   * owners' realms' keys go to `inval`). Zulip raises Message.DoesNotExist when nothing at all
+   * was archived; the caller decides (`messages` 0).
+   *
+   * The realm per release: 10.x and 11.x take realm=None unless given (do_delete_messages_by_sender
+   * and do_scrub_realm's system-bot messages pass none: ArchiveTransactions without a realm);
+   * 12.x requires it (do_delete_messages_by_sender passes user.realm).
+   *
+   * `notify` (12.x, skip_notify=False): delete_messages' notices for each slice, before its
+   * messages are deleted (stageDeleteNotices), delivered after the caller's COMMIT; without it,
+   * skip_notify=True or a release before 12.x: nothing is sent.
    */
   async moveMessagesToArchive(
     t: Queryable,
     ids: number[],
-    opts: { realmId: number | null; chunkSize: number; inval: CacheInvalidation },
+    opts: { realmId: number | null; chunkSize: number; inval: CacheKeySink; notify?: MessageDeletionNotify | null },
   ): Promise<MovedToArchive> {
     const out: MovedToArchive = {
       transactions: [],
@@ -587,23 +671,17 @@ export class Archiver {
       reactions: 0,
       submessages: 0,
       archived_attachments: 0,
+      attachment_messages: 0,
       attachments_deleted: 0,
+      deleted: { deleted: {}, setNull: {} },
+      notices: { delete_message_events: 0, first_message_id_updates: 0, push_removal_jobs: 0 },
     };
+    const notify = opts.notify ?? null;
+    const maxStaged = notify?.maxStagedRecipients ?? MAX_STAGED_DELETION_RECIPIENTS;
+    let staged = 0;
     for (let i = 0; i < ids.length; i += opts.chunkSize) {
       const chunk = ids.slice(i, i + opts.chunkSize);
-      const values: Record<string, string> = {
-        timestamp: "clock_timestamp()",
-        restored: "false",
-        restored_timestamp: "NULL",
-        type: String(MANUAL),
-        realm_id: "$1::int",
-        protect_from_deletion: "false",
-      };
-      const tx = await t.query(
-        `INSERT INTO zerver_archivetransaction (${this.txCols.map(q).join(", ")}) VALUES (${this.txCols.map((c) => values[c]).join(", ")}) RETURNING id`,
-        [opts.realmId],
-      );
-      const txId = Number(tx.rows[0].id);
+      const txId = await this.createArchiveTransaction(t, MANUAL, opts.realmId);
       const moved = await t.query(
         `INSERT INTO zerver_archivedmessage (${this.msgCols.map(q).join(", ")}, archive_transaction_id)
            SELECT ${this.msgCols.map((c) => `zerver_message.${q(c)}`).join(", ")}, $2::bigint
@@ -616,8 +694,17 @@ export class Archiver {
       if (!got.length) {
         await t.query("DELETE FROM zerver_archivetransaction WHERE id = $1", [txId]); // Nothing was archived
       } else {
-        await this.moveRelated(t, got, out);
-        await this.deleteMessages(t, got);
+        out.attachment_messages += await this.moveRelated(t, got, out);
+        if (notify) {
+          staged += await stageDeleteNotices(t, notify.realm, got, notify, out.notices, this.hasDevice, notify.what);
+          if (staged > maxStaged) {
+            throw new CommandError(
+              `${notify.what} would send events to more than ${maxStaged} recipients in all, more than zulip-manage can hold in memory ` +
+                "until its commit, so it was rolled back. Run with --events=none (open clients then show the deleted messages until they reload).",
+            );
+          }
+        }
+        out.deleted = mergePlans(out.deleted, await this.deleteMessages(t, got));
         out.messages += got.length;
         out.transactions.push(txId);
       }
@@ -635,7 +722,7 @@ export class Archiver {
       if (n) {
         await del.collect();
         opts.inval.addKeys(await usedUploadSpaceKeys(t, `SELECT id FROM ${del.tempTable("zerver_attachment")}`), "the organizations' used upload space");
-        await del.execute();
+        out.deleted = mergePlans(out.deleted, await del.execute());
         out.attachments_deleted += n;
       }
       await del.dispose();
@@ -684,9 +771,12 @@ function emptyArchiveTotals(): ArchiveTotals {
   };
 }
 
-/** An Archiver ready for moveMessagesToArchive (catalog read, cascade planned). */
-export async function messageArchiver(db: Db): Promise<Archiver> {
-  const a = new Archiver(db, emptyArchiveTotals(), null);
+/**
+ * An Archiver ready for moveMessagesToArchive (catalog read, cascade planned), made before the
+ * caller's transaction; `fks`: the catalog's foreign keys when the caller has them already.
+ */
+export async function messageArchiver(db: Db, fks: CatalogForeignKey[] | null = null): Promise<Archiver> {
+  const a = new Archiver(db, emptyArchiveTotals(), null, null, fks);
   await a.init();
   return a;
 }

@@ -127,16 +127,28 @@ async function subscribe(db: TestDatabase, userId: number, channelId: number): P
   await db.query("UPDATE zerver_stream SET subscriber_count = subscriber_count + 1 WHERE id = $1", [channelId]);
 }
 
-/** A message with plain INSERTs (10.x / 11.x): UserMessage rows for `receivers`. */
-async function insertMessage(db: TestDatabase, sender: number, recipient: number, channel: boolean, receivers: number[], content: string): Promise<number> {
+/** A message with plain INSERTs (every release): UserMessage rows for `receivers` (with `flags`, default as Zulip sets them unread). */
+async function insertMessage(
+  db: TestDatabase,
+  sender: number,
+  recipient: number,
+  channel: boolean,
+  receivers: number[],
+  content: string,
+  opts: { topic?: string; flags?: (userId: number) => number } = {},
+): Promise<number> {
   const [m] = await db.query(
     `INSERT INTO zerver_message (subject, content, rendered_content, rendered_content_version, date_sent, has_attachment, has_image, has_link,
                                  sender_id, sending_client_id, realm_id, recipient_id, is_channel_message, type)
      VALUES ($1, $2, '<p>' || $2 || '</p>', 1, now(), false, false, false, $3, 2, ${REALM}, $4, $5, 1) RETURNING id`,
-    [channel ? "topic" : "\x07", content, sender, recipient, channel],
+    [channel ? (opts.topic ?? "topic") : "\x07", content, sender, recipient, channel],
   );
   for (const u of [...new Set(receivers)].sort((a, b) => a - b)) {
-    await db.query("INSERT INTO zerver_usermessage (flags, message_id, user_profile_id) VALUES ($1, $2, $3)", [channel ? 0 : 2048, m.id, u]);
+    await db.query("INSERT INTO zerver_usermessage (flags, message_id, user_profile_id) VALUES ($1, $2, $3)", [
+      opts.flags?.(u) ?? (channel ? 0 : 2048),
+      m.id,
+      u,
+    ]);
   }
   return Number(m.id);
 }
@@ -415,8 +427,12 @@ describe("delete_user on Zulip 12 (overwrite in place, messages archived)", () =
   let result: CliResult;
   let json: any;
   let auditBefore: number;
+  let reader: QueueReader;
+  let notices: any[];
   beforeAll(async () => {
     env = await setup("zulip12_fresh", mc);
+    reader = await QueueReader.open();
+    await reader.purge("notify_tornado", "missedmessage_mobile_notifications");
     before = await snapshot(env.db);
     auditBefore = Number((await one(env.db, "SELECT max(id) AS m FROM zerver_realmauditlog")).m);
     const client = await mc.connect();
@@ -426,8 +442,10 @@ describe("delete_user on Zulip 12 (overwrite in place, messages archived)", () =
     await client.close();
     result = await env.cli(["delete_user", "-u", "iago@zulip.example.net", "-f", "--json"]);
     json = JSON.parse(result.stdout);
+    notices = sortedUsers(await reader.drain());
   }, 120_000);
   afterAll(async () => {
+    await reader?.close();
     await env?.db.drop();
     env?.conf.cleanup();
   });
@@ -442,7 +460,17 @@ describe("delete_user on Zulip 12 (overwrite in place, messages archived)", () =
     expect(r).toMatchObject({ ok: true, status: "done", error: null });
     expect(r.active_bot_count).toBe(1);
     expect(r.deactivated).toEqual({ user: true, bot_ids: [env.w.bot], sessions_deleted_count: 1 });
-    expect(r.rows_archived.zerver_archivedmessage).toBe(3);
+    expect(r.rows_archived).toEqual({
+      zerver_archivetransaction: 1,
+      zerver_archivedmessage: 3,
+      zerver_archivedreaction: 1,
+      zerver_archivedsubmessage: 1,
+      zerver_archivedusermessage: 6,
+      zerver_archivedattachment: 4,
+      zerver_archivedattachment_messages: 4,
+    });
+    // His messages with their cascades, and the two attachments left without any use.
+    expect(r.rows_deleted).toMatchObject({ zerver_message: 3, zerver_attachment: 2, zerver_submessage: 1, zerver_missedmessageemailaddress: 1 });
     expect(r.placeholder).toEqual({
       id: env.w.iago,
       email: `deleteduser${env.w.iago}@${HOST}`,
@@ -499,7 +527,8 @@ describe("delete_user on Zulip 12 (overwrite in place, messages archived)", () =
     expect(archived.map((r: any) => r.content)).toEqual(["hello from iago", "psst hamlet", "group hello from iago"]);
     const tx = await env.db.query("SELECT * FROM zerver_archivetransaction");
     expect(tx).toHaveLength(1);
-    expect(tx[0]).toMatchObject({ type: 2, realm_id: null, restored: false, protect_from_deletion: false });
+    // 12.x: do_delete_messages_by_sender passes user.realm.
+    expect(tx[0]).toMatchObject({ type: 2, realm_id: REALM, restored: false, protect_from_deletion: false });
     expect(new Set(archived.map((r: any) => Number(r.archive_transaction_id)))).toEqual(new Set([Number(tx[0].id)]));
     // Iago's own UserMessage rows are gone (deleted before archiving); the others' are archived.
     expect(await ids(env.db, "SELECT id FROM zerver_usermessage WHERE user_profile_id = $1", [iago])).toEqual([]);
@@ -542,6 +571,39 @@ describe("delete_user on Zulip 12 (overwrite in place, messages archived)", () =
       [att.hamletShared, env.w.m.hamletGroup],
     ]);
     expect(Number((await one(env.db, "SELECT count(*) AS n FROM zerver_archivedattachment_messages")).n)).toBe(4);
+  });
+
+  it("sends delete_message events for his messages (12.x move_messages_to_archive, skip_notify=False)", async () => {
+    const { m, hamlet, othello, iago, channel } = env.w;
+    const deletions = notices.filter((n) => n.event.type === "delete_message").sort((a, b) => a.event.message_ids[0] - b.event.message_ids[0]);
+    // The channel's subscribers (Iago's subscription is gone by then), and the non-guests with a
+    // UserMessage row, long-term-idle users left out.
+    const channelUsers = (
+      await env.db.query(
+        `SELECT s.user_profile_id AS id FROM zerver_subscription s JOIN zerver_stream st ON st.recipient_id = s.recipient_id
+           JOIN zerver_userprofile u ON u.id = s.user_profile_id
+          WHERE st.id = $1 AND s.active AND s.is_user_active AND NOT u.long_term_idle
+         UNION SELECT um.user_profile_id FROM zerver_archivedusermessage um JOIN zerver_userprofile u ON u.id = um.user_profile_id
+          WHERE um.message_id = $2 AND NOT u.long_term_idle AND u.role <> 600 ORDER BY 1`,
+        [channel, m.iagoChannel],
+      )
+    ).map((r: any) => Number(r.id));
+    expect(channelUsers).toContain(hamlet);
+    expect(channelUsers).not.toContain(iago);
+    expect(deletions).toEqual(
+      [
+        {
+          event: { type: "delete_message", message_ids: [m.iagoChannel], stream_id: channel, topic: "greetings", message_type: "stream" },
+          users: channelUsers,
+        },
+        // Direct messages: the users with a UserMessage row (his own were deleted first).
+        { event: { type: "delete_message", message_ids: [m.iagoDm], message_type: "private" }, users: [hamlet] },
+        { event: { type: "delete_message", message_ids: [m.iagoGroup], message_type: "private" }, users: [hamlet, othello].sort((a, b) => a - b) },
+      ].sort((a, b) => a.event.message_ids[0] - b.event.message_ids[0]),
+    );
+    // Not the channel's first message: no first_message_id update.
+    expect(notices.filter((n) => n.event.property === "first_message_id")).toEqual([]);
+    expect(json.events).toMatchObject({ ok: true, published: notices.length });
   });
 
   it("deletes what do_delete_user_core lists and keeps what it does not touch", async () => {
@@ -944,7 +1006,7 @@ for (const [template, release] of [
       await server?.stop();
     });
     beforeEach(async () => {
-      await reader.purge("notify_tornado", "deferred_work");
+      await reader.purge("notify_tornado", "deferred_work", "missedmessage_mobile_notifications");
     });
 
     it("a private, a web-public and an archived channel, and a bot: every event in order", async () => {
@@ -1002,6 +1064,105 @@ for (const [template, release] of [
       expect(sortedUsers(await reader.drain())).toEqual([
         { event: { type: "realm_user", op: "update", person: { user_id: u.id, is_active: false } }, users: await active() },
       ]);
+    });
+
+    it(`150 messages opening a channel: ${release >= 12 ? "archived per 100 with the realm, delete_message events, first_message_id moved, push notifications removed" : "deleted with the account, nothing sent"}`, async () => {
+      const u = await addUser(server.db, { role: 400 });
+      const other = await addUser(server.db, { role: 400 });
+      const late = await addUser(server.db, { role: 400 });
+      const name = `opened by ${u.id}`;
+      const ch = await copyRow(
+        server.db,
+        "zerver_stream",
+        1,
+        {
+          name: "$1",
+          date_created: "now()",
+          recipient_id: "NULL",
+          first_message_id: "NULL",
+          subscriber_count: "3", // its three subscribers, below (where the column exists)
+          creator_id: "NULL",
+          invite_only: "false",
+          is_web_public: "false",
+          history_public_to_subscribers: "true",
+          deactivated: "false",
+        },
+        [name],
+      );
+      const [rcp] = await q("INSERT INTO zerver_recipient (type_id, type) VALUES ($1, 2) RETURNING id", [ch]);
+      await q("UPDATE zerver_stream SET recipient_id = $2 WHERE id = $1", [ch, rcp.id]);
+      for (const id of [u.id, other.id, late.id]) {
+        await q(
+          `INSERT INTO zerver_subscription (active, is_user_active, is_muted, color, pin_to_top, recipient_id, user_profile_id)
+           VALUES (true, true, false, '#c2c2c2', false, $1, $2)`,
+          [rcp.id, id],
+        );
+      }
+      // Topics "Alpha" and "ALPHA": one conversation (topics are case-insensitive). Other has a
+      // push notification for the first one, and a registered device.
+      const mine: number[] = [];
+      for (let i = 0; i < 150; i++) {
+        mine.push(
+          await insertMessage(server.db, u.id, Number(rcp.id), true, [u.id, other.id], `m${i}`, {
+            topic: i % 2 ? "Alpha" : "ALPHA",
+            flags: (userId) => (i === 0 && userId === other.id ? 4096 : 0),
+          }),
+        );
+      }
+      const reply = await insertMessage(server.db, other.id, Number(rcp.id), true, [u.id, other.id], "later");
+      await q("UPDATE zerver_stream SET first_message_id = $2 WHERE id = $1", [ch, mine[0]]);
+      await q("INSERT INTO zerver_pushdevicetoken (kind, token, last_updated, ios_app_id, user_id) VALUES (1, $2, now(), NULL, $1)", [
+        other.id,
+        `tok${other.id}`,
+      ]);
+      const txBefore = Number((await q("SELECT coalesce(max(id), 0) AS m FROM zerver_archivetransaction"))[0].m);
+      const started = new Date();
+      const doc = await deleteUser(u.email);
+      const finished = new Date();
+      const got = sortedUsers(await reader.drain()).filter((n) => n.event.type === "delete_message" || n.event.property === "first_message_id");
+      const jobs = (await reader.drainRaw("missedmessage_mobile_notifications")).map((m) => m.body);
+      const txs = await q("SELECT id, type, realm_id, timestamp FROM zerver_archivetransaction WHERE id > $1 ORDER BY id", [txBefore]);
+      const [{ first_message_id: first }] = await q("SELECT first_message_id FROM zerver_stream WHERE id = $1", [ch]);
+      expect(await idsOf("SELECT id FROM zerver_message WHERE id = ANY ($1::int[])", [mine])).toEqual([]);
+      if (release < 12) {
+        expect({ got, jobs, txs, first }).toEqual({ got: [], jobs: [], txs: [], first: mine[0] });
+        return;
+      }
+      // Archived 100 at a time, in ArchiveTransactions of the user's realm, each stamped when made.
+      expect(txs.map((t: any) => [t.type, t.realm_id])).toEqual([
+        [2, TEST_REALM],
+        [2, TEST_REALM],
+      ]);
+      for (const t of txs) {
+        expect(t.timestamp.getTime()).toBeGreaterThanOrEqual(started.getTime());
+        expect(t.timestamp.getTime()).toBeLessThanOrEqual(finished.getTime());
+      }
+      expect(txs[1].timestamp.getTime()).toBeGreaterThanOrEqual(txs[0].timestamp.getTime());
+      const perTx = await q(
+        "SELECT archive_transaction_id AS t, array_agg(id ORDER BY id) AS ids FROM zerver_archivedmessage WHERE id = ANY ($1::int[]) GROUP BY 1 ORDER BY 1",
+        [mine],
+      );
+      expect(perTx.map((r: any) => [Number(r.t), r.ids.map(Number)])).toEqual([
+        [Number(txs[0].id), mine.slice(0, 100)],
+        [Number(txs[1].id), mine.slice(100)],
+      ]);
+      // Per slice: check_update_first_message_id's update (the slice held the first message),
+      // then the slice's delete_message event, to the subscribers and the non-guests who got
+      // the messages: Other and Late (the user's subscription is gone).
+      const users = [other.id, late.id].sort((a, b) => a - b);
+      const moved = (value: number) => ({
+        event: { type: "stream", op: "update", property: "first_message_id", value, stream_id: ch, name },
+        users,
+      });
+      const deleted = (ids: number[]) => ({
+        event: { type: "delete_message", message_ids: ids, stream_id: ch, topic: "alpha", message_type: "stream" },
+        users,
+      });
+      expect(got).toEqual([moved(mine[100]), deleted(mine.slice(0, 100)), moved(reply), deleted(mine.slice(100))]);
+      expect(Number(first)).toBe(reply);
+      // do_clear_mobile_push_notifications_for_ids: Other's notification of the first message.
+      expect(jobs).toEqual([{ type: "remove", user_profile_id: other.id, message_ids: [mine[0]] }]);
+      expect(doc.events).toMatchObject({ ok: true, jobs: 1 });
     });
 
     describe("a realm where guests cannot see everyone (can_access_all_users_group = role:members)", () => {

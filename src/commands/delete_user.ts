@@ -205,6 +205,7 @@ export default defineCommand({
               roleCountBaseline: users.length === 1 ? roleCountBaseline : undefined,
               events,
               featureLevel: level,
+              mobileNotificationShards: ctx.config().conf("application_server", "mobile_notification_shards"),
             }),
           );
           out.line(`Successfully deleted user ${t.user.delivery_email}.`);

@@ -14,10 +14,13 @@
 //    hard-delete its channel Subscription rows; delete its UserMessage, ExternalAuthID,
 //    SavedSnippet, ScheduledMessage and Draft rows; scrub the extra_data of the 124/125/132
 //    audit rows about it; move every message it sent to the archive tables
-//    (move_messages_to_archive: ArchiveTransaction rows, archived messages/user
-//    messages/reactions/submessages/attachments, then the messages deleted, and attachments no
-//    message uses any more deleted); write the 106 audit row. Its group-DM subscriptions stay,
-//    so group conversations keep their participant.
+//    (do_delete_messages_by_sender(user) → move_messages_to_archive(ids, user.realm,
+//    chunk_size=100, skip_notify=False), retention.ts Archiver.moveMessagesToArchive: per 100
+//    messages a MANUAL ArchiveTransaction of the user's realm, the archived messages/user
+//    messages/reactions/submessages/attachments, delete_messages' delete_message events,
+//    first_message_id updates and push-notification removals, the messages deleted, then the
+//    attachments with neither messages nor scheduled messages deleted); write the 106 audit
+//    row. Its group-DM subscriptions stay, so group conversations keep their participant.
 //  * Zulip 10.x / 11.x ("recreate"): in one transaction delete the account row with everything
 //    Django's on_delete rules cascade to (src/db/ondelete.ts) plus its personal Recipient (and
 //    so every 1:1 DM to it), recreate a "Deleted User <id>" account with the same id as
@@ -38,8 +41,16 @@
 //                                              active bots, realm and placeholder settings
 //   planUserDeletion(db, prepared, user)      what would be deleted now (rolled back)
 //   doDeleteUser(db, prepared, user, opts)    the deletion
-// Not sent (yet): the delete_message events newer releases may send for the archived messages
-// (events.md §6, question 3).
+//
+// Zulip's source for the archiving, per release: 10.x / 11.x do_delete_user does not archive (the
+// sender's messages go with the account's cascade); their do_delete_messages_by_sender (used by
+// do_scrub_realm only) passes no realm (ArchiveTransaction.realm NULL). 12.x (juno-5/doer, a
+// 12.0-dev fork at API feature level 460, and xandylearning/zulip at 12.0-beta1, feature level
+// 489): do_delete_user_core calls do_delete_messages_by_sender(user_profile), which is
+// move_messages_to_archive(message_ids, user.realm, chunk_size=STREAM_MESSAGE_BATCH_SIZE,
+// skip_notify=skip_notify) with skip_notify defaulting to False (only do_scrub_realm passes
+// True): ArchiveTransactions of the user's realm, and retention's delete_messages sends its
+// events (zulip/zulip PR #35848, feature level 452) as it does for the retention policy.
 import { AuditLogEventType, insertAuditLog, type RoleCountBaseline, tableColumnSet } from "../audit.js";
 import { type CacheInvalidation, cacheKeys, type CacheUser } from "../cache.js";
 import { cryptoRandom, type RandomSource } from "../../lib/random.js";
@@ -65,16 +76,22 @@ import { deleteUserSessions } from "../sessions.js";
 import { realmHost, type ZulipSettings } from "../../config/settings.js";
 import { doDeactivateUser } from "./deactivate-user.js";
 import { generateApiKey } from "./regenerate-api-key.js";
-import type { EventDelivery, Notify } from "../../services/events.js";
+import { type EventDelivery, FL, type Notify } from "../../services/events.js";
 import { quoteIdent } from "../../db/sql.js";
 import { ROLES } from "../roles.js";
-import { MANUAL as ARCHIVE_TRANSACTION_MANUAL, STREAM_MESSAGE_BATCH_SIZE } from "./retention.js";
+import {
+  type Archiver,
+  type MessageDeletionNotify,
+  messageArchiver,
+  mobileNotificationShards,
+  type MovedToArchive,
+  STREAM_MESSAGE_BATCH_SIZE,
+} from "./retention.js";
+import { usedUploadSpaceKeys } from "./attachments.js";
 import { sendDeletedUserSubscriptionRemovalEvents } from "../events/user-events.js";
 
 export type DeletionAlgorithm = "overwrite" | "recreate";
 
-/** do_delete_messages_by_sender archives in chunks of retention.STREAM_MESSAGE_BATCH_SIZE. */
-const ARCHIVE_CHUNK = STREAM_MESSAGE_BATCH_SIZE;
 /** Audit events whose extra_data do_delete_user_core scrubs. */
 const SCRUBBED_EVENTS = [AuditLogEventType.USER_EMAIL_CHANGED, AuditLogEventType.USER_FULL_NAME_CHANGED, AuditLogEventType.USER_SETTING_CHANGED];
 /** do_delete_user_core's fks_to_delete, in its order (table, column). */
@@ -264,12 +281,13 @@ function emptyCollected(): Collected {
   };
 }
 
-/** Realms of the attachments about to be deleted (Attachment post_delete: realm_used_upload_space). */
+/**
+ * The attachments about to be deleted: Attachment's post_delete flush_used_upload_space_cache
+ * flushes realm_used_upload_space of the owner's realm (collected before the owners may go).
+ */
 async function attachmentCacheKeys(q: Queryable, del: CascadeDeletion): Promise<string[]> {
   const t = del.tempTable("zerver_attachment");
-  if (!t) return [];
-  const { rows } = await q.query(`SELECT DISTINCT realm_id FROM zerver_attachment WHERE id IN (SELECT id FROM ${t}) ORDER BY 1`);
-  return rows.map((r) => cacheKeys.realmUsedUploadSpace(r.realm_id));
+  return t ? usedUploadSpaceKeys(q, `SELECT id FROM ${t}`) : [];
 }
 
 async function muteAndEmojiCacheKeys(q: Queryable, del: CascadeDeletion): Promise<string[]> {
@@ -287,108 +305,23 @@ async function muteAndEmojiCacheKeys(q: Queryable, del: CascadeDeletion): Promis
   return keys;
 }
 
-/** The messages do_delete_messages_by_sender archives. */
+/** The messages do_delete_messages_by_sender archives: Message.objects.filter(realm_id=…, sender=user).order_by("id"). */
 const SENT_MESSAGES = "SELECT id FROM zerver_message WHERE realm_id = $1 AND sender_id = $2";
 
-/**
- * move_messages_to_archive(message_ids, chunk_size=100) for the user's messages: one MANUAL
- * ArchiveTransaction per 100 messages, the messages and their user messages, reactions,
- * submessages, attachments and attachment links copied to the archive tables. Does not delete.
- */
-async function archiveMessages(q: Queryable, realmId: number, senderId: number): Promise<Record<string, number>> {
-  const archived: Record<string, number> = {};
-  await q.query(
-    `CREATE TEMP TABLE zm_archive_ids ON COMMIT DROP AS
-       SELECT id AS message_id, (row_number() OVER (ORDER BY id) - 1) / ${ARCHIVE_CHUNK} AS chunk
-         FROM zerver_message WHERE realm_id = $1 AND sender_id = $2`,
-    [realmId, senderId],
-  );
-  const { rows } = await q.query("SELECT count(DISTINCT chunk)::int AS n FROM zm_archive_ids");
-  const chunks = Number(rows[0].n);
-  if (chunks === 0) {
-    await q.query("DROP TABLE zm_archive_ids");
-    return archived;
-  }
-  const txCols = new Set(await columnsOf(q, "zerver_archivetransaction"));
-  const txNames = ["timestamp", "restored", "restored_timestamp", "type", "realm_id", "protect_from_deletion"].filter((c) => txCols.has(c));
-  const txValues: Record<string, string> = {
-    timestamp: "$1::timestamptz",
-    restored: "false",
-    restored_timestamp: "NULL",
-    type: String(ARCHIVE_TRANSACTION_MANUAL),
-    realm_id: "NULL",
-    protect_from_deletion: "false",
+/** MovedToArchive as the rows_archived counts of --json (per archive table, none when 0). */
+function archivedCounts(m: MovedToArchive): Record<string, number> {
+  const counts: Record<string, number> = {
+    zerver_archivetransaction: m.transactions.length,
+    zerver_archivedmessage: m.messages,
+    zerver_archivedreaction: m.reactions,
+    zerver_archivedsubmessage: m.submessages,
+    zerver_archivedusermessage: m.user_messages,
+    zerver_archivedattachment: m.archived_attachments,
+    zerver_archivedattachment_messages: m.attachment_messages,
   };
-  const tx = await q.query(
-    `INSERT INTO zerver_archivetransaction (${txNames.map(quoteIdent).join(", ")})
-     SELECT ${txNames.map((c) => txValues[c]).join(", ")} FROM generate_series(0, $2::int - 1) g ORDER BY g
-     RETURNING id`,
-    [new Date(), chunks],
-  );
-  archived.zerver_archivetransaction = tx.rowCount ?? 0;
-  const txIds = tx.rows.map((r) => Number(r.id)).sort((a, b) => a - b);
-  await q.query(
-    `CREATE TEMP TABLE zm_archive_tx ON COMMIT DROP AS SELECT (ord - 1)::bigint AS chunk, id FROM unnest($1::bigint[]) WITH ORDINALITY AS t(id, ord)`,
-    [txIds],
-  );
-
-  const shared = async (src: string, dst: string, exclude: string[]) => {
-    const s = new Set(await columnsOf(q, src));
-    return (await columnsOf(q, dst)).filter((c) => s.has(c) && !exclude.includes(c));
-  };
-  const msgCols = await shared("zerver_message", "zerver_archivedmessage", ["search_tsvector", "archive_transaction_id"]);
-  const m = await q.query(
-    `INSERT INTO zerver_archivedmessage (${msgCols.map(quoteIdent).join(", ")}, archive_transaction_id)
-     SELECT ${msgCols.map((c) => `m.${quoteIdent(c)}`).join(", ")}, t.id
-       FROM zerver_message m JOIN zm_archive_ids a ON a.message_id = m.id JOIN zm_archive_tx t ON t.chunk = a.chunk
-      ORDER BY m.id
-     ON CONFLICT (id) DO UPDATE SET archive_transaction_id = EXCLUDED.archive_transaction_id`,
-  );
-  archived.zerver_archivedmessage = m.rowCount ?? 0;
-  for (const [src, dst] of [
-    ["zerver_reaction", "zerver_archivedreaction"],
-    ["zerver_submessage", "zerver_archivedsubmessage"],
-    ["zerver_usermessage", "zerver_archivedusermessage"],
-  ]) {
-    const cols = await shared(src, dst, []);
-    const res = await q.query(
-      `INSERT INTO ${dst} (${cols.map(quoteIdent).join(", ")})
-       SELECT ${cols.map((c) => `x.${quoteIdent(c)}`).join(", ")} FROM ${src} x
-        WHERE x.message_id IN (SELECT message_id FROM zm_archive_ids)
-       ON CONFLICT (id) DO NOTHING`,
-    );
-    archived[dst] = res.rowCount ?? 0;
-  }
-  const attCols = await shared("zerver_attachment", "zerver_archivedattachment", []);
-  const att = await q.query(
-    `INSERT INTO zerver_archivedattachment (${attCols.map(quoteIdent).join(", ")})
-     SELECT ${attCols.map((c) => `a.${quoteIdent(c)}`).join(", ")} FROM zerver_attachment a
-      WHERE a.id IN (SELECT am.attachment_id FROM zerver_attachment_messages am
-                      WHERE am.message_id IN (SELECT message_id FROM zm_archive_ids))
-     ON CONFLICT (id) DO NOTHING`,
-  );
-  archived.zerver_archivedattachment = att.rowCount ?? 0;
-  const links = await q.query(
-    `INSERT INTO zerver_archivedattachment_messages (id, archivedattachment_id, archivedmessage_id)
-     SELECT am.id, am.attachment_id, am.message_id FROM zerver_attachment_messages am
-      WHERE am.message_id IN (SELECT message_id FROM zm_archive_ids)
-     ON CONFLICT (id) DO NOTHING`,
-  );
-  archived.zerver_archivedattachment_messages = links.rowCount ?? 0;
-  for (const [k, v] of Object.entries(archived)) if (!v) delete archived[k];
-  return archived;
+  for (const [k, v] of Object.entries(counts)) if (!v) delete counts[k];
+  return counts;
 }
-
-/**
- * Attachments the archived messages used that no live message and no scheduled message uses any
- * more (move_messages_to_archive: messages__isnull=True, scheduled_messages__isnull=True).
- */
-const ORPHANED_ATTACHMENTS = `
-  SELECT a.id FROM zerver_attachment a
-   WHERE a.id IN (SELECT archivedattachment_id FROM zerver_archivedattachment_messages
-                   WHERE archivedmessage_id IN (SELECT message_id FROM zm_archive_ids))
-     AND NOT EXISTS (SELECT 1 FROM zerver_attachment_messages am WHERE am.attachment_id = a.id)
-     AND NOT EXISTS (SELECT 1 FROM zerver_attachment_scheduled_messages s WHERE s.attachment_id = a.id)`;
 
 /**
  * Dry run of step 5: what the archive tables would receive, and the attachments that would be
@@ -400,7 +333,7 @@ async function planMessageDeletion(q: Queryable, realmId: number, userId: number
   const n = await count(sent);
   if (!n) return { deleted: {}, setNull: {} };
   out.archived = {
-    zerver_archivetransaction: Math.ceil(n / ARCHIVE_CHUNK),
+    zerver_archivetransaction: Math.ceil(n / STREAM_MESSAGE_BATCH_SIZE),
     zerver_archivedmessage: n,
     zerver_archivedreaction: await count(`SELECT id FROM zerver_reaction WHERE message_id IN (${sent})`),
     zerver_archivedsubmessage: await count(`SELECT id FROM zerver_submessage WHERE message_id IN (${sent})`),
@@ -425,13 +358,23 @@ async function planMessageDeletion(q: Queryable, realmId: number, userId: number
   return orphans ? { deleted: { zerver_attachment: orphans }, setNull: {} } : { deleted: {}, setNull: {} };
 }
 
+/** What the 12.x deletion transaction needs when it writes. */
+interface OverwriteExecution {
+  /** bulk_remove_subscriptions' events. */
+  notify?: Notify;
+  /** do_delete_messages_by_sender's move_messages_to_archive (made before the transaction). */
+  archiver: Archiver;
+  /** Its delete_messages notices (skip_notify=False, from API feature level 452); null: none. */
+  deleteNotify: MessageDeletionNotify | null;
+}
+
 /** 12.x's deletion transaction; `execute` null: only collect what it would delete (a dry run). */
 async function overwriteDeletion(
   q: Queryable,
   user: UserProfile,
   fks: CatalogForeignKey[],
   s: DeletionSettings,
-  execute: { notify?: Notify } | null,
+  execute: OverwriteExecution | null,
 ): Promise<Collected> {
   const realmId = Number(user.realm_id);
   const what = `delete user ${user.delivery_email}`;
@@ -529,25 +472,21 @@ async function overwriteDeletion(
     out.scrubbed = res.rowCount ?? 0;
   }
 
-  // 5. do_delete_messages_by_sender: archive, then delete with cascades, then drop the
-  //    attachments no live message uses any more.
+  // 5. do_delete_messages_by_sender(user_profile) (12.x: skip_notify=False):
+  //    move_messages_to_archive(ids, user.realm, chunk_size=STREAM_MESSAGE_BATCH_SIZE), see
+  //    Archiver.moveMessagesToArchive: per 100 messages an ArchiveTransaction of the user's realm,
+  //    the rows archived, delete_messages' notices staged, the messages deleted, then the
+  //    attachments with neither messages nor scheduled messages deleted.
   if (execute) {
-    out.archived = await archiveMessages(q, realmId, user.id);
-    // archiveMessages keeps its zm_archive_ids table exactly when it archived something.
-    if (out.archived.zerver_archivetransaction) {
-      const messages = new CascadeDeletion(q, fks, what);
-      await messages.addRoots("zerver_message", "SELECT message_id FROM zm_archive_ids");
-      await messages.collect();
-      out.cacheKeys.push(...(await attachmentCacheKeys(q, messages)));
-      plans.push(await messages.execute());
-      await messages.dispose();
-      const orphans = new CascadeDeletion(q, fks, what);
-      await orphans.addRoots("zerver_attachment", ORPHANED_ATTACHMENTS);
-      await orphans.collect();
-      out.cacheKeys.push(...(await attachmentCacheKeys(q, orphans)));
-      plans.push(await orphans.execute());
-      await orphans.dispose();
-    }
+    const ids = (await q.query(`${SENT_MESSAGES} ORDER BY id`, [realmId, user.id])).rows.map((r) => Number(r.id));
+    const moved = await execute.archiver.moveMessagesToArchive(q, ids, {
+      realmId,
+      chunkSize: STREAM_MESSAGE_BATCH_SIZE,
+      inval: { addKeys: (keys) => out.cacheKeys.push(...keys) },
+      notify: execute.deleteNotify,
+    });
+    out.archived = archivedCounts(moved);
+    plans.push(moved.deleted);
     out.plan = mergePlans(...plans);
   } else {
     out.plan = mergePlans(...plans, await planMessageDeletion(q, realmId, user.id, out));
@@ -698,6 +637,8 @@ export interface DeletionTarget {
 export interface PreparedDeletion {
   algorithm: DeletionAlgorithm;
   fks: CatalogForeignKey[];
+  /** The message archiving of the "overwrite" algorithm (null for "recreate"). */
+  archiver: Archiver | null;
   /** The users, in the order given. */
   targets: DeletionTarget[];
   settings: ZulipSettings;
@@ -720,7 +661,8 @@ export async function prepareUserDeletion(db: Db, users: UserProfile[], settings
   }
   if (users.length)
     assertCovered(fks, cascadeClosure(fks, deletionRoots(algorithm)), users.length === 1 ? `delete user ${users[0].delivery_email}` : "delete these users");
-  return { algorithm, fks, targets, settings };
+  const archiver = algorithm === "overwrite" && users.length ? await messageArchiver(db, fks) : null;
+  return { algorithm, fks, archiver, targets, settings };
 }
 
 /**
@@ -780,6 +722,11 @@ export interface DeleteUserOptions {
   events?: EventDelivery;
   /** The server's API feature level (featureLevel()). */
   featureLevel?: number;
+  /**
+   * zulip.conf's [application_server] mobile_notification_shards as read (MOBILE_NOTIFICATIONS_SHARDS,
+   * default 1): the queues of 12.x's push-notification removals for the deleted messages.
+   */
+  mobileNotificationShards?: string;
 }
 
 /** do_delete_user(user, acting_user=None): deactivate, then the deletion transaction, then caches/sessions. */
@@ -806,6 +753,17 @@ export async function doDeleteUser(
     featureLevel: opts.featureLevel,
   });
   const deletionNotify = notify(`the deletion of ${email}`);
+  // 12.x's move_messages_to_archive(..., skip_notify=False) from API feature level 452 (zulip/zulip
+  // PR #35848); before it (12.0-dev only) it sent nothing.
+  const deleteNotify: MessageDeletionNotify | null =
+    opts.events && (opts.featureLevel ?? Number.MAX_SAFE_INTEGER) >= FL.RETENTION_DELETE_EVENTS
+      ? {
+          events: opts.events,
+          mobileNotificationShards: mobileNotificationShards(opts.mobileNotificationShards),
+          realm: target.realm,
+          what: `the deletion of ${email}'s messages`,
+        }
+      : null;
   const work = async (q: Queryable) => {
     const before = (await lockUserRow(q, userId, {
       forDelete: true,
@@ -814,7 +772,7 @@ export async function doDeleteUser(
     const s = deletionSettings(prepared.settings, target.realm);
     const c =
       prepared.algorithm === "overwrite"
-        ? await overwriteDeletion(q, before, prepared.fks, s, { notify: deletionNotify })
+        ? await overwriteDeletion(q, before, prepared.fks, s, { notify: deletionNotify, archiver: prepared.archiver!, deleteNotify })
         : await recreateDeletion(q, before, prepared.fks, s, true);
     if (opts.cache) {
       const after = (await q.query("SELECT * FROM zerver_userprofile WHERE id = $1", [userId])).rows[0] as UserProfile & CacheUser;

@@ -62,7 +62,7 @@ export const STREAM_MESSAGE_BATCH_SIZE = 100;
 const TRANSACTION_DELETION_BATCH_SIZE = 100;
 const RETENTION_POLICY_BASED = 1;
 /** ArchiveTransaction.MANUAL: deletions that are not the retention policy's. */
-export const MANUAL = 2;
+const MANUAL = 2;
 const RECIPIENT_PERSONAL = 1;
 const RECIPIENT_STREAM = 2;
 const RECIPIENT_DIRECT_MESSAGE_GROUP = 3;

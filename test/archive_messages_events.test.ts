@@ -22,7 +22,7 @@ import { resolvePaths } from "../src/config/paths.js";
 import { CacheInvalidation } from "../src/zulip/cache.js";
 import { EventDelivery, type EventReport } from "../src/services/events.js";
 import { ZulipLogFile } from "../src/lib/managelog.js";
-import { archiveMessages } from "../src/zulip/actions/retention.js";
+import { archiveMessages, messageArchiver } from "../src/zulip/actions/retention.js";
 import { seedBulkMessages } from "../src/dev/seed.js";
 import { runCli } from "./helpers/cli.js";
 import type { TemplateName, TestDatabase } from "./helpers/pg.js";
@@ -352,5 +352,31 @@ describe.each(["zulip12_fresh", "zulip11_fresh", "zulip10_fresh"] as TemplateNam
     ]);
     expect((await events.commit()).skipped).toBe(true);
     expect(warnings).toEqual([]);
+  });
+
+  it("moveMessagesToArchive (do_delete_messages_by_sender's, one transaction): past its bound of staged recipients it refuses and rolls back", async () => {
+    const m = await sendMessage(db.client, { senderId: w.iago, to: { channelId: w.pub, topic: "bound" }, content: "x" });
+    const paths = resolvePaths(server.conf.dir, { ...process.env, ...server.conf.env });
+    const ctx = { config: () => loadConfig(paths), paths, out: { warn: () => undefined } };
+    const lib = new Db(db.client, { hosts: [], port: 0, database: db.name, user: "zulip", sslmode: "disable", readWrite: true, describe: "" });
+    lib.zerverMigration = 800;
+    const archiver = await messageArchiver(lib);
+    const events = new EventDelivery(ctx, "rabbitmq");
+    const [realm] = await db.query<any>("SELECT id, string_id FROM zerver_realm WHERE id = $1", [TEST_REALM]);
+    const txBefore = Number((await db.query<any>("SELECT coalesce(max(id), 0) AS m FROM zerver_archivetransaction"))[0].m);
+    const what = "the deletion of iago@zulip.example.net's messages";
+    await expect(
+      events.tx(lib, (t) =>
+        archiver.moveMessagesToArchive(t, [m.id], {
+          realmId: TEST_REALM,
+          chunkSize: 100,
+          inval: new CacheInvalidation(ctx, "none"),
+          notify: { events, mobileNotificationShards: 1, realm: { id: Number(realm.id), string_id: realm.string_id }, what, maxStagedRecipients: 1 },
+        }),
+      ),
+    ).rejects.toThrow(`${what} would send events to more than 1 recipients in all`);
+    expect(await db.query("SELECT 1 FROM zerver_message WHERE id = $1", [m.id])).toHaveLength(1);
+    expect(await db.query("SELECT 1 FROM zerver_archivetransaction WHERE id > $1", [txBefore])).toEqual([]);
+    expect((await events.commit()).skipped).toBe(true);
   });
 });

@@ -3,7 +3,7 @@
 // with a message naming the flag that answers the question instead. @inquirer/prompts is
 // imported only when a question is actually asked. StdinLineReader answers manage.py's input()
 // questions from standard input line by line.
-import { CommandError } from "../lib/errors.js";
+import { CommandError, isPromptInterrupted } from "../lib/errors.js";
 
 export interface YesNoOptions {
   /** Answer when the user just presses Enter. */
@@ -36,9 +36,9 @@ export async function askYesNo(question: string, opts: YesNoOptions): Promise<bo
       { message: question, default: opts.defaultYes },
       { input: input as NodeJS.ReadableStream, output: (opts.output ?? process.stdout) as NodeJS.WritableStream },
     );
-  } catch (e: any) {
+  } catch (e) {
     // Ctrl-C / Ctrl-D: treat as "no", like an interrupted input() would stop the command.
-    if (e?.name === "ExitPromptError" || e?.name === "AbortPromptError") {
+    if (isPromptInterrupted(e)) {
       throw new CommandError("Interrupted; nothing was done.", "interrupted");
     }
     throw e;

@@ -75,7 +75,7 @@ export default defineCommand({
     let delivery: ReturnType<typeof eventsReportJson> = null;
     const auditLogIds: number[] = [];
     const eventsNotSent: string[] = [];
-    const byId = new Map(users.map((u) => [Number(u.id), userJson(u as any)]));
+    const byId = new Map(users.map((u) => [Number(u.id), userJson(u)]));
     const setResults = (r: ChannelResult, changed: number[], unchanged: Set<number>) => {
       const done = new Set(changed);
       r.results = userIds

@@ -27,7 +27,7 @@
 import { addFlushCacheOption, addRequiredRealmOption } from "../cli/options.js";
 import { CacheInvalidation, cacheReportJson } from "../zulip/cache.js";
 import { defineCommand } from "../cli/command.js";
-import { CommandError, UsageError } from "../lib/errors.js";
+import { CommandError, isPromptInterrupted, UsageError } from "../lib/errors.js";
 import { READ_LIMITS, readOptionFile } from "../lib/files.js";
 import { getRealm, getUser } from "../zulip/lookup.js";
 import { checkPasswordStrength, type PasswordRules, passwordRules } from "../zulip/password.js";
@@ -53,8 +53,8 @@ async function terminalAsker(output: NodeJS.WritableStream): Promise<Asker> {
     async ask(message: string) {
       try {
         return await password({ message }, { input: process.stdin, output });
-      } catch (e: any) {
-        if (e?.name === "ExitPromptError" || e?.name === "AbortPromptError") throw new CommandError("aborted");
+      } catch (e) {
+        if (isPromptInterrupted(e)) throw new CommandError("aborted");
         throw e;
       }
     },

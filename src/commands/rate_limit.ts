@@ -12,7 +12,7 @@
 import { addFlushCacheOption, addRealmOption } from "../cli/options.js";
 import { CacheInvalidation, cacheReportJson } from "../zulip/cache.js";
 import { defineCommand } from "../cli/command.js";
-import { CommandError, EnvironmentError, UsageError } from "../lib/errors.js";
+import { CommandError, EnvironmentError, errorMessage, UsageError } from "../lib/errors.js";
 import { botsOwnedBy, getRealm, getUser, getUserByApiKey, parsePythonInt, type UserProfile } from "../zulip/lookup.js";
 import { blockAccess, blockState, parseRateLimits, setRateLimits, unblockAccess } from "../zulip/rate-limit.js";
 import { outcome } from "../cli/json-contract.js";
@@ -65,8 +65,8 @@ export default defineCommand({
       limits = String(opts.limits).trim();
       try {
         parseRateLimits(limits);
-      } catch (e: any) {
-        throw new CommandError(`Invalid --limits: ${e.message}.`);
+      } catch (e) {
+        throw new CommandError(`Invalid --limits: ${errorMessage(e)}.`);
       }
       if (opts.domain !== "api_by_user") out.warn(`Note: stored rate limits apply to the api_by_user domain only, not '${opts.domain}'.`);
     } else if (opts.limits !== undefined) {

@@ -72,7 +72,7 @@ export default defineCommand({
         doc.events = eventsReportJson(await events.commit());
       }
     }
-    doc.results = users.map((u) => ({ user: userJson(u as any), ...outcome(removed.has(Number(u.id)) ? (dryRun ? "would_do" : "done") : "unchanged") }));
+    doc.results = users.map((u) => ({ user: userJson(u), ...outcome(removed.has(Number(u.id)) ? (dryRun ? "would_do" : "done") : "unchanged") }));
     doc.removed_count = userIds.filter((u) => removed.has(u)).length;
     doc.not_subscribed_count = userIds.length - doc.removed_count;
     for (const id of userIds) {

@@ -34,7 +34,7 @@ import { Option } from "@commander-js/extra-typings";
 import { addRealmOption } from "../cli/options.js";
 import { defineCommand } from "../cli/command.js";
 import { emailConfigWarnings, type EmailSettings, emailSettings, formatAddress, requireOutgoingEmail } from "../services/email.js";
-import { CommandError, UsageError } from "../lib/errors.js";
+import { CommandError, errorCode, errorMessage, UsageError } from "../lib/errors.js";
 import { READ_LIMITS, readBounded } from "../lib/files.js";
 import { parseEmailTemplate } from "../zulip/templates/email-headers.js";
 import {
@@ -130,10 +130,10 @@ export default defineCommand({
     let raw: string;
     try {
       raw = readBounded(templatePath, READ_LIMITS.markdown, "The Markdown template");
-    } catch (e: any) {
+    } catch (e) {
       if (e instanceof CommandError) throw e;
       throw new CommandError(
-        e?.code === "ENOENT" ? `[Errno 2] No such file or directory: '${templatePath}'` : `Cannot read ${templatePath}: ${e?.message ?? e}`,
+        errorCode(e) === "ENOENT" ? `[Errno 2] No such file or directory: '${templatePath}'` : `Cannot read ${templatePath}: ${errorMessage(e)}`,
         "file_unreadable",
       );
     }

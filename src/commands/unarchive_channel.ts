@@ -38,7 +38,7 @@ import {
 } from "../zulip/actions/channels.js";
 import { defineCommand } from "../cli/command.js";
 import { EventDelivery, eventsReportJson, featureLevel } from "../services/events.js";
-import { CommandError, UsageError } from "../lib/errors.js";
+import { CommandError, errorCode, errorMessage, UsageError } from "../lib/errors.js";
 import { utcTimestampFromPg } from "../cli/json-contract.js";
 import { realmJson } from "../cli/json-objects.js";
 import type { UnarchiveChannelBody } from "../schemas/unarchive_channel.js";
@@ -115,10 +115,10 @@ export default defineCommand({
       let possible: ChannelRow[];
       try {
         possible = await deactivatedChannelsByOldName(db, realm.id, name);
-      } catch (e: any) {
-        if (e?.code === "2201B") {
+      } catch (e) {
+        if (errorCode(e) === "2201B") {
           throw new CommandError(
-            `The channel name '${name}' is not usable as a pattern (Zulip matches old archived names with a regular expression): ${e.message}. Use --channel-id instead.`,
+            `The channel name '${name}' is not usable as a pattern (Zulip matches old archived names with a regular expression): ${errorMessage(e)}. Use --channel-id instead.`,
           );
         }
         throw e;

@@ -15,8 +15,7 @@
 // --json: src/schemas/delete_old_unclaimed_attachments.ts (README: --json output). Without -f the
 // document is the dry run's plan with ok false, exit 1 and manage.py's message in error, as
 // manage.py exits 1 then.
-import { addFlushCacheOption } from "../cli/options.js";
-import { InvalidArgumentError } from "@commander-js/extra-typings";
+import { addFlushCacheOption, pythonIntArg } from "../cli/options.js";
 import {
   cleanUpStorage,
   DEFAULT_WEEKS,
@@ -37,11 +36,6 @@ export const S3_REFUSAL =
   "Uploaded files are stored in S3 (LOCAL_UPLOADS_DIR is not set); zulip-manage deletes only local files. " +
   "Run /home/zulip/deployments/current/manage.py delete_old_unclaimed_attachments on the server instead.";
 
-function weeksArg(v: string): number {
-  if (!/^-?\d+$/.test(v)) throw new InvalidArgumentError(`invalid int value: '${v}'`);
-  return Number(v);
-}
-
 export default defineCommand({
   name: "delete_old_unclaimed_attachments",
   description:
@@ -55,7 +49,7 @@ export default defineCommand({
   configure: (cmd) =>
     addFlushCacheOption(
       cmd
-        .option("-w, --weeks <weeks>", "How long unattached attachments are preserved; defaults to 5 weeks.", weeksArg, DEFAULT_WEEKS)
+        .option("-w, --weeks <weeks>", "How long unattached attachments are preserved; defaults to 5 weeks.", pythonIntArg, DEFAULT_WEEKS)
         .option("-f, --for-real", "Actually remove the files from the storage.")
         .option(
           "-C, --clean-up-storage",

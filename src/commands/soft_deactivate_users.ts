@@ -16,8 +16,7 @@
 //
 // --json: src/schemas/soft_deactivate_users.ts (README: --json output): one body for -d, one
 // for -a; users as the contract's user object; catch-up failures (exit 1) with status failed.
-import { addFlushCacheOption, addRealmOption } from "../cli/options.js";
-import { InvalidArgumentError } from "commander";
+import { addFlushCacheOption, addRealmOption, pythonIntArg } from "../cli/options.js";
 import { CacheInvalidation, cacheReportJson } from "../zulip/cache.js";
 import { defineCommand } from "../cli/command.js";
 import { CommandError } from "../lib/errors.js";
@@ -35,11 +34,6 @@ import {
   usersToSoftDeactivate,
 } from "../zulip/actions/soft-deactivation.js";
 
-function intArg(v: string): number {
-  if (!/^[+-]?\d+$/.test(v.trim())) throw new InvalidArgumentError(`invalid int value: '${v}'`);
-  return Number(v);
-}
-
 const plural = (n: number) => `${n} user(s)`;
 
 export default defineCommand({
@@ -56,7 +50,7 @@ export default defineCommand({
       addRealmOption(cmd)
         .option("-d, --deactivate", "Used to deactivate user/users.")
         .option("-a, --activate", "Used to activate user/users.")
-        .option("--inactive-for <days>", "Number of days of inactivity before soft-deactivation", intArg, 28)
+        .option("--inactive-for <days>", "Number of days of inactivity before soft-deactivation", pythonIntArg, 28)
         .argument("[users...]", "A list of user emails to soft activate/deactivate.")
         .option("-q, --quiet", "print nothing but errors"),
     ),

@@ -25,7 +25,7 @@ import { outcome } from "../cli/json-contract.js";
 import { usersJsonByIds } from "../cli/json-objects.js";
 import type { SoftActivateBody, SoftDeactivateBody } from "../schemas/soft_deactivate_users.js";
 import {
-  catchUpSoftDeactivatedUsers,
+  autoCatchUpSoftDeactivatedUsers,
   reactivateUserIfSoftDeactivated,
   SoftDeactivationLog,
   type SoftReactivated,
@@ -104,12 +104,8 @@ export default defineCommand({
     if (forced) say("Soft deactivating forcefully...");
     const deactivated = await inval.guard(() => softDeactivateUsers(db, users, inval, log));
     const cache = await inval.commit();
-    let catchUp: Awaited<ReturnType<typeof catchUpSoftDeactivatedUsers>> | null = null;
-    if (!forced) {
-      const setting = ctx.config().settings.fileValue("AUTO_CATCH_UP_SOFT_DEACTIVATED_USERS", true);
-      if (setting === false) log.write("INFO", "Not catching up users since AUTO_CATCH_UP_SOFT_DEACTIVATED_USERS is off");
-      else catchUp = await catchUpSoftDeactivatedUsers(db, realmId, log);
-    }
+    // do_auto_soft_deactivate_users' catch-up (not after -d with users).
+    const catchUp = forced ? null : await autoCatchUpSoftDeactivatedUsers(db, realmId, log, ctx.config().settings);
     say(`Soft deactivated ${plural(deactivated.length)}`);
     if (catchUp) {
       const added = catchUp.caught_up.reduce((n, c) => n + c.messages_added, 0);

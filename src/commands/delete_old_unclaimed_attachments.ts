@@ -22,6 +22,7 @@ import {
   deleteOldUnclaimedAttachments,
   getOldUnclaimedAttachments,
   type DeleteUnclaimedResult,
+  localUploadsDir,
   type UnclaimedRow,
 } from "../zulip/actions/attachments.js";
 import { CacheInvalidation, cacheReportJson } from "../zulip/cache.js";
@@ -64,8 +65,7 @@ export default defineCommand({
     const weeks: number = opts.weeks;
     const forReal = Boolean(opts.forReal);
     const settings = ctx.config().settings;
-    const uploadsSetting = settings.fileValue("LOCAL_UPLOADS_DIR", null);
-    const uploadsDir = typeof uploadsSetting === "string" && uploadsSetting !== "" ? uploadsSetting : null;
+    const uploadsDir = localUploadsDir(settings);
     if ((forReal || opts.cleanUpStorage) && uploadsDir === null) throw new CommandError(S3_REFUSAL);
     const db = await ctx.db();
 

@@ -67,11 +67,11 @@ import type { Db, Queryable } from "../../db/db.js";
 import { EmailDeliveryError, type EmailSettings, emailSettings, Mailer } from "../../services/email.js";
 import { activeUserIds, type EventDelivery, FL, userAccessRestricted, userIdsWhoCanAccessUser } from "../../services/events.js";
 import { AuditLogEventType, insertAuditLog } from "../audit.js";
-import { type AvatarSettings, avatarUrl, readAvatarSettings, userAvatarBasePath } from "../avatar.js";
+import { type AvatarSettings, avatarUrl, readAvatarSalt, readAvatarSettings, userAvatarBasePath } from "../avatar.js";
 import { generateKey } from "../confirmation.js";
 import { CascadeDeletion, catalogForeignKeys } from "../../db/ondelete.js";
 import { botOwnerUserIds } from "../events/user-events.js";
-import { deleteLocalFiles, type LocalFileResult, usedUploadSpaceKeys } from "./attachments.js";
+import { deleteLocalFiles, type LocalFileResult, localUploadsDir, usedUploadSpaceKeys } from "./attachments.js";
 import { buildRealmDeactivatedEmails, deactivateRealm, deleteRealmSessions, type RealmEmailInfo } from "./deactivate-realm.js";
 import { humanOwnerUsers, lockRealm } from "../realms.js";
 import { secretKeyOrUndefined } from "../sessions.js";
@@ -673,18 +673,11 @@ export async function planCleanDeactivatedRealmData(db: Db, settings: ScrubSetti
 
 /** ScrubSettings from settings.py (LOCAL_UPLOADS_DIR, AVATAR_SALT, BILLING_ENABLED, SYSTEM_BOT_REALM), for a database of `release`. */
 export function readScrubSettings(settings: ZulipSettings, release: string): ScrubSettings {
-  const uploads = settings.fileValue("LOCAL_UPLOADS_DIR", null);
-  let avatarSalt: string | null = null;
-  try {
-    avatarSalt = settings.get("AVATAR_SALT");
-  } catch {
-    avatarSalt = null;
-  }
   const systemBotRealm = settings.fileValue("SYSTEM_BOT_REALM", "zulipinternal");
   return {
     release,
-    uploadsDir: typeof uploads === "string" && uploads !== "" ? uploads : null,
-    avatarSalt,
+    uploadsDir: localUploadsDir(settings),
+    avatarSalt: readAvatarSalt(settings),
     billingEnabled: settings.fileValue("BILLING_ENABLED", false) === true,
     systemBotRealm: typeof systemBotRealm === "string" ? systemBotRealm : "zulipinternal",
   };

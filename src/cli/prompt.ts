@@ -121,3 +121,60 @@ export class StdinLineReader {
     process.stdin.destroy();
   }
 }
+
+export interface NewPasswordOptions {
+  /** Where the prompts are written (stderr when stdout carries JSON). */
+  output: NodeJS.WritableStream;
+  /** Why a password is refused (the strength rule), or null. */
+  validate: (password: string) => string | null;
+  /** str(UserProfile), for the final refusal. */
+  label: string;
+  /** The "do not match" line (stdout in manage.py). */
+  say: (text: string) => void;
+  /** A refused password's reason (stderr). */
+  complain: (text: string) => void;
+}
+
+/**
+ * manage.py change_password's questions (Django's changepassword loop): "Password:" and
+ * "Password (again):" without echo, at most three tries, an empty answer or Ctrl-C aborts.
+ * Without a terminal it stops at once, naming --password-file.
+ */
+export async function askNewPassword(opts: NewPasswordOptions): Promise<string> {
+  if (!process.stdin.isTTY) {
+    throw new CommandError(
+      "Cannot ask for the new password: standard input is not a terminal.\n" +
+        "Run this command in a terminal, or pass --password-file FILE ('-' reads the password from standard input).",
+    );
+  }
+  const { password } = await import("@inquirer/prompts");
+  const ask = async (message: string) => {
+    try {
+      return await password({ message }, { input: process.stdin, output: opts.output });
+    } catch (e) {
+      if (isPromptInterrupted(e)) throw new CommandError("aborted");
+      throw e;
+    }
+  };
+  const maxTries = 3;
+  let count = 0;
+  while (count < maxTries) {
+    const p1 = await ask("Password:");
+    if (!p1) throw new CommandError("aborted");
+    const p2 = await ask("Password (again):");
+    if (!p2) throw new CommandError("aborted");
+    if (p1 !== p2) {
+      opts.say("Passwords do not match. Please try again.");
+      count++;
+      continue;
+    }
+    const problem = opts.validate(p1);
+    if (problem !== null) {
+      opts.complain(problem);
+      count++;
+      continue;
+    }
+    return p1;
+  }
+  throw new CommandError(`Aborting password change for user '${opts.label}' after ${count} attempts`);
+}

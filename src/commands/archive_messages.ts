@@ -28,6 +28,7 @@
 // same). --json: src/schemas/archive_messages.ts (README: --json output).
 import { addEventsOption, addFlushCacheOption } from "../cli/options.js";
 import { CacheInvalidation, cacheReportJson } from "../zulip/cache.js";
+import { plural } from "../cli/output.js";
 import { defineCommand } from "../cli/command.js";
 import { CommandError } from "../lib/errors.js";
 import { withLock } from "../zulip/lockfile.js";
@@ -42,8 +43,6 @@ import type { ArchiveMessagesBody } from "../schemas/archive_messages.js";
 
 /** settings.ARCHIVED_DATA_VACUUMING_DELAY_DAYS's default (zproject/default_settings.py). */
 export const DEFAULT_VACUUMING_DELAY_DAYS = 30;
-
-const plural = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
 
 const names = (rs: { string_id: string }[]) => rs.map((r) => r.string_id || "''").join(", ");
 

@@ -13,6 +13,7 @@ import { InvalidArgumentError } from "@commander-js/extra-typings";
 import { backup, type BackupResult } from "../ops/backup.js";
 import { outcome } from "../cli/json-contract.js";
 import type { BackupBody } from "../schemas/backup.js";
+import { plural } from "../cli/output.js";
 import { defineCommand } from "../cli/command.js";
 import { planConnection } from "../db/db.js";
 
@@ -34,7 +35,7 @@ export function humanBytes(n: number): string {
 
 export function summaryLine(r: BackupResult): string {
   const parts = [r.database.included ? "database" : "no database", "settings", r.uploads.included ? "uploads" : "no uploads"];
-  const removed = r.removed.length ? `; removed ${r.removed.length} older backup${r.removed.length === 1 ? "" : "s"}` : "";
+  const removed = r.removed.length ? `; removed ${plural(r.removed.length, "older backup")}` : "";
   return `Backup tarball written to ${r.path} (${humanBytes(r.bytes)} in ${r.seconds.toFixed(1)} s: ${parts.join(", ")}${removed})`;
 }
 

@@ -28,6 +28,7 @@ import {
 import { CacheInvalidation, cacheReportJson } from "../zulip/cache.js";
 import { utcTimestampFromPg } from "../cli/json-contract.js";
 import type { DeleteOldUnclaimedAttachmentsBody } from "../schemas/delete_old_unclaimed_attachments.js";
+import { plural } from "../cli/output.js";
 import { defineCommand } from "../cli/command.js";
 import { CommandError } from "../lib/errors.js";
 import { withLock } from "../zulip/lockfile.js";
@@ -130,8 +131,8 @@ export default defineCommand({
       const files = deleted!.files.deleted.length + (cleanup?.removed.deleted.length ?? 0);
       const failed = deleted!.files.failed.length + (cleanup?.removed.failed.length ?? 0);
       say(
-        `Deleted ${deleted!.attachments} unclaimed attachment${deleted!.attachments === 1 ? "" : "s"} and ${deleted!.archived_attachments} archived one${deleted!.archived_attachments === 1 ? "" : "s"} older than ${weeks} weeks, ` +
-          `${files} file${files === 1 ? "" : "s"} removed${cleanup ? ` (${cleanup.removed.deleted.length} without a database row)` : ""}` +
+        `Deleted ${plural(deleted!.attachments, "unclaimed attachment")} and ${plural(deleted!.archived_attachments, "archived one")} older than ${weeks} weeks, ` +
+          `${plural(files, "file")} removed${cleanup ? ` (${cleanup.removed.deleted.length} without a database row)` : ""}` +
           `${deleted!.skipped ? `; ${deleted!.skipped} claimed meanwhile, kept` : ""}${failed ? `; ${failed} could not be removed` : ""}.`,
       );
       return 0;

@@ -18,6 +18,7 @@
 // for -a; users as the contract's user object; catch-up failures (exit 1) with status failed.
 import { addFlushCacheOption, addRealmOption, pythonIntArg } from "../cli/options.js";
 import { CacheInvalidation, cacheReportJson } from "../zulip/cache.js";
+import { plural } from "../cli/output.js";
 import { defineCommand } from "../cli/command.js";
 import { CommandError } from "../lib/errors.js";
 import { getRealm } from "../zulip/lookup.js";
@@ -34,7 +35,7 @@ import {
   usersToSoftDeactivate,
 } from "../zulip/actions/soft-deactivation.js";
 
-const plural = (n: number) => `${n} user(s)`;
+const userCount = (n: number) => `${n} user(s)`;
 
 export default defineCommand({
   name: "soft_deactivate_users",
@@ -80,7 +81,7 @@ export default defineCommand({
         }
       });
       const cache = await inval.commit();
-      say(`Soft reactivated ${plural(activated.length)}`);
+      say(`Soft reactivated ${userCount(activated.length)}`);
       if (out.json) {
         const objs = await usersJsonByIds(db, [...activated.map((a) => a.id), ...already.map((a) => a.id)]);
         out.jsonBody<SoftActivateBody>({
@@ -106,10 +107,10 @@ export default defineCommand({
     const cache = await inval.commit();
     // do_auto_soft_deactivate_users' catch-up (not after -d with users).
     const catchUp = forced ? null : await autoCatchUpSoftDeactivatedUsers(db, realmId, log, ctx.config().settings);
-    say(`Soft deactivated ${plural(deactivated.length)}`);
+    say(`Soft deactivated ${userCount(deactivated.length)}`);
     if (catchUp) {
       const added = catchUp.caught_up.reduce((n, c) => n + c.messages_added, 0);
-      say(`Caught up ${catchUp.caught_up.length} soft-deactivated users (${added} message${added === 1 ? "" : "s"} added)`);
+      say(`Caught up ${catchUp.caught_up.length} soft-deactivated users (${plural(added, "message")} added)`);
       for (const f of catchUp.failures) out.error(`Failed to catch up ${f.email} (id ${f.id}): ${f.error}`);
     }
     const failures = catchUp?.failures ?? [];

@@ -58,7 +58,7 @@ function codePoints(s: string): string[] {
  * first 40 characters of the name (matched as a PostgreSQL regular expression, unescaped, as
  * Django's name__regex does), or 1–20 "!" + "DEACTIVATED:" + name cut to 60 characters.
  */
-export async function deactivatedChannelsByOldName(q: Queryable, realmId: number, name: string): Promise<ChannelRow[]> {
+async function deactivatedChannelsByOldName(q: Queryable, realmId: number, name: string): Promise<ChannelRow[]> {
   const prefix = ".......!DEACTIVATED:";
   const truncated = codePoints(name)
     .slice(0, MAX_CHANNEL_NAME_LENGTH - codePoints(prefix).length)
@@ -373,7 +373,7 @@ export function channelCacheKey(name: string, realmId: number): string {
 }
 
 /** Errors do_unarchive_stream raises (JsonableError in Zulip). */
-export class UnarchiveError extends Error {}
+class UnarchiveError extends Error {}
 
 /**
  * do_unarchive_stream(channel, new_name, acting_user=None) on a locked channel row: the channel
@@ -383,7 +383,7 @@ export class UnarchiveError extends Error {}
  * Bot notice. Caches: the channel's display recipient, its messages' message_dict entries and
  * the channel lookup keys of both names.
  */
-export async function unarchiveChannel(
+async function unarchiveChannel(
   q: Queryable,
   channel: ChannelRow,
   newName: string,
@@ -493,26 +493,26 @@ export async function unarchiveChannel(
 // Lookups for unarchive_channel
 
 /** The channel with this id (any realm), or null. */
-export async function channelById(q: Queryable, id: number): Promise<ChannelRow | null> {
+async function channelById(q: Queryable, id: number): Promise<ChannelRow | null> {
   if (!Number.isSafeInteger(id) || Math.abs(id) > 2147483647) return null;
   const { rows } = await q.query("SELECT * FROM zerver_stream WHERE id = $1", [id]);
   return rows.length ? (rows[0] as ChannelRow) : null;
 }
 
 /** The channel row, locked for the unarchiving transaction (null: deleted meanwhile). */
-export async function lockChannel(q: Queryable, id: number): Promise<ChannelRow | null> {
+async function lockChannel(q: Queryable, id: number): Promise<ChannelRow | null> {
   const { rows } = await q.query("SELECT * FROM zerver_stream WHERE id = $1 FOR NO KEY UPDATE", [id]);
   return rows.length ? (rows[0] as ChannelRow) : null;
 }
 
 /** A realm's string_id. */
-export async function realmStringId(q: Queryable, realmId: number): Promise<string> {
+async function realmStringId(q: Queryable, realmId: number): Promise<string> {
   const { rows } = await q.query("SELECT string_id FROM zerver_realm WHERE id = $1", [realmId]);
   return rows[0].string_id;
 }
 
 /** Another channel of the realm already has this name (case-insensitively). */
-export async function channelNameTaken(q: Queryable, realmId: number, name: string, exceptId: number): Promise<boolean> {
+async function channelNameTaken(q: Queryable, realmId: number, name: string, exceptId: number): Promise<boolean> {
   const { rows } = await q.query("SELECT 1 FROM zerver_stream WHERE realm_id = $1 AND upper(name) = upper($2) AND id <> $3", [realmId, name, exceptId]);
   return rows.length > 0;
 }

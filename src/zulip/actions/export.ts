@@ -764,7 +764,7 @@ export async function writeTarGz(dir: string, tarballPath: string): Promise<stri
 // manage.py export_single_user's output directory, and the settings the export reads
 
 /** os.path.realpath(os.path.expanduser(p)): absolute, symlinks of the existing part resolved. */
-export function resolveOutputDir(p: string): string {
+function resolveOutputDir(p: string): string {
   let expanded = p;
   if (p === "~" || p.startsWith("~/")) expanded = path.join(os.homedir(), p.slice(1));
   const abs = path.resolve(expanded);

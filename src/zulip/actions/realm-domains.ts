@@ -77,7 +77,7 @@ async function lockRealmRow(
 }
 
 /** do_add_realm_domain, inside the caller's transaction. */
-export async function addRealmDomain(
+async function addRealmDomain(
   q: Queryable,
   realmId: number,
   domain: string,
@@ -107,7 +107,7 @@ export async function addRealmDomain(
 }
 
 /** do_remove_realm_domain, inside the caller's transaction. */
-export async function removeRealmDomain(
+async function removeRealmDomain(
   q: Queryable,
   realmId: number,
   domain: string,

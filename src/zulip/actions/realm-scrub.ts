@@ -132,7 +132,7 @@ export interface DemoDeletionOptions {
  * delete_expired_demo_organizations: one transaction per organization (see the file comment).
  * Events and the scrub jobs are staged on `events`; the caller commits the cache, then the events.
  */
-export async function deleteExpiredDemoOrganizations(db: Db, opts: DemoDeletionOptions): Promise<DemoDeactivation[]> {
+async function deleteExpiredDemoOrganizations(db: Db, opts: DemoDeletionOptions): Promise<DemoDeactivation[]> {
   const out: DemoDeactivation[] = [];
   for (const candidate of await expiredDemoOrganizations(db)) {
     const when = opts.now?.() ?? new Date();
@@ -186,7 +186,7 @@ export async function deleteExpiredDemoOrganizations(db: Db, opts: DemoDeletionO
  * The dry run of deleteExpiredDemoOrganizations: the organizations and their scheduled emails
  * (sessions are not counted: telling a session's user needs its signed data; 0).
  */
-export async function planExpiredDemoOrganizations(db: Db): Promise<DemoDeactivation[]> {
+async function planExpiredDemoOrganizations(db: Db): Promise<DemoDeactivation[]> {
   const out: DemoDeactivation[] = [];
   for (const d of await expiredDemoOrganizations(db)) {
     const { rows } = await db.query("SELECT count(*)::int AS n FROM zerver_scheduledemail WHERE realm_id = $1", [d.id]);
@@ -636,7 +636,7 @@ export interface ScrubPlan {
 }
 
 /** The dry run of cleanDeactivatedRealmData: what would be scrubbed, and what not (and why). Writes nothing. */
-export async function planCleanDeactivatedRealmData(db: Db, settings: ScrubSettings): Promise<{ scrub: ScrubPlan[]; not_scrubbed: NotScrubbed[] }> {
+async function planCleanDeactivatedRealmData(db: Db, settings: ScrubSettings): Promise<{ scrub: ScrubPlan[]; not_scrubbed: NotScrubbed[] }> {
   const out: { scrub: ScrubPlan[]; not_scrubbed: NotScrubbed[] } = { scrub: [], not_scrubbed: [] };
   const due = await realmsDueForScrubbing(db);
   if (!due.length) return out;
@@ -672,7 +672,7 @@ export async function planCleanDeactivatedRealmData(db: Db, settings: ScrubSetti
 // scrub_realms (zerver/management/commands/archive_messages.py): the two steps, in order
 
 /** ScrubSettings from settings.py (LOCAL_UPLOADS_DIR, AVATAR_SALT, BILLING_ENABLED, SYSTEM_BOT_REALM), for a database of `release`. */
-export function readScrubSettings(settings: ZulipSettings, release: string): ScrubSettings {
+function readScrubSettings(settings: ZulipSettings, release: string): ScrubSettings {
   const systemBotRealm = settings.fileValue("SYSTEM_BOT_REALM", "zulipinternal");
   return {
     release,

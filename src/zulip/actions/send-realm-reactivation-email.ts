@@ -132,7 +132,7 @@ function renderRealmReactivationEmail(c: {
  * security" at a tokenized noreply address. send_email derives the List-Id from the recipients'
  * realm, but logs without "in <realm>" (no realm argument is passed).
  */
-export function buildRealmReactivationEmail(
+function buildRealmReactivationEmail(
   es: EmailSettings,
   realm: RealmEmailInfo,
   admins: EmailUser[],

@@ -188,7 +188,7 @@ export async function addSubscriptions(
 }
 
 /** bulk_remove_subscriptions(realm, users, [channel], acting_user=None), inside the caller's transaction. */
-export async function removeSubscriptions(
+async function removeSubscriptions(
   q: Queryable,
   realmId: number,
   channel: ChannelInfo,

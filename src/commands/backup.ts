@@ -16,6 +16,7 @@ import type { BackupBody } from "../schemas/backup.js";
 import { plural } from "../cli/output.js";
 import { defineCommand } from "../cli/command.js";
 import { planConnection } from "../db/db.js";
+import { localUploadsDir } from "../zulip/actions/attachments.js";
 
 function wholeNumber(v: string): number {
   if (!/^\d+$/.test(v)) throw new InvalidArgumentError(`expected a whole number, got '${v}'.`);
@@ -66,7 +67,7 @@ export default defineCommand({
     const out = ctx.out;
     const quiet = Boolean(opts.quiet);
     const config = ctx.config();
-    const uploads = config.settings.fileValue("LOCAL_UPLOADS_DIR", null);
+    const uploads = localUploadsDir(config.settings);
     const db = await ctx.db();
     const result = await backup(db, {
       output: opts.output,
@@ -78,7 +79,7 @@ export default defineCommand({
       confDir: ctx.paths.confDir,
       deployDir: ctx.paths.deployDir,
       // backup.py: os.path.join(settings.DEPLOY_ROOT, settings.LOCAL_UPLOADS_DIR)
-      uploadsDir: typeof uploads === "string" && uploads !== "" ? path.resolve(ctx.paths.deployDir, uploads) : null,
+      uploadsDir: uploads !== null ? path.resolve(ctx.paths.deployDir, uploads) : null,
       env: ctx.env,
       progress: !quiet && !out.json && process.stderr.isTTY ? process.stderr : null,
       warn: (m) => (quiet ? undefined : out.warn(`Warning: ${m}`)),

@@ -83,6 +83,11 @@ export function outcome(status: StatusJson, error: string | null = null): { ok: 
   return { ok: OK_STATUSES.has(status), status, error };
 }
 
+/** A bulk email delivery's status (services/email.ts BulkStatus: sent, failed, not_sent) in the shared vocabulary. */
+export function deliveryStatusJson(status: "sent" | "failed" | "not_sent"): StatusJson {
+  return status === "sent" ? "done" : status === "failed" ? "failed" : "not_attempted";
+}
+
 /** A Date as RFC 3339 UTC with Z (millisecond precision). */
 export function utcTimestamp(d: Date): string {
   return d.toISOString();

@@ -2,9 +2,9 @@
 // -a/--all-users, create_user / create_realm's user arguments, and our --flush-cache and --events. Each helper returns the command it was
 // given with the option's type added (@commander-js/extra-typings), so that a command's
 // configure() is one chain and its run() receives typed options.
-import { type Command, type OptionValues, Option } from "@commander-js/extra-typings";
+import { type Command, InvalidArgumentError, type OptionValues, Option } from "@commander-js/extra-typings";
 import { FLUSH_MODES } from "../zulip/cache.js";
-import { REALM_HELP } from "../zulip/lookup.js";
+import { parsePythonInt, REALM_HELP } from "../zulip/lookup.js";
 import { EVENTS_MODES } from "../services/events.js";
 import { validateEmailAddress } from "../zulip/email-address.js";
 import { CommandError } from "../lib/errors.js";
@@ -100,4 +100,39 @@ export async function getCreateUserParams(
   } finally {
     reader.close();
   }
+}
+
+/**
+ * Python's int(text), as argparse's type=int applies it: null where int() raises ValueError.
+ * Built on lookup.ts parsePythonInt (sign, digits with single underscores between them,
+ * surrounding whitespace), with what int() does before parsing
+ * (_PyUnicode_TransformDecimalAndSpaceToASCII): every Unicode decimal digit counts as its ASCII
+ * digit ("１２" and "٣" are ints), every non-ASCII whitespace character (str.isspace) as a space.
+ * Of ASCII characters only " \t\n\v\f\r" are whitespace to int() (not \x1c-\x1f, which
+ * str.isspace accepts; parsePythonInt's \s agrees), and U+FEFF is none (JavaScript's \s has it).
+ */
+export function pythonInt(text: string): number | null {
+  let ascii = "";
+  for (const ch of text) {
+    const cp = ch.codePointAt(0)!;
+    if (cp < 0x80) ascii += ch;
+    else if (/\p{Nd}/u.test(ch)) ascii += String(decimalDigitValue(cp));
+    else if (cp === 0x85 || (cp !== 0xfeff && /\s/u.test(ch))) ascii += " ";
+    else return null;
+  }
+  return parsePythonInt(ascii);
+}
+
+/** The value of a Unicode decimal digit: Nd characters come in contiguous runs of ten, 0 to 9. */
+function decimalDigitValue(cp: number): number {
+  let start = cp;
+  while (/\p{Nd}/u.test(String.fromCodePoint(start - 1))) start--;
+  return (cp - start) % 10;
+}
+
+/** argparse's type=int for an option's value (commander's argParser): "invalid int value: '…'" otherwise. */
+export function pythonIntArg(value: string): number {
+  const n = pythonInt(value);
+  if (n === null) throw new InvalidArgumentError(`invalid int value: '${value}'`);
+  return n;
 }

@@ -146,3 +146,8 @@ export function padPy(value: string, width: number): string {
   const len = [...value].length;
   return len >= width ? value : value + " ".repeat(width - len);
 }
+
+/** "<n> <one>" or "<n> <many>" (default: one + "s"). */
+export function plural(n: number, one: string, many = `${one}s`): string {
+  return `${n} ${n === 1 ? one : many}`;
+}

@@ -3,7 +3,7 @@
 // with a message naming the flag that answers the question instead. @inquirer/prompts is
 // imported only when a question is actually asked. StdinLineReader answers manage.py's input()
 // questions from standard input line by line.
-import { CommandError } from "../lib/errors.js";
+import { CommandError, isPromptInterrupted } from "../lib/errors.js";
 
 export interface YesNoOptions {
   /** Answer when the user just presses Enter. */
@@ -36,9 +36,9 @@ export async function askYesNo(question: string, opts: YesNoOptions): Promise<bo
       { message: question, default: opts.defaultYes },
       { input: input as NodeJS.ReadableStream, output: (opts.output ?? process.stdout) as NodeJS.WritableStream },
     );
-  } catch (e: any) {
+  } catch (e) {
     // Ctrl-C / Ctrl-D: treat as "no", like an interrupted input() would stop the command.
-    if (e?.name === "ExitPromptError" || e?.name === "AbortPromptError") {
+    if (isPromptInterrupted(e)) {
       throw new CommandError("Interrupted; nothing was done.", "interrupted");
     }
     throw e;
@@ -120,4 +120,61 @@ export class StdinLineReader {
     process.stdin.pause();
     process.stdin.destroy();
   }
+}
+
+export interface NewPasswordOptions {
+  /** Where the prompts are written (stderr when stdout carries JSON). */
+  output: NodeJS.WritableStream;
+  /** Why a password is refused (the strength rule), or null. */
+  validate: (password: string) => string | null;
+  /** str(UserProfile), for the final refusal. */
+  label: string;
+  /** The "do not match" line (stdout in manage.py). */
+  say: (text: string) => void;
+  /** A refused password's reason (stderr). */
+  complain: (text: string) => void;
+}
+
+/**
+ * manage.py change_password's questions (Django's changepassword loop): "Password:" and
+ * "Password (again):" without echo, at most three tries, an empty answer or Ctrl-C aborts.
+ * Without a terminal it stops at once, naming --password-file.
+ */
+export async function askNewPassword(opts: NewPasswordOptions): Promise<string> {
+  if (!process.stdin.isTTY) {
+    throw new CommandError(
+      "Cannot ask for the new password: standard input is not a terminal.\n" +
+        "Run this command in a terminal, or pass --password-file FILE ('-' reads the password from standard input).",
+    );
+  }
+  const { password } = await import("@inquirer/prompts");
+  const ask = async (message: string) => {
+    try {
+      return await password({ message }, { input: process.stdin, output: opts.output });
+    } catch (e) {
+      if (isPromptInterrupted(e)) throw new CommandError("aborted");
+      throw e;
+    }
+  };
+  const maxTries = 3;
+  let count = 0;
+  while (count < maxTries) {
+    const p1 = await ask("Password:");
+    if (!p1) throw new CommandError("aborted");
+    const p2 = await ask("Password (again):");
+    if (!p2) throw new CommandError("aborted");
+    if (p1 !== p2) {
+      opts.say("Passwords do not match. Please try again.");
+      count++;
+      continue;
+    }
+    const problem = opts.validate(p1);
+    if (problem !== null) {
+      opts.complain(problem);
+      count++;
+      continue;
+    }
+    return p1;
+  }
+  throw new CommandError(`Aborting password change for user '${opts.label}' after ${count} attempts`);
 }

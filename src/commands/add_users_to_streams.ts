@@ -9,20 +9,11 @@
 import { addEventsOption, addFlushCacheOption, addRequiredRealmOption, addUserListOptions } from "../cli/options.js";
 import { CacheInvalidation, cacheReportJson } from "../zulip/cache.js";
 import { defineCommand } from "../cli/command.js";
-import { CommandError } from "../lib/errors.js";
 import { EventDelivery, eventsReportJson, featureLevel } from "../services/events.js";
 import { outcome } from "../cli/json-contract.js";
 import { realmJson, USER_JSON_COLUMNS, userJson } from "../cli/json-objects.js";
 import type { AddUsersToStreamsBody, ChannelSubscriptions } from "../schemas/add_users_to_streams.js";
-import {
-  addSubscriptions,
-  channelNameProblem,
-  selectRealmUsers,
-  ensureChannel,
-  findChannel,
-  stripName,
-  subscribedUsers,
-} from "../zulip/actions/subscriptions.js";
+import { checkChannelNamesCreatable, doAddUsersToChannel, planAddUsersToChannel, selectRealmUsers, stripName } from "../zulip/actions/subscriptions.js";
 import { readAvatarSettings } from "../zulip/avatar.js";
 
 type ChannelResult = ChannelSubscriptions;
@@ -53,12 +44,7 @@ export default defineCommand({
     const { realm, realmRef, users, userIds, emailOf: email } = await selectRealmUsers(db, opts, USER_JSON_COLUMNS);
     const names = [...new Set(String(opts.streams).split(",").map(stripName))];
     // Refuse names Zulip could not store before writing anything.
-    for (const name of names) {
-      if (!(await findChannel(db, realmRef.id, name))) {
-        const problem = channelNameProblem(name);
-        if (problem) throw new CommandError(`${problem} ('${name}')`);
-      }
-    }
+    await checkChannelNamesCreatable(db, realmRef.id, names);
     const inval = new CacheInvalidation(ctx, opts.flushCache);
     const events = new EventDelivery(ctx, opts.events);
     const results: ChannelResult[] = [];
@@ -75,7 +61,7 @@ export default defineCommand({
     let delivery: ReturnType<typeof eventsReportJson> = null;
     const auditLogIds: number[] = [];
     const eventsNotSent: string[] = [];
-    const byId = new Map(users.map((u) => [Number(u.id), userJson(u as any)]));
+    const byId = new Map(users.map((u) => [Number(u.id), userJson(u)]));
     const setResults = (r: ChannelResult, changed: number[], unchanged: Set<number>) => {
       const done = new Set(changed);
       r.results = userIds
@@ -89,11 +75,10 @@ export default defineCommand({
         const r: ChannelResult = { id: null, name, created: false, archived: false, subscribed_count: 0, already_subscribed_count: 0, results: [] };
         results.push(r);
         if (dryRun) {
-          const channel = await findChannel(db, realmRef.id, name);
+          const { channel, already } = await planAddUsersToChannel(db, realmRef.id, name, userIds);
           r.created = channel === null;
           r.id = channel?.id ?? null;
           r.archived = channel?.deactivated ?? false;
-          const already = channel ? await subscribedUsers(db, channel, userIds) : new Set<number>();
           setResults(
             r,
             userIds.filter((u) => !already.has(u)),
@@ -105,15 +90,13 @@ export default defineCommand({
         inval.prepare();
         const notify = { events, realm: realmRef, what: `the subscriptions to '${name}'` };
         const level = featureLevel(ctx.paths, db);
-        const outcome = await events.tx(db, async (q) => {
-          const ensured = await ensureChannel(q, realmRef.id, name, { cache: inval, notify, featureLevel: level });
-          const change = await addSubscriptions(q, realmRef.id, ensured.channel, userIds, {
-            events: { notify, featureLevel: level, avatar: readAvatarSettings(ctx.config().settings) },
-          });
-          return { ensured, change };
+        const outcome = await doAddUsersToChannel(db, realmRef.id, name, userIds, {
+          cache: inval,
+          notify,
+          featureLevel: level,
+          avatar: readAvatarSettings(ctx.config().settings),
         });
         eventsNotSent.push(...outcome.change.eventsNotSent);
-        if (outcome.ensured.created) inval.changeCommitted();
         r.id = outcome.ensured.channel.id;
         r.created = outcome.ensured.created;
         r.archived = outcome.ensured.channel.deactivated;

@@ -28,57 +28,22 @@
 // same). --json: src/schemas/archive_messages.ts (README: --json output).
 import { addEventsOption, addFlushCacheOption } from "../cli/options.js";
 import { CacheInvalidation, cacheReportJson } from "../zulip/cache.js";
+import { plural } from "../cli/output.js";
 import { defineCommand } from "../cli/command.js";
 import { CommandError } from "../lib/errors.js";
 import { withLock } from "../zulip/lockfile.js";
 import { ZulipLogFile } from "../lib/managelog.js";
-import { emailSettings } from "../services/email.js";
-import { EventDelivery, type EventReport, eventsReportJson, featureLevel, FL } from "../services/events.js";
+import { EventDelivery, type EventReport, eventsReportJson, featureLevel, FL, mergeEventReports } from "../services/events.js";
 import { outcome } from "../cli/json-contract.js";
 import { realmJson } from "../cli/json-objects.js";
-import { readAvatarSettings } from "../zulip/avatar.js";
-import { secretKeyOrUndefined } from "../zulip/sessions.js";
-import {
-  cleanDeactivatedRealmData,
-  type DemoDeactivation,
-  deleteExpiredDemoOrganizations,
-  type NotScrubbed,
-  planCleanDeactivatedRealmData,
-  planExpiredDemoOrganizations,
-  type ScrubSettings,
-} from "../zulip/actions/realm-scrub.js";
+import { type DemoDeactivation, type NotScrubbed, planScrubRealms, scrubRealms } from "../zulip/actions/realm-scrub.js";
 import { archiveMessages, cleanArchivedData, planArchiveMessages, planCleanArchivedData, type RetentionNotify } from "../zulip/actions/retention.js";
-import { realmHost, realmUrl } from "../config/settings.js";
+import { mobileNotificationShards } from "../config/sharding.js";
 import type { ArchiveMessagesBody } from "../schemas/archive_messages.js";
 
 /** settings.ARCHIVED_DATA_VACUUMING_DELAY_DAYS's default (zproject/default_settings.py). */
 export const DEFAULT_VACUUMING_DELAY_DAYS = 30;
 
-const plural = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
-
-/** The delivery reports of several EventDelivery.commit() calls as one. */
-function mergeEventReports(reports: EventReport[]): EventReport {
-  const sent = reports.filter((r) => !r.skipped);
-  const rabbit = sent.some((r) => r.transport === "rabbitmq" || r.transport === "rabbitmq+http");
-  const http = sent.some((r) => r.transport === "http" || r.transport === "rabbitmq+http");
-  const warnings = reports.map((r) => r.warning).filter((w): w is string => w !== null);
-  return {
-    mode: reports[0]!.mode,
-    transport: rabbit && http ? "rabbitmq+http" : rabbit ? "rabbitmq" : http ? "http" : "none",
-    published: reports.reduce((n, r) => n + r.published, 0),
-    jobs: reports.reduce((n, r) => n + r.jobs, 0),
-    ok: reports.every((r) => r.ok),
-    skipped: reports.every((r) => r.skipped),
-    undelivered: reports.flatMap((r) => r.undelivered),
-    warning: warnings.length ? warnings.join("\n") : null,
-  };
-}
-
-/** MOBILE_NOTIFICATIONS_SHARDS: int(get_config("application_server", "mobile_notification_shards", "1")). */
-function mobileNotificationShards(value: string | undefined): number {
-  const n = Number.parseInt(value ?? "1", 10);
-  return Number.isInteger(n) && n > 0 ? n : 1;
-}
 const names = (rs: { string_id: string }[]) => rs.map((r) => r.string_id || "''").join(", ");
 
 export default defineCommand({
@@ -115,21 +80,6 @@ export default defineCommand({
     const log = new ZulipLogFile(ctx.paths.logDir, "retention.log");
     const inval = new CacheInvalidation(ctx, opts.flushCache);
     const events = new EventDelivery(ctx, opts.events);
-    const uploads = settings.fileValue("LOCAL_UPLOADS_DIR", null);
-    let avatarSalt: string | null = null;
-    try {
-      avatarSalt = settings.get("AVATAR_SALT");
-    } catch {
-      avatarSalt = null;
-    }
-    const systemBotRealm = settings.fileValue("SYSTEM_BOT_REALM", "zulipinternal");
-    const scrubSettings: ScrubSettings = {
-      release: db.release,
-      uploadsDir: typeof uploads === "string" && uploads !== "" ? uploads : null,
-      avatarSalt,
-      billingEnabled: settings.fileValue("BILLING_ENABLED", false) === true,
-      systemBotRealm: typeof systemBotRealm === "string" ? systemBotRealm : "zulipinternal",
-    };
     const realmObj = (r: { id: number; string_id: string; name: string }) => realmJson(settings, r);
 
     return withLock(ctx.paths.lockDir, "archive_messages", () =>
@@ -139,7 +89,6 @@ export default defineCommand({
           let archived: Awaited<ReturnType<typeof archiveMessages>>;
           let scrubbed: ArchiveMessagesBody["realms_scrubbed"];
           let notScrubbed: NotScrubbed[];
-          let stopped: boolean;
           let demos: DemoDeactivation[];
           const warnings: string[] = [];
           /** Deliveries of retention's events during the run (Zulip 12.x). */
@@ -147,8 +96,8 @@ export default defineCommand({
           if (dryRun) {
             cleaned = await planCleanArchivedData(db, delay);
             archived = await planArchiveMessages(db);
-            const plan = await planCleanDeactivatedRealmData(db, scrubSettings);
-            scrubbed = plan.scrub.map((p) => ({
+            const plan = await planScrubRealms(db, settings);
+            scrubbed = plan.clean.scrub.map((p) => ({
               realm: realmObj(p),
               users_count: p.users,
               messages_archived_count: p.messages + p.cross_realm_messages,
@@ -160,9 +109,8 @@ export default defineCommand({
               avatar_files_deleted_count: null,
               audit_log_ids: [],
             }));
-            notScrubbed = plan.not_scrubbed;
-            stopped = notScrubbed.some((n) => n.zulip_fails);
-            demos = stopped ? [] : await planExpiredDemoOrganizations(db);
+            notScrubbed = plan.clean.not_scrubbed;
+            demos = plan.demos;
           } else {
             cleaned = await cleanArchivedData(db, delay, log);
             // Zulip 12.x (FL 452): delete_message events, first_message_id updates and push
@@ -171,7 +119,7 @@ export default defineCommand({
               featureLevel(ctx.paths, db) >= FL.RETENTION_DELETE_EVENTS
                 ? {
                     events,
-                    mobileNotificationShards: mobileNotificationShards(config.conf("application_server", "mobile_notification_shards")),
+                    mobileNotificationShards: mobileNotificationShards(config),
                     flush: async () => {
                       earlyReports.push(await events.commit());
                     },
@@ -179,16 +127,15 @@ export default defineCommand({
                 : null;
             archived = await archiveMessages(db, inval, log, notify);
             // scrub_realms: clean_deactivated_realm_data, then delete_expired_demo_organizations.
-            const scrub = await cleanDeactivatedRealmData(db, {
+            const scrub = await scrubRealms(db, {
               cache: inval,
               events,
-              settings: scrubSettings,
-              realmHost: (stringId) => realmHost(settings, stringId),
-              avatar: readAvatarSettings(settings),
+              config,
               featureLevel: featureLevel(ctx.paths, db),
               log: (m) => log.write("INFO", m),
+              warn: (m) => out.err(m),
             });
-            scrubbed = scrub.scrubbed.map((r) => ({
+            scrubbed = scrub.clean.scrubbed.map((r) => ({
               realm: realmObj(r),
               users_count: r.users,
               messages_archived_count: r.messages_archived,
@@ -200,26 +147,13 @@ export default defineCommand({
               avatar_files_deleted_count: r.avatar_files.deleted,
               audit_log_ids: r.audit_log_ids,
             }));
-            for (const r of scrub.scrubbed) {
+            for (const r of scrub.clean.scrubbed) {
               for (const f of [...r.files.failed, ...r.avatar_files.failed])
                 warnings.push(`Organization ${r.string_id || "''"} is scrubbed, but ${f.path} could not be deleted: ${f.error}.`);
               for (const n of r.not_sent) warnings.push(`Organization ${r.string_id || "''"} is scrubbed, but an event was not sent (${n}).`);
             }
-            notScrubbed = scrub.not_scrubbed;
-            stopped = scrub.stopped;
-            const secretKey = secretKeyOrUndefined(settings);
-            demos = stopped
-              ? []
-              : await deleteExpiredDemoOrganizations(db, {
-                  cache: inval,
-                  events,
-                  ...(secretKey !== undefined ? { secretKey } : {}),
-                  emailSettings: () => emailSettings(config),
-                  realmInfo: (stringId, name) => ({ name, string_id: stringId, host: realmHost(settings, stringId), url: realmUrl(settings, stringId) }),
-                  serverTimezone: settings.get("TIME_ZONE"),
-                  warn: (m) => out.err(m),
-                });
-            for (const d of demos) log.write("INFO", `Deactivated expired demo organization ${d.id}; queued for scrubbing.`);
+            notScrubbed = scrub.clean.not_scrubbed;
+            demos = scrub.demos;
           }
           for (const w of warnings) out.warn(w);
           const cache = dryRun ? null : await inval.commit();

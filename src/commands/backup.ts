@@ -13,8 +13,10 @@ import { InvalidArgumentError } from "@commander-js/extra-typings";
 import { backup, type BackupResult } from "../ops/backup.js";
 import { outcome } from "../cli/json-contract.js";
 import type { BackupBody } from "../schemas/backup.js";
+import { plural } from "../cli/output.js";
 import { defineCommand } from "../cli/command.js";
 import { planConnection } from "../db/db.js";
+import { localUploadsDir } from "../zulip/actions/attachments.js";
 
 function wholeNumber(v: string): number {
   if (!/^\d+$/.test(v)) throw new InvalidArgumentError(`expected a whole number, got '${v}'.`);
@@ -34,7 +36,7 @@ export function humanBytes(n: number): string {
 
 export function summaryLine(r: BackupResult): string {
   const parts = [r.database.included ? "database" : "no database", "settings", r.uploads.included ? "uploads" : "no uploads"];
-  const removed = r.removed.length ? `; removed ${r.removed.length} older backup${r.removed.length === 1 ? "" : "s"}` : "";
+  const removed = r.removed.length ? `; removed ${plural(r.removed.length, "older backup")}` : "";
   return `Backup tarball written to ${r.path} (${humanBytes(r.bytes)} in ${r.seconds.toFixed(1)} s: ${parts.join(", ")}${removed})`;
 }
 
@@ -65,7 +67,7 @@ export default defineCommand({
     const out = ctx.out;
     const quiet = Boolean(opts.quiet);
     const config = ctx.config();
-    const uploads = config.settings.fileValue("LOCAL_UPLOADS_DIR", null);
+    const uploads = localUploadsDir(config.settings);
     const db = await ctx.db();
     const result = await backup(db, {
       output: opts.output,
@@ -77,7 +79,7 @@ export default defineCommand({
       confDir: ctx.paths.confDir,
       deployDir: ctx.paths.deployDir,
       // backup.py: os.path.join(settings.DEPLOY_ROOT, settings.LOCAL_UPLOADS_DIR)
-      uploadsDir: typeof uploads === "string" && uploads !== "" ? path.resolve(ctx.paths.deployDir, uploads) : null,
+      uploadsDir: uploads !== null ? path.resolve(ctx.paths.deployDir, uploads) : null,
       env: ctx.env,
       progress: !quiet && !out.json && process.stderr.isTTY ? process.stderr : null,
       warn: (m) => (quiet ? undefined : out.warn(`Warning: ${m}`)),

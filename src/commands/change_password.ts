@@ -30,65 +30,16 @@ import { defineCommand } from "../cli/command.js";
 import { CommandError, UsageError } from "../lib/errors.js";
 import { READ_LIMITS, readOptionFile } from "../lib/files.js";
 import { getRealm, getUser } from "../zulip/lookup.js";
-import { checkPasswordStrength, type PasswordRules, passwordRules } from "../zulip/password.js";
+import { checkPasswordStrength, passwordRules } from "../zulip/password.js";
+import { askNewPassword } from "../cli/prompt.js";
 import { doChangePassword } from "../zulip/actions/change-password.js";
 import { realmJsonById, userJson } from "../cli/json-objects.js";
 import type { ChangePasswordBody } from "../schemas/change_password.js";
-
-const MAX_TRIES = 3;
 
 function readPasswordFile(file: string): string {
   const password = readOptionFile(file, READ_LIMITS.password, "the password file").trim();
   if (password === "") throw new CommandError(`The password file ${file === "-" ? "(standard input)" : file} is empty.`);
   return password;
-}
-
-interface Asker {
-  ask(message: string): Promise<string>;
-}
-
-async function terminalAsker(output: NodeJS.WritableStream): Promise<Asker> {
-  const { password } = await import("@inquirer/prompts");
-  return {
-    async ask(message: string) {
-      try {
-        return await password({ message }, { input: process.stdin, output });
-      } catch (e: any) {
-        if (e?.name === "ExitPromptError" || e?.name === "AbortPromptError") throw new CommandError("aborted");
-        throw e;
-      }
-    },
-  };
-}
-
-/** manage.py's loop: two prompts, at most three tries; validation errors on stderr. */
-async function promptForPassword(
-  asker: Asker,
-  rules: PasswordRules,
-  label: string,
-  say: (text: string) => void,
-  complain: (text: string) => void,
-): Promise<string> {
-  let count = 0;
-  while (count < MAX_TRIES) {
-    const p1 = await asker.ask("Password:");
-    if (!p1) throw new CommandError("aborted");
-    const p2 = await asker.ask("Password (again):");
-    if (!p2) throw new CommandError("aborted");
-    if (p1 !== p2) {
-      say("Passwords do not match. Please try again.");
-      count++;
-      continue;
-    }
-    const verdict = checkPasswordStrength(p1, rules);
-    if (!verdict.ok) {
-      complain(verdict.reason!);
-      count++;
-      continue;
-    }
-    return p1;
-  }
-  throw new CommandError(`Aborting password change for user '${label}' after ${count} attempts`);
 }
 
 export default defineCommand({
@@ -135,14 +86,16 @@ export default defineCommand({
       const verdict = checkPasswordStrength(password, rules);
       if (!verdict.ok) throw new CommandError(verdict.reason!);
     } else {
-      if (!process.stdin.isTTY) {
-        throw new CommandError(
-          "Cannot ask for the new password: standard input is not a terminal.\n" +
-            "Run this command in a terminal, or pass --password-file FILE ('-' reads the password from standard input).",
-        );
-      }
-      const asker = await terminalAsker(out.json ? process.stderr : process.stdout);
-      password = await promptForPassword(asker, rules, label, say, (t) => out.err(t));
+      password = await askNewPassword({
+        output: out.json ? process.stderr : process.stdout,
+        validate: (p) => {
+          const verdict = checkPasswordStrength(p, rules);
+          return verdict.ok ? null : verdict.reason!;
+        },
+        label,
+        say,
+        complain: (t) => out.err(t),
+      });
     }
 
     const inval = new CacheInvalidation(ctx, opts.flushCache);

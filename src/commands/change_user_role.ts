@@ -44,7 +44,14 @@ import { getRealm, getUser, getUsers, type Realm, type UserProfile } from "../zu
 import { BILLING_SETTING, changeBillingPermission, REALM_GROUP_SETTING_CONFIG } from "../zulip/group-settings.js";
 import { ROLE_NAMES, ROLES } from "../zulip/roles.js";
 import { doChangeUserRole, planUserRoleChange, type Tracked, tracked } from "../zulip/actions/change-user-role.js";
-import { doChangeUserPermission, isPermissionFlag, type PermissionFlag } from "../zulip/actions/change-user-permission.js";
+import {
+  billingAdminMode,
+  checkPermissionChange,
+  doChangeUserPermission,
+  isPermissionFlag,
+  type PermissionFlag,
+  permissionFlagSupported,
+} from "../zulip/actions/change-user-permission.js";
 import { outcome } from "../cli/json-contract.js";
 import { realmJson, userJson } from "../cli/json-objects.js";
 import type { ChangeUserRoleBody } from "../schemas/change_user_role.js";
@@ -62,41 +69,8 @@ const USER_ROLE_MAP: Record<string, number> = {
   guest: ROLES.GUEST,
 };
 
-interface FlagSpec {
-  already: string;
-  cannot: string;
-  /** manage.py prints a success line only for can_forge_sender. */
-  printsSuccess: boolean;
-  /** Writes a USER_SPECIAL_PERMISSION_CHANGED row. */
-  audited: boolean;
-}
-
-const FLAGS: Record<PermissionFlag, FlagSpec> = {
-  can_forge_sender: {
-    already: "User can already forge messages for this realm.",
-    cannot: "User can't forge messages for this realm.",
-    printsSuccess: true,
-    audited: true,
-  },
-  can_create_users: {
-    already: "User can already create users for this realm.",
-    cannot: "User can't create users for this realm.",
-    printsSuccess: false,
-    audited: true,
-  },
-  can_change_user_emails: {
-    already: "User can already change user emails for this realm.",
-    cannot: "User can't change user emails for this realm.",
-    printsSuccess: false,
-    audited: true,
-  },
-  is_billing_admin: {
-    already: "User is already a billing administrator for this realm.",
-    cannot: "User is not a billing administrator for this realm.",
-    printsSuccess: true,
-    audited: false,
-  },
-};
+/** The flags whose success manage.py prints (can_forge_sender; is_billing_admin, our addition). */
+const PRINTS_SUCCESS: ReadonlySet<PermissionFlag> = new Set(["can_forge_sender", "is_billing_admin"]);
 
 type RoleResultJson = ChangeUserRoleBody["results"][number];
 
@@ -233,16 +207,14 @@ async function main(ctx: Context, a: MainArgs): Promise<number> {
   const db = await ctx.db();
   const realm = (await getRealm(db, a.realmOption))!;
 
-  if (requested === "can_change_user_emails" && !(await db.hasColumn("zerver_userprofile", "can_change_user_emails"))) {
+  if (requested === "can_change_user_emails" && !(await permissionFlagSupported(db, requested))) {
     throw new UsageError(`argument <new_role>: invalid choice: '${requested}' (choose from ${quoteChoices(ROLE_CHOICES.filter((c) => c !== requested))})`);
   }
   // Zulip 10 replaced the is_billing_admin flag by the realm setting can_manage_billing_group:
   // there the user is added to / removed from that setting as the web app does it.
-  const billingSetting =
-    requested === "is_billing_admin" &&
-    !(await db.hasColumn("zerver_userprofile", "is_billing_admin")) &&
-    (await db.hasColumn("zerver_realm", "can_manage_billing_group_id"));
-  if (requested === "is_billing_admin" && !billingSetting && !(await db.hasColumn("zerver_userprofile", "is_billing_admin"))) {
+  const billingMode = requested === "is_billing_admin" ? await billingAdminMode(db) : null;
+  const billingSetting = billingMode === "setting";
+  if (requested === "is_billing_admin" && billingMode === null) {
     throw new CommandError('This Zulip server has neither the is_billing_admin permission nor the "Who can manage plans and billing" setting.');
   }
 
@@ -276,7 +248,7 @@ async function main(ctx: Context, a: MainArgs): Promise<number> {
     }
     // Per-user output as it happens.
     if (result.ok) {
-      if (result.message !== null && (multi || dryRun || isRole || (isPermissionFlag(requested) && FLAGS[requested].printsSuccess))) out.line(result.message);
+      if (result.message !== null && (multi || dryRun || isRole || (isPermissionFlag(requested) && PRINTS_SUCCESS.has(requested)))) out.line(result.message);
     } else if (multi) {
       out.err(`${result.user.delivery_email}: ${result.error}`);
     }
@@ -368,11 +340,9 @@ async function changeFlag(
   dryRun: boolean,
   result: UserResult,
 ): Promise<void> {
-  const spec = FLAGS[flag];
   const check = (current: boolean) => {
     result.flag = { name: flag, old: current, new: grant };
-    if (current && grant) throw new CommandError(spec.already);
-    if (!current && !grant) throw new CommandError(spec.cannot);
+    checkPermissionChange(flag, current, grant);
   };
   check(Boolean(u[flag]));
   const granted = grant ? "have" : "not have";

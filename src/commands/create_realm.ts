@@ -38,7 +38,7 @@ import { addCreateUserArguments, addEventsOption, addFlushCacheOption, getCreate
 import { CacheInvalidation, cacheReportJson } from "../zulip/cache.js";
 import { defineCommand } from "../cli/command.js";
 import { EventDelivery, eventsReportJson, featureLevel } from "../services/events.js";
-import { checkNewRealm, doCreateRealm, NOT_DONE_ONBOARDING_MESSAGES } from "../zulip/actions/create-realm.js";
+import { checkNewRealm, defaultRealmChannelNames, doCreateRealm, NOT_DONE_ONBOARDING_MESSAGES } from "../zulip/actions/create-realm.js";
 import { checkFullName, NOT_DONE_ACCOUNT_EMAIL, NOT_DONE_WELCOME_DM } from "../zulip/actions/create-user.js";
 import { creationSchemaProblem } from "../zulip/actions/creation-schema.js";
 import { serverUrls } from "../zulip/actions/onboarding.js";
@@ -112,8 +112,7 @@ export default defineCommand({
         dry_run: true,
         realm: { id: null, string_id: stringId, name: realmName, url: urls.realmUrl },
         owner: null,
-        // do_create_realm's default channels (src/zulip/actions/create-realm.ts)
-        channels: ["Zulip", "sandbox", "general"].map((name) => ({ id: null, name })),
+        channels: defaultRealmChannelNames().map((name) => ({ id: null, name })),
         not_done: notDone,
         scheduled_emails: [],
         audit_log_ids: [],

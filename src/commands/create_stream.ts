@@ -13,7 +13,7 @@ import { EventDelivery, eventsReportJson, featureLevel } from "../services/event
 import { realmJson } from "../cli/json-objects.js";
 import { getRealm } from "../zulip/lookup.js";
 import type { CreateStreamBody } from "../schemas/create_stream.js";
-import { channelNameProblem, ensureChannel, findChannel, stripName } from "../zulip/actions/subscriptions.js";
+import { channelNameProblem, doEnsureChannel, findChannel, stripName } from "../zulip/actions/subscriptions.js";
 
 export default defineCommand({
   name: "create_stream",
@@ -73,8 +73,7 @@ export default defineCommand({
     try {
       inval.prepare();
       const notify = { events, realm: { id: realmRef.id, string_id: realmRef.string_id }, what: `the new channel '${name}'` };
-      const r = await events.tx(db, (q) => ensureChannel(q, realmRef.id, name, { cache: inval, notify, featureLevel: featureLevel(ctx.paths, db) }));
-      if (r.created) inval.changeCommitted();
+      const r = await doEnsureChannel(db, realmRef.id, name, { cache: inval, notify, featureLevel: featureLevel(ctx.paths, db) });
       doc.channel = { id: r.channel.id, name: r.channel.name };
       doc.created = r.created;
       doc.audit_log_ids = r.auditLogIds;

@@ -21,7 +21,7 @@
 import { addEventsOption, addFlushCacheOption, addRequiredRealmOption } from "../cli/options.js";
 import { CacheInvalidation, cacheReportJson } from "../zulip/cache.js";
 import { defineCommand } from "../cli/command.js";
-import { emailConfigWarnings, emailSettings, Mailer, requireOutgoingEmail, EmailDeliveryError } from "../services/email.js";
+import { emailConfigWarnings, emailSettings, requireOutgoingEmail } from "../services/email.js";
 import { UsageError } from "../lib/errors.js";
 import { outcome as outcomeOf } from "../cli/json-contract.js";
 import { realmJson, userJson } from "../cli/json-objects.js";
@@ -31,11 +31,11 @@ import { getRealm } from "../zulip/lookup.js";
 import { humanOwnerUsers, languageNote } from "../zulip/realms.js";
 import { secretKeyOrUndefined } from "../zulip/sessions.js";
 import {
-  buildRealmDeactivatedEmails,
   doAddDeactivatedRedirect,
   doDeactivateRealm,
   planRealmDeactivation,
   REALM_DEACTIVATION_REASONS,
+  sendRealmDeactivationEmails,
 } from "../zulip/actions/deactivate-realm.js";
 import { realmHost, realmUrl } from "../config/settings.js";
 
@@ -190,30 +190,18 @@ export default defineCommand({
 
         let failed = 0;
         if (emailOwners && es) {
-          const owners = await humanOwnerUsers(db, realm.id);
-          const mails = buildRealmDeactivatedEmails(es, info, owners, { when, serverTimezone: settings.get("TIME_ZONE") });
-          if (mails.length) {
-            const mailer = await Mailer.open(es);
-            try {
-              for (const { owner, mail } of mails) {
-                const entry = {
-                  user: userJson(owners.find((o) => o.id === owner.id)!),
-                  ...outcomeOf("done"),
-                  language_note: languageNote(owner.default_language),
-                };
-                try {
-                  await mailer.send(mail);
-                } catch (e) {
-                  if (!(e instanceof EmailDeliveryError)) throw e;
-                  Object.assign(entry, outcomeOf("failed", e.message));
-                  failed++;
-                  out.err(`Failed to send the deactivation email to ${owner.delivery_email}: ${e.message}`);
-                }
-                result.results.push(entry);
-              }
-            } finally {
-              mailer.close();
-            }
+          const sent = await sendRealmDeactivationEmails(db, realm.id, es, info, {
+            when,
+            serverTimezone: settings.get("TIME_ZONE"),
+            onFailure: (owner, message) => out.err(`Failed to send the deactivation email to ${owner.delivery_email}: ${message}`),
+          });
+          for (const { owner, error } of sent) {
+            result.results.push({
+              user: userJson(owner),
+              ...(error === null ? outcomeOf("done") : outcomeOf("failed", error)),
+              language_note: languageNote(owner.default_language),
+            });
+            if (error !== null) failed++;
           }
         }
         out.line("Done!");

@@ -15,19 +15,20 @@
 // --json: src/schemas/delete_old_unclaimed_attachments.ts (README: --json output). Without -f the
 // document is the dry run's plan with ok false, exit 1 and manage.py's message in error, as
 // manage.py exits 1 then.
-import { addFlushCacheOption } from "../cli/options.js";
-import { InvalidArgumentError } from "@commander-js/extra-typings";
+import { addFlushCacheOption, pythonIntArg } from "../cli/options.js";
 import {
   cleanUpStorage,
   DEFAULT_WEEKS,
   deleteOldUnclaimedAttachments,
   getOldUnclaimedAttachments,
   type DeleteUnclaimedResult,
+  localUploadsDir,
   type UnclaimedRow,
 } from "../zulip/actions/attachments.js";
 import { CacheInvalidation, cacheReportJson } from "../zulip/cache.js";
 import { utcTimestampFromPg } from "../cli/json-contract.js";
 import type { DeleteOldUnclaimedAttachmentsBody } from "../schemas/delete_old_unclaimed_attachments.js";
+import { plural } from "../cli/output.js";
 import { defineCommand } from "../cli/command.js";
 import { CommandError } from "../lib/errors.js";
 import { withLock } from "../zulip/lockfile.js";
@@ -36,11 +37,6 @@ export const DRY_RUN_MESSAGE = "This was a dry run. Pass -f to actually delete."
 export const S3_REFUSAL =
   "Uploaded files are stored in S3 (LOCAL_UPLOADS_DIR is not set); zulip-manage deletes only local files. " +
   "Run /home/zulip/deployments/current/manage.py delete_old_unclaimed_attachments on the server instead.";
-
-function weeksArg(v: string): number {
-  if (!/^-?\d+$/.test(v)) throw new InvalidArgumentError(`invalid int value: '${v}'`);
-  return Number(v);
-}
 
 export default defineCommand({
   name: "delete_old_unclaimed_attachments",
@@ -55,7 +51,7 @@ export default defineCommand({
   configure: (cmd) =>
     addFlushCacheOption(
       cmd
-        .option("-w, --weeks <weeks>", "How long unattached attachments are preserved; defaults to 5 weeks.", weeksArg, DEFAULT_WEEKS)
+        .option("-w, --weeks <weeks>", "How long unattached attachments are preserved; defaults to 5 weeks.", pythonIntArg, DEFAULT_WEEKS)
         .option("-f, --for-real", "Actually remove the files from the storage.")
         .option(
           "-C, --clean-up-storage",
@@ -70,8 +66,7 @@ export default defineCommand({
     const weeks: number = opts.weeks;
     const forReal = Boolean(opts.forReal);
     const settings = ctx.config().settings;
-    const uploadsSetting = settings.fileValue("LOCAL_UPLOADS_DIR", null);
-    const uploadsDir = typeof uploadsSetting === "string" && uploadsSetting !== "" ? uploadsSetting : null;
+    const uploadsDir = localUploadsDir(settings);
     if ((forReal || opts.cleanUpStorage) && uploadsDir === null) throw new CommandError(S3_REFUSAL);
     const db = await ctx.db();
 
@@ -136,8 +131,8 @@ export default defineCommand({
       const files = deleted!.files.deleted.length + (cleanup?.removed.deleted.length ?? 0);
       const failed = deleted!.files.failed.length + (cleanup?.removed.failed.length ?? 0);
       say(
-        `Deleted ${deleted!.attachments} unclaimed attachment${deleted!.attachments === 1 ? "" : "s"} and ${deleted!.archived_attachments} archived one${deleted!.archived_attachments === 1 ? "" : "s"} older than ${weeks} weeks, ` +
-          `${files} file${files === 1 ? "" : "s"} removed${cleanup ? ` (${cleanup.removed.deleted.length} without a database row)` : ""}` +
+        `Deleted ${plural(deleted!.attachments, "unclaimed attachment")} and ${plural(deleted!.archived_attachments, "archived one")} older than ${weeks} weeks, ` +
+          `${plural(files, "file")} removed${cleanup ? ` (${cleanup.removed.deleted.length} without a database row)` : ""}` +
           `${deleted!.skipped ? `; ${deleted!.skipped} claimed meanwhile, kept` : ""}${failed ? `; ${failed} could not be removed` : ""}.`,
       );
       return 0;

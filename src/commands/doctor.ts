@@ -8,6 +8,7 @@
 //
 // --json: src/schemas/doctor.ts; a check's status is the shared vocabulary's done (ok), warning,
 // failed or skipped, with the summary in `error` when it is not done.
+import { plural } from "../cli/output.js";
 import { defineCommand } from "../cli/command.js";
 import { UsageError } from "../lib/errors.js";
 import { parseSettingOverrides } from "../config/config.js";
@@ -62,7 +63,7 @@ export default defineCommand({
             duration_ms: c.ms,
           })),
         },
-        { error: `${n} required check${n === 1 ? "" : "s"} failed.`, error_code: "checks_failed" },
+        { error: `${plural(n, "required check")} failed.`, error_code: "checks_failed" },
       );
     } else {
       out.write(await renderReport(report, { color: out.color, width: process.stdout.columns || 100, style: out.style }));
@@ -113,9 +114,9 @@ export async function renderReport(report: DoctorReport, o: RenderOptions): Prom
     lines.push("");
   }
   const w = report.warnings;
-  const warnText = w ? ` (${w} warning${w === 1 ? "" : "s"})` : "";
+  const warnText = w ? ` (${plural(w, "warning")})` : "";
   lines.push(o.style.dim("Redis, outgoing email and push notification problems are warnings; the other checks are required."));
   if (report.ok) lines.push(o.style.success(`All required checks passed${warnText}.`));
-  else lines.push(o.style.error(`${report.requiredFailed} required check${report.requiredFailed === 1 ? "" : "s"} failed${warnText}.`));
+  else lines.push(o.style.error(`${plural(report.requiredFailed, "required check")} failed${warnText}.`));
   return lines.join("\n") + "\n";
 }

@@ -14,48 +14,13 @@
 // --json: src/schemas/export_single_user.ts (README: --json output).
 import { addRealmOption } from "../cli/options.js";
 import fs from "node:fs";
-import os from "node:os";
-import path from "node:path";
 import { defineCommand } from "../cli/command.js";
-import { CommandError, UsageError } from "../lib/errors.js";
-import { mkdirPrivate } from "../lib/files.js";
-import { exportSingleUser, writeTarGz } from "../zulip/actions/export.js";
+import { UsageError } from "../lib/errors.js";
+import { exportSettings, exportSingleUser, prepareOutputDir, writeTarGz } from "../zulip/actions/export.js";
 import { msSince } from "../cli/json-contract.js";
 import { realmJsonById, userJson } from "../cli/json-objects.js";
 import { getRealm, getUser } from "../zulip/lookup.js";
 import type { ExportSingleUserBody } from "../schemas/export_single_user.js";
-
-/** os.path.realpath(os.path.expanduser(p)): absolute, symlinks of the existing part resolved. */
-export function resolveOutputDir(p: string): string {
-  let expanded = p;
-  if (p === "~" || p.startsWith("~/")) expanded = path.join(os.homedir(), p.slice(1));
-  const abs = path.resolve(expanded);
-  const rest: string[] = [];
-  let head = abs;
-  for (;;) {
-    try {
-      return path.join(fs.realpathSync(head), ...rest.reverse());
-    } catch {
-      const parent = path.dirname(head);
-      if (parent === head) return abs;
-      rest.push(path.basename(head));
-      head = parent;
-    }
-  }
-}
-
-/** manage.py's output directory handling (before anything is exported). */
-export function prepareOutputDir(option: string | undefined): string {
-  if (option === undefined) return fs.mkdtempSync(path.join(os.tmpdir(), "zulip-export-"));
-  const dir = resolveOutputDir(option);
-  if (fs.existsSync(dir)) {
-    if (!fs.statSync(dir).isDirectory()) throw new CommandError(`Refusing to overwrite ${dir}: it is not a directory. Aborting...`);
-    if (fs.readdirSync(dir).length) throw new CommandError(`Refusing to overwrite nonempty directory: ${dir}. Aborting...`);
-  } else {
-    mkdirPrivate(dir);
-  }
-  return dir;
-}
 
 export default defineCommand({
   name: "export_single_user",
@@ -81,19 +46,8 @@ export default defineCommand({
 
     const outputDir = prepareOutputDir(opts.output);
     const settings = ctx.config().settings;
-    const uploads = settings.fileValue("LOCAL_UPLOADS_DIR", null);
-    let avatarSalt: string | null = null;
-    try {
-      avatarSalt = settings.get("AVATAR_SALT");
-    } catch {
-      avatarSalt = null;
-    }
     out.line(`Exporting user ${user.delivery_email}`);
-    const result = await exportSingleUser(db, user.id, {
-      outputDir,
-      localUploadsDir: typeof uploads === "string" && uploads !== "" ? uploads : null,
-      avatarSalt,
-    });
+    const result = await exportSingleUser(db, user.id, { outputDir, ...exportSettings(settings) });
     for (const w of result.warnings) out.warn(`Warning: ${w}`);
     out.line(`Finished exporting to ${outputDir}; tarring`);
     const tarballPath = outputDir.replace(/\/+$/, "") + ".tar.gz";

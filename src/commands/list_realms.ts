@@ -92,19 +92,22 @@ function pyCompare(a: string, b: string): number {
   return x.length - y.length;
 }
 
+/** The PostgreSQL type OIDs (pg_type.oid) jsonValue converts. */
+const PG_TYPE = { BOOL: 16, INT8: 20, INT2: 21, INT4: 23, JSON: 114, JSONB: 3802, TIMESTAMPTZ: 1184 } as const;
+
 function jsonValue(text: string | null, oid: number): unknown {
   if (text === null) return null;
   switch (oid) {
-    case 16:
+    case PG_TYPE.BOOL:
       return text === "t";
-    case 20:
-    case 21:
-    case 23:
+    case PG_TYPE.INT8:
+    case PG_TYPE.INT2:
+    case PG_TYPE.INT4:
       return Number(text);
-    case 114:
-    case 3802:
+    case PG_TYPE.JSON:
+    case PG_TYPE.JSONB:
       return JSON.parse(text);
-    case 1184:
+    case PG_TYPE.TIMESTAMPTZ:
       return utcTimestampFromPg(text);
     default:
       return text;

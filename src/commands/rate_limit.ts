@@ -9,11 +9,11 @@
 // --json: src/schemas/rate_limit.ts (README: --json output): one result per user (the user,
 // then with -b their bots) with status done (unchanged when set-limits found the same limits,
 // would_do in a dry run); rate_limits as {old, new}; the block's remaining time in ms.
-import { addFlushCacheOption, addRealmOption } from "../cli/options.js";
+import { addFlushCacheOption, addRealmOption, pythonInt } from "../cli/options.js";
 import { CacheInvalidation, cacheReportJson } from "../zulip/cache.js";
 import { defineCommand } from "../cli/command.js";
-import { CommandError, EnvironmentError, UsageError } from "../lib/errors.js";
-import { botsOwnedBy, getRealm, getUser, getUserByApiKey, parsePythonInt, type UserProfile } from "../zulip/lookup.js";
+import { CommandError, EnvironmentError, errorMessage, UsageError } from "../lib/errors.js";
+import { botsOwnedBy, getRealm, getUser, getUserByApiKey, type UserProfile } from "../zulip/lookup.js";
 import { blockAccess, blockState, parseRateLimits, setRateLimits, unblockAccess } from "../zulip/rate-limit.js";
 import { outcome } from "../cli/json-contract.js";
 import { userJson } from "../cli/json-objects.js";
@@ -56,7 +56,7 @@ export default defineCommand({
     if (!OPERATIONS.includes(operation)) {
       throw new UsageError(`argument <operation>: invalid choice: '${operation}' (choose from ${OPERATIONS.map((o) => `'${o}'`).join(", ")})`);
     }
-    const seconds = parsePythonInt(String(opts.seconds));
+    const seconds = pythonInt(String(opts.seconds));
     if (seconds === null || !Number.isSafeInteger(seconds)) throw new UsageError(`argument -s/--seconds: invalid int value: '${opts.seconds}'`);
     if ((!opts.apiKey && !opts.email) || (opts.apiKey && opts.email)) throw new CommandError("Please enter either an email or API key to manage");
     let limits: string | null = null;
@@ -65,8 +65,8 @@ export default defineCommand({
       limits = String(opts.limits).trim();
       try {
         parseRateLimits(limits);
-      } catch (e: any) {
-        throw new CommandError(`Invalid --limits: ${e.message}.`);
+      } catch (e) {
+        throw new CommandError(`Invalid --limits: ${errorMessage(e)}.`);
       }
       if (opts.domain !== "api_by_user") out.warn(`Note: stored rate limits apply to the api_by_user domain only, not '${opts.domain}'.`);
     } else if (opts.limits !== undefined) {

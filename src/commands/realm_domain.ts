@@ -12,7 +12,7 @@ import { EventDelivery, eventsReportJson } from "../services/events.js";
 import { realmJson } from "../cli/json-objects.js";
 import type { RealmDomainChangeBody, RealmDomainShowBody } from "../schemas/realm_domain.js";
 import { getRealm } from "../zulip/lookup.js";
-import { addRealmDomain, domainProblem, normalizeDomain, realmDomains, removeRealmDomain } from "../zulip/actions/realm-domains.js";
+import { doChangeRealmDomain, domainProblem, normalizeDomain, planRealmDomainChange, realmDomains } from "../zulip/actions/realm-domains.js";
 
 const OPS = ["show", "add", "remove"];
 
@@ -82,19 +82,14 @@ export default defineCommand({
       if (lifted) doc.emails_restricted_to_domains = { old: true, new: false };
     };
     if (dryRun) {
-      // The same checks as the real run, on the current state.
-      const domains = await realmDomains(db, realmRef.id);
-      const existing = domains.find((d) => d.domain === domain);
+      const plan = await planRealmDomainChange(db, realmRef.id, doc.op, domain, allowSubdomains, restricted);
+      doc.domains = plan.domains;
+      doc.allow_subdomains = plan.changed.allow_subdomains;
+      liftRestriction(plan.restrictionLifted);
       if (op === "add") {
-        if (existing) throw new CommandError(`The domain ${domain} is already a part of your organization.`);
-        doc.domains = [...domains, { domain, allow_subdomains: allowSubdomains }];
-        out.line(`Would add ${describe({ domain, allow_subdomains: allowSubdomains })} to ${realm.string_id}.`);
+        out.line(`Would add ${describe(plan.changed)} to ${realm.string_id}.`);
       } else {
-        if (!existing) throw new CommandError("No such entry found!");
-        doc.allow_subdomains = existing.allow_subdomains;
-        doc.domains = domains.filter((d) => d !== existing);
-        liftRestriction(doc.domains.length === 0 && restricted);
-        out.line(`Would remove ${describe(existing)} from ${realm.string_id}.`);
+        out.line(`Would remove ${describe(plan.changed)} from ${realm.string_id}.`);
         if (doc.emails_restricted_to_domains.old && !doc.emails_restricted_to_domains.new) {
           out.line("It is the last domain: new users' email addresses would no longer be restricted to the organization's domains.");
         }
@@ -108,12 +103,7 @@ export default defineCommand({
     const notify = { events, realm: realmRef, what: `the domain change of ${realm.string_id}` };
     inval.prepare();
     try {
-      const r = await events.tx(db, (q) =>
-        op === "add"
-          ? addRealmDomain(q, realmRef.id, domain, allowSubdomains, { notify })
-          : removeRealmDomain(q, realmRef.id, domain, { notify, cache: inval }),
-      );
-      inval.changeCommitted();
+      const r = await doChangeRealmDomain(db, realmRef.id, doc.op, domain, allowSubdomains, { notify, cache: inval });
       doc.audit_log_ids = r.auditLogIds;
       doc.domains = r.domains;
       liftRestriction(r.restrictionLifted);

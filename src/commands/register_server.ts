@@ -134,7 +134,7 @@ export default defineCommand({
       }));
       out.jsonBody<RegisterServerBody>(doc);
     };
-    const fail = (e: any): never => {
+    const fail = (e: unknown): never => {
       if (out.json) {
         finish({});
         if (e instanceof HostnameInUseError) throw new CommandError(e.box);

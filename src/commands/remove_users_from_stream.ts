@@ -14,7 +14,7 @@ import { EventDelivery, eventsReportJson, featureLevel } from "../services/event
 import { outcome } from "../cli/json-contract.js";
 import { realmJson, USER_JSON_COLUMNS, userJson } from "../cli/json-objects.js";
 import type { RemoveUsersFromStreamBody } from "../schemas/remove_users_from_stream.js";
-import { findChannel, removeSubscriptions, selectRealmUsers, stripName, subscribedUsers } from "../zulip/actions/subscriptions.js";
+import { doRemoveUsersFromChannel, findChannel, selectRealmUsers, stripName, subscribedUsers } from "../zulip/actions/subscriptions.js";
 
 export default defineCommand({
   name: "remove_users_from_stream",
@@ -60,11 +60,10 @@ export default defineCommand({
       const inval = new CacheInvalidation(ctx, opts.flushCache);
       const events = new EventDelivery(ctx, opts.events);
       try {
-        const r = await events.tx(db, (q) =>
-          removeSubscriptions(q, realmRef.id, channel, userIds, {
-            events: { notify: { events, realm: realmRef, what: `the unsubscriptions from '${channel.name}'` }, featureLevel: featureLevel(ctx.paths, db) },
-          }),
-        );
+        const r = await doRemoveUsersFromChannel(db, realmRef.id, channel, userIds, {
+          notify: { events, realm: realmRef, what: `the unsubscriptions from '${channel.name}'` },
+          featureLevel: featureLevel(ctx.paths, db),
+        });
         removed = new Set(r.changed);
         doc.audit_log_ids = r.auditLogIds;
       } finally {
@@ -72,7 +71,7 @@ export default defineCommand({
         doc.events = eventsReportJson(await events.commit());
       }
     }
-    doc.results = users.map((u) => ({ user: userJson(u as any), ...outcome(removed.has(Number(u.id)) ? (dryRun ? "would_do" : "done") : "unchanged") }));
+    doc.results = users.map((u) => ({ user: userJson(u), ...outcome(removed.has(Number(u.id)) ? (dryRun ? "would_do" : "done") : "unchanged") }));
     doc.removed_count = userIds.filter((u) => removed.has(u)).length;
     doc.not_subscribed_count = userIds.length - doc.removed_count;
     for (const id of userIds) {

@@ -34,7 +34,7 @@ import { Option } from "@commander-js/extra-typings";
 import { addRealmOption } from "../cli/options.js";
 import { defineCommand } from "../cli/command.js";
 import { emailConfigWarnings, type EmailSettings, emailSettings, formatAddress, requireOutgoingEmail } from "../services/email.js";
-import { CommandError, UsageError } from "../lib/errors.js";
+import { CommandError, errorCode, errorMessage, UsageError } from "../lib/errors.js";
 import { READ_LIMITS, readBounded } from "../lib/files.js";
 import { parseEmailTemplate } from "../zulip/templates/email-headers.js";
 import {
@@ -46,7 +46,7 @@ import {
   selectCustomEmailRecipients,
   sendCustomEmail,
 } from "../zulip/actions/send-custom-email.js";
-import { outcome, type StatusJson } from "../cli/json-contract.js";
+import { deliveryStatusJson, outcome, type StatusJson } from "../cli/json-contract.js";
 import { realmJson, userJson } from "../cli/json-objects.js";
 import type { CustomEmailResult, SendCustomEmailBody } from "../schemas/send_custom_email.js";
 
@@ -130,10 +130,10 @@ export default defineCommand({
     let raw: string;
     try {
       raw = readBounded(templatePath, READ_LIMITS.markdown, "The Markdown template");
-    } catch (e: any) {
+    } catch (e) {
       if (e instanceof CommandError) throw e;
       throw new CommandError(
-        e?.code === "ENOENT" ? `[Errno 2] No such file or directory: '${templatePath}'` : `Cannot read ${templatePath}: ${e?.message ?? e}`,
+        errorCode(e) === "ENOENT" ? `[Errno 2] No such file or directory: '${templatePath}'` : `Cannot read ${templatePath}: ${errorMessage(e)}`,
         "file_unreadable",
       );
     }
@@ -166,8 +166,6 @@ export default defineCommand({
       realm: realmJson(settings, { id: r.row.realm_id, string_id: r.row.string_id, name: r.row.realm_name }),
       ...outcome(status, error ?? null),
     });
-    // The delivery's statuses in the shared vocabulary.
-    const delivered = (status: string): StatusJson => (status === "sent" ? "done" : status === "failed" ? "failed" : "not_attempted");
     const emailFailure = (n: number) => ({ error: `${n} of ${recipients.length} emails could not be sent.`, error_code: "email_failed" as const });
     const fromName = customEmailFromName(prepared, recipients.length > 0);
     const docBase = {
@@ -256,7 +254,7 @@ export default defineCommand({
           sent_count: d.sent,
           failed_count: notDelivered,
           audit_log_ids: sent.auditLogIds,
-          results: d.results.map((r) => entry(r.item, delivered(r.status), r.error?.message)),
+          results: d.results.map((r) => entry(r.item, deliveryStatusJson(r.status), r.error?.message)),
         },
         notDelivered > 0
           ? emailFailure(notDelivered)

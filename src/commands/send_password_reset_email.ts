@@ -4,6 +4,7 @@
 //
 // --json: src/schemas/send_password_reset_email.ts (README: --json output).
 import { addEventsOption, addRealmOption, addUserListOptions } from "../cli/options.js";
+import { plural } from "../cli/output.js";
 import { defineCommand } from "../cli/command.js";
 import { emailConfigWarnings, emailSettings, requireOutgoingEmail } from "../services/email.js";
 import { EventDelivery, eventsReportJson } from "../services/events.js";
@@ -14,7 +15,7 @@ import {
   type PasswordResetRecipient,
   passwordResetRecipients,
 } from "../zulip/actions/send-password-reset-email.js";
-import { outcome, type StatusJson } from "../cli/json-contract.js";
+import { deliveryStatusJson, outcome, type StatusJson } from "../cli/json-contract.js";
 import { userJson } from "../cli/json-objects.js";
 import type { RealmJson } from "../schemas/shared.js";
 import type { SendPasswordResetEmailBody } from "../schemas/send_password_reset_email.js";
@@ -77,7 +78,7 @@ export default defineCommand({
         out.jsonBody<SendPasswordResetEmailBody>({ dry_run: true, sent_count: 0, failed_count: 0, results: recipients.map((r) => jsonEntry(r, "would_do")) });
         return;
       }
-      out.line(`Would send password reset emails to ${recipients.length} user${recipients.length === 1 ? "" : "s"}:`);
+      out.line(`Would send password reset emails to ${plural(recipients.length, "user")}:`);
       for (const r of recipients) out.line(`  ${describe(r)}${r.deactivated ? " [deactivated: email without a reset link]" : ""}`);
       return;
     }
@@ -104,19 +105,19 @@ export default defineCommand({
           dry_run: false,
           sent_count: sent,
           failed_count: n,
-          results: results.map((r) => jsonEntry(r.item, r.status === "sent" ? "done" : r.status === "failed" ? "failed" : "not_attempted", r.error?.message)),
+          results: results.map((r) => jsonEntry(r.item, deliveryStatusJson(r.status), r.error?.message)),
           events: eventsReportJson(delivery),
         },
         d.unreachable
           ? { error: `Cannot send email: ${d.unreachable.message}`, error_code: "email_failed" }
-          : { error: `${n} of ${recipients.length} password reset email${recipients.length === 1 ? "" : "s"} could not be sent.`, error_code: "email_failed" },
+          : { error: `${n} of ${plural(recipients.length, "password reset email")} could not be sent.`, error_code: "email_failed" },
       );
     } else if (sent > 0) {
-      out.line(`Sent ${sent} password reset email${sent === 1 ? "" : "s"}.`);
+      out.line(`Sent ${plural(sent, "password reset email")}.`);
     }
     if (d.unreachable) return 1;
     if (failed + notSent > 0) {
-      out.err(`${failed + notSent} of ${recipients.length} password reset email${recipients.length === 1 ? "" : "s"} could not be sent.`);
+      out.err(`${failed + notSent} of ${plural(recipients.length, "password reset email")} could not be sent.`);
       return 1;
     }
   },

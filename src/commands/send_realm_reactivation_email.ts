@@ -15,11 +15,11 @@
 // done or failed.
 import { addRequiredRealmOption } from "../cli/options.js";
 import { defineCommand } from "../cli/command.js";
-import { EmailDeliveryError, emailConfigWarnings, emailSettings, Mailer, requireOutgoingEmail } from "../services/email.js";
+import { emailConfigWarnings, emailSettings, requireOutgoingEmail } from "../services/email.js";
 import { CommandError } from "../lib/errors.js";
 import { getRealm } from "../zulip/lookup.js";
 import { humanAdminUsers, languageNote } from "../zulip/realms.js";
-import { buildRealmReactivationEmail, doCreateReactivationLink } from "../zulip/actions/send-realm-reactivation-email.js";
+import { doCreateReactivationLink, sendRealmReactivationEmail } from "../zulip/actions/send-realm-reactivation-email.js";
 import { realmHost, realmUrl } from "../config/settings.js";
 import { outcome, utcTimestamp } from "../cli/json-contract.js";
 import { realmJson, userJson } from "../cli/json-objects.js";
@@ -81,27 +81,14 @@ export default defineCommand({
     result.realm_reactivation_status_id = link.statusId;
     result.audit_log_ids = [link.auditLogId];
 
-    const corporate = (() => {
-      try {
-        return settings.fileValue("CORPORATE_ENABLED", false) === true;
-      } catch {
-        return false;
-      }
-    })();
-    const mail = buildRealmReactivationEmail(es, info, admins, link.url, { corporateEnabled: corporate });
-    const mailer = await Mailer.open(es);
-    try {
-      await mailer.send(mail);
-      result.email = { ...result.email, ...outcome("done") };
-    } catch (e) {
-      if (!(e instanceof EmailDeliveryError)) throw e;
-      result.email = { ...result.email, ...outcome("failed", e.message) };
-      out.err(`Failed to send the reactivation email: ${e.message}`);
+    const sent = await sendRealmReactivationEmail(es, settings, info, admins, link.url);
+    if (sent.error !== null) {
+      result.email = { ...result.email, ...outcome("failed", sent.error) };
+      out.err(`Failed to send the reactivation email: ${sent.error}`);
       out.err(`The reactivation link was created anyway (as Zulip does): ${link.url}`);
       return finish(1);
-    } finally {
-      mailer.close();
     }
+    result.email = { ...result.email, ...outcome("done") };
     out.line("Done!");
     return finish(0);
   },

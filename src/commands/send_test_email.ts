@@ -17,7 +17,7 @@ import {
   WARN_NO_EMAIL_MESSAGE,
   warnNoEmail,
 } from "../services/email.js";
-import { CommandError, EnvironmentError } from "../lib/errors.js";
+import { CommandError, EnvironmentError, errorMessage } from "../lib/errors.js";
 import { outcome } from "../cli/json-contract.js";
 import type { SendTestEmailBody, TestEmailResult } from "../schemas/send_test_email.js";
 import {
@@ -66,8 +66,8 @@ export default defineCommand({
         try {
           const info = await mailer.send(mail);
           results.push({ ...facts, message_id: info.messageId ?? null, ...outcome("done") });
-        } catch (e: any) {
-          results.push({ ...facts, message_id: null, ...outcome("failed", String(e?.message ?? e)) });
+        } catch (e) {
+          results.push({ ...facts, message_id: null, ...outcome("failed", errorMessage(e)) });
           throw e;
         }
       };
@@ -78,16 +78,16 @@ export default defineCommand({
         const noreplySender = tokenizedNoreplyAddress(es);
         out.line(`  * ${noreplySender}`);
         await send(plainMail("test", TEST_NOREPLY_EMAIL_SUBJECT, TEST_EMAIL_BODY, noreplySender, emails));
-      } catch (e: any) {
+      } catch (e) {
         if (out.json) {
           out.jsonBody<SendTestEmailBody>({ results, smtp_log: transcript });
         } else {
-          out.line(`Failed to send mails: ${e?.message ?? e}`);
+          out.line(`Failed to send mails: ${errorMessage(e)}`);
           out.line("");
           out.line("Full SMTP log follows:");
           out.line(transcript.join("\n"));
         }
-        throw new CommandError(out.json ? `Email sending failed! Failed to send mails: ${e?.message ?? e}` : "Email sending failed!", "email_failed");
+        throw new CommandError(out.json ? `Email sending failed! Failed to send mails: ${errorMessage(e)}` : "Email sending failed!", "email_failed");
       }
       out.line("");
       out.line(testEmailSuccessLine(emails));

@@ -16,9 +16,9 @@
 //
 // --json: src/schemas/soft_deactivate_users.ts (README: --json output): one body for -d, one
 // for -a; users as the contract's user object; catch-up failures (exit 1) with status failed.
-import { addFlushCacheOption, addRealmOption } from "../cli/options.js";
-import { InvalidArgumentError } from "commander";
+import { addFlushCacheOption, addRealmOption, pythonIntArg } from "../cli/options.js";
 import { CacheInvalidation, cacheReportJson } from "../zulip/cache.js";
+import { plural } from "../cli/output.js";
 import { defineCommand } from "../cli/command.js";
 import { CommandError } from "../lib/errors.js";
 import { getRealm } from "../zulip/lookup.js";
@@ -26,7 +26,7 @@ import { outcome } from "../cli/json-contract.js";
 import { usersJsonByIds } from "../cli/json-objects.js";
 import type { SoftActivateBody, SoftDeactivateBody } from "../schemas/soft_deactivate_users.js";
 import {
-  catchUpSoftDeactivatedUsers,
+  autoCatchUpSoftDeactivatedUsers,
   reactivateUserIfSoftDeactivated,
   SoftDeactivationLog,
   type SoftReactivated,
@@ -35,12 +35,7 @@ import {
   usersToSoftDeactivate,
 } from "../zulip/actions/soft-deactivation.js";
 
-function intArg(v: string): number {
-  if (!/^[+-]?\d+$/.test(v.trim())) throw new InvalidArgumentError(`invalid int value: '${v}'`);
-  return Number(v);
-}
-
-const plural = (n: number) => `${n} user(s)`;
+const userCount = (n: number) => `${n} user(s)`;
 
 export default defineCommand({
   name: "soft_deactivate_users",
@@ -56,7 +51,7 @@ export default defineCommand({
       addRealmOption(cmd)
         .option("-d, --deactivate", "Used to deactivate user/users.")
         .option("-a, --activate", "Used to activate user/users.")
-        .option("--inactive-for <days>", "Number of days of inactivity before soft-deactivation", intArg, 28)
+        .option("--inactive-for <days>", "Number of days of inactivity before soft-deactivation", pythonIntArg, 28)
         .argument("[users...]", "A list of user emails to soft activate/deactivate.")
         .option("-q, --quiet", "print nothing but errors"),
     ),
@@ -86,7 +81,7 @@ export default defineCommand({
         }
       });
       const cache = await inval.commit();
-      say(`Soft reactivated ${plural(activated.length)}`);
+      say(`Soft reactivated ${userCount(activated.length)}`);
       if (out.json) {
         const objs = await usersJsonByIds(db, [...activated.map((a) => a.id), ...already.map((a) => a.id)]);
         out.jsonBody<SoftActivateBody>({
@@ -110,16 +105,12 @@ export default defineCommand({
     if (forced) say("Soft deactivating forcefully...");
     const deactivated = await inval.guard(() => softDeactivateUsers(db, users, inval, log));
     const cache = await inval.commit();
-    let catchUp: Awaited<ReturnType<typeof catchUpSoftDeactivatedUsers>> | null = null;
-    if (!forced) {
-      const setting = ctx.config().settings.fileValue("AUTO_CATCH_UP_SOFT_DEACTIVATED_USERS", true);
-      if (setting === false) log.write("INFO", "Not catching up users since AUTO_CATCH_UP_SOFT_DEACTIVATED_USERS is off");
-      else catchUp = await catchUpSoftDeactivatedUsers(db, realmId, log);
-    }
-    say(`Soft deactivated ${plural(deactivated.length)}`);
+    // do_auto_soft_deactivate_users' catch-up (not after -d with users).
+    const catchUp = forced ? null : await autoCatchUpSoftDeactivatedUsers(db, realmId, log, ctx.config().settings);
+    say(`Soft deactivated ${userCount(deactivated.length)}`);
     if (catchUp) {
       const added = catchUp.caught_up.reduce((n, c) => n + c.messages_added, 0);
-      say(`Caught up ${catchUp.caught_up.length} soft-deactivated users (${added} message${added === 1 ? "" : "s"} added)`);
+      say(`Caught up ${catchUp.caught_up.length} soft-deactivated users (${plural(added, "message")} added)`);
       for (const f of catchUp.failures) out.error(`Failed to catch up ${f.email} (id ${f.id}): ${f.error}`);
     }
     const failures = catchUp?.failures ?? [];

@@ -26,15 +26,12 @@
 import { addEventsOption, addFlushCacheOption, addRequiredRealmOption } from "../cli/options.js";
 import { CacheInvalidation } from "../zulip/cache.js";
 import {
-  channelById,
-  channelNameTaken,
-  deactivatedChannelsByOldName,
+  archivedChannelById,
+  archivedChannelsByName,
+  checkUnarchiveName,
+  doUnarchiveStream,
   lastDeactivation,
-  lockChannel,
-  realmStringId,
   type ChannelRow,
-  UnarchiveError,
-  unarchiveChannel,
 } from "../zulip/actions/channels.js";
 import { defineCommand } from "../cli/command.js";
 import { EventDelivery, eventsReportJson, featureLevel } from "../services/events.js";
@@ -42,7 +39,7 @@ import { CommandError, UsageError } from "../lib/errors.js";
 import { utcTimestampFromPg } from "../cli/json-contract.js";
 import { realmJson } from "../cli/json-objects.js";
 import type { UnarchiveChannelBody } from "../schemas/unarchive_channel.js";
-import { getRealm, parsePythonInt, type Realm } from "../zulip/lookup.js";
+import { getRealm, type Realm } from "../zulip/lookup.js";
 import { cacheReportJson as cacheJson } from "../zulip/cache.js";
 
 export default defineCommand({
@@ -98,31 +95,12 @@ export default defineCommand({
     let channel: ChannelRow;
     let newName: string;
     if (opts.channelId !== undefined) {
-      const id = parsePythonInt(opts.channelId);
-      const found = id === null ? null : await channelById(db, id);
-      if (!found) throw new CommandError(`There is no channel with id '${opts.channelId}'.`);
-      channel = found;
-      if (Number(channel.realm_id) !== Number(realm.id)) {
-        throw new CommandError(
-          `Channel id ${channel.id}, named '${channel.name}', is in realm '${await realmStringId(db, channel.realm_id)}', not '${realm.string_id}'`,
-        );
-      }
-      if (!channel.deactivated) throw new CommandError(`Channel id ${channel.id}, named '${channel.name}', is not deactivated`);
+      channel = await archivedChannelById(db, realm, opts.channelId);
       if (opts.newName === undefined) throw new CommandError("--new-name flag is required with --channel-id");
       newName = opts.newName;
     } else {
       const name: string = opts.channel!;
-      let possible: ChannelRow[];
-      try {
-        possible = await deactivatedChannelsByOldName(db, realm.id, name);
-      } catch (e: any) {
-        if (e?.code === "2201B") {
-          throw new CommandError(
-            `The channel name '${name}' is not usable as a pattern (Zulip matches old archived names with a regular expression): ${e.message}. Use --channel-id instead.`,
-          );
-        }
-        throw e;
-      }
+      const possible = await archivedChannelsByName(db, realm.id, name);
       if (possible.length === 0) throw new CommandError("No matching deactivated channels found!");
       if (possible.length > 1) {
         out.line("Matching channels:");
@@ -138,10 +116,7 @@ export default defineCommand({
       newName = opts.newName ?? name;
     }
 
-    if (await channelNameTaken(db, realm.id, newName, channel.id))
-      throw new CommandError(`Channel with name '${newName}' already exists; pass a different --new-name`);
-    if ([...newName].length > 60) throw new CommandError(`Channel name too long (limit: 60 characters).`);
-    if (newName.trim() === "") throw new CommandError(`Invalid channel name '${newName}'`);
+    await checkUnarchiveName(db, realm.id, channel.id, newName);
 
     result.channel = { id: Number(channel.id), name: { old: channel.name, new: newName }, invite_only: Boolean(channel.invite_only) };
     const finish = (code: number) => {
@@ -157,19 +132,12 @@ export default defineCommand({
     const inval = new CacheInvalidation(ctx, opts.flushCache);
     const events = new EventDelivery(ctx, opts.events);
     const notify = { events, realm: { id: Number(realm.id), string_id: realm.string_id }, what: `the unarchiving of the channel '${newName}'` };
-    const level = featureLevel(ctx.paths, db);
-    let r;
-    try {
-      r = await events.tx(db, async (q) => {
-        const locked = await lockChannel(q, channel.id);
-        if (!locked) throw new CommandError("The channel was deleted while this command ran; nothing was changed.");
-        return unarchiveChannel(q, locked, newName, { cache: inval, notify, featureLevel: level, settings: ctx.config().settings });
-      });
-    } catch (e) {
-      if (e instanceof UnarchiveError) throw new CommandError(e.message);
-      throw e;
-    }
-    inval.changeCommitted();
+    const r = await doUnarchiveStream(db, channel.id, newName, {
+      cache: inval,
+      notify,
+      featureLevel: featureLevel(ctx.paths, db),
+      settings: ctx.config().settings,
+    });
     result.cache = cacheJson(await inval.commit());
     result.events = eventsReportJson(await events.commit());
     result.audit_log_ids = [r.auditLogId];

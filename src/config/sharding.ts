@@ -125,3 +125,9 @@ export function notifyQueueName(sharding: TornadoSharding, port: number): string
 export function allNotifyQueues(sharding: TornadoSharding): Array<{ port: number; queue: string }> {
   return sharding.ports.map((port) => ({ port, queue: notifyQueueName(sharding, port) }));
 }
+
+/** settings.MOBILE_NOTIFICATIONS_SHARDS: int(get_config("application_server", "mobile_notification_shards", "1")). */
+export function mobileNotificationShards(config: Config): number {
+  const n = Number.parseInt(config.conf("application_server", "mobile_notification_shards") ?? "1", 10);
+  return Number.isInteger(n) && n > 0 ? n : 1;
+}

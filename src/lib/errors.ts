@@ -77,3 +77,20 @@ export class EnvironmentError extends CliError {
 }
 
 export const EXIT = { OK: 0, FAILED: 1, USAGE: 2, ENVIRONMENT: 3 } as const;
+
+/** What was thrown, as text: its message when it has one (`e?.message ?? e` without `any`). */
+export function errorMessage(e: unknown): string {
+  if (typeof e === "object" && e !== null && "message" in e && e.message !== undefined && e.message !== null) return String(e.message);
+  return String(e);
+}
+
+/** The `code` of what was thrown: a Node system error's (ENOENT, …) or a PostgreSQL error's SQLSTATE; undefined when it has none. */
+export function errorCode(e: unknown): string | undefined {
+  if (typeof e === "object" && e !== null && "code" in e && e.code !== undefined && e.code !== null) return String(e.code);
+  return undefined;
+}
+
+/** Whether an @inquirer/prompts prompt was interrupted (Ctrl-C / Ctrl-D). */
+export function isPromptInterrupted(e: unknown): boolean {
+  return typeof e === "object" && e !== null && "name" in e && (e.name === "ExitPromptError" || e.name === "AbortPromptError");
+}

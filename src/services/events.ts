@@ -103,6 +103,24 @@ export function eventsReportJson(r: EventReport | null) {
   );
 }
 
+/** The delivery reports of several EventDelivery.commit() calls (a run that delivers batch after batch) as one. */
+export function mergeEventReports(reports: EventReport[]): EventReport {
+  const sent = reports.filter((r) => !r.skipped);
+  const rabbit = sent.some((r) => r.transport === "rabbitmq" || r.transport === "rabbitmq+http");
+  const http = sent.some((r) => r.transport === "http" || r.transport === "rabbitmq+http");
+  const warnings = reports.map((r) => r.warning).filter((w): w is string => w !== null);
+  return {
+    mode: reports[0]!.mode,
+    transport: rabbit && http ? "rabbitmq+http" : rabbit ? "rabbitmq" : http ? "http" : "none",
+    published: reports.reduce((n, r) => n + r.published, 0),
+    jobs: reports.reduce((n, r) => n + r.jobs, 0),
+    ok: reports.every((r) => r.ok),
+    skipped: reports.every((r) => r.skipped),
+    undelivered: reports.flatMap((r) => r.undelivered),
+    warning: warnings.length ? warnings.join("\n") : null,
+  };
+}
+
 /** What EventDelivery needs from the command's Context. */
 export interface EventContext {
   config(): Config;

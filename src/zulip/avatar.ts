@@ -25,6 +25,15 @@ export interface AvatarSettings {
   avatarSalt: string | null;
 }
 
+/** settings.AVATAR_SALT, or null when it cannot be read. */
+export function readAvatarSalt(settings: { get(name: "AVATAR_SALT"): string }): string | null {
+  try {
+    return settings.get("AVATAR_SALT");
+  } catch {
+    return null;
+  }
+}
+
 /** Reads AvatarSettings; a value that cannot be read is reported as null (the URL is then not guessed). */
 export function readAvatarSettings(settings: { fileValue(name: string, fallback: any): any; get(name: any): any }): AvatarSettings | null {
   try {

@@ -29,6 +29,12 @@ import { pyDatetimeFromPg } from "../../lib/pyformat.js";
 const DELETE_BATCH_SIZE = 1000;
 export const DEFAULT_WEEKS = 5;
 
+/** settings.LOCAL_UPLOADS_DIR (the local upload backend), or null when it is unset or empty (uploads are in S3). */
+export function localUploadsDir(settings: { fileValue(name: string, fallback: unknown): unknown }): string | null {
+  const uploads = settings.fileValue("LOCAL_UPLOADS_DIR", null);
+  return typeof uploads === "string" && uploads !== "" ? uploads : null;
+}
+
 export interface UnclaimedRow {
   id: number;
   file_name: string;

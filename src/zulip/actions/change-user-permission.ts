@@ -8,6 +8,7 @@ import { AuditLogEventType, insertAuditLog, NEW_VALUE, OLD_VALUE } from "../audi
 import type { CacheInvalidation } from "../cache.js";
 import type { Db } from "../../db/db.js";
 import { quoteIdent } from "../../db/sql.js";
+import { CommandError } from "../../lib/errors.js";
 import { lockUser } from "./change-user-role.js";
 
 export const PERMISSION_FLAGS = ["can_forge_sender", "can_create_users", "can_change_user_emails", "is_billing_admin"] as const;
@@ -55,4 +56,40 @@ export async function doChangeUserPermission(
   });
   if (r.changed) opts.cache?.changeCommitted();
   return r;
+}
+
+/** manage.py change_user_role's refusals when the flag already has the asked value (its CommandError messages). */
+const UNCHANGED_MESSAGES: Record<PermissionFlag, { already: string; cannot: string }> = {
+  can_forge_sender: { already: "User can already forge messages for this realm.", cannot: "User can't forge messages for this realm." },
+  can_create_users: { already: "User can already create users for this realm.", cannot: "User can't create users for this realm." },
+  can_change_user_emails: {
+    already: "User can already change user emails for this realm.",
+    cannot: "User can't change user emails for this realm.",
+  },
+  is_billing_admin: {
+    already: "User is already a billing administrator for this realm.",
+    cannot: "User is not a billing administrator for this realm.",
+  },
+};
+
+/** manage.py change_user_role's check before setting `flag` to `grant`: a CommandError when the user's value (`current`) is already that. */
+export function checkPermissionChange(flag: PermissionFlag, current: boolean, grant: boolean): void {
+  if (current && grant) throw new CommandError(UNCHANGED_MESSAGES[flag].already);
+  if (!current && !grant) throw new CommandError(UNCHANGED_MESSAGES[flag].cannot);
+}
+
+/** Whether this database's release has the flag's column (can_change_user_emails is newer than the others; is_billing_admin is gone since 10.0). */
+export function permissionFlagSupported(db: Db, flag: PermissionFlag): Promise<boolean> {
+  return db.hasColumn("zerver_userprofile", flag);
+}
+
+/**
+ * How is_billing_admin is changed on this database: "column" (before Zulip 10.0, the flag),
+ * "setting" (since 10.0: the user added to or removed from the realm setting
+ * can_manage_billing_group, group-settings.ts changeBillingPermission), or null when it has neither.
+ */
+export async function billingAdminMode(db: Db): Promise<"column" | "setting" | null> {
+  if (await permissionFlagSupported(db, "is_billing_admin")) return "column";
+  if (await db.hasColumn("zerver_realm", "can_manage_billing_group_id")) return "setting";
+  return null;
 }

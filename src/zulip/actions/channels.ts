@@ -16,7 +16,9 @@ import { cacheKeys, sha1Hex } from "../cache.js";
 import { sendMessage } from "./message-send.js";
 import { SYSTEM_BOT_REALM } from "../models.js";
 import { canAccessStreamMetadataUserIds, sendStreamCreationEvent } from "../events/channel-events.js";
-import type { Queryable } from "../../db/db.js";
+import type { Db, Queryable } from "../../db/db.js";
+import { CommandError, errorCode, errorMessage } from "../../lib/errors.js";
+import { parsePythonInt } from "../lookup.js";
 import { FL, type Notify } from "../../services/events.js";
 import { messageEventEnv, sendChannelMessageEvents } from "../events/message-events.js";
 import type { ZulipSettings } from "../../config/settings.js";
@@ -56,7 +58,7 @@ function codePoints(s: string): string[] {
  * first 40 characters of the name (matched as a PostgreSQL regular expression, unescaped, as
  * Django's name__regex does), or 1–20 "!" + "DEACTIVATED:" + name cut to 60 characters.
  */
-export async function deactivatedChannelsByOldName(q: Queryable, realmId: number, name: string): Promise<ChannelRow[]> {
+async function deactivatedChannelsByOldName(q: Queryable, realmId: number, name: string): Promise<ChannelRow[]> {
   const prefix = ".......!DEACTIVATED:";
   const truncated = codePoints(name)
     .slice(0, MAX_CHANNEL_NAME_LENGTH - codePoints(prefix).length)
@@ -371,7 +373,7 @@ export function channelCacheKey(name: string, realmId: number): string {
 }
 
 /** Errors do_unarchive_stream raises (JsonableError in Zulip). */
-export class UnarchiveError extends Error {}
+class UnarchiveError extends Error {}
 
 /**
  * do_unarchive_stream(channel, new_name, acting_user=None) on a locked channel row: the channel
@@ -381,7 +383,7 @@ export class UnarchiveError extends Error {}
  * Bot notice. Caches: the channel's display recipient, its messages' message_dict entries and
  * the channel lookup keys of both names.
  */
-export async function unarchiveChannel(
+async function unarchiveChannel(
   q: Queryable,
   channel: ChannelRow,
   newName: string,
@@ -491,26 +493,92 @@ export async function unarchiveChannel(
 // Lookups for unarchive_channel
 
 /** The channel with this id (any realm), or null. */
-export async function channelById(q: Queryable, id: number): Promise<ChannelRow | null> {
+async function channelById(q: Queryable, id: number): Promise<ChannelRow | null> {
   if (!Number.isSafeInteger(id) || Math.abs(id) > 2147483647) return null;
   const { rows } = await q.query("SELECT * FROM zerver_stream WHERE id = $1", [id]);
   return rows.length ? (rows[0] as ChannelRow) : null;
 }
 
 /** The channel row, locked for the unarchiving transaction (null: deleted meanwhile). */
-export async function lockChannel(q: Queryable, id: number): Promise<ChannelRow | null> {
+async function lockChannel(q: Queryable, id: number): Promise<ChannelRow | null> {
   const { rows } = await q.query("SELECT * FROM zerver_stream WHERE id = $1 FOR NO KEY UPDATE", [id]);
   return rows.length ? (rows[0] as ChannelRow) : null;
 }
 
 /** A realm's string_id. */
-export async function realmStringId(q: Queryable, realmId: number): Promise<string> {
+async function realmStringId(q: Queryable, realmId: number): Promise<string> {
   const { rows } = await q.query("SELECT string_id FROM zerver_realm WHERE id = $1", [realmId]);
   return rows[0].string_id;
 }
 
 /** Another channel of the realm already has this name (case-insensitively). */
-export async function channelNameTaken(q: Queryable, realmId: number, name: string, exceptId: number): Promise<boolean> {
+async function channelNameTaken(q: Queryable, realmId: number, name: string, exceptId: number): Promise<boolean> {
   const { rows } = await q.query("SELECT 1 FROM zerver_stream WHERE realm_id = $1 AND upper(name) = upper($2) AND id <> $3", [realmId, name, exceptId]);
   return rows.length > 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// manage.py unarchive_channel's checks, and do_unarchive_stream in a transaction of its own
+
+/** --channel-id: the archived channel of the realm with that id, or manage.py's CommandError. */
+export async function archivedChannelById(q: Queryable, realm: { id: number; string_id: string }, idText: string): Promise<ChannelRow> {
+  const id = parsePythonInt(idText);
+  const channel = id === null ? null : await channelById(q, id);
+  if (!channel) throw new CommandError(`There is no channel with id '${idText}'.`);
+  if (Number(channel.realm_id) !== Number(realm.id)) {
+    throw new CommandError(
+      `Channel id ${channel.id}, named '${channel.name}', is in realm '${await realmStringId(q, channel.realm_id)}', not '${realm.string_id}'`,
+    );
+  }
+  if (!channel.deactivated) throw new CommandError(`Channel id ${channel.id}, named '${channel.name}', is not deactivated`);
+  return channel;
+}
+
+/** -c: deactivatedChannelsByOldName, a name PostgreSQL cannot use as a regular expression refused with a CommandError. */
+export async function archivedChannelsByName(q: Queryable, realmId: number, name: string): Promise<ChannelRow[]> {
+  try {
+    return await deactivatedChannelsByOldName(q, realmId, name);
+  } catch (e) {
+    if (errorCode(e) === "2201B") {
+      throw new CommandError(
+        `The channel name '${name}' is not usable as a pattern (Zulip matches old archived names with a regular expression): ${errorMessage(e)}. Use --channel-id instead.`,
+      );
+    }
+    throw e;
+  }
+}
+
+/** The checks of the name the channel comes back under (no other channel has it; check_stream_name), as CommandErrors. */
+export async function checkUnarchiveName(q: Queryable, realmId: number, channelId: number, newName: string): Promise<void> {
+  if (await channelNameTaken(q, realmId, newName, channelId))
+    throw new CommandError(`Channel with name '${newName}' already exists; pass a different --new-name`);
+  if ([...newName].length > MAX_CHANNEL_NAME_LENGTH) throw new CommandError(`Channel name too long (limit: ${MAX_CHANNEL_NAME_LENGTH} characters).`);
+  if (newName.trim() === "") throw new CommandError(`Invalid channel name '${newName}'`);
+}
+
+/**
+ * do_unarchive_stream(channel, new_name, acting_user=None) in its own transaction: the channel
+ * row locked and re-read, unarchiveChannel; its refusals (and a channel deleted meanwhile) as
+ * CommandErrors. The events are staged on opts.notify.events and the cache keys on opts.cache
+ * (marked committed); the caller delivers both.
+ */
+export async function doUnarchiveStream(
+  db: Db,
+  channelId: number,
+  newName: string,
+  opts: { cache: CacheInvalidation; notify: Notify; featureLevel: number; settings: ZulipSettings },
+): Promise<UnarchiveResult> {
+  let r: UnarchiveResult;
+  try {
+    r = await opts.notify.events.tx(db, async (q) => {
+      const locked = await lockChannel(q, channelId);
+      if (!locked) throw new CommandError("The channel was deleted while this command ran; nothing was changed.");
+      return unarchiveChannel(q, locked, newName, opts);
+    });
+  } catch (e) {
+    if (e instanceof UnarchiveError) throw new CommandError(e.message);
+    throw e;
+  }
+  opts.cache.changeCommitted();
+  return r;
 }

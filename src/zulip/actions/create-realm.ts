@@ -143,6 +143,11 @@ const DEFAULT_REALM_CHANNELS = [
   },
 ];
 
+/** The names of the channels do_create_realm creates, in its order (for a dry run). */
+export function defaultRealmChannelNames(): string[] {
+  return DEFAULT_REALM_CHANNELS.map((c) => c.name);
+}
+
 export interface CreateRealmOptions {
   stringId: string;
   /** Default: "System bot realm" for zulipinternal; required otherwise. */

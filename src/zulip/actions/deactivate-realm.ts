@@ -15,9 +15,9 @@ import { AuditLogEventType, insertAuditLog, ROLE_COUNT, roleCounts } from "../au
 import type { CacheInvalidation } from "../cache.js";
 import type { Db, Queryable } from "../../db/db.js";
 import { activeUserIds, type Notify } from "../../services/events.js";
-import { buildEmail, type EmailSettings, type OutgoingEmail, securityEmailFromName, supportAddress } from "../../services/email.js";
+import { buildEmail, EmailDeliveryError, type EmailSettings, Mailer, type OutgoingEmail, securityEmailFromName, supportAddress } from "../../services/email.js";
 import type { Realm } from "../lookup.js";
-import { type EmailUser, lockRealm } from "../realms.js";
+import { type EmailUser, humanOwnerUsers, lockRealm } from "../realms.js";
 import { deleteUserSessions, findUserSessions, type UserSession } from "../sessions.js";
 import { emailBaseDefault, escapeHtml } from "../templates/html.js";
 
@@ -278,4 +278,49 @@ export function buildRealmDeactivatedEmails(
     });
     return { owner, mail };
   });
+}
+
+/** One owner's deactivation email: error null when the SMTP server accepted it. */
+export interface OwnerEmailResult {
+  owner: EmailUser & { email: string; realm_id: number };
+  error: string | null;
+}
+
+/**
+ * do_send_realm_deactivation_email for manage.py deactivate_realm --email_owners: the realm's
+ * active human owners emailed (buildRealmDeactivatedEmails) over one SMTP connection. An email
+ * the server refuses is reported (onFailure, as it happens) and the others are still sent; a
+ * connection that cannot be opened throws.
+ */
+export async function sendRealmDeactivationEmails(
+  q: Queryable,
+  realmId: number,
+  es: EmailSettings,
+  realm: RealmEmailInfo,
+  opts: { when: Date; serverTimezone?: string; onFailure?: (owner: EmailUser, message: string) => void },
+): Promise<OwnerEmailResult[]> {
+  const owners = await humanOwnerUsers(q, realmId);
+  const mails = buildRealmDeactivatedEmails(es, realm, owners, {
+    when: opts.when,
+    ...(opts.serverTimezone !== undefined ? { serverTimezone: opts.serverTimezone } : {}),
+  });
+  if (!mails.length) return [];
+  const results: OwnerEmailResult[] = [];
+  const mailer = await Mailer.open(es);
+  try {
+    for (const [i, { mail }] of mails.entries()) {
+      const owner = owners[i];
+      try {
+        await mailer.send(mail);
+        results.push({ owner, error: null });
+      } catch (e) {
+        if (!(e instanceof EmailDeliveryError)) throw e;
+        results.push({ owner, error: e.message });
+        opts.onFailure?.(owner, e.message);
+      }
+    }
+  } finally {
+    mailer.close();
+  }
+  return results;
 }

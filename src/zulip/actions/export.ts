@@ -29,9 +29,13 @@
 // Memory stays flat: messages are read through a server-side cursor (DECLARE … CURSOR /
 // FETCH), one chunk is serialized and written at a time, and the tarball is produced by
 // streaming every file through zlib.
-import { userAvatarBasePath } from "../avatar.js";
+import { readAvatarSalt, userAvatarBasePath } from "../avatar.js";
+import { localUploadsDir } from "./attachments.js";
+import { CommandError } from "../../lib/errors.js";
+import { mkdirPrivate } from "../../lib/files.js";
 export { userAvatarBasePath };
 import fs from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -754,4 +758,47 @@ export async function writeTarGz(dir: string, tarballPath: string): Promise<stri
     throw e;
   }
   return entries;
+}
+
+// ---------------------------------------------------------------------------------------------
+// manage.py export_single_user's output directory, and the settings the export reads
+
+/** os.path.realpath(os.path.expanduser(p)): absolute, symlinks of the existing part resolved. */
+function resolveOutputDir(p: string): string {
+  let expanded = p;
+  if (p === "~" || p.startsWith("~/")) expanded = path.join(os.homedir(), p.slice(1));
+  const abs = path.resolve(expanded);
+  const rest: string[] = [];
+  let head = abs;
+  for (;;) {
+    try {
+      return path.join(fs.realpathSync(head), ...rest.reverse());
+    } catch {
+      const parent = path.dirname(head);
+      if (parent === head) return abs;
+      rest.push(path.basename(head));
+      head = parent;
+    }
+  }
+}
+
+/** manage.py's output directory handling (before anything is exported): --output, or a new zulip-export-XXXXXX in the temp directory. */
+export function prepareOutputDir(option: string | undefined): string {
+  if (option === undefined) return fs.mkdtempSync(path.join(os.tmpdir(), "zulip-export-"));
+  const dir = resolveOutputDir(option);
+  if (fs.existsSync(dir)) {
+    if (!fs.statSync(dir).isDirectory()) throw new CommandError(`Refusing to overwrite ${dir}: it is not a directory. Aborting...`);
+    if (fs.readdirSync(dir).length) throw new CommandError(`Refusing to overwrite nonempty directory: ${dir}. Aborting...`);
+  } else {
+    mkdirPrivate(dir);
+  }
+  return dir;
+}
+
+/** The settings exportSingleUser reads: LOCAL_UPLOADS_DIR and AVATAR_SALT. */
+export function exportSettings(settings: {
+  fileValue(name: string, fallback: unknown): unknown;
+  get(name: "AVATAR_SALT"): string;
+}): Pick<ExportUserOptions, "localUploadsDir" | "avatarSalt"> {
+  return { localUploadsDir: localUploadsDir(settings), avatarSalt: readAvatarSalt(settings) };
 }

@@ -19,7 +19,7 @@
 // what the organization settings page does, so that open browsers and the audit log follow.
 import { AuditLogEventType, insertAuditLog, NEW_VALUE, OLD_VALUE } from "../audit.js";
 import type { CacheInvalidation } from "../cache.js";
-import type { Queryable } from "../../db/db.js";
+import type { Db, Queryable } from "../../db/db.js";
 import { CommandError } from "../../lib/errors.js";
 import { activeUserIds, type Notify } from "../../services/events.js";
 
@@ -77,7 +77,7 @@ async function lockRealmRow(
 }
 
 /** do_add_realm_domain, inside the caller's transaction. */
-export async function addRealmDomain(
+async function addRealmDomain(
   q: Queryable,
   realmId: number,
   domain: string,
@@ -107,7 +107,7 @@ export async function addRealmDomain(
 }
 
 /** do_remove_realm_domain, inside the caller's transaction. */
-export async function removeRealmDomain(
+async function removeRealmDomain(
   q: Queryable,
   realmId: number,
   domain: string,
@@ -155,4 +155,51 @@ export async function removeRealmDomain(
   }
   opts.notify?.events.send(opts.notify.realm, { type: "realm_domains", op: "remove", domain }, users, opts.notify.what);
   return { auditLogIds, restrictionLifted, domains, changed: removed };
+}
+
+/**
+ * manage.py realm_domain --op add / remove: do_add_realm_domain or do_remove_realm_domain in its
+ * own transaction (events staged on opts.notify.events, the cache change marked committed; the
+ * caller delivers both).
+ */
+export async function doChangeRealmDomain(
+  db: Db,
+  realmId: number,
+  op: "add" | "remove",
+  domain: string,
+  allowSubdomains: boolean,
+  opts: { notify: Notify; cache: CacheInvalidation },
+): Promise<DomainChangeResult> {
+  const r = await opts.notify.events.tx(db, (q) =>
+    op === "add"
+      ? addRealmDomain(q, realmId, domain, allowSubdomains, { notify: opts.notify })
+      : removeRealmDomain(q, realmId, domain, { notify: opts.notify, cache: opts.cache }),
+  );
+  opts.cache.changeCommitted();
+  return r;
+}
+
+/**
+ * The dry run of doChangeRealmDomain: the same refusals on the current state, the domains
+ * afterwards, the domain added or removed, and whether the restriction to the domains would be
+ * lifted (`restricted`: emails_restricted_to_domains now).
+ */
+export async function planRealmDomainChange(
+  q: Queryable,
+  realmId: number,
+  op: "add" | "remove",
+  domain: string,
+  allowSubdomains: boolean,
+  restricted: boolean,
+): Promise<Omit<DomainChangeResult, "auditLogIds">> {
+  const domains = await realmDomains(q, realmId);
+  const existing = domains.find((d) => d.domain === domain);
+  if (op === "add") {
+    if (existing) throw new CommandError(`The domain ${domain} is already a part of your organization.`);
+    const added = { domain, allow_subdomains: allowSubdomains };
+    return { domains: [...domains, added], changed: added, restrictionLifted: false };
+  }
+  if (!existing) throw new CommandError("No such entry found!");
+  const remaining = domains.filter((d) => d !== existing);
+  return { domains: remaining, changed: existing, restrictionLifted: remaining.length === 0 && restricted };
 }

@@ -61,17 +61,20 @@
 // be read (the avatar files cannot be found) and when BILLING_ENABLED is set (the billing
 // downgrade is Zulip Cloud's, not reproduced).
 import { type CacheInvalidation } from "../cache.js";
+import type { Config } from "../../config/config.js";
+import { realmHost, realmUrl, type ZulipSettings } from "../../config/settings.js";
 import type { Db, Queryable } from "../../db/db.js";
-import { EmailDeliveryError, type EmailSettings, Mailer } from "../../services/email.js";
+import { EmailDeliveryError, type EmailSettings, emailSettings, Mailer } from "../../services/email.js";
 import { activeUserIds, type EventDelivery, FL, userAccessRestricted, userIdsWhoCanAccessUser } from "../../services/events.js";
 import { AuditLogEventType, insertAuditLog } from "../audit.js";
-import { type AvatarSettings, avatarUrl, userAvatarBasePath } from "../avatar.js";
+import { type AvatarSettings, avatarUrl, readAvatarSalt, readAvatarSettings, userAvatarBasePath } from "../avatar.js";
 import { generateKey } from "../confirmation.js";
 import { CascadeDeletion, catalogForeignKeys } from "../../db/ondelete.js";
 import { botOwnerUserIds } from "../events/user-events.js";
-import { deleteLocalFiles, type LocalFileResult, usedUploadSpaceKeys } from "./attachments.js";
+import { deleteLocalFiles, type LocalFileResult, localUploadsDir, usedUploadSpaceKeys } from "./attachments.js";
 import { buildRealmDeactivatedEmails, deactivateRealm, deleteRealmSessions, type RealmEmailInfo } from "./deactivate-realm.js";
 import { humanOwnerUsers, lockRealm } from "../realms.js";
+import { secretKeyOrUndefined } from "../sessions.js";
 import { type Archiver, messageArchiver, MESSAGE_BATCH_SIZE, STREAM_MESSAGE_BATCH_SIZE } from "./retention.js";
 
 export interface RealmDueForScrubbing {
@@ -129,7 +132,7 @@ export interface DemoDeletionOptions {
  * delete_expired_demo_organizations: one transaction per organization (see the file comment).
  * Events and the scrub jobs are staged on `events`; the caller commits the cache, then the events.
  */
-export async function deleteExpiredDemoOrganizations(db: Db, opts: DemoDeletionOptions): Promise<DemoDeactivation[]> {
+async function deleteExpiredDemoOrganizations(db: Db, opts: DemoDeletionOptions): Promise<DemoDeactivation[]> {
   const out: DemoDeactivation[] = [];
   for (const candidate of await expiredDemoOrganizations(db)) {
     const when = opts.now?.() ?? new Date();
@@ -183,7 +186,7 @@ export async function deleteExpiredDemoOrganizations(db: Db, opts: DemoDeletionO
  * The dry run of deleteExpiredDemoOrganizations: the organizations and their scheduled emails
  * (sessions are not counted: telling a session's user needs its signed data; 0).
  */
-export async function planExpiredDemoOrganizations(db: Db): Promise<DemoDeactivation[]> {
+async function planExpiredDemoOrganizations(db: Db): Promise<DemoDeactivation[]> {
   const out: DemoDeactivation[] = [];
   for (const d of await expiredDemoOrganizations(db)) {
     const { rows } = await db.query("SELECT count(*)::int AS n FROM zerver_scheduledemail WHERE realm_id = $1", [d.id]);
@@ -633,7 +636,7 @@ export interface ScrubPlan {
 }
 
 /** The dry run of cleanDeactivatedRealmData: what would be scrubbed, and what not (and why). Writes nothing. */
-export async function planCleanDeactivatedRealmData(db: Db, settings: ScrubSettings): Promise<{ scrub: ScrubPlan[]; not_scrubbed: NotScrubbed[] }> {
+async function planCleanDeactivatedRealmData(db: Db, settings: ScrubSettings): Promise<{ scrub: ScrubPlan[]; not_scrubbed: NotScrubbed[] }> {
   const out: { scrub: ScrubPlan[]; not_scrubbed: NotScrubbed[] } = { scrub: [], not_scrubbed: [] };
   const due = await realmsDueForScrubbing(db);
   if (!due.length) return out;
@@ -663,4 +666,76 @@ export async function planCleanDeactivatedRealmData(db: Db, settings: ScrubSetti
     out.scrub.push({ id: d.id, string_id: d.string_id, name: d.name, ...rows[0], cross_realm_messages: crossRealm.length });
   }
   return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// scrub_realms (zerver/management/commands/archive_messages.py): the two steps, in order
+
+/** ScrubSettings from settings.py (LOCAL_UPLOADS_DIR, AVATAR_SALT, BILLING_ENABLED, SYSTEM_BOT_REALM), for a database of `release`. */
+function readScrubSettings(settings: ZulipSettings, release: string): ScrubSettings {
+  const systemBotRealm = settings.fileValue("SYSTEM_BOT_REALM", "zulipinternal");
+  return {
+    release,
+    uploadsDir: localUploadsDir(settings),
+    avatarSalt: readAvatarSalt(settings),
+    billingEnabled: settings.fileValue("BILLING_ENABLED", false) === true,
+    systemBotRealm: typeof systemBotRealm === "string" ? systemBotRealm : "zulipinternal",
+  };
+}
+
+export interface ScrubRealmsOptions {
+  cache: CacheInvalidation;
+  events: EventDelivery;
+  config: Config;
+  featureLevel: number;
+  /** retention.log's INFO lines. */
+  log: (message: string) => void;
+  warn: (message: string) => void;
+}
+
+export interface ScrubRealmsResult {
+  clean: CleanDeactivatedRealmDataResult;
+  /** Empty when clean_deactivated_realm_data stopped (Zulip's job ends there). */
+  demos: DemoDeactivation[];
+}
+
+/**
+ * scrub_realms(): clean_deactivated_realm_data(), then — unless Zulip's own job would have ended
+ * with an error in it — delete_expired_demo_organizations(). The settings each step needs are
+ * read from `config`. Cache changes and events are staged on opts.cache / opts.events.
+ */
+export async function scrubRealms(db: Db, opts: ScrubRealmsOptions): Promise<ScrubRealmsResult> {
+  const settings = opts.config.settings;
+  const clean = await cleanDeactivatedRealmData(db, {
+    cache: opts.cache,
+    events: opts.events,
+    settings: readScrubSettings(settings, db.release),
+    realmHost: (stringId) => realmHost(settings, stringId),
+    avatar: readAvatarSettings(settings),
+    featureLevel: opts.featureLevel,
+    log: opts.log,
+  });
+  if (clean.stopped) return { clean, demos: [] };
+  const secretKey = secretKeyOrUndefined(settings);
+  const demos = await deleteExpiredDemoOrganizations(db, {
+    cache: opts.cache,
+    events: opts.events,
+    ...(secretKey !== undefined ? { secretKey } : {}),
+    emailSettings: () => emailSettings(opts.config),
+    realmInfo: (stringId, name) => ({ name, string_id: stringId, host: realmHost(settings, stringId), url: realmUrl(settings, stringId) }),
+    serverTimezone: settings.get("TIME_ZONE"),
+    warn: opts.warn,
+  });
+  for (const d of demos) opts.log(`Deactivated expired demo organization ${d.id}; queued for scrubbing.`);
+  return { clean, demos };
+}
+
+/** The dry run of scrubRealms: what each step would do (planCleanDeactivatedRealmData, planExpiredDemoOrganizations). Writes nothing. */
+export async function planScrubRealms(
+  db: Db,
+  settings: ZulipSettings,
+): Promise<{ clean: { scrub: ScrubPlan[]; not_scrubbed: NotScrubbed[]; stopped: boolean }; demos: DemoDeactivation[] }> {
+  const plan = await planCleanDeactivatedRealmData(db, readScrubSettings(settings, db.release));
+  const stopped = plan.not_scrubbed.some((n) => n.zulip_fails);
+  return { clean: { ...plan, stopped }, demos: stopped ? [] : await planExpiredDemoOrganizations(db) };
 }

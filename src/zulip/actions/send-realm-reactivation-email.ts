@@ -5,7 +5,16 @@ import { AuditLogEventType, insertAuditLog } from "../audit.js";
 import { CONFIRMATION_STATUS, CONFIRMATION_TYPES, insertConfirmation } from "../confirmation.js";
 import { CommandError } from "../../lib/errors.js";
 import type { Db, Queryable } from "../../db/db.js";
-import { buildEmail, type EmailSettings, type OutgoingEmail, securityEmailFromName, supportAddress, tokenizedNoreplyAddress } from "../../services/email.js";
+import {
+  buildEmail,
+  EmailDeliveryError,
+  type EmailSettings,
+  Mailer,
+  type OutgoingEmail,
+  securityEmailFromName,
+  supportAddress,
+  tokenizedNoreplyAddress,
+} from "../../services/email.js";
 import { type EmailUser, lockRealm } from "../realms.js";
 import { BUTTON_STYLE, emailBaseDefault, escapeHtml, linkTag } from "../templates/html.js";
 import type { RealmEmailInfo } from "./deactivate-realm.js";
@@ -123,7 +132,7 @@ function renderRealmReactivationEmail(c: {
  * security" at a tokenized noreply address. send_email derives the List-Id from the recipients'
  * realm, but logs without "in <realm>" (no realm argument is passed).
  */
-export function buildRealmReactivationEmail(
+function buildRealmReactivationEmail(
   es: EmailSettings,
   realm: RealmEmailInfo,
   admins: EmailUser[],
@@ -147,4 +156,35 @@ export function buildRealmReactivationEmail(
     realm: { name: realm.name, host: realm.host, string_id: realm.string_id },
   });
   return { ...mail, realmStringId: undefined };
+}
+
+/**
+ * The email of do_send_realm_reactivation_email, sent (buildRealmReactivationEmail, with
+ * settings.CORPORATE_ENABLED read from settings.py): error null when the SMTP server accepted
+ * it, else its refusal; a connection that cannot be opened throws.
+ */
+export async function sendRealmReactivationEmail(
+  es: EmailSettings,
+  settings: { fileValue(name: string, fallback: unknown): unknown },
+  realm: RealmEmailInfo,
+  admins: EmailUser[],
+  confirmationUrl: string,
+): Promise<{ error: string | null }> {
+  let corporateEnabled = false;
+  try {
+    corporateEnabled = settings.fileValue("CORPORATE_ENABLED", false) === true;
+  } catch {
+    corporateEnabled = false;
+  }
+  const mail = buildRealmReactivationEmail(es, realm, admins, confirmationUrl, { corporateEnabled });
+  const mailer = await Mailer.open(es);
+  try {
+    await mailer.send(mail);
+    return { error: null };
+  } catch (e) {
+    if (!(e instanceof EmailDeliveryError)) throw e;
+    return { error: e.message };
+  } finally {
+    mailer.close();
+  }
 }

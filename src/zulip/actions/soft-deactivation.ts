@@ -329,3 +329,21 @@ export async function catchUpSoftDeactivatedUsers(
   if (failures.length) log.write("ERROR", `Failed to catch up ${failures.length} soft-deactivated users`);
   return { caught_up: caught, failures };
 }
+
+/**
+ * The end of do_auto_soft_deactivate_users: unless settings.py sets
+ * AUTO_CATCH_UP_SOFT_DEACTIVATED_USERS = False (then only logged, and null), catch up every
+ * soft-deactivated user (of the realm, when given).
+ */
+export async function autoCatchUpSoftDeactivatedUsers(
+  db: Db,
+  realmId: number | null,
+  log: SoftDeactivationLog,
+  settings: { fileValue(name: string, fallback: unknown): unknown },
+): Promise<Awaited<ReturnType<typeof catchUpSoftDeactivatedUsers>> | null> {
+  if (settings.fileValue("AUTO_CATCH_UP_SOFT_DEACTIVATED_USERS", true) === false) {
+    log.write("INFO", "Not catching up users since AUTO_CATCH_UP_SOFT_DEACTIVATED_USERS is off");
+    return null;
+  }
+  return catchUpSoftDeactivatedUsers(db, realmId, log);
+}

@@ -29,7 +29,7 @@ import { channelCacheKey } from "./channels.js";
 import { bulkAddSubscriptions } from "./bulk-add-subscriptions.js";
 import { createChannel } from "./create-channel.js";
 import { lastMessageId } from "./message-send.js";
-import type { Queryable } from "../../db/db.js";
+import type { Db, Queryable } from "../../db/db.js";
 import { channelDicts, sendStreamCreationEvent, sendSubscriptionAddEvents, sendSubscriptionRemoveEvents } from "../events/channel-events.js";
 import { sendUserRemoveEventsOnRemovingSubscriptions, subscribersOfUserSubscriptions } from "../events/user-creation-events.js";
 import type { AvatarSettings } from "../avatar.js";
@@ -188,7 +188,7 @@ export async function addSubscriptions(
 }
 
 /** bulk_remove_subscriptions(realm, users, [channel], acting_user=None), inside the caller's transaction. */
-export async function removeSubscriptions(
+async function removeSubscriptions(
   q: Queryable,
   realmId: number,
   channel: ChannelInfo,
@@ -256,4 +256,75 @@ export async function selectRealmUsers(
     userIds: users.map((u) => Number(u.id)),
     emailOf: new Map(users.map((u) => [Number(u.id), u.delivery_email as string])),
   };
+}
+
+// ---------------------------------------------------------------------------------------------
+// The commands' steps, each in a transaction of its own (events staged on notify.events, cache
+// keys on `cache`; the caller delivers both after the commit)
+
+/** create_stream: ensure_stream(realm, name, acting_user=None) in its own transaction; a channel created marks the cache change committed. */
+export async function doEnsureChannel(
+  db: Db,
+  realmId: number,
+  name: string,
+  opts: { cache: CacheInvalidation; notify: Notify; featureLevel: number },
+): Promise<{ channel: ChannelInfo; created: boolean; auditLogIds: number[] }> {
+  const r = await opts.notify.events.tx(db, (q) => ensureChannel(q, realmId, name, opts));
+  if (r.created) opts.cache.changeCommitted();
+  return r;
+}
+
+/** add_users_to_streams' check before anything is written: each name that is not a channel yet is one Zulip could create (CommandError otherwise). */
+export async function checkChannelNamesCreatable(q: Queryable, realmId: number, names: string[]): Promise<void> {
+  for (const name of names) {
+    if (!(await findChannel(q, realmId, name))) {
+      const problem = channelNameProblem(name);
+      if (problem) throw new CommandError(`${problem} ('${name}')`);
+    }
+  }
+}
+
+/**
+ * add_users_to_streams for one channel, in its own transaction: ensure_stream(realm, name),
+ * then bulk_add_subscriptions for each user (addSubscriptions). A channel created marks the
+ * cache change committed.
+ */
+export async function doAddUsersToChannel(
+  db: Db,
+  realmId: number,
+  name: string,
+  userIds: number[],
+  opts: { cache: CacheInvalidation; notify: Notify; featureLevel: number; avatar: AvatarSettings | null },
+): Promise<{ ensured: Awaited<ReturnType<typeof ensureChannel>>; change: Awaited<ReturnType<typeof addSubscriptions>> }> {
+  const r = await opts.notify.events.tx(db, async (q) => {
+    const ensured = await ensureChannel(q, realmId, name, { cache: opts.cache, notify: opts.notify, featureLevel: opts.featureLevel });
+    const change = await addSubscriptions(q, realmId, ensured.channel, userIds, {
+      events: { notify: opts.notify, featureLevel: opts.featureLevel, avatar: opts.avatar },
+    });
+    return { ensured, change };
+  });
+  if (r.ensured.created) opts.cache.changeCommitted();
+  return r;
+}
+
+/** The dry run of doAddUsersToChannel: the channel (null: it would be created) and which of the users are subscribed already. */
+export async function planAddUsersToChannel(
+  q: Queryable,
+  realmId: number,
+  name: string,
+  userIds: number[],
+): Promise<{ channel: ChannelInfo | null; already: Set<number> }> {
+  const channel = await findChannel(q, realmId, name);
+  return { channel, already: channel ? await subscribedUsers(q, channel, userIds) : new Set<number>() };
+}
+
+/** remove_users_from_stream: bulk_remove_subscriptions(realm, users, [channel], acting_user=None) in its own transaction. */
+export function doRemoveUsersFromChannel(
+  db: Db,
+  realmId: number,
+  channel: ChannelInfo,
+  userIds: number[],
+  opts: { notify: Notify; featureLevel: number },
+): Promise<SubscriptionChange & { auditLogIds: number[] }> {
+  return opts.notify.events.tx(db, (q) => removeSubscriptions(q, realmId, channel, userIds, { events: opts }));
 }

@@ -38,6 +38,7 @@
 // user object, row counts (planned in a dry run), the placeholder, status done / would_do /
 // failed / not_attempted. Without -f the plan with dry_run true keeps manage.py's exit 1 (ok
 // false, its message in error); --dry-run prints the plan and exits 0.
+import { mobileNotificationShards } from "../config/sharding.js";
 import { addEventsOption, addFlushCacheOption, addRealmOption, addUserListOptions } from "../cli/options.js";
 import { roleCountBaselineBeside } from "../zulip/audit.js";
 import { CacheInvalidation, type CacheReport, cacheReportJson } from "../zulip/cache.js";
@@ -205,7 +206,7 @@ export default defineCommand({
               roleCountBaseline: users.length === 1 ? roleCountBaseline : undefined,
               events,
               featureLevel: level,
-              mobileNotificationShards: ctx.config().conf("application_server", "mobile_notification_shards"),
+              mobileNotificationShards: mobileNotificationShards(ctx.config()),
             }),
           );
           out.line(`Successfully deleted user ${t.user.delivery_email}.`);

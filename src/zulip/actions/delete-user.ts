@@ -79,14 +79,7 @@ import { generateApiKey } from "./regenerate-api-key.js";
 import { type EventDelivery, FL, type Notify } from "../../services/events.js";
 import { quoteIdent } from "../../db/sql.js";
 import { ROLES } from "../roles.js";
-import {
-  type Archiver,
-  type MessageDeletionNotify,
-  messageArchiver,
-  mobileNotificationShards,
-  type MovedToArchive,
-  STREAM_MESSAGE_BATCH_SIZE,
-} from "./retention.js";
+import { type Archiver, type MessageDeletionNotify, messageArchiver, type MovedToArchive, STREAM_MESSAGE_BATCH_SIZE } from "./retention.js";
 import { usedUploadSpaceKeys } from "./attachments.js";
 import { sendDeletedUserSubscriptionRemovalEvents } from "../events/user-events.js";
 
@@ -723,10 +716,10 @@ export interface DeleteUserOptions {
   /** The server's API feature level (featureLevel()). */
   featureLevel?: number;
   /**
-   * zulip.conf's [application_server] mobile_notification_shards as read (MOBILE_NOTIFICATIONS_SHARDS,
-   * default 1): the queues of 12.x's push-notification removals for the deleted messages.
+   * MOBILE_NOTIFICATIONS_SHARDS (src/config/sharding.ts mobileNotificationShards; default 1): the
+   * queues of 12.x's push-notification removals for the deleted messages.
    */
-  mobileNotificationShards?: string;
+  mobileNotificationShards?: number;
 }
 
 /** do_delete_user(user, acting_user=None): deactivate, then the deletion transaction, then caches/sessions. */
@@ -759,7 +752,7 @@ export async function doDeleteUser(
     opts.events && (opts.featureLevel ?? Number.MAX_SAFE_INTEGER) >= FL.RETENTION_DELETE_EVENTS
       ? {
           events: opts.events,
-          mobileNotificationShards: mobileNotificationShards(opts.mobileNotificationShards),
+          mobileNotificationShards: opts.mobileNotificationShards ?? 1,
           realm: target.realm,
           what: `the deletion of ${email}'s messages`,
         }

@@ -273,15 +273,6 @@ export interface DeleteNotify {
   mobileNotificationShards: number;
 }
 
-/**
- * MOBILE_NOTIFICATIONS_SHARDS = int(get_config("application_server", "mobile_notification_shards",
- * "1")), from zulip.conf's value as read (undefined: not set).
- */
-export function mobileNotificationShards(value: string | undefined): number {
-  const n = Number.parseInt(value ?? "1", 10);
-  return Number.isInteger(n) && n > 0 ? n : 1;
-}
-
 /** The 12.x behaviour of retention's delete_messages (null on 10.x and 11.x). */
 export interface RetentionNotify extends DeleteNotify {
   /** Deliver what is due now (EventDelivery.commit), keeping its report. */

@@ -7,6 +7,7 @@
 // the column exists). event_time is the application's clock, like Django's timezone_now().
 import { queryTableColumns, type Queryable } from "../db/db.js";
 import { realmCondition } from "./lookup.js";
+import { ROLES_IN_SYSTEM_GROUP, SystemGroups } from "./groups.js";
 import { ROLE_IDS, ROLES } from "./roles.js";
 import { insertRow, type Row } from "./rows.js";
 
@@ -226,17 +227,6 @@ export interface RoleCountSnapshot {
 const ROLE_TYPES: readonly number[] = ROLE_IDS;
 const { REALM_OWNER, REALM_ADMINISTRATOR, MODERATOR, MEMBER } = ROLES;
 
-/** Roles whose users belong (directly or through subgroups) to a role-based system group. */
-const ROLES_IN_SYSTEM_GROUP: Record<string, readonly number[]> = {
-  "role:nobody": [],
-  "role:owners": [REALM_OWNER],
-  "role:administrators": [REALM_OWNER, REALM_ADMINISTRATOR],
-  "role:moderators": [REALM_OWNER, REALM_ADMINISTRATOR, MODERATOR],
-  "role:members": [REALM_OWNER, REALM_ADMINISTRATOR, MODERATOR, MEMBER],
-  "role:everyone": ROLE_TYPES,
-  "role:internet": ROLE_TYPES,
-};
-
 /** A realm's active users: humans by role, and bots. */
 export interface RealmUserCounts {
   humans: Record<string, number>;
@@ -395,7 +385,7 @@ export function workplaceGroupOf(workplaceUsersGroupId: unknown, systemGroups: I
 }
 
 function workplaceRoles(group: WorkplaceGroup): readonly number[] | null {
-  return group.name !== null && group.name !== "role:fullmembers" && ROLES_IN_SYSTEM_GROUP[group.name] ? ROLES_IN_SYSTEM_GROUP[group.name] : null;
+  return group.name !== null && group.name !== SystemGroups.FULL_MEMBERS && ROLES_IN_SYSTEM_GROUP[group.name] ? ROLES_IN_SYSTEM_GROUP[group.name] : null;
 }
 
 /**

@@ -29,7 +29,8 @@ import { CommandError } from "../lib/errors.js";
 import { getSystemGroup, SystemGroups } from "./groups.js";
 import { ROLES } from "./roles.js";
 import type { CacheInvalidation } from "./cache.js";
-import { activeUserIds, type EventDelivery, type Notify } from "../services/events.js";
+import type { EventDelivery, Notify } from "../services/events.js";
+import { activeUserIds } from "./audiences.js";
 
 export interface AnonymousValue {
   direct_members: number[];

@@ -21,7 +21,8 @@ import { AuditLogEventType, insertAuditLog, NEW_VALUE, OLD_VALUE } from "../audi
 import type { CacheInvalidation, CacheUser } from "../cache.js";
 import type { Db, Queryable } from "../../db/db.js";
 import { CommandError } from "../../lib/errors.js";
-import { type EventDelivery, FL, type Notify, userIdsWhoCanAccessUser } from "../../services/events.js";
+import { type EventDelivery, FL, type Notify } from "../../services/events.js";
+import { userIdsWhoCanAccessUser } from "../audiences.js";
 import { lockUserRow, type RealmRef, type UserProfile } from "../lookup.js";
 import { botOwnerUserIds } from "../events/user-events.js";
 

@@ -47,7 +47,8 @@ import { EmailAddressVisibility, OrgType, SYSTEM_BOT_REALM, SYSTEM_BOT_REALM_NAM
 import { CreationSchemaError, databaseSeries, insertRow, insertRows, type Row, tableColumns } from "../rows.js";
 import { REALM_USER_DEFAULT_OVERRIDES, USER_SETTING_DEFAULTS } from "../user-settings.js";
 import { sendStreamCreationEvent } from "../events/channel-events.js";
-import { activeNonGuestUserIds, type Notify } from "../../services/events.js";
+import type { Notify } from "../../services/events.js";
+import { activeNonGuestUserIds } from "../audiences.js";
 import { createChannel, type CreatedChannel } from "./create-channel.js";
 
 /** get_latest_zulip_update_announcements_level() of Zulip 12.2 (new realms start there). */

@@ -8,7 +8,7 @@
 import type { Queryable } from "../../db/db.js";
 import { CONFIRMATION_STATUS, CONFIRMATION_TYPES, generateKey } from "../confirmation.js";
 import { OrgType, ScheduledEmailType } from "../models.js";
-import { ROLES } from "../roles.js";
+import { isRealmAdmin } from "../roles.js";
 import { realmUrl, type ZulipSettings } from "../../config/settings.js";
 
 /** Realm.ORG_TYPES[...]["onboarding_zulip_guide_url"] by org type id. */
@@ -184,7 +184,7 @@ async function enqueueWelcomeEmails(
     });
   }
   const guide = ONBOARDING_GUIDE[Number(u.org_type)];
-  const isAdmin = Number(u.role) === ROLES.REALM_OWNER || Number(u.role) === ROLES.REALM_ADMINISTRATOR;
+  const isAdmin = isRealmAdmin(Number(u.role));
   if (guide && !(guide.url === COMMUNITIES_GUIDE && !isAdmin)) {
     emails.push({
       template: "onboarding_zulip_guide",

@@ -21,7 +21,8 @@ import { AuditLogEventType, insertAuditLog, NEW_VALUE, OLD_VALUE } from "../audi
 import type { CacheInvalidation } from "../cache.js";
 import type { Queryable } from "../../db/db.js";
 import { CommandError } from "../../lib/errors.js";
-import { activeUserIds, type Notify } from "../../services/events.js";
+import type { Notify } from "../../services/events.js";
+import { activeUserIds } from "../audiences.js";
 
 export interface RealmDomain {
   domain: string;

@@ -63,7 +63,8 @@
 import { type CacheInvalidation } from "../cache.js";
 import type { Db, Queryable } from "../../db/db.js";
 import { EmailDeliveryError, type EmailSettings, Mailer } from "../../services/email.js";
-import { activeUserIds, type EventDelivery, FL, userAccessRestricted, userIdsWhoCanAccessUser } from "../../services/events.js";
+import { type EventDelivery, FL } from "../../services/events.js";
+import { activeUserIds, userAccessRestricted, userIdsWhoCanAccessUser } from "../audiences.js";
 import { AuditLogEventType, insertAuditLog } from "../audit.js";
 import { type AvatarSettings, avatarUrl, userAvatarBasePath } from "../avatar.js";
 import { generateKey } from "../confirmation.js";

@@ -34,7 +34,8 @@ import { channelDicts, sendStreamCreationEvent, sendSubscriptionAddEvents, sendS
 import { sendUserRemoveEventsOnRemovingSubscriptions, subscribersOfUserSubscriptions } from "../events/user-creation-events.js";
 import type { AvatarSettings } from "../avatar.js";
 import { CommandError } from "../../lib/errors.js";
-import { activeNonGuestUserIds, type Notify, userAccessRestricted } from "../../services/events.js";
+import type { Notify } from "../../services/events.js";
+import { activeNonGuestUserIds, userAccessRestricted } from "../audiences.js";
 import { getRealm, getUsers, type Realm, type UserProfile } from "../lookup.js";
 
 export interface ChannelInfo {

@@ -5,9 +5,11 @@
 // (subscriber_count, folder_id, topics_policy, is_recently_active and the can_*_group settings
 // arrived with their columns in 10.0-12.0).
 import type { Queryable } from "../../db/db.js";
-import { activeNonGuestUserIds, adminUserAndBotIds, FL, type Notify } from "../../services/events.js";
+import { FL, type Notify } from "../../services/events.js";
+import { activeNonGuestUserIds, adminUserAndBotIds } from "../audiences.js";
 import type { AvatarSettings } from "../avatar.js";
 import { SystemGroups } from "../groups.js";
+import { isRealmAdmin, REALM_ADMIN_ROLES_SQL, ROLES } from "../roles.js";
 import { sendPeerSubscriberEvents } from "./user-events.js";
 import { sendUserCreationEventsOnAddingSubscriptions } from "./user-creation-events.js";
 
@@ -187,7 +189,7 @@ export async function metadataAccessChannelIds(q: Queryable, user: { id: number;
       WHERE st.realm_id = $1 AND u.id = $2 AND NOT st.deactivated AND (
         st.is_web_public
         OR st.recipient_id IN (SELECT recipient_id FROM zerver_subscription WHERE user_profile_id = $2 AND active)
-        OR (u.role <> 600 AND (NOT st.invite_only OR u.role IN (100, 200) ${grant})))
+        OR (u.role <> ${ROLES.GUEST} AND (NOT st.invite_only OR u.role IN (${REALM_ADMIN_ROLES_SQL}) ${grant})))
       ORDER BY st.id`,
     [user.realm_id, user.id],
   );
@@ -247,9 +249,9 @@ async function inMetadataAccessSet(
     channel.recipient_id,
     user.id,
   ]);
-  if (!channel.invite_only) return user.role !== 600 || sub.length > 0;
-  if (sub.length > 0 || user.role === 100 || user.role === 200) return true;
-  if (user.role === 600) return false;
+  if (!channel.invite_only) return user.role !== ROLES.GUEST || sub.length > 0;
+  if (sub.length > 0 || isRealmAdmin(user.role)) return true;
+  if (user.role === ROLES.GUEST) return false;
   const cols = await streamColumns(q);
   const settings = ["can_administer_channel_group_id", "can_add_subscribers_group_id", "can_subscribe_group_id"].filter((c) => cols.has(c));
   if (settings.length === 0 || directGroupIds.length === 0) return false;
@@ -413,7 +415,7 @@ export async function canAccessStreamMetadataUserIds(
   );
   if (!channel.invite_only) {
     for (const id of await activeNonGuestUserIds(q, channel.realm_id)) ids.add(id);
-    for (const r of subs) if (Number(r.role) === 600) ids.add(Number(r.id));
+    for (const r of subs) if (Number(r.role) === ROLES.GUEST) ids.add(Number(r.id));
   } else {
     for (const r of subs) ids.add(Number(r.id));
     for (const id of await adminUserAndBotIds(q, channel.realm_id)) ids.add(id);
@@ -427,7 +429,7 @@ export async function canAccessStreamMetadataUserIds(
             SELECT g.subgroup_id FROM closure c JOIN zerver_groupgroupmembership g ON g.supergroup_id = c.group_id
          )
          SELECT DISTINCT m.user_profile_id AS id FROM closure c JOIN zerver_usergroupmembership m ON m.user_group_id = c.group_id
-           JOIN zerver_userprofile u ON u.id = m.user_profile_id WHERE u.is_active AND u.role <> 600`,
+           JOIN zerver_userprofile u ON u.id = m.user_profile_id WHERE u.is_active AND u.role <> ${ROLES.GUEST}`,
         [channel.id],
       );
       for (const r of rows) ids.add(Number(r.id));
@@ -474,7 +476,7 @@ async function metadataGroupMembers(q: Queryable, channelIds: number[]): Promise
      )
      SELECT DISTINCT c.channel_id, m.user_profile_id AS user_id
        FROM closure c JOIN zerver_usergroupmembership m ON m.user_group_id = c.group_id
-       JOIN zerver_userprofile u ON u.id = m.user_profile_id AND u.is_active AND u.role <> 600`,
+       JOIN zerver_userprofile u ON u.id = m.user_profile_id AND u.is_active AND u.role <> ${ROLES.GUEST}`,
     [channelIds],
   );
   for (const r of rows) out.get(Number(r.channel_id))?.add(Number(r.user_id));
@@ -498,7 +500,7 @@ async function activeSubscriberIds(q: Queryable, recipientId: number): Promise<n
  */
 async function keepsMetadataAccessUnsubscribed(q: Queryable, user: { id: number; role: number }, channel: PeerChannelRef): Promise<boolean> {
   if (channel.is_web_public) return true;
-  if (user.role === 600) return false;
+  if (user.role === ROLES.GUEST) return false;
   if (!channel.invite_only) return true;
   return (await metadataGroupMembers(q, [channel.id])).get(channel.id)!.has(user.id);
 }
@@ -565,7 +567,7 @@ export async function sendSubscriptionAddEvents(
     const granted = (await metadataGroupMembers(q, [channel.id])).get(channel.id)!;
     createFor = added.filter((u) => !admins.has(u) && !granted.has(u));
   } else if (!channel.is_web_public) {
-    createFor = added.filter((u) => roleOf.get(u) === 600);
+    createFor = added.filter((u) => roleOf.get(u) === ROLES.GUEST);
   }
   if (createFor.length) {
     const event: Record<string, unknown> = { type: "stream", op: "create", streams: [streamDict] };
@@ -612,7 +614,7 @@ export async function sendSubscriptionRemoveEvents(
     n.events.send(n.realm, { type: "subscription", op: "remove", subscriptions: [{ name: channel.name, stream_id: channel.id }] }, [u], n.what);
     n.events.enqueue("deferred_work", { type: "mark_stream_messages_as_read", user_profile_id: u, stream_recipient_ids: [channel.recipient_id] }, n.what);
     const role = roleOf.get(u)!;
-    if (role !== 100 && role !== 200 && !(await keepsMetadataAccessUnsubscribed(q, { id: u, role }, channel))) {
+    if (!isRealmAdmin(role) && !(await keepsMetadataAccessUnsubscribed(q, { id: u, role }, channel))) {
       sendStreamDeletionEvent(n, [u], [channel.id], opts.featureLevel);
     }
   }

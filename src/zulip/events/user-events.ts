@@ -16,16 +16,8 @@ import type { UserProfile } from "../lookup.js";
 import { type AvatarSettings, avatarUrl } from "../avatar.js";
 import { EmailAddressVisibility, RecipientType } from "../models.js";
 import { ROLES } from "../roles.js";
-import {
-  activeNonGuestUserIds,
-  activeUserIds,
-  adminUserAndBotIds,
-  FL,
-  humanAdminIds,
-  type Notify,
-  userAccessRestricted,
-  userIdsWhoCanAccessUser,
-} from "../../services/events.js";
+import { FL, type Notify } from "../../services/events.js";
+import { activeNonGuestUserIds, activeUserIds, adminUserAndBotIds, humanAdminIds, userAccessRestricted, userIdsWhoCanAccessUser } from "../audiences.js";
 
 /** UserProfile.INACCESSIBLE_USER_NAME (a lazily translated string; servers send it in English unless a request language applies). */
 export const INACCESSIBLE_USER_NAME = "Unknown user";
@@ -82,7 +74,7 @@ async function metadataGroupUserIds(q: Queryable, channelIds: number[]): Promise
      )
      SELECT DISTINCT c.channel_id, m.user_profile_id AS user_id
        FROM closure c JOIN zerver_usergroupmembership m ON m.user_group_id = c.group_id
-       JOIN zerver_userprofile u ON u.id = m.user_profile_id AND u.is_active AND u.role <> 600`,
+       JOIN zerver_userprofile u ON u.id = m.user_profile_id AND u.is_active AND u.role <> ${ROLES.GUEST}`,
     [channelIds],
   );
   for (const r of rows) {

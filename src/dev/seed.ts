@@ -12,7 +12,7 @@ import { SeededRandom } from "../lib/random.js";
 import { getOrCreateClient } from "../zulip/clients.js";
 import { AuditLogEventType, roleCountSnapshot } from "../zulip/audit.js";
 import { getSystemGroups, isProvisionalMember, ROLES_IN_SYSTEM_GROUP, SystemGroups, systemGroupNameForRole } from "../zulip/groups.js";
-import { BotType, EmailAddressVisibility, OrgType, SYSTEM_BOT_REALM } from "../zulip/models.js";
+import { BotType, EmailAddressVisibility, MessageType, OrgType, SYSTEM_BOT_REALM, UserMessageFlag } from "../zulip/models.js";
 import { ROLE_IDS, ROLES } from "../zulip/roles.js";
 import { STREAM_ASSIGNMENT_COLORS } from "../zulip/actions/bulk-add-subscriptions.js";
 import { createChannel, type CreatedChannel } from "../zulip/actions/create-channel.js";
@@ -849,7 +849,7 @@ export async function seedBulkMessages(db: Queryable, opts: BulkMessagesOptions)
     `WITH inserted AS (INSERT INTO zerver_message (type, subject, content, rendered_content, rendered_content_version, date_sent,
                                 last_edit_time, edit_history, has_attachment, has_image, has_link, search_tsvector,
                                 sender_id, sending_client_id, realm_id, recipient_id, is_channel_message)
-     SELECT 1, ($1::text[])[1 + (g % cardinality($1::text[]))], 'Bulk message ' || g, '<p>Bulk message ' || g || '</p>', 1,
+     SELECT ${MessageType.NORMAL}, ($1::text[])[1 + (g % cardinality($1::text[]))], 'Bulk message ' || g, '<p>Bulk message ' || g || '</p>', 1,
             $2::timestamptz + make_interval(secs => g * $3::double precision), NULL, NULL, false, false, false, NULL,
             ($4::int[])[1 + (g % cardinality($4::int[]))], $5::int, $6::int, $7::int, true
        FROM generate_series(0, $8::int - 1) g ORDER BY g
@@ -862,7 +862,7 @@ export async function seedBulkMessages(db: Queryable, opts: BulkMessagesOptions)
   const lastId = Number(ins.rows[0].last_id);
   const um = await db.query(
     `INSERT INTO zerver_usermessage (flags, message_id, user_profile_id)
-     SELECT CASE WHEN m.sender_id = u.id THEN 1 ELSE 0 END, m.id, u.id
+     SELECT CASE WHEN m.sender_id = u.id THEN ${UserMessageFlag.READ} ELSE 0 END, m.id, u.id
        FROM zerver_message m
        JOIN zerver_subscription sub ON sub.recipient_id = m.recipient_id AND sub.active AND sub.is_user_active
        JOIN zerver_userprofile u ON u.id = sub.user_profile_id AND NOT u.long_term_idle

@@ -15,6 +15,9 @@ export const BotType = { DEFAULT: 1, INCOMING_WEBHOOK: 2, OUTGOING_WEBHOOK: 3, E
 /** Recipient.PERSONAL / STREAM / DIRECT_MESSAGE_GROUP (formerly HUDDLE): zerver_recipient.type. */
 export const RecipientType = { PERSONAL: 1, STREAM: 2, DIRECT_MESSAGE_GROUP: 3 } as const;
 
+/** Message.MessageType (zerver_message.type): the messages this code writes are NORMAL. */
+export const MessageType = { NORMAL: 1, RESOLVE_TOPIC_NOTIFICATION: 2 } as const;
+
 /** UserMessage flags (the bits this code sets). */
 export const UserMessageFlag = {
   READ: 1,

@@ -72,6 +72,7 @@ import { CascadeDeletion, catalogForeignKeys } from "../../db/ondelete.js";
 import { botOwnerUserIds } from "../events/user-events.js";
 import { deleteLocalFiles, type LocalFileResult, usedUploadSpaceKeys } from "./attachments.js";
 import { buildRealmDeactivatedEmails, deactivateRealm, deleteRealmSessions, type RealmEmailInfo } from "./deactivate-realm.js";
+import { RecipientType } from "../models.js";
 import { humanOwnerUsers, lockRealm } from "../realms.js";
 import { type Archiver, messageArchiver, MESSAGE_BATCH_SIZE, STREAM_MESSAGE_BATCH_SIZE } from "./retention.js";
 
@@ -359,7 +360,7 @@ async function crossRealmBotMessageIds(q: Queryable, realmId: number, internalRe
               UNION SELECT sub.recipient_id FROM zerver_subscription sub
                       JOIN zerver_recipient r ON r.id = sub.recipient_id
                       JOIN zerver_userprofile u ON u.id = sub.user_profile_id
-                     WHERE r.type = 3 AND u.realm_id = $1)
+                     WHERE r.type = ${RecipientType.DIRECT_MESSAGE_GROUP} AND u.realm_id = $1)
       ORDER BY m.id`,
     [realmId, internalRealmId],
   );

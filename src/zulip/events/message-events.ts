@@ -36,6 +36,7 @@
 import { realmHost, type ZulipSettings } from "../../config/settings.js";
 import type { Queryable } from "../../db/db.js";
 import type { Notify } from "../../services/events.js";
+import { RecipientType } from "../models.js";
 import { canAccessStreamMetadataUserIds } from "./channel-events.js";
 
 /** What the message event needs from the server's settings. */
@@ -118,7 +119,7 @@ function wideDict(
     sender_id: Number(m.sender_id),
     content: m.content,
     recipient_type_id: channel.id,
-    recipient_type: 2,
+    recipient_type: RecipientType.STREAM,
     recipient_id: channel.recipient_id,
     timestamp: Math.floor(new Date(m.date_sent).getTime() / 1000),
     client: m.client,

@@ -67,7 +67,7 @@ import { type EventDelivery, FL } from "../../services/events.js";
 import { activeUserIds, userAccessRestricted, userIdsWhoCanAccessUser } from "../audiences.js";
 import { AuditLogEventType, insertAuditLog } from "../audit.js";
 import { type AvatarSettings, avatarUrl, userAvatarBasePath } from "../avatar.js";
-import { generateKey } from "../confirmation.js";
+import { generateKey } from "../../lib/random.js";
 import { CascadeDeletion, catalogForeignKeys } from "../../db/ondelete.js";
 import { botOwnerUserIds } from "../events/user-events.js";
 import { deleteLocalFiles, type LocalFileResult, usedUploadSpaceKeys } from "./attachments.js";

@@ -21,7 +21,7 @@
 // failures. --marketing writes one confirmation_confirmation row (type 4, UNSUBSCRIBE) per
 // recipient, as Zulip's one_click_unsubscribe_link does.
 import { AuditLogEventType, insertAuditLog } from "../audit.js";
-import { CONFIRMATION_TYPES, contentTypeId } from "../confirmation.js";
+import { CONFIRMATION_TYPES, contentTypeId, UNSUBSCRIBE_VALIDITY_DAYS } from "../confirmation.js";
 import { getRealm, getUsers } from "../lookup.js";
 import { TOS_VERSION_BEFORE_FIRST_LOGIN } from "../models.js";
 import { REALM_ADMIN_ROLES_SQL } from "../roles.js";
@@ -48,8 +48,6 @@ import { renderMarkdown } from "../templates/markdown.js";
 
 /** Realm.PLAN_TYPE_STANDARD_FREE: organizations sponsored by Zulip. */
 const PLAN_TYPE_STANDARD_FREE = 4;
-/** confirmation: UNSUBSCRIBE links are meant never to expire. */
-const UNSUBSCRIBE_VALIDITY_DAYS = 1_000_000;
 /** Zulip's release that added the 810 rows and the "already received" exclusion. */
 const AUDITED_SINCE = "12.x";
 

@@ -23,6 +23,7 @@ import type { Queryable } from "../../db/db.js";
 import { CommandError } from "../../lib/errors.js";
 import type { Notify } from "../../services/events.js";
 import { activeUserIds } from "../audiences.js";
+import { lockRealm } from "../realms.js";
 
 export interface RealmDomain {
   domain: string;
@@ -66,17 +67,6 @@ export interface DomainChangeResult {
   changed: RealmDomain;
 }
 
-async function lockRealmRow(
-  q: Queryable,
-  realmId: number,
-): Promise<{ id: number; string_id: string; deactivated: boolean; emails_restricted_to_domains: boolean }> {
-  const { rows } = await q.query("SELECT id, string_id, deactivated, emails_restricted_to_domains FROM zerver_realm WHERE id = $1 FOR NO KEY UPDATE", [
-    realmId,
-  ]);
-  if (!rows.length) throw new CommandError("The organization was deleted while this command ran; nothing was changed.");
-  return { ...rows[0], id: Number(rows[0].id) };
-}
-
 /** do_add_realm_domain, inside the caller's transaction. */
 export async function addRealmDomain(
   q: Queryable,
@@ -85,7 +75,7 @@ export async function addRealmDomain(
   allowSubdomains: boolean,
   opts: { notify?: Notify; now?: Date } = {},
 ): Promise<DomainChangeResult> {
-  await lockRealmRow(q, realmId);
+  await lockRealm(q, realmId, { columns: "id" });
   // Checked first (the realm row lock serializes writers), so a refused add uses no id.
   const { rows: existing } = await q.query("SELECT 1 FROM zerver_realmdomain WHERE realm_id = $1 AND domain = $2", [realmId, domain]);
   if (existing.length) throw new CommandError(`The domain ${domain} is already a part of your organization.`);
@@ -114,7 +104,7 @@ export async function removeRealmDomain(
   domain: string,
   opts: { notify?: Notify; cache?: CacheInvalidation; now?: Date } = {},
 ): Promise<DomainChangeResult> {
-  const realm = await lockRealmRow(q, realmId);
+  const realm = await lockRealm(q, realmId, { columns: "emails_restricted_to_domains" });
   const { rows } = await q.query("DELETE FROM zerver_realmdomain WHERE realm_id = $1 AND domain = $2 RETURNING allow_subdomains", [realmId, domain]);
   if (!rows.length) throw new CommandError("No such entry found!");
   const domains = await realmDomains(q, realmId);

@@ -7,7 +7,7 @@
 //
 //   await db.tx((q) => seedServer(q, DEMO_SPEC));
 //   await db.tx((q) => seedBulkUsers(q, realmId, 100_000, { externalHost }));
-import type { Queryable } from "../db/db.js";
+import { type Queryable, tableColumns } from "../db/db.js";
 import { SeededRandom } from "../lib/random.js";
 import { getOrCreateClient } from "../zulip/clients.js";
 import { AuditLogEventType, roleCountSnapshot } from "../zulip/audit.js";
@@ -651,11 +651,7 @@ export async function seedBulkUsers(
   const namePrefix = opts.namePrefix ?? "Bulk User";
 
   // Settings columns copied from RealmUserDefault (as createUser does).
-  const upCols = new Set(
-    (await db.query(`SELECT attname FROM pg_attribute WHERE attrelid = 'zerver_userprofile'::regclass AND attnum > 0 AND NOT attisdropped`)).rows.map(
-      (r) => r.attname as string,
-    ),
-  );
+  const upCols = await tableColumns(db, "zerver_userprofile");
   const skip = new Set(["id", "realm_id", "default_language", "enable_login_emails", "allow_private_data_export"]);
   const settingCols = Object.keys(rud).filter((k) => !skip.has(k) && upCols.has(k));
 

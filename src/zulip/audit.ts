@@ -5,7 +5,7 @@
 // Every NOT NULL column is supplied explicitly (Django supplies the Python-side defaults:
 // backfilled=false, extra_data={}; `scrubbed` has a database default but is written too where
 // the column exists). event_time is the application's clock, like Django's timezone_now().
-import { queryTableColumns, type Queryable } from "../db/db.js";
+import { type Queryable, tableColumns } from "../db/db.js";
 import { realmCondition } from "./lookup.js";
 import { ROLES_IN_SYSTEM_GROUP, SystemGroups } from "./groups.js";
 import { ROLE_IDS, ROLES } from "./roles.js";
@@ -112,21 +112,11 @@ export interface AuditLogEntry {
   backfilled?: boolean;
 }
 
-const columnCache = new WeakMap<object, Map<string, Set<string>>>();
-
-/** Column names of a table in the search path (cached per connection). */
-export async function tableColumnSet(q: Queryable, table: string): Promise<Set<string>> {
-  const viaDb = (q as any).columns;
-  if (typeof viaDb === "function") return viaDb.call(q, table);
-  let perConn = columnCache.get(q);
-  if (!perConn) columnCache.set(q, (perConn = new Map()));
-  let cols = perConn.get(table);
-  if (!cols) {
-    cols = await queryTableColumns(q, table);
-    perConn.set(table, cols);
-  }
-  return cols;
-}
+/**
+ * db.ts tableColumns under its former name, for actions/delete-user.ts until it imports
+ * tableColumns from db.ts itself (the one column cache).
+ */
+export { tableColumns as tableColumnSet } from "../db/db.js";
 
 /**
  * Insert audit rows (one statement, ids ascending in the given order, like Django's
@@ -134,7 +124,7 @@ export async function tableColumnSet(q: Queryable, table: string): Promise<Set<s
  */
 export async function insertAuditLog(q: Queryable, entries: AuditLogEntry[]): Promise<number[]> {
   if (entries.length === 0) return [];
-  const cols = await tableColumnSet(q, "zerver_realmauditlog");
+  const cols = await tableColumns(q, "zerver_realmauditlog");
   const names = [
     "realm_id",
     "acting_user_id",
@@ -415,7 +405,7 @@ async function countWorkplaceMembers(q: Queryable, groupId: number | null): Prom
  * caller knows it (saves a read).
  */
 export async function readWorkplacePart(q: Queryable, realmId: number, group?: WorkplaceGroup): Promise<WorkplacePart> {
-  if (!(await tableColumnSet(q, "zerver_realm")).has("workplace_users_group_id")) return { kind: "none" };
+  if (!(await tableColumns(q, "zerver_realm")).has("workplace_users_group_id")) return { kind: "none" };
   if (!group) {
     const { rows } = await q.query(`SELECT ${WORKPLACE_GROUP_COLUMNS} ${WORKPLACE_GROUP_FROM} WHERE r.id = $1`, [realmId]);
     group = { id: rows[0]?.gid ?? null, name: rows[0]?.name ?? null };
@@ -456,7 +446,7 @@ export function assembleRoleCounts(counts: RealmUserCounts, workplace: Workplace
  * zerver_realm.workplace_users_group_id (12.0+); pass `workplace` to override the detection.
  */
 export async function roleCounts(q: Queryable, realmId: number, opts: { workplace?: boolean } = {}): Promise<RoleCountSnapshot> {
-  const workplace = opts.workplace ?? (await tableColumnSet(q, "zerver_realm")).has("workplace_users_group_id");
+  const workplace = opts.workplace ?? (await tableColumns(q, "zerver_realm")).has("workplace_users_group_id");
   if (!workplace) return assembleRoleCounts(await readRealmUserCounts(q, realmId), { kind: "none" });
   // The counts and the workplace users group in one round trip.
   const { rows } = await q.query(`SELECT (${REALM_USER_COUNTS_SQL}) AS counts, ${WORKPLACE_GROUP_COLUMNS} ${WORKPLACE_GROUP_FROM} WHERE r.id = $1`, [realmId]);

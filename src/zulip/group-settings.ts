@@ -24,13 +24,14 @@
 //    "default", "data": {<setting>: new API value}} to the realm's active users (through
 //    src/services/events.ts when the caller passes a Notify).
 import { AuditLogEventType, insertAuditLog, NEW_VALUE, OLD_VALUE } from "./audit.js";
-import type { Queryable } from "../db/db.js";
+import { hasColumn, type Queryable } from "../db/db.js";
 import { CommandError } from "../lib/errors.js";
 import { getSystemGroup, SystemGroups } from "./groups.js";
 import { ROLES } from "./roles.js";
 import type { CacheInvalidation } from "./cache.js";
 import type { EventDelivery, Notify } from "../services/events.js";
 import { activeUserIds } from "./audiences.js";
+import { lockRealm } from "./realms.js";
 
 export interface AnonymousValue {
   direct_members: number[];
@@ -178,12 +179,7 @@ function checkNamedGroup(setting: string, group: GroupInfo & { deactivated?: boo
 }
 
 async function namedGroupInRealm(q: Queryable, realmId: number, id: number, lock: boolean): Promise<GroupInfo & { deactivated: boolean }> {
-  const hasDeactivated =
-    (
-      await q.query(
-        "SELECT 1 FROM pg_catalog.pg_attribute WHERE attrelid = to_regclass('zerver_namedusergroup') AND attname = 'deactivated' AND NOT attisdropped",
-      )
-    ).rows.length > 0;
+  const hasDeactivated = await hasColumn(q, "zerver_namedusergroup", "deactivated");
   const { rows } = await q.query(
     `SELECT usergroup_ptr_id AS id, name, is_system_group, ${hasDeactivated ? "deactivated" : "false AS deactivated"}
        FROM zerver_namedusergroup WHERE usergroup_ptr_id = $1 AND realm_id = $2${lock ? " FOR UPDATE" : ""}`,
@@ -427,7 +423,7 @@ export async function changeBillingPermission(
   opts: { dryRun?: boolean; cache?: CacheInvalidation; events?: EventDelivery; what?: string } = {},
 ): Promise<BillingPermissionOutcome> {
   const work = async (q: Queryable, write: boolean): Promise<BillingPermissionOutcome> => {
-    if (write) await q.query("SELECT id FROM zerver_realm WHERE id = $1 FOR NO KEY UPDATE", [realmId]);
+    if (write) await lockRealm(q, realmId, { columns: "id" });
     const { rows } = await q.query(`SELECT * FROM zerver_userprofile WHERE id = $1${write ? " FOR NO KEY UPDATE" : ""}`, [userId]);
     if (!rows.length) throw new CommandError("The user was deleted while this command ran; nothing was changed.");
     const user = rows[0];

@@ -16,7 +16,7 @@ import { cacheKeys, sha1Hex } from "../cache.js";
 import { sendMessage } from "./message-send.js";
 import { SYSTEM_BOT_REALM } from "../models.js";
 import { canAccessStreamMetadataUserIds, sendStreamCreationEvent } from "../events/channel-events.js";
-import type { Queryable } from "../../db/db.js";
+import { hasColumn, type Queryable } from "../../db/db.js";
 import { FL, type Notify } from "../../services/events.js";
 import { messageEventEnv, sendChannelMessageEvents } from "../events/message-events.js";
 import type { ZulipSettings } from "../../config/settings.js";
@@ -244,14 +244,6 @@ async function sendNotificationBotMessage(
     }
   }
   return { id: sent.id, recipients: n[0].n, eventsNotSent };
-}
-
-async function hasColumn(q: Queryable, table: string, column: string): Promise<boolean> {
-  const { rows } = await q.query(
-    `SELECT 1 FROM pg_catalog.pg_attribute WHERE attrelid = to_regclass($1) AND attname = $2 AND attnum > 0 AND NOT attisdropped`,
-    [table, column],
-  );
-  return rows.length > 0;
 }
 
 /**

@@ -9,7 +9,8 @@ import { getSystemGroups, type SystemGroupName } from "../groups.js";
 import { realmIdOf, type RealmIdOrRef } from "../lookup.js";
 import { renderPlainMarkdown } from "../plain-markdown.js";
 import { RecipientType } from "../models.js";
-import { insertRow, type Row, tableColumns } from "../rows.js";
+import { insertRow, type Row } from "../rows.js";
+import { tableColumns } from "../../db/db.js";
 import { bulkAddSubscriptions } from "./bulk-add-subscriptions.js";
 
 /** Stream.stream_permission_group_settings defaults; null = "channel creator" (anonymous group). */

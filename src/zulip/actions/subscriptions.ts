@@ -29,7 +29,7 @@ import { channelCacheKey } from "./channels.js";
 import { bulkAddSubscriptions } from "./bulk-add-subscriptions.js";
 import { createChannel } from "./create-channel.js";
 import { lastMessageId } from "./message-send.js";
-import type { Queryable } from "../../db/db.js";
+import { hasColumn, type Queryable } from "../../db/db.js";
 import { channelDicts, sendStreamCreationEvent, sendSubscriptionAddEvents, sendSubscriptionRemoveEvents } from "../events/channel-events.js";
 import { sendUserRemoveEventsOnRemovingSubscriptions, subscribersOfUserSubscriptions } from "../events/user-creation-events.js";
 import type { AvatarSettings } from "../avatar.js";
@@ -37,6 +37,7 @@ import { CommandError } from "../../lib/errors.js";
 import type { Notify } from "../../services/events.js";
 import { activeNonGuestUserIds, userAccessRestricted } from "../audiences.js";
 import { getRealm, getUsers, type Realm, type UserProfile } from "../lookup.js";
+import { lockRealm } from "../realms.js";
 
 export interface ChannelInfo {
   id: number;
@@ -97,7 +98,7 @@ export async function ensureChannel(
   opts: { cache?: CacheInvalidation; notify?: Notify; featureLevel?: number } = {},
 ): Promise<{ channel: ChannelInfo; created: boolean; auditLogIds: number[] }> {
   // Serialize creators of the realm's channels (Zulip relies on its get_or_create here).
-  await q.query("SELECT id FROM zerver_realm WHERE id = $1 FOR NO KEY UPDATE", [realmId]);
+  await lockRealm(q, realmId, { columns: "id" });
   const existing = await findChannel(q, realmId, name);
   if (existing) return { channel: existing, created: false, auditLogIds: [] };
   const problem = channelNameProblem(name);
@@ -208,10 +209,7 @@ export async function removeSubscriptions(
   if (order.length === 0) return { changed: [], unchanged, auditLogIds: [] };
   await q.query("UPDATE zerver_subscription SET active = false WHERE id = ANY ($1::bigint[])", [rows.map((r) => r.id)]);
   const activeCount = rows.filter((r) => r.is_active).length;
-  const { rows: hasCount } = await q.query(
-    "SELECT 1 FROM pg_catalog.pg_attribute WHERE attrelid = to_regclass('zerver_stream') AND attname = 'subscriber_count' AND NOT attisdropped",
-  );
-  if (hasCount.length && activeCount) {
+  if (activeCount && (await hasColumn(q, "zerver_stream", "subscriber_count"))) {
     await q.query("UPDATE zerver_stream SET subscriber_count = subscriber_count - $2 WHERE id = $1", [channel.id, activeCount]);
   }
   const eventTime = opts.now ?? new Date();

@@ -4,7 +4,7 @@
 // in zulip/zulip main. Fields of older releases: a field is sent when its column exists
 // (subscriber_count, folder_id, topics_policy, is_recently_active and the can_*_group settings
 // arrived with their columns in 10.0-12.0).
-import type { Queryable } from "../../db/db.js";
+import { type Queryable, tableColumns } from "../../db/db.js";
 import { FL, type Notify } from "../../services/events.js";
 import { activeNonGuestUserIds, adminUserAndBotIds } from "../audiences.js";
 import type { AvatarSettings } from "../avatar.js";
@@ -40,9 +40,8 @@ const GROUP_SETTINGS = [
   "can_subscribe_group",
 ];
 
-async function streamColumns(q: Queryable): Promise<Set<string>> {
-  const { rows } = await q.query("SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = 'zerver_stream'");
-  return new Set(rows.map((r) => r.column_name as string));
+function streamColumns(q: Queryable): Promise<Set<string>> {
+  return tableColumns(q, "zerver_stream");
 }
 
 /** Python's round(n, ndigits) for an int with ndigits < 0 (round half to even). */

@@ -34,7 +34,7 @@
 // a recipient of these messages. Not reproduced (the event is then not sent, and the caller
 // says so): topic_links when the organization has linkifiers or the topic could contain a URL.
 import { realmHost, type ZulipSettings } from "../../config/settings.js";
-import type { Queryable } from "../../db/db.js";
+import { hasColumn, type Queryable } from "../../db/db.js";
 import type { Notify } from "../../services/events.js";
 import { RecipientType } from "../models.js";
 import { canAccessStreamMetadataUserIds } from "./channel-events.js";
@@ -91,14 +91,6 @@ function allowsInStreamTopic(isMuted: boolean, policy: number, channelSetting: b
   if (isMuted && policy !== VisibilityPolicy.UNMUTED) return false;
   if (policy === VisibilityPolicy.MUTED) return false;
   return channelSetting !== null ? channelSetting : userSetting;
-}
-
-async function hasColumn(q: Queryable, table: string, column: string): Promise<boolean> {
-  const { rows } = await q.query(
-    "SELECT 1 FROM pg_catalog.pg_attribute WHERE attrelid = to_regclass($1) AND attname = $2 AND attnum > 0 AND NOT attisdropped",
-    [table, column],
-  );
-  return rows.length > 0;
 }
 
 const sorted = (ids: Iterable<number>) => [...new Set(ids)].sort((a, b) => a - b);

@@ -11,7 +11,7 @@
 //
 // Every function runs inside the action's transaction, after its writes, and only stages
 // events (EventDelivery.send); nothing leaves before COMMIT.
-import type { Queryable } from "../../db/db.js";
+import { type Queryable, tableColumns } from "../../db/db.js";
 import type { UserProfile } from "../lookup.js";
 import { type AvatarSettings, avatarUrl } from "../avatar.js";
 import { EmailAddressVisibility, RecipientType } from "../models.js";
@@ -58,11 +58,8 @@ const METADATA_GROUP_SETTINGS = ["can_administer_channel_group_id", "can_add_sub
 async function metadataGroupUserIds(q: Queryable, channelIds: number[]): Promise<Map<number, Set<number>>> {
   const out = new Map<number, Set<number>>();
   if (channelIds.length === 0) return out;
-  const { rows: colRows } = await q.query(
-    "SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = 'zerver_stream' AND column_name = ANY ($1::text[])",
-    [METADATA_GROUP_SETTINGS],
-  );
-  const cols = colRows.map((r) => r.column_name as string);
+  const streamCols = await tableColumns(q, "zerver_stream");
+  const cols = METADATA_GROUP_SETTINGS.filter((c) => streamCols.has(c));
   if (cols.length === 0) return out;
   const { rows } = await q.query(
     `WITH RECURSIVE setting(channel_id, group_id) AS (

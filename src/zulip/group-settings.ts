@@ -28,10 +28,8 @@ import { hasColumn, type Queryable } from "../db/db.js";
 import { CommandError } from "../lib/errors.js";
 import { getSystemGroup, SystemGroups } from "./groups.js";
 import { ROLES } from "./roles.js";
-import type { CacheInvalidation } from "./cache.js";
-import type { EventDelivery, Notify } from "../services/events.js";
+import type { Notify } from "../services/events.js";
 import { activeUserIds } from "./audiences.js";
-import { lockRealm } from "./realms.js";
 
 export interface AnonymousValue {
   direct_members: number[];
@@ -78,7 +76,7 @@ export interface GroupInfo {
   isSystem: boolean;
 }
 
-function groupDisplayName(g: GroupInfo): string {
+export function groupDisplayName(g: GroupInfo): string {
   return g.isSystem ? (SYSTEM_GROUP_DISPLAY[g.name] ?? g.name) : g.name;
 }
 
@@ -95,12 +93,12 @@ export interface GroupSettingState {
   allDirectMembers: number[];
 }
 
-function isAnonymous(v: GroupSettingValue): v is AnonymousValue {
+export function isAnonymous(v: GroupSettingValue): v is AnonymousValue {
   return typeof v !== "number";
 }
 
 /** Names of named groups by id (realm-independent). */
-async function namedGroups(q: Queryable, ids: number[]): Promise<Map<number, GroupInfo>> {
+export async function namedGroups(q: Queryable, ids: number[]): Promise<Map<number, GroupInfo>> {
   if (ids.length === 0) return new Map();
   const { rows } = await q.query(
     "SELECT usergroup_ptr_id AS id, name, is_system_group FROM zerver_namedusergroup WHERE usergroup_ptr_id = ANY ($1::bigint[])",
@@ -113,7 +111,7 @@ async function namedGroups(q: Queryable, ids: number[]): Promise<Map<number, Gro
  * The realm's group setting now. Direct members are listed in membership order and subgroups
  * in the order they were added (Zulip's unordered queries return them that way).
  */
-async function readRealmGroupSetting(q: Queryable, realmId: number, setting: string): Promise<GroupSettingState> {
+export async function readRealmGroupSetting(q: Queryable, realmId: number, setting: string): Promise<GroupSettingState> {
   const { rows } = await q.query(`SELECT ${setting}_id AS g FROM zerver_realm WHERE id = $1`, [realmId]);
   const groupId = Number(rows[0].g);
   const named = (await namedGroups(q, [groupId])).get(groupId) ?? null;
@@ -137,7 +135,7 @@ async function readRealmGroupSetting(q: Queryable, realmId: number, setting: str
 }
 
 /** Which of `groupIds` (named groups) the user belongs to, directly or through subgroups. */
-async function groupsContainingUser(q: Queryable, userId: number, groupIds: number[]): Promise<number[]> {
+export async function groupsContainingUser(q: Queryable, userId: number, groupIds: number[]): Promise<number[]> {
   if (groupIds.length === 0) return [];
   const { rows } = await q.query(
     `WITH RECURSIVE tree(root, id) AS (
@@ -152,7 +150,7 @@ async function groupsContainingUser(q: Queryable, userId: number, groupIds: numb
 }
 
 /** parse_group_setting_value (with Zulip 11's, and the web app's, empty value = role:nobody). */
-async function parseGroupSettingValue(q: Queryable, realmId: number, v: GroupSettingValue): Promise<GroupSettingValue> {
+export async function parseGroupSettingValue(q: Queryable, realmId: number, v: GroupSettingValue): Promise<GroupSettingValue> {
   if (!isAnonymous(v)) return v;
   if (v.direct_members.length === 0 && v.direct_subgroups.length === 1) return v.direct_subgroups[0];
   if (v.direct_members.length === 0 && v.direct_subgroups.length === 0) return (await getSystemGroup(q, realmId, SystemGroups.NOBODY)).id;
@@ -208,7 +206,7 @@ export interface GroupSettingChange {
  * the current value (null when equal: nothing written), then applied as
  * access_user_group_for_setting + do_change_realm_permission_group_setting do.
  */
-async function changeRealmGroupSetting(
+export async function changeRealmGroupSetting(
   q: Queryable,
   realmId: number,
   current: GroupSettingState,
@@ -325,7 +323,7 @@ async function deleteAnonymousGroup(q: Queryable, groupId: number): Promise<void
 }
 
 /** "Administrators", or "Administrators, Design team and 2 users (a@x, b@x)". */
-async function describeGroupSettingValue(q: Queryable, v: GroupSettingValue): Promise<string> {
+export async function describeGroupSettingValue(q: Queryable, v: GroupSettingValue): Promise<string> {
   if (!isAnonymous(v)) {
     const g = (await namedGroups(q, [v])).get(v);
     return g ? groupDisplayName(g) : `group ${v}`;
@@ -356,7 +354,7 @@ export const BILLING_SETTING = "can_manage_billing_group";
  * that way. Guests never have it (allow_everyone_group=False: user_has_permission_for_group_setting
  * is false for guests whatever the groups say), so granting to a guest is refused too.
  */
-async function billingPermissionRequest(
+export async function billingPermissionRequest(
   q: Queryable,
   current: GroupSettingState,
   user: { id: number; role: number; is_active: boolean; delivery_email: string },
@@ -398,71 +396,4 @@ async function billingPermissionRequest(
     );
   }
   return { direct_members: rest, direct_subgroups: [...subgroups] };
-}
-
-export interface BillingPermissionOutcome {
-  before: GroupSettingValue;
-  after: GroupSettingValue;
-  beforeText: string;
-  afterText: string;
-  change: GroupSettingChange | null;
-  /** Groups through which the user still has the permission after a revoke. */
-  stillThrough: string[];
-}
-
-/**
- * Grant or revoke one user's billing permission: one transaction, the realm row locked
- * (update_realm's changes are serialized by it here), the setting re-read under the lock.
- * With dryRun nothing is written (and nothing locked).
- */
-export async function changeBillingPermission(
-  db: { tx<T>(fn: (q: Queryable) => Promise<T>): Promise<T> } & Queryable,
-  realmId: number,
-  userId: number,
-  grant: boolean,
-  opts: { dryRun?: boolean; cache?: CacheInvalidation; events?: EventDelivery; what?: string } = {},
-): Promise<BillingPermissionOutcome> {
-  const work = async (q: Queryable, write: boolean): Promise<BillingPermissionOutcome> => {
-    if (write) await lockRealm(q, realmId, { columns: "id" });
-    const { rows } = await q.query(`SELECT * FROM zerver_userprofile WHERE id = $1${write ? " FOR NO KEY UPDATE" : ""}`, [userId]);
-    if (!rows.length) throw new CommandError("The user was deleted while this command ran; nothing was changed.");
-    const user = rows[0];
-    const current = await readRealmGroupSetting(q, realmId, BILLING_SETTING);
-    const requested = await billingPermissionRequest(q, current, { ...user, role: Number(user.role) }, grant);
-    let change: GroupSettingChange | null = null;
-    let after: GroupSettingValue = await parseGroupSettingValue(q, realmId, requested);
-    if (write) {
-      const { rows: realm } = await q.query("SELECT id, string_id, deactivated FROM zerver_realm WHERE id = $1", [realmId]);
-      const notify = opts.events ? { events: opts.events, realm: { id: realmId, string_id: realm[0].string_id as string }, what: opts.what } : undefined;
-      change = await changeRealmGroupSetting(q, realmId, current, requested, { notify });
-      if (change) {
-        after = change.newValue;
-        // realm.save(update_fields=[setting]) -> flush_realm
-        await opts.cache?.realmChanged(q, { id: Number(realm[0].id), string_id: realm[0].string_id, deactivated: realm[0].deactivated }, [BILLING_SETTING]);
-      }
-    }
-    const subgroups = isAnonymous(after) ? after.direct_subgroups : [after];
-    const through = grant ? [] : await groupsContainingUser(q, userId, subgroups);
-    return {
-      before: current.value,
-      after,
-      beforeText: await describeGroupSettingValue(q, current.value),
-      afterText: await describeGroupSettingValue(q, after),
-      change,
-      stillThrough: [...(await namedGroups(q, through)).values()].map(groupDisplayName),
-    };
-  };
-  if (opts.dryRun) return work(db, false);
-  opts.cache?.prepare();
-  opts.events?.prepare();
-  let outcome: BillingPermissionOutcome;
-  try {
-    outcome = await db.tx((q) => work(q, true));
-  } catch (e) {
-    opts.events?.discard();
-    throw e;
-  }
-  opts.events?.committed();
-  if (outcome.change) opts.cache?.changeCommitted();
-  return outcome;
 }

@@ -104,7 +104,7 @@ export async function removeRealmDomain(
   domain: string,
   opts: { notify?: Notify; cache?: CacheInvalidation; now?: Date } = {},
 ): Promise<DomainChangeResult> {
-  const realm = await lockRealm(q, realmId, { columns: "emails_restricted_to_domains" });
+  const realm = await lockRealm(q, realmId, { columns: "id, string_id, deactivated, emails_restricted_to_domains" });
   const { rows } = await q.query("DELETE FROM zerver_realmdomain WHERE realm_id = $1 AND domain = $2 RETURNING allow_subdomains", [realmId, domain]);
   if (!rows.length) throw new CommandError("No such entry found!");
   const domains = await realmDomains(q, realmId);

@@ -30,17 +30,13 @@ import { describeAddress, MAX_KEY_BYTES, type MemcachedAddress, MemcachedClient,
 import type { Paths } from "../config/paths.js";
 import { crypto, zlib } from "../lib/builtins.js";
 import { READ_LIMITS, readBounded } from "../lib/files.js";
+import { pyStrip } from "../lib/pyformat.js";
 
 // ---------------------------------------------------------------------------------------------
 // Key functions (zerver/lib/cache.py)
 
 export function sha1Hex(text: string): string {
   return crypto().createHash("sha1").update(text, "utf8").digest("hex");
-}
-
-/** Python's str.strip() (whitespace as Unicode defines it, close enough to JS trim()). */
-function pyStrip(s: string): string {
-  return s.trim();
 }
 
 export const cacheKeys = {

@@ -9,6 +9,7 @@ import { padPy } from "../src/cli/output.js";
 import { pyDatetimeFromPg, pyRepr, pyStrFromPg, pyStrRepr } from "../src/lib/pyformat.js";
 import { decideRunAs, shellQuote } from "../src/cli/runas.js";
 import { authenticationMethodsDict } from "../src/zulip/auth-backends.js";
+import { withTimeout } from "../src/lib/timeout.js";
 
 describe("parsePythonInt (manage.py's int() realm id test)", () => {
   it("accepts what Python's int() accepts", () => {
@@ -101,5 +102,15 @@ describe("running as root", () => {
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe("withTimeout (src/lib/timeout.ts)", () => {
+  it("settles as the promise does, or rejects with ETIMEDOUT and the message after the deadline", async () => {
+    await expect(withTimeout(Promise.resolve(7), 1000)).resolves.toBe(7);
+    await expect(withTimeout(Promise.reject(new Error("boom")), 1000)).rejects.toThrow("boom");
+    const never = new Promise<never>(() => undefined);
+    await expect(withTimeout(never, 10)).rejects.toMatchObject({ message: "timed out", code: "ETIMEDOUT" });
+    await expect(withTimeout(never, 10, "SMTP server h:25: no answer within 0.01 s")).rejects.toThrow("SMTP server h:25: no answer within 0.01 s");
   });
 });

@@ -5,6 +5,7 @@
 // Every NOT NULL column is supplied explicitly (Django supplies the Python-side defaults:
 // backfilled=false, extra_data={}; `scrubbed` has a database default but is written too where
 // the column exists). event_time is the application's clock, like Django's timezone_now().
+import { pyStrip } from "../lib/pyformat.js";
 import { type Queryable, tableColumns } from "../db/db.js";
 import { realmCondition } from "./lookup.js";
 import { ROLES_IN_SYSTEM_GROUP, SystemGroups } from "./groups.js";
@@ -275,13 +276,13 @@ export async function readRoleCountBaseline(
         `SELECT (${REALM_USER_COUNTS_SQL.replace("$1", "r.id")}) AS counts, u.id, u.realm_id, u.role, u.is_active, u.is_bot
            FROM zerver_realm r LEFT JOIN zerver_userprofile u ON u.realm_id = r.id AND upper(u.delivery_email::text) = upper($2)
           WHERE r.${realm.column} = $1`,
-        [realm.param, email.trim()],
+        [realm.param, pyStrip(email)],
       )
     : await q.query(
         `SELECT (${REALM_USER_COUNTS_SQL.replace("$1", "u.realm_id")}) AS counts, u.id, u.realm_id, u.role, u.is_active, u.is_bot
            FROM zerver_userprofile u
           WHERE u.realm_id IN (SELECT id FROM zerver_realm) AND upper(u.delivery_email::text) = upper($1) LIMIT 2`,
-        [email.trim()],
+        [pyStrip(email)],
       );
   if (rows.length !== 1) return null;
   const r = rows[0];

@@ -31,6 +31,7 @@ import type { Paths } from "../config/paths.js";
 import { crypto, zlib } from "../lib/builtins.js";
 import { READ_LIMITS, readBounded } from "../lib/files.js";
 import { pyStrip } from "../lib/pyformat.js";
+import { CROSS_REALM_BOT_EMAILS } from "./models.js";
 
 // ---------------------------------------------------------------------------------------------
 // Key functions (zerver/lib/cache.py)
@@ -69,13 +70,6 @@ export const cacheKeys = {
 export function sessionCacheKey(sessionKey: string): string {
   return `django.contrib.sessions.cached_db${sessionKey}`;
 }
-
-/**
- * settings.CROSS_REALM_BOT_EMAILS. Not a setting an administrator has: zproject/computed_settings.py
- * assigns it unconditionally after /etc/zulip/settings.py is read (checked in 10.x-12.x), so a
- * value in settings.py has no effect and we read none.
- */
-const CROSS_REALM_BOT_EMAILS = ["notification-bot@zulip.com", "welcome-bot@zulip.com", "emailgateway@zulip.com"];
 
 /** The UserProfile fields whose change invalidates `realm_user_dicts:<realm>`. */
 const REALM_USER_DICT_FIELDS = [

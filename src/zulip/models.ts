@@ -1,7 +1,8 @@
 // Small constants of Zulip's models (zerver/models/*.py) that several modules need, defined once
 // here so that the event builders (src/zulip/events), the model modules and the actions use the
 // same values: organization types, email address visibility, bot types, recipient types,
-// UserMessage flags, UserTopic visibility policies, ScheduledEmail types, the system bot realm,
+// UserMessage flags, UserTopic visibility policies, ScheduledEmail types, the channel name limit
+// and topics policies, the system bots and their realm,
 // and the model defaults of a Subscription row. Constants with a module of their own live there:
 // roles (roles.ts ROLES), audit event types (audit.ts AuditLogEventType), confirmation types
 // (confirmation.ts), system groups (groups.ts), user settings (user-settings.ts).
@@ -50,6 +51,41 @@ export const OrgType = {
  * address (zerver_userprofile.email_address_visibility, RealmUserDefault's too).
  */
 export const EmailAddressVisibility = { EVERYONE: 1, MEMBERS: 2, ADMINS: 3, NOBODY: 4, MODERATORS: 5 } as const;
+
+/** Stream.MAX_NAME_LENGTH (zerver/models/streams.py), in code points. */
+export const MAX_CHANNEL_NAME_LENGTH = 60;
+
+/** StreamTopicsPolicyEnum (zerver/models/streams.py): zerver_stream.topics_policy and zerver_realm.topics_policy. */
+export const TopicsPolicy = { INHERIT: 1, ALLOW_EMPTY_TOPIC: 2, DISABLE_EMPTY_TOPIC: 3, EMPTY_TOPIC_ONLY: 4 } as const;
+
+/** StreamTopicsPolicyEnum's names (the API values of topics_policy), by value. */
+export const TOPICS_POLICY_NAMES: Readonly<Record<number, string>> = {
+  [TopicsPolicy.INHERIT]: "inherit",
+  [TopicsPolicy.ALLOW_EMPTY_TOPIC]: "allow_empty_topic",
+  [TopicsPolicy.DISABLE_EMPTY_TOPIC]: "disable_empty_topic",
+  [TopicsPolicy.EMPTY_TOPIC_ONLY]: "empty_topic_only",
+};
+
+/**
+ * settings.INTERNAL_BOTS (zproject/computed_settings.py, INTERNAL_BOT_DOMAIN "zulip.com"; the
+ * two Nagios staging bots are added on a production server): the system bots of the system bot
+ * realm, by their settings name.
+ */
+export const SystemBots = {
+  NOTIFICATION_BOT: { email: "notification-bot@zulip.com", fullName: "Notification Bot" },
+  EMAIL_GATEWAY_BOT: { email: "emailgateway@zulip.com", fullName: "Email Gateway" },
+  NAGIOS_SEND_BOT: { email: "nagios-send-bot@zulip.com", fullName: "Nagios Send Bot" },
+  NAGIOS_RECEIVE_BOT: { email: "nagios-receive-bot@zulip.com", fullName: "Nagios Receive Bot" },
+  WELCOME_BOT: { email: "welcome-bot@zulip.com", fullName: "Welcome Bot" },
+  NAGIOS_STAGING_SEND_BOT: { email: "nagios-staging-send-bot@zulip.com", fullName: "Nagios Staging Send Bot" },
+  NAGIOS_STAGING_RECEIVE_BOT: { email: "nagios-staging-receive-bot@zulip.com", fullName: "Nagios Staging Receive Bot" },
+} as const;
+
+/**
+ * settings.CROSS_REALM_BOT_EMAILS. Not a setting an administrator has: zproject/computed_settings.py
+ * assigns it unconditionally after /etc/zulip/settings.py is read (checked in 10.x-12.x).
+ */
+export const CROSS_REALM_BOT_EMAILS: readonly string[] = [SystemBots.NOTIFICATION_BOT.email, SystemBots.WELCOME_BOT.email, SystemBots.EMAIL_GATEWAY_BOT.email];
 
 /** settings.SYSTEM_BOT_REALM's default, and the name create_internal_realm gives it. */
 export const SYSTEM_BOT_REALM = "zulipinternal";

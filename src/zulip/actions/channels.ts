@@ -10,11 +10,12 @@
 // into formatting or a different link is left alone), and Zulip 12 databases (older releases
 // word and route these notices differently). Otherwise no message is written and the result
 // says why, so the caller can tell the user.
+import { pyStrip } from "../../lib/pyformat.js";
 import { AuditLogEventType, insertAuditLog } from "../audit.js";
 import type { CacheInvalidation } from "../cache.js";
 import { cacheKeys, sha1Hex } from "../cache.js";
 import { sendMessage } from "./message-send.js";
-import { SYSTEM_BOT_REALM } from "../models.js";
+import { MAX_CHANNEL_NAME_LENGTH, SYSTEM_BOT_REALM, SystemBots, TopicsPolicy } from "../models.js";
 import { canAccessStreamMetadataUserIds, sendStreamCreationEvent } from "../events/channel-events.js";
 import { hasColumn, type Queryable } from "../../db/db.js";
 import { FL, type Notify } from "../../services/events.js";
@@ -29,11 +30,7 @@ export interface NoticeEvents {
 }
 
 /** Stream.MAX_NAME_LENGTH */
-const MAX_CHANNEL_NAME_LENGTH = 60;
-const NOTIFICATION_BOT = "notification-bot@zulip.com";
-
-/** StreamTopicsPolicyEnum */
-const TopicsPolicy = { INHERIT: 1, ALLOW_EMPTY_TOPIC: 2, DISABLE_EMPTY_TOPIC: 3, EMPTY_TOPIC_ONLY: 4 } as const;
+const NOTIFICATION_BOT = SystemBots.NOTIFICATION_BOT.email;
 
 export interface ChannelRow {
   id: number;
@@ -359,7 +356,7 @@ export interface UnarchiveResult {
 
 /** get_stream_cache_key(name, realm_id) */
 export function channelCacheKey(name: string, realmId: number): string {
-  return `stream_by_realm_and_name:${realmId}:${sha1Hex(name.trim().toLowerCase())}`;
+  return `stream_by_realm_and_name:${realmId}:${sha1Hex(pyStrip(name).toLowerCase())}`;
 }
 
 /** Errors do_unarchive_stream raises (JsonableError in Zulip). */

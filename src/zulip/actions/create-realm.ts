@@ -31,7 +31,6 @@ import type { CacheInvalidation } from "../cache.js";
 import type { EventDelivery } from "../../services/events.js";
 import { sendUserCreationEvents } from "../events/user-creation-events.js";
 import { ROLES } from "../roles.js";
-import { TOS_VERSION_BEFORE_FIRST_LOGIN } from "../models.js";
 import type { UserProfile } from "../lookup.js";
 import { defaultChannelIds } from "../realms.js";
 import type { SubdomainSettings } from "../subdomain.js";
@@ -43,7 +42,7 @@ import { cryptoRandom, type RandomSource } from "../../lib/random.js";
 import { getOrCreateClient } from "../clients.js";
 import { NAMED_GROUP_SETTING_COLUMNS, SYSTEM_GROUPS, type SystemGroupIds, type SystemGroupName } from "../groups.js";
 import { renderPlainMarkdown } from "../plain-markdown.js";
-import { EmailAddressVisibility, OrgType, SYSTEM_BOT_REALM, SYSTEM_BOT_REALM_NAME } from "../models.js";
+import { EmailAddressVisibility, OrgType, SYSTEM_BOT_REALM, SYSTEM_BOT_REALM_NAME, TopicsPolicy, TOS_VERSION_BEFORE_FIRST_LOGIN } from "../models.js";
 import { CreationSchemaError, databaseSeries, insertRow, insertRows, type Row } from "../rows.js";
 import { tableColumns } from "../../db/db.js";
 import { REALM_USER_DEFAULT_OVERRIDES, USER_SETTING_DEFAULTS } from "../user-settings.js";
@@ -277,7 +276,7 @@ export function realmRowValues(opts: CreateRealmOptions, c: { name: string; inte
     scheduled_deletion_date: null,
     enable_guest_user_dm_warning: true,
     message_edit_history_visibility_policy: 1,
-    topics_policy: 2,
+    topics_policy: TopicsPolicy.ALLOW_EMPTY_TOPIC,
     mandatory_topics: false, // before 0713 (Zulip 10)
     require_e2ee_push_notifications: false,
     welcome_message_custom_text: "",

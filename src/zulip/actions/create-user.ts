@@ -12,6 +12,7 @@
 // process_new_human_user's rows are onboarding.ts. doCreateUser is manage.py create_user's whole
 // transaction (the user, process_new_human_user's rows, the events, the signup announcement) and
 // the user's Jdenticon picture after it.
+import { pyStrip } from "../../lib/pyformat.js";
 import {
   AuditLogEventType,
   auditLogIdsOfUser,
@@ -494,7 +495,7 @@ export function checkFullName(name: string): string {
 export async function userAlreadyExists(q: Queryable, realmId: number, email: string): Promise<boolean> {
   const { rows } = await q.query("SELECT 1 FROM zerver_userprofile WHERE realm_id = $1 AND (upper(delivery_email) = upper($2) OR upper(email) = upper($2))", [
     realmId,
-    email.trim(),
+    pyStrip(email),
   ]);
   return rows.length > 0;
 }

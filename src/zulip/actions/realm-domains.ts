@@ -17,6 +17,7 @@
 // manage.py's own realm_domain command writes only the zerver_realmdomain row (no audit row, no
 // event, and it leaves emails_restricted_to_domains on after removing the last domain); we do
 // what the organization settings page does, so that open browsers and the audit log follow.
+import { pyStrip } from "../../lib/pyformat.js";
 import { AuditLogEventType, insertAuditLog, NEW_VALUE, OLD_VALUE } from "../audit.js";
 import type { CacheInvalidation } from "../cache.js";
 import type { Queryable } from "../../db/db.js";
@@ -55,7 +56,7 @@ export function domainProblem(domain: string): string | null {
 
 /** The command's normalization: options["domain"].strip().lower() (Python's, for ASCII and beyond). */
 export function normalizeDomain(domain: string): string {
-  return domain.trim().toLowerCase();
+  return pyStrip(domain).toLowerCase();
 }
 
 export interface DomainChangeResult {

@@ -23,6 +23,7 @@
 // of channel-events.ts sendSubscriptionAddEvents; for bulk_remove_subscriptions those of
 // sendSubscriptionRemoveEvents, then, in an organization that limits whom guests see,
 // user-creation-events.ts sendUserRemoveEventsOnRemovingSubscriptions.
+import { pyStrip } from "../../lib/pyformat.js";
 import { AuditLogEventType, insertAuditLog } from "../audit.js";
 import type { CacheInvalidation } from "../cache.js";
 import { channelCacheKey } from "./channels.js";
@@ -37,6 +38,7 @@ import { CommandError } from "../../lib/errors.js";
 import type { Notify } from "../../services/events.js";
 import { activeNonGuestUserIds, userAccessRestricted } from "../audiences.js";
 import { getRealm, getUsers, type Realm, type UserProfile } from "../lookup.js";
+import { MAX_CHANNEL_NAME_LENGTH } from "../models.js";
 import { lockRealm } from "../realms.js";
 
 export interface ChannelInfo {
@@ -61,19 +63,15 @@ function channelOf(r: any): ChannelInfo {
   };
 }
 
-/** Stream.MAX_NAME_LENGTH */
-const MAX_CHANNEL_NAME = 60;
-
-/** Python's str.strip() of a channel name. */
-export function stripName(name: string): string {
-  return name.replace(/^[\s\x1c-\x1f\x85]+|[\s\x1c-\x1f\x85]+$/gu, "");
-}
+// Python's str.strip() of a channel name, under the name the commands (add_users_to_streams,
+// create_stream, remove_users_from_stream) import until they import lib/pyformat.ts pyStrip.
+export { pyStrip as stripName };
 
 /** get_stream(name, realm): case-insensitive, archived channels included; null when none. */
 export async function findChannel(q: Queryable, realmId: number, name: string, lock = false): Promise<ChannelInfo | null> {
   const { rows } = await q.query(
     `SELECT ${CHANNEL_COLUMNS} FROM zerver_stream WHERE realm_id = $1 AND upper(name) = upper($2) ORDER BY id LIMIT 1${lock ? " FOR NO KEY UPDATE" : ""}`,
-    [realmId, stripName(name)],
+    [realmId, pyStrip(name)],
   );
   return rows.length ? channelOf(rows[0]) : null;
 }
@@ -83,9 +81,9 @@ export async function findChannel(q: Queryable, realmId: number, name: string, l
  * database error on those), and the empty name (which Zulip's command would create).
  */
 export function channelNameProblem(name: string): string | null {
-  const n = stripName(name);
+  const n = pyStrip(name);
   if (n === "") return "Channel name can't be empty.";
-  if ([...n].length > MAX_CHANNEL_NAME) return `Channel name too long (limit: ${MAX_CHANNEL_NAME} characters).`;
+  if ([...n].length > MAX_CHANNEL_NAME_LENGTH) return `Channel name too long (limit: ${MAX_CHANNEL_NAME_LENGTH} characters).`;
   if (n.includes("\u0000")) return "Channel name cannot contain NULL (0x00) characters.";
   return null;
 }
@@ -104,7 +102,7 @@ export async function ensureChannel(
   const problem = channelNameProblem(name);
   if (problem) throw new CommandError(problem);
   const before = Number((await q.query("SELECT coalesce(max(id), 0) AS m FROM zerver_realmauditlog")).rows[0].m);
-  const made = await createChannel(q, realmId, { name: stripName(name), creatorId: null, description: "" });
+  const made = await createChannel(q, realmId, { name: pyStrip(name), creatorId: null, description: "" });
   const { rows } = await q.query("SELECT id FROM zerver_realmauditlog WHERE id > $1 AND modified_stream_id = $2 ORDER BY id", [before, made.id]);
   opts.cache?.addKeys([channelCacheKey(made.name, realmId)], `channel '${made.name}'`);
   const channel = (await findChannel(q, realmId, made.name))!;

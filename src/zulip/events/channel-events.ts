@@ -9,6 +9,7 @@ import { FL, type Notify } from "../../services/events.js";
 import { activeNonGuestUserIds, adminUserAndBotIds } from "../audiences.js";
 import type { AvatarSettings } from "../avatar.js";
 import { SystemGroups } from "../groups.js";
+import { TOPICS_POLICY_NAMES } from "../models.js";
 import { isRealmAdmin, REALM_ADMIN_ROLES_SQL, ROLES } from "../roles.js";
 import { sendPeerSubscriberEvents } from "./user-events.js";
 import { sendUserCreationEventsOnAddingSubscriptions } from "./user-creation-events.js";
@@ -21,9 +22,6 @@ const POST_POLICY_BY_GROUP: Record<string, number> = {
   [SystemGroups.FULL_MEMBERS]: STREAM_POST_POLICY.RESTRICT_NEW_MEMBERS,
   [SystemGroups.MODERATORS]: STREAM_POST_POLICY.MODERATORS,
 };
-
-/** StreamTopicsPolicyEnum names. */
-const TOPICS_POLICY_NAMES: Record<number, string> = { 1: "inherit", 2: "allow_empty_topic", 3: "disable_empty_topic", 4: "empty_topic_only" };
 
 /** The group settings of stream_to_dict, in its order. */
 const GROUP_SETTINGS = [

@@ -47,6 +47,8 @@ export const cacheKeys = {
   userProfileByEmail: (email: string, realmId: number) => `user_profile:${sha1Hex(pyStrip(email))}:${realmId}`,
   userProfileByDeliveryEmail: (deliveryEmail: string, realmId: number) => `user_profile_by_delivery_email:${sha1Hex(pyStrip(deliveryEmail))}:${realmId}`,
   botProfile: (email: string) => `bot_profile:${sha1Hex(pyStrip(email))}`,
+  /** get_stream_cache_key(stream_name, realm_id): the name stripped and lower-cased. */
+  streamByRealmAndName: (name: string, realmId: number) => `stream_by_realm_and_name:${realmId}:${sha1Hex(pyStrip(name).toLowerCase())}`,
   crossRealmDicts: (crossRealmBotEmails: Iterable<string>) => `get_cross_realm_dicts:${sha1Hex([...crossRealmBotEmails].sort().join(","))}`,
   realmUserDicts: (realmId: number) => `realm_user_dicts:${realmId}`,
   activeUserIds: (realmId: number) => `active_user_ids:${realmId}`,

@@ -10,11 +10,10 @@
 // into formatting or a different link is left alone), and Zulip 12 databases (older releases
 // word and route these notices differently). Otherwise no message is written and the result
 // says why, so the caller can tell the user.
-import { pyStrip } from "../../lib/pyformat.js";
 import { AuditLogEventType, insertAuditLog } from "../audit.js";
-import type { CacheInvalidation } from "../cache.js";
-import { cacheKeys, sha1Hex } from "../cache.js";
+import { type CacheInvalidation, cacheKeys } from "../cache.js";
 import { sendMessage } from "./message-send.js";
+import { escapeMarkdownText } from "../templates/html.js";
 import { MAX_CHANNEL_NAME_LENGTH, SYSTEM_BOT_REALM, SystemBots, TopicsPolicy } from "../models.js";
 import { canAccessStreamMetadataUserIds, sendStreamCreationEvent } from "../events/channel-events.js";
 import { hasColumn, type Queryable } from "../../db/db.js";
@@ -109,11 +108,6 @@ function encodeChannel(id: number, name: string): string {
   return `${id}-${hashUtilEncode(name.replace(/ /g, "-"))}`;
 }
 
-/** Python-Markdown's text escaping (& < >). */
-function escapeText(s: string): string {
-  return s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
-}
-
 /** Names whose Markdown rendering we reproduce with certainty inside a channel link. */
 function isPlainChannelName(name: string): boolean {
   return /^[\p{L}\p{N}\p{M}](?:[\p{L}\p{N}\p{M} -]*[\p{L}\p{N}\p{M}])?$/u.test(name) && !/ {2}/.test(name);
@@ -132,12 +126,12 @@ function isEnglish(language: string | null | undefined): boolean {
 
 /** StreamPattern: `#**name**` for a channel the sender can read. */
 function renderChannelLink(id: number, name: string): string {
-  return `<a class="stream" data-stream-id="${id}" href="/#narrow/channel/${encodeChannel(id, name)}">#${escapeText(name)}</a>`;
+  return `<a class="stream" data-stream-id="${id}" href="/#narrow/channel/${encodeChannel(id, name)}">#${escapeMarkdownText(name)}</a>`;
 }
 
 /** UserMentionPattern, silent: `@_**Full Name|id**`. */
 function renderSilentMention(id: number, fullName: string): string {
-  return `<span class="user-mention silent" data-user-id="${id}">${escapeText(fullName)}</span>`;
+  return `<span class="user-mention silent" data-user-id="${id}">${escapeMarkdownText(fullName)}</span>`;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -354,11 +348,6 @@ export interface UnarchiveResult {
   notice: NoticeResult;
 }
 
-/** get_stream_cache_key(name, realm_id) */
-export function channelCacheKey(name: string, realmId: number): string {
-  return `stream_by_realm_and_name:${realmId}:${sha1Hex(pyStrip(name).toLowerCase())}`;
-}
-
 /** Errors do_unarchive_stream raises (JsonableError in Zulip). */
 export class UnarchiveError extends Error {}
 
@@ -419,8 +408,8 @@ export async function unarchiveChannel(
     opts.cache.addKeys(
       [
         cacheKeys.displayRecipient(channel.recipient_id),
-        channelCacheKey(channel.name, channel.realm_id),
-        channelCacheKey(newName, channel.realm_id),
+        cacheKeys.streamByRealmAndName(channel.name, channel.realm_id),
+        cacheKeys.streamByRealmAndName(newName, channel.realm_id),
         ...msgs.map((m) => cacheKeys.messageDict(Number(m.id))),
       ],
       `channel '${newName}' (id ${channel.id}) and its messages`,

@@ -37,6 +37,7 @@ import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { Db, Queryable } from "../../db/db.js";
 import { catalogForeignKeys } from "../../db/ondelete.js";
+import { quoteIdent } from "../../db/sql.js";
 import { zlib } from "../../lib/builtins.js";
 import { seriesAtLeast } from "../../db/zulip-versions.js";
 import { databaseSeries } from "../rows.js";
@@ -223,8 +224,8 @@ class RowReader {
     const p = alias ? `${alias}.` : "";
     return cols
       .map((c) => {
-        const ref = `${p}"${c.name.replace(/"/g, '""')}"`;
-        const as = `"${c.name.replace(/"/g, '""')}"`;
+        const as = quoteIdent(c.name);
+        const ref = `${p}${as}`;
         if (c.type.startsWith("timestamp")) return `(extract(epoch FROM ${ref}))::text AS ${as}`;
         if (c.type === "json" || c.type === "jsonb" || c.type === "uuid" || c.type === "tsvector" || c.type === "numeric") return `${ref}::text AS ${as}`;
         if (c.type === "bytea") return `encode(${ref}, 'base64') AS ${as}`;

@@ -25,8 +25,7 @@
 // user-creation-events.ts sendUserRemoveEventsOnRemovingSubscriptions.
 import { pyStrip } from "../../lib/pyformat.js";
 import { AuditLogEventType, insertAuditLog } from "../audit.js";
-import type { CacheInvalidation } from "../cache.js";
-import { channelCacheKey } from "./channels.js";
+import { type CacheInvalidation, cacheKeys } from "../cache.js";
 import { bulkAddSubscriptions } from "./bulk-add-subscriptions.js";
 import { createChannel } from "./create-channel.js";
 import { lastMessageId } from "./message-send.js";
@@ -104,7 +103,7 @@ export async function ensureChannel(
   const before = Number((await q.query("SELECT coalesce(max(id), 0) AS m FROM zerver_realmauditlog")).rows[0].m);
   const made = await createChannel(q, realmId, { name: pyStrip(name), creatorId: null, description: "" });
   const { rows } = await q.query("SELECT id FROM zerver_realmauditlog WHERE id > $1 AND modified_stream_id = $2 ORDER BY id", [before, made.id]);
-  opts.cache?.addKeys([channelCacheKey(made.name, realmId)], `channel '${made.name}'`);
+  opts.cache?.addKeys([cacheKeys.streamByRealmAndName(made.name, realmId)], `channel '${made.name}'`);
   const channel = (await findChannel(q, realmId, made.name))!;
   // create_stream_if_needed (zerver/lib/streams.py, 11.x/12.x-era version read; the same in
   // 10.x): a new public, not web-public channel's `stream` `create` to active_non_guest_user_ids,

@@ -21,7 +21,7 @@ import { createUser, deactivateUser, fakeEmailDomain, type CreatedUser } from ".
 import { sendMessage } from "../zulip/actions/message-send.js";
 import { createSystemBots } from "../zulip/actions/server-initialization.js";
 import { quoteIdent } from "../db/sql.js";
-import { realmHostFor } from "../config/settings.js";
+import { deport, realmHostFor } from "../config/settings.js";
 import { escapeMessageHtml } from "../zulip/templates/html.js";
 
 // ---------------------------------------------------------------------------------------------
@@ -644,7 +644,7 @@ export async function seedBulkUsers(
   let fakeDomain: string | null = null;
   if (visibility !== EmailAddressVisibility.EVERYONE) {
     if (!host && !opts.fakeEmailDomain) throw new Error("seedBulkUsers: externalHost is needed for fake display emails");
-    fakeDomain = opts.fakeEmailDomain ?? fakeEmailDomain(host);
+    fakeDomain = opts.fakeEmailDomain ?? fakeEmailDomain(host, deport(opts.externalHost!));
   }
   const emailDomain = opts.emailDomain ?? (realm.string_id ? `${realm.string_id}.example.com` : "example.com");
   const prefix = opts.emailPrefix ?? "bulk";

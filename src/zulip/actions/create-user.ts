@@ -25,7 +25,7 @@ import {
 import type { Db, Queryable } from "../../db/db.js";
 import { CommandError } from "../../lib/errors.js";
 import { cryptoRandom, type RandomSource } from "../../lib/random.js";
-import { realmHostFor, type ZulipSettings } from "../../config/settings.js";
+import { deport, realmHostFor, type ZulipSettings } from "../../config/settings.js";
 import { validateEmailAddress } from "../email-address.js";
 import { getSystemGroups, isProvisionalMember, type SystemGroupName, systemGroupNameForRole } from "../groups.js";
 import { realmIdOf, type RealmIdOrRef, type UserProfile } from "../lookup.js";
@@ -46,17 +46,16 @@ import { type NoticeResult, sendSignupAnnouncement } from "./channels.js";
 import { type NewHumanUserSteps, processNewHumanUserRows, type NewUserUrls } from "./onboarding.js";
 
 /**
- * get_fake_email_domain() (zerver/models/realms.py, same in 10.x–12.x): the realm host if
- * `bot@<host>` is a valid address (Django's validate_email: email-address.ts), else
- * settings.FAKE_EMAIL_DOMAIN (default: EXTERNAL_HOST without its port) if that one is, else
- * InvalidFakeEmailDomainError with Zulip's message — e.g. a server addressed by an IP address and
- * no FAKE_EMAIL_DOMAIN set.
+ * get_fake_email_domain(realm_host) (zerver/models/realms.py, same in 10.x–12.x): the realm host
+ * if `bot@<host>` is a valid address (Django's validate_email: email-address.ts), else
+ * settings.FAKE_EMAIL_DOMAIN (src/config/settings.ts FAKE_EMAIL_DOMAIN: the one rule for its
+ * value) if that one is, else InvalidFakeEmailDomainError with Zulip's message — e.g. a server
+ * addressed by an IP address and no FAKE_EMAIL_DOMAIN set, or FAKE_EMAIL_DOMAIN = "".
  */
-export function fakeEmailDomain(host: string, fallback?: string): string {
+export function fakeEmailDomain(host: string, fakeEmailDomainSetting: string): string {
   if (validateEmailAddress(`bot@${host}`) === null) return host;
-  const fake = fallback ?? host.split(":")[0];
-  if (validateEmailAddress(`bot@${fake}`) !== null) throw new InvalidFakeEmailDomainError(fake);
-  return fake;
+  if (validateEmailAddress(`bot@${fakeEmailDomainSetting}`) !== null) throw new InvalidFakeEmailDomainError(fakeEmailDomainSetting);
+  return fakeEmailDomainSetting;
 }
 
 /** Zulip's InvalidFakeEmailDomainError, raised by get_fake_email_domain. */
@@ -92,6 +91,7 @@ export interface CreateUserOptions {
   /** EXTERNAL_HOST, needed for fake display emails when the visibility is not "everyone". */
   externalHost?: string;
   realmHosts?: Record<string, string>;
+  /** settings.FAKE_EMAIL_DOMAIN (settings.get("FAKE_EMAIL_DOMAIN")); default: its default, deport(externalHost). */
   fakeEmailDomain?: string;
   /**
    * The realm's user counts read beside the transaction before the user existed
@@ -266,7 +266,7 @@ export async function createUser(db: Queryable, realm: RealmIdOrRef, opts: Creat
       throw new Error("createUser: externalHost is needed to build the display email of a user whose email is not public");
     }
     const host = opts.externalHost ? realmHostFor(info.stringId, opts.externalHost, opts.realmHosts) : "";
-    const domain = fakeEmailDomain(host, opts.fakeEmailDomain);
+    const domain = fakeEmailDomain(host, opts.fakeEmailDomain ?? deport(opts.externalHost!));
     email = `user${id}@${domain}`;
   }
   const apiKey = random.alnum(32);

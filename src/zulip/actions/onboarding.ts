@@ -100,7 +100,6 @@ export function serverUrls(s: ZulipSettings, stringId: string): NewUserUrls {
     }
   };
   const sender = fileValue("WELCOME_EMAIL_SENDER", null) as any;
-  const fake = fileValue("FAKE_EMAIL_DOMAIN", null);
   return {
     realmUrl: realmUrl(s, stringId),
     rootDomainUrl: s.get("ROOT_DOMAIN_URI"),
@@ -109,7 +108,7 @@ export function serverUrls(s: ZulipSettings, stringId: string): NewUserUrls {
     corporateEnabled: fileValue("CORPORATE_ENABLED", false) === true,
     welcomeEmailSender: sender && typeof sender === "object" && typeof sender.name === "string" && typeof sender.email === "string" ? sender : null,
     realmHosts: s.get("REALM_HOSTS"),
-    fakeEmailDomain: typeof fake === "string" ? fake : s.get("EXTERNAL_HOST_WITHOUT_PORT"),
+    fakeEmailDomain: s.get("FAKE_EMAIL_DOMAIN"),
   };
 }
 

@@ -2,7 +2,7 @@
 // quote choice and escapes of str, floats in fixed and scientific notation, nested lists and
 // dicts — everything the project prints "as Python prints it" goes through this one function.
 import { describe, expect, it } from "vitest";
-import { pyRepr, pyRstrip, pyStrip, pyStrRepr } from "../src/lib/pyformat.js";
+import { pyInt, pyRepr, pyRstrip, pyStrip, pyStrRepr } from "../src/lib/pyformat.js";
 import { runPython } from "./helpers/tools.js";
 
 /** repr() of each JSON-decoded value, by CPython (floats stay floats: only non-integral ones here). */
@@ -81,5 +81,15 @@ describe("pyStrip / pyRstrip are CPython's str.strip() / str.rstrip()", () => {
     );
     expect(samples.map((s) => [pyStrip(s), pyRstrip(s)])).toEqual(py);
     expect(pyStrip("\ufeffbom\ufeff")).toBe("\ufeffbom\ufeff");
+  });
+});
+
+describe("pyInt is str(int(x)) for a whole float", () => {
+  it("keeps every digit of large values, exactly as CPython prints them", () => {
+    const values = [0, 7, -42, 1e21, 2 ** 80 + 2 ** 30, 1.5e300];
+    const python: string[] = JSON.parse(
+      runPython("import json, sys\nprint(json.dumps([str(int(v)) for v in json.loads(sys.argv[1])]))", [JSON.stringify(values)]),
+    );
+    expect(values.map(pyInt)).toEqual(python);
   });
 });

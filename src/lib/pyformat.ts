@@ -28,8 +28,8 @@ export function pyRepr(v: unknown): string {
   return String(v);
 }
 
-/** An int's digits (String() would switch to exponent notation from 1e21). */
-function pyInt(v: number): string {
+/** An int's digits as Python prints them (String() would switch to exponent notation from 1e21). */
+export function pyInt(v: number): string {
   return Math.abs(v) < 1e21 ? String(v) : BigInt(v).toString();
 }
 

@@ -7,6 +7,9 @@
 // roles (roles.ts ROLES), audit event types (audit.ts AuditLogEventType), confirmation types
 // (confirmation.ts), system groups (groups.ts), user settings (user-settings.ts).
 
+/** UserProfile.MAX_NAME_LENGTH: zerver_userprofile.full_name is a varchar(100). */
+export const MAX_NAME_LENGTH = 100;
+
 /** UserProfile.TOS_VERSION_BEFORE_FIRST_LOGIN: the user is asked to accept the terms at first login. */
 export const TOS_VERSION_BEFORE_FIRST_LOGIN = "-1";
 
@@ -19,15 +22,43 @@ export const RecipientType = { PERSONAL: 1, STREAM: 2, DIRECT_MESSAGE_GROUP: 3 }
 /** Message.MessageType (zerver_message.type): the messages this code writes are NORMAL. */
 export const MessageType = { NORMAL: 1, RESOLVE_TOPIC_NOTIFICATION: 2 } as const;
 
-/** UserMessage flags (the bits this code sets). */
+/** UserMessage.ALL_FLAGS (zerver/models/messages.py), in bit order: flag i is bit 1 << i. */
+const USER_MESSAGE_FLAGS = [
+  "read",
+  "starred",
+  "collapsed",
+  "mentioned",
+  "stream_wildcard_mentioned",
+  "topic_wildcard_mentioned",
+  "group_mentioned",
+  "force_expand",
+  "force_collapse",
+  "has_alert_word",
+  "historical",
+  "is_private",
+  "active_mobile_push_notification",
+] as const;
+
+/** UserMessage.NON_API_FLAGS: bits flags_list() leaves out. */
+const NON_API_FLAGS: ReadonlySet<string> = new Set(["is_private", "active_mobile_push_notification"]);
+
+const flagBit = (name: (typeof USER_MESSAGE_FLAGS)[number]) => 1 << USER_MESSAGE_FLAGS.indexOf(name);
+
+/** UserMessage flag bits (those this code reads or sets). */
 export const UserMessageFlag = {
-  READ: 1,
-  STARRED: 2,
-  MENTIONED: 8,
-  HAS_ALERT_WORD: 512,
-  HISTORICAL: 1024,
-  IS_PRIVATE: 2048,
+  READ: flagBit("read"),
+  STARRED: flagBit("starred"),
+  MENTIONED: flagBit("mentioned"),
+  HAS_ALERT_WORD: flagBit("has_alert_word"),
+  HISTORICAL: flagBit("historical"),
+  IS_PRIVATE: flagBit("is_private"),
+  ACTIVE_MOBILE_PUSH_NOTIFICATION: flagBit("active_mobile_push_notification"),
 } as const;
+
+/** UserMessage.flags_list(): the API names of the flags set in `mask`, in bit order. */
+export function flagsList(mask: number): string[] {
+  return USER_MESSAGE_FLAGS.filter((f, i) => (mask & (1 << i)) !== 0 && !NON_API_FLAGS.has(f));
+}
 
 /** Realm.ORG_TYPES ids. */
 export const OrgType = {

@@ -26,11 +26,11 @@ import { type EventDelivery, FL, type Notify } from "../../services/events.js";
 import { userIdsWhoCanAccessUser } from "../audiences.js";
 import { lockUserRow, type RealmRef, type UserProfile } from "../lookup.js";
 import { botOwnerUserIds } from "../events/user-events.js";
+import { MAX_NAME_LENGTH } from "../models.js";
 
 // For src/commands/bulk_change_user_name.ts until it imports pyStrip from src/lib/pyformat.ts.
 export { pyStrip };
 
-const MAX_NAME_LENGTH = 100;
 const NAME_INVALID_CHARS = ["*", "`", "\\", ">", '"', "@"];
 
 function isNonCharacter(cp: number): boolean {

@@ -29,7 +29,7 @@ import { deport, realmHostFor, type ZulipSettings } from "../../config/settings.
 import { validateEmailAddress } from "../email-address.js";
 import { getSystemGroups, isProvisionalMember, type SystemGroupName, systemGroupNameForRole } from "../groups.js";
 import { realmIdOf, type RealmIdOrRef, type UserProfile } from "../lookup.js";
-import { BotType, EmailAddressVisibility, RecipientType, subscriptionValues, UserMessageFlag } from "../models.js";
+import { BotType, EmailAddressVisibility, MAX_NAME_LENGTH, RecipientType, subscriptionValues, UserMessageFlag } from "../models.js";
 import { unusablePassword } from "../password.js";
 import { ROLES } from "../roles.js";
 import { hasPersonalRecipients, insertRow, insertRows, nextId, type Row } from "../rows.js";
@@ -485,9 +485,9 @@ export const NOT_DONE_WELCOME_DM =
   "Welcome Bot's onboarding direct message to the new user (Zulip sends it on sign-up; zulip-manage does not write Welcome Bot's onboarding messages)";
 export const NOT_DONE_ACCOUNT_EMAIL = 'the "account registered" email Zulip queues for the new user (zulip-manage does not send it)';
 
-/** zerver_userprofile.full_name is a varchar(100); Zulip's command does no other check. */
+/** zerver_userprofile.full_name is a varchar(100) (MAX_NAME_LENGTH); Zulip's command does no other check. */
 export function checkFullName(name: string): string {
-  if ([...name].length > 100) throw new CommandError("Name too long!");
+  if ([...name].length > MAX_NAME_LENGTH) throw new CommandError("Name too long!");
   return name;
 }
 

@@ -41,7 +41,7 @@ import { quoteIdent } from "../../db/sql.js";
 import { zlib } from "../../lib/builtins.js";
 import { seriesAtLeast } from "../../db/zulip-versions.js";
 import { databaseSeries } from "../rows.js";
-import { RecipientType } from "../models.js";
+import { flagsList, RecipientType } from "../models.js";
 
 // ---------------------------------------------------------------------------------------------
 // JSON as Zulip writes it (orjson, OPT_INDENT_2)
@@ -283,32 +283,6 @@ export interface ExportUserResult {
   avatars: number;
   emoji: number;
   warnings: string[];
-}
-
-/** UserMessage.ALL_FLAGS, in bit order; NON_API_FLAGS are left out of "flags". */
-const USER_MESSAGE_FLAGS = [
-  "read",
-  "starred",
-  "collapsed",
-  "mentioned",
-  "stream_wildcard_mentioned",
-  "topic_wildcard_mentioned",
-  "group_mentioned",
-  "force_expand",
-  "force_collapse",
-  "has_alert_word",
-  "historical",
-  "is_private",
-  "active_mobile_push_notification",
-];
-const NON_API_FLAGS = new Set(["is_private", "active_mobile_push_notification"]);
-
-export function flagsList(mask: number): string[] {
-  const out: string[] = [];
-  USER_MESSAGE_FLAGS.forEach((f, i) => {
-    if (mask & (1 << i) && !NON_API_FLAGS.has(f)) out.push(f);
-  });
-  return out;
 }
 
 /** EXCLUDED_USER_PROFILE_FIELDS */

@@ -36,7 +36,7 @@
 import { realmHost, type ZulipSettings } from "../../config/settings.js";
 import { hasColumn, type Queryable } from "../../db/db.js";
 import type { Notify } from "../../services/events.js";
-import { RecipientType } from "../models.js";
+import { flagsList, RecipientType, VisibilityPolicy } from "../models.js";
 import { canAccessStreamMetadataUserIds } from "./channel-events.js";
 
 /** What the message event needs from the server's settings. */
@@ -59,32 +59,6 @@ export function messageEventEnv(settings: ZulipSettings, realmStringId: string):
 
 /** The feature level from which message events carry push_device_registered_user_ids (12.0 development; the exact level was not determined). */
 const PUSH_DEVICE_REGISTERED_FROM = 426;
-
-/** UserMessage.ALL_FLAGS, in bit order; flags_list() leaves NON_API_FLAGS out. */
-const USER_MESSAGE_FLAGS = [
-  "read",
-  "starred",
-  "collapsed",
-  "mentioned",
-  "stream_wildcard_mentioned",
-  "topic_wildcard_mentioned",
-  "group_mentioned",
-  "force_expand",
-  "force_collapse",
-  "has_alert_word",
-  "historical",
-  "is_private",
-  "active_mobile_push_notification",
-];
-const NON_API_FLAGS = new Set(["is_private", "active_mobile_push_notification"]);
-
-/** UserMessage flags_list() */
-function flagsList(mask: number): string[] {
-  return USER_MESSAGE_FLAGS.filter((f, i) => (mask & (1 << i)) !== 0 && !NON_API_FLAGS.has(f));
-}
-
-/** UserTopic.VisibilityPolicy */
-const VisibilityPolicy = { INHERIT: 0, MUTED: 1, UNMUTED: 2, FOLLOWED: 3 } as const;
 
 /** user_allows_notifications_in_StreamTopic (the non-wildcard settings). */
 function allowsInStreamTopic(isMuted: boolean, policy: number, channelSetting: boolean | null, userSetting: boolean): boolean {

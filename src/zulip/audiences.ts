@@ -8,6 +8,49 @@ import { RecipientType } from "./models.js";
 import { adminUsersAndBots, humanAdminUsers } from "./realms.js";
 import { ROLES } from "./roles.js";
 
+/**
+ * SQL (a SELECT of user ids) for get_subscribers_of_target_user_subscriptions([user $userParam]):
+ * the active subscribers (is_user_active) of every channel and group DM the user has an active
+ * subscription to, the user included.
+ */
+function sharingSubscribersSql(userParam: string): string {
+  return `SELECT s2.user_profile_id FROM zerver_subscription s1
+            JOIN zerver_recipient r ON r.id = s1.recipient_id AND r.type IN (${RecipientType.STREAM}, ${RecipientType.DIRECT_MESSAGE_GROUP})
+            JOIN zerver_subscription s2 ON s2.recipient_id = s1.recipient_id AND s2.active AND s2.is_user_active
+           WHERE s1.user_profile_id = ${userParam} AND s1.active`;
+}
+
+/**
+ * SQL (a SELECT of user ids, the user's own included, active or not) for the 1:1 direct-message
+ * partners of user $userParam in realm $realmParam (get_users_involved_in_dms_with_target_users
+ * before the active filter: personal recipients, none from 12.0 on, where 0790/0798 turned 1:1
+ * DMs into DM groups).
+ */
+function dmPartnersSql(realmParam: string, userParam: string): string {
+  return `SELECT CASE WHEN m.sender_id = ${userParam} THEN r.type_id ELSE m.sender_id END FROM zerver_message m
+            JOIN zerver_recipient r ON r.id = m.recipient_id
+           WHERE r.type = ${RecipientType.PERSONAL} AND m.realm_id = ${realmParam} AND (m.sender_id = ${userParam} OR r.type_id = ${userParam})`;
+}
+
+/** get_subscribers_of_target_user_subscriptions([user]) (zerver/lib/users.py). */
+export async function subscribersOfUserSubscriptions(q: Queryable, userId: number): Promise<Set<number>> {
+  return new Set(await ids(q, `SELECT DISTINCT user_profile_id AS id FROM (${sharingSubscribersSql("$1")}) x`, [userId]));
+}
+
+/** get_users_involved_in_dms_with_target_users([user]) (zerver/lib/users.py): the active users in 1:1 DMs with the user, not the user. */
+export async function usersInDmsWith(q: Queryable, user: { id: number; realm_id: number }): Promise<Set<number>> {
+  return new Set(
+    await ids(q, `SELECT id FROM zerver_userprofile WHERE is_active AND id <> $2 AND id IN (${dmPartnersSql("$1", "$2")})`, [user.realm_id, user.id]),
+  );
+}
+
+/** A channel's (recipient's) active subscribers: active subscription of an active user (is_user_active), ascending. */
+export function activeSubscriberIds(q: Queryable, recipientId: number): Promise<number[]> {
+  return ids(q, "SELECT user_profile_id AS id FROM zerver_subscription WHERE recipient_id = $1 AND active AND is_user_active ORDER BY user_profile_id", [
+    recipientId,
+  ]);
+}
+
 async function ids(q: Queryable, sql: string, params: unknown[]): Promise<number[]> {
   const { rows } = await q.query(sql, params);
   return rows.map((r) => Number(r.id));
@@ -61,14 +104,7 @@ export async function userIdsWhoCanAccessUser(q: Queryable, user: { id: number; 
   return ids(
     q,
     `SELECT id FROM zerver_userprofile WHERE realm_id = $1 AND is_active AND (
-        id = $2 OR role <> ${ROLES.GUEST}
-        OR id IN (SELECT s2.user_profile_id FROM zerver_subscription s1
-                    JOIN zerver_subscription s2 ON s2.recipient_id = s1.recipient_id
-                    JOIN zerver_recipient r ON r.id = s1.recipient_id
-                   WHERE s1.user_profile_id = $2 AND s1.active AND s2.active AND s2.is_user_active AND r.type IN (${RecipientType.STREAM}, ${RecipientType.DIRECT_MESSAGE_GROUP}))
-        OR id IN (SELECT CASE WHEN m.sender_id = $2 THEN r.type_id ELSE m.sender_id END FROM zerver_message m
-                    JOIN zerver_recipient r ON r.id = m.recipient_id
-                   WHERE r.type = ${RecipientType.PERSONAL} AND m.realm_id = $1 AND (m.sender_id = $2 OR r.type_id = $2)))
+        id = $2 OR role <> ${ROLES.GUEST} OR id IN (${sharingSubscribersSql("$2")}) OR id IN (${dmPartnersSql("$1", "$2")}))
       ORDER BY id`,
     [user.realm_id, user.id],
   );

@@ -6,7 +6,7 @@
 // arrived with their columns in 10.0-12.0).
 import { type Queryable, tableColumns } from "../../db/db.js";
 import { FL, type Notify } from "../../services/events.js";
-import { activeNonGuestUserIds, adminUserAndBotIds } from "../audiences.js";
+import { activeNonGuestUserIds, activeSubscriberIds, adminUserAndBotIds } from "../audiences.js";
 import type { AvatarSettings } from "../avatar.js";
 import { SystemGroups } from "../groups.js";
 import { TOPICS_POLICY_NAMES } from "../models.js";
@@ -457,7 +457,7 @@ export interface PeerChannelRef {
  * its can_administer_channel_group / can_add_subscribers_group / can_subscribe_group name —
  * guests excluded (those settings have allow_everyone_group=False).
  */
-async function metadataGroupMembers(q: Queryable, channelIds: number[]): Promise<Map<number, Set<number>>> {
+export async function metadataGroupMembers(q: Queryable, channelIds: number[]): Promise<Map<number, Set<number>>> {
   const out = new Map<number, Set<number>>(channelIds.map((id) => [id, new Set<number>()]));
   if (channelIds.length === 0) return out;
   const cols = await streamColumns(q);
@@ -478,15 +478,6 @@ async function metadataGroupMembers(q: Queryable, channelIds: number[]): Promise
   );
   for (const r of rows) out.get(Number(r.channel_id))?.add(Number(r.user_id));
   return out;
-}
-
-/** Active subscribers (active subscription, is_user_active) of a channel, ascending. */
-async function activeSubscriberIds(q: Queryable, recipientId: number): Promise<number[]> {
-  const { rows } = await q.query(
-    "SELECT user_profile_id AS id FROM zerver_subscription WHERE recipient_id = $1 AND active AND is_user_active ORDER BY user_profile_id",
-    [recipientId],
-  );
-  return rows.map((r) => Number(r.id));
 }
 
 /**

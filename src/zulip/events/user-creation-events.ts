@@ -29,7 +29,7 @@
 import { type AvatarSettings, avatarUrl } from "../avatar.js";
 import type { Queryable } from "../../db/db.js";
 import { FL, type Notify } from "../../services/events.js";
-import { activeNonGuestUserIds, userAccessRestricted } from "../audiences.js";
+import { activeNonGuestUserIds, activeSubscriberIds, subscribersOfUserSubscriptions, userAccessRestricted, usersInDmsWith } from "../audiences.js";
 import { sendGroupMembersEvent } from "../groups.js";
 import { RecipientType } from "../models.js";
 import { isRealmAdmin, ROLES } from "../roles.js";
@@ -161,40 +161,6 @@ export async function sendUserCreationEvents(
 // channel, as manage.py's add_users_to_streams / remove_users_from_stream make the calls.
 
 /**
- * get_subscribers_of_target_user_subscriptions([user]): the active subscribers (is_user_active)
- * of every channel and group DM the user has an active subscription to, the user included.
- */
-export async function subscribersOfUserSubscriptions(q: Queryable, userId: number): Promise<Set<number>> {
-  const { rows } = await q.query(
-    `SELECT DISTINCT s2.user_profile_id AS id FROM zerver_subscription s1
-       JOIN zerver_recipient r ON r.id = s1.recipient_id AND r.type IN (${RecipientType.STREAM}, ${RecipientType.DIRECT_MESSAGE_GROUP})
-       JOIN zerver_subscription s2 ON s2.recipient_id = s1.recipient_id AND s2.active AND s2.is_user_active
-      WHERE s1.user_profile_id = $1 AND s1.active`,
-    [userId],
-  );
-  return new Set(rows.map((r) => Number(r.id)));
-}
-
-/** get_users_involved_in_dms_with_target_users([user]): active users in 1:1 DMs with the user (none from 12.0 on). */
-async function usersInDirectMessagesWith(q: Queryable, user: { id: number; realm_id: number }): Promise<Set<number>> {
-  const { rows } = await q.query(
-    `SELECT DISTINCT u.id FROM zerver_message m JOIN zerver_recipient r ON r.id = m.recipient_id AND r.type = ${RecipientType.PERSONAL}
-       JOIN zerver_userprofile u ON u.id = CASE WHEN m.sender_id = $2 THEN r.type_id ELSE m.sender_id END
-      WHERE m.realm_id = $1 AND (m.sender_id = $2 OR r.type_id = $2) AND u.is_active AND u.id <> $2`,
-    [user.realm_id, user.id],
-  );
-  return new Set(rows.map((r) => Number(r.id)));
-}
-
-async function channelSubscriberIds(q: Queryable, recipientId: number): Promise<number[]> {
-  const { rows } = await q.query(
-    "SELECT user_profile_id AS id FROM zerver_subscription WHERE recipient_id = $1 AND active AND is_user_active ORDER BY user_profile_id",
-    [recipientId],
-  );
-  return rows.map((r) => Number(r.id));
-}
-
-/**
  * notify_created_user(user, notify_user_ids) with a non-empty list: `realm_user` `add` to those of
  * them who are active, split by who may see the real address. Returns why it was not sent.
  */
@@ -234,8 +200,8 @@ export async function sendUserCreationEventsOnAddingSubscriptions(
   const notSent: string[] = [];
   const { rows } = await q.query("SELECT id, realm_id, role FROM zerver_userprofile WHERE id = $1", [userId]);
   const user = { id: Number(rows[0].id), realm_id: Number(rows[0].realm_id), role: Number(rows[0].role) };
-  const subscribers = await channelSubscriberIds(q, channel.recipient_id);
-  const dms = await usersInDirectMessagesWith(q, user);
+  const subscribers = await activeSubscriberIds(q, channel.recipient_id);
+  const dms = await usersInDmsWith(q, user);
   const nonGuests = new Set(await activeNonGuestUserIds(q, user.realm_id));
   const known = (id: number) => before.has(id) || dms.has(id) || id === user.id;
   const receive = subscribers.filter((id) => !nonGuests.has(id) && !known(id));
@@ -254,9 +220,9 @@ export async function sendUserCreationEventsOnAddingSubscriptions(
 export async function sendUserRemoveEventsOnRemovingSubscriptions(q: Queryable, n: Notify, channel: { recipient_id: number }, userId: number): Promise<void> {
   const { rows } = await q.query("SELECT id, realm_id, role FROM zerver_userprofile WHERE id = $1", [userId]);
   const user = { id: Number(rows[0].id), realm_id: Number(rows[0].realm_id), role: Number(rows[0].role) };
-  const subscribers = await channelSubscriberIds(q, channel.recipient_id);
+  const subscribers = await activeSubscriberIds(q, channel.recipient_id);
   const shared = await subscribersOfUserSubscriptions(q, user.id);
-  const dms = await usersInDirectMessagesWith(q, user);
+  const dms = await usersInDmsWith(q, user);
   const nonGuests = new Set(await activeNonGuestUserIds(q, user.realm_id));
   const known = (id: number) => shared.has(id) || dms.has(id) || id === user.id;
   const without = subscribers.filter((id) => !nonGuests.has(id) && !known(id));

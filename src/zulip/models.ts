@@ -77,6 +77,9 @@ export const OrgType = {
   OTHER: 1000,
 } as const;
 
+/** Realm.PLAN_TYPE_* (zerver/models/realms.py): zerver_realm.plan_type. */
+export const PlanType = { SELF_HOSTED: 1, LIMITED: 2, STANDARD: 3, STANDARD_FREE: 4, PLUS: 10 } as const;
+
 /**
  * UserProfile.EMAIL_ADDRESS_VISIBILITY_* (zerver/models/users.py): who may see a user's real
  * address (zerver_userprofile.email_address_visibility, RealmUserDefault's too).

@@ -42,7 +42,7 @@ import { cryptoRandom, type RandomSource } from "../../lib/random.js";
 import { getOrCreateClient } from "../clients.js";
 import { NAMED_GROUP_SETTING_COLUMNS, SYSTEM_GROUPS, type SystemGroupIds, type SystemGroupName } from "../groups.js";
 import { renderPlainMarkdown } from "../plain-markdown.js";
-import { EmailAddressVisibility, OrgType, SYSTEM_BOT_REALM, SYSTEM_BOT_REALM_NAME, TopicsPolicy, TOS_VERSION_BEFORE_FIRST_LOGIN } from "../models.js";
+import { EmailAddressVisibility, OrgType, PlanType, SYSTEM_BOT_REALM, SYSTEM_BOT_REALM_NAME, TopicsPolicy, TOS_VERSION_BEFORE_FIRST_LOGIN } from "../models.js";
 import { CreationSchemaError, databaseSeries, insertRow, insertRows, type Row } from "../rows.js";
 import { tableColumns } from "../../db/db.js";
 import { REALM_USER_DEFAULT_OVERRIDES, USER_SETTING_DEFAULTS } from "../user-settings.js";
@@ -254,7 +254,7 @@ export function realmRowValues(opts: CreateRealmOptions, c: { name: string; inte
     message_visibility_limit: null,
     first_visible_message_id: 0,
     org_type: orgType,
-    plan_type: opts.planType ?? 1,
+    plan_type: opts.planType ?? PlanType.SELF_HOSTED,
     custom_upload_quota_gb: null,
     video_chat_provider: 1,
     jitsi_server_url: null,

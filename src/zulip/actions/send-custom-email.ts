@@ -23,7 +23,7 @@
 import { AuditLogEventType, insertAuditLog } from "../audit.js";
 import { CONFIRMATION_TYPES, contentTypeId, UNSUBSCRIBE_VALIDITY_DAYS } from "../confirmation.js";
 import { getRealm, getUsers } from "../lookup.js";
-import { TOS_VERSION_BEFORE_FIRST_LOGIN } from "../models.js";
+import { PlanType, TOS_VERSION_BEFORE_FIRST_LOGIN } from "../models.js";
 import { REALM_ADMIN_ROLES_SQL } from "../roles.js";
 import type { Db, Queryable } from "../../db/db.js";
 import { seriesAtLeast } from "../../db/zulip-versions.js";
@@ -46,8 +46,6 @@ import { emailBaseDefault, escapeHtml } from "../templates/html.js";
 import { type CompiledTemplate, compileTemplate, renderTemplate } from "../templates/jinja.js";
 import { renderMarkdown } from "../templates/markdown.js";
 
-/** Realm.PLAN_TYPE_STANDARD_FREE: organizations sponsored by Zulip. */
-const PLAN_TYPE_STANDARD_FREE = 4;
 /** Zulip's release that added the 810 rows and the "already received" exclusion. */
 const AUDITED_SINCE = "12.x";
 
@@ -109,7 +107,7 @@ async function selectTargets(db: Db, target: CustomEmailTarget): Promise<Selecti
         throw new CommandError("This database has no zerver_realm.plan_type column, so there are no sponsored organizations to select.");
       }
       return {
-        where: `${activeHumans()} AND u.role IN (${REALM_ADMIN_ROLES_SQL}) AND r.plan_type = ${PLAN_TYPE_STANDARD_FREE}`,
+        where: `${activeHumans()} AND u.role IN (${REALM_ADMIN_ROLES_SQL}) AND r.plan_type = ${PlanType.STANDARD_FREE}`,
         params: [],
         distinctEmail: true,
         extraContext: null,

@@ -60,14 +60,14 @@ export const REALM_GROUP_SETTING_CONFIG: Record<string, GroupPermissionConfig> =
 
 /** How the web app names the system groups in settings. */
 const SYSTEM_GROUP_DISPLAY: Record<string, string> = {
-  "role:nobody": "Nobody",
-  "role:owners": "Owners",
-  "role:administrators": "Administrators",
-  "role:moderators": "Moderators",
-  "role:fullmembers": "Full members",
-  "role:members": "Members",
-  "role:everyone": "Everyone including guests",
-  "role:internet": "Everyone on the internet",
+  [SystemGroups.NOBODY]: "Nobody",
+  [SystemGroups.OWNERS]: "Owners",
+  [SystemGroups.ADMINISTRATORS]: "Administrators",
+  [SystemGroups.MODERATORS]: "Moderators",
+  [SystemGroups.FULL_MEMBERS]: "Full members",
+  [SystemGroups.MEMBERS]: "Members",
+  [SystemGroups.EVERYONE]: "Everyone including guests",
+  [SystemGroups.EVERYONE_ON_INTERNET]: "Everyone on the internet",
 };
 
 export interface GroupInfo {

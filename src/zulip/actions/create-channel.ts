@@ -6,7 +6,7 @@
 import { pyStrip } from "../../lib/pyformat.js";
 import { AuditLogEventType, insertAuditLogRow } from "../audit.js";
 import type { Queryable } from "../../db/db.js";
-import { getSystemGroups, type SystemGroupName } from "../groups.js";
+import { getSystemGroups, type SystemGroupName, SystemGroups } from "../groups.js";
 import { realmIdOf, type RealmIdOrRef } from "../lookup.js";
 import { renderPlainMarkdown } from "../plain-markdown.js";
 import { RecipientType, TopicsPolicy } from "../models.js";
@@ -16,17 +16,17 @@ import { bulkAddSubscriptions } from "./bulk-add-subscriptions.js";
 
 /** Stream.stream_permission_group_settings defaults; null = "channel creator" (anonymous group). */
 export const STREAM_GROUP_SETTING_DEFAULTS: Record<string, SystemGroupName | null> = {
-  can_add_subscribers_group_id: "role:nobody",
+  can_add_subscribers_group_id: SystemGroups.NOBODY,
   can_administer_channel_group_id: null,
-  can_create_topic_group_id: "role:everyone",
-  can_delete_any_message_group_id: "role:nobody",
-  can_delete_own_message_group_id: "role:nobody",
-  can_move_messages_out_of_channel_group_id: "role:nobody",
-  can_move_messages_within_channel_group_id: "role:nobody",
-  can_remove_subscribers_group_id: "role:administrators",
-  can_resolve_topics_group_id: "role:nobody",
-  can_send_message_group_id: "role:everyone",
-  can_subscribe_group_id: "role:nobody",
+  can_create_topic_group_id: SystemGroups.EVERYONE,
+  can_delete_any_message_group_id: SystemGroups.NOBODY,
+  can_delete_own_message_group_id: SystemGroups.NOBODY,
+  can_move_messages_out_of_channel_group_id: SystemGroups.NOBODY,
+  can_move_messages_within_channel_group_id: SystemGroups.NOBODY,
+  can_remove_subscribers_group_id: SystemGroups.ADMINISTRATORS,
+  can_resolve_topics_group_id: SystemGroups.NOBODY,
+  can_send_message_group_id: SystemGroups.EVERYONE,
+  can_subscribe_group_id: SystemGroups.NOBODY,
 };
 
 export interface CreatedChannel {
@@ -127,7 +127,7 @@ export async function createChannel(db: Queryable, realm: RealmIdOrRef, opts: Cr
       await db.query(`INSERT INTO zerver_usergroupmembership (user_group_id, user_profile_id) VALUES ($1, $2)`, [gid, creatorId]);
       values[col] = gid;
     } else {
-      values[col] = groups["role:nobody"];
+      values[col] = groups[SystemGroups.NOBODY];
     }
   }
   Object.assign(values, opts.columns ?? {});

@@ -27,7 +27,7 @@ import { CommandError } from "../../lib/errors.js";
 import { cryptoRandom, type RandomSource } from "../../lib/random.js";
 import { deport, realmHostFor, type ZulipSettings } from "../../config/settings.js";
 import { validateEmailAddress } from "../email-address.js";
-import { getSystemGroups, isProvisionalMember, type SystemGroupName, systemGroupNameForRole } from "../groups.js";
+import { getSystemGroups, isProvisionalMember, type SystemGroupName, systemGroupNameForRole, SystemGroups } from "../groups.js";
 import { realmIdOf, type RealmIdOrRef, type UserProfile } from "../lookup.js";
 import { BotType, EmailAddressVisibility, MAX_NAME_LENGTH, RecipientType, subscriptionValues, UserMessageFlag } from "../models.js";
 import { unusablePassword } from "../password.js";
@@ -331,7 +331,7 @@ export async function createUser(db: Queryable, realm: RealmIdOrRef, opts: Creat
 
   const systemGroups: SystemGroupName[] = [systemGroupNameForRole(role)];
   if (role === ROLES.MEMBER && !isProvisionalMember(role, dateJoined, info.waitingPeriodThreshold, now)) {
-    systemGroups.push("role:fullmembers");
+    systemGroups.push(SystemGroups.FULL_MEMBERS);
   }
   for (const g of systemGroups) {
     await db.query(`INSERT INTO zerver_usergroupmembership (user_group_id, user_profile_id) VALUES ($1, $2)`, [groups[g], id]);

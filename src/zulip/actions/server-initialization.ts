@@ -6,7 +6,7 @@ import { AuditLogEventType, auditLogRow, insertAuditLogRow, NEW_VALUE, OLD_VALUE
 import type { Queryable } from "../../db/db.js";
 import { EnvironmentError } from "../../lib/errors.js";
 import { cryptoRandom, type RandomSource } from "../../lib/random.js";
-import { getSystemGroups, isProvisionalMember } from "../groups.js";
+import { getSystemGroups, isProvisionalMember, SystemGroups } from "../groups.js";
 import { realmIdOf, type RealmIdOrRef } from "../lookup.js";
 import { BotType, SystemBots } from "../models.js";
 import { unusablePassword } from "../password.js";
@@ -86,8 +86,8 @@ export async function createSystemBots(
   const provisional = isProvisionalMember(ROLES.MEMBER, when, info.waitingPeriodThreshold, when);
   const memberships: Row[] = [];
   for (const r of rows) {
-    memberships.push({ user_group_id: groups["role:members"], user_profile_id: r.id });
-    if (!provisional) memberships.push({ user_group_id: groups["role:fullmembers"], user_profile_id: r.id });
+    memberships.push({ user_group_id: groups[SystemGroups.MEMBERS], user_profile_id: r.id });
+    if (!provisional) memberships.push({ user_group_id: groups[SystemGroups.FULL_MEMBERS], user_profile_id: r.id });
   }
   await insertRows(db, "zerver_usergroupmembership", memberships, null);
   await insertRows(

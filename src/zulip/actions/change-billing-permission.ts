@@ -50,7 +50,7 @@ export async function changeBillingPermission(
   opts: { dryRun?: boolean; cache?: CacheInvalidation; events?: EventDelivery; what?: string } = {},
 ): Promise<BillingPermissionOutcome> {
   const work = async (q: Queryable, write: boolean): Promise<BillingPermissionOutcome> => {
-    if (write) await lockRealm(q, realmId, { columns: "id" });
+    const locked = write ? await lockRealm(q, realmId, { columns: "id, string_id, deactivated" }) : null;
     const user = write
       ? await lockUserRow(q, userId, { missing: DELETED })
       : (await q.query("SELECT * FROM zerver_userprofile WHERE id = $1", [userId])).rows[0];
@@ -59,14 +59,14 @@ export async function changeBillingPermission(
     const requested = await billingPermissionRequest(q, current, { ...user, role: Number(user.role) }, grant);
     let change: GroupSettingChange | null = null;
     let after: GroupSettingValue = await parseGroupSettingValue(q, realmId, requested);
-    if (write) {
-      const { rows: realm } = await q.query("SELECT id, string_id, deactivated FROM zerver_realm WHERE id = $1", [realmId]);
-      const notify = opts.events ? { events: opts.events, realm: { id: realmId, string_id: realm[0].string_id as string }, what: opts.what } : undefined;
+    if (locked) {
+      const realm = locked;
+      const notify = opts.events ? { events: opts.events, realm: { id: realmId, string_id: realm.string_id }, what: opts.what } : undefined;
       change = await changeRealmGroupSetting(q, realmId, current, requested, { notify });
       if (change) {
         after = change.newValue;
         // realm.save(update_fields=[setting]) -> flush_realm
-        await opts.cache?.realmChanged(q, { id: Number(realm[0].id), string_id: realm[0].string_id, deactivated: realm[0].deactivated }, [BILLING_SETTING]);
+        await opts.cache?.realmChanged(q, { id: Number(realm.id), string_id: realm.string_id, deactivated: realm.deactivated }, [BILLING_SETTING]);
       }
     }
     const subgroups = isAnonymous(after) ? after.direct_subgroups : [after];

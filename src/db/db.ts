@@ -298,7 +298,7 @@ export async function requiredColumns(q: Queryable, table: string): Promise<Set<
   return (await tableShape(q, table)).required;
 }
 
-export async function hasTable(q: Queryable, table: string): Promise<boolean> {
+async function hasTable(q: Queryable, table: string): Promise<boolean> {
   return (await tableColumns(q, table)).size > 0;
 }
 

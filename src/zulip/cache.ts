@@ -36,7 +36,7 @@ import { CROSS_REALM_BOT_EMAILS } from "./models.js";
 // ---------------------------------------------------------------------------------------------
 // Key functions (zerver/lib/cache.py)
 
-export function sha1Hex(text: string): string {
+function sha1Hex(text: string): string {
   return crypto().createHash("sha1").update(text, "utf8").digest("hex");
 }
 

@@ -13,8 +13,6 @@ export const ROLES = {
   GUEST: 600,
 } as const;
 
-export type RoleId = (typeof ROLES)[keyof typeof ROLES];
-
 /** Every role, highest first (UserProfile.ROLE_TYPES). */
 export const ROLE_IDS = [ROLES.REALM_OWNER, ROLES.REALM_ADMINISTRATOR, ROLES.MODERATOR, ROLES.MEMBER, ROLES.GUEST] as const;
 

@@ -486,11 +486,18 @@ describe("create_user on a server addressed by an IP address", () => {
     const db = await createDatabase({ template: "zulip12_fresh", sql: "UPDATE zerver_realmuserdefault SET email_address_visibility = 2 WHERE realm_id = 2;" });
     const bare = makeConfDir({ externalHost: "10.0.0.6" });
     const fake = makeConfDir({ externalHost: "10.0.0.6", extraSettings: "FAKE_EMAIL_DOMAIN = 'fake.example.org'" });
+    const empty = makeConfDir({ externalHost: "10.0.0.6", extraSettings: "FAKE_EMAIL_DOMAIN = ''" });
     try {
       const before = await snapshot(db);
       const r = await runCli(["create_user", "-r", "2", "ip@x.example", "IP User"], { db, confDir: bare });
       expect(r.exitCode).toBe(1);
       expect(r.stderr).toContain("10.0.0.6 is not a valid domain. Consider setting the FAKE_EMAIL_DOMAIN setting.");
+      expect(changed(before, await snapshot(db))).toEqual([]);
+      // FAKE_EMAIL_DOMAIN = "" is not "unset": Zulip refuses with the empty domain in its message.
+      const none = await runCli(["create_user", "-r", "2", "ip@x.example", "IP User"], { db, confDir: empty });
+      expect(none.exitCode).toBe(1);
+      expect(none.stderr).toContain(" is not a valid domain. Consider setting the FAKE_EMAIL_DOMAIN setting.");
+      expect(none.stderr).not.toContain("10.0.0.6 is not");
       expect(changed(before, await snapshot(db))).toEqual([]);
       const ok = await runCli(["create_user", "-r", "2", "ip@x.example", "IP User"], { db, confDir: fake });
       expect(ok.exitCode, ok.stderr).toBe(0);
@@ -499,6 +506,7 @@ describe("create_user on a server addressed by an IP address", () => {
     } finally {
       bare.cleanup();
       fake.cleanup();
+      empty.cleanup();
       await db.drop();
     }
   });

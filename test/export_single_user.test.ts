@@ -14,7 +14,8 @@ import { createChannel } from "../src/zulip/actions/create-channel.js";
 import { createUser } from "../src/zulip/actions/create-user.js";
 import { sendMessage } from "../src/zulip/actions/message-send.js";
 import { Db } from "../src/db/db.js";
-import { exportSingleUser, flagsList, PyFloat, pyJson, userAvatarBasePath, writeTarGz } from "../src/zulip/actions/export.js";
+import { exportSingleUser, PyFloat, pyJson, userAvatarBasePath, writeTarGz } from "../src/zulip/actions/export.js";
+import { flagsList, UserMessageFlag } from "../src/zulip/models.js";
 import { runCli, type CliResult } from "./helpers/cli.js";
 import { type ConfDir } from "./helpers/confdir.js";
 import { type TestDatabase } from "./helpers/pg.js";
@@ -411,6 +412,15 @@ describe("export library", () => {
   it("maps the UserMessage bit field to API flag names", () => {
     expect(flagsList(0)).toEqual([]);
     expect(flagsList(1 | 8 | 2048 | 4096)).toEqual(["read", "mentioned"]);
+    expect(UserMessageFlag).toEqual({
+      READ: 1,
+      STARRED: 2,
+      MENTIONED: 8,
+      HAS_ALERT_WORD: 512,
+      HISTORICAL: 1024,
+      IS_PRIVATE: 2048,
+      ACTIVE_MOBILE_PUSH_NOTIFICATION: 4096,
+    });
   });
 
   it("lays out JSON exactly as Python does (indent 2, float repr)", () => {

@@ -8,7 +8,7 @@ import { execa } from "execa";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { getRealm, getUser, getUsers } from "../src/zulip/lookup.js";
-import { connect, planConnection, queryTableColumns, type Queryable, withSideConnection } from "../src/db/db.js";
+import { connect, planConnection, queryTableShapes, type Queryable, tableShape, withSideConnection } from "../src/db/db.js";
 import { loadConfig } from "../src/config/config.js";
 import { resolvePaths } from "../src/config/paths.js";
 import { runCli, CLI_BIN, cliEnv } from "./helpers/cli.js";
@@ -415,16 +415,28 @@ describe("the database connection: version probe, catalog, closing, side connect
     expect(await sessions(d)).toBe(0);
   }
 
-  it("knows the preloaded tables' columns exactly as a per-table catalog read finds them (Zulip 10, 11, 12)", async () => {
+  it("knows the preloaded tables' shapes exactly as a per-table catalog read finds them (Zulip 10, 11, 12)", async () => {
     for (const template of ["zulip10_fresh", "zulip11_fresh", "zulip12_fresh"] as const) {
       const d = await createDatabase({ template });
       try {
         const c = await connect(config(), envFor(d));
         try {
           for (const table of ["zerver_realm", "zerver_userprofile", "zerver_realmauditlog", "zerver_namedusergroup", "zerver_stream", "no_such_table"]) {
-            const expected = await queryTableColumns(d.client, table);
-            expect([...(await c.columns(table))].sort()).toEqual([...expected].sort());
+            const expected = (await queryTableShapes(d.client, [table])).get(table)!;
+            // In table order, as the catalog numbers the columns.
+            const { rows } = await d.client.query(
+              "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+              [table],
+            );
+            expect([...expected.columns]).toEqual(rows.map((r) => r.attname));
+            expect([...(await c.columns(table))]).toEqual([...expected.columns]);
+            expect([...(await tableShape(c, table)).required]).toEqual([...expected.required]);
+            expect(await c.hasTable(table)).toBe(table !== "no_such_table");
           }
+          // NOT NULL without a default: Django's Python defaults fill these.
+          const realm = await tableShape(c, "zerver_realm");
+          expect(realm.required.has("string_id")).toBe(true);
+          expect(realm.required.has("id")).toBe(false);
           expect(c.release).toBe({ zulip10_fresh: "10.x", zulip11_fresh: "11.x", zulip12_fresh: "12.x" }[template]);
         } finally {
           await c.close();

@@ -1,6 +1,7 @@
 // Unit tests for the RawConfigParser-compatible INI reader and the in-place updater (no database).
 import { describe, expect, it } from "vitest";
 import { IniParseError, iniGet, parseIni, parseIniDetailed, updateIniValues } from "../src/config/ini.js";
+import { runPython } from "./helpers/tools.js";
 
 const obj = (m: Map<string, Map<string, string>>) => Object.fromEntries([...m].map(([s, kv]) => [s, Object.fromEntries(kv)]));
 
@@ -31,6 +32,18 @@ describe("parseIni", () => {
     expect(obj(m)).toEqual({ Machine: { deploy_type: "production", puppet_classes: "zulip::profile::standalone" } });
     expect(iniGet(m, "Machine", "DEPLOY_TYPE")).toBe("production");
     expect(iniGet(m, "machine", "deploy_type")).toBeUndefined();
+  });
+
+  it("whitespace is Python's (str.strip() and re's \\s), as configparser reads it: not JavaScript's trim", () => {
+    const text = ["[s]", "key\u3000=\x85value\x1c", "\x1fcontinued\u2028", "bom = \ufeffkept\ufeff", "nel\x85: x ", "plain=  y\u00a0", ""].join("\n");
+    const python = JSON.parse(
+      runPython(
+        "import configparser, json, sys\ncp = configparser.RawConfigParser()\ncp.read_string(sys.argv[1])\nprint(json.dumps({k: v for k, v in cp['s'].items()}))",
+        [text],
+      ),
+    );
+    expect(obj(parseIni(text)).s).toEqual(python);
+    expect(python).toEqual({ key: "value\ncontinued", bom: "\ufeffkept\ufeff", nel: "x", plain: "y" });
   });
 
   it("splits at the first '=' or ':'", () => {

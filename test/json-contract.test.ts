@@ -11,10 +11,10 @@ import { createRealm } from "../src/zulip/actions/create-realm.js";
 import { createUser } from "../src/zulip/actions/create-user.js";
 import { ERROR_CODES } from "../src/lib/errors.js";
 import { STATUSES, utcTimestampFromPg } from "../src/cli/json-contract.js";
-import { ROLE_NAMES } from "../src/zulip/roles.js";
+import { ROLE_API_NAMES, ROLE_IDS, ROLE_NAMES } from "../src/zulip/roles.js";
 import { cacheReportJson } from "../src/zulip/cache.js";
 import { eventsReportJson } from "../src/services/events.js";
-import { CacheReport, EventsReport, ROLE_API_NAMES, ROLE_IDS } from "../src/schemas/shared.js";
+import { CacheReport, EventsReport, User } from "../src/schemas/shared.js";
 import { makeTempDir, startSmtpSink, type SmtpSink } from "./email-support.js";
 import { CLI_ENTRY, runCli } from "./helpers/cli.js";
 import { type ConfDir, makeConfDir } from "./helpers/confdir.js";
@@ -55,9 +55,19 @@ const ajv = new Ajv({ allErrors: true, strict: true });
 /** The schema `help <name> --json-schema` prints, compiled. */
 
 describe("the contract's shared parts", () => {
-  it("role names and ids are Zulip's (src/zulip/roles.ts)", () => {
+  it("role names and ids are Zulip's (src/zulip/roles.ts; UserProfile.ROLE_ID_TO_NAME_MAP), and the schemas use them", () => {
+    expect(ROLE_NAMES).toEqual({
+      100: { printed: "Organization owner", api: "owner" },
+      200: { printed: "Organization administrator", api: "administrator" },
+      300: { printed: "Moderator", api: "moderator" },
+      400: { printed: "Member", api: "member" },
+      600: { printed: "Guest", api: "guest" },
+    });
     expect([...ROLE_IDS]).toEqual(Object.keys(ROLE_NAMES).map(Number));
     expect([...ROLE_API_NAMES]).toEqual(Object.values(ROLE_NAMES).map((r) => r.api));
+    const literals = (s: any) => s.anyOf.map((x: any) => x.const);
+    expect(literals(User.properties.role_id)).toEqual([...ROLE_IDS]);
+    expect(literals(User.properties.role)).toEqual([...ROLE_API_NAMES]);
   });
 
   it("timestamps from PostgreSQL become RFC 3339 UTC with Z, keeping the microseconds", () => {

@@ -31,11 +31,14 @@ const MAY_IMPORT: Record<string, string[]> = {
   "zulip/templates": ["lib", "zulip"],
   "zulip/actions": ["lib", "config", "db", "services", "zulip", "zulip/events", "zulip/templates"],
   ops: ["lib", "config", "db", "services", "zulip", "zulip/actions"],
-  schemas: ["cli"],
+  schemas: ["cli", "zulip"], // zulip: roles.ts alone (SCHEMAS_MAY_IMPORT)
   commands: ["lib", "config", "db", "services", "zulip", "zulip/events", "zulip/templates", "zulip/actions", "ops", "schemas", "cli"],
   cli: ["lib", "config", "db", "services", "zulip", "zulip/events", "zulip/actions", "ops", "schemas", "commands"],
   dev: ["lib", "config", "db", "services", "zulip", "zulip/events", "zulip/templates", "zulip/actions", "ops", "cli", "commands"],
 };
+
+/** The one src/zulip module src/schemas may import (it imports nothing itself). */
+const SCHEMAS_MAY_IMPORT = "zulip/roles.ts";
 
 /** The CLI modules a command may use: its declaration, context, output and prompts. */
 const CLI_FOR_COMMANDS = new Set([
@@ -81,6 +84,15 @@ describe("source layout", () => {
       return a !== b && !MAY_IMPORT[a]?.includes(b);
     });
     expect(bad.map((e) => `${e.from} → ${e.to}`)).toEqual([]);
+  });
+
+  it("src/schemas reaches src/zulip only for the role constants, which import nothing", () => {
+    // The --json role fields are built from src/zulip/roles.ts (one definition of the roles);
+    // that module must stay free of imports so that the schemas (and scripts/json-schemas.mjs,
+    // which loads them) pull in nothing else.
+    const bad = all.filter((e) => folderOf(e.from) === "schemas" && folderOf(e.to) === "zulip" && e.to !== SCHEMAS_MAY_IMPORT);
+    expect(bad.map((e) => `${e.from} → ${e.to}`)).toEqual([]);
+    expect(all.filter((e) => e.from === SCHEMAS_MAY_IMPORT).map((e) => e.to)).toEqual([]);
   });
 
   it("nothing outside src/dev imports src/dev", () => {

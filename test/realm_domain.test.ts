@@ -9,6 +9,8 @@ import { QueueReader, sortedUsers } from "./helpers/rabbitmq.js";
 import { startServerCopy, type ServerCopy } from "./helpers/server-copy.js";
 import { changedTables, snapshot } from "./helpers/snapshot.js";
 import { TEST_REALM } from "./helpers/users.js";
+import { CommandError } from "../src/lib/errors.js";
+import { lockRealm } from "../src/zulip/realms.js";
 
 describe.each(["zulip12_fresh", "zulip11_fresh", "zulip10_fresh"] as const)("realm_domain on %s", (template) => {
   let copy: ServerCopy;
@@ -73,6 +75,13 @@ describe.each(["zulip12_fresh", "zulip11_fresh", "zulip10_fresh"] as const)("rea
     expect(changedTables(before, await snapshot(copy.db, true))).toEqual([]);
     expect(await reader.drain()).toEqual([]);
   }
+
+  it("an organization deleted while a command runs: the realm lock (realms.ts lockRealm, every action's) refuses with a CommandError", async () => {
+    const missing = lockRealm(copy.db.client, 2_000_000_000, { columns: "id" });
+    await expect(missing).rejects.toBeInstanceOf(CommandError);
+    await expect(missing).rejects.toThrow("The organization was deleted while this command ran; nothing was changed.");
+    expect(Number((await lockRealm(copy.db.client, TEST_REALM, { columns: "id" })).id)).toBe(TEST_REALM);
+  });
 
   it("show (the default) on an organization without domains", async () => {
     const r = await cli([]);

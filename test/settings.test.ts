@@ -272,6 +272,20 @@ describe("derived host values", () => {
     expect(s.INSTALLATION_NAME).toBe("Chat.Example.org:8443");
   });
 
+  it("FAKE_EMAIL_DOMAIN: settings.py's value as written (even empty), else deport(EXTERNAL_HOST) like default_settings.py", () => {
+    const dflt = make("EXTERNAL_HOST = 'Chat.Example.org:8443'\nZULIP_ADMINISTRATOR = 'a@b.c'");
+    expect(dflt.FAKE_EMAIL_DOMAIN).toBe("chat.example.org");
+    expect(dflt.sources.FAKE_EMAIL_DOMAIN).toBe("derived");
+    // default_settings.py computes it from EXTERNAL_HOST, not from a settings.py EXTERNAL_HOST_WITHOUT_PORT.
+    const own = make("EXTERNAL_HOST = 'chat.example.org:8443'\nEXTERNAL_HOST_WITHOUT_PORT = 'other.example'\nZULIP_ADMINISTRATOR = 'a@b.c'");
+    expect(own.FAKE_EMAIL_DOMAIN).toBe("chat.example.org");
+    const set = make(`${BASE}FAKE_EMAIL_DOMAIN = 'fake.example.net'\n`);
+    expect([set.FAKE_EMAIL_DOMAIN, set.sources.FAKE_EMAIL_DOMAIN]).toEqual(["fake.example.net", "file"]);
+    // An empty value is a value: get_fake_email_domain refuses it ("bot@" is no address).
+    const empty = make(`${BASE}FAKE_EMAIL_DOMAIN = ''\n`);
+    expect([empty.FAKE_EMAIL_DOMAIN, empty.sources.FAKE_EMAIL_DOMAIN]).toEqual(["", "file"]);
+  });
+
   it("deport handles IPv6 literals and user info like urllib", () => {
     expect(deport("[::1]:9991")).toBe("[::1]");
     expect(deport("[FE80::1]")).toBe("[fe80::1]");

@@ -9,6 +9,9 @@ import { padPy } from "../src/cli/output.js";
 import { pyDatetimeFromPg, pyRepr, pyStrFromPg, pyStrRepr } from "../src/lib/pyformat.js";
 import { decideRunAs, shellQuote } from "../src/cli/runas.js";
 import { authenticationMethodsDict } from "../src/zulip/auth-backends.js";
+import { withTimeout } from "../src/lib/timeout.js";
+import { escapeMarkdownText } from "../src/zulip/templates/html.js";
+import { runPython } from "./helpers/tools.js";
 
 describe("parsePythonInt (manage.py's int() realm id test)", () => {
   it("accepts what Python's int() accepts", () => {
@@ -101,5 +104,30 @@ describe("running as root", () => {
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe("withTimeout (src/lib/timeout.ts)", () => {
+  it("settles as the promise does, or rejects with ETIMEDOUT and the message after the deadline", async () => {
+    await expect(withTimeout(Promise.resolve(7), 1000)).resolves.toBe(7);
+    await expect(withTimeout(Promise.reject(new Error("boom")), 1000)).rejects.toThrow("boom");
+    const never = new Promise<never>(() => undefined);
+    await expect(withTimeout(never, 10)).rejects.toMatchObject({ message: "timed out", code: "ETIMEDOUT" });
+    await expect(withTimeout(never, 10, "SMTP server h:25: no answer within 0.01 s")).rejects.toThrow("SMTP server h:25: no answer within 0.01 s");
+  });
+});
+
+describe("escapeMarkdownText (Python-Markdown's _escape_cdata)", () => {
+  it("escapes & < > but keeps character references, as RE_AMP does", () => {
+    const samples = ["a & b", "&amp;", "&#39;", "&#x1F;", "&#X1f;", "&#abc;", "&#xyz;", "&nbsp;", "&NBSP;", "<b>", "&;", "&a_b;", "R&D; & co"];
+    const python: string[] = JSON.parse(
+      runPython(
+        "import json, re, sys\nRE_AMP = re.compile(r'&(?!(?:\\#[0-9]+|\\#x[0-9a-f]+|[0-9a-z]+);)', re.I)\n" +
+          "print(json.dumps([RE_AMP.sub('&amp;', s).replace('<', '&lt;').replace('>', '&gt;') for s in json.loads(sys.argv[1])]))",
+        [JSON.stringify(samples)],
+      ),
+    );
+    expect(samples.map(escapeMarkdownText)).toEqual(python);
+    expect(escapeMarkdownText("&#abc; &#x1F;")).toBe("&amp;#abc; &#x1F;");
   });
 });

@@ -41,7 +41,8 @@ import type { Context } from "../cli/context.js";
 import type { Db } from "../db/db.js";
 import { CommandError, UsageError } from "../lib/errors.js";
 import { getRealm, getUser, getUsers, type Realm, type UserProfile } from "../zulip/lookup.js";
-import { BILLING_SETTING, changeBillingPermission, REALM_GROUP_SETTING_CONFIG } from "../zulip/group-settings.js";
+import { BILLING_SETTING, REALM_GROUP_SETTING_CONFIG } from "../zulip/group-settings.js";
+import { changeBillingPermission } from "../zulip/actions/change-billing-permission.js";
 import { ROLE_NAMES, ROLES } from "../zulip/roles.js";
 import { doChangeUserRole, planUserRoleChange, type Tracked, tracked } from "../zulip/actions/change-user-role.js";
 import {
@@ -360,7 +361,7 @@ async function changeFlag(
 
 /**
  * is_billing_admin on Zulip 10+: the user added to (or, with --revoke, removed from) the realm
- * setting "Who can manage plans and billing" (src/zulip/group-settings.ts changeBillingPermission).
+ * setting "Who can manage plans and billing" (src/zulip/actions/change-billing-permission.ts changeBillingPermission).
  */
 async function changeBilling(
   db: Db,

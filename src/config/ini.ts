@@ -31,6 +31,8 @@
  * is kept.
  */
 
+import { PY_WHITESPACE, pyRstrip, pyStrip } from "../lib/pyformat.js";
+
 export type IniData = Map<string, Map<string, string>>;
 
 export class IniParseError extends Error {
@@ -59,7 +61,9 @@ export interface IniParseResult {
 
 const DEFAULT_SECTION = "DEFAULT";
 const SECTION_RE = /^\[(.+)\]/;
-const OPTION_RE = /^(.*?)\s*([=:])\s*(.*)$/s;
+// configparser's _OPT_TMPL and NONSPACECRE: `\s` of Python's re is str.isspace()'s set.
+const OPTION_RE = new RegExp(`^(.*?)[${PY_WHITESPACE}]*([=:])[${PY_WHITESPACE}]*(.*)$`, "s");
+const NONSPACE_RE = new RegExp(`[^${PY_WHITESPACE}]`);
 
 interface PhysicalLine {
   /** Text without its line terminator. */
@@ -89,11 +93,6 @@ type LineInfo =
   | { kind: "continuation"; owner: number; value: string; blank: boolean }
   | { kind: "error"; message: string };
 
-/** Python's str.strip() for the characters that matter in config files. */
-function pyStrip(s: string): string {
-  return s.replace(/^\s+|\s+$/g, "");
-}
-
 /** Classify every physical line exactly like RawConfigParser._read does. */
 function scan(lines: PhysicalLine[]): LineInfo[] {
   const out: LineInfo[] = [];
@@ -113,7 +112,7 @@ function scan(lines: PhysicalLine[]): LineInfo[] {
       else out.push({ kind: "blank" });
       continue;
     }
-    const curIndent = raw.search(/\S/);
+    const curIndent = raw.search(NONSPACE_RE);
     if (section !== null && option !== null && curIndent > indentLevel) {
       out.push({ kind: "continuation", owner: option, value: stripped, blank: false });
       continue;
@@ -136,7 +135,7 @@ function scan(lines: PhysicalLine[]): LineInfo[] {
       option = null;
       continue;
     }
-    const rawKey = om[1]!.replace(/\s+$/, "");
+    const rawKey = pyRstrip(om[1]!);
     const valueStart = curIndent + om[0].length - om[3]!.length;
     out.push({ kind: "option", section, key: rawKey.toLowerCase(), rawKey, value: pyStrip(om[3]!), valueStart });
     option = i;
@@ -184,7 +183,7 @@ export function parseIniDetailed(text: string, opts: { path?: string } = {}): In
   const sections: IniData = new Map();
   for (const [name, opts2] of raw) {
     const m = new Map<string, string>();
-    for (const [key, parts] of opts2) m.set(key, parts.join("\n").replace(/\s+$/, ""));
+    for (const [key, parts] of opts2) m.set(key, pyRstrip(parts.join("\n")));
     sections.set(name, m);
   }
   const defaults = sections.get(DEFAULT_SECTION);

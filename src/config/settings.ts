@@ -65,6 +65,13 @@ export interface ZulipSettingValues {
   NOREPLY_EMAIL_ADDRESS: string;
   ADD_TOKENS_TO_NOREPLY_ADDRESS: boolean;
   TOKENIZED_NOREPLY_EMAIL_ADDRESS: string;
+  /**
+   * The domain of placeholder addresses (user<id>@…, deleteduser<id>@…) when the realm's host
+   * cannot form one (get_fake_email_domain, zerver/models/realms.py): settings.py's value as
+   * written — "" and all, which get_fake_email_domain then refuses — else deport(EXTERNAL_HOST)
+   * (default_settings.py, computed before settings.py is applied).
+   */
+  FAKE_EMAIL_DOMAIN: string;
   EMAIL_HOST: string | null;
   EMAIL_HOST_USER: string;
   /** Secret `email_password`. */
@@ -173,6 +180,7 @@ export const SETTING_NAMES: readonly SettingName[] = [
   "NOREPLY_EMAIL_ADDRESS",
   "ADD_TOKENS_TO_NOREPLY_ADDRESS",
   "TOKENIZED_NOREPLY_EMAIL_ADDRESS",
+  "FAKE_EMAIL_DOMAIN",
   "EMAIL_HOST",
   "EMAIL_HOST_USER",
   "EMAIL_HOST_PASSWORD",
@@ -462,6 +470,7 @@ export function computeSettings(parsed: PyAssignments, secrets: Map<string, stri
     NOREPLY_EMAIL_ADDRESS: () => fileOr("NOREPLY_EMAIL_ADDRESS", asStr, () => derived(`noreply@${deport(v("EXTERNAL_HOST"))}`)),
     ADD_TOKENS_TO_NOREPLY_ADDRESS: () => fileOr("ADD_TOKENS_TO_NOREPLY_ADDRESS", asBool, dflt(true)),
     TOKENIZED_NOREPLY_EMAIL_ADDRESS: () => fileOr("TOKENIZED_NOREPLY_EMAIL_ADDRESS", asStr, () => derived(`noreply-{token}@${deport(v("EXTERNAL_HOST"))}`)),
+    FAKE_EMAIL_DOMAIN: () => fileOr("FAKE_EMAIL_DOMAIN", asStr, () => derived(deport(v("EXTERNAL_HOST")))),
     EMAIL_HOST: () => fileOr("EMAIL_HOST", asStrOrNull, dflt<string | null>(null)),
     EMAIL_HOST_USER: () => fileOr("EMAIL_HOST_USER", asStr, dflt("")),
     EMAIL_HOST_PASSWORD: () => derived(secret("email_password")),

@@ -119,7 +119,6 @@ function sslOption(sslmode: string, host: string): ClientConfig["ssl"] {
 }
 
 export class Db implements Queryable {
-  private catalog = new Map<string, Promise<Set<string>>>();
   /** Newest mainline zerver migration applied (backports to older releases ignored), or null. */
   zerverMigration: number | null = null;
 
@@ -149,32 +148,22 @@ export class Db implements Queryable {
     }
   }
 
-  /** Feature detection from the catalog (tables and columns in the search path), per table and cached. */
+  /** Feature detection from the catalog: tableColumns(this, table). */
   columns(table: string): Promise<Set<string>> {
-    let cols = this.catalog.get(table);
-    if (!cols) {
-      cols = queryTableColumns(this.client, table);
-      this.catalog.set(table, cols);
-    }
-    return cols;
+    return tableColumns(this, table);
   }
 
-  async hasTable(table: string): Promise<boolean> {
-    return (await this.columns(table)).size > 0;
+  hasTable(table: string): Promise<boolean> {
+    return hasTable(this, table);
   }
 
-  async hasColumn(table: string, column: string): Promise<boolean> {
-    return (await this.columns(table)).has(column);
+  hasColumn(table: string, column: string): Promise<boolean> {
+    return hasColumn(this, table, column);
   }
 
   /** The Zulip release this database's schema belongs to, e.g. "12.x". */
   get release(): string {
     return this.zerverMigration !== null ? releaseForMigration(this.zerverMigration) : "unknown";
-  }
-
-  /** Preload the catalog cache (the version probe reads the most used tables' columns). */
-  rememberColumns(table: string, columns: Iterable<string>): void {
-    this.catalog.set(table, Promise.resolve(new Set(columns)));
   }
 
   /**
@@ -216,37 +205,105 @@ export async function withSideConnection<T>(config: Config, env: NodeJS.ProcessE
   }
 }
 
-/** The tables whose columns the version probe preloads: the ones most commands look at. */
+/** The tables whose shapes the version probe preloads: the ones most commands look at. */
 const PRELOADED_TABLES = ["zerver_realm", "zerver_userprofile", "zerver_realmauditlog", "zerver_namedusergroup"];
 
-/** The columns of `table` (a table or view in the search path); empty when there is no such table. */
-export async function queryTableColumns(q: Queryable, table: string): Promise<Set<string>> {
-  return (await queryColumnsOf(q, [table])).get(table) ?? new Set();
+// ---------------------------------------------------------------------------------------------
+// The catalog: which tables and columns this database has (feature detection across Zulip
+// releases) and which columns an INSERT must fill. One cache per connection object, for every
+// caller: a Db, or a bare pg Client (tests, side connections).
+
+/** A table's columns as the catalog describes them. */
+export interface TableShape {
+  /** Column names in table order (attnum); empty when there is no such table. */
+  columns: Set<string>;
+  /** NOT NULL columns without a database default or identity (Django's Python defaults must fill these). */
+  required: Set<string>;
 }
 
 /**
- * SQL for the columns of several tables (or views) in the search path: a JSON object
- * table -> column names, to embed in a larger statement or run alone (queryColumnsOf);
- * `param` is the placeholder of the text[] of table names.
+ * SQL for the shapes of several tables (a text[] of names in placeholder `param`), each name
+ * resolved as an unqualified name in a statement is (to_regclass: the first match in the search
+ * path): JSON {table: [[column, required], …] in column order, or null}; to embed in a larger
+ * statement or run alone (queryTableShapes).
  */
-function columnsJsonSql(param: string): string {
-  return `(SELECT json_object_agg(t, cols) FROM (
-     SELECT c.relname AS t, array_agg(DISTINCT a.attname::text) AS cols
-       FROM pg_catalog.pg_attribute a
-       JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
-       JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-      WHERE c.relname = ANY (${param}::text[]) AND c.relkind IN ('r', 'p', 'v') AND n.nspname = ANY (current_schemas(false))
-        AND a.attnum > 0 AND NOT a.attisdropped
-      GROUP BY c.relname) x)`;
+function shapesJsonSql(param: string): string {
+  return `(SELECT json_object_agg(t.name, (
+       SELECT json_agg(json_build_array(a.attname, a.attnotnull AND NOT a.atthasdef AND a.attidentity = '') ORDER BY a.attnum)
+         FROM pg_catalog.pg_attribute a WHERE a.attrelid = to_regclass(t.name) AND a.attnum > 0 AND NOT a.attisdropped))
+     FROM unnest(${param}::text[]) AS t(name))`;
 }
 
-function columnsFromJson(tables: string[], json: Record<string, string[]> | null): Map<string, Set<string>> {
-  return new Map(tables.map((t) => [t, new Set(json?.[t] ?? [])]));
+function shapesFromJson(tables: string[], json: Record<string, [string, boolean][] | null> | null): Map<string, TableShape> {
+  return new Map(
+    tables.map((t) => {
+      const cols = json?.[t] ?? [];
+      return [t, { columns: new Set(cols.map(([c]) => c)), required: new Set(cols.filter(([, r]) => r).map(([c]) => c)) }];
+    }),
+  );
 }
 
-async function queryColumnsOf(q: Queryable, tables: string[]): Promise<Map<string, Set<string>>> {
-  const { rows } = await q.query(`SELECT ${columnsJsonSql("$1")} AS columns`, [tables]);
-  return columnsFromJson(tables, rows[0]?.columns ?? null);
+/** Read the shapes of these tables now (no cache). */
+export async function queryTableShapes(q: Queryable, tables: string[]): Promise<Map<string, TableShape>> {
+  const { rows } = await q.query(`SELECT ${shapesJsonSql("$1")} AS shapes`, [tables]);
+  return shapesFromJson(tables, rows[0]?.shapes ?? null);
+}
+
+const shapeCache = new WeakMap<object, Map<string, Promise<TableShape>>>();
+
+function shapesOf(q: Queryable): Map<string, Promise<TableShape>> {
+  let cache = shapeCache.get(q);
+  if (!cache) shapeCache.set(q, (cache = new Map()));
+  return cache;
+}
+
+/** Cache `shape` (a pending read) for `table` on this connection; a failed read is forgotten. */
+function remember(cache: Map<string, Promise<TableShape>>, table: string, shape: Promise<TableShape>): void {
+  cache.set(table, shape);
+  shape.catch(() => {
+    if (cache.get(table) === shape) cache.delete(table);
+  });
+}
+
+/** Read (once per connection) the shapes of several tables in one statement. */
+export async function prefetchTableShapes(q: Queryable, tables: string[]): Promise<void> {
+  const cache = shapesOf(q);
+  const missing = tables.filter((t) => !cache.has(t));
+  if (missing.length === 0) return;
+  const all = queryTableShapes(q, missing);
+  for (const t of missing)
+    remember(
+      cache,
+      t,
+      all.then((m) => m.get(t)!),
+    );
+  await all;
+}
+
+/** A table's shape (read once per connection). */
+export function tableShape(q: Queryable, table: string): Promise<TableShape> {
+  const cache = shapesOf(q);
+  let shape = cache.get(table);
+  if (!shape) remember(cache, table, (shape = queryTableShapes(q, [table]).then((m) => m.get(table)!)));
+  return shape;
+}
+
+/** The columns of `table` (a table or view in the search path), in table order; empty when there is no such table. */
+export async function tableColumns(q: Queryable, table: string): Promise<Set<string>> {
+  return (await tableShape(q, table)).columns;
+}
+
+/** NOT NULL columns of a table that have no database default. */
+export async function requiredColumns(q: Queryable, table: string): Promise<Set<string>> {
+  return (await tableShape(q, table)).required;
+}
+
+async function hasTable(q: Queryable, table: string): Promise<boolean> {
+  return (await tableColumns(q, table)).size > 0;
+}
+
+export async function hasColumn(q: Queryable, table: string, column: string): Promise<boolean> {
+  return (await tableColumns(q, table)).has(column);
 }
 
 /** The newest zerver migrations: only backports can lie above the newest mainline one, so the newest few are enough. */
@@ -318,18 +375,19 @@ export async function connect(config: Config, env: NodeJS.ProcessEnv = process.e
   // Never let a stray 'error' event (server restart, idle disconnect) crash the process.
   client.on("error", () => undefined);
   const db = new Db(client, plan);
-  // One round trip for a Zulip database: the newest migrations and the columns of the most used
+  // One round trip for a Zulip database: the newest migrations and the shapes of the most used
   // tables. It fails when django_migrations does not exist; then the step-by-step probe says why.
   let names: string[] | null = null;
   try {
     const { rows } = await client.query(
       `SELECT ARRAY(${NEWEST_ZERVER_MIGRATIONS_SQL}) AS names, to_regclass('zerver_realm') IS NOT NULL AS has_realm,
-              ${columnsJsonSql("$1")} AS columns`,
+              ${shapesJsonSql("$1")} AS shapes`,
       [PRELOADED_TABLES],
     );
     if (rows[0].has_realm) {
       names = rows[0].names;
-      for (const [table, columns] of columnsFromJson(PRELOADED_TABLES, rows[0].columns)) db.rememberColumns(table, columns);
+      const cache = shapesOf(db);
+      for (const [table, shape] of shapesFromJson(PRELOADED_TABLES, rows[0].shapes)) remember(cache, table, Promise.resolve(shape));
     }
   } catch {
     names = null;

@@ -7,13 +7,13 @@
 //
 //   await db.tx((q) => seedServer(q, DEMO_SPEC));
 //   await db.tx((q) => seedBulkUsers(q, realmId, 100_000, { externalHost }));
-import type { Queryable } from "../db/db.js";
+import { type Queryable, tableColumns } from "../db/db.js";
 import { SeededRandom } from "../lib/random.js";
 import { getOrCreateClient } from "../zulip/clients.js";
-import { roleCountSnapshot } from "../zulip/audit.js";
-import { getSystemGroups, isProvisionalMember } from "../zulip/groups.js";
-import { BotType, EmailAddressVisibility, OrgType, SYSTEM_BOT_REALM } from "../zulip/models.js";
-import { ROLES } from "../zulip/roles.js";
+import { AuditLogEventType, roleCountSnapshot } from "../zulip/audit.js";
+import { getSystemGroups, isProvisionalMember, ROLES_IN_SYSTEM_GROUP, SystemGroups, systemGroupNameForRole } from "../zulip/groups.js";
+import { BotType, EmailAddressVisibility, MessageType, OrgType, SYSTEM_BOT_REALM, UserMessageFlag } from "../zulip/models.js";
+import { ROLE_IDS, ROLES } from "../zulip/roles.js";
 import { STREAM_ASSIGNMENT_COLORS } from "../zulip/actions/bulk-add-subscriptions.js";
 import { createChannel, type CreatedChannel } from "../zulip/actions/create-channel.js";
 import { createRealm, type CreatedRealm } from "../zulip/actions/create-realm.js";
@@ -21,7 +21,7 @@ import { createUser, deactivateUser, fakeEmailDomain, type CreatedUser } from ".
 import { sendMessage } from "../zulip/actions/message-send.js";
 import { createSystemBots } from "../zulip/actions/server-initialization.js";
 import { quoteIdent } from "../db/sql.js";
-import { realmHostFor } from "../config/settings.js";
+import { deport, realmHostFor } from "../config/settings.js";
 import { escapeMessageHtml } from "../zulip/templates/html.js";
 
 // ---------------------------------------------------------------------------------------------
@@ -644,18 +644,14 @@ export async function seedBulkUsers(
   let fakeDomain: string | null = null;
   if (visibility !== EmailAddressVisibility.EVERYONE) {
     if (!host && !opts.fakeEmailDomain) throw new Error("seedBulkUsers: externalHost is needed for fake display emails");
-    fakeDomain = opts.fakeEmailDomain ?? fakeEmailDomain(host);
+    fakeDomain = opts.fakeEmailDomain ?? fakeEmailDomain(host, deport(opts.externalHost!));
   }
   const emailDomain = opts.emailDomain ?? (realm.string_id ? `${realm.string_id}.example.com` : "example.com");
   const prefix = opts.emailPrefix ?? "bulk";
   const namePrefix = opts.namePrefix ?? "Bulk User";
 
   // Settings columns copied from RealmUserDefault (as createUser does).
-  const upCols = new Set(
-    (await db.query(`SELECT attname FROM pg_attribute WHERE attrelid = 'zerver_userprofile'::regclass AND attnum > 0 AND NOT attisdropped`)).rows.map(
-      (r) => r.attname as string,
-    ),
-  );
+  const upCols = await tableColumns(db, "zerver_userprofile");
   const skip = new Set(["id", "realm_id", "default_language", "enable_login_emails", "allow_private_data_export"]);
   const settingCols = Object.keys(rud).filter((k) => !skip.has(k) && upCols.has(k));
 
@@ -729,53 +725,38 @@ export async function seedBulkUsers(
   const counts = { ...before["11"] };
   const wg = (await db.query(`SELECT name, is_system_group FROM zerver_namedusergroup WHERE usergroup_ptr_id = $1`, [realm.workplace_users_group_id]))
     .rows[0] as { name: string; is_system_group: boolean } | undefined;
-  const rolesIn: Record<string, number[]> = {
-    "role:nobody": [],
-    "role:owners": [100],
-    "role:administrators": [100, 200],
-    "role:moderators": [100, 200, 300],
-    "role:members": [100, 200, 300, 400],
-    "role:everyone": [100, 200, 300, 400, 600],
-    "role:internet": [100, 200, 300, 400, 600],
-  };
   const provisional = isProvisionalMember(role, dateJoined, Number(realm.waiting_period_threshold), now);
   let newAreWorkplace: boolean;
-  if (wg?.is_system_group && wg.name === "role:fullmembers") {
+  if (wg?.is_system_group && wg.name === SystemGroups.FULL_MEMBERS) {
     newAreWorkplace = role === ROLES.MEMBER ? !provisional : role !== ROLES.GUEST;
   } else if (wg?.is_system_group) {
-    newAreWorkplace = (rolesIn[wg.name] ?? []).includes(role);
+    newAreWorkplace = (ROLES_IN_SYSTEM_GROUP[wg.name] ?? []).includes(role);
   } else {
     newAreWorkplace = false; // an anonymous/user-defined group: the new users are not in it
   }
   const before11 = counts;
   const k = (key: string) => `'${key}', ${before11[key]} + CASE WHEN $3::text = '${key}' THEN b.n ELSE 0 END`;
   const wk = newAreWorkplace ? "workplace_users" : "non_workplace_users";
+  const roleKeys = ROLE_IDS.map(String);
   await db.query(
     `INSERT INTO zerver_realmauditlog (event_time, backfilled, extra_data, event_type, event_last_message_id,
                                       acting_user_id, modified_user_id, realm_id, modified_stream_id,
                                       modified_user_group_id, scrubbed)
      SELECT $2::timestamptz, false,
             jsonb_build_object('10', jsonb_build_object('11', jsonb_build_object(
-              ${["100", "200", "300", "400", "600", "workplace_users", "non_workplace_users"]
-                .map((key) => (key === wk ? `'${key}', ${before11[key]} + b.n` : key.length === 3 ? k(key) : `'${key}', ${before11[key]}`))
+              ${[...roleKeys, "workplace_users", "non_workplace_users"]
+                .map((key) => (key === wk ? `'${key}', ${before11[key]} + b.n` : roleKeys.includes(key) ? k(key) : `'${key}', ${before11[key]}`))
                 .join(", ")}), '12', ${before["12"]})),
-            101, NULL, b.id, b.id, $1::int, NULL, NULL, false
+            ${AuditLogEventType.USER_CREATED}, NULL, b.id, b.id, $1::int, NULL, NULL, false
        FROM zm_bulk_users b ORDER BY b.id`,
     [realmId, dateJoined, String(role)],
   );
 
   // System-group memberships (+ role:fullmembers for members past the waiting period).
-  const roleGroup = {
-    [ROLES.REALM_OWNER]: groups["role:owners"],
-    [ROLES.REALM_ADMINISTRATOR]: groups["role:administrators"],
-    [ROLES.MODERATOR]: groups["role:moderators"],
-    [ROLES.MEMBER]: groups["role:members"],
-    [ROLES.GUEST]: groups["role:everyone"],
-  }[role];
-  if (roleGroup === undefined) throw new Error(`unknown role ${role}`);
+  const roleGroup = groups[systemGroupNameForRole(role)];
   const memberGroups = [roleGroup];
   if (role === ROLES.MEMBER && !provisional) {
-    memberGroups.push(groups["role:fullmembers"]);
+    memberGroups.push(groups[SystemGroups.FULL_MEMBERS]);
   }
   for (const gid of memberGroups) {
     await db.query(`INSERT INTO zerver_usergroupmembership (user_group_id, user_profile_id) SELECT $1::bigint, b.id FROM zm_bulk_users b ORDER BY b.id`, [gid]);
@@ -783,7 +764,7 @@ export async function seedBulkUsers(
   await db.query(
     `INSERT INTO zerver_realmauditlog (event_time, backfilled, extra_data, event_type, acting_user_id, modified_user_id,
                                       realm_id, modified_user_group_id, scrubbed)
-     SELECT $2::timestamptz, false, '{}'::jsonb, 703, b.id, b.id, $1::int, g.gid, false
+     SELECT $2::timestamptz, false, '{}'::jsonb, ${AuditLogEventType.USER_GROUP_DIRECT_USER_MEMBERSHIP_ADDED}, b.id, b.id, $1::int, g.gid, false
        FROM zm_bulk_users b CROSS JOIN unnest($3::bigint[]) WITH ORDINALITY AS g(gid, o) ORDER BY b.id, g.o`,
     [realmId, dateJoined, memberGroups],
   );
@@ -815,7 +796,7 @@ export async function seedBulkUsers(
       await db.query(
         `INSERT INTO zerver_realmauditlog (event_time, backfilled, extra_data, event_type, event_last_message_id,
                                           acting_user_id, modified_user_id, realm_id, modified_stream_id, scrubbed)
-         SELECT $2::timestamptz, false, '{}'::jsonb, 301, $4::int, NULL, b.id, $1::int, s.sid, false
+         SELECT $2::timestamptz, false, '{}'::jsonb, ${AuditLogEventType.SUBSCRIPTION_CREATED}, $4::int, NULL, b.id, $1::int, s.sid, false
            FROM zm_bulk_users b CROSS JOIN unnest($3::bigint[]) WITH ORDINALITY AS s(sid, o) ORDER BY b.id, s.o`,
         [realmId, dateJoined, streamIds, Number(last.rows[0].id)],
       );
@@ -864,7 +845,7 @@ export async function seedBulkMessages(db: Queryable, opts: BulkMessagesOptions)
     `WITH inserted AS (INSERT INTO zerver_message (type, subject, content, rendered_content, rendered_content_version, date_sent,
                                 last_edit_time, edit_history, has_attachment, has_image, has_link, search_tsvector,
                                 sender_id, sending_client_id, realm_id, recipient_id, is_channel_message)
-     SELECT 1, ($1::text[])[1 + (g % cardinality($1::text[]))], 'Bulk message ' || g, '<p>Bulk message ' || g || '</p>', 1,
+     SELECT ${MessageType.NORMAL}, ($1::text[])[1 + (g % cardinality($1::text[]))], 'Bulk message ' || g, '<p>Bulk message ' || g || '</p>', 1,
             $2::timestamptz + make_interval(secs => g * $3::double precision), NULL, NULL, false, false, false, NULL,
             ($4::int[])[1 + (g % cardinality($4::int[]))], $5::int, $6::int, $7::int, true
        FROM generate_series(0, $8::int - 1) g ORDER BY g
@@ -877,7 +858,7 @@ export async function seedBulkMessages(db: Queryable, opts: BulkMessagesOptions)
   const lastId = Number(ins.rows[0].last_id);
   const um = await db.query(
     `INSERT INTO zerver_usermessage (flags, message_id, user_profile_id)
-     SELECT CASE WHEN m.sender_id = u.id THEN 1 ELSE 0 END, m.id, u.id
+     SELECT CASE WHEN m.sender_id = u.id THEN ${UserMessageFlag.READ} ELSE 0 END, m.id, u.id
        FROM zerver_message m
        JOIN zerver_subscription sub ON sub.recipient_id = m.recipient_id AND sub.active AND sub.is_user_active
        JOIN zerver_userprofile u ON u.id = sub.user_profile_id AND NOT u.long_term_idle

@@ -28,8 +28,8 @@ export function pyRepr(v: unknown): string {
   return String(v);
 }
 
-/** An int's digits (String() would switch to exponent notation from 1e21). */
-function pyInt(v: number): string {
+/** An int's digits as Python prints them (String() would switch to exponent notation from 1e21). */
+export function pyInt(v: number): string {
   return Math.abs(v) < 1e21 ? String(v) : BigInt(v).toString();
 }
 
@@ -114,4 +114,26 @@ export function pyStrFromPg(text: string | null, typeOid: number): string {
     default:
       return text;
   }
+}
+
+/**
+ * The characters Python's str.isspace() accepts — what str.strip()/rstrip()/split() remove and
+ * what `\s` matches in a str regular expression (re): ASCII whitespace, the information
+ * separators \x1c-\x1f, NEL, and Unicode's space separators and line/paragraph separators. As a
+ * character-class body for RegExp. JavaScript's `\s` and String.prototype.trim() differ: they
+ * lack \x1c-\x1f and \x85 and include U+FEFF (not whitespace in Python).
+ */
+export const PY_WHITESPACE = "\\t\\n\\v\\f\\r\\x1c-\\x1f \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000";
+
+const LEADING = new RegExp(`^[${PY_WHITESPACE}]+`);
+const TRAILING = new RegExp(`[${PY_WHITESPACE}]+$`);
+
+/** Python's str.strip(). */
+export function pyStrip(s: string): string {
+  return s.replace(LEADING, "").replace(TRAILING, "");
+}
+
+/** Python's str.rstrip(). */
+export function pyRstrip(s: string): string {
+  return s.replace(TRAILING, "");
 }

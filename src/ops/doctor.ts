@@ -38,6 +38,7 @@ import { checkRequiredSettings, EMAIL_BACKENDS, SETTING_NAMES, type SettingName 
 import { groupName, userById, userByName } from "../lib/users.js";
 import { isSupportedMigration, NEWER_THAN_SUPPORTED, releaseForMigration } from "../db/zulip-versions.js";
 import { READ_LIMITS, readBounded } from "../lib/files.js";
+import { withTimeout } from "../lib/timeout.js";
 
 export type CheckStatus = "ok" | "warn" | "fail" | "skip";
 
@@ -149,16 +150,6 @@ function errMessage(e: unknown): string {
 
 function plural(n: number, word: string, pluralWord = `${word}s`): string {
   return `${n} ${n === 1 ? word : pluralWord}`;
-}
-
-function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout;
-  return Promise.race([
-    p,
-    new Promise<T>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms / 1000} s`)), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
 }
 
 /** The user a Zulip server runs as: the owner of the deployment directory, else 'zulip'. */
@@ -603,7 +594,7 @@ async function checkSmtp(config: Config, timeoutMs: number): Promise<Check> {
   let mailer: Mailer | undefined;
   try {
     mailer = await Mailer.open(quick);
-    await withTimeout(mailer.verify(), timeoutMs + 1000, `SMTP server ${es.host}:${es.port}`);
+    await withTimeout(mailer.verify(), timeoutMs + 1000, `SMTP server ${es.host}:${es.port}: no answer within ${(timeoutMs + 1000) / 1000} s`);
     c.ok(`${es.host}:${es.port} (${mode}${login}): connected, EHLO accepted${login ? ", login accepted" : ""}; no mail sent`);
   } catch (e) {
     const msg = errMessage(e);

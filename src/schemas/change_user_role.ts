@@ -1,19 +1,6 @@
 import { type Static, Type } from "@sinclair/typebox";
-import {
-  AuditLogIds,
-  CacheReport,
-  Change,
-  DryRunField,
-  EventsReport,
-  Id,
-  Nullable,
-  Obj,
-  OutcomeFields,
-  Realm,
-  ROLE_API_NAMES,
-  ROLE_IDS,
-  User,
-} from "./shared.js";
+import { AuditLogIds, CacheReport, Change, DryRunField, EventsReport, Id, Nullable, Obj, OutcomeFields, Realm, User } from "./shared.js";
+import { ROLE_API_NAMES, ROLE_IDS } from "../zulip/roles.js";
 
 const RoleName = Type.Union(ROLE_API_NAMES.map((r) => Type.Literal(r)));
 const RoleId = Type.Union(ROLE_IDS.map((r) => Type.Literal(r)));

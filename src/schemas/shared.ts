@@ -5,6 +5,7 @@
 // command does. The runtime half (envelope, builders) is src/cli/json-contract.ts.
 import { type Static, type TObject, type TProperties, type TSchema, Type } from "@sinclair/typebox";
 import { SCHEMA_VERSION, STATUSES, type StatusJson } from "../cli/json-contract.js";
+import { ROLE_API_NAMES, ROLE_IDS } from "../zulip/roles.js";
 
 /** RFC 3339 in UTC with "Z", fractional seconds optional (e.g. 2026-05-02T12:00:00.000Z). */
 const TIMESTAMP_PATTERN = "^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}:\\d{2}(\\.\\d+)?Z$";
@@ -33,9 +34,6 @@ export const Realm = Obj(
   "an organization (realm)",
 );
 export type RealmJson = Static<typeof Realm>;
-
-export const ROLE_API_NAMES = ["owner", "administrator", "moderator", "member", "guest"] as const;
-export const ROLE_IDS = [100, 200, 300, 400, 600] as const;
 
 /** The one user object. */
 export const User = Obj(

@@ -13,6 +13,7 @@
 // confirms; the messages are the same).
 import type { ChannelModel, ConfirmChannel } from "amqplib";
 import type { Config } from "../config/config.js";
+import { withTimeout } from "../lib/timeout.js";
 
 export interface RabbitTarget {
   host: string;
@@ -228,20 +229,4 @@ export class RabbitConnection {
       }
     }
   }
-}
-
-function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const t = setTimeout(() => reject(Object.assign(new Error("timed out"), { code: "ETIMEDOUT" })), ms);
-    p.then(
-      (v) => {
-        clearTimeout(t);
-        resolve(v);
-      },
-      (e) => {
-        clearTimeout(t);
-        reject(e);
-      },
-    );
-  });
 }

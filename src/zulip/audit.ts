@@ -5,8 +5,10 @@
 // Every NOT NULL column is supplied explicitly (Django supplies the Python-side defaults:
 // backfilled=false, extra_data={}; `scrubbed` has a database default but is written too where
 // the column exists). event_time is the application's clock, like Django's timezone_now().
-import { queryTableColumns, type Queryable } from "../db/db.js";
+import { pyStrip } from "../lib/pyformat.js";
+import { type Queryable, tableColumns } from "../db/db.js";
 import { realmCondition } from "./lookup.js";
+import { ROLES_IN_SYSTEM_GROUP, SystemGroups } from "./groups.js";
 import { ROLE_IDS, ROLES } from "./roles.js";
 import { insertRow, type Row } from "./rows.js";
 
@@ -111,21 +113,11 @@ export interface AuditLogEntry {
   backfilled?: boolean;
 }
 
-const columnCache = new WeakMap<object, Map<string, Set<string>>>();
-
-/** Column names of a table in the search path (cached per connection). */
-export async function tableColumnSet(q: Queryable, table: string): Promise<Set<string>> {
-  const viaDb = (q as any).columns;
-  if (typeof viaDb === "function") return viaDb.call(q, table);
-  let perConn = columnCache.get(q);
-  if (!perConn) columnCache.set(q, (perConn = new Map()));
-  let cols = perConn.get(table);
-  if (!cols) {
-    cols = await queryTableColumns(q, table);
-    perConn.set(table, cols);
-  }
-  return cols;
-}
+/**
+ * db.ts tableColumns under its former name, for actions/delete-user.ts until it imports
+ * tableColumns from db.ts itself (the one column cache).
+ */
+export { tableColumns as tableColumnSet } from "../db/db.js";
 
 /**
  * Insert audit rows (one statement, ids ascending in the given order, like Django's
@@ -133,7 +125,7 @@ export async function tableColumnSet(q: Queryable, table: string): Promise<Set<s
  */
 export async function insertAuditLog(q: Queryable, entries: AuditLogEntry[]): Promise<number[]> {
   if (entries.length === 0) return [];
-  const cols = await tableColumnSet(q, "zerver_realmauditlog");
+  const cols = await tableColumns(q, "zerver_realmauditlog");
   const names = [
     "realm_id",
     "acting_user_id",
@@ -226,17 +218,6 @@ export interface RoleCountSnapshot {
 const ROLE_TYPES: readonly number[] = ROLE_IDS;
 const { REALM_OWNER, REALM_ADMINISTRATOR, MODERATOR, MEMBER } = ROLES;
 
-/** Roles whose users belong (directly or through subgroups) to a role-based system group. */
-const ROLES_IN_SYSTEM_GROUP: Record<string, readonly number[]> = {
-  "role:nobody": [],
-  "role:owners": [REALM_OWNER],
-  "role:administrators": [REALM_OWNER, REALM_ADMINISTRATOR],
-  "role:moderators": [REALM_OWNER, REALM_ADMINISTRATOR, MODERATOR],
-  "role:members": [REALM_OWNER, REALM_ADMINISTRATOR, MODERATOR, MEMBER],
-  "role:everyone": ROLE_TYPES,
-  "role:internet": ROLE_TYPES,
-};
-
 /** A realm's active users: humans by role, and bots. */
 export interface RealmUserCounts {
   humans: Record<string, number>;
@@ -295,13 +276,13 @@ export async function readRoleCountBaseline(
         `SELECT (${REALM_USER_COUNTS_SQL.replace("$1", "r.id")}) AS counts, u.id, u.realm_id, u.role, u.is_active, u.is_bot
            FROM zerver_realm r LEFT JOIN zerver_userprofile u ON u.realm_id = r.id AND upper(u.delivery_email::text) = upper($2)
           WHERE r.${realm.column} = $1`,
-        [realm.param, email.trim()],
+        [realm.param, pyStrip(email)],
       )
     : await q.query(
         `SELECT (${REALM_USER_COUNTS_SQL.replace("$1", "u.realm_id")}) AS counts, u.id, u.realm_id, u.role, u.is_active, u.is_bot
            FROM zerver_userprofile u
           WHERE u.realm_id IN (SELECT id FROM zerver_realm) AND upper(u.delivery_email::text) = upper($1) LIMIT 2`,
-        [email.trim()],
+        [pyStrip(email)],
       );
   if (rows.length !== 1) return null;
   const r = rows[0];
@@ -395,7 +376,7 @@ export function workplaceGroupOf(workplaceUsersGroupId: unknown, systemGroups: I
 }
 
 function workplaceRoles(group: WorkplaceGroup): readonly number[] | null {
-  return group.name !== null && group.name !== "role:fullmembers" && ROLES_IN_SYSTEM_GROUP[group.name] ? ROLES_IN_SYSTEM_GROUP[group.name] : null;
+  return group.name !== null && group.name !== SystemGroups.FULL_MEMBERS && ROLES_IN_SYSTEM_GROUP[group.name] ? ROLES_IN_SYSTEM_GROUP[group.name] : null;
 }
 
 /**
@@ -425,7 +406,7 @@ async function countWorkplaceMembers(q: Queryable, groupId: number | null): Prom
  * caller knows it (saves a read).
  */
 export async function readWorkplacePart(q: Queryable, realmId: number, group?: WorkplaceGroup): Promise<WorkplacePart> {
-  if (!(await tableColumnSet(q, "zerver_realm")).has("workplace_users_group_id")) return { kind: "none" };
+  if (!(await tableColumns(q, "zerver_realm")).has("workplace_users_group_id")) return { kind: "none" };
   if (!group) {
     const { rows } = await q.query(`SELECT ${WORKPLACE_GROUP_COLUMNS} ${WORKPLACE_GROUP_FROM} WHERE r.id = $1`, [realmId]);
     group = { id: rows[0]?.gid ?? null, name: rows[0]?.name ?? null };
@@ -466,7 +447,7 @@ export function assembleRoleCounts(counts: RealmUserCounts, workplace: Workplace
  * zerver_realm.workplace_users_group_id (12.0+); pass `workplace` to override the detection.
  */
 export async function roleCounts(q: Queryable, realmId: number, opts: { workplace?: boolean } = {}): Promise<RoleCountSnapshot> {
-  const workplace = opts.workplace ?? (await tableColumnSet(q, "zerver_realm")).has("workplace_users_group_id");
+  const workplace = opts.workplace ?? (await tableColumns(q, "zerver_realm")).has("workplace_users_group_id");
   if (!workplace) return assembleRoleCounts(await readRealmUserCounts(q, realmId), { kind: "none" });
   // The counts and the workplace users group in one round trip.
   const { rows } = await q.query(`SELECT (${REALM_USER_COUNTS_SQL}) AS counts, ${WORKPLACE_GROUP_COLUMNS} ${WORKPLACE_GROUP_FROM} WHERE r.id = $1`, [realmId]);

@@ -30,17 +30,14 @@ import { describeAddress, MAX_KEY_BYTES, type MemcachedAddress, MemcachedClient,
 import type { Paths } from "../config/paths.js";
 import { crypto, zlib } from "../lib/builtins.js";
 import { READ_LIMITS, readBounded } from "../lib/files.js";
+import { pyStrip } from "../lib/pyformat.js";
+import { CROSS_REALM_BOT_EMAILS } from "./models.js";
 
 // ---------------------------------------------------------------------------------------------
 // Key functions (zerver/lib/cache.py)
 
-export function sha1Hex(text: string): string {
+function sha1Hex(text: string): string {
   return crypto().createHash("sha1").update(text, "utf8").digest("hex");
-}
-
-/** Python's str.strip() (whitespace as Unicode defines it, close enough to JS trim()). */
-function pyStrip(s: string): string {
-  return s.trim();
 }
 
 export const cacheKeys = {
@@ -50,6 +47,8 @@ export const cacheKeys = {
   userProfileByEmail: (email: string, realmId: number) => `user_profile:${sha1Hex(pyStrip(email))}:${realmId}`,
   userProfileByDeliveryEmail: (deliveryEmail: string, realmId: number) => `user_profile_by_delivery_email:${sha1Hex(pyStrip(deliveryEmail))}:${realmId}`,
   botProfile: (email: string) => `bot_profile:${sha1Hex(pyStrip(email))}`,
+  /** get_stream_cache_key(stream_name, realm_id): the name stripped and lower-cased. */
+  streamByRealmAndName: (name: string, realmId: number) => `stream_by_realm_and_name:${realmId}:${sha1Hex(pyStrip(name).toLowerCase())}`,
   crossRealmDicts: (crossRealmBotEmails: Iterable<string>) => `get_cross_realm_dicts:${sha1Hex([...crossRealmBotEmails].sort().join(","))}`,
   realmUserDicts: (realmId: number) => `realm_user_dicts:${realmId}`,
   activeUserIds: (realmId: number) => `active_user_ids:${realmId}`,
@@ -73,13 +72,6 @@ export const cacheKeys = {
 export function sessionCacheKey(sessionKey: string): string {
   return `django.contrib.sessions.cached_db${sessionKey}`;
 }
-
-/**
- * settings.CROSS_REALM_BOT_EMAILS. Not a setting an administrator has: zproject/computed_settings.py
- * assigns it unconditionally after /etc/zulip/settings.py is read (checked in 10.x-12.x), so a
- * value in settings.py has no effect and we read none.
- */
-const CROSS_REALM_BOT_EMAILS = ["notification-bot@zulip.com", "welcome-bot@zulip.com", "emailgateway@zulip.com"];
 
 /** The UserProfile fields whose change invalidates `realm_user_dicts:<realm>`. */
 const REALM_USER_DICT_FIELDS = [

@@ -24,9 +24,13 @@ export const CONFIRMATION_TYPES = {
 /** Status values of the objects a confirmation points at (confirmation/settings.py; 0 = unused). */
 export const CONFIRMATION_STATUS = { UNUSED: 0, USED: 1, REVOKED: 2 } as const;
 
-// base32Encode and generateKey (confirmation.models.generate_key) live with the other random
-// strings in src/lib/random.ts; re-exported here for the confirmation code that uses them.
-export { base32Encode, generateKey } from "../lib/random.js";
+/**
+ * ConfirmationType.validity_in_days of UNSUBSCRIBE (confirmation/models.py: 1000000, "should
+ * never expire"); the other types' validity comes from settings.
+ */
+export const UNSUBSCRIBE_VALIDITY_DAYS = 1_000_000;
+
+// generate_key (confirmation.models.generate_key) is src/lib/random.ts generateKey.
 
 /**
  * django_content_type id for (app_label, model). Like ContentType.objects.get_for_model, the
@@ -47,7 +51,7 @@ export interface NewConfirmation {
   type: number;
   /** NULL for objects not tied to a realm on this server (realm creation). */
   realmId: number | null;
-  /** Days of validity (expiry_date = date_sent + days); null = never expires. */
+  /** Days of validity (expiry_date = date_sent + timedelta(days): exact 24-hour days); null = never expires. */
   validityDays: number | null;
   now?: Date;
   key?: string;

@@ -24,12 +24,12 @@
 //    "default", "data": {<setting>: new API value}} to the realm's active users (through
 //    src/services/events.ts when the caller passes a Notify).
 import { AuditLogEventType, insertAuditLog, NEW_VALUE, OLD_VALUE } from "./audit.js";
-import type { Queryable } from "../db/db.js";
+import { hasColumn, type Queryable } from "../db/db.js";
 import { CommandError } from "../lib/errors.js";
 import { getSystemGroup, SystemGroups } from "./groups.js";
 import { ROLES } from "./roles.js";
-import type { CacheInvalidation } from "./cache.js";
-import { activeUserIds, type EventDelivery, type Notify } from "../services/events.js";
+import type { Notify } from "../services/events.js";
+import { activeUserIds } from "./audiences.js";
 
 export interface AnonymousValue {
   direct_members: number[];
@@ -60,14 +60,14 @@ export const REALM_GROUP_SETTING_CONFIG: Record<string, GroupPermissionConfig> =
 
 /** How the web app names the system groups in settings. */
 const SYSTEM_GROUP_DISPLAY: Record<string, string> = {
-  "role:nobody": "Nobody",
-  "role:owners": "Owners",
-  "role:administrators": "Administrators",
-  "role:moderators": "Moderators",
-  "role:fullmembers": "Full members",
-  "role:members": "Members",
-  "role:everyone": "Everyone including guests",
-  "role:internet": "Everyone on the internet",
+  [SystemGroups.NOBODY]: "Nobody",
+  [SystemGroups.OWNERS]: "Owners",
+  [SystemGroups.ADMINISTRATORS]: "Administrators",
+  [SystemGroups.MODERATORS]: "Moderators",
+  [SystemGroups.FULL_MEMBERS]: "Full members",
+  [SystemGroups.MEMBERS]: "Members",
+  [SystemGroups.EVERYONE]: "Everyone including guests",
+  [SystemGroups.EVERYONE_ON_INTERNET]: "Everyone on the internet",
 };
 
 export interface GroupInfo {
@@ -76,7 +76,7 @@ export interface GroupInfo {
   isSystem: boolean;
 }
 
-function groupDisplayName(g: GroupInfo): string {
+export function groupDisplayName(g: GroupInfo): string {
   return g.isSystem ? (SYSTEM_GROUP_DISPLAY[g.name] ?? g.name) : g.name;
 }
 
@@ -93,12 +93,12 @@ export interface GroupSettingState {
   allDirectMembers: number[];
 }
 
-function isAnonymous(v: GroupSettingValue): v is AnonymousValue {
+export function isAnonymous(v: GroupSettingValue): v is AnonymousValue {
   return typeof v !== "number";
 }
 
 /** Names of named groups by id (realm-independent). */
-async function namedGroups(q: Queryable, ids: number[]): Promise<Map<number, GroupInfo>> {
+export async function namedGroups(q: Queryable, ids: number[]): Promise<Map<number, GroupInfo>> {
   if (ids.length === 0) return new Map();
   const { rows } = await q.query(
     "SELECT usergroup_ptr_id AS id, name, is_system_group FROM zerver_namedusergroup WHERE usergroup_ptr_id = ANY ($1::bigint[])",
@@ -111,7 +111,7 @@ async function namedGroups(q: Queryable, ids: number[]): Promise<Map<number, Gro
  * The realm's group setting now. Direct members are listed in membership order and subgroups
  * in the order they were added (Zulip's unordered queries return them that way).
  */
-async function readRealmGroupSetting(q: Queryable, realmId: number, setting: string): Promise<GroupSettingState> {
+export async function readRealmGroupSetting(q: Queryable, realmId: number, setting: string): Promise<GroupSettingState> {
   const { rows } = await q.query(`SELECT ${setting}_id AS g FROM zerver_realm WHERE id = $1`, [realmId]);
   const groupId = Number(rows[0].g);
   const named = (await namedGroups(q, [groupId])).get(groupId) ?? null;
@@ -135,7 +135,7 @@ async function readRealmGroupSetting(q: Queryable, realmId: number, setting: str
 }
 
 /** Which of `groupIds` (named groups) the user belongs to, directly or through subgroups. */
-async function groupsContainingUser(q: Queryable, userId: number, groupIds: number[]): Promise<number[]> {
+export async function groupsContainingUser(q: Queryable, userId: number, groupIds: number[]): Promise<number[]> {
   if (groupIds.length === 0) return [];
   const { rows } = await q.query(
     `WITH RECURSIVE tree(root, id) AS (
@@ -150,7 +150,7 @@ async function groupsContainingUser(q: Queryable, userId: number, groupIds: numb
 }
 
 /** parse_group_setting_value (with Zulip 11's, and the web app's, empty value = role:nobody). */
-async function parseGroupSettingValue(q: Queryable, realmId: number, v: GroupSettingValue): Promise<GroupSettingValue> {
+export async function parseGroupSettingValue(q: Queryable, realmId: number, v: GroupSettingValue): Promise<GroupSettingValue> {
   if (!isAnonymous(v)) return v;
   if (v.direct_members.length === 0 && v.direct_subgroups.length === 1) return v.direct_subgroups[0];
   if (v.direct_members.length === 0 && v.direct_subgroups.length === 0) return (await getSystemGroup(q, realmId, SystemGroups.NOBODY)).id;
@@ -177,12 +177,7 @@ function checkNamedGroup(setting: string, group: GroupInfo & { deactivated?: boo
 }
 
 async function namedGroupInRealm(q: Queryable, realmId: number, id: number, lock: boolean): Promise<GroupInfo & { deactivated: boolean }> {
-  const hasDeactivated =
-    (
-      await q.query(
-        "SELECT 1 FROM pg_catalog.pg_attribute WHERE attrelid = to_regclass('zerver_namedusergroup') AND attname = 'deactivated' AND NOT attisdropped",
-      )
-    ).rows.length > 0;
+  const hasDeactivated = await hasColumn(q, "zerver_namedusergroup", "deactivated");
   const { rows } = await q.query(
     `SELECT usergroup_ptr_id AS id, name, is_system_group, ${hasDeactivated ? "deactivated" : "false AS deactivated"}
        FROM zerver_namedusergroup WHERE usergroup_ptr_id = $1 AND realm_id = $2${lock ? " FOR UPDATE" : ""}`,
@@ -211,7 +206,7 @@ export interface GroupSettingChange {
  * the current value (null when equal: nothing written), then applied as
  * access_user_group_for_setting + do_change_realm_permission_group_setting do.
  */
-async function changeRealmGroupSetting(
+export async function changeRealmGroupSetting(
   q: Queryable,
   realmId: number,
   current: GroupSettingState,
@@ -328,7 +323,7 @@ async function deleteAnonymousGroup(q: Queryable, groupId: number): Promise<void
 }
 
 /** "Administrators", or "Administrators, Design team and 2 users (a@x, b@x)". */
-async function describeGroupSettingValue(q: Queryable, v: GroupSettingValue): Promise<string> {
+export async function describeGroupSettingValue(q: Queryable, v: GroupSettingValue): Promise<string> {
   if (!isAnonymous(v)) {
     const g = (await namedGroups(q, [v])).get(v);
     return g ? groupDisplayName(g) : `group ${v}`;
@@ -359,7 +354,7 @@ export const BILLING_SETTING = "can_manage_billing_group";
  * that way. Guests never have it (allow_everyone_group=False: user_has_permission_for_group_setting
  * is false for guests whatever the groups say), so granting to a guest is refused too.
  */
-async function billingPermissionRequest(
+export async function billingPermissionRequest(
   q: Queryable,
   current: GroupSettingState,
   user: { id: number; role: number; is_active: boolean; delivery_email: string },
@@ -401,71 +396,4 @@ async function billingPermissionRequest(
     );
   }
   return { direct_members: rest, direct_subgroups: [...subgroups] };
-}
-
-export interface BillingPermissionOutcome {
-  before: GroupSettingValue;
-  after: GroupSettingValue;
-  beforeText: string;
-  afterText: string;
-  change: GroupSettingChange | null;
-  /** Groups through which the user still has the permission after a revoke. */
-  stillThrough: string[];
-}
-
-/**
- * Grant or revoke one user's billing permission: one transaction, the realm row locked
- * (update_realm's changes are serialized by it here), the setting re-read under the lock.
- * With dryRun nothing is written (and nothing locked).
- */
-export async function changeBillingPermission(
-  db: { tx<T>(fn: (q: Queryable) => Promise<T>): Promise<T> } & Queryable,
-  realmId: number,
-  userId: number,
-  grant: boolean,
-  opts: { dryRun?: boolean; cache?: CacheInvalidation; events?: EventDelivery; what?: string } = {},
-): Promise<BillingPermissionOutcome> {
-  const work = async (q: Queryable, write: boolean): Promise<BillingPermissionOutcome> => {
-    if (write) await q.query("SELECT id FROM zerver_realm WHERE id = $1 FOR NO KEY UPDATE", [realmId]);
-    const { rows } = await q.query(`SELECT * FROM zerver_userprofile WHERE id = $1${write ? " FOR NO KEY UPDATE" : ""}`, [userId]);
-    if (!rows.length) throw new CommandError("The user was deleted while this command ran; nothing was changed.");
-    const user = rows[0];
-    const current = await readRealmGroupSetting(q, realmId, BILLING_SETTING);
-    const requested = await billingPermissionRequest(q, current, { ...user, role: Number(user.role) }, grant);
-    let change: GroupSettingChange | null = null;
-    let after: GroupSettingValue = await parseGroupSettingValue(q, realmId, requested);
-    if (write) {
-      const { rows: realm } = await q.query("SELECT id, string_id, deactivated FROM zerver_realm WHERE id = $1", [realmId]);
-      const notify = opts.events ? { events: opts.events, realm: { id: realmId, string_id: realm[0].string_id as string }, what: opts.what } : undefined;
-      change = await changeRealmGroupSetting(q, realmId, current, requested, { notify });
-      if (change) {
-        after = change.newValue;
-        // realm.save(update_fields=[setting]) -> flush_realm
-        await opts.cache?.realmChanged(q, { id: Number(realm[0].id), string_id: realm[0].string_id, deactivated: realm[0].deactivated }, [BILLING_SETTING]);
-      }
-    }
-    const subgroups = isAnonymous(after) ? after.direct_subgroups : [after];
-    const through = grant ? [] : await groupsContainingUser(q, userId, subgroups);
-    return {
-      before: current.value,
-      after,
-      beforeText: await describeGroupSettingValue(q, current.value),
-      afterText: await describeGroupSettingValue(q, after),
-      change,
-      stillThrough: [...(await namedGroups(q, through)).values()].map(groupDisplayName),
-    };
-  };
-  if (opts.dryRun) return work(db, false);
-  opts.cache?.prepare();
-  opts.events?.prepare();
-  let outcome: BillingPermissionOutcome;
-  try {
-    outcome = await db.tx((q) => work(q, true));
-  } catch (e) {
-    opts.events?.discard();
-    throw e;
-  }
-  opts.events?.committed();
-  if (outcome.change) opts.cache?.changeCommitted();
-  return outcome;
 }

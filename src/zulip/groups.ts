@@ -5,8 +5,9 @@
 import { AuditLogEventType, insertAuditLog } from "./audit.js";
 import type { Queryable } from "../db/db.js";
 import { CommandError } from "../lib/errors.js";
-import { type Notify, sendGroupMembersEvent } from "../services/events.js";
-import { ROLES } from "./roles.js";
+import type { Notify } from "../services/events.js";
+import { activeUserIds } from "./audiences.js";
+import { ROLE_IDS, ROLES } from "./roles.js";
 
 export const SystemGroups = {
   NOBODY: "role:nobody",
@@ -50,6 +51,20 @@ const SYSTEM_GROUP_FOR_ROLE: Record<number, SystemGroupName> = {
   [ROLES.MODERATOR]: SystemGroups.MODERATORS,
   [ROLES.MEMBER]: SystemGroups.MEMBERS,
   [ROLES.GUEST]: SystemGroups.EVERYONE,
+};
+
+/**
+ * The roles whose users belong (directly or through subgroups) to each role-based system group
+ * (role:fullmembers depends on the waiting period as well: isProvisionalMember).
+ */
+export const ROLES_IN_SYSTEM_GROUP: Readonly<Record<string, readonly number[]>> = {
+  [SystemGroups.NOBODY]: [],
+  [SystemGroups.OWNERS]: [ROLES.REALM_OWNER],
+  [SystemGroups.ADMINISTRATORS]: [ROLES.REALM_OWNER, ROLES.REALM_ADMINISTRATOR],
+  [SystemGroups.MODERATORS]: [ROLES.REALM_OWNER, ROLES.REALM_ADMINISTRATOR, ROLES.MODERATOR],
+  [SystemGroups.MEMBERS]: [ROLES.REALM_OWNER, ROLES.REALM_ADMINISTRATOR, ROLES.MODERATOR, ROLES.MEMBER],
+  [SystemGroups.EVERYONE]: ROLE_IDS,
+  [SystemGroups.EVERYONE_ON_INTERNET]: ROLE_IDS,
 };
 
 export interface NamedGroup {
@@ -262,4 +277,13 @@ export async function updateFullMembersSystemGroup(
     auditIds.push(...r.auditIds);
   }
   return { ...plan, auditIds };
+}
+
+/**
+ * do_send_user_group_members_update_event(op, group, user_ids) (zerver/actions/user_groups.py):
+ * {"type": "user_group", "op": "add_members" | "remove_members", "group_id", "user_ids"} to
+ * every active user of the realm.
+ */
+export async function sendGroupMembersEvent(q: Queryable, n: Notify, op: "add_members" | "remove_members", groupId: number, userIds: number[]): Promise<void> {
+  n.events.send(n.realm, { type: "user_group", op, group_id: groupId, user_ids: userIds }, await activeUserIds(q, n.realm.id), n.what);
 }

@@ -1,5 +1,6 @@
 // Realm and user lookups with manage.py's exact semantics and messages
 // (zerver/lib/management.py: get_realm, get_user, get_users).
+import { pyStrip } from "../lib/pyformat.js";
 import type { Queryable } from "../db/db.js";
 import { CommandError } from "../lib/errors.js";
 
@@ -107,7 +108,7 @@ export async function getRealm(db: Queryable, value: string | undefined, columns
 
 /** manage.py's get_user(email, realm): delivery_email, case-insensitive, deactivated users included. */
 export async function getUser(db: Queryable, email: string, realm: Realm | null): Promise<UserProfile> {
-  const stripped = email.trim();
+  const stripped = pyStrip(email);
   if (realm) {
     const { rows } = await db.query("SELECT * FROM zerver_userprofile WHERE upper(delivery_email::text) = upper($1) AND realm_id = $2", [stripped, realm.id]);
     if (rows.length === 0) {
@@ -189,7 +190,7 @@ export async function getUsers(
     const { rows } = await db.query(`SELECT ${columns} FROM zerver_userprofile WHERE ${where.join(" AND ")} ORDER BY id`, params);
     return rows;
   }
-  const emails = [...new Set(options.users!.split(",").map((e) => e.trim()))];
+  const emails = [...new Set(options.users!.split(",").map(pyStrip))];
   for (const email of emails) await getUser(db, email, realm);
   const params: unknown[] = [emails];
   let sql = `SELECT ${columns} FROM zerver_userprofile WHERE upper(delivery_email::text) = ANY (SELECT upper(e) FROM unnest($1::text[]) AS e)`;

@@ -21,6 +21,7 @@ import { createRequire } from "node:module";
 import { crypto } from "../lib/builtins.js";
 import { cryptoRandom, getRandomString, RANDOM_STRING_CHARS, type RandomSource } from "../lib/random.js";
 import { CommandError } from "../lib/errors.js";
+import { pyInt } from "../lib/pyformat.js";
 
 /** Django's Argon2PasswordHasher parameters (Django 4.x/5.x, argon2-cffi defaults). */
 const DJANGO_ARGON2 = { timeCost: 2, memoryCost: 102400, parallelism: 8, hashLength: 16 } as const;
@@ -130,11 +131,6 @@ export interface StrengthVerdict {
   guesses: number | null;
 }
 
-/** An integer as Python prints it (no exponent, no grouping). */
-function pyInt(n: number): string {
-  return Math.trunc(n).toLocaleString("en-US", { useGrouping: false, maximumFractionDigits: 0 });
-}
-
 /** The Zulip server's PASSWORD_TOO_WEAK_ERROR text. */
 const PASSWORD_TOO_WEAK = "The password is too weak.";
 
@@ -156,8 +152,8 @@ export function checkPasswordStrength(password: string, rules: PasswordRules = D
     return {
       ok: false,
       reason:
-        `${PASSWORD_TOO_WEAK} It could be guessed in about ${pyInt(guesses)} tries; ` +
-        `this server requires at least ${pyInt(rules.minGuesses)} (PASSWORD_MIN_GUESSES). Use a longer, less predictable password.`,
+        `${PASSWORD_TOO_WEAK} It could be guessed in about ${pyInt(Math.trunc(guesses))} tries; ` +
+        `this server requires at least ${pyInt(Math.trunc(rules.minGuesses))} (PASSWORD_MIN_GUESSES). Use a longer, less predictable password.`,
       guesses,
     };
   }

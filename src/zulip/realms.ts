@@ -4,12 +4,17 @@
 // changes a realm.
 import type { Db, Queryable } from "../db/db.js";
 import type { Realm, UserProfile } from "./lookup.js";
+import { CommandError } from "../lib/errors.js";
 import { ROLES } from "./roles.js";
 
-/** The realm row, locked against concurrent writers (select_for_update(no_key=True)). */
-export async function lockRealm(q: Queryable, realmId: number): Promise<Realm> {
-  const { rows } = await q.query("SELECT * FROM zerver_realm WHERE id = $1 FOR NO KEY UPDATE", [realmId]);
-  if (!rows.length) throw new Error(`realm ${realmId} disappeared while this command ran`);
+/**
+ * The realm row, locked against concurrent writers (select_for_update(no_key=True)); `columns`:
+ * the SELECT list (default every column). A realm deleted meanwhile (do_delete_realm... ran
+ * between the command's lookup and this lock) refuses the command: CommandError.
+ */
+export async function lockRealm(q: Queryable, realmId: number, opts: { columns?: string } = {}): Promise<Realm> {
+  const { rows } = await q.query(`SELECT ${opts.columns ?? "*"} FROM zerver_realm WHERE id = $1 FOR NO KEY UPDATE`, [realmId]);
+  if (!rows.length) throw new CommandError("The organization was deleted while this command ran; nothing was changed.");
   return rows[0] as Realm;
 }
 

@@ -2,74 +2,20 @@
 // only the columns the table has (a release without some column simply does not get it) and
 // first checks that every NOT NULL column without a database default gets a value; a column this
 // code does not know makes it refuse (CreationSchemaError) instead of writing a row Zulip would
-// not have written. Table shapes are read from the catalog once per connection. Also the Zulip
+// not have written. Table shapes are db.ts's (read from the catalog once per connection). Also the Zulip
 // release series of the database, for behaviour the schema does not show.
-import type { Queryable } from "../db/db.js";
+import { hasColumn, type Queryable, type TableShape, tableShape } from "../db/db.js";
 import { quoteIdent } from "../db/sql.js";
 import { releaseForMigration, releaseForMigrations } from "../db/zulip-versions.js";
 
 /** A row's values by column name. */
 export type Row = Record<string, unknown>;
 
-interface TableShape {
-  columns: Set<string>;
-  /** NOT NULL columns without a database default (Django's Python defaults must fill these). */
-  required: Set<string>;
-}
-
-const shapeCache = new WeakMap<object, Map<string, TableShape>>();
-
-async function tableShape(db: Queryable, table: string): Promise<TableShape> {
-  let perDb = shapeCache.get(db);
-  if (!perDb) shapeCache.set(db, (perDb = new Map()));
-  let shape = perDb.get(table);
-  if (!shape) {
-    const { rows } = await db.query(
-      `SELECT a.attname, a.attnotnull AND NOT a.atthasdef AND a.attidentity = '' AS required
-         FROM pg_catalog.pg_attribute a
-        WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped`,
-      [table],
-    );
-    if (rows.length === 0) throw new Error(`table ${table} not found in the search path`);
-    shape = {
-      columns: new Set(rows.map((r) => r.attname as string)),
-      required: new Set(rows.filter((r) => r.required).map((r) => r.attname as string)),
-    };
-    perDb.set(table, shape);
-  }
+/** The table's shape (db.ts, cached per connection); a table the search path does not have is an error here. */
+async function shapeOf(db: Queryable, table: string): Promise<TableShape> {
+  const shape = await tableShape(db, table);
+  if (shape.columns.size === 0) throw new Error(`table ${table} not found in the search path`);
   return shape;
-}
-
-/** Read the shapes of several tables in one query (into the cache tableShape uses). */
-export async function prefetchTableShapes(db: Queryable, tables: string[]): Promise<void> {
-  let perDb = shapeCache.get(db);
-  if (!perDb) shapeCache.set(db, (perDb = new Map()));
-  const missing = tables.filter((t) => !perDb!.has(t));
-  if (missing.length === 0) return;
-  const { rows } = await db.query(
-    `SELECT t.name, a.attname, a.attnotnull AND NOT a.atthasdef AND a.attidentity = '' AS required
-       FROM unnest($1::text[]) AS t(name)
-       JOIN pg_catalog.pg_attribute a ON a.attrelid = to_regclass(t.name) AND a.attnum > 0 AND NOT a.attisdropped`,
-    [missing],
-  );
-  for (const table of missing) {
-    const mine = rows.filter((r) => r.name === table);
-    if (mine.length === 0) continue; // tableShape says so when asked
-    perDb.set(table, {
-      columns: new Set(mine.map((r) => r.attname as string)),
-      required: new Set(mine.filter((r) => r.required).map((r) => r.attname as string)),
-    });
-  }
-}
-
-/** Column names of a table in the search path (cached per connection object). */
-export async function tableColumns(db: Queryable, table: string): Promise<Set<string>> {
-  return (await tableShape(db, table)).columns;
-}
-
-/** NOT NULL columns of a table that have no database default (cached per connection object). */
-export async function requiredColumns(db: Queryable, table: string): Promise<Set<string>> {
-  return (await tableShape(db, table)).required;
 }
 
 /** A table has a NOT NULL column this code has no value for (a schema it does not know). */
@@ -99,7 +45,7 @@ function requireColumns(table: string, required: Set<string>, supplied: Iterable
  * among them, else CreationSchemaError (before anything is sent).
  */
 export async function insertRow(db: Queryable, table: string, values: Row, returning = "id"): Promise<Row> {
-  const shape = await tableShape(db, table);
+  const shape = await shapeOf(db, table);
   const names = Object.keys(values).filter((k) => shape.columns.has(k));
   requireColumns(table, shape.required, names);
   const params = names.map((n) => values[n]);
@@ -113,7 +59,7 @@ export async function insertRow(db: Queryable, table: string, values: Row, retur
 /** Multi-row INSERT of rows with identical keys; returns ids in input order. Chunked. */
 export async function insertRows(db: Queryable, table: string, rows: Row[], returning: string | null = "id"): Promise<Row[]> {
   if (rows.length === 0) return [];
-  const shape = await tableShape(db, table);
+  const shape = await shapeOf(db, table);
   const names = Object.keys(rows[0]).filter((k) => shape.columns.has(k));
   requireColumns(table, shape.required, names);
   const out: Row[] = [];
@@ -168,7 +114,7 @@ export async function databaseSeries(db: Queryable): Promise<string> {
 
 /** Whether users have personal recipients (zerver_userprofile.recipient_id, before 0798). */
 export async function hasPersonalRecipients(db: Queryable): Promise<boolean> {
-  return (await tableColumns(db, "zerver_userprofile")).has("recipient_id");
+  return hasColumn(db, "zerver_userprofile", "recipient_id");
 }
 
 /** nextval of a table's id sequence (an id to write before the row, as bulk creation needs). */

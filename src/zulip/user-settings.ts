@@ -1,6 +1,8 @@
 // UserBaseSettings (zerver/models/users.py): the user settings a RealmUserDefault row holds for
 // new users of an organization, with the model's defaults, and what new users do not copy.
 
+import { EmailAddressVisibility } from "./models.js";
+
 /** UserBaseSettings model defaults = a fresh RealmUserDefault row (email_address_visibility varies). */
 export const USER_SETTING_DEFAULTS: Record<string, unknown> = {
   enter_sends: false,
@@ -58,7 +60,7 @@ export const USER_SETTING_DEFAULTS: Record<string, unknown> = {
   send_private_typing_notifications: true,
   send_read_receipts: true,
   receives_typing_notifications: true,
-  email_address_visibility: 1,
+  email_address_visibility: EmailAddressVisibility.EVERYONE,
   allow_private_data_export: false,
   web_suggest_update_timezone: true,
   hide_ai_features: false,

@@ -5,7 +5,8 @@
 import { AuditLogEventType, auditLogRow } from "../audit.js";
 import type { Queryable } from "../../db/db.js";
 import { RecipientType, subscriptionValues } from "../models.js";
-import { insertRows, type Row, tableColumns } from "../rows.js";
+import { insertRows, type Row } from "../rows.js";
+import { tableColumns } from "../../db/db.js";
 import { lastMessageId } from "./message-send.js";
 
 /** zerver/lib/stream_color.py STREAM_ASSIGNMENT_COLORS. */

@@ -21,11 +21,16 @@ import { AuditLogEventType, insertAuditLog, NEW_VALUE, OLD_VALUE } from "../audi
 import type { CacheInvalidation, CacheUser } from "../cache.js";
 import type { Db, Queryable } from "../../db/db.js";
 import { CommandError } from "../../lib/errors.js";
-import { type EventDelivery, FL, type Notify, userIdsWhoCanAccessUser } from "../../services/events.js";
+import { pyStrip } from "../../lib/pyformat.js";
+import { type EventDelivery, FL, type Notify } from "../../services/events.js";
+import { userIdsWhoCanAccessUser } from "../audiences.js";
 import { lockUserRow, type RealmRef, type UserProfile } from "../lookup.js";
 import { botOwnerUserIds } from "../events/user-events.js";
+import { MAX_NAME_LENGTH } from "../models.js";
 
-const MAX_NAME_LENGTH = 100;
+// For src/commands/bulk_change_user_name.ts until it imports pyStrip from src/lib/pyformat.ts.
+export { pyStrip };
+
 const NAME_INVALID_CHARS = ["*", "`", "\\", ">", '"', "@"];
 
 function isNonCharacter(cp: number): boolean {
@@ -40,11 +45,6 @@ function unprintablePosition(s: string): number | null {
     if (/\p{Cc}|\p{Cs}/u.test(ch) || isNonCharacter(ch.codePointAt(0)!)) return i;
   }
   return null;
-}
-
-/** Python's str.strip(): whitespace as str.isspace() defines it. */
-export function pyStrip(s: string): string {
-  return s.replace(/^[\s\x1c-\x1f\x85]+|[\s\x1c-\x1f\x85]+$/gu, "");
 }
 
 /** unicodedata.normalize("NFKC", s).casefold() (full case folding approximated by upper-then-lower). */

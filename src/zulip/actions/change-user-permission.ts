@@ -2,7 +2,7 @@
 // do_change_can_forge_sender, do_change_can_create_users, do_change_can_change_user_emails —
 // the column and a USER_SPECIAL_PERMISSION_CHANGED (108) row {"1": old, "2": new, "property":
 // flag} — and, before Zulip 10.0, the is_billing_admin column (no audit row, as Zulip's billing
-// code did; since 10.0 it is group-settings.ts changeBillingPermission). One transaction, the
+// code did; since 10.0 it is change-billing-permission.ts changeBillingPermission). One transaction, the
 // user row locked and re-read; flush_user_profile.
 import { AuditLogEventType, insertAuditLog, NEW_VALUE, OLD_VALUE } from "../audit.js";
 import type { CacheInvalidation } from "../cache.js";

@@ -20,8 +20,17 @@ import {
 import type { Db, Queryable } from "../../db/db.js";
 import type { CacheInvalidation } from "../cache.js";
 import { metadataAccessChannelIds, sendStreamEventsForRoleUpdate } from "../events/channel-events.js";
-import { type Notify, sendGroupMembersEvent, userIdsWhoCanAccessUser } from "../../services/events.js";
-import { directGroupIds, getSystemGroup, SystemGroups, systemGroupNameForRole, systemGroups, updateFullMembersSystemGroup } from "../groups.js";
+import type { Notify } from "../../services/events.js";
+import { userIdsWhoCanAccessUser } from "../audiences.js";
+import {
+  directGroupIds,
+  getSystemGroup,
+  sendGroupMembersEvent,
+  SystemGroups,
+  systemGroupNameForRole,
+  systemGroups,
+  updateFullMembersSystemGroup,
+} from "../groups.js";
 import { lockUserRow, type Realm, type UserProfile } from "../lookup.js";
 import { ROLES } from "../roles.js";
 

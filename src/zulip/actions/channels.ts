@@ -11,12 +11,12 @@
 // word and route these notices differently). Otherwise no message is written and the result
 // says why, so the caller can tell the user.
 import { AuditLogEventType, insertAuditLog } from "../audit.js";
-import type { CacheInvalidation } from "../cache.js";
-import { cacheKeys, sha1Hex } from "../cache.js";
+import { type CacheInvalidation, cacheKeys } from "../cache.js";
 import { sendMessage } from "./message-send.js";
-import { SYSTEM_BOT_REALM } from "../models.js";
+import { escapeMarkdownText } from "../templates/html.js";
+import { MAX_CHANNEL_NAME_LENGTH, SYSTEM_BOT_REALM, SystemBots, TopicsPolicy } from "../models.js";
 import { canAccessStreamMetadataUserIds, sendStreamCreationEvent } from "../events/channel-events.js";
-import type { Db, Queryable } from "../../db/db.js";
+import { type Db, hasColumn, type Queryable } from "../../db/db.js";
 import { CommandError, errorCode, errorMessage } from "../../lib/errors.js";
 import { parsePythonInt } from "../lookup.js";
 import { FL, type Notify } from "../../services/events.js";
@@ -31,11 +31,7 @@ export interface NoticeEvents {
 }
 
 /** Stream.MAX_NAME_LENGTH */
-const MAX_CHANNEL_NAME_LENGTH = 60;
-const NOTIFICATION_BOT = "notification-bot@zulip.com";
-
-/** StreamTopicsPolicyEnum */
-const TopicsPolicy = { INHERIT: 1, ALLOW_EMPTY_TOPIC: 2, DISABLE_EMPTY_TOPIC: 3, EMPTY_TOPIC_ONLY: 4 } as const;
+const NOTIFICATION_BOT = SystemBots.NOTIFICATION_BOT.email;
 
 export interface ChannelRow {
   id: number;
@@ -114,11 +110,6 @@ function encodeChannel(id: number, name: string): string {
   return `${id}-${hashUtilEncode(name.replace(/ /g, "-"))}`;
 }
 
-/** Python-Markdown's text escaping (& < >). */
-function escapeText(s: string): string {
-  return s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
-}
-
 /** Names whose Markdown rendering we reproduce with certainty inside a channel link. */
 function isPlainChannelName(name: string): boolean {
   return /^[\p{L}\p{N}\p{M}](?:[\p{L}\p{N}\p{M} -]*[\p{L}\p{N}\p{M}])?$/u.test(name) && !/ {2}/.test(name);
@@ -137,12 +128,12 @@ function isEnglish(language: string | null | undefined): boolean {
 
 /** StreamPattern: `#**name**` for a channel the sender can read. */
 function renderChannelLink(id: number, name: string): string {
-  return `<a class="stream" data-stream-id="${id}" href="/#narrow/channel/${encodeChannel(id, name)}">#${escapeText(name)}</a>`;
+  return `<a class="stream" data-stream-id="${id}" href="/#narrow/channel/${encodeChannel(id, name)}">#${escapeMarkdownText(name)}</a>`;
 }
 
 /** UserMentionPattern, silent: `@_**Full Name|id**`. */
 function renderSilentMention(id: number, fullName: string): string {
-  return `<span class="user-mention silent" data-user-id="${id}">${escapeText(fullName)}</span>`;
+  return `<span class="user-mention silent" data-user-id="${id}">${escapeMarkdownText(fullName)}</span>`;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -246,14 +237,6 @@ async function sendNotificationBotMessage(
     }
   }
   return { id: sent.id, recipients: n[0].n, eventsNotSent };
-}
-
-async function hasColumn(q: Queryable, table: string, column: string): Promise<boolean> {
-  const { rows } = await q.query(
-    `SELECT 1 FROM pg_catalog.pg_attribute WHERE attrelid = to_regclass($1) AND attname = $2 AND attnum > 0 AND NOT attisdropped`,
-    [table, column],
-  );
-  return rows.length > 0;
 }
 
 /**
@@ -367,11 +350,6 @@ export interface UnarchiveResult {
   notice: NoticeResult;
 }
 
-/** get_stream_cache_key(name, realm_id) */
-export function channelCacheKey(name: string, realmId: number): string {
-  return `stream_by_realm_and_name:${realmId}:${sha1Hex(name.trim().toLowerCase())}`;
-}
-
 /** Errors do_unarchive_stream raises (JsonableError in Zulip). */
 class UnarchiveError extends Error {}
 
@@ -432,8 +410,8 @@ async function unarchiveChannel(
     opts.cache.addKeys(
       [
         cacheKeys.displayRecipient(channel.recipient_id),
-        channelCacheKey(channel.name, channel.realm_id),
-        channelCacheKey(newName, channel.realm_id),
+        cacheKeys.streamByRealmAndName(channel.name, channel.realm_id),
+        cacheKeys.streamByRealmAndName(newName, channel.realm_id),
         ...msgs.map((m) => cacheKeys.messageDict(Number(m.id))),
       ],
       `channel '${newName}' (id ${channel.id}) and its messages`,

@@ -3,28 +3,30 @@
 // Recipient, the permission group settings' defaults (the "channel creator" one an anonymous
 // group holding the creator), the CHANNEL_CREATED row, and bulk_add_subscriptions for the
 // subscribers asked for. The events and the ensure_stream wrapper are subscriptions.ts.
+import { pyStrip } from "../../lib/pyformat.js";
 import { AuditLogEventType, insertAuditLogRow } from "../audit.js";
 import type { Queryable } from "../../db/db.js";
-import { getSystemGroups, type SystemGroupName } from "../groups.js";
+import { getSystemGroups, type SystemGroupName, SystemGroups } from "../groups.js";
 import { realmIdOf, type RealmIdOrRef } from "../lookup.js";
 import { renderPlainMarkdown } from "../plain-markdown.js";
-import { RecipientType } from "../models.js";
-import { insertRow, type Row, tableColumns } from "../rows.js";
+import { RecipientType, TopicsPolicy } from "../models.js";
+import { insertRow, type Row } from "../rows.js";
+import { tableColumns } from "../../db/db.js";
 import { bulkAddSubscriptions } from "./bulk-add-subscriptions.js";
 
 /** Stream.stream_permission_group_settings defaults; null = "channel creator" (anonymous group). */
 export const STREAM_GROUP_SETTING_DEFAULTS: Record<string, SystemGroupName | null> = {
-  can_add_subscribers_group_id: "role:nobody",
+  can_add_subscribers_group_id: SystemGroups.NOBODY,
   can_administer_channel_group_id: null,
-  can_create_topic_group_id: "role:everyone",
-  can_delete_any_message_group_id: "role:nobody",
-  can_delete_own_message_group_id: "role:nobody",
-  can_move_messages_out_of_channel_group_id: "role:nobody",
-  can_move_messages_within_channel_group_id: "role:nobody",
-  can_remove_subscribers_group_id: "role:administrators",
-  can_resolve_topics_group_id: "role:nobody",
-  can_send_message_group_id: "role:everyone",
-  can_subscribe_group_id: "role:nobody",
+  can_create_topic_group_id: SystemGroups.EVERYONE,
+  can_delete_any_message_group_id: SystemGroups.NOBODY,
+  can_delete_own_message_group_id: SystemGroups.NOBODY,
+  can_move_messages_out_of_channel_group_id: SystemGroups.NOBODY,
+  can_move_messages_within_channel_group_id: SystemGroups.NOBODY,
+  can_remove_subscribers_group_id: SystemGroups.ADMINISTRATORS,
+  can_resolve_topics_group_id: SystemGroups.NOBODY,
+  can_send_message_group_id: SystemGroups.EVERYONE,
+  can_subscribe_group_id: SystemGroups.NOBODY,
 };
 
 export interface CreatedChannel {
@@ -83,7 +85,7 @@ export function channelRowValues(c: {
     is_recently_active: true,
     subscriber_count: 0, // since 11.0 (0704)
     folder_id: null, // since 11.0 (0708)
-    topics_policy: 1, // since 11.0 (0717)
+    topics_policy: TopicsPolicy.INHERIT, // since 11.0 (0717)
     is_in_zephyr_realm: false, // before 0752 (Zulip 10, 11)
   };
 }
@@ -93,7 +95,7 @@ export async function createChannel(db: Queryable, realm: RealmIdOrRef, opts: Cr
   const realmId = realmIdOf(realm);
   const groups = await getSystemGroups(db, realmId);
   const when = opts.dateCreated ?? new Date();
-  const name = opts.name.trim();
+  const name = pyStrip(opts.name);
   const clash = await db.query(`SELECT id FROM zerver_stream WHERE realm_id = $1 AND upper(name) = upper($2)`, [realmId, name]);
   if (clash.rows.length) throw new Error(`Channel '${name}' already exists in realm ${realmId}`);
   const inviteOnly = opts.inviteOnly ?? false;
@@ -125,7 +127,7 @@ export async function createChannel(db: Queryable, realm: RealmIdOrRef, opts: Cr
       await db.query(`INSERT INTO zerver_usergroupmembership (user_group_id, user_profile_id) VALUES ($1, $2)`, [gid, creatorId]);
       values[col] = gid;
     } else {
-      values[col] = groups["role:nobody"];
+      values[col] = groups[SystemGroups.NOBODY];
     }
   }
   Object.assign(values, opts.columns ?? {});

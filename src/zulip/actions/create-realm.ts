@@ -31,7 +31,6 @@ import type { CacheInvalidation } from "../cache.js";
 import type { EventDelivery } from "../../services/events.js";
 import { sendUserCreationEvents } from "../events/user-creation-events.js";
 import { ROLES } from "../roles.js";
-import { TOS_VERSION_BEFORE_FIRST_LOGIN } from "../models.js";
 import type { UserProfile } from "../lookup.js";
 import { defaultChannelIds } from "../realms.js";
 import type { SubdomainSettings } from "../subdomain.js";
@@ -41,13 +40,15 @@ import { createSystemBots } from "./server-initialization.js";
 import { quoteIdent } from "../../db/sql.js";
 import { cryptoRandom, type RandomSource } from "../../lib/random.js";
 import { getOrCreateClient } from "../clients.js";
-import { NAMED_GROUP_SETTING_COLUMNS, SYSTEM_GROUPS, type SystemGroupIds, type SystemGroupName } from "../groups.js";
+import { NAMED_GROUP_SETTING_COLUMNS, SYSTEM_GROUPS, type SystemGroupIds, type SystemGroupName, SystemGroups } from "../groups.js";
 import { renderPlainMarkdown } from "../plain-markdown.js";
-import { EmailAddressVisibility, OrgType, SYSTEM_BOT_REALM, SYSTEM_BOT_REALM_NAME } from "../models.js";
-import { CreationSchemaError, databaseSeries, insertRow, insertRows, type Row, tableColumns } from "../rows.js";
+import { EmailAddressVisibility, OrgType, PlanType, SYSTEM_BOT_REALM, SYSTEM_BOT_REALM_NAME, TopicsPolicy, TOS_VERSION_BEFORE_FIRST_LOGIN } from "../models.js";
+import { CreationSchemaError, databaseSeries, insertRow, insertRows, type Row } from "../rows.js";
+import { tableColumns } from "../../db/db.js";
 import { REALM_USER_DEFAULT_OVERRIDES, USER_SETTING_DEFAULTS } from "../user-settings.js";
 import { sendStreamCreationEvent } from "../events/channel-events.js";
-import { activeNonGuestUserIds, type Notify } from "../../services/events.js";
+import type { Notify } from "../../services/events.js";
+import { activeNonGuestUserIds } from "../audiences.js";
 import { createChannel, type CreatedChannel } from "./create-channel.js";
 
 /** get_latest_zulip_update_announcements_level() of Zulip 12.2 (new realms start there). */
@@ -69,40 +70,40 @@ const LEGACY_GIPHY_RATING_G = 2;
 
 /** Realm.REALM_PERMISSION_GROUP_SETTINGS defaults (column → system group). */
 export const REALM_GROUP_SETTING_DEFAULTS: Record<string, SystemGroupName> = {
-  can_access_all_users_group_id: "role:everyone",
-  can_add_custom_emoji_group_id: "role:members",
-  can_add_subscribers_group_id: "role:members",
-  can_create_bots_group_id: "role:members",
-  can_create_groups_id: "role:members",
-  can_create_private_channel_group_id: "role:members",
-  can_create_public_channel_group_id: "role:members",
-  can_create_web_public_channel_group_id: "role:owners",
-  can_create_write_only_bots_group_id: "role:members",
-  can_delete_any_message_group_id: "role:administrators",
-  can_delete_own_message_group_id: "role:everyone",
-  can_invite_users_group_id: "role:members",
-  can_manage_all_groups_id: "role:owners",
-  can_manage_billing_group_id: "role:administrators",
-  can_mention_many_users_group_id: "role:administrators",
-  can_move_messages_between_channels_group_id: "role:members",
-  can_move_messages_between_topics_group_id: "role:everyone",
-  can_resolve_topics_group_id: "role:everyone",
-  can_set_delete_message_policy_group_id: "role:moderators",
-  can_set_topics_policy_group_id: "role:members",
-  can_summarize_topics_group_id: "role:everyone",
-  create_multiuse_invite_group_id: "role:administrators",
-  direct_message_initiator_group_id: "role:everyone",
-  direct_message_permission_group_id: "role:everyone",
-  workplace_users_group_id: "role:everyone",
+  can_access_all_users_group_id: SystemGroups.EVERYONE,
+  can_add_custom_emoji_group_id: SystemGroups.MEMBERS,
+  can_add_subscribers_group_id: SystemGroups.MEMBERS,
+  can_create_bots_group_id: SystemGroups.MEMBERS,
+  can_create_groups_id: SystemGroups.MEMBERS,
+  can_create_private_channel_group_id: SystemGroups.MEMBERS,
+  can_create_public_channel_group_id: SystemGroups.MEMBERS,
+  can_create_web_public_channel_group_id: SystemGroups.OWNERS,
+  can_create_write_only_bots_group_id: SystemGroups.MEMBERS,
+  can_delete_any_message_group_id: SystemGroups.ADMINISTRATORS,
+  can_delete_own_message_group_id: SystemGroups.EVERYONE,
+  can_invite_users_group_id: SystemGroups.MEMBERS,
+  can_manage_all_groups_id: SystemGroups.OWNERS,
+  can_manage_billing_group_id: SystemGroups.ADMINISTRATORS,
+  can_mention_many_users_group_id: SystemGroups.ADMINISTRATORS,
+  can_move_messages_between_channels_group_id: SystemGroups.MEMBERS,
+  can_move_messages_between_topics_group_id: SystemGroups.EVERYONE,
+  can_resolve_topics_group_id: SystemGroups.EVERYONE,
+  can_set_delete_message_policy_group_id: SystemGroups.MODERATORS,
+  can_set_topics_policy_group_id: SystemGroups.MEMBERS,
+  can_summarize_topics_group_id: SystemGroups.EVERYONE,
+  create_multiuse_invite_group_id: SystemGroups.ADMINISTRATORS,
+  direct_message_initiator_group_id: SystemGroups.EVERYONE,
+  direct_message_permission_group_id: SystemGroups.EVERYONE,
+  workplace_users_group_id: SystemGroups.EVERYONE,
 };
 
 /** do_create_realm's group_settings_defaults_for_org_types (education orgs are stricter). */
 const EDUCATION_GROUP_SETTING_OVERRIDES: Record<string, SystemGroupName> = {
-  can_add_subscribers_group_id: "role:moderators",
-  can_create_public_channel_group_id: "role:administrators",
-  can_create_groups_id: "role:moderators",
-  can_invite_users_group_id: "role:administrators",
-  can_move_messages_between_channels_group_id: "role:moderators",
+  can_add_subscribers_group_id: SystemGroups.MODERATORS,
+  can_create_public_channel_group_id: SystemGroups.ADMINISTRATORS,
+  can_create_groups_id: SystemGroups.MODERATORS,
+  can_invite_users_group_id: SystemGroups.ADMINISTRATORS,
+  can_move_messages_between_channels_group_id: SystemGroups.MODERATORS,
 };
 
 /** all_default_backend_names(): one RealmAuthenticationMethod row per backend, as a fresh server writes. */
@@ -258,7 +259,7 @@ export function realmRowValues(opts: CreateRealmOptions, c: { name: string; inte
     message_visibility_limit: null,
     first_visible_message_id: 0,
     org_type: orgType,
-    plan_type: opts.planType ?? 1,
+    plan_type: opts.planType ?? PlanType.SELF_HOSTED,
     custom_upload_quota_gb: null,
     video_chat_provider: 1,
     jitsi_server_url: null,
@@ -280,7 +281,7 @@ export function realmRowValues(opts: CreateRealmOptions, c: { name: string; inte
     scheduled_deletion_date: null,
     enable_guest_user_dm_warning: true,
     message_edit_history_visibility_policy: 1,
-    topics_policy: 2,
+    topics_policy: TopicsPolicy.ALLOW_EMPTY_TOPIC,
     mandatory_topics: false, // before 0713 (Zulip 10)
     require_e2ee_push_notifications: false,
     welcome_message_custom_text: "",
@@ -585,7 +586,7 @@ export async function doCreateRealm(
     const eventsNotSent = await sendUserCreationEvents(q, notify, owner.id, {
       featureLevel: opts.featureLevel,
       avatar: readAvatarSettings(opts.settings),
-      systemGroupIds: [realm.groups["role:owners"]],
+      systemGroupIds: [realm.groups[SystemGroups.OWNERS]],
       channelIds: await defaultChannelIds(q, realm.id),
     });
     await opts.cache?.realmChanged(q, { id: realm.id, string_id: stringId, deactivated: false }, null);

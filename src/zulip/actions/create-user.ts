@@ -12,6 +12,7 @@
 // process_new_human_user's rows are onboarding.ts. doCreateUser is manage.py create_user's whole
 // transaction (the user, process_new_human_user's rows, the events, the signup announcement) and
 // the user's Jdenticon picture after it.
+import { pyStrip } from "../../lib/pyformat.js";
 import {
   AuditLogEventType,
   auditLogIdsOfUser,
@@ -24,14 +25,15 @@ import {
 import type { Db, Queryable } from "../../db/db.js";
 import { CommandError } from "../../lib/errors.js";
 import { cryptoRandom, type RandomSource } from "../../lib/random.js";
-import { realmHostFor, type ZulipSettings } from "../../config/settings.js";
+import { deport, realmHostFor, type ZulipSettings } from "../../config/settings.js";
 import { validateEmailAddress } from "../email-address.js";
-import { getSystemGroups, isProvisionalMember, type SystemGroupName, systemGroupNameForRole } from "../groups.js";
+import { getSystemGroups, isProvisionalMember, type SystemGroupName, systemGroupNameForRole, SystemGroups } from "../groups.js";
 import { realmIdOf, type RealmIdOrRef, type UserProfile } from "../lookup.js";
-import { BotType, EmailAddressVisibility, RecipientType, subscriptionValues, UserMessageFlag } from "../models.js";
+import { BotType, EmailAddressVisibility, MAX_NAME_LENGTH, RecipientType, subscriptionValues, UserMessageFlag } from "../models.js";
 import { unusablePassword } from "../password.js";
 import { ROLES } from "../roles.js";
-import { hasPersonalRecipients, insertRow, insertRows, nextId, type Row, tableColumns } from "../rows.js";
+import { hasPersonalRecipients, insertRow, insertRows, nextId, type Row } from "../rows.js";
+import { tableColumns } from "../../db/db.js";
 import { NOT_COPIED_FROM_REALM_DEFAULTS, USER_SETTING_DEFAULTS } from "../user-settings.js";
 import { readAvatarSettings, writeJdenticonAvatar } from "../avatar.js";
 import type { CacheInvalidation } from "../cache.js";
@@ -44,17 +46,16 @@ import { type NoticeResult, sendSignupAnnouncement } from "./channels.js";
 import { type NewHumanUserSteps, processNewHumanUserRows, type NewUserUrls } from "./onboarding.js";
 
 /**
- * get_fake_email_domain() (zerver/models/realms.py, same in 10.x–12.x): the realm host if
- * `bot@<host>` is a valid address (Django's validate_email: email-address.ts), else
- * settings.FAKE_EMAIL_DOMAIN (default: EXTERNAL_HOST without its port) if that one is, else
- * InvalidFakeEmailDomainError with Zulip's message — e.g. a server addressed by an IP address and
- * no FAKE_EMAIL_DOMAIN set.
+ * get_fake_email_domain(realm_host) (zerver/models/realms.py, same in 10.x–12.x): the realm host
+ * if `bot@<host>` is a valid address (Django's validate_email: email-address.ts), else
+ * settings.FAKE_EMAIL_DOMAIN (src/config/settings.ts FAKE_EMAIL_DOMAIN: the one rule for its
+ * value) if that one is, else InvalidFakeEmailDomainError with Zulip's message — e.g. a server
+ * addressed by an IP address and no FAKE_EMAIL_DOMAIN set, or FAKE_EMAIL_DOMAIN = "".
  */
-export function fakeEmailDomain(host: string, fallback?: string): string {
+export function fakeEmailDomain(host: string, fakeEmailDomainSetting: string): string {
   if (validateEmailAddress(`bot@${host}`) === null) return host;
-  const fake = fallback ?? host.split(":")[0];
-  if (validateEmailAddress(`bot@${fake}`) !== null) throw new InvalidFakeEmailDomainError(fake);
-  return fake;
+  if (validateEmailAddress(`bot@${fakeEmailDomainSetting}`) !== null) throw new InvalidFakeEmailDomainError(fakeEmailDomainSetting);
+  return fakeEmailDomainSetting;
 }
 
 /** Zulip's InvalidFakeEmailDomainError, raised by get_fake_email_domain. */
@@ -90,6 +91,7 @@ export interface CreateUserOptions {
   /** EXTERNAL_HOST, needed for fake display emails when the visibility is not "everyone". */
   externalHost?: string;
   realmHosts?: Record<string, string>;
+  /** settings.FAKE_EMAIL_DOMAIN (settings.get("FAKE_EMAIL_DOMAIN")); default: its default, deport(externalHost). */
   fakeEmailDomain?: string;
   /**
    * The realm's user counts read beside the transaction before the user existed
@@ -264,7 +266,7 @@ export async function createUser(db: Queryable, realm: RealmIdOrRef, opts: Creat
       throw new Error("createUser: externalHost is needed to build the display email of a user whose email is not public");
     }
     const host = opts.externalHost ? realmHostFor(info.stringId, opts.externalHost, opts.realmHosts) : "";
-    const domain = fakeEmailDomain(host, opts.fakeEmailDomain);
+    const domain = fakeEmailDomain(host, opts.fakeEmailDomain ?? deport(opts.externalHost!));
     email = `user${id}@${domain}`;
   }
   const apiKey = random.alnum(32);
@@ -329,7 +331,7 @@ export async function createUser(db: Queryable, realm: RealmIdOrRef, opts: Creat
 
   const systemGroups: SystemGroupName[] = [systemGroupNameForRole(role)];
   if (role === ROLES.MEMBER && !isProvisionalMember(role, dateJoined, info.waitingPeriodThreshold, now)) {
-    systemGroups.push("role:fullmembers");
+    systemGroups.push(SystemGroups.FULL_MEMBERS);
   }
   for (const g of systemGroups) {
     await db.query(`INSERT INTO zerver_usergroupmembership (user_group_id, user_profile_id) VALUES ($1, $2)`, [groups[g], id]);
@@ -483,9 +485,9 @@ export const NOT_DONE_WELCOME_DM =
   "Welcome Bot's onboarding direct message to the new user (Zulip sends it on sign-up; zulip-manage does not write Welcome Bot's onboarding messages)";
 export const NOT_DONE_ACCOUNT_EMAIL = 'the "account registered" email Zulip queues for the new user (zulip-manage does not send it)';
 
-/** zerver_userprofile.full_name is a varchar(100); Zulip's command does no other check. */
+/** zerver_userprofile.full_name is a varchar(100) (MAX_NAME_LENGTH); Zulip's command does no other check. */
 export function checkFullName(name: string): string {
-  if ([...name].length > 100) throw new CommandError("Name too long!");
+  if ([...name].length > MAX_NAME_LENGTH) throw new CommandError("Name too long!");
   return name;
 }
 
@@ -493,7 +495,7 @@ export function checkFullName(name: string): string {
 export async function userAlreadyExists(q: Queryable, realmId: number, email: string): Promise<boolean> {
   const { rows } = await q.query("SELECT 1 FROM zerver_userprofile WHERE realm_id = $1 AND (upper(delivery_email) = upper($2) OR upper(email) = upper($2))", [
     realmId,
-    email.trim(),
+    pyStrip(email),
   ]);
   return rows.length > 0;
 }

@@ -14,7 +14,8 @@
 import { AuditLogEventType, insertAuditLog, ROLE_COUNT, roleCounts } from "../audit.js";
 import type { CacheInvalidation } from "../cache.js";
 import type { Db, Queryable } from "../../db/db.js";
-import { activeUserIds, type Notify } from "../../services/events.js";
+import type { Notify } from "../../services/events.js";
+import { activeUserIds } from "../audiences.js";
 import { buildEmail, EmailDeliveryError, type EmailSettings, Mailer, type OutgoingEmail, securityEmailFromName, supportAddress } from "../../services/email.js";
 import type { Realm } from "../lookup.js";
 import { type EmailUser, humanOwnerUsers, lockRealm } from "../realms.js";

@@ -25,7 +25,8 @@
 // decoded _auth_user_id without checking the signature (Django's get_decoded() ignores sessions
 // signed with another SECRET_KEY; such sessions are unusable anyway, so listing or deleting them
 // does no harm).
-import { AuditLogEventType, insertAuditLog, ROLE_COUNT, type RoleCountBaseline, roleCountsAfterChange, tableColumnSet } from "../audit.js";
+import { AuditLogEventType, insertAuditLog, ROLE_COUNT, type RoleCountBaseline, roleCountsAfterChange } from "../audit.js";
+import { tableColumns } from "../../db/db.js";
 import type { CacheInvalidation, CacheUser } from "../cache.js";
 import { CONFIRMATION_STATUS, CONFIRMATION_TYPES } from "../confirmation.js";
 import type { Db, Queryable } from "../../db/db.js";
@@ -86,7 +87,7 @@ export async function changeUserIsActive(q: Queryable, userId: number, value: bo
   await q.query("UPDATE zerver_userprofile SET is_active = $2 WHERE id = $1", [userId, value]);
   const subs = await q.query("UPDATE zerver_subscription SET is_user_active = $2 WHERE user_profile_id = $1", [userId, value]);
   let channelIds: number[] = [];
-  if ((await tableColumnSet(q, "zerver_stream")).has("subscriber_count")) {
+  if ((await tableColumns(q, "zerver_stream")).has("subscriber_count")) {
     // get_user_subscribed_streams(user).update(subscriber_count=F("subscriber_count") ± 1)
     const { rows } = await q.query(
       `UPDATE zerver_stream SET subscriber_count = subscriber_count + $2

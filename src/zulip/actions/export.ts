@@ -41,10 +41,11 @@ import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { Db, Queryable } from "../../db/db.js";
 import { catalogForeignKeys } from "../../db/ondelete.js";
+import { quoteIdent } from "../../db/sql.js";
 import { zlib } from "../../lib/builtins.js";
 import { seriesAtLeast } from "../../db/zulip-versions.js";
 import { databaseSeries } from "../rows.js";
-import { RecipientType } from "../models.js";
+import { flagsList, RecipientType } from "../models.js";
 
 // ---------------------------------------------------------------------------------------------
 // JSON as Zulip writes it (orjson, OPT_INDENT_2)
@@ -227,8 +228,8 @@ class RowReader {
     const p = alias ? `${alias}.` : "";
     return cols
       .map((c) => {
-        const ref = `${p}"${c.name.replace(/"/g, '""')}"`;
-        const as = `"${c.name.replace(/"/g, '""')}"`;
+        const as = quoteIdent(c.name);
+        const ref = `${p}${as}`;
         if (c.type.startsWith("timestamp")) return `(extract(epoch FROM ${ref}))::text AS ${as}`;
         if (c.type === "json" || c.type === "jsonb" || c.type === "uuid" || c.type === "tsvector" || c.type === "numeric") return `${ref}::text AS ${as}`;
         if (c.type === "bytea") return `encode(${ref}, 'base64') AS ${as}`;
@@ -286,32 +287,6 @@ export interface ExportUserResult {
   avatars: number;
   emoji: number;
   warnings: string[];
-}
-
-/** UserMessage.ALL_FLAGS, in bit order; NON_API_FLAGS are left out of "flags". */
-const USER_MESSAGE_FLAGS = [
-  "read",
-  "starred",
-  "collapsed",
-  "mentioned",
-  "stream_wildcard_mentioned",
-  "topic_wildcard_mentioned",
-  "group_mentioned",
-  "force_expand",
-  "force_collapse",
-  "has_alert_word",
-  "historical",
-  "is_private",
-  "active_mobile_push_notification",
-];
-const NON_API_FLAGS = new Set(["is_private", "active_mobile_push_notification"]);
-
-export function flagsList(mask: number): string[] {
-  const out: string[] = [];
-  USER_MESSAGE_FLAGS.forEach((f, i) => {
-    if (mask & (1 << i) && !NON_API_FLAGS.has(f)) out.push(f);
-  });
-  return out;
 }
 
 /** EXCLUDED_USER_PROFILE_FIELDS */

@@ -8,7 +8,7 @@ import type { Queryable } from "../../db/db.js";
 import { crypto } from "../../lib/builtins.js";
 import { getOrCreateClient } from "../clients.js";
 import { renderPlainMarkdown } from "../plain-markdown.js";
-import { RecipientType, subscriptionValues, SYSTEM_BOT_REALM, UserMessageFlag, VisibilityPolicy } from "../models.js";
+import { MessageType, RecipientType, subscriptionValues, SYSTEM_BOT_REALM, UserMessageFlag, VisibilityPolicy } from "../models.js";
 import { databaseSeries, hasPersonalRecipients, insertRow, insertRows } from "../rows.js";
 
 /** Message.sent_by_human(): the sender's own UserMessage row is marked read only for these clients. */
@@ -260,7 +260,7 @@ export async function sendMessage(db: Queryable, opts: SendMessageOptions): Prom
     if (mentioned.has(r.id)) r.flags |= UserMessageFlag.MENTIONED;
   }
   const m = await insertRow(db, "zerver_message", {
-    type: 1,
+    type: MessageType.NORMAL,
     subject,
     content: opts.content,
     rendered_content: opts.renderedContent ?? renderPlainMarkdown(opts.content),

@@ -6,9 +6,9 @@
 // signup announcement: channels.ts; Welcome Bot's) and the queued "account registered" email are
 // not part of this.
 import type { Queryable } from "../../db/db.js";
-import { CONFIRMATION_STATUS, CONFIRMATION_TYPES, generateKey } from "../confirmation.js";
+import { CONFIRMATION_STATUS, CONFIRMATION_TYPES, insertConfirmation, UNSUBSCRIBE_VALIDITY_DAYS } from "../confirmation.js";
 import { OrgType, ScheduledEmailType } from "../models.js";
-import { ROLES } from "../roles.js";
+import { isRealmAdmin } from "../roles.js";
 import { realmUrl, type ZulipSettings } from "../../config/settings.js";
 
 /** Realm.ORG_TYPES[...]["onboarding_zulip_guide_url"] by org type id. */
@@ -100,7 +100,6 @@ export function serverUrls(s: ZulipSettings, stringId: string): NewUserUrls {
     }
   };
   const sender = fileValue("WELCOME_EMAIL_SENDER", null) as any;
-  const fake = fileValue("FAKE_EMAIL_DOMAIN", null);
   return {
     realmUrl: realmUrl(s, stringId),
     rootDomainUrl: s.get("ROOT_DOMAIN_URI"),
@@ -109,7 +108,7 @@ export function serverUrls(s: ZulipSettings, stringId: string): NewUserUrls {
     corporateEnabled: fileValue("CORPORATE_ENABLED", false) === true,
     welcomeEmailSender: sender && typeof sender === "object" && typeof sender.name === "string" && typeof sender.email === "string" ? sender : null,
     realmHosts: s.get("REALM_HOSTS"),
-    fakeEmailDomain: typeof fake === "string" ? fake : s.get("EXTERNAL_HOST_WITHOUT_PORT"),
+    fakeEmailDomain: s.get("FAKE_EMAIL_DOMAIN"),
   };
 }
 
@@ -150,15 +149,19 @@ async function enqueueWelcomeEmails(
       WHERE realm_id IN (SELECT id FROM zerver_realm) AND upper(delivery_email::text) = upper($1) AND id <> $2`,
     [u.delivery_email, userId],
   );
-  // one_click_unsubscribe_link(user, "welcome")
-  const ct = await db.query(`SELECT id FROM django_content_type WHERE app_label = 'zerver' AND model = 'userprofile'`);
-  if (!ct.rows.length) throw new Error("django_content_type has no zerver.userprofile row");
-  const key = opts.unsubscribeKey ?? generateKey();
-  const conf = await db.query(
-    `INSERT INTO confirmation_confirmation (content_type_id, object_id, date_sent, confirmation_key, expiry_date, realm_id, type)
-     VALUES ($1, $2, $3, $4, $3::timestamptz + interval '1000000 days', $5, $6) RETURNING id`,
-    [Number(ct.rows[0].id), userId, now, key, realmId, CONFIRMATION_TYPES.UNSUBSCRIBE],
-  );
+  // one_click_unsubscribe_link(user, "welcome"): create_confirmation_object's expiry is
+  // date_sent + timedelta(days=1000000), computed here (not with a PostgreSQL interval, whose
+  // days follow the session time zone's daylight saving time).
+  const conf = await insertConfirmation(db, {
+    contentType: { appLabel: "zerver", model: "userprofile" },
+    objectId: userId,
+    type: CONFIRMATION_TYPES.UNSUBSCRIBE,
+    realmId,
+    validityDays: UNSUBSCRIBE_VALIDITY_DAYS,
+    now,
+    key: opts.unsubscribeKey,
+  });
+  const key = conf.key;
   const unsubscribeLink = `${urls.realmUrl}/accounts/unsubscribe/welcome/${key}`;
   const schedule = onboardingEmailSchedule(u.date_joined, u.timezone ?? "");
   const common = {
@@ -184,7 +187,7 @@ async function enqueueWelcomeEmails(
     });
   }
   const guide = ONBOARDING_GUIDE[Number(u.org_type)];
-  const isAdmin = Number(u.role) === ROLES.REALM_OWNER || Number(u.role) === ROLES.REALM_ADMINISTRATOR;
+  const isAdmin = isRealmAdmin(Number(u.role));
   if (guide && !(guide.url === COMMUNITIES_GUIDE && !isAdmin)) {
     emails.push({
       template: "onboarding_zulip_guide",
@@ -223,7 +226,7 @@ async function enqueueWelcomeEmails(
     await db.query(`INSERT INTO zerver_scheduledemail_users (scheduledemail_id, userprofile_id) VALUES ($1, $2)`, [id, userId]);
     scheduled.push({ id, template: e.template, scheduledAt: at });
   }
-  return { unsubscribeConfirmationId: Number(conf.rows[0].id), unsubscribeLink, scheduled };
+  return { unsubscribeConfirmationId: conf.id, unsubscribeLink, scheduled };
 }
 
 export interface NewHumanUserSteps {

@@ -8,7 +8,7 @@ import type { Db, Queryable } from "../../db/db.js";
 import type { Notify } from "../../services/events.js";
 import type { Realm } from "../lookup.js";
 import { lockRealm } from "../realms.js";
-import { tableColumns } from "../rows.js";
+import { tableColumns } from "../../db/db.js";
 
 /**
  * do_reactivate_realm: deactivated=false, scheduled_deletion_date=NULL (where the column exists)

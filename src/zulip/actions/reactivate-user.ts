@@ -11,6 +11,7 @@
 //       the 104 audit row with ROLE_COUNT, events, cache keys.
 //   doReactivateUser(db, userId, opts): the same in its own transaction (events due, cache
 //       change committed after COMMIT).
+import { pyStrip } from "../../lib/pyformat.js";
 import { AuditLogEventType, insertAuditLog, ROLE_COUNT, roleCountsAfterChange } from "../audit.js";
 import type { CacheUser } from "../cache.js";
 import type { Db, Queryable } from "../../db/db.js";
@@ -51,7 +52,7 @@ export async function reactivationProblem(q: Queryable, user: UserProfile): Prom
     // check_bot_name_available(realm_id, full_name, is_activation=True)
     const dup = await q.query("SELECT 1 FROM zerver_userprofile WHERE realm_id = $1 AND full_name = $2 AND is_active LIMIT 1", [
       user.realm_id,
-      String(user.full_name).trim(),
+      pyStrip(String(user.full_name)),
     ]);
     if (dup.rows.length) {
       return (

@@ -17,11 +17,14 @@
 // manage.py's own realm_domain command writes only the zerver_realmdomain row (no audit row, no
 // event, and it leaves emails_restricted_to_domains on after removing the last domain); we do
 // what the organization settings page does, so that open browsers and the audit log follow.
+import { pyStrip } from "../../lib/pyformat.js";
 import { AuditLogEventType, insertAuditLog, NEW_VALUE, OLD_VALUE } from "../audit.js";
 import type { CacheInvalidation } from "../cache.js";
 import type { Db, Queryable } from "../../db/db.js";
 import { CommandError } from "../../lib/errors.js";
-import { activeUserIds, type Notify } from "../../services/events.js";
+import type { Notify } from "../../services/events.js";
+import { activeUserIds } from "../audiences.js";
+import { lockRealm } from "../realms.js";
 
 export interface RealmDomain {
   domain: string;
@@ -53,7 +56,7 @@ export function domainProblem(domain: string): string | null {
 
 /** The command's normalization: options["domain"].strip().lower() (Python's, for ASCII and beyond). */
 export function normalizeDomain(domain: string): string {
-  return domain.trim().toLowerCase();
+  return pyStrip(domain).toLowerCase();
 }
 
 export interface DomainChangeResult {
@@ -65,17 +68,6 @@ export interface DomainChangeResult {
   changed: RealmDomain;
 }
 
-async function lockRealmRow(
-  q: Queryable,
-  realmId: number,
-): Promise<{ id: number; string_id: string; deactivated: boolean; emails_restricted_to_domains: boolean }> {
-  const { rows } = await q.query("SELECT id, string_id, deactivated, emails_restricted_to_domains FROM zerver_realm WHERE id = $1 FOR NO KEY UPDATE", [
-    realmId,
-  ]);
-  if (!rows.length) throw new CommandError("The organization was deleted while this command ran; nothing was changed.");
-  return { ...rows[0], id: Number(rows[0].id) };
-}
-
 /** do_add_realm_domain, inside the caller's transaction. */
 async function addRealmDomain(
   q: Queryable,
@@ -84,7 +76,7 @@ async function addRealmDomain(
   allowSubdomains: boolean,
   opts: { notify?: Notify; now?: Date } = {},
 ): Promise<DomainChangeResult> {
-  await lockRealmRow(q, realmId);
+  await lockRealm(q, realmId, { columns: "id" });
   // Checked first (the realm row lock serializes writers), so a refused add uses no id.
   const { rows: existing } = await q.query("SELECT 1 FROM zerver_realmdomain WHERE realm_id = $1 AND domain = $2", [realmId, domain]);
   if (existing.length) throw new CommandError(`The domain ${domain} is already a part of your organization.`);
@@ -113,7 +105,7 @@ async function removeRealmDomain(
   domain: string,
   opts: { notify?: Notify; cache?: CacheInvalidation; now?: Date } = {},
 ): Promise<DomainChangeResult> {
-  const realm = await lockRealmRow(q, realmId);
+  const realm = await lockRealm(q, realmId, { columns: "id, string_id, deactivated, emails_restricted_to_domains" });
   const { rows } = await q.query("DELETE FROM zerver_realmdomain WHERE realm_id = $1 AND domain = $2 RETURNING allow_subdomains", [realmId, domain]);
   if (!rows.length) throw new CommandError("No such entry found!");
   const domains = await realmDomains(q, realmId);

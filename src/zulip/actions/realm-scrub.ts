@@ -65,14 +65,16 @@ import type { Config } from "../../config/config.js";
 import { realmHost, realmUrl, type ZulipSettings } from "../../config/settings.js";
 import type { Db, Queryable } from "../../db/db.js";
 import { EmailDeliveryError, type EmailSettings, emailSettings, Mailer } from "../../services/email.js";
-import { activeUserIds, type EventDelivery, FL, userAccessRestricted, userIdsWhoCanAccessUser } from "../../services/events.js";
+import { type EventDelivery, FL } from "../../services/events.js";
+import { activeUserIds, userAccessRestricted, userIdsWhoCanAccessUser } from "../audiences.js";
 import { AuditLogEventType, insertAuditLog } from "../audit.js";
 import { type AvatarSettings, avatarUrl, readAvatarSalt, readAvatarSettings, userAvatarBasePath } from "../avatar.js";
-import { generateKey } from "../confirmation.js";
+import { generateKey } from "../../lib/random.js";
 import { CascadeDeletion, catalogForeignKeys } from "../../db/ondelete.js";
 import { botOwnerUserIds } from "../events/user-events.js";
 import { deleteLocalFiles, type LocalFileResult, localUploadsDir, usedUploadSpaceKeys } from "./attachments.js";
 import { buildRealmDeactivatedEmails, deactivateRealm, deleteRealmSessions, type RealmEmailInfo } from "./deactivate-realm.js";
+import { RecipientType } from "../models.js";
 import { humanOwnerUsers, lockRealm } from "../realms.js";
 import { secretKeyOrUndefined } from "../sessions.js";
 import { type Archiver, messageArchiver, MESSAGE_BATCH_SIZE, STREAM_MESSAGE_BATCH_SIZE } from "./retention.js";
@@ -361,7 +363,7 @@ async function crossRealmBotMessageIds(q: Queryable, realmId: number, internalRe
               UNION SELECT sub.recipient_id FROM zerver_subscription sub
                       JOIN zerver_recipient r ON r.id = sub.recipient_id
                       JOIN zerver_userprofile u ON u.id = sub.user_profile_id
-                     WHERE r.type = 3 AND u.realm_id = $1)
+                     WHERE r.type = ${RecipientType.DIRECT_MESSAGE_GROUP} AND u.realm_id = $1)
       ORDER BY m.id`,
     [realmId, internalRealmId],
   );

@@ -21,10 +21,10 @@
 // failures. --marketing writes one confirmation_confirmation row (type 4, UNSUBSCRIBE) per
 // recipient, as Zulip's one_click_unsubscribe_link does.
 import { AuditLogEventType, insertAuditLog } from "../audit.js";
-import { CONFIRMATION_TYPES, contentTypeId } from "../confirmation.js";
+import { CONFIRMATION_TYPES, contentTypeId, UNSUBSCRIBE_VALIDITY_DAYS } from "../confirmation.js";
 import { getRealm, getUsers } from "../lookup.js";
-import { TOS_VERSION_BEFORE_FIRST_LOGIN } from "../models.js";
-import { ROLES } from "../roles.js";
+import { PlanType, TOS_VERSION_BEFORE_FIRST_LOGIN } from "../models.js";
+import { REALM_ADMIN_ROLES_SQL } from "../roles.js";
 import type { Db, Queryable } from "../../db/db.js";
 import { seriesAtLeast } from "../../db/zulip-versions.js";
 import {
@@ -46,13 +46,8 @@ import { emailBaseDefault, escapeHtml } from "../templates/html.js";
 import { type CompiledTemplate, compileTemplate, renderTemplate } from "../templates/jinja.js";
 import { renderMarkdown } from "../templates/markdown.js";
 
-/** Realm.PLAN_TYPE_STANDARD_FREE: organizations sponsored by Zulip. */
-const PLAN_TYPE_STANDARD_FREE = 4;
-/** confirmation: UNSUBSCRIBE links are meant never to expire. */
-const UNSUBSCRIBE_VALIDITY_DAYS = 1_000_000;
 /** Zulip's release that added the 810 rows and the "already received" exclusion. */
 const AUDITED_SINCE = "12.x";
-const ADMIN_ROLES = `${ROLES.REALM_ADMINISTRATOR}, ${ROLES.REALM_OWNER}`;
 
 // =============================================================================================
 // Recipients
@@ -102,7 +97,7 @@ async function selectTargets(db: Db, target: CustomEmailTarget): Promise<Selecti
       return { where: activeHumans(), params: [], distinctEmail: false, extraContext: null };
     case "marketing":
       return {
-        where: `${activeHumans()} AND u.enable_marketing_emails AND (NOT u.long_term_idle OR u.role IN (${ROLES.REALM_OWNER}, ${ROLES.REALM_ADMINISTRATOR}))`,
+        where: `${activeHumans()} AND u.enable_marketing_emails AND (NOT u.long_term_idle OR u.role IN (${REALM_ADMIN_ROLES_SQL}))`,
         params: [],
         distinctEmail: true,
         extraContext: null,
@@ -112,7 +107,7 @@ async function selectTargets(db: Db, target: CustomEmailTarget): Promise<Selecti
         throw new CommandError("This database has no zerver_realm.plan_type column, so there are no sponsored organizations to select.");
       }
       return {
-        where: `${activeHumans()} AND u.role IN (${ADMIN_ROLES}) AND r.plan_type = ${PLAN_TYPE_STANDARD_FREE}`,
+        where: `${activeHumans()} AND u.role IN (${REALM_ADMIN_ROLES_SQL}) AND r.plan_type = ${PlanType.STANDARD_FREE}`,
         params: [],
         distinctEmail: true,
         extraContext: null,
@@ -152,7 +147,7 @@ function readJsonFileContext(file: string): Map<number, Record<string, unknown>>
 
 async function loadRecipients(db: Db, sel: Selection, adminsOnly: boolean, tosRequired: boolean): Promise<RecipientRow[]> {
   const conds = [`(${sel.where})`];
-  if (adminsOnly) conds.push(`u.role IN (${ADMIN_ROLES})`);
+  if (adminsOnly) conds.push(`u.role IN (${REALM_ADMIN_ROLES_SQL})`);
   if (tosRequired) conds.push(`u.tos_version IS NOT NULL AND u.tos_version <> '${TOS_VERSION_BEFORE_FIRST_LOGIN}'`);
   const cols = `u.id, u.email, u.delivery_email, u.full_name, u.realm_id, u.role, r.string_id, r.name AS realm_name`;
   const sql = sel.distinctEmail

@@ -6,25 +6,22 @@ import { AuditLogEventType, auditLogRow, insertAuditLogRow, NEW_VALUE, OLD_VALUE
 import type { Queryable } from "../../db/db.js";
 import { EnvironmentError } from "../../lib/errors.js";
 import { cryptoRandom, type RandomSource } from "../../lib/random.js";
-import { getSystemGroups, isProvisionalMember } from "../groups.js";
+import { getSystemGroups, isProvisionalMember, SystemGroups } from "../groups.js";
 import { realmIdOf, type RealmIdOrRef } from "../lookup.js";
-import { BotType } from "../models.js";
+import { BotType, SystemBots } from "../models.js";
 import { unusablePassword } from "../password.js";
 import { ROLES } from "../roles.js";
 import { hasPersonalRecipients, insertRows, nextId, type Row } from "../rows.js";
 import { USER_SETTING_DEFAULTS } from "../user-settings.js";
 import { createPersonalRecipients, loadRealm, userAccountValues } from "./create-user.js";
 
-/** settings.INTERNAL_BOTS (INTERNAL_BOT_DOMAIN = zulip.com); created sorted by email. */
-const SYSTEM_BOTS = [
-  { email: "emailgateway@zulip.com", fullName: "Email Gateway", canForgeSender: true },
-  { email: "nagios-receive-bot@zulip.com", fullName: "Nagios Receive Bot", canForgeSender: false },
-  { email: "nagios-send-bot@zulip.com", fullName: "Nagios Send Bot", canForgeSender: false },
-  { email: "nagios-staging-receive-bot@zulip.com", fullName: "Nagios Staging Receive Bot", canForgeSender: false },
-  { email: "nagios-staging-send-bot@zulip.com", fullName: "Nagios Staging Send Bot", canForgeSender: false },
-  { email: "notification-bot@zulip.com", fullName: "Notification Bot", canForgeSender: false },
-  { email: "welcome-bot@zulip.com", fullName: "Welcome Bot", canForgeSender: false },
-] as const;
+/**
+ * settings.INTERNAL_BOTS (models.ts SystemBots), in the order bulk_create_users creates them
+ * (sorted by email); create_internal_realm lets the email gateway forge senders.
+ */
+const SYSTEM_BOTS = Object.values(SystemBots)
+  .map((b) => ({ ...b, canForgeSender: b === SystemBots.EMAIL_GATEWAY_BOT }))
+  .sort((a, b) => (a.email < b.email ? -1 : a.email > b.email ? 1 : 0));
 
 /**
  * create_internal_realm's bots: bulk_create_users into zulipinternal (101 audits with empty
@@ -89,8 +86,8 @@ export async function createSystemBots(
   const provisional = isProvisionalMember(ROLES.MEMBER, when, info.waitingPeriodThreshold, when);
   const memberships: Row[] = [];
   for (const r of rows) {
-    memberships.push({ user_group_id: groups["role:members"], user_profile_id: r.id });
-    if (!provisional) memberships.push({ user_group_id: groups["role:fullmembers"], user_profile_id: r.id });
+    memberships.push({ user_group_id: groups[SystemGroups.MEMBERS], user_profile_id: r.id });
+    if (!provisional) memberships.push({ user_group_id: groups[SystemGroups.FULL_MEMBERS], user_profile_id: r.id });
   }
   await insertRows(db, "zerver_usergroupmembership", memberships, null);
   await insertRows(

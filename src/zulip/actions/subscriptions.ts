@@ -23,19 +23,22 @@
 // of channel-events.ts sendSubscriptionAddEvents; for bulk_remove_subscriptions those of
 // sendSubscriptionRemoveEvents, then, in an organization that limits whom guests see,
 // user-creation-events.ts sendUserRemoveEventsOnRemovingSubscriptions.
+import { pyStrip } from "../../lib/pyformat.js";
 import { AuditLogEventType, insertAuditLog } from "../audit.js";
-import type { CacheInvalidation } from "../cache.js";
-import { channelCacheKey } from "./channels.js";
+import { type CacheInvalidation, cacheKeys } from "../cache.js";
 import { bulkAddSubscriptions } from "./bulk-add-subscriptions.js";
 import { createChannel } from "./create-channel.js";
 import { lastMessageId } from "./message-send.js";
-import type { Db, Queryable } from "../../db/db.js";
+import { type Db, hasColumn, type Queryable } from "../../db/db.js";
 import { channelDicts, sendStreamCreationEvent, sendSubscriptionAddEvents, sendSubscriptionRemoveEvents } from "../events/channel-events.js";
-import { sendUserRemoveEventsOnRemovingSubscriptions, subscribersOfUserSubscriptions } from "../events/user-creation-events.js";
+import { sendUserRemoveEventsOnRemovingSubscriptions } from "../events/user-creation-events.js";
 import type { AvatarSettings } from "../avatar.js";
 import { CommandError } from "../../lib/errors.js";
-import { activeNonGuestUserIds, type Notify, userAccessRestricted } from "../../services/events.js";
+import type { Notify } from "../../services/events.js";
+import { activeNonGuestUserIds, subscribersOfUserSubscriptions, userAccessRestricted } from "../audiences.js";
 import { getRealm, getUsers, type Realm, type UserProfile } from "../lookup.js";
+import { MAX_CHANNEL_NAME_LENGTH } from "../models.js";
+import { lockRealm } from "../realms.js";
 
 export interface ChannelInfo {
   id: number;
@@ -59,19 +62,15 @@ function channelOf(r: any): ChannelInfo {
   };
 }
 
-/** Stream.MAX_NAME_LENGTH */
-const MAX_CHANNEL_NAME = 60;
-
-/** Python's str.strip() of a channel name. */
-export function stripName(name: string): string {
-  return name.replace(/^[\s\x1c-\x1f\x85]+|[\s\x1c-\x1f\x85]+$/gu, "");
-}
+// Python's str.strip() of a channel name, under the name the commands (add_users_to_streams,
+// create_stream, remove_users_from_stream) import until they import lib/pyformat.ts pyStrip.
+export { pyStrip as stripName };
 
 /** get_stream(name, realm): case-insensitive, archived channels included; null when none. */
 export async function findChannel(q: Queryable, realmId: number, name: string, lock = false): Promise<ChannelInfo | null> {
   const { rows } = await q.query(
     `SELECT ${CHANNEL_COLUMNS} FROM zerver_stream WHERE realm_id = $1 AND upper(name) = upper($2) ORDER BY id LIMIT 1${lock ? " FOR NO KEY UPDATE" : ""}`,
-    [realmId, stripName(name)],
+    [realmId, pyStrip(name)],
   );
   return rows.length ? channelOf(rows[0]) : null;
 }
@@ -81,9 +80,9 @@ export async function findChannel(q: Queryable, realmId: number, name: string, l
  * database error on those), and the empty name (which Zulip's command would create).
  */
 export function channelNameProblem(name: string): string | null {
-  const n = stripName(name);
+  const n = pyStrip(name);
   if (n === "") return "Channel name can't be empty.";
-  if ([...n].length > MAX_CHANNEL_NAME) return `Channel name too long (limit: ${MAX_CHANNEL_NAME} characters).`;
+  if ([...n].length > MAX_CHANNEL_NAME_LENGTH) return `Channel name too long (limit: ${MAX_CHANNEL_NAME_LENGTH} characters).`;
   if (n.includes("\u0000")) return "Channel name cannot contain NULL (0x00) characters.";
   return null;
 }
@@ -96,15 +95,15 @@ export async function ensureChannel(
   opts: { cache?: CacheInvalidation; notify?: Notify; featureLevel?: number } = {},
 ): Promise<{ channel: ChannelInfo; created: boolean; auditLogIds: number[] }> {
   // Serialize creators of the realm's channels (Zulip relies on its get_or_create here).
-  await q.query("SELECT id FROM zerver_realm WHERE id = $1 FOR NO KEY UPDATE", [realmId]);
+  await lockRealm(q, realmId, { columns: "id" });
   const existing = await findChannel(q, realmId, name);
   if (existing) return { channel: existing, created: false, auditLogIds: [] };
   const problem = channelNameProblem(name);
   if (problem) throw new CommandError(problem);
   const before = Number((await q.query("SELECT coalesce(max(id), 0) AS m FROM zerver_realmauditlog")).rows[0].m);
-  const made = await createChannel(q, realmId, { name: stripName(name), creatorId: null, description: "" });
+  const made = await createChannel(q, realmId, { name: pyStrip(name), creatorId: null, description: "" });
   const { rows } = await q.query("SELECT id FROM zerver_realmauditlog WHERE id > $1 AND modified_stream_id = $2 ORDER BY id", [before, made.id]);
-  opts.cache?.addKeys([channelCacheKey(made.name, realmId)], `channel '${made.name}'`);
+  opts.cache?.addKeys([cacheKeys.streamByRealmAndName(made.name, realmId)], `channel '${made.name}'`);
   const channel = (await findChannel(q, realmId, made.name))!;
   // create_stream_if_needed (zerver/lib/streams.py, 11.x/12.x-era version read; the same in
   // 10.x): a new public, not web-public channel's `stream` `create` to active_non_guest_user_ids,
@@ -207,10 +206,7 @@ async function removeSubscriptions(
   if (order.length === 0) return { changed: [], unchanged, auditLogIds: [] };
   await q.query("UPDATE zerver_subscription SET active = false WHERE id = ANY ($1::bigint[])", [rows.map((r) => r.id)]);
   const activeCount = rows.filter((r) => r.is_active).length;
-  const { rows: hasCount } = await q.query(
-    "SELECT 1 FROM pg_catalog.pg_attribute WHERE attrelid = to_regclass('zerver_stream') AND attname = 'subscriber_count' AND NOT attisdropped",
-  );
-  if (hasCount.length && activeCount) {
+  if (activeCount && (await hasColumn(q, "zerver_stream", "subscriber_count"))) {
     await q.query("UPDATE zerver_stream SET subscriber_count = subscriber_count - $2 WHERE id = $1", [channel.id, activeCount]);
   }
   const eventTime = opts.now ?? new Date();

@@ -4,10 +4,13 @@
 // in zulip/zulip main. Fields of older releases: a field is sent when its column exists
 // (subscriber_count, folder_id, topics_policy, is_recently_active and the can_*_group settings
 // arrived with their columns in 10.0-12.0).
-import type { Queryable } from "../../db/db.js";
-import { activeNonGuestUserIds, adminUserAndBotIds, FL, type Notify } from "../../services/events.js";
+import { type Queryable, tableColumns } from "../../db/db.js";
+import { FL, type Notify } from "../../services/events.js";
+import { activeNonGuestUserIds, activeSubscriberIds, adminUserAndBotIds } from "../audiences.js";
 import type { AvatarSettings } from "../avatar.js";
 import { SystemGroups } from "../groups.js";
+import { TOPICS_POLICY_NAMES } from "../models.js";
+import { isRealmAdmin, REALM_ADMIN_ROLES_SQL, ROLES } from "../roles.js";
 import { sendPeerSubscriberEvents } from "./user-events.js";
 import { sendUserCreationEventsOnAddingSubscriptions } from "./user-creation-events.js";
 
@@ -19,9 +22,6 @@ const POST_POLICY_BY_GROUP: Record<string, number> = {
   [SystemGroups.FULL_MEMBERS]: STREAM_POST_POLICY.RESTRICT_NEW_MEMBERS,
   [SystemGroups.MODERATORS]: STREAM_POST_POLICY.MODERATORS,
 };
-
-/** StreamTopicsPolicyEnum names. */
-const TOPICS_POLICY_NAMES: Record<number, string> = { 1: "inherit", 2: "allow_empty_topic", 3: "disable_empty_topic", 4: "empty_topic_only" };
 
 /** The group settings of stream_to_dict, in its order. */
 const GROUP_SETTINGS = [
@@ -38,9 +38,8 @@ const GROUP_SETTINGS = [
   "can_subscribe_group",
 ];
 
-async function streamColumns(q: Queryable): Promise<Set<string>> {
-  const { rows } = await q.query("SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = 'zerver_stream'");
-  return new Set(rows.map((r) => r.column_name as string));
+function streamColumns(q: Queryable): Promise<Set<string>> {
+  return tableColumns(q, "zerver_stream");
 }
 
 /** Python's round(n, ndigits) for an int with ndigits < 0 (round half to even). */
@@ -187,7 +186,7 @@ export async function metadataAccessChannelIds(q: Queryable, user: { id: number;
       WHERE st.realm_id = $1 AND u.id = $2 AND NOT st.deactivated AND (
         st.is_web_public
         OR st.recipient_id IN (SELECT recipient_id FROM zerver_subscription WHERE user_profile_id = $2 AND active)
-        OR (u.role <> 600 AND (NOT st.invite_only OR u.role IN (100, 200) ${grant})))
+        OR (u.role <> ${ROLES.GUEST} AND (NOT st.invite_only OR u.role IN (${REALM_ADMIN_ROLES_SQL}) ${grant})))
       ORDER BY st.id`,
     [user.realm_id, user.id],
   );
@@ -247,9 +246,9 @@ async function inMetadataAccessSet(
     channel.recipient_id,
     user.id,
   ]);
-  if (!channel.invite_only) return user.role !== 600 || sub.length > 0;
-  if (sub.length > 0 || user.role === 100 || user.role === 200) return true;
-  if (user.role === 600) return false;
+  if (!channel.invite_only) return user.role !== ROLES.GUEST || sub.length > 0;
+  if (sub.length > 0 || isRealmAdmin(user.role)) return true;
+  if (user.role === ROLES.GUEST) return false;
   const cols = await streamColumns(q);
   const settings = ["can_administer_channel_group_id", "can_add_subscribers_group_id", "can_subscribe_group_id"].filter((c) => cols.has(c));
   if (settings.length === 0 || directGroupIds.length === 0) return false;
@@ -413,7 +412,7 @@ export async function canAccessStreamMetadataUserIds(
   );
   if (!channel.invite_only) {
     for (const id of await activeNonGuestUserIds(q, channel.realm_id)) ids.add(id);
-    for (const r of subs) if (Number(r.role) === 600) ids.add(Number(r.id));
+    for (const r of subs) if (Number(r.role) === ROLES.GUEST) ids.add(Number(r.id));
   } else {
     for (const r of subs) ids.add(Number(r.id));
     for (const id of await adminUserAndBotIds(q, channel.realm_id)) ids.add(id);
@@ -427,7 +426,7 @@ export async function canAccessStreamMetadataUserIds(
             SELECT g.subgroup_id FROM closure c JOIN zerver_groupgroupmembership g ON g.supergroup_id = c.group_id
          )
          SELECT DISTINCT m.user_profile_id AS id FROM closure c JOIN zerver_usergroupmembership m ON m.user_group_id = c.group_id
-           JOIN zerver_userprofile u ON u.id = m.user_profile_id WHERE u.is_active AND u.role <> 600`,
+           JOIN zerver_userprofile u ON u.id = m.user_profile_id WHERE u.is_active AND u.role <> ${ROLES.GUEST}`,
         [channel.id],
       );
       for (const r of rows) ids.add(Number(r.id));
@@ -458,7 +457,7 @@ export interface PeerChannelRef {
  * its can_administer_channel_group / can_add_subscribers_group / can_subscribe_group name —
  * guests excluded (those settings have allow_everyone_group=False).
  */
-async function metadataGroupMembers(q: Queryable, channelIds: number[]): Promise<Map<number, Set<number>>> {
+export async function metadataGroupMembers(q: Queryable, channelIds: number[]): Promise<Map<number, Set<number>>> {
   const out = new Map<number, Set<number>>(channelIds.map((id) => [id, new Set<number>()]));
   if (channelIds.length === 0) return out;
   const cols = await streamColumns(q);
@@ -474,20 +473,11 @@ async function metadataGroupMembers(q: Queryable, channelIds: number[]): Promise
      )
      SELECT DISTINCT c.channel_id, m.user_profile_id AS user_id
        FROM closure c JOIN zerver_usergroupmembership m ON m.user_group_id = c.group_id
-       JOIN zerver_userprofile u ON u.id = m.user_profile_id AND u.is_active AND u.role <> 600`,
+       JOIN zerver_userprofile u ON u.id = m.user_profile_id AND u.is_active AND u.role <> ${ROLES.GUEST}`,
     [channelIds],
   );
   for (const r of rows) out.get(Number(r.channel_id))?.add(Number(r.user_id));
   return out;
-}
-
-/** Active subscribers (active subscription, is_user_active) of a channel, ascending. */
-async function activeSubscriberIds(q: Queryable, recipientId: number): Promise<number[]> {
-  const { rows } = await q.query(
-    "SELECT user_profile_id AS id FROM zerver_subscription WHERE recipient_id = $1 AND active AND is_user_active ORDER BY user_profile_id",
-    [recipientId],
-  );
-  return rows.map((r) => Number(r.id));
 }
 
 /**
@@ -498,7 +488,7 @@ async function activeSubscriberIds(q: Queryable, recipientId: number): Promise<n
  */
 async function keepsMetadataAccessUnsubscribed(q: Queryable, user: { id: number; role: number }, channel: PeerChannelRef): Promise<boolean> {
   if (channel.is_web_public) return true;
-  if (user.role === 600) return false;
+  if (user.role === ROLES.GUEST) return false;
   if (!channel.invite_only) return true;
   return (await metadataGroupMembers(q, [channel.id])).get(channel.id)!.has(user.id);
 }
@@ -565,7 +555,7 @@ export async function sendSubscriptionAddEvents(
     const granted = (await metadataGroupMembers(q, [channel.id])).get(channel.id)!;
     createFor = added.filter((u) => !admins.has(u) && !granted.has(u));
   } else if (!channel.is_web_public) {
-    createFor = added.filter((u) => roleOf.get(u) === 600);
+    createFor = added.filter((u) => roleOf.get(u) === ROLES.GUEST);
   }
   if (createFor.length) {
     const event: Record<string, unknown> = { type: "stream", op: "create", streams: [streamDict] };
@@ -612,7 +602,7 @@ export async function sendSubscriptionRemoveEvents(
     n.events.send(n.realm, { type: "subscription", op: "remove", subscriptions: [{ name: channel.name, stream_id: channel.id }] }, [u], n.what);
     n.events.enqueue("deferred_work", { type: "mark_stream_messages_as_read", user_profile_id: u, stream_recipient_ids: [channel.recipient_id] }, n.what);
     const role = roleOf.get(u)!;
-    if (role !== 100 && role !== 200 && !(await keepsMetadataAccessUnsubscribed(q, { id: u, role }, channel))) {
+    if (!isRealmAdmin(role) && !(await keepsMetadataAccessUnsubscribed(q, { id: u, role }, channel))) {
       sendStreamDeletionEvent(n, [u], [channel.id], opts.featureLevel);
     }
   }

@@ -34,8 +34,9 @@
 // a recipient of these messages. Not reproduced (the event is then not sent, and the caller
 // says so): topic_links when the organization has linkifiers or the topic could contain a URL.
 import { realmHost, type ZulipSettings } from "../../config/settings.js";
-import type { Queryable } from "../../db/db.js";
+import { hasColumn, type Queryable } from "../../db/db.js";
 import type { Notify } from "../../services/events.js";
+import { flagsList, RecipientType, VisibilityPolicy } from "../models.js";
 import { canAccessStreamMetadataUserIds } from "./channel-events.js";
 
 /** What the message event needs from the server's settings. */
@@ -59,45 +60,11 @@ export function messageEventEnv(settings: ZulipSettings, realmStringId: string):
 /** The feature level from which message events carry push_device_registered_user_ids (12.0 development; the exact level was not determined). */
 const PUSH_DEVICE_REGISTERED_FROM = 426;
 
-/** UserMessage.ALL_FLAGS, in bit order; flags_list() leaves NON_API_FLAGS out. */
-const USER_MESSAGE_FLAGS = [
-  "read",
-  "starred",
-  "collapsed",
-  "mentioned",
-  "stream_wildcard_mentioned",
-  "topic_wildcard_mentioned",
-  "group_mentioned",
-  "force_expand",
-  "force_collapse",
-  "has_alert_word",
-  "historical",
-  "is_private",
-  "active_mobile_push_notification",
-];
-const NON_API_FLAGS = new Set(["is_private", "active_mobile_push_notification"]);
-
-/** UserMessage flags_list() */
-function flagsList(mask: number): string[] {
-  return USER_MESSAGE_FLAGS.filter((f, i) => (mask & (1 << i)) !== 0 && !NON_API_FLAGS.has(f));
-}
-
-/** UserTopic.VisibilityPolicy */
-const VisibilityPolicy = { INHERIT: 0, MUTED: 1, UNMUTED: 2, FOLLOWED: 3 } as const;
-
 /** user_allows_notifications_in_StreamTopic (the non-wildcard settings). */
 function allowsInStreamTopic(isMuted: boolean, policy: number, channelSetting: boolean | null, userSetting: boolean): boolean {
   if (isMuted && policy !== VisibilityPolicy.UNMUTED) return false;
   if (policy === VisibilityPolicy.MUTED) return false;
   return channelSetting !== null ? channelSetting : userSetting;
-}
-
-async function hasColumn(q: Queryable, table: string, column: string): Promise<boolean> {
-  const { rows } = await q.query(
-    "SELECT 1 FROM pg_catalog.pg_attribute WHERE attrelid = to_regclass($1) AND attname = $2 AND attnum > 0 AND NOT attisdropped",
-    [table, column],
-  );
-  return rows.length > 0;
 }
 
 const sorted = (ids: Iterable<number>) => [...new Set(ids)].sort((a, b) => a - b);
@@ -118,7 +85,7 @@ function wideDict(
     sender_id: Number(m.sender_id),
     content: m.content,
     recipient_type_id: channel.id,
-    recipient_type: 2,
+    recipient_type: RecipientType.STREAM,
     recipient_id: channel.recipient_id,
     timestamp: Math.floor(new Date(m.date_sent).getTime() / 1000),
     client: m.client,

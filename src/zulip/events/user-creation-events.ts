@@ -28,7 +28,11 @@
 // S3 upload backend or on the hashed default-avatar static file.
 import { type AvatarSettings, avatarUrl } from "../avatar.js";
 import type { Queryable } from "../../db/db.js";
-import { activeNonGuestUserIds, FL, type Notify, sendGroupMembersEvent, userAccessRestricted } from "../../services/events.js";
+import { FL, type Notify } from "../../services/events.js";
+import { activeNonGuestUserIds, activeSubscriberIds, subscribersOfUserSubscriptions, userAccessRestricted, usersInDmsWith } from "../audiences.js";
+import { sendGroupMembersEvent } from "../groups.js";
+import { RecipientType } from "../models.js";
+import { isRealmAdmin, ROLES } from "../roles.js";
 import { canAccessDeliveryEmail, INACCESSIBLE_USER_NAME, sendPeerSubscriberEvents } from "./user-events.js";
 
 /** date_joined.isoformat(timespec="minutes") in UTC ("2026-05-01T10:20+00:00"). */
@@ -46,9 +50,9 @@ function personObject(u: Record<string, any>, avatar: string, withDeliveryEmail:
     email: u.email,
     user_id: Number(u.id),
     avatar_version: Number(u.avatar_version),
-    is_admin: role === 100 || role === 200,
-    is_owner: role === 100,
-    is_guest: role === 600,
+    is_admin: isRealmAdmin(role),
+    is_owner: role === ROLES.REALM_OWNER,
+    is_guest: role === ROLES.GUEST,
     role,
     is_bot: false,
     full_name: u.full_name,
@@ -86,7 +90,7 @@ async function notifyCreatedUser(
   const guests: number[] = [];
   for (const v of viewers) {
     const viewer = { id: Number(v.id), role: Number(v.role) };
-    if (restricted && viewer.role === 600) guests.push(viewer.id);
+    if (restricted && viewer.role === ROLES.GUEST) guests.push(viewer.id);
     else if (canAccessDeliveryEmail(viewer, Number(u.id), Number(u.email_address_visibility))) withEmail.push(viewer.id);
     else without.push(viewer.id);
   }
@@ -128,9 +132,9 @@ export async function sendUserCreationEvents(
       // send_user_creation_events_on_adding_subscriptions: the new user's co-subscribers who could
       // not see the user before (guests; the user had no subscriptions) get notify_created_user.
       const { rows: gs } = await q.query(
-        `SELECT DISTINCT p.id FROM zerver_subscription s JOIN zerver_recipient r ON r.id = s.recipient_id AND r.type = 2
+        `SELECT DISTINCT p.id FROM zerver_subscription s JOIN zerver_recipient r ON r.id = s.recipient_id AND r.type = ${RecipientType.STREAM}
            JOIN zerver_userprofile p ON p.id = s.user_profile_id
-          WHERE r.type_id = ANY ($1::int[]) AND s.active AND p.is_active AND p.role = 600 AND p.id <> $2 ORDER BY p.id`,
+          WHERE r.type_id = ANY ($1::int[]) AND s.active AND p.is_active AND p.role = ${ROLES.GUEST} AND p.id <> $2 ORDER BY p.id`,
         [opts.channelIds, u.id],
       );
       if (gs.length)
@@ -155,40 +159,6 @@ export async function sendUserCreationEvents(
 // subscriptions; zerver/lib/users.py get_subscribers_of_target_user_subscriptions,
 // get_users_involved_in_dms_with_target_users), for one user added to or removed from one
 // channel, as manage.py's add_users_to_streams / remove_users_from_stream make the calls.
-
-/**
- * get_subscribers_of_target_user_subscriptions([user]): the active subscribers (is_user_active)
- * of every channel and group DM the user has an active subscription to, the user included.
- */
-export async function subscribersOfUserSubscriptions(q: Queryable, userId: number): Promise<Set<number>> {
-  const { rows } = await q.query(
-    `SELECT DISTINCT s2.user_profile_id AS id FROM zerver_subscription s1
-       JOIN zerver_recipient r ON r.id = s1.recipient_id AND r.type IN (2, 3)
-       JOIN zerver_subscription s2 ON s2.recipient_id = s1.recipient_id AND s2.active AND s2.is_user_active
-      WHERE s1.user_profile_id = $1 AND s1.active`,
-    [userId],
-  );
-  return new Set(rows.map((r) => Number(r.id)));
-}
-
-/** get_users_involved_in_dms_with_target_users([user]): active users in 1:1 DMs with the user (none from 12.0 on). */
-async function usersInDirectMessagesWith(q: Queryable, user: { id: number; realm_id: number }): Promise<Set<number>> {
-  const { rows } = await q.query(
-    `SELECT DISTINCT u.id FROM zerver_message m JOIN zerver_recipient r ON r.id = m.recipient_id AND r.type = 1
-       JOIN zerver_userprofile u ON u.id = CASE WHEN m.sender_id = $2 THEN r.type_id ELSE m.sender_id END
-      WHERE m.realm_id = $1 AND (m.sender_id = $2 OR r.type_id = $2) AND u.is_active AND u.id <> $2`,
-    [user.realm_id, user.id],
-  );
-  return new Set(rows.map((r) => Number(r.id)));
-}
-
-async function channelSubscriberIds(q: Queryable, recipientId: number): Promise<number[]> {
-  const { rows } = await q.query(
-    "SELECT user_profile_id AS id FROM zerver_subscription WHERE recipient_id = $1 AND active AND is_user_active ORDER BY user_profile_id",
-    [recipientId],
-  );
-  return rows.map((r) => Number(r.id));
-}
 
 /**
  * notify_created_user(user, notify_user_ids) with a non-empty list: `realm_user` `add` to those of
@@ -230,13 +200,13 @@ export async function sendUserCreationEventsOnAddingSubscriptions(
   const notSent: string[] = [];
   const { rows } = await q.query("SELECT id, realm_id, role FROM zerver_userprofile WHERE id = $1", [userId]);
   const user = { id: Number(rows[0].id), realm_id: Number(rows[0].realm_id), role: Number(rows[0].role) };
-  const subscribers = await channelSubscriberIds(q, channel.recipient_id);
-  const dms = await usersInDirectMessagesWith(q, user);
+  const subscribers = await activeSubscriberIds(q, channel.recipient_id);
+  const dms = await usersInDmsWith(q, user);
   const nonGuests = new Set(await activeNonGuestUserIds(q, user.realm_id));
   const known = (id: number) => before.has(id) || dms.has(id) || id === user.id;
   const receive = subscribers.filter((id) => !nonGuests.has(id) && !known(id));
   if (receive.length) notSent.push(...(await notifyCreatedUserTo(q, n, user.id, receive, opts)));
-  if (user.role === 600) {
+  if (user.role === ROLES.GUEST) {
     for (const other of subscribers.filter((id) => !known(id))) notSent.push(...(await notifyCreatedUserTo(q, n, other, [user.id], opts)));
   }
   return notSent;
@@ -250,15 +220,15 @@ export async function sendUserCreationEventsOnAddingSubscriptions(
 export async function sendUserRemoveEventsOnRemovingSubscriptions(q: Queryable, n: Notify, channel: { recipient_id: number }, userId: number): Promise<void> {
   const { rows } = await q.query("SELECT id, realm_id, role FROM zerver_userprofile WHERE id = $1", [userId]);
   const user = { id: Number(rows[0].id), realm_id: Number(rows[0].realm_id), role: Number(rows[0].role) };
-  const subscribers = await channelSubscriberIds(q, channel.recipient_id);
+  const subscribers = await activeSubscriberIds(q, channel.recipient_id);
   const shared = await subscribersOfUserSubscriptions(q, user.id);
-  const dms = await usersInDirectMessagesWith(q, user);
+  const dms = await usersInDmsWith(q, user);
   const nonGuests = new Set(await activeNonGuestUserIds(q, user.realm_id));
   const known = (id: number) => shared.has(id) || dms.has(id) || id === user.id;
   const without = subscribers.filter((id) => !nonGuests.has(id) && !known(id));
   const removal = (id: number) => ({ type: "realm_user", op: "remove", person: { user_id: id, full_name: INACCESSIBLE_USER_NAME } });
   if (without.length) n.events.send(n.realm, removal(user.id), without, n.what);
-  if (user.role === 600) {
+  if (user.role === ROLES.GUEST) {
     for (const other of subscribers.filter((id) => !known(id))) n.events.send(n.realm, removal(other), [user.id], n.what);
   }
 }

@@ -16,16 +16,18 @@ import type { UserProfile } from "../lookup.js";
 import { type AvatarSettings, avatarUrl } from "../avatar.js";
 import { EmailAddressVisibility, RecipientType } from "../models.js";
 import { ROLES } from "../roles.js";
+import { FL, type Notify } from "../../services/events.js";
 import {
   activeNonGuestUserIds,
   activeUserIds,
   adminUserAndBotIds,
-  FL,
   humanAdminIds,
-  type Notify,
+  subscribersOfUserSubscriptions,
   userAccessRestricted,
   userIdsWhoCanAccessUser,
-} from "../../services/events.js";
+  usersInDmsWith,
+} from "../audiences.js";
+import { metadataGroupMembers } from "./channel-events.js";
 
 /** UserProfile.INACCESSIBLE_USER_NAME (a lazily translated string; servers send it in English unless a request language applies). */
 export const INACCESSIBLE_USER_NAME = "Unknown user";
@@ -55,44 +57,6 @@ export interface PeerChannel {
   is_web_public: boolean;
 }
 
-/** The channel settings whose groups grant metadata access to a private channel (those this schema has). */
-const METADATA_GROUP_SETTINGS = ["can_administer_channel_group_id", "can_add_subscribers_group_id", "can_subscribe_group_id"];
-
-/**
- * Active non-guest users in the (recursive) membership of the groups that a private channel's
- * metadata-granting settings name (get_user_ids_with_metadata_access_via_permission_groups:
- * guests excluded, those settings have allow_everyone_group=False).
- */
-async function metadataGroupUserIds(q: Queryable, channelIds: number[]): Promise<Map<number, Set<number>>> {
-  const out = new Map<number, Set<number>>();
-  if (channelIds.length === 0) return out;
-  const { rows: colRows } = await q.query(
-    "SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = 'zerver_stream' AND column_name = ANY ($1::text[])",
-    [METADATA_GROUP_SETTINGS],
-  );
-  const cols = colRows.map((r) => r.column_name as string);
-  if (cols.length === 0) return out;
-  const { rows } = await q.query(
-    `WITH RECURSIVE setting(channel_id, group_id) AS (
-        ${cols.map((c) => `SELECT id, ${c} FROM zerver_stream WHERE id = ANY ($1::int[]) AND ${c} IS NOT NULL`).join(" UNION ")}
-     ), closure(channel_id, group_id) AS (
-        SELECT channel_id, group_id FROM setting
-        UNION
-        SELECT c.channel_id, g.subgroup_id FROM closure c JOIN zerver_groupgroupmembership g ON g.supergroup_id = c.group_id
-     )
-     SELECT DISTINCT c.channel_id, m.user_profile_id AS user_id
-       FROM closure c JOIN zerver_usergroupmembership m ON m.user_group_id = c.group_id
-       JOIN zerver_userprofile u ON u.id = m.user_profile_id AND u.is_active AND u.role <> 600`,
-    [channelIds],
-  );
-  for (const r of rows) {
-    const id = Number(r.channel_id);
-    if (!out.has(id)) out.set(id, new Set());
-    out.get(id)!.add(Number(r.user_id));
-  }
-  return out;
-}
-
 /**
  * bulk_get_subscriber_peer_info(realm, channels): `subscribed` = each channel's active
  * subscribers (is_user_active); `privatePeers` = for private channels, subscribers ∪ admins and
@@ -112,7 +76,7 @@ async function subscriberPeerInfo(q: Queryable, realmId: number, channels: PeerC
   const privatePeers = new Map<number, Set<number>>();
   if (privateIds.length) {
     const admins = await adminUserAndBotIds(q, realmId);
-    const granted = await metadataGroupUserIds(q, privateIds);
+    const granted = await metadataGroupMembers(q, privateIds);
     for (const id of privateIds) privatePeers.set(id, new Set([...subscribed.get(id)!, ...admins, ...(granted.get(id) ?? [])]));
   }
   return { subscribed, privatePeers };
@@ -190,20 +154,6 @@ async function subscribedChannels(q: Queryable, userId: number, includeArchived:
     [userId],
   );
   return rows.map((r) => ({ id: Number(r.id), invite_only: Boolean(r.invite_only), is_web_public: Boolean(r.is_web_public) }));
-}
-
-/** get_users_involved_in_dms_with_target_users([user]): active users in 1:1 DMs with the user (none from 12.0 on). */
-async function usersInDmsWith(q: Queryable, user: { id: number; realm_id: number }): Promise<Set<number>> {
-  const { rows } = await q.query(
-    `SELECT DISTINCT CASE WHEN m.sender_id = $2 THEN r.type_id ELSE m.sender_id END AS id
-       FROM zerver_message m JOIN zerver_recipient r ON r.id = m.recipient_id
-      WHERE r.type = ${RecipientType.PERSONAL} AND m.realm_id = $1 AND (m.sender_id = $2 OR r.type_id = $2)`,
-    [user.realm_id, user.id],
-  );
-  const ids = rows.map((r) => Number(r.id)).filter((id) => id !== user.id);
-  if (ids.length === 0) return new Set();
-  const active = await q.query("SELECT id FROM zerver_userprofile WHERE id = ANY ($1::int[]) AND is_active", [ids]);
-  return new Set(active.rows.map((r) => Number(r.id)));
 }
 
 /** The user's direct groups: named ones and anonymous (setting) ones, by id. */
@@ -363,16 +313,9 @@ export async function sendDeletedUserSubscriptionRemovalEvents(
       WHERE st.id = ANY ($1::int[]) AND s.active AND s.is_user_active`,
     [channels.map((c) => c.id)],
   );
-  const { rows: sharing } = await q.query(
-    `SELECT DISTINCT s2.user_profile_id AS id FROM zerver_subscription s1
-       JOIN zerver_recipient r ON r.id = s1.recipient_id AND r.type IN (${RecipientType.STREAM}, ${RecipientType.DIRECT_MESSAGE_GROUP})
-       JOIN zerver_subscription s2 ON s2.recipient_id = s1.recipient_id AND s2.active AND s2.is_user_active
-      WHERE s1.user_profile_id = $1 AND s1.active`,
-    [user.id],
-  );
   const canAccess = new Set([
     ...(await activeNonGuestUserIds(q, user.realm_id)),
-    ...sharing.map((r) => Number(r.id)),
+    ...(await subscribersOfUserSubscriptions(q, user.id)),
     ...(await usersInDmsWith(q, user)),
     user.id,
   ]);

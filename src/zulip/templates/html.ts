@@ -18,12 +18,15 @@ export function escapeMessageHtml(s: string): string {
 }
 
 /**
- * Python-Markdown's escaping of text: & < > escaped, character references already in the text
- * (&amp;, &#39;, …) kept. Used by the Markdown renderer of custom emails (markdown.ts).
+ * Python-Markdown's escaping of text (markdown/serializers.py _escape_cdata): & < > escaped,
+ * character references already in the text kept — its RE_AMP,
+ * `&(?!(?:\#[0-9]+|\#x[0-9a-f]+|[0-9a-z]+);)` with re.I. Used by the Markdown renderer of custom
+ * emails (markdown.ts) and for the text of channel links and mentions in the messages Zulip's
+ * Markdown renders (actions/channels.ts).
  */
 export function escapeMarkdownText(s: string): string {
   return s
-    .replace(/&(?!#?[A-Za-z0-9]+;)/g, "&amp;")
+    .replace(/&(?!(?:#[0-9]+|#x[0-9a-f]+|[0-9a-z]+);)/gi, "&amp;")
     .replace(/</g, "&lt;")
     .replace(/>/g, "&gt;");
 }

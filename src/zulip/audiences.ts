@@ -1,0 +1,111 @@
+// Who receives an event: Zulip's recipient sets (zerver/models/users.py active_user_ids,
+// active_non_guest_user_ids; zerver/models/realms.py get_human_admin_users,
+// get_admin_users_and_bots; zerver/lib/users.py user_access_restricted_in_realm,
+// get_user_ids_who_can_access_user), read inside the action's transaction.
+import type { Queryable } from "../db/db.js";
+import { SystemGroups } from "./groups.js";
+import { RecipientType } from "./models.js";
+import { adminUsersAndBots, humanAdminUsers } from "./realms.js";
+import { ROLES } from "./roles.js";
+
+/**
+ * SQL (a SELECT of user ids) for get_subscribers_of_target_user_subscriptions([user $userParam]):
+ * the active subscribers (is_user_active) of every channel and group DM the user has an active
+ * subscription to, the user included.
+ */
+function sharingSubscribersSql(userParam: string): string {
+  return `SELECT s2.user_profile_id FROM zerver_subscription s1
+            JOIN zerver_recipient r ON r.id = s1.recipient_id AND r.type IN (${RecipientType.STREAM}, ${RecipientType.DIRECT_MESSAGE_GROUP})
+            JOIN zerver_subscription s2 ON s2.recipient_id = s1.recipient_id AND s2.active AND s2.is_user_active
+           WHERE s1.user_profile_id = ${userParam} AND s1.active`;
+}
+
+/**
+ * SQL (a SELECT of user ids, the user's own included, active or not) for the 1:1 direct-message
+ * partners of user $userParam in realm $realmParam (get_users_involved_in_dms_with_target_users
+ * before the active filter: personal recipients, none from 12.0 on, where 0790/0798 turned 1:1
+ * DMs into DM groups).
+ */
+function dmPartnersSql(realmParam: string, userParam: string): string {
+  return `SELECT CASE WHEN m.sender_id = ${userParam} THEN r.type_id ELSE m.sender_id END FROM zerver_message m
+            JOIN zerver_recipient r ON r.id = m.recipient_id
+           WHERE r.type = ${RecipientType.PERSONAL} AND m.realm_id = ${realmParam} AND (m.sender_id = ${userParam} OR r.type_id = ${userParam})`;
+}
+
+/** get_subscribers_of_target_user_subscriptions([user]) (zerver/lib/users.py). */
+export async function subscribersOfUserSubscriptions(q: Queryable, userId: number): Promise<Set<number>> {
+  return new Set(await ids(q, `SELECT DISTINCT user_profile_id AS id FROM (${sharingSubscribersSql("$1")}) x`, [userId]));
+}
+
+/** get_users_involved_in_dms_with_target_users([user]) (zerver/lib/users.py): the active users in 1:1 DMs with the user, not the user. */
+export async function usersInDmsWith(q: Queryable, user: { id: number; realm_id: number }): Promise<Set<number>> {
+  return new Set(
+    await ids(q, `SELECT id FROM zerver_userprofile WHERE is_active AND id <> $2 AND id IN (${dmPartnersSql("$1", "$2")})`, [user.realm_id, user.id]),
+  );
+}
+
+/** A channel's (recipient's) active subscribers: active subscription of an active user (is_user_active), ascending. */
+export function activeSubscriberIds(q: Queryable, recipientId: number): Promise<number[]> {
+  return ids(q, "SELECT user_profile_id AS id FROM zerver_subscription WHERE recipient_id = $1 AND active AND is_user_active ORDER BY user_profile_id", [
+    recipientId,
+  ]);
+}
+
+async function ids(q: Queryable, sql: string, params: unknown[]): Promise<number[]> {
+  const { rows } = await q.query(sql, params);
+  return rows.map((r) => Number(r.id));
+}
+
+/** active_user_ids(realm_id): every active user, bots included. */
+export function activeUserIds(q: Queryable, realmId: number): Promise<number[]> {
+  return ids(q, "SELECT id FROM zerver_userprofile WHERE realm_id = $1 AND is_active ORDER BY id", [realmId]);
+}
+
+/** active_non_guest_user_ids(realm_id). */
+export function activeNonGuestUserIds(q: Queryable, realmId: number): Promise<number[]> {
+  return ids(q, `SELECT id FROM zerver_userprofile WHERE realm_id = $1 AND is_active AND role <> ${ROLES.GUEST} ORDER BY id`, [realmId]);
+}
+
+/** realm.get_human_admin_users(): active human owners and administrators (realms.ts humanAdminUsers), by id. */
+export async function humanAdminIds(q: Queryable, realmId: number): Promise<number[]> {
+  return (await humanAdminUsers(q, realmId)).map((u) => u.id);
+}
+
+/** realm.get_admin_users_and_bots(): active owners and administrators, bots included (realms.ts adminUsersAndBots), by id. */
+export async function adminUserAndBotIds(q: Queryable, realmId: number): Promise<number[]> {
+  return (await adminUsersAndBots(q, realmId)).map((u) => Number(u.id));
+}
+
+/**
+ * user_access_restricted_in_realm(user): false for bots, and when the realm's
+ * can_access_all_users_group is the role:everyone system group.
+ */
+export async function userAccessRestricted(q: Queryable, user: { realm_id: number; is_bot: boolean }): Promise<boolean> {
+  if (user.is_bot) return false;
+  const { rows } = await q.query(
+    `SELECT n.name FROM zerver_realm r LEFT JOIN zerver_namedusergroup n ON n.usergroup_ptr_id = r.can_access_all_users_group_id
+      WHERE r.id = $1`,
+    [user.realm_id],
+  );
+  return rows[0]?.name !== SystemGroups.EVERYONE;
+}
+
+/**
+ * get_user_ids_who_can_access_user(user) (zerver/lib/users.py, read in main): every active user
+ * when access is not restricted; else the user, active non-guests, active users sharing an
+ * active channel or group-DM subscription with the user (get_subscribers_of_target_user_
+ * subscriptions: recipient types 2 and 3, subscriber active and is_user_active), and active
+ * users the user exchanged 1:1 direct messages with (get_users_involved_in_dms_with_target_users:
+ * personal recipients, type 1 — none exist from 12.0 on, where 0790/0798 turned 1:1 DMs into
+ * DM groups, so that part finds nothing there).
+ */
+export async function userIdsWhoCanAccessUser(q: Queryable, user: { id: number; realm_id: number; is_bot: boolean }): Promise<number[]> {
+  if (!(await userAccessRestricted(q, user))) return activeUserIds(q, user.realm_id);
+  return ids(
+    q,
+    `SELECT id FROM zerver_userprofile WHERE realm_id = $1 AND is_active AND (
+        id = $2 OR role <> ${ROLES.GUEST} OR id IN (${sharingSubscribersSql("$2")}) OR id IN (${dmPartnersSql("$1", "$2")}))
+      ORDER BY id`,
+    [user.realm_id, user.id],
+  );
+}

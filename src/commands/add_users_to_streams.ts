@@ -6,6 +6,7 @@
 //
 // --json: src/schemas/add_users_to_streams.ts (README: --json output): per channel, one result per
 // user, done (subscribed), would_do (dry run) or unchanged (already subscribed).
+import { pyStrip } from "../lib/pyformat.js";
 import { addEventsOption, addFlushCacheOption, addRequiredRealmOption, addUserListOptions } from "../cli/options.js";
 import { CacheInvalidation, cacheReportJson } from "../zulip/cache.js";
 import { defineCommand } from "../cli/command.js";
@@ -13,7 +14,7 @@ import { EventDelivery, eventsReportJson, featureLevel } from "../services/event
 import { outcome } from "../cli/json-contract.js";
 import { realmJson, USER_JSON_COLUMNS, userJson } from "../cli/json-objects.js";
 import type { AddUsersToStreamsBody, ChannelSubscriptions } from "../schemas/add_users_to_streams.js";
-import { checkChannelNamesCreatable, doAddUsersToChannel, planAddUsersToChannel, selectRealmUsers, stripName } from "../zulip/actions/subscriptions.js";
+import { checkChannelNamesCreatable, doAddUsersToChannel, planAddUsersToChannel, selectRealmUsers } from "../zulip/actions/subscriptions.js";
 import { readAvatarSettings } from "../zulip/avatar.js";
 
 type ChannelResult = ChannelSubscriptions;
@@ -42,7 +43,13 @@ export default defineCommand({
     const dryRun = Boolean(opts.dryRun);
     const db = await ctx.db();
     const { realm, realmRef, users, userIds, emailOf: email } = await selectRealmUsers(db, opts, USER_JSON_COLUMNS);
-    const names = [...new Set(String(opts.streams).split(",").map(stripName))];
+    const names = [
+      ...new Set(
+        String(opts.streams)
+          .split(",")
+          .map((n) => pyStrip(n)),
+      ),
+    ];
     // Refuse names Zulip could not store before writing anything.
     await checkChannelNamesCreatable(db, realmRef.id, names);
     const inval = new CacheInvalidation(ctx, opts.flushCache);

@@ -22,7 +22,8 @@ import { getRealm, getUser, type Realm, realmLabel, type UserProfile } from "../
 import { outcome } from "../cli/json-contract.js";
 import { realmJson, userJson } from "../cli/json-objects.js";
 import type { BulkChangeUserNameBody } from "../schemas/bulk_change_user_name.js";
-import { checkFullName, doChangeFullName, pyStrip } from "../zulip/actions/change-full-name.js";
+import { checkFullName, doChangeFullName } from "../zulip/actions/change-full-name.js";
+import { pyStrip } from "../lib/pyformat.js";
 
 interface LineResult {
   line: number;

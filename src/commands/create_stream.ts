@@ -5,6 +5,7 @@
 // an existing channel of that name (any case) is left as it is; we say so.
 //
 // --json: src/schemas/create_stream.ts (README: --json output).
+import { pyStrip } from "../lib/pyformat.js";
 import { addEventsOption, addFlushCacheOption, addRequiredRealmOption } from "../cli/options.js";
 import { CacheInvalidation, cacheReportJson } from "../zulip/cache.js";
 import { defineCommand } from "../cli/command.js";
@@ -13,7 +14,7 @@ import { EventDelivery, eventsReportJson, featureLevel } from "../services/event
 import { realmJson } from "../cli/json-objects.js";
 import { getRealm } from "../zulip/lookup.js";
 import type { CreateStreamBody } from "../schemas/create_stream.js";
-import { channelNameProblem, doEnsureChannel, findChannel, stripName } from "../zulip/actions/subscriptions.js";
+import { channelNameProblem, doEnsureChannel, findChannel } from "../zulip/actions/subscriptions.js";
 
 export default defineCommand({
   name: "create_stream",
@@ -38,7 +39,7 @@ export default defineCommand({
     const db = await ctx.db();
     const realm = (await getRealm(db, opts.realm))!;
     const realmRef = { id: Number(realm.id), string_id: realm.string_id };
-    const name = stripName(args[0]);
+    const name = pyStrip(args[0]);
     const doc: CreateStreamBody = {
       dry_run: dryRun,
       realm: realmJson(ctx.config().settings, realm),

@@ -6,6 +6,7 @@
 //
 // --json: src/schemas/remove_users_from_stream.ts (README: --json output): one result per user,
 // done (removed), would_do (dry run) or unchanged (was not subscribed).
+import { pyStrip } from "../lib/pyformat.js";
 import { addEventsOption, addFlushCacheOption, addRequiredRealmOption, addUserListOptions } from "../cli/options.js";
 import { CacheInvalidation, cacheReportJson } from "../zulip/cache.js";
 import { defineCommand } from "../cli/command.js";
@@ -14,7 +15,7 @@ import { EventDelivery, eventsReportJson, featureLevel } from "../services/event
 import { outcome } from "../cli/json-contract.js";
 import { realmJson, USER_JSON_COLUMNS, userJson } from "../cli/json-objects.js";
 import type { RemoveUsersFromStreamBody } from "../schemas/remove_users_from_stream.js";
-import { doRemoveUsersFromChannel, findChannel, selectRealmUsers, stripName, subscribedUsers } from "../zulip/actions/subscriptions.js";
+import { doRemoveUsersFromChannel, findChannel, selectRealmUsers, subscribedUsers } from "../zulip/actions/subscriptions.js";
 
 export default defineCommand({
   name: "remove_users_from_stream",
@@ -39,7 +40,7 @@ export default defineCommand({
     const dryRun = Boolean(opts.dryRun);
     const db = await ctx.db();
     const { realm, realmRef, users, userIds, emailOf: email } = await selectRealmUsers(db, opts, USER_JSON_COLUMNS);
-    const name = stripName(String(opts.stream));
+    const name = pyStrip(String(opts.stream));
     const channel = await findChannel(db, realmRef.id, name);
     if (!channel) throw new CommandError(`Invalid channel name '${name}'`);
     const doc: RemoveUsersFromStreamBody = {

@@ -117,7 +117,6 @@ export interface AuditLogEntry {
  * db.ts tableColumns under its former name, for actions/delete-user.ts until it imports
  * tableColumns from db.ts itself (the one column cache).
  */
-export { tableColumns as tableColumnSet } from "../db/db.js";
 
 /**
  * Insert audit rows (one statement, ids ascending in the given order, like Django's

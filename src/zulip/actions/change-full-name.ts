@@ -28,9 +28,6 @@ import { lockUserRow, type RealmRef, type UserProfile } from "../lookup.js";
 import { botOwnerUserIds } from "../events/user-events.js";
 import { MAX_NAME_LENGTH } from "../models.js";
 
-// For src/commands/bulk_change_user_name.ts until it imports pyStrip from src/lib/pyformat.ts.
-export { pyStrip };
-
 const NAME_INVALID_CHARS = ["*", "`", "\\", ">", '"', "@"];
 
 function isNonCharacter(cp: number): boolean {

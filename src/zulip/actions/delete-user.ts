@@ -51,7 +51,8 @@
 // skip_notify=skip_notify) with skip_notify defaulting to False (only do_scrub_realm passes
 // True): ArchiveTransactions of the user's realm, and retention's delete_messages sends its
 // events (zulip/zulip PR #35848, feature level 452) as it does for the retention policy.
-import { AuditLogEventType, insertAuditLog, type RoleCountBaseline, tableColumnSet } from "../audit.js";
+import { AuditLogEventType, insertAuditLog, type RoleCountBaseline } from "../audit.js";
+import { tableColumns } from "../../db/db.js";
 import { type CacheInvalidation, cacheKeys, type CacheUser } from "../cache.js";
 import { cryptoRandom, type RandomSource } from "../../lib/random.js";
 import { unusablePassword } from "../password.js";
@@ -155,15 +156,9 @@ async function existingTables(q: Queryable, tables: string[]): Promise<Set<strin
   return new Set(rows.map((r) => r.t as string));
 }
 
+/** A table's columns in table order (the connection's catalog cache, src/db/db.ts). */
 async function columnsOf(q: Queryable, table: string): Promise<string[]> {
-  // The connection's catalog cache knows the main tables already (in table order it does not
-  // keep, hence the order-preserving read for the others).
-  if (table === "zerver_realmauditlog") return [...(await tableColumnSet(q, table))];
-  const { rows } = await q.query(
-    `SELECT attname FROM pg_catalog.pg_attribute WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped ORDER BY attnum`,
-    [table],
-  );
-  return rows.map((r) => r.attname as string);
+  return [...(await tableColumns(q, table))];
 }
 
 /** Django's Address(username=…, domain=…).addr_spec after UserManager.normalize_email. */
@@ -173,11 +168,8 @@ function deletedUserEmail(userId: number, s: DeletionSettings): string {
 
 /** The settings a deletion needs, from the Zulip configuration. */
 function deletionSettings(settings: ZulipSettings, realm: { string_id: string }): DeletionSettings {
-  const fallback = settings.fileValue("FAKE_EMAIL_DOMAIN", null);
-  return {
-    realmHost: realmHost(settings, realm.string_id),
-    fakeEmailDomain: typeof fallback === "string" && fallback !== "" ? fallback : settings.get("EXTERNAL_HOST_WITHOUT_PORT"),
-  };
+  // settings.FAKE_EMAIL_DOMAIN as Zulip computes it ('' in settings.py stays '': not a valid domain).
+  return { realmHost: realmHost(settings, realm.string_id), fakeEmailDomain: settings.get("FAKE_EMAIL_DOMAIN") };
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -37,6 +37,8 @@
 //
 // Restoring (restore_data_from_archive) copies the archive rows back by archive_transaction_id;
 // everything it needs is in the rows written here.
+import { RecipientType, UserMessageFlag } from "../models.js";
+import { quoteIdent } from "../../db/sql.js";
 import { usedUploadSpaceKeys } from "./attachments.js";
 import type { CacheInvalidation } from "../cache.js";
 import type { Db, Queryable } from "../../db/db.js";
@@ -63,13 +65,13 @@ const TRANSACTION_DELETION_BATCH_SIZE = 100;
 const RETENTION_POLICY_BASED = 1;
 /** ArchiveTransaction.MANUAL: deletions that are not the retention policy's. */
 const MANUAL = 2;
-const RECIPIENT_PERSONAL = 1;
-const RECIPIENT_STREAM = 2;
-const RECIPIENT_DIRECT_MESSAGE_GROUP = 3;
-/** UserMessage.flags.active_mobile_push_notification (bit 12; where_active_push_notification). */
-const ACTIVE_MOBILE_PUSH_NOTIFICATION = 4096;
+const RECIPIENT_PERSONAL = RecipientType.PERSONAL;
+const RECIPIENT_STREAM = RecipientType.STREAM;
+const RECIPIENT_DIRECT_MESSAGE_GROUP = RecipientType.DIRECT_MESSAGE_GROUP;
+/** UserMessage.flags.active_mobile_push_notification (where_active_push_notification). */
+const ACTIVE_MOBILE_PUSH_NOTIFICATION = UserMessageFlag.ACTIVE_MOBILE_PUSH_NOTIFICATION;
 
-const q = (name: string) => `"${name.replace(/"/g, '""')}"`;
+const q = quoteIdent;
 
 /** Columns of `src` that `dst` also has (the model's fields), in `dst`'s catalog order. */
 async function sharedColumns(db: Db, src: string, dst: string, exclude: string[] = []): Promise<string[]> {

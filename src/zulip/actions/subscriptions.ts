@@ -62,10 +62,6 @@ function channelOf(r: any): ChannelInfo {
   };
 }
 
-// Python's str.strip() of a channel name, under the name the commands (add_users_to_streams,
-// create_stream, remove_users_from_stream) import until they import lib/pyformat.ts pyStrip.
-export { pyStrip as stripName };
-
 /** get_stream(name, realm): case-insensitive, archived channels included; null when none. */
 export async function findChannel(q: Queryable, realmId: number, name: string, lock = false): Promise<ChannelInfo | null> {
   const { rows } = await q.query(

@@ -118,9 +118,19 @@ function sslOption(sslmode: string, host: string): ClientConfig["ssl"] {
   }
 }
 
+/** A statement that may change zerver_userprofile rows (see Db.userProfileWrites). */
+const USER_PROFILE_WRITE = /\b(?:UPDATE|INSERT\s+INTO|DELETE\s+FROM)\s+(?:ONLY\s+)?"?zerver_userprofile"?(?!\w)|\b(?:TRUNCATE|COPY)\b/i;
+
 export class Db implements Queryable {
   /** Newest mainline zerver migration applied (backports to older releases ignored), or null. */
   zerverMigration: number | null = null;
+
+  /**
+   * A stamp that changes whenever this connection runs a statement that may change
+   * zerver_userprofile rows, or ends a transaction: what was read of a realm's users (the
+   * recipients of an action's events, audiences.ts) can be reused while it stays the same.
+   */
+  userProfileWrites = 0;
 
   constructor(
     readonly client: Client,
@@ -128,17 +138,21 @@ export class Db implements Queryable {
   ) {}
 
   query(text: string, values?: unknown[]) {
+    if (USER_PROFILE_WRITE.test(text)) this.userProfileWrites++;
     return this.client.query(text, values as any[]);
   }
 
   /** Run fn inside one transaction; roll back on any error. */
   async tx<T>(fn: (q: Queryable) => Promise<T>): Promise<T> {
+    this.userProfileWrites++;
     await this.client.query("BEGIN");
     try {
       const result = await fn(this);
       await this.client.query("COMMIT");
+      this.userProfileWrites++;
       return result;
     } catch (e) {
+      this.userProfileWrites++;
       try {
         await this.client.query("ROLLBACK");
       } catch {

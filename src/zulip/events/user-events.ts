@@ -19,6 +19,7 @@ import { ROLES } from "../roles.js";
 import { FL, type Notify } from "../../services/events.js";
 import {
   activeNonGuestUserIds,
+  activeRoster,
   activeUserIds,
   adminUserAndBotIds,
   humanAdminIds,
@@ -379,12 +380,10 @@ export function canAccessDeliveryEmail(viewer: { id: number; role: number }, tar
  */
 async function usersWithAccessToRealEmail(q: Queryable, user: UserProfile): Promise<number[]> {
   const candidates = await userIdsWhoCanAccessUser(q, user);
-  const { rows } = await q.query("SELECT id, role FROM zerver_userprofile WHERE id = ANY ($1::int[]) AND is_active", [candidates]);
+  // Every candidate is an active user of the realm: their roles come from the realm's roster.
+  const { roles } = await activeRoster(q, Number(user.realm_id));
   const visibility = Number(user.email_address_visibility);
-  return rows
-    .filter((r) => canAccessDeliveryEmail({ id: Number(r.id), role: Number(r.role) }, Number(user.id), visibility))
-    .map((r) => Number(r.id))
-    .sort((a, b) => a - b);
+  return candidates.filter((id) => roles.has(id) && canAccessDeliveryEmail({ id, role: roles.get(id)! }, Number(user.id), visibility)).sort((a, b) => a - b);
 }
 
 /**

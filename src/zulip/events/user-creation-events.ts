@@ -31,7 +31,7 @@ import type { Queryable } from "../../db/db.js";
 import { FL, type Notify } from "../../services/events.js";
 import { activeNonGuestUserIds, activeSubscriberIds, subscribersOfUserSubscriptions, userAccessRestricted, usersInDmsWith } from "../audiences.js";
 import { sendGroupMembersEvent } from "../groups.js";
-import { RecipientType } from "../models.js";
+import { CROSS_REALM_BOT_EMAILS, RecipientType } from "../models.js";
 import { isRealmAdmin, ROLES } from "../roles.js";
 import { canAccessDeliveryEmail, INACCESSIBLE_USER_NAME, sendPeerSubscriberEvents } from "./user-events.js";
 
@@ -40,9 +40,18 @@ function isoMinutes(d: Date): string {
   return `${d.toISOString().slice(0, 16)}+00:00`;
 }
 
+/** is_cross_realm_bot_email(email): email.lower() in settings.CROSS_REALM_BOT_EMAILS. */
+function isCrossRealmBotEmail(email: string): boolean {
+  return CROSS_REALM_BOT_EMAILS.includes(email.toLowerCase());
+}
+
 /**
  * format_user_row(realm_id, acting_user, row, client_gravatar=False,
- * user_avatar_url_field_optional=False, custom_profile_field_data={}) for a human user.
+ * user_avatar_url_field_optional=False, custom_profile_field_data={}) (zerver/lib/users.py; the
+ * same in the 10.x/11.x version read, with is_imported_stub from 12.0, FL 433): every user gets
+ * timezone (removed only for spectators, acting_user None — never here); a human gets
+ * profile_data (the {} passed); a bot instead gets bot_type, is_system_bot: true when its email is
+ * a cross-realm bot's, and bot_owner_id (None for legacy data) — no profile_data.
  */
 function personObject(u: Record<string, any>, avatar: string, withDeliveryEmail: boolean, featureLevel: number): Record<string, unknown> {
   const role = Number(u.role);
@@ -54,17 +63,45 @@ function personObject(u: Record<string, any>, avatar: string, withDeliveryEmail:
     is_owner: role === ROLES.REALM_OWNER,
     is_guest: role === ROLES.GUEST,
     role,
-    is_bot: false,
+    is_bot: Boolean(u.is_bot),
     full_name: u.full_name,
     timezone: u.timezone,
     is_active: Boolean(u.is_active),
     date_joined: isoMinutes(new Date(u.date_joined)),
     delivery_email: withDeliveryEmail ? u.delivery_email : null,
     avatar_url: avatar,
-    profile_data: {},
   };
   if (featureLevel >= FL.IMPORTED_STUB) person.is_imported_stub = Boolean(u.is_imported_stub);
+  if (u.is_bot) {
+    person.bot_type = u.bot_type === null ? null : Number(u.bot_type);
+    if (isCrossRealmBotEmail(String(u.email))) person.is_system_bot = true;
+    person.bot_owner_id = u.bot_owner_id === null ? null : Number(u.bot_owner_id);
+  } else {
+    person.profile_data = {};
+  }
   return person;
+}
+
+/**
+ * get_avatar_field(…, medium=False, client_gravatar=False) for the user row `u`: a string, or
+ * {reason} when it cannot be reproduced. A cross-realm (system) bot's is
+ * get_static_avatar_url — staticfiles_storage.url("images/static_avatars/…"), content-hashed on a
+ * production server (zerver/lib/avatar.py, 10.x-12.x: "System bots have hardcoded avatars").
+ */
+function userAvatar(settings: AvatarSettings | null, u: Record<string, any>, featureLevel: number): string | { reason: string } {
+  if (!settings) return { reason: "the avatar settings could not be read" };
+  if (isCrossRealmBotEmail(String(u.delivery_email))) return { reason: "a system bot's static avatar URL is content-hashed on a production server" };
+  return avatarUrl(
+    settings,
+    {
+      id: Number(u.id),
+      realm_id: Number(u.realm_id),
+      delivery_email: u.delivery_email,
+      avatar_source: u.avatar_source,
+      avatar_version: Number(u.avatar_version),
+    },
+    featureLevel,
+  );
 }
 
 /**
@@ -114,9 +151,7 @@ export async function sendUserCreationEvents(
   const { rows } = await q.query("SELECT * FROM zerver_userprofile WHERE id = $1", [userId]);
   const u = rows[0];
   const what = `realm_user add events for ${u.delivery_email} (other users' open apps list the new user only after a reload)`;
-  const avatar = opts.avatar
-    ? avatarUrl(opts.avatar, { ...u, id: Number(u.id), realm_id: Number(u.realm_id) }, opts.featureLevel)
-    : { reason: "the avatar settings could not be read" };
+  const avatar = userAvatar(opts.avatar, u, opts.featureLevel);
   const restricted = await userAccessRestricted(q, { realm_id: Number(u.realm_id), is_bot: false });
   if (typeof avatar !== "string") notSent.push(`${what}: ${avatar.reason}`);
   else {
@@ -174,10 +209,9 @@ async function notifyCreatedUserTo(
   const { rows } = await q.query("SELECT * FROM zerver_userprofile WHERE id = $1", [userId]);
   const u = rows[0];
   const what = `the realm_user add of user ${userId} to ${recipients.length} user(s) who can now see them`;
-  if (u.is_bot) return [`${what}: the bot user object of that event is not reproduced`];
-  const avatar = opts.avatar
-    ? avatarUrl(opts.avatar, { ...u, id: Number(u.id), realm_id: Number(u.realm_id) }, opts.featureLevel)
-    : { reason: "the avatar settings could not be read" };
+  // A bot too: send_user_creation_events_on_adding_subscriptions calls notify_created_user for
+  // a bot subscribed to a channel with guests (format_user_row's bot fields, personObject).
+  const avatar = userAvatar(opts.avatar, u, opts.featureLevel);
   if (typeof avatar !== "string") return [`${what}: ${avatar.reason}`];
   await notifyCreatedUser(q, n, u, avatar, opts.featureLevel, false, recipients);
   return [];

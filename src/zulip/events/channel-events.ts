@@ -307,6 +307,8 @@ export async function sendStreamEventsForRoleUpdate(
   const after = await metadataAccessChannelIds(q, user);
   const gained = after.filter((id) => !before.includes(id));
   const lost = before.filter((id) => !after.includes(id));
+  // Guards on the channel sets, as Zulip's (`if now_accessible_stream_ids:` /
+  // `if now_inaccessible_stream_ids:`); the recipient is always the user.
   if (gained.length) {
     n.events.send(n.realm, { type: "stream", op: "create", streams: await channelDicts(q, user.realm_id, gained, { traffic: true }) }, [user.id], n.what);
     const { rows } = await q.query(
@@ -338,7 +340,7 @@ async function sendFullMembersChannelEvents(
     user.realm_id,
     SystemGroups.FULL_MEMBERS,
   ]);
-  if (!g.length) return;
+  if (!g.length) return; // every 10.x-12.x realm has role:fullmembers (Zulip's .get() would raise)
   const full = Number(g[0].id);
   const directNow = await directGroupIdsOf(q, user.id);
   const wasFull = directBefore.includes(full);
@@ -566,6 +568,7 @@ export async function sendSubscriptionAddEvents(
   } else if (!channel.is_web_public) {
     createFor = added.filter((u) => roleOf.get(u) === ROLES.GUEST);
   }
+  // Zulip's guard: `if notify_user_ids:` (send_stream_creation_events_for_previously_inaccessible_streams).
   if (createFor.length) {
     const event: Record<string, unknown> = { type: "stream", op: "create", streams: [streamDict] };
     if (opts.featureLevel >= FL.ARCHIVED_CHANNEL_EVENTS) event.for_unarchiving = false;

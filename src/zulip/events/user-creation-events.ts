@@ -131,6 +131,9 @@ async function notifyCreatedUser(
     else if (canAccessDeliveryEmail(viewer, Number(u.id), Number(u.email_address_visibility))) withEmail.push(viewer.id);
     else without.push(viewer.id);
   }
+  // Zulip's guards (create_user.py notify_created_user, 10.x-12.x: `if
+  // user_ids_with_real_email_access:`, `if user_ids_without_real_email_access:`): no event for an
+  // empty half.
   if (withEmail.length) n.events.send(n.realm, { type: "realm_user", op: "add", person: personObject(u, avatar, true, featureLevel) }, withEmail, n.what);
   if (without.length) n.events.send(n.realm, { type: "realm_user", op: "add", person: personObject(u, avatar, false, featureLevel) }, without, n.what);
   return guests;
@@ -172,6 +175,8 @@ export async function sendUserCreationEvents(
           WHERE r.type_id = ANY ($1::int[]) AND s.active AND p.is_active AND p.role = ${ROLES.GUEST} AND p.id <> $2 ORDER BY p.id`,
         [opts.channelIds, u.id],
       );
+      // Zulip's guard (`if users_to_receive_creation_event:`) — and needed: notify_created_user
+      // with an empty list would mean every active user.
       if (gs.length)
         await notifyCreatedUser(
           q,
@@ -239,6 +244,7 @@ export async function sendUserCreationEventsOnAddingSubscriptions(
   const nonGuests = new Set(await activeNonGuestUserIds(q, user.realm_id));
   const known = (id: number) => before.has(id) || dms.has(id) || id === user.id;
   const receive = subscribers.filter((id) => !nonGuests.has(id) && !known(id));
+  // Zulip's guard: `if users_to_receive_creation_event:` (an empty list would mean everyone).
   if (receive.length) notSent.push(...(await notifyCreatedUserTo(q, n, user.id, receive, opts)));
   if (user.role === ROLES.GUEST) {
     for (const other of subscribers.filter((id) => !known(id))) notSent.push(...(await notifyCreatedUserTo(q, n, other, [user.id], opts)));
@@ -261,6 +267,7 @@ export async function sendUserRemoveEventsOnRemovingSubscriptions(q: Queryable, 
   const known = (id: number) => shared.has(id) || dms.has(id) || id === user.id;
   const without = subscribers.filter((id) => !nonGuests.has(id) && !known(id));
   const removal = (id: number) => ({ type: "realm_user", op: "remove", person: { user_id: id, full_name: INACCESSIBLE_USER_NAME } });
+  // Zulip's guard: `if subscribers_without_access_to_altered_user:` (streams.py, 10.x-12.x).
   if (without.length) n.events.send(n.realm, removal(user.id), without, n.what);
   if (user.role === ROLES.GUEST) {
     for (const other of subscribers.filter((id) => !known(id))) n.events.send(n.realm, removal(other), [user.id], n.what);

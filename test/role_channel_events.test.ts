@@ -5,7 +5,9 @@
 // a group containing it), a stream create + peer_add to the users who gain metadata access
 // (zerver/actions/user_groups.py); then send_stream_events_for_role_update compares the
 // channels visible before the role change with those visible after (zerver/actions/users.py) —
-// so a guest made member hears of such a channel twice, as from Zulip.
+// so a guest made member hears of such a channel twice, as from Zulip. Where nobody gains or
+// loses access, Zulip still publishes those events with no recipients (`users: []` on a
+// single-port server; nothing on a sharded one).
 import fs from "node:fs";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { createChannel } from "../src/zulip/actions/create-channel.js";
@@ -131,6 +133,30 @@ describe.each(FIXTURES)("change_user_role channel events on %s", (template) => {
       { event: { type: "stream", op: "create", streams: objects }, users: [u.id] },
       await peerAdd(plans.id),
       ...(await Promise.all(publicIds.map(peerAdd))),
+    ]);
+  });
+
+  it("guest subscribed to the channel -> member: the full-members create and peer_add go out with no recipients (the guest already saw it), then the role change's create of the public channels", async () => {
+    const u = await addUser(server.db, { role: 600 });
+    await run(["add_users_to_streams", "-r", R, "-u", u.email, "-s", "full members only"]);
+    await reader.purge("notify_tornado", "deferred_work");
+    await run(["change_user_role", "-r", R, u.email, "member"]);
+    const publicIds = await ids("SELECT id FROM zerver_stream WHERE realm_id = $1 AND NOT deactivated AND NOT invite_only ORDER BY id", [TEST_REALM]);
+    const peerAdd = async (id: number, users: number[]) => ({
+      event: { type: "subscription", op: "peer_add", stream_ids: [id], user_ids: await subscribers(id) },
+      users,
+    });
+    const objects = [];
+    for (const id of publicIds) objects.push(await channelObject(server.db, id));
+    expect(sortedUsers(await reader.drain())).toEqual([
+      { event: { type: "realm_user", op: "update", person: { user_id: u.id, role: 400 } }, users: await active() },
+      await groupEvent("remove_members", "role:everyone", u.id),
+      await groupEvent("add_members", "role:members", u.id),
+      await groupEvent("add_members", "role:fullmembers", u.id),
+      { event: await fullMembersCreate(), users: [] },
+      await peerAdd(plans.id, []),
+      { event: { type: "stream", op: "create", streams: objects }, users: [u.id] },
+      ...(await Promise.all(publicIds.map((id) => peerAdd(id, [u.id])))),
     ]);
   });
 

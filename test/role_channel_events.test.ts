@@ -5,10 +5,14 @@
 // a group containing it), a stream create + peer_add to the users who gain metadata access
 // (zerver/actions/user_groups.py); then send_stream_events_for_role_update compares the
 // channels visible before the role change with those visible after (zerver/actions/users.py) —
-// so a guest made member hears of such a channel twice, as from Zulip.
+// so a guest made member hears of such a channel twice, as from Zulip. Where nobody gains or
+// loses access, Zulip still publishes those events with no recipients (`users: []` on a
+// single-port server; nothing on a sharded one).
+import fs from "node:fs";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { createChannel } from "../src/zulip/actions/create-channel.js";
 import { runCli } from "./helpers/cli.js";
+import { makeConfDir } from "./helpers/confdir.js";
 import type { TemplateName, TestDatabase } from "./helpers/pg.js";
 import { QueueReader, sortedUsers } from "./helpers/rabbitmq.js";
 import { startServerCopy, type ServerCopy } from "./helpers/server-copy.js";
@@ -132,21 +136,86 @@ describe.each(FIXTURES)("change_user_role channel events on %s", (template) => {
     ]);
   });
 
-  it("member -> guest: only the role change's delete (the full-members removal finds nothing a guest could have kept)", async () => {
-    const u = await addUser(server.db, { role: 400 });
-    await run(["change_user_role", "-r", R, u.email, "guest"]);
+  it("guest subscribed to the channel -> member: the full-members create and peer_add go out with no recipients (the guest already saw it), then the role change's create of the public channels", async () => {
+    const u = await addUser(server.db, { role: 600 });
+    await run(["add_users_to_streams", "-r", R, "-u", u.email, "-s", "full members only"]);
+    await reader.purge("notify_tornado", "deferred_work");
+    await run(["change_user_role", "-r", R, u.email, "member"]);
+    const publicIds = await ids("SELECT id FROM zerver_stream WHERE realm_id = $1 AND NOT deactivated AND NOT invite_only ORDER BY id", [TEST_REALM]);
+    const peerAdd = async (id: number, users: number[]) => ({
+      event: { type: "subscription", op: "peer_add", stream_ids: [id], user_ids: await subscribers(id) },
+      users,
+    });
+    const objects = [];
+    for (const id of publicIds) objects.push(await channelObject(server.db, id));
+    expect(sortedUsers(await reader.drain())).toEqual([
+      { event: { type: "realm_user", op: "update", person: { user_id: u.id, role: 400 } }, users: await active() },
+      await groupEvent("remove_members", "role:everyone", u.id),
+      await groupEvent("add_members", "role:members", u.id),
+      await groupEvent("add_members", "role:fullmembers", u.id),
+      { event: await fullMembersCreate(), users: [] },
+      await peerAdd(plans.id, []),
+      { event: { type: "stream", op: "create", streams: objects }, users: [u.id] },
+      ...(await Promise.all(publicIds.map((id) => peerAdd(id, [u.id])))),
+    ]);
+  });
+
+  const deletion = (channelIds: number[]) => {
+    const del: Record<string, unknown> = { type: "stream", op: "delete", streams: channelIds.map((id) => ({ stream_id: id })), stream_ids: channelIds };
+    if (level >= 378) del.for_archiving = false;
+    return del;
+  };
+  /** member -> guest for a new member: Zulip's events, in order, with their recipients. */
+  const memberToGuest = async (u: TestUser) => {
     const lost = await ids("SELECT id FROM zerver_stream WHERE realm_id = $1 AND NOT deactivated AND (NOT invite_only OR id = $2) ORDER BY id", [
       TEST_REALM,
       plans.id,
     ]);
-    const del: Record<string, unknown> = { type: "stream", op: "delete", streams: lost.map((id) => ({ stream_id: id })), stream_ids: lost };
-    if (level >= 378) del.for_archiving = false;
-    expect(sortedUsers(await reader.drain())).toEqual([
+    return [
       { event: { type: "realm_user", op: "update", person: { user_id: u.id, role: 600 } }, users: await active() },
       await groupEvent("remove_members", "role:members", u.id),
       await groupEvent("add_members", "role:everyone", u.id),
       await groupEvent("remove_members", "role:fullmembers", u.id),
-      { event: del, users: [u.id] },
-    ]);
+      // bulk_remove_members_from_user_groups: send_stream_deletion_event for every channel granted
+      // through role:fullmembers, to the users losing metadata access — none here (a guest never
+      // had it through a group): published with an empty list on a single-port server.
+      { event: deletion([plans.id]), users: [] },
+      { event: deletion(lost), users: [u.id] },
+    ];
+  };
+
+  it("member -> guest: the full-members removal's delete with no recipients, then the role change's delete", async () => {
+    const u = await addUser(server.db, { role: 400 });
+    await run(["change_user_role", "-r", R, u.email, "guest"]);
+    expect(sortedUsers(await reader.drain())).toEqual(await memberToGuest(u));
+  });
+
+  it("member -> guest on a sharded Tornado: the event without recipients goes to no port, and no warning", async () => {
+    const HOST = "zulip.example.net";
+    const c = makeConfDir({
+      db: { name: server.db.name },
+      memcached: { location: server.mc.location, password: server.mc.password },
+      externalHost: HOST,
+      zulipConf: `[machine]\ndeploy_type = production\n\n[tornado_sharding]\n9801_9802 = zulip\n`,
+    });
+    fs.writeFileSync(`${c.dir}/sharding.json`, JSON.stringify({ shard_map: { [HOST]: [9801, 9802] }, shard_regexes: [] }));
+    try {
+      await reader.purge("notify_tornado_port_9801", "notify_tornado_port_9802");
+      const u = await addUser(server.db, { role: 400 });
+      const r = await runCli(["change_user_role", "-r", R, u.email, "guest", "--json"], { confDir: c, db: server.db });
+      expect({ exit: r.exitCode, stderr: r.stderr }).toEqual({ exit: 0, stderr: "" });
+      const expected = await memberToGuest(u);
+      expect(JSON.parse(r.stdout).events).toMatchObject({ ok: true, published: expected.length - 1, undelivered: [], warning: null });
+      for (const [port, rest] of [
+        [9801, 0],
+        [9802, 1],
+      ] as const) {
+        const mine = expected.map((e) => ({ event: e.event, users: e.users.filter((id) => id % 2 === rest) })).filter((e) => e.users.length > 0);
+        expect(sortedUsers(await reader.drain(`notify_tornado_port_${port}`))).toEqual(mine);
+      }
+      expect(await reader.drain()).toEqual([]);
+    } finally {
+      c.cleanup();
+    }
   });
 });

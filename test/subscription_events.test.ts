@@ -281,4 +281,57 @@ describe.each(FIXTURES)("channel subscription events on %s", (template) => {
       await server.db.query("UPDATE zerver_realm SET can_access_all_users_group_id = $2 WHERE id = $1", [TEST_REALM, groups["role:everyone"]]);
     }
   });
+
+  it("an organization that limits whom guests see: a bot subscribed to a channel with a guest who could not see it — the guest gets the bot's realm_user add (format_user_row's bot fields)", async () => {
+    await server.db.query("UPDATE zerver_realm SET can_access_all_users_group_id = $2 WHERE id = $1", [TEST_REALM, groups["role:members"]]);
+    try {
+      const c = await newChannel(server.db, "bot company", { subscribers: [member2.id, guest2.id] });
+      const r = await run(["add_users_to_streams", "-r", String(TEST_REALM), "-u", bot.email, "-s", "bot company", "--json"]);
+      expect({ exit: r.exitCode, stderr: r.stderr }).toEqual({ exit: 0, stderr: "" });
+      const [u] = await server.db.query("SELECT * FROM zerver_userprofile WHERE id = $1", [bot.id]);
+      expect({ is_bot: u.is_bot, bot_type: Number(u.bot_type), avatar_source: u.avatar_source }).toEqual({ is_bot: true, bot_type: 1, avatar_source: "G" });
+      // A guest sees a delivery address only under EMAIL_ADDRESS_VISIBILITY_EVERYONE (1).
+      const guestSeesEmail = VISIBLE[600].includes(Number(u.email_address_visibility));
+      const person = {
+        email: u.email,
+        user_id: bot.id,
+        avatar_version: Number(u.avatar_version),
+        is_admin: false,
+        is_owner: false,
+        is_guest: false,
+        role: 400,
+        is_bot: true,
+        full_name: u.full_name,
+        timezone: u.timezone,
+        is_active: true,
+        date_joined: `${new Date(u.date_joined).toISOString().slice(0, 16)}+00:00`,
+        delivery_email: guestSeesEmail ? u.delivery_email : null,
+        avatar_url: `https://secure.gravatar.com/avatar/${crypto.createHash("md5").update(u.delivery_email.toLowerCase()).digest("hex")}?d=identicon&version=${u.avatar_version}`,
+        ...(level >= 433 ? { is_imported_stub: false } : {}),
+        // No profile_data for a bot; bot_type and bot_owner_id instead (no is_system_bot: not a
+        // cross-realm bot).
+        bot_type: 1,
+        bot_owner_id: Number(u.bot_owner_id),
+      };
+      const after = sorted([member2.id, guest2.id, bot.id]);
+      expect(sortedUsers(await reader.drain())).toEqual([
+        {
+          event: {
+            type: "subscription",
+            op: "add",
+            subscriptions: [await expectedSubscriptionObject(server.db, c.id, bot.id, { countBefore: 2, subscribers: after })],
+          },
+          users: [bot.id],
+        },
+        { event: { type: "realm_user", op: "add", person }, users: [guest2.id] },
+        {
+          event: { type: "subscription", op: "peer_add", stream_ids: [c.id], user_ids: [bot.id] },
+          users: sorted([...(await nonGuests()), guest2.id]).filter((id) => id !== bot.id),
+        },
+      ]);
+      expect(JSON.parse(r.stdout).events).toMatchObject({ ok: true, warning: null });
+    } finally {
+      await server.db.query("UPDATE zerver_realm SET can_access_all_users_group_id = $2 WHERE id = $1", [TEST_REALM, groups["role:everyone"]]);
+    }
+  });
 });

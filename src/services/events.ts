@@ -265,7 +265,12 @@ export class EventDelivery {
     return this.shardingCache;
   }
 
-  /** The messages of one staged item: per Tornado port for events, one for a job. */
+  /**
+   * The messages of one staged item: per Tornado port for events, one for a job. As send_event
+   * (zerver/tornado/django_api.py) maps them: with one port, {port: list(users)} — published even
+   * when the list is empty; with several, only the ports some recipient maps to (none for an
+   * empty list).
+   */
   private parts(item: Staged): Part[] {
     if (item.kind === "job") return [{ queue: item.queue, port: null, body: item.body, done: false }];
     const sharding = this.sharding();
@@ -393,8 +398,11 @@ export class EventDelivery {
       }
     }
 
+    // An event with no recipients on a sharded server has no part: Zulip's send_event publishes
+    // nothing for it (its port map is empty), so it is neither delivered nor missed.
+    const nothingToSend = (p: (typeof plans)[number]) => sharding !== null && p.item.kind === "event" && p.parts.length === 0;
     const delivered = plans.filter((p) => p.parts.length > 0 && p.parts.every((x) => x.done));
-    const missed = plans.filter((p) => !(p.parts.length > 0 && p.parts.every((x) => x.done)));
+    const missed = plans.filter((p) => !nothingToSend(p) && !(p.parts.length > 0 && p.parts.every((x) => x.done)));
     const published = delivered.filter((p) => p.item.kind === "event").length;
     const jobs = delivered.filter((p) => p.item.kind === "job").length;
     const transport = usedRabbit && usedHttp ? "rabbitmq+http" : usedRabbit ? "rabbitmq" : usedHttp ? "http" : "none";

@@ -285,8 +285,8 @@ function sendStreamDeletionEvent(n: Notify, userIds: number[], channelIds: numbe
  *     role:fullmembers or a group containing it: users gaining metadata access get a `stream`
  *     `create` (with traffic; for_unarchiving false from FL 378) and a `subscription` `peer_add`
  *     with the channel's subscribers; users losing it get a `stream` `delete`. Only the user can
- *     gain or lose access there; Zulip also publishes these events with no recipients (for the
- *     other channels), which change nothing in any client and are not sent here.
+ *     gain or lose access there; for the other channels Zulip publishes the same events with no
+ *     recipients, and so do we.
  *  2. send_stream_events_for_role_update(user, previously accessible): to the user only, a stream
  *     create with every channel that became visible since the role change began (no
  *     for_unarchiving on this path — so a channel gained through role:fullmembers is announced
@@ -307,6 +307,8 @@ export async function sendStreamEventsForRoleUpdate(
   const after = await metadataAccessChannelIds(q, user);
   const gained = after.filter((id) => !before.includes(id));
   const lost = before.filter((id) => !after.includes(id));
+  // Guards on the channel sets, as Zulip's (`if now_accessible_stream_ids:` /
+  // `if now_inaccessible_stream_ids:`); the recipient is always the user.
   if (gained.length) {
     n.events.send(n.realm, { type: "stream", op: "create", streams: await channelDicts(q, user.realm_id, gained, { traffic: true }) }, [user.id], n.what);
     const { rows } = await q.query(
@@ -338,7 +340,7 @@ async function sendFullMembersChannelEvents(
     user.realm_id,
     SystemGroups.FULL_MEMBERS,
   ]);
-  if (!g.length) return;
+  if (!g.length) return; // every 10.x-12.x realm has role:fullmembers (Zulip's .get() would raise)
   const full = Number(g[0].id);
   const directNow = await directGroupIdsOf(q, user.id);
   const wasFull = directBefore.includes(full);
@@ -351,19 +353,28 @@ async function sendFullMembersChannelEvents(
   // The state just before bulk_add/remove_members_to/from_user_groups: the new role, the old
   // role:fullmembers membership.
   const directOld = wasFull ? [...directNow, full] : directNow.filter((x) => x !== full);
+  // Zulip sends these for every such channel, unguarded (user_groups.py bulk_add_members_to_user_groups:
+  // send_stream_creation_event(realm, stream, list(user_ids_gaining_metadata_access), …) and the
+  // peer_add to user_ids_gaining_metadata_access; bulk_remove_members_from_user_groups:
+  // send_stream_deletion_event(realm, list(user_ids_losing_metadata_access), [stream]); read in
+  // zulip/zulip's user_groups.py of the 11.x/12.x era, whose send_stream_creation_event and
+  // send_stream_deletion_event in zerver/lib/streams.py do not check the list either): a channel
+  // where the user gains or loses nothing is published with no recipients (`users: []`, on a
+  // server with one Tornado port; nothing on a sharded one — events.ts).
   for (const channel of channels) {
     const had = await inMetadataAccessSet(q, profile, channel, directOld);
     const has = await inMetadataAccessSet(q, profile, channel, directNow);
-    if (isFull && has && !had) {
-      await sendStreamCreationEvent(q, n, channel, [user.id], { traffic: true, forUnarchiving: false, featureLevel });
+    if (isFull) {
+      const gaining = has && !had ? [user.id] : [];
+      await sendStreamCreationEvent(q, n, channel, gaining, { traffic: true, forUnarchiving: false, featureLevel });
       n.events.send(
         n.realm,
         { type: "subscription", op: "peer_add", stream_ids: [channel.id], user_ids: await activeSubscriberIds(q, channel.recipient_id) },
-        [user.id],
+        gaining,
         n.what,
       );
-    } else if (!isFull && had && !has) {
-      sendStreamDeletionEvent(n, [user.id], [channel.id], featureLevel);
+    } else {
+      sendStreamDeletionEvent(n, had && !has ? [user.id] : [], [channel.id], featureLevel);
     }
   }
 }
@@ -557,6 +568,7 @@ export async function sendSubscriptionAddEvents(
   } else if (!channel.is_web_public) {
     createFor = added.filter((u) => roleOf.get(u) === ROLES.GUEST);
   }
+  // Zulip's guard: `if notify_user_ids:` (send_stream_creation_events_for_previously_inaccessible_streams).
   if (createFor.length) {
     const event: Record<string, unknown> = { type: "stream", op: "create", streams: [streamDict] };
     if (opts.featureLevel >= FL.ARCHIVED_CHANNEL_EVENTS) event.for_unarchiving = false;

@@ -31,7 +31,7 @@ import type { Queryable } from "../../db/db.js";
 import { FL, type Notify } from "../../services/events.js";
 import { activeNonGuestUserIds, activeSubscriberIds, subscribersOfUserSubscriptions, userAccessRestricted, usersInDmsWith } from "../audiences.js";
 import { sendGroupMembersEvent } from "../groups.js";
-import { RecipientType } from "../models.js";
+import { CROSS_REALM_BOT_EMAILS, RecipientType } from "../models.js";
 import { isRealmAdmin, ROLES } from "../roles.js";
 import { canAccessDeliveryEmail, INACCESSIBLE_USER_NAME, sendPeerSubscriberEvents } from "./user-events.js";
 
@@ -40,9 +40,18 @@ function isoMinutes(d: Date): string {
   return `${d.toISOString().slice(0, 16)}+00:00`;
 }
 
+/** is_cross_realm_bot_email(email): email.lower() in settings.CROSS_REALM_BOT_EMAILS. */
+function isCrossRealmBotEmail(email: string): boolean {
+  return CROSS_REALM_BOT_EMAILS.includes(email.toLowerCase());
+}
+
 /**
  * format_user_row(realm_id, acting_user, row, client_gravatar=False,
- * user_avatar_url_field_optional=False, custom_profile_field_data={}) for a human user.
+ * user_avatar_url_field_optional=False, custom_profile_field_data={}) (zerver/lib/users.py; the
+ * same in the 10.x/11.x version read, with is_imported_stub from 12.0, FL 433): every user gets
+ * timezone (removed only for spectators, acting_user None — never here); a human gets
+ * profile_data (the {} passed); a bot instead gets bot_type, is_system_bot: true when its email is
+ * a cross-realm bot's, and bot_owner_id (None for legacy data) — no profile_data.
  */
 function personObject(u: Record<string, any>, avatar: string, withDeliveryEmail: boolean, featureLevel: number): Record<string, unknown> {
   const role = Number(u.role);
@@ -54,17 +63,45 @@ function personObject(u: Record<string, any>, avatar: string, withDeliveryEmail:
     is_owner: role === ROLES.REALM_OWNER,
     is_guest: role === ROLES.GUEST,
     role,
-    is_bot: false,
+    is_bot: Boolean(u.is_bot),
     full_name: u.full_name,
     timezone: u.timezone,
     is_active: Boolean(u.is_active),
     date_joined: isoMinutes(new Date(u.date_joined)),
     delivery_email: withDeliveryEmail ? u.delivery_email : null,
     avatar_url: avatar,
-    profile_data: {},
   };
   if (featureLevel >= FL.IMPORTED_STUB) person.is_imported_stub = Boolean(u.is_imported_stub);
+  if (u.is_bot) {
+    person.bot_type = u.bot_type === null ? null : Number(u.bot_type);
+    if (isCrossRealmBotEmail(String(u.email))) person.is_system_bot = true;
+    person.bot_owner_id = u.bot_owner_id === null ? null : Number(u.bot_owner_id);
+  } else {
+    person.profile_data = {};
+  }
   return person;
+}
+
+/**
+ * get_avatar_field(…, medium=False, client_gravatar=False) for the user row `u`: a string, or
+ * {reason} when it cannot be reproduced. A cross-realm (system) bot's is
+ * get_static_avatar_url — staticfiles_storage.url("images/static_avatars/…"), content-hashed on a
+ * production server (zerver/lib/avatar.py, 10.x-12.x: "System bots have hardcoded avatars").
+ */
+function userAvatar(settings: AvatarSettings | null, u: Record<string, any>, featureLevel: number): string | { reason: string } {
+  if (!settings) return { reason: "the avatar settings could not be read" };
+  if (isCrossRealmBotEmail(String(u.delivery_email))) return { reason: "a system bot's static avatar URL is content-hashed on a production server" };
+  return avatarUrl(
+    settings,
+    {
+      id: Number(u.id),
+      realm_id: Number(u.realm_id),
+      delivery_email: u.delivery_email,
+      avatar_source: u.avatar_source,
+      avatar_version: Number(u.avatar_version),
+    },
+    featureLevel,
+  );
 }
 
 /**
@@ -94,6 +131,9 @@ async function notifyCreatedUser(
     else if (canAccessDeliveryEmail(viewer, Number(u.id), Number(u.email_address_visibility))) withEmail.push(viewer.id);
     else without.push(viewer.id);
   }
+  // Zulip's guards (create_user.py notify_created_user, 10.x-12.x: `if
+  // user_ids_with_real_email_access:`, `if user_ids_without_real_email_access:`): no event for an
+  // empty half.
   if (withEmail.length) n.events.send(n.realm, { type: "realm_user", op: "add", person: personObject(u, avatar, true, featureLevel) }, withEmail, n.what);
   if (without.length) n.events.send(n.realm, { type: "realm_user", op: "add", person: personObject(u, avatar, false, featureLevel) }, without, n.what);
   return guests;
@@ -114,9 +154,7 @@ export async function sendUserCreationEvents(
   const { rows } = await q.query("SELECT * FROM zerver_userprofile WHERE id = $1", [userId]);
   const u = rows[0];
   const what = `realm_user add events for ${u.delivery_email} (other users' open apps list the new user only after a reload)`;
-  const avatar = opts.avatar
-    ? avatarUrl(opts.avatar, { ...u, id: Number(u.id), realm_id: Number(u.realm_id) }, opts.featureLevel)
-    : { reason: "the avatar settings could not be read" };
+  const avatar = userAvatar(opts.avatar, u, opts.featureLevel);
   const restricted = await userAccessRestricted(q, { realm_id: Number(u.realm_id), is_bot: false });
   if (typeof avatar !== "string") notSent.push(`${what}: ${avatar.reason}`);
   else {
@@ -137,6 +175,8 @@ export async function sendUserCreationEvents(
           WHERE r.type_id = ANY ($1::int[]) AND s.active AND p.is_active AND p.role = ${ROLES.GUEST} AND p.id <> $2 ORDER BY p.id`,
         [opts.channelIds, u.id],
       );
+      // Zulip's guard (`if users_to_receive_creation_event:`) — and needed: notify_created_user
+      // with an empty list would mean every active user.
       if (gs.length)
         await notifyCreatedUser(
           q,
@@ -174,10 +214,9 @@ async function notifyCreatedUserTo(
   const { rows } = await q.query("SELECT * FROM zerver_userprofile WHERE id = $1", [userId]);
   const u = rows[0];
   const what = `the realm_user add of user ${userId} to ${recipients.length} user(s) who can now see them`;
-  if (u.is_bot) return [`${what}: the bot user object of that event is not reproduced`];
-  const avatar = opts.avatar
-    ? avatarUrl(opts.avatar, { ...u, id: Number(u.id), realm_id: Number(u.realm_id) }, opts.featureLevel)
-    : { reason: "the avatar settings could not be read" };
+  // A bot too: send_user_creation_events_on_adding_subscriptions calls notify_created_user for
+  // a bot subscribed to a channel with guests (format_user_row's bot fields, personObject).
+  const avatar = userAvatar(opts.avatar, u, opts.featureLevel);
   if (typeof avatar !== "string") return [`${what}: ${avatar.reason}`];
   await notifyCreatedUser(q, n, u, avatar, opts.featureLevel, false, recipients);
   return [];
@@ -205,6 +244,7 @@ export async function sendUserCreationEventsOnAddingSubscriptions(
   const nonGuests = new Set(await activeNonGuestUserIds(q, user.realm_id));
   const known = (id: number) => before.has(id) || dms.has(id) || id === user.id;
   const receive = subscribers.filter((id) => !nonGuests.has(id) && !known(id));
+  // Zulip's guard: `if users_to_receive_creation_event:` (an empty list would mean everyone).
   if (receive.length) notSent.push(...(await notifyCreatedUserTo(q, n, user.id, receive, opts)));
   if (user.role === ROLES.GUEST) {
     for (const other of subscribers.filter((id) => !known(id))) notSent.push(...(await notifyCreatedUserTo(q, n, other, [user.id], opts)));
@@ -227,6 +267,7 @@ export async function sendUserRemoveEventsOnRemovingSubscriptions(q: Queryable, 
   const known = (id: number) => shared.has(id) || dms.has(id) || id === user.id;
   const without = subscribers.filter((id) => !nonGuests.has(id) && !known(id));
   const removal = (id: number) => ({ type: "realm_user", op: "remove", person: { user_id: id, full_name: INACCESSIBLE_USER_NAME } });
+  // Zulip's guard: `if subscribers_without_access_to_altered_user:` (streams.py, 10.x-12.x).
   if (without.length) n.events.send(n.realm, removal(user.id), without, n.what);
   if (user.role === ROLES.GUEST) {
     for (const other of subscribers.filter((id) => !known(id))) n.events.send(n.realm, removal(other), [user.id], n.what);

@@ -104,6 +104,9 @@ export async function sendPeerSubscriberEvents(
   for (const id of alteredIds.filter((i) => byId.get(i)!.invite_only)) {
     const changed = altered.get(id)!;
     const peers = [...info.privatePeers.get(id)!].filter((u) => !changed.has(u));
+    // Zulip guards here (streams.py send_peer_subscriber_events: `if peer_user_ids and
+    // altered_user_ids:`, 10.x-12.x); the public-channel events below are sent unguarded, even to
+    // an empty peer set.
     if (peers.length && changed.size) n.events.send(n.realm, { type: "subscription", op, stream_ids: [id], user_ids: sorted(changed) }, sorted(peers), n.what);
   }
   const publicIds = alteredIds.filter((i) => !byId.get(i)!.invite_only);
@@ -174,7 +177,10 @@ async function directGroups(q: Queryable, userId: number): Promise<{ named: numb
  * realm update_dict of the realm setting it is, with its members (active users) and subgroups.
  */
 async function sendAnonymousGroupSettingEvents(q: Queryable, n: Notify, groupIds: number[], recipients: number[]): Promise<void> {
-  if (groupIds.length === 0 || recipients.length === 0) return;
+  // Zulip's callers guard on the groups only (`if deactivated_user_setting_groups:` /
+  // `if setting_user_groups:`); the recipients are never empty there (the deactivation sends only
+  // under `if users_without_access_to_deactivated_user:`, the reactivation to every active user).
+  if (groupIds.length === 0) return;
   const members = new Map<number, number[]>(groupIds.map((g) => [g, []]));
   const subgroups = new Map<number, number[]>(groupIds.map((g) => [g, []]));
   for (const r of (
@@ -263,6 +269,9 @@ export async function sendUserDeactivationEvents(
     const streamPeers = new Set(rows.filter((r) => Number(r.type) === RecipientType.STREAM).map((r) => Number(r.id)));
     const dmGroupPeers = rows.filter((r) => Number(r.type) === RecipientType.DIRECT_MESSAGE_GROUP).map((r) => Number(r.id));
     const withAccess = new Set([...nonGuests, ...dms, ...dmGroupPeers]);
+    // The three guards are Zulip's (users.py send_events_for_user_deactivation, 11.x/12.x era:
+    // `if users_with_access_to_deactivated_user:`, `if users_without_access_to_deactivated_user:`,
+    // `if users_losing_access_to_deactivated_user:`): nothing is published for an empty set.
     if (withAccess.size) n.events.send(n.realm, event, sorted(withAccess), n.what);
     const without = (await activeUserIds(q, user.realm_id)).filter((u) => !withAccess.has(u));
     if (without.length) {
@@ -321,6 +330,7 @@ export async function sendDeletedUserSubscriptionRemovalEvents(
     user.id,
   ]);
   const without = inChannels.map((r) => Number(r.id)).filter((id) => !canAccess.has(id));
+  // Zulip's guard: `if subscribers_without_access_to_altered_user:` (streams.py).
   if (without.length) {
     n.events.send(n.realm, { type: "realm_user", op: "remove", person: { user_id: user.id, full_name: INACCESSIBLE_USER_NAME } }, sorted(without), n.what);
   }

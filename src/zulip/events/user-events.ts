@@ -59,28 +59,37 @@ export interface PeerChannel {
 }
 
 /**
- * bulk_get_subscriber_peer_info(realm, channels): `subscribed` = each channel's active
- * subscribers (is_user_active); `privatePeers` = for private channels, subscribers ∪ admins and
- * bots ∪ users granted metadata access by the channel's group settings.
+ * bulk_get_subscriber_peer_info(realm, channels), reduced to what send_peer_subscriber_events
+ * uses: for private channels, `privatePeers` = subscribers (active subscription, is_user_active)
+ * ∪ admins and bots ∪ users granted metadata access by the channel's group settings; for public
+ * channels that are not web-public, `outsiders` = their subscribers who are not active
+ * non-guests (the only ones that event's audience adds to the non-guests). Public channels'
+ * other subscribers are not read: on a large organization they are tens of thousands of rows.
  */
 async function subscriberPeerInfo(q: Queryable, realmId: number, channels: PeerChannel[]) {
-  const ids = channels.map((c) => c.id);
+  const privateIds = channels.filter((c) => c.invite_only).map((c) => c.id);
+  const publicIds = channels.filter((c) => !c.invite_only && !c.is_web_public).map((c) => c.id);
   const { rows } = await q.query(
     `SELECT st.id AS channel_id, s.user_profile_id AS user_id
        FROM zerver_stream st JOIN zerver_subscription s ON s.recipient_id = st.recipient_id
-      WHERE st.id = ANY ($1::int[]) AND s.active AND s.is_user_active`,
-    [ids],
+      WHERE st.id = ANY ($1::int[]) AND s.active AND s.is_user_active
+     UNION ALL
+     SELECT st.id, s.user_profile_id
+       FROM zerver_stream st JOIN zerver_subscription s ON s.recipient_id = st.recipient_id
+       JOIN zerver_userprofile u ON u.id = s.user_profile_id
+      WHERE st.id = ANY ($2::int[]) AND s.active AND s.is_user_active AND NOT (u.is_active AND u.role <> ${ROLES.GUEST})`,
+    [privateIds, publicIds],
   );
-  const subscribed = new Map<number, Set<number>>(ids.map((id) => [id, new Set<number>()]));
+  const subscribed = new Map<number, Set<number>>([...privateIds, ...publicIds].map((id) => [id, new Set<number>()]));
   for (const r of rows) subscribed.get(Number(r.channel_id))!.add(Number(r.user_id));
-  const privateIds = channels.filter((c) => c.invite_only).map((c) => c.id);
+  const outsiders = new Map(publicIds.map((id) => [id, subscribed.get(id)!]));
   const privatePeers = new Map<number, Set<number>>();
   if (privateIds.length) {
     const admins = await adminUserAndBotIds(q, realmId);
     const granted = await metadataGroupMembers(q, privateIds);
     for (const id of privateIds) privatePeers.set(id, new Set([...subscribed.get(id)!, ...admins, ...(granted.get(id) ?? [])]));
   }
-  return { subscribed, privatePeers };
+  return { outsiders, privatePeers };
 }
 
 /**
@@ -126,9 +135,9 @@ export async function sendPeerSubscriberEvents(
     const withoutGuests: number[] = [];
     for (const id of ids) {
       if (byId.get(id)!.is_web_public) webPublic.push(id);
-      else if ([...info.subscribed.get(id)!].every((u) => nonGuests.has(u))) withoutGuests.push(id);
+      else if (info.outsiders.get(id)!.size === 0) withoutGuests.push(id);
       else {
-        const peers = [...nonGuests, ...info.subscribed.get(id)!].filter((u) => !changed.has(u));
+        const peers = [...nonGuests, ...info.outsiders.get(id)!].filter((u) => !changed.has(u));
         n.events.send(n.realm, { type: "subscription", op, stream_ids: [id], user_ids: userIds }, sorted(peers), n.what);
       }
     }

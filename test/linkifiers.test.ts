@@ -229,6 +229,31 @@ describe("topic_links", () => {
   });
 });
 
+describe("patterns with inline flags: the characters every match needs", () => {
+  it("records the ASCII digits and punctuation the rest of the pattern requires", () => {
+    const t = translateRe2("(?i)jira-(?P<id>\\d+)\\.x");
+    expect(t).toEqual({ ok: false, why: expect.stringContaining("inline flags"), required: new Set(["-", "."]) });
+    // Nothing is required from alternatives, optional parts or classes; letters fold under (?i).
+    for (const p of ["(?i)(?:a|-)", "(?i)a-?", "(?i)[-#]", "(?i)abc", "(?s)a(?i)b"]) expect(translateRe2(p)).not.toHaveProperty("required");
+    expect(translateRe2("(?i-s)a(?:#b)+c")).toHaveProperty("required", new Set(["#"]));
+  });
+
+  it("a flagged pattern whose required character is missing cannot match: topic links and notice texts go on without it", () => {
+    const flagged = linkifiers(["(?i)jira-(?P<id>[0-9]+)", "https://jira.test/{id}"], ["(?P<w>signups)", "https://a.test/{w}"]);
+    expect(topicLinks(flagged, "signups")).toEqual({ links: [{ url: "https://a.test/signups", text: "signups" }] });
+    expect(topicLinks(flagged, "a jira-1 b")).toEqual({ why: expect.stringContaining('"(?i)jira-(?P<id>[0-9]+)"') });
+    const hashed = linkifiers(["(?i)#(?P<id>[0-9]+)", "https://a.test/{id}"]);
+    expect(linkifierMatching(hashed, ["\u0002klzzwxh:0000\u0003 joined this organization.", "@_**Jo|12** joined this organization."])).toBeNull();
+    expect(linkifierMatching(hashed, ["Channel \u0002klzzwxh:0000\u0003 has been unarchived.", "Channel #**x** has been unarchived."])).toMatchObject({
+      pattern: "(?i)#(?P<id>[0-9]+)",
+    });
+  });
+
+  it("the empty topic has no topic links, whatever the linkifiers", () => {
+    expect(topicLinks(linkifiers(["(?i)x", "https://a.test/"]), "")).toEqual({ links: [] });
+  });
+});
+
 describe("linkifiers matching the notices' text", () => {
   it("finds a linkifier that matches, names an untranslatable one, and passes the others", () => {
     const texts = ["Channel \u0002klzzwxh:0000\u0003 has been unarchived.", "Channel #**town hall** has been unarchived."];

@@ -336,8 +336,12 @@ describe("Zulip 12: the message events of the Notification Bot notices", () => {
     );
   });
 
-  it("a linkifier matching nothing: the event is sent with no topic links", async () => {
-    await withLinkifiers([["#(?P<id>[0-9]+)", "https://tracker.example.com/{id}"]], async () => {
+  it("linkifiers matching nothing (one with flags, needing a character the text lacks): the event is sent with no topic links", async () => {
+    const ls: [string, string][] = [
+      ["#(?P<id>[0-9]+)", "https://tracker.example.com/{id}"],
+      ["(?i)jira-(?P<id>[0-9]+)", "https://jira.example.com/{id}"],
+    ];
+    await withLinkifiers(ls, async () => {
       const { doc } = await unarchive("unlinked");
       expect(doc.notes).toEqual([]);
       const message = (await reader.drain()).find((n) => n.event.type === "message")!;
@@ -381,11 +385,11 @@ describe("Zulip 12: the message events of the Notification Bot notices", () => {
   });
 
   it("a linkifier whose re2 pattern zulip-manage does not translate: the notice is not written, naming the pattern", async () => {
-    await withLinkifiers([["(?i)ticket-(?P<id>[0-9]+)", "https://example.com/{id}"]], async () => {
+    await withLinkifiers([["(?i)(?P<w>been)", "https://example.com/{w}"]], async () => {
       const { doc } = await unarchive("flagged");
       expect(doc.notice).toBeNull();
       expect(doc.notes).toEqual([
-        `Notification Bot's "Channel #**flagged** has been unarchived." message was not written: the organization's linkifier "(?i)ticket-(?P<id>[0-9]+)" has inline flags or another (? construct, which zulip-manage does not translate from re2, so whether it links part of the text is not known`,
+        `Notification Bot's "Channel #**flagged** has been unarchived." message was not written: the organization's linkifier "(?i)(?P<w>been)" has inline flags or another (? construct, which zulip-manage does not translate from re2, so whether it links part of the text is not known`,
       ]);
       expect((await reader.drain()).map((n) => n.event.type)).not.toContain("message");
     });

@@ -52,7 +52,7 @@ export async function realmLinkifiers(q: Queryable, realmId: number): Promise<Li
 // ---------------------------------------------------------------------------------------------
 // re2 → JavaScript
 
-export type Translation = { ok: true; source: string; groupNames: string[] } | { ok: false; why: string };
+export type Translation = { ok: true; source: string; groupNames: string[] } | { ok: false; why: string; required?: Set<string> };
 
 const BEFORE = "linkifier_before_match";
 const ACTUAL = "linkifier_actual_match";
@@ -106,6 +106,8 @@ interface Node {
   branching: boolean;
   /** Holds a counted repetition {n,m}. */
   counted: boolean;
+  /** ASCII characters other than letters that every match contains. */
+  required: Set<string>;
 }
 
 class Re2Parser {
@@ -122,10 +124,10 @@ class Re2Parser {
     return this.s[this.i + k];
   }
 
-  parse(): string {
+  parse(): Node {
     const n = this.alternation();
     if (this.i < this.s.length) this.fail("an unmatched )");
-    return n.src;
+    return n;
   }
 
   private alternation(): Node {
@@ -140,6 +142,7 @@ class Re2Parser {
       captures: alts.some((a) => a.captures),
       branching: alts.length > 1 || alts.some((a) => a.branching),
       counted: alts.some((a) => a.counted),
+      required: alts.length === 1 ? alts[0]!.required : new Set(),
     };
   }
 
@@ -155,6 +158,7 @@ class Re2Parser {
       captures: items.some((a) => a.captures),
       branching: items.some((a) => a.branching),
       counted: items.some((a) => a.counted),
+      required: new Set(items.flatMap((a) => [...a.required])),
     };
   }
 
@@ -200,12 +204,15 @@ class Re2Parser {
         captures: atom.captures,
         branching: atom.branching || max !== 1,
         counted: atom.counted || c === "{",
+        required: min === 0 ? new Set() : atom.required,
       };
     }
   }
 
-  private leaf(src: string, nullable = false): Node {
-    return { src, nullable, captures: false, branching: false, counted: false };
+  private leaf(src: string, nullable = false, literal?: number): Node {
+    const c = literal === undefined ? "" : String.fromCodePoint(literal);
+    const required = new Set(literal !== undefined && literal < 0x80 && !/[A-Za-z]/.test(c) ? [c] : []);
+    return { src, nullable, captures: false, branching: false, counted: false, required };
   }
 
   private atom(): Node {
@@ -226,7 +233,7 @@ class Re2Parser {
       case "\\":
         return this.escape();
       default:
-        return this.leaf(cp(c.codePointAt(0)!));
+        return this.leaf(cp(c.codePointAt(0)!), false, c.codePointAt(0)!);
     }
   }
 
@@ -351,7 +358,7 @@ class Re2Parser {
     if (cls) return this.leaf("ranges" in cls ? `[${rangesText(cls.ranges)}]` : `[${cls.item}]`);
     const ch = this.charEscape();
     if (ch === null) this.fail(`the escape \\${c}`);
-    return this.leaf(cp(ch));
+    return this.leaf(cp(ch), false, ch);
   }
 
   /** A class's single character (for ranges): a literal or a character escape. */
@@ -406,19 +413,43 @@ class Re2Parser {
 export function translateRe2(pattern: string): Translation {
   const p = new Re2Parser(pattern);
   try {
-    const source = p.parse();
+    const source = p.parse().src;
     new RegExp(source, "u");
     return { ok: true, source, groupNames: p.names };
   } catch (e) {
-    return { ok: false, why: e instanceof Unsupported ? e.message : `JavaScript does not accept the translation (${(e as Error).message})` };
+    const why = e instanceof Unsupported ? e.message : `JavaScript does not accept the translation (${(e as Error).message})`;
+    return { ok: false, why, ...requiredDespiteFlags(pattern) };
   }
+}
+
+/**
+ * For a pattern that starts with inline flags (re2's i, m, s, U; e.g. "(?i)"), which are not
+ * translated: the ASCII digits and punctuation every match of the rest must contain, when the
+ * rest parses. None of these flags changes which such characters a match needs (case folding
+ * pairs no ASCII digit or punctuation mark with anything; m, s and U change ^ $ . and
+ * greediness), so a text without one of them holds no match.
+ */
+function requiredDespiteFlags(pattern: string): { required?: Set<string> } {
+  const flags = /^\(\?[imsU]*(?:-[imsU]*)?\)/.exec(pattern);
+  if (!flags || flags[0] === "(?)" || flags[0] === "(?-)") return {};
+  try {
+    const required = new Re2Parser(pattern.slice(flags[0].length)).parse().required;
+    return required.size ? { required } : {};
+  } catch {
+    return {};
+  }
+}
+
+/** Whether a linkifier pattern that is not translated certainly has no match in `text` (a character every match needs is missing). */
+function cannotMatch(t: Translation, text: string): boolean {
+  return !t.ok && t.required !== undefined && [...t.required].some((c) => !text.includes(c));
 }
 
 /**
  * prepare_linkifier_pattern(source), translated: the match must follow the start, whitespace
  * (\s, NEL, \pZ) or an opening delimiter, and not be followed by a letter or digit.
  */
-export function prepareLinkifierRegex(pattern: string): { ok: true; regex: RegExp } | { ok: false; why: string } {
+export function prepareLinkifierRegex(pattern: string): { ok: true; regex: RegExp } | (Translation & { ok: false }) {
   const t = translateRe2(pattern);
   if (!t.ok) return t;
   const before = `(?<${BEFORE}>^|[${rangesText(SPACE)}]|\\u{85}|\\p{Z}|[${[..."'\"(,:<"].map((c) => cp(c.codePointAt(0)!)).join("")}])`;
@@ -538,8 +569,11 @@ export function topicLinks(linkifiers: Linkifier[], topic: string): { links: Top
   }
   const matches: Match[] = [];
   const matchedOrders = new Map<number, string>();
+  // An empty topic: `while pos < len(topic_name)` never runs.
+  if (topic === "") return { links: [] };
   for (const [precedence, l] of linkifiers.entries()) {
     const prepared = prepareLinkifierRegex(l.pattern);
+    if (!prepared.ok && cannotMatch(prepared, topic)) continue;
     if (!prepared.ok) return { why: `the linkifier pattern ${JSON.stringify(l.pattern)} has ${prepared.why}, which zulip-manage does not translate from re2` };
     const re = prepared.regex;
     let pos = 0;
@@ -578,11 +612,13 @@ export function topicLinks(linkifiers: Linkifier[], topic: string): { links: Top
 /**
  * The first linkifier whose prepared pattern matches one of `texts` (the linkifier then turns
  * part of the message into a link, which the notices' hand-written HTML does not hold), or one
- * whose pattern cannot be translated (whether it matches is then unknown).
+ * whose pattern cannot be translated (whether it matches is then unknown) unless a character
+ * all its matches need is missing from the texts.
  */
 export function linkifierMatching(linkifiers: Linkifier[], texts: string[]): { pattern: string; why: "matches" | string } | null {
   for (const l of linkifiers) {
     const prepared = prepareLinkifierRegex(l.pattern);
+    if (!prepared.ok && texts.every((t) => cannotMatch(prepared, t))) continue;
     if (!prepared.ok) return { pattern: l.pattern, why: prepared.why };
     for (const t of texts) {
       prepared.regex.lastIndex = 0;

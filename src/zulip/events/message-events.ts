@@ -82,7 +82,7 @@ function wideDict(
   sender: Record<string, any>,
   channel: { id: number; name: string; recipient_id: number },
   senderRecipientId: number | null | undefined,
-  topicLinks: TopicLink[],
+  links: TopicLink[],
 ): Record<string, unknown> {
   const d: Record<string, unknown> = {
     id: Number(m.id),
@@ -95,7 +95,7 @@ function wideDict(
     client: m.client,
     subject: m.subject,
     sender_realm_id: Number(sender.realm_id),
-    topic_links: topicLinks,
+    topic_links: links,
     rendered_content: m.rendered_content,
     is_me_message: false,
     reactions: [],

@@ -24,7 +24,9 @@
 //  - re2 runs in linear time, JavaScript backtracks: repetitions of groups that hold
 //    alternatives or other unbounded repetitions (exponential cases) are refused.
 //  - Inline flags ((?i) etc.), POSIX classes, \Q…\E, \C, octal escapes, \pC (re2 leaves out
-//    unassigned code points, JavaScript does not) and anything not listed are refused.
+//    unassigned code points, JavaScript does not) and anything not listed are refused. One
+//    exception: a pattern with leading inline flags whose every match needs an ASCII digit or
+//    punctuation mark missing from the text certainly does not match it (requiredDespiteFlags).
 // The Unicode tables (\pL, scripts) of re2 and of Node's ICU may differ in the characters the
 // latest Unicode versions added; the topics these are used on are fixed English words.
 import type { Queryable } from "../db/db.js";

@@ -6,6 +6,8 @@
 // computed here from the database with plain SQL: the wide message dict, the per-user
 // notification sets, presence_idle_user_ids (OFFLINE_THRESHOLD_SECS = 140), the users with
 // their flags, and the is_recently_active update that comes first when the channel was idle.
+// With linkifiers: the topic_links Zulip computes (topic_links in zerver/lib/markdown), and the
+// notices zulip-manage does not write when a linkifier matches their text or is not translated.
 import crypto from "node:crypto";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { createChannel } from "../src/zulip/actions/create-channel.js";
@@ -270,34 +272,127 @@ describe("Zulip 12: the message events of the Notification Bot notices", () => {
     expect("stream_name" in last.event).toBe(false);
   });
 
-  it("linkifiers: the message is written, its event is not (topic_links are not computed), and the command says so", async () => {
-    const id = await channel("linky");
-    await archive(server.db, id);
-    await q(
-      "INSERT INTO zerver_realmfilter (pattern, url_template, \"order\", realm_id, alternative_url_templates) VALUES ('#(?P<id>[0-9]+)', 'https://example.com/{id}', 0, $1, '[]')",
-      [TEST_REALM],
-    );
-    try {
-      const r = await run(["unarchive_channel", "-r", String(TEST_REALM), "-c", "linky", "--json"]);
-      expect(r.exitCode).toBe(0);
-      const doc = JSON.parse(r.stdout);
-      expect(doc.notice.message_id).toEqual(expect.any(Number));
-      expect(doc.notes).toEqual([
-        `not sent: the message event of message ${doc.notice.message_id} (open apps show it after a reload): the organization has linkifiers, whose topic links zulip-manage does not compute`,
+  /** Run `fn` with these linkifiers (pattern, url_template) in the test organization, in this order. */
+  async function withLinkifiers(ls: [string, string][], fn: () => Promise<void>): Promise<void> {
+    for (const [i, [pattern, template]] of ls.entries())
+      await q("INSERT INTO zerver_realmfilter (pattern, url_template, \"order\", realm_id, alternative_url_templates) VALUES ($1, $2, $3, $4, '[]')", [
+        pattern,
+        template,
+        i + 1,
+        TEST_REALM,
       ]);
-      expect((await reader.drain()).map((n) => n.event.type)).toEqual(["stream", "stream", "stream"]);
-      // create_user's signup announcement says the same in its not_done list.
-      await q("UPDATE zerver_realm SET signup_announcements_stream_id = $2 WHERE id = $1", [TEST_REALM, id]);
-      const u = await run(["create_user", "-r", String(TEST_REALM), `linked${crypto.randomInt(1e6)}@test.example`, "Link Ed", "--json"]);
-      expect(u.exitCode).toBe(0);
-      const ud = JSON.parse(u.stdout);
-      expect(ud.not_done).toContain(
-        `not sent: the message event of message ${ud.signup_announcement.message_id} (open apps show it after a reload): the organization has linkifiers, whose topic links zulip-manage does not compute`,
-      );
-      expect((await reader.drain()).map((n) => n.event.type)).not.toContain("message");
+    try {
+      await fn();
     } finally {
       await q("DELETE FROM zerver_realmfilter WHERE realm_id = $1", [TEST_REALM]);
     }
+  }
+
+  async function unarchive(name: string) {
+    const id = await channel(name);
+    await archive(server.db, id);
+    const r = await run(["unarchive_channel", "-r", String(TEST_REALM), "-c", name, "--json"]);
+    expect({ exit: r.exitCode, stderr: r.stderr }).toEqual({ exit: 0, stderr: "" });
+    return { id, doc: JSON.parse(r.stdout) };
+  }
+
+  async function signup(channelId: number, name: string) {
+    await q("UPDATE zerver_realm SET signup_announcements_stream_id = $2 WHERE id = $1", [TEST_REALM, channelId]);
+    const r = await run([
+      "create_user",
+      "-r",
+      String(TEST_REALM),
+      `${name.replace(/ /g, "").toLowerCase()}${crypto.randomInt(1e6)}@test.example`,
+      name,
+      "--json",
+    ]);
+    expect({ exit: r.exitCode, stderr: r.stderr }).toEqual({ exit: 0, stderr: "" });
+    return JSON.parse(r.stdout);
+  }
+
+  it("linkifiers matching the topic: the message event carries topic_links as Zulip computes them", async () => {
+    await withLinkifiers(
+      [
+        ["#(?P<id>[0-9]+)", "https://tracker.example.com/{id}"],
+        ["(?P<word>channel)", "https://example.com/words/{word}{?word}"],
+        ["sign(?P<rest>up)s", "https://example.com/{+rest}/é"],
+      ],
+      async () => {
+        const { id, doc } = await unarchive("linky");
+        expect(doc.notes).toEqual([]);
+        const got = sortedUsers(await reader.drain());
+        const message = got.find((n) => n.event.type === "message")!;
+        const expected = await expectedMessageEvent(server.db, doc.notice.message_id, { invite_only: false, realmId: TEST_REALM });
+        (expected.event.message_dict as any).topic_links = [{ url: "https://example.com/words/channel?word=channel", text: "channel" }];
+        expect(message).toEqual(expected);
+
+        const ud = await signup(id, "Link Ed");
+        expect(ud.not_done.filter((d: string) => /announcement|message event/.test(d))).toEqual([]);
+        const last = (await reader.drain()).filter((n) => n.event.type === "message");
+        expect(last).toHaveLength(1);
+        expect(last[0]!.event.message_dict.subject).toBe("signups");
+        expect(last[0]!.event.message_dict.topic_links).toEqual([{ url: "https://example.com/up/%C3%A9", text: "signups" }]);
+      },
+    );
+  });
+
+  it("linkifiers matching nothing (one with flags, needing a character the text lacks): the event is sent with no topic links", async () => {
+    const ls: [string, string][] = [
+      ["#(?P<id>[0-9]+)", "https://tracker.example.com/{id}"],
+      ["(?i)jira-(?P<id>[0-9]+)", "https://jira.example.com/{id}"],
+    ];
+    await withLinkifiers(ls, async () => {
+      const { doc } = await unarchive("unlinked");
+      expect(doc.notes).toEqual([]);
+      const message = (await reader.drain()).find((n) => n.event.type === "message")!;
+      expect(message.event.message_dict.topic_links).toEqual([]);
+      expect(sortedUsers([message])[0]).toEqual(await expectedMessageEvent(server.db, doc.notice.message_id, { invite_only: false, realmId: TEST_REALM }));
+    });
+  });
+
+  it("a matching linkifier whose URL template zulip-manage does not expand: the message is written, its event is not, and the command says so", async () => {
+    await withLinkifiers([["(?P<word>channel)", "https://example.com/{word=x}"]], async () => {
+      const { doc } = await unarchive("templated");
+      expect(doc.notice.message_id).toEqual(expect.any(Number));
+      expect(doc.notes).toEqual([
+        `not sent: the message event of message ${doc.notice.message_id} (open apps show it after a reload): its topic links are not computed: ` +
+          `the linkifier URL template "https://example.com/{word=x}" has the expression {word=x}, which zulip-manage does not expand`,
+      ]);
+      expect((await reader.drain()).map((n) => n.event.type)).toEqual(["stream", "stream", "stream"]);
+    });
+  });
+
+  it("a linkifier matching the notice's text: the notice is not written (its link is not rendered), and the command says why", async () => {
+    await withLinkifiers([["un(?P<w>archived)", "https://example.com/{w}"]], async () => {
+      const { doc } = await unarchive("archived talk");
+      expect(doc.notice).toBeNull();
+      expect(doc.notes).toEqual([
+        `Notification Bot's "Channel #**archived talk** has been unarchived." message was not written: the organization's linkifier "un(?P<w>archived)" matches its text, whose link zulip-manage does not render`,
+      ]);
+      expect((await reader.drain()).map((n) => n.event.type)).toEqual(["stream", "stream"]);
+      const [n] = await q("SELECT count(*)::int AS n FROM zerver_message WHERE content LIKE '%archived talk%'");
+      expect(n.n).toBe(0);
+    });
+    await withLinkifiers([["(?P<w>joined)", "https://example.com/{w}"]], async () => {
+      const id = await channel("joiners");
+      const ud = await signup(id, "Jo Iner");
+      expect(ud.signup_announcement).toBeNull();
+      expect(ud.not_done).toContain(
+        `Notification Bot's "Jo Iner joined this organization." announcement in #joiners was not written: the organization's linkifier "(?P<w>joined)" matches its text, whose link zulip-manage does not render`,
+      );
+      expect((await reader.drain()).map((n) => n.event.type)).not.toContain("message");
+    });
+  });
+
+  it("a linkifier whose re2 pattern zulip-manage does not translate: the notice is not written, naming the pattern", async () => {
+    await withLinkifiers([["(?i)(?P<w>been)", "https://example.com/{w}"]], async () => {
+      const { doc } = await unarchive("flagged");
+      expect(doc.notice).toBeNull();
+      expect(doc.notes).toEqual([
+        `Notification Bot's "Channel #**flagged** has been unarchived." message was not written: the organization's linkifier "(?i)(?P<w>been)" has inline flags or another (? construct, which zulip-manage does not translate from re2, so whether it links part of the text is not known`,
+      ]);
+      expect((await reader.drain()).map((n) => n.event.type)).not.toContain("message");
+    });
   });
 });
 

@@ -7,9 +7,10 @@
 // A notice is only written when its rendering is certain: English organizations (Zulip
 // translates the topic and text into the organization's language), names made of letters,
 // digits, spaces and a few plain punctuation marks (anything that Zulip's Markdown could turn
-// into formatting or a different link is left alone), and Zulip 12 databases (older releases
-// word and route these notices differently). Otherwise no message is written and the result
-// says why, so the caller can tell the user.
+// into formatting or a different link is left alone), no linkifier of the organization that
+// matches the text or whose pattern is not translated (linkifierRefusal), and Zulip 12
+// databases (older releases word and route these notices differently). Otherwise no message is
+// written and the result says why, so the caller can tell the user.
 import { AuditLogEventType, insertAuditLog } from "../audit.js";
 import { type CacheInvalidation, cacheKeys } from "../cache.js";
 import { sendMessage } from "./message-send.js";
@@ -22,6 +23,7 @@ import { parsePythonInt } from "../lookup.js";
 import { FL, type Notify } from "../../services/events.js";
 import { messageEventEnv, sendChannelMessageEvents } from "../events/message-events.js";
 import type { ZulipSettings } from "../../config/settings.js";
+import { linkifierMatching, realmLinkifiers } from "../linkifiers.js";
 
 /** What the notices need to send their message events: where, the release, the server's settings. */
 export interface NoticeEvents {
@@ -134,6 +136,30 @@ function renderChannelLink(id: number, name: string): string {
 /** UserMentionPattern, silent: `@_**Full Name|id**`. */
 function renderSilentMention(id: number, fullName: string): string {
   return `<span class="user-mention silent" data-user-id="${id}">${escapeMarkdownText(fullName)}</span>`;
+}
+
+/** Python-Markdown's inline placeholder for the first element it stashes (util.INLINE_PLACEHOLDER % "0000"). */
+const FIRST_INLINE_PLACEHOLDER = "\u0002klzzwxh:0000\u0003";
+
+/**
+ * Why a notice cannot be written because of the organization's linkifiers, or null.
+ *
+ * Zulip's Markdown applies the linkifiers (inline patterns of priority 45) after the user
+ * mention (95) and channel link (85) patterns: by then the notice's `@_**name|id**` or
+ * `#**name**` is an element whose text is an AtomicString (no later pattern sees the name) and
+ * the paragraph's text holds the inline placeholder in its place, e.g.
+ * "Channel \x02klzzwxh:0000\x03 has been unarchived.". A linkifier that matches that text turns
+ * part of it into a link (`url_to_a`), which the hand-written rendered_content does not hold:
+ * the notice is then not written rather than written wrong. The raw Markdown text is tested too
+ * (belt and braces: it can only refuse more). A pattern zulip-manage does not translate may or
+ * may not match: the notice is not written either, unless the pattern is one with leading
+ * inline flags whose matches all need a character these texts lack (linkifierMatching).
+ */
+async function linkifierRefusal(q: Queryable, realmId: number, content: string, paragraph: string): Promise<string | null> {
+  const found = linkifierMatching(await realmLinkifiers(q, realmId), [paragraph, content]);
+  if (found === null) return null;
+  if (found.why === "matches") return `the organization's linkifier ${JSON.stringify(found.pattern)} matches its text, whose link zulip-manage does not render`;
+  return `the organization's linkifier ${JSON.stringify(found.pattern)} has ${found.why}, which zulip-manage does not translate from re2, so whether it links part of the text is not known`;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -251,7 +277,7 @@ async function sendUnarchiveNotice(q: Queryable, channelId: number, opts: { when
     });
   }
   const { rows } = await q.query(
-    `SELECT s.id, s.name, s.invite_only, s.topics_policy, r.send_channel_events_messages AS send, r.default_language
+    `SELECT s.id, s.name, s.realm_id, s.invite_only, s.topics_policy, r.send_channel_events_messages AS send, r.default_language
        FROM zerver_stream s JOIN zerver_realm r ON r.id = s.realm_id WHERE s.id = $1`,
     [channelId],
   );
@@ -263,6 +289,8 @@ async function sendUnarchiveNotice(q: Queryable, channelId: number, opts: { when
   if (c.invite_only) return why("links to private channels render depending on Notification Bot's access, which zulip-manage does not reproduce");
   const topic = Number(c.topics_policy) === TopicsPolicy.EMPTY_TOPIC_ONLY ? "" : "channel events";
   const content = `Channel #**${c.name}** has been unarchived.`;
+  const linkified = await linkifierRefusal(q, Number(c.realm_id), content, `Channel ${FIRST_INLINE_PLACEHOLDER} has been unarchived.`);
+  if (linkified) return why(linkified);
   const rendered = `<p>Channel ${renderChannelLink(Number(c.id), c.name)} has been unarchived.</p>`;
   const sent = await sendNotificationBotMessage(q, {
     channelId,
@@ -308,6 +336,8 @@ export async function sendSignupAnnouncement(q: Queryable, userId: number, opts:
   if (!isEnglish(u.default_language)) return why(`Zulip would write it in the organization's language (${u.default_language})`);
   if (!isPlainUserName(u.full_name)) return why("the name contains characters whose Markdown rendering zulip-manage does not reproduce");
   const content = `@_**${u.full_name}|${u.id}** joined this organization.`;
+  const linkified = await linkifierRefusal(q, Number(u.realm_id), content, `${FIRST_INLINE_PLACEHOLDER} joined this organization.`);
+  if (linkified) return why(linkified);
   const rendered = `<p>${renderSilentMention(Number(u.id), u.full_name)} joined this organization.</p>`;
   // send_message_to_signup_notification_stream (12.x): the empty topic in a channel that allows only that.
   const topic = Number(ch[0].topics_policy) === TopicsPolicy.EMPTY_TOPIC_ONLY ? "" : "signups";

@@ -31,13 +31,16 @@
 // user_ids_without_access_to_sender).
 //
 // Python sets become lists in no fixed order (user ids here are sorted); the sender is never
-// a recipient of these messages. Not reproduced (the event is then not sent, and the caller
-// says so): topic_links when the organization has linkifiers or the topic could contain a URL.
+// a recipient of these messages. topic_links are computed from the organization's linkifiers
+// (src/zulip/linkifiers.ts). Not reproduced (the event is then not sent, and the caller says
+// so): topic_links of a topic that could contain a URL, or from a linkifier whose re2 pattern
+// or URL template zulip-manage does not translate with certainty.
 import { realmHost, type ZulipSettings } from "../../config/settings.js";
 import { hasColumn, type Queryable } from "../../db/db.js";
 import type { Notify } from "../../services/events.js";
 import { flagsList, RecipientType, VisibilityPolicy } from "../models.js";
 import { canAccessStreamMetadataUserIds } from "./channel-events.js";
+import { realmLinkifiers, type TopicLink, topicLinks } from "../linkifiers.js";
 
 /** What the message event needs from the server's settings. */
 export interface MessageEventEnv {
@@ -79,6 +82,7 @@ function wideDict(
   sender: Record<string, any>,
   channel: { id: number; name: string; recipient_id: number },
   senderRecipientId: number | null | undefined,
+  links: TopicLink[],
 ): Record<string, unknown> {
   const d: Record<string, unknown> = {
     id: Number(m.id),
@@ -91,7 +95,7 @@ function wideDict(
     client: m.client,
     subject: m.subject,
     sender_realm_id: Number(sender.realm_id),
-    topic_links: [],
+    topic_links: links,
     rendered_content: m.rendered_content,
     is_me_message: false,
     reactions: [],
@@ -156,9 +160,12 @@ export async function sendChannelMessageEvents(
     );
   }
   const what = `the message event of message ${o.messageId} (open apps show it after a reload)`;
-  const { rows: lf } = await q.query("SELECT count(*)::int AS n FROM zerver_realmfilter WHERE realm_id = $1", [channel.realm_id]);
-  if (lf[0].n > 0) return [`${what}: the organization has linkifiers, whose topic links zulip-manage does not compute`];
+  // topic_links(rendering_realm_id, topic): the channel's organization's linkifiers (see
+  // src/zulip/linkifiers.ts); the raw-URL part is not computed, so a topic that could hold a
+  // URL (a domain or a scheme needs a "." or a ":") is refused.
   if (/[.:]/.test(m.subject)) return [`${what}: the topic could hold a link, whose topic link zulip-manage does not compute`];
+  const links = topicLinks(await realmLinkifiers(q, channel.realm_id), m.subject);
+  if ("why" in links) return [`${what}: its topic links are not computed: ${links.why}`];
 
   const withRecipient = await hasColumn(q, "zerver_userprofile", "recipient_id");
   const { rows: sr } = await q.query(
@@ -280,7 +287,7 @@ export async function sendChannelMessageEvents(
   const event: Record<string, unknown> = {
     type: "message",
     message: o.messageId,
-    message_dict: wideDict(m, sender, channel, withRecipient ? (sender.recipient_id === null ? null : Number(sender.recipient_id)) : undefined),
+    message_dict: wideDict(m, sender, channel, withRecipient ? (sender.recipient_id === null ? null : Number(sender.recipient_id)) : undefined, links.links),
     presence_idle_user_ids: presenceIdle,
     online_push_user_ids: onlinePush,
     dm_mention_push_disabled_user_ids: dmPushDisabled,

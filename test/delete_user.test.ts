@@ -808,6 +808,53 @@ describe("delete_user dry run and refusals (Zulip 12)", () => {
   });
 });
 
+// settings.py's FAKE_EMAIL_DOMAIN = '' stays '' (not "unset": no deport(EXTERNAL_HOST) default).
+// do_delete_user's placeholder is Address(username=f"deleteduser{id}",
+// domain=get_fake_email_domain(realm.host)).addr_spec: the realm host when bot@<host> is valid,
+// FAKE_EMAIL_DOMAIN never consulted; otherwise Address(username="bot", domain="").addr_spec is
+// "bot", which validate_email rejects, so InvalidFakeEmailDomainError(" is not a valid domain. …")
+// (zerver/models/realms.py get_fake_email_domain; zerver/actions/users.py do_delete_user).
+describe("delete_user with FAKE_EMAIL_DOMAIN = '' in settings.py (Zulip 12)", () => {
+  let copy: ServerCopy;
+  let user: number;
+  beforeAll(async () => {
+    copy = await startServerCopy({ template: "zulip12_fresh", memcached: mc, externalHost: HOST, extraSettings: "FAKE_EMAIL_DOMAIN = ''\n" });
+    user = await copyUser(copy.db, "cordelia@zulip.example.net", "Cordelia");
+  }, 120_000);
+  afterAll(() => copy?.stop());
+
+  it("refuses with the empty domain in Zulip's message, writing nothing, when the realm host is no email domain", async () => {
+    const ipConf = makeConfDir({ db: { name: copy.db.name }, memcached: mc, externalHost: "10.0.0.6", extraSettings: "FAKE_EMAIL_DOMAIN = ''" });
+    try {
+      const before = await snapshot(copy.db);
+      for (const args of [["-f"], []]) {
+        const r = await runCli(["delete_user", "-u", "cordelia@zulip.example.net", ...args], { confDir: ipConf, db: copy.db });
+        expect(r.exitCode).toBe(1);
+        // Not "10.0.0.6 is not …": '' is not replaced by the host.
+        expect(r.stderr).toBe(" is not a valid domain. Consider setting the FAKE_EMAIL_DOMAIN setting.");
+        // With -f nothing is printed before the refusal (the dry run lists the bots first).
+        if (args.length) expect(r.stdout).toBe("");
+      }
+      expect(changedTables(before, await snapshot(copy.db))).toEqual([]);
+    } finally {
+      ipConf.cleanup();
+    }
+  });
+
+  it("writes the placeholder deleteduser<id>@<realm host> when the realm host is an email domain", async () => {
+    const r = await runCli(["delete_user", "-u", "cordelia@zulip.example.net", "-f", "--json"], { db: copy.db, confDir: copy.conf });
+    expect(r.stderr).toBe("");
+    expect(r.exitCode).toBe(0);
+    const row = await one(copy.db, "SELECT email, delivery_email, full_name, is_active FROM zerver_userprofile WHERE id = $1", [user]);
+    expect(row).toEqual({
+      email: `deleteduser${user}@${HOST}`,
+      delivery_email: `deleteduser${user}@${HOST}`,
+      full_name: `Deleted User ${user}`,
+      is_active: false,
+    });
+  });
+});
+
 for (const template of ["zulip11_fresh", "zulip10_fresh"] as const) {
   describe(`delete_user on ${template === "zulip11_fresh" ? "Zulip 11" : "Zulip 10"} (Django cascades, placeholder recreated)`, () => {
     let env: Env;

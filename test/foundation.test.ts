@@ -341,6 +341,23 @@ describe("configuration and environment errors (exit 3)", () => {
     expect(tb.stderr).toMatch(/\n\s+at /);
   });
 
+  it("reports a settings.py Python cannot parse with the parser's own exit code and error_code (not a CliError)", async () => {
+    const c = makeConfDir({ settings: defaultSettings() + "\nEXTERNAL_HOST = (\n" });
+    try {
+      for (const json of [false, true]) {
+        const r = await runCli(["list_realms", ...(json ? ["--json"] : [])], { db, confDir: c });
+        expect(r.exitCode).toBe(3);
+        expect(r.stderr).toContain(`Cannot read ${c.settingsPath}: Python syntax error`);
+        expect(r.stderr).not.toContain("unexpected error");
+        if (json) expect(JSON.parse(r.stdout)).toMatchObject({ ok: false, exit_code: 3, error_code: "config_invalid" });
+      }
+      const tb = await runCli(["list_realms", "--traceback"], { db, confDir: c });
+      expect(tb.stderr).toMatch(/^PySettingsParseError: Cannot read .*\n\s+at /m);
+    } finally {
+      c.cleanup();
+    }
+  });
+
   it("refuses to guess a non-literal setting, names it and its line, and honours --setting", async () => {
     const c = makeConfDir({ settings: defaultSettings().replace(/^EXTERNAL_HOST = .*$/m, 'EXTERNAL_HOST = "zulip." + "example.net".upper()') });
     try {

@@ -5,7 +5,7 @@
 // examples validate; and the CLI bundle never contains the schema library.
 import fs from "node:fs";
 import path from "node:path";
-import Ajv from "ajv";
+import { Ajv } from "ajv";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createRealm } from "../src/zulip/actions/create-realm.js";
 import { createUser } from "../src/zulip/actions/create-user.js";

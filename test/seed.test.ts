@@ -13,7 +13,7 @@ import { creationSchemaProblem } from "../src/zulip/actions/creation-schema.js";
 import { ROLES } from "../src/zulip/roles.js";
 import { SeededRandom } from "../src/lib/random.js";
 import { DEMO_SPEC, seedBulkMessages, seedBulkUsers, seedServer, type SeedResult, type SeedSpec } from "../src/dev/seed.js";
-import { createDatabase, type TestDatabase } from "./helpers/pg.js";
+import { createDatabase, type CreateDatabaseOptions, type TestDatabase } from "./helpers/pg.js";
 
 type Row = Record<string, any>;
 
@@ -513,10 +513,10 @@ const ZULIP10_STREAM_SQL = `
     DROP COLUMN can_resolve_topics_group_id, DROP COLUMN can_delete_any_message_group_id,
     DROP COLUMN can_delete_own_message_group_id, DROP COLUMN can_create_topic_group_id;`;
 
-describe.each([
-  ["Zulip 11", { template: "zulip11_fresh" as const }],
-  ["Zulip 10", { template: "zulip10_fresh" as const }],
-  ["Zulip 10 with its own zerver_stream", { template: "zulip10_fresh" as const, sql: ZULIP10_STREAM_SQL }],
+describe.each<[string, CreateDatabaseOptions]>([
+  ["Zulip 11", { template: "zulip11_fresh" }],
+  ["Zulip 10", { template: "zulip10_fresh" }],
+  ["Zulip 10 with its own zerver_stream", { template: "zulip10_fresh", sql: ZULIP10_STREAM_SQL }],
 ])("the creation actions on %s", (_name, dbOpts) => {
   let db: TestDatabase;
   let org: CreatedRealm;

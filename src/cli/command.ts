@@ -7,7 +7,7 @@ import type { Context } from "./context.js";
  * it is given and returns it; Args and Opts are inferred from that chain
  * (@commander-js/extra-typings), so run() receives them typed.
  */
-export interface CommandModule<Args extends unknown[] = any[], Opts extends OptionValues = OptionValues> {
+export interface CommandModule<Args extends unknown[] = unknown[], Opts extends OptionValues = OptionValues> {
   /** Zulip's name for the command, e.g. "list_realms". */
   name: string;
   /** The help text manage.py shows (first paragraph) plus anything we add. */

@@ -38,29 +38,30 @@ export function userJson(row: {
   };
 }
 
+/** A connection (Db, pg Client, a transaction's Queryable) whose query resolves rows of type R: the columns SELECTed. */
+interface RowSource<R> {
+  query(sql: string, params?: unknown[]): Promise<{ rows: R[] }>;
+}
+
+type RealmRow = Parameters<typeof realmJson>[1];
+type UserRow = Parameters<typeof userJson>[0];
+
 /** The one realm object of the realm with this id (json15b: the user write commands). */
-export async function realmJsonById(
-  db: { query(sql: string, params?: unknown[]): Promise<{ rows: any[] }> },
-  settings: ZulipSettings,
-  realmId: number,
-): Promise<RealmJson> {
+export async function realmJsonById(db: RowSource<RealmRow>, settings: ZulipSettings, realmId: number): Promise<RealmJson> {
   const { rows } = await db.query("SELECT id, string_id, name FROM zerver_realm WHERE id = $1", [realmId]);
   if (rows.length === 0) throw new Error(`internal error: no realm ${realmId}`);
   return realmJson(settings, rows[0]);
 }
 
 /** The one user object of the user with this id. */
-export async function userJsonById(db: { query(sql: string, params?: unknown[]): Promise<{ rows: any[] }> }, userId: number): Promise<UserJson> {
+export async function userJsonById(db: RowSource<UserRow>, userId: number): Promise<UserJson> {
   const { rows } = await db.query("SELECT id, email, delivery_email, full_name, realm_id, role FROM zerver_userprofile WHERE id = $1", [userId]);
   if (rows.length === 0) throw new Error(`internal error: no user ${userId}`);
   return userJson(rows[0]);
 }
 
 /** The user objects of these users, by id (one query); users that no longer exist are left out. */
-export async function usersJsonByIds(
-  db: { query(sql: string, params?: unknown[]): Promise<{ rows: any[] }> },
-  ids: Iterable<number>,
-): Promise<Map<number, UserJson>> {
+export async function usersJsonByIds(db: RowSource<UserRow>, ids: Iterable<number>): Promise<Map<number, UserJson>> {
   const list = [...new Set(ids)];
   const map = new Map<number, UserJson>();
   if (list.length === 0) return map;

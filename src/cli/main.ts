@@ -4,7 +4,7 @@ import fs from "node:fs";
 import { version } from "../lib/version.js";
 import { COMMANDS, findCommand } from "../commands/index.js";
 import { GROUP_ORDER } from "./command.js";
-import { type ErrorCode, EXIT } from "../lib/errors.js";
+import { type ErrorCode, errorMessage, EXIT } from "../lib/errors.js";
 import { argvWantsJson, document, documentText } from "./json-contract.js";
 
 const PROG = "zulip-manage";
@@ -153,11 +153,11 @@ export async function main(argv: string[]): Promise<void> {
   let code: number;
   try {
     code = await run(argv);
-  } catch (e: any) {
-    process.stderr.write(`${PROG}: ${e?.stack ?? e}\n`);
+  } catch (e) {
+    process.stderr.write(`${PROG}: ${e instanceof Error && e.stack ? e.stack : String(e)}\n`);
     code = EXIT.FAILED;
     if (argvWantsJson(argv)) {
-      process.stdout.write(documentText(document(code, { error: String(e?.message ?? e), error_code: "internal_error" }, null)));
+      process.stdout.write(documentText(document(code, { error: errorMessage(e), error_code: "internal_error" }, null)));
     }
   }
   process.exitCode = code;

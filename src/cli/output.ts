@@ -24,7 +24,8 @@ export async function loadChalkIfNeeded(color: boolean | undefined): Promise<typ
   return (await import("chalk")).Chalk;
 }
 
-const plain: ChalkInstance = new Proxy(((s: string) => s) as any, {
+// A stand-in with chalk's shape: every style is itself, and calling it joins its arguments.
+const plain: ChalkInstance = new Proxy(((s: string) => s) as unknown as ChalkInstance, {
   get: () => plain,
   apply: (_t, _this, args: unknown[]) => args.join(" "),
 });

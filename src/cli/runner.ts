@@ -4,7 +4,7 @@
 import { Command, CommanderError, Option } from "commander";
 import type { CommandEntry, CommandModule } from "./command.js";
 import { Context, type GlobalOptions } from "./context.js";
-import { CliError, type ErrorCode, EXIT, UsageError } from "../lib/errors.js";
+import { CliError, ERROR_CODES, type ErrorCode, errorMessage, EXIT, UsageError } from "../lib/errors.js";
 import { argvWantsJson, document, documentText } from "./json-contract.js";
 import { logInvocation } from "../lib/managelog.js";
 import { loadChalkIfNeeded } from "./output.js";
@@ -72,8 +72,9 @@ export async function runCommand(entry: CommandEntry, argv: string[]): Promise<n
   const cmd = buildCommand(mod);
 
   let parsedArgs: string[] = [];
-  let opts: Record<string, any> = {};
-  cmd.action((...actionArgs: any[]) => {
+  let opts: Record<string, unknown> = {};
+  // commander calls the action with the declared arguments' values, then the options, then the command.
+  cmd.action((...actionArgs: unknown[]) => {
     const c = actionArgs[actionArgs.length - 1] as Command;
     opts = c.opts();
     parsedArgs = actionArgs.slice(0, c.registeredArguments.length) as string[];
@@ -89,13 +90,15 @@ export async function runCommand(entry: CommandEntry, argv: string[]): Promise<n
     throw e;
   }
 
+  // The global options addGlobalOptions() declares: --conf-dir <dir> a string, --no-color a
+  // boolean, --setting a list of strings (absent: undefined).
   const globals: GlobalOptions = {
-    confDir: opts.confDir,
+    confDir: opts.confDir as string | undefined,
     json: Boolean(opts.json),
-    color: opts.color,
+    color: opts.color as boolean | undefined,
     traceback: Boolean(opts.traceback),
     allowRoot: Boolean(opts.allowRoot) || process.env.ZULIP_MANAGE_ALLOW_ROOT === "1",
-    settings: opts.setting,
+    settings: opts.setting as string[] | undefined,
   };
 
   const paths = resolvePaths(globals.confDir);
@@ -103,8 +106,8 @@ export async function runCommand(entry: CommandEntry, argv: string[]): Promise<n
   if (decision.action === "switch" && decision.user) {
     try {
       switchUser(decision.user);
-    } catch (e: any) {
-      const message = `${PROG}: cannot switch to user '${decision.user.name}': ${e?.message ?? e}`;
+    } catch (e) {
+      const message = `${PROG}: cannot switch to user '${decision.user.name}': ${errorMessage(e)}`;
       process.stderr.write(message + "\n");
       if (globals.json) printErrorDocument(EXIT.FAILED, message, "switch_user_failed");
       return EXIT.FAILED;
@@ -126,7 +129,7 @@ export async function runCommand(entry: CommandEntry, argv: string[]): Promise<n
     // The contract document (a no-op when the command printed its own with jsonResult).
     ctx.out.finishJson(code, null);
     return code;
-  } catch (e: any) {
+  } catch (e) {
     return reportError(ctx, mod.name, e);
   } finally {
     await ctx.close();
@@ -138,7 +141,16 @@ function printErrorDocument(exitCode: number, error: string, errorCode: ErrorCod
   process.stdout.write(documentText(document(exitCode, { error, error_code: errorCode }, null)));
 }
 
-function reportError(ctx: Context, name: string, e: any): number {
+/** What carries its own exit code: a CliError, or a configuration parser's error (exitCode 3, errorCode). */
+function withExitCode(e: unknown): e is { exitCode: number; errorCode?: unknown } {
+  return typeof e === "object" && e !== null && "exitCode" in e && typeof e.exitCode === "number";
+}
+
+function isErrorCode(code: unknown): code is ErrorCode {
+  return typeof code === "string" && Object.hasOwn(ERROR_CODES, code);
+}
+
+function reportError(ctx: Context, name: string, e: unknown): number {
   const traceback = ctx.globals.traceback;
   let code: number;
   let message: string;
@@ -148,20 +160,20 @@ function reportError(ctx: Context, name: string, e: any): number {
     code = EXIT.USAGE;
     message = e.message;
     errorCode = e.errorCode;
-  } else if (e instanceof CliError || (e && typeof e.exitCode === "number")) {
-    message = e.message;
+  } else if (e instanceof CliError || withExitCode(e)) {
+    message = errorMessage(e);
     code = e.exitCode;
     // CliError's own code; the configuration parsers' errors carry one too (errorCode).
-    errorCode = typeof e.errorCode === "string" ? e.errorCode : code === EXIT.ENVIRONMENT ? "environment" : "refused";
+    errorCode = isErrorCode(e.errorCode) ? e.errorCode : code === EXIT.ENVIRONMENT ? "environment" : "refused";
     process.stderr.write(message + "\n");
   } else {
-    message = String(e?.message ?? e);
+    message = errorMessage(e);
     code = EXIT.FAILED;
     errorCode = "internal_error";
     process.stderr.write(`${PROG} ${name}: unexpected error: ${message}\n`);
     if (!traceback) process.stderr.write("Run again with --traceback for details.\n");
   }
-  if (traceback && e?.stack) process.stderr.write(e.stack + "\n");
+  if (traceback && typeof e === "object" && e !== null && "stack" in e && e.stack) process.stderr.write(String(e.stack) + "\n");
   // The command's document with this failure (its body, if it gave one); nothing when it
   // printed its own document already.
   ctx.out.finishJson(code, { error: message, error_code: errorCode });

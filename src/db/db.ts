@@ -31,6 +31,15 @@ export interface ConnectionPlan {
 
 const CONNECT_TIMEOUT_MS = 2000; // Zulip: OPTIONS connect_timeout=2
 
+/**
+ * Session settings sent in the start-up packet (no extra round trip): Zulip's search_path, and
+ * TimeZone=UTC as Django's PostgreSQL backend sets it for USE_TZ=True (DatabaseWrapper's
+ * timezone_name is 'UTC'; ensure_timezone() switches the session to it). SQL date arithmetic
+ * (`now() - interval '28 days'`, `make_interval(weeks => n)`, ::date, date_trunc) then counts in
+ * UTC, like Zulip's `timezone_now() - timedelta(...)`, whatever the server's default time zone.
+ */
+const SESSION_OPTIONS = "-c search_path=zulip,public -c TimeZone=UTC";
+
 export function planConnection(config: Config, env: NodeJS.ProcessEnv = process.env): ConnectionPlan {
   const s = config.settings;
   const database = config.conf("postgresql", "database_name") || "zulip";
@@ -336,7 +345,7 @@ async function connectOne(pg: Awaited<ReturnType<typeof loadPg>>, plan: Connecti
       password: plan.password,
       ssl: sslSetting,
       connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
-      options: "-c search_path=zulip,public",
+      options: SESSION_OPTIONS,
       application_name: "zulip-manage",
     });
   let client = make(ssl);

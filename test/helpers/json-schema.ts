@@ -4,7 +4,7 @@
 // schemas through the CLI.
 import fs from "node:fs";
 import path from "node:path";
-import Ajv, { type ValidateFunction } from "ajv";
+import { Ajv, type ValidateFunction } from "ajv";
 import { expect } from "vitest";
 import { ERROR_CODES } from "../../src/lib/errors.js";
 import { type CliResult, runCli } from "./cli.js";

@@ -1,7 +1,6 @@
-// Throwaway RabbitMQ for tests (Debian's rabbitmq-server), as a private Erlang node: its own
-// epmd on a free port, AMQP and distribution ports on 127.0.0.1, the Mnesia database, logs,
-// configuration and Erlang cookie (HOME) in a temp dir, run as the service user (`nobody` when
-// root). Never the system service. Starting it takes seconds, so the run's global setup starts
+// Throwaway RabbitMQ for tests: src/dev/rabbitmq.ts's private broker (shared with the
+// benchmarks) in a harness temp dir, run as the service user (`nobody` when root), killed with
+// the test run. Never the system service. Starting it takes seconds, so the run's global setup starts
 // one broker (startRabbitMQ) and hands it to the test files (ZM_TEST_RABBITMQ); each test file
 // (each worker process) then claims one of its pre-made virtual hosts (claimVhost), so files
 // running side by side never see each other's queues. makeConfDir points settings.py at the
@@ -10,8 +9,9 @@ import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import amqp from "amqplib";
+import { findRabbitMQ, startBroker } from "../../src/dev/rabbitmq.js";
 import { missingToolMessage } from "./tools.js";
-import { chownToServiceUser, findExecutable, freePort, makeTempDir, removeDirSync, spawnService, stopService, track, waitFor } from "./services.js";
+import { makeTempDir, removeDirSync, serviceUser, spawnService, track } from "./services.js";
 
 export const RABBITMQ_INFO_ENV = "ZM_TEST_RABBITMQ";
 
@@ -41,167 +41,58 @@ export interface RabbitInstance extends RabbitInfo {
   stop(): Promise<void>;
 }
 
-function erlangBin(name: string): string | null {
-  const base = "/usr/lib/erlang";
-  try {
-    for (const d of fs
-      .readdirSync(base)
-      .filter((x) => x.startsWith("erts-"))
-      .sort()
-      .reverse()) {
-      const p = path.join(base, d, "bin", name);
-      if (fs.existsSync(p)) return p;
-    }
-  } catch {
-    /* not installed */
-  }
-  return findExecutable(name, ["/usr/bin"]);
-}
-
-/** rabbit_password_hashing_sha256: base64(salt(4) + sha256(salt + password)). */
-function passwordHash(password: string): string {
-  const salt = crypto.randomBytes(4);
-  const hash = crypto
-    .createHash("sha256")
-    .update(Buffer.concat([salt, Buffer.from(password, "utf8")]))
-    .digest();
-  return Buffer.concat([salt, hash]).toString("base64");
-}
-
 export async function startRabbitMQ(opts: { vhosts?: number } = {}): Promise<RabbitInstance> {
-  const server = process.env.ZM_TEST_RABBITMQ_SERVER || "/usr/lib/rabbitmq/bin/rabbitmq-server";
-  const epmdBin = erlangBin("epmd");
-  // Debian's own server script (not /usr/sbin's wrapper, which insists on running as rabbitmq).
-  if (!fs.existsSync(server) || !epmdBin)
-    throw new Error(missingToolMessage("rabbitmq-server", "rabbitmq-server", "the real-time event tests (a private RabbitMQ node)"));
+  const bins = findRabbitMQ(process.env.ZM_TEST_RABBITMQ_SERVER || undefined);
+  if (!bins) throw new Error(missingToolMessage("rabbitmq-server", "rabbitmq-server", "the real-time event tests (a private RabbitMQ node)"));
   const dir = makeTempDir("rabbitmq");
   const claimsDir = makeTempDir("rabbitmq-claims", { serviceOwned: false });
   fs.chmodSync(claimsDir, 0o777);
-  const password = crypto.randomBytes(24).toString("hex");
-  const vhosts = ["/", ...Array.from({ length: opts.vhosts ?? 100 }, (_, i) => `zmtest${i + 1}`)];
-  const [port, distPort, epmdPort] = [await freePort(), await freePort(), await freePort()];
   let beamPid = -1;
   let epmdPid = -1;
   const untrackBeam = track({ label: "rabbitmq", pid: () => beamPid, signal: "SIGKILL", dir });
   const untrackEpmd = track({ label: "epmd", pid: () => epmdPid, signal: "SIGKILL", dir: claimsDir });
-  const files = {
-    conf: path.join(dir, "rabbitmq.conf"),
-    advanced: path.join(dir, "advanced.config"),
-    plugins: path.join(dir, "enabled_plugins"),
-    envConf: path.join(dir, "rabbitmq-env.conf"),
-    defs: path.join(dir, "definitions.json"),
-  };
-  fs.writeFileSync(
-    files.conf,
-    [
-      `listeners.tcp.1 = 127.0.0.1:${port}`,
-      "loopback_users = none",
-      `load_definitions = ${files.defs}`,
-      "log.console = false",
-      "log.file.level = warning",
-      // A test machine may be short of disk; never block publishers over it.
-      "disk_free_limit.absolute = 1",
-      "",
-    ].join("\n"),
-  );
-  fs.writeFileSync(
-    files.defs,
-    JSON.stringify({
-      users: [{ name: RABBITMQ_USER, password_hash: passwordHash(password), hashing_algorithm: "rabbit_password_hashing_sha256", tags: "administrator" }],
-      vhosts: vhosts.map((name) => ({ name })),
-      permissions: vhosts.map((vhost) => ({ user: RABBITMQ_USER, vhost, configure: ".*", write: ".*", read: ".*" })),
-    }),
-  );
-  fs.writeFileSync(files.advanced, "[].\n");
-  fs.writeFileSync(files.plugins, "[].\n");
-  fs.writeFileSync(files.envConf, "");
-  const logFile = path.join(dir, "rabbitmq.log");
-  fs.writeFileSync(logFile, "");
-  for (const f of [...Object.values(files), logFile]) fs.chmodSync(f, 0o644);
-  chownToServiceUser(dir, true);
-  const env: NodeJS.ProcessEnv = {
-    PATH: "/usr/bin:/bin:/usr/sbin:/sbin",
-    LANG: "C.UTF-8",
-    HOME: dir,
-    ERL_EPMD_PORT: String(epmdPort),
-    ERL_EPMD_ADDRESS: "127.0.0.1",
-    RABBITMQ_NODENAME: "zmtest@localhost",
-    RABBITMQ_NODE_IP_ADDRESS: "127.0.0.1",
-    RABBITMQ_NODE_PORT: String(port),
-    RABBITMQ_DIST_PORT: String(distPort),
-    RABBITMQ_CONFIG_FILE: files.conf,
-    RABBITMQ_ADVANCED_CONFIG_FILE: files.advanced,
-    RABBITMQ_ENABLED_PLUGINS_FILE: files.plugins,
-    RABBITMQ_CONF_ENV_FILE: files.envConf,
-    RABBITMQ_MNESIA_BASE: path.join(dir, "mnesia"),
-    RABBITMQ_LOG_BASE: path.join(dir, "log"),
-    RABBITMQ_PID_FILE: path.join(dir, "rabbitmq.pid"),
-    RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS: "-kernel inet_dist_use_interface {127,0,0,1}",
-    // The script then execs the Erlang VM instead of keeping a shell in front of it, so the
-    // VM is the process we started (and gets the parent-death signal).
-    NOTIFY_SOCKET: path.join(dir, "no-systemd"),
+  const untrack = () => {
+    untrackBeam();
+    untrackEpmd();
   };
   try {
-    const epmd = spawnService(epmdBin, ["-port", String(epmdPort), "-address", "127.0.0.1"], { cwd: dir, env, logFile, deathSignal: "SIGKILL" });
-    epmdPid = epmd.pid;
-    epmd.child.unref();
-    const svc = spawnService(server, [], { cwd: dir, env, logFile, deathSignal: "SIGKILL" });
-    beamPid = svc.pid;
-    await waitFor(
-      "rabbitmq startup",
-      async () => {
-        try {
-          const c = await amqp.connect(
-            { protocol: "amqp", hostname: "127.0.0.1", port, username: RABBITMQ_USER, password, vhost: "/", heartbeat: 0 },
-            { timeout: 1000 },
-          );
-          await c.close();
-          return true;
-        } catch {
-          return false;
-        }
+    const broker = await startBroker({
+      bins,
+      dir,
+      runAs: serviceUser(),
+      nodeName: "zmtest",
+      username: RABBITMQ_USER,
+      password: crypto.randomBytes(24).toString("hex"),
+      vhosts: ["/", ...Array.from({ length: opts.vhosts ?? 100 }, (_, i) => `zmtest${i + 1}`)],
+      // As the service user, killed with this process even when it dies too hard to clean up.
+      spawn: (cmd, args, o) => {
+        const svc = spawnService(cmd, args, { ...o, deathSignal: "SIGKILL" });
+        if (cmd === bins.epmd) epmdPid = svc.pid;
+        else beamPid = svc.pid;
+        return svc;
       },
-      { service: svc, timeoutMs: 90_000, intervalMs: 200 },
-    );
-    svc.child.unref();
-    const info: RabbitInfo = { host: "127.0.0.1", port, username: RABBITMQ_USER, password, vhosts, claimsDir };
+    });
+    const info: RabbitInfo = { host: broker.host, port: broker.port, username: broker.username, password: broker.password, vhosts: broker.vhosts, claimsDir };
     let stopped = false;
     return {
       ...info,
       dir,
-      pid: svc.pid,
+      pid: broker.server.pid,
       info: () => info,
       async stop() {
         if (stopped) return;
         stopped = true;
-        untrackBeam();
-        untrackEpmd();
-        await stopService(svc, "SIGKILL", 5000);
-        await stopService(epmd, "SIGKILL", 2000);
+        untrack();
+        await broker.stop();
         removeDirSync(dir);
         removeDirSync(claimsDir);
       },
     };
   } catch (e) {
-    for (const pid of [beamPid, epmdPid]) {
-      try {
-        if (pid > 0) process.kill(pid, "SIGKILL");
-      } catch {
-        /* gone */
-      }
-    }
-    untrackBeam();
-    untrackEpmd();
-    const log = (() => {
-      try {
-        return fs.readFileSync(logFile, "utf8").slice(-2000);
-      } catch {
-        return "";
-      }
-    })();
+    untrack();
     removeDirSync(dir);
     removeDirSync(claimsDir);
-    throw new Error(`test harness: RabbitMQ did not start: ${(e as Error).message}\n${log}`);
+    throw new Error(`test harness: ${(e as Error).message}`);
   }
 }
 

@@ -21,7 +21,7 @@ import {
   type ServerProcess,
 } from "../../src/dev/sandbox.js";
 
-export { findExecutable, freePort, isRoot, removeDir as removeDirSync, sleep, stopServer as stopService, waitFor } from "../../src/dev/sandbox.js";
+export { findExecutable, freePort, isRoot, removeDir as removeDirSync, sleep } from "../../src/dev/sandbox.js";
 
 // ---------------------------------------------------------------------------------------------
 // Users

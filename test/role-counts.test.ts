@@ -14,6 +14,8 @@ import {
   roleCounts,
   roleCountsAfterChange,
 } from "../src/zulip/audit.js";
+import { activeNonGuestUserIds, activeRoster, activeUserIds, parseRoster, rosterWith } from "../src/zulip/audiences.js";
+import { primeRosterAfterChange } from "../src/zulip/audit.js";
 import { createUser } from "../src/zulip/actions/create-user.js";
 import { Db } from "../src/db/db.js";
 import { doDeactivateUser } from "../src/zulip/actions/deactivate-user.js";
@@ -24,6 +26,9 @@ import { createDatabase, type TestDatabase } from "./helpers/pg.js";
 import { addUser, TEST_REALM, type TestUser } from "./helpers/users.js";
 
 const BY_ID = { column: "id", param: TEST_REALM } as const;
+
+/** A baseline without its read time, to compare two readings. */
+const timeless = (b: RoleCountBaseline | null) => b && { ...b, readAt: 0 };
 
 let db: TestDatabase;
 let human: TestUser;
@@ -73,7 +78,7 @@ describe("readRoleCountBaseline", () => {
     expect(nonZero(b!.counts)).toEqual(nonZero(await sqlCounts()));
     const stringId = (await realm()).string_id;
     const b2 = await readRoleCountBaseline(db.client, { column: "string_id", param: stringId }, ` ${human.email} `);
-    expect(b2).toEqual(b);
+    expect(timeless(b2)).toEqual(timeless(b));
   });
 
   it("is null for a user the realm does not have, unless asked for the counts before creating one", async () => {
@@ -82,13 +87,13 @@ describe("readRoleCountBaseline", () => {
     const absent = await readRoleCountBaseline(db.client, BY_ID, "nobody@test.example", { absentUser: true });
     expect(absent?.user).toBeNull();
     expect(nonZero(absent!.counts)).toEqual(nonZero(await sqlCounts()));
-    expect(await readRoleCountBaseline(db.client, BY_ID, human.email, { absentUser: true })).toEqual(
-      await readRoleCountBaseline(db.client, BY_ID, human.email),
+    expect(timeless(await readRoleCountBaseline(db.client, BY_ID, human.email, { absentUser: true }))).toEqual(
+      timeless(await readRoleCountBaseline(db.client, BY_ID, human.email)),
     );
   });
 
   it("without a realm: the one user with that address on the server", async () => {
-    expect(await readRoleCountBaseline(db.client, null, human.email)).toEqual(await readRoleCountBaseline(db.client, BY_ID, human.email));
+    expect(timeless(await readRoleCountBaseline(db.client, null, human.email))).toEqual(timeless(await readRoleCountBaseline(db.client, BY_ID, human.email)));
     expect(await readRoleCountBaseline(db.client, null, "nobody@test.example")).toBeNull();
   });
 });
@@ -170,7 +175,7 @@ describe("createUser with a baseline", () => {
 
   it("a baseline that does not fit (it saw a user there) is not used", async () => {
     const taken = await readRoleCountBaseline(db.client, BY_ID, human.email);
-    const bogus = { user: taken!.user, counts: { humans: { "400": 999 }, bots: 999 } };
+    const bogus = { ...taken!, counts: { humans: { "400": 999 }, bots: 999 } };
     const rc = await created("fresh2@test.example", Promise.resolve(bogus));
     expect(rc).toEqual(await roleCounts(db.client, TEST_REALM));
   });
@@ -295,5 +300,79 @@ describe("changeUserRole: the 105 row's ROLE_COUNT", () => {
   it("no baseline (several users, dry runs, no second connection): counted inside the transaction", async () => {
     const rc = await change(200, tracked(Promise.resolve(null)));
     expect(rc).toEqual(await expectedAfter());
+  });
+});
+
+// The realm's active users that the action's events go to (src/zulip/audiences.ts activeRoster):
+// read in the baseline's snapshot, adjusted for the change, reused while no user row is written.
+describe("the realm's active users (the events' audience)", () => {
+  const asDb = () => new Db(db.client as any, {} as any);
+
+  /** Plain SQL: the realm's active users by id, with role and is_bot. */
+  async function sqlRoster() {
+    const rows = await db.query("SELECT id, role, is_bot FROM zerver_userprofile WHERE realm_id = $1 AND is_active ORDER BY id", [TEST_REALM]);
+    return { ids: rows.map((r) => Number(r.id)), roles: rows.map((r) => Number(r.role)), bots: rows.map((r) => Boolean(r.is_bot)) };
+  }
+
+  it("parseRoster reads ids, roles and bots; rosterWith adds, changes and removes a user in id order", () => {
+    const r = parseRoster("3:400,10:200b,12:600");
+    expect(r).toEqual({ ids: [3, 10, 12], roles: [400, 200, 600], bots: [false, true, false] });
+    expect(parseRoster(null)).toEqual({ ids: [], roles: [], bots: [] });
+    expect(rosterWith(r, 11, { role: 100, is_active: true, is_bot: false }).ids).toEqual([3, 10, 11, 12]);
+    expect(rosterWith(r, 10, { role: 300, is_active: true, is_bot: true }).roles).toEqual([400, 300, 600]);
+    expect(rosterWith(r, 3, { role: 400, is_active: false, is_bot: false })).toEqual({ ids: [10, 12], roles: [200, 600], bots: [true, false] });
+    expect(r.ids).toEqual([3, 10, 12]); // not changed in place
+  });
+
+  it("the baseline's roster is the realm's active users, and its counts are counted from it", async () => {
+    const b = (await readRoleCountBaseline(db.client, BY_ID, human.email))!;
+    expect(b.roster).toEqual(await sqlRoster());
+    expect(nonZero(b.counts)).toEqual(nonZero(await sqlCounts()));
+  });
+
+  it("is read once while no user row is written, and again after a write through the Db", async () => {
+    const d = asDb();
+    const first = await activeUserIds(d, TEST_REALM);
+    expect(first).toEqual((await sqlRoster()).ids);
+    // Not read again: a change made on the side is not seen until this connection writes a user row.
+    const u = await addUser(db, { role: 400 });
+    expect(await activeUserIds(d, TEST_REALM)).toEqual(first);
+    await d.query("UPDATE zerver_userprofile SET role = 600 WHERE id = $1", [u.id]);
+    expect(await activeUserIds(d, TEST_REALM)).toContain(u.id);
+    expect(await activeNonGuestUserIds(d, TEST_REALM)).not.toContain(u.id);
+  });
+
+  it("after a change, the baseline's roster adjusted for it is used; a stale or mismatched baseline is not", async () => {
+    const u = await addUser(db, { role: 400 });
+    const before = await user(u.id);
+    const baseline = (await readRoleCountBaseline(db.client, BY_ID, u.email))!;
+    // A marker user in the baseline's roster shows whether the baseline was used.
+    const marked = { ...baseline, roster: rosterWith(baseline.roster, 99999999, { role: 400, is_active: true, is_bot: false }) };
+    const after = { role: 200, is_active: true, is_bot: false };
+    for (const [b, used] of [
+      [marked, true],
+      [{ ...marked, readAt: Date.now() - 60_000 }, false],
+      [{ ...marked, user: { ...marked.user!, role: 100 } }, false],
+    ] as const) {
+      const d = asDb();
+      await d.tx(async (q) => {
+        await q.query("UPDATE zerver_userprofile SET role = $2 WHERE id = $1", [u.id, after.role]);
+        primeRosterAfterChange(q, TEST_REALM, Promise.resolve(b), u.id, before, after);
+        const r = await activeRoster(q, TEST_REALM);
+        expect(r.ids.includes(99999999)).toBe(used);
+        const i = r.ids.indexOf(u.id);
+        expect(r.roles[i]).toBe(200);
+        await q.query("UPDATE zerver_userprofile SET role = $2 WHERE id = $1", [u.id, before.role]);
+      });
+    }
+  });
+
+  it("deactivate_user's events go to the realm's active users after the change (read beside, adjusted)", async () => {
+    const u = await addUser(db, { role: 400 });
+    const d = asDb();
+    await doDeactivateUser(d, u.id, { roleCountBaseline: readRoleCountBaseline(db.client, BY_ID, u.email) });
+    const ids = await d.tx((q) => activeUserIds(q, TEST_REALM));
+    expect(ids).toEqual((await sqlRoster()).ids);
+    expect(ids).not.toContain(u.id);
   });
 });

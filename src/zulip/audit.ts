@@ -7,6 +7,7 @@
 // the column exists). event_time is the application's clock, like Django's timezone_now().
 import { pyStrip } from "../lib/pyformat.js";
 import { type Queryable, tableColumns } from "../db/db.js";
+import { type ActiveRoster, parseRoster, primeActiveRoster, rosterSql, rosterWith } from "./audiences.js";
 import { realmCondition } from "./lookup.js";
 import { ROLES_IN_SYSTEM_GROUP, SystemGroups } from "./groups.js";
 import { ROLE_IDS, ROLES } from "./roles.js";
@@ -256,6 +257,27 @@ export interface RoleCountBaseline {
   /** null: the realm had no user with that address (a user about to be created). */
   user: CountedUserState | null;
   counts: RealmUserCounts;
+  /** The realm's active users in the same snapshot (what the action's events go to; see primeRosterAfterChange). */
+  roster: ActiveRoster;
+  /** When it was read (Date.now()): a baseline older than BASELINE_MAX_AGE_MS is not used. */
+  readAt: number;
+}
+
+/**
+ * How old a baseline may be when used: it stands for "the realm as the change finds it" only if
+ * read moments before (a command that waits, e.g. at a prompt, counts in its transaction).
+ */
+const BASELINE_MAX_AGE_MS = 2000;
+
+/** realm_user_count_by_role's counts (active humans by role, active bots) of a roster. */
+function rosterCounts(r: ActiveRoster): RealmUserCounts {
+  const humans: Record<string, number> = {};
+  let bots = 0;
+  for (let i = 0; i < r.ids.length; i++) {
+    if (r.bots[i]) bots++;
+    else humans[String(r.roles[i])] = (humans[String(r.roles[i])] ?? 0) + 1;
+  }
+  return { humans, bots };
 }
 
 /**
@@ -272,23 +294,27 @@ export async function readRoleCountBaseline(
   // Without a realm: the one user with this address on the server (as get_user finds it).
   const { rows } = realm
     ? await q.query(
-        `SELECT (${REALM_USER_COUNTS_SQL.replace("$1", "r.id")}) AS counts, u.id, u.realm_id, u.role, u.is_active, u.is_bot
+        `SELECT (${rosterSql("r.id")}) AS roster, u.id, u.realm_id, u.role, u.is_active, u.is_bot
            FROM zerver_realm r LEFT JOIN zerver_userprofile u ON u.realm_id = r.id AND upper(u.delivery_email::text) = upper($2)
           WHERE r.${realm.column} = $1`,
         [realm.param, pyStrip(email)],
       )
     : await q.query(
-        `SELECT (${REALM_USER_COUNTS_SQL.replace("$1", "u.realm_id")}) AS counts, u.id, u.realm_id, u.role, u.is_active, u.is_bot
+        `SELECT (${rosterSql("u.realm_id")}) AS roster, u.id, u.realm_id, u.role, u.is_active, u.is_bot
            FROM zerver_userprofile u
           WHERE u.realm_id IN (SELECT id FROM zerver_realm) AND upper(u.delivery_email::text) = upper($1) LIMIT 2`,
         [pyStrip(email)],
       );
   if (rows.length !== 1) return null;
   const r = rows[0];
-  if (r.id === null) return opts.absentUser ? { user: null, counts: realmUserCounts(r.counts) } : null;
+  const roster = parseRoster(r.roster);
+  const readAt = Date.now();
+  if (r.id === null) return opts.absentUser ? { user: null, counts: rosterCounts(roster), roster, readAt } : null;
   return {
     user: { id: Number(r.id), realm_id: Number(r.realm_id), role: Number(r.role), is_active: Boolean(r.is_active), is_bot: Boolean(r.is_bot) },
-    counts: realmUserCounts(r.counts),
+    counts: rosterCounts(roster),
+    roster,
+    readAt,
   };
 }
 
@@ -323,20 +349,7 @@ export function countsAfterChange(
   before: CountedUserState | null,
   after: { role: number; is_active: boolean; is_bot: boolean },
 ): RealmUserCounts | null {
-  if (!baseline) return null;
-  const b = baseline.user;
-  if (b === null || before === null) {
-    // A new user: the baseline must have seen the address free.
-    if (b !== null || before !== null) return null;
-  } else if (
-    b.id !== Number(before.id) ||
-    b.realm_id !== Number(before.realm_id) ||
-    b.role !== Number(before.role) ||
-    b.is_active !== Boolean(before.is_active) ||
-    b.is_bot !== Boolean(before.is_bot)
-  ) {
-    return null;
-  }
+  if (!baseline || !baselineMatches(baseline, before)) return null;
   const humans = { ...baseline.counts.humans };
   let bots = baseline.counts.bots;
   const shift = (u: { role: number; is_active: boolean; is_bot: boolean }, by: number) => {
@@ -347,6 +360,41 @@ export function countsAfterChange(
   if (before) shift(before, -1);
   shift(after, +1);
   return { humans, bots };
+}
+
+/** Whether a baseline, read moments ago, saw the user exactly as the caller's lock has it (a new user: the address free). */
+function baselineMatches(baseline: RoleCountBaseline, before: CountedUserState | null): boolean {
+  if (Date.now() - baseline.readAt > BASELINE_MAX_AGE_MS) return false;
+  const b = baseline.user;
+  if (b === null || before === null) return b === null && before === null;
+  return (
+    b.id === Number(before.id) &&
+    b.realm_id === Number(before.realm_id) &&
+    b.role === Number(before.role) &&
+    b.is_active === Boolean(before.is_active) &&
+    b.is_bot === Boolean(before.is_bot)
+  );
+}
+
+/**
+ * After the caller wrote the user's change (`before` as locked, `after` as written, `id` the
+ * user's), let the events that follow in this transaction go to the baseline's roster adjusted
+ * for it (audiences.ts activeRoster), instead of reading the realm's users again; when the
+ * baseline is missing or does not match the locked row (countsAfterChange), they are read.
+ */
+export function primeRosterAfterChange(
+  q: Queryable,
+  realmId: number,
+  baseline: RoleCountBaseline | null | undefined | Promise<RoleCountBaseline | null>,
+  id: number,
+  before: CountedUserState | null,
+  after: { role: number; is_active: boolean; is_bot: boolean },
+): void {
+  if (!baseline) return;
+  primeActiveRoster(q, realmId, async () => {
+    const b = await baseline;
+    return b && baselineMatches(b, before) && Number(b.user?.realm_id ?? realmId) === realmId ? rosterWith(b.roster, id, after) : null;
+  });
 }
 
 /**

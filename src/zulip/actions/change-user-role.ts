@@ -7,6 +7,7 @@ import {
   AuditLogEventType,
   assembleRoleCounts,
   countsAfterChange,
+  primeRosterAfterChange,
   insertAuditLog,
   NEW_VALUE,
   OLD_VALUE,
@@ -88,6 +89,7 @@ export async function changeUserRole(
   const accessibleBefore = notify ? await metadataAccessChannelIds(q, user) : [];
 
   await q.query("UPDATE zerver_userprofile SET role = $2 WHERE id = $1", [user.id, newRole]);
+  primeRosterAfterChange(q, realm.id, baseline.promise, user.id, user, { role: newRole, is_active: user.is_active, is_bot: user.is_bot });
   // The part of the count that depends on group memberships is read now, before they move.
   const workplace = await readWorkplacePart(q, realm.id, workplaceGroupOf(realmRow.workplace_users_group_id, groups.values()));
   const after = { role: newRole, is_active: user.is_active, is_bot: user.is_bot };

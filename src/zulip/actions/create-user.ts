@@ -17,6 +17,7 @@ import {
   AuditLogEventType,
   auditLogIdsOfUser,
   insertAuditLogRow,
+  primeRosterAfterChange,
   ROLE_COUNT,
   type RoleCountBaseline,
   roleCountsAfterChange,
@@ -299,6 +300,7 @@ export async function createUser(db: Queryable, realm: RealmIdOrRef, opts: Creat
   await insertRow(db, "zerver_userprofile", values, "");
   // lib/create_user.py before 12.0: the personal Recipient, user.recipient, and the Subscription to it.
   if (await hasPersonalRecipients(db)) await createPersonalRecipients(db, [{ id, isActive: true }]);
+  primeRosterAfterChange(db, info.id, opts.roleCountBaseline, id, null, { role, is_active: true, is_bot: isBot });
 
   const actingUserId = opts.actingUserId ?? id;
   await insertAuditLogRow(db, {

@@ -25,7 +25,7 @@
 // decoded _auth_user_id without checking the signature (Django's get_decoded() ignores sessions
 // signed with another SECRET_KEY; such sessions are unusable anyway, so listing or deleting them
 // does no harm).
-import { AuditLogEventType, insertAuditLog, ROLE_COUNT, type RoleCountBaseline, roleCountsAfterChange } from "../audit.js";
+import { AuditLogEventType, insertAuditLog, primeRosterAfterChange, ROLE_COUNT, type RoleCountBaseline, roleCountsAfterChange } from "../audit.js";
 import { tableColumns } from "../../db/db.js";
 import type { CacheInvalidation, CacheUser } from "../cache.js";
 import { CONFIRMATION_STATUS, CONFIRMATION_TYPES } from "../confirmation.js";
@@ -167,6 +167,7 @@ export async function deactivateUserInTx(q: Queryable, userId: number, opts: Lif
   if (!user.is_active) return result;
   const now = opts.now ?? new Date();
   const active = await changeUserIsActive(q, userId, false);
+  primeRosterAfterChange(q, Number(user.realm_id), opts.roleCountBaseline, userId, user, { ...user, is_active: false });
   result.subscriptions = active.subscriptions;
   result.channelIds = active.channelIds;
   const emails = await clearScheduledEmails(q, userId);

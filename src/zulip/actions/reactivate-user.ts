@@ -12,7 +12,7 @@
 //   doReactivateUser(db, userId, opts): the same in its own transaction (events due, cache
 //       change committed after COMMIT).
 import { pyStrip } from "../../lib/pyformat.js";
-import { AuditLogEventType, insertAuditLog, ROLE_COUNT, roleCountsAfterChange } from "../audit.js";
+import { AuditLogEventType, insertAuditLog, primeRosterAfterChange, ROLE_COUNT, roleCountsAfterChange } from "../audit.js";
 import type { CacheUser } from "../cache.js";
 import type { Db, Queryable } from "../../db/db.js";
 import { CommandError } from "../../lib/errors.js";
@@ -82,6 +82,7 @@ export async function reactivateUserInTx(q: Queryable, userId: number, opts: Lif
   if (problem) throw new CommandError(problem);
   const now = opts.now ?? new Date();
   const active = await changeUserIsActive(q, userId, true);
+  primeRosterAfterChange(q, Number(user.realm_id), opts.roleCountBaseline, userId, user, { ...user, is_active: true });
   const auditLogIds = await insertAuditLog(q, [
     {
       realmId: Number(user.realm_id),

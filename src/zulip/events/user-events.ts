@@ -20,6 +20,7 @@ import { FL, type Notify } from "../../services/events.js";
 import {
   activeNonGuestUserIds,
   activeRoster,
+  rosterRole,
   activeUserIds,
   adminUserAndBotIds,
   humanAdminIds,
@@ -400,9 +401,14 @@ export function canAccessDeliveryEmail(viewer: { id: number; role: number }, tar
 async function usersWithAccessToRealEmail(q: Queryable, user: UserProfile): Promise<number[]> {
   const candidates = await userIdsWhoCanAccessUser(q, user);
   // Every candidate is an active user of the realm: their roles come from the realm's roster.
-  const { roles } = await activeRoster(q, Number(user.realm_id));
+  const roster = await activeRoster(q, Number(user.realm_id));
   const visibility = Number(user.email_address_visibility);
-  return candidates.filter((id) => roles.has(id) && canAccessDeliveryEmail({ id, role: roles.get(id)! }, Number(user.id), visibility)).sort((a, b) => a - b);
+  return candidates
+    .filter((id) => {
+      const role = rosterRole(roster, id);
+      return role !== undefined && canAccessDeliveryEmail({ id, role }, Number(user.id), visibility);
+    })
+    .sort((a, b) => a - b);
 }
 
 /**

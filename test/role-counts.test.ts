@@ -315,7 +315,7 @@ describe("the realm's active users (the events' audience)", () => {
   }
 
   it("parseRoster reads ids, roles and bots; rosterWith adds, changes and removes a user in id order", () => {
-    const r = parseRoster("3:400,10:200b,12:600");
+    const r = parseRoster("[3,400,0,10,200,1,12,600,0]");
     expect(r).toEqual({ ids: [3, 10, 12], roles: [400, 200, 600], bots: [false, true, false] });
     expect(parseRoster(null)).toEqual({ ids: [], roles: [], bots: [] });
     expect(rosterWith(r, 11, { role: 100, is_active: true, is_bot: false }).ids).toEqual([3, 10, 11, 12]);

@@ -64,39 +64,25 @@ export interface ActiveRoster {
 }
 
 /**
- * SQL (one text value) of the active users of realm `realmExpr`: "id:role" or "id:roleb" (a
- * bot), comma-separated, by id — on a realm of 50,000 users node-postgres parses one value
- * several times faster than as many rows.
+ * SQL (one text value) of the active users of realm `realmExpr`: a JSON array of id, role,
+ * is_bot (0/1) triples by id. On a realm of 50,000 users, node-postgres turns one value into a
+ * string far faster than as many rows into objects, and JSON.parse reads a flat array of
+ * numbers several times faster than any hand-written parse in a process that just started.
  */
 export function rosterSql(realmExpr: string): string {
-  return `SELECT string_agg(id::text || ':' || role::text || CASE WHEN is_bot THEN 'b' ELSE '' END, ',' ORDER BY id)
+  return `SELECT '[' || string_agg(id::text || ',' || role::text || CASE WHEN is_bot THEN ',1' ELSE ',0' END, ',' ORDER BY id) || ']'
             FROM zerver_userprofile WHERE realm_id = ${realmExpr} AND is_active`;
 }
 
 /** The value of rosterSql (null: no active users). */
 export function parseRoster(text: string | null | undefined): ActiveRoster {
+  const flat: number[] = text ? JSON.parse(text) : [];
   const roster: ActiveRoster = { ids: [], roles: [], bots: [] };
-  const s = text ?? "";
-  let n = 0;
-  let id = 0;
-  let inRole = false;
-  let bot = false;
-  for (let i = 0; i <= s.length; i++) {
-    const c = i < s.length ? s.charCodeAt(i) : 44;
-    if (c >= 48 && c <= 57) n = n * 10 + (c - 48);
-    else if (c === 58) {
-      id = n;
-      n = 0;
-      inRole = true;
-    } else if (c === 98) bot = true;
-    else if (c === 44 && inRole) {
-      roster.ids.push(id);
-      roster.roles.push(n);
-      roster.bots.push(bot);
-      n = 0;
-      inRole = false;
-      bot = false;
-    }
+  // push, not preallocated arrays: V8 makes those holey, several times slower to fill.
+  for (let j = 0; j < flat.length; j += 3) {
+    roster.ids.push(flat[j]);
+    roster.roles.push(flat[j + 1]);
+    roster.bots.push(flat[j + 2] === 1);
   }
   return roster;
 }

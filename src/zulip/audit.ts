@@ -271,13 +271,13 @@ const BASELINE_MAX_AGE_MS = 2000;
 
 /** realm_user_count_by_role's counts (active humans by role, active bots) of a roster. */
 function rosterCounts(r: ActiveRoster): RealmUserCounts {
-  const humans: Record<string, number> = {};
+  const byRole = new Map<number, number>();
   let bots = 0;
   for (let i = 0; i < r.ids.length; i++) {
     if (r.bots[i]) bots++;
-    else humans[String(r.roles[i])] = (humans[String(r.roles[i])] ?? 0) + 1;
+    else byRole.set(r.roles[i], (byRole.get(r.roles[i]) ?? 0) + 1);
   }
-  return { humans, bots };
+  return { humans: Object.fromEntries([...byRole].map(([role, n]) => [String(role), n])), bots };
 }
 
 /**

@@ -105,3 +105,14 @@ describe("database sessions in UTC", () => {
     expect(listed).toEqual(shift < 0 ? ["between.png"] : []);
   });
 });
+
+describe("list_realms --all on a database whose default time zone is not UTC", () => {
+  it("prints date_created in UTC, as str() of Django's aware datetime does", async () => {
+    const [row] = await db.query("SELECT id, to_char(date_created AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') AS utc FROM zerver_realm ORDER BY id LIMIT 1");
+    const r = await runCli(["list_realms", "--all"], { db, confDir: conf });
+    expect(r.exitCode).toBe(0);
+    // The UTC wall time with "+00:00", not New York's with "-04:00" / "-05:00".
+    const line = r.stdout.split("\n").find((l) => l.startsWith("date_created"));
+    expect(line).toMatch(new RegExp(`^date_created\\s+${row.utc}(\\.\\d+)?\\+00:00$`));
+  });
+});

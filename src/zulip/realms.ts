@@ -48,10 +48,10 @@ export interface RealmsAsText {
 
 /**
  * `SELECT * FROM zerver_realm` with every value as text (nothing lost: microseconds, big
- * numbers), for printing each the way Python prints it; the session's time zone is set to UTC.
+ * numbers), for printing each the way Python prints it; timestamps come out in UTC, the time
+ * zone every connection of ours starts with (db.ts SESSION_OPTIONS).
  */
 export async function realmsAsText(db: Db): Promise<RealmsAsText> {
-  await db.query("SET TimeZone TO 'UTC'");
   const res = await db.client.query({
     text: "SELECT * FROM zerver_realm ORDER BY id",
     types: { getTypeParser: () => (v: string) => v },

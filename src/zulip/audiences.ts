@@ -127,13 +127,7 @@ export function rosterWith(r: ActiveRoster, id: number, after: { role: number; i
   return out;
 }
 
-/**
- * The realm's active users, read once per connection for as long as nothing has written user
- * rows since (Db.userProfileWrites): an action sends several events to the same realm-wide
- * audience (a role change: the user update and each system-group change), and on a realm of
- * 50,000 users each read costs tens of milliseconds. Zulip reads these sets through memcached
- * (active_user_ids is cached); a Queryable that is not a Db is read every time.
- */
+/** What activeRoster knows of one realm on one connection, and since which write. */
 interface RosterEntry {
   stamp: number;
   /** Read (or adjusted) on first use. */
@@ -160,15 +154,19 @@ function use(q: Db, realmId: number, entry: RosterEntry): Promise<ActiveRoster> 
   return entry.roster;
 }
 
+/**
+ * The realm's active users, read once per connection for as long as nothing has written user
+ * rows since (Db.userProfileWrites): an action sends several events to the same realm-wide
+ * audience (a role change: the user update and each system-group change), and on a realm of
+ * 50,000 users each read costs tens of milliseconds. Zulip reads these sets through memcached
+ * (active_user_ids is cached); a Queryable that is not a Db is read every time.
+ */
 export function activeRoster(q: Queryable, realmId: number): Promise<ActiveRoster> {
   if (!(q instanceof Db)) return readRoster(q, realmId);
   const hit = rosters.get(q)?.get(realmId);
   if (hit && hit.stamp === q.userProfileWrites) return use(q, realmId, hit);
-  return use(
-    q,
-    realmId,
-    remember(q, realmId, () => readRoster(q, realmId)),
-  );
+  const entry = remember(q, realmId, () => readRoster(q, realmId));
+  return use(q, realmId, entry);
 }
 
 /**

@@ -336,7 +336,7 @@ describe("Zulip 12: the message events of the Notification Bot notices", () => {
     );
   });
 
-  it("linkifiers matching nothing (one with flags, needing a character the text lacks): the event is sent with no topic links", async () => {
+  it("linkifiers matching nothing (one case-insensitive): the event is sent with no topic links", async () => {
     const ls: [string, string][] = [
       ["#(?P<id>[0-9]+)", "https://tracker.example.com/{id}"],
       ["(?i)jira-(?P<id>[0-9]+)", "https://jira.example.com/{id}"],
@@ -384,12 +384,32 @@ describe("Zulip 12: the message events of the Notification Bot notices", () => {
     });
   });
 
-  it("a linkifier whose re2 pattern zulip-manage does not translate: the notice is not written, naming the pattern", async () => {
-    await withLinkifiers([["(?i)(?P<w>been)", "https://example.com/{w}"]], async () => {
-      const { doc } = await unarchive("flagged");
+  it('a case-insensitive linkifier: (?i) matching the notice\'s text ("Channel") keeps it from being written; matching the topic gives topic_links as Zulip computes them', async () => {
+    await withLinkifiers([["(?i)(?P<word>CHANNEL)", "https://example.com/{word}"]], async () => {
+      const { doc } = await unarchive("caseless");
       expect(doc.notice).toBeNull();
       expect(doc.notes).toEqual([
-        `Notification Bot's "Channel #**flagged** has been unarchived." message was not written: the organization's linkifier "(?i)(?P<w>been)" has inline flags or another (? construct, which zulip-manage does not translate from re2, so whether it links part of the text is not known`,
+        `Notification Bot's "Channel #**caseless** has been unarchived." message was not written: the organization's linkifier "(?i)(?P<word>CHANNEL)" matches its text, whose link zulip-manage does not render`,
+      ]);
+      expect((await reader.drain()).map((n) => n.event.type)).not.toContain("message");
+    });
+    await withLinkifiers([["(?i)(?P<w>SIGN)UPS", "https://example.com/{w}"]], async () => {
+      const id = await channel("caseless signups");
+      const ud = await signup(id, "Case Less");
+      expect(ud.not_done.filter((d: string) => /announcement|message event/.test(d))).toEqual([]);
+      const last = (await reader.drain()).filter((n) => n.event.type === "message");
+      expect(last).toHaveLength(1);
+      expect(last[0]!.event.message_dict.subject).toBe("signups");
+      expect(last[0]!.event.message_dict.topic_links).toEqual([{ url: "https://example.com/sign", text: "signups" }]);
+    });
+  });
+
+  it("a linkifier whose re2 pattern zulip-manage does not translate: the notice is not written, naming the pattern", async () => {
+    await withLinkifiers([["(?x)(?P<w>been)", "https://example.com/{w}"]], async () => {
+      const { doc } = await unarchive("unknown flag");
+      expect(doc.notice).toBeNull();
+      expect(doc.notes).toEqual([
+        `Notification Bot's "Channel #**unknown flag** has been unarchived." message was not written: the organization's linkifier "(?x)(?P<w>been)" has an unknown (? construct, which zulip-manage does not translate from re2, so whether it links part of the text is not known`,
       ]);
       expect((await reader.drain()).map((n) => n.event.type)).not.toContain("message");
     });

@@ -23,10 +23,11 @@
 //    differently (JavaScript rejects empty iterations): both are refused.
 //  - re2 runs in linear time, JavaScript backtracks: repetitions of groups that hold
 //    alternatives or other unbounded repetitions (exponential cases) are refused.
-//  - Inline flags ((?i) etc.), POSIX classes, \Q…\E, \C, octal escapes, \pC (re2 leaves out
-//    unassigned code points, JavaScript does not) and anything not listed are refused. One
-//    exception: a pattern with leading inline flags whose every match needs an ASCII digit or
-//    punctuation mark missing from the text certainly does not match it (requiredDespiteFlags).
+//  - POSIX classes, \Q…\E, \C, octal escapes, \pC (re2 leaves out unassigned code points,
+//    JavaScript does not) and anything not listed are refused.
+//  - Inline flags (?i) (?m) (?s) (?U), their negations (?-i) and scoped groups (?i:…) are
+//    translated into the pattern itself; the JavaScript RegExp gets no i, m or s flag (see
+//    "Flags" below for what re2 does and why the JavaScript `i` flag would not be exact).
 // The Unicode tables (\pL, scripts) of re2 and of Node's ICU may differ in the characters the
 // latest Unicode versions added; the topics these are used on are fixed English words.
 import type { Queryable } from "../db/db.js";
@@ -54,7 +55,7 @@ export async function realmLinkifiers(q: Queryable, realmId: number): Promise<Li
 // ---------------------------------------------------------------------------------------------
 // re2 → JavaScript
 
-export type Translation = { ok: true; source: string; groupNames: string[] } | { ok: false; why: string; required?: Set<string> };
+export type Translation = { ok: true; source: string; groupNames: string[] } | { ok: false; why: string };
 
 const BEFORE = "linkifier_before_match";
 const ACTUAL = "linkifier_actual_match";
@@ -93,6 +94,127 @@ function complement(rs: Range[]): Range[] {
 
 const rangesText = (rs: Range[]) => rs.map(([lo, hi]) => (lo === hi ? cp(lo) : `${cp(lo)}-${cp(hi)}`)).join("");
 
+// ---------------------------------------------------------------------------------------------
+// Inline flags, as re2 reads them (google/re2 re2/parse.cc: ParsePerlFlags, PushLiteral,
+// AddFoldedRange, AddRangeFlags, AddUGroup, ParseCharClass, PushDot, PushCarat, PushDollar,
+// PushRepeatOp; re2/unicode.py CaseGroups; prog.h IsWordChar).
+//
+// `(?flags)` sets or (after `-`) clears i m s U up to the end of the enclosing group: a group's
+// `)` gives back the flags it opened with (DoRightParen); `|` does not. `(?flags:…)` is a
+// non-capturing group with them. `(?i-)`, `(?-)` and other letters are errors.
+//
+// (?i) sets FoldCase, which re2 applies while parsing:
+//  - a literal becomes the class of its case-folding orbit (PushLiteral, CycleFoldRune);
+//  - class ranges, \d \s \w and \p{…} get every code point fold-equivalent to one they hold
+//    (AddRangeFlags → AddFoldedRange); a negated class is negated after folding
+//    (ParseCharClass); \D \S \W \P{…} are the complement of the folded group (AddUGroup with
+//    FoldCase: "build up the group positively, then negate"). So (?i)\w is [0-9A-Z_a-z] plus
+//    U+017F ſ (orbit of s) and U+212A Kelvin (orbit of k), (?i)\W its complement;
+//  - `.`, ^, $, \b and \B are not folded: \b stays ASCII (IsWordChar).
+// The orbits are CaseFolding.txt's simple foldings, statuses C and S (CaseGroups), e.g.
+// {K, k, U+212A}, {S, s, U+017F}, {Ω, ω, U+2126}, {ß, U+1E9E}, {Σ, σ, ς}, {ι, Ι, U+0345, U+1FBE}.
+// JavaScript's `iu` canonicalizes by the same simple foldings, but the result differs: its \b
+// and \w count U+017F and U+212A as word characters, its \P{…} (u mode) is not the complement
+// of the folded class, and a RegExp-wide `i` would also fold prepare_linkifier_pattern's groups
+// around the pattern, which re2 does not ((?i) ends with the group holding it; [^\pL\pN] would
+// lose U+0345). So the folding is written out here and the RegExp gets no `i` flag: a literal as
+// its orbit, a class with its fold-equivalents added (for \p{X}: the code points outside X
+// equivalent to one inside), negated after folding; no text needs refusing for ſ or K.
+// The orbits are computed from JavaScript's own `iu` equivalence (CaseFolding.txt in Node's
+// Unicode version; candidates connected through toLowerCase/toUpperCase, which link every
+// simple-folding orbit; no cased character lies beyond U+1FFFF).
+//
+// (?s): `.` is any character (PushDot: kRegexpAnyChar). (?m): ^ and $ match at the text's ends
+// and after/before \n only (kRegexpBeginLine/EndLine; JavaScript's m flag also breaks at \r,
+// U+2028, U+2029): written (?<![^\n]) and (?![^\n]). (?U): greedy and lazy swap (`fl ^
+// NonGreedy` for a trailing ?). \A and \z are the text's ends under every flag.
+
+interface Flags {
+  i: boolean;
+  m: boolean;
+  s: boolean;
+  U: boolean;
+}
+
+/** Sorted, merged ranges. */
+function normalize(rs: Range[]): Range[] {
+  const out: Range[] = [];
+  for (const [lo, hi] of [...rs].sort((a, b) => a[0] - b[0])) {
+    const last = out[out.length - 1];
+    if (last && lo <= last[1] + 1) last[1] = Math.max(last[1], hi);
+    else out.push([lo, hi]);
+  }
+  return out;
+}
+
+let orbitTable: Map<number, number[]> | null = null;
+
+/** Each code point whose simple case-folding orbit has more than one member → that orbit (sorted). */
+function orbits(): Map<number, number[]> {
+  if (orbitTable) return orbitTable;
+  const parent = new Map<string, string>();
+  const find = (x: string): string => {
+    let r = x;
+    for (let p = parent.get(r); p !== undefined && p !== r; p = parent.get(r)) r = p;
+    parent.set(x, r);
+    return r;
+  };
+  const union = (a: string, b: string) => {
+    const ra = find(a);
+    const rb = find(b);
+    if (ra !== rb) parent.set(ra, rb);
+  };
+  for (let c = 0; c < 0x20000; c++) {
+    if (c >= 0xd800 && c <= 0xdfff) continue;
+    const ch = String.fromCodePoint(c);
+    const lower = ch.toLowerCase();
+    const upper = ch.toUpperCase();
+    if (lower === ch && upper === ch) continue;
+    // Same full lower or upper case (e.g. U+0390 and U+1FD3), or one the other's single-character case.
+    union(ch, `L:${lower}`);
+    union(ch, `U:${upper}`);
+    if ([...lower].length === 1) union(ch, lower);
+    if ([...upper].length === 1) union(ch, upper);
+  }
+  const components = new Map<string, number[]>();
+  for (const key of parent.keys()) {
+    if ([...key].length !== 1) continue;
+    const root = find(key);
+    const members = components.get(root) ?? [];
+    members.push(key.codePointAt(0)!);
+    components.set(root, members);
+  }
+  const table = new Map<number, number[]>();
+  for (const members of components.values()) {
+    // Split by the `iu` equivalence itself (toUpperCase links ı with I, which do not fold together).
+    const groups: number[][] = [];
+    for (const m of members.sort((a, b) => a - b)) {
+      const g = groups.find((g) => new RegExp(`^${cp(g[0]!)}$`, "iu").test(String.fromCodePoint(m)));
+      if (g) g.push(m);
+      else groups.push([m]);
+    }
+    for (const g of groups) if (g.length > 1) for (const m of g) table.set(m, g);
+  }
+  orbitTable = table;
+  return table;
+}
+
+/** AddFoldedRange over ranges: the ranges with every code point fold-equivalent to one of them. */
+function foldRanges(rs: Range[]): Range[] {
+  const out = [...rs];
+  for (const [c, orbit] of orbits()) if (rs.some(([lo, hi]) => lo <= c && c <= hi)) for (const m of orbit) out.push([m, m]);
+  return normalize(out);
+}
+
+/** The code points outside the JavaScript property `prop` fold-equivalent to one inside it. */
+function propertyFoldExtras(prop: string): Range[] {
+  const re = new RegExp(`^\\p{${prop}}$`, "u");
+  const has = (c: number) => re.test(String.fromCodePoint(c));
+  const extra: Range[] = [];
+  for (const [c, orbit] of orbits()) if (!has(c) && orbit.some(has)) extra.push([c, c]);
+  return normalize(extra);
+}
+
 /** re2's one- and two-letter general categories that mean the same in JavaScript (not C: re2's leaves out Cn). */
 const CATEGORIES = new Set("L Lu Ll Lt Lm Lo M Mn Mc Me N Nd Nl No P Pc Pd Ps Pe Pi Pf Po S Sm Sc Sk So Z Zs Zl Zp Cc Cf Co Cs".split(" "));
 
@@ -108,14 +230,13 @@ interface Node {
   branching: boolean;
   /** Holds a counted repetition {n,m}. */
   counted: boolean;
-  /** ASCII characters other than letters that every match contains. */
-  required: Set<string>;
 }
 
 class Re2Parser {
   private i = 0;
   private readonly s: string[];
   readonly names: string[] = [];
+  private flags: Flags = { i: false, m: false, s: false, U: false };
   constructor(source: string) {
     this.s = [...source];
   }
@@ -144,7 +265,6 @@ class Re2Parser {
       captures: alts.some((a) => a.captures),
       branching: alts.length > 1 || alts.some((a) => a.branching),
       counted: alts.some((a) => a.counted),
-      required: alts.length === 1 ? alts[0]!.required : new Set(),
     };
   }
 
@@ -160,7 +280,6 @@ class Re2Parser {
       captures: items.some((a) => a.captures),
       branching: items.some((a) => a.branching),
       counted: items.some((a) => a.counted),
-      required: new Set(items.flatMap((a) => [...a.required])),
     };
   }
 
@@ -190,10 +309,11 @@ class Re2Parser {
       if (repeated) this.fail("stacked repetition operators");
       repeated = true;
       this.i += len;
-      let lazy = "";
+      // (?U) swaps greedy and lazy (re2: `fl ^ NonGreedy` for a trailing ?).
+      let lazy = this.flags.U ? "?" : "";
       if (this.peek() === "?") {
         this.i++;
-        lazy = "?";
+        lazy = this.flags.U ? "" : "?";
       }
       if (atom.nullable) this.fail("a repetition of something that can match the empty string");
       if (atom.captures && max !== 1) this.fail("a capturing group inside a repetition");
@@ -206,15 +326,18 @@ class Re2Parser {
         captures: atom.captures,
         branching: atom.branching || max !== 1,
         counted: atom.counted || c === "{",
-        required: min === 0 ? new Set() : atom.required,
       };
     }
   }
 
-  private leaf(src: string, nullable = false, literal?: number): Node {
-    const c = literal === undefined ? "" : String.fromCodePoint(literal);
-    const required = new Set(literal !== undefined && literal < 0x80 && !/[A-Za-z]/.test(c) ? [c] : []);
-    return { src, nullable, captures: false, branching: false, counted: false, required };
+  private leaf(src: string, nullable = false): Node {
+    return { src, nullable, captures: false, branching: false, counted: false };
+  }
+
+  /** A literal code point: under (?i) the class of its case-folding orbit (PushLiteral). */
+  private literal(c: number): Node {
+    const orbit = this.flags.i ? orbits().get(c) : undefined;
+    return this.leaf(orbit ? `[${rangesText(normalize(orbit.map((m): Range => [m, m])))}]` : cp(c));
   }
 
   private atom(): Node {
@@ -227,21 +350,23 @@ class Re2Parser {
       case "[":
         return this.leaf(this.charClass());
       case ".":
-        return this.leaf("[^\\n]");
+        return this.leaf(this.flags.s ? "[\\u{0}-\\u{10ffff}]" : "[^\\n]");
       case "^":
-        return this.leaf("^", true);
+        return this.leaf(this.flags.m ? "(?<![^\\n])" : "^", true);
       case "$":
-        return this.leaf("$", true);
+        return this.leaf(this.flags.m ? "(?![^\\n])" : "$", true);
       case "\\":
         return this.escape();
       default:
-        return this.leaf(cp(c.codePointAt(0)!), false, c.codePointAt(0)!);
+        return this.literal(c.codePointAt(0)!);
     }
   }
 
   private group(): Node {
     let name: string | null = null;
     let capture = true;
+    // Every group gives back the flags it opened with (DoRightParen); `(?flags)` changes them up to there.
+    const saved = { ...this.flags };
     if (this.peek() === "?") {
       const rest = this.s.slice(this.i, this.i + 200).join("");
       const named = /^\?P?<([^>]*)>/.exec(rest);
@@ -255,12 +380,20 @@ class Re2Parser {
         capture = false;
         this.i += 2;
       } else {
-        this.fail("inline flags or another (? construct");
+        // ParsePerlFlags: letters i m s U, at most one `-` followed by at least one letter, then `)` or `:`.
+        const f = /^\?([imsU]*)(?:(-)([imsU]*))?([:)])/.exec(rest);
+        if (!f || (f[2] !== undefined && f[3] === "")) this.fail("an unknown (? construct");
+        for (const flag of f[1]!) this.flags[flag as keyof Flags] = true;
+        for (const flag of f[3] ?? "") this.flags[flag as keyof Flags] = false;
+        this.i += f[0].length;
+        if (f[4] === ")") return this.leaf("", true);
+        capture = false;
       }
     }
     const inner = this.alternation();
     if (this.peek() !== ")") this.fail("an unclosed (");
     this.i++;
+    this.flags = saved;
     const open = !capture ? "(?:" : name !== null ? `(?<${name}>` : "(";
     return { ...inner, src: `${open}${inner.src})`, captures: inner.captures || capture };
   }
@@ -292,13 +425,13 @@ class Re2Parser {
     return null;
   }
 
-  /** \d \s \w and their negations as ranges; \pX \p{X} \PX \P{X} \p{^X} as a JavaScript class item; null when not one. */
-  private classEscape(): { ranges: Range[] } | { item: string; negated: string } | null {
+  /** \d \s \w and their negations as ranges (folded under (?i)); \pX \p{X} \PX \P{X} \p{^X} as a property (null: Any); null when not one. */
+  private classEscape(): { ranges: Range[] } | { prop: string | null; negated: boolean } | null {
     const c = this.peek();
     const perl: Record<string, Range[]> = { d: DIGIT, s: SPACE, w: WORD };
     if (c !== undefined && c.toLowerCase() in perl) {
       this.i++;
-      const rs = perl[c.toLowerCase()]!;
+      const rs = this.flags.i ? foldRanges(perl[c.toLowerCase()]!) : perl[c.toLowerCase()]!;
       return { ranges: c === c.toLowerCase() ? rs : complement(rs) };
     }
     if (c === "p" || c === "P") {
@@ -315,29 +448,23 @@ class Re2Parser {
         name = n;
         this.i++;
       }
-      let negate = c === "P";
+      let negated = c === "P";
       if (name.startsWith("^")) {
-        negate = !negate;
+        negated = !negated;
         name = name.slice(1);
       }
-      let item: string;
-      let negated: string;
-      if (name === "Any") {
-        item = `\\u{0}-\\u{10ffff}`;
-        negated = "";
-      } else if (CATEGORIES.has(name)) {
-        item = `\\p{${name}}`;
-        negated = `\\P{${name}}`;
-      } else if (/^[A-Z][A-Za-z_]+$/.test(name)) {
-        item = `\\p{Script=${name}}`;
-        negated = `\\P{Script=${name}}`;
+      let prop: string | null;
+      if (name === "Any") prop = null;
+      else if (CATEGORIES.has(name)) prop = name;
+      else if (/^[A-Z][A-Za-z_]+$/.test(name)) {
+        prop = `Script=${name}`;
         try {
-          new RegExp(item, "u");
+          new RegExp(`\\p{${prop}}`, "u");
         } catch {
           this.fail(`the Unicode class \\p{${name}}`);
         }
       } else this.fail(`the Unicode class \\p{${name}}`);
-      return negate ? { item: negated, negated: item } : { item, negated };
+      return { prop, negated };
     }
     return null;
   }
@@ -357,10 +484,10 @@ class Re2Parser {
       return this.leaf("$", true);
     }
     const cls = this.classEscape();
-    if (cls) return this.leaf("ranges" in cls ? `[${rangesText(cls.ranges)}]` : `[${cls.item}]`);
+    if (cls) return this.leaf("ranges" in cls ? `[${rangesText(cls.ranges)}]` : this.classSource(false, [], [cls]));
     const ch = this.charEscape();
     if (ch === null) this.fail(`the escape \\${c}`);
-    return this.leaf(cp(ch), false, ch);
+    return this.literal(ch);
   }
 
   /** A class's single character (for ranges): a literal or a character escape. */
@@ -373,13 +500,33 @@ class Re2Parser {
     return ch;
   }
 
+  /**
+   * A class of ranges and Unicode properties, negated or not. Without (?i) as written; under
+   * (?i) folded (ranges and properties get their fold-equivalents) and then negated, as re2's
+   * ParseCharClass does. A negated property under (?i) is the complement of the folded property
+   * (AddUGroup), written as a negated class: only when it is the class's one item.
+   */
+  private classSource(negate: boolean, ranges: Range[], props: { prop: string | null; negated: boolean }[]): string {
+    const propText = (p: string | null, negated: boolean) => (p === null ? (negated ? "" : "\\u{0}-\\u{10ffff}") : `\\${negated ? "P" : "p"}{${p}}`);
+    if (!this.flags.i) return `[${negate ? "^" : ""}${rangesText(ranges)}${props.map((p) => propText(p.prop, p.negated)).join("")}]`;
+    const folded = (p: string | null) => (p === null ? "\\u{0}-\\u{10ffff}" : `${propText(p, false)}${rangesText(propertyFoldExtras(p))}`);
+    const negatedProps = props.filter((p) => p.negated && p.prop !== null);
+    if (negatedProps.length) {
+      if (props.length > 1 || ranges.length) this.fail("a negated Unicode class among other items of a case-insensitive class");
+      return `[${negate ? "" : "^"}${folded(negatedProps[0]!.prop)}]`;
+    }
+    const positive = props.filter((p) => !p.negated);
+    return `[${negate ? "^" : ""}${rangesText(foldRanges(ranges))}${positive.map((p) => folded(p.prop)).join("")}]`;
+  }
+
   private charClass(): string {
     let negate = false;
     if (this.peek() === "^") {
       negate = true;
       this.i++;
     }
-    const items: string[] = [];
+    const ranges: Range[] = [];
+    const props: { prop: string | null; negated: boolean }[] = [];
     let first = true;
     for (;;) {
       const c = this.peek();
@@ -394,7 +541,8 @@ class Re2Parser {
         this.i++;
         const cls = this.classEscape();
         if (cls) {
-          items.push("ranges" in cls ? rangesText(cls.ranges) : cls.item);
+          if ("ranges" in cls) ranges.push(...cls.ranges);
+          else props.push(cls);
           continue;
         }
         this.i--;
@@ -404,10 +552,10 @@ class Re2Parser {
         this.i++;
         const hi = this.classChar();
         if (hi < lo) this.fail("a reversed class range");
-        items.push(`${cp(lo)}-${cp(hi)}`);
-      } else items.push(cp(lo));
+        ranges.push([lo, hi]);
+      } else ranges.push([lo, lo]);
     }
-    return `[${negate ? "^" : ""}${items.join("")}]`;
+    return this.classSource(negate, ranges, props);
   }
 }
 
@@ -420,31 +568,8 @@ export function translateRe2(pattern: string): Translation {
     return { ok: true, source, groupNames: p.names };
   } catch (e) {
     const why = e instanceof Unsupported ? e.message : `JavaScript does not accept the translation (${(e as Error).message})`;
-    return { ok: false, why, ...requiredDespiteFlags(pattern) };
+    return { ok: false, why };
   }
-}
-
-/**
- * For a pattern that starts with inline flags (re2's i, m, s, U; e.g. "(?i)"), which are not
- * translated: the ASCII digits and punctuation every match of the rest must contain, when the
- * rest parses. None of these flags changes which such characters a match needs (case folding
- * pairs no ASCII digit or punctuation mark with anything; m, s and U change ^ $ . and
- * greediness), so a text without one of them holds no match.
- */
-function requiredDespiteFlags(pattern: string): { required?: Set<string> } {
-  const flags = /^\(\?[imsU]*(?:-[imsU]*)?\)/.exec(pattern);
-  if (!flags || flags[0] === "(?)" || flags[0] === "(?-)") return {};
-  try {
-    const required = new Re2Parser(pattern.slice(flags[0].length)).parse().required;
-    return required.size ? { required } : {};
-  } catch {
-    return {};
-  }
-}
-
-/** Whether a linkifier pattern that is not translated certainly has no match in `text` (a character every match needs is missing). */
-function cannotMatch(t: Translation, text: string): boolean {
-  return !t.ok && t.required !== undefined && [...t.required].some((c) => !text.includes(c));
 }
 
 /**
@@ -575,7 +700,6 @@ export function topicLinks(linkifiers: Linkifier[], topic: string): { links: Top
   if (topic === "") return { links: [] };
   for (const [precedence, l] of linkifiers.entries()) {
     const prepared = prepareLinkifierRegex(l.pattern);
-    if (!prepared.ok && cannotMatch(prepared, topic)) continue;
     if (!prepared.ok) return { why: `the linkifier pattern ${JSON.stringify(l.pattern)} has ${prepared.why}, which zulip-manage does not translate from re2` };
     const re = prepared.regex;
     let pos = 0;
@@ -614,13 +738,11 @@ export function topicLinks(linkifiers: Linkifier[], topic: string): { links: Top
 /**
  * The first linkifier whose prepared pattern matches one of `texts` (the linkifier then turns
  * part of the message into a link, which the notices' hand-written HTML does not hold), or one
- * whose pattern cannot be translated (whether it matches is then unknown) unless a character
- * all its matches need is missing from the texts.
+ * whose pattern cannot be translated (whether it matches is then unknown).
  */
 export function linkifierMatching(linkifiers: Linkifier[], texts: string[]): { pattern: string; why: "matches" | string } | null {
   for (const l of linkifiers) {
     const prepared = prepareLinkifierRegex(l.pattern);
-    if (!prepared.ok && texts.every((t) => cannotMatch(prepared, t))) continue;
     if (!prepared.ok) return { pattern: l.pattern, why: prepared.why };
     for (const t of texts) {
       prepared.regex.lastIndex = 0;

@@ -152,8 +152,7 @@ const FIRST_INLINE_PLACEHOLDER = "\u0002klzzwxh:0000\u0003";
  * part of it into a link (`url_to_a`), which the hand-written rendered_content does not hold:
  * the notice is then not written rather than written wrong. The raw Markdown text is tested too
  * (belt and braces: it can only refuse more). A pattern zulip-manage does not translate may or
- * may not match: the notice is not written either, unless the pattern is one with leading
- * inline flags whose matches all need a character these texts lack (linkifierMatching).
+ * may not match: the notice is not written either (linkifierMatching).
  */
 async function linkifierRefusal(q: Queryable, realmId: number, content: string, paragraph: string): Promise<string | null> {
   const found = linkifierMatching(await realmLinkifiers(q, realmId), [paragraph, content]);

@@ -252,3 +252,14 @@ export function setvalStatement(s) {
 
 /** Tables whose rows live in base-data.sql rather than fresh-install.sql. */
 export const BASE_DATA_TABLES = ["django_content_type", "django_migrations"];
+
+/** The lines after a generated data fixture's header comment, up to BEGIN: the session settings it loads with. */
+export const DATA_FIXTURE_PREAMBLE = [
+  "",
+  "SET client_min_messages = warning;",
+  "SET standard_conforming_strings = on;",
+  "SET search_path TO zulip, public;",
+  "",
+  "BEGIN;",
+  "",
+];

@@ -56,14 +56,19 @@ export async function realmsAsText(db: Db): Promise<RealmsAsText> {
     text: "SELECT * FROM zerver_realm ORDER BY id",
     types: { getTypeParser: () => (v: string) => v },
   } as any);
-  const methods = await db.query("SELECT realm_id, name FROM zerver_realmauthenticationmethod");
-  const authenticationMethods = new Map<number, Set<string>>();
-  for (const m of methods.rows) {
+  return { fields: res.fields, rows: res.rows, authenticationMethods: await realmAuthenticationMethods(db) };
+}
+
+/** Every realm's RealmAuthenticationMethod names, by realm id (a realm without any is absent). */
+export async function realmAuthenticationMethods(q: Queryable): Promise<Map<number, Set<string>>> {
+  const { rows } = await q.query("SELECT realm_id, name FROM zerver_realmauthenticationmethod");
+  const byRealm = new Map<number, Set<string>>();
+  for (const m of rows) {
     const id = Number(m.realm_id);
-    if (!authenticationMethods.has(id)) authenticationMethods.set(id, new Set());
-    authenticationMethods.get(id)!.add(m.name);
+    if (!byRealm.has(id)) byRealm.set(id, new Set());
+    byRealm.get(id)!.add(m.name);
   }
-  return { fields: res.fields, rows: res.rows, authenticationMethods };
+  return byRealm;
 }
 
 /** The realm's default channels (DefaultStream), by id. */

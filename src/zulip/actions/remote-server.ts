@@ -24,6 +24,7 @@ import { RedisClient, zulipRedisOptions } from "../../services/redis.js";
 import { CommandError } from "../../lib/errors.js";
 import { getRandomString, tokenUrlsafe } from "../../lib/random.js";
 import type { RealmRef as LookupRealmRef } from "../lookup.js";
+import { realmAuthenticationMethods } from "../realms.js";
 
 const TRANSFER_CHALLENGE_REDIS_KEY = "self_hosting_domain_transfer_challenge_verify";
 const PUSH_RECENTLY_WORKING_REDIS_KEY = "push_notifications_recently_working_ts";
@@ -190,13 +191,7 @@ async function realmsInfoForPushService(q: Queryable, settings: ZulipSettings): 
             EXTRACT(EPOCH FROM date_created)::float8 AS date_created
        FROM zerver_realm ORDER BY id`,
   );
-  const methods = await q.query("SELECT realm_id, name FROM zerver_realmauthenticationmethod");
-  const byRealm = new Map<number, Set<string>>();
-  for (const m of methods.rows) {
-    const id = Number(m.realm_id);
-    if (!byRealm.has(id)) byRealm.set(id, new Set());
-    byRealm.get(id)!.add(m.name);
-  }
+  const byRealm = await realmAuthenticationMethods(q);
   const backends = settings.get("AUTHENTICATION_BACKENDS");
   const systemBotRealm = settings.get("SYSTEM_BOT_REALM");
   return rows.map((r) => ({

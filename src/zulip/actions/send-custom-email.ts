@@ -22,7 +22,7 @@
 // recipient, as Zulip's one_click_unsubscribe_link does.
 import { AuditLogEventType, insertAuditLog } from "../audit.js";
 import { CONFIRMATION_TYPES, contentTypeId, UNSUBSCRIBE_VALIDITY_DAYS } from "../confirmation.js";
-import { getRealm, getUsers } from "../lookup.js";
+import { getRealm, getUsers, type UserProfile } from "../lookup.js";
 import { PlanType, TOS_VERSION_BEFORE_FIRST_LOGIN } from "../models.js";
 import { REALM_ADMIN_ROLES_SQL } from "../roles.js";
 import type { Db, Queryable } from "../../db/db.js";
@@ -60,16 +60,11 @@ export type CustomEmailTarget =
   | { kind: "json_file"; path: string }
   | { kind: "users"; realm: string | undefined; users: string | undefined; allUsers: boolean };
 
-export interface RecipientRow {
-  id: number;
-  email: string;
-  delivery_email: string;
-  full_name: string;
-  realm_id: number;
-  role: number;
+/** A recipient: the user's columns the email needs, with its realm's string_id and name. */
+export type RecipientRow = Pick<UserProfile, "id" | "email" | "delivery_email" | "full_name" | "realm_id" | "role"> & {
   string_id: string;
   realm_name: string;
-}
+};
 
 export interface Recipient {
   row: RecipientRow;
